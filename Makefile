@@ -1,0 +1,43 @@
+# Thin wrapper over Meson so that users type `make`, `make check`, `make run`.
+BUILD ?= build
+MESON_FLAGS ?=
+
+.PHONY: all deps check check-fast check-lab run bench clean asan fuzz
+
+all: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_FLAGS)
+
+# Every test: unit, fast VMM tests on host /dev/kvm, containers, and the nested lab.
+check: all
+	meson test -C $(BUILD) --print-errorlogs --num-processes 1
+
+check-fast: all
+	meson test -C $(BUILD) --print-errorlogs --suite unit --suite fast
+
+check-lab: all
+	meson test -C $(BUILD) --print-errorlogs --suite lab
+
+# Main job: build, start kvzd with its embedded store, and a demo.
+run: all
+	scripts/run-demo.sh
+
+bench: all
+	@for b in bench/*.sh; do echo "== $$b"; $$b || exit 1; done
+
+asan:
+	meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+	ninja -C build-asan
+	meson test -C build-asan --print-errorlogs --suite unit --suite fast
+
+fuzz:
+	CC=clang meson setup build-fuzz -Dfuzz=true -Db_lundef=false
+	ninja -C build-fuzz
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz

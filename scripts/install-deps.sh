@@ -1,0 +1,24 @@
+#!/bin/sh
+# Installs the Debian packages kvz builds and tests with, when any is missing.
+# Idempotent and quiet when everything is present.
+set -eu
+PKGS="gcc make meson ninja-build pkg-config libjansson-dev libsqlite3-dev
+libmicrohttpd-dev libmnl-dev libseccomp-dev libcmocka-dev libzstd-dev
+python3 python3-pytest qemu-system-x86 linux-image-amd64 busybox-static cpio
+runc xfsprogs btrfs-progs debootstrap iproute2 iputils-ping e2fsprogs kmod
+clang libclang-rt-14-dev"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: missing Debian packages:$missing (run as root to install them)" >&2
+	exit 1
+fi
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
