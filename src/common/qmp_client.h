@@ -1,0 +1,32 @@
+/* Client side of the QMP protocol (see qmp_server.h): used by kvzd, the
+ * kvz-ct subcommands that reach a running container, and tests. */
+#ifndef KVZ_QMP_CLIENT_H
+#define KVZ_QMP_CLIENT_H
+
+#include <jansson.h>
+
+struct qmp_client;
+
+/* Connects, reads the greeting, negotiates capabilities. timeout_ms bounds
+ * every later read as well. NULL with a message in err on failure. */
+struct qmp_client *qmp_client_connect(const char *path, int timeout_ms,
+				      char *err, size_t errlen);
+
+/* Runs one command. args is borrowed and may be NULL. On success returns 0
+ * and, when ret is not NULL, stores a new reference to the "return" value.
+ * Returns 1 when the server answered with an error (its desc in err, its
+ * class in cls when cls is not NULL), -1 on a transport failure or timeout. */
+int qmp_client_execute(struct qmp_client *c, const char *cmd, json_t *args,
+		       json_t **ret, char *cls, size_t clslen,
+		       char *err, size_t errlen);
+
+/* Waits up to timeout_ms for the next event (events that arrived while a
+ * command was running are queued). Returns a new reference, or NULL on
+ * timeout or disconnect. */
+json_t *qmp_client_next_event(struct qmp_client *c, int timeout_ms);
+
+int qmp_client_fd(const struct qmp_client *c);
+
+void qmp_client_close(struct qmp_client *c);
+
+#endif

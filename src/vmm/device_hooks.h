@@ -1,0 +1,18 @@
+/* How devices join the machine: the vm passes each device this context at
+ * creation. Devices never reach into struct vm directly. */
+#ifndef KVZ_VMM_DEVICE_HOOKS_H
+#define KVZ_VMM_DEVICE_HOOKS_H
+
+struct vm;
+struct guest_mem;
+struct pci_bus;
+struct io_thread;
+
+struct vmm_context {
+	struct vm *vm;             /* for irq.h */
+	struct guest_mem *mem;     /* for DMA */
+	struct pci_bus *pci;       /* to register PCI functions */
+	struct io_thread *io;      /* to serve queues off the vCPU threads */
+};
+
+#endif

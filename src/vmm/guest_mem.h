@@ -1,0 +1,37 @@
+/* Guest physical memory: one memfd mapped once, split around the PCI hole.
+ *
+ * Contract between the machine (vm.c) and every device that does DMA
+ * (virtio). RAM is a single memfd so that snapshots, sharing and migration
+ * can map it elsewhere; guest physical [0, lo_size) maps to memfd offset 0,
+ * [4 GiB, 4 GiB + hi_size) to memfd offset lo_size. */
+#ifndef KVZ_VMM_GUEST_MEM_H
+#define KVZ_VMM_GUEST_MEM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define GUEST_MEM_HOLE_START 0xC0000000ull  /* 3 GiB: PCI MMIO below 4 GiB */
+#define GUEST_MEM_HI_START   0x100000000ull
+
+struct guest_mem {
+	int memfd;
+	uint8_t *host;       /* mapping of the whole memfd */
+	uint64_t size;       /* total RAM bytes = lo_size + hi_size */
+	uint64_t lo_size;    /* RAM below the hole */
+	uint64_t hi_size;    /* RAM from 4 GiB up */
+};
+
+/* Creates and maps the memfd. Returns 0 or -errno. */
+int guest_mem_init(struct guest_mem *m, uint64_t size);
+void guest_mem_destroy(struct guest_mem *m);
+
+/* Host pointer for [gpa, gpa + len) when that range is RAM and does not
+ * cross a region boundary; NULL otherwise. Devices must use this (never raw
+ * arithmetic) on every guest-supplied address: guest input is hostile. */
+void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len);
+
+/* Gives the pages of [gpa, gpa + len) back to the host (balloon): the
+ * range reads as zeros afterwards. Returns 0 or -errno. */
+int guest_mem_discard(const struct guest_mem *m, uint64_t gpa, uint64_t len);
+
+#endif

@@ -1,0 +1,24 @@
+/* The VMM's I/O thread: an epoll loop that serves device work (virtqueue
+ * notifications arriving on ioeventfds, TAP readiness, timers) off the vCPU
+ * threads. Contract between the machine and the devices. */
+#ifndef KVZ_VMM_IO_THREAD_H
+#define KVZ_VMM_IO_THREAD_H
+
+#include <stdint.h>
+
+struct io_thread;
+
+/* Called on the I/O thread with the epoll events that fired on fd. */
+typedef void (*io_handler_fn)(void *opaque, int fd, uint32_t events);
+
+struct io_thread *io_thread_create(void);
+int io_thread_start(struct io_thread *t);      /* spawns the thread */
+void io_thread_destroy(struct io_thread *t);   /* stops and joins */
+
+/* Watches fd for events (EPOLLIN, EPOLLOUT...). Returns 0 or -errno.
+ * Callable from any thread, also from a handler. */
+int io_thread_add(struct io_thread *t, int fd, uint32_t events, io_handler_fn fn, void *opaque);
+int io_thread_mod(struct io_thread *t, int fd, uint32_t events);
+int io_thread_del(struct io_thread *t, int fd);
+
+#endif

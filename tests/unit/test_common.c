@@ -1,0 +1,176 @@
+/* Unit tests for src/common: value parsers and the QMP server/client pair. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "parse.h"
+#include "qmp_client.h"
+#include "qmp_server.h"
+
+static void test_parse_size(void **state)
+{
+	(void)state;
+	uint64_t v;
+	assert_true(kvz_parse_size("512M", &v));
+	assert_int_equal(v, 512ull << 20);
+	assert_true(kvz_parse_size("1G", &v));
+	assert_int_equal(v, 1ull << 30);
+	assert_true(kvz_parse_size("1.5G", &v));
+	assert_int_equal(v, 3ull << 29);
+	assert_true(kvz_parse_size("4096", &v));
+	assert_int_equal(v, 4096);
+	assert_true(kvz_parse_size("64KiB", &v));
+	assert_int_equal(v, 65536);
+	assert_false(kvz_parse_size("", &v));
+	assert_false(kvz_parse_size("-1M", &v));
+	assert_false(kvz_parse_size("12X", &v));
+	assert_false(kvz_parse_size("1.5", &v));
+	assert_false(kvz_parse_size("99999999999T", &v));
+	assert_false(kvz_parse_size("M", &v));
+}
+
+static void test_parse_pair(void **state)
+{
+	(void)state;
+	uint64_t s, h;
+	assert_true(kvz_parse_size_pair("512M:1G", &s, &h));
+	assert_int_equal(s, 512ull << 20);
+	assert_int_equal(h, 1ull << 30);
+	assert_true(kvz_parse_size_pair("1G", &s, &h));
+	assert_int_equal(s, h);
+	assert_false(kvz_parse_size_pair("2G:1G", &s, &h));
+	assert_false(kvz_parse_size_pair(":1G", &s, &h));
+	assert_false(kvz_parse_size_pair("1G:", &s, &h));
+}
+
+static void test_parse_misc(void **state)
+{
+	(void)state;
+	double c;
+	assert_true(kvz_parse_cpus("0.5", &c));
+	assert_true(c > 0.49 && c < 0.51);
+	assert_false(kvz_parse_cpus("0", &c));
+	assert_false(kvz_parse_cpus("abc", &c));
+	assert_true(kvz_valid_name("web1"));
+	assert_true(kvz_valid_name("a.b-c_d"));
+	assert_false(kvz_valid_name("-web"));
+	assert_false(kvz_valid_name("a/b"));
+	assert_false(kvz_valid_name(""));
+	char buf[16];
+	assert_string_equal(kvz_format_size(512ull << 20, buf, sizeof(buf)), "512M");
+	assert_string_equal(kvz_format_size(3ull << 29, buf, sizeof(buf)), "1.5G");
+}
+
+static json_t *cmd_echo(void *opaque, json_t *args, struct qmp_error *err)
+{
+	(*(int *)opaque)++;
+	if (json_object_get(args, "fail")) {
+		qmp_set_error(err, "GenericError", "asked to fail");
+		return NULL;
+	}
+	return json_deep_copy(args);
+}
+
+static const struct qmp_command cmds[] = {{"echo", cmd_echo}};
+
+static void test_qmp_roundtrip(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/kvz-test-qmp-XXXXXX";
+	int tfd = mkstemp(path);
+	assert_true(tfd >= 0);
+	close(tfd);
+	unlink(path);
+	int calls = 0;
+	char err[256], cls[32];
+	struct qmp_server *s = qmp_server_start(path, "test", cmds, 1, &calls, err, sizeof(err));
+	assert_non_null(s);
+
+	struct qmp_client *c = qmp_client_connect(path, 2000, err, sizeof(err));
+	assert_non_null(c);
+	json_t *args = json_pack("{s:i}", "x", 42), *ret = NULL;
+	assert_int_equal(qmp_client_execute(c, "echo", args, &ret, cls, sizeof(cls), err, sizeof(err)), 0);
+	assert_int_equal(json_integer_value(json_object_get(ret, "x")), 42);
+	json_decref(ret);
+	json_decref(args);
+	args = json_pack("{s:b}", "fail", 1);
+	assert_int_equal(qmp_client_execute(c, "echo", args, NULL, cls, sizeof(cls), err, sizeof(err)), 1);
+	assert_string_equal(err, "asked to fail");
+	json_decref(args);
+	assert_int_equal(qmp_client_execute(c, "nope", NULL, NULL, cls, sizeof(cls), err, sizeof(err)), 1);
+	assert_string_equal(cls, "CommandNotFound");
+	assert_int_equal(calls, 2);
+
+	qmp_server_emit(s, "PING", json_pack("{s:i}", "n", 7));
+	json_t *ev = qmp_client_next_event(c, 2000);
+	assert_non_null(ev);
+	assert_string_equal(json_string_value(json_object_get(ev, "event")), "PING");
+	json_decref(ev);
+	qmp_client_close(c);
+	qmp_server_stop(s);
+	assert_int_equal(access(path, F_OK), -1);
+}
+
+/* Malformed input and missing negotiation get error replies, not a crash. */
+static void test_qmp_malformed(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/kvz-test-qmp-XXXXXX";
+	int tfd = mkstemp(path);
+	close(tfd);
+	unlink(path);
+	int calls = 0;
+	char err[256];
+	struct qmp_server *s = qmp_server_start(path, "test", cmds, 1, &calls, err, sizeof(err));
+	assert_non_null(s);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	strcpy(a.sun_path, path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	const char *in = "{\"execute\":\"echo\"}\n{not json\n[1,2]\n{\"execute\":\"qmp_capabilities\"}\n"
+			 "{\"execute\":5}\n{\"execute\":\"echo\",\"arguments\":[]}\n";
+	assert_int_equal(write(fd, in, strlen(in)), (ssize_t)strlen(in));
+	char buf[4096];
+	size_t len = 0;
+	int lines = 0;
+	while (lines < 7) {  /* greeting + 6 replies */
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		assert_int_equal(poll(&p, 1, 2000), 1);
+		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		assert_true(n > 0);
+		len += (size_t)n;
+		buf[len] = 0;
+		lines = 0;
+		for (char *q = buf; (q = strchr(q, '\n')); q++)
+			lines++;
+	}
+	assert_non_null(strstr(buf, "Expecting capabilities negotiation"));
+	assert_non_null(strstr(buf, "JSON parse error"));
+	assert_non_null(strstr(buf, "must be a JSON object"));
+	assert_non_null(strstr(buf, "lacks member 'execute'"));
+	assert_non_null(strstr(buf, "'arguments' must be an object"));
+	assert_int_equal(calls, 0);
+	close(fd);
+	qmp_server_stop(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_parse_pair),
+		cmocka_unit_test(test_parse_misc),
+		cmocka_unit_test(test_qmp_roundtrip),
+		cmocka_unit_test(test_qmp_malformed),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
