@@ -1,0 +1,46 @@
+/* The set of virtio devices a VM was started with: the one entry point the
+ * VMM core (main.c, QMP) uses. Owned by the virtio work; the core calls
+ * only what is declared here. */
+#ifndef KVZ_VMM_VIRTIO_DEVICES_H
+#define KVZ_VMM_VIRTIO_DEVICES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "device_hooks.h"
+
+struct virtio_options {
+	const char **disks;  /* "--disk" values: "PATH[,readonly]" */
+	size_t ndisks;
+	const char **nets;   /* "--net" values: "tap=NAME[,mac=..][,bridge=..]" */
+	size_t nnets;
+	bool balloon;
+	bool rng;
+};
+
+struct virtio_devices;
+
+/* Creates and registers every device on ctx->pci before the guest starts.
+ * Returns NULL with one line in err on bad options or host failures
+ * (missing image, TAP that cannot be created); nothing is left behind. */
+struct virtio_devices *virtio_devices_create(const struct vmm_context *ctx,
+					     const struct virtio_options *opts,
+					     char *err, size_t errlen);
+void virtio_devices_destroy(struct virtio_devices *vd);
+
+/* QMP: balloon target in bytes of guest RAM; query returns {"actual": N}
+ * plus statistics when the guest reported them. Return 0, or -1 with err
+ * set (no balloon device). */
+int virtio_devices_balloon_set(struct virtio_devices *vd, uint64_t target_bytes,
+			       char *err, size_t errlen);
+json_t *virtio_devices_balloon_query(struct virtio_devices *vd, char *err, size_t errlen);
+/* QMP query-blockstats: QEMU's shape, one entry per disk. */
+json_t *virtio_devices_blockstats(struct virtio_devices *vd);
+
+/* On system_reset: devices return to their power-on state. */
+void virtio_devices_reset(struct virtio_devices *vd);
+
+#endif
