@@ -1,0 +1,307 @@
+#include "api.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "log.h"
+
+#define MAX_BODY (1024 * 1024)
+
+struct listener {
+	struct kvzd *d;
+	const char *token;      /* NULL: no authentication (the UNIX socket) */
+	struct MHD_Daemon *mhd;
+	int fd;
+};
+
+struct api {
+	struct listener unix_l, tcp_l;
+};
+
+/* Per-request state while MHD delivers the body in pieces. */
+struct upload {
+	char *buf;
+	size_t len;
+	bool too_big;
+};
+
+const char *api_query(const struct api_req *r, const char *key)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+void api_json(struct api_resp *resp, int status, json_t *json)
+{
+	json_decref(resp->json);
+	resp->status = status;
+	resp->json = json;
+}
+
+void api_error(struct api_resp *resp, int status, const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	api_json(resp, status, json_pack("{s:{s:i, s:s}}", "error", "code", status,
+					 "message", msg));
+}
+
+static bool token_ok(struct MHD_Connection *conn, const char *token)
+{
+	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+	if (!h || strncmp(h, "Bearer ", 7))
+		return false;
+	h += 7;
+	size_t a = strlen(h), b = strlen(token);
+	/* Compare every byte whatever the first difference, so the time taken
+	 * does not tell an attacker how much of the token was right. */
+	unsigned diff = (unsigned)(a ^ b);
+	for (size_t i = 0; i < b; i++)
+		diff |= (unsigned char)token[i] ^ (unsigned char)(i < a ? h[i] : 0);
+	return diff == 0;
+}
+
+static void dispatch(struct api_req *r, struct api_resp *resp)
+{
+	if (guests_route(r, resp) || events_route(r, resp) || stats_route(r, resp) ||
+	    metrics_route(r, resp))
+		return;
+	api_error(resp, 404, "no such resource: %s %s", r->method, r->path);
+}
+
+static enum MHD_Result send_resp(struct MHD_Connection *conn, struct api_resp *resp)
+{
+	char *body;
+	const char *type = resp->content_type;
+	if (resp->json) {
+		body = json_dumps(resp->json, JSON_COMPACT);
+		type = "application/json";
+	} else {
+		body = resp->text ? resp->text : strdup("");
+		resp->text = NULL;
+		if (!type)
+			type = "text/plain; charset=utf-8";
+	}
+	if (!body)
+		return MHD_NO;
+	size_t len = strlen(body);
+	if (resp->json) {
+		/* A newline at the end makes curl and nc output readable. */
+		char *nb = realloc(body, len + 2);
+		if (nb) {
+			body = nb;
+			body[len++] = '\n';
+			body[len] = 0;
+		}
+	}
+	struct MHD_Response *mr = MHD_create_response_from_buffer(len, body,
+								  MHD_RESPMEM_MUST_FREE);
+	if (!mr) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(mr, "Content-Type", type);
+	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)resp->status, mr);
+	MHD_destroy_response(mr);
+	return ret;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+			      const char *method, const char *version,
+			      const char *data, size_t *data_size, void **con_cls)
+{
+	(void)version;
+	struct listener *l = cls;
+	struct upload *up = *con_cls;
+	if (!up) {
+		up = calloc(1, sizeof(*up));
+		if (!up)
+			return MHD_NO;
+		*con_cls = up;
+		return MHD_YES;
+	}
+	if (*data_size) {
+		if (up->len + *data_size > MAX_BODY) {
+			up->too_big = true;
+		} else {
+			char *nb = realloc(up->buf, up->len + *data_size + 1);
+			if (!nb)
+				return MHD_NO;
+			up->buf = nb;
+			memcpy(up->buf + up->len, data, *data_size);
+			up->len += *data_size;
+			up->buf[up->len] = 0;
+		}
+		*data_size = 0;
+		return MHD_YES;
+	}
+	struct api_resp resp = {.status = 500};
+	struct api_req req = {.d = l->d, .method = method, .path = url, .conn = conn};
+	if (l->token && !token_ok(conn, l->token)) {
+		api_error(&resp, 401, "missing or wrong bearer token");
+	} else if (up->too_big) {
+		api_error(&resp, 413, "request body larger than %d bytes", MAX_BODY);
+	} else if (up->len) {
+		json_error_t jerr;
+		req.body = json_loadb(up->buf, up->len, 0, &jerr);
+		if (!req.body)
+			api_error(&resp, 400, "bad JSON in request body: %s (line %d)", jerr.text,
+				  jerr.line);
+	}
+	if (!resp.json)
+		dispatch(&req, &resp);
+	enum MHD_Result ret = send_resp(conn, &resp);
+	json_decref(resp.json);
+	free(resp.text);
+	json_decref(req.body);
+	return ret;
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+		      enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	struct upload *up = *con_cls;
+	if (up) {
+		free(up->buf);
+		free(up);
+	}
+	*con_cls = NULL;
+}
+
+static int listen_unix(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		snprintf(err, errlen, "socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(addr.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	/* A socket file that nobody answers on is left over from a kvzd that
+	 * died: replace it. One that answers belongs to a running kvzd. */
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+		snprintf(err, errlen, "another kvzd is already listening on %s", path);
+		close(fd);
+		return -1;
+	}
+	if (errno == ECONNREFUSED)
+		unlink(path);
+	close(fd);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+	    chmod(path, 0660) < 0 || listen(fd, 64) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int listen_tcp(const char *spec, char *err, size_t errlen)
+{
+	char host[256];
+	const char *colon = strrchr(spec, ':');
+	if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof(host) || !colon[1]) {
+		snprintf(err, errlen, "bad TCP address \"%s\" (want ADDR:PORT)", spec);
+		return -1;
+	}
+	memcpy(host, spec, (size_t)(colon - spec));
+	host[colon - spec] = 0;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *res;
+	int rc = getaddrinfo(host, colon + 1, &hints, &res);
+	if (rc) {
+		snprintf(err, errlen, "bad TCP address \"%s\": %s", spec, gai_strerror(rc));
+		return -1;
+	}
+	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", spec, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+static int start_listener(struct listener *l, char *err, size_t errlen)
+{
+	/* One thread per connection: requests such as start or stop wait for
+	 * a supervisor, and must not hold up list or metrics. */
+	l->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
+				  0, NULL, NULL, handle, l,
+				  MHD_OPTION_LISTEN_SOCKET, l->fd,
+				  MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+				  MHD_OPTION_END);
+	if (!l->mhd) {
+		snprintf(err, errlen, "cannot start the HTTP server");
+		return -1;
+	}
+	return 0;
+}
+
+struct api *api_start(struct kvzd *d, const char *tcp, const char *token,
+		      char *err, size_t errlen)
+{
+	struct api *a = calloc(1, sizeof(*a));
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	a->unix_l = (struct listener){.d = d, .fd = -1};
+	a->tcp_l = (struct listener){.d = d, .fd = -1, .token = token};
+	a->unix_l.fd = listen_unix(d->socket_path, err, errlen);
+	if (a->unix_l.fd < 0 || start_listener(&a->unix_l, err, errlen))
+		goto fail;
+	if (tcp) {
+		a->tcp_l.fd = listen_tcp(tcp, err, errlen);
+		if (a->tcp_l.fd < 0 || start_listener(&a->tcp_l, err, errlen))
+			goto fail;
+	}
+	return a;
+fail:
+	api_stop(a);
+	return NULL;
+}
+
+static void stop_listener(struct listener *l)
+{
+	if (l->mhd)
+		MHD_stop_daemon(l->mhd);
+	if (l->fd >= 0)
+		close(l->fd);
+}
+
+void api_stop(struct api *a)
+{
+	if (!a)
+		return;
+	stop_listener(&a->unix_l);
+	stop_listener(&a->tcp_l);
+	free(a);
+}

@@ -1,0 +1,55 @@
+/* The REST API: libmicrohttpd serving JSON on a UNIX socket (and optionally
+ * TCP with a bearer token). api.c owns the HTTP plumbing and dispatch; each
+ * resource has a file of routes (guests.c, events.c, stats.c, metrics.c). */
+#ifndef KVZD_API_H
+#define KVZD_API_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "kvzd.h"
+
+struct api;
+
+struct api_req {
+	struct kvzd *d;
+	const char *method;
+	const char *path;      /* without the query string */
+	json_t *body;          /* parsed JSON body, or NULL when there was none */
+	void *conn;            /* the MHD connection, for api_query() */
+};
+
+struct api_resp {
+	int status;
+	json_t *json;          /* owned; sent as application/json */
+	char *text;            /* owned (malloc); sent as text/plain when json is NULL */
+	const char *content_type;
+};
+
+/* A query-string argument or NULL. */
+const char *api_query(const struct api_req *r, const char *key);
+/* {"error": {"code": status, "message": ...}} */
+void api_error(struct api_resp *resp, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void api_json(struct api_resp *resp, int status, json_t *json);
+
+/* Routes: each returns false when the path is not theirs. */
+bool guests_route(struct api_req *r, struct api_resp *resp);
+bool events_route(struct api_req *r, struct api_resp *resp);
+bool stats_route(struct api_req *r, struct api_resp *resp);
+bool metrics_route(struct api_req *r, struct api_resp *resp);
+
+/* Stats of one guest (GET /v1/guests/NAME/stats), used by guests.c. */
+void stats_guest(struct api_req *r, struct api_resp *resp, const char *name);
+/* The latest usage of a guest as a JSON object, or NULL. */
+json_t *stats_usage_json(const char *name);
+
+/* Listens on socket_path (refusing when another kvzd answers there) and, when
+ * tcp is not NULL ("ADDR:PORT"), on TCP requiring "Authorization: Bearer
+ * TOKEN". */
+struct api *api_start(struct kvzd *d, const char *tcp, const char *token,
+		      char *err, size_t errlen);
+void api_stop(struct api *a);
+
+#endif

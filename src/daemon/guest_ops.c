@@ -1,0 +1,1020 @@
+#include "guest_ops.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hostinfo.h"
+#include "log.h"
+#include "parse.h"
+#include "qmp_client.h"
+#include "storage.h"
+#include "store.h"
+#include "supervisor.h"
+
+#define START_TIMEOUT_MS 30000
+#define QMP_TIMEOUT_MS 5000
+#define MAX_ARGS 64
+
+static int fail(struct op_error *e, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(struct op_error *e, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	e->status = status;
+	return -1;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* ---- paths ---- */
+
+void guest_log_path(const struct kvzd *d, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/logs/%s.log", d->state_dir, name);
+}
+
+void guest_image_path(const struct kvzd *d, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/images/%s.img", d->state_dir, name);
+}
+
+static void ct_root(const struct kvzd *d, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/ct", d->state_dir);
+}
+
+static void ct_run_dir(const struct kvzd *d, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/ct", d->run_dir);
+}
+
+/* QMP and console sockets: sun_path holds 108 bytes, so check here rather
+ * than let a supervisor fail with a truncated path. */
+static int socket_paths(const struct kvzd *d, const char *type, const char *name,
+			char *qmp, char *console, struct op_error *e)
+{
+	int a = snprintf(qmp, 108, "%s/%s/%s.qmp", d->run_dir, type, name);
+	int b = snprintf(console, 108, "%s/%s/%s.console", d->run_dir, type, name);
+	if (a >= 108 || b >= 108)
+		return fail(e, 500, "run directory %s is too long for socket paths", d->run_dir);
+	return 0;
+}
+
+/* ---- small argv builder ---- */
+
+struct argv {
+	char *v[MAX_ARGS + 1];
+	int n;
+};
+
+static void arg(struct argv *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void arg(struct argv *a, const char *fmt, ...)
+{
+	if (a->n >= MAX_ARGS)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&a->v[a->n], fmt, ap) >= 0)
+		a->n++;
+	va_end(ap);
+	a->v[a->n] = NULL;
+}
+
+static void argv_free(struct argv *a)
+{
+	for (int i = 0; i < a->n; i++)
+		free(a->v[i]);
+	a->n = 0;
+}
+
+/* ---- request parsing ---- */
+
+/* A size given as a JSON string ("512M") or number of bytes. */
+static bool json_size(json_t *v, uint64_t *out)
+{
+	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		*out = (uint64_t)json_integer_value(v);
+		return true;
+	}
+	return json_is_string(v) && kvz_parse_size(json_string_value(v), out);
+}
+
+static bool json_size_pair(json_t *v, uint64_t *soft, uint64_t *hard)
+{
+	if (json_is_integer(v) && json_integer_value(v) > 0) {
+		*soft = *hard = (uint64_t)json_integer_value(v);
+		return true;
+	}
+	return json_is_string(v) && kvz_parse_size_pair(json_string_value(v), soft, hard);
+}
+
+static bool json_cpus(json_t *v, double *out)
+{
+	if (json_is_number(v)) {
+		*out = json_number_value(v);
+		return *out > 0 && *out <= 1024;
+	}
+	return json_is_string(v) && kvz_parse_cpus(json_string_value(v), out);
+}
+
+static const char *opt_str(json_t *req, const char *key)
+{
+	return json_string_value(json_object_get(req, key));
+}
+
+/* Rejects keys this type of guest does not know, so a typo is not ignored. */
+static int check_keys(json_t *req, const char *const *allowed, struct op_error *e)
+{
+	const char *key;
+	json_t *val;
+	json_object_foreach(req, key, val) {
+		bool ok = false;
+		for (const char *const *a = allowed; *a && !ok; a++)
+			ok = !strcmp(*a, key);
+		if (!ok)
+			return fail(e, 400, "unknown field \"%s\"", key);
+	}
+	return 0;
+}
+
+static int check_memory_fits(uint64_t bytes, struct op_error *e)
+{
+	struct host_mem m;
+	if (host_meminfo(&m) == 0 && bytes > m.total) {
+		char a[32], b[32];
+		return fail(e, 409, "not enough host memory: %s requested, host has %s",
+			    kvz_format_size(bytes, a, sizeof(a)),
+			    kvz_format_size(m.total, b, sizeof(b)));
+	}
+	return 0;
+}
+
+static int parse_net(json_t *req, json_t *cfg, bool want_ip, struct op_error *e)
+{
+	const char *bridge = opt_str(req, "bridge");
+	const char *ip = opt_str(req, "ip");
+	const char *gw = opt_str(req, "gw");
+	const char *mac = opt_str(req, "mac");
+	if ((ip || gw) && !want_ip)
+		return fail(e, 400, "ip and gw apply to containers; a VM configures its own address");
+	if (ip && !bridge)
+		bridge = "kvzbr0";
+	if (gw && !ip)
+		return fail(e, 400, "gw needs ip");
+	for (const char *const *s = (const char *const[]){bridge, ip, gw, mac, NULL}; *s; s++)
+		if (strpbrk(*s, ", =") || strlen(*s) > 64)
+			return fail(e, 400, "bad network value \"%s\"", *s);
+	if (ip && !strchr(ip, '/'))
+		return fail(e, 400, "ip must be ADDRESS/PREFIX, got \"%s\"", ip);
+	if (bridge)
+		json_object_set_new(cfg, "bridge", json_string(bridge));
+	if (ip)
+		json_object_set_new(cfg, "ip", json_string(ip));
+	if (gw)
+		json_object_set_new(cfg, "gw", json_string(gw));
+	if (mac)
+		json_object_set_new(cfg, "mac", json_string(mac));
+	return 0;
+}
+
+static int parse_vm(json_t *req, json_t *cfg, struct op_error *e)
+{
+	static const char *const keys[] = {"name", "type", "kernel", "initrd", "cmdline",
+		"memory", "cpus", "disk", "disk_mode", "bridge", "mac", "balloon", "autostart",
+		NULL};
+	if (check_keys(req, keys, e))
+		return -1;
+	const char *kernel = opt_str(req, "kernel");
+	if (!kernel || kernel[0] != '/')
+		return fail(e, 400, "a VM needs \"kernel\": an absolute path");
+	if (access(kernel, R_OK) < 0)
+		return fail(e, 400, "kernel %s: %s", kernel, strerror(errno));
+	json_object_set_new(cfg, "kernel", json_string(kernel));
+	const char *initrd = opt_str(req, "initrd");
+	if (initrd) {
+		if (initrd[0] != '/' || access(initrd, R_OK) < 0)
+			return fail(e, 400, "initrd %s: not a readable absolute path", initrd);
+		json_object_set_new(cfg, "initrd", json_string(initrd));
+	}
+	if (opt_str(req, "cmdline"))
+		json_object_set_new(cfg, "cmdline", json_string(opt_str(req, "cmdline")));
+	uint64_t mem = 256ull << 20, soft;
+	json_t *v = json_object_get(req, "memory");
+	if (v && (!json_size_pair(v, &soft, &mem) || mem < (16ull << 20)))
+		return fail(e, 400, "bad memory for a VM (a size of at least 16M, e.g. \"1G\")");
+	if (check_memory_fits(mem, e))
+		return -1;
+	json_object_set_new(cfg, "memory", json_integer((json_int_t)mem));
+	json_object_set_new(cfg, "memory_target", json_integer((json_int_t)mem));
+	double cpus = 1;
+	v = json_object_get(req, "cpus");
+	if (v && (!json_cpus(v, &cpus) || cpus != (int)cpus || cpus > 64))
+		return fail(e, 400, "bad cpus for a VM (a whole number from 1 to 64)");
+	json_object_set_new(cfg, "cpus", json_integer((json_int_t)cpus));
+	uint64_t disk = 0;
+	v = json_object_get(req, "disk");
+	if (v && (!json_size(v, &disk) || disk < 1024 * 1024))
+		return fail(e, 400, "bad disk size (at least 1M, e.g. \"8G\")");
+	json_object_set_new(cfg, "disk_size", json_integer((json_int_t)disk));
+	const char *mode = opt_str(req, "disk_mode");
+	if (mode && strcmp(mode, "sparse") && strcmp(mode, "fixed"))
+		return fail(e, 400, "disk_mode must be \"sparse\" or \"fixed\"");
+	json_object_set_new(cfg, "disk_mode", json_string(mode ? mode : "sparse"));
+	v = json_object_get(req, "balloon");
+	json_object_set_new(cfg, "balloon", json_boolean(v ? json_is_true(v) : true));
+	return parse_net(req, cfg, false, e);
+}
+
+static int parse_ct(json_t *req, json_t *cfg, struct op_error *e)
+{
+	static const char *const keys[] = {"name", "type", "template", "memory", "cpus",
+		"pids", "disk", "bridge", "ip", "gw", "command", "autostart", NULL};
+	if (check_keys(req, keys, e))
+		return -1;
+	const char *tmpl = opt_str(req, "template");
+	if (!tmpl)
+		tmpl = "busybox";
+	if (strcmp(tmpl, "busybox") && strcmp(tmpl, "debian"))
+		return fail(e, 400, "unknown template \"%s\" (busybox or debian)", tmpl);
+	json_object_set_new(cfg, "template", json_string(tmpl));
+	uint64_t soft = 0, hard = 0;
+	json_t *v = json_object_get(req, "memory");
+	if (v && !json_size_pair(v, &soft, &hard))
+		return fail(e, 400, "bad memory \"%s\" (SOFT:HARD or SIZE, e.g. \"512M:1G\")",
+			    json_is_string(v) ? json_string_value(v) : "?");
+	if (check_memory_fits(hard, e))
+		return -1;
+	json_object_set_new(cfg, "memory_soft", json_integer((json_int_t)soft));
+	json_object_set_new(cfg, "memory_hard", json_integer((json_int_t)hard));
+	double cpus = 0;
+	v = json_object_get(req, "cpus");
+	if (v && !json_cpus(v, &cpus))
+		return fail(e, 400, "bad cpus (a number above 0, e.g. 0.5)");
+	json_object_set_new(cfg, "cpus", json_real(cpus));
+	json_int_t pids = 0;
+	v = json_object_get(req, "pids");
+	if (v && (!json_is_integer(v) || (pids = json_integer_value(v)) < 1))
+		return fail(e, 400, "bad pids (a whole number above 0)");
+	json_object_set_new(cfg, "pids", json_integer(pids));
+	uint64_t disk = 1ull << 30;
+	v = json_object_get(req, "disk");
+	if (v && (!json_size(v, &disk) || disk < (16ull << 20)))
+		return fail(e, 400, "bad disk size (at least 16M, e.g. \"4G\")");
+	json_object_set_new(cfg, "disk_size", json_integer((json_int_t)disk));
+	v = json_object_get(req, "command");
+	if (v) {
+		if (!json_is_array(v) || !json_array_size(v) || json_array_size(v) > 32)
+			return fail(e, 400, "command must be a non-empty array of strings");
+		size_t i;
+		json_t *s;
+		json_array_foreach(v, i, s)
+			if (!json_is_string(s))
+				return fail(e, 400, "command must be a non-empty array of strings");
+		json_object_set(cfg, "command", v);
+	} else {
+		json_object_set_new(cfg, "command", json_pack("[s]", "/sbin/init"));
+	}
+	return parse_net(req, cfg, true, e);
+}
+
+/* ---- create ---- */
+
+static int create_vm_storage(struct kvzd *d, const char *name, json_t *cfg,
+			     struct op_error *e)
+{
+	uint64_t size = (uint64_t)json_integer_value(json_object_get(cfg, "disk_size"));
+	if (!size)
+		return 0;
+	bool fixed = !strcmp(opt_str(cfg, "disk_mode"), "fixed");
+	char dir[300], path[320], err[400];
+	snprintf(dir, sizeof(dir), "%s/images", d->state_dir);
+	if (fixed && storage_free_bytes(dir) < size)
+		return fail(e, 409, "not enough space in %s for a fixed %llu-byte disk", dir,
+			    (unsigned long long)size);
+	guest_image_path(d, name, path, sizeof(path));
+	if (storage_create_image(path, size, fixed, err, sizeof(err)))
+		return fail(e, 500, "%s", err);
+	json_object_set_new(cfg, "disk_path", json_string(path));
+	return 0;
+}
+
+static void ct_destroy_files(struct kvzd *d, const char *name)
+{
+	char root[300], out[256];
+	ct_root(d, root, sizeof(root));
+	struct argv a = {0};
+	arg(&a, "%s", d->ct_bin);
+	arg(&a, "destroy");
+	arg(&a, "--name");
+	arg(&a, "%s", name);
+	arg(&a, "--ct-root");
+	arg(&a, "%s", root);
+	if (sup_run(a.v, out, sizeof(out)) != 0)
+		kvz_warn("cleaning up container %s: %s", name, out);
+	argv_free(&a);
+}
+
+static int create_ct_storage(struct kvzd *d, const char *name, json_t *cfg,
+			     struct op_error *e)
+{
+	char root[300], out[512], disk[32];
+	ct_root(d, root, sizeof(root));
+	snprintf(disk, sizeof(disk), "%lld",
+		 (long long)json_integer_value(json_object_get(cfg, "disk_size")));
+	struct argv a = {0};
+	arg(&a, "%s", d->ct_bin);
+	arg(&a, "create");
+	arg(&a, "--name");
+	arg(&a, "%s", name);
+	arg(&a, "--template");
+	arg(&a, "%s", opt_str(cfg, "template"));
+	arg(&a, "--disk");
+	arg(&a, "%s", disk);
+	arg(&a, "--ct-root");
+	arg(&a, "%s", root);
+	int rc = sup_run(a.v, out, sizeof(out));
+	argv_free(&a);
+	if (rc == 0)
+		return 0;
+	/* kvz-ct create promises to clean up after itself; make sure. */
+	ct_destroy_files(d, name);
+	return fail(e, 500, "creating container %s: %s", name, out[0] ? out : "kvz-ct create failed");
+}
+
+int guest_create(struct kvzd *d, json_t *req, struct op_error *e)
+{
+	if (!json_is_object(req))
+		return fail(e, 400, "the body must be a JSON object");
+	const char *name = opt_str(req, "name");
+	const char *type = opt_str(req, "type");
+	if (!name || !kvz_valid_name(name))
+		return fail(e, 400, "bad or missing name (letters, digits, '_', '.', '-'; up to 63)");
+	if (!type || (strcmp(type, "vm") && strcmp(type, "ct")))
+		return fail(e, 400, "type must be \"vm\" or \"ct\"");
+	json_t *av = json_object_get(req, "autostart");
+	if (av && !json_is_boolean(av))
+		return fail(e, 400, "autostart must be true or false");
+	json_t *cfg = json_object();
+	bool vm = !strcmp(type, "vm");
+	if (vm ? parse_vm(req, cfg, e) : parse_ct(req, cfg, e)) {
+		json_decref(cfg);
+		return -1;
+	}
+	pthread_mutex_lock(&d->ops_lock);
+	char err[300];
+	int rc = -1;
+	/* The record first: it reserves the name. Storage second; if that
+	 * fails the record goes again, so nothing is left half-done. */
+	if (store_guest_insert(d->store, name, type, cfg, json_is_true(av), err, sizeof(err))) {
+		fail(e, strstr(err, "already exists") ? 409 : 500, "%s", err);
+		goto out;
+	}
+	if (vm ? create_vm_storage(d, name, cfg, e) : create_ct_storage(d, name, cfg, e)) {
+		store_guest_delete(d->store, name);
+		goto out;
+	}
+	store_guest_set_config(d->store, name, cfg);
+	store_event_add(d->store, name, "created", type);
+	rc = 0;
+out:
+	pthread_mutex_unlock(&d->ops_lock);
+	json_decref(cfg);
+	return rc;
+}
+
+/* ---- start ---- */
+
+static void vm_argv(struct kvzd *d, const char *name, json_t *cfg, const char *qmp,
+		    const char *console, struct argv *a)
+{
+	arg(a, "%s", d->vmm_bin);
+	arg(a, "--name");
+	arg(a, "%s", name);
+	arg(a, "--kernel");
+	arg(a, "%s", opt_str(cfg, "kernel"));
+	if (opt_str(cfg, "initrd")) {
+		arg(a, "--initrd");
+		arg(a, "%s", opt_str(cfg, "initrd"));
+	}
+	if (opt_str(cfg, "cmdline")) {
+		arg(a, "--cmdline");
+		arg(a, "%s", opt_str(cfg, "cmdline"));
+	}
+	arg(a, "--memory");
+	arg(a, "%lld", (long long)json_integer_value(json_object_get(cfg, "memory")));
+	arg(a, "--cpus");
+	arg(a, "%lld", (long long)json_integer_value(json_object_get(cfg, "cpus")));
+	arg(a, "--qmp");
+	arg(a, "%s", qmp);
+	arg(a, "--console-socket");
+	arg(a, "%s", console);
+	if (opt_str(cfg, "disk_path")) {
+		arg(a, "--disk");
+		arg(a, "%s", opt_str(cfg, "disk_path"));
+	}
+	if (opt_str(cfg, "bridge")) {
+		/* Tap names are at most 15 bytes. */
+		char tap[16];
+		snprintf(tap, sizeof(tap), "kvz%.12s", name);
+		if (opt_str(cfg, "mac"))
+			arg(a, "--net=tap=%s,bridge=%s,mac=%s", tap, opt_str(cfg, "bridge"),
+			    opt_str(cfg, "mac"));
+		else
+			arg(a, "--net=tap=%s,bridge=%s", tap, opt_str(cfg, "bridge"));
+	}
+	if (json_is_true(json_object_get(cfg, "balloon")))
+		arg(a, "--balloon");
+}
+
+static void ct_argv(struct kvzd *d, const char *name, json_t *cfg, const char *qmp,
+		    const char *console, struct argv *a)
+{
+	char root[300], run[300];
+	ct_root(d, root, sizeof(root));
+	ct_run_dir(d, run, sizeof(run));
+	arg(a, "%s", d->ct_bin);
+	arg(a, "run");
+	arg(a, "--name");
+	arg(a, "%s", name);
+	arg(a, "--ct-root");
+	arg(a, "%s", root);
+	arg(a, "--run-dir");
+	arg(a, "%s", run);
+	arg(a, "--hostname");
+	arg(a, "%s", name);
+	arg(a, "--qmp");
+	arg(a, "%s", qmp);
+	arg(a, "--console-socket");
+	arg(a, "%s", console);
+	long long hard = json_integer_value(json_object_get(cfg, "memory_hard"));
+	if (hard) {
+		arg(a, "--memory");
+		arg(a, "%lld:%lld", (long long)json_integer_value(json_object_get(cfg, "memory_soft")),
+		    hard);
+	}
+	double cpus = json_number_value(json_object_get(cfg, "cpus"));
+	if (cpus > 0) {
+		arg(a, "--cpus");
+		arg(a, "%g", cpus);
+	}
+	long long pids = json_integer_value(json_object_get(cfg, "pids"));
+	if (pids) {
+		arg(a, "--pids");
+		arg(a, "%lld", pids);
+	}
+	if (opt_str(cfg, "ip")) {
+		arg(a, "--net");
+		if (opt_str(cfg, "gw"))
+			arg(a, "bridge=%s,ip=%s,gw=%s", opt_str(cfg, "bridge"), opt_str(cfg, "ip"),
+			    opt_str(cfg, "gw"));
+		else
+			arg(a, "bridge=%s,ip=%s", opt_str(cfg, "bridge"), opt_str(cfg, "ip"));
+	}
+	arg(a, "--");
+	size_t i;
+	json_t *s;
+	json_array_foreach(json_object_get(cfg, "command"), i, s)
+		arg(a, "%s", json_string_value(s));
+}
+
+/* The last non-empty line of a guest's log: what the supervisor said when it
+ * gave up. */
+static void log_tail(struct kvzd *d, const char *name, char *out, size_t len)
+{
+	char path[400];
+	guest_log_path(d, name, path, sizeof(path));
+	out[0] = 0;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	char line[512];
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\r\n")] = 0;
+		if (line[0])
+			snprintf(out, len, "%.300s", line);
+	}
+	fclose(f);
+}
+
+static void kill_and_wait(pid_t pid, unsigned long long start)
+{
+	kill(pid, SIGKILL);
+	for (int i = 0; i < 100 && sup_check(pid, start, NULL) == SUP_ALIVE; i++)
+		sleep_ms(50);
+}
+
+/* Waits until the supervisor answers on its QMP socket. */
+static int wait_ready(struct kvzd *d, const char *name, pid_t pid, const char *qmp,
+		      struct op_error *e)
+{
+	char err[256] = "";
+	for (int waited = 0; waited < START_TIMEOUT_MS; waited += 50) {
+		int status = 0;
+		enum sup_liveness l = sup_check(pid, 0, &status);
+		if (l != SUP_ALIVE) {
+			char tail[400];
+			log_tail(d, name, tail, sizeof(tail));
+			return fail(e, 500, "%s failed to start: %s", name,
+				    tail[0] ? tail : "supervisor exited");
+		}
+		struct stat st;
+		if (stat(qmp, &st) == 0) {
+			struct qmp_client *c = qmp_client_connect(qmp, 2000, err, sizeof(err));
+			if (c) {
+				qmp_client_close(c);
+				return 0;
+			}
+		}
+		sleep_ms(50);
+	}
+	return fail(e, 504, "%s did not answer on %s within %d s%s%s", name, qmp,
+		    START_TIMEOUT_MS / 1000, err[0] ? ": " : "", err);
+}
+
+static int start_locked(struct kvzd *d, json_t *g, struct op_error *e)
+{
+	const char *name = opt_str(g, "name");
+	const char *type = opt_str(g, "type");
+	const char *state = opt_str(g, "state");
+	json_t *cfg = json_object_get(g, "config");
+	bool vm = !strcmp(type, "vm");
+	if (!strcmp(state, "running"))
+		return fail(e, 409, "guest %s is already running", name);
+	if (vm) {
+		struct host_mem m;
+		uint64_t need = (uint64_t)json_integer_value(json_object_get(cfg, "memory"));
+		if (host_meminfo(&m) == 0 && need > m.available) {
+			char a[32], b[32];
+			return fail(e, 409, "not enough host memory: %s needs %s, %s available",
+				    name, kvz_format_size(need, a, sizeof(a)),
+				    kvz_format_size(m.available, b, sizeof(b)));
+		}
+	}
+	char qmp[108], console[108], logp[400], err[300];
+	if (socket_paths(d, type, name, qmp, console, e))
+		return -1;
+	unlink(console);
+	if (vm)
+		unlink(qmp);
+	guest_log_path(d, name, logp, sizeof(logp));
+	struct argv a = {0};
+	if (vm)
+		vm_argv(d, name, cfg, qmp, console, &a);
+	else
+		ct_argv(d, name, cfg, qmp, console, &a);
+	pid_t pid = sup_spawn(a.v, logp, err, sizeof(err));
+	argv_free(&a);
+	if (pid < 0)
+		return fail(e, 500, "%s", err);
+	unsigned long long start = sup_proc_start(pid);
+	store_guest_set_runtime(d->store, name, pid, start, qmp, console);
+	store_guest_set_state(d->store, name, "starting");
+	if (wait_ready(d, name, pid, qmp, e)) {
+		kill_and_wait(pid, start);
+		store_guest_set_runtime(d->store, name, 0, 0, "", "");
+		store_guest_set_state(d->store, name, "stopped");
+		store_event_add(d->store, name, "start-failed", e->msg);
+		return -1;
+	}
+	/* The start time again: the child had maybe not exec'd yet above. */
+	store_guest_set_runtime(d->store, name, pid, sup_proc_start(pid), qmp, console);
+	store_guest_set_state(d->store, name, "running");
+	store_event_add(d->store, name, "started", NULL);
+	return 0;
+}
+
+static json_t *get_guest(struct kvzd *d, const char *name, struct op_error *e)
+{
+	json_t *g = store_guest_get(d->store, name);
+	if (!g)
+		fail(e, 404, "no guest named %s", name);
+	return g;
+}
+
+int guest_start(struct kvzd *d, const char *name, struct op_error *e)
+{
+	pthread_mutex_lock(&d->ops_lock);
+	json_t *g = get_guest(d, name, e);
+	int rc = g ? start_locked(d, g, e) : -1;
+	pthread_mutex_unlock(&d->ops_lock);
+	json_decref(g);
+	return rc;
+}
+
+/* ---- QMP ---- */
+
+/* One command on a guest's QMP socket. QMP errors map to 409 (the request
+ * does not fit the guest's state), transport errors to 502. */
+static int qmp_call(const char *name, const char *path, const char *cmd, json_t *args,
+		    json_t **ret, struct op_error *e)
+{
+	char err[300], cls[64] = "";
+	struct qmp_client *c = qmp_client_connect(path, QMP_TIMEOUT_MS, err, sizeof(err));
+	if (!c)
+		return fail(e, 502, "cannot reach the supervisor of %s: %s", name, err);
+	int rc = qmp_client_execute(c, cmd, args, ret, cls, sizeof(cls), err, sizeof(err));
+	qmp_client_close(c);
+	if (rc > 0)
+		return fail(e, 409, "%s: %s", name, err);
+	if (rc < 0)
+		return fail(e, 502, "%s: %s: %s", name, cmd, err);
+	return 0;
+}
+
+/* ---- stop ---- */
+
+static bool wait_gone(pid_t pid, unsigned long long start, int timeout_ms, int *status)
+{
+	for (int waited = 0; waited <= timeout_ms; waited += 50) {
+		if (sup_check(pid, start, status) != SUP_ALIVE)
+			return true;
+		sleep_ms(50);
+	}
+	return false;
+}
+
+static void clear_runtime(struct kvzd *d, json_t *g)
+{
+	const char *qmp = opt_str(g, "qmp");
+	const char *console = opt_str(g, "console");
+	if (qmp && qmp[0])
+		unlink(qmp);
+	if (console && console[0])
+		unlink(console);
+	store_guest_set_runtime(d->store, opt_str(g, "name"), 0, 0, "", "");
+}
+
+static int stop_locked(struct kvzd *d, json_t *g, int timeout_s, bool force,
+		       struct op_error *e)
+{
+	const char *name = opt_str(g, "name");
+	const char *state = opt_str(g, "state");
+	if (strcmp(state, "running") && strcmp(state, "starting") && strcmp(state, "stopping"))
+		return fail(e, 409, "guest %s is not running (%s)", name, state);
+	pid_t pid = (pid_t)json_integer_value(json_object_get(g, "pid"));
+	unsigned long long start = (unsigned long long)json_integer_value(json_object_get(g, "pid_start"));
+	const char *qmp = opt_str(g, "qmp");
+	bool vm = !strcmp(opt_str(g, "type"), "vm");
+	store_guest_set_state(d->store, name, "stopping");
+	struct op_error ignored;
+	if (!force && !vm) {
+		json_t *args = json_pack("{s:i}", "timeout", timeout_s);
+		if (qmp_call(name, qmp, "stop", args, NULL, &ignored) == 0)
+			wait_gone(pid, start, (timeout_s + 5) * 1000, NULL);
+		json_decref(args);
+	}
+	if (sup_check(pid, start, NULL) == SUP_ALIVE) {
+		/* VMs have no guest-cooperative shutdown in the QMP contract:
+		 * quit is the clean way for the VMM to close its devices. */
+		if (qmp_call(name, qmp, "quit", NULL, NULL, &ignored) == 0)
+			wait_gone(pid, start, 5000, NULL);
+	}
+	if (sup_check(pid, start, NULL) == SUP_ALIVE) {
+		kvz_warn("%s: supervisor %d did not exit; killing it", name, pid);
+		kill(pid, SIGTERM);
+		if (!wait_gone(pid, start, 3000, NULL))
+			kill_and_wait(pid, start);
+	}
+	clear_runtime(d, g);
+	store_guest_set_state(d->store, name, "stopped");
+	store_event_add(d->store, name, "stopped", force ? "forced" : NULL);
+	return 0;
+}
+
+int guest_stop(struct kvzd *d, const char *name, int timeout_s, bool force,
+	       struct op_error *e)
+{
+	pthread_mutex_lock(&d->ops_lock);
+	json_t *g = get_guest(d, name, e);
+	int rc = g ? stop_locked(d, g, timeout_s, force, e) : -1;
+	pthread_mutex_unlock(&d->ops_lock);
+	json_decref(g);
+	return rc;
+}
+
+/* ---- set ---- */
+
+static int set_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
+{
+	static const char *const keys[] = {"memory", "cpus", NULL};
+	if (check_keys(req, keys, e))
+		return -1;
+	const char *name = opt_str(g, "name");
+	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
+	bool running = !strcmp(opt_str(g, "state"), "running");
+	char detail[200] = "";
+	int rc = -1;
+	json_t *v = json_object_get(req, "memory");
+	if (v) {
+		uint64_t soft, mem;
+		if (!json_size_pair(v, &soft, &mem) || mem < (16ull << 20)) {
+			fail(e, 400, "bad memory (a size of at least 16M)");
+			goto out;
+		}
+		uint64_t max = (uint64_t)json_integer_value(json_object_get(cfg, "memory"));
+		char a[32], b[32];
+		if (running) {
+			if (!json_is_true(json_object_get(cfg, "balloon"))) {
+				fail(e, 409, "%s has no balloon device: its memory can change only while stopped", name);
+				goto out;
+			}
+			if (mem > max) {
+				fail(e, 409, "%s: a running VM's memory can only shrink below its boot size %s (balloon); stop it to grow",
+				     name, kvz_format_size(max, a, sizeof(a)));
+				goto out;
+			}
+			json_t *args = json_pack("{s:I}", "value", (json_int_t)mem);
+			int r = qmp_call(name, opt_str(g, "qmp"), "balloon", args, NULL, e);
+			json_decref(args);
+			if (r)
+				goto out;
+			json_object_set_new(cfg, "memory_target", json_integer((json_int_t)mem));
+			snprintf(detail, sizeof(detail), "memory target %s (balloon)",
+				 kvz_format_size(mem, a, sizeof(a)));
+		} else {
+			if (check_memory_fits(mem, e))
+				goto out;
+			json_object_set_new(cfg, "memory", json_integer((json_int_t)mem));
+			json_object_set_new(cfg, "memory_target", json_integer((json_int_t)mem));
+			snprintf(detail, sizeof(detail), "memory %s",
+				 kvz_format_size(mem, b, sizeof(b)));
+		}
+	}
+	v = json_object_get(req, "cpus");
+	if (v) {
+		double cpus;
+		if (!json_cpus(v, &cpus) || cpus != (int)cpus || cpus > 64) {
+			fail(e, 400, "bad cpus for a VM (a whole number from 1 to 64)");
+			goto out;
+		}
+		if (running) {
+			fail(e, 409, "%s: vCPUs of a running VM cannot change; stop it first", name);
+			goto out;
+		}
+		json_object_set_new(cfg, "cpus", json_integer((json_int_t)cpus));
+		size_t l = strlen(detail);
+		snprintf(detail + l, sizeof(detail) - l, "%scpus %d", l ? ", " : "", (int)cpus);
+	}
+	store_guest_set_config(d->store, name, cfg);
+	store_event_add(d->store, name, "resized", detail);
+	rc = 0;
+out:
+	json_decref(cfg);
+	return rc;
+}
+
+static int set_ct(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
+{
+	static const char *const keys[] = {"memory", "cpus", "pids", "disk", NULL};
+	if (check_keys(req, keys, e))
+		return -1;
+	const char *name = opt_str(g, "name");
+	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
+	json_t *args = json_object();
+	bool running = !strcmp(opt_str(g, "state"), "running");
+	int rc = -1;
+	uint64_t soft, hard, disk;
+	double cpus;
+	json_t *v;
+	if ((v = json_object_get(req, "memory"))) {
+		if (!json_size_pair(v, &soft, &hard)) {
+			fail(e, 400, "bad memory (SOFT:HARD or SIZE, e.g. \"512M:1G\")");
+			goto out;
+		}
+		if (check_memory_fits(hard, e))
+			goto out;
+		char s[64];
+		snprintf(s, sizeof(s), "%llu:%llu", (unsigned long long)soft, (unsigned long long)hard);
+		json_object_set_new(args, "memory", json_string(s));
+		json_object_set_new(cfg, "memory_soft", json_integer((json_int_t)soft));
+		json_object_set_new(cfg, "memory_hard", json_integer((json_int_t)hard));
+	}
+	if ((v = json_object_get(req, "cpus"))) {
+		if (!json_cpus(v, &cpus)) {
+			fail(e, 400, "bad cpus (a number above 0, e.g. 0.5)");
+			goto out;
+		}
+		json_object_set_new(args, "cpus", json_real(cpus));
+		json_object_set_new(cfg, "cpus", json_real(cpus));
+	}
+	if ((v = json_object_get(req, "pids"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1) {
+			fail(e, 400, "bad pids (a whole number above 0)");
+			goto out;
+		}
+		json_object_set(args, "pids", v);
+		json_object_set(cfg, "pids", v);
+	}
+	if ((v = json_object_get(req, "disk"))) {
+		if (!json_size(v, &disk) || disk < (16ull << 20)) {
+			fail(e, 400, "bad disk size (at least 16M)");
+			goto out;
+		}
+		if (!running) {
+			fail(e, 409, "%s: a container's disk grows while it runs; start it first", name);
+			goto out;
+		}
+		char s[32];
+		snprintf(s, sizeof(s), "%llu", (unsigned long long)disk);
+		json_object_set_new(args, "disk", json_string(s));
+		json_object_set_new(cfg, "disk_size", json_integer((json_int_t)disk));
+	}
+	if (running && qmp_call(name, opt_str(g, "qmp"), "set", args, NULL, e))
+		goto out;
+	store_guest_set_config(d->store, name, cfg);
+	char *detail = json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS);
+	store_event_add(d->store, name, "resized", detail);
+	free(detail);
+	rc = 0;
+out:
+	json_decref(args);
+	json_decref(cfg);
+	return rc;
+}
+
+int guest_set(struct kvzd *d, const char *name, json_t *req, struct op_error *e)
+{
+	if (!json_is_object(req) || !json_object_size(req))
+		return fail(e, 400, "the body must be a JSON object with what to change");
+	pthread_mutex_lock(&d->ops_lock);
+	json_t *g = get_guest(d, name, e);
+	int rc = -1;
+	if (g) {
+		const char *state = opt_str(g, "state");
+		if (strcmp(state, "running") && strcmp(state, "stopped") && strcmp(state, "crashed"))
+			fail(e, 409, "guest %s is %s; try again", name, state);
+		else if (!strcmp(opt_str(g, "type"), "vm"))
+			rc = set_vm(d, g, req, e);
+		else
+			rc = set_ct(d, g, req, e);
+	}
+	pthread_mutex_unlock(&d->ops_lock);
+	json_decref(g);
+	return rc;
+}
+
+/* ---- destroy ---- */
+
+int guest_destroy(struct kvzd *d, const char *name, bool force, struct op_error *e)
+{
+	pthread_mutex_lock(&d->ops_lock);
+	int rc = -1;
+	json_t *g = get_guest(d, name, e);
+	if (!g)
+		goto out;
+	const char *state = opt_str(g, "state");
+	if (strcmp(state, "stopped") && strcmp(state, "crashed")) {
+		if (!force) {
+			fail(e, 409, "guest %s is %s; stop it first or use force", name, state);
+			goto out;
+		}
+		if (stop_locked(d, g, 5, true, e))
+			goto out;
+	}
+	if (!strcmp(opt_str(g, "type"), "vm")) {
+		const char *disk = opt_str(json_object_get(g, "config"), "disk_path");
+		if (disk && unlink(disk) < 0 && errno != ENOENT) {
+			fail(e, 500, "cannot remove %s: %s", disk, strerror(errno));
+			goto out;
+		}
+	} else {
+		char root[300], out[512];
+		ct_root(d, root, sizeof(root));
+		struct argv a = {0};
+		arg(&a, "%s", d->ct_bin);
+		arg(&a, "destroy");
+		arg(&a, "--name");
+		arg(&a, "%s", name);
+		arg(&a, "--ct-root");
+		arg(&a, "%s", root);
+		int r = sup_run(a.v, out, sizeof(out));
+		argv_free(&a);
+		if (r != 0) {
+			fail(e, 500, "destroying container %s: %s", name, out);
+			goto out;
+		}
+	}
+	char logp[400];
+	guest_log_path(d, name, logp, sizeof(logp));
+	unlink(logp);
+	store_samples_delete(d->store, name);
+	store_guest_delete(d->store, name);
+	store_event_add(d->store, name, "destroyed", NULL);
+	rc = 0;
+out:
+	pthread_mutex_unlock(&d->ops_lock);
+	json_decref(g);
+	return rc;
+}
+
+/* ---- adoption and crashes ---- */
+
+static const char *prog_of(json_t *g)
+{
+	return !strcmp(opt_str(g, "type"), "vm") ? "kvz-vmm" : "kvz-ct";
+}
+
+void guests_adopt_all(struct kvzd *d)
+{
+	pthread_mutex_lock(&d->ops_lock);
+	json_t *list = store_guest_list(d->store);
+	size_t i;
+	json_t *g;
+	json_array_foreach(list, i, g) {
+		const char *name = opt_str(g, "name");
+		const char *state = opt_str(g, "state");
+		if (!strcmp(state, "stopped") || !strcmp(state, "crashed"))
+			continue;
+		pid_t pid = (pid_t)json_integer_value(json_object_get(g, "pid"));
+		unsigned long long start = (unsigned long long)json_integer_value(json_object_get(g, "pid_start"));
+		char detail[200];
+		if (sup_is_supervisor(pid, start, prog_of(g), name)) {
+			snprintf(detail, sizeof(detail), "supervisor pid %d", pid);
+			store_guest_set_state(d->store, name, "running");
+			store_event_add(d->store, name, "adopted", detail);
+			kvz_info("adopted %s (%s pid %d)", name, prog_of(g), pid);
+			continue;
+		}
+		snprintf(detail, sizeof(detail), "supervisor pid %d gone while kvzd was down", pid);
+		clear_runtime(d, g);
+		store_guest_set_state(d->store, name, "crashed");
+		store_event_add(d->store, name, "crashed", detail);
+		kvz_warn("%s: %s", name, detail);
+	}
+	pthread_mutex_unlock(&d->ops_lock);
+	json_decref(list);
+}
+
+void guests_autostart(struct kvzd *d)
+{
+	json_t *list = store_guest_list(d->store);
+	size_t i;
+	json_t *g;
+	json_array_foreach(list, i, g) {
+		const char *state = opt_str(g, "state");
+		if (!json_is_true(json_object_get(g, "autostart")) || !strcmp(state, "running"))
+			continue;
+		struct op_error e;
+		if (guest_start(d, opt_str(g, "name"), &e))
+			kvz_warn("autostart: %s", e.msg);
+	}
+	json_decref(list);
+}
+
+bool guest_check_alive(struct kvzd *d, const char *name)
+{
+	json_t *g = store_guest_get(d->store, name);
+	if (!g)
+		return false;
+	pid_t pid = (pid_t)json_integer_value(json_object_get(g, "pid"));
+	unsigned long long start = (unsigned long long)json_integer_value(json_object_get(g, "pid_start"));
+	json_decref(g);
+	int status = 0;
+	enum sup_liveness l = sup_check(pid, start, &status);
+	if (l == SUP_ALIVE)
+		return true;
+	pthread_mutex_lock(&d->ops_lock);
+	/* Again under the lock: a stop may have been handling it meanwhile. */
+	g = store_guest_get(d->store, name);
+	if (g && !strcmp(opt_str(g, "state"), "running") &&
+	    json_integer_value(json_object_get(g, "pid")) == pid) {
+		char detail[200];
+		const char *ev = "crashed";
+		if (l == SUP_GONE)
+			snprintf(detail, sizeof(detail), "supervisor pid %d vanished", pid);
+		else if (WIFSIGNALED(status))
+			snprintf(detail, sizeof(detail), "supervisor pid %d killed by signal %d",
+				 pid, WTERMSIG(status));
+		else if (WEXITSTATUS(status) == 0) {
+			ev = "stopped";
+			snprintf(detail, sizeof(detail), "guest shut down");
+		} else
+			snprintf(detail, sizeof(detail), "supervisor pid %d exited with status %d",
+				 pid, WEXITSTATUS(status));
+		clear_runtime(d, g);
+		store_guest_set_state(d->store, name, ev);
+		store_event_add(d->store, name, ev, detail);
+		kvz_info("%s: %s", name, detail);
+	}
+	pthread_mutex_unlock(&d->ops_lock);
+	json_decref(g);
+	return false;
+}

@@ -1,0 +1,41 @@
+/* The life of a guest: create, start, stop, set, destroy, plus adoption of
+ * running supervisors after a kvzd restart and crash handling. Every
+ * function that changes a guest takes kvzd->ops_lock itself. */
+#ifndef KVZD_GUEST_OPS_H
+#define KVZD_GUEST_OPS_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "kvzd.h"
+
+/* What went wrong, as an HTTP status and one line for the user. */
+struct op_error {
+	int status;
+	char msg[512];
+};
+
+/* req: the POST /v1/guests body (see docs/api.md). */
+int guest_create(struct kvzd *d, json_t *req, struct op_error *e);
+int guest_start(struct kvzd *d, const char *name, struct op_error *e);
+int guest_stop(struct kvzd *d, const char *name, int timeout_s, bool force,
+	       struct op_error *e);
+int guest_set(struct kvzd *d, const char *name, json_t *req, struct op_error *e);
+int guest_destroy(struct kvzd *d, const char *name, bool force, struct op_error *e);
+
+/* At start-up: re-adopts guests whose supervisors still run, marks the rest
+ * crashed, then starts the autostart guests that are not running. */
+void guests_adopt_all(struct kvzd *d);
+void guests_autostart(struct kvzd *d);
+
+/* Called by the monitor for a guest the store says is running: when its
+ * supervisor is gone, records stopped or crashed. Returns true when the
+ * guest is still running. */
+bool guest_check_alive(struct kvzd *d, const char *name);
+
+/* Where a guest's files live. */
+void guest_log_path(const struct kvzd *d, const char *name, char *buf, size_t len);
+void guest_image_path(const struct kvzd *d, const char *name, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,302 @@
+/* kvzd: the kvz host daemon. Parses options, prepares the state and run
+ * directories, opens the store, re-adopts running guests, starts the reaper,
+ * monitor and API, then waits for SIGTERM/SIGINT. Guests keep running when
+ * kvzd exits. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "guest_ops.h"
+#include "kvzd.h"
+#include "log.h"
+#include "monitor.h"
+#include "parse.h"
+#include "store.h"
+#include "supervisor.h"
+
+int64_t kvzd_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: kvzd [--state-dir DIR] [--socket PATH] [--run-dir DIR]\n"
+		"            [--listen ADDR:PORT --token-file FILE] [--vmm PATH] [--ct PATH]\n"
+		"            [--sample-interval SEC] [--verbose]\n"
+		"  --state-dir DIR        store, images, container roots, logs (/var/lib/kvz)\n"
+		"  --socket PATH          API UNIX socket (/run/kvz/kvzd.sock)\n"
+		"  --run-dir DIR          supervisor sockets (/run/kvz)\n"
+		"  --listen ADDR:PORT     also serve the API on TCP, bearer token required\n"
+		"  --token-file FILE      file holding that token\n"
+		"  --vmm PATH, --ct PATH  kvz-vmm and kvz-ct (default: next to kvzd, then PATH)\n"
+		"  --sample-interval SEC  monitor sampling period (5)\n");
+}
+
+/* mkdir -p with mode for the last component. */
+static int make_dir(const char *path, mode_t mode)
+{
+	char tmp[512];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+static int prepare_dirs(struct kvzd *d)
+{
+	const char *subs[][2] = {
+		{d->state_dir, ""}, {d->state_dir, "/images"}, {d->state_dir, "/logs"},
+		{d->state_dir, "/ct"}, {d->run_dir, ""}, {d->run_dir, "/vm"}, {d->run_dir, "/ct"},
+	};
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		char p[512];
+		snprintf(p, sizeof(p), "%s%s", subs[i][0], subs[i][1]);
+		if (make_dir(p, 0750) < 0) {
+			kvz_error("cannot create %s: %s", p, strerror(errno));
+			return -1;
+		}
+	}
+	char sockdir[256];
+	snprintf(sockdir, sizeof(sockdir), "%s", d->socket_path);
+	if (make_dir(dirname(sockdir), 0755) < 0) {
+		kvz_error("cannot create the directory of %s: %s", d->socket_path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* A supervisor binary: the option if given, else beside kvzd (the build
+ * tree puts kvzd in src/daemon and the others in src/vmm and src/ct; an
+ * install puts them all in one bin directory), else on PATH. */
+static int find_bin(const char *opt, const char *env, const char *sibling,
+		    const char *prog, char *out, size_t len)
+{
+	const char *v = opt ? opt : getenv(env);
+	if (v) {
+		if (realpath(v, out) == NULL) {
+			kvz_error("%s: %s", v, strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	char self[512];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = 0;
+		char *dir = dirname(self);
+		char cand[700];
+		snprintf(cand, sizeof(cand), "%s/%s", dir, sibling);
+		if (access(cand, X_OK) == 0 && realpath(cand, out))
+			return 0;
+		snprintf(cand, sizeof(cand), "%s/%s", dir, prog);
+		if (access(cand, X_OK) == 0 && realpath(cand, out))
+			return 0;
+	}
+	const char *path = getenv("PATH");
+	char buf[1024];
+	snprintf(buf, sizeof(buf), "%s", path ? path : "/usr/local/bin:/usr/bin:/bin");
+	for (char *save, *p = strtok_r(buf, ":", &save); p; p = strtok_r(NULL, ":", &save)) {
+		char cand[700];
+		snprintf(cand, sizeof(cand), "%s/%s", p, prog);
+		if (access(cand, X_OK) == 0) {
+			if (!realpath(cand, out))
+				continue;
+			return 0;
+		}
+	}
+	/* Not fatal: kvzd still serves guests of the other kind. */
+	snprintf(out, len, "/usr/local/bin/%s", prog);
+	kvz_warn("%s not found; starting such guests will fail until it is installed", prog);
+	return 0;
+}
+
+static char *read_token(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		kvz_error("token file %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	char buf[512];
+	char *tok = NULL;
+	if (fgets(buf, sizeof(buf), f)) {
+		buf[strcspn(buf, "\r\n")] = 0;
+		if (strlen(buf) >= 16)
+			tok = strdup(buf);
+	}
+	fclose(f);
+	if (!tok)
+		kvz_error("token file %s must hold a token of at least 16 characters", path);
+	return tok;
+}
+
+struct options {
+	const char *tcp, *token_file, *vmm, *ct;
+};
+
+static int parse_options(int argc, char **argv, struct kvzd *d, struct options *o)
+{
+	static const struct option longopts[] = {
+		{"state-dir", required_argument, NULL, 's'},
+		{"socket", required_argument, NULL, 'S'},
+		{"run-dir", required_argument, NULL, 'r'},
+		{"listen", required_argument, NULL, 'l'},
+		{"token-file", required_argument, NULL, 't'},
+		{"vmm", required_argument, NULL, 'V'},
+		{"ct", required_argument, NULL, 'C'},
+		{"sample-interval", required_argument, NULL, 'i'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+	uint64_t v;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's': snprintf(d->state_dir, sizeof(d->state_dir), "%s", optarg); break;
+		case 'S': snprintf(d->socket_path, sizeof(d->socket_path), "%s", optarg); break;
+		case 'r': snprintf(d->run_dir, sizeof(d->run_dir), "%s", optarg); break;
+		case 'l': o->tcp = optarg; break;
+		case 't': o->token_file = optarg; break;
+		case 'V': o->vmm = optarg; break;
+		case 'C': o->ct = optarg; break;
+		case 'i':
+			if (!kvz_parse_u64(optarg, 1, 3600, &v)) {
+				kvz_error("--sample-interval: want 1..3600 seconds, got \"%s\"", optarg);
+				return -1;
+			}
+			d->sample_interval_s = (int)v;
+			break;
+		case 'v': kvz_log_set_verbose(true); break;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return -1;
+		}
+	}
+	if (optind < argc) {
+		kvz_error("unexpected argument \"%s\"", argv[optind]);
+		return -1;
+	}
+	if (o->tcp && !o->token_file) {
+		kvz_error("--listen needs --token-file: the TCP API always requires a token");
+		return -1;
+	}
+	return 0;
+}
+
+/* An absolute path: supervisors and sockets must not depend on our cwd. */
+static int absolutize(char *path, size_t len)
+{
+	if (path[0] == '/')
+		return 0;
+	char cwd[256], tmp[512];
+	if (!getcwd(cwd, sizeof(cwd)))
+		return -1;
+	snprintf(tmp, sizeof(tmp), "%s/%s", cwd, path);
+	if (strlen(tmp) >= len)
+		return -1;
+	snprintf(path, len, "%s", tmp);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	kvz_log_init(argv[0]);
+	struct kvzd d = {.sample_interval_s = 5, .ops_lock = PTHREAD_MUTEX_INITIALIZER};
+	snprintf(d.state_dir, sizeof(d.state_dir), "/var/lib/kvz");
+	snprintf(d.run_dir, sizeof(d.run_dir), "/run/kvz");
+	snprintf(d.socket_path, sizeof(d.socket_path), "/run/kvz/kvzd.sock");
+	struct options o = {0};
+	if (parse_options(argc, argv, &d, &o))
+		return 2;
+	if (absolutize(d.state_dir, sizeof(d.state_dir)) ||
+	    absolutize(d.run_dir, sizeof(d.run_dir)) ||
+	    absolutize(d.socket_path, sizeof(d.socket_path))) {
+		kvz_error("path too long");
+		return 1;
+	}
+	if (find_bin(o.vmm, "KVZ_VMM", "../vmm/kvz-vmm", "kvz-vmm", d.vmm_bin, sizeof(d.vmm_bin)) ||
+	    find_bin(o.ct, "KVZ_CT", "../ct/kvz-ct", "kvz-ct", d.ct_bin, sizeof(d.ct_bin)))
+		return 1;
+	char *token = o.token_file ? read_token(o.token_file) : NULL;
+	if (o.token_file && !token)
+		return 1;
+	if (prepare_dirs(&d))
+		return 1;
+
+	/* One kvzd per state directory. */
+	char lockp[300];
+	snprintf(lockp, sizeof(lockp), "%s/kvzd.lock", d.state_dir);
+	int lockfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+		kvz_error("%s: %s", lockp, errno == EWOULDBLOCK ?
+			  "another kvzd uses this state directory" : strerror(errno));
+		return 1;
+	}
+
+	/* Signals are taken by sigwait() below; every thread inherits the mask. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	char err[512], dbp[300];
+	snprintf(dbp, sizeof(dbp), "%s/kvzd.db", d.state_dir);
+	d.store = store_open(dbp, err, sizeof(err));
+	if (!d.store) {
+		kvz_error("%s", err);
+		return 1;
+	}
+	if (sup_init(err, sizeof(err))) {
+		kvz_error("%s", err);
+		return 1;
+	}
+	guests_adopt_all(&d);
+	struct api *api = api_start(&d, o.tcp, token, err, sizeof(err));
+	if (!api) {
+		kvz_error("%s", err);
+		return 1;
+	}
+	if (monitor_start(&d, err, sizeof(err))) {
+		kvz_error("%s", err);
+		return 1;
+	}
+	kvz_info("listening on %s%s%s (state %s)", d.socket_path, o.tcp ? " and " : "",
+		 o.tcp ? o.tcp : "", d.state_dir);
+	guests_autostart(&d);
+
+	int sig;
+	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+		;
+	kvz_info("signal %d: stopping the API; guests keep running", sig);
+	api_stop(api);
+	unlink(d.socket_path);
+	/* Let a stop or start in flight finish before the store goes. */
+	pthread_mutex_lock(&d.ops_lock);
+	free(token);
+	return 0;
+}

@@ -1,0 +1,275 @@
+#include "monitor.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "guest_ops.h"
+#include "hostinfo.h"
+#include "log.h"
+#include "qmp_client.h"
+#include "storage.h"
+#include "supervisor.h"
+
+#define MAX_TRACKED 512
+
+/* Latest samples and the counters the next CPU % is computed from. One
+ * table for the process: the monitor thread writes it, API threads read it. */
+static struct {
+	pthread_mutex_t lock;
+	struct tracked {
+		char name[72];
+		pid_t pid;
+		uint64_t cpu;       /* ticks (VM) or ns (container) at ts_ms */
+		int64_t cpu_ts_ms;
+		bool have;
+		struct sample last;
+	} t[MAX_TRACKED];
+	int n;
+} mon = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static struct tracked *find(const char *name, bool create)
+{
+	for (int i = 0; i < mon.n; i++)
+		if (!strcmp(mon.t[i].name, name))
+			return &mon.t[i];
+	if (!create || mon.n == MAX_TRACKED)
+		return NULL;
+	struct tracked *t = &mon.t[mon.n++];
+	memset(t, 0, sizeof(*t));
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	return t;
+}
+
+static void forget(const char *name)
+{
+	pthread_mutex_lock(&mon.lock);
+	struct tracked *t = find(name, false);
+	if (t)
+		*t = mon.t[--mon.n];
+	pthread_mutex_unlock(&mon.lock);
+}
+
+bool monitor_latest(const char *name, struct sample *out)
+{
+	pthread_mutex_lock(&mon.lock);
+	struct tracked *t = find(name, false);
+	bool ok = t && t->have;
+	if (ok)
+		*out = t->last;
+	pthread_mutex_unlock(&mon.lock);
+	return ok;
+}
+
+/* CPU % from a cumulative counter: units per second of one CPU = scale. */
+static double cpu_percent(const char *name, pid_t pid, uint64_t counter, int64_t now,
+			  double scale)
+{
+	pthread_mutex_lock(&mon.lock);
+	struct tracked *t = find(name, true);
+	double pct = 0;
+	if (t && t->pid == pid && t->cpu_ts_ms && now > t->cpu_ts_ms && counter >= t->cpu)
+		pct = (double)(counter - t->cpu) / scale * 100.0 /
+		      ((double)(now - t->cpu_ts_ms) / 1000.0);
+	if (t) {
+		t->pid = pid;
+		t->cpu = counter;
+		t->cpu_ts_ms = now;
+	}
+	pthread_mutex_unlock(&mon.lock);
+	return pct;
+}
+
+static void publish(struct kvzd *d, const char *name, const struct sample *s)
+{
+	pthread_mutex_lock(&mon.lock);
+	struct tracked *t = find(name, true);
+	if (t) {
+		t->last = *s;
+		t->have = true;
+	}
+	pthread_mutex_unlock(&mon.lock);
+	store_sample_add(d->store, name, s);
+}
+
+/* utime + stime of a process, in clock ticks. */
+static int proc_cpu_ticks(pid_t pid, uint64_t *ticks, uint64_t *rss)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	unsigned long long ut, st;
+	long long rss_pages;
+	/* Fields after ')': 3 state ... 14 utime 15 stime ... 24 rss. */
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu"
+		   " %*d %*d %*d %*d %*d %*d %*u %*u %lld", &ut, &st, &rss_pages) != 3)
+		return -1;
+	*ticks = ut + st;
+	*rss = rss_pages > 0 ? (uint64_t)rss_pages * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+	return 0;
+}
+
+static uint64_t read_u64_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	unsigned long long v = 0;
+	if (fscanf(f, "%llu", &v) != 1)
+		v = 0;
+	fclose(f);
+	return v;
+}
+
+static void sample_vm(struct kvzd *d, json_t *g, int64_t now)
+{
+	const char *name = json_string_value(json_object_get(g, "name"));
+	json_t *cfg = json_object_get(g, "config");
+	pid_t pid = (pid_t)json_integer_value(json_object_get(g, "pid"));
+	uint64_t ticks, rss;
+	if (proc_cpu_ticks(pid, &ticks, &rss))
+		return;
+	struct sample s = {.ts_ms = now, .mem_used = rss};
+	s.cpu_pct = cpu_percent(name, pid, ticks, now, (double)sysconf(_SC_CLK_TCK));
+	s.mem_limit = (uint64_t)json_integer_value(json_object_get(cfg, "memory_target"));
+	const char *disk = json_string_value(json_object_get(cfg, "disk_path"));
+	if (disk)
+		storage_usage(disk, &s.disk_used, &s.disk_size);
+	if (json_object_get(cfg, "bridge")) {
+		/* The tap's receive side is what the guest sent. */
+		char path[128];
+		snprintf(path, sizeof(path), "/sys/class/net/kvz%.12s/statistics/tx_bytes", name);
+		s.net_rx = read_u64_file(path);
+		snprintf(path, sizeof(path), "/sys/class/net/kvz%.12s/statistics/rx_bytes", name);
+		s.net_tx = read_u64_file(path);
+	}
+	publish(d, name, &s);
+}
+
+static uint64_t obj_u64(json_t *o, const char *key)
+{
+	json_int_t v = json_integer_value(json_object_get(o, key));
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+static void sample_ct(struct kvzd *d, json_t *g, int64_t now)
+{
+	const char *name = json_string_value(json_object_get(g, "name"));
+	const char *qmp = json_string_value(json_object_get(g, "qmp"));
+	pid_t pid = (pid_t)json_integer_value(json_object_get(g, "pid"));
+	char err[256];
+	struct qmp_client *c = qmp_client_connect(qmp, 2000, err, sizeof(err));
+	if (!c) {
+		kvz_debug("monitor: %s: %s", name, err);
+		return;
+	}
+	json_t *st = NULL;
+	int rc = qmp_client_execute(c, "query-stats", NULL, &st, NULL, 0, err, sizeof(err));
+	qmp_client_close(c);
+	if (rc) {
+		kvz_debug("monitor: %s: query-stats: %s", name, err);
+		return;
+	}
+	struct sample s = {.ts_ms = now};
+	s.cpu_pct = cpu_percent(name, pid, obj_u64(st, "cpu-usage-ns"), now, 1e9);
+	s.mem_used = obj_u64(st, "memory-used");
+	s.mem_limit = obj_u64(st, "memory-hard");
+	s.disk_used = obj_u64(st, "disk-used");
+	s.disk_size = obj_u64(st, "disk-size");
+	s.net_rx = obj_u64(st, "net-rx-bytes");
+	s.net_tx = obj_u64(st, "net-tx-bytes");
+	json_decref(st);
+	publish(d, name, &s);
+}
+
+static void sample_host(struct kvzd *d, int64_t now, const struct sample *sum)
+{
+	struct host_mem m;
+	uint64_t total, idle;
+	struct sample s = *sum;
+	s.ts_ms = now;
+	if (host_meminfo(&m) == 0) {
+		s.mem_used = m.total - m.available;
+		s.mem_limit = m.total;
+	}
+	s.disk_size = storage_free_bytes(d->state_dir) + s.disk_used;
+	if (host_cpu_ticks(&total, &idle) == 0) {
+		/* Busy ticks against all ticks: 100% means every CPU busy. */
+		static uint64_t last_total, last_idle;  /* monitor thread only */
+		if (last_total && total > last_total)
+			s.cpu_pct = 100.0 * (double)((total - last_total) - (idle - last_idle)) /
+				    (double)(total - last_total);
+		last_total = total;
+		last_idle = idle;
+	}
+	publish(d, MONITOR_HOST, &s);
+}
+
+static void monitor_round(struct kvzd *d)
+{
+	json_t *list = store_guest_list(d->store);
+	int64_t now = kvzd_now_ms();
+	struct sample sum = {0};
+	size_t i;
+	json_t *g;
+	json_array_foreach(list, i, g) {
+		const char *name = json_string_value(json_object_get(g, "name"));
+		const char *state = json_string_value(json_object_get(g, "state"));
+		if (strcmp(state, "running") || !guest_check_alive(d, name)) {
+			forget(name);
+			continue;
+		}
+		if (!strcmp(json_string_value(json_object_get(g, "type")), "vm"))
+			sample_vm(d, g, now);
+		else
+			sample_ct(d, g, now);
+		struct sample s;
+		if (monitor_latest(name, &s) && s.ts_ms == now) {
+			sum.disk_used += s.disk_used;
+			sum.net_rx += s.net_rx;
+			sum.net_tx += s.net_tx;
+		}
+	}
+	json_decref(list);
+	sample_host(d, now, &sum);
+	store_samples_rollup(d->store, now);
+}
+
+static void *monitor_main(void *arg)
+{
+	struct kvzd *d = arg;
+	for (;;) {
+		int64_t t0 = kvzd_now_ms();
+		monitor_round(d);
+		int64_t left = d->sample_interval_s * 1000LL - (kvzd_now_ms() - t0);
+		if (left > 0) {
+			struct timespec ts = {.tv_sec = left / 1000, .tv_nsec = (left % 1000) * 1000000};
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+				;
+		}
+	}
+	return NULL;
+}
+
+int monitor_start(struct kvzd *d, char *err, size_t errlen)
+{
+	pthread_t t;
+	int rc = pthread_create(&t, NULL, monitor_main, d);
+	if (rc) {
+		snprintf(err, errlen, "cannot start monitor thread: %s", strerror(rc));
+		return -1;
+	}
+	pthread_detach(t);
+	return 0;
+}

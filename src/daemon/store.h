@@ -1,0 +1,64 @@
+/* The daemon's embedded store: SQLite in WAL mode under the state dir.
+ *
+ * Tables: migrations (schema versions applied), guests (one row per guest:
+ * its configuration as JSON plus runtime fields), events, samples (the
+ * round-robin series: resolution 0 = raw samples kept one hour, resolution
+ * 60 = one-minute averages kept a day).
+ *
+ * One connection serialized by a mutex: the daemon's write rate is a few rows
+ * a second, far below what one connection sustains. */
+#ifndef KVZD_STORE_H
+#define KVZD_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+struct store;
+
+struct store *store_open(const char *path, char *err, size_t errlen);
+void store_close(struct store *s);
+
+/* Guests. A guest's JSON object has: name, type, state, config (object),
+ * pid, pid_start (process start time, to tell a reused pid apart), qmp,
+ * console, autostart, created_ms, state_ms. */
+int store_guest_insert(struct store *s, const char *name, const char *type,
+		       json_t *config, bool autostart, char *err, size_t errlen);
+/* New reference or NULL when there is no such guest. */
+json_t *store_guest_get(struct store *s, const char *name);
+/* Array of guest objects ordered by name. */
+json_t *store_guest_list(struct store *s);
+int store_guest_set_state(struct store *s, const char *name, const char *state);
+int store_guest_set_runtime(struct store *s, const char *name, pid_t pid,
+			    unsigned long long pid_start, const char *qmp,
+			    const char *console);
+int store_guest_set_config(struct store *s, const char *name, json_t *config);
+int store_guest_delete(struct store *s, const char *name);
+
+/* Events: detail may be NULL. Returns the new event id or -1. */
+int64_t store_event_add(struct store *s, const char *guest, const char *type,
+			const char *detail);
+/* Events with id > since (all guests when guest is NULL), oldest first, at
+ * most limit. */
+json_t *store_event_list(struct store *s, int64_t since, const char *guest,
+			 int limit);
+
+struct sample {
+	int64_t ts_ms;
+	double cpu_pct;
+	uint64_t mem_used, mem_limit, disk_used, disk_size, net_rx, net_tx;
+};
+
+int store_sample_add(struct store *s, const char *guest, const struct sample *smp);
+/* Averages raw samples into one-minute rows for minutes that have ended and
+ * have none yet, then drops raw rows older than an hour and minute rows older
+ * than a day. */
+int store_samples_rollup(struct store *s, int64_t now_ms);
+/* Samples of one guest with ts >= since_ms at resolution 0 or 60. */
+json_t *store_sample_list(struct store *s, const char *guest, int resolution,
+			  int64_t since_ms);
+int store_samples_delete(struct store *s, const char *guest);
+
+#endif

@@ -1,0 +1,278 @@
+#include "supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define MAX_CHILDREN 256
+
+/* The supervisors this kvzd spawned and has not yet reaped, and the wait
+ * status of those it has. Process-wide because children are: only the reaper
+ * thread waits for them, everybody else asks it through this table. */
+static struct {
+	pthread_mutex_t lock;
+	struct child {
+		pid_t pid;
+		bool exited;
+		int status;
+	} c[MAX_CHILDREN];
+} reaper = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void *reaper_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pthread_mutex_lock(&reaper.lock);
+		for (int i = 0; i < MAX_CHILDREN; i++) {
+			struct child *c = &reaper.c[i];
+			if (!c->pid || c->exited)
+				continue;
+			int st;
+			pid_t r = waitpid(c->pid, &st, WNOHANG);
+			if (r == c->pid || (r < 0 && errno == ECHILD)) {
+				c->exited = true;
+				c->status = r == c->pid ? st : 0;
+			}
+		}
+		pthread_mutex_unlock(&reaper.lock);
+		/* A poll rather than SIGCHLD: helper commands run by API threads
+		 * wait for their own pids, and a signal-driven waitpid(-1) would
+		 * steal their status. */
+		usleep(100 * 1000);
+	}
+	return NULL;
+}
+
+int sup_init(char *err, size_t errlen)
+{
+	pthread_t t;
+	int rc = pthread_create(&t, NULL, reaper_main, NULL);
+	if (rc) {
+		snprintf(err, errlen, "cannot start reaper thread: %s", strerror(rc));
+		return -1;
+	}
+	pthread_detach(t);
+	return 0;
+}
+
+static void register_child(pid_t pid)
+{
+	pthread_mutex_lock(&reaper.lock);
+	struct child *slot = NULL;
+	for (int i = 0; i < MAX_CHILDREN && !slot; i++)
+		if (!reaper.c[i].pid)
+			slot = &reaper.c[i];
+	/* Table full: recycle the oldest reaped entry. */
+	for (int i = 0; i < MAX_CHILDREN && !slot; i++)
+		if (reaper.c[i].exited)
+			slot = &reaper.c[i];
+	if (slot)
+		*slot = (struct child){.pid = pid};
+	else
+		kvz_warn("reaper table full; supervisor %d will be watched by pid only", pid);
+	pthread_mutex_unlock(&reaper.lock);
+}
+
+/* In the child after fork: only async-signal-safe calls until exec. */
+static void exec_child(char *const argv[], int logfd)
+{
+	int devnull = open("/dev/null", O_RDONLY);
+	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
+		_exit(126);
+	setsid();
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	execv(argv[0], argv);
+	static const char msg[] = "kvzd: cannot execute supervisor\n";
+	ssize_t w = write(2, msg, sizeof(msg) - 1);
+	(void)w;
+	_exit(127);
+}
+
+pid_t sup_spawn(char *const argv[], const char *logpath, char *err, size_t errlen)
+{
+	int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (logfd < 0) {
+		snprintf(err, errlen, "cannot open log %s: %s", logpath, strerror(errno));
+		return -1;
+	}
+	if (access(argv[0], X_OK) < 0) {
+		snprintf(err, errlen, "cannot run %s: %s", argv[0], strerror(errno));
+		close(logfd);
+		return -1;
+	}
+	/* Held across fork so the child is in the table before the reaper can
+	 * look for it. */
+	pthread_mutex_lock(&reaper.lock);
+	pid_t pid = fork();
+	if (pid == 0)
+		exec_child(argv, logfd);
+	pthread_mutex_unlock(&reaper.lock);
+	int saved = errno;
+	close(logfd);
+	if (pid < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(saved));
+		return -1;
+	}
+	register_child(pid);
+	return pid;
+}
+
+enum sup_liveness sup_check(pid_t pid, unsigned long long start, int *status)
+{
+	if (pid <= 0)
+		return SUP_GONE;
+	pthread_mutex_lock(&reaper.lock);
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		struct child *c = &reaper.c[i];
+		if (c->pid != pid)
+			continue;
+		bool exited = c->exited;
+		if (exited && status)
+			*status = c->status;
+		pthread_mutex_unlock(&reaper.lock);
+		return exited ? SUP_EXITED : SUP_ALIVE;
+	}
+	pthread_mutex_unlock(&reaper.lock);
+	unsigned long long now = sup_proc_start(pid);
+	if (!now || (start && now != start))
+		return SUP_GONE;
+	/* A zombie whose parent is not us still counts as gone. */
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return SUP_GONE;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *rp = strrchr(buf, ')');
+	if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'))
+		return SUP_GONE;
+	return SUP_ALIVE;
+}
+
+unsigned long long sup_proc_start(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	/* The command name may hold spaces and parentheses: fields start after
+	 * the last ')'. Field 3 is the state; start time is field 22. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	p += 2;
+	for (int field = 3; field < 22 && p; field++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	return p ? strtoull(p, NULL, 10) : 0;
+}
+
+bool sup_is_supervisor(pid_t pid, unsigned long long start, const char *prog,
+		       const char *name)
+{
+	if (pid <= 0 || sup_proc_start(pid) != start)
+		return false;
+	char path[64], buf[8192];
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	if (!n)
+		return false;
+	buf[n] = 0;
+	const char *argv0 = buf;
+	const char *base = strrchr(argv0, '/');
+	base = base ? base + 1 : argv0;
+	if (strcmp(base, prog))
+		return false;
+	/* Walk the NUL-separated arguments looking for "--name NAME". */
+	for (const char *a = buf; a < buf + n; a += strlen(a) + 1) {
+		const char *next = a + strlen(a) + 1;
+		if (!strcmp(a, "--name") && next < buf + n && !strcmp(next, name))
+			return true;
+	}
+	return false;
+}
+
+int sup_run(char *const argv[], char *out, size_t outlen)
+{
+	if (outlen)
+		out[0] = 0;
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		snprintf(out, outlen, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(pfd[1], 1) < 0 ||
+		    dup2(pfd[1], 2) < 0)
+			_exit(126);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	if (pid < 0) {
+		close(pfd[0]);
+		snprintf(out, outlen, "fork: %s", strerror(errno));
+		return -1;
+	}
+	/* Keep the tail: the last line is the one that says what went wrong. */
+	char buf[4096];
+	size_t len = 0;
+	for (;;) {
+		if (len == sizeof(buf) - 1) {
+			memmove(buf, buf + sizeof(buf) / 2, len - sizeof(buf) / 2);
+			len -= sizeof(buf) / 2;
+		}
+		ssize_t n = read(pfd[0], buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(pfd[0]);
+	buf[len] = 0;
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+		buf[--len] = 0;
+	char *last = strrchr(buf, '\n');
+	snprintf(out, outlen, "%s", last ? last + 1 : buf);
+	int st;
+	while (waitpid(pid, &st, 0) < 0) {
+		if (errno != EINTR) {
+			snprintf(out, outlen, "waitpid: %s", strerror(errno));
+			return -1;
+		}
+	}
+	if (WIFEXITED(st)) {
+		if (WEXITSTATUS(st) == 127 && !out[0])
+			snprintf(out, outlen, "cannot execute %s", argv[0]);
+		return WEXITSTATUS(st);
+	}
+	snprintf(out + strlen(out), outlen - strlen(out), " (killed by signal %d)",
+		 WTERMSIG(st));
+	return -1;
+}
