@@ -1,0 +1,784 @@
+#!/usr/bin/env python3
+"""kvzlab: the nested lab, a real KVM host inside QEMU TCG.
+
+This machine's /dev/kvm is a software backend that cannot boot a stock Linux
+kernel in useful time.  The lab boots Debian's kernel ("L1") under
+qemu-system-x86_64 -accel tcg -cpu EPYC,+svm,+npt, loads kvm-amd there, and
+runs a shell script inside L1 where /dev/kvm is a real (emulated-SVM) KVM.
+That script usually starts kvz-vmm to boot the same kernel again ("L2").
+
+Usage from pytest (tests/lab/, suite 'lab'):
+
+    import kvzlab
+    kvzlab.skip_unless_lab()            # pytest.skip with the reason if not possible
+    res = kvzlab.run_in_lab(
+        "kvz-vmm --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz "
+        "--cmdline 'console=ttyS0 quiet panic=-1' --cpus 2 --memory 512M",
+        l2_init="echo hello from L2; reboot -f",
+        l2_modules=["virtio_blk", "ext4"],     # dependencies are added, in order
+        files={"/tmp/disk.img": "/disk.img"},  # host path -> path inside L1
+        smp=2, timeout=600)
+    assert res.exit_code == 0 and "hello from L2" in res.output
+
+What L1 provides to l1_script (run by busybox sh, cwd /, PATH has busybox):
+  /bin/kvz-vmm            $KVZ_BUILD_DIR/src/vmm/kvz-vmm (or vmm=PATH) + its libraries
+  /l2/vmlinuz             the L2 kernel (same Debian kernel as L1)
+  /l2/initrd.cpio.gz      the L2 initramfs (see build_l2_initrd)
+  /dev/kvm                kvm + kvm-amd loaded; l1_modules=[...] loads more (e.g. tun, bridge)
+  /tmp, /dev/shm          tmpfs
+  /bin/qemu-system-x86_64 only with with_qemu=True (for benchmarks); run it
+                          with "-L /usr/share/kvzlab-qemu"
+The exit status of l1_script is LabResult.exit_code (None when L1 never
+reported one: crash or timeout; see LabResult.timed_out).
+
+The L2 initramfs: /init mounts proc, sys, devtmpfs, loads l2_modules with
+their dependencies (modules.dep, plus modules.softdep "pre:" entries), then
+runs l2_init (a busybox sh script; all applets are on PATH).  When l2_init
+is None, a default init prints "KVZLAB-L2-INIT cpus=N memtotal_kb=M" and
+does `reboot -f`.  If the script ends without rebooting, /init reboots.
+
+Command line (lab/run-vmm.sh is a wrapper of the first form):
+  kvzlab.py run-vmm [--smp N] [--l2-init FILE] [--l2-modules "m1 m2"]
+                    [--add HOST:L1]... [--timeout SEC] -- KVZ_VMM_ARGS...
+  kvzlab.py run [--smp N] [--qemu] [--add HOST:L1]... --script FILE
+  kvzlab.py build-l2 --out FILE [--init FILE] [--modules "m1 m2"]
+  kvzlab.py modules m1 m2        prints the load order
+
+Environment: KVZ_BUILD_DIR or BUILD_DIR (kvz-vmm's build dir, default
+build), KVZ_LAB_KERNEL (default: newest /boot/vmlinuz-*), KVZ_LAB_OUT (cache,
+default lab/out).  Only one lab runs at a time (a lock in the cache dir):
+TCG needs both host cores.
+"""
+
+import dataclasses
+import fcntl
+import glob
+import gzip
+import hashlib
+import os
+import re
+import select
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+LAB_DIR = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.path.dirname(LAB_DIR)
+# Bumped whenever the layout of the generated archives changes, so that
+# cached archives from an older kvzlab are not reused.
+FORMAT_VERSION = "3"
+L1_EXIT_MARKER = "KVZLAB-L1-EXIT:"
+L1_MODULES = ["kvm-amd"]
+QEMU_DATA_L1 = "/usr/share/kvzlab-qemu"
+# Firmware that qemu-system-x86_64 (pc machine, -nodefaults, -kernel) reads.
+QEMU_FIRMWARE = ["bios-256k.bin", "linuxboot_dma.bin", "kvmvapic.bin",
+                 "multiboot_dma.bin", "pvh.bin", "qboot.rom"]
+QEMU_FIRMWARE_DIRS = ["/usr/share/qemu", "/usr/share/seabios"]
+
+DEFAULT_L2_INIT = r"""
+cpus=$(grep -c '^processor' /proc/cpuinfo)
+mem=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
+echo "KVZLAB-L2-INIT cpus=$cpus memtotal_kb=$mem"
+reboot -f
+"""
+
+
+class LabError(Exception):
+    """The lab cannot be built or started (missing kernel, module, binary)."""
+
+
+# ---------------------------------------------------------------- locations
+
+def out_dir():
+    d = os.environ.get("KVZ_LAB_OUT") or os.path.join(LAB_DIR, "out")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def build_dir():
+    d = (os.environ.get("KVZ_BUILD_DIR") or os.environ.get("BUILD_DIR")
+         or "build")
+    return d if os.path.isabs(d) else os.path.join(SOURCE_DIR, d)
+
+
+def default_vmm():
+    return os.path.join(build_dir(), "src", "vmm", "kvz-vmm")
+
+
+def lab_kernel():
+    k = os.environ.get("KVZ_LAB_KERNEL")
+    if k:
+        return k
+    cands = sorted(glob.glob("/boot/vmlinuz-*"))
+    if not cands:
+        raise LabError("no kernel in /boot (install linux-image-amd64)")
+    return cands[-1]
+
+
+def kernel_version(kernel):
+    base = os.path.basename(kernel)
+    if not base.startswith("vmlinuz-"):
+        raise LabError(f"cannot tell the version of kernel {kernel} "
+                       "(expected a vmlinuz-VERSION file name)")
+    return base[len("vmlinuz-"):]
+
+
+def module_dir(kernel):
+    d = os.path.join("/lib/modules", kernel_version(kernel))
+    if not os.path.isfile(os.path.join(d, "modules.dep")):
+        raise LabError(f"{d}/modules.dep missing (modules of {kernel})")
+    return d
+
+
+def busybox_path():
+    for p in ("/bin/busybox", "/usr/bin/busybox"):
+        if os.path.isfile(p):
+            return p
+    raise LabError("busybox missing (install busybox-static)")
+
+
+def lab_missing():
+    """Why the lab cannot run here, or None when it can."""
+    if not shutil.which("qemu-system-x86_64"):
+        return "qemu-system-x86_64 not installed (Debian: qemu-system-x86)"
+    try:
+        kernel = lab_kernel()
+        if not os.access(kernel, os.R_OK):
+            return f"kernel {kernel} not readable"
+        module_dir(kernel)
+        bb = busybox_path()
+    except LabError as e:
+        return str(e)
+    if "statically linked" not in _file_type(bb):
+        return f"{bb} is not statically linked (install busybox-static)"
+    return None
+
+
+def skip_unless_lab():
+    reason = lab_missing()
+    if reason:
+        import pytest
+        pytest.skip(f"nested lab unavailable: {reason}")
+
+
+def _file_type(path):
+    try:
+        return subprocess.run(["file", "-L", path], capture_output=True,
+                              text=True, check=False).stdout
+    except FileNotFoundError:
+        # Without file(1), trust that busybox-static provides /bin/busybox.
+        return "statically linked"
+
+
+# ---------------------------------------------------------------- cpio
+
+class Cpio:
+    """A newc ("070701") cpio archive as the kernel's initramfs unpacker reads.
+
+    Entries are owned by root with mtime 0 so that equal inputs give equal
+    archives; parent directories are added automatically."""
+
+    def __init__(self):
+        self._chunks = []
+        self._ino = 1
+        self._paths = set()
+
+    def _entry(self, name, mode, data=b"", rdev=(0, 0)):
+        name = name.strip("/")
+        if name in self._paths:
+            return
+        self._add_parents(name)
+        self._paths.add(name)
+        nameb = name.encode() + b"\0"
+        fields = [self._ino, mode, 0, 0, 1, 0, len(data), 0, 0,
+                  rdev[0], rdev[1], len(nameb), 0]
+        hdr = b"070701" + b"".join(b"%08X" % f for f in fields)
+        self._ino += 1
+        self._chunks += [hdr, nameb, _pad4(len(hdr) + len(nameb)),
+                         data, _pad4(len(data))]
+
+    def _add_parents(self, name):
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            self.dir("/".join(parts[:i]))
+
+    def dir(self, path, mode=0o755):
+        self._entry(path, 0o040000 | mode)
+
+    def file(self, path, data, mode=0o644):
+        if isinstance(data, str):
+            data = data.encode()
+        self._entry(path, 0o100000 | mode, data)
+
+    def copy(self, path, src, mode=None):
+        with open(src, "rb") as f:
+            data = f.read()
+        if mode is None:
+            mode = os.stat(src).st_mode & 0o7777
+        self.file(path, data, mode)
+
+    def symlink(self, path, target):
+        self._entry(path, 0o120000 | 0o777, target.encode())
+
+    def chardev(self, path, major, minor, mode=0o600):
+        self._entry(path, 0o020000 | mode, rdev=(major, minor))
+
+    def has(self, path):
+        return path.strip("/") in self._paths
+
+    def bytes(self):
+        trailer = Cpio()
+        trailer._entry("TRAILER!!!", 0)
+        return b"".join(self._chunks + trailer._chunks)
+
+
+def _pad4(n):
+    return b"\0" * ((4 - n % 4) % 4)
+
+
+def _add_busybox(cpio):
+    bb = busybox_path()
+    cpio.copy("/bin/busybox", bb, 0o755)
+    applets = subprocess.run([bb, "--list-full"], capture_output=True,
+                             text=True, check=True).stdout.split()
+    for a in applets:
+        if not cpio.has(a):
+            cpio.symlink(a, "/bin/busybox")
+    cpio.symlink("/bin/sh", "/bin/busybox")
+    cpio.chardev("/dev/console", 5, 1)
+    for d in ("proc", "sys", "tmp", "run", "mnt", "root", "etc"):
+        cpio.dir(d)
+
+
+# ---------------------------------------------------------------- modules
+
+def _mod_name(s):
+    base = os.path.basename(s)
+    base = re.sub(r"\.ko(\.(xz|zst|gz))?$", "", base)
+    return base.replace("-", "_")
+
+
+def _read_modules_dep(moddir):
+    deps = {}
+    with open(os.path.join(moddir, "modules.dep")) as f:
+        for line in f:
+            path, _, rest = line.partition(":")
+            deps[_mod_name(path)] = (path, [_mod_name(d) for d in rest.split()])
+    return deps
+
+
+def _read_softdeps(moddir):
+    soft = {}
+    try:
+        with open(os.path.join(moddir, "modules.softdep")) as f:
+            for line in f:
+                words = line.split()
+                if len(words) < 3 or words[0] != "softdep":
+                    continue
+                pre = []
+                mode = None
+                for w in words[2:]:
+                    if w.endswith(":"):
+                        mode = w
+                    elif mode == "pre:":
+                        pre.append(w)
+                soft[_mod_name(words[1])] = pre
+    except FileNotFoundError:
+        pass
+    return soft
+
+
+def _read_aliases(moddir):
+    aliases = {}
+    try:
+        with open(os.path.join(moddir, "modules.alias")) as f:
+            for line in f:
+                words = line.split()
+                if len(words) == 3 and words[0] == "alias" and \
+                        not any(c in words[1] for c in "*?["):
+                    aliases.setdefault(words[1], []).append(_mod_name(words[2]))
+    except FileNotFoundError:
+        pass
+    return aliases
+
+
+def _read_builtin(moddir):
+    try:
+        with open(os.path.join(moddir, "modules.builtin")) as f:
+            return {_mod_name(line.strip()) for line in f if line.strip()}
+    except FileNotFoundError:
+        return set()
+
+
+def resolve_modules(names, kernel=None):
+    """Module files (relative to /lib/modules/VER) in load order.
+
+    Hard dependencies come from modules.dep; softdep "pre:" modules are
+    added when they resolve (an alias with several providers picks the
+    *_generic one, which needs no particular CPU feature).  Built-in modules
+    are skipped.  Unknown names raise LabError."""
+    moddir = module_dir(kernel or lab_kernel())
+    deps = _read_modules_dep(moddir)
+    soft = _read_softdeps(moddir)
+    aliases = _read_aliases(moddir)
+    builtin = _read_builtin(moddir)
+    order, state = [], {}
+
+    def soft_target(name):
+        n = _mod_name(name)
+        if n in deps:
+            return n
+        cands = [c for c in aliases.get(name, []) if c in deps]
+        generic = [c for c in cands if c.endswith("_generic")]
+        return (generic or cands or [None])[0]
+
+    def visit(n, chain):
+        if state.get(n) == "done":
+            return
+        if state.get(n) == "visiting":
+            raise LabError("module dependency cycle: " + " -> ".join(chain))
+        state[n] = "visiting"
+        for s in soft.get(n, []):
+            t = soft_target(s)
+            if t and t != n:
+                visit(t, chain + [t])
+        for d in deps[n][1]:
+            visit(d, chain + [d])
+        state[n] = "done"
+        order.append(deps[n][0])
+
+    for name in names:
+        n = _mod_name(name)
+        if n in deps:
+            visit(n, [n])
+        elif n not in builtin:
+            raise LabError(f"kernel module {name} not found in {moddir}")
+    return order
+
+
+def _add_modules(cpio, names, kernel, dest_list):
+    """Adds the module files and writes their load order to dest_list."""
+    moddir = module_dir(kernel)
+    ver = kernel_version(kernel)
+    rels = resolve_modules(names, kernel)
+    for rel in rels:
+        if not rel.endswith(".ko"):
+            raise LabError(f"{rel}: compressed modules are not supported "
+                           "(busybox insmod reads plain .ko)")
+        cpio.copy(f"/lib/modules/{ver}/{rel}", os.path.join(moddir, rel), 0o644)
+    cpio.file(dest_list, "".join(f"/lib/modules/{ver}/{r}\n" for r in rels))
+    return rels
+
+
+# ---------------------------------------------------------------- caching
+
+def _digest(*parts):
+    h = hashlib.sha256(FORMAT_VERSION.encode())
+    for p in parts:
+        if isinstance(p, str):
+            p = p.encode()
+        h.update(hashlib.sha256(p).digest())
+    return h.hexdigest()[:20]
+
+
+def _file_key(path):
+    st = os.stat(path)
+    return f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _cached(name, key, build):
+    """Returns lab/out/NAME-KEY, building it with build(path) if absent."""
+    path = os.path.join(out_dir(), f"{name}-{key}")
+    if not os.path.exists(path):
+        tmp = f"{path}.tmp{os.getpid()}"
+        build(tmp)
+        os.replace(tmp, path)
+    return path
+
+
+def _write_gz(path, data):
+    # Level 1: the kernel inflates it under TCG, where size barely matters
+    # next to build time on the host.
+    with open(path, "wb") as f:
+        f.write(gzip.compress(data, compresslevel=1, mtime=0))
+
+
+# ---------------------------------------------------------------- L2 initramfs
+
+L2_INIT = r"""#!/bin/sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+while read -r m; do
+  insmod "$m" || echo "kvzlab-l2: insmod $m failed"
+done < /etc/kvzlab-modules
+sh /kvzlab-l2-init
+echo "kvzlab-l2: init script exited with $?, rebooting"
+reboot -f
+"""
+
+
+def build_l2_initrd(init_script=None, modules=(), out=None, kernel=None):
+    """Builds the L2 initramfs (gzip'd newc cpio) and returns its path.
+
+    init_script: busybox sh text run after modules are loaded (None: the
+    default init, see the module doc).  modules: names; dependencies are
+    added.  out: where to copy it (default: the cached file itself)."""
+    kernel = kernel or lab_kernel()
+    script = DEFAULT_L2_INIT if init_script is None else init_script
+    mods = list(modules)
+    key = _digest(script, " ".join(mods), _file_key(busybox_path()),
+                  _file_key(os.path.join(module_dir(kernel), "modules.dep")),
+                  L2_INIT)
+
+    def build(path):
+        c = Cpio()
+        _add_busybox(c)
+        _add_modules(c, mods, kernel, "/etc/kvzlab-modules")
+        c.file("/init", L2_INIT, 0o755)
+        c.file("/kvzlab-l2-init", script, 0o755)
+        _write_gz(path, c.bytes())
+
+    cached = _cached("l2-initrd", key, build)
+    if out:
+        shutil.copyfile(cached, out)
+        return out
+    return cached
+
+
+# ---------------------------------------------------------------- L1 initramfs
+
+L1_INIT = r"""#!/bin/sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+mkdir -p /dev/shm /dev/pts && mount -t tmpfs shm /dev/shm
+mount -t devpts pts /dev/pts
+[ -f /etc/kvzlab-env ] && . /etc/kvzlab-env
+while read -r m; do
+  insmod "$m" || echo "kvzlab-l1: insmod $m failed"
+done < /etc/kvzlab-modules
+ip link set lo up 2>/dev/null
+if [ ! -c /dev/kvm ]; then
+  echo "kvzlab-l1: /dev/kvm missing after loading kvm-amd"
+  rc=125
+else
+  cd /
+  timeout "$KVZLAB_TIMEOUT" sh /kvzlab-l1-script
+  rc=$?
+fi
+echo "KVZLAB-L1-EXIT: $rc"
+poweroff -f
+"""
+
+
+def _ldd(binary):
+    """Paths of the shared objects binary loads, the dynamic loader included."""
+    r = subprocess.run(["ldd", binary], capture_output=True, text=True,
+                       check=False)
+    if "not a dynamic executable" in r.stdout + r.stderr:
+        return []
+    if r.returncode != 0:
+        raise LabError(f"ldd {binary} failed: {r.stderr.strip()}")
+    libs = []
+    for line in r.stdout.splitlines():
+        line = line.strip()
+        m = re.match(r"\S+ => (/\S+) \(", line) or re.match(r"(/\S+) \(", line)
+        if m:
+            libs.append(m.group(1))
+        elif "not found" in line:
+            raise LabError(f"{binary}: library {line}")
+    return libs
+
+
+def _add_binary(cpio, src, dest):
+    cpio.copy(dest, src, 0o755)
+    for lib in _ldd(src):
+        if not cpio.has(lib):
+            cpio.copy(lib, lib, 0o755)
+
+
+def _base_l1_segment(kernel, l1_modules):
+    mods = L1_MODULES + list(l1_modules)
+    key = _digest(" ".join(mods), L1_INIT, _file_key(busybox_path()),
+                  _file_key(os.path.join(module_dir(kernel), "modules.dep")))
+
+    def build(path):
+        c = Cpio()
+        _add_busybox(c)
+        _add_modules(c, mods, kernel, "/etc/kvzlab-modules")
+        c.file("/init", L1_INIT, 0o755)
+        _write_gz(path, c.bytes())
+
+    return _cached("l1-base", key, build)
+
+
+def _qemu_segment():
+    qemu = shutil.which("qemu-system-x86_64")
+    fw = []
+    for name in QEMU_FIRMWARE:
+        for d in QEMU_FIRMWARE_DIRS:
+            p = os.path.join(d, name)
+            if os.path.exists(p):
+                fw.append((name, p))
+                break
+    key = _digest(_file_key(qemu), *[_file_key(p) for _, p in fw])
+
+    def build(path):
+        c = Cpio()
+        _add_binary(c, qemu, "/bin/qemu-system-x86_64")
+        for name, p in fw:
+            c.copy(f"{QEMU_DATA_L1}/{name}", p, 0o644)
+        # Uncompressed: 50 MB would take seconds to inflate under TCG.
+        with open(path, "wb") as f:
+            f.write(c.bytes())
+
+    return _cached("l1-qemu", key, build)
+
+
+def _run_segment(l1_script, files, vmm, l2_initrd, kernel, timeout):
+    c = Cpio()
+    if vmm:
+        _add_binary(c, vmm, "/bin/kvz-vmm")
+    c.copy("/l2/vmlinuz", kernel, 0o644)
+    c.copy("/l2/initrd.cpio.gz", l2_initrd, 0o644)
+    for host, l1 in (files or {}).items():
+        if not os.path.exists(host):
+            raise LabError(f"file to add to L1 missing: {host}")
+        c.copy(l1, host)
+    c.file("/kvzlab-l1-script", l1_script, 0o755)
+    c.file("/etc/kvzlab-env", f"export KVZLAB_TIMEOUT={int(timeout)}\n")
+    return c.bytes()
+
+
+def build_l1_initrd(l1_script, out, files=None, vmm=None, l2_init=None,
+                    l2_modules=(), l1_modules=(), with_qemu=False,
+                    timeout=600, kernel=None):
+    """Writes L1's initramfs to out: cached segments (busybox + modules +
+    /init, optionally QEMU) followed by this run's files, concatenated (the
+    kernel unpacks concatenated cpio archives in order)."""
+    kernel = kernel or lab_kernel()
+    l2 = build_l2_initrd(l2_init, l2_modules, kernel=kernel)
+    segs = [_base_l1_segment(kernel, l1_modules)]
+    if with_qemu:
+        segs.append(_qemu_segment())
+    run = _run_segment(l1_script, files, vmm, l2, kernel, timeout)
+    with open(out, "wb") as f:
+        for s in segs:
+            with open(s, "rb") as g:
+                shutil.copyfileobj(g, f)
+            f.write(_pad4(f.tell()))
+        f.write(run)
+    return out
+
+
+# ---------------------------------------------------------------- running
+
+@dataclasses.dataclass
+class LabResult:
+    output: str          # L1 console (L1 kernel, script and L2 output), \n line ends
+    exit_code: object    # int: l1_script's exit status; None: L1 did not report one
+    timed_out: bool      # the host-side timeout killed QEMU
+    duration: float      # seconds, QEMU start to exit
+    qemu_returncode: int
+
+
+def _lab_lock():
+    """Serializes labs: two TCG runs on two cores would both crawl."""
+    f = open(os.path.join(out_dir(), ".lab.lock"), "w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("kvzlab: waiting for another lab run to finish", file=sys.stderr)
+        fcntl.flock(f, fcntl.LOCK_EX)
+    return f
+
+
+def qemu_l1_command(initrd, smp, mem_mb, kernel, extra_qemu_args=()):
+    return ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "EPYC,+svm,+npt",
+            "-smp", str(smp), "-m", str(mem_mb), "-nodefaults",
+            "-display", "none", "-serial", "stdio", "-no-reboot",
+            "-kernel", kernel, "-initrd", initrd,
+            "-append", "console=ttyS0 quiet panic=-1 tsc=reliable",
+            *extra_qemu_args]
+
+
+def run_in_lab(l1_script, files=None, smp=2, mem_mb=2048, timeout=600,
+               l2_init=None, l2_modules=(), extra_qemu_args=(), l1_modules=(),
+               vmm=None, with_qemu=False, stream=None, kernel=None):
+    """Boots L1, runs l1_script there (busybox sh) and returns a LabResult.
+
+    timeout bounds the script inside L1; the host kills QEMU 120 s later.
+    vmm: kvz-vmm to copy to /bin/kvz-vmm (default BUILD/src/vmm/kvz-vmm;
+    False: none).  stream: a text file to copy the console to as it comes."""
+    reason = lab_missing()
+    if reason:
+        raise LabError(reason)
+    kernel = kernel or lab_kernel()
+    if vmm is None:
+        vmm = default_vmm()
+        if not os.path.exists(vmm):
+            raise LabError(f"kvz-vmm not built: {vmm} missing "
+                           "(ninja -C BUILD src/vmm/kvz-vmm; set KVZ_BUILD_DIR)")
+    initrd = os.path.join(out_dir(), f"l1-run-{os.getpid()}.cpio")
+    lock = _lab_lock()
+    try:
+        build_l1_initrd(l1_script, initrd, files=files, vmm=vmm or None,
+                        l2_init=l2_init, l2_modules=l2_modules,
+                        l1_modules=l1_modules, with_qemu=with_qemu,
+                        timeout=timeout, kernel=kernel)
+        cmd = qemu_l1_command(initrd, smp, mem_mb, kernel, extra_qemu_args)
+        return _run_qemu(cmd, timeout + 120, stream)
+    finally:
+        try:
+            os.unlink(initrd)
+        except FileNotFoundError:
+            pass
+        lock.close()
+
+
+def _run_qemu(cmd, host_timeout, stream):
+    start = time.monotonic()
+    deadline = start + host_timeout
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    chunks, pending, timed_out = [], b"", False
+    fd = proc.stdout.fileno()
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+            if not ready:
+                continue
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            pending += data.replace(b"\r\n", b"\n").replace(b"\r", b"")
+            lines = pending.split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                text = line.decode(errors="replace") + "\n"
+                chunks.append(text)
+                if stream:
+                    stream.write(text)
+                    stream.flush()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        rc = proc.wait()
+        proc.stdout.close()
+    if pending:
+        chunks.append(pending.decode(errors="replace") + "\n")
+    output = "".join(chunks)
+    return LabResult(output=output, exit_code=_l1_exit_code(output),
+                     timed_out=timed_out, duration=time.monotonic() - start,
+                     qemu_returncode=rc)
+
+
+def _l1_exit_code(output):
+    codes = re.findall(r"^" + re.escape(L1_EXIT_MARKER) + r" (\d+)", output,
+                       re.M)
+    return int(codes[-1]) if codes else None
+
+
+# ---------------------------------------------------------------- L1 scripts
+
+def vmm_script(vmm_args, stdin="/dev/console"):
+    """An l1_script running kvz-vmm with the L2 kernel and initramfs."""
+    args = " ".join(shlex.quote(a) for a in vmm_args)
+    return ("kvz-vmm --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz "
+            f"{args} < {stdin}\n")
+
+
+# ---------------------------------------------------------------- CLI
+
+def _parse_adds(adds):
+    files = {}
+    for a in adds:
+        host, sep, l1 = a.partition(":")
+        if not sep or not host or not l1.startswith("/"):
+            raise LabError(f"--add {a}: expected HOSTPATH:/L1PATH")
+        files[host] = l1
+    return files
+
+
+def _cli(argv):
+    import argparse
+    p = argparse.ArgumentParser(prog="kvzlab.py")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    rv = sub.add_parser("run-vmm", help="boot L2 under kvz-vmm inside L1")
+    rv.add_argument("--smp", type=int, default=2)
+    rv.add_argument("--memory", type=int, default=2048, help="L1 MiB")
+    rv.add_argument("--l2-init")
+    rv.add_argument("--l2-modules", default="")
+    rv.add_argument("--add", action="append", default=[])
+    rv.add_argument("--timeout", type=int, default=600)
+    rv.add_argument("vmm_args", nargs="*")
+    r = sub.add_parser("run", help="run a shell script inside L1")
+    r.add_argument("--smp", type=int, default=2)
+    r.add_argument("--memory", type=int, default=2048, help="L1 MiB")
+    r.add_argument("--qemu", action="store_true", help="add qemu to L1")
+    r.add_argument("--no-vmm", action="store_true", help="do not add kvz-vmm")
+    r.add_argument("--l2-init")
+    r.add_argument("--l2-modules", default="")
+    r.add_argument("--l1-modules", default="")
+    r.add_argument("--add", action="append", default=[])
+    r.add_argument("--timeout", type=int, default=600)
+    r.add_argument("--script", required=True)
+    b = sub.add_parser("build-l2", help="build an L2 initramfs")
+    b.add_argument("--out", required=True)
+    b.add_argument("--init")
+    b.add_argument("--modules", default="")
+    m = sub.add_parser("modules", help="print a module load order")
+    m.add_argument("names", nargs="+")
+    a = p.parse_args(argv)
+
+    def read(path):
+        if path is None:
+            return None
+        with open(path) as f:
+            return f.read()
+
+    if a.cmd == "modules":
+        print("\n".join(resolve_modules(a.names)))
+        return 0
+    if a.cmd == "build-l2":
+        build_l2_initrd(read(a.init), a.modules.split(), out=a.out)
+        return 0
+    if a.cmd == "run-vmm":
+        script = vmm_script(a.vmm_args)
+        kw = dict(smp=a.smp, mem_mb=a.memory, l2_init=read(a.l2_init),
+                  l2_modules=a.l2_modules.split(), files=_parse_adds(a.add))
+    else:
+        script = read(a.script)
+        kw = dict(smp=a.smp, mem_mb=a.memory, l2_init=read(a.l2_init),
+                  l2_modules=a.l2_modules.split(), files=_parse_adds(a.add),
+                  l1_modules=a.l1_modules.split(), with_qemu=a.qemu,
+                  vmm=False if a.no_vmm else None)
+    res = run_in_lab(script, timeout=a.timeout, stream=sys.stdout, **kw)
+    if res.timed_out:
+        print(f"kvzlab: L1 timed out after {res.duration:.0f} s, killed",
+              file=sys.stderr)
+    code = res.exit_code if res.exit_code is not None else 255
+    print(f"LAB-EXIT: {code}", flush=True)
+    return code
+
+
+def main(argv=None):
+    try:
+        return _cli(sys.argv[1:] if argv is None else argv)
+    except LabError as e:
+        print(f"kvzlab: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
