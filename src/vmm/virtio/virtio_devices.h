@@ -43,4 +43,10 @@ json_t *virtio_devices_blockstats(struct virtio_devices *vd);
 /* On system_reset: devices return to their power-on state. */
 void virtio_devices_reset(struct virtio_devices *vd);
 
+/* Where device events (BALLOON_CHANGE) are emitted; NULL for nowhere. Call
+ * before the guest starts (or any time: the pointer is published
+ * atomically). The server must outlive the devices or be unset first. */
+struct qmp_server;
+void virtio_devices_set_qmp(struct virtio_devices *vd, struct qmp_server *qmp);
+
 #endif

@@ -189,6 +189,33 @@ void virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
 	store_release16(&vq->used[1], vq->used_idx);
 }
 
+void virtq_push_batch(struct virtq *vq, const struct virtq_used *items, unsigned n)
+{
+	if (!vq->enabled)
+		return;
+	uint32_t *ring = (uint32_t *)(vq->used + 2);
+
+	for (unsigned i = 0; i < n; i++) {
+		uint16_t slot = (uint16_t)(vq->used_idx + i) % vq->size;
+		__atomic_store_n(&ring[2 * slot], (uint32_t)items[i].head, __ATOMIC_RELAXED);
+		__atomic_store_n(&ring[2 * slot + 1], items[i].len, __ATOMIC_RELAXED);
+	}
+	vq->used_idx += n;
+	store_release16(&vq->used[1], vq->used_idx);
+}
+
+void virtq_unpop(struct virtq *vq, uint16_t n)
+{
+	vq->last_avail -= n;
+}
+
+bool virtq_has_avail(struct virtq *vq)
+{
+	if (!vq->enabled || vq->broken)
+		return false;
+	return load_acquire16(&vq->avail[1]) != vq->last_avail;
+}
+
 bool virtq_need_interrupt(struct virtq *vq)
 {
 	if (!vq->enabled)

@@ -85,6 +85,21 @@ int virtq_pop(struct virtq *vq, struct virtq_elem *e);
  * device-writable part. */
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t len);
 
+/* Returns n chains at once: the driver sees them only when all are in the
+ * ring (mergeable receive buffers must arrive together). */
+struct virtq_used {
+	uint16_t head;
+	uint32_t len;
+};
+void virtq_push_batch(struct virtq *vq, const struct virtq_used *items, unsigned n);
+
+/* Gives back the last n popped (not yet pushed) chains: they will be
+ * popped again. For a device that found it cannot use them yet. */
+void virtq_unpop(struct virtq *vq, uint16_t n);
+
+/* Whether the driver has made buffers available that we have not popped. */
+bool virtq_has_avail(struct virtq *vq);
+
 /* After one or more pushes: whether the driver wants an interrupt now. */
 bool virtq_need_interrupt(struct virtq *vq);
 

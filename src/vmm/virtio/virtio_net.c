@@ -1,0 +1,428 @@
+/* virtio-net over TAP. The guest's vnet header (12 bytes, little-endian,
+ * the same layout the TAP uses with IFF_VNET_HDR) passes through
+ * unchanged, so checksum and segmentation offloads cost nothing here.
+ * Transmit writes each chain with one writev(); receive reads one packet
+ * into a staging buffer and spreads it over as many guest buffers as it
+ * needs (mergeable rx buffers). */
+#include "virtio_net.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "io_thread.h"
+#include "log.h"
+#include "netlink_link.h"
+
+#define VIRTIO_NET_F_CSUM       0
+#define VIRTIO_NET_F_GUEST_CSUM 1
+#define VIRTIO_NET_F_MAC        5
+#define VIRTIO_NET_F_GUEST_TSO4 7
+#define VIRTIO_NET_F_GUEST_TSO6 8
+#define VIRTIO_NET_F_HOST_TSO4  11
+#define VIRTIO_NET_F_HOST_TSO6  12
+#define VIRTIO_NET_F_MRG_RXBUF  15
+#define VIRTIO_NET_F_STATUS     16
+
+#define Q_RX 0
+#define Q_TX 1
+#define QUEUE_SIZE 256
+#define RX_BURST 64
+
+/* ---- options ---- */
+
+static int parse_mac(const char *s, size_t len, uint8_t mac[6])
+{
+	unsigned v[6];
+	char tail;
+	char tmp[32];
+
+	if (len >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, s, len);
+	tmp[len] = '\0';
+	if (sscanf(tmp, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+		   &tail) != 6 || len != 17)
+		return -1;
+	for (int i = 0; i < 6; i++)
+		mac[i] = v[i];
+	if (mac[0] & 1)
+		return -1;  /* multicast address: not a NIC's */
+	return 0;
+}
+
+static int copy_ifname(char dst[IFNAMSIZ], const char *s, size_t len)
+{
+	if (len == 0 || len >= IFNAMSIZ)
+		return -1;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] == '/' || s[i] == ' ' || s[i] == ':' || s[i] < 0x21)
+			return -1;
+	memcpy(dst, s, len);
+	dst[len] = '\0';
+	return 0;
+}
+
+int virtio_net_parse(const char *spec, unsigned index, struct virtio_net_options *o,
+		     char *err, size_t errlen)
+{
+	bool have_mac = false;
+	const char *p = spec;
+
+	(void)index;
+	memset(o, 0, sizeof(*o));
+	while (*p) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		if (len > 4 && !strncmp(p, "tap=", 4)) {
+			if (copy_ifname(o->tap, p + 4, len - 4) < 0)
+				goto bad_name;
+		} else if (len > 7 && !strncmp(p, "bridge=", 7)) {
+			if (copy_ifname(o->bridge, p + 7, len - 7) < 0)
+				goto bad_name;
+		} else if (len > 4 && !strncmp(p, "mac=", 4)) {
+			if (parse_mac(p + 4, len - 4, o->mac) < 0) {
+				snprintf(err, errlen, "--net %s: bad MAC address (expected xx:xx:xx:xx:xx:xx, unicast)", spec);
+				return -1;
+			}
+			have_mac = true;
+		} else {
+			snprintf(err, errlen, "--net %s: unknown option '%.*s' (expected tap=, mac=, bridge=)",
+				 spec, (int)len, p);
+			return -1;
+		}
+		p += len + (comma ? 1 : 0);
+	}
+	if (!o->tap[0]) {
+		snprintf(err, errlen, "--net %s: tap=NAME is required", spec);
+		return -1;
+	}
+	if (!have_mac) {
+		uint8_t r[3] = { 0 };
+		if (getrandom(r, sizeof(r), 0) != sizeof(r)) {
+			snprintf(err, errlen, "--net %s: getrandom: %s", spec, strerror(errno));
+			return -1;
+		}
+		const uint8_t mac[6] = { 0x52, 0x54, 0x00, r[0], r[1], r[2] };
+		memcpy(o->mac, mac, 6);
+	}
+	return 0;
+bad_name:
+	snprintf(err, errlen, "--net %s: interface names are 1-%d characters without '/', ':' or spaces",
+		 spec, IFNAMSIZ - 1);
+	return -1;
+}
+
+/* ---- transmit ---- */
+
+static void tx_process(struct virtio_net *n, struct virtq *vq)
+{
+	int r;
+
+	while ((r = virtq_pop(vq, &n->elem)) > 0) {
+		struct virtq_elem *e = &n->elem;
+		/* A frame without its vnet header is dropped, not sent. */
+		if (e->out_len >= VIRTIO_NET_HDR_LEN && writev(n->tap_fd, e->iov, e->nout) < 0 &&
+		    errno != EAGAIN && errno != EIO)
+			kvz_debug("virtio net %s: tap write: %s", n->opt.tap, strerror(errno));
+		virtq_push(vq, e->head, 0);
+	}
+	if (r < 0)
+		vq->broken = true;
+}
+
+/* ---- receive ---- */
+
+static void rx_stall(struct virtio_net *n, bool stall)
+{
+	if (n->rx_stalled == stall)
+		return;
+	int r = io_thread_mod(n->vp.ctx->io, n->tap_fd, stall ? 0 : EPOLLIN);
+	if (r < 0) {
+		kvz_warn("virtio net %s: epoll: %s", n->opt.tap, strerror(-r));
+		return;
+	}
+	n->rx_stalled = stall;
+}
+
+/* Puts n->pending into guest buffers. Returns 1 when the packet is done
+ * with (delivered or dropped), 0 when the guest has too few buffers now,
+ * -1 when the queue is broken. */
+static int rx_deliver(struct virtio_net *n, struct virtq *vq)
+{
+	bool mrg = virtio_pci_has_feature(&n->vp, VIRTIO_NET_F_MRG_RXBUF);
+	unsigned count = 0, first_nin = 0;
+	uint32_t off = 0;
+
+	while (off < n->pending_len) {
+		int r = virtq_pop(vq, &n->elem);
+		if (r < 0)
+			return -1;
+		if (r == 0 || count == vq->size) {
+			virtq_unpop(vq, count);
+			return 0;
+		}
+		struct virtq_elem *e = &n->elem;
+		if (count == 0 && e->in_len < VIRTIO_NET_HDR_LEN) {
+			snprintf(vq->error, sizeof(vq->error), "receive buffer smaller than the header");
+			vq->broken = true;
+			return -1;
+		}
+		uint64_t room = e->in_len;
+		uint32_t chunk = room < n->pending_len - off ? (uint32_t)room : n->pending_len - off;
+		virtq_buf_to_iov(e->iov + e->nout, e->nin, 0, n->pending + off, chunk);
+		if (count == 0) {
+			first_nin = e->nin;
+			memcpy(n->first_iov, e->iov + e->nout, first_nin * sizeof(struct iovec));
+		}
+		n->used[count++] = (struct virtq_used){ e->head, chunk };
+		off += chunk;
+		if (!mrg && off < n->pending_len) {
+			/* Does not fit in one buffer and the guest cannot merge. */
+			virtq_unpop(vq, count);
+			return 1;
+		}
+	}
+	uint8_t nb[2] = { count & 0xff, count >> 8 };
+	virtq_buf_to_iov(n->first_iov, first_nin, 10, nb, sizeof(nb));
+	virtq_push_batch(vq, n->used, count);
+	return 1;
+}
+
+static void rx_process(struct virtio_net *n)
+{
+	struct virtq *vq = &n->vp.vq[Q_RX];
+
+	if (!(n->vp.status & VIRTIO_STATUS_DRIVER_OK) || !vq->enabled || vq->broken) {
+		rx_stall(n, true);
+		return;
+	}
+	for (int i = 0; i < RX_BURST; i++) {
+		if (!n->pending_len) {
+			ssize_t r = read(n->tap_fd, n->pending, sizeof(n->pending));
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0)
+				break;  /* EAGAIN: drained */
+			if (r < VIRTIO_NET_HDR_LEN)
+				continue;
+			n->pending_len = r;
+		}
+		int d = rx_deliver(n, vq);
+		if (d < 0) {
+			virtio_pci_queue_broken(&n->vp, Q_RX);
+			rx_stall(n, true);
+			return;
+		}
+		if (d == 0) {
+			rx_stall(n, true);
+			if (virtq_rearm(vq))
+				rx_stall(n, false);  /* buffers arrived meanwhile */
+			break;
+		}
+		n->pending_len = 0;
+	}
+	virtio_pci_queue_done(&n->vp, Q_RX);
+}
+
+static void tap_handler(void *opaque, int fd, uint32_t events)
+{
+	struct virtio_net *n = opaque;
+
+	(void)fd;
+	(void)events;
+	pthread_mutex_lock(&n->vp.lock);
+	rx_process(n);
+	pthread_mutex_unlock(&n->vp.lock);
+}
+
+static void net_queue_notify(void *dev, struct virtio_pci *vp, unsigned q)
+{
+	struct virtio_net *n = dev;
+	struct virtq *vq = &vp->vq[q];
+
+	if (q == Q_RX) {
+		/* New receive buffers: take the TAP up again. */
+		virtq_rearm(vq);
+		rx_stall(n, false);
+		rx_process(n);
+		return;
+	}
+	do {
+		tx_process(n, vq);
+		virtio_pci_queue_done(vp, q);
+		if (vq->broken) {
+			virtio_pci_queue_broken(vp, q);
+			return;
+		}
+	} while (virtq_rearm(vq));
+}
+
+static void set_offload(struct virtio_net *n)
+{
+	unsigned off = 0;
+
+	if (virtio_pci_has_feature(&n->vp, VIRTIO_NET_F_GUEST_CSUM)) {
+		off |= TUN_F_CSUM;
+		if (virtio_pci_has_feature(&n->vp, VIRTIO_NET_F_GUEST_TSO4))
+			off |= TUN_F_TSO4;
+		if (virtio_pci_has_feature(&n->vp, VIRTIO_NET_F_GUEST_TSO6))
+			off |= TUN_F_TSO6;
+	}
+	if (ioctl(n->tap_fd, TUNSETOFFLOAD, off) < 0)
+		kvz_warn("virtio net %s: TUNSETOFFLOAD: %s", n->opt.tap, strerror(errno));
+}
+
+static void net_driver_ok(void *dev, struct virtio_pci *vp)
+{
+	(void)vp;
+	set_offload(dev);
+}
+
+static void net_reset(void *dev, struct virtio_pci *vp)
+{
+	struct virtio_net *n = dev;
+	(void)vp;
+
+	n->pending_len = 0;
+	if (ioctl(n->tap_fd, TUNSETOFFLOAD, 0) < 0)
+		kvz_debug("virtio net %s: TUNSETOFFLOAD: %s", n->opt.tap, strerror(errno));
+}
+
+static const struct virtio_dev_ops net_ops = {
+	.queue_notify = net_queue_notify,
+	.driver_ok = net_driver_ok,
+	.reset = net_reset,
+};
+
+/* ---- host side ---- */
+
+static int open_tap(struct virtio_net *n, char *err, size_t errlen)
+{
+	struct ifreq ifr;
+	int hdr = VIRTIO_NET_HDR_LEN;
+
+	n->created_tap = if_nametoindex(n->opt.tap) == 0;
+	n->tap_fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (n->tap_fd < 0) {
+		snprintf(err, errlen, "--net tap=%s: /dev/net/tun: %s", n->opt.tap, strerror(errno));
+		return -1;
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", n->opt.tap);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	if (ioctl(n->tap_fd, TUNSETIFF, &ifr) < 0) {
+		snprintf(err, errlen, "--net tap=%s: TUNSETIFF: %s", n->opt.tap, strerror(errno));
+		return -1;
+	}
+	if (ioctl(n->tap_fd, TUNSETVNETHDRSZ, &hdr) < 0 || ioctl(n->tap_fd, TUNSETOFFLOAD, 0) < 0) {
+		snprintf(err, errlen, "--net tap=%s: vnet header setup: %s", n->opt.tap, strerror(errno));
+		return -1;
+	}
+	int r = netlink_link_up(n->opt.tap);
+	if (r < 0) {
+		snprintf(err, errlen, "--net tap=%s: link up: %s", n->opt.tap, strerror(-r));
+		return -1;
+	}
+	return 0;
+}
+
+static int join_bridge(struct virtio_net *n, char *err, size_t errlen)
+{
+	const char *br = n->opt.bridge;
+	int r;
+
+	if (!br[0])
+		return 0;
+	if (if_nametoindex(br) == 0) {
+		r = netlink_bridge_create(br);
+		if (r < 0 && r != -EEXIST) {
+			snprintf(err, errlen, "--net bridge=%s: create: %s", br, strerror(-r));
+			return -1;
+		}
+		n->created_bridge = r == 0;
+	}
+	if ((r = netlink_link_up(br)) < 0 || (r = netlink_link_set_master(n->opt.tap, br)) < 0) {
+		snprintf(err, errlen, "--net bridge=%s: attach %s: %s", br, n->opt.tap, strerror(-r));
+		return -1;
+	}
+	return 0;
+}
+
+static void build_config(struct virtio_net *n)
+{
+	memcpy(n->config, n->opt.mac, 6);
+	n->config[6] = 1;   /* status: link up */
+	n->config[8] = 1;   /* max_virtqueue_pairs */
+}
+
+struct virtio_net *virtio_net_create(const struct vmm_context *ctx,
+				     const struct virtio_net_options *o,
+				     char *err, size_t errlen)
+{
+	struct virtio_net *n = calloc(1, sizeof(*n));
+
+	if (!n) {
+		snprintf(err, errlen, "--net tap=%s: out of memory", o->tap);
+		return NULL;
+	}
+	n->opt = *o;
+	n->tap_fd = -1;
+	if (open_tap(n, err, errlen) < 0 || join_bridge(n, err, errlen) < 0)
+		goto fail;
+	build_config(n);
+	uint64_t features = 1ull << VIRTIO_NET_F_CSUM | 1ull << VIRTIO_NET_F_GUEST_CSUM |
+			    1ull << VIRTIO_NET_F_MAC | 1ull << VIRTIO_NET_F_GUEST_TSO4 |
+			    1ull << VIRTIO_NET_F_GUEST_TSO6 | 1ull << VIRTIO_NET_F_HOST_TSO4 |
+			    1ull << VIRTIO_NET_F_HOST_TSO6 | 1ull << VIRTIO_NET_F_MRG_RXBUF |
+			    1ull << VIRTIO_NET_F_STATUS;
+	struct virtio_pci_params p = {
+		.device_id = VIRTIO_ID_NET,
+		.class_code = 0x020000,   /* Ethernet controller */
+		.features = features,
+		.nqueues = 2,
+		.queue_size = QUEUE_SIZE,
+		.config = n->config,
+		.config_len = sizeof(n->config),
+		.ops = &net_ops,
+		.dev = n,
+	};
+	char name[32];
+	snprintf(name, sizeof(name), "net-%s", o->tap);
+	if (virtio_pci_init(&n->vp, ctx, &p, name, err, errlen) < 0)
+		goto fail;
+	/* Watched from the start but stalled: nothing is read before the
+	 * driver is ready and has given receive buffers. */
+	int r = io_thread_add(ctx->io, n->tap_fd, 0, tap_handler, n);
+	if (r < 0) {
+		snprintf(err, errlen, "--net tap=%s: I/O thread: %s", o->tap, strerror(-r));
+		virtio_pci_destroy(&n->vp);
+		goto fail;
+	}
+	n->rx_stalled = true;
+	return n;
+fail:
+	if (n->created_bridge)
+		netlink_link_delete(n->opt.bridge);
+	if (n->tap_fd >= 0)
+		close(n->tap_fd);  /* a TAP we created goes away with it */
+	free(n);
+	return NULL;
+}
+
+void virtio_net_destroy(struct virtio_net *n)
+{
+	if (!n)
+		return;
+	io_thread_del(n->vp.ctx->io, n->tap_fd);
+	virtio_pci_destroy(&n->vp);
+	close(n->tap_fd);
+	free(n);
+}

@@ -1,0 +1,685 @@
+/* virtio 1.x modern PCI transport. BAR 0 layout (32 KiB):
+ *   0x0000 common config      0x1000 ISR        0x2000 device config
+ *   0x3000 notify (4 bytes per queue)           0x4000 MSI-X table
+ *   0x5000 MSI-X PBA
+ * Kicks: one eventfd per queue, bound to its notify address with
+ * KVM_IOEVENTFD when the driver enables the queue, read on the I/O thread.
+ * Interrupts: one eventfd + MSI route per MSI-X vector, bound with
+ * KVM_IRQFD for the device's lifetime; the route follows the guest's table
+ * writes. Without MSI-X, INTx through the ISR register. */
+#include "virtio_pci.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "io_thread.h"
+#include "irq.h"
+#include "log.h"
+
+#define BAR_SIZE       0x8000u
+#define COMMON_OFF     0x0000u
+#define COMMON_LEN     0x38u
+#define ISR_OFF        0x1000u
+#define DEVCFG_OFF     0x2000u
+#define NOTIFY_OFF     0x3000u
+#define NOTIFY_MULT    4u
+#define MSIX_TABLE_OFF 0x4000u
+#define MSIX_PBA_OFF   0x5000u
+
+#define CAP_VNDR 0x09
+#define CAP_MSIX 0x11
+#define CFG_COMMON 1
+#define CFG_NOTIFY 2
+#define CFG_ISR    3
+#define CFG_DEVICE 4
+
+#define CAP_START 0x40
+#define MSIX_CTRL_ENABLE 0x8000
+#define MSIX_CTRL_MASKALL 0x4000
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = v;
+	p[1] = v >> 8;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, v);
+	put16(p + 2, v >> 16);
+}
+
+static uint64_t get_le(const uint8_t *p, unsigned len)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = len; i-- > 0;)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned len)
+{
+	for (unsigned i = 0; i < len; i++, v >>= 8)
+		p[i] = v;
+}
+
+bool virtio_pci_has_feature(const struct virtio_pci *vp, unsigned f)
+{
+	return vp->driver_features >> f & 1;
+}
+
+static uint64_t offered_features(const struct virtio_pci *vp)
+{
+	return vp->p.features | 1ull << VIRTIO_F_VERSION_1 |
+	       1ull << VIRTIO_F_INDIRECT_DESC | 1ull << VIRTIO_F_EVENT_IDX;
+}
+
+/* ---- interrupts ---- */
+
+static void raise_vector(struct virtio_pci *vp, uint16_t vector)
+{
+	if (!vp->msix_enabled) {
+		if (!vp->intx_level && vm_set_irq_line(vp->ctx->vm, vp->pci.irq_line, 1) == 0)
+			vp->intx_level = true;
+		return;
+	}
+	if (vector >= vp->nvectors)
+		return;
+	if (vp->msix_masked || (vp->msix[vector].ctrl & 1)) {
+		vp->msix_pending |= 1ull << vector;
+		return;
+	}
+	if (eventfd_write(vp->irq_fd[vector], 1) < 0)
+		kvz_warn("virtio %s: interrupt vector %u: %s", vp->name, vector, strerror(errno));
+}
+
+static void lower_intx(struct virtio_pci *vp)
+{
+	if (vp->intx_level && vm_set_irq_line(vp->ctx->vm, vp->pci.irq_line, 0) == 0)
+		vp->intx_level = false;
+}
+
+static void deliver_pending(struct virtio_pci *vp)
+{
+	if (!vp->msix_enabled || vp->msix_masked)
+		return;
+	for (unsigned v = 0; v < vp->nvectors; v++) {
+		if (!(vp->msix_pending >> v & 1) || (vp->msix[v].ctrl & 1))
+			continue;
+		vp->msix_pending &= ~(1ull << v);
+		raise_vector(vp, v);
+	}
+}
+
+void virtio_pci_queue_done(struct virtio_pci *vp, unsigned q)
+{
+	if (q >= vp->p.nqueues || !virtq_need_interrupt(&vp->vq[q]))
+		return;
+	vp->isr |= 1;
+	raise_vector(vp, vp->queue_vector[q]);
+}
+
+void virtio_pci_config_changed(struct virtio_pci *vp)
+{
+	vp->config_generation++;
+	if (!(vp->status & VIRTIO_STATUS_DRIVER_OK))
+		return;
+	vp->isr |= 2;
+	raise_vector(vp, vp->config_vector);
+}
+
+void virtio_pci_queue_broken(struct virtio_pci *vp, unsigned q)
+{
+	if (vp->status & VIRTIO_STATUS_NEEDS_RESET)
+		return;  /* already reported: one line per incident */
+	kvz_warn("virtio %s: queue %u: %s; device needs reset", vp->name, q, vp->vq[q].error);
+	vp->status |= VIRTIO_STATUS_NEEDS_RESET;
+	virtio_pci_config_changed(vp);
+}
+
+/* ---- queue kicks ---- */
+
+static uint64_t notify_addr(const struct virtio_pci *vp, unsigned q)
+{
+	return vp->pci.bars[0].addr + NOTIFY_OFF + q * NOTIFY_MULT;
+}
+
+static void kick_unbind(struct virtio_pci *vp, unsigned q)
+{
+	if (!vp->kick_assigned[q])
+		return;
+	vm_ioeventfd(vp->ctx->vm, vp->kick_fd[q], vp->kick_addr[q], 2, true);
+	vp->kick_assigned[q] = false;
+}
+
+static void kick_bind(struct virtio_pci *vp, unsigned q)
+{
+	uint64_t addr = notify_addr(vp, q);
+	int r = vm_ioeventfd(vp->ctx->vm, vp->kick_fd[q], addr, 2, false);
+
+	/* Without the ioeventfd, kicks still arrive as MMIO exits (slower). */
+	if (r < 0) {
+		kvz_warn("virtio %s: queue %u: ioeventfd: %s", vp->name, q, strerror(-r));
+		return;
+	}
+	vp->kick_assigned[q] = true;
+	vp->kick_addr[q] = addr;
+}
+
+static void kick(struct virtio_pci *vp, unsigned q)
+{
+	if (eventfd_write(vp->kick_fd[q], 1) < 0)
+		kvz_warn("virtio %s: queue %u: kick: %s", vp->name, q, strerror(errno));
+}
+
+static void kick_handler(void *opaque, int fd, uint32_t events)
+{
+	struct virtio_pci_kick *k = opaque;
+	struct virtio_pci *vp = k->vp;
+	eventfd_t v;
+
+	(void)events;
+	if (eventfd_read(fd, &v) < 0 && errno != EAGAIN)
+		return;
+	pthread_mutex_lock(&vp->lock);
+	struct virtq *vq = &vp->vq[k->q];
+	if ((vp->status & VIRTIO_STATUS_DRIVER_OK) && vq->enabled && !vq->broken)
+		vp->p.ops->queue_notify(vp->p.dev, vp, k->q);
+	pthread_mutex_unlock(&vp->lock);
+}
+
+/* ---- reset ---- */
+
+static void reset_locked(struct virtio_pci *vp)
+{
+	for (unsigned q = 0; q < vp->p.nqueues; q++)
+		kick_unbind(vp, q);
+	if (vp->p.ops->reset)
+		vp->p.ops->reset(vp->p.dev, vp);
+	for (unsigned q = 0; q < vp->p.nqueues; q++) {
+		virtq_reset(&vp->vq[q], vp->p.queue_size);
+		vp->queue_vector[q] = VIRTIO_MSI_NO_VECTOR;
+		vp->queue_enable[q] = 0;
+	}
+	vp->driver_features = 0;
+	vp->device_feature_select = 0;
+	vp->driver_feature_select = 0;
+	vp->status = 0;
+	vp->queue_select = 0;
+	vp->config_vector = VIRTIO_MSI_NO_VECTOR;
+	vp->isr = 0;
+	vp->msix_pending = 0;
+	lower_intx(vp);
+}
+
+void virtio_pci_reset(struct virtio_pci *vp)
+{
+	pthread_mutex_lock(&vp->lock);
+	reset_locked(vp);
+	pthread_mutex_unlock(&vp->lock);
+}
+
+/* ---- common configuration ---- */
+
+static void common_image(const struct virtio_pci *vp, uint8_t img[0x40])
+{
+	uint64_t feat = offered_features(vp);
+	uint16_t sel = vp->queue_select;
+	bool valid = sel < vp->p.nqueues;
+	const struct virtq *vq = valid ? &vp->vq[sel] : NULL;
+
+	memset(img, 0, 0x40);
+	put32(img + 0x00, vp->device_feature_select);
+	put32(img + 0x04, vp->device_feature_select < 2 ? feat >> (32 * vp->device_feature_select) : 0);
+	put32(img + 0x08, vp->driver_feature_select);
+	put32(img + 0x0c, vp->driver_feature_select < 2
+			  ? vp->driver_features >> (32 * vp->driver_feature_select) : 0);
+	put16(img + 0x10, vp->config_vector);
+	put16(img + 0x12, vp->p.nqueues);
+	img[0x14] = vp->status;
+	img[0x15] = vp->config_generation;
+	put16(img + 0x16, sel);
+	if (!valid)
+		return;
+	put16(img + 0x18, vq->size);
+	put16(img + 0x1a, vp->queue_vector[sel]);
+	put16(img + 0x1c, vp->queue_enable[sel]);
+	put16(img + 0x1e, sel);
+	put_le(img + 0x20, vq->desc_gpa, 8);
+	put_le(img + 0x28, vq->avail_gpa, 8);
+	put_le(img + 0x30, vq->used_gpa, 8);
+}
+
+static bool features_acceptable(const struct virtio_pci *vp)
+{
+	return !(vp->driver_features & ~offered_features(vp)) &&
+	       virtio_pci_has_feature(vp, VIRTIO_F_VERSION_1);
+}
+
+static void enable_queue(struct virtio_pci *vp, unsigned q)
+{
+	struct virtq *vq = &vp->vq[q];
+
+	if (vp->queue_enable[q])
+		return;
+	vp->queue_enable[q] = 1;
+	vq->event_idx = virtio_pci_has_feature(vp, VIRTIO_F_EVENT_IDX);
+	vq->indirect = virtio_pci_has_feature(vp, VIRTIO_F_INDIRECT_DESC);
+	if (virtq_enable(vq, vp->ctx->mem) < 0) {
+		virtio_pci_queue_broken(vp, q);
+		return;
+	}
+	kick_bind(vp, q);
+}
+
+static void set_status(struct virtio_pci *vp, uint8_t v)
+{
+	uint8_t old = vp->status;
+
+	if (v == 0) {
+		reset_locked(vp);
+		return;
+	}
+	if ((v & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK) &&
+	    !features_acceptable(vp))
+		v &= ~VIRTIO_STATUS_FEATURES_OK;  /* the driver reads it back and gives up */
+	vp->status = v | (old & VIRTIO_STATUS_NEEDS_RESET);
+	if ((v & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK)) {
+		if (vp->p.ops->driver_ok)
+			vp->p.ops->driver_ok(vp->p.dev, vp);
+		/* Buffers queued before DRIVER_OK waited for this moment. */
+		for (unsigned q = 0; q < vp->p.nqueues; q++)
+			if (vp->vq[q].enabled)
+				kick(vp, q);
+	}
+}
+
+static uint16_t valid_vector(const struct virtio_pci *vp, uint64_t v)
+{
+	return v < vp->nvectors ? (uint16_t)v : VIRTIO_MSI_NO_VECTOR;
+}
+
+static void set_queue_addr(struct virtio_pci *vp, uint64_t *field, uint64_t v)
+{
+	if (vp->queue_select >= vp->p.nqueues || vp->queue_enable[vp->queue_select])
+		return;  /* rings of a live queue cannot move */
+	*field = v;
+}
+
+static void common_set(struct virtio_pci *vp, unsigned off, uint64_t v)
+{
+	uint16_t sel = vp->queue_select;
+	bool valid = sel < vp->p.nqueues;
+	struct virtq *vq = valid ? &vp->vq[sel] : NULL;
+
+	switch (off) {
+	case 0x00: vp->device_feature_select = v; break;
+	case 0x08: vp->driver_feature_select = v; break;
+	case 0x0c:
+		if (vp->status & VIRTIO_STATUS_FEATURES_OK || vp->driver_feature_select >= 2)
+			break;
+		if (vp->driver_feature_select == 0)
+			vp->driver_features = (vp->driver_features & ~0xffffffffull) | (uint32_t)v;
+		else
+			vp->driver_features = (vp->driver_features & 0xffffffffull) | v << 32;
+		break;
+	case 0x10: vp->config_vector = valid_vector(vp, v); break;
+	case 0x14: set_status(vp, v); break;
+	case 0x16: vp->queue_select = v; break;
+	case 0x18:
+		if (valid && !vp->queue_enable[sel])
+			vq->size = v;
+		break;
+	case 0x1a:
+		if (valid)
+			vp->queue_vector[sel] = valid_vector(vp, v);
+		break;
+	case 0x1c:
+		if (valid && v == 1)
+			enable_queue(vp, sel);
+		break;
+	case 0x20: if (valid) set_queue_addr(vp, &vq->desc_gpa, v); break;
+	case 0x28: if (valid) set_queue_addr(vp, &vq->avail_gpa, v); break;
+	case 0x30: if (valid) set_queue_addr(vp, &vq->used_gpa, v); break;
+	default: break;  /* read-only fields */
+	}
+}
+
+static const struct { uint8_t off, size; } common_fields[] = {
+	{ 0x00, 4 }, { 0x08, 4 }, { 0x0c, 4 }, { 0x10, 2 }, { 0x14, 1 },
+	{ 0x16, 2 }, { 0x18, 2 }, { 0x1a, 2 }, { 0x1c, 2 },
+	{ 0x20, 8 }, { 0x28, 8 }, { 0x30, 8 },
+};
+
+/* Any access width at any offset: the write is applied to an image of the
+ * registers and each field it touched is set from the image, so a 32-bit
+ * half of a 64-bit address and a 64-bit store both work. */
+static void common_write(struct virtio_pci *vp, uint64_t off, const void *data, unsigned len)
+{
+	uint8_t img[0x40];
+
+	if (off >= sizeof(img) || len > sizeof(img) - off)
+		return;
+	common_image(vp, img);
+	memcpy(img + off, data, len);
+	for (size_t i = 0; i < sizeof(common_fields) / sizeof(common_fields[0]); i++) {
+		unsigned f = common_fields[i].off, sz = common_fields[i].size;
+		if (f + sz <= off || f >= off + len)
+			continue;
+		common_set(vp, f, get_le(img + f, sz));
+	}
+}
+
+/* ---- MSI-X ---- */
+
+static void msix_table_write(struct virtio_pci *vp, uint64_t off, const void *data, unsigned len)
+{
+	unsigned v = off / 16;
+
+	if (v >= vp->nvectors || (off % 4) || (len != 4 && len != 8) || off % 16 + len > 16)
+		return;
+	uint8_t entry[16];
+	struct virtio_pci_msix_entry *e = &vp->msix[v];
+	put32(entry, e->addr_lo);
+	put32(entry + 4, e->addr_hi);
+	put32(entry + 8, e->data);
+	put32(entry + 12, e->ctrl);
+	memcpy(entry + off % 16, data, len);
+	struct virtio_pci_msix_entry n = {
+		(uint32_t)get_le(entry, 4), (uint32_t)get_le(entry + 4, 4),
+		(uint32_t)get_le(entry + 8, 4), (uint32_t)get_le(entry + 12, 4) & 1,
+	};
+	bool msg_changed = n.addr_lo != e->addr_lo || n.addr_hi != e->addr_hi || n.data != e->data;
+	*e = n;
+	if (msg_changed) {
+		int r = vm_msi_route_update(vp->ctx->vm, vp->irq_gsi[v],
+					    (uint64_t)n.addr_hi << 32 | n.addr_lo, n.data);
+		if (r < 0)
+			kvz_warn("virtio %s: MSI-X vector %u route: %s", vp->name, v, strerror(-r));
+	}
+	deliver_pending(vp);
+}
+
+static void msix_table_read(struct virtio_pci *vp, uint64_t off, void *data, unsigned len)
+{
+	unsigned v = off / 16;
+	uint8_t entry[16];
+
+	memset(data, 0, len);
+	if (v >= vp->nvectors || off % 16 + len > 16)
+		return;
+	const struct virtio_pci_msix_entry *e = &vp->msix[v];
+	put32(entry, e->addr_lo);
+	put32(entry + 4, e->addr_hi);
+	put32(entry + 8, e->data);
+	put32(entry + 12, e->ctrl);
+	memcpy(data, entry + off % 16, len);
+}
+
+/* ---- BAR access ---- */
+
+static void bar_read(struct pci_device *dev, int bar, uint64_t off, void *data, unsigned len)
+{
+	struct virtio_pci *vp = dev->opaque;
+
+	memset(data, 0, len);
+	if (bar != 0 || off >= BAR_SIZE || len > BAR_SIZE - off)
+		return;
+	pthread_mutex_lock(&vp->lock);
+	if (off < COMMON_OFF + 0x40) {
+		uint8_t img[0x40];
+		common_image(vp, img);
+		if (off + len <= sizeof(img))
+			memcpy(data, img + off, len);
+	} else if (off >= ISR_OFF && off < ISR_OFF + 4) {
+		*(uint8_t *)data = off == ISR_OFF ? vp->isr : 0;
+		if (off == ISR_OFF) {  /* reading ISR acknowledges it */
+			vp->isr = 0;
+			lower_intx(vp);
+		}
+	} else if (off >= DEVCFG_OFF && off - DEVCFG_OFF + len <= vp->p.config_len) {
+		memcpy(data, vp->p.config + (off - DEVCFG_OFF), len);
+	} else if (off >= MSIX_TABLE_OFF && off < MSIX_PBA_OFF) {
+		msix_table_read(vp, off - MSIX_TABLE_OFF, data, len);
+	} else if (off >= MSIX_PBA_OFF && off - MSIX_PBA_OFF + len <= 8) {
+		uint8_t pba[8];
+		put_le(pba, vp->msix_pending, 8);
+		memcpy(data, pba + (off - MSIX_PBA_OFF), len);
+	}
+	pthread_mutex_unlock(&vp->lock);
+}
+
+static void bar_write(struct pci_device *dev, int bar, uint64_t off, const void *data, unsigned len)
+{
+	struct virtio_pci *vp = dev->opaque;
+
+	if (bar != 0 || off >= BAR_SIZE || len > BAR_SIZE - off)
+		return;
+	pthread_mutex_lock(&vp->lock);
+	if (off < COMMON_OFF + 0x40) {
+		common_write(vp, off, data, len);
+	} else if (off >= DEVCFG_OFF && off - DEVCFG_OFF + len <= vp->p.config_len) {
+		if (vp->p.ops->config_written) {
+			memcpy(vp->p.config + (off - DEVCFG_OFF), data, len);
+			vp->p.ops->config_written(vp->p.dev, vp, off - DEVCFG_OFF, len);
+		}
+	} else if (off >= NOTIFY_OFF && off < NOTIFY_OFF + vp->p.nqueues * NOTIFY_MULT) {
+		/* A kick the ioeventfd did not catch (other width, no ioeventfd). */
+		kick(vp, (off - NOTIFY_OFF) / NOTIFY_MULT);
+	} else if (off >= MSIX_TABLE_OFF && off < MSIX_PBA_OFF) {
+		msix_table_write(vp, off - MSIX_TABLE_OFF, data, len);
+	}
+	pthread_mutex_unlock(&vp->lock);
+}
+
+/* ---- PCI configuration space ---- */
+
+static unsigned put_vendor_cap(struct virtio_pci *vp, unsigned at, unsigned next, uint8_t type,
+			       uint32_t off, uint32_t len, unsigned caplen)
+{
+	uint8_t *c = vp->pci.config + at;
+
+	c[0] = CAP_VNDR;
+	c[1] = next;
+	c[2] = caplen;
+	c[3] = type;
+	c[4] = 0;  /* BAR 0 */
+	put32(c + 8, off);
+	put32(c + 12, len);
+	if (type == CFG_NOTIFY)
+		put32(c + 16, NOTIFY_MULT);
+	return at + caplen;
+}
+
+static void msix_control_written(struct virtio_pci *vp, unsigned msix_at)
+{
+	uint16_t ctrl = get_le(vp->pci.config + msix_at + 2, 2);
+
+	vp->msix_enabled = ctrl & MSIX_CTRL_ENABLE;
+	vp->msix_masked = ctrl & MSIX_CTRL_MASKALL;
+	if (vp->msix_enabled)
+		lower_intx(vp);
+	deliver_pending(vp);
+}
+
+static void config_written(struct pci_device *dev, uint32_t off, unsigned len)
+{
+	struct virtio_pci *vp = dev->opaque;
+	unsigned msix_at = vp->msix_cap;
+
+	if (off + len <= msix_at + 2 || off > msix_at + 3)
+		return;
+	pthread_mutex_lock(&vp->lock);
+	msix_control_written(vp, msix_at);
+	pthread_mutex_unlock(&vp->lock);
+}
+
+static void build_config(struct virtio_pci *vp)
+{
+	uint8_t *c = vp->pci.config;
+	const struct virtio_pci_params *p = &vp->p;
+
+	put16(c + 0x00, 0x1af4);
+	put16(c + 0x02, 0x1040 + p->device_id);
+	put16(c + 0x06, 0x0010);           /* status: capability list */
+	c[0x08] = 1;                       /* revision: modern-only device */
+	c[0x09] = p->class_code;
+	c[0x0a] = p->class_code >> 8;
+	c[0x0b] = p->class_code >> 16;
+	put16(c + 0x2c, 0x1af4);
+	put16(c + 0x2e, 0x1040 + p->device_id);
+	c[0x34] = CAP_START;
+	c[0x3d] = 1;                       /* INTA# */
+
+	unsigned at = CAP_START;
+	at = put_vendor_cap(vp, at, at + 16, CFG_COMMON, COMMON_OFF, COMMON_LEN, 16);
+	at = put_vendor_cap(vp, at, at + 20, CFG_NOTIFY, NOTIFY_OFF,
+			    p->nqueues * NOTIFY_MULT, 20);
+	unsigned isr_next = at + 16;
+	at = put_vendor_cap(vp, at, isr_next, CFG_ISR, ISR_OFF, 4, 16);
+	if (p->config_len)
+		at = put_vendor_cap(vp, at, at + 16, CFG_DEVICE, DEVCFG_OFF, p->config_len, 16);
+
+	uint8_t *m = c + at;
+	m[0] = CAP_MSIX;
+	m[1] = 0;
+	put16(m + 2, vp->nvectors - 1);
+	put32(m + 4, MSIX_TABLE_OFF);      /* BIR 0 */
+	put32(m + 8, MSIX_PBA_OFF);
+	vp->pci.config_wmask[at + 3] = 0xc0;  /* enable and function mask */
+	vp->msix_cap = at;
+	vp->pci.bars[0].size = BAR_SIZE;
+	vp->pci.bars[0].is_64bit = false;
+}
+
+static const struct pci_device_ops virtio_pci_ops = {
+	.bar_read = bar_read,
+	.bar_write = bar_write,
+	.config_written = config_written,
+};
+
+/* ---- life cycle ---- */
+
+static void release_fds(struct virtio_pci *vp)
+{
+	for (unsigned q = 0; q < VIRTIO_PCI_MAX_QUEUES; q++) {
+		if (vp->kick_fd[q] < 0)
+			continue;
+		kick_unbind(vp, q);
+		if (vp->ctx && vp->ctx->io)
+			io_thread_del(vp->ctx->io, vp->kick_fd[q]);
+		close(vp->kick_fd[q]);
+		vp->kick_fd[q] = -1;
+	}
+	for (unsigned v = 0; v <= VIRTIO_PCI_MAX_QUEUES; v++) {
+		if (vp->irq_gsi[v] >= 0) {
+			vm_irqfd(vp->ctx->vm, vp->irq_fd[v], vp->irq_gsi[v], true);
+			vm_msi_route_free(vp->ctx->vm, vp->irq_gsi[v]);
+			vp->irq_gsi[v] = -1;
+		}
+		if (vp->irq_fd[v] >= 0) {
+			close(vp->irq_fd[v]);
+			vp->irq_fd[v] = -1;
+		}
+	}
+}
+
+static int setup_vectors(struct virtio_pci *vp, char *err, size_t errlen)
+{
+	for (unsigned v = 0; v < vp->nvectors; v++) {
+		vp->irq_fd[v] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (vp->irq_fd[v] < 0) {
+			snprintf(err, errlen, "virtio %s: eventfd: %s", vp->name, strerror(errno));
+			return -1;
+		}
+		/* A masked, zeroed entry until the guest programs it. */
+		vp->msix[v].ctrl = 1;
+		int gsi = vm_msi_route_alloc(vp->ctx->vm, 0, 0);
+		if (gsi < 0) {
+			snprintf(err, errlen, "virtio %s: MSI route: %s", vp->name, strerror(-gsi));
+			return -1;
+		}
+		vp->irq_gsi[v] = gsi;
+		int r = vm_irqfd(vp->ctx->vm, vp->irq_fd[v], gsi, false);
+		if (r < 0) {
+			vm_msi_route_free(vp->ctx->vm, gsi);
+			vp->irq_gsi[v] = -1;
+			snprintf(err, errlen, "virtio %s: irqfd: %s", vp->name, strerror(-r));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int setup_kicks(struct virtio_pci *vp, char *err, size_t errlen)
+{
+	for (unsigned q = 0; q < vp->p.nqueues; q++) {
+		vp->kick_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (vp->kick_fd[q] < 0) {
+			snprintf(err, errlen, "virtio %s: eventfd: %s", vp->name, strerror(errno));
+			return -1;
+		}
+		vp->kick[q] = (struct virtio_pci_kick){ vp, q };
+		int r = io_thread_add(vp->ctx->io, vp->kick_fd[q], EPOLLIN, kick_handler, &vp->kick[q]);
+		if (r < 0) {
+			close(vp->kick_fd[q]);
+			vp->kick_fd[q] = -1;
+			snprintf(err, errlen, "virtio %s: I/O thread: %s", vp->name, strerror(-r));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int virtio_pci_init(struct virtio_pci *vp, const struct vmm_context *ctx,
+		    const struct virtio_pci_params *p, const char *name,
+		    char *err, size_t errlen)
+{
+	memset(vp, 0, sizeof(*vp));
+	vp->ctx = ctx;
+	vp->p = *p;
+	snprintf(vp->name, sizeof(vp->name), "%s", name);
+	for (unsigned i = 0; i < VIRTIO_PCI_MAX_QUEUES; i++)
+		vp->kick_fd[i] = -1;
+	for (unsigned i = 0; i <= VIRTIO_PCI_MAX_QUEUES; i++) {
+		vp->irq_fd[i] = -1;
+		vp->irq_gsi[i] = -1;
+	}
+	if (p->nqueues == 0 || p->nqueues > VIRTIO_PCI_MAX_QUEUES || p->config_len > 0x1000) {
+		snprintf(err, errlen, "virtio %s: bad device description", name);
+		return -1;
+	}
+	vp->nvectors = p->nqueues + 1;
+	int r = pthread_mutex_init(&vp->lock, NULL);
+	if (r) {
+		snprintf(err, errlen, "virtio %s: mutex: %s", name, strerror(r));
+		return -1;
+	}
+	if (setup_vectors(vp, err, errlen) < 0 || setup_kicks(vp, err, errlen) < 0)
+		goto fail;
+	reset_locked(vp);
+	build_config(vp);
+	vp->pci.ops = &virtio_pci_ops;
+	vp->pci.opaque = vp;
+	r = pci_register(ctx->pci, &vp->pci);
+	if (r < 0) {
+		snprintf(err, errlen, "virtio %s: PCI: %s", name, strerror(-r));
+		goto fail;
+	}
+	return 0;
+fail:
+	release_fds(vp);
+	pthread_mutex_destroy(&vp->lock);
+	return -1;
+}
+
+void virtio_pci_destroy(struct virtio_pci *vp)
+{
+	release_fds(vp);
+	pthread_mutex_destroy(&vp->lock);
+}
