@@ -4,6 +4,7 @@
 #ifndef KVZ_VMM_IO_THREAD_H
 #define KVZ_VMM_IO_THREAD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct io_thread;

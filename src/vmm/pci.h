@@ -62,4 +62,9 @@ bool pci_pio(struct pci_bus *bus, uint16_t port, void *data, unsigned len, bool 
 /* MMIO exit: returns true when addr fell in a BAR (and was handled). */
 bool pci_mmio(struct pci_bus *bus, uint64_t addr, void *data, unsigned len, bool is_write);
 
+/* Calls fn for every registered device (not the host bridge), in slot
+ * order: the machine builds its interrupt tables (MP table) from this. */
+void pci_bus_foreach(struct pci_bus *bus, void (*fn)(void *opaque, const struct pci_device *dev),
+		     void *opaque);
+
 #endif

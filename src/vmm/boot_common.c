@@ -1,0 +1,169 @@
+/* What every boot path shares: reading the kernel file, the identity page
+ * tables and GDT for 64-bit entry, the e820 map, the command line. */
+#include "boot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define E820_RAM 1
+#define E820_RESERVED 2
+#define ZP_E820_ENTRIES 0x1E8
+#define ZP_E820_TABLE 0x2D0
+#define ZP_E820_MAX 128
+
+void *boot_read_file(const char *path, size_t *size, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		close(fd);
+		return NULL;
+	}
+	size_t len = (size_t)st.st_size;
+	uint8_t *buf = malloc(len ? len : 1);
+	if (!buf) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		close(fd);
+		return NULL;
+	}
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = read(fd, buf + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(err, errlen, "cannot read %s: %s", path, n < 0 ? strerror(errno) : "short read");
+			free(buf);
+			close(fd);
+			return NULL;
+		}
+		done += (size_t)n;
+	}
+	close(fd);
+	*size = len;
+	return buf;
+}
+
+void boot_setup_page_tables_and_gdt(struct guest_mem *m)
+{
+	uint64_t *pml4 = guest_mem_ptr(m, BOOT_PML4_ADDR, 4096);
+	uint64_t *pdpt = guest_mem_ptr(m, BOOT_PDPT_ADDR, 4096);
+	uint64_t *pd = guest_mem_ptr(m, BOOT_PD_ADDR, 4 * 4096);
+	memset(pml4, 0, 4096);
+	memset(pdpt, 0, 4096);
+	/* 4 GiB identity map in 2 MiB pages: covers the kernel, zero page,
+	 * command line and initrd wherever they are placed below 4 GiB. */
+	pml4[0] = BOOT_PDPT_ADDR | 0x3;
+	for (uint64_t i = 0; i < 4; i++)
+		pdpt[i] = (BOOT_PD_ADDR + i * 4096) | 0x3;
+	for (uint64_t i = 0; i < 4 * 512; i++)
+		pd[i] = (i << 21) | 0x83;   /* present, writable, 2 MiB page */
+
+	uint64_t *gdt = guest_mem_ptr(m, BOOT_GDT_ADDR, 5 * 8);
+	gdt[0] = 0;
+	gdt[1] = 0;
+	gdt[2] = 0x00AF9B000000FFFFull;   /* BOOT_CS: 64-bit code */
+	gdt[3] = 0x00CF93000000FFFFull;   /* BOOT_DS: flat data */
+	gdt[4] = 0x00008B0000000067ull;   /* BOOT_TSS: busy 64-bit TSS at 0 */
+}
+
+static void e820_add(uint8_t *zp, uint64_t addr, uint64_t size, uint32_t type)
+{
+	uint8_t n = zp[ZP_E820_ENTRIES];
+	if (n >= ZP_E820_MAX || !size)
+		return;
+	uint8_t *e = zp + ZP_E820_TABLE + 20 * n;
+	memcpy(e, &addr, 8);
+	memcpy(e + 8, &size, 8);
+	memcpy(e + 16, &type, 4);
+	zp[ZP_E820_ENTRIES] = (uint8_t)(n + 1);
+}
+
+void boot_fill_e820(const struct guest_mem *m, uint8_t *zp)
+{
+	zp[ZP_E820_ENTRIES] = 0;
+	/* Low RAM up to the EBDA, then the BIOS area (MP table) reserved. */
+	e820_add(zp, 0, BOOT_EBDA_START, E820_RAM);
+	e820_add(zp, BOOT_EBDA_START, BOOT_KERNEL_ADDR - BOOT_EBDA_START, E820_RESERVED);
+	e820_add(zp, BOOT_KERNEL_ADDR, m->lo_size - BOOT_KERNEL_ADDR, E820_RAM);
+	if (m->hi_size)
+		e820_add(zp, GUEST_MEM_HI_START, m->hi_size, E820_RAM);
+}
+
+int boot_write_cmdline(struct guest_mem *m, const char *cmdline, uint32_t max_len,
+		       char *err, size_t errlen)
+{
+	const char *s = cmdline ? cmdline : "";
+	size_t len = strlen(s);
+	if (max_len > BOOT_CMDLINE_MAX - 1)
+		max_len = BOOT_CMDLINE_MAX - 1;
+	if (len > max_len) {
+		snprintf(err, errlen, "--cmdline is %zu bytes, the kernel accepts at most %u", len,
+			 max_len);
+		return -1;
+	}
+	char *dst = guest_mem_ptr(m, BOOT_CMDLINE_ADDR, BOOT_CMDLINE_MAX);
+	memset(dst, 0, BOOT_CMDLINE_MAX);
+	memcpy(dst, s, len);
+	return 0;
+}
+
+int boot_probe(const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open kernel %s: %s", path, strerror(errno));
+		return -1;
+	}
+	uint8_t head[0x210] = {0};
+	ssize_t n = pread(fd, head, sizeof(head), 0);
+	close(fd);
+	if (n < 0) {
+		snprintf(err, errlen, "cannot read kernel %s: %s", path, strerror(errno));
+		return -1;
+	}
+	bool elf = n >= 4 && !memcmp(head, "\x7f" "ELF", 4);
+	bool bz = n >= 0x206 && !memcmp(head + 0x202, "HdrS", 4);
+	if (!elf && !bz) {
+		snprintf(err, errlen, "%s is neither a bzImage nor an ELF kernel", path);
+		return -1;
+	}
+	return 0;
+}
+
+int boot_load(struct guest_mem *m, const struct boot_config *cfg, struct boot_entry *entry,
+	      char *err, size_t errlen)
+{
+	if (m->lo_size < 2 * BOOT_KERNEL_ADDR) {
+		snprintf(err, errlen, "--memory must be at least 2 MiB");
+		return -1;
+	}
+	size_t size;
+	uint8_t *img = boot_read_file(cfg->kernel, &size, err, errlen);
+	if (!img)
+		return -1;
+	/* Start from clean low memory: a reset must not see the old tables. */
+	memset(guest_mem_ptr(m, 0, BOOT_KERNEL_ADDR), 0, BOOT_KERNEL_ADDR);
+	boot_setup_page_tables_and_gdt(m);
+	int rc;
+	if (size >= 4 && !memcmp(img, "\x7f" "ELF", 4))
+		rc = boot_load_elf(m, img, size, cfg, entry, err, errlen);
+	else if (size >= 0x206 && !memcmp(img + 0x202, "HdrS", 4))
+		rc = boot_load_bzimage(m, img, size, cfg, entry, err, errlen);
+	else {
+		snprintf(err, errlen, "%s is neither a bzImage nor an ELF kernel", cfg->kernel);
+		rc = -1;
+	}
+	free(img);
+	return rc;
+}

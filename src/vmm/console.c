@@ -1,0 +1,262 @@
+#include "console.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "log.h"
+
+struct console {
+	bool is_socket;
+	int in_fd;               /* stdin, or -1 for a socket console */
+	int out_fd;              /* stdout, or -1 */
+	int listen_fd;           /* socket console: listening socket */
+	char path[108];
+	bool tty_raw;
+	struct termios saved_tty;
+	int wake[2];             /* ends the input thread */
+	pthread_t thread;
+	bool started;
+	console_input_fn fn;
+	void *opaque;
+	/* Guards client_fd and the ring: the vCPU thread writes output while
+	 * the input thread accepts and drops clients. */
+	pthread_mutex_t lock;
+	int client_fd;
+	size_t ring_head, ring_len;
+	uint8_t *ring;
+};
+
+static struct console *console_alloc(char *err, size_t errlen)
+{
+	struct console *c = calloc(1, sizeof(*c));
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	c->in_fd = c->out_fd = c->listen_fd = c->client_fd = -1;
+	c->wake[0] = c->wake[1] = -1;
+	pthread_mutex_init(&c->lock, NULL);
+	if (pipe2(c->wake, O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		console_destroy(c);
+		return NULL;
+	}
+	return c;
+}
+
+struct console *console_create_stdio(char *err, size_t errlen)
+{
+	struct console *c = console_alloc(err, errlen);
+	if (!c)
+		return NULL;
+	c->in_fd = STDIN_FILENO;
+	c->out_fd = STDOUT_FILENO;
+	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &c->saved_tty) == 0) {
+		/* Raw: every key, Ctrl-C included, goes to the guest. */
+		struct termios raw = c->saved_tty;
+		cfmakeraw(&raw);
+		raw.c_oflag |= OPOST | ONLCR;
+		if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0)
+			c->tty_raw = true;
+	}
+	return c;
+}
+
+struct console *console_create_socket(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		snprintf(err, errlen, "console socket path too long: %s", path);
+		return NULL;
+	}
+	struct console *c = console_alloc(err, errlen);
+	if (!c)
+		return NULL;
+	c->is_socket = true;
+	c->ring = malloc(CONSOLE_RING_SIZE);
+	if (!c->ring) {
+		snprintf(err, errlen, "out of memory");
+		console_destroy(c);
+		return NULL;
+	}
+	strcpy(addr.sun_path, path);
+	c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path);   /* a leftover of an earlier run */
+	if (c->listen_fd < 0 || bind(c->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+	    listen(c->listen_fd, 4) < 0) {
+		snprintf(err, errlen, "cannot listen on console socket %s: %s", path, strerror(errno));
+		console_destroy(c);
+		return NULL;
+	}
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	chmod(path, 0600);
+	return c;
+}
+
+static void ring_append_locked(struct console *c, const uint8_t *buf, size_t len)
+{
+	if (len >= CONSOLE_RING_SIZE) {
+		buf += len - CONSOLE_RING_SIZE;
+		len = CONSOLE_RING_SIZE;
+	}
+	for (size_t i = 0; i < len; i++) {
+		c->ring[(c->ring_head + c->ring_len) % CONSOLE_RING_SIZE] = buf[i];
+		if (c->ring_len < CONSOLE_RING_SIZE)
+			c->ring_len++;
+		else
+			c->ring_head = (c->ring_head + 1) % CONSOLE_RING_SIZE;
+	}
+}
+
+static void write_fd(int fd, const uint8_t *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;   /* console gone: guest output is dropped, the VM runs on */
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+void console_write(struct console *c, const uint8_t *buf, size_t len)
+{
+	if (!c->is_socket) {
+		write_fd(c->out_fd, buf, len);
+		return;
+	}
+	pthread_mutex_lock(&c->lock);
+	if (c->client_fd < 0) {
+		ring_append_locked(c, buf, len);
+	} else {
+		/* MSG_DONTWAIT: a client that stops reading loses output rather
+		 * than stalling the vCPU. */
+		ssize_t n = send(c->client_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		(void)n;
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void attach_client(struct console *c)
+{
+	int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	pthread_mutex_lock(&c->lock);
+	if (c->client_fd >= 0) {
+		pthread_mutex_unlock(&c->lock);
+		const char msg[] = "kvz-vmm: console busy: another client is attached\r\n";
+		write_fd(fd, (const uint8_t *)msg, sizeof(msg) - 1);
+		close(fd);
+		return;
+	}
+	/* Replay, in order, what the guest wrote while nobody listened. */
+	size_t first = c->ring_len < CONSOLE_RING_SIZE - c->ring_head ? c->ring_len
+								     : CONSOLE_RING_SIZE - c->ring_head;
+	write_fd(fd, c->ring + c->ring_head, first);
+	write_fd(fd, c->ring, c->ring_len - first);
+	c->ring_head = c->ring_len = 0;
+	c->client_fd = fd;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void drop_client(struct console *c)
+{
+	pthread_mutex_lock(&c->lock);
+	close(c->client_fd);
+	c->client_fd = -1;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void *input_thread(void *arg)
+{
+	struct console *c = arg;
+	bool in_open = c->in_fd >= 0;
+	for (;;) {
+		struct pollfd p[3] = {{.fd = c->wake[0], .events = POLLIN}};
+		int n = 1;
+		int data_fd = c->is_socket ? c->client_fd : (in_open ? c->in_fd : -1);
+		if (c->is_socket)
+			p[n++] = (struct pollfd){.fd = c->listen_fd, .events = POLLIN};
+		int data_idx = n;
+		p[n++] = (struct pollfd){.fd = data_fd, .events = POLLIN};
+		if (poll(p, (nfds_t)n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			kvz_error("console: poll: %s", strerror(errno));
+			return NULL;
+		}
+		if (p[0].revents)
+			return NULL;
+		if (c->is_socket && (p[1].revents & POLLIN))
+			attach_client(c);
+		if (data_fd < 0 || !p[data_idx].revents)
+			continue;
+		uint8_t buf[256];
+		ssize_t r = read(data_fd, buf, sizeof(buf));
+		if (r > 0) {
+			c->fn(c->opaque, buf, (size_t)r);
+		} else if (r == 0 || errno != EINTR) {
+			if (c->is_socket)
+				drop_client(c);
+			else
+				in_open = false;   /* stdin closed: output goes on */
+		}
+	}
+}
+
+int console_start(struct console *c, console_input_fn fn, void *opaque, char *err, size_t errlen)
+{
+	c->fn = fn;
+	c->opaque = opaque;
+	int rc = pthread_create(&c->thread, NULL, input_thread, c);
+	if (rc) {
+		snprintf(err, errlen, "console: pthread_create: %s", strerror(rc));
+		return -1;
+	}
+	c->started = true;
+	return 0;
+}
+
+void console_destroy(struct console *c)
+{
+	if (!c)
+		return;
+	if (c->started) {
+		char b = 0;
+		if (write(c->wake[1], &b, 1) != 1)
+			kvz_warn("console: cannot wake input thread: %s", strerror(errno));
+		pthread_join(c->thread, NULL);
+	}
+	if (c->tty_raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &c->saved_tty);
+	if (c->client_fd >= 0)
+		close(c->client_fd);
+	if (c->listen_fd >= 0) {
+		close(c->listen_fd);
+		if (c->path[0])
+			unlink(c->path);
+	}
+	if (c->wake[0] >= 0) {
+		close(c->wake[0]);
+		close(c->wake[1]);
+	}
+	pthread_mutex_destroy(&c->lock);
+	free(c->ring);
+	free(c);
+}

@@ -1,0 +1,26 @@
+/* Where the guest console goes: the terminal (stdin/stdout, raw mode when
+ * stdin is a tty) or a UNIX socket (--console-socket, one client at a time,
+ * the last 64 KiB of output replayed on attach). An input thread feeds what
+ * the user types to a callback (the UART). */
+#ifndef KVZ_VMM_CONSOLE_H
+#define KVZ_VMM_CONSOLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONSOLE_RING_SIZE (64 * 1024)
+
+typedef void (*console_input_fn)(void *opaque, const uint8_t *buf, size_t len);
+
+struct console;
+
+struct console *console_create_stdio(char *err, size_t errlen);
+struct console *console_create_socket(const char *path, char *err, size_t errlen);
+/* Starts the input thread. */
+int console_start(struct console *c, console_input_fn fn, void *opaque, char *err, size_t errlen);
+/* Guest output; never blocks on a socket client that stops reading. */
+void console_write(struct console *c, const uint8_t *buf, size_t len);
+/* Stops the thread, restores the terminal, removes the socket. */
+void console_destroy(struct console *c);
+
+#endif

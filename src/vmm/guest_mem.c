@@ -1,0 +1,80 @@
+#include "guest_mem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int guest_mem_init(struct guest_mem *m, uint64_t size)
+{
+	memset(m, 0, sizeof(*m));
+	m->memfd = -1;
+	if (size == 0 || size % 4096)
+		return -EINVAL;
+	int fd = memfd_create("kvz-guest-ram", MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	/* MAP_NORESERVE: guest RAM is allocated on first touch, so an idle guest
+	 * costs the host nothing beyond what it really uses. */
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	if (p == MAP_FAILED) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	m->memfd = fd;
+	m->host = p;
+	m->size = size;
+	m->lo_size = size < GUEST_MEM_HOLE_START ? size : GUEST_MEM_HOLE_START;
+	m->hi_size = size - m->lo_size;
+	return 0;
+}
+
+void guest_mem_destroy(struct guest_mem *m)
+{
+	if (m->host)
+		munmap(m->host, m->size);
+	if (m->memfd >= 0)
+		close(m->memfd);
+	m->host = NULL;
+	m->memfd = -1;
+}
+
+void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+{
+	if (len == 0)
+		len = 1;
+	if (gpa < m->lo_size) {
+		if (len > m->lo_size - gpa)
+			return NULL;
+		return m->host + gpa;
+	}
+	if (gpa >= GUEST_MEM_HI_START && gpa - GUEST_MEM_HI_START < m->hi_size) {
+		uint64_t off = gpa - GUEST_MEM_HI_START;
+		if (len > m->hi_size - off)
+			return NULL;
+		return m->host + m->lo_size + off;
+	}
+	return NULL;
+}
+
+int guest_mem_discard(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+{
+	uint8_t *p = guest_mem_ptr(m, gpa, len);
+	if (!p)
+		return -EFAULT;
+	off_t off = p - m->host;
+	if (off % 4096 || len % 4096)
+		return -EINVAL;
+	/* Punching the hole frees the memfd pages; the shared mapping then reads
+	 * zeros, exactly like a balloon-freed page must. */
+	if (fallocate(m->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)len) < 0)
+		return -errno;
+	return 0;
+}

@@ -1,0 +1,26 @@
+/* i8042 keyboard controller: enough for Linux to probe it and, above all,
+ * the reset line (command 0xFE on port 0x64) that reboots the machine. */
+#ifndef KVZ_VMM_I8042_H
+#define KVZ_VMM_I8042_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct vm;
+
+struct i8042_state {
+	uint8_t ctr;          /* controller configuration byte */
+	uint8_t out;          /* output buffer */
+	bool out_full;
+	uint8_t pending_cmd;  /* command waiting for its data byte, 0 if none */
+};
+
+struct i8042;
+struct i8042 *i8042_create(struct vm *vm);
+void i8042_destroy(struct i8042 *k);
+void i8042_reset(struct i8042 *k);
+bool i8042_pio(struct i8042 *k, uint16_t port, void *data, unsigned len, bool is_write);
+void i8042_get_state(struct i8042 *k, struct i8042_state *s);
+void i8042_set_state(struct i8042 *k, const struct i8042_state *s);
+
+#endif

@@ -1,0 +1,268 @@
+/* kvz-vmm: parses the command line, builds the machine, runs it until the
+ * guest powers off or reboots, QMP quits it, or something fails. */
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "boot.h"
+#include "console.h"
+#include "cpuid.h"
+#include "device_hooks.h"
+#include "log.h"
+#include "parse.h"
+#include "qmp_control.h"
+#include "serial.h"
+#include "virtio/virtio_devices.h"
+#include "vm.h"
+
+#define MAX_DEVICES 16
+
+struct options {
+	struct boot_config boot;
+	struct vm_config vm;
+	const char *qmp_path;
+	const char *console_socket;
+	const char *name;
+	const char *disks[MAX_DEVICES];
+	const char *nets[MAX_DEVICES];
+	struct virtio_options virtio;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: kvz-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--memory SIZE]\n"
+		"               [--cpus N] [--cpu-model host|kvz64] [--qmp PATH]\n"
+		"               [--console-socket PATH] [--name NAME] [--disk PATH[,readonly]]...\n"
+		"               [--net tap=NAME[,mac=MAC][,bridge=BR]]... [--balloon] [--rng]\n"
+		"               [--bench-first-exit] [--verbose]\n");
+}
+
+enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CPU_MODEL, OPT_QMP,
+       OPT_CONSOLE_SOCKET, OPT_NAME, OPT_DISK, OPT_NET, OPT_BALLOON, OPT_RNG, OPT_BENCH,
+       OPT_VERBOSE, OPT_HELP };
+
+static const struct option long_opts[] = {
+	{"kernel", required_argument, NULL, OPT_KERNEL},
+	{"initrd", required_argument, NULL, OPT_INITRD},
+	{"cmdline", required_argument, NULL, OPT_CMDLINE},
+	{"memory", required_argument, NULL, OPT_MEMORY},
+	{"cpus", required_argument, NULL, OPT_CPUS},
+	{"cpu-model", required_argument, NULL, OPT_CPU_MODEL},
+	{"qmp", required_argument, NULL, OPT_QMP},
+	{"console-socket", required_argument, NULL, OPT_CONSOLE_SOCKET},
+	{"name", required_argument, NULL, OPT_NAME},
+	{"disk", required_argument, NULL, OPT_DISK},
+	{"net", required_argument, NULL, OPT_NET},
+	{"balloon", no_argument, NULL, OPT_BALLOON},
+	{"rng", no_argument, NULL, OPT_RNG},
+	{"bench-first-exit", no_argument, NULL, OPT_BENCH},
+	{"verbose", no_argument, NULL, OPT_VERBOSE},
+	{"help", no_argument, NULL, OPT_HELP},
+	{NULL, 0, NULL, 0},
+};
+
+/* Returns 0, or -1 after printing one error line. */
+static int parse_one(struct options *o, int opt, const char *arg)
+{
+	uint64_t v;
+	switch (opt) {
+	case OPT_KERNEL: o->boot.kernel = arg; return 0;
+	case OPT_INITRD: o->boot.initrd = arg; return 0;
+	case OPT_CMDLINE: o->boot.cmdline = arg; return 0;
+	case OPT_MEMORY:
+		if (!kvz_parse_size(arg, &v) || v < (2u << 20)) {
+			kvz_error("--memory %s: expected a size of at least 2M, e.g. 512M", arg);
+			return -1;
+		}
+		o->vm.mem_size = (v + 4095) & ~4095ull;
+		return 0;
+	case OPT_CPUS:
+		if (!kvz_parse_u64(arg, 1, 1u << 20, &v)) {
+			kvz_error("--cpus %s: expected a number of vCPUs >= 1", arg);
+			return -1;
+		}
+		if (v > VM_MAX_VCPUS) {
+			kvz_error("too many vCPUs: --cpus %s, kvz-vmm supports at most %d", arg,
+				  VM_MAX_VCPUS);
+			return -1;
+		}
+		o->vm.ncpus = (int)v;
+		return 0;
+	case OPT_CPU_MODEL: o->vm.cpu_model = arg; return 0;
+	case OPT_QMP: o->qmp_path = arg; return 0;
+	case OPT_CONSOLE_SOCKET: o->console_socket = arg; return 0;
+	case OPT_NAME:
+		if (!kvz_valid_name(arg)) {
+			kvz_error("--name %s: invalid name", arg);
+			return -1;
+		}
+		o->name = arg;
+		return 0;
+	case OPT_DISK:
+	case OPT_NET: {
+		size_t *n = opt == OPT_DISK ? &o->virtio.ndisks : &o->virtio.nnets;
+		const char **list = opt == OPT_DISK ? o->disks : o->nets;
+		if (*n >= MAX_DEVICES) {
+			kvz_error("at most %d --%s options", MAX_DEVICES, opt == OPT_DISK ? "disk" : "net");
+			return -1;
+		}
+		list[(*n)++] = arg;
+		return 0;
+	}
+	case OPT_BALLOON: o->virtio.balloon = true; return 0;
+	case OPT_RNG: o->virtio.rng = true; return 0;
+	case OPT_BENCH: o->vm.bench_first_exit = true; return 0;
+	case OPT_VERBOSE: kvz_log_set_verbose(true); return 0;
+	case OPT_HELP: usage(stdout); exit(0);
+	default: usage(stderr); return -1;
+	}
+}
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->vm.mem_size = 256ull << 20;
+	o->vm.ncpus = 1;
+	o->vm.cpu_model = "kvz64";
+	o->vm.kvm_path = getenv("KVZ_KVM_DEVICE");
+	o->virtio.disks = o->disks;
+	o->virtio.nets = o->nets;
+	int opt;
+	while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1)
+		if (parse_one(o, opt, optarg) < 0)
+			return -1;
+	if (optind < argc) {
+		kvz_error("unexpected argument '%s'", argv[optind]);
+		return -1;
+	}
+	if (!o->boot.kernel) {
+		kvz_error("--kernel PATH is required");
+		return -1;
+	}
+	return 0;
+}
+
+static bool want_virtio(const struct options *o)
+{
+	return o->virtio.ndisks || o->virtio.nnets || o->virtio.balloon || o->virtio.rng;
+}
+
+static void console_input(void *opaque, const uint8_t *buf, size_t len)
+{
+	serial_receive(opaque, buf, len);
+}
+
+/* SIGINT/SIGTERM/SIGHUP end the VM cleanly (terminal restored, sockets
+ * removed): they are blocked everywhere and taken by this thread. */
+static void *signal_thread(void *arg)
+{
+	struct vm *vm = arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	int sig;
+	if (sigwait(&set, &sig) == 0)
+		vm_request_stop(vm, VM_STOP_QUIT, "signal %d", sig);
+	return NULL;
+}
+
+static int block_stop_signals(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	return pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+static int run(struct options *o)
+{
+	char err[512] = "";
+	struct vm *vm = NULL;
+	struct console *con = NULL;
+	struct vmm_control ctl = {0};
+	int status = 1;
+
+	if (!cpuid_model_valid(o->vm.cpu_model)) {
+		snprintf(err, sizeof(err), "unknown --cpu-model '%s' (known: %s)", o->vm.cpu_model,
+			 cpuid_model_names());
+		goto out;
+	}
+	if (boot_probe(o->boot.kernel, err, sizeof(err)) < 0 ||
+	    vm_check_config(&o->vm, err, sizeof(err)) < 0)
+		goto out;
+	vm = vm_create(&o->vm, err, sizeof(err));
+	if (!vm)
+		goto out;
+	ctl.vm = vm;
+	if (want_virtio(o)) {
+		struct vmm_context vctx = {.vm = vm, .mem = &vm->mem, .pci = vm->pci, .io = vm->io};
+		ctl.vd = virtio_devices_create(&vctx, &o->virtio, err, sizeof(err));
+		if (!ctl.vd)
+			goto out;
+	}
+	if (vm_load(vm, &o->boot, err, sizeof(err)) < 0)
+		goto out;
+	con = o->console_socket ? console_create_socket(o->console_socket, err, sizeof(err))
+				: console_create_stdio(err, sizeof(err));
+	if (!con)
+		goto out;
+	serial_set_console(vm->serial, con);
+	if (o->qmp_path && qmp_control_start(&ctl, o->qmp_path, err, sizeof(err)) < 0)
+		goto out;
+	if (block_stop_signals() != 0) {
+		snprintf(err, sizeof(err), "cannot block signals");
+		goto out;
+	}
+	pthread_t sig_thread;
+	if (pthread_create(&sig_thread, NULL, signal_thread, vm) != 0) {
+		snprintf(err, sizeof(err), "cannot start the signal thread");
+		goto out;
+	}
+	pthread_detach(sig_thread);
+	/* Guest input is read only by a console nobody else reads: with a
+	 * console socket, stdin stays untouched. */
+	if (console_start(con, console_input, vm->serial, err, sizeof(err)) < 0)
+		goto out;
+	if (vm_start(vm, err, sizeof(err)) < 0) {
+		vm_wait(vm);
+		goto out;
+	}
+	enum vm_stop_reason why = vm_wait(vm);
+	if (why == VM_STOP_ERROR)
+		snprintf(err, sizeof(err), "%s", vm->stop_msg);
+	else
+		status = 0;
+out:
+	/* Order: nothing may call into the VM once it is gone. */
+	qmp_control_stop(&ctl);
+	if (vm)
+		serial_set_console(vm->serial, NULL);
+	console_destroy(con);
+	if (ctl.vd) {
+		if (vm)
+			vm_stop_io(vm);
+		virtio_devices_destroy(ctl.vd);
+	}
+	vm_destroy(vm);
+	if (status != 0)
+		kvz_error("%s", err[0] ? err : "failed");
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	kvz_log_init("kvz-vmm");
+	struct options o;
+	if (parse_args(argc, argv, &o) < 0)
+		return 1;
+	return run(&o);
+}

@@ -1,0 +1,406 @@
+#include "vcpu.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "boot.h"
+#include "cpuid.h"
+#include "log.h"
+#include "vm.h"
+
+#define VCPU_KICK_SIGNAL SIGUSR1
+
+#define MSR_IA32_TSC            0x10
+#define MSR_IA32_APICBASE       0x1B
+#define MSR_IA32_SYSENTER_CS    0x174
+#define MSR_IA32_SYSENTER_ESP   0x175
+#define MSR_IA32_SYSENTER_EIP   0x176
+#define MSR_IA32_MISC_ENABLE    0x1A0
+#define MSR_MTRR_DEF_TYPE       0x2FF
+#define MSR_STAR                0xC0000081
+#define MSR_LSTAR               0xC0000082
+#define MSR_CSTAR               0xC0000083
+#define MSR_SYSCALL_MASK        0xC0000084
+#define MSR_KERNEL_GS_BASE      0xC0000102
+
+#define APIC_LVT0 0x350
+#define APIC_LVT1 0x360
+#define APIC_MODE_NMI 0x4
+#define APIC_MODE_EXTINT 0x7
+
+static void kick_handler(int sig) { (void)sig; }
+
+int vcpu_signal_init(void)
+{
+	struct sigaction sa = {.sa_handler = kick_handler};
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: the point of the signal is to make KVM_RUN return. */
+	return sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0 ? -errno : 0;
+}
+
+static int set_lint(struct vcpu *v, char *err, size_t errlen)
+{
+	struct kvm_lapic_state l;
+	if (ioctl(v->fd, KVM_GET_LAPIC, &l) < 0) {
+		snprintf(err, errlen, "vCPU %d: KVM_GET_LAPIC: %s", v->id, strerror(errno));
+		return -1;
+	}
+	uint32_t lvt0, lvt1;
+	memcpy(&lvt0, l.regs + APIC_LVT0, 4);
+	memcpy(&lvt1, l.regs + APIC_LVT1, 4);
+	/* The PIC is wired to LINT0 (ExtINT) and NMI to LINT1, as on a PC;
+	 * Linux's virtual-wire mode relies on it. Unmasked (bit 16 clear). */
+	lvt0 = (lvt0 & ~0x10700u) | (APIC_MODE_EXTINT << 8);
+	lvt1 = (lvt1 & ~0x10700u) | (APIC_MODE_NMI << 8);
+	memcpy(l.regs + APIC_LVT0, &lvt0, 4);
+	memcpy(l.regs + APIC_LVT1, &lvt1, 4);
+	if (ioctl(v->fd, KVM_SET_LAPIC, &l) < 0) {
+		snprintf(err, errlen, "vCPU %d: KVM_SET_LAPIC: %s", v->id, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* MSR values the Linux boot protocol and a PC BIOS leave behind. MSRs this
+ * KVM does not know are skipped, not fatal: they are niceties. */
+static void set_boot_msrs(struct vcpu *v)
+{
+	static const struct { uint32_t index; uint64_t value; } msrs[] = {
+		{MSR_IA32_SYSENTER_CS, 0}, {MSR_IA32_SYSENTER_ESP, 0}, {MSR_IA32_SYSENTER_EIP, 0},
+		{MSR_STAR, 0}, {MSR_CSTAR, 0}, {MSR_KERNEL_GS_BASE, 0}, {MSR_SYSCALL_MASK, 0},
+		{MSR_LSTAR, 0}, {MSR_IA32_TSC, 0},
+		{MSR_IA32_MISC_ENABLE, 1},              /* fast strings */
+		{MSR_MTRR_DEF_TYPE, (1u << 11) | 6},    /* MTRRs on, default write-back */
+	};
+	for (size_t i = 0; i < sizeof(msrs) / sizeof(msrs[0]); i++) {
+		struct {
+			struct kvm_msrs h;
+			struct kvm_msr_entry e;
+		} m = {.h.nmsrs = 1, .e = {.index = msrs[i].index, .data = msrs[i].value}};
+		if (ioctl(v->fd, KVM_SET_MSRS, &m) != 1)
+			kvz_debug("vCPU %d: MSR 0x%x not settable", v->id, msrs[i].index);
+	}
+}
+
+int vcpu_init(struct vcpu *v, struct vm *vm, int id, char *err, size_t errlen)
+{
+	memset(v, 0, sizeof(*v));
+	v->vm = vm;
+	v->id = id;
+	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
+	if (v->fd < 0) {
+		snprintf(err, errlen, "KVM_CREATE_VCPU %d: %s", id, strerror(errno));
+		return -1;
+	}
+	v->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		v->run = NULL;
+		snprintf(err, errlen, "vCPU %d: mmap kvm_run: %s", id, strerror(errno));
+		return -1;
+	}
+	size_t csize = sizeof(*vm->cpuid) + vm->cpuid->nent * sizeof(vm->cpuid->entries[0]);
+	struct kvm_cpuid2 *c = malloc(csize);
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memcpy(c, vm->cpuid, csize);
+	cpuid_set_apic_id(c, (unsigned)id);
+	int rc = ioctl(v->fd, KVM_SET_CPUID2, c);
+	free(c);
+	if (rc < 0) {
+		snprintf(err, errlen, "vCPU %d: KVM_SET_CPUID2: %s", id, strerror(errno));
+		return -1;
+	}
+	if (set_lint(v, err, errlen) < 0)
+		return -1;
+	set_boot_msrs(v);
+	return 0;
+}
+
+void vcpu_destroy(struct vcpu *v)
+{
+	if (v->run)
+		munmap(v->run, v->vm->run_size);
+	if (v->fd > 0)
+		close(v->fd);
+	v->run = NULL;
+	v->fd = -1;
+}
+
+static void set_seg(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code)
+{
+	*s = (struct kvm_segment){
+		.base = 0, .limit = 0xFFFFFFFF, .selector = sel, .type = type,
+		.present = 1, .dpl = 0, .db = code ? 0 : 1, .s = 1, .l = code ? 1 : 0, .g = 1,
+	};
+}
+
+static int setup_long_mode(struct vcpu *v, const struct boot_entry *e, char *err, size_t errlen)
+{
+	struct kvm_sregs sr;
+	if (ioctl(v->fd, KVM_GET_SREGS, &sr) < 0) {
+		snprintf(err, errlen, "vCPU %d: KVM_GET_SREGS: %s", v->id, strerror(errno));
+		return -1;
+	}
+	set_seg(&sr.cs, BOOT_CS, 0xB, true);
+	set_seg(&sr.ds, BOOT_DS, 0x3, false);
+	sr.es = sr.fs = sr.gs = sr.ss = sr.ds;
+	sr.tr = (struct kvm_segment){.selector = BOOT_TSS, .limit = 0x67, .type = 0xB, .present = 1};
+	sr.gdt.base = BOOT_GDT_ADDR;
+	sr.gdt.limit = 5 * 8 - 1;
+	sr.idt.base = 0;
+	sr.idt.limit = 0;
+	sr.cr0 = 0x80050033;     /* PG WP NE ET MP PE */
+	sr.cr3 = BOOT_PML4_ADDR;
+	sr.cr4 = 0x20;           /* PAE */
+	sr.efer = 0x500;         /* LME LMA */
+	if (ioctl(v->fd, KVM_SET_SREGS, &sr) < 0) {
+		snprintf(err, errlen, "vCPU %d: KVM_SET_SREGS: %s", v->id, strerror(errno));
+		return -1;
+	}
+	struct kvm_regs r = {.rip = e->rip, .rsi = e->rsi, .rflags = 0x2, .rsp = 0};
+	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0) {
+		snprintf(err, errlen, "vCPU %d: KVM_SET_REGS: %s", v->id, strerror(errno));
+		return -1;
+	}
+	struct kvm_fpu fpu = {.fcw = 0x37F, .mxcsr = 0x1F80};
+	if (ioctl(v->fd, KVM_SET_FPU, &fpu) < 0) {
+		snprintf(err, errlen, "vCPU %d: KVM_SET_FPU: %s", v->id, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int vcpu_setup_boot(struct vcpu *v, const struct boot_entry *e, char *err, size_t errlen)
+{
+	/* Linux brings its APs up with INIT/SIPI: with the in-kernel LAPIC they
+	 * start waiting for it. Our ELF test guests run every vCPU from the
+	 * entry and tell them apart by APIC id. */
+	bool starts_now = v->id == 0 || e->kind == BOOT_ELF;
+	if (starts_now && setup_long_mode(v, e, err, errlen) < 0)
+		return -1;
+	struct kvm_mp_state mp = {
+		.mp_state = starts_now ? KVM_MP_STATE_RUNNABLE : KVM_MP_STATE_UNINITIALIZED,
+	};
+	if (ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0) {
+		snprintf(err, errlen, "vCPU %d: KVM_SET_MP_STATE: %s", v->id, strerror(errno));
+		return -1;
+	}
+	return vcpu_save_state(v, &v->reset_state, err, errlen);
+}
+
+static const uint32_t saved_msrs[] = {
+	MSR_IA32_TSC, MSR_IA32_APICBASE, MSR_IA32_SYSENTER_CS, MSR_IA32_SYSENTER_ESP,
+	MSR_IA32_SYSENTER_EIP, MSR_IA32_MISC_ENABLE, MSR_MTRR_DEF_TYPE, MSR_STAR, MSR_LSTAR,
+	MSR_CSTAR, MSR_SYSCALL_MASK, MSR_KERNEL_GS_BASE,
+};
+
+#define VCPU_IOCTL(req, arg, name)                                                          \
+	do {                                                                                \
+		if (ioctl(v->fd, req, arg) < 0) {                                           \
+			snprintf(err, errlen, "vCPU %d: %s: %s", v->id, name, strerror(errno)); \
+			return -1;                                                          \
+		}                                                                           \
+	} while (0)
+
+int vcpu_save_state(struct vcpu *v, struct vcpu_state *s, char *err, size_t errlen)
+{
+	memset(s, 0, sizeof(*s));
+	VCPU_IOCTL(KVM_GET_REGS, &s->regs, "KVM_GET_REGS");
+	VCPU_IOCTL(KVM_GET_SREGS, &s->sregs, "KVM_GET_SREGS");
+	VCPU_IOCTL(KVM_GET_FPU, &s->fpu, "KVM_GET_FPU");
+	VCPU_IOCTL(KVM_GET_LAPIC, &s->lapic, "KVM_GET_LAPIC");
+	VCPU_IOCTL(KVM_GET_VCPU_EVENTS, &s->events, "KVM_GET_VCPU_EVENTS");
+	VCPU_IOCTL(KVM_GET_MP_STATE, &s->mp_state, "KVM_GET_MP_STATE");
+	s->has_xcrs = ioctl(v->vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XCRS) > 0;
+	if (s->has_xcrs)
+		VCPU_IOCTL(KVM_GET_XCRS, &s->xcrs, "KVM_GET_XCRS");
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e[VCPU_MAX_MSRS];
+	} m = {.h.nmsrs = 0};
+	for (size_t i = 0; i < sizeof(saved_msrs) / sizeof(saved_msrs[0]); i++)
+		m.e[m.h.nmsrs++].index = saved_msrs[i];
+	int n = ioctl(v->fd, KVM_GET_MSRS, &m);
+	if (n < 0) {
+		snprintf(err, errlen, "vCPU %d: KVM_GET_MSRS: %s", v->id, strerror(errno));
+		return -1;
+	}
+	/* KVM stops at the first MSR it does not know: keep what it returned. */
+	s->nmsrs = (unsigned)n;
+	memcpy(s->msrs, m.e, (size_t)n * sizeof(m.e[0]));
+	return 0;
+}
+
+int vcpu_load_state(struct vcpu *v, const struct vcpu_state *s, char *err, size_t errlen)
+{
+	struct vcpu_state c = *s;   /* the ioctls take non-const pointers */
+	VCPU_IOCTL(KVM_SET_SREGS, &c.sregs, "KVM_SET_SREGS");
+	VCPU_IOCTL(KVM_SET_REGS, &c.regs, "KVM_SET_REGS");
+	VCPU_IOCTL(KVM_SET_FPU, &c.fpu, "KVM_SET_FPU");
+	if (c.has_xcrs)
+		VCPU_IOCTL(KVM_SET_XCRS, &c.xcrs, "KVM_SET_XCRS");
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e[VCPU_MAX_MSRS];
+	} m = {.h.nmsrs = c.nmsrs};
+	memcpy(m.e, c.msrs, c.nmsrs * sizeof(m.e[0]));
+	if (ioctl(v->fd, KVM_SET_MSRS, &m) < 0) {
+		snprintf(err, errlen, "vCPU %d: KVM_SET_MSRS: %s", v->id, strerror(errno));
+		return -1;
+	}
+	VCPU_IOCTL(KVM_SET_LAPIC, &c.lapic, "KVM_SET_LAPIC");
+	VCPU_IOCTL(KVM_SET_VCPU_EVENTS, &c.events, "KVM_SET_VCPU_EVENTS");
+	VCPU_IOCTL(KVM_SET_MP_STATE, &c.mp_state, "KVM_SET_MP_STATE");
+	return 0;
+}
+
+static const char *internal_error_name(uint32_t sub)
+{
+	switch (sub) {
+	case KVM_INTERNAL_ERROR_EMULATION: return "emulation failure";
+	case KVM_INTERNAL_ERROR_SIMUL_EX: return "simultaneous exceptions";
+	case KVM_INTERNAL_ERROR_DELIVERY_EV: return "event delivery failure";
+	default: return "unknown";
+	}
+}
+
+static void report_internal_error(struct vcpu *v)
+{
+	struct kvm_regs r = {0};
+	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0)
+		r.rip = ~0ull;
+	uint32_t sub = v->run->internal.suberror;
+	vm_request_stop(v->vm, VM_STOP_ERROR,
+			"vCPU %d: KVM_EXIT_INTERNAL_ERROR at RIP 0x%llx: suberror %u (%s)",
+			v->id, (unsigned long long)r.rip, sub, internal_error_name(sub));
+}
+
+static void handle_io(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	for (uint32_t i = 0; i < run->io.count; i++) {
+		vm_pio(v->vm, run->io.port, data, run->io.size, run->io.direction == KVM_EXIT_IO_OUT);
+		data += run->io.size;
+	}
+}
+
+/* Returns false when the thread must end. */
+static bool handle_exit(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		handle_io(v);
+		return true;
+	case KVM_EXIT_MMIO:
+		vm_mmio(v->vm, run->mmio.phys_addr, run->mmio.data, run->mmio.len, run->mmio.is_write);
+		return true;
+	case KVM_EXIT_INTR:
+	case KVM_EXIT_HLT:     /* only without in-kernel irqchip: just run again */
+		return true;
+	case KVM_EXIT_SHUTDOWN:  /* triple fault: a PC resets */
+		vm_request_stop(v->vm, VM_STOP_GUEST_RESET, "guest triple fault");
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)
+			vm_request_stop(v->vm, VM_STOP_GUEST_RESET, "guest reset");
+		else if (run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN)
+			vm_request_stop(v->vm, VM_STOP_POWEROFF, "guest power-off");
+		else
+			vm_request_stop(v->vm, VM_STOP_ERROR, "vCPU %d: guest system event %u",
+					v->id, run->system_event.type);
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		report_internal_error(v);
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		vm_request_stop(v->vm, VM_STOP_ERROR, "vCPU %d: KVM_EXIT_FAIL_ENTRY, reason 0x%llx",
+				v->id,
+				(unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		return false;
+	default:
+		vm_request_stop(v->vm, VM_STOP_ERROR, "vCPU %d: unhandled KVM exit reason %u",
+				v->id, run->exit_reason);
+		return false;
+	}
+}
+
+/* Parks the thread while a pause is requested. Returns false when the
+ * machine is stopping. */
+static bool wait_until_runnable(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	pthread_mutex_lock(&vm->lock);
+	while (vm->pause_req && vm->stop == VM_STOP_NONE) {
+		if (!v->paused) {
+			v->paused = true;
+			vm->npaused++;
+			pthread_cond_broadcast(&vm->cond);
+		}
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	}
+	if (v->paused) {
+		v->paused = false;
+		vm->npaused--;
+	}
+	bool go = vm->stop == VM_STOP_NONE;
+	/* Cleared under the lock that requesters set it under, so that a
+	 * request made after this point still makes KVM_RUN return at once. */
+	v->run->immediate_exit = 0;
+	pthread_mutex_unlock(&vm->lock);
+	return go;
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	v->tid = gettid();
+	while (wait_until_runnable(v)) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			vm_request_stop(v->vm, VM_STOP_ERROR, "vCPU %d: KVM_RUN: %s", v->id,
+					strerror(errno));
+			break;
+		}
+		vm_note_first_exit(v->vm);
+		if (!handle_exit(v))
+			break;
+	}
+	return NULL;
+}
+
+int vcpu_start(struct vcpu *v, char *err, size_t errlen)
+{
+	int rc = pthread_create(&v->thread, NULL, vcpu_thread, v);
+	if (rc) {
+		snprintf(err, errlen, "vCPU %d: pthread_create: %s", v->id, strerror(rc));
+		return -1;
+	}
+	v->thread_started = true;
+	return 0;
+}
+
+void vcpu_kick(struct vcpu *v)
+{
+	if (v->run)
+		v->run->immediate_exit = 1;
+	if (v->thread_started)
+		pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpu_join(struct vcpu *v)
+{
+	if (v->thread_started)
+		pthread_join(v->thread, NULL);
+	v->thread_started = false;
+}

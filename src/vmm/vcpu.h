@@ -1,0 +1,64 @@
+/* One vCPU: its KVM file descriptor, its thread, and its architectural
+ * state in plain structures (snapshots serialize struct vcpu_state). */
+#ifndef KVZ_VMM_VCPU_H
+#define KVZ_VMM_VCPU_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <linux/kvm.h>
+
+struct vm;
+struct boot_entry;
+
+#define VCPU_MAX_MSRS 32
+
+/* Everything KVM holds for a vCPU that a snapshot needs. */
+struct vcpu_state {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_fpu fpu;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events events;
+	struct kvm_mp_state mp_state;
+	struct kvm_xcrs xcrs;
+	bool has_xcrs;
+	unsigned nmsrs;
+	struct kvm_msr_entry msrs[VCPU_MAX_MSRS];
+};
+
+struct vcpu {
+	struct vm *vm;
+	int id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool thread_started;
+	pid_t tid;                  /* for query-cpus-fast; set by the thread */
+	bool paused;                /* under vm->lock */
+	struct vcpu_state reset_state;   /* power-on state, restored on reset */
+};
+
+/* Creates the KVM vCPU, sets CPUID, LAPIC LINT0/LINT1 and MSRs. */
+int vcpu_init(struct vcpu *v, struct vm *vm, int id, char *err, size_t errlen);
+void vcpu_destroy(struct vcpu *v);
+
+/* Puts the vCPU in its power-on state for the loaded kernel: the BSP (and
+ * for ELF guests every vCPU) in 64-bit mode at the entry, Linux APs waiting
+ * for INIT/SIPI. Records it as the reset state. */
+int vcpu_setup_boot(struct vcpu *v, const struct boot_entry *e, char *err, size_t errlen);
+
+int vcpu_save_state(struct vcpu *v, struct vcpu_state *s, char *err, size_t errlen);
+int vcpu_load_state(struct vcpu *v, const struct vcpu_state *s, char *err, size_t errlen);
+
+int vcpu_start(struct vcpu *v, char *err, size_t errlen);
+/* Makes the thread leave KVM_RUN soon; caller holds vm->lock. */
+void vcpu_kick(struct vcpu *v);
+void vcpu_join(struct vcpu *v);
+
+/* Installs the (empty) kick signal handler; once, before any vCPU runs. */
+int vcpu_signal_init(void);
+
+#endif

@@ -1,0 +1,527 @@
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cpuid.h"
+#include "i8042.h"
+#include "io_thread.h"
+#include "irq.h"
+#include "log.h"
+#include "pci.h"
+#include "rtc.h"
+#include "serial.h"
+
+#define PORT_DEBUG 0x80
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int open_kvm(struct vm *vm, char *err, size_t errlen)
+{
+	const char *path = vm->cfg.kvm_path ? vm->cfg.kvm_path : "/dev/kvm";
+	vm->kvm_fd = open(path, O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		snprintf(err, errlen, "cannot open %s: %s (KVM is not available on this host)", path,
+			 strerror(errno));
+		return -1;
+	}
+	int version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (version != KVM_API_VERSION) {
+		snprintf(err, errlen, "%s is not a usable KVM device (API version %d, want %d)", path,
+			 version, KVM_API_VERSION);
+		return -1;
+	}
+	int max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max <= 0)
+		max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (max <= 0)
+		max = 4;
+	if (max > VM_MAX_VCPUS)
+		max = VM_MAX_VCPUS;
+	if (vm->cfg.ncpus > max) {
+		snprintf(err, errlen, "too many vCPUs: --cpus %d, this host supports at most %d",
+			 vm->cfg.ncpus, max);
+		return -1;
+	}
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		snprintf(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
+		return -1;
+	}
+	int sz = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (sz <= 0) {
+		snprintf(err, errlen, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+		return -1;
+	}
+	vm->run_size = (size_t)sz;
+	return 0;
+}
+
+static int set_region(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
+		      char *err, size_t errlen)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = slot, .guest_phys_addr = gpa, .memory_size = size,
+		.userspace_addr = (uint64_t)(uintptr_t)host,
+	};
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+		snprintf(err, errlen, "KVM_SET_USER_MEMORY_REGION at 0x%llx: %s",
+			 (unsigned long long)gpa, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int vm_check_config(const struct vm_config *cfg, char *err, size_t errlen)
+{
+	long pages = sysconf(_SC_PHYS_PAGES);
+	long psize = sysconf(_SC_PAGESIZE);
+	uint64_t host_ram = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 0;
+	if (host_ram && cfg->mem_size > host_ram) {
+		snprintf(err, errlen, "--memory %llu MiB is more than this host's %llu MiB of RAM",
+			 (unsigned long long)(cfg->mem_size >> 20), (unsigned long long)(host_ram >> 20));
+		return -1;
+	}
+	if (cfg->ncpus < 1 || cfg->ncpus > VM_MAX_VCPUS) {
+		snprintf(err, errlen, "too many vCPUs: %d, kvz-vmm supports at most %d", cfg->ncpus,
+			 VM_MAX_VCPUS);
+		return -1;
+	}
+	return 0;
+}
+
+static int setup_memory(struct vm *vm, char *err, size_t errlen)
+{
+	if (vm_check_config(&vm->cfg, err, errlen) < 0)
+		return -1;
+	int rc = guest_mem_init(&vm->mem, vm->cfg.mem_size);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot allocate %llu MiB of guest RAM: %s",
+			 (unsigned long long)(vm->cfg.mem_size >> 20), strerror(-rc));
+		return -1;
+	}
+	if (set_region(vm, 0, 0, vm->mem.lo_size, vm->mem.host, err, errlen) < 0)
+		return -1;
+	if (vm->mem.hi_size &&
+	    set_region(vm, 1, GUEST_MEM_HI_START, vm->mem.hi_size, vm->mem.host + vm->mem.lo_size,
+		       err, errlen) < 0)
+		return -1;
+	return 0;
+}
+
+/* The default GSI routing KVM installs with the irqchip: GSI 0-15 to both
+ * PICs and the IOAPIC, 16-23 to the IOAPIC. We keep our own copy because
+ * KVM_SET_GSI_ROUTING replaces the whole table. */
+static void default_routes(struct vm *vm)
+{
+	vm->nroutes = 0;
+	for (uint32_t gsi = 0; gsi < 24; gsi++) {
+		if (gsi < 16) {
+			struct kvm_irq_routing_entry *e = &vm->routes[vm->nroutes++];
+			*e = (struct kvm_irq_routing_entry){.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP};
+			e->u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+			e->u.irqchip.pin = gsi % 8;
+		}
+		struct kvm_irq_routing_entry *e = &vm->routes[vm->nroutes++];
+		*e = (struct kvm_irq_routing_entry){.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP};
+		e->u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+		e->u.irqchip.pin = gsi;
+	}
+}
+
+static int setup_irqchip(struct vm *vm, char *err, size_t errlen)
+{
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)VM_TSS_ADDR) < 0) {
+		snprintf(err, errlen, "KVM_SET_TSS_ADDR: %s", strerror(errno));
+		return -1;
+	}
+	uint64_t idmap = VM_IDENTITY_MAP_ADDR;
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
+		kvz_debug("KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		snprintf(err, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		return -1;
+	}
+	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		snprintf(err, errlen, "KVM_CREATE_PIT2: %s", strerror(errno));
+		return -1;
+	}
+	default_routes(vm);
+	return 0;
+}
+
+static int create_devices(struct vm *vm, char *err, size_t errlen)
+{
+	vm->pci = pci_bus_create();
+	vm->io = io_thread_create();
+	vm->serial = serial_create(vm, 4);
+	vm->i8042 = i8042_create(vm);
+	vm->rtc = rtc_create();
+	if (!vm->pci || !vm->io || !vm->serial || !vm->i8042 || !vm->rtc) {
+		snprintf(err, errlen, "cannot create devices: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	if (!vm) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	vm->cfg = *cfg;
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->mem.memfd = -1;
+	vm->start_ns = now_ns();
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	pthread_mutex_init(&vm->irq_lock, NULL);
+	if (open_kvm(vm, err, errlen) < 0 || setup_memory(vm, err, errlen) < 0 ||
+	    setup_irqchip(vm, err, errlen) < 0 || create_devices(vm, err, errlen) < 0)
+		goto fail;
+	vm->cpuid = cpuid_build(vm->kvm_fd, cfg->cpu_model, cfg->ncpus, err, errlen);
+	if (!vm->cpuid)
+		goto fail;
+	vm->vcpus = calloc((size_t)cfg->ncpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < cfg->ncpus; i++) {
+		vm->vcpus[i].fd = -1;
+		vm->vcpus[i].vm = vm;
+	}
+	for (int i = 0; i < cfg->ncpus; i++) {
+		vm->ncpus = i + 1;
+		if (vcpu_init(&vm->vcpus[i], vm, i, err, errlen) < 0)
+			goto fail;
+	}
+	return vm;
+fail:
+	vm_destroy(vm);
+	return NULL;
+}
+
+void vm_stop_io(struct vm *vm)
+{
+	io_thread_destroy(vm->io);
+	vm->io = NULL;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	/* The I/O thread first: its handlers may still touch devices. */
+	io_thread_destroy(vm->io);
+	for (int i = 0; i < vm->ncpus; i++)
+		vcpu_destroy(&vm->vcpus[i]);
+	free(vm->vcpus);
+	serial_destroy(vm->serial);
+	i8042_destroy(vm->i8042);
+	rtc_destroy(vm->rtc);
+	pci_bus_destroy(vm->pci);
+	free(vm->cpuid);
+	guest_mem_destroy(&vm->mem);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	pthread_mutex_destroy(&vm->irq_lock);
+	pthread_cond_destroy(&vm->cond);
+	pthread_mutex_destroy(&vm->lock);
+	free(vm);
+}
+
+int vm_load(struct vm *vm, const struct boot_config *boot, char *err, size_t errlen)
+{
+	vm->boot = *boot;
+	struct boot_entry entry;
+	if (boot_load(&vm->mem, boot, &entry, err, errlen) < 0)
+		return -1;
+	if (mptable_write(&vm->mem, vm->ncpus, vm->pci, err, errlen) < 0)
+		return -1;
+	for (int i = 0; i < vm->ncpus; i++)
+		if (vcpu_setup_boot(&vm->vcpus[i], &entry, err, errlen) < 0)
+			return -1;
+	return 0;
+}
+
+int vm_start(struct vm *vm, char *err, size_t errlen)
+{
+	int rc = vcpu_signal_init();
+	if (rc < 0) {
+		snprintf(err, errlen, "sigaction: %s", strerror(-rc));
+		return -1;
+	}
+	rc = io_thread_start(vm->io);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot start the I/O thread: %s", strerror(-rc));
+		return -1;
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm->state = VM_RUNNING;
+	pthread_mutex_unlock(&vm->lock);
+	for (int i = 0; i < vm->ncpus; i++)
+		if (vcpu_start(&vm->vcpus[i], err, errlen) < 0) {
+			vm_request_stop(vm, VM_STOP_ERROR, "%s", err);
+			return -1;
+		}
+	return 0;
+}
+
+void vm_request_stop(struct vm *vm, enum vm_stop_reason why, const char *fmt, ...)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->stop != VM_STOP_NONE) {
+		pthread_mutex_unlock(&vm->lock);
+		return;
+	}
+	vm->stop = why;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(vm->stop_msg, sizeof(vm->stop_msg), fmt, ap);
+	va_end(ap);
+	vm->state = VM_SHUTDOWN;
+	for (int i = 0; i < vm->ncpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	if (vm->listener.stopped)
+		vm->listener.stopped(vm->listener.opaque, why);
+}
+
+enum vm_stop_reason vm_wait(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	while (vm->stop == VM_STOP_NONE)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	enum vm_stop_reason why = vm->stop;
+	pthread_mutex_unlock(&vm->lock);
+	for (int i = 0; i < vm->ncpus; i++)
+		vcpu_join(&vm->vcpus[i]);
+	return why;
+}
+
+bool vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->stop != VM_STOP_NONE) {
+		pthread_mutex_unlock(&vm->lock);
+		return false;
+	}
+	vm->pause_req = true;
+	for (int i = 0; i < vm->ncpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	while (vm->npaused < vm->ncpus && vm->stop == VM_STOP_NONE)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	bool ok = vm->stop == VM_STOP_NONE;
+	if (ok)
+		vm->state = VM_PAUSED;
+	pthread_mutex_unlock(&vm->lock);
+	return ok;
+}
+
+bool vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	bool ok = vm->stop == VM_STOP_NONE;
+	if (ok) {
+		vm->pause_req = false;
+		vm->state = VM_RUNNING;
+		pthread_cond_broadcast(&vm->cond);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return ok;
+}
+
+enum vm_run_state vm_run_state(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	enum vm_run_state s = vm->state;
+	pthread_mutex_unlock(&vm->lock);
+	return s;
+}
+
+int vm_reset(struct vm *vm, char *err, size_t errlen)
+{
+	bool was_running = vm_run_state(vm) == VM_RUNNING;
+	if (!vm_pause(vm)) {
+		snprintf(err, errlen, "the machine is shutting down");
+		return -1;
+	}
+	/* RAM keeps no state across a reset on a real PC either, but the
+	 * firmware would reload the kernel: do what it would. */
+	struct boot_entry entry;
+	int rc = boot_load(&vm->mem, &vm->boot, &entry, err, errlen);
+	if (rc == 0)
+		rc = mptable_write(&vm->mem, vm->ncpus, vm->pci, err, errlen);
+	for (int i = 0; i < vm->ncpus && rc == 0; i++)
+		rc = vcpu_load_state(&vm->vcpus[i], &vm->vcpus[i].reset_state, err, errlen);
+	serial_reset(vm->serial);
+	i8042_reset(vm->i8042);
+	rtc_reset(vm->rtc);
+	if (was_running)
+		vm_resume(vm);
+	return rc;
+}
+
+void vm_note_first_exit(struct vm *vm)
+{
+	if (!vm->cfg.bench_first_exit || __atomic_load_n(&vm->first_exit_seen, __ATOMIC_RELAXED))
+		return;
+	if (__atomic_exchange_n(&vm->first_exit_seen, true, __ATOMIC_ACQ_REL))
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t t = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	fprintf(stderr, "kvz-vmm: bench: first-exit-monotonic-ns %lld since-vm-create-ns %lld\n",
+		(long long)t, (long long)(t - vm->start_ns));
+}
+
+void vm_pio(struct vm *vm, uint16_t port, void *data, unsigned len, bool is_write)
+{
+	if (serial_pio(vm->serial, port, data, len, is_write) ||
+	    i8042_pio(vm->i8042, port, data, len, is_write) ||
+	    rtc_pio(vm->rtc, port, data, len, is_write) ||
+	    pci_pio(vm->pci, port, data, len, is_write))
+		return;
+	if (port == VM_POWEROFF_PORT && is_write) {
+		vm_request_stop(vm, VM_STOP_POWEROFF, "guest power-off");
+		return;
+	}
+	/* Port 0x80 (POST codes) and every port without a device: writes are
+	 * ignored, reads float high, as on a PC bus with nothing behind it. */
+	(void)PORT_DEBUG;
+	if (!is_write)
+		memset(data, 0xFF, len);
+}
+
+void vm_mmio(struct vm *vm, uint64_t addr, void *data, unsigned len, bool is_write)
+{
+	if (pci_mmio(vm->pci, addr, data, len, is_write))
+		return;
+	if (!is_write)
+		memset(data, 0xFF, len);
+}
+
+/* ---- irq.h ---- */
+
+static int push_routes_locked(struct vm *vm)
+{
+	size_t sz = sizeof(struct kvm_irq_routing) + vm->nroutes * sizeof(struct kvm_irq_routing_entry);
+	struct kvm_irq_routing *r = calloc(1, sz);
+	if (!r)
+		return -ENOMEM;
+	r->nr = vm->nroutes;
+	memcpy(r->entries, vm->routes, vm->nroutes * sizeof(struct kvm_irq_routing_entry));
+	int rc = ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, r) < 0 ? -errno : 0;
+	free(r);
+	return rc;
+}
+
+static struct kvm_irq_routing_entry *find_msi_route(struct vm *vm, int gsi)
+{
+	for (unsigned i = 0; i < vm->nroutes; i++)
+		if (vm->routes[i].gsi == (uint32_t)gsi && vm->routes[i].type == KVM_IRQ_ROUTING_MSI)
+			return &vm->routes[i];
+	return NULL;
+}
+
+int vm_msi_route_alloc(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	pthread_mutex_lock(&vm->irq_lock);
+	int gsi = -1;
+	for (int g = VM_FIRST_MSI_GSI; g < VM_MAX_GSI_ROUTES; g++)
+		if (!vm->msi_used[g]) {
+			gsi = g;
+			break;
+		}
+	if (gsi < 0 || vm->nroutes >= VM_MAX_GSI_ROUTES) {
+		pthread_mutex_unlock(&vm->irq_lock);
+		return -ENOSPC;
+	}
+	struct kvm_irq_routing_entry *e = &vm->routes[vm->nroutes++];
+	*e = (struct kvm_irq_routing_entry){.gsi = (uint32_t)gsi, .type = KVM_IRQ_ROUTING_MSI};
+	e->u.msi.address_lo = (uint32_t)addr;
+	e->u.msi.address_hi = (uint32_t)(addr >> 32);
+	e->u.msi.data = data;
+	int rc = push_routes_locked(vm);
+	if (rc < 0)
+		vm->nroutes--;
+	else
+		vm->msi_used[gsi] = 1;
+	pthread_mutex_unlock(&vm->irq_lock);
+	return rc < 0 ? rc : gsi;
+}
+
+int vm_msi_route_update(struct vm *vm, int gsi, uint64_t addr, uint32_t data)
+{
+	pthread_mutex_lock(&vm->irq_lock);
+	struct kvm_irq_routing_entry *e = find_msi_route(vm, gsi);
+	int rc = -ENOENT;
+	if (e) {
+		e->u.msi.address_lo = (uint32_t)addr;
+		e->u.msi.address_hi = (uint32_t)(addr >> 32);
+		e->u.msi.data = data;
+		rc = push_routes_locked(vm);
+	}
+	pthread_mutex_unlock(&vm->irq_lock);
+	return rc;
+}
+
+void vm_msi_route_free(struct vm *vm, int gsi)
+{
+	pthread_mutex_lock(&vm->irq_lock);
+	struct kvm_irq_routing_entry *e = find_msi_route(vm, gsi);
+	if (e) {
+		*e = vm->routes[--vm->nroutes];
+		vm->msi_used[gsi] = 0;
+		int rc = push_routes_locked(vm);
+		if (rc < 0)
+			kvz_warn("KVM_SET_GSI_ROUTING: %s", strerror(-rc));
+	}
+	pthread_mutex_unlock(&vm->irq_lock);
+}
+
+int vm_irqfd(struct vm *vm, int efd, int gsi, bool deassign)
+{
+	struct kvm_irqfd f = {.fd = (uint32_t)efd, .gsi = (uint32_t)gsi,
+			      .flags = deassign ? KVM_IRQFD_FLAG_DEASSIGN : 0};
+	return ioctl(vm->vm_fd, KVM_IRQFD, &f) < 0 ? -errno : 0;
+}
+
+int vm_ioeventfd(struct vm *vm, int efd, uint64_t addr, unsigned len, bool deassign)
+{
+	struct kvm_ioeventfd f = {.addr = addr, .len = len, .fd = efd,
+				  .flags = deassign ? KVM_IOEVENTFD_FLAG_DEASSIGN : 0};
+	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &f) < 0 ? -errno : 0;
+}
+
+int vm_set_irq_line(struct vm *vm, int gsi, int level)
+{
+	struct kvm_irq_level l = {.irq = (uint32_t)gsi, .level = (uint32_t)level};
+	return ioctl(vm->vm_fd, KVM_IRQ_LINE, &l) < 0 ? -errno : 0;
+}
+
+int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	struct kvm_msi m = {.address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32),
+			    .data = data};
+	return ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &m) < 0 ? -errno : 0;
+}

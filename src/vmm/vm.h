@@ -1,0 +1,134 @@
+/* The KVM machine: one VM file descriptor, guest RAM, the vCPUs, the legacy
+ * devices and the control state (running, paused, stopping) that the vCPU
+ * threads, the QMP thread and main() share. */
+#ifndef KVZ_VMM_VM_H
+#define KVZ_VMM_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/kvm.h>
+
+#include "boot.h"
+#include "guest_mem.h"
+#include "vcpu.h"
+
+#define VM_MAX_VCPUS 240        /* APIC ids and the IOAPIC id must fit below 255 */
+#define VM_MAX_GSI_ROUTES 1024
+#define VM_FIRST_MSI_GSI 24     /* 0-23 are the IOAPIC pins */
+#define VM_TSS_ADDR 0xFFFBD000u /* 3 pages below the identity map page */
+#define VM_IDENTITY_MAP_ADDR 0xFFFFC000u
+
+/* Port a guest writes to power the machine off (QEMU's ACPI PM1a control
+ * port on q35; our test guests use it, Linux without ACPI cannot). */
+#define VM_POWEROFF_PORT 0x604
+
+enum vm_run_state { VM_RUNNING, VM_PAUSED, VM_SHUTDOWN };
+
+/* Why the machine stops for good. */
+enum vm_stop_reason {
+	VM_STOP_NONE,
+	VM_STOP_POWEROFF,      /* guest powered off: exit 0 */
+	VM_STOP_GUEST_RESET,   /* guest rebooted: exit 0 */
+	VM_STOP_QUIT,          /* QMP quit: exit 0 */
+	VM_STOP_ERROR,         /* VMM-side failure: exit 1, message in stop_msg */
+};
+
+struct serial;
+struct i8042;
+struct rtc;
+struct pci_bus;
+struct io_thread;
+
+struct vm_config {
+	const char *kvm_path;       /* /dev/kvm unless KVZ_KVM_DEVICE says otherwise */
+	uint64_t mem_size;
+	int ncpus;
+	const char *cpu_model;      /* "kvz64" (default) or "host" */
+	bool bench_first_exit;      /* print when the first guest exit happens */
+};
+
+/* Hooks main() installs to hear about state changes (QMP events). Called
+ * with no VM lock held, from whichever thread caused the change. */
+struct vm_listener {
+	void (*stopped)(void *opaque, enum vm_stop_reason why);
+	void *opaque;
+};
+
+struct vm {
+	struct vm_config cfg;
+	int kvm_fd;
+	int vm_fd;
+	size_t run_size;            /* mmap size of struct kvm_run */
+	struct guest_mem mem;
+	struct kvm_cpuid2 *cpuid;   /* after --cpu-model masking, APIC id unset */
+	int ncpus;
+	struct vcpu *vcpus;         /* ncpus entries */
+	struct boot_config boot;    /* what to load again on system_reset */
+
+	struct pci_bus *pci;
+	struct io_thread *io;
+	struct serial *serial;
+	struct i8042 *i8042;
+	struct rtc *rtc;
+	struct vm_listener listener;
+
+	/* Guards everything below; cond signals every change of it. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum vm_run_state state;
+	bool pause_req;
+	int npaused;                /* vCPU threads parked because of pause_req */
+	enum vm_stop_reason stop;
+	char stop_msg[256];
+	bool first_exit_seen;
+	int64_t start_ns;           /* CLOCK_MONOTONIC at vm_create, for the benchmark */
+
+	/* Guards the GSI routing table (IOAPIC/PIC defaults + MSI routes). */
+	pthread_mutex_t irq_lock;
+	struct kvm_irq_routing_entry routes[VM_MAX_GSI_ROUTES];
+	unsigned nroutes;
+	uint8_t msi_used[VM_MAX_GSI_ROUTES];   /* by GSI */
+};
+
+/* Checks what can be checked without KVM (memory against host RAM). */
+int vm_check_config(const struct vm_config *cfg, char *err, size_t errlen);
+
+/* Opens KVM and builds the machine (RAM, irqchip, PIT, vCPUs, CPUID, legacy
+ * devices) without starting anything. Returns NULL with one line in err. */
+struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen);
+void vm_destroy(struct vm *vm);
+/* Stops the I/O thread before devices it serves are destroyed. */
+void vm_stop_io(struct vm *vm);
+
+/* Loads the kernel and sets every vCPU to its power-on state. */
+int vm_load(struct vm *vm, const struct boot_config *boot, char *err, size_t errlen);
+
+/* Starts the vCPU threads. */
+int vm_start(struct vm *vm, char *err, size_t errlen);
+
+/* Blocks until something asks the machine to stop, then stops and joins
+ * every vCPU thread. Returns the reason. */
+enum vm_stop_reason vm_wait(struct vm *vm);
+
+/* Asks for a final stop (from any thread); the first reason wins. */
+void vm_request_stop(struct vm *vm, enum vm_stop_reason why, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Parks every vCPU thread outside KVM_RUN and returns once all are parked;
+ * vm_resume lets them go. Both return false when the machine is stopping. */
+bool vm_pause(struct vm *vm);
+bool vm_resume(struct vm *vm);
+enum vm_run_state vm_run_state(struct vm *vm);
+
+/* Back to power-on state: vCPUs, legacy devices, boot images reloaded. The
+ * caller resets the virtio devices. Keeps the run state (paused stays). */
+int vm_reset(struct vm *vm, char *err, size_t errlen);
+
+/* Exit dispatch, called by the vCPU threads. */
+void vm_pio(struct vm *vm, uint16_t port, void *data, unsigned len, bool is_write);
+void vm_mmio(struct vm *vm, uint64_t addr, void *data, unsigned len, bool is_write);
+void vm_note_first_exit(struct vm *vm);
+
+#endif
