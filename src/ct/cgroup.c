@@ -1,0 +1,180 @@
+#include "cgroup.h"
+
+#include "parse.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+static const struct cgroup_ops *ops_of(const struct cgroup *cg)
+{
+	return cg->version == 2 ? &cgroup_v2_ops : &cgroup_v1_ops;
+}
+
+int cgroup_detect_version(const char *root)
+{
+	struct statfs sf;
+	if (statfs(root, &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC)
+		return 2;
+	return 1;
+}
+
+int cgroup_init(struct cgroup *cg, const char *root, int version, const char *name,
+		char *err, size_t len)
+{
+	memset(cg, 0, sizeof(*cg));
+	if (strlen(root) >= sizeof(cg->root) || strlen(name) >= sizeof(cg->name)) {
+		snprintf(err, len, "cgroup path too long");
+		return -1;
+	}
+	strcpy(cg->root, root);
+	strcpy(cg->name, name);
+	cg->version = version > 0 ? version : cgroup_detect_version(root);
+	return 0;
+}
+
+int cgroup_create(const struct cgroup *cg, char *err, size_t len)
+{
+	return ops_of(cg)->create(cg, err, len);
+}
+
+int cgroup_apply(const struct cgroup *cg, const struct ct_limits *upd,
+		 const struct ct_limits *full, char *err, size_t len)
+{
+	return ops_of(cg)->apply(cg, upd, full, err, len);
+}
+
+int cgroup_attach(const struct cgroup *cg, pid_t pid, char *err, size_t len)
+{
+	return ops_of(cg)->attach(cg, pid, err, len);
+}
+
+int cgroup_read_stats(const struct cgroup *cg, struct cgroup_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	return ops_of(cg)->stats(cg, st);
+}
+
+int cgroup_destroy(const struct cgroup *cg, char *err, size_t len)
+{
+	return ops_of(cg)->destroy(cg, err, len);
+}
+
+json_t *cgroup_paths(const struct cgroup *cg)
+{
+	return ops_of(cg)->paths(cg);
+}
+
+int cg_write(const char *dir, const char *file, const char *val, char *err, size_t len)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, len, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	ssize_t n = write(fd, val, strlen(val));
+	int saved = errno;
+	close(fd);
+	if (n != (ssize_t)strlen(val)) {
+		snprintf(err, len, "cannot write '%s' to %s: %s", val, path,
+			 n < 0 ? strerror(saved) : "short write");
+		errno = n < 0 ? saved : EIO;
+		return -1;
+	}
+	return 0;
+}
+
+int cg_read(const char *dir, const char *file, char *buf, size_t size)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = 0;
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = 0;
+	return 0;
+}
+
+int cg_read_u64(const char *dir, const char *file, uint64_t *out)
+{
+	char buf[64];
+	if (cg_read(dir, file, buf, sizeof(buf)) < 0)
+		return -1;
+	if (!strcmp(buf, "max")) {
+		*out = UINT64_MAX;
+		return 0;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(buf, &end, 10);
+	if (errno || end == buf)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int cg_mkdir(const char *path, char *err, size_t len)
+{
+	if (mkdir(path, 0755) == 0 || errno == EEXIST)
+		return 0;
+	snprintf(err, len, "cannot create cgroup %s: %s", path, strerror(errno));
+	return -1;
+}
+
+static void kill_procs(const char *dir)
+{
+	char buf[4096];
+	if (cg_read(dir, "cgroup.procs", buf, sizeof(buf)) < 0)
+		return;
+	for (char *tok = strtok(buf, "\n"); tok; tok = strtok(NULL, "\n")) {
+		pid_t pid = (pid_t)atoi(tok);
+		if (pid > 0)
+			kill(pid, SIGKILL);
+	}
+}
+
+/* Processes killed a moment ago can hold the cgroup busy until they are
+ * reaped, hence the retries. */
+int cg_rmdir_killing(const char *dir, char *err, size_t len)
+{
+	for (int i = 0; i < 200; i++) {
+		if (rmdir(dir) == 0 || errno == ENOENT)
+			return 0;
+		if (errno != EBUSY)
+			break;
+		kill_procs(dir);
+		nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+	}
+	snprintf(err, len, "cannot remove cgroup %s: %s", dir, strerror(errno));
+	return -1;
+}
+
+int cg_check_usage(uint64_t hard, uint64_t usage, char *err, size_t len)
+{
+	if (hard >= usage)
+		return 0;
+	char a[32], b[32];
+	snprintf(err, len, "memory hard limit %s is below the container's current usage %s",
+		 kvz_format_size(hard, a, sizeof(a)), kvz_format_size(usage, b, sizeof(b)));
+	return -1;
+}

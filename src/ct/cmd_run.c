@@ -1,0 +1,135 @@
+/* kvz-ct run: parses the options and becomes the container's supervisor
+ * (in the foreground, or in a detached child with --detach). */
+#include "cmd_common.h"
+#include "ct.h"
+#include "log.h"
+#include "supervisor.h"
+
+#include <ctype.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { O_ROOTFS = 256, O_CTROOT, O_HOSTNAME, O_MEMORY, O_SWAP, O_CPUS, O_CPUW, O_CPUSET,
+       O_PIDS, O_IOW, O_NET, O_QMP, O_CONSOLE, O_DETACH, O_RUNDIR, O_USERNS, O_NAME };
+
+static const struct option run_options[] = {
+	{"name", required_argument, NULL, O_NAME},
+	{"rootfs", required_argument, NULL, O_ROOTFS},
+	{"ct-root", required_argument, NULL, O_CTROOT},
+	{"hostname", required_argument, NULL, O_HOSTNAME},
+	{"memory", required_argument, NULL, O_MEMORY},
+	{"swap", required_argument, NULL, O_SWAP},
+	{"cpus", required_argument, NULL, O_CPUS},
+	{"cpu-weight", required_argument, NULL, O_CPUW},
+	{"cpuset", required_argument, NULL, O_CPUSET},
+	{"pids", required_argument, NULL, O_PIDS},
+	{"io-weight", required_argument, NULL, O_IOW},
+	{"net", required_argument, NULL, O_NET},
+	{"qmp", required_argument, NULL, O_QMP},
+	{"console-socket", required_argument, NULL, O_CONSOLE},
+	{"detach", no_argument, NULL, O_DETACH},
+	{"run-dir", required_argument, NULL, O_RUNDIR},
+	{"userns", no_argument, NULL, O_USERNS},
+	{NULL, 0, NULL, 0},
+};
+
+static bool valid_hostname(const char *h)
+{
+	size_t n = strlen(h);
+	if (n == 0 || n > 63 || h[0] == '-' || h[0] == '.')
+		return false;
+	for (const char *p = h; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
+			return false;
+	return true;
+}
+
+static const char *limit_key(int opt)
+{
+	switch (opt) {
+	case O_MEMORY: return "memory";
+	case O_SWAP: return "swap";
+	case O_CPUS: return "cpus";
+	case O_CPUW: return "cpu-weight";
+	case O_CPUSET: return "cpuset";
+	case O_PIDS: return "pids";
+	case O_IOW: return "io-weight";
+	default: return NULL;
+	}
+}
+
+static void parse_run(int argc, char **argv, struct run_opts *o)
+{
+	char err[512];
+	int opt;
+	o->ct_root = KVZ_CT_DEFAULT_ROOT;
+	o->run_dir = KVZ_CT_DEFAULT_RUNDIR;
+	while ((opt = getopt_long(argc, argv, "+", run_options, NULL)) != -1) {
+		const char *key = limit_key(opt);
+		if (key) {
+			if (!ct_limit_parse(&o->limits, key, optarg, err, sizeof(err)))
+				kvz_die("%s", err);
+			continue;
+		}
+		switch (opt) {
+		case O_NAME: o->name = optarg; break;
+		case O_ROOTFS: o->rootfs = optarg; break;
+		case O_CTROOT: o->ct_root = optarg; break;
+		case O_HOSTNAME: o->hostname = optarg; break;
+		case O_QMP: o->qmp_path = optarg; break;
+		case O_CONSOLE: o->console_socket = optarg; break;
+		case O_DETACH: o->detach = true; break;
+		case O_RUNDIR: o->run_dir = optarg; break;
+		case O_USERNS: o->userns = true; break;
+		case O_NET:
+			if (!parse_net(optarg, &o->net, err, sizeof(err)))
+				kvz_die("%s", err);
+			break;
+		default: kvz_die("usage: kvz-ct run --name N [OPTIONS] -- CMD [ARGS...]");
+		}
+	}
+	require_name(o->name);
+	if (o->hostname && !valid_hostname(o->hostname))
+		kvz_die("invalid --hostname '%s'", o->hostname);
+	if (optind >= argc)
+		kvz_die("no command to run: kvz-ct run --name %s [OPTIONS] -- CMD [ARGS...]", o->name);
+	o->argv = argv + optind;
+}
+
+/* --detach: the supervisor runs in a child in a session of its own; we
+ * return once it says the container runs (its own stderr carries the one
+ * error line otherwise). */
+static int detach(const struct run_opts *o)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		kvz_die("pipe: %m");
+	pid_t pid = fork();
+	if (pid < 0)
+		kvz_die("fork: %m");
+	if (pid == 0) {
+		close(p[0]);
+		setsid();
+		exit(supervisor_run(o, p[1]));
+	}
+	close(p[1]);
+	char buf[2];
+	ssize_t n = read(p[0], buf, sizeof(buf));
+	close(p[0]);
+	return n == 2 ? 0 : 1;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	static struct run_opts o;
+	parse_run(argc, argv, &o);
+	if (geteuid() != 0)
+		kvz_die("kvz-ct run needs root (namespaces, cgroups, loop devices)");
+	if (o.detach)
+		return detach(&o);
+	return supervisor_run(&o, -1);
+}

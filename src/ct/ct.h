@@ -1,0 +1,54 @@
+/* kvz-ct: shared definitions of the subcommands. */
+#ifndef KVZ_CT_H
+#define KVZ_CT_H
+
+#include "ct_limits.h"
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <limits.h>
+
+#define KVZ_CT_DEFAULT_ROOT "/var/lib/kvz/ct"
+#define KVZ_CT_DEFAULT_RUNDIR "/run/kvz"
+
+struct net_opts {
+	bool enabled;
+	char bridge[16];
+	struct in_addr ip;
+	unsigned prefix;
+	bool has_gw;
+	struct in_addr gw;
+};
+
+struct run_opts {
+	const char *name;
+	const char *rootfs;      /* NULL: CTROOT/NAME/private.img */
+	const char *ct_root;
+	const char *run_dir;
+	const char *hostname;
+	const char *qmp_path;    /* NULL: RUNDIR/NAME.qmp */
+	const char *console_socket;
+	bool detach;
+	bool userns;
+	struct ct_limits limits;
+	struct net_opts net;
+	char **argv;
+};
+
+int cmd_create(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+int cmd_set(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_destroy(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+
+/* "bridge=BR,ip=A.B.C.D/P[,gw=G]" */
+bool parse_net(const char *s, struct net_opts *n, char *err, size_t len);
+
+/* Paths of a container's private area under ct_root. */
+void ct_dir(const char *ct_root, const char *name, const char *leaf, char *out, size_t size);
+
+#endif

@@ -1,0 +1,152 @@
+#include "disk.h"
+
+#include "parse.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/btrfs.h>
+#include <linux/loop.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int disk_image_create(const char *image, uint64_t size, char *err, size_t len)
+{
+	int fd = open(image, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, len, "cannot create %s: %s", image, strerror(errno));
+		return -1;
+	}
+	if (ftruncate(fd, (off_t)size) < 0) {
+		snprintf(err, len, "cannot size %s: %s", image, strerror(errno));
+		close(fd);
+		unlink(image);
+		return -1;
+	}
+	close(fd);
+	const char *argv[] = {"mkfs.btrfs", "-q", "-f", image, NULL};
+	if (run_quiet(argv, err, len) < 0) {
+		unlink(image);
+		return -1;
+	}
+	return 0;
+}
+
+int disk_loop_attach(const char *image, char *dev, size_t devlen, char *err, size_t len)
+{
+	int img = open(image, O_RDWR | O_CLOEXEC);
+	if (img < 0) {
+		snprintf(err, len, "cannot open %s: %s", image, strerror(errno));
+		return -1;
+	}
+	int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0) {
+		snprintf(err, len, "cannot open /dev/loop-control: %s", strerror(errno));
+		close(img);
+		return -1;
+	}
+	int loop = -1;
+	/* Another process may grab the same free device between the two
+	 * calls; LOOP_CONFIGURE then fails with EBUSY and we try again. */
+	for (int tries = 0; tries < 20 && loop < 0; tries++) {
+		int nr = ioctl(ctl, LOOP_CTL_GET_FREE);
+		if (nr < 0) {
+			snprintf(err, len, "no free loop device: %s", strerror(errno));
+			break;
+		}
+		snprintf(dev, devlen, "/dev/loop%d", nr);
+		loop = open(dev, O_RDWR | O_CLOEXEC);
+		if (loop < 0) {
+			snprintf(err, len, "cannot open %s: %s", dev, strerror(errno));
+			break;
+		}
+		struct loop_config cfg = {.fd = (unsigned)img};
+		cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+		if (ioctl(loop, LOOP_CONFIGURE, &cfg) == 0)
+			break;
+		snprintf(err, len, "cannot attach %s to %s: %s", image, dev, strerror(errno));
+		close(loop);
+		loop = -1;
+		if (errno != EBUSY)
+			break;
+	}
+	close(ctl);
+	close(img);
+	return loop;
+}
+
+int disk_mount(const char *image, const char *target, char *err, size_t len)
+{
+	char dev[32];
+	int loop = disk_loop_attach(image, dev, sizeof(dev), err, len);
+	if (loop < 0)
+		return -1;
+	int rc = mount(dev, target, "btrfs", 0, NULL);
+	if (rc < 0)
+		snprintf(err, len, "cannot mount %s on %s: %s", image, target, strerror(errno));
+	close(loop);
+	return rc;
+}
+
+int disk_image_size(const char *image, uint64_t *size)
+{
+	struct stat st;
+	if (stat(image, &st) < 0)
+		return -1;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int refresh_loop(const char *loopdev, char *err, size_t len)
+{
+	int fd = open(loopdev, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || ioctl(fd, LOOP_SET_CAPACITY, 0) < 0) {
+		snprintf(err, len, "cannot refresh the size of %s: %s", loopdev, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+int disk_grow(const char *image, const char *loopdev, const char *mountpoint,
+	      uint64_t size, char *err, size_t len)
+{
+	uint64_t cur;
+	char a[32], b[32];
+	if (disk_image_size(image, &cur) < 0) {
+		snprintf(err, len, "cannot stat %s: %s", image, strerror(errno));
+		return -1;
+	}
+	if (size < cur) {
+		snprintf(err, len, "disk can only grow: %s is below the current size %s",
+			 kvz_format_size(size, a, sizeof(a)), kvz_format_size(cur, b, sizeof(b)));
+		return -1;
+	}
+	if (size == cur)
+		return 0;
+	if (truncate(image, (off_t)size) < 0) {
+		snprintf(err, len, "cannot grow %s: %s", image, strerror(errno));
+		return -1;
+	}
+	if (refresh_loop(loopdev, err, len) < 0)
+		return -1;
+	int fd = open(mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, len, "cannot open %s: %s", mountpoint, strerror(errno));
+		return -1;
+	}
+	struct btrfs_ioctl_vol_args args;
+	memset(&args, 0, sizeof(args));
+	snprintf(args.name, sizeof(args.name), "max");
+	int rc = ioctl(fd, BTRFS_IOC_RESIZE, &args);
+	if (rc < 0)
+		snprintf(err, len, "cannot grow the filesystem on %s: %s", mountpoint, strerror(errno));
+	close(fd);
+	return rc;
+}

@@ -1,0 +1,42 @@
+/* kvz-ct: OpenVZ-style system containers. Dispatches the subcommands. */
+#include "ct.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+	const char *name;
+	int (*fn)(int, char **);
+} commands[] = {
+	{"create", cmd_create}, {"run", cmd_run},         {"exec", cmd_exec},
+	{"set", cmd_set},       {"stop", cmd_stop},       {"destroy", cmd_destroy},
+	{"backup", cmd_backup}, {"restore", cmd_restore}, {"list", cmd_list},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: kvz-ct COMMAND [OPTIONS]\n"
+		   "commands: create run exec set stop destroy backup restore list\n"
+		   "see docs/architecture.md (kvz-ct) for the options of each\n");
+}
+
+int main(int argc, char **argv)
+{
+	kvz_log_init("kvz-ct");
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	kvz_error("unknown command '%s' (want create, run, exec, set, stop, destroy, backup, restore or list)",
+		  argv[1]);
+	return 2;
+}

@@ -1,0 +1,156 @@
+#include "namespaces.h"
+
+#include "netlink.h"
+#include "rootfs.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/capability.h>
+
+/* Capabilities a system container's root does not get even without a user
+ * namespace: loading modules, raw I/O, setting the host clock, MAC policy. */
+static const int dropped_caps[] = {CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_TIME,
+				   CAP_MAC_ADMIN, CAP_MAC_OVERRIDE, CAP_SYSLOG,
+				   CAP_WAKE_ALARM, CAP_BLOCK_SUSPEND};
+
+static __attribute__((noreturn)) void child_fail(const struct child_cfg *cfg, const char *msg)
+{
+	dprintf(cfg->err_fd, "%s", msg);
+	_exit(127);
+}
+
+static int setup_net(const struct net_opts *n, char *err, size_t len)
+{
+	if (nl_link_up("lo", err, len) < 0)
+		return -1;
+	if (!n->enabled)
+		return 0;
+	if (nl_addr_add("eth0", n->ip, n->prefix, err, len) < 0 ||
+	    nl_link_up("eth0", err, len) < 0)
+		return -1;
+	return n->has_gw ? nl_route_default("eth0", n->gw, err, len) : 0;
+}
+
+static int setup_console(const struct child_cfg *cfg, char *err, size_t len)
+{
+	if (setsid() < 0 && errno != EPERM) {
+		snprintf(err, len, "setsid: %s", strerror(errno));
+		return -1;
+	}
+	if (cfg->console_slave < 0 && !cfg->null_stdio)
+		return 0;
+	if (cfg->console_slave < 0) {
+		int null = open("/dev/null", O_RDWR);
+		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0) {
+			snprintf(err, len, "cannot open /dev/null: %s", strerror(errno));
+			return -1;
+		}
+		if (null > 2)
+			close(null);
+		return 0;
+	}
+	if (ioctl(cfg->console_slave, TIOCSCTTY, 0) < 0 || dup2(cfg->console_slave, 0) < 0 ||
+	    dup2(cfg->console_slave, 1) < 0 || dup2(cfg->console_slave, 2) < 0) {
+		snprintf(err, len, "cannot attach the console: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int drop_caps(char *err, size_t len)
+{
+	for (size_t i = 0; i < sizeof(dropped_caps) / sizeof(dropped_caps[0]); i++)
+		if (prctl(PR_CAPBSET_DROP, dropped_caps[i], 0, 0, 0) < 0 && errno != EINVAL) {
+			snprintf(err, len, "cannot drop capability %d: %s", dropped_caps[i], strerror(errno));
+			return -1;
+		}
+	return 0;
+}
+
+static int become_root(char *err, size_t len)
+{
+	if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0) {
+		snprintf(err, len, "cannot become root in the user namespace: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static __attribute__((noreturn)) void container_main(const struct child_cfg *cfg)
+{
+	char err[512] = "";
+	const struct run_opts *o = cfg->o;
+	char go;
+	if (read(cfg->sync_fd, &go, 1) != 1)
+		_exit(127); /* the supervisor gave up before us */
+	close(cfg->sync_fd);
+	const char *host = o->hostname ? o->hostname : o->name;
+	/* The cgroup namespace is made only now, once the supervisor has moved
+	 * us into our cgroup, so that this cgroup is the container's "/". */
+	if (o->userns && become_root(err, sizeof(err)) < 0)
+		child_fail(cfg, err);
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		snprintf(err, sizeof(err), "cannot create the cgroup namespace: %s", strerror(errno));
+	else if (sethostname(host, strlen(host)) < 0)
+		snprintf(err, sizeof(err), "cannot set hostname '%s': %s", host, strerror(errno));
+	if (err[0])
+		child_fail(cfg, err);
+	if (setup_net(&o->net, err, sizeof(err)) < 0 ||
+	    rootfs_enter(cfg->target, cfg->console, err, sizeof(err)) < 0 ||
+	    setup_console(cfg, err, sizeof(err)) < 0 || drop_caps(err, sizeof(err)) < 0)
+		child_fail(cfg, err);
+	if (cfg->console_slave > 2)
+		close(cfg->console_slave);
+	char *envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			"HOME=/root", "TERM=linux", "container=kvz", NULL};
+	signal(SIGPIPE, SIG_DFL);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execvpe(o->argv[0], o->argv, envp);
+	snprintf(err, sizeof(err), "cannot run '%s' in the container: %s", o->argv[0], strerror(errno));
+	child_fail(cfg, err);
+}
+
+pid_t ns_spawn(const struct child_cfg *cfg, char *err, size_t len)
+{
+	struct clone_args args;
+	memset(&args, 0, sizeof(args));
+	args.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET;
+	if (cfg->o->userns)
+		args.flags |= CLONE_NEWUSER;
+	args.exit_signal = SIGCHLD;
+	long pid = syscall(SYS_clone3, &args, sizeof(args));
+	if (pid < 0) {
+		snprintf(err, len, "cannot create the container's namespaces: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0)
+		container_main(cfg);
+	return (pid_t)pid;
+}
+
+static int write_map(pid_t pid, const char *file, char *err, size_t len)
+{
+	char path[64], map[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	snprintf(map, sizeof(map), "0 %d %d\n", KVZ_CT_USERNS_BASE, KVZ_CT_USERNS_SIZE);
+	return write_text(path, map, err, len);
+}
+
+int ns_write_id_maps(pid_t pid, char *err, size_t len)
+{
+	return write_map(pid, "uid_map", err, len) < 0 ? -1 : write_map(pid, "gid_map", err, len);
+}

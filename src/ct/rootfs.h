@@ -1,0 +1,14 @@
+/* The container's filesystem view, set up by the container's first process
+ * inside its new mount namespace: /proc, read-only /sys, a minimal /dev on
+ * tmpfs (bind-mounted host nodes: works with and without a user
+ * namespace), devpts with its own ptmx, /dev/console, then pivot_root. */
+#ifndef KVZ_CT_ROOTFS_H
+#define KVZ_CT_ROOTFS_H
+
+#include <stddef.h>
+
+/* target must be a mount point. console is the host path of the pty slave
+ * to show as /dev/console, or NULL. */
+int rootfs_enter(const char *target, const char *console, char *err, size_t len);
+
+#endif

@@ -1,0 +1,56 @@
+/* The per-container supervisor behind `kvz-ct run`: sets the container up,
+ * owns its console, reaps it, answers QMP, and tears everything down. */
+#ifndef KVZ_CT_SUPERVISOR_H
+#define KVZ_CT_SUPERVISOR_H
+
+#include "cgroup.h"
+#include "console.h"
+#include "ct.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct qmp_server;
+
+/* What the QMP thread asks the main loop to do (through ctl[]). */
+struct sup_request {
+	char cmd; /* 's': stop with timeout, 'q': kill now */
+	int timeout;
+};
+
+struct supervisor {
+	const struct run_opts *o;
+	char target[PATH_MAX];  /* root filesystem mount point */
+	char image[PATH_MAX];   /* private.img, "" with --rootfs */
+	char loopdev[32];
+	char qmp_path[PATH_MAX];
+	struct cgroup cg;
+	bool cg_made;
+	bool mounted;
+	int lock_fd;
+	char veth[16];
+	pid_t init_pid;
+	struct qmp_server *qmp;
+	struct console con;
+	bool has_console;
+	int ctl[2];
+	int sig_fd;
+	int timer_fd;
+	/* Guards limits and stopping: the QMP thread reads and writes them. */
+	pthread_mutex_t lock;
+	struct ct_limits limits;
+	bool stopping;
+	int exit_code;
+};
+
+/* Runs the container to the end. notify_fd (or -1) gets "ok" once the
+ * container runs (--detach). Returns the supervisor's exit code. */
+int supervisor_run(const struct run_opts *o, int notify_fd);
+
+/* QMP handlers (qmp.c). */
+int sup_qmp_start(struct supervisor *s, char *err, size_t len);
+/* Called on the QMP thread for `set`: applies a parsed update. */
+int sup_apply_limits(struct supervisor *s, const struct ct_limits *upd, char *err, size_t len);
+
+#endif

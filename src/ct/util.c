@@ -1,0 +1,168 @@
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void last_line(char *buf, char *err, size_t len)
+{
+	size_t n = strlen(buf);
+	while (n && buf[n - 1] == '\n')
+		buf[--n] = 0;
+	char *nl = strrchr(buf, '\n');
+	snprintf(err, len, "%s", nl ? nl + 1 : buf);
+}
+
+int run_quiet(const char *const argv[], char *err, size_t len)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		snprintf(err, len, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(err, len, "fork: %s", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(p[1], 2) < 0)
+			_exit(126);
+		execvp(argv[0], (char *const *)argv);
+		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(p[1]);
+	char out[4096];
+	size_t used = 0;
+	ssize_t n;
+	while ((n = read(p[0], out + used, sizeof(out) - 1 - used)) > 0) {
+		used += (size_t)n;
+		if (used == sizeof(out) - 1)
+			used = 0; /* keep only the tail: the last line is what matters */
+	}
+	out[used] = 0;
+	close(p[0]);
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	char line[512];
+	last_line(out, line, sizeof(line));
+	snprintf(err, len, "%s failed: %s", argv[0], line[0] ? line : "no message");
+	return -1;
+}
+
+int mkdir_p(const char *path, mode_t mode, char *err, size_t len)
+{
+	char buf[4096];
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			goto fail;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		goto fail;
+	return 0;
+fail:
+	snprintf(err, len, "cannot create directory %s: %s", buf, strerror(errno));
+	return -1;
+}
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return (type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int rm_rf(const char *path)
+{
+	if (!path_exists(path))
+		return 0;
+	return nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+int write_text(const char *path, const char *text, char *err, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		snprintf(err, len, "cannot create %s: %s", path, strerror(errno));
+		return -1;
+	}
+	size_t n = strlen(text);
+	ssize_t w = write(fd, text, n);
+	int saved = errno;
+	if (close(fd) < 0 || w != (ssize_t)n) {
+		snprintf(err, len, "cannot write %s: %s", path, strerror(w < 0 ? saved : EIO));
+		return -1;
+	}
+	return 0;
+}
+
+char *read_text(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	size_t cap = 4096, used = 0;
+	char *buf = malloc(cap);
+	ssize_t n;
+	while (buf && (n = read(fd, buf + used, cap - used - 1)) > 0) {
+		used += (size_t)n;
+		if (used + 1 == cap) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb) {
+				free(buf);
+				buf = NULL;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	close(fd);
+	if (buf)
+		buf[used] = 0;
+	return buf;
+}
+
+bool path_exists(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0;
+}
+
+bool pid_alive(pid_t pid)
+{
+	if (pid <= 0)
+		return false;
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	/* A zombie has finished (and released its locks); its parent just has
+	 * not reaped it yet. */
+	const char *paren = strrchr(buf, ')');
+	return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
+}

@@ -1,0 +1,22 @@
+/* Small file and process helpers shared by the kvz-ct subcommands. */
+#ifndef KVZ_CT_UTIL_H
+#define KVZ_CT_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Runs argv[0] (PATH lookup) with stdin/stdout on /dev/null; on failure
+ * err gets the last line it printed on stderr. */
+int run_quiet(const char *const argv[], char *err, size_t len);
+int mkdir_p(const char *path, mode_t mode, char *err, size_t len);
+/* Removes a tree without crossing into other filesystems. */
+int rm_rf(const char *path);
+int write_text(const char *path, const char *text, char *err, size_t len);
+/* Reads a whole small file; NULL on error. Caller frees. */
+char *read_text(const char *path);
+bool path_exists(const char *path);
+/* True while pid runs (a zombie counts as gone). */
+bool pid_alive(pid_t pid);
+
+#endif
