@@ -1,0 +1,340 @@
+/* Guest lifecycle subcommands: create, start, stop, destroy, set, list,
+ * show. */
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "http.h"
+#include "log.h"
+#include "parse.h"
+
+/* Cuts argv at "--": returns the index of the first word after it (argc
+ * when there is none) and shortens *argc to the words before it. */
+static int split_dashdash(int *argc, char **argv)
+{
+	for (int i = 1; i < *argc; i++)
+		if (!strcmp(argv[i], "--")) {
+			int rest = i + 1;
+			argv[i] = NULL;
+			int total = *argc;
+			*argc = i;
+			return rest < total ? rest : total;
+		}
+	return *argc;
+}
+
+static int print_guest_or_ok(json_t *g, const char *verb)
+{
+	if (cli_json)
+		print_json(g);
+	else
+		printf("%s %s (%s)\n", json_string_value(json_object_get(g, "name")), verb,
+		       json_string_value(json_object_get(g, "state")));
+	return 0;
+}
+
+/* Validates and stores a size so that typos fail here with a clear line,
+ * not after a round trip. */
+static int put_size(json_t *req, const char *key, const char *opt, const char *v, bool pair)
+{
+	uint64_t a, b;
+	if (pair ? !kvz_parse_size_pair(v, &a, &b) : !kvz_parse_size(v, &a)) {
+		kvz_error("%s: bad size \"%s\"%s", opt, v, pair ? " (SIZE or SOFT:HARD, e.g. 512M:1G)" : " (e.g. 4G)");
+		return -1;
+	}
+	json_object_set_new(req, key, json_string(v));
+	return 0;
+}
+
+static int put_cpus(json_t *req, const char *v)
+{
+	double c;
+	if (!kvz_parse_cpus(v, &c)) {
+		kvz_error("--cpus: bad value \"%s\" (e.g. 0.5 or 2)", v);
+		return -1;
+	}
+	json_object_set_new(req, "cpus", json_real(c));
+	return 0;
+}
+
+static int put_abs_path(json_t *req, const char *key, const char *v)
+{
+	char abs[PATH_MAX];
+	if (!realpath(v, abs)) {
+		kvz_error("--%s %s: no such file", key, v);
+		return -1;
+	}
+	json_object_set_new(req, key, json_string(abs));
+	return 0;
+}
+
+/* --net bridge=BR[,mac=MAC] */
+static int put_net(json_t *req, const char *v)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", v);
+	for (char *save, *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(kv, '=');
+		if (!eq || (strncmp(kv, "bridge=", 7) && strncmp(kv, "mac=", 4))) {
+			kvz_error("--net: want bridge=BR[,mac=MAC], got \"%s\"", v);
+			return -1;
+		}
+		*eq = 0;
+		json_object_set_new(req, kv, json_string(eq + 1));
+	}
+	return 0;
+}
+
+int cmd_create(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"template", required_argument, NULL, 't'}, {"memory", required_argument, NULL, 'm'},
+		{"cpus", required_argument, NULL, 'c'}, {"disk", required_argument, NULL, 'd'},
+		{"disk-mode", required_argument, NULL, 'D'}, {"pids", required_argument, NULL, 'p'},
+		{"ip", required_argument, NULL, 'i'}, {"gw", required_argument, NULL, 'g'},
+		{"bridge", required_argument, NULL, 'b'}, {"net", required_argument, NULL, 'n'},
+		{"kernel", required_argument, NULL, 'k'}, {"initrd", required_argument, NULL, 'r'},
+		{"cmdline", required_argument, NULL, 'l'}, {"no-balloon", no_argument, NULL, 'B'},
+		{"autostart", no_argument, NULL, 'a'}, {NULL, 0, NULL, 0},
+	};
+	int cmd_at = split_dashdash(&argc, argv);
+	int total = cmd_at;
+	for (int i = cmd_at; argv[i]; i++)
+		total = i + 1;
+	json_t *req = json_object();
+	int c, rc = 1;
+	uint64_t pids;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		int bad = 0;
+		switch (c) {
+		case 't': json_object_set_new(req, "template", json_string(optarg)); break;
+		case 'm': bad = put_size(req, "memory", "--memory", optarg, true); break;
+		case 'c': bad = put_cpus(req, optarg); break;
+		case 'd': bad = put_size(req, "disk", "--disk", optarg, false); break;
+		case 'D': json_object_set_new(req, "disk_mode", json_string(optarg)); break;
+		case 'p':
+			if (!(kvz_parse_u64(optarg, 1, 1 << 22, &pids))) {
+				kvz_error("--pids: bad number \"%s\"", optarg);
+				bad = 1;
+			} else {
+				json_object_set_new(req, "pids", json_integer((json_int_t)pids));
+			}
+			break;
+		case 'i': json_object_set_new(req, "ip", json_string(optarg)); break;
+		case 'g': json_object_set_new(req, "gw", json_string(optarg)); break;
+		case 'b': json_object_set_new(req, "bridge", json_string(optarg)); break;
+		case 'n': bad = put_net(req, optarg); break;
+		case 'k': bad = put_abs_path(req, "kernel", optarg); break;
+		case 'r': bad = put_abs_path(req, "initrd", optarg); break;
+		case 'l': json_object_set_new(req, "cmdline", json_string(optarg)); break;
+		case 'B': json_object_set_new(req, "balloon", json_false()); break;
+		case 'a': json_object_set_new(req, "autostart", json_true()); break;
+		default: bad = 1;
+		}
+		if (bad)
+			goto out;
+	}
+	if (argc - optind != 2 || (strcmp(argv[optind], "ct") && strcmp(argv[optind], "vm"))) {
+		kvz_error("usage: kvz create ct|vm NAME [options] [-- CMD ARGS (containers)]");
+		goto out;
+	}
+	const char *type = argv[optind];
+	if (!name_ok(argv[optind + 1]))
+		goto out;
+	json_object_set_new(req, "type", json_string(type));
+	json_object_set_new(req, "name", json_string(argv[optind + 1]));
+	if (cmd_at < total) {
+		if (strcmp(type, "ct")) {
+			kvz_error("a command after -- is for containers (a VM runs its kernel)");
+			goto out;
+		}
+		json_t *cmd = json_array();
+		for (int i = cmd_at; i < total; i++)
+			json_array_append_new(cmd, json_string(argv[i]));
+		json_object_set_new(req, "command", cmd);
+	}
+	json_t *g = NULL;
+	if (http_call("POST", "/v1/guests", req, &g) == 0) {
+		rc = print_guest_or_ok(g, "created");
+		json_decref(g);
+	}
+out:
+	json_decref(req);
+	return rc;
+}
+
+static int one_name(int argc, char **argv, const char *usage)
+{
+	if (argc != 2) {
+		kvz_error("usage: kvz %s", usage);
+		return -1;
+	}
+	return name_ok(argv[1]) ? 0 : -1;
+}
+
+int cmd_start(int argc, char **argv)
+{
+	if (one_name(argc, argv, "start NAME"))
+		return 1;
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/guests/%s/start", argv[1]);
+	json_t *g = NULL;
+	if (http_call("POST", path, NULL, &g))
+		return 1;
+	print_guest_or_ok(g, "started");
+	json_decref(g);
+	return 0;
+}
+
+int cmd_stop(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"timeout", required_argument, NULL, 't'}, {"force", no_argument, NULL, 'f'},
+		{NULL, 0, NULL, 0},
+	};
+	json_t *req = json_object();
+	int c;
+	uint64_t t;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (c == 't' && kvz_parse_u64(optarg, 0, 3600, &t)) {
+			json_object_set_new(req, "timeout", json_integer((json_int_t)t));
+		} else if (c == 'f') {
+			json_object_set_new(req, "force", json_true());
+		} else {
+			if (c == 't')
+				kvz_error("--timeout: want 0..3600 seconds, got \"%s\"", optarg);
+			json_decref(req);
+			return 1;
+		}
+	}
+	if (argc - optind != 1 || !name_ok(argv[optind])) {
+		if (argc - optind != 1)
+			kvz_error("usage: kvz stop NAME [--timeout SEC] [--force]");
+		json_decref(req);
+		return 1;
+	}
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/guests/%s/stop", argv[optind]);
+	json_t *g = NULL;
+	int rc = http_call("POST", path, req, &g);
+	json_decref(req);
+	if (rc)
+		return 1;
+	print_guest_or_ok(g, "stopped");
+	json_decref(g);
+	return 0;
+}
+
+int cmd_destroy(int argc, char **argv)
+{
+	bool force = false;
+	const char *name = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--force") || !strcmp(argv[i], "-f"))
+			force = true;
+		else if (!name && argv[i][0] != '-')
+			name = argv[i];
+		else {
+			kvz_error("usage: kvz destroy NAME [--force]");
+			return 1;
+		}
+	}
+	if (!name) {
+		kvz_error("usage: kvz destroy NAME [--force]");
+		return 1;
+	}
+	if (!name_ok(name))
+		return 1;
+	char path[160];
+	snprintf(path, sizeof(path), "/v1/guests/%s%s", name, force ? "?force=1" : "");
+	json_t *r = NULL;
+	if (http_call("DELETE", path, NULL, &r))
+		return 1;
+	if (cli_json)
+		print_json(r);
+	else
+		printf("%s destroyed\n", name);
+	json_decref(r);
+	return 0;
+}
+
+int cmd_set(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"memory", required_argument, NULL, 'm'}, {"cpus", required_argument, NULL, 'c'},
+		{"pids", required_argument, NULL, 'p'}, {"disk", required_argument, NULL, 'd'},
+		{NULL, 0, NULL, 0},
+	};
+	json_t *req = json_object();
+	int c, rc = 1;
+	uint64_t pids;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		int bad = 0;
+		switch (c) {
+		case 'm': bad = put_size(req, "memory", "--memory", optarg, true); break;
+		case 'c': bad = put_cpus(req, optarg); break;
+		case 'd': bad = put_size(req, "disk", "--disk", optarg, false); break;
+		case 'p':
+			if (!kvz_parse_u64(optarg, 1, 1 << 22, &pids)) {
+				kvz_error("--pids: bad number \"%s\"", optarg);
+				bad = 1;
+			} else {
+				json_object_set_new(req, "pids", json_integer((json_int_t)pids));
+			}
+			break;
+		default: bad = 1;
+		}
+		if (bad)
+			goto out;
+	}
+	if (argc - optind != 1 || !json_object_size(req)) {
+		kvz_error("usage: kvz set NAME [--memory SIZE|SOFT:HARD] [--cpus N] [--pids N] [--disk SIZE]");
+		goto out;
+	}
+	if (!name_ok(argv[optind]))
+		goto out;
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/guests/%s", argv[optind]);
+	json_t *g = NULL;
+	if (http_call("PATCH", path, req, &g) == 0) {
+		rc = print_guest_or_ok(g, "updated");
+		json_decref(g);
+	}
+out:
+	json_decref(req);
+	return rc;
+}
+
+int cmd_list(int argc, char **argv)
+{
+	(void)argv;
+	if (argc != 1) {
+		kvz_error("usage: kvz list [--json]");
+		return 1;
+	}
+	json_t *list = NULL;
+	if (http_call("GET", "/v1/guests", NULL, &list))
+		return 1;
+	if (cli_json)
+		print_json(list);
+	else
+		print_guest_table(list);
+	json_decref(list);
+	return 0;
+}
+
+int cmd_show(int argc, char **argv)
+{
+	if (one_name(argc, argv, "show NAME"))
+		return 1;
+	json_t *g = get_guest(argv[1]);
+	if (!g)
+		return 1;
+	/* Detail is structured: JSON reads best either way. */
+	print_json(g);
+	json_decref(g);
+	return 0;
+}

@@ -1,0 +1,179 @@
+"""Starts kvzd on a temporary state directory and socket, and talks to it
+through the kvz CLI and through raw HTTP on its UNIX socket."""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+BUILD = os.environ.get("KVZ_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
+KVZD = os.path.join(BUILD, "src/daemon/kvzd")
+KVZ = os.path.join(BUILD, "src/cli/kvz")
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=60):
+        super().__init__("kvzd", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+class Kvzd:
+    def __init__(self, vmm=None, ct=None, interval=1):
+        # Short paths: UNIX socket paths are limited to 108 bytes.
+        self.dir = tempfile.mkdtemp(prefix="kvzd-", dir="/tmp")
+        self.state = os.path.join(self.dir, "state")
+        self.run = os.path.join(self.dir, "run")
+        self.socket = os.path.join(self.dir, "kvzd.sock")
+        self.vmm, self.ct, self.interval = vmm, ct, interval
+        self.proc = None
+        self.log = os.path.join(self.dir, "kvzd.log")
+
+    def start(self, extra=()):
+        args = [KVZD, "--state-dir", self.state, "--run-dir", self.run,
+                "--socket", self.socket, "--sample-interval", str(self.interval)]
+        if self.vmm:
+            args += ["--vmm", self.vmm]
+        if self.ct:
+            args += ["--ct", self.ct]
+        args += list(extra)
+        logf = open(self.log, "a")
+        self.proc = subprocess.Popen(args, stdout=logf, stderr=logf)
+        logf.close()
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("kvzd exited: " + self.read_log())
+            try:
+                if self.api("GET", "/v1/host")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("kvzd did not answer: " + self.read_log())
+
+    def read_log(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def terminate(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def cleanup(self):
+        """Stops kvzd, then every guest it left running, then removes files."""
+        guests = []
+        try:
+            if self.proc and self.proc.poll() is None:
+                guests = self.api("GET", "/v1/guests")[1]
+        except OSError:
+            pass
+        for g in guests or []:
+            try:
+                self.api("DELETE", "/v1/guests/%s?force=1" % g["name"])
+            except OSError:
+                pass
+        self.terminate()
+        # Supervisors that outlived a killed kvzd: ours by their run dir.
+        for g in guests or []:
+            if g.get("pid"):
+                try:
+                    os.kill(g["pid"], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def api(self, method, path, body=None, raw=None, timeout=120):
+        conn = UnixHTTPConnection(self.socket, timeout=timeout)
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        conn.request(method, path, body=data,
+                     headers={"Content-Type": "application/json"} if data else {})
+        resp = conn.getresponse()
+        text = resp.read().decode()
+        ctype = resp.getheader("Content-Type", "")
+        conn.close()
+        if ctype.startswith("application/json"):
+            return resp.status, json.loads(text)
+        return resp.status, text
+
+    def kvz(self, *args, check=True, timeout=120, input=None):
+        env = dict(os.environ, KVZ_SOCKET=self.socket)
+        r = subprocess.run([KVZ] + list(args), capture_output=True, text=True,
+                           env=env, timeout=timeout, input=input)
+        if check and r.returncode != 0:
+            raise AssertionError("kvz %s failed (%d): %s%s" % (
+                " ".join(args), r.returncode, r.stdout, r.stderr))
+        return r
+
+    def kvz_json(self, *args):
+        return json.loads(self.kvz("--json", *args).stdout)
+
+    def guest(self, name):
+        return self.kvz_json("show", name)
+
+    def events(self, guest=None):
+        args = ["events", "--limit", "1000"] + (["--guest", guest] if guest else [])
+        return self.kvz_json(*args)
+
+    def wait_for(self, cond, timeout=20, what="condition"):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            v = cond()
+            if v:
+                return v
+            time.sleep(0.1)
+        raise AssertionError("timed out waiting for " + what + "\nkvzd log:\n" + self.read_log())
+
+
+def parse_prometheus(text):
+    """A strict parser of the Prometheus text format 0.0.4: every line is a
+    comment (# HELP name text / # TYPE name type), or `name{labels} value`
+    with valid names, quoted and escaped label values and a float value;
+    every sample's metric has a TYPE given before it, once. Returns
+    {name: {"type": t, "samples": [(labels dict, float)]}}."""
+    import re
+    name_re = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+    label_re = r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"'
+    sample_re = re.compile(r"^(" + name_re + r")(?:\{((?:" + label_re + r",?)*)\})? (\S+)$")
+    metrics = {}
+    assert text.endswith("\n"), "exposition must end with a newline"
+    for line in text.split("\n")[:-1]:
+        assert line, "empty line in exposition"
+        if line.startswith("# HELP "):
+            assert re.match("^# HELP " + name_re + " .*$", line), line
+            continue
+        if line.startswith("# TYPE "):
+            m = re.match("^# TYPE (" + name_re + ") (counter|gauge|histogram|summary|untyped)$", line)
+            assert m, "bad TYPE line: " + line
+            assert m.group(1) not in metrics, "TYPE given twice for " + m.group(1)
+            metrics[m.group(1)] = {"type": m.group(2), "samples": []}
+            continue
+        assert not line.startswith("#"), "bad comment: " + line
+        m = sample_re.match(line)
+        assert m, "bad sample line: " + repr(line)
+        name, labels_s, value = m.group(1), m.group(2), m.group(m.lastindex)
+        assert name in metrics, "sample before its TYPE: " + line
+        labels = dict(re.findall(label_re, labels_s or ""))
+        v = float(value)  # raises on junk; accepts NaN/+Inf as the format does
+        if metrics[name]["type"] == "counter":
+            assert v >= 0, "negative counter: " + line
+        metrics[name]["samples"].append((labels, v))
+    return metrics
