@@ -171,7 +171,8 @@ static const struct virtio_dev_ops balloon_ops = {
 	.reset = balloon_reset,
 };
 
-struct virtio_balloon *virtio_balloon_create(const struct vmm_context *ctx, char *err, size_t errlen)
+struct virtio_balloon *virtio_balloon_create(const struct vmm_context *ctx, bool deflate_on_oom,
+					     char *err, size_t errlen)
 {
 	struct virtio_balloon *b = calloc(1, sizeof(*b));
 
@@ -182,7 +183,8 @@ struct virtio_balloon *virtio_balloon_create(const struct vmm_context *ctx, char
 	struct virtio_pci_params p = {
 		.device_id = VIRTIO_ID_BALLOON,
 		.class_code = 0x050000,   /* memory controller, RAM */
-		.features = 1ull << VIRTIO_BALLOON_F_STATS_VQ | 1ull << VIRTIO_BALLOON_F_DEFLATE_ON_OOM,
+		.features = 1ull << VIRTIO_BALLOON_F_STATS_VQ |
+			    (uint64_t)deflate_on_oom << VIRTIO_BALLOON_F_DEFLATE_ON_OOM,
 		.nqueues = 3,
 		.queue_size = QUEUE_SIZE,
 		.config = b->config,

@@ -27,7 +27,11 @@ struct virtio_balloon {
 	struct virtq_elem elem;       /* I/O thread only */
 };
 
-struct virtio_balloon *virtio_balloon_create(const struct vmm_context *ctx, char *err, size_t errlen);
+/* deflate_on_oom offers VIRTIO_BALLOON_F_DEFLATE_ON_OOM: the guest may take
+ * pages back under memory pressure, and (Linux) then leaves MemTotal alone
+ * while inflated. */
+struct virtio_balloon *virtio_balloon_create(const struct vmm_context *ctx, bool deflate_on_oom,
+					     char *err, size_t errlen);
 void virtio_balloon_destroy(struct virtio_balloon *b);
 
 /* Target guest RAM in bytes (QMP "balloon"). Returns 0 or -1 with err. */

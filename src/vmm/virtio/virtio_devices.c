@@ -108,7 +108,7 @@ struct virtio_devices *virtio_devices_create(const struct vmm_context *ctx,
 	vd->ctx = ctx;
 	if (create_disks(vd, opts, err, errlen) < 0 || create_nets(vd, opts, err, errlen) < 0)
 		goto fail;
-	if (opts->balloon && !(vd->balloon = virtio_balloon_create(ctx, err, errlen)))
+	if (opts->balloon && !(vd->balloon = virtio_balloon_create(ctx, opts->balloon_deflate_on_oom, err, errlen)))
 		goto fail;
 	if (opts->rng && !(vd->rng = virtio_rng_create(ctx, err, errlen)))
 		goto fail;

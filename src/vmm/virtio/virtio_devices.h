@@ -19,6 +19,9 @@ struct virtio_options {
 	size_t nnets;
 	bool balloon;
 	bool rng;
+	/* Offer VIRTIO_BALLOON_F_DEFLATE_ON_OOM (off by default: with it a
+	 * Linux guest keeps MemTotal unchanged while inflated). */
+	bool balloon_deflate_on_oom;
 };
 
 struct virtio_devices;

@@ -571,8 +571,7 @@ static void release_fds(struct virtio_pci *vp)
 		if (vp->kick_fd[q] < 0)
 			continue;
 		kick_unbind(vp, q);
-		if (vp->ctx && vp->ctx->io)
-			io_thread_del(vp->ctx->io, vp->kick_fd[q]);
+		io_thread_del(vp->ctx->io, vp->kick_fd[q]);
 		close(vp->kick_fd[q]);
 		vp->kick_fd[q] = -1;
 	}

@@ -1,0 +1,675 @@
+/* Device tests without KVM: a small "guest driver" in this file programs
+ * the virtio-pci transport through its BAR and config-space callbacks,
+ * exactly like Linux's virtio_pci_modern, and submits requests to
+ * virtio-blk, virtio-rng and virtio-balloon on a fake guest RAM. The fake
+ * VMM runs the I/O-thread handlers when the test asks. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fake_guest_mem.h"
+#include "fake_vmm.h"
+#include "virtio_balloon.h"
+#include "virtio_blk.h"
+#include "virtio_devices.h"
+#include "virtio_rng.h"
+
+#define RAM (4u << 20)
+#define QS 16
+#define RING_BASE 0x10000u
+#define BUF 0x100000u
+
+static struct guest_mem mem;
+static struct vmm_context ctx;
+
+/* ---- the guest driver ---- */
+
+struct drv {
+	struct virtio_pci *vp;
+	uint32_t common, notify, isr, device, notify_mult;
+	unsigned msix_cap;
+	uint16_t next_desc[4];
+	uint16_t avail_idx[4];
+};
+
+static uint64_t rd(struct drv *d, uint64_t off, unsigned len)
+{
+	uint64_t v = 0;
+	d->vp->pci.ops->bar_read(&d->vp->pci, 0, off, &v, len);
+	return v;
+}
+
+static void wr(struct drv *d, uint64_t off, uint64_t v, unsigned len)
+{
+	d->vp->pci.ops->bar_write(&d->vp->pci, 0, off, &v, len);
+}
+
+static uint32_t cfg32(const struct pci_device *p, unsigned off)
+{
+	uint32_t v;
+	memcpy(&v, p->config + off, 4);
+	return v;
+}
+
+/* Walks the capability list the way Linux does. */
+static void find_caps(struct drv *d)
+{
+	const struct pci_device *p = &d->vp->pci;
+	unsigned found = 0;
+
+	assert_int_equal(p->config[0] | p->config[1] << 8, 0x1af4);
+	assert_true(p->config[6] & 0x10);
+	for (unsigned at = p->config[0x34], n = 0; at && n < 16; at = p->config[at + 1], n++) {
+		if (p->config[at] == 0x11) {
+			d->msix_cap = at;
+			continue;
+		}
+		assert_int_equal(p->config[at], 0x09);
+		assert_int_equal(p->config[at + 4], 0);   /* BAR 0 */
+		uint32_t off = cfg32(p, at + 8);
+		switch (p->config[at + 3]) {
+		case 1: d->common = off; found |= 1; break;
+		case 2: d->notify = off; d->notify_mult = cfg32(p, at + 16); found |= 2; break;
+		case 3: d->isr = off; found |= 4; break;
+		case 4: d->device = off; found |= 8; break;
+		}
+	}
+	assert_true((found & 7) == 7);
+	assert_true(d->msix_cap != 0);
+}
+
+static void msix_enable(struct drv *d, bool on)
+{
+	struct pci_device *p = &d->vp->pci;
+	/* Through the write mask, like the bus does. */
+	p->config[d->msix_cap + 3] = (p->config[d->msix_cap + 3] & ~0xc0) |
+				     ((on ? 0x80 : 0) & p->config_wmask[d->msix_cap + 3]);
+	p->ops->config_written(p, d->msix_cap + 2, 2);
+}
+
+static void msix_program(struct drv *d, unsigned v, bool masked)
+{
+	uint32_t table = cfg32(&d->vp->pci, d->msix_cap + 4);
+	wr(d, table + 16 * v, 0xfee00000, 4);
+	wr(d, table + 16 * v + 4, 0, 4);
+	wr(d, table + 16 * v + 8, 0x40 + v, 4);
+	wr(d, table + 16 * v + 12, masked, 4);
+}
+
+static uint64_t ring(unsigned q, unsigned part)
+{
+	return RING_BASE + q * 0x4000 + part * 0x1000;
+}
+
+/* Linux's probe sequence. Returns the negotiated features. */
+static uint64_t drv_init(struct drv *d, struct virtio_pci *vp, uint64_t want, unsigned nq)
+{
+	memset(d, 0, sizeof(*d));
+	d->vp = vp;
+	find_caps(d);
+	uint32_t c = d->common;
+	wr(d, c + 0x14, 0, 1);
+	assert_int_equal(rd(d, c + 0x14, 1), 0);
+	wr(d, c + 0x14, 1, 1);
+	wr(d, c + 0x14, 3, 1);
+	wr(d, c + 0x00, 0, 4);
+	uint64_t dev = rd(d, c + 0x04, 4);
+	wr(d, c + 0x00, 1, 4);
+	dev |= rd(d, c + 0x04, 4) << 32;
+	assert_true(dev >> 32 & 1);  /* VERSION_1 */
+	uint64_t feat = (dev & want) | 1ull << 32;
+	wr(d, c + 0x08, 0, 4);
+	wr(d, c + 0x0c, (uint32_t)feat, 4);
+	wr(d, c + 0x08, 1, 4);
+	wr(d, c + 0x0c, feat >> 32, 4);
+	wr(d, c + 0x14, 0xb, 1);
+	assert_int_equal(rd(d, c + 0x14, 1), 0xb);
+	msix_enable(d, true);
+	for (unsigned v = 0; v <= nq; v++)
+		msix_program(d, v, false);
+	wr(d, c + 0x10, 0, 2);
+	assert_int_equal(rd(d, c + 0x10, 2), 0);
+	assert_int_equal(rd(d, c + 0x12, 2), nq);
+	for (unsigned q = 0; q < nq; q++) {
+		memset(mem.host + ring(q, 0), 0, 0x4000);
+		wr(d, c + 0x16, q, 2);
+		assert_true(rd(d, c + 0x18, 2) >= QS);
+		wr(d, c + 0x18, QS, 2);
+		wr(d, c + 0x20, ring(q, 0), 4);          /* 64-bit fields in two halves */
+		wr(d, c + 0x24, 0, 4);
+		wr(d, c + 0x28, ring(q, 1), 8);
+		wr(d, c + 0x30, ring(q, 2), 8);
+		wr(d, c + 0x1a, q + 1, 2);
+		assert_int_equal(rd(d, c + 0x1a, 2), q + 1);
+		assert_int_equal(rd(d, c + 0x1e, 2), q);
+		wr(d, c + 0x1c, 1, 2);
+	}
+	wr(d, c + 0x14, 0xf, 1);
+	return feat;
+}
+
+static struct virtq_desc *dtab(unsigned q)
+{
+	return (struct virtq_desc *)(mem.host + ring(q, 0));
+}
+
+static uint16_t *avail(unsigned q)
+{
+	return (uint16_t *)(mem.host + ring(q, 1));
+}
+
+static uint16_t *used(unsigned q)
+{
+	return (uint16_t *)(mem.host + ring(q, 2));
+}
+
+static uint32_t used_len(unsigned q, uint16_t i)
+{
+	return ((uint32_t *)(used(q) + 2))[2 * (i % QS) + 1];
+}
+
+struct seg {
+	uint64_t gpa;
+	uint32_t len;
+	bool write;
+};
+
+/* Queues one chain of segments and kicks. */
+static uint16_t submit(struct drv *d, unsigned q, const struct seg *s, unsigned n)
+{
+	uint16_t head = d->next_desc[q] % QS;
+	for (unsigned i = 0; i < n; i++) {
+		uint16_t idx = (head + i) % QS;
+		dtab(q)[idx] = (struct virtq_desc){
+			s[i].gpa, s[i].len,
+			(uint16_t)((s[i].write ? VIRTQ_DESC_F_WRITE : 0) | (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0)),
+			(uint16_t)((idx + 1) % QS) };
+	}
+	d->next_desc[q] += n;
+	avail(q)[2 + d->avail_idx[q] % QS] = head;
+	d->avail_idx[q]++;
+	avail(q)[1] = d->avail_idx[q];
+	wr(d, d->notify + q * d->notify_mult, q, 2);
+	fake_io_run();
+	return head;
+}
+
+static uint64_t irq_count(struct drv *d, unsigned vector)
+{
+	eventfd_t v = 0;
+	if (eventfd_read(d->vp->irq_fd[vector], &v) < 0)
+		return 0;
+	return v;
+}
+
+/* ---- fixtures ---- */
+
+static char img_path[64];
+
+static int setup(void **state)
+{
+	(void)state;
+	fake_vmm_reset();
+	assert_int_equal(fake_guest_mem_init(&mem, RAM, 0), 0);
+	ctx = (struct vmm_context){ .vm = NULL, .mem = &mem, .pci = NULL, .io = NULL };
+	snprintf(img_path, sizeof(img_path), "/tmp/kvz-test-blk-XXXXXX");
+	int fd = mkstemp(img_path);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	unlink(img_path);
+	fake_guest_mem_destroy(&mem);
+	return 0;
+}
+
+/* ---- virtio-blk ---- */
+
+struct blk_hdr {
+	uint32_t type, reserved;
+	uint64_t sector;
+};
+
+static uint8_t blk_req(struct drv *d, uint32_t type, uint64_t sector, uint64_t data_gpa,
+		       uint32_t data_len, bool data_write, uint32_t *len_out)
+{
+	struct blk_hdr h = { type, 0, sector };
+	memcpy(mem.host + BUF, &h, sizeof(h));
+	mem.host[BUF + 0x100] = 0xff;
+	struct seg s[3] = { { BUF, sizeof(h), false } };
+	unsigned n = 1;
+	if (data_len)
+		s[n++] = (struct seg){ data_gpa, data_len, data_write };
+	s[n++] = (struct seg){ BUF + 0x100, 1, true };
+	uint16_t before = used(0)[1];
+	submit(d, 0, s, n);
+	assert_int_equal(used(0)[1], (uint16_t)(before + 1));
+	if (len_out)
+		*len_out = used_len(0, before);
+	return mem.host[BUF + 0x100];
+}
+
+static void test_blk_rw(void **state)
+{
+	(void)state;
+	char err[256];
+	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
+	assert_non_null(b);
+	struct drv d;
+	drv_init(&d, &b->vp, ~0ull, 1);
+	uint64_t cap = rd(&d, d.device, 8);
+	assert_int_equal(cap, (1 << 20) / 512);
+
+	for (int i = 0; i < 4096; i++)
+		mem.host[BUF + 0x1000 + i] = (uint8_t)(i * 7 + 3);
+	uint32_t len;
+	assert_int_equal(blk_req(&d, 1, 8, BUF + 0x1000, 4096, false, &len), 0);
+	assert_int_equal(len, 1);
+	assert_true(irq_count(&d, 1) >= 1);
+
+	/* The bytes are in the image, where the guest put them. */
+	uint8_t file[4096];
+	int fd = open(img_path, O_RDONLY);
+	assert_int_equal(pread(fd, file, sizeof(file), 8 * 512), 4096);
+	close(fd);
+	assert_memory_equal(file, mem.host + BUF + 0x1000, 4096);
+
+	memset(mem.host + BUF + 0x3000, 0, 4096);
+	assert_int_equal(blk_req(&d, 0, 8, BUF + 0x3000, 4096, true, &len), 0);
+	assert_int_equal(len, 4097);
+	assert_memory_equal(mem.host + BUF + 0x3000, file, 4096);
+
+	assert_int_equal(blk_req(&d, 4, 0, 0, 0, false, NULL), 0);   /* flush */
+	assert_int_equal(blk_req(&d, 8, 0, BUF + 0x3000, 20, true, &len), 0);
+	assert_string_equal((char *)mem.host + BUF + 0x3000, "kvz-vda");
+
+	/* Past the end: an I/O error, not a short read. */
+	assert_int_equal(blk_req(&d, 0, cap - 1, BUF + 0x3000, 1024, true, NULL), 1);
+	assert_int_equal(blk_req(&d, 0, UINT64_MAX, BUF + 0x3000, 512, true, NULL), 1);
+	assert_int_equal(blk_req(&d, 77, 0, BUF + 0x3000, 512, true, NULL), 2);  /* unsupported */
+
+	struct virtio_blk_stats st;
+	virtio_blk_get_stats(b, &st);
+	assert_int_equal(st.wr_bytes, 4096);
+	assert_int_equal(st.wr_ops, 1);
+	assert_int_equal(st.rd_bytes, 4096);
+	assert_int_equal(st.rd_ops, 1);
+	assert_int_equal(st.flush_ops, 1);
+	virtio_blk_destroy(b);
+	assert_int_equal(fake_vmm.routes, 0);
+	assert_int_equal(fake_vmm.irqfds, 0);
+	assert_int_equal(fake_vmm.ioeventfds, 0);
+	assert_int_equal(fake_io_count(), 0);
+}
+
+static void test_blk_write_zeroes_discard(void **state)
+{
+	(void)state;
+	char err[256];
+	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
+	assert_non_null(b);
+	struct drv d;
+	drv_init(&d, &b->vp, ~0ull, 1);
+	memset(mem.host + BUF + 0x1000, 0x5a, 8192);
+	assert_int_equal(blk_req(&d, 1, 0, BUF + 0x1000, 8192, false, NULL), 0);
+
+	struct dseg { uint64_t sector; uint32_t n, flags; } seg = { 8, 8, 0 };
+	memcpy(mem.host + BUF + 0x2000, &seg, sizeof(seg));
+	assert_int_equal(blk_req(&d, 13, 0, BUF + 0x2000, sizeof(seg), false, NULL), 0);
+	uint8_t file[8192];
+	int fd = open(img_path, O_RDONLY);
+	assert_int_equal(pread(fd, file, sizeof(file), 0), 8192);
+	assert_int_equal(file[0], 0x5a);
+	assert_int_equal(file[4095], 0x5a);
+	for (int i = 4096; i < 8192; i++)
+		assert_int_equal(file[i], 0);
+
+	seg = (struct dseg){ 0, 8, 0 };
+	memcpy(mem.host + BUF + 0x2000, &seg, sizeof(seg));
+	assert_int_equal(blk_req(&d, 11, 0, BUF + 0x2000, sizeof(seg), false, NULL), 0);
+	/* A discard past the end is refused. */
+	seg = (struct dseg){ 2040, 16, 0 };
+	memcpy(mem.host + BUF + 0x2000, &seg, sizeof(seg));
+	assert_int_equal(blk_req(&d, 11, 0, BUF + 0x2000, sizeof(seg), false, NULL), 2);
+	close(fd);
+	virtio_blk_destroy(b);
+}
+
+static void test_blk_readonly(void **state)
+{
+	(void)state;
+	char err[256];
+	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, true, 1, err, sizeof(err));
+	assert_non_null(b);
+	struct drv d;
+	uint64_t feat = drv_init(&d, &b->vp, ~0ull, 1);
+	assert_true(feat >> 5 & 1);                 /* VIRTIO_BLK_F_RO */
+	assert_false(feat >> 13 & 1);               /* no discard */
+	assert_int_equal(blk_req(&d, 1, 0, BUF + 0x1000, 512, false, NULL), 1);
+	assert_int_equal(blk_req(&d, 8, 0, BUF + 0x3000, 20, true, NULL), 0);
+	assert_string_equal((char *)mem.host + BUF + 0x3000, "kvz-vdb");
+	virtio_blk_destroy(b);
+}
+
+static void test_blk_exclusive_lock(void **state)
+{
+	(void)state;
+	char err[256];
+	struct virtio_blk *a = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
+	assert_non_null(a);
+	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 1, err, sizeof(err));
+	assert_null(b);
+	assert_non_null(strstr(err, "in use"));
+	virtio_blk_destroy(a);
+}
+
+/* A hostile chain: the device stops, says it needs a reset, tells the
+ * driver (config interrupt), and a reset brings it back. */
+static void test_malformed_chain_needs_reset(void **state)
+{
+	(void)state;
+	char err[256];
+	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
+	assert_non_null(b);
+	struct drv d;
+	drv_init(&d, &b->vp, ~0ull, 1);
+	irq_count(&d, 0);
+	dtab(0)[0] = (struct virtq_desc){ BUF, 16, VIRTQ_DESC_F_NEXT, 1 };
+	dtab(0)[1] = (struct virtq_desc){ BUF, 16, VIRTQ_DESC_F_NEXT, 0 };
+	avail(0)[2] = 0;
+	avail(0)[1] = 1;
+	wr(&d, d.notify, 0, 2);
+	fake_io_run();
+	assert_true(rd(&d, d.common + 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET);
+	assert_int_equal(used(0)[1], 0);
+	assert_int_equal(irq_count(&d, 0), 1);      /* config vector */
+	uint8_t gen = rd(&d, d.common + 0x15, 1);
+	assert_true(gen > 0);
+
+	/* Buffers descriptors outside RAM on a fresh device: same outcome. */
+	drv_init(&d, &b->vp, ~0ull, 1);
+	assert_false(rd(&d, d.common + 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET);
+	uint8_t st = blk_req(&d, 4, 0, 0, 0, false, NULL);
+	assert_int_equal(st, 0);
+	struct seg bad[2] = { { RAM - 8, 16, false }, { BUF + 0x100, 1, true } };
+	submit(&d, 0, bad, 2);
+	assert_true(rd(&d, d.common + 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET);
+
+	/* A request without a status byte is malformed too. */
+	drv_init(&d, &b->vp, ~0ull, 1);
+	struct seg nostatus[1] = { { BUF, 16, false } };
+	submit(&d, 0, nostatus, 1);
+	assert_true(rd(&d, d.common + 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET);
+	virtio_blk_destroy(b);
+}
+
+static void test_feature_negotiation(void **state)
+{
+	(void)state;
+	char err[256];
+	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
+	assert_non_null(b);
+	struct drv d = { .vp = &b->vp };
+	find_caps(&d);
+	uint32_t c = d.common;
+	wr(&d, c + 0x14, 3, 1);
+	/* Without VERSION_1 a modern device refuses FEATURES_OK. */
+	wr(&d, c + 0x08, 0, 4);
+	wr(&d, c + 0x0c, 1u << 9, 4);
+	wr(&d, c + 0x14, 0xb, 1);
+	assert_int_equal(rd(&d, c + 0x14, 1), 3);
+	/* Nor a feature it never offered. */
+	wr(&d, c + 0x08, 1, 4);
+	wr(&d, c + 0x0c, 1 | 1u << 20, 4);
+	wr(&d, c + 0x14, 0xb, 1);
+	assert_int_equal(rd(&d, c + 0x14, 1), 3);
+	/* Queue selector out of range reads size 0 and ignores writes. */
+	wr(&d, c + 0x16, 5, 2);
+	assert_int_equal(rd(&d, c + 0x18, 2), 0);
+	wr(&d, c + 0x1c, 1, 2);
+	/* Unknown MSI-X vector reads back as NO_VECTOR. */
+	wr(&d, c + 0x10, 99, 2);
+	assert_int_equal(rd(&d, c + 0x10, 2), 0xffff);
+	/* Out-of-range BAR accesses are harmless. */
+	wr(&d, 0x7ffe, 0xffff, 4);
+	assert_int_equal(rd(&d, 0x9000, 4), 0);
+	virtio_blk_destroy(b);
+}
+
+static void test_msix_mask_and_intx(void **state)
+{
+	(void)state;
+	char err[256];
+	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
+	assert_non_null(b);
+	struct drv d;
+	drv_init(&d, &b->vp, ~0ull, 1);
+	irq_count(&d, 1);
+	msix_program(&d, 1, true);
+	blk_req(&d, 4, 0, 0, 0, false, NULL);
+	assert_int_equal(irq_count(&d, 1), 0);      /* masked: held pending */
+	uint32_t pba = cfg32(&d.vp->pci, d.msix_cap + 8);
+	assert_int_equal(rd(&d, pba, 8) & 2, 2);
+	msix_program(&d, 1, false);
+	assert_int_equal(irq_count(&d, 1), 1);      /* delivered on unmask */
+	assert_int_equal(rd(&d, pba, 8) & 2, 0);
+	assert_int_equal(fake_vmm.route_addr[b->vp.irq_gsi[1]], 0xfee00000);
+	assert_int_equal(fake_vmm.route_data[b->vp.irq_gsi[1]], 0x41);
+
+	/* Without MSI-X: INTx, acknowledged by reading ISR. */
+	msix_enable(&d, false);
+	avail(0)[2 + QS] = used(0)[1];   /* used_event: the next one */
+	blk_req(&d, 4, 0, 0, 0, false, NULL);
+	assert_int_equal(fake_vmm.irq_level[b->vp.pci.irq_line], 1);
+	assert_int_equal(rd(&d, d.isr, 1), 1);
+	assert_int_equal(fake_vmm.irq_level[b->vp.pci.irq_line], 0);
+	assert_int_equal(rd(&d, d.isr, 1), 0);
+	virtio_blk_destroy(b);
+}
+
+static void test_event_idx_suppression(void **state)
+{
+	(void)state;
+	char err[256];
+	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
+	assert_non_null(b);
+	struct drv d;
+	uint64_t feat = drv_init(&d, &b->vp, ~0ull, 1);
+	assert_true(feat >> VIRTIO_F_EVENT_IDX & 1);
+	irq_count(&d, 1);
+	avail(0)[2 + QS] = 5;   /* used_event: interrupt once entry 5 is used */
+	blk_req(&d, 4, 0, 0, 0, false, NULL);
+	assert_int_equal(irq_count(&d, 1), 1);      /* the first always */
+	blk_req(&d, 4, 0, 0, 0, false, NULL);
+	assert_int_equal(irq_count(&d, 1), 0);      /* suppressed */
+	/* avail_event tells the driver to kick for the next entry. */
+	assert_int_equal(used(0)[2 + 4 * QS], 2);
+	virtio_blk_destroy(b);
+}
+
+/* ---- virtio-rng ---- */
+
+static void test_rng(void **state)
+{
+	(void)state;
+	char err[256];
+	struct virtio_rng *r = virtio_rng_create(&ctx, err, sizeof(err));
+	assert_non_null(r);
+	struct drv d;
+	drv_init(&d, &r->vp, ~0ull, 1);
+	memset(mem.host + BUF, 0, 256);
+	struct seg s[2] = { { BUF, 100, true }, { BUF + 128, 28, true } };
+	submit(&d, 0, s, 2);
+	assert_int_equal(used(0)[1], 1);
+	assert_int_equal(used_len(0, 0), 128);
+	unsigned nonzero = 0;
+	for (int i = 0; i < 100; i++)
+		nonzero += mem.host[BUF + i] != 0;
+	assert_true(nonzero > 50);
+	virtio_rng_destroy(r);
+}
+
+/* ---- virtio-balloon ---- */
+
+static void test_balloon(void **state)
+{
+	(void)state;
+	char err[256];
+	/* Deflate-on-OOM is opt-in: with it Linux keeps MemTotal unchanged. */
+	struct virtio_balloon *b = virtio_balloon_create(&ctx, true, err, sizeof(err));
+	assert_non_null(b);
+	struct drv d;
+	uint64_t feat = drv_init(&d, &b->vp, ~0ull, 3);
+	assert_true(feat >> 1 & 1);   /* stats */
+	assert_true(feat >> 2 & 1);   /* deflate on OOM */
+	irq_count(&d, 0);
+
+	assert_int_equal(virtio_balloon_set_target(b, RAM - 2 * 4096, err, sizeof(err)), 0);
+	assert_int_equal(rd(&d, d.device, 4), 2);   /* num_pages */
+	assert_int_equal(irq_count(&d, 0), 1);      /* config change */
+
+	/* Inflate two pages: their contents go back to the host. */
+	memset(mem.host + 0x200000, 0xaa, 2 * 4096);
+	uint32_t pfns[2] = { 0x200, 0x201 };
+	memcpy(mem.host + BUF, pfns, sizeof(pfns));
+	struct seg s[1] = { { BUF, sizeof(pfns), false } };
+	submit(&d, 0, s, 1);
+	assert_int_equal(used(0)[1], 1);
+	assert_int_equal(mem.host[0x200000], 0);
+	assert_int_equal(mem.host[0x201fff], 0);
+	assert_int_equal(b->discarded_pages, 2);
+	/* A PFN outside RAM is ignored, not fatal. */
+	pfns[0] = 0xfffffff;
+	memcpy(mem.host + BUF, pfns, sizeof(pfns));
+	submit(&d, 0, s, 1);
+	assert_false(rd(&d, d.common + 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET);
+
+	wr(&d, d.device + 4, 2, 4);                 /* actual */
+	json_t *q = virtio_balloon_query(b);
+	assert_int_equal(json_integer_value(json_object_get(q, "actual")), RAM - 2 * 4096);
+	json_decref(q);
+
+	/* Statistics: the guest queues a buffer, we read it, and hand it back
+	 * on the next query so the guest refreshes it. */
+	uint8_t rec[10] = { 4, 0 };
+	uint64_t freemem = 123456789;
+	memcpy(rec + 2, &freemem, 8);
+	memcpy(mem.host + BUF + 0x1000, rec, sizeof(rec));
+	struct seg st[1] = { { BUF + 0x1000, sizeof(rec), false } };
+	submit(&d, 2, st, 1);
+	assert_int_equal(used(2)[1], 0);            /* held */
+	q = virtio_balloon_query(b);
+	assert_int_equal(json_integer_value(json_object_get(q, "stat-free-memory")), 123456789);
+	json_decref(q);
+	assert_int_equal(used(2)[1], 1);            /* given back */
+
+	/* Deflate needs nothing from the host but the buffer back. */
+	submit(&d, 1, s, 1);
+	assert_int_equal(used(1)[1], 1);
+	assert_int_equal(virtio_balloon_set_target(b, 0, err, sizeof(err)), -1);
+	virtio_balloon_destroy(b);
+}
+
+/* ---- the device set ---- */
+
+static void test_devices_options(void **state)
+{
+	(void)state;
+	char err[256];
+	char spec[128];
+	struct vmm_context c = ctx;
+
+	const char *bad[] = { "", ",readonly", "x,bogus" };
+	for (size_t i = 0; i < 3; i++) {
+		struct virtio_options o = { .disks = &bad[i], .ndisks = 1 };
+		err[0] = 0;
+		assert_null(virtio_devices_create(&c, &o, err, sizeof(err)));
+		assert_true(strlen(err) > 0);
+		assert_null(strchr(err, '\n'));
+	}
+	const char *missing = "/nonexistent/disk.raw";
+	struct virtio_options o = { .disks = &missing, .ndisks = 1 };
+	assert_null(virtio_devices_create(&c, &o, err, sizeof(err)));
+	assert_non_null(strstr(err, "No such file"));
+
+	/* The second disk fails: the first is torn down, nothing stays. */
+	snprintf(spec, sizeof(spec), "%s,readonly", img_path);
+	const char *two[] = { spec, missing };
+	o = (struct virtio_options){ .disks = two, .ndisks = 2, .rng = true };
+	assert_null(virtio_devices_create(&c, &o, err, sizeof(err)));
+	assert_int_equal(fake_vmm.routes, 0);
+	assert_int_equal(fake_io_count(), 0);
+
+	const char *nets[] = { "tap=", "tap=a/b", "bridge=br0", "tap=x,mac=01:00:00:00:00:01",
+			       "tap=x,mac=52:54:00:zz:00:01", "tap=x,color=red",
+			       "tap=waytoolongname0123456789" };
+	for (size_t i = 0; i < sizeof(nets) / sizeof(nets[0]); i++) {
+		o = (struct virtio_options){ .nets = &nets[i], .nnets = 1 };
+		err[0] = 0;
+		assert_null(virtio_devices_create(&c, &o, err, sizeof(err)));
+		assert_non_null(strstr(err, "--net"));
+	}
+
+	const char *one[] = { spec };
+	o = (struct virtio_options){ .disks = one, .ndisks = 1, .balloon = true, .rng = true };
+	struct virtio_devices *vd = virtio_devices_create(&c, &o, err, sizeof(err));
+	assert_non_null(vd);
+	json_t *bs = virtio_devices_blockstats(vd);
+	assert_int_equal(json_array_size(bs), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(bs, 0), "device")), "vda");
+	assert_int_equal(json_integer_value(json_object_get(
+		json_object_get(json_array_get(bs, 0), "stats"), "rd_bytes")), 0);
+	json_decref(bs);
+	assert_int_equal(virtio_devices_balloon_set(vd, RAM / 2, err, sizeof(err)), 0);
+	json_t *q = virtio_devices_balloon_query(vd, err, sizeof(err));
+	assert_non_null(q);
+	json_decref(q);
+	virtio_devices_reset(vd);
+	virtio_devices_destroy(vd);
+
+	o = (struct virtio_options){ 0 };
+	vd = virtio_devices_create(&c, &o, err, sizeof(err));
+	assert_non_null(vd);
+	assert_int_equal(virtio_devices_balloon_set(vd, RAM / 2, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "No balloon"));
+	assert_null(virtio_devices_balloon_query(vd, err, sizeof(err)));
+	virtio_devices_destroy(vd);
+	assert_int_equal(fake_vmm.routes, 0);
+	assert_int_equal(fake_io_count(), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+		T(test_blk_rw),
+		T(test_blk_write_zeroes_discard),
+		T(test_blk_readonly),
+		T(test_blk_exclusive_lock),
+		T(test_malformed_chain_needs_reset),
+		T(test_feature_negotiation),
+		T(test_msix_mask_and_intx),
+		T(test_event_idx_suppression),
+		T(test_rng),
+		T(test_balloon),
+		T(test_devices_options),
+#undef T
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
