@@ -178,9 +178,13 @@ int main(int argc, char **argv)
 		rmdir(dir);
 		return 0;
 	}
-	if (!strcmp(argv[1], "run"))
+	if (!strcmp(argv[1], "run")) {
+		const char *mem = opt_after(argc, argv, "--memory");
+		if (mem)
+			snprintf(memory_setting, sizeof(memory_setting), "%s", mem);
 		return supervise(opt_after(argc, argv, "--qmp"),
 				 opt_after(argc, argv, "--console-socket"), false);
+	}
 	if (!strcmp(argv[1], "exec")) {
 		for (int i = 2; i < argc; i++)
 			if (!strcmp(argv[i], "--") && i + 1 < argc) {
