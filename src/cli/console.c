@@ -55,7 +55,13 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-/* Copies between the terminal and the socket until detach, EOF or error. */
+/* After piped input ends, output is still shown until the guest has been
+ * quiet this long: the console protocol has no end-of-input, and closing
+ * our side would detach before the guest answered. */
+#define LINGER_MS 1500
+
+/* Copies between the terminal and the socket until detach, EOF, error, or
+ * (piped input) the guest going quiet after the input ended. */
 static int relay(int sock, bool tty)
 {
 	struct pollfd fds[2] = {{.fd = 0, .events = POLLIN}, {.fd = sock, .events = POLLIN}};
@@ -64,11 +70,14 @@ static int relay(int sock, bool tty)
 	for (;;) {
 		if (quit_signal)
 			return 0;
-		if (poll(fds, 2, -1) < 0) {
+		int r = poll(fds, 2, stdin_open ? -1 : LINGER_MS);
+		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			return -1;
 		}
+		if (r == 0)
+			return 0;
 		if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
 			ssize_t n = read(sock, buf, sizeof(buf));
 			if (n <= 0)
@@ -79,11 +88,8 @@ static int relay(int sock, bool tty)
 		if (stdin_open && fds[0].revents & (POLLIN | POLLHUP)) {
 			ssize_t n = read(0, buf, sizeof(buf));
 			if (n <= 0) {
-				/* Piped input ended: keep showing output until the
-				 * guest side closes, like a terminal would. */
 				stdin_open = false;
 				fds[0].fd = -1;
-				shutdown(sock, SHUT_WR);
 				continue;
 			}
 			char *k = tty ? memchr(buf, DETACH_KEY, (size_t)n) : NULL;
