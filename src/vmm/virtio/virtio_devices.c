@@ -17,7 +17,9 @@
 #define MAX_NETS 8
 
 struct virtio_devices {
-	const struct vmm_context *ctx;
+	/* A copy: the caller's context may be a local that goes away; every
+	 * device keeps a pointer to this one. */
+	struct vmm_context ctx;
 	struct virtio_blk *blk[MAX_DISKS];
 	size_t nblk;
 	struct virtio_net *net[MAX_NETS];
@@ -68,7 +70,7 @@ static int create_disks(struct virtio_devices *vd, const struct virtio_options *
 		bool ro;
 		if (parse_disk(o->disks[i], path, sizeof(path), &ro, err, errlen) < 0)
 			return -1;
-		vd->blk[i] = virtio_blk_create(vd->ctx, path, ro, i, err, errlen);
+		vd->blk[i] = virtio_blk_create(&vd->ctx, path, ro, i, err, errlen);
 		if (!vd->blk[i])
 			return -1;
 		vd->nblk++;
@@ -87,7 +89,7 @@ static int create_nets(struct virtio_devices *vd, const struct virtio_options *o
 		struct virtio_net_options no;
 		if (virtio_net_parse(o->nets[i], i, &no, err, errlen) < 0)
 			return -1;
-		vd->net[i] = virtio_net_create(vd->ctx, &no, err, errlen);
+		vd->net[i] = virtio_net_create(&vd->ctx, &no, err, errlen);
 		if (!vd->net[i])
 			return -1;
 		vd->nnet++;
@@ -105,12 +107,12 @@ struct virtio_devices *virtio_devices_create(const struct vmm_context *ctx,
 		snprintf(err, errlen, "virtio: out of memory");
 		return NULL;
 	}
-	vd->ctx = ctx;
+	vd->ctx = *ctx;
 	if (create_disks(vd, opts, err, errlen) < 0 || create_nets(vd, opts, err, errlen) < 0)
 		goto fail;
-	if (opts->balloon && !(vd->balloon = virtio_balloon_create(ctx, opts->balloon_deflate_on_oom, err, errlen)))
+	if (opts->balloon && !(vd->balloon = virtio_balloon_create(&vd->ctx, opts->balloon_deflate_on_oom, err, errlen)))
 		goto fail;
-	if (opts->rng && !(vd->rng = virtio_rng_create(ctx, err, errlen)))
+	if (opts->rng && !(vd->rng = virtio_rng_create(&vd->ctx, err, errlen)))
 		goto fail;
 	return vd;
 fail:

@@ -104,7 +104,8 @@ struct virtio_pci {
 	char name[32];
 };
 
-/* Builds config space and capabilities, creates the eventfds and MSI
+/* ctx must outlive the device (it is kept by pointer).
+ * Builds config space and capabilities, creates the eventfds and MSI
  * routes, and registers on ctx->pci. Returns 0, or -1 with err set and
  * nothing left allocated. */
 int virtio_pci_init(struct virtio_pci *vp, const struct vmm_context *ctx,

@@ -1,0 +1,95 @@
+/* qmp-send SOCKET COMMAND-JSON...: a static QMP client for the nested lab,
+ * where L1 has busybox but no socat or `nc -U`. Negotiates capabilities,
+ * sends each command and prints its reply on one line; events are skipped.
+ * Exit status 0 when every reply was a "return", 1 otherwise. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static char buf[65536];
+static size_t have;
+
+/* Reads one newline-terminated message into line (NUL-terminated). */
+static int read_line(int fd, char *line, size_t cap)
+{
+	for (;;) {
+		char *nl = memchr(buf, '\n', have);
+		if (nl) {
+			size_t n = nl - buf;
+			if (n >= cap)
+				n = cap - 1;
+			memcpy(line, buf, n);
+			line[n] = '\0';
+			have -= nl + 1 - buf;
+			memmove(buf, nl + 1, have);
+			return 0;
+		}
+		if (have == sizeof(buf))
+			return -1;
+		ssize_t r = read(fd, buf + have, sizeof(buf) - have);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		have += r;
+	}
+}
+
+/* Sends cmd and prints the reply; returns 0 for a "return". */
+static int command(int fd, const char *cmd)
+{
+	char line[65536];
+	size_t len = strlen(cmd);
+
+	if (write(fd, cmd, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
+		fprintf(stderr, "qmp-send: write: %s\n", strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		if (read_line(fd, line, sizeof(line)) < 0) {
+			fprintf(stderr, "qmp-send: connection closed\n");
+			return -1;
+		}
+		if (strstr(line, "\"event\""))
+			continue;
+		printf("%s\n", line);
+		return strncmp(line, "{\"return\"", 9) == 0 ? 0 : 1;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char line[65536];
+
+	if (argc < 3) {
+		fprintf(stderr, "usage: qmp-send SOCKET COMMAND-JSON...\n");
+		return 2;
+	}
+	if (strlen(argv[1]) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "qmp-send: socket path too long\n");
+		return 2;
+	}
+	strcpy(sa.sun_path, argv[1]);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "qmp-send: %s: %s\n", argv[1], strerror(errno));
+		return 2;
+	}
+	if (read_line(fd, line, sizeof(line)) < 0 || !strstr(line, "\"QMP\"")) {
+		fprintf(stderr, "qmp-send: no QMP greeting\n");
+		return 2;
+	}
+	int rc = 0;
+	if (command(fd, "{\"execute\": \"qmp_capabilities\"}") != 0)
+		return 2;
+	for (int i = 2; i < argc; i++)
+		if (command(fd, argv[i]) != 0)
+			rc = 1;
+	close(fd);
+	return rc;
+}
