@@ -4,12 +4,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "irq.h"
 #include "vm.h"
 
 #define I8042_DATA 0x60
 #define I8042_CMD 0x64
 #define STATUS_OBF 0x01
 #define STATUS_SYS 0x04
+#define STATUS_KEYLOCK 0x10   /* set = keyboard not inhibited */
+#define STATUS_AUXDATA 0x20
+#define CTR_KBD_INT 0x01
+#define CTR_AUX_INT 0x02
+#define KBD_IRQ 1
+#define AUX_IRQ 12
 #define CMD_READ_CTR 0x20
 #define CMD_WRITE_CTR 0x60
 #define CMD_AUX_DISABLE 0xA7
@@ -20,6 +27,8 @@
 #define CMD_KBD_DISABLE 0xAD
 #define CMD_KBD_ENABLE 0xAE
 #define CMD_WRITE_OUTPUT 0xD1
+#define CMD_WRITE_KBD_OUT 0xD2
+#define CMD_WRITE_AUX_OUT 0xD3
 #define CMD_PULSE_RESET 0xFE
 
 struct i8042 {
@@ -59,6 +68,19 @@ static void reply(struct i8042 *k, uint8_t v)
 {
 	k->st.out = v;
 	k->st.out_full = true;
+	k->st.out_aux = false;
+}
+
+/* Data "from a device" (the loopback commands): raises IRQ 1 or 12 when
+ * the configuration byte enables it. Linux checks that the AUX interrupt
+ * arrives before it trusts the port. Returns the GSI to pulse, or -1. */
+static int device_reply(struct i8042 *k, uint8_t v, bool aux)
+{
+	reply(k, v);
+	k->st.out_aux = aux;
+	if (aux)
+		return (k->st.ctr & CTR_AUX_INT) ? AUX_IRQ : -1;
+	return (k->st.ctr & CTR_KBD_INT) ? KBD_IRQ : -1;
 }
 
 /* Returns true when the guest asked for a reset. */
@@ -67,10 +89,12 @@ static bool command(struct i8042 *k, uint8_t cmd)
 	switch (cmd) {
 	case CMD_READ_CTR: reply(k, k->st.ctr); break;
 	case CMD_WRITE_CTR:
-	case CMD_WRITE_OUTPUT: k->st.pending_cmd = cmd; break;
+	case CMD_WRITE_OUTPUT:
+	case CMD_WRITE_KBD_OUT:
+	case CMD_WRITE_AUX_OUT: k->st.pending_cmd = cmd; break;
 	case CMD_SELF_TEST: reply(k, 0x55); break;
-	case CMD_KBD_TEST:
-	case CMD_AUX_TEST: reply(k, 0x00); break;
+	case CMD_KBD_TEST: reply(k, 0x00); break;
+	case CMD_AUX_TEST: reply(k, 0x02); break;   /* no mouse: clock line stuck high */
 	case CMD_AUX_DISABLE: k->st.ctr |= 0x20; break;
 	case CMD_AUX_ENABLE: k->st.ctr &= (uint8_t)~0x20; break;
 	case CMD_KBD_DISABLE: k->st.ctr |= 0x10; break;
@@ -81,14 +105,18 @@ static bool command(struct i8042 *k, uint8_t cmd)
 	return false;
 }
 
-static bool data_write(struct i8042 *k, uint8_t v)
+/* Returns true when the guest asked for a reset; *irq gets a GSI to pulse. */
+static bool data_write(struct i8042 *k, uint8_t v, int *irq)
 {
 	uint8_t cmd = k->st.pending_cmd;
 	k->st.pending_cmd = 0;
 	if (cmd == CMD_WRITE_CTR)
 		k->st.ctr = v;
+	else if (cmd == CMD_WRITE_KBD_OUT || cmd == CMD_WRITE_AUX_OUT)
+		*irq = device_reply(k, v, cmd == CMD_WRITE_AUX_OUT);
 	else if (cmd == CMD_WRITE_OUTPUT && !(v & 1))
 		return true;   /* bit 0 of the output port is the CPU reset line */
+	/* Bytes for the keyboard itself go nowhere: no keyboard is attached. */
 	return false;
 }
 
@@ -98,11 +126,13 @@ bool i8042_pio(struct i8042 *k, uint16_t port, void *data, unsigned len, bool is
 		return false;
 	uint8_t *b = data;
 	bool reset = false;
+	int irq = -1;
 	pthread_mutex_lock(&k->lock);
 	if (!is_write) {
 		memset(b, 0xFF, len);
 		if (port == I8042_CMD) {
-			b[0] = STATUS_SYS | (k->st.out_full ? STATUS_OBF : 0);
+			b[0] = STATUS_SYS | STATUS_KEYLOCK | (k->st.out_full ? STATUS_OBF : 0) |
+			       (k->st.out_full && k->st.out_aux ? STATUS_AUXDATA : 0);
 		} else {
 			b[0] = k->st.out;
 			k->st.out_full = false;
@@ -110,9 +140,14 @@ bool i8042_pio(struct i8042 *k, uint16_t port, void *data, unsigned len, bool is
 	} else if (port == I8042_CMD) {
 		reset = command(k, b[0]);
 	} else {
-		reset = data_write(k, b[0]);
+		reset = data_write(k, b[0], &irq);
 	}
 	pthread_mutex_unlock(&k->lock);
+	if (irq >= 0) {
+		/* Edge-triggered ISA line: a pulse is one interrupt. */
+		vm_set_irq_line(k->vm, irq, 1);
+		vm_set_irq_line(k->vm, irq, 0);
+	}
 	if (reset)
 		vm_request_stop(k->vm, VM_STOP_GUEST_RESET, "guest reset through the i8042");
 	return true;

@@ -12,6 +12,7 @@ struct i8042_state {
 	uint8_t ctr;          /* controller configuration byte */
 	uint8_t out;          /* output buffer */
 	bool out_full;
+	bool out_aux;         /* the byte came from the AUX (mouse) side */
 	uint8_t pending_cmd;  /* command waiting for its data byte, 0 if none */
 };
 

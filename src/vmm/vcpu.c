@@ -67,14 +67,16 @@ static int set_lint(struct vcpu *v, char *err, size_t errlen)
 	return 0;
 }
 
-/* MSR values the Linux boot protocol and a PC BIOS leave behind. MSRs this
+/* The TSC is left alone: KVM starts the TSCs of all vCPUs of a VM in
+ * sync, and writing it per vCPU makes Linux see them unsynchronized.
+ * MSR values the Linux boot protocol and a PC BIOS leave behind. MSRs this
  * KVM does not know are skipped, not fatal: they are niceties. */
 static void set_boot_msrs(struct vcpu *v)
 {
 	static const struct { uint32_t index; uint64_t value; } msrs[] = {
 		{MSR_IA32_SYSENTER_CS, 0}, {MSR_IA32_SYSENTER_ESP, 0}, {MSR_IA32_SYSENTER_EIP, 0},
 		{MSR_STAR, 0}, {MSR_CSTAR, 0}, {MSR_KERNEL_GS_BASE, 0}, {MSR_SYSCALL_MASK, 0},
-		{MSR_LSTAR, 0}, {MSR_IA32_TSC, 0},
+		{MSR_LSTAR, 0},
 		{MSR_IA32_MISC_ENABLE, 1},              /* fast strings */
 		{MSR_MTRR_DEF_TYPE, (1u << 11) | 6},    /* MTRRs on, default write-back */
 	};
@@ -193,7 +195,17 @@ int vcpu_setup_boot(struct vcpu *v, const struct boot_entry *e, char *err, size_
 		snprintf(err, errlen, "vCPU %d: KVM_SET_MP_STATE: %s", v->id, strerror(errno));
 		return -1;
 	}
-	return vcpu_save_state(v, &v->reset_state, err, errlen);
+	if (vcpu_save_state(v, &v->reset_state, err, errlen) < 0)
+		return -1;
+	/* A reset must not rewind the TSC (the guest would see vCPUs out of
+	 * sync and time going backwards): leave it out of the reset state. */
+	struct vcpu_state *s = &v->reset_state;
+	unsigned out = 0;
+	for (unsigned i = 0; i < s->nmsrs; i++)
+		if (s->msrs[i].index != MSR_IA32_TSC)
+			s->msrs[out++] = s->msrs[i];
+	s->nmsrs = out;
+	return 0;
 }
 
 static const uint32_t saved_msrs[] = {

@@ -1,0 +1,89 @@
+"""The fast guest tests, run on a real KVM: inside the nested lab's L1
+(QEMU TCG with emulated SVM). For hosts without /dev/kvm, this is where the
+VMM's exits, devices, SMP and QMP pause/resume are really exercised. One L1
+boot runs every guest; each step prints a marker the asserts look for."""
+
+import os
+import sys
+
+import pytest
+
+import vmmtest
+
+sys.path.insert(0, os.path.join(os.environ.get("KVZ_SOURCE_DIR", "."), "lab"))
+import kvzlab  # noqa: E402
+
+QMP_TOOL = os.path.join(vmmtest.BUILD, "tests", "vmm", "kvz-qmp-tool")
+GUESTS = ["hello", "smp", "counter", "internal", "reboot", "idle"]
+
+L1_SCRIPT = r"""
+V=/bin/kvz-vmm
+Q=/bin/kvz-qmp-tool
+$V --kernel /g/hello.elf --memory 16M > /tmp/hello.out 2>&1; echo "HELLO-EXIT $?"
+cat /tmp/hello.out
+$V --kernel /g/smp.elf --memory 16M --cpus 2 > /tmp/smp.out 2>&1; echo "SMP-EXIT $?"
+cat /tmp/smp.out
+$V --kernel /g/reboot.elf --memory 16M > /tmp/reboot.out 2>&1; echo "REBOOT-EXIT $?"
+$V --kernel /g/internal.elf --memory 16M > /tmp/int.out 2>/tmp/int.err; echo "INTERNAL-EXIT $?"
+echo "INTERNAL-STDERR-LINES $(wc -l < /tmp/int.err)"
+sed 's/^/INTERNAL-STDERR: /' /tmp/int.err
+
+# QMP pause/resume: the CPL3 counter prints dots only while it runs.
+$V --kernel /g/counter.elf --memory 16M --qmp /tmp/q1 > /tmp/counter.out 2>&1 &
+pid=$!
+sleep 3
+$Q /tmp/q1 stop query-status
+sleep 1
+a=$(wc -c < /tmp/counter.out); sleep 3; b=$(wc -c < /tmp/counter.out)
+echo "PAUSED-GROWTH $((b - a))"
+$Q /tmp/q1 cont query-status
+sleep 3
+c=$(wc -c < /tmp/counter.out)
+echo "RESUMED-GROWTH $((c - b))"
+$Q /tmp/q1 quit
+wait $pid; echo "COUNTER-EXIT $?"
+
+# query-cpus-fast, malformed input, system_reset on the idle guest.
+$V --kernel /g/idle.elf --memory 16M --cpus 2 --qmp /tmp/q2 > /tmp/idle.out 2>&1 &
+pid=$!
+sleep 2
+$Q /tmp/q2 query-cpus-fast no-such-command query-balloon system_reset
+sleep 2
+echo "IDLE-BANNERS $(grep -c 'kvz-test-guest: idle' /tmp/idle.out)"
+$Q /tmp/q2 quit
+wait $pid; echo "IDLE-EXIT $?"
+"""
+
+
+def test_guests_in_lab():
+    kvzlab.skip_unless_lab()
+    if not os.path.exists(QMP_TOOL):
+        pytest.skip(f"{QMP_TOOL} not built")
+    files = {vmmtest.guest(g): f"/g/{g}.elf" for g in GUESTS}
+    files[QMP_TOOL] = "/bin/kvz-qmp-tool"
+    res = kvzlab.run_in_lab(L1_SCRIPT, files=files, smp=2, timeout=300)
+    out = res.output
+    assert res.exit_code == 0, out[-3000:]
+    assert "HELLO-EXIT 0" in out
+    assert "pci-00:00.0 0000000012378086" in out
+    assert "cmos-b-d 0000000000000280" in out
+    assert "unhandled-port 00000000ffffffff" in out
+    assert "mmio-unmapped 00000000ffffffff" in out
+    assert "SMP-EXIT 0" in out
+    assert "cpu up apic-id 0" in out and "cpu up apic-id 1" in out
+    assert "cpus checked in: 2" in out
+    assert "REBOOT-EXIT 0" in out
+    assert "INTERNAL-EXIT 1" in out
+    assert "INTERNAL-STDERR-LINES 1" in out
+    assert "KVM_EXIT_INTERNAL_ERROR at RIP 0xfeb00000" in out
+    assert 'stop: {}' in out
+    assert 'query-status: {"status":"paused","running":false,"singlestep":false}' in out
+    assert "PAUSED-GROWTH 0" in out
+    growth = int(out.split("RESUMED-GROWTH ")[1].split()[0])
+    assert growth > 0, "the counter did not run after cont"
+    assert "COUNTER-EXIT 0" in out
+    assert '"cpu-index":1' in out
+    assert "no-such-command: error: CommandNotFound" in out
+    assert "query-balloon: error: DeviceNotActive" in out
+    assert "IDLE-BANNERS 2" in out, "system_reset did not restart the guest"
+    assert "IDLE-EXIT 0" in out
