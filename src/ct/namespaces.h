@@ -11,7 +11,7 @@
 
 struct child_cfg {
 	const struct run_opts *o;
-	const char *target;     /* mount point of the root filesystem */
+	const char *target;     /* the root filesystem's mount point */
 	int console_slave;      /* pty slave for stdio, or -1: inherit stdio */
 	const char *console;    /* host path of that slave, for /dev/console */
 	bool null_stdio;        /* no console: stdio on /dev/null (--detach) */

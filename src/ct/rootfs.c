@@ -21,7 +21,8 @@ static int mount_at(const char *target, const char *sub, const char *src, const 
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s%s", target, sub);
-	if (mkdir(path, 0755) < 0 && errno != EEXIST)
+	struct stat st;
+	if (stat(path, &st) < 0 && mkdir(path, 0755) < 0)
 		return fail(err, len, "cannot create", path);
 	if (mount(src, path, fstype, flags, data) < 0)
 		return fail(err, len, "cannot mount", path);
@@ -75,22 +76,30 @@ static int make_dev(const char *target, const char *console, char *err, size_t l
 	return 0;
 }
 
-int rootfs_enter(const char *target, const char *console, char *err, size_t len)
+int rootfs_enter(const char *root, const char *console, char *err, size_t len)
 {
+	/* A directory fd from the supervisor would not do: it belongs to the
+	 * supervisor's mount namespace, and mounts must happen in ours. */
+	const char *target = ".";
+	/* The supervisor's mount of the root arrives here as a copy, which a
+	 * user namespace locks (and pivot_root refuses to move a locked mount):
+	 * bind it again from inside our own mount namespace. */
+	if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) < 0)
+		return fail(err, len, "cannot bind-mount", root);
+	if (chdir(root) < 0)
+		return fail(err, len, "cannot enter", root);
 	if (mount_at(target, "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
 		     NULL, err, len) < 0 ||
 	    mount_at(target, "/sys", "sysfs", "sysfs",
 		     MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err, len) < 0 ||
 	    make_dev(target, console, err, len) < 0)
 		return -1;
-	if (chdir(target) < 0)
-		return fail(err, len, "cannot enter", target);
 	/* pivot_root(".", ".") stacks the old root under the new one; the
 	 * detached unmount then drops the host's whole tree from view. */
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
-		return fail(err, len, "cannot pivot_root into", target);
+		return fail(err, len, "cannot pivot_root into", "the root filesystem");
 	if (umount2(".", MNT_DETACH) < 0)
-		return fail(err, len, "cannot detach the old root of", target);
+		return fail(err, len, "cannot detach the old root from", "the container");
 	if (chdir("/") < 0)
 		return fail(err, len, "cannot enter", "/");
 	return 0;

@@ -7,8 +7,9 @@
 
 #include <stddef.h>
 
-/* target must be a mount point. console is the host path of the pty slave
- * to show as /dev/console, or NULL. */
-int rootfs_enter(const char *target, const char *console, char *err, size_t len);
+/* root must be a mount point. console is the host path of the pty slave to
+ * show as /dev/console, or NULL. With a user namespace, the mapped root must
+ * be allowed to walk the path to root. */
+int rootfs_enter(const char *root, const char *console, char *err, size_t len);
 
 #endif

@@ -1,0 +1,432 @@
+"""kvz-ct driven as root on real namespaces, cgroups, loop devices and
+bridges. Each test uses its own --ct-root/--run-dir and unique names so that
+runs by other engineers on the same machine do not collide."""
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+BUILD = os.environ.get("KVZ_BUILD_DIR", "build")
+KVZCT = os.path.join(BUILD, "src", "ct", "kvz-ct")
+PROBE = os.path.join(BUILD, "tests", "ct", "ctprobe")
+CACHE = "/var/lib/kvz/cache"
+UID = os.getpid() % 100000
+CG_ROOT = "/sys/fs/cgroup"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="kvz-ct tests need root")
+
+
+def kvz(*args, check=True, timeout=120):
+    r = subprocess.run([KVZCT, *args], capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"kvz-ct {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+class Env:
+    def __init__(self, tmp):
+        self.ct_root = str(tmp / "ct")
+        self.run_dir = str(tmp / "run")
+        self.started = []
+
+    def name(self, tag):
+        return f"t{UID}{tag}"
+
+    def run(self, name, *args, check=True, timeout=120):
+        return kvz("run", "--name", name, "--ct-root", self.ct_root, "--run-dir", self.run_dir,
+                   *args, check=check, timeout=timeout)
+
+    def start(self, name, *args):
+        """A detached container running `sleep` (or what follows --)."""
+        if "--" not in args:
+            args = (*args, "--", "sleep", "100000")
+        self.started.append(name)
+        return self.run(name, "--detach", *args)
+
+    def exec(self, name, *cmd, check=True):
+        return kvz("exec", "--name", name, "--run-dir", self.run_dir, "--", *cmd, check=check)
+
+    def set(self, name, *args, check=True):
+        return kvz("set", "--name", name, "--run-dir", self.run_dir, *args, check=check)
+
+    def stop(self, name, timeout="2"):
+        return kvz("stop", "--name", name, "--run-dir", self.run_dir, "--timeout", timeout)
+
+    def state(self, name):
+        with open(os.path.join(self.run_dir, name + ".json")) as f:
+            return json.load(f)
+
+    def create(self, name, disk="256M"):
+        return kvz("create", "--name", name, "--template", "busybox", "--disk", disk,
+                   "--ct-root", self.ct_root)
+
+    def cleanup(self):
+        for n in self.started:
+            if os.path.exists(os.path.join(self.run_dir, n + ".json")):
+                kvz("stop", "--name", n, "--run-dir", self.run_dir, "--timeout", "0", check=False)
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = Env(tmp_path)
+    yield e
+    e.cleanup()
+
+
+@pytest.fixture(scope="session")
+def bbroot(tmp_path_factory):
+    """A busybox root directory (from the template cache) with ctprobe."""
+    tmp = tmp_path_factory.mktemp("bb")
+    kvz("create", "--name", "warmup", "--template", "busybox", "--disk", "128M",
+        "--ct-root", str(tmp / "ct"))
+    root = tmp / "root"
+    root.mkdir()
+    subprocess.run(["tar", "--zstd", "-xf", os.path.join(CACHE, "busybox.tar.zst"), "-C", str(root)],
+                   check=True)
+    shutil.copy(PROBE, root / "bin" / "ctprobe")
+    return str(root)
+
+
+def one_error_line(r):
+    assert r.returncode != 0, r
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, f"want one error line, got: {r.stderr!r}"
+    assert lines[0].startswith("kvz-ct: error: "), lines
+    return lines[0]
+
+
+def leftovers(env, name, veth=None, target=None):
+    """Everything a container may leave behind; empty when clean."""
+    left = glob.glob(f"{CG_ROOT}/*/kvz/{name}") + glob.glob(f"{CG_ROOT}/kvz/{name}")
+    left += glob.glob(os.path.join(env.run_dir, name + ".*"))
+    if veth and os.path.exists(f"/sys/class/net/{veth}"):
+        left.append(veth)
+    with open("/proc/self/mountinfo") as f:
+        mounts = f.read()
+    for path in filter(None, [target, env.ct_root]):
+        if path in mounts:
+            left.append("mount " + path)
+    return left
+
+
+def qmp(path, cmd, args=None):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(path)
+    f = s.makefile("rw")
+    json.loads(f.readline())
+    for c, a in (("qmp_capabilities", None), (cmd, args)):
+        msg = {"execute": c}
+        if a is not None:
+            msg["arguments"] = a
+        f.write(json.dumps(msg) + "\n")
+        f.flush()
+        while True:
+            reply = json.loads(f.readline())
+            if "event" not in reply:
+                break
+    s.close()
+    return reply
+
+
+def test_hostname_and_pid1(env, bbroot):
+    r = env.run(env.name("h"), "--rootfs", bbroot, "--hostname", "web1", "--",
+                "sh", "-c", "hostname; echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /proc | grep -c '^[0-9]'")
+    out = r.stdout.split("\n")
+    assert out[0] == "web1"
+    assert out[1] == "1"
+    assert out[2].startswith("sh -c")
+    # Only the container's processes are visible: sh, cat/tr/ls/grep pipeline.
+    assert int(out[3]) <= 6
+
+
+def test_exit_code_and_exec(env, bbroot):
+    n = env.name("x")
+    assert env.run(n, "--rootfs", bbroot, "--", "sh", "-c", "exit 7", check=False).returncode == 7
+    env.start(n, "--rootfs", bbroot, "--hostname", "inner")
+    assert env.exec(n, "hostname").stdout.strip() == "inner"
+    assert env.exec(n, "sh", "-c", "exit 5", check=False).returncode == 5
+    ps = env.exec(n, "ps").stdout
+    assert re.search(r"^\s*1 .*sleep", ps, re.M), ps
+    listed = json.loads(kvz("list", "--json", "--run-dir", env.run_dir).stdout)
+    assert [c["name"] for c in listed] == [n]
+    env.stop(n)
+
+
+def test_memory_hard_limit(env, bbroot):
+    n = env.name("m")
+    big = env.run(n, "--rootfs", bbroot, "--memory", "32M:64M", "--", "ctprobe", "alloc", "100",
+                  check=False)
+    assert big.returncode == 137, big  # SIGKILL from the OOM killer
+    assert "allocated" not in big.stdout
+    small = env.run(n, "--rootfs", bbroot, "--memory", "32M:64M", "--", "ctprobe", "alloc", "40")
+    assert "allocated 40" in small.stdout
+
+
+def test_memory_raise_live_and_refuse_below_usage(env, bbroot):
+    n = env.name("r")
+    env.start(n, "--rootfs", bbroot, "--memory", "32M:64M")
+    assert env.exec(n, "ctprobe", "alloc", "100", check=False).returncode == 137
+    env.set(n, "--memory", "128M:256M")
+    assert "allocated 100" in env.exec(n, "ctprobe", "alloc", "100").stdout
+    st = qmp(env.state(n)["qmp"], "query-stats")["return"]
+    assert st["memory-hard"] == 256 << 20 and st["memory-soft"] == 128 << 20
+    holder = subprocess.Popen([KVZCT, "exec", "--name", n, "--run-dir", env.run_dir, "--",
+                               "ctprobe", "hold", "100", "4"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().startswith("holding")
+    low = env.set(n, "--memory", "16M:32M", check=False)
+    assert "below the container's current usage" in one_error_line(low)
+    holder.wait()
+    with open(f"{CG_ROOT}/memory/kvz/{n}/memory.limit_in_bytes") as f:
+        assert int(f.read()) == 256 << 20  # unchanged by the refused update
+    env.stop(n)
+
+
+def test_pids_limit_stops_fork_loop(env, bbroot):
+    r = env.run(env.name("p"), "--rootfs", bbroot, "--pids", "20", "--", "ctprobe", "forks", "200")
+    m = re.search(r"forked (\d+) errno (\d+)", r.stdout)
+    assert m, r.stdout
+    assert 10 <= int(m.group(1)) < 20
+    assert int(m.group(2)) == 11  # EAGAIN
+
+
+def test_cpu_limit_throttles(env, bbroot):
+    n = env.name("c")
+    r = env.run(n, "--rootfs", bbroot, "--cpus", "0.3", "--", "ctprobe", "spin", "3")
+    share = float(re.search(r"cpu-share ([\d.]+)", r.stdout).group(1))
+    # 2 shared cores: the limit is an upper bound; other load can only lower it.
+    assert 0.1 <= share <= 0.42, share
+    env.start(n, "--rootfs", bbroot, "--cpus", "0.3")
+    env.set(n, "--cpus", "0.6")
+    r = env.exec(n, "ctprobe", "spin", "3")
+    share2 = float(re.search(r"cpu-share ([\d.]+)", r.stdout).group(1))
+    assert share2 <= 0.72, share2
+    assert share2 > share * 1.2 or share2 > 0.45, (share, share2)
+    env.stop(n)
+
+
+def test_network_bridge_ping(env, bbroot):
+    br = f"kvzt{UID}"
+    net = f"172.31.{UID % 250}"
+    a, b = env.name("na"), env.name("nb")
+    try:
+        env.start(a, "--rootfs", bbroot, "--net", f"bridge={br},ip={net}.11/24,gw={net}.1")
+        env.start(b, "--rootfs", bbroot, "--net", f"bridge={br},ip={net}.12/24,gw={net}.1")
+        assert os.path.exists(f"/sys/class/net/{br}/bridge")
+        assert f"{net}.11/24" in env.exec(a, "ip", "addr", "show", "eth0").stdout
+        assert "default via" in env.exec(a, "ip", "route").stdout
+        env.exec(a, "ping", "-c", "1", "-W", "3", f"{net}.12")
+        env.exec(b, "ping", "-c", "1", "-W", "3", f"{net}.11")
+        env.exec(a, "ping", "-c", "1", "-W", "3", f"{net}.1")  # the host
+        subprocess.run(["ping", "-c", "1", "-W", "3", f"{net}.12"], check=True, capture_output=True)
+        st = qmp(env.state(a)["qmp"], "query-stats")["return"]
+        assert st["net-rx-bytes"] > 0 and st["net-tx-bytes"] > 0
+        veth = env.state(a)["veth"]
+        env.stop(a)
+        assert not leftovers(env, a, veth=veth)
+    finally:
+        env.cleanup()
+        subprocess.run(["ip", "link", "del", br], capture_output=True)
+
+
+def df_size(env, n):
+    line = env.exec(n, "df", "-B1", "/").stdout.splitlines()[1]
+    return int(line.split()[1])
+
+
+def test_disk_grows_live(env):
+    n = env.name("d")
+    env.create(n, "256M")
+    env.start(n)
+    assert df_size(env, n) == 256 << 20
+    env.exec(n, "sh", "-c", "echo before > /root/f")
+    env.set(n, "--disk", "512M")
+    assert df_size(env, n) == 512 << 20
+    env.exec(n, "dd", "if=/dev/urandom", "of=/root/big", "bs=1M", "count=300", "conv=fsync")
+    assert env.exec(n, "cat", "/root/f").stdout == "before\n"
+    st = qmp(env.state(n)["qmp"], "query-stats")["return"]
+    assert st["disk-size"] == 512 << 20 and st["disk-used"] > 300 << 20
+    shrink = env.set(n, "--disk", "300M", check=False)
+    assert "can only grow" in one_error_line(shrink)
+    env.stop(n)
+    # The growth is in the image: it persists across runs.
+    env.start(n)
+    assert df_size(env, n) == 512 << 20
+    env.stop(n)
+
+
+def test_backup_destroy_restore(env, tmp_path):
+    n = env.name("b")
+    env.create(n, "256M")
+    env.start(n)
+    env.exec(n, "sh", "-c", "echo hello > /root/a; dd if=/dev/urandom of=/root/b bs=1k count=300 2>/dev/null;"
+             " mkdir -p /srv/x; ln -s /root/a /srv/x/link; chmod 600 /root/a")
+    want = env.exec(n, "sh", "-c", "md5sum /root/a /root/b; ls -l /root/a /srv/x/link | cut -c1-10").stdout
+    env.stop(n)
+    out = str(tmp_path / "b.tar.zst")
+    kvz("backup", "--name", n, "--output", out, "--ct-root", env.ct_root)
+    kvz("destroy", "--name", n, "--ct-root", env.ct_root, "--run-dir", env.run_dir)
+    assert not os.path.exists(os.path.join(env.ct_root, n))
+    kvz("restore", "--name", n, "--input", out, "--ct-root", env.ct_root)
+    env.start(n)
+    got = env.exec(n, "sh", "-c", "md5sum /root/a /root/b; ls -l /root/a /srv/x/link | cut -c1-10").stdout
+    assert got == want
+    assert df_size(env, n) == 256 << 20
+    env.stop(n)
+    again = kvz("restore", "--name", n, "--input", out, "--ct-root", env.ct_root, check=False)
+    assert "already exists" in one_error_line(again)
+
+
+def test_stop_leaves_nothing(env, bbroot):
+    n = env.name("s")
+    br = f"kvzs{UID}"
+    try:
+        env.create(n, "128M")
+        env.start(n, "--net", f"bridge={br},ip=172.30.{UID % 250}.2/24")
+        st = env.state(n)
+        assert os.path.exists(f"/sys/class/net/{st['veth']}")
+        assert qmp(st["qmp"], "query-status")["return"] == {
+            "status": "running", "name": n, "init-pid": st["init-pid"]}
+        t0 = time.monotonic()
+        env.stop(n, timeout="2")
+        assert time.monotonic() - t0 < 10
+        assert not leftovers(env, n, veth=st["veth"], target=st["rootfs"])
+        image = os.path.join(env.ct_root, n, "private.img")
+        assert subprocess.run(["losetup", "-j", image], capture_output=True, text=True).stdout == ""
+        # A SIGKILLed supervisor still leaves no mount (its mount namespace
+        # goes with it); cgroups and run-dir entries need a later stop.
+        kvz("destroy", "--name", n, "--ct-root", env.ct_root, "--run-dir", env.run_dir)
+    finally:
+        subprocess.run(["ip", "link", "del", br], capture_output=True)
+
+
+def test_busybox_init_poweroff(env):
+    """busybox init as PID 1 stops on its poweroff signal, before the timeout."""
+    n = env.name("i")
+    env.create(n, "128M")
+    env.start(n, "--", "/sbin/init")
+    assert "init" in env.exec(n, "cat", "/proc/1/comm").stdout
+    t0 = time.monotonic()
+    env.stop(n, timeout="20")
+    assert time.monotonic() - t0 < 10
+
+
+def test_console_socket(env, bbroot, tmp_path):
+    n = env.name("k")
+    sock = str(tmp_path / "con.sock")
+    env.start(n, "--rootfs", bbroot, "--console-socket", sock, "--",
+              "sh", "-c", "echo hello-console; tty; read x; echo got-$x; sleep 1000")
+    time.sleep(0.5)
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(sock)
+    data = b""
+    s.sendall(b"ping\n")
+    deadline = time.monotonic() + 5
+    while b"got-ping" not in data and time.monotonic() < deadline:
+        data += s.recv(4096)
+    s.close()
+    assert b"hello-console" in data and b"/dev/console" in data and b"got-ping" in data, data
+    env.stop(n)
+
+
+def test_userns(env, bbroot):
+    """--userns: container root is host uid 100000; a root filesystem owned
+    by that range looks root-owned inside. The path to it must be walkable
+    by the mapped uid, hence a 0755 directory outside pytest's 0700 tmp."""
+    import tempfile
+    top = tempfile.mkdtemp(prefix="kvz-ct-userns-")
+    try:
+        os.chmod(top, 0o755)
+        root = os.path.join(top, "root")
+        shutil.copytree(bbroot, root, symlinks=True)
+        subprocess.run(["chown", "-R", "-h", "100000:100000", root], check=True)
+        r = env.run(env.name("u"), "--rootfs", root, "--userns", "--",
+                    "sh", "-c", "cat /proc/self/uid_map; id -u; stat -c %u /bin/busybox; touch /ok")
+        assert r.stdout.split() == ["0", "100000", "65536", "0", "0"]
+        assert os.stat(os.path.join(root, "ok")).st_uid == 100000
+    finally:
+        shutil.rmtree(top)
+
+
+@pytest.mark.parametrize("case", ["name", "dup", "rootfs", "memory", "cpus", "bridge", "noimage", "net"])
+def test_bad_input(env, bbroot, case):
+    n = env.name("e")
+    before = set(os.listdir("/sys/class/net"))
+    args = {
+        "name": ["--name", "bad/name", "--rootfs", bbroot],
+        "dup": ["--name", n, "--rootfs", bbroot],
+        "rootfs": ["--name", n, "--rootfs", "/nonexistent/root"],
+        "memory": ["--name", n, "--rootfs", bbroot, "--memory", "1G:512M"],
+        "cpus": ["--name", n, "--rootfs", bbroot, "--cpus", "lots"],
+        "bridge": ["--name", n, "--rootfs", bbroot, "--net", "bridge=br:bad,ip=172.29.0.2/24"],
+        "noimage": ["--name", n],
+        "net": ["--name", n, "--rootfs", bbroot, "--net", "bridge=x,ip=300.1.1.1/24"],
+    }[case]
+    if case == "dup":
+        env.start(n, "--rootfs", bbroot)
+    r = kvz("run", "--ct-root", env.ct_root, "--run-dir", env.run_dir, *args, "--", "true",
+            check=False)
+    one_error_line(r)
+    if case == "dup":
+        assert "already running" in r.stderr
+        assert env.exec(n, "true").returncode == 0  # the first one is untouched
+        env.stop(n)
+    assert not leftovers(env, n)
+    assert set(os.listdir("/sys/class/net")) <= before
+
+
+def test_create_bad_input(env):
+    n = env.name("cb")
+    one_error_line(kvz("create", "--name", n, "--template", "gentoo", "--ct-root", env.ct_root, check=False))
+    one_error_line(kvz("create", "--name", n, "--template", "busybox", "--disk", "10M",
+                       "--ct-root", env.ct_root, check=False))
+    assert not os.path.exists(os.path.join(env.ct_root, n))
+    env.create(n, "128M")
+    assert "already exists" in one_error_line(kvz("create", "--name", n, "--template", "busybox",
+                                                  "--ct-root", env.ct_root, check=False))
+    env.start(n)
+    assert "running" in one_error_line(kvz("destroy", "--name", n, "--ct-root", env.ct_root,
+                                           "--run-dir", env.run_dir, check=False))
+    env.stop(n)
+
+
+def debian_reachable():
+    try:
+        with open("/etc/apt/sources.list.d/debian.sources") as f:
+            uri = re.search(r"^URIs:\s*(\S+)", f.read(), re.M).group(1)
+        host = re.match(r"https?://([^/:]+)", uri).group(1)
+        socket.create_connection((host, 80), timeout=5).close()
+        return None
+    except Exception as e:  # noqa: BLE001 - any failure means "cannot reach"
+        return f"the Debian archive is not reachable ({e})"
+
+
+def test_debian_template_boots_init(env):
+    if not os.path.exists(os.path.join(CACHE, "debian.tar.zst")):
+        why = debian_reachable()
+        if why:
+            pytest.skip(f"debian template: {why}; debootstrap cannot run")
+    n = env.name("deb")
+    kvz("create", "--name", n, "--template", "debian", "--disk", "1G", "--ct-root", env.ct_root,
+        timeout=900)
+    env.start(n, "--hostname", "deb1", "--", "/sbin/init")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ps = env.exec(n, "ps", "-e", "-o", "pid,comm", check=False).stdout
+        if re.search(r"^\s*1 init$", ps, re.M):
+            break
+        time.sleep(1)
+    assert re.search(r"^\s*1 init$", ps, re.M), ps
+    assert "bookworm" in env.exec(n, "cat", "/etc/os-release").stdout
+    assert env.exec(n, "hostname").stdout.strip() == "deb1"
+    t0 = time.monotonic()
+    env.stop(n, timeout="30")
+    assert time.monotonic() - t0 < 25, "sysvinit did not power off on SIGPWR"
