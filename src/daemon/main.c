@@ -293,10 +293,13 @@ int main(int argc, char **argv)
 	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
 		;
 	kvz_info("signal %d: stopping the API; guests keep running", sig);
+	/* MHD joins its connection threads, so no request is in flight after
+	 * api_stop(); then the monitor; then nobody uses the store. The reaper
+	 * only touches its own table and dies with the process. */
 	api_stop(api);
 	unlink(d.socket_path);
-	/* Let a stop or start in flight finish before the store goes. */
-	pthread_mutex_lock(&d.ops_lock);
+	monitor_stop();
+	store_close(d.store);
 	free(token);
 	return 0;
 }

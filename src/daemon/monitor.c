@@ -246,30 +246,53 @@ static void monitor_round(struct kvzd *d)
 	store_samples_rollup(d->store, now);
 }
 
+/* The monitor thread and how main() asks it to end. */
+static struct {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop, started;
+} ctl = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
 static void *monitor_main(void *arg)
 {
 	struct kvzd *d = arg;
-	for (;;) {
+	pthread_mutex_lock(&ctl.lock);
+	while (!ctl.stop) {
+		pthread_mutex_unlock(&ctl.lock);
 		int64_t t0 = kvzd_now_ms();
 		monitor_round(d);
-		int64_t left = d->sample_interval_s * 1000LL - (kvzd_now_ms() - t0);
-		if (left > 0) {
-			struct timespec ts = {.tv_sec = left / 1000, .tv_nsec = (left % 1000) * 1000000};
-			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-				;
-		}
+		int64_t wake = t0 + d->sample_interval_s * 1000LL;
+		struct timespec ts = {.tv_sec = wake / 1000, .tv_nsec = (wake % 1000) * 1000000};
+		pthread_mutex_lock(&ctl.lock);
+		while (!ctl.stop && pthread_cond_timedwait(&ctl.cond, &ctl.lock, &ts) != ETIMEDOUT)
+			;
 	}
+	pthread_mutex_unlock(&ctl.lock);
 	return NULL;
 }
 
 int monitor_start(struct kvzd *d, char *err, size_t errlen)
 {
-	pthread_t t;
-	int rc = pthread_create(&t, NULL, monitor_main, d);
+	/* kvzd_now_ms() is wall-clock time, so the wait uses CLOCK_REALTIME,
+	 * the condition variable's default. */
+	int rc = pthread_create(&ctl.thread, NULL, monitor_main, d);
 	if (rc) {
 		snprintf(err, errlen, "cannot start monitor thread: %s", strerror(rc));
 		return -1;
 	}
-	pthread_detach(t);
+	ctl.started = true;
 	return 0;
+}
+
+void monitor_stop(void)
+{
+	if (!ctl.started)
+		return;
+	pthread_mutex_lock(&ctl.lock);
+	ctl.stop = true;
+	pthread_cond_signal(&ctl.cond);
+	pthread_mutex_unlock(&ctl.lock);
+	pthread_join(ctl.thread, NULL);
+	ctl.started = false;
 }

@@ -15,6 +15,8 @@
 #define MONITOR_HOST "@host"
 
 int monitor_start(struct kvzd *d, char *err, size_t errlen);
+/* Ends the thread after its current round. */
+void monitor_stop(void);
 
 /* Copies the latest sample of a guest (or MONITOR_HOST); false when there is
  * none yet. */

@@ -99,6 +99,14 @@ class Kvzd:
                     os.kill(g["pid"], signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        # For sanitizer runs: keep kvzd's and the supervisors' logs.
+        keep = os.environ.get("KVZD_TEST_LOG_DIR")
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            dest = os.path.join(keep, os.path.basename(self.dir))
+            shutil.copytree(self.dir, dest, ignore=shutil.ignore_patterns("*.img", "*.db*", "bin"),
+                            ignore_dangling_symlinks=True, dirs_exist_ok=True,
+                            copy_function=lambda s, d: os.path.isfile(s) and shutil.copy(s, d))
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def api(self, method, path, body=None, raw=None, timeout=120):
