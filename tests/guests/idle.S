@@ -11,6 +11,8 @@ _start:
 	out 0x21, al
 	out 0xA1, al
 	call install_idt
+	test r15, r15        /* only vCPU 0 prints: the others just idle */
+	jnz 1f
 	PUTS msg
 1:	sti
 	hlt

@@ -63,6 +63,7 @@ def test_guests_in_lab():
     files[QMP_TOOL] = "/bin/kvz-qmp-tool"
     res = kvzlab.run_in_lab(L1_SCRIPT, files=files, smp=2, timeout=300)
     out = res.output
+    print(out)   # shown by pytest when an assert fails
     assert res.exit_code == 0, out[-3000:]
     assert "HELLO-EXIT 0" in out
     assert "pci-00:00.0 0000000012378086" in out
