@@ -93,6 +93,10 @@ static __attribute__((noreturn)) void container_main(const struct child_cfg *cfg
 	char err[512] = "";
 	const struct run_opts *o = cfg->o;
 	char go;
+	/* A container does not outlive its supervisor (SIGKILLed, crashed):
+	 * nobody would reap it, answer QMP or clean up after it. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		_exit(127);
 	if (read(cfg->sync_fd, &go, 1) != 1)
 		_exit(127); /* the supervisor gave up before us */
 	close(cfg->sync_fd);

@@ -300,11 +300,31 @@ def test_stop_leaves_nothing(env, bbroot):
         assert not leftovers(env, n, veth=st["veth"], target=st["rootfs"])
         image = os.path.join(env.ct_root, n, "private.img")
         assert subprocess.run(["losetup", "-j", image], capture_output=True, text=True).stdout == ""
-        # A SIGKILLed supervisor still leaves no mount (its mount namespace
-        # goes with it); cgroups and run-dir entries need a later stop.
         kvz("destroy", "--name", n, "--ct-root", env.ct_root, "--run-dir", env.run_dir)
     finally:
         subprocess.run(["ip", "link", "del", br], capture_output=True)
+
+
+def test_supervisor_killed(env, bbroot):
+    """The container dies with a SIGKILLed supervisor, no mount survives, and
+    the name can be run again (the stale run-dir entry is taken over)."""
+    n = env.name("sk")
+    env.create(n, "128M")
+    env.start(n)
+    st = env.state(n)
+    os.kill(st["supervisor-pid"], 9)
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{st['init-pid']}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{st['init-pid']}/exe") or \
+        open(f"/proc/{st['init-pid']}/stat").read().split()[2] == "Z"
+    with open("/proc/self/mountinfo") as f:
+        assert st["rootfs"] not in f.read()
+    assert kvz("list", "--json", "--run-dir", env.run_dir).stdout.strip() == "[]"
+    env.start(n)
+    assert env.exec(n, "true").returncode == 0
+    env.stop(n)
+    assert not leftovers(env, n)
 
 
 def test_busybox_init_poweroff(env):
