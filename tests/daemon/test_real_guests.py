@@ -167,13 +167,16 @@ export KVZ_SOCKET=/tmp/k/s.sock
 for i in 1 2 3 4 5 6 7 8 9 10; do [ -S /tmp/k/s.sock ] && break; sleep 1; done
 kvz create vm deb --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz \
     --cmdline "console=ttyS0 quiet panic=-1" --memory 256M --cpus 2 --disk 64M || exit 10
+echo "KVZ-T start $(cut -d' ' -f1 /proc/uptime)"
 kvz start deb || { cat /tmp/k/kvzd.log /tmp/k/state/logs/deb.log; exit 11; }
+echo "KVZ-T running $(cut -d' ' -f1 /proc/uptime)"
 up=0
 for i in $(seq 1 180); do
     timeout 1 kvz console deb < /dev/null > /tmp/k/console.txt 2>/dev/null
     if grep -q KVZ-L2-UP /tmp/k/console.txt; then up=1; break; fi
     sleep 1
 done
+echo "KVZ-T l2-up $(cut -d' ' -f1 /proc/uptime)"
 echo "=== console"; cat /tmp/k/console.txt | tail -5
 [ $up = 1 ] || { cat /tmp/k/state/logs/deb.log; exit 12; }
 kvz list
@@ -201,6 +204,11 @@ def test_vm_debian_kernel_in_lab():
     res = kvzlab.run_in_lab(L1_SCRIPT, files=files, smp=2, mem_mb=2048, timeout=480,
                             l2_init=L2_INIT, l2_modules=["virtio_blk", "virtio_balloon"])
     out = res.output
+    keep = os.environ.get("KVZD_TEST_LOG_DIR")
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        with open(os.path.join(keep, "lab-output.txt"), "w") as f:
+            f.write(out)
     assert res.exit_code == 0 and "KVZ-LAB-DONE" in out, out[-6000:]
     assert "KVZ-L2-UP cpus=2" in out
     assert re.search(r"deb\s+vm\s+running", out), out[-4000:]
