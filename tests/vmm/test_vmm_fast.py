@@ -94,6 +94,13 @@ def test_two_vcpus_both_run():
 
 
 @needs_kvm
+def test_console_input_reaches_guest():
+    res = run(["--kernel", guest("echo"), "--memory", "16M"], stdin=None, input="hello-kvz q")
+    assert res.returncode == 0, res.stderr
+    assert "kvz-test-guest: echo\nhello-kvz q" in res.stdout
+
+
+@needs_kvm
 def test_guest_reboot_exits_zero():
     res = run(["--kernel", guest("reboot"), "--memory", "16M"])
     assert res.returncode == 0, res.stderr

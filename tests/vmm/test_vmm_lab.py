@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(os.environ.get("KVZ_SOURCE_DIR", "."), "lab"))
 import kvzlab  # noqa: E402
 
 QMP_TOOL = os.path.join(vmmtest.BUILD, "tests", "vmm", "kvz-qmp-tool")
-GUESTS = ["hello", "smp", "counter", "internal", "reboot", "idle"]
+GUESTS = ["hello", "smp", "counter", "internal", "reboot", "idle", "echo"]
 
 L1_SCRIPT = r"""
 V=/bin/kvz-vmm
@@ -23,6 +23,8 @@ $V --kernel /g/hello.elf --memory 16M > /tmp/hello.out 2>&1; echo "HELLO-EXIT $?
 cat /tmp/hello.out
 $V --kernel /g/smp.elf --memory 16M --cpus 2 > /tmp/smp.out 2>&1; echo "SMP-EXIT $?"
 cat /tmp/smp.out
+echo -n "typed-in q" | $V --kernel /g/echo.elf --memory 16M > /tmp/echo.out 2>&1; echo "ECHO-EXIT $?"
+sed 's/^/ECHO-OUT: /' /tmp/echo.out
 $V --kernel /g/reboot.elf --memory 16M > /tmp/reboot.out 2>&1; echo "REBOOT-EXIT $?"
 $V --kernel /g/internal.elf --memory 16M > /tmp/int.out 2>/tmp/int.err; echo "INTERNAL-EXIT $?"
 echo "INTERNAL-STDERR-LINES $(wc -l < /tmp/int.err)"
@@ -73,6 +75,8 @@ def test_guests_in_lab():
     assert "SMP-EXIT 0" in out
     assert "cpu up apic-id 0" in out and "cpu up apic-id 1" in out
     assert "cpus checked in: 2" in out
+    assert "ECHO-EXIT 0" in out
+    assert "ECHO-OUT: typed-in q" in out, "stdin did not reach the guest's UART"
     assert "REBOOT-EXIT 0" in out
     assert "INTERNAL-EXIT 1" in out
     assert "INTERNAL-STDERR-LINES 1" in out

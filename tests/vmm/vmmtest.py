@@ -27,12 +27,14 @@ def kvm_unavailable_reason():
     return None
 
 
-def run(args, timeout=30, env=None, stdin=subprocess.DEVNULL):
+def run(args, timeout=30, env=None, stdin=subprocess.DEVNULL, input=None):
     e = dict(os.environ)
     if env:
         e.update(env)
+    if input is not None:
+        stdin = None
     return subprocess.run([VMM] + args, capture_output=True, text=True, timeout=timeout,
-                          env=e, stdin=stdin)
+                          env=e, stdin=stdin, input=input)
 
 
 def start(args, env=None):
