@@ -191,6 +191,11 @@ static int run(struct options *o)
 	struct vmm_control ctl = {0};
 	int status = 1;
 
+	/* Before any thread exists, so that every thread inherits the mask. */
+	if (block_stop_signals() != 0) {
+		snprintf(err, sizeof(err), "cannot block signals");
+		goto out;
+	}
 	if (!cpuid_model_valid(o->vm.cpu_model)) {
 		snprintf(err, sizeof(err), "unknown --cpu-model '%s' (known: %s)", o->vm.cpu_model,
 			 cpuid_model_names());
@@ -218,10 +223,6 @@ static int run(struct options *o)
 	serial_set_console(vm->serial, con);
 	if (o->qmp_path && qmp_control_start(&ctl, o->qmp_path, err, sizeof(err)) < 0)
 		goto out;
-	if (block_stop_signals() != 0) {
-		snprintf(err, sizeof(err), "cannot block signals");
-		goto out;
-	}
 	pthread_t sig_thread;
 	if (pthread_create(&sig_thread, NULL, signal_thread, vm) != 0) {
 		snprintf(err, sizeof(err), "cannot start the signal thread");
