@@ -376,6 +376,9 @@ static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
 	v->tid = gettid();
+	char name[16];
+	snprintf(name, sizeof(name), "vcpu%d", v->id);
+	pthread_setname_np(pthread_self(), name);   /* for top -H, gdb, perf */
 	while (wait_until_runnable(v)) {
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
