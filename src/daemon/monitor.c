@@ -132,6 +132,26 @@ static uint64_t read_u64_file(const char *path)
 	return v;
 }
 
+/* What the guest has now, per its balloon (QMP query-balloon); fallback
+ * when the VMM cannot say. */
+static uint64_t balloon_actual(const char *name, const char *qmp, uint64_t fallback)
+{
+	char err[256];
+	struct qmp_client *c = qmp_client_connect(qmp, 2000, err, sizeof(err));
+	if (!c) {
+		kvz_debug("monitor: %s: %s", name, err);
+		return fallback;
+	}
+	json_t *r = NULL;
+	uint64_t v = fallback;
+	if (qmp_client_execute(c, "query-balloon", NULL, &r, NULL, 0, err, sizeof(err)) == 0 &&
+	    json_integer_value(json_object_get(r, "actual")) > 0)
+		v = (uint64_t)json_integer_value(json_object_get(r, "actual"));
+	json_decref(r);
+	qmp_client_close(c);
+	return v;
+}
+
 static void sample_vm(struct kvzd *d, json_t *g, int64_t now)
 {
 	const char *name = json_string_value(json_object_get(g, "name"));
@@ -143,6 +163,9 @@ static void sample_vm(struct kvzd *d, json_t *g, int64_t now)
 	struct sample s = {.ts_ms = now, .mem_used = rss};
 	s.cpu_pct = cpu_percent(name, pid, ticks, now, (double)sysconf(_SC_CLK_TCK));
 	s.mem_limit = (uint64_t)json_integer_value(json_object_get(cfg, "memory_target"));
+	if (json_is_true(json_object_get(cfg, "balloon")))
+		s.mem_limit = balloon_actual(name, json_string_value(json_object_get(g, "qmp")),
+					     s.mem_limit);
 	const char *disk = json_string_value(json_object_get(cfg, "disk_path"));
 	if (disk)
 		storage_usage(disk, &s.disk_used, &s.disk_size);

@@ -66,6 +66,11 @@ int sup_init(char *err, size_t errlen)
 static void register_child(pid_t pid)
 {
 	pthread_mutex_lock(&reaper.lock);
+	/* A reaped child's pid may have been reused for this one: forget the
+	 * old entry so that lookups find the new child. */
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (reaper.c[i].pid == pid)
+			reaper.c[i].pid = 0;
 	struct child *slot = NULL;
 	for (int i = 0; i < MAX_CHILDREN && !slot; i++)
 		if (!reaper.c[i].pid)
@@ -111,13 +116,11 @@ pid_t sup_spawn(char *const argv[], const char *logpath, char *err, size_t errle
 		close(logfd);
 		return -1;
 	}
-	/* Held across fork so the child is in the table before the reaper can
-	 * look for it. */
-	pthread_mutex_lock(&reaper.lock);
+	/* The reaper only waits for registered pids: a child that exits before
+	 * register_child() stays a zombie until then, and is reaped after. */
 	pid_t pid = fork();
 	if (pid == 0)
 		exec_child(argv, logfd);
-	pthread_mutex_unlock(&reaper.lock);
 	int saved = errno;
 	close(logfd);
 	if (pid < 0) {

@@ -422,3 +422,20 @@ def test_openapi_matches_server(kvzd):
             status, reply = d.api(method.upper(), path.replace("{name}", "doc"),
                                   raw="{}" if method in ("post", "patch") else None)
             assert status not in (404, 405), (method, path, reply)
+
+
+def test_events_follow(kvzd):
+    d = kvzd
+    d.kvz("create", "ct", "e1", "--disk", "64M")
+    p = subprocess.Popen([os.path.join(BUILD, "src/cli/kvz"), "--socket", d.socket, "--json",
+                          "events", "--follow"], stdout=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(p.stdout.readline())
+        assert (first["guest"], first["type"]) == ("e1", "created")
+        d.kvz("start", "e1")
+        second = json.loads(p.stdout.readline())
+        assert (second["guest"], second["type"]) == ("e1", "started")
+        assert second["id"] > first["id"]
+    finally:
+        p.kill()
+        p.wait()

@@ -181,7 +181,11 @@ echo "=== console"; cat /tmp/k/console.txt | tail -5
 [ $up = 1 ] || { cat /tmp/k/state/logs/deb.log; exit 12; }
 kvz list
 kvz set deb --memory 192M || exit 13
-sleep 3
+# The guest's balloon driver gives 64M back; kvzd samples query-balloon.
+for i in $(seq 1 30); do
+    if kvz --json show deb | grep -q '"mem_limit": 201326592'; then echo KVZ-BALLOON-OK; break; fi
+    sleep 1
+done
 kvz --json stats deb | grep -c ts_ms
 kvz stop deb || exit 14
 kvz destroy deb || exit 15
@@ -211,6 +215,7 @@ def test_vm_debian_kernel_in_lab():
             f.write(out)
     assert res.exit_code == 0 and "KVZ-LAB-DONE" in out, out[-6000:]
     assert "KVZ-L2-UP cpus=2" in out
+    assert "KVZ-BALLOON-OK" in out, "balloon target not reached: " + out[-3000:]
     assert re.search(r"deb\s+vm\s+running", out), out[-4000:]
     for ev in ("created", "started", "resized", "stopped", "destroyed"):
         assert re.search(r"deb\s+%s" % ev, out), ev
