@@ -439,3 +439,38 @@ def test_events_follow(kvzd):
     finally:
         p.kill()
         p.wait()
+
+
+def test_console_tty_detach(kvzd):
+    """On a terminal: raw mode while attached, Ctrl-] detaches, and the
+    terminal's mode is back as it was afterwards."""
+    import pty
+    import termios
+    d = kvzd
+    d.kvz("create", "vm", "t", "--kernel", d.kernel)
+    d.kvz("start", "t")
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    p = subprocess.Popen([os.path.join(BUILD, "src/cli/kvz"), "--socket", d.socket,
+                          "console", "t"], stdin=slave, stdout=slave, stderr=slave)
+    out = b""
+    deadline = time.time() + 10
+    while b"kvz-test-guest: idle" not in out and time.time() < deadline:
+        out += os.read(master, 4096)
+    assert b"detach with Ctrl-]" in out and b"kvz-test-guest: idle" in out
+    assert not termios.tcgetattr(slave)[3] & termios.ICANON, "raw mode while attached"
+    os.write(master, b"typed")
+    deadline = time.time() + 10
+    while b"typed" not in out and time.time() < deadline:
+        out += os.read(master, 4096)
+    os.write(master, b"\x1d")
+    assert p.wait(10) == 0
+    os.set_blocking(master, False)
+    try:
+        out += os.read(master, 4096)
+    except BlockingIOError:
+        pass
+    assert b"typed" in out and b"detached from t" in out
+    assert termios.tcgetattr(slave) == before, "terminal mode restored"
+    os.close(master)
+    os.close(slave)

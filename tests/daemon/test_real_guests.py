@@ -154,6 +154,8 @@ def ldd(binary):
 
 
 L2_INIT = """
+echo KVZ-L2-MEM $(grep MemTotal /proc/meminfo)
+ls /sys/bus/virtio/drivers/ 2>&1 | tr '\\n' ' '; echo
 echo KVZ-L2-UP cpus=$(grep -c ^processor /proc/cpuinfo)
 while :; do sleep 1; done
 """
@@ -183,7 +185,9 @@ kvz list
 kvz set deb --memory 192M || exit 13
 # The guest's balloon driver gives 64M back; kvzd samples query-balloon.
 for i in $(seq 1 30); do
-    if kvz --json show deb | grep -q '"mem_limit": 201326592'; then echo KVZ-BALLOON-OK; break; fi
+    lim=$(kvz --json show deb | grep '"mem_limit"')
+    echo "balloon: $lim"
+    case "$lim" in *201326592*) echo KVZ-BALLOON-OK; break;; esac
     sleep 1
 done
 kvz --json stats deb | grep -c ts_ms
@@ -206,7 +210,7 @@ def test_vm_debian_kernel_in_lab():
         for lib in ldd(b):
             files.setdefault(lib, lib)
     res = kvzlab.run_in_lab(L1_SCRIPT, files=files, smp=2, mem_mb=2048, timeout=480,
-                            l2_init=L2_INIT, l2_modules=["virtio_blk", "virtio_balloon"])
+                            l2_init=L2_INIT, l2_modules=["virtio_pci", "virtio_blk", "virtio_balloon"])
     out = res.output
     keep = os.environ.get("KVZD_TEST_LOG_DIR")
     if keep:
