@@ -52,6 +52,11 @@ files = {
 Q = "/bin/qemu-system-x86_64 -L /usr/share/kvzlab-qemu -accel kvm -nodefaults -display none"
 script = f"""
 B=/bin/kvz-bench-run
+# Huge pages for guest RAM on both sides: QEMU's anonymous RAM gets them
+# from THP (enabled=always), kvz-vmm's memfd (shmem) asks with
+# MADV_HUGEPAGE, which needs shmem_enabled=advise (Debian's default: never).
+echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled
+echo "THP anon: $(cat /sys/kernel/mm/transparent_hugepage/enabled) shmem: $(cat /sys/kernel/mm/transparent_hugepage/shmem_enabled)"
 echo "KVZ-START $($B {runs} /bin/kvz-vmm --kernel /g/first.elf --memory 64M --bench-first-exit)"
 echo "QEMU-START $($B {runs} {Q} -machine pc -m 64M -bios /g/fw-exit.bin -device isa-debug-exit,iobase=0xf4,iosize=1)"
 /bin/kvz-vmm --kernel /g/idle.elf --memory 64M > /dev/null 2>&1 &
@@ -93,6 +98,9 @@ k_total, q_total = int(ks["median_us"]) / 1000, int(qs["median_us"]) / 1000
 k_over, q_over = (kr[0] - kr[1]) / 1024, (qr[0] - qr[1]) / 1024
 k_boot, q_boot = int(kb["median_us"]) / 1e6, int(qb["median_us"]) / 1e6
 print("kvz-vmm start-up, nested lab (L1 = QEMU TCG + emulated SVM; emulator times)")
+thp = re.search(r"THP anon: .*", out)
+print(f"  L1 settings: {thp.group(0) if thp else '?'}")
+print(f"  raw RSS kB: kvz-vmm VmRSS {kr[0]} RssShmem {kr[1]}; QEMU VmRSS {qr[0]} RssShmem {qr[1]}")
 print(f"  start to first guest exit (median of {runs}): kvz-vmm {k_first:.2f} ms   "
       f"[target < 5 ms: {'met' if k_first < 5 else 'NOT met'} in the lab]")
 print(f"  fork to exit, power-off at first instruction: kvz-vmm {k_total:.2f} ms, "

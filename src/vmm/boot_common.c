@@ -113,8 +113,7 @@ int boot_write_cmdline(struct guest_mem *m, const char *cmdline, uint32_t max_le
 		return -1;
 	}
 	char *dst = guest_mem_ptr(m, BOOT_CMDLINE_ADDR, BOOT_CMDLINE_MAX);
-	memset(dst, 0, BOOT_CMDLINE_MAX);
-	memcpy(dst, s, len);
+	memcpy(dst, s, len + 1);
 	return 0;
 }
 
@@ -152,8 +151,6 @@ int boot_load(struct guest_mem *m, const struct boot_config *cfg, struct boot_en
 	uint8_t *img = boot_read_file(cfg->kernel, &size, err, errlen);
 	if (!img)
 		return -1;
-	/* Start from clean low memory: a reset must not see the old tables. */
-	memset(guest_mem_ptr(m, 0, BOOT_KERNEL_ADDR), 0, BOOT_KERNEL_ADDR);
 	boot_setup_page_tables_and_gdt(m);
 	int rc;
 	if (size >= 4 && !memcmp(img, "\x7f" "ELF", 4))

@@ -28,6 +28,10 @@ int guest_mem_init(struct guest_mem *m, uint64_t size)
 		close(fd);
 		return -e;
 	}
+	/* Huge pages cut the nested-paging faults of a booting guest by 512x
+	 * where the host allows them for shmem (transparent_hugepage/
+	 * shmem_enabled = advise or within_size); elsewhere this is a no-op. */
+	madvise(p, size, MADV_HUGEPAGE);
 	m->memfd = fd;
 	m->host = p;
 	m->size = size;

@@ -68,7 +68,6 @@ int mptable_write(struct guest_mem *m, int ncpus, struct pci_bus *pci, char *err
 		snprintf(err, errlen, "no room for the MP table");
 		return -1;
 	}
-	memset(fp, 0, MP_TABLE_MAX);
 	struct mp_writer w = {.base = fp + 16, .len = 44};
 	uint8_t ioapic_id = (uint8_t)ncpus;
 
@@ -104,6 +103,7 @@ int mptable_write(struct guest_mem *m, int ncpus, struct pci_bus *pci, char *err
 		return -1;
 	}
 	uint8_t *h = w.base;
+	memset(h, 0, 44);
 	memcpy(h, "PCMP", 4);
 	uint16_t len16 = (uint16_t)w.len;
 	memcpy(h + 4, &len16, 2);
@@ -116,6 +116,7 @@ int mptable_write(struct guest_mem *m, int ncpus, struct pci_bus *pci, char *err
 	h[7] = checksum(h, w.len);
 
 	/* Floating pointer structure, in the BIOS area that Linux scans. */
+	memset(fp, 0, 16);
 	memcpy(fp, "_MP_", 4);
 	uint32_t table = BOOT_MPTABLE_ADDR + 16;
 	memcpy(fp + 4, &table, 4);
