@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#define CPUID_MAX_ENTRIES 256
 
 /* Bits the portable "kvz64" model keeps, per register; everything else the
  * host offers is hidden. Roughly x86-64-v2 minus cmpxchg16b: the PVM
@@ -171,11 +170,16 @@ struct kvm_cpuid2 *cpuid_build(int kvm_fd, const char *model, int ncpus, char *e
 	struct kvm_cpuid2 *c = get_supported(kvm_fd, err, errlen);
 	if (!c)
 		return NULL;
+	cpuid_apply_model(c, model, ncpus);
+	return c;
+}
+
+void cpuid_apply_model(struct kvm_cpuid2 *c, const char *model, int ncpus)
+{
 	if (!strcmp(model, "kvz64"))
 		apply_kvz64(c);
 	set_topology(c, ncpus);
 	ensure_kvm_leaves(c);
-	return c;
 }
 
 void cpuid_set_apic_id(struct kvm_cpuid2 *c, unsigned apic_id)

@@ -101,7 +101,7 @@ static void update_irq_locked(struct serial *s)
 	s->st.irq_level = level;
 	int rc = vm_set_irq_line(s->vm, s->irq, level);
 	if (rc < 0)
-		kvz_warn("serial: KVM_IRQ_LINE: %d", rc);
+		kvz_warn("serial: KVM_IRQ_LINE %d: %s", s->irq, strerror(-rc));
 }
 
 static void rx_push_locked(struct serial *s, uint8_t c)
