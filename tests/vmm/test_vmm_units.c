@@ -360,6 +360,7 @@ static void test_cpuid_models(void **state)
 	assert_int_equal(l1->ecx & (1u << 27), 0);   /* osxsave */
 	assert_int_equal(l1->ecx & (1u << 28), 0);   /* avx */
 	assert_int_not_equal(l1->ecx & (1u << 20), 0);   /* sse4.2 stays */
+	assert_int_equal(l1->ecx & (1u << 25), 0);       /* aes: not in x86-64-v2 */
 	assert_int_not_equal(l1->ecx & (1u << 31), 0);   /* hypervisor */
 	assert_int_equal(l1->ebx >> 24, 1);              /* APIC id */
 	assert_int_equal((l1->ebx >> 16) & 0xFF, 2);     /* logical CPUs */
