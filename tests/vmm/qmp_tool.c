@@ -1,9 +1,16 @@
 /* kvz-qmp-tool SOCKET CMD[=JSON-ARGS]...: runs QMP commands in order and
  * prints each reply ("return" value or "error: CLASS: DESC") on a line.
+ * kvz-qmp-tool --console SOCKET SECONDS: copies a console socket to stdout
+ * until it closes or SECONDS pass.
  * For tests inside the nested lab, where there is no Python. */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "qmp_client.h"
 
@@ -46,8 +53,39 @@ static int run_one(struct qmp_client *c, const char *spec)
 	return 0;
 }
 
+static int console_dump(const char *path, int seconds)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		fprintf(stderr, "kvz-qmp-tool: path too long\n");
+		return 1;
+	}
+	strcpy(addr.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		perror("kvz-qmp-tool: console connect");
+		return 1;
+	}
+	time_t end = time(NULL) + seconds;
+	while (time(NULL) < end) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 1000) <= 0)
+			continue;
+		char buf[4096];
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		fwrite(buf, 1, (size_t)n, stdout);
+		fflush(stdout);
+	}
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 4 && !strcmp(argv[1], "--console"))
+		return console_dump(argv[2], atoi(argv[3]));
 	if (argc < 3) {
 		fprintf(stderr, "usage: kvz-qmp-tool SOCKET CMD[=JSON-ARGS]...\n");
 		return 2;

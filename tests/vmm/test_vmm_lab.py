@@ -4,6 +4,7 @@ VMM's exits, devices, SMP and QMP pause/resume are really exercised. One L1
 boot runs every guest; each step prints a marker the asserts look for."""
 
 import os
+import re
 import sys
 
 import pytest
@@ -54,6 +55,20 @@ sleep 2
 echo "IDLE-BANNERS $(grep -c 'kvz-test-guest: idle' /tmp/idle.out)"
 $Q /tmp/q2 quit
 wait $pid; echo "IDLE-EXIT $?"
+
+# Debian's kernel with 2 vCPUs: paused and resumed during boot, console on
+# a socket (replayed from the ring, then live) until the guest reboots.
+$V --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz --cmdline 'console=ttyS0 panic=-1' \
+   --cpus 2 --memory 256M --qmp /tmp/lq --console-socket /tmp/lc > /tmp/linux.out 2>&1 &
+pid=$!
+sleep 2
+$Q /tmp/lq stop query-status | sed 's/^/LINUX-QMP: /'
+sleep 2
+$Q /tmp/lq cont | sed 's/^/LINUX-QMP: /'
+$Q --console /tmp/lc 240 > /tmp/linux.console
+wait $pid; echo "LINUX-EXIT $?"
+echo "LINUX-STDOUT-BYTES $(wc -c < /tmp/linux.out)"
+grep -E 'KVZLAB-L2-INIT|smp: Brought up|Linux version' /tmp/linux.console | sed 's/^/LINUX-CONSOLE: /'
 """
 
 
@@ -63,7 +78,7 @@ def test_guests_in_lab():
         pytest.skip(f"{QMP_TOOL} not built")
     files = {vmmtest.guest(g): f"/g/{g}.elf" for g in GUESTS}
     files[QMP_TOOL] = "/bin/kvz-qmp-tool"
-    res = kvzlab.run_in_lab(L1_SCRIPT, files=files, smp=2, timeout=300)
+    res = kvzlab.run_in_lab(L1_SCRIPT, files=files, smp=2, timeout=500)
     out = res.output
     print(out)   # shown by pytest when an assert fails
     assert res.exit_code == 0, out[-3000:]
@@ -92,3 +107,10 @@ def test_guests_in_lab():
     assert "query-balloon: error: DeviceNotActive" in out
     assert "IDLE-BANNERS 2" in out, "system_reset did not restart the guest"
     assert "IDLE-EXIT 0" in out
+    assert 'LINUX-QMP: query-status: {"status":"paused"' in out
+    assert "LINUX-QMP: cont: {}" in out
+    assert re.search(r"LINUX-CONSOLE: .*Linux version", out), "boot log not replayed on attach"
+    assert re.search(r"LINUX-CONSOLE: .*smp: Brought up 1 node, 2 CPUs", out)
+    assert re.search(r"LINUX-CONSOLE: KVZLAB-L2-INIT cpus=2 memtotal_kb=\d+", out)
+    assert "LINUX-EXIT 0" in out, "kvz-vmm did not exit 0 after the guest rebooted"
+    assert "LINUX-STDOUT-BYTES 0" in out, "console output leaked to stdout"
