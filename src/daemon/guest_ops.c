@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest_locks.h"
 #include "hostinfo.h"
 #include "log.h"
 #include "parse.h"
@@ -378,7 +379,7 @@ int guest_create(struct kvzd *d, json_t *req, struct op_error *e)
 		json_decref(cfg);
 		return -1;
 	}
-	pthread_mutex_lock(&d->ops_lock);
+	guest_lock(d, name);
 	char err[300];
 	int rc = -1;
 	/* The record first: it reserves the name. Storage second; if that
@@ -392,10 +393,11 @@ int guest_create(struct kvzd *d, json_t *req, struct op_error *e)
 		goto out;
 	}
 	store_guest_set_config(d->store, name, cfg);
+	store_guest_set_state(d->store, name, "stopped");
 	store_event_add(d->store, name, "created", type);
 	rc = 0;
 out:
-	pthread_mutex_unlock(&d->ops_lock);
+	guest_unlock(d, name);
 	json_decref(cfg);
 	return rc;
 }
@@ -611,10 +613,10 @@ static json_t *get_guest(struct kvzd *d, const char *name, struct op_error *e)
 
 int guest_start(struct kvzd *d, const char *name, struct op_error *e)
 {
-	pthread_mutex_lock(&d->ops_lock);
+	guest_lock(d, name);
 	json_t *g = get_guest(d, name, e);
 	int rc = g ? start_locked(d, g, e) : -1;
-	pthread_mutex_unlock(&d->ops_lock);
+	guest_unlock(d, name);
 	json_decref(g);
 	return rc;
 }
@@ -702,10 +704,10 @@ static int stop_locked(struct kvzd *d, json_t *g, int timeout_s, bool force,
 int guest_stop(struct kvzd *d, const char *name, int timeout_s, bool force,
 	       struct op_error *e)
 {
-	pthread_mutex_lock(&d->ops_lock);
+	guest_lock(d, name);
 	json_t *g = get_guest(d, name, e);
 	int rc = g ? stop_locked(d, g, timeout_s, force, e) : -1;
-	pthread_mutex_unlock(&d->ops_lock);
+	guest_unlock(d, name);
 	json_decref(g);
 	return rc;
 }
@@ -854,7 +856,7 @@ int guest_set(struct kvzd *d, const char *name, json_t *req, struct op_error *e)
 {
 	if (!json_is_object(req) || !json_object_size(req))
 		return fail(e, 400, "the body must be a JSON object with what to change");
-	pthread_mutex_lock(&d->ops_lock);
+	guest_lock(d, name);
 	json_t *g = get_guest(d, name, e);
 	int rc = -1;
 	if (g) {
@@ -866,7 +868,7 @@ int guest_set(struct kvzd *d, const char *name, json_t *req, struct op_error *e)
 		else
 			rc = set_ct(d, g, req, e);
 	}
-	pthread_mutex_unlock(&d->ops_lock);
+	guest_unlock(d, name);
 	json_decref(g);
 	return rc;
 }
@@ -875,7 +877,7 @@ int guest_set(struct kvzd *d, const char *name, json_t *req, struct op_error *e)
 
 int guest_destroy(struct kvzd *d, const char *name, bool force, struct op_error *e)
 {
-	pthread_mutex_lock(&d->ops_lock);
+	guest_lock(d, name);
 	int rc = -1;
 	json_t *g = get_guest(d, name, e);
 	if (!g)
@@ -920,7 +922,7 @@ int guest_destroy(struct kvzd *d, const char *name, bool force, struct op_error 
 	store_event_add(d->store, name, "destroyed", NULL);
 	rc = 0;
 out:
-	pthread_mutex_unlock(&d->ops_lock);
+	guest_unlock(d, name);
 	json_decref(g);
 	return rc;
 }
@@ -932,9 +934,26 @@ static const char *prog_of(json_t *g)
 	return !strcmp(opt_str(g, "type"), "vm") ? "kvz-vmm" : "kvz-ct";
 }
 
+/* A create that a previous kvzd did not finish (it died half-way): remove
+ * whatever storage it made and the record, as a failed create would. */
+static void undo_create(struct kvzd *d, json_t *g)
+{
+	const char *name = opt_str(g, "name");
+	if (!strcmp(opt_str(g, "type"), "vm")) {
+		char path[320];
+		guest_image_path(d, name, path, sizeof(path));
+		if (unlink(path) < 0 && errno != ENOENT)
+			kvz_warn("%s: cannot remove %s: %s", name, path, strerror(errno));
+	} else {
+		ct_destroy_files(d, name);
+	}
+	store_guest_delete(d->store, name);
+	kvz_warn("removed %s: its creation was interrupted when kvzd stopped", name);
+}
+
 void guests_adopt_all(struct kvzd *d)
 {
-	pthread_mutex_lock(&d->ops_lock);
+	/* Runs before the API and the monitor start: nothing else to exclude. */
 	json_t *list = store_guest_list(d->store);
 	size_t i;
 	json_t *g;
@@ -943,6 +962,10 @@ void guests_adopt_all(struct kvzd *d)
 		const char *state = opt_str(g, "state");
 		if (!strcmp(state, "stopped") || !strcmp(state, "crashed"))
 			continue;
+		if (!strcmp(state, "creating")) {
+			undo_create(d, g);
+			continue;
+		}
 		pid_t pid = (pid_t)json_integer_value(json_object_get(g, "pid"));
 		unsigned long long start = (unsigned long long)json_integer_value(json_object_get(g, "pid_start"));
 		char detail[200];
@@ -959,7 +982,6 @@ void guests_adopt_all(struct kvzd *d)
 		store_event_add(d->store, name, "crashed", detail);
 		kvz_warn("%s: %s", name, detail);
 	}
-	pthread_mutex_unlock(&d->ops_lock);
 	json_decref(list);
 }
 
@@ -991,7 +1013,7 @@ bool guest_check_alive(struct kvzd *d, const char *name)
 	enum sup_liveness l = sup_check(pid, start, &status);
 	if (l == SUP_ALIVE)
 		return true;
-	pthread_mutex_lock(&d->ops_lock);
+	guest_lock(d, name);
 	/* Again under the lock: a stop may have been handling it meanwhile. */
 	g = store_guest_get(d->store, name);
 	if (g && !strcmp(opt_str(g, "state"), "running") &&
@@ -1014,7 +1036,7 @@ bool guest_check_alive(struct kvzd *d, const char *name)
 		store_event_add(d->store, name, ev, detail);
 		kvz_info("%s: %s", name, detail);
 	}
-	pthread_mutex_unlock(&d->ops_lock);
+	guest_unlock(d, name);
 	json_decref(g);
 	return false;
 }

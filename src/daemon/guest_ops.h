@@ -1,6 +1,7 @@
 /* The life of a guest: create, start, stop, set, destroy, plus adoption of
  * running supervisors after a kvzd restart and crash handling. Every
- * function that changes a guest takes kvzd->ops_lock itself. */
+ * function that changes a guest holds that guest's lock (guest_locks.h)
+ * while it works. */
 #ifndef KVZD_GUEST_OPS_H
 #define KVZD_GUEST_OPS_H
 

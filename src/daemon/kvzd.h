@@ -12,6 +12,9 @@
 
 struct store;
 
+/* Guest operations in flight at once; more wait their turn. */
+#define KVZD_MAX_BUSY 64
+
 /* One per process, built by main() before any thread starts; the fields are
  * read-only afterwards except where a lock is named. */
 struct kvzd {
@@ -22,11 +25,14 @@ struct kvzd {
 	char ct_bin[PATH_MAX];       /* kvz-ct */
 	int sample_interval_s;
 	struct store *store;
-	/* Serializes every operation that changes a guest (create, start,
-	 * stop, set, destroy, and the monitor's crash handling), so that two
-	 * requests never race on one guest's files, supervisor or record.
-	 * Reads do not take it. */
+	/* The names of guests an operation is changing now (create, start,
+	 * stop, set, destroy, crash handling), so that two requests never race
+	 * on one guest's files, supervisor or record; see guest_locks.h.
+	 * Guarded by ops_lock; reads of guests take none of this. */
 	pthread_mutex_t ops_lock;
+	pthread_cond_t ops_cond;
+	char busy[KVZD_MAX_BUSY][72];
+	int nbusy;
 };
 
 /* Milliseconds since the epoch. */

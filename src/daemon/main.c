@@ -223,7 +223,8 @@ static int absolutize(char *path, size_t len)
 int main(int argc, char **argv)
 {
 	kvz_log_init(argv[0]);
-	struct kvzd d = {.sample_interval_s = 5, .ops_lock = PTHREAD_MUTEX_INITIALIZER};
+	struct kvzd d = {.sample_interval_s = 5, .ops_lock = PTHREAD_MUTEX_INITIALIZER,
+			 .ops_cond = PTHREAD_COND_INITIALIZER};
 	snprintf(d.state_dir, sizeof(d.state_dir), "/var/lib/kvz");
 	snprintf(d.run_dir, sizeof(d.run_dir), "/run/kvz");
 	snprintf(d.socket_path, sizeof(d.socket_path), "/run/kvz/kvzd.sock");

@@ -160,7 +160,7 @@ int store_guest_insert(struct store *s, const char *name, const char *type,
 	int ret = -1;
 	sqlite3_stmt *st = prepare(s, "INSERT INTO guests (name, type, state, config,"
 				   " autostart, created_ms, state_ms)"
-				   " VALUES (?, ?, 'stopped', ?, ?, ?, ?)");
+				   " VALUES (?, ?, 'creating', ?, ?, ?, ?)");
 	if (st) {
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(st, 2, type, -1, SQLITE_TRANSIENT);

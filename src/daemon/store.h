@@ -21,7 +21,8 @@ struct store;
 struct store *store_open(const char *path, char *err, size_t errlen);
 void store_close(struct store *s);
 
-/* Guests. A guest's JSON object has: name, type, state, config (object),
+/* Guests (inserted in state "creating"). A guest's JSON object has: name,
+ * type, state, config (object),
  * pid, pid_start (process start time, to tell a reused pid apart), qmp,
  * console, autostart, created_ms, state_ms. */
 int store_guest_insert(struct store *s, const char *name, const char *type,

@@ -172,6 +172,9 @@ int main(int argc, char **argv)
 			kvz_die("mkdir %s: %s", dir, strerror(errno));
 		if (!strncmp(name, "fail", 4))
 			kvz_die("template unpacking failed (fake)");
+		/* "slow..." takes a while, like a debian template does. */
+		if (!strncmp(name, "slow", 4))
+			sleep(3);
 		return 0;
 	}
 	if (!strcmp(argv[1], "destroy")) {
