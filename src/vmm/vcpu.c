@@ -34,6 +34,13 @@
 #define APIC_MODE_NMI 0x4
 #define APIC_MODE_EXTINT 0x7
 
+/* struct kvm_msrs ends in a flexible array: a union gives it room on the
+ * stack in standard C. */
+union msr_buf {
+	struct kvm_msrs h;
+	uint8_t bytes[sizeof(struct kvm_msrs) + VCPU_MAX_MSRS * sizeof(struct kvm_msr_entry)];
+};
+
 static void kick_handler(int sig) { (void)sig; }
 
 int vcpu_signal_init(void)
@@ -81,11 +88,12 @@ static void set_boot_msrs(struct vcpu *v)
 		{MSR_MTRR_DEF_TYPE, (1u << 11) | 6},    /* MTRRs on, default write-back */
 	};
 	for (size_t i = 0; i < sizeof(msrs) / sizeof(msrs[0]); i++) {
-		struct {
-			struct kvm_msrs h;
-			struct kvm_msr_entry e;
-		} m = {.h.nmsrs = 1, .e = {.index = msrs[i].index, .data = msrs[i].value}};
-		if (ioctl(v->fd, KVM_SET_MSRS, &m) != 1)
+		union msr_buf m;
+		memset(&m, 0, sizeof(m));
+		m.h.nmsrs = 1;
+		m.h.entries[0].index = msrs[i].index;
+		m.h.entries[0].data = msrs[i].value;
+		if (ioctl(v->fd, KVM_SET_MSRS, &m.h) != 1)
 			kvz_debug("vCPU %d: MSR 0x%x not settable", v->id, msrs[i].index);
 	}
 }
@@ -234,20 +242,18 @@ int vcpu_save_state(struct vcpu *v, struct vcpu_state *s, char *err, size_t errl
 	s->has_xcrs = ioctl(v->vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XCRS) > 0;
 	if (s->has_xcrs)
 		VCPU_IOCTL(KVM_GET_XCRS, &s->xcrs, "KVM_GET_XCRS");
-	struct {
-		struct kvm_msrs h;
-		struct kvm_msr_entry e[VCPU_MAX_MSRS];
-	} m = {.h.nmsrs = 0};
+	union msr_buf m;
+	memset(&m, 0, sizeof(m));
 	for (size_t i = 0; i < sizeof(saved_msrs) / sizeof(saved_msrs[0]); i++)
-		m.e[m.h.nmsrs++].index = saved_msrs[i];
-	int n = ioctl(v->fd, KVM_GET_MSRS, &m);
+		m.h.entries[m.h.nmsrs++].index = saved_msrs[i];
+	int n = ioctl(v->fd, KVM_GET_MSRS, &m.h);
 	if (n < 0) {
 		snprintf(err, errlen, "vCPU %d: KVM_GET_MSRS: %s", v->id, strerror(errno));
 		return -1;
 	}
 	/* KVM stops at the first MSR it does not know: keep what it returned. */
 	s->nmsrs = (unsigned)n;
-	memcpy(s->msrs, m.e, (size_t)n * sizeof(m.e[0]));
+	memcpy(s->msrs, m.h.entries, (size_t)n * sizeof(s->msrs[0]));
 	return 0;
 }
 
@@ -259,12 +265,11 @@ int vcpu_load_state(struct vcpu *v, const struct vcpu_state *s, char *err, size_
 	VCPU_IOCTL(KVM_SET_FPU, &c.fpu, "KVM_SET_FPU");
 	if (c.has_xcrs)
 		VCPU_IOCTL(KVM_SET_XCRS, &c.xcrs, "KVM_SET_XCRS");
-	struct {
-		struct kvm_msrs h;
-		struct kvm_msr_entry e[VCPU_MAX_MSRS];
-	} m = {.h.nmsrs = c.nmsrs};
-	memcpy(m.e, c.msrs, c.nmsrs * sizeof(m.e[0]));
-	if (ioctl(v->fd, KVM_SET_MSRS, &m) < 0) {
+	union msr_buf m;
+	memset(&m, 0, sizeof(m));
+	m.h.nmsrs = c.nmsrs;
+	memcpy(m.h.entries, c.msrs, c.nmsrs * sizeof(c.msrs[0]));
+	if (ioctl(v->fd, KVM_SET_MSRS, &m.h) < 0) {
 		snprintf(err, errlen, "vCPU %d: KVM_SET_MSRS: %s", v->id, strerror(errno));
 		return -1;
 	}
