@@ -60,8 +60,10 @@ import re
 import select
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 LAB_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -599,13 +601,26 @@ def _lab_lock():
     return f
 
 
+def l1_cmdline(smp):
+    args = ["console=ttyS0", "quiet", "panic=-1", "tsc=reliable"]
+    if smp > 1:
+        # With an idle L1 vCPU halted, QEMU TCG's emulated SVM sometimes
+        # loses the wake-up: L1 or L2 then hangs in an RCU stall (seen in
+        # 4 of 6 boots of a 2-vCPU L2 in a 2-vCPU L1; 0 of 3 with idle=poll).
+        # Polling costs host CPU only while the lab runs.
+        args.append("idle=poll")
+    extra = os.environ.get("KVZ_LAB_L1_APPEND", "")
+    return " ".join(args + extra.split())
+
+
 def qemu_l1_command(initrd, smp, mem_mb, kernel, extra_qemu_args=()):
-    return ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "EPYC,+svm,+npt",
+    # KVZ_LAB_ACCEL (e.g. tcg,thread=single) is a knob for lab debugging.
+    accel = os.environ.get("KVZ_LAB_ACCEL", "tcg")
+    return ["qemu-system-x86_64", "-accel", accel, "-cpu", "EPYC,+svm,+npt",
             "-smp", str(smp), "-m", str(mem_mb), "-nodefaults",
             "-display", "none", "-serial", "stdio", "-no-reboot",
             "-kernel", kernel, "-initrd", initrd,
-            "-append", "console=ttyS0 quiet panic=-1 tsc=reliable",
-            *extra_qemu_args]
+            "-append", l1_cmdline(smp), *extra_qemu_args]
 
 
 def run_in_lab(l1_script, files=None, smp=2, mem_mb=2048, timeout=600,
@@ -647,6 +662,7 @@ def _run_qemu(cmd, host_timeout, stream):
     deadline = start + host_timeout
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    old_term = _raise_on_sigterm()
     chunks, pending, timed_out = [], b"", False
     fd = proc.stdout.fileno()
     try:
@@ -675,12 +691,30 @@ def _run_qemu(cmd, host_timeout, stream):
             proc.kill()
         rc = proc.wait()
         proc.stdout.close()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     if pending:
         chunks.append(pending.decode(errors="replace") + "\n")
     output = "".join(chunks)
     return LabResult(output=output, exit_code=_l1_exit_code(output),
                      timed_out=timed_out, duration=time.monotonic() - start,
                      qemu_returncode=rc)
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _raise_on_sigterm():
+    """Makes SIGTERM (meson's test timeout, timeout(1)) unwind through the
+    finally that kills QEMU instead of leaving a TCG guest running."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise _Terminated(f"signal {signum}")
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _l1_exit_code(output):
