@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest_config.h"
 #include "guest_locks.h"
 #include "hostinfo.h"
 #include "log.h"
@@ -23,19 +24,6 @@
 #define START_TIMEOUT_MS 30000
 #define QMP_TIMEOUT_MS 5000
 #define MAX_ARGS 64
-
-static int fail(struct op_error *e, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(struct op_error *e, int status, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-	va_end(ap);
-	e->status = status;
-	return -1;
-}
 
 static void sleep_ms(int ms)
 {
@@ -74,7 +62,7 @@ static int socket_paths(const struct kvzd *d, const char *type, const char *name
 	int a = snprintf(qmp, 108, "%s/%s/%s.qmp", d->run_dir, type, name);
 	int b = snprintf(console, 108, "%s/%s/%s.console", d->run_dir, type, name);
 	if (a >= 108 || b >= 108)
-		return fail(e, 500, "run directory %s is too long for socket paths", d->run_dir);
+		return op_fail(e, 500, "run directory %s is too long for socket paths", d->run_dir);
 	return 0;
 }
 
@@ -106,196 +94,6 @@ static void argv_free(struct argv *a)
 	a->n = 0;
 }
 
-/* ---- request parsing ---- */
-
-/* A size given as a JSON string ("512M") or number of bytes. */
-static bool json_size(json_t *v, uint64_t *out)
-{
-	if (json_is_integer(v) && json_integer_value(v) >= 0) {
-		*out = (uint64_t)json_integer_value(v);
-		return true;
-	}
-	return json_is_string(v) && kvz_parse_size(json_string_value(v), out);
-}
-
-static bool json_size_pair(json_t *v, uint64_t *soft, uint64_t *hard)
-{
-	if (json_is_integer(v) && json_integer_value(v) > 0) {
-		*soft = *hard = (uint64_t)json_integer_value(v);
-		return true;
-	}
-	return json_is_string(v) && kvz_parse_size_pair(json_string_value(v), soft, hard);
-}
-
-static bool json_cpus(json_t *v, double *out)
-{
-	if (json_is_number(v)) {
-		*out = json_number_value(v);
-		return *out > 0 && *out <= 1024;
-	}
-	return json_is_string(v) && kvz_parse_cpus(json_string_value(v), out);
-}
-
-static const char *opt_str(json_t *req, const char *key)
-{
-	return json_string_value(json_object_get(req, key));
-}
-
-/* Rejects keys this type of guest does not know, so a typo is not ignored. */
-static int check_keys(json_t *req, const char *const *allowed, struct op_error *e)
-{
-	const char *key;
-	json_t *val;
-	json_object_foreach(req, key, val) {
-		bool ok = false;
-		for (const char *const *a = allowed; *a && !ok; a++)
-			ok = !strcmp(*a, key);
-		if (!ok)
-			return fail(e, 400, "unknown field \"%s\"", key);
-	}
-	return 0;
-}
-
-static int check_memory_fits(uint64_t bytes, struct op_error *e)
-{
-	struct host_mem m;
-	if (host_meminfo(&m) == 0 && bytes > m.total) {
-		char a[32], b[32];
-		return fail(e, 409, "not enough host memory: %s requested, host has %s",
-			    kvz_format_size(bytes, a, sizeof(a)),
-			    kvz_format_size(m.total, b, sizeof(b)));
-	}
-	return 0;
-}
-
-static int parse_net(json_t *req, json_t *cfg, bool want_ip, struct op_error *e)
-{
-	const char *bridge = opt_str(req, "bridge");
-	const char *ip = opt_str(req, "ip");
-	const char *gw = opt_str(req, "gw");
-	const char *mac = opt_str(req, "mac");
-	if ((ip || gw) && !want_ip)
-		return fail(e, 400, "ip and gw apply to containers; a VM configures its own address");
-	if (ip && !bridge)
-		bridge = "kvzbr0";
-	if (gw && !ip)
-		return fail(e, 400, "gw needs ip");
-	for (const char *const *s = (const char *const[]){bridge, ip, gw, mac, NULL}; *s; s++)
-		if (strpbrk(*s, ", =") || strlen(*s) > 64)
-			return fail(e, 400, "bad network value \"%s\"", *s);
-	if (ip && !strchr(ip, '/'))
-		return fail(e, 400, "ip must be ADDRESS/PREFIX, got \"%s\"", ip);
-	if (bridge)
-		json_object_set_new(cfg, "bridge", json_string(bridge));
-	if (ip)
-		json_object_set_new(cfg, "ip", json_string(ip));
-	if (gw)
-		json_object_set_new(cfg, "gw", json_string(gw));
-	if (mac)
-		json_object_set_new(cfg, "mac", json_string(mac));
-	return 0;
-}
-
-static int parse_vm(json_t *req, json_t *cfg, struct op_error *e)
-{
-	static const char *const keys[] = {"name", "type", "kernel", "initrd", "cmdline",
-		"memory", "cpus", "disk", "disk_mode", "bridge", "mac", "balloon", "autostart",
-		NULL};
-	if (check_keys(req, keys, e))
-		return -1;
-	const char *kernel = opt_str(req, "kernel");
-	if (!kernel || kernel[0] != '/')
-		return fail(e, 400, "a VM needs \"kernel\": an absolute path");
-	if (access(kernel, R_OK) < 0)
-		return fail(e, 400, "kernel %s: %s", kernel, strerror(errno));
-	json_object_set_new(cfg, "kernel", json_string(kernel));
-	const char *initrd = opt_str(req, "initrd");
-	if (initrd) {
-		if (initrd[0] != '/' || access(initrd, R_OK) < 0)
-			return fail(e, 400, "initrd %s: not a readable absolute path", initrd);
-		json_object_set_new(cfg, "initrd", json_string(initrd));
-	}
-	if (opt_str(req, "cmdline"))
-		json_object_set_new(cfg, "cmdline", json_string(opt_str(req, "cmdline")));
-	uint64_t mem = 256ull << 20, soft;
-	json_t *v = json_object_get(req, "memory");
-	if (v && (!json_size_pair(v, &soft, &mem) || mem < (16ull << 20)))
-		return fail(e, 400, "bad memory for a VM (a size of at least 16M, e.g. \"1G\")");
-	if (check_memory_fits(mem, e))
-		return -1;
-	json_object_set_new(cfg, "memory", json_integer((json_int_t)mem));
-	json_object_set_new(cfg, "memory_target", json_integer((json_int_t)mem));
-	double cpus = 1;
-	v = json_object_get(req, "cpus");
-	if (v && (!json_cpus(v, &cpus) || cpus != (int)cpus || cpus > 64))
-		return fail(e, 400, "bad cpus for a VM (a whole number from 1 to 64)");
-	json_object_set_new(cfg, "cpus", json_integer((json_int_t)cpus));
-	uint64_t disk = 0;
-	v = json_object_get(req, "disk");
-	if (v && (!json_size(v, &disk) || disk < 1024 * 1024))
-		return fail(e, 400, "bad disk size (at least 1M, e.g. \"8G\")");
-	json_object_set_new(cfg, "disk_size", json_integer((json_int_t)disk));
-	const char *mode = opt_str(req, "disk_mode");
-	if (mode && strcmp(mode, "sparse") && strcmp(mode, "fixed"))
-		return fail(e, 400, "disk_mode must be \"sparse\" or \"fixed\"");
-	json_object_set_new(cfg, "disk_mode", json_string(mode ? mode : "sparse"));
-	v = json_object_get(req, "balloon");
-	json_object_set_new(cfg, "balloon", json_boolean(v ? json_is_true(v) : true));
-	return parse_net(req, cfg, false, e);
-}
-
-static int parse_ct(json_t *req, json_t *cfg, struct op_error *e)
-{
-	static const char *const keys[] = {"name", "type", "template", "memory", "cpus",
-		"pids", "disk", "bridge", "ip", "gw", "command", "autostart", NULL};
-	if (check_keys(req, keys, e))
-		return -1;
-	const char *tmpl = opt_str(req, "template");
-	if (!tmpl)
-		tmpl = "busybox";
-	if (strcmp(tmpl, "busybox") && strcmp(tmpl, "debian"))
-		return fail(e, 400, "unknown template \"%s\" (busybox or debian)", tmpl);
-	json_object_set_new(cfg, "template", json_string(tmpl));
-	uint64_t soft = 0, hard = 0;
-	json_t *v = json_object_get(req, "memory");
-	if (v && !json_size_pair(v, &soft, &hard))
-		return fail(e, 400, "bad memory \"%s\" (SOFT:HARD or SIZE, e.g. \"512M:1G\")",
-			    json_is_string(v) ? json_string_value(v) : "?");
-	if (check_memory_fits(hard, e))
-		return -1;
-	json_object_set_new(cfg, "memory_soft", json_integer((json_int_t)soft));
-	json_object_set_new(cfg, "memory_hard", json_integer((json_int_t)hard));
-	double cpus = 0;
-	v = json_object_get(req, "cpus");
-	if (v && !json_cpus(v, &cpus))
-		return fail(e, 400, "bad cpus (a number above 0, e.g. 0.5)");
-	json_object_set_new(cfg, "cpus", json_real(cpus));
-	json_int_t pids = 0;
-	v = json_object_get(req, "pids");
-	if (v && (!json_is_integer(v) || (pids = json_integer_value(v)) < 1))
-		return fail(e, 400, "bad pids (a whole number above 0)");
-	json_object_set_new(cfg, "pids", json_integer(pids));
-	uint64_t disk = 1ull << 30;
-	v = json_object_get(req, "disk");
-	if (v && (!json_size(v, &disk) || disk < (16ull << 20)))
-		return fail(e, 400, "bad disk size (at least 16M, e.g. \"4G\")");
-	json_object_set_new(cfg, "disk_size", json_integer((json_int_t)disk));
-	v = json_object_get(req, "command");
-	if (v) {
-		if (!json_is_array(v) || !json_array_size(v) || json_array_size(v) > 32)
-			return fail(e, 400, "command must be a non-empty array of strings");
-		size_t i;
-		json_t *s;
-		json_array_foreach(v, i, s)
-			if (!json_is_string(s))
-				return fail(e, 400, "command must be a non-empty array of strings");
-		json_object_set(cfg, "command", v);
-	} else {
-		json_object_set_new(cfg, "command", json_pack("[s]", "/sbin/init"));
-	}
-	return parse_net(req, cfg, true, e);
-}
-
 /* ---- create ---- */
 
 static int create_vm_storage(struct kvzd *d, const char *name, json_t *cfg,
@@ -304,15 +102,15 @@ static int create_vm_storage(struct kvzd *d, const char *name, json_t *cfg,
 	uint64_t size = (uint64_t)json_integer_value(json_object_get(cfg, "disk_size"));
 	if (!size)
 		return 0;
-	bool fixed = !strcmp(opt_str(cfg, "disk_mode"), "fixed");
+	bool fixed = !strcmp(cfg_str(cfg, "disk_mode"), "fixed");
 	char dir[300], path[320], err[400];
 	snprintf(dir, sizeof(dir), "%s/images", d->state_dir);
 	if (fixed && storage_free_bytes(dir) < size)
-		return fail(e, 409, "not enough space in %s for a fixed %llu-byte disk", dir,
+		return op_fail(e, 409, "not enough space in %s for a fixed %llu-byte disk", dir,
 			    (unsigned long long)size);
 	guest_image_path(d, name, path, sizeof(path));
 	if (storage_create_image(path, size, fixed, err, sizeof(err)))
-		return fail(e, 500, "%s", err);
+		return op_fail(e, 500, "%s", err);
 	json_object_set_new(cfg, "disk_path", json_string(path));
 	return 0;
 }
@@ -346,7 +144,7 @@ static int create_ct_storage(struct kvzd *d, const char *name, json_t *cfg,
 	arg(&a, "--name");
 	arg(&a, "%s", name);
 	arg(&a, "--template");
-	arg(&a, "%s", opt_str(cfg, "template"));
+	arg(&a, "%s", cfg_str(cfg, "template"));
 	arg(&a, "--disk");
 	arg(&a, "%s", disk);
 	arg(&a, "--ct-root");
@@ -357,25 +155,25 @@ static int create_ct_storage(struct kvzd *d, const char *name, json_t *cfg,
 		return 0;
 	/* kvz-ct create promises to clean up after itself; make sure. */
 	ct_destroy_files(d, name);
-	return fail(e, 500, "creating container %s: %s", name, out[0] ? out : "kvz-ct create failed");
+	return op_fail(e, 500, "creating container %s: %s", name, out[0] ? out : "kvz-ct create failed");
 }
 
 int guest_create(struct kvzd *d, json_t *req, struct op_error *e)
 {
 	if (!json_is_object(req))
-		return fail(e, 400, "the body must be a JSON object");
-	const char *name = opt_str(req, "name");
-	const char *type = opt_str(req, "type");
+		return op_fail(e, 400, "the body must be a JSON object");
+	const char *name = cfg_str(req, "name");
+	const char *type = cfg_str(req, "type");
 	if (!name || !kvz_valid_name(name))
-		return fail(e, 400, "bad or missing name (letters, digits, '_', '.', '-'; up to 63)");
+		return op_fail(e, 400, "bad or missing name (letters, digits, '_', '.', '-'; up to 63)");
 	if (!type || (strcmp(type, "vm") && strcmp(type, "ct")))
-		return fail(e, 400, "type must be \"vm\" or \"ct\"");
+		return op_fail(e, 400, "type must be \"vm\" or \"ct\"");
 	json_t *av = json_object_get(req, "autostart");
 	if (av && !json_is_boolean(av))
-		return fail(e, 400, "autostart must be true or false");
+		return op_fail(e, 400, "autostart must be true or false");
 	json_t *cfg = json_object();
 	bool vm = !strcmp(type, "vm");
-	if (vm ? parse_vm(req, cfg, e) : parse_ct(req, cfg, e)) {
+	if (vm ? guest_config_vm(req, cfg, e) : guest_config_ct(req, cfg, e)) {
 		json_decref(cfg);
 		return -1;
 	}
@@ -385,7 +183,7 @@ int guest_create(struct kvzd *d, json_t *req, struct op_error *e)
 	/* The record first: it reserves the name. Storage second; if that
 	 * fails the record goes again, so nothing is left half-done. */
 	if (store_guest_insert(d->store, name, type, cfg, json_is_true(av), err, sizeof(err))) {
-		fail(e, strstr(err, "already exists") ? 409 : 500, "%s", err);
+		op_fail(e, strstr(err, "already exists") ? 409 : 500, "%s", err);
 		goto out;
 	}
 	if (vm ? create_vm_storage(d, name, cfg, e) : create_ct_storage(d, name, cfg, e)) {
@@ -411,14 +209,14 @@ static void vm_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 	arg(a, "--name");
 	arg(a, "%s", name);
 	arg(a, "--kernel");
-	arg(a, "%s", opt_str(cfg, "kernel"));
-	if (opt_str(cfg, "initrd")) {
+	arg(a, "%s", cfg_str(cfg, "kernel"));
+	if (cfg_str(cfg, "initrd")) {
 		arg(a, "--initrd");
-		arg(a, "%s", opt_str(cfg, "initrd"));
+		arg(a, "%s", cfg_str(cfg, "initrd"));
 	}
-	if (opt_str(cfg, "cmdline")) {
+	if (cfg_str(cfg, "cmdline")) {
 		arg(a, "--cmdline");
-		arg(a, "%s", opt_str(cfg, "cmdline"));
+		arg(a, "%s", cfg_str(cfg, "cmdline"));
 	}
 	arg(a, "--memory");
 	arg(a, "%lld", (long long)json_integer_value(json_object_get(cfg, "memory")));
@@ -428,19 +226,19 @@ static void vm_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 	arg(a, "%s", qmp);
 	arg(a, "--console-socket");
 	arg(a, "%s", console);
-	if (opt_str(cfg, "disk_path")) {
+	if (cfg_str(cfg, "disk_path")) {
 		arg(a, "--disk");
-		arg(a, "%s", opt_str(cfg, "disk_path"));
+		arg(a, "%s", cfg_str(cfg, "disk_path"));
 	}
-	if (opt_str(cfg, "bridge")) {
+	if (cfg_str(cfg, "bridge")) {
 		/* Tap names are at most 15 bytes. */
 		char tap[16];
 		snprintf(tap, sizeof(tap), "kvz%.12s", name);
-		if (opt_str(cfg, "mac"))
-			arg(a, "--net=tap=%s,bridge=%s,mac=%s", tap, opt_str(cfg, "bridge"),
-			    opt_str(cfg, "mac"));
+		if (cfg_str(cfg, "mac"))
+			arg(a, "--net=tap=%s,bridge=%s,mac=%s", tap, cfg_str(cfg, "bridge"),
+			    cfg_str(cfg, "mac"));
 		else
-			arg(a, "--net=tap=%s,bridge=%s", tap, opt_str(cfg, "bridge"));
+			arg(a, "--net=tap=%s,bridge=%s", tap, cfg_str(cfg, "bridge"));
 	}
 	if (json_is_true(json_object_get(cfg, "balloon")))
 		arg(a, "--balloon");
@@ -482,13 +280,13 @@ static void ct_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 		arg(a, "--pids");
 		arg(a, "%lld", pids);
 	}
-	if (opt_str(cfg, "ip")) {
+	if (cfg_str(cfg, "ip")) {
 		arg(a, "--net");
-		if (opt_str(cfg, "gw"))
-			arg(a, "bridge=%s,ip=%s,gw=%s", opt_str(cfg, "bridge"), opt_str(cfg, "ip"),
-			    opt_str(cfg, "gw"));
+		if (cfg_str(cfg, "gw"))
+			arg(a, "bridge=%s,ip=%s,gw=%s", cfg_str(cfg, "bridge"), cfg_str(cfg, "ip"),
+			    cfg_str(cfg, "gw"));
 		else
-			arg(a, "bridge=%s,ip=%s", opt_str(cfg, "bridge"), opt_str(cfg, "ip"));
+			arg(a, "bridge=%s,ip=%s", cfg_str(cfg, "bridge"), cfg_str(cfg, "ip"));
 	}
 	arg(a, "--");
 	size_t i;
@@ -534,7 +332,7 @@ static int wait_ready(struct kvzd *d, const char *name, pid_t pid, const char *q
 		if (l != SUP_ALIVE) {
 			char tail[400];
 			log_tail(d, name, tail, sizeof(tail));
-			return fail(e, 500, "%s failed to start: %s", name,
+			return op_fail(e, 500, "%s failed to start: %s", name,
 				    tail[0] ? tail : "supervisor exited");
 		}
 		struct stat st;
@@ -547,25 +345,25 @@ static int wait_ready(struct kvzd *d, const char *name, pid_t pid, const char *q
 		}
 		sleep_ms(50);
 	}
-	return fail(e, 504, "%s did not answer on %s within %d s%s%s", name, qmp,
+	return op_fail(e, 504, "%s did not answer on %s within %d s%s%s", name, qmp,
 		    START_TIMEOUT_MS / 1000, err[0] ? ": " : "", err);
 }
 
 static int start_locked(struct kvzd *d, json_t *g, struct op_error *e)
 {
-	const char *name = opt_str(g, "name");
-	const char *type = opt_str(g, "type");
-	const char *state = opt_str(g, "state");
+	const char *name = cfg_str(g, "name");
+	const char *type = cfg_str(g, "type");
+	const char *state = cfg_str(g, "state");
 	json_t *cfg = json_object_get(g, "config");
 	bool vm = !strcmp(type, "vm");
 	if (!strcmp(state, "running"))
-		return fail(e, 409, "guest %s is already running", name);
+		return op_fail(e, 409, "guest %s is already running", name);
 	if (vm) {
 		struct host_mem m;
 		uint64_t need = (uint64_t)json_integer_value(json_object_get(cfg, "memory"));
 		if (host_meminfo(&m) == 0 && need > m.available) {
 			char a[32], b[32];
-			return fail(e, 409, "not enough host memory: %s needs %s, %s available",
+			return op_fail(e, 409, "not enough host memory: %s needs %s, %s available",
 				    name, kvz_format_size(need, a, sizeof(a)),
 				    kvz_format_size(m.available, b, sizeof(b)));
 		}
@@ -585,7 +383,7 @@ static int start_locked(struct kvzd *d, json_t *g, struct op_error *e)
 	pid_t pid = sup_spawn(a.v, logp, err, sizeof(err));
 	argv_free(&a);
 	if (pid < 0)
-		return fail(e, 500, "%s", err);
+		return op_fail(e, 500, "%s", err);
 	unsigned long long start = sup_proc_start(pid);
 	store_guest_set_runtime(d->store, name, pid, start, qmp, console);
 	store_guest_set_state(d->store, name, "starting");
@@ -603,18 +401,18 @@ static int start_locked(struct kvzd *d, json_t *g, struct op_error *e)
 	return 0;
 }
 
-static json_t *get_guest(struct kvzd *d, const char *name, struct op_error *e)
+json_t *guest_get_or_404(struct kvzd *d, const char *name, struct op_error *e)
 {
 	json_t *g = store_guest_get(d->store, name);
 	if (!g)
-		fail(e, 404, "no guest named %s", name);
+		op_fail(e, 404, "no guest named %s", name);
 	return g;
 }
 
 int guest_start(struct kvzd *d, const char *name, struct op_error *e)
 {
 	guest_lock(d, name);
-	json_t *g = get_guest(d, name, e);
+	json_t *g = guest_get_or_404(d, name, e);
 	int rc = g ? start_locked(d, g, e) : -1;
 	guest_unlock(d, name);
 	json_decref(g);
@@ -625,19 +423,19 @@ int guest_start(struct kvzd *d, const char *name, struct op_error *e)
 
 /* One command on a guest's QMP socket. QMP errors map to 409 (the request
  * does not fit the guest's state), transport errors to 502. */
-static int qmp_call(const char *name, const char *path, const char *cmd, json_t *args,
+int guest_qmp_call(const char *name, const char *path, const char *cmd, json_t *args,
 		    json_t **ret, struct op_error *e)
 {
 	char err[300], cls[64] = "";
 	struct qmp_client *c = qmp_client_connect(path, QMP_TIMEOUT_MS, err, sizeof(err));
 	if (!c)
-		return fail(e, 502, "cannot reach the supervisor of %s: %s", name, err);
+		return op_fail(e, 502, "cannot reach the supervisor of %s: %s", name, err);
 	int rc = qmp_client_execute(c, cmd, args, ret, cls, sizeof(cls), err, sizeof(err));
 	qmp_client_close(c);
 	if (rc > 0)
-		return fail(e, 409, "%s: %s", name, err);
+		return op_fail(e, 409, "%s: %s", name, err);
 	if (rc < 0)
-		return fail(e, 502, "%s: %s: %s", name, cmd, err);
+		return op_fail(e, 502, "%s: %s: %s", name, cmd, err);
 	return 0;
 }
 
@@ -655,38 +453,38 @@ static bool wait_gone(pid_t pid, unsigned long long start, int timeout_ms, int *
 
 static void clear_runtime(struct kvzd *d, json_t *g)
 {
-	const char *qmp = opt_str(g, "qmp");
-	const char *console = opt_str(g, "console");
+	const char *qmp = cfg_str(g, "qmp");
+	const char *console = cfg_str(g, "console");
 	if (qmp && qmp[0])
 		unlink(qmp);
 	if (console && console[0])
 		unlink(console);
-	store_guest_set_runtime(d->store, opt_str(g, "name"), 0, 0, "", "");
+	store_guest_set_runtime(d->store, cfg_str(g, "name"), 0, 0, "", "");
 }
 
 static int stop_locked(struct kvzd *d, json_t *g, int timeout_s, bool force,
 		       struct op_error *e)
 {
-	const char *name = opt_str(g, "name");
-	const char *state = opt_str(g, "state");
+	const char *name = cfg_str(g, "name");
+	const char *state = cfg_str(g, "state");
 	if (strcmp(state, "running") && strcmp(state, "starting") && strcmp(state, "stopping"))
-		return fail(e, 409, "guest %s is not running (%s)", name, state);
+		return op_fail(e, 409, "guest %s is not running (%s)", name, state);
 	pid_t pid = (pid_t)json_integer_value(json_object_get(g, "pid"));
 	unsigned long long start = (unsigned long long)json_integer_value(json_object_get(g, "pid_start"));
-	const char *qmp = opt_str(g, "qmp");
-	bool vm = !strcmp(opt_str(g, "type"), "vm");
+	const char *qmp = cfg_str(g, "qmp");
+	bool vm = !strcmp(cfg_str(g, "type"), "vm");
 	store_guest_set_state(d->store, name, "stopping");
 	struct op_error ignored;
 	if (!force && !vm) {
 		json_t *args = json_pack("{s:i}", "timeout", timeout_s);
-		if (qmp_call(name, qmp, "stop", args, NULL, &ignored) == 0)
+		if (guest_qmp_call(name, qmp, "stop", args, NULL, &ignored) == 0)
 			wait_gone(pid, start, (timeout_s + 5) * 1000, NULL);
 		json_decref(args);
 	}
 	if (sup_check(pid, start, NULL) == SUP_ALIVE) {
 		/* VMs have no guest-cooperative shutdown in the QMP contract:
 		 * quit is the clean way for the VMM to close its devices. */
-		if (qmp_call(name, qmp, "quit", NULL, NULL, &ignored) == 0)
+		if (guest_qmp_call(name, qmp, "quit", NULL, NULL, &ignored) == 0)
 			wait_gone(pid, start, 5000, NULL);
 	}
 	if (sup_check(pid, start, NULL) == SUP_ALIVE) {
@@ -705,169 +503,8 @@ int guest_stop(struct kvzd *d, const char *name, int timeout_s, bool force,
 	       struct op_error *e)
 {
 	guest_lock(d, name);
-	json_t *g = get_guest(d, name, e);
+	json_t *g = guest_get_or_404(d, name, e);
 	int rc = g ? stop_locked(d, g, timeout_s, force, e) : -1;
-	guest_unlock(d, name);
-	json_decref(g);
-	return rc;
-}
-
-/* ---- set ---- */
-
-static int set_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
-{
-	static const char *const keys[] = {"memory", "cpus", NULL};
-	if (check_keys(req, keys, e))
-		return -1;
-	const char *name = opt_str(g, "name");
-	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
-	bool running = !strcmp(opt_str(g, "state"), "running");
-	char detail[200] = "";
-	int rc = -1;
-	json_t *v = json_object_get(req, "memory");
-	if (v) {
-		uint64_t soft, mem;
-		if (!json_size_pair(v, &soft, &mem) || mem < (16ull << 20)) {
-			fail(e, 400, "bad memory (a size of at least 16M)");
-			goto out;
-		}
-		uint64_t max = (uint64_t)json_integer_value(json_object_get(cfg, "memory"));
-		char a[32], b[32];
-		if (running) {
-			if (!json_is_true(json_object_get(cfg, "balloon"))) {
-				fail(e, 409, "%s has no balloon device: its memory can change only while stopped", name);
-				goto out;
-			}
-			if (mem > max) {
-				fail(e, 409, "%s: a running VM's memory can only shrink below its boot size %s (balloon); stop it to grow",
-				     name, kvz_format_size(max, a, sizeof(a)));
-				goto out;
-			}
-			json_t *args = json_pack("{s:I}", "value", (json_int_t)mem);
-			int r = qmp_call(name, opt_str(g, "qmp"), "balloon", args, NULL, e);
-			json_decref(args);
-			if (r)
-				goto out;
-			json_object_set_new(cfg, "memory_target", json_integer((json_int_t)mem));
-			snprintf(detail, sizeof(detail), "memory target %s (balloon)",
-				 kvz_format_size(mem, a, sizeof(a)));
-		} else {
-			if (check_memory_fits(mem, e))
-				goto out;
-			json_object_set_new(cfg, "memory", json_integer((json_int_t)mem));
-			json_object_set_new(cfg, "memory_target", json_integer((json_int_t)mem));
-			snprintf(detail, sizeof(detail), "memory %s",
-				 kvz_format_size(mem, b, sizeof(b)));
-		}
-	}
-	v = json_object_get(req, "cpus");
-	if (v) {
-		double cpus;
-		if (!json_cpus(v, &cpus) || cpus != (int)cpus || cpus > 64) {
-			fail(e, 400, "bad cpus for a VM (a whole number from 1 to 64)");
-			goto out;
-		}
-		if (running) {
-			fail(e, 409, "%s: vCPUs of a running VM cannot change; stop it first", name);
-			goto out;
-		}
-		json_object_set_new(cfg, "cpus", json_integer((json_int_t)cpus));
-		size_t l = strlen(detail);
-		snprintf(detail + l, sizeof(detail) - l, "%scpus %d", l ? ", " : "", (int)cpus);
-	}
-	store_guest_set_config(d->store, name, cfg);
-	store_event_add(d->store, name, "resized", detail);
-	rc = 0;
-out:
-	json_decref(cfg);
-	return rc;
-}
-
-static int set_ct(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
-{
-	static const char *const keys[] = {"memory", "cpus", "pids", "disk", NULL};
-	if (check_keys(req, keys, e))
-		return -1;
-	const char *name = opt_str(g, "name");
-	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
-	json_t *args = json_object();
-	bool running = !strcmp(opt_str(g, "state"), "running");
-	int rc = -1;
-	uint64_t soft, hard, disk;
-	double cpus;
-	json_t *v;
-	if ((v = json_object_get(req, "memory"))) {
-		if (!json_size_pair(v, &soft, &hard)) {
-			fail(e, 400, "bad memory (SOFT:HARD or SIZE, e.g. \"512M:1G\")");
-			goto out;
-		}
-		if (check_memory_fits(hard, e))
-			goto out;
-		char s[64];
-		snprintf(s, sizeof(s), "%llu:%llu", (unsigned long long)soft, (unsigned long long)hard);
-		json_object_set_new(args, "memory", json_string(s));
-		json_object_set_new(cfg, "memory_soft", json_integer((json_int_t)soft));
-		json_object_set_new(cfg, "memory_hard", json_integer((json_int_t)hard));
-	}
-	if ((v = json_object_get(req, "cpus"))) {
-		if (!json_cpus(v, &cpus)) {
-			fail(e, 400, "bad cpus (a number above 0, e.g. 0.5)");
-			goto out;
-		}
-		json_object_set_new(args, "cpus", json_real(cpus));
-		json_object_set_new(cfg, "cpus", json_real(cpus));
-	}
-	if ((v = json_object_get(req, "pids"))) {
-		if (!json_is_integer(v) || json_integer_value(v) < 1) {
-			fail(e, 400, "bad pids (a whole number above 0)");
-			goto out;
-		}
-		json_object_set(args, "pids", v);
-		json_object_set(cfg, "pids", v);
-	}
-	if ((v = json_object_get(req, "disk"))) {
-		if (!json_size(v, &disk) || disk < (16ull << 20)) {
-			fail(e, 400, "bad disk size (at least 16M)");
-			goto out;
-		}
-		if (!running) {
-			fail(e, 409, "%s: a container's disk grows while it runs; start it first", name);
-			goto out;
-		}
-		char s[32];
-		snprintf(s, sizeof(s), "%llu", (unsigned long long)disk);
-		json_object_set_new(args, "disk", json_string(s));
-		json_object_set_new(cfg, "disk_size", json_integer((json_int_t)disk));
-	}
-	if (running && qmp_call(name, opt_str(g, "qmp"), "set", args, NULL, e))
-		goto out;
-	store_guest_set_config(d->store, name, cfg);
-	char *detail = json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS);
-	store_event_add(d->store, name, "resized", detail);
-	free(detail);
-	rc = 0;
-out:
-	json_decref(args);
-	json_decref(cfg);
-	return rc;
-}
-
-int guest_set(struct kvzd *d, const char *name, json_t *req, struct op_error *e)
-{
-	if (!json_is_object(req) || !json_object_size(req))
-		return fail(e, 400, "the body must be a JSON object with what to change");
-	guest_lock(d, name);
-	json_t *g = get_guest(d, name, e);
-	int rc = -1;
-	if (g) {
-		const char *state = opt_str(g, "state");
-		if (strcmp(state, "running") && strcmp(state, "stopped") && strcmp(state, "crashed"))
-			fail(e, 409, "guest %s is %s; try again", name, state);
-		else if (!strcmp(opt_str(g, "type"), "vm"))
-			rc = set_vm(d, g, req, e);
-		else
-			rc = set_ct(d, g, req, e);
-	}
 	guest_unlock(d, name);
 	json_decref(g);
 	return rc;
@@ -879,22 +516,22 @@ int guest_destroy(struct kvzd *d, const char *name, bool force, struct op_error 
 {
 	guest_lock(d, name);
 	int rc = -1;
-	json_t *g = get_guest(d, name, e);
+	json_t *g = guest_get_or_404(d, name, e);
 	if (!g)
 		goto out;
-	const char *state = opt_str(g, "state");
+	const char *state = cfg_str(g, "state");
 	if (strcmp(state, "stopped") && strcmp(state, "crashed")) {
 		if (!force) {
-			fail(e, 409, "guest %s is %s; stop it first or use force", name, state);
+			op_fail(e, 409, "guest %s is %s; stop it first or use force", name, state);
 			goto out;
 		}
 		if (stop_locked(d, g, 5, true, e))
 			goto out;
 	}
-	if (!strcmp(opt_str(g, "type"), "vm")) {
-		const char *disk = opt_str(json_object_get(g, "config"), "disk_path");
+	if (!strcmp(cfg_str(g, "type"), "vm")) {
+		const char *disk = cfg_str(json_object_get(g, "config"), "disk_path");
 		if (disk && unlink(disk) < 0 && errno != ENOENT) {
-			fail(e, 500, "cannot remove %s: %s", disk, strerror(errno));
+			op_fail(e, 500, "cannot remove %s: %s", disk, strerror(errno));
 			goto out;
 		}
 	} else {
@@ -910,7 +547,7 @@ int guest_destroy(struct kvzd *d, const char *name, bool force, struct op_error 
 		int r = sup_run(a.v, out, sizeof(out));
 		argv_free(&a);
 		if (r != 0) {
-			fail(e, 500, "destroying container %s: %s", name, out);
+			op_fail(e, 500, "destroying container %s: %s", name, out);
 			goto out;
 		}
 	}
@@ -931,15 +568,15 @@ out:
 
 static const char *prog_of(json_t *g)
 {
-	return !strcmp(opt_str(g, "type"), "vm") ? "kvz-vmm" : "kvz-ct";
+	return !strcmp(cfg_str(g, "type"), "vm") ? "kvz-vmm" : "kvz-ct";
 }
 
 /* A create that a previous kvzd did not finish (it died half-way): remove
  * whatever storage it made and the record, as a failed create would. */
 static void undo_create(struct kvzd *d, json_t *g)
 {
-	const char *name = opt_str(g, "name");
-	if (!strcmp(opt_str(g, "type"), "vm")) {
+	const char *name = cfg_str(g, "name");
+	if (!strcmp(cfg_str(g, "type"), "vm")) {
 		char path[320];
 		guest_image_path(d, name, path, sizeof(path));
 		if (unlink(path) < 0 && errno != ENOENT)
@@ -958,8 +595,8 @@ void guests_adopt_all(struct kvzd *d)
 	size_t i;
 	json_t *g;
 	json_array_foreach(list, i, g) {
-		const char *name = opt_str(g, "name");
-		const char *state = opt_str(g, "state");
+		const char *name = cfg_str(g, "name");
+		const char *state = cfg_str(g, "state");
 		if (!strcmp(state, "stopped") || !strcmp(state, "crashed"))
 			continue;
 		if (!strcmp(state, "creating")) {
@@ -991,11 +628,11 @@ void guests_autostart(struct kvzd *d)
 	size_t i;
 	json_t *g;
 	json_array_foreach(list, i, g) {
-		const char *state = opt_str(g, "state");
+		const char *state = cfg_str(g, "state");
 		if (!json_is_true(json_object_get(g, "autostart")) || !strcmp(state, "running"))
 			continue;
 		struct op_error e;
-		if (guest_start(d, opt_str(g, "name"), &e))
+		if (guest_start(d, cfg_str(g, "name"), &e))
 			kvz_warn("autostart: %s", e.msg);
 	}
 	json_decref(list);
@@ -1016,7 +653,7 @@ bool guest_check_alive(struct kvzd *d, const char *name)
 	guest_lock(d, name);
 	/* Again under the lock: a stop may have been handling it meanwhile. */
 	g = store_guest_get(d->store, name);
-	if (g && !strcmp(opt_str(g, "state"), "running") &&
+	if (g && !strcmp(cfg_str(g, "state"), "running") &&
 	    json_integer_value(json_object_get(g, "pid")) == pid) {
 		char detail[200];
 		const char *ev = "crashed";

@@ -35,6 +35,13 @@ void guests_autostart(struct kvzd *d);
  * guest is still running. */
 bool guest_check_alive(struct kvzd *d, const char *name);
 
+/* One command on a guest's QMP socket at path. QMP errors are 409 (the
+ * request does not fit the guest's state), transport errors 502. */
+int guest_qmp_call(const char *name, const char *path, const char *cmd, json_t *args,
+		   json_t **ret, struct op_error *e);
+/* The stored guest (new reference), or NULL with a 404 in e. */
+json_t *guest_get_or_404(struct kvzd *d, const char *name, struct op_error *e);
+
 /* Where a guest's files live. */
 void guest_log_path(const struct kvzd *d, const char *name, char *buf, size_t len);
 void guest_image_path(const struct kvzd *d, const char *name, char *buf, size_t len);

@@ -1,0 +1,210 @@
+/* Turning a create request into a guest's stored configuration, and the
+ * value checks create and set share. */
+#include "guest_config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hostinfo.h"
+#include "parse.h"
+
+int op_fail(struct op_error *e, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	e->status = status;
+	return -1;
+}
+
+/* A size given as a JSON string ("512M") or number of bytes. */
+bool cfg_size(json_t *v, uint64_t *out)
+{
+	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		*out = (uint64_t)json_integer_value(v);
+		return true;
+	}
+	return json_is_string(v) && kvz_parse_size(json_string_value(v), out);
+}
+
+bool cfg_size_pair(json_t *v, uint64_t *soft, uint64_t *hard)
+{
+	if (json_is_integer(v) && json_integer_value(v) > 0) {
+		*soft = *hard = (uint64_t)json_integer_value(v);
+		return true;
+	}
+	return json_is_string(v) && kvz_parse_size_pair(json_string_value(v), soft, hard);
+}
+
+bool cfg_cpus(json_t *v, double *out)
+{
+	if (json_is_number(v)) {
+		*out = json_number_value(v);
+		return *out > 0 && *out <= 1024;
+	}
+	return json_is_string(v) && kvz_parse_cpus(json_string_value(v), out);
+}
+
+const char *cfg_str(json_t *req, const char *key)
+{
+	return json_string_value(json_object_get(req, key));
+}
+
+/* Rejects keys this type of guest does not know, so a typo is not ignored. */
+int cfg_check_keys(json_t *req, const char *const *allowed, struct op_error *e)
+{
+	const char *key;
+	json_t *val;
+	json_object_foreach(req, key, val) {
+		bool ok = false;
+		for (const char *const *a = allowed; *a && !ok; a++)
+			ok = !strcmp(*a, key);
+		if (!ok)
+			return op_fail(e, 400, "unknown field \"%s\"", key);
+	}
+	return 0;
+}
+
+int cfg_check_memory_fits(uint64_t bytes, struct op_error *e)
+{
+	struct host_mem m;
+	if (host_meminfo(&m) == 0 && bytes > m.total) {
+		char a[32], b[32];
+		return op_fail(e, 409, "not enough host memory: %s requested, host has %s",
+			    kvz_format_size(bytes, a, sizeof(a)),
+			    kvz_format_size(m.total, b, sizeof(b)));
+	}
+	return 0;
+}
+
+static int parse_net(json_t *req, json_t *cfg, bool want_ip, struct op_error *e)
+{
+	const char *bridge = cfg_str(req, "bridge");
+	const char *ip = cfg_str(req, "ip");
+	const char *gw = cfg_str(req, "gw");
+	const char *mac = cfg_str(req, "mac");
+	if ((ip || gw) && !want_ip)
+		return op_fail(e, 400, "ip and gw apply to containers; a VM configures its own address");
+	if (ip && !bridge)
+		bridge = "kvzbr0";
+	if (gw && !ip)
+		return op_fail(e, 400, "gw needs ip");
+	for (const char *const *s = (const char *const[]){bridge, ip, gw, mac, NULL}; *s; s++)
+		if (strpbrk(*s, ", =") || strlen(*s) > 64)
+			return op_fail(e, 400, "bad network value \"%s\"", *s);
+	if (ip && !strchr(ip, '/'))
+		return op_fail(e, 400, "ip must be ADDRESS/PREFIX, got \"%s\"", ip);
+	if (bridge)
+		json_object_set_new(cfg, "bridge", json_string(bridge));
+	if (ip)
+		json_object_set_new(cfg, "ip", json_string(ip));
+	if (gw)
+		json_object_set_new(cfg, "gw", json_string(gw));
+	if (mac)
+		json_object_set_new(cfg, "mac", json_string(mac));
+	return 0;
+}
+
+int guest_config_vm(json_t *req, json_t *cfg, struct op_error *e)
+{
+	static const char *const keys[] = {"name", "type", "kernel", "initrd", "cmdline",
+		"memory", "cpus", "disk", "disk_mode", "bridge", "mac", "balloon", "autostart",
+		NULL};
+	if (cfg_check_keys(req, keys, e))
+		return -1;
+	const char *kernel = cfg_str(req, "kernel");
+	if (!kernel || kernel[0] != '/')
+		return op_fail(e, 400, "a VM needs \"kernel\": an absolute path");
+	if (access(kernel, R_OK) < 0)
+		return op_fail(e, 400, "kernel %s: %s", kernel, strerror(errno));
+	json_object_set_new(cfg, "kernel", json_string(kernel));
+	const char *initrd = cfg_str(req, "initrd");
+	if (initrd) {
+		if (initrd[0] != '/' || access(initrd, R_OK) < 0)
+			return op_fail(e, 400, "initrd %s: not a readable absolute path", initrd);
+		json_object_set_new(cfg, "initrd", json_string(initrd));
+	}
+	if (cfg_str(req, "cmdline"))
+		json_object_set_new(cfg, "cmdline", json_string(cfg_str(req, "cmdline")));
+	uint64_t mem = 256ull << 20, soft;
+	json_t *v = json_object_get(req, "memory");
+	if (v && (!cfg_size_pair(v, &soft, &mem) || mem < (16ull << 20)))
+		return op_fail(e, 400, "bad memory for a VM (a size of at least 16M, e.g. \"1G\")");
+	if (cfg_check_memory_fits(mem, e))
+		return -1;
+	json_object_set_new(cfg, "memory", json_integer((json_int_t)mem));
+	json_object_set_new(cfg, "memory_target", json_integer((json_int_t)mem));
+	double cpus = 1;
+	v = json_object_get(req, "cpus");
+	if (v && (!cfg_cpus(v, &cpus) || cpus != (int)cpus || cpus > 64))
+		return op_fail(e, 400, "bad cpus for a VM (a whole number from 1 to 64)");
+	json_object_set_new(cfg, "cpus", json_integer((json_int_t)cpus));
+	uint64_t disk = 0;
+	v = json_object_get(req, "disk");
+	if (v && (!cfg_size(v, &disk) || disk < 1024 * 1024))
+		return op_fail(e, 400, "bad disk size (at least 1M, e.g. \"8G\")");
+	json_object_set_new(cfg, "disk_size", json_integer((json_int_t)disk));
+	const char *mode = cfg_str(req, "disk_mode");
+	if (mode && strcmp(mode, "sparse") && strcmp(mode, "fixed"))
+		return op_fail(e, 400, "disk_mode must be \"sparse\" or \"fixed\"");
+	json_object_set_new(cfg, "disk_mode", json_string(mode ? mode : "sparse"));
+	v = json_object_get(req, "balloon");
+	json_object_set_new(cfg, "balloon", json_boolean(v ? json_is_true(v) : true));
+	return parse_net(req, cfg, false, e);
+}
+
+int guest_config_ct(json_t *req, json_t *cfg, struct op_error *e)
+{
+	static const char *const keys[] = {"name", "type", "template", "memory", "cpus",
+		"pids", "disk", "bridge", "ip", "gw", "command", "autostart", NULL};
+	if (cfg_check_keys(req, keys, e))
+		return -1;
+	const char *tmpl = cfg_str(req, "template");
+	if (!tmpl)
+		tmpl = "busybox";
+	if (strcmp(tmpl, "busybox") && strcmp(tmpl, "debian"))
+		return op_fail(e, 400, "unknown template \"%s\" (busybox or debian)", tmpl);
+	json_object_set_new(cfg, "template", json_string(tmpl));
+	uint64_t soft = 0, hard = 0;
+	json_t *v = json_object_get(req, "memory");
+	if (v && !cfg_size_pair(v, &soft, &hard))
+		return op_fail(e, 400, "bad memory \"%s\" (SOFT:HARD or SIZE, e.g. \"512M:1G\")",
+			    json_is_string(v) ? json_string_value(v) : "?");
+	if (cfg_check_memory_fits(hard, e))
+		return -1;
+	json_object_set_new(cfg, "memory_soft", json_integer((json_int_t)soft));
+	json_object_set_new(cfg, "memory_hard", json_integer((json_int_t)hard));
+	double cpus = 0;
+	v = json_object_get(req, "cpus");
+	if (v && !cfg_cpus(v, &cpus))
+		return op_fail(e, 400, "bad cpus (a number above 0, e.g. 0.5)");
+	json_object_set_new(cfg, "cpus", json_real(cpus));
+	json_int_t pids = 0;
+	v = json_object_get(req, "pids");
+	if (v && (!json_is_integer(v) || (pids = json_integer_value(v)) < 1))
+		return op_fail(e, 400, "bad pids (a whole number above 0)");
+	json_object_set_new(cfg, "pids", json_integer(pids));
+	uint64_t disk = 1ull << 30;
+	v = json_object_get(req, "disk");
+	if (v && (!cfg_size(v, &disk) || disk < (16ull << 20)))
+		return op_fail(e, 400, "bad disk size (at least 16M, e.g. \"4G\")");
+	json_object_set_new(cfg, "disk_size", json_integer((json_int_t)disk));
+	v = json_object_get(req, "command");
+	if (v) {
+		if (!json_is_array(v) || !json_array_size(v) || json_array_size(v) > 32)
+			return op_fail(e, 400, "command must be a non-empty array of strings");
+		size_t i;
+		json_t *s;
+		json_array_foreach(v, i, s)
+			if (!json_is_string(s))
+				return op_fail(e, 400, "command must be a non-empty array of strings");
+		json_object_set(cfg, "command", v);
+	} else {
+		json_object_set_new(cfg, "command", json_pack("[s]", "/sbin/init"));
+	}
+	return parse_net(req, cfg, true, e);
+}

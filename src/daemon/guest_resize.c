@@ -1,0 +1,171 @@
+/* PATCH /v1/guests/NAME: resources of a guest, live through the
+ * supervisor's QMP where it runs (balloon for VMs, kvz-ct "set" for
+ * containers), kept for the next start where it does not. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guest_config.h"
+#include "guest_locks.h"
+#include "guest_ops.h"
+#include "parse.h"
+#include "store.h"
+
+static int set_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
+{
+	static const char *const keys[] = {"memory", "cpus", NULL};
+	if (cfg_check_keys(req, keys, e))
+		return -1;
+	const char *name = cfg_str(g, "name");
+	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
+	bool running = !strcmp(cfg_str(g, "state"), "running");
+	char detail[200] = "";
+	int rc = -1;
+	json_t *v = json_object_get(req, "memory");
+	if (v) {
+		uint64_t soft, mem;
+		if (!cfg_size_pair(v, &soft, &mem) || mem < (16ull << 20)) {
+			op_fail(e, 400, "bad memory (a size of at least 16M)");
+			goto out;
+		}
+		uint64_t max = (uint64_t)json_integer_value(json_object_get(cfg, "memory"));
+		char a[32], b[32];
+		if (running) {
+			if (!json_is_true(json_object_get(cfg, "balloon"))) {
+				op_fail(e, 409, "%s has no balloon device: its memory can change only while stopped", name);
+				goto out;
+			}
+			if (mem > max) {
+				op_fail(e, 409, "%s: a running VM's memory can only shrink below its boot size %s (balloon); stop it to grow",
+				     name, kvz_format_size(max, a, sizeof(a)));
+				goto out;
+			}
+			json_t *args = json_pack("{s:I}", "value", (json_int_t)mem);
+			int r = guest_qmp_call(name, cfg_str(g, "qmp"), "balloon", args, NULL, e);
+			json_decref(args);
+			if (r)
+				goto out;
+			json_object_set_new(cfg, "memory_target", json_integer((json_int_t)mem));
+			snprintf(detail, sizeof(detail), "memory target %s (balloon)",
+				 kvz_format_size(mem, a, sizeof(a)));
+		} else {
+			if (cfg_check_memory_fits(mem, e))
+				goto out;
+			json_object_set_new(cfg, "memory", json_integer((json_int_t)mem));
+			json_object_set_new(cfg, "memory_target", json_integer((json_int_t)mem));
+			snprintf(detail, sizeof(detail), "memory %s",
+				 kvz_format_size(mem, b, sizeof(b)));
+		}
+	}
+	v = json_object_get(req, "cpus");
+	if (v) {
+		double cpus;
+		if (!cfg_cpus(v, &cpus) || cpus != (int)cpus || cpus > 64) {
+			op_fail(e, 400, "bad cpus for a VM (a whole number from 1 to 64)");
+			goto out;
+		}
+		if (running) {
+			op_fail(e, 409, "%s: vCPUs of a running VM cannot change; stop it first", name);
+			goto out;
+		}
+		json_object_set_new(cfg, "cpus", json_integer((json_int_t)cpus));
+		size_t l = strlen(detail);
+		snprintf(detail + l, sizeof(detail) - l, "%scpus %d", l ? ", " : "", (int)cpus);
+	}
+	store_guest_set_config(d->store, name, cfg);
+	store_event_add(d->store, name, "resized", detail);
+	rc = 0;
+out:
+	json_decref(cfg);
+	return rc;
+}
+
+static int set_ct(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
+{
+	static const char *const keys[] = {"memory", "cpus", "pids", "disk", NULL};
+	if (cfg_check_keys(req, keys, e))
+		return -1;
+	const char *name = cfg_str(g, "name");
+	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
+	json_t *args = json_object();
+	bool running = !strcmp(cfg_str(g, "state"), "running");
+	int rc = -1;
+	uint64_t soft, hard, disk;
+	double cpus;
+	json_t *v;
+	if ((v = json_object_get(req, "memory"))) {
+		if (!cfg_size_pair(v, &soft, &hard)) {
+			op_fail(e, 400, "bad memory (SOFT:HARD or SIZE, e.g. \"512M:1G\")");
+			goto out;
+		}
+		if (cfg_check_memory_fits(hard, e))
+			goto out;
+		char s[64];
+		snprintf(s, sizeof(s), "%llu:%llu", (unsigned long long)soft, (unsigned long long)hard);
+		json_object_set_new(args, "memory", json_string(s));
+		json_object_set_new(cfg, "memory_soft", json_integer((json_int_t)soft));
+		json_object_set_new(cfg, "memory_hard", json_integer((json_int_t)hard));
+	}
+	if ((v = json_object_get(req, "cpus"))) {
+		if (!cfg_cpus(v, &cpus)) {
+			op_fail(e, 400, "bad cpus (a number above 0, e.g. 0.5)");
+			goto out;
+		}
+		json_object_set_new(args, "cpus", json_real(cpus));
+		json_object_set_new(cfg, "cpus", json_real(cpus));
+	}
+	if ((v = json_object_get(req, "pids"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1) {
+			op_fail(e, 400, "bad pids (a whole number above 0)");
+			goto out;
+		}
+		json_object_set(args, "pids", v);
+		json_object_set(cfg, "pids", v);
+	}
+	if ((v = json_object_get(req, "disk"))) {
+		if (!cfg_size(v, &disk) || disk < (16ull << 20)) {
+			op_fail(e, 400, "bad disk size (at least 16M)");
+			goto out;
+		}
+		if (!running) {
+			op_fail(e, 409, "%s: a container's disk grows while it runs; start it first", name);
+			goto out;
+		}
+		char s[32];
+		snprintf(s, sizeof(s), "%llu", (unsigned long long)disk);
+		json_object_set_new(args, "disk", json_string(s));
+		json_object_set_new(cfg, "disk_size", json_integer((json_int_t)disk));
+	}
+	if (running && guest_qmp_call(name, cfg_str(g, "qmp"), "set", args, NULL, e))
+		goto out;
+	store_guest_set_config(d->store, name, cfg);
+	char *detail = json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS);
+	store_event_add(d->store, name, "resized", detail);
+	free(detail);
+	rc = 0;
+out:
+	json_decref(args);
+	json_decref(cfg);
+	return rc;
+}
+
+int guest_set(struct kvzd *d, const char *name, json_t *req, struct op_error *e)
+{
+	if (!json_is_object(req) || !json_object_size(req))
+		return op_fail(e, 400, "the body must be a JSON object with what to change");
+	guest_lock(d, name);
+	json_t *g = guest_get_or_404(d, name, e);
+	int rc = -1;
+	if (g) {
+		const char *state = cfg_str(g, "state");
+		if (strcmp(state, "running") && strcmp(state, "stopped") && strcmp(state, "crashed"))
+			op_fail(e, 409, "guest %s is %s; try again", name, state);
+		else if (!strcmp(cfg_str(g, "type"), "vm"))
+			rc = set_vm(d, g, req, e);
+		else
+			rc = set_ct(d, g, req, e);
+	}
+	guest_unlock(d, name);
+	json_decref(g);
+	return rc;
+}
