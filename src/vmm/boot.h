@@ -32,14 +32,20 @@ struct boot_config {
 	const char *cmdline;   /* may be NULL */
 };
 
-enum boot_kind { BOOT_LINUX_BZIMAGE, BOOT_ELF };
+/* BOOT_PVH: an ELF kernel (e.g. Linux's vmlinux) with a Xen PVH entry
+ * note, entered in 32-bit protected mode, paging off, RBX = start info. */
+enum boot_kind { BOOT_LINUX_BZIMAGE, BOOT_ELF, BOOT_PVH };
 
-/* Where the BSP starts: 64-bit mode, paging on, RSI = zero page. */
+/* Where the BSP starts: 64-bit mode, paging on, RSI = zero page; or for
+ * PVH 32-bit mode at rip with RBX = the hvm_start_info. */
 struct boot_entry {
 	enum boot_kind kind;
 	uint64_t rip;
 	uint64_t rsi;
+	uint64_t rbx;
 };
+
+#define BOOT_PVH_START_INFO_ADDR 0x6000   /* start info, module list, memory map */
 
 /* Loads kernel, initrd, command line, zero page with e820, page tables and
  * GDT into m. Returns 0, or -1 with one line in err. */

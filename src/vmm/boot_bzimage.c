@@ -124,5 +124,6 @@ int boot_load_bzimage(struct guest_mem *m, const uint8_t *img, size_t size,
 	entry->kind = BOOT_LINUX_BZIMAGE;
 	entry->rip = BOOT_KERNEL_ADDR + 0x200;
 	entry->rsi = BOOT_ZERO_PAGE_ADDR;
+	entry->rbx = 0;
 	return 0;
 }

@@ -144,22 +144,26 @@ void vcpu_destroy(struct vcpu *v)
 	v->fd = -1;
 }
 
-static void set_seg(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code)
+/* A flat 4 GiB segment; long_mode makes it a 64-bit code segment. */
+static void set_seg(struct kvm_segment *s, uint16_t sel, uint8_t type, bool long_mode)
 {
 	*s = (struct kvm_segment){
 		.base = 0, .limit = 0xFFFFFFFF, .selector = sel, .type = type,
-		.present = 1, .dpl = 0, .db = code ? 0 : 1, .s = 1, .l = code ? 1 : 0, .g = 1,
+		.present = 1, .dpl = 0, .db = long_mode ? 0 : 1, .s = 1, .l = long_mode ? 1 : 0, .g = 1,
 	};
 }
 
-static int setup_long_mode(struct vcpu *v, const struct boot_entry *e, char *err, size_t errlen)
+/* The BSP's (or every ELF vCPU's) entry state: 64-bit mode with the boot
+ * page tables, or for PVH flat 32-bit protected mode with paging off. */
+static int setup_entry_mode(struct vcpu *v, const struct boot_entry *e, char *err, size_t errlen)
 {
 	struct kvm_sregs sr;
 	if (ioctl(v->fd, KVM_GET_SREGS, &sr) < 0) {
 		snprintf(err, errlen, "vCPU %d: KVM_GET_SREGS: %s", v->id, strerror(errno));
 		return -1;
 	}
-	set_seg(&sr.cs, BOOT_CS, 0xB, true);
+	bool pvh = e->kind == BOOT_PVH;
+	set_seg(&sr.cs, BOOT_CS, 0xB, !pvh);
 	set_seg(&sr.ds, BOOT_DS, 0x3, false);
 	sr.es = sr.fs = sr.gs = sr.ss = sr.ds;
 	sr.tr = (struct kvm_segment){.selector = BOOT_TSS, .limit = 0x67, .type = 0xB, .present = 1};
@@ -167,15 +171,15 @@ static int setup_long_mode(struct vcpu *v, const struct boot_entry *e, char *err
 	sr.gdt.limit = 5 * 8 - 1;
 	sr.idt.base = 0;
 	sr.idt.limit = 0;
-	sr.cr0 = 0x80050033;     /* PG WP NE ET MP PE */
-	sr.cr3 = BOOT_PML4_ADDR;
-	sr.cr4 = 0x20;           /* PAE */
-	sr.efer = 0x500;         /* LME LMA */
+	sr.cr0 = pvh ? 0x11 : 0x80050033;   /* PVH: ET PE; else PG WP NE ET MP PE */
+	sr.cr3 = pvh ? 0 : BOOT_PML4_ADDR;
+	sr.cr4 = pvh ? 0 : 0x20;            /* PAE */
+	sr.efer = pvh ? 0 : 0x500;          /* LME LMA */
 	if (ioctl(v->fd, KVM_SET_SREGS, &sr) < 0) {
 		snprintf(err, errlen, "vCPU %d: KVM_SET_SREGS: %s", v->id, strerror(errno));
 		return -1;
 	}
-	struct kvm_regs r = {.rip = e->rip, .rsi = e->rsi, .rflags = 0x2, .rsp = 0};
+	struct kvm_regs r = {.rip = e->rip, .rsi = e->rsi, .rbx = e->rbx, .rflags = 0x2};
 	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0) {
 		snprintf(err, errlen, "vCPU %d: KVM_SET_REGS: %s", v->id, strerror(errno));
 		return -1;
@@ -194,7 +198,7 @@ int vcpu_setup_boot(struct vcpu *v, const struct boot_entry *e, char *err, size_
 	 * start waiting for it. Our ELF test guests run every vCPU from the
 	 * entry and tell them apart by APIC id. */
 	bool starts_now = v->id == 0 || e->kind == BOOT_ELF;
-	if (starts_now && setup_long_mode(v, e, err, errlen) < 0)
+	if (starts_now && setup_entry_mode(v, e, err, errlen) < 0)
 		return -1;
 	struct kvm_mp_state mp = {
 		.mp_state = starts_now ? KVM_MP_STATE_RUNNABLE : KVM_MP_STATE_UNINITIALIZED,

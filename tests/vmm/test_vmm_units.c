@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <elf.h>
 
 #include "boot.h"
 #include "cpuid.h"
@@ -270,6 +271,82 @@ static void test_bzimage_load(void **state)
 	guest_mem_destroy(&m);
 }
 
+/* ---- ELF and PVH loaders ---- */
+
+/* An ELF with one PT_LOAD at 2 MiB and, with pvh, a Xen PVH entry note. */
+static uint8_t *fake_elf(size_t *size, bool pvh)
+{
+	*size = 4096;
+	uint8_t *img = calloc(1, *size);
+	Elf64_Ehdr eh = {.e_type = ET_EXEC, .e_machine = EM_X86_64, .e_version = EV_CURRENT,
+			 .e_entry = 0x200010, .e_phoff = sizeof(Elf64_Ehdr),
+			 .e_ehsize = sizeof(Elf64_Ehdr), .e_phentsize = sizeof(Elf64_Phdr),
+			 .e_phnum = 2};
+	memcpy(eh.e_ident, ELFMAG, SELFMAG);
+	eh.e_ident[EI_CLASS] = ELFCLASS64;
+	memcpy(img, &eh, sizeof(eh));
+	Elf64_Phdr load = {.p_type = PT_LOAD, .p_offset = 1024, .p_paddr = 0x200000,
+			   .p_filesz = 16, .p_memsz = 8192};
+	Elf64_Phdr note = {.p_type = pvh ? PT_NOTE : PT_NULL, .p_offset = 2048, .p_filesz = 24};
+	memcpy(img + eh.e_phoff, &load, sizeof(load));
+	memcpy(img + eh.e_phoff + sizeof(load), &note, sizeof(note));
+	memcpy(img + 1024, "ELF-PAYLOAD-0123", 16);
+	Elf64_Nhdr nh = {.n_namesz = 4, .n_descsz = 8, .n_type = 18};
+	uint64_t entry32 = 0x200040;
+	memcpy(img + 2048, &nh, sizeof(nh));
+	memcpy(img + 2048 + sizeof(nh), "Xen", 4);
+	memcpy(img + 2048 + sizeof(nh) + 4, &entry32, 8);
+	return img;
+}
+
+static void test_elf_and_pvh_load(void **state)
+{
+	(void)state;
+	struct guest_mem m;
+	assert_int_equal(guest_mem_init(&m, 32 << 20), 0);
+	char err[256] = "";
+	struct boot_entry e;
+	struct boot_config cfg = {.kernel = "fake.elf", .cmdline = "x=1"};
+	size_t size;
+	uint8_t *img = fake_elf(&size, false);
+	memset(guest_mem_ptr(&m, 0x200000 + 16, 16), 0xEE, 16);   /* bss must be cleared */
+	assert_int_equal(boot_load_elf(&m, img, size, &cfg, &e, err, sizeof(err)), 0);
+	assert_int_equal(e.kind, BOOT_ELF);
+	assert_int_equal(e.rip, 0x200010);
+	assert_int_equal(e.rsi, BOOT_ZERO_PAGE_ADDR);
+	assert_memory_equal(guest_mem_ptr(&m, 0x200000, 16), "ELF-PAYLOAD-0123", 16);
+	assert_int_equal(*(uint8_t *)guest_mem_ptr(&m, 0x200000 + 20, 1), 0);
+	free(img);
+
+	img = fake_elf(&size, true);
+	assert_int_equal(boot_load_elf(&m, img, size, &cfg, &e, err, sizeof(err)), 0);
+	assert_int_equal(e.kind, BOOT_PVH);
+	assert_int_equal(e.rip, 0x200040);
+	assert_int_equal(e.rbx, BOOT_PVH_START_INFO_ADDR);
+	uint8_t *si = guest_mem_ptr(&m, BOOT_PVH_START_INFO_ADDR, 64);
+	assert_int_equal(rd32(si), 0x336ec578);                  /* magic */
+	assert_int_equal(rd32(si + 4), 1);                       /* version */
+	uint64_t cmdline, memmap;
+	memcpy(&cmdline, si + 24, 8);
+	memcpy(&memmap, si + 40, 8);
+	assert_int_equal(cmdline, BOOT_CMDLINE_ADDR);
+	assert_string_equal((char *)guest_mem_ptr(&m, cmdline, 1), "x=1");
+	assert_int_equal(rd32(si + 48), 3);                      /* memmap entries */
+	uint64_t a, l;
+	memcpy(&a, guest_mem_ptr(&m, memmap + 48, 8), 8);
+	memcpy(&l, guest_mem_ptr(&m, memmap + 56, 8), 8);
+	assert_int_equal(a, BOOT_KERNEL_ADDR);
+	assert_int_equal(a + l, 32u << 20);
+
+	/* Corrupt program header table. */
+	Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
+	eh->e_phnum = 200;
+	assert_int_equal(boot_load_elf(&m, img, size, &cfg, &e, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "corrupt"));
+	free(img);
+	guest_mem_destroy(&m);
+}
+
 /* ---- UART ---- */
 
 static uint8_t uart_in(struct serial *s, unsigned reg)
@@ -391,6 +468,7 @@ int main(void)
 		cmocka_unit_test(test_pci_config_and_bars),
 		cmocka_unit_test(test_mptable),
 		cmocka_unit_test(test_bzimage_load),
+		cmocka_unit_test(test_elf_and_pvh_load),
 		cmocka_unit_test(test_uart_registers),
 		cmocka_unit_test(test_cpuid_models),
 	};
