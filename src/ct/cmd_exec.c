@@ -73,6 +73,36 @@ static void enter_namespaces(pid_t pid)
 	close(root);
 }
 
+static int wait_code(pid_t pid)
+{
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			kvz_die("waitpid: %m");
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Runs in a child: joins the container, then forks the command, since
+ * joining a pid namespace only applies to children. */
+static int run_inside(pid_t init, json_t *cgroups, const char *name, char **cmd)
+{
+	signal(SIGINT, SIG_DFL);
+	signal(SIGQUIT, SIG_DFL);
+	join_cgroups(cgroups);
+	enter_namespaces(init);
+	pid_t pid = fork();
+	if (pid < 0)
+		kvz_die("fork: %m");
+	if (pid == 0) {
+		char *envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+				"HOME=/root", "TERM=linux", "container=kvz", NULL};
+		execvpe(cmd[0], cmd, envp);
+		kvz_error("cannot run '%s' in container '%s': %m", cmd[0], name);
+		_exit(127);
+	}
+	return wait_code(pid);
+}
+
 int cmd_exec(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -98,25 +128,18 @@ int cmd_exec(int argc, char **argv)
 	if (!st)
 		kvz_die("%s", err);
 	pid_t init = (pid_t)json_integer_value(json_object_get(st, "init-pid"));
-	join_cgroups(json_object_get(st, "cgroups"));
+	json_t *cgroups = json_incref(json_object_get(st, "cgroups"));
 	json_decref(st);
-	enter_namespaces(init);
-	/* Joining a pid namespace only applies to children. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+	/* The namespaces are entered by a child, so that this process stays
+	 * where it was (LeakSanitizer, for one, cannot stop the world from
+	 * inside another pid namespace). */
 	pid_t pid = fork();
 	if (pid < 0)
 		kvz_die("fork: %m");
-	if (pid == 0) {
-		char *envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-				"HOME=/root", "TERM=linux", "container=kvz", NULL};
-		execvpe(argv[optind], argv + optind, envp);
-		kvz_error("cannot run '%s' in container '%s': %m", argv[optind], name);
-		_exit(127);
-	}
-	signal(SIGINT, SIG_IGN);
-	signal(SIGQUIT, SIG_IGN);
-	int status;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			kvz_die("waitpid: %m");
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	if (pid == 0)
+		_exit(run_inside(init, cgroups, name, argv + optind));
+	json_decref(cgroups);
+	return wait_code(pid);
 }
