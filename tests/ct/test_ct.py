@@ -157,6 +157,16 @@ def test_exit_code_and_exec(env, bbroot):
     assert re.search(r"^\s*1 .*sleep", ps, re.M), ps
     listed = json.loads(kvz("list", "--json", "--run-dir", env.run_dir).stdout)
     assert [c["name"] for c in listed] == [n]
+    # Live changes through QMP with numbers, and --cpuset on the command line.
+    assert qmp(env.state(n)["qmp"], "set", {"cpus": 0.5, "pids": 50}) == {"return": {}}
+    env.set(n, "--cpuset", "0", "--cpu-weight", "50")
+    cg = {c.split("/")[4]: c for c in env.state(n)["cgroups"]}
+    assert open(cg["cpu"] + "/cpu.cfs_quota_us").read().strip() == "50000"
+    assert open(cg["cpu"] + "/cpu.shares").read().strip() == "512"
+    assert open(cg["pids"] + "/pids.max").read().strip() == "50"
+    assert open(cg["cpuset"] + "/cpuset.cpus").read().strip() == "0"
+    bad = qmp(env.state(n)["qmp"], "set", {"memory": "lots"})
+    assert "invalid --memory" in bad["error"]["desc"]
     env.stop(n)
 
 
@@ -336,6 +346,27 @@ def test_busybox_init_poweroff(env):
     t0 = time.monotonic()
     env.stop(n, timeout="20")
     assert time.monotonic() - t0 < 10
+
+
+def test_shutdown_event(env, bbroot):
+    n = env.name("ev")
+    env.start(n, "--rootfs", bbroot, "--", "sh", "-c", "sleep 1.5; exit 3")
+    path = env.state(n)["qmp"]
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(path)
+    f = s.makefile("rw")
+    json.loads(f.readline())
+    f.write('{"execute": "qmp_capabilities"}\n')
+    f.flush()
+    assert "return" in json.loads(f.readline())
+    ev = json.loads(f.readline())
+    assert ev["event"] == "SHUTDOWN" and ev["data"]["exit-code"] == 3, ev
+    s.close()
+    deadline = time.monotonic() + 5
+    while leftovers(env, n) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not leftovers(env, n)
 
 
 def test_console_socket(env, bbroot, tmp_path):
