@@ -3,6 +3,7 @@
  * sends each command and prints its reply on one line; events are skipped.
  * Exit status 0 when every reply was a "return", 1 otherwise. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +40,8 @@ static int read_line(int fd, char *line, size_t cap)
 	}
 }
 
-/* Sends cmd and prints the reply; returns 0 for a "return". */
-static int command(int fd, const char *cmd)
+/* Sends cmd and prints the reply when show; returns 0 for a "return". */
+static int command(int fd, const char *cmd, bool show)
 {
 	char line[65536];
 	size_t len = strlen(cmd);
@@ -56,7 +57,8 @@ static int command(int fd, const char *cmd)
 		}
 		if (strstr(line, "\"event\""))
 			continue;
-		printf("%s\n", line);
+		if (show)
+			printf("%s\n", line);
 		return strncmp(line, "{\"return\"", 9) == 0 ? 0 : 1;
 	}
 }
@@ -85,10 +87,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int rc = 0;
-	if (command(fd, "{\"execute\": \"qmp_capabilities\"}") != 0)
+	if (command(fd, "{\"execute\": \"qmp_capabilities\"}", false) != 0)
 		return 2;
 	for (int i = 2; i < argc; i++)
-		if (command(fd, argv[i]) != 0)
+		if (command(fd, argv[i], true) != 0)
 			rc = 1;
 	close(fd);
 	return rc;

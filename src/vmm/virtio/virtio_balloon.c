@@ -24,6 +24,11 @@
 
 #define PAGE 4096u
 #define QUEUE_SIZE 128
+/* Linux sends at most 256 frame numbers per buffer and a dozen statistics;
+ * a buffer claiming far more (up to all of guest RAM) would keep the I/O
+ * thread busy for minutes, so the excess is ignored. */
+#define MAX_PFNS_PER_BUFFER 65536
+#define MAX_STATS_PER_BUFFER 64
 
 /* QEMU's names for the statistics tags, by tag number. */
 static const char *const stat_names[VIRTIO_BALLOON_NSTATS] = {
@@ -62,9 +67,11 @@ static void inflate(struct virtio_balloon *b)
 	struct virtq_elem *e = &b->elem;
 	uint64_t run_start = 0, run_len = 0;
 	uint32_t pfns[256];
+	uint64_t len = e->out_len < MAX_PFNS_PER_BUFFER * 4 ? e->out_len : MAX_PFNS_PER_BUFFER * 4;
 
-	for (uint64_t off = 0; off + 4 <= e->out_len; off += sizeof(pfns)) {
-		size_t got = virtq_iov_to_buf(e->iov, e->nout, off, pfns, sizeof(pfns)) / 4;
+	for (uint64_t off = 0; off + 4 <= len; off += sizeof(pfns)) {
+		size_t want = len - off < sizeof(pfns) ? len - off : sizeof(pfns);
+		size_t got = virtq_iov_to_buf(e->iov, e->nout, off, pfns, want) / 4;
 		for (size_t i = 0; i < got; i++) {
 			uint64_t pfn = pfns[i];
 			if (run_len && pfn == run_start + run_len) {
@@ -86,7 +93,10 @@ static void read_stats(struct virtio_balloon *b)
 	struct virtq_elem *e = &b->elem;
 	uint8_t rec[10];  /* le16 tag, le64 value, packed */
 
-	for (uint64_t off = 0; off + sizeof(rec) <= e->out_len; off += sizeof(rec)) {
+	uint64_t len = e->out_len < MAX_STATS_PER_BUFFER * sizeof(rec) ? e->out_len
+								 : MAX_STATS_PER_BUFFER * sizeof(rec);
+
+	for (uint64_t off = 0; off + sizeof(rec) <= len; off += sizeof(rec)) {
 		virtq_iov_to_buf(e->iov, e->nout, off, rec, sizeof(rec));
 		uint16_t tag = rec[0] | rec[1] << 8;
 		uint64_t v = 0;
