@@ -127,3 +127,45 @@ def test_guests_in_lab():
     m = re.search(r"BIG: KVZLAB-L2-INIT cpus=3 memtotal_kb=(\d+)", out)
     assert m, "the 3-vCPU, 4.5 GiB guest did not reach init"
     assert int(m.group(1)) > 4 * 1024 * 1024, "RAM above 4 GiB not seen by the guest"
+
+
+def extract_vmlinux(bzimage, out):
+    """The uncompressed ELF inside a bzImage (xz, gzip or zstd payload), or
+    None when this Python cannot decompress it."""
+    import gzip
+    import lzma
+    data = open(bzimage, "rb").read()
+    for magic, unpack in ((b"\xfd7zXZ\x00", lambda b: lzma.LZMADecompressor().decompress(b)),
+                          (b"\x1f\x8b\x08", lambda b: gzip.decompress(b))):
+        i = data.find(magic)
+        if i < 0:
+            continue
+        try:
+            elf = unpack(data[i:])
+        except (lzma.LZMAError, OSError, EOFError):
+            continue
+        if elf[:4] == b"\x7fELF":
+            with open(out, "wb") as f:
+                f.write(elf)
+            return out
+    return None
+
+
+def test_pvh_vmlinux_in_lab(tmp_path):
+    """The same Debian kernel as an uncompressed vmlinux, through its PVH
+    entry note: 2 vCPUs reach init and the reboot ends kvz-vmm with 0."""
+    kvzlab.skip_unless_lab()
+    vmlinux = extract_vmlinux(kvzlab.lab_kernel(), str(tmp_path / "vmlinux"))
+    if not vmlinux:
+        pytest.skip("cannot extract vmlinux from the lab kernel's bzImage")
+    script = r"""
+/bin/kvz-vmm --kernel /g/vmlinux --initrd /l2/initrd.cpio.gz --cmdline 'console=ttyS0 panic=-1' \
+   --cpus 2 --memory 512M > /tmp/pvh.out 2>&1; echo "PVH-EXIT $?"
+grep -E 'KVZLAB-L2-INIT|Linux version' /tmp/pvh.out | sed 's/^/PVH: /'
+"""
+    res = kvzlab.run_in_lab(script, files={vmlinux: "/g/vmlinux"}, smp=2, timeout=300)
+    out = res.output
+    print(out)
+    assert "PVH-EXIT 0" in out
+    assert "PVH: [" in out and "Linux version" in out
+    assert re.search(r"PVH: KVZLAB-L2-INIT cpus=2 memtotal_kb=\d+", out)
