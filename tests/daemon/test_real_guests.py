@@ -165,6 +165,7 @@ set -x
 mkdir -p /tmp/k
 kvzd --state-dir /tmp/k/state --run-dir /tmp/k/run --socket /tmp/k/s.sock \
      --vmm /bin/kvz-vmm --ct /bin/false --sample-interval 1 > /tmp/k/kvzd.log 2>&1 &
+kvzd_pid=$!
 export KVZ_SOCKET=/tmp/k/s.sock
 for i in 1 2 3 4 5 6 7 8 9 10; do [ -S /tmp/k/s.sock ] && break; sleep 1; done
 kvz create vm deb --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz \
@@ -191,6 +192,14 @@ for i in $(seq 1 30); do
     sleep 1
 done
 kvz --json stats deb | grep -c ts_ms
+# kvzd dies hard and comes back: the VM runs on and is adopted.
+kill -9 $kvzd_pid
+sleep 1
+kvzd --state-dir /tmp/k/state --run-dir /tmp/k/run --socket /tmp/k/s.sock \
+     --vmm /bin/kvz-vmm --ct /bin/false --sample-interval 1 >> /tmp/k/kvzd.log 2>&1 &
+for i in 1 2 3 4 5 6 7 8 9 10; do kvz host > /dev/null 2>&1 && break; sleep 1; done
+kvz events --guest deb | grep -q adopted && echo KVZ-ADOPTED
+kvz list
 kvz stop deb || exit 14
 kvz destroy deb || exit 15
 kvz events
@@ -220,6 +229,7 @@ def test_vm_debian_kernel_in_lab():
     assert res.exit_code == 0 and "KVZ-LAB-DONE" in out, out[-6000:]
     assert "KVZ-L2-UP cpus=2" in out
     assert "KVZ-BALLOON-OK" in out, "balloon target not reached: " + out[-3000:]
+    assert "KVZ-ADOPTED" in out, out[-3000:]
     assert re.search(r"deb\s+vm\s+running", out), out[-4000:]
     for ev in ("created", "started", "resized", "stopped", "destroyed"):
         assert re.search(r"deb\s+%s" % ev, out), ev
