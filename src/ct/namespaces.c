@@ -43,6 +43,20 @@ static int setup_net(const struct net_opts *n, char *err, size_t len)
 	return n->has_gw ? nl_route_default("eth0", n->gw, err, len) : 0;
 }
 
+/* Like vzctl: the container's own boot scripts (Debian's hostname.sh) set
+ * the hostname from /etc/hostname, so --hostname goes there too. A root
+ * without /etc or a read-only one just keeps its file. */
+static void write_etc_hostname(const char *host)
+{
+	int fd = open("/etc/hostname", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return;
+	if (dprintf(fd, "%s\n", host) < 0) {
+		/* nothing else to do: the kernel hostname is set already */
+	}
+	close(fd);
+}
+
 static int setup_console(const struct child_cfg *cfg, char *err, size_t len)
 {
 	if (setsid() < 0 && errno != EPERM) {
@@ -112,8 +126,11 @@ static __attribute__((noreturn)) void container_main(const struct child_cfg *cfg
 	if (err[0])
 		child_fail(cfg, err);
 	if (setup_net(&o->net, err, sizeof(err)) < 0 ||
-	    rootfs_enter(cfg->target, cfg->console, err, sizeof(err)) < 0 ||
-	    setup_console(cfg, err, sizeof(err)) < 0 || drop_caps(err, sizeof(err)) < 0)
+	    rootfs_enter(cfg->target, cfg->console, err, sizeof(err)) < 0)
+		child_fail(cfg, err);
+	if (o->hostname)
+		write_etc_hostname(o->hostname);
+	if (setup_console(cfg, err, sizeof(err)) < 0 || drop_caps(err, sizeof(err)) < 0)
 		child_fail(cfg, err);
 	if (cfg->console_slave > 2)
 		close(cfg->console_slave);
