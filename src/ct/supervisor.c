@@ -91,6 +91,7 @@ static int setup_bridge(struct supervisor *s, char *err, size_t len)
 		return 0;
 	if (nl_bridge_ensure(n->bridge, &created, err, len) < 0)
 		return -1;
+	s->bridge_created = created;
 	if (created && n->has_gw && nl_addr_add(n->bridge, n->gw, n->prefix, err, len) < 0)
 		return -1;
 	return 0;
@@ -398,6 +399,11 @@ int supervisor_run(const struct run_opts *o, int notify_fd)
 	}
 	if (set_up(s, err, sizeof(err)) < 0) {
 		teardown(s);
+		/* A bridge made for a container that never ran goes too; once a
+		 * container has run, the bridge stays for the others on it. */
+		char e2[256];
+		if (s->bridge_created && nl_link_del(s->o->net.bridge, e2, sizeof(e2)) < 0)
+			kvz_warn("%s", e2);
 		kvz_error("%s", err);
 		return 1;
 	}

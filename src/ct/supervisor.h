@@ -30,6 +30,7 @@ struct supervisor {
 	bool mounted;
 	int lock_fd;
 	char veth[16];
+	bool bridge_created;
 	pid_t init_pid;
 	struct qmp_server *qmp;
 	struct console con;

@@ -348,6 +348,24 @@ def test_busybox_init_poweroff(env):
     assert time.monotonic() - t0 < 10
 
 
+def test_swap_and_qmp_quit(env, bbroot):
+    n = env.name("q")
+    env.start(n, "--rootfs", bbroot, "--memory", "32M:64M", "--swap", "32M")
+    mem = f"{CG_ROOT}/memory/kvz/{n}"
+    assert int(open(mem + "/memory.memsw.limit_in_bytes").read()) == 96 << 20
+    env.set(n, "--memory", "128M:128M")  # memsw raised before the limit
+    assert int(open(mem + "/memory.memsw.limit_in_bytes").read()) == 160 << 20
+    assert int(open(mem + "/memory.limit_in_bytes").read()) == 128 << 20
+    env.set(n, "--memory", "16M:32M", "--swap", "0")  # limit lowered before memsw
+    assert int(open(mem + "/memory.memsw.limit_in_bytes").read()) == 32 << 20
+    sup = env.state(n)["supervisor-pid"]
+    assert qmp(env.state(n)["qmp"], "quit") == {"return": {}}
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{sup}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not leftovers(env, n)
+
+
 def test_shutdown_event(env, bbroot):
     n = env.name("ev")
     env.start(n, "--rootfs", bbroot, "--", "sh", "-c", "sleep 1.5; exit 3")
@@ -407,7 +425,8 @@ def test_userns(env, bbroot):
         shutil.rmtree(top)
 
 
-@pytest.mark.parametrize("case", ["name", "dup", "rootfs", "memory", "cpus", "bridge", "noimage", "net"])
+@pytest.mark.parametrize("case", ["name", "dup", "rootfs", "memory", "cpus", "bridge", "noimage", "net",
+                                  "cmd", "hostname"])
 def test_bad_input(env, bbroot, case):
     n = env.name("e")
     before = set(os.listdir("/sys/class/net"))
@@ -420,12 +439,18 @@ def test_bad_input(env, bbroot, case):
         "bridge": ["--name", n, "--rootfs", bbroot, "--net", "bridge=br:bad,ip=172.29.0.2/24"],
         "noimage": ["--name", n],
         "net": ["--name", n, "--rootfs", bbroot, "--net", "bridge=x,ip=300.1.1.1/24"],
+        # Fails inside the container, after cgroup, veth and mounts exist.
+        "cmd": ["--name", n, "--rootfs", bbroot, "--memory", "64M", "--net",
+                f"bridge=kvzc{UID},ip=172.28.{UID % 250}.2/24", "--", "/no/such/program"],
+        "hostname": ["--name", n, "--rootfs", bbroot, "--hostname", "bad host"],
     }[case]
     if case == "dup":
         env.start(n, "--rootfs", bbroot)
     r = kvz("run", "--ct-root", env.ct_root, "--run-dir", env.run_dir, *args, "--", "true",
             check=False)
     one_error_line(r)
+    if case == "cmd":
+        assert "cannot run '/no/such/program'" in r.stderr
     if case == "dup":
         assert "already running" in r.stderr
         assert env.exec(n, "true").returncode == 0  # the first one is untouched
