@@ -83,8 +83,12 @@ int nl_bridge_ensure(const char *br, bool *created, char *err, size_t len)
 	mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "bridge");
 	mnl_attr_nest_end(nlh, info);
 	snprintf(what, sizeof(what), "cannot create bridge '%s'", br);
-	if (nl_talk(nlh, what, err, len) < 0)
-		return -1;
+	if (nl_talk(nlh, what, err, len) < 0) {
+		/* Another supervisor may have created it a moment ago. */
+		if (!if_nametoindex(br))
+			return -1;
+		return nl_link_up(br, err, len);
+	}
 	*created = true;
 	return nl_link_up(br, err, len);
 }
