@@ -93,6 +93,8 @@ static int parse_net(json_t *req, json_t *cfg, bool want_ip, struct op_error *e)
 		bridge = "kvzbr0";
 	if (gw && !ip)
 		return op_fail(e, 400, "gw needs ip");
+	if (want_ip && bridge && !ip)
+		return op_fail(e, 400, "a container on a bridge needs ip (A.B.C.D/P)");
 	for (const char *const *s = (const char *const[]){bridge, ip, gw, mac, NULL}; *s; s++)
 		if (strpbrk(*s, ", =") || strlen(*s) > 64)
 			return op_fail(e, 400, "bad network value \"%s\"", *s);
@@ -114,6 +116,8 @@ int guest_config_vm(json_t *req, json_t *cfg, struct op_error *e)
 	static const char *const keys[] = {"name", "type", "kernel", "initrd", "cmdline",
 		"memory", "cpus", "disk", "disk_mode", "bridge", "mac", "balloon", "autostart",
 		NULL};
+	if (json_object_get(req, "ip") || json_object_get(req, "gw"))
+		return op_fail(e, 400, "ip and gw apply to containers; a VM configures its own address");
 	if (cfg_check_keys(req, keys, e))
 		return -1;
 	const char *kernel = cfg_str(req, "kernel");

@@ -234,11 +234,12 @@ static void vm_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 		/* Tap names are at most 15 bytes. */
 		char tap[16];
 		snprintf(tap, sizeof(tap), "kvz%.12s", name);
+		arg(a, "--net");
 		if (cfg_str(cfg, "mac"))
-			arg(a, "--net=tap=%s,bridge=%s,mac=%s", tap, cfg_str(cfg, "bridge"),
+			arg(a, "tap=%s,bridge=%s,mac=%s", tap, cfg_str(cfg, "bridge"),
 			    cfg_str(cfg, "mac"));
 		else
-			arg(a, "--net=tap=%s,bridge=%s", tap, cfg_str(cfg, "bridge"));
+			arg(a, "tap=%s,bridge=%s", tap, cfg_str(cfg, "bridge"));
 	}
 	if (json_is_true(json_object_get(cfg, "balloon")))
 		arg(a, "--balloon");

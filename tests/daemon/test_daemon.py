@@ -72,6 +72,7 @@ def test_vm_lifecycle(kvzd):
     with open("/proc/%d/cmdline" % g["pid"]) as f:
         argv = f.read().split("\0")
     assert "--balloon" in argv and argv[argv.index("--disk") + 1] == img
+    assert "--net" not in argv
     # Started in its own session, so that kvzd's terminal and death do not reach it.
     assert os.getsid(g["pid"]) == g["pid"]
 
@@ -159,6 +160,23 @@ def test_ct_lifecycle(kvzd):
     assert not os.path.exists(os.path.join(d.state, "ct/c1"))
     assert event_types(d, "c1") == ["created", "started", "resized", "stopped",
                                     "resized", "destroyed"]
+
+
+def test_vm_network_arguments(kvzd):
+    d = kvzd
+    d.kvz("create", "vm", "netvm", "--kernel", d.kernel, "--net",
+          "bridge=kvztestbr,mac=52:54:00:12:34:56", "--no-balloon")
+    d.kvz("start", "netvm")
+    with open("/proc/%d/cmdline" % d.guest("netvm")["pid"]) as f:
+        argv = f.read().split("\0")
+    assert argv[argv.index("--net") + 1] == "tap=kvznetvm,bridge=kvztestbr,mac=52:54:00:12:34:56"
+    assert "--balloon" not in argv
+    r = d.kvz("set", "netvm", "--memory", "128M", check=False)
+    assert r.returncode == 1 and "no balloon" in r.stderr
+    r = d.kvz("create", "vm", "v2", "--kernel", d.kernel, "--ip", "10.0.0.2/24", check=False)
+    assert r.returncode == 1 and "apply to containers" in r.stderr
+    r = d.kvz("create", "ct", "c2", "--bridge", "br0", check=False)
+    assert r.returncode == 1 and "needs ip" in r.stderr
 
 
 def test_destroy_force_stops(kvzd):
