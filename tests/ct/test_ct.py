@@ -279,6 +279,11 @@ def test_backup_destroy_restore(env, tmp_path):
     env.exec(n, "sh", "-c", "echo hello > /root/a; dd if=/dev/urandom of=/root/b bs=1k count=300 2>/dev/null;"
              " mkdir -p /srv/x; ln -s /root/a /srv/x/link; chmod 600 /root/a")
     want = env.exec(n, "sh", "-c", "md5sum /root/a /root/b; ls -l /root/a /srv/x/link | cut -c1-10").stdout
+    live = str(tmp_path / "live.tar.zst")  # read through the supervisor's mount
+    kvz("backup", "--name", n, "--output", live, "--ct-root", env.ct_root, "--run-dir", env.run_dir)
+    names = subprocess.run(["tar", "--zstd", "-tf", live], capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert names[0] == "kvz-backup.json" and "./root/b" in names and "./srv/x/link" in names
     env.stop(n)
     out = str(tmp_path / "b.tar.zst")
     kvz("backup", "--name", n, "--output", out, "--ct-root", env.ct_root)
