@@ -3,6 +3,7 @@
 #include "cmd_common.h"
 #include "ct.h"
 #include "log.h"
+#include "namespaces.h"
 #include "state.h"
 
 #include <errno.h>
@@ -53,6 +54,7 @@ static void enter_namespaces(pid_t pid)
 	if (root < 0)
 		kvz_die("cannot open %s: %m", path);
 	int fds[7];
+	bool userns = !same_ns(pid, "user");
 	for (size_t i = 0; i < 7; i++) {
 		fds[i] = -1;
 		if (same_ns(pid, order[i]))
@@ -71,6 +73,9 @@ static void enter_namespaces(pid_t pid)
 	if (fchdir(root) < 0 || chroot(".") < 0 || chdir("/") < 0)
 		kvz_die("cannot enter the container's root: %m");
 	close(root);
+	char err[256];
+	if ((userns && ns_become_root(err, sizeof(err)) < 0) || ns_drop_caps(err, sizeof(err)) < 0)
+		kvz_die("%s", err);
 }
 
 static int wait_code(pid_t pid)

@@ -83,7 +83,7 @@ static int setup_console(const struct child_cfg *cfg, char *err, size_t len)
 	return 0;
 }
 
-static int drop_caps(char *err, size_t len)
+int ns_drop_caps(char *err, size_t len)
 {
 	for (size_t i = 0; i < sizeof(dropped_caps) / sizeof(dropped_caps[0]); i++)
 		if (prctl(PR_CAPBSET_DROP, dropped_caps[i], 0, 0, 0) < 0 && errno != EINVAL) {
@@ -93,7 +93,7 @@ static int drop_caps(char *err, size_t len)
 	return 0;
 }
 
-static int become_root(char *err, size_t len)
+int ns_become_root(char *err, size_t len)
 {
 	if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0) {
 		snprintf(err, len, "cannot become root in the user namespace: %s", strerror(errno));
@@ -117,7 +117,7 @@ static __attribute__((noreturn)) void container_main(const struct child_cfg *cfg
 	const char *host = o->hostname ? o->hostname : o->name;
 	/* The cgroup namespace is made only now, once the supervisor has moved
 	 * us into our cgroup, so that this cgroup is the container's "/". */
-	if (o->userns && become_root(err, sizeof(err)) < 0)
+	if (o->userns && ns_become_root(err, sizeof(err)) < 0)
 		child_fail(cfg, err);
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		snprintf(err, sizeof(err), "cannot create the cgroup namespace: %s", strerror(errno));
@@ -130,7 +130,7 @@ static __attribute__((noreturn)) void container_main(const struct child_cfg *cfg
 		child_fail(cfg, err);
 	if (o->hostname)
 		write_etc_hostname(o->hostname);
-	if (setup_console(cfg, err, sizeof(err)) < 0 || drop_caps(err, sizeof(err)) < 0)
+	if (setup_console(cfg, err, sizeof(err)) < 0 || ns_drop_caps(err, sizeof(err)) < 0)
 		child_fail(cfg, err);
 	if (cfg->console_slave > 2)
 		close(cfg->console_slave);

@@ -426,6 +426,11 @@ def test_userns(env, bbroot):
                     "sh", "-c", "cat /proc/self/uid_map; id -u; stat -c %u /bin/busybox; touch /ok")
         assert r.stdout.split() == ["0", "100000", "65536", "0", "0"]
         assert os.stat(os.path.join(root, "ok")).st_uid == 100000
+        n = env.name("u2")
+        env.start(n, "--rootfs", root, "--userns")
+        assert env.exec(n, "sh", "-c", "id -u; touch /ok2").stdout == "0\n"
+        assert os.stat(os.path.join(root, "ok2")).st_uid == 100000
+        env.stop(n)
     finally:
         shutil.rmtree(top)
 
