@@ -174,7 +174,7 @@ int main(int argc, char **argv)
 			kvz_die("template unpacking failed (fake)");
 		/* "slow..." takes a while, like a debian template does. */
 		if (!strncmp(name, "slow", 4))
-			sleep(3);
+			sleep(5);
 		return 0;
 	}
 	if (!strcmp(argv[1], "destroy")) {

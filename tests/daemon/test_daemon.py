@@ -499,23 +499,20 @@ def test_console_tty_detach(kvzd):
 
 def test_slow_operation_does_not_block_others(kvzd):
     """Operations lock one guest, not all: a slow create (the stand-in takes
-    3 s for names starting with "slow") does not hold up another guest."""
+    5 s for names starting with "slow") does not hold up another guest."""
     d = kvzd
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         slow = pool.submit(d.api, "POST", "/v1/guests", {"name": "slow1", "type": "ct"})
         time.sleep(0.5)
-        t0 = time.time()
         d.kvz("create", "ct", "quick", "--disk", "64M")
         d.kvz("start", "quick")
         d.kvz("stop", "quick")
-        fast = time.time() - t0
         assert not slow.done(), "the slow create should still be running"
         # A second operation on the busy guest waits for the first.
         t1 = time.time()
         status, reply = d.api("POST", "/v1/guests/slow1/start")
         assert status == 200 and slow.result()[0] == 201
         assert time.time() - t1 > 0.5
-    assert fast < 2.5, "quick guest's operations took %.1f s" % fast
 
 
 def test_interrupted_create_is_undone(kvzd):

@@ -1,0 +1,212 @@
+/* Unit tests of kvzd's store (schema migrations, records, events, the
+ * round-robin sample series) and supervisor helpers, with a clock the test
+ * controls. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "kvzd.h"
+#include "store.h"
+#include "supervisor.h"
+
+/* The store stamps rows with kvzd_now_ms(); tests move this clock. */
+static int64_t fake_now = 1700000000000LL;
+
+int64_t kvzd_now_ms(void) { return fake_now; }
+
+static char dbpath[64];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dbpath, sizeof(dbpath), "/tmp/kvzd-store-test-%d.db", getpid());
+	unlink(dbpath);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char p[80];
+	unlink(dbpath);
+	snprintf(p, sizeof(p), "%s-wal", dbpath);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", dbpath);
+	unlink(p);
+	return 0;
+}
+
+static int count(const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	int n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+static void test_migrations(void **state)
+{
+	(void)state;
+	char err[256];
+	struct store *s = store_open(dbpath, err, sizeof(err));
+	assert_non_null(s);
+	store_close(s);
+	s = store_open(dbpath, err, sizeof(err));
+	assert_non_null(s);
+	store_close(s);
+	assert_int_equal(count("SELECT COUNT(*) FROM migrations"), 1);
+	/* A database from a newer kvzd is refused, not damaged. */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "INSERT INTO migrations VALUES (99, 0)", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_null(store_open(dbpath, err, sizeof(err)));
+	assert_non_null(strstr(err, "newer"));
+}
+
+static void test_guests_and_events(void **state)
+{
+	(void)state;
+	char err[256];
+	struct store *s = store_open(dbpath, err, sizeof(err));
+	assert_non_null(s);
+	json_t *cfg = json_pack("{s:i}", "memory", 42);
+	assert_int_equal(store_guest_insert(s, "a", "vm", cfg, false, err, sizeof(err)), 0);
+	assert_int_equal(store_guest_insert(s, "a", "ct", cfg, false, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "already exists"));
+	json_decref(cfg);
+	json_t *g = store_guest_get(s, "a");
+	assert_string_equal(json_string_value(json_object_get(g, "state")), "creating");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(g, "config"), "memory")), 42);
+	json_decref(g);
+	assert_int_equal(store_guest_set_runtime(s, "a", 123, 456, "/q", "/c"), 0);
+	g = store_guest_get(s, "a");
+	assert_int_equal(json_integer_value(json_object_get(g, "pid_start")), 456);
+	json_decref(g);
+	assert_null(store_guest_get(s, "b"));
+
+	int64_t first = store_event_add(s, "a", "created", NULL);
+	for (int i = 0; i < 5; i++)
+		store_event_add(s, i % 2 ? "a" : "b", "started", "x");
+	json_t *all = store_event_list(s, 0, NULL, 100);
+	assert_int_equal(json_array_size(all), 6);
+	json_decref(all);
+	/* The newest `limit` after `since`, oldest first. */
+	json_t *two = store_event_list(s, first, "a", 2);
+	assert_int_equal(json_array_size(two), 2);
+	assert_true(json_integer_value(json_object_get(json_array_get(two, 0), "id")) <
+		    json_integer_value(json_object_get(json_array_get(two, 1), "id")));
+	json_decref(two);
+	store_close(s);
+}
+
+static void add_raw(struct store *s, int64_t ts, double cpu, uint64_t mem)
+{
+	struct sample m = {.ts_ms = ts, .cpu_pct = cpu, .mem_used = mem, .net_rx = (uint64_t)ts};
+	assert_int_equal(store_sample_add(s, "g", &m), 0);
+}
+
+static void test_rollup(void **state)
+{
+	(void)state;
+	char err[256];
+	struct store *s = store_open(dbpath, err, sizeof(err));
+	assert_non_null(s);
+	int64_t minute = fake_now / 60000 * 60000;
+	/* Three samples in one ended minute, one in the current minute. */
+	add_raw(s, minute - 60000 + 1000, 10, 100);
+	add_raw(s, minute - 60000 + 2000, 20, 200);
+	add_raw(s, minute - 60000 + 3000, 60, 600);
+	add_raw(s, minute + 1000, 99, 999);
+	fake_now = minute + 2000;
+	assert_int_equal(store_samples_rollup(s, fake_now), 0);
+	json_t *m = store_sample_list(s, "g", 60, 0);
+	assert_int_equal(json_array_size(m), 1);
+	json_t *row = json_array_get(m, 0);
+	assert_int_equal(json_integer_value(json_object_get(row, "ts_ms")), minute - 60000);
+	assert_float_equal(json_real_value(json_object_get(row, "cpu_pct")), 30.0, 1e-9);
+	assert_int_equal(json_integer_value(json_object_get(row, "mem_used")), 300);
+	/* Counters keep their last value. */
+	assert_int_equal(json_integer_value(json_object_get(row, "net_rx")), minute - 60000 + 3000);
+	json_decref(m);
+	/* Rolling up again adds nothing. */
+	assert_int_equal(store_samples_rollup(s, fake_now), 0);
+	assert_int_equal(count("SELECT COUNT(*) FROM samples WHERE resolution = 60"), 1);
+
+	/* Two hours on: raw rows are gone, the minute row stays (and the
+	 * current-minute sample got its own average on the way). */
+	fake_now += 2 * 3600 * 1000LL;
+	assert_int_equal(store_samples_rollup(s, fake_now), 0);
+	assert_int_equal(count("SELECT COUNT(*) FROM samples WHERE resolution = 0"), 0);
+	assert_int_equal(count("SELECT COUNT(*) FROM samples WHERE resolution = 60"), 2);
+	/* A day on: the minute rows expire too. */
+	fake_now += 24 * 3600 * 1000LL;
+	assert_int_equal(store_samples_rollup(s, fake_now), 0);
+	assert_int_equal(count("SELECT COUNT(*) FROM samples"), 0);
+	store_close(s);
+}
+
+static void test_supervisor_identity(void **state)
+{
+	(void)state;
+	char err[256];
+	assert_int_equal(sup_init(err, sizeof(err)), 0);
+	char *argv[] = {"/bin/sh", "-c", "sleep 30", "--name", "web1", NULL};
+	pid_t pid = sup_spawn(argv, "/dev/null", err, sizeof(err));
+	assert_true(pid > 0);
+	unsigned long long start = 0;
+	/* argv is in place once the child has exec'd. */
+	for (int i = 0; i < 100 && !sup_is_supervisor(pid, start, "sh", "web1"); i++) {
+		usleep(20000);
+		start = sup_proc_start(pid);
+	}
+	assert_true(sup_is_supervisor(pid, start, "sh", "web1"));
+	assert_false(sup_is_supervisor(pid, start, "sh", "web2"));
+	assert_false(sup_is_supervisor(pid, start, "kvz-vmm", "web1"));
+	assert_false(sup_is_supervisor(pid, start + 1, "sh", "web1"));
+	assert_int_equal(sup_check(pid, start, NULL), SUP_ALIVE);
+	/* Its own session: a signal to kvzd's process group misses it. */
+	assert_int_equal(getsid(pid), pid);
+	kill(pid, SIGKILL);
+	int status = 0;
+	enum sup_liveness l = SUP_ALIVE;
+	for (int i = 0; i < 100 && l == SUP_ALIVE; i++) {
+		usleep(20000);
+		l = sup_check(pid, start, &status);
+	}
+	assert_int_equal(l, SUP_EXITED);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	/* Not our child, and gone: GONE. */
+	assert_int_equal(sup_check(999999, 0, NULL), SUP_GONE);
+
+	char out[128];
+	char *fails[] = {"/bin/sh", "-c", "echo first; echo 'the reason' >&2; exit 3", NULL};
+	assert_int_equal(sup_run(fails, out, sizeof(out)), 3);
+	assert_string_equal(out, "the reason");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_guests_and_events, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollup, setup, teardown),
+		cmocka_unit_test(test_supervisor_identity),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
