@@ -180,3 +180,13 @@ int cg_check_usage(uint64_t hard, uint64_t usage, char *err, size_t len)
 		 kvz_format_size(hard, a, sizeof(a)), kvz_format_size(usage, b, sizeof(b)));
 	return -1;
 }
+
+int cg_check_pids(const char *dir, uint64_t max, char *err, size_t len)
+{
+	uint64_t cur;
+	if (cg_read_u64(dir, "pids.current", &cur) < 0 || max >= cur)
+		return 0;
+	snprintf(err, len, "pids limit %llu is below the container's current %llu processes",
+		 (unsigned long long)max, (unsigned long long)cur);
+	return -1;
+}

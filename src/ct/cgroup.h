@@ -48,6 +48,8 @@ int cg_read_u64(const char *dir, const char *file, uint64_t *out);
 int cg_mkdir(const char *path, char *err, size_t len);
 int cg_rmdir_killing(const char *dir, char *err, size_t len);
 int cg_check_usage(uint64_t hard, uint64_t usage, char *err, size_t len);
+/* Refuses a pids.max below pids.current (the kernel would accept it). */
+int cg_check_pids(const char *dir, uint64_t max, char *err, size_t len);
 
 struct cgroup_ops {
 	int (*create)(const struct cgroup *cg, char *err, size_t len);

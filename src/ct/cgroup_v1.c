@@ -155,7 +155,10 @@ static int v1_apply(const struct cgroup *cg, const struct ct_limits *upd,
 		return -1;
 	if (apply_cpu(cg, upd, err, len) < 0)
 		return -1;
-	if (upd->has_pids && write_u64(cg, "pids", "pids.max", upd->pids, err, len) < 0)
+	char pids_dir[PATH_MAX];
+	dir_of(cg, "pids", pids_dir, sizeof(pids_dir));
+	if (upd->has_pids && (cg_check_pids(pids_dir, upd->pids, err, len) < 0 ||
+			      write_u64(cg, "pids", "pids.max", upd->pids, err, len) < 0))
 		return -1;
 	if (upd->has_io_weight && apply_io_weight(cg, upd->io_weight, err, len) < 0)
 		return -1;

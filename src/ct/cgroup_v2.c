@@ -103,7 +103,8 @@ static int v2_apply(const struct cgroup *cg, const struct ct_limits *upd,
 		return -1;
 	if (upd->has_cpuset && cg_write(dir, "cpuset.cpus", upd->cpuset, err, len) < 0)
 		return -1;
-	if (upd->has_pids && write_u64(dir, "pids.max", upd->pids, err, len) < 0)
+	if (upd->has_pids && (cg_check_pids(dir, upd->pids, err, len) < 0 ||
+			      write_u64(dir, "pids.max", upd->pids, err, len) < 0))
 		return -1;
 	if (upd->has_io_weight) {
 		char val[64];

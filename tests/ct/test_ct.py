@@ -205,6 +205,14 @@ def test_pids_limit_stops_fork_loop(env, bbroot):
     assert m, r.stdout
     assert 10 <= int(m.group(1)) < 20
     assert int(m.group(2)) == 11  # EAGAIN
+    n = env.name("p2")
+    env.start(n, "--rootfs", bbroot, "--pids", "20")
+    env.exec(n, "sh", "-c", "for i in 1 2 3 4; do sleep 100 & done")
+    low = env.set(n, "--pids", "3", check=False)
+    assert "below the container's current" in one_error_line(low)
+    env.set(n, "--pids", "10")
+    assert open(f"{CG_ROOT}/pids/kvz/{n}/pids.max").read().strip() == "10"
+    env.stop(n)
 
 
 def test_cpu_limit_throttles(env, bbroot):

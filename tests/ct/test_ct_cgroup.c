@@ -130,6 +130,13 @@ static void test_v2_refuses_below_usage(void **state)
 	assert_int_equal(cgroup_apply(&cg, &l, &l, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "below the container's current usage"));
 	expect_file(dir, "memory.max", "134217728"); /* untouched */
+	put(dir, "pids.current", "30");
+	put(dir, "pids.max", "100");
+	struct ct_limits p = {0};
+	assert_true(ct_limit_parse(&p, "pids", "20", err, sizeof(err)));
+	assert_int_equal(cgroup_apply(&cg, &p, &p, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "below the container's current 30 processes"));
+	expect_file(dir, "pids.max", "100");
 }
 
 static void test_v2_stats(void **state)
