@@ -207,7 +207,7 @@ def test_pids_limit_stops_fork_loop(env, bbroot):
     assert int(m.group(2)) == 11  # EAGAIN
     n = env.name("p2")
     env.start(n, "--rootfs", bbroot, "--pids", "20")
-    env.exec(n, "sh", "-c", "for i in 1 2 3 4; do sleep 100 & done")
+    env.exec(n, "sh", "-c", "for i in 1 2 3 4; do sleep 100 >/dev/null 2>&1 & done")
     low = env.set(n, "--pids", "3", check=False)
     assert "below the container's current" in one_error_line(low)
     env.set(n, "--pids", "10")
