@@ -199,6 +199,20 @@ def test_memory_raise_live_and_refuse_below_usage(env, bbroot):
     env.stop(n)
 
 
+def test_io_weight(env, bbroot):
+    """blkio weight needs BFQ/CFQ: applied where the kernel has the file,
+    otherwise one clear error and nothing left."""
+    n = env.name("io")
+    blkio = f"{CG_ROOT}/blkio"
+    files = [f for f in ("blkio.bfq.weight", "blkio.weight") if os.path.exists(f"{blkio}/{f}")]
+    r = env.run(n, "--rootfs", bbroot, "--io-weight", "500", "--", "true", check=False)
+    if files:
+        assert r.returncode == 0, r.stderr
+    else:
+        assert "io weight is not supported here" in one_error_line(r)
+    assert not leftovers(env, n)
+
+
 def test_pids_limit_stops_fork_loop(env, bbroot):
     r = env.run(env.name("p"), "--rootfs", bbroot, "--pids", "20", "--", "ctprobe", "forks", "200")
     m = re.search(r"forked (\d+) errno (\d+)", r.stdout)
