@@ -20,7 +20,17 @@
 
 #include "fake_guest_mem.h"
 #include "fake_vmm.h"
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "netlink_link.h"
 #include "virtio_balloon.h"
+#include "virtio_net.h"
 #include "virtio_blk.h"
 #include "virtio_devices.h"
 #include "virtio_rng.h"
@@ -664,6 +674,120 @@ static void test_devices_options(void **state)
 	assert_int_equal(fake_io_count(), 0);
 }
 
+/* ---- virtio-net on a real TAP (root and /dev/net/tun needed) ---- */
+
+static int packet_socket(const char *ifname)
+{
+	int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+	assert_true(fd >= 0);
+	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
+				   .sll_ifindex = (int)if_nametoindex(ifname) };
+	assert_int_equal(bind(fd, (struct sockaddr *)&sll, sizeof(sll)), 0);
+	return fd;
+}
+
+static bool net_possible(void)
+{
+	int fd = open("/dev/net/tun", O_RDWR);
+	if (fd < 0 || geteuid() != 0) {
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	close(fd);
+	return true;
+}
+
+static void test_net_tap(void **state)
+{
+	(void)state;
+	if (!net_possible()) {
+		fprintf(stderr, "skipped: virtio-net test needs root and /dev/net/tun\n");
+		skip();
+	}
+	char err[256], spec[96], tap[16], br[16];
+	snprintf(tap, sizeof(tap), "kvzt%ut", (unsigned)getpid() % 100000);
+	snprintf(br, sizeof(br), "kvzt%ub", (unsigned)getpid() % 100000);
+	snprintf(spec, sizeof(spec), "tap=%s,mac=52:54:00:ab:cd:ef,bridge=%s", tap, br);
+	struct virtio_net_options no;
+	assert_int_equal(virtio_net_parse(spec, 0, &no, err, sizeof(err)), 0);
+	struct virtio_net *n = virtio_net_create(&ctx, &no, err, sizeof(err));
+	assert_non_null(n);
+	char path[128];
+	snprintf(path, sizeof(path), "/sys/class/net/%s/brif/%s", br, tap);
+	assert_int_equal(access(path, F_OK), 0);     /* bridge created, TAP on it */
+
+	struct drv d;
+	uint64_t feat = drv_init(&d, &n->vp, ~0ull, 2);
+	assert_true(feat >> 15 & 1);                 /* mergeable rx buffers */
+	uint8_t mac[6];
+	for (int i = 0; i < 6; i++)
+		mac[i] = rd(&d, d.device + i, 1);
+	assert_memory_equal(mac, "\x52\x54\x00\xab\xcd\xef", 6);
+
+	/* Receive: eight 2 KiB buffers, then a frame sent to the TAP's
+	 * interface arrives in one of them with its vnet header. */
+	for (int i = 0; i < 8; i++) {
+		struct seg s[1] = { { BUF + 0x1000 * i, 2048, true } };
+		submit(&d, 0, s, 1);
+	}
+	int ps = packet_socket(tap);
+	uint8_t frame[100];
+	memset(frame, 0x5c, sizeof(frame));
+	memcpy(frame, mac, 6);
+	memcpy(frame + 6, "\x02\x00\x00\x00\x00\x01", 6);
+	frame[12] = 0x88;
+	frame[13] = 0xb5;
+	assert_int_equal(send(ps, frame, sizeof(frame), 0), (ssize_t)sizeof(frame));
+	bool got = false;
+	for (int tries = 0; tries < 50 && !got; tries++) {
+		usleep(20000);
+		fake_io_run();
+		for (uint16_t u = 0; u < used(0)[1] && !got; u++) {
+			uint32_t id = ((uint32_t *)(used(0) + 2))[2 * (u % QS)];
+			uint8_t *b = mem.host + BUF + 0x1000 * (id % 8);
+			got = used_len(0, u) == 12 + sizeof(frame) &&
+			      !memcmp(b + 12, frame, sizeof(frame)) && b[10] == 1 && b[11] == 0;
+		}
+	}
+	assert_true(got);
+
+	/* Transmit: header + frame from the guest shows up on the interface. */
+	uint8_t *tx = mem.host + BUF + 0x10000;
+	memset(tx, 0, 12);
+	memset(tx + 12, 0xff, 6);
+	memcpy(tx + 18, mac, 6);
+	tx[24] = 0x88;
+	tx[25] = 0xb5;
+	memcpy(tx + 26, "kvz-tx-test", 11);
+	struct seg t[2] = { { BUF + 0x10000, 12, false }, { BUF + 0x1000c, 25, false } };
+	submit(&d, 1, t, 2);
+	assert_int_equal(used(1)[1], 1);
+	got = false;
+	for (int tries = 0; tries < 50 && !got; tries++) {
+		struct pollfd p = { .fd = ps, .events = POLLIN };
+		if (poll(&p, 1, 100) != 1)
+			continue;
+		uint8_t rx[2048];
+		ssize_t r = recv(ps, rx, sizeof(rx), 0);
+		got = r >= 25 && !memcmp(rx + 14, "kvz-tx-test", 11) && !memcmp(rx + 6, mac, 6);
+	}
+	assert_true(got);
+	close(ps);
+	virtio_net_destroy(n);
+	assert_int_equal(if_nametoindex(tap), 0);    /* our TAP went with us */
+	assert_int_equal(netlink_link_delete(br), 0);
+
+	/* A bridge that is not a bridge: creation fails, no TAP stays. */
+	snprintf(spec, sizeof(spec), "tap=%s,bridge=lo", tap);
+	assert_int_equal(virtio_net_parse(spec, 0, &no, err, sizeof(err)), 0);
+	assert_null(virtio_net_create(&ctx, &no, err, sizeof(err)));
+	assert_non_null(strstr(err, "bridge=lo"));
+	assert_int_equal(if_nametoindex(tap), 0);
+	assert_int_equal(fake_vmm.routes, 0);
+	assert_int_equal(fake_io_count(), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -679,6 +803,7 @@ int main(void)
 		T(test_rng),
 		T(test_balloon),
 		T(test_devices_options),
+		T(test_net_tap),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
