@@ -27,7 +27,11 @@ What L1 provides to l1_script (run by busybox sh, cwd /, PATH has busybox):
   /dev/kvm                kvm + kvm-amd loaded; l1_modules=[...] loads more (e.g. tun, bridge)
   /tmp, /dev/shm          tmpfs
   /bin/qemu-system-x86_64 only with with_qemu=True (for benchmarks); run it
-                          with "-L /usr/share/kvzlab-qemu"
+                          with "-L /usr/share/kvzlab-qemu" (qemu_l2_command())
+  /bin/kvzlab-time LABEL MARKER CMD...   times CMD until MARKER appears in its
+                          output; prints "KVZLAB-TIME LABEL SECONDS" lines that
+                          parse_times(res.output) collects and compare() prints
+                          as medians and a ratio (see bench/vmm_boot_lab.sh)
 The exit status of l1_script is LabResult.exit_code (None when L1 never
 reported one: crash or timeout; see LabResult.timed_out).
 
@@ -479,6 +483,68 @@ poweroff -f
 """
 
 
+# /bin/kvzlab-time LABEL MARKER CMD [ARGS...]: runs CMD (stdout+stderr piped)
+# and prints "KVZLAB-TIME LABEL SECONDS" when a line containing MARKER shows
+# up on its output, then "KVZLAB-TIME LABEL-exit SECONDS" when CMD has
+# exited (SECONDS from the start of CMD, on L1's /proc/uptime clock: 10 ms
+# resolution).  CMD's output is shown when KVZLAB_VERBOSE=1.  Exit status:
+# CMD's; 3 when the marker never showed up.
+L1_TIME_HELPER = r"""#!/bin/sh
+label=$1; marker=$2; shift 2
+now() { cut -d' ' -f1 /proc/uptime; }
+t0=$(now)
+{ "$@" 2>&1; echo "KVZLAB-CMD-RC $?"; } | {
+  seen=0; rc=1
+  while IFS= read -r line; do
+    case "$line" in
+      "KVZLAB-CMD-RC "*) rc=${line#KVZLAB-CMD-RC }; continue ;;
+    esac
+    case "$line" in
+      *"$marker"*) [ $seen = 0 ] && echo "KVZLAB-TIME $label $(awk -v a="$t0" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}')"; seen=1 ;;
+    esac
+    [ "$KVZLAB_VERBOSE" = 1 ] && echo "[$label] $line"
+  done
+  echo "KVZLAB-TIME $label-exit $(awk -v a="$t0" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}')"
+  [ $seen = 1 ] || { echo "kvzlab-time: $label: marker '$marker' never seen (exit $rc)"; exit 3; }
+  exit "$rc"
+}
+"""
+
+
+def parse_times(output):
+    """{label: [seconds, ...]} from the KVZLAB-TIME lines of a lab's output."""
+    times = {}
+    for m in re.finditer(r"^KVZLAB-TIME (\S+) ([0-9.]+)$", output, re.M):
+        times.setdefault(m.group(1), []).append(float(m.group(2)))
+    return times
+
+
+def compare(times, ours, theirs, what="s"):
+    """Prints median figures of two labels and the ratio ours/theirs;
+    returns the ratio (None when either label has no figures)."""
+    import statistics
+    a, b = times.get(ours, []), times.get(theirs, [])
+    if not a or not b:
+        print(f"{ours} vs {theirs}: missing figures ({len(a)} and {len(b)} runs)")
+        return None
+    ma, mb = statistics.median(a), statistics.median(b)
+    ratio = ma / mb if mb else float("inf")
+    print(f"{ours:>16}: median {ma:7.2f} {what}  runs {' '.join(f'{x:.2f}' for x in a)}")
+    print(f"{theirs:>16}: median {mb:7.2f} {what}  runs {' '.join(f'{x:.2f}' for x in b)}")
+    print(f"{'ratio':>16}: {ours}/{theirs} = {ratio:.2f}")
+    return ratio
+
+
+def qemu_l2_command(smp=1, memory="512M", cmdline="console=ttyS0 quiet panic=-1",
+                    extra=""):
+    """Shell text running qemu-system-x86_64 -accel kvm inside L1 (needs
+    with_qemu=True) on the L2 kernel and initramfs, like vmm_script."""
+    return ("qemu-system-x86_64 -L " + QEMU_DATA_L1 + " -accel kvm -cpu host"
+            f" -smp {smp} -m {memory} -nodefaults -display none"
+            " -serial stdio -no-reboot -kernel /l2/vmlinuz"
+            f" -initrd /l2/initrd.cpio.gz -append {shlex.quote(cmdline)} {extra}")
+
+
 def _ldd(binary):
     """Paths of the shared objects binary loads, the dynamic loader included."""
     r = subprocess.run(["ldd", binary], capture_output=True, text=True,
@@ -507,7 +573,8 @@ def _add_binary(cpio, src, dest):
 
 def _base_l1_segment(kernel, l1_modules):
     mods = L1_MODULES + list(l1_modules)
-    key = _digest(" ".join(mods), L1_INIT, _file_key(busybox_path()),
+    key = _digest(" ".join(mods), L1_INIT, L1_TIME_HELPER,
+                  _file_key(busybox_path()),
                   _file_key(os.path.join(module_dir(kernel), "modules.dep")))
 
     def build(path):
@@ -515,6 +582,7 @@ def _base_l1_segment(kernel, l1_modules):
         _add_busybox(c)
         _add_modules(c, mods, kernel, "/etc/kvzlab-modules")
         c.file("/init", L1_INIT, 0o755)
+        c.file("/bin/kvzlab-time", L1_TIME_HELPER, 0o755)
         _write_gz(path, c.bytes())
 
     return _cached("l1-base", key, build)

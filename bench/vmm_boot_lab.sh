@@ -1,0 +1,60 @@
+#!/bin/sh
+# Boot time of a stock Linux kernel: kvz-vmm against qemu-system-x86_64
+# -accel kvm, side by side in ONE nested-lab run (L1 = Debian's kernel under
+# QEMU TCG with emulated SVM; both VMMs run inside L1 on its /dev/kvm).
+# Both boot the same L2 kernel (/boot/vmlinuz-*) and initramfs, with the same
+# vCPUs, memory and command line, alternately, REPS times each; the time is
+# from the VMM's start to the L2 init's marker line, measured in L1
+# (/proc/uptime, 10 ms), plus the time to the VMM's exit (init reboots).
+# Prints medians and the kvz-vmm/QEMU ratio (lower is better for kvz-vmm).
+# Absolute numbers are an emulator's: only the ratio means something.
+# Usage: bench/vmm_boot_lab.sh [REPS]   (env: BUILD_DIR, default build;
+#        CPUS (2), MEMORY (512M))
+# Other figures (disk, network) go in the same way: an L1 script calling
+# `kvzlab-time LABEL MARKER CMD...` and kvzlab.parse_times()/compare().
+set -eu
+here=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-build}
+case $BUILD_DIR in /*) ;; *) BUILD_DIR=$here/$BUILD_DIR ;; esac
+REPS=${1:-5}
+export KVZ_BUILD_DIR="$BUILD_DIR" KVZ_SOURCE_DIR="$here" REPS
+export CPUS=${CPUS:-2} MEMORY=${MEMORY:-512M}
+exec /usr/bin/python3 - <<'PYEOF'
+import os, sys
+sys.path.insert(0, os.path.join(os.environ["KVZ_SOURCE_DIR"], "lab"))
+import kvzlab
+
+reps, cpus, mem = int(os.environ["REPS"]), os.environ["CPUS"], os.environ["MEMORY"]
+reason = kvzlab.lab_missing()
+if reason:
+    sys.exit(f"vmm_boot_lab: nested lab unavailable: {reason}")
+vmm = kvzlab.default_vmm()
+if not os.path.exists(vmm):
+    sys.exit(f"vmm_boot_lab: {vmm} not built (ninja -C BUILD src/vmm/kvz-vmm)")
+
+MARKER = "KVZLAB-BENCH-INIT"
+l2_init = f'echo "{MARKER}"\nreboot -f\n'
+cmdline = "console=ttyS0 quiet panic=-1"
+kvz = (f"kvz-vmm --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz "
+       f"--cpus {cpus} --memory {mem} --cmdline '{cmdline}'")
+qemu = kvzlab.qemu_l2_command(smp=cpus, memory=mem, cmdline=cmdline)
+lines = []
+# Alternate the two so that drift in the emulator's speed hits both alike.
+for i in range(reps):
+    lines.append(f"kvzlab-time kvz-vmm {MARKER} {kvz} </dev/null")
+    lines.append(f"kvzlab-time qemu {MARKER} {qemu} </dev/null")
+script = "\n".join(lines) + "\n"
+res = kvzlab.run_in_lab(script, smp=int(cpus), timeout=120 + 90 * reps,
+                        l2_init=l2_init, with_qemu=True)
+times = kvzlab.parse_times(res.output)
+if res.exit_code != 0:
+    print("\n".join(res.output.splitlines()[-30:]))
+    print(f"vmm_boot_lab: lab script failed (exit {res.exit_code}"
+          f"{', timed out' if res.timed_out else ''})", file=sys.stderr)
+print(f"boot to init, {cpus} vCPUs, {mem}, {reps} runs each, "
+      f"inside L1 (QEMU TCG + emulated SVM):")
+r1 = kvzlab.compare(times, "kvz-vmm", "qemu")
+print("start to VMM exit (init runs reboot -f):")
+r2 = kvzlab.compare(times, "kvz-vmm-exit", "qemu-exit")
+sys.exit(0 if res.exit_code == 0 and r1 is not None and r2 is not None else 1)
+PYEOF
