@@ -1,0 +1,150 @@
+"""Host-side parts of the nested lab (lab/kvzlab.py), no QEMU needed:
+module dependency order, the cpio writer, the L2 initramfs, the L1 timing
+helper and the parsing of its figures."""
+
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.environ.get(
+    "KVZ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
+    "lab"))
+import kvzlab  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KVZ_LAB_OUT", str(tmp_path / "out"))
+
+
+def need_kernel_modules():
+    try:
+        return kvzlab.module_dir(kvzlab.lab_kernel())
+    except kvzlab.LabError as e:
+        pytest.skip(f"no Debian kernel modules: {e}")
+
+
+def modinfo_depends(moddir, name):
+    ver = os.path.basename(moddir)
+    r = subprocess.run(["modinfo", "-k", ver, "-F", "depends", name],
+                       capture_output=True, text=True, check=True)
+    return [d.replace("-", "_") for d in r.stdout.strip().split(",") if d]
+
+
+def name_of(rel):
+    return os.path.basename(rel)[:-len(".ko")].replace("-", "_")
+
+
+def test_modules_come_after_their_dependencies():
+    moddir = need_kernel_modules()
+    if not shutil.which("modinfo"):
+        pytest.skip("modinfo (kmod) not installed")
+    order = [name_of(r) for r in kvzlab.resolve_modules(
+        ["virtio_blk", "ext4", "virtio_net", "virtio-rng", "virtio_pci"])]
+    assert len(order) == len(set(order)), order
+    for i, mod in enumerate(order):
+        for dep in modinfo_depends(moddir, mod):
+            assert dep in order[:i], f"{dep} must load before {mod}: {order}"
+    # ext4's softdep on crc32c: the generic provider, before ext4.
+    assert order.index("crc32c_generic") < order.index("ext4")
+    for wanted in ("virtio_blk", "ext4", "virtio_net", "virtio_rng",
+                   "virtio_pci"):
+        assert wanted in order
+
+
+def test_unknown_module_is_an_error():
+    need_kernel_modules()
+    with pytest.raises(kvzlab.LabError, match="no_such_module"):
+        kvzlab.resolve_modules(["no_such_module"])
+
+
+def cpio_list(data, tmp_path):
+    if not shutil.which("cpio"):
+        pytest.skip("cpio not installed")
+    r = subprocess.run(["cpio", "-t", "-v", "--quiet"], input=data,
+                       capture_output=True, check=True)
+    return r.stdout.decode()
+
+
+def test_cpio_archive_reads_back(tmp_path):
+    c = kvzlab.Cpio()
+    c.file("/a/b/hello.txt", "hello\n", 0o640)
+    c.symlink("/a/link", "b/hello.txt")
+    c.chardev("/dev/console", 5, 1)
+    listing = cpio_list(c.bytes(), tmp_path)
+    lines = {ln.split()[-1] if "->" not in ln else ln.split()[-3]: ln
+             for ln in listing.splitlines()}
+    assert lines["a"].startswith("d"), listing
+    assert lines["a/b"].startswith("d"), listing
+    assert lines["a/b/hello.txt"].startswith("-rw-r-----"), listing
+    assert lines["a/link"].startswith("l") and "-> b/hello.txt" in lines["a/link"]
+    assert lines["dev/console"].startswith("c"), listing
+    # Content survives extraction.
+    subprocess.run(["cpio", "-i", "-d", "--quiet", "a/b/hello.txt"],
+                   input=c.bytes(), cwd=tmp_path, check=True)
+    assert (tmp_path / "a/b/hello.txt").read_text() == "hello\n"
+
+
+def test_l2_initrd_holds_init_busybox_and_ordered_modules(tmp_path):
+    need_kernel_modules()
+    out = tmp_path / "l2.cpio.gz"
+    kvzlab.build_l2_initrd("echo my-init\n", ["virtio_blk"], out=str(out))
+    data = gzip.decompress(out.read_bytes())
+    listing = cpio_list(data, tmp_path)
+    names = [ln.split()[-1] for ln in listing.splitlines() if "->" not in ln]
+    for want in ("init", "kvzlab-l2-init", "bin/busybox", "etc/kvzlab-modules"):
+        assert want in names, listing
+    subprocess.run(["cpio", "-i", "-d", "--quiet", "kvzlab-l2-init",
+                    "etc/kvzlab-modules"], input=data, cwd=tmp_path, check=True)
+    assert (tmp_path / "kvzlab-l2-init").read_text() == "echo my-init\n"
+    mods = (tmp_path / "etc/kvzlab-modules").read_text().split()
+    assert [os.path.basename(m) for m in mods][-1] == "virtio_blk.ko"
+    assert all(m[1:] in names for m in mods), (mods, names)
+    # Same inputs: the cached archive is reused, byte for byte.
+    again = kvzlab.build_l2_initrd("echo my-init\n", ["virtio_blk"])
+    assert open(again, "rb").read() == out.read_bytes()
+
+
+def run_time_helper(tmp_path, *args):
+    helper = tmp_path / "kvzlab-time"
+    helper.write_text(kvzlab.L1_TIME_HELPER)
+    # L1 runs it with busybox sh; fall back to the host's sh.
+    bb = shutil.which("busybox")
+    shell = [bb, "sh"] if bb else ["sh"]
+    return subprocess.run([*shell, str(helper), *args], capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_time_helper_reports_marker_and_exit_status(tmp_path):
+    r = run_time_helper(tmp_path, "job", "MARK", "sh", "-c",
+                        "echo before; sleep 0.3; echo xMARKx; exit 5")
+    times = kvzlab.parse_times(r.stdout)
+    assert r.returncode == 5, r.stdout + r.stderr
+    assert len(times["job"]) == 1 and len(times["job-exit"]) == 1, r.stdout
+    assert 0.2 <= times["job"][0] <= times["job-exit"][0], times
+
+
+def test_time_helper_fails_when_marker_never_shows(tmp_path):
+    r = run_time_helper(tmp_path, "job", "MARK", "sh", "-c", "echo nothing")
+    assert r.returncode == 3, r.stdout
+    assert "never seen" in r.stdout
+    assert "job" not in kvzlab.parse_times(r.stdout)
+
+
+def test_compare_prints_medians_and_ratio(capsys):
+    out = "KVZLAB-TIME a 3.00\nKVZLAB-TIME b 2.00\nKVZLAB-TIME a 1.00\n" \
+          "KVZLAB-TIME a 2.00\nKVZLAB-TIME b 4.00\nKVZLAB-TIME b 3.00\n"
+    ratio = kvzlab.compare(kvzlab.parse_times(out), "a", "b")
+    assert ratio == pytest.approx(2.0 / 3.0)
+    assert "a/b = 0.67" in capsys.readouterr().out
+    assert kvzlab.compare({"a": [1.0]}, "a", "b") is None
+
+
+def test_l1_exit_code_is_the_last_marker():
+    out = "x\nKVZLAB-L1-EXIT: 3\n[ 1.0] reboot: Power down\n"
+    assert kvzlab._l1_exit_code(out) == 3
+    assert kvzlab._l1_exit_code("no marker\n") is None
