@@ -674,7 +674,7 @@ def l1_cmdline(smp):
     if smp > 1:
         # With an idle L1 vCPU halted, QEMU TCG's emulated SVM sometimes
         # loses the wake-up: L1 or L2 then hangs in an RCU stall (seen in
-        # 4 of 6 boots of a 2-vCPU L2 in a 2-vCPU L1; 0 of 3 with idle=poll).
+        # 4 of 6 boots of a 2-vCPU L2 in a 2-vCPU L1; 0 of 11 with idle=poll).
         # Polling costs host CPU only while the lab runs.
         args.append("idle=poll")
     extra = os.environ.get("KVZ_LAB_L1_APPEND", "")
