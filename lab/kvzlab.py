@@ -394,14 +394,36 @@ def _file_key(path):
     return f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}"
 
 
+CACHE_MAX_AGE_S = 3 * 24 * 3600
+
+
 def _cached(name, key, build):
     """Returns lab/out/NAME-KEY, building it with build(path) if absent."""
     path = os.path.join(out_dir(), f"{name}-{key}")
-    if not os.path.exists(path):
-        tmp = f"{path}.tmp{os.getpid()}"
+    if os.path.exists(path):
+        os.utime(path)
+        return path
+    _prune(name)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
         build(tmp)
         os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return path
+
+
+def _prune(name):
+    """Drops NAME-* cache entries unused for CACHE_MAX_AGE_S: every new
+    test script makes a new L2 initramfs, and lab/out would only grow."""
+    cutoff = time.time() - CACHE_MAX_AGE_S
+    for p in glob.glob(os.path.join(out_dir(), f"{name}-*")):
+        try:
+            if os.stat(p).st_mtime < cutoff:
+                os.unlink(p)
+        except FileNotFoundError:
+            pass
 
 
 def _write_gz(path, data):
@@ -611,6 +633,31 @@ def _qemu_segment():
     return _cached("l1-qemu", key, build)
 
 
+def _add_tree(cpio, host, l1):
+    """Adds a file, or a directory with everything under it, at path l1."""
+    if os.path.isfile(host):
+        cpio.copy(l1, host)
+        return
+    if not os.path.isdir(host):
+        raise LabError(f"file to add to L1 missing: {host}")
+    cpio.dir(l1)
+    for root, dirs, names in os.walk(host):
+        rel = os.path.relpath(root, host)
+        dest = l1 if rel == "." else os.path.join(l1, rel)
+        for d in sorted(dirs):
+            p = os.path.join(root, d)
+            if os.path.islink(p):
+                cpio.symlink(os.path.join(dest, d), os.readlink(p))
+            else:
+                cpio.dir(os.path.join(dest, d))
+        for n in sorted(names):
+            p = os.path.join(root, n)
+            if os.path.islink(p):
+                cpio.symlink(os.path.join(dest, n), os.readlink(p))
+            elif os.path.isfile(p):
+                cpio.copy(os.path.join(dest, n), p)
+
+
 def _run_segment(l1_script, files, vmm, l2_initrd, kernel, timeout):
     c = Cpio()
     if vmm:
@@ -618,9 +665,7 @@ def _run_segment(l1_script, files, vmm, l2_initrd, kernel, timeout):
     c.copy("/l2/vmlinuz", kernel, 0o644)
     c.copy("/l2/initrd.cpio.gz", l2_initrd, 0o644)
     for host, l1 in (files or {}).items():
-        if not os.path.exists(host):
-            raise LabError(f"file to add to L1 missing: {host}")
-        c.copy(l1, host)
+        _add_tree(c, host, l1)
     c.file("/kvzlab-l1-script", l1_script, 0o755)
     c.file("/etc/kvzlab-env", f"export KVZLAB_TIMEOUT={int(timeout)}\n")
     return c.bytes()
@@ -674,7 +719,8 @@ def l1_cmdline(smp):
     if smp > 1:
         # With an idle L1 vCPU halted, QEMU TCG's emulated SVM sometimes
         # loses the wake-up: L1 or L2 then hangs in an RCU stall (seen in
-        # 4 of 6 boots of a 2-vCPU L2 in a 2-vCPU L1; 0 of 11 with idle=poll).
+        # 5 of 8 boots of a 2-vCPU L2 in a 2-vCPU L1, multi- or single-threaded
+        # TCG; 0 of 11 with idle=poll).
         # Polling costs host CPU only while the lab runs.
         args.append("idle=poll")
     extra = os.environ.get("KVZ_LAB_L1_APPEND", "")

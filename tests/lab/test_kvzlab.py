@@ -148,3 +148,19 @@ def test_l1_exit_code_is_the_last_marker():
     out = "x\nKVZLAB-L1-EXIT: 3\n[ 1.0] reboot: Power down\n"
     assert kvzlab._l1_exit_code(out) == 3
     assert kvzlab._l1_exit_code("no marker\n") is None
+
+
+def test_add_option_and_directories(tmp_path):
+    assert kvzlab._parse_adds(["/a:/b", "/c/d:/e"]) == {"/a": "/b", "/c/d": "/e"}
+    for bad in ("/a", "/a:relative", ":/b"):
+        with pytest.raises(kvzlab.LabError):
+            kvzlab._parse_adds([bad])
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "f").write_text("x")
+    (tree / "ln").symlink_to("sub/f")
+    c = kvzlab.Cpio()
+    kvzlab._add_tree(c, str(tree), "/data")
+    assert c.has("/data/sub/f") and c.has("/data/ln") and c.has("/data")
+    with pytest.raises(kvzlab.LabError, match="missing"):
+        kvzlab._add_tree(c, str(tmp_path / "nope"), "/x")
