@@ -136,17 +136,45 @@ static uint8_t do_rw(struct virtio_blk *b, const struct blk_req_hdr *h, bool wri
 	return VIRTIO_BLK_S_OK;
 }
 
-static int zero_range(struct virtio_blk *b, uint64_t off, uint64_t len, bool unmap)
+/* For file systems that can neither zero nor punch a range. */
+static int write_zeros(int fd, uint64_t off, uint64_t len)
+{
+	static const uint8_t zeros[65536];
+
+	while (len) {
+		size_t n = len < sizeof(zeros) ? len : sizeof(zeros);
+		ssize_t r = pwrite(fd, zeros, n, off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		off += r;
+		len -= r;
+	}
+	return 0;
+}
+
+/* discard: the range may read back as anything; otherwise it must read as
+ * zeros (unmap only says the device may free the space doing so). */
+static int zero_range(struct virtio_blk *b, uint64_t off, uint64_t len, bool discard, bool unmap)
 {
 	if (b->is_blockdev) {
 		uint64_t range[2] = { off, len };
-		return ioctl(b->fd, unmap ? BLKDISCARD : BLKZEROOUT, range) < 0 ? -errno : 0;
+		/* BLKDISCARD does not promise zeros: write-zeroes always uses
+		 * BLKZEROOUT, which unmaps where the device can. */
+		return ioctl(b->fd, discard ? BLKDISCARD : BLKZEROOUT, range) < 0 ? -errno : 0;
 	}
-	int mode = unmap ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
-			 : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+	/* A punched hole reads as zeros in a regular file. */
+	int mode = discard || unmap ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+				    : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
 	if (fallocate(b->fd, mode, off, len) == 0)
 		return 0;
-	return -errno;
+	if (errno != EOPNOTSUPP || discard)
+		return -errno;
+	/* tmpfs and others lack ZERO_RANGE: a hole reads as zeros too. */
+	if (fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
+		return 0;
+	return errno == EOPNOTSUPP ? write_zeros(b->fd, off, len) : -errno;
 }
 
 static uint8_t do_discard(struct virtio_blk *b, bool zeroes)
@@ -166,7 +194,7 @@ static uint8_t do_discard(struct virtio_blk *b, bool zeroes)
 		    (seg.flags & ~1u) || (!zeroes && seg.flags))
 			return VIRTIO_BLK_S_UNSUPP;
 		int r = zero_range(b, seg.sector * SECTOR, (uint64_t)seg.num_sectors * SECTOR,
-				   !zeroes || (seg.flags & 1));
+				   !zeroes, seg.flags & 1);
 		/* Discard is a hint: a file system that cannot punch holes
 		 * still did what the guest may rely on (nothing). */
 		if (r < 0 && !(r == -EOPNOTSUPP && !zeroes)) {
