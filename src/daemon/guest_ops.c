@@ -17,6 +17,7 @@
 #include "log.h"
 #include "parse.h"
 #include "qmp_client.h"
+#include "qmp_watch.h"
 #include "storage.h"
 #include "store.h"
 #include "supervisor.h"
@@ -658,7 +659,13 @@ bool guest_check_alive(struct kvzd *d, const char *name)
 	    json_integer_value(json_object_get(g, "pid")) == pid) {
 		char detail[200];
 		const char *ev = "crashed";
-		if (l == SUP_GONE)
+		bool clean;
+		if (l == SUP_EXITED && WIFSIGNALED(status))
+			snprintf(detail, sizeof(detail), "supervisor pid %d killed by signal %d",
+				 pid, WTERMSIG(status));
+		else if (qmp_watch_shutdown(name, pid, &clean, detail, sizeof(detail)))
+			ev = clean ? "stopped" : "crashed";
+		else if (l == SUP_GONE)
 			snprintf(detail, sizeof(detail), "supervisor pid %d vanished", pid);
 		else if (WIFSIGNALED(status))
 			snprintf(detail, sizeof(detail), "supervisor pid %d killed by signal %d",

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "monitor.h"
 #include "parse.h"
+#include "qmp_watch.h"
 #include "store.h"
 #include "supervisor.h"
 
@@ -286,6 +287,10 @@ int main(int argc, char **argv)
 		kvz_error("%s", err);
 		return 1;
 	}
+	if (qmp_watch_start(&d, err, sizeof(err))) {
+		kvz_error("%s", err);
+		return 1;
+	}
 	kvz_info("listening on %s%s%s (state %s)", d.socket_path, o.tcp ? " and " : "",
 		 o.tcp ? o.tcp : "", d.state_dir);
 	guests_autostart(&d);
@@ -299,6 +304,7 @@ int main(int argc, char **argv)
 	 * only touches its own table and dies with the process. */
 	api_stop(api);
 	unlink(d.socket_path);
+	qmp_watch_stop();
 	monitor_stop();
 	store_close(d.store);
 	free(token);

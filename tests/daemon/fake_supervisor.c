@@ -20,8 +20,12 @@
 #include "log.h"
 #include "qmp_server.h"
 
-/* Set from QMP handlers, read by main's wait loop. */
-static volatile sig_atomic_t quit_requested;
+/* Set from QMP handlers and signal handlers, read by main's wait loop:
+ * SIGUSR1 plays a guest that shuts down cleanly, SIGUSR2 one that fails
+ * (container init exiting with code 5). */
+static volatile sig_atomic_t quit_requested, guest_end;
+
+static void on_signal(int sig) { guest_end = sig; }
 static long long balloon_actual = 256 << 20;
 static char memory_setting[64] = "0:0";
 
@@ -140,14 +144,26 @@ static int supervise(const char *qmp, const char *console, bool vm)
 						sizeof(cmds) / sizeof(cmds[0]), NULL, err, sizeof(err));
 	if (!s)
 		kvz_die("%s", err);
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
 	printf("fake supervisor up\n");
 	fflush(stdout);
-	while (!quit_requested)
+	while (!quit_requested && !guest_end)
 		usleep(20 * 1000);
+	int rc = 0;
+	if (guest_end) {
+		bool ok = guest_end == SIGUSR1;
+		qmp_server_emit(s, "SHUTDOWN", vm ? json_pack("{s:b, s:s}", "guest", 1, "reason",
+							       ok ? "guest-shutdown" : "guest-panic")
+						  : json_pack("{s:i}", "exit-code", ok ? 0 : 5));
+		usleep(100 * 1000);
+		rc = ok ? 0 : 1;
+	}
 	qmp_server_stop(s);
 	if (console)
 		unlink(console);
-	return 0;
+	return rc;
 }
 
 int main(int argc, char **argv)

@@ -530,3 +530,31 @@ def test_interrupted_create_is_undone(kvzd):
     assert d.kvz_json("list") == []
     assert not os.path.exists(os.path.join(d.state, "ct/slow2"))
     assert "creation was interrupted" in d.read_log()
+
+
+def test_adopted_guest_end_from_qmp_events(kvzd):
+    """A supervisor kvzd adopted is not its child, so its exit status is
+    unknown: the SHUTDOWN event it sends tells a clean end from a failure,
+    and is acted on at once, not at the next sample."""
+    d = kvzd
+    d.kvz("create", "vm", "v", "--kernel", d.kernel)
+    d.kvz("create", "ct", "c", "--disk", "64M")
+    d.kvz("start", "v")
+    d.kvz("start", "c")
+    pids = {n: d.guest(n)["pid"] for n in ("v", "c")}
+    d.kill9()
+    d.interval = 60   # so that only the event can be what notices
+    d.start()
+    d.wait_for(lambda: all(e["type"] == "adopted" for e in (d.events("v")[-1], d.events("c")[-1])),
+               what="adoption")
+    time.sleep(1)  # the watcher connects to adopted guests within a round
+    t0 = time.time()
+    os.kill(pids["v"], signal.SIGUSR1)
+    d.wait_for(lambda: d.guest("v")["state"] != "running", timeout=10, what="VM end")
+    assert time.time() - t0 < 10
+    assert d.guest("v")["state"] == "stopped"
+    assert d.events("v")[-1]["detail"] == "guest shut down (guest-shutdown)"
+    os.kill(pids["c"], signal.SIGUSR2)
+    d.wait_for(lambda: d.guest("c")["state"] != "running", timeout=10, what="container end")
+    assert d.guest("c")["state"] == "crashed"
+    assert d.events("c")[-1]["detail"] == "container init exited with code 5"

@@ -103,7 +103,7 @@ def test_container_console_and_exit(real):
     d.kvz("create", "ct", "bad", "--disk", "256M", "--", "/bin/sh", "-c", "sleep 1; exit 3")
     d.kvz("start", "bad")
     d.wait_for(lambda: d.guest("bad")["state"] == "crashed", what="crash noticed")
-    assert "status" in d.events("bad")[-1]["detail"]
+    assert "code 3" in d.events("bad")[-1]["detail"], d.events("bad")[-1]
 
 
 def test_vm_real_idle_guest(real):
