@@ -54,6 +54,7 @@ default lab/out).  Only one lab runs at a time (a lock in the cache dir):
 TCG needs both host cores.
 """
 
+import ctypes
 import dataclasses
 import fcntl
 import glob
@@ -775,7 +776,8 @@ def _run_qemu(cmd, host_timeout, stream):
     start = time.monotonic()
     deadline = start + host_timeout
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=_die_with_parent)
     old_term = _raise_on_sigterm()
     chunks, pending, timed_out = [], b"", False
     fd = proc.stdout.fileno()
@@ -813,6 +815,15 @@ def _run_qemu(cmd, host_timeout, stream):
     return LabResult(output=output, exit_code=_l1_exit_code(output),
                      timed_out=timed_out, duration=time.monotonic() - start,
                      qemu_returncode=rc)
+
+
+def _die_with_parent():
+    """In QEMU's child before exec: SIGKILL it when kvzlab dies, even by
+    SIGKILL (a test's own timeout), so no TCG guest outlives its caller."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        os.write(2, b"kvzlab: prctl(PR_SET_PDEATHSIG) failed\n")
 
 
 class _Terminated(Exception):
