@@ -79,13 +79,17 @@ measure qemu qemu-system-x86_64 -L /usr/share/kvzlab-qemu -accel kvm -cpu host -
   -kernel /l2/vmlinuz -initrd /l2/initrd.cpio.gz -append "$CMDLINE" \
   -drive file=/tmp/qemu.img,format=raw,if=virtio \
   -netdev tap,id=n0,ifname=tapq,script=no,downscript=no \
-  -device virtio-net-pci,netdev=n0,mac=52:54:00:00:02:02
+  -device virtio-net-pci,netdev=n0,mac=52:54:00:00:02:02,romfile=
 """
 
 res = kvzlab.run_in_lab(L1_SCRIPT, l1_modules=["tun", "bridge"], with_qemu=True,
                         l2_init=L2_INIT, l2_modules=["virtio_pci", "virtio_blk", "virtio_net"],
                         timeout=1500, mem_mb=2048)
 out = res.output
+log = os.environ.get("BENCH_LOG", "/tmp/kvz-virtio-lab-bench.log")
+with open(log, "w") as f:
+    f.write(out)
+print(f"virtio_lab: full lab console in {log}")
 if res.exit_code != 0:
     print(out[-4000:])
     print(f"virtio_lab: lab failed (exit {res.exit_code})", file=sys.stderr)
@@ -119,7 +123,8 @@ rows.append(("TCP guest->L1 32 MiB (MB/s)", tcp("kvz"), tcp("qemu"), True))
 print(f"\n{'figure':32} {'kvz-vmm':>10} {'QEMU':>10} {'kvz/QEMU':>9}  (ratio > 1: kvz better)")
 for name, k, q, higher_better in rows:
     if k is None or q is None:
-        print(f"{name:32} {k if k is not None else 'n/a':>10} {q if q is not None else 'n/a':>10}       n/a")
+        fmt = lambda v: "n/a" if v is None else f"{v:.2f}"
+        print(f"{name:32} {fmt(k):>10} {fmt(q):>10} {'n/a':>9}")
         continue
     ratio = (k / q) if higher_better else (q / k)
     print(f"{name:32} {k:10.2f} {q:10.2f} {ratio:9.2f}")
