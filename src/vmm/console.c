@@ -62,7 +62,10 @@ struct console *console_create_stdio(char *err, size_t errlen)
 		return NULL;
 	c->in_fd = STDIN_FILENO;
 	c->out_fd = STDOUT_FILENO;
-	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &c->saved_tty) == 0) {
+	/* Only the terminal's foreground job may change its modes: from the
+	 * background, tcsetattr() would stop us with SIGTTOU. */
+	if (isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp() &&
+	    tcgetattr(STDIN_FILENO, &c->saved_tty) == 0) {
 		/* Raw: every key, Ctrl-C included, goes to the guest. */
 		struct termios raw = c->saved_tty;
 		cfmakeraw(&raw);
