@@ -92,13 +92,22 @@ class Kvzd:
             except OSError:
                 pass
         self.terminate()
-        # Supervisors that outlived a killed kvzd: ours by their run dir.
-        for g in guests or []:
-            if g.get("pid"):
+        # Supervisors that outlived kvzd (or a kvzd that crashed): ours are
+        # the processes whose command line names this test's directory.
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            if self.dir.encode() + b"/" in cmdline:
                 try:
-                    os.kill(g["pid"], signal.SIGKILL)
+                    os.kill(int(pid), signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        time.sleep(0.2)
         # For sanitizer runs: keep kvzd's and the supervisors' logs.
         keep = os.environ.get("KVZD_TEST_LOG_DIR")
         if keep:
