@@ -33,7 +33,7 @@ static json_t *read_message(struct qmp_client *c, int timeout_ms, char *err, siz
 {
 	long long deadline = now_ms() + timeout_ms;
 	for (;;) {
-		char *nl = memchr(c->buf, '\n', c->len);
+		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
 		if (nl) {
 			size_t l = (size_t)(nl - c->buf);
 			json_error_t jerr;
