@@ -1,0 +1,85 @@
+"""kvz-ct on a pure cgroup v2 host: this machine's controllers are bound to
+cgroup v1, so the v2 path runs inside the nested lab's L1 (Debian's kernel
+booted under QEMU), where a fresh cgroup2 hierarchy gets every controller.
+The container's root is a busybox tree built in L1's tmpfs (--rootfs)."""
+import os
+import re
+import sys
+
+import pytest
+
+SRC = os.environ.get("KVZ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("KVZ_BUILD_DIR", "build")
+sys.path.insert(0, os.path.join(SRC, "lab"))
+import kvzlab  # noqa: E402
+
+KVZCT = os.path.join(BUILD, "src", "ct", "kvz-ct")
+PROBE = os.path.join(BUILD, "tests", "ct", "ctprobe")
+
+# pivot_root refuses to move away from the initramfs (rootfs) that L1 runs
+# on, as a real host's root never is: the part in INNER runs chrooted into a
+# tmpfs copy of L1's files.
+SCRIPT = r"""
+set -u
+mkdir -p /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup || { echo NO-CGROUP2; exit 3; }
+H=/host
+mkdir -p $H && mount -t tmpfs host $H
+for d in /bin /sbin /lib /lib64 /usr /etc /ctprobe; do [ -e $d ] && cp -a $d $H/; done
+mkdir -p $H/proc $H/sys $H/dev $H/tmp $H/run
+mount -o bind /proc $H/proc && mount -o rbind /sys $H/sys && mount -o rbind /dev $H/dev
+mount -t tmpfs tmp $H/tmp
+cat > $H/inner.sh <<'INNER'
+""" + r"""
+echo "CONTROLLERS $(cat /sys/fs/cgroup/cgroup.controllers)"
+R=/tmp/root
+mkdir -p $R/bin $R/proc $R/sys $R/dev $R/tmp $R/etc
+cp /bin/busybox $R/bin/busybox
+for a in sh hostname cat sleep echo true; do ln -s busybox $R/bin/$a; done
+cp /ctprobe $R/bin/ctprobe
+CT="/bin/kvz-ct"
+RUN="--run-dir /tmp/run"
+$CT run --name a $RUN --rootfs $R --memory 32M:64M -- ctprobe alloc 100; echo "BIG=$?"
+$CT run --name a $RUN --rootfs $R --memory 32M:64M -- ctprobe alloc 40; echo "SMALL=$?"
+$CT run --name a $RUN --rootfs $R --pids 10 -- ctprobe forks 50
+$CT run --name a $RUN --rootfs $R --hostname v2host -- hostname
+$CT run --name b $RUN --rootfs $R --detach --memory 32M:64M --cpus 0.5 --pids 50 --cpu-weight 50 -- sleep 1000
+echo "DETACH=$?"
+D=/sys/fs/cgroup/kvz/b
+echo "MAX=$(cat $D/memory.max) HIGH=$(cat $D/memory.high) CPU=$(cat $D/cpu.max) PIDS=$(cat $D/pids.max) W=$(cat $D/cpu.weight)"
+$CT exec --name b $RUN -- ctprobe alloc 100; echo "EXECBIG=$?"
+$CT set --name b $RUN --memory 128M:256M; echo "SET=$?"
+echo "MAX2=$(cat $D/memory.max)"
+$CT exec --name b $RUN -- ctprobe alloc 100; echo "EXECBIG2=$?"
+$CT exec --name b $RUN -- cat /proc/self/cgroup
+$CT stop --name b $RUN --timeout 1; echo "STOP=$?"
+[ -e $D ] && echo "LEFT-CGROUP" || echo "CGROUP-GONE"
+ls /tmp/run
+echo LAB-CT-DONE
+INNER
+chroot $H /bin/sh /inner.sh
+"""
+
+
+def test_cgroup_v2_in_lab():
+    kvzlab.skip_unless_lab()
+    if not os.path.exists(KVZCT) or not os.path.exists(PROBE):
+        pytest.skip(f"kvz-ct or ctprobe not built in {BUILD}")
+    files = {KVZCT: "/bin/kvz-ct", PROBE: "/ctprobe"}
+    for lib in kvzlab._ldd(KVZCT):
+        files[lib] = lib
+    res = kvzlab.run_in_lab(SCRIPT, files=files, smp=1, mem_mb=1024, timeout=300, vmm=False)
+    out = res.output
+    assert "LAB-CT-DONE" in out, out[-3000:]
+    controllers = re.search(r"CONTROLLERS (.*)", out).group(1).split()
+    assert {"memory", "pids", "cpu"} <= set(controllers), controllers
+    assert "BIG=137" in out and "allocated 100" not in out.split("BIG=")[0], out[-3000:]
+    assert "allocated 40" in out and "SMALL=0" in out
+    forks = int(re.search(r"forked (\d+) errno 11", out).group(1))
+    assert 5 <= forks < 10, forks
+    assert "\nv2host\n" in out
+    assert "DETACH=0" in out
+    assert "MAX=67108864 HIGH=33554432 CPU=50000 100000 PIDS=50 W=50" in out
+    assert "EXECBIG=137" in out and "SET=0" in out and "MAX2=268435456" in out
+    assert "EXECBIG2=0" in out
+    assert re.search(r"^0::/$", out, re.M), out[-3000:]  # cgroup namespace root
+    assert "STOP=0" in out and "CGROUP-GONE" in out
