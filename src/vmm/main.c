@@ -39,7 +39,7 @@ static void usage(FILE *f)
 		"usage: kvz-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--memory SIZE]\n"
 		"               [--cpus N] [--cpu-model host|kvz64] [--qmp PATH]\n"
 		"               [--console-socket PATH] [--name NAME] [--disk PATH[,readonly]]...\n"
-		"               [--net tap=NAME[,mac=MAC][,bridge=BR]]... [--balloon] [--rng]\n"
+		"               [--net tap=NAME[,mac=MAC][,bridge=BR]]... [--balloon[=deflate-on-oom]] [--rng]\n"
 		"               [--bench-first-exit] [--verbose]\n");
 }
 
@@ -59,7 +59,7 @@ static const struct option long_opts[] = {
 	{"name", required_argument, NULL, OPT_NAME},
 	{"disk", required_argument, NULL, OPT_DISK},
 	{"net", required_argument, NULL, OPT_NET},
-	{"balloon", no_argument, NULL, OPT_BALLOON},
+	{"balloon", optional_argument, NULL, OPT_BALLOON},
 	{"rng", no_argument, NULL, OPT_RNG},
 	{"bench-first-exit", no_argument, NULL, OPT_BENCH},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
@@ -115,7 +115,14 @@ static int parse_one(struct options *o, int opt, const char *arg)
 		list[(*n)++] = arg;
 		return 0;
 	}
-	case OPT_BALLOON: o->virtio.balloon = true; return 0;
+	case OPT_BALLOON:
+		if (arg && strcmp(arg, "deflate-on-oom")) {
+			kvz_error("--balloon=%s: the only option is deflate-on-oom", arg);
+			return -1;
+		}
+		o->virtio.balloon = true;
+		o->virtio.balloon_deflate_on_oom = arg != NULL;
+		return 0;
 	case OPT_RNG: o->virtio.rng = true; return 0;
 	case OPT_BENCH: o->vm.bench_first_exit = true; return 0;
 	case OPT_VERBOSE: kvz_log_set_verbose(true); return 0;

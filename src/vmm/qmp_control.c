@@ -179,11 +179,16 @@ int qmp_control_start(struct vmm_control *ctl, const char *path, char *err, size
 	if (!ctl->qmp)
 		return -1;
 	ctl->vm->listener = (struct vm_listener){.stopped = on_vm_stopped, .opaque = ctl};
+	/* Devices emit their own events (BALLOON_CHANGE). */
+	if (ctl->vd)
+		virtio_devices_set_qmp(ctl->vd, ctl->qmp);
 	return 0;
 }
 
 void qmp_control_stop(struct vmm_control *ctl)
 {
+	if (ctl->vd)
+		virtio_devices_set_qmp(ctl->vd, NULL);
 	qmp_server_stop(ctl->qmp);
 	ctl->qmp = NULL;
 }
