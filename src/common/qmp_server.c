@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "unix_socket.h"
 
 #define QMP_MAX_CLIENTS 16
 #define QMP_MAX_LINE (64 * 1024)
@@ -285,42 +286,6 @@ static void *server_thread(void *arg)
 	}
 }
 
-static int bind_socket(const char *path, char *err, size_t errlen)
-{
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(addr.sun_path)) {
-		snprintf(err, errlen, "QMP socket path too long: %s", path);
-		return -1;
-	}
-	strcpy(addr.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		return -1;
-	}
-	/* A socket file nobody listens on is a leftover of a dead process. */
-	struct stat st;
-	if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
-			close(probe);
-			close(fd);
-			snprintf(err, errlen, "QMP socket %s is in use by another process", path);
-			return -1;
-		}
-		if (probe >= 0)
-			close(probe);
-		unlink(path);
-	}
-	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 8) < 0) {
-		snprintf(err, errlen, "cannot listen on QMP socket %s: %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	chmod(path, 0600);
-	return fd;
-}
-
 struct qmp_server *qmp_server_start(const char *path, const char *package,
 				    const struct qmp_command *cmds, size_t ncmds,
 				    void *opaque, char *err, size_t errlen)
@@ -339,7 +304,7 @@ struct qmp_server *qmp_server_start(const char *path, const char *package,
 	for (int i = 0; i < QMP_MAX_CLIENTS; i++)
 		s->conns[i].fd = -1;
 	s->wake_pipe[0] = s->wake_pipe[1] = -1;
-	s->listen_fd = bind_socket(path, err, errlen);
+	s->listen_fd = kvz_unix_listen(path, 0, 8, 0600, err, errlen);
 	if (s->listen_fd < 0)
 		goto fail;
 	if (pipe2(s->wake_pipe, O_CLOEXEC) < 0) {

@@ -1,4 +1,5 @@
 #include "console.h"
+#include "unix_socket.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,23 +28,9 @@ static int open_pty(struct console *c, char *err, size_t len)
 
 static int listen_unix(struct console *c, const char *path, char *err, size_t len)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, len, "console socket path too long: %s", path);
+	c->listen_fd = kvz_unix_listen(path, SOCK_NONBLOCK, 4, 0600, err, len);
+	if (c->listen_fd < 0)
 		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (c->listen_fd < 0) {
-		snprintf(err, len, "console socket: %s", strerror(errno));
-		return -1;
-	}
-	unlink(path);
-	if (bind(c->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(c->listen_fd, 4) < 0) {
-		snprintf(err, len, "cannot listen on %s: %s", path, strerror(errno));
-		return -1;
-	}
 	snprintf(c->sock_path, sizeof(c->sock_path), "%s", path);
 	return 0;
 }

@@ -1,4 +1,5 @@
 #include "api.h"
+#include "unix_socket.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -183,40 +184,6 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
-static int listen_unix(const char *path, char *err, size_t errlen)
-{
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(addr.sun_path)) {
-		snprintf(err, errlen, "socket path too long: %s", path);
-		return -1;
-	}
-	strcpy(addr.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		return -1;
-	}
-	/* A socket file that nobody answers on is left over from a kvzd that
-	 * died: replace it. One that answers belongs to a running kvzd. */
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
-		snprintf(err, errlen, "another kvzd is already listening on %s", path);
-		close(fd);
-		return -1;
-	}
-	if (errno == ECONNREFUSED)
-		unlink(path);
-	close(fd);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    chmod(path, 0660) < 0 || listen(fd, 64) < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 static int listen_tcp(const char *spec, char *err, size_t errlen)
 {
 	char host[256];
@@ -275,7 +242,7 @@ struct api *api_start(struct kvzd *d, const char *tcp, const char *token,
 	}
 	a->unix_l = (struct listener){.d = d, .fd = -1};
 	a->tcp_l = (struct listener){.d = d, .fd = -1, .token = token};
-	a->unix_l.fd = listen_unix(d->socket_path, err, errlen);
+	a->unix_l.fd = kvz_unix_listen(d->socket_path, 0, 64, 0660, err, errlen);
 	if (a->unix_l.fd < 0 || start_listener(&a->unix_l, err, errlen))
 		goto fail;
 	if (tcp) {

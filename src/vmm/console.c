@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "unix_socket.h"
 
 struct console {
 	bool is_socket;
@@ -78,11 +79,6 @@ struct console *console_create_stdio(char *err, size_t errlen)
 
 struct console *console_create_socket(const char *path, char *err, size_t errlen)
 {
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(addr.sun_path)) {
-		snprintf(err, errlen, "console socket path too long: %s", path);
-		return NULL;
-	}
 	struct console *c = console_alloc(err, errlen);
 	if (!c)
 		return NULL;
@@ -93,19 +89,12 @@ struct console *console_create_socket(const char *path, char *err, size_t errlen
 		console_destroy(c);
 		return NULL;
 	}
-	strcpy(addr.sun_path, path);
-	c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct stat st;
-	if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(path);   /* a leftover of an earlier run */
-	if (c->listen_fd < 0 || bind(c->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    listen(c->listen_fd, 4) < 0) {
-		snprintf(err, errlen, "cannot listen on console socket %s: %s", path, strerror(errno));
+	c->listen_fd = kvz_unix_listen(path, 0, 4, 0600, err, errlen);
+	if (c->listen_fd < 0) {
 		console_destroy(c);
 		return NULL;
 	}
 	snprintf(c->path, sizeof(c->path), "%s", path);
-	chmod(path, 0600);
 	return c;
 }
 

@@ -1,0 +1,73 @@
+#include "unix_socket.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* Returns 0 when path is free to bind (absent, or a dead socket removed). */
+static int clear_stale(const struct sockaddr_un *addr, char *err, size_t errlen)
+{
+	struct stat st;
+	if (lstat(addr->sun_path, &st) < 0)
+		return 0;
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "%s exists and is not a socket", addr->sun_path);
+		return -1;
+	}
+	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	int rc = connect(probe, (const struct sockaddr *)addr, sizeof(*addr));
+	int saved = errno;
+	close(probe);
+	if (rc == 0) {
+		snprintf(err, errlen, "%s is in use by another process", addr->sun_path);
+		return -1;
+	}
+	if (saved != ECONNREFUSED) {
+		snprintf(err, errlen, "cannot probe %s: %s", addr->sun_path, strerror(saved));
+		return -1;
+	}
+	if (unlink(addr->sun_path) < 0 && errno != ENOENT) {
+		snprintf(err, errlen, "cannot remove stale socket %s: %s", addr->sun_path,
+			 strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int kvz_unix_listen(const char *path, int type_flags, int backlog, mode_t mode,
+		    char *err, size_t errlen)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		snprintf(err, errlen, "socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(addr.sun_path, path);
+	if (clear_stale(&addr, err, errlen) < 0)
+		return -1;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | type_flags, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (chmod(path, mode) < 0 || listen(fd, backlog) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	return fd;
+}
