@@ -15,6 +15,7 @@
 #include "parse.h"
 #include "qmp_client.h"
 #include "qmp_server.h"
+#include "unix_socket.h"
 
 static void test_parse_size(void **state)
 {
@@ -163,6 +164,31 @@ static void test_qmp_malformed(void **state)
 	qmp_server_stop(s);
 }
 
+/* A live socket and a regular file are refused; a dead socket is replaced. */
+static void test_unix_listen(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/kvz-test-sock-XXXXXX";
+	int tfd = mkstemp(path);
+	assert_true(tfd >= 0);
+	close(tfd);
+	char err[256];
+	assert_int_equal(kvz_unix_listen(path, 0, 1, 0600, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "not a socket"));
+	assert_int_equal(access(path, F_OK), 0);
+	unlink(path);
+
+	int a = kvz_unix_listen(path, 0, 1, 0600, err, sizeof(err));
+	assert_true(a >= 0);
+	assert_int_equal(kvz_unix_listen(path, 0, 1, 0600, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "in use"));
+	close(a);  /* the file stays behind, as after a crash */
+	int b = kvz_unix_listen(path, 0, 1, 0600, err, sizeof(err));
+	assert_true(b >= 0);
+	close(b);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -171,6 +197,7 @@ int main(void)
 		cmocka_unit_test(test_parse_misc),
 		cmocka_unit_test(test_qmp_roundtrip),
 		cmocka_unit_test(test_qmp_malformed),
+		cmocka_unit_test(test_unix_listen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
