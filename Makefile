@@ -30,13 +30,13 @@ run: all
 bench: all
 	@for b in bench/*.sh; do echo "== $$b"; $$b || exit 1; done
 
-asan:
-	meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+asan: deps
+	[ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
 	ninja -C build-asan
 	meson test -C build-asan --print-errorlogs --suite unit --suite fast
 
-fuzz:
-	CC=clang meson setup build-fuzz -Dfuzz=true -Db_lundef=false
+fuzz: deps
+	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
 	ninja -C build-fuzz
 
 clean:

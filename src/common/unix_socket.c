@@ -59,14 +59,14 @@ int kvz_unix_listen(const char *path, int type_flags, int backlog, mode_t mode,
 		return -1;
 	}
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "cannot listen on %s: %s", addr.sun_path, strerror(errno));
 		close(fd);
 		return -1;
 	}
-	if (chmod(path, mode) < 0 || listen(fd, backlog) < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
+	if (chmod(addr.sun_path, mode) < 0 || listen(fd, backlog) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", addr.sun_path, strerror(errno));
 		close(fd);
-		unlink(path);
+		unlink(addr.sun_path);
 		return -1;
 	}
 	return fd;
