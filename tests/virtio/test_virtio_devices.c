@@ -28,7 +28,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
-#include "netlink_link.h"
+#include "netlink.h"
 #include "virtio_balloon.h"
 #include "virtio_net.h"
 #include "virtio_blk.h"
@@ -776,7 +776,8 @@ static void test_net_tap(void **state)
 	close(ps);
 	virtio_net_destroy(n);
 	assert_int_equal(if_nametoindex(tap), 0);    /* our TAP went with us */
-	assert_int_equal(netlink_link_delete(br), 0);
+	char nlerr[256];
+	assert_int_equal(nl_link_del(br, nlerr, sizeof(nlerr)), 0);
 
 	/* A bridge that is not a bridge: creation fails, no TAP stays. */
 	snprintf(spec, sizeof(spec), "tap=%s,bridge=lo", tap);

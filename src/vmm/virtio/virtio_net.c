@@ -19,7 +19,7 @@
 
 #include "io_thread.h"
 #include "log.h"
-#include "netlink_link.h"
+#include "netlink.h"
 
 #define VIRTIO_NET_F_CSUM       0
 #define VIRTIO_NET_F_GUEST_CSUM 1
@@ -326,9 +326,9 @@ static int open_tap(struct virtio_net *n, char *err, size_t errlen)
 		snprintf(err, errlen, "--net tap=%s: vnet header setup: %s", n->opt.tap, strerror(errno));
 		return -1;
 	}
-	int r = netlink_link_up(n->opt.tap);
-	if (r < 0) {
-		snprintf(err, errlen, "--net tap=%s: link up: %s", n->opt.tap, strerror(-r));
+	char msg[256];
+	if (nl_link_up(n->opt.tap, msg, sizeof(msg)) < 0) {
+		snprintf(err, errlen, "--net tap=%s: %s", n->opt.tap, msg);
 		return -1;
 	}
 	return 0;
@@ -337,20 +337,13 @@ static int open_tap(struct virtio_net *n, char *err, size_t errlen)
 static int join_bridge(struct virtio_net *n, char *err, size_t errlen)
 {
 	const char *br = n->opt.bridge;
-	int r;
+	char msg[256];
 
 	if (!br[0])
 		return 0;
-	if (if_nametoindex(br) == 0) {
-		r = netlink_bridge_create(br);
-		if (r < 0 && r != -EEXIST) {
-			snprintf(err, errlen, "--net bridge=%s: create: %s", br, strerror(-r));
-			return -1;
-		}
-		n->created_bridge = r == 0;
-	}
-	if ((r = netlink_link_up(br)) < 0 || (r = netlink_link_set_master(n->opt.tap, br)) < 0) {
-		snprintf(err, errlen, "--net bridge=%s: attach %s: %s", br, n->opt.tap, strerror(-r));
+	if (nl_bridge_ensure(br, &n->created_bridge, msg, sizeof(msg)) < 0 ||
+	    nl_link_set_master(n->opt.tap, br, msg, sizeof(msg)) < 0) {
+		snprintf(err, errlen, "--net bridge=%s: %s", br, msg);
 		return -1;
 	}
 	return 0;
@@ -409,8 +402,11 @@ struct virtio_net *virtio_net_create(const struct vmm_context *ctx,
 	n->rx_stalled = true;
 	return n;
 fail:
-	if (n->created_bridge)
-		netlink_link_delete(n->opt.bridge);
+	if (n->created_bridge) {
+		char msg[256];
+		if (nl_link_del(n->opt.bridge, msg, sizeof(msg)) < 0)
+			kvz_warn("--net bridge=%s: %s", n->opt.bridge, msg);
+	}
 	if (n->tap_fd >= 0)
 		close(n->tap_fd);  /* a TAP we created goes away with it */
 	free(n);

@@ -1,7 +1,7 @@
-/* rtnetlink (libmnl) for container networking: host bridge, veth pair,
+/* rtnetlink (libmnl) for container and VM networking: bridges, veth pairs,
  * addresses and routes. Every call acts on the caller's network namespace. */
-#ifndef KVZ_CT_NETLINK_H
-#define KVZ_CT_NETLINK_H
+#ifndef KVZ_NETLINK_H
+#define KVZ_NETLINK_H
 
 #include <netinet/in.h>
 #include <stdbool.h>
