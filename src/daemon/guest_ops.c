@@ -116,9 +116,11 @@ static int create_vm_storage(struct kvzd *d, const char *name, json_t *cfg,
 	return 0;
 }
 
-static void ct_destroy_files(struct kvzd *d, const char *name)
+/* `kvz-ct destroy`: removes the container's private area. Returns
+ * sup_run()'s result, with kvz-ct's message in out. */
+static int ct_destroy_run(struct kvzd *d, const char *name, char *out, size_t outlen)
 {
-	char root[300], out[256];
+	char root[300];
 	ct_root(d, root, sizeof(root));
 	struct argv a = {0};
 	arg(&a, "%s", d->ct_bin);
@@ -127,9 +129,17 @@ static void ct_destroy_files(struct kvzd *d, const char *name)
 	arg(&a, "%s", name);
 	arg(&a, "--ct-root");
 	arg(&a, "%s", root);
-	if (sup_run(a.v, out, sizeof(out)) != 0)
-		kvz_warn("cleaning up container %s: %s", name, out);
+	int r = sup_run(a.v, out, outlen);
 	argv_free(&a);
+	return r;
+}
+
+/* Clean-up after a failed create: a failure is only worth a warning. */
+static void ct_destroy_files(struct kvzd *d, const char *name)
+{
+	char out[256];
+	if (ct_destroy_run(d, name, out, sizeof(out)) != 0)
+		kvz_warn("cleaning up container %s: %s", name, out);
 }
 
 static int create_ct_storage(struct kvzd *d, const char *name, json_t *cfg,
@@ -537,18 +547,8 @@ int guest_destroy(struct kvzd *d, const char *name, bool force, struct op_error 
 			goto out;
 		}
 	} else {
-		char root[300], out[512];
-		ct_root(d, root, sizeof(root));
-		struct argv a = {0};
-		arg(&a, "%s", d->ct_bin);
-		arg(&a, "destroy");
-		arg(&a, "--name");
-		arg(&a, "%s", name);
-		arg(&a, "--ct-root");
-		arg(&a, "%s", root);
-		int r = sup_run(a.v, out, sizeof(out));
-		argv_free(&a);
-		if (r != 0) {
+		char out[512];
+		if (ct_destroy_run(d, name, out, sizeof(out)) != 0) {
 			op_fail(e, 500, "destroying container %s: %s", name, out);
 			goto out;
 		}
