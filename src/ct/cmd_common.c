@@ -91,6 +91,8 @@ int run_mounted(const char *image, const char *dir,
 	pid_t pid = fork();
 	if (pid < 0) {
 		snprintf(err, len, "fork: %s", strerror(errno));
+		close(p[0]);
+		close(p[1]);
 		return -1;
 	}
 	if (pid == 0) {
