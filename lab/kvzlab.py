@@ -43,8 +43,9 @@ does `reboot -f`.  If the script ends without rebooting, /init reboots.
 
 Command line (lab/run-vmm.sh is a wrapper of the first form):
   kvzlab.py run-vmm [--smp N] [--l2-init FILE] [--l2-modules "m1 m2"]
-                    [--add HOST:L1]... [--timeout SEC] -- KVZ_VMM_ARGS...
-  kvzlab.py run [--smp N] [--qemu] [--add HOST:L1]... --script FILE
+                    [--add HOST:L1]... [--timeout SEC] [--retries N]
+                    -- KVZ_VMM_ARGS...
+  kvzlab.py run [--smp N] [--qemu] [--add HOST:L1]... [--retries N] --script FILE
   kvzlab.py build-l2 --out FILE [--init FILE] [--modules "m1 m2"]
   kvzlab.py modules m1 m2        prints the load order
 
@@ -738,14 +739,56 @@ def qemu_l1_command(initrd, smp, mem_mb, kernel, extra_qemu_args=()):
             "-append", l1_cmdline(smp), *extra_qemu_args]
 
 
+# Exit statuses of busybox timeout(1) when the L1 script ran out of time.
+SCRIPT_TIME_LIMIT_CODES = (124, 143)
+
+
+def lab_failure(res):
+    """Why a lab run gave no result of the script's own, or None.
+
+    These are the ways the emulated machine itself fails: TCG's emulated SVM
+    has been seen to crash L1's kernel (a page fault in KVM's LAPIC timer
+    code) and, rarely, to leave L2 stuck with no progress until the
+    script's time limit.  A script that ran to its end never counts."""
+    if res.timed_out:
+        return f"QEMU did not finish within {res.duration:.0f} s"
+    if res.exit_code is None:
+        return "L1 ended without reporting the script's exit status (L1 kernel crash?)"
+    if res.exit_code in SCRIPT_TIME_LIMIT_CODES:
+        return f"the L1 script hit its time limit (exit {res.exit_code})"
+    return None
+
+
 def run_in_lab(l1_script, files=None, smp=2, mem_mb=2048, timeout=600,
                l2_init=None, l2_modules=(), extra_qemu_args=(), l1_modules=(),
-               vmm=None, with_qemu=False, stream=None, kernel=None):
+               vmm=None, with_qemu=False, stream=None, kernel=None,
+               retries=1):
     """Boots L1, runs l1_script there (busybox sh) and returns a LabResult.
 
     timeout bounds the script inside L1; the host kills QEMU 120 s later.
     vmm: kvz-vmm to copy to /bin/kvz-vmm (default BUILD/src/vmm/kvz-vmm;
-    False: none).  stream: a text file to copy the console to as it comes."""
+    False: none).  stream: a text file to copy the console to as it comes.
+    retries: how many more times a run that failed by lab_failure() is
+    started again; each such failure is reported on stderr with the tail
+    of its console, so a flaky emulator stays visible and a thing that
+    always hangs still fails."""
+    for attempt in range(retries + 1):
+        res = _run_in_lab_once(l1_script, files, smp, mem_mb, timeout,
+                               l2_init, l2_modules, extra_qemu_args,
+                               l1_modules, vmm, with_qemu, stream, kernel)
+        why = lab_failure(res)
+        if why is None or attempt == retries:
+            return res
+        tail = "\n".join(res.output.splitlines()[-15:])
+        print(f"kvzlab: attempt {attempt + 1} failed: {why}; last console "
+              f"lines:\n{tail}\nkvzlab: starting the lab run again",
+              file=sys.stderr, flush=True)
+    return res
+
+
+def _run_in_lab_once(l1_script, files, smp, mem_mb, timeout, l2_init,
+                     l2_modules, extra_qemu_args, l1_modules, vmm, with_qemu,
+                     stream, kernel):
     reason = lab_missing()
     if reason:
         raise LabError(reason)
@@ -880,6 +923,8 @@ def _cli(argv):
     rv.add_argument("--l2-modules", default="")
     rv.add_argument("--add", action="append", default=[])
     rv.add_argument("--timeout", type=int, default=600)
+    rv.add_argument("--retries", type=int, default=1,
+                    help="runs again after an emulator failure (see lab_failure)")
     rv.add_argument("vmm_args", nargs="*")
     r = sub.add_parser("run", help="run a shell script inside L1")
     r.add_argument("--smp", type=int, default=2)
@@ -891,6 +936,7 @@ def _cli(argv):
     r.add_argument("--l1-modules", default="")
     r.add_argument("--add", action="append", default=[])
     r.add_argument("--timeout", type=int, default=600)
+    r.add_argument("--retries", type=int, default=1)
     r.add_argument("--script", required=True)
     b = sub.add_parser("build-l2", help="build an L2 initramfs")
     b.add_argument("--out", required=True)
@@ -922,7 +968,8 @@ def _cli(argv):
                   l2_modules=a.l2_modules.split(), files=_parse_adds(a.add),
                   l1_modules=a.l1_modules.split(), with_qemu=a.qemu,
                   vmm=False if a.no_vmm else None)
-    res = run_in_lab(script, timeout=a.timeout, stream=sys.stdout, **kw)
+    res = run_in_lab(script, timeout=a.timeout, stream=sys.stdout,
+                     retries=a.retries, **kw)
     if res.timed_out:
         print(f"kvzlab: L1 timed out after {res.duration:.0f} s, killed",
               file=sys.stderr)

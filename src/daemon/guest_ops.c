@@ -487,15 +487,22 @@ static int stop_locked(struct kvzd *d, json_t *g, int timeout_s, bool force,
 	bool vm = !strcmp(cfg_str(g, "type"), "vm");
 	store_guest_set_state(d->store, name, "stopping");
 	struct op_error ignored;
+	const char *how = force ? "forced" : NULL;
 	if (!force && !vm) {
 		json_t *args = json_pack("{s:i}", "timeout", timeout_s);
 		if (guest_qmp_call(name, qmp, "stop", args, NULL, &ignored) == 0)
 			wait_gone(pid, start, (timeout_s + 5) * 1000, NULL);
 		json_decref(args);
 	}
+	if (!force && vm) {
+		/* As virsh shutdown: the ACPI power button, then the guest's own
+		 * shutdown; a guest that ignores it is quit after the timeout. */
+		if (guest_qmp_call(name, qmp, "system_powerdown", NULL, NULL, &ignored) == 0 &&
+		    !wait_gone(pid, start, timeout_s * 1000, NULL))
+			how = "the guest ignored the power button: quit";
+	}
 	if (sup_check(pid, start, NULL) == SUP_ALIVE) {
-		/* VMs have no guest-cooperative shutdown in the QMP contract:
-		 * quit is the clean way for the VMM to close its devices. */
+		/* quit is the clean way for the VMM to close its devices. */
 		if (guest_qmp_call(name, qmp, "quit", NULL, NULL, &ignored) == 0)
 			wait_gone(pid, start, 5000, NULL);
 	}
@@ -507,7 +514,7 @@ static int stop_locked(struct kvzd *d, json_t *g, int timeout_s, bool force,
 	}
 	clear_runtime(d, g);
 	store_guest_set_state(d->store, name, "stopped");
-	store_event_add(d->store, name, "stopped", force ? "forced" : NULL);
+	store_event_add(d->store, name, "stopped", how);
 	return 0;
 }
 

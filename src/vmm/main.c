@@ -165,19 +165,26 @@ static void console_input(void *opaque, const uint8_t *buf, size_t len)
 	serial_receive(opaque, buf, len);
 }
 
+struct signal_waiter {
+	struct vm *vm;
+	int sig;      /* the stop signal taken, 0 if none; written before the stop request */
+};
+
 /* SIGINT/SIGTERM/SIGHUP end the VM cleanly (terminal restored, sockets
  * removed): they are blocked everywhere and taken by this thread. */
 static void *signal_thread(void *arg)
 {
-	struct vm *vm = arg;
+	struct signal_waiter *w = arg;
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
 	int sig;
-	if (sigwait(&set, &sig) == 0)
-		vm_request_stop(vm, VM_STOP_QUIT, "signal %d", sig);
+	if (sigwait(&set, &sig) == 0) {
+		__atomic_store_n(&w->sig, sig, __ATOMIC_RELEASE);
+		vm_request_stop(w->vm, VM_STOP_QUIT, "signal %d", sig);
+	}
 	return NULL;
 }
 
@@ -232,7 +239,9 @@ static int run(struct options *o)
 	if (o->qmp_path && qmp_control_start(&ctl, o->qmp_path, err, sizeof(err)) < 0)
 		goto out;
 	pthread_t sig_thread;
-	if (pthread_create(&sig_thread, NULL, signal_thread, vm) != 0) {
+	static struct signal_waiter waiter;   /* outlives run(): the thread is detached */
+	waiter.vm = vm;
+	if (pthread_create(&sig_thread, NULL, signal_thread, &waiter) != 0) {
 		snprintf(err, sizeof(err), "cannot start the signal thread");
 		goto out;
 	}
@@ -246,6 +255,14 @@ static int run(struct options *o)
 		goto out;
 	}
 	enum vm_stop_reason why = vm_wait(vm);
+	int sig = __atomic_load_n(&waiter.sig, __ATOMIC_ACQUIRE);
+	if (sig) {
+		/* Killed from outside, often because the guest looked stuck:
+		 * say where each vCPU was. */
+		kvz_info("stopped by signal %d", sig);
+		for (int i = 0; i < vm->ncpus; i++)
+			vcpu_log_state(&vm->vcpus[i]);
+	}
 	if (why == VM_STOP_ERROR)
 		snprintf(err, sizeof(err), "%s", vm->stop_msg);
 	else

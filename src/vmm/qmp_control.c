@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "acpi_pm.h"
 #include "log.h"
 #include "qmp_server.h"
 #include "virtio/virtio_devices.h"
@@ -87,6 +88,22 @@ static json_t *cmd_system_reset(void *opaque, json_t *args, struct qmp_error *er
 	return NULL;
 }
 
+/* As QEMU: presses the ACPI power button and succeeds whether or not the
+ * guest listens; POWERDOWN tells the client it was pressed. */
+static json_t *cmd_system_powerdown(void *opaque, json_t *args, struct qmp_error *err)
+{
+	(void)args;
+	struct vmm_control *ctl = opaque;
+	if (vm_run_state(ctl->vm) == VM_SHUTDOWN) {
+		qmp_set_error(err, "GenericError", "the machine is shutting down");
+		return NULL;
+	}
+	if (acpi_pm_press_power_button(ctl->vm->acpi_pm) < 0)
+		kvz_warn("system_powerdown: the guest has not enabled the ACPI power button");
+	qmp_server_emit(ctl->qmp, "POWERDOWN", NULL);
+	return NULL;
+}
+
 static json_t *cmd_query_cpus_fast(void *opaque, json_t *args, struct qmp_error *err)
 {
 	(void)args;
@@ -152,6 +169,7 @@ static const struct qmp_command commands[] = {
 	{"cont", cmd_cont},
 	{"quit", cmd_quit},
 	{"system_reset", cmd_system_reset},
+	{"system_powerdown", cmd_system_powerdown},
 	{"query-cpus-fast", cmd_query_cpus_fast},
 	{"balloon", cmd_balloon},
 	{"query-balloon", cmd_query_balloon},

@@ -396,11 +396,39 @@ static void *vcpu_thread(void *arg)
 					strerror(errno));
 			break;
 		}
+		v->exits++;
 		vm_note_first_exit(v->vm);
 		if (!handle_exit(v))
 			break;
 	}
 	return NULL;
+}
+
+static const char *mp_state_name(uint32_t s)
+{
+	switch (s) {
+	case KVM_MP_STATE_RUNNABLE: return "runnable";
+	case KVM_MP_STATE_UNINITIALIZED: return "waiting-for-init";
+	case KVM_MP_STATE_INIT_RECEIVED: return "init-received";
+	case KVM_MP_STATE_HALTED: return "halted";
+	case KVM_MP_STATE_SIPI_RECEIVED: return "sipi-received";
+	default: return "other";
+	}
+}
+
+void vcpu_log_state(struct vcpu *v)
+{
+	struct kvm_regs r;
+	struct kvm_sregs sr;
+	struct kvm_mp_state mp;
+	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sr) < 0 ||
+	    ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0) {
+		kvz_info("vCPU %d: state unreadable: %s", v->id, strerror(errno));
+		return;
+	}
+	kvz_info("vCPU %d: rip 0x%llx rsp 0x%llx rflags 0x%llx cr0 0x%llx %s, %llu exits", v->id,
+		 (unsigned long long)r.rip, (unsigned long long)r.rsp, (unsigned long long)r.rflags,
+		 (unsigned long long)sr.cr0, mp_state_name(mp.mp_state), (unsigned long long)v->exits);
 }
 
 int vcpu_start(struct vcpu *v, char *err, size_t errlen)

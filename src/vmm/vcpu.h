@@ -38,6 +38,7 @@ struct vcpu {
 	bool thread_started;
 	pid_t tid;                  /* for query-cpus-fast; set by the thread */
 	bool paused;                /* under vm->lock */
+	uint64_t exits;             /* KVM_RUN returns; written by the vCPU thread only */
 	struct vcpu_state reset_state;   /* power-on state, restored on reset */
 };
 
@@ -57,6 +58,10 @@ int vcpu_start(struct vcpu *v, char *err, size_t errlen);
 /* Makes the thread leave KVM_RUN soon; caller holds vm->lock. */
 void vcpu_kick(struct vcpu *v);
 void vcpu_join(struct vcpu *v);
+
+/* Logs one line with where the vCPU is (RIP, RSP, RFLAGS, CR0, run state,
+ * exit count), for a machine stopped by a signal: after its thread ended. */
+void vcpu_log_state(struct vcpu *v);
 
 /* Installs the (empty) kick signal handler; once, before any vCPU runs. */
 int vcpu_signal_init(void);

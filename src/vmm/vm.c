@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acpi.h"
+#include "acpi_pm.h"
 #include "cpuid.h"
 #include "i8042.h"
 #include "io_thread.h"
@@ -170,7 +172,8 @@ static int create_devices(struct vm *vm, char *err, size_t errlen)
 	vm->serial = serial_create(vm, 4);
 	vm->i8042 = i8042_create(vm);
 	vm->rtc = rtc_create();
-	if (!vm->pci || !vm->io || !vm->serial || !vm->i8042 || !vm->rtc) {
+	vm->acpi_pm = acpi_pm_create(vm);
+	if (!vm->pci || !vm->io || !vm->serial || !vm->i8042 || !vm->rtc || !vm->acpi_pm) {
 		snprintf(err, errlen, "cannot create devices: out of memory");
 		return -1;
 	}
@@ -235,6 +238,7 @@ void vm_destroy(struct vm *vm)
 	serial_destroy(vm->serial);
 	i8042_destroy(vm->i8042);
 	rtc_destroy(vm->rtc);
+	acpi_pm_destroy(vm->acpi_pm);
 	pci_bus_destroy(vm->pci);
 	free(vm->cpuid);
 	guest_mem_destroy(&vm->mem);
@@ -255,6 +259,8 @@ int vm_load(struct vm *vm, const struct boot_config *boot, char *err, size_t err
 	if (boot_load(&vm->mem, boot, &entry, err, errlen) < 0)
 		return -1;
 	if (mptable_write(&vm->mem, vm->ncpus, vm->pci, err, errlen) < 0)
+		return -1;
+	if (acpi_write_tables(&vm->mem, vm->ncpus, vm->pci, err, errlen) < 0)
 		return -1;
 	for (int i = 0; i < vm->ncpus; i++)
 		if (vcpu_setup_boot(&vm->vcpus[i], &entry, err, errlen) < 0)
@@ -374,11 +380,14 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	int rc = boot_load(&vm->mem, &vm->boot, &entry, err, errlen);
 	if (rc == 0)
 		rc = mptable_write(&vm->mem, vm->ncpus, vm->pci, err, errlen);
+	if (rc == 0)
+		rc = acpi_write_tables(&vm->mem, vm->ncpus, vm->pci, err, errlen);
 	for (int i = 0; i < vm->ncpus && rc == 0; i++)
 		rc = vcpu_load_state(&vm->vcpus[i], &vm->vcpus[i].reset_state, err, errlen);
 	serial_reset(vm->serial);
 	i8042_reset(vm->i8042);
 	rtc_reset(vm->rtc);
+	acpi_pm_reset(vm->acpi_pm);
 	if (was_running)
 		vm_resume(vm);
 	return rc;
@@ -402,12 +411,9 @@ void vm_pio(struct vm *vm, uint16_t port, void *data, unsigned len, bool is_writ
 	if (serial_pio(vm->serial, port, data, len, is_write) ||
 	    i8042_pio(vm->i8042, port, data, len, is_write) ||
 	    rtc_pio(vm->rtc, port, data, len, is_write) ||
+	    acpi_pm_pio(vm->acpi_pm, port, data, len, is_write) ||
 	    pci_pio(vm->pci, port, data, len, is_write))
 		return;
-	if (port == VM_POWEROFF_PORT && is_write) {
-		vm_request_stop(vm, VM_STOP_POWEROFF, "guest power-off");
-		return;
-	}
 	/* Port 0x80 (POST codes) and every port without a device: writes are
 	 * ignored, reads float high, as on a PC bus with nothing behind it. */
 	(void)PORT_DEBUG;

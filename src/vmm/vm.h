@@ -20,10 +20,6 @@
 #define VM_TSS_ADDR 0xFFFBD000u /* 3 pages below the identity map page */
 #define VM_IDENTITY_MAP_ADDR 0xFFFFC000u
 
-/* Port a guest writes to power the machine off (QEMU's ACPI PM1a control
- * port on q35; our test guests use it, Linux without ACPI cannot). */
-#define VM_POWEROFF_PORT 0x604
-
 enum vm_run_state { VM_RUNNING, VM_PAUSED, VM_SHUTDOWN };
 
 /* Why the machine stops for good. */
@@ -38,6 +34,7 @@ enum vm_stop_reason {
 struct serial;
 struct i8042;
 struct rtc;
+struct acpi_pm;
 struct pci_bus;
 struct io_thread;
 
@@ -72,6 +69,7 @@ struct vm {
 	struct serial *serial;
 	struct i8042 *i8042;
 	struct rtc *rtc;
+	struct acpi_pm *acpi_pm;
 	struct vm_listener listener;
 
 	/* Guards everything below; cond signals every change of it. */

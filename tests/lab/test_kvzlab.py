@@ -164,3 +164,37 @@ def test_add_option_and_directories(tmp_path):
     assert c.has("/data/sub/f") and c.has("/data/ln") and c.has("/data")
     with pytest.raises(kvzlab.LabError, match="missing"):
         kvzlab._add_tree(c, str(tmp_path / "nope"), "/x")
+
+
+def _result(exit_code, timed_out=False, output="console\n"):
+    return kvzlab.LabResult(output=output, exit_code=exit_code,
+                            timed_out=timed_out, duration=1.0,
+                            qemu_returncode=0)
+
+
+def test_emulator_failures_are_run_again_once_and_reported(monkeypatch, capsys):
+    runs = [_result(None, output="L1 oops\n"), _result(0)]
+    monkeypatch.setattr(kvzlab, "_run_in_lab_once", lambda *a: runs.pop(0))
+    res = kvzlab.run_in_lab("true")
+    assert res.exit_code == 0 and not runs
+    err = capsys.readouterr().err
+    assert "attempt 1 failed" in err and "L1 oops" in err
+
+
+def test_script_failures_are_not_run_again(monkeypatch):
+    calls = []
+    monkeypatch.setattr(kvzlab, "_run_in_lab_once",
+                        lambda *a: calls.append(1) or _result(1))
+    assert kvzlab.run_in_lab("false").exit_code == 1
+    assert len(calls) == 1
+
+
+def test_a_run_that_always_hangs_still_fails(monkeypatch):
+    calls = []
+    monkeypatch.setattr(kvzlab, "_run_in_lab_once",
+                        lambda *a: calls.append(1) or _result(143))
+    res = kvzlab.run_in_lab("sleep 999", retries=1)
+    assert res.exit_code == 143 and len(calls) == 2
+    assert kvzlab.lab_failure(res)
+    assert kvzlab.lab_failure(_result(0, timed_out=True))
+    assert kvzlab.lab_failure(_result(0)) is None

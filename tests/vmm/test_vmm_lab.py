@@ -176,3 +176,53 @@ grep -E 'KVZLAB-L2-INIT' /tmp/big.out | sed 's/^/BIG: /'
     m = re.search(r"BIG: KVZLAB-L2-INIT cpus=3 memtotal_kb=(\d+)", out)
     assert m, "the 3-vCPU, 4.5 GiB guest did not reach init"
     assert int(m.group(1)) > 4 * 1024 * 1024, "RAM above 4 GiB not seen by the guest"
+
+
+# The L2 init waits for the power button's input event, then powers off.
+POWER_BUTTON_INIT = r"""
+dev=
+for e in /sys/class/input/event*; do
+  grep -q "Power Button" "$e/device/name" 2>/dev/null && dev=/dev/input/${e##*/}
+done
+echo "L2-POWER-BUTTON-DEVICE ${dev:-none}"
+[ -n "$dev" ] || poweroff -f
+echo "L2-WAITING-FOR-POWER-BUTTON"
+n=$(dd if="$dev" bs=24 count=1 2>/dev/null | wc -c)
+echo "L2-GOT-INPUT-EVENT bytes=$n"
+poweroff -f
+"""
+
+POWER_BUTTON_SCRIPT = r"""
+Q=/bin/kvz-qmp-tool
+timeout 300 /bin/kvz-vmm --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz \
+   --cmdline 'console=ttyS0 quiet panic=-1' --memory 256M --qmp /tmp/pq \
+   < /dev/null > /tmp/pb.out 2>&1 &
+pid=$!
+i=0
+while ! grep -q L2-WAITING-FOR-POWER-BUTTON /tmp/pb.out && [ $i -lt 250 ]; do
+  sleep 1; i=$((i + 1))
+done
+$Q /tmp/pq system_powerdown | sed 's/^/PB-QMP: /'
+wait $pid; echo "PB-EXIT $?"
+grep -E '^L2-' /tmp/pb.out | sed 's/^/PB: /'
+"""
+
+
+def test_acpi_power_button_and_poweroff_in_lab():
+    """QMP system_powerdown presses the ACPI power button: the SCI reaches
+    the guest, its button driver reports KEY_POWER as an input event, the
+    guest's init powers off through the PM1 control register, and kvz-vmm
+    exits 0: the graceful shutdown that kvzd's stop asks for."""
+    kvzlab.skip_unless_lab()
+    if not os.path.exists(QMP_TOOL):
+        pytest.skip(f"{QMP_TOOL} not built")
+    res = kvzlab.run_in_lab(POWER_BUTTON_SCRIPT, files={QMP_TOOL: "/bin/kvz-qmp-tool"},
+                            l2_init=POWER_BUTTON_INIT, l2_modules=["button", "evdev"],
+                            smp=2, timeout=350)
+    out = res.output
+    print(out)
+    assert re.search(r"PB: L2-POWER-BUTTON-DEVICE /dev/input/event\d+", out), \
+        "no ACPI power button input device in the guest"
+    assert "PB-QMP: system_powerdown: {}" in out
+    assert "PB: L2-GOT-INPUT-EVENT bytes=24" in out, "the power button press never reached the guest"
+    assert "PB-EXIT 0" in out, "kvz-vmm did not exit 0 after the guest's ACPI power-off"
