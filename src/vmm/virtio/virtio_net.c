@@ -1,4 +1,7 @@
-/* virtio-net over TAP. The guest's vnet header (12 bytes, little-endian,
+/* virtio-net over TAP. With vhost-net (vhost_net.c, the default where
+ * /dev/vhost-net works) the kernel moves the packets and this file only
+ * drives the control path; otherwise the I/O thread does, as follows.
+ * The guest's vnet header (12 bytes, little-endian,
  * the same layout the TAP uses with IFF_VNET_HDR) passes through
  * unchanged, so checksum and segmentation offloads cost nothing here.
  * Transmit writes each chain with one writev(); receive reads one packet
@@ -70,6 +73,19 @@ static int copy_ifname(char dst[IFNAMSIZ], const char *s, size_t len)
 	return 0;
 }
 
+static int parse_vhost(const char *s, size_t len, enum virtio_net_vhost *v)
+{
+	static const struct { const char *name; enum virtio_net_vhost v; } names[] = {
+		{"auto", VIRTIO_NET_VHOST_AUTO}, {"on", VIRTIO_NET_VHOST_ON}, {"off", VIRTIO_NET_VHOST_OFF},
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i].name) == len && !strncmp(s, names[i].name, len)) {
+			*v = names[i].v;
+			return 0;
+		}
+	return -1;
+}
+
 int virtio_net_parse(const char *spec, unsigned index, struct virtio_net_options *o,
 		     char *err, size_t errlen)
 {
@@ -93,8 +109,13 @@ int virtio_net_parse(const char *spec, unsigned index, struct virtio_net_options
 				return -1;
 			}
 			have_mac = true;
+		} else if (len > 6 && !strncmp(p, "vhost=", 6)) {
+			if (parse_vhost(p + 6, len - 6, &o->vhost) < 0) {
+				snprintf(err, errlen, "--net %s: vhost= takes on, off or auto", spec);
+				return -1;
+			}
 		} else {
-			snprintf(err, errlen, "--net %s: unknown option '%.*s' (expected tap=, mac=, bridge=)",
+			snprintf(err, errlen, "--net %s: unknown option '%.*s' (expected tap=, mac=, bridge=, vhost=)",
 				 spec, (int)len, p);
 			return -1;
 		}
@@ -280,17 +301,47 @@ static void set_offload(struct virtio_net *n)
 		kvz_warn("virtio net %s: TUNSETOFFLOAD: %s", n->opt.tap, strerror(errno));
 }
 
+/* Hands the queues to vhost-net; on failure the I/O thread keeps them
+ * (the kicks set_status sends after DRIVER_OK start it). */
+static void start_vhost(struct virtio_net *n)
+{
+	char err[256];
+
+	rx_stall(n, true);
+	if (vhost_net_start(&n->vhost, &n->vp, n->vp.ctx->mem, n->tap_fd, err, sizeof(err)) < 0) {
+		kvz_warn("virtio net %s: %s; packets go through kvz-vmm instead", n->opt.tap, err);
+		return;
+	}
+	if (!n->vhost_announced)
+		kvz_info("virtio net %s: vhost-net moves the packets", n->opt.tap);
+	n->vhost_announced = true;
+}
+
 static void net_driver_ok(void *dev, struct virtio_pci *vp)
 {
+	struct virtio_net *n = dev;
 	(void)vp;
-	set_offload(dev);
+
+	set_offload(n);
+	if (n->vhost.fd >= 0)
+		start_vhost(n);
+}
+
+static void net_call_fd_changed(void *dev, struct virtio_pci *vp, unsigned q, int fd)
+{
+	struct virtio_net *n = dev;
+	(void)vp;
+
+	int r = vhost_net_set_call(&n->vhost, q, fd);
+	if (r < 0)
+		kvz_warn("virtio net %s: queue %u: VHOST_SET_VRING_CALL: %s", n->opt.tap, q, strerror(-r));
 }
 
 static void net_reset(void *dev, struct virtio_pci *vp)
 {
 	struct virtio_net *n = dev;
-	(void)vp;
 
+	vhost_net_stop(&n->vhost, vp);
 	n->pending_len = 0;
 	if (ioctl(n->tap_fd, TUNSETOFFLOAD, 0) < 0)
 		kvz_debug("virtio net %s: TUNSETOFFLOAD: %s", n->opt.tap, strerror(errno));
@@ -300,6 +351,7 @@ static const struct virtio_dev_ops net_ops = {
 	.queue_notify = net_queue_notify,
 	.driver_ok = net_driver_ok,
 	.reset = net_reset,
+	.call_fd_changed = net_call_fd_changed,
 };
 
 /* ---- host side ---- */
@@ -349,6 +401,28 @@ static int join_bridge(struct virtio_net *n, char *err, size_t errlen)
 	return 0;
 }
 
+/* vhost-net as the options ask: required, tried, or not at all. */
+static int open_vhost(struct virtio_net *n, uint64_t features, char *err, size_t errlen)
+{
+	char why[256];
+
+	n->vhost.fd = -1;
+	if (n->opt.vhost == VIRTIO_NET_VHOST_OFF)
+		return 0;
+	if (vhost_net_open(&n->vhost, why, sizeof(why)) == 0 && !vhost_net_supports(&n->vhost, features)) {
+		snprintf(why, sizeof(why), "the kernel's vhost-net lacks virtio 1.x ring features");
+		vhost_net_close(&n->vhost);
+	}
+	if (n->vhost.fd >= 0)
+		return 0;
+	if (n->opt.vhost == VIRTIO_NET_VHOST_ON) {
+		snprintf(err, errlen, "--net tap=%s,vhost=on: %s", n->opt.tap, why);
+		return -1;
+	}
+	kvz_debug("virtio net %s: no vhost-net (%s)", n->opt.tap, why);
+	return 0;
+}
+
 static void build_config(struct virtio_net *n)
 {
 	memcpy(n->config, n->opt.mac, 6);
@@ -368,14 +442,16 @@ struct virtio_net *virtio_net_create(const struct vmm_context *ctx,
 	}
 	n->opt = *o;
 	n->tap_fd = -1;
-	if (open_tap(n, err, errlen) < 0 || join_bridge(n, err, errlen) < 0)
-		goto fail;
-	build_config(n);
+	n->vhost.fd = -1;
 	uint64_t features = 1ull << VIRTIO_NET_F_CSUM | 1ull << VIRTIO_NET_F_GUEST_CSUM |
 			    1ull << VIRTIO_NET_F_MAC | 1ull << VIRTIO_NET_F_GUEST_TSO4 |
 			    1ull << VIRTIO_NET_F_GUEST_TSO6 | 1ull << VIRTIO_NET_F_HOST_TSO4 |
 			    1ull << VIRTIO_NET_F_HOST_TSO6 | 1ull << VIRTIO_NET_F_MRG_RXBUF |
 			    1ull << VIRTIO_NET_F_STATUS;
+	if (open_vhost(n, features, err, errlen) < 0 || open_tap(n, err, errlen) < 0 ||
+	    join_bridge(n, err, errlen) < 0)
+		goto fail;
+	build_config(n);
 	struct virtio_pci_params p = {
 		.device_id = VIRTIO_ID_NET,
 		.class_code = 0x020000,   /* Ethernet controller */
@@ -402,6 +478,7 @@ struct virtio_net *virtio_net_create(const struct vmm_context *ctx,
 	n->rx_stalled = true;
 	return n;
 fail:
+	vhost_net_close(&n->vhost);
 	if (n->created_bridge) {
 		char msg[256];
 		if (nl_link_del(n->opt.bridge, msg, sizeof(msg)) < 0)
@@ -417,6 +494,8 @@ void virtio_net_destroy(struct virtio_net *n)
 {
 	if (!n)
 		return;
+	/* First: the kernel's worker stops using the rings, eventfds and TAP. */
+	vhost_net_close(&n->vhost);
 	io_thread_del(n->vp.ctx->io, n->tap_fd);
 	virtio_pci_destroy(&n->vp);
 	close(n->tap_fd);

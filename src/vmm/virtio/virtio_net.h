@@ -8,16 +8,25 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vhost_net.h"
 #include "virtio_pci.h"
 
 #define VIRTIO_NET_CONFIG_LEN 10
 #define VIRTIO_NET_HDR_LEN 12      /* virtio_net_hdr_mrg_rxbuf */
 #define VIRTIO_NET_MAX_PACKET (VIRTIO_NET_HDR_LEN + 65550)
 
+/* Who moves the packets: the kernel (vhost-net) or kvz-vmm's I/O thread. */
+enum virtio_net_vhost {
+	VIRTIO_NET_VHOST_AUTO,      /* vhost-net when /dev/vhost-net works */
+	VIRTIO_NET_VHOST_ON,        /* vhost-net or an error */
+	VIRTIO_NET_VHOST_OFF,
+};
+
 struct virtio_net_options {
 	char tap[IFNAMSIZ];
 	char bridge[IFNAMSIZ];      /* empty: none */
 	uint8_t mac[6];
+	enum virtio_net_vhost vhost;
 };
 
 struct virtio_net {
@@ -27,6 +36,8 @@ struct virtio_net {
 	bool created_tap;           /* vanishes with tap_fd (not persistent) */
 	bool created_bridge;
 	bool rx_stalled;            /* TAP not watched until rx buffers arrive */
+	struct vhost_net vhost;     /* fd -1: the I/O thread's data path */
+	bool vhost_announced;       /* the one log line saying vhost is used */
 	uint8_t config[VIRTIO_NET_CONFIG_LEN];
 	uint32_t pending_len;       /* packet read from the TAP, not delivered */
 	uint8_t pending[VIRTIO_NET_MAX_PACKET];
@@ -35,8 +46,8 @@ struct virtio_net {
 	struct virtq_used used[VIRTQ_MAX_SIZE];
 };
 
-/* "tap=NAME[,mac=52:54:00:12:34:56][,bridge=BR]"; without mac a random
- * locally administered 52:54:00:xx:xx:xx is picked. */
+/* "tap=NAME[,mac=52:54:00:12:34:56][,bridge=BR][,vhost=on|off|auto]";
+ * without mac a random locally administered 52:54:00:xx:xx:xx is picked. */
 int virtio_net_parse(const char *spec, unsigned index, struct virtio_net_options *o,
 		     char *err, size_t errlen);
 

@@ -6,7 +6,10 @@
  * KVM_IOEVENTFD when the driver enables the queue, read on the I/O thread.
  * Interrupts: one eventfd + MSI route per MSI-X vector, bound with
  * KVM_IRQFD for the device's lifetime; the route follows the guest's table
- * writes. Without MSI-X, INTx through the ISR register. */
+ * writes. Without MSI-X, INTx through the ISR register.
+ * Offloaded queues (vhost): the kernel reads the kick eventfd and signals
+ * the vector's irqfd directly, or a proxy eventfd while the vector is
+ * masked or MSI-X is off. */
 #include "virtio_pci.h"
 
 #include <errno.h>
@@ -193,6 +196,72 @@ static void kick_handler(void *opaque, int fd, uint32_t events)
 	pthread_mutex_unlock(&vp->lock);
 }
 
+/* ---- offloaded queues ---- */
+
+static int wanted_call_fd(const struct virtio_pci *vp, unsigned q)
+{
+	uint16_t v = vp->queue_vector[q];
+	if (!vp->msix_enabled || vp->msix_masked || v >= vp->nvectors || (vp->msix[v].ctrl & 1))
+		return vp->call_proxy_fd[q];
+	return vp->irq_fd[v];
+}
+
+/* After anything that can change wanted_call_fd(): mask bits, MSI-X
+ * enable, a queue's vector. */
+static void refresh_call_fds(struct virtio_pci *vp)
+{
+	for (unsigned q = 0; q < vp->p.nqueues; q++) {
+		if (!vp->offloaded[q])
+			continue;
+		int fd = wanted_call_fd(vp, q);
+		if (fd == vp->call_fd[q])
+			continue;
+		vp->call_fd[q] = fd;
+		vp->p.ops->call_fd_changed(vp->p.dev, vp, q, fd);
+	}
+}
+
+static void call_proxy_handler(void *opaque, int fd, uint32_t events)
+{
+	struct virtio_pci_kick *k = opaque;
+	struct virtio_pci *vp = k->vp;
+	eventfd_t v;
+
+	(void)events;
+	if (eventfd_read(fd, &v) < 0)
+		return;
+	pthread_mutex_lock(&vp->lock);
+	if (vp->offloaded[k->q]) {
+		vp->isr |= 1;
+		raise_vector(vp, vp->queue_vector[k->q]);
+	}
+	pthread_mutex_unlock(&vp->lock);
+}
+
+void virtio_pci_offload_queue(struct virtio_pci *vp, unsigned q, int *kick_fd, int *call_fd)
+{
+	if (!vp->offloaded[q]) {
+		int r = io_thread_mod(vp->ctx->io, vp->kick_fd[q], 0);
+		if (r < 0)
+			kvz_warn("virtio %s: queue %u: epoll: %s", vp->name, q, strerror(-r));
+		vp->offloaded[q] = true;
+	}
+	vp->call_fd[q] = wanted_call_fd(vp, q);
+	*kick_fd = vp->kick_fd[q];
+	*call_fd = vp->call_fd[q];
+}
+
+void virtio_pci_unoffload_queue(struct virtio_pci *vp, unsigned q)
+{
+	if (!vp->offloaded[q])
+		return;
+	vp->offloaded[q] = false;
+	vp->call_fd[q] = -1;
+	int r = io_thread_mod(vp->ctx->io, vp->kick_fd[q], EPOLLIN);
+	if (r < 0)
+		kvz_warn("virtio %s: queue %u: epoll: %s", vp->name, q, strerror(-r));
+}
+
 /* ---- reset ---- */
 
 static void reset_locked(struct virtio_pci *vp)
@@ -200,8 +269,9 @@ static void reset_locked(struct virtio_pci *vp)
 	for (unsigned q = 0; q < vp->p.nqueues; q++)
 		kick_unbind(vp, q);
 	if (vp->p.ops->reset)
-		vp->p.ops->reset(vp->p.dev, vp);
+		vp->p.ops->reset(vp->p.dev, vp);   /* stops any offload backend first */
 	for (unsigned q = 0; q < vp->p.nqueues; q++) {
+		virtio_pci_unoffload_queue(vp, q);
 		virtq_reset(&vp->vq[q], vp->p.queue_size);
 		vp->queue_vector[q] = VIRTIO_MSI_NO_VECTOR;
 		vp->queue_enable[q] = 0;
@@ -336,8 +406,10 @@ static void common_set(struct virtio_pci *vp, unsigned off, uint64_t v)
 			vq->size = v;
 		break;
 	case 0x1a:
-		if (valid)
+		if (valid) {
 			vp->queue_vector[sel] = valid_vector(vp, v);
+			refresh_call_fds(vp);
+		}
 		break;
 	case 0x1c:
 		if (valid && v == 1)
@@ -402,6 +474,7 @@ static void msix_table_write(struct virtio_pci *vp, uint64_t off, const void *da
 		if (r < 0)
 			kvz_warn("virtio %s: MSI-X vector %u route: %s", vp->name, v, strerror(-r));
 	}
+	refresh_call_fds(vp);
 	deliver_pending(vp);
 }
 
@@ -504,6 +577,7 @@ static void msix_control_written(struct virtio_pci *vp, unsigned msix_at)
 	vp->msix_masked = ctrl & MSIX_CTRL_MASKALL;
 	if (vp->msix_enabled)
 		lower_intx(vp);
+	refresh_call_fds(vp);
 	deliver_pending(vp);
 }
 
@@ -568,6 +642,11 @@ static const struct pci_device_ops virtio_pci_ops = {
 static void release_fds(struct virtio_pci *vp)
 {
 	for (unsigned q = 0; q < VIRTIO_PCI_MAX_QUEUES; q++) {
+		if (vp->call_proxy_fd[q] >= 0) {
+			io_thread_del(vp->ctx->io, vp->call_proxy_fd[q]);
+			close(vp->call_proxy_fd[q]);
+			vp->call_proxy_fd[q] = -1;
+		}
 		if (vp->kick_fd[q] < 0)
 			continue;
 		kick_unbind(vp, q);
@@ -631,6 +710,20 @@ static int setup_kicks(struct virtio_pci *vp, char *err, size_t errlen)
 			snprintf(err, errlen, "virtio %s: I/O thread: %s", vp->name, strerror(-r));
 			return -1;
 		}
+		if (!vp->p.ops->call_fd_changed)
+			continue;   /* a device that never offloads needs no proxy */
+		vp->call_proxy_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (vp->call_proxy_fd[q] < 0) {
+			snprintf(err, errlen, "virtio %s: eventfd: %s", vp->name, strerror(errno));
+			return -1;
+		}
+		r = io_thread_add(vp->ctx->io, vp->call_proxy_fd[q], EPOLLIN, call_proxy_handler, &vp->kick[q]);
+		if (r < 0) {
+			close(vp->call_proxy_fd[q]);
+			vp->call_proxy_fd[q] = -1;
+			snprintf(err, errlen, "virtio %s: I/O thread: %s", vp->name, strerror(-r));
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -643,8 +736,11 @@ int virtio_pci_init(struct virtio_pci *vp, const struct vmm_context *ctx,
 	vp->ctx = ctx;
 	vp->p = *p;
 	snprintf(vp->name, sizeof(vp->name), "%s", name);
-	for (unsigned i = 0; i < VIRTIO_PCI_MAX_QUEUES; i++)
+	for (unsigned i = 0; i < VIRTIO_PCI_MAX_QUEUES; i++) {
 		vp->kick_fd[i] = -1;
+		vp->call_fd[i] = -1;
+		vp->call_proxy_fd[i] = -1;
+	}
 	for (unsigned i = 0; i <= VIRTIO_PCI_MAX_QUEUES; i++) {
 		vp->irq_fd[i] = -1;
 		vp->irq_gsi[i] = -1;

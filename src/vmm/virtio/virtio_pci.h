@@ -45,6 +45,10 @@ struct virtio_dev_ops {
 	/* Device reset (driver wrote 0 to status, or system_reset): back to
 	 * power-on state. Lock held. Optional. */
 	void (*reset)(void *dev, struct virtio_pci *vp);
+	/* Offloaded queue q must now signal its interrupts on fd (see
+	 * virtio_pci_offload_queue). Lock held. Required by devices that
+	 * offload. */
+	void (*call_fd_changed)(void *dev, struct virtio_pci *vp, unsigned q, int fd);
 };
 
 struct virtio_pci_params {
@@ -100,6 +104,12 @@ struct virtio_pci {
 	uint64_t kick_addr[VIRTIO_PCI_MAX_QUEUES];
 	int irq_fd[VIRTIO_PCI_MAX_QUEUES + 1];
 	int irq_gsi[VIRTIO_PCI_MAX_QUEUES + 1];
+	/* Offloaded queues: the kernel (vhost) reads the kick eventfd and
+	 * signals call_fd[q], either the vector's irqfd or call_proxy_fd[q]
+	 * which the I/O thread turns into an interrupt by the rules here. */
+	bool offloaded[VIRTIO_PCI_MAX_QUEUES];
+	int call_fd[VIRTIO_PCI_MAX_QUEUES];
+	int call_proxy_fd[VIRTIO_PCI_MAX_QUEUES];
 	bool intx_level;
 	char name[32];
 };
@@ -114,6 +124,16 @@ int virtio_pci_init(struct virtio_pci *vp, const struct vmm_context *ctx,
 /* Releases fds and routes. The PCI registration stays (the bus has no
  * unregister); only call when the whole machine goes away. */
 void virtio_pci_destroy(struct virtio_pci *vp);
+
+/* Device side, lock held: hands queue q's data path to the kernel. The
+ * I/O thread stops reading the queue's kick eventfd (returned in *kick_fd
+ * for the backend to poll); *call_fd is what the backend signals for an
+ * interrupt: the vector's irqfd straight into KVM while the vector is
+ * enabled and unmasked, else a proxy eventfd the I/O thread handles
+ * (masking, INTx). When that choice changes, ops->call_fd_changed runs. */
+void virtio_pci_offload_queue(struct virtio_pci *vp, unsigned q, int *kick_fd, int *call_fd);
+/* Lock held: back to the I/O thread (reset, or the backend failed). */
+void virtio_pci_unoffload_queue(struct virtio_pci *vp, unsigned q);
 
 /* Device side, lock held: interrupt for queue q when the driver wants it. */
 void virtio_pci_queue_done(struct virtio_pci *vp, unsigned q);
