@@ -501,6 +501,11 @@ else
   cd /
   timeout "$KVZLAB_TIMEOUT" sh /kvzlab-l1-script
   rc=$?
+  # Out of time: timeout(1) killed only the script's shell. A kvz-vmm
+  # still running logs where its vCPUs are when it gets SIGTERM.
+  if [ $rc = 124 ] || [ $rc = 143 ]; then
+    killall -TERM kvz-vmm 2>/dev/null && sleep 3
+  fi
 fi
 echo "KVZLAB-L1-EXIT: $rc"
 poweroff -f
