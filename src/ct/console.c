@@ -39,6 +39,7 @@ int console_open(struct console *c, const char *sock_path, char *err, size_t len
 {
 	memset(c, 0, sizeof(*c));
 	c->master = c->slave_fd = c->listen_fd = c->client_fd = -1;
+	replay_ring_init(&c->ring, c->ring_storage, sizeof(c->ring_storage));
 	if (open_pty(c, err, len) < 0 || listen_unix(c, sock_path, err, len) < 0) {
 		console_close(c);
 		return -1;
@@ -55,17 +56,6 @@ int console_pollfds(struct console *c, struct pollfd *pfd)
 	return n;
 }
 
-static void ring_put(struct console *c, const char *buf, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		c->ring[(c->head + c->used) % CONSOLE_RING] = buf[i];
-		if (c->used < CONSOLE_RING)
-			c->used++;
-		else
-			c->head = (c->head + 1) % CONSOLE_RING;
-	}
-}
-
 static void drop_client(struct console *c)
 {
 	close(c->client_fd);
@@ -74,19 +64,15 @@ static void drop_client(struct console *c)
 
 /* A slow client is dropped rather than allowed to stall the container's
  * output; it can reattach and gets the ring. */
-static void to_client(struct console *c, const char *buf, size_t n)
+static void to_client(struct console *c, const void *buf, size_t n)
 {
 	if (c->client_fd >= 0 && send(c->client_fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)n)
 		drop_client(c);
 }
 
-static void replay(struct console *c)
+static void replay_span(void *opaque, const uint8_t *p, size_t n)
 {
-	size_t first = c->used < CONSOLE_RING - c->head ? c->used : CONSOLE_RING - c->head;
-	to_client(c, c->ring + c->head, first);
-	if (c->used > first)
-		to_client(c, c->ring, c->used - first);
-	c->head = c->used = 0;
+	to_client(opaque, p, n);
 }
 
 void console_handle(struct console *c, const struct pollfd *pfd, int n)
@@ -97,7 +83,7 @@ void console_handle(struct console *c, const struct pollfd *pfd, int n)
 		if (r > 0 && c->client_fd >= 0)
 			to_client(c, buf, (size_t)r);
 		else if (r > 0)
-			ring_put(c, buf, (size_t)r);
+			replay_ring_append(&c->ring, buf, (size_t)r);
 	}
 	if (n > 1 && pfd[1].revents & POLLIN) {
 		int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -109,7 +95,7 @@ void console_handle(struct console *c, const struct pollfd *pfd, int n)
 			close(fd);
 		} else if (fd >= 0) {
 			c->client_fd = fd;
-			replay(c);
+			replay_ring_drain(&c->ring, replay_span, c);
 		}
 	}
 	if (n > 2 && c->client_fd >= 0 && pfd[2].revents & (POLLIN | POLLHUP | POLLERR)) {

@@ -8,6 +8,9 @@
 #include <limits.h>
 #include <poll.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "replay_ring.h"
 
 #define CONSOLE_RING 65536
 
@@ -20,8 +23,8 @@ struct console {
 	int listen_fd;
 	int client_fd;
 	char sock_path[PATH_MAX];
-	char ring[CONSOLE_RING];
-	size_t head, used;
+	uint8_t ring_storage[CONSOLE_RING];
+	struct replay_ring ring;
 };
 
 int console_open(struct console *c, const char *sock_path, char *err, size_t len);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "replay_ring.h"
 #include "unix_socket.h"
 
 struct console {
@@ -34,8 +35,8 @@ struct console {
 	 * the input thread accepts and drops clients. */
 	pthread_mutex_t lock;
 	int client_fd;
-	size_t ring_head, ring_len;
-	uint8_t *ring;
+	struct replay_ring ring;
+	uint8_t *ring_storage;
 };
 
 static struct console *console_alloc(char *err, size_t errlen)
@@ -83,12 +84,13 @@ struct console *console_create_socket(const char *path, char *err, size_t errlen
 	if (!c)
 		return NULL;
 	c->is_socket = true;
-	c->ring = malloc(CONSOLE_RING_SIZE);
-	if (!c->ring) {
+	c->ring_storage = malloc(CONSOLE_RING_SIZE);
+	if (!c->ring_storage) {
 		snprintf(err, errlen, "out of memory");
 		console_destroy(c);
 		return NULL;
 	}
+	replay_ring_init(&c->ring, c->ring_storage, CONSOLE_RING_SIZE);
 	c->listen_fd = kvz_unix_listen(path, 0, 4, 0600, err, errlen);
 	if (c->listen_fd < 0) {
 		console_destroy(c);
@@ -96,21 +98,6 @@ struct console *console_create_socket(const char *path, char *err, size_t errlen
 	}
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	return c;
-}
-
-static void ring_append_locked(struct console *c, const uint8_t *buf, size_t len)
-{
-	if (len >= CONSOLE_RING_SIZE) {
-		buf += len - CONSOLE_RING_SIZE;
-		len = CONSOLE_RING_SIZE;
-	}
-	for (size_t i = 0; i < len; i++) {
-		c->ring[(c->ring_head + c->ring_len) % CONSOLE_RING_SIZE] = buf[i];
-		if (c->ring_len < CONSOLE_RING_SIZE)
-			c->ring_len++;
-		else
-			c->ring_head = (c->ring_head + 1) % CONSOLE_RING_SIZE;
-	}
 }
 
 static void write_fd(int fd, const uint8_t *buf, size_t len)
@@ -134,7 +121,7 @@ void console_write(struct console *c, const uint8_t *buf, size_t len)
 	}
 	pthread_mutex_lock(&c->lock);
 	if (c->client_fd < 0) {
-		ring_append_locked(c, buf, len);
+		replay_ring_append(&c->ring, buf, len);
 	} else {
 		/* MSG_DONTWAIT: a client that stops reading loses output rather
 		 * than stalling the vCPU. */
@@ -142,6 +129,11 @@ void console_write(struct console *c, const uint8_t *buf, size_t len)
 		(void)n;
 	}
 	pthread_mutex_unlock(&c->lock);
+}
+
+static void replay_to_fd(void *opaque, const uint8_t *p, size_t n)
+{
+	write_fd(*(int *)opaque, p, n);
 }
 
 static void attach_client(struct console *c)
@@ -158,11 +150,7 @@ static void attach_client(struct console *c)
 		return;
 	}
 	/* Replay, in order, what the guest wrote while nobody listened. */
-	size_t first = c->ring_len < CONSOLE_RING_SIZE - c->ring_head ? c->ring_len
-								     : CONSOLE_RING_SIZE - c->ring_head;
-	write_fd(fd, c->ring + c->ring_head, first);
-	write_fd(fd, c->ring, c->ring_len - first);
-	c->ring_head = c->ring_len = 0;
+	replay_ring_drain(&c->ring, replay_to_fd, &fd);
 	c->client_fd = fd;
 	pthread_mutex_unlock(&c->lock);
 }
@@ -249,6 +237,6 @@ void console_destroy(struct console *c)
 		close(c->wake[1]);
 	}
 	pthread_mutex_destroy(&c->lock);
-	free(c->ring);
+	free(c->ring_storage);
 	free(c);
 }

@@ -1,4 +1,5 @@
-/* Unit tests for src/common: value parsers and the QMP server/client pair. */
+/* Unit tests for src/common: value parsers, the QMP server/client pair,
+ * the UNIX listener and the console replay ring. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 #include "parse.h"
 #include "qmp_client.h"
 #include "qmp_server.h"
+#include "replay_ring.h"
 #include "unix_socket.h"
 
 static void test_parse_size(void **state)
@@ -189,6 +191,57 @@ static void test_unix_listen(void **state)
 	unlink(path);
 }
 
+struct collected {
+	uint8_t bytes[64];
+	size_t n;
+	int spans;
+};
+
+static void collect(void *opaque, const uint8_t *p, size_t n)
+{
+	struct collected *c = opaque;
+	assert_true(c->n + n <= sizeof(c->bytes));
+	memcpy(c->bytes + c->n, p, n);
+	c->n += n;
+	c->spans++;
+}
+
+/* Against a plain model: the stream so far, of which the ring must hold
+ * exactly the newest cap bytes, whatever the sizes of the appends. */
+static void test_replay_ring(void **state)
+{
+	(void)state;
+	uint8_t storage[16];
+	struct replay_ring r;
+	replay_ring_init(&r, storage, sizeof(storage));
+	size_t total = 0;   /* bytes appended since the last drain; byte i is (uint8_t)i */
+	unsigned seed = 7;
+	for (int round = 0; round < 300; round++) {
+		seed = seed * 1103515245 + 12345;
+		size_t n = (seed >> 16) % 40;     /* 0 .. 39: below, at and above cap */
+		uint8_t chunk[40];
+		for (size_t i = 0; i < n; i++)
+			chunk[i] = (uint8_t)(total + i);
+		replay_ring_append(&r, chunk, n);
+		total += n;
+		if (round % 7 != 6)
+			continue;
+		struct collected c = {0};
+		replay_ring_drain(&r, collect, &c);
+		size_t want = total < sizeof(storage) ? total : sizeof(storage);
+		assert_int_equal(c.n, want);
+		assert_true(c.spans <= 2);
+		for (size_t i = 0; i < c.n; i++)
+			assert_int_equal(c.bytes[i], (uint8_t)(total - want + i));
+		total = 0;                       /* drained: the next replay starts afresh */
+	}
+	struct collected rest = {0}, empty = {0};
+	replay_ring_drain(&r, collect, &rest);
+	assert_int_equal(rest.n, total < sizeof(storage) ? total : sizeof(storage));
+	replay_ring_drain(&r, collect, &empty);
+	assert_int_equal(empty.spans, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -198,6 +251,7 @@ int main(void)
 		cmocka_unit_test(test_qmp_roundtrip),
 		cmocka_unit_test(test_qmp_malformed),
 		cmocka_unit_test(test_unix_listen),
+		cmocka_unit_test(test_replay_ring),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
