@@ -56,7 +56,15 @@ int boot_load(struct guest_mem *m, const struct boot_config *cfg, struct boot_en
  * so that a bad --kernel is reported before any KVM work. */
 int boot_probe(const char *path, char *err, size_t errlen);
 
-/* Pieces shared by the loaders (boot_common.c). */
+/* From now on boot_read_file() keeps what it reads and serves later reads
+ * of the same path from memory, so that system_reset reloads the images of
+ * the first boot without opening files (the seccomp filter forbids it).
+ * boot_forget_files() frees them and stops keeping. */
+void boot_keep_files(void);
+void boot_forget_files(void);
+
+/* Pieces shared by the loaders (boot_common.c). The result is malloc'd:
+ * the caller frees it. */
 void *boot_read_file(const char *path, size_t *size, char *err, size_t errlen);
 void boot_setup_page_tables_and_gdt(struct guest_mem *m);
 /* Fills the e820 table of the zero page at zp. */

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,7 @@
 #define ZP_E820_TABLE 0x2D0
 #define ZP_E820_MAX 128
 
-void *boot_read_file(const char *path, size_t *size, char *err, size_t errlen)
+static void *read_file(const char *path, size_t *size, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -53,6 +54,103 @@ void *boot_read_file(const char *path, size_t *size, char *err, size_t errlen)
 	*size = len;
 	return buf;
 }
+
+/* Files boot_read_file() keeps once boot_keep_files() was called, as PC
+ * firmware keeps its ROM images: QMP's system_reset reloads the kernel and
+ * initrd while the seccomp filter forbids opening files. Process-wide
+ * because the loaders read their files by path; the lock because a reset
+ * runs on the QMP thread. */
+struct kept_file {
+	struct kept_file *next;
+	char *path;
+	uint8_t *data;
+	size_t size;
+};
+static struct {
+	pthread_mutex_t lock;
+	bool on;
+	struct kept_file *files;
+} kept = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void boot_keep_files(void)
+{
+	pthread_mutex_lock(&kept.lock);
+	kept.on = true;
+	pthread_mutex_unlock(&kept.lock);
+}
+
+void boot_forget_files(void)
+{
+	pthread_mutex_lock(&kept.lock);
+	while (kept.files) {
+		struct kept_file *f = kept.files;
+		kept.files = f->next;
+		free(f->path);
+		free(f->data);
+		free(f);
+	}
+	kept.on = false;
+	pthread_mutex_unlock(&kept.lock);
+}
+
+static uint8_t *copy_bytes(const uint8_t *src, size_t len)
+{
+	uint8_t *p = malloc(len ? len : 1);
+	if (p)
+		memcpy(p, src, len);
+	return p;
+}
+
+/* Caller holds kept.lock. Returns a copy of a kept file, or NULL. */
+static uint8_t *kept_copy_locked(const char *path, size_t *size, bool *found)
+{
+	*found = false;
+	for (struct kept_file *f = kept.files; f; f = f->next)
+		if (!strcmp(f->path, path)) {
+			*found = true;
+			*size = f->size;
+			return copy_bytes(f->data, f->size);
+		}
+	return NULL;
+}
+
+/* Caller holds kept.lock. Failing to keep only costs a later reset. */
+static void keep_locked(const char *path, const uint8_t *data, size_t size)
+{
+	struct kept_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return;
+	f->path = strdup(path);
+	f->data = copy_bytes(data, size);
+	f->size = size;
+	if (!f->path || !f->data) {
+		free(f->path);
+		free(f->data);
+		free(f);
+		return;
+	}
+	f->next = kept.files;
+	kept.files = f;
+}
+
+void *boot_read_file(const char *path, size_t *size, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&kept.lock);
+	bool found = false;
+	uint8_t *buf = kept.on ? kept_copy_locked(path, size, &found) : NULL;
+	if (found) {
+		pthread_mutex_unlock(&kept.lock);
+		if (!buf)
+			snprintf(err, errlen, "%s: out of memory", path);
+		return buf;
+	}
+	buf = read_file(path, size, err, errlen);
+	if (buf && kept.on)
+		keep_locked(path, buf, *size);
+	pthread_mutex_unlock(&kept.lock);
+	return buf;
+}
+
 
 void boot_setup_page_tables_and_gdt(struct guest_mem *m)
 {

@@ -1,12 +1,14 @@
 /* kvz-vmm: parses the command line, builds the machine, runs it until the
  * guest powers off or reboots, QMP quits it, or something fails. */
 #include <getopt.h>
+#include <jansson.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "boot.h"
@@ -16,6 +18,7 @@
 #include "log.h"
 #include "parse.h"
 #include "qmp_control.h"
+#include "seccomp_filter.h"
 #include "serial.h"
 #include "virtio/virtio_devices.h"
 #include "vm.h"
@@ -28,6 +31,7 @@ struct options {
 	const char *qmp_path;
 	const char *console_socket;
 	const char *name;
+	enum seccomp_mode seccomp;
 	const char *disks[MAX_DEVICES];
 	const char *nets[MAX_DEVICES];
 	struct virtio_options virtio;
@@ -40,12 +44,14 @@ static void usage(FILE *f)
 		"               [--cpus N] [--cpu-model host|kvz64] [--qmp PATH]\n"
 		"               [--console-socket PATH] [--name NAME] [--disk PATH[,readonly]]...\n"
 		"               [--net tap=NAME[,mac=MAC][,bridge=BR]]... [--balloon[=deflate-on-oom]] [--rng]\n"
-		"               [--bench-first-exit] [--verbose]\n");
+		"               [--seccomp=on|off|log] [--bench-first-exit] [--verbose]\n"
+		"  --seccomp  system call allow-list once the machine is built (default on;\n"
+		"             log: allow and log what the list lacks, to the kernel log)\n");
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CPU_MODEL, OPT_QMP,
-       OPT_CONSOLE_SOCKET, OPT_NAME, OPT_DISK, OPT_NET, OPT_BALLOON, OPT_RNG, OPT_BENCH,
-       OPT_VERBOSE, OPT_HELP };
+       OPT_CONSOLE_SOCKET, OPT_NAME, OPT_DISK, OPT_NET, OPT_BALLOON, OPT_RNG, OPT_SECCOMP,
+       OPT_BENCH, OPT_VERBOSE, OPT_HELP };
 
 static const struct option long_opts[] = {
 	{"kernel", required_argument, NULL, OPT_KERNEL},
@@ -61,6 +67,7 @@ static const struct option long_opts[] = {
 	{"net", required_argument, NULL, OPT_NET},
 	{"balloon", optional_argument, NULL, OPT_BALLOON},
 	{"rng", no_argument, NULL, OPT_RNG},
+	{"seccomp", required_argument, NULL, OPT_SECCOMP},
 	{"bench-first-exit", no_argument, NULL, OPT_BENCH},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
 	{"help", no_argument, NULL, OPT_HELP},
@@ -124,6 +131,12 @@ static int parse_one(struct options *o, int opt, const char *arg)
 		o->virtio.balloon_deflate_on_oom = arg != NULL;
 		return 0;
 	case OPT_RNG: o->virtio.rng = true; return 0;
+	case OPT_SECCOMP:
+		if (!seccomp_filter_parse_mode(arg, &o->seccomp)) {
+			kvz_error("--seccomp=%s: expected on, off or log", arg);
+			return -1;
+		}
+		return 0;
 	case OPT_BENCH: o->vm.bench_first_exit = true; return 0;
 	case OPT_VERBOSE: kvz_log_set_verbose(true); return 0;
 	case OPT_HELP: usage(stdout); exit(0);
@@ -137,6 +150,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	o->vm.mem_size = 256ull << 20;
 	o->vm.ncpus = 1;
 	o->vm.cpu_model = "kvz64";
+	o->seccomp = SECCOMP_FILTER_ON;
 	o->vm.kvm_path = getenv("KVZ_KVM_DEVICE");
 	o->virtio.disks = o->disks;
 	o->virtio.nets = o->nets;
@@ -198,6 +212,25 @@ static int block_stop_signals(void)
 	return pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
+/* Everything is built: from here on only the calls that serving the guest
+ * needs are allowed (seccomp_filter.c), before the first vCPU runs. */
+static int lock_down(enum seccomp_mode mode, char *err, size_t errlen)
+{
+	if (mode == SECCOMP_FILTER_OFF)
+		return 0;
+	if (!seccomp_filter_supported()) {
+		kvz_debug("seccomp filter skipped: sanitizer build");
+		return 0;
+	}
+	/* Lazy initializations that open files, done now: jansson seeds its
+	 * hash tables from /dev/urandom at the first JSON object (the first
+	 * QMP client's), glibc reads /etc/localtime at the first gmtime_r
+	 * (the guest's first RTC read). */
+	json_object_seed(0);
+	tzset();
+	return seccomp_filter_install(mode, err, errlen);
+}
+
 static int run(struct options *o)
 {
 	char err[512] = "";
@@ -229,6 +262,10 @@ static int run(struct options *o)
 		if (!ctl.vd)
 			goto out;
 	}
+	/* A reset (QMP only) reloads the images of the first boot from memory:
+	 * the seccomp filter forbids opening files. */
+	if (o->qmp_path)
+		boot_keep_files();
 	if (vm_load(vm, &o->boot, err, sizeof(err)) < 0)
 		goto out;
 	con = o->console_socket ? console_create_socket(o->console_socket, err, sizeof(err))
@@ -249,6 +286,8 @@ static int run(struct options *o)
 	/* Guest input is read only by a console nobody else reads: with a
 	 * console socket, stdin stays untouched. */
 	if (console_start(con, console_input, vm->serial, err, sizeof(err)) < 0)
+		goto out;
+	if (lock_down(o->seccomp, err, sizeof(err)) < 0)
 		goto out;
 	if (vm_start(vm, err, sizeof(err)) < 0) {
 		vm_wait(vm);
@@ -279,6 +318,7 @@ out:
 		virtio_devices_destroy(ctl.vd);
 	}
 	vm_destroy(vm);
+	boot_forget_files();
 	if (status != 0)
 		kvz_error("%s", err[0] ? err : "failed");
 	return status;

@@ -226,3 +226,55 @@ def test_acpi_power_button_and_poweroff_in_lab():
     assert "PB-QMP: system_powerdown: {}" in out
     assert "PB: L2-GOT-INPUT-EVENT bytes=24" in out, "the power button press never reached the guest"
     assert "PB-EXIT 0" in out, "kvz-vmm did not exit 0 after the guest's ACPI power-off"
+
+
+SECCOMP_SCRIPT = r"""
+V="timeout 120 /bin/kvz-vmm"
+Q=/bin/kvz-qmp-tool
+$V --kernel /g/idle.elf --memory 16M --cpus 2 --qmp /tmp/sq > /tmp/son.out 2>&1 &
+tpid=$!
+sleep 3
+pid=$(pidof kvz-vmm)
+echo "ON-STATUS $(grep -E '^Seccomp:' /proc/$pid/status | tr -s ' \t' ' ')"
+echo "ON-TASKS $(ls /proc/$pid/task | wc -l)"
+echo "ON-TASKS-FILTERED $(grep -lE '^Seccomp:[[:space:]]+2$' /proc/$pid/task/*/status | wc -l)"
+$Q /tmp/sq system_reset query-status | sed 's/^/ON-QMP: /'
+sleep 2
+$Q /tmp/sq quit
+wait $tpid; echo "ON-EXIT $?"
+echo "ON-BANNERS $(grep -c 'kvz-test-guest: idle' /tmp/son.out)"
+sed 's/^/ON-OUT: /' /tmp/son.out
+$V --kernel /g/idle.elf --memory 16M --seccomp=off --qmp /tmp/soff > /tmp/soff.out 2>&1 &
+tpid=$!
+sleep 3
+pid=$(pidof kvz-vmm)
+echo "OFF-STATUS $(grep -E '^Seccomp:' /proc/$pid/status | tr -s ' \t' ' ')"
+$Q /tmp/soff quit
+wait $tpid; echo "OFF-EXIT $?"
+"""
+
+
+def test_seccomp_filter_active_in_lab():
+    """A running kvz-vmm is confined: every one of its threads (main, QMP,
+    console, signal, I/O, both vCPUs) is in seccomp filter mode (2), and
+    QMP connections and a system_reset still work under the filter
+    (the images come from memory). --seccomp=off really leaves it off."""
+    kvzlab.skip_unless_lab()
+    if not os.path.exists(QMP_TOOL):
+        pytest.skip(f"{QMP_TOOL} not built")
+    files = {vmmtest.guest("idle"): "/g/idle.elf", QMP_TOOL: "/bin/kvz-qmp-tool"}
+    res = kvzlab.run_in_lab(SECCOMP_SCRIPT, files=files, smp=2, timeout=200)
+    out = res.output
+    print(out)
+    assert "ON-STATUS Seccomp: 2" in out, "kvz-vmm runs without its seccomp filter"
+    tasks = int(out.split("ON-TASKS ")[1].split()[0])
+    filtered = int(out.split("ON-TASKS-FILTERED ")[1].split()[0])
+    assert tasks >= 6, f"expected main, QMP, console, signal, I/O and 2 vCPU threads, saw {tasks}"
+    assert filtered == tasks, f"only {filtered} of {tasks} threads are filtered"
+    assert "ON-QMP: system_reset: {}" in out
+    assert 'ON-QMP: query-status: {"status":"running"' in out
+    assert "ON-EXIT 0" in out
+    assert "ON-BANNERS 2" in out, "the guest did not start again after system_reset"
+    assert "forbidden system call" not in out
+    assert "OFF-STATUS Seccomp: 0" in out
+    assert "OFF-EXIT 0" in out

@@ -1,0 +1,298 @@
+/* kvz-vmm's seccomp filter, on any host (no KVM needed): each case forks a
+ * child that installs the very filter kvz-vmm installs, then makes one
+ * call. Allowed calls work; a forbidden one ends the child with exit
+ * status 1 and the one report line on stderr. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "seccomp_filter.h"
+
+struct outcome {
+	int status;          /* waitpid status */
+	char err[1024];      /* the child's stderr */
+};
+
+/* The child's body: returns its exit code; reaching the end with the
+ * filter on means the call was allowed. */
+typedef int (*child_fn)(void);
+
+static void run_child(enum seccomp_mode mode, child_fn fn, struct outcome *o)
+{
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		if (dup2(p[1], STDERR_FILENO) < 0)
+			_exit(90);
+		char err[256] = "";
+		if (seccomp_filter_install(mode, err, sizeof(err)) < 0) {
+			dprintf(STDERR_FILENO, "install failed: %s\n", err);
+			_exit(91);
+		}
+		_exit(fn());
+	}
+	close(p[1]);
+	size_t n = 0;
+	ssize_t r;
+	while (n < sizeof(o->err) - 1 && (r = read(p[0], o->err + n, sizeof(o->err) - 1 - n)) > 0)
+		n += (size_t)r;
+	o->err[n] = 0;
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &o->status, 0), pid);
+}
+
+static void assert_allowed(enum seccomp_mode mode, child_fn fn)
+{
+	struct outcome o;
+	run_child(mode, fn, &o);
+	if (!WIFEXITED(o.status) || WEXITSTATUS(o.status) != 0)
+		fail_msg("child status 0x%x, stderr: %s", o.status, o.err);
+	assert_string_equal(o.err, "");
+}
+
+static void assert_forbidden(child_fn fn, const char *name)
+{
+	struct outcome o;
+	run_child(SECCOMP_FILTER_ON, fn, &o);
+	if (!WIFEXITED(o.status) || WEXITSTATUS(o.status) != 1)
+		fail_msg("child status 0x%x, stderr: %s", o.status, o.err);
+	char want[200];
+	snprintf(want, sizeof(want), " (%s) \xe2\x80\x94 this is a bug or an attack; stopping\n", name);
+	const char *prefix = "kvz-vmm: seccomp: forbidden system call ";
+	if (strncmp(o.err, prefix, strlen(prefix)) || !strstr(o.err, want) ||
+	    strchr(o.err, '\n') != o.err + strlen(o.err) - 1)
+		fail_msg("expected one line '%s<N>%s', got: %s", prefix, want, o.err);
+}
+
+/* ---- allowed ---- */
+
+static void *thread_body(void *arg)
+{
+	char name[] = "vcpu0";
+	pthread_setname_np(pthread_self(), name);
+	*(int *)arg = 42;
+	return NULL;
+}
+
+/* What the running VMM does: threads, memory, pipes, time, kicks. */
+static int child_allowed(void)
+{
+	int v = 0;
+	pthread_t t;
+	if (pthread_create(&t, NULL, thread_body, &v) || pthread_join(t, NULL) || v != 42)
+		return 10;
+	void *m = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED || madvise(m, 1 << 20, MADV_DONTNEED) || munmap(m, 1 << 20))
+		return 11;
+	free(malloc(64 << 20));   /* mmap'd by malloc */
+	uint8_t r[16];
+	if (getrandom(r, sizeof(r), 0) != sizeof(r))
+		return 12;
+	struct timespec ts = {0, 1000};
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) || nanosleep(&(struct timespec){0, 1000}, NULL))
+		return 13;
+	signal(SIGUSR1, SIG_IGN);
+	if (pthread_kill(pthread_self(), SIGUSR1))
+		return 14;
+	return 0;
+}
+
+static void test_allowed_calls_work(void **state)
+{
+	(void)state;
+	assert_allowed(SECCOMP_FILTER_ON, child_allowed);
+}
+
+/* The sockets' removal at exit is refused quietly, not fatally. */
+static char unlink_path[64];
+
+static int child_unlink(void)
+{
+	return unlink(unlink_path) == -1 && errno == EPERM ? 0 : 20;
+}
+
+static void test_unlink_refused_quietly(void **state)
+{
+	(void)state;
+	snprintf(unlink_path, sizeof(unlink_path), "/tmp/kvz-seccomp-test-XXXXXX");
+	int fd = mkstemp(unlink_path);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_allowed(SECCOMP_FILTER_ON, child_unlink);
+	struct stat st;
+	assert_int_equal(stat(unlink_path, &st), 0);
+	unlink(unlink_path);
+}
+
+/* ---- forbidden ---- */
+
+static int child_socket(void)
+{
+	return socket(AF_UNIX, SOCK_STREAM, 0) >= 0 ? 30 : 31;
+}
+
+static int child_open_write(void)
+{
+	return open("/tmp/kvz-seccomp-must-not-exist", O_WRONLY | O_CREAT, 0600) >= 0 ? 30 : 31;
+}
+
+static int child_open_read(void)
+{
+	return open("/etc/hostname", O_RDONLY) >= 0 ? 30 : 31;
+}
+
+static int child_execve(void)
+{
+	char *argv[] = {"/bin/true", NULL};
+	execv("/bin/true", argv);
+	return 31;
+}
+
+static int child_fork(void)
+{
+	pid_t p = fork();
+	if (p == 0)
+		_exit(0);
+	return 30;
+}
+
+static int child_exec_mmap(void)
+{
+	void *m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return m != MAP_FAILED ? 30 : 31;
+}
+
+static int child_exec_mprotect(void)
+{
+	void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return 32;
+	return mprotect(m, 4096, PROT_READ | PROT_EXEC) == 0 ? 30 : 31;
+}
+
+static int child_other_ioctl(void)
+{
+	struct winsize ws;
+	return ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 ? 30 : 31;
+}
+
+static int child_kill_other(void)
+{
+	/* tgkill only within this process: pid 1 is someone else. */
+	return kill(1, 0) == 0 ? 30 : 31;
+}
+
+static pid_t parent_pid;   /* read before the filter: getppid is not allowed */
+
+static int child_signal_other_tgkill(void)
+{
+	return syscall(SYS_tgkill, parent_pid, parent_pid, 0) == 0 ? 30 : 31;
+}
+
+static int child_sigaction_other(void)
+{
+	signal(SIGTERM, SIG_IGN);
+	return 30;
+}
+
+static void test_socket_forbidden(void **state)
+{
+	(void)state;
+	assert_forbidden(child_socket, "socket");
+}
+
+static void test_open_forbidden(void **state)
+{
+	(void)state;
+	assert_forbidden(child_open_write, "openat");
+	assert_forbidden(child_open_read, "openat");
+	struct stat st;
+	assert_int_equal(stat("/tmp/kvz-seccomp-must-not-exist", &st), -1);
+}
+
+static void test_new_programs_forbidden(void **state)
+{
+	(void)state;
+	assert_forbidden(child_execve, "execve");
+	assert_forbidden(child_fork, "clone");
+}
+
+static void test_executable_memory_forbidden(void **state)
+{
+	(void)state;
+	assert_forbidden(child_exec_mmap, "mmap");
+	assert_forbidden(child_exec_mprotect, "mprotect");
+}
+
+static void test_arguments_restricted(void **state)
+{
+	(void)state;
+	assert_forbidden(child_other_ioctl, "ioctl");
+	assert_forbidden(child_kill_other, "kill");
+	assert_forbidden(child_signal_other_tgkill, "tgkill");
+	assert_forbidden(child_sigaction_other, "rt_sigaction");
+}
+
+/* log: what the list lacks still works (the kernel logs it). */
+static void test_log_mode_allows(void **state)
+{
+	(void)state;
+	struct outcome o;
+	run_child(SECCOMP_FILTER_LOG, child_socket, &o);
+	if (!WIFEXITED(o.status) || WEXITSTATUS(o.status) != 30)
+		fail_msg("child status 0x%x, stderr: %s", o.status, o.err);
+}
+
+static void test_parse_mode(void **state)
+{
+	(void)state;
+	enum seccomp_mode m;
+	assert_true(seccomp_filter_parse_mode("on", &m) && m == SECCOMP_FILTER_ON);
+	assert_true(seccomp_filter_parse_mode("off", &m) && m == SECCOMP_FILTER_OFF);
+	assert_true(seccomp_filter_parse_mode("log", &m) && m == SECCOMP_FILTER_LOG);
+	assert_false(seccomp_filter_parse_mode("yes", &m));
+	assert_false(seccomp_filter_parse_mode("", &m));
+}
+
+int main(void)
+{
+	if (!seccomp_filter_supported()) {
+		printf("SKIP: sanitizer build: kvz-vmm does not install its seccomp filter there\n");
+		return 77;
+	}
+	parent_pid = getpid();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_mode),
+		cmocka_unit_test(test_allowed_calls_work),
+		cmocka_unit_test(test_unlink_refused_quietly),
+		cmocka_unit_test(test_socket_forbidden),
+		cmocka_unit_test(test_open_forbidden),
+		cmocka_unit_test(test_new_programs_forbidden),
+		cmocka_unit_test(test_executable_memory_forbidden),
+		cmocka_unit_test(test_arguments_restricted),
+		cmocka_unit_test(test_log_mode_allows),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
