@@ -232,9 +232,12 @@ static int add_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
 			return -1;
 	}
 	const struct rule rules[] = {
-		/* The stdio console restores the terminal at exit. */
+		/* The stdio console restores the terminal at exit; glibc's
+		 * tcsetattr reads the modes back after setting them. */
 		RULE2(ioctl, SCMP_ACT_ALLOW, ARG_EQ(0, STDIN_FILENO),
 		      ARG_MASK(1, 0xFFFFFFFFu, TCSETS)),
+		RULE2(ioctl, SCMP_ACT_ALLOW, ARG_EQ(0, STDIN_FILENO),
+		      ARG_MASK(1, 0xFFFFFFFFu, TCGETS)),
 		/* No executable memory: injected code cannot be made to run. */
 		RULE1(mmap, SCMP_ACT_ALLOW, ARG_MASK(2, PROT_EXEC, 0)),
 		RULE1(mprotect, SCMP_ACT_ALLOW, ARG_MASK(2, PROT_EXEC, 0)),

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -35,6 +36,9 @@ struct outcome {
  * filter on means the call was allowed. */
 typedef int (*child_fn)(void);
 
+/* Runs in the child before the filter, as kvz-vmm's setup does. */
+static child_fn pre_filter;
+
 static void run_child(enum seccomp_mode mode, child_fn fn, struct outcome *o)
 {
 	int p[2];
@@ -46,6 +50,8 @@ static void run_child(enum seccomp_mode mode, child_fn fn, struct outcome *o)
 		close(p[0]);
 		if (dup2(p[1], STDERR_FILENO) < 0)
 			_exit(90);
+		if (pre_filter && pre_filter() != 0)
+			_exit(92);
 		char err[256] = "";
 		if (seccomp_filter_install(mode, err, sizeof(err)) < 0) {
 			dprintf(STDERR_FILENO, "install failed: %s\n", err);
@@ -123,6 +129,47 @@ static void test_allowed_calls_work(void **state)
 {
 	(void)state;
 	assert_allowed(SECCOMP_FILTER_ON, child_allowed);
+}
+
+/* The stdio console puts the terminal back at exit (TCSETS on stdin, and
+ * glibc reads the modes back with TCGETS); other terminal calls are
+ * setup only. */
+static struct termios saved_tty;
+
+static int stdin_on_pty(void)
+{
+	int master = posix_openpt(O_RDWR | O_NOCTTY);
+	if (master < 0 || grantpt(master) || unlockpt(master))
+		return -1;
+	int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+	if (slave < 0 || dup2(slave, STDIN_FILENO) != STDIN_FILENO)
+		return -1;
+	return tcgetattr(STDIN_FILENO, &saved_tty);
+}
+
+static int child_restore_tty(void)
+{
+	return tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty) == 0 ? 0 : 40;
+}
+
+static int child_flush_tty(void)
+{
+	return tcflush(STDIN_FILENO, TCIFLUSH) == 0 ? 30 : 31;
+}
+
+static void test_terminal_restore_allowed(void **state)
+{
+	(void)state;
+	int probe = posix_openpt(O_RDWR | O_NOCTTY);
+	if (probe < 0) {
+		printf("SKIP: no pseudo-terminals here (/dev/ptmx: %s)\n", strerror(errno));
+		skip();
+	}
+	close(probe);
+	pre_filter = stdin_on_pty;
+	assert_allowed(SECCOMP_FILTER_ON, child_restore_tty);
+	assert_forbidden(child_flush_tty, "ioctl");
+	pre_filter = NULL;
 }
 
 /* The sockets' removal at exit is refused quietly, not fatally. */
@@ -287,6 +334,7 @@ int main(void)
 		cmocka_unit_test(test_parse_mode),
 		cmocka_unit_test(test_allowed_calls_work),
 		cmocka_unit_test(test_unlink_refused_quietly),
+		cmocka_unit_test(test_terminal_restore_allowed),
 		cmocka_unit_test(test_socket_forbidden),
 		cmocka_unit_test(test_open_forbidden),
 		cmocka_unit_test(test_new_programs_forbidden),
