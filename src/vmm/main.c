@@ -43,7 +43,7 @@ static void usage(FILE *f)
 		"usage: kvz-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--memory SIZE]\n"
 		"               [--cpus N] [--cpu-model host|kvz64] [--qmp PATH]\n"
 		"               [--console-socket PATH] [--name NAME] [--disk PATH[,readonly]]...\n"
-		"               [--net tap=NAME[,mac=MAC][,bridge=BR]]... [--balloon[=deflate-on-oom]] [--rng]\n"
+		"               [--net tap=NAME[,mac=MAC][,bridge=BR][,vhost=auto|on|off]]... [--balloon[=deflate-on-oom]] [--rng]\n"
 		"               [--seccomp=on|off|log] [--bench-first-exit] [--verbose]\n"
 		"  --seccomp  system call allow-list once the machine is built (default on;\n"
 		"             log: allow and log what the list lacks, to the kernel log)\n");
