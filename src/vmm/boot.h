@@ -56,10 +56,11 @@ int boot_load(struct guest_mem *m, const struct boot_config *cfg, struct boot_en
  * so that a bad --kernel is reported before any KVM work. */
 int boot_probe(const char *path, char *err, size_t errlen);
 
-/* From now on boot_read_file() keeps what it reads and serves later reads
- * of the same path from memory, so that system_reset reloads the images of
- * the first boot without opening files (the seccomp filter forbids it).
- * boot_forget_files() frees them and stops keeping. */
+/* From now on boot_read_file() keeps the descriptor of each file it reads
+ * open and serves later reads of the same path through it, so that
+ * system_reset reloads the images of the first boot without opening files
+ * (the seccomp filter forbids it). boot_forget_files() closes them and
+ * stops keeping. */
 void boot_keep_files(void);
 void boot_forget_files(void);
 

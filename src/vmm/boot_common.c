@@ -17,54 +17,68 @@
 #define ZP_E820_TABLE 0x2D0
 #define ZP_E820_MAX 128
 
-static void *read_file(const char *path, size_t *size, char *err, size_t errlen)
+/* The whole file through pread from offset 0, so that a kept descriptor
+ * can be read again; no fstat: the seccomp filter allows pread only. */
+static void *read_all(int fd, const char *path, size_t *size, char *err, size_t errlen)
+{
+	size_t cap = 1u << 20, len = 0;
+	uint8_t *buf = malloc(cap);
+	for (;;) {
+		if (!buf) {
+			snprintf(err, errlen, "%s: out of memory", path);
+			return NULL;
+		}
+		ssize_t n = pread(fd, buf + len, cap - len, (off_t)len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+			free(buf);
+			return NULL;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len == cap) {
+			uint8_t *bigger = realloc(buf, cap * 2);
+			if (!bigger)
+				free(buf);
+			buf = bigger;
+			cap *= 2;
+		}
+	}
+	*size = len;
+	return buf;
+}
+
+static int open_regular(const char *path, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-		return NULL;
+		return -1;
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		snprintf(err, errlen, "%s: not a regular file", path);
 		close(fd);
-		return NULL;
+		return -1;
 	}
-	size_t len = (size_t)st.st_size;
-	uint8_t *buf = malloc(len ? len : 1);
-	if (!buf) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		close(fd);
-		return NULL;
-	}
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = read(fd, buf + done, len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			snprintf(err, errlen, "cannot read %s: %s", path, n < 0 ? strerror(errno) : "short read");
-			free(buf);
-			close(fd);
-			return NULL;
-		}
-		done += (size_t)n;
-	}
-	close(fd);
-	*size = len;
-	return buf;
+	return fd;
 }
 
-/* Files boot_read_file() keeps once boot_keep_files() was called, as PC
- * firmware keeps its ROM images: QMP's system_reset reloads the kernel and
- * initrd while the seccomp filter forbids opening files. Process-wide
- * because the loaders read their files by path; the lock because a reset
- * runs on the QMP thread. */
+/* Once boot_keep_files() was called, the descriptors of the files read
+ * stay open, as PC firmware keeps reading its ROM: QMP's system_reset
+ * reloads the kernel and initrd while the seccomp filter forbids opening
+ * files. Descriptors rather than copies: a copy of a distribution's initrd
+ * would cost tens of MiB for the VMM's lifetime. A reset therefore sees an
+ * in-place rewrite of the file, not a replacement by rename or a deletion
+ * (the old inode stays open). Process-wide because the loaders read their
+ * files by path; the lock because a reset runs on the QMP thread. */
 struct kept_file {
 	struct kept_file *next;
 	char *path;
-	uint8_t *data;
-	size_t size;
+	int fd;
 };
 static struct {
 	pthread_mutex_t lock;
@@ -85,72 +99,52 @@ void boot_forget_files(void)
 	while (kept.files) {
 		struct kept_file *f = kept.files;
 		kept.files = f->next;
+		close(f->fd);
 		free(f->path);
-		free(f->data);
 		free(f);
 	}
 	kept.on = false;
 	pthread_mutex_unlock(&kept.lock);
 }
 
-static uint8_t *copy_bytes(const uint8_t *src, size_t len)
+/* Caller holds kept.lock. The kept descriptor of path, or -1. */
+static int kept_fd_locked(const char *path)
 {
-	uint8_t *p = malloc(len ? len : 1);
-	if (p)
-		memcpy(p, src, len);
-	return p;
-}
-
-/* Caller holds kept.lock. Returns a copy of a kept file, or NULL. */
-static uint8_t *kept_copy_locked(const char *path, size_t *size, bool *found)
-{
-	*found = false;
 	for (struct kept_file *f = kept.files; f; f = f->next)
-		if (!strcmp(f->path, path)) {
-			*found = true;
-			*size = f->size;
-			return copy_bytes(f->data, f->size);
-		}
-	return NULL;
+		if (!strcmp(f->path, path))
+			return f->fd;
+	return -1;
 }
 
-/* Caller holds kept.lock. Failing to keep only costs a later reset. */
-static void keep_locked(const char *path, const uint8_t *data, size_t size)
+/* Caller holds kept.lock. Takes fd; false when it could not be kept
+ * (out of memory: only a later reset fails). */
+static bool keep_locked(const char *path, int fd)
 {
 	struct kept_file *f = calloc(1, sizeof(*f));
-	if (!f)
-		return;
-	f->path = strdup(path);
-	f->data = copy_bytes(data, size);
-	f->size = size;
-	if (!f->path || !f->data) {
-		free(f->path);
-		free(f->data);
+	char *p = strdup(path);
+	if (!f || !p) {
 		free(f);
-		return;
+		free(p);
+		return false;
 	}
-	f->next = kept.files;
+	*f = (struct kept_file){.next = kept.files, .path = p, .fd = fd};
 	kept.files = f;
+	return true;
 }
 
 void *boot_read_file(const char *path, size_t *size, char *err, size_t errlen)
 {
 	pthread_mutex_lock(&kept.lock);
-	bool found = false;
-	uint8_t *buf = kept.on ? kept_copy_locked(path, size, &found) : NULL;
-	if (found) {
-		pthread_mutex_unlock(&kept.lock);
-		if (!buf)
-			snprintf(err, errlen, "%s: out of memory", path);
-		return buf;
-	}
-	buf = read_file(path, size, err, errlen);
-	if (buf && kept.on)
-		keep_locked(path, buf, *size);
+	int fd = kept.on ? kept_fd_locked(path) : -1;
+	bool was_kept = fd >= 0;
+	if (!was_kept)
+		fd = open_regular(path, err, errlen);
+	void *buf = fd >= 0 ? read_all(fd, path, size, err, errlen) : NULL;
+	if (fd >= 0 && !was_kept && !(buf && kept.on && keep_locked(path, fd)))
+		close(fd);
 	pthread_mutex_unlock(&kept.lock);
 	return buf;
 }
-
 
 void boot_setup_page_tables_and_gdt(struct guest_mem *m)
 {

@@ -262,8 +262,8 @@ static int run(struct options *o)
 		if (!ctl.vd)
 			goto out;
 	}
-	/* A reset (QMP only) reloads the images of the first boot from memory:
-	 * the seccomp filter forbids opening files. */
+	/* A reset (QMP only) reloads the images of the first boot through
+	 * descriptors kept open: the seccomp filter forbids opening files. */
 	if (o->qmp_path)
 		boot_keep_files();
 	if (vm_load(vm, &o->boot, err, sizeof(err)) < 0)

@@ -1,6 +1,6 @@
-/* boot_keep_files(): after the first read, a kernel or initrd is served
- * from memory (system_reset under the seccomp filter cannot open files);
- * boot_forget_files() goes back to the disk. */
+/* boot_keep_files(): after the first read, a kernel or initrd is read
+ * again through the descriptor kept open (system_reset under the seccomp
+ * filter cannot open files); boot_forget_files() goes back to the path. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -49,10 +49,15 @@ static void test_kept_files_survive_changes_and_removal(void **state)
 
 	boot_keep_files();
 	assert_reads(path, "second image");    /* kept from here on */
-	write_file(path, "third image");
-	assert_reads(path, "second image");
+	write_file(path, "third, longer image");
+	assert_reads(path, "third, longer image");   /* rewritten in place: the same inode */
+	char other[sizeof(path) + 4];
+	snprintf(other, sizeof(other), "%s.new", path);
+	write_file(other, "replacement");
+	assert_int_equal(rename(other, path), 0);
+	assert_reads(path, "third, longer image");   /* the kept inode, not the new file */
 	unlink(path);
-	assert_reads(path, "second image");    /* no open needed at all */
+	assert_reads(path, "third, longer image");   /* no open needed at all */
 
 	boot_forget_files();
 	char err[256] = "";
@@ -73,11 +78,41 @@ static void test_missing_file_is_not_kept(void **state)
 	boot_forget_files();
 }
 
+/* Larger than the first read buffer: the reads grow it. */
+static void test_large_file_read_whole(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/kvz-boot-big-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	size_t len = (3u << 20) + 123;
+	uint8_t *data = malloc(len);
+	assert_non_null(data);
+	for (size_t i = 0; i < len; i++)
+		data[i] = (uint8_t)(i * 31 + i / 4096);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	close(fd);
+	boot_keep_files();
+	for (int round = 0; round < 2; round++) {   /* opened, then kept */
+		char err[256] = "";
+		size_t size = 0;
+		uint8_t *got = boot_read_file(path, &size, err, sizeof(err));
+		assert_non_null(got);
+		assert_int_equal(size, len);
+		assert_memory_equal(got, data, len);
+		free(got);
+	}
+	boot_forget_files();
+	unlink(path);
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_kept_files_survive_changes_and_removal),
 		cmocka_unit_test(test_missing_file_is_not_kept),
+		cmocka_unit_test(test_large_file_read_whole),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
