@@ -221,7 +221,9 @@ static void rx_process(struct virtio_net *n)
 {
 	struct virtq *vq = &n->vp.vq[Q_RX];
 
-	if (!(n->vp.status & VIRTIO_STATUS_DRIVER_OK) || !vq->enabled || vq->broken) {
+	/* vhost.running: a TAP event epoll reported just before the hand-over;
+	 * the packets are the kernel's to move now. */
+	if (!(n->vp.status & VIRTIO_STATUS_DRIVER_OK) || !vq->enabled || vq->broken || n->vhost.running) {
 		rx_stall(n, true);
 		return;
 	}

@@ -191,7 +191,9 @@ static void kick_handler(void *opaque, int fd, uint32_t events)
 		return;
 	pthread_mutex_lock(&vp->lock);
 	struct virtq *vq = &vp->vq[k->q];
-	if ((vp->status & VIRTIO_STATUS_DRIVER_OK) && vq->enabled && !vq->broken)
+	/* An offloaded queue is the kernel's: a kick that epoll reported just
+	 * before the hand-over must not run the user-space path beside it. */
+	if ((vp->status & VIRTIO_STATUS_DRIVER_OK) && vq->enabled && !vq->broken && !vp->offloaded[k->q])
 		vp->p.ops->queue_notify(vp->p.dev, vp, k->q);
 	pthread_mutex_unlock(&vp->lock);
 }
