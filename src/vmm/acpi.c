@@ -15,6 +15,7 @@
 
 #include "acpi.h"
 #include "acpi_pm.h"
+#include "boot.h"
 #include "pci.h"
 
 #define ACPI_LAPIC_ADDR  0xFEE00000u
@@ -46,14 +47,6 @@ static void put8(struct buf *b, uint8_t v) { put(b, &v, 1); }
 static void put16(struct buf *b, uint16_t v) { put(b, &v, 2); }
 static void put32(struct buf *b, uint32_t v) { put(b, &v, 4); }
 static void put64(struct buf *b, uint64_t v) { put(b, &v, 8); }
-
-static uint8_t checksum(const uint8_t *p, size_t len)
-{
-	uint8_t sum = 0;
-	for (size_t i = 0; i < len; i++)
-		sum = (uint8_t)(sum + p[i]);
-	return (uint8_t)(0x100 - sum);
-}
 
 /* ---- AML (ACPI 6.x section 20) ---- */
 
@@ -318,7 +311,7 @@ static void sdt_finish(struct buf *b, size_t start)
 		return;
 	uint32_t len = (uint32_t)(b->len - start);
 	memcpy(b->p + start + 4, &len, 4);
-	b->p[start + 9] = checksum(b->p + start, len);
+	b->p[start + 9] = boot_table_checksum(b->p + start, len);
 }
 
 static void align16(struct buf *b)
@@ -485,8 +478,8 @@ static void put_rsdp(struct buf *b, uint64_t xsdt)
 	put16(b, 0);
 	if (b->overflow)
 		return;
-	b->p[start + 8] = checksum(b->p + start, 20);
-	b->p[start + 32] = checksum(b->p + start, 36);
+	b->p[start + 8] = boot_table_checksum(b->p + start, 20);
+	b->p[start + 32] = boot_table_checksum(b->p + start, 36);
 }
 
 int acpi_write_tables(struct guest_mem *m, int ncpus, struct pci_bus *pci, char *err, size_t errlen)

@@ -68,6 +68,9 @@ void boot_forget_files(void);
  * the caller frees it. */
 void *boot_read_file(const char *path, size_t *size, char *err, size_t errlen);
 void boot_setup_page_tables_and_gdt(struct guest_mem *m);
+/* The byte that makes p[0..len) sum to 0 mod 256: the checksum of the MP
+ * and ACPI tables. */
+uint8_t boot_table_checksum(const uint8_t *p, size_t len);
 /* Fills the e820 table of the zero page at zp. */
 void boot_fill_e820(const struct guest_mem *m, uint8_t *zp);
 int boot_write_cmdline(struct guest_mem *m, const char *cmdline, uint32_t max_len,

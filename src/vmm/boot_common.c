@@ -146,6 +146,14 @@ void *boot_read_file(const char *path, size_t *size, char *err, size_t errlen)
 	return buf;
 }
 
+uint8_t boot_table_checksum(const uint8_t *p, size_t len)
+{
+	uint8_t sum = 0;
+	for (size_t i = 0; i < len; i++)
+		sum = (uint8_t)(sum + p[i]);
+	return (uint8_t)(0x100 - sum);
+}
+
 void boot_setup_page_tables_and_gdt(struct guest_mem *m)
 {
 	uint64_t *pml4 = guest_mem_ptr(m, BOOT_PML4_ADDR, 4096);

@@ -33,14 +33,6 @@ static void put(struct mp_writer *w, const void *entry, size_t len)
 	w->count++;
 }
 
-static uint8_t checksum(const uint8_t *p, size_t len)
-{
-	uint8_t sum = 0;
-	for (size_t i = 0; i < len; i++)
-		sum = (uint8_t)(sum + p[i]);
-	return (uint8_t)(0x100 - sum);
-}
-
 static void put_intsrc(struct mp_writer *w, uint8_t type, uint8_t bus, uint8_t src_irq,
 		       uint8_t apic, uint8_t pin)
 {
@@ -113,7 +105,7 @@ int mptable_write(struct guest_mem *m, int ncpus, struct pci_bus *pci, char *err
 	memcpy(h + 34, &w.count, 2);
 	uint32_t lapic = MP_LAPIC_ADDR;
 	memcpy(h + 36, &lapic, 4);
-	h[7] = checksum(h, w.len);
+	h[7] = boot_table_checksum(h, w.len);
 
 	/* Floating pointer structure, in the BIOS area that Linux scans. */
 	memset(fp, 0, 16);
@@ -122,6 +114,6 @@ int mptable_write(struct guest_mem *m, int ncpus, struct pci_bus *pci, char *err
 	memcpy(fp + 4, &table, 4);
 	fp[8] = 1;   /* length in 16-byte units */
 	fp[9] = 4;
-	fp[10] = checksum(fp, 16);
+	fp[10] = boot_table_checksum(fp, 16);
 	return 0;
 }
