@@ -1,8 +1,6 @@
 """kvz-ct driven as root on real namespaces, cgroups, loop devices and
 bridges. Each test uses its own --ct-root/--run-dir and unique names so that
 runs by other engineers on the same machine do not collide."""
-import glob
-import hashlib
 import json
 import os
 import re
@@ -13,127 +11,9 @@ import time
 
 import pytest
 
-BUILD = os.environ.get("KVZ_BUILD_DIR", "build")
-KVZCT = os.path.join(BUILD, "src", "ct", "kvz-ct")
-PROBE = os.path.join(BUILD, "tests", "ct", "ctprobe")
-CACHE = "/var/lib/kvz/cache"
-UID = os.getpid() % 100000
-CG_ROOT = "/sys/fs/cgroup"
+from ctenv import CACHE, CG_ROOT, KVZCT, UID, kvz, leftovers, one_error_line, qmp
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="kvz-ct tests need root")
-
-
-def kvz(*args, check=True, timeout=120):
-    r = subprocess.run([KVZCT, *args], capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise AssertionError(f"kvz-ct {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}")
-    return r
-
-
-class Env:
-    def __init__(self, tmp):
-        self.ct_root = str(tmp / "ct")
-        self.run_dir = str(tmp / "run")
-        self.started = []
-
-    def name(self, tag):
-        return f"t{UID}{tag}"
-
-    def run(self, name, *args, check=True, timeout=120):
-        return kvz("run", "--name", name, "--ct-root", self.ct_root, "--run-dir", self.run_dir,
-                   *args, check=check, timeout=timeout)
-
-    def start(self, name, *args):
-        """A detached container running `sleep` (or what follows --)."""
-        if "--" not in args:
-            args = (*args, "--", "sleep", "100000")
-        self.started.append(name)
-        return self.run(name, "--detach", *args)
-
-    def exec(self, name, *cmd, check=True):
-        return kvz("exec", "--name", name, "--run-dir", self.run_dir, "--", *cmd, check=check)
-
-    def set(self, name, *args, check=True):
-        return kvz("set", "--name", name, "--run-dir", self.run_dir, *args, check=check)
-
-    def stop(self, name, timeout="2"):
-        return kvz("stop", "--name", name, "--run-dir", self.run_dir, "--timeout", timeout)
-
-    def state(self, name):
-        with open(os.path.join(self.run_dir, name + ".json")) as f:
-            return json.load(f)
-
-    def create(self, name, disk="256M"):
-        return kvz("create", "--name", name, "--template", "busybox", "--disk", disk,
-                   "--ct-root", self.ct_root)
-
-    def cleanup(self):
-        for n in self.started:
-            if os.path.exists(os.path.join(self.run_dir, n + ".json")):
-                kvz("stop", "--name", n, "--run-dir", self.run_dir, "--timeout", "0", check=False)
-
-
-@pytest.fixture
-def env(tmp_path):
-    e = Env(tmp_path)
-    yield e
-    e.cleanup()
-
-
-@pytest.fixture(scope="session")
-def bbroot(tmp_path_factory):
-    """A busybox root directory (from the template cache) with ctprobe."""
-    tmp = tmp_path_factory.mktemp("bb")
-    kvz("create", "--name", "warmup", "--template", "busybox", "--disk", "128M",
-        "--ct-root", str(tmp / "ct"))
-    root = tmp / "root"
-    root.mkdir()
-    subprocess.run(["tar", "--zstd", "-xf", os.path.join(CACHE, "busybox.tar.zst"), "-C", str(root)],
-                   check=True)
-    shutil.copy(PROBE, root / "bin" / "ctprobe")
-    return str(root)
-
-
-def one_error_line(r):
-    assert r.returncode != 0, r
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, f"want one error line, got: {r.stderr!r}"
-    assert lines[0].startswith("kvz-ct: error: "), lines
-    return lines[0]
-
-
-def leftovers(env, name, veth=None, target=None):
-    """Everything a container may leave behind; empty when clean."""
-    left = glob.glob(f"{CG_ROOT}/*/kvz/{name}") + glob.glob(f"{CG_ROOT}/kvz/{name}")
-    left += glob.glob(os.path.join(env.run_dir, name + ".*"))
-    if veth and os.path.exists(f"/sys/class/net/{veth}"):
-        left.append(veth)
-    with open("/proc/self/mountinfo") as f:
-        mounts = f.read()
-    for path in filter(None, [target, env.ct_root]):
-        if path in mounts:
-            left.append("mount " + path)
-    return left
-
-
-def qmp(path, cmd, args=None):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(10)
-    s.connect(path)
-    f = s.makefile("rw")
-    json.loads(f.readline())
-    for c, a in (("qmp_capabilities", None), (cmd, args)):
-        msg = {"execute": c}
-        if a is not None:
-            msg["arguments"] = a
-        f.write(json.dumps(msg) + "\n")
-        f.flush()
-        while True:
-            reply = json.loads(f.readline())
-            if "event" not in reply:
-                break
-    s.close()
-    return reply
 
 
 def test_hostname_and_pid1(env, bbroot):
