@@ -42,6 +42,42 @@ static int clear_stale(const struct sockaddr_un *addr, char *err, size_t errlen)
 	return 0;
 }
 
+/* A name in path's directory to bind first: ".kvzPID-N", or "" when it
+ * would not fit in sun_path. */
+static void temp_name(const char *path, char *out, size_t size)
+{
+	/* Distinct for concurrent listeners of one process (kvzd's threads). */
+	static _Atomic unsigned counter;
+	const char *slash = strrchr(path, '/');
+	int dirlen = slash ? (int)(slash - path + 1) : 0;
+	int n = snprintf(out, size, "%.*s.kvz%d-%u", dirlen, path, (int)getpid(), counter++);
+	if (n < 0 || (size_t)n >= size)
+		out[0] = 0;
+}
+
+/* Binds fd at path with mode, ready for clients only once it listens: bound
+ * under a temporary name, chmod-ed and listening, then renamed into place,
+ * so that a client never finds the path with the wrong mode or refusing
+ * connections (it exists only once connect() can succeed). */
+static int bind_listen(int fd, const struct sockaddr_un *addr, int backlog, mode_t mode,
+		       char *err, size_t errlen)
+{
+	struct sockaddr_un tmp = {.sun_family = AF_UNIX};
+	temp_name(addr->sun_path, tmp.sun_path, sizeof(tmp.sun_path));
+	const struct sockaddr_un *at = tmp.sun_path[0] ? &tmp : addr;
+	if (bind(fd, (const struct sockaddr *)at, sizeof(*at)) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", addr->sun_path, strerror(errno));
+		return -1;
+	}
+	if (chmod(at->sun_path, mode) < 0 || listen(fd, backlog) < 0 ||
+	    (at == &tmp && rename(tmp.sun_path, addr->sun_path) < 0)) {
+		snprintf(err, errlen, "cannot listen on %s: %s", addr->sun_path, strerror(errno));
+		unlink(at->sun_path);
+		return -1;
+	}
+	return 0;
+}
+
 int kvz_unix_listen(const char *path, int type_flags, int backlog, mode_t mode,
 		    char *err, size_t errlen)
 {
@@ -58,15 +94,8 @@ int kvz_unix_listen(const char *path, int type_flags, int backlog, mode_t mode,
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -1;
 	}
-	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", addr.sun_path, strerror(errno));
+	if (bind_listen(fd, &addr, backlog, mode, err, errlen) < 0) {
 		close(fd);
-		return -1;
-	}
-	if (chmod(addr.sun_path, mode) < 0 || listen(fd, backlog) < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", addr.sun_path, strerror(errno));
-		close(fd);
-		unlink(addr.sun_path);
 		return -1;
 	}
 	return fd;

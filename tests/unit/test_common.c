@@ -6,10 +6,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
+#include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -191,6 +197,66 @@ static void test_unix_listen(void **state)
 	unlink(path);
 }
 
+/* A client that finds the path must be able to connect at once, and never
+ * sees it with another mode: the socket appears only when it listens. */
+struct watcher {
+	const char *path;
+	atomic_bool stop;
+	int refused, bad_mode, seen;
+};
+
+static void *watch_path(void *arg)
+{
+	struct watcher *w = arg;
+	while (!atomic_load(&w->stop)) {
+		struct stat st;
+		if (stat(w->path, &st) < 0)
+			continue;
+		int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		snprintf(a.sun_path, sizeof(a.sun_path), "%s", w->path);
+		if (connect(c, (struct sockaddr *)&a, sizeof(a)) < 0 && errno == ECONNREFUSED)
+			w->refused++;
+		if ((st.st_mode & 0777) != 0600)
+			w->bad_mode++;
+		w->seen++;
+		close(c);
+		while (!atomic_load(&w->stop) && access(w->path, F_OK) == 0)
+			;
+	}
+	return NULL;
+}
+
+static void test_unix_listen_appears_ready(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/kvz-test-dir-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[128];
+	snprintf(path, sizeof(path), "%s/s.sock", dir);
+	struct watcher w = {.path = path};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, watch_path, &w), 0);
+	char err[256];
+	for (int i = 0; i < 300; i++) {
+		int fd = kvz_unix_listen(path, 0, 4, 0600, err, sizeof(err));
+		assert_true(fd >= 0);
+		DIR *d = opendir(dir);
+		int entries = 0;
+		for (struct dirent *e; (e = readdir(d));)
+			entries += e->d_name[0] != '.' || strncmp(e->d_name, ".kvz", 4) == 0;
+		closedir(d);
+		assert_int_equal(entries, 1); /* no temporary name left behind */
+		unlink(path);
+		close(fd);
+	}
+	atomic_store(&w.stop, true);
+	pthread_join(t, NULL);
+	assert_int_equal(w.refused, 0);
+	assert_int_equal(w.bad_mode, 0);
+	rmdir(dir);
+}
+
 struct collected {
 	uint8_t bytes[64];
 	size_t n;
@@ -251,6 +317,7 @@ int main(void)
 		cmocka_unit_test(test_qmp_roundtrip),
 		cmocka_unit_test(test_qmp_malformed),
 		cmocka_unit_test(test_unix_listen),
+		cmocka_unit_test(test_unix_listen_appears_ready),
 		cmocka_unit_test(test_replay_ring),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -133,7 +133,7 @@ def test_qmp_pause_resume_counter(tmp_path):
     try:
         vmmtest.wait_for_path(sock, p)
         q = vmmtest.Qmp(sock)
-        assert b"." in read_for(p.stdout, 1.0), "the CPL3 counter does not run"
+        assert b"." in read_for(p.stdout, 1.0), "the counter guest does not run"
         assert q.cmd("stop") == {"return": {}}
         q.wait_event("STOP")
         assert q.cmd("query-status")["return"] == {"status": "paused", "running": False,
