@@ -62,6 +62,17 @@ static const char *limit_key(int opt)
 	}
 }
 
+/* Like OpenVZ's and Proxmox's defaults, a container never runs unbounded:
+ * a fork or memory bomb inside stays inside. Options given override. */
+static void default_limits(struct ct_limits *l)
+{
+	char err[128];
+	if (!l->has_pids && !ct_limit_parse(l, "pids", KVZ_CT_DEFAULT_PIDS, err, sizeof(err)))
+		kvz_die("%s", err);
+	if (!l->has_memory && !ct_limit_parse(l, "memory", KVZ_CT_DEFAULT_MEMORY, err, sizeof(err)))
+		kvz_die("%s", err);
+}
+
 static void parse_run(int argc, char **argv, struct run_opts *o)
 {
 	char err[512];
@@ -93,6 +104,7 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
 		}
 	}
 	require_name(o->name);
+	default_limits(&o->limits);
 	if (o->hostname && !valid_hostname(o->hostname))
 		kvz_die("invalid --hostname '%s'", o->hostname);
 	if (optind >= argc)

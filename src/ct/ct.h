@@ -10,6 +10,9 @@
 
 #define KVZ_CT_DEFAULT_ROOT "/var/lib/kvz/ct"
 #define KVZ_CT_DEFAULT_RUNDIR "/run/kvz"
+/* Limits of a container run without --pids / --memory. */
+#define KVZ_CT_DEFAULT_PIDS "4096"
+#define KVZ_CT_DEFAULT_MEMORY "512M:1G"
 
 struct net_opts {
 	bool enabled;
