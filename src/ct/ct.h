@@ -29,7 +29,7 @@ struct run_opts {
 	const char *qmp_path;    /* NULL: RUNDIR/NAME.qmp */
 	const char *console_socket;
 	bool detach;
-	bool userns;
+	bool privileged;         /* no user namespace: container root is host root */
 	struct ct_limits limits;
 	struct net_opts net;
 	char **argv;

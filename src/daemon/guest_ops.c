@@ -142,6 +142,25 @@ static void ct_destroy_files(struct kvzd *d, const char *name)
 		kvz_warn("cleaning up container %s: %s", name, out);
 }
 
+/* The id range kvz-ct create gave the container (CTROOT/NAME/idmap), kept
+ * with its configuration so that `kvz show` tells which host ids it uses. */
+static int record_ct_idmap(struct kvzd *d, const char *name, json_t *cfg, struct op_error *e)
+{
+	char path[400];
+	ct_root(d, path, sizeof(path));
+	snprintf(path + strlen(path), sizeof(path) - strlen(path), "/%s/idmap", name);
+	json_error_t je;
+	json_t *m = json_load_file(path, 0, &je);
+	if (!json_is_object(m)) {
+		json_decref(m);
+		ct_destroy_files(d, name);
+		return op_fail(e, 500, "creating container %s: no id range in %s: %s", name, path,
+			       je.text);
+	}
+	json_object_set_new(cfg, "idmap", m);
+	return 0;
+}
+
 static int create_ct_storage(struct kvzd *d, const char *name, json_t *cfg,
 			     struct op_error *e)
 {
@@ -163,7 +182,7 @@ static int create_ct_storage(struct kvzd *d, const char *name, json_t *cfg,
 	int rc = sup_run(a.v, out, sizeof(out));
 	argv_free(&a);
 	if (rc == 0)
-		return 0;
+		return record_ct_idmap(d, name, cfg, e);
 	/* kvz-ct create promises to clean up after itself; make sure. */
 	ct_destroy_files(d, name);
 	return op_fail(e, 500, "creating container %s: %s", name, out[0] ? out : "kvz-ct create failed");
@@ -276,6 +295,8 @@ static void ct_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 	arg(a, "%s", qmp);
 	arg(a, "--console-socket");
 	arg(a, "%s", console);
+	if (json_is_true(json_object_get(cfg, "privileged")))
+		arg(a, "--privileged");
 	long long hard = json_integer_value(json_object_get(cfg, "memory_hard"));
 	if (hard) {
 		arg(a, "--memory");
