@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from ctenv import CACHE, KVZCT, PROBE, kvz, one_error_line
+from ctenv import KVZCT, PROBE, kvz, one_error_line, start_debian
 
 SRC = os.environ.get("KVZ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(SRC, "tests", "daemon"))
@@ -275,18 +275,11 @@ def small_deb(tmp_path):
 
 
 def test_debian_boots_and_installs_a_package(env, tmp_path):
-    from test_ct import debian_reachable
-    if not os.path.exists(os.path.join(CACHE, "debian.tar.zst")):
-        why = debian_reachable()
-        if why:
-            pytest.skip(f"debian template: {why}; debootstrap cannot run")
     deb = small_deb(tmp_path)
     if not deb:
         pytest.skip("no small .deb in /var/cache/apt/archives and apt-get download failed")
     n = env.name("dpk")
-    kvz("create", "--name", n, "--template", "debian", "--disk", "1G", "--ct-root", env.ct_root,
-        timeout=900)
-    env.start(n, "--hostname", "deb1", "--", "/sbin/init")
+    start_debian(env, n)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         rl = env.exec(n, "runlevel", check=False).stdout.strip()

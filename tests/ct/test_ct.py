@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ctenv import CACHE, CG_ROOT, KVZCT, UID, kvz, leftovers, one_error_line, qmp
+from ctenv import CG_ROOT, KVZCT, UID, kvz, leftovers, one_error_line, qmp, start_debian
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="kvz-ct tests need root")
 
@@ -389,26 +389,9 @@ def test_create_bad_input(env):
     env.stop(n)
 
 
-def debian_reachable():
-    try:
-        with open("/etc/apt/sources.list.d/debian.sources") as f:
-            uri = re.search(r"^URIs:\s*(\S+)", f.read(), re.M).group(1)
-        host = re.match(r"https?://([^/:]+)", uri).group(1)
-        socket.create_connection((host, 80), timeout=5).close()
-        return None
-    except Exception as e:  # noqa: BLE001 - any failure means "cannot reach"
-        return f"the Debian archive is not reachable ({e})"
-
-
 def test_debian_template_boots_init(env):
-    if not os.path.exists(os.path.join(CACHE, "debian.tar.zst")):
-        why = debian_reachable()
-        if why:
-            pytest.skip(f"debian template: {why}; debootstrap cannot run")
     n = env.name("deb")
-    kvz("create", "--name", n, "--template", "debian", "--disk", "1G", "--ct-root", env.ct_root,
-        timeout=900)
-    env.start(n, "--hostname", "deb1", "--", "/sbin/init")
+    start_debian(env, n)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         ps = env.exec(n, "ps", "-e", "-o", "pid,comm", check=False).stdout
