@@ -23,9 +23,9 @@ static bool field_u64(const char *line, int idx, uint64_t *out)
 {
 	const char *p = line;
 	for (int i = 0; i < idx; i++) {
-		p = strchr(p, ':');
-		if (!p)
-			return false;
+		p += strcspn(p, ":\n");
+		if (*p != ':')
+			return false; /* the line ends first */
 		p++;
 	}
 	if (*p < '0' || *p > '9')
