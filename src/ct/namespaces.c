@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -114,15 +115,19 @@ static __attribute__((noreturn)) void container_main(const struct child_cfg *cfg
 	int tree = idmount_recv(cfg->sync_fd);
 	if (tree < 0)
 		_exit(127); /* the supervisor gave up before us */
-	close(cfg->sync_fd);
 	const char *host = o->hostname ? o->hostname : o->name;
-	/* The cgroup namespace is made only now, once the supervisor has moved
-	 * us into our cgroup, so that this cgroup is the container's "/". */
 	if (!o->privileged && ns_become_root(err, sizeof(err)) < 0)
 		child_fail(cfg, err);
-	/* A change of effective uid clears the parent-death signal. */
-	if (!o->privileged && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+	/* A change of effective uid clears the parent-death signal. Set again;
+	 * the supervisor keeps its end of sync_fd until we exec, so a hang-up
+	 * means it died in between. */
+	struct pollfd alive = {.fd = cfg->sync_fd, .events = POLLIN};
+	if (!o->privileged && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
+			       poll(&alive, 1, 0) != 0))
 		_exit(127);
+	close(cfg->sync_fd);
+	/* The cgroup namespace is made only now, once the supervisor has moved
+	 * us into our cgroup, so that this cgroup is the container's "/". */
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		snprintf(err, sizeof(err), "cannot create the cgroup namespace: %s", strerror(errno));
 	else if (sethostname(host, strlen(host)) < 0)

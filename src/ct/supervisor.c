@@ -229,10 +229,10 @@ static int start_container(struct supervisor *s, char *err, size_t len)
 		s->init_pid = 0;
 		goto out;
 	}
+	/* sync[1] stays open until the child execs (idmount.h's go, and
+	 * container_main's check that we are alive). */
 	if (prepare_child(s, sync[1], err, len) < 0)
 		goto out;
-	close(sync[1]);
-	sync[1] = -1;
 	rc = wait_child_ready(errp[0], err, len);
 out:
 	if (sync[1] >= 0)
