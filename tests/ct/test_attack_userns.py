@@ -97,6 +97,29 @@ def test_root_is_not_host_root(env):
     env.stop(n)
 
 
+def test_unmappable_rootfs_stays_host_owned(env, bbroot, tmp_path):
+    """A --rootfs that cannot be idmapped (ramfs) runs unmapped with one
+    warning: host root's files show as nobody and container root cannot
+    write them."""
+    root = tmp_path / "ramroot"
+    root.mkdir()
+    subprocess.run(["mount", "-t", "ramfs", "kvztest", str(root)], check=True)
+    try:
+        subprocess.run(["cp", "-a", bbroot + "/.", str(root)], check=True)
+        secret = root / "etc" / "secret"
+        secret.write_text("host\n")
+        r = env.run(env.name("ram"), "--rootfs", str(root), "--", "sh", "-c",
+                    "stat -c %u /etc/secret; echo pwned > /etc/secret; touch /etc/new; id -u", check=False)
+        if "cannot be idmapped" not in r.stderr:
+            pytest.skip("ramfs can be idmapped on this kernel")
+        said = [l for l in r.stderr.splitlines() if l.startswith("kvz-ct: ")]
+        assert len(said) == 1 and said[0].startswith("kvz-ct: warning: "), r.stderr
+        assert r.stdout.split() == ["65534", "0"]
+        assert secret.read_text() == "host\n" and not (root / "etc" / "new").exists()
+    finally:
+        subprocess.run(["umount", str(root)], check=True)
+
+
 def test_ranges_distinct_no_signal_no_ptrace(env, bbroot):
     """Two containers, both "root": the root of one cannot signal or trace the
     other's processes. A probe on the host joins one container's user
