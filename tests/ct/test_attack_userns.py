@@ -4,12 +4,14 @@ its root filesystem idmapped so that files keep their on-disk owners 0..65535.
 Attacks assert that the attack fails and the host is unchanged."""
 import concurrent.futures
 import glob
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 
 import pytest
@@ -195,12 +197,24 @@ def test_concurrent_creates_get_distinct_ranges(env):
     assert not [b for b in bases if os.path.exists(os.path.join(REGISTRY, str(b)))]
 
 
-def test_create_failure_frees_range(env):
-    n = env.name("cf")
-    r = kvz("create", "--name", n, "--template", "busybox", "--disk", "10M", "--ct-root",
+def test_failed_restore_frees_range(env, tmp_path):
+    """A restore that fails after its range was taken (a backup with a path
+    escaping the root) gives the range back and leaves nothing behind."""
+    n = env.name("rf")
+    raw = tmp_path / "evil.tar"
+    with tarfile.open(raw, "w", format=tarfile.PAX_FORMAT) as t:
+        for name, data in (("kvz-backup.json", b'{"name": "x", "disk-size": 134217728, "format": 1}\n'),
+                           ("../escaped", b"x")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    subprocess.run(["zstd", "-q", str(raw), "-o", str(tmp_path / "evil.tar.zst")], check=True)
+    r = kvz("restore", "--name", n, "--input", str(tmp_path / "evil.tar.zst"), "--ct-root",
             env.ct_root, check=False)
     one_error_line(r)
-    owner = os.path.realpath(os.path.join(env.ct_root, n, "idmap"))
+    assert not os.path.exists(os.path.join(env.ct_root, n))
+    assert not (tmp_path / "escaped").exists() and not os.path.exists(os.path.join(env.ct_root, "escaped"))
+    owner = os.path.realpath(env.ct_root) + f"/{n}/idmap"
     for entry in glob.glob(os.path.join(REGISTRY, "[0-9]*")):
         with open(entry) as f:
             assert owner not in f.read()
