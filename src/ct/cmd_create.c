@@ -18,11 +18,9 @@
 
 int ct_remove_private(const char *dir)
 {
-	char path[PATH_MAX], real[PATH_MAX];
-	if (realpath(dir, real)) {
-		snprintf(path, sizeof(path), "%s/idmap", real);
+	char path[PATH_MAX], err[256];
+	if (ct_idmap_path(dir, path, sizeof(path), err, sizeof(err)) == 0)
 		idmap_release(path);
-	}
 	return rm_rf(dir);
 }
 
@@ -31,18 +29,13 @@ static int unpack_into(const char *dir, void *arg, char *err, size_t len)
 	return archive_unpack(arg, dir, err, len);
 }
 
-/* A new id range for the container, recorded in CTROOT/NAME/idmap under
- * its absolute path (the registry's owner string). */
+/* A new id range for the container, recorded in CTROOT/NAME/idmap. */
 static int alloc_idmap(const char *dir, char *err, size_t len)
 {
 	char path[PATH_MAX];
 	struct idmap m;
-	if (!realpath(dir, path)) {
-		snprintf(err, len, "cannot resolve %s: %s", dir, strerror(errno));
-		return -1;
-	}
-	strncat(path, "/idmap", sizeof(path) - strlen(path) - 1);
-	return idmap_alloc_persistent(path, &m, err, len);
+	return ct_idmap_path(dir, path, sizeof(path), err, len) < 0
+		       ? -1 : idmap_alloc_persistent(path, &m, err, len);
 }
 
 /* Makes CTROOT/NAME with its image and id range; on failure removes what it

@@ -85,11 +85,8 @@ static int setup_idmap(struct supervisor *s, char *err, size_t len)
 	}
 	char dir[PATH_MAX], path[PATH_MAX];
 	ct_dir(o->ct_root, o->name, NULL, dir, sizeof(dir));
-	if (!realpath(dir, path)) {
-		snprintf(err, len, "cannot resolve %s: %s", dir, strerror(errno));
+	if (ct_idmap_path(dir, path, sizeof(path), err, len) < 0)
 		return -1;
-	}
-	strncat(path, "/idmap", sizeof(path) - strlen(path) - 1);
 	if (path_exists(path))
 		return idmap_load(path, &s->idmap, err, len);
 	return idmap_alloc_persistent(path, &s->idmap, err, len);
