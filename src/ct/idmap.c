@@ -41,17 +41,28 @@ static int lock_registry(char *err, size_t len)
 	return fd;
 }
 
+static bool in_pool(json_int_t base)
+{
+	return base >= IDMAP_POOL_START && base <= IDMAP_POOL_END - IDMAP_COUNT &&
+	       base % IDMAP_COUNT == 0;
+}
+
 int idmap_load(const char *path, struct idmap *m, char *err, size_t len)
 {
 	json_error_t je;
 	json_t *j = json_load_file(path, 0, &je);
+	if (!j) {
+		snprintf(err, len, "%s: %s", path, je.text);
+		return -1;
+	}
 	json_int_t uid = json_integer_value(json_object_get(j, "uid"));
 	json_int_t gid = json_integer_value(json_object_get(j, "gid"));
 	json_int_t count = json_integer_value(json_object_get(j, "count"));
 	json_decref(j);
-	if (!j || uid <= 0 || gid <= 0 || count != IDMAP_COUNT || uid > UINT32_MAX - count ||
-	    gid > UINT32_MAX - count) {
-		snprintf(err, len, "%s: %s", path, j ? "not a valid id map" : je.text);
+	/* Only ranges of the pool: a hand-edited file must not map a
+	 * container onto host users. */
+	if (count != IDMAP_COUNT || !in_pool(uid) || !in_pool(gid)) {
+		snprintf(err, len, "%s: not a range of the id pool", path);
 		return -1;
 	}
 	*m = (struct idmap){(uint32_t)uid, (uint32_t)gid, (uint32_t)count};
@@ -181,24 +192,80 @@ static int take_range(const char *owner, struct idmap *m, char *err, size_t len)
 	return fd;
 }
 
+/* A new range for the idmap file at path, written there. Call with the
+ * registry locked. */
+static int alloc_locked(const char *path, struct idmap *m, char *err, size_t len)
+{
+	char owner[PATH_MAX + 8];
+	snprintf(owner, sizeof(owner), "ct %s", path);
+	int fd = take_range(owner, m, err, len);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	if (write_idmap(path, m, err, len) == 0)
+		return 0;
+	char entry[PATH_MAX];
+	entry_path(m->uid, entry, sizeof(entry));
+	unlink(entry);
+	return -1;
+}
+
 int idmap_alloc_persistent(const char *path, struct idmap *m, char *err, size_t len)
 {
 	int lock = lock_registry(err, len);
 	if (lock < 0)
 		return -1;
-	char owner[PATH_MAX + 8];
-	snprintf(owner, sizeof(owner), "ct %s", path);
-	int fd = take_range(owner, m, err, len);
-	int rc = -1;
-	if (fd >= 0) {
+	int rc = alloc_locked(path, m, err, len);
+	close(lock);
+	return rc;
+}
+
+/* Whether the registry entry of base gives it to the idmap file at path;
+ * want gets the entry's text for that. */
+static bool entry_names(uint32_t base, const char *path, char *want, size_t size)
+{
+	char entry[PATH_MAX], line[PATH_MAX + 8] = "";
+	entry_path(base, entry, sizeof(entry));
+	snprintf(want, size, "ct %s\n", path);
+	int fd = open(entry, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, line, sizeof(line) - 1);
+	line[n > 0 ? n : 0] = 0;
+	close(fd);
+	return !strcmp(line, want);
+}
+
+/* Whether the registry gives base to path, making it so when the entry is
+ * missing or its owner gone. Call with the registry locked. */
+static bool own_entry(uint32_t base, const char *path)
+{
+	char entry[PATH_MAX], want[PATH_MAX + 8];
+	if (entry_names(base, path, want, sizeof(want)))
+		return true;
+	if (entry_held(base))
+		return false;
+	entry_path(base, entry, sizeof(entry));
+	unlink(entry);
+	int fd = open(entry, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	bool ok = fd >= 0 && write(fd, want, strlen(want)) == (ssize_t)strlen(want);
+	if (fd >= 0)
 		close(fd);
-		rc = write_idmap(path, m, err, len);
-		if (rc < 0) {
-			char entry[PATH_MAX];
-			entry_path(m->uid, entry, sizeof(entry));
-			unlink(entry);
-		}
-	}
+	if (!ok)
+		unlink(entry);
+	return ok;
+}
+
+int idmap_claim(const char *path, struct idmap *m, char *err, size_t len)
+{
+	int lock = lock_registry(err, len);
+	if (lock < 0)
+		return -1;
+	char why[256];
+	int rc = 0;
+	bool recorded = idmap_load(path, m, why, sizeof(why)) == 0;
+	if (!recorded || !own_entry(m->uid, path))
+		rc = alloc_locked(path, m, err, len);
 	close(lock);
 	return rc;
 }
@@ -236,22 +303,16 @@ void idmap_release_run(int fd, const struct idmap *m)
 
 void idmap_release(const char *path)
 {
-	char err[256], entry[PATH_MAX], want[PATH_MAX + 8], line[PATH_MAX + 8] = "";
+	char err[256], entry[PATH_MAX], want[PATH_MAX + 8];
 	struct idmap m;
 	if (idmap_load(path, &m, err, sizeof(err)) < 0)
 		return;
 	int lock = lock_registry(err, sizeof(err));
 	if (lock < 0)
 		return;
-	entry_path(m.uid, entry, sizeof(entry));
-	snprintf(want, sizeof(want), "ct %s\n", path);
-	int fd = open(entry, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		ssize_t n = read(fd, line, sizeof(line) - 1);
-		line[n > 0 ? n : 0] = 0;
-		close(fd);
-		if (!strcmp(line, want))
-			unlink(entry);
+	if (entry_names(m.uid, path, want, sizeof(want))) {
+		entry_path(m.uid, entry, sizeof(entry));
+		unlink(entry);
 	}
 	close(lock);
 }

@@ -32,6 +32,12 @@ struct idmap {
 /* Allocates a range for the container whose idmap file is path (absolute)
  * and writes that file. */
 int idmap_alloc_persistent(const char *path, struct idmap *m, char *err, size_t len);
+/* The range recorded in the idmap file at path for a run: kept when the
+ * registry gives it to path (or to nobody), replaced by a new one (file
+ * rewritten) when the file is missing or another owner holds its range, as
+ * for a copied private area. Files on disk are unshifted, so a new range
+ * costs nothing. */
+int idmap_claim(const char *path, struct idmap *m, char *err, size_t len);
 /* Allocates a range for one run of name; returns the fd whose lock holds
  * it (keep it open, give it to idmap_release_run). */
 int idmap_alloc_run(const char *name, struct idmap *m, char *err, size_t len);

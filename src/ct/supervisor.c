@@ -71,9 +71,9 @@ static int mount_root(struct supervisor *s, char *err, size_t len)
 	return rc;
 }
 
-/* The container's own range from CTROOT/NAME/idmap (one is allocated there
- * for a private area made before ranges existed), or a range for this run
- * with --rootfs. */
+/* The container's own range from CTROOT/NAME/idmap (a new one for a
+ * private area made before ranges existed or copied from another), or a
+ * range for this run with --rootfs. */
 static int setup_idmap(struct supervisor *s, char *err, size_t len)
 {
 	const struct run_opts *o = s->o;
@@ -87,9 +87,7 @@ static int setup_idmap(struct supervisor *s, char *err, size_t len)
 	ct_dir(o->ct_root, o->name, NULL, dir, sizeof(dir));
 	if (ct_idmap_path(dir, path, sizeof(path), err, len) < 0)
 		return -1;
-	if (path_exists(path))
-		return idmap_load(path, &s->idmap, err, len);
-	return idmap_alloc_persistent(path, &s->idmap, err, len);
+	return idmap_claim(path, &s->idmap, err, len);
 }
 
 static int setup_cgroup(struct supervisor *s, char *err, size_t len)

@@ -170,6 +170,33 @@ def test_range_survives_restart(env):
     assert not os.path.exists(entry)
 
 
+def test_copied_or_edited_idmap_gets_a_range_of_its_own(env):
+    """A private area copied with its idmap file, or an idmap file edited to
+    map onto host users, never shares a range: run gives it a new one."""
+    a, b = env.name("cpa"), env.name("cpb")
+    env.create(a, "128M")
+    ma = idmap_file(env, a)
+    subprocess.run(["cp", "-a", "--sparse=always", os.path.join(env.ct_root, a),
+                    os.path.join(env.ct_root, b)], check=True)
+    assert idmap_file(env, b) == ma
+    env.start(b)
+    mb = env.state(b)["idmap"]
+    check_range(mb)
+    assert mb["uid"] != ma["uid"] and idmap_file(env, b) == mb
+    env.start(a)
+    assert env.state(a)["idmap"] == ma
+    env.stop(a)
+    env.stop(b)
+    with open(os.path.join(env.ct_root, b, "idmap"), "w") as f:
+        json.dump({"uid": 1000, "gid": 1000, "count": 65536}, f)
+    env.start(b)
+    check_range(env.state(b)["idmap"])
+    assert env.exec(b, "cat", "/proc/self/uid_map").stdout.split()[1] != "1000"
+    env.stop(b)
+    for n in (a, b):
+        kvz("destroy", "--name", n, "--ct-root", env.ct_root, "--run-dir", env.run_dir)
+
+
 def test_privileged_warns(env, bbroot):
     r = env.run(env.name("pv"), "--rootfs", bbroot, "--privileged", "--", "cat", "/proc/self/uid_map")
     assert r.stdout.split() == ["0", "0", "4294967295"]
