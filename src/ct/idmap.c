@@ -162,6 +162,23 @@ static void host_spans(struct id_spans *s)
 	}
 }
 
+/* The registry entry of base, saying owner; returns its open fd. */
+static int create_entry(uint32_t base, const char *owner, char *err, size_t len)
+{
+	char path[PATH_MAX];
+	entry_path(base, path, sizeof(path));
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || dprintf(fd, "%s\n", owner) < 0) {
+		snprintf(err, len, "cannot create %s: %s", path, strerror(errno));
+		if (fd >= 0) {
+			unlink(path);
+			close(fd);
+		}
+		return -1;
+	}
+	return fd;
+}
+
 /* Picks a free base and creates its registry entry saying owner; returns
  * the entry's open fd. Call with the registry locked. */
 static int take_range(const char *owner, struct idmap *m, char *err, size_t len)
@@ -177,18 +194,9 @@ static int take_range(const char *owner, struct idmap *m, char *err, size_t len)
 		snprintf(err, len, "no free id range left in the pool (registry %s)", registry_dir());
 		return -1;
 	}
-	char path[PATH_MAX];
-	entry_path(base, path, sizeof(path));
-	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0 || dprintf(fd, "%s\n", owner) < 0) {
-		snprintf(err, len, "cannot create %s: %s", path, strerror(errno));
-		if (fd >= 0) {
-			unlink(path);
-			close(fd);
-		}
-		return -1;
-	}
-	*m = (struct idmap){base, base, IDMAP_COUNT};
+	int fd = create_entry(base, owner, err, len);
+	if (fd >= 0)
+		*m = (struct idmap){base, base, IDMAP_COUNT};
 	return fd;
 }
 
@@ -240,20 +248,19 @@ static bool entry_names(uint32_t base, const char *path, char *want, size_t size
  * missing or its owner gone. Call with the registry locked. */
 static bool own_entry(uint32_t base, const char *path)
 {
-	char entry[PATH_MAX], want[PATH_MAX + 8];
+	char entry[PATH_MAX], want[PATH_MAX + 8], err[256];
 	if (entry_names(base, path, want, sizeof(want)))
 		return true;
 	if (entry_held(base))
 		return false;
 	entry_path(base, entry, sizeof(entry));
 	unlink(entry);
-	int fd = open(entry, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	bool ok = fd >= 0 && write(fd, want, strlen(want)) == (ssize_t)strlen(want);
-	if (fd >= 0)
-		close(fd);
-	if (!ok)
-		unlink(entry);
-	return ok;
+	want[strcspn(want, "\n")] = 0;
+	int fd = create_entry(base, want, err, sizeof(err));
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
 }
 
 int idmap_claim(const char *path, struct idmap *m, char *err, size_t len)
