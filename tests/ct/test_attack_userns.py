@@ -310,6 +310,16 @@ def test_kvzd_keeps_range(tmp_path):
         d.kill9()
         d.start()
         assert d.kvz_json("show", "u1")["config"]["idmap"] == m
+        # A range kvz-ct run replaces (here: a file edited onto host users)
+        # is what kvzd shows after the start.
+        d.kvz("stop", "u1", "--timeout", "2")
+        with open(os.path.join(d.state, "ct/u1/idmap"), "w") as f:
+            json.dump({"uid": 1000, "gid": 1000, "count": 65536}, f)
+        d.kvz("start", "u1")
+        with open(os.path.join(d.state, "ct/u1/idmap")) as f:
+            m = json.load(f)
+        check_range(m)
+        assert d.kvz_json("show", "u1")["config"]["idmap"] == m
         d.kvz("create", "ct", "p1", "--template", "busybox", "--disk", "128M", "--privileged",
               "--", "/bin/sh", "-c", "while :; do sleep 1; done")
         assert d.kvz_json("show", "p1")["config"]["privileged"] is True
