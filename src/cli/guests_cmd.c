@@ -98,7 +98,8 @@ int cmd_create(int argc, char **argv)
 		{"bridge", required_argument, NULL, 'b'}, {"net", required_argument, NULL, 'n'},
 		{"kernel", required_argument, NULL, 'k'}, {"initrd", required_argument, NULL, 'r'},
 		{"cmdline", required_argument, NULL, 'l'}, {"no-balloon", no_argument, NULL, 'B'},
-		{"autostart", no_argument, NULL, 'a'}, {NULL, 0, NULL, 0},
+		{"autostart", no_argument, NULL, 'a'}, {"privileged", no_argument, NULL, 'P'},
+		{NULL, 0, NULL, 0},
 	};
 	int cmd_at = split_dashdash(&argc, argv);
 	int total = cmd_at;
@@ -132,6 +133,7 @@ int cmd_create(int argc, char **argv)
 		case 'l': json_object_set_new(req, "cmdline", json_string(optarg)); break;
 		case 'B': json_object_set_new(req, "balloon", json_false()); break;
 		case 'a': json_object_set_new(req, "autostart", json_true()); break;
+		case 'P': json_object_set_new(req, "privileged", json_true()); break;
 		default: bad = 1;
 		}
 		if (bad)

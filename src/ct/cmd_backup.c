@@ -13,9 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int ct_make_private(const char *ct_root, const char *name, uint64_t size, const char *tarball,
-		    char *err, size_t len);
-
 struct pack_args {
 	const char *out;
 	const char *meta;

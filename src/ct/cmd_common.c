@@ -24,6 +24,17 @@ void ct_dir(const char *ct_root, const char *name, const char *leaf, char *out, 
 		snprintf(out, size, "%s/%s", ct_root, name);
 }
 
+int ct_idmap_path(const char *dir, char *out, size_t size, char *err, size_t len)
+{
+	char real[PATH_MAX];
+	if (!realpath(dir, real)) {
+		snprintf(err, len, "cannot resolve %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	snprintf(out, size, "%s/idmap", real);
+	return 0;
+}
+
 void require_name(const char *name)
 {
 	if (!name)

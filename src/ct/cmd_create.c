@@ -4,6 +4,7 @@
 #include "cmd_common.h"
 #include "ct.h"
 #include "disk.h"
+#include "idmap.h"
 #include "log.h"
 #include "template.h"
 #include "util.h"
@@ -15,12 +16,30 @@
 #include <string.h>
 #include <sys/stat.h>
 
+int ct_remove_private(const char *dir)
+{
+	char path[PATH_MAX], err[256];
+	if (ct_idmap_path(dir, path, sizeof(path), err, sizeof(err)) == 0)
+		idmap_release(path);
+	return rm_rf(dir);
+}
+
 static int unpack_into(const char *dir, void *arg, char *err, size_t len)
 {
 	return archive_unpack(arg, dir, err, len);
 }
 
-/* Makes CTROOT/NAME and the image; on failure removes what it made. */
+/* A new id range for the container, recorded in CTROOT/NAME/idmap. */
+static int alloc_idmap(const char *dir, char *err, size_t len)
+{
+	char path[PATH_MAX];
+	struct idmap m;
+	return ct_idmap_path(dir, path, sizeof(path), err, len) < 0
+		       ? -1 : idmap_alloc_persistent(path, &m, err, len);
+}
+
+/* Makes CTROOT/NAME with its image and id range; on failure removes what it
+ * made. */
 int ct_make_private(const char *ct_root, const char *name, uint64_t size, const char *tarball,
 		    char *err, size_t len)
 {
@@ -35,11 +54,12 @@ int ct_make_private(const char *ct_root, const char *name, uint64_t size, const 
 						   : "cannot create %s", name, dir);
 		return -1;
 	}
-	if (mkdir(root, 0755) < 0 || disk_image_create(image, size, err, len) < 0 ||
+	if (mkdir(root, 0755) < 0 || alloc_idmap(dir, err, len) < 0 ||
+	    disk_image_create(image, size, err, len) < 0 ||
 	    run_mounted(image, root, unpack_into, (void *)tarball, err, len) < 0) {
 		if (errno == EEXIST || !err[0])
 			snprintf(err, len, "cannot create %s: %s", root, strerror(errno));
-		rm_rf(dir);
+		ct_remove_private(dir);
 		return -1;
 	}
 	return 0;

@@ -38,7 +38,7 @@ int cmd_destroy(int argc, char **argv)
 	ct_dir(ct_root, name, NULL, dir, sizeof(dir));
 	if (!path_exists(dir))
 		kvz_die("no container '%s' under %s", name, ct_root);
-	if (rm_rf(dir) < 0)
+	if (ct_remove_private(dir) < 0)
 		kvz_die("cannot remove %s: %m", dir);
 	return 0;
 }

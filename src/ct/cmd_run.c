@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 enum { O_ROOTFS = 256, O_CTROOT, O_HOSTNAME, O_MEMORY, O_SWAP, O_CPUS, O_CPUW, O_CPUSET,
-       O_PIDS, O_IOW, O_NET, O_QMP, O_CONSOLE, O_DETACH, O_RUNDIR, O_USERNS, O_NAME };
+       O_PIDS, O_IOW, O_NET, O_QMP, O_CONSOLE, O_DETACH, O_RUNDIR, O_PRIVILEGED, O_NAME };
 
 static const struct option run_options[] = {
 	{"name", required_argument, NULL, O_NAME},
@@ -33,7 +33,7 @@ static const struct option run_options[] = {
 	{"console-socket", required_argument, NULL, O_CONSOLE},
 	{"detach", no_argument, NULL, O_DETACH},
 	{"run-dir", required_argument, NULL, O_RUNDIR},
-	{"userns", no_argument, NULL, O_USERNS},
+	{"privileged", no_argument, NULL, O_PRIVILEGED},
 	{NULL, 0, NULL, 0},
 };
 
@@ -95,7 +95,7 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
 		case O_CONSOLE: o->console_socket = optarg; break;
 		case O_DETACH: o->detach = true; break;
 		case O_RUNDIR: o->run_dir = optarg; break;
-		case O_USERNS: o->userns = true; break;
+		case O_PRIVILEGED: o->privileged = true; break;
 		case O_NET:
 			if (!parse_net(optarg, &o->net, err, sizeof(err)))
 				kvz_die("%s", err);
@@ -110,6 +110,8 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
 	if (optind >= argc)
 		kvz_die("no command to run: kvz-ct run --name %s [OPTIONS] -- CMD [ARGS...]", o->name);
 	o->argv = argv + optind;
+	if (o->privileged)
+		kvz_warn("--privileged: no user namespace, container root is host root");
 }
 
 /* --detach: the supervisor runs in a child in a session of its own; we

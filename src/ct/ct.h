@@ -32,7 +32,7 @@ struct run_opts {
 	const char *qmp_path;    /* NULL: RUNDIR/NAME.qmp */
 	const char *console_socket;
 	bool detach;
-	bool userns;
+	bool privileged;         /* no user namespace: container root is host root */
 	struct ct_limits limits;
 	struct net_opts net;
 	char **argv;
@@ -53,5 +53,8 @@ bool parse_net(const char *s, struct net_opts *n, char *err, size_t len);
 
 /* Paths of a container's private area under ct_root. */
 void ct_dir(const char *ct_root, const char *name, const char *leaf, char *out, size_t size);
+/* The absolute path of the idmap file of the private area dir (which must
+ * exist): the id registry names its owners by it. */
+int ct_idmap_path(const char *dir, char *out, size_t size, char *err, size_t len);
 
 #endif

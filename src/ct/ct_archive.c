@@ -3,11 +3,14 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define META_NAME "kvz-backup.json"
 
@@ -48,8 +51,9 @@ static int copy_file_data(struct archive *disk, struct archive *w, char *err, si
 /* Walks dir with archive_read_disk and stores paths relative to it. */
 static int pack_tree(struct archive *w, const char *dir, char *err, size_t len)
 {
+	/* No user or group names: the numbers are the container's own ids (its
+	 * /etc/passwd, not the host's, gives them names). */
 	struct archive *disk = archive_read_disk_new();
-	archive_read_disk_set_standard_lookup(disk);
 	archive_read_disk_set_behavior(disk, ARCHIVE_READDISK_NO_TRAVERSE_MOUNTS);
 	int rc = -1;
 	if (archive_read_disk_open(disk, dir) != ARCHIVE_OK) {
@@ -102,7 +106,13 @@ int archive_pack_dir(const char *dir, const char *out, const char *meta_json,
 	archive_write_add_filter_zstd(w);
 	archive_write_set_format_pax_restricted(w);
 	int rc = -1;
-	if (archive_write_open_filename(w, out) != ARCHIVE_OK) {
+	/* 0600: a backup holds every file of the container, /etc/shadow too. */
+	int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || fchmod(fd, 0600) < 0) {
+		snprintf(err, len, "cannot create %s: %s", out, strerror(errno));
+		goto out;
+	}
+	if (archive_write_open_fd(w, fd) != ARCHIVE_OK) {
 		fail(w, "cannot create archive", err, len);
 		goto out;
 	}
@@ -117,6 +127,10 @@ int archive_pack_dir(const char *dir, const char *out, const char *meta_json,
 	rc = 0;
 out:
 	archive_write_free(w);
+	if (fd >= 0 && close(fd) < 0 && rc == 0) {
+		snprintf(err, len, "cannot write %s: %s", out, strerror(errno));
+		rc = -1;
+	}
 	if (chdir(cwd) < 0 && rc == 0) {
 		snprintf(err, len, "cannot return to %s: %s", cwd, strerror(errno));
 		rc = -1;
@@ -196,7 +210,9 @@ int archive_unpack(const char *in, const char *dir, char *err, size_t len)
 					      ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR |
 					      ARCHIVE_EXTRACT_SECURE_NODOTDOT |
 					      ARCHIVE_EXTRACT_SECURE_SYMLINKS);
-	archive_write_disk_set_standard_lookup(w);
+	/* Owners by number, never looked up by name on the host: on disk a
+	 * container's files keep its own ids (0..65535; idmapped mounts shift
+	 * them at run time). */
 	int rc = -1;
 	struct archive_entry *e;
 	int h;

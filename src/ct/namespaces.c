@@ -1,5 +1,6 @@
 #include "namespaces.h"
 
+#include "idmount.h"
 #include "netlink.h"
 #include "rootfs.h"
 #include "util.h"
@@ -8,6 +9,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -106,27 +108,34 @@ static __attribute__((noreturn)) void container_main(const struct child_cfg *cfg
 {
 	char err[512] = "";
 	const struct run_opts *o = cfg->o;
-	char go;
 	/* A container does not outlive its supervisor (SIGKILLed, crashed):
 	 * nobody would reap it, answer QMP or clean up after it. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		_exit(127);
-	if (read(cfg->sync_fd, &go, 1) != 1)
+	int tree = idmount_recv(cfg->sync_fd);
+	if (tree < 0)
 		_exit(127); /* the supervisor gave up before us */
-	close(cfg->sync_fd);
 	const char *host = o->hostname ? o->hostname : o->name;
+	if (!o->privileged && ns_become_root(err, sizeof(err)) < 0)
+		child_fail(cfg, err);
+	/* A change of effective uid clears the parent-death signal. Set again;
+	 * the supervisor keeps its end of sync_fd until we exec, so a hang-up
+	 * means it died in between. */
+	struct pollfd alive = {.fd = cfg->sync_fd, .events = POLLIN};
+	if (!o->privileged && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
+			       poll(&alive, 1, 0) != 0))
+		_exit(127);
+	close(cfg->sync_fd);
 	/* The cgroup namespace is made only now, once the supervisor has moved
 	 * us into our cgroup, so that this cgroup is the container's "/". */
-	if (o->userns && ns_become_root(err, sizeof(err)) < 0)
-		child_fail(cfg, err);
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		snprintf(err, sizeof(err), "cannot create the cgroup namespace: %s", strerror(errno));
 	else if (sethostname(host, strlen(host)) < 0)
 		snprintf(err, sizeof(err), "cannot set hostname '%s': %s", host, strerror(errno));
 	if (err[0])
 		child_fail(cfg, err);
-	if (setup_net(&o->net, err, sizeof(err)) < 0 ||
-	    rootfs_enter(cfg->target, cfg->console, err, sizeof(err)) < 0)
+	if (setup_net(&o->net, err, sizeof(err)) < 0 || idmount_attach(tree, err, sizeof(err)) < 0 ||
+	    rootfs_enter(cfg->console, err, sizeof(err)) < 0)
 		child_fail(cfg, err);
 	if (o->hostname)
 		write_etc_hostname(o->hostname);
@@ -150,7 +159,7 @@ pid_t ns_spawn(const struct child_cfg *cfg, char *err, size_t len)
 	struct clone_args args;
 	memset(&args, 0, sizeof(args));
 	args.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET;
-	if (cfg->o->userns)
+	if (!cfg->o->privileged)
 		args.flags |= CLONE_NEWUSER;
 	args.exit_signal = SIGCHLD;
 	long pid = syscall(SYS_clone3, &args, sizeof(args));
@@ -163,15 +172,17 @@ pid_t ns_spawn(const struct child_cfg *cfg, char *err, size_t len)
 	return (pid_t)pid;
 }
 
-static int write_map(pid_t pid, const char *file, char *err, size_t len)
+static int write_map(pid_t pid, const char *file, uint32_t base, uint32_t count,
+		     char *err, size_t len)
 {
 	char path[64], map[64];
 	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
-	snprintf(map, sizeof(map), "0 %d %d\n", KVZ_CT_USERNS_BASE, KVZ_CT_USERNS_SIZE);
+	snprintf(map, sizeof(map), "0 %u %u\n", base, count);
 	return write_text(path, map, err, len);
 }
 
-int ns_write_id_maps(pid_t pid, char *err, size_t len)
+int ns_write_id_maps(pid_t pid, const struct idmap *m, char *err, size_t len)
 {
-	return write_map(pid, "uid_map", err, len) < 0 ? -1 : write_map(pid, "gid_map", err, len);
+	return write_map(pid, "uid_map", m->uid, m->count, err, len) < 0
+		       ? -1 : write_map(pid, "gid_map", m->gid, m->count, err, len);
 }

@@ -76,18 +76,9 @@ static int make_dev(const char *target, const char *console, char *err, size_t l
 	return 0;
 }
 
-int rootfs_enter(const char *root, const char *console, char *err, size_t len)
+int rootfs_enter(const char *console, char *err, size_t len)
 {
-	/* A directory fd from the supervisor would not do: it belongs to the
-	 * supervisor's mount namespace, and mounts must happen in ours. */
 	const char *target = ".";
-	/* The supervisor's mount of the root arrives here as a copy, which a
-	 * user namespace locks (and pivot_root refuses to move a locked mount):
-	 * bind it again from inside our own mount namespace. */
-	if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) < 0)
-		return fail(err, len, "cannot bind-mount", root);
-	if (chdir(root) < 0)
-		return fail(err, len, "cannot enter", root);
 	if (mount_at(target, "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
 		     NULL, err, len) < 0 ||
 	    mount_at(target, "/sys", "sysfs", "sysfs",

@@ -7,9 +7,9 @@
 
 #include <stddef.h>
 
-/* root must be a mount point. console is the host path of the pty slave to
- * show as /dev/console, or NULL. With a user namespace, the mapped root must
- * be allowed to walk the path to root. */
-int rootfs_enter(const char *root, const char *console, char *err, size_t len);
+/* The working directory must be the root filesystem, a mount of the
+ * caller's own mount namespace (idmount_attach). console is the host path of
+ * the pty slave to show as /dev/console, or NULL. */
+int rootfs_enter(const char *console, char *err, size_t len);
 
 #endif

@@ -1,6 +1,7 @@
 #include "supervisor.h"
 
 #include "disk.h"
+#include "idmount.h"
 #include "log.h"
 #include "namespaces.h"
 #include "netlink.h"
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -67,6 +69,25 @@ static int mount_root(struct supervisor *s, char *err, size_t len)
 	close(loop); /* the mount keeps the loop device; autoclear frees it after */
 	s->mounted = rc == 0;
 	return rc;
+}
+
+/* The container's own range from CTROOT/NAME/idmap (a new one for a
+ * private area made before ranges existed or copied from another), or a
+ * range for this run with --rootfs. */
+static int setup_idmap(struct supervisor *s, char *err, size_t len)
+{
+	const struct run_opts *o = s->o;
+	if (o->privileged)
+		return 0;
+	if (o->rootfs) {
+		s->idmap_run_fd = idmap_alloc_run(o->name, &s->idmap, err, len);
+		return s->idmap_run_fd < 0 ? -1 : 0;
+	}
+	char dir[PATH_MAX], path[PATH_MAX];
+	ct_dir(o->ct_root, o->name, NULL, dir, sizeof(dir));
+	if (ct_idmap_path(dir, path, sizeof(path), err, len) < 0)
+		return -1;
+	return idmap_claim(path, &s->idmap, err, len);
 }
 
 static int setup_cgroup(struct supervisor *s, char *err, size_t len)
@@ -126,21 +147,76 @@ static int wait_child_ready(int fd, char *err, size_t len)
 	return -1;
 }
 
+/* The container's console belongs to its root, as a host's console to
+ * the host's: sysvinit and getty reopen /dev/console. */
+static int own_console(struct supervisor *s, char *err, size_t len)
+{
+	if (!s->has_console || s->o->privileged)
+		return 0;
+	if (fchown(s->con.slave_fd, s->idmap.uid, s->idmap.gid) < 0) {
+		snprintf(err, len, "cannot give the console to the container: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The user namespace's maps, then the root filesystem's tree (idmapped to
+ * that namespace), the cgroup and the veth; then the go with the tree. */
+static int prepare_child(struct supervisor *s, int sync, char *err, size_t len)
+{
+	if (!s->o->privileged && (ns_write_id_maps(s->init_pid, &s->idmap, err, len) < 0 ||
+				  own_console(s, err, len) < 0))
+		return -1;
+	int tree = idmount_tree(s->target, s->o->privileged ? 0 : s->init_pid, !s->o->rootfs,
+				err, len);
+	if (tree < 0)
+		return -1;
+	int rc = cgroup_attach(&s->cg, s->init_pid, err, len) < 0 || setup_veth(s, err, len) < 0 ||
+			 idmount_send(sync, tree, err, len) < 0
+		 ? -1 : 0;
+	close(tree);
+	return rc;
+}
+
+/* The child starts in the root's mount point: the kernel moves a working
+ * directory into the copied mount namespace (idmount.h). */
+static pid_t spawn_in_root(struct supervisor *s, const struct child_cfg *cfg, char *err, size_t len)
+{
+	int here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (here < 0 || chdir(s->target) < 0) {
+		snprintf(err, len, "cannot enter %s: %s", s->target, strerror(errno));
+		if (here >= 0)
+			close(here);
+		return -1;
+	}
+	pid_t pid = ns_spawn(cfg, err, len);
+	if (fchdir(here) < 0)
+		kvz_warn("cannot return to the working directory: %s", strerror(errno));
+	close(here);
+	return pid;
+}
+
 static int start_container(struct supervisor *s, char *err, size_t len)
 {
 	int sync[2], errp[2];
-	if (pipe2(sync, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sync) < 0) {
+		snprintf(err, len, "socketpair: %s", strerror(errno));
+		return -1;
+	}
+	if (pipe2(errp, O_CLOEXEC) < 0) {
 		snprintf(err, len, "pipe: %s", strerror(errno));
+		close(sync[0]);
+		close(sync[1]);
 		return -1;
 	}
 	struct child_cfg cfg = {
-		.o = s->o, .target = s->target,
+		.o = s->o,
 		.console_slave = s->has_console ? s->con.slave_fd : -1,
 		.console = s->has_console ? s->con.slave_path : NULL,
 		.null_stdio = s->o->detach,
 		.sync_fd = sync[0], .err_fd = errp[1],
 	};
-	s->init_pid = ns_spawn(&cfg, err, len);
+	s->init_pid = spawn_in_root(s, &cfg, err, len);
 	close(sync[0]);
 	close(errp[1]);
 	int rc = -1;
@@ -148,16 +224,10 @@ static int start_container(struct supervisor *s, char *err, size_t len)
 		s->init_pid = 0;
 		goto out;
 	}
-	if ((s->o->userns && ns_write_id_maps(s->init_pid, err, len) < 0) ||
-	    cgroup_attach(&s->cg, s->init_pid, err, len) < 0 || setup_veth(s, err, len) < 0)
+	/* sync[1] stays open until the child execs (idmount.h's go, and
+	 * container_main's check that we are alive). */
+	if (prepare_child(s, sync[1], err, len) < 0)
 		goto out;
-	char go = 1;
-	if (write(sync[1], &go, 1) != 1) {
-		snprintf(err, len, "cannot start the container: %s", strerror(errno));
-		goto out;
-	}
-	close(sync[1]);
-	sync[1] = -1;
 	rc = wait_child_ready(errp[0], err, len);
 out:
 	if (sync[1] >= 0)
@@ -174,6 +244,7 @@ static int write_state(struct supervisor *s, char *err, size_t len)
 			       "cgroups", cgroup_paths(&s->cg), "rootfs", s->target,
 			       "image", s->image, "loop", s->loopdev, "cgroup-version", s->cg.version);
 	json_object_set_new(st, "veth", s->veth[0] ? json_string(s->veth) : json_null());
+	json_object_set_new(st, "idmap", s->o->privileged ? json_null() : idmap_to_json(&s->idmap));
 	json_object_set_new(st, "console-socket",
 			    s->o->console_socket ? json_string(s->o->console_socket) : json_null());
 	int rc = state_write(s->o->run_dir, s->o->name, st, err, len);
@@ -331,6 +402,9 @@ static void teardown(struct supervisor *s)
 		kvz_warn("%s", err);
 	if (s->mounted && umount2(s->target, MNT_DETACH) < 0)
 		kvz_warn("cannot unmount %s: %s", s->target, strerror(errno));
+	if (s->idmap_run_fd >= 0)
+		idmap_release_run(s->idmap_run_fd, &s->idmap);
+	s->idmap_run_fd = -1;
 	state_remove(s->o->run_dir, s->o->name);
 	close(s->lock_fd);
 }
@@ -370,7 +444,7 @@ static int set_up(struct supervisor *s, char *err, size_t len)
 {
 	const struct run_opts *o = s->o;
 	if (setup_loop_fds(s, err, len) < 0 || mount_root(s, err, len) < 0 ||
-	    setup_cgroup(s, err, len) < 0 || setup_bridge(s, err, len) < 0)
+	    setup_idmap(s, err, len) < 0 || setup_cgroup(s, err, len) < 0 || setup_bridge(s, err, len) < 0)
 		return -1;
 	if (o->console_socket) {
 		if (console_open(&s->con, o->console_socket, err, len) < 0)
@@ -389,7 +463,7 @@ int supervisor_run(const struct run_opts *o, int notify_fd)
 	struct supervisor *s = &sup;
 	memset(s, 0, sizeof(*s));
 	s->o = o;
-	s->sig_fd = s->timer_fd = s->ctl[0] = s->ctl[1] = -1;
+	s->sig_fd = s->timer_fd = s->ctl[0] = s->ctl[1] = s->idmap_run_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	char err[1024] = "";
 	s->lock_fd = state_lock(o->run_dir, o->name, err, sizeof(err));

@@ -6,6 +6,7 @@
 #include "cgroup.h"
 #include "console.h"
 #include "ct.h"
+#include "idmap.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -24,6 +25,8 @@ struct supervisor {
 	char target[PATH_MAX];  /* root filesystem mount point */
 	char image[PATH_MAX];   /* private.img, "" with --rootfs */
 	char loopdev[32];
+	struct idmap idmap;     /* the container's id range (not --privileged) */
+	int idmap_run_fd;       /* holds a per-run range (--rootfs), or -1 */
 	char qmp_path[PATH_MAX];
 	struct cgroup cg;
 	bool cg_made;

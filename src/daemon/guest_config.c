@@ -164,7 +164,7 @@ int guest_config_vm(json_t *req, json_t *cfg, struct op_error *e)
 int guest_config_ct(json_t *req, json_t *cfg, struct op_error *e)
 {
 	static const char *const keys[] = {"name", "type", "template", "memory", "cpus",
-		"pids", "disk", "bridge", "ip", "gw", "command", "autostart", NULL};
+		"pids", "disk", "bridge", "ip", "gw", "command", "autostart", "privileged", NULL};
 	if (cfg_check_keys(req, keys, e))
 		return -1;
 	const char *tmpl = cfg_str(req, "template");
@@ -173,6 +173,10 @@ int guest_config_ct(json_t *req, json_t *cfg, struct op_error *e)
 	if (strcmp(tmpl, "busybox") && strcmp(tmpl, "debian"))
 		return op_fail(e, 400, "unknown template \"%s\" (busybox or debian)", tmpl);
 	json_object_set_new(cfg, "template", json_string(tmpl));
+	json_t *priv = json_object_get(req, "privileged");
+	if (priv && !json_is_boolean(priv))
+		return op_fail(e, 400, "privileged must be true or false");
+	json_object_set_new(cfg, "privileged", json_boolean(json_is_true(priv)));
 	uint64_t soft = 0, hard = 0;
 	json_t *v = json_object_get(req, "memory");
 	if (v && !cfg_size_pair(v, &soft, &hard))

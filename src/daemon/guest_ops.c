@@ -142,6 +142,52 @@ static void ct_destroy_files(struct kvzd *d, const char *name)
 		kvz_warn("cleaning up container %s: %s", name, out);
 }
 
+/* The container's id range as kvz-ct recorded it (CTROOT/NAME/idmap);
+ * NULL with why when there is none. */
+static json_t *load_ct_idmap(struct kvzd *d, const char *name, char *why, size_t len)
+{
+	char path[400];
+	ct_root(d, path, sizeof(path));
+	snprintf(path + strlen(path), sizeof(path) - strlen(path), "/%s/idmap", name);
+	json_error_t je;
+	json_t *m = json_load_file(path, 0, &je);
+	if (json_is_object(m))
+		return m;
+	json_decref(m);
+	snprintf(why, len, "no id range in %s: %s", path, je.text);
+	return NULL;
+}
+
+/* The id range kvz-ct create gave the container, kept with its
+ * configuration so that `kvz show` tells which host ids it uses. */
+static int record_ct_idmap(struct kvzd *d, const char *name, json_t *cfg, struct op_error *e)
+{
+	char why[600];
+	json_t *m = load_ct_idmap(d, name, why, sizeof(why));
+	if (!m) {
+		ct_destroy_files(d, name);
+		return op_fail(e, 500, "creating container %s: %s", name, why);
+	}
+	json_object_set_new(cfg, "idmap", m);
+	return 0;
+}
+
+/* kvz-ct run gives a container a new range when its recorded one is
+ * taken (a copied private area): keep the store in step after a start. */
+static void refresh_ct_idmap(struct kvzd *d, const char *name, json_t *cfg)
+{
+	char why[600];
+	json_t *m = load_ct_idmap(d, name, why, sizeof(why));
+	if (!m || json_equal(m, json_object_get(cfg, "idmap"))) {
+		json_decref(m);
+		return;
+	}
+	json_t *updated = json_deep_copy(cfg);
+	json_object_set_new(updated, "idmap", m);
+	store_guest_set_config(d->store, name, updated);
+	json_decref(updated);
+}
+
 static int create_ct_storage(struct kvzd *d, const char *name, json_t *cfg,
 			     struct op_error *e)
 {
@@ -163,7 +209,7 @@ static int create_ct_storage(struct kvzd *d, const char *name, json_t *cfg,
 	int rc = sup_run(a.v, out, sizeof(out));
 	argv_free(&a);
 	if (rc == 0)
-		return 0;
+		return record_ct_idmap(d, name, cfg, e);
 	/* kvz-ct create promises to clean up after itself; make sure. */
 	ct_destroy_files(d, name);
 	return op_fail(e, 500, "creating container %s: %s", name, out[0] ? out : "kvz-ct create failed");
@@ -276,6 +322,8 @@ static void ct_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 	arg(a, "%s", qmp);
 	arg(a, "--console-socket");
 	arg(a, "%s", console);
+	if (json_is_true(json_object_get(cfg, "privileged")))
+		arg(a, "--privileged");
 	long long hard = json_integer_value(json_object_get(cfg, "memory_hard"));
 	if (hard) {
 		arg(a, "--memory");
@@ -408,6 +456,8 @@ static int start_locked(struct kvzd *d, json_t *g, struct op_error *e)
 	}
 	/* The start time again: the child had maybe not exec'd yet above. */
 	store_guest_set_runtime(d->store, name, pid, sup_proc_start(pid), qmp, console);
+	if (!vm)
+		refresh_ct_idmap(d, name, cfg);
 	store_guest_set_state(d->store, name, "running");
 	store_event_add(d->store, name, "started", NULL);
 	return 0;

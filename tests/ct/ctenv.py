@@ -5,6 +5,7 @@ fixtures built on it (env, bbroot) are in conftest.py."""
 import glob
 import json
 import os
+import re
 import socket
 import subprocess
 
@@ -106,3 +107,27 @@ def qmp(path, cmd, args=None):
                 break
     s.close()
     return reply
+
+
+def debian_reachable():
+    try:
+        with open("/etc/apt/sources.list.d/debian.sources") as f:
+            uri = re.search(r"^URIs:\s*(\S+)", f.read(), re.M).group(1)
+        host = re.match(r"https?://([^/:]+)", uri).group(1)
+        socket.create_connection((host, 80), timeout=5).close()
+        return None
+    except Exception as e:  # noqa: BLE001 - any failure means "cannot reach"
+        return f"the Debian archive is not reachable ({e})"
+
+
+def start_debian(env, name):
+    """Creates a container from the debian template and starts its init;
+    skips the test when the template can be neither found nor built."""
+    import pytest
+    if not os.path.exists(os.path.join(CACHE, "debian.tar.zst")):
+        why = debian_reachable()
+        if why:
+            pytest.skip(f"debian template: {why}; debootstrap cannot run")
+    kvz("create", "--name", name, "--template", "debian", "--disk", "1G", "--ct-root", env.ct_root,
+        timeout=900)
+    env.start(name, "--hostname", "deb1", "--", "/sbin/init")

@@ -5,12 +5,23 @@
  *   ctprobe forks N         fork up to N sleeping children, print how many
  *                           forks succeeded before the first failure
  *   ctprobe spin SEC        busy-loop for SEC seconds of wall time, print
- *                           "cpu-share X" = CPU time / wall time */
+ *                           "cpu-share X" = CPU time / wall time
+ * User-namespace probes (test_attack_userns.py), below main's helpers:
+ *   ctprobe userns-kill NSPID PID SIG    as root of NSPID's user namespace
+ *                           (run on the host), send SIG to host pid PID;
+ *                           print "kill=ok" or "kill=ERRNO-NAME"
+ *   ctprobe userns-ptrace NSPID PID      the same with PTRACE_ATTACH:
+ *                           "ptrace=ok" (detached again) or "ptrace=..."
+ *   ctprobe userns-as UID GID CMD...     run CMD as UID:GID (no groups) */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,6 +88,65 @@ static int spin(double sec)
 	return 0;
 }
 
+/* ---- user-namespace probes ---- */
+
+static const char *errno_name(int e)
+{
+	return e == EPERM ? "EPERM" : e == ESRCH ? "ESRCH" : e == EACCES ? "EACCES" : strerror(e);
+}
+
+/* Joins the user namespace of nspid as its root (uid and gid 0 there):
+ * what a process of that container running as its root is. */
+static int join_userns_root(const char *nspid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%s/ns/user", nspid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, CLONE_NEWUSER) < 0 || setgroups(0, NULL) < 0 ||
+	    setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) {
+		fprintf(stderr, "ctprobe: cannot become root of %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static int userns_probe(int argc, char **argv)
+{
+	if (argc >= 5 && !strcmp(argv[1], "userns-kill")) {
+		if (join_userns_root(argv[2]) < 0)
+			return 1;
+		int rc = kill((pid_t)atoi(argv[3]), atoi(argv[4]));
+		printf("kill=%s\n", rc == 0 ? "ok" : errno_name(errno));
+		return 0;
+	}
+	if (argc >= 4 && !strcmp(argv[1], "userns-ptrace")) {
+		if (join_userns_root(argv[2]) < 0)
+			return 1;
+		pid_t pid = (pid_t)atoi(argv[3]);
+		long rc = ptrace(PTRACE_ATTACH, pid, NULL, NULL);
+		printf("ptrace=%s\n", rc == 0 ? "ok" : errno_name(errno));
+		if (rc == 0) {
+			waitpid(pid, NULL, __WALL);
+			ptrace(PTRACE_DETACH, pid, NULL, NULL);
+		}
+		return 0;
+	}
+	if (argc >= 5 && !strcmp(argv[1], "userns-as")) {
+		gid_t gid = (gid_t)atoi(argv[3]);
+		if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 ||
+		    setresuid((uid_t)atoi(argv[2]), (uid_t)atoi(argv[2]), (uid_t)atoi(argv[2])) < 0) {
+			fprintf(stderr, "ctprobe: cannot become %s:%s: %s\n", argv[2], argv[3], strerror(errno));
+			return 1;
+		}
+		execvp(argv[4], argv + 4);
+		fprintf(stderr, "ctprobe: cannot run %s: %s\n", argv[4], strerror(errno));
+		return 127;
+	}
+	fprintf(stderr, "usage: ctprobe userns-kill NSPID PID SIG | userns-ptrace NSPID PID | userns-as UID GID CMD...\n");
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -95,6 +165,8 @@ int main(int argc, char **argv)
 		return forks(atol(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "spin"))
 		return spin(atof(argv[2]));
+	if (argc >= 2 && !strncmp(argv[1], "userns-", 7))
+		return userns_probe(argc, argv);
 	fprintf(stderr, "usage: ctprobe alloc MB | hold MB SEC | forks N | spin SEC\n");
 	return 2;
 }

@@ -191,9 +191,19 @@ int main(int argc, char **argv)
 		/* "slow..." takes a while, like a debian template does. */
 		if (!strncmp(name, "slow", 4))
 			sleep(5);
+		/* The id range kvz-ct create records; kvzd keeps it. */
+		char idmap[600];
+		snprintf(idmap, sizeof(idmap), "%s/idmap", dir);
+		FILE *f = fopen(idmap, "w");
+		if (!f || fputs("{\"uid\": 524288, \"gid\": 524288, \"count\": 65536}\n", f) < 0 ||
+		    fclose(f) != 0)
+			kvz_die("cannot write %s", idmap);
 		return 0;
 	}
 	if (!strcmp(argv[1], "destroy")) {
+		char idmap[600];
+		snprintf(idmap, sizeof(idmap), "%s/idmap", dir);
+		unlink(idmap);
 		rmdir(dir);
 		return 0;
 	}
