@@ -121,6 +121,11 @@ static __attribute__((noreturn)) void container_main(const struct child_cfg *cfg
 		child_fail(cfg, err);
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		snprintf(err, sizeof(err), "cannot create the cgroup namespace: %s", strerror(errno));
+	/* The mount namespace is made only now too, once the supervisor has
+	 * mounted /proc, /sys and their masks (kernfs.c): our user namespace
+	 * gets them as a locked copy. */
+	else if (unshare(CLONE_NEWNS) < 0)
+		snprintf(err, sizeof(err), "cannot create the mount namespace: %s", strerror(errno));
 	else if (sethostname(host, strlen(host)) < 0)
 		snprintf(err, sizeof(err), "cannot set hostname '%s': %s", host, strerror(errno));
 	if (err[0])
@@ -149,7 +154,8 @@ pid_t ns_spawn(const struct child_cfg *cfg, char *err, size_t len)
 {
 	struct clone_args args;
 	memset(&args, 0, sizeof(args));
-	args.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET;
+	/* No CLONE_NEWNS: the child unshares its mount namespace later. */
+	args.flags = CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET;
 	if (cfg->o->userns)
 		args.flags |= CLONE_NEWUSER;
 	args.exit_signal = SIGCHLD;

@@ -83,16 +83,16 @@ int rootfs_enter(const char *root, const char *console, char *err, size_t len)
 	const char *target = ".";
 	/* The supervisor's mount of the root arrives here as a copy, which a
 	 * user namespace locks (and pivot_root refuses to move a locked mount):
-	 * bind it again from inside our own mount namespace. */
+	 * bind it again from inside our own mount namespace. Only the top of a
+	 * recursive bind is unlocked: /proc, /sys and their masks below stay
+	 * locked. */
 	if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) < 0)
 		return fail(err, len, "cannot bind-mount", root);
 	if (chdir(root) < 0)
 		return fail(err, len, "cannot enter", root);
-	if (mount_at(target, "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-		     NULL, err, len) < 0 ||
-	    mount_at(target, "/sys", "sysfs", "sysfs",
-		     MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err, len) < 0 ||
-	    make_dev(target, console, err, len) < 0)
+	/* /proc and /sys came with the copy (the supervisor made them,
+	 * kernfs.c); /dev is ours, with nothing of the host's behind it. */
+	if (make_dev(target, console, err, len) < 0)
 		return -1;
 	/* pivot_root(".", ".") stacks the old root under the new one; the
 	 * detached unmount then drops the host's whole tree from view. */

@@ -1,7 +1,8 @@
 /* The container's filesystem view, set up by the container's first process
- * inside its new mount namespace: /proc, read-only /sys, a minimal /dev on
- * tmpfs (bind-mounted host nodes: works with and without a user
- * namespace), devpts with its own ptmx, /dev/console, then pivot_root. */
+ * inside its new mount namespace (/proc and /sys are already there, made by
+ * the supervisor: kernfs.h): a minimal /dev on tmpfs (bind-mounted host
+ * nodes: works with and without a user namespace), devpts with its own
+ * ptmx, /dev/console, then pivot_root. */
 #ifndef KVZ_CT_ROOTFS_H
 #define KVZ_CT_ROOTFS_H
 

@@ -1,6 +1,7 @@
 #include "supervisor.h"
 
 #include "disk.h"
+#include "kernfs.h"
 #include "log.h"
 #include "namespaces.h"
 #include "netlink.h"
@@ -69,9 +70,16 @@ static int mount_root(struct supervisor *s, char *err, size_t len)
 	return rc;
 }
 
+/* The container's cgroups go under the caller's own (OWN/kvz/NAME), so
+ * that whoever runs kvz-ct (a systemd unit, a delegated subtree, kvzd)
+ * keeps them inside its own limits and accounting. */
 static int setup_cgroup(struct supervisor *s, char *err, size_t len)
 {
-	if (cgroup_init(&s->cg, CGROUP_ROOT, 0, s->o->name, err, len) < 0)
+	/* With --detach our parent waits in the caller's cgroup until we run. */
+	pid_t self[2] = {getpid(), getppid()};
+	if (cgroup_init(&s->cg, CGROUP_ROOT, 0, s->o->name, err, len) < 0 ||
+	    cgroup_locate(&s->cg, "/proc/self/cgroup", err, len) < 0 ||
+	    cgroup_vacate(&s->cg, self, s->o->detach ? 2 : 1, err, len) < 0)
 		return -1;
 	s->cg_made = true;
 	if (cgroup_create(&s->cg, err, len) < 0)
@@ -149,7 +157,8 @@ static int start_container(struct supervisor *s, char *err, size_t len)
 		goto out;
 	}
 	if ((s->o->userns && ns_write_id_maps(s->init_pid, err, len) < 0) ||
-	    cgroup_attach(&s->cg, s->init_pid, err, len) < 0 || setup_veth(s, err, len) < 0)
+	    cgroup_attach(&s->cg, s->init_pid, err, len) < 0 || setup_veth(s, err, len) < 0 ||
+	    kernfs_mount(s->target, s->init_pid, &s->cg, err, len) < 0)
 		goto out;
 	char go = 1;
 	if (write(sync[1], &go, 1) != 1) {
