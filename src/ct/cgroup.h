@@ -18,7 +18,7 @@ struct cgroup_own {
 	char path[224];
 };
 
-#define CGROUP_MAX_OWN 16
+#define CGROUP_MAX_OWN 24
 
 struct cgroup {
 	int version;    /* 1 or 2 */

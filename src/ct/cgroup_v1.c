@@ -1,9 +1,8 @@
 /* cgroup v1: one hierarchy per controller under ROOT/<controller>. The
  * container's cgroup is ROOT/<controller>/OWN/kvz/NAME in each of them, OWN
- * being the caller's cgroup in that hierarchy. A hybrid host's systemd and
- * unified (cgroup2, no controllers) hierarchies get one too: otherwise the
- * container's cgroup namespace would be rooted at the caller's cgroup there,
- * and a cgroup mount inside would show the host's tree.
+ * being the caller's cgroup in that hierarchy; in every hierarchy mounted
+ * there, including a hybrid host's systemd and unified (cgroup2, no
+ * controllers) ones.
  *
  * Mapping (see docs/architecture.md): memory soft/hard ->
  * memory.soft_limit_in_bytes / memory.limit_in_bytes, hard+swap ->
@@ -19,8 +18,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char *const controllers[] = {"memory", "cpu",     "cpuacct", "cpuset",
-					  "pids",   "blkio",   "systemd", "unified"};
+/* The first six carry limits; the others only place the container, so
+ * that its cgroup namespace is rooted at its own cgroup in every hierarchy
+ * (a hierarchy left out would show the caller's subtree to a cgroup mount
+ * inside). */
+static const char *const controllers[] = {
+	"memory",  "cpu",     "cpuacct",  "cpuset",	"pids",	 "blkio", "devices", "freezer",
+	"net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc",  "systemd", "unified"};
 #define NCTRL (sizeof(controllers) / sizeof(controllers[0]))
 
 /* The caller's cgroup in the hierarchy mounted at ROOT/ctrl. */

@@ -264,9 +264,36 @@ def test_only_own_cgroup_visible(ct):
     for hier in ("memory", "pids", "cpu"):
         want = cg_dir(hier, n)[len(f"/sys/fs/cgroup/{hier}"):]
         assert re.search(rf"^\d+:{hier}:{re.escape(want)}$", host_view, re.M), (host_view, own)
+    # Every hierarchy, so that the cgroup namespace is rooted at the
+    # container's own cgroup in each.
     assert sorted(env.state(n)["cgroups"]) == sorted(
-        cg_dir(h, n) for h in ("memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "systemd",
-                               "unified") if os.path.exists(f"/sys/fs/cgroup/{h}/cgroup.procs"))
+        cg_dir(h, n) for h in own if os.path.exists(f"/sys/fs/cgroup/{h}/cgroup.procs"))
+
+
+@v1_only
+def test_cgroup_mounts_show_only_own(ct):
+    """A cgroup mount of any hierarchy, made inside, shows the container's
+    own cgroup (no child cgroups), never the caller's or the host's tree."""
+    own = own_cgroups()
+    hiers = [h for h in own if os.path.exists(f"/sys/fs/cgroup/{h}/cgroup.procs")]
+    # A cgroup next to kvz/ in the caller's own cgroup: what a view rooted
+    # too high would show (besides the hierarchy root's release_agent).
+    probes = [f"/sys/fs/cgroup/{h}{own[h]}/kvzprobe{os.getpid()}" for h in hiers]
+    for p in probes:
+        os.mkdir(p)
+    try:
+        script = "".join(
+            f"mkdir -p /tmp/{h}; mount -t {'cgroup2' if h == 'unified' else 'cgroup'} "
+            f"-o {'name=systemd' if h == 'systemd' else h if h != 'unified' else 'rw'} none /tmp/{h} && "
+            f"echo \"{h}=$(find /tmp/{h} -mindepth 1 -type d | wc -l)\" && "
+            f"echo \"{h}-agent=$(ls /tmp/{h} | grep -c release_agent)\"; " for h in hiers)
+        got = results(inside(ct, script).stdout)
+    finally:
+        for p in probes:
+            os.rmdir(p)
+    assert "memory" in got, got  # this kernel lets a user namespace mount its own view
+    for h, n in got.items():
+        assert n == "0", f"a {h} mount inside shows the caller's tree: {got}"
 
 
 @v1_only
