@@ -83,7 +83,9 @@ for i in $(seq 1 "$M"); do
 	sup=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["supervisor-pid"])' "$RUN/bi$i.json")
 	rss=$(awk '/^Rss:/ {print $2 * 1024}' "/proc/$sup/smaps_rollup")
 	pss=$(awk '/^Pss:/ {print $2 * 1024}' "/proc/$sup/smaps_rollup")
-	cg=$(cg_usage "kvz/bi$i")
+	# kvz-ct puts its cgroups under the caller's own: take them from the state file.
+	cgdir=$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["cgroups"]; print(next((p for p in c if "/memory/" in p), c[0]))' "$RUN/bi$i.json")
+	cg=$(cat "$cgdir/memory.usage_in_bytes" 2>/dev/null || cat "$cgdir/memory.current")
 	kvz_bytes=$(( kvz_bytes + pss + cg ))
 	kvz_rss=$(( kvz_rss + rss + cg ))
 done

@@ -45,6 +45,76 @@ int cgroup_init(struct cgroup *cg, const char *root, int version, const char *na
 	return 0;
 }
 
+static int add_own(struct cgroup *cg, const char *hier, size_t hlen, const char *path,
+		   char *err, size_t len)
+{
+	if (cg->nown == CGROUP_MAX_OWN || hlen >= sizeof(cg->own[0].hier) ||
+	    strlen(path) >= sizeof(cg->own[0].path)) {
+		snprintf(err, len, "too many cgroup hierarchies, or a cgroup path too long: %.*s:%s",
+			 (int)hlen, hier, path);
+		return -1;
+	}
+	struct cgroup_own *o = &cg->own[cg->nown++];
+	memcpy(o->hier, hier, hlen);
+	o->hier[hlen] = 0;
+	/* The root is kept as "" so that paths join as ROOT/HIER + OWN. */
+	snprintf(o->path, sizeof(o->path), "%s", strcmp(path, "/") ? path : "");
+	return 0;
+}
+
+/* "ID:ctrl1,ctrl2:/path" or "ID:name=NAME:/path" or "0::/path". */
+static int parse_own_line(struct cgroup *cg, char *line, char *err, size_t len)
+{
+	char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	if (!c2 || c2[1] != '/') {
+		snprintf(err, len, "unexpected line in /proc/self/cgroup: %s", line);
+		return -1;
+	}
+	*c2 = 0;
+	const char *path = c2 + 1, *list = c1 + 1;
+	if (!*list)
+		return add_own(cg, "", 0, path, err, len);
+	for (const char *h = list; *h;) {
+		size_t n = strcspn(h, ",");
+		const char *name = strncmp(h, "name=", 5) ? h : h + 5;
+		if (add_own(cg, name, n - (size_t)(name - h), path, err, len) < 0)
+			return -1;
+		h += n + (h[n] == ',');
+	}
+	return 0;
+}
+
+int cgroup_locate(struct cgroup *cg, const char *proc_file, char *err, size_t len)
+{
+	FILE *f = fopen(proc_file, "re");
+	if (!f) {
+		snprintf(err, len, "cannot read %s: %s", proc_file, strerror(errno));
+		return -1;
+	}
+	char line[512];
+	int rc = 0;
+	cg->nown = 0;
+	while (rc == 0 && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		rc = parse_own_line(cg, line, err, len);
+	}
+	fclose(f);
+	return rc;
+}
+
+const char *cg_own(const struct cgroup *cg, const char *hier)
+{
+	for (size_t i = 0; i < cg->nown; i++)
+		if (!strcmp(cg->own[i].hier, hier))
+			return cg->own[i].path;
+	return "";
+}
+
+int cgroup_vacate(const struct cgroup *cg, const pid_t *pids, size_t n, char *err, size_t len)
+{
+	return ops_of(cg)->vacate(cg, pids, n, err, len);
+}
+
 int cgroup_create(const struct cgroup *cg, char *err, size_t len)
 {
 	return ops_of(cg)->create(cg, err, len);
@@ -141,6 +211,35 @@ int cg_mkdir(const char *path, char *err, size_t len)
 		return 0;
 	snprintf(err, len, "cannot create cgroup %s: %s", path, strerror(errno));
 	return -1;
+}
+
+int cg_mkdir_below(const char *parent, const char *dir,
+		   int (*prepare)(const char *parent, void *arg, char *err, size_t len), void *arg,
+		   char *err, size_t len)
+{
+	for (int i = 0; i < 5; i++) {
+		if (cg_mkdir(parent, err, len) < 0 || (prepare && prepare(parent, arg, err, len) < 0))
+			return -1;
+		if (mkdir(dir, 0755) == 0 || errno == EEXIST)
+			return 0;
+		if (errno != ENOENT)
+			break;
+	}
+	snprintf(err, len, "cannot create cgroup %s: %s", dir, strerror(errno));
+	return -1;
+}
+
+void cg_rmdir_parent(const char *dir)
+{
+	char parent[PATH_MAX];
+	snprintf(parent, sizeof(parent), "%s", dir);
+	char *slash = strrchr(parent, '/');
+	if (!slash)
+		return;
+	*slash = 0;
+	if (rmdir(parent) < 0) {
+		/* busy (other containers), already gone: both fine */
+	}
 }
 
 static void kill_procs(const char *dir)

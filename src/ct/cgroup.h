@@ -1,6 +1,7 @@
 /* One interface over cgroup v1 (hybrid hosts like ours: one hierarchy per
- * controller) and pure cgroup v2. A container's cgroup is kvz/NAME under the
- * hierarchy root(s). */
+ * controller) and pure cgroup v2. A container's cgroup is OWN/kvz/NAME in
+ * each hierarchy, OWN being the caller's own cgroup there (cgroup_locate;
+ * "/" until it is called). */
 #ifndef KVZ_CT_CGROUP_H
 #define KVZ_CT_CGROUP_H
 
@@ -10,10 +11,21 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* One line of /proc/self/cgroup: hierarchy "memory", "systemd" (for
+ * name=systemd), "" (the unified one, 0::) and the cgroup in it. */
+struct cgroup_own {
+	char hier[32];
+	char path[224];
+};
+
+#define CGROUP_MAX_OWN 24
+
 struct cgroup {
 	int version;    /* 1 or 2 */
 	char root[256]; /* where the hierarchies are mounted: /sys/fs/cgroup */
 	char name[64];
+	struct cgroup_own own[CGROUP_MAX_OWN];
+	size_t nown;
 };
 
 struct cgroup_stats {
@@ -28,6 +40,14 @@ int cgroup_detect_version(const char *root);
 /* Fills cg (version detected unless forced >0) and creates the cgroup. */
 int cgroup_init(struct cgroup *cg, const char *root, int version, const char *name,
 		char *err, size_t len);
+/* Reads the caller's own cgroups from proc_file (/proc/self/cgroup), so
+ * that the container's cgroups go under them. */
+int cgroup_locate(struct cgroup *cg, const char *proc_file, char *err, size_t len);
+/* cgroup v2 enables controllers only for the children of a cgroup without
+ * processes (the root excepted): moves pids (kvz-ct itself) out of the
+ * caller's cgroup into OWN/kvz/_supervisors. Nothing to do on v1 or when
+ * OWN is the root. Container names cannot start with '_'. */
+int cgroup_vacate(const struct cgroup *cg, const pid_t *pids, size_t n, char *err, size_t len);
 int cgroup_create(const struct cgroup *cg, char *err, size_t len);
 /* Applies the limits set in upd; full is the merged state after the update
  * (v1 memsw needs both memory and swap). Refuses a hard memory limit below
@@ -42,16 +62,28 @@ int cgroup_destroy(const struct cgroup *cg, char *err, size_t len);
 json_t *cgroup_paths(const struct cgroup *cg);
 
 /* Shared by the two versions (cgroup.c). */
+/* The caller's cgroup in hierarchy hier ("" = unified) as a path suffix:
+ * "" for the root, else "/a/b". */
+const char *cg_own(const struct cgroup *cg, const char *hier);
 int cg_write(const char *dir, const char *file, const char *val, char *err, size_t len);
 int cg_read(const char *dir, const char *file, char *buf, size_t size);
 int cg_read_u64(const char *dir, const char *file, uint64_t *out);
 int cg_mkdir(const char *path, char *err, size_t len);
 int cg_rmdir_killing(const char *dir, char *err, size_t len);
+/* Creates parent (kvz), runs prepare(parent, arg) on it, then creates dir
+ * below it. Another container's teardown removes an empty parent
+ * (cg_rmdir_parent), which can race with our mkdir: then all again. */
+int cg_mkdir_below(const char *parent, const char *dir,
+		   int (*prepare)(const char *parent, void *arg, char *err, size_t len), void *arg,
+		   char *err, size_t len);
+/* Removes dir's parent (kvz) if nothing else uses it; quiet otherwise. */
+void cg_rmdir_parent(const char *dir);
 int cg_check_usage(uint64_t hard, uint64_t usage, char *err, size_t len);
 /* Refuses a pids.max below pids.current (the kernel would accept it). */
 int cg_check_pids(const char *dir, uint64_t max, char *err, size_t len);
 
 struct cgroup_ops {
+	int (*vacate)(const struct cgroup *cg, const pid_t *pids, size_t n, char *err, size_t len);
 	int (*create)(const struct cgroup *cg, char *err, size_t len);
 	int (*apply)(const struct cgroup *cg, const struct ct_limits *upd,
 		     const struct ct_limits *full, char *err, size_t len);

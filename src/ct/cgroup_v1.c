@@ -1,5 +1,8 @@
 /* cgroup v1: one hierarchy per controller under ROOT/<controller>. The
- * container's cgroup is ROOT/<controller>/kvz/NAME in each of them.
+ * container's cgroup is ROOT/<controller>/OWN/kvz/NAME in each of them, OWN
+ * being the caller's cgroup in that hierarchy; in every hierarchy mounted
+ * there, including a hybrid host's systemd and unified (cgroup2, no
+ * controllers) ones.
  *
  * Mapping (see docs/architecture.md): memory soft/hard ->
  * memory.soft_limit_in_bytes / memory.limit_in_bytes, hard+swap ->
@@ -15,12 +18,24 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char *const controllers[] = {"memory", "cpu", "cpuacct", "cpuset", "pids", "blkio"};
+/* The first six carry limits; the others only place the container, so
+ * that its cgroup namespace is rooted at its own cgroup in every hierarchy
+ * (a hierarchy left out would show the caller's subtree to a cgroup mount
+ * inside). */
+static const char *const controllers[] = {
+	"memory",  "cpu",     "cpuacct",  "cpuset",	"pids",	 "blkio", "devices", "freezer",
+	"net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc",  "systemd", "unified"};
 #define NCTRL (sizeof(controllers) / sizeof(controllers[0]))
+
+/* The caller's cgroup in the hierarchy mounted at ROOT/ctrl. */
+static const char *own_of(const struct cgroup *cg, const char *ctrl)
+{
+	return cg_own(cg, strcmp(ctrl, "unified") ? ctrl : "");
+}
 
 static void dir_of(const struct cgroup *cg, const char *ctrl, char *out, size_t size)
 {
-	snprintf(out, size, "%s/%s/kvz/%s", cg->root, ctrl, cg->name);
+	snprintf(out, size, "%s/%s%s/kvz/%s", cg->root, ctrl, own_of(cg, ctrl), cg->name);
 }
 
 static bool mounted(const struct cgroup *cg, const char *ctrl)
@@ -50,20 +65,24 @@ static int inherit_cpuset(const char *parent, const char *child, char *err, size
 	return 0;
 }
 
+static int inherit_from_own(const char *parent, void *own, char *err, size_t len)
+{
+	return inherit_cpuset(own, parent, err, len);
+}
+
 static int v1_create(const struct cgroup *cg, char *err, size_t len)
 {
 	for (size_t i = 0; i < NCTRL; i++) {
 		if (!mounted(cg, controllers[i]))
 			continue;
 		char top[PATH_MAX], parent[PATH_MAX], dir[PATH_MAX];
-		snprintf(top, sizeof(top), "%s/%s", cg->root, controllers[i]);
+		snprintf(top, sizeof(top), "%s/%s%s", cg->root, controllers[i],
+			 own_of(cg, controllers[i]));
 		snprintf(parent, sizeof(parent), "%s/kvz", top);
 		dir_of(cg, controllers[i], dir, sizeof(dir));
-		if (cg_mkdir(parent, err, len) < 0 || cg_mkdir(dir, err, len) < 0)
-			return -1;
-		if (!strcmp(controllers[i], "cpuset") &&
-		    (inherit_cpuset(top, parent, err, len) < 0 ||
-		     inherit_cpuset(parent, dir, err, len) < 0))
+		bool cpuset = !strcmp(controllers[i], "cpuset");
+		if (cg_mkdir_below(parent, dir, cpuset ? inherit_from_own : NULL, top, err, len) < 0 ||
+		    (cpuset && inherit_cpuset(parent, dir, err, len) < 0))
 			return -1;
 	}
 	return 0;
@@ -197,6 +216,8 @@ static int v1_destroy(const struct cgroup *cg, char *err, size_t len)
 		dir_of(cg, controllers[i], dir, sizeof(dir));
 		if (cg_rmdir_killing(dir, err, len) < 0)
 			rc = -1;
+		else
+			cg_rmdir_parent(dir);
 	}
 	return rc;
 }
@@ -214,7 +235,14 @@ static json_t *v1_paths(const struct cgroup *cg)
 	return a;
 }
 
+/* v1 has no rule against processes in inner cgroups. */
+static int v1_vacate(const struct cgroup *cg, const pid_t *pids, size_t n, char *err, size_t len)
+{
+	(void)cg, (void)pids, (void)n, (void)err, (void)len;
+	return 0;
+}
+
 const struct cgroup_ops cgroup_v1_ops = {
-	.create = v1_create, .apply = v1_apply, .attach = v1_attach,
+	.vacate = v1_vacate, .create = v1_create, .apply = v1_apply, .attach = v1_attach,
 	.stats = v1_stats, .destroy = v1_destroy, .paths = v1_paths,
 };

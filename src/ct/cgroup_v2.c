@@ -1,4 +1,8 @@
-/* cgroup v2: one unified hierarchy; the container's cgroup is ROOT/kvz/NAME.
+/* cgroup v2: one unified hierarchy; the container's cgroup is
+ * ROOT/OWN/kvz/NAME, OWN being the caller's cgroup. Controllers reach it
+ * through OWN's and OWN/kvz's cgroup.subtree_control, which the kernel
+ * allows only for cgroups without processes (the root excepted): kvz-ct
+ * first moves itself into the leaf OWN/kvz/_supervisors (v2_vacate).
  *
  * Mapping: memory soft/hard -> memory.high / memory.max, swap ->
  * memory.swap.max; cpus -> cpu.max "QUOTA 100000"; weight -> cpu.weight;
@@ -17,7 +21,7 @@ static const char *const wanted[] = {"cpu", "memory", "pids", "io", "cpuset"};
 
 static void dir_of(const struct cgroup *cg, char *out, size_t size)
 {
-	snprintf(out, size, "%s/kvz/%s", cg->root, cg->name);
+	snprintf(out, size, "%s%s/kvz/%s", cg->root, cg_own(cg, ""), cg->name);
 }
 
 /* Children only get the controllers their parent enables in
@@ -44,13 +48,50 @@ static int enable_controllers(const char *dir, char *err, size_t len)
 	return 0;
 }
 
+static int v2_vacate(const struct cgroup *cg, const pid_t *pids, size_t n, char *err, size_t len)
+{
+	const char *own = cg_own(cg, "");
+	if (!*own)
+		return 0;
+	char parent[PATH_MAX], leaf[PATH_MAX];
+	snprintf(parent, sizeof(parent), "%s%s/kvz", cg->root, own);
+	snprintf(leaf, sizeof(leaf), "%s/_supervisors", parent);
+	if (cg_mkdir(parent, err, len) < 0 || cg_mkdir(leaf, err, len) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		char pid[32];
+		snprintf(pid, sizeof(pid), "%d", (int)pids[i]);
+		if (cg_write(leaf, "cgroup.procs", pid, err, len) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int enable_below(const char *parent, void *arg, char *err, size_t len)
+{
+	(void)arg;
+	return enable_controllers(parent, err, len);
+}
+
+static int enable_in_own(const char *own, char *err, size_t len)
+{
+	if (enable_controllers(own, err, len) == 0)
+		return 0;
+	if (errno == EBUSY)
+		snprintf(err, len, "cannot enable cgroup controllers below %s: it holds processes "
+			 "other than kvz-ct's, and cgroup v2 gives controllers only to the children "
+			 "of cgroups without processes; start kvz-ct from a cgroup of its own", own);
+	return -1;
+}
+
 static int v2_create(const struct cgroup *cg, char *err, size_t len)
 {
-	char parent[PATH_MAX], dir[PATH_MAX];
-	snprintf(parent, sizeof(parent), "%s/kvz", cg->root);
+	char own[PATH_MAX], parent[PATH_MAX], dir[PATH_MAX];
+	snprintf(own, sizeof(own), "%s%s", cg->root, cg_own(cg, ""));
+	snprintf(parent, sizeof(parent), "%s/kvz", own);
 	dir_of(cg, dir, sizeof(dir));
-	if (enable_controllers(cg->root, err, len) < 0 || cg_mkdir(parent, err, len) < 0 ||
-	    enable_controllers(parent, err, len) < 0 || cg_mkdir(dir, err, len) < 0)
+	if (enable_in_own(own, err, len) < 0 ||
+	    cg_mkdir_below(parent, dir, enable_below, NULL, err, len) < 0)
 		return -1;
 	return 0;
 }
@@ -149,7 +190,10 @@ static int v2_destroy(const struct cgroup *cg, char *err, size_t len)
 {
 	char dir[PATH_MAX];
 	dir_of(cg, dir, sizeof(dir));
-	return cg_rmdir_killing(dir, err, len);
+	if (cg_rmdir_killing(dir, err, len) < 0)
+		return -1;
+	cg_rmdir_parent(dir); /* stays while _supervisors or others are in it */
+	return 0;
 }
 
 static json_t *v2_paths(const struct cgroup *cg)
@@ -162,6 +206,6 @@ static json_t *v2_paths(const struct cgroup *cg)
 }
 
 const struct cgroup_ops cgroup_v2_ops = {
-	.create = v2_create, .apply = v2_apply, .attach = v2_attach,
+	.vacate = v2_vacate, .create = v2_create, .apply = v2_apply, .attach = v2_attach,
 	.stats = v2_stats, .destroy = v2_destroy, .paths = v2_paths,
 };

@@ -53,17 +53,12 @@ int idmount_tree(const char *dir, pid_t pid, bool must_map, char *err, size_t le
 	return tree;
 }
 
-int idmount_attach(int tree, char *err, size_t len)
+int idmount_place(int tree, const char *dir, char *err, size_t len)
 {
-	if (move_mount(tree, "", AT_FDCWD, ".", MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-		snprintf(err, len, "cannot attach the root filesystem: %s", strerror(errno));
+	if (move_mount(tree, "", AT_FDCWD, dir, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+		snprintf(err, len, "cannot mount the root filesystem on %s: %s", dir, strerror(errno));
 		return -1;
 	}
-	if (fchdir(tree) < 0) {
-		snprintf(err, len, "cannot enter the root filesystem: %s", strerror(errno));
-		return -1;
-	}
-	close(tree);
 	return 0;
 }
 

@@ -112,9 +112,15 @@ static __attribute__((noreturn)) void container_main(const struct child_cfg *cfg
 	 * nobody would reap it, answer QMP or clean up after it. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		_exit(127);
-	int tree = idmount_recv(cfg->sync_fd);
-	if (tree < 0)
+	int root = idmount_recv(cfg->sync_fd);
+	if (root < 0)
 		_exit(127); /* the supervisor gave up before us */
+	/* The root as the supervisor mounted it, with /proc and /sys on it:
+	 * entered by descriptor, so that our mapped root never walks host
+	 * paths it may not be allowed to (CTROOT/NAME is 0700). */
+	if (fchdir(root) < 0)
+		_exit(127);
+	close(root);
 	const char *host = o->hostname ? o->hostname : o->name;
 	if (!o->privileged && ns_become_root(err, sizeof(err)) < 0)
 		child_fail(cfg, err);
@@ -130,12 +136,17 @@ static __attribute__((noreturn)) void container_main(const struct child_cfg *cfg
 	 * us into our cgroup, so that this cgroup is the container's "/". */
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		snprintf(err, sizeof(err), "cannot create the cgroup namespace: %s", strerror(errno));
+	/* The mount namespace is made only now too, once the supervisor has
+	 * mounted the root, /proc, /sys and their masks (kernfs.c): our user
+	 * namespace gets them as a locked copy, and the working directory
+	 * follows into it. */
+	else if (unshare(CLONE_NEWNS) < 0)
+		snprintf(err, sizeof(err), "cannot create the mount namespace: %s", strerror(errno));
 	else if (sethostname(host, strlen(host)) < 0)
 		snprintf(err, sizeof(err), "cannot set hostname '%s': %s", host, strerror(errno));
 	if (err[0])
 		child_fail(cfg, err);
-	if (setup_net(&o->net, err, sizeof(err)) < 0 || idmount_attach(tree, err, sizeof(err)) < 0 ||
-	    rootfs_enter(cfg->console, err, sizeof(err)) < 0)
+	if (setup_net(&o->net, err, sizeof(err)) < 0 || rootfs_enter(cfg->console, err, sizeof(err)) < 0)
 		child_fail(cfg, err);
 	if (o->hostname)
 		write_etc_hostname(o->hostname);
@@ -158,7 +169,9 @@ pid_t ns_spawn(const struct child_cfg *cfg, char *err, size_t len)
 {
 	struct clone_args args;
 	memset(&args, 0, sizeof(args));
-	args.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET;
+	/* No CLONE_NEWNS: the child unshares its mount namespace once the
+	 * supervisor has mounted its root, /proc and /sys (kernfs.c). */
+	args.flags = CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET;
 	if (!cfg->o->privileged)
 		args.flags |= CLONE_NEWUSER;
 	args.exit_signal = SIGCHLD;

@@ -76,14 +76,35 @@ static int make_dev(const char *target, const char *console, char *err, size_t l
 	return 0;
 }
 
+/* Mounts a recursive clone of the working directory's mount onto it and
+ * enters the clone: by descriptors, with no path walked. */
+static int rebind_cwd(char *err, size_t len)
+{
+	int tree = open_tree(AT_FDCWD, ".", OPEN_TREE_CLONE | AT_RECURSIVE | OPEN_TREE_CLOEXEC);
+	if (tree < 0)
+		return fail(err, len, "cannot clone the mount of", "the root filesystem");
+	int rc = 0;
+	if (move_mount(tree, "", AT_FDCWD, ".", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		rc = fail(err, len, "cannot mount again", "the root filesystem");
+	else if (fchdir(tree) < 0)
+		rc = fail(err, len, "cannot enter", "the root filesystem");
+	close(tree);
+	return rc;
+}
+
 int rootfs_enter(const char *console, char *err, size_t len)
 {
 	const char *target = ".";
-	if (mount_at(target, "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-		     NULL, err, len) < 0 ||
-	    mount_at(target, "/sys", "sysfs", "sysfs",
-		     MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err, len) < 0 ||
-	    make_dev(target, console, err, len) < 0)
+	/* The working directory is the supervisor's mount of the root, as a
+	 * copy which a user namespace locks (and pivot_root refuses to move a
+	 * locked mount): clone it again, recursively, onto itself. Only the
+	 * top of the clone is unlocked: /proc, /sys and their masks below stay
+	 * locked. */
+	if (rebind_cwd(err, len) < 0)
+		return -1;
+	/* /proc and /sys came with the copy (the supervisor made them,
+	 * kernfs.c); /dev is ours, with nothing of the host's behind it. */
+	if (make_dev(target, console, err, len) < 0)
 		return -1;
 	/* pivot_root(".", ".") stacks the old root under the new one; the
 	 * detached unmount then drops the host's whole tree from view. */

@@ -2,6 +2,7 @@
 
 #include "disk.h"
 #include "idmount.h"
+#include "kernfs.h"
 #include "log.h"
 #include "namespaces.h"
 #include "netlink.h"
@@ -90,9 +91,16 @@ static int setup_idmap(struct supervisor *s, char *err, size_t len)
 	return idmap_claim(path, &s->idmap, err, len);
 }
 
+/* The container's cgroups go under the caller's own (OWN/kvz/NAME), so
+ * that whoever runs kvz-ct (a systemd unit, a delegated subtree, kvzd)
+ * keeps them inside its own limits and accounting. */
 static int setup_cgroup(struct supervisor *s, char *err, size_t len)
 {
-	if (cgroup_init(&s->cg, CGROUP_ROOT, 0, s->o->name, err, len) < 0)
+	/* With --detach our parent waits in the caller's cgroup until we run. */
+	pid_t self[2] = {getpid(), getppid()};
+	if (cgroup_init(&s->cg, CGROUP_ROOT, 0, s->o->name, err, len) < 0 ||
+	    cgroup_locate(&s->cg, "/proc/self/cgroup", err, len) < 0 ||
+	    cgroup_vacate(&s->cg, self, s->o->detach ? 2 : 1, err, len) < 0)
 		return -1;
 	s->cg_made = true;
 	if (cgroup_create(&s->cg, err, len) < 0)
@@ -160,8 +168,10 @@ static int own_console(struct supervisor *s, char *err, size_t len)
 	return 0;
 }
 
-/* The user namespace's maps, then the root filesystem's tree (idmapped to
- * that namespace), the cgroup and the veth; then the go with the tree. */
+/* The user namespace's maps; the root filesystem mounted again at its
+ * mount point, idmapped to that namespace (idmount.h); the cgroup, the
+ * veth, /proc and /sys on the root (kernfs.h); then the go, with a
+ * descriptor of the root for the child to enter. */
 static int prepare_child(struct supervisor *s, int sync, char *err, size_t len)
 {
 	if (!s->o->privileged && (ns_write_id_maps(s->init_pid, &s->idmap, err, len) < 0 ||
@@ -171,29 +181,14 @@ static int prepare_child(struct supervisor *s, int sync, char *err, size_t len)
 				err, len);
 	if (tree < 0)
 		return -1;
-	int rc = cgroup_attach(&s->cg, s->init_pid, err, len) < 0 || setup_veth(s, err, len) < 0 ||
+	int rc = idmount_place(tree, s->target, err, len) < 0 ||
+			 cgroup_attach(&s->cg, s->init_pid, err, len) < 0 ||
+			 setup_veth(s, err, len) < 0 ||
+			 kernfs_mount(s->target, s->init_pid, &s->cg, err, len) < 0 ||
 			 idmount_send(sync, tree, err, len) < 0
 		 ? -1 : 0;
 	close(tree);
 	return rc;
-}
-
-/* The child starts in the root's mount point: the kernel moves a working
- * directory into the copied mount namespace (idmount.h). */
-static pid_t spawn_in_root(struct supervisor *s, const struct child_cfg *cfg, char *err, size_t len)
-{
-	int here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (here < 0 || chdir(s->target) < 0) {
-		snprintf(err, len, "cannot enter %s: %s", s->target, strerror(errno));
-		if (here >= 0)
-			close(here);
-		return -1;
-	}
-	pid_t pid = ns_spawn(cfg, err, len);
-	if (fchdir(here) < 0)
-		kvz_warn("cannot return to the working directory: %s", strerror(errno));
-	close(here);
-	return pid;
 }
 
 static int start_container(struct supervisor *s, char *err, size_t len)
@@ -216,7 +211,7 @@ static int start_container(struct supervisor *s, char *err, size_t len)
 		.null_stdio = s->o->detach,
 		.sync_fd = sync[0], .err_fd = errp[1],
 	};
-	s->init_pid = spawn_in_root(s, &cfg, err, len);
+	s->init_pid = ns_spawn(&cfg, err, len);
 	close(sync[0]);
 	close(errp[1]);
 	int rc = -1;

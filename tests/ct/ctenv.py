@@ -75,9 +75,32 @@ def one_error_line(r):
     return lines[0]
 
 
+def own_cgroups():
+    """This process's cgroup per hierarchy ("memory", "systemd" for
+    name=systemd, "unified" for 0::), "" for a root: kvz-ct started from here
+    inherits them and puts its containers below."""
+    own = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, hiers, path = line.rstrip("\n").split(":", 2)
+            for h in hiers.split(",") if hiers else ["unified"]:
+                own[h.removeprefix("name=")] = path.rstrip("/")
+    return own
+
+
+def cg_dir(hier, name):
+    """Where kvz-ct puts container NAME in hierarchy HIER (ignored on a
+    pure cgroup v2 host): OWN/kvz/NAME."""
+    own = own_cgroups()
+    if os.path.exists(f"{CG_ROOT}/cgroup.controllers"):
+        return f"{CG_ROOT}{own.get('unified', '')}/kvz/{name}"
+    return f"{CG_ROOT}/{hier}{own.get(hier, '')}/kvz/{name}"
+
+
 def leftovers(env, name, veth=None, target=None):
     """Everything a container may leave behind; empty when clean."""
     left = glob.glob(f"{CG_ROOT}/*/kvz/{name}") + glob.glob(f"{CG_ROOT}/kvz/{name}")
+    left += [d for d in {cg_dir(h, name) for h in own_cgroups()} if os.path.exists(d)]
     left += glob.glob(os.path.join(env.run_dir, name + ".*"))
     if veth and os.path.exists(f"/sys/class/net/{veth}"):
         left.append(veth)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ctenv import CG_ROOT, KVZCT, UID, kvz, leftovers, one_error_line, qmp, start_debian
+from ctenv import KVZCT, UID, cg_dir, kvz, leftovers, one_error_line, qmp, start_debian
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="kvz-ct tests need root")
 
@@ -73,7 +73,7 @@ def test_memory_raise_live_and_refuse_below_usage(env, bbroot):
     low = env.set(n, "--memory", "16M:32M", check=False)
     assert "below the container's current usage" in one_error_line(low)
     holder.wait()
-    with open(f"{CG_ROOT}/memory/kvz/{n}/memory.limit_in_bytes") as f:
+    with open(cg_dir("memory", n) + "/memory.limit_in_bytes") as f:
         assert int(f.read()) == 256 << 20  # unchanged by the refused update
     env.stop(n)
 
@@ -89,7 +89,7 @@ def test_io_weight(env, bbroot):
         assert not leftovers(env, n)
         return
     env.started.append(n)
-    d = f"{CG_ROOT}/blkio/kvz/{n}"
+    d = cg_dir("blkio", n)
     f = next(x for x in ("blkio.bfq.weight", "blkio.weight") if os.path.exists(f"{d}/{x}"))
     assert open(f"{d}/{f}").read().split()[-1] == "500"
     env.set(n, "--io-weight", "200")
@@ -110,7 +110,7 @@ def test_pids_limit_stops_fork_loop(env, bbroot):
     low = env.set(n, "--pids", "3", check=False)
     assert "below the container's current" in one_error_line(low)
     env.set(n, "--pids", "10")
-    assert open(f"{CG_ROOT}/pids/kvz/{n}/pids.max").read().strip() == "10"
+    assert open(cg_dir("pids", n) + "/pids.max").read().strip() == "10"
     env.stop(n)
 
 
@@ -263,7 +263,7 @@ def test_busybox_init_poweroff(env):
 def test_swap_and_qmp_quit(env, bbroot):
     n = env.name("q")
     env.start(n, "--rootfs", bbroot, "--memory", "32M:64M", "--swap", "32M")
-    mem = f"{CG_ROOT}/memory/kvz/{n}"
+    mem = cg_dir("memory", n)
     assert int(open(mem + "/memory.memsw.limit_in_bytes").read()) == 96 << 20
     env.set(n, "--memory", "128M:128M")  # memsw raised before the limit
     assert int(open(mem + "/memory.memsw.limit_in_bytes").read()) == 160 << 20

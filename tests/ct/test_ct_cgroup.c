@@ -219,6 +219,98 @@ static void test_v1_apply(void **state)
 	expect_file(d, "memory.limit_in_bytes", "67108864");
 }
 
+static void mkdirs(const char *rel)
+{
+	char path[PATH_MAX * 2];
+	snprintf(path, sizeof(path), "mkdir -p %s/%s", root, rel);
+	assert_int_equal(system(path), 0);
+}
+
+/* Containers go under the caller's own cgroup of each hierarchy, as
+ * /proc/self/cgroup names it (combined and named v1 hierarchies too). */
+static void test_v1_own_cgroup(void **state)
+{
+	(void)state;
+	static const char *const hier[] = {"memory", "cpu", "cpuacct", "systemd", "unified"};
+	for (size_t i = 0; i < 5; i++) {
+		char d[PATH_MAX + 16];
+		snprintf(d, sizeof(d), "%s/%s", root, hier[i]);
+		mkdir(d, 0755);
+		put(d, "cgroup.procs", "");
+	}
+	mkdirs("memory/a/b");
+	mkdirs("cpu/c");
+	mkdirs("cpuacct/c");
+	mkdirs("systemd/user.slice");
+	mkdirs("unified/u");
+	char file[PATH_MAX + 16], err[512];
+	snprintf(file, sizeof(file), "%s/self-cgroup", root);
+	put(root, "self-cgroup", "9:name=systemd:/user.slice\n4:memory:/a/b\n2:cpu,cpuacct:/c\n3:pids:/\n0::/u\n");
+	struct cgroup cg;
+	assert_int_equal(cgroup_init(&cg, root, 1, "c3", err, sizeof(err)), 0);
+	assert_int_equal(cgroup_locate(&cg, file, err, sizeof(err)), 0);
+	assert_int_equal(cgroup_create(&cg, err, sizeof(err)), 0);
+	json_t *paths = cgroup_paths(&cg);
+	static const char *const want[] = {"memory/a/b", "cpu/c", "cpuacct/c", "systemd/user.slice",
+					   "unified/u"};
+	assert_int_equal(json_array_size(paths), 5);
+	for (size_t i = 0; i < 5; i++) {
+		char d[PATH_MAX + 64];
+		snprintf(d, sizeof(d), "%s/%s/kvz/c3", root, want[i]);
+		assert_string_equal(json_string_value(json_array_get(paths, i)), d);
+		struct stat st;
+		assert_int_equal(stat(d, &st), 0);
+	}
+	json_decref(paths);
+	/* The parent kvz goes with the last container in it. */
+	assert_int_equal(cgroup_destroy(&cg, err, sizeof(err)), 0);
+	char d[PATH_MAX + 32];
+	struct stat st;
+	snprintf(d, sizeof(d), "%s/memory/a/b/kvz", root);
+	assert_int_equal(stat(d, &st), -1);
+	snprintf(d, sizeof(d), "%s/memory/a/b", root);
+	assert_int_equal(stat(d, &st), 0);
+
+}
+
+/* v2 below a non-root cgroup: kvz-ct moves itself into the leaf
+ * OWN/kvz/_supervisors, then enables controllers in OWN and OWN/kvz. */
+static void test_v2_own_cgroup(void **state)
+{
+	(void)state;
+	char err[512], own[PATH_MAX + 16], kvz[PATH_MAX + 32], file[PATH_MAX + 16];
+	mkdirs("svc/kvz/_supervisors");
+	snprintf(own, sizeof(own), "%s/svc", root);
+	snprintf(kvz, sizeof(kvz), "%s/kvz", own);
+	for (const char *d = own; d; d = d == own ? kvz : NULL) {
+		put(d, "cgroup.controllers", "memory pids");
+		put(d, "cgroup.subtree_control", "");
+	}
+	snprintf(file, sizeof(file), "%s/self-cgroup-v2", root);
+	put(root, "self-cgroup-v2", "0::/svc\n");
+	struct cgroup cg;
+	assert_int_equal(cgroup_init(&cg, root, 2, "c4", err, sizeof(err)), 0);
+	assert_int_equal(cgroup_locate(&cg, file, err, sizeof(err)), 0);
+	pid_t pids[] = {4243};
+	assert_int_equal(cgroup_vacate(&cg, pids, 1, err, sizeof(err)), 0);
+	char leaf[PATH_MAX + 64];
+	snprintf(leaf, sizeof(leaf), "%s/_supervisors", kvz);
+	expect_file(leaf, "cgroup.procs", "4243");
+	assert_int_equal(cgroup_create(&cg, err, sizeof(err)), 0);
+	expect_file(own, "cgroup.subtree_control", "+pids");
+	expect_file(kvz, "cgroup.subtree_control", "+pids");
+	json_t *paths = cgroup_paths(&cg);
+	char d[PATH_MAX + 64];
+	snprintf(d, sizeof(d), "%s/c4", kvz);
+	assert_string_equal(json_string_value(json_array_get(paths, 0)), d);
+	json_decref(paths);
+
+	/* A line that is not "ID:HIERARCHIES:/PATH" is refused. */
+	put(root, "self-cgroup-v2", "0:/svc\n");
+	assert_int_equal(cgroup_locate(&cg, file, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "unexpected line"));
+}
+
 static void test_limit_parsing(void **state)
 {
 	(void)state;
@@ -254,6 +346,11 @@ int main(void)
 		cmocka_unit_test(test_v1_apply),
 		cmocka_unit_test(test_limit_parsing),
 	};
+	const struct CMUnitTest own[] = {
+		cmocka_unit_test(test_v1_own_cgroup),
+		cmocka_unit_test(test_v2_own_cgroup),
+	};
 	int rc = cmocka_run_group_tests_name("cgroup v2", v2, make_root, drop_root);
-	return rc | cmocka_run_group_tests_name("cgroup v1", v1, make_root, drop_root);
+	rc |= cmocka_run_group_tests_name("cgroup v1", v1, make_root, drop_root);
+	return rc | cmocka_run_group_tests_name("own cgroup", own, make_root, drop_root);
 }

@@ -16,6 +16,52 @@ import kvzlab  # noqa: E402
 KVZCT = os.path.join(BUILD, "src", "ct", "kvz-ct")
 PROBE = os.path.join(BUILD, "tests", "ct", "ctprobe")
 
+# Issue 8 on pure cgroup v2: the attacks of test_attack_kernfs.py that this
+# host's hybrid cgroups and kernel cannot show (a cgroup2 view, sysrq, kcore),
+# from a default container (user namespace); "A-x=RC" lines, the host's side as "H-x=V"; then
+# the placement under a caller's own cgroup ("P-x", "Q-x").
+KERNFS = r"""
+U=/tmp/uroot
+cp -a $R $U && chmod 755 /tmp
+echo "H-core0=$(cat /proc/sys/kernel/core_pattern)"
+$CT run --name u $RUN --rootfs $U --detach --pids 50 -- sleep 1000; echo "A-start=$?"
+$CT exec --name u $RUN -- sh -c '
+mkdir -p /tmp/m
+umount /sys/fs/cgroup 2>/dev/null; echo "A-umount=$?"
+mount -o remount,rw /sys/fs/cgroup 2>/dev/null; echo "A-remount=$?"
+mount -o remount,rw /sys 2>/dev/null; echo "A-sysrw=$?"
+umount /proc/sys 2>/dev/null; echo "A-umountsys=$?"
+echo "|/tmp/pwn" > /proc/sys/kernel/core_pattern; echo "A-core=$?"
+echo h > /proc/sysrq-trigger; echo "A-sysrq=$?"
+echo "A-kcore=$(cat /proc/kcore 2>/dev/null | wc -c)"
+echo "A-sched=$(cat /proc/sched_debug 2>/dev/null | wc -c)"
+echo "A-cgmount=$(grep " /sys/fs/cgroup " /proc/mounts | cut -d" " -f3,4)"
+echo 1000 > /sys/fs/cgroup/pids.max; echo "A-pidsmax=$?"
+echo $$ > /sys/fs/cgroup/cgroup.procs; echo "A-procs=$?"
+mkdir /sys/fs/cgroup/sub; echo "A-mkdir=$?"
+mount -t cgroup -o memory none /tmp/m 2>/dev/null; echo "A-v1=$?"
+if mount -t cgroup2 none /tmp/m; then
+  echo "A-v2subdirs=$(find /tmp/m -mindepth 1 -type d | wc -l)"
+  echo 1000 > /tmp/m/pids.max; echo "A-v2pids=$?"
+  echo $$ > /tmp/m/cgroup.procs; echo "A-v2procs=$?"
+  mkdir /tmp/m/sub; echo "A-v2mkdir=$?"
+fi
+echo "A-cgroup=$(cat /proc/self/cgroup)"' 2>&1
+echo "H-core1=$(cat /proc/sys/kernel/core_pattern)"
+echo "H-pids=$(cat /sys/fs/cgroup/kvz/u/pids.max)"
+[ -e /sys/fs/cgroup/kvz/u/sub ] && echo "H-sub=yes" || echo "H-sub=no"
+$CT stop --name u $RUN --timeout 1
+mkdir /sys/fs/cgroup/caller /sys/fs/cgroup/caller2
+sh -c "echo \$\$ > /sys/fs/cgroup/caller/cgroup.procs; exec $CT run --name p $RUN --rootfs $R --detach --pids 30 -- sleep 1000"; echo "P-run=$?"
+echo "P-pids=$(cat /sys/fs/cgroup/caller/kvz/p/pids.max)"
+echo "P-sup=$(cat /sys/fs/cgroup/caller/kvz/_supervisors/cgroup.procs | wc -l)"
+echo "P-caller=$(cat /sys/fs/cgroup/caller/cgroup.procs | wc -l)"
+echo "P-cgroup=$($CT exec --name p $RUN -- cat /proc/self/cgroup)"
+$CT stop --name p $RUN --timeout 1; echo "P-stop=$?"
+[ -e /sys/fs/cgroup/caller/kvz/p ] && echo "P-left=yes" || echo "P-left=no"
+sh -c "echo \$\$ > /sys/fs/cgroup/caller2/cgroup.procs; sleep 30 & $CT run --name q $RUN --rootfs $R -- true; echo Q-rc=\$?; kill \$!" 2>&1
+"""
+
 # pivot_root refuses to move away from the initramfs (rootfs) that L1 runs
 # on, as a real host's root never is: the part in INNER runs chrooted into a
 # tmpfs copy of L1's files.
@@ -54,6 +100,7 @@ $CT exec --name b $RUN -- cat /proc/self/cgroup
 $CT stop --name b $RUN --timeout 1; echo "STOP=$?"
 [ -e $D ] && echo "LEFT-CGROUP" || echo "CGROUP-GONE"
 ls /tmp/run
+""" + KERNFS + r"""
 echo LAB-CT-DONE
 INNER
 chroot $H /bin/sh /inner.sh
@@ -83,3 +130,25 @@ def test_cgroup_v2_in_lab():
     assert "EXECBIG2=0" in out
     assert re.search(r"^0::/$", out, re.M), out[-3000:]  # cgroup namespace root
     assert "STOP=0" in out and "CGROUP-GONE" in out
+    check_kernfs(out)
+
+
+def check_kernfs(out):
+    v = dict(re.findall(r"^([AHPQ]-\w+)=(.*)$", out, re.M))
+    assert v.get("A-start") == "0", out[-3000:]
+    # Undoing kvz-ct's mounts, writing global knobs and the cgroup: refused.
+    for k in ("A-umount", "A-remount", "A-sysrw", "A-umountsys", "A-core", "A-sysrq",
+              "A-pidsmax", "A-procs", "A-mkdir", "A-v1"):
+        assert v.get(k, "0") != "0", (k, out[-3000:])
+    for k in ("A-v2pids", "A-v2procs", "A-v2mkdir"):  # only if cgroup2 mounted at all
+        assert v.get(k, "1") != "0", (k, out[-3000:])
+    assert v.get("A-v2subdirs", "0") == "0"
+    assert v["A-kcore"] == "0" and v["A-sched"] == "0"
+    assert v["A-cgmount"].split()[0] == "cgroup2" and v["A-cgmount"].split()[1].startswith("ro,")
+    assert v["A-cgroup"] == "0::/"
+    assert v["H-core0"] == v["H-core1"] and v["H-pids"] == "50" and v["H-sub"] == "no"
+    # Placement under the caller's own cgroup, kvz-ct in the leaf _supervisors.
+    assert v["P-run"] == "0" and v["P-pids"] == "30" and v["P-sup"] == "1", out[-3000:]
+    assert v["P-caller"] == "0" and v["P-cgroup"] == "0::/"
+    assert v["P-stop"] == "0" and v["P-left"] == "no"
+    assert v["Q-rc"] == "1" and "holds processes other than kvz-ct's" in out
