@@ -12,6 +12,8 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 int disk_image_create(const char *image, uint64_t size, char *err, size_t len)
@@ -36,6 +38,45 @@ int disk_image_create(const char *image, uint64_t size, char *err, size_t len)
 	return 0;
 }
 
+/* A node of our own for loop device nr when /dev has none: LOOP_CTL_GET_FREE
+ * may add a device whose node devtmpfs makes late, or never (a read-only
+ * /dev seen on these machines makes no new nodes). Made where device nodes
+ * work, opened, and removed at once. */
+static int open_private_node(int nr)
+{
+	static const char *const dirs[] = {"/dev", "/dev/shm", "/run"};
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		char path[64];
+		snprintf(path, sizeof(path), "%s/.kvz-loop%d-%d", dirs[i], nr, (int)getpid());
+		if (mknod(path, S_IFBLK | 0600, makedev(7, (unsigned)nr)) < 0)
+			continue;
+		int fd = open(path, O_RDWR | O_CLOEXEC);
+		unlink(path);
+		if (fd >= 0)
+			return fd;
+	}
+	errno = ENOENT;
+	return -1;
+}
+
+/* Opens /dev/loopNR; without that node, a private one, and then dev
+ * becomes /proc/self/fd/FD: a path to the device while the fd stays open. */
+static int open_loop_node(char *dev, size_t devlen, int nr)
+{
+	snprintf(dev, devlen, "/dev/loop%d", nr);
+	for (int waited_ms = 0; waited_ms <= 200; waited_ms += 10) {
+		int fd = open(dev, O_RDWR | O_CLOEXEC);
+		if (fd >= 0 || errno != ENOENT)
+			return fd;
+		struct timespec ts = {.tv_nsec = 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	int fd = open_private_node(nr);
+	if (fd >= 0)
+		snprintf(dev, devlen, "/proc/self/fd/%d", fd);
+	return fd;
+}
+
 int disk_loop_attach(const char *image, char *dev, size_t devlen, char *err, size_t len)
 {
 	int img = open(image, O_RDWR | O_CLOEXEC);
@@ -58,8 +99,7 @@ int disk_loop_attach(const char *image, char *dev, size_t devlen, char *err, siz
 			snprintf(err, len, "no free loop device: %s", strerror(errno));
 			break;
 		}
-		snprintf(dev, devlen, "/dev/loop%d", nr);
-		loop = open(dev, O_RDWR | O_CLOEXEC);
+		loop = open_loop_node(dev, devlen, nr);
 		if (loop < 0) {
 			snprintf(err, len, "cannot open %s: %s", dev, strerror(errno));
 			break;

@@ -16,7 +16,9 @@
 /* Creates a sparse image of size bytes (must not exist) and formats it. */
 int disk_image_create(const char *image, uint64_t size, char *err, size_t len);
 /* Attaches image to a free loop device that detaches by itself when the
- * last user (fd or mount) goes. Returns the open loop fd, its path in dev. */
+ * last user (fd or mount) goes. Returns the open loop fd, its path in dev:
+ * /dev/loopN, or /proc/self/fd/FD (valid while the fd is open) on a host
+ * whose /dev lacks the node. */
 int disk_loop_attach(const char *image, char *dev, size_t devlen, char *err, size_t len);
 /* Loop-attaches and mounts image on target in the caller's mount
  * namespace. */

@@ -1,5 +1,5 @@
 /* The container's root mounted again by the supervisor, from a detached
- * mount tree, on top of the root's mount point.
+ * mount tree, on a staging directory of its own mount namespace.
  *
  * With a user namespace the tree is idmapped (MOUNT_ATTR_IDMAP) to it: files
  * stay owned by 0..65535 on disk and show so inside, while the container's

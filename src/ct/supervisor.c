@@ -67,7 +67,10 @@ static int mount_root(struct supervisor *s, char *err, size_t len)
 	int rc = mount(s->loopdev, s->target, "btrfs", 0, NULL);
 	if (rc < 0)
 		snprintf(err, len, "cannot mount %s: %s", s->image, strerror(errno));
-	close(loop); /* the mount keeps the loop device; autoclear frees it after */
+	/* Kept open: loopdev may name it (/proc/self/fd/N, disk.h), and `set
+	 * --disk` opens loopdev; autoclear frees the device once both this fd
+	 * and the mount are gone. */
+	s->loop_fd = loop;
 	s->mounted = rc == 0;
 	return rc;
 }
@@ -168,23 +171,40 @@ static int own_console(struct supervisor *s, char *err, size_t len)
 	return 0;
 }
 
-/* The user namespace's maps; the root filesystem mounted again at its
- * mount point, idmapped to that namespace (idmount.h); the cgroup, the
- * veth, /proc and /sys on the root (kernfs.h); then the go, with a
- * descriptor of the root for the child to enter. */
+/* The container's view of the root is mounted apart from the plain mount
+ * at target, on RUNDIR/.root of our own mount namespace (the directory is
+ * shared by every supervisor and stays empty on the host): stacked on
+ * target, it would be what ".." leads back into from inside the plain
+ * mount, which `backup` of a running container walks. */
+static int make_stage(struct supervisor *s, char *err, size_t len)
+{
+	snprintf(s->stage, sizeof(s->stage), "%s/.root", s->o->run_dir);
+	if (mkdir(s->stage, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, len, "cannot create %s: %s", s->stage, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The user namespace's maps; the root filesystem mounted again on the
+ * stage, idmapped to that namespace (idmount.h); the cgroup, the veth,
+ * /proc and /sys on it (kernfs.h); then the go, with a descriptor of it
+ * for the child to enter. */
 static int prepare_child(struct supervisor *s, int sync, char *err, size_t len)
 {
 	if (!s->o->privileged && (ns_write_id_maps(s->init_pid, &s->idmap, err, len) < 0 ||
 				  own_console(s, err, len) < 0))
 		return -1;
+	if (make_stage(s, err, len) < 0)
+		return -1;
 	int tree = idmount_tree(s->target, s->o->privileged ? 0 : s->init_pid, !s->o->rootfs,
 				err, len);
 	if (tree < 0)
 		return -1;
-	int rc = idmount_place(tree, s->target, err, len) < 0 ||
+	int rc = idmount_place(tree, s->stage, err, len) < 0 ||
 			 cgroup_attach(&s->cg, s->init_pid, err, len) < 0 ||
 			 setup_veth(s, err, len) < 0 ||
-			 kernfs_mount(s->target, s->init_pid, &s->cg, err, len) < 0 ||
+			 kernfs_mount(s->stage, s->init_pid, &s->cg, err, len) < 0 ||
 			 idmount_send(sync, tree, err, len) < 0
 		 ? -1 : 0;
 	close(tree);
@@ -397,6 +417,9 @@ static void teardown(struct supervisor *s)
 		kvz_warn("%s", err);
 	if (s->mounted && umount2(s->target, MNT_DETACH) < 0)
 		kvz_warn("cannot unmount %s: %s", s->target, strerror(errno));
+	if (s->loop_fd >= 0)
+		close(s->loop_fd);
+	s->loop_fd = -1;
 	if (s->idmap_run_fd >= 0)
 		idmap_release_run(s->idmap_run_fd, &s->idmap);
 	s->idmap_run_fd = -1;
@@ -458,7 +481,7 @@ int supervisor_run(const struct run_opts *o, int notify_fd)
 	struct supervisor *s = &sup;
 	memset(s, 0, sizeof(*s));
 	s->o = o;
-	s->sig_fd = s->timer_fd = s->ctl[0] = s->ctl[1] = s->idmap_run_fd = -1;
+	s->sig_fd = s->timer_fd = s->ctl[0] = s->ctl[1] = s->idmap_run_fd = s->loop_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	char err[1024] = "";
 	s->lock_fd = state_lock(o->run_dir, o->name, err, sizeof(err));

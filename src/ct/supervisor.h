@@ -23,8 +23,12 @@ struct sup_request {
 struct supervisor {
 	const struct run_opts *o;
 	char target[PATH_MAX];  /* root filesystem mount point */
+	char stage[PATH_MAX];   /* RUNDIR/.root: where the container's view of
+				 * the root (idmapped, /proc, /sys) is mounted,
+				 * apart from the plain mount at target */
 	char image[PATH_MAX];   /* private.img, "" with --rootfs */
 	char loopdev[32];
+	int loop_fd;            /* the private area's loop device, or -1 */
 	struct idmap idmap;     /* the container's id range (not --privileged) */
 	int idmap_run_fd;       /* holds a per-run range (--rootfs), or -1 */
 	char qmp_path[PATH_MAX];
