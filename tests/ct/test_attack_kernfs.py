@@ -27,7 +27,8 @@ UNDO = ("umount /proc/sys; umount -l /proc/sys; mount -o remount,rw /proc/sys; "
         "umount /sys/fs/cgroup; mount -t proc proc /proc; mount -t sysfs sysfs /sys; ")
 
 SYSCTLS = {"kernel/core_pattern": "|/tmp/kvz-pwn %p", "vm/swappiness": "7",
-           "kernel/panic": "77", "kernel/printk_ratelimit": "17", "kernel/sysrq": "1"}
+           "kernel/panic": "77", "kernel/printk_ratelimit": "17", "kernel/sysrq": "1",
+           "kernel/hostname": "kvz-pwned"}
 
 
 @pytest.fixture

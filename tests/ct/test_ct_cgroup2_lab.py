@@ -63,8 +63,9 @@ sh -c "echo \$\$ > /sys/fs/cgroup/caller2/cgroup.procs; sleep 30 & $CT run --nam
 """
 
 # pivot_root refuses to move away from the initramfs (rootfs) that L1 runs
-# on, as a real host's root never is: the part in INNER runs chrooted into a
-# tmpfs copy of L1's files.
+# on, as a real host's root never is: the part in INNER runs in a tmpfs copy
+# of L1's files, moved over / in a mount namespace of its own and entered as
+# switch_root does (a plain chroot would forbid creating user namespaces).
 SCRIPT = r"""
 set -u
 mkdir -p /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup || { echo NO-CGROUP2; exit 3; }
@@ -103,7 +104,7 @@ ls /tmp/run
 """ + KERNFS + r"""
 echo LAB-CT-DONE
 INNER
-chroot $H /bin/sh /inner.sh
+unshare -m sh -c "cd $H && mount --move . / && exec chroot . /bin/sh /inner.sh"
 """
 
 
