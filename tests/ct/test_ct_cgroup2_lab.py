@@ -17,8 +17,8 @@ KVZCT = os.path.join(BUILD, "src", "ct", "kvz-ct")
 PROBE = os.path.join(BUILD, "tests", "ct", "ctprobe")
 
 # pivot_root refuses to move away from the initramfs (rootfs) that L1 runs
-# on, as a real host's root never is: the part in INNER runs chrooted into a
-# tmpfs copy of L1's files.
+# on, as a real host's root never is: the part in INNER runs in a tmpfs copy
+# of L1's files moved over / (as switch_root does).
 SCRIPT = r"""
 set -u
 mkdir -p /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup || { echo NO-CGROUP2; exit 3; }
@@ -56,7 +56,9 @@ $CT stop --name b $RUN --timeout 1; echo "STOP=$?"
 ls /tmp/run
 echo LAB-CT-DONE
 INNER
-chroot $H /bin/sh /inner.sh
+# Moved over / in a mount namespace of its own rather than only chrooted:
+# the kernel refuses user namespaces to a chrooted process.
+unshare -m sh -c "cd $H && mount --move . / && exec chroot . /bin/sh /inner.sh"
 """
 
 
