@@ -92,7 +92,8 @@ int disk_loop_attach(const char *image, char *dev, size_t devlen, char *err, siz
 	}
 	int loop = -1;
 	/* Another process may grab the same free device between the two
-	 * calls; LOOP_CONFIGURE then fails with EBUSY and we try again. */
+	 * calls; LOOP_CONFIGURE then fails with EBUSY and we try again (as
+	 * when the node of a new device is not there yet). */
 	for (int tries = 0; tries < 20 && loop < 0; tries++) {
 		int nr = ioctl(ctl, LOOP_CTL_GET_FREE);
 		if (nr < 0) {
@@ -102,7 +103,12 @@ int disk_loop_attach(const char *image, char *dev, size_t devlen, char *err, siz
 		loop = open_loop_node(dev, devlen, nr);
 		if (loop < 0) {
 			snprintf(err, len, "cannot open %s: %s", dev, strerror(errno));
-			break;
+			if (errno != ENOENT)
+				break;
+			/* A device GET_FREE just added: devtmpfs makes its node
+			 * a moment later. */
+			usleep(10000);
+			continue;
 		}
 		struct loop_config cfg = {.fd = (unsigned)img};
 		cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;

@@ -177,7 +177,9 @@ pid_t ns_spawn(const struct child_cfg *cfg, char *err, size_t len)
 	args.exit_signal = SIGCHLD;
 	long pid = syscall(SYS_clone3, &args, sizeof(args));
 	if (pid < 0) {
-		snprintf(err, len, "cannot create the container's namespaces: %s", strerror(errno));
+		snprintf(err, len, "cannot create the container's namespaces: %s%s", strerror(errno),
+			 errno == EPERM && !cfg->o->privileged
+				 ? " (the kernel refuses a user namespace to a chrooted process)" : "");
 		return -1;
 	}
 	if (pid == 0)

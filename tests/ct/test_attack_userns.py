@@ -50,6 +50,23 @@ def host_id_spans():
     return spans
 
 
+def registry_owners():
+    """What the registry's entries say (ranges given out may be handed to
+    other runs on this host at any moment: check owners, not bases)."""
+    owners = []
+    for entry in glob.glob(os.path.join(REGISTRY, "[0-9]*")):
+        try:
+            with open(entry) as f:
+                owners.append(f.read().strip())
+        except FileNotFoundError:
+            pass
+    return owners
+
+
+def ct_owner(ct_root, name):
+    return f"ct {os.path.realpath(ct_root)}/{name}/idmap"
+
+
 def overlaps(a, b):
     return a[0] < b[0] + b[1] and b[0] < a[0] + a[1]
 
@@ -151,23 +168,22 @@ def test_ranges_distinct_no_signal_no_ptrace(env, bbroot):
     env.stop(a)
     env.stop(b)
     # The per-run range went with its run.
-    assert not os.path.exists(os.path.join(REGISTRY, str(mb["uid"])))
+    assert not [o for o in registry_owners() if o.startswith(f"run {b} ")]
 
 
 def test_range_survives_restart(env):
     n = env.name("rs")
     env.create(n, "128M")
     m = idmap_file(env, n)
-    entry = os.path.join(REGISTRY, str(m["uid"]))
-    with open(entry) as f:
-        assert f.read().split() == ["ct", os.path.realpath(os.path.join(env.ct_root, n, "idmap"))]
+    with open(os.path.join(REGISTRY, str(m["uid"]))) as f:
+        assert f.read().strip() == ct_owner(env.ct_root, n)
     for _ in range(2):
         env.start(n)
         assert env.exec(n, "cat", "/proc/self/uid_map").stdout.split() == ["0", str(m["uid"]), "65536"]
         env.stop(n)
     assert idmap_file(env, n) == m
     kvz("destroy", "--name", n, "--ct-root", env.ct_root, "--run-dir", env.run_dir)
-    assert not os.path.exists(entry)
+    assert ct_owner(env.ct_root, n) not in registry_owners()
 
 
 def test_copied_or_edited_idmap_gets_a_range_of_its_own(env):
@@ -221,7 +237,7 @@ def test_concurrent_creates_get_distinct_ranges(env):
     assert all(y - x >= COUNT for x, y in zip(bases, bases[1:])), bases
     for n in names:
         kvz("destroy", "--name", n, "--ct-root", env.ct_root, "--run-dir", env.run_dir)
-    assert not [b for b in bases if os.path.exists(os.path.join(REGISTRY, str(b)))]
+    assert not set(ct_owner(env.ct_root, n) for n in names) & set(registry_owners())
 
 
 def test_failed_restore_frees_range(env, tmp_path):
@@ -241,10 +257,7 @@ def test_failed_restore_frees_range(env, tmp_path):
     one_error_line(r)
     assert not os.path.exists(os.path.join(env.ct_root, n))
     assert not (tmp_path / "escaped").exists() and not os.path.exists(os.path.join(env.ct_root, "escaped"))
-    owner = os.path.realpath(env.ct_root) + f"/{n}/idmap"
-    for entry in glob.glob(os.path.join(REGISTRY, "[0-9]*")):
-        with open(entry) as f:
-            assert owner not in f.read()
+    assert ct_owner(env.ct_root, n) not in registry_owners()
 
 
 def owners(root, paths):
@@ -330,8 +343,7 @@ def test_kvzd_keeps_range(tmp_path):
         for g in ("u1", "p1"):
             d.kvz("stop", g, "--timeout", "2")
             d.kvz("destroy", g)
-        assert not os.path.exists(os.path.join(REGISTRY, str(m["uid"]))) or \
-            "u1" not in open(os.path.join(REGISTRY, str(m["uid"]))).read()
+        assert ct_owner(os.path.join(d.state, "ct"), "u1") not in registry_owners()
     finally:
         d.cleanup()
 
