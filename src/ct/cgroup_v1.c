@@ -15,7 +15,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char *const controllers[] = {"memory", "cpu", "cpuacct", "cpuset", "pids", "blkio"};
+/* devices: the allow-list itself is written by devices.c. */
+static const char *const controllers[] = {"memory", "cpu", "cpuacct", "cpuset", "pids", "blkio",
+					  "devices"};
 #define NCTRL (sizeof(controllers) / sizeof(controllers[0]))
 
 static void dir_of(const struct cgroup *cg, const char *ctrl, char *out, size_t size)

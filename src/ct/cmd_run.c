@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 enum { O_ROOTFS = 256, O_CTROOT, O_HOSTNAME, O_MEMORY, O_SWAP, O_CPUS, O_CPUW, O_CPUSET,
-       O_PIDS, O_IOW, O_NET, O_QMP, O_CONSOLE, O_DETACH, O_RUNDIR, O_USERNS, O_NAME };
+       O_PIDS, O_IOW, O_NET, O_QMP, O_CONSOLE, O_DETACH, O_RUNDIR, O_USERNS, O_NAME,
+       O_SECCOMP, O_DEVICE, O_NNP };
 
 static const struct option run_options[] = {
 	{"name", required_argument, NULL, O_NAME},
@@ -34,6 +35,9 @@ static const struct option run_options[] = {
 	{"detach", no_argument, NULL, O_DETACH},
 	{"run-dir", required_argument, NULL, O_RUNDIR},
 	{"userns", no_argument, NULL, O_USERNS},
+	{"seccomp", required_argument, NULL, O_SECCOMP},
+	{"device", required_argument, NULL, O_DEVICE},
+	{"no-new-privs", no_argument, NULL, O_NNP},
 	{NULL, 0, NULL, 0},
 };
 
@@ -85,6 +89,15 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
 		case O_DETACH: o->detach = true; break;
 		case O_RUNDIR: o->run_dir = optarg; break;
 		case O_USERNS: o->userns = true; break;
+		case O_NNP: o->confine.no_new_privs = true; break;
+		case O_SECCOMP:
+			if (seccomp_profile_parse(optarg, &o->confine.seccomp, err, sizeof(err)) < 0)
+				kvz_die("%s", err);
+			break;
+		case O_DEVICE:
+			if (devices_parse(optarg, &o->devices, err, sizeof(err)) < 0)
+				kvz_die("%s", err);
+			break;
 		case O_NET:
 			if (!parse_net(optarg, &o->net, err, sizeof(err)))
 				kvz_die("%s", err);
@@ -98,6 +111,8 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
 	if (optind >= argc)
 		kvz_die("no command to run: kvz-ct run --name %s [OPTIONS] -- CMD [ARGS...]", o->name);
 	o->argv = argv + optind;
+	if (confine_prepare(&o->confine, err, sizeof(err)) < 0)
+		kvz_die("%s", err);
 }
 
 /* --detach: the supervisor runs in a child in a session of its own; we

@@ -5,11 +5,15 @@
 #ifndef KVZ_CT_ROOTFS_H
 #define KVZ_CT_ROOTFS_H
 
+#include "devices.h"
+
 #include <stddef.h>
 
 /* root must be a mount point. console is the host path of the pty slave to
- * show as /dev/console, or NULL. With a user namespace, the mapped root must
- * be allowed to walk the path to root. */
-int rootfs_enter(const char *root, const char *console, char *err, size_t len);
+ * show as /dev/console, or NULL; devs the --device nodes to bind into /dev.
+ * With a user namespace, the mapped root must be allowed to walk the path to
+ * root. */
+int rootfs_enter(const char *root, const char *console, const struct dev_list *devs,
+		 char *err, size_t len);
 
 #endif
