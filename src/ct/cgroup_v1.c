@@ -15,14 +15,34 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* devices: the allow-list itself is written by devices.c. */
 static const char *const controllers[] = {"memory", "cpu", "cpuacct", "cpuset", "pids", "blkio",
 					  "devices"};
 #define NCTRL (sizeof(controllers) / sizeof(controllers[0]))
 
-static void dir_of(const struct cgroup *cg, const char *ctrl, char *out, size_t size)
+/* devices: the container's processes sit in kvz/NAME/ct, below kvz/NAME
+ * whose allow-list devices.c writes before anything joins. v1 checks a
+ * devices.allow write only against the parent's list, so container root
+ * (whose cgroup namespace starts at ct) cannot widen its own beyond
+ * kvz/NAME's. ct is made at attach: a new devices cgroup copies its
+ * parent's list, and "deny a" is refused once a cgroup has a child. */
+#define DEVICES_LEAF "/ct"
+
+static bool is_devices(const char *ctrl)
+{
+	return !strcmp(ctrl, "devices");
+}
+
+/* kvz/NAME in the controller's hierarchy. */
+static void top_of(const struct cgroup *cg, const char *ctrl, char *out, size_t size)
 {
 	snprintf(out, size, "%s/%s/kvz/%s", cg->root, ctrl, cg->name);
+}
+
+/* Where the container's processes are. */
+static void dir_of(const struct cgroup *cg, const char *ctrl, char *out, size_t size)
+{
+	snprintf(out, size, "%s/%s/kvz/%s%s", cg->root, ctrl, cg->name,
+		 is_devices(ctrl) ? DEVICES_LEAF : "");
 }
 
 static bool mounted(const struct cgroup *cg, const char *ctrl)
@@ -60,7 +80,7 @@ static int v1_create(const struct cgroup *cg, char *err, size_t len)
 		char top[PATH_MAX], parent[PATH_MAX], dir[PATH_MAX];
 		snprintf(top, sizeof(top), "%s/%s", cg->root, controllers[i]);
 		snprintf(parent, sizeof(parent), "%s/kvz", top);
-		dir_of(cg, controllers[i], dir, sizeof(dir));
+		top_of(cg, controllers[i], dir, sizeof(dir));
 		if (cg_mkdir(parent, err, len) < 0 || cg_mkdir(dir, err, len) < 0)
 			return -1;
 		if (!strcmp(controllers[i], "cpuset") &&
@@ -172,7 +192,10 @@ static int v1_attach(const struct cgroup *cg, pid_t pid, char *err, size_t len)
 	for (size_t i = 0; i < NCTRL; i++) {
 		if (!mounted(cg, controllers[i]))
 			continue;
-		if (write_u64(cg, controllers[i], "cgroup.procs", (uint64_t)pid, err, len) < 0)
+		char dir[PATH_MAX];
+		dir_of(cg, controllers[i], dir, sizeof(dir));
+		if ((is_devices(controllers[i]) && cg_mkdir(dir, err, len) < 0) ||
+		    write_u64(cg, controllers[i], "cgroup.procs", (uint64_t)pid, err, len) < 0)
 			return -1;
 	}
 	return 0;
@@ -195,9 +218,11 @@ static int v1_destroy(const struct cgroup *cg, char *err, size_t len)
 {
 	int rc = 0;
 	for (size_t i = 0; i < NCTRL; i++) {
-		char dir[PATH_MAX];
+		char dir[PATH_MAX], top[PATH_MAX];
 		dir_of(cg, controllers[i], dir, sizeof(dir));
-		if (cg_rmdir_killing(dir, err, len) < 0)
+		top_of(cg, controllers[i], top, sizeof(top));
+		if (cg_rmdir_killing(dir, err, len) < 0 ||
+		    (strcmp(dir, top) && cg_rmdir_killing(top, err, len) < 0))
 			rc = -1;
 	}
 	return rc;

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from ctenv import leftovers, one_error_line
+from ctenv import CG_ROOT, leftovers, one_error_line
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="kvz-ct tests need root")
 
@@ -170,6 +170,28 @@ def test_other_containers_loop_device(env, ct):
     with open(loop, "rb") as f:
         assert marker.encode() not in f.read(65536)
     env.stop(a)
+
+
+def test_device_list_cannot_be_widened_from_inside(env, ct):
+    """cgroup v1 checks a devices.allow write only against the parent's list:
+    container root mounting the devices hierarchy (it sees its own cgroup as
+    the root) must still not be able to allow more."""
+    dev_root = f"{CG_ROOT}/devices"
+    if not os.path.isdir(dev_root):
+        pytest.skip("no cgroup v1 devices hierarchy on this host")
+    root, args = ct
+    n = env.name("cg")
+    env.start(n, *args)
+    out = env.exec(n, "sh", "-c", "mkdir -p /tmp/m; mount -t cgroup -o devices none /tmp/m; "
+                   "echo a > /tmp/m/devices.allow; echo 'b *:* rwm' > /tmp/m/devices.allow; "
+                   "ctprobe mknod /tmp/kmsg c 1 11", check=False).stdout
+    assert one(out, "mknod") == errno.EPERM
+    for d in (f"{dev_root}/kvz/{n}", f"{dev_root}/kvz/{n}/ct"):
+        with open(f"{d}/devices.list") as f:
+            lst = f.read().split("\n")
+        assert "c 1:3 rwm" in lst and "a *:* rwm" not in lst, (d, lst)
+        assert not [l for l in lst if l.startswith("b ")], (d, lst)
+    env.stop(n)
 
 
 def host_kernel_log():
