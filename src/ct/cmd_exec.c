@@ -6,8 +6,6 @@
 #include "namespaces.h"
 #include "state.h"
 
-#include <seccomp.h>
-
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -157,8 +155,6 @@ int cmd_exec(int argc, char **argv)
 	if (pid == 0)
 		_exit(run_inside(init, cgroups, &conf, name, argv + optind));
 	json_decref(cgroups);
-	if (conf.filter)
-		seccomp_release(conf.filter);
-	seccomp_profile_free(&conf.seccomp);
+	confine_release(&conf);
 	return wait_code(pid);
 }

@@ -34,6 +34,14 @@ int confine_apply(const struct confine_opts *c, char *err, size_t len)
 	return 0;
 }
 
+void confine_release(struct confine_opts *c)
+{
+	if (c->filter)
+		seccomp_release(c->filter);
+	c->filter = NULL;
+	seccomp_profile_free(&c->seccomp);
+}
+
 json_t *confine_to_json(const struct confine_opts *c)
 {
 	return json_pack("{s:o,s:b}", "seccomp", seccomp_profile_to_json(&c->seccomp),

@@ -23,6 +23,7 @@ int confine_prepare(struct confine_opts *c, char *err, size_t len);
 /* Drops capabilities, sets no_new_privs if asked, loads the filter. Call
  * just before execve: after it, set-up calls such as mount may fail. */
 int confine_apply(const struct confine_opts *c, char *err, size_t len);
+void confine_release(struct confine_opts *c);
 /* For the state file (NAME.json "confine"), so that exec confines alike. */
 json_t *confine_to_json(const struct confine_opts *c);
 int confine_from_json(const json_t *j, struct confine_opts *c, char *err, size_t len);

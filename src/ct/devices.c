@@ -53,22 +53,31 @@ int devices_parse(const char *arg, struct dev_list *l, char *err, size_t len)
 		snprintf(err, len, "--device '%s': want an absolute PATH[:rwm]", arg);
 		return -1;
 	}
-	memcpy(r->path, arg, plen);
-	r->path[plen] = 0;
+	char given[sizeof(r->path)];
+	memcpy(given, arg, plen);
+	given[plen] = 0;
 	r->access = DEV_READ | DEV_WRITE | DEV_MKNOD;
 	if (colon && parse_access(colon + 1, &r->access) < 0) {
 		snprintf(err, len, "--device '%s': access must be letters of 'rwm'", arg);
 		return -1;
 	}
+	/* Resolved, so that links (/dev/disk/by-id/...) and ".." cannot place
+	 * the node outside the container's /dev. */
+	char real[PATH_MAX];
 	struct stat st;
-	if (stat(r->path, &st) < 0) {
-		snprintf(err, len, "--device %s: %s", r->path, strerror(errno));
+	if (!realpath(given, real) || stat(real, &st) < 0) {
+		snprintf(err, len, "--device %s: %s", given, strerror(errno));
 		return -1;
 	}
 	if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		snprintf(err, len, "--device %s is not a character or block device", r->path);
+		snprintf(err, len, "--device %s is not a character or block device", given);
 		return -1;
 	}
+	if (strlen(real) >= sizeof(r->path)) {
+		snprintf(err, len, "--device %s: path too long", given);
+		return -1;
+	}
+	memcpy(r->path, real, strlen(real) + 1);
 	r->type = S_ISCHR(st.st_mode) ? 'c' : 'b';
 	r->major = (long)major(st.st_rdev);
 	r->minor = (long)minor(st.st_rdev);

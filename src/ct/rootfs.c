@@ -48,6 +48,7 @@ static int bind_devices(const char *target, const struct dev_list *devs, char *e
 		char rel[PATH_MAX], dst[PATH_MAX];
 		devices_container_path(&devs->extra[i], rel, sizeof(rel));
 		snprintf(dst, sizeof(dst), "%s%s", target, rel);
+		/* rel is /dev/...: make the folders below /dev (net for net/tun). */
 		for (char *s = strchr(dst + strlen(target) + 5, '/'); s; s = strchr(s + 1, '/')) {
 			*s = 0;
 			int rc = mkdir(dst, 0755);
