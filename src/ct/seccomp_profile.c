@@ -205,12 +205,14 @@ int seccomp_profile_from_json(const json_t *j, struct seccomp_profile *p, char *
 		p->mode = CT_SECCOMP_OFF;
 		return 0;
 	}
+	if (strcmp(mode, "file")) {
+		snprintf(err, len, "unknown seccomp mode '%s' in the state file", mode);
+		return -1;
+	}
 	p->mode = CT_SECCOMP_FILE;
 	snprintf(p->path, sizeof(p->path), "%s", json_string_value(json_object_get(j, "path")) ?: "");
 	p->with_default = json_is_true(json_object_get(j, "default"));
-	if (strcmp(mode, "file") || deny_from_json(json_object_get(j, "deny"), p, err, len) < 0) {
-		if (strcmp(mode, "file"))
-			snprintf(err, len, "unknown seccomp mode '%s' in the state file", mode);
+	if (deny_from_json(json_object_get(j, "deny"), p, err, len) < 0) {
 		seccomp_profile_free(p);
 		return -1;
 	}
