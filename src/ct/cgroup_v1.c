@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char *const controllers[] = {"memory", "cpu", "cpuacct", "cpuset", "pids", "blkio",
 					  "devices"};
@@ -72,6 +73,19 @@ static int inherit_cpuset(const char *parent, const char *child, char *err, size
 	return 0;
 }
 
+/* A devices leaf left by a SIGKILLed supervisor: kvz/NAME goes with it,
+ * since "deny a" is refused while a child is still going offline, which
+ * outlasts its rmdir. */
+static int drop_stale_leaf(const struct cgroup *cg, const char *ctrl, char *err, size_t len)
+{
+	char leaf[PATH_MAX], top[PATH_MAX];
+	dir_of(cg, ctrl, leaf, sizeof(leaf));
+	top_of(cg, ctrl, top, sizeof(top));
+	if (!strcmp(leaf, top) || access(leaf, F_OK) < 0)
+		return 0;
+	return cg_rmdir_killing(leaf, err, len) < 0 ? -1 : cg_rmdir_killing(top, err, len);
+}
+
 static int v1_create(const struct cgroup *cg, char *err, size_t len)
 {
 	for (size_t i = 0; i < NCTRL; i++) {
@@ -81,7 +95,8 @@ static int v1_create(const struct cgroup *cg, char *err, size_t len)
 		snprintf(top, sizeof(top), "%s/%s", cg->root, controllers[i]);
 		snprintf(parent, sizeof(parent), "%s/kvz", top);
 		top_of(cg, controllers[i], dir, sizeof(dir));
-		if (cg_mkdir(parent, err, len) < 0 || cg_mkdir(dir, err, len) < 0)
+		if (cg_mkdir(parent, err, len) < 0 || drop_stale_leaf(cg, controllers[i], err, len) < 0 ||
+		    cg_mkdir(dir, err, len) < 0)
 			return -1;
 		if (!strcmp(controllers[i], "cpuset") &&
 		    (inherit_cpuset(top, parent, err, len) < 0 ||
