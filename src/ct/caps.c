@@ -6,6 +6,7 @@
 #include <linux/capability.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -32,13 +33,43 @@ static const int dropped[] = {
 	CAP_PERFMON,         /* perf events see other processes and the kernel */
 };
 
-static int drop_bounding(char *err, size_t len)
+/* capabilities(7) names, by number. */
+static const char *const names[] = {
+	"chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid",
+	"setuid", "setpcap", "linux_immutable", "net_bind_service", "net_broadcast",
+	"net_admin", "net_raw", "ipc_lock", "ipc_owner", "sys_module", "sys_rawio",
+	"sys_chroot", "sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice",
+	"sys_resource", "sys_time", "sys_tty_config", "mknod", "lease", "audit_write",
+	"audit_control", "setfcap", "mac_override", "mac_admin", "syslog", "wake_alarm",
+	"block_suspend", "audit_read", "perfmon", "bpf", "checkpoint_restore",
+};
+#define N_NAMES (sizeof(names) / sizeof(names[0]))
+
+uint64_t caps_mask_of(const char *name)
 {
-	for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++) {
+	if (!strcasecmp(name, "all"))
+		return UINT64_MAX;
+	if (!strncasecmp(name, "cap_", 4))
+		name += 4;
+	for (size_t i = 0; i < N_NAMES; i++)
+		if (!strcasecmp(name, names[i]))
+			return UINT64_C(1) << i;
+	return 0;
+}
+
+static int drop_bounding(const struct caps_change *ch, char *err, size_t len)
+{
+	uint64_t mask = ch->drop;
+	for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
+		mask |= UINT64_C(1) << dropped[i];
+	mask &= ~ch->add;
+	for (int cap = 0; cap < 64; cap++) {
+		if (!(mask & (UINT64_C(1) << cap)))
+			continue;
 		/* EINVAL: a capability this kernel does not know, so nobody has it. */
-		if (prctl(PR_CAPBSET_DROP, dropped[i], 0, 0, 0) < 0 && errno != EINVAL) {
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) {
 			snprintf(err, len, "cannot drop capability %d from the bounding set: %s",
-				 dropped[i], strerror(errno));
+				 cap, strerror(errno));
 			return -1;
 		}
 	}
@@ -61,9 +92,9 @@ static int clear_inheritable(char *err, size_t len)
 	return 0;
 }
 
-int caps_confine(char *err, size_t len)
+int caps_confine(const struct caps_change *ch, char *err, size_t len)
 {
-	if (drop_bounding(err, len) < 0 || clear_inheritable(err, len) < 0)
+	if (drop_bounding(ch, err, len) < 0 || clear_inheritable(err, len) < 0)
 		return -1;
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 ||
 	    prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) {

@@ -15,7 +15,7 @@
 
 enum { O_ROOTFS = 256, O_CTROOT, O_HOSTNAME, O_MEMORY, O_SWAP, O_CPUS, O_CPUW, O_CPUSET,
        O_PIDS, O_IOW, O_NET, O_QMP, O_CONSOLE, O_DETACH, O_RUNDIR, O_USERNS, O_NAME,
-       O_SECCOMP, O_DEVICE, O_NNP };
+       O_SECCOMP, O_DEVICE, O_NNP, O_CAP_ADD, O_CAP_DROP };
 
 static const struct option run_options[] = {
 	{"name", required_argument, NULL, O_NAME},
@@ -38,6 +38,8 @@ static const struct option run_options[] = {
 	{"seccomp", required_argument, NULL, O_SECCOMP},
 	{"device", required_argument, NULL, O_DEVICE},
 	{"no-new-privs", no_argument, NULL, O_NNP},
+	{"cap-add", required_argument, NULL, O_CAP_ADD},
+	{"cap-drop", required_argument, NULL, O_CAP_DROP},
 	{NULL, 0, NULL, 0},
 };
 
@@ -94,6 +96,15 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
 			if (seccomp_profile_parse(optarg, &o->confine.seccomp, err, sizeof(err)) < 0)
 				kvz_die("%s", err);
 			break;
+		case O_CAP_ADD:
+		case O_CAP_DROP: {
+			uint64_t m = caps_mask_of(optarg);
+			if (!m)
+				kvz_die("unknown capability '%s' (a capabilities(7) name such as "
+					"sys_admin, or all)", optarg);
+			*(opt == O_CAP_ADD ? &o->confine.caps.add : &o->confine.caps.drop) |= m;
+			break;
+		}
 		case O_DEVICE:
 			if (devices_parse(optarg, &o->devices, err, sizeof(err)) < 0)
 				kvz_die("%s", err);

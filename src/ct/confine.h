@@ -5,6 +5,7 @@
 #ifndef KVZ_CT_CONFINE_H
 #define KVZ_CT_CONFINE_H
 
+#include "caps.h"
 #include "seccomp_profile.h"
 
 #include <jansson.h>
@@ -14,6 +15,7 @@
 struct confine_opts {
 	struct seccomp_profile seccomp;
 	bool no_new_privs;
+	struct caps_change caps;
 	void *filter; /* compiled by confine_prepare; NULL: no seccomp */
 };
 

@@ -100,6 +100,24 @@ def test_bounding_set_in_init_and_exec(env, ct):
     env.stop(n)
 
 
+def test_cap_add_and_drop(env, ct):
+    """--cap-drop/--cap-add change the list for init and, through the state
+    file, for exec."""
+    root, args = ct
+    n = env.name("cc")
+    env.start(n, *args, "--cap-drop", "sys_admin", "--cap-drop", "CAP_NET_RAW",
+              "--cap-add", "sys_nice")
+    for st in (env.exec(n, "cat", "/proc/1/status").stdout,
+               env.exec(n, "cat", "/proc/self/status").stdout):
+        bnd = cap_bits(st, "CapBnd")
+        assert not bnd & (1 << 21) and not bnd & (1 << 13), hex(bnd)
+        assert bnd & (1 << 23) and bnd & (1 << 12), hex(bnd)   # sys_nice back, net_admin kept
+        assert not bnd & (1 << 16), hex(bnd)                   # the rest of the list stays
+    env.stop(n)
+    out = env.run(n, *args, "--cap-drop", "all", "--", "cat", "/proc/self/status").stdout
+    assert cap_bits(out, "CapBnd") == 0
+
+
 def test_kernel_calls_fail_in_init_and_exec(env, ct):
     root, args = ct
     n = env.name("ck")
@@ -285,19 +303,21 @@ def test_no_new_privs_when_asked(env, ct):
 
 
 @pytest.mark.parametrize("case", ["unknown-call", "unknown-errno", "no-file", "not-a-device",
-                                  "no-device", "bad-access"])
+                                  "no-device", "bad-access", "unknown-cap"])
 def test_bad_confinement_input(env, bbroot, tmp_path, case):
     prof = tmp_path / "profile"
     prof.write_text("keyctl\n\nno_such_call EPERM\n" if case == "unknown-call" else
                     "keyctl EWHATEVER\n")
     opt = {"unknown-call": f"--seccomp={prof}", "unknown-errno": f"--seccomp={prof}",
            "no-file": f"--seccomp={tmp_path}/none", "not-a-device": "--device=/etc/passwd",
-           "no-device": "--device=/dev/kvz-none", "bad-access": "--device=/dev/null:rwx"}[case]
+           "no-device": "--device=/dev/kvz-none", "bad-access": "--device=/dev/null:rwx",
+           "unknown-cap": "--cap-drop=sys_everything"}[case]
     n = env.name("cx")
     line = one_error_line(env.run(n, "--rootfs", bbroot, opt, "--", "true", check=False))
     want = {"unknown-call": "line 3: unknown system call 'no_such_call'",
             "unknown-errno": "unknown errno 'EWHATEVER'", "no-file": "cannot read seccomp profile",
             "not-a-device": "is not a character or block device", "no-device": "No such file",
-            "bad-access": "access must be letters of 'rwm'"}[case]
+            "bad-access": "access must be letters of 'rwm'",
+            "unknown-cap": "unknown capability 'sys_everything'"}[case]
     assert want in line, line
     assert not leftovers(env, n)

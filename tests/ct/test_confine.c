@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "caps.h"
+#include "confine.h"
 #include "devices.h"
 #include "seccomp_profile.h"
 
@@ -113,6 +115,26 @@ static void test_profile_modes(void **state)
 	assert_int_equal(seccomp_profile_from_json(empty, &p, err, sizeof(err)), 0);
 	assert_int_equal(p.mode, CT_SECCOMP_DEFAULT);
 	json_decref(empty);
+}
+
+static void test_caps_names_and_state(void **state)
+{
+	(void)state;
+	assert_int_equal(caps_mask_of("sys_admin"), UINT64_C(1) << 21);
+	assert_int_equal(caps_mask_of("CAP_NET_RAW"), UINT64_C(1) << 13);
+	assert_int_equal(caps_mask_of("checkpoint_restore"), UINT64_C(1) << 40);
+	assert_int_equal(caps_mask_of("all"), UINT64_MAX);
+	assert_int_equal(caps_mask_of("sys_everything"), 0);
+	struct confine_opts c = {.no_new_privs = true, .caps = {.add = 1 << 23, .drop = UINT64_MAX}};
+	json_t *j = confine_to_json(&c);
+	struct confine_opts d;
+	char err[256];
+	assert_int_equal(confine_from_json(j, &d, err, sizeof(err)), 0);
+	json_decref(j);
+	assert_true(d.no_new_privs);
+	assert_int_equal(d.caps.add, 1 << 23);
+	assert_int_equal(d.caps.drop, UINT64_MAX);
+	confine_release(&d);
 }
 
 static void test_device_parsing(void **state)
@@ -253,6 +275,7 @@ int main(void)
 		cmocka_unit_test(test_profile_file),
 		cmocka_unit_test(test_profile_errors),
 		cmocka_unit_test(test_profile_modes),
+		cmocka_unit_test(test_caps_names_and_state),
 		cmocka_unit_test(test_device_parsing),
 		cmocka_unit_test(test_v2_program_live),
 	};
