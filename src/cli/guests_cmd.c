@@ -71,6 +71,28 @@ static int put_abs_path(json_t *req, const char *key, const char *v)
 	return 0;
 }
 
+/* --device PATH[:rwm], repeatable; kvzd checks the node. */
+static int put_device(json_t *req, const char *v)
+{
+	json_t *a = json_object_get(req, "devices");
+	if (!a) {
+		a = json_array();
+		json_object_set_new(req, "devices", a);
+	}
+	json_array_append_new(a, json_string(v));
+	return 0;
+}
+
+/* --seccomp default|off|FILE: a FILE is made absolute for kvzd. */
+static int put_seccomp(json_t *req, const char *v)
+{
+	if (!strcmp(v, "default") || !strcmp(v, "off")) {
+		json_object_set_new(req, "seccomp", json_string(v));
+		return 0;
+	}
+	return put_abs_path(req, "seccomp", v);
+}
+
 /* --net bridge=BR[,mac=MAC] */
 static int put_net(json_t *req, const char *v)
 {
@@ -99,6 +121,8 @@ int cmd_create(int argc, char **argv)
 		{"kernel", required_argument, NULL, 'k'}, {"initrd", required_argument, NULL, 'r'},
 		{"cmdline", required_argument, NULL, 'l'}, {"no-balloon", no_argument, NULL, 'B'},
 		{"autostart", no_argument, NULL, 'a'}, {"privileged", no_argument, NULL, 'P'},
+		{"device", required_argument, NULL, 'v'}, {"seccomp", required_argument, NULL, 's'},
+		{"no-new-privs", no_argument, NULL, 'N'},
 		{NULL, 0, NULL, 0},
 	};
 	int cmd_at = split_dashdash(&argc, argv);
@@ -134,6 +158,9 @@ int cmd_create(int argc, char **argv)
 		case 'B': json_object_set_new(req, "balloon", json_false()); break;
 		case 'a': json_object_set_new(req, "autostart", json_true()); break;
 		case 'P': json_object_set_new(req, "privileged", json_true()); break;
+		case 'v': bad = put_device(req, optarg); break;
+		case 's': bad = put_seccomp(req, optarg); break;
+		case 'N': json_object_set_new(req, "no_new_privs", json_true()); break;
 		default: bad = 1;
 		}
 		if (bad)

@@ -93,6 +93,9 @@ struct cgroup_ops {
 	json_t *(*paths)(const struct cgroup *cg);
 };
 extern const struct cgroup_ops cgroup_v1_ops;
+/* v1: the container's cgroup OWN/kvz/NAME in hierarchy ctrl (in devices
+ * its processes sit one level down, below the allow-list written here). */
+void cgroup_v1_top(const struct cgroup *cg, const char *ctrl, char *out, size_t size);
 extern const struct cgroup_ops cgroup_v2_ops;
 
 #endif

@@ -8,7 +8,8 @@
  * memory.soft_limit_in_bytes / memory.limit_in_bytes, hard+swap ->
  * memory.memsw.limit_in_bytes; cpus -> cpu.cfs_quota_us over a 100 ms
  * cpu.cfs_period_us; weight -> cpu.shares; cpuset.cpus; pids.max;
- * io weight -> blkio.bfq.weight or blkio.weight. */
+ * io weight -> blkio.bfq.weight or blkio.weight. The devices hierarchy
+ * puts the processes one level down (DEVICES_LEAF). */
 #include "cgroup.h"
 
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* The first six carry limits; the others only place the container, so
  * that its cgroup namespace is rooted at its own cgroup in every hierarchy
@@ -33,9 +35,29 @@ static const char *own_of(const struct cgroup *cg, const char *ctrl)
 	return cg_own(cg, strcmp(ctrl, "unified") ? ctrl : "");
 }
 
-static void dir_of(const struct cgroup *cg, const char *ctrl, char *out, size_t size)
+/* devices: the container's processes sit in kvz/NAME/ct, below kvz/NAME
+ * whose allow-list devices.c writes before anything joins. v1 checks a
+ * devices.allow write only against the parent's list, so container root
+ * (whose cgroup namespace starts at ct) cannot widen its own beyond
+ * kvz/NAME's. ct is made at attach: a new devices cgroup copies its
+ * parent's list, and "deny a" is refused once a cgroup has a child. */
+#define DEVICES_LEAF "/ct"
+
+static bool is_devices(const char *ctrl)
+{
+	return !strcmp(ctrl, "devices");
+}
+
+void cgroup_v1_top(const struct cgroup *cg, const char *ctrl, char *out, size_t size)
 {
 	snprintf(out, size, "%s/%s%s/kvz/%s", cg->root, ctrl, own_of(cg, ctrl), cg->name);
+}
+
+/* Where the container's processes are. */
+static void dir_of(const struct cgroup *cg, const char *ctrl, char *out, size_t size)
+{
+	snprintf(out, size, "%s/%s%s/kvz/%s%s", cg->root, ctrl, own_of(cg, ctrl), cg->name,
+		 is_devices(ctrl) ? DEVICES_LEAF : "");
 }
 
 static bool mounted(const struct cgroup *cg, const char *ctrl)
@@ -65,6 +87,19 @@ static int inherit_cpuset(const char *parent, const char *child, char *err, size
 	return 0;
 }
 
+/* A devices leaf left by a SIGKILLed supervisor: kvz/NAME goes with it,
+ * since "deny a" is refused while a child is still going offline, which
+ * outlasts its rmdir. */
+static int drop_stale_leaf(const struct cgroup *cg, const char *ctrl, char *err, size_t len)
+{
+	char leaf[PATH_MAX], top[PATH_MAX];
+	dir_of(cg, ctrl, leaf, sizeof(leaf));
+	cgroup_v1_top(cg, ctrl, top, sizeof(top));
+	if (!strcmp(leaf, top) || access(leaf, F_OK) < 0)
+		return 0;
+	return cg_rmdir_killing(leaf, err, len) < 0 ? -1 : cg_rmdir_killing(top, err, len);
+}
+
 static int inherit_from_own(const char *parent, void *own, char *err, size_t len)
 {
 	return inherit_cpuset(own, parent, err, len);
@@ -79,9 +114,10 @@ static int v1_create(const struct cgroup *cg, char *err, size_t len)
 		snprintf(top, sizeof(top), "%s/%s%s", cg->root, controllers[i],
 			 own_of(cg, controllers[i]));
 		snprintf(parent, sizeof(parent), "%s/kvz", top);
-		dir_of(cg, controllers[i], dir, sizeof(dir));
+		cgroup_v1_top(cg, controllers[i], dir, sizeof(dir));
 		bool cpuset = !strcmp(controllers[i], "cpuset");
-		if (cg_mkdir_below(parent, dir, cpuset ? inherit_from_own : NULL, top, err, len) < 0 ||
+		if (drop_stale_leaf(cg, controllers[i], err, len) < 0 ||
+		    cg_mkdir_below(parent, dir, cpuset ? inherit_from_own : NULL, top, err, len) < 0 ||
 		    (cpuset && inherit_cpuset(parent, dir, err, len) < 0))
 			return -1;
 	}
@@ -189,7 +225,10 @@ static int v1_attach(const struct cgroup *cg, pid_t pid, char *err, size_t len)
 	for (size_t i = 0; i < NCTRL; i++) {
 		if (!mounted(cg, controllers[i]))
 			continue;
-		if (write_u64(cg, controllers[i], "cgroup.procs", (uint64_t)pid, err, len) < 0)
+		char dir[PATH_MAX];
+		dir_of(cg, controllers[i], dir, sizeof(dir));
+		if ((is_devices(controllers[i]) && cg_mkdir(dir, err, len) < 0) ||
+		    write_u64(cg, controllers[i], "cgroup.procs", (uint64_t)pid, err, len) < 0)
 			return -1;
 	}
 	return 0;
@@ -212,12 +251,14 @@ static int v1_destroy(const struct cgroup *cg, char *err, size_t len)
 {
 	int rc = 0;
 	for (size_t i = 0; i < NCTRL; i++) {
-		char dir[PATH_MAX];
+		char dir[PATH_MAX], top[PATH_MAX];
 		dir_of(cg, controllers[i], dir, sizeof(dir));
-		if (cg_rmdir_killing(dir, err, len) < 0)
+		cgroup_v1_top(cg, controllers[i], top, sizeof(top));
+		if (cg_rmdir_killing(dir, err, len) < 0 ||
+		    (strcmp(dir, top) && cg_rmdir_killing(top, err, len) < 0))
 			rc = -1;
 		else
-			cg_rmdir_parent(dir);
+			cg_rmdir_parent(top);
 	}
 	return rc;
 }

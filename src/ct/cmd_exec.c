@@ -74,7 +74,7 @@ static void enter_namespaces(pid_t pid)
 		kvz_die("cannot enter the container's root: %m");
 	close(root);
 	char err[256];
-	if ((userns && ns_become_root(err, sizeof(err)) < 0) || ns_drop_caps(err, sizeof(err)) < 0)
+	if (userns && ns_become_root(err, sizeof(err)) < 0)
 		kvz_die("%s", err);
 }
 
@@ -89,7 +89,8 @@ static int wait_code(pid_t pid)
 
 /* Runs in a child: joins the container, then forks the command, since
  * joining a pid namespace only applies to children. */
-static int run_inside(pid_t init, json_t *cgroups, const char *name, char **cmd)
+static int run_inside(pid_t init, json_t *cgroups, const struct confine_opts *conf,
+		      const char *name, char **cmd)
 {
 	signal(SIGINT, SIG_DFL);
 	signal(SIGQUIT, SIG_DFL);
@@ -101,6 +102,9 @@ static int run_inside(pid_t init, json_t *cgroups, const char *name, char **cmd)
 	if (pid == 0) {
 		char *envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 				"HOME=/root", "TERM=linux", "container=kvz", NULL};
+		char err[512];
+		if (confine_apply(conf, err, sizeof(err)) < 0)
+			kvz_die("%s", err);
 		execvpe(cmd[0], cmd, envp);
 		kvz_error("cannot run '%s' in container '%s': %m", cmd[0], name);
 		_exit(127);
@@ -134,6 +138,11 @@ int cmd_exec(int argc, char **argv)
 		kvz_die("%s", err);
 	pid_t init = (pid_t)json_integer_value(json_object_get(st, "init-pid"));
 	json_t *cgroups = json_incref(json_object_get(st, "cgroups"));
+	/* The same confinement as the container's init, compiled here once. */
+	struct confine_opts conf;
+	if (confine_from_json(json_object_get(st, "confine"), &conf, err, sizeof(err)) < 0 ||
+	    confine_prepare(&conf, err, sizeof(err)) < 0)
+		kvz_die("container '%s': %s", name, err);
 	json_decref(st);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGQUIT, SIG_IGN);
@@ -144,7 +153,8 @@ int cmd_exec(int argc, char **argv)
 	if (pid < 0)
 		kvz_die("fork: %m");
 	if (pid == 0)
-		_exit(run_inside(init, cgroups, name, argv + optind));
+		_exit(run_inside(init, cgroups, &conf, name, argv + optind));
 	json_decref(cgroups);
+	confine_release(&conf);
 	return wait_code(pid);
 }

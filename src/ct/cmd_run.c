@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 enum { O_ROOTFS = 256, O_CTROOT, O_HOSTNAME, O_MEMORY, O_SWAP, O_CPUS, O_CPUW, O_CPUSET,
-       O_PIDS, O_IOW, O_NET, O_QMP, O_CONSOLE, O_DETACH, O_RUNDIR, O_PRIVILEGED, O_NAME };
+       O_PIDS, O_IOW, O_NET, O_QMP, O_CONSOLE, O_DETACH, O_RUNDIR, O_PRIVILEGED, O_NAME,
+       O_SECCOMP, O_DEVICE, O_NNP, O_CAP_ADD, O_CAP_DROP };
 
 static const struct option run_options[] = {
 	{"name", required_argument, NULL, O_NAME},
@@ -34,6 +35,11 @@ static const struct option run_options[] = {
 	{"detach", no_argument, NULL, O_DETACH},
 	{"run-dir", required_argument, NULL, O_RUNDIR},
 	{"privileged", no_argument, NULL, O_PRIVILEGED},
+	{"seccomp", required_argument, NULL, O_SECCOMP},
+	{"device", required_argument, NULL, O_DEVICE},
+	{"no-new-privs", no_argument, NULL, O_NNP},
+	{"cap-add", required_argument, NULL, O_CAP_ADD},
+	{"cap-drop", required_argument, NULL, O_CAP_DROP},
 	{NULL, 0, NULL, 0},
 };
 
@@ -96,6 +102,24 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
 		case O_DETACH: o->detach = true; break;
 		case O_RUNDIR: o->run_dir = optarg; break;
 		case O_PRIVILEGED: o->privileged = true; break;
+		case O_NNP: o->confine.no_new_privs = true; break;
+		case O_SECCOMP:
+			if (seccomp_profile_parse(optarg, &o->confine.seccomp, err, sizeof(err)) < 0)
+				kvz_die("%s", err);
+			break;
+		case O_CAP_ADD:
+		case O_CAP_DROP: {
+			uint64_t m = caps_mask_of(optarg);
+			if (!m)
+				kvz_die("unknown capability '%s' (a capabilities(7) name such as "
+					"sys_admin, or all)", optarg);
+			*(opt == O_CAP_ADD ? &o->confine.caps.add : &o->confine.caps.drop) |= m;
+			break;
+		}
+		case O_DEVICE:
+			if (devices_parse(optarg, &o->devices, err, sizeof(err)) < 0)
+				kvz_die("%s", err);
+			break;
 		case O_NET:
 			if (!parse_net(optarg, &o->net, err, sizeof(err)))
 				kvz_die("%s", err);
@@ -110,6 +134,8 @@ static void parse_run(int argc, char **argv, struct run_opts *o)
 	if (optind >= argc)
 		kvz_die("no command to run: kvz-ct run --name %s [OPTIONS] -- CMD [ARGS...]", o->name);
 	o->argv = argv + optind;
+	if (confine_prepare(&o->confine, err, sizeof(err)) < 0)
+		kvz_die("%s", err);
 	if (o->privileged)
 		kvz_warn("--privileged: no user namespace, container root is host root");
 }

@@ -2,7 +2,9 @@
 #ifndef KVZ_CT_H
 #define KVZ_CT_H
 
+#include "confine.h"
 #include "ct_limits.h"
+#include "devices.h"
 
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -35,6 +37,8 @@ struct run_opts {
 	bool privileged;         /* no user namespace: container root is host root */
 	struct ct_limits limits;
 	struct net_opts net;
+	struct confine_opts confine; /* seccomp, no_new_privs */
+	struct dev_list devices;     /* --device */
 	char **argv;
 };
 

@@ -19,13 +19,6 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <linux/capability.h>
-
-/* Capabilities a system container's root does not get even without a user
- * namespace: loading modules, raw I/O, setting the host clock, MAC policy. */
-static const int dropped_caps[] = {CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_TIME,
-				   CAP_MAC_ADMIN, CAP_MAC_OVERRIDE, CAP_SYSLOG,
-				   CAP_WAKE_ALARM, CAP_BLOCK_SUSPEND};
 
 static __attribute__((noreturn)) void child_fail(const struct child_cfg *cfg, const char *msg)
 {
@@ -85,16 +78,6 @@ static int setup_console(const struct child_cfg *cfg, char *err, size_t len)
 	return 0;
 }
 
-int ns_drop_caps(char *err, size_t len)
-{
-	for (size_t i = 0; i < sizeof(dropped_caps) / sizeof(dropped_caps[0]); i++)
-		if (prctl(PR_CAPBSET_DROP, dropped_caps[i], 0, 0, 0) < 0 && errno != EINVAL) {
-			snprintf(err, len, "cannot drop capability %d: %s", dropped_caps[i], strerror(errno));
-			return -1;
-		}
-	return 0;
-}
-
 int ns_become_root(char *err, size_t len)
 {
 	if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0) {
@@ -146,11 +129,12 @@ static __attribute__((noreturn)) void container_main(const struct child_cfg *cfg
 		snprintf(err, sizeof(err), "cannot set hostname '%s': %s", host, strerror(errno));
 	if (err[0])
 		child_fail(cfg, err);
-	if (setup_net(&o->net, err, sizeof(err)) < 0 || rootfs_enter(cfg->console, err, sizeof(err)) < 0)
+	if (setup_net(&o->net, err, sizeof(err)) < 0 ||
+	    rootfs_enter(cfg->console, &o->devices, err, sizeof(err)) < 0)
 		child_fail(cfg, err);
 	if (o->hostname)
 		write_etc_hostname(o->hostname);
-	if (setup_console(cfg, err, sizeof(err)) < 0 || ns_drop_caps(err, sizeof(err)) < 0)
+	if (setup_console(cfg, err, sizeof(err)) < 0)
 		child_fail(cfg, err);
 	if (cfg->console_slave > 2)
 		close(cfg->console_slave);
@@ -160,6 +144,8 @@ static __attribute__((noreturn)) void container_main(const struct child_cfg *cfg
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (confine_apply(&o->confine, err, sizeof(err)) < 0)
+		child_fail(cfg, err);
 	execvpe(o->argv[0], o->argv, envp);
 	snprintf(err, sizeof(err), "cannot run '%s' in the container: %s", o->argv[0], strerror(errno));
 	child_fail(cfg, err);

@@ -24,9 +24,6 @@ struct child_cfg {
 pid_t ns_spawn(const struct child_cfg *cfg, char *err, size_t len);
 /* Container ids 0..count-1 are host ids m->uid.. and m->gid... */
 int ns_write_id_maps(pid_t pid, const struct idmap *m, char *err, size_t len);
-/* Removes from the bounding set what container root never gets (modules,
- * raw I/O, the clock, MAC policy...); used for init and for exec. */
-int ns_drop_caps(char *err, size_t len);
 /* setresuid/gid 0 after entering a user namespace. */
 int ns_become_root(char *err, size_t len);
 

@@ -41,7 +41,29 @@ static int bind_file(const char *src, const char *dst, char *err, size_t len)
 	return 0;
 }
 
-static int make_dev(const char *target, const char *console, char *err, size_t len)
+/* --device nodes, at their host path under /dev (or /dev/BASENAME). */
+static int bind_devices(const char *target, const struct dev_list *devs, char *err, size_t len)
+{
+	for (size_t i = 0; i < devs->n; i++) {
+		char rel[PATH_MAX], dst[PATH_MAX];
+		devices_container_path(&devs->extra[i], rel, sizeof(rel));
+		snprintf(dst, sizeof(dst), "%s%s", target, rel);
+		/* rel is /dev/...: make the folders below /dev (net for net/tun). */
+		for (char *s = strchr(dst + strlen(target) + 5, '/'); s; s = strchr(s + 1, '/')) {
+			*s = 0;
+			int rc = mkdir(dst, 0755);
+			*s = '/';
+			if (rc < 0 && errno != EEXIST)
+				return fail(err, len, "cannot create", dst);
+		}
+		if (bind_file(devs->extra[i].path, dst, err, len) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int make_dev(const char *target, const char *console, const struct dev_list *devs,
+		    char *err, size_t len)
 {
 	static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
 	if (mount_at(target, "/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_NOEXEC,
@@ -54,6 +76,8 @@ static int make_dev(const char *target, const char *console, char *err, size_t l
 		if (bind_file(src, dst, err, len) < 0)
 			return -1;
 	}
+	if (bind_devices(target, devs, err, len) < 0)
+		return -1;
 	if (console) {
 		snprintf(dst, sizeof(dst), "%s/dev/console", target);
 		if (bind_file(console, dst, err, len) < 0)
@@ -92,7 +116,7 @@ static int rebind_cwd(char *err, size_t len)
 	return rc;
 }
 
-int rootfs_enter(const char *console, char *err, size_t len)
+int rootfs_enter(const char *console, const struct dev_list *devs, char *err, size_t len)
 {
 	const char *target = ".";
 	/* The working directory is the supervisor's mount of the root, as a
@@ -104,7 +128,7 @@ int rootfs_enter(const char *console, char *err, size_t len)
 		return -1;
 	/* /proc and /sys came with the copy (the supervisor made them,
 	 * kernfs.c); /dev is ours, with nothing of the host's behind it. */
-	if (make_dev(target, console, err, len) < 0)
+	if (make_dev(target, console, devs, err, len) < 0)
 		return -1;
 	/* pivot_root(".", ".") stacks the old root under the new one; the
 	 * detached unmount then drops the host's whole tree from view. */

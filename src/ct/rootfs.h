@@ -6,11 +6,14 @@
 #ifndef KVZ_CT_ROOTFS_H
 #define KVZ_CT_ROOTFS_H
 
+#include "devices.h"
+
 #include <stddef.h>
 
 /* The working directory must be the root filesystem's mount (as the
  * supervisor mounted it, copied into the caller's mount namespace). console
- * is the host path of the pty slave to show as /dev/console, or NULL. */
-int rootfs_enter(const char *console, char *err, size_t len);
+ * is the host path of the pty slave to show as /dev/console, or NULL; devs
+ * the --device nodes to bind into /dev. */
+int rootfs_enter(const char *console, const struct dev_list *devs, char *err, size_t len);
 
 #endif

@@ -106,7 +106,8 @@ static int setup_cgroup(struct supervisor *s, char *err, size_t len)
 	    cgroup_vacate(&s->cg, self, s->o->detach ? 2 : 1, err, len) < 0)
 		return -1;
 	s->cg_made = true;
-	if (cgroup_create(&s->cg, err, len) < 0)
+	if (cgroup_create(&s->cg, err, len) < 0 ||
+	    devices_apply(&s->cg, &s->o->devices, err, len) < 0)
 		return -1;
 	s->limits = s->o->limits;
 	s->limits.has_disk = false;
@@ -260,6 +261,7 @@ static int write_state(struct supervisor *s, char *err, size_t len)
 			       "image", s->image, "loop", s->loopdev, "cgroup-version", s->cg.version);
 	json_object_set_new(st, "veth", s->veth[0] ? json_string(s->veth) : json_null());
 	json_object_set_new(st, "idmap", s->o->privileged ? json_null() : idmap_to_json(&s->idmap));
+	json_object_set_new(st, "confine", confine_to_json(&s->o->confine));
 	json_object_set_new(st, "console-socket",
 			    s->o->console_socket ? json_string(s->o->console_socket) : json_null());
 	int rc = state_write(s->o->run_dir, s->o->name, st, err, len);

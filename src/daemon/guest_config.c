@@ -6,6 +6,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hostinfo.h"
@@ -161,10 +163,57 @@ int guest_config_vm(json_t *req, json_t *cfg, struct op_error *e)
 	return parse_net(req, cfg, false, e);
 }
 
+/* "PATH[:rwm]" naming a char or block device node of the host. kvz-ct checks
+ * again at each start (the node may have gone since). */
+static bool device_ok(json_t *v)
+{
+	const char *s = json_string_value(v);
+	if (!s || s[0] != '/')
+		return false;
+	char path[PATH_MAX];
+	const char *colon = strchr(s, ':');
+	size_t n = colon ? (size_t)(colon - s) : strlen(s);
+	if (n >= sizeof(path) || (colon && (!colon[1] || strspn(colon + 1, "rwm") != strlen(colon + 1))))
+		return false;
+	memcpy(path, s, n);
+	path[n] = 0;
+	struct stat st;
+	return stat(path, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode));
+}
+
+/* devices, seccomp, no_new_privs: passed to kvz-ct run as they are. */
+static int parse_confine(json_t *req, json_t *cfg, struct op_error *e)
+{
+	json_t *v = json_object_get(req, "devices");
+	if (v) {
+		size_t i;
+		json_t *d;
+		if (!json_is_array(v) || json_array_size(v) > 32)
+			return op_fail(e, 400, "devices must be an array of at most 32 \"PATH[:rwm]\"");
+		json_array_foreach(v, i, d)
+			if (!device_ok(d))
+				return op_fail(e, 400, "bad device \"%s\" (a host char or block device node, "
+					       "PATH[:rwm])", json_is_string(d) ? json_string_value(d) : "?");
+		json_object_set(cfg, "devices", v);
+	}
+	const char *sec = cfg_str(req, "seccomp");
+	struct stat st;
+	if (sec && strcmp(sec, "default") && strcmp(sec, "off") &&
+	    (sec[0] != '/' || stat(sec, &st) < 0 || !S_ISREG(st.st_mode) || access(sec, R_OK)))
+		return op_fail(e, 400, "seccomp must be \"default\", \"off\" or the absolute path of "
+			       "a readable profile file");
+	if (sec)
+		json_object_set_new(cfg, "seccomp", json_string(sec));
+	if (json_is_true(json_object_get(req, "no_new_privs")))
+		json_object_set_new(cfg, "no_new_privs", json_true());
+	return 0;
+}
+
 int guest_config_ct(json_t *req, json_t *cfg, struct op_error *e)
 {
 	static const char *const keys[] = {"name", "type", "template", "memory", "cpus",
-		"pids", "disk", "bridge", "ip", "gw", "command", "autostart", "privileged", NULL};
+		"pids", "disk", "bridge", "ip", "gw", "command", "autostart", "privileged", "devices",
+		"seccomp", "no_new_privs", NULL};
 	if (cfg_check_keys(req, keys, e))
 		return -1;
 	const char *tmpl = cfg_str(req, "template");
@@ -214,5 +263,7 @@ int guest_config_ct(json_t *req, json_t *cfg, struct op_error *e)
 	} else {
 		json_object_set_new(cfg, "command", json_pack("[s]", "/sbin/init"));
 	}
+	if (parse_confine(req, cfg, e) < 0)
+		return -1;
 	return parse_net(req, cfg, true, e);
 }

@@ -348,9 +348,15 @@ static void ct_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 		else
 			arg(a, "bridge=%s,ip=%s", cfg_str(cfg, "bridge"), cfg_str(cfg, "ip"));
 	}
-	arg(a, "--");
 	size_t i;
 	json_t *s;
+	json_array_foreach(json_object_get(cfg, "devices"), i, s)
+		arg(a, "--device=%s", json_string_value(s));
+	if (cfg_str(cfg, "seccomp"))
+		arg(a, "--seccomp=%s", cfg_str(cfg, "seccomp"));
+	if (json_is_true(json_object_get(cfg, "no_new_privs")))
+		arg(a, "--no-new-privs");
+	arg(a, "--");
 	json_array_foreach(json_object_get(cfg, "command"), i, s)
 		arg(a, "%s", json_string_value(s));
 }

@@ -94,13 +94,17 @@ def cg_dir(hier, name):
     own = own_cgroups()
     if os.path.exists(f"{CG_ROOT}/cgroup.controllers"):
         return f"{CG_ROOT}{own.get('unified', '')}/kvz/{name}"
-    return f"{CG_ROOT}/{hier}{own.get(hier, '')}/kvz/{name}"
+    # v1 devices: the processes sit one level down, below the allow-list.
+    leaf = "/ct" if hier == "devices" else ""
+    return f"{CG_ROOT}/{hier}{own.get(hier, '')}/kvz/{name}{leaf}"
 
 
 def leftovers(env, name, veth=None, target=None):
     """Everything a container may leave behind; empty when clean."""
     left = glob.glob(f"{CG_ROOT}/*/kvz/{name}") + glob.glob(f"{CG_ROOT}/kvz/{name}")
-    left += [d for d in {cg_dir(h, name) for h in own_cgroups()} if os.path.exists(d)]
+    dirs = {cg_dir(h, name) for h in own_cgroups()}
+    left += [d for d in dirs | {os.path.dirname(d) for d in dirs if d.endswith("/ct")}
+             if os.path.exists(d)]
     left += glob.glob(os.path.join(env.run_dir, name + ".*"))
     if veth and os.path.exists(f"/sys/class/net/{veth}"):
         left.append(veth)

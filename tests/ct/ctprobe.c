@@ -12,7 +12,18 @@
  *                           print "kill=ok" or "kill=ERRNO-NAME"
  *   ctprobe userns-ptrace NSPID PID      the same with PTRACE_ATTACH:
  *                           "ptrace=ok" (detached again) or "ptrace=..."
- *   ctprobe userns-as UID GID CMD...     run CMD as UID:GID (no groups) */
+ *   ctprobe userns-as UID GID CMD...     run CMD as UID:GID (no groups)
+ * Confinement probes (the block at the end of this file; used by
+ * test_attack_confine.py):
+ *   ctprobe sys NAME...     make each system call NAME with arguments that
+ *                           are harmless if it is allowed, print
+ *                           "NAME errno E" (0: it was allowed) or
+ *                           "NAME signal S" when the call killed it
+ *                           (i386 and x32: getpid through those ABIs)
+ *   ctprobe open PATH r|w|rw  open(2) PATH, print "open errno E"
+ *   ctprobe write PATH TEXT open PATH write-only, write TEXT, print
+ *                           "write errno E"
+ *   ctprobe mknod PATH c|b MAJ MIN  print "mknod errno E" */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -146,10 +157,13 @@ static int userns_probe(int argc, char **argv)
 	fprintf(stderr, "usage: ctprobe userns-kill NSPID PID SIG | userns-ptrace NSPID PID | userns-as UID GID CMD...\n");
 	return 2;
 }
+static int confine_probe(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc >= 2 && confine_probe(argc, argv) >= 0)
+		return 0;
 	if (argc >= 3 && !strcmp(argv[1], "alloc")) {
 		touch(atol(argv[2]));
 		printf("allocated %s\n", argv[2]);
@@ -167,6 +181,147 @@ int main(int argc, char **argv)
 		return spin(atof(argv[2]));
 	if (argc >= 2 && !strncmp(argv[1], "userns-", 7))
 		return userns_probe(argc, argv);
-	fprintf(stderr, "usage: ctprobe alloc MB | hold MB SEC | forks N | spin SEC\n");
+	fprintf(stderr, "usage: ctprobe alloc MB | hold MB SEC | forks N | spin SEC | sys NAME... | "
+		"open PATH MODE | write PATH TEXT | mknod PATH TYPE MAJ MIN | userns-...\n");
 	return 2;
+}
+
+/* ==== Confinement probes (test_attack_confine.py) ====================
+ * Each call is made with arguments that do nothing to the host even when
+ * the kernel lets it through (invalid flags, a NULL buffer, a name that does
+ * not exist, a read-only query), so that a probe that gets through shows up
+ * as an errno other than EPERM and never as damage. */
+#include <fcntl.h>
+#include <linux/personality.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+
+static long probe_handle(void)
+{
+	/* Shocker: a file handle of / turned back into an open file. */
+	struct { struct file_handle fh; unsigned char buf[128]; } h;
+	int mount_id;
+	h.fh.handle_bytes = sizeof(h.buf);
+	if (syscall(SYS_name_to_handle_at, AT_FDCWD, "/", &h.fh, &mount_id, 0) < 0)
+		return -1;
+	int mfd = open("/", O_RDONLY | O_DIRECTORY);
+	long r = syscall(SYS_open_by_handle_at, mfd, &h.fh, O_RDONLY);
+	int e = errno;
+	close(mfd);
+	errno = e;
+	return r;
+}
+
+static long probe_clone_userns(void)
+{
+	long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+	if (pid == 0)
+		_exit(0);
+	if (pid > 0)
+		waitpid((pid_t)pid, NULL, 0);
+	return pid;
+}
+
+static long probe_call(const char *n)
+{
+	struct timespec ts = {0, 0};
+	if (!strcmp(n, "init_module")) return syscall(SYS_init_module, NULL, 0, "");
+	if (!strcmp(n, "finit_module")) return syscall(SYS_finit_module, -1, "", 0);
+	if (!strcmp(n, "delete_module")) return syscall(SYS_delete_module, "kvz_no_such_module", O_NONBLOCK);
+	if (!strcmp(n, "kexec_load")) return syscall(SYS_kexec_load, 0, 0, NULL, 0x8000UL);
+	if (!strcmp(n, "kexec_file_load")) return syscall(SYS_kexec_file_load, -1, -1, 0, "", 0x8000UL);
+	if (!strcmp(n, "bpf")) return syscall(SYS_bpf, 5 /* PROG_LOAD */, NULL, 0);
+	if (!strcmp(n, "perf_event_open")) return syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0);
+	if (!strcmp(n, "keyctl")) return syscall(SYS_keyctl, 0 /* GET_KEYRING_ID */, -2 /* process */, 0);
+	if (!strcmp(n, "add_key")) return syscall(SYS_add_key, "user", "kvzprobe", NULL, 0, 0);
+	if (!strcmp(n, "request_key")) return syscall(SYS_request_key, "user", "kvzprobe-none", NULL, 0);
+	if (!strcmp(n, "open_by_handle_at")) return probe_handle();
+	if (!strcmp(n, "userfaultfd")) return syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (!strcmp(n, "iopl")) return syscall(SYS_iopl, 3);
+	if (!strcmp(n, "ioperm")) return syscall(SYS_ioperm, 0x80, 1, 1);
+	if (!strcmp(n, "syslog")) return syscall(SYS_syslog, 10 /* SIZE_BUFFER */, NULL, 0);
+	if (!strcmp(n, "acct")) return syscall(SYS_acct, "/kvz-no-such-dir/acct");
+	if (!strcmp(n, "swapon")) return syscall(SYS_swapon, "/kvz-no-such-file", 0);
+	if (!strcmp(n, "swapoff")) return syscall(SYS_swapoff, "/kvz-no-such-file");
+	if (!strcmp(n, "settimeofday")) return syscall(SYS_settimeofday, NULL, NULL);
+	if (!strcmp(n, "clock_settime")) return syscall(SYS_clock_settime, CLOCK_MONOTONIC, &ts);
+	if (!strcmp(n, "quotactl")) return syscall(SYS_quotactl, 0, NULL, 0, NULL);
+	if (!strcmp(n, "clone3")) return syscall(SYS_clone3, NULL, 0);
+	if (!strcmp(n, "io_uring_setup")) return syscall(SYS_io_uring_setup, 0, NULL);
+	if (!strcmp(n, "fsopen")) return syscall(SYS_fsopen, "kvz-no-such-fs", 0);
+	if (!strcmp(n, "unshare_user")) return syscall(SYS_unshare, CLONE_NEWUSER);
+	if (!strcmp(n, "clone_user")) return probe_clone_userns();
+	if (!strcmp(n, "personality_zero")) return syscall(SYS_personality, PER_LINUX | MMAP_PAGE_ZERO);
+	if (!strcmp(n, "personality_query")) return syscall(SYS_personality, 0xffffffffUL);
+	if (!strcmp(n, "unshare_mnt")) return syscall(SYS_unshare, CLONE_NEWNS);
+	errno = EINVAL;
+	fprintf(stderr, "ctprobe: unknown probe %s\n", n);
+	exit(2);
+}
+
+/* Each probe runs in a child of its own, so that one that changes the
+ * process (a new user namespace, a personality) cannot change the next, and
+ * a filter that kills a foreign-ABI call shows as "signal S". */
+static void probe(const char *n)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		long r;
+		errno = 0;
+		if (!strcmp(n, "i386")) { /* getpid through the 32-bit entry */
+			__asm__ volatile("int $0x80" : "=a"(r) : "a"(20L) : "memory");
+			_exit(r > 0 ? 0 : (int)-r);
+		}
+		if (!strcmp(n, "x32")) /* getpid with the x32 bit */
+			r = syscall(0x40000000L | SYS_getpid);
+		else
+			r = probe_call(n);
+		_exit(r < 0 ? errno : 0);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	if (WIFSIGNALED(st))
+		printf("%s signal %d\n", n, WTERMSIG(st));
+	else
+		printf("%s errno %d\n", n, WEXITSTATUS(st));
+}
+
+static void print_errno(const char *what, long r)
+{
+	printf("%s errno %d\n", what, r < 0 ? errno : 0);
+}
+
+static int open_mode(const char *m)
+{
+	return !strcmp(m, "r") ? O_RDONLY : !strcmp(m, "w") ? O_WRONLY : O_RDWR;
+}
+
+/* Returns -1 when argv is not a confinement probe. */
+static int confine_probe(int argc, char **argv)
+{
+	if (!strcmp(argv[1], "sys")) {
+		for (int i = 2; i < argc; i++)
+			probe(argv[i]);
+		return 0;
+	}
+	if (argc >= 4 && !strcmp(argv[1], "open")) {
+		int fd = open(argv[2], open_mode(argv[3]) | O_NONBLOCK);
+		print_errno("open", fd);
+		return 0;
+	}
+	if (argc >= 4 && !strcmp(argv[1], "write")) {
+		int fd = open(argv[2], O_WRONLY | O_NONBLOCK);
+		long r = fd < 0 ? -1 : write(fd, argv[3], strlen(argv[3]));
+		print_errno("write", r);
+		return 0;
+	}
+	if (argc >= 6 && !strcmp(argv[1], "mknod")) {
+		mode_t type = argv[3][0] == 'b' ? S_IFBLK : S_IFCHR;
+		dev_t dev = makedev(atoi(argv[4]), atoi(argv[5]));
+		print_errno("mknod", mknod(argv[2], type | 0666, dev));
+		return 0;
+	}
+	return -1;
 }

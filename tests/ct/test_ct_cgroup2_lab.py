@@ -1,7 +1,8 @@
 """kvz-ct on a pure cgroup v2 host: this machine's controllers are bound to
 cgroup v1, so the v2 path runs inside the nested lab's L1 (Debian's kernel
 booted under QEMU), where a fresh cgroup2 hierarchy gets every controller.
-The container's root is a busybox tree built in L1's tmpfs (--rootfs)."""
+The container's root is a busybox tree built in L1's tmpfs (--rootfs). The
+device allow-list's v2 form (a BPF program) is tested here too."""
 import os
 import re
 import sys
@@ -101,6 +102,17 @@ $CT exec --name b $RUN -- cat /proc/self/cgroup
 $CT stop --name b $RUN --timeout 1; echo "STOP=$?"
 [ -e $D ] && echo "LEFT-CGROUP" || echo "CGROUP-GONE"
 ls /tmp/run
+# Device allow-list (a BPF program on v2): L1 has no disk, so a block node
+# the "host" puts in the root gives ENXIO where allowed, EPERM where the
+# program refuses it; the kmsg line must not reach L1's kernel log.
+# --privileged: the program itself is under test (in a user namespace mknod
+# of any device is refused before the cgroup is asked).
+mknod $R/hostdisk b 254 0 && mknod $R/hostkmsg c 1 11 && chmod 666 $R/hostdisk $R/hostkmsg
+$CT run --name d $RUN --rootfs $R --privileged -- sh -c 'ctprobe mknod /tmp/blk b 7 0; ctprobe mknod /tmp/nul c 1 3;
+  ctprobe open /hostdisk r; ctprobe write /hostkmsg KVZ-LAB-KMSG; ctprobe open /dev/null rw;
+  ctprobe sys keyctl' | sed 's/^/DEV /'
+dmesg | grep -q KVZ-LAB-KMSG && echo KMSG-LEAK
+$CT run --name d $RUN --rootfs $R --privileged --device $R/hostdisk:r -- ctprobe open /dev/hostdisk r | sed 's/^/DEVX /'
 """ + KERNFS + r"""
 echo LAB-CT-DONE
 INNER
@@ -131,6 +143,11 @@ def test_cgroup_v2_in_lab():
     assert "EXECBIG2=0" in out
     assert re.search(r"^0::/$", out, re.M), out[-3000:]  # cgroup namespace root
     assert "STOP=0" in out and "CGROUP-GONE" in out
+    dev = re.findall(r"^DEV (.*)$", out, re.M)
+    assert dev == ["mknod errno 1", "mknod errno 0", "open errno 1", "write errno 1",
+                   "open errno 0", "keyctl errno 1"], out[-3000:]
+    assert "KMSG-LEAK" not in out
+    assert re.findall(r"^DEVX (.*)$", out, re.M) == ["open errno 6"], out[-3000:]  # ENXIO: allowed
     check_kernfs(out)
 
 

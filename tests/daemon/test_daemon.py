@@ -214,6 +214,34 @@ def test_failed_create_leaves_nothing(kvzd):
     assert d.guest("v")["state"] == "stopped"
 
 
+def test_ct_confinement_options(kvzd, tmp_path):
+    """devices, seccomp and no_new_privs reach kvz-ct run; bad ones are
+    refused at create with one line."""
+    d = kvzd
+    prof = tmp_path / "profile"
+    prof.write_text("@default\n")
+    d.kvz("create", "ct", "cf", "--disk", "64M", "--device", "/dev/null:r", "--device", "/dev/zero",
+          "--seccomp", str(prof), "--no-new-privs")
+    cfg = d.guest("cf")["config"]
+    assert (cfg["devices"], cfg["seccomp"], cfg["no_new_privs"]) == \
+        (["/dev/null:r", "/dev/zero"], str(prof), True)
+    d.kvz("start", "cf")
+    with open("/proc/%d/cmdline" % d.guest("cf")["pid"]) as f:
+        argv = f.read().split("\0")
+    cut = argv.index("--")
+    assert argv[:cut].count("--device=/dev/null:r") == 1 and "--device=/dev/zero" in argv[:cut]
+    assert f"--seccomp={prof}" in argv[:cut] and "--no-new-privs" in argv[:cut]
+    d.kvz("stop", "cf")
+    for bad, why in ((["--device", "/etc/passwd"], "bad device"),
+                     (["--device", "/dev/null:x"], "bad device"),
+                     (["--seccomp", "/"], "seccomp must be")):
+        r = d.kvz("create", "ct", "cg", *bad, check=False)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1 and why in lines[0], r.stderr
+    r = d.kvz("create", "ct", "cg", "--seccomp", "/kvz/none", check=False)
+    assert r.returncode == 1 and "no such file" in r.stderr
+
+
 def test_restart_adopts_and_detects_crashes(kvzd):
     d = kvzd
     d.kvz("create", "vm", "v", "--kernel", d.kernel)
