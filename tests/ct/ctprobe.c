@@ -244,6 +244,31 @@ static int procwatch(double sec, const char *secret)
 }
 /* ---- end of kvz-ct exec attacks ---- */
 
+/* ---- kvz-ct network attacks (tests/ct/test_attack_net.py) ----
+ *   ctprobe udpsend SRC DST PORT TEXT
+ *                           send one UDP datagram TEXT from address SRC
+ *                           (IP_FREEBIND: it need not be ours) to DST:PORT */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+static int udpsend(const char *src, const char *dst, int port, const char *text)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET}, b = {.sin_family = AF_INET};
+	int one = 1, fd = socket(AF_INET, SOCK_DGRAM, 0);
+	b.sin_port = htons((unsigned short)port);
+	if (fd < 0 || inet_pton(AF_INET, src, &a.sin_addr) != 1 || inet_pton(AF_INET, dst, &b.sin_addr) != 1 ||
+	    setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    sendto(fd, text, strlen(text), 0, (struct sockaddr *)&b, sizeof(b)) < 0) {
+		printf("udpsend failed errno %d\n", errno);
+		return 1;
+	}
+	printf("udpsend sent\n");
+	return 0;
+}
+/* ---- end of kvz-ct network attacks ---- */
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -266,6 +291,8 @@ int main(int argc, char **argv)
 		return tiocsti(argv[2]);
 	if (argc >= 4 && !strcmp(argv[1], "procwatch"))
 		return procwatch(atof(argv[2]), argv[3]);
+	if (argc >= 6 && !strcmp(argv[1], "udpsend"))
+		return udpsend(argv[2], argv[3], atoi(argv[4]), argv[5]);
 	fprintf(stderr, "usage: ctprobe alloc MB | hold MB SEC | forks N | spin SEC\n");
 	return 2;
 }
