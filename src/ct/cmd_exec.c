@@ -186,7 +186,9 @@ int cmd_exec(int argc, char **argv)
 	struct exec_opts o;
 	parse_opts(argc, argv, &o);
 	ensure_stdio();
-	o.tty = o.tty || isatty(0);
+	/* Interactive use gets a terminal; output captured by a program (tests,
+	 * scripts) keeps stdout and stderr apart, as without -t. */
+	o.tty = o.tty || (isatty(0) && isatty(1));
 	char err[512];
 	struct exec_env env;
 	if (exec_env_build(&env, o.env, o.nenv, err, sizeof(err)) < 0)
