@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -132,8 +133,13 @@ static void confine(const struct exec_inside *x)
 static int open_pty(const struct exec_inside *x, int *slave)
 {
 	int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	struct stat st;
 	if (master < 0)
 		fail(x, 1, "cannot open the container's /dev/pts/ptmx: %s", strerror(errno));
+	/* The container controls its mounts: it must be a ptmx (5:2) still. */
+	if (fstat(master, &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 ||
+	    minor(st.st_rdev) != 2)
+		fail(x, 1, "the container's /dev/pts/ptmx is not a pty multiplexer");
 	if (unlockpt(master) < 0 ||
 	    (*slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
 		fail(x, 1, "cannot open a terminal in the container: %s", strerror(errno));

@@ -12,7 +12,9 @@
 struct nft_ctx;
 
 struct net_filter {
-	struct nft_ctx *nft; /* its netlink socket owns the table */
+	/* Its netlink socket owns the table. libnftables opens it without
+	 * close-on-exec; the supervisor runs no program once it exists. */
+	struct nft_ctx *nft;
 	char table[80];
 };
 

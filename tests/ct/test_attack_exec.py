@@ -240,3 +240,16 @@ def test_proc_of_exec_processes(env, bbroot, usroot, admin_tty, userns):
     assert counts["foreign-tty"] == 0, out
     assert f"exe-foreign {st.st_dev}:{st.st_ino}" not in out, out
     assert sha256(KVZCT) == before
+
+
+def test_forged_ptmx_refused(env, bbroot, admin_tty):
+    """The container controls its own /dev/pts: a ptmx replaced by another
+    device gives one error line, not a terminal of something else."""
+    n = env.name("fp")
+    env.start(n, "--rootfs", bbroot)
+    env.exec(n, "mount", "--bind", "/dev/null", "/dev/pts/ptmx")
+    t = admin_tty(exec_args(env, n, "--", "true"))
+    assert t.finish() == 1
+    t.read_until(b"\n", timeout=2)
+    lines = [l for l in t.out.decode().splitlines() if l.strip()]
+    assert lines == ["kvz-ct: error: the container's /dev/pts/ptmx is not a pty multiplexer"], t.out
