@@ -223,6 +223,7 @@ void exec_inside_run(const struct exec_inside *x)
 	 * our memory, environment, descriptors or executable. */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		fail(x, 1, "cannot make the process non-dumpable: %s", strerror(errno));
+	pid_t parent = getppid();
 	setpgid(0, 0); /* the terminal's signals reach the host side only */
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null < 0)
@@ -233,8 +234,10 @@ void exec_inside_run(const struct exec_inside *x)
 	join_cgroups(x);
 	enter_namespaces(x);
 	confine(x);
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-		fail(x, 1, "prctl: %s", strerror(errno));
+	/* Set only now: changing credentials clears it. Nobody would relay or
+	 * wait for a command whose kvz-ct exec is gone. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+		fail(x, 1, "kvz-ct exec went away");
 	int slave = -1;
 	if (x->tty) {
 		int master = open_pty(x, &slave);
