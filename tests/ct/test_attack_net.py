@@ -116,6 +116,14 @@ def test_spoofing_from_a_container_fails(env, bbroot, bridge, listener):
     env.exec(v, "ctprobe", "udpsend", VICTIM, HOST, port, "victim-after")
     assert received(listener) == [("victim-after", VICTIM)]
 
+    # No IPv6 from the port (containers get no IPv6 configuration): the
+    # host's link-local address on the bridge does not answer.
+    ll = subprocess.run(["ip", "-6", "-br", "addr", "show", bridge], capture_output=True,
+                        text=True).stdout.split()[2:]
+    if ll:
+        six = env.exec(v, "ping6", "-c", "1", "-W", "1", ll[0].split("/")[0] + "%eth0", check=False)
+        assert six.returncode != 0, six.stdout
+
     veth = env.state(a)["veth"]
     env.stop(a)
     assert f"kvz_{a}" not in nft_tables()
