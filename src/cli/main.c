@@ -25,7 +25,7 @@ static const struct {
 	{"set", cmd_set, "set NAME [--memory M] [--cpus C] [--pids N] [--disk S]   live where possible"},
 	{"list", cmd_list, "list                           guests with state and usage"},
 	{"show", cmd_show, "show NAME                      one guest in detail"},
-	{"exec", cmd_exec, "exec NAME -- CMD [ARGS...]     run a command in a container"},
+	{"exec", cmd_exec, "exec [-t] [--env N[=V]]... NAME -- CMD [ARGS...]   run a command in a container"},
 	{"console", cmd_console, "console NAME                   attach to the console (detach: Ctrl-])"},
 	{"stats", cmd_stats, "stats NAME|--host [--range 1h|24h]   usage series"},
 	{"top", cmd_top, "top [--interval S] [--iterations N]   live view"},

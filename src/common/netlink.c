@@ -93,7 +93,8 @@ int nl_bridge_ensure(const char *br, bool *created, char *err, size_t len)
 	return nl_link_up(br, err, len);
 }
 
-int nl_veth_create(const char *host, const char *peer, pid_t peer_pid, char *err, size_t len)
+int nl_veth_create(const char *host, const char *peer, pid_t peer_pid, const unsigned char *peer_mac,
+		   char *err, size_t len)
 {
 	char buf[NL_BUF_SIZE], what[64];
 	link_msg(buf, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
@@ -108,6 +109,8 @@ int nl_veth_create(const char *host, const char *peer, pid_t peer_pid, char *err
 	pifm->ifi_family = AF_UNSPEC;
 	mnl_attr_put_strz(nlh, IFLA_IFNAME, peer);
 	mnl_attr_put_u32(nlh, IFLA_NET_NS_PID, (uint32_t)peer_pid);
+	if (peer_mac)
+		mnl_attr_put(nlh, IFLA_ADDRESS, 6, peer_mac);
 	mnl_attr_nest_end(nlh, p);
 	mnl_attr_nest_end(nlh, data);
 	mnl_attr_nest_end(nlh, info);

@@ -11,8 +11,9 @@
 /* Creates bridge br (up) when missing; *created tells whether it did. */
 int nl_bridge_ensure(const char *br, bool *created, char *err, size_t len);
 /* veth pair host <-> peer; the peer is created in the network namespace of
- * peer_pid under the name peer. */
-int nl_veth_create(const char *host, const char *peer, pid_t peer_pid, char *err, size_t len);
+ * peer_pid under the name peer, with MAC peer_mac (6 bytes; NULL: random). */
+int nl_veth_create(const char *host, const char *peer, pid_t peer_pid, const unsigned char *peer_mac,
+		   char *err, size_t len);
 int nl_link_set_master(const char *ifname, const char *master, char *err, size_t len);
 int nl_link_up(const char *ifname, char *err, size_t len);
 int nl_link_del(const char *ifname, char *err, size_t len);

@@ -2,6 +2,7 @@
 #include "ct.h"
 
 #include "log.h"
+#include "sealed_exe.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -33,6 +34,11 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	/* exec forks processes a container can see: they must not show the
+	 * host's binary as their /proc/PID/exe (sealed_exe.h). */
+	char err[256];
+	if (!strcmp(argv[1], "exec") && sealed_exe_ensure(argv, err, sizeof(err)) < 0)
+		kvz_die("%s", err);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);

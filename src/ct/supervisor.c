@@ -134,13 +134,19 @@ static int setup_veth(struct supervisor *s, char *err, size_t len)
 {
 	if (!s->o->net.enabled)
 		return 0;
+	const struct net_opts *n = &s->o->net;
 	snprintf(s->veth, sizeof(s->veth), "kvz%dh", (int)s->init_pid);
-	if (nl_veth_create(s->veth, "eth0", s->init_pid, err, len) < 0) {
+	net_filter_mac(s->o->name, n->ip, s->mac);
+	if (nl_veth_create(s->veth, "eth0", s->init_pid, s->mac, err, len) < 0) {
 		s->veth[0] = 0;
 		return -1;
 	}
-	return nl_link_set_master(s->veth, s->o->net.bridge, err, len) < 0 ? -1
-	       : nl_link_up(s->veth, err, len);
+	/* The filter is in place before the port joins the bridge, and the
+	 * container's eth0 stays down until its process is let go. */
+	return net_filter_install(&s->filter, s->o->name, s->veth, s->mac, n->ip, err, len) < 0 ||
+			       nl_link_set_master(s->veth, n->bridge, err, len) < 0
+		       ? -1
+		       : nl_link_up(s->veth, err, len);
 }
 
 /* Reads what the container's first process reports: nothing (EOF at its
@@ -262,6 +268,10 @@ static int write_state(struct supervisor *s, char *err, size_t len)
 	json_object_set_new(st, "veth", s->veth[0] ? json_string(s->veth) : json_null());
 	json_object_set_new(st, "idmap", s->o->privileged ? json_null() : idmap_to_json(&s->idmap));
 	json_object_set_new(st, "confine", confine_to_json(&s->o->confine));
+	char mac[18];
+	net_filter_mac_str(s->mac, mac, sizeof(mac));
+	json_object_set_new(st, "mac", s->veth[0] ? json_string(mac) : json_null());
+	json_object_set_new(st, "nft-table", s->filter.table[0] ? json_string(s->filter.table) : json_null());
 	json_object_set_new(st, "console-socket",
 			    s->o->console_socket ? json_string(s->o->console_socket) : json_null());
 	int rc = state_write(s->o->run_dir, s->o->name, st, err, len);
@@ -415,6 +425,7 @@ static void teardown(struct supervisor *s)
 	if (s->veth[0] && if_nametoindex(s->veth) && nl_link_del(s->veth, err, sizeof(err)) < 0 &&
 	    if_nametoindex(s->veth))
 		kvz_warn("%s", err);
+	net_filter_remove(&s->filter);
 	if (s->cg_made && cgroup_destroy(&s->cg, err, sizeof(err)) < 0)
 		kvz_warn("%s", err);
 	if (s->mounted && umount2(s->target, MNT_DETACH) < 0)

@@ -7,6 +7,7 @@
 #include "console.h"
 #include "ct.h"
 #include "idmap.h"
+#include "net_filter.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -37,6 +38,8 @@ struct supervisor {
 	bool mounted;
 	int lock_fd;
 	char veth[16];
+	unsigned char mac[6];     /* the container's eth0 */
+	struct net_filter filter; /* anti-spoofing on the veth's bridge port */
 	bool bridge_created;
 	pid_t init_pid;
 	struct qmp_server *qmp;

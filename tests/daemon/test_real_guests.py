@@ -77,6 +77,9 @@ def test_container_real(real):
     g = d.guest("web1")
     assert g["state"] == "running" and g["pid"] == pid
     assert d.kvz("exec", "web1", "--", "hostname").stdout.strip() == "web1"
+    # kvz exec passes --env on to kvz-ct exec; nothing else of kvz's own.
+    r = d.kvz("exec", "--env", "A=1 2", "web1", "--", "sh", "-c", 'echo "$A/${KVZ_SOCKET:-unset}"')
+    assert r.stdout == "1 2/unset\n", r
 
     t0 = time.time()
     d.kvz("stop", "web1", "--timeout", "2")
