@@ -28,11 +28,31 @@ static int set_idmap(int tree, pid_t pid, char *err, size_t len)
 	return rc;
 }
 
+/* No device node on the root filesystem can be opened (the container's
+ * /dev is its own tmpfs with bound nodes): a node a template, a restored
+ * backup or a --rootfs brings along, such as c 5:1 (the host's console) or
+ * c 5:2 (the host's ptmx), both on the device allow-list for the
+ * container's own /dev, stays dead. The container's copy of this mount has
+ * the flag locked. */
+static int set_nodev(int tree, const char *dir, char *err, size_t len)
+{
+	struct mount_attr attr = {.attr_set = MOUNT_ATTR_NODEV};
+	if (mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0) {
+		snprintf(err, len, "cannot make %s nodev: %s", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int idmount_tree(const char *dir, pid_t pid, bool must_map, char *err, size_t len)
 {
 	int tree = open_tree(AT_FDCWD, dir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
 	if (tree < 0) {
 		snprintf(err, len, "cannot clone the mount at %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (set_nodev(tree, dir, err, len) < 0) {
+		close(tree);
 		return -1;
 	}
 	if (!pid)

@@ -18,8 +18,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* A detached copy of the mount at dir, idmapped to pid's user namespace
- * unless pid is 0. must_map: fail when the filesystem cannot be idmapped;
+/* A detached copy of the mount at dir, nodev, idmapped to pid's user
+ * namespace unless pid is 0. must_map: fail when the filesystem cannot be idmapped;
  * otherwise warn once and hand out the copy unmapped (files owned by host
  * ids outside the range show as the overflow id inside). Returns the tree's
  * fd (close-on-exec). */

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -113,6 +114,25 @@ def test_root_is_not_host_root(env):
     # No device nodes of its own: a block device for the host's disk.
     r = env.exec(n, "sh", "-c", "mknod /root/disk b 8 0 && echo MADE", check=False)
     assert "MADE" not in r.stdout and not os.path.exists(os.path.join(on_disk(env, n), "root/disk"))
+    env.stop(n)
+
+
+def test_device_nodes_on_private_area_cannot_be_opened(env):
+    """Device nodes on the private area (the Debian template has
+    /dev/console 5:1 under the /dev tmpfs; a restored backup may hold any)
+    cannot be opened: the root is nodev, and the container's root cannot
+    remount it otherwise (the kernel locked its flags in the copy)."""
+    n = env.name("dv")
+    env.create(n, "128M")
+    env.start(n)
+    disk = on_disk(env, n)
+    os.mknod(os.path.join(disk, "root/zero"), 0o666 | stat.S_IFCHR, os.makedev(1, 5))
+    os.mknod(os.path.join(disk, "root/console"), 0o666 | stat.S_IFCHR, os.makedev(5, 1))
+    r = env.exec(n, "sh", "-c", "head -c 1 /root/zero | wc -c; head -c 1 /dev/zero | wc -c;"
+                 " echo pwned > /root/console && echo WROTE;"
+                 " mount -o remount,bind,dev / && echo REMOUNTED;"
+                 " head -c 1 /root/zero | wc -c", check=False)
+    assert r.stdout.split() == ["0", "1", "0"], r
     env.stop(n)
 
 
