@@ -28,13 +28,15 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class Kvzd:
-    def __init__(self, vmm=None, ct=None, interval=1):
+    def __init__(self, vmm=None, ct=None, interval=1, images_dirs=()):
         # Short paths: UNIX socket paths are limited to 108 bytes.
         self.dir = tempfile.mkdtemp(prefix="kvzd-", dir="/tmp")
         self.state = os.path.join(self.dir, "state")
         self.run = os.path.join(self.dir, "run")
         self.socket = os.path.join(self.dir, "kvzd.sock")
         self.vmm, self.ct, self.interval = vmm, ct, interval
+        # kvzd takes kernels and initrds only from these (--images-dir).
+        self.images_dirs = list(images_dirs)
         self.proc = None
         self.log = os.path.join(self.dir, "kvzd.log")
 
@@ -45,6 +47,8 @@ class Kvzd:
             args += ["--vmm", self.vmm]
         if self.ct:
             args += ["--ct", self.ct]
+        for d in self.images_dirs:
+            args += ["--images-dir", d]
         args += list(extra)
         logf = open(self.log, "a")
         self.proc = subprocess.Popen(args, stdout=logf, stderr=logf)

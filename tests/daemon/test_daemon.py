@@ -44,6 +44,7 @@ def kvzd():
     d.kernel = os.path.join(bindir, "kernel")
     with open(d.kernel, "wb") as f:
         f.write(b"\0" * 4096)
+    d.images_dirs = [bindir]
     d.start()
     yield d
     d.cleanup()
@@ -398,7 +399,7 @@ def test_tcp_requires_token(kvzd):
     d = kvzd
     d.terminate()
     token = os.path.join(d.dir, "token")
-    with open(token, "w") as f:
+    with open(os.open(token, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
         f.write("s3cret-token-0123456789\n")
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
