@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,16 +15,24 @@
 /* How often the watchdog looks: deadlines are met within this much. */
 #define TICK_MS 200
 
+enum slot_state {
+	SLOT_FREE,
+	SLOT_WAITING,          /* for a complete authenticated header */
+	SLOT_SERVING,          /* a request is under way: no deadline */
+	SLOT_DROPPED,          /* shut down; MHD has yet to notice */
+};
+
 struct slot {
-	bool used;
+	enum slot_state state;
 	int fd;
-	int64_t deadline_ms;   /* 0: a request is being served, no deadline */
+	int64_t since_ms;      /* SLOT_WAITING: since when */
 };
 
 struct conn_guard {
 	pthread_mutex_t lock;  /* guards slots; held while shutting a socket down */
 	struct slot *slots;
 	unsigned nslots;
+	unsigned max_waiting;  /* waiting connections at once; see conn_guard_notify */
 	int64_t timeout_ms;
 	atomic_bool stop;
 	pthread_t thread;
@@ -39,8 +46,15 @@ static int64_t mono_ms(void)
 }
 
 /* MHD calls the CLOSED notification before it closes the socket, and the
- * slot is freed there under the lock: so a descriptor shut down here under
- * the lock is still this connection's, never a reused number. */
+ * slot is freed there under the lock: so a descriptor shut down under the
+ * lock is still this connection's, never a reused number. MHD's thread
+ * then reads the end of the stream and closes the connection. */
+static void drop(struct slot *s)
+{
+	shutdown(s->fd, SHUT_RDWR);
+	s->state = SLOT_DROPPED;
+}
+
 static void *watchdog(void *arg)
 {
 	struct conn_guard *g = arg;
@@ -52,10 +66,9 @@ static void *watchdog(void *arg)
 		pthread_mutex_lock(&g->lock);
 		for (unsigned i = 0; i < g->nslots; i++) {
 			struct slot *s = &g->slots[i];
-			if (!s->used || !s->deadline_ms || now < s->deadline_ms)
+			if (s->state != SLOT_WAITING || now < s->since_ms + g->timeout_ms)
 				continue;
-			shutdown(s->fd, SHUT_RDWR);
-			s->deadline_ms = 0;
+			drop(s);
 			dropped++;
 		}
 		pthread_mutex_unlock(&g->lock);
@@ -79,6 +92,7 @@ struct conn_guard *conn_guard_start(unsigned max_conns, unsigned timeout_s,
 	}
 	pthread_mutex_init(&g->lock, NULL);
 	g->nslots = max_conns;
+	g->max_waiting = max_conns - max_conns / 4;
 	g->timeout_ms = (int64_t)timeout_s * 1000;
 	int rc = pthread_create(&g->thread, NULL, watchdog, g);
 	if (rc) {
@@ -101,19 +115,40 @@ void conn_guard_stop(struct conn_guard *g)
 	free(g);
 }
 
+/* The waiting connection accepted first, if there are max_waiting. */
+static struct slot *oldest_if_full(struct conn_guard *g)
+{
+	struct slot *oldest = NULL;
+	unsigned waiting = 0;
+	for (unsigned i = 0; i < g->nslots; i++) {
+		struct slot *s = &g->slots[i];
+		if (s->state != SLOT_WAITING)
+			continue;
+		waiting++;
+		if (!oldest || s->since_ms < oldest->since_ms)
+			oldest = s;
+	}
+	return waiting >= g->max_waiting ? oldest : NULL;
+}
+
 static struct slot *slot_take(struct conn_guard *g, int fd)
 {
 	for (unsigned i = 0; i < g->nslots; i++) {
 		struct slot *s = &g->slots[i];
-		if (!s->used) {
-			*s = (struct slot){.used = true, .fd = fd,
-					   .deadline_ms = mono_ms() + g->timeout_ms};
+		if (s->state == SLOT_FREE) {
+			*s = (struct slot){.state = SLOT_WAITING, .fd = fd, .since_ms = mono_ms()};
 			return s;
 		}
 	}
 	return NULL;
 }
 
+/* Waiting connections may fill only three quarters of the slots, so that
+ * MHD, whose limit counts every connection, keeps accepting: a new one
+ * pushes out the oldest waiting one. A client that sends its header at
+ * once therefore gets in even while a flood from many addresses holds the
+ * listener full; the flood only shortens the time each of its own
+ * connections may wait. */
 void conn_guard_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
 		       enum MHD_ConnectionNotificationCode code)
 {
@@ -123,18 +158,22 @@ void conn_guard_notify(void *cls, struct MHD_Connection *conn, void **socket_con
 		const union MHD_ConnectionInfo *ci =
 			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 		int fd = ci ? ci->connect_fd : -1;
+		struct slot *oldest = oldest_if_full(g);
+		if (oldest)
+			drop(oldest);
 		*socket_context = fd >= 0 ? slot_take(g, fd) : NULL;
 		/* No slot: more connections than MHD was told to allow; end it. */
 		if (!*socket_context && fd >= 0)
 			shutdown(fd, SHUT_RDWR);
 	} else if (*socket_context) {
-		((struct slot *)*socket_context)->used = false;
+		((struct slot *)*socket_context)->state = SLOT_FREE;
 		*socket_context = NULL;
 	}
 	pthread_mutex_unlock(&g->lock);
 }
 
-static void set_deadline(struct conn_guard *g, struct MHD_Connection *conn, int64_t when)
+static void set_state(struct conn_guard *g, struct MHD_Connection *conn,
+		      enum slot_state state)
 {
 	const union MHD_ConnectionInfo *ci =
 		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -142,16 +181,19 @@ static void set_deadline(struct conn_guard *g, struct MHD_Connection *conn, int6
 	if (!s)
 		return;
 	pthread_mutex_lock(&g->lock);
-	s->deadline_ms = when;
+	if (s->state != SLOT_DROPPED) {
+		s->state = state;
+		s->since_ms = mono_ms();
+	}
 	pthread_mutex_unlock(&g->lock);
 }
 
 void conn_guard_request_started(struct conn_guard *g, struct MHD_Connection *conn)
 {
-	set_deadline(g, conn, 0);
+	set_state(g, conn, SLOT_SERVING);
 }
 
 void conn_guard_request_done(struct conn_guard *g, struct MHD_Connection *conn)
 {
-	set_deadline(g, conn, mono_ms() + g->timeout_ms);
+	set_state(g, conn, SLOT_WAITING);
 }

@@ -4,7 +4,10 @@
  * connection a deadline from its accept (or from the end of its previous
  * response) to a complete, authenticated request header, and a watchdog
  * thread shuts down the socket of one that misses it; MHD then sees the
- * connection end and frees it. */
+ * connection end and frees it. Connections waiting for their header may
+ * take three quarters of the slots; a new one beyond that pushes out the
+ * oldest waiting one, so a client that sends its header at once gets in
+ * even while a flood from many addresses fills the listener. */
 #ifndef KVZD_CONN_GUARD_H
 #define KVZD_CONN_GUARD_H
 
