@@ -13,6 +13,7 @@ import time
 BUILD = os.environ.get("KVZ_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 KVZD = os.path.join(BUILD, "src/daemon/kvzd")
 KVZ = os.path.join(BUILD, "src/cli/kvz")
+FAKE = os.path.join(BUILD, "tests/daemon/kvz-fake-supervisor")
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -162,6 +163,26 @@ class Kvzd:
                 return v
             time.sleep(0.1)
         raise AssertionError("timed out waiting for " + what + "\nkvzd log:\n" + self.read_log())
+
+
+def fake_kvzd():
+    """A Kvzd, not started yet, whose kvz-vmm and kvz-ct are the stand-in
+    supervisor, with a dummy kernel file d.kernel in its one image directory
+    d.images_dirs[0]. None when the stand-in is not built."""
+    if not os.path.exists(FAKE):
+        return None
+    d = Kvzd()
+    bindir = os.path.join(d.dir, "bin")
+    os.mkdir(bindir)
+    # Copies, not links: kvzd recognises supervisors by argv[0]'s basename.
+    for prog in ("kvz-vmm", "kvz-ct"):
+        shutil.copy(FAKE, os.path.join(bindir, prog))
+    d.vmm, d.ct = os.path.join(bindir, "kvz-vmm"), os.path.join(bindir, "kvz-ct")
+    d.kernel = os.path.join(bindir, "kernel")
+    with open(d.kernel, "wb") as f:
+        f.write(b"\0" * 4096)
+    d.images_dirs = [bindir]
+    return d
 
 
 def parse_prometheus(text):
