@@ -269,6 +269,7 @@ def test_token_file_must_be_private(fake):
         if owner is not None:
             os.chown(path, owner, owner)
         r = subprocess.run([KVZD, "--state-dir", d.state, "--run-dir", d.run, "--socket", d.socket,
+                            "--vmm", d.vmm, "--ct", d.ct,
                             "--listen", "127.0.0.1:%d" % free_port(), "--token-file", path],
                            capture_output=True, text=True, timeout=10)
         lines = r.stderr.splitlines()
@@ -390,7 +391,7 @@ def test_paths_inside_image_dirs_accepted(fake):
 def test_missing_images_dir_refused(fake):
     d = fake
     r = subprocess.run([KVZD, "--state-dir", d.state, "--run-dir", d.run, "--socket", d.socket,
-                        "--images-dir", os.path.join(d.dir, "none")],
+                        "--vmm", d.vmm, "--ct", d.ct, "--images-dir", os.path.join(d.dir, "none")],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1
     assert r.stderr.startswith("kvzd: error: --images-dir %s/none: No such file" % d.dir)
