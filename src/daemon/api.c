@@ -23,6 +23,10 @@
  * TCP): start and stop wait for supervisors, and MHD counts the handler's
  * time as inactivity. */
 #define REQUEST_TIMEOUT_S 120u
+/* Room in the kernel's accept queue: while a flood arrives faster than the
+ * listening thread accepts (and closes) it, a full queue would drop the
+ * SYN of an honest client, which then retries only a second later. */
+#define TCP_BACKLOG 1024
 
 struct listener {
 	struct kvzd *d;
@@ -228,7 +232,7 @@ static int listen_tcp(const char *spec, char *err, size_t errlen)
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int one = 1;
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, TCP_BACKLOG) < 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", spec, strerror(errno));
 		if (fd >= 0)
 			close(fd);
