@@ -58,6 +58,24 @@ static int add_dir(struct image_dirs *dirs, const char *path, bool optional,
 	return 0;
 }
 
+static int open_beneath(int dirfd, const char *rel);
+
+/* Without openat2 (Linux before 5.6) every path would be refused as if it
+ * were outside: say so once at start instead. */
+static int check_openat2(const struct image_dirs *dirs, char *err, size_t errlen)
+{
+	if (!dirs->n)
+		return 0;
+	int fd = open_beneath(dirs->dir[0].fd, ".");
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	snprintf(err, errlen, "openat2 on %s: %s (kvzd needs Linux 5.6 or later)",
+		 dirs->dir[0].real, strerror(errno));
+	return -1;
+}
+
 struct image_dirs *image_dirs_open(const char *const *paths, size_t n, const char *state_dir,
 				   char *err, size_t errlen)
 {
@@ -71,13 +89,15 @@ struct image_dirs *image_dirs_open(const char *const *paths, size_t n, const cha
 	const char *defaults[] = {own, "/var/lib/kvz/images", "/boot"};
 	const char *const *list = n ? paths : defaults;
 	size_t count = n ? n : sizeof(defaults) / sizeof(defaults[0]);
-	for (size_t i = 0; i < count; i++) {
-		if (add_dir(dirs, list[i], n == 0, err, errlen) < 0) {
-			image_dirs_free(dirs);
-			return NULL;
-		}
-	}
+	for (size_t i = 0; i < count; i++)
+		if (add_dir(dirs, list[i], n == 0, err, errlen) < 0)
+			goto fail;
+	if (check_openat2(dirs, err, errlen))
+		goto fail;
 	return dirs;
+fail:
+	image_dirs_free(dirs);
+	return NULL;
 }
 
 void image_dirs_free(struct image_dirs *dirs)
