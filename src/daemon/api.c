@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +15,23 @@
 
 #include <microhttpd.h>
 
+#include "conn_guard.h"
 #include "log.h"
 
 #define MAX_BODY (1024 * 1024)
+/* Inactivity allowed once a request is under way (an authenticated one on
+ * TCP): start and stop wait for supervisors, and MHD counts the handler's
+ * time as inactivity. */
+#define REQUEST_TIMEOUT_S 120u
+/* Room in the kernel's accept queue: while a flood arrives faster than the
+ * listening thread accepts (and closes) it, a full queue would drop the
+ * SYN of an honest client, which then retries only a second later. */
+#define TCP_BACKLOG 1024
 
 struct listener {
 	struct kvzd *d;
 	const char *token;      /* NULL: no authentication (the UNIX socket) */
+	struct conn_guard *guard; /* TCP: header deadlines; NULL on the UNIX socket */
 	struct MHD_Daemon *mhd;
 	int fd;
 };
@@ -119,6 +130,23 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct api_resp *r
 	return ret;
 }
 
+/* On the first call, when the header is complete: a client without the
+ * token gets its 401 before any body is read, and keeps its header
+ * deadline, so it cannot hold the connection by dribbling a body. */
+static enum MHD_Result check_token(struct listener *l, struct MHD_Connection *conn)
+{
+	if (!token_ok(conn, l->token)) {
+		struct api_resp resp = {.status = 401};
+		api_error(&resp, 401, "missing or wrong bearer token");
+		enum MHD_Result ret = send_resp(conn, &resp);
+		json_decref(resp.json);
+		return ret;
+	}
+	conn_guard_request_started(l->guard, conn);
+	MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, REQUEST_TIMEOUT_S);
+	return MHD_YES;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
 			      const char *method, const char *version,
 			      const char *data, size_t *data_size, void **con_cls)
@@ -131,7 +159,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		if (!up)
 			return MHD_NO;
 		*con_cls = up;
-		return MHD_YES;
+		return l->token ? check_token(l, conn) : MHD_YES;
 	}
 	if (*data_size) {
 		if (up->len + *data_size > MAX_BODY) {
@@ -150,9 +178,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	}
 	struct api_resp resp = {.status = 500};
 	struct api_req req = {.d = l->d, .method = method, .path = url, .conn = conn};
-	if (l->token && !token_ok(conn, l->token)) {
-		api_error(&resp, 401, "missing or wrong bearer token");
-	} else if (up->too_big) {
+	if (up->too_big) {
 		api_error(&resp, 413, "request body larger than %d bytes", MAX_BODY);
 	} else if (up->len) {
 		json_error_t jerr;
@@ -173,9 +199,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		      enum MHD_RequestTerminationCode toe)
 {
-	(void)cls;
-	(void)conn;
 	(void)toe;
+	struct listener *l = cls;
+	if (l->guard)
+		conn_guard_request_done(l->guard, conn);
 	struct upload *up = *con_cls;
 	if (up) {
 		free(up->buf);
@@ -205,7 +232,7 @@ static int listen_tcp(const char *spec, char *err, size_t errlen)
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int one = 1;
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, TCP_BACKLOG) < 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", spec, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -215,15 +242,30 @@ static int listen_tcp(const char *spec, char *err, size_t errlen)
 	return fd;
 }
 
-static int start_listener(struct listener *l, char *err, size_t errlen)
+/* Each listener is its own MHD daemon with its own listening thread and
+ * connection threads, so a flood on TCP does not touch the UNIX socket.
+ * One thread per connection: requests such as start or stop wait for a
+ * supervisor, and must not hold up list or metrics. The connection limit
+ * bounds threads and descriptors; on TCP the per-address limit keeps one
+ * client from taking them all, and the guard drops clients that do not
+ * deliver a header in time. */
+static int start_listener(struct listener *l, const struct api_limits *lim,
+			  char *err, size_t errlen)
 {
-	/* One thread per connection: requests such as start or stop wait for
-	 * a supervisor, and must not hold up list or metrics. */
-	l->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
+	unsigned timeout = l->guard ? lim->idle_timeout_s : REQUEST_TIMEOUT_S;
+	struct MHD_OptionItem tcp_opts[] = {
+		{MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)lim->max_per_ip, NULL},
+		{MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)conn_guard_notify, l->guard},
+		{MHD_OPTION_END, 0, NULL},
+	};
+	struct MHD_OptionItem none[] = {{MHD_OPTION_END, 0, NULL}};
+	l->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD,
 				  0, NULL, NULL, handle, l,
 				  MHD_OPTION_LISTEN_SOCKET, l->fd,
-				  MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+				  MHD_OPTION_NOTIFY_COMPLETED, completed, l,
+				  MHD_OPTION_CONNECTION_LIMIT, lim->max_conns,
+				  MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+				  MHD_OPTION_ARRAY, l->guard ? tcp_opts : none,
 				  MHD_OPTION_END);
 	if (!l->mhd) {
 		snprintf(err, errlen, "cannot start the HTTP server");
@@ -233,7 +275,7 @@ static int start_listener(struct listener *l, char *err, size_t errlen)
 }
 
 struct api *api_start(struct kvzd *d, const char *tcp, const char *token,
-		      char *err, size_t errlen)
+		      const struct api_limits *lim, char *err, size_t errlen)
 {
 	struct api *a = calloc(1, sizeof(*a));
 	if (!a) {
@@ -243,11 +285,14 @@ struct api *api_start(struct kvzd *d, const char *tcp, const char *token,
 	a->unix_l = (struct listener){.d = d, .fd = -1};
 	a->tcp_l = (struct listener){.d = d, .fd = -1, .token = token};
 	a->unix_l.fd = kvz_unix_listen(d->socket_path, 0, 64, 0660, err, errlen);
-	if (a->unix_l.fd < 0 || start_listener(&a->unix_l, err, errlen))
+	if (a->unix_l.fd < 0 || start_listener(&a->unix_l, lim, err, errlen))
 		goto fail;
 	if (tcp) {
+		a->tcp_l.guard = conn_guard_start(lim->max_conns, lim->idle_timeout_s, err, errlen);
+		if (!a->tcp_l.guard)
+			goto fail;
 		a->tcp_l.fd = listen_tcp(tcp, err, errlen);
-		if (a->tcp_l.fd < 0 || start_listener(&a->tcp_l, err, errlen))
+		if (a->tcp_l.fd < 0 || start_listener(&a->tcp_l, lim, err, errlen))
 			goto fail;
 	}
 	return a;
@@ -262,6 +307,7 @@ static void stop_listener(struct listener *l)
 		MHD_stop_daemon(l->mhd);
 	if (l->fd >= 0)
 		close(l->fd);
+	conn_guard_stop(l->guard);
 }
 
 void api_stop(struct api *a)

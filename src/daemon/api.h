@@ -45,11 +45,19 @@ void stats_guest(struct api_req *r, struct api_resp *resp, const char *name);
 /* The latest usage of a guest as a JSON object, or NULL. */
 json_t *stats_usage_json(const char *name);
 
+/* What one client may hold (docs/architecture.md, "kvzd and kvz"). */
+struct api_limits {
+	unsigned max_conns;       /* connections at once, per listener */
+	unsigned max_per_ip;      /* TCP: connections at once from one address */
+	unsigned idle_timeout_s;  /* TCP: from accept or the last response to a
+				   * complete authenticated request header */
+};
+
 /* Listens on socket_path (refusing when another kvzd answers there) and, when
  * tcp is not NULL ("ADDR:PORT"), on TCP requiring "Authorization: Bearer
  * TOKEN". */
 struct api *api_start(struct kvzd *d, const char *tcp, const char *token,
-		      char *err, size_t errlen);
+		      const struct api_limits *lim, char *err, size_t errlen);
 void api_stop(struct api *a);
 
 #endif

@@ -2,7 +2,7 @@
  * value checks create and set share. */
 #include "guest_config.h"
 
-#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "hostinfo.h"
+#include "image_dirs.h"
 #include "parse.h"
 
 int op_fail(struct op_error *e, int status, const char *fmt, ...)
@@ -113,7 +114,41 @@ static int parse_net(json_t *req, json_t *cfg, bool want_ip, struct op_error *e)
 	return 0;
 }
 
-int guest_config_vm(json_t *req, json_t *cfg, struct op_error *e)
+int cfg_image_path(const struct image_dirs *dirs, const char *key, const char *path,
+		   char *out, size_t outlen, struct op_error *e)
+{
+	if (image_dirs_resolve(dirs, path, out, outlen) == 0)
+		return 0;
+	/* One message for missing, forbidden and not-a-file alike: the reply
+	 * must not tell what exists outside the image directories. */
+	char list[600];
+	image_dirs_list(dirs, list, sizeof(list));
+	return op_fail(e, 400, "%s %.200s: not a readable file in the image directories (%.250s)",
+		       key, path, list);
+}
+
+/* kernel (required) and initrd, stored as found: without symlinks. */
+static int vm_images(const struct image_dirs *dirs, json_t *req, json_t *cfg,
+		     struct op_error *e)
+{
+	char path[PATH_MAX];
+	const char *kernel = cfg_str(req, "kernel");
+	if (!kernel)
+		return op_fail(e, 400, "a VM needs \"kernel\": an absolute path");
+	if (cfg_image_path(dirs, "kernel", kernel, path, sizeof(path), e))
+		return -1;
+	json_object_set_new(cfg, "kernel", json_string(path));
+	const char *initrd = cfg_str(req, "initrd");
+	if (!initrd)
+		return 0;
+	if (cfg_image_path(dirs, "initrd", initrd, path, sizeof(path), e))
+		return -1;
+	json_object_set_new(cfg, "initrd", json_string(path));
+	return 0;
+}
+
+int guest_config_vm(const struct image_dirs *dirs, json_t *req, json_t *cfg,
+		    struct op_error *e)
 {
 	static const char *const keys[] = {"name", "type", "kernel", "initrd", "cmdline",
 		"memory", "cpus", "disk", "disk_mode", "bridge", "mac", "balloon", "autostart",
@@ -122,18 +157,8 @@ int guest_config_vm(json_t *req, json_t *cfg, struct op_error *e)
 		return op_fail(e, 400, "ip and gw apply to containers; a VM configures its own address");
 	if (cfg_check_keys(req, keys, e))
 		return -1;
-	const char *kernel = cfg_str(req, "kernel");
-	if (!kernel || kernel[0] != '/')
-		return op_fail(e, 400, "a VM needs \"kernel\": an absolute path");
-	if (access(kernel, R_OK) < 0)
-		return op_fail(e, 400, "kernel %s: %s", kernel, strerror(errno));
-	json_object_set_new(cfg, "kernel", json_string(kernel));
-	const char *initrd = cfg_str(req, "initrd");
-	if (initrd) {
-		if (initrd[0] != '/' || access(initrd, R_OK) < 0)
-			return op_fail(e, 400, "initrd %s: not a readable absolute path", initrd);
-		json_object_set_new(cfg, "initrd", json_string(initrd));
-	}
+	if (vm_images(dirs, req, cfg, e))
+		return -1;
 	if (cfg_str(req, "cmdline"))
 		json_object_set_new(cfg, "cmdline", json_string(cfg_str(req, "cmdline")));
 	uint64_t mem = 256ull << 20, soft;

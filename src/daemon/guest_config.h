@@ -5,6 +5,7 @@
 #define KVZD_GUEST_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -28,9 +29,16 @@ int cfg_check_keys(json_t *req, const char *const *allowed, struct op_error *e);
 /* 409 when bytes exceeds the host's memory. */
 int cfg_check_memory_fits(uint64_t bytes, struct op_error *e);
 
+struct image_dirs;
+/* A kernel or initrd path from a client, resolved beneath the image
+ * directories into out; 400 with the same message for every refusal. */
+int cfg_image_path(const struct image_dirs *dirs, const char *key, const char *path,
+		   char *out, size_t outlen, struct op_error *e);
+
 /* The configuration of a new VM or container from a POST /v1/guests body;
  * 400/409 with a message on bad or impossible values. */
-int guest_config_vm(json_t *req, json_t *cfg, struct op_error *e);
+int guest_config_vm(const struct image_dirs *dirs, json_t *req, json_t *cfg,
+		    struct op_error *e);
 int guest_config_ct(json_t *req, json_t *cfg, struct op_error *e);
 
 #endif

@@ -1,6 +1,7 @@
 #include "guest_ops.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "disk_admission.h"
 #include "guest_config.h"
 #include "guest_locks.h"
 #include "hostinfo.h"
@@ -230,19 +232,24 @@ int guest_create(struct kvzd *d, json_t *req, struct op_error *e)
 		return op_fail(e, 400, "autostart must be true or false");
 	json_t *cfg = json_object();
 	bool vm = !strcmp(type, "vm");
-	if (vm ? guest_config_vm(req, cfg, e) : guest_config_ct(req, cfg, e)) {
+	if (vm ? guest_config_vm(d->images, req, cfg, e) : guest_config_ct(req, cfg, e)) {
 		json_decref(cfg);
 		return -1;
 	}
 	guest_lock(d, name);
 	char err[300];
 	int rc = -1;
-	/* The record first: it reserves the name. Storage second; if that
-	 * fails the record goes again, so nothing is left half-done. */
-	if (store_guest_insert(d->store, name, type, cfg, json_is_true(av), err, sizeof(err))) {
-		op_fail(e, strstr(err, "already exists") ? 409 : 500, "%s", err);
+	/* The record first: it reserves the name and, under disk_lock, the
+	 * disk space. Storage second; if that fails the record goes again, so
+	 * nothing is left half-done. */
+	pthread_mutex_lock(&d->disk_lock);
+	uint64_t disk = (uint64_t)json_integer_value(json_object_get(cfg, "disk_size"));
+	int bad = disk_admit(d, name, vm, disk, e);
+	if (!bad && store_guest_insert(d->store, name, type, cfg, json_is_true(av), err, sizeof(err)))
+		bad = op_fail(e, strstr(err, "already exists") ? 409 : 500, "%s", err);
+	pthread_mutex_unlock(&d->disk_lock);
+	if (bad)
 		goto out;
-	}
 	if (vm ? create_vm_storage(d, name, cfg, e) : create_ct_storage(d, name, cfg, e)) {
 		store_guest_delete(d->store, name);
 		goto out;
@@ -415,6 +422,21 @@ static int wait_ready(struct kvzd *d, const char *name, pid_t pid, const char *q
 		    START_TIMEOUT_MS / 1000, err[0] ? ": " : "", err);
 }
 
+/* Again at each start: the operator may have narrowed --images-dir since
+ * the VM was created, or the file may have been replaced by a symlink. */
+static int vm_images_allowed(struct kvzd *d, json_t *cfg, struct op_error *e)
+{
+	char path[PATH_MAX];
+	for (const char *const *k = (const char *const[]){"kernel", "initrd", NULL}; *k; k++) {
+		const char *p = cfg_str(cfg, *k);
+		if (p && cfg_image_path(d->images, *k, p, path, sizeof(path), e)) {
+			e->status = 409;
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int start_locked(struct kvzd *d, json_t *g, struct op_error *e)
 {
 	const char *name = cfg_str(g, "name");
@@ -424,6 +446,8 @@ static int start_locked(struct kvzd *d, json_t *g, struct op_error *e)
 	bool vm = !strcmp(type, "vm");
 	if (!strcmp(state, "running"))
 		return op_fail(e, 409, "guest %s is already running", name);
+	if (vm && vm_images_allowed(d, cfg, e))
+		return -1;
 	if (vm) {
 		struct host_mem m;
 		uint64_t need = (uint64_t)json_integer_value(json_object_get(cfg, "memory"));

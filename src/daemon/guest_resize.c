@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "disk_admission.h"
 #include "guest_config.h"
 #include "guest_locks.h"
 #include "guest_ops.h"
@@ -89,6 +90,7 @@ static int set_ct(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
 	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
 	json_t *args = json_object();
 	bool running = !strcmp(cfg_str(g, "state"), "running");
+	bool disk_locked = false;
 	int rc = -1;
 	uint64_t soft, hard, disk;
 	double cpus;
@@ -131,6 +133,11 @@ static int set_ct(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
 			op_fail(e, 409, "%s: a container's disk grows while it runs; start it first", name);
 			goto out;
 		}
+		/* Held until the new size is stored (disk_admission.h). */
+		pthread_mutex_lock(&d->disk_lock);
+		disk_locked = true;
+		if (disk_admit(d, name, false, disk, e))
+			goto out;
 		char s[32];
 		snprintf(s, sizeof(s), "%llu", (unsigned long long)disk);
 		json_object_set_new(args, "disk", json_string(s));
@@ -144,6 +151,8 @@ static int set_ct(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
 	free(detail);
 	rc = 0;
 out:
+	if (disk_locked)
+		pthread_mutex_unlock(&d->disk_lock);
 	json_decref(args);
 	json_decref(cfg);
 	return rc;

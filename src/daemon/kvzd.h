@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 struct store;
+struct image_dirs;
 
 /* Guest operations in flight at once; more wait their turn. */
 #define KVZD_MAX_BUSY 64
@@ -25,6 +26,14 @@ struct kvzd {
 	char ct_bin[PATH_MAX];       /* kvz-ct */
 	int sample_interval_s;
 	struct store *store;
+	/* Where kernels and initrds named by API clients may lie
+	 * (image_dirs.h). */
+	struct image_dirs *images;
+	/* Promised disk space on a filesystem may reach this times its free
+	 * space (disk_admission.h); disk_lock makes checking and recording a
+	 * new size one step. */
+	double disk_overcommit;
+	pthread_mutex_t disk_lock;
 	/* The names of guests an operation is changing now (create, start,
 	 * stop, set, destroy, crash handling), so that two requests never race
 	 * on one guest's files, supervisor or record; see guest_locks.h.

@@ -11,12 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "api.h"
 #include "guest_ops.h"
+#include "image_dirs.h"
 #include "kvzd.h"
 #include "log.h"
 #include "monitor.h"
@@ -37,14 +39,24 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: kvzd [--state-dir DIR] [--socket PATH] [--run-dir DIR]\n"
 		"            [--listen ADDR:PORT --token-file FILE] [--vmm PATH] [--ct PATH]\n"
-		"            [--sample-interval SEC] [--verbose]\n"
+		"            [--sample-interval SEC] [--max-connections N] [--max-connections-per-ip N]\n"
+		"            [--idle-timeout SEC] [--images-dir DIR]... [--disk-overcommit RATIO]\n"
+		"            [--verbose]\n"
 		"  --state-dir DIR        store, images, container roots, logs (/var/lib/kvz)\n"
 		"  --socket PATH          API UNIX socket (/run/kvz/kvzd.sock)\n"
 		"  --run-dir DIR          supervisor sockets (/run/kvz)\n"
 		"  --listen ADDR:PORT     also serve the API on TCP, bearer token required\n"
-		"  --token-file FILE      file holding that token\n"
+		"  --token-file FILE      file holding that token (mode 0600, owned by root or kvzd's user)\n"
 		"  --vmm PATH, --ct PATH  kvz-vmm and kvz-ct (default: next to kvzd, then PATH)\n"
-		"  --sample-interval SEC  monitor sampling period (5)\n");
+		"  --sample-interval SEC  monitor sampling period (5)\n"
+		"  --max-connections N    connections at once, per listener (128)\n"
+		"  --max-connections-per-ip N  TCP connections at once from one address (16)\n"
+		"  --idle-timeout SEC     TCP: time to send a complete request header, after\n"
+		"                         connecting or after the previous response (5)\n"
+		"  --images-dir DIR       kernels and initrds API clients may use lie beneath DIR\n"
+		"                         (repeatable; default STATE/images, /var/lib/kvz/images, /boot)\n"
+		"  --disk-overcommit RATIO  guest disks on a filesystem may promise RATIO times\n"
+		"                         its free space (1: no overcommit)\n");
 }
 
 /* mkdir -p with mode for the last component. */
@@ -133,11 +145,38 @@ static int find_bin(const char *opt, const char *env, const char *sibling,
 	return 0;
 }
 
+/* The token is the TCP API's only secret: refuse a file others could read
+ * or replace. fstat() of the opened file checks what is then read. */
+static int token_file_private(int fd, const char *path)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		kvz_error("token file %s is not a regular file", path);
+		return -1;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		kvz_error("token file %s belongs to uid %u; it must belong to root or to kvzd's user",
+			  path, (unsigned)st.st_uid);
+		return -1;
+	}
+	if (st.st_mode & 077) {
+		kvz_error("token file %s is open to group or others (mode %04o); chmod 600 it",
+			  path, (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	return 0;
+}
+
 static char *read_token(const char *path)
 {
-	FILE *f = fopen(path, "r");
-	if (!f) {
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
 		kvz_error("token file %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	FILE *f = token_file_private(fd, path) == 0 ? fdopen(fd, "r") : NULL;
+	if (!f) {
+		close(fd);
 		return NULL;
 	}
 	char buf[512];
@@ -155,7 +194,46 @@ static char *read_token(const char *path)
 
 struct options {
 	const char *tcp, *token_file, *vmm, *ct;
+	const char *images_dirs[IMAGE_DIRS_MAX];
+	size_t nimages;
+	struct api_limits limits;
 };
+
+/* A whole number option in [min, max]. */
+static int opt_uint(const char *name, uint64_t min, uint64_t max, unsigned *out)
+{
+	uint64_t v;
+	if (!kvz_parse_u64(optarg, min, max, &v)) {
+		kvz_error("--%s: want %llu..%llu, got \"%s\"", name, (unsigned long long)min,
+			  (unsigned long long)max, optarg);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int opt_ratio(double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(optarg, &end);
+	if (errno || end == optarg || *end || !(v >= 1 && v <= 1e6)) {
+		kvz_error("--disk-overcommit: want a ratio from 1 to 1000000, got \"%s\"", optarg);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int opt_images_dir(struct options *o)
+{
+	if (o->nimages == IMAGE_DIRS_MAX) {
+		kvz_error("--images-dir: at most %d directories", IMAGE_DIRS_MAX);
+		return -1;
+	}
+	o->images_dirs[o->nimages++] = optarg;
+	return 0;
+}
 
 static int parse_options(int argc, char **argv, struct kvzd *d, struct options *o)
 {
@@ -168,13 +246,18 @@ static int parse_options(int argc, char **argv, struct kvzd *d, struct options *
 		{"vmm", required_argument, NULL, 'V'},
 		{"ct", required_argument, NULL, 'C'},
 		{"sample-interval", required_argument, NULL, 'i'},
+		{"max-connections", required_argument, NULL, 'm'},
+		{"max-connections-per-ip", required_argument, NULL, 'p'},
+		{"idle-timeout", required_argument, NULL, 'T'},
+		{"images-dir", required_argument, NULL, 'I'},
+		{"disk-overcommit", required_argument, NULL, 'O'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	int c;
+	int c, bad = 0;
 	uint64_t v;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while (!bad && (c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's': snprintf(d->state_dir, sizeof(d->state_dir), "%s", optarg); break;
 		case 'S': snprintf(d->socket_path, sizeof(d->socket_path), "%s", optarg); break;
@@ -190,17 +273,53 @@ static int parse_options(int argc, char **argv, struct kvzd *d, struct options *
 			}
 			d->sample_interval_s = (int)v;
 			break;
+		case 'm': bad = opt_uint("max-connections", 1, 65536, &o->limits.max_conns); break;
+		case 'p': bad = opt_uint("max-connections-per-ip", 1, 65536, &o->limits.max_per_ip); break;
+		case 'T': bad = opt_uint("idle-timeout", 1, 3600, &o->limits.idle_timeout_s); break;
+		case 'I': bad = opt_images_dir(o); break;
+		case 'O': bad = opt_ratio(&d->disk_overcommit); break;
 		case 'v': kvz_log_set_verbose(true); break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
 		}
 	}
+	if (bad)
+		return -1;
 	if (optind < argc) {
 		kvz_error("unexpected argument \"%s\"", argv[optind]);
 		return -1;
 	}
+	if (o->limits.max_per_ip > o->limits.max_conns) {
+		kvz_error("--max-connections-per-ip %u is above --max-connections %u",
+			  o->limits.max_per_ip, o->limits.max_conns);
+		return -1;
+	}
 	if (o->tcp && !o->token_file) {
 		kvz_error("--listen needs --token-file: the TCP API always requires a token");
+		return -1;
+	}
+	return 0;
+}
+
+/* Each connection holds a descriptor, and each listener may hold
+ * max_conns of them: take the hard limit, and refuse to start when even
+ * that is too small, rather than fail accept() under load. */
+static int raise_fd_limit(const struct api_limits *lim)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 0;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	/* Two listeners, plus the store, logs, QMP clients and guests' files. */
+	rlim_t need = 2 * (rlim_t)lim->max_conns + 256;
+	if (rl.rlim_cur < need) {
+		kvz_error("--max-connections %u needs %llu open files, the limit is %llu (ulimit -n)",
+			  lim->max_conns, (unsigned long long)need,
+			  (unsigned long long)rl.rlim_cur);
 		return -1;
 	}
 	return 0;
@@ -225,13 +344,16 @@ int main(int argc, char **argv)
 {
 	kvz_log_init(argv[0]);
 	struct kvzd d = {.sample_interval_s = 5, .ops_lock = PTHREAD_MUTEX_INITIALIZER,
-			 .ops_cond = PTHREAD_COND_INITIALIZER};
+			 .ops_cond = PTHREAD_COND_INITIALIZER, .disk_overcommit = 1,
+			 .disk_lock = PTHREAD_MUTEX_INITIALIZER};
 	snprintf(d.state_dir, sizeof(d.state_dir), "/var/lib/kvz");
 	snprintf(d.run_dir, sizeof(d.run_dir), "/run/kvz");
 	snprintf(d.socket_path, sizeof(d.socket_path), "/run/kvz/kvzd.sock");
-	struct options o = {0};
+	struct options o = {.limits = {.max_conns = 128, .max_per_ip = 16, .idle_timeout_s = 5}};
 	if (parse_options(argc, argv, &d, &o))
 		return 2;
+	if (raise_fd_limit(&o.limits))
+		return 1;
 	if (absolutize(d.state_dir, sizeof(d.state_dir)) ||
 	    absolutize(d.run_dir, sizeof(d.run_dir)) ||
 	    absolutize(d.socket_path, sizeof(d.socket_path))) {
@@ -246,6 +368,12 @@ int main(int argc, char **argv)
 		return 1;
 	if (prepare_dirs(&d))
 		return 1;
+	char err[512];
+	d.images = image_dirs_open(o.images_dirs, o.nimages, d.state_dir, err, sizeof(err));
+	if (!d.images) {
+		kvz_error("%s", err);
+		return 1;
+	}
 
 	/* One kvzd per state directory. */
 	char lockp[300];
@@ -266,7 +394,7 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	char err[512], dbp[300];
+	char dbp[300];
 	snprintf(dbp, sizeof(dbp), "%s/kvzd.db", d.state_dir);
 	d.store = store_open(dbp, err, sizeof(err));
 	if (!d.store) {
@@ -278,7 +406,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	guests_adopt_all(&d);
-	struct api *api = api_start(&d, o.tcp, token, err, sizeof(err));
+	struct api *api = api_start(&d, o.tcp, token, &o.limits, err, sizeof(err));
 	if (!api) {
 		kvz_error("%s", err);
 		return 1;
@@ -307,6 +435,7 @@ int main(int argc, char **argv)
 	qmp_watch_stop();
 	monitor_stop();
 	store_close(d.store);
+	image_dirs_free(d.images);
 	free(token);
 	return 0;
 }

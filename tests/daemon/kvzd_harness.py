@@ -13,6 +13,7 @@ import time
 BUILD = os.environ.get("KVZ_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 KVZD = os.path.join(BUILD, "src/daemon/kvzd")
 KVZ = os.path.join(BUILD, "src/cli/kvz")
+FAKE = os.path.join(BUILD, "tests/daemon/kvz-fake-supervisor")
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -28,13 +29,15 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class Kvzd:
-    def __init__(self, vmm=None, ct=None, interval=1):
+    def __init__(self, vmm=None, ct=None, interval=1, images_dirs=()):
         # Short paths: UNIX socket paths are limited to 108 bytes.
         self.dir = tempfile.mkdtemp(prefix="kvzd-", dir="/tmp")
         self.state = os.path.join(self.dir, "state")
         self.run = os.path.join(self.dir, "run")
         self.socket = os.path.join(self.dir, "kvzd.sock")
         self.vmm, self.ct, self.interval = vmm, ct, interval
+        # kvzd takes kernels and initrds only from these (--images-dir).
+        self.images_dirs = list(images_dirs)
         self.proc = None
         self.log = os.path.join(self.dir, "kvzd.log")
 
@@ -45,6 +48,8 @@ class Kvzd:
             args += ["--vmm", self.vmm]
         if self.ct:
             args += ["--ct", self.ct]
+        for d in self.images_dirs:
+            args += ["--images-dir", d]
         args += list(extra)
         logf = open(self.log, "a")
         self.proc = subprocess.Popen(args, stdout=logf, stderr=logf)
@@ -158,6 +163,26 @@ class Kvzd:
                 return v
             time.sleep(0.1)
         raise AssertionError("timed out waiting for " + what + "\nkvzd log:\n" + self.read_log())
+
+
+def fake_kvzd():
+    """A Kvzd, not started yet, whose kvz-vmm and kvz-ct are the stand-in
+    supervisor, with a dummy kernel file d.kernel in its one image directory
+    d.images_dirs[0]. None when the stand-in is not built."""
+    if not os.path.exists(FAKE):
+        return None
+    d = Kvzd()
+    bindir = os.path.join(d.dir, "bin")
+    os.mkdir(bindir)
+    # Copies, not links: kvzd recognises supervisors by argv[0]'s basename.
+    for prog in ("kvz-vmm", "kvz-ct"):
+        shutil.copy(FAKE, os.path.join(bindir, prog))
+    d.vmm, d.ct = os.path.join(bindir, "kvz-vmm"), os.path.join(bindir, "kvz-ct")
+    d.kernel = os.path.join(bindir, "kernel")
+    with open(d.kernel, "wb") as f:
+        f.write(b"\0" * 4096)
+    d.images_dirs = [bindir]
+    return d
 
 
 def parse_prometheus(text):

@@ -5,7 +5,6 @@ stats series, metrics, errors, concurrency, authentication."""
 import concurrent.futures
 import json
 import os
-import shutil
 import signal
 import socket
 import sqlite3
@@ -16,9 +15,7 @@ import http.client
 
 import pytest
 
-from kvzd_harness import BUILD, Kvzd, parse_prometheus
-
-FAKE = os.path.join(BUILD, "tests/daemon/kvz-fake-supervisor")
+from kvzd_harness import BUILD, FAKE, fake_kvzd, parse_prometheus
 
 
 def pid_alive(pid):
@@ -32,18 +29,9 @@ def pid_alive(pid):
 
 @pytest.fixture
 def kvzd():
-    if not os.path.exists(FAKE):
+    d = fake_kvzd()
+    if not d:
         pytest.skip("stand-in supervisor not built: " + FAKE)
-    d = Kvzd()
-    bindir = os.path.join(d.dir, "bin")
-    os.mkdir(bindir)
-    # Copies, not links: kvzd recognises supervisors by argv[0]'s basename.
-    for prog in ("kvz-vmm", "kvz-ct"):
-        shutil.copy(FAKE, os.path.join(bindir, prog))
-    d.vmm, d.ct = os.path.join(bindir, "kvz-vmm"), os.path.join(bindir, "kvz-ct")
-    d.kernel = os.path.join(bindir, "kernel")
-    with open(d.kernel, "wb") as f:
-        f.write(b"\0" * 4096)
     d.start()
     yield d
     d.cleanup()
@@ -426,7 +414,7 @@ def test_tcp_requires_token(kvzd):
     d = kvzd
     d.terminate()
     token = os.path.join(d.dir, "token")
-    with open(token, "w") as f:
+    with open(os.open(token, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
         f.write("s3cret-token-0123456789\n")
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

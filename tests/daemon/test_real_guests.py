@@ -29,7 +29,7 @@ def pid_alive(pid):
 
 @pytest.fixture
 def real():
-    d = Kvzd(vmm=KVZ_VMM, ct=KVZ_CT)
+    d = Kvzd(vmm=KVZ_VMM, ct=KVZ_CT, images_dirs=[os.path.dirname(IDLE)])
     yield d
     d.cleanup()
 
@@ -167,7 +167,7 @@ L1_SCRIPT = r"""
 set -x
 mkdir -p /tmp/k
 kvzd --state-dir /tmp/k/state --run-dir /tmp/k/run --socket /tmp/k/s.sock \
-     --vmm /bin/kvz-vmm --ct /bin/false --sample-interval 1 > /tmp/k/kvzd.log 2>&1 &
+     --vmm /bin/kvz-vmm --ct /bin/false --sample-interval 1 --images-dir /l2 > /tmp/k/kvzd.log 2>&1 &
 kvzd_pid=$!
 export KVZ_SOCKET=/tmp/k/s.sock
 for i in 1 2 3 4 5 6 7 8 9 10; do [ -S /tmp/k/s.sock ] && break; sleep 1; done
@@ -199,7 +199,7 @@ kvz --json stats deb | grep -c ts_ms
 kill -9 $kvzd_pid
 sleep 1
 kvzd --state-dir /tmp/k/state --run-dir /tmp/k/run --socket /tmp/k/s.sock \
-     --vmm /bin/kvz-vmm --ct /bin/false --sample-interval 1 >> /tmp/k/kvzd.log 2>&1 &
+     --vmm /bin/kvz-vmm --ct /bin/false --sample-interval 1 --images-dir /l2 >> /tmp/k/kvzd.log 2>&1 &
 for i in 1 2 3 4 5 6 7 8 9 10; do kvz host > /dev/null 2>&1 && break; sleep 1; done
 kvz events --guest deb | grep -q adopted && echo KVZ-ADOPTED
 kvz list

@@ -1,0 +1,24 @@
+/* Guest disks against the free space of the filesystem that holds them.
+ * Disks are sparse, so creating one costs nothing now but promises space
+ * for later: kvzd admits a disk (or a growth) only while everything still
+ * promised on that filesystem fits in its free space times
+ * kvzd --disk-overcommit (1 by default: every guest disk there can fill up
+ * at once). */
+#ifndef KVZD_DISK_ADMISSION_H
+#define KVZD_DISK_ADMISSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "guest_ops.h"
+#include "kvzd.h"
+
+/* 409 in e unless guest name's disk (a VM image when vm, else a container
+ * private area) may be size bytes. Promised space is, for each guest disk
+ * on the same filesystem, its size minus what it has allocated already;
+ * guests whose records exist but whose files do not yet (being created)
+ * count in full. The caller holds d->disk_lock until the new size is in
+ * the store, so that two requests cannot both take the last free space. */
+int disk_admit(struct kvzd *d, const char *name, bool vm, uint64_t size, struct op_error *e);
+
+#endif
