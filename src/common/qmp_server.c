@@ -259,6 +259,7 @@ static void accept_conn(struct qmp_server *s)
 static void *server_thread(void *arg)
 {
 	struct qmp_server *s = arg;
+	pthread_setname_np(pthread_self(), "qmp");   /* for top -H, gdb, stack dumps */
 	for (;;) {
 		struct pollfd pfd[QMP_MAX_CLIENTS + 2];
 		struct qmp_conn *who[QMP_MAX_CLIENTS + 2];

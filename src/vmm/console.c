@@ -166,6 +166,7 @@ static void drop_client(struct console *c)
 static void *input_thread(void *arg)
 {
 	struct console *c = arg;
+	pthread_setname_np(pthread_self(), "console-in");   /* for top -H, gdb, stack dumps */
 	bool in_open = c->in_fd >= 0;
 	for (;;) {
 		struct pollfd p[3] = {{.fd = c->wake[0], .events = POLLIN}};

@@ -182,6 +182,9 @@ static void console_input(void *opaque, const uint8_t *buf, size_t len)
 struct signal_waiter {
 	struct vm *vm;
 	int sig;      /* the stop signal taken, 0 if none; written before the stop request */
+	bool closing; /* set by stop_signal_thread(): the next signal only ends the thread */
+	bool started;
+	pthread_t thread;
 };
 
 /* SIGINT/SIGTERM/SIGHUP end the VM cleanly (terminal restored, sockets
@@ -189,17 +192,32 @@ struct signal_waiter {
 static void *signal_thread(void *arg)
 {
 	struct signal_waiter *w = arg;
+	pthread_setname_np(pthread_self(), "signals");   /* for top -H, gdb, stack dumps */
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
 	int sig;
-	if (sigwait(&set, &sig) == 0) {
-		__atomic_store_n(&w->sig, sig, __ATOMIC_RELEASE);
-		vm_request_stop(w->vm, VM_STOP_QUIT, "signal %d", sig);
-	}
+	if (sigwait(&set, &sig) != 0 || __atomic_load_n(&w->closing, __ATOMIC_ACQUIRE))
+		return NULL;
+	__atomic_store_n(&w->sig, sig, __ATOMIC_RELEASE);
+	vm_request_stop(w->vm, VM_STOP_QUIT, "signal %d", sig);
 	return NULL;
+}
+
+/* Joined, not detached: a signal that arrives while the VM stops for
+ * another reason is still inside vm_request_stop() (which emits SHUTDOWN
+ * through the QMP server), so the VM and the server may only go once this
+ * thread has ended. */
+static void stop_signal_thread(struct signal_waiter *w)
+{
+	if (!w->started)
+		return;
+	__atomic_store_n(&w->closing, true, __ATOMIC_RELEASE);
+	pthread_kill(w->thread, SIGHUP);   /* harmless if it already took a signal */
+	pthread_join(w->thread, NULL);
+	w->started = false;
 }
 
 static int block_stop_signals(void)
@@ -237,6 +255,7 @@ static int run(struct options *o)
 	struct vm *vm = NULL;
 	struct console *con = NULL;
 	struct vmm_control ctl = {0};
+	struct signal_waiter waiter = {0};
 	int status = 1;
 
 	/* Before any thread exists, so that every thread inherits the mask. */
@@ -275,14 +294,12 @@ static int run(struct options *o)
 	serial_set_console(vm->serial, con);
 	if (o->qmp_path && qmp_control_start(&ctl, o->qmp_path, err, sizeof(err)) < 0)
 		goto out;
-	pthread_t sig_thread;
-	static struct signal_waiter waiter;   /* outlives run(): the thread is detached */
 	waiter.vm = vm;
-	if (pthread_create(&sig_thread, NULL, signal_thread, &waiter) != 0) {
+	if (pthread_create(&waiter.thread, NULL, signal_thread, &waiter) != 0) {
 		snprintf(err, sizeof(err), "cannot start the signal thread");
 		goto out;
 	}
-	pthread_detach(sig_thread);
+	waiter.started = true;
 	/* Guest input is read only by a console nobody else reads: with a
 	 * console socket, stdin stays untouched. */
 	if (console_start(con, console_input, vm->serial, err, sizeof(err)) < 0)
@@ -308,6 +325,7 @@ static int run(struct options *o)
 		status = 0;
 out:
 	/* Order: nothing may call into the VM once it is gone. */
+	stop_signal_thread(&waiter);
 	qmp_control_stop(&ctl);
 	if (vm)
 		serial_set_console(vm->serial, NULL);

@@ -220,10 +220,13 @@ fail:
 	return NULL;
 }
 
+/* Only stops the thread: the virtio devices, destroyed after this and
+ * before vm_destroy(), still unregister their fds from it (they keep a
+ * pointer to it; freeing it here let them lock a freed mutex, which hung
+ * kvz-vmm's exit whenever that memory had been reused). */
 void vm_stop_io(struct vm *vm)
 {
-	io_thread_destroy(vm->io);
-	vm->io = NULL;
+	io_thread_stop(vm->io);
 }
 
 void vm_destroy(struct vm *vm)
