@@ -214,6 +214,14 @@ int console_start(struct console *c, console_input_fn fn, void *opaque, char *er
 	return 0;
 }
 
+bool console_saved_terminal(const struct console *c, struct termios *tty)
+{
+	if (!c || !c->tty_raw)
+		return false;
+	*tty = c->saved_tty;
+	return true;
+}
+
 void console_destroy(struct console *c)
 {
 	if (!c)

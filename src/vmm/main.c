@@ -20,10 +20,14 @@
 #include "qmp_control.h"
 #include "seccomp_filter.h"
 #include "serial.h"
+#include "stop_watchdog.h"
 #include "virtio/virtio_devices.h"
 #include "vm.h"
 
 #define MAX_DEVICES 16
+/* A stop ends the process within about twice this: the vCPU threads get
+ * this long to leave their devices, then the teardown as long again. */
+#define STOP_LIMIT_S 5
 
 struct options {
 	struct boot_config boot;
@@ -249,6 +253,47 @@ static int lock_down(enum seccomp_mode mode, char *err, size_t errlen)
 	return seccomp_filter_install(mode, err, errlen);
 }
 
+/* A vCPU thread that does not leave its device is a bug (a lock never
+ * released, a write that never returns): the machine cannot be torn down
+ * with it running, so say where each vCPU is and leave at once. */
+static _Noreturn void stuck_vcpus(struct vm *vm, struct console *con)
+{
+	for (int i = 0; i < vm->ncpus; i++)
+		vcpu_log_state(&vm->vcpus[i]);
+	struct termios tty;
+	if (console_saved_terminal(con, &tty))
+		tcsetattr(STDIN_FILENO, TCSANOW, &tty);
+	kvz_error("stopping: a vCPU did not stop within %d s (states above); exiting without teardown",
+		  STOP_LIMIT_S);
+	_exit(1);
+}
+
+/* Order: nothing may call into the VM once it is gone. Each stage is named
+ * for the watchdog, which ends the process if one of them hangs. */
+static void teardown(struct signal_waiter *waiter, struct vmm_control *ctl, struct vm *vm,
+		     struct console *con)
+{
+	struct stop_watchdog *wd = stop_watchdog_start(STOP_LIMIT_S, con);
+	stop_watchdog_stage(wd, "the signal thread");
+	stop_signal_thread(waiter);
+	stop_watchdog_stage(wd, "the QMP server");
+	qmp_control_stop(ctl);
+	if (vm)
+		serial_set_console(vm->serial, NULL);
+	stop_watchdog_stage(wd, "the console");
+	console_destroy(con);
+	if (ctl->vd) {
+		stop_watchdog_stage(wd, "the I/O thread");
+		if (vm)
+			vm_stop_io(vm);
+		stop_watchdog_stage(wd, "the virtio devices");
+		virtio_devices_destroy(ctl->vd);
+	}
+	stop_watchdog_stage(wd, "the machine");
+	vm_destroy(vm);
+	stop_watchdog_done(wd);
+}
+
 static int run(struct options *o)
 {
 	char err[512] = "";
@@ -306,11 +351,14 @@ static int run(struct options *o)
 		goto out;
 	if (lock_down(o->seccomp, err, sizeof(err)) < 0)
 		goto out;
+	bool joined;
 	if (vm_start(vm, err, sizeof(err)) < 0) {
-		vm_wait(vm);
+		vm_wait(vm, STOP_LIMIT_S, &joined);
+		if (!joined)
+			stuck_vcpus(vm, con);
 		goto out;
 	}
-	enum vm_stop_reason why = vm_wait(vm);
+	enum vm_stop_reason why = vm_wait(vm, STOP_LIMIT_S, &joined);
 	int sig = __atomic_load_n(&waiter.sig, __ATOMIC_ACQUIRE);
 	if (sig) {
 		/* Killed from outside, often because the guest looked stuck:
@@ -319,23 +367,14 @@ static int run(struct options *o)
 		for (int i = 0; i < vm->ncpus; i++)
 			vcpu_log_state(&vm->vcpus[i]);
 	}
+	if (!joined)
+		stuck_vcpus(vm, con);
 	if (why == VM_STOP_ERROR)
 		snprintf(err, sizeof(err), "%s", vm->stop_msg);
 	else
 		status = 0;
 out:
-	/* Order: nothing may call into the VM once it is gone. */
-	stop_signal_thread(&waiter);
-	qmp_control_stop(&ctl);
-	if (vm)
-		serial_set_console(vm->serial, NULL);
-	console_destroy(con);
-	if (ctl.vd) {
-		if (vm)
-			vm_stop_io(vm);
-		virtio_devices_destroy(ctl.vd);
-	}
-	vm_destroy(vm);
+	teardown(&waiter, &ctl, vm, con);
 	boot_forget_files();
 	if (status != 0)
 		kvz_error("%s", err[0] ? err : "failed");

@@ -9,6 +9,7 @@ Under `make asan` these also catch use-after-free in the teardown: the
 I/O thread used to be freed before the virtio devices that unregister
 from it, which hung the exit when that memory had been reused."""
 
+import fcntl
 import os
 import select
 import signal
@@ -167,3 +168,40 @@ def test_qmp_clients_vanish_while_guest_works(tmp_path):
         stop.set()
         p.kill()
         p.wait()
+
+
+def test_stop_with_a_vcpu_stuck_in_a_device(tmp_path):
+    """A vCPU that never leaves its device (here: the UART writing to a
+    stdout pipe that is full and never read) cannot be joined. SIGTERM must
+    still end kvz-vmm within a bounded time, with the vCPU's recorded state
+    and one error line, instead of waiting forever."""
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+    size = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
+    os.set_blocking(w, False)
+    filled = 0
+    try:
+        while True:
+            filled += os.write(w, b"x" * size)
+    except BlockingIOError:
+        pass
+    os.set_blocking(w, True)
+    p = subprocess.Popen([vmmtest.VMM, "--kernel", guest("hello"), "--memory", "16M"],
+                         stdout=w, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    os.close(w)
+    try:
+        time.sleep(0.5)     # the guest's first byte blocks vCPU 0 in the UART
+        assert p.poll() is None, "kvz-vmm ended although its console was full"
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        rc, err = wait_exit(p, limit=15)
+        took = time.monotonic() - t0
+        print(f"stuck vCPU: kvz-vmm ended in {took:.1f} s with {rc}")
+        assert rc == 1, err
+        assert "vCPU 0: thread still running, stuck serving exit reason 2 at 0x3f8" in err, err
+        assert "a vCPU did not stop within" in err, err
+        assert 4 <= took < 10, took
+    finally:
+        p.kill()
+        p.wait()
+        os.close(r)
