@@ -217,7 +217,7 @@ def l1_script(cycles, scenarios=True, load=False, early_console=False):
 
 def run(cycles, scenarios=True, load=False, early_console=False, stream=None, timeout=None):
     if timeout is None:
-        timeout = 600 + 120 * cycles
+        timeout = 600 + 240 * cycles
     return kvzlab.run_in_lab(l1_script(cycles, scenarios, load, early_console),
                              files={QMP_SEND: "/bin/qmp-send"}, l2_init=L2_INIT,
                              l1_modules=["tun", "bridge", "vhost_net"],
