@@ -120,9 +120,14 @@ void console_write(struct console *c, const uint8_t *buf, size_t len)
 		return;
 	}
 	pthread_mutex_lock(&c->lock);
-	if (c->client_fd < 0) {
-		replay_ring_append(&c->ring, buf, len);
-	} else {
+	/* Kept even while a client is attached: a client that goes away
+	 * before reading what it was sent (`timeout 1 kvz console`, a killed
+	 * terminal) would otherwise take the guest's only copy with it, and
+	 * the next client would see nothing of a guest that printed all its
+	 * boot (issue 9). The next client gets everything since the previous
+	 * one attached (at most the ring's size). */
+	replay_ring_append(&c->ring, buf, len);
+	if (c->client_fd >= 0) {
 		/* MSG_DONTWAIT: a client that stops reading loses output rather
 		 * than stalling the vCPU. */
 		ssize_t n = send(c->client_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -163,6 +168,23 @@ static void drop_client(struct console *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* Feeds what arrived on fd to the UART. Returns false once it is closed
+ * (a socket client is then dropped; stdin's end only stops input). */
+static bool read_input(struct console *c, int fd)
+{
+	uint8_t buf[256];
+	ssize_t r = read(fd, buf, sizeof(buf));
+	if (r > 0) {
+		c->fn(c->opaque, buf, (size_t)r);
+		return true;
+	}
+	if (r < 0 && errno == EINTR)
+		return true;
+	if (c->is_socket)
+		drop_client(c);
+	return false;
+}
+
 static void *input_thread(void *arg)
 {
 	struct console *c = arg;
@@ -184,20 +206,13 @@ static void *input_thread(void *arg)
 		}
 		if (p[0].revents)
 			return NULL;
+		/* The client's data (or its hang-up) first: a client that left
+		 * just before the next one connected must not make the console
+		 * look busy to it. */
+		if (data_fd >= 0 && p[data_idx].revents)
+			in_open = read_input(c, data_fd) || c->is_socket;
 		if (c->is_socket && (p[1].revents & POLLIN))
 			attach_client(c);
-		if (data_fd < 0 || !p[data_idx].revents)
-			continue;
-		uint8_t buf[256];
-		ssize_t r = read(data_fd, buf, sizeof(buf));
-		if (r > 0) {
-			c->fn(c->opaque, buf, (size_t)r);
-		} else if (r == 0 || errno != EINTR) {
-			if (c->is_socket)
-				drop_client(c);
-			else
-				in_open = false;   /* stdin closed: output goes on */
-		}
 	}
 }
 
