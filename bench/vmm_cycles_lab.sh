@@ -1,6 +1,8 @@
 #!/bin/sh
 # Issue 9's proof: N consecutive boot -> balloon -> reboot -> boot -> poweroff
-# cycles of kvz-vmm with Debian's kernel, with 1 and 2 vCPUs in turn, after
+# cycles of kvz-vmm with Debian's kernel, with 1 and 2 vCPUs in turn, each
+# both started directly and started by kvzd (its disk, console socket and
+# balloon; the console polled with `timeout 1 kvz console`), after
 # the stop scenarios (SIGTERM during a balloon change, QMP quit, vanishing
 # QMP clients...), in ONE nested-lab run with L1's vCPUs loaded by busy
 # loops. The machine is the issue's: two virtio disks, virtio-net on a TAP
@@ -9,9 +11,9 @@
 # tests/lab/vmm_stop_cycles.py) and the slowest boot and stop.
 # The guest's early console (earlyprintk=serial ignore_loglevel) goes into the
 # log, so that a boot that never printed shows how far it got.
-# Usage: bench/vmm_cycles_lab.sh [N]   (default 30; about a minute of lab
+# Usage: bench/vmm_cycles_lab.sh [N]   (default 30; about five minutes of lab
 #        time per cycle; env BUILD_DIR (build), LOG (console copy, default
-#        BUILD_DIR/meson-logs/vmm_cycles_lab.console), NO_LOAD=1)
+#        BUILD_DIR/meson-logs/vmm_cycles_lab.console), NO_LOAD=1, NO_KVZD=1)
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-build}
@@ -22,5 +24,7 @@ mkdir -p "$(dirname "$LOG")"
 export KVZ_BUILD_DIR="$BUILD_DIR" KVZ_SOURCE_DIR="$here"
 load=""
 [ "${NO_LOAD:-0}" = 1 ] && load=--no-load
+kvzd=""
+[ "${NO_KVZD:-0}" = 1 ] && kvzd=--no-kvzd
 exec /usr/bin/python3 "$here/tests/lab/vmm_stop_cycles.py" --cycles "$N" --early-console \
-    --log "$LOG" $load
+    --log "$LOG" $load $kvzd

@@ -15,7 +15,9 @@ part from the kernel command line (kvzphase=...). Scenarios:
                    (killed mid-session) while the guest writes its disk
 
 and N cycles of boot -> balloon -> reboot -> boot -> poweroff, with 1 and
-2 vCPUs in turn. Each run prints one line
+2 vCPUs in turn; with kvzd=True each also under kvzd (kvz create/start/set,
+the console polled with `timeout 1 kvz console` as kvzd's lab test does;
+rc is 0 when kvzd recorded 'stopped'). Each run prints one line
 
   RESULT NAME rc=RC boot=S stop=S
 
@@ -45,6 +47,14 @@ L2_INIT = r"""
 ph=$(sed -n 's/.*kvzphase=\([a-z-]*\).*/\1/p' /proc/cmdline)
 mt() { awk '/^MemTotal:/ {print $2}' /proc/meminfo; }
 m0=$(mt)
+if [ $ph = kvzd ]; then
+  # Under kvzd the command line is fixed: a boot counter on the disk
+  # alternates balloon-then-reboot and power-off.
+  n=$(dd if=/dev/vda bs=1 count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
+  n=$(( (${n:-0} + 1) % 256 ))
+  printf "\\$(printf %03o $n)" | dd of=/dev/vda bs=1 count=1 conv=fsync 2>/dev/null
+  if [ $((n % 2)) = 1 ]; then ph=balloon-reboot; else ph=poweroff; fi
+fi
 echo "L2-READY phase=$ph memtotal=$m0"
 inflated() {
   i=0
@@ -144,6 +154,66 @@ end_run() {
 }
 downwait() { waitfor /tmp/$1.log L2-DOWN 300 || echo "$1: no L2-DOWN"; t_stop=$(now); }
 BALLOON='{"execute": "balloon", "arguments": {"value": 134217728}}'
+# ---- under kvzd: kvz-vmm with its disk, console socket and balloon as
+# kvzd starts it; the console polled as kvzd's lab test does.
+kvzd_setup() {
+  mkdir -p /tmp/k
+  kvzd --state-dir /tmp/k/state --run-dir /tmp/k/run --socket /tmp/k/s.sock \
+       --vmm /bin/kvz-vmm --ct /bin/false --sample-interval 1 > /tmp/k/kvzd.log 2>&1 &
+  export KVZ_SOCKET=/tmp/k/s.sock
+  i=0; while [ ! -S /tmp/k/s.sock ] && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done
+  for cpus in 1 2; do
+    kvz create vm kd$cpus --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz \
+      --cmdline "console=ttyS0 panic=-1 @CMDLINE@ kvzphase=kvzd" --memory 512M \
+      --cpus $cpus --disk 64M > /dev/null || echo "KVZD-CREATE-FAILED kd$cpus"
+  done
+}
+# kpoll GUEST RUN MARKER SECONDS: polls the console with `timeout 1 kvz
+# console` (appending to the run's log) until MARKER or the time is up.
+kpoll() {
+  end=$(awk -v a="$(now)" -v s="$4" 'BEGIN {print a + s}')
+  until grep -q "$3" /tmp/$2.log; do
+    awk -v a="$(now)" -v e="$end" 'BEGIN {exit !(a > e)}' && return 1
+    timeout 1 kvz console $1 < /dev/null >> /tmp/$2.log 2>/dev/null
+    pidof kvz-vmm > /dev/null || { grep -q "$3" /tmp/$2.log; return; }
+  done
+}
+# kstart GUEST RUN: kvz start, then the guest's first line on its console.
+kstart() {
+  t_start=$(now); : > /tmp/$2.log
+  if ! kvz start $1 > /dev/null 2>> /tmp/$2.log; then
+    echo "RESULT $2 rc=startfail boot=none stop=none"; sed "s/^/[$2] /" /tmp/$2.log; return 1
+  fi
+  if kpoll $1 $2 L2-READY @BOOT_LIMIT@; then boot=$(since $t_start); return 0; fi
+  boot=none; kend $1 $2 noboot; return 1
+}
+# kfinish GUEST RUN: the guest's last line, kvz-vmm's exit, kvzd's record.
+kfinish() {
+  kpoll $1 $2 L2-DOWN 300 || echo "$2: no L2-DOWN"
+  t_stop=$(now)
+  end=$(awk -v a="$t_stop" -v s=@STOP_LIMIT@ 'BEGIN {print a + s}')
+  while pidof kvz-vmm > /dev/null; do
+    awk -v a="$(now)" -v e="$end" 'BEGIN {exit !(a > e)}' && { kend $1 $2 hung; return; }
+    sleep 0.2
+  done
+  stop=$(since $t_stop)
+  i=0; st=""
+  while [ $i -lt 20 ]; do
+    st=$(kvz --json show $1 | grep -o '"state": *"[a-z]*"' | grep -o '[a-z]*"$' | tr -d '"')
+    [ "$st" != running ] && break; sleep 0.5; i=$((i+1))
+  done
+  rc=$st; [ "$st" = stopped ] && rc=0
+  echo "RESULT $2 rc=$rc boot=$boot stop=$stop"
+  sed "s/^/[$2] /" /tmp/$2.log
+}
+kend() {
+  pid=$(pidof kvz-vmm)
+  echo "RESULT $2 rc=$3 boot=$boot stop=none"
+  [ -n "$pid" ] && dump $pid $3 && kill -TERM $pid
+  i=0; while [ -n "$pid" ] && kill -0 $pid 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done
+  [ -n "$pid" ] && kill -0 $pid 2>/dev/null && { echo "$2: SIGTERM did not end kvz-vmm"; kill -9 $pid; sleep 1; }
+  sed "s/^/[$2] /" /tmp/$2.log; sed "s/^/[$2-log] /" /tmp/k/state/logs/$1.log
+}
 DEFLATE='{"execute": "balloon", "arguments": {"value": 536870912}}'
 """
 
@@ -195,6 +265,14 @@ while [ $c -le @CYCLES@ ]; do
     if start $n-poweroff $cpus poweroff; then
       downwait $n-poweroff; finish $n-poweroff
     fi
+    if [ @KVZD@ = 1 ]; then
+      if kstart kd$cpus $n-kvzd-reboot; then
+        kvz set kd$cpus --memory 128M > /dev/null || echo "$n: kvz set failed"
+        kfinish kd$cpus $n-kvzd-reboot
+      fi
+      kvz set kd$cpus --memory 512M > /dev/null   # stopped: back to its boot size
+      kstart kd$cpus $n-kvzd-poweroff && kfinish kd$cpus $n-kvzd-poweroff
+    fi
   done
   c=$((c+1))
 done
@@ -206,20 +284,36 @@ for i in $(seq $(grep -c ^processor /proc/cpuinfo)); do (while :; do :; done) & 
 """
 
 
-def l1_script(cycles, scenarios=True, load=False, early_console=False):
+def l1_script(cycles, scenarios=True, load=False, early_console=False, kvzd=False):
     cmdline = "earlyprintk=serial ignore_loglevel" if early_console else "quiet"
-    body = L1_FUNCTIONS + (LOAD if load else "") + (SCENARIOS if scenarios else "")
-    body += CYCLES.replace("@CYCLES@", str(cycles))
+    body = L1_FUNCTIONS + ("kvzd_setup\n" if kvzd else "") + (LOAD if load else "")
+    body += (SCENARIOS if scenarios else "")
+    body += CYCLES.replace("@CYCLES@", str(cycles)).replace("@KVZD@", "1" if kvzd else "0")
     body += "\nkill $LOADPIDS 2>/dev/null; exit 0\n"
     return (body.replace("@CMDLINE@", cmdline).replace("@BOOT_LIMIT@", str(BOOT_LIMIT))
             .replace("@STOP_LIMIT@", str(STOP_LIMIT)))
 
 
-def run(cycles, scenarios=True, load=False, early_console=False, stream=None, timeout=None):
+def kvzd_files():
+    """kvzd and kvz for L1, with their libraries."""
+    files = {}
+    for name, path in (("kvzd", os.path.join(BUILD_DIR, "src", "daemon", "kvzd")),
+                       ("kvz", os.path.join(BUILD_DIR, "src", "cli", "kvz"))):
+        files[path] = "/bin/" + name
+        for lib in kvzlab._ldd(path):
+            files.setdefault(lib, lib)
+    return files
+
+
+def run(cycles, scenarios=True, load=False, early_console=False, kvzd=False, stream=None,
+        timeout=None):
     if timeout is None:
-        timeout = 600 + 240 * cycles
-    return kvzlab.run_in_lab(l1_script(cycles, scenarios, load, early_console),
-                             files={QMP_SEND: "/bin/qmp-send"}, l2_init=L2_INIT,
+        timeout = 600 + (400 if kvzd else 240) * cycles
+    files = {QMP_SEND: "/bin/qmp-send"}
+    if kvzd:
+        files.update(kvzd_files())
+    return kvzlab.run_in_lab(l1_script(cycles, scenarios, load, early_console, kvzd),
+                             files=files, l2_init=L2_INIT,
                              l1_modules=["tun", "bridge", "vhost_net"],
                              l2_modules=L2_MODULES, timeout=timeout, stream=stream,
                              retries=0)
@@ -260,9 +354,10 @@ def main():
     ap.add_argument("--no-load", action="store_true")
     ap.add_argument("--early-console", action="store_true",
                     help="earlyprintk=serial ignore_loglevel instead of quiet")
+    ap.add_argument("--no-kvzd", action="store_true", help="only kvz-vmm started directly")
     ap.add_argument("--log", help="write the whole console here")
     a = ap.parse_args()
-    res = run(a.cycles, not a.no_scenarios, not a.no_load, a.early_console)
+    res = run(a.cycles, not a.no_scenarios, not a.no_load, a.early_console, not a.no_kvzd)
     if a.log:
         with open(a.log, "w") as f:
             f.write(res.output)
