@@ -263,7 +263,9 @@ static int read_conn(struct qmp_server *s, struct qmp_conn *c)
 	if (c->len == QMP_MAX_LINE) {
 		send_json(s, c, error_reply("GenericError", "QMP message too long"));
 		c->len = 0;
-		c->dead = 1;   /* closed once the error went out, or could not */
+		pthread_mutex_lock(&s->lock);
+		c->dead = 1;   /* closed after one try to send the error */
+		pthread_mutex_unlock(&s->lock);
 	}
 	return 0;
 }
