@@ -120,12 +120,12 @@ void console_write(struct console *c, const uint8_t *buf, size_t len)
 		return;
 	}
 	pthread_mutex_lock(&c->lock);
-	/* Kept even while a client is attached: a client that goes away
-	 * before reading what it was sent (`timeout 1 kvz console`, a killed
-	 * terminal) would otherwise take the guest's only copy with it, and
-	 * the next client would see nothing of a guest that printed all its
-	 * boot (issue 9). The next client gets everything since the previous
-	 * one attached (at most the ring's size). */
+	/* A history, kept whether or not a client is attached: a client that
+	 * goes away before reading what it was sent (`timeout 1 kvz console`,
+	 * a killed terminal) would otherwise take the guest's only copy with
+	 * it, and the next client would see nothing of a guest that printed
+	 * all its boot (issue 9). Every client first gets the last
+	 * CONSOLE_RING_SIZE bytes. */
 	replay_ring_append(&c->ring, buf, len);
 	if (c->client_fd >= 0) {
 		/* MSG_DONTWAIT: a client that stops reading loses output rather
@@ -154,8 +154,8 @@ static void attach_client(struct console *c)
 		close(fd);
 		return;
 	}
-	/* Replay, in order, what the guest wrote while nobody listened. */
-	replay_ring_drain(&c->ring, replay_to_fd, &fd);
+	/* Replay, in order, the guest's recent output. */
+	replay_ring_peek(&c->ring, replay_to_fd, &fd);
 	c->client_fd = fd;
 	pthread_mutex_unlock(&c->lock);
 }

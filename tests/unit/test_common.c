@@ -379,8 +379,12 @@ static void test_replay_ring(void **state)
 		total += n;
 		if (round % 7 != 6)
 			continue;
-		struct collected c = {0};
+		/* peek hands the same bytes as drain, and keeps them */
+		struct collected peeked = {0}, c = {0};
+		replay_ring_peek(&r, collect, &peeked);
 		replay_ring_drain(&r, collect, &c);
+		assert_int_equal(peeked.n, c.n);
+		assert_memory_equal(peeked.bytes, c.bytes, c.n);
 		size_t want = total < sizeof(storage) ? total : sizeof(storage);
 		assert_int_equal(c.n, want);
 		assert_true(c.spans <= 2);
