@@ -253,13 +253,17 @@ static int lock_down(enum seccomp_mode mode, char *err, size_t errlen)
 	return seccomp_filter_install(mode, err, errlen);
 }
 
-/* A vCPU thread that does not leave its device is a bug (a lock never
- * released, a write that never returns): the machine cannot be torn down
- * with it running, so say where each vCPU is and leave at once. */
-static _Noreturn void stuck_vcpus(struct vm *vm, struct console *con)
+static void log_vcpus(struct vm *vm)
 {
 	for (int i = 0; i < vm->ncpus; i++)
 		vcpu_log_state(&vm->vcpus[i]);
+}
+
+/* A vCPU thread that does not leave its device is a bug (a lock never
+ * released, a write that never returns): the machine cannot be torn down
+ * with it running, so leave at once (the caller logged each vCPU). */
+static _Noreturn void exit_stuck(struct console *con)
+{
 	struct termios tty;
 	if (console_saved_terminal(con, &tty))
 		tcsetattr(STDIN_FILENO, TCSANOW, &tty);
@@ -354,21 +358,22 @@ static int run(struct options *o)
 	bool joined;
 	if (vm_start(vm, err, sizeof(err)) < 0) {
 		vm_wait(vm, STOP_LIMIT_S, &joined);
-		if (!joined)
-			stuck_vcpus(vm, con);
+		if (!joined) {
+			log_vcpus(vm);
+			exit_stuck(con);
+		}
 		goto out;
 	}
 	enum vm_stop_reason why = vm_wait(vm, STOP_LIMIT_S, &joined);
 	int sig = __atomic_load_n(&waiter.sig, __ATOMIC_ACQUIRE);
-	if (sig) {
-		/* Killed from outside, often because the guest looked stuck:
-		 * say where each vCPU was. */
+	/* Killed from outside, often because the guest looked stuck, or a
+	 * vCPU that did not stop: say where each vCPU was. */
+	if (sig)
 		kvz_info("stopped by signal %d", sig);
-		for (int i = 0; i < vm->ncpus; i++)
-			vcpu_log_state(&vm->vcpus[i]);
-	}
+	if (sig || !joined)
+		log_vcpus(vm);
 	if (!joined)
-		stuck_vcpus(vm, con);
+		exit_stuck(con);
 	if (why == VM_STOP_ERROR)
 		snprintf(err, sizeof(err), "%s", vm->stop_msg);
 	else
