@@ -11,6 +11,7 @@
 # tests/lab/vmm_stop_cycles.py) and the slowest boot and stop.
 # The guest's early console (earlyprintk=serial ignore_loglevel) goes into the
 # log, so that a boot that never printed shows how far it got.
+# Not part of `make bench` (hours at N=30): run it on its own.
 # Usage: bench/vmm_cycles_lab.sh [N]   (default 30; about five minutes of lab
 #        time per cycle; env BUILD_DIR (build), LOG (console copy, default
 #        BUILD_DIR/meson-logs/vmm_cycles_lab.console), NO_LOAD=1, NO_KVZD=1)
