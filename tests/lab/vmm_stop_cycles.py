@@ -355,12 +355,13 @@ def main():
     ap.add_argument("--early-console", action="store_true",
                     help="earlyprintk=serial ignore_loglevel instead of quiet")
     ap.add_argument("--no-kvzd", action="store_true", help="only kvz-vmm started directly")
-    ap.add_argument("--log", help="write the whole console here")
+    ap.add_argument("--log", help="write the whole console here, as it comes")
     a = ap.parse_args()
-    res = run(a.cycles, not a.no_scenarios, not a.no_load, a.early_console, not a.no_kvzd)
-    if a.log:
-        with open(a.log, "w") as f:
-            f.write(res.output)
+    stream = open(a.log, "w") if a.log else None
+    res = run(a.cycles, not a.no_scenarios, not a.no_load, a.early_console, not a.no_kvzd,
+              stream=stream)
+    if stream:
+        stream.close()
     print(summary(res))
     r = results(res.output)
     return 0 if r and all(v[0] == "0" for v in r.values()) else 1
