@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,24 +20,36 @@
 
 #define QMP_MAX_CLIENTS 16
 #define QMP_MAX_LINE (64 * 1024)
+/* Output a client has not read yet; past this it is dropped, so that a
+ * client that stops reading costs memory, never a blocked thread. */
+#define QMP_MAX_PENDING (1024 * 1024)
+/* At stop, how long pending output (SHUTDOWN above all) may take to go. */
+#define QMP_FINAL_FLUSH_MS 1000
 
 struct qmp_conn {
-	int fd;              /* -1 when the slot is free */
+	int fd;              /* -1 when the slot is free; non-blocking */
 	int negotiated;
+	int dead;            /* output overflowed or failed: close it */
 	size_t len;
 	char *buf;           /* QMP_MAX_LINE + 1 bytes */
+	char *out;           /* pending output, out_len bytes */
+	size_t out_len, out_cap;
 };
 
 struct qmp_server {
 	int listen_fd;
-	int wake_pipe[2];    /* written by qmp_server_stop() to end the thread */
+	int wake_pipe[2];    /* non-blocking; wakes the thread for output or stop */
+	int stopping;        /* under lock */
 	char path[108];
 	char package[64];
 	const struct qmp_command *cmds;
 	size_t ncmds;
 	void *opaque;
 	pthread_t thread;
-	/* Guards conns[].fd and writes: events come from other threads. */
+	/* A leaf lock: guards the slots' fd/negotiated/dead/out* and stopping
+	 * (events are queued from other threads). Held for appends and
+	 * non-blocking sends only, never while calling out: no handler runs
+	 * and no thread waits on a client under it. */
 	pthread_mutex_t lock;
 	struct qmp_conn conns[QMP_MAX_CLIENTS];
 };
@@ -50,43 +63,73 @@ void qmp_set_error(struct qmp_error *e, const char *cls, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Writes all of buf; the socket is blocking with a send timeout so that a
- * client that stops reading cannot stall the server forever. */
-static int write_all(int fd, const char *buf, size_t len)
+static void wake_thread(struct qmp_server *s)
 {
-	while (len) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		buf += n;
-		len -= (size_t)n;
+	char c = 0;
+	/* Full pipe: the thread has a wake-up pending already. */
+	if (write(s->wake_pipe[1], &c, 1) < 0 && errno != EAGAIN)
+		kvz_warn("qmp: cannot wake server thread: %s", strerror(errno));
+}
+
+/* Caller holds s->lock. Appends text + newline to c's pending output; a
+ * client past QMP_MAX_PENDING is marked dead instead. */
+static void queue_locked(struct qmp_conn *c, const char *text, size_t n)
+{
+	if (c->dead)
+		return;
+	if (c->out_len + n + 1 > QMP_MAX_PENDING) {
+		c->dead = 1;
+		return;
 	}
+	if (c->out_len + n + 1 > c->out_cap) {
+		size_t cap = c->out_cap ? c->out_cap : 4096;
+		while (cap < c->out_len + n + 1)
+			cap *= 2;
+		char *p = realloc(c->out, cap);
+		if (!p) {
+			c->dead = 1;
+			return;
+		}
+		c->out = p;
+		c->out_cap = cap;
+	}
+	memcpy(c->out + c->out_len, text, n);
+	c->out[c->out_len + n] = '\n';
+	c->out_len += n + 1;
+}
+
+/* Caller holds s->lock. Sends what the socket takes now (non-blocking).
+ * Returns -1 when the client is gone. */
+static int flush_locked(struct qmp_conn *c)
+{
+	size_t done = 0;
+	while (done < c->out_len) {
+		ssize_t n = send(c->fd, c->out + done, c->out_len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0)
+			return -1;
+		done += (size_t)n;
+	}
+	memmove(c->out, c->out + done, c->out_len - done);
+	c->out_len -= done;
 	return 0;
 }
 
-/* Caller holds s->lock. Steals msg. */
-static int send_json_locked(int fd, json_t *msg)
+/* Queues msg (stolen) for c; the server thread sends it. */
+static void send_json(struct qmp_server *s, struct qmp_conn *c, json_t *msg)
 {
 	char *text = json_dumps(msg, JSON_COMPACT);
 	json_decref(msg);
-	if (!text)
-		return -1;
-	size_t n = strlen(text);
-	text[n] = '\n';  /* replaces the NUL; written with its length below */
-	int rc = write_all(fd, text, n + 1);
-	free(text);
-	return rc;
-}
-
-static int send_json(struct qmp_server *s, int fd, json_t *msg)
-{
 	pthread_mutex_lock(&s->lock);
-	int rc = send_json_locked(fd, msg);
+	if (text)
+		queue_locked(c, text, strlen(text));
+	else
+		c->dead = 1;
 	pthread_mutex_unlock(&s->lock);
-	return rc;
+	free(text);
 }
 
 static json_t *error_reply(const char *cls, const char *desc)
@@ -178,7 +221,8 @@ static int handle_line(struct qmp_server *s, struct qmp_conn *c, const char *lin
 			json_object_set(reply, "id", id);
 		json_decref(req);
 	}
-	return send_json(s, c->fd, reply);
+	send_json(s, c, reply);
+	return 0;
 }
 
 static void close_conn(struct qmp_server *s, struct qmp_conn *c)
@@ -187,7 +231,9 @@ static void close_conn(struct qmp_server *s, struct qmp_conn *c)
 	close(c->fd);
 	c->fd = -1;
 	c->negotiated = 0;
+	c->dead = 0;
 	c->len = 0;
+	c->out_len = 0;
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -215,19 +261,20 @@ static int read_conn(struct qmp_server *s, struct qmp_conn *c)
 	memmove(c->buf, c->buf + start, c->len - start);
 	c->len -= start;
 	if (c->len == QMP_MAX_LINE) {
-		send_json(s, c->fd, error_reply("GenericError", "QMP message too long"));
-		return -1;
+		send_json(s, c, error_reply("GenericError", "QMP message too long"));
+		c->len = 0;
+		pthread_mutex_lock(&s->lock);
+		c->dead = 1;   /* closed after one try to send the error */
+		pthread_mutex_unlock(&s->lock);
 	}
 	return 0;
 }
 
 static void accept_conn(struct qmp_server *s)
 {
-	int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0)
 		return;
-	struct timeval tv = {.tv_sec = 5};
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	struct qmp_conn *slot = NULL;
 	for (int i = 0; i < QMP_MAX_CLIENTS; i++)
 		if (s->conns[i].fd < 0) {
@@ -235,10 +282,10 @@ static void accept_conn(struct qmp_server *s)
 			break;
 		}
 	if (!slot) {
-		json_t *e = error_reply("GenericError", "too many QMP clients");
-		pthread_mutex_lock(&s->lock);
-		send_json_locked(fd, e);
-		pthread_mutex_unlock(&s->lock);
+		static const char msg[] =
+			"{\"error\":{\"class\":\"GenericError\",\"desc\":\"too many QMP clients\"}}\n";
+		if (send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			kvz_debug("qmp: refusing a client: %s", strerror(errno));
 		close(fd);
 		return;
 	}
@@ -250,15 +297,68 @@ static void accept_conn(struct qmp_server *s)
 	slot->fd = fd;
 	slot->len = 0;
 	slot->negotiated = 0;
-	int rc = send_json_locked(fd, greeting);
+	slot->dead = 0;
+	slot->out_len = 0;
 	pthread_mutex_unlock(&s->lock);
-	if (rc < 0)
-		close_conn(s, slot);
+	send_json(s, slot, greeting);
+}
+
+/* Sends what c has pending; closes it when it is gone, or dead (what a
+ * dead client's socket did not take at once is dropped with it). */
+static void service_output(struct qmp_server *s, struct qmp_conn *c)
+{
+	pthread_mutex_lock(&s->lock);
+	bool gone = c->out_len && flush_locked(c) < 0;
+	gone = gone || c->dead;
+	pthread_mutex_unlock(&s->lock);
+	if (gone)
+		close_conn(s, c);
+}
+
+static bool has_output(struct qmp_server *s, struct qmp_conn *c)
+{
+	pthread_mutex_lock(&s->lock);
+	bool r = c->out_len > 0;
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* At stop: what is pending (SHUTDOWN above all) gets QMP_FINAL_FLUSH_MS to
+ * leave, then clients are closed whatever they do. */
+static void final_flush(struct qmp_server *s)
+{
+	for (int waited = 0; waited < QMP_FINAL_FLUSH_MS; waited += 10) {
+		struct pollfd pfd[QMP_MAX_CLIENTS];
+		nfds_t n = 0;
+		for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
+			struct qmp_conn *c = &s->conns[i];
+			if (c->fd < 0)
+				continue;
+			service_output(s, c);
+			if (c->fd >= 0 && has_output(s, c))
+				pfd[n++] = (struct pollfd){.fd = c->fd, .events = POLLOUT};
+		}
+		if (n == 0)
+			return;
+		poll(pfd, n, 10);
+	}
+}
+
+static bool drain_wake(struct qmp_server *s)
+{
+	char buf[64];
+	while (read(s->wake_pipe[0], buf, sizeof(buf)) > 0)
+		;
+	pthread_mutex_lock(&s->lock);
+	bool stop = s->stopping;
+	pthread_mutex_unlock(&s->lock);
+	return stop;
 }
 
 static void *server_thread(void *arg)
 {
 	struct qmp_server *s = arg;
+	pthread_setname_np(pthread_self(), "qmp");   /* for top -H, gdb, stack dumps */
 	for (;;) {
 		struct pollfd pfd[QMP_MAX_CLIENTS + 2];
 		struct qmp_conn *who[QMP_MAX_CLIENTS + 2];
@@ -267,8 +367,9 @@ static void *server_thread(void *arg)
 		pfd[n++] = (struct pollfd){.fd = s->listen_fd, .events = POLLIN};
 		for (int i = 0; i < QMP_MAX_CLIENTS; i++)
 			if (s->conns[i].fd >= 0) {
+				short ev = POLLIN | (has_output(s, &s->conns[i]) ? POLLOUT : 0);
 				who[n] = &s->conns[i];
-				pfd[n++] = (struct pollfd){.fd = s->conns[i].fd, .events = POLLIN};
+				pfd[n++] = (struct pollfd){.fd = s->conns[i].fd, .events = ev};
 			}
 		if (poll(pfd, (nfds_t)n, -1) < 0) {
 			if (errno == EINTR)
@@ -276,13 +377,19 @@ static void *server_thread(void *arg)
 			kvz_error("qmp: poll: %s", strerror(errno));
 			return NULL;
 		}
-		if (pfd[0].revents)
+		if (pfd[0].revents && drain_wake(s)) {
+			final_flush(s);
 			return NULL;
+		}
 		if (pfd[1].revents & POLLIN)
 			accept_conn(s);
 		for (int i = 2; i < n; i++)
-			if (pfd[i].revents && read_conn(s, who[i]) < 0)
+			if ((pfd[i].revents & ~POLLOUT) && read_conn(s, who[i]) < 0)
 				close_conn(s, who[i]);
+		/* Replies, greetings and events queued meanwhile. */
+		for (int i = 0; i < QMP_MAX_CLIENTS; i++)
+			if (s->conns[i].fd >= 0)
+				service_output(s, &s->conns[i]);
 	}
 }
 
@@ -307,7 +414,7 @@ struct qmp_server *qmp_server_start(const char *path, const char *package,
 	s->listen_fd = kvz_unix_listen(path, 0, 8, 0600, err, errlen);
 	if (s->listen_fd < 0)
 		goto fail;
-	if (pipe2(s->wake_pipe, O_CLOEXEC) < 0) {
+	if (pipe2(s->wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		snprintf(err, errlen, "pipe: %s", strerror(errno));
 		goto fail;
 	}
@@ -352,26 +459,35 @@ void qmp_server_emit(struct qmp_server *s, const char *event, json_t *data)
 				"seconds", (json_int_t)tv.tv_sec, "microseconds",
 				(json_int_t)tv.tv_usec);
 	json_object_set_new(msg, "data", data ? data : json_object());
+	char *text = json_dumps(msg, JSON_COMPACT);
+	json_decref(msg);
+	if (!text)
+		return;
+	/* Only queued here: the caller may hold a device's lock or be a vCPU,
+	 * and must never wait for a client. */
 	pthread_mutex_lock(&s->lock);
 	for (int i = 0; i < QMP_MAX_CLIENTS; i++)
 		if (s->conns[i].fd >= 0 && s->conns[i].negotiated)
-			send_json_locked(s->conns[i].fd, json_incref(msg));
+			queue_locked(&s->conns[i], text, strlen(text));
 	pthread_mutex_unlock(&s->lock);
-	json_decref(msg);
+	free(text);
+	wake_thread(s);
 }
 
 void qmp_server_stop(struct qmp_server *s)
 {
 	if (!s)
 		return;
-	char c = 0;
-	if (write(s->wake_pipe[1], &c, 1) != 1)
-		kvz_warn("qmp: cannot wake server thread: %s", strerror(errno));
+	pthread_mutex_lock(&s->lock);
+	s->stopping = 1;
+	pthread_mutex_unlock(&s->lock);
+	wake_thread(s);
 	pthread_join(s->thread, NULL);
 	for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
 		if (s->conns[i].fd >= 0)
 			close(s->conns[i].fd);
 		free(s->conns[i].buf);
+		free(s->conns[i].out);
 	}
 	close(s->listen_fd);
 	unlink(s->path);

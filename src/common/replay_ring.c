@@ -26,13 +26,19 @@ void replay_ring_append(struct replay_ring *r, const void *data, size_t len)
 	r->len += len;
 }
 
-void replay_ring_drain(struct replay_ring *r, void (*fn)(void *opaque, const uint8_t *p, size_t n),
-		       void *opaque)
+void replay_ring_peek(const struct replay_ring *r,
+		      void (*fn)(void *opaque, const uint8_t *p, size_t n), void *opaque)
 {
 	size_t first = r->len < r->cap - r->head ? r->len : r->cap - r->head;
 	if (first)
 		fn(opaque, r->buf + r->head, first);
 	if (r->len > first)
 		fn(opaque, r->buf, r->len - first);
+}
+
+void replay_ring_drain(struct replay_ring *r, void (*fn)(void *opaque, const uint8_t *p, size_t n),
+		       void *opaque)
+{
+	replay_ring_peek(r, fn, opaque);
 	r->head = r->len = 0;
 }

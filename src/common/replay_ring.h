@@ -1,6 +1,6 @@
-/* The last bytes of an output stream, kept while nobody reads it and
- * replayed, oldest first, to the next reader: a console's output while no
- * client is attached (kvz-vmm's serial console socket, kvz-ct's pty). */
+/* The last bytes of an output stream, replayed oldest first to the next
+ * reader: kept while nobody reads it and drained (kvz-ct's pty), or kept
+ * as a history every new reader gets (kvz-vmm's console socket). */
 #ifndef KVZ_COMMON_REPLAY_RING_H
 #define KVZ_COMMON_REPLAY_RING_H
 
@@ -19,5 +19,8 @@ void replay_ring_append(struct replay_ring *r, const void *data, size_t len);
  * ring. */
 void replay_ring_drain(struct replay_ring *r, void (*fn)(void *opaque, const uint8_t *p, size_t n),
 		       void *opaque);
+/* The same without emptying it: the ring as a history. */
+void replay_ring_peek(const struct replay_ring *r,
+		      void (*fn)(void *opaque, const uint8_t *p, size_t n), void *opaque);
 
 #endif

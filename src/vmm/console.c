@@ -120,9 +120,14 @@ void console_write(struct console *c, const uint8_t *buf, size_t len)
 		return;
 	}
 	pthread_mutex_lock(&c->lock);
-	if (c->client_fd < 0) {
-		replay_ring_append(&c->ring, buf, len);
-	} else {
+	/* A history, kept whether or not a client is attached: a client that
+	 * goes away before reading what it was sent (`timeout 1 kvz console`,
+	 * a killed terminal) would otherwise take the guest's only copy with
+	 * it, and the next client would see nothing of a guest that printed
+	 * all its boot (issue 9). Every client first gets the last
+	 * CONSOLE_RING_SIZE bytes. */
+	replay_ring_append(&c->ring, buf, len);
+	if (c->client_fd >= 0) {
 		/* MSG_DONTWAIT: a client that stops reading loses output rather
 		 * than stalling the vCPU. */
 		ssize_t n = send(c->client_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -149,8 +154,8 @@ static void attach_client(struct console *c)
 		close(fd);
 		return;
 	}
-	/* Replay, in order, what the guest wrote while nobody listened. */
-	replay_ring_drain(&c->ring, replay_to_fd, &fd);
+	/* Replay, in order, the guest's recent output. */
+	replay_ring_peek(&c->ring, replay_to_fd, &fd);
 	c->client_fd = fd;
 	pthread_mutex_unlock(&c->lock);
 }
@@ -163,9 +168,27 @@ static void drop_client(struct console *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* Feeds what arrived on fd to the UART. Returns false once it is closed
+ * (a socket client is then dropped; stdin's end only stops input). */
+static bool read_input(struct console *c, int fd)
+{
+	uint8_t buf[256];
+	ssize_t r = read(fd, buf, sizeof(buf));
+	if (r > 0) {
+		c->fn(c->opaque, buf, (size_t)r);
+		return true;
+	}
+	if (r < 0 && errno == EINTR)
+		return true;
+	if (c->is_socket)
+		drop_client(c);
+	return false;
+}
+
 static void *input_thread(void *arg)
 {
 	struct console *c = arg;
+	pthread_setname_np(pthread_self(), "console-in");   /* for top -H, gdb, stack dumps */
 	bool in_open = c->in_fd >= 0;
 	for (;;) {
 		struct pollfd p[3] = {{.fd = c->wake[0], .events = POLLIN}};
@@ -183,20 +206,13 @@ static void *input_thread(void *arg)
 		}
 		if (p[0].revents)
 			return NULL;
+		/* The client's data (or its hang-up) first: a client that left
+		 * just before the next one connected must not make the console
+		 * look busy to it. */
+		if (data_fd >= 0 && p[data_idx].revents)
+			in_open = read_input(c, data_fd) || c->is_socket;
 		if (c->is_socket && (p[1].revents & POLLIN))
 			attach_client(c);
-		if (data_fd < 0 || !p[data_idx].revents)
-			continue;
-		uint8_t buf[256];
-		ssize_t r = read(data_fd, buf, sizeof(buf));
-		if (r > 0) {
-			c->fn(c->opaque, buf, (size_t)r);
-		} else if (r == 0 || errno != EINTR) {
-			if (c->is_socket)
-				drop_client(c);
-			else
-				in_open = false;   /* stdin closed: output goes on */
-		}
 	}
 }
 
@@ -211,6 +227,14 @@ int console_start(struct console *c, console_input_fn fn, void *opaque, char *er
 	}
 	c->started = true;
 	return 0;
+}
+
+bool console_saved_terminal(const struct console *c, struct termios *tty)
+{
+	if (!c || !c->tty_raw)
+		return false;
+	*tty = c->saved_tty;
+	return true;
 }
 
 void console_destroy(struct console *c)

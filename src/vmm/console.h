@@ -5,8 +5,10 @@
 #ifndef KVZ_VMM_CONSOLE_H
 #define KVZ_VMM_CONSOLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <termios.h>
 
 #define CONSOLE_RING_SIZE (64 * 1024)
 
@@ -20,6 +22,9 @@ struct console *console_create_socket(const char *path, char *err, size_t errlen
 int console_start(struct console *c, console_input_fn fn, void *opaque, char *err, size_t errlen);
 /* Guest output; never blocks on a socket client that stops reading. */
 void console_write(struct console *c, const uint8_t *buf, size_t len);
+/* Copies the terminal modes the console will restore at exit into *tty;
+ * false when it changed none (no tty, a socket console, or c is NULL). */
+bool console_saved_terminal(const struct console *c, struct termios *tty);
 /* Stops the thread, restores the terminal, removes the socket. */
 void console_destroy(struct console *c);
 

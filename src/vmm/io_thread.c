@@ -72,6 +72,7 @@ static bool lookup(struct io_thread *t, int fd, struct io_watch *out)
 static void *io_loop(void *arg)
 {
 	struct io_thread *t = arg;
+	pthread_setname_np(pthread_self(), "io");   /* for top -H, gdb, stack dumps */
 	for (;;) {
 		struct epoll_event evs[32];
 		int n = epoll_wait(t->epfd, evs, 32, -1);
@@ -101,16 +102,22 @@ int io_thread_start(struct io_thread *t)
 	return 0;
 }
 
+void io_thread_stop(struct io_thread *t)
+{
+	if (!t || !t->started)
+		return;
+	uint64_t one = 1;
+	if (write(t->stop_fd, &one, sizeof(one)) != sizeof(one))
+		kvz_warn("io thread: cannot wake: %s", strerror(errno));
+	pthread_join(t->thread, NULL);
+	t->started = false;
+}
+
 void io_thread_destroy(struct io_thread *t)
 {
 	if (!t)
 		return;
-	if (t->started) {
-		uint64_t one = 1;
-		if (write(t->stop_fd, &one, sizeof(one)) != sizeof(one))
-			kvz_warn("io thread: cannot wake: %s", strerror(errno));
-		pthread_join(t->thread, NULL);
-	}
+	io_thread_stop(t);
 	close(t->stop_fd);
 	close(t->epfd);
 	pthread_mutex_destroy(&t->lock);

@@ -14,7 +14,11 @@ typedef void (*io_handler_fn)(void *opaque, int fd, uint32_t events);
 
 struct io_thread *io_thread_create(void);
 int io_thread_start(struct io_thread *t);      /* spawns the thread */
-void io_thread_destroy(struct io_thread *t);   /* stops and joins */
+/* Stops and joins the thread: no handler runs afterwards, but the watch
+ * table stays valid, so that devices torn down later can still call
+ * io_thread_del(). */
+void io_thread_stop(struct io_thread *t);
+void io_thread_destroy(struct io_thread *t);   /* stops if running, frees */
 
 /* Watches fd for events (EPOLLIN, EPOLLOUT...). Returns 0 or -errno.
  * Callable from any thread, also from a handler. */

@@ -20,10 +20,14 @@
 #include "qmp_control.h"
 #include "seccomp_filter.h"
 #include "serial.h"
+#include "stop_watchdog.h"
 #include "virtio/virtio_devices.h"
 #include "vm.h"
 
 #define MAX_DEVICES 16
+/* A stop ends the process within about twice this: the vCPU threads get
+ * this long to leave their devices, then the teardown as long again. */
+#define STOP_LIMIT_S 5
 
 struct options {
 	struct boot_config boot;
@@ -182,6 +186,9 @@ static void console_input(void *opaque, const uint8_t *buf, size_t len)
 struct signal_waiter {
 	struct vm *vm;
 	int sig;      /* the stop signal taken, 0 if none; written before the stop request */
+	bool closing; /* set by stop_signal_thread(): the next signal only ends the thread */
+	bool started;
+	pthread_t thread;
 };
 
 /* SIGINT/SIGTERM/SIGHUP end the VM cleanly (terminal restored, sockets
@@ -189,17 +196,32 @@ struct signal_waiter {
 static void *signal_thread(void *arg)
 {
 	struct signal_waiter *w = arg;
+	pthread_setname_np(pthread_self(), "signals");   /* for top -H, gdb, stack dumps */
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
 	int sig;
-	if (sigwait(&set, &sig) == 0) {
-		__atomic_store_n(&w->sig, sig, __ATOMIC_RELEASE);
-		vm_request_stop(w->vm, VM_STOP_QUIT, "signal %d", sig);
-	}
+	if (sigwait(&set, &sig) != 0 || __atomic_load_n(&w->closing, __ATOMIC_ACQUIRE))
+		return NULL;
+	__atomic_store_n(&w->sig, sig, __ATOMIC_RELEASE);
+	vm_request_stop(w->vm, VM_STOP_QUIT, "signal %d", sig);
 	return NULL;
+}
+
+/* Joined, not detached: a signal that arrives while the VM stops for
+ * another reason is still inside vm_request_stop() (which emits SHUTDOWN
+ * through the QMP server), so the VM and the server may only go once this
+ * thread has ended. */
+static void stop_signal_thread(struct signal_waiter *w)
+{
+	if (!w->started)
+		return;
+	__atomic_store_n(&w->closing, true, __ATOMIC_RELEASE);
+	pthread_kill(w->thread, SIGHUP);   /* harmless if it already took a signal */
+	pthread_join(w->thread, NULL);
+	w->started = false;
 }
 
 static int block_stop_signals(void)
@@ -231,12 +253,58 @@ static int lock_down(enum seccomp_mode mode, char *err, size_t errlen)
 	return seccomp_filter_install(mode, err, errlen);
 }
 
+static void log_vcpus(struct vm *vm)
+{
+	for (int i = 0; i < vm->ncpus; i++)
+		vcpu_log_state(&vm->vcpus[i]);
+}
+
+/* A vCPU thread that does not leave its device is a bug (a lock never
+ * released, a write that never returns): the machine cannot be torn down
+ * with it running, so leave at once (the caller logged each vCPU). */
+static _Noreturn void exit_stuck(struct console *con)
+{
+	struct termios tty;
+	if (console_saved_terminal(con, &tty))
+		tcsetattr(STDIN_FILENO, TCSANOW, &tty);
+	kvz_error("stopping: a vCPU did not stop within %d s (states above); exiting without teardown",
+		  STOP_LIMIT_S);
+	_exit(1);
+}
+
+/* Order: nothing may call into the VM once it is gone. Each stage is named
+ * for the watchdog, which ends the process if one of them hangs. */
+static void teardown(struct signal_waiter *waiter, struct vmm_control *ctl, struct vm *vm,
+		     struct console *con)
+{
+	struct stop_watchdog *wd = stop_watchdog_start(STOP_LIMIT_S, con);
+	stop_watchdog_stage(wd, "the signal thread");
+	stop_signal_thread(waiter);
+	stop_watchdog_stage(wd, "the QMP server");
+	qmp_control_stop(ctl);
+	if (vm)
+		serial_set_console(vm->serial, NULL);
+	stop_watchdog_stage(wd, "the console");
+	console_destroy(con);
+	if (ctl->vd) {
+		stop_watchdog_stage(wd, "the I/O thread");
+		if (vm)
+			vm_stop_io(vm);
+		stop_watchdog_stage(wd, "the virtio devices");
+		virtio_devices_destroy(ctl->vd);
+	}
+	stop_watchdog_stage(wd, "the machine");
+	vm_destroy(vm);
+	stop_watchdog_done(wd);
+}
+
 static int run(struct options *o)
 {
 	char err[512] = "";
 	struct vm *vm = NULL;
 	struct console *con = NULL;
 	struct vmm_control ctl = {0};
+	struct signal_waiter waiter = {0};
 	int status = 1;
 
 	/* Before any thread exists, so that every thread inherits the mask. */
@@ -275,49 +343,43 @@ static int run(struct options *o)
 	serial_set_console(vm->serial, con);
 	if (o->qmp_path && qmp_control_start(&ctl, o->qmp_path, err, sizeof(err)) < 0)
 		goto out;
-	pthread_t sig_thread;
-	static struct signal_waiter waiter;   /* outlives run(): the thread is detached */
 	waiter.vm = vm;
-	if (pthread_create(&sig_thread, NULL, signal_thread, &waiter) != 0) {
+	if (pthread_create(&waiter.thread, NULL, signal_thread, &waiter) != 0) {
 		snprintf(err, sizeof(err), "cannot start the signal thread");
 		goto out;
 	}
-	pthread_detach(sig_thread);
+	waiter.started = true;
 	/* Guest input is read only by a console nobody else reads: with a
 	 * console socket, stdin stays untouched. */
 	if (console_start(con, console_input, vm->serial, err, sizeof(err)) < 0)
 		goto out;
 	if (lock_down(o->seccomp, err, sizeof(err)) < 0)
 		goto out;
+	bool joined;
 	if (vm_start(vm, err, sizeof(err)) < 0) {
-		vm_wait(vm);
+		vm_wait(vm, STOP_LIMIT_S, &joined);
+		if (!joined) {
+			log_vcpus(vm);
+			exit_stuck(con);
+		}
 		goto out;
 	}
-	enum vm_stop_reason why = vm_wait(vm);
+	enum vm_stop_reason why = vm_wait(vm, STOP_LIMIT_S, &joined);
 	int sig = __atomic_load_n(&waiter.sig, __ATOMIC_ACQUIRE);
-	if (sig) {
-		/* Killed from outside, often because the guest looked stuck:
-		 * say where each vCPU was. */
+	/* Killed from outside, often because the guest looked stuck, or a
+	 * vCPU that did not stop: say where each vCPU was. */
+	if (sig)
 		kvz_info("stopped by signal %d", sig);
-		for (int i = 0; i < vm->ncpus; i++)
-			vcpu_log_state(&vm->vcpus[i]);
-	}
+	if (sig || !joined)
+		log_vcpus(vm);
+	if (!joined)
+		exit_stuck(con);
 	if (why == VM_STOP_ERROR)
 		snprintf(err, sizeof(err), "%s", vm->stop_msg);
 	else
 		status = 0;
 out:
-	/* Order: nothing may call into the VM once it is gone. */
-	qmp_control_stop(&ctl);
-	if (vm)
-		serial_set_console(vm->serial, NULL);
-	console_destroy(con);
-	if (ctl.vd) {
-		if (vm)
-			vm_stop_io(vm);
-		virtio_devices_destroy(ctl.vd);
-	}
-	vm_destroy(vm);
+	teardown(&waiter, &ctl, vm, con);
 	boot_forget_files();
 	if (status != 0)
 		kvz_error("%s", err[0] ? err : "failed");

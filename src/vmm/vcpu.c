@@ -381,6 +381,22 @@ static bool wait_until_runnable(struct vcpu *v)
 	return go;
 }
 
+static void set_where(struct vcpu *v, int where)
+{
+	__atomic_store_n(&v->where, where, __ATOMIC_RELEASE);
+}
+
+static void note_exit(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	uint64_t addr = run->exit_reason == KVM_EXIT_IO     ? run->io.port
+			: run->exit_reason == KVM_EXIT_MMIO ? run->mmio.phys_addr
+							    : 0;
+	__atomic_store_n(&v->where_reason, run->exit_reason, __ATOMIC_RELAXED);
+	__atomic_store_n(&v->where_addr, addr, __ATOMIC_RELAXED);
+	set_where(v, VCPU_IN_EXIT);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -389,6 +405,7 @@ static void *vcpu_thread(void *arg)
 	snprintf(name, sizeof(name), "vcpu%d", v->id);
 	pthread_setname_np(pthread_self(), name);   /* for top -H, gdb, perf */
 	while (wait_until_runnable(v)) {
+		set_where(v, VCPU_IN_GUEST);
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -396,11 +413,14 @@ static void *vcpu_thread(void *arg)
 					strerror(errno));
 			break;
 		}
-		v->exits++;
+		__atomic_add_fetch(&v->exits, 1, __ATOMIC_RELAXED);
+		note_exit(v);
 		vm_note_first_exit(v->vm);
 		if (!handle_exit(v))
 			break;
+		set_where(v, VCPU_PARKED);
 	}
+	set_where(v, VCPU_ENDED);
 	return NULL;
 }
 
@@ -416,8 +436,29 @@ static const char *mp_state_name(uint32_t s)
 	}
 }
 
+static void log_recorded_state(struct vcpu *v)
+{
+	static const char *const names[] = {"not started", "in KVM_RUN", "serving an exit",
+					    "between exits", "ended"};
+	int w = __atomic_load_n(&v->where, __ATOMIC_ACQUIRE);
+	const char *name = w >= 0 && w <= VCPU_ENDED ? names[w] : "unknown";
+	if (w != VCPU_IN_EXIT) {
+		kvz_info("vCPU %d: thread still running, %s, %llu exits", v->id, name,
+			 (unsigned long long)__atomic_load_n(&v->exits, __ATOMIC_RELAXED));
+		return;
+	}
+	kvz_info("vCPU %d: thread still running, stuck serving exit reason %u at 0x%llx, %llu exits",
+		 v->id, __atomic_load_n(&v->where_reason, __ATOMIC_RELAXED),
+		 (unsigned long long)__atomic_load_n(&v->where_addr, __ATOMIC_RELAXED),
+		 (unsigned long long)__atomic_load_n(&v->exits, __ATOMIC_RELAXED));
+}
+
 void vcpu_log_state(struct vcpu *v)
 {
+	if (v->thread_started) {   /* not joined: its registers may be in use */
+		log_recorded_state(v);
+		return;
+	}
 	struct kvm_regs r;
 	struct kvm_sregs sr;
 	struct kvm_mp_state mp;
@@ -448,6 +489,16 @@ void vcpu_kick(struct vcpu *v)
 		v->run->immediate_exit = 1;
 	if (v->thread_started)
 		pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+}
+
+bool vcpu_join_until(struct vcpu *v, const struct timespec *deadline)
+{
+	if (!v->thread_started)
+		return true;
+	if (pthread_timedjoin_np(v->thread, NULL, deadline) != 0)
+		return false;
+	v->thread_started = false;
+	return true;
 }
 
 void vcpu_join(struct vcpu *v)

@@ -29,6 +29,8 @@ struct vcpu_state {
 	struct kvm_msr_entry msrs[VCPU_MAX_MSRS];
 };
 
+enum vcpu_where { VCPU_NOT_STARTED, VCPU_IN_GUEST, VCPU_IN_EXIT, VCPU_PARKED, VCPU_ENDED };
+
 struct vcpu {
 	struct vm *vm;
 	int id;
@@ -39,6 +41,12 @@ struct vcpu {
 	pid_t tid;                  /* for query-cpus-fast; set by the thread */
 	bool paused;                /* under vm->lock */
 	uint64_t exits;             /* KVM_RUN returns; written by the vCPU thread only */
+	/* Where the thread is (enum vcpu_where) and, while it serves an exit,
+	 * the exit reason and port or address: what a stop that cannot join
+	 * the thread reports. Written by the thread, read atomically. */
+	int where;
+	uint32_t where_reason;
+	uint64_t where_addr;
 	struct vcpu_state reset_state;   /* power-on state, restored on reset */
 };
 
@@ -58,9 +66,14 @@ int vcpu_start(struct vcpu *v, char *err, size_t errlen);
 /* Makes the thread leave KVM_RUN soon; caller holds vm->lock. */
 void vcpu_kick(struct vcpu *v);
 void vcpu_join(struct vcpu *v);
+/* Joins the thread unless it is still running at deadline (CLOCK_REALTIME,
+ * as pthread_timedjoin_np wants). Returns false when it did not end. */
+bool vcpu_join_until(struct vcpu *v, const struct timespec *deadline);
 
 /* Logs one line with where the vCPU is (RIP, RSP, RFLAGS, CR0, run state,
- * exit count), for a machine stopped by a signal: after its thread ended. */
+ * exit count), for a machine stopped by a signal: after its thread ended.
+ * For a thread that did not end only what it recorded (the registers
+ * cannot be read while it may be inside KVM_RUN). */
 void vcpu_log_state(struct vcpu *v);
 
 /* Installs the (empty) kick signal handler; once, before any vCPU runs. */

@@ -220,10 +220,13 @@ fail:
 	return NULL;
 }
 
+/* Only stops the thread: the virtio devices, destroyed after this and
+ * before vm_destroy(), still unregister their fds from it (they keep a
+ * pointer to it; freeing it here let them lock a freed mutex, which hung
+ * kvz-vmm's exit whenever that memory had been reused). */
 void vm_stop_io(struct vm *vm)
 {
-	io_thread_destroy(vm->io);
-	vm->io = NULL;
+	io_thread_stop(vm->io);
 }
 
 void vm_destroy(struct vm *vm)
@@ -312,15 +315,20 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason why, const char *fmt, ..
 		vm->listener.stopped(vm->listener.opaque, why);
 }
 
-enum vm_stop_reason vm_wait(struct vm *vm)
+enum vm_stop_reason vm_wait(struct vm *vm, int join_limit_s, bool *all_joined)
 {
 	pthread_mutex_lock(&vm->lock);
 	while (vm->stop == VM_STOP_NONE)
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	enum vm_stop_reason why = vm->stop;
 	pthread_mutex_unlock(&vm->lock);
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += join_limit_s;
+	*all_joined = true;
 	for (int i = 0; i < vm->ncpus; i++)
-		vcpu_join(&vm->vcpus[i]);
+		if (!vcpu_join_until(&vm->vcpus[i], &deadline))
+			*all_joined = false;
 	return why;
 }
 

@@ -106,9 +106,11 @@ int vm_load(struct vm *vm, const struct boot_config *boot, char *err, size_t err
 /* Starts the vCPU threads. */
 int vm_start(struct vm *vm, char *err, size_t errlen);
 
-/* Blocks until something asks the machine to stop, then stops and joins
- * every vCPU thread. Returns the reason. */
-enum vm_stop_reason vm_wait(struct vm *vm);
+/* Blocks until something asks the machine to stop, then joins every vCPU
+ * thread, waiting at most join_limit_s seconds for them all. Returns the
+ * reason; *all_joined tells whether every thread ended (if not, one is
+ * stuck in a device and the machine cannot be torn down). */
+enum vm_stop_reason vm_wait(struct vm *vm, int join_limit_s, bool *all_joined);
 
 /* Asks for a final stop (from any thread); the first reason wins. */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason why, const char *fmt, ...)

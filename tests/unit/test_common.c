@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "parse.h"
@@ -91,18 +92,26 @@ static json_t *cmd_echo(void *opaque, json_t *args, struct qmp_error *err)
 
 static const struct qmp_command cmds[] = {{"echo", cmd_echo}};
 
-static void test_qmp_roundtrip(void **state)
+/* A server with the echo command on a fresh path (path: a mkstemp template). */
+static struct qmp_server *start_echo_server(char *path, int *calls)
 {
-	(void)state;
-	char path[] = "/tmp/kvz-test-qmp-XXXXXX";
+	char err[256];
 	int tfd = mkstemp(path);
 	assert_true(tfd >= 0);
 	close(tfd);
 	unlink(path);
+	struct qmp_server *s = qmp_server_start(path, "test", cmds, 1, calls, err, sizeof(err));
+	assert_non_null(s);
+	return s;
+}
+
+static void test_qmp_roundtrip(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/kvz-test-qmp-XXXXXX";
 	int calls = 0;
 	char err[256], cls[32];
-	struct qmp_server *s = qmp_server_start(path, "test", cmds, 1, &calls, err, sizeof(err));
-	assert_non_null(s);
+	struct qmp_server *s = start_echo_server(path, &calls);
 
 	struct qmp_client *c = qmp_client_connect(path, 2000, err, sizeof(err));
 	assert_non_null(c);
@@ -127,6 +136,84 @@ static void test_qmp_roundtrip(void **state)
 	qmp_client_close(c);
 	qmp_server_stop(s);
 	assert_int_equal(access(path, F_OK), -1);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A negotiated client that never reads. */
+static int silent_client(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	const char neg[] = "{\"execute\":\"qmp_capabilities\"}\n";
+	assert_int_equal(write(fd, neg, sizeof(neg) - 1), (ssize_t)(sizeof(neg) - 1));
+	return fd;
+}
+
+/* Emits n events of about 1 KiB; returns the slowest single emit in s. */
+static double flood(struct qmp_server *s, int n)
+{
+	char pad[1000];
+	memset(pad, 'x', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = 0;
+	double slowest = 0;
+	for (int i = 0; i < n; i++) {
+		double t0 = now_s();
+		qmp_server_emit(s, "FLOOD", json_pack("{s:i,s:s}", "n", i, "pad", pad));
+		double dt = now_s() - t0;
+		if (dt > slowest)
+			slowest = dt;
+	}
+	return slowest;
+}
+
+/* Issue 9: events come from vCPU and device threads that may hold locks, so
+ * an emit must never wait for a client. A client that never reads gets
+ * more than its socket holds (the old server blocked 5 s per event there),
+ * then more than the server keeps for it (it is dropped); meanwhile another
+ * client is answered at once. */
+static void test_qmp_emit_never_waits_for_client(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/kvz-test-qmp-XXXXXX";
+	int calls = 0;
+	char err[256], cls[32];
+	struct qmp_server *s = start_echo_server(path, &calls);
+	int silent = silent_client(path);
+	struct qmp_client *c = qmp_client_connect(path, 2000, err, sizeof(err));
+	assert_non_null(c);   /* negotiated: the silent client's line went first */
+
+	double slowest = flood(s, 600);   /* ~600 KiB: more than a socket buffer */
+	assert_true(slowest < 0.2);
+	json_t *ret = NULL, *args = json_object();
+	double t0 = now_s();
+	assert_int_equal(qmp_client_execute(c, "echo", args, &ret, cls, sizeof(cls), err, sizeof(err)), 0);
+	assert_true(now_s() - t0 < 2.0);
+	json_decref(ret);
+	json_decref(args);
+
+	slowest = flood(s, 2000);         /* past the 1 MiB kept per client */
+	assert_true(slowest < 0.2);
+	/* The silent client is dropped: reading it to the end finds EOF. */
+	char buf[65536];
+	ssize_t r;
+	struct pollfd p = {.fd = silent, .events = POLLIN};
+	do {
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		r = read(silent, buf, sizeof(buf));
+	} while (r > 0);
+	assert_int_equal(r, 0);
+	close(silent);
+	qmp_client_close(c);
+	qmp_server_stop(s);
 }
 
 /* Malformed input and missing negotiation get error replies, not a crash. */
@@ -292,8 +379,12 @@ static void test_replay_ring(void **state)
 		total += n;
 		if (round % 7 != 6)
 			continue;
-		struct collected c = {0};
+		/* peek hands the same bytes as drain, and keeps them */
+		struct collected peeked = {0}, c = {0};
+		replay_ring_peek(&r, collect, &peeked);
 		replay_ring_drain(&r, collect, &c);
+		assert_int_equal(peeked.n, c.n);
+		assert_memory_equal(peeked.bytes, c.bytes, c.n);
 		size_t want = total < sizeof(storage) ? total : sizeof(storage);
 		assert_int_equal(c.n, want);
 		assert_true(c.spans <= 2);
@@ -316,6 +407,7 @@ int main(void)
 		cmocka_unit_test(test_parse_misc),
 		cmocka_unit_test(test_qmp_roundtrip),
 		cmocka_unit_test(test_qmp_malformed),
+		cmocka_unit_test(test_qmp_emit_never_waits_for_client),
 		cmocka_unit_test(test_unix_listen),
 		cmocka_unit_test(test_unix_listen_appears_ready),
 		cmocka_unit_test(test_replay_ring),

@@ -1,6 +1,8 @@
-/* qmp-send SOCKET COMMAND-JSON...: a static QMP client for the nested lab,
- * where L1 has busybox but no socat or `nc -U`. Negotiates capabilities,
- * sends each command and prints its reply on one line; events are skipped.
+/* qmp-send [--linger SECONDS] SOCKET COMMAND-JSON...: a static QMP client
+ * for the nested lab, where L1 has busybox but no socat or `nc -U`.
+ * Negotiates capabilities, sends each command and prints its reply on one
+ * line; events are skipped. --linger keeps the connection open that long
+ * afterwards without reading (a client that stops reading its events).
  * Exit status 0 when every reply was a "return", 1 otherwise. */
 #include <errno.h>
 #include <stdbool.h>
@@ -67,9 +69,15 @@ int main(int argc, char **argv)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char line[65536];
+	unsigned linger = 0;
 
+	if (argc > 2 && !strcmp(argv[1], "--linger")) {
+		linger = (unsigned)atoi(argv[2]);
+		argc -= 2;
+		argv += 2;
+	}
 	if (argc < 3) {
-		fprintf(stderr, "usage: qmp-send SOCKET COMMAND-JSON...\n");
+		fprintf(stderr, "usage: qmp-send [--linger SECONDS] SOCKET COMMAND-JSON...\n");
 		return 2;
 	}
 	if (strlen(argv[1]) >= sizeof(sa.sun_path)) {
@@ -92,6 +100,9 @@ int main(int argc, char **argv)
 	for (int i = 2; i < argc; i++)
 		if (command(fd, argv[i], true) != 0)
 			rc = 1;
+	fflush(stdout);
+	if (linger)
+		sleep(linger);
 	close(fd);
 	return rc;
 }

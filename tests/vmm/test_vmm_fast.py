@@ -184,6 +184,23 @@ def test_qmp_cpus_reset_and_malformed(tmp_path):
         p.wait()
 
 
+def read_console(path, want, seconds=5):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(seconds)
+    s.connect(path)
+    data = b""
+    try:
+        while want not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except socket.timeout:
+        pass
+    s.close()
+    return data
+
+
 @needs_kvm
 def test_console_socket_replays_output(tmp_path):
     con = str(tmp_path / "console")
@@ -201,7 +218,21 @@ def test_console_socket_replays_output(tmp_path):
             data += s.recv(4096)
         assert b"kvz-test-guest: idle" in data
         s.close()
+        # A client that goes away without reading what it was sent must not
+        # take the guest's only copy with it: the next client still gets it
+        # (the polling `timeout 1 kvz console` of the kvzd lab test saw
+        # nothing of a guest that had printed its marker).
+        time.sleep(0.2)   # the console has seen that client leave
+        gone = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        gone.connect(con)
+        time.sleep(0.2)   # attached: output goes to it from now on
         q = vmmtest.Qmp(qmp)
+        assert q.cmd("system_reset") == {"return": {}}
+        q.wait_event("RESET")
+        time.sleep(0.5)   # the guest prints its line again, to that client only
+        gone.close()      # ... which never read it
+        after = read_console(con, b"kvz-test-guest: idle")
+        assert b"kvz-test-guest: idle" in after, "the output sent to a client that vanished is lost"
         q.cmd("quit")
         assert p.wait(10) == 0
         assert p.stdout.read() == b"", "console output leaked to stdout"

@@ -152,11 +152,24 @@ static void balloon_config_written(void *dev, struct virtio_pci *vp, uint32_t of
 	if (actual == b->actual_pages)
 		return;
 	b->actual_pages = actual;
+	b->actual_changed = true;
+}
+
+/* BALLOON_CHANGE for the last "actual" the driver wrote, sent with the
+ * device lock released (the lock order in docs/architecture.md). */
+static void balloon_after_write(void *dev, struct virtio_pci *vp)
+{
+	struct virtio_balloon *b = dev;
+
+	pthread_mutex_lock(&vp->lock);
+	bool changed = b->actual_changed;
+	uint64_t given = (uint64_t)b->actual_pages * PAGE;
+	b->actual_changed = false;
+	pthread_mutex_unlock(&vp->lock);
 	struct qmp_server *qmp = __atomic_load_n(&b->qmp, __ATOMIC_ACQUIRE);
-	if (!qmp)
+	if (!changed || !qmp)
 		return;
-	uint64_t ram = b->vp.ctx->mem->size;
-	uint64_t given = (uint64_t)actual * PAGE;
+	uint64_t ram = vp->ctx->mem->size;
 	qmp_server_emit(qmp, "BALLOON_CHANGE",
 			json_pack("{s:I}", "actual", (json_int_t)(given < ram ? ram - given : 0)));
 }
@@ -169,6 +182,7 @@ static void balloon_reset(void *dev, struct virtio_pci *vp)
 	/* The target survives a reset (it is the host's wish); what the guest
 	 * had given is gone with its driver. */
 	b->actual_pages = 0;
+	b->actual_changed = false;
 	b->stats_held = false;
 	b->stats_valid = 0;
 	put32(b->config, b->target_pages);
@@ -179,6 +193,7 @@ static const struct virtio_dev_ops balloon_ops = {
 	.queue_notify = balloon_queue_notify,
 	.config_written = balloon_config_written,
 	.reset = balloon_reset,
+	.after_write = balloon_after_write,
 };
 
 struct virtio_balloon *virtio_balloon_create(const struct vmm_context *ctx, bool deflate_on_oom,

@@ -18,6 +18,7 @@ struct virtio_balloon {
 	uint8_t config[8];            /* le32 num_pages (target), le32 actual */
 	uint32_t target_pages;        /* pages the host wants in the balloon */
 	uint32_t actual_pages;        /* pages the guest says it has given */
+	bool actual_changed;          /* BALLOON_CHANGE owed (sent without the lock) */
 	uint64_t stats[VIRTIO_BALLOON_NSTATS];
 	uint16_t stats_valid;         /* bit per tag the guest reported */
 	bool stats_held;              /* we hold the guest's stats buffer */

@@ -550,6 +550,8 @@ static void bar_write(struct pci_device *dev, int bar, uint64_t off, const void 
 		msix_table_write(vp, off - MSIX_TABLE_OFF, data, len);
 	}
 	pthread_mutex_unlock(&vp->lock);
+	if (vp->p.ops->after_write)
+		vp->p.ops->after_write(vp->p.dev, vp);
 }
 
 /* ---- PCI configuration space ---- */

@@ -49,6 +49,10 @@ struct virtio_dev_ops {
 	 * virtio_pci_offload_queue). Lock held. Required by devices that
 	 * offload. */
 	void (*call_fd_changed)(void *dev, struct virtio_pci *vp, unsigned q, int fd);
+	/* After a BAR write, with the lock released: where a device calls out
+	 * of itself (QMP events), so that nothing it calls can wait on a lock
+	 * this device holds. Optional. */
+	void (*after_write)(void *dev, struct virtio_pci *vp);
 };
 
 struct virtio_pci_params {

@@ -1,0 +1,47 @@
+"""kvz-vmm's stop paths with Debian's kernel in the nested lab (issue 9):
+after ballooning through QMP clients that close at once or linger, the
+guest's reboot and power-off, SIGTERM during a balloon change, QMP quit,
+and QMP clients vanishing in a loop while the guest works each end
+kvz-vmm with 0 within seconds; then a few boot -> balloon -> reboot ->
+boot -> poweroff cycles with 1 and 2 vCPUs. One L1 boot runs them all
+(tests/lab/vmm_stop_cycles.py; bench/vmm_cycles_lab.sh runs 30 cycles)."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vmm_stop_cycles as cyc  # noqa: E402
+import kvzlab  # noqa: E402  (on the path through vmm_stop_cycles)
+
+CYCLES = 3
+
+
+def test_stop_paths_and_cycles():
+    kvzlab.skip_unless_lab()
+    for path in (cyc.QMP_SEND, os.path.join(cyc.BUILD_DIR, "src", "vmm", "kvz-vmm")):
+        if not os.path.exists(path):
+            pytest.skip(f"{path} not built (qmp-send is not built under sanitizers)")
+    res = cyc.run(CYCLES)
+    log = os.path.join(cyc.BUILD_DIR, "meson-logs", "lab_vmm_stop.console")
+    with open(log, "w") as f:
+        f.write(res.output)
+    print("\n".join(m.group(0) for m in cyc.RESULT_RE.finditer(res.output)))
+    print(cyc.summary(res))
+    print(f"whole console: {log}")
+    assert not res.timed_out and res.exit_code == 0, res.output[-3000:]
+    r = cyc.results(res.output)
+    names = ["close-reboot", "linger-poweroff", "sigterm", "quit", "churn"]
+    names += [f"cycle{c}-cpus{n}-{k}" for c in range(1, CYCLES + 1) for n in (1, 2)
+              for k in ("reboot", "poweroff")]
+    missing = [n for n in names if n not in r]
+    assert not missing, f"runs without a result: {missing}"
+    bad = {n: r[n] for n in names if r[n][0] != "0"}
+    assert not bad, f"runs that did not end with 0: {bad}"
+    for n in names:
+        assert r[n][2] is not None and r[n][2] <= cyc.STOP_LIMIT, (n, r[n])
+    out = res.output
+    assert "[sigterm] kvz-vmm: stopped by signal 15" in out, "no SIGTERM report"
+    assert "[sigterm] kvz-vmm: vCPU 0: rip" in out, "no vCPU dump after SIGTERM"
+    assert "L2-INFLATED" in out and "L2-DEFLATED" in out
+    assert "[churn] L2-WORKED" in out, "the guest's disk work did not finish"
