@@ -92,8 +92,7 @@ int disk_loop_attach(const char *image, char *dev, size_t devlen, char *err, siz
 	}
 	int loop = -1;
 	/* Another process may grab the same free device between the two
-	 * calls; LOOP_CONFIGURE then fails with EBUSY and we try again (as
-	 * when the node of a new device is not there yet). */
+	 * calls; LOOP_CONFIGURE then fails with EBUSY and we try again. */
 	for (int tries = 0; tries < 20 && loop < 0; tries++) {
 		int nr = ioctl(ctl, LOOP_CTL_GET_FREE);
 		if (nr < 0) {
@@ -103,12 +102,7 @@ int disk_loop_attach(const char *image, char *dev, size_t devlen, char *err, siz
 		loop = open_loop_node(dev, devlen, nr);
 		if (loop < 0) {
 			snprintf(err, len, "cannot open %s: %s", dev, strerror(errno));
-			if (errno != ENOENT)
-				break;
-			/* A device GET_FREE just added: devtmpfs makes its node
-			 * a moment later. */
-			usleep(10000);
-			continue;
+			break;
 		}
 		struct loop_config cfg = {.fd = (unsigned)img};
 		cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
