@@ -106,9 +106,10 @@ ls /tmp/run
 # the "host" puts in the root gives ENXIO where allowed, EPERM where the
 # program refuses it; the kmsg line must not reach L1's kernel log.
 # --privileged: the program itself is under test (in a user namespace mknod
-# of any device is refused before the cgroup is asked).
+# of any device is refused before the cgroup is asked, and the root's nodev
+# is locked; a privileged root lifts nodev first).
 mknod $R/hostdisk b 254 0 && mknod $R/hostkmsg c 1 11 && chmod 666 $R/hostdisk $R/hostkmsg
-$CT run --name d $RUN --rootfs $R --privileged -- sh -c 'ctprobe mknod /tmp/blk b 7 0; ctprobe mknod /tmp/nul c 1 3;
+$CT run --name d $RUN --rootfs $R --privileged -- sh -c 'mount -o remount,bind,dev /; ctprobe mknod /tmp/blk b 7 0; ctprobe mknod /tmp/nul c 1 3;
   ctprobe open /hostdisk r; ctprobe write /hostkmsg KVZ-LAB-KMSG; ctprobe open /dev/null rw;
   ctprobe sys keyctl' | sed 's/^/DEV /'
 dmesg | grep -q KVZ-LAB-KMSG && echo KMSG-LEAK
