@@ -1,6 +1,6 @@
 /* kvz-ct backup / restore: a container's private area as one tar.zst whose
  * first entry (kvz-backup.json) records the disk size to restore to. */
-#include "ct_archive.h"
+#include "archiver.h"
 #include "cmd_common.h"
 #include "ct.h"
 #include "disk.h"
@@ -22,7 +22,7 @@ struct pack_args {
 static int pack_into(const char *dir, void *arg, char *err, size_t len)
 {
 	const struct pack_args *a = arg;
-	return archive_pack_dir(dir, a->out, a->meta, err, len);
+	return archiver_pack_dir(dir, a->out, a->meta, err, len);
 }
 
 static void parse(int argc, char **argv, const char *what, const char **name,
@@ -92,7 +92,7 @@ int cmd_restore(int argc, char **argv)
 		   *run_dir = KVZ_CT_DEFAULT_RUNDIR;
 	parse(argc, argv, "restore", &name, &in, &ct_root, &run_dir);
 	char err[1024] = "";
-	char *meta = archive_read_meta(in, err, sizeof(err));
+	char *meta = archiver_read_meta(in, err, sizeof(err));
 	if (!meta)
 		kvz_die("%s", err);
 	json_t *m = json_loads(meta, 0, NULL);

@@ -1,6 +1,6 @@
 /* kvz-ct create: the private area CTROOT/NAME/{private.img,root} filled
  * from a cached template. */
-#include "ct_archive.h"
+#include "archiver.h"
 #include "cmd_common.h"
 #include "ct.h"
 #include "disk.h"
@@ -26,7 +26,7 @@ int ct_remove_private(const char *dir)
 
 static int unpack_into(const char *dir, void *arg, char *err, size_t len)
 {
-	return archive_unpack(arg, dir, err, len);
+	return archiver_unpack(arg, dir, err, len);
 }
 
 /* A new id range for the container, recorded in CTROOT/NAME/idmap. */

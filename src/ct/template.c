@@ -1,6 +1,6 @@
 #include "template.h"
 
-#include "ct_archive.h"
+#include "archiver.h"
 #include "util.h"
 
 #include <errno.h>
@@ -151,7 +151,7 @@ int template_ensure(const char *name, const char *cache_dir, char *out, size_t o
 	snprintf(part, sizeof(part), "%s.part", tmp);
 	int rc = build(tmp, err, len);
 	if (rc == 0)
-		rc = archive_pack_dir(tmp, part, NULL, err, len);
+		rc = archiver_pack_dir(tmp, part, NULL, err, len);
 	/* rename() makes the cache entry appear whole or not at all, even with
 	 * two creates racing. */
 	if (rc == 0 && rename(part, out) < 0) {

@@ -20,46 +20,79 @@ static void last_line(char *buf, char *err, size_t len)
 	snprintf(err, len, "%s", nl ? nl + 1 : buf);
 }
 
-int run_quiet(const char *const argv[], char *err, size_t len)
+/* Reads fd to its end into a new string (NULL when out of memory). */
+static char *read_all(int fd)
 {
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0) {
+	size_t used = 0, cap = 4096;
+	char *buf = malloc(cap);
+	ssize_t n;
+	while (buf && (n = read(fd, buf + used, cap - 1 - used)) > 0) {
+		used += (size_t)n;
+		if (used == cap - 1) {
+			char *more = realloc(buf, cap *= 2);
+			if (!more)
+				free(buf);
+			buf = more;
+		}
+	}
+	if (buf)
+		buf[used] = 0;
+	return buf;
+}
+
+static pid_t spawn_captured(const char *const argv[], int out_fd, int err_fd)
+{
+	pid_t pid = fork();
+	if (pid != 0)
+		return pid;
+	int null = open("/dev/null", O_RDWR);
+	if (null < 0 || dup2(null, 0) < 0 || dup2(out_fd >= 0 ? out_fd : null, 1) < 0 ||
+	    dup2(err_fd, 2) < 0)
+		_exit(126);
+	execvp(argv[0], (char *const *)argv);
+	dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+int run_capture(const char *const argv[], char **out, char *err, size_t len)
+{
+	int ep[2], op[2] = {-1, -1};
+	if (pipe2(ep, O_CLOEXEC) < 0 || (out && pipe2(op, O_CLOEXEC) < 0)) {
 		snprintf(err, len, "pipe: %s", strerror(errno));
 		return -1;
 	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		snprintf(err, len, "fork: %s", strerror(errno));
-		close(p[0]);
-		close(p[1]);
-		return -1;
-	}
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDWR);
-		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(p[1], 2) < 0)
-			_exit(126);
-		execvp(argv[0], (char *const *)argv);
-		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(p[1]);
-	char out[4096];
-	size_t used = 0;
-	ssize_t n;
-	while ((n = read(p[0], out + used, sizeof(out) - 1 - used)) > 0) {
-		used += (size_t)n;
-		if (used == sizeof(out) - 1)
-			used = 0; /* keep only the tail: the last line is what matters */
-	}
-	out[used] = 0;
-	close(p[0]);
-	int status;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+	pid_t pid = spawn_captured(argv, op[1], ep[1]);
+	close(ep[1]);
+	if (op[1] >= 0)
+		close(op[1]);
+	/* stdout first: what a helper prints on stderr (one error line) fits
+	 * in the pipe while it waits. */
+	char *o = out && pid > 0 ? read_all(op[0]) : NULL;
+	char *e = pid > 0 ? read_all(ep[0]) : NULL;
+	close(ep[0]);
+	if (op[0] >= 0)
+		close(op[0]);
+	int status = 0;
+	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+	int rc = pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+	if (rc < 0 && pid < 0)
+		snprintf(err, len, "fork: %s", strerror(errno));
+	else if (rc < 0)
+		last_line(e ? e : (char[]){""}, err, len);
+	free(e);
+	if (out && rc == 0)
+		*out = o;
+	else
+		free(o);
+	return rc;
+}
+
+int run_quiet(const char *const argv[], char *err, size_t len)
+{
+	char line[512] = "";
+	if (run_capture(argv, NULL, line, sizeof(line)) == 0)
 		return 0;
-	char line[512];
-	last_line(out, line, sizeof(line));
 	snprintf(err, len, "%s failed: %s", argv[0], line[0] ? line : "no message");
 	return -1;
 }

@@ -9,6 +9,10 @@
 /* Runs argv[0] (PATH lookup) with stdin/stdout on /dev/null; on failure
  * err gets the last line it printed on stderr. */
 int run_quiet(const char *const argv[], char *err, size_t len);
+/* Runs argv[0] with stdin on /dev/null; its stdout into a new string in
+ * *out (out may be NULL: /dev/null). On failure err is the last line it
+ * printed on stderr, as it is. */
+int run_capture(const char *const argv[], char **out, char *err, size_t len);
 int mkdir_p(const char *path, mode_t mode, char *err, size_t len);
 /* Removes a tree without crossing into other filesystems. */
 int rm_rf(const char *path);
