@@ -109,6 +109,7 @@ static json_t *cmd_query_cpus_fast(void *opaque, json_t *args, struct qmp_error 
 	(void)args;
 	(void)err;
 	struct vmm_control *ctl = opaque;
+	vm_wait_started(ctl->vm); /* thread ids, even when asked at once */
 	json_t *list = json_array();
 	for (int i = 0; i < ctl->vm->ncpus; i++) {
 		char path[64];

@@ -1,6 +1,7 @@
 #include "vcpu.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -400,7 +401,7 @@ static void note_exit(struct vcpu *v)
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
-	v->tid = gettid();
+	__atomic_store_n(&v->tid, gettid(), __ATOMIC_RELEASE);
 	char name[16];
 	snprintf(name, sizeof(name), "vcpu%d", v->id);
 	pthread_setname_np(pthread_self(), name);   /* for top -H, gdb, perf */
@@ -480,6 +481,10 @@ int vcpu_start(struct vcpu *v, char *err, size_t errlen)
 		return -1;
 	}
 	v->thread_started = true;
+	/* query-cpus-fast names each vCPU's thread: known before vm_start
+	 * returns (the thread publishes it first thing). */
+	while (!__atomic_load_n(&v->tid, __ATOMIC_ACQUIRE))
+		sched_yield();
 	return 0;
 }
 

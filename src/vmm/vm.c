@@ -291,7 +291,19 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 			vm_request_stop(vm, VM_STOP_ERROR, "%s", err);
 			return -1;
 		}
+	pthread_mutex_lock(&vm->lock);
+	vm->vcpus_started = true;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
 	return 0;
+}
+
+void vm_wait_started(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	while (!vm->vcpus_started && vm->stop == VM_STOP_NONE)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
 }
 
 void vm_request_stop(struct vm *vm, enum vm_stop_reason why, const char *fmt, ...)

@@ -81,6 +81,7 @@ struct vm {
 	enum vm_stop_reason stop;
 	char stop_msg[256];
 	bool first_exit_seen;
+	bool vcpus_started;         /* vm_start made every vCPU thread */
 	int64_t start_ns;           /* CLOCK_MONOTONIC at vm_create, for the benchmark */
 
 	/* Guards the GSI routing table (IOAPIC/PIC defaults + MSI routes). */
@@ -105,6 +106,9 @@ int vm_load(struct vm *vm, const struct boot_config *boot, char *err, size_t err
 
 /* Starts the vCPU threads. */
 int vm_start(struct vm *vm, char *err, size_t errlen);
+/* Waits until vm_start has made every vCPU thread (each knows its thread
+ * id) or the machine stopped: a QMP client may ask before that. */
+void vm_wait_started(struct vm *vm);
 
 /* Blocks until something asks the machine to stop, then joins every vCPU
  * thread, waiting at most join_limit_s seconds for them all. Returns the
