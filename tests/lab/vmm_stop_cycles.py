@@ -26,7 +26,8 @@ triggered to kvz-vmm's exit, L1 seconds). A run that does not end within
 its limit gets its threads' states dumped (/proc: syscall, kernel stack,
 return addresses of kvz-vmm found on the user stack), SIGTERM (which makes
 kvz-vmm print each vCPU's state), then SIGKILL: rc=hung. A boot that shows
-no guest line within BOOT_LIMIT gets the same treatment: rc=noboot.
+no guest line within BOOT_LIMIT gets the same treatment: rc=noboot; one
+whose kvz-vmm ended before the guest's first line: rc=early-exit-STATUS.
 
 Used by tests/lab/test_vmm_stop_lab.py (a few cycles, suite lab) and
 bench/vmm_cycles_lab.sh (30 cycles, with L1's vCPUs loaded)."""
@@ -123,9 +124,14 @@ start() {
   t_start=$(now)
   ( $VMM_BASE --cpus $2 --cmdline "console=ttyS0 panic=-1 @CMDLINE@ kvzphase=$3" </dev/null
     echo "VMM-EXIT: $?" ) > /tmp/$name.log 2>&1 &
-  if waitfor /tmp/$name.log L2-READY @BOOT_LIMIT@; then
+  if waitfor /tmp/$name.log 'L2-READY\|VMM-EXIT' @BOOT_LIMIT@; then
     boot=$(since $t_start)
-    return 0
+    grep -q L2-READY /tmp/$name.log && return 0
+    # kvz-vmm ended before the guest's first line (a guest crash, or a
+    # reset, before its init ran): its exit status and whatever it printed.
+    echo "RESULT $name rc=early-exit-$(sed -n 's/^VMM-EXIT: //p' /tmp/$name.log) boot=$boot stop=none"
+    sed "s/^/[$name] /" /tmp/$name.log
+    return 1
   fi
   boot=none
   end_run $name noboot
