@@ -93,7 +93,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
 # waitfor FILE MARKER SECONDS
 waitfor() {
   end=$(awk -v a="$(now)" -v s="$3" 'BEGIN {print a + s}')
-  while ! grep -q "$2" "$1" 2>/dev/null; do
+  while ! grep -qE "$2" "$1" 2>/dev/null; do
     awk -v a="$(now)" -v e="$end" 'BEGIN {exit !(a > e)}' && return 1
     sleep 0.2
   done
