@@ -124,7 +124,7 @@ start() {
   t_start=$(now)
   ( $VMM_BASE --cpus $2 --cmdline "console=ttyS0 panic=-1 @CMDLINE@ kvzphase=$3" </dev/null
     echo "VMM-EXIT: $?" ) > /tmp/$name.log 2>&1 &
-  if waitfor /tmp/$name.log 'L2-READY\|VMM-EXIT' @BOOT_LIMIT@; then
+  if waitfor /tmp/$name.log 'L2-READY|VMM-EXIT' @BOOT_LIMIT@; then
     boot=$(since $t_start)
     grep -q L2-READY /tmp/$name.log && return 0
     # kvz-vmm ended before the guest's first line (a guest crash, or a
