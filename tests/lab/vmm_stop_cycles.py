@@ -312,7 +312,7 @@ def kvzd_files():
 
 
 def run(cycles, scenarios=True, load=False, early_console=False, kvzd=False, stream=None,
-        timeout=None):
+        timeout=None, retries=0):
     if timeout is None:
         timeout = 600 + (400 if kvzd else 240) * cycles
     files = {QMP_SEND: "/bin/qmp-send"}
@@ -322,7 +322,7 @@ def run(cycles, scenarios=True, load=False, early_console=False, kvzd=False, str
                              files=files, l2_init=L2_INIT,
                              l1_modules=["tun", "bridge", "vhost_net"],
                              l2_modules=L2_MODULES, timeout=timeout, stream=stream,
-                             retries=0)
+                             retries=retries)
 
 
 RESULT_RE = re.compile(r"^RESULT (\S+) rc=(\S+) boot=(\S+) stop=(\S+)$", re.M)
@@ -364,8 +364,10 @@ def main():
     ap.add_argument("--log", help="write the whole console here, as it comes")
     a = ap.parse_args()
     stream = open(a.log, "w") if a.log else None
+    # One more L1 if the emulator itself fails (L1 gone without its exit
+    # status: seen when QEMU was killed from outside on this shared host).
     res = run(a.cycles, not a.no_scenarios, not a.no_load, a.early_console, not a.no_kvzd,
-              stream=stream)
+              stream=stream, retries=1)
     if stream:
         stream.close()
     print(summary(res))
