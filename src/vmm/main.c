@@ -374,10 +374,15 @@ static int run(struct options *o)
 		log_vcpus(vm);
 	if (!joined)
 		exit_stuck(con);
-	if (why == VM_STOP_ERROR)
+	if (why == VM_STOP_ERROR) {
 		snprintf(err, sizeof(err), "%s", vm->stop_msg);
-	else
+	} else {
+		/* One line on why a VM that ends well ended: a guest that reset
+		 * itself while booting is otherwise indistinguishable from one
+		 * that was stopped (issue 9). */
+		kvz_info("stopped: %s", vm->stop_msg);
 		status = 0;
+	}
 out:
 	teardown(&waiter, &ctl, vm, con);
 	boot_forget_files();
