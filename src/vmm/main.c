@@ -379,8 +379,12 @@ static int run(struct options *o)
 	} else {
 		/* One line on why a VM that ends well ended: a guest that reset
 		 * itself while booting is otherwise indistinguishable from one
-		 * that was stopped (issue 9). */
-		kvz_info("stopped: %s", vm->stop_msg);
+		 * that was stopped (issue 9). The exit count tells a boot that
+		 * got somewhere (thousands) from one that never started. */
+		unsigned long long exits = 0;
+		for (int i = 0; i < vm->ncpus; i++)
+			exits += vm->vcpus[i].exits;
+		kvz_info("stopped: %s (%llu vCPU exits)", vm->stop_msg, exits);
 		status = 0;
 	}
 out:

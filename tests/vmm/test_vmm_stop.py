@@ -77,7 +77,7 @@ def test_guest_reset_and_poweroff_with_devices(tmp_path, kernel, why):
     rc, err = wait_exit(p)
     assert rc == 0, err
     no_sanitizer_report(err)
-    assert f"kvz-vmm: stopped: {why}" in err, "no line on why the VM ended: " + err
+    assert f"kvz-vmm: stopped: {why} (" in err, "no line on why the VM ended: " + err
 
 
 @pytest.mark.parametrize("how", ["quit", "sigterm"])
@@ -102,7 +102,7 @@ def test_stop_after_balloon_requests(tmp_path, how):
         print(f"{how}: kvz-vmm ended in {time.monotonic() - t0:.3f} s")
         assert rc == 0, err
         no_sanitizer_report(err)
-        assert "kvz-vmm: stopped: " + ("QMP quit" if how == "quit" else "signal 15") in err, err
+        assert "kvz-vmm: stopped: " + ("QMP quit" if how == "quit" else "signal 15") + " (" in err, err
         if how == "sigterm":
             assert "stopped by signal 15" in err, err
             assert "vCPU 0: rip" in err, "no per-vCPU dump after SIGTERM: " + err
