@@ -374,10 +374,19 @@ static int run(struct options *o)
 		log_vcpus(vm);
 	if (!joined)
 		exit_stuck(con);
-	if (why == VM_STOP_ERROR)
+	if (why == VM_STOP_ERROR) {
 		snprintf(err, sizeof(err), "%s", vm->stop_msg);
-	else
+	} else {
+		/* One line on why a VM that ends well ended: a guest that reset
+		 * itself while booting is otherwise indistinguishable from one
+		 * that was stopped (issue 9). The exit count tells a boot that
+		 * got somewhere (thousands) from one that never started. */
+		unsigned long long exits = 0;
+		for (int i = 0; i < vm->ncpus; i++)
+			exits += vm->vcpus[i].exits;
+		kvz_info("stopped: %s (%llu vCPU exits)", vm->stop_msg, exits);
 		status = 0;
+	}
 out:
 	teardown(&waiter, &ctl, vm, con);
 	boot_forget_files();

@@ -305,6 +305,20 @@ static void report_internal_error(struct vcpu *v)
 			v->id, (unsigned long long)r.rip, sub, internal_error_name(sub));
 }
 
+/* A reset like any other for the exit status, but Linux only gets here
+ * when its orderly ways failed or it crashed before its console was up:
+ * one line, so that a VM that ended silently says why. */
+static void report_triple_fault(struct vcpu *v)
+{
+	struct kvm_regs r = {0};
+	struct kvm_sregs sr = {0};
+	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sr) < 0)
+		r.rip = ~0ull;
+	kvz_info("vCPU %d: triple fault at RIP 0x%llx (cr0 0x%llx cr3 0x%llx) after %llu exits: the guest resets",
+		 v->id, (unsigned long long)r.rip, (unsigned long long)sr.cr0,
+		 (unsigned long long)sr.cr3, (unsigned long long)v->exits);
+}
+
 static void handle_io(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
@@ -330,6 +344,7 @@ static bool handle_exit(struct vcpu *v)
 	case KVM_EXIT_HLT:     /* only without in-kernel irqchip: just run again */
 		return true;
 	case KVM_EXIT_SHUTDOWN:  /* triple fault: a PC resets */
+		report_triple_fault(v);
 		vm_request_stop(v->vm, VM_STOP_GUEST_RESET, "guest triple fault");
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:

@@ -22,7 +22,7 @@ def test_stop_paths_and_cycles():
     for path in (cyc.QMP_SEND, os.path.join(cyc.BUILD_DIR, "src", "vmm", "kvz-vmm")):
         if not os.path.exists(path):
             pytest.skip(f"{path} not built (qmp-send is not built under sanitizers)")
-    res = cyc.run(CYCLES)
+    res = cyc.run(CYCLES, retries=1)   # another L1 only if L1 itself failed (kvzlab)
     log = os.path.join(cyc.BUILD_DIR, "meson-logs", "lab_vmm_stop.console")
     with open(log, "w") as f:
         f.write(res.output)
@@ -37,7 +37,8 @@ def test_stop_paths_and_cycles():
     missing = [n for n in names if n not in r]
     assert not missing, f"runs without a result: {missing}"
     bad = {n: r[n] for n in names if r[n][0] != "0"}
-    assert not bad, f"runs that did not end with 0: {bad}"
+    never = [n for n in bad if cyc.no_start(res.output, n)]
+    assert not bad, f"runs that did not end with 0: {bad}; never started: {never}"
     for n in names:
         assert r[n][2] is not None and r[n][2] <= cyc.STOP_LIMIT, (n, r[n])
     out = res.output

@@ -26,7 +26,8 @@ triggered to kvz-vmm's exit, L1 seconds). A run that does not end within
 its limit gets its threads' states dumped (/proc: syscall, kernel stack,
 return addresses of kvz-vmm found on the user stack), SIGTERM (which makes
 kvz-vmm print each vCPU's state), then SIGKILL: rc=hung. A boot that shows
-no guest line within BOOT_LIMIT gets the same treatment: rc=noboot.
+no guest line within BOOT_LIMIT gets the same treatment: rc=noboot; one
+whose kvz-vmm ended before the guest's first line: rc=early-exit-STATUS.
 
 Used by tests/lab/test_vmm_stop_lab.py (a few cycles, suite lab) and
 bench/vmm_cycles_lab.sh (30 cycles, with L1's vCPUs loaded)."""
@@ -54,8 +55,12 @@ if [ $ph = kvzd ]; then
   n=$(( (${n:-0} + 1) % 256 ))
   printf "\\$(printf %03o $n)" | dd of=/dev/vda bs=1 count=1 conv=fsync 2>/dev/null
   if [ $((n % 2)) = 1 ]; then ph=balloon-reboot; else ph=poweroff; fi
+  echo "L2-READY phase=$ph memtotal=$m0"
+  # The console is polled: stay long enough to be seen before powering off.
+  sleep 3
+else
+  echo "L2-READY phase=$ph memtotal=$m0"
 fi
-echo "L2-READY phase=$ph memtotal=$m0"
 inflated() {
   i=0
   while [ $i -lt 240 ] && [ $(mt) -gt $((m0 - 100000)) ]; do sleep 0.5; i=$((i+1)); done
@@ -92,7 +97,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
 # waitfor FILE MARKER SECONDS
 waitfor() {
   end=$(awk -v a="$(now)" -v s="$3" 'BEGIN {print a + s}')
-  while ! grep -q "$2" "$1" 2>/dev/null; do
+  while ! grep -qE "$2" "$1" 2>/dev/null; do
     awk -v a="$(now)" -v e="$end" 'BEGIN {exit !(a > e)}' && return 1
     sleep 0.2
   done
@@ -123,9 +128,14 @@ start() {
   t_start=$(now)
   ( $VMM_BASE --cpus $2 --cmdline "console=ttyS0 panic=-1 @CMDLINE@ kvzphase=$3" </dev/null
     echo "VMM-EXIT: $?" ) > /tmp/$name.log 2>&1 &
-  if waitfor /tmp/$name.log L2-READY @BOOT_LIMIT@; then
+  if waitfor /tmp/$name.log 'L2-READY|VMM-EXIT' @BOOT_LIMIT@; then
     boot=$(since $t_start)
-    return 0
+    grep -q L2-READY /tmp/$name.log && return 0
+    # kvz-vmm ended before the guest's first line (a guest crash, or a
+    # reset, before its init ran): its exit status and whatever it printed.
+    echo "RESULT $name rc=early-exit-$(sed -n 's/^VMM-EXIT: //p' /tmp/$name.log) boot=$boot stop=none"
+    sed "s/^/[$name] /" /tmp/$name.log
+    return 1
   fi
   boot=none
   end_run $name noboot
@@ -306,7 +316,7 @@ def kvzd_files():
 
 
 def run(cycles, scenarios=True, load=False, early_console=False, kvzd=False, stream=None,
-        timeout=None):
+        timeout=None, retries=0):
     if timeout is None:
         timeout = 600 + (400 if kvzd else 240) * cycles
     files = {QMP_SEND: "/bin/qmp-send"}
@@ -316,7 +326,7 @@ def run(cycles, scenarios=True, load=False, early_console=False, kvzd=False, str
                              files=files, l2_init=L2_INIT,
                              l1_modules=["tun", "bridge", "vhost_net"],
                              l2_modules=L2_MODULES, timeout=timeout, stream=stream,
-                             retries=0)
+                             retries=retries)
 
 
 RESULT_RE = re.compile(r"^RESULT (\S+) rc=(\S+) boot=(\S+) stop=(\S+)$", re.M)
@@ -331,6 +341,24 @@ def results(output):
     return out
 
 
+EXITS_RE = re.compile(r"kvz-vmm: (?:vCPU \d+: .*, (\d+) exits|stopped: .*\((\d+) vCPU exits\))$")
+
+
+def no_start(output, name):
+    """True when run NAME failed the way a VM that never started its own
+    boot does: not one line from the guest, and fewer than 200 vCPU exits
+    in all (a Linux boot to init takes thousands). Seen in this lab: a
+    fresh VM whose vCPU sat at a kernel module address after 9 exits, or
+    that reset before printing anything: the new L2 apparently running on
+    state of the L2 before it, which points at the emulated SVM (QEMU TCG)
+    rather than kvz-vmm, but has not been shown under QEMU as L2 yet."""
+    prefix = f"[{name}] "
+    lines = [ln[len(prefix):] for ln in output.splitlines() if ln.startswith(prefix)]
+    own = [ln for ln in lines if not ln.startswith(("kvz-vmm:", "VMM-EXIT"))]
+    exits = [int(a or b) for ln in lines for a, b in EXITS_RE.findall(ln)]
+    return not own and bool(exits) and sum(exits) < 200
+
+
 def summary(res):
     """Lines: count of runs, failures, slowest boot and stop."""
     r = results(res.output)
@@ -338,6 +366,9 @@ def summary(res):
     boots = [(v[1], k) for k, v in r.items() if v[1] is not None]
     stops = [(v[2], k) for k, v in r.items() if v[2] is not None]
     lines = [f"runs: {len(r)}, failed: {len(bad)} {sorted(bad.items())}"]
+    never = [k for k in bad if no_start(res.output, k)]
+    if never:
+        lines.append(f"of which never started (no guest output, under 200 exits): {sorted(never)}")
     if boots:
         lines.append("slowest boot: %.1f s (%s)" % max(boots))
     if stops:
@@ -358,8 +389,10 @@ def main():
     ap.add_argument("--log", help="write the whole console here, as it comes")
     a = ap.parse_args()
     stream = open(a.log, "w") if a.log else None
+    # One more L1 if the emulator itself fails (L1 gone without its exit
+    # status: seen when QEMU was killed from outside on this shared host).
     res = run(a.cycles, not a.no_scenarios, not a.no_load, a.early_console, not a.no_kvzd,
-              stream=stream)
+              stream=stream, retries=1)
     if stream:
         stream.close()
     print(summary(res))

@@ -69,13 +69,15 @@ def balloon_and_close(path, value):
     s.close()
 
 
-@pytest.mark.parametrize("kernel", ["reboot", "hello"])
-def test_guest_reset_and_poweroff_with_devices(tmp_path, kernel):
+@pytest.mark.parametrize("kernel,why", [("reboot", "guest reset through the i8042"),
+                                        ("hello", "guest ACPI power-off (S5)")])
+def test_guest_reset_and_poweroff_with_devices(tmp_path, kernel, why):
     p = vmmtest.start(["--kernel", guest(kernel), "--memory", "32M",
                        "--qmp", str(tmp_path / "qmp")] + devices(tmp_path))
     rc, err = wait_exit(p)
     assert rc == 0, err
     no_sanitizer_report(err)
+    assert f"kvz-vmm: stopped: {why} (" in err, "no line on why the VM ended: " + err
 
 
 @pytest.mark.parametrize("how", ["quit", "sigterm"])
@@ -100,6 +102,7 @@ def test_stop_after_balloon_requests(tmp_path, how):
         print(f"{how}: kvz-vmm ended in {time.monotonic() - t0:.3f} s")
         assert rc == 0, err
         no_sanitizer_report(err)
+        assert "kvz-vmm: stopped: " + ("QMP quit" if how == "quit" else "signal 15") + " (" in err, err
         if how == "sigterm":
             assert "stopped by signal 15" in err, err
             assert "vCPU 0: rip" in err, "no per-vCPU dump after SIGTERM: " + err
