@@ -17,11 +17,12 @@ import kvzlab  # noqa: E402  (on the path through vmm_stop_cycles)
 CYCLES = 3
 
 
-def test_stop_paths_and_cycles():
-    kvzlab.skip_unless_lab()
-    for path in (cyc.QMP_SEND, os.path.join(cyc.BUILD_DIR, "src", "vmm", "kvz-vmm")):
-        if not os.path.exists(path):
-            pytest.skip(f"{path} not built (qmp-send is not built under sanitizers)")
+NAMES = ["close-reboot", "linger-poweroff", "sigterm", "quit", "churn"]
+NAMES += [f"cycle{c}-cpus{n}-{k}" for c in range(1, CYCLES + 1) for n in (1, 2)
+          for k in ("reboot", "poweroff")]
+
+
+def lab_run():
     res = cyc.run(CYCLES, retries=1)   # another L1 only if L1 itself failed (kvzlab)
     log = os.path.join(cyc.BUILD_DIR, "meson-logs", "lab_vmm_stop.console")
     with open(log, "w") as f:
@@ -31,15 +32,31 @@ def test_stop_paths_and_cycles():
     print(f"whole console: {log}")
     assert not res.timed_out and res.exit_code == 0, res.output[-3000:]
     r = cyc.results(res.output)
-    names = ["close-reboot", "linger-poweroff", "sigterm", "quit", "churn"]
-    names += [f"cycle{c}-cpus{n}-{k}" for c in range(1, CYCLES + 1) for n in (1, 2)
-              for k in ("reboot", "poweroff")]
-    missing = [n for n in names if n not in r]
+    missing = [n for n in NAMES if n not in r]
     assert not missing, f"runs without a result: {missing}"
-    bad = {n: r[n] for n in names if r[n][0] != "0"}
+    bad = {n: r[n] for n in NAMES if r[n][0] != "0"}
+    return res, r, bad
+
+
+def test_stop_paths_and_cycles():
+    kvzlab.skip_unless_lab()
+    for path in (cyc.QMP_SEND, os.path.join(cyc.BUILD_DIR, "src", "vmm", "kvz-vmm")):
+        if not os.path.exists(path):
+            pytest.skip(f"{path} not built (qmp-send is not built under sanitizers)")
+    res, r, bad = lab_run()
     never = [n for n in bad if cyc.no_start(res.output, n)]
+    # Exactly one signature earns a second lab run: fresh VMs that never
+    # began their own boot (no guest output, under 200 exits), seen about
+    # once in 75 lab boots and right after another VM ended in the same L1
+    # (suspected emulated-SVM state; docs/architecture.md). Anything else,
+    # or the same again, fails.
+    if bad and sorted(never) == sorted(bad):
+        print(f"lab_vmm_stop: runs that never started: {never}; one more lab run",
+              file=sys.stderr)
+        res, r, bad = lab_run()
+        never = [n for n in bad if cyc.no_start(res.output, n)]
     assert not bad, f"runs that did not end with 0: {bad}; never started: {never}"
-    for n in names:
+    for n in NAMES:
         assert r[n][2] is not None and r[n][2] <= cyc.STOP_LIMIT, (n, r[n])
     out = res.output
     assert "[sigterm] kvz-vmm: stopped by signal 15" in out, "no SIGTERM report"
