@@ -59,7 +59,7 @@ wait $pid; echo "IDLE-EXIT $?"
 # Debian's kernel with 2 vCPUs: paused and resumed during boot, console on
 # a socket (replayed from the ring, then live) until the guest reboots.
 $V --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz --cmdline 'console=ttyS0 panic=-1' \
-   --cpus 2 --memory 256M --qmp /tmp/lq --console-socket /tmp/lc > /tmp/linux.out 2>&1 &
+   --cpus 2 --memory 256M --qmp /tmp/lq --console-socket /tmp/lc > /tmp/linux.out 2> /tmp/linux.err &
 pid=$!
 sleep 2
 $Q /tmp/lq stop query-status | sed 's/^/LINUX-QMP: /'
@@ -68,6 +68,7 @@ $Q /tmp/lq cont | sed 's/^/LINUX-QMP: /'
 $Q --console /tmp/lc 240 > /tmp/linux.console
 wait $pid; echo "LINUX-EXIT $?"
 echo "LINUX-STDOUT-BYTES $(wc -c < /tmp/linux.out)"
+sed 's/^/LINUX-STDERR: /' /tmp/linux.err
 grep -E 'KVZLAB-L2-INIT|smp: Brought up|Linux version' /tmp/linux.console | sed 's/^/LINUX-CONSOLE: /'
 """
 
@@ -114,6 +115,9 @@ def test_guests_in_lab():
     assert re.search(r"LINUX-CONSOLE: KVZLAB-L2-INIT cpus=2 memtotal_kb=\d+", out)
     assert "LINUX-EXIT 0" in out, "kvz-vmm did not exit 0 after the guest rebooted"
     assert "LINUX-STDOUT-BYTES 0" in out, "console output leaked to stdout"
+    # stderr has kvz-vmm's own lines only (why it stopped), no console bytes.
+    err = re.findall(r"^LINUX-STDERR: (.*)$", out, re.M)
+    assert err and all(l.startswith("kvz-vmm: ") for l in err), err
 
 
 def extract_vmlinux(bzimage, out):
