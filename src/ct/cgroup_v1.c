@@ -56,8 +56,9 @@ void cgroup_v1_top(const struct cgroup *cg, const char *ctrl, char *out, size_t 
 /* Where the container's processes are. */
 static void dir_of(const struct cgroup *cg, const char *ctrl, char *out, size_t size)
 {
-	snprintf(out, size, "%s/%s%s/kvz/%s%s", cg->root, ctrl, own_of(cg, ctrl), cg->name,
-		 is_devices(ctrl) ? DEVICES_LEAF : "");
+	cgroup_v1_top(cg, ctrl, out, size);
+	if (is_devices(ctrl))
+		strncat(out, DEVICES_LEAF, size - strlen(out) - 1);
 }
 
 static bool mounted(const struct cgroup *cg, const char *ctrl)

