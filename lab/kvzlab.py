@@ -78,6 +78,9 @@ SOURCE_DIR = os.path.dirname(LAB_DIR)
 # cached archives from an older kvzlab are not reused.
 FORMAT_VERSION = "3"
 L1_EXIT_MARKER = "KVZLAB-L1-EXIT:"
+# Printed by L1's init when KVM saw an L2 vCPU triple-fault (no lab test
+# asks for one); tests/lab/test_vmm_boot.py causes one on purpose.
+L2_SHUTDOWN_MARKER = "KVZLAB-L2-SHUTDOWN:"
 L1_MODULES = ["kvm-amd"]
 QEMU_DATA_L1 = "/usr/share/kvzlab-qemu"
 # Firmware that qemu-system-x86_64 (pc machine, -nodefaults, -kernel) reads.
@@ -494,6 +497,17 @@ while read -r m; do
   insmod "$m" || echo "kvzlab-l1: insmod $m failed"
 done < /etc/kvzlab-modules
 ip link set lo up 2>/dev/null
+# Evidence for an L2 vCPU that ends in a triple fault (issue 9): KVM's exits
+# go to a ring buffer (the last 2 MiB per CPU), and an instance keeps only
+# SVM shutdown exits (code 127), which is cheap to check at the end.
+t=/sys/kernel/tracing
+if mount -t tracefs nodev $t 2>/dev/null && mkdir $t/instances/shutdown; then
+  echo 2048 > $t/buffer_size_kb
+  echo 1 > $t/events/kvm/kvm_exit/enable
+  echo 1 > $t/events/kvm/kvm_inj_exception/enable 2>/dev/null
+  echo 'exit_reason == 127' > $t/instances/shutdown/events/kvm/kvm_exit/filter
+  echo 1 > $t/instances/shutdown/events/kvm/kvm_exit/enable
+fi
 if [ ! -c /dev/kvm ]; then
   echo "kvzlab-l1: /dev/kvm missing after loading kvm-amd"
   rc=125
@@ -506,6 +520,12 @@ else
   if [ $rc = 124 ] || [ $rc = 143 ]; then
     killall -TERM kvz-vmm 2>/dev/null && sleep 3
   fi
+fi
+if grep -q kvm_exit $t/instances/shutdown/trace 2>/dev/null; then
+  echo 0 > $t/tracing_on
+  echo "KVZLAB-L2-SHUTDOWN: an L2 vCPU triple-faulted; its last KVM events:"
+  pid=$(grep -m1 kvm_exit $t/instances/shutdown/trace | sed 's/^ *//; s/ .*//')
+  grep -F -- "$pid" $t/trace | grep -B60 -m1 'reason shutdown' | cut -c1-200
 fi
 echo "KVZLAB-L1-EXIT: $rc"
 poweroff -f
@@ -761,6 +781,9 @@ def lab_failure(res):
         return "L1 ended without reporting the script's exit status (L1 kernel crash?)"
     if res.exit_code in SCRIPT_TIME_LIMIT_CODES:
         return f"the L1 script hit its time limit (exit {res.exit_code})"
+    if res.exit_code != 0 and L2_SHUTDOWN_MARKER in res.output:
+        return ("the script failed after an L2 vCPU triple-faulted (SVM "
+                "shutdown exit; its last KVM events are in the console)")
     return None
 
 

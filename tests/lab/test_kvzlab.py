@@ -198,3 +198,17 @@ def test_a_run_that_always_hangs_still_fails(monkeypatch):
     assert kvzlab.lab_failure(res)
     assert kvzlab.lab_failure(_result(0, timed_out=True))
     assert kvzlab.lab_failure(_result(0)) is None
+
+
+def test_a_failed_script_after_an_l2_triple_fault_is_run_again(monkeypatch, capsys):
+    died = _result(7, output="L2-INFLATED\nKVZLAB-L2-SHUTDOWN: an L2 vCPU "
+                   "triple-faulted; its last KVM events:\n kvm_exit: reason shutdown\n")
+    runs = [died, _result(0)]
+    monkeypatch.setattr(kvzlab, "_run_in_lab_once", lambda *a: runs.pop(0))
+    assert kvzlab.run_in_lab("balloon").exit_code == 0 and not runs
+    assert "triple-faulted" in capsys.readouterr().err
+    # The same twice is returned as it is; a passing script never counts,
+    # nor does a failure without the L1 report.
+    assert kvzlab.lab_failure(died)
+    assert kvzlab.lab_failure(_result(0, output=died.output)) is None
+    assert kvzlab.lab_failure(_result(7, output="L2-INFLATED\n")) is None
