@@ -325,7 +325,8 @@ static int run(struct options *o)
 		goto out;
 	ctl.vm = vm;
 	if (want_virtio(o)) {
-		struct vmm_context vctx = {.vm = vm, .mem = &vm->mem, .pci = vm->pci, .io = vm->io};
+		struct vmm_context vctx = {.vm = vm, .mem = &vm->mem, .pci = vm->pci, .io = vm->io,
+					   .state = vm->registry};
 		ctl.vd = virtio_devices_create(&vctx, &o->virtio, err, sizeof(err));
 		if (!ctl.vd)
 			goto out;

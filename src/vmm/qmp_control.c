@@ -75,8 +75,7 @@ static json_t *cmd_system_reset(void *opaque, json_t *args, struct qmp_error *er
 		qmp_set_error(err, "GenericError", "the machine is shutting down");
 		return NULL;
 	}
-	if (ctl->vd)
-		virtio_devices_reset(ctl->vd);
+	/* vm_reset resets every device of the state registry (virtio too). */
 	int rc = vm_reset(ctl->vm, msg, sizeof(msg));
 	if (was_running)
 		vm_resume(ctl->vm);
