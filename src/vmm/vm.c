@@ -295,8 +295,13 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		return -1;
 	}
 	pthread_mutex_lock(&vm->lock);
-	vm->state = VM_RUNNING;
+	vm->state = vm->cfg.start_paused ? VM_PAUSED : VM_RUNNING;
+	vm->pause_req = vm->cfg.start_paused;   /* the vCPU threads park at once */
 	pthread_mutex_unlock(&vm->lock);
+	if (vm->cfg.start_paused) {
+		io_thread_pause(vm->io);
+		state_registry_pause(vm->registry);
+	}
 	for (int i = 0; i < vm->ncpus; i++)
 		if (vcpu_start(&vm->vcpus[i], err, errlen) < 0) {
 			vm_request_stop(vm, VM_STOP_ERROR, "%s", err);
