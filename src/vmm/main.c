@@ -299,12 +299,6 @@ static int restore(struct vm *vm, const char *uri, char *err, size_t errlen)
 	return rc;
 }
 
-static void log_vcpus(struct vm *vm)
-{
-	for (int i = 0; i < vm->ncpus; i++)
-		vcpu_log_state(&vm->vcpus[i]);
-}
-
 /* A vCPU thread that does not leave its device is a bug (a lock never
  * released, a write that never returns): the machine cannot be torn down
  * with it running, so leave at once (the caller logged each vCPU). */
@@ -329,7 +323,7 @@ static void teardown(struct signal_waiter *waiter, struct vmm_control *ctl, stru
 	stop_watchdog_stage(wd, "the QMP server");
 	qmp_control_stop(ctl);
 	if (vm)
-		serial_set_console(vm->serial, NULL);
+		serial_set_console(vm_serial(vm), NULL);
 	stop_watchdog_stage(wd, "the console");
 	console_destroy(con);
 	if (ctl->vd) {
@@ -371,8 +365,8 @@ static int run(struct options *o)
 		goto out;
 	ctl.vm = vm;
 	if (want_virtio(o)) {
-		struct vmm_context vctx = {.vm = vm, .mem = &vm->mem, .pci = vm->pci, .io = vm->io,
-					   .state = vm->registry};
+		struct vmm_context vctx;
+		vm_device_context(vm, &vctx);
 		ctl.vd = virtio_devices_create(&vctx, &o->virtio, err, sizeof(err));
 		if (!ctl.vd)
 			goto out;
@@ -389,7 +383,7 @@ static int run(struct options *o)
 				: console_create_stdio(err, sizeof(err));
 	if (!con)
 		goto out;
-	serial_set_console(vm->serial, con);
+	serial_set_console(vm_serial(vm), con);
 	ctl.may_open_files = o->seccomp == SECCOMP_FILTER_OFF || !seccomp_filter_supported();
 	if (o->qmp_path && qmp_control_start(&ctl, o->qmp_path, err, sizeof(err)) < 0)
 		goto out;
@@ -401,7 +395,7 @@ static int run(struct options *o)
 	waiter.started = true;
 	/* Guest input is read only by a console nobody else reads: with a
 	 * console socket, stdin stays untouched. */
-	if (console_start(con, console_input, vm->serial, err, sizeof(err)) < 0)
+	if (console_start(con, console_input, vm_serial(vm), err, sizeof(err)) < 0)
 		goto out;
 	if (lock_down(o->seccomp, err, sizeof(err)) < 0)
 		goto out;
@@ -409,7 +403,7 @@ static int run(struct options *o)
 	if (vm_start(vm, err, sizeof(err)) < 0) {
 		vm_wait(vm, STOP_LIMIT_S, &joined);
 		if (!joined) {
-			log_vcpus(vm);
+			vm_log_vcpus(vm);
 			exit_stuck(con);
 		}
 		goto out;
@@ -421,20 +415,17 @@ static int run(struct options *o)
 	if (sig)
 		kvz_info("stopped by signal %d", sig);
 	if (sig || !joined)
-		log_vcpus(vm);
+		vm_log_vcpus(vm);
 	if (!joined)
 		exit_stuck(con);
 	if (why == VM_STOP_ERROR) {
-		snprintf(err, sizeof(err), "%s", vm->stop_msg);
+		snprintf(err, sizeof(err), "%s", vm_stop_message(vm));
 	} else {
 		/* One line on why a VM that ends well ended: a guest that reset
 		 * itself while booting is otherwise indistinguishable from one
 		 * that was stopped (issue 9). The exit count tells a boot that
 		 * got somewhere (thousands) from one that never started. */
-		unsigned long long exits = 0;
-		for (int i = 0; i < vm->ncpus; i++)
-			exits += vm->vcpus[i].exits;
-		kvz_info("stopped: %s (%llu vCPU exits)", vm->stop_msg, exits);
+		kvz_info("stopped: %s (%llu vCPU exits)", vm_stop_message(vm), vm_exit_count(vm));
 		status = 0;
 	}
 out:

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "state/state_registry.h"
-#include "vm.h"
+#include "vm_internal.h"
 
 int snapshot_save(struct vm *vm, int fd, struct snap_progress *progress, char *err, size_t errlen)
 {

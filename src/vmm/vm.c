@@ -1,4 +1,4 @@
-#include "vm.h"
+#include "vm_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +13,7 @@
 #include "acpi.h"
 #include "acpi_pm.h"
 #include "cpuid.h"
+#include "device_hooks.h"
 #include "i8042.h"
 #include "io_thread.h"
 #include "irq.h"
@@ -440,6 +441,56 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	if (was_running)
 		vm_resume(vm);
 	return rc;
+}
+
+void vm_device_context(struct vm *vm, struct vmm_context *ctx)
+{
+	*ctx = (struct vmm_context){.vm = vm, .mem = &vm->mem, .pci = vm->pci, .io = vm->io,
+				    .state = vm->registry};
+}
+
+struct serial *vm_serial(struct vm *vm)
+{
+	return vm->serial;
+}
+
+int vm_vcpu_count(struct vm *vm)
+{
+	return vm->ncpus;
+}
+
+int vm_vcpu_tid(struct vm *vm, int i)
+{
+	return i >= 0 && i < vm->ncpus ? (int)__atomic_load_n(&vm->vcpus[i].tid, __ATOMIC_ACQUIRE) : -1;
+}
+
+const char *vm_stop_message(struct vm *vm)
+{
+	return vm->stop_msg;
+}
+
+unsigned long long vm_exit_count(struct vm *vm)
+{
+	unsigned long long n = 0;
+	for (int i = 0; i < vm->ncpus; i++)
+		n += __atomic_load_n(&vm->vcpus[i].exits, __ATOMIC_RELAXED);
+	return n;
+}
+
+void vm_log_vcpus(struct vm *vm)
+{
+	for (int i = 0; i < vm->ncpus; i++)
+		vcpu_log_state(&vm->vcpus[i]);
+}
+
+int vm_press_power_button(struct vm *vm)
+{
+	return acpi_pm_press_power_button(vm->acpi_pm);
+}
+
+void vm_set_listener(struct vm *vm, const struct vm_listener *l)
+{
+	vm->listener = *l;
 }
 
 void vm_note_first_exit(struct vm *vm)

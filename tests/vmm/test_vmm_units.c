@@ -17,7 +17,7 @@
 #include "guest_mem.h"
 #include "pci.h"
 #include "serial.h"
-#include "vm.h"
+#include "vm_internal.h"
 
 static uint32_t rd32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static uint16_t rd16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
