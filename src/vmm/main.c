@@ -54,17 +54,19 @@ static void usage(FILE *f)
 		"               [--console-socket PATH] [--name NAME] [--disk PATH[,readonly]]...\n"
 		"               [--net tap=NAME[,mac=MAC][,bridge=BR][,vhost=auto|on|off]]... [--balloon[=deflate-on-oom]] [--rng]\n"
 		"               [--seccomp=on|off|log] [--bench-first-exit] [--verbose]\n"
-		"               [--incoming file:PATH|fd:N] [--paused]\n"
+		"               [--incoming file:PATH|fd:N] [--paused] [--memory-backing anon|memfd]\n"
 		"  --seccomp  system call allow-list once the machine is built (default on;\n"
 		"             log: allow and log what the list lacks, to the kernel log)\n"
 		"  --incoming restore the snapshot (QMP migrate) instead of booting; the\n"
 		"             machine options must be those of the saved machine\n"
-		"  --paused   start paused, until QMP cont (also with --incoming)\n");
+		"  --paused   start paused, until QMP cont (also with --incoming)\n"
+		"  --memory-backing  anon (default: transparent huge pages) or memfd\n"
+		"             (RAM another process can map)\n");
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CPU_MODEL, OPT_QMP,
        OPT_CONSOLE_SOCKET, OPT_NAME, OPT_DISK, OPT_NET, OPT_BALLOON, OPT_RNG, OPT_SECCOMP,
-       OPT_BENCH, OPT_VERBOSE, OPT_HELP, OPT_INCOMING, OPT_PAUSED };
+       OPT_BENCH, OPT_VERBOSE, OPT_HELP, OPT_INCOMING, OPT_PAUSED, OPT_MEM_BACKING };
 
 static const struct option long_opts[] = {
 	{"kernel", required_argument, NULL, OPT_KERNEL},
@@ -86,6 +88,7 @@ static const struct option long_opts[] = {
 	{"help", no_argument, NULL, OPT_HELP},
 	{"incoming", required_argument, NULL, OPT_INCOMING},
 	{"paused", no_argument, NULL, OPT_PAUSED},
+	{"memory-backing", required_argument, NULL, OPT_MEM_BACKING},
 	{NULL, 0, NULL, 0},
 };
 
@@ -161,6 +164,13 @@ static int parse_one(struct options *o, int opt, const char *arg)
 		o->incoming = arg;
 		return 0;
 	case OPT_PAUSED: o->vm.start_paused = true; return 0;
+	case OPT_MEM_BACKING:
+		if (strcmp(arg, "anon") && strcmp(arg, "memfd")) {
+			kvz_error("--memory-backing %s: expected anon or memfd", arg);
+			return -1;
+		}
+		o->vm.shared_memory = !strcmp(arg, "memfd");
+		return 0;
 	case OPT_VERBOSE: kvz_log_set_verbose(true); return 0;
 	case OPT_HELP: usage(stdout); exit(0);
 	default: usage(stderr); return -1;

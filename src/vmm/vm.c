@@ -111,7 +111,7 @@ static int setup_memory(struct vm *vm, char *err, size_t errlen)
 {
 	if (vm_check_config(&vm->cfg, err, errlen) < 0)
 		return -1;
-	int rc = guest_mem_init(&vm->mem, vm->cfg.mem_size);
+	int rc = guest_mem_init(&vm->mem, vm->cfg.mem_size, vm->cfg.shared_memory);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot allocate %llu MiB of guest RAM: %s",
 			 (unsigned long long)(vm->cfg.mem_size >> 20), strerror(-rc));
@@ -427,7 +427,7 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	state_registry_reset(vm->registry);
 	/* The firmware would clear low memory and reload the kernel: do what
 	 * it would, so that no table of the previous boot survives. (At first
-	 * boot the memfd is all zeros already; not touching it keeps RSS and
+	 * boot RAM is all zeros already; not touching it keeps RSS and
 	 * start-up time down.) */
 	memset(guest_mem_ptr(&vm->mem, 0, BOOT_KERNEL_ADDR), 0, BOOT_KERNEL_ADDR);
 	struct boot_entry entry;

@@ -46,6 +46,7 @@ struct vm_config {
 	const char *cpu_model;      /* "kvz64" (default) or "host" */
 	bool bench_first_exit;      /* print when the first guest exit happens */
 	bool start_paused;          /* vm_start leaves it paused until QMP cont */
+	bool shared_memory;         /* RAM in a memfd (another process may map it) */
 };
 
 /* Hooks main() installs to hear about state changes (QMP events). Called
