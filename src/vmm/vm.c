@@ -296,13 +296,18 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		return -1;
 	}
 	pthread_mutex_lock(&vm->lock);
-	vm->state = vm->cfg.start_paused ? VM_PAUSED : VM_RUNNING;
-	vm->pause_req = vm->cfg.start_paused;   /* the vCPU threads park at once */
+	/* Paused by request (--paused) or by a QMP stop/migrate that came
+	 * before this: the vCPU threads park at once. */
+	bool already = vm->state == VM_PAUSED;
+	bool paused = already || vm->cfg.start_paused;
+	vm->state = paused ? VM_PAUSED : VM_RUNNING;
+	vm->pause_req = paused;
+	vm->vcpus_starting = true;
 	pthread_mutex_unlock(&vm->lock);
-	if (vm->cfg.start_paused) {
-		io_thread_pause(vm->io);
+	if (paused)
+		io_thread_pause(vm->io);   /* it did not run when the early pause came */
+	if (paused && !already)
 		state_registry_pause(vm->registry);
-	}
 	for (int i = 0; i < vm->ncpus; i++)
 		if (vcpu_start(&vm->vcpus[i], err, errlen) < 0) {
 			vm_request_stop(vm, VM_STOP_ERROR, "%s", err);
@@ -369,6 +374,15 @@ bool vm_pause(struct vm *vm)
 		return false;
 	}
 	vm->pause_req = true;
+	if (!vm->vcpus_starting) {
+		/* Before vm_start: no thread to wait for; vm_start keeps it paused. */
+		bool was = vm->state == VM_PAUSED;
+		vm->state = VM_PAUSED;
+		pthread_mutex_unlock(&vm->lock);
+		if (!was)
+			state_registry_pause(vm->registry);
+		return true;
+	}
 	for (int i = 0; i < vm->ncpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
 	while (vm->npaused < vm->ncpus && vm->stop == VM_STOP_NONE)

@@ -242,3 +242,17 @@ def test_memfd_backing_saves_and_restores(tmp_path):
     vm2.wait_count(saved + 2)
     assert vm2.counts()[0] in (saved + 1, saved + 2)
     vm2.quit()
+
+
+def test_incoming_paused_waits_for_cont(tmp_path):
+    opts = ["--memory", "32M", "--cpus", "2"]
+    vm, snap = saved_vm(tmp_path, opts, 2)
+    saved = vm.counts()[-1]
+    vm.quit()
+    vm2 = Vmm(tmp_path, opts + ["--incoming", f"file:{snap}", "--paused"], name="p")
+    time.sleep(0.5)
+    assert vm2.counts() == [], "a --paused restore ran before cont"
+    assert vm2.qmp.cmd("query-status")["return"]["status"] == "paused"
+    assert vm2.qmp.cmd("cont") == {"return": {}}
+    vm2.wait_count(saved + 2)
+    vm2.quit()
