@@ -1,6 +1,6 @@
 """Snapshots of a real Linux guest (Debian's stock kernel) under kvz-vmm in
 the nested lab, in one L1 boot: a guest with 2 vCPUs, virtio-blk,
-virtio-net (vhost-net where L1 has it), balloon and rng prints a counter
+two virtio-net (vhost-net where L1 has it, and vhost=off), balloon and rng prints a counter
 every 100 ms, keeps a 64 MiB pattern and its checksum, wrote a marker on
 its disk and answers L1's ping. It is saved the way kvzd saves it (getfd
 with SCM_RIGHTS, migrate fd:snap, poll query-migrate), killed, and
@@ -29,6 +29,8 @@ L2_INIT = r"""
 ip link set lo up
 ip link set eth0 up
 ip addr add 10.0.9.2/24 dev eth0
+ip link set eth1 up
+ip addr add 10.0.8.2/24 dev eth1
 dd if=/dev/urandom of=/pattern bs=1M count=64 2>/dev/null
 sum=$(md5sum < /pattern)
 echo "L2-SUM-START $sum"
@@ -47,11 +49,13 @@ done
 """
 
 L1_SCRIPT = r"""
-VMM="kvz-vmm --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz --cmdline 'console=ttyS0 quiet panic=-1' --cpus 2 --memory 384M --disk /tmp/disk.img --net tap=tap9,mac=52:54:00:00:09:02 --balloon --rng --qmp /tmp/q.sock </dev/null"
+VMM="kvz-vmm --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz --cmdline 'console=ttyS0 quiet panic=-1' --cpus 2 --memory 384M --disk /tmp/disk.img --net tap=tap9,mac=52:54:00:00:09:02 --net tap=tap8,mac=52:54:00:00:08:02,vhost=off --balloon --rng --qmp /tmp/q.sock </dev/null"
 waitfor() { i=0; while ! grep -q "$2" $1; do i=$((i+1)); [ $i -gt $3 ] && return 1; sleep 1; done; }
-up_tap() { i=0; while ! ip link show tap9 >/dev/null 2>&1 && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done
-           ip addr add 10.0.9.1/24 dev tap9 2>/dev/null; ip link set tap9 up; }
-pingit() { if ping -c 2 -W 3 10.0.9.2 >/dev/null 2>&1; then echo "L1-PING-$1-OK"; else echo "L1-PING-$1-FAIL"; fi; }
+up_tap() { i=0; while ! ip link show tap8 >/dev/null 2>&1 && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done
+           for t in 9 8; do ip addr add 10.0.$t.1/24 dev tap$t 2>/dev/null; ip link set tap$t up; done; }
+pingit() { for t in 9 8; do
+             if ping -c 2 -W 3 10.0.$t.2 >/dev/null 2>&1; then echo "L1-PING$t-$1-OK"; else echo "L1-PING$t-$1-FAIL"; fi
+           done; }
 quit() { qmp-send /tmp/q.sock '{"execute": "quit"}' >/dev/null; wait $1; }
 dd if=/dev/zero of=/tmp/disk.img bs=1M count=8 2>/dev/null
 [ -c /dev/vhost-net ] && echo "L1-HAS-VHOST"
@@ -125,7 +129,7 @@ def test_save_kill_restore_real_guest():
     assert not res.timed_out and res.exit_code == 0, out[-3000:]
     assert '"status": "completed"' in out.split("L1-MIGRATE:")[1].splitlines()[0], out
     assert "postmigrate" in out.split("L1-STATUS:")[1].splitlines()[0]
-    assert "L1-PING-0-OK" in out
+    assert "L1-PING9-0-OK" in out and "L1-PING8-0-OK" in out
     start_sum = re.search(r"^R0: L2-SUM-START (\S+)", out, re.M).group(1)
     before = counts(out, "R0")
     assert before, "the guest never counted"
@@ -141,7 +145,8 @@ def test_save_kill_restore_real_guest():
         assert after[0][1] >= saved[1] and after[0][2] >= saved[2], f"restore {n}: clock went back"
         sums = re.findall(rf"^R{n}: L2-SUM (\S+).*DISK (\S+)", out, re.M)
         assert sums and all(s == (start_sum, "kvz-snapshot-marker") for s in sums), sums
-        assert f"L1-PING-{n}-OK" in out
+        assert f"L1-PING9-{n}-OK" in out, f"restore {n}: no ping through vhost-net (or the kernel path)"
+        assert f"L1-PING8-{n}-OK" in out, f"restore {n}: no ping through kvz-vmm's own data path"
     for what in ("CORRUPT", "TRUNC"):
         m = re.search(rf"L1-{what}-RC (\d+) LINES (\d+)", out)
         assert m and m.group(1) != "0" and m.group(2) == "1", out[-2000:]
