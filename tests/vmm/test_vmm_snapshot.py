@@ -61,6 +61,9 @@ class Vmm:
         self.qmp.cmd("quit")
         assert self.proc.wait(timeout=15) == 0
         self.qmp.close()
+        err = self.proc.stderr.read().decode(errors="replace")
+        # sanitizer builds (meson -Db_sanitize=...) report here
+        assert "runtime error" not in err and "Sanitizer" not in err, err
 
 
 def send_fd(qmp, name, fd):
