@@ -127,7 +127,7 @@ def test_save_kill_restore_real_guest():
                             smp=2, timeout=900, stream=sys.stdout)
     out = res.output
     assert not res.timed_out and res.exit_code == 0, out[-3000:]
-    assert '"status": "completed"' in out.split("L1-MIGRATE:")[1].splitlines()[0], out
+    assert re.search(r'"status":\s*"completed"', out.split("L1-MIGRATE:")[1].splitlines()[0]), out
     assert "postmigrate" in out.split("L1-STATUS:")[1].splitlines()[0]
     assert "L1-PING9-0-OK" in out and "L1-PING8-0-OK" in out
     start_sum = re.search(r"^R0: L2-SUM-START (\S+)", out, re.M).group(1)
