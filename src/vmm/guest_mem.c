@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Anonymous memory: transparent huge pages come with MADV_HUGEPAGE under
@@ -115,6 +116,11 @@ int guest_mem_map_file(struct guest_mem *m, int fd, uint64_t offset)
 	if (p == MAP_FAILED)
 		return -errno;
 	m->file_backed = true;
+	struct stat st;
+	if (fstat(fd, &st) == 0) {
+		m->file_dev = st.st_dev;
+		m->file_ino = st.st_ino;
+	}
 	madvise(p, m->size, MADV_HUGEPAGE);
 	/* What boot loading wrote to a memfd is unreachable now: give it back
 	 * (anonymous pages went with the mapping they were in). */

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define GUEST_MEM_HOLE_START 0xC0000000ull  /* 3 GiB: PCI MMIO below 4 GiB */
 #define GUEST_MEM_HI_START   0x100000000ull
@@ -25,6 +26,7 @@ struct guest_mem {
 	 * the guest never writes stay the file's page cache, and the memfd
 	 * no longer backs anything. */
 	bool file_backed;
+	uint64_t file_dev, file_ino;   /* which file, when file_backed */
 };
 
 /* Maps size bytes of RAM: anonymous, or a memfd when shared. Returns 0 or

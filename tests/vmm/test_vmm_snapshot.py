@@ -247,6 +247,29 @@ def test_memfd_backing_saves_and_restores(tmp_path):
     vm2.quit()
 
 
+def test_saving_over_the_restored_file_is_refused(tmp_path):
+    """A restored VM's RAM is mapped from its snapshot: saving into that
+    same file would truncate the guest's memory away. Refused; the VM runs
+    on and another file works."""
+    opts = ["--memory", "32M"]
+    vm, snap = saved_vm(tmp_path, opts, 1)
+    vm.quit()
+    vm2 = Vmm(tmp_path, opts + ["--incoming", f"file:{snap}"], name="r")
+    n = vm2.wait_count(0)
+    fd = os.open(snap, os.O_RDWR)
+    assert send_fd(vm2.qmp, "same", fd) == {"return": {}}
+    os.close(fd)
+    assert vm2.qmp.cmd("migrate", uri="fd:same") == {"return": {}}
+    seen = []
+    while not seen or seen[-1] not in ("completed", "failed"):
+        seen.append(vm2.qmp.wait_event("MIGRATION", timeout=30)["data"]["status"])
+    assert seen[-1] == "failed"
+    assert "restored from" in vm2.qmp.cmd("query-migrate")["return"]["error-desc"]
+    vm2.wait_count(n + 2)   # resumed: it was running
+    migrate_to(vm2, str(tmp_path / "other"))
+    vm2.quit()
+
+
 def test_incoming_paused_waits_for_cont(tmp_path):
     opts = ["--memory", "32M", "--cpus", "2"]
     vm, snap = saved_vm(tmp_path, opts, 2)
