@@ -5,7 +5,8 @@
 # side by side in ONE nested-lab run, for 256 MiB and 1 GiB guests that
 # touched the same 32 MiB. Save: from the migrate command to "completed"
 # (query-migrate polled every 50 ms). Restore: from the VMM's start to the
-# guest's next console line. Also prints the files' sizes and disk use.
+# guest's next console line, for kvz-vmm's two ways (--restore-ram map,
+# the default, and read). Also prints the files' sizes and disk use.
 # Absolute numbers are an emulator's: only the ratios mean something.
 # Usage: bench/snapshot_lab.sh [REPS]   (env: BUILD_DIR, default build)
 set -eu
@@ -63,6 +64,7 @@ migrated /tmp/q.sock && echo "KVZLAB-TIME kvz-save-{mem} $(since $t0)"
 qmp-send /tmp/q.sock '{{"execute": "quit"}}' >/dev/null; wait $pid
 echo "SIZE kvz-{mem} $(stat -c %s /tmp/k.snap) $(du -k /tmp/k.snap | cut -f1)"
 kvzlab-time kvz-restore-{mem} TICK {kvz} --incoming file:/tmp/k.snap </dev/null
+kvzlab-time kvzread-restore-{mem} TICK {kvz} --incoming file:/tmp/k.snap --restore-ram read </dev/null
 {qemu} -qmp unix:/tmp/qq.sock,server=on,wait=off </dev/null > /tmp/q.log 2>&1 &
 pid=$!
 waitfor /tmp/q.log READY || echo "qemu {mem}: no READY"
@@ -84,6 +86,8 @@ for mem in ("256M", "1G"):
     print(f"--- {mem} guest, 32 MiB touched, {reps} runs each (inside L1):")
     for what in ("save", "restore"):
         ok &= kvzlab.compare(times, f"kvz-{what}-{mem}", f"qemu-{what}-{mem}") is not None
+    print("(kvz-vmm --restore-ram read: the file's data read into huge-page RAM)")
+    ok &= kvzlab.compare(times, f"kvzread-restore-{mem}", f"qemu-restore-{mem}") is not None
     for m in re.finditer(rf"^SIZE (\S+-{mem}) (\d+) (\d+)$", res.output, re.M):
         print(f"{m.group(1):>16}: file {int(m.group(2)) >> 20} MiB, on disk {int(m.group(3)) >> 10} MiB")
 sys.exit(0 if ok else 1)

@@ -44,6 +44,7 @@ struct options {
 	const char *nets[MAX_DEVICES];
 	struct virtio_options virtio;
 	const char *incoming;      /* file:PATH or fd:N: restore a snapshot */
+	bool restore_read;         /* --restore-ram=read */
 };
 
 static void usage(FILE *f)
@@ -54,11 +55,14 @@ static void usage(FILE *f)
 		"               [--console-socket PATH] [--name NAME] [--disk PATH[,readonly]]...\n"
 		"               [--net tap=NAME[,mac=MAC][,bridge=BR][,vhost=auto|on|off]]... [--balloon[=deflate-on-oom]] [--rng]\n"
 		"               [--seccomp=on|off|log] [--bench-first-exit] [--verbose]\n"
-		"               [--incoming file:PATH|fd:N] [--paused] [--memory-backing anon|memfd]\n"
+		"               [--incoming file:PATH|fd:N] [--restore-ram map|read] [--paused]\n"
+		"               [--memory-backing anon|memfd]\n"
 		"  --seccomp  system call allow-list once the machine is built (default on;\n"
 		"             log: allow and log what the list lacks, to the kernel log)\n"
 		"  --incoming restore the snapshot (QMP migrate) instead of booting; the\n"
 		"             machine options must be those of the saved machine\n"
+		"  --restore-ram  map (default: the file's RAM image mapped, restore time\n"
+		"             independent of RAM size) or read (its data read into RAM)\n"
 		"  --paused   start paused, until QMP cont (also with --incoming)\n"
 		"  --memory-backing  anon (default: transparent huge pages) or memfd\n"
 		"             (RAM another process can map)\n");
@@ -66,7 +70,7 @@ static void usage(FILE *f)
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CPU_MODEL, OPT_QMP,
        OPT_CONSOLE_SOCKET, OPT_NAME, OPT_DISK, OPT_NET, OPT_BALLOON, OPT_RNG, OPT_SECCOMP,
-       OPT_BENCH, OPT_VERBOSE, OPT_HELP, OPT_INCOMING, OPT_PAUSED, OPT_MEM_BACKING };
+       OPT_BENCH, OPT_VERBOSE, OPT_HELP, OPT_INCOMING, OPT_PAUSED, OPT_MEM_BACKING, OPT_RESTORE_RAM };
 
 static const struct option long_opts[] = {
 	{"kernel", required_argument, NULL, OPT_KERNEL},
@@ -89,6 +93,7 @@ static const struct option long_opts[] = {
 	{"incoming", required_argument, NULL, OPT_INCOMING},
 	{"paused", no_argument, NULL, OPT_PAUSED},
 	{"memory-backing", required_argument, NULL, OPT_MEM_BACKING},
+	{"restore-ram", required_argument, NULL, OPT_RESTORE_RAM},
 	{NULL, 0, NULL, 0},
 };
 
@@ -164,6 +169,13 @@ static int parse_one(struct options *o, int opt, const char *arg)
 		o->incoming = arg;
 		return 0;
 	case OPT_PAUSED: o->vm.start_paused = true; return 0;
+	case OPT_RESTORE_RAM:
+		if (strcmp(arg, "map") && strcmp(arg, "read")) {
+			kvz_error("--restore-ram %s: expected map or read", arg);
+			return -1;
+		}
+		o->restore_read = !strcmp(arg, "read");
+		return 0;
 	case OPT_MEM_BACKING:
 		if (strcmp(arg, "anon") && strcmp(arg, "memfd")) {
 			kvz_error("--memory-backing %s: expected anon or memfd", arg);
@@ -284,7 +296,7 @@ static int lock_down(enum seccomp_mode mode, char *err, size_t errlen)
 
 /* --incoming: the descriptor of file:PATH or the inherited fd:N. The RAM
  * mapping keeps the file; the descriptor is closed either way. */
-static int restore(struct vm *vm, const char *uri, char *err, size_t errlen)
+static int restore(struct vm *vm, const char *uri, bool map, char *err, size_t errlen)
 {
 	int fd;
 	uint64_t n;
@@ -302,7 +314,7 @@ static int restore(struct vm *vm, const char *uri, char *err, size_t errlen)
 		}
 	}
 	char why[400];
-	int rc = snapshot_restore(vm, fd, why, sizeof(why));
+	int rc = snapshot_restore(vm, fd, map, why, sizeof(why));
 	close(fd);
 	if (rc < 0)
 		snprintf(err, errlen, "--incoming %s: %s", uri, why);
@@ -387,7 +399,7 @@ static int run(struct options *o)
 		boot_keep_files();
 	if (vm_load(vm, &o->boot, err, sizeof(err)) < 0)
 		goto out;
-	if (o->incoming && restore(vm, o->incoming, err, sizeof(err)) < 0)
+	if (o->incoming && restore(vm, o->incoming, !o->restore_read, err, sizeof(err)) < 0)
 		goto out;
 	con = o->console_socket ? console_create_socket(o->console_socket, err, sizeof(err))
 				: console_create_stdio(err, sizeof(err));

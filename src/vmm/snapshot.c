@@ -1,8 +1,10 @@
 #include "snapshot.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "state/state_registry.h"
 #include "vm_internal.h"
@@ -48,7 +50,38 @@ int snapshot_save(struct vm *vm, int fd, struct snap_progress *progress, char *e
 	return rc;
 }
 
-int snapshot_restore(struct vm *vm, int fd, char *err, size_t errlen)
+/* RAM read into the machine's own memory (anonymous, with huge pages)
+ * instead of mapped: only the file's data extents are read (its holes are
+ * zero pages), after the RAM is emptied of what boot loading wrote. */
+static int read_ram(struct guest_mem *m, int fd, uint64_t off, char *err, size_t errlen)
+{
+	if (guest_mem_discard(m, 0, m->lo_size) < 0 ||
+	    (m->hi_size && guest_mem_discard(m, GUEST_MEM_HI_START, m->hi_size) < 0)) {
+		snprintf(err, errlen, "ram: cannot clear guest memory");
+		return -1;
+	}
+	uint64_t pos = 0;
+	while (pos < m->size) {
+		off_t d = lseek(fd, (off_t)(off + pos), SEEK_DATA);
+		if (d < 0 || (uint64_t)d >= off + m->size)
+			break;
+		off_t h = lseek(fd, d, SEEK_HOLE);
+		uint64_t end = h > d && (uint64_t)h < off + m->size ? (uint64_t)h : off + m->size;
+		for (uint64_t at = (uint64_t)d; at < end;) {
+			ssize_t r = pread(fd, m->host + (at - off), end - at, (off_t)at);
+			if (r <= 0) {
+				snprintf(err, errlen, "ram: read at %llu: %s", (unsigned long long)at,
+					 r < 0 ? strerror(errno) : "truncated");
+				return -1;
+			}
+			at += (uint64_t)r;
+		}
+		pos = end - off;
+	}
+	return 0;
+}
+
+int snapshot_restore(struct vm *vm, int fd, bool map, char *err, size_t errlen)
 {
 	struct snap_header h;
 	if (snap_read_header(fd, &h, err, errlen) < 0)
@@ -60,7 +93,9 @@ int snapshot_restore(struct vm *vm, int fd, char *err, size_t errlen)
 	}
 	struct snap_sections s = {0};
 	int rc = snap_read_sections(fd, &h, &s, err, errlen);
-	if (rc == 0) {
+	if (rc == 0 && !map) {
+		rc = read_ram(&vm->mem, fd, h.ram_offset, err, errlen);
+	} else if (rc == 0) {
 		rc = guest_mem_map_file(&vm->mem, fd, h.ram_offset);
 		if (rc < 0)
 			snprintf(err, errlen, "ram: cannot map the file: %s", strerror(-rc));
