@@ -206,7 +206,9 @@ int snap_writer_section(struct snap_writer *w, const struct state_entry *e,
 	state_put_bytes(&w->pending, h, sizeof(h));
 	state_put_bytes(&w->pending, data, len);
 	w->nsections++;
-	return w->pending.len >= FLUSH_AT ? flush(w, err, errlen) : (w->pending.oom ? flush(w, err, errlen) : 0);
+	if (w->pending.len >= FLUSH_AT || w->pending.oom)
+		return flush(w, err, errlen);
+	return 0;
 }
 
 int snap_writer_finish(struct snap_writer *w, char *err, size_t errlen)
@@ -291,7 +293,9 @@ int snap_read_header(int fd, struct snap_header *h, char *err, size_t errlen)
 	h->sections_offset = state_rd64(b + 32);
 	h->sections_length = state_rd64(b + 40);
 	h->nsections = state_rd32(b + 48);
+	/* Offsets below 2^56 and sizes below 2^48: no sum below can wrap. */
 	if (state_rd32(b + 12) != SNAP_PAGE || h->ram_offset % SNAP_PAGE || h->ram_offset < SNAP_PAGE ||
+	    h->ram_offset >> 56 || h->sections_offset >> 56 ||
 	    h->ram_size % SNAP_PAGE || h->ram_size > (1ull << 48) ||
 	    h->sections_offset < h->ram_offset + h->ram_size ||
 	    h->sections_length > SECTIONS_MAX_TOTAL || h->nsections > SNAP_MAX_SECTIONS) {
