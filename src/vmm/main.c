@@ -62,7 +62,8 @@ static void usage(FILE *f)
 		"  --incoming restore the snapshot (QMP migrate) instead of booting; the\n"
 		"             machine options must be those of the saved machine\n"
 		"  --restore-ram  map (default: the file's RAM image mapped, restore time\n"
-		"             independent of RAM size) or read (its data read into RAM)\n"
+		"             independent of RAM size) or read (its data read into RAM:\n"
+		"             slower, but the VM no longer depends on the file)\n"
 		"  --paused   start paused, until QMP cont (also with --incoming)\n"
 		"  --memory-backing  anon (default: transparent huge pages) or memfd\n"
 		"             (RAM another process can map)\n");
