@@ -1,6 +1,9 @@
 /* kvz-vmm: parses the command line, builds the machine, runs it until the
  * guest powers off or reboots, QMP quits it, or something fails. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <jansson.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -20,6 +23,7 @@
 #include "qmp_control.h"
 #include "seccomp_filter.h"
 #include "serial.h"
+#include "snapshot.h"
 #include "stop_watchdog.h"
 #include "virtio/virtio_devices.h"
 #include "vm.h"
@@ -39,6 +43,8 @@ struct options {
 	const char *disks[MAX_DEVICES];
 	const char *nets[MAX_DEVICES];
 	struct virtio_options virtio;
+	const char *incoming;      /* file:PATH or fd:N: restore a snapshot */
+	bool restore_read;         /* --restore-ram=read */
 };
 
 static void usage(FILE *f)
@@ -49,13 +55,23 @@ static void usage(FILE *f)
 		"               [--console-socket PATH] [--name NAME] [--disk PATH[,readonly]]...\n"
 		"               [--net tap=NAME[,mac=MAC][,bridge=BR][,vhost=auto|on|off]]... [--balloon[=deflate-on-oom]] [--rng]\n"
 		"               [--seccomp=on|off|log] [--bench-first-exit] [--verbose]\n"
+		"               [--incoming file:PATH|fd:N] [--restore-ram map|read] [--paused]\n"
+		"               [--memory-backing anon|memfd]\n"
 		"  --seccomp  system call allow-list once the machine is built (default on;\n"
-		"             log: allow and log what the list lacks, to the kernel log)\n");
+		"             log: allow and log what the list lacks, to the kernel log)\n"
+		"  --incoming restore the snapshot (QMP migrate) instead of booting; the\n"
+		"             machine options must be those of the saved machine\n"
+		"  --restore-ram  map (default: the file's RAM image mapped, restore time\n"
+		"             independent of RAM size) or read (its data read into RAM:\n"
+		"             slower, but the VM no longer depends on the file)\n"
+		"  --paused   start paused, until QMP cont (also with --incoming)\n"
+		"  --memory-backing  anon (default: transparent huge pages) or memfd\n"
+		"             (RAM another process can map)\n");
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CPU_MODEL, OPT_QMP,
        OPT_CONSOLE_SOCKET, OPT_NAME, OPT_DISK, OPT_NET, OPT_BALLOON, OPT_RNG, OPT_SECCOMP,
-       OPT_BENCH, OPT_VERBOSE, OPT_HELP };
+       OPT_BENCH, OPT_VERBOSE, OPT_HELP, OPT_INCOMING, OPT_PAUSED, OPT_MEM_BACKING, OPT_RESTORE_RAM };
 
 static const struct option long_opts[] = {
 	{"kernel", required_argument, NULL, OPT_KERNEL},
@@ -75,6 +91,10 @@ static const struct option long_opts[] = {
 	{"bench-first-exit", no_argument, NULL, OPT_BENCH},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
 	{"help", no_argument, NULL, OPT_HELP},
+	{"incoming", required_argument, NULL, OPT_INCOMING},
+	{"paused", no_argument, NULL, OPT_PAUSED},
+	{"memory-backing", required_argument, NULL, OPT_MEM_BACKING},
+	{"restore-ram", required_argument, NULL, OPT_RESTORE_RAM},
 	{NULL, 0, NULL, 0},
 };
 
@@ -142,6 +162,28 @@ static int parse_one(struct options *o, int opt, const char *arg)
 		}
 		return 0;
 	case OPT_BENCH: o->vm.bench_first_exit = true; return 0;
+	case OPT_INCOMING:
+		if (strncmp(arg, "file:", 5) && strncmp(arg, "fd:", 3)) {
+			kvz_error("--incoming %s: expected file:PATH or fd:N", arg);
+			return -1;
+		}
+		o->incoming = arg;
+		return 0;
+	case OPT_PAUSED: o->vm.start_paused = true; return 0;
+	case OPT_RESTORE_RAM:
+		if (strcmp(arg, "map") && strcmp(arg, "read")) {
+			kvz_error("--restore-ram %s: expected map or read", arg);
+			return -1;
+		}
+		o->restore_read = !strcmp(arg, "read");
+		return 0;
+	case OPT_MEM_BACKING:
+		if (strcmp(arg, "anon") && strcmp(arg, "memfd")) {
+			kvz_error("--memory-backing %s: expected anon or memfd", arg);
+			return -1;
+		}
+		o->vm.shared_memory = !strcmp(arg, "memfd");
+		return 0;
 	case OPT_VERBOSE: kvz_log_set_verbose(true); return 0;
 	case OPT_HELP: usage(stdout); exit(0);
 	default: usage(stderr); return -1;
@@ -253,10 +295,31 @@ static int lock_down(enum seccomp_mode mode, char *err, size_t errlen)
 	return seccomp_filter_install(mode, err, errlen);
 }
 
-static void log_vcpus(struct vm *vm)
+/* --incoming: the descriptor of file:PATH or the inherited fd:N. The RAM
+ * mapping keeps the file; the descriptor is closed either way. */
+static int restore(struct vm *vm, const char *uri, bool map, char *err, size_t errlen)
 {
-	for (int i = 0; i < vm->ncpus; i++)
-		vcpu_log_state(&vm->vcpus[i]);
+	int fd;
+	uint64_t n;
+	if (!strncmp(uri, "fd:", 3)) {
+		if (!kvz_parse_u64(uri + 3, 3, INT_MAX, &n) || fcntl((int)n, F_GETFD) < 0) {
+			snprintf(err, errlen, "--incoming %s: not an open file descriptor", uri);
+			return -1;
+		}
+		fd = (int)n;
+	} else {
+		fd = open(uri + 5, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			snprintf(err, errlen, "--incoming %s: %s", uri, strerror(errno));
+			return -1;
+		}
+	}
+	char why[400];
+	int rc = snapshot_restore(vm, fd, map, why, sizeof(why));
+	close(fd);
+	if (rc < 0)
+		snprintf(err, errlen, "--incoming %s: %s", uri, why);
+	return rc;
 }
 
 /* A vCPU thread that does not leave its device is a bug (a lock never
@@ -283,7 +346,7 @@ static void teardown(struct signal_waiter *waiter, struct vmm_control *ctl, stru
 	stop_watchdog_stage(wd, "the QMP server");
 	qmp_control_stop(ctl);
 	if (vm)
-		serial_set_console(vm->serial, NULL);
+		serial_set_console(vm_serial(vm), NULL);
 	stop_watchdog_stage(wd, "the console");
 	console_destroy(con);
 	if (ctl->vd) {
@@ -325,7 +388,8 @@ static int run(struct options *o)
 		goto out;
 	ctl.vm = vm;
 	if (want_virtio(o)) {
-		struct vmm_context vctx = {.vm = vm, .mem = &vm->mem, .pci = vm->pci, .io = vm->io};
+		struct vmm_context vctx;
+		vm_device_context(vm, &vctx);
 		ctl.vd = virtio_devices_create(&vctx, &o->virtio, err, sizeof(err));
 		if (!ctl.vd)
 			goto out;
@@ -336,11 +400,14 @@ static int run(struct options *o)
 		boot_keep_files();
 	if (vm_load(vm, &o->boot, err, sizeof(err)) < 0)
 		goto out;
+	if (o->incoming && restore(vm, o->incoming, !o->restore_read, err, sizeof(err)) < 0)
+		goto out;
 	con = o->console_socket ? console_create_socket(o->console_socket, err, sizeof(err))
 				: console_create_stdio(err, sizeof(err));
 	if (!con)
 		goto out;
-	serial_set_console(vm->serial, con);
+	serial_set_console(vm_serial(vm), con);
+	ctl.may_open_files = o->seccomp == SECCOMP_FILTER_OFF || !seccomp_filter_supported();
 	if (o->qmp_path && qmp_control_start(&ctl, o->qmp_path, err, sizeof(err)) < 0)
 		goto out;
 	waiter.vm = vm;
@@ -351,7 +418,7 @@ static int run(struct options *o)
 	waiter.started = true;
 	/* Guest input is read only by a console nobody else reads: with a
 	 * console socket, stdin stays untouched. */
-	if (console_start(con, console_input, vm->serial, err, sizeof(err)) < 0)
+	if (console_start(con, console_input, vm_serial(vm), err, sizeof(err)) < 0)
 		goto out;
 	if (lock_down(o->seccomp, err, sizeof(err)) < 0)
 		goto out;
@@ -359,7 +426,7 @@ static int run(struct options *o)
 	if (vm_start(vm, err, sizeof(err)) < 0) {
 		vm_wait(vm, STOP_LIMIT_S, &joined);
 		if (!joined) {
-			log_vcpus(vm);
+			vm_log_vcpus(vm);
 			exit_stuck(con);
 		}
 		goto out;
@@ -371,20 +438,17 @@ static int run(struct options *o)
 	if (sig)
 		kvz_info("stopped by signal %d", sig);
 	if (sig || !joined)
-		log_vcpus(vm);
+		vm_log_vcpus(vm);
 	if (!joined)
 		exit_stuck(con);
 	if (why == VM_STOP_ERROR) {
-		snprintf(err, sizeof(err), "%s", vm->stop_msg);
+		snprintf(err, sizeof(err), "%s", vm_stop_message(vm));
 	} else {
 		/* One line on why a VM that ends well ended: a guest that reset
 		 * itself while booting is otherwise indistinguishable from one
 		 * that was stopped (issue 9). The exit count tells a boot that
 		 * got somewhere (thousands) from one that never started. */
-		unsigned long long exits = 0;
-		for (int i = 0; i < vm->ncpus; i++)
-			exits += vm->vcpus[i].exits;
-		kvz_info("stopped: %s (%llu vCPU exits)", vm->stop_msg, exits);
+		kvz_info("stopped: %s (%llu vCPU exits)", vm_stop_message(vm), vm_exit_count(vm));
 		status = 0;
 	}
 out:

@@ -1,4 +1,4 @@
-#include "vm.h"
+#include "vm_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,13 +13,16 @@
 #include "acpi.h"
 #include "acpi_pm.h"
 #include "cpuid.h"
+#include "device_hooks.h"
 #include "i8042.h"
 #include "io_thread.h"
 #include "irq.h"
 #include "log.h"
+#include "machine_state.h"
 #include "pci.h"
 #include "rtc.h"
 #include "serial.h"
+#include "state/state_registry.h"
 
 #define PORT_DEBUG 0x80
 
@@ -108,7 +111,7 @@ static int setup_memory(struct vm *vm, char *err, size_t errlen)
 {
 	if (vm_check_config(&vm->cfg, err, errlen) < 0)
 		return -1;
-	int rc = guest_mem_init(&vm->mem, vm->cfg.mem_size);
+	int rc = guest_mem_init(&vm->mem, vm->cfg.mem_size, vm->cfg.shared_memory);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot allocate %llu MiB of guest RAM: %s",
 			 (unsigned long long)(vm->cfg.mem_size >> 20), strerror(-rc));
@@ -214,6 +217,13 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 		if (vcpu_init(&vm->vcpus[i], vm, i, err, errlen) < 0)
 			goto fail;
 	}
+	vm->registry = state_registry_create();
+	if (!vm->registry) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (machine_state_register(vm, err, errlen) < 0)
+		goto fail;
 	return vm;
 fail:
 	vm_destroy(vm);
@@ -244,6 +254,8 @@ void vm_destroy(struct vm *vm)
 	acpi_pm_destroy(vm->acpi_pm);
 	pci_bus_destroy(vm->pci);
 	free(vm->cpuid);
+	state_registry_destroy(vm->registry);
+	free(vm->msr_list);
 	guest_mem_destroy(&vm->mem);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
@@ -284,8 +296,18 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		return -1;
 	}
 	pthread_mutex_lock(&vm->lock);
-	vm->state = VM_RUNNING;
+	/* Paused by request (--paused) or by a QMP stop/migrate that came
+	 * before this: the vCPU threads park at once. */
+	bool already = vm->state == VM_PAUSED;
+	bool paused = already || vm->cfg.start_paused;
+	vm->state = paused ? VM_PAUSED : VM_RUNNING;
+	vm->pause_req = paused;
+	vm->vcpus_starting = true;
 	pthread_mutex_unlock(&vm->lock);
+	if (paused)
+		io_thread_pause(vm->io);   /* it did not run when the early pause came */
+	if (paused && !already)
+		state_registry_pause(vm->registry);
 	for (int i = 0; i < vm->ncpus; i++)
 		if (vcpu_start(&vm->vcpus[i], err, errlen) < 0) {
 			vm_request_stop(vm, VM_STOP_ERROR, "%s", err);
@@ -352,14 +374,30 @@ bool vm_pause(struct vm *vm)
 		return false;
 	}
 	vm->pause_req = true;
+	if (!vm->vcpus_starting) {
+		/* Before vm_start: no thread to wait for; vm_start keeps it paused. */
+		bool was = vm->state == VM_PAUSED;
+		vm->state = VM_PAUSED;
+		pthread_mutex_unlock(&vm->lock);
+		if (!was)
+			state_registry_pause(vm->registry);
+		return true;
+	}
 	for (int i = 0; i < vm->ncpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
 	while (vm->npaused < vm->ncpus && vm->stop == VM_STOP_NONE)
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	bool ok = vm->stop == VM_STOP_NONE;
+	bool was_paused = vm->state == VM_PAUSED;
 	if (ok)
 		vm->state = VM_PAUSED;
 	pthread_mutex_unlock(&vm->lock);
+	/* Without vm->lock: the I/O thread's handlers may need other locks
+	 * (device, irq) but never this one. */
+	if (ok && !was_paused) {
+		io_thread_pause(vm->io);
+		state_registry_pause(vm->registry);
+	}
 	return ok;
 }
 
@@ -367,6 +405,14 @@ bool vm_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
 	bool ok = vm->stop == VM_STOP_NONE;
+	bool paused = vm->state == VM_PAUSED;
+	pthread_mutex_unlock(&vm->lock);
+	if (ok && paused) {
+		state_registry_resume(vm->registry);
+		io_thread_resume(vm->io);
+	}
+	pthread_mutex_lock(&vm->lock);
+	ok = vm->stop == VM_STOP_NONE;
 	if (ok) {
 		vm->pause_req = false;
 		vm->state = VM_RUNNING;
@@ -391,9 +437,11 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "the machine is shutting down");
 		return -1;
 	}
+	/* Devices first (virtio stops any kernel data path), then memory. */
+	state_registry_reset(vm->registry);
 	/* The firmware would clear low memory and reload the kernel: do what
 	 * it would, so that no table of the previous boot survives. (At first
-	 * boot the memfd is all zeros already; not touching it keeps RSS and
+	 * boot RAM is all zeros already; not touching it keeps RSS and
 	 * start-up time down.) */
 	memset(guest_mem_ptr(&vm->mem, 0, BOOT_KERNEL_ADDR), 0, BOOT_KERNEL_ADDR);
 	struct boot_entry entry;
@@ -404,13 +452,59 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 		rc = acpi_write_tables(&vm->mem, vm->ncpus, vm->pci, err, errlen);
 	for (int i = 0; i < vm->ncpus && rc == 0; i++)
 		rc = vcpu_load_state(&vm->vcpus[i], &vm->vcpus[i].reset_state, err, errlen);
-	serial_reset(vm->serial);
-	i8042_reset(vm->i8042);
-	rtc_reset(vm->rtc);
-	acpi_pm_reset(vm->acpi_pm);
 	if (was_running)
 		vm_resume(vm);
 	return rc;
+}
+
+void vm_device_context(struct vm *vm, struct vmm_context *ctx)
+{
+	*ctx = (struct vmm_context){.vm = vm, .mem = &vm->mem, .pci = vm->pci, .io = vm->io,
+				    .state = vm->registry};
+}
+
+struct serial *vm_serial(struct vm *vm)
+{
+	return vm->serial;
+}
+
+int vm_vcpu_count(struct vm *vm)
+{
+	return vm->ncpus;
+}
+
+int vm_vcpu_tid(struct vm *vm, int i)
+{
+	return i >= 0 && i < vm->ncpus ? (int)__atomic_load_n(&vm->vcpus[i].tid, __ATOMIC_ACQUIRE) : -1;
+}
+
+const char *vm_stop_message(struct vm *vm)
+{
+	return vm->stop_msg;
+}
+
+unsigned long long vm_exit_count(struct vm *vm)
+{
+	unsigned long long n = 0;
+	for (int i = 0; i < vm->ncpus; i++)
+		n += __atomic_load_n(&vm->vcpus[i].exits, __ATOMIC_RELAXED);
+	return n;
+}
+
+void vm_log_vcpus(struct vm *vm)
+{
+	for (int i = 0; i < vm->ncpus; i++)
+		vcpu_log_state(&vm->vcpus[i]);
+}
+
+int vm_press_power_button(struct vm *vm)
+{
+	return acpi_pm_press_power_button(vm->acpi_pm);
+}
+
+void vm_set_listener(struct vm *vm, const struct vm_listener *l)
+{
+	vm->listener = *l;
 }
 
 void vm_note_first_exit(struct vm *vm)
