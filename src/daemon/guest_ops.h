@@ -6,6 +6,7 @@
 #define KVZD_GUEST_OPS_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -34,6 +35,10 @@ void guests_autostart(struct kvzd *d);
  * supervisor is gone, records stopped or crashed. Returns true when the
  * guest is still running. */
 bool guest_check_alive(struct kvzd *d, const char *name);
+
+/* Waits up to timeout_ms for a supervisor to be gone (status as
+ * sup_check()); true when it is. */
+bool guest_wait_gone(pid_t pid, unsigned long long start, int timeout_ms, int *status);
 
 /* One command on a guest's QMP socket at path. QMP errors are 409 (the
  * request does not fit the guest's state), transport errors 502. */

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "guest_driver.h"
 #include "hostinfo.h"
 #include "monitor.h"
 #include "parse.h"
@@ -78,8 +79,7 @@ static json_t *host_json(struct kvzd *d)
 		const char *st = json_string_value(json_object_get(g, "state"));
 		json_int_t n = json_integer_value(json_object_get(states, st));
 		json_object_set_new(states, st, json_integer(n + 1));
-		if (!strcmp(st, "running") &&
-		    !strcmp(json_string_value(json_object_get(g, "type")), "vm"))
+		if (!strcmp(st, "running") && guest_driver_of(g)->reserves_memory)
 			vm_mem += (uint64_t)json_integer_value(
 				json_object_get(json_object_get(g, "config"), "memory"));
 	}
