@@ -260,6 +260,47 @@ static void test_qmp_malformed(void **state)
 }
 
 /* A live socket and a regular file are refused; a dead socket is replaced. */
+/* getfd: the descriptor sent with the command is the server's under its
+ * name, the same open file; without one, or for an unknown closefd, an
+ * error. */
+static void test_qmp_getfd(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/kvz-test-qmp-XXXXXX";
+	int calls = 0;
+	char err[256], cls[64];
+	struct qmp_server *s = start_echo_server(path, &calls);
+	struct qmp_client *c = qmp_client_connect(path, 2000, err, sizeof(err));
+	assert_non_null(c);
+	json_t *args = json_pack("{s:s}", "fdname", "snap");
+	assert_int_equal(qmp_client_execute(c, "getfd", args, NULL, cls, sizeof(cls), err,
+					    sizeof(err)), 1);
+	assert_non_null(strstr(err, "SCM_RIGHTS"));
+	json_decref(args);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(qmp_client_getfd(c, "snap", p[1], err, sizeof(err)), 0);
+	close(p[1]);
+	assert_int_equal(qmp_server_take_fd(s, "other"), -1);
+	int fd = qmp_server_take_fd(s, "snap");
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "x", 1), 1);
+	close(fd);
+	char b;
+	assert_int_equal(read(p[0], &b, 1), 1);
+	assert_int_equal(b, 'x');
+	assert_int_equal(read(p[0], &b, 1), 0);   /* no copy left open anywhere */
+	close(p[0]);
+	assert_int_equal(qmp_server_take_fd(s, "snap"), -1);
+	args = json_pack("{s:s}", "fdname", "snap");
+	assert_int_equal(qmp_client_execute(c, "closefd", args, NULL, cls, sizeof(cls), err,
+					    sizeof(err)), 1);
+	json_decref(args);
+	qmp_client_close(c);
+	qmp_server_stop(s);
+	unlink(path);
+}
+
 static void test_unix_listen(void **state)
 {
 	(void)state;
@@ -408,6 +449,7 @@ int main(void)
 		cmocka_unit_test(test_qmp_roundtrip),
 		cmocka_unit_test(test_qmp_malformed),
 		cmocka_unit_test(test_qmp_emit_never_waits_for_client),
+		cmocka_unit_test(test_qmp_getfd),
 		cmocka_unit_test(test_unix_listen),
 		cmocka_unit_test(test_unix_listen_appears_ready),
 		cmocka_unit_test(test_replay_ring),
