@@ -27,6 +27,8 @@ struct guest_driver {
 	/* Its configured memory is taken from the host while it runs (a VM's
 	 * RAM), as opposed to a limit on what it may use. */
 	bool reserves_memory;
+	/* Why this kind has no snapshots, or NULL when it has them. */
+	const char *no_snapshots;
 
 	/* The stored configuration from a POST /v1/guests body. */
 	int (*config)(struct kvzd *d, json_t *req, json_t *cfg, struct op_error *e);

@@ -20,6 +20,7 @@
 #include "parse.h"
 #include "qmp_client.h"
 #include "qmp_watch.h"
+#include "snapshots.h"
 #include "storage.h"
 #include "store.h"
 #include "supervisor.h"
@@ -165,7 +166,7 @@ static int wait_ready(struct kvzd *d, const char *name, pid_t pid, const char *q
 /* Spawns the guest's supervisor with its usual command line plus extra
  * (NULL-terminated, may be NULL) and waits until it answers. On failure the
  * supervisor is gone and the guest is stopped as before. */
-static int start_locked(struct kvzd *d, json_t *g, const char *const *extra,
+int guest_start_locked(struct kvzd *d, json_t *g, const char *const *extra,
 			struct op_error *e)
 {
 	const struct guest_driver *drv = guest_driver_of(g);
@@ -219,7 +220,7 @@ int guest_start(struct kvzd *d, const char *name, struct op_error *e)
 {
 	guest_lock(d, name);
 	json_t *g = guest_get_or_404(d, name, e);
-	int rc = g ? start_locked(d, g, NULL, e) : -1;
+	int rc = g ? guest_start_locked(d, g, NULL, e) : -1;
 	guest_unlock(d, name);
 	json_decref(g);
 	return rc;
@@ -268,7 +269,7 @@ static void clear_runtime(struct kvzd *d, json_t *g)
 	store_guest_set_runtime(d->store, cfg_str(g, "name"), 0, 0, "", "");
 }
 
-static int stop_locked(struct kvzd *d, json_t *g, int timeout_s, bool force,
+int guest_stop_locked(struct kvzd *d, json_t *g, int timeout_s, bool force,
 		       struct op_error *e)
 {
 	const char *name = cfg_str(g, "name");
@@ -306,7 +307,7 @@ int guest_stop(struct kvzd *d, const char *name, int timeout_s, bool force,
 {
 	guest_lock(d, name);
 	json_t *g = guest_get_or_404(d, name, e);
-	int rc = g ? stop_locked(d, g, timeout_s, force, e) : -1;
+	int rc = g ? guest_stop_locked(d, g, timeout_s, force, e) : -1;
 	guest_unlock(d, name);
 	json_decref(g);
 	return rc;
@@ -327,10 +328,12 @@ int guest_destroy(struct kvzd *d, const char *name, bool force, struct op_error 
 			op_fail(e, 409, "guest %s is %s; stop it first or use force", name, state);
 			goto out;
 		}
-		if (stop_locked(d, g, 5, true, e))
+		if (guest_stop_locked(d, g, 5, true, e))
 			goto out;
 	}
 	if (guest_driver_of(g)->remove_storage(d, name, json_object_get(g, "config"), e))
+		goto out;
+	if (snapshots_remove_all(d, name, e))
 		goto out;
 	char logp[400];
 	guest_log_path(d, name, logp, sizeof(logp));

@@ -155,6 +155,13 @@ bool guests_route(struct api_req *r, struct api_resp *resp)
 	memcpy(name, rest + 1, len);
 	name[len] = 0;
 	const char *action = slash ? slash + 1 : NULL;
+	if (action && !strncmp(action, "snapshots", 9) && (!action[9] || action[9] == '/')) {
+		if (kvz_valid_name(name))
+			snapshots_route(r, resp, name, action + 9);
+		else
+			api_error(resp, 400, "bad guest name \"%s\"", name);
+		return true;
+	}
 	if (action && (!*action || strchr(action, '/'))) {
 		api_error(resp, 404, "no such resource: %s", r->path);
 		return true;

@@ -19,11 +19,13 @@
 #include "api.h"
 #include "guest_ops.h"
 #include "image_dirs.h"
+#include "jobs.h"
 #include "kvzd.h"
 #include "log.h"
 #include "monitor.h"
 #include "parse.h"
 #include "qmp_watch.h"
+#include "snapshots.h"
 #include "store.h"
 #include "supervisor.h"
 
@@ -81,7 +83,8 @@ static int prepare_dirs(struct kvzd *d)
 {
 	const char *subs[][2] = {
 		{d->state_dir, ""}, {d->state_dir, "/images"}, {d->state_dir, "/logs"},
-		{d->state_dir, "/ct"}, {d->run_dir, ""}, {d->run_dir, "/vm"}, {d->run_dir, "/ct"},
+		{d->state_dir, "/ct"}, {d->state_dir, "/snapshots"}, {d->run_dir, ""},
+		{d->run_dir, "/vm"}, {d->run_dir, "/ct"},
 	};
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
 		char p[512];
@@ -406,6 +409,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	guests_adopt_all(&d);
+	/* After adoption: recovering a snapshot job may resume its VM. */
+	static const struct job_kind *const job_kinds[] = {
+		&snapshot_create_job, &snapshot_restore_job, NULL,
+	};
+	if (jobs_init(&d, job_kinds, err, sizeof(err))) {
+		kvz_error("%s", err);
+		return 1;
+	}
 	struct api *api = api_start(&d, o.tcp, token, &o.limits, err, sizeof(err));
 	if (!api) {
 		kvz_error("%s", err);
@@ -432,6 +443,7 @@ int main(int argc, char **argv)
 	 * only touches its own table and dies with the process. */
 	api_stop(api);
 	unlink(d.socket_path);
+	jobs_stop(&d);
 	qmp_watch_stop();
 	monitor_stop();
 	store_close(d.store);
