@@ -37,7 +37,7 @@ static int copy_data(int in, int out, uint64_t size, copy_progress_fn progress, 
 				snprintf(err, errlen, "copying: %s", w < 0 ? strerror(errno) : "short copy");
 				return -1;
 			}
-			done += (uint64_t)w;
+			done = (uint64_t)data;
 			if (progress && !progress(arg, done, size)) {
 				snprintf(err, errlen, "cancelled");
 				return -1;
@@ -47,6 +47,11 @@ static int copy_data(int in, int out, uint64_t size, copy_progress_fn progress, 
 	}
 	if (ftruncate(out, (off_t)size) < 0) {
 		snprintf(err, errlen, "setting size: %s", strerror(errno));
+		return -1;
+	}
+	/* The holes count as done: the whole size is the total. */
+	if (progress && !progress(arg, size, size)) {
+		snprintf(err, errlen, "cancelled");
 		return -1;
 	}
 	return 0;

@@ -265,3 +265,31 @@ def test_kvzd_killed_mid_save(kvzd):
     qmp(g["qmp"], "x-fake-set", {"value": "x"})
     jid2 = d.kvz_json("snapshot", "create", "k", "s2", "--detach")["id"]
     assert wait_job(d, jid2)["state"] == "completed"
+
+
+def test_progress_bar_on_a_terminal(kvzd):
+    """On a terminal kvz redraws one bar line (carriage returns), then ends
+    it and prints the final line."""
+    import pty
+    d = kvzd
+    vm(d, "tty", cmdline="fake-migrate=slow")
+    env = dict(os.environ, KVZ_SOCKET=d.socket)
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(KVZ, [KVZ, "snapshot", "create", "tty", "s"], env)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    redraws = text.count("\r\x1b[K[")
+    assert redraws >= 3, text
+    assert "#" in text and "saving memory" in text and "%" in text
+    assert text.rstrip().split("\n")[-1].strip().endswith(")") and "completed in" in text
