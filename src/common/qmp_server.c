@@ -25,8 +25,6 @@
 #define QMP_MAX_PENDING (1024 * 1024)
 /* At stop, how long pending output (SHUTDOWN above all) may take to go. */
 #define QMP_FINAL_FLUSH_MS 1000
-/* Descriptors clients may have named with getfd at once. */
-#define QMP_MAX_NAMED_FDS 8
 
 struct qmp_conn {
 	int fd;              /* -1 when the slot is free; non-blocking */
@@ -36,8 +34,6 @@ struct qmp_conn {
 	char *buf;           /* QMP_MAX_LINE + 1 bytes */
 	char *out;           /* pending output, out_len bytes */
 	size_t out_len, out_cap;
-	int passed_fd;       /* the last descriptor sent (SCM_RIGHTS) not yet
-			      * named by getfd, or -1; server thread only */
 };
 
 struct qmp_server {
@@ -56,13 +52,6 @@ struct qmp_server {
 	 * and no thread waits on a client under it. */
 	pthread_mutex_t lock;
 	struct qmp_conn conns[QMP_MAX_CLIENTS];
-	/* getfd's table (under lock): server-wide rather than per connection,
-	 * so that whoever runs the command that uses one (a migration thread)
-	 * needs no connection. */
-	struct named_fd {
-		char name[32];
-		int fd;          /* -1 when the slot is free */
-	} named[QMP_MAX_NAMED_FDS];
 };
 
 void qmp_set_error(struct qmp_error *e, const char *cls, const char *fmt, ...)
@@ -154,8 +143,6 @@ static json_t *builtin_commands(struct qmp_server *s)
 	json_array_append_new(list, json_pack("{s:s}", "name", "qmp_capabilities"));
 	json_array_append_new(list, json_pack("{s:s}", "name", "query-commands"));
 	json_array_append_new(list, json_pack("{s:s}", "name", "query-version"));
-	json_array_append_new(list, json_pack("{s:s}", "name", "getfd"));
-	json_array_append_new(list, json_pack("{s:s}", "name", "closefd"));
 	for (size_t i = 0; i < s->ncmds; i++)
 		json_array_append_new(list, json_pack("{s:s}", "name", s->cmds[i].name));
 	return list;
@@ -165,66 +152,6 @@ static json_t *version_object(void)
 {
 	return json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu", "major", 0, "minor", 1,
 			 "micro", 0, "package", "kvz");
-}
-
-static struct named_fd *find_named_locked(struct qmp_server *s, const char *name)
-{
-	for (int i = 0; i < QMP_MAX_NAMED_FDS; i++)
-		if (s->named[i].fd >= 0 && !strcmp(s->named[i].name, name))
-			return &s->named[i];
-	return NULL;
-}
-
-/* getfd {"fdname": NAME}: keeps the descriptor that came with this command
- * (SCM_RIGHTS) under NAME, replacing an older one of that name. */
-static json_t *cmd_getfd(struct qmp_server *s, struct qmp_conn *c, json_t *args)
-{
-	const char *name = json_string_value(json_object_get(args, "fdname"));
-	if (!name || !name[0] || strlen(name) >= sizeof(s->named[0].name))
-		return error_reply("GenericError", "getfd needs an fdname of 1 to 31 characters");
-	if (c->passed_fd < 0)
-		return error_reply("GenericError", "No file descriptor supplied via SCM_RIGHTS");
-	pthread_mutex_lock(&s->lock);
-	struct named_fd *slot = find_named_locked(s, name);
-	for (int i = 0; !slot && i < QMP_MAX_NAMED_FDS; i++)
-		if (s->named[i].fd < 0)
-			slot = &s->named[i];
-	if (slot) {
-		if (slot->fd >= 0)
-			close(slot->fd);
-		snprintf(slot->name, sizeof(slot->name), "%s", name);
-		slot->fd = c->passed_fd;
-		c->passed_fd = -1;
-	}
-	pthread_mutex_unlock(&s->lock);
-	if (!slot)
-		return error_reply("GenericError", "too many named file descriptors; closefd some");
-	return json_pack("{s:{}}", "return");
-}
-
-static json_t *cmd_closefd(struct qmp_server *s, json_t *args)
-{
-	const char *name = json_string_value(json_object_get(args, "fdname"));
-	int fd = name ? qmp_server_take_fd(s, name) : -1;
-	if (fd < 0) {
-		char desc[128];
-		snprintf(desc, sizeof(desc), "File descriptor named '%.40s' not found",
-			 name ? name : "");
-		return error_reply("GenericError", desc);
-	}
-	close(fd);
-	return json_pack("{s:{}}", "return");
-}
-
-int qmp_server_take_fd(struct qmp_server *s, const char *name)
-{
-	pthread_mutex_lock(&s->lock);
-	struct named_fd *slot = find_named_locked(s, name);
-	int fd = slot ? slot->fd : -1;
-	if (slot)
-		slot->fd = -1;
-	pthread_mutex_unlock(&s->lock);
-	return fd;
 }
 
 static json_t *dispatch(struct qmp_server *s, struct qmp_conn *c, json_t *req)
@@ -255,10 +182,6 @@ static json_t *dispatch(struct qmp_server *s, struct qmp_conn *c, json_t *req)
 		return json_pack("{s:o}", "return", builtin_commands(s));
 	if (!strcmp(name, "query-version"))
 		return json_pack("{s:o}", "return", version_object());
-	if (!strcmp(name, "getfd"))
-		return cmd_getfd(s, c, args);
-	if (!strcmp(name, "closefd"))
-		return cmd_closefd(s, args);
 
 	for (size_t i = 0; i < s->ncmds; i++) {
 		if (strcmp(s->cmds[i].name, name))
@@ -307,9 +230,6 @@ static void close_conn(struct qmp_server *s, struct qmp_conn *c)
 	pthread_mutex_lock(&s->lock);
 	close(c->fd);
 	c->fd = -1;
-	if (c->passed_fd >= 0)
-		close(c->passed_fd);
-	c->passed_fd = -1;
 	c->negotiated = 0;
 	c->dead = 0;
 	c->len = 0;
@@ -317,39 +237,11 @@ static void close_conn(struct qmp_server *s, struct qmp_conn *c)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* read() that also takes a descriptor sent with the bytes (SCM_RIGHTS,
- * for getfd); only the last one is kept, any others are closed. */
-static ssize_t recv_with_fd(struct qmp_conn *c, char *buf, size_t len)
-{
-	union {
-		char buf[CMSG_SPACE(4 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = {.iov_base = buf, .iov_len = len};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-			    .msg_controllen = sizeof(u.buf)};
-	ssize_t n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
-	for (struct cmsghdr *cm = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm;
-	     cm = CMSG_NXTHDR(&mh, cm)) {
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		size_t nfds = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < nfds; i++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-			if (c->passed_fd >= 0)
-				close(c->passed_fd);
-			c->passed_fd = fd;
-		}
-	}
-	return n;
-}
-
 /* Reads what is available and handles complete lines. Returns -1 when the
  * connection must be closed. */
 static int read_conn(struct qmp_server *s, struct qmp_conn *c)
 {
-	ssize_t n = recv_with_fd(c, c->buf + c->len, QMP_MAX_LINE - c->len);
+	ssize_t n = read(c->fd, c->buf + c->len, QMP_MAX_LINE - c->len);
 	if (n <= 0)
 		return n < 0 && errno == EINTR ? 0 : -1;
 	c->len += (size_t)n;
@@ -517,9 +409,7 @@ struct qmp_server *qmp_server_start(const char *path, const char *package,
 	snprintf(s->path, sizeof(s->path), "%s", path);
 	pthread_mutex_init(&s->lock, NULL);
 	for (int i = 0; i < QMP_MAX_CLIENTS; i++)
-		s->conns[i].fd = s->conns[i].passed_fd = -1;
-	for (int i = 0; i < QMP_MAX_NAMED_FDS; i++)
-		s->named[i].fd = -1;
+		s->conns[i].fd = -1;
 	s->wake_pipe[0] = s->wake_pipe[1] = -1;
 	s->listen_fd = kvz_unix_listen(path, 0, 8, 0600, err, errlen);
 	if (s->listen_fd < 0)
@@ -596,14 +486,9 @@ void qmp_server_stop(struct qmp_server *s)
 	for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
 		if (s->conns[i].fd >= 0)
 			close(s->conns[i].fd);
-		if (s->conns[i].passed_fd >= 0)
-			close(s->conns[i].passed_fd);
 		free(s->conns[i].buf);
 		free(s->conns[i].out);
 	}
-	for (int i = 0; i < QMP_MAX_NAMED_FDS; i++)
-		if (s->named[i].fd >= 0)
-			close(s->named[i].fd);
 	close(s->listen_fd);
 	unlink(s->path);
 	close(s->wake_pipe[0]);

@@ -46,14 +46,6 @@ struct qmp_server *qmp_server_start(const char *path, const char *package,
  * be NULL). Callable from any thread. */
 void qmp_server_emit(struct qmp_server *s, const char *event, json_t *data);
 
-/* Built in for every server, as QEMU has them: getfd {"fdname": NAME} keeps
- * the descriptor the client sent with the command (SCM_RIGHTS) under NAME
- * (up to 8 names, server-wide), closefd {"fdname": NAME} closes it. A
- * handler (e.g. migrate with "fd:NAME") takes it over with this: the
- * descriptor, now the caller's to close, or -1 when none has that name.
- * Callable from any thread. */
-int qmp_server_take_fd(struct qmp_server *s, const char *name);
-
 /* Stops the thread, closes clients, unlinks the socket. NULL is a no-op.
  * Must not be called from a handler: ask the main thread to do it. */
 void qmp_server_stop(struct qmp_server *s);
