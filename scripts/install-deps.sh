@@ -2,7 +2,7 @@
 # Installs the Debian packages kvz builds and tests with, when any is missing.
 # Idempotent and quiet when everything is present.
 set -eu
-PKGS="gcc make meson ninja-build pkg-config libjansson-dev libsqlite3-dev
+PKGS="gcc make meson ninja-build pkg-config libjansson-dev zlib1g-dev libsqlite3-dev
 libmicrohttpd-dev libmnl-dev libseccomp-dev libcmocka-dev libzstd-dev
 python3 python3-pytest qemu-system-x86 linux-image-amd64 busybox-static cpio
 runc xfsprogs btrfs-progs debootstrap iproute2 iputils-ping e2fsprogs kmod

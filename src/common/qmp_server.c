@@ -34,6 +34,7 @@ struct qmp_conn {
 	char *buf;           /* QMP_MAX_LINE + 1 bytes */
 	char *out;           /* pending output, out_len bytes */
 	size_t out_len, out_cap;
+	int passed_fd;       /* last descriptor the client sent (SCM_RIGHTS), -1 if none */
 };
 
 struct qmp_server {
@@ -46,6 +47,7 @@ struct qmp_server {
 	size_t ncmds;
 	void *opaque;
 	pthread_t thread;
+	struct qmp_conn *current;   /* server thread only: whose command a handler serves */
 	/* A leaf lock: guards the slots' fd/negotiated/dead/out* and stopping
 	 * (events are queued from other threads). Held for appends and
 	 * non-blocking sends only, never while calling out: no handler runs
@@ -190,7 +192,9 @@ static json_t *dispatch(struct qmp_server *s, struct qmp_conn *c, json_t *req)
 		json_t *empty = NULL;
 		if (!args)
 			args = empty = json_object();
+		s->current = c;
 		json_t *ret = s->cmds[i].fn(s->opaque, args, &err);
+		s->current = NULL;
 		json_decref(empty);
 		if (err.cls[0]) {
 			json_decref(ret);
@@ -229,6 +233,9 @@ static void close_conn(struct qmp_server *s, struct qmp_conn *c)
 {
 	pthread_mutex_lock(&s->lock);
 	close(c->fd);
+	if (c->passed_fd >= 0)
+		close(c->passed_fd);
+	c->passed_fd = -1;
 	c->fd = -1;
 	c->negotiated = 0;
 	c->dead = 0;
@@ -239,9 +246,46 @@ static void close_conn(struct qmp_server *s, struct qmp_conn *c)
 
 /* Reads what is available and handles complete lines. Returns -1 when the
  * connection must be closed. */
+/* Keeps the last descriptor a message carried (getfd takes it); any other
+ * is closed at once, so a client cannot make us hold many. */
+static void take_rights(struct qmp_conn *c, struct msghdr *m)
+{
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(m); h; h = CMSG_NXTHDR(m, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+			if (c->passed_fd >= 0)
+				close(c->passed_fd);
+			c->passed_fd = fd;
+		}
+	}
+}
+
+int qmp_server_take_fd(struct qmp_server *s)
+{
+	struct qmp_conn *c = s->current;
+	if (!c)
+		return -1;
+	int fd = c->passed_fd;
+	c->passed_fd = -1;
+	return fd;
+}
+
 static int read_conn(struct qmp_server *s, struct qmp_conn *c)
 {
-	ssize_t n = read(c->fd, c->buf + c->len, QMP_MAX_LINE - c->len);
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+	} ctl;
+	struct iovec iov = {.iov_base = c->buf + c->len, .iov_len = QMP_MAX_LINE - c->len};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			   .msg_controllen = sizeof(ctl.buf)};
+	ssize_t n = recvmsg(c->fd, &m, MSG_CMSG_CLOEXEC);
+	if (n > 0 || m.msg_controllen)
+		take_rights(c, &m);
 	if (n <= 0)
 		return n < 0 && errno == EINTR ? 0 : -1;
 	c->len += (size_t)n;
@@ -408,8 +452,10 @@ struct qmp_server *qmp_server_start(const char *path, const char *package,
 	snprintf(s->package, sizeof(s->package), "%s", package);
 	snprintf(s->path, sizeof(s->path), "%s", path);
 	pthread_mutex_init(&s->lock, NULL);
-	for (int i = 0; i < QMP_MAX_CLIENTS; i++)
+	for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
 		s->conns[i].fd = -1;
+		s->conns[i].passed_fd = -1;
+	}
 	s->wake_pipe[0] = s->wake_pipe[1] = -1;
 	s->listen_fd = kvz_unix_listen(path, 0, 8, 0600, err, errlen);
 	if (s->listen_fd < 0)
@@ -486,6 +532,8 @@ void qmp_server_stop(struct qmp_server *s)
 	for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
 		if (s->conns[i].fd >= 0)
 			close(s->conns[i].fd);
+		if (s->conns[i].passed_fd >= 0)
+			close(s->conns[i].passed_fd);
 		free(s->conns[i].buf);
 		free(s->conns[i].out);
 	}

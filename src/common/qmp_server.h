@@ -50,6 +50,10 @@ void qmp_server_emit(struct qmp_server *s, const char *event, json_t *data);
  * Must not be called from a handler: ask the main thread to do it. */
 void qmp_server_stop(struct qmp_server *s);
 
+/* Inside a handler only: the last file descriptor the client whose command
+ * runs sent with SCM_RIGHTS (QEMU's getfd), now the caller's; -1 if none. */
+int qmp_server_take_fd(struct qmp_server *s);
+
 void qmp_set_error(struct qmp_error *e, const char *cls, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -7,12 +7,14 @@ struct vm;
 struct guest_mem;
 struct pci_bus;
 struct io_thread;
+struct state_registry;
 
 struct vmm_context {
 	struct vm *vm;             /* for irq.h */
 	struct guest_mem *mem;     /* for DMA */
 	struct pci_bus *pci;       /* to register PCI functions */
 	struct io_thread *io;      /* to serve queues off the vCPU threads */
+	struct state_registry *state; /* where devices register their state; NULL in unit tests */
 };
 
 #endif

@@ -76,9 +76,29 @@ int guest_mem_discard(const struct guest_mem *m, uint64_t gpa, uint64_t len)
 	off_t off = p - m->host;
 	if (off % 4096 || len % 4096)
 		return -EINVAL;
+	/* A private file mapping would fall back to the file's bytes: a fresh
+	 * anonymous mapping in its place reads zeros and holds no memory. */
+	if (m->file_backed)
+		return mmap(p, len, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) == MAP_FAILED
+			       ? -errno : 0;
 	/* Punching the hole frees the memfd pages; the shared mapping then reads
 	 * zeros, exactly like a balloon-freed page must. */
 	if (fallocate(m->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)len) < 0)
+		return -errno;
+	return 0;
+}
+
+int guest_mem_map_file(struct guest_mem *m, int fd, uint64_t offset)
+{
+	void *p = mmap(m->host, m->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,
+		       fd, (off_t)offset);
+	if (p == MAP_FAILED)
+		return -errno;
+	m->file_backed = true;
+	madvise(p, m->size, MADV_HUGEPAGE);
+	/* What boot loading wrote there is unreachable now: give it back. */
+	if (fallocate(m->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)m->size) < 0)
 		return -errno;
 	return 0;
 }

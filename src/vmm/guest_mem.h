@@ -19,6 +19,10 @@ struct guest_mem {
 	uint64_t size;       /* total RAM bytes = lo_size + hi_size */
 	uint64_t lo_size;    /* RAM below the hole */
 	uint64_t hi_size;    /* RAM from 4 GiB up */
+	/* RAM is a private mapping of a snapshot file (restored): pages
+	 * the guest never writes stay the file's page cache, and the memfd
+	 * no longer backs anything. */
+	bool file_backed;
 };
 
 /* Creates and maps the memfd. Returns 0 or -errno. */
@@ -29,6 +33,12 @@ void guest_mem_destroy(struct guest_mem *m);
  * cross a region boundary; NULL otherwise. Devices must use this (never raw
  * arithmetic) on every guest-supplied address: guest input is hostile. */
 void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len);
+
+/* Restore: maps [offset, offset + size) of fd over guest RAM, MAP_PRIVATE
+ * (the file is never written; restore time does not grow with RAM), at
+ * the same host address so KVM's memory slots and vhost stay valid, and
+ * frees whatever the memfd held. Returns 0 or -errno. */
+int guest_mem_map_file(struct guest_mem *m, int fd, uint64_t offset);
 
 /* Gives the pages of [gpa, gpa + len) back to the host (balloon): the
  * range reads as zeros afterwards. Returns 0 or -errno. */

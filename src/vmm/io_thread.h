@@ -20,6 +20,13 @@ int io_thread_start(struct io_thread *t);      /* spawns the thread */
 void io_thread_stop(struct io_thread *t);
 void io_thread_destroy(struct io_thread *t);   /* stops if running, frees */
 
+/* Returns once the thread is parked between handlers: nothing it serves
+ * (queue kicks, TAP receive, block requests: all served synchronously)
+ * runs until io_thread_resume(). Idempotent; a no-op before the thread
+ * started. Never call it from a handler (it would wait for itself). */
+void io_thread_pause(struct io_thread *t);
+void io_thread_resume(struct io_thread *t);
+
 /* Watches fd for events (EPOLLIN, EPOLLOUT...). Returns 0 or -errno.
  * Callable from any thread, also from a handler. */
 int io_thread_add(struct io_thread *t, int fd, uint32_t events, io_handler_fn fn, void *opaque);

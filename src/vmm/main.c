@@ -1,6 +1,9 @@
 /* kvz-vmm: parses the command line, builds the machine, runs it until the
  * guest powers off or reboots, QMP quits it, or something fails. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <jansson.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -20,6 +23,7 @@
 #include "qmp_control.h"
 #include "seccomp_filter.h"
 #include "serial.h"
+#include "snapshot.h"
 #include "stop_watchdog.h"
 #include "virtio/virtio_devices.h"
 #include "vm.h"
@@ -39,6 +43,7 @@ struct options {
 	const char *disks[MAX_DEVICES];
 	const char *nets[MAX_DEVICES];
 	struct virtio_options virtio;
+	const char *incoming;      /* file:PATH or fd:N: restore a snapshot */
 };
 
 static void usage(FILE *f)
@@ -49,13 +54,17 @@ static void usage(FILE *f)
 		"               [--console-socket PATH] [--name NAME] [--disk PATH[,readonly]]...\n"
 		"               [--net tap=NAME[,mac=MAC][,bridge=BR][,vhost=auto|on|off]]... [--balloon[=deflate-on-oom]] [--rng]\n"
 		"               [--seccomp=on|off|log] [--bench-first-exit] [--verbose]\n"
+		"               [--incoming file:PATH|fd:N] [--paused]\n"
 		"  --seccomp  system call allow-list once the machine is built (default on;\n"
-		"             log: allow and log what the list lacks, to the kernel log)\n");
+		"             log: allow and log what the list lacks, to the kernel log)\n"
+		"  --incoming restore the snapshot (QMP migrate) instead of booting; the\n"
+		"             machine options must be those of the saved machine\n"
+		"  --paused   start paused, until QMP cont (also with --incoming)\n");
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CPU_MODEL, OPT_QMP,
        OPT_CONSOLE_SOCKET, OPT_NAME, OPT_DISK, OPT_NET, OPT_BALLOON, OPT_RNG, OPT_SECCOMP,
-       OPT_BENCH, OPT_VERBOSE, OPT_HELP };
+       OPT_BENCH, OPT_VERBOSE, OPT_HELP, OPT_INCOMING, OPT_PAUSED };
 
 static const struct option long_opts[] = {
 	{"kernel", required_argument, NULL, OPT_KERNEL},
@@ -75,6 +84,8 @@ static const struct option long_opts[] = {
 	{"bench-first-exit", no_argument, NULL, OPT_BENCH},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
 	{"help", no_argument, NULL, OPT_HELP},
+	{"incoming", required_argument, NULL, OPT_INCOMING},
+	{"paused", no_argument, NULL, OPT_PAUSED},
 	{NULL, 0, NULL, 0},
 };
 
@@ -142,6 +153,14 @@ static int parse_one(struct options *o, int opt, const char *arg)
 		}
 		return 0;
 	case OPT_BENCH: o->vm.bench_first_exit = true; return 0;
+	case OPT_INCOMING:
+		if (strncmp(arg, "file:", 5) && strncmp(arg, "fd:", 3)) {
+			kvz_error("--incoming %s: expected file:PATH or fd:N", arg);
+			return -1;
+		}
+		o->incoming = arg;
+		return 0;
+	case OPT_PAUSED: o->vm.start_paused = true; return 0;
 	case OPT_VERBOSE: kvz_log_set_verbose(true); return 0;
 	case OPT_HELP: usage(stdout); exit(0);
 	default: usage(stderr); return -1;
@@ -253,6 +272,33 @@ static int lock_down(enum seccomp_mode mode, char *err, size_t errlen)
 	return seccomp_filter_install(mode, err, errlen);
 }
 
+/* --incoming: the descriptor of file:PATH or the inherited fd:N. The RAM
+ * mapping keeps the file; the descriptor is closed either way. */
+static int restore(struct vm *vm, const char *uri, char *err, size_t errlen)
+{
+	int fd;
+	uint64_t n;
+	if (!strncmp(uri, "fd:", 3)) {
+		if (!kvz_parse_u64(uri + 3, 3, INT_MAX, &n) || fcntl((int)n, F_GETFD) < 0) {
+			snprintf(err, errlen, "--incoming %s: not an open file descriptor", uri);
+			return -1;
+		}
+		fd = (int)n;
+	} else {
+		fd = open(uri + 5, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			snprintf(err, errlen, "--incoming %s: %s", uri, strerror(errno));
+			return -1;
+		}
+	}
+	char why[400];
+	int rc = snapshot_restore(vm, fd, why, sizeof(why));
+	close(fd);
+	if (rc < 0)
+		snprintf(err, errlen, "--incoming %s: %s", uri, why);
+	return rc;
+}
+
 static void log_vcpus(struct vm *vm)
 {
 	for (int i = 0; i < vm->ncpus; i++)
@@ -325,7 +371,8 @@ static int run(struct options *o)
 		goto out;
 	ctl.vm = vm;
 	if (want_virtio(o)) {
-		struct vmm_context vctx = {.vm = vm, .mem = &vm->mem, .pci = vm->pci, .io = vm->io};
+		struct vmm_context vctx = {.vm = vm, .mem = &vm->mem, .pci = vm->pci, .io = vm->io,
+					   .state = vm->registry};
 		ctl.vd = virtio_devices_create(&vctx, &o->virtio, err, sizeof(err));
 		if (!ctl.vd)
 			goto out;
@@ -336,11 +383,14 @@ static int run(struct options *o)
 		boot_keep_files();
 	if (vm_load(vm, &o->boot, err, sizeof(err)) < 0)
 		goto out;
+	if (o->incoming && restore(vm, o->incoming, err, sizeof(err)) < 0)
+		goto out;
 	con = o->console_socket ? console_create_socket(o->console_socket, err, sizeof(err))
 				: console_create_stdio(err, sizeof(err));
 	if (!con)
 		goto out;
 	serial_set_console(vm->serial, con);
+	ctl.may_open_files = o->seccomp == SECCOMP_FILTER_OFF || !seccomp_filter_supported();
 	if (o->qmp_path && qmp_control_start(&ctl, o->qmp_path, err, sizeof(err)) < 0)
 		goto out;
 	waiter.vm = vm;

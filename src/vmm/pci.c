@@ -5,7 +5,10 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "state/state_buf.h"
 
 #define PCI_CONFIG_ADDR 0xCF8
 #define PCI_CONFIG_DATA 0xCFC
@@ -273,4 +276,80 @@ bool pci_mmio(struct pci_bus *bus, uint64_t addr, void *data, unsigned len, bool
 	else if (!is_write)
 		memset(data, 0xFF, len);
 	return true;
+}
+
+/* ---- state (state/state_registry.h) ---- */
+
+/* The config address latch, then per slot: present flag, the 256 config
+ * bytes and each BAR's address. Config bytes are the guest's view (BAR
+ * registers, command, MSI-X control...): restoring them restores the
+ * decoding; devices re-derive their own state from them on load. */
+int pci_bus_save(struct pci_bus *bus, struct state_buf *out)
+{
+	pthread_mutex_lock(&bus->lock);
+	state_put_u32(out, bus->config_addr);
+	state_put_u32(out, PCI_MAX_DEVICES);
+	for (unsigned s = 0; s < PCI_MAX_DEVICES; s++) {
+		struct pci_device *d = bus->slots[s];
+		state_put_u8(out, d != NULL);
+		if (!d)
+			continue;
+		state_put_bytes(out, d->config, sizeof(d->config));
+		for (int i = 0; i < 6; i++)
+			state_put_u64(out, d->bars[i].addr);
+	}
+	pthread_mutex_unlock(&bus->lock);
+	return 0;
+}
+
+int pci_bus_load(struct pci_bus *bus, struct state_cursor *in, char *err, size_t errlen)
+{
+	uint32_t addr = state_get_u32(in);
+	if (state_get_u32(in) != PCI_MAX_DEVICES) {
+		snprintf(err, errlen, "slot count differs");
+		return -1;
+	}
+	pthread_mutex_lock(&bus->lock);
+	int rc = 0;
+	for (unsigned s = 0; s < PCI_MAX_DEVICES && rc == 0; s++) {
+		struct pci_device *d = bus->slots[s];
+		bool present = state_get_bool(in);
+		if (present != (d != NULL)) {
+			snprintf(err, errlen, "slot %u is %s in the file but %s here", s,
+				 present ? "used" : "empty", d ? "used" : "empty");
+			rc = -1;
+			break;
+		}
+		if (!d)
+			continue;
+		uint8_t cfg[256];
+		state_get_bytes(in, cfg, sizeof(cfg));
+		if (memcmp(cfg, d->config, 4) != 0) {
+			snprintf(err, errlen, "slot %u holds another device (vendor/device id)", s);
+			rc = -1;
+			break;
+		}
+		for (int i = 0; i < 6; i++) {
+			uint64_t a = state_get_u64(in);
+			if (!d->bars[i].size)
+				continue;
+			/* Anywhere the guest could have put it (mid-sizing too),
+			 * but aligned as the BAR register forces. */
+			if (a % d->bars[i].size || (!d->bars[i].is_64bit && a >> 32)) {
+				snprintf(err, errlen, "slot %u BAR %d at 0x%llx is not a possible address", s, i,
+					 (unsigned long long)a);
+				rc = -1;
+			}
+			d->bars[i].addr = a;
+		}
+		memcpy(d->config, cfg, sizeof(cfg));
+	}
+	if (rc == 0)
+		bus->config_addr = addr;
+	pthread_mutex_unlock(&bus->lock);
+	if (rc == 0 && in->bad) {
+		snprintf(err, errlen, "truncated");
+		rc = -1;
+	}
+	return rc;
 }

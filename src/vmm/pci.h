@@ -9,6 +9,7 @@
 #define KVZ_VMM_PCI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define PCI_MMIO_WINDOW_START 0xD0000000ull   /* 32-bit BARs are placed here */
@@ -66,5 +67,13 @@ bool pci_mmio(struct pci_bus *bus, uint64_t addr, void *data, unsigned len, bool
  * order: the machine builds its interrupt tables (MP table) from this. */
 void pci_bus_foreach(struct pci_bus *bus, void (*fn)(void *opaque, const struct pci_device *dev),
 		     void *opaque);
+
+/* Snapshot state of the bus: config latch, every function's config space
+ * and BAR addresses (the BARs' sizes come from the devices). Load refuses
+ * a different device set or BARs outside the window (err says which). */
+struct state_buf;
+struct state_cursor;
+int pci_bus_save(struct pci_bus *bus, struct state_buf *out);
+int pci_bus_load(struct pci_bus *bus, struct state_cursor *in, char *err, size_t errlen);
 
 #endif

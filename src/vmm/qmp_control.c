@@ -1,7 +1,10 @@
 #include "qmp_control.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "acpi_pm.h"
 #include "log.h"
@@ -23,8 +26,22 @@ static json_t *cmd_query_status(void *opaque, json_t *args, struct qmp_error *er
 	(void)err;
 	struct vmm_control *ctl = opaque;
 	enum vm_run_state s = vm_run_state(ctl->vm);
-	return json_pack("{s:s,s:b,s:b}", "status", state_name(s), "running", s == VM_RUNNING,
+	const char *name = state_name(s);
+	/* QEMU's names while a save runs and after it completed. */
+	if (s == VM_PAUSED && migration_active(&ctl->mig))
+		name = "finish-migrate";
+	else if (s == VM_PAUSED && migration_postmigrate(&ctl->mig))
+		name = "postmigrate";
+	return json_pack("{s:s,s:b,s:b}", "status", name, "running", s == VM_RUNNING,
 			 "singlestep", 0);
+}
+
+static bool refuse_while_migrating(struct vmm_control *ctl, struct qmp_error *err)
+{
+	if (!migration_active(&ctl->mig))
+		return false;
+	qmp_set_error(err, "GenericError", "a migration is in progress");
+	return true;
 }
 
 static json_t *cmd_stop(void *opaque, json_t *args, struct qmp_error *err)
@@ -45,6 +62,9 @@ static json_t *cmd_cont(void *opaque, json_t *args, struct qmp_error *err)
 {
 	(void)args;
 	struct vmm_control *ctl = opaque;
+	if (refuse_while_migrating(ctl, err))
+		return NULL;
+	migration_clear_postmigrate(&ctl->mig);
 	if (vm_run_state(ctl->vm) == VM_RUNNING)
 		return NULL;
 	if (!vm_resume(ctl->vm)) {
@@ -69,14 +89,15 @@ static json_t *cmd_system_reset(void *opaque, json_t *args, struct qmp_error *er
 	(void)args;
 	struct vmm_control *ctl = opaque;
 	char msg[256];
+	if (refuse_while_migrating(ctl, err))
+		return NULL;
 	bool was_running = vm_run_state(ctl->vm) == VM_RUNNING;
 	/* Devices are reset while every vCPU is parked. */
 	if (!vm_pause(ctl->vm)) {
 		qmp_set_error(err, "GenericError", "the machine is shutting down");
 		return NULL;
 	}
-	if (ctl->vd)
-		virtio_devices_reset(ctl->vd);
+	/* vm_reset resets every device of the state registry (virtio too). */
 	int rc = vm_reset(ctl->vm, msg, sizeof(msg));
 	if (was_running)
 		vm_resume(ctl->vm);
@@ -164,7 +185,148 @@ static json_t *cmd_query_blockstats(void *opaque, json_t *args, struct qmp_error
 	return virtio_devices_blockstats(ctl->vd);
 }
 
+/* ---- descriptors passed over the socket (QEMU's getfd/closefd) ---- */
+
+static int find_fd(struct vmm_control *ctl, const char *name)
+{
+	for (int i = 0; i < VMM_MAX_NAMED_FDS; i++)
+		if (ctl->fds[i].fd >= 0 && !strcmp(ctl->fds[i].name, name))
+			return i;
+	return -1;
+}
+
+static const char *fdname_arg(json_t *args, struct qmp_error *err)
+{
+	const char *name = json_string_value(json_object_get(args, "fdname"));
+	if (!name || !name[0] || strlen(name) >= sizeof(((struct vmm_control *)0)->fds[0].name) ||
+	    (name[0] >= '0' && name[0] <= '9')) {
+		qmp_set_error(err, "GenericError", "'fdname' must be a name that does not start with a digit");
+		return NULL;
+	}
+	return name;
+}
+
+static json_t *cmd_getfd(void *opaque, json_t *args, struct qmp_error *err)
+{
+	struct vmm_control *ctl = opaque;
+	const char *name = fdname_arg(args, err);
+	if (!name)
+		return NULL;
+	int fd = qmp_server_take_fd(ctl->qmp);
+	if (fd < 0) {
+		qmp_set_error(err, "GenericError", "No file descriptor supplied via SCM_RIGHTS");
+		return NULL;
+	}
+	int i = find_fd(ctl, name);
+	for (int k = 0; i < 0 && k < VMM_MAX_NAMED_FDS; k++)
+		if (ctl->fds[k].fd < 0)
+			i = k;
+	if (i < 0) {
+		close(fd);
+		qmp_set_error(err, "GenericError", "too many named descriptors (at most %d)", VMM_MAX_NAMED_FDS);
+		return NULL;
+	}
+	if (ctl->fds[i].fd >= 0)
+		close(ctl->fds[i].fd);   /* same name: replaced, as in QEMU */
+	snprintf(ctl->fds[i].name, sizeof(ctl->fds[i].name), "%s", name);
+	ctl->fds[i].fd = fd;
+	return NULL;
+}
+
+static json_t *cmd_closefd(void *opaque, json_t *args, struct qmp_error *err)
+{
+	struct vmm_control *ctl = opaque;
+	const char *name = fdname_arg(args, err);
+	if (!name)
+		return NULL;
+	int i = find_fd(ctl, name);
+	if (i < 0) {
+		qmp_set_error(err, "GenericError", "File descriptor named '%s' not found", name);
+		return NULL;
+	}
+	close(ctl->fds[i].fd);
+	ctl->fds[i].fd = -1;
+	return NULL;
+}
+
+/* ---- migration (snapshot to a file) ---- */
+
+/* The descriptor a URI names: fd:NAME (taken out of the table, as QEMU
+ * does) or file:PATH (opened here: only without the seccomp filter, which
+ * forbids open; the caller passes files with getfd instead). */
+static int uri_fd(struct vmm_control *ctl, const char *uri, struct qmp_error *err)
+{
+	if (!strncmp(uri, "fd:", 3)) {
+		int i = find_fd(ctl, uri + 3);
+		if (i < 0) {
+			qmp_set_error(err, "GenericError", "File descriptor named '%s' not found", uri + 3);
+			return -1;
+		}
+		int fd = ctl->fds[i].fd;
+		ctl->fds[i].fd = -1;
+		return fd;
+	}
+	if (!strncmp(uri, "file:", 5) && uri[5]) {
+		if (!ctl->may_open_files) {
+			qmp_set_error(err, "GenericError",
+				      "file: URIs need kvz-vmm to open files, which its seccomp filter forbids: pass the file with getfd and use fd:NAME");
+			return -1;
+		}
+		int fd = open(uri + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0)
+			qmp_set_error(err, "GenericError", "%s: %s", uri + 5, strerror(errno));
+		return fd;
+	}
+	qmp_set_error(err, "GenericError", "unsupported migration URI '%.100s' (expected fd:NAME or file:PATH)", uri);
+	return -1;
+}
+
+static json_t *cmd_migrate(void *opaque, json_t *args, struct qmp_error *err)
+{
+	struct vmm_control *ctl = opaque;
+	const char *uri = json_string_value(json_object_get(args, "uri"));
+	if (!uri) {
+		qmp_set_error(err, "GenericError", "migrate needs a string 'uri'");
+		return NULL;
+	}
+	if (vm_run_state(ctl->vm) == VM_SHUTDOWN) {
+		qmp_set_error(err, "GenericError", "the machine is shutting down");
+		return NULL;
+	}
+	if (refuse_while_migrating(ctl, err))
+		return NULL;
+	int fd = uri_fd(ctl, uri, err);
+	if (fd < 0)
+		return NULL;
+	char msg[256];
+	if (migration_start(&ctl->mig, fd, msg, sizeof(msg)) < 0)
+		qmp_set_error(err, "GenericError", "%s", msg);
+	return NULL;
+}
+
+static json_t *cmd_query_migrate(void *opaque, json_t *args, struct qmp_error *err)
+{
+	(void)args;
+	(void)err;
+	struct vmm_control *ctl = opaque;
+	return migration_query(&ctl->mig);
+}
+
+static json_t *cmd_migrate_cancel(void *opaque, json_t *args, struct qmp_error *err)
+{
+	(void)args;
+	(void)err;
+	struct vmm_control *ctl = opaque;
+	migration_cancel(&ctl->mig);
+	return NULL;
+}
+
 static const struct qmp_command commands[] = {
+	{"getfd", cmd_getfd},
+	{"closefd", cmd_closefd},
+	{"migrate", cmd_migrate},
+	{"query-migrate", cmd_query_migrate},
+	{"migrate_cancel", cmd_migrate_cancel},
 	{"query-status", cmd_query_status},
 	{"stop", cmd_stop},
 	{"cont", cmd_cont},
@@ -193,21 +355,39 @@ static void on_vm_stopped(void *opaque, enum vm_stop_reason why)
 
 int qmp_control_start(struct vmm_control *ctl, const char *path, char *err, size_t errlen)
 {
+	for (int i = 0; i < VMM_MAX_NAMED_FDS; i++)
+		ctl->fds[i].fd = -1;
+	migration_init(&ctl->mig, ctl->vm);
+	ctl->mig_ready = true;
 	ctl->qmp = qmp_server_start(path, "kvz-vmm", commands, sizeof(commands) / sizeof(commands[0]),
 				    ctl, err, errlen);
 	if (!ctl->qmp)
 		return -1;
 	ctl->vm->listener = (struct vm_listener){.stopped = on_vm_stopped, .opaque = ctl};
+	migration_set_qmp(&ctl->mig, ctl->qmp);
 	/* Devices emit their own events (BALLOON_CHANGE). */
 	if (ctl->vd)
 		virtio_devices_set_qmp(ctl->vd, ctl->qmp);
 	return 0;
 }
 
+/* The migration job emits through the server: it stops emitting first,
+ * and is joined once no command can start another. */
 void qmp_control_stop(struct vmm_control *ctl)
 {
 	if (ctl->vd)
 		virtio_devices_set_qmp(ctl->vd, NULL);
+	if (ctl->mig_ready)
+		migration_set_qmp(&ctl->mig, NULL);
 	qmp_server_stop(ctl->qmp);
 	ctl->qmp = NULL;
+	if (!ctl->mig_ready)
+		return;   /* never started: the table was never set up */
+	migration_finish(&ctl->mig);
+	ctl->mig_ready = false;
+	for (int i = 0; i < VMM_MAX_NAMED_FDS; i++)
+		if (ctl->fds[i].fd >= 0) {
+			close(ctl->fds[i].fd);
+			ctl->fds[i].fd = -1;
+		}
 }

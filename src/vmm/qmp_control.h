@@ -4,15 +4,26 @@
 
 #include <stddef.h>
 
+#include "migration.h"
 #include "vm.h"
 
 struct virtio_devices;
 struct qmp_server;
 
+#define VMM_MAX_NAMED_FDS 8
+
 struct vmm_control {
 	struct vm *vm;
 	struct virtio_devices *vd;   /* NULL without virtio devices */
 	struct qmp_server *qmp;      /* NULL without --qmp */
+	bool may_open_files;         /* no seccomp filter: `migrate file:` may open() */
+	struct migration mig;
+	bool mig_ready;              /* mig initialized (by qmp_control_start) */
+	/* Descriptors received with getfd, by name (QMP thread only). */
+	struct {
+		char name[64];
+		int fd;              /* -1: free */
+	} fds[VMM_MAX_NAMED_FDS];
 };
 
 /* Starts the QMP server on path and hooks the VM's stop events to it. */

@@ -6,6 +6,7 @@
 #include "seccomp_filter.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/kvm.h>
 #include <linux/fs.h>
 #include <linux/if_tun.h>
@@ -151,6 +152,12 @@ static const int plain_calls[] = {
 	/* QMP and console-socket threads: clients connect at run time */
 	SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(accept4), SCMP_SYS(sendto),
 	SCMP_SYS(recvfrom),
+	/* QMP getfd: descriptors arrive with SCM_RIGHTS (the snapshot file
+	 * kvzd opened; kvz-vmm itself opens nothing) */
+	SCMP_SYS(recvmsg),
+	/* snapshot save (QMP migrate) into the passed file: lay it out from
+	 * zero, skip the RAM memfd's holes (SEEK_DATA/SEEK_HOLE) */
+	SCMP_SYS(ftruncate), SCMP_SYS(fstat), SCMP_SYS(lseek),
 	/* locks, condition variables, joins; glibc's per-thread setup of the
 	 * threads started after the filter (vCPUs, I/O) */
 	SCMP_SYS(futex), SCMP_SYS(set_robust_list), SCMP_SYS(rseq), SCMP_SYS(sched_yield),
@@ -173,6 +180,10 @@ static const int plain_calls[] = {
 static const unsigned long ioctl_requests[] = {
 	/* vCPU threads; vcpu_log_state on a stop signal */
 	KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_MP_STATE,
+	/* snapshot save (QMP migrate): every piece of machine state */
+	KVM_GET_FPU, KVM_GET_XSAVE, KVM_GET_XSAVE2, KVM_GET_XCRS, KVM_GET_MSRS, KVM_GET_LAPIC,
+	KVM_GET_VCPU_EVENTS, KVM_GET_DEBUGREGS, KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK,
+	KVM_CHECK_EXTENSION,
 	/* system_reset: vcpu_load_state */
 	KVM_SET_REGS, KVM_SET_SREGS, KVM_SET_FPU, KVM_SET_XCRS, KVM_SET_MSRS, KVM_SET_LAPIC,
 	KVM_SET_VCPU_EVENTS, KVM_SET_MP_STATE,
@@ -255,6 +266,9 @@ static int add_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
 		RULE1(rt_sigaction, SCMP_ACT_ALLOW, ARG_EQ(0, (uint64_t)(SIGRTMIN - 1))),
 		/* vCPU kicks (pthread_kill) and abort(): this process only. */
 		RULE1(tgkill, SCMP_ACT_ALLOW, ARG_EQ(0, (uint64_t)getpid())),
+		/* fstat of a descriptor (glibc: newfstatat(fd, "", AT_EMPTY_PATH)),
+		 * never of a path. */
+		RULE1(newfstatat, SCMP_ACT_ALLOW, ARG_EQ(3, AT_EMPTY_PATH)),
 		/* QMP gives each client a send timeout. */
 		RULE2(setsockopt, SCMP_ACT_ALLOW, ARG_EQ(1, SOL_SOCKET), ARG_EQ(2, SO_SNDTIMEO)),
 		/* At exit the QMP server and console remove their sockets. A

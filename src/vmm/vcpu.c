@@ -115,23 +115,30 @@ int vcpu_init(struct vcpu *v, struct vm *vm, int id, char *err, size_t errlen)
 		snprintf(err, errlen, "vCPU %d: mmap kvm_run: %s", id, strerror(errno));
 		return -1;
 	}
-	size_t csize = sizeof(*vm->cpuid) + vm->cpuid->nent * sizeof(vm->cpuid->entries[0]);
+	if (vcpu_set_cpuid(v, vm->cpuid, err, errlen) < 0)
+		return -1;
+	if (set_lint(v, err, errlen) < 0)
+		return -1;
+	set_boot_msrs(v);
+	return 0;
+}
+
+int vcpu_set_cpuid(struct vcpu *v, const struct kvm_cpuid2 *table, char *err, size_t errlen)
+{
+	size_t csize = sizeof(*table) + table->nent * sizeof(table->entries[0]);
 	struct kvm_cpuid2 *c = malloc(csize);
 	if (!c) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	memcpy(c, vm->cpuid, csize);
-	cpuid_set_apic_id(c, (unsigned)id);
+	memcpy(c, table, csize);
+	cpuid_set_apic_id(c, (unsigned)v->id);
 	int rc = ioctl(v->fd, KVM_SET_CPUID2, c);
 	free(c);
 	if (rc < 0) {
-		snprintf(err, errlen, "vCPU %d: KVM_SET_CPUID2: %s", id, strerror(errno));
+		snprintf(err, errlen, "vCPU %d: KVM_SET_CPUID2: %s", v->id, strerror(errno));
 		return -1;
 	}
-	if (set_lint(v, err, errlen) < 0)
-		return -1;
-	set_boot_msrs(v);
 	return 0;
 }
 
@@ -371,12 +378,30 @@ static bool handle_exit(struct vcpu *v)
 	}
 }
 
+/* An exit served for an IN or an MMIO read is complete only once KVM_RUN
+ * is entered again (it writes the result into the registers). Entering it
+ * with immediate_exit set completes it without running guest code (KVM's
+ * documented way), so that a paused vCPU's saved state is consistent. */
+static void complete_last_exit(struct vcpu *v)
+{
+	if (!__atomic_load_n(&v->exits, __ATOMIC_RELAXED))
+		return;   /* never ran: nothing pending */
+	v->run->immediate_exit = 1;
+	if (ioctl(v->fd, KVM_RUN, 0) == 0)
+		kvz_debug("vCPU %d: KVM_RUN with immediate_exit ran the guest", v->id);
+}
+
 /* Parks the thread while a pause is requested. Returns false when the
  * machine is stopping. */
 static bool wait_until_runnable(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
 	pthread_mutex_lock(&vm->lock);
+	if (vm->pause_req && vm->stop == VM_STOP_NONE && !v->paused) {
+		pthread_mutex_unlock(&vm->lock);
+		complete_last_exit(v);
+		pthread_mutex_lock(&vm->lock);
+	}
 	while (vm->pause_req && vm->stop == VM_STOP_NONE) {
 		if (!v->paused) {
 			v->paused = true;

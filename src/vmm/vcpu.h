@@ -53,6 +53,8 @@ struct vcpu {
 /* Creates the KVM vCPU, sets CPUID, LAPIC LINT0/LINT1 and MSRs. */
 int vcpu_init(struct vcpu *v, struct vm *vm, int id, char *err, size_t errlen);
 void vcpu_destroy(struct vcpu *v);
+/* The VM's CPUID table with this vCPU's APIC id (before its first run). */
+int vcpu_set_cpuid(struct vcpu *v, const struct kvm_cpuid2 *table, char *err, size_t errlen);
 
 /* Puts the vCPU in its power-on state for the loaded kernel: the BSP (and
  * for ELF guests every vCPU) in 64-bit mode at the entry, Linux APs waiting

@@ -17,9 +17,11 @@
 #include "io_thread.h"
 #include "irq.h"
 #include "log.h"
+#include "machine_state.h"
 #include "pci.h"
 #include "rtc.h"
 #include "serial.h"
+#include "state/state_registry.h"
 
 #define PORT_DEBUG 0x80
 
@@ -214,6 +216,13 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 		if (vcpu_init(&vm->vcpus[i], vm, i, err, errlen) < 0)
 			goto fail;
 	}
+	vm->registry = state_registry_create();
+	if (!vm->registry) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (machine_state_register(vm, err, errlen) < 0)
+		goto fail;
 	return vm;
 fail:
 	vm_destroy(vm);
@@ -244,6 +253,8 @@ void vm_destroy(struct vm *vm)
 	acpi_pm_destroy(vm->acpi_pm);
 	pci_bus_destroy(vm->pci);
 	free(vm->cpuid);
+	state_registry_destroy(vm->registry);
+	free(vm->msr_list);
 	guest_mem_destroy(&vm->mem);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
@@ -284,8 +295,13 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		return -1;
 	}
 	pthread_mutex_lock(&vm->lock);
-	vm->state = VM_RUNNING;
+	vm->state = vm->cfg.start_paused ? VM_PAUSED : VM_RUNNING;
+	vm->pause_req = vm->cfg.start_paused;   /* the vCPU threads park at once */
 	pthread_mutex_unlock(&vm->lock);
+	if (vm->cfg.start_paused) {
+		io_thread_pause(vm->io);
+		state_registry_pause(vm->registry);
+	}
 	for (int i = 0; i < vm->ncpus; i++)
 		if (vcpu_start(&vm->vcpus[i], err, errlen) < 0) {
 			vm_request_stop(vm, VM_STOP_ERROR, "%s", err);
@@ -357,9 +373,16 @@ bool vm_pause(struct vm *vm)
 	while (vm->npaused < vm->ncpus && vm->stop == VM_STOP_NONE)
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	bool ok = vm->stop == VM_STOP_NONE;
+	bool was_paused = vm->state == VM_PAUSED;
 	if (ok)
 		vm->state = VM_PAUSED;
 	pthread_mutex_unlock(&vm->lock);
+	/* Without vm->lock: the I/O thread's handlers may need other locks
+	 * (device, irq) but never this one. */
+	if (ok && !was_paused) {
+		io_thread_pause(vm->io);
+		state_registry_pause(vm->registry);
+	}
 	return ok;
 }
 
@@ -367,6 +390,14 @@ bool vm_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
 	bool ok = vm->stop == VM_STOP_NONE;
+	bool paused = vm->state == VM_PAUSED;
+	pthread_mutex_unlock(&vm->lock);
+	if (ok && paused) {
+		state_registry_resume(vm->registry);
+		io_thread_resume(vm->io);
+	}
+	pthread_mutex_lock(&vm->lock);
+	ok = vm->stop == VM_STOP_NONE;
 	if (ok) {
 		vm->pause_req = false;
 		vm->state = VM_RUNNING;
@@ -391,6 +422,8 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "the machine is shutting down");
 		return -1;
 	}
+	/* Devices first (virtio stops any kernel data path), then memory. */
+	state_registry_reset(vm->registry);
 	/* The firmware would clear low memory and reload the kernel: do what
 	 * it would, so that no table of the previous boot survives. (At first
 	 * boot the memfd is all zeros already; not touching it keeps RSS and
@@ -404,10 +437,6 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 		rc = acpi_write_tables(&vm->mem, vm->ncpus, vm->pci, err, errlen);
 	for (int i = 0; i < vm->ncpus && rc == 0; i++)
 		rc = vcpu_load_state(&vm->vcpus[i], &vm->vcpus[i].reset_state, err, errlen);
-	serial_reset(vm->serial);
-	i8042_reset(vm->i8042);
-	rtc_reset(vm->rtc);
-	acpi_pm_reset(vm->acpi_pm);
 	if (was_running)
 		vm_resume(vm);
 	return rc;

@@ -37,6 +37,7 @@ struct rtc;
 struct acpi_pm;
 struct pci_bus;
 struct io_thread;
+struct state_registry;
 
 struct vm_config {
 	const char *kvm_path;       /* /dev/kvm unless KVZ_KVM_DEVICE says otherwise */
@@ -44,6 +45,7 @@ struct vm_config {
 	int ncpus;
 	const char *cpu_model;      /* "kvz64" (default) or "host" */
 	bool bench_first_exit;      /* print when the first guest exit happens */
+	bool start_paused;          /* vm_start leaves it paused until QMP cont */
 };
 
 /* Hooks main() installs to hear about state changes (QMP events). Called
@@ -71,6 +73,11 @@ struct vm {
 	struct rtc *rtc;
 	struct acpi_pm *acpi_pm;
 	struct vm_listener listener;
+	/* Every piece of machine state, in save/load/pause order (the machine's
+	 * entries from machine_state.c, then the devices'). */
+	struct state_registry *registry;
+	uint32_t *msr_list;         /* KVM_GET_MSR_INDEX_LIST: what a vCPU save reads */
+	uint32_t nmsr_list;
 
 	/* Guards everything below; cond signals every change of it. */
 	pthread_mutex_t lock;
@@ -120,8 +127,12 @@ enum vm_stop_reason vm_wait(struct vm *vm, int join_limit_s, bool *all_joined);
 void vm_request_stop(struct vm *vm, enum vm_stop_reason why, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Parks every vCPU thread outside KVM_RUN and returns once all are parked;
- * vm_resume lets them go. Both return false when the machine is stopping. */
+/* Pauses the whole machine and returns once nothing touches guest RAM:
+ * every vCPU thread parked outside KVM_RUN with its last exit completed,
+ * the I/O thread parked between requests (queues drained), then each
+ * registry entry's pause (vhost-net's kernel data path detached). vm_resume
+ * undoes it in reverse order. Both return false when the machine is
+ * stopping. */
 bool vm_pause(struct vm *vm);
 bool vm_resume(struct vm *vm);
 enum vm_run_state vm_run_state(struct vm *vm);

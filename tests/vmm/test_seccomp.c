@@ -264,6 +264,83 @@ static int child_sigaction_other(void)
 	return 30;
 }
 
+/* What a snapshot needs (QMP getfd + migrate fd:NAME): a descriptor
+ * received with SCM_RIGHTS, then the file laid out and written. */
+static int snapshot_pre_fds[2] = {-1, -1};
+static int snapshot_pre(void)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		return 1;
+	char tmpl[] = "/tmp/kvz-seccomp-snapXXXXXX";
+	int fd = mkstemp(tmpl);
+	if (fd < 0)
+		return 1;
+	unlink(tmpl);
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = {.iov_base = "x", .iov_len = 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			   .msg_controllen = sizeof(ctl.buf)};
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &fd, sizeof(int));
+	if (sendmsg(sv[0], &m, 0) != 1)
+		return 1;
+	close(fd);
+	snapshot_pre_fds[0] = sv[1];
+	return 0;
+}
+
+static int child_snapshot_calls(void)
+{
+	char b;
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = {.iov_base = &b, .iov_len = 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			   .msg_controllen = sizeof(ctl.buf)};
+	if (recvmsg(snapshot_pre_fds[0], &m, MSG_CMSG_CLOEXEC) != 1 || !CMSG_FIRSTHDR(&m))
+		return 40;
+	int fd;
+	memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof(int));
+	struct stat st;
+	if (fstat(fd, &st) < 0 || ftruncate(fd, 1 << 20) < 0 || pwrite(fd, "s", 1, 4096) != 1 ||
+	    fdatasync(fd) < 0)
+		return 41;
+	if (lseek(fd, 0, SEEK_DATA) < 0 || lseek(fd, 0, SEEK_HOLE) < 0)
+		return 42;
+	return 0;
+}
+
+static void test_snapshot_calls_allowed(void **state)
+{
+	(void)state;
+	pre_filter = snapshot_pre;
+	assert_allowed(SECCOMP_FILTER_ON, child_snapshot_calls);
+	pre_filter = NULL;
+}
+
+/* fstat of a descriptor, yes; stat of a path, no. */
+static int child_stat_path(void)
+{
+	struct stat st;
+	syscall(SYS_newfstatat, AT_FDCWD, "/etc/passwd", &st, 0);
+	return 43;
+}
+
+static void test_stat_of_paths_forbidden(void **state)
+{
+	(void)state;
+	assert_forbidden(child_stat_path, "newfstatat");
+}
+
 static void test_socket_forbidden(void **state)
 {
 	(void)state;
@@ -335,6 +412,8 @@ int main(void)
 		cmocka_unit_test(test_allowed_calls_work),
 		cmocka_unit_test(test_unlink_refused_quietly),
 		cmocka_unit_test(test_terminal_restore_allowed),
+		cmocka_unit_test(test_snapshot_calls_allowed),
+		cmocka_unit_test(test_stat_of_paths_forbidden),
 		cmocka_unit_test(test_socket_forbidden),
 		cmocka_unit_test(test_open_forbidden),
 		cmocka_unit_test(test_new_programs_forbidden),

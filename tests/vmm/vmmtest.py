@@ -76,8 +76,11 @@ class Qmp:
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
 
-    def send_raw(self, text):
-        self.sock.sendall(text.encode() + b"\n")
+    def send_raw(self, text, fds=None):
+        if fds:   # SCM_RIGHTS with the command, as libvirt sends getfd
+            socket.send_fds(self.sock, [text.encode() + b"\n"], fds)
+        else:
+            self.sock.sendall(text.encode() + b"\n")
         while True:
             msg = self._read()
             if "event" in msg:

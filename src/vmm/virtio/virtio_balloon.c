@@ -12,6 +12,7 @@
 
 #include "guest_mem.h"
 #include "log.h"
+#include "state/state_buf.h"
 #include "qmp_server.h"
 
 #define VIRTIO_BALLOON_F_MUST_TELL_HOST 0
@@ -189,11 +190,55 @@ static void balloon_reset(void *dev, struct virtio_pci *vp)
 	put32(b->config + 4, 0);
 }
 
+/* Snapshot state beyond the config bytes: the host's target, what the
+ * guest gave, its last statistics and the statistics buffer we hold. */
+static void balloon_save(void *dev, struct virtio_pci *vp, struct state_buf *out)
+{
+	struct virtio_balloon *b = dev;
+	(void)vp;
+
+	state_put_u32(out, b->target_pages);
+	state_put_u32(out, b->actual_pages);
+	for (unsigned i = 0; i < VIRTIO_BALLOON_NSTATS; i++)
+		state_put_u64(out, b->stats[i]);
+	state_put_u16(out, b->stats_valid);
+	state_put_u8(out, b->stats_held);
+	state_put_u16(out, b->stats_head);
+	state_put_u64(out, b->discarded_pages);
+}
+
+static int balloon_load(void *dev, struct virtio_pci *vp, struct state_cursor *in, char *err,
+			size_t errlen)
+{
+	struct virtio_balloon *b = dev;
+
+	uint32_t target = state_get_u32(in);
+	uint32_t actual = state_get_u32(in);
+	for (unsigned i = 0; i < VIRTIO_BALLOON_NSTATS; i++)
+		b->stats[i] = state_get_u64(in);
+	b->stats_valid = state_get_u16(in) & ((1u << VIRTIO_BALLOON_NSTATS) - 1);
+	bool held = state_get_bool(in);
+	uint16_t head = state_get_u16(in);
+	b->discarded_pages = state_get_u64(in);
+	uint64_t pages = vp->ctx->mem->size / 4096;
+	if (target > pages || actual > pages || (held && head >= vp->vq[2].size)) {
+		snprintf(err, errlen, "balloon: page counts or statistics buffer out of range");
+		return -1;
+	}
+	b->target_pages = target;
+	b->actual_pages = actual;
+	b->stats_held = held;
+	b->stats_head = head;
+	return 0;
+}
+
 static const struct virtio_dev_ops balloon_ops = {
 	.queue_notify = balloon_queue_notify,
 	.config_written = balloon_config_written,
 	.reset = balloon_reset,
 	.after_write = balloon_after_write,
+	.save = balloon_save,
+	.load = balloon_load,
 };
 
 struct virtio_balloon *virtio_balloon_create(const struct vmm_context *ctx, bool deflate_on_oom,

@@ -344,9 +344,41 @@ static void net_reset(void *dev, struct virtio_pci *vp)
 	struct virtio_net *n = dev;
 
 	vhost_net_stop(&n->vhost, vp);
+	n->vhost_paused = false;
 	n->pending_len = 0;
 	if (ioctl(n->tap_fd, TUNSETOFFLOAD, 0) < 0)
 		kvz_debug("virtio net %s: TUNSETOFFLOAD: %s", n->opt.tap, strerror(errno));
+}
+
+/* Machine pause: the kernel's data path must stop writing guest RAM too.
+ * vhost gives back the avail position (VHOST_GET_VRING_BASE); the used
+ * index is what it last published in the guest's used ring. */
+static void net_pause(void *dev, struct virtio_pci *vp)
+{
+	struct virtio_net *n = dev;
+
+	if (!n->vhost.running)
+		return;
+	vhost_net_stop(&n->vhost, vp);
+	for (unsigned q = 0; q < 2; q++) {
+		struct virtq *vq = &vp->vq[q];
+		if (vq->enabled && vq->used) {
+			vq->used_idx = __atomic_load_n(&vq->used[1], __ATOMIC_ACQUIRE);
+			vq->signalled_valid = false;
+		}
+	}
+	n->vhost_paused = true;
+}
+
+static void net_resume(void *dev, struct virtio_pci *vp)
+{
+	struct virtio_net *n = dev;
+	(void)vp;
+
+	if (!n->vhost_paused)
+		return;
+	n->vhost_paused = false;
+	start_vhost(n);
 }
 
 static const struct virtio_dev_ops net_ops = {
@@ -354,6 +386,8 @@ static const struct virtio_dev_ops net_ops = {
 	.driver_ok = net_driver_ok,
 	.reset = net_reset,
 	.call_fd_changed = net_call_fd_changed,
+	.pause = net_pause,
+	.resume = net_resume,
 };
 
 /* ---- host side ---- */

@@ -38,6 +38,7 @@ struct virtio_net {
 	bool rx_stalled;            /* TAP not watched until rx buffers arrive */
 	struct vhost_net vhost;     /* fd -1: the I/O thread's data path */
 	bool vhost_announced;       /* the one log line saying vhost is used */
+	bool vhost_paused;          /* vhost stopped by a machine pause, restarted on resume */
 	uint8_t config[VIRTIO_NET_CONFIG_LEN];
 	uint32_t pending_len;       /* packet read from the TAP, not delivered */
 	uint8_t pending[VIRTIO_NET_MAX_PACKET];

@@ -22,6 +22,7 @@
 #include "io_thread.h"
 #include "irq.h"
 #include "log.h"
+#include "state/state_registry.h"
 
 #define BAR_SIZE       0x8000u
 #define COMMON_OFF     0x0000u
@@ -643,6 +644,8 @@ static const struct pci_device_ops virtio_pci_ops = {
 
 /* ---- life cycle ---- */
 
+static int register_state(struct virtio_pci *vp, char *err, size_t errlen);
+
 static void release_fds(struct virtio_pci *vp)
 {
 	for (unsigned q = 0; q < VIRTIO_PCI_MAX_QUEUES; q++) {
@@ -770,6 +773,8 @@ int virtio_pci_init(struct virtio_pci *vp, const struct vmm_context *ctx,
 		snprintf(err, errlen, "virtio %s: PCI: %s", name, strerror(-r));
 		goto fail;
 	}
+	if (register_state(vp, err, errlen) < 0)
+		goto fail;
 	return 0;
 fail:
 	release_fds(vp);
@@ -781,4 +786,257 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 {
 	release_fds(vp);
 	pthread_mutex_destroy(&vp->lock);
+}
+
+/* ---- snapshot state (state/state_registry.h) ---- */
+
+static void save_queue(const struct virtq *vq, struct state_buf *out)
+{
+	state_put_u16(out, vq->size);
+	state_put_u8(out, vq->enabled);
+	state_put_u64(out, vq->desc_gpa);
+	state_put_u64(out, vq->avail_gpa);
+	state_put_u64(out, vq->used_gpa);
+	state_put_u16(out, vq->last_avail);
+	state_put_u16(out, vq->used_idx);
+	state_put_u16(out, vq->signalled_used);
+	state_put_u8(out, vq->signalled_valid);
+	state_put_u8(out, vq->broken);
+}
+
+static void save_locked(struct virtio_pci *vp, struct state_buf *out)
+{
+	state_put_u32(out, vp->p.nqueues);
+	state_put_u32(out, vp->nvectors);
+	state_put_u32(out, vp->p.config_len);
+	state_put_u64(out, vp->driver_features);
+	state_put_u32(out, vp->device_feature_select);
+	state_put_u32(out, vp->driver_feature_select);
+	state_put_u8(out, vp->status);
+	state_put_u8(out, vp->config_generation);
+	state_put_u16(out, vp->queue_select);
+	state_put_u16(out, vp->config_vector);
+	state_put_u8(out, vp->isr);
+	state_put_u8(out, vp->intx_level);
+	state_put_u64(out, vp->msix_pending);
+	for (unsigned v = 0; v < vp->nvectors; v++) {
+		state_put_u32(out, vp->msix[v].addr_lo);
+		state_put_u32(out, vp->msix[v].addr_hi);
+		state_put_u32(out, vp->msix[v].data);
+		state_put_u32(out, vp->msix[v].ctrl);
+	}
+	for (unsigned q = 0; q < vp->p.nqueues; q++) {
+		state_put_u16(out, vp->queue_vector[q]);
+		state_put_u16(out, vp->queue_enable[q]);
+		save_queue(&vp->vq[q], out);
+	}
+	state_put_bytes(out, vp->p.config, vp->p.config_len);
+	if (vp->p.ops->save)
+		vp->p.ops->save(vp->p.dev, vp, out);
+}
+
+/* The queue's fields, checked as the driver's register writes would be. */
+static int load_queue(struct virtio_pci *vp, unsigned q, struct state_cursor *in,
+		      char *err, size_t errlen)
+{
+	struct virtq *vq = &vp->vq[q];
+	uint16_t size = state_get_u16(in);
+	bool enabled = state_get_bool(in);
+	vq->desc_gpa = state_get_u64(in);
+	vq->avail_gpa = state_get_u64(in);
+	vq->used_gpa = state_get_u64(in);
+	vq->last_avail = state_get_u16(in);
+	vq->used_idx = state_get_u16(in);
+	vq->signalled_used = state_get_u16(in);
+	vq->signalled_valid = state_get_bool(in);
+	bool broken = state_get_bool(in);
+	if (size == 0 || size > vp->p.queue_size || (size & (size - 1))) {
+		snprintf(err, errlen, "queue %u: size %u is not one this device offers", q, size);
+		return -1;
+	}
+	vq->size = size;
+	if (vp->queue_vector[q] != VIRTIO_MSI_NO_VECTOR && vp->queue_vector[q] >= vp->nvectors) {
+		snprintf(err, errlen, "queue %u: vector %u out of range", q, vp->queue_vector[q]);
+		return -1;
+	}
+	if (enabled != (vp->queue_enable[q] != 0) || vp->queue_enable[q] > 1) {
+		snprintf(err, errlen, "queue %u: enable flags disagree", q);
+		return -1;
+	}
+	vq->broken = broken;
+	return 0;
+}
+
+/* Applies the loaded registers to the host side, as the driver's writes
+ * would have: MSI routes, queue rings (checked against guest RAM), kick
+ * ioeventfds, then DRIVER_OK's device work (TAP offloads, vhost). */
+static void replay_locked(struct virtio_pci *vp)
+{
+	for (unsigned v = 0; v < vp->nvectors; v++) {
+		const struct virtio_pci_msix_entry *e = &vp->msix[v];
+		int r = vm_msi_route_update(vp->ctx->vm, vp->irq_gsi[v],
+					    (uint64_t)e->addr_hi << 32 | e->addr_lo, e->data);
+		if (r < 0)
+			kvz_warn("virtio %s: MSI-X vector %u route: %s", vp->name, v, strerror(-r));
+	}
+	uint16_t ctrl = get_le(vp->pci.config + vp->msix_cap + 2, 2);
+	vp->msix_enabled = ctrl & MSIX_CTRL_ENABLE;
+	vp->msix_masked = ctrl & MSIX_CTRL_MASKALL;
+	for (unsigned q = 0; q < vp->p.nqueues; q++) {
+		struct virtq *vq = &vp->vq[q];
+		if (!vp->queue_enable[q])
+			continue;
+		bool broken = vq->broken;
+		vq->event_idx = virtio_pci_has_feature(vp, VIRTIO_F_EVENT_IDX);
+		vq->indirect = virtio_pci_has_feature(vp, VIRTIO_F_INDIRECT_DESC);
+		if (virtq_enable(vq, vp->ctx->mem) < 0 || broken) {
+			vq->broken = true;
+			vp->status |= VIRTIO_STATUS_NEEDS_RESET;
+			continue;
+		}
+		kick_bind(vp, q);
+	}
+	if (vp->intx_level) {
+		vp->intx_level = false;
+		if (vm_set_irq_line(vp->ctx->vm, vp->pci.irq_line, 1) == 0)
+			vp->intx_level = true;
+	}
+	if ((vp->status & VIRTIO_STATUS_DRIVER_OK) && vp->p.ops->driver_ok)
+		vp->p.ops->driver_ok(vp->p.dev, vp);
+	refresh_call_fds(vp);
+	/* Buffers the driver made available before the save: served once the
+	 * I/O thread runs (as after DRIVER_OK). */
+	for (unsigned q = 0; q < vp->p.nqueues; q++)
+		if ((vp->status & VIRTIO_STATUS_DRIVER_OK) && vp->vq[q].enabled && !vp->vq[q].broken)
+			kick(vp, q);
+}
+
+static int load_locked(struct virtio_pci *vp, struct state_cursor *in, char *err, size_t errlen)
+{
+	if (state_get_u32(in) != vp->p.nqueues || state_get_u32(in) != vp->nvectors ||
+	    state_get_u32(in) != vp->p.config_len) {
+		snprintf(err, errlen, "%s", in->bad ? "truncated" : "a different device (queues, vectors or config size)");
+		return -1;
+	}
+	reset_locked(vp);
+	vp->driver_features = state_get_u64(in);
+	vp->device_feature_select = state_get_u32(in);
+	vp->driver_feature_select = state_get_u32(in);
+	vp->status = state_get_u8(in);
+	vp->config_generation = state_get_u8(in);
+	vp->queue_select = state_get_u16(in);
+	vp->config_vector = state_get_u16(in);
+	vp->isr = state_get_u8(in);
+	vp->intx_level = state_get_bool(in);
+	vp->msix_pending = state_get_u64(in);
+	for (unsigned v = 0; v < vp->nvectors; v++) {
+		vp->msix[v].addr_lo = state_get_u32(in);
+		vp->msix[v].addr_hi = state_get_u32(in);
+		vp->msix[v].data = state_get_u32(in);
+		vp->msix[v].ctrl = state_get_u32(in) & 1;
+	}
+	for (unsigned q = 0; q < vp->p.nqueues; q++) {
+		vp->queue_vector[q] = state_get_u16(in);
+		vp->queue_enable[q] = state_get_u16(in);
+		if (load_queue(vp, q, in, err, errlen) < 0)
+			return -1;
+	}
+	if (vp->driver_features & ~offered_features(vp)) {
+		snprintf(err, errlen, "features 0x%llx beyond what this device offers",
+			 (unsigned long long)vp->driver_features);
+		return -1;
+	}
+	if (vp->config_vector != VIRTIO_MSI_NO_VECTOR && vp->config_vector >= vp->nvectors) {
+		snprintf(err, errlen, "config vector %u out of range", vp->config_vector);
+		return -1;
+	}
+	vp->msix_pending &= vp->nvectors >= 64 ? ~0ull : (1ull << vp->nvectors) - 1;
+	state_get_bytes(in, vp->p.config, vp->p.config_len);
+	if (in->bad) {
+		snprintf(err, errlen, "truncated");
+		return -1;
+	}
+	if (vp->p.ops->load && vp->p.ops->load(vp->p.dev, vp, in, err, errlen) < 0)
+		return -1;
+	if (!state_cursor_done(in)) {
+		snprintf(err, errlen, "%s", in->bad ? "truncated" : "trailing bytes");
+		return -1;
+	}
+	replay_locked(vp);
+	return 0;
+}
+
+static int entry_save(void *o, struct state_buf *out, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	struct virtio_pci *vp = o;
+	pthread_mutex_lock(&vp->lock);
+	save_locked(vp, out);
+	pthread_mutex_unlock(&vp->lock);
+	return 0;
+}
+
+static int entry_load(void *o, struct state_cursor *in, uint32_t version, char *err, size_t errlen)
+{
+	(void)version;
+	struct virtio_pci *vp = o;
+	pthread_mutex_lock(&vp->lock);
+	int rc = load_locked(vp, in, err, errlen);
+	if (rc < 0)
+		reset_locked(vp);   /* nothing half-loaded */
+	pthread_mutex_unlock(&vp->lock);
+	return rc;
+}
+
+static void entry_pause(void *o)
+{
+	struct virtio_pci *vp = o;
+	if (!vp->p.ops->pause)
+		return;
+	pthread_mutex_lock(&vp->lock);
+	vp->p.ops->pause(vp->p.dev, vp);
+	pthread_mutex_unlock(&vp->lock);
+}
+
+static void entry_resume(void *o)
+{
+	struct virtio_pci *vp = o;
+	if (!vp->p.ops->resume)
+		return;
+	pthread_mutex_lock(&vp->lock);
+	vp->p.ops->resume(vp->p.dev, vp);
+	pthread_mutex_unlock(&vp->lock);
+}
+
+static void entry_reset(void *o)
+{
+	virtio_pci_reset(o);
+}
+
+static const struct state_ops virtio_state_ops = {
+	.reset = entry_reset, .pause = entry_pause, .resume = entry_resume,
+	.save = entry_save, .load = entry_load,
+};
+
+static const char *type_name(uint16_t id)
+{
+	switch (id) {
+	case VIRTIO_ID_NET: return "virtio-net";
+	case VIRTIO_ID_BLOCK: return "virtio-blk";
+	case VIRTIO_ID_RNG: return "virtio-rng";
+	case VIRTIO_ID_BALLOON: return "virtio-balloon";
+	default: return "virtio";
+	}
+}
+
+static int register_state(struct virtio_pci *vp, char *err, size_t errlen)
+{
+	if (!vp->ctx->state)
+		return 0;
+	int r = state_registry_add(vp->ctx->state, type_name(vp->p.device_id),
+				   VIRTIO_PCI_STATE_VERSION, &virtio_state_ops, vp);
+	if (r < 0)
+		snprintf(err, errlen, "virtio %s: state registry: %s", vp->name, strerror(-r));
+	return r < 0 ? -1 : 0;
 }

@@ -32,6 +32,8 @@
 #define VIRTIO_MSI_NO_VECTOR 0xffff
 
 struct virtio_pci;
+struct state_buf;
+struct state_cursor;
 
 struct virtio_dev_ops {
 	/* Queue q was kicked (or needs another look). Runs on the I/O thread
@@ -53,6 +55,15 @@ struct virtio_dev_ops {
 	 * of itself (QMP events), so that nothing it calls can wait on a lock
 	 * this device holds. Optional. */
 	void (*after_write)(void *dev, struct virtio_pci *vp);
+	/* Snapshots: the machine is paused (the I/O thread parked). pause/
+	 * resume stop and restart a kernel data path; save/load carry the
+	 * device's own state beyond its config bytes and queues (load runs
+	 * after the transport's, before DRIVER_OK is replayed). Lock held.
+	 * All optional. */
+	void (*pause)(void *dev, struct virtio_pci *vp);
+	void (*resume)(void *dev, struct virtio_pci *vp);
+	void (*save)(void *dev, struct virtio_pci *vp, struct state_buf *out);
+	int (*load)(void *dev, struct virtio_pci *vp, struct state_cursor *in, char *err, size_t errlen);
 };
 
 struct virtio_pci_params {
@@ -148,6 +159,9 @@ void virtio_pci_config_changed(struct virtio_pci *vp);
 void virtio_pci_queue_broken(struct virtio_pci *vp, unsigned q);
 /* Whether feature bit f was negotiated. */
 bool virtio_pci_has_feature(const struct virtio_pci *vp, unsigned f);
+
+/* Section version of the transport's state (virtio_pci_state.c). */
+#define VIRTIO_PCI_STATE_VERSION 1
 
 /* system_reset: takes the lock and resets like a driver write of 0. */
 void virtio_pci_reset(struct virtio_pci *vp);

@@ -1,0 +1,230 @@
+"""Snapshots on the host /dev/kvm with a tiny guest (snapcount.elf): QMP
+getfd + migrate fd:NAME saves a running VM as a background job, the VM is
+left in postmigrate, cont resumes it; --incoming restores it several times
+from the same file and the guest continues where it was; a paused VM does
+not change its RAM; bad files and other machine options are refused with
+one line."""
+
+import json
+import os
+import re
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+import vmmtest
+
+SNAP_HEADER = 64
+RAM_OFFSET = 2 << 20
+
+pytestmark = pytest.mark.skipif(vmmtest.kvm_unavailable_reason() is not None,
+                                reason=vmmtest.kvm_unavailable_reason() or "")
+
+
+class Vmm:
+    """kvz-vmm running snapcount.elf, its console lines collected."""
+
+    def __init__(self, tmp_path, extra, name="vm"):
+        self.qmp_path = str(tmp_path / f"{name}.qmp")
+        self.proc = vmmtest.start(["--kernel", vmmtest.guest("snapcount"), "--qmp", self.qmp_path] + extra)
+        self.lines = []
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        vmmtest.wait_for_path(self.qmp_path, self.proc)
+        self.qmp = vmmtest.Qmp(self.qmp_path)
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            with self.lock:
+                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+
+    def counts(self):
+        with self.lock:
+            return [int(m.group(1), 16) for m in (re.fullmatch(r"n=([0-9a-f]{16}) ok", l) for l in self.lines) if m]
+
+    def wait_count(self, n, timeout=20):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            c = self.counts()
+            if c and c[-1] >= n:
+                return c[-1]
+            if self.proc.poll() is not None:
+                raise AssertionError(f"kvz-vmm ended: {self.proc.stderr.read().decode()}")
+            time.sleep(0.02)
+        raise AssertionError(f"count did not reach {n}: {self.lines[-5:]}")
+
+    def quit(self):
+        self.qmp.cmd("quit")
+        assert self.proc.wait(timeout=15) == 0
+        self.qmp.close()
+
+
+def send_fd(qmp, name, fd):
+    return qmp.send_raw(json.dumps({"execute": "getfd", "arguments": {"fdname": name}}), fds=[fd])
+
+
+def migrate_to(vm, path):
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        assert send_fd(vm.qmp, "snap", fd) == {"return": {}}
+    finally:
+        os.close(fd)
+    assert vm.qmp.cmd("migrate", uri="fd:snap") == {"return": {}}
+    vm.qmp.wait_event("MIGRATION")   # setup
+    for _ in range(3):
+        e = vm.qmp.wait_event("MIGRATION", timeout=60)
+        if e["data"]["status"] in ("completed", "failed"):
+            break
+    assert e["data"]["status"] == "completed", vm.qmp.cmd("query-migrate")
+    q = vm.qmp.cmd("query-migrate")["return"]
+    assert q["status"] == "completed"
+    assert q["ram"]["remaining"] == 0 and q["ram"]["transferred"] == q["ram"]["total"] > 0
+
+
+OPTS = ["--memory", "64M", "--cpus", "2", "--rng", "--balloon"]
+
+
+@pytest.fixture
+def disk(tmp_path):
+    p = tmp_path / "disk.img"
+    with open(p, "wb") as f:
+        f.truncate(8 << 20)
+    return str(p)
+
+
+def restore(tmp_path, snap, extra, name):
+    return subprocess.run([vmmtest.VMM, "--kernel", vmmtest.guest("snapcount"), "--incoming", f"file:{snap}"] + extra,
+                          capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+
+
+def saved_vm(tmp_path, opts, count):
+    """A VM that printed count lines, then was saved to tmp_path/snap."""
+    vm = Vmm(tmp_path, opts)
+    vm.wait_count(count)
+    snap = str(tmp_path / "snap")
+    migrate_to(vm, snap)
+    return vm, snap
+
+
+def test_save_cont_and_restore_three_times(tmp_path, disk):
+    opts = OPTS + ["--disk", disk]
+    vm, snap = saved_vm(tmp_path, opts, 3)
+    assert vm.qmp.cmd("query-status")["return"]["status"] == "postmigrate"
+    time.sleep(0.3)
+    saved = vm.counts()[-1]
+    time.sleep(0.5)
+    assert vm.counts()[-1] == saved, "the guest ran while postmigrate"
+    assert vm.qmp.cmd("cont") == {"return": {}}
+    vm.qmp.wait_event("RESUME")
+    vm.wait_count(saved + 2)
+    assert vm.qmp.cmd("query-status")["return"]["status"] == "running"
+    vm.quit()
+
+    st = os.stat(snap)
+    assert st.st_blocks * 512 < (16 << 20), "zero pages must be holes"
+
+    for i in range(3):
+        vm2 = Vmm(tmp_path, opts + ["--incoming", f"file:{snap}"], name=f"r{i}")
+        first = vm2.wait_count(saved + 3)
+        with vm2.lock:
+            out = list(vm2.lines)
+        assert not any("snapcount" in l for l in out), "a restored guest must not boot again"
+        c = vm2.counts()
+        assert c[0] in (saved + 1, saved + 2), (saved, c[:3])
+        assert all(b == a + 1 for a, b in zip(c, c[1:]))
+        assert not any("BAD" in l for l in out)
+        assert first >= saved + 3
+        vm2.quit()
+
+
+def test_paused_machine_keeps_its_ram(tmp_path, disk):
+    vm = Vmm(tmp_path, OPTS + ["--disk", disk])
+    vm.wait_count(2)
+    assert vm.qmp.cmd("stop") == {"return": {}}
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    migrate_to(vm, a)
+    time.sleep(0.5)
+    migrate_to(vm, b)
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        fa.seek(RAM_OFFSET)
+        fb.seek(RAM_OFFSET)
+        assert fa.read(64 << 20) == fb.read(64 << 20), "guest RAM changed while paused"
+    # stopped before the save: still paused afterwards, cont runs it
+    assert vm.qmp.cmd("query-status")["return"]["status"] == "postmigrate"
+    n = vm.counts()[-1]
+    vm.qmp.cmd("cont")
+    vm.wait_count(n + 1)
+    vm.quit()
+
+
+def one_error_line(r):
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode != 0
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_bad_files_and_other_options_are_refused(tmp_path, disk):
+    opts = OPTS + ["--disk", disk]
+    vm, snap = saved_vm(tmp_path, opts, 1)
+    vm.quit()
+    data = open(snap, "rb").read()
+    sections_off = struct.unpack_from("<Q", data, 32)[0]
+
+    corrupt = tmp_path / "corrupt"
+    b = bytearray(data)
+    b[sections_off + 100] ^= 0x55
+    corrupt.write_bytes(bytes(b))
+    line = one_error_line(restore(tmp_path, corrupt, opts, "c"))
+    assert "section" in line and ("checksum" in line or "corrupted" in line), line
+
+    trunc = tmp_path / "trunc"
+    trunc.write_bytes(data[: len(data) - 200])
+    assert "truncated" in one_error_line(restore(tmp_path, trunc, opts, "t"))
+
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x00" * 8192)
+    assert "not a kvz-vmm snapshot" in one_error_line(restore(tmp_path, junk, opts, "j"))
+
+    other = ["--memory", "128M"] + opts[2:]
+    assert "--memory differs" in one_error_line(restore(tmp_path, snap, other, "m"))
+    fewer = ["--memory", "64M", "--cpus", "1", "--rng", "--balloon", "--disk", disk]
+    assert "vcpu.1" in one_error_line(restore(tmp_path, snap, fewer, "cpu"))
+    no_rng = ["--memory", "64M", "--cpus", "2", "--balloon", "--disk", disk]
+    assert "options differ" in one_error_line(restore(tmp_path, snap, no_rng, "dev"))
+
+
+def test_qmp_errors(tmp_path):
+    vm = Vmm(tmp_path, ["--memory", "32M"])
+    r = vm.qmp.cmd("getfd", fdname="x")
+    assert "SCM_RIGHTS" in r["error"]["desc"]
+    r = vm.qmp.cmd("migrate", uri="fd:nothere")
+    assert "not found" in r["error"]["desc"]
+    r = vm.qmp.cmd("migrate", uri="tcp:1.2.3.4:5")
+    assert "unsupported" in r["error"]["desc"]
+    # the seccomp filter forbids open(): file: is refused, getfd is the way
+    r = vm.qmp.cmd("migrate", uri=f"file:{tmp_path}/x")
+    if "error" in r:
+        assert "getfd" in r["error"]["desc"]
+        assert not os.path.exists(tmp_path / "x")
+    assert vm.qmp.cmd("query-migrate") == {"return": {}}
+    vm.quit()
+
+
+def test_file_uri_without_seccomp(tmp_path):
+    vm = Vmm(tmp_path, ["--memory", "32M", "--seccomp=off"])
+    vm.wait_count(1)
+    path = str(tmp_path / "f.snap")
+    assert vm.qmp.cmd("migrate", uri=f"file:{path}") == {"return": {}}
+    for _ in range(3):
+        e = vm.qmp.wait_event("MIGRATION", timeout=30)
+        if e["data"]["status"] == "completed":
+            break
+    assert e["data"]["status"] == "completed"
+    vm.quit()
+    with open(path, "rb") as f:
+        assert f.read(8) == b"KVZSNAP\0"
