@@ -162,7 +162,7 @@ static int save_state(struct job *j, const char *guest, struct qmp_client *c,
 		      const char *path, struct op_error *e)
 {
 	char err[300];
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return op_fail(e, 500, "cannot create %s: %s", path, strerror(errno));
 	int rc = qmp_client_getfd(c, "snap", fd, err, sizeof(err));

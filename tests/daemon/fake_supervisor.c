@@ -59,6 +59,8 @@ static char guest_value[128] = "initial";
 static char mig_status[16] = "none", mig_error[128];
 static long long mig_done, mig_total;
 static atomic_bool mig_cancel;
+static int named_fd = -1;        /* from getfd */
+static char named_fd_name[32];
 static const char *migrate_mode = ""; /* "fail", "slow" or "" */
 #define FAKE_STATE_MAGIC "KVZFAKE-STATE 1\n"
 #define FAKE_FILLER (4 << 20)
@@ -149,7 +151,11 @@ static json_t *h_migrate(void *o, json_t *a, struct qmp_error *e)
 		qmp_set_error(e, "GenericError", "fake kvz-vmm takes only fd:NAME (kvzd passes the file)");
 		return NULL;
 	}
-	int fd = qmp_server_take_fd(server, uri + 3);
+	pthread_mutex_lock(&snap_lock);
+	int fd = !strcmp(named_fd_name, uri + 3) ? named_fd : -1;
+	if (fd >= 0)
+		named_fd = -1;
+	pthread_mutex_unlock(&snap_lock);
 	if (fd < 0) {
 		qmp_set_error(e, "GenericError", "no descriptor named %s (getfd first)", uri + 3);
 		return NULL;
@@ -177,6 +183,28 @@ static json_t *h_migrate(void *o, json_t *a, struct qmp_error *e)
 		return NULL;
 	}
 	pthread_detach(t);
+	return NULL;
+}
+
+/* getfd: one named descriptor is all the contract needs. */
+static json_t *h_getfd(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o;
+	const char *name = json_string_value(json_object_get(a, "fdname"));
+	int fd = qmp_server_take_fd(server);
+	log_line("fake-vmm: getfd %s%s", name ? name : "(none)", fd < 0 ? " without a descriptor" : "");
+	if (!name || fd < 0) {
+		if (fd >= 0)
+			close(fd);
+		qmp_set_error(e, "GenericError", "getfd needs fdname and a descriptor (SCM_RIGHTS)");
+		return NULL;
+	}
+	pthread_mutex_lock(&snap_lock);
+	if (named_fd >= 0)
+		close(named_fd);
+	named_fd = fd;
+	snprintf(named_fd_name, sizeof(named_fd_name), "%.31s", name);
+	pthread_mutex_unlock(&snap_lock);
 	return NULL;
 }
 
@@ -358,7 +386,7 @@ static int supervise(const char *qmp, const char *console, bool vm)
 		{"query-status", h_status}, {"quit", h_quit}, {"stop", h_quit},
 		{"balloon", h_balloon}, {"query-balloon", h_query_balloon},
 		{"set", h_set}, {"query-stats", h_stats},
-		{"migrate", h_migrate}, {"query-migrate", h_query_migrate},
+		{"getfd", h_getfd}, {"migrate", h_migrate}, {"query-migrate", h_query_migrate},
 		{"migrate_cancel", h_migrate_cancel}, {"cont", h_cont},
 		{"x-fake-set", h_fake_set}, {"x-fake-get", h_fake_get},
 	};

@@ -17,6 +17,7 @@ SOURCE = os.environ.get("KVZ_SOURCE_DIR", os.path.join(os.path.dirname(__file__)
 KVZ_CT = os.path.join(BUILD, "src/ct/kvz-ct")
 KVZ_VMM = os.path.join(BUILD, "src/vmm/kvz-vmm")
 IDLE = os.path.join(BUILD, "tests/guests/idle.elf")
+SNAPCOUNT = os.path.join(BUILD, "tests/guests/snapcount.elf")
 
 
 def pid_alive(pid):
@@ -140,6 +141,51 @@ def test_vm_real_idle_guest(real):
     d.kvz("destroy", "idle")
     assert [e["type"] for e in d.events("idle")] == [
         "created", "started", "resized", "adopted", "stopped", "destroyed"]
+
+
+def console_counts(d, name):
+    """The counts snapcount.elf has printed on its console (kept history)."""
+    con = subprocess.run(["timeout", "2", KVZ, "--socket", d.socket, "console", name],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    return [int(m, 16) for m in re.findall(r"n=([0-9a-f]{16}) ok", con.stdout)]
+
+
+def test_vm_real_snapshot_restore(real):
+    """Through kvzd with the real kvz-vmm: a snapshot of the running counter
+    guest, then restore: the counter goes back to the saved instant and
+    continues, and the disk is the snapshot's again."""
+    if not os.path.exists(KVZ_VMM) or not os.path.exists(SNAPCOUNT):
+        pytest.skip("kvz-vmm or the snapcount test guest not built")
+    if not os.path.exists("/dev/kvm"):
+        pytest.skip("no /dev/kvm on this machine")
+    d = real.start()
+    d.kvz("create", "vm", "sc", "--kernel", SNAPCOUNT, "--memory", "64M", "--disk", "16M")
+    img = os.path.join(d.state, "images/sc.img")
+    with open(img, "r+b") as f:
+        f.write(b"DISK-AT-SNAPSHOT")
+    d.kvz("start", "sc")
+    before = d.wait_for(lambda: (console_counts(d, "sc") or [0])[-1] >= 3 and
+                        console_counts(d, "sc")[-1], timeout=60, what="the counter")
+    r = d.kvz("snapshot", "create", "sc", "s1")
+    assert "completed" in r.stdout.strip().split("\n")[-1], r.stdout
+    after = console_counts(d, "sc")[-1]
+    assert after >= before, "the VM runs on after the snapshot"
+    snap = d.kvz_json("snapshot", "list", "sc")[0]
+    assert snap["running"] and snap["size"] > 0
+    late = d.wait_for(lambda: (lambda c: c and c[-1] >= after + 20 and c[-1])(
+        console_counts(d, "sc")), timeout=120, what="the counter to move on")
+    with open(img, "r+b") as f:
+        f.write(b"CHANGED-LATER!!!")
+    d.kvz("snapshot", "restore", "sc", "s1")
+    assert d.guest("sc")["state"] == "running"
+    first = d.wait_for(lambda: (console_counts(d, "sc") or [None])[0], timeout=60,
+                       what="the restored counter")
+    assert before <= first <= after + 2 < late, (before, first, after, late)
+    with open(img, "rb") as f:
+        assert f.read(16) == b"DISK-AT-SNAPSHOT"
+    d.kvz("stop", "sc")
+    d.kvz("destroy", "sc")
+    assert not os.path.exists(os.path.join(d.state, "snapshots/sc"))
 
 
 def lab_module():
