@@ -292,10 +292,13 @@ static int create_run(struct kvzd *d, struct job *j, const char *guest, json_t *
 		op_fail(e, 409, "guest %s is %s; try again", guest, state);
 		goto out;
 	}
+	char top[300];
+	snprintf(top, sizeof(top), "%s/snapshots", d->state_dir);
 	guest_dir(d, guest, gdir, sizeof(gdir));
 	partial_dir(d, guest, snap, tmp, sizeof(tmp));
 	snap_dir(d, guest, snap, final, sizeof(final));
-	if (mkdir_0700(gdir, e))
+	/* Guest memory lies there: 0700 all the way. */
+	if (mkdir_0700(top, e) || mkdir_0700(gdir, e))
 		goto out;
 	remove_tree(tmp);   /* a leftover of an interrupted kvzd */
 	if (mkdir_0700(tmp, e))

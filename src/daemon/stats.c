@@ -83,8 +83,10 @@ static json_t *host_json(struct kvzd *d)
 			vm_mem += (uint64_t)json_integer_value(
 				json_object_get(json_object_get(g, "config"), "memory"));
 	}
-	json_t *out = json_pack("{s:s, s:i, s:I, s:I, s:I, s:i, s:o, s:s, s:s, s:s}",
-				"version", "0.1.0", "cpus", host_ncpus(),
+	char model[256];
+	host_cpu_model(model, sizeof(model));
+	json_t *out = json_pack("{s:s, s:i, s:s, s:I, s:I, s:I, s:i, s:o, s:s, s:s, s:s}",
+				"version", "0.1.0", "cpus", host_ncpus(), "cpu_model", model,
 				"mem_total", (json_int_t)m.total,
 				"mem_available", (json_int_t)m.available,
 				"vm_memory_assigned", (json_int_t)vm_mem,

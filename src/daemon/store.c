@@ -30,7 +30,8 @@ static const char *const migrations[] = {
 	" disk_used INTEGER NOT NULL, disk_size INTEGER NOT NULL,"
 	" net_rx INTEGER NOT NULL, net_tx INTEGER NOT NULL);"
 	"CREATE INDEX samples_guest ON samples(guest, resolution, ts_ms);",
-	/* 2: long operations (store_jobs.c) and snapshots (store_snapshots.c). */
+	/* 2: long operations (store_jobs.c), snapshots (store_snapshots.c),
+	 * other hosts (store_nodes.c; their tokens are files, nodes.h). */
 	"CREATE TABLE jobs ("
 	" id INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, guest TEXT NOT NULL,"
 	" state TEXT NOT NULL, phase TEXT NOT NULL DEFAULT '',"
@@ -42,7 +43,9 @@ static const char *const migrations[] = {
 	"CREATE TABLE snapshots ("
 	" guest TEXT NOT NULL, name TEXT NOT NULL, created_ms INTEGER NOT NULL,"
 	" size INTEGER NOT NULL, running INTEGER NOT NULL,"
-	" PRIMARY KEY (guest, name));",
+	" PRIMARY KEY (guest, name));"
+	"CREATE TABLE nodes ("
+	" name TEXT PRIMARY KEY, url TEXT NOT NULL, added_ms INTEGER NOT NULL);",
 };
 
 static int exec_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)

@@ -100,4 +100,12 @@ json_t *store_snapshot_list(struct store *s, const char *guest);
 /* name NULL: every snapshot of guest. */
 int store_snapshot_delete(struct store *s, const char *guest, const char *name);
 
+/* Other hosts running kvzd (nodes.h): name, url, added_ms. */
+/* 0, or -1 (1 when the name is taken). */
+int store_node_insert(struct store *s, const char *name, const char *url);
+json_t *store_node_get(struct store *s, const char *name);
+/* Ordered by name. */
+json_t *store_node_list(struct store *s);
+int store_node_delete(struct store *s, const char *name);
+
 #endif

@@ -446,9 +446,13 @@ def test_openapi_matches_server(kvzd):
                 continue
             if method in ("delete",) or path.endswith(("/start", "/stop")):
                 continue  # would change the guest; routed as tested above
-            status, reply = d.api(method.upper(), path.replace("{name}", "doc"),
+            real = path.replace("{name}", "doc").replace("{snap}", "s").replace("{id}", "1")
+            status, reply = d.api(method.upper(), real,
                                   raw="{}" if method in ("post", "patch") else None)
-            assert status not in (404, 405), (method, path, reply)
+            # A 404 about a missing snapshot or job is the route answering;
+            # the router's own 404 says "no such resource".
+            routed = status != 404 or not reply["error"]["message"].startswith("no such resource")
+            assert status != 405 and routed, (method, path, reply)
 
 
 def test_events_follow(kvzd):

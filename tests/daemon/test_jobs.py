@@ -91,6 +91,9 @@ def test_snapshot_and_restore_running_vm(kvzd):
     files = os.listdir(os.path.join(snap_root(d, "v1"), "s1"))
     assert sorted(files) == ["disk.img", "state"]
     assert os.stat(os.path.join(snap_root(d, "v1"), "s1", "state")).st_mode & 0o077 == 0
+    for p in (os.path.dirname(snap_root(d, "v1")), snap_root(d, "v1"),
+              os.path.join(snap_root(d, "v1"), "s1")):
+        assert os.stat(p).st_mode & 0o077 == 0, "guest memory is private: " + p
     # The protocol, in order: the file went by getfd (migrate names fd:snap),
     # the save completed (paused), the disk was copied, then cont.
     log = guest_log(d, "v1")
