@@ -104,8 +104,11 @@ static int final_line(json_t *job)
 		 jstr(job, "type"), jstr(job, "guest"));
 	if (!strcmp(st, "completed")) {
 		char a[16];
-		printf("%s: completed in %.1f s (%s)\n", what, (double)ms / 1000.0,
-		       fmt_size(jnum(job, "total"), a, sizeof(a)));
+		printf("%s: completed in %.1f s", what, (double)ms / 1000.0);
+		if (jnum(job, "total"))
+			printf(" (last phase: %s, %s)", jstr(job, "phase"),
+			       fmt_size(jnum(job, "total"), a, sizeof(a)));
+		printf("\n");
 		return 0;
 	}
 	kvz_error("%s: %s: %s", what, st, jstr(job, "error"));
