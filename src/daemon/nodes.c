@@ -108,19 +108,9 @@ static json_t *with_facts(struct kvzd *d, json_t *rec)
 		json_object_set_new(v, "error", json_string(err));
 		return v;
 	}
-	static const char *const keys[] = {"version", "cpus", "cpu_model", "mem_total",
-					   "mem_available", "vm_memory_assigned", "guests", NULL};
-	for (const char *const *k = keys; *k; k++) {
-		json_t *x = json_object_get(host, *k);
-		if (x)
-			json_object_set(v, *k, x);
-	}
-	/* CPUs left idle by the peer's latest sample. */
-	json_t *pct = json_object_get(json_object_get(host, "usage"), "cpu_pct");
-	if (json_is_number(pct))
-		json_object_set_new(v, "cpus_idle", json_real(
-			(double)json_integer_value(json_object_get(host, "cpus")) *
-			(100.0 - json_number_value(pct)) / 100.0));
+	json_t *facts = peer_host_facts(host);
+	json_object_update(v, facts);
+	json_decref(facts);
 	json_decref(host);
 	return v;
 }

@@ -97,3 +97,36 @@ long peer_call(const char *base_url, const char *token, const char *method,
 	curl_easy_cleanup(c);
 	return status;
 }
+
+/* A whole number in [0, 2^62), or NULL. */
+static json_t *count(json_t *v)
+{
+	return json_is_integer(v) && json_integer_value(v) >= 0 &&
+	       json_integer_value(v) < ((json_int_t)1 << 62) ? v : NULL;
+}
+
+json_t *peer_host_facts(json_t *host)
+{
+	json_t *out = json_object();
+	static const char *const strings[] = {"version", "cpu_model", NULL};
+	static const char *const counts[] = {"cpus", "mem_total", "mem_available",
+					     "vm_memory_assigned", "guests", NULL};
+	for (const char *const *k = strings; *k; k++) {
+		json_t *v = json_object_get(host, *k);
+		if (json_is_string(v) && json_string_length(v) <= 256 &&
+		    strlen(json_string_value(v)) == json_string_length(v))
+			json_object_set(out, *k, v);
+	}
+	for (const char *const *k = counts; *k; k++) {
+		json_t *v = count(json_object_get(host, *k));
+		if (v)
+			json_object_set(out, *k, v);
+	}
+	json_t *cpus = count(json_object_get(host, "cpus"));
+	json_t *pct = json_object_get(json_object_get(host, "usage"), "cpu_pct");
+	double p = json_number_value(pct);
+	if (cpus && json_is_number(pct) && p >= 0 && p <= 100)
+		json_object_set_new(out, "cpus_idle", json_real(
+			(double)json_integer_value(cpus) * (100.0 - p) / 100.0));
+	return out;
+}

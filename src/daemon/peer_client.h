@@ -26,4 +26,11 @@ long peer_call(const char *base_url, const char *token, const char *method,
  * IPv4 address or [IPv6]); the only form nodes may have. */
 bool peer_url_ok(const char *url);
 
+/* What a peer's GET /v1/host answer says of it, checked field by field
+ * (the peer is another host: its answer is untrusted input): version,
+ * cpus, cpu_model, mem_total, mem_available, vm_memory_assigned, guests
+ * when of the right type and range, plus cpus_idle from its latest sample.
+ * A new object; fields that do not check out are left out. */
+json_t *peer_host_facts(json_t *host);
+
 #endif
