@@ -35,11 +35,6 @@ struct jobs {
 	int nactive;
 };
 
-int64_t job_id(const struct job *j)
-{
-	return j->row.id;
-}
-
 bool job_cancelled(const struct job *j)
 {
 	return atomic_load(&j->cancel);

@@ -52,6 +52,5 @@ int job_cancel(struct kvzd *d, int64_t id, struct op_error *e);
  * an event when the phase changes. */
 void job_progress(struct job *j, const char *phase, uint64_t done, uint64_t total);
 bool job_cancelled(const struct job *j);
-int64_t job_id(const struct job *j);
 
 #endif
