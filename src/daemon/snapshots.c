@@ -396,6 +396,35 @@ static int stage_disk(struct job *j, const char *guest, const char *dir, const c
 	return clone_disk(j, guest, src, staged, e);
 }
 
+/* The snapshot's disk, staged beside the VM's, takes its place; the VM's
+ * own disk waits as DISK.prev until the restored VM runs. */
+static int swap_disks(const char *disk, const char *staged, const char *prev,
+		      struct op_error *e)
+{
+	unlink(prev);
+	if (rename(disk, prev) < 0)
+		return op_fail(e, 500, "cannot move %s aside: %s", disk, strerror(errno));
+	if (rename(staged, disk) < 0) {
+		int err = errno;
+		rename(prev, disk);
+		return op_fail(e, 500, "cannot put %s in place: %s", disk, strerror(err));
+	}
+	return 0;
+}
+
+/* Starts the restored VM from the snapshot's state file. */
+static int start_incoming(struct kvzd *d, const char *guest, const char *dir,
+			  struct op_error *e)
+{
+	char statef[700];
+	json_t *now = store_guest_get(d->store, guest);
+	snprintf(statef, sizeof(statef), "file:%s/state", dir);
+	const char *extra[] = {"--incoming", statef, NULL};
+	int rc = now ? guest_start_locked(d, now, extra, e) : op_fail(e, 404, "%s is gone", guest);
+	json_decref(now);
+	return rc;
+}
+
 static int restore_run(struct kvzd *d, struct job *j, const char *guest, json_t *params,
 		       struct op_error *e)
 {
@@ -406,7 +435,7 @@ static int restore_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 	json_t *rec = store_snapshot_get(d->store, guest, snap);
 	const char *disk = cfg_str(json_object_get(g, "config"), "disk_path");
 	const char *state = cfg_str(g, "state");
-	char dir[512], staged[700] = "", statef[700];
+	char dir[512], staged[700] = "", prev[700] = "";
 	int rc = -1;
 	if (!rec) {
 		op_fail(e, 404, "%s has no snapshot named %s", guest, snap);
@@ -424,19 +453,17 @@ static int restore_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 	if ((!strcmp(state, "running") || !strcmp(state, "starting")) &&
 	    guest_stop_locked(d, g, 0, true, e))
 		goto out;
-	if (disk && rename(staged, disk) < 0) {
-		op_fail(e, 500, "cannot put %s in place: %s", disk, strerror(errno));
-		goto out;
+	if (disk) {
+		snprintf(prev, sizeof(prev), "%s.prev", disk);
+		if (swap_disks(disk, staged, prev, e)) {
+			prev[0] = 0;
+			goto out;
+		}
+		staged[0] = 0;
 	}
-	staged[0] = 0;
 	if (json_is_true(json_object_get(rec, "running"))) {
 		job_progress(j, "starting", 0, 0);
-		json_t *now = store_guest_get(d->store, guest);
-		snprintf(statef, sizeof(statef), "file:%s/state", dir);
-		const char *extra[] = {"--incoming", statef, NULL};
-		rc = now ? guest_start_locked(d, now, extra, e) : op_fail(e, 404, "%s is gone", guest);
-		json_decref(now);
-		if (rc)
+		if (start_incoming(d, guest, dir, e))
 			goto out;
 	}
 	store_event_add(d->store, guest, "snapshot-restored", snap);
@@ -444,21 +471,33 @@ static int restore_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 out:
 	if (staged[0])
 		unlink(staged);
+	/* A failed start gets the VM's own disk back: it stays stopped as
+	 * it would after a stop, its disk as it was. */
+	if (prev[0] && (rc ? rename(prev, disk) : unlink(prev)) < 0)
+		kvz_warn("%s: %s: %s", guest, prev, strerror(errno));
 	json_decref(rec);
 	json_decref(g);
 	return rc;
 }
 
-/* A restore interrupted by kvzd's death may have left DISK.restore. */
+/* A restore interrupted by kvzd's death may have left DISK.restore (the
+ * staged copy: removed) and DISK.prev (the VM's own disk: stale when the
+ * restored VM runs, else put back, as after a failed start). */
 static void restore_recover(struct kvzd *d, json_t *job)
 {
 	const char *guest = json_string_value(json_object_get(job, "guest"));
 	json_t *g = guest ? store_guest_get(d->store, guest) : NULL;
 	const char *disk = g ? cfg_str(json_object_get(g, "config"), "disk_path") : NULL;
 	if (disk) {
-		char staged[700];
+		char staged[700], prev[700];
 		snprintf(staged, sizeof(staged), "%s.restore", disk);
+		snprintf(prev, sizeof(prev), "%s.prev", disk);
 		unlink(staged);
+		if (access(prev, F_OK) == 0) {
+			bool runs = !strcmp(cfg_str(g, "state"), "running");
+			if ((runs ? unlink(prev) : rename(prev, disk)) < 0)
+				kvz_warn("%s: %s: %s", guest, prev, strerror(errno));
+		}
 	}
 	json_decref(g);
 }

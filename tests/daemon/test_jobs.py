@@ -296,3 +296,27 @@ def test_progress_bar_on_a_terminal(kvzd):
     assert redraws >= 3, text
     assert "#" in text and "saving memory" in text and "%" in text
     assert "completed in" in text.rstrip().split("\n")[-1] and "(last phase: copying disk" in text
+
+
+def test_restore_of_damaged_snapshot_gives_the_disk_back(kvzd):
+    """kvz-vmm refuses the state file: the restore fails with its line, the
+    VM is stopped (its run was given up) with its own disk, not the
+    snapshot's, and nothing is left beside the disk."""
+    d = kvzd
+    vm(d, "dmg")
+    write_disk(d, "dmg", b"AT-SNAPSHOT")
+    d.kvz("snapshot", "create", "dmg", "s")
+    write_disk(d, "dmg", b"LATER-DISK!")
+    with open(os.path.join(snap_root(d, "dmg"), "s", "state"), "r+b") as f:
+        f.write(b"garbage")
+    r = d.kvz("snapshot", "restore", "dmg", "s", check=False)
+    assert r.returncode == 1
+    err = r.stderr.strip().split("\n")
+    assert len(err) == 1 and "failed" in err[0] and "not a fake state file" in err[0], err
+    assert d.guest("dmg")["state"] == "stopped"
+    assert read_disk(d, "dmg", 11) == b"LATER-DISK!"
+    assert sorted(f for f in os.listdir(os.path.join(d.state, "images"))
+                  if f.startswith("dmg")) == ["dmg.img"]
+    # The VM starts normally again, and the snapshot is still listed.
+    d.kvz("start", "dmg")
+    assert [s["name"] for s in d.kvz_json("snapshot", "list", "dmg")] == ["s"]
