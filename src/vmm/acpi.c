@@ -379,7 +379,7 @@ static uint64_t put_fadt(struct buf *b, uint64_t dsdt, uint64_t facs)
 	sdt_header(b, "FACP", 6);
 	uint8_t fixed[FADT_LEN - SDT_HEADER_LEN] = {0};
 	/* Offsets below are from the start of the FADT. */
-#define FADT_AT(off) (fixed + (off) - SDT_HEADER_LEN)
+#define FADT_AT(off) (fixed + ((off) - SDT_HEADER_LEN))   /* no out-of-bounds intermediate pointer */
 #define FADT_PUT(off, v) do { __typeof__(v) v_ = (v); memcpy(FADT_AT(off), &v_, sizeof(v_)); } while (0)
 	/* FIRMWARE_CTRL (36) stays 0: X_FIRMWARE_CTRL points at the FACS. */
 	FADT_PUT(40, (uint32_t)dsdt);

@@ -1,21 +1,24 @@
-/* Guest physical memory: one memfd mapped once, split around the PCI hole.
+/* Guest physical memory: one mapping, split around the PCI hole.
  *
  * Contract between the machine (vm.c) and every device that does DMA
- * (virtio). RAM is a single memfd so that snapshots, sharing and migration
- * can map it elsewhere; guest physical [0, lo_size) maps to memfd offset 0,
- * [4 GiB, 4 GiB + hi_size) to memfd offset lo_size. */
+ * (virtio). RAM is anonymous memory with transparent huge pages (the
+ * default: fast on an untuned host), or a memfd where another process must
+ * map it (--memory-backing=memfd), or, after a restore, a private mapping
+ * of the snapshot file. Guest physical [0, lo_size) is offset 0 of the
+ * mapping, [4 GiB, 4 GiB + hi_size) offset lo_size. */
 #ifndef KVZ_VMM_GUEST_MEM_H
 #define KVZ_VMM_GUEST_MEM_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define GUEST_MEM_HOLE_START 0xC0000000ull  /* 3 GiB: PCI MMIO below 4 GiB */
 #define GUEST_MEM_HI_START   0x100000000ull
 
 struct guest_mem {
-	int memfd;
-	uint8_t *host;       /* mapping of the whole memfd */
+	int memfd;           /* -1: anonymous memory */
+	uint8_t *host;       /* mapping of the whole RAM */
 	uint64_t size;       /* total RAM bytes = lo_size + hi_size */
 	uint64_t lo_size;    /* RAM below the hole */
 	uint64_t hi_size;    /* RAM from 4 GiB up */
@@ -23,10 +26,12 @@ struct guest_mem {
 	 * the guest never writes stay the file's page cache, and the memfd
 	 * no longer backs anything. */
 	bool file_backed;
+	uint64_t file_dev, file_ino;   /* which file, when file_backed */
 };
 
-/* Creates and maps the memfd. Returns 0 or -errno. */
-int guest_mem_init(struct guest_mem *m, uint64_t size);
+/* Maps size bytes of RAM: anonymous, or a memfd when shared. Returns 0 or
+ * -errno. */
+int guest_mem_init(struct guest_mem *m, uint64_t size, bool shared);
 void guest_mem_destroy(struct guest_mem *m);
 
 /* Host pointer for [gpa, gpa + len) when that range is RAM and does not

@@ -13,7 +13,7 @@
 #include "serial.h"
 #include "state/state_registry.h"
 #include "vcpu_snapshot.h"
-#include "vm.h"
+#include "vm_internal.h"
 
 #define MAX_CPUID_ENTRIES 1024
 

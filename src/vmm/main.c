@@ -54,17 +54,19 @@ static void usage(FILE *f)
 		"               [--console-socket PATH] [--name NAME] [--disk PATH[,readonly]]...\n"
 		"               [--net tap=NAME[,mac=MAC][,bridge=BR][,vhost=auto|on|off]]... [--balloon[=deflate-on-oom]] [--rng]\n"
 		"               [--seccomp=on|off|log] [--bench-first-exit] [--verbose]\n"
-		"               [--incoming file:PATH|fd:N] [--paused]\n"
+		"               [--incoming file:PATH|fd:N] [--paused] [--memory-backing anon|memfd]\n"
 		"  --seccomp  system call allow-list once the machine is built (default on;\n"
 		"             log: allow and log what the list lacks, to the kernel log)\n"
 		"  --incoming restore the snapshot (QMP migrate) instead of booting; the\n"
 		"             machine options must be those of the saved machine\n"
-		"  --paused   start paused, until QMP cont (also with --incoming)\n");
+		"  --paused   start paused, until QMP cont (also with --incoming)\n"
+		"  --memory-backing  anon (default: transparent huge pages) or memfd\n"
+		"             (RAM another process can map)\n");
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CPU_MODEL, OPT_QMP,
        OPT_CONSOLE_SOCKET, OPT_NAME, OPT_DISK, OPT_NET, OPT_BALLOON, OPT_RNG, OPT_SECCOMP,
-       OPT_BENCH, OPT_VERBOSE, OPT_HELP, OPT_INCOMING, OPT_PAUSED };
+       OPT_BENCH, OPT_VERBOSE, OPT_HELP, OPT_INCOMING, OPT_PAUSED, OPT_MEM_BACKING };
 
 static const struct option long_opts[] = {
 	{"kernel", required_argument, NULL, OPT_KERNEL},
@@ -86,6 +88,7 @@ static const struct option long_opts[] = {
 	{"help", no_argument, NULL, OPT_HELP},
 	{"incoming", required_argument, NULL, OPT_INCOMING},
 	{"paused", no_argument, NULL, OPT_PAUSED},
+	{"memory-backing", required_argument, NULL, OPT_MEM_BACKING},
 	{NULL, 0, NULL, 0},
 };
 
@@ -161,6 +164,13 @@ static int parse_one(struct options *o, int opt, const char *arg)
 		o->incoming = arg;
 		return 0;
 	case OPT_PAUSED: o->vm.start_paused = true; return 0;
+	case OPT_MEM_BACKING:
+		if (strcmp(arg, "anon") && strcmp(arg, "memfd")) {
+			kvz_error("--memory-backing %s: expected anon or memfd", arg);
+			return -1;
+		}
+		o->vm.shared_memory = !strcmp(arg, "memfd");
+		return 0;
 	case OPT_VERBOSE: kvz_log_set_verbose(true); return 0;
 	case OPT_HELP: usage(stdout); exit(0);
 	default: usage(stderr); return -1;
@@ -299,12 +309,6 @@ static int restore(struct vm *vm, const char *uri, char *err, size_t errlen)
 	return rc;
 }
 
-static void log_vcpus(struct vm *vm)
-{
-	for (int i = 0; i < vm->ncpus; i++)
-		vcpu_log_state(&vm->vcpus[i]);
-}
-
 /* A vCPU thread that does not leave its device is a bug (a lock never
  * released, a write that never returns): the machine cannot be torn down
  * with it running, so leave at once (the caller logged each vCPU). */
@@ -329,7 +333,7 @@ static void teardown(struct signal_waiter *waiter, struct vmm_control *ctl, stru
 	stop_watchdog_stage(wd, "the QMP server");
 	qmp_control_stop(ctl);
 	if (vm)
-		serial_set_console(vm->serial, NULL);
+		serial_set_console(vm_serial(vm), NULL);
 	stop_watchdog_stage(wd, "the console");
 	console_destroy(con);
 	if (ctl->vd) {
@@ -371,8 +375,8 @@ static int run(struct options *o)
 		goto out;
 	ctl.vm = vm;
 	if (want_virtio(o)) {
-		struct vmm_context vctx = {.vm = vm, .mem = &vm->mem, .pci = vm->pci, .io = vm->io,
-					   .state = vm->registry};
+		struct vmm_context vctx;
+		vm_device_context(vm, &vctx);
 		ctl.vd = virtio_devices_create(&vctx, &o->virtio, err, sizeof(err));
 		if (!ctl.vd)
 			goto out;
@@ -389,7 +393,7 @@ static int run(struct options *o)
 				: console_create_stdio(err, sizeof(err));
 	if (!con)
 		goto out;
-	serial_set_console(vm->serial, con);
+	serial_set_console(vm_serial(vm), con);
 	ctl.may_open_files = o->seccomp == SECCOMP_FILTER_OFF || !seccomp_filter_supported();
 	if (o->qmp_path && qmp_control_start(&ctl, o->qmp_path, err, sizeof(err)) < 0)
 		goto out;
@@ -401,7 +405,7 @@ static int run(struct options *o)
 	waiter.started = true;
 	/* Guest input is read only by a console nobody else reads: with a
 	 * console socket, stdin stays untouched. */
-	if (console_start(con, console_input, vm->serial, err, sizeof(err)) < 0)
+	if (console_start(con, console_input, vm_serial(vm), err, sizeof(err)) < 0)
 		goto out;
 	if (lock_down(o->seccomp, err, sizeof(err)) < 0)
 		goto out;
@@ -409,7 +413,7 @@ static int run(struct options *o)
 	if (vm_start(vm, err, sizeof(err)) < 0) {
 		vm_wait(vm, STOP_LIMIT_S, &joined);
 		if (!joined) {
-			log_vcpus(vm);
+			vm_log_vcpus(vm);
 			exit_stuck(con);
 		}
 		goto out;
@@ -421,20 +425,17 @@ static int run(struct options *o)
 	if (sig)
 		kvz_info("stopped by signal %d", sig);
 	if (sig || !joined)
-		log_vcpus(vm);
+		vm_log_vcpus(vm);
 	if (!joined)
 		exit_stuck(con);
 	if (why == VM_STOP_ERROR) {
-		snprintf(err, sizeof(err), "%s", vm->stop_msg);
+		snprintf(err, sizeof(err), "%s", vm_stop_message(vm));
 	} else {
 		/* One line on why a VM that ends well ended: a guest that reset
 		 * itself while booting is otherwise indistinguishable from one
 		 * that was stopped (issue 9). The exit count tells a boot that
 		 * got somewhere (thousands) from one that never started. */
-		unsigned long long exits = 0;
-		for (int i = 0; i < vm->ncpus; i++)
-			exits += vm->vcpus[i].exits;
-		kvz_info("stopped: %s (%llu vCPU exits)", vm->stop_msg, exits);
+		kvz_info("stopped: %s (%llu vCPU exits)", vm_stop_message(vm), vm_exit_count(vm));
 		status = 0;
 	}
 out:

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "acpi_pm.h"
 #include "log.h"
 #include "qmp_server.h"
 #include "virtio/virtio_devices.h"
@@ -119,7 +118,7 @@ static json_t *cmd_system_powerdown(void *opaque, json_t *args, struct qmp_error
 		qmp_set_error(err, "GenericError", "the machine is shutting down");
 		return NULL;
 	}
-	if (acpi_pm_press_power_button(ctl->vm->acpi_pm) < 0)
+	if (vm_press_power_button(ctl->vm) < 0)
 		kvz_warn("system_powerdown: the guest has not enabled the ACPI power button");
 	qmp_server_emit(ctl->qmp, "POWERDOWN", NULL);
 	return NULL;
@@ -132,11 +131,11 @@ static json_t *cmd_query_cpus_fast(void *opaque, json_t *args, struct qmp_error 
 	struct vmm_control *ctl = opaque;
 	vm_wait_started(ctl->vm); /* thread ids, even when asked at once */
 	json_t *list = json_array();
-	for (int i = 0; i < ctl->vm->ncpus; i++) {
+	for (int i = 0; i < vm_vcpu_count(ctl->vm); i++) {
 		char path[64];
 		snprintf(path, sizeof(path), "/machine/unattached/device[%d]", i);
 		json_array_append_new(list, json_pack("{s:i,s:i,s:s,s:s}", "cpu-index", i, "thread-id",
-						      (int)ctl->vm->vcpus[i].tid, "target", "x86_64",
+						      vm_vcpu_tid(ctl->vm, i), "target", "x86_64",
 						      "qom-path", path));
 	}
 	return list;
@@ -363,7 +362,7 @@ int qmp_control_start(struct vmm_control *ctl, const char *path, char *err, size
 				    ctl, err, errlen);
 	if (!ctl->qmp)
 		return -1;
-	ctl->vm->listener = (struct vm_listener){.stopped = on_vm_stopped, .opaque = ctl};
+	vm_set_listener(ctl->vm, &(struct vm_listener){.stopped = on_vm_stopped, .opaque = ctl});
 	migration_set_qmp(&ctl->mig, ctl->qmp);
 	/* Devices emit their own events (BALLOON_CHANGE). */
 	if (ctl->vd)

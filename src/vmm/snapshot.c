@@ -2,12 +2,21 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "state/state_registry.h"
-#include "vm.h"
+#include "vm_internal.h"
 
 int snapshot_save(struct vm *vm, int fd, struct snap_progress *progress, char *err, size_t errlen)
 {
+	/* Truncating the file this VM's RAM is mapped from would pull the
+	 * guest's memory away under it (SIGBUS). */
+	struct stat st;
+	if (vm->mem.file_backed && fstat(fd, &st) == 0 && st.st_dev == vm->mem.file_dev &&
+	    st.st_ino == vm->mem.file_ino) {
+		snprintf(err, errlen, "the target is the snapshot this VM was restored from (its RAM is mapped from it): write a new file");
+		return -1;
+	}
 	struct snap_writer w;
 	if (snap_writer_begin(&w, fd, vm->mem.size, progress, err, errlen) < 0)
 		return -1;

@@ -13,7 +13,7 @@
 #include "boot.h"
 #include "cpuid.h"
 #include "log.h"
-#include "vm.h"
+#include "vm_internal.h"
 
 #define VCPU_KICK_SIGNAL SIGUSR1
 

@@ -1,4 +1,4 @@
-#include "vm.h"
+#include "vm_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +13,7 @@
 #include "acpi.h"
 #include "acpi_pm.h"
 #include "cpuid.h"
+#include "device_hooks.h"
 #include "i8042.h"
 #include "io_thread.h"
 #include "irq.h"
@@ -110,7 +111,7 @@ static int setup_memory(struct vm *vm, char *err, size_t errlen)
 {
 	if (vm_check_config(&vm->cfg, err, errlen) < 0)
 		return -1;
-	int rc = guest_mem_init(&vm->mem, vm->cfg.mem_size);
+	int rc = guest_mem_init(&vm->mem, vm->cfg.mem_size, vm->cfg.shared_memory);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot allocate %llu MiB of guest RAM: %s",
 			 (unsigned long long)(vm->cfg.mem_size >> 20), strerror(-rc));
@@ -295,13 +296,18 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		return -1;
 	}
 	pthread_mutex_lock(&vm->lock);
-	vm->state = vm->cfg.start_paused ? VM_PAUSED : VM_RUNNING;
-	vm->pause_req = vm->cfg.start_paused;   /* the vCPU threads park at once */
+	/* Paused by request (--paused) or by a QMP stop/migrate that came
+	 * before this: the vCPU threads park at once. */
+	bool already = vm->state == VM_PAUSED;
+	bool paused = already || vm->cfg.start_paused;
+	vm->state = paused ? VM_PAUSED : VM_RUNNING;
+	vm->pause_req = paused;
+	vm->vcpus_starting = true;
 	pthread_mutex_unlock(&vm->lock);
-	if (vm->cfg.start_paused) {
-		io_thread_pause(vm->io);
+	if (paused)
+		io_thread_pause(vm->io);   /* it did not run when the early pause came */
+	if (paused && !already)
 		state_registry_pause(vm->registry);
-	}
 	for (int i = 0; i < vm->ncpus; i++)
 		if (vcpu_start(&vm->vcpus[i], err, errlen) < 0) {
 			vm_request_stop(vm, VM_STOP_ERROR, "%s", err);
@@ -368,6 +374,15 @@ bool vm_pause(struct vm *vm)
 		return false;
 	}
 	vm->pause_req = true;
+	if (!vm->vcpus_starting) {
+		/* Before vm_start: no thread to wait for; vm_start keeps it paused. */
+		bool was = vm->state == VM_PAUSED;
+		vm->state = VM_PAUSED;
+		pthread_mutex_unlock(&vm->lock);
+		if (!was)
+			state_registry_pause(vm->registry);
+		return true;
+	}
 	for (int i = 0; i < vm->ncpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
 	while (vm->npaused < vm->ncpus && vm->stop == VM_STOP_NONE)
@@ -426,7 +441,7 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	state_registry_reset(vm->registry);
 	/* The firmware would clear low memory and reload the kernel: do what
 	 * it would, so that no table of the previous boot survives. (At first
-	 * boot the memfd is all zeros already; not touching it keeps RSS and
+	 * boot RAM is all zeros already; not touching it keeps RSS and
 	 * start-up time down.) */
 	memset(guest_mem_ptr(&vm->mem, 0, BOOT_KERNEL_ADDR), 0, BOOT_KERNEL_ADDR);
 	struct boot_entry entry;
@@ -440,6 +455,56 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	if (was_running)
 		vm_resume(vm);
 	return rc;
+}
+
+void vm_device_context(struct vm *vm, struct vmm_context *ctx)
+{
+	*ctx = (struct vmm_context){.vm = vm, .mem = &vm->mem, .pci = vm->pci, .io = vm->io,
+				    .state = vm->registry};
+}
+
+struct serial *vm_serial(struct vm *vm)
+{
+	return vm->serial;
+}
+
+int vm_vcpu_count(struct vm *vm)
+{
+	return vm->ncpus;
+}
+
+int vm_vcpu_tid(struct vm *vm, int i)
+{
+	return i >= 0 && i < vm->ncpus ? (int)__atomic_load_n(&vm->vcpus[i].tid, __ATOMIC_ACQUIRE) : -1;
+}
+
+const char *vm_stop_message(struct vm *vm)
+{
+	return vm->stop_msg;
+}
+
+unsigned long long vm_exit_count(struct vm *vm)
+{
+	unsigned long long n = 0;
+	for (int i = 0; i < vm->ncpus; i++)
+		n += __atomic_load_n(&vm->vcpus[i].exits, __ATOMIC_RELAXED);
+	return n;
+}
+
+void vm_log_vcpus(struct vm *vm)
+{
+	for (int i = 0; i < vm->ncpus; i++)
+		vcpu_log_state(&vm->vcpus[i]);
+}
+
+int vm_press_power_button(struct vm *vm)
+{
+	return acpi_pm_press_power_button(vm->acpi_pm);
+}
+
+void vm_set_listener(struct vm *vm, const struct vm_listener *l)
+{
+	vm->listener = *l;
 }
 
 void vm_note_first_exit(struct vm *vm)

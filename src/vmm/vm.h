@@ -46,6 +46,7 @@ struct vm_config {
 	const char *cpu_model;      /* "kvz64" (default) or "host" */
 	bool bench_first_exit;      /* print when the first guest exit happens */
 	bool start_paused;          /* vm_start leaves it paused until QMP cont */
+	bool shared_memory;         /* RAM in a memfd (another process may map it) */
 };
 
 /* Hooks main() installs to hear about state changes (QMP events). Called
@@ -55,48 +56,11 @@ struct vm_listener {
 	void *opaque;
 };
 
-struct vm {
-	struct vm_config cfg;
-	int kvm_fd;
-	int vm_fd;
-	size_t run_size;            /* mmap size of struct kvm_run */
-	struct guest_mem mem;
-	struct kvm_cpuid2 *cpuid;   /* after --cpu-model masking, APIC id unset */
-	int ncpus;
-	struct vcpu *vcpus;         /* ncpus entries */
-	struct boot_config boot;    /* what to load again on system_reset */
-
-	struct pci_bus *pci;
-	struct io_thread *io;
-	struct serial *serial;
-	struct i8042 *i8042;
-	struct rtc *rtc;
-	struct acpi_pm *acpi_pm;
-	struct vm_listener listener;
-	/* Every piece of machine state, in save/load/pause order (the machine's
-	 * entries from machine_state.c, then the devices'). */
-	struct state_registry *registry;
-	uint32_t *msr_list;         /* KVM_GET_MSR_INDEX_LIST: what a vCPU save reads */
-	uint32_t nmsr_list;
-
-	/* Guards everything below; cond signals every change of it. */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	enum vm_run_state state;
-	bool pause_req;
-	int npaused;                /* vCPU threads parked because of pause_req */
-	enum vm_stop_reason stop;
-	char stop_msg[256];
-	bool first_exit_seen;
-	bool vcpus_started;         /* vm_start made every vCPU thread */
-	int64_t start_ns;           /* CLOCK_MONOTONIC at vm_create, for the benchmark */
-
-	/* Guards the GSI routing table (IOAPIC/PIC defaults + MSI routes). */
-	pthread_mutex_t irq_lock;
-	struct kvm_irq_routing_entry routes[VM_MAX_GSI_ROUTES];
-	unsigned nroutes;
-	uint8_t msi_used[VM_MAX_GSI_ROUTES];   /* by GSI */
-};
+/* The machine itself is private to the machine code (vm.c, vcpu.c,
+ * machine_state.c, snapshot.c: vm_internal.h); everything else goes through
+ * the functions below. */
+struct vm;
+struct vmm_context;
 
 /* Checks what can be checked without KVM (memory against host RAM). */
 int vm_check_config(const struct vm_config *cfg, char *err, size_t errlen);
@@ -140,6 +104,23 @@ enum vm_run_state vm_run_state(struct vm *vm);
 /* Back to power-on state: vCPUs, legacy devices, boot images reloaded. The
  * caller resets the virtio devices. Keeps the run state (paused stays). */
 int vm_reset(struct vm *vm, char *err, size_t errlen);
+
+/* For the control layer (main.c, QMP). */
+/* The context devices are created with (device_hooks.h). */
+void vm_device_context(struct vm *vm, struct vmm_context *ctx);
+struct serial *vm_serial(struct vm *vm);
+int vm_vcpu_count(struct vm *vm);
+/* Thread id of vCPU i (after vm_wait_started). */
+int vm_vcpu_tid(struct vm *vm, int i);
+/* Why the machine stopped (after vm_wait) and its vCPUs' exit count. */
+const char *vm_stop_message(struct vm *vm);
+unsigned long long vm_exit_count(struct vm *vm);
+/* One line per vCPU: where it is (vcpu_log_state). */
+void vm_log_vcpus(struct vm *vm);
+/* QMP system_powerdown: -1 when the guest has not enabled the button. */
+int vm_press_power_button(struct vm *vm);
+/* Before vm_start: who hears about state changes. */
+void vm_set_listener(struct vm *vm, const struct vm_listener *l);
 
 /* Exit dispatch, called by the vCPU threads. */
 void vm_pio(struct vm *vm, uint16_t port, void *data, unsigned len, bool is_write);

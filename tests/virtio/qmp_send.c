@@ -1,8 +1,10 @@
-/* qmp-send [--linger SECONDS] SOCKET COMMAND-JSON...: a static QMP client
+/* qmp-send [--linger SECONDS] [--fd N] SOCKET COMMAND-JSON...: a static QMP client
  * for the nested lab, where L1 has busybox but no socat or `nc -U`.
  * Negotiates capabilities, sends each command and prints its reply on one
  * line; events are skipped. --linger keeps the connection open that long
  * afterwards without reading (a client that stops reading its events).
+ * --fd N sends descriptor N with the first command (SCM_RIGHTS), as
+ * libvirt and kvzd send `getfd`.
  * Exit status 0 when every reply was a "return", 1 otherwise. */
 #include <errno.h>
 #include <stdbool.h>
@@ -42,13 +44,33 @@ static int read_line(int fd, char *line, size_t cap)
 	}
 }
 
+/* Writes cmd and its newline, with pass_fd attached when >= 0. */
+static int send_cmd(int fd, const char *cmd, int pass_fd)
+{
+	size_t len = strlen(cmd);
+	if (pass_fd < 0)
+		return write(fd, cmd, len) == (ssize_t)len && write(fd, "\n", 1) == 1 ? 0 : -1;
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov[2] = {{(void *)cmd, len}, {"\n", 1}};
+	struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = ctl.buf,
+			   .msg_controllen = sizeof(ctl.buf)};
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &pass_fd, sizeof(int));
+	return sendmsg(fd, &m, 0) == (ssize_t)len + 1 ? 0 : -1;
+}
+
 /* Sends cmd and prints the reply when show; returns 0 for a "return". */
-static int command(int fd, const char *cmd, bool show)
+static int command(int fd, const char *cmd, bool show, int pass_fd)
 {
 	char line[65536];
-	size_t len = strlen(cmd);
 
-	if (write(fd, cmd, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
+	if (send_cmd(fd, cmd, pass_fd) < 0) {
 		fprintf(stderr, "qmp-send: write: %s\n", strerror(errno));
 		return -1;
 	}
@@ -70,14 +92,20 @@ int main(int argc, char **argv)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char line[65536];
 	unsigned linger = 0;
+	int pass_fd = -1;
 
-	if (argc > 2 && !strcmp(argv[1], "--linger")) {
-		linger = (unsigned)atoi(argv[2]);
+	for (;;) {
+		if (argc > 2 && !strcmp(argv[1], "--linger"))
+			linger = (unsigned)atoi(argv[2]);
+		else if (argc > 2 && !strcmp(argv[1], "--fd"))
+			pass_fd = atoi(argv[2]);
+		else
+			break;
 		argc -= 2;
 		argv += 2;
 	}
 	if (argc < 3) {
-		fprintf(stderr, "usage: qmp-send [--linger SECONDS] SOCKET COMMAND-JSON...\n");
+		fprintf(stderr, "usage: qmp-send [--linger SECONDS] [--fd N] SOCKET COMMAND-JSON...\n");
 		return 2;
 	}
 	if (strlen(argv[1]) >= sizeof(sa.sun_path)) {
@@ -95,10 +123,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int rc = 0;
-	if (command(fd, "{\"execute\": \"qmp_capabilities\"}", false) != 0)
+	if (command(fd, "{\"execute\": \"qmp_capabilities\"}", false, -1) != 0)
 		return 2;
 	for (int i = 2; i < argc; i++)
-		if (command(fd, argv[i], true) != 0)
+		if (command(fd, argv[i], true, i == 2 ? pass_fd : -1) != 0)
 			rc = 1;
 	fflush(stdout);
 	if (linger)

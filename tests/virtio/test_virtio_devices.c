@@ -34,6 +34,7 @@
 #include "virtio_blk.h"
 #include "virtio_devices.h"
 #include "virtio_rng.h"
+#include "state/state_registry.h"
 
 #define RAM (4u << 20)
 #define QS 16
@@ -535,7 +536,102 @@ static void test_rng(void **state)
 	virtio_rng_destroy(r);
 }
 
+/* ---- snapshot state (state registry entry of the transport) ---- */
+
+/* A driven device's state saved, the device reset by its driver, the state
+ * loaded: registers, queues and MSI-X read back as before, and the device
+ * serves the next request on the same rings. Then hostile variants of the
+ * saved bytes are refused without changing anything. */
+static void test_state_save_load(void **state)
+{
+	(void)state;
+	char err[256];
+	ctx.state = state_registry_create();
+	struct virtio_rng *r = virtio_rng_create(&ctx, err, sizeof(err));
+	assert_non_null(r);
+	const struct state_entry *e = state_registry_find(ctx.state, "virtio-rng", 0);
+	assert_non_null(e);
+	struct drv d;
+	drv_init(&d, &r->vp, ~0ull, 1);
+	struct seg s[1] = { { BUF, 64, true } };
+	submit(&d, 0, s, 1);
+	assert_int_equal(used(0)[1], 1);
+
+	struct state_buf b;
+	state_buf_init(&b);
+	assert_int_equal(e->ops->save(e->opaque, &b, err, sizeof(err)), 0);
+	wr(&d, d.common + 0x14, 0, 1);                        /* driver reset */
+	assert_int_equal(rd(&d, d.common + 0x14, 1), 0);
+	struct state_cursor c;
+	state_cursor_init(&c, b.data, b.len);
+	assert_int_equal(e->ops->load(e->opaque, &c, e->version, err, sizeof(err)), 0);
+	assert_int_equal(rd(&d, d.common + 0x14, 1), 0xf);   /* DRIVER_OK again */
+	wr(&d, d.common + 0x16, 0, 2);
+	assert_int_equal(rd(&d, d.common + 0x18, 2), QS);
+	assert_int_equal(rd(&d, d.common + 0x20, 8), ring(0, 0));
+	assert_int_equal(rd(&d, d.common + 0x1c, 2), 1);
+	assert_int_equal(rd(&d, d.common + 0x1a, 2), 1);
+	fake_io_run();                                        /* the kick after load */
+	submit(&d, 0, s, 1);
+	assert_int_equal(used(0)[1], 2);                      /* same rings, next entry */
+
+	/* Truncated, a queue size the device does not offer, trailing bytes. */
+	struct state_buf bad;
+	state_buf_init(&bad);
+	state_buf_free(&b);
+	assert_int_equal(e->ops->save(e->opaque, &b, err, sizeof(err)), 0);
+	state_cursor_init(&c, b.data, b.len - 1);
+	assert_int_equal(e->ops->load(e->opaque, &c, e->version, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "truncated"));
+	state_put_bytes(&bad, b.data, b.len);
+	state_put_u8(&bad, 0);
+	state_cursor_init(&c, bad.data, bad.len);
+	assert_int_equal(e->ops->load(e->opaque, &c, e->version, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "trailing"));
+	/* queue size: after counts (12), features (8), selectors (8), status,
+	 * generation (2), queue select, config vector (4), ISR, INTx (2),
+	 * pending (8), 2 MSI-X entries (32), vector and enable (4) */
+	size_t qsize_at = 12 + 8 + 8 + 2 + 4 + 2 + 8 + 32 + 4;
+	memcpy(bad.data, b.data, b.len);
+	bad.data[qsize_at] = 3;
+	bad.data[qsize_at + 1] = 0;
+	bad.len = b.len;
+	state_cursor_init(&c, bad.data, bad.len);
+	assert_int_equal(e->ops->load(e->opaque, &c, e->version, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "size 3"));
+	assert_int_equal(rd(&d, d.common + 0x14, 1), 0);      /* nothing half-loaded */
+	state_buf_free(&b);
+	state_buf_free(&bad);
+	virtio_rng_destroy(r);
+	state_registry_destroy(ctx.state);
+	ctx.state = NULL;
+}
+
 /* ---- virtio-balloon ---- */
+
+/* While the machine is paused a query-balloon keeps the statistics buffer:
+ * nothing may write guest RAM (a snapshot may be being written). */
+static void test_balloon_paused_keeps_stats_buffer(void **state)
+{
+	(void)state;
+	char err[256];
+	struct virtio_balloon *b = virtio_balloon_create(&ctx, false, err, sizeof(err));
+	assert_non_null(b);
+	struct drv d;
+	drv_init(&d, &b->vp, ~0ull, 3);
+	uint8_t rec[10] = { 4, 0 };
+	memcpy(mem.host + BUF, rec, sizeof(rec));
+	struct seg st[1] = { { BUF, sizeof(rec), false } };
+	submit(&d, 2, st, 1);
+	assert_true(b->stats_held);
+	b->vp.p.ops->pause(b, &b->vp);
+	json_decref(virtio_balloon_query(b));
+	assert_int_equal(used(2)[1], 0);            /* still held */
+	b->vp.p.ops->resume(b, &b->vp);
+	json_decref(virtio_balloon_query(b));
+	assert_int_equal(used(2)[1], 1);            /* given back */
+	virtio_balloon_destroy(b);
+}
 
 static void test_balloon(void **state)
 {
@@ -825,6 +921,8 @@ int main(void)
 		T(test_event_idx_suppression),
 		T(test_rng),
 		T(test_balloon),
+		T(test_balloon_paused_keeps_stats_buffer),
+		T(test_state_save_load),
 		T(test_devices_options),
 		T(test_net_tap),
 #undef T

@@ -71,7 +71,7 @@ struct tables {
 
 static void load_tables(struct tables *t, int ncpus, struct pci_bus *pci)
 {
-	assert_int_equal(guest_mem_init(&t->mem, 16 << 20), 0);
+	assert_int_equal(guest_mem_init(&t->mem, 16 << 20, false), 0);
 	char err[256] = "";
 	assert_int_equal(acpi_write_tables(&t->mem, ncpus, pci, err, sizeof(err)), 0);
 	uint8_t *rsdp = guest_mem_ptr(&t->mem, ACPI_TABLES_ADDR, 36);

@@ -17,18 +17,18 @@
 #include "guest_mem.h"
 #include "pci.h"
 #include "serial.h"
-#include "vm.h"
+#include "vm_internal.h"
 
 static uint32_t rd32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static uint16_t rd16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 
 /* ---- guest_mem ---- */
 
-static void test_guest_mem_bounds(void **state)
+static void guest_mem_bounds(bool shared)
 {
-	(void)state;
 	struct guest_mem m;
-	assert_int_equal(guest_mem_init(&m, 16 << 20), 0);
+	assert_int_equal(guest_mem_init(&m, 16 << 20, shared), 0);
+	assert_int_equal(m.memfd >= 0, shared);
 	assert_int_equal(m.lo_size, 16 << 20);
 	assert_int_equal(m.hi_size, 0);
 	assert_non_null(guest_mem_ptr(&m, 0, 16 << 20));
@@ -44,12 +44,47 @@ static void test_guest_mem_bounds(void **state)
 	guest_mem_destroy(&m);
 }
 
+static void test_guest_mem_bounds(void **state)
+{
+	(void)state;
+	guest_mem_bounds(false);   /* anonymous (default) */
+	guest_mem_bounds(true);    /* memfd */
+}
+
+/* Restore: the file's bytes appear at the same address, writes stay
+ * private (the file is unchanged) and a discard reads zeros. */
+static void test_guest_mem_map_file(void **state)
+{
+	(void)state;
+	for (int shared = 0; shared < 2; shared++) {
+		struct guest_mem m;
+		assert_int_equal(guest_mem_init(&m, 1 << 20, shared), 0);
+		uint8_t *host = m.host;
+		char path[] = "/tmp/kvz-test-memfile-XXXXXX";
+		int fd = mkstemp(path);
+		assert_true(fd >= 0);
+		unlink(path);
+		assert_int_equal(ftruncate(fd, 4096 + (1 << 20)), 0);
+		assert_int_equal(pwrite(fd, "snapshot", 8, 4096 + 8192), 8);
+		assert_int_equal(guest_mem_map_file(&m, fd, 4096), 0);
+		close(fd);
+		assert_ptr_equal(m.host, host);
+		uint8_t *p = guest_mem_ptr(&m, 8192, 4096);
+		assert_memory_equal(p, "snapshot", 8);
+		p[0] = 'S';
+		assert_int_equal(guest_mem_discard(&m, 8192, 4096), 0);
+		assert_int_equal(p[0], 0);
+		assert_int_equal(p[1], 0);
+		guest_mem_destroy(&m);
+	}
+}
+
 static void test_guest_mem_hole(void **state)
 {
 	(void)state;
 	struct guest_mem m;
 	uint64_t size = GUEST_MEM_HOLE_START + (64ull << 20);   /* sparse: never touched */
-	assert_int_equal(guest_mem_init(&m, size), 0);
+	assert_int_equal(guest_mem_init(&m, size, false), 0);
 	assert_int_equal(m.lo_size, GUEST_MEM_HOLE_START);
 	assert_int_equal(m.hi_size, 64ull << 20);
 	assert_null(guest_mem_ptr(&m, GUEST_MEM_HOLE_START, 1));   /* the PCI hole */
@@ -167,7 +202,7 @@ static void test_mptable(void **state)
 {
 	(void)state;
 	struct guest_mem m;
-	assert_int_equal(guest_mem_init(&m, 16 << 20), 0);
+	assert_int_equal(guest_mem_init(&m, 16 << 20, false), 0);
 	char err[256];
 	assert_int_equal(mptable_write(&m, 3, NULL, err, sizeof(err)), 0);
 	uint8_t *fp = guest_mem_ptr(&m, BOOT_MPTABLE_ADDR, 16);
@@ -215,7 +250,7 @@ static void test_bzimage_load(void **state)
 {
 	(void)state;
 	struct guest_mem m;
-	assert_int_equal(guest_mem_init(&m, 32 << 20), 0);
+	assert_int_equal(guest_mem_init(&m, 32 << 20, false), 0);
 	char path[] = "/tmp/kvz-unit-initrd-XXXXXX";
 	int fd = mkstemp(path);
 	assert_true(fd >= 0);
@@ -303,7 +338,7 @@ static void test_elf_and_pvh_load(void **state)
 {
 	(void)state;
 	struct guest_mem m;
-	assert_int_equal(guest_mem_init(&m, 32 << 20), 0);
+	assert_int_equal(guest_mem_init(&m, 32 << 20, false), 0);
 	char err[256] = "";
 	struct boot_entry e;
 	struct boot_config cfg = {.kernel = "fake.elf", .cmdline = "x=1"};
@@ -464,6 +499,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_guest_mem_bounds),
+		cmocka_unit_test(test_guest_mem_map_file),
 		cmocka_unit_test(test_guest_mem_hole),
 		cmocka_unit_test(test_pci_config_and_bars),
 		cmocka_unit_test(test_mptable),

@@ -93,8 +93,10 @@ void state_put_u64(struct state_buf *b, uint64_t v)
 
 void state_put_bytes(struct state_buf *b, const void *src, size_t n)
 {
+	if (n == 0)
+		return;   /* src may be NULL (a device without config bytes) */
 	uint8_t *p = grow(b, n);
-	if (p && n)
+	if (p)
 		memcpy(p, src, n);
 }
 
@@ -151,6 +153,8 @@ bool state_get_bool(struct state_cursor *c)
 
 void state_get_bytes(struct state_cursor *c, void *dst, size_t n)
 {
+	if (n == 0)
+		return;   /* dst may be NULL */
 	const uint8_t *p = take(c, n);
 	if (p)
 		memcpy(dst, p, n);

@@ -232,6 +232,23 @@ static int balloon_load(void *dev, struct virtio_pci *vp, struct state_cursor *i
 	return 0;
 }
 
+/* Machine pause: a query-balloon meanwhile must not write the used ring
+ * (nothing touches guest RAM while paused, and a snapshot may be being
+ * written); the buffer goes back at the first query after the resume. */
+static void balloon_pause(void *dev, struct virtio_pci *vp)
+{
+	struct virtio_balloon *b = dev;
+	(void)vp;
+	b->paused = true;
+}
+
+static void balloon_resume(void *dev, struct virtio_pci *vp)
+{
+	struct virtio_balloon *b = dev;
+	(void)vp;
+	b->paused = false;
+}
+
 static const struct virtio_dev_ops balloon_ops = {
 	.queue_notify = balloon_queue_notify,
 	.config_written = balloon_config_written,
@@ -239,6 +256,8 @@ static const struct virtio_dev_ops balloon_ops = {
 	.after_write = balloon_after_write,
 	.save = balloon_save,
 	.load = balloon_load,
+	.pause = balloon_pause,
+	.resume = balloon_resume,
 };
 
 struct virtio_balloon *virtio_balloon_create(const struct vmm_context *ctx, bool deflate_on_oom,
@@ -312,7 +331,7 @@ json_t *virtio_balloon_query(struct virtio_balloon *b)
 			json_object_set_new(o, stat_names[t], json_integer((json_int_t)b->stats[t]));
 	/* Hand the stats buffer back: the guest refills it and queues it again. */
 	struct virtq *vq = &b->vp.vq[Q_STATS];
-	if (b->stats_held && vq->enabled && !vq->broken) {
+	if (b->stats_held && !b->paused && vq->enabled && !vq->broken) {
 		b->stats_held = false;
 		virtq_push(vq, b->stats_head, 0);
 		virtio_pci_queue_done(&b->vp, Q_STATS);

@@ -24,6 +24,7 @@ struct virtio_balloon {
 	bool stats_held;              /* we hold the guest's stats buffer */
 	uint16_t stats_head;          /* ... with this head */
 	uint64_t discarded_pages;     /* counter: pages given back to the host */
+	bool paused;                  /* machine paused: the stats buffer stays held */
 	struct qmp_server *qmp;       /* where BALLOON_CHANGE goes; may be NULL */
 	struct virtq_elem elem;       /* I/O thread only */
 };

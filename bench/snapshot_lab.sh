@@ -1,0 +1,90 @@
+#!/bin/sh
+# Snapshot save and restore-to-running: kvz-vmm (QMP getfd + migrate fd:,
+# --incoming file:) against QEMU (migrate exec:cat > FILE, -incoming
+# exec:cat FILE; Debian 12's QEMU 7.2 has no file: URI) on the same guest,
+# side by side in ONE nested-lab run, for 256 MiB and 1 GiB guests that
+# touched the same 32 MiB. Save: from the migrate command to "completed"
+# (query-migrate polled every 50 ms). Restore: from the VMM's start to the
+# guest's next console line. Also prints the files' sizes and disk use.
+# Absolute numbers are an emulator's: only the ratios mean something.
+# Usage: bench/snapshot_lab.sh [REPS]   (env: BUILD_DIR, default build)
+set -eu
+here=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-build}
+case $BUILD_DIR in /*) ;; *) BUILD_DIR=$here/$BUILD_DIR ;; esac
+REPS=${1:-2}
+export KVZ_BUILD_DIR="$BUILD_DIR" KVZ_SOURCE_DIR="$here" REPS
+exec /usr/bin/python3 - <<'PYEOF'
+import os, re, sys
+sys.path.insert(0, os.path.join(os.environ["KVZ_SOURCE_DIR"], "lab"))
+import kvzlab
+
+reps = int(os.environ["REPS"])
+build = os.environ["KVZ_BUILD_DIR"]
+qmp_send = os.path.join(build, "tests", "virtio", "qmp-send")
+reason = kvzlab.lab_missing()
+if reason:
+    sys.exit(f"snapshot_lab: nested lab unavailable: {reason}")
+for p in (kvzlab.default_vmm(), qmp_send):
+    if not os.path.exists(p):
+        sys.exit(f"snapshot_lab: {p} not built")
+
+l2_init = r"""
+dd if=/dev/urandom of=/fill bs=1M count=32 2>/dev/null
+echo READY
+i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo "TICK $i"; sleep 0.1; done
+reboot -f
+"""
+cmdline = "console=ttyS0 quiet panic=-1"
+helpers = r"""
+now() { cut -d' ' -f1 /proc/uptime; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}'; }
+waitfor() { i=0; while ! grep -q "$2" $1; do i=$((i+1)); [ $i -gt 1200 ] && return 1; sleep 0.1; done; }
+migrated() { i=0; while [ $i -lt 2400 ]; do
+  case "$(qmp-send $1 '{"execute": "query-migrate"}')" in *completed*) return 0;; *failed*) return 1;; esac
+  sleep 0.05; i=$((i+1)); done; return 1; }
+"""
+lines = [helpers]
+for mem in ("256M", "1G"):
+    kvz = (f"kvz-vmm --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz --cpus 1 --memory {mem} "
+           f"--cmdline '{cmdline}'")
+    qemu = kvzlab.qemu_l2_command(smp=1, memory=mem, cmdline=cmdline)
+    for r in range(reps):
+        lines.append(f"""
+rm -f /tmp/k.snap /tmp/q.snap /tmp/q.sock /tmp/qq.sock
+{kvz} --qmp /tmp/q.sock </dev/null > /tmp/k.log 2>&1 &
+pid=$!
+waitfor /tmp/k.log READY || echo "kvz-vmm {mem}: no READY"
+exec 3<>/tmp/k.snap
+t0=$(now)
+qmp-send --fd 3 /tmp/q.sock '{{"execute": "getfd", "arguments": {{"fdname": "s"}}}}' '{{"execute": "migrate", "arguments": {{"uri": "fd:s"}}}}' >/dev/null
+exec 3<&-
+migrated /tmp/q.sock && echo "KVZLAB-TIME kvz-save-{mem} $(since $t0)"
+qmp-send /tmp/q.sock '{{"execute": "quit"}}' >/dev/null; wait $pid
+echo "SIZE kvz-{mem} $(stat -c %s /tmp/k.snap) $(du -k /tmp/k.snap | cut -f1)"
+kvzlab-time kvz-restore-{mem} TICK {kvz} --incoming file:/tmp/k.snap </dev/null
+{qemu} -qmp unix:/tmp/qq.sock,server=on,wait=off </dev/null > /tmp/q.log 2>&1 &
+pid=$!
+waitfor /tmp/q.log READY || echo "qemu {mem}: no READY"
+t0=$(now)
+qmp-send /tmp/qq.sock '{{"execute": "migrate", "arguments": {{"uri": "exec:cat > /tmp/q.snap"}}}}' >/dev/null
+migrated /tmp/qq.sock && echo "KVZLAB-TIME qemu-save-{mem} $(since $t0)"
+qmp-send /tmp/qq.sock '{{"execute": "quit"}}' >/dev/null; wait $pid
+echo "SIZE qemu-{mem} $(stat -c %s /tmp/q.snap) $(du -k /tmp/q.snap | cut -f1)"
+kvzlab-time qemu-restore-{mem} TICK {qemu} -incoming 'exec:cat /tmp/q.snap' </dev/null
+""")
+res = kvzlab.run_in_lab("\n".join(lines), files={qmp_send: "/bin/qmp-send"}, smp=2,
+                        timeout=300 + 240 * reps, l2_init=l2_init, with_qemu=True)
+times = kvzlab.parse_times(res.output)
+if res.exit_code != 0:
+    print("\n".join(res.output.splitlines()[-30:]))
+    print(f"snapshot_lab: lab script failed (exit {res.exit_code})", file=sys.stderr)
+ok = res.exit_code == 0
+for mem in ("256M", "1G"):
+    print(f"--- {mem} guest, 32 MiB touched, {reps} runs each (inside L1):")
+    for what in ("save", "restore"):
+        ok &= kvzlab.compare(times, f"kvz-{what}-{mem}", f"qemu-{what}-{mem}") is not None
+    for m in re.finditer(rf"^SIZE (\S+-{mem}) (\d+) (\d+)$", res.output, re.M):
+        print(f"{m.group(1):>16}: file {int(m.group(2)) >> 20} MiB, on disk {int(m.group(3)) >> 10} MiB")
+sys.exit(0 if ok else 1)
+PYEOF

@@ -1,0 +1,53 @@
+/* The machine's state, private to the machine code (vm.c, vcpu.c,
+ * machine_state.c, snapshot.c) and its unit tests: the rest of kvz-vmm
+ * uses the functions of vm.h. */
+#ifndef KVZ_VMM_VM_INTERNAL_H
+#define KVZ_VMM_VM_INTERNAL_H
+
+#include "vm.h"
+
+struct vm {
+	struct vm_config cfg;
+	int kvm_fd;
+	int vm_fd;
+	size_t run_size;            /* mmap size of struct kvm_run */
+	struct guest_mem mem;
+	struct kvm_cpuid2 *cpuid;   /* after --cpu-model masking, APIC id unset */
+	int ncpus;
+	struct vcpu *vcpus;         /* ncpus entries */
+	struct boot_config boot;    /* what to load again on system_reset */
+
+	struct pci_bus *pci;
+	struct io_thread *io;
+	struct serial *serial;
+	struct i8042 *i8042;
+	struct rtc *rtc;
+	struct acpi_pm *acpi_pm;
+	struct vm_listener listener;
+	/* Every piece of machine state, in save/load/pause order (the machine's
+	 * entries from machine_state.c, then the devices'). */
+	struct state_registry *registry;
+	uint32_t *msr_list;         /* KVM_GET_MSR_INDEX_LIST: what a vCPU save reads */
+	uint32_t nmsr_list;
+
+	/* Guards everything below; cond signals every change of it. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum vm_run_state state;
+	bool pause_req;
+	int npaused;                /* vCPU threads parked because of pause_req */
+	enum vm_stop_reason stop;
+	char stop_msg[256];
+	bool first_exit_seen;
+	bool vcpus_starting;        /* vm_start is making the vCPU threads (or did) */
+	bool vcpus_started;         /* vm_start made every vCPU thread */
+	int64_t start_ns;           /* CLOCK_MONOTONIC at vm_create, for the benchmark */
+
+	/* Guards the GSI routing table (IOAPIC/PIC defaults + MSI routes). */
+	pthread_mutex_t irq_lock;
+	struct kvm_irq_routing_entry routes[VM_MAX_GSI_ROUTES];
+	unsigned nroutes;
+	uint8_t msi_used[VM_MAX_GSI_ROUTES];   /* by GSI */
+};
+
+#endif
