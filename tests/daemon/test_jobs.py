@@ -163,6 +163,15 @@ def test_default_name_and_json_records(kvzd):
     assert [j["id"] for j in jobs] == [last["id"]]
     table = d.kvz("job", "list").stdout
     assert "snapshot-create" in table and "completed" in table
+    shown = d.kvz_json("job", "show", str(last["id"]))
+    assert shown["id"] == last["id"] and shown["state"] == "completed"
+    r = d.kvz("job", "wait", str(last["id"]))
+    assert "completed in" in r.stdout.strip().split("\n")[-1]
+    for bad in ("abc", "0", "-3"):
+        r = d.kvz("job", "show", bad, check=False)
+        assert r.returncode == 2 and len(r.stderr.strip().split("\n")) == 1, (bad, r.stderr)
+    r = d.kvz("job", "show", "4242", check=False)
+    assert r.returncode == 1 and "no job 4242" in r.stderr
 
 
 def test_failed_save_leaves_nothing(kvzd):
