@@ -329,3 +329,33 @@ def test_restore_of_damaged_snapshot_gives_the_disk_back(kvzd):
     # The VM starts normally again, and the snapshot is still listed.
     d.kvz("start", "dmg")
     assert [s["name"] for s in d.kvz_json("snapshot", "list", "dmg")] == ["s"]
+
+
+def test_kvzd_killed_mid_restore(kvzd):
+    """A restore whose kvzd died after moving the VM's disk aside (the job
+    still "running" in the store, DISK.prev and DISK.restore on disk): the
+    next kvzd puts the VM's own disk back and marks the job failed."""
+    import sqlite3
+    d = kvzd
+    vm(d, "rr", start=False)
+    write_disk(d, "rr", b"OWN-DISK")
+    d.kill9()
+    img = os.path.join(d.state, "images/rr.img")
+    os.rename(img, img + ".prev")
+    with open(img, "wb") as f:
+        f.write(b"SNAPSHOT")
+    with open(img + ".restore", "wb") as f:
+        f.write(b"half")
+    db = sqlite3.connect(os.path.join(d.state, "kvzd.db"))
+    jid = db.execute("INSERT INTO jobs (type, guest, state, phase, params, created_ms)"
+                     " VALUES ('snapshot-restore', 'rr', 'running', 'starting',"
+                     " '{\"snapshot\":\"s\"}', 1)").lastrowid
+    db.commit()
+    db.close()
+    d.start()
+    j = job(d, jid)
+    assert j["state"] == "failed" and "kvzd stopped while the job was running" in j["error"]
+    assert read_disk(d, "rr", 8) == b"OWN-DISK"
+    assert sorted(f for f in os.listdir(os.path.join(d.state, "images"))
+                  if f.startswith("rr")) == ["rr.img"]
+    assert "job-failed" in [e["type"] for e in d.events("rr")]
