@@ -1,6 +1,5 @@
 #include "snapshots.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -249,10 +248,8 @@ static int clone_disk(struct job *j, const char *guest, const char *src, const c
 /* ---- create ---- */
 
 /* The live part: state saved, disk copied while paused, VM resumed. */
-static int snapshot_running(struct kvzd *d, struct job *j, json_t *g, const char *dir,
-			    struct op_error *e)
+static int snapshot_running(struct job *j, json_t *g, const char *dir, struct op_error *e)
 {
-	(void)d;
 	const char *guest = cfg_str(g, "name");
 	const char *disk = cfg_str(json_object_get(g, "config"), "disk_path");
 	char err[300], path[640];
@@ -304,7 +301,7 @@ static int create_run(struct kvzd *d, struct job *j, const char *guest, json_t *
 	if (mkdir_0700(tmp, e))
 		goto out;
 	if (running) {
-		rc = snapshot_running(d, j, g, tmp, e);
+		rc = snapshot_running(j, g, tmp, e);
 	} else if (disk) {
 		snprintf(path, sizeof(path), "%s/disk.img", tmp);
 		rc = clone_disk(j, guest, disk, path, e);
