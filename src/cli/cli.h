@@ -25,6 +25,13 @@ int cmd_stats(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_host(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+int cmd_job(int argc, char **argv);
+int cmd_node(int argc, char **argv);
+
+/* jobs_cmd.c: follows a job (its record, borrowed) until it ends; the exit
+ * code: 0 when it completed. */
+int follow_job(json_t *job);
 
 /* format.c */
 /* "512M", "-" for 0. */

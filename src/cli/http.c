@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 
+#include "growbuf.h"
 #include "log.h"
 
 /* Chosen once in main() before any request. */
@@ -16,23 +17,12 @@ static const char *socket_path = "/run/kvz/kvzd.sock";
 void http_set_socket(const char *path) { socket_path = path; }
 const char *http_socket(void) { return socket_path; }
 
-struct body {
-	char *p;
-	size_t len;
-};
+/* Answers of any size kvzd sends (metrics of many guests included). */
+#define HTTP_MAX_ANSWER ((size_t)256 << 20)
 
 static size_t on_data(char *ptr, size_t size, size_t n, void *arg)
 {
-	struct body *b = arg;
-	size_t add = size * n;
-	char *np = realloc(b->p, b->len + add + 1);
-	if (!np)
-		return 0;
-	b->p = np;
-	memcpy(b->p + b->len, ptr, add);
-	b->len += add;
-	b->p[b->len] = 0;
-	return add;
+	return growbuf_append(arg, ptr, size * n, HTTP_MAX_ANSWER) ? size * n : 0;
 }
 
 static void report_transport(CURLcode rc)
@@ -48,7 +38,7 @@ static void report_transport(CURLcode rc)
 }
 
 /* Performs the request; returns the HTTP status or -1 (already reported). */
-static long perform(const char *method, const char *path, const char *payload, struct body *b)
+static long perform(const char *method, const char *path, const char *payload, struct growbuf *b)
 {
 	CURL *c = curl_easy_init();
 	if (!c) {
@@ -81,7 +71,7 @@ static long perform(const char *method, const char *path, const char *payload, s
 	return status;
 }
 
-static void report_http_error(long status, const struct body *b)
+static void report_http_error(long status, const struct growbuf *b)
 {
 	json_t *j = b->p ? json_loads(b->p, 0, NULL) : NULL;
 	const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
@@ -95,7 +85,7 @@ static void report_http_error(long status, const struct body *b)
 int http_call(const char *method, const char *path, json_t *body, json_t **out)
 {
 	char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	struct body b = {0};
+	struct growbuf b = {0};
 	long status = perform(method, path, payload, &b);
 	free(payload);
 	int ret = -1;
@@ -118,7 +108,7 @@ int http_call(const char *method, const char *path, json_t *body, json_t **out)
 
 int http_text(const char *path, char **out)
 {
-	struct body b = {0};
+	struct growbuf b = {0};
 	long status = perform("GET", path, NULL, &b);
 	if (status >= 200 && status < 300) {
 		*out = b.p ? b.p : strdup("");

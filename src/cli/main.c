@@ -31,6 +31,9 @@ static const struct {
 	{"top", cmd_top, "top [--interval S] [--iterations N]   live view"},
 	{"events", cmd_events, "events [--guest NAME] [--follow] [--limit N]"},
 	{"host", cmd_host, "host                           host totals"},
+	{"snapshot", cmd_snapshot, "snapshot create NAME [SNAP] | list NAME | restore NAME SNAP | delete NAME SNAP   [--detach]"},
+	{"node", cmd_node, "node add NAME URL --token-file F | list | show NAME | remove NAME   other hosts"},
+	{"job", cmd_job, "job list [--guest NAME] | show ID | cancel ID | wait ID   long operations"},
 };
 
 static void usage(FILE *f)

@@ -18,6 +18,7 @@ struct qmp_client {
 	char *buf;
 	size_t len, cap;
 	json_t *events;  /* events read while waiting for a command's reply */
+	int pass_fd;     /* sent with the next message (getfd), or -1 */
 };
 
 static long long now_ms(void)
@@ -80,6 +81,25 @@ static json_t *read_message(struct qmp_client *c, int timeout_ms, char *err, siz
 	}
 }
 
+/* One send of the start of a message with fd attached (SCM_RIGHTS). */
+static ssize_t send_with_fd(int sock, const char *p, size_t len, int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	memset(&u, 0, sizeof(u));
+	struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	return sendmsg(sock, &mh, MSG_NOSIGNAL);
+}
+
 static int send_message(struct qmp_client *c, json_t *msg, char *err, size_t errlen)
 {
 	char *text = json_dumps(msg, JSON_COMPACT);
@@ -92,7 +112,8 @@ static int send_message(struct qmp_client *c, json_t *msg, char *err, size_t err
 	const char *p = text;
 	size_t left = len + 1;
 	while (left) {
-		ssize_t n = send(c->fd, p, left, MSG_NOSIGNAL);
+		ssize_t n = c->pass_fd >= 0 ? send_with_fd(c->fd, p, left, c->pass_fd)
+					    : send(c->fd, p, left, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -100,11 +121,23 @@ static int send_message(struct qmp_client *c, json_t *msg, char *err, size_t err
 			free(text);
 			return -1;
 		}
+		c->pass_fd = -1;   /* it went with the first byte */
 		p += n;
 		left -= (size_t)n;
 	}
 	free(text);
 	return 0;
+}
+
+int qmp_client_getfd(struct qmp_client *c, const char *fdname, int fd, char *err,
+		     size_t errlen)
+{
+	json_t *args = json_pack("{s:s}", "fdname", fdname);
+	c->pass_fd = fd;
+	int rc = qmp_client_execute(c, "getfd", args, NULL, NULL, 0, err, errlen);
+	c->pass_fd = -1;
+	json_decref(args);
+	return rc;
 }
 
 struct qmp_client *qmp_client_connect(const char *path, int timeout_ms,
@@ -122,6 +155,7 @@ struct qmp_client *qmp_client_connect(const char *path, int timeout_ms,
 		return NULL;
 	}
 	c->timeout_ms = timeout_ms;
+	c->pass_fd = -1;
 	c->events = json_array();
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {

@@ -25,6 +25,13 @@ int qmp_client_execute(struct qmp_client *c, const char *cmd, json_t *args,
  * timeout or disconnect. */
 json_t *qmp_client_next_event(struct qmp_client *c, int timeout_ms);
 
+/* QMP getfd as libvirt drives QEMU: passes fd over the socket
+ * (SCM_RIGHTS) for the server to keep under fdname, e.g. for a later
+ * `migrate {"uri": "fd:NAME"}`. The caller still owns its fd. Returns as
+ * qmp_client_execute(). */
+int qmp_client_getfd(struct qmp_client *c, const char *fdname, int fd, char *err,
+		     size_t errlen);
+
 int qmp_client_fd(const struct qmp_client *c);
 
 void qmp_client_close(struct qmp_client *c);

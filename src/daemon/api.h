@@ -39,6 +39,11 @@ bool guests_route(struct api_req *r, struct api_resp *resp);
 bool events_route(struct api_req *r, struct api_resp *resp);
 bool stats_route(struct api_req *r, struct api_resp *resp);
 bool metrics_route(struct api_req *r, struct api_resp *resp);
+bool jobs_route(struct api_req *r, struct api_resp *resp);
+bool nodes_route(struct api_req *r, struct api_resp *resp);
+/* /v1/guests/GUEST/snapshots, rest being what follows "snapshots". */
+void snapshots_route(struct api_req *r, struct api_resp *resp, const char *guest,
+		     const char *rest);
 
 /* Stats of one guest (GET /v1/guests/NAME/stats), used by guests.c. */
 void stats_guest(struct api_req *r, struct api_resp *resp, const char *name);

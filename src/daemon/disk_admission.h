@@ -13,12 +13,14 @@
 #include "guest_ops.h"
 #include "kvzd.h"
 
-/* 409 in e unless guest name's disk (a VM image when vm, else a container
+/* 409 in e unless guest name's disk (drv's kind: a VM image, a container
  * private area) may be size bytes. Promised space is, for each guest disk
  * on the same filesystem, its size minus what it has allocated already;
  * guests whose records exist but whose files do not yet (being created)
  * count in full. The caller holds d->disk_lock until the new size is in
  * the store, so that two requests cannot both take the last free space. */
-int disk_admit(struct kvzd *d, const char *name, bool vm, uint64_t size, struct op_error *e);
+struct guest_driver;
+int disk_admit(struct kvzd *d, const char *name, const struct guest_driver *drv,
+	       uint64_t size, struct op_error *e);
 
 #endif

@@ -6,6 +6,7 @@
 #define KVZD_GUEST_OPS_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -25,6 +26,14 @@ int guest_stop(struct kvzd *d, const char *name, int timeout_s, bool force,
 int guest_set(struct kvzd *d, const char *name, json_t *req, struct op_error *e);
 int guest_destroy(struct kvzd *d, const char *name, bool force, struct op_error *e);
 
+/* The same for a caller that holds the guest's lock (a job), g being its
+ * record read under the lock. extra: arguments added to the supervisor's
+ * usual command line (NULL-terminated; may be NULL), e.g. --incoming. */
+int guest_start_locked(struct kvzd *d, json_t *g, const char *const *extra,
+		       struct op_error *e);
+int guest_stop_locked(struct kvzd *d, json_t *g, int timeout_s, bool force,
+		      struct op_error *e);
+
 /* At start-up: re-adopts guests whose supervisors still run, marks the rest
  * crashed, then starts the autostart guests that are not running. */
 void guests_adopt_all(struct kvzd *d);
@@ -34,6 +43,10 @@ void guests_autostart(struct kvzd *d);
  * supervisor is gone, records stopped or crashed. Returns true when the
  * guest is still running. */
 bool guest_check_alive(struct kvzd *d, const char *name);
+
+/* Waits up to timeout_ms for a supervisor to be gone (status as
+ * sup_check()); true when it is. */
+bool guest_wait_gone(pid_t pid, unsigned long long start, int timeout_ms, int *status);
 
 /* One command on a guest's QMP socket at path. QMP errors are 409 (the
  * request does not fit the guest's state), transport errors 502. */

@@ -7,12 +7,13 @@
 
 #include "disk_admission.h"
 #include "guest_config.h"
+#include "guest_driver.h"
 #include "guest_locks.h"
 #include "guest_ops.h"
 #include "parse.h"
 #include "store.h"
 
-static int set_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
+int guest_resize_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
 {
 	static const char *const keys[] = {"memory", "cpus", NULL};
 	if (cfg_check_keys(req, keys, e))
@@ -81,7 +82,7 @@ out:
 	return rc;
 }
 
-static int set_ct(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
+int guest_resize_ct(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
 {
 	static const char *const keys[] = {"memory", "cpus", "pids", "disk", NULL};
 	if (cfg_check_keys(req, keys, e))
@@ -136,7 +137,7 @@ static int set_ct(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
 		/* Held until the new size is stored (disk_admission.h). */
 		pthread_mutex_lock(&d->disk_lock);
 		disk_locked = true;
-		if (disk_admit(d, name, false, disk, e))
+		if (disk_admit(d, name, &guest_ct_driver, disk, e))
 			goto out;
 		char s[32];
 		snprintf(s, sizeof(s), "%llu", (unsigned long long)disk);
@@ -169,10 +170,8 @@ int guest_set(struct kvzd *d, const char *name, json_t *req, struct op_error *e)
 		const char *state = cfg_str(g, "state");
 		if (strcmp(state, "running") && strcmp(state, "stopped") && strcmp(state, "crashed"))
 			op_fail(e, 409, "guest %s is %s; try again", name, state);
-		else if (!strcmp(cfg_str(g, "type"), "vm"))
-			rc = set_vm(d, g, req, e);
 		else
-			rc = set_ct(d, g, req, e);
+			rc = guest_driver_of(g)->set(d, g, req, e);
 	}
 	guest_unlock(d, name);
 	json_decref(g);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "guest_driver.h"
 #include "guest_ops.h"
 #include "parse.h"
 #include "store.h"
@@ -20,12 +21,9 @@ static json_t *guest_view(struct kvzd *d, json_t *g)
 		json_object_set_new(v, "usage", usage);
 	else
 		json_decref(usage);
-	if (!strcmp(json_string_value(json_object_get(g, "type")), "ct")) {
-		char run[300];
-		snprintf(run, sizeof(run), "%s/ct", d->run_dir);
-		json_object_set_new(v, "exec", json_pack("[s,s,s,s,s,s]", d->ct_bin, "exec",
-							 "--name", name, "--run-dir", run));
-	}
+	const struct guest_driver *drv = guest_driver_of(g);
+	if (drv->view)
+		drv->view(d, g, v);
 	return v;
 }
 
@@ -157,6 +155,13 @@ bool guests_route(struct api_req *r, struct api_resp *resp)
 	memcpy(name, rest + 1, len);
 	name[len] = 0;
 	const char *action = slash ? slash + 1 : NULL;
+	if (action && !strncmp(action, "snapshots", 9) && (!action[9] || action[9] == '/')) {
+		if (kvz_valid_name(name))
+			snapshots_route(r, resp, name, action + 9);
+		else
+			api_error(resp, 400, "bad guest name \"%s\"", name);
+		return true;
+	}
 	if (action && (!*action || strchr(action, '/'))) {
 		api_error(resp, 404, "no such resource: %s", r->path);
 		return true;

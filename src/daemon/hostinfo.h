@@ -2,6 +2,7 @@
 #ifndef KVZD_HOSTINFO_H
 #define KVZD_HOSTINFO_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct host_mem {
@@ -12,5 +13,7 @@ int host_meminfo(struct host_mem *m);
 /* Total and idle jiffies over all CPUs (the "cpu" line of /proc/stat). */
 int host_cpu_ticks(uint64_t *total, uint64_t *idle);
 int host_ncpus(void);
+/* "model name" of the first CPU in /proc/cpuinfo, or "unknown". */
+void host_cpu_model(char *buf, size_t len);
 
 #endif

@@ -12,6 +12,7 @@
 
 struct store;
 struct image_dirs;
+struct jobs;
 
 /* Guest operations in flight at once; more wait their turn. */
 #define KVZD_MAX_BUSY 64
@@ -42,6 +43,8 @@ struct kvzd {
 	pthread_cond_t ops_cond;
 	char busy[KVZD_MAX_BUSY][72];
 	int nbusy;
+	/* Long operations running now (jobs.h); set by jobs_init(). */
+	struct jobs *jobs;
 };
 
 /* Milliseconds since the epoch. */

@@ -19,13 +19,17 @@
 #include "api.h"
 #include "guest_ops.h"
 #include "image_dirs.h"
+#include "jobs.h"
 #include "kvzd.h"
 #include "log.h"
 #include "monitor.h"
 #include "parse.h"
+#include "peer_client.h"
 #include "qmp_watch.h"
+#include "snapshots.h"
 #include "store.h"
 #include "supervisor.h"
+#include "token_file.h"
 
 int64_t kvzd_now_ms(void)
 {
@@ -81,7 +85,8 @@ static int prepare_dirs(struct kvzd *d)
 {
 	const char *subs[][2] = {
 		{d->state_dir, ""}, {d->state_dir, "/images"}, {d->state_dir, "/logs"},
-		{d->state_dir, "/ct"}, {d->run_dir, ""}, {d->run_dir, "/vm"}, {d->run_dir, "/ct"},
+		{d->state_dir, "/ct"}, {d->run_dir, ""},
+		{d->run_dir, "/vm"}, {d->run_dir, "/ct"},
 	};
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
 		char p[512];
@@ -143,53 +148,6 @@ static int find_bin(const char *opt, const char *env, const char *sibling,
 	snprintf(out, len, "/usr/local/bin/%s", prog);
 	kvz_warn("%s not found; starting such guests will fail until it is installed", prog);
 	return 0;
-}
-
-/* The token is the TCP API's only secret: refuse a file others could read
- * or replace. fstat() of the opened file checks what is then read. */
-static int token_file_private(int fd, const char *path)
-{
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		kvz_error("token file %s is not a regular file", path);
-		return -1;
-	}
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		kvz_error("token file %s belongs to uid %u; it must belong to root or to kvzd's user",
-			  path, (unsigned)st.st_uid);
-		return -1;
-	}
-	if (st.st_mode & 077) {
-		kvz_error("token file %s is open to group or others (mode %04o); chmod 600 it",
-			  path, (unsigned)(st.st_mode & 07777));
-		return -1;
-	}
-	return 0;
-}
-
-static char *read_token(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		kvz_error("token file %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	FILE *f = token_file_private(fd, path) == 0 ? fdopen(fd, "r") : NULL;
-	if (!f) {
-		close(fd);
-		return NULL;
-	}
-	char buf[512];
-	char *tok = NULL;
-	if (fgets(buf, sizeof(buf), f)) {
-		buf[strcspn(buf, "\r\n")] = 0;
-		if (strlen(buf) >= 16)
-			tok = strdup(buf);
-	}
-	fclose(f);
-	if (!tok)
-		kvz_error("token file %s must hold a token of at least 16 characters", path);
-	return tok;
 }
 
 struct options {
@@ -363,7 +321,7 @@ int main(int argc, char **argv)
 	if (find_bin(o.vmm, "KVZ_VMM", "../vmm/kvz-vmm", "kvz-vmm", d.vmm_bin, sizeof(d.vmm_bin)) ||
 	    find_bin(o.ct, "KVZ_CT", "../ct/kvz-ct", "kvz-ct", d.ct_bin, sizeof(d.ct_bin)))
 		return 1;
-	char *token = o.token_file ? read_token(o.token_file) : NULL;
+	char *token = o.token_file ? kvz_read_token_file(o.token_file) : NULL;
 	if (o.token_file && !token)
 		return 1;
 	if (prepare_dirs(&d))
@@ -401,11 +359,23 @@ int main(int argc, char **argv)
 		kvz_error("%s", err);
 		return 1;
 	}
+	if (peer_client_init(err, sizeof(err))) {
+		kvz_error("%s", err);
+		return 1;
+	}
 	if (sup_init(err, sizeof(err))) {
 		kvz_error("%s", err);
 		return 1;
 	}
 	guests_adopt_all(&d);
+	/* After adoption: recovering a snapshot job may resume its VM. */
+	static const struct job_kind *const job_kinds[] = {
+		&snapshot_create_job, &snapshot_restore_job, NULL,
+	};
+	if (jobs_init(&d, job_kinds, err, sizeof(err))) {
+		kvz_error("%s", err);
+		return 1;
+	}
 	struct api *api = api_start(&d, o.tcp, token, &o.limits, err, sizeof(err));
 	if (!api) {
 		kvz_error("%s", err);
@@ -432,6 +402,7 @@ int main(int argc, char **argv)
 	 * only touches its own table and dies with the process. */
 	api_stop(api);
 	unlink(d.socket_path);
+	jobs_stop(&d);
 	qmp_watch_stop();
 	monitor_stop();
 	store_close(d.store);

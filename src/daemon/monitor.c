@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest_driver.h"
 #include "guest_ops.h"
 #include "hostinfo.h"
 #include "log.h"
@@ -152,7 +153,7 @@ static uint64_t balloon_actual(const char *name, const char *qmp, uint64_t fallb
 	return v;
 }
 
-static void sample_vm(struct kvzd *d, json_t *g, int64_t now)
+void monitor_sample_vm(struct kvzd *d, json_t *g, int64_t now)
 {
 	const char *name = json_string_value(json_object_get(g, "name"));
 	json_t *cfg = json_object_get(g, "config");
@@ -186,7 +187,7 @@ static uint64_t obj_u64(json_t *o, const char *key)
 	return v > 0 ? (uint64_t)v : 0;
 }
 
-static void sample_ct(struct kvzd *d, json_t *g, int64_t now)
+void monitor_sample_ct(struct kvzd *d, json_t *g, int64_t now)
 {
 	const char *name = json_string_value(json_object_get(g, "name"));
 	const char *qmp = json_string_value(json_object_get(g, "qmp"));
@@ -253,10 +254,7 @@ static void monitor_round(struct kvzd *d)
 			forget(name);
 			continue;
 		}
-		if (!strcmp(json_string_value(json_object_get(g, "type")), "vm"))
-			sample_vm(d, g, now);
-		else
-			sample_ct(d, g, now);
+		guest_driver_of(g)->sample(d, g, now);
 		struct sample s;
 		if (monitor_latest(name, &s) && s.ts_ms == now) {
 			sum.disk_used += s.disk_used;

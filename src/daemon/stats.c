@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "guest_driver.h"
 #include "hostinfo.h"
 #include "monitor.h"
 #include "parse.h"
@@ -78,13 +79,14 @@ static json_t *host_json(struct kvzd *d)
 		const char *st = json_string_value(json_object_get(g, "state"));
 		json_int_t n = json_integer_value(json_object_get(states, st));
 		json_object_set_new(states, st, json_integer(n + 1));
-		if (!strcmp(st, "running") &&
-		    !strcmp(json_string_value(json_object_get(g, "type")), "vm"))
+		if (!strcmp(st, "running") && guest_driver_of(g)->reserves_memory)
 			vm_mem += (uint64_t)json_integer_value(
 				json_object_get(json_object_get(g, "config"), "memory"));
 	}
-	json_t *out = json_pack("{s:s, s:i, s:I, s:I, s:I, s:i, s:o, s:s, s:s, s:s}",
-				"version", "0.1.0", "cpus", host_ncpus(),
+	char model[256];
+	host_cpu_model(model, sizeof(model));
+	json_t *out = json_pack("{s:s, s:i, s:s, s:I, s:I, s:I, s:i, s:o, s:s, s:s, s:s}",
+				"version", "0.1.0", "cpus", host_ncpus(), "cpu_model", model,
 				"mem_total", (json_int_t)m.total,
 				"mem_available", (json_int_t)m.available,
 				"vm_memory_assigned", (json_int_t)vm_mem,

@@ -8,11 +8,8 @@
 
 #include "kvzd.h"
 #include "log.h"
+#include "store_internal.h"
 
-struct store {
-	sqlite3 *db;
-	pthread_mutex_t lock;
-};
 
 /* Schema versions, applied in order once each; never edit a released entry,
  * append a new one. */
@@ -33,6 +30,22 @@ static const char *const migrations[] = {
 	" disk_used INTEGER NOT NULL, disk_size INTEGER NOT NULL,"
 	" net_rx INTEGER NOT NULL, net_tx INTEGER NOT NULL);"
 	"CREATE INDEX samples_guest ON samples(guest, resolution, ts_ms);",
+	/* 2: long operations (store_jobs.c), snapshots (store_snapshots.c),
+	 * other hosts (store_nodes.c; their tokens are files, nodes.h). */
+	"CREATE TABLE jobs ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, guest TEXT NOT NULL,"
+	" state TEXT NOT NULL, phase TEXT NOT NULL DEFAULT '',"
+	" done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0,"
+	" rate REAL NOT NULL DEFAULT 0, error TEXT, params TEXT NOT NULL,"
+	" created_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL DEFAULT 0,"
+	" ended_ms INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX jobs_guest ON jobs(guest, id);"
+	"CREATE TABLE snapshots ("
+	" guest TEXT NOT NULL, name TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+	" size INTEGER NOT NULL, running INTEGER NOT NULL,"
+	" PRIMARY KEY (guest, name));"
+	"CREATE TABLE nodes ("
+	" name TEXT PRIMARY KEY, url TEXT NOT NULL, added_ms INTEGER NOT NULL);",
 };
 
 static int exec_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)
@@ -127,7 +140,7 @@ void store_close(struct store *s)
 	free(s);
 }
 
-static sqlite3_stmt *prepare(struct store *s, const char *sql)
+sqlite3_stmt *store_prepare(struct store *s, const char *sql)
 {
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -138,7 +151,7 @@ static sqlite3_stmt *prepare(struct store *s, const char *sql)
 }
 
 /* Steps a statement that returns no rows, then finalizes it. */
-static int run_stmt(struct store *s, sqlite3_stmt *st)
+int store_run_stmt(struct store *s, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)
@@ -158,7 +171,7 @@ int store_guest_insert(struct store *s, const char *name, const char *type,
 	int64_t now = kvzd_now_ms();
 	pthread_mutex_lock(&s->lock);
 	int ret = -1;
-	sqlite3_stmt *st = prepare(s, "INSERT INTO guests (name, type, state, config,"
+	sqlite3_stmt *st = store_prepare(s, "INSERT INTO guests (name, type, state, config,"
 				   " autostart, created_ms, state_ms)"
 				   " VALUES (?, ?, 'creating', ?, ?, ?, ?)");
 	if (st) {
@@ -209,7 +222,7 @@ json_t *store_guest_get(struct store *s, const char *name)
 {
 	json_t *g = NULL;
 	pthread_mutex_lock(&s->lock);
-	sqlite3_stmt *st = prepare(s, "SELECT " GUEST_COLUMNS " FROM guests WHERE name = ?");
+	sqlite3_stmt *st = store_prepare(s, "SELECT " GUEST_COLUMNS " FROM guests WHERE name = ?");
 	if (st) {
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
 		if (sqlite3_step(st) == SQLITE_ROW)
@@ -224,7 +237,7 @@ json_t *store_guest_list(struct store *s)
 {
 	json_t *list = json_array();
 	pthread_mutex_lock(&s->lock);
-	sqlite3_stmt *st = prepare(s, "SELECT " GUEST_COLUMNS " FROM guests ORDER BY name");
+	sqlite3_stmt *st = store_prepare(s, "SELECT " GUEST_COLUMNS " FROM guests ORDER BY name");
 	if (st) {
 		while (sqlite3_step(st) == SQLITE_ROW)
 			json_array_append_new(list, guest_row(st));
@@ -238,12 +251,12 @@ int store_guest_set_state(struct store *s, const char *name, const char *state)
 {
 	pthread_mutex_lock(&s->lock);
 	int rc = -1;
-	sqlite3_stmt *st = prepare(s, "UPDATE guests SET state = ?, state_ms = ? WHERE name = ?");
+	sqlite3_stmt *st = store_prepare(s, "UPDATE guests SET state = ?, state_ms = ? WHERE name = ?");
 	if (st) {
 		sqlite3_bind_text(st, 1, state, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(st, 2, kvzd_now_ms());
 		sqlite3_bind_text(st, 3, name, -1, SQLITE_TRANSIENT);
-		rc = run_stmt(s, st);
+		rc = store_run_stmt(s, st);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;
@@ -255,7 +268,7 @@ int store_guest_set_runtime(struct store *s, const char *name, pid_t pid,
 {
 	pthread_mutex_lock(&s->lock);
 	int rc = -1;
-	sqlite3_stmt *st = prepare(s, "UPDATE guests SET pid = ?, pid_start = ?, qmp = ?,"
+	sqlite3_stmt *st = store_prepare(s, "UPDATE guests SET pid = ?, pid_start = ?, qmp = ?,"
 				   " console = ? WHERE name = ?");
 	if (st) {
 		sqlite3_bind_int64(st, 1, pid);
@@ -263,7 +276,7 @@ int store_guest_set_runtime(struct store *s, const char *name, pid_t pid,
 		sqlite3_bind_text(st, 3, qmp, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(st, 4, console, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(st, 5, name, -1, SQLITE_TRANSIENT);
-		rc = run_stmt(s, st);
+		rc = store_run_stmt(s, st);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;
@@ -276,11 +289,11 @@ int store_guest_set_config(struct store *s, const char *name, json_t *config)
 		return -1;
 	pthread_mutex_lock(&s->lock);
 	int rc = -1;
-	sqlite3_stmt *st = prepare(s, "UPDATE guests SET config = ? WHERE name = ?");
+	sqlite3_stmt *st = store_prepare(s, "UPDATE guests SET config = ? WHERE name = ?");
 	if (st) {
 		sqlite3_bind_text(st, 1, cfg, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-		rc = run_stmt(s, st);
+		rc = store_run_stmt(s, st);
 	}
 	pthread_mutex_unlock(&s->lock);
 	free(cfg);
@@ -291,10 +304,10 @@ int store_guest_delete(struct store *s, const char *name)
 {
 	pthread_mutex_lock(&s->lock);
 	int rc = -1;
-	sqlite3_stmt *st = prepare(s, "DELETE FROM guests WHERE name = ?");
+	sqlite3_stmt *st = store_prepare(s, "DELETE FROM guests WHERE name = ?");
 	if (st) {
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-		rc = run_stmt(s, st);
+		rc = store_run_stmt(s, st);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;
@@ -305,7 +318,7 @@ int64_t store_event_add(struct store *s, const char *guest, const char *type,
 {
 	pthread_mutex_lock(&s->lock);
 	int64_t id = -1;
-	sqlite3_stmt *st = prepare(s, "INSERT INTO events (ts_ms, guest, type, detail)"
+	sqlite3_stmt *st = store_prepare(s, "INSERT INTO events (ts_ms, guest, type, detail)"
 				   " VALUES (?, ?, ?, ?)");
 	if (st) {
 		sqlite3_bind_int64(st, 1, kvzd_now_ms());
@@ -315,7 +328,7 @@ int64_t store_event_add(struct store *s, const char *guest, const char *type,
 			sqlite3_bind_text(st, 4, detail, -1, SQLITE_TRANSIENT);
 		else
 			sqlite3_bind_null(st, 4);
-		if (run_stmt(s, st) == 0)
+		if (store_run_stmt(s, st) == 0)
 			id = sqlite3_last_insert_rowid(s->db);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -327,7 +340,7 @@ json_t *store_event_list(struct store *s, int64_t since, const char *guest, int 
 	json_t *list = json_array();
 	pthread_mutex_lock(&s->lock);
 	/* The newest `limit` events after `since`, returned oldest first. */
-	sqlite3_stmt *st = prepare(s, "SELECT * FROM (SELECT id, ts_ms, guest, type, detail"
+	sqlite3_stmt *st = store_prepare(s, "SELECT * FROM (SELECT id, ts_ms, guest, type, detail"
 				   " FROM events WHERE id > ? AND (?2 IS NULL OR guest = ?2)"
 				   " ORDER BY id DESC LIMIT ?3) ORDER BY id");
 	if (st) {
@@ -372,10 +385,10 @@ int store_sample_add(struct store *s, const char *guest, const struct sample *sm
 {
 	pthread_mutex_lock(&s->lock);
 	int rc = -1;
-	sqlite3_stmt *st = prepare(s, "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	sqlite3_stmt *st = store_prepare(s, "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
 	if (st) {
 		bind_sample(st, guest, 0, smp);
-		rc = run_stmt(s, st);
+		rc = store_run_stmt(s, st);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;
@@ -417,7 +430,7 @@ json_t *store_sample_list(struct store *s, const char *guest, int resolution,
 {
 	json_t *list = json_array();
 	pthread_mutex_lock(&s->lock);
-	sqlite3_stmt *st = prepare(s, "SELECT ts_ms, cpu_pct, mem_used, mem_limit, disk_used,"
+	sqlite3_stmt *st = store_prepare(s, "SELECT ts_ms, cpu_pct, mem_used, mem_limit, disk_used,"
 				   " disk_size, net_rx, net_tx FROM samples WHERE guest = ?"
 				   " AND resolution = ? AND ts_ms >= ? ORDER BY ts_ms");
 	if (st) {
@@ -445,10 +458,10 @@ int store_samples_delete(struct store *s, const char *guest)
 {
 	pthread_mutex_lock(&s->lock);
 	int rc = -1;
-	sqlite3_stmt *st = prepare(s, "DELETE FROM samples WHERE guest = ?");
+	sqlite3_stmt *st = store_prepare(s, "DELETE FROM samples WHERE guest = ?");
 	if (st) {
 		sqlite3_bind_text(st, 1, guest, -1, SQLITE_TRANSIENT);
-		rc = run_stmt(s, st);
+		rc = store_run_stmt(s, st);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;

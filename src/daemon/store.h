@@ -62,4 +62,50 @@ json_t *store_sample_list(struct store *s, const char *guest, int resolution,
 			  int64_t since_ms);
 int store_samples_delete(struct store *s, const char *guest);
 
+/* Jobs (long operations, jobs.h). A job's JSON object has: id, type, guest,
+ * state (queued, running, completed, failed, cancelled), phase, done and
+ * total (bytes), rate (bytes/s in the current phase), error (null or one
+ * line), params (object), created_ms, started_ms, ended_ms (0 until then). */
+struct job_row {
+	int64_t id;
+	char type[32];
+	char guest[72];
+	char state[16];
+	char phase[64];
+	uint64_t done, total;
+	double rate;
+	char error[512];
+	int64_t started_ms, ended_ms;
+};
+
+/* A new job in state queued; its id, or -1. */
+int64_t store_job_insert(struct store *s, const char *type, const char *guest,
+			 json_t *params);
+/* Writes every field of r but type, guest, params and created_ms. */
+int store_job_save(struct store *s, const struct job_row *r);
+/* New reference or NULL. */
+json_t *store_job_get(struct store *s, int64_t id);
+/* The newest limit jobs (of guest when not NULL), oldest first. */
+json_t *store_job_list(struct store *s, const char *guest, int limit);
+/* Jobs still queued or running, oldest first. */
+json_t *store_jobs_unfinished(struct store *s);
+
+/* Snapshots of guests (snapshots.h): guest, name, created_ms, size (bytes
+ * on disk), running (whether the guest ran: restore brings it back
+ * running). Inserted only once complete. */
+int store_snapshot_insert(struct store *s, const char *guest, const char *name,
+			  int64_t created_ms, uint64_t size, bool running);
+json_t *store_snapshot_get(struct store *s, const char *guest, const char *name);
+json_t *store_snapshot_list(struct store *s, const char *guest);
+/* name NULL: every snapshot of guest. */
+int store_snapshot_delete(struct store *s, const char *guest, const char *name);
+
+/* Other hosts running kvzd (nodes.h): name, url, added_ms. */
+/* 0, or -1 (1 when the name is taken). */
+int store_node_insert(struct store *s, const char *name, const char *url);
+json_t *store_node_get(struct store *s, const char *name);
+/* Ordered by name. */
+json_t *store_node_list(struct store *s);
+int store_node_delete(struct store *s, const char *name);
+
 #endif

@@ -3,12 +3,24 @@
  * that kvzd's own logic (records, adoption, crash detection, events, stats)
  * is tested on any machine. The tests copy it to a file named kvz-vmm or
  * kvz-ct; it acts as whichever its argv[0] names. Real-binary tests live in
- * test_real_guests.py. */
+ * test_real_guests.py.
+ *
+ * As kvz-vmm it also plays the snapshot contract (issue 10): getfd with a
+ * descriptor (SCM_RIGHTS), migrate {"uri": "fd:snap"} only (a path would
+ * mean kvzd let the VMM open files), query-migrate, migrate_cancel, cont,
+ * MIGRATION events, and --incoming file:PATH. Its "machine state" is one
+ * value a test sets with x-fake-set and reads with x-fake-get, plus 4 MiB
+ * of filler. The guest's --cmdline steers it: fake-migrate=fail fails the
+ * save half-way, fake-migrate=slow takes about 3 s. Every snapshot command
+ * is logged on stdout (the guest's log) for the tests to check the order. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,17 +41,259 @@ static void on_signal(int sig) { guest_end = sig; }
 static long long balloon_actual = 256 << 20;
 static char memory_setting[64] = "0:0";
 
-static json_t *h_status(void *o, json_t *a, struct qmp_error *e)
-{
-	(void)o; (void)a; (void)e;
-	return json_pack("{s:s, s:b, s:b}", "status", "running", "running", 1, "singlestep", 0);
-}
-
 static json_t *h_quit(void *o, json_t *a, struct qmp_error *e)
 {
 	(void)o; (void)a; (void)e;
 	quit_requested = 1;
 	return NULL;
+}
+
+/* ---- the snapshot double (kvz-vmm only) ---- */
+
+/* Test double state, one machine per process: the QMP thread and the
+ * migration thread share it under snap_lock. */
+static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct qmp_server *server;
+static char run_status[16] = "running";
+static char guest_value[128] = "initial";
+static char mig_status[16] = "none", mig_error[128];
+static long long mig_done, mig_total;
+static atomic_bool mig_cancel;
+static int named_fd = -1;        /* from getfd */
+static char named_fd_name[32];
+static const char *migrate_mode = ""; /* "fail", "slow" or "" */
+#define FAKE_STATE_MAGIC "KVZFAKE-STATE 1\n"
+#define FAKE_FILLER (4 << 20)
+
+static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_line(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
+/* Under snap_lock. */
+static void set_mig_status(const char *st)
+{
+	snprintf(mig_status, sizeof(mig_status), "%s", st);
+	qmp_server_emit(server, "MIGRATION", json_pack("{s:s}", "status", st));
+	log_line("fake-vmm: migration %s", st);
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n) {
+		ssize_t w = write(fd, c, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void *migration_main(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	static char chunk[256 << 10];
+	memset(chunk, 0x5a, sizeof(chunk));
+	pthread_mutex_lock(&snap_lock);
+	char head[256];
+	int hl = snprintf(head, sizeof(head), FAKE_STATE_MAGIC "value %s\n", guest_value);
+	mig_total = FAKE_FILLER + hl;
+	set_mig_status("active");
+	pthread_mutex_unlock(&snap_lock);
+	const char *end = "completed";
+	int step_ms = !strcmp(migrate_mode, "slow") ? 180 : 20;
+	bool ok = write_all(fd, head, (size_t)hl) == 0;
+	for (long long off = 0; ok && off < FAKE_FILLER; off += (long long)sizeof(chunk)) {
+		if (atomic_load(&mig_cancel)) {
+			end = "cancelled";
+			break;
+		}
+		if (!strcmp(migrate_mode, "fail") && off >= FAKE_FILLER / 2) {
+			snprintf(mig_error, sizeof(mig_error), "fake: guest memory read error");
+			end = "failed";
+			break;
+		}
+		ok = write_all(fd, chunk, sizeof(chunk)) == 0;
+		pthread_mutex_lock(&snap_lock);
+		mig_done = off + (long long)sizeof(chunk) + hl;
+		pthread_mutex_unlock(&snap_lock);
+		usleep((useconds_t)step_ms * 1000);
+	}
+	if (!ok) {
+		snprintf(mig_error, sizeof(mig_error), "writing the state: %s", strerror(errno));
+		end = "failed";
+	}
+	close(fd);
+	pthread_mutex_lock(&snap_lock);
+	if (!strcmp(end, "completed"))
+		snprintf(run_status, sizeof(run_status), "postmigrate");
+	set_mig_status(end);
+	pthread_mutex_unlock(&snap_lock);
+	return NULL;
+}
+
+static json_t *h_migrate(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o;
+	const char *uri = json_string_value(json_object_get(a, "uri"));
+	log_line("fake-vmm: migrate %s", uri ? uri : "(none)");
+	if (!uri || strncmp(uri, "fd:", 3)) {
+		qmp_set_error(e, "GenericError", "fake kvz-vmm takes only fd:NAME (kvzd passes the file)");
+		return NULL;
+	}
+	pthread_mutex_lock(&snap_lock);
+	int fd = !strcmp(named_fd_name, uri + 3) ? named_fd : -1;
+	if (fd >= 0)
+		named_fd = -1;
+	pthread_mutex_unlock(&snap_lock);
+	if (fd < 0) {
+		qmp_set_error(e, "GenericError", "no descriptor named %s (getfd first)", uri + 3);
+		return NULL;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || (fl & O_ACCMODE) == O_RDONLY) {
+		close(fd);
+		qmp_set_error(e, "GenericError", "the descriptor is not open for writing");
+		return NULL;
+	}
+	pthread_mutex_lock(&snap_lock);
+	bool busy = !strcmp(mig_status, "active") || strcmp(run_status, "running");
+	if (!busy) {
+		atomic_store(&mig_cancel, false);
+		mig_done = 0;
+		mig_error[0] = 0;
+		set_mig_status("setup");
+	}
+	pthread_mutex_unlock(&snap_lock);
+	pthread_t t;
+	if (busy || pthread_create(&t, NULL, migration_main, (void *)(intptr_t)fd)) {
+		close(fd);
+		qmp_set_error(e, "GenericError", busy ? "the VM is not running or already saving"
+						      : "cannot start the migration thread");
+		return NULL;
+	}
+	pthread_detach(t);
+	return NULL;
+}
+
+/* getfd: one named descriptor is all the contract needs. */
+static json_t *h_getfd(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o;
+	const char *name = json_string_value(json_object_get(a, "fdname"));
+	int fd = qmp_server_take_fd(server);
+	log_line("fake-vmm: getfd %s%s", name ? name : "(none)", fd < 0 ? " without a descriptor" : "");
+	if (!name || fd < 0) {
+		if (fd >= 0)
+			close(fd);
+		qmp_set_error(e, "GenericError", "getfd needs fdname and a descriptor (SCM_RIGHTS)");
+		return NULL;
+	}
+	pthread_mutex_lock(&snap_lock);
+	if (named_fd >= 0)
+		close(named_fd);
+	named_fd = fd;
+	snprintf(named_fd_name, sizeof(named_fd_name), "%.31s", name);
+	pthread_mutex_unlock(&snap_lock);
+	return NULL;
+}
+
+static json_t *h_query_migrate(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o; (void)a; (void)e;
+	pthread_mutex_lock(&snap_lock);
+	json_t *r = json_pack("{s:s, s:{s:I, s:I, s:I}}", "status", mig_status, "ram",
+			      "transferred", (json_int_t)mig_done, "total", (json_int_t)mig_total,
+			      "remaining", (json_int_t)(mig_total - mig_done));
+	if (!strcmp(mig_status, "failed"))
+		json_object_set_new(r, "error-desc", json_string(mig_error));
+	pthread_mutex_unlock(&snap_lock);
+	return r;
+}
+
+static json_t *h_migrate_cancel(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o; (void)a; (void)e;
+	log_line("fake-vmm: migrate_cancel");
+	atomic_store(&mig_cancel, true);
+	return NULL;
+}
+
+static json_t *h_cont(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o; (void)a; (void)e;
+	pthread_mutex_lock(&snap_lock);
+	log_line("fake-vmm: cont (was %s)", run_status);
+	snprintf(run_status, sizeof(run_status), "running");
+	pthread_mutex_unlock(&snap_lock);
+	qmp_server_emit(server, "RESUME", NULL);
+	return NULL;
+}
+
+static json_t *h_fake_set(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o;
+	const char *v = json_string_value(json_object_get(a, "value"));
+	if (!v || strchr(v, '\n')) {
+		qmp_set_error(e, "GenericError", "value missing");
+		return NULL;
+	}
+	pthread_mutex_lock(&snap_lock);
+	snprintf(guest_value, sizeof(guest_value), "%s", v);
+	pthread_mutex_unlock(&snap_lock);
+	return NULL;
+}
+
+static json_t *h_fake_get(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o; (void)a; (void)e;
+	pthread_mutex_lock(&snap_lock);
+	json_t *r = json_pack("{s:s}", "value", guest_value);
+	pthread_mutex_unlock(&snap_lock);
+	return r;
+}
+
+/* --incoming file:PATH: the state a save wrote, or exit 1 with one line. */
+static void load_incoming(const char *spec)
+{
+	if (strncmp(spec, "file:", 5))
+		kvz_die("--incoming: only file:PATH (got %s)", spec);
+	FILE *f = fopen(spec + 5, "r");
+	char line[256];
+	if (!f)
+		kvz_die("--incoming: %s: %s", spec + 5, strerror(errno));
+	if (!fgets(line, sizeof(line), f) || strcmp(line, FAKE_STATE_MAGIC))
+		kvz_die("--incoming: %s: not a fake state file", spec + 5);
+	if (!fgets(line, sizeof(line), f) || strncmp(line, "value ", 6))
+		kvz_die("--incoming: %s: no value", spec + 5);
+	line[strcspn(line, "\n")] = 0;
+	snprintf(guest_value, sizeof(guest_value), "%.127s", line + 6);
+	fseek(f, 0, SEEK_END);
+	long size = ftell(f);
+	fclose(f);
+	if (size < FAKE_FILLER)
+		kvz_die("--incoming: %s: truncated (%ld bytes)", spec + 5, size);
+	log_line("fake-vmm: restored from %s: value %s", spec + 5, guest_value);
+}
+
+static json_t *h_status(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o; (void)a; (void)e;
+	pthread_mutex_lock(&snap_lock);
+	json_t *r = json_pack("{s:s, s:b, s:b}", "status", run_status, "running",
+			      !strcmp(run_status, "running"), "singlestep", 0);
+	pthread_mutex_unlock(&snap_lock);
+	return r;
 }
 
 static json_t *h_balloon(void *o, json_t *a, struct qmp_error *e)
@@ -132,6 +386,9 @@ static int supervise(const char *qmp, const char *console, bool vm)
 		{"query-status", h_status}, {"quit", h_quit}, {"stop", h_quit},
 		{"balloon", h_balloon}, {"query-balloon", h_query_balloon},
 		{"set", h_set}, {"query-stats", h_stats},
+		{"getfd", h_getfd}, {"migrate", h_migrate}, {"query-migrate", h_query_migrate},
+		{"migrate_cancel", h_migrate_cancel}, {"cont", h_cont},
+		{"x-fake-set", h_fake_set}, {"x-fake-get", h_fake_get},
 	};
 	if (!qmp)
 		kvz_die("--qmp missing");
@@ -144,6 +401,9 @@ static int supervise(const char *qmp, const char *console, bool vm)
 						sizeof(cmds) / sizeof(cmds[0]), NULL, err, sizeof(err));
 	if (!s)
 		kvz_die("%s", err);
+	pthread_mutex_lock(&snap_lock);
+	server = s;
+	pthread_mutex_unlock(&snap_lock);
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGUSR1, &sa, NULL);
 	sigaction(SIGUSR2, &sa, NULL);
@@ -172,6 +432,16 @@ int main(int argc, char **argv)
 	const char *base = strrchr(argv[0], '/');
 	base = base ? base + 1 : argv[0];
 	bool vm = !strcmp(base, "kvz-vmm");
+	if (vm) {
+		const char *cmdline = opt_after(argc, argv, "--cmdline");
+		if (cmdline && strstr(cmdline, "fake-migrate=fail"))
+			migrate_mode = "fail";
+		if (cmdline && strstr(cmdline, "fake-migrate=slow"))
+			migrate_mode = "slow";
+		const char *incoming = opt_after(argc, argv, "--incoming");
+		if (incoming)
+			load_incoming(incoming);
+	}
 	if (vm)
 		return supervise(opt_after(argc, argv, "--qmp"),
 				 opt_after(argc, argv, "--console-socket"), true);

@@ -165,6 +165,15 @@ class Kvzd:
         raise AssertionError("timed out waiting for " + what + "\nkvzd log:\n" + self.read_log())
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def fake_kvzd():
     """A Kvzd, not started yet, whose kvz-vmm and kvz-ct are the stand-in
     supervisor, with a dummy kernel file d.kernel in its one image directory

@@ -7,6 +7,7 @@ the host side is unchanged. kvzd runs with the stand-in supervisors
 import ctypes
 import errno
 import http.client
+import json
 import os
 import resource
 import socket
@@ -17,7 +18,7 @@ import time
 
 import pytest
 
-from kvzd_harness import BUILD, FAKE, KVZD, fake_kvzd
+from kvzd_harness import BUILD, FAKE, KVZD, fake_kvzd, free_port
 
 TOKEN = "attack-test-token-0123456789"
 FLOOD = 2000
@@ -31,14 +32,6 @@ def fake():
         pytest.skip("stand-in supervisor not built: " + FAKE)
     yield d
     d.cleanup()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def write_token(d, mode=0o600):
@@ -256,6 +249,87 @@ def test_unauthenticated_body_not_read(fake):
     assert time.monotonic() - t0 < 5
     s.close()
     assert d.kvz_json("list") == []
+
+
+# ---- jobs ----
+
+def tcp_request(port, method, path, token=None, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Authorization": "Bearer " + token} if token else {}
+    data = json.dumps(body) if body is not None else None
+    if data:
+        headers["Content-Type"] = "application/json"
+    c.request(method, path, body=data, headers=headers)
+    r = c.getresponse()
+    text = r.read().decode()
+    c.close()
+    return r.status, text
+
+
+def test_jobs_of_others_need_the_token(fake):
+    """A TCP client without the token (or with a wrong one) can neither see,
+    cancel nor start jobs; the job it aimed at runs on unharmed."""
+    d = fake
+    port = start_tcp(d)
+    d.kvz("create", "vm", "jv", "--kernel", d.kernel, "--memory", "64M", "--disk", "8M",
+          "--cmdline", "fake-migrate=slow")
+    d.kvz("start", "jv")
+    jid = d.kvz_json("snapshot", "create", "jv", "s", "--detach")["id"]
+    for token in (None, "wrong-" + TOKEN, TOKEN[:-1]):
+        for method, path, body in (("GET", "/v1/jobs", None), ("GET", "/v1/jobs/%d" % jid, None),
+                                   ("DELETE", "/v1/jobs/%d" % jid, None),
+                                   ("POST", "/v1/jobs/%d/cancel" % jid, None),
+                                   ("POST", "/v1/guests/jv/snapshots", {"name": "evil"}),
+                                   ("POST", "/v1/guests/jv/snapshots/s/restore", None),
+                                   ("DELETE", "/v1/guests/jv/snapshots/s", None)):
+            status, text = tcp_request(port, method, path, token, body)
+            assert status == 401 and "bearer token" in text, (token, method, path, text)
+    deadline = time.monotonic() + 30
+    while d.api("GET", "/v1/jobs/%d" % jid)[1]["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, "the job did not end"
+        time.sleep(0.1)
+    assert d.api("GET", "/v1/jobs/%d" % jid)[1]["state"] == "completed"
+    assert [s["name"] for s in d.kvz_json("snapshot", "list", "jv")] == ["s"]
+    # With the token the same client sees it.
+    status, text = tcp_request(port, "GET", "/v1/jobs/%d" % jid, TOKEN)
+    assert status == 200 and json.loads(text)["id"] == jid
+
+
+def test_bogus_job_ids_and_finished_jobs(fake):
+    d = fake
+    port = start_tcp(d)
+    d.kvz("create", "vm", "jb", "--kernel", d.kernel, "--memory", "64M", "--disk", "8M")
+    d.kvz("snapshot", "create", "jb", "s")
+    done = d.kvz_json("job", "list")[-1]
+    assert done["state"] == "completed"
+    for path in ("/v1/jobs/abc", "/v1/jobs/0", "/v1/jobs/-1", "/v1/jobs/1e3", "/v1/jobs/%20",
+                 "/v1/jobs/99999999999999999999999", "/v1/jobs/9223372036854775808",
+                 "/v1/jobs/" + "9" * 5000):
+        status, text = tcp_request(port, "GET", path, TOKEN)
+        assert status in (400, 414), (path, status, text)
+        status, text = tcp_request(port, "DELETE", path, TOKEN)
+        assert status in (400, 414), (path, status, text)
+    for path in ("/v1/jobs/424242", "/v1/jobs/9223372036854775807"):
+        assert tcp_request(port, "GET", path, TOKEN)[0] == 404
+        assert tcp_request(port, "POST", path + "/cancel", TOKEN)[0] == 404
+    assert tcp_request(port, "POST", "/v1/jobs/%d/explode" % done["id"], TOKEN)[0] == 404
+    assert tcp_request(port, "PUT", "/v1/jobs/%d" % done["id"], TOKEN)[0] == 405
+    assert tcp_request(port, "POST", "/v1/jobs", TOKEN, {})[0] == 405
+    for method, path in (("DELETE", "/v1/jobs/%d" % done["id"]),
+                         ("POST", "/v1/jobs/%d/cancel" % done["id"])):
+        status, text = tcp_request(port, method, path, TOKEN)
+        assert status == 409 and "already ended (completed)" in text, text
+    assert d.api("GET", "/v1/jobs/%d" % done["id"])[1] == done, "a refused cancel changes nothing"
+    # Snapshot names that try to leave the guest's directory.
+    for name in ("..", "../jb2", "a/b", ".x", "x" * 64, ""):
+        status, _ = tcp_request(port, "POST", "/v1/guests/jb/snapshots", TOKEN, {"name": name})
+        assert status == 400, name
+    for path in ("/v1/guests/jb/snapshots/../restore", "/v1/guests/jb/snapshots/%2e%2e/restore",
+                 "/v1/guests/../snapshots", "/v1/guests/jb/snapshots/s/restore/x"):
+        status, _ = tcp_request(port, "POST", path, TOKEN)
+        assert status in (400, 404), path
+    assert sorted(os.listdir(os.path.join(d.state, "snapshots"))) == ["jb"]
+    assert os.listdir(os.path.join(d.state, "snapshots", "jb")) == ["s"]
 
 
 # ---- the token file ----

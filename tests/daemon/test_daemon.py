@@ -15,7 +15,7 @@ import http.client
 
 import pytest
 
-from kvzd_harness import BUILD, FAKE, fake_kvzd, parse_prometheus
+from kvzd_harness import BUILD, parse_prometheus
 
 
 def pid_alive(pid):
@@ -25,16 +25,6 @@ def pid_alive(pid):
         return False
     with open("/proc/%d/stat" % pid) as f:
         return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-@pytest.fixture
-def kvzd():
-    d = fake_kvzd()
-    if not d:
-        pytest.skip("stand-in supervisor not built: " + FAKE)
-    d.start()
-    yield d
-    d.cleanup()
 
 
 def event_types(d, guest):
@@ -406,7 +396,7 @@ def test_sample_rollup(kvzd):
     versions = db.execute("SELECT version FROM migrations").fetchall()
     mode = db.execute("PRAGMA journal_mode").fetchone()[0]
     db.close()
-    assert n == 0 and versions == [(1,)] and mode == "wal"
+    assert n == 0 and versions == [(1,), (2,)] and mode == "wal"
     assert "1-minute" in d.kvz("stats", "r", "--range", "24h").stdout
 
 
@@ -456,9 +446,13 @@ def test_openapi_matches_server(kvzd):
                 continue
             if method in ("delete",) or path.endswith(("/start", "/stop")):
                 continue  # would change the guest; routed as tested above
-            status, reply = d.api(method.upper(), path.replace("{name}", "doc"),
+            real = path.replace("{name}", "doc").replace("{snap}", "s").replace("{id}", "1")
+            status, reply = d.api(method.upper(), real,
                                   raw="{}" if method in ("post", "patch") else None)
-            assert status not in (404, 405), (method, path, reply)
+            # A 404 about a missing snapshot or job is the route answering;
+            # the router's own 404 says "no such resource".
+            routed = status != 404 or not reply["error"]["message"].startswith("no such resource")
+            assert status != 405 and routed, (method, path, reply)
 
 
 def test_events_follow(kvzd):

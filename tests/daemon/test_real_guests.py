@@ -17,6 +17,7 @@ SOURCE = os.environ.get("KVZ_SOURCE_DIR", os.path.join(os.path.dirname(__file__)
 KVZ_CT = os.path.join(BUILD, "src/ct/kvz-ct")
 KVZ_VMM = os.path.join(BUILD, "src/vmm/kvz-vmm")
 IDLE = os.path.join(BUILD, "tests/guests/idle.elf")
+SNAPCOUNT = os.path.join(BUILD, "tests/guests/snapcount.elf")
 
 
 def pid_alive(pid):
@@ -142,6 +143,51 @@ def test_vm_real_idle_guest(real):
         "created", "started", "resized", "adopted", "stopped", "destroyed"]
 
 
+def console_counts(d, name):
+    """The counts snapcount.elf has printed on its console (kept history)."""
+    con = subprocess.run(["timeout", "2", KVZ, "--socket", d.socket, "console", name],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    return [int(m, 16) for m in re.findall(r"n=([0-9a-f]{16}) ok", con.stdout)]
+
+
+def test_vm_real_snapshot_restore(real):
+    """Through kvzd with the real kvz-vmm: a snapshot of the running counter
+    guest, then restore: the counter goes back to the saved instant and
+    continues, and the disk is the snapshot's again."""
+    if not os.path.exists(KVZ_VMM) or not os.path.exists(SNAPCOUNT):
+        pytest.skip("kvz-vmm or the snapcount test guest not built")
+    if not os.path.exists("/dev/kvm"):
+        pytest.skip("no /dev/kvm on this machine")
+    d = real.start()
+    d.kvz("create", "vm", "sc", "--kernel", SNAPCOUNT, "--memory", "64M", "--disk", "16M")
+    img = os.path.join(d.state, "images/sc.img")
+    with open(img, "r+b") as f:
+        f.write(b"DISK-AT-SNAPSHOT")
+    d.kvz("start", "sc")
+    before = d.wait_for(lambda: (console_counts(d, "sc") or [0])[-1] >= 3 and
+                        console_counts(d, "sc")[-1], timeout=60, what="the counter")
+    r = d.kvz("snapshot", "create", "sc", "s1")
+    assert "completed" in r.stdout.strip().split("\n")[-1], r.stdout
+    after = console_counts(d, "sc")[-1]
+    assert after >= before, "the VM runs on after the snapshot"
+    snap = d.kvz_json("snapshot", "list", "sc")[0]
+    assert snap["running"] and snap["size"] > 0
+    late = d.wait_for(lambda: (lambda c: c and c[-1] >= after + 20 and c[-1])(
+        console_counts(d, "sc")), timeout=120, what="the counter to move on")
+    with open(img, "r+b") as f:
+        f.write(b"CHANGED-LATER!!!")
+    d.kvz("snapshot", "restore", "sc", "s1")
+    assert d.guest("sc")["state"] == "running"
+    first = d.wait_for(lambda: (console_counts(d, "sc") or [None])[0], timeout=60,
+                       what="the restored counter")
+    assert before <= first <= after + 2 < late, (before, first, after, late)
+    with open(img, "rb") as f:
+        assert f.read(16) == b"DISK-AT-SNAPSHOT"
+    d.kvz("stop", "sc")
+    d.kvz("destroy", "sc")
+    assert not os.path.exists(os.path.join(d.state, "snapshots/sc"))
+
+
 def lab_module():
     sys.path.insert(0, os.path.join(SOURCE, "lab"))
     try:
@@ -235,4 +281,81 @@ def test_vm_debian_kernel_in_lab():
     assert "KVZ-ADOPTED" in out, out[-3000:]
     assert re.search(r"deb\s+vm\s+running", out), out[-4000:]
     for ev in ("created", "started", "resized", "stopped", "destroyed"):
+        assert re.search(r"deb\s+%s" % ev, out), ev
+
+
+# L2 runs what arrives on its console, one line at a time.
+L2_SNAP_INIT = """
+echo KVZ-L2-UP
+while :; do
+    if read -r cmd; then eval "$cmd"; fi
+done
+"""
+
+L1_SNAP_SCRIPT = r"""
+set -x
+mkdir -p /tmp/k
+kvzd --state-dir /tmp/k/state --run-dir /tmp/k/run --socket /tmp/k/s.sock \
+     --vmm /bin/kvz-vmm --ct /bin/false --sample-interval 5 --images-dir /l2 > /tmp/k/kvzd.log 2>&1 &
+export KVZ_SOCKET=/tmp/k/s.sock
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -S /tmp/k/s.sock ] && break; sleep 1; done
+# Waits up to $2 s for $1 on the console (its kept history).
+wait_console() {
+    for i in $(seq 1 $2); do
+        timeout 1 kvz console deb < /dev/null > /tmp/k/console.txt 2>/dev/null
+        grep -q "$1" /tmp/k/console.txt && return 0
+        sleep 1
+    done
+    echo "=== console"; tail -20 /tmp/k/console.txt; cat /tmp/k/state/logs/deb.log
+    return 1
+}
+say() { printf '%s\n' "$1" | timeout 3 kvz console deb > /dev/null 2>&1; true; }
+kvz create vm deb --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz \
+    --cmdline "console=ttyS0 quiet panic=-1" --memory 256M --cpus 2 --disk 64M || exit 10
+kvz start deb || { cat /tmp/k/kvzd.log /tmp/k/state/logs/deb.log; exit 11; }
+wait_console KVZ-L2-UP 180 || exit 12
+# A file in the guest (tmpfs: RAM) and a mark on its disk, then the snapshot.
+say 'echo A > /tmp/f; printf DISK-A > /dev/vda; sync; echo KVZ-S1-$(cat /tmp/f)'
+wait_console KVZ-S1-A 60 || exit 13
+kvz snapshot create deb s1 || { cat /tmp/k/kvzd.log; exit 14; }
+kvz snapshot list deb
+# Both change after it.
+say 'echo B > /tmp/f; printf DISK-B > /dev/vda; sync; echo KVZ-S2-$(cat /tmp/f)'
+wait_console KVZ-S2-B 60 || exit 15
+kvz snapshot restore deb s1 || { cat /tmp/k/kvzd.log; exit 16; }
+kvz list
+# The restored guest answers at once, with the file and the disk of then.
+say 'echo 3 > /proc/sys/vm/drop_caches; echo KVZ-S3-$(cat /tmp/f)-$(head -c 6 /dev/vda)'
+wait_console 'KVZ-S3-[A-Z]' 60 || exit 17
+grep -o 'KVZ-S3-[A-Z]*-DISK-[A-Z]' /tmp/k/console.txt
+kvz events --guest deb
+kvz stop deb || exit 18
+kvz destroy deb || exit 19
+echo KVZ-LAB-DONE
+"""
+
+
+def test_vm_snapshot_in_lab():
+    """Through kvzd in L1 of the nested lab, with Debian's stock kernel in
+    L2: create, snapshot, change a file in the guest and its disk, restore:
+    both changes are gone."""
+    kvzlab = lab_module()
+    kvzlab.skip_unless_lab()
+    if not os.path.exists(KVZ_VMM):
+        pytest.skip("kvz-vmm not built: " + KVZ_VMM)
+    files = {KVZD: "/bin/kvzd", KVZ: "/bin/kvz"}
+    for b in (KVZD, KVZ):
+        for lib in ldd(b):
+            files.setdefault(lib, lib)
+    res = kvzlab.run_in_lab(L1_SNAP_SCRIPT, files=files, smp=2, mem_mb=2048, timeout=540,
+                            l2_init=L2_SNAP_INIT, l2_modules=["virtio_pci", "virtio_blk"])
+    out = res.output
+    keep = os.environ.get("KVZD_TEST_LOG_DIR")
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        with open(os.path.join(keep, "lab-snapshot-output.txt"), "w") as f:
+            f.write(out)
+    assert res.exit_code == 0 and "KVZ-LAB-DONE" in out, out[-6000:]
+    assert "KVZ-S3-A-DISK-A" in out, "the restored guest kept later changes: " + out[-4000:]
+    for ev in ("snapshot-created", "snapshot-restored", "job-completed"):
         assert re.search(r"deb\s+%s" % ev, out), ev

@@ -68,7 +68,7 @@ static void test_migrations(void **state)
 	s = store_open(dbpath, err, sizeof(err));
 	assert_non_null(s);
 	store_close(s);
-	assert_int_equal(count("SELECT COUNT(*) FROM migrations"), 1);
+	assert_int_equal(count("SELECT COUNT(*) FROM migrations"), 2);
 	/* A database from a newer kvzd is refused, not damaged. */
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
@@ -112,6 +112,65 @@ static void test_guests_and_events(void **state)
 	assert_true(json_integer_value(json_object_get(json_array_get(two, 0), "id")) <
 		    json_integer_value(json_object_get(json_array_get(two, 1), "id")));
 	json_decref(two);
+	store_close(s);
+}
+
+static void test_jobs_and_snapshots(void **state)
+{
+	(void)state;
+	char err[256];
+	struct store *s = store_open(dbpath, err, sizeof(err));
+	assert_non_null(s);
+	json_t *params = json_pack("{s:s}", "snapshot", "s1");
+	int64_t a = store_job_insert(s, "snapshot-create", "vm1", params);
+	int64_t b = store_job_insert(s, "snapshot-restore", "vm2", params);
+	json_decref(params);
+	assert_true(a > 0 && b > a);
+	struct job_row r = {.id = a, .state = "running", .phase = "saving memory",
+			    .done = 10, .total = 100, .rate = 5.5, .started_ms = 7};
+	assert_int_equal(store_job_save(s, &r), 0);
+	json_t *j = store_job_get(s, a);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "running");
+	assert_string_equal(json_string_value(json_object_get(j, "type")), "snapshot-create");
+	assert_int_equal(json_integer_value(json_object_get(j, "total")), 100);
+	assert_true(json_is_null(json_object_get(j, "error")));
+	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "params"),
+							      "snapshot")), "s1");
+	json_decref(j);
+	assert_null(store_job_get(s, 999));
+	/* Both unfinished (running and queued), oldest first. */
+	json_t *u = store_jobs_unfinished(s);
+	assert_int_equal(json_array_size(u), 2);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(u, 0), "id")), a);
+	json_decref(u);
+	snprintf(r.state, sizeof(r.state), "failed");
+	snprintf(r.error, sizeof(r.error), "boom");
+	store_job_save(s, &r);
+	u = store_jobs_unfinished(s);
+	assert_int_equal(json_array_size(u), 1);
+	json_decref(u);
+	json_t *l = store_job_list(s, "vm1", 10);
+	assert_int_equal(json_array_size(l), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(l, 0), "error")), "boom");
+	json_decref(l);
+
+	assert_int_equal(store_snapshot_insert(s, "vm1", "s1", 5, 4096, true), 0);
+	assert_int_equal(store_snapshot_insert(s, "vm1", "s1", 6, 1, false), -1);
+	assert_int_equal(store_snapshot_insert(s, "vm1", "s2", 6, 1, false), 0);
+	assert_int_equal(store_snapshot_insert(s, "vm2", "s1", 6, 1, false), 0);
+	json_t *sn = store_snapshot_get(s, "vm1", "s1");
+	assert_int_equal(json_integer_value(json_object_get(sn, "size")), 4096);
+	assert_true(json_is_true(json_object_get(sn, "running")));
+	json_decref(sn);
+	assert_int_equal(store_snapshot_delete(s, "vm1", "s1"), 0);
+	assert_null(store_snapshot_get(s, "vm1", "s1"));
+	store_snapshot_delete(s, "vm1", NULL);
+	json_t *left = store_snapshot_list(s, "vm1");
+	assert_int_equal(json_array_size(left), 0);
+	json_decref(left);
+	left = store_snapshot_list(s, "vm2");
+	assert_int_equal(json_array_size(left), 1);
+	json_decref(left);
 	store_close(s);
 }
 
@@ -206,6 +265,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_guests_and_events, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_jobs_and_snapshots, setup, teardown),
 		cmocka_unit_test(test_supervisor_identity),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

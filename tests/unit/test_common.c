@@ -260,6 +260,55 @@ static void test_qmp_malformed(void **state)
 }
 
 /* A live socket and a regular file are refused; a dead socket is replaced. */
+/* qmp_client_getfd sends the descriptor with the command (SCM_RIGHTS);
+ * the handler takes it with qmp_server_take_fd: the same open file. */
+static struct qmp_server *getfd_server;
+static int getfd_taken = -1;
+
+static json_t *cmd_getfd(void *opaque, json_t *args, struct qmp_error *err)
+{
+	(void)opaque;
+	getfd_taken = qmp_server_take_fd(getfd_server);
+	if (getfd_taken < 0 || !json_is_string(json_object_get(args, "fdname")))
+		qmp_set_error(err, "GenericError", "No file descriptor supplied via SCM_RIGHTS");
+	return NULL;
+}
+
+static void test_qmp_getfd(void **state)
+{
+	(void)state;
+	static const struct qmp_command getfd_cmds[] = {{"getfd", cmd_getfd}};
+	char path[] = "/tmp/kvz-test-qmp-XXXXXX";
+	char err[256], cls[64];
+	int tmp = mkstemp(path);
+	assert_true(tmp >= 0);
+	close(tmp);
+	unlink(path);
+	getfd_server = qmp_server_start(path, "test", getfd_cmds, 1, NULL, err, sizeof(err));
+	assert_non_null(getfd_server);
+	struct qmp_client *c = qmp_client_connect(path, 2000, err, sizeof(err));
+	assert_non_null(c);
+	json_t *args = json_pack("{s:s}", "fdname", "snap");
+	assert_int_equal(qmp_client_execute(c, "getfd", args, NULL, cls, sizeof(cls), err,
+					    sizeof(err)), 1);
+	assert_non_null(strstr(err, "SCM_RIGHTS"));
+	json_decref(args);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(qmp_client_getfd(c, "snap", p[1], err, sizeof(err)), 0);
+	close(p[1]);
+	assert_true(getfd_taken >= 0);
+	assert_int_equal(write(getfd_taken, "x", 1), 1);
+	close(getfd_taken);
+	char b;
+	assert_int_equal(read(p[0], &b, 1), 1);
+	assert_int_equal(b, 'x');
+	assert_int_equal(read(p[0], &b, 1), 0);   /* no copy left open anywhere */
+	close(p[0]);
+	qmp_client_close(c);
+	qmp_server_stop(getfd_server);
+}
+
 static void test_unix_listen(void **state)
 {
 	(void)state;
@@ -408,6 +457,7 @@ int main(void)
 		cmocka_unit_test(test_qmp_roundtrip),
 		cmocka_unit_test(test_qmp_malformed),
 		cmocka_unit_test(test_qmp_emit_never_waits_for_client),
+		cmocka_unit_test(test_qmp_getfd),
 		cmocka_unit_test(test_unix_listen),
 		cmocka_unit_test(test_unix_listen_appears_ready),
 		cmocka_unit_test(test_replay_ring),

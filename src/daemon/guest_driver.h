@@ -1,0 +1,82 @@
+/* The kinds of guest kvzd runs and everything that differs between them,
+ * as one table per kind. A record's "type" ("vm", "ct") selects its driver
+ * once (guest_driver_of); the rest of kvzd calls through the table instead
+ * of comparing type strings, so that a new kind is one new table. */
+#ifndef KVZD_GUEST_DRIVER_H
+#define KVZD_GUEST_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "guest_ops.h"
+#include "kvzd.h"
+
+enum guest_kind { GUEST_VM, GUEST_CT, GUEST_KIND_COUNT };
+
+struct argv;
+
+struct guest_driver {
+	enum guest_kind kind;
+	const char *type;     /* as stored and in the API */
+	const char *prog;     /* the supervisor's program name, for adoption */
+	const char *disk_dir; /* beneath the state dir: where its disks lie */
+	/* Its configured memory is taken from the host while it runs (a VM's
+	 * RAM), as opposed to a limit on what it may use. */
+	bool reserves_memory;
+	/* Why this kind has no snapshots, or NULL when it has them. */
+	const char *no_snapshots;
+
+	/* The stored configuration from a POST /v1/guests body. */
+	int (*config)(struct kvzd *d, json_t *req, json_t *cfg, struct op_error *e);
+	/* Disk or private area of a new guest; may add to cfg. On failure
+	 * nothing is left behind. */
+	int (*create_storage)(struct kvzd *d, const char *name, json_t *cfg,
+			      struct op_error *e);
+	/* Removes what create_storage made (cfg as stored; may lack what
+	 * create_storage added when a create was interrupted). */
+	int (*remove_storage)(struct kvzd *d, const char *name, json_t *cfg,
+			      struct op_error *e);
+	/* Checks before a start (images still allowed, memory free) and clears
+	 * what a previous run left at qmp; NULL when there is nothing to do. */
+	int (*prepare_start)(struct kvzd *d, const char *name, json_t *cfg,
+			     const char *qmp, struct op_error *e);
+	/* The supervisor's command line. */
+	void (*argv)(struct kvzd *d, const char *name, json_t *cfg, const char *qmp,
+		     const char *console, struct argv *a);
+	/* After the supervisor answers; NULL when there is nothing to do. */
+	void (*after_start)(struct kvzd *d, const char *name, json_t *cfg);
+	/* Asks a running guest to end within timeout_s and waits for it;
+	 * *how is set when it had to be told more firmly. */
+	void (*request_stop)(const char *name, const char *qmp, pid_t pid,
+			     unsigned long long start, int timeout_s, const char **how);
+	/* PATCH /v1/guests/NAME on a stopped or running guest. */
+	int (*set)(struct kvzd *d, json_t *g, json_t *req, struct op_error *e);
+	/* One monitor sample of a running guest (monitor.c publishes it). */
+	void (*sample)(struct kvzd *d, json_t *g, int64_t now_ms);
+	/* The file whose allocation counts against disk admission. */
+	void (*disk_file)(const struct kvzd *d, const char *name, char *buf, size_t len);
+	/* Adds what clients see beyond the record; NULL when nothing. */
+	void (*view)(struct kvzd *d, json_t *g, json_t *v);
+};
+
+extern const struct guest_driver guest_vm_driver;
+extern const struct guest_driver guest_ct_driver;
+
+/* NULL for an unknown type. */
+const struct guest_driver *guest_driver_for_type(const char *type);
+/* The driver of a stored record; records only hold known types, so an
+ * unknown one is a corrupt store and ends kvzd. */
+const struct guest_driver *guest_driver_of(json_t *g);
+const struct guest_driver *guest_driver_by_kind(enum guest_kind k);
+
+/* Per-kind parts that live with their subject. */
+int guest_resize_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e);
+int guest_resize_ct(struct kvzd *d, json_t *g, json_t *req, struct op_error *e);
+void monitor_sample_vm(struct kvzd *d, json_t *g, int64_t now_ms);
+void monitor_sample_ct(struct kvzd *d, json_t *g, int64_t now_ms);
+
+#endif

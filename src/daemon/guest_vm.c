@@ -1,0 +1,154 @@
+/* The VM driver: kvz-vmm supervisors, raw disk images under images/. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "argv_build.h"
+#include "guest_config.h"
+#include "guest_driver.h"
+#include "hostinfo.h"
+#include "parse.h"
+#include "storage.h"
+
+static int vm_config(struct kvzd *d, json_t *req, json_t *cfg, struct op_error *e)
+{
+	return guest_config_vm(d->images, req, cfg, e);
+}
+
+static int vm_create_storage(struct kvzd *d, const char *name, json_t *cfg,
+			     struct op_error *e)
+{
+	uint64_t size = (uint64_t)json_integer_value(json_object_get(cfg, "disk_size"));
+	if (!size)
+		return 0;
+	bool fixed = !strcmp(cfg_str(cfg, "disk_mode"), "fixed");
+	char dir[300], path[320], err[400];
+	snprintf(dir, sizeof(dir), "%s/images", d->state_dir);
+	if (fixed && storage_free_bytes(dir) < size)
+		return op_fail(e, 409, "not enough space in %s for a fixed %llu-byte disk", dir,
+			       (unsigned long long)size);
+	guest_image_path(d, name, path, sizeof(path));
+	if (storage_create_image(path, size, fixed, err, sizeof(err)))
+		return op_fail(e, 500, "%s", err);
+	json_object_set_new(cfg, "disk_path", json_string(path));
+	return 0;
+}
+
+static int vm_remove_storage(struct kvzd *d, const char *name, json_t *cfg,
+			     struct op_error *e)
+{
+	char path[320];
+	const char *disk = cfg_str(cfg, "disk_path");
+	if (!disk) {
+		guest_image_path(d, name, path, sizeof(path));
+		disk = path;
+	}
+	if (unlink(disk) < 0 && errno != ENOENT)
+		return op_fail(e, 500, "cannot remove %s: %s", disk, strerror(errno));
+	return 0;
+}
+
+/* Again at each start: the operator may have narrowed --images-dir since
+ * the VM was created, or the file may have been replaced by a symlink. */
+static int vm_images_allowed(struct kvzd *d, json_t *cfg, struct op_error *e)
+{
+	char path[PATH_MAX];
+	for (const char *const *k = (const char *const[]){"kernel", "initrd", NULL}; *k; k++) {
+		const char *p = cfg_str(cfg, *k);
+		if (p && cfg_image_path(d->images, *k, p, path, sizeof(path), e)) {
+			e->status = 409;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int vm_prepare_start(struct kvzd *d, const char *name, json_t *cfg, const char *qmp,
+			    struct op_error *e)
+{
+	if (vm_images_allowed(d, cfg, e))
+		return -1;
+	struct host_mem m;
+	uint64_t need = (uint64_t)json_integer_value(json_object_get(cfg, "memory"));
+	if (host_meminfo(&m) == 0 && need > m.available) {
+		char a[32], b[32];
+		return op_fail(e, 409, "not enough host memory: %s needs %s, %s available",
+			       name, kvz_format_size(need, a, sizeof(a)),
+			       kvz_format_size(m.available, b, sizeof(b)));
+	}
+	unlink(qmp);
+	return 0;
+}
+
+static void vm_argv(struct kvzd *d, const char *name, json_t *cfg, const char *qmp,
+		    const char *console, struct argv *a)
+{
+	arg(a, "%s", d->vmm_bin);
+	arg(a, "--name");
+	arg(a, "%s", name);
+	arg(a, "--kernel");
+	arg(a, "%s", cfg_str(cfg, "kernel"));
+	if (cfg_str(cfg, "initrd")) {
+		arg(a, "--initrd");
+		arg(a, "%s", cfg_str(cfg, "initrd"));
+	}
+	if (cfg_str(cfg, "cmdline")) {
+		arg(a, "--cmdline");
+		arg(a, "%s", cfg_str(cfg, "cmdline"));
+	}
+	arg(a, "--memory");
+	arg(a, "%lld", (long long)json_integer_value(json_object_get(cfg, "memory")));
+	arg(a, "--cpus");
+	arg(a, "%lld", (long long)json_integer_value(json_object_get(cfg, "cpus")));
+	arg(a, "--qmp");
+	arg(a, "%s", qmp);
+	arg(a, "--console-socket");
+	arg(a, "%s", console);
+	if (cfg_str(cfg, "disk_path")) {
+		arg(a, "--disk");
+		arg(a, "%s", cfg_str(cfg, "disk_path"));
+	}
+	if (cfg_str(cfg, "bridge")) {
+		/* Tap names are at most 15 bytes. */
+		char tap[16];
+		snprintf(tap, sizeof(tap), "kvz%.12s", name);
+		arg(a, "--net");
+		if (cfg_str(cfg, "mac"))
+			arg(a, "tap=%s,bridge=%s,mac=%s", tap, cfg_str(cfg, "bridge"),
+			    cfg_str(cfg, "mac"));
+		else
+			arg(a, "tap=%s,bridge=%s", tap, cfg_str(cfg, "bridge"));
+	}
+	if (json_is_true(json_object_get(cfg, "balloon")))
+		arg(a, "--balloon");
+}
+
+/* As virsh shutdown: the ACPI power button, then the guest's own shutdown;
+ * a guest that ignores it is quit (by the caller) after the timeout. */
+static void vm_request_stop(const char *name, const char *qmp, pid_t pid,
+			    unsigned long long start, int timeout_s, const char **how)
+{
+	struct op_error ignored;
+	if (guest_qmp_call(name, qmp, "system_powerdown", NULL, NULL, &ignored) == 0 &&
+	    !guest_wait_gone(pid, start, timeout_s * 1000, NULL))
+		*how = "the guest ignored the power button: quit";
+}
+
+const struct guest_driver guest_vm_driver = {
+	.kind = GUEST_VM,
+	.type = "vm",
+	.prog = "kvz-vmm",
+	.disk_dir = "images",
+	.reserves_memory = true,
+	.config = vm_config,
+	.create_storage = vm_create_storage,
+	.remove_storage = vm_remove_storage,
+	.prepare_start = vm_prepare_start,
+	.argv = vm_argv,
+	.request_stop = vm_request_stop,
+	.set = guest_resize_vm,
+	.sample = monitor_sample_vm,
+	.disk_file = guest_image_path,
+};
