@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from kvzd_harness import BUILD, FAKE, KVZD, fake_kvzd
+from kvzd_harness import BUILD, FAKE, KVZD, fake_kvzd, free_port
 
 TOKEN = "attack-test-token-0123456789"
 FLOOD = 2000
@@ -31,14 +31,6 @@ def fake():
         pytest.skip("stand-in supervisor not built: " + FAKE)
     yield d
     d.cleanup()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def write_token(d, mode=0o600):
