@@ -23,13 +23,13 @@
 struct session {
 	char id[WEB_ID_HEX + 1]; /* "" when free */
 	char csrf[WEB_ID_HEX + 1];
-	int64_t created, last;
+	int64_t created, last; /* ms, CLOCK_MONOTONIC */
 };
 
 struct client {
 	unsigned char addr[16]; /* IPv4 mapped into IPv6 */
 	unsigned failures;
-	int64_t last, not_before;
+	int64_t last, not_before; /* ms, CLOCK_MONOTONIC */
 	bool used;
 };
 
@@ -40,11 +40,12 @@ struct web_sessions {
 	struct client clients[MAX_CLIENTS];
 };
 
-static int64_t now_s(void)
+/* Milliseconds: whole seconds would make a 1 s wait anything from 0 to 1 s. */
+static int64_t now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 struct web_sessions *web_sessions_new(unsigned idle_s)
@@ -91,14 +92,15 @@ static int random_hex(char *out)
 
 static bool expired(const struct web_sessions *s, const struct session *e, int64_t now)
 {
-	return now - e->last >= s->idle_s || now - e->created >= SESSION_MAX_AGE_S;
+	return now - e->last >= (int64_t)s->idle_s * 1000 ||
+	       now - e->created >= SESSION_MAX_AGE_S * 1000LL;
 }
 
 int web_session_create(struct web_sessions *s, char *id, char *csrf)
 {
 	if (random_hex(id) || random_hex(csrf))
 		return -1;
-	int64_t now = now_s();
+	int64_t now = now_ms();
 	pthread_mutex_lock(&s->lock);
 	struct session *slot = &s->sess[0];
 	for (size_t i = 0; i < MAX_SESSIONS; i++) {
@@ -138,7 +140,7 @@ static struct session *find(struct web_sessions *s, const char *id, int64_t now)
 
 bool web_session_check(struct web_sessions *s, const char *id, char *csrf)
 {
-	int64_t now = now_s();
+	int64_t now = now_ms();
 	pthread_mutex_lock(&s->lock);
 	struct session *e = find(s, id, now);
 	if (e) {
@@ -153,7 +155,7 @@ bool web_session_check(struct web_sessions *s, const char *id, char *csrf)
 void web_session_destroy(struct web_sessions *s, const char *id)
 {
 	pthread_mutex_lock(&s->lock);
-	struct session *e = find(s, id, now_s());
+	struct session *e = find(s, id, now_ms());
 	if (e)
 		explicit_bzero(e, sizeof(*e));
 	pthread_mutex_unlock(&s->lock);
@@ -180,7 +182,7 @@ static struct client *client_of(struct web_sessions *s, const struct sockaddr *a
 	struct client *stalest = &s->clients[0];
 	for (size_t i = 0; i < MAX_CLIENTS; i++) {
 		struct client *c = &s->clients[i];
-		if (c->used && now - c->last >= FORGET_S && now >= c->not_before)
+		if (c->used && now - c->last >= FORGET_S * 1000LL && now >= c->not_before)
 			c->used = false;
 		if (c->used && !memcmp(c->addr, key, 16))
 			return c;
@@ -196,19 +198,19 @@ static struct client *client_of(struct web_sessions *s, const struct sockaddr *a
 
 bool web_login_allowed(struct web_sessions *s, const struct sockaddr *addr, unsigned *retry_s)
 {
-	int64_t now = now_s();
+	int64_t now = now_ms();
 	pthread_mutex_lock(&s->lock);
 	struct client *c = client_of(s, addr, now, false);
 	bool ok = !c || now >= c->not_before;
 	if (!ok)
-		*retry_s = (unsigned)(c->not_before - now);
+		*retry_s = (unsigned)((c->not_before - now + 999) / 1000);
 	pthread_mutex_unlock(&s->lock);
 	return ok;
 }
 
 void web_login_result(struct web_sessions *s, const struct sockaddr *addr, bool ok)
 {
-	int64_t now = now_s();
+	int64_t now = now_ms();
 	pthread_mutex_lock(&s->lock);
 	struct client *c = client_of(s, addr, now, !ok);
 	if (c && ok) {
@@ -219,7 +221,7 @@ void web_login_result(struct web_sessions *s, const struct sockaddr *addr, bool 
 		if (c->failures >= FREE_TRIES) {
 			unsigned shift = c->failures - FREE_TRIES;
 			int64_t wait = shift >= 6 ? MAX_WAIT_S : (int64_t)1 << shift;
-			c->not_before = now + (wait > MAX_WAIT_S ? MAX_WAIT_S : wait);
+			c->not_before = now + 1000 * (wait > MAX_WAIT_S ? MAX_WAIT_S : wait);
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
