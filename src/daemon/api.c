@@ -50,6 +50,7 @@ struct upload {
 	size_t len;
 	bool too_big;
 	char session[WEB_ID_HEX + 1]; /* the browser session it came with, or "" */
+	bool upgraded;                /* answered 101: MHD hands the socket over */
 };
 
 const char *api_query(const struct api_req *r, const char *key)
@@ -94,7 +95,7 @@ static bool token_ok(struct MHD_Connection *conn, const char *token)
 
 static void dispatch(struct api_req *r, struct api_resp *resp)
 {
-	if (guests_route(r, resp) || event_stream_route(r, resp) || events_route(r, resp) ||
+	if (console_route(r, resp) || guests_route(r, resp) || event_stream_route(r, resp) || events_route(r, resp) ||
 	    stats_route(r, resp) || metrics_route(r, resp) || web_route(r, resp))
 		return;
 	api_error(resp, 404, "no such resource: %s %s", r->method, r->path);
@@ -239,6 +240,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	}
 	if (!resp.json)
 		dispatch(&req, &resp);
+	up->upgraded = resp.status == MHD_HTTP_SWITCHING_PROTOCOLS;
 	enum MHD_Result ret = send_resp(conn, l->web, &resp);
 	json_decref(resp.json);
 	free(resp.text);
@@ -252,9 +254,11 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	(void)toe;
 	struct listener *l = cls;
-	if (l->guard)
-		conn_guard_request_done(l->guard, conn);
 	struct upload *up = *con_cls;
+	/* An upgraded connection (a console) serves no further request: no
+	 * header deadline for it. */
+	if (l->guard && !(up && up->upgraded))
+		conn_guard_request_done(l->guard, conn);
 	if (up) {
 		free(up->buf);
 		free(up);
@@ -317,7 +321,8 @@ static int start_listener(struct listener *l, const struct api_limits *lim,
 		{MHD_OPTION_END, 0, NULL},
 	};
 	struct MHD_OptionItem none[] = {{MHD_OPTION_END, 0, NULL}};
-	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD;
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
+			 MHD_ALLOW_UPGRADE;
 	struct MHD_OptionItem *opts = !l->guard ? none : l->tls.cert ? tls_opts : tcp_opts;
 	if (l->tls.cert)
 		flags |= MHD_USE_TLS;
@@ -393,6 +398,7 @@ void api_stop(struct api *a)
 	if (!a)
 		return;
 	event_stream_shutdown();
+	console_shutdown();
 	stop_listener(&a->unix_l);
 	stop_listener(&a->tcp_l);
 	free(a);

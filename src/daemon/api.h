@@ -47,6 +47,10 @@ bool events_route(struct api_req *r, struct api_resp *resp);
 bool stats_route(struct api_req *r, struct api_resp *resp);
 bool metrics_route(struct api_req *r, struct api_resp *resp);
 bool event_stream_route(struct api_req *r, struct api_resp *resp);
+/* GET /v1/guests/NAME/console as a WebSocket (web_console.c). */
+bool console_route(struct api_req *r, struct api_resp *resp);
+/* Ends every console relay and waits for them (before the listeners stop). */
+void console_shutdown(void);
 /* Ends every event stream (before the listeners stop). */
 void event_stream_shutdown(void);
 /* What GET PATH answers on the UNIX socket when it is 200, else NULL. */
