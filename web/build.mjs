@@ -1,6 +1,6 @@
 // Bundles the web UI into OUT (default ../build/web): app.js and login.js
-// (esbuild, minified, every dependency inside), app.css (uPlot's CSS and
-// ours), index.html and login.html. kvzd reads exactly these files.
+// (esbuild, minified, every dependency inside), app.css (uPlot's and
+// xterm.js's CSS and ours), index.html and login.html. kvzd reads exactly these files.
 import * as esbuild from "esbuild";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -20,7 +20,8 @@ await esbuild.build({
   legalComments: "none",
   logLevel: "warning",
 });
-const css = [join(here, "node_modules/uplot/dist/uPlot.min.css"), join(here, "src/app.css")]
+const css = [join(here, "node_modules/uplot/dist/uPlot.min.css"),
+  join(here, "node_modules/@xterm/xterm/css/xterm.css"), join(here, "src/app.css")]
   .map((f) => readFileSync(f, "utf8")).join("\n");
 writeFileSync(join(out, "app.css"), css);
 for (const page of ["index.html", "login.html"])

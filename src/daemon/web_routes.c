@@ -41,8 +41,11 @@ struct web {
 	size_t len[NASSETS];
 };
 
-/* Only scripts, styles and requests of kvzd's own origin; no framing. */
-static const char CSP[] = "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+/* Only scripts and requests of kvzd's own origin; no framing. Inline
+ * styles are allowed because xterm.js writes its theme into a <style>
+ * element; scripts stay 'self' only. */
+static const char CSP[] = "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+			  "img-src 'self' data:; object-src 'none'; "
 			  "base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 static char *read_asset(const char *dir, const char *file, size_t *len)

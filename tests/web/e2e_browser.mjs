@@ -1,7 +1,7 @@
 // The web UI end to end in headless Chromium (playwright-core), against a
 // kvzd started by test_browser.py: log in, a wizard field kvzd refuses,
 // create and start a busybox container, see it live on the dashboard,
-// resize its memory, stop and destroy it, requests without the session or
+// resize its memory, run a command in its console, stop and destroy it, requests without the session or
 // the CSRF token refused, log out. Screenshots of each page go to SHOTS.
 // Any failure throws: exit status 1 with the step that failed.
 import { join } from "node:path";
@@ -58,6 +58,7 @@ try {
   await page.fill("#f-name", "web1");
   await page.press("#f-name", "Enter");
   await page.selectOption("#f-template", "busybox");
+  await page.fill("#f-command", "/bin/sh"); // a shell on the console
   await page.click("#next");
   await page.fill("#f-memory_soft", "32M");
   await page.fill("#f-memory_hard", "64M");
@@ -117,6 +118,17 @@ try {
   await page.waitForFunction(() => document.getElementById("mem-error").textContent !== "");
   await page.waitForSelector("#guest-events li");
   await shot("guest");
+
+  log("open its console and run a command");
+  await page.click("#console-open");
+  await page.waitForFunction(() => document.getElementById("console-status").textContent === "connected");
+  const termText = () => page.evaluate(() => document.querySelector("#terminal .xterm-rows")?.textContent || "");
+  await page.keyboard.type("echo kvz-$((6*7))");
+  await page.keyboard.press("Enter");
+  for (let i = 0; i < 40 && !(await termText()).includes("kvz-42"); i++) await page.waitForTimeout(250);
+  check((await termText()).includes("kvz-42"), "no command output in the console: " + (await termText()));
+  await shot("guest-console");
+  await page.click("#console-open");
 
   log("requests without the CSRF token or without the session are refused");
   const noCsrf = await page.evaluate(async () => {

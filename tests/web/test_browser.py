@@ -53,5 +53,6 @@ def test_web_ui_in_chromium(real):
     types = [e["type"] for e in d.events("web1")]
     assert types == ["created", "started", "resized", "stopped", "destroyed"], types
     assert TOKEN not in d.read_log()
-    for name in ("login", "dashboard", "create-summary", "create-error", "guest", "dashboard-phone"):
+    for name in ("login", "dashboard", "create-summary", "create-error", "guest", "guest-console",
+                 "dashboard-phone"):
         assert os.path.getsize(os.path.join(SHOTS, name + ".png")) > 1000, name

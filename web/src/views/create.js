@@ -13,6 +13,8 @@ const STEPS = [
   ] },
   { title: "Template", fields: [
     { id: "template", label: "Template", options: ["busybox", "debian"] },
+    { id: "command", label: "Init command", help: "default /sbin/init; /bin/sh puts a shell on the console",
+      check: (v) => !v || v.startsWith("/") || "an absolute path, then its arguments" },
   ] },
   { title: "Resources", fields: [
     { id: "memory_soft", label: "Memory soft limit", help: "e.g. 256M; empty: none", check: (v) => !v || SIZE.test(v) || "a size such as 256M" },
@@ -30,7 +32,7 @@ const STEPS = [
 
 // Which field a kvzd error message is about.
 const ERROR_FIELDS = [
-  [/name/i, "name"], [/template/i, "template"], [/memory/i, "memory_hard"], [/cpus/i, "cpus"],
+  [/name/i, "name"], [/template/i, "template"], [/command/i, "command"], [/memory/i, "memory_hard"], [/cpus/i, "cpus"],
   [/disk|space/i, "disk"], [/gw|gateway/i, "gw"], [/bridge/i, "bridge"], [/\bip\b|network|address/i, "ip"],
 ];
 
@@ -39,6 +41,7 @@ function request(values) {
   const { memory_soft: soft, memory_hard: hard } = values;
   if (soft && hard) body.memory = soft + ":" + hard;
   else if (soft || hard) body.memory = soft || hard;
+  if (values.command) body.command = values.command.split(/\s+/);
   if (values.cpus) body.cpus = Number(values.cpus);
   if (values.disk) body.disk = values.disk;
   if (values.ip) {

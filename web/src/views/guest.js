@@ -1,6 +1,7 @@
 // One guest: state, configuration, actions (start, stop, restart,
 // destroy with confirmation), live memory resize, graphs and its events.
 import { api } from "../api.js";
+import { openConsole } from "../console.js";
 import { Series } from "../chart.js";
 import { bytes, h, pct, stateBadge } from "../format.js";
 import { live, subscribe } from "../live.js";
@@ -23,6 +24,7 @@ const CONFIG_LABELS = {
 };
 
 function configValue(k, v) {
+  if ((k === "pids" || k === "cpus") && !v) return "no limit";
   if (/^memory|disk_size/.test(k) && typeof v === "number") return v ? bytes(v) : "no limit";
   if (Array.isArray(v)) return v.join(" ");
   if (v && typeof v === "object") return JSON.stringify(v);
@@ -59,6 +61,21 @@ export function guestPage(main, name) {
     h("option", { value: "1h" }, "last hour"), h("option", { value: "24h" }, "last day"));
   const graphEl = h("div", { class: "graph" });
   const events = h("ol", { id: "guest-events", class: "events" });
+  const termEl = h("div", { id: "terminal", class: "terminal" });
+  const consoleStatus = h("span", { id: "console-status", class: "status", role: "status" });
+  let closeConsole = null;
+  const consoleButton = h("button", { type: "button", id: "console-open", onclick: () => {
+    if (closeConsole) {
+      closeConsole();
+      closeConsole = null;
+      consoleButton.textContent = "Open console";
+      termEl.replaceChildren();
+      consoleStatus.textContent = "";
+      return;
+    }
+    closeConsole = openConsole(termEl, name, (s) => (consoleStatus.textContent = s));
+    consoleButton.textContent = "Close console";
+  } }, "Open console");
   const buttons = {};
   const act = (label, fn, cls) => (buttons[label] = h("button", { type: "button", class: cls, onclick: fn }, label));
 
@@ -108,6 +125,8 @@ export function guestPage(main, name) {
   main.replaceChildren(
     h("p", {}, h("a", { href: "#/" }, "← Dashboard")), head, status, usage, actions,
     h("section", { class: "panel" }, h("h2", {}, "Configuration"), config, memForm),
+    h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Console"),
+      h("div", {}, consoleStatus, " ", consoleButton)), termEl),
     h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Usage"), range), graphEl),
     h("section", { class: "panel" }, h("h2", {}, "Events"), events));
   const chart = new Series(graphEl, "CPU and memory", [
@@ -128,6 +147,7 @@ export function guestPage(main, name) {
     buttons.Start.disabled = running;
     buttons.Stop.disabled = buttons["Force stop"].disabled = buttons.Restart.disabled = !running;
     buttons.Destroy.disabled = false;
+    consoleButton.disabled = !running && !closeConsole;
   }
   function refresh() {
     api("GET", path).then((g) => {
@@ -158,5 +178,6 @@ export function guestPage(main, name) {
   return () => {
     unsub();
     chart.destroy();
+    if (closeConsole) closeConsole();
   };
 }
