@@ -113,6 +113,14 @@ try {
   await page.press("#mem-size", "Enter");
   await page.waitForFunction(() => document.getElementById("cfg-memory_hard")?.textContent === "96 MiB");
   await page.waitForFunction(() => /of 96 MiB/.test(document.getElementById("usage").textContent));
+  await page.fill("#res-cpus", "1");
+  await page.fill("#res-pids", "300");
+  await page.press("#res-pids", "Enter");
+  await page.waitForFunction(() => document.getElementById("cfg-pids")?.textContent === "300" &&
+    document.getElementById("cfg-cpus")?.textContent === "1");
+  await page.fill("#res-disk", "64M"); // smaller than the disk: kvzd says why, next to the form
+  await page.press("#res-disk", "Enter");
+  await page.waitForFunction(() => document.getElementById("res-error").textContent !== "");
   await page.fill("#mem-size", "1M:2M:3M");
   await page.press("#mem-size", "Enter");
   await page.waitForFunction(() => document.getElementById("mem-error").textContent !== "");

@@ -51,7 +51,7 @@ def test_web_ui_in_chromium(real):
     # What the browser did, seen from kvzd's side.
     assert d.api("GET", "/v1/guests")[1] == []
     types = [e["type"] for e in d.events("web1")]
-    assert types == ["created", "started", "resized", "stopped", "destroyed"], types
+    assert types == ["created", "started", "resized", "resized", "stopped", "destroyed"], types
     assert TOKEN not in d.read_log()
     for name in ("login", "dashboard", "create-summary", "create-error", "guest", "guest-console",
                  "dashboard-phone"):

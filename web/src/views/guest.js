@@ -57,6 +57,18 @@ export function guestPage(main, name) {
     h("label", { for: "mem-size" }, "Memory"), memInput,
     h("button", { type: "submit" }, "Apply"),
     h("small", { id: "mem-help" }, " SOFT:HARD or one size (e.g. 256M:512M); live while it runs"), memError);
+  const resInputs = {
+    cpus: h("input", { id: "res-cpus", name: "cpus", size: 6, placeholder: "0.5", autocomplete: "off" }),
+    pids: h("input", { id: "res-pids", name: "pids", size: 6, placeholder: "200", autocomplete: "off" }),
+    disk: h("input", { id: "res-disk", name: "disk", size: 6, placeholder: "2G", autocomplete: "off" }),
+  };
+  const resError = h("p", { id: "res-error", class: "error", role: "alert" });
+  const resForm = h("form", { id: "res-form", class: "inline" },
+    h("label", { for: "res-cpus" }, "CPUs"), resInputs.cpus,
+    h("label", { for: "res-pids" }, "Pids"), resInputs.pids,
+    h("label", { for: "res-disk" }, "Disk"), resInputs.disk,
+    h("button", { type: "submit" }, "Apply"),
+    h("small", {}, " empty fields stay as they are; a disk grows only, while the container runs"), resError);
   const range = h("select", { id: "guest-range", "aria-label": "graph range" },
     h("option", { value: "1h" }, "last hour"), h("option", { value: "24h" }, "last day"));
   const graphEl = h("div", { class: "graph" });
@@ -122,9 +134,32 @@ export function guestPage(main, name) {
     }
   });
 
+  resForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    resError.textContent = "";
+    const body = {};
+    const v = (k) => resInputs[k].value.trim();
+    if (v("cpus")) body.cpus = Number(v("cpus"));
+    if (v("pids")) body.pids = Number(v("pids"));
+    if (v("disk")) body.disk = v("disk");
+    if (Object.values(body).some((x) => Number.isNaN(x))) {
+      resError.textContent = "CPUs and pids are numbers";
+      return;
+    }
+    if (!Object.keys(body).length) return;
+    try {
+      guest = await api("PATCH", path, body);
+      status.textContent = "Set " + Object.entries(body).map(([k, x]) => k + " " + x).join(", ");
+      Object.values(resInputs).forEach((i) => (i.value = ""));
+      render();
+    } catch (e) {
+      resError.textContent = e.message;
+    }
+  });
+
   main.replaceChildren(
     h("p", {}, h("a", { href: "#/" }, "← Dashboard")), head, status, usage, actions,
-    h("section", { class: "panel" }, h("h2", {}, "Configuration"), config, memForm),
+    h("section", { class: "panel" }, h("h2", {}, "Configuration"), config, memForm, resForm),
     h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Console"),
       h("div", {}, consoleStatus, " ", consoleButton)), termEl),
     h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Usage"), range), graphEl),
@@ -148,6 +183,7 @@ export function guestPage(main, name) {
     buttons.Stop.disabled = buttons["Force stop"].disabled = buttons.Restart.disabled = !running;
     buttons.Destroy.disabled = false;
     consoleButton.disabled = !running && !closeConsole;
+    resInputs.pids.disabled = resInputs.disk.disabled = guest.type === "vm";
   }
   function refresh() {
     api("GET", path).then((g) => {
