@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Builds the web UI: `npm ci` from web/package-lock.json when node_modules is
 # missing or older than the lock file, then esbuild (web/build.mjs) into OUT.
 # Run by meson (web/meson.build) at `make` time; nothing is fetched at run time.

@@ -176,8 +176,8 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct web *web,
  * header deadline, so it cannot hold the connection by dribbling a body.
  * The login page and the login itself are public, but keep that deadline
  * too. */
-static enum MHD_Result check_token(struct listener *l, struct MHD_Connection *conn,
-				   const char *method, const char *url, struct upload *up)
+static enum MHD_Result check_auth(struct listener *l, struct MHD_Connection *conn,
+				  const char *method, const char *url, struct upload *up)
 {
 	struct api_resp resp = {.status = 401};
 	if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization")) {
@@ -209,7 +209,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		if (!up)
 			return MHD_NO;
 		*con_cls = up;
-		return l->token ? check_token(l, conn, method, url, up) : MHD_YES;
+		return l->token ? check_auth(l, conn, method, url, up) : MHD_YES;
 	}
 	if (*data_size) {
 		if (up->len + *data_size > MAX_BODY) {

@@ -168,13 +168,15 @@ bool event_stream_route(struct api_req *r, struct api_resp *resp)
 		api_error(resp, 405, "%s is not allowed on %s", r->method, r->path);
 		return true;
 	}
+	int64_t last_id;
+	if (!start_id(r, resp, &last_id))
+		return true;
 	struct stream *s = calloc(1, sizeof(*s));
-	if (!s || !start_id(r, resp, s ? &s->last_id : NULL)) {
-		if (!s)
-			api_error(resp, 500, "out of memory");
-		free(s);
+	if (!s) {
+		api_error(resp, 500, "out of memory");
 		return true;
 	}
+	s->last_id = last_id;
 	s->d = r->d;
 	s->web = r->web;
 	if (r->session)

@@ -77,6 +77,7 @@ static char *read_asset(const char *dir, const char *file, size_t *len)
  * the assets build/web), else share/kvz/web of an install. */
 static void find_dir(struct web *w, const char *opt)
 {
+	w->dir[0] = 0;
 	if (opt) {
 		if (!realpath(opt, w->dir))
 			w->dir[0] = 0;
@@ -87,19 +88,18 @@ static void find_dir(struct web *w, const char *opt)
 	if (n <= 0)
 		return;
 	self[n] = 0;
+	const char *exe_dir = dirname(self);
 	const char *cands[] = {"../../web", "../share/kvz/web"};
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < sizeof(cands) / sizeof(cands[0]); i++) {
 		char p[PATH_MAX + 32];
-		snprintf(p, sizeof(p), "%s/%s/index.html", dirname(self), cands[i]);
+		snprintf(p, sizeof(p), "%s/%s/index.html", exe_dir, cands[i]);
 		if (access(p, R_OK) == 0) {
 			*strrchr(p, '/') = 0;
 			if (realpath(p, w->dir))
 				return;
+			w->dir[0] = 0;
 		}
-		n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-		self[n > 0 ? n : 0] = 0;
 	}
-	w->dir[0] = 0;
 }
 
 struct web *web_new(const struct web_options *o, const char *token, char *err, size_t errlen)
