@@ -53,6 +53,23 @@ try {
   check(sc && sc.httpOnly && sc.secure && sc.sameSite === "Strict", "cookie flags: " + JSON.stringify(sc));
   await shot("dashboard-empty");
 
+  log("the wizard for a VM shows kvzd's refusal of a kernel outside the image directories");
+  await page.goto(KVZ_UI + "/#/create");
+  await page.fill("#f-name", "vm1");
+  await page.selectOption("#f-kind", "vm");
+  await page.click("#next");
+  await page.fill("#f-kernel", "/etc/shadow");
+  await page.click("#next");
+  await page.fill("#f-disk", "");
+  await page.click("#next");
+  await page.click("#next");
+  await page.waitForSelector("#summary");
+  await page.click("#create");
+  await page.waitForFunction(() => /not a readable file in the image directories/.test(
+    document.getElementById("e-kernel")?.textContent || ""));
+  await shot("create-vm-error");
+  await page.goto(KVZ_UI + "/#/");
+
   log("the wizard shows kvzd's error next to the field");
   await page.goto(KVZ_UI + "/#/create");
   await page.fill("#f-name", "web1");

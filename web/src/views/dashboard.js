@@ -47,7 +47,7 @@ export function dashboard(main) {
     h("h1", {}, "Dashboard"), cards,
     h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Host"), range), graphEl),
     h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Guests"),
-      h("a", { class: "button", href: "#/create" }, "Create container")),
+      h("a", { class: "button", href: "#/create" }, "Create guest")),
     h("div", { class: "scroll" }, table),
     h("p", { class: "empty", id: "no-guests", hidden: true }, "No guests yet.")));
 
