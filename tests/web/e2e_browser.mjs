@@ -142,6 +142,8 @@ try {
   await page.press("#mem-size", "Enter");
   await page.waitForFunction(() => document.getElementById("mem-error").textContent !== "");
   await page.waitForSelector("#guest-events li");
+  // Two uPlot graphs (CPU and memory; disk and network), drawn from kvzd's series.
+  await page.waitForFunction(() => document.querySelectorAll("main .uplot canvas").length === 2);
   await shot("guest");
 
   log("open its console and run a command");

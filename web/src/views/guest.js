@@ -72,6 +72,7 @@ export function guestPage(main, name) {
   const range = h("select", { id: "guest-range", "aria-label": "graph range" },
     h("option", { value: "1h" }, "last hour"), h("option", { value: "24h" }, "last day"));
   const graphEl = h("div", { class: "graph" });
+  const ioGraphEl = h("div", { class: "graph" });
   const events = h("ol", { id: "guest-events", class: "events" });
   const termEl = h("div", { id: "terminal", class: "terminal" });
   const consoleStatus = h("span", { id: "console-status", class: "status", role: "status" });
@@ -162,11 +163,16 @@ export function guestPage(main, name) {
     h("section", { class: "panel" }, h("h2", {}, "Configuration"), config, memForm, resForm),
     h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Console"),
       h("div", {}, consoleStatus, " ", consoleButton)), termEl),
-    h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Usage"), range), graphEl),
+    h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Usage"), range), graphEl, ioGraphEl),
     h("section", { class: "panel" }, h("h2", {}, "Events"), events));
   const chart = new Series(graphEl, "CPU and memory", [
     { label: "CPU", key: "cpu_pct", fmt: (v) => v.toFixed(0) + "%" },
     { label: "Memory", key: "mem_used", scale: "bytes", fmt: bytes },
+  ]);
+  const ioChart = new Series(ioGraphEl, "Disk used and network received/sent", [
+    { label: "Disk", key: "disk_used", fmt: bytes },
+    { label: "Received", key: "net_rx", scale: "net", fmt: bytes },
+    { label: "Sent", key: "net_tx", scale: "net", fmt: bytes },
   ]);
 
   function render() {
@@ -194,7 +200,10 @@ export function guestPage(main, name) {
       render();
     });
   }
-  const loadSeries = () => api("GET", path + "/stats?range=" + range.value).then((s) => chart.set(s.samples)).catch(() => {});
+  const loadSeries = () => api("GET", path + "/stats?range=" + range.value).then((s) => {
+    chart.set(s.samples);
+    ioChart.set(s.samples);
+  }).catch(() => {});
   range.addEventListener("change", loadSeries);
   const addEvent = (e) => events.prepend(h("li", {}, new Date(e.ts_ms).toLocaleTimeString() + " " + e.type +
     (e.detail ? ": " + e.detail : "")));
@@ -208,12 +217,16 @@ export function guestPage(main, name) {
     if (g) {
       guest = g;
       render();
-      if (range.value === "1h") chart.push(g.usage);
+      if (range.value === "1h") {
+        chart.push(g.usage);
+        ioChart.push(g.usage);
+      }
     }
   });
   return () => {
     unsub();
     chart.destroy();
+    ioChart.destroy();
     if (closeConsole) closeConsole();
   };
 }
