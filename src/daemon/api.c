@@ -95,8 +95,9 @@ static bool token_ok(struct MHD_Connection *conn, const char *token)
 
 static void dispatch(struct api_req *r, struct api_resp *resp)
 {
-	if (console_route(r, resp) || guests_route(r, resp) || event_stream_route(r, resp) || events_route(r, resp) ||
-	    stats_route(r, resp) || metrics_route(r, resp) || web_route(r, resp))
+	if (console_route(r, resp) || guests_route(r, resp) || event_stream_route(r, resp) ||
+	    events_route(r, resp) || stats_route(r, resp) || metrics_route(r, resp) ||
+	    web_route(r, resp))
 		return;
 	api_error(resp, 404, "no such resource: %s %s", r->method, r->path);
 }
@@ -311,19 +312,16 @@ static int start_listener(struct listener *l, const struct api_limits *lim,
 	struct MHD_OptionItem tcp_opts[] = {
 		{MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)lim->max_per_ip, NULL},
 		{MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)conn_guard_notify, l->guard},
-		{MHD_OPTION_END, 0, NULL},
-	};
-	struct MHD_OptionItem tls_opts[] = {
-		{MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)lim->max_per_ip, NULL},
-		{MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)conn_guard_notify, l->guard},
-		{MHD_OPTION_HTTPS_MEM_CERT, 0, l->tls.cert},
+		{MHD_OPTION_HTTPS_MEM_CERT, 0, l->tls.cert}, /* these two only with TLS */
 		{MHD_OPTION_HTTPS_MEM_KEY, 0, l->tls.key},
 		{MHD_OPTION_END, 0, NULL},
 	};
+	if (!l->tls.cert)
+		tcp_opts[2].option = MHD_OPTION_END;
 	struct MHD_OptionItem none[] = {{MHD_OPTION_END, 0, NULL}};
 	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
 			 MHD_ALLOW_UPGRADE;
-	struct MHD_OptionItem *opts = !l->guard ? none : l->tls.cert ? tls_opts : tcp_opts;
+	struct MHD_OptionItem *opts = l->guard ? tcp_opts : none;
 	if (l->tls.cert)
 		flags |= MHD_USE_TLS;
 	l->mhd = MHD_start_daemon(flags,
