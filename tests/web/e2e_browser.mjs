@@ -189,6 +189,20 @@ try {
   await page.setViewportSize({ width: 375, height: 740 });
   await shot("dashboard-phone");
 
+  log("a session ended elsewhere sends the open page to the login");
+  const second = await ctx.newPage();
+  await second.goto(KVZ_UI + "/");
+  await second.waitForSelector("#guests");
+  await second.waitForFunction(() => document.getElementById("live").textContent === "live");
+  const csrf = await page.evaluate(async () => (await (await fetch("/ui/session")).json()).csrf);
+  await page.evaluate(async (t) => fetch("/ui/logout", { method: "POST", headers: { "X-CSRF-Token": t } }), csrf);
+  await second.waitForURL(KVZ_UI + "/ui/login", { timeout: 15000 });
+  await second.close();
+  await page.goto(KVZ_UI + "/");
+  await page.fill("#token", KVZ_TOKEN);
+  await page.press("#token", "Enter");
+  await page.waitForURL(KVZ_UI + "/");
+
   log("log out");
   await page.click("#logout");
   await page.waitForURL(KVZ_UI + "/ui/login");

@@ -24,6 +24,11 @@ export function connect(statusEl) {
     live.connected = false;
     statusEl.textContent = "reconnecting…";
     statusEl.classList.remove("on");
+    // The stream also ends with the session (logout elsewhere, expiry):
+    // then the login page, rather than reconnecting for ever.
+    fetch("/ui/session", { credentials: "same-origin" }).then((r) => {
+      if (r.status === 401) location.replace("/ui/login");
+    }).catch(() => {});
   });
   es.addEventListener("snapshot", (m) => {
     const s = JSON.parse(m.data);
