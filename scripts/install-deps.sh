@@ -7,12 +7,16 @@ libmicrohttpd-dev libmnl-dev libseccomp-dev libcmocka-dev libzstd-dev
 python3 python3-pytest qemu-system-x86 linux-image-amd64 busybox-static cpio
 runc xfsprogs btrfs-progs debootstrap iproute2 iputils-ping e2fsprogs kmod
 clang libclang-rt-14-dev libarchive-dev libcurl4-openssl-dev libbpf-dev libnftables-dev
-nftables"
+nftables libgnutls28-dev openssl chromium"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
 		missing="$missing $p"
 done
+# The web UI's front-end is built with npm (web/package-lock.json). Any
+# node >= 18 with npm will do (Debian's, or NodeSource's, which bundles npm
+# and conflicts with Debian's npm package): install Debian's only when none.
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "install-deps: missing Debian packages:$missing (run as root to install them)" >&2

@@ -8,7 +8,9 @@
 #
 # Environment: BUILD (build directory, default build), KVZ_STATE_DIR
 # (/var/lib/kvz), KVZ_SOCKET (/run/kvz/kvzd.sock), KVZ_RUN_DIR (/run/kvz),
-# KVZ_DEMO_IP (10.10.0.11/24, bridge kvzbr0 with 10.10.0.1 on the host).
+# KVZ_DEMO_IP (10.10.0.11/24, bridge kvzbr0 with 10.10.0.1 on the host),
+# KVZ_UI_LISTEN (127.0.0.1:8443: the web UI over HTTPS with a self-signed
+# certificate; 0.0.0.0:8443 to reach it from other machines).
 set -eu
 
 BUILD=${BUILD:-build}
@@ -21,6 +23,8 @@ KVZD=$BUILD/src/daemon/kvzd
 KVZ=$BUILD/src/cli/kvz
 PIDFILE=$RUN/kvzd.pid
 LOG=$STATE/kvzd.log
+UI_LISTEN=${KVZ_UI_LISTEN:-127.0.0.1:8443}
+UI_TOKEN=$STATE/ui-token
 export KVZ_SOCKET="$SOCK"
 
 die() { echo "run-demo: $*" >&2; exit 1; }
@@ -56,6 +60,10 @@ start) ;;
 esac
 
 mkdir -p "$STATE" "$RUN"
+# The token of the TCP listener (web UI and API), made once, 0600.
+if [ ! -s "$UI_TOKEN" ]; then
+	(umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$UI_TOKEN")
+fi
 if kvzd_running; then
 	echo "kvzd already answers on $SOCK"
 else
@@ -63,6 +71,7 @@ else
 	# Without kvz-vmm built, kvzd still runs containers.
 	set -- --ct "$BUILD/src/ct/kvz-ct"
 	[ -x "$BUILD/src/vmm/kvz-vmm" ] && set -- "$@" --vmm "$BUILD/src/vmm/kvz-vmm"
+	set -- "$@" --listen "$UI_LISTEN" --token-file "$UI_TOKEN" --tls
 	setsid "$KVZD" --state-dir "$STATE" --run-dir "$RUN" --socket "$SOCK" "$@" \
 		</dev/null >>"$LOG" 2>&1 &
 	echo $! >"$PIDFILE"
@@ -96,6 +105,8 @@ kvzd is running in the background and answers on $SOCK.
   wget -qO- http://${DEMO_IP%/*}/      # the page the container serves
   curl --unix-socket $SOCK http://kvzd/v1/guests   # the REST API (docs/api.md)
   curl --unix-socket $SOCK http://kvzd/metrics     # Prometheus metrics
+Web UI: https://$UI_LISTEN/  (a self-signed certificate, made in $STATE/tls/;
+  log in with the token in $UI_TOKEN: cat $UI_TOKEN)
 Stop kvzd: scripts/run-demo.sh stop   (guests keep running)
 Remove the demo too: scripts/run-demo.sh clean
 EOT

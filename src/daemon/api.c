@@ -17,6 +17,8 @@
 
 #include "conn_guard.h"
 #include "log.h"
+#include "tls.h"
+#include "web_routes.h"
 
 #define MAX_BODY (1024 * 1024)
 /* Inactivity allowed once a request is under way (an authenticated one on
@@ -34,6 +36,8 @@ struct listener {
 	struct conn_guard *guard; /* TCP: header deadlines; NULL on the UNIX socket */
 	struct MHD_Daemon *mhd;
 	int fd;
+	struct web *web;          /* TCP: the web UI and its sessions */
+	struct tls_pem tls;       /* TCP with TLS: what MHD serves */
 };
 
 struct api {
@@ -45,10 +49,14 @@ struct upload {
 	char *buf;
 	size_t len;
 	bool too_big;
+	char session[WEB_ID_HEX + 1]; /* the browser session it came with, or "" */
+	bool upgraded;                /* answered 101: MHD hands the socket over */
 };
 
 const char *api_query(const struct api_req *r, const char *key)
 {
+	if (!r->conn)
+		return NULL;
 	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
@@ -87,14 +95,46 @@ static bool token_ok(struct MHD_Connection *conn, const char *token)
 
 static void dispatch(struct api_req *r, struct api_resp *resp)
 {
-	if (guests_route(r, resp) || events_route(r, resp) || stats_route(r, resp) ||
-	    metrics_route(r, resp) || jobs_route(r, resp) || nodes_route(r, resp))
+	if (console_route(r, resp) || guests_route(r, resp) || event_stream_route(r, resp) ||
+	    events_route(r, resp) || stats_route(r, resp) || metrics_route(r, resp) ||
+	    jobs_route(r, resp) || nodes_route(r, resp) || web_route(r, resp))
 		return;
 	api_error(resp, 404, "no such resource: %s %s", r->method, r->path);
 }
 
-static enum MHD_Result send_resp(struct MHD_Connection *conn, struct api_resp *resp)
+json_t *api_get_json(struct kvzd *d, const char *path)
 {
+	struct api_req req = {.d = d, .method = "GET", .path = path};
+	struct api_resp resp = {.status = 500};
+	dispatch(&req, &resp);
+	free(resp.text);
+	free(resp.set_cookie);
+	if (resp.mhd)
+		MHD_destroy_response(resp.mhd);
+	if (resp.status != 200) {
+		json_decref(resp.json);
+		return NULL;
+	}
+	return resp.json;
+}
+
+/* A response built by a route (an asset, a stream). */
+static enum MHD_Result send_ready(struct MHD_Connection *conn, struct web *web,
+				  struct api_resp *resp)
+{
+	struct MHD_Response *mr = resp->mhd;
+	resp->mhd = NULL;
+	web_add_headers(web, mr, resp);
+	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)resp->status, mr);
+	MHD_destroy_response(mr);
+	return ret;
+}
+
+static enum MHD_Result send_resp(struct MHD_Connection *conn, struct web *web,
+				 struct api_resp *resp)
+{
+	if (resp->mhd)
+		return send_ready(conn, web, resp);
 	char *body;
 	const char *type = resp->content_type;
 	if (resp->json) {
@@ -125,20 +165,31 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct api_resp *r
 		return MHD_NO;
 	}
 	MHD_add_response_header(mr, "Content-Type", type);
+	if (web)
+		web_add_headers(web, mr, resp);
 	enum MHD_Result ret = MHD_queue_response(conn, (unsigned)resp->status, mr);
 	MHD_destroy_response(mr);
 	return ret;
 }
 
 /* On the first call, when the header is complete: a client without the
- * token gets its 401 before any body is read, and keeps its header
- * deadline, so it cannot hold the connection by dribbling a body. */
-static enum MHD_Result check_token(struct listener *l, struct MHD_Connection *conn)
+ * token or a session gets its 401 before any body is read, and keeps its
+ * header deadline, so it cannot hold the connection by dribbling a body.
+ * The login page and the login itself are public, but keep that deadline
+ * too. */
+static enum MHD_Result check_auth(struct listener *l, struct MHD_Connection *conn,
+				  const char *method, const char *url, struct upload *up)
 {
-	if (!token_ok(conn, l->token)) {
-		struct api_resp resp = {.status = 401};
-		api_error(&resp, 401, "missing or wrong bearer token");
-		enum MHD_Result ret = send_resp(conn, &resp);
+	struct api_resp resp = {.status = 401};
+	if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization")) {
+		if (!token_ok(conn, l->token))
+			api_error(&resp, 401, "missing or wrong bearer token");
+	} else if (web_authenticate(l->web, conn, method, url, up->session, &resp) == 0 &&
+		   !up->session[0]) {
+		return MHD_YES;
+	}
+	if (resp.json) {
+		enum MHD_Result ret = send_resp(conn, l->web, &resp);
 		json_decref(resp.json);
 		return ret;
 	}
@@ -159,7 +210,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		if (!up)
 			return MHD_NO;
 		*con_cls = up;
-		return l->token ? check_token(l, conn) : MHD_YES;
+		return l->token ? check_auth(l, conn, method, url, up) : MHD_YES;
 	}
 	if (*data_size) {
 		if (up->len + *data_size > MAX_BODY) {
@@ -177,7 +228,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		return MHD_YES;
 	}
 	struct api_resp resp = {.status = 500};
-	struct api_req req = {.d = l->d, .method = method, .path = url, .conn = conn};
+	struct api_req req = {.d = l->d, .method = method, .path = url, .conn = conn,
+			      .web = l->web, .session = up->session};
 	if (up->too_big) {
 		api_error(&resp, 413, "request body larger than %d bytes", MAX_BODY);
 	} else if (up->len) {
@@ -189,9 +241,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	}
 	if (!resp.json)
 		dispatch(&req, &resp);
-	enum MHD_Result ret = send_resp(conn, &resp);
+	up->upgraded = resp.status == MHD_HTTP_SWITCHING_PROTOCOLS;
+	enum MHD_Result ret = send_resp(conn, l->web, &resp);
 	json_decref(resp.json);
 	free(resp.text);
+	free(resp.set_cookie);
 	json_decref(req.body);
 	return ret;
 }
@@ -201,9 +255,11 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	(void)toe;
 	struct listener *l = cls;
-	if (l->guard)
-		conn_guard_request_done(l->guard, conn);
 	struct upload *up = *con_cls;
+	/* An upgraded connection (a console) serves no further request: no
+	 * header deadline for it. */
+	if (l->guard && !(up && up->upgraded))
+		conn_guard_request_done(l->guard, conn);
 	if (up) {
 		free(up->buf);
 		free(up);
@@ -256,16 +312,25 @@ static int start_listener(struct listener *l, const struct api_limits *lim,
 	struct MHD_OptionItem tcp_opts[] = {
 		{MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)lim->max_per_ip, NULL},
 		{MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)conn_guard_notify, l->guard},
+		{MHD_OPTION_HTTPS_MEM_CERT, 0, l->tls.cert}, /* these two only with TLS */
+		{MHD_OPTION_HTTPS_MEM_KEY, 0, l->tls.key},
 		{MHD_OPTION_END, 0, NULL},
 	};
+	if (!l->tls.cert)
+		tcp_opts[2].option = MHD_OPTION_END;
 	struct MHD_OptionItem none[] = {{MHD_OPTION_END, 0, NULL}};
-	l->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD,
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
+			 MHD_ALLOW_UPGRADE;
+	struct MHD_OptionItem *opts = l->guard ? tcp_opts : none;
+	if (l->tls.cert)
+		flags |= MHD_USE_TLS;
+	l->mhd = MHD_start_daemon(flags,
 				  0, NULL, NULL, handle, l,
 				  MHD_OPTION_LISTEN_SOCKET, l->fd,
 				  MHD_OPTION_NOTIFY_COMPLETED, completed, l,
 				  MHD_OPTION_CONNECTION_LIMIT, lim->max_conns,
 				  MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-				  MHD_OPTION_ARRAY, l->guard ? tcp_opts : none,
+				  MHD_OPTION_ARRAY, opts,
 				  MHD_OPTION_END);
 	if (!l->mhd) {
 		snprintf(err, errlen, "cannot start the HTTP server");
@@ -274,8 +339,22 @@ static int start_listener(struct listener *l, const struct api_limits *lim,
 	return 0;
 }
 
+/* TCP's extras: the web UI, and the certificate when on TLS. */
+static int prepare_web(struct listener *l, const struct web_options *web, char *err,
+		       size_t errlen)
+{
+	l->web = web_new(web, l->token, err, errlen);
+	if (!l->web)
+		return -1;
+	if (web->tls && tls_load_or_create(l->d->state_dir, web->tls_cert, web->tls_key, &l->tls,
+					   err, errlen))
+		return -1;
+	return 0;
+}
+
 struct api *api_start(struct kvzd *d, const char *tcp, const char *token,
-		      const struct api_limits *lim, char *err, size_t errlen)
+		      const struct api_limits *lim, const struct web_options *web,
+		      char *err, size_t errlen)
 {
 	struct api *a = calloc(1, sizeof(*a));
 	if (!a) {
@@ -289,7 +368,7 @@ struct api *api_start(struct kvzd *d, const char *tcp, const char *token,
 		goto fail;
 	if (tcp) {
 		a->tcp_l.guard = conn_guard_start(lim->max_conns, lim->idle_timeout_s, err, errlen);
-		if (!a->tcp_l.guard)
+		if (!a->tcp_l.guard || prepare_web(&a->tcp_l, web, err, errlen))
 			goto fail;
 		a->tcp_l.fd = listen_tcp(tcp, err, errlen);
 		if (a->tcp_l.fd < 0 || start_listener(&a->tcp_l, lim, err, errlen))
@@ -308,12 +387,16 @@ static void stop_listener(struct listener *l)
 	if (l->fd >= 0)
 		close(l->fd);
 	conn_guard_stop(l->guard);
+	web_free(l->web);
+	tls_pem_free(&l->tls);
 }
 
 void api_stop(struct api *a)
 {
 	if (!a)
 		return;
+	event_stream_shutdown();
+	console_shutdown();
 	stop_listener(&a->unix_l);
 	stop_listener(&a->tcp_l);
 	free(a);

@@ -11,13 +11,17 @@
 #include "kvzd.h"
 
 struct api;
+struct web;
+struct web_options;
 
 struct api_req {
 	struct kvzd *d;
 	const char *method;
 	const char *path;      /* without the query string */
 	json_t *body;          /* parsed JSON body, or NULL when there was none */
-	void *conn;            /* the MHD connection, for api_query() */
+	void *conn;            /* the MHD connection, for api_query(); NULL for api_get_json() */
+	struct web *web;       /* the TCP listener's web UI (web_routes.h); NULL on the UNIX socket */
+	const char *session;   /* the browser session the request came with, or NULL/"" */
 };
 
 struct api_resp {
@@ -25,6 +29,9 @@ struct api_resp {
 	json_t *json;          /* owned; sent as application/json */
 	char *text;            /* owned (malloc); sent as text/plain when json is NULL */
 	const char *content_type;
+	void *mhd;             /* a ready struct MHD_Response (owned), sent as is: assets, streams */
+	char *set_cookie;      /* owned; a Set-Cookie header */
+	const char *location;  /* a Location header */
 };
 
 /* A query-string argument or NULL. */
@@ -44,6 +51,15 @@ bool nodes_route(struct api_req *r, struct api_resp *resp);
 /* /v1/guests/GUEST/snapshots, rest being what follows "snapshots". */
 void snapshots_route(struct api_req *r, struct api_resp *resp, const char *guest,
 		     const char *rest);
+bool event_stream_route(struct api_req *r, struct api_resp *resp);
+/* GET /v1/guests/NAME/console as a WebSocket (web_console.c). */
+bool console_route(struct api_req *r, struct api_resp *resp);
+/* Ends every console relay and waits for them (before the listeners stop). */
+void console_shutdown(void);
+/* Ends every event stream (before the listeners stop). */
+void event_stream_shutdown(void);
+/* What GET PATH answers on the UNIX socket when it is 200, else NULL. */
+json_t *api_get_json(struct kvzd *d, const char *path);
 
 /* Stats of one guest (GET /v1/guests/NAME/stats), used by guests.c. */
 void stats_guest(struct api_req *r, struct api_resp *resp, const char *name);
@@ -60,9 +76,10 @@ struct api_limits {
 
 /* Listens on socket_path (refusing when another kvzd answers there) and, when
  * tcp is not NULL ("ADDR:PORT"), on TCP requiring "Authorization: Bearer
- * TOKEN". */
+ * TOKEN" or a web UI session (web_routes.h), over TLS when web->tls. */
 struct api *api_start(struct kvzd *d, const char *tcp, const char *token,
-		      const struct api_limits *lim, char *err, size_t errlen);
+		      const struct api_limits *lim, const struct web_options *web,
+		      char *err, size_t errlen);
 void api_stop(struct api *a);
 
 #endif

@@ -30,6 +30,7 @@
 #include "store.h"
 #include "supervisor.h"
 #include "token_file.h"
+#include "web_routes.h"
 
 int64_t kvzd_now_ms(void)
 {
@@ -45,12 +46,18 @@ static void usage(FILE *f)
 		"            [--listen ADDR:PORT --token-file FILE] [--vmm PATH] [--ct PATH]\n"
 		"            [--sample-interval SEC] [--max-connections N] [--max-connections-per-ip N]\n"
 		"            [--idle-timeout SEC] [--images-dir DIR]... [--disk-overcommit RATIO]\n"
-		"            [--verbose]\n"
+		"            [--tls] [--tls-cert FILE --tls-key FILE] [--web-dir DIR]\n"
+		"            [--session-idle SEC] [--verbose]\n"
 		"  --state-dir DIR        store, images, container roots, logs (/var/lib/kvz)\n"
 		"  --socket PATH          API UNIX socket (/run/kvz/kvzd.sock)\n"
 		"  --run-dir DIR          supervisor sockets (/run/kvz)\n"
 		"  --listen ADDR:PORT     also serve the API on TCP, bearer token required\n"
 		"  --token-file FILE      file holding that token (mode 0600, owned by root or kvzd's user)\n"
+		"  --tls                  HTTPS on --listen, with a self-signed certificate made at\n"
+		"                         first start in STATE/tls/ unless --tls-cert/--tls-key\n"
+		"  --tls-cert FILE, --tls-key FILE  PEM certificate and key to serve (imply --tls)\n"
+		"  --web-dir DIR          the web UI's built assets (default: beside kvzd)\n"
+		"  --session-idle SEC     a web UI session ends after SEC unused (1800)\n"
 		"  --vmm PATH, --ct PATH  kvz-vmm and kvz-ct (default: next to kvzd, then PATH)\n"
 		"  --sample-interval SEC  monitor sampling period (5)\n"
 		"  --max-connections N    connections at once, per listener (128)\n"
@@ -155,6 +162,7 @@ struct options {
 	const char *images_dirs[IMAGE_DIRS_MAX];
 	size_t nimages;
 	struct api_limits limits;
+	struct web_options web;
 };
 
 /* A whole number option in [min, max]. */
@@ -209,6 +217,11 @@ static int parse_options(int argc, char **argv, struct kvzd *d, struct options *
 		{"idle-timeout", required_argument, NULL, 'T'},
 		{"images-dir", required_argument, NULL, 'I'},
 		{"disk-overcommit", required_argument, NULL, 'O'},
+		{"tls", no_argument, NULL, 'L'},
+		{"tls-cert", required_argument, NULL, 'c'},
+		{"tls-key", required_argument, NULL, 'k'},
+		{"web-dir", required_argument, NULL, 'w'},
+		{"session-idle", required_argument, NULL, 'e'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -236,6 +249,11 @@ static int parse_options(int argc, char **argv, struct kvzd *d, struct options *
 		case 'T': bad = opt_uint("idle-timeout", 1, 3600, &o->limits.idle_timeout_s); break;
 		case 'I': bad = opt_images_dir(o); break;
 		case 'O': bad = opt_ratio(&d->disk_overcommit); break;
+		case 'L': o->web.tls = true; break;
+		case 'c': o->web.tls_cert = optarg; o->web.tls = true; break;
+		case 'k': o->web.tls_key = optarg; o->web.tls = true; break;
+		case 'w': o->web.web_dir = optarg; break;
+		case 'e': bad = opt_uint("session-idle", 2, 7 * 86400, &o->web.session_idle_s); break;
 		case 'v': kvz_log_set_verbose(true); break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
@@ -250,6 +268,14 @@ static int parse_options(int argc, char **argv, struct kvzd *d, struct options *
 	if (o->limits.max_per_ip > o->limits.max_conns) {
 		kvz_error("--max-connections-per-ip %u is above --max-connections %u",
 			  o->limits.max_per_ip, o->limits.max_conns);
+		return -1;
+	}
+	if (!o->web.tls_cert != !o->web.tls_key) {
+		kvz_error("--tls-cert and --tls-key go together");
+		return -1;
+	}
+	if (o->web.tls && !o->tcp) {
+		kvz_error("--tls and --tls-cert/--tls-key are for the --listen TCP listener");
 		return -1;
 	}
 	if (o->tcp && !o->token_file) {
@@ -307,7 +333,8 @@ int main(int argc, char **argv)
 	snprintf(d.state_dir, sizeof(d.state_dir), "/var/lib/kvz");
 	snprintf(d.run_dir, sizeof(d.run_dir), "/run/kvz");
 	snprintf(d.socket_path, sizeof(d.socket_path), "/run/kvz/kvzd.sock");
-	struct options o = {.limits = {.max_conns = 128, .max_per_ip = 16, .idle_timeout_s = 5}};
+	struct options o = {.limits = {.max_conns = 128, .max_per_ip = 16, .idle_timeout_s = 5},
+			    .web = {.session_idle_s = 1800}};
 	if (parse_options(argc, argv, &d, &o))
 		return 2;
 	if (raise_fd_limit(&o.limits))
@@ -376,7 +403,7 @@ int main(int argc, char **argv)
 		kvz_error("%s", err);
 		return 1;
 	}
-	struct api *api = api_start(&d, o.tcp, token, &o.limits, err, sizeof(err));
+	struct api *api = api_start(&d, o.tcp, token, &o.limits, &o.web, err, sizeof(err));
 	if (!api) {
 		kvz_error("%s", err);
 		return 1;
@@ -389,8 +416,9 @@ int main(int argc, char **argv)
 		kvz_error("%s", err);
 		return 1;
 	}
-	kvz_info("listening on %s%s%s (state %s)", d.socket_path, o.tcp ? " and " : "",
-		 o.tcp ? o.tcp : "", d.state_dir);
+	kvz_info("listening on %s%s%s%s (state %s)", d.socket_path, o.tcp ? " and " : "",
+		 o.tcp ? o.tcp : "", o.tcp ? (o.web.tls ? " (https)" : " (http)") : "",
+		 d.state_dir);
 	guests_autostart(&d);
 
 	int sig;

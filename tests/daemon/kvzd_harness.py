@@ -228,3 +228,12 @@ def parse_prometheus(text):
             assert v >= 0, "negative counter: " + line
         metrics[name]["samples"].append((labels, v))
     return metrics
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
