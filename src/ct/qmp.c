@@ -137,9 +137,29 @@ static json_t *q_quit(void *opaque, json_t *args, struct qmp_error *err)
 	return request(opaque, 'q', 0, err);
 }
 
+/* {"dir": ABS, "leave-running": BOOL}: blocks this thread for the dump
+ * (CRIU freezes the container meanwhile). */
+static json_t *q_checkpoint(void *opaque, json_t *args, struct qmp_error *err)
+{
+	const char *dir = json_string_value(json_object_get(args, "dir"));
+	json_t *lr = json_object_get(args, "leave-running");
+	if (!dir || dir[0] != '/') {
+		qmp_set_error(err, "GenericError", "'dir' must be an absolute path");
+		return NULL;
+	}
+	if (lr && !json_is_boolean(lr)) {
+		qmp_set_error(err, "GenericError", "'leave-running' must be a boolean");
+		return NULL;
+	}
+	char msg[1024];
+	if (sup_checkpoint(opaque, dir, json_is_true(lr), msg, sizeof(msg)) < 0)
+		qmp_set_error(err, "GenericError", "%s", msg);
+	return NULL;
+}
+
 static const struct qmp_command commands[] = {
 	{"query-status", q_status}, {"set", q_set}, {"query-stats", q_stats},
-	{"stop", q_stop}, {"quit", q_quit},
+	{"stop", q_stop}, {"quit", q_quit}, {"checkpoint", q_checkpoint},
 };
 
 int sup_qmp_start(struct supervisor *s, char *err, size_t len)

@@ -1,0 +1,228 @@
+#include "criu.h"
+
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* The binary: `criu` on PATH, or $KVZ_CT_CRIU (a test's stand-in). */
+static const char *criu_bin(void)
+{
+	const char *b = getenv("KVZ_CT_CRIU");
+	return b && *b ? b : "criu";
+}
+
+void criu_log_error(const char *log, char *out, size_t size)
+{
+	out[0] = 0;
+	const char *e = log ? strstr(log, "Error (") : NULL;
+	if (!e)
+		return;
+	const char *msg = strstr(e, "): ");
+	const char *end = strchr(e, '\n');
+	if (!end)
+		end = e + strlen(e);
+	if (msg && msg < end)
+		e = msg + 3;
+	snprintf(out, size, "%.*s", (int)(end - e), e);
+}
+
+static void last_line_of(char *text, char *out, size_t size)
+{
+	size_t n = strlen(text);
+	while (n && text[n - 1] == '\n')
+		text[--n] = 0;
+	const char *nl = strrchr(text, '\n');
+	snprintf(out, size, "%s", nl ? nl + 1 : text);
+}
+
+/* Runs criu with argv (argv[0] is replaced by the binary), keeping
+ * keep_fd open across exec; stdout on /dev/null, stderr collected into
+ * *errtext. Returns the exit status, or -1 when it could not run. */
+static int run_criu(const char **argv, int keep_fd,
+		    int (*before)(pid_t, void *, char *, size_t), void *arg,
+		    char **errtext, char *err, size_t len)
+{
+	int ep[2], go[2];
+	if (pipe2(ep, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0) {
+		snprintf(err, len, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	argv[0] = criu_bin();
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(err, len, "fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		char c;
+		int null = open("/dev/null", O_RDWR);
+		if (read(go[0], &c, 1) != 1 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
+		    dup2(ep[1], 2) < 0)
+			_exit(126);
+		if (keep_fd >= 0 && fcntl(keep_fd, F_SETFD, 0) < 0)
+			_exit(126);
+		execvp(argv[0], (char *const *)argv);
+		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(ep[1]);
+	close(go[0]);
+	int rc = before ? before(pid, arg, err, len) : 0;
+	/* A hook that failed lets criu die unrun (go closed, nothing read). */
+	if (rc == 0 && write(go[1], "g", 1) != 1)
+		rc = -1;
+	close(go[1]);
+	*errtext = read_fd_text(ep[0]);
+	close(ep[0]);
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (rc < 0)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Why criu failed: the first error of its log, else its last stderr line. */
+static void failure(const char *what, const char *dir, const char *logname, char *errtext,
+		    char *err, size_t len)
+{
+	char path[PATH_MAX], msg[400] = "";
+	snprintf(path, sizeof(path), "%s/%s", dir, logname);
+	char *log = read_text(path);
+	criu_log_error(log, msg, sizeof(msg));
+	free(log);
+	if (!msg[0] && errtext)
+		last_line_of(errtext, msg, sizeof(msg));
+	snprintf(err, len, "criu %s failed: %s (log: %s)", what, msg[0] ? msg : "no message", path);
+}
+
+int criu_usable(char *why, size_t len)
+{
+	const char *argv[] = {NULL, "check", NULL};
+	char *errtext = NULL, e[256] = "";
+	int rc = run_criu(argv, -1, NULL, NULL, &errtext, e, sizeof(e));
+	if (rc == 0) {
+		free(errtext);
+		return 0;
+	}
+	char msg[300] = "";
+	criu_log_error(errtext, msg, sizeof(msg));
+	if (rc == 127)
+		snprintf(why, len, "CRIU is not installed (%s; Debian package criu)",
+			 errtext && strstr(errtext, "cannot run") ? strchr(errtext, ':') + 2 : "no criu");
+	else if (rc < 0)
+		snprintf(why, len, "cannot run criu check: %s", e);
+	else {
+		if (!msg[0] && errtext)
+			last_line_of(errtext, msg, sizeof(msg));
+		snprintf(why, len, "CRIU cannot checkpoint or restore on this host: `criu check` fails (%s)",
+			 msg[0] ? msg : "no message");
+	}
+	why[strcspn(why, "\n")] = 0;
+	free(errtext);
+	return -1;
+}
+
+int criu_tty_key(int slave_fd, char *out, size_t size, char *err, size_t len)
+{
+	struct stat st;
+	if (fstat(slave_fd, &st) < 0) {
+		snprintf(err, len, "cannot stat the console: %s", strerror(errno));
+		return -1;
+	}
+	snprintf(out, size, "tty[%llx:%llx]", (unsigned long long)st.st_rdev,
+		 (unsigned long long)st.st_dev);
+	return 0;
+}
+
+/* Options both directions share: established TCP connections, bind
+ * mounts of host files (the /dev nodes, the masks over /proc), the network
+ * locked with nftables (no iptables binaries needed). */
+#define COMMON_OPTS "--tcp-established", "--network-lock", "nftables", "-v4"
+
+int criu_dump(const struct criu_dump *d, char *err, size_t len)
+{
+	char pid[16], console_ext[64];
+	snprintf(pid, sizeof(pid), "%d", (int)d->pid);
+	const char *argv[32] = {NULL, "dump", "--tree", pid, "--images-dir", d->dir,
+				"--log-file", "dump.log", COMMON_OPTS, "--external", "mnt[]",
+				"--manage-cgroups=soft"};
+	size_t n = 14;
+	if (d->leave_running)
+		argv[n++] = "--leave-running";
+	if (d->console_tty) {
+		/* The pty's master stays with the supervisor: the slave is an
+		 * external tty, and the bind of it at /dev/console an external
+		 * mount named "console", both given anew on restore. */
+		snprintf(console_ext, sizeof(console_ext), "%s", d->console_tty);
+		argv[n++] = "--external";
+		argv[n++] = console_ext;
+		argv[n++] = "--external";
+		argv[n++] = "mnt[/dev/console]:console";
+	}
+	argv[n] = NULL;
+	char *errtext = NULL;
+	int rc = run_criu(argv, -1, NULL, NULL, &errtext, err, len);
+	if (rc > 0)
+		failure("dump", d->dir, "dump.log", errtext, err, len);
+	free(errtext);
+	return rc == 0 ? 0 : -1;
+}
+
+static pid_t read_pidfile(const char *dir)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/restore.pid", dir);
+	char *t = read_text(path);
+	long v = t ? strtol(t, NULL, 10) : 0;
+	free(t);
+	unlink(path);
+	return v > 0 ? (pid_t)v : -1;
+}
+
+pid_t criu_restore(const struct criu_restore *r, char *err, size_t len)
+{
+	char veth[64], inherit[96], console_mnt[PATH_MAX + 32];
+	const char *argv[40] = {NULL, "restore", "--images-dir", r->dir, "--log-file", "restore.log",
+				COMMON_OPTS, "--external", "mnt[]", "--manage-cgroups=soft",
+				"--root", r->root, "--restore-detached", "--restore-sibling",
+				"--pidfile", "restore.pid"};
+	size_t n = 20;
+	if (r->veth) {
+		snprintf(veth, sizeof(veth), "veth[eth0]:%s", r->veth);
+		argv[n++] = "--external";
+		argv[n++] = veth;
+	}
+	if (r->console_tty) {
+		snprintf(inherit, sizeof(inherit), "fd[%d]:%s", r->console_fd, r->console_tty);
+		snprintf(console_mnt, sizeof(console_mnt), "mnt[console]:%s", r->console_path);
+		argv[n++] = "--inherit-fd";
+		argv[n++] = inherit;
+		argv[n++] = "--external";
+		argv[n++] = console_mnt;
+	}
+	argv[n] = NULL;
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/restore.pid", r->dir);
+	unlink(path);
+	char *errtext = NULL;
+	int rc = run_criu(argv, r->console_tty ? r->console_fd : -1, r->before, r->arg, &errtext,
+			  err, len);
+	if (rc > 0)
+		failure("restore", r->dir, "restore.log", errtext, err, len);
+	free(errtext);
+	if (rc != 0)
+		return -1;
+	pid_t pid = read_pidfile(r->dir);
+	if (pid < 0)
+		snprintf(err, len, "criu restore wrote no pid to %s", path);
+	return pid;
+}

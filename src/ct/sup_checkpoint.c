@@ -1,0 +1,223 @@
+/* Checkpoint and restore, the supervisor's side. CRIU (criu.h) dumps the
+ * container's init with its namespaces; what CRIU does not keep goes into
+ * DIR/kvz-ct.json beside its images: run's arguments (so that restore sets
+ * the cgroup, bridge, confinement and console up as run did), the limits
+ * in force (`set` may have changed them), the id range and the console's
+ * tty. See docs/architecture.md, "kvz-ct checkpoint and restore". */
+#include "supervisor.h"
+
+#include "criu.h"
+#include "idmount.h"
+#include "namespaces.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define META "kvz-ct.json"
+
+static json_t *meta_of(struct supervisor *s, const char *console_tty)
+{
+	const struct run_opts *o = s->o;
+	json_t *args = json_array();
+	for (int i = 0; i < o->run_argc; i++)
+		json_array_append_new(args, json_string(o->run_argv[i]));
+	pthread_mutex_lock(&s->lock);
+	json_t *limits = ct_limits_to_json(&s->limits);
+	pthread_mutex_unlock(&s->lock);
+	return json_pack("{s:i,s:s,s:o,s:o,s:o,s:s?}", "version", 1, "name", o->name, "run-args", args,
+			 "limits", limits, "idmap", o->privileged ? json_null() : idmap_to_json(&s->idmap),
+			 "console-tty", console_tty);
+}
+
+/* kvz-ct.json is written as .tmp first and renamed once CRIU's images are
+ * complete: a directory without it holds no usable checkpoint. */
+static int checkpoint_into(struct supervisor *s, const char *dir, bool leave_running,
+			   char *err, size_t len)
+{
+	char meta[PATH_MAX], tmp[PATH_MAX], tty[64] = "";
+	snprintf(meta, sizeof(meta), "%s/" META, dir);
+	snprintf(tmp, sizeof(tmp), "%s/" META ".tmp", dir);
+	if (dir[0] != '/') {
+		snprintf(err, len, "checkpoint directory '%s' is not an absolute path", dir);
+		return -1;
+	}
+	if (path_exists(meta)) {
+		snprintf(err, len, "%s already holds a checkpoint", dir);
+		return -1;
+	}
+	if (s->has_console && criu_tty_key(s->con.slave_fd, tty, sizeof(tty), err, len) < 0)
+		return -1;
+	json_t *m = meta_of(s, tty[0] ? tty : NULL);
+	int rc = json_dump_file(m, tmp, JSON_INDENT(1));
+	json_decref(m);
+	if (rc < 0) {
+		snprintf(err, len, "cannot write %s", tmp);
+		return -1;
+	}
+	struct criu_dump d = {.pid = s->init_pid, .dir = dir, .leave_running = leave_running,
+			      .console_tty = tty[0] ? tty : NULL};
+	if (criu_dump(&d, err, len) < 0 || rename(tmp, meta) < 0) {
+		if (!err[0])
+			snprintf(err, len, "cannot write %s: %s", meta, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+int sup_checkpoint(struct supervisor *s, const char *dir, bool leave_running, char *err, size_t len)
+{
+	pthread_mutex_lock(&s->lock);
+	bool busy = s->stopping || s->checkpointing;
+	if (!busy) {
+		s->checkpointing = true;
+		/* Set before the dump: init dies when CRIU has its images, and
+		 * the main loop may see that before we see criu exit. */
+		s->checkpointed = !leave_running;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (busy) {
+		snprintf(err, len, "container '%s' is stopping or being checkpointed", s->o->name);
+		return -1;
+	}
+	err[0] = 0;
+	int rc = checkpoint_into(s, dir, leave_running, err, len);
+	pthread_mutex_lock(&s->lock);
+	s->checkpointing = false;
+	if (rc < 0)
+		s->checkpointed = false;
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* A process in a new user namespace with the container's maps, alive until
+ * *hold is closed: the restored root is idmapped to it before CRIU makes
+ * the container's own namespace with the same maps (an idmapped mount
+ * follows the maps, not the namespace). */
+static pid_t userns_holder(const struct idmap *m, int *hold, char *err, size_t len)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		snprintf(err, len, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	struct clone_args a = {.flags = CLONE_NEWUSER, .exit_signal = SIGCHLD};
+	long pid = syscall(SYS_clone3, &a, sizeof(a));
+	if (pid == 0) {
+		char c;
+		close(p[1]);
+		_exit(read(p[0], &c, 1) < 0 ? 1 : 0);
+	}
+	close(p[0]);
+	if (pid < 0 || ns_write_id_maps((pid_t)pid, m, err, len) < 0) {
+		if (pid < 0)
+			snprintf(err, len, "cannot create a user namespace: %s", strerror(errno));
+		close(p[1]);
+		if (pid > 0)
+			waitpid((pid_t)pid, NULL, 0);
+		return -1;
+	}
+	*hold = p[1];
+	return (pid_t)pid;
+}
+
+/* The container's root on the stage as run mounts it (idmapped with a user
+ * namespace), without /proc and /sys: CRIU mounts those from its images. */
+static int stage_root(struct supervisor *s, char *err, size_t len)
+{
+	if (sup_make_stage(s, err, len) < 0)
+		return -1;
+	int hold = -1;
+	pid_t holder = 0;
+	if (!s->o->privileged && (holder = userns_holder(&s->idmap, &hold, err, len)) < 0)
+		return -1;
+	int tree = idmount_tree(s->target, holder, !s->o->rootfs, err, len);
+	if (holder > 0) {
+		close(hold);
+		waitpid(holder, NULL, 0);
+	}
+	if (tree < 0)
+		return -1;
+	int rc = idmount_place(tree, s->stage, err, len);
+	close(tree);
+	return rc;
+}
+
+static json_t *load_meta(const char *dir, char *err, size_t len)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/" META, dir);
+	json_error_t je;
+	json_t *m = json_load_file(path, 0, &je);
+	if (!m)
+		snprintf(err, len, "%s holds no kvz-ct checkpoint (%s)", dir, je.text);
+	return m;
+}
+
+/* CRIU restores the user namespace with the maps it dumped: the range
+ * claimed now must be that one. */
+static int check_idmap(struct supervisor *s, json_t *meta, char *err, size_t len)
+{
+	if (s->o->privileged)
+		return 0;
+	json_t *im = json_object_get(meta, "idmap");
+	json_int_t uid = json_integer_value(json_object_get(im, "uid"));
+	json_int_t gid = json_integer_value(json_object_get(im, "gid"));
+	if (uid == s->idmap.uid && gid == s->idmap.gid)
+		return 0;
+	snprintf(err, len, "the id range of '%s' is %u/%u now, %lld/%lld in the checkpoint: its user "
+		 "namespace cannot come back with other ids", s->o->name, s->idmap.uid, s->idmap.gid,
+		 (long long)uid, (long long)gid);
+	return -1;
+}
+
+/* The restored tasks are born in criu's cgroup: the container's. */
+static int criu_into_cgroup(pid_t criu, void *arg, char *err, size_t len)
+{
+	struct supervisor *s = arg;
+	return cgroup_attach(&s->cg, criu, err, len);
+}
+
+int sup_restore(struct supervisor *s, char *err, size_t len)
+{
+	const struct run_opts *o = s->o;
+	json_t *meta = load_meta(o->restore_dir, err, len);
+	if (!meta)
+		return -1;
+	const char *tty = json_string_value(json_object_get(meta, "console-tty"));
+	int rc = -1;
+	if (check_idmap(s, meta, err, len) < 0 || stage_root(s, err, len) < 0)
+		goto out;
+	if (tty && !s->has_console) {
+		snprintf(err, len, "the checkpoint has a console: restore needs --console-socket");
+		goto out;
+	}
+	if (s->has_console && sup_own_console(s, err, len) < 0)
+		goto out;
+	/* Named after us, not init: CRIU makes the pair before init has a
+	 * pid here. Recorded first, so that teardown removes it on failure. */
+	if (o->net.enabled)
+		snprintf(s->veth, sizeof(s->veth), "kvz%dr", (int)getpid());
+	struct criu_restore r = {
+		.dir = o->restore_dir, .root = s->stage, .veth = o->net.enabled ? s->veth : NULL,
+		.console_tty = s->has_console ? tty : NULL, .console_fd = s->con.slave_fd,
+		.console_path = s->con.slave_path, .before = criu_into_cgroup, .arg = s,
+	};
+	pid_t pid = criu_restore(&r, err, len);
+	if (pid < 0)
+		goto out;
+	s->init_pid = pid;
+	rc = o->net.enabled ? sup_veth_attach(s, err, len) : 0;
+out:
+	json_decref(meta);
+	return rc;
+}
