@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,6 +93,19 @@ int cmd_checkpoint(int argc, char **argv)
 	return 0;
 }
 
+/* CRIU restores what the images say, namespaces included: images others
+ * could have written would run as whatever they claim (host root without
+ * a user namespace). Only a root-owned directory closed to others counts. */
+static void require_private(const char *dir)
+{
+	struct stat st;
+	if (stat(dir, &st) < 0)
+		kvz_die("cannot stat %s: %m", dir);
+	if (st.st_uid != 0 || (st.st_mode & 022))
+		kvz_die("checkpoint directory %s must belong to root and be writable by nobody else "
+			"(its images are restored as they are)", dir);
+}
+
 /* run's arguments from the checkpoint with --detach first: the restored
  * container's supervisor runs in the background like any detached one. */
 static char **run_argv_of(json_t *args, int *argc)
@@ -133,6 +147,7 @@ int cmd_restore_checkpoint(int argc, char **argv)
 	static char abs[PATH_MAX];
 	if (!dir || !realpath(dir, abs))
 		kvz_die("checkpoint directory '%s' does not exist", dir ? dir : "");
+	require_private(abs);
 	char path[PATH_MAX], err[512];
 	snprintf(path, sizeof(path), "%s/kvz-ct.json", abs);
 	json_error_t je;

@@ -96,6 +96,12 @@ def test_bad_input(env, bbroot, tmp_path):
     (tmp_path / "kvz-ct.json").write_text(json.dumps({"name": "other"}))
     r = kvz("restore", "--name", n, "--dir", str(tmp_path), check=False)
     assert "is a checkpoint of 'other'" in one_error_line(r)
+    # Images others could have written are not restored (they could ask
+    # for no user namespace at all).
+    os.chmod(tmp_path, 0o777)
+    r = kvz("restore", "--name", "other", "--dir", str(tmp_path), check=False)
+    assert "writable by nobody else" in one_error_line(r)
+    os.chmod(tmp_path, 0o700)
 
 
 def test_failed_dump_leaves_container_running(env, bbroot, tmp_path, monkeypatch):
