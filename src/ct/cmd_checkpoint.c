@@ -7,6 +7,7 @@
 #include "criu.h"
 #include "ct.h"
 #include "log.h"
+#include "parse.h"
 #include "qmp_client.h"
 #include "state.h"
 #include "util.h"
@@ -46,10 +47,12 @@ int cmd_checkpoint(int argc, char **argv)
 	static const struct option opts[] = {
 		{"name", required_argument, NULL, 'n'}, {"dir", required_argument, NULL, 'd'},
 		{"run-dir", required_argument, NULL, 'r'},
-		{"leave-running", no_argument, NULL, 'l'}, {NULL, 0, NULL, 0},
+		{"leave-running", no_argument, NULL, 'l'}, {"pre-dumps", required_argument, NULL, 'p'},
+		{NULL, 0, NULL, 0},
 	};
 	const char *name = NULL, *dir = NULL, *run_dir = KVZ_CT_DEFAULT_RUNDIR;
 	bool leave = false;
+	uint64_t pre = 0;
 	int opt;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (opt == 'n')
@@ -60,8 +63,12 @@ int cmd_checkpoint(int argc, char **argv)
 			run_dir = optarg;
 		else if (opt == 'l')
 			leave = true;
-		else
-			kvz_die("usage: kvz-ct checkpoint --name N --dir D [--leave-running] [--run-dir DIR]");
+		else if (opt == 'p') {
+			if (!kvz_parse_u64(optarg, 0, 10, &pre))
+				kvz_die("invalid --pre-dumps '%s': want 0..10", optarg);
+		} else
+			kvz_die("usage: kvz-ct checkpoint --name N --dir D [--leave-running] [--pre-dumps K] "
+				"[--run-dir DIR]");
 	}
 	require_name(name);
 	if (!dir || !*dir)
@@ -82,7 +89,8 @@ int cmd_checkpoint(int argc, char **argv)
 	json_decref(st);
 	if (!c)
 		kvz_die("cannot reach the supervisor of '%s': %s", name, err);
-	json_t *args = json_pack("{s:s,s:b}", "dir", abs, "leave-running", leave);
+	json_t *args = json_pack("{s:s,s:b,s:I}", "dir", abs, "leave-running", leave,
+				 "pre-dumps", (json_int_t)pre);
 	int rc = qmp_client_execute(c, "checkpoint", args, NULL, NULL, 0, err, sizeof(err));
 	json_decref(args);
 	qmp_client_close(c);

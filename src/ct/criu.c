@@ -152,12 +152,20 @@ int criu_dump(const struct criu_dump *d, char *err, size_t len)
 {
 	char pid[16], console_ext[64];
 	snprintf(pid, sizeof(pid), "%d", (int)d->pid);
-	const char *argv[32] = {NULL, "dump", "--tree", pid, "--images-dir", d->dir,
-				"--log-file", "dump.log", COMMON_OPTS, "--external", "mnt[]",
+	const char *what = d->pre ? "pre-dump" : "dump";
+	const char *log = d->pre ? "pre-dump.log" : "dump.log";
+	const char *argv[32] = {NULL, what, "--tree", pid, "--images-dir", d->dir,
+				"--log-file", log, COMMON_OPTS, "--external", "mnt[]",
 				"--manage-cgroups=soft"};
 	size_t n = 14;
 	if (d->leave_running)
 		argv[n++] = "--leave-running";
+	if (d->track_mem)
+		argv[n++] = "--track-mem";
+	if (d->prev) {
+		argv[n++] = "--prev-images-dir";
+		argv[n++] = d->prev;
+	}
 	if (d->console_tty) {
 		/* The pty's master stays with the supervisor: the slave is an
 		 * external tty, and the bind of it at /dev/console an external
@@ -172,7 +180,7 @@ int criu_dump(const struct criu_dump *d, char *err, size_t len)
 	char *errtext = NULL;
 	int rc = run_criu(argv, -1, NULL, NULL, &errtext, err, len);
 	if (rc > 0)
-		failure("dump", d->dir, "dump.log", errtext, err, len);
+		failure(what, d->dir, log, errtext, err, len);
 	free(errtext);
 	return rc == 0 ? 0 : -1;
 }

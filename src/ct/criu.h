@@ -18,13 +18,16 @@ int criu_tty_key(int slave_fd, char *out, size_t size, char *err, size_t len);
 
 struct criu_dump {
 	pid_t pid;              /* the container's init (host pid) */
-	const char *dir;        /* images and dump.log */
+	const char *dir;        /* images and dump.log (pre-dump.log) */
+	bool pre;               /* a pre-dump: memory only, the tasks run on */
+	bool track_mem;         /* soft-dirty tracking for a later (pre-)dump */
+	const char *prev;       /* the previous pre-dump, relative to dir, or NULL */
 	bool leave_running;
 	const char *console_tty; /* criu_tty_key() of the console, or NULL */
 };
 
-/* Dumps the tree of pid. On failure CRIU has let the tasks run on; err is
- * the first error of dump.log. */
+/* Dumps the tree of pid (or pre-dumps its memory). On failure CRIU has let
+ * the tasks run on; err is the first error of the log. */
 int criu_dump(const struct criu_dump *d, char *err, size_t len);
 
 struct criu_restore {

@@ -137,8 +137,8 @@ static json_t *q_quit(void *opaque, json_t *args, struct qmp_error *err)
 	return request(opaque, 'q', 0, err);
 }
 
-/* {"dir": ABS, "leave-running": BOOL}: blocks this thread for the dump
- * (CRIU freezes the container meanwhile). */
+/* {"dir": ABS, "leave-running": BOOL, "pre-dumps": 0..10}: blocks this
+ * thread for the dump (CRIU freezes the container meanwhile). */
 static json_t *q_checkpoint(void *opaque, json_t *args, struct qmp_error *err)
 {
 	const char *dir = json_string_value(json_object_get(args, "dir"));
@@ -151,8 +151,14 @@ static json_t *q_checkpoint(void *opaque, json_t *args, struct qmp_error *err)
 		qmp_set_error(err, "GenericError", "'leave-running' must be a boolean");
 		return NULL;
 	}
+	json_t *pre = json_object_get(args, "pre-dumps");
+	if (pre && (!json_is_integer(pre) || json_integer_value(pre) < 0 || json_integer_value(pre) > 10)) {
+		qmp_set_error(err, "GenericError", "'pre-dumps' must be an integer 0..10");
+		return NULL;
+	}
 	char msg[1024];
-	if (sup_checkpoint(opaque, dir, json_is_true(lr), msg, sizeof(msg)) < 0)
+	if (sup_checkpoint(opaque, dir, json_is_true(lr), pre ? (int)json_integer_value(pre) : 0,
+			   msg, sizeof(msg)) < 0)
 		qmp_set_error(err, "GenericError", "%s", msg);
 	return NULL;
 }

@@ -38,12 +38,36 @@ static json_t *meta_of(struct supervisor *s, const char *console_tty)
 			 "console-tty", console_tty);
 }
 
+/* Iterative pre-dumps (soft-dirty tracking) while the container runs:
+ * DIR/pre-1 .. pre-N, each holding only what changed since the one
+ * before, so that the final dump, the only one that freezes the container
+ * for long, writes little. Returns the last one's name, relative to DIR
+ * ("" with none). */
+static int pre_dumps(struct supervisor *s, const char *dir, int count, char *last, size_t size,
+		     char *err, size_t len)
+{
+	last[0] = 0;
+	for (int i = 1; i <= count; i++) {
+		char sub[PATH_MAX], prev[32];
+		snprintf(sub, sizeof(sub), "%s/pre-%d", dir, i);
+		snprintf(prev, sizeof(prev), "../pre-%d", i - 1);
+		if (mkdir_p(sub, 0700, err, len) < 0)
+			return -1;
+		struct criu_dump d = {.pid = s->init_pid, .dir = sub, .pre = true, .track_mem = true,
+				      .prev = i > 1 ? prev : NULL};
+		if (criu_dump(&d, err, len) < 0)
+			return -1;
+		snprintf(last, size, "pre-%d", i);
+	}
+	return 0;
+}
+
 /* kvz-ct.json is written as .tmp first and renamed once CRIU's images are
  * complete: a directory without it holds no usable checkpoint. */
 static int checkpoint_into(struct supervisor *s, const char *dir, bool leave_running,
-			   char *err, size_t len)
+			   int pre, char *err, size_t len)
 {
-	char meta[PATH_MAX], tmp[PATH_MAX], tty[64] = "";
+	char meta[PATH_MAX], tmp[PATH_MAX], tty[64] = "", last[32];
 	snprintf(meta, sizeof(meta), "%s/" META, dir);
 	snprintf(tmp, sizeof(tmp), "%s/" META ".tmp", dir);
 	if (dir[0] != '/') {
@@ -63,18 +87,23 @@ static int checkpoint_into(struct supervisor *s, const char *dir, bool leave_run
 		snprintf(err, len, "cannot write %s", tmp);
 		return -1;
 	}
+	rc = pre_dumps(s, dir, pre, last, sizeof(last), err, len);
 	struct criu_dump d = {.pid = s->init_pid, .dir = dir, .leave_running = leave_running,
-			      .console_tty = tty[0] ? tty : NULL};
-	if (criu_dump(&d, err, len) < 0 || rename(tmp, meta) < 0) {
-		if (!err[0])
-			snprintf(err, len, "cannot write %s: %s", meta, strerror(errno));
-		unlink(tmp);
-		return -1;
+			      .console_tty = tty[0] ? tty : NULL, .track_mem = pre > 0,
+			      .prev = last[0] ? last : NULL};
+	if (rc == 0)
+		rc = criu_dump(&d, err, len);
+	if (rc == 0 && rename(tmp, meta) < 0) {
+		snprintf(err, len, "cannot write %s: %s", meta, strerror(errno));
+		rc = -1;
 	}
-	return 0;
+	if (rc < 0)
+		unlink(tmp);
+	return rc;
 }
 
-int sup_checkpoint(struct supervisor *s, const char *dir, bool leave_running, char *err, size_t len)
+int sup_checkpoint(struct supervisor *s, const char *dir, bool leave_running, int pre,
+		   char *err, size_t len)
 {
 	pthread_mutex_lock(&s->lock);
 	bool busy = s->stopping || s->checkpointing;
@@ -90,7 +119,7 @@ int sup_checkpoint(struct supervisor *s, const char *dir, bool leave_running, ch
 		return -1;
 	}
 	err[0] = 0;
-	int rc = checkpoint_into(s, dir, leave_running, err, len);
+	int rc = checkpoint_into(s, dir, leave_running, pre, err, len);
 	pthread_mutex_lock(&s->lock);
 	s->checkpointing = false;
 	if (rc < 0)

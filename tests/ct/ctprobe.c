@@ -32,7 +32,12 @@
  *   ctprobe hold-client IP PORT FIFO  connect, then send each line read
  *                           from FIFO and print "echo LINE port P" for
  *                           each reply (P: the local port, which shows
- *                           it is still the same connection) */
+ *                           it is still the same connection)
+ *   ctprobe dirty MB PCT     touch MB MiB, then rewrite PCT% of its pages
+ *                           every 100 ms, for ever (0: stay idle)
+ *   ctprobe gapwatch FILE    every 1 ms note the longest stall seen so far
+ *                           (the container frozen) as "max_gap_us N" in
+ *                           FILE; FILE.reset, when present, restarts it */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -624,8 +629,58 @@ static int hold_client(const char *ip, int port, const char *fifo)
 	return 0;
 }
 
+static int dirty(long mb, long pct)
+{
+	size_t size = (size_t)mb << 20, pages = size / 4096;
+	volatile char *p = (volatile char *)touch(mb);
+	size_t step = pct > 0 ? (size_t)(100 / pct) : 0, round = 0;
+	for (;;) {
+		for (size_t i = round % (step ? step : 1); step && i < pages; i += step)
+			p[i * 4096]++;
+		round++;
+		usleep(100000);
+	}
+	return 0;
+}
+
+static long long mono_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+static int gapwatch(const char *file)
+{
+	char reset[256], tmp[256];
+	snprintf(reset, sizeof(reset), "%s.reset", file);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", file);
+	long long last = mono_us(), max = -1;
+	for (;;) {
+		usleep(1000);
+		long long now = mono_us(), gap = now - last;
+		last = now;
+		if (unlink(reset) == 0)
+			max = -1, gap = 0;
+		if (gap <= max)
+			continue;
+		max = gap;
+		FILE *f = fopen(tmp, "w");
+		if (f) {
+			fprintf(f, "max_gap_us %lld\n", max);
+			fclose(f);
+			rename(tmp, file);
+		}
+	}
+	return 0;
+}
+
 static int ckpt_probe(int argc, char **argv)
 {
+	if (argc >= 4 && !strcmp(argv[1], "dirty"))
+		return dirty(atol(argv[2]), atol(argv[3]));
+	if (!strcmp(argv[1], "gapwatch"))
+		return gapwatch(argv[2]);
 	if (argc >= 4 && !strcmp(argv[1], "mempattern"))
 		return mempattern(atol(argv[2]), argv[3]);
 	if (!strcmp(argv[1], "echo-server"))

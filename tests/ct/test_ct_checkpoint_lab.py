@@ -37,13 +37,13 @@ PROBE = os.path.join(BUILD, "tests", "ct", "ctprobe")
 # `save`), iptables-save (nft flavour: CRIU then leaves the rules to its
 # nftables code; ip6tables-save is a link to it). Put first on PATH in L1 as /usr/local/sbin.
 TOOLS = {"criu": "criu", "tar": "tar", "gzip": "gzip", "ip": "ip",
-         "iptables-save": "xtables-nft-multi", "nft": "nft"}
+         "iptables-save": "xtables-nft-multi", "nft": "nft", "mkfs.btrfs": "mkfs.btrfs"}
 
 # criu check's needs in L1 (docs: ../shared environment notes), the bridge
 # and the nftables bridge family for kvz-ct's anti-spoofing table.
 MODULES = ["crc32c_generic", "libcrc32c", "nfnetlink", "nf_tables", "inet_diag", "tcp_diag",
            "udp_diag", "raw_diag", "unix_diag", "netlink_diag", "af_packet_diag", "veth",
-           "bridge", "nft_meta_bridge", "nft_objref"]
+           "bridge", "nft_meta_bridge", "nft_objref", "loop", "btrfs"]
 
 SCRIPT = ctlab.host_script(r"""
 export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin
@@ -51,7 +51,7 @@ criu check >/tmp/check.out 2>&1 && echo CRIU-CHECK=ok || { echo CRIU-CHECK=fail;
 R=/tmp/root
 mkdir -p $R/bin $R/proc $R/sys $R/dev $R/tmp $R/etc
 cp /bin/busybox $R/bin/busybox
-for a in sh cat sleep echo true ps ls; do ln -s busybox $R/bin/$a; done
+for a in sh cat sleep echo true ps ls wc mount umount grep truncate; do ln -s busybox $R/bin/$a; done
 cp /ctprobe $R/bin/ctprobe
 CT=/bin/kvz-ct
 RUN="--run-dir /tmp/run"
@@ -102,8 +102,16 @@ nft list table bridge kvz_c >/dev/null 2>&1 && echo "NFT=yes" || echo "NFT=no"
 $CT list $RUN | sed 's/^/LIST /'
 $CT exec --name c $RUN -- cat /tmp/counter >/dev/null; echo "EXEC=$?"
 $CT exec --name c $RUN -- ps | sed 's/^/PS /'
-$CT checkpoint --name c $RUN --dir /tmp/ck2 --leave-running; echo "CK2=$?"
-logs /tmp/ck2/dump.log
+# issue 8's kernel-file-system layer after a restore (CRIU made the mounts).
+$CT exec --name c $RUN -- sh -c 'echo x > /proc/sys/kernel/core_pattern; echo "A-CORE=$?"
+  echo "A-KCORE=$(cat /proc/kcore 2>/dev/null | wc -c)"
+  mount -o remount,rw /sys; echo "A-SYSRW=$?"
+  umount /proc/kcore; echo "A-UMOUNT=$?"
+  grep -E " /(proc|sys|dev)" /proc/self/mountinfo | head -8' 2>&1 | sed 's/^/ATK /'
+# Iterative: two pre-dumps while it runs, then the final dump.
+$CT checkpoint --name c $RUN --dir /tmp/ck2 --leave-running --pre-dumps 2; echo "CK2=$?"
+logs /tmp/ck2/pre-1/pre-dump.log /tmp/ck2/dump.log
+ls /tmp/ck2 | tr '\n' ' ' | sed 's/^/CK2-FILES /'; echo
 echo three >&3
 sleep 1
 tail -1 /tmp/client.out | sed 's/^/CLIENT2 /'
@@ -124,6 +132,19 @@ $CT restore --name k --dir /tmp/ckk; echo "K-RS=$?"
 logs /tmp/ckk/restore.log
 $CT exec --name k $RUN -- ls -l /proc/1/fd/1 | sed 's/^/K-FD /'
 $CT stop --name k $RUN --timeout 1; echo "K-STOP=$?"
+# A private area (btrfs image): its root is idmapped, which CRIU 3.17 cannot
+# make; kvz-ct stages it and gives it as --root.
+C=/tmp/ct; mkdir -p $C/i /tmp/mnt
+truncate -s 200M $C/i/private.img && mkfs.btrfs -q $C/i/private.img && mount -o loop $C/i/private.img /tmp/mnt && cp -a $R/. /tmp/mnt/ && umount /tmp/mnt
+$CT run --name i $RUN --ct-root $C --detach -- sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.2; done'
+echo "I-RUN=$?"
+$CT exec --name i $RUN -- sh -c 'echo made > /tmp/byroot; ls -n /tmp/byroot' | sed 's/^/I-BEFORE /'
+$CT checkpoint --name i $RUN --dir /tmp/cki; echo "I-CK=$?"
+logs /tmp/cki/dump.log
+$CT restore --name i --dir /tmp/cki; echo "I-RS=$?"
+logs /tmp/cki/restore.log
+$CT exec --name i $RUN -- sh -c 'echo again > /tmp/byroot2; ls -n /tmp/byroot2 /bin/busybox; grep " / / " /proc/self/mountinfo' | sed 's/^/I-AFTER /'
+$CT stop --name i $RUN --timeout 1; echo "I-STOP=$?"
 echo LAB-CKPT-DONE""", setup="ln -s iptables-save /usr/local/sbin/ip6tables-save")
 
 
@@ -175,9 +196,18 @@ def test_checkpoint_restore_in_lab():
     assert len({e[1] for e in echoes}) == 1
     assert re.match(r"kvz\d+r MASTER=kvzbr0", v["VETH"]) and v["NFT"] == "yes"
     assert re.search(r"^LIST .*\bc\b", out, re.M) and v["EXEC"] == "0"
+    # The restored container is still confined (global sysctls, kernel
+    # memory, /sys read-only).
+    atk = dict(re.findall(r"^ATK (A-\w+)=(.*)$", out, re.M))
+    assert atk["A-CORE"] != "0" and atk["A-KCORE"] == "0" and atk["A-SYSRW"] != "0", atk
     assert v["CK2"] == "0" and re.search(r"^CLIENT2 echo three port", out, re.M)
+    assert re.search(r"^CK2-FILES .*\bpre-1\b.*\bpre-2\b", out, re.M), out[-4000:]
     assert v["STOP"] == "0" and v["STOP-CGROUP"] == "gone"
     # Damaged images: one error line, nothing left.
     assert v["BAD"].startswith("1 1 kvz-ct: error: "), v["BAD"]
     assert v["BAD-RUNDIR"] == "empty" and v["BAD-CGROUP"] == "gone" and v["BAD-LINKS"] == "0"
     assert v["K-RUN"] == "0" and v["K-CK"] == "0" and v["K-RS"] == "0" and v["K-STOP"] == "0"
+    # The idmapped private area: root inside still owns its files (on disk 0:0).
+    assert v["I-RUN"] == "0" and v["I-CK"] == "0" and v["I-RS"] == "0" and v["I-STOP"] == "0"
+    assert re.search(r"^I-BEFORE \S+\s+1 0\s+0 .*/tmp/byroot$", out, re.M), out[-4000:]
+    assert re.search(r"^I-AFTER \S+\s+1 0\s+0 .*/tmp/byroot2$", out, re.M), out[-4000:]
