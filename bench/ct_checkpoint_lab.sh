@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(src, "lab"))
 sys.path.insert(0, os.path.join(src, "tests", "ct"))
 import kvzlab
 import ctlab
-from test_ct_checkpoint_lab import MODULES, lab_files
+from test_ct_checkpoint_lab import MODULES, SETUP, lab_files
 
 mb, reps = int(os.environ["MB"]), int(os.environ["REPS"])
 reason = kvzlab.lab_missing()
@@ -33,7 +33,7 @@ if reason:
 inner = f"""
 export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin
 R=/tmp/root; mkdir -p $R/bin $R/proc $R/sys $R/dev $R/tmp
-cp /bin/busybox $R/bin/ && ln -s busybox $R/bin/sh && cp /ctprobe $R/bin/
+cp /bin/busybox $R/bin/ && ln -s busybox $R/bin/sh && cp /ctprobe $R/bin/ && chmod 1777 $R/tmp
 CT=/bin/kvz-ct; RUN="--run-dir /tmp/run"
 up() {{ cut -d' ' -f1 /proc/uptime; }}
 for pct in 0 5; do
@@ -55,7 +55,7 @@ for pct in 0 5; do
 done
 echo BENCH-DONE
 """
-res = kvzlab.run_in_lab(ctlab.host_script(inner, setup="ln -s iptables-save /usr/local/sbin/ip6tables-save"),
+res = kvzlab.run_in_lab(ctlab.host_script(inner, setup=SETUP),
                         files=lab_files(), smp=1, mem_mb=1024 + 2 * mb, timeout=1500,
                         vmm=False, l1_modules=MODULES)
 rows = re.findall(r"^BENCH (\w+) (\d+) (\d+) ([\d.]+) ([\d.]+) (\d+)$", res.output, re.M)

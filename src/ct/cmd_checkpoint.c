@@ -89,8 +89,8 @@ int cmd_checkpoint(int argc, char **argv)
 	json_decref(st);
 	if (!c)
 		kvz_die("cannot reach the supervisor of '%s': %s", name, err);
-	json_t *args = json_pack("{s:s,s:b,s:I}", "dir", abs, "leave-running", leave,
-				 "pre-dumps", (json_int_t)pre);
+	json_t *args = json_pack("{s:s,s:b,s:I,s:i}", "dir", abs, "leave-running", leave,
+				 "pre-dumps", (json_int_t)pre, "client-pid", (int)getpid());
 	int rc = qmp_client_execute(c, "checkpoint", args, NULL, NULL, 0, err, sizeof(err));
 	json_decref(args);
 	qmp_client_close(c);

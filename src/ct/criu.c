@@ -91,8 +91,8 @@ static int run_criu(const char **argv, int keep_fd,
 }
 
 /* Why criu failed: the first error of its log, else its last stderr line. */
-static void failure(const char *what, const char *dir, const char *logname, char *errtext,
-		    char *err, size_t len)
+static void failure(const char *what, const char *dir, const char *shown, const char *logname,
+		    char *errtext, char *err, size_t len)
 {
 	char path[PATH_MAX], msg[400] = "";
 	snprintf(path, sizeof(path), "%s/%s", dir, logname);
@@ -101,7 +101,8 @@ static void failure(const char *what, const char *dir, const char *logname, char
 	free(log);
 	if (!msg[0] && errtext)
 		last_line_of(errtext, msg, sizeof(msg));
-	snprintf(err, len, "criu %s failed: %s (log: %s)", what, msg[0] ? msg : "no message", path);
+	snprintf(err, len, "criu %s failed: %s (log: %s/%s)", what, msg[0] ? msg : "no message",
+		 shown ? shown : dir, logname);
 }
 
 int criu_usable(char *why, size_t len)
@@ -178,9 +179,9 @@ int criu_dump(const struct criu_dump *d, char *err, size_t len)
 	}
 	argv[n] = NULL;
 	char *errtext = NULL;
-	int rc = run_criu(argv, -1, NULL, NULL, &errtext, err, len);
+	int rc = run_criu(argv, d->dir_fd, NULL, NULL, &errtext, err, len);
 	if (rc > 0)
-		failure(what, d->dir, log, errtext, err, len);
+		failure(what, d->dir, d->shown, log, errtext, err, len);
 	free(errtext);
 	return rc == 0 ? 0 : -1;
 }
@@ -225,7 +226,7 @@ pid_t criu_restore(const struct criu_restore *r, char *err, size_t len)
 	int rc = run_criu(argv, r->console_tty ? r->console_fd : -1, r->before, r->arg, &errtext,
 			  err, len);
 	if (rc > 0)
-		failure("restore", r->dir, "restore.log", errtext, err, len);
+		failure("restore", r->dir, NULL, "restore.log", errtext, err, len);
 	free(errtext);
 	if (rc != 0)
 		return -1;

@@ -19,6 +19,8 @@ int criu_tty_key(int slave_fd, char *out, size_t size, char *err, size_t len);
 struct criu_dump {
 	pid_t pid;              /* the container's init (host pid) */
 	const char *dir;        /* images and dump.log (pre-dump.log) */
+	const char *shown;      /* dir as the user named it (messages), or NULL */
+	int dir_fd;             /* kept open in criu (dir is /proc/self/fd/N...), or -1 */
 	bool pre;               /* a pre-dump: memory only, the tasks run on */
 	bool track_mem;         /* soft-dirty tracking for a later (pre-)dump */
 	const char *prev;       /* the previous pre-dump, relative to dir, or NULL */

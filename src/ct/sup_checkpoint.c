@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,73 +39,101 @@ static json_t *meta_of(struct supervisor *s, const char *console_tty)
 			 "console-tty", console_tty);
 }
 
+/* Where the images go, as the client sees dir: its path resolved through
+ * /proc/PID/root of the client, which waits for our answer. Our own mount
+ * namespace is a private copy made when the container started and misses
+ * what was mounted since (a tmpfs, NFS for a migration). */
+static int open_dir(const char *dir, pid_t client, char *err, size_t len)
+{
+	char where[PATH_MAX + 32];
+	if (client > 0)
+		snprintf(where, sizeof(where), "/proc/%d/root%s", (int)client, dir);
+	else
+		snprintf(where, sizeof(where), "%s", dir);
+	int fd = open(where, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		snprintf(err, len, "cannot open checkpoint directory %s: %s", dir, strerror(errno));
+	return fd;
+}
+
 /* Iterative pre-dumps (soft-dirty tracking) while the container runs:
  * DIR/pre-1 .. pre-N, each holding only what changed since the one
  * before, so that the final dump, the only one that freezes the container
- * for long, writes little. Returns the last one's name, relative to DIR
- * ("" with none). */
-static int pre_dumps(struct supervisor *s, const char *dir, int count, char *last, size_t size,
-		     char *err, size_t len)
+ * for long, writes little. Sets last to the last one's name ("" with
+ * none). */
+static int pre_dumps(struct supervisor *s, int dfd, const char *dir, int count, char *last,
+		     size_t size, char *err, size_t len)
 {
 	last[0] = 0;
 	for (int i = 1; i <= count; i++) {
-		char sub[PATH_MAX], prev[32];
-		snprintf(sub, sizeof(sub), "%s/pre-%d", dir, i);
+		char name[16], sub[64], shown[PATH_MAX], prev[32];
+		snprintf(name, sizeof(name), "pre-%d", i);
+		snprintf(sub, sizeof(sub), "/proc/self/fd/%d/%s", dfd, name);
+		snprintf(shown, sizeof(shown), "%s/%s", dir, name);
 		snprintf(prev, sizeof(prev), "../pre-%d", i - 1);
-		if (mkdir_p(sub, 0700, err, len) < 0)
+		if (mkdirat(dfd, name, 0700) < 0 && errno != EEXIST) {
+			snprintf(err, len, "cannot create %s: %s", shown, strerror(errno));
 			return -1;
-		struct criu_dump d = {.pid = s->init_pid, .dir = sub, .pre = true, .track_mem = true,
-				      .prev = i > 1 ? prev : NULL};
+		}
+		struct criu_dump d = {.pid = s->init_pid, .dir = sub, .shown = shown, .dir_fd = dfd,
+				      .pre = true, .track_mem = true, .prev = i > 1 ? prev : NULL};
 		if (criu_dump(&d, err, len) < 0)
 			return -1;
-		snprintf(last, size, "pre-%d", i);
+		snprintf(last, size, "%s", name);
 	}
 	return 0;
 }
 
+static int write_meta(struct supervisor *s, int dfd, const char *tty, char *err, size_t len)
+{
+	int fd = openat(dfd, META ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	json_t *m = meta_of(s, tty[0] ? tty : NULL);
+	int rc = fd < 0 ? -1 : json_dumpfd(m, fd, JSON_INDENT(1));
+	json_decref(m);
+	if (fd >= 0 && close(fd) < 0)
+		rc = -1;
+	if (rc < 0)
+		snprintf(err, len, "cannot write " META ".tmp: %s", strerror(errno));
+	return rc;
+}
+
 /* kvz-ct.json is written as .tmp first and renamed once CRIU's images are
  * complete: a directory without it holds no usable checkpoint. */
-static int checkpoint_into(struct supervisor *s, const char *dir, bool leave_running,
+static int checkpoint_into(struct supervisor *s, int dfd, const char *dir, bool leave_running,
 			   int pre, char *err, size_t len)
 {
-	char meta[PATH_MAX], tmp[PATH_MAX], tty[64] = "", last[32];
-	snprintf(meta, sizeof(meta), "%s/" META, dir);
-	snprintf(tmp, sizeof(tmp), "%s/" META ".tmp", dir);
-	if (dir[0] != '/') {
-		snprintf(err, len, "checkpoint directory '%s' is not an absolute path", dir);
-		return -1;
-	}
-	if (path_exists(meta)) {
+	char tty[64] = "", last[32], images[32];
+	if (faccessat(dfd, META, F_OK, 0) == 0) {
 		snprintf(err, len, "%s already holds a checkpoint", dir);
 		return -1;
 	}
 	if (s->has_console && criu_tty_key(s->con.slave_fd, tty, sizeof(tty), err, len) < 0)
 		return -1;
-	json_t *m = meta_of(s, tty[0] ? tty : NULL);
-	int rc = json_dump_file(m, tmp, JSON_INDENT(1));
-	json_decref(m);
-	if (rc < 0) {
-		snprintf(err, len, "cannot write %s", tmp);
+	if (write_meta(s, dfd, tty, err, len) < 0)
 		return -1;
-	}
-	rc = pre_dumps(s, dir, pre, last, sizeof(last), err, len);
-	struct criu_dump d = {.pid = s->init_pid, .dir = dir, .leave_running = leave_running,
-			      .console_tty = tty[0] ? tty : NULL, .track_mem = pre > 0,
-			      .prev = last[0] ? last : NULL};
+	snprintf(images, sizeof(images), "/proc/self/fd/%d", dfd);
+	int rc = pre_dumps(s, dfd, dir, pre, last, sizeof(last), err, len);
+	struct criu_dump d = {.pid = s->init_pid, .dir = images, .shown = dir, .dir_fd = dfd,
+			      .leave_running = leave_running, .console_tty = tty[0] ? tty : NULL,
+			      .track_mem = pre > 0, .prev = last[0] ? last : NULL};
 	if (rc == 0)
 		rc = criu_dump(&d, err, len);
-	if (rc == 0 && rename(tmp, meta) < 0) {
-		snprintf(err, len, "cannot write %s: %s", meta, strerror(errno));
+	if (rc == 0 && renameat(dfd, META ".tmp", dfd, META) < 0) {
+		snprintf(err, len, "cannot write %s/" META ": %s", dir, strerror(errno));
 		rc = -1;
 	}
 	if (rc < 0)
-		unlink(tmp);
+		unlinkat(dfd, META ".tmp", 0);
 	return rc;
 }
 
-int sup_checkpoint(struct supervisor *s, const char *dir, bool leave_running, int pre,
-		   char *err, size_t len)
+int sup_checkpoint(struct supervisor *s, const char *dir, pid_t client, bool leave_running,
+		   int pre, char *err, size_t len)
 {
+	if (dir[0] != '/') {
+		snprintf(err, len, "checkpoint directory '%s' is not an absolute path", dir);
+		return -1;
+	}
 	pthread_mutex_lock(&s->lock);
 	bool busy = s->stopping || s->checkpointing;
 	if (!busy) {
@@ -118,8 +147,10 @@ int sup_checkpoint(struct supervisor *s, const char *dir, bool leave_running, in
 		snprintf(err, len, "container '%s' is stopping or being checkpointed", s->o->name);
 		return -1;
 	}
-	err[0] = 0;
-	int rc = checkpoint_into(s, dir, leave_running, pre, err, len);
+	int dfd = open_dir(dir, client, err, len);
+	int rc = dfd < 0 ? -1 : checkpoint_into(s, dfd, dir, leave_running, pre, err, len);
+	if (dfd >= 0)
+		close(dfd);
 	pthread_mutex_lock(&s->lock);
 	s->checkpointing = false;
 	if (rc < 0)

@@ -69,11 +69,12 @@ int sup_own_console(struct supervisor *s, char *err, size_t len);
 int sup_veth_attach(struct supervisor *s, char *err, size_t len);
 
 /* Checkpoint and restore (sup_checkpoint.c). Dumps the container into dir
- * (QMP thread), after pre pre-dumps of its memory while it runs; with
+ * (absolute, as process client sees it: 0 for our own view; QMP thread),
+ * after pre pre-dumps of its memory while it runs; with
  * leave_running false the container ends when the dump is complete, and
  * the supervisor with it (exit 0). */
-int sup_checkpoint(struct supervisor *s, const char *dir, bool leave_running, int pre,
-		   char *err, size_t len);
+int sup_checkpoint(struct supervisor *s, const char *dir, pid_t client, bool leave_running,
+		   int pre, char *err, size_t len);
 /* Instead of starting argv: brings back the container of the checkpoint
  * o->restore_dir, set up as `run` would have (cgroup, limits, bridge). */
 int sup_restore(struct supervisor *s, char *err, size_t len);

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from ctenv import kvz, leftovers, one_error_line
+from ctenv import KVZCT, kvz, leftovers, one_error_line
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="kvz-ct tests need root")
 
@@ -147,3 +147,34 @@ def test_checkpoint_ends_container_and_restore_failure_leaves_nothing(env, bbroo
     assert "criu restore failed: fake restore: bad image" in line, line
     assert leftovers(env, n) == []
     assert "--restore-sibling" in open(tmp_path / "calls").read()
+
+
+def test_directory_mounted_after_start(env, bbroot, tmp_path, monkeypatch):
+    """The supervisor's mount namespace is a copy made at start: the
+    directory is resolved as `checkpoint` sees it, not as the supervisor's
+    stale copy would (there the mount below is missing)."""
+    monkeypatch.setenv("KVZ_CT_CRIU", fake_criu(tmp_path, dump="kill"))
+    n = env.name("cm")
+    env.start(n, "--rootfs", bbroot)
+    late = tmp_path / "late"
+    late.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "late", str(late)], check=True)
+    try:
+        kvz("checkpoint", "--name", n, "--run-dir", env.run_dir, "--dir", str(late / "ck"))
+        assert json.load(open(late / "ck" / "kvz-ct.json"))["name"] == n
+        assert (late / "ck" / "pages-1.img").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(late)], check=False)
+    assert leftovers(env, n) == []
+
+
+def test_container_inherits_no_descriptors(env, bbroot):
+    """A descriptor of the caller's in the container is a handle on a host
+    file (and makes the container undumpable): init gets stdio only."""
+    n = env.name("cd")
+    with open("/etc/hostname") as f:
+        r = subprocess.run([KVZCT, "run", "--name", n, "--rootfs", bbroot, "--run-dir", env.run_dir,
+                            "--", "ls", "/proc/self/fd"], capture_output=True, text=True,
+                           pass_fds=(f.fileno(),), timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert sorted(r.stdout.split()) == ["0", "1", "2", "3"]  # 3: ls's own directory

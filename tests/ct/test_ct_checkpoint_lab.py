@@ -34,17 +34,21 @@ PROBE = os.path.join(BUILD, "tests", "ct", "ctprobe")
 
 # What criu runs besides itself: tar and gzip (tmpfs contents), iproute2's
 # ip (addresses and routes of the network namespace; busybox's lacks
-# `save`), iptables-save (nft flavour: CRIU then leaves the rules to its
-# nftables code; ip6tables-save is a link to it). Put first on PATH in L1 as /usr/local/sbin.
+# `save`), iptables-save and iptables-legacy-save (CRIU asks both which
+# flavour they are; ip6tables-* are links to them). Put first on PATH in L1 as /usr/local/sbin.
 TOOLS = {"criu": "criu", "tar": "tar", "gzip": "gzip", "ip": "ip",
-         "iptables-save": "xtables-nft-multi", "nft": "nft", "mkfs.btrfs": "mkfs.btrfs"}
+         "iptables-save": "xtables-nft-multi", "iptables-legacy-save": "xtables-legacy-multi",
+         "nft": "nft", "mkfs.btrfs": "mkfs.btrfs"}
 
-# criu check's needs in L1 (docs: ../shared environment notes), the bridge
-# and the nftables bridge family for kvz-ct's anti-spoofing table.
+# criu check's needs in L1, conntrack over netlink (criu dumps a network
+# namespace's conntrack entries: without it, EINVAL), the bridge and the
+# nftables objects of kvz-ct's anti-spoofing table, loop and btrfs for a
+# private area.
 MODULES = ["crc32c_generic", "libcrc32c", "nfnetlink", "nf_tables", "inet_diag", "tcp_diag",
            "udp_diag", "raw_diag", "unix_diag", "netlink_diag", "af_packet_diag", "veth",
-           "bridge", "nft_meta_bridge", "nft_objref", "loop", "btrfs"]
+           "bridge", "nft_meta_bridge", "nft_objref", "nf_conntrack_netlink", "loop", "btrfs"]
 
+SETUP = "cd /usr/local/sbin && ln -s iptables-save ip6tables-save && ln -s iptables-legacy-save ip6tables-legacy-save && cd /"
 SCRIPT = ctlab.host_script(r"""
 export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin
 criu check >/tmp/check.out 2>&1 && echo CRIU-CHECK=ok || { echo CRIU-CHECK=fail; tail -5 /tmp/check.out; }
@@ -53,6 +57,7 @@ mkdir -p $R/bin $R/proc $R/sys $R/dev $R/tmp $R/etc
 cp /bin/busybox $R/bin/busybox
 for a in sh cat sleep echo true ps ls wc mount umount grep truncate; do ln -s busybox $R/bin/$a; done
 cp /ctprobe $R/bin/ctprobe
+chmod 1777 $R/tmp  # the root is not idmapped here (tmpfs on 6.1): let container root write
 CT=/bin/kvz-ct
 RUN="--run-dir /tmp/run"
 D=/sys/fs/cgroup/kvz/c
@@ -66,7 +71,7 @@ $CT set --name c $RUN --pids 77 --cpu-weight 30
 sleep 2
 mkfifo /tmp/fifo
 exec 3<>/tmp/fifo  # read-write: our writes never wait for the client
-ctprobe hold-client 10.77.0.2 7777 /tmp/fifo > /tmp/client.out 2>&1 &
+/ctprobe hold-client 10.77.0.2 7777 /tmp/fifo > /tmp/client.out 2>&1 &
 sleep 1
 echo one >&3
 sleep 1
@@ -145,7 +150,7 @@ $CT restore --name i --dir /tmp/cki; echo "I-RS=$?"
 logs /tmp/cki/restore.log
 $CT exec --name i $RUN -- sh -c 'echo again > /tmp/byroot2; ls -n /tmp/byroot2 /bin/busybox; grep " / / " /proc/self/mountinfo' | sed 's/^/I-AFTER /'
 $CT stop --name i $RUN --timeout 1; echo "I-STOP=$?"
-echo LAB-CKPT-DONE""", setup="ln -s iptables-save /usr/local/sbin/ip6tables-save")
+echo LAB-CKPT-DONE""", setup=SETUP)
 
 
 def lab_files():
