@@ -11,6 +11,7 @@
 #include "namespaces.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
@@ -240,6 +241,61 @@ static int check_idmap(struct supervisor *s, json_t *meta, char *err, size_t len
 	return -1;
 }
 
+/* CRIU opens some images (tty-info.img, the pages of each task) from the
+ * restored tasks, which are then root of the container's user namespace:
+ * to the host an unprivileged uid without CAP_DAC_OVERRIDE. The images
+ * (0600, dir 0700, root's) are shared read-only with the container's
+ * root group: group gid, g+r, directories g+rx; root stays the owner, so
+ * nothing of the container's can change them. Depth: D and its pre-N. */
+static int share_images(int dfd, const char *shown, gid_t gid, int depth, char *err, size_t len)
+{
+	if (fchown(dfd, (uid_t)-1, gid) < 0 || fchmod(dfd, 0750) < 0) {
+		snprintf(err, len, "cannot share %s with the container's root: %s", shown, strerror(errno));
+		return -1;
+	}
+	int dup_fd = dup(dfd);
+	DIR *d = dup_fd < 0 ? NULL : fdopendir(dup_fd);
+	if (!d) {
+		snprintf(err, len, "cannot read %s: %s", shown, strerror(errno));
+		return -1;
+	}
+	int rc = 0;
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d))) {
+		struct stat st;
+		if (e->d_name[0] == '.' || fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode) && depth > 0) {
+			int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			rc = sub < 0 ? -1 : share_images(sub, shown, gid, depth - 1, err, len);
+			if (sub >= 0)
+				close(sub);
+		} else if (S_ISREG(st.st_mode) &&
+			   (fchownat(dfd, e->d_name, (uid_t)-1, gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    fchmodat(dfd, e->d_name, (st.st_mode & 0700) | 0040, 0) < 0)) {
+			snprintf(err, len, "cannot share %s/%s with the container's root: %s", shown,
+				 e->d_name, strerror(errno));
+			rc = -1;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+static int share_with_container(struct supervisor *s, const char *dir, char *err, size_t len)
+{
+	if (s->o->privileged)
+		return 0;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		snprintf(err, len, "cannot open %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	int rc = share_images(dfd, dir, s->idmap.gid, 1, err, len);
+	close(dfd);
+	return rc;
+}
+
 /* The restored tasks are born in criu's cgroup: the container's. */
 static int criu_into_cgroup(pid_t criu, void *arg, char *err, size_t len)
 {
@@ -255,7 +311,8 @@ int sup_restore(struct supervisor *s, char *err, size_t len)
 		return -1;
 	const char *tty = json_string_value(json_object_get(meta, "console-tty"));
 	int rc = -1;
-	if (check_idmap(s, meta, err, len) < 0 || stage_root(s, err, len) < 0)
+	if (check_idmap(s, meta, err, len) < 0 || share_with_container(s, o->restore_dir, err, len) < 0 ||
+	    stage_root(s, err, len) < 0)
 		goto out;
 	if (tty && !s->has_console) {
 		snprintf(err, len, "the checkpoint has a console: restore needs --console-socket");

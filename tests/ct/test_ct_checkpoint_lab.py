@@ -135,6 +135,8 @@ $CT checkpoint --name k $RUN --dir /tmp/ckk; echo "K-CK=$?"
 logs /tmp/ckk/dump.log
 $CT restore --name k --dir /tmp/ckk; echo "K-RS=$?"
 logs /tmp/ckk/restore.log
+grep -iE "console|external|pts" /tmp/ckk/dump.log | head -30 | sed 's/^/KD /'
+grep -B10 "No mapping" /tmp/ckk/restore.log | head -30 | sed 's/^/KR /'
 $CT exec --name k $RUN -- ls -l /proc/1/fd/1 | sed 's/^/K-FD /'
 $CT stop --name k $RUN --timeout 1; echo "K-STOP=$?"
 # A private area (btrfs image): its root is idmapped, which CRIU 3.17 cannot
