@@ -144,42 +144,73 @@ int criu_tty_key(int slave_fd, char *out, size_t size, char *err, size_t len)
 	return 0;
 }
 
+/* criu's argv, built by appending (counted, NULL-terminated). */
+struct argv_buf {
+	const char *v[48];
+	size_t n;
+};
+
+static void add(struct argv_buf *a, const char *arg)
+{
+	if (a->n + 1 < sizeof(a->v) / sizeof(a->v[0]))
+		a->v[a->n++] = arg;
+	a->v[a->n] = NULL;
+}
+
 /* Options both directions share: established TCP connections, bind
- * mounts of host files (the /dev nodes, the masks over /proc), the network
- * locked with nftables (no iptables binaries needed). */
-#define COMMON_OPTS "--tcp-established", "--network-lock", "nftables", "-v4"
+ * mounts of host files (the /dev nodes, the masks over /proc) found by
+ * themselves, the network locked with nftables (no iptables binaries
+ * needed for that), cgroups into what exists, a verbose log. */
+static void common(struct argv_buf *a, const char *cmd, const char *dir, const char *log)
+{
+	static const char *const opts[] = {"--tcp-established", "--network-lock", "nftables",
+					   "--external", "mnt[]", "--manage-cgroups=soft", "-v4"};
+	add(a, NULL); /* run_criu puts the binary here */
+	add(a, cmd);
+	add(a, "--images-dir");
+	add(a, dir);
+	add(a, "--log-file");
+	add(a, log);
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+		add(a, opts[i]);
+}
 
 int criu_dump(const struct criu_dump *d, char *err, size_t len)
 {
-	char pid[16], console_ext[64];
+	char pid[16], veth[64];
 	snprintf(pid, sizeof(pid), "%d", (int)d->pid);
 	const char *what = d->pre ? "pre-dump" : "dump";
 	const char *log = d->pre ? "pre-dump.log" : "dump.log";
-	const char *argv[32] = {NULL, what, "--tree", pid, "--images-dir", d->dir,
-				"--log-file", log, COMMON_OPTS, "--external", "mnt[]",
-				"--manage-cgroups=soft"};
-	size_t n = 14;
+	struct argv_buf a = {.n = 0};
+	common(&a, what, d->dir, log);
+	add(&a, "--tree");
+	add(&a, pid);
 	if (d->leave_running)
-		argv[n++] = "--leave-running";
+		add(&a, "--leave-running");
 	if (d->track_mem)
-		argv[n++] = "--track-mem";
+		add(&a, "--track-mem");
 	if (d->prev) {
-		argv[n++] = "--prev-images-dir";
-		argv[n++] = d->prev;
+		add(&a, "--prev-images-dir");
+		add(&a, d->prev);
+	}
+	if (d->veth) {
+		/* eth0's peer is in the host's namespace: external, made anew
+		 * on restore (without this the restore cannot place it). */
+		snprintf(veth, sizeof(veth), "veth[eth0]:%s", d->veth);
+		add(&a, "--external");
+		add(&a, veth);
 	}
 	if (d->console_tty) {
 		/* The pty's master stays with the supervisor: the slave is an
 		 * external tty, and the bind of it at /dev/console an external
 		 * mount named "console", both given anew on restore. */
-		snprintf(console_ext, sizeof(console_ext), "%s", d->console_tty);
-		argv[n++] = "--external";
-		argv[n++] = console_ext;
-		argv[n++] = "--external";
-		argv[n++] = "mnt[/dev/console]:console";
+		add(&a, "--external");
+		add(&a, d->console_tty);
+		add(&a, "--external");
+		add(&a, "mnt[/dev/console]:console");
 	}
-	argv[n] = NULL;
 	char *errtext = NULL;
-	int rc = run_criu(argv, d->dir_fd, NULL, NULL, &errtext, err, len);
+	int rc = run_criu(a.v, d->dir_fd, NULL, NULL, &errtext, err, len);
 	if (rc > 0)
 		failure(what, d->dir, d->shown, log, errtext, err, len);
 	free(errtext);
@@ -200,30 +231,32 @@ static pid_t read_pidfile(const char *dir)
 pid_t criu_restore(const struct criu_restore *r, char *err, size_t len)
 {
 	char veth[64], inherit[96], console_mnt[PATH_MAX + 32];
-	const char *argv[40] = {NULL, "restore", "--images-dir", r->dir, "--log-file", "restore.log",
-				COMMON_OPTS, "--external", "mnt[]", "--manage-cgroups=soft",
-				"--root", r->root, "--restore-detached", "--restore-sibling",
-				"--pidfile", "restore.pid"};
-	size_t n = 20;
+	struct argv_buf a = {.n = 0};
+	common(&a, "restore", r->dir, "restore.log");
+	add(&a, "--root");
+	add(&a, r->root);
+	add(&a, "--restore-detached");
+	add(&a, "--restore-sibling");
+	add(&a, "--pidfile");
+	add(&a, "restore.pid");
 	if (r->veth) {
 		snprintf(veth, sizeof(veth), "veth[eth0]:%s", r->veth);
-		argv[n++] = "--external";
-		argv[n++] = veth;
+		add(&a, "--external");
+		add(&a, veth);
 	}
 	if (r->console_tty) {
 		snprintf(inherit, sizeof(inherit), "fd[%d]:%s", r->console_fd, r->console_tty);
 		snprintf(console_mnt, sizeof(console_mnt), "mnt[console]:%s", r->console_path);
-		argv[n++] = "--inherit-fd";
-		argv[n++] = inherit;
-		argv[n++] = "--external";
-		argv[n++] = console_mnt;
+		add(&a, "--inherit-fd");
+		add(&a, inherit);
+		add(&a, "--external");
+		add(&a, console_mnt);
 	}
-	argv[n] = NULL;
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/restore.pid", r->dir);
 	unlink(path);
 	char *errtext = NULL;
-	int rc = run_criu(argv, r->console_tty ? r->console_fd : -1, r->before, r->arg, &errtext,
+	int rc = run_criu(a.v, r->console_tty ? r->console_fd : -1, r->before, r->arg, &errtext,
 			  err, len);
 	if (rc > 0)
 		failure("restore", r->dir, NULL, "restore.log", errtext, err, len);

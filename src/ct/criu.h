@@ -25,6 +25,7 @@ struct criu_dump {
 	bool track_mem;         /* soft-dirty tracking for a later (pre-)dump */
 	const char *prev;       /* the previous pre-dump, relative to dir, or NULL */
 	bool leave_running;
+	const char *veth;        /* host end of eth0's veth, or NULL */
 	const char *console_tty; /* criu_tty_key() of the console, or NULL */
 };
 

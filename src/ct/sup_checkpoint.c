@@ -116,6 +116,7 @@ static int checkpoint_into(struct supervisor *s, int dfd, const char *dir, bool 
 	int rc = pre_dumps(s, dfd, dir, pre, last, sizeof(last), err, len);
 	struct criu_dump d = {.pid = s->init_pid, .dir = images, .shown = dir, .dir_fd = dfd,
 			      .leave_running = leave_running, .console_tty = tty[0] ? tty : NULL,
+			      .veth = s->veth[0] ? s->veth : NULL,
 			      .track_mem = pre > 0, .prev = last[0] ? last : NULL};
 	if (rc == 0)
 		rc = criu_dump(&d, err, len);

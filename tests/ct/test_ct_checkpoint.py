@@ -178,3 +178,20 @@ def test_container_inherits_no_descriptors(env, bbroot):
                            pass_fds=(f.fileno(),), timeout=60)
     assert r.returncode == 0, r.stderr
     assert sorted(r.stdout.split()) == ["0", "1", "2", "3"]  # 3: ls's own directory
+
+
+def test_console_given_anew_on_restore(env, bbroot, tmp_path, monkeypatch):
+    """The console's pty stays with the supervisor: dumped as an external
+    tty and mount, handed to the restore as the new supervisor's pty."""
+    monkeypatch.setenv("KVZ_CT_CRIU", fake_criu(tmp_path, dump="kill"))
+    n = env.name("cc")
+    env.start(n, "--rootfs", bbroot, "--console-socket", str(tmp_path / "c.sock"))
+    kvz("checkpoint", "--name", n, "--run-dir", env.run_dir, "--dir", str(tmp_path / "ck"))
+    tty = json.load(open(tmp_path / "ck" / "kvz-ct.json"))["console-tty"]
+    assert tty.startswith("tty[")
+    one_error_line(kvz("restore", "--name", n, "--dir", str(tmp_path / "ck"), check=False))
+    dump, restore = [l for l in open(tmp_path / "calls").read().splitlines() if l.split()[0] != "check"]
+    assert f"--external {tty} --external mnt[/dev/console]:console" in dump
+    assert f":{tty} --external mnt[console]:/dev/pts/" in restore and "--inherit-fd fd[" in restore
+    assert "--manage-cgroups=soft" in dump and "--root " in restore
+    assert leftovers(env, n) == []

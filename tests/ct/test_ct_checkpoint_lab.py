@@ -34,10 +34,11 @@ PROBE = os.path.join(BUILD, "tests", "ct", "ctprobe")
 
 # What criu runs besides itself: tar and gzip (tmpfs contents), iproute2's
 # ip (addresses and routes of the network namespace; busybox's lacks
-# `save`), iptables-save and iptables-legacy-save (CRIU asks both which
-# flavour they are; ip6tables-* are links to them). Put first on PATH in L1 as /usr/local/sbin.
+# `save`), iptables-save/-restore and their legacy forms (CRIU asks both
+# which flavour they are, and restores the rules; links made by SETUP).
+# Put first on PATH in L1 as /usr/local/sbin.
 TOOLS = {"criu": "criu", "tar": "tar", "gzip": "gzip", "ip": "ip",
-         "iptables-save": "xtables-nft-multi", "iptables-legacy-save": "xtables-legacy-multi",
+         "xtables-nft-multi": "xtables-nft-multi", "xtables-legacy-multi": "xtables-legacy-multi",
          "nft": "nft", "mkfs.btrfs": "mkfs.btrfs"}
 
 # criu check's needs in L1, conntrack over netlink (criu dumps a network
@@ -48,7 +49,11 @@ MODULES = ["crc32c_generic", "libcrc32c", "nfnetlink", "nf_tables", "inet_diag",
            "udp_diag", "raw_diag", "unix_diag", "netlink_diag", "af_packet_diag", "veth",
            "bridge", "nft_meta_bridge", "nft_objref", "nf_conntrack_netlink", "loop", "btrfs"]
 
-SETUP = "cd /usr/local/sbin && ln -s iptables-save ip6tables-save && ln -s iptables-legacy-save ip6tables-legacy-save && cd /"
+SETUP = """cd /usr/local/sbin
+for t in save restore; do
+  for v in "" 6; do ln -s xtables-nft-multi ip${v}tables-$t; ln -s xtables-legacy-multi ip${v}tables-legacy-$t; done
+done
+cd /"""
 SCRIPT = ctlab.host_script(r"""
 export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin
 criu check >/tmp/check.out 2>&1 && echo CRIU-CHECK=ok || { echo CRIU-CHECK=fail; tail -5 /tmp/check.out; }
