@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -46,7 +48,7 @@ static void last_line_of(char *text, char *out, size_t size)
 /* Runs criu with argv (argv[0] is replaced by the binary), keeping
  * keep_fd open across exec; stdout on /dev/null, stderr collected into
  * *errtext. Returns the exit status, or -1 when it could not run. */
-static int run_criu(const char **argv, int keep_fd,
+static int run_criu(const char **argv, int keep_fd, const char *hide,
 		    int (*before)(pid_t, void *, char *, size_t), void *arg,
 		    char **errtext, char *err, size_t len)
 {
@@ -69,6 +71,10 @@ static int run_criu(const char **argv, int keep_fd,
 			_exit(126);
 		if (keep_fd >= 0 && fcntl(keep_fd, F_SETFD, 0) < 0)
 			_exit(126);
+		if (hide && (unshare(CLONE_NEWNS) < 0 || umount2(hide, MNT_DETACH) < 0)) {
+			dprintf(2, "cannot hide %s from criu: %s\n", hide, strerror(errno));
+			_exit(126);
+		}
 		execvp(argv[0], (char *const *)argv);
 		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
@@ -109,7 +115,7 @@ int criu_usable(char *why, size_t len)
 {
 	const char *argv[] = {NULL, "check", NULL};
 	char *errtext = NULL, e[256] = "";
-	int rc = run_criu(argv, -1, NULL, NULL, &errtext, e, sizeof(e));
+	int rc = run_criu(argv, -1, NULL, NULL, NULL, &errtext, e, sizeof(e));
 	if (rc == 0) {
 		free(errtext);
 		return 0;
@@ -210,7 +216,7 @@ int criu_dump(const struct criu_dump *d, char *err, size_t len)
 		add(&a, "mnt[/dev/console]:console");
 	}
 	char *errtext = NULL;
-	int rc = run_criu(a.v, d->dir_fd, NULL, NULL, &errtext, err, len);
+	int rc = run_criu(a.v, d->dir_fd, d->hide, NULL, NULL, &errtext, err, len);
 	if (rc > 0)
 		failure(what, d->dir, d->shown, log, errtext, err, len);
 	free(errtext);
@@ -256,7 +262,7 @@ pid_t criu_restore(const struct criu_restore *r, char *err, size_t len)
 	snprintf(path, sizeof(path), "%s/restore.pid", r->dir);
 	unlink(path);
 	char *errtext = NULL;
-	int rc = run_criu(a.v, r->console_tty ? r->console_fd : -1, r->before, r->arg, &errtext,
+	int rc = run_criu(a.v, r->console_tty ? r->console_fd : -1, NULL, r->before, r->arg, &errtext,
 			  err, len);
 	if (rc > 0)
 		failure("restore", r->dir, NULL, "restore.log", errtext, err, len);

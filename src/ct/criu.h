@@ -27,6 +27,10 @@ struct criu_dump {
 	bool leave_running;
 	const char *veth;        /* host end of eth0's veth, or NULL */
 	const char *console_tty; /* criu_tty_key() of the console, or NULL */
+	/* Unmounted from criu's own copy of our mount namespace: the stage
+	 * with the container's /proc and /sys (idmount.h). Seen by criu, they
+	 * would pass for external binds of it, which restore has not. */
+	const char *hide;
 };
 
 /* Dumps the tree of pid (or pre-dumps its memory). On failure CRIU has let

@@ -77,7 +77,8 @@ static int pre_dumps(struct supervisor *s, int dfd, const char *dir, int count, 
 			return -1;
 		}
 		struct criu_dump d = {.pid = s->init_pid, .dir = sub, .shown = shown, .dir_fd = dfd,
-				      .pre = true, .track_mem = true, .prev = i > 1 ? prev : NULL};
+				      .pre = true, .track_mem = true, .prev = i > 1 ? prev : NULL,
+				      .hide = s->stage};
 		if (criu_dump(&d, err, len) < 0)
 			return -1;
 		snprintf(last, size, "%s", name);
@@ -116,7 +117,7 @@ static int checkpoint_into(struct supervisor *s, int dfd, const char *dir, bool 
 	int rc = pre_dumps(s, dfd, dir, pre, last, sizeof(last), err, len);
 	struct criu_dump d = {.pid = s->init_pid, .dir = images, .shown = dir, .dir_fd = dfd,
 			      .leave_running = leave_running, .console_tty = tty[0] ? tty : NULL,
-			      .veth = s->veth[0] ? s->veth : NULL,
+			      .veth = s->veth[0] ? s->veth : NULL, .hide = s->stage,
 			      .track_mem = pre > 0, .prev = last[0] ? last : NULL};
 	if (rc == 0)
 		rc = criu_dump(&d, err, len);
