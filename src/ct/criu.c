@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <signal.h>
+#include <time.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -43,6 +45,25 @@ static void last_line_of(char *text, char *out, size_t size)
 		text[--n] = 0;
 	const char *nl = strrchr(text, '\n');
 	snprintf(out, size, "%s", nl ? nl + 1 : text);
+}
+
+/* A dump of a large container may take minutes; one that has not ended
+ * in CRIU_TIMEOUT_S is killed (a failed restore's tasks are killed with
+ * the container's cgroup by the supervisor's teardown). */
+#define CRIU_TIMEOUT_S (30 * 60)
+
+static int wait_bounded(pid_t pid)
+{
+	int status = 0;
+	struct timespec tick = {.tv_nsec = 20 * 1000 * 1000};
+	for (long waited = 0;; waited += 20) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		if (r == pid || (r < 0 && errno != EINTR))
+			return status;
+		if (waited / 1000 == CRIU_TIMEOUT_S)
+			kill(pid, SIGKILL);
+		nanosleep(&tick, NULL);
+	}
 }
 
 /* Runs criu with argv (argv[0] is replaced by the binary), keeping
@@ -86,11 +107,13 @@ static int run_criu(const char **argv, int keep_fd, const char *hide,
 	if (rc == 0 && write(go[1], "g", 1) != 1)
 		rc = -1;
 	close(go[1]);
+	int status = wait_bounded(pid);
+	/* criu itself is done: what it wrote is there. Its stderr is not
+	 * read to its end, which a task criu restored (or left behind) may
+	 * hold open for good. */
+	fcntl(ep[0], F_SETFL, O_NONBLOCK);
 	*errtext = read_fd_text(ep[0]);
 	close(ep[0]);
-	int status;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
 	if (rc < 0)
 		return -1;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
