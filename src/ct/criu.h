@@ -55,6 +55,10 @@ struct criu_restore {
  * first error of restore.log; then nothing of it is left. */
 pid_t criu_restore(const struct criu_restore *r, char *err, size_t len);
 
+/* Removes the nftables lock table CRIU 3.17 leaves in a restored network
+ * namespace (criu_unlock.c): the namespace of init. */
+int criu_unlock_network(pid_t init, char *err, size_t len);
+
 /* The first "Error (file:line): MSG" of a CRIU log as MSG; "" if none. */
 void criu_log_error(const char *log, char *out, size_t size);
 

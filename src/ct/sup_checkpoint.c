@@ -335,7 +335,9 @@ int sup_restore(struct supervisor *s, char *err, size_t len)
 	if (pid < 0)
 		goto out;
 	s->init_pid = pid;
-	rc = o->net.enabled ? sup_veth_attach(s, err, len) : 0;
+	rc = criu_unlock_network(pid, err, len);
+	if (rc == 0 && o->net.enabled)
+		rc = sup_veth_attach(s, err, len);
 out:
 	json_decref(meta);
 	return rc;

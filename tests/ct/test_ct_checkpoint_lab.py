@@ -135,6 +135,13 @@ sleep 1
 tail -1 /tmp/client.out | sed 's/^/CLIENT2 /'
 $CT stop --name c $RUN --timeout 1; echo "STOP=$?"
 [ -e $D ] && echo "STOP-CGROUP=left" || echo "STOP-CGROUP=gone"
+# Images without the TCP streams: the restore fails late (namespaces,
+# mounts and the veth made already) with one line, and nothing is left.
+cp -a /tmp/ck2 /tmp/bad && rm /tmp/bad/tcp-stream-*.img
+$CT restore --name c --dir /tmp/bad 2>/tmp/bad.err; echo "BAD=$? $(cat /tmp/bad.err | wc -l) $(cat /tmp/bad.err)"
+[ "$(ls /tmp/run)" = "" ] && echo "BAD-RUNDIR=empty" || echo "BAD-RUNDIR=$(ls /tmp/run | tr '\n' ' ')"
+[ -e $D ] && echo "BAD-CGROUP=left" || echo "BAD-CGROUP=gone"
+echo "BAD-LINKS=$(ls /sys/class/net | grep -c '^kvz.*[hr]$')"
 # A console: the tty and /dev/console given anew on restore.
 $CT run --name k $RUN --rootfs $R --detach --console-socket /tmp/k.sock -- sh -c 'while :; do echo tick; sleep 1; done'
 echo "K-RUN=$?"
@@ -159,13 +166,6 @@ $CT restore --name i --dir /tmp/cki; echo "I-RS=$?"
 logs /tmp/cki/restore.log
 $CT exec --name i $RUN -- sh -c 'echo again > /tmp/byroot2; ls -n /tmp/byroot2 /bin/busybox; grep " / / " /proc/self/mountinfo' | sed 's/^/I-AFTER /'
 $CT stop --name i $RUN --timeout 1; echo "I-STOP=$?"
-# Images without the TCP streams: the restore fails late (namespaces,
-# mounts and the veth made already) with one line, and nothing is left.
-cp -a /tmp/ck2 /tmp/bad && rm /tmp/bad/tcp-stream-*.img
-$CT restore --name c --dir /tmp/bad 2>/tmp/bad.err; echo "BAD=$? $(cat /tmp/bad.err | wc -l) $(cat /tmp/bad.err)"
-[ "$(ls /tmp/run)" = "" ] && echo "BAD-RUNDIR=empty" || echo "BAD-RUNDIR=$(ls /tmp/run | tr '\n' ' ')"
-[ -e $D ] && echo "BAD-CGROUP=left" || echo "BAD-CGROUP=gone"
-echo "BAD-LINKS=$(ls /sys/class/net | grep -c '^kvz.*[hr]$')"
 echo LAB-CKPT-DONE""", setup=SETUP)
 
 
