@@ -33,8 +33,8 @@
  *                           from FIFO and print "echo LINE port P" for
  *                           each reply (P: the local port, which shows
  *                           it is still the same connection)
- *   ctprobe dirty MB PCT     touch MB MiB, then rewrite PCT% of its pages
- *                           every 100 ms, for ever (0: stay idle)
+ *   ctprobe dirty MB PCT     touch MB MiB, then rewrite the next PCT% of its
+ *                           pages (one run) every 100 ms, for ever (0: idle)
  *   ctprobe gapwatch FILE    every 1 ms note the longest stall seen so far
  *                           (the container frozen) as "max_gap_us N" in
  *                           FILE; FILE.reset, when present, restarts it */
@@ -629,15 +629,17 @@ static int hold_client(const char *ip, int port, const char *fifo)
 	return 0;
 }
 
+/* A moving working set: each round rewrites the next PCT% of the pages as
+ * one contiguous run (spread-out writes would dirty every transparent huge
+ * page, and with it all memory, in one round). */
 static int dirty(long mb, long pct)
 {
-	size_t size = (size_t)mb << 20, pages = size / 4096;
+	size_t pages = ((size_t)mb << 20) / 4096, run = pages * (size_t)pct / 100, at = 0;
 	volatile char *p = (volatile char *)touch(mb);
-	size_t step = pct > 0 ? (size_t)(100 / pct) : 0, round = 0;
 	for (;;) {
-		for (size_t i = round % (step ? step : 1); step && i < pages; i += step)
-			p[i * 4096]++;
-		round++;
+		for (size_t i = 0; i < run; i++)
+			p[((at + i) % pages) * 4096]++;
+		at = (at + run) % pages;
 		usleep(100000);
 	}
 	return 0;
