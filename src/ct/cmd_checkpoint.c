@@ -159,7 +159,10 @@ int cmd_restore_checkpoint(int argc, char **argv)
 	char path[PATH_MAX], err[512];
 	snprintf(path, sizeof(path), "%s/kvz-ct.json", abs);
 	json_error_t je;
-	json_t *meta = json_load_file(path, 0, &je); /* kept: argv points into it */
+	/* Static: the run options point into it for as long as the
+	 * supervisor lives (and it stays reachable, not leaked). */
+	static json_t *meta;
+	meta = json_load_file(path, 0, &je);
 	if (!meta)
 		kvz_die("%s holds no kvz-ct checkpoint (%s)", abs, je.text);
 	const char *saved = json_string_value(json_object_get(meta, "name"));
@@ -167,7 +170,8 @@ int cmd_restore_checkpoint(int argc, char **argv)
 		kvz_die("%s is a checkpoint of '%s', not of '%s'", abs, saved ? saved : "?", name);
 	require_criu("restore", name);
 	int rargc = 0;
-	char **rargv = run_argv_of(json_object_get(meta, "run-args"), &rargc);
+	static char **rargv; /* the same */
+	rargv = run_argv_of(json_object_get(meta, "run-args"), &rargc);
 	if (!rargv)
 		kvz_die("%s: bad run-args", path);
 	static struct run_opts o;
