@@ -79,12 +79,15 @@ static void default_limits(struct ct_limits *l)
 		kvz_die("%s", err);
 }
 
-static void parse_run(int argc, char **argv, struct run_opts *o)
+void run_parse(int argc, char **argv, struct run_opts *o)
 {
 	char err[512];
 	int opt;
 	o->ct_root = KVZ_CT_DEFAULT_ROOT;
 	o->run_dir = KVZ_CT_DEFAULT_RUNDIR;
+	o->run_argc = argc - 1;
+	o->run_argv = argv + 1;
+	optind = 1;
 	while ((opt = getopt_long(argc, argv, "+", run_options, NULL)) != -1) {
 		const char *key = limit_key(opt);
 		if (key) {
@@ -163,13 +166,19 @@ static int detach(const struct run_opts *o)
 	return n == 2 ? 0 : 1;
 }
 
+int run_start(const struct run_opts *o)
+{
+	if (geteuid() != 0)
+		kvz_die("kvz-ct %s needs root (namespaces, cgroups, loop devices)",
+			o->restore_dir ? "restore" : "run");
+	if (o->detach)
+		return detach(o);
+	return supervisor_run(o, -1);
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static struct run_opts o;
-	parse_run(argc, argv, &o);
-	if (geteuid() != 0)
-		kvz_die("kvz-ct run needs root (namespaces, cgroups, loop devices)");
-	if (o.detach)
-		return detach(&o);
-	return supervisor_run(&o, -1);
+	run_parse(argc, argv, &o);
+	return run_start(&o);
 }

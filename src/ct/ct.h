@@ -40,6 +40,11 @@ struct run_opts {
 	struct confine_opts confine; /* seccomp, no_new_privs */
 	struct dev_list devices;     /* --device */
 	char **argv;
+	/* The arguments of `run` (after "run") as given: a checkpoint keeps
+	 * them, so that restore sets the container up the same way. */
+	int run_argc;
+	char **run_argv;
+	const char *restore_dir; /* restore this checkpoint instead of argv */
 };
 
 int cmd_create(int argc, char **argv);
@@ -51,6 +56,15 @@ int cmd_destroy(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_list(int argc, char **argv);
+int cmd_checkpoint(int argc, char **argv);
+/* `restore --dir`: a checkpoint (cmd_checkpoint.c); `restore --input`: a
+ * backup (cmd_backup.c). */
+int cmd_restore_checkpoint(int argc, char **argv);
+
+/* Parses `run`'s arguments (argv[0] is "run") into o (cmd_run.c). */
+void run_parse(int argc, char **argv, struct run_opts *o);
+/* Becomes the supervisor of o, detached or not; returns the exit code. */
+int run_start(const struct run_opts *o);
 
 /* "bridge=BR,ip=A.B.C.D/P[,gw=G]" */
 bool parse_net(const char *s, struct net_opts *n, char *err, size_t len);

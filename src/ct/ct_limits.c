@@ -133,3 +133,58 @@ void ct_limits_merge(struct ct_limits *cur, const struct ct_limits *upd)
 		cur->disk = upd->disk;
 	}
 }
+
+static void put_u64(json_t *o, const char *key, uint64_t v)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
+	json_object_set_new(o, key, json_string(buf));
+}
+
+json_t *ct_limits_to_json(const struct ct_limits *l)
+{
+	json_t *o = json_object();
+	char buf[64];
+	if (l->has_memory) {
+		snprintf(buf, sizeof(buf), "%llu:%llu", (unsigned long long)l->mem_soft,
+			 (unsigned long long)l->mem_hard);
+		json_object_set_new(o, "memory", json_string(buf));
+	}
+	if (l->has_swap)
+		put_u64(o, "swap", l->swap);
+	if (l->has_cpus) {
+		snprintf(buf, sizeof(buf), "%.17g", l->cpus);
+		json_object_set_new(o, "cpus", json_string(buf));
+	}
+	if (l->has_cpu_weight)
+		put_u64(o, "cpu-weight", l->cpu_weight);
+	if (l->has_cpuset)
+		json_object_set_new(o, "cpuset", json_string(l->cpuset));
+	if (l->has_pids)
+		put_u64(o, "pids", l->pids);
+	if (l->has_io_weight)
+		put_u64(o, "io-weight", l->io_weight);
+	return o;
+}
+
+bool ct_limits_from_json(struct ct_limits *l, json_t *obj, char *err, size_t errlen)
+{
+	const char *key;
+	json_t *v;
+	if (!json_is_object(obj)) {
+		snprintf(err, errlen, "limits: want an object");
+		return false;
+	}
+	json_object_foreach(obj, key, v) {
+		if (!json_is_string(v)) {
+			snprintf(err, errlen, "limit '%s': want a string", key);
+			return false;
+		}
+		if (!strcmp(key, "disk") || !ct_limit_parse(l, key, json_string_value(v), err, errlen)) {
+			if (!strcmp(key, "disk"))
+				snprintf(err, errlen, "unknown limit '%s'", key);
+			return false;
+		}
+	}
+	return true;
+}

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 struct ct_limits {
 	bool has_memory;
 	uint64_t mem_soft, mem_hard;
@@ -31,6 +33,12 @@ struct ct_limits {
  * message in err for an unknown key or a value that does not parse. */
 bool ct_limit_parse(struct ct_limits *l, const char *key, const char *val,
 		    char *err, size_t errlen);
+
+/* The limits set in l (not disk) as {"memory": "SOFT:HARD", ...}: each
+ * value in the syntax ct_limit_parse() takes back. */
+json_t *ct_limits_to_json(const struct ct_limits *l);
+/* Parses such an object into l; false with err on a bad key or value. */
+bool ct_limits_from_json(struct ct_limits *l, json_t *obj, char *err, size_t errlen);
 
 /* Copies every limit set in upd into cur. */
 void ct_limits_merge(struct ct_limits *cur, const struct ct_limits *upd);

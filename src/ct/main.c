@@ -4,6 +4,7 @@
 #include "log.h"
 #include "sealed_exe.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,12 +15,22 @@ static const struct {
 	{"create", cmd_create}, {"run", cmd_run},         {"exec", cmd_exec},
 	{"set", cmd_set},       {"stop", cmd_stop},       {"destroy", cmd_destroy},
 	{"backup", cmd_backup}, {"restore", cmd_restore}, {"list", cmd_list},
+	{"checkpoint", cmd_checkpoint},
 };
+
+/* restore --dir D is a checkpoint's, restore --input FILE a backup's. */
+static bool restores_checkpoint(int argc, char **argv)
+{
+	for (int i = 2; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--dir") || !strncmp(argv[i], "--dir=", 6))
+			return true;
+	return false;
+}
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: kvz-ct COMMAND [OPTIONS]\n"
-		   "commands: create run exec set stop destroy backup restore list\n"
+		   "commands: create run exec set stop destroy backup restore list checkpoint\n"
 		   "see docs/architecture.md (kvz-ct) for the options of each\n");
 }
 
@@ -39,10 +50,12 @@ int main(int argc, char **argv)
 	char err[256];
 	if (!strcmp(argv[1], "exec") && sealed_exe_ensure(argv, err, sizeof(err)) < 0)
 		kvz_die("%s", err);
+	if (!strcmp(argv[1], "restore") && restores_checkpoint(argc, argv))
+		return cmd_restore_checkpoint(argc - 1, argv + 1);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);
-	kvz_error("unknown command '%s' (want create, run, exec, set, stop, destroy, backup, restore or list)",
+	kvz_error("unknown command '%s' (want create, run, exec, set, stop, destroy, backup, restore, list or checkpoint)",
 		  argv[1]);
 	return 2;
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/close_range.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <sched.h>
@@ -144,6 +145,13 @@ static __attribute__((noreturn)) void container_main(const struct child_cfg *cfg
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Nothing of the caller's but stdio: an inherited descriptor is a
+	 * handle on a host file inside the container (and one CRIU cannot
+	 * dump: its file is on none of the container's mounts). */
+	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+		snprintf(err, sizeof(err), "close_range: %s", strerror(errno));
+		child_fail(cfg, err);
+	}
 	if (confine_apply(&o->confine, err, sizeof(err)) < 0)
 		child_fail(cfg, err);
 	execvpe(o->argv[0], o->argv, envp);

@@ -137,9 +137,42 @@ static json_t *q_quit(void *opaque, json_t *args, struct qmp_error *err)
 	return request(opaque, 'q', 0, err);
 }
 
+/* {"dir": ABS, "leave-running": BOOL, "pre-dumps": 0..10, "client-pid":
+ * PID}: blocks this thread for the dump (CRIU freezes the container
+ * meanwhile). dir is resolved as process client-pid (which waits for the
+ * answer) sees it, else as we do. */
+static json_t *q_checkpoint(void *opaque, json_t *args, struct qmp_error *err)
+{
+	const char *dir = json_string_value(json_object_get(args, "dir"));
+	json_t *lr = json_object_get(args, "leave-running");
+	if (!dir || dir[0] != '/') {
+		qmp_set_error(err, "GenericError", "'dir' must be an absolute path");
+		return NULL;
+	}
+	if (lr && !json_is_boolean(lr)) {
+		qmp_set_error(err, "GenericError", "'leave-running' must be a boolean");
+		return NULL;
+	}
+	json_t *pre = json_object_get(args, "pre-dumps");
+	if (pre && (!json_is_integer(pre) || json_integer_value(pre) < 0 || json_integer_value(pre) > 10)) {
+		qmp_set_error(err, "GenericError", "'pre-dumps' must be an integer 0..10");
+		return NULL;
+	}
+	json_t *client = json_object_get(args, "client-pid");
+	if (client && (!json_is_integer(client) || json_integer_value(client) <= 0)) {
+		qmp_set_error(err, "GenericError", "'client-pid' must be a process id");
+		return NULL;
+	}
+	char msg[1024];
+	if (sup_checkpoint(opaque, dir, client ? (pid_t)json_integer_value(client) : 0, json_is_true(lr),
+			   pre ? (int)json_integer_value(pre) : 0, msg, sizeof(msg)) < 0)
+		qmp_set_error(err, "GenericError", "%s", msg);
+	return NULL;
+}
+
 static const struct qmp_command commands[] = {
 	{"query-status", q_status}, {"set", q_set}, {"query-stats", q_stats},
-	{"stop", q_stop}, {"quit", q_quit},
+	{"stop", q_stop}, {"quit", q_quit}, {"checkpoint", q_checkpoint},
 };
 
 int sup_qmp_start(struct supervisor *s, char *err, size_t len)

@@ -143,6 +143,13 @@ static int setup_veth(struct supervisor *s, char *err, size_t len)
 	}
 	/* The filter is in place before the port joins the bridge, and the
 	 * container's eth0 stays down until its process is let go. */
+	return sup_veth_attach(s, err, len);
+}
+
+int sup_veth_attach(struct supervisor *s, char *err, size_t len)
+{
+	const struct net_opts *n = &s->o->net;
+	net_filter_mac(s->o->name, n->ip, s->mac);
 	return net_filter_install(&s->filter, s->o->name, s->veth, s->mac, n->ip, err, len) < 0 ||
 			       nl_link_set_master(s->veth, n->bridge, err, len) < 0
 		       ? -1
@@ -167,7 +174,7 @@ static int wait_child_ready(int fd, char *err, size_t len)
 
 /* The container's console belongs to its root, as a host's console to
  * the host's: sysvinit and getty reopen /dev/console. */
-static int own_console(struct supervisor *s, char *err, size_t len)
+int sup_own_console(struct supervisor *s, char *err, size_t len)
 {
 	if (!s->has_console || s->o->privileged)
 		return 0;
@@ -183,7 +190,7 @@ static int own_console(struct supervisor *s, char *err, size_t len)
  * shared by every supervisor and stays empty on the host): stacked on
  * target, it would be what ".." leads back into from inside the plain
  * mount, which `backup` of a running container walks. */
-static int make_stage(struct supervisor *s, char *err, size_t len)
+int sup_make_stage(struct supervisor *s, char *err, size_t len)
 {
 	snprintf(s->stage, sizeof(s->stage), "%s/.root", s->o->run_dir);
 	if (mkdir(s->stage, 0700) < 0 && errno != EEXIST) {
@@ -200,9 +207,9 @@ static int make_stage(struct supervisor *s, char *err, size_t len)
 static int prepare_child(struct supervisor *s, int sync, char *err, size_t len)
 {
 	if (!s->o->privileged && (ns_write_id_maps(s->init_pid, &s->idmap, err, len) < 0 ||
-				  own_console(s, err, len) < 0))
+				  sup_own_console(s, err, len) < 0))
 		return -1;
-	if (make_stage(s, err, len) < 0)
+	if (sup_make_stage(s, err, len) < 0)
 		return -1;
 	int tree = idmount_tree(s->target, s->o->privileged ? 0 : s->init_pid, !s->o->rootfs,
 				err, len);
@@ -352,7 +359,9 @@ static bool on_signal(struct supervisor *s)
 	int status;
 	pid_t pid;
 	bool done = false;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+	/* Only our own thread's children: criu, which a checkpoint runs on
+	 * the QMP thread, is waited for there. */
+	while ((pid = waitpid(-1, &status, WNOHANG | __WNOTHREAD)) > 0)
 		if (pid == s->init_pid) {
 			s->exit_code = exit_code_of(status);
 			s->init_pid = 0;
@@ -482,7 +491,8 @@ static int set_up(struct supervisor *s, char *err, size_t len)
 			return -1;
 		s->has_console = true;
 	}
-	return start_container(s, err, len) < 0 || start_qmp(s, err, len) < 0 ||
+	int started = o->restore_dir ? sup_restore(s, err, len) : start_container(s, err, len);
+	return started < 0 || start_qmp(s, err, len) < 0 ||
 			       write_state(s, err, len) < 0
 		       ? -1
 		       : 0;
@@ -519,7 +529,17 @@ int supervisor_run(const struct run_opts *o, int notify_fd)
 		detach_stdio();
 	}
 	main_loop(s);
-	qmp_server_emit(s->qmp, "SHUTDOWN", json_pack("{s:i}", "exit-code", s->exit_code));
+	/* A checkpoint ends the container on purpose: the SHUTDOWN says so and
+	 * counts as clean (its dump finishes before teardown stops QMP). */
+	pthread_mutex_lock(&s->lock);
+	bool checkpointed = s->checkpointed;
+	pthread_mutex_unlock(&s->lock);
+	if (checkpointed)
+		s->exit_code = 0;
+	json_t *ev = json_pack("{s:i}", "exit-code", s->exit_code);
+	if (checkpointed)
+		json_object_set_new(ev, "reason", json_string("checkpoint"));
+	qmp_server_emit(s->qmp, "SHUTDOWN", ev);
 	teardown(s);
 	return s->exit_code;
 }

@@ -52,12 +52,32 @@ struct supervisor {
 	pthread_mutex_t lock;
 	struct ct_limits limits;
 	bool stopping;
+	bool checkpointing;     /* a checkpoint's dump runs (QMP thread) */
+	bool checkpointed;      /* init ended by its checkpoint: exit 0 */
 	int exit_code;
 };
 
 /* Runs the container to the end. notify_fd (or -1) gets "ok" once the
  * container runs (--detach). Returns the supervisor's exit code. */
 int supervisor_run(const struct run_opts *o, int notify_fd);
+
+/* Shared with sup_checkpoint.c. */
+int sup_make_stage(struct supervisor *s, char *err, size_t len);
+int sup_own_console(struct supervisor *s, char *err, size_t len);
+/* The veth's host end (s->veth, made already) behind its anti-spoofing
+ * filter, on the bridge, up. */
+int sup_veth_attach(struct supervisor *s, char *err, size_t len);
+
+/* Checkpoint and restore (sup_checkpoint.c). Dumps the container into dir
+ * (absolute, as process client sees it: 0 for our own view; QMP thread),
+ * after pre pre-dumps of its memory while it runs; with
+ * leave_running false the container ends when the dump is complete, and
+ * the supervisor with it (exit 0). */
+int sup_checkpoint(struct supervisor *s, const char *dir, pid_t client, bool leave_running,
+		   int pre, char *err, size_t len);
+/* Instead of starting argv: brings back the container of the checkpoint
+ * o->restore_dir, set up as `run` would have (cgroup, limits, bridge). */
+int sup_restore(struct supervisor *s, char *err, size_t len);
 
 /* QMP handlers (qmp.c). */
 int sup_qmp_start(struct supervisor *s, char *err, size_t len);

@@ -20,8 +20,7 @@ static void last_line(char *buf, char *err, size_t len)
 	snprintf(err, len, "%s", nl ? nl + 1 : buf);
 }
 
-/* Reads fd to its end into a new string (NULL when out of memory). */
-static char *read_all(int fd)
+char *read_fd_text(int fd)
 {
 	size_t used = 0, cap = 4096;
 	char *buf = malloc(cap);
@@ -67,8 +66,8 @@ int run_capture(const char *const argv[], char **out, char *err, size_t len)
 		close(op[1]);
 	/* stdout first: what a helper prints on stderr (one error line) fits
 	 * in the pipe while it waits. */
-	char *o = out && pid > 0 ? read_all(op[0]) : NULL;
-	char *e = pid > 0 ? read_all(ep[0]) : NULL;
+	char *o = out && pid > 0 ? read_fd_text(op[0]) : NULL;
+	char *e = pid > 0 ? read_fd_text(ep[0]) : NULL;
 	close(ep[0]);
 	if (op[0] >= 0)
 		close(op[0]);

@@ -17,6 +17,8 @@ int mkdir_p(const char *path, mode_t mode, char *err, size_t len);
 /* Removes a tree without crossing into other filesystems. */
 int rm_rf(const char *path);
 int write_text(const char *path, const char *text, char *err, size_t len);
+/* Reads fd to its end into a new string (NULL when out of memory). */
+char *read_fd_text(int fd);
 /* Reads a whole small file; NULL on error. Caller frees. */
 char *read_text(const char *path);
 bool path_exists(const char *path);

@@ -23,7 +23,21 @@
  *   ctprobe open PATH r|w|rw  open(2) PATH, print "open errno E"
  *   ctprobe write PATH TEXT open PATH write-only, write TEXT, print
  *                           "write errno E"
- *   ctprobe mknod PATH c|b MAJ MIN  print "mknod errno E" */
+ *   ctprobe mknod PATH c|b MAJ MIN  print "mknod errno E"
+ * Checkpoint probes (test_ct_checkpoint_lab.py), after main:
+ *   ctprobe mempattern MB FILE   fill MB MiB with a pattern, then every
+ *                           200 ms rewrite FILE with "ticks N sum0 X sum Y"
+ *                           (X: the checksum when filled, Y: now)
+ *   ctprobe echo-server PORT accept one TCP connection, echo what it sends
+ *   ctprobe hold-client IP PORT FIFO  connect, then send each line read
+ *                           from FIFO and print "echo LINE port P" for
+ *                           each reply (P: the local port, which shows
+ *                           it is still the same connection)
+ *   ctprobe dirty MB PCT     touch MB MiB, then rewrite the next PCT% of its
+ *                           pages (one run) every 100 ms, for ever (0: idle)
+ *   ctprobe gapwatch FILE    every 1 ms note the longest stall seen so far
+ *                           (the container frozen) as "max_gap_us N" in
+ *                           FILE; FILE.reset, when present, restarts it */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -350,9 +364,14 @@ static int udpsend(const char *src, const char *dst, int port, const char *text)
 }
 /* ---- end of kvz-ct network attacks ---- */
 
+static int ckpt_probe(int argc, char **argv);
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	int rc = argc >= 3 ? ckpt_probe(argc, argv) : -1;
+	if (rc >= 0)
+		return rc;
 	if (argc >= 2 && confine_probe(argc, argv) >= 0)
 		return 0;
 	if (argc >= 3 && !strcmp(argv[1], "alloc")) {
@@ -521,5 +540,154 @@ static int confine_probe(int argc, char **argv)
 		print_errno("mknod", mknod(argv[2], type | 0666, dev));
 		return 0;
 	}
+	return -1;
+}
+
+/* ==== Checkpoint probes (test_ct_checkpoint_lab.py) ==================== */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+static uint64_t pattern_sum(const uint64_t *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	return h;
+}
+
+static int mempattern(long mb, const char *file)
+{
+	size_t n = ((size_t)mb << 20) / sizeof(uint64_t);
+	uint64_t *p = malloc(n * sizeof(*p)), x = 88172645463325252ull;
+	if (!p)
+		return 2;
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		p[i] = x;
+	}
+	uint64_t sum0 = pattern_sum(p, n);
+	char tmp[256];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", file);
+	for (unsigned long ticks = 0;; ticks++) {
+		FILE *f = fopen(tmp, "w");
+		if (f) {
+			fprintf(f, "ticks %lu sum0 %016llx sum %016llx\n", ticks,
+				(unsigned long long)sum0, (unsigned long long)pattern_sum(p, n));
+			fclose(f);
+			rename(tmp, file);
+		}
+		usleep(200000);
+	}
+}
+
+static int echo_server(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
+	int one = 1, l = socket(AF_INET, SOCK_STREAM, 0);
+	if (l < 0 || setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 1) < 0)
+		return 1;
+	int c = accept(l, NULL, NULL);
+	char buf[512];
+	ssize_t n;
+	while (c >= 0 && (n = read(c, buf, sizeof(buf))) > 0)
+		if (write(c, buf, (size_t)n) != n)
+			break;
+	return 0;
+}
+
+static int hold_client(const char *ip, int port, const char *fifo)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)}, me;
+	socklen_t ml = sizeof(me);
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	if (s < 0 || inet_pton(AF_INET, ip, &a.sin_addr) != 1 ||
+	    connect(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    getsockname(s, (struct sockaddr *)&me, &ml) < 0) {
+		printf("connect failed errno %d\n", errno);
+		return 1;
+	}
+	printf("connected port %d\n", ntohs(me.sin_port));
+	FILE *in = fopen(fifo, "r+"); /* r+: no EOF between writers */
+	char line[256], reply[256];
+	while (in && fgets(line, sizeof(line), in)) {
+		size_t n = strlen(line);
+		ssize_t got = 0, r;
+		if (write(s, line, n) != (ssize_t)n)
+			break;
+		while ((size_t)got < n && (r = read(s, reply + got, n - (size_t)got)) > 0)
+			got += r;
+		if ((size_t)got != n) {
+			printf("connection lost errno %d\n", errno);
+			return 1;
+		}
+		reply[n - 1] = 0;
+		printf("echo %s port %d\n", reply, ntohs(me.sin_port));
+	}
+	return 0;
+}
+
+/* A moving working set: each round rewrites the next PCT% of the pages as
+ * one contiguous run (spread-out writes would dirty every transparent huge
+ * page, and with it all memory, in one round). */
+static int dirty(long mb, long pct)
+{
+	size_t pages = ((size_t)mb << 20) / 4096, run = pages * (size_t)pct / 100, at = 0;
+	volatile char *p = (volatile char *)touch(mb);
+	for (;;) {
+		for (size_t i = 0; i < run; i++)
+			p[((at + i) % pages) * 4096]++;
+		at = (at + run) % pages;
+		usleep(100000);
+	}
+	return 0;
+}
+
+static long long mono_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+static int gapwatch(const char *file)
+{
+	char reset[256], tmp[256];
+	snprintf(reset, sizeof(reset), "%s.reset", file);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", file);
+	long long last = mono_us(), max = -1;
+	for (;;) {
+		usleep(1000);
+		long long now = mono_us(), gap = now - last;
+		last = now;
+		if (unlink(reset) == 0)
+			max = -1, gap = 0;
+		if (gap <= max)
+			continue;
+		max = gap;
+		FILE *f = fopen(tmp, "w");
+		if (f) {
+			fprintf(f, "max_gap_us %lld\n", max);
+			fclose(f);
+			rename(tmp, file);
+		}
+	}
+	return 0;
+}
+
+static int ckpt_probe(int argc, char **argv)
+{
+	if (argc >= 4 && !strcmp(argv[1], "dirty"))
+		return dirty(atol(argv[2]), atol(argv[3]));
+	if (!strcmp(argv[1], "gapwatch"))
+		return gapwatch(argv[2]);
+	if (argc >= 4 && !strcmp(argv[1], "mempattern"))
+		return mempattern(atol(argv[2]), argv[3]);
+	if (!strcmp(argv[1], "echo-server"))
+		return echo_server(atoi(argv[2]));
+	if (argc >= 5 && !strcmp(argv[1], "hold-client"))
+		return hold_client(argv[2], atoi(argv[3]), argv[4]);
 	return -1;
 }

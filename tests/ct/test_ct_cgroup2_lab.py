@@ -14,6 +14,8 @@ BUILD = os.environ.get("KVZ_BUILD_DIR", "build")
 sys.path.insert(0, os.path.join(SRC, "lab"))
 import kvzlab  # noqa: E402
 
+import ctlab  # noqa: E402
+
 KVZCT = os.path.join(BUILD, "src", "ct", "kvz-ct")
 PROBE = os.path.join(BUILD, "tests", "ct", "ctprobe")
 
@@ -63,21 +65,8 @@ $CT stop --name p $RUN --timeout 1; echo "P-stop=$?"
 sh -c "echo \$\$ > /sys/fs/cgroup/caller2/cgroup.procs; sleep 30 & $CT run --name q $RUN --rootfs $R -- true; echo Q-rc=\$?; kill \$!" 2>&1
 """
 
-# pivot_root refuses to move away from the initramfs (rootfs) that L1 runs
-# on, as a real host's root never is: the part in INNER runs in a tmpfs copy
-# of L1's files, moved over / in a mount namespace of its own and entered as
-# switch_root does (a plain chroot would forbid creating user namespaces).
-SCRIPT = r"""
-set -u
-mkdir -p /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup || { echo NO-CGROUP2; exit 3; }
-H=/host
-mkdir -p $H && mount -t tmpfs host $H
-for d in /bin /sbin /lib /lib64 /usr /etc /ctprobe; do [ -e $d ] && cp -a $d $H/; done
-mkdir -p $H/proc $H/sys $H/dev $H/tmp $H/run
-mount -o bind /proc $H/proc && mount -o rbind /sys $H/sys && mount -o rbind /dev $H/dev
-mount -t tmpfs tmp $H/tmp
-cat > $H/inner.sh <<'INNER'
-""" + r"""
+# The part below runs in ctlab.host_script()'s "host".
+SCRIPT = ctlab.host_script(r"""
 echo "CONTROLLERS $(cat /sys/fs/cgroup/cgroup.controllers)"
 R=/tmp/root
 mkdir -p $R/bin $R/proc $R/sys $R/dev $R/tmp $R/etc
@@ -115,10 +104,7 @@ $CT run --name d $RUN --rootfs $R --privileged -- sh -c 'mount -o remount,bind,d
 dmesg | grep -q KVZ-LAB-KMSG && echo KMSG-LEAK
 $CT run --name d $RUN --rootfs $R --privileged --device $R/hostdisk:r -- ctprobe open /dev/hostdisk r | sed 's/^/DEVX /'
 """ + KERNFS + r"""
-echo LAB-CT-DONE
-INNER
-unshare -m sh -c "cd $H && mount --move . / && exec chroot . /bin/sh /inner.sh"
-"""
+echo LAB-CT-DONE""")
 
 
 def test_cgroup_v2_in_lab():

@@ -1,0 +1,77 @@
+#!/bin/sh
+# Freeze time of a container checkpoint: kvz-ct's iterative dump (two
+# pre-dumps with soft-dirty tracking while it runs, then the final dump)
+# against a single dump (what runc and LXD do: `criu dump` of the running
+# container), side by side in ONE nested-lab run (L1 = Debian's 6.1 kernel,
+# where CRIU works; this host's kernel fails `criu check`).
+# The container holds MB MiB of touched memory, once idle and once
+# rewriting the next 1% of its pages (a moving working set) every 100 ms. The freeze is what the workload
+# sees: ctprobe gapwatch inside records the longest stall of its 1 ms
+# loop. Both dumps use --leave-running (the container runs on), alternately,
+# REPS times each. Also printed: the whole checkpoint's time and the bytes
+# written (pre-dumps included). Absolute times are an emulator's: read the
+# ratios (iterative / single; lower is better for the iterative dump).
+# Usage: bench/ct_checkpoint_lab.sh [MB] [REPS]   (env: BUILD_DIR, default build)
+set -eu
+here=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-build}
+case $BUILD_DIR in /*) ;; *) BUILD_DIR=$here/$BUILD_DIR ;; esac
+export KVZ_BUILD_DIR="$BUILD_DIR" KVZ_SOURCE_DIR="$here" MB=${1:-256} REPS=${2:-2}
+exec /usr/bin/python3 - <<'PYEOF'
+import os, re, statistics, sys
+src = os.environ["KVZ_SOURCE_DIR"]
+sys.path.insert(0, os.path.join(src, "lab"))
+sys.path.insert(0, os.path.join(src, "tests", "ct"))
+import kvzlab
+import ctlab
+from test_ct_checkpoint_lab import MODULES, SETUP, lab_files
+
+mb, reps = int(os.environ["MB"]), int(os.environ["REPS"])
+reason = kvzlab.lab_missing()
+if reason:
+    sys.exit(f"ct_checkpoint_lab: nested lab unavailable: {reason}")
+inner = f"""
+export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin
+R=/tmp/root; mkdir -p $R/bin $R/proc $R/sys $R/dev $R/tmp
+cp /bin/busybox $R/bin/ && ln -s busybox $R/bin/sh && cp /ctprobe $R/bin/ && chmod 0777 $R/tmp  # not sticky: the container unlinks the reset file
+CT=/bin/kvz-ct; RUN="--run-dir /tmp/run"
+up() {{ cut -d' ' -f1 /proc/uptime; }}
+for pct in 0 1; do
+  $CT run --name b $RUN --rootfs $R --detach --memory {mb + 64}M:{mb + 128}M -- \\
+    sh -c "ctprobe dirty {mb} $pct & exec ctprobe gapwatch /tmp/gap" || exit 1
+  sleep 3
+  for i in $(seq {reps}); do
+    for mode in single iterative; do
+      pre=0; [ $mode = iterative ] && pre=2
+      touch $R/tmp/gap.reset; sleep 0.5
+      t0=$(up)
+      $CT checkpoint --name b $RUN --dir /tmp/d --leave-running --pre-dumps $pre || exit 1
+      t1=$(up); sleep 0.5
+      echo "BENCH $mode $pct $(cut -d' ' -f2 $R/tmp/gap) $t0 $t1 $(du -sk /tmp/d | cut -f1)"
+      rm -rf /tmp/d
+    done
+  done
+  $CT stop --name b $RUN --timeout 1
+done
+echo BENCH-DONE
+"""
+res = kvzlab.run_in_lab(ctlab.host_script(inner, setup=SETUP),
+                        files=lab_files(), smp=1, mem_mb=1024 + 4 * mb, timeout=1500,
+                        vmm=False, l1_modules=MODULES)
+rows = re.findall(r"^BENCH (\w+) (\d+) (\d+) ([\d.]+) ([\d.]+) (\d+)$", res.output, re.M)
+if "BENCH-DONE" not in res.output:
+    print("\n".join(res.output.splitlines()[-40:]))
+    sys.exit("ct_checkpoint_lab: the lab script did not finish")
+print(f"checkpoint of a container with {mb} MiB touched, {reps} runs each, in L1 (QEMU TCG):")
+for pct, what in (("0", "idle"), ("1", "dirtying 1%/100 ms")):
+    med = {}
+    for mode in ("single", "iterative"):
+        r = [x for x in rows if x[0] == mode and x[1] == pct]
+        med[mode] = (statistics.median(int(x[2]) / 1000 for x in r),
+                     statistics.median(float(x[4]) - float(x[3]) for x in r),
+                     statistics.median(int(x[5]) / 1024 for x in r))
+        print(f"  {what:20} {mode:9}: freeze {med[mode][0]:8.1f} ms  total {med[mode][1]:6.1f} s"
+              f"  written {med[mode][2]:7.1f} MiB")
+    print(f"  {what:20} freeze ratio iterative/single: {med['iterative'][0] / med['single'][0]:.2f}"
+          f"  (total {med['iterative'][1] / med['single'][1]:.2f}, bytes {med['iterative'][2] / med['single'][2]:.2f})")
+PYEOF

@@ -1,0 +1,65 @@
+/* CRIU (the Debian `criu` binary) as kvz-ct uses it: whether it can work on
+ * this host (`criu check`), and one dump or restore of a container's init
+ * with the options its namespaces need (docs/architecture.md, "kvz-ct
+ * checkpoint and restore"). */
+#ifndef KVZ_CT_CRIU_H
+#define KVZ_CT_CRIU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* 0 when `criu check` passes; otherwise -1 with one line saying why CRIU
+ * cannot be used here (not installed, or the check's first error). */
+int criu_usable(char *why, size_t len);
+
+/* The console's pty slave as CRIU names a tty: "tty[RDEV:DEV]" (hex). */
+int criu_tty_key(int slave_fd, char *out, size_t size, char *err, size_t len);
+
+struct criu_dump {
+	pid_t pid;              /* the container's init (host pid) */
+	const char *dir;        /* images and dump.log (pre-dump.log) */
+	const char *shown;      /* dir as the user named it (messages), or NULL */
+	int dir_fd;             /* kept open in criu (dir is /proc/self/fd/N...), or -1 */
+	bool pre;               /* a pre-dump: memory only, the tasks run on */
+	bool track_mem;         /* soft-dirty tracking for a later (pre-)dump */
+	const char *prev;       /* the previous pre-dump, relative to dir, or NULL */
+	bool leave_running;
+	const char *veth;        /* host end of eth0's veth, or NULL */
+	const char *console_tty; /* criu_tty_key() of the console, or NULL */
+	/* Unmounted from criu's own copy of our mount namespace: the stage
+	 * with the container's /proc and /sys (idmount.h). Seen by criu, they
+	 * would pass for external binds of it, which restore has not. */
+	const char *hide;
+};
+
+/* Dumps the tree of pid (or pre-dumps its memory). On failure CRIU has let
+ * the tasks run on; err is the first error of the log. */
+int criu_dump(const struct criu_dump *d, char *err, size_t len);
+
+struct criu_restore {
+	const char *dir;
+	const char *root;        /* the container's root, mounted for it */
+	const char *veth;        /* host name of the new veth, or NULL */
+	const char *console_tty; /* the dumped console's tty key, or NULL */
+	int console_fd;          /* the new console's slave (with console_tty) */
+	const char *console_path; /* its path, bound at /dev/console */
+	/* Called with criu's pid before it runs (e.g. to move it into the
+	 * container's cgroup, which the restored tasks inherit). */
+	int (*before)(pid_t criu, void *arg, char *err, size_t len);
+	void *arg;
+};
+
+/* Restores the tree as a child of the caller (criu's --restore-sibling:
+ * it outlives criu with us as its parent). Returns its pid, or -1 with the
+ * first error of restore.log; then nothing of it is left. */
+pid_t criu_restore(const struct criu_restore *r, char *err, size_t len);
+
+/* Removes the nftables lock table CRIU 3.17 leaves in a restored network
+ * namespace (criu_unlock.c): the namespace of init. */
+int criu_unlock_network(pid_t init, char *err, size_t len);
+
+/* The first "Error (file:line): MSG" of a CRIU log as MSG; "" if none. */
+void criu_log_error(const char *log, char *out, size_t size);
+
+#endif

@@ -1,0 +1,344 @@
+/* Checkpoint and restore, the supervisor's side. CRIU (criu.h) dumps the
+ * container's init with its namespaces; what CRIU does not keep goes into
+ * DIR/kvz-ct.json beside its images: run's arguments (so that restore sets
+ * the cgroup, bridge, confinement and console up as run did), the limits
+ * in force (`set` may have changed them), the id range and the console's
+ * tty. See docs/architecture.md, "kvz-ct checkpoint and restore". */
+#include "supervisor.h"
+
+#include "criu.h"
+#include "idmount.h"
+#include "namespaces.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define META "kvz-ct.json"
+
+static json_t *meta_of(struct supervisor *s, const char *console_tty)
+{
+	const struct run_opts *o = s->o;
+	json_t *args = json_array();
+	for (int i = 0; i < o->run_argc; i++)
+		json_array_append_new(args, json_string(o->run_argv[i]));
+	pthread_mutex_lock(&s->lock);
+	json_t *limits = ct_limits_to_json(&s->limits);
+	pthread_mutex_unlock(&s->lock);
+	return json_pack("{s:i,s:s,s:o,s:o,s:o,s:s?}", "version", 1, "name", o->name, "run-args", args,
+			 "limits", limits, "idmap", o->privileged ? json_null() : idmap_to_json(&s->idmap),
+			 "console-tty", console_tty);
+}
+
+/* Where the images go, as the client sees dir: its path resolved through
+ * /proc/PID/root of the client, which waits for our answer. Our own mount
+ * namespace is a private copy made when the container started and misses
+ * what was mounted since (a tmpfs, NFS for a migration). */
+static int open_dir(const char *dir, pid_t client, char *err, size_t len)
+{
+	char where[PATH_MAX + 32];
+	if (client > 0)
+		snprintf(where, sizeof(where), "/proc/%d/root%s", (int)client, dir);
+	else
+		snprintf(where, sizeof(where), "%s", dir);
+	int fd = open(where, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		snprintf(err, len, "cannot open checkpoint directory %s: %s", dir, strerror(errno));
+	return fd;
+}
+
+/* Iterative pre-dumps (soft-dirty tracking) while the container runs:
+ * DIR/pre-1 .. pre-N, each holding only what changed since the one
+ * before, so that the final dump, the only one that freezes the container
+ * for long, writes little. Sets last to the last one's name ("" with
+ * none). */
+static int pre_dumps(struct supervisor *s, int dfd, const char *dir, int count, char *last,
+		     size_t size, char *err, size_t len)
+{
+	last[0] = 0;
+	for (int i = 1; i <= count; i++) {
+		char name[16], sub[64], shown[PATH_MAX], prev[32];
+		snprintf(name, sizeof(name), "pre-%d", i);
+		snprintf(sub, sizeof(sub), "/proc/self/fd/%d/%s", dfd, name);
+		snprintf(shown, sizeof(shown), "%s/%s", dir, name);
+		snprintf(prev, sizeof(prev), "../pre-%d", i - 1);
+		if (mkdirat(dfd, name, 0700) < 0 && errno != EEXIST) {
+			snprintf(err, len, "cannot create %s: %s", shown, strerror(errno));
+			return -1;
+		}
+		struct criu_dump d = {.pid = s->init_pid, .dir = sub, .shown = shown, .dir_fd = dfd,
+				      .pre = true, .track_mem = true, .prev = i > 1 ? prev : NULL,
+				      .hide = s->stage};
+		if (criu_dump(&d, err, len) < 0)
+			return -1;
+		snprintf(last, size, "%s", name);
+	}
+	return 0;
+}
+
+static int write_meta(struct supervisor *s, int dfd, const char *tty, char *err, size_t len)
+{
+	int fd = openat(dfd, META ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	json_t *m = meta_of(s, tty[0] ? tty : NULL);
+	int rc = fd < 0 ? -1 : json_dumpfd(m, fd, JSON_INDENT(1));
+	json_decref(m);
+	if (fd >= 0 && close(fd) < 0)
+		rc = -1;
+	if (rc < 0)
+		snprintf(err, len, "cannot write " META ".tmp: %s", strerror(errno));
+	return rc;
+}
+
+/* kvz-ct.json is written as .tmp first and renamed once CRIU's images are
+ * complete: a directory without it holds no usable checkpoint. */
+static int checkpoint_into(struct supervisor *s, int dfd, const char *dir, bool leave_running,
+			   int pre, char *err, size_t len)
+{
+	char tty[64] = "", last[32], images[32];
+	if (faccessat(dfd, META, F_OK, 0) == 0) {
+		snprintf(err, len, "%s already holds a checkpoint", dir);
+		return -1;
+	}
+	if (s->has_console && criu_tty_key(s->con.slave_fd, tty, sizeof(tty), err, len) < 0)
+		return -1;
+	if (write_meta(s, dfd, tty, err, len) < 0)
+		return -1;
+	snprintf(images, sizeof(images), "/proc/self/fd/%d", dfd);
+	int rc = pre_dumps(s, dfd, dir, pre, last, sizeof(last), err, len);
+	struct criu_dump d = {.pid = s->init_pid, .dir = images, .shown = dir, .dir_fd = dfd,
+			      .leave_running = leave_running, .console_tty = tty[0] ? tty : NULL,
+			      .veth = s->veth[0] ? s->veth : NULL, .hide = s->stage,
+			      .track_mem = pre > 0, .prev = last[0] ? last : NULL};
+	if (rc == 0)
+		rc = criu_dump(&d, err, len);
+	if (rc == 0 && renameat(dfd, META ".tmp", dfd, META) < 0) {
+		snprintf(err, len, "cannot write %s/" META ": %s", dir, strerror(errno));
+		rc = -1;
+	}
+	if (rc < 0)
+		unlinkat(dfd, META ".tmp", 0);
+	return rc;
+}
+
+int sup_checkpoint(struct supervisor *s, const char *dir, pid_t client, bool leave_running,
+		   int pre, char *err, size_t len)
+{
+	if (dir[0] != '/') {
+		snprintf(err, len, "checkpoint directory '%s' is not an absolute path", dir);
+		return -1;
+	}
+	pthread_mutex_lock(&s->lock);
+	bool busy = s->stopping || s->checkpointing;
+	if (!busy) {
+		s->checkpointing = true;
+		/* Set before the dump: init dies when CRIU has its images, and
+		 * the main loop may see that before we see criu exit. */
+		s->checkpointed = !leave_running;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (busy) {
+		snprintf(err, len, "container '%s' is stopping or being checkpointed", s->o->name);
+		return -1;
+	}
+	int dfd = open_dir(dir, client, err, len);
+	int rc = dfd < 0 ? -1 : checkpoint_into(s, dfd, dir, leave_running, pre, err, len);
+	if (dfd >= 0)
+		close(dfd);
+	pthread_mutex_lock(&s->lock);
+	s->checkpointing = false;
+	if (rc < 0)
+		s->checkpointed = false;
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* A process in a new user namespace with the container's maps, alive until
+ * *hold is closed: the restored root is idmapped to it before CRIU makes
+ * the container's own namespace with the same maps (an idmapped mount
+ * follows the maps, not the namespace). */
+static pid_t userns_holder(const struct idmap *m, int *hold, char *err, size_t len)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		snprintf(err, len, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	struct clone_args a = {.flags = CLONE_NEWUSER, .exit_signal = SIGCHLD};
+	long pid = syscall(SYS_clone3, &a, sizeof(a));
+	if (pid == 0) {
+		char c;
+		close(p[1]);
+		_exit(read(p[0], &c, 1) < 0 ? 1 : 0);
+	}
+	close(p[0]);
+	if (pid < 0 || ns_write_id_maps((pid_t)pid, m, err, len) < 0) {
+		if (pid < 0)
+			snprintf(err, len, "cannot create a user namespace: %s", strerror(errno));
+		close(p[1]);
+		if (pid > 0)
+			waitpid((pid_t)pid, NULL, 0);
+		return -1;
+	}
+	*hold = p[1];
+	return (pid_t)pid;
+}
+
+/* The container's root on the stage as run mounts it (idmapped with a user
+ * namespace), without /proc and /sys: CRIU mounts those from its images. */
+static int stage_root(struct supervisor *s, char *err, size_t len)
+{
+	if (sup_make_stage(s, err, len) < 0)
+		return -1;
+	int hold = -1;
+	pid_t holder = 0;
+	if (!s->o->privileged && (holder = userns_holder(&s->idmap, &hold, err, len)) < 0)
+		return -1;
+	int tree = idmount_tree(s->target, holder, !s->o->rootfs, err, len);
+	if (holder > 0) {
+		close(hold);
+		waitpid(holder, NULL, 0);
+	}
+	if (tree < 0)
+		return -1;
+	int rc = idmount_place(tree, s->stage, err, len);
+	close(tree);
+	return rc;
+}
+
+static json_t *load_meta(const char *dir, char *err, size_t len)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/" META, dir);
+	json_error_t je;
+	json_t *m = json_load_file(path, 0, &je);
+	if (!m)
+		snprintf(err, len, "%s holds no kvz-ct checkpoint (%s)", dir, je.text);
+	return m;
+}
+
+/* CRIU restores the user namespace with the maps it dumped: the range
+ * claimed now must be that one. */
+static int check_idmap(struct supervisor *s, json_t *meta, char *err, size_t len)
+{
+	if (s->o->privileged)
+		return 0;
+	json_t *im = json_object_get(meta, "idmap");
+	json_int_t uid = json_integer_value(json_object_get(im, "uid"));
+	json_int_t gid = json_integer_value(json_object_get(im, "gid"));
+	if (uid == s->idmap.uid && gid == s->idmap.gid)
+		return 0;
+	snprintf(err, len, "the id range of '%s' is %u/%u now, %lld/%lld in the checkpoint: its user "
+		 "namespace cannot come back with other ids", s->o->name, s->idmap.uid, s->idmap.gid,
+		 (long long)uid, (long long)gid);
+	return -1;
+}
+
+/* CRIU opens some images (tty-info.img, the pages of each task) from the
+ * restored tasks, which are then root of the container's user namespace:
+ * to the host an unprivileged uid without CAP_DAC_OVERRIDE. The images
+ * (0600, dir 0700, root's) are shared read-only with the container's
+ * root group: group gid, g+r, directories g+rx; root stays the owner, so
+ * nothing of the container's can change them. Depth: D and its pre-N. */
+static int share_images(int dfd, const char *shown, gid_t gid, int depth, char *err, size_t len)
+{
+	if (fchown(dfd, (uid_t)-1, gid) < 0 || fchmod(dfd, 0750) < 0) {
+		snprintf(err, len, "cannot share %s with the container's root: %s", shown, strerror(errno));
+		return -1;
+	}
+	int dup_fd = dup(dfd);
+	DIR *d = dup_fd < 0 ? NULL : fdopendir(dup_fd);
+	if (!d) {
+		snprintf(err, len, "cannot read %s: %s", shown, strerror(errno));
+		return -1;
+	}
+	int rc = 0;
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d))) {
+		struct stat st;
+		if (e->d_name[0] == '.' || fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode) && depth > 0) {
+			int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			rc = sub < 0 ? -1 : share_images(sub, shown, gid, depth - 1, err, len);
+			if (sub >= 0)
+				close(sub);
+		} else if (S_ISREG(st.st_mode) &&
+			   (fchownat(dfd, e->d_name, (uid_t)-1, gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    fchmodat(dfd, e->d_name, (st.st_mode & 0700) | 0040, 0) < 0)) {
+			snprintf(err, len, "cannot share %s/%s with the container's root: %s", shown,
+				 e->d_name, strerror(errno));
+			rc = -1;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+static int share_with_container(struct supervisor *s, const char *dir, char *err, size_t len)
+{
+	if (s->o->privileged)
+		return 0;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		snprintf(err, len, "cannot open %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	int rc = share_images(dfd, dir, s->idmap.gid, 1, err, len);
+	close(dfd);
+	return rc;
+}
+
+/* The restored tasks are born in criu's cgroup: the container's. */
+static int criu_into_cgroup(pid_t criu, void *arg, char *err, size_t len)
+{
+	struct supervisor *s = arg;
+	return cgroup_attach(&s->cg, criu, err, len);
+}
+
+int sup_restore(struct supervisor *s, char *err, size_t len)
+{
+	const struct run_opts *o = s->o;
+	json_t *meta = load_meta(o->restore_dir, err, len);
+	if (!meta)
+		return -1;
+	const char *tty = json_string_value(json_object_get(meta, "console-tty"));
+	int rc = -1;
+	if (check_idmap(s, meta, err, len) < 0 || share_with_container(s, o->restore_dir, err, len) < 0 ||
+	    stage_root(s, err, len) < 0)
+		goto out;
+	if (tty && !s->has_console) {
+		snprintf(err, len, "the checkpoint has a console: restore needs --console-socket");
+		goto out;
+	}
+	if (s->has_console && sup_own_console(s, err, len) < 0)
+		goto out;
+	/* Named after us, not init: CRIU makes the pair before init has a
+	 * pid here. Recorded first, so that teardown removes it on failure. */
+	if (o->net.enabled)
+		snprintf(s->veth, sizeof(s->veth), "kvz%dr", (int)getpid());
+	struct criu_restore r = {
+		.dir = o->restore_dir, .root = s->stage, .veth = o->net.enabled ? s->veth : NULL,
+		.console_tty = s->has_console ? tty : NULL, .console_fd = s->con.slave_fd,
+		.console_path = s->con.slave_path, .before = criu_into_cgroup, .arg = s,
+	};
+	pid_t pid = criu_restore(&r, err, len);
+	if (pid < 0)
+		goto out;
+	s->init_pid = pid;
+	rc = criu_unlock_network(pid, err, len);
+	if (rc == 0 && o->net.enabled)
+		rc = sup_veth_attach(s, err, len);
+out:
+	json_decref(meta);
+	return rc;
+}
