@@ -4,7 +4,7 @@ two virtio-net (vhost-net where L1 has it, and vhost=off), balloon and rng print
 every 100 ms, keeps a 64 MiB pattern and its checksum, wrote a marker on
 its disk and answers L1's ping. It is saved the way kvzd saves it (getfd
 with SCM_RIGHTS, migrate fd:snap, poll query-migrate), killed, and
-restored three times from the same file: each time the counter continues
+restored five times from the same file: each time the counter continues
 from the saved value, the checksum matches, the disk marker is there, the
 ping answers and the guest's clocks do not go backwards. Then a corrupted
 and a truncated file are each refused with one line."""
@@ -23,7 +23,7 @@ os.environ.setdefault("KVZ_BUILD_DIR", BUILD_DIR)
 import kvzlab  # noqa: E402
 
 QMP_SEND = os.path.join(BUILD_DIR, "tests", "virtio", "qmp-send")
-RESTORES = 3
+RESTORES = 5
 
 L2_INIT = r"""
 ip link set lo up
