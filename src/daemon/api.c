@@ -88,7 +88,8 @@ static bool token_ok(struct MHD_Connection *conn, const char *token)
 static void dispatch(struct api_req *r, struct api_resp *resp)
 {
 	if (guests_route(r, resp) || events_route(r, resp) || stats_route(r, resp) ||
-	    metrics_route(r, resp) || jobs_route(r, resp) || nodes_route(r, resp))
+	    metrics_route(r, resp) || jobs_route(r, resp) || nodes_route(r, resp) ||
+	    migrations_route(r, resp))
 		return;
 	api_error(resp, 404, "no such resource: %s %s", r->method, r->path);
 }

@@ -18,6 +18,7 @@
 enum guest_kind { GUEST_VM, GUEST_CT, GUEST_KIND_COUNT };
 
 struct argv;
+struct job;
 
 struct guest_driver {
 	enum guest_kind kind;
@@ -29,6 +30,8 @@ struct guest_driver {
 	bool reserves_memory;
 	/* Why this kind has no snapshots, or NULL when it has them. */
 	const char *no_snapshots;
+	/* Why this kind cannot migrate yet, or NULL when it can. */
+	const char *no_migration;
 
 	/* The stored configuration from a POST /v1/guests body. */
 	int (*config)(struct kvzd *d, json_t *req, json_t *cfg, struct op_error *e);
@@ -59,6 +62,14 @@ struct guest_driver {
 	void (*sample)(struct kvzd *d, json_t *g, int64_t now_ms);
 	/* The file whose allocation counts against disk admission. */
 	void (*disk_file)(const struct kvzd *d, const char *name, char *buf, size_t len);
+	/* Migration (migration.h). Source: saves the running guest's state
+	 * into path (created), leaving it paused; progress as job j. */
+	int (*migrate_save)(struct kvzd *d, struct job *j, json_t *g, const char *path,
+			    struct op_error *e);
+	/* Source: after a failure before commitment, it runs on as before. */
+	void (*migrate_resume)(struct kvzd *d, json_t *g);
+	/* Target: starts the guest (stopped, lock held) from the state at path. */
+	int (*migrate_start)(struct kvzd *d, json_t *g, const char *path, struct op_error *e);
 	/* Adds what clients see beyond the record; NULL when nothing. */
 	void (*view)(struct kvzd *d, json_t *g, json_t *v);
 };
@@ -78,5 +89,9 @@ int guest_resize_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e);
 int guest_resize_ct(struct kvzd *d, json_t *g, json_t *req, struct op_error *e);
 void monitor_sample_vm(struct kvzd *d, json_t *g, int64_t now_ms);
 void monitor_sample_ct(struct kvzd *d, json_t *g, int64_t now_ms);
+int vm_migrate_save(struct kvzd *d, struct job *j, json_t *g, const char *path,
+		    struct op_error *e);
+void vm_migrate_resume(struct kvzd *d, json_t *g);
+int vm_migrate_start(struct kvzd *d, json_t *g, const char *path, struct op_error *e);
 
 #endif

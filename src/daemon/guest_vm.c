@@ -151,4 +151,7 @@ const struct guest_driver guest_vm_driver = {
 	.set = guest_resize_vm,
 	.sample = monitor_sample_vm,
 	.disk_file = guest_image_path,
+	.migrate_save = vm_migrate_save,
+	.migrate_resume = vm_migrate_resume,
+	.migrate_start = vm_migrate_start,
 };

@@ -1,0 +1,313 @@
+"""Offline migration between two kvzd on this host (own state directories,
+each listening on TCP with its own token, each registering the other as a
+node) with the real kvz-vmm and the snapcount test guest on host /dev/kvm:
+there and back with the counter going on; the target killed mid-migration;
+the source kvzd killed mid-migration; hostile peers on the reservation API
+and on the migration port. Skips where kvz-vmm, the guest or /dev/kvm is
+missing."""
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from kvzd_harness import BUILD, KVZ, Kvzd, free_port
+
+KVZ_VMM = os.path.join(BUILD, "src/vmm/kvz-vmm")
+SNAPCOUNT = os.path.join(BUILD, "tests/guests/snapcount.elf")
+TOKEN_A = "migrate-token-a-0123456789abcdef"
+TOKEN_B = "migrate-token-b-0123456789abcdef"
+
+
+def write_token(d, token, name):
+    path = os.path.join(d.dir, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, (token + "\n").encode())
+    os.close(fd)
+    return path
+
+
+class Host:
+    """A kvzd listening on TCP with its token."""
+
+    def __init__(self, token):
+        self.d = Kvzd(vmm=KVZ_VMM, images_dirs=[os.path.dirname(SNAPCOUNT)])
+        self.token = token
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.tokfile = write_token(self.d, token, "own-token")
+
+    def start(self):
+        self.d.start(["--listen", "127.0.0.1:%d" % self.port, "--token-file", self.tokfile])
+        return self.d
+
+
+def tcp_api(host, method, path, body=None, token=None):
+    """A request on a kvzd's TCP API as a peer would make it."""
+    conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=30)
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                 headers=headers)
+    r = conn.getresponse()
+    text = r.read().decode()
+    conn.close()
+    try:
+        return r.status, json.loads(text)
+    except ValueError:
+        return r.status, text
+
+
+@pytest.fixture
+def hosts():
+    if not os.path.exists(KVZ_VMM) or not os.path.exists(SNAPCOUNT):
+        pytest.skip("kvz-vmm or the snapcount test guest not built")
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        pytest.skip("no usable /dev/kvm on this machine")
+    a, b = Host(TOKEN_A), Host(TOKEN_B)
+    a.start()
+    b.start()
+    a.d.kvz("node", "add", "b", b.url, "--token-file", write_token(a.d, TOKEN_B, "b-token"))
+    b.d.kvz("node", "add", "a", a.url, "--token-file", write_token(b.d, TOKEN_A, "a-token"))
+    yield a, b
+    a.d.cleanup()
+    b.d.cleanup()
+
+
+def counts(d, name):
+    """The counts snapcount.elf has printed on its console."""
+    con = subprocess.run(["timeout", "2", KVZ, "--socket", d.socket, "console", name],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    return [int(m, 16) for m in re.findall(r"n=([0-9a-f]{16}) ok", con.stdout)]
+
+
+def counter_at_least(d, name, n, timeout=120):
+    return d.wait_for(lambda: (lambda c: c and c[-1] >= n and c[-1])(counts(d, name)),
+                      timeout=timeout, what="the counter to reach %d" % n)
+
+
+def start_counter(d, disk="16M"):
+    d.kvz("create", "vm", "sc", "--kernel", SNAPCOUNT, "--memory", "64M", "--disk", disk)
+    with open(os.path.join(d.state, "images/sc.img"), "r+b") as f:
+        f.write(b"DISK-TRAVELS-TOO")
+    d.kvz("start", "sc")
+    return counter_at_least(d, "sc", 3)
+
+
+def types(d, guest):
+    return [e["type"] for e in d.events(guest)]
+
+
+def check_gone(d, name="sc"):
+    assert d.api("GET", "/v1/guests/%s" % name)[0] == 404
+    assert not os.path.exists(os.path.join(d.state, "images/%s.img" % name))
+    mig = os.path.join(d.state, "migrations")
+    assert not os.path.exists(mig) or os.listdir(mig) == []
+
+
+def migrate(src, dst, node):
+    """kvz migrate there; checks both sides; returns the last count seen on
+    the source before."""
+    before = counts(src, "sc")[-1]
+    r = src.kvz("migrate", "sc", "--to", node, "--offline")
+    last = r.stdout.strip().split("\n")[-1]
+    assert re.match(r"migrated sc to %s: total \d+ ms, downtime \d+ ms, sent \S+ \(\d+ bytes\)$"
+                    % node, last), r.stdout
+    check_gone(src)
+    assert "migrated-out" in types(src, "sc")
+    g = dst.guest("sc")
+    assert g["state"] == "running" and g["config"]["disk_path"] == os.path.join(
+        dst.state, "images/sc.img")
+    assert "migrated-in" in types(dst, "sc")
+    with open(os.path.join(dst.state, "images/sc.img"), "rb") as f:
+        assert f.read(16) == b"DISK-TRAVELS-TOO"
+    return before
+
+
+def test_migrate_offline_there_and_back(hosts):
+    a, b = hosts[0].d, hosts[1].d
+    start_counter(a)
+    before = migrate(a, b, "b")
+    # The counter goes on from where it was: no restart from zero.
+    first = b.wait_for(lambda: (counts(b, "sc") or [None])[0], timeout=60,
+                       what="the counter on b")
+    assert before <= first <= before + 50, (before, first)
+    later = counter_at_least(b, "sc", first + 3)
+    back = migrate(b, a, "a")
+    assert back >= later
+    first = a.wait_for(lambda: (counts(a, "sc") or [None])[0], timeout=60,
+                       what="the counter back on a")
+    assert back <= first <= back + 50, (back, first)
+    counter_at_least(a, "sc", first + 2)
+
+
+def test_migrate_refused_when_target_lacks(hosts):
+    a, b = hosts[0].d, hosts[1].d
+    start_counter(a)
+    b.kvz("create", "vm", "sc", "--kernel", SNAPCOUNT, "--memory", "64M")
+    r = a.kvz("migrate", "sc", "--to", "b", "--offline", check=False)
+    assert r.returncode == 1 and "already has a guest named sc" in r.stderr, r
+    b.kvz("destroy", "sc")
+    r = a.kvz("migrate", "sc", "--to", "nowhere", "--offline", check=False)
+    assert r.returncode == 1 and "no node named nowhere" in r.stderr
+    r = a.kvz("migrate", "sc", "--to", "b", check=False)
+    assert r.returncode == 1 and "offline" in r.stderr
+    assert a.guest("sc")["state"] == "running"
+    assert b.api("GET", "/v1/guests/sc")[0] == 404
+
+
+def test_migrate_target_killed(hosts):
+    """kill -9 of the target kvzd while the disk travels: the guest runs on
+    at the source; the restarted target has nothing of it."""
+    ha, hb = hosts
+    a, b = ha.d, hb.d
+    start_counter(a, disk="1G")
+    with open(os.path.join(a.state, "images/sc.img"), "r+b") as f:
+        f.truncate(1 << 30)
+        f.seek((1 << 30) - 16)
+        f.write(b"END-OF-THE-DISK!")
+    proc = subprocess.Popen([KVZ, "--socket", a.socket, "migrate", "sc", "--to", "b",
+                             "--offline"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    b.wait_for(lambda: b.api("GET", "/v1/guests/sc")[0] == 200, timeout=30,
+               what="the incoming record on b")
+    hb.d.kill9()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (out, err)
+    g = a.guest("sc")
+    assert g["state"] == "running"
+    seen = counts(a, "sc")[-1]
+    counter_at_least(a, "sc", seen + 3)
+    assert "migration-failed" in types(a, "sc")
+    hb.start()
+    check_gone(b)
+    assert "migration-discarded" in types(b, "sc")
+
+
+def test_migrate_source_killed(hosts):
+    """kill -9 of the source kvzd mid-migration: after its restart the guest
+    runs at the source only."""
+    ha, hb = hosts
+    a, b = ha.d, hb.d
+    start_counter(a, disk="1G")
+    with open(os.path.join(a.state, "images/sc.img"), "r+b") as f:
+        f.truncate(1 << 30)
+    subprocess.Popen([KVZ, "--socket", a.socket, "migrate", "sc", "--to", "b", "--offline",
+                      "--detach"], stdout=subprocess.DEVNULL).wait()
+    b.wait_for(lambda: b.api("GET", "/v1/guests/sc")[0] == 200, timeout=30,
+               what="the incoming record on b")
+    ha.d.kill9()
+    ha.start()
+    g = a.guest("sc")
+    assert g["state"] == "running", g
+    seen = counts(a, "sc")[-1]
+    counter_at_least(a, "sc", seen + 3)
+    b.wait_for(lambda: b.api("GET", "/v1/guests/sc")[0] == 404, timeout=60,
+               what="b to discard")
+    check_gone(b)
+
+
+def closed_without_ack(s):
+    """The target closed the connection without confirming ('K')."""
+    try:
+        got = s.recv(1)
+    except ConnectionResetError:
+        got = b""
+    s.close()
+    return got == b""
+
+
+def reservation(name="evil"):
+    with open("/proc/cpuinfo") as f:
+        model = re.search(r"model name\s*:\s*(.*)", f.read()).group(1).strip()
+    return {"name": name, "type": "vm", "running": True, "cpu_model": model, "disk": "none",
+            "autostart": False,
+            "config": {"kernel": SNAPCOUNT, "memory": 64 << 20, "cpus": 1}}
+
+
+def test_migration_attacks(hosts):
+    hb = hosts[1]
+    b = hb.d
+    # No token, a wrong token: no reservation, no commit, no discard.
+    for tok in (None, "wrong-token-0123456789abcdef0123"):
+        assert tcp_api(hb, "POST", "/v1/migrations", reservation(), tok)[0] == 401
+        assert tcp_api(hb, "POST", "/v1/migrations/evil/commit", None, tok)[0] == 401
+        assert tcp_api(hb, "DELETE", "/v1/migrations/evil", None, tok)[0] == 401
+    assert b.api("GET", "/v1/guests/evil")[0] == 404
+    # Refusals that name what is missing.
+    bad = dict(reservation(), cpu_model="Imaginary CPU 9000")
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", bad, TOKEN_B)
+    assert st == 409 and "CPU model differs" in ans["error"]["message"]
+    bad = reservation()
+    bad["config"] = dict(bad["config"], memory=1 << 50)
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", bad, TOKEN_B)
+    assert st == 409 and "not enough memory" in ans["error"]["message"]
+    bad = dict(reservation(), disk="shared")
+    bad["config"] = dict(bad["config"], disk_path="/nonexistent/disk.img")
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", bad, TOKEN_B)
+    assert st == 409 and "shared storage" in ans["error"]["message"]
+    bad = reservation()
+    bad["config"] = dict(bad["config"], bridge="nosuchbr0")
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", bad, TOKEN_B)
+    assert st == 409 and "no bridge nosuchbr0" in ans["error"]["message"]
+    assert tcp_api(hb, "POST", "/v1/migrations", {"name": "../x"}, TOKEN_B)[0] == 400
+    assert b.api("GET", "/v1/guests")[1] == []
+
+    # A real reservation; a forged proof on its port is dropped.
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", reservation(), TOKEN_B)
+    assert st == 201, ans
+    port, proof = ans["port"], ans["proof"]
+    assert b.guest("evil")["state"] == "incoming"
+    r = b.kvz("start", "evil", check=False)
+    assert r.returncode == 1 and "migration" in r.stderr
+    forged = ("0" if proof[0] != "0" else "1") + proof[1:]
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(forged.encode() + b"S" + (8).to_bytes(8, "big") + b"AAAAAAAA" + b"E" + bytes(8))
+    assert closed_without_ack(s)
+    b.wait_for(lambda: "migration-proof-rejected" in types(b, "evil"), what="the rejection")
+    assert b.guest("evil")["state"] == "incoming"
+    st, ans = tcp_api(hb, "POST", "/v1/migrations/evil/commit", None, TOKEN_B)
+    assert st == 409 and "not arrived" in ans["error"]["message"]
+    # The right proof with a hostile stream: a record over its limit ends
+    # the incoming guest, with one line saying why.
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(proof.encode() + b"S" + (1 << 62).to_bytes(8, "big"))
+    assert closed_without_ack(s)
+    b.wait_for(lambda: b.api("GET", "/v1/guests/evil")[0] == 404, what="the discard")
+    ev = [e for e in b.events("evil") if e["type"] == "migration-discarded"]
+    assert ev and "over its limit" in ev[-1]["detail"]
+    check_gone(b, "evil")
+
+    # Unknown record kinds, a repeated record, a stream cut short, an end
+    # without the state: each is refused and leaves nothing.
+    for stream, why in ((b"X" + bytes(8), "unexpected record kind"),
+                        (b"S" + (1).to_bytes(8, "big") + b"x" + b"S" + bytes(8), "sent twice"),
+                        (b"S" + (100).to_bytes(8, "big") + b"short", "stream cut"),
+                        (b"E" + bytes(8), "without the machine state")):
+        st, ans = tcp_api(hb, "POST", "/v1/migrations", reservation(), TOKEN_B)
+        assert st == 201, ans
+        s = socket.create_connection(("127.0.0.1", ans["port"]), timeout=10)
+        s.sendall(ans["proof"].encode() + stream)
+        s.shutdown(socket.SHUT_WR)
+        assert closed_without_ack(s)
+        b.wait_for(lambda: b.api("GET", "/v1/guests/evil")[0] == 404, what="the discard")
+        ev = [e for e in b.events("evil") if e["type"] == "migration-discarded"]
+        assert why in ev[-1]["detail"], (why, ev[-1])
+    check_gone(b, "evil")
+
+    # The source discards a reservation it made.
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", reservation(), TOKEN_B)
+    assert st == 201
+    assert tcp_api(hb, "DELETE", "/v1/migrations/evil", None, TOKEN_B)[0] == 200
+    b.wait_for(lambda: b.api("GET", "/v1/guests/evil")[0] == 404, what="the discard")
+    with pytest.raises(OSError):
+        s = socket.create_connection(("127.0.0.1", ans["port"]), timeout=5)
+        s.sendall(ans["proof"].encode())
+        if s.recv(1) == b"":
+            raise ConnectionResetError("closed")
+    check_gone(b, "evil")
