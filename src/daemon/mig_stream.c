@@ -235,10 +235,15 @@ int mig_receive(int sock, const struct mig_sink *s, char *err, size_t errlen)
 	unlink(s->state_path);
 	if (s->disk_path)
 		unlink(s->disk_path);
-	if (receive_records(sock, s, err, errlen) == 0 && write_all(sock, "K", 1) == 0)
+	if (receive_records(sock, s, err, errlen) == 0)
 		return 0;
 	unlink(s->state_path);
 	if (s->disk_path)
 		unlink(s->disk_path);
 	return -1;
+}
+
+int mig_ack(int sock)
+{
+	return write_all(sock, "K", 1);
 }

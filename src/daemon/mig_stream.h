@@ -34,9 +34,13 @@ struct mig_sink {
 };
 
 /* Reads records from sock until 'E' into new files (mode 0600) at the
- * sink's paths, within its limits; then answers 'K'. On any error (a
+ * sink's paths, within its limits. On any error (a
  * malformed or truncated stream, a record over its limit, one repeated or
  * unexpected) the files written are removed and err says why. */
 int mig_receive(int sock, const struct mig_sink *s, char *err, size_t errlen);
+
+/* The target's confirmation ('K'), once it has recorded the stream as
+ * complete. */
+int mig_ack(int sock);
 
 #endif

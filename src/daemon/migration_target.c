@@ -193,8 +193,9 @@ static void *receiver(void *arg)
 		s->state = SLOT_COMPLETE;
 		pthread_mutex_unlock(&m->lock);
 		store_event_add(d->store, name, "migration-received", NULL);
-		if (c >= 0)
-			close(c);
+		/* A lost confirmation fails the source, which discards. */
+		mig_ack(c);
+		close(c);
 		return NULL;
 	}
 	if (s->stop)
