@@ -222,6 +222,30 @@ def closed_without_ack(s):
     return got == b""
 
 
+def test_migrate_cancelled(hosts):
+    """kvz job cancel while the disk travels: the VM runs on at the source,
+    the target discards."""
+    a, b = hosts[0].d, hosts[1].d
+    start_counter(a, disk="1G")
+    with open(os.path.join(a.state, "images/sc.img"), "r+b") as f:
+        f.truncate(1 << 30)
+    job = json.loads(a.kvz("--json", "migrate", "sc", "--to", "b", "--offline",
+                           "--detach").stdout)
+    a.wait_for(lambda: a.kvz_json("job", "show", str(job["id"]))["phase"] == "sending disk",
+               timeout=60, what="the disk to be sent")
+    a.kvz("job", "cancel", str(job["id"]))
+    a.kvz("job", "wait", str(job["id"]), check=False)
+    assert a.kvz_json("job", "show", str(job["id"]))["state"] == "cancelled"
+    assert a.guest("sc")["state"] == "running"
+    seen = counts(a, "sc")[-1]
+    counter_at_least(a, "sc", seen + 3)
+    b.wait_for(lambda: b.api("GET", "/v1/guests/sc")[0] == 404, timeout=60,
+               what="b to discard")
+    check_gone(b)
+    # And it can go after all.
+    migrate(a, b, "b")
+
+
 def reservation(name="evil"):
     with open("/proc/cpuinfo") as f:
         model = re.search(r"model name\s*:\s*(.*)", f.read()).group(1).strip()
