@@ -423,6 +423,7 @@ int main(int argc, char **argv)
 	api_stop(api);
 	unlink(d.socket_path);
 	jobs_stop(&d);
+	migration_stop(&d);
 	qmp_watch_stop();
 	monitor_stop();
 	store_close(d.store);

@@ -37,6 +37,9 @@ json_t *migration_start(struct kvzd *d, const char *guest, json_t *req, struct o
 
 /* Target side, from the peer API. */
 int migration_init(struct kvzd *d, const char *listen_host, char *err, size_t errlen);
+/* At exit, after the API and the jobs stopped: migrations still coming in
+ * are discarded (the receiving threads end), then the registry goes. */
+void migration_stop(struct kvzd *d);
 /* req: {name, type, config, autostart, running, cpu_model, disk: "copy" |
  * "shared" | "none"}; *answer: {port, proof}. */
 int migration_reserve(struct kvzd *d, json_t *req, json_t **answer, struct op_error *e);

@@ -73,6 +73,36 @@ int migration_init(struct kvzd *d, const char *listen_host, char *err, size_t er
 	return 0;
 }
 
+void migration_stop(struct kvzd *d)
+{
+	struct migrations *m = d->migs;
+	if (!m)
+		return;
+	for (int waited = 0;; waited++) {
+		bool busy = false;
+		pthread_mutex_lock(&m->lock);
+		for (int i = 0; i < MAX_INCOMING; i++) {
+			struct slot *s = &m->slots[i];
+			if (s->state != SLOT_RECEIVING)
+				continue;
+			busy = true;
+			s->stop = true;
+			if (s->conn >= 0)
+				shutdown(s->conn, SHUT_RDWR);
+		}
+		pthread_mutex_unlock(&m->lock);
+		if (!busy)
+			break;
+		if (waited == 0)
+			kvz_info("discarding the migrations coming in");
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+	d->migs = NULL;
+}
+
 /* ---- removing an incoming guest ---- */
 
 /* With the guest's lock: the incoming record and its files go. */
