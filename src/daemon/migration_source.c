@@ -192,9 +192,12 @@ static void forget(struct kvzd *d, json_t *g, bool copy_disk, const char *node,
 	const char *name = cfg_str(g, "name");
 	struct op_error e;
 	if (json_integer_value(json_object_get(g, "pid")) > 0) {
+		/* Stopped as a running guest is (its record says "migrated"). */
 		store_guest_set_state(d->store, name, "running");
-		if (guest_stop_locked(d, g, 0, true, &e))
+		json_t *now = store_guest_get(d->store, name);
+		if (now && guest_stop_locked(d, now, 0, true, &e))
 			kvz_warn("%s: stopping the source copy: %s", name, e.msg);
+		json_decref(now);
 	}
 	const char *disk = cfg_str(json_object_get(g, "config"), "disk_path");
 	if (copy_disk && disk)

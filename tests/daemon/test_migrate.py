@@ -10,6 +10,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import time
 
@@ -216,6 +217,87 @@ def test_migrate_source_killed(hosts):
     b.wait_for(lambda: b.api("GET", "/v1/guests/sc")[0] == 404, timeout=60,
                what="b to discard")
     check_gone(b)
+
+
+def qmp(path, *cmds):
+    """Commands on a kvz-vmm's QMP socket (as kvzd would send them)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    f = s.makefile("rw")
+    f.readline()
+    for c in ("qmp_capabilities",) + cmds:
+        f.write(json.dumps({"execute": c}) + "\n")
+        f.flush()
+        while "return" not in json.loads(f.readline()):
+            pass
+    s.close()
+
+
+def killed_after_handing_over(h):
+    """The source kvzd killed right after it recorded the hand-over to b
+    (state "migrated", the VM paused by the save), before it forgot the
+    guest: what the store and the VM look like then."""
+    g = h.d.guest("sc")
+    qmp(g["qmp"], "stop")
+    h.d.kill9()
+    db = sqlite3.connect(os.path.join(h.d.state, "kvzd.db"))
+    cfg = json.loads(db.execute("SELECT config FROM guests WHERE name = 'sc'").fetchone()[0])
+    cfg["migrating_to"] = "b"
+    db.execute("UPDATE guests SET state = 'migrated', config = ? WHERE name = 'sc'",
+               (json.dumps(cfg),))
+    db.commit()
+    db.close()
+    return g["pid"]
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def test_restart_after_hand_over_target_runs_it(hosts):
+    """Killed after the commit reached the target: the restarted source
+    sees the target run the guest and forgets its paused copy."""
+    ha, hb = hosts
+    a, b = ha.d, hb.d
+    start_counter(a)
+    b.kvz("create", "vm", "sc", "--kernel", SNAPCOUNT, "--memory", "64M")
+    b.kvz("start", "sc")
+    pid = killed_after_handing_over(ha)
+    ha.start()
+    check_gone(a)
+    assert not pid_alive(pid)
+    ev = [e for e in a.events("sc") if e["type"] == "migrated-out"]
+    assert ev and "settled after a kvzd restart" in ev[-1]["detail"]
+    assert b.guest("sc")["state"] == "running"
+
+
+def test_restart_after_hand_over_target_lacks_it(hosts):
+    """Killed after recording the hand-over, the target without the guest
+    (unreachable first: the source keeps it paused and refuses to start it;
+    then reachable): the source takes it back and it runs on."""
+    ha, hb = hosts
+    a, b = ha.d, hb.d
+    start_counter(a)
+    pid = killed_after_handing_over(ha)
+    hb.d.terminate()
+    ha.start()
+    g = a.guest("sc")
+    assert g["state"] == "migrated" and pid_alive(pid)
+    r = a.kvz("start", "sc", check=False)
+    assert r.returncode == 1 and "migrat" in r.stderr
+    ha.d.terminate()
+    hb.start()
+    ha.start()
+    g = a.guest("sc")
+    assert g["state"] == "running" and g["pid"] == pid
+    assert "migrating_to" not in g["config"]
+    seen = counts(a, "sc")[-1]
+    counter_at_least(a, "sc", seen + 3)
+    assert b.api("GET", "/v1/guests/sc")[0] == 404
 
 
 def closed_without_ack(s):
