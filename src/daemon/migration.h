@@ -43,7 +43,8 @@ void migration_stop(struct kvzd *d);
 /* req: {name, type, config, autostart, running, cpu_model, disk: "copy" |
  * "shared" | "none"}; *answer: {port, proof}. */
 int migration_reserve(struct kvzd *d, json_t *req, json_t **answer, struct op_error *e);
-int migration_commit(struct kvzd *d, const char *name, struct op_error *e);
+/* body: {"samples": rows} (migration_stats.h) or NULL. */
+int migration_commit(struct kvzd *d, const char *name, json_t *body, struct op_error *e);
 int migration_discard(struct kvzd *d, const char *name, struct op_error *e);
 
 /* At start-up, before adoption: removes incoming guests (never committed)

@@ -36,7 +36,7 @@ static void one_migration(struct api_req *r, struct api_resp *resp, const char *
 	if (!action && !strcmp(r->method, "DELETE"))
 		rc = migration_discard(r->d, name, &e);
 	else if (action && !strcmp(action, "commit") && !strcmp(r->method, "POST"))
-		rc = migration_commit(r->d, name, &e);
+		rc = migration_commit(r->d, name, r->body, &e);
 	else if (action && strcmp(action, "commit"))
 		rc = op_fail(&e, 404, "no such resource: %s", r->path);
 	else

@@ -18,6 +18,7 @@
 #include "hostinfo.h"
 #include "log.h"
 #include "mig_stream.h"
+#include "migration_stats.h"
 #include "nodes.h"
 #include "parse.h"
 #include "peer_client.h"
@@ -260,7 +261,11 @@ static int commit(struct outgoing *o, struct op_error *e)
 	char path[128];
 	bool transport = false;
 	snprintf(path, sizeof(path), "/v1/migrations/%s/commit", o->name);
-	if (peer(&o->n, "POST", path, NULL, NULL, &transport, e) == 0)
+	json_t *body = json_pack("{s:o}", "samples",
+				 mig_stats_export(o->d->store, o->name, kvzd_now_ms()));
+	int rc = peer(&o->n, "POST", path, body, NULL, &transport, e);
+	json_decref(body);
+	if (rc == 0)
 		return 0;
 	if (!transport)
 		return -1;

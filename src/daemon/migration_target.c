@@ -24,6 +24,7 @@
 #include "hostinfo.h"
 #include "log.h"
 #include "mig_stream.h"
+#include "migration_stats.h"
 #include "parse.h"
 #include "store.h"
 
@@ -117,6 +118,7 @@ static void drop_incoming(struct kvzd *d, const char *name, const char *why)
 	char dir[400];
 	migration_dir(d, name, dir, sizeof(dir));
 	remove_tree(dir);
+	store_samples_delete(d->store, name);
 	store_guest_delete(d->store, name);
 	store_event_add(d->store, name, "migration-discarded", why);
 	kvz_info("%s: incoming migration discarded: %s", name, why);
@@ -494,9 +496,10 @@ static int take_complete(struct migrations *m, const char *name, char *state, ch
 	return rc;
 }
 
-static int commit_locked(struct kvzd *d, const char *name, struct op_error *e)
+static int commit_locked(struct kvzd *d, const char *name, json_t *body,
+			 struct op_error *e)
 {
-	char state[450], disk[450];
+	char state[450], disk[450], err[300];
 	json_t *g = store_guest_get(d->store, name);
 	if (!g || strcmp(cfg_str(g, "state"), "incoming")) {
 		json_decref(g);
@@ -508,7 +511,11 @@ static int commit_locked(struct kvzd *d, const char *name, struct op_error *e)
 	}
 	const char *final = cfg_str(json_object_get(g, "config"), "disk_path");
 	int rc = 0;
-	if (disk[0] && rename(disk, final) < 0)
+	/* The guest's history first: a malformed one refuses the commit. */
+	if (mig_stats_import(d->store, name, json_object_get(body, "samples"), kvzd_now_ms(),
+			     err, sizeof(err)))
+		rc = op_fail(e, 400, "%s", err);
+	if (rc == 0 && disk[0] && rename(disk, final) < 0)
 		rc = op_fail(e, 500, "cannot move the disk to %s: %s", final, strerror(errno));
 	struct stat st;
 	bool runs = stat(state, &st) == 0 && st.st_size > 0;
@@ -536,12 +543,14 @@ static int commit_locked(struct kvzd *d, const char *name, struct op_error *e)
 	return rc;
 }
 
-int migration_commit(struct kvzd *d, const char *name, struct op_error *e)
+int migration_commit(struct kvzd *d, const char *name, json_t *body, struct op_error *e)
 {
 	if (!kvz_valid_name(name))
 		return op_fail(e, 400, "bad guest name");
+	if (body && !json_is_object(body))
+		return op_fail(e, 400, "a commit takes {\"samples\": [...]} or no body");
 	guest_lock(d, name);
-	int rc = commit_locked(d, name, e);
+	int rc = commit_locked(d, name, body, e);
 	guest_unlock(d, name);
 	return rc;
 }

@@ -139,7 +139,12 @@ def migrate(src, dst, node):
 def test_migrate_offline_there_and_back(hosts):
     a, b = hosts[0].d, hosts[1].d
     start_counter(a)
+    history = a.wait_for(lambda: (lambda s: len(s) >= 3 and s)(
+        a.api("GET", "/v1/guests/sc/stats")[1]["samples"]), what="samples on a")
     before = migrate(a, b, "b")
+    # The usage history came along.
+    there = [x["ts_ms"] for x in b.api("GET", "/v1/guests/sc/stats")[1]["samples"]]
+    assert all(x["ts_ms"] in there for x in history[:3]), (history[:3], there[:5])
     # The counter goes on from where it was: no restart from zero.
     first = b.wait_for(lambda: (counts(b, "sc") or [None])[0], timeout=60,
                        what="the counter on b")
@@ -411,6 +416,24 @@ def test_migration_attacks(hosts):
         ev = [e for e in b.events("evil") if e["type"] == "migration-discarded"]
         assert why in ev[-1]["detail"], (why, ev[-1])
     check_gone(b, "evil")
+
+    # A complete stream whose commit brings a malformed history: refused,
+    # and the incoming guest goes.
+    for samples in ([[1, 2]], [[0, 0, 0, 0, 0, 0, 0, 0, 0]], "x",
+                    [[0, int(time.time() * 1000), -1, 0, 0, 0, 0, 0, 0]]):
+        st, ans = tcp_api(hb, "POST", "/v1/migrations", reservation(), TOKEN_B)
+        assert st == 201, ans
+        s = socket.create_connection(("127.0.0.1", ans["port"]), timeout=10)
+        s.sendall(ans["proof"].encode() + b"S" + (4).to_bytes(8, "big") + b"junk" + b"E" +
+                  bytes(8))
+        assert s.recv(1) == b"K"     # sent once the stream is recorded complete
+        s.close()
+        st, ans = tcp_api(hb, "POST", "/v1/migrations/evil/commit", {"samples": samples},
+                          TOKEN_B)
+        assert st == 400 and "samples" in ans["error"]["message"], ans
+        assert b.api("GET", "/v1/guests/evil")[0] == 404
+        assert b.api("GET", "/v1/guests/evil/stats")[0] == 404
+        check_gone(b, "evil")
 
     # The source discards a reservation it made.
     st, ans = tcp_api(hb, "POST", "/v1/migrations", reservation(), TOKEN_B)
