@@ -70,6 +70,19 @@ struct guest_driver {
 	void (*migrate_resume)(struct kvzd *d, json_t *g);
 	/* Target: starts the guest (stopped, lock held) from the state at path. */
 	int (*migrate_start)(struct kvzd *d, json_t *g, const char *path, struct op_error *e);
+	/* Live. Source: hands sock (the VMM gets its own copy) to the running
+	 * guest's supervisor, which sends it; follows it as job j with the
+	 * limits in params (downtime_ms, max_bandwidth); 0 when all went and
+	 * the guest is paused, with its downtime and the bytes sent. */
+	int (*migrate_send)(struct kvzd *d, struct job *j, json_t *g, int sock, json_t *params,
+			    int64_t *downtime_ms, uint64_t *sent, struct op_error *e);
+	/* Target: starts the guest's supervisor waiting for a stream (lock
+	 * held); the caller keeps the record "incoming". */
+	int (*migrate_listen)(struct kvzd *d, json_t *g, struct op_error *e);
+	/* Target: hands sock to the waiting supervisor and waits until the
+	 * guest runs, or stopped(arg) says to give up. */
+	int (*migrate_receive)(json_t *g, int sock, bool (*stopped)(void *), void *arg,
+			       char *err, size_t errlen);
 	/* Adds what clients see beyond the record; NULL when nothing. */
 	void (*view)(struct kvzd *d, json_t *g, json_t *v);
 };
@@ -93,5 +106,10 @@ int vm_migrate_save(struct kvzd *d, struct job *j, json_t *g, const char *path,
 		    struct op_error *e);
 void vm_migrate_resume(struct kvzd *d, json_t *g);
 int vm_migrate_start(struct kvzd *d, json_t *g, const char *path, struct op_error *e);
+int vm_migrate_send(struct kvzd *d, struct job *j, json_t *g, int sock, json_t *params,
+		    int64_t *downtime_ms, uint64_t *sent, struct op_error *e);
+int vm_migrate_listen(struct kvzd *d, json_t *g, struct op_error *e);
+int vm_migrate_receive(json_t *g, int sock, bool (*stopped)(void *), void *arg, char *err,
+		       size_t errlen);
 
 #endif

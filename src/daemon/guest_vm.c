@@ -154,4 +154,7 @@ const struct guest_driver guest_vm_driver = {
 	.migrate_save = vm_migrate_save,
 	.migrate_resume = vm_migrate_resume,
 	.migrate_start = vm_migrate_start,
+	.migrate_send = vm_migrate_send,
+	.migrate_listen = vm_migrate_listen,
+	.migrate_receive = vm_migrate_receive,
 };

@@ -121,7 +121,8 @@ static uint64_t file_size(const char *path)
 /* What the source tells the target, and how the disk travels: a disk kvzd
  * made lies in its own image dir and is copied; any other path must be on
  * storage both hosts share. */
-static json_t *reservation(struct kvzd *d, json_t *g, bool running, bool *copy_disk)
+static json_t *reservation(struct kvzd *d, json_t *g, bool running, bool live,
+			   bool *copy_disk)
 {
 	const char *name = cfg_str(g, "name");
 	json_t *cfg = json_object_get(g, "config");
@@ -130,10 +131,10 @@ static json_t *reservation(struct kvzd *d, json_t *g, bool running, bool *copy_d
 	guest_image_path(d, name, mine, sizeof(mine));
 	*copy_disk = disk && !strcmp(disk, mine);
 	host_cpu_model(model, sizeof(model));
-	return json_pack("{s:s, s:s, s:O, s:b, s:b, s:s, s:s}", "name", name, "type",
+	return json_pack("{s:s, s:s, s:O, s:b, s:b, s:b, s:s, s:s}", "name", name, "type",
 			 cfg_str(g, "type"), "config", cfg, "autostart",
 			 json_is_true(json_object_get(g, "autostart")), "running", running,
-			 "cpu_model", model, "disk",
+			 "live", live, "cpu_model", model, "disk",
 			 !disk ? "none" : *copy_disk ? "copy" : "shared");
 }
 
@@ -143,7 +144,9 @@ struct outgoing {
 	json_t *g;
 	const char *name;
 	struct node n;
-	bool running, copy_disk;
+	bool running, copy_disk, live;
+	json_t *params;
+	int64_t downtime_ms; /* live: as kvz-vmm reports it */
 	char dir[400], state[450];
 	int sock;
 	uint64_t sent;
@@ -184,6 +187,19 @@ static int transfer(struct outgoing *o, struct op_error *e)
 	if (mig_send_end(o->sock, CONFIRM_TIMEOUT_MS, err, sizeof(err)))
 		return op_fail(e, 502, "node %s: %s", o->n.name, err);
 	return 0;
+}
+
+/* Live: the guest's supervisor sends itself over the socket. */
+static int transfer_live(struct outgoing *o, struct op_error *e)
+{
+	const struct guest_driver *drv = guest_driver_of(o->g);
+	o->t_paused = 0;
+	int rc = drv->migrate_send(o->d, o->j, o->g, o->sock, o->params, &o->downtime_ms,
+				   &o->sent, e);
+	/* The supervisor holds its own copy; the stream ends when it closes. */
+	close(o->sock);
+	o->sock = -1;
+	return rc;
 }
 
 /* The guest is the target's: this host forgets it (lock held). */
@@ -299,8 +315,15 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 		goto out;
 	migration_dir(d, guest, o.dir, sizeof(o.dir));
 	snprintf(o.state, sizeof(o.state), "%s/state", o.dir);
+	o.params = params;
+	o.live = o.running && !json_is_true(json_object_get(params, "offline"));
 	job_progress(j, "reserving", 0, 0);
-	req = reservation(d, o.g, o.running, &o.copy_disk);
+	req = reservation(d, o.g, o.running, o.live, &o.copy_disk);
+	if (o.live && o.copy_disk) {
+		op_fail(e, 409, "live migration needs the disk on shared storage; %s's disk was "
+			"made by kvzd and moves only with --offline", guest);
+		goto out;
+	}
 	if (peer(&o.n, "POST", "/v1/migrations", req, &ans, NULL, e))
 		goto out;
 	json_t *port = json_object_get(ans, "port");
@@ -311,7 +334,7 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 		goto discard;
 	}
 	o.sock = connect_port(&o.n, (int)json_integer_value(port), proof, e);
-	if (o.sock < 0 || transfer(&o, e))
+	if (o.sock < 0 || (o.live ? transfer_live(&o, e) : transfer(&o, e)))
 		goto discard;
 	if (job_cancelled(j)) {
 		op_fail(e, 409, "cancelled");
@@ -329,7 +352,7 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 		snprintf(detail, sizeof(detail),
 			 "to %s: total %lld ms, downtime %lld ms, sent %s (%llu bytes)", o.n.name,
 			 (long long)(now - o.t_start),
-			 (long long)(o.running ? now - o.t_paused : 0),
+			 (long long)(o.live ? o.downtime_ms : o.running ? now - o.t_paused : 0),
 			 kvz_format_size(o.sent, a, sizeof(a)), (unsigned long long)o.sent);
 		forget(d, o.g, o.copy_disk, o.n.name, detail);
 		goto out;
@@ -424,21 +447,18 @@ json_t *migration_start(struct kvzd *d, const char *guest, json_t *req, struct o
 	const char *to = json_string_value(json_object_get(req, "to"));
 	json_t *off = json_object_get(req, "offline");
 	if (!json_is_object(req) || !to || (off && !json_is_boolean(off))) {
-		op_fail(e, 400, "migrate takes {\"to\": NODE, \"offline\": true}");
+		op_fail(e, 400, "migrate takes {\"to\": NODE, \"offline\": BOOL, \"downtime_ms\": MS, "
+			"\"max_bandwidth\": BYTES_PER_S}");
 		return NULL;
 	}
 	json_t *dl = json_object_get(req, "downtime_ms"), *bw = json_object_get(req, "max_bandwidth");
-	if ((dl && !json_is_integer(dl)) || (bw && !json_is_integer(bw))) {
-		op_fail(e, 400, "downtime_ms and max_bandwidth are integers");
+	if ((dl && (!json_is_integer(dl) || json_integer_value(dl) < 1)) ||
+	    (bw && (!json_is_integer(bw) || json_integer_value(bw) < 1))) {
+		op_fail(e, 400, "downtime_ms and max_bandwidth are positive integers");
 		return NULL;
 	}
 	if (json_is_true(off) && (dl || bw)) {
 		op_fail(e, 400, "downtime and bandwidth limits are for live migration, not offline");
-		return NULL;
-	}
-	if (!off || !json_is_true(off)) {
-		op_fail(e, 501, "live migration needs kvz-vmm's migrate-incoming, not in this "
-			"build yet: use offline");
 		return NULL;
 	}
 	struct node n;
@@ -453,7 +473,11 @@ json_t *migration_start(struct kvzd *d, const char *guest, json_t *req, struct o
 		op_fail(e, 409, "%s: %s", guest, why);
 		return NULL;
 	}
-	json_t *params = json_pack("{s:s, s:b}", "to", to, "offline", 1);
+	json_t *params = json_pack("{s:s, s:b}", "to", to, "offline", json_is_true(off));
+	if (dl)
+		json_object_set(params, "downtime_ms", dl);
+	if (bw)
+		json_object_set(params, "max_bandwidth", bw);
 	json_t *job = job_submit(d, &migrate_job, guest, params, e);
 	json_decref(params);
 	return job;

@@ -34,6 +34,8 @@
 #define STREAM_TIMEOUT_S 30
 /* Machine state beyond the guest's RAM (devices, vCPUs). */
 #define STATE_SLACK (256ull << 20)
+/* How long a live commit waits for this side to finish loading. */
+#define LIVE_COMMIT_WAIT_MS 10000
 
 enum slot_state { SLOT_FREE, SLOT_RECEIVING, SLOT_COMPLETE };
 
@@ -48,6 +50,7 @@ struct slot {
 	struct mig_sink sink;
 	char state_path[450], disk_path[450];
 	bool has_disk;
+	bool live; /* the guest's supervisor waits for the stream (--incoming defer) */
 };
 
 struct migrations {
@@ -113,6 +116,15 @@ static void drop_incoming(struct kvzd *d, const char *name, const char *why)
 	if (!g || strcmp(cfg_str(g, "state"), "incoming")) {
 		json_decref(g);
 		return;
+	}
+	if (json_integer_value(json_object_get(g, "pid")) > 0) {
+		/* A live target's supervisor: stopped as a running guest is. */
+		struct op_error e;
+		store_guest_set_state(d->store, name, "running");
+		json_decref(g);
+		g = store_guest_get(d->store, name);
+		if (guest_stop_locked(d, g, 0, true, &e))
+			kvz_warn("%s: %s", name, e.msg);
 	}
 	json_decref(g);
 	char dir[400];
@@ -198,6 +210,28 @@ static int accept_feeder(struct migrations *m, struct slot *s)
 	return -1;
 }
 
+static bool slot_stopped(void *arg)
+{
+	struct slot *s = arg;
+	pthread_mutex_lock(&s->d->migs->lock);
+	bool stop = s->stop;
+	pthread_mutex_unlock(&s->d->migs->lock);
+	return stop;
+}
+
+/* Live: the waiting supervisor reads the stream itself. */
+static int receive_live(struct slot *s, int c, char *err, size_t errlen)
+{
+	json_t *g = store_guest_get(s->d->store, s->name);
+	int rc = -1;
+	if (!g)
+		snprintf(err, errlen, "the incoming record is gone");
+	else
+		rc = guest_driver_of(g)->migrate_receive(g, c, slot_stopped, s, err, errlen);
+	json_decref(g);
+	return rc;
+}
+
 static void *receiver(void *arg)
 {
 	struct slot *s = arg;
@@ -211,7 +245,10 @@ static void *receiver(void *arg)
 		s->conn = s->stop ? -1 : c;
 		pthread_mutex_unlock(&m->lock);
 		set_timeout(c, STREAM_TIMEOUT_S);
-		rc = s->conn >= 0 ? mig_receive(c, &s->sink, err, sizeof(err)) : -1;
+		if (s->conn >= 0 && s->live)
+			rc = receive_live(s, c, err, sizeof(err));
+		else
+			rc = s->conn >= 0 ? mig_receive(c, &s->sink, err, sizeof(err)) : -1;
 		if (s->conn < 0)
 			snprintf(err, sizeof(err), "discarded");
 	}
@@ -225,8 +262,10 @@ static void *receiver(void *arg)
 		s->state = SLOT_COMPLETE;
 		pthread_mutex_unlock(&m->lock);
 		store_event_add(d->store, name, "migration-received", NULL);
-		/* A lost confirmation fails the source, which discards. */
-		mig_ack(c);
+		/* A lost confirmation fails the source, which discards. The
+		 * live source learns it from its own supervisor. */
+		if (!s->live)
+			mig_ack(c);
 		close(c);
 		return NULL;
 	}
@@ -343,6 +382,12 @@ static int check_request(json_t *req, const struct guest_driver **drv, struct op
 	if (!json_is_string(json_object_get(req, "disk")) ||
 	    !json_is_boolean(json_object_get(req, "running")))
 		return op_fail(e, 400, "a reservation needs \"disk\" and \"running\"");
+	json_t *live = json_object_get(req, "live");
+	if (live && (!json_is_boolean(live) ||
+		     (json_is_true(live) && !json_is_true(json_object_get(req, "running")))))
+		return op_fail(e, 400, "\"live\" is a boolean, for a running guest");
+	if (json_is_true(live) && !(*drv)->migrate_listen)
+		return op_fail(e, 409, "%s: no live migration for this kind", name);
 	return 0;
 }
 
@@ -378,6 +423,19 @@ static void free_slot(struct migrations *m, struct slot *s)
 	pthread_mutex_unlock(&m->lock);
 }
 
+/* Live: the guest's supervisor starts waiting for the stream; the record
+ * stays "incoming" (the start made it "running"). */
+static int listen_live(struct kvzd *d, const struct guest_driver *drv, const char *name,
+		       struct op_error *e)
+{
+	store_guest_set_state(d->store, name, "stopped");
+	json_t *g = store_guest_get(d->store, name);
+	int rc = g ? drv->migrate_listen(d, g, e) : op_fail(e, 500, "%s is gone", name);
+	json_decref(g);
+	store_guest_set_state(d->store, name, "incoming");
+	return rc;
+}
+
 /* With the guest's lock and a slot: checks, files, record, port. */
 static int reserve_locked(struct kvzd *d, json_t *req, const struct guest_driver *drv,
 			  struct slot *s, struct op_error *e)
@@ -394,6 +452,11 @@ static int reserve_locked(struct kvzd *d, json_t *req, const struct guest_driver
 	if (check_host(d, drv, req, cfg, e) ||
 	    place_disk(d, name, cfg_str(req, "disk"), cfg, s, e))
 		goto out;
+	if (s->live && s->has_disk) {
+		op_fail(e, 409, "live migration needs the disk on shared storage (a disk kvzd "
+			"made moves only offline)");
+		goto out;
+	}
 	snprintf(top, sizeof(top), "%s/migrations", d->state_dir);
 	migration_dir(d, name, dir, sizeof(dir));
 	remove_tree(dir);
@@ -419,6 +482,11 @@ static int reserve_locked(struct kvzd *d, json_t *req, const struct guest_driver
 	    store_guest_set_state(d->store, name, "incoming")) {
 		op_fail(e, 500, "cannot record %s: %s", name, err);
 		goto fail_dir;
+	}
+	if (s->live && listen_live(d, drv, name, e)) {
+		store_guest_set_state(d->store, name, "incoming");
+		drop_incoming(d, name, e->msg);
+		goto out;
 	}
 	rc = 0;
 	goto out;
@@ -451,6 +519,7 @@ int migration_reserve(struct kvzd *d, json_t *req, json_t **answer, struct op_er
 	if (!s)
 		return -1;
 	s->d = d;
+	s->live = json_is_true(json_object_get(req, "live"));
 	guest_lock(d, name);
 	int rc = mig_proof_new(s->proof) ? op_fail(e, 500, "no randomness") :
 		 reserve_locked(d, req, drv, s, e);
@@ -478,10 +547,20 @@ int migration_reserve(struct kvzd *d, json_t *req, json_t **answer, struct op_er
 /* With the guest's lock: takes the completed slot's paths; -1 when the
  * stream is not complete. */
 static int take_complete(struct migrations *m, const char *name, char *state, char *disk,
-			 size_t len, struct op_error *e)
+			 size_t len, bool *live, struct op_error *e)
 {
 	pthread_mutex_lock(&m->lock);
 	struct slot *s = find_slot(m, name);
+	/* A live source may see its side complete a moment before this
+	 * side has loaded everything. */
+	for (int i = 0; s && s->live && s->state == SLOT_RECEIVING && i < LIVE_COMMIT_WAIT_MS / 50;
+	     i++) {
+		pthread_mutex_unlock(&m->lock);
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&m->lock);
+		s = find_slot(m, name);
+	}
 	int rc = 0;
 	if (!s)
 		rc = op_fail(e, 404, "no migration of %s is coming in", name);
@@ -490,6 +569,7 @@ static int take_complete(struct migrations *m, const char *name, char *state, ch
 	if (rc == 0) {
 		snprintf(state, len, "%s", s->state_path);
 		snprintf(disk, len, "%s", s->has_disk ? s->disk_path : "");
+		*live = s->live;
 		s->state = SLOT_FREE;
 	}
 	pthread_mutex_unlock(&m->lock);
@@ -505,7 +585,8 @@ static int commit_locked(struct kvzd *d, const char *name, json_t *body,
 		json_decref(g);
 		return op_fail(e, 404, "no migration of %s is coming in", name);
 	}
-	if (take_complete(d->migs, name, state, disk, sizeof(state), e)) {
+	bool live = false;
+	if (take_complete(d->migs, name, state, disk, sizeof(state), &live, e)) {
 		json_decref(g);
 		return -1;
 	}
@@ -518,12 +599,15 @@ static int commit_locked(struct kvzd *d, const char *name, json_t *body,
 	if (rc == 0 && disk[0] && rename(disk, final) < 0)
 		rc = op_fail(e, 500, "cannot move the disk to %s: %s", final, strerror(errno));
 	struct stat st;
-	bool runs = stat(state, &st) == 0 && st.st_size > 0;
+	bool runs = live || (stat(state, &st) == 0 && st.st_size > 0);
 	/* From "incoming" to "stopped": then to running like any start. */
 	if (rc == 0)
 		store_guest_set_state(d->store, name, "stopped");
+	/* Live: the guest runs already; offline: it starts from the state. */
+	if (rc == 0 && live)
+		store_guest_set_state(d->store, name, "running");
 	json_t *now = store_guest_get(d->store, name);
-	if (rc == 0 && runs)
+	if (rc == 0 && runs && !live)
 		rc = guest_driver_of(g)->migrate_start(d, now, state, e);
 	json_decref(now);
 	if (rc) {

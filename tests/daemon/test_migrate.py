@@ -1,4 +1,4 @@
-"""Offline migration between two kvzd on this host (own state directories,
+"""Migration between two kvzd on this host (own state directories,
 each listening on TCP with its own token, each registering the other as a
 node) with the real kvz-vmm and the snapcount test guest on host /dev/kvm:
 there and back with the counter going on; the target killed mid-migration;
@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from kvzd_harness import BUILD, KVZ, Kvzd, free_port
+from kvzd_harness import BUILD, FAKE, KVZ, Kvzd, fake_kvzd, free_port
 
 KVZ_VMM = os.path.join(BUILD, "src/vmm/kvz-vmm")
 SNAPCOUNT = os.path.join(BUILD, "tests/guests/snapcount.elf")
@@ -453,3 +453,106 @@ def test_migration_attacks(hosts):
     hb.start()
     check_gone(b, "evil")
     assert "migration-discarded" in types(b, "evil")
+
+
+# ---- live, with the stand-in supervisor playing kvz-vmm's side of the
+# contract (getfd + migrate fd:mig on the source, --incoming defer +
+# getfd + migrate-incoming fd:mig on the target): kvzd's own logic, until
+# the real kvz-vmm has migrate-incoming.
+
+def fake_qmp(path, cmd, args=None):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    f = s.makefile("rw")
+    f.readline()
+    out = None
+    for c, a in (("qmp_capabilities", None), (cmd, args)):
+        f.write(json.dumps({"execute": c, "arguments": a or {}}) + "\n")
+        f.flush()
+        while True:
+            m = json.loads(f.readline())
+            if "return" in m or "error" in m:
+                out = m
+                break
+    s.close()
+    return out
+
+
+@pytest.fixture
+def fake_hosts():
+    a, b = fake_kvzd(), fake_kvzd()
+    if not a or not b:
+        pytest.skip("stand-in supervisor not built: " + FAKE)
+    b.images_dirs += a.images_dirs     # the same kernel path on both "hosts"
+    pa, pb = free_port(), free_port()
+    a.start(["--listen", "127.0.0.1:%d" % pa, "--token-file", write_token(a, TOKEN_A, "own")])
+    b.start(["--listen", "127.0.0.1:%d" % pb, "--token-file", write_token(b, TOKEN_B, "own")])
+    a.kvz("node", "add", "b", "http://127.0.0.1:%d" % pb, "--token-file",
+          write_token(a, TOKEN_B, "b-token"))
+    yield a, b
+    a.cleanup()
+    b.cleanup()
+
+
+def vm_log(d, name):
+    with open(os.path.join(d.state, "logs/%s.log" % name)) as f:
+        return f.read()
+
+
+def test_live_migration_contract(fake_hosts):
+    a, b = fake_hosts
+    a.kvz("create", "vm", "lv", "--kernel", a.kernel, "--memory", "64M")
+    a.kvz("start", "lv")
+    fake_qmp(a.guest("lv")["qmp"], "x-fake-set", {"value": "live-42"})
+    r = a.kvz("migrate", "lv", "--to", "b", "--downtime", "50", "--bandwidth", "80")
+    last = r.stdout.strip().split("\n")[-1]
+    assert re.match(r"migrated lv to b: total \d+ ms, downtime \d+ ms, sent \S+ \(\d+ bytes\)$",
+                    last), r.stdout
+    check_gone(a, "lv")
+    g = b.guest("lv")
+    assert g["state"] == "running"
+    assert fake_qmp(g["qmp"], "x-fake-get")["return"]["value"] == "live-42"
+    assert "migrated-in" in types(b, "lv")
+    # The target's supervisor was started waiting and fed the socket.
+    log = vm_log(b, "lv")
+    assert "migrate-incoming fd:mig" in log and "incoming complete: value live-42" in log
+    jobs = a.kvz_json("job", "list")
+    assert jobs[-1]["type"] == "migrate" and jobs[-1]["params"]["offline"] is False
+    assert jobs[-1]["params"]["downtime_ms"] == 50
+    assert jobs[-1]["params"]["max_bandwidth"] == 80 * 1000000 // 8
+
+
+def test_live_migration_fails_source_runs_on(fake_hosts):
+    """The source's supervisor fails half-way: the VM runs on at the source
+    (cont), the target's waiting supervisor is gone, and so is its record."""
+    a, b = fake_hosts
+    a.kvz("create", "vm", "lf", "--kernel", a.kernel, "--memory", "64M", "--cmdline",
+          "fake-migrate=fail")
+    a.kvz("start", "lf")
+    r = a.kvz("migrate", "lf", "--to", "b", check=False)
+    assert r.returncode == 1 and "memory read error" in r.stderr, r
+    g = a.guest("lf")
+    assert g["state"] == "running"
+    assert fake_qmp(g["qmp"], "query-status")["return"]["status"] == "running"
+    b.wait_for(lambda: b.api("GET", "/v1/guests/lf")[0] == 404, what="b to discard")
+    assert "migration-discarded" in types(b, "lf")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        assert not (b.dir.encode() in cmd and b"--name\0lf\0" in cmd), cmd
+
+
+def test_live_refusals(fake_hosts):
+    a, b = fake_hosts
+    a.kvz("create", "vm", "ld", "--kernel", a.kernel, "--memory", "64M", "--disk", "8M")
+    a.kvz("start", "ld")
+    r = a.kvz("migrate", "ld", "--to", "b", check=False)
+    assert r.returncode == 1 and "shared storage" in r.stderr and "--offline" in r.stderr, r
+    assert a.guest("ld")["state"] == "running"
+    r = a.kvz("migrate", "ld", "--to", "b", "--offline", "--downtime", "5", check=False)
+    assert r.returncode == 1 and "live" in r.stderr
+    r = a.kvz("migrate", "ld", "--to", "b", "--downtime", "0", check=False)
+    assert r.returncode == 2
