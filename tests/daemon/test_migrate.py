@@ -490,8 +490,13 @@ def fake_hosts():
     a.kvz("node", "add", "b", "http://127.0.0.1:%d" % pb, "--token-file",
           write_token(a, TOKEN_B, "b-token"))
     yield a, b
+    logs = ""
+    for d in (a, b):
+        d.terminate()
+        logs += d.read_log()
     a.cleanup()
     b.cleanup()
+    assert "runtime error" not in logs and "Sanitizer" not in logs, logs
 
 
 def vm_log(d, name):
