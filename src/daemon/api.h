@@ -48,6 +48,9 @@ bool stats_route(struct api_req *r, struct api_resp *resp);
 bool metrics_route(struct api_req *r, struct api_resp *resp);
 bool jobs_route(struct api_req *r, struct api_resp *resp);
 bool nodes_route(struct api_req *r, struct api_resp *resp);
+bool migrations_route(struct api_req *r, struct api_resp *resp);
+/* POST /v1/guests/GUEST/migrate. */
+void migrate_route(struct api_req *r, struct api_resp *resp, const char *guest);
 /* /v1/guests/GUEST/snapshots, rest being what follows "snapshots". */
 void snapshots_route(struct api_req *r, struct api_resp *resp, const char *guest,
 		     const char *rest);

@@ -226,6 +226,7 @@ const struct guest_driver guest_ct_driver = {
 	.disk_dir = "ct",
 	.reserves_memory = false,
 	.no_snapshots = "containers have no snapshots yet (their checkpoint comes with CRIU)",
+	.no_migration = "containers cannot migrate yet (their checkpoint comes with CRIU)",
 	.config = ct_config,
 	.create_storage = ct_create_storage,
 	.remove_storage = ct_remove_storage,

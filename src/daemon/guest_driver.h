@@ -18,6 +18,7 @@
 enum guest_kind { GUEST_VM, GUEST_CT, GUEST_KIND_COUNT };
 
 struct argv;
+struct job;
 
 struct guest_driver {
 	enum guest_kind kind;
@@ -29,6 +30,8 @@ struct guest_driver {
 	bool reserves_memory;
 	/* Why this kind has no snapshots, or NULL when it has them. */
 	const char *no_snapshots;
+	/* Why this kind cannot migrate yet, or NULL when it can. */
+	const char *no_migration;
 
 	/* The stored configuration from a POST /v1/guests body. */
 	int (*config)(struct kvzd *d, json_t *req, json_t *cfg, struct op_error *e);
@@ -59,6 +62,27 @@ struct guest_driver {
 	void (*sample)(struct kvzd *d, json_t *g, int64_t now_ms);
 	/* The file whose allocation counts against disk admission. */
 	void (*disk_file)(const struct kvzd *d, const char *name, char *buf, size_t len);
+	/* Migration (migration.h). Source: saves the running guest's state
+	 * into path (created), leaving it paused; progress as job j. */
+	int (*migrate_save)(struct kvzd *d, struct job *j, json_t *g, const char *path,
+			    struct op_error *e);
+	/* Source: after a failure before commitment, it runs on as before. */
+	void (*migrate_resume)(struct kvzd *d, json_t *g);
+	/* Target: starts the guest (stopped, lock held) from the state at path. */
+	int (*migrate_start)(struct kvzd *d, json_t *g, const char *path, struct op_error *e);
+	/* Live. Source: hands sock (the VMM gets its own copy) to the running
+	 * guest's supervisor, which sends it; follows it as job j with the
+	 * limits in params (downtime_ms, max_bandwidth); 0 when all went and
+	 * the guest is paused, with its downtime and the bytes sent. */
+	int (*migrate_send)(struct kvzd *d, struct job *j, json_t *g, int sock, json_t *params,
+			    int64_t *downtime_ms, uint64_t *sent, struct op_error *e);
+	/* Target: starts the guest's supervisor waiting for a stream (lock
+	 * held); the caller keeps the record "incoming". */
+	int (*migrate_listen)(struct kvzd *d, json_t *g, struct op_error *e);
+	/* Target: hands sock to the waiting supervisor and waits until the
+	 * guest runs, or stopped(arg) says to give up. */
+	int (*migrate_receive)(json_t *g, int sock, bool (*stopped)(void *), void *arg,
+			       char *err, size_t errlen);
 	/* Adds what clients see beyond the record; NULL when nothing. */
 	void (*view)(struct kvzd *d, json_t *g, json_t *v);
 };
@@ -78,5 +102,14 @@ int guest_resize_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e);
 int guest_resize_ct(struct kvzd *d, json_t *g, json_t *req, struct op_error *e);
 void monitor_sample_vm(struct kvzd *d, json_t *g, int64_t now_ms);
 void monitor_sample_ct(struct kvzd *d, json_t *g, int64_t now_ms);
+int vm_migrate_save(struct kvzd *d, struct job *j, json_t *g, const char *path,
+		    struct op_error *e);
+void vm_migrate_resume(struct kvzd *d, json_t *g);
+int vm_migrate_start(struct kvzd *d, json_t *g, const char *path, struct op_error *e);
+int vm_migrate_send(struct kvzd *d, struct job *j, json_t *g, int sock, json_t *params,
+		    int64_t *downtime_ms, uint64_t *sent, struct op_error *e);
+int vm_migrate_listen(struct kvzd *d, json_t *g, struct op_error *e);
+int vm_migrate_receive(json_t *g, int sock, bool (*stopped)(void *), void *arg, char *err,
+		       size_t errlen);
 
 #endif

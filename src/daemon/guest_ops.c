@@ -208,6 +208,12 @@ int guest_start_locked(struct kvzd *d, json_t *g, const char *const *extra,
 	return 0;
 }
 
+bool guest_migrating(json_t *g)
+{
+	const char *state = cfg_str(g, "state");
+	return !strcmp(state, "incoming") || !strcmp(state, "migrated");
+}
+
 json_t *guest_get_or_404(struct kvzd *d, const char *name, struct op_error *e)
 {
 	json_t *g = store_guest_get(d->store, name);
@@ -220,7 +226,11 @@ int guest_start(struct kvzd *d, const char *name, struct op_error *e)
 {
 	guest_lock(d, name);
 	json_t *g = guest_get_or_404(d, name, e);
-	int rc = g ? guest_start_locked(d, g, NULL, e) : -1;
+	int rc = -1;
+	if (g && guest_migrating(g))
+		op_fail(e, 409, "guest %s is %s (a migration owns it)", name, cfg_str(g, "state"));
+	else if (g)
+		rc = guest_start_locked(d, g, NULL, e);
 	guest_unlock(d, name);
 	json_decref(g);
 	return rc;
@@ -371,8 +381,8 @@ void guests_adopt_all(struct kvzd *d)
 	json_array_foreach(list, i, g) {
 		const char *name = cfg_str(g, "name");
 		const char *state = cfg_str(g, "state");
-		if (!strcmp(state, "stopped") || !strcmp(state, "crashed"))
-			continue;
+		if (!strcmp(state, "stopped") || !strcmp(state, "crashed") || guest_migrating(g))
+			continue; /* migrating ones: migration_recover() */
 		if (!strcmp(state, "creating")) {
 			undo_create(d, g);
 			continue;

@@ -52,6 +52,10 @@ bool guest_wait_gone(pid_t pid, unsigned long long start, int timeout_ms, int *s
  * request does not fit the guest's state), transport errors 502. */
 int guest_qmp_call(const char *name, const char *path, const char *cmd, json_t *args,
 		   json_t **ret, struct op_error *e);
+/* In state "incoming" (a migration's target, before commitment) or
+ * "migrated" (its source, after handing over, until the target confirms):
+ * the migration code owns it (migration.h). */
+bool guest_migrating(json_t *g);
 /* The stored guest (new reference), or NULL with a 404 in e. */
 json_t *guest_get_or_404(struct kvzd *d, const char *name, struct op_error *e);
 

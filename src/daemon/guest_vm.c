@@ -151,4 +151,10 @@ const struct guest_driver guest_vm_driver = {
 	.set = guest_resize_vm,
 	.sample = monitor_sample_vm,
 	.disk_file = guest_image_path,
+	.migrate_save = vm_migrate_save,
+	.migrate_resume = vm_migrate_resume,
+	.migrate_start = vm_migrate_start,
+	.migrate_send = vm_migrate_send,
+	.migrate_listen = vm_migrate_listen,
+	.migrate_receive = vm_migrate_receive,
 };

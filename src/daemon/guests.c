@@ -162,6 +162,10 @@ bool guests_route(struct api_req *r, struct api_resp *resp)
 			api_error(resp, 400, "bad guest name \"%s\"", name);
 		return true;
 	}
+	if (action && !strcmp(action, "migrate")) {
+		migrate_route(r, resp, name);
+		return true;
+	}
 	if (action && (!*action || strchr(action, '/'))) {
 		api_error(resp, 404, "no such resource: %s", r->path);
 		return true;

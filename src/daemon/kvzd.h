@@ -13,6 +13,7 @@
 struct store;
 struct image_dirs;
 struct jobs;
+struct migrations;
 
 /* Guest operations in flight at once; more wait their turn. */
 #define KVZD_MAX_BUSY 64
@@ -45,6 +46,9 @@ struct kvzd {
 	int nbusy;
 	/* Long operations running now (jobs.h); set by jobs_init(). */
 	struct jobs *jobs;
+	/* Incoming migrations' reservations (migration.h); set by
+	 * migration_init(). */
+	struct migrations *migs;
 };
 
 /* Milliseconds since the epoch. */

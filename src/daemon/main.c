@@ -22,6 +22,7 @@
 #include "jobs.h"
 #include "kvzd.h"
 #include "log.h"
+#include "migration.h"
 #include "monitor.h"
 #include "parse.h"
 #include "peer_client.h"
@@ -310,6 +311,18 @@ static int raise_fd_limit(const struct api_limits *lim)
 }
 
 /* An absolute path: supervisors and sockets must not depend on our cwd. */
+/* The address of "ADDR:PORT" (brackets of an IPv6 one removed). */
+static const char *listen_host(const char *spec, char *buf, size_t len)
+{
+	const char *colon = strrchr(spec, ':');
+	size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
+	if (n >= 2 && spec[0] == '[' && spec[n - 1] == ']')
+		snprintf(buf, len, "%.*s", (int)(n - 2), spec + 1);
+	else
+		snprintf(buf, len, "%.*s", (int)n, spec);
+	return buf;
+}
+
 static int absolutize(char *path, size_t len)
 {
 	if (path[0] == '/')
@@ -353,7 +366,7 @@ int main(int argc, char **argv)
 		return 1;
 	if (prepare_dirs(&d))
 		return 1;
-	char err[512];
+	char err[512], lhost[128];
 	d.images = image_dirs_open(o.images_dirs, o.nimages, d.state_dir, err, sizeof(err));
 	if (!d.images) {
 		kvz_error("%s", err);
@@ -394,10 +407,17 @@ int main(int argc, char **argv)
 		kvz_error("%s", err);
 		return 1;
 	}
+	if (migration_init(&d, o.tcp ? listen_host(o.tcp, lhost, sizeof(lhost)) : NULL, err,
+			   sizeof(err))) {
+		kvz_error("%s", err);
+		return 1;
+	}
+	/* Before adoption, which leaves migrating guests to it. */
+	migration_recover(&d);
 	guests_adopt_all(&d);
 	/* After adoption: recovering a snapshot job may resume its VM. */
 	static const struct job_kind *const job_kinds[] = {
-		&snapshot_create_job, &snapshot_restore_job, NULL,
+		&snapshot_create_job, &snapshot_restore_job, &migrate_job, NULL,
 	};
 	if (jobs_init(&d, job_kinds, err, sizeof(err))) {
 		kvz_error("%s", err);
@@ -431,6 +451,7 @@ int main(int argc, char **argv)
 	api_stop(api);
 	unlink(d.socket_path);
 	jobs_stop(&d);
+	migration_stop(&d);
 	qmp_watch_stop();
 	monitor_stop();
 	store_close(d.store);

@@ -16,11 +16,9 @@
 #include "parse.h"
 #include "qmp_client.h"
 #include "store.h"
+#include "vm_state.h"
 
 #define QMP_TIMEOUT_MS 5000
-#define POLL_MS 100
-/* A migrate_cancel that kvz-vmm does not finish within this is a failure. */
-#define CANCEL_WAIT_MS 10000
 
 /* ---- paths ---- */
 
@@ -102,115 +100,6 @@ static json_t *submit(struct kvzd *d, const struct job_kind *k, const char *gues
 	return job;
 }
 
-/* ---- the QMP side of saving: getfd + migrate fd:snap ---- */
-
-/* Reads query-migrate; *status gets its status. */
-static int migrate_status(struct qmp_client *c, const char *guest, char *status, size_t len,
-			  uint64_t *done, uint64_t *total, struct op_error *e)
-{
-	char err[300];
-	json_t *r = NULL;
-	if (qmp_client_execute(c, "query-migrate", NULL, &r, NULL, 0, err, sizeof(err)))
-		return op_fail(e, 502, "%s: query-migrate: %s", guest, err);
-	const char *s = json_string_value(json_object_get(r, "status"));
-	snprintf(status, len, "%s", s ? s : "none");
-	json_t *ram = json_object_get(r, "ram");
-	*done = (uint64_t)json_integer_value(json_object_get(ram, "transferred"));
-	*total = (uint64_t)json_integer_value(json_object_get(ram, "total"));
-	if (!strcmp(status, "failed")) {
-		const char *why = json_string_value(json_object_get(r, "error-desc"));
-		op_fail(e, 500, "%s: saving the machine state failed: %s", guest,
-			why ? why : "kvz-vmm gave no reason");
-	}
-	json_decref(r);
-	return 0;
-}
-
-static void drain_events(struct qmp_client *c)
-{
-	json_t *ev;
-	while ((ev = qmp_client_next_event(c, 0)))
-		json_decref(ev);
-}
-
-/* After a cancel: waits until kvz-vmm says the migration ended. */
-static void cancel_migration(struct qmp_client *c, const char *guest)
-{
-	char err[300], status[32];
-	struct op_error ignored;
-	uint64_t done, total;
-	if (qmp_client_execute(c, "migrate_cancel", NULL, NULL, NULL, 0, err, sizeof(err))) {
-		kvz_warn("%s: migrate_cancel: %s", guest, err);
-		return;
-	}
-	for (int waited = 0; waited < CANCEL_WAIT_MS; waited += POLL_MS) {
-		if (migrate_status(c, guest, status, sizeof(status), &done, &total, &ignored))
-			return;
-		if (strcmp(status, "active") && strcmp(status, "setup") &&
-		    strcmp(status, "cancelling"))
-			return;
-		struct timespec ts = {0, POLL_MS * 1000000L};
-		nanosleep(&ts, NULL);
-	}
-	kvz_warn("%s: the cancelled save did not end within %d s", guest, CANCEL_WAIT_MS / 1000);
-}
-
-/* Saves the running VM's state into path; the VM is paused (postmigrate)
- * when it returns 0. */
-static int save_state(struct job *j, const char *guest, struct qmp_client *c,
-		      const char *path, struct op_error *e)
-{
-	char err[300];
-	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return op_fail(e, 500, "cannot create %s: %s", path, strerror(errno));
-	int rc = qmp_client_getfd(c, "snap", fd, err, sizeof(err));
-	close(fd);
-	if (rc)
-		return op_fail(e, rc > 0 ? 409 : 502, "%s: getfd: %s", guest, err);
-	json_t *args = json_pack("{s:s}", "uri", "fd:snap");
-	rc = qmp_client_execute(c, "migrate", args, NULL, NULL, 0, err, sizeof(err));
-	json_decref(args);
-	if (rc)
-		return op_fail(e, rc > 0 ? 409 : 502, "%s: migrate: %s", guest, err);
-	for (;;) {
-		char status[32];
-		uint64_t done, total;
-		drain_events(c);
-		if (job_cancelled(j)) {
-			cancel_migration(c, guest);
-			return op_fail(e, 409, "cancelled");
-		}
-		if (migrate_status(c, guest, status, sizeof(status), &done, &total, e))
-			return -1;
-		if (!strcmp(status, "failed"))
-			return -1;
-		if (!strcmp(status, "cancelled"))
-			return op_fail(e, 500, "%s: the save was cancelled inside kvz-vmm", guest);
-		job_progress(j, "saving memory", done, total);
-		if (!strcmp(status, "completed"))
-			return 0;
-		struct timespec ts = {0, POLL_MS * 1000000L};
-		nanosleep(&ts, NULL);
-	}
-}
-
-/* Runs the VM again after a save, whatever happened (a failed or
- * cancelled save may also have left it paused). */
-static void resume_vm(struct qmp_client *c, const char *guest)
-{
-	char err[300];
-	json_t *r = NULL;
-	if (qmp_client_execute(c, "query-status", NULL, &r, NULL, 0, err, sizeof(err)) == 0 &&
-	    json_is_true(json_object_get(r, "running"))) {
-		json_decref(r);
-		return;
-	}
-	json_decref(r);
-	if (qmp_client_execute(c, "cont", NULL, NULL, NULL, 0, err, sizeof(err)))
-		kvz_warn("%s: cannot resume after the snapshot: %s", guest, err);
-}
-
 /* ---- disks ---- */
 
 struct copy_ctx {
@@ -258,12 +147,12 @@ static int snapshot_running(struct job *j, json_t *g, const char *dir, struct op
 	if (!c)
 		return op_fail(e, 502, "cannot reach the supervisor of %s: %s", guest, err);
 	snprintf(path, sizeof(path), "%s/state", dir);
-	int rc = save_state(j, guest, c, path, e);
+	int rc = vm_state_save(j, "saving memory", guest, c, path, e);
 	if (rc == 0 && disk) {
 		snprintf(path, sizeof(path), "%s/disk.img", dir);
 		rc = clone_disk(j, guest, disk, path, e);
 	}
-	resume_vm(c, guest);
+	vm_state_resume(c, guest);
 	qmp_client_close(c);
 	return rc;
 }
@@ -346,13 +235,7 @@ static void create_recover(struct kvzd *d, json_t *job)
 	json_t *g = guest ? store_guest_get(d->store, guest) : NULL;
 	const char *qmp = g ? cfg_str(g, "qmp") : NULL;
 	if (g && !strcmp(cfg_str(g, "state"), "running") && qmp && qmp[0]) {
-		char err[300];
-		struct qmp_client *c = qmp_client_connect(qmp, QMP_TIMEOUT_MS, err, sizeof(err));
-		if (c) {
-			cancel_migration(c, guest);
-			resume_vm(c, guest);
-			qmp_client_close(c);
-		}
+		vm_state_cancel_and_resume(guest, qmp);
 	}
 	json_decref(g);
 }

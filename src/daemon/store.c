@@ -381,6 +381,27 @@ static void bind_sample(sqlite3_stmt *st, const char *guest, int resolution,
 	sqlite3_bind_int64(st, 10, (sqlite3_int64)m->net_tx);
 }
 
+int store_samples_import(struct store *s, const char *guest, int resolution,
+			 const struct sample *smp, size_t n)
+{
+	char err[256];
+	pthread_mutex_lock(&s->lock);
+	int rc = exec_sql(s->db, "BEGIN", err, sizeof(err));
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		sqlite3_stmt *st = store_prepare(s, "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+		if (!st) {
+			rc = -1;
+			break;
+		}
+		bind_sample(st, guest, resolution, &smp[i]);
+		rc = store_run_stmt(s, st);
+	}
+	if (exec_sql(s->db, rc ? "ROLLBACK" : "COMMIT", err, sizeof(err)))
+		rc = -1;
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
 int store_sample_add(struct store *s, const char *guest, const struct sample *smp)
 {
 	pthread_mutex_lock(&s->lock);

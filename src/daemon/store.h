@@ -53,6 +53,10 @@ struct sample {
 };
 
 int store_sample_add(struct store *s, const char *guest, const struct sample *smp);
+/* n samples of another host's history (a migrated guest's) at resolution 0
+ * or 60, all or none. */
+int store_samples_import(struct store *s, const char *guest, int resolution,
+			 const struct sample *smp, size_t n);
 /* Averages raw samples into one-minute rows for minutes that have ended and
  * have none yet, then drops raw rows older than an hour and minute rows older
  * than a day. */

@@ -8,7 +8,9 @@
  * As kvz-vmm it also plays the snapshot contract (issue 10): getfd with a
  * descriptor (SCM_RIGHTS), migrate {"uri": "fd:snap"} only (a path would
  * mean kvzd let the VMM open files), query-migrate, migrate_cancel, cont,
- * MIGRATION events, and --incoming file:PATH. Its "machine state" is one
+ * MIGRATION events, and --incoming file:PATH; for live migration (issue 11)
+ * --incoming defer and migrate-incoming {"uri": "fd:NAME"}, which reads a
+ * saved state from the passed socket. Its "machine state" is one
  * value a test sets with x-fake-set and reads with x-fake-get, plus 4 MiB
  * of filler. The guest's --cmdline steers it: fake-migrate=fail fails the
  * save half-way, fake-migrate=slow takes about 3 s. Every snapshot command
@@ -286,6 +288,78 @@ static void load_incoming(const char *spec)
 	log_line("fake-vmm: restored from %s: value %s", spec + 5, guest_value);
 }
 
+/* Reads a state from the stream, then runs: the live target's end. */
+static void *incoming_main(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	FILE *f = fdopen(fd, "r");
+	char line[256], value[128] = "";
+	const char *why = NULL;
+	if (!f || !fgets(line, sizeof(line), f) || strcmp(line, FAKE_STATE_MAGIC))
+		why = "not a fake state stream";
+	else if (!fgets(line, sizeof(line), f) || strncmp(line, "value ", 6))
+		why = "no value";
+	long long n = 0;
+	if (!why) {
+		line[strcspn(line, "\n")] = 0;
+		snprintf(value, sizeof(value), "%.127s", line + 6);
+		char buf[65536];
+		size_t r;
+		while ((r = fread(buf, 1, sizeof(buf), f)) > 0)
+			n += (long long)r;
+		if (n < FAKE_FILLER)
+			why = "truncated";
+	}
+	if (f)
+		fclose(f);
+	if (why) {
+		/* As kvz-vmm: a bad stream ends it with one line. */
+		kvz_die("migrate-incoming: %s", why);
+	}
+	pthread_mutex_lock(&snap_lock);
+	snprintf(guest_value, sizeof(guest_value), "%s", value);
+	snprintf(run_status, sizeof(run_status), "running");
+	set_mig_status("completed");
+	qmp_server_emit(server, "RESUME", json_object());
+	pthread_mutex_unlock(&snap_lock);
+	log_line("fake-vmm: incoming complete: value %s", value);
+	return NULL;
+}
+
+/* migrate-set-parameters: logged for the tests to check what kvzd set. */
+static json_t *h_set_params(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o; (void)e;
+	char *txt = json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS);
+	log_line("fake-vmm: migrate-set-parameters %s", txt ? txt : "?");
+	free(txt);
+	return NULL;
+}
+
+static json_t *h_migrate_incoming(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o;
+	const char *uri = json_string_value(json_object_get(a, "uri"));
+	log_line("fake-vmm: migrate-incoming %s", uri ? uri : "(none)");
+	pthread_mutex_lock(&snap_lock);
+	bool waiting = !strcmp(run_status, "inmigrate") && strcmp(mig_status, "active");
+	int fd = uri && !strncmp(uri, "fd:", 3) && !strcmp(named_fd_name, uri + 3) ? named_fd : -1;
+	if (fd >= 0 && waiting) {
+		named_fd = -1;
+		set_mig_status("active");
+	}
+	pthread_mutex_unlock(&snap_lock);
+	pthread_t t;
+	if (!waiting || fd < 0 ||
+	    pthread_create(&t, NULL, incoming_main, (void *)(intptr_t)fd)) {
+		qmp_set_error(e, "GenericError", !waiting ? "not started with --incoming defer"
+					     : "no descriptor (getfd first)");
+		return NULL;
+	}
+	pthread_detach(t);
+	return NULL;
+}
+
 static json_t *h_status(void *o, json_t *a, struct qmp_error *e)
 {
 	(void)o; (void)a; (void)e;
@@ -388,6 +462,8 @@ static int supervise(const char *qmp, const char *console, bool vm)
 		{"set", h_set}, {"query-stats", h_stats},
 		{"getfd", h_getfd}, {"migrate", h_migrate}, {"query-migrate", h_query_migrate},
 		{"migrate_cancel", h_migrate_cancel}, {"cont", h_cont},
+		{"migrate-incoming", h_migrate_incoming},
+		{"migrate-set-parameters", h_set_params},
 		{"x-fake-set", h_fake_set}, {"x-fake-get", h_fake_get},
 	};
 	if (!qmp)
@@ -439,7 +515,9 @@ int main(int argc, char **argv)
 		if (cmdline && strstr(cmdline, "fake-migrate=slow"))
 			migrate_mode = "slow";
 		const char *incoming = opt_after(argc, argv, "--incoming");
-		if (incoming)
+		if (incoming && !strcmp(incoming, "defer"))
+			snprintf(run_status, sizeof(run_status), "inmigrate");
+		else if (incoming)
 			load_incoming(incoming);
 	}
 	if (vm)

@@ -1,0 +1,59 @@
+/* libFuzzer target: the offline migration stream a target kvzd reads from
+ * its migration port after the proof (mig_stream.h). The input's first
+ * byte says whether a disk is expected; the rest is the stream, read from
+ * a memfd. A refused stream must leave no file behind; an accepted one
+ * leaves the state (and the disk when expected) within their limits. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mig_stream.h"
+
+#define LIMIT 4096
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static uint64_t size_of(const char *path, int *exists)
+{
+	struct stat st;
+	*exists = stat(path, &st) == 0;
+	return *exists ? (uint64_t)st.st_size : 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	/* Once per process: where received files go. */
+	static char dir[64];
+	static char state[96], disk[96];
+	if (!dir[0]) {
+		snprintf(dir, sizeof(dir), "/tmp/fuzz_migstream.XXXXXX");
+		if (!mkdtemp(dir))
+			abort();
+		snprintf(state, sizeof(state), "%s/state", dir);
+		snprintf(disk, sizeof(disk), "%s/disk", dir);
+	}
+	if (size < 1)
+		return 0;
+	int fd = memfd_create("stream", MFD_CLOEXEC);
+	if (fd < 0 || write(fd, data + 1, size - 1) != (ssize_t)(size - 1) ||
+	    lseek(fd, 0, SEEK_SET) != 0)
+		abort();
+	struct mig_sink s = {.state_path = state, .disk_path = (data[0] & 1) ? disk : NULL,
+			     .max_state = LIMIT, .max_disk = LIMIT};
+	char err[600];
+	int rc = mig_receive(fd, &s, err, sizeof(err));
+	close(fd);
+	int se, de;
+	uint64_t ss = size_of(state, &se), ds = size_of(disk, &de);
+	if (rc == 0 && (!se || ss > LIMIT || (s.disk_path && (!de || ds > LIMIT))))
+		abort();
+	if (rc != 0 && (se || de || !err[0] || strchr(err, '\n')))
+		abort();
+	unlink(state);
+	unlink(disk);
+	return 0;
+}

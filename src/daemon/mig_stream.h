@@ -1,0 +1,46 @@
+/* What travels on a migration port (migration.h) after the proof: for an
+ * offline migration, records of [kind: 1 byte][length: 8 bytes, big-endian]
+ * [length bytes]: 'S' the machine state, 'D' the disk, each at most once,
+ * then 'E' with length 0. The target answers one byte 'K' once everything
+ * is on its disk (fsync'd). The proof is MIG_PROOF_LEN lowercase hex
+ * characters: the reservation's secret. */
+#ifndef KVZD_MIG_STREAM_H
+#define KVZD_MIG_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MIG_PROOF_LEN 64
+
+/* Called after each piece sent; false cancels. */
+typedef bool (*mig_progress_fn)(void *arg, uint64_t done);
+
+/* A fresh secret of MIG_PROOF_LEN hex characters (+ NUL). */
+int mig_proof_new(char out[MIG_PROOF_LEN + 1]);
+/* got (len bytes) equals want, compared in constant time. */
+bool mig_proof_equal(const char *want, const char *got, size_t len);
+
+/* Sends path as one record of kind. */
+int mig_send_file(int sock, char kind, const char *path, mig_progress_fn progress,
+		  void *arg, char *err, size_t errlen);
+/* Sends 'E' and waits up to timeout_ms for the target's 'K'. */
+int mig_send_end(int sock, int timeout_ms, char *err, size_t errlen);
+
+struct mig_sink {
+	const char *state_path; /* where 'S' goes */
+	const char *disk_path;  /* where 'D' goes; NULL: no disk expected */
+	uint64_t max_state, max_disk;
+};
+
+/* Reads records from sock until 'E' into new files (mode 0600) at the
+ * sink's paths, within its limits. On any error (a
+ * malformed or truncated stream, a record over its limit, one repeated or
+ * unexpected) the files written are removed and err says why. */
+int mig_receive(int sock, const struct mig_sink *s, char *err, size_t errlen);
+
+/* The target's confirmation ('K'), once it has recorded the stream as
+ * complete. */
+int mig_ack(int sock);
+
+#endif

@@ -1,0 +1,484 @@
+/* The source of a migration: the migrate job and the settling of a
+ * hand-over that a kvzd restart interrupted (migration.h). */
+#include "migration.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "file_copy.h"
+#include "guest_config.h"
+#include "guest_driver.h"
+#include "guest_locks.h"
+#include "hostinfo.h"
+#include "log.h"
+#include "mig_stream.h"
+#include "migration_stats.h"
+#include "nodes.h"
+#include "parse.h"
+#include "peer_client.h"
+#include "snapshots.h"
+#include "store.h"
+#include "supervisor.h"
+
+/* The target's confirmation after the stream's end (its fsync). */
+#define CONFIRM_TIMEOUT_MS 60000
+/* Asking an unreachable target whether it runs the guest, after a commit
+ * whose answer was lost. */
+#define SETTLE_TRIES 15
+#define SETTLE_PAUSE_S 2
+
+/* ---- talking to the target ---- */
+
+/* One peer call; 0 with *out (may be NULL) on 2xx, else -1 with the
+ * peer's own message in e. *transport tells a lost answer apart. */
+static int peer(const struct node *n, const char *method, const char *path, json_t *body,
+		json_t **out, bool *transport, struct op_error *e)
+{
+	char err[400];
+	json_t *ans = NULL;
+	long st = peer_call(n->url, n->token, method, path, body, &ans, err, sizeof(err));
+	if (transport)
+		*transport = st < 0;
+	if (st >= 200 && st < 300) {
+		if (out)
+			*out = ans;
+		else
+			json_decref(ans);
+		return 0;
+	}
+	const char *msg = json_string_value(json_object_get(json_object_get(ans, "error"),
+							    "message"));
+	if (st < 0)
+		op_fail(e, 502, "node %s: %s", n->name, err);
+	else
+		op_fail(e, st == 401 ? 502 : 409, "node %s: %s", n->name,
+			msg ? msg : "refused (no reason given)");
+	json_decref(ans);
+	return -1;
+}
+
+static void discard_on_target(const struct node *n, const char *name)
+{
+	char path[128];
+	struct op_error ignored;
+	snprintf(path, sizeof(path), "/v1/migrations/%s", name);
+	peer(n, "DELETE", path, NULL, NULL, NULL, &ignored);
+}
+
+/* Connects to port on the node's host and sends the proof. */
+static int connect_port(const struct node *n, int port, const char *proof,
+			struct op_error *e)
+{
+	char host[256], ports[16];
+	const char *h = n->url + strlen("http://");
+	size_t len = h[0] == '[' ? strcspn(h + 1, "]") : strcspn(h, ":/");
+	snprintf(host, sizeof(host), "%.*s", (int)len, h[0] == '[' ? h + 1 : h);
+	snprintf(ports, sizeof(ports), "%d", port);
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+	int rc = getaddrinfo(host, ports, &hints, &ai);
+	if (rc)
+		return op_fail(e, 502, "node %s: %s: %s", n->name, host, gai_strerror(rc));
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
+	    write(fd, proof, MIG_PROOF_LEN) != MIG_PROOF_LEN) {
+		op_fail(e, 502, "node %s: migration port %s:%d: %s", n->name, host, port,
+			strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+/* ---- the job ---- */
+
+struct send_ctx {
+	struct job *j;
+	const char *phase;
+	uint64_t base, total;
+};
+
+static bool send_progress(void *arg, uint64_t done)
+{
+	struct send_ctx *c = arg;
+	job_progress(c->j, c->phase, c->base + done, c->total);
+	return !job_cancelled(c->j);
+}
+
+static uint64_t file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* What the source tells the target, and how the disk travels: a disk kvzd
+ * made lies in its own image dir and is copied; any other path must be on
+ * storage both hosts share. */
+static json_t *reservation(struct kvzd *d, json_t *g, bool running, bool live,
+			   bool *copy_disk)
+{
+	const char *name = cfg_str(g, "name");
+	json_t *cfg = json_object_get(g, "config");
+	const char *disk = cfg_str(cfg, "disk_path");
+	char mine[400], model[256];
+	guest_image_path(d, name, mine, sizeof(mine));
+	*copy_disk = disk && !strcmp(disk, mine);
+	host_cpu_model(model, sizeof(model));
+	return json_pack("{s:s, s:s, s:O, s:b, s:b, s:b, s:s, s:s}", "name", name, "type",
+			 cfg_str(g, "type"), "config", cfg, "autostart",
+			 json_is_true(json_object_get(g, "autostart")), "running", running,
+			 "live", live, "cpu_model", model, "disk",
+			 !disk ? "none" : *copy_disk ? "copy" : "shared");
+}
+
+struct outgoing {
+	struct kvzd *d;
+	struct job *j;
+	json_t *g;
+	const char *name;
+	struct node n;
+	bool running, copy_disk, live;
+	json_t *params;
+	int64_t downtime_ms; /* live: as kvz-vmm reports it */
+	char dir[400], state[450];
+	int sock;
+	uint64_t sent;
+	int64_t t_start, t_paused;
+};
+
+/* Saves (when running) and sends the guest; the guest is paused after. */
+static int transfer(struct outgoing *o, struct op_error *e)
+{
+	const struct guest_driver *drv = guest_driver_of(o->g);
+	char top[300], err[600];
+	snprintf(top, sizeof(top), "%s/migrations", o->d->state_dir);
+	remove_tree(o->dir);
+	if ((mkdir(top, 0700) < 0 && errno != EEXIST) || mkdir(o->dir, 0700) < 0)
+		return op_fail(e, 500, "cannot create %s: %s", o->dir, strerror(errno));
+	o->t_paused = kvzd_now_ms();
+	if (o->running) {
+		if (drv->migrate_save(o->d, o->j, o->g, o->state, e))
+			return -1;
+	} else {
+		FILE *f = fopen(o->state, "wx");
+		if (!f)
+			return op_fail(e, 500, "cannot create %s: %s", o->state, strerror(errno));
+		fclose(f);
+	}
+	const char *disk = cfg_str(json_object_get(o->g, "config"), "disk_path");
+	uint64_t total = file_size(o->state) + (o->copy_disk ? file_size(disk) : 0);
+	struct send_ctx c = {.j = o->j, .phase = "sending state", .total = total};
+	if (mig_send_file(o->sock, 'S', o->state, send_progress, &c, err, sizeof(err)))
+		return op_fail(e, strcmp(err, "cancelled") ? 502 : 409, "%s", err);
+	c.base = file_size(o->state);
+	c.phase = "sending disk";
+	if (o->copy_disk &&
+	    mig_send_file(o->sock, 'D', disk, send_progress, &c, err, sizeof(err)))
+		return op_fail(e, strcmp(err, "cancelled") ? 502 : 409, "%s", err);
+	o->sent = total;
+	job_progress(o->j, "confirming", total, total);
+	if (mig_send_end(o->sock, CONFIRM_TIMEOUT_MS, err, sizeof(err)))
+		return op_fail(e, 502, "node %s: %s", o->n.name, err);
+	return 0;
+}
+
+/* Live: the guest's supervisor sends itself over the socket. */
+static int transfer_live(struct outgoing *o, struct op_error *e)
+{
+	const struct guest_driver *drv = guest_driver_of(o->g);
+	o->t_paused = 0;
+	int rc = drv->migrate_send(o->d, o->j, o->g, o->sock, o->params, &o->downtime_ms,
+				   &o->sent, e);
+	/* The supervisor holds its own copy; the stream ends when it closes. */
+	close(o->sock);
+	o->sock = -1;
+	return rc;
+}
+
+/* The guest is the target's: this host forgets it (lock held). */
+static void forget(struct kvzd *d, json_t *g, bool copy_disk, const char *node,
+		   const char *detail)
+{
+	const char *name = cfg_str(g, "name");
+	struct op_error e;
+	if (json_integer_value(json_object_get(g, "pid")) > 0) {
+		/* Stopped as a running guest is (its record says "migrated"). */
+		store_guest_set_state(d->store, name, "running");
+		json_t *now = store_guest_get(d->store, name);
+		if (now && guest_stop_locked(d, now, 0, true, &e))
+			kvz_warn("%s: stopping the source copy: %s", name, e.msg);
+		json_decref(now);
+	}
+	const char *disk = cfg_str(json_object_get(g, "config"), "disk_path");
+	if (copy_disk && disk)
+		unlink(disk);
+	if (snapshots_remove_all(d, name, &e))
+		kvz_warn("%s: %s", name, e.msg);
+	char dir[400], logp[400];
+	migration_dir(d, name, dir, sizeof(dir));
+	remove_tree(dir);
+	guest_log_path(d, name, logp, sizeof(logp));
+	unlink(logp);
+	store_samples_delete(d->store, name);
+	store_guest_delete(d->store, name);
+	store_event_add(d->store, name, "migrated-out", detail);
+	kvz_info("%s: migrated to %s: %s", name, node, detail);
+}
+
+/* Back to how it was before the migration (lock held). */
+static void take_back(struct kvzd *d, json_t *g, bool was_running)
+{
+	const char *name = cfg_str(g, "name");
+	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
+	json_object_del(cfg, "migrating_to");
+	store_guest_set_config(d->store, name, cfg);
+	json_decref(cfg);
+	store_guest_set_state(d->store, name, was_running ? "running" : "stopped");
+	if (was_running)
+		guest_driver_of(g)->migrate_resume(d, g);
+	char dir[400];
+	migration_dir(d, name, dir, sizeof(dir));
+	remove_tree(dir);
+}
+
+/* Asks the target whether it runs name: 1 yes, 0 no (it has no such
+ * guest, or only an incoming one), -1 unknown. */
+static int target_has(const struct node *n, const char *name)
+{
+	char path[128], err[300];
+	json_t *g = NULL;
+	snprintf(path, sizeof(path), "/v1/guests/%s", name);
+	long st = peer_call(n->url, n->token, "GET", path, NULL, &g, err, sizeof(err));
+	int has = st == 404 ? 0 : -1;
+	if (st == 200 && json_is_object(g)) {
+		const char *state = cfg_str(g, "state");
+		has = state && strcmp(state, "incoming") ? 1 : 0;
+	}
+	json_decref(g);
+	return has;
+}
+
+/* Records the hand-over, then commits: 0 when the target runs the guest. */
+static int commit(struct outgoing *o, struct op_error *e)
+{
+	json_t *cfg = json_deep_copy(json_object_get(o->g, "config"));
+	json_object_set_new(cfg, "migrating_to", json_string(o->n.name));
+	store_guest_set_config(o->d->store, o->name, cfg);
+	json_decref(cfg);
+	store_guest_set_state(o->d->store, o->name, "migrated");
+	job_progress(o->j, "committing", o->sent, o->sent);
+	char path[128];
+	bool transport = false;
+	snprintf(path, sizeof(path), "/v1/migrations/%s/commit", o->name);
+	json_t *body = json_pack("{s:o}", "samples",
+				 mig_stats_export(o->d->store, o->name, kvzd_now_ms()));
+	int rc = peer(&o->n, "POST", path, body, NULL, &transport, e);
+	json_decref(body);
+	if (rc == 0)
+		return 0;
+	if (!transport)
+		return -1;
+	/* The answer was lost: the target may run it or not. */
+	for (int i = 0; i < SETTLE_TRIES; i++) {
+		int has = target_has(&o->n, o->name);
+		if (has >= 0)
+			return has ? 0 : -1;
+		sleep(SETTLE_PAUSE_S);
+	}
+	return 1;
+}
+
+static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t *params,
+		       struct op_error *e)
+{
+	struct outgoing o = {.d = d, .j = j, .name = guest, .sock = -1};
+	o.t_start = kvzd_now_ms();
+	o.g = guest_get_or_404(d, guest, e);
+	if (!o.g)
+		return -1;
+	const char *state = cfg_str(o.g, "state");
+	int rc = -1;
+	json_t *ans = NULL, *req = NULL;
+	o.running = !strcmp(state, "running");
+	if (!o.running && strcmp(state, "stopped") && strcmp(state, "crashed")) {
+		op_fail(e, 409, "guest %s is %s; try again", guest, state);
+		goto out;
+	}
+	if (node_lookup(d, json_string_value(json_object_get(params, "to")), &o.n, e))
+		goto out;
+	migration_dir(d, guest, o.dir, sizeof(o.dir));
+	snprintf(o.state, sizeof(o.state), "%s/state", o.dir);
+	o.params = params;
+	o.live = o.running && !json_is_true(json_object_get(params, "offline"));
+	job_progress(j, "reserving", 0, 0);
+	req = reservation(d, o.g, o.running, o.live, &o.copy_disk);
+	if (o.live && o.copy_disk) {
+		op_fail(e, 409, "live migration needs the disk on shared storage; %s's disk was "
+			"made by kvzd and moves only with --offline", guest);
+		goto out;
+	}
+	if (peer(&o.n, "POST", "/v1/migrations", req, &ans, NULL, e))
+		goto out;
+	json_t *port = json_object_get(ans, "port");
+	const char *proof = json_string_value(json_object_get(ans, "proof"));
+	if (!json_is_integer(port) || json_integer_value(port) <= 0 ||
+	    json_integer_value(port) > 65535 || !proof || strlen(proof) != MIG_PROOF_LEN) {
+		op_fail(e, 502, "node %s: a malformed reservation", o.n.name);
+		goto discard;
+	}
+	o.sock = connect_port(&o.n, (int)json_integer_value(port), proof, e);
+	if (o.sock < 0 || (o.live ? transfer_live(&o, e) : transfer(&o, e)))
+		goto discard;
+	if (job_cancelled(j)) {
+		op_fail(e, 409, "cancelled");
+		goto discard;
+	}
+	rc = commit(&o, e);
+	if (rc == 1) {
+		op_fail(e, 502, "node %s stopped answering during the commit: %s stays paused "
+			"here until the next kvzd start settles which host runs it", o.n.name, guest);
+		goto out;
+	}
+	if (rc == 0) {
+		char detail[256], a[32];
+		int64_t now = kvzd_now_ms();
+		snprintf(detail, sizeof(detail),
+			 "to %s: total %lld ms, downtime %lld ms, sent %s (%llu bytes)", o.n.name,
+			 (long long)(now - o.t_start),
+			 (long long)(o.live ? o.downtime_ms : o.running ? now - o.t_paused : 0),
+			 kvz_format_size(o.sent, a, sizeof(a)), (unsigned long long)o.sent);
+		forget(d, o.g, o.copy_disk, o.n.name, detail);
+		goto out;
+	}
+discard:
+	discard_on_target(&o.n, guest);
+	take_back(d, o.g, o.running);
+	store_event_add(d->store, guest, "migration-failed", e->msg);
+	rc = -1;
+out:
+	if (o.sock >= 0)
+		close(o.sock);
+	json_decref(req);
+	json_decref(ans);
+	json_decref(o.g);
+	return rc;
+}
+
+/* ---- recovery ---- */
+
+/* A migrate job a killed kvzd left running: unless the guest was already
+ * handed over ("migrated": migration_recover() settles those), the target
+ * discards and the guest runs on here. */
+static void migrate_recover(struct kvzd *d, json_t *job)
+{
+	const char *guest = json_string_value(json_object_get(job, "guest"));
+	const char *to = json_string_value(json_object_get(json_object_get(job, "params"), "to"));
+	json_t *g = guest ? store_guest_get(d->store, guest) : NULL;
+	struct node n;
+	struct op_error e;
+	if (g && !guest_migrating(g)) {
+		if (to && node_lookup(d, to, &n, &e) == 0)
+			discard_on_target(&n, guest);
+		take_back(d, g, !strcmp(cfg_str(g, "state"), "running"));
+	}
+	json_decref(g);
+}
+
+const struct job_kind migrate_job = {
+	.type = "migrate",
+	.run = migrate_run,
+	.recover = migrate_recover,
+};
+
+/* A guest handed over before a restart: the target decides. */
+static void settle(struct kvzd *d, json_t *g)
+{
+	const char *name = cfg_str(g, "name");
+	const char *to = cfg_str(json_object_get(g, "config"), "migrating_to");
+	struct node n;
+	struct op_error e;
+	char mine[400];
+	guest_image_path(d, name, mine, sizeof(mine));
+	const char *disk = cfg_str(json_object_get(g, "config"), "disk_path");
+	bool copy = disk && !strcmp(disk, mine);
+	bool runs_here = sup_is_supervisor(
+		(pid_t)json_integer_value(json_object_get(g, "pid")),
+		(unsigned long long)json_integer_value(json_object_get(g, "pid_start")),
+		guest_driver_of(g)->prog, name);
+	int has = to && node_lookup(d, to, &n, &e) == 0 ? target_has(&n, name) : -1;
+	if (has == 1) {
+		forget(d, g, copy, to, "the target runs it (settled after a kvzd restart)");
+	} else if (has == 0) {
+		discard_on_target(&n, name);
+		take_back(d, g, runs_here);
+		store_event_add(d->store, name, "migration-failed",
+				"the target does not run it (settled after a kvzd restart)");
+	} else {
+		kvz_warn("%s: handed over to %s, which does not answer: left paused until it does",
+			 name, to ? to : "?");
+	}
+}
+
+void migration_recover_incoming(struct kvzd *d);
+
+void migration_recover(struct kvzd *d)
+{
+	migration_recover_incoming(d);
+	json_t *list = store_guest_list(d->store);
+	size_t i;
+	json_t *g;
+	json_array_foreach(list, i, g)
+		if (!strcmp(cfg_str(g, "state"), "migrated"))
+			settle(d, g);
+	json_decref(list);
+}
+
+/* ---- submitting ---- */
+
+json_t *migration_start(struct kvzd *d, const char *guest, json_t *req, struct op_error *e)
+{
+	const char *to = json_string_value(json_object_get(req, "to"));
+	json_t *off = json_object_get(req, "offline");
+	if (!json_is_object(req) || !to || (off && !json_is_boolean(off))) {
+		op_fail(e, 400, "migrate takes {\"to\": NODE, \"offline\": BOOL, \"downtime_ms\": MS, "
+			"\"max_bandwidth\": BYTES_PER_S}");
+		return NULL;
+	}
+	json_t *dl = json_object_get(req, "downtime_ms"), *bw = json_object_get(req, "max_bandwidth");
+	if ((dl && (!json_is_integer(dl) || json_integer_value(dl) < 1)) ||
+	    (bw && (!json_is_integer(bw) || json_integer_value(bw) < 1))) {
+		op_fail(e, 400, "downtime_ms and max_bandwidth are positive integers");
+		return NULL;
+	}
+	if (json_is_true(off) && (dl || bw)) {
+		op_fail(e, 400, "downtime and bandwidth limits are for live migration, not offline");
+		return NULL;
+	}
+	struct node n;
+	if (node_lookup(d, to, &n, e))
+		return NULL;
+	json_t *g = guest_get_or_404(d, guest, e);
+	if (!g)
+		return NULL;
+	const char *why = guest_driver_of(g)->no_migration;
+	json_decref(g);
+	if (why) {
+		op_fail(e, 409, "%s: %s", guest, why);
+		return NULL;
+	}
+	json_t *params = json_pack("{s:s, s:b}", "to", to, "offline", json_is_true(off));
+	if (dl)
+		json_object_set(params, "downtime_ms", dl);
+	if (bw)
+		json_object_set(params, "max_bandwidth", bw);
+	json_t *job = job_submit(d, &migrate_job, guest, params, e);
+	json_decref(params);
+	return job;
+}

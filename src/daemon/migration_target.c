@@ -1,0 +1,682 @@
+/* The target of a migration: reservations, the migration port, commit and
+ * discard (migration.h). Locks: a guest's lock (guest_locks.h) is taken
+ * before the registry's mutex, never the other way round; the receiving
+ * thread holds neither while it reads the stream. */
+#include "migration.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "file_copy.h"
+#include "guest_config.h"
+#include "guest_driver.h"
+#include "guest_locks.h"
+#include "hostinfo.h"
+#include "log.h"
+#include "mig_stream.h"
+#include "migration_stats.h"
+#include "parse.h"
+#include "store.h"
+
+#define MAX_INCOMING 8
+/* Reading the proof, then each piece of the stream. */
+#define PROOF_TIMEOUT_S 5
+#define STREAM_TIMEOUT_S 30
+/* Machine state beyond the guest's RAM (devices, vCPUs). */
+#define STATE_SLACK (256ull << 20)
+/* How long a live commit waits for this side to finish loading. */
+#define LIVE_COMMIT_WAIT_MS 10000
+
+enum slot_state { SLOT_FREE, SLOT_RECEIVING, SLOT_COMPLETE };
+
+struct slot {
+	enum slot_state state;
+	char name[72];
+	char proof[MIG_PROOF_LEN + 1];
+	int lfd;  /* the migration port */
+	int conn; /* the accepted connection with the proof, or -1 */
+	bool stop;
+	struct kvzd *d;
+	struct mig_sink sink;
+	char state_path[450], disk_path[450];
+	bool has_disk;
+	bool live; /* the guest's supervisor waits for the stream (--incoming defer) */
+};
+
+struct migrations {
+	pthread_mutex_t lock; /* guards the slots */
+	char host[64];        /* where ports are opened: the API's TCP address */
+	struct slot slots[MAX_INCOMING];
+};
+
+void migration_dir(const struct kvzd *d, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/migrations/%s", d->state_dir, name);
+}
+
+int migration_init(struct kvzd *d, const char *listen_host, char *err, size_t errlen)
+{
+	struct migrations *m = calloc(1, sizeof(*m));
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&m->lock, NULL);
+	snprintf(m->host, sizeof(m->host), "%s", listen_host ? listen_host : "");
+	d->migs = m;
+	return 0;
+}
+
+void migration_stop(struct kvzd *d)
+{
+	struct migrations *m = d->migs;
+	if (!m)
+		return;
+	for (int waited = 0;; waited++) {
+		bool busy = false;
+		pthread_mutex_lock(&m->lock);
+		for (int i = 0; i < MAX_INCOMING; i++) {
+			struct slot *s = &m->slots[i];
+			if (s->state != SLOT_RECEIVING)
+				continue;
+			busy = true;
+			s->stop = true;
+			if (s->conn >= 0)
+				shutdown(s->conn, SHUT_RDWR);
+		}
+		pthread_mutex_unlock(&m->lock);
+		if (!busy)
+			break;
+		if (waited == 0)
+			kvz_info("discarding the migrations coming in");
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+	d->migs = NULL;
+}
+
+/* ---- removing an incoming guest ---- */
+
+/* With the guest's lock: the incoming record and its files go. */
+static void drop_incoming(struct kvzd *d, const char *name, const char *why)
+{
+	json_t *g = store_guest_get(d->store, name);
+	if (!g || strcmp(cfg_str(g, "state"), "incoming")) {
+		json_decref(g);
+		return;
+	}
+	if (json_integer_value(json_object_get(g, "pid")) > 0) {
+		/* A live target's supervisor: stopped as a running guest is. */
+		struct op_error e;
+		store_guest_set_state(d->store, name, "running");
+		json_decref(g);
+		g = store_guest_get(d->store, name);
+		if (guest_stop_locked(d, g, 0, true, &e))
+			kvz_warn("%s: %s", name, e.msg);
+	}
+	json_decref(g);
+	char dir[400];
+	migration_dir(d, name, dir, sizeof(dir));
+	remove_tree(dir);
+	store_samples_delete(d->store, name);
+	store_guest_delete(d->store, name);
+	store_event_add(d->store, name, "migration-discarded", why);
+	kvz_info("%s: incoming migration discarded: %s", name, why);
+}
+
+/* ---- the port ---- */
+
+static int open_port(const char *host, char *err, size_t errlen)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+	struct addrinfo *ai = NULL;
+	int rc = getaddrinfo(host[0] ? host : NULL, "0", &hints, &ai);
+	if (rc) {
+		snprintf(err, errlen, "%s: %s", host, gai_strerror(rc));
+		return -1;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4) < 0) {
+		snprintf(err, errlen, "cannot open a migration port on %s: %s", host,
+			 strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+static void set_timeout(int fd, int s)
+{
+	struct timeval tv = {.tv_sec = s};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* Reads the proof from a new connection: true when it is the slot's. */
+static bool proof_ok(struct slot *s, int c)
+{
+	char got[MIG_PROOF_LEN];
+	size_t have = 0;
+	set_timeout(c, PROOF_TIMEOUT_S);
+	while (have < sizeof(got)) {
+		ssize_t n = read(c, got + have, sizeof(got) - have);
+		if (n <= 0)
+			return false;
+		have += (size_t)n;
+	}
+	return mig_proof_equal(s->proof, got, have);
+}
+
+/* Waits for the connection that brings the proof; -1 on timeout or stop.
+ * Connections without it are dropped and recorded. */
+static int accept_feeder(struct migrations *m, struct slot *s)
+{
+	time_t deadline = time(NULL) + MIG_RESERVE_TTL_S;
+	while (time(NULL) < deadline) {
+		pthread_mutex_lock(&m->lock);
+		bool stop = s->stop;
+		pthread_mutex_unlock(&m->lock);
+		if (stop)
+			return -1;
+		struct pollfd p = {.fd = s->lfd, .events = POLLIN};
+		if (poll(&p, 1, 200) != 1)
+			continue;
+		int c = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0)
+			continue;
+		if (proof_ok(s, c))
+			return c;
+		close(c);
+		store_event_add(s->d->store, s->name, "migration-proof-rejected",
+				"a connection to the migration port without the proof");
+		kvz_warn("%s: dropped a connection to the migration port without the proof",
+			 s->name);
+	}
+	return -1;
+}
+
+static bool slot_stopped(void *arg)
+{
+	struct slot *s = arg;
+	pthread_mutex_lock(&s->d->migs->lock);
+	bool stop = s->stop;
+	pthread_mutex_unlock(&s->d->migs->lock);
+	return stop;
+}
+
+/* Live: the waiting supervisor reads the stream itself. */
+static int receive_live(struct slot *s, int c, char *err, size_t errlen)
+{
+	json_t *g = store_guest_get(s->d->store, s->name);
+	int rc = -1;
+	if (!g)
+		snprintf(err, errlen, "the incoming record is gone");
+	else
+		rc = guest_driver_of(g)->migrate_receive(g, c, slot_stopped, s, err, errlen);
+	json_decref(g);
+	return rc;
+}
+
+static void *receiver(void *arg)
+{
+	struct slot *s = arg;
+	struct kvzd *d = s->d;
+	struct migrations *m = d->migs;
+	char err[600] = "no stream within the reservation's time";
+	int c = accept_feeder(m, s);
+	int rc = -1;
+	if (c >= 0) {
+		pthread_mutex_lock(&m->lock);
+		s->conn = s->stop ? -1 : c;
+		pthread_mutex_unlock(&m->lock);
+		set_timeout(c, STREAM_TIMEOUT_S);
+		if (s->conn >= 0 && s->live)
+			rc = receive_live(s, c, err, sizeof(err));
+		else
+			rc = s->conn >= 0 ? mig_receive(c, &s->sink, err, sizeof(err)) : -1;
+		if (s->conn < 0)
+			snprintf(err, sizeof(err), "discarded");
+	}
+	char name[72];
+	snprintf(name, sizeof(name), "%s", s->name);
+	pthread_mutex_lock(&m->lock);
+	close(s->lfd);
+	s->lfd = -1;
+	s->conn = -1;
+	if (rc == 0 && !s->stop) {
+		s->state = SLOT_COMPLETE;
+		pthread_mutex_unlock(&m->lock);
+		store_event_add(d->store, name, "migration-received", NULL);
+		/* A lost confirmation fails the source, which discards. The
+		 * live source learns it from its own supervisor. */
+		if (!s->live)
+			mig_ack(c);
+		close(c);
+		return NULL;
+	}
+	if (s->stop)
+		snprintf(err, sizeof(err), "discarded");
+	s->state = SLOT_FREE;
+	pthread_mutex_unlock(&m->lock);
+	if (c >= 0)
+		close(c);
+	guest_lock(d, name);
+	drop_incoming(d, name, err);
+	guest_unlock(d, name);
+	return NULL;
+}
+
+/* ---- reservation ---- */
+
+static struct slot *find_slot(struct migrations *m, const char *name)
+{
+	for (int i = 0; i < MAX_INCOMING; i++)
+		if (m->slots[i].state != SLOT_FREE && !strcmp(m->slots[i].name, name))
+			return &m->slots[i];
+	return NULL;
+}
+
+static int check_file(const char *what, const char *path, struct op_error *e)
+{
+	if (path && access(path, R_OK) < 0)
+		return op_fail(e, 409, "this host has no %s %s (%s)", what, path, strerror(errno));
+	return 0;
+}
+
+/* What the guest needs from this host. */
+static int check_host(struct kvzd *d, const struct guest_driver *drv, json_t *req,
+		      json_t *cfg, struct op_error *e)
+{
+	char model[256];
+	host_cpu_model(model, sizeof(model));
+	const char *want = cfg_str(req, "cpu_model");
+	if (drv->kind == GUEST_VM && (!want || strcmp(want, model)))
+		return op_fail(e, 409, "CPU model differs: the guest runs on \"%s\", this host has \"%s\"",
+			       want ? want : "?", model);
+	json_t *mem = json_object_get(cfg, "memory");
+	struct host_mem hm;
+	if (drv->reserves_memory && json_is_integer(mem) && host_meminfo(&hm) == 0 &&
+	    (uint64_t)json_integer_value(mem) > hm.available) {
+		char a[32], b[32];
+		return op_fail(e, 409, "not enough memory: the guest needs %s, this host has %s available",
+			       kvz_format_size((uint64_t)json_integer_value(mem), a, sizeof(a)),
+			       kvz_format_size(hm.available, b, sizeof(b)));
+	}
+	const char *br = cfg_str(cfg, "bridge");
+	char sys[300];
+	if (br) {
+		if (!kvz_valid_name(br))
+			return op_fail(e, 400, "bad bridge name");
+		snprintf(sys, sizeof(sys), "/sys/class/net/%s/bridge", br);
+		if (access(sys, F_OK) < 0)
+			return op_fail(e, 409, "this host has no bridge %s", br);
+	}
+	if (check_file("kernel", cfg_str(cfg, "kernel"), e) ||
+	    check_file("initrd", cfg_str(cfg, "initrd"), e))
+		return -1;
+	(void)d;
+	return 0;
+}
+
+/* The disk: copied into this kvzd's image dir, or the same path (shared
+ * storage). Sets the sink's disk path. */
+static int place_disk(struct kvzd *d, const char *name, const char *mode, json_t *cfg,
+		      struct slot *s, struct op_error *e)
+{
+	const char *disk = cfg_str(cfg, "disk_path");
+	if (!strcmp(mode, "none"))
+		return disk ? op_fail(e, 400, "disk \"none\" for a guest with a disk") : 0;
+	if (!disk)
+		return op_fail(e, 400, "disk \"%s\" for a guest without a disk", mode);
+	if (!strcmp(mode, "shared")) {
+		if (access(disk, R_OK | W_OK) < 0)
+			return op_fail(e, 409, "disk %s is not on this host (%s): it must be on shared storage",
+				       disk, strerror(errno));
+		return 0;
+	}
+	if (strcmp(mode, "copy"))
+		return op_fail(e, 400, "disk must be \"copy\", \"shared\" or \"none\"");
+	char mine[400];
+	guest_image_path(d, name, mine, sizeof(mine));
+	if (access(mine, F_OK) == 0)
+		return op_fail(e, 409, "%s already exists on this host", mine);
+	json_t *size = json_object_get(cfg, "disk_size");
+	if (!json_is_integer(size) || json_integer_value(size) <= 0)
+		return op_fail(e, 400, "a disk to copy needs its disk_size");
+	json_object_set_new(cfg, "disk_path", json_string(mine));
+	s->has_disk = true;
+	s->sink.max_disk = (uint64_t)json_integer_value(size);
+	return 0;
+}
+
+static int check_request(json_t *req, const struct guest_driver **drv, struct op_error *e)
+{
+	const char *name = cfg_str(req, "name");
+	if (!json_is_object(req) || !name || !kvz_valid_name(name))
+		return op_fail(e, 400, "a reservation needs a valid \"name\"");
+	*drv = guest_driver_for_type(cfg_str(req, "type"));
+	if (!*drv)
+		return op_fail(e, 400, "unknown guest type");
+	if ((*drv)->no_migration)
+		return op_fail(e, 409, "%s: %s", name, (*drv)->no_migration);
+	json_t *cfg = json_object_get(req, "config");
+	json_t *mem = json_object_get(cfg, "memory");
+	if (!json_is_object(cfg) || ((*drv)->reserves_memory &&
+				     (!json_is_integer(mem) || json_integer_value(mem) <= 0)))
+		return op_fail(e, 400, "a reservation needs the guest's \"config\"");
+	if (!json_is_string(json_object_get(req, "disk")) ||
+	    !json_is_boolean(json_object_get(req, "running")))
+		return op_fail(e, 400, "a reservation needs \"disk\" and \"running\"");
+	json_t *live = json_object_get(req, "live");
+	if (live && (!json_is_boolean(live) ||
+		     (json_is_true(live) && !json_is_true(json_object_get(req, "running")))))
+		return op_fail(e, 400, "\"live\" is a boolean, for a running guest");
+	if (json_is_true(live) && !(*drv)->migrate_listen)
+		return op_fail(e, 409, "%s: no live migration for this kind", name);
+	return 0;
+}
+
+static struct slot *take_slot(struct migrations *m, const char *name, struct op_error *e)
+{
+	pthread_mutex_lock(&m->lock);
+	struct slot *s = NULL;
+	if (find_slot(m, name)) {
+		op_fail(e, 409, "a migration of %s is already coming in", name);
+	} else {
+		for (int i = 0; i < MAX_INCOMING && !s; i++)
+			if (m->slots[i].state == SLOT_FREE)
+				s = &m->slots[i];
+		if (s) {
+			memset(s, 0, sizeof(*s));
+			s->state = SLOT_RECEIVING;
+			s->lfd = s->conn = -1;
+			snprintf(s->name, sizeof(s->name), "%s", name);
+		} else {
+			op_fail(e, 503, "%d migrations are already coming in", MAX_INCOMING);
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	return s;
+}
+
+static void free_slot(struct migrations *m, struct slot *s)
+{
+	pthread_mutex_lock(&m->lock);
+	if (s->lfd >= 0)
+		close(s->lfd);
+	s->state = SLOT_FREE;
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Live: the guest's supervisor starts waiting for the stream; the record
+ * stays "incoming" (the start made it "running"). */
+static int listen_live(struct kvzd *d, const struct guest_driver *drv, const char *name,
+		       struct op_error *e)
+{
+	store_guest_set_state(d->store, name, "stopped");
+	json_t *g = store_guest_get(d->store, name);
+	int rc = g ? drv->migrate_listen(d, g, e) : op_fail(e, 500, "%s is gone", name);
+	json_decref(g);
+	store_guest_set_state(d->store, name, "incoming");
+	return rc;
+}
+
+/* With the guest's lock and a slot: checks, files, record, port. */
+static int reserve_locked(struct kvzd *d, json_t *req, const struct guest_driver *drv,
+			  struct slot *s, struct op_error *e)
+{
+	const char *name = s->name;
+	json_t *cfg = json_deep_copy(json_object_get(req, "config"));
+	char dir[400], top[300], err[300];
+	int rc = -1;
+	json_t *old = store_guest_get(d->store, name);
+	if (old) {
+		op_fail(e, 409, "this host already has a guest named %s", name);
+		goto out;
+	}
+	if (check_host(d, drv, req, cfg, e) ||
+	    place_disk(d, name, cfg_str(req, "disk"), cfg, s, e))
+		goto out;
+	if (s->live && s->has_disk) {
+		op_fail(e, 409, "live migration needs the disk on shared storage (a disk kvzd "
+			"made moves only offline)");
+		goto out;
+	}
+	snprintf(top, sizeof(top), "%s/migrations", d->state_dir);
+	migration_dir(d, name, dir, sizeof(dir));
+	remove_tree(dir);
+	if ((mkdir(top, 0700) < 0 && errno != EEXIST) || mkdir(dir, 0700) < 0) {
+		op_fail(e, 500, "cannot create %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	snprintf(s->state_path, sizeof(s->state_path), "%s/state", dir);
+	snprintf(s->disk_path, sizeof(s->disk_path), "%s/disk", dir);
+	bool running = json_is_true(json_object_get(req, "running"));
+	/* A stopped guest sends an empty state record. */
+	s->sink.state_path = s->state_path;
+	s->sink.disk_path = s->has_disk ? s->disk_path : NULL;
+	s->sink.max_state = running ? (uint64_t)json_integer_value(json_object_get(cfg, "memory")) +
+				      STATE_SLACK : 0;
+	s->lfd = open_port(d->migs->host, err, sizeof(err));
+	if (s->lfd < 0) {
+		op_fail(e, 500, "%s", err);
+		goto fail_dir;
+	}
+	if (store_guest_insert(d->store, name, drv->type, cfg,
+			       json_is_true(json_object_get(req, "autostart")), err, sizeof(err)) ||
+	    store_guest_set_state(d->store, name, "incoming")) {
+		op_fail(e, 500, "cannot record %s: %s", name, err);
+		goto fail_dir;
+	}
+	if (s->live && listen_live(d, drv, name, e)) {
+		store_guest_set_state(d->store, name, "incoming");
+		drop_incoming(d, name, e->msg);
+		goto out;
+	}
+	rc = 0;
+	goto out;
+fail_dir:
+	remove_tree(dir);
+out:
+	json_decref(old);
+	json_decref(cfg);
+	return rc;
+}
+
+static int port_of(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+					      : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
+int migration_reserve(struct kvzd *d, json_t *req, json_t **answer, struct op_error *e)
+{
+	const struct guest_driver *drv = NULL;
+	if (check_request(req, &drv, e))
+		return -1;
+	if (!d->migs->host[0])
+		return op_fail(e, 409, "this kvzd has no --listen address to receive migrations on");
+	const char *name = cfg_str(req, "name");
+	struct slot *s = take_slot(d->migs, name, e);
+	if (!s)
+		return -1;
+	s->d = d;
+	s->live = json_is_true(json_object_get(req, "live"));
+	guest_lock(d, name);
+	int rc = mig_proof_new(s->proof) ? op_fail(e, 500, "no randomness") :
+		 reserve_locked(d, req, drv, s, e);
+	int port = rc == 0 ? port_of(s->lfd) : 0;
+	char proof[MIG_PROOF_LEN + 1];
+	memcpy(proof, s->proof, sizeof(proof));
+	pthread_t t;
+	if (rc == 0 && pthread_create(&t, NULL, receiver, s)) {
+		rc = op_fail(e, 500, "cannot start the receiving thread");
+		drop_incoming(d, name, e->msg);
+	}
+	guest_unlock(d, name);
+	if (rc) {
+		free_slot(d->migs, s);
+		return -1;
+	}
+	pthread_detach(t);
+	*answer = json_pack("{s:i, s:s}", "port", port, "proof", proof);
+	store_event_add(d->store, name, "migration-reserved", NULL);
+	return 0;
+}
+
+/* ---- commit and discard ---- */
+
+/* With the guest's lock: takes the completed slot's paths; -1 when the
+ * stream is not complete. */
+static int take_complete(struct migrations *m, const char *name, char *state, char *disk,
+			 size_t len, bool *live, struct op_error *e)
+{
+	pthread_mutex_lock(&m->lock);
+	struct slot *s = find_slot(m, name);
+	/* A live source may see its side complete a moment before this
+	 * side has loaded everything. */
+	for (int i = 0; s && s->live && s->state == SLOT_RECEIVING && i < LIVE_COMMIT_WAIT_MS / 50;
+	     i++) {
+		pthread_mutex_unlock(&m->lock);
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&m->lock);
+		s = find_slot(m, name);
+	}
+	int rc = 0;
+	if (!s)
+		rc = op_fail(e, 404, "no migration of %s is coming in", name);
+	else if (s->state != SLOT_COMPLETE)
+		rc = op_fail(e, 409, "the migration of %s has not arrived yet", name);
+	if (rc == 0) {
+		snprintf(state, len, "%s", s->state_path);
+		snprintf(disk, len, "%s", s->has_disk ? s->disk_path : "");
+		*live = s->live;
+		s->state = SLOT_FREE;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+static int commit_locked(struct kvzd *d, const char *name, json_t *body,
+			 struct op_error *e)
+{
+	char state[450], disk[450], err[300];
+	json_t *g = store_guest_get(d->store, name);
+	if (!g || strcmp(cfg_str(g, "state"), "incoming")) {
+		json_decref(g);
+		return op_fail(e, 404, "no migration of %s is coming in", name);
+	}
+	bool live = false;
+	if (take_complete(d->migs, name, state, disk, sizeof(state), &live, e)) {
+		json_decref(g);
+		return -1;
+	}
+	const char *final = cfg_str(json_object_get(g, "config"), "disk_path");
+	int rc = 0;
+	/* The guest's history first: a malformed one refuses the commit. */
+	if (mig_stats_import(d->store, name, json_object_get(body, "samples"), kvzd_now_ms(),
+			     err, sizeof(err)))
+		rc = op_fail(e, 400, "%s", err);
+	if (rc == 0 && disk[0] && rename(disk, final) < 0)
+		rc = op_fail(e, 500, "cannot move the disk to %s: %s", final, strerror(errno));
+	struct stat st;
+	bool runs = live || (stat(state, &st) == 0 && st.st_size > 0);
+	/* From "incoming" to "stopped": then to running like any start. */
+	if (rc == 0)
+		store_guest_set_state(d->store, name, "stopped");
+	/* Live: the guest runs already; offline: it starts from the state. */
+	if (rc == 0 && live)
+		store_guest_set_state(d->store, name, "running");
+	json_t *now = store_guest_get(d->store, name);
+	if (rc == 0 && runs && !live)
+		rc = guest_driver_of(g)->migrate_start(d, now, state, e);
+	json_decref(now);
+	if (rc) {
+		if (disk[0])
+			unlink(final);
+		store_guest_set_state(d->store, name, "incoming");
+		drop_incoming(d, name, e->msg);
+	} else {
+		/* A started VM maps its RAM from the state file: unlinking
+		 * keeps the mapping and frees the space when it ends. */
+		char dir[400];
+		migration_dir(d, name, dir, sizeof(dir));
+		remove_tree(dir);
+		store_event_add(d->store, name, "migrated-in", runs ? "running" : "stopped");
+	}
+	json_decref(g);
+	return rc;
+}
+
+int migration_commit(struct kvzd *d, const char *name, json_t *body, struct op_error *e)
+{
+	if (!kvz_valid_name(name))
+		return op_fail(e, 400, "bad guest name");
+	if (body && !json_is_object(body))
+		return op_fail(e, 400, "a commit takes {\"samples\": [...]} or no body");
+	guest_lock(d, name);
+	int rc = commit_locked(d, name, body, e);
+	guest_unlock(d, name);
+	return rc;
+}
+
+int migration_discard(struct kvzd *d, const char *name, struct op_error *e)
+{
+	if (!kvz_valid_name(name))
+		return op_fail(e, 400, "bad guest name");
+	struct migrations *m = d->migs;
+	guest_lock(d, name);
+	pthread_mutex_lock(&m->lock);
+	struct slot *s = find_slot(m, name);
+	bool receiving = s && s->state == SLOT_RECEIVING;
+	if (receiving) {
+		/* The receiver drops the guest as it ends. */
+		s->stop = true;
+		if (s->conn >= 0)
+			shutdown(s->conn, SHUT_RDWR);
+	} else if (s) {
+		s->state = SLOT_FREE;
+	}
+	pthread_mutex_unlock(&m->lock);
+	json_t *g = store_guest_get(d->store, name);
+	int rc = 0;
+	if (!g || strcmp(cfg_str(g, "state"), "incoming"))
+		rc = op_fail(e, 404, "no migration of %s is coming in", name);
+	else if (!receiving)
+		drop_incoming(d, name, "discarded by the source");
+	json_decref(g);
+	guest_unlock(d, name);
+	return rc;
+}
+
+void migration_recover_incoming(struct kvzd *d);
+void migration_recover_incoming(struct kvzd *d)
+{
+	json_t *list = store_guest_list(d->store);
+	size_t i;
+	json_t *g;
+	json_array_foreach(list, i, g)
+		if (!strcmp(cfg_str(g, "state"), "incoming"))
+			drop_incoming(d, cfg_str(g, "name"),
+				      "kvzd restarted before the migration was committed");
+	json_decref(list);
+}

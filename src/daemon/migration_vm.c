@@ -1,0 +1,200 @@
+/* The VM's part of a migration (guest_driver.h migrate_*): the machine
+ * state saved by kvz-vmm into a file (vm_state.h), and the target's
+ * kvz-vmm started with --incoming file:. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "guest_config.h"
+#include "guest_driver.h"
+#include "qmp_client.h"
+#include "vm_state.h"
+
+#define QMP_TIMEOUT_MS 5000
+
+int vm_migrate_save(struct kvzd *d, struct job *j, json_t *g, const char *path,
+			   struct op_error *e)
+{
+	(void)d;
+	const char *name = cfg_str(g, "name");
+	char err[300];
+	struct qmp_client *c = qmp_client_connect(cfg_str(g, "qmp"), QMP_TIMEOUT_MS, err,
+						  sizeof(err));
+	if (!c)
+		return op_fail(e, 502, "cannot reach the supervisor of %s: %s", name, err);
+	int rc = vm_state_save(j, "saving state", name, c, path, e);
+	qmp_client_close(c);
+	return rc;
+}
+
+void vm_migrate_resume(struct kvzd *d, json_t *g)
+{
+	(void)d;
+	vm_state_cancel_and_resume(cfg_str(g, "name"), cfg_str(g, "qmp"));
+}
+
+int vm_migrate_start(struct kvzd *d, json_t *g, const char *path, struct op_error *e)
+{
+	char uri[500];
+	snprintf(uri, sizeof(uri), "file:%s", path);
+	const char *extra[] = {"--incoming", uri, NULL};
+	return guest_start_locked(d, g, extra, e);
+}
+
+/* ---- live: getfd + migrate fd:mig / migrate-incoming fd:mig ---- */
+
+#define POLL_MS 100
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+static void drain(struct qmp_client *c)
+{
+	json_t *ev;
+	while ((ev = qmp_client_next_event(c, 0)))
+		json_decref(ev);
+}
+
+/* migrate-set-parameters from the job's params, when any. */
+static int set_limits(struct qmp_client *c, const char *name, json_t *params,
+		      struct op_error *e)
+{
+	json_t *args = json_object();
+	json_t *dl = json_object_get(params, "downtime_ms");
+	json_t *bw = json_object_get(params, "max_bandwidth");
+	if (dl)
+		json_object_set(args, "downtime-limit", dl);
+	if (bw)
+		json_object_set(args, "max-bandwidth", bw);
+	char err[300];
+	int rc = json_object_size(args) ? qmp_client_execute(c, "migrate-set-parameters", args,
+							      NULL, NULL, 0, err, sizeof(err))
+					: 0;
+	json_decref(args);
+	return rc ? op_fail(e, 409, "%s: migrate-set-parameters: %s", name, err) : 0;
+}
+
+/* The phase a query-migrate answer shows, for the progress bar. */
+static void live_phase(json_t *r, char *buf, size_t len)
+{
+	const char *st = cfg_str(r, "status");
+	json_t *ram = json_object_get(r, "ram");
+	if (st && !strcmp(st, "active"))
+		snprintf(buf, len, "pre-copy pass %lld",
+			 (long long)json_integer_value(json_object_get(ram, "dirty-sync-count")) + 1);
+	else if (st && !strcmp(st, "device"))
+		snprintf(buf, len, "stop-and-copy");
+	else
+		snprintf(buf, len, "%s", st ? st : "setup");
+}
+
+static int follow_send(struct job *j, const char *name, struct qmp_client *c,
+		       int64_t *downtime_ms, uint64_t *sent, struct op_error *e)
+{
+	char err[300], phase[64];
+	for (;;) {
+		json_t *r = NULL;
+		drain(c);
+		if (job_cancelled(j)) {
+			vm_state_cancel(c, name);
+			return op_fail(e, 409, "cancelled");
+		}
+		if (qmp_client_execute(c, "query-migrate", NULL, &r, NULL, 0, err, sizeof(err)))
+			return op_fail(e, 502, "%s: query-migrate: %s", name, err);
+		const char *st = cfg_str(r, "status");
+		json_t *ram = json_object_get(r, "ram");
+		uint64_t done = (uint64_t)json_integer_value(json_object_get(ram, "transferred"));
+		uint64_t total = (uint64_t)json_integer_value(json_object_get(ram, "total"));
+		live_phase(r, phase, sizeof(phase));
+		job_progress(j, phase, done, total);
+		int rc = 1;
+		if (st && !strcmp(st, "completed")) {
+			*downtime_ms = json_integer_value(json_object_get(r, "downtime"));
+			*sent = done;
+			rc = 0;
+		} else if (!st || !strcmp(st, "failed") || !strcmp(st, "cancelled")) {
+			const char *why = cfg_str(r, "error-desc");
+			rc = op_fail(e, 502, "%s: the migration %s: %s", name, st ? st : "ended",
+				     why ? why : "kvz-vmm gave no reason");
+		}
+		json_decref(r);
+		if (rc <= 0)
+			return rc;
+		sleep_ms(POLL_MS);
+	}
+}
+
+int vm_migrate_send(struct kvzd *d, struct job *j, json_t *g, int sock, json_t *params,
+		    int64_t *downtime_ms, uint64_t *sent, struct op_error *e)
+{
+	(void)d;
+	const char *name = cfg_str(g, "name");
+	char err[300];
+	struct qmp_client *c = qmp_client_connect(cfg_str(g, "qmp"), QMP_TIMEOUT_MS, err,
+						  sizeof(err));
+	if (!c)
+		return op_fail(e, 502, "cannot reach the supervisor of %s: %s", name, err);
+	int rc = set_limits(c, name, params, e);
+	if (rc == 0 && qmp_client_getfd(c, "mig", sock, err, sizeof(err)))
+		rc = op_fail(e, 502, "%s: getfd: %s", name, err);
+	json_t *args = json_pack("{s:s}", "uri", "fd:mig");
+	if (rc == 0 && qmp_client_execute(c, "migrate", args, NULL, NULL, 0, err, sizeof(err)))
+		rc = op_fail(e, 409, "%s: migrate: %s", name, err);
+	json_decref(args);
+	if (rc == 0)
+		rc = follow_send(j, name, c, downtime_ms, sent, e);
+	qmp_client_close(c);
+	return rc;
+}
+
+int vm_migrate_listen(struct kvzd *d, json_t *g, struct op_error *e)
+{
+	const char *extra[] = {"--incoming", "defer", NULL};
+	return guest_start_locked(d, g, extra, e);
+}
+
+int vm_migrate_receive(json_t *g, int sock, bool (*stopped)(void *), void *arg, char *err,
+		       size_t errlen)
+{
+	const char *name = cfg_str(g, "name");
+	struct qmp_client *c = qmp_client_connect(cfg_str(g, "qmp"), QMP_TIMEOUT_MS, err, errlen);
+	if (!c)
+		return -1;
+	int rc = qmp_client_getfd(c, "mig", sock, err, errlen) ? -1 : 0;
+	json_t *args = json_pack("{s:s}", "uri", "fd:mig");
+	if (rc == 0 &&
+	    qmp_client_execute(c, "migrate-incoming", args, NULL, NULL, 0, err, errlen))
+		rc = -1;
+	json_decref(args);
+	/* Until the stream is loaded; kvz-vmm ends on a bad one (the QMP
+	 * connection breaks). */
+	while (rc == 0) {
+		json_t *r = NULL;
+		drain(c);
+		if (stopped(arg)) {
+			snprintf(err, errlen, "discarded");
+			rc = -1;
+			break;
+		}
+		if (qmp_client_execute(c, "query-migrate", NULL, &r, NULL, 0, err, errlen)) {
+			rc = -1;
+			break;
+		}
+		const char *st = cfg_str(r, "status");
+		bool done = st && !strcmp(st, "completed");
+		if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
+			snprintf(err, errlen, "%s: the incoming migration %s", name, st);
+			rc = -1;
+		}
+		json_decref(r);
+		if (done)
+			break;
+		if (rc == 0)
+			sleep_ms(POLL_MS);
+	}
+	qmp_client_close(c);
+	return rc;
+}

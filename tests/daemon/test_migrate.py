@@ -1,0 +1,563 @@
+"""Migration between two kvzd on this host (own state directories,
+each listening on TCP with its own token, each registering the other as a
+node) with the real kvz-vmm and the snapcount test guest on host /dev/kvm:
+there and back with the counter going on; the target killed mid-migration;
+the source kvzd killed mid-migration; hostile peers on the reservation API
+and on the migration port. Skips where kvz-vmm, the guest or /dev/kvm is
+missing."""
+import http.client
+import json
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from kvzd_harness import BUILD, FAKE, KVZ, Kvzd, fake_kvzd, free_port
+
+KVZ_VMM = os.path.join(BUILD, "src/vmm/kvz-vmm")
+SNAPCOUNT = os.path.join(BUILD, "tests/guests/snapcount.elf")
+TOKEN_A = "migrate-token-a-0123456789abcdef"
+TOKEN_B = "migrate-token-b-0123456789abcdef"
+
+
+def write_token(d, token, name):
+    path = os.path.join(d.dir, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, (token + "\n").encode())
+    os.close(fd)
+    return path
+
+
+class Host:
+    """A kvzd listening on TCP with its token."""
+
+    def __init__(self, token):
+        self.d = Kvzd(vmm=KVZ_VMM, images_dirs=[os.path.dirname(SNAPCOUNT)])
+        self.token = token
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.tokfile = write_token(self.d, token, "own-token")
+
+    def start(self):
+        self.d.start(["--listen", "127.0.0.1:%d" % self.port, "--token-file", self.tokfile])
+        return self.d
+
+
+def tcp_api(host, method, path, body=None, token=None):
+    """A request on a kvzd's TCP API as a peer would make it."""
+    conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=30)
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                 headers=headers)
+    r = conn.getresponse()
+    text = r.read().decode()
+    conn.close()
+    try:
+        return r.status, json.loads(text)
+    except ValueError:
+        return r.status, text
+
+
+@pytest.fixture
+def hosts():
+    if not os.path.exists(KVZ_VMM) or not os.path.exists(SNAPCOUNT):
+        pytest.skip("kvz-vmm or the snapcount test guest not built")
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        pytest.skip("no usable /dev/kvm on this machine")
+    a, b = Host(TOKEN_A), Host(TOKEN_B)
+    a.start()
+    b.start()
+    a.d.kvz("node", "add", "b", b.url, "--token-file", write_token(a.d, TOKEN_B, "b-token"))
+    b.d.kvz("node", "add", "a", a.url, "--token-file", write_token(b.d, TOKEN_A, "a-token"))
+    yield a, b
+    logs = ""
+    for h in (a, b):
+        h.d.terminate()
+        logs += h.d.read_log()
+    a.d.cleanup()
+    b.d.cleanup()
+    # Under ASan/UBSan (KVZ_BUILD_DIR=build-asan) kvzd's reports fail the test.
+    assert "runtime error" not in logs and "Sanitizer" not in logs, logs
+
+
+def counts(d, name):
+    """The counts snapcount.elf has printed on its console."""
+    con = subprocess.run(["timeout", "2", KVZ, "--socket", d.socket, "console", name],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    return [int(m, 16) for m in re.findall(r"n=([0-9a-f]{16}) ok", con.stdout)]
+
+
+def counter_at_least(d, name, n, timeout=120):
+    return d.wait_for(lambda: (lambda c: c and c[-1] >= n and c[-1])(counts(d, name)),
+                      timeout=timeout, what="the counter to reach %d" % n)
+
+
+def start_counter(d, disk="16M"):
+    d.kvz("create", "vm", "sc", "--kernel", SNAPCOUNT, "--memory", "64M", "--disk", disk)
+    with open(os.path.join(d.state, "images/sc.img"), "r+b") as f:
+        f.write(b"DISK-TRAVELS-TOO")
+    d.kvz("start", "sc")
+    return counter_at_least(d, "sc", 3)
+
+
+def types(d, guest):
+    return [e["type"] for e in d.events(guest)]
+
+
+def check_gone(d, name="sc"):
+    assert d.api("GET", "/v1/guests/%s" % name)[0] == 404
+    assert not os.path.exists(os.path.join(d.state, "images/%s.img" % name))
+    mig = os.path.join(d.state, "migrations")
+    assert not os.path.exists(mig) or os.listdir(mig) == []
+
+
+def migrate(src, dst, node):
+    """kvz migrate there; checks both sides; returns the last count seen on
+    the source before."""
+    before = counts(src, "sc")[-1]
+    r = src.kvz("migrate", "sc", "--to", node, "--offline")
+    last = r.stdout.strip().split("\n")[-1]
+    assert re.match(r"migrated sc to %s: total \d+ ms, downtime \d+ ms, sent \S+ \(\d+ bytes\)$"
+                    % node, last), r.stdout
+    check_gone(src)
+    assert "migrated-out" in types(src, "sc")
+    g = dst.guest("sc")
+    assert g["state"] == "running" and g["config"]["disk_path"] == os.path.join(
+        dst.state, "images/sc.img")
+    assert "migrated-in" in types(dst, "sc")
+    with open(os.path.join(dst.state, "images/sc.img"), "rb") as f:
+        assert f.read(16) == b"DISK-TRAVELS-TOO"
+    return before
+
+
+def test_migrate_offline_there_and_back(hosts):
+    a, b = hosts[0].d, hosts[1].d
+    start_counter(a)
+    history = a.wait_for(lambda: (lambda s: len(s) >= 3 and s)(
+        a.api("GET", "/v1/guests/sc/stats")[1]["samples"]), what="samples on a")
+    before = migrate(a, b, "b")
+    # The usage history came along.
+    there = [x["ts_ms"] for x in b.api("GET", "/v1/guests/sc/stats")[1]["samples"]]
+    assert all(x["ts_ms"] in there for x in history[:3]), (history[:3], there[:5])
+    # The counter goes on from where it was: no restart from zero.
+    first = b.wait_for(lambda: (counts(b, "sc") or [None])[0], timeout=60,
+                       what="the counter on b")
+    assert before <= first <= before + 50, (before, first)
+    later = counter_at_least(b, "sc", first + 3)
+    back = migrate(b, a, "a")
+    assert back >= later
+    first = a.wait_for(lambda: (counts(a, "sc") or [None])[0], timeout=60,
+                       what="the counter back on a")
+    assert back <= first <= back + 50, (back, first)
+    counter_at_least(a, "sc", first + 2)
+
+
+def test_migrate_refused_when_target_lacks(hosts):
+    a, b = hosts[0].d, hosts[1].d
+    start_counter(a)
+    b.kvz("create", "vm", "sc", "--kernel", SNAPCOUNT, "--memory", "64M")
+    r = a.kvz("migrate", "sc", "--to", "b", "--offline", check=False)
+    assert r.returncode == 1 and "already has a guest named sc" in r.stderr, r
+    b.kvz("destroy", "sc")
+    r = a.kvz("migrate", "sc", "--to", "nowhere", "--offline", check=False)
+    assert r.returncode == 1 and "no node named nowhere" in r.stderr
+    r = a.kvz("migrate", "sc", "--to", "b", check=False)
+    assert r.returncode == 1 and "offline" in r.stderr
+    assert a.guest("sc")["state"] == "running"
+    assert b.api("GET", "/v1/guests/sc")[0] == 404
+
+
+def test_migrate_target_killed(hosts):
+    """kill -9 of the target kvzd while the disk travels: the guest runs on
+    at the source; the restarted target has nothing of it."""
+    ha, hb = hosts
+    a, b = ha.d, hb.d
+    start_counter(a, disk="1G")
+    with open(os.path.join(a.state, "images/sc.img"), "r+b") as f:
+        f.truncate(1 << 30)
+        f.seek((1 << 30) - 16)
+        f.write(b"END-OF-THE-DISK!")
+    proc = subprocess.Popen([KVZ, "--socket", a.socket, "migrate", "sc", "--to", "b",
+                             "--offline"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    b.wait_for(lambda: b.api("GET", "/v1/guests/sc")[0] == 200, timeout=30,
+               what="the incoming record on b")
+    hb.d.kill9()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (out, err)
+    g = a.guest("sc")
+    assert g["state"] == "running"
+    seen = counts(a, "sc")[-1]
+    counter_at_least(a, "sc", seen + 3)
+    assert "migration-failed" in types(a, "sc")
+    hb.start()
+    check_gone(b)
+    assert "migration-discarded" in types(b, "sc")
+
+
+def test_migrate_source_killed(hosts):
+    """kill -9 of the source kvzd mid-migration: after its restart the guest
+    runs at the source only."""
+    ha, hb = hosts
+    a, b = ha.d, hb.d
+    start_counter(a, disk="1G")
+    with open(os.path.join(a.state, "images/sc.img"), "r+b") as f:
+        f.truncate(1 << 30)
+    subprocess.Popen([KVZ, "--socket", a.socket, "migrate", "sc", "--to", "b", "--offline",
+                      "--detach"], stdout=subprocess.DEVNULL).wait()
+    b.wait_for(lambda: b.api("GET", "/v1/guests/sc")[0] == 200, timeout=30,
+               what="the incoming record on b")
+    ha.d.kill9()
+    ha.start()
+    g = a.guest("sc")
+    assert g["state"] == "running", g
+    seen = counts(a, "sc")[-1]
+    counter_at_least(a, "sc", seen + 3)
+    b.wait_for(lambda: b.api("GET", "/v1/guests/sc")[0] == 404, timeout=60,
+               what="b to discard")
+    check_gone(b)
+
+
+def qmp(path, *cmds):
+    """Commands on a kvz-vmm's QMP socket (as kvzd would send them)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    f = s.makefile("rw")
+    f.readline()
+    for c in ("qmp_capabilities",) + cmds:
+        f.write(json.dumps({"execute": c}) + "\n")
+        f.flush()
+        while "return" not in json.loads(f.readline()):
+            pass
+    s.close()
+
+
+def killed_after_handing_over(h):
+    """The source kvzd killed right after it recorded the hand-over to b
+    (state "migrated", the VM paused by the save), before it forgot the
+    guest: what the store and the VM look like then."""
+    g = h.d.guest("sc")
+    qmp(g["qmp"], "stop")
+    h.d.kill9()
+    db = sqlite3.connect(os.path.join(h.d.state, "kvzd.db"))
+    cfg = json.loads(db.execute("SELECT config FROM guests WHERE name = 'sc'").fetchone()[0])
+    cfg["migrating_to"] = "b"
+    db.execute("UPDATE guests SET state = 'migrated', config = ? WHERE name = 'sc'",
+               (json.dumps(cfg),))
+    db.commit()
+    db.close()
+    return g["pid"]
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def test_restart_after_hand_over_target_runs_it(hosts):
+    """Killed after the commit reached the target: the restarted source
+    sees the target run the guest and forgets its paused copy."""
+    ha, hb = hosts
+    a, b = ha.d, hb.d
+    start_counter(a)
+    b.kvz("create", "vm", "sc", "--kernel", SNAPCOUNT, "--memory", "64M")
+    b.kvz("start", "sc")
+    pid = killed_after_handing_over(ha)
+    ha.start()
+    check_gone(a)
+    assert not pid_alive(pid)
+    ev = [e for e in a.events("sc") if e["type"] == "migrated-out"]
+    assert ev and "settled after a kvzd restart" in ev[-1]["detail"]
+    assert b.guest("sc")["state"] == "running"
+
+
+def test_restart_after_hand_over_target_lacks_it(hosts):
+    """Killed after recording the hand-over, the target without the guest
+    (unreachable first: the source keeps it paused and refuses to start it;
+    then reachable): the source takes it back and it runs on."""
+    ha, hb = hosts
+    a, b = ha.d, hb.d
+    start_counter(a)
+    pid = killed_after_handing_over(ha)
+    hb.d.terminate()
+    ha.start()
+    g = a.guest("sc")
+    assert g["state"] == "migrated" and pid_alive(pid)
+    r = a.kvz("start", "sc", check=False)
+    assert r.returncode == 1 and "migrat" in r.stderr
+    ha.d.terminate()
+    hb.start()
+    ha.start()
+    g = a.guest("sc")
+    assert g["state"] == "running" and g["pid"] == pid
+    assert "migrating_to" not in g["config"]
+    seen = counts(a, "sc")[-1]
+    counter_at_least(a, "sc", seen + 3)
+    assert b.api("GET", "/v1/guests/sc")[0] == 404
+
+
+def closed_without_ack(s):
+    """The target closed the connection without confirming ('K')."""
+    try:
+        got = s.recv(1)
+    except ConnectionResetError:
+        got = b""
+    s.close()
+    return got == b""
+
+
+def test_migrate_cancelled(hosts):
+    """kvz job cancel while the disk travels: the VM runs on at the source,
+    the target discards."""
+    a, b = hosts[0].d, hosts[1].d
+    start_counter(a, disk="1G")
+    with open(os.path.join(a.state, "images/sc.img"), "r+b") as f:
+        f.truncate(1 << 30)
+    job = json.loads(a.kvz("--json", "migrate", "sc", "--to", "b", "--offline",
+                           "--detach").stdout)
+    a.wait_for(lambda: a.kvz_json("job", "show", str(job["id"]))["phase"] == "sending disk",
+               timeout=60, what="the disk to be sent")
+    a.kvz("job", "cancel", str(job["id"]))
+    a.kvz("job", "wait", str(job["id"]), check=False)
+    assert a.kvz_json("job", "show", str(job["id"]))["state"] == "cancelled"
+    assert a.guest("sc")["state"] == "running"
+    seen = counts(a, "sc")[-1]
+    counter_at_least(a, "sc", seen + 3)
+    b.wait_for(lambda: b.api("GET", "/v1/guests/sc")[0] == 404, timeout=60,
+               what="b to discard")
+    check_gone(b)
+    # And it can go after all.
+    migrate(a, b, "b")
+
+
+def reservation(name="evil"):
+    with open("/proc/cpuinfo") as f:
+        model = re.search(r"model name\s*:\s*(.*)", f.read()).group(1).strip()
+    return {"name": name, "type": "vm", "running": True, "cpu_model": model, "disk": "none",
+            "autostart": False,
+            "config": {"kernel": SNAPCOUNT, "memory": 64 << 20, "cpus": 1}}
+
+
+def test_migration_attacks(hosts):
+    hb = hosts[1]
+    b = hb.d
+    # No token, a wrong token: no reservation, no commit, no discard.
+    for tok in (None, "wrong-token-0123456789abcdef0123"):
+        assert tcp_api(hb, "POST", "/v1/migrations", reservation(), tok)[0] == 401
+        assert tcp_api(hb, "POST", "/v1/migrations/evil/commit", None, tok)[0] == 401
+        assert tcp_api(hb, "DELETE", "/v1/migrations/evil", None, tok)[0] == 401
+    assert b.api("GET", "/v1/guests/evil")[0] == 404
+    # Refusals that name what is missing.
+    bad = dict(reservation(), cpu_model="Imaginary CPU 9000")
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", bad, TOKEN_B)
+    assert st == 409 and "CPU model differs" in ans["error"]["message"]
+    bad = reservation()
+    bad["config"] = dict(bad["config"], memory=1 << 50)
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", bad, TOKEN_B)
+    assert st == 409 and "not enough memory" in ans["error"]["message"]
+    bad = dict(reservation(), disk="shared")
+    bad["config"] = dict(bad["config"], disk_path="/nonexistent/disk.img")
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", bad, TOKEN_B)
+    assert st == 409 and "shared storage" in ans["error"]["message"]
+    bad = reservation()
+    bad["config"] = dict(bad["config"], bridge="nosuchbr0")
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", bad, TOKEN_B)
+    assert st == 409 and "no bridge nosuchbr0" in ans["error"]["message"]
+    assert tcp_api(hb, "POST", "/v1/migrations", {"name": "../x"}, TOKEN_B)[0] == 400
+    assert b.api("GET", "/v1/guests")[1] == []
+
+    # A real reservation; a forged proof on its port is dropped.
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", reservation(), TOKEN_B)
+    assert st == 201, ans
+    port, proof = ans["port"], ans["proof"]
+    assert b.guest("evil")["state"] == "incoming"
+    r = b.kvz("start", "evil", check=False)
+    assert r.returncode == 1 and "migration" in r.stderr
+    forged = ("0" if proof[0] != "0" else "1") + proof[1:]
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(forged.encode() + b"S" + (8).to_bytes(8, "big") + b"AAAAAAAA" + b"E" + bytes(8))
+    assert closed_without_ack(s)
+    b.wait_for(lambda: "migration-proof-rejected" in types(b, "evil"), what="the rejection")
+    assert b.guest("evil")["state"] == "incoming"
+    st, ans = tcp_api(hb, "POST", "/v1/migrations/evil/commit", None, TOKEN_B)
+    assert st == 409 and "not arrived" in ans["error"]["message"]
+    # The right proof with a hostile stream: a record over its limit ends
+    # the incoming guest, with one line saying why.
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(proof.encode() + b"S" + (1 << 62).to_bytes(8, "big"))
+    assert closed_without_ack(s)
+    b.wait_for(lambda: b.api("GET", "/v1/guests/evil")[0] == 404, what="the discard")
+    ev = [e for e in b.events("evil") if e["type"] == "migration-discarded"]
+    assert ev and "over its limit" in ev[-1]["detail"]
+    check_gone(b, "evil")
+
+    # Unknown record kinds, a repeated record, a stream cut short, an end
+    # without the state: each is refused and leaves nothing.
+    for stream, why in ((b"X" + bytes(8), "unexpected record kind"),
+                        (b"S" + (1).to_bytes(8, "big") + b"x" + b"S" + bytes(8), "sent twice"),
+                        (b"S" + (100).to_bytes(8, "big") + b"short", "stream cut"),
+                        (b"E" + bytes(8), "without the machine state")):
+        st, ans = tcp_api(hb, "POST", "/v1/migrations", reservation(), TOKEN_B)
+        assert st == 201, ans
+        s = socket.create_connection(("127.0.0.1", ans["port"]), timeout=10)
+        s.sendall(ans["proof"].encode() + stream)
+        s.shutdown(socket.SHUT_WR)
+        assert closed_without_ack(s)
+        b.wait_for(lambda: b.api("GET", "/v1/guests/evil")[0] == 404, what="the discard")
+        ev = [e for e in b.events("evil") if e["type"] == "migration-discarded"]
+        assert why in ev[-1]["detail"], (why, ev[-1])
+    check_gone(b, "evil")
+
+    # A complete stream whose commit brings a malformed history: refused,
+    # and the incoming guest goes.
+    for samples in ([[1, 2]], [[0, 0, 0, 0, 0, 0, 0, 0, 0]], "x",
+                    [[0, int(time.time() * 1000), -1, 0, 0, 0, 0, 0, 0]]):
+        st, ans = tcp_api(hb, "POST", "/v1/migrations", reservation(), TOKEN_B)
+        assert st == 201, ans
+        s = socket.create_connection(("127.0.0.1", ans["port"]), timeout=10)
+        s.sendall(ans["proof"].encode() + b"S" + (4).to_bytes(8, "big") + b"junk" + b"E" +
+                  bytes(8))
+        assert s.recv(1) == b"K"     # sent once the stream is recorded complete
+        s.close()
+        st, ans = tcp_api(hb, "POST", "/v1/migrations/evil/commit", {"samples": samples},
+                          TOKEN_B)
+        assert st == 400 and "samples" in ans["error"]["message"], ans
+        assert b.api("GET", "/v1/guests/evil")[0] == 404
+        assert b.api("GET", "/v1/guests/evil/stats")[0] == 404
+        check_gone(b, "evil")
+
+    # The source discards a reservation it made.
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", reservation(), TOKEN_B)
+    assert st == 201
+    assert tcp_api(hb, "DELETE", "/v1/migrations/evil", None, TOKEN_B)[0] == 200
+    b.wait_for(lambda: b.api("GET", "/v1/guests/evil")[0] == 404, what="the discard")
+    with pytest.raises(OSError):
+        s = socket.create_connection(("127.0.0.1", ans["port"]), timeout=5)
+        s.sendall(ans["proof"].encode())
+        if s.recv(1) == b"":
+            raise ConnectionResetError("closed")
+    check_gone(b, "evil")
+
+    # A kvzd that stops or restarts discards what was coming in.
+    assert tcp_api(hb, "POST", "/v1/migrations", reservation(), TOKEN_B)[0] == 201
+    b.terminate()
+    hb.start()
+    check_gone(b, "evil")
+    assert "migration-discarded" in types(b, "evil")
+
+
+# ---- live, with the stand-in supervisor playing kvz-vmm's side of the
+# contract (getfd + migrate fd:mig on the source, --incoming defer +
+# getfd + migrate-incoming fd:mig on the target): kvzd's own logic, until
+# the real kvz-vmm has migrate-incoming.
+
+def fake_qmp(path, cmd, args=None):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    f = s.makefile("rw")
+    f.readline()
+    out = None
+    for c, a in (("qmp_capabilities", None), (cmd, args)):
+        f.write(json.dumps({"execute": c, "arguments": a or {}}) + "\n")
+        f.flush()
+        while True:
+            m = json.loads(f.readline())
+            if "return" in m or "error" in m:
+                out = m
+                break
+    s.close()
+    return out
+
+
+@pytest.fixture
+def fake_hosts():
+    a, b = fake_kvzd(), fake_kvzd()
+    if not a or not b:
+        pytest.skip("stand-in supervisor not built: " + FAKE)
+    b.images_dirs += a.images_dirs     # the same kernel path on both "hosts"
+    pa, pb = free_port(), free_port()
+    a.start(["--listen", "127.0.0.1:%d" % pa, "--token-file", write_token(a, TOKEN_A, "own")])
+    b.start(["--listen", "127.0.0.1:%d" % pb, "--token-file", write_token(b, TOKEN_B, "own")])
+    a.kvz("node", "add", "b", "http://127.0.0.1:%d" % pb, "--token-file",
+          write_token(a, TOKEN_B, "b-token"))
+    yield a, b
+    logs = ""
+    for d in (a, b):
+        d.terminate()
+        logs += d.read_log()
+    a.cleanup()
+    b.cleanup()
+    assert "runtime error" not in logs and "Sanitizer" not in logs, logs
+
+
+def vm_log(d, name):
+    with open(os.path.join(d.state, "logs/%s.log" % name)) as f:
+        return f.read()
+
+
+def test_live_migration_contract(fake_hosts):
+    a, b = fake_hosts
+    a.kvz("create", "vm", "lv", "--kernel", a.kernel, "--memory", "64M")
+    a.kvz("start", "lv")
+    fake_qmp(a.guest("lv")["qmp"], "x-fake-set", {"value": "live-42"})
+    r = a.kvz("migrate", "lv", "--to", "b", "--downtime", "50", "--bandwidth", "80")
+    last = r.stdout.strip().split("\n")[-1]
+    assert re.match(r"migrated lv to b: total \d+ ms, downtime \d+ ms, sent \S+ \(\d+ bytes\)$",
+                    last), r.stdout
+    check_gone(a, "lv")
+    g = b.guest("lv")
+    assert g["state"] == "running"
+    assert fake_qmp(g["qmp"], "x-fake-get")["return"]["value"] == "live-42"
+    assert "migrated-in" in types(b, "lv")
+    # The target's supervisor was started waiting and fed the socket.
+    log = vm_log(b, "lv")
+    assert "migrate-incoming fd:mig" in log and "incoming complete: value live-42" in log
+    jobs = a.kvz_json("job", "list")
+    assert jobs[-1]["type"] == "migrate" and jobs[-1]["params"]["offline"] is False
+    assert jobs[-1]["params"]["downtime_ms"] == 50
+    assert jobs[-1]["params"]["max_bandwidth"] == 80 * 1000000 // 8
+
+
+def test_live_migration_fails_source_runs_on(fake_hosts):
+    """The source's supervisor fails half-way: the VM runs on at the source
+    (cont), the target's waiting supervisor is gone, and so is its record."""
+    a, b = fake_hosts
+    a.kvz("create", "vm", "lf", "--kernel", a.kernel, "--memory", "64M", "--cmdline",
+          "fake-migrate=fail")
+    a.kvz("start", "lf")
+    r = a.kvz("migrate", "lf", "--to", "b", check=False)
+    assert r.returncode == 1 and "memory read error" in r.stderr, r
+    g = a.guest("lf")
+    assert g["state"] == "running"
+    assert fake_qmp(g["qmp"], "query-status")["return"]["status"] == "running"
+    b.wait_for(lambda: b.api("GET", "/v1/guests/lf")[0] == 404, what="b to discard")
+    assert "migration-discarded" in types(b, "lf")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        assert not (b.dir.encode() in cmd and b"--name\0lf\0" in cmd), cmd
+
+
+def test_live_refusals(fake_hosts):
+    a, b = fake_hosts
+    a.kvz("create", "vm", "ld", "--kernel", a.kernel, "--memory", "64M", "--disk", "8M")
+    a.kvz("start", "ld")
+    r = a.kvz("migrate", "ld", "--to", "b", check=False)
+    assert r.returncode == 1 and "shared storage" in r.stderr and "--offline" in r.stderr, r
+    assert a.guest("ld")["state"] == "running"
+    r = a.kvz("migrate", "ld", "--to", "b", "--offline", "--downtime", "5", check=False)
+    assert r.returncode == 1 and "live" in r.stderr
+    r = a.kvz("migrate", "ld", "--to", "b", "--downtime", "0", check=False)
+    assert r.returncode == 2
