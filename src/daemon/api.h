@@ -48,6 +48,7 @@ bool stats_route(struct api_req *r, struct api_resp *resp);
 bool metrics_route(struct api_req *r, struct api_resp *resp);
 bool jobs_route(struct api_req *r, struct api_resp *resp);
 bool nodes_route(struct api_req *r, struct api_resp *resp);
+bool policies_route(struct api_req *r, struct api_resp *resp);
 /* /v1/guests/GUEST/snapshots, rest being what follows "snapshots". */
 void snapshots_route(struct api_req *r, struct api_resp *resp, const char *guest,
 		     const char *rest);
