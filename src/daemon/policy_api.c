@@ -74,7 +74,7 @@ static void add_rule(struct api_req *r, struct api_resp *resp)
 	pthread_mutex_unlock(&policy_write_lock);
 	if (rc)
 		return;
-	store_event_add(r->d->store, "-", "policy-added", rule.name);
+	store_event_add(r->d->store, POLICY_EVENTS, "policy-added", rule.name);
 	policy_engine_reload(r->d);
 	api_json(resp, 201, store_policy_get(r->d->store, rule.name));
 }
@@ -102,7 +102,7 @@ static void set_enabled(struct api_req *r, struct api_resp *resp, const char *na
 	json_decref(p);
 	if (rc)
 		return;
-	store_event_add(r->d->store, "-", on ? "policy-enabled" : "policy-disabled", name);
+	store_event_add(r->d->store, POLICY_EVENTS, on ? "policy-enabled" : "policy-disabled", name);
 	policy_engine_reload(r->d);
 	api_json(resp, 200, store_policy_get(r->d->store, name));
 }
@@ -139,7 +139,7 @@ static void one_rule(struct api_req *r, struct api_resp *resp, const char *name,
 			api_error(resp, 500, "cannot remove policy %s", name);
 			return;
 		}
-		store_event_add(r->d->store, "-", "policy-removed", name);
+		store_event_add(r->d->store, POLICY_EVENTS, "policy-removed", name);
 		policy_engine_reload(r->d);
 		api_json(resp, 200, json_pack("{s:s}", "removed", name));
 	} else {

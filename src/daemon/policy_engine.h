@@ -13,6 +13,10 @@
 #include "kvzd.h"
 #include "policy_rules.h"
 
+/* The pseudo-guest that events about rules (added, removed, enabled,
+ * disabled) are recorded under, like nodes.h's "@nodes". */
+#define POLICY_EVENTS "@policies"
+
 /* cap: actions carried out per minute over all rules (0: none). */
 int policy_engine_start(struct kvzd *d, int cap, char *err, size_t errlen);
 void policy_engine_stop(void);

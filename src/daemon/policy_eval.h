@@ -13,7 +13,7 @@
 
 /* The name a host-wide rule (host_cpu_pct without guest conditions) acts
  * under in records. */
-#define POLICY_HOST "-"
+#define POLICY_HOST "@host"
 
 struct policy_env {
 	void *ctx;

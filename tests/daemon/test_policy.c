@@ -336,7 +336,7 @@ static void test_host_metric(void **state)
 	f.host_cpu = 99;
 	run(e, &f, 7, 1);
 	assert_int_equal(f.acts, 1);
-	assert_string_equal(f.last_act, "notify -");
+	assert_string_equal(f.last_act, "notify @host");
 	policy_eval_free(e);
 	fake_free(&f);
 }
