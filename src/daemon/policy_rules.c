@@ -257,6 +257,24 @@ static int parse_action(json_t *a, struct policy_rule *r, char *err, size_t errl
 	if (get_enum(a, "type", "action.type", actions, &t, err, errlen))
 		return -1;
 	r->action = (enum policy_action)t;
+	/* Each action takes only its own parameters (docs/policy.md). */
+	static const char *const params[][4] = {
+		[ACT_RESTART] = {"type", "backoff_s"},
+		[ACT_SET_CPUS] = {"type", "delta", "min", "max"},
+		[ACT_RAISE_MEMORY] = {"type", "step_pct"},
+		[ACT_BALLOON] = {"type", "step_pct"},
+		[ACT_SNAPSHOT] = {"type", "keep_last"},
+		[ACT_STOP] = {"type"},
+		[ACT_NOTIFY] = {"type", "message"},
+		[ACT_MIGRATE] = {"type"},
+	};
+	const char *own[5] = {0};
+	memcpy(own, params[t], sizeof(params[t]));
+	if (only_keys(a, "action", own, err, errlen)) {
+		size_t l = strlen(err);
+		snprintf(err + l, errlen - l, " of %s", actions[t]);
+		return -1;
+	}
 	r->cpus_delta = -1;
 	r->cpus_min = 1;
 	r->cpus_max = 256;

@@ -60,6 +60,9 @@ static void test_rule_errors_name_the_field(void **state)
 	expect_error("{\"name\":\"a\",\"trigger\":{\"event\":\"crashed\"},\"conditions\":{\"from\":\"01:00\"},\"action\":{\"type\":\"restart\"}}", "conditions.to:");
 	expect_error("{\"name\":\"a\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"reboot\"}}", "action.type:");
 	expect_error("{\"name\":\"a\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"set_cpus\",\"delta\":0}}", "action.delta:");
+	/* A parameter of another action (found by the fuzzer: it was kept but
+	 * not shown). */
+	expect_error("{\"name\":\"a\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"snapshot\",\"max\":4}}", "action.max:");
 	expect_error("{\"name\":\"a\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"set_cpus\",\"min\":4,\"max\":2}}", "action.min:");
 	expect_error("{\"name\":\"a\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"notify\",\"message\":\"a\\nb\"}}", "action.message:");
 	expect_error("{\"name\":\"a\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"restart\"},\"limits\":{\"max_per_period\":0}}", "limits.max_per_period:");
