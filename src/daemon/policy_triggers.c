@@ -113,7 +113,7 @@ static int gcmp(const void *k, const void *m)
  * memory. */
 static struct gstate *gstate_of(struct rstate *rs, const char *guest, bool create)
 {
-	struct gstate *g = bsearch(guest, rs->g, (size_t)rs->ng, sizeof(*g), gcmp);
+	struct gstate *g = rs->ng ? bsearch(guest, rs->g, (size_t)rs->ng, sizeof(*g), gcmp) : NULL;
 	if (g || !create)
 		return g;
 	if (rs->ng == rs->capg) {
