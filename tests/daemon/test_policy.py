@@ -263,3 +263,29 @@ def test_suggest_waits_for_approval(real):
     r = d.kvz("policy", "approve", str(pid), check=False)
     assert r.returncode == 1 and "not proposed" in r.stderr
     assert "c2 started by local-socket" in d.kvz("policy", "log").stdout
+
+
+def test_snapshot_retention_on_kvzd_restart(fake):
+    """A snapshot rule keeps exactly the last 3: driven by kvzd_restart
+    triggers so that four runs take seconds, not four cron minutes; the
+    stand-in kvz-vmm plays the snapshot contract (test_jobs.py)."""
+    d = fake.start()
+    d.kvz("create", "vm", "v1", "--kernel", d.kernel, "--memory", "64M", "--disk", "16M")
+    d.kvz("start", "v1")
+    d.kvz("policy", "add", "-", input=json.dumps({
+        "name": "boot-snap", "level": "automatic", "trigger": {"event": "kvzd_restart"},
+        "conditions": {"type": "vm"}, "action": {"type": "snapshot", "keep_last": 3},
+        "limits": {"guest_cooldown_s": 0, "max_per_period": 100}}))
+    seen = []
+    for n in range(1, 5):
+        time.sleep(1.1)   # snapshot names carry the second
+        d.terminate()
+        d.start()
+        d.wait_for(lambda: len(log(d, "done")) == n, timeout=30, what="snapshot %d" % n)
+        d.wait_for(lambda: all(j["state"] == "completed" for j in d.kvz_json("job", "list"))
+                   and len(d.kvz_json("snapshot", "list", "v1")) == min(n, 3),
+                   timeout=30, what="snapshot %d complete" % n)
+        names = [s["name"] for s in d.kvz_json("snapshot", "list", "v1")]
+        seen += [s for s in names if s not in seen]
+    assert len(names) == 3 and seen[0] not in names and names == seen[1:], (seen, names)
+    assert "1 old snapshot(s) removed" in log(d, "done")[-1]["result"]
