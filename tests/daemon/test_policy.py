@@ -95,6 +95,17 @@ def test_rules_through_kvz(fake):
     assert r.returncode == 1 and "no such policy" in r.stderr
     names = [p["name"] for p in d.kvz_json("policy", "list")]
     assert names == ["crash", "hot"]
+    # plan --at: a schedule shows at its minute only, and does nothing.
+    d.kvz("create", "ct", "s1", "--disk", "16M")
+    d.kvz("policy", "add", "-", input=json.dumps({
+        "name": "nightly", "trigger": {"schedule": "0 3 * * *"},
+        "action": {"type": "notify", "message": "night"}}))
+    at = d.kvz("policy", "plan", "--at", "2030-01-01 03:00").stdout
+    assert "nightly: notify s1 (manual): record -- because schedule" in at, at
+    assert "nightly" not in d.kvz("policy", "plan", "--at", "2030-01-01 03:01").stdout
+    r = d.kvz("policy", "plan", "--at", "tomorrow", check=False)
+    assert r.returncode == 2 and "--at" in r.stderr
+    assert not log(d)
     events = [e["type"] for e in d.events() if e["guest"] == "@policies"]
     assert "policy-added" in events and "policy-removed" in events
 
