@@ -16,6 +16,8 @@ struct gstate {
 	char name[72];
 	bool disarmed;        /* metric fired; waits to fall below clear_below */
 	int64_t over_since;   /* metric above since (ms), 0 when not */
+	int64_t seen;         /* last evaluated (ms): a gap (guest stopped,
+			       * no samples) starts the window again */
 	bool pending;         /* an event or schedule fired and awaits limits */
 	char pending_reason[256];
 	int64_t last_fire;
@@ -288,6 +290,13 @@ static void eval_metric(struct policy_eval *e, const struct policy_env *env, str
 		g = &scratch;   /* a plan of a target never seen: fresh state */
 		snprintf(g->name, sizeof(g->name), "%s", target);
 	}
+	int64_t over = g->over_since;
+	if (g->seen && now - g->seen > 5000)
+		over = 0;
+	if (!plan) {
+		g->seen = now;
+		g->over_since = over;
+	}
 	if (g->disarmed) {
 		if (v < r->clear_below && !plan)
 			g->disarmed = false;
@@ -298,7 +307,7 @@ static void eval_metric(struct policy_eval *e, const struct policy_env *env, str
 			g->over_since = 0;
 		return;
 	}
-	int64_t since = g->over_since ? g->over_since : now;
+	int64_t since = over ? over : now;
 	if (!plan)
 		g->over_since = since;
 	char reason[256];

@@ -321,6 +321,16 @@ static void test_metric_window_and_hysteresis(void **state)
 	assert_int_equal(f.acts, 1);
 	f.cpu[0] = 40;                  /* rearms */
 	run(e, &f, 1, 1);
+	/* A gap in evaluation (the guest stopped) starts the window again. */
+	f.cpu[0] = 95;
+	run(e, &f, 5, 1);
+	json_object_set_new(json_array_get(f.guests, 0), "state", json_string("stopped"));
+	run(e, &f, 60, 1);
+	json_object_set_new(json_array_get(f.guests, 0), "state", json_string("running"));
+	run(e, &f, 2, 1);
+	assert_int_equal(f.acts, 1);
+	f.cpu[0] = 40;
+	run(e, &f, 1, 1);
 	f.cpu[0] = 95;
 	run(e, &f, 12, 1);
 	assert_int_equal(f.acts, 2);
