@@ -222,7 +222,7 @@ def test_cpu_hog_lowers_cpus(real):
         pytest.skip("the host is too busy: the hog gets %.0f%% of a core" % got)
     above = min(80, round(got * 0.6))
     rule = {"name": "hot", "level": "automatic",
-            "trigger": {"metric": "cpu_pct", "above": above, "clear_below": 5, "for_s": 4},
+            "trigger": {"metric": "cpu_pct", "above": above, "clear_below": 5, "for_s": 8},
             "conditions": {"guests": ["hog"], "type": "ct"},
             "action": {"type": "set_cpus", "delta": -1, "min": 1, "max": 4},
             "limits": {"guest_cooldown_s": 0}}
