@@ -98,7 +98,7 @@ static void dispatch(struct api_req *r, struct api_resp *resp)
 	if (console_route(r, resp) || guests_route(r, resp) || event_stream_route(r, resp) ||
 	    events_route(r, resp) || stats_route(r, resp) || metrics_route(r, resp) ||
 	    jobs_route(r, resp) || nodes_route(r, resp) || migrations_route(r, resp) ||
-	    web_route(r, resp))
+	    policies_route(r, resp) || web_route(r, resp))
 		return;
 	api_error(resp, 404, "no such resource: %s %s", r->method, r->path);
 }
@@ -364,9 +364,8 @@ struct api *api_start(struct kvzd *d, const char *tcp, const char *token,
 	}
 	a->unix_l = (struct listener){.d = d, .fd = -1};
 	a->tcp_l = (struct listener){.d = d, .fd = -1, .token = token};
-	a->unix_l.fd = kvz_unix_listen(d->socket_path, 0, 64, 0660, err, errlen);
-	if (a->unix_l.fd < 0 || start_listener(&a->unix_l, lim, err, errlen))
-		goto fail;
+	/* TCP (and its certificate, which can take a while to make) first: an
+	 * answering UNIX socket means kvzd is wholly up. */
 	if (tcp) {
 		a->tcp_l.guard = conn_guard_start(lim->max_conns, lim->idle_timeout_s, err, errlen);
 		if (!a->tcp_l.guard || prepare_web(&a->tcp_l, web, err, errlen))
@@ -375,6 +374,9 @@ struct api *api_start(struct kvzd *d, const char *tcp, const char *token,
 		if (a->tcp_l.fd < 0 || start_listener(&a->tcp_l, lim, err, errlen))
 			goto fail;
 	}
+	a->unix_l.fd = kvz_unix_listen(d->socket_path, 0, 64, 0660, err, errlen);
+	if (a->unix_l.fd < 0 || start_listener(&a->unix_l, lim, err, errlen))
+		goto fail;
 	return a;
 fail:
 	api_stop(a);

@@ -51,6 +51,7 @@ bool nodes_route(struct api_req *r, struct api_resp *resp);
 bool migrations_route(struct api_req *r, struct api_resp *resp);
 /* POST /v1/guests/GUEST/migrate. */
 void migrate_route(struct api_req *r, struct api_resp *resp, const char *guest);
+bool policies_route(struct api_req *r, struct api_resp *resp);
 /* /v1/guests/GUEST/snapshots, rest being what follows "snapshots". */
 void snapshots_route(struct api_req *r, struct api_resp *resp, const char *guest,
 		     const char *rest);

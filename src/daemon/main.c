@@ -24,6 +24,7 @@
 #include "log.h"
 #include "migration.h"
 #include "monitor.h"
+#include "policy_engine.h"
 #include "parse.h"
 #include "peer_client.h"
 #include "qmp_watch.h"
@@ -48,7 +49,7 @@ static void usage(FILE *f)
 		"            [--sample-interval SEC] [--max-connections N] [--max-connections-per-ip N]\n"
 		"            [--idle-timeout SEC] [--images-dir DIR]... [--disk-overcommit RATIO]\n"
 		"            [--tls] [--tls-cert FILE --tls-key FILE] [--web-dir DIR]\n"
-		"            [--session-idle SEC] [--verbose]\n"
+		"            [--session-idle SEC] [--policy-cap N] [--verbose]\n"
 		"  --state-dir DIR        store, images, container roots, logs (/var/lib/kvz)\n"
 		"  --socket PATH          API UNIX socket (/run/kvz/kvzd.sock)\n"
 		"  --run-dir DIR          supervisor sockets (/run/kvz)\n"
@@ -68,7 +69,8 @@ static void usage(FILE *f)
 		"  --images-dir DIR       kernels and initrds API clients may use lie beneath DIR\n"
 		"                         (repeatable; default STATE/images, /var/lib/kvz/images, /boot)\n"
 		"  --disk-overcommit RATIO  guest disks on a filesystem may promise RATIO times\n"
-		"                         its free space (1: no overcommit)\n");
+		"                         its free space (1: no overcommit)\n"
+		"  --policy-cap N         policy actions carried out per minute, all rules (30; 0: no cap)\n");
 }
 
 /* mkdir -p with mode for the last component. */
@@ -164,6 +166,7 @@ struct options {
 	size_t nimages;
 	struct api_limits limits;
 	struct web_options web;
+	unsigned policy_cap;   /* policy actions per minute, all rules (0: no cap) */
 };
 
 /* A whole number option in [min, max]. */
@@ -223,6 +226,7 @@ static int parse_options(int argc, char **argv, struct kvzd *d, struct options *
 		{"tls-key", required_argument, NULL, 'k'},
 		{"web-dir", required_argument, NULL, 'w'},
 		{"session-idle", required_argument, NULL, 'e'},
+		{"policy-cap", required_argument, NULL, 'P'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -255,6 +259,7 @@ static int parse_options(int argc, char **argv, struct kvzd *d, struct options *
 		case 'k': o->web.tls_key = optarg; o->web.tls = true; break;
 		case 'w': o->web.web_dir = optarg; break;
 		case 'e': bad = opt_uint("session-idle", 2, 7 * 86400, &o->web.session_idle_s); break;
+		case 'P': bad = opt_uint("policy-cap", 0, 100000, &o->policy_cap); break;
 		case 'v': kvz_log_set_verbose(true); break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
@@ -346,7 +351,7 @@ int main(int argc, char **argv)
 	snprintf(d.state_dir, sizeof(d.state_dir), "/var/lib/kvz");
 	snprintf(d.run_dir, sizeof(d.run_dir), "/run/kvz");
 	snprintf(d.socket_path, sizeof(d.socket_path), "/run/kvz/kvzd.sock");
-	struct options o = {.limits = {.max_conns = 128, .max_per_ip = 16, .idle_timeout_s = 5},
+	struct options o = {.policy_cap = 30, .limits = {.max_conns = 128, .max_per_ip = 16, .idle_timeout_s = 5},
 			    .web = {.session_idle_s = 1800}};
 	if (parse_options(argc, argv, &d, &o))
 		return 2;
@@ -436,6 +441,10 @@ int main(int argc, char **argv)
 		kvz_error("%s", err);
 		return 1;
 	}
+	if (policy_engine_start(&d, (int)o.policy_cap, err, sizeof(err))) {
+		kvz_error("%s", err);
+		return 1;
+	}
 	kvz_info("listening on %s%s%s%s (state %s)", d.socket_path, o.tcp ? " and " : "",
 		 o.tcp ? o.tcp : "", o.tcp ? (o.web.tls ? " (https)" : " (http)") : "",
 		 d.state_dir);
@@ -450,6 +459,7 @@ int main(int argc, char **argv)
 	 * only touches its own table and dies with the process. */
 	api_stop(api);
 	unlink(d.socket_path);
+	policy_engine_stop();
 	jobs_stop(&d);
 	migration_stop(&d);
 	qmp_watch_stop();

@@ -46,6 +46,16 @@ static const char *const migrations[] = {
 	" PRIMARY KEY (guest, name));"
 	"CREATE TABLE nodes ("
 	" name TEXT PRIMARY KEY, url TEXT NOT NULL, added_ms INTEGER NOT NULL);",
+	/* 3: policy rules and their audit trail (store_policy.c). */
+	"CREATE TABLE policies ("
+	" name TEXT PRIMARY KEY, rule TEXT NOT NULL, enabled INTEGER NOT NULL,"
+	" created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
+	"CREATE TABLE policy_log ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL,"
+	" rule TEXT NOT NULL, guest TEXT NOT NULL, action TEXT NOT NULL,"
+	" state TEXT NOT NULL, reason TEXT NOT NULL, result TEXT NOT NULL DEFAULT '',"
+	" approved_by TEXT NOT NULL DEFAULT '', updated_ms INTEGER NOT NULL);"
+	"CREATE INDEX policy_log_state ON policy_log(state, id);",
 };
 
 static int exec_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)

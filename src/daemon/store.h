@@ -112,4 +112,32 @@ json_t *store_node_get(struct store *s, const char *name);
 json_t *store_node_list(struct store *s);
 int store_node_delete(struct store *s, const char *name);
 
+/* Policy rules (store_policy.c, docs/policy.md): name, rule (the canonical
+ * rule object), enabled, created_ms, updated_ms. */
+/* 0, 1 when the name is taken, -1 on error. */
+int store_policy_insert(struct store *s, const char *name, json_t *rule, bool enabled);
+json_t *store_policy_get(struct store *s, const char *name);
+/* Ordered by name. */
+json_t *store_policy_list(struct store *s);
+/* 0, 1 when there is no such rule, -1 on error. */
+int store_policy_set_enabled(struct store *s, const char *name, bool enabled);
+int store_policy_delete(struct store *s, const char *name);
+
+/* The audit trail: what rules did or would do. A row: id, ts_ms, rule,
+ * guest, action, state (planned: manual level; proposed: waiting for
+ * approval; approved, done, failed, skipped), reason, result, approved_by,
+ * updated_ms. Returns the new id or -1. */
+int64_t store_policy_log_add(struct store *s, const char *rule, const char *guest,
+			     const char *action, const char *state, const char *reason);
+/* Sets state and result (and approved_by when not NULL); 1 when no row
+ * with that id is in state `from` (NULL: any). */
+int store_policy_log_update(struct store *s, int64_t id, const char *from, const char *state,
+			    const char *result, const char *approved_by);
+json_t *store_policy_log_get(struct store *s, int64_t id);
+/* Rows with id > since (of state when not NULL), oldest first, at most limit. */
+json_t *store_policy_log_list(struct store *s, int64_t since, const char *state, int limit);
+/* The newest event's id (0 when none): where the policy engine starts
+ * reading events. */
+int64_t store_event_last_id(struct store *s);
+
 #endif

@@ -68,7 +68,7 @@ static void test_migrations(void **state)
 	s = store_open(dbpath, err, sizeof(err));
 	assert_non_null(s);
 	store_close(s);
-	assert_int_equal(count("SELECT COUNT(*) FROM migrations"), 2);
+	assert_int_equal(count("SELECT COUNT(*) FROM migrations"), 3);
 	/* A database from a newer kvzd is refused, not damaged. */
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
@@ -220,6 +220,56 @@ static void test_rollup(void **state)
 	store_close(s);
 }
 
+/* Policies and their audit trail (store_policy.c): names unique, enable
+ * flags, and a proposal decided only once. */
+static void test_policies(void **state)
+{
+	(void)state;
+	char err[256];
+	struct store *s = store_open(dbpath, err, sizeof(err));
+	assert_non_null(s);
+	json_t *rule = json_pack("{s:s}", "name", "r1");
+	assert_int_equal(store_policy_insert(s, "r1", rule, true), 0);
+	assert_int_equal(store_policy_insert(s, "r1", rule, true), 1);
+	assert_int_equal(store_policy_insert(s, "r0", rule, false), 0);
+	json_decref(rule);
+	json_t *list = store_policy_list(s);
+	assert_int_equal(json_array_size(list), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "name")), "r0");
+	json_decref(list);
+	assert_int_equal(store_policy_set_enabled(s, "r0", true), 0);
+	assert_int_equal(store_policy_set_enabled(s, "nope", true), 1);
+	json_t *p = store_policy_get(s, "r0");
+	assert_true(json_is_true(json_object_get(p, "enabled")));
+	assert_string_equal(json_string_value(json_object_get(json_object_get(p, "rule"), "name")), "r1");
+	json_decref(p);
+	assert_int_equal(store_policy_delete(s, "r0"), 0);
+	assert_int_equal(store_policy_delete(s, "r0"), 1);
+
+	int64_t id = store_policy_log_add(s, "r1", "ct1", "restart", "proposed", "event crashed");
+	assert_true(id > 0);
+	assert_int_equal(store_policy_log_update(s, id, "proposed", "approved", "", "local-socket"), 0);
+	/* A second approval finds it no longer proposed. */
+	assert_int_equal(store_policy_log_update(s, id, "proposed", "approved", "", "tcp-client"), 1);
+	assert_int_equal(store_policy_log_update(s, id, "approved", "done", "ok", NULL), 0);
+	json_t *row = store_policy_log_get(s, id);
+	assert_string_equal(json_string_value(json_object_get(row, "state")), "done");
+	assert_string_equal(json_string_value(json_object_get(row, "approved_by")), "local-socket");
+	assert_string_equal(json_string_value(json_object_get(row, "result")), "ok");
+	json_decref(row);
+	store_policy_log_add(s, "r1", "ct2", "restart", "skipped", "limit");
+	json_t *only = store_policy_log_list(s, 0, "skipped", 10);
+	assert_int_equal(json_array_size(only), 1);
+	json_decref(only);
+	json_t *after = store_policy_log_list(s, id, NULL, 10);
+	assert_int_equal(json_array_size(after), 1);
+	json_decref(after);
+	assert_int_equal(store_event_last_id(s), 0);
+	store_event_add(s, "ct1", "crashed", NULL);
+	assert_true(store_event_last_id(s) > 0);
+	store_close(s);
+}
+
 static void test_supervisor_identity(void **state)
 {
 	(void)state;
@@ -266,6 +316,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_guests_and_events, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_jobs_and_snapshots, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_policies, setup, teardown),
 		cmocka_unit_test(test_supervisor_identity),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,38 @@
+/* kvzd's policy engine (docs/policy.md): one thread that evaluates the
+ * enabled rules every second (policy_eval.h) against the monitor's latest
+ * samples, the event table and the guest list, and carries out actions
+ * (policy_actions.c). */
+#ifndef KVZD_POLICY_ENGINE_H
+#define KVZD_POLICY_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "kvzd.h"
+#include "policy_rules.h"
+
+/* The pseudo-guest that events about rules (added, removed, enabled,
+ * disabled) are recorded under, like nodes.h's "@nodes". */
+#define POLICY_EVENTS "@policies"
+
+/* cap: actions carried out per minute over all rules (0: none). */
+int policy_engine_start(struct kvzd *d, int cap, char *err, size_t errlen);
+void policy_engine_stop(void);
+/* The rules changed in the store: read them again before the next tick. */
+void policy_engine_reload(struct kvzd *d);
+/* A dry run at at_ms (0: now): array of {rule, guest, action, level,
+ * trigger, reason, would}. */
+json_t *policy_engine_plan(struct kvzd *d, int64_t at_ms);
+/* Carry out (approve) or drop (reject) a proposal of a suggest rule: 0, or
+ * an HTTP status with err. */
+int policy_engine_approve(struct kvzd *d, int64_t id, const char *who, char *err, size_t len);
+int policy_engine_reject(struct kvzd *d, int64_t id, const char *who, char *err, size_t len);
+
+/* policy_actions.c: carries out r's action on guest; 0 or -1, one line of
+ * what happened in res. */
+int policy_act(struct kvzd *d, const struct policy_rule *r, const char *guest, char *res,
+	       size_t len);
+
+#endif
