@@ -7,6 +7,7 @@
 #include "supervisor.h"
 
 #include "criu.h"
+#include "kernfs.h"
 #include "idmount.h"
 #include "namespaces.h"
 #include "util.h"
@@ -335,6 +336,10 @@ int sup_restore(struct supervisor *s, char *err, size_t len)
 	if (pid < 0)
 		goto out;
 	s->init_pid = pid;
+	/* CRIU made /proc and /sys in the restored namespaces: not locked as
+	 * at a start; they are replaced by a locked copy. */
+	if (kernfs_relock(s->stage, pid, &s->cg, err, len) < 0)
+		goto out;
 	rc = criu_unlock_network(pid, err, len);
 	if (rc == 0 && o->net.enabled)
 		rc = sup_veth_attach(s, err, len);
