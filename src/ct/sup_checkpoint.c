@@ -63,11 +63,24 @@ static int open_dir(const char *dir, pid_t client, char *err, size_t len)
  * before, so that the final dump, the only one that freezes the container
  * for long, writes little. Sets last to the last one's name ("" with
  * none). */
-static int pre_dumps(struct supervisor *s, int dfd, const char *dir, int count, char *last,
-		     size_t size, char *err, size_t len)
+/* Cancel: the client (kvz-ct checkpoint) ended by Ctrl-C or SIGTERM. Only
+ * seen between criu runs: a criu killed mid-dump could leave its parasite
+ * in a task; each run either completes or lets the tasks run on. */
+static int cancelled(pid_t client, const char *after, char *err, size_t len)
+{
+	if (client <= 0 || pid_alive(client))
+		return 0;
+	snprintf(err, len, "cancelled (the client went away) after %s; the container runs on", after);
+	return -1;
+}
+
+static int pre_dumps(struct supervisor *s, int dfd, const char *dir, int count, pid_t client,
+		     char *last, size_t size, char *err, size_t len)
 {
 	last[0] = 0;
 	for (int i = 1; i <= count; i++) {
+		if (cancelled(client, last[0] ? last : "no pre-dump", err, len) < 0)
+			return -1;
 		char name[16], sub[64], shown[PATH_MAX], prev[32];
 		snprintf(name, sizeof(name), "pre-%d", i);
 		snprintf(sub, sizeof(sub), "/proc/self/fd/%d/%s", dfd, name);
@@ -103,7 +116,7 @@ static int write_meta(struct supervisor *s, int dfd, const char *tty, char *err,
 /* kvz-ct.json is written as .tmp first and renamed once CRIU's images are
  * complete: a directory without it holds no usable checkpoint. */
 static int checkpoint_into(struct supervisor *s, int dfd, const char *dir, bool leave_running,
-			   int pre, char *err, size_t len)
+			   int pre, pid_t client, char *err, size_t len)
 {
 	char tty[64] = "", last[32], images[32];
 	if (faccessat(dfd, META, F_OK, 0) == 0) {
@@ -115,7 +128,9 @@ static int checkpoint_into(struct supervisor *s, int dfd, const char *dir, bool 
 	if (write_meta(s, dfd, tty, err, len) < 0)
 		return -1;
 	snprintf(images, sizeof(images), "/proc/self/fd/%d", dfd);
-	int rc = pre_dumps(s, dfd, dir, pre, last, sizeof(last), err, len);
+	int rc = pre_dumps(s, dfd, dir, pre, client, last, sizeof(last), err, len);
+	if (rc == 0 && pre > 0)
+		rc = cancelled(client, last, err, len);
 	struct criu_dump d = {.pid = s->init_pid, .dir = images, .shown = dir, .dir_fd = dfd,
 			      .leave_running = leave_running, .console_tty = tty[0] ? tty : NULL,
 			      .veth = s->veth[0] ? s->veth : NULL, .hide = s->stage,
@@ -152,7 +167,7 @@ int sup_checkpoint(struct supervisor *s, const char *dir, pid_t client, bool lea
 		return -1;
 	}
 	int dfd = open_dir(dir, client, err, len);
-	int rc = dfd < 0 ? -1 : checkpoint_into(s, dfd, dir, leave_running, pre, err, len);
+	int rc = dfd < 0 ? -1 : checkpoint_into(s, dfd, dir, leave_running, pre, client, err, len);
 	if (dfd >= 0)
 		close(dfd);
 	pthread_mutex_lock(&s->lock);
