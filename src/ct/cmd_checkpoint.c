@@ -107,11 +107,22 @@ int cmd_checkpoint(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	json_t *args = json_pack("{s:s,s:b,s:I,s:i}", "dir", abs, "leave-running", leave,
 				 "pre-dumps", (json_int_t)pre, "client-pid", (int)getpid());
-	int rc = qmp_client_execute(c, "checkpoint", args, NULL, NULL, 0, err, sizeof(err));
+	json_t *ret = NULL;
+	int rc = qmp_client_execute(c, "checkpoint", args, &ret, NULL, 0, err, sizeof(err));
 	json_decref(args);
 	qmp_client_close(c);
 	if (rc != 0)
 		kvz_die("checkpoint of '%s' failed: %s", name, err);
+	/* What each criu run wrote of memory: how well the pre-dumps did. */
+	size_t i;
+	json_t *step;
+	json_array_foreach(json_object_get(ret, "steps"), i, step) {
+		const char *what = json_string_value(json_object_get(step, "step"));
+		if (what)
+			printf("%s: %" JSON_INTEGER_FORMAT " bytes of memory written\n", what,
+			       json_integer_value(json_object_get(step, "bytes")));
+	}
+	json_decref(ret);
 	if (!leave)
 		wait_gone(sup, name);
 	return 0;

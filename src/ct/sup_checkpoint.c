@@ -74,8 +74,35 @@ static int cancelled(pid_t client, const char *after, char *err, size_t len)
 	return -1;
 }
 
+/* What one criu run wrote of memory into sub (under dfd; "." for dfd
+ * itself): the sizes of its pages-*.img, appended to steps as step. */
+static void record_pages(json_t *steps, int dfd, const char *sub, const char *step)
+{
+	if (!steps)
+		return;
+	int fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	json_int_t bytes = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		struct stat st;
+		if (strncmp(e->d_name, "pages-", 6) || n < 10 || strcmp(e->d_name + n - 4, ".img") ||
+		    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		bytes += st.st_size;
+	}
+	closedir(d);
+	json_array_append_new(steps, json_pack("{s:s,s:I}", "step", step, "bytes", bytes));
+}
+
 static int pre_dumps(struct supervisor *s, int dfd, const char *dir, int count, pid_t client,
-		     char *last, size_t size, char *err, size_t len)
+		     json_t *steps, char *last, size_t size, char *err, size_t len)
 {
 	last[0] = 0;
 	for (int i = 1; i <= count; i++) {
@@ -95,6 +122,7 @@ static int pre_dumps(struct supervisor *s, int dfd, const char *dir, int count, 
 				      .hide = s->stage};
 		if (criu_dump(&d, err, len) < 0)
 			return -1;
+		record_pages(steps, dfd, name, name);
 		snprintf(last, size, "%s", name);
 	}
 	return 0;
@@ -116,7 +144,7 @@ static int write_meta(struct supervisor *s, int dfd, const char *tty, char *err,
 /* kvz-ct.json is written as .tmp first and renamed once CRIU's images are
  * complete: a directory without it holds no usable checkpoint. */
 static int checkpoint_into(struct supervisor *s, int dfd, const char *dir, bool leave_running,
-			   int pre, pid_t client, char *err, size_t len)
+			   int pre, pid_t client, json_t *steps, char *err, size_t len)
 {
 	char tty[64] = "", last[32], images[32];
 	if (faccessat(dfd, META, F_OK, 0) == 0) {
@@ -128,7 +156,7 @@ static int checkpoint_into(struct supervisor *s, int dfd, const char *dir, bool 
 	if (write_meta(s, dfd, tty, err, len) < 0)
 		return -1;
 	snprintf(images, sizeof(images), "/proc/self/fd/%d", dfd);
-	int rc = pre_dumps(s, dfd, dir, pre, client, last, sizeof(last), err, len);
+	int rc = pre_dumps(s, dfd, dir, pre, client, steps, last, sizeof(last), err, len);
 	if (rc == 0 && pre > 0)
 		rc = cancelled(client, last, err, len);
 	struct criu_dump d = {.pid = s->init_pid, .dir = images, .shown = dir, .dir_fd = dfd,
@@ -137,6 +165,8 @@ static int checkpoint_into(struct supervisor *s, int dfd, const char *dir, bool 
 			      .track_mem = pre > 0, .prev = last[0] ? last : NULL};
 	if (rc == 0)
 		rc = criu_dump(&d, err, len);
+	if (rc == 0)
+		record_pages(steps, dfd, ".", "dump");
 	if (rc == 0 && renameat(dfd, META ".tmp", dfd, META) < 0) {
 		snprintf(err, len, "cannot write %s/" META ": %s", dir, strerror(errno));
 		rc = -1;
@@ -147,7 +177,7 @@ static int checkpoint_into(struct supervisor *s, int dfd, const char *dir, bool 
 }
 
 int sup_checkpoint(struct supervisor *s, const char *dir, pid_t client, bool leave_running,
-		   int pre, char *err, size_t len)
+		   int pre, json_t *steps, char *err, size_t len)
 {
 	if (dir[0] != '/') {
 		snprintf(err, len, "checkpoint directory '%s' is not an absolute path", dir);
@@ -167,7 +197,7 @@ int sup_checkpoint(struct supervisor *s, const char *dir, pid_t client, bool lea
 		return -1;
 	}
 	int dfd = open_dir(dir, client, err, len);
-	int rc = dfd < 0 ? -1 : checkpoint_into(s, dfd, dir, leave_running, pre, client, err, len);
+	int rc = dfd < 0 ? -1 : checkpoint_into(s, dfd, dir, leave_running, pre, client, steps, err, len);
 	if (dfd >= 0)
 		close(dfd);
 	pthread_mutex_lock(&s->lock);

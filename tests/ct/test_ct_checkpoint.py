@@ -52,7 +52,7 @@ case "$cmd" in
 check) exit 0;;
 dump) if [ {dump} = kill ]; then echo pages > "$dir/pages-1.img"; kill -9 "$tree"; exit 0; fi
   echo "(00.01) Error (criu/cr-dump.c:2000): fake dump: no space left" > "$dir/dump.log"; exit 1;;
-pre-dump) sleep {pre_dump_s}; exit 0;;
+pre-dump) head -c 8192 /dev/zero > "$dir/pages-1.img"; sleep {pre_dump_s}; exit 0;;
 restore) echo "(00.02) Error (criu/cr-restore.c:3000): fake restore: bad image" > "$dir/restore.log"; exit 1;;
 esac
 exit 2
@@ -134,7 +134,12 @@ def test_checkpoint_ends_container_and_restore_failure_leaves_nothing(env, bbroo
     env.set(n, "--pids", "55")
     sup = env.state(n)["supervisor-pid"]
     ck = tmp_path / "ck"
-    kvz("checkpoint", "--name", n, "--run-dir", env.run_dir, "--dir", str(ck))
+    r = kvz("checkpoint", "--name", n, "--run-dir", env.run_dir, "--dir", str(ck),
+            "--pre-dumps", "2")
+    # What each criu run wrote of memory (its pages-*.img): the stand-in
+    # writes 8192 bytes per pre-dump and 6 in the dump.
+    assert r.stdout.splitlines() == [f"{s}: {b} bytes of memory written"
+                                     for s, b in (("pre-1", 8192), ("pre-2", 8192), ("dump", 6))]
     assert not pid_alive(sup)
     assert leftovers(env, n) == []
     meta = json.load(open(ck / "kvz-ct.json"))
