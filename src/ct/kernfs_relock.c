@@ -13,8 +13,8 @@
  *   installer (host root): enters the container's mount namespace, detaches
  *     CRIU's /proc and /sys and moves the clones into their place.
  *
- * Both are children of a child of the supervisor: setns() into a mount
- * namespace needs a single-threaded caller. */
+ * The installer is a child of the supervisor (setns() into a mount
+ * namespace needs a single-threaded caller), the builder a child of it. */
 #include "kernfs.h"
 #include "util.h"
 
