@@ -14,6 +14,7 @@
 
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,18 @@ static void wait_gone(pid_t sup, const char *name)
 			kvz_die("the supervisor of '%s' did not exit after its checkpoint", name);
 		usleep(10000);
 	}
+}
+
+/* Ctrl-C or SIGTERM cancels: the supervisor sees this process gone and
+ * starts no further criu step (a step under way completes: killing criu
+ * mid-dump could leave its parasite in a task). */
+static void on_cancel(int sig)
+{
+	static const char msg[] = "kvz-ct: checkpoint cancelled: no further criu step starts "
+				  "(one under way completes; after a pre-dump the container runs on)\n";
+	ssize_t n = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+	(void)n;
+	_exit(128 + sig);
 }
 
 int cmd_checkpoint(int argc, char **argv)
@@ -89,13 +102,27 @@ int cmd_checkpoint(int argc, char **argv)
 	json_decref(st);
 	if (!c)
 		kvz_die("cannot reach the supervisor of '%s': %s", name, err);
+	struct sigaction sa = {.sa_handler = on_cancel};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 	json_t *args = json_pack("{s:s,s:b,s:I,s:i}", "dir", abs, "leave-running", leave,
 				 "pre-dumps", (json_int_t)pre, "client-pid", (int)getpid());
-	int rc = qmp_client_execute(c, "checkpoint", args, NULL, NULL, 0, err, sizeof(err));
+	json_t *ret = NULL;
+	int rc = qmp_client_execute(c, "checkpoint", args, &ret, NULL, 0, err, sizeof(err));
 	json_decref(args);
 	qmp_client_close(c);
 	if (rc != 0)
 		kvz_die("checkpoint of '%s' failed: %s", name, err);
+	/* What each criu run wrote of memory: how well the pre-dumps did. */
+	size_t i;
+	json_t *step;
+	json_array_foreach(json_object_get(ret, "steps"), i, step) {
+		const char *what = json_string_value(json_object_get(step, "step"));
+		if (what)
+			printf("%s: %" JSON_INTEGER_FORMAT " bytes of memory written\n", what,
+			       json_integer_value(json_object_get(step, "bytes")));
+	}
+	json_decref(ret);
 	if (!leave)
 		wait_gone(sup, name);
 	return 0;

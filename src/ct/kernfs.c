@@ -1,4 +1,5 @@
 #include "kernfs.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -156,15 +157,6 @@ static int join_ns(pid_t init, const char *ns, int type, char *err, size_t len)
 	return rc < 0 ? fail(err, len, "enter", path) : 0;
 }
 
-static int wait_status(pid_t pid)
-{
-	int status;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /* Runs in a child of the supervisor (its mount namespace, host root). proc
  * shows the pid namespace of the process that mounts it, so the mounting
  * is done by a grandchild born in the container's pid namespace; sysfs
@@ -189,36 +181,28 @@ static int helper(const char *target, pid_t init, const struct cgroup *cg, int e
 		}
 		_exit(0);
 	}
-	return wait_status(pid) == 0 ? 0 : 1;
+	return wait_exit_code(pid) == 0 ? 0 : 1;
+}
+
+struct mount_args {
+	const char *target;
+	pid_t init;
+	const struct cgroup *cg;
+};
+
+static int run_helper(void *arg, int err_fd)
+{
+	const struct mount_args *a = arg;
+	return helper(a->target, a->init, a->cg, err_fd);
 }
 
 int kernfs_mount(const char *target, pid_t init, const struct cgroup *cg, char *err, size_t len)
 {
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return fail(err, len, "create", "a pipe");
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(p[0]);
-		close(p[1]);
-		return fail(err, len, "fork", "the kernel file system helper");
-	}
-	if (pid == 0) {
-		close(p[0]);
-		_exit(helper(target, init, cg, p[1]));
-	}
-	close(p[1]);
+	struct mount_args a = {.target = target, .init = init, .cg = cg};
 	char msg[512];
-	size_t used = 0;
-	ssize_t n;
-	while (used < sizeof(msg) - 1 && (n = read(p[0], msg + used, sizeof(msg) - 1 - used)) > 0)
-		used += (size_t)n;
-	msg[used] = 0;
-	close(p[0]);
-	int rc = wait_status(pid);
-	if (rc == 0 && used == 0)
+	if (run_in_child(run_helper, &a, msg, sizeof(msg)) == 0)
 		return 0;
 	snprintf(err, len, "cannot set up the container's /proc and /sys: %s",
-		 used ? msg : "the helper died");
+		 msg[0] ? msg : "the helper died");
 	return -1;
 }

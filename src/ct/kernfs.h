@@ -23,4 +23,10 @@
  * process, whose pid and net namespaces /proc and /sys show. */
 int kernfs_mount(const char *target, pid_t init, const struct cgroup *cg, char *err, size_t len);
 
+/* After a CRIU restore, whose /proc and /sys the kernel does not lock:
+ * replaces them in init's mount namespace by kernfs_mount's tree, copied
+ * locked (kernfs_relock.c). scratch: a directory the helper may cover with
+ * a tmpfs in a private mount namespace. */
+int kernfs_relock(const char *scratch, pid_t init, const struct cgroup *cg, char *err, size_t len);
+
 #endif

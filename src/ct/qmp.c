@@ -164,10 +164,14 @@ static json_t *q_checkpoint(void *opaque, json_t *args, struct qmp_error *err)
 		return NULL;
 	}
 	char msg[1024];
+	json_t *steps = json_array();
 	if (sup_checkpoint(opaque, dir, client ? (pid_t)json_integer_value(client) : 0, json_is_true(lr),
-			   pre ? (int)json_integer_value(pre) : 0, msg, sizeof(msg)) < 0)
+			   pre ? (int)json_integer_value(pre) : 0, steps, msg, sizeof(msg)) < 0) {
+		json_decref(steps);
 		qmp_set_error(err, "GenericError", "%s", msg);
-	return NULL;
+		return NULL;
+	}
+	return json_pack("{s:o}", "steps", steps);
 }
 
 static const struct qmp_command commands[] = {

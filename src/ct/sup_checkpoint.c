@@ -7,6 +7,7 @@
 #include "supervisor.h"
 
 #include "criu.h"
+#include "kernfs.h"
 #include "idmount.h"
 #include "namespaces.h"
 #include "util.h"
@@ -62,11 +63,51 @@ static int open_dir(const char *dir, pid_t client, char *err, size_t len)
  * before, so that the final dump, the only one that freezes the container
  * for long, writes little. Sets last to the last one's name ("" with
  * none). */
-static int pre_dumps(struct supervisor *s, int dfd, const char *dir, int count, char *last,
-		     size_t size, char *err, size_t len)
+/* Cancel: the client (kvz-ct checkpoint) ended by Ctrl-C or SIGTERM. Only
+ * seen between criu runs: a criu killed mid-dump could leave its parasite
+ * in a task; each run either completes or lets the tasks run on. */
+static int cancelled(pid_t client, const char *after, char *err, size_t len)
+{
+	if (client <= 0 || pid_alive(client))
+		return 0;
+	snprintf(err, len, "cancelled (the client went away) after %s; the container runs on", after);
+	return -1;
+}
+
+/* What one criu run wrote of memory into sub (under dfd; "." for dfd
+ * itself): the sizes of its pages-*.img, appended to steps as step. */
+static void record_pages(json_t *steps, int dfd, const char *sub, const char *step)
+{
+	if (!steps)
+		return;
+	int fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	json_int_t bytes = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		struct stat st;
+		if (strncmp(e->d_name, "pages-", 6) || n < 10 || strcmp(e->d_name + n - 4, ".img") ||
+		    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		bytes += st.st_size;
+	}
+	closedir(d);
+	json_array_append_new(steps, json_pack("{s:s,s:I}", "step", step, "bytes", bytes));
+}
+
+static int pre_dumps(struct supervisor *s, int dfd, const char *dir, int count, pid_t client,
+		     json_t *steps, char *last, size_t size, char *err, size_t len)
 {
 	last[0] = 0;
 	for (int i = 1; i <= count; i++) {
+		if (cancelled(client, last[0] ? last : "no pre-dump", err, len) < 0)
+			return -1;
 		char name[16], sub[64], shown[PATH_MAX], prev[32];
 		snprintf(name, sizeof(name), "pre-%d", i);
 		snprintf(sub, sizeof(sub), "/proc/self/fd/%d/%s", dfd, name);
@@ -81,6 +122,7 @@ static int pre_dumps(struct supervisor *s, int dfd, const char *dir, int count, 
 				      .hide = s->stage};
 		if (criu_dump(&d, err, len) < 0)
 			return -1;
+		record_pages(steps, dfd, name, name);
 		snprintf(last, size, "%s", name);
 	}
 	return 0;
@@ -102,7 +144,7 @@ static int write_meta(struct supervisor *s, int dfd, const char *tty, char *err,
 /* kvz-ct.json is written as .tmp first and renamed once CRIU's images are
  * complete: a directory without it holds no usable checkpoint. */
 static int checkpoint_into(struct supervisor *s, int dfd, const char *dir, bool leave_running,
-			   int pre, char *err, size_t len)
+			   int pre, pid_t client, json_t *steps, char *err, size_t len)
 {
 	char tty[64] = "", last[32], images[32];
 	if (faccessat(dfd, META, F_OK, 0) == 0) {
@@ -114,13 +156,17 @@ static int checkpoint_into(struct supervisor *s, int dfd, const char *dir, bool 
 	if (write_meta(s, dfd, tty, err, len) < 0)
 		return -1;
 	snprintf(images, sizeof(images), "/proc/self/fd/%d", dfd);
-	int rc = pre_dumps(s, dfd, dir, pre, last, sizeof(last), err, len);
+	int rc = pre_dumps(s, dfd, dir, pre, client, steps, last, sizeof(last), err, len);
+	if (rc == 0 && pre > 0)
+		rc = cancelled(client, last, err, len);
 	struct criu_dump d = {.pid = s->init_pid, .dir = images, .shown = dir, .dir_fd = dfd,
 			      .leave_running = leave_running, .console_tty = tty[0] ? tty : NULL,
 			      .veth = s->veth[0] ? s->veth : NULL, .hide = s->stage,
 			      .track_mem = pre > 0, .prev = last[0] ? last : NULL};
 	if (rc == 0)
 		rc = criu_dump(&d, err, len);
+	if (rc == 0)
+		record_pages(steps, dfd, ".", "dump");
 	if (rc == 0 && renameat(dfd, META ".tmp", dfd, META) < 0) {
 		snprintf(err, len, "cannot write %s/" META ": %s", dir, strerror(errno));
 		rc = -1;
@@ -131,7 +177,7 @@ static int checkpoint_into(struct supervisor *s, int dfd, const char *dir, bool 
 }
 
 int sup_checkpoint(struct supervisor *s, const char *dir, pid_t client, bool leave_running,
-		   int pre, char *err, size_t len)
+		   int pre, json_t *steps, char *err, size_t len)
 {
 	if (dir[0] != '/') {
 		snprintf(err, len, "checkpoint directory '%s' is not an absolute path", dir);
@@ -151,7 +197,7 @@ int sup_checkpoint(struct supervisor *s, const char *dir, pid_t client, bool lea
 		return -1;
 	}
 	int dfd = open_dir(dir, client, err, len);
-	int rc = dfd < 0 ? -1 : checkpoint_into(s, dfd, dir, leave_running, pre, err, len);
+	int rc = dfd < 0 ? -1 : checkpoint_into(s, dfd, dir, leave_running, pre, client, steps, err, len);
 	if (dfd >= 0)
 		close(dfd);
 	pthread_mutex_lock(&s->lock);
@@ -335,6 +381,10 @@ int sup_restore(struct supervisor *s, char *err, size_t len)
 	if (pid < 0)
 		goto out;
 	s->init_pid = pid;
+	/* CRIU made /proc and /sys in the restored namespaces: not locked as
+	 * at a start; they are replaced by a locked copy. */
+	if (kernfs_relock(s->stage, pid, &s->cg, err, len) < 0)
+		goto out;
 	rc = criu_unlock_network(pid, err, len);
 	if (rc == 0 && o->net.enabled)
 		rc = sup_veth_attach(s, err, len);

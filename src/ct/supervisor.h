@@ -72,9 +72,11 @@ int sup_veth_attach(struct supervisor *s, char *err, size_t len);
  * (absolute, as process client sees it: 0 for our own view; QMP thread),
  * after pre pre-dumps of its memory while it runs; with
  * leave_running false the container ends when the dump is complete, and
- * the supervisor with it (exit 0). */
+ * the supervisor with it (exit 0). Appends to steps (an array, or NULL)
+ * one {"step": "pre-N" or "dump", "bytes": memory pages written} per
+ * criu run. */
 int sup_checkpoint(struct supervisor *s, const char *dir, pid_t client, bool leave_running,
-		   int pre, char *err, size_t len);
+		   int pre, json_t *steps, char *err, size_t len);
 /* Instead of starting argv: brings back the container of the checkpoint
  * o->restore_dir, set up as `run` would have (cgroup, limits, bridge). */
 int sup_restore(struct supervisor *s, char *err, size_t len);

@@ -198,3 +198,41 @@ bool pid_alive(pid_t pid)
 	const char *paren = strrchr(buf, ')');
 	return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
 }
+
+int wait_exit_code(pid_t pid)
+{
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int run_in_child(int (*fn)(void *arg, int err_fd), void *arg, char *msg, size_t len)
+{
+	int p[2];
+	msg[0] = 0;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		snprintf(msg, len, "cannot create a pipe: %s", strerror(errno));
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(msg, len, "cannot fork: %s", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		_exit(fn(arg, p[1]));
+	}
+	close(p[1]);
+	size_t used = 0;
+	ssize_t n;
+	while (used + 1 < len && (n = read(p[0], msg + used, len - 1 - used)) > 0)
+		used += (size_t)n;
+	msg[used] = 0;
+	close(p[0]);
+	return wait_exit_code(pid) == 0 && used == 0 ? 0 : -1;
+}

@@ -24,5 +24,11 @@ char *read_text(const char *path);
 bool path_exists(const char *path);
 /* True while pid runs (a zombie counts as gone). */
 bool pid_alive(pid_t pid);
+/* waitpid through EINTR: the exit code, -1 when killed by a signal. */
+int wait_exit_code(pid_t pid);
+/* Runs fn(arg, err_fd) in a forked child, which exits with its result:
+ * 0 when it exits 0 having written nothing to err_fd; otherwise -1 and msg
+ * holds what it wrote ("" when it wrote nothing). */
+int run_in_child(int (*fn)(void *arg, int err_fd), void *arg, char *msg, size_t len);
 
 #endif

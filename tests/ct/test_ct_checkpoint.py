@@ -7,7 +7,9 @@ leaves nothing) is tested with a stand-in criu ($KVZ_CT_CRIU). The real
 dump and restore run in the lab: test_ct_checkpoint_lab.py."""
 import json
 import os
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -34,10 +36,10 @@ def criu_check_failure():
     return None if r.returncode == 0 else r.stderr
 
 
-def fake_criu(tmp_path, dump="fail", restore="fail"):
+def fake_criu(tmp_path, dump="fail", restore="fail", pre_dump_s=0):
     """A stand-in criu: check passes; dump and restore fail with an error
     in their log as CRIU writes it, or (dump=kill) end the tree the way a
-    complete dump does."""
+    complete dump does; a pre-dump takes pre_dump_s and succeeds."""
     path = tmp_path / "criu"
     path.write_text(f"""#!/bin/sh
 all="$*"; cmd=$1; shift
@@ -50,6 +52,7 @@ case "$cmd" in
 check) exit 0;;
 dump) if [ {dump} = kill ]; then echo pages > "$dir/pages-1.img"; kill -9 "$tree"; exit 0; fi
   echo "(00.01) Error (criu/cr-dump.c:2000): fake dump: no space left" > "$dir/dump.log"; exit 1;;
+pre-dump) head -c 8192 /dev/zero > "$dir/pages-1.img"; sleep {pre_dump_s}; exit 0;;
 restore) echo "(00.02) Error (criu/cr-restore.c:3000): fake restore: bad image" > "$dir/restore.log"; exit 1;;
 esac
 exit 2
@@ -131,7 +134,12 @@ def test_checkpoint_ends_container_and_restore_failure_leaves_nothing(env, bbroo
     env.set(n, "--pids", "55")
     sup = env.state(n)["supervisor-pid"]
     ck = tmp_path / "ck"
-    kvz("checkpoint", "--name", n, "--run-dir", env.run_dir, "--dir", str(ck))
+    r = kvz("checkpoint", "--name", n, "--run-dir", env.run_dir, "--dir", str(ck),
+            "--pre-dumps", "2")
+    # What each criu run wrote of memory (its pages-*.img): the stand-in
+    # writes 8192 bytes per pre-dump and 6 in the dump.
+    assert r.stdout.splitlines() == [f"{s}: {b} bytes of memory written"
+                                     for s, b in (("pre-1", 8192), ("pre-2", 8192), ("dump", 6))]
     assert not pid_alive(sup)
     assert leftovers(env, n) == []
     meta = json.load(open(ck / "kvz-ct.json"))
@@ -194,4 +202,35 @@ def test_console_given_anew_on_restore(env, bbroot, tmp_path, monkeypatch):
     assert f"--external {tty} --external mnt[/dev/console]:console" in dump
     assert f":{tty} --external mnt[console]:/dev/pts/" in restore and "--inherit-fd fd[" in restore
     assert "--manage-cgroups=soft" in dump and "--root " in restore
+    assert leftovers(env, n) == []
+
+
+def test_cancel_between_pre_dumps(env, bbroot, tmp_path, monkeypatch):
+    """Ctrl-C on kvz-ct checkpoint: the pre-dump under way completes, no
+    further criu step starts, the container runs on, the supervisor takes
+    the next checkpoint."""
+    monkeypatch.setenv("KVZ_CT_CRIU", fake_criu(tmp_path, pre_dump_s=1.5))
+    n = env.name("cc")
+    env.start(n, "--rootfs", bbroot)
+    ck = tmp_path / "ck"
+    calls = tmp_path / "calls"
+    p = subprocess.Popen([KVZCT, "checkpoint", "--name", n, "--run-dir", env.run_dir,
+                          "--dir", str(ck), "--pre-dumps", "3"],
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not (calls.exists() and "pre-dump" in calls.read_text()):
+        assert time.monotonic() < deadline and p.poll() is None, "no pre-dump started"
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, errout = p.communicate(timeout=30)
+    assert p.returncode == 128 + signal.SIGINT
+    assert errout.startswith("kvz-ct: checkpoint cancelled: ") and errout.count("\n") == 1, errout
+    time.sleep(3)  # the pre-dump under way (1.5 s) ends; nothing may follow it
+    steps = [line.split()[0] for line in calls.read_text().splitlines() if not line.startswith("check")]
+    assert steps == ["pre-dump"], steps
+    assert not (ck / "kvz-ct.json").exists() and not (ck / "kvz-ct.json.tmp").exists()
+    assert env.exec(n, "true").returncode == 0
+    r = kvz("checkpoint", "--name", n, "--run-dir", env.run_dir, "--dir", str(ck), check=False)
+    assert "fake dump" in one_error_line(r)
+    env.stop(n)
     assert leftovers(env, n) == []

@@ -152,6 +152,16 @@ logs /tmp/ckk/restore.log
 grep -iE "console|external|pts" /tmp/ckk/dump.log | head -30 | sed 's/^/KD /'
 grep -B10 "No mapping" /tmp/ckk/restore.log | head -30 | sed 's/^/KR /'
 $CT exec --name k $RUN -- ls -l /proc/1/fd/1 | sed 's/^/K-FD /'
+# Undoing the kernel-file-system layer after a restore, each attempt on its
+# own (a successful one changes the tree, hence last, on this container):
+# at start every one fails (ct-attacks-kernfs); kcore stays unreadable even
+# unmasked (the kernel's own CAP_SYS_RAWIO check behind the mask).
+$CT exec --name k $RUN -- sh -c '
+umount /proc/kcore 2>/dev/null; echo "U-kcore=$?"
+echo "U-kcore-read=$(cat /proc/kcore 2>/dev/null | wc -c)"
+umount /proc/sys 2>/dev/null; echo "U-procsys=$?"
+mount -o remount,rw /sys 2>/dev/null; echo "U-sysrw=$?"
+umount /sys 2>/dev/null; echo "U-sys=$?"' 2>&1 | sed 's/^/UNDO /'
 $CT stop --name k $RUN --timeout 1; echo "K-STOP=$?"
 # A private area (btrfs image): its root is idmapped, which CRIU 3.17 cannot
 # make; kvz-ct stages it and gives it as --root.
@@ -182,13 +192,19 @@ def lab_files():
     return files
 
 
-def test_checkpoint_restore_in_lab():
+@pytest.fixture(scope="module")
+def lab_out():
+    """One L1 boot for every test of this file: its output."""
     kvzlab.skip_unless_lab()
     if not os.path.exists(KVZCT) or not os.path.exists(PROBE):
         pytest.skip(f"kvz-ct or ctprobe not built in {BUILD}")
     res = kvzlab.run_in_lab(SCRIPT, files=lab_files(), smp=1, mem_mb=1536, timeout=540,
                             vmm=False, l1_modules=MODULES, stream=sys.stdout)
-    out = res.output
+    return res.output
+
+
+def test_checkpoint_restore_in_lab(lab_out):
+    out = lab_out
     assert "LAB-CKPT-DONE" in out, out[-4000:]
     assert "CRIU-CHECK=ok" in out, out[-4000:]
     v = dict(re.findall(r"^([A-Z0-9-]+)=(.*)$", out, re.M))
@@ -228,7 +244,18 @@ def test_checkpoint_restore_in_lab():
     assert v["BAD"].startswith("1 1 kvz-ct: error: criu restore failed: "), v["BAD"]
     assert v["BAD-RUNDIR"] == "empty" and v["BAD-CGROUP"] == "gone" and v["BAD-LINKS"] == "0"
     assert v["K-RUN"] == "0" and v["K-CK"] == "0" and v["K-RS"] == "0" and v["K-STOP"] == "0"
+    undo = dict(re.findall(r"^UNDO (U-[\w-]+)=(.*)$", out, re.M))
+    assert undo.get("U-kcore-read") == "0" and undo.get("U-sysrw") not in (None, "0"), undo
     # The idmapped private area: root inside still owns its files (on disk 0:0).
     assert v["I-RUN"] == "0" and v["I-CK"] == "0" and v["I-RS"] == "0" and v["I-STOP"] == "0"
     assert re.search(r"^I-BEFORE \S+\s+1 0\s+0 .*/tmp/byroot$", out, re.M), out[-4000:]
     assert re.search(r"^I-AFTER \S+\s+1 0\s+0 .*/tmp/byroot2$", out, re.M), out[-4000:]
+
+
+def test_restored_masks_locked(lab_out):
+    """After a restore, unmounting a mask or /proc/sys must fail as at a
+    start (ct-attacks-kernfs, ct-cgroup2-lab): kvz-ct put a locked copy of
+    /proc and /sys in place of CRIU's (kernfs_relock.c)."""
+    assert "LAB-CKPT-DONE" in lab_out, lab_out[-4000:]
+    undo = dict(re.findall(r"^UNDO (U-[\w-]+)=(.*)$", lab_out, re.M))
+    assert undo["U-kcore"] != "0" and undo["U-procsys"] != "0" and undo["U-sysrw"] != "0", undo
