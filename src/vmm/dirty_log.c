@@ -45,6 +45,10 @@ void dirty_log_stop(struct vm *vm)
 
 int dirty_log_start(struct vm *vm, char *err, size_t errlen)
 {
+	if (__atomic_load_n(&vm->mem.vhost_users, __ATOMIC_RELAXED)) {
+		snprintf(err, errlen, "live migration of a NIC served by vhost-net is not supported yet: start the VM with --net ...,vhost=off");
+		return -1;
+	}
 	if (guest_mem_log_start(&vm->mem) < 0) {
 		snprintf(err, errlen, "dirty log: out of memory");
 		return -1;

@@ -33,6 +33,10 @@ struct guest_mem {
 	 * mark from the I/O thread, the migration thread takes the bits). */
 	uint64_t *vmm_dirty;
 	uint64_t *vmm_dirty_buf;   /* its allocation, kept until destroy */
+	/* NICs whose packets the kernel's vhost-net moves: it writes guest RAM
+	 * behind the dirty log's back (its own log, VHOST_F_LOG_ALL, is not
+	 * used yet), so live migration refuses while this is non-zero. */
+	int vhost_users;
 };
 
 /* Maps size bytes of RAM: anonymous, or a memfd when shared. Returns 0 or

@@ -512,6 +512,8 @@ struct virtio_net *virtio_net_create(const struct vmm_context *ctx,
 		goto fail;
 	}
 	n->rx_stalled = true;
+	if (n->vhost.fd >= 0)   /* writes guest RAM unseen by the dirty log */
+		__atomic_add_fetch(&ctx->mem->vhost_users, 1, __ATOMIC_RELAXED);
 	return n;
 fail:
 	vhost_net_close(&n->vhost);
@@ -531,6 +533,8 @@ void virtio_net_destroy(struct virtio_net *n)
 	if (!n)
 		return;
 	/* First: the kernel's worker stops using the rings, eventfds and TAP. */
+	if (n->vhost.fd >= 0)
+		__atomic_sub_fetch(&n->vp.ctx->mem->vhost_users, 1, __ATOMIC_RELAXED);
 	vhost_net_close(&n->vhost);
 	io_thread_del(n->vp.ctx->io, n->tap_fd);
 	virtio_pci_destroy(&n->vp);
