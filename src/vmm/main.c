@@ -543,6 +543,8 @@ static int run(struct options *o)
 	}
 	if (live && !o->vm.start_paused && ctl.mig_ready)
 		migration_emit(&ctl.mig, "RESUME");
+	if (live && ctl.vd && virtio_devices_announce(ctl.vd))
+		kvz_warn("could not announce the guest's MAC on every NIC");
 	enum vm_stop_reason why = vm_wait(vm, STOP_LIMIT_S, &joined);
 	int sig = __atomic_load_n(&waiter.sig, __ATOMIC_ACQUIRE);
 	/* Killed from outside, often because the guest looked stuck, or a

@@ -201,3 +201,28 @@ def test_corrupted_stream_ends_the_target_with_one_line(tmp_path, name, data, wh
     rc, err = feed(tmp_path, data)
     assert rc != 0, name
     assert len(err) == 1 and why in err[0] and "incoming migration" in err[0], (name, err)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
+                    reason="creating TAPs needs root and /dev/net/tun")
+def test_target_announces_the_mac_with_rarp(tmp_path):
+    mac = "52:54:00:4b:56:5a"
+    tag = os.getpid() % 10000
+    src, dst = pair(tmp_path, opts=OPTS + [], src_extra=["--net", f"tap=kvzms{tag},mac={mac},vhost=off"],
+                    dst_incoming=["--net", f"tap=kvzmd{tag},mac={mac},vhost=off", "--incoming", "defer"])
+    cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8035))
+    cap.bind((f"kvzmd{tag}", 0))
+    cap.settimeout(10)
+    src.wait_count(2)
+    hand_socketpair(src, dst)
+    assert src.qmp.cmd("migrate", uri="fd:mig") == {"return": {}}
+    assert statuses(src)[-1] == "completed"
+    dst.qmp.wait_event("RESUME", timeout=30)
+    frame = cap.recv(2048)
+    cap.close()
+    want = bytes.fromhex(mac.replace(":", ""))
+    assert frame[:6] == b"\xff" * 6 and frame[6:12] == want and frame[12:14] == b"\x80\x35", frame[:40].hex()
+    assert frame[22:28] == want and frame[32:38] == want
+    src.quit()
+    check_continues(src, dst, src.counts()[-1])
+    dst.quit()
