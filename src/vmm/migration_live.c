@@ -156,6 +156,7 @@ static int stop_and_copy(struct live *l, struct mig_writer *w, uint64_t *bitmap,
 		rc = mig_writer_end(w, err, errlen);
 	STAT_SET(m, downtime, now_ms() - t);
 	STAT_SET(m, remaining, 0);
+	__atomic_store_n(&m->progress.total, w->counts.bytes, __ATOMIC_RELAXED);
 	return rc;
 }
 

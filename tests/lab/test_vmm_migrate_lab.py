@@ -4,8 +4,8 @@ vCPUs, virtio-net on a bridge both TAPs join, vhost=off) keeps a 32 MiB
 pattern and its checksum, rewrites 8 MiB of tmpfs in a loop (dirtying
 memory) and prints a counter every 100 ms. It is migrated A->B->A->B over
 TCP on L1's localhost the way kvzd does it: the target listens
-(--incoming tcp:), the source gets the connected socket with getfd and
-`migrate fd:mig`, and query-migrate is polled. Each time: status
+(--incoming tcp:), the source gets the connected socket with getfd
+(qmp-send --tcp-fd connects it) and `migrate fd:mig`, and query-migrate is polled. Each time: status
 completed, the source in postmigrate, the counter neither repeats nor
 skips across the processes' consoles, the checksum matches, L1 pings the
 guest through the bridge."""
@@ -60,10 +60,8 @@ while [ $n -le MIGRATIONS ]; do
   eval "$VMM --net tap=$tap,$NET --qmp /tmp/q$n.sock --incoming tcp:127.0.0.1:$((4440 + n))" </dev/null > /tmp/c$n.log 2>/tmp/e$n.log &
   i=0; while ! grep -q "waiting for the migration stream" /tmp/e$n.log && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done
   sleep 1
-  exec 3<>/dev/tcp/127.0.0.1/$((4440 + n))
-  qmp-send --fd 3 /tmp/q$p.sock '{"execute": "getfd", "arguments": {"fdname": "mig"}}' \
+  qmp-send --tcp-fd 127.0.0.1:$((4440 + n)) /tmp/q$p.sock '{"execute": "getfd", "arguments": {"fdname": "mig"}}' \
     '{"execute": "migrate", "arguments": {"uri": "fd:mig"}}' | sed "s/^/L1-QMP-$n: /"
-  exec 3<&-
   i=0
   while [ $i -lt 600 ]; do
     st=$(qmp-send /tmp/q$p.sock '{"execute": "query-migrate"}')
