@@ -226,3 +226,35 @@ def test_target_announces_the_mac_with_rarp(tmp_path):
     src.quit()
     check_continues(src, dst, src.counts()[-1])
     dst.quit()
+
+
+def test_parameters_and_capabilities_are_checked(tmp_path):
+    vm = Vmm(tmp_path, ["--memory", "32M"])
+    q = vm.qmp.cmd("query-migrate-parameters")["return"]
+    assert q == {"downtime-limit": 300, "max-bandwidth": 0, "cpu-throttle-initial": 20,
+                 "cpu-throttle-increment": 10}
+    for bad in ({"cpu-throttle-initial": 0}, {"cpu-throttle-increment": 100}, {"downtime-limit": -1},
+                {"max-bandwidth": "fast"}, {"no-such-thing": 1},
+                {"downtime-limit": 50, "cpu-throttle-initial": 0}):
+        assert "error" in vm.qmp.cmd("migrate-set-parameters", **bad), bad
+    assert vm.qmp.cmd("query-migrate-parameters")["return"] == q, "a refused call changed something"
+    assert vm.qmp.cmd("migrate-set-parameters", **{"downtime-limit": 50, "max-bandwidth": 1 << 20,
+                                                   "cpu-throttle-initial": 30}) == {"return": {}}
+    q = vm.qmp.cmd("query-migrate-parameters")["return"]
+    assert (q["downtime-limit"], q["max-bandwidth"], q["cpu-throttle-initial"]) == (50, 1 << 20, 30)
+    assert "error" in vm.qmp.cmd("migrate-set-capabilities", capabilities=[{"capability": "postcopy-ram", "state": True}])
+    assert "error" in vm.qmp.cmd("migrate-set-capabilities", capabilities="auto-converge")
+    assert vm.qmp.cmd("migrate-set-capabilities", capabilities=[{"capability": "auto-converge", "state": True}]) == {"return": {}}
+    r = vm.qmp.cmd("migrate-incoming", uri="fd:x")
+    assert "--incoming defer" in r["error"]["desc"]
+    vm.quit()
+
+
+def test_migrate_incoming_only_once_and_only_fd(tmp_path):
+    vm = Vmm(tmp_path, ["--memory", "32M", "--incoming", "defer"])
+    assert "fd:NAME" in vm.qmp.cmd("migrate-incoming", uri="tcp:127.0.0.1:1")["error"]["desc"]
+    assert "not found" in vm.qmp.cmd("migrate-incoming", uri="fd:nothere")["error"]["desc"]
+    vm.proc.terminate()
+    assert vm.proc.wait(timeout=10) != 0
+    err = vm.proc.stderr.read().decode(errors="replace").strip().splitlines()
+    assert "stopped before the stream came" in err[-1], err
