@@ -44,7 +44,8 @@ static void throttle(struct live *l)
 {
 	uint64_t pct = __atomic_load_n(&l->m->stats.throttle_pct, __ATOMIC_RELAXED);
 	uint64_t now = now_ms();
-	if (!pct || l->vm_paused || now < l->throttle_at_ms)
+	/* Never on a machine someone else paused: resuming it would undo that. */
+	if (!pct || l->vm_paused || now < l->throttle_at_ms || vm_run_state(l->m->vm) != VM_RUNNING)
 		return;
 	if (vm_pause(l->m->vm)) {
 		sleep_ms(pct);
