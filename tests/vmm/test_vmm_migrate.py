@@ -16,12 +16,32 @@ import time
 import pytest
 
 import vmmtest
-from test_vmm_snapshot import Vmm, send_fd
+from test_vmm_snapshot import Vmm as SnapVmm, send_fd
 
 pytestmark = pytest.mark.skipif(vmmtest.kvm_unavailable_reason() is not None,
                                 reason=vmmtest.kvm_unavailable_reason() or "")
 
 OPTS = ["--memory", "64M", "--cpus", "2", "--rng", "--balloon"]
+
+_started = []
+
+
+class Vmm(SnapVmm):
+    """Remembered, so that a failed test leaves no VM running behind it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _started.append(self)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_vms():
+    yield
+    while _started:
+        vm = _started.pop()
+        if vm.proc.poll() is None:
+            vm.proc.kill()
+            vm.proc.wait(timeout=10)
 
 
 def statuses(vm, until=("completed", "failed", "cancelled"), timeout=60):
