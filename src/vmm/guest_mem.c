@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -64,6 +65,8 @@ void guest_mem_destroy(struct guest_mem *m)
 		munmap(m->host, m->size);
 	if (m->memfd >= 0)
 		close(m->memfd);
+	free(m->vmm_dirty_buf);
+	m->vmm_dirty_buf = m->vmm_dirty = NULL;
 	m->host = NULL;
 	m->memfd = -1;
 }
@@ -94,6 +97,7 @@ int guest_mem_discard(const struct guest_mem *m, uint64_t gpa, uint64_t len)
 	off_t off = p - m->host;
 	if (off % 4096 || len % 4096)
 		return -EINVAL;
+	guest_mem_mark_dirty_host(m, p, len);   /* reads zeros now: send that */
 	/* A private file mapping would fall back to the file's bytes: a fresh
 	 * anonymous mapping in its place reads zeros and holds no memory. */
 	if (m->file_backed)

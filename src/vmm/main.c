@@ -4,6 +4,9 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <jansson.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -19,6 +22,8 @@
 #include "cpuid.h"
 #include "device_hooks.h"
 #include "log.h"
+#include "migration_live.h"
+#include "migration_tcp.h"
 #include "parse.h"
 #include "qmp_control.h"
 #include "seccomp_filter.h"
@@ -43,7 +48,9 @@ struct options {
 	const char *disks[MAX_DEVICES];
 	const char *nets[MAX_DEVICES];
 	struct virtio_options virtio;
-	const char *incoming;      /* file:PATH or fd:N: restore a snapshot */
+	const char *incoming;      /* file:PATH or fd:N: restore a snapshot;
+				    * defer, tcp:ADDR:PORT or fd:N of a socket:
+				    * a live migration's stream */
 	bool restore_read;         /* --restore-ram=read */
 };
 
@@ -55,12 +62,15 @@ static void usage(FILE *f)
 		"               [--console-socket PATH] [--name NAME] [--disk PATH[,readonly]]...\n"
 		"               [--net tap=NAME[,mac=MAC][,bridge=BR][,vhost=auto|on|off]]... [--balloon[=deflate-on-oom]] [--rng]\n"
 		"               [--seccomp=on|off|log] [--bench-first-exit] [--verbose]\n"
-		"               [--incoming file:PATH|fd:N] [--restore-ram map|read] [--paused]\n"
+		"               [--incoming file:PATH|fd:N|tcp:ADDR:PORT|defer] [--restore-ram map|read] [--paused]\n"
 		"               [--memory-backing anon|memfd]\n"
 		"  --seccomp  system call allow-list once the machine is built (default on;\n"
 		"             log: allow and log what the list lacks, to the kernel log)\n"
 		"  --incoming restore the snapshot (QMP migrate) instead of booting; the\n"
-		"             machine options must be those of the saved machine\n"
+		"             machine options must be those of the saved machine;\n"
+		"             tcp:ADDR:PORT (unauthenticated, for manual use), a socket's\n"
+		"             fd:N, or defer (QMP migrate-incoming fd:NAME) take a live\n"
+		"             migration's stream; the VM runs when it is complete\n"
 		"  --restore-ram  map (default: the file's RAM image mapped, restore time\n"
 		"             independent of RAM size) or read (its data read into RAM:\n"
 		"             slower, but the VM no longer depends on the file)\n"
@@ -163,8 +173,9 @@ static int parse_one(struct options *o, int opt, const char *arg)
 		return 0;
 	case OPT_BENCH: o->vm.bench_first_exit = true; return 0;
 	case OPT_INCOMING:
-		if (strncmp(arg, "file:", 5) && strncmp(arg, "fd:", 3)) {
-			kvz_error("--incoming %s: expected file:PATH or fd:N", arg);
+		if (strncmp(arg, "file:", 5) && strncmp(arg, "fd:", 3) && strncmp(arg, "tcp:", 4) &&
+		    strcmp(arg, "defer")) {
+			kvz_error("--incoming %s: expected file:PATH, fd:N, tcp:ADDR:PORT or defer", arg);
 			return -1;
 		}
 		o->incoming = arg;
@@ -210,6 +221,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 	}
 	if (!o->boot.kernel) {
 		kvz_error("--kernel PATH is required");
+		return -1;
+	}
+	if (o->incoming && !strcmp(o->incoming, "defer") && !o->qmp_path) {
+		kvz_error("--incoming defer needs --qmp (the stream comes with migrate-incoming)");
 		return -1;
 	}
 	return 0;
@@ -295,18 +310,37 @@ static int lock_down(enum seccomp_mode mode, char *err, size_t errlen)
 	return seccomp_filter_install(mode, err, errlen);
 }
 
+/* --incoming fd:N: the inherited descriptor, or -1 with err. */
+static int inherited_fd(const char *uri, char *err, size_t errlen)
+{
+	uint64_t n;
+	if (!kvz_parse_u64(uri + 3, 3, INT_MAX, &n) || fcntl((int)n, F_GETFD) < 0) {
+		snprintf(err, errlen, "--incoming %s: not an open file descriptor", uri);
+		return -1;
+	}
+	return (int)n;
+}
+
+/* A live migration's stream (a socket or pipe) rather than a snapshot file. */
+static bool live_incoming_uri(const char *uri)
+{
+	if (!strcmp(uri, "defer") || !strncmp(uri, "tcp:", 4))
+		return true;
+	struct stat st;
+	uint64_t n;
+	return !strncmp(uri, "fd:", 3) && kvz_parse_u64(uri + 3, 3, INT_MAX, &n) &&
+	       fstat((int)n, &st) == 0 && !S_ISREG(st.st_mode);
+}
+
 /* --incoming: the descriptor of file:PATH or the inherited fd:N. The RAM
  * mapping keeps the file; the descriptor is closed either way. */
 static int restore(struct vm *vm, const char *uri, bool map, char *err, size_t errlen)
 {
 	int fd;
-	uint64_t n;
 	if (!strncmp(uri, "fd:", 3)) {
-		if (!kvz_parse_u64(uri + 3, 3, INT_MAX, &n) || fcntl((int)n, F_GETFD) < 0) {
-			snprintf(err, errlen, "--incoming %s: not an open file descriptor", uri);
+		fd = inherited_fd(uri, err, errlen);
+		if (fd < 0)
 			return -1;
-		}
-		fd = (int)n;
 	} else {
 		fd = open(uri + 5, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
@@ -319,6 +353,65 @@ static int restore(struct vm *vm, const char *uri, bool map, char *err, size_t e
 	close(fd);
 	if (rc < 0)
 		snprintf(err, errlen, "--incoming %s: %s", uri, why);
+	return rc;
+}
+
+/* The live stream's descriptor: accepted on listen_fd or migrate-incoming's.
+ * Polls so that a stop signal ends the wait. */
+static int incoming_stream_fd(struct vmm_control *ctl, const char *uri, int listen_fd,
+			      const struct signal_waiter *w, char *err, size_t errlen)
+{
+	kvz_info("waiting for the migration stream (--incoming %s)", uri);
+	for (;;) {
+		if (__atomic_load_n(&w->sig, __ATOMIC_ACQUIRE)) {
+			snprintf(err, errlen, "--incoming %s: stopped before the stream came", uri);
+			return -1;
+		}
+		if (listen_fd >= 0) {
+			struct pollfd p = { .fd = listen_fd, .events = POLLIN };
+			if (poll(&p, 1, 200) > 0)
+				return accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			continue;
+		}
+		pthread_mutex_lock(&ctl->incoming_lock);
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 200000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		if (ctl->incoming_fd < 0)
+			pthread_cond_timedwait(&ctl->incoming_cond, &ctl->incoming_lock, &until);
+		int fd = ctl->incoming_fd;
+		if (fd >= 0) {   /* taken: a second migrate-incoming is refused */
+			ctl->incoming_fd = -1;
+			ctl->incoming_deferred = false;
+		}
+		pthread_mutex_unlock(&ctl->incoming_lock);
+		if (fd >= 0)
+			return fd;
+	}
+}
+
+/* Target of a live migration: the stream loaded into the built machine
+ * (after the seccomp lock-down: the stream is hostile input). */
+static int receive_live(struct vmm_control *ctl, const char *uri, int listen_fd, int fd,
+			const struct signal_waiter *w, char *err, size_t errlen)
+{
+	struct migration local;
+	struct migration *m = &ctl->mig;
+	if (!ctl->mig_ready) {   /* no QMP: status goes nowhere */
+		migration_init(&local, ctl->vm);
+		m = &local;
+	}
+	if (fd < 0)
+		fd = incoming_stream_fd(ctl, uri, listen_fd, w, err, errlen);
+	int rc = fd < 0 ? -1 : live_incoming(ctl->vm, m, fd, err, errlen);
+	if (fd >= 0)
+		close(fd);
+	if (m == &local)
+		migration_finish(&local);
 	return rc;
 }
 
@@ -366,7 +459,12 @@ static int run(struct options *o)
 	char err[512] = "";
 	struct vm *vm = NULL;
 	struct console *con = NULL;
-	struct vmm_control ctl = {0};
+	struct vmm_control ctl = {
+		.incoming_lock = PTHREAD_MUTEX_INITIALIZER,
+		.incoming_cond = PTHREAD_COND_INITIALIZER,
+		.incoming_fd = -1,
+	};
+	int listen_fd = -1, stream_fd = -1;
 	struct signal_waiter waiter = {0};
 	int status = 1;
 
@@ -400,8 +498,18 @@ static int run(struct options *o)
 		boot_keep_files();
 	if (vm_load(vm, &o->boot, err, sizeof(err)) < 0)
 		goto out;
-	if (o->incoming && restore(vm, o->incoming, !o->restore_read, err, sizeof(err)) < 0)
+	bool live = o->incoming && live_incoming_uri(o->incoming);
+	if (o->incoming && !live && restore(vm, o->incoming, !o->restore_read, err, sizeof(err)) < 0)
 		goto out;
+	/* Listening before QMP answers: a source told "ready" can connect. */
+	if (live && !strncmp(o->incoming, "tcp:", 4) &&
+	    (listen_fd = mig_tcp_listen(o->incoming + 4, err, sizeof(err))) < 0)
+		goto out;
+	/* Checked before the lock-down, which forbids fcntl. */
+	if (live && !strncmp(o->incoming, "fd:", 3) &&
+	    (stream_fd = inherited_fd(o->incoming, err, sizeof(err))) < 0)
+		goto out;
+	ctl.incoming_deferred = live && !strcmp(o->incoming, "defer");
 	con = o->console_socket ? console_create_socket(o->console_socket, err, sizeof(err))
 				: console_create_stdio(err, sizeof(err));
 	if (!con)
@@ -422,6 +530,8 @@ static int run(struct options *o)
 		goto out;
 	if (lock_down(o->seccomp, err, sizeof(err)) < 0)
 		goto out;
+	if (live && receive_live(&ctl, o->incoming, listen_fd, stream_fd, &waiter, err, sizeof(err)) < 0)
+		goto out;
 	bool joined;
 	if (vm_start(vm, err, sizeof(err)) < 0) {
 		vm_wait(vm, STOP_LIMIT_S, &joined);
@@ -431,6 +541,10 @@ static int run(struct options *o)
 		}
 		goto out;
 	}
+	if (live && !o->vm.start_paused && ctl.mig_ready)
+		migration_emit(&ctl.mig, "RESUME");
+	if (live && ctl.vd && virtio_devices_announce(ctl.vd))
+		kvz_warn("could not announce the guest's MAC on every NIC");
 	enum vm_stop_reason why = vm_wait(vm, STOP_LIMIT_S, &joined);
 	int sig = __atomic_load_n(&waiter.sig, __ATOMIC_ACQUIRE);
 	/* Killed from outside, often because the guest looked stuck, or a
@@ -452,6 +566,10 @@ static int run(struct options *o)
 		status = 0;
 	}
 out:
+	if (listen_fd >= 0)
+		close(listen_fd);
+	if (ctl.incoming_fd >= 0)
+		close(ctl.incoming_fd);
 	teardown(&waiter, &ctl, vm, con);
 	boot_forget_files();
 	if (status != 0)

@@ -1,10 +1,13 @@
 #include "migration.h"
 
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "migration_live.h"
 #include "qmp_server.h"
 #include "snapshot.h"
 #include "vm.h"
@@ -14,6 +17,7 @@ static const char *status_name(enum migration_status s)
 	switch (s) {
 	case MIG_SETUP: return "setup";
 	case MIG_ACTIVE: return "active";
+	case MIG_DEVICE: return "device";
 	case MIG_COMPLETED: return "completed";
 	case MIG_FAILED: return "failed";
 	case MIG_CANCELLED: return "cancelled";
@@ -26,6 +30,8 @@ void migration_init(struct migration *m, struct vm *vm)
 	memset(m, 0, sizeof(*m));
 	m->vm = vm;
 	m->fd = -1;
+	m->params = (struct migration_params){ .downtime_limit_ms = 300, .throttle_initial = 20,
+					       .throttle_increment = 10 };
 	pthread_mutex_init(&m->lock, NULL);
 }
 
@@ -39,14 +45,14 @@ static void emit_locked(struct migration *m, const char *event, json_t *data)
 		json_decref(data);
 }
 
-static void emit(struct migration *m, const char *event)
+void migration_emit(struct migration *m, const char *event)
 {
 	pthread_mutex_lock(&m->lock);
 	emit_locked(m, event, NULL);
 	pthread_mutex_unlock(&m->lock);
 }
 
-static void set_status(struct migration *m, enum migration_status s, const char *error)
+void migration_set_status(struct migration *m, enum migration_status s, const char *error)
 {
 	pthread_mutex_lock(&m->lock);
 	m->status = s;
@@ -65,10 +71,8 @@ void migration_set_qmp(struct migration *m, struct qmp_server *qmp)
 	pthread_mutex_unlock(&m->lock);
 }
 
-static void *job(void *arg)
+static void *job(struct migration *m)
 {
-	struct migration *m = arg;
-	pthread_setname_np(pthread_self(), "migration");   /* for top -H, gdb */
 	char err[512] = "";
 	bool was_running = vm_run_state(m->vm) == VM_RUNNING;
 	int rc = 0;
@@ -77,24 +81,41 @@ static void *job(void *arg)
 			snprintf(err, sizeof(err), "the machine is shutting down");
 			rc = -1;
 		} else {
-			emit(m, "STOP");
+			migration_emit(m, "STOP");
 		}
 	}
 	if (rc == 0) {
-		set_status(m, MIG_ACTIVE, NULL);
+		migration_set_status(m, MIG_ACTIVE, NULL);
 		rc = snapshot_save(m->vm, m->fd, &m->progress, err, sizeof(err));
 	}
+	return migration_job_end(m, rc, was_running, err);
+}
+
+static void *job_thread(void *arg)
+{
+	struct migration *m = arg;
+	pthread_setname_np(pthread_self(), "migration");   /* for top -H, gdb */
+	struct stat st;
+	if (fstat(m->fd, &st) == 0 && !S_ISREG(st.st_mode))
+		return live_job(m);
+	return job(m);
+}
+
+void *migration_job_end(struct migration *m, int rc, bool was_running, const char *err)
+{
+	pthread_mutex_lock(&m->lock);
 	close(m->fd);
 	m->fd = -1;
+	pthread_mutex_unlock(&m->lock);
 	if (rc == 0) {
-		set_status(m, MIG_COMPLETED, NULL);
+		migration_set_status(m, MIG_COMPLETED, NULL);
 		return NULL;
 	}
 	bool cancelled = __atomic_load_n(&m->progress.cancel, __ATOMIC_RELAXED);
 	kvz_warn("migrate: %s", err);
-	set_status(m, cancelled ? MIG_CANCELLED : MIG_FAILED, err);
+	migration_set_status(m, cancelled ? MIG_CANCELLED : MIG_FAILED, err);
 	if (was_running && vm_resume(m->vm))
-		emit(m, "RESUME");
+		migration_emit(m, "RESUME");
 	return NULL;
 }
 
@@ -119,17 +140,39 @@ int migration_start(struct migration *m, int fd, char *err, size_t errlen)
 	m->error[0] = '\0';
 	m->postmigrate = false;
 	pthread_mutex_unlock(&m->lock);
-	set_status(m, MIG_SETUP, NULL);
-	int rc = pthread_create(&m->thread, NULL, job, m);
+	migration_set_status(m, MIG_SETUP, NULL);
+	memset(&m->stats, 0, sizeof(m->stats));
+	int rc = pthread_create(&m->thread, NULL, job_thread, m);
 	if (rc) {
 		snprintf(err, errlen, "cannot start the migration thread: %s", strerror(rc));
 		close(fd);
 		m->fd = -1;
-		set_status(m, MIG_FAILED, err);
+		migration_set_status(m, MIG_FAILED, err);
 		return -1;
 	}
 	m->thread_started = true;
 	return 0;
+}
+
+#define LOAD(field) (json_int_t)__atomic_load_n(&m->stats.field, __ATOMIC_RELAXED)
+
+/* QEMU's names: times in ms, ram counters in bytes and pages. */
+static void add_live_stats(struct migration *m, json_t *r)
+{
+	json_t *ram = json_object_get(r, "ram");
+	json_object_set_new(ram, "transferred", json_integer(LOAD(transferred)));
+	json_object_set_new(ram, "remaining", json_integer(LOAD(remaining)));
+	json_object_set_new(ram, "duplicate", json_integer(LOAD(duplicate)));
+	json_object_set_new(ram, "normal", json_integer(LOAD(normal)));
+	json_object_set_new(ram, "dirty-pages-rate", json_integer(LOAD(dirty_pages_rate)));
+	json_object_set_new(ram, "mbps", json_real((double)LOAD(mbps)));
+	json_object_set_new(ram, "dirty-sync-count", json_integer(LOAD(dirty_sync_count)));
+	json_object_set_new(r, "total-time", json_integer(LOAD(total_time)));
+	json_object_set_new(r, "setup-time", json_integer(LOAD(setup_time)));
+	json_object_set_new(r, "downtime", json_integer(LOAD(downtime)));
+	json_object_set_new(r, "expected-downtime", json_integer(LOAD(expected_downtime)));
+	if (LOAD(throttle_pct))
+		json_object_set_new(r, "cpu-throttle-percentage", json_integer(LOAD(throttle_pct)));
 }
 
 json_t *migration_query(struct migration *m)
@@ -148,6 +191,8 @@ json_t *migration_query(struct migration *m)
 			      "remaining", (json_int_t)(total > done ? total - done : 0));
 	if (s == MIG_FAILED && r)
 		json_object_set_new(r, "error-desc", json_string(error));
+	if (r && __atomic_load_n(&m->stats.live, __ATOMIC_RELAXED))
+		add_live_stats(m, r);
 	return r;
 }
 
@@ -174,9 +219,15 @@ void migration_clear_postmigrate(struct migration *m)
 	pthread_mutex_unlock(&m->lock);
 }
 
+/* A job blocked sending to a target that stopped reading wakes up with an
+ * error: the socket is shut down (not closed: the job owns it). */
 void migration_cancel(struct migration *m)
 {
 	__atomic_store_n(&m->progress.cancel, 1, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&m->lock);
+	if (m->fd >= 0 && (m->status == MIG_SETUP || m->status == MIG_ACTIVE))
+		shutdown(m->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&m->lock);
 }
 
 void migration_finish(struct migration *m)

@@ -3,8 +3,9 @@
  * writes the snapshot (snapshot.c) and leaves the VM paused in
  * "postmigrate" when it completes; on failure a VM that was running runs
  * again. Each status change is a MIGRATION event; query-migrate reports
- * the status and the bytes done. Live migration (pre-copy over a socket)
- * will be another job of the same shape. */
+ * the status and the bytes done. A descriptor that is not a regular file
+ * (a socket, a pipe) gets a live migration instead (migration_live.c):
+ * pre-copy passes while the guest runs, then a short pause for the rest. */
 #ifndef KVZ_VMM_MIGRATION_H
 #define KVZ_VMM_MIGRATION_H
 
@@ -18,7 +19,26 @@
 struct vm;
 struct qmp_server;
 
-enum migration_status { MIG_NONE, MIG_SETUP, MIG_ACTIVE, MIG_COMPLETED, MIG_FAILED, MIG_CANCELLED };
+enum migration_status { MIG_NONE, MIG_SETUP, MIG_ACTIVE, MIG_DEVICE, MIG_COMPLETED, MIG_FAILED,
+		       MIG_CANCELLED };
+
+/* migrate-set-parameters / migrate-set-capabilities (QMP thread writes,
+ * the job reads atomically). */
+struct migration_params {
+	uint64_t downtime_limit_ms;  /* 300 */
+	uint64_t max_bandwidth;      /* bytes/s, 0: unlimited */
+	uint64_t throttle_initial;   /* % of vCPU time taken when auto-converge starts: 20 */
+	uint64_t throttle_increment; /* % more per pass that does not shrink: 10 */
+	bool auto_converge;
+};
+
+/* What query-migrate reports of a live migration (atomics, job writes). */
+struct migration_stats {
+	uint64_t transferred, duplicate, normal, remaining, dirty_sync_count;
+	uint64_t dirty_pages_rate, mbps, total_time, setup_time, downtime, expected_downtime;
+	uint64_t throttle_pct;
+	bool live;
+};
 
 struct migration {
 	struct vm *vm;
@@ -33,6 +53,8 @@ struct migration {
 	bool thread_started;         /* joined by the next start or at finish */
 	pthread_t thread;
 	int fd;
+	struct migration_params params;
+	struct migration_stats stats;
 };
 
 void migration_init(struct migration *m, struct vm *vm);
@@ -47,6 +69,13 @@ bool migration_active(struct migration *m);
 bool migration_postmigrate(struct migration *m);
 void migration_clear_postmigrate(struct migration *m);
 void migration_cancel(struct migration *m);
+/* For the jobs: an event without data; the end of a job (closes the
+ * stream; on success the VM stays paused in postmigrate, on failure a VM
+ * that was running runs again). */
+void migration_emit(struct migration *m, const char *event);
+void *migration_job_end(struct migration *m, int rc, bool was_running, const char *err);
+/* The target's side: status changes of an incoming stream (events too). */
+void migration_set_status(struct migration *m, enum migration_status s, const char *error);
 /* Where events go from now on; NULL (before the QMP server stops): nowhere. */
 void migration_set_qmp(struct migration *m, struct qmp_server *qmp);
 /* Cancels a running job and joins its thread (teardown). */

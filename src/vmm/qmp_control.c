@@ -2,11 +2,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "migration_tcp.h"
 #include "qmp_server.h"
 #include "virtio/virtio_devices.h"
 
@@ -276,7 +279,19 @@ static int uri_fd(struct vmm_control *ctl, const char *uri, struct qmp_error *er
 			qmp_set_error(err, "GenericError", "%s: %s", uri + 5, strerror(errno));
 		return fd;
 	}
-	qmp_set_error(err, "GenericError", "unsupported migration URI '%.100s' (expected fd:NAME or file:PATH)", uri);
+	if (!strncmp(uri, "tcp:", 4)) {
+		if (!ctl->may_open_files) {
+			qmp_set_error(err, "GenericError",
+				      "tcp: URIs need kvz-vmm to make connections, which its seccomp filter forbids: pass a connected socket with getfd and use fd:NAME (or run with --seccomp off)");
+			return -1;
+		}
+		char why[300];
+		int fd = mig_tcp_connect(uri + 4, why, sizeof(why));
+		if (fd < 0)
+			qmp_set_error(err, "GenericError", "%s", why);
+		return fd;
+	}
+	qmp_set_error(err, "GenericError", "unsupported migration URI '%.100s' (expected fd:NAME, tcp:HOST:PORT or file:PATH)", uri);
 	return -1;
 }
 
@@ -303,6 +318,132 @@ static json_t *cmd_migrate(void *opaque, json_t *args, struct qmp_error *err)
 	return NULL;
 }
 
+/* --incoming defer: the stream's descriptor, given to main() once. */
+static json_t *cmd_migrate_incoming(void *opaque, json_t *args, struct qmp_error *err)
+{
+	struct vmm_control *ctl = opaque;
+	const char *uri = json_string_value(json_object_get(args, "uri"));
+	if (!uri) {
+		qmp_set_error(err, "GenericError", "migrate-incoming needs a string 'uri'");
+		return NULL;
+	}
+	pthread_mutex_lock(&ctl->incoming_lock);
+	bool waiting = ctl->incoming_deferred && ctl->incoming_fd < 0;
+	pthread_mutex_unlock(&ctl->incoming_lock);
+	if (!waiting) {
+		qmp_set_error(err, "GenericError", "kvz-vmm is not waiting for a migration (start it with --incoming defer; one migrate-incoming only)");
+		return NULL;
+	}
+	if (strncmp(uri, "fd:", 3)) {
+		qmp_set_error(err, "GenericError", "migrate-incoming takes fd:NAME (a socket passed with getfd); for tcp: start kvz-vmm with --incoming tcp:ADDR:PORT");
+		return NULL;
+	}
+	int fd = uri_fd(ctl, uri, err);
+	if (fd < 0)
+		return NULL;
+	pthread_mutex_lock(&ctl->incoming_lock);
+	ctl->incoming_fd = fd;
+	pthread_cond_broadcast(&ctl->incoming_cond);
+	pthread_mutex_unlock(&ctl->incoming_lock);
+	return NULL;
+}
+
+static bool get_uint(json_t *args, const char *key, uint64_t max, uint64_t *out, bool *seen,
+		     struct qmp_error *err)
+{
+	json_t *v = json_object_get(args, key);
+	*seen = v != NULL;
+	if (!v)
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max) {
+		qmp_set_error(err, "GenericError", "'%s' must be an integer from 0 to %llu", key,
+			      (unsigned long long)max);
+		return false;
+	}
+	*out = (uint64_t)json_integer_value(v);
+	return true;
+}
+
+static json_t *cmd_migrate_set_parameters(void *opaque, json_t *args, struct qmp_error *err)
+{
+	struct vmm_control *ctl = opaque;
+	static const struct { const char *key; size_t off; uint64_t min, max; } keys[] = {
+		{"downtime-limit", offsetof(struct migration_params, downtime_limit_ms), 0, 2000000},
+		{"max-bandwidth", offsetof(struct migration_params, max_bandwidth), 0, UINT64_MAX / 1000},
+		{"cpu-throttle-initial", offsetof(struct migration_params, throttle_initial), 1, 99},
+		{"cpu-throttle-increment", offsetof(struct migration_params, throttle_increment), 1, 99},
+	};
+	uint64_t vals[4];
+	bool seen[4];
+	const char *key;
+	json_t *v;
+	json_object_foreach(args, key, v) {
+		bool known = false;
+		for (size_t i = 0; i < 4; i++)
+			known |= !strcmp(key, keys[i].key);
+		if (!known) {
+			qmp_set_error(err, "GenericError", "unknown migration parameter '%.64s'", key);
+			return NULL;
+		}
+	}
+	/* All checked before any is set: a refused call changes nothing. */
+	for (size_t i = 0; i < 4; i++) {
+		if (!get_uint(args, keys[i].key, keys[i].max, &vals[i], &seen[i], err))
+			return NULL;
+		if (seen[i] && vals[i] < keys[i].min) {
+			qmp_set_error(err, "GenericError", "'%s' must be at least %llu", keys[i].key,
+				      (unsigned long long)keys[i].min);
+			return NULL;
+		}
+	}
+	for (size_t i = 0; i < 4; i++)
+		if (seen[i])
+			__atomic_store_n((uint64_t *)((char *)&ctl->mig.params + keys[i].off), vals[i],
+					 __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static json_t *cmd_query_migrate_parameters(void *opaque, json_t *args, struct qmp_error *err)
+{
+	(void)args;
+	(void)err;
+	struct migration_params *p = &((struct vmm_control *)opaque)->mig.params;
+	return json_pack("{s:I,s:I,s:I,s:I}",
+			 "downtime-limit", (json_int_t)__atomic_load_n(&p->downtime_limit_ms, __ATOMIC_RELAXED),
+			 "max-bandwidth", (json_int_t)__atomic_load_n(&p->max_bandwidth, __ATOMIC_RELAXED),
+			 "cpu-throttle-initial", (json_int_t)__atomic_load_n(&p->throttle_initial, __ATOMIC_RELAXED),
+			 "cpu-throttle-increment", (json_int_t)__atomic_load_n(&p->throttle_increment, __ATOMIC_RELAXED));
+}
+
+static json_t *cmd_migrate_set_capabilities(void *opaque, json_t *args, struct qmp_error *err)
+{
+	struct vmm_control *ctl = opaque;
+	json_t *caps = json_object_get(args, "capabilities");
+	if (!json_is_array(caps)) {
+		qmp_set_error(err, "GenericError", "migrate-set-capabilities needs an array 'capabilities'");
+		return NULL;
+	}
+	size_t i;
+	json_t *c;
+	int auto_converge = -1;
+	json_array_foreach(caps, i, c) {
+		const char *name = json_string_value(json_object_get(c, "capability"));
+		json_t *state = json_object_get(c, "state");
+		if (!name || !json_is_boolean(state)) {
+			qmp_set_error(err, "GenericError", "each capability needs 'capability' and a boolean 'state'");
+			return NULL;
+		}
+		if (strcmp(name, "auto-converge")) {
+			qmp_set_error(err, "GenericError", "unsupported capability '%.64s' (kvz-vmm has auto-converge)", name);
+			return NULL;
+		}
+		auto_converge = json_is_true(state);
+	}
+	if (auto_converge >= 0)
+		__atomic_store_n(&ctl->mig.params.auto_converge, auto_converge == 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
 static json_t *cmd_query_migrate(void *opaque, json_t *args, struct qmp_error *err)
 {
 	(void)args;
@@ -325,6 +466,10 @@ static const struct qmp_command commands[] = {
 	{"closefd", cmd_closefd},
 	{"migrate", cmd_migrate},
 	{"query-migrate", cmd_query_migrate},
+	{"migrate-incoming", cmd_migrate_incoming},
+	{"migrate-set-parameters", cmd_migrate_set_parameters},
+	{"query-migrate-parameters", cmd_query_migrate_parameters},
+	{"migrate-set-capabilities", cmd_migrate_set_capabilities},
 	{"migrate_cancel", cmd_migrate_cancel},
 	{"query-status", cmd_query_status},
 	{"stop", cmd_stop},

@@ -2,6 +2,7 @@
 #ifndef KVZ_VMM_QMP_CONTROL_H
 #define KVZ_VMM_QMP_CONTROL_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 #include "migration.h"
@@ -18,6 +19,12 @@ struct vmm_control {
 	struct qmp_server *qmp;      /* NULL without --qmp */
 	bool may_open_files;         /* no seccomp filter: `migrate file:` may open() */
 	struct migration mig;
+	/* --incoming defer: main() waits until migrate-incoming hands it the
+	 * stream's descriptor. */
+	pthread_mutex_t incoming_lock;
+	pthread_cond_t incoming_cond;
+	bool incoming_deferred;      /* set by main() before the server starts */
+	int incoming_fd;             /* -1 until migrate-incoming */
 	bool mig_ready;              /* mig initialized (by qmp_control_start) */
 	/* Descriptors received with getfd, by name (QMP thread only). */
 	struct {

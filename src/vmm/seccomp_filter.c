@@ -151,6 +151,8 @@ static const int plain_calls[] = {
 	SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl),
 	/* QMP and console-socket threads: clients connect at run time */
 	SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(accept4), SCMP_SYS(sendto),
+	/* migrate_cancel: wakes a job blocked on its socket */
+	SCMP_SYS(shutdown),
 	SCMP_SYS(recvfrom),
 	/* QMP getfd: descriptors arrive with SCM_RIGHTS (the snapshot file
 	 * kvzd opened; kvz-vmm itself opens nothing) */
@@ -187,6 +189,11 @@ static const unsigned long ioctl_requests[] = {
 	/* system_reset: vcpu_load_state */
 	KVM_SET_REGS, KVM_SET_SREGS, KVM_SET_FPU, KVM_SET_XCRS, KVM_SET_MSRS, KVM_SET_LAPIC,
 	KVM_SET_VCPU_EVENTS, KVM_SET_MP_STATE,
+	/* live migration: the source's dirty log (its slots switched to
+	 * logging and back); the target loads the stream after lock-down
+	 * (hostile input), so the machine's remaining setters too */
+	KVM_SET_USER_MEMORY_REGION, KVM_GET_DIRTY_LOG,
+	KVM_SET_XSAVE, KVM_SET_DEBUGREGS, KVM_SET_IRQCHIP, KVM_SET_PIT2, KVM_SET_CLOCK, KVM_SET_CPUID2,
 	/* interrupts and virtio notifications, set up as the guest driver
 	 * configures its devices (irq.h) */
 	KVM_IRQ_LINE, KVM_SIGNAL_MSI, KVM_SET_GSI_ROUTING, KVM_IRQFD, KVM_IOEVENTFD,

@@ -9,6 +9,36 @@
 #include "state/state_registry.h"
 #include "vm_internal.h"
 
+int snapshot_sections(struct vm *vm, snapshot_section_fn emit, void *opaque, char *err, size_t errlen)
+{
+	struct state_buf b;
+	state_buf_init(&b);
+	int rc = 0;
+	size_t n = state_registry_count(vm->registry);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const struct state_entry *e = state_registry_at(vm->registry, i);
+		char why[256] = "";
+		b.len = 0;
+		rc = e->ops->save(e->opaque, &b, why, sizeof(why));
+		if (rc == 0 && b.oom) {
+			snprintf(why, sizeof(why), "out of memory");
+			rc = -1;
+		}
+		if (rc < 0)
+			snprintf(err, errlen, "section '%s.%u': %s", e->name, e->instance, why);
+		else
+			rc = emit(opaque, e, b.data, b.len, err, errlen);
+	}
+	state_buf_free(&b);
+	return rc;
+}
+
+static int file_section(void *w, const struct state_entry *e, const void *data, size_t len,
+			char *err, size_t errlen)
+{
+	return snap_writer_section(w, e, data, len, err, errlen);
+}
+
 int snapshot_save(struct vm *vm, int fd, struct snap_progress *progress, char *err, size_t errlen)
 {
 	/* Truncating the file this VM's RAM is mapped from would pull the
@@ -26,24 +56,8 @@ int snapshot_save(struct vm *vm, int fd, struct snap_progress *progress, char *e
 	/* A memfd's holes are pages the guest never touched: skipped unread. */
 	ram_iter_init(&it, vm->mem.size, NULL, vm->mem.file_backed ? -1 : vm->mem.memfd);
 	int rc = snap_writer_ram(&w, vm->mem.host, &it, err, errlen);
-	struct state_buf b;
-	state_buf_init(&b);
-	size_t n = state_registry_count(vm->registry);
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		const struct state_entry *e = state_registry_at(vm->registry, i);
-		char why[256] = "";
-		b.len = 0;
-		rc = e->ops->save(e->opaque, &b, why, sizeof(why));
-		if (rc == 0 && b.oom) {
-			snprintf(why, sizeof(why), "out of memory");
-			rc = -1;
-		}
-		if (rc < 0)
-			snprintf(err, errlen, "section '%s.%u': %s", e->name, e->instance, why);
-		else
-			rc = snap_writer_section(&w, e, b.data, b.len, err, errlen);
-	}
-	state_buf_free(&b);
+	if (rc == 0)
+		rc = snapshot_sections(vm, file_section, &w, err, errlen);
 	if (rc == 0)
 		rc = snap_writer_finish(&w, err, errlen);
 	snap_writer_free(&w);

@@ -11,6 +11,13 @@
 
 struct vm;
 
+/* Every registry entry's state, saved in registry order and handed to
+ * emit (the snapshot file's writer or the live stream's). The machine
+ * must be paused. Returns 0, or -1 with err naming the section. */
+typedef int (*snapshot_section_fn)(void *opaque, const struct state_entry *e, const void *data,
+				   size_t len, char *err, size_t errlen);
+int snapshot_sections(struct vm *vm, snapshot_section_fn emit, void *opaque, char *err, size_t errlen);
+
 /* The machine must be paused (vm_pause). Writes RAM, then one section per
  * registry entry, then the header. Returns 0, or -1 with one line in err. */
 int snapshot_save(struct vm *vm, int fd, struct snap_progress *progress, char *err, size_t errlen);

@@ -1,16 +1,21 @@
-/* qmp-send [--linger SECONDS] [--fd N] SOCKET COMMAND-JSON...: a static QMP client
+/* qmp-send [--linger SECONDS] [--fd N|--tcp-fd IPV4:PORT] SOCKET COMMAND-JSON...: a static QMP client
  * for the nested lab, where L1 has busybox but no socat or `nc -U`.
  * Negotiates capabilities, sends each command and prints its reply on one
  * line; events are skipped. --linger keeps the connection open that long
  * afterwards without reading (a client that stops reading its events).
  * --fd N sends descriptor N with the first command (SCM_RIGHTS), as
- * libvirt and kvzd send `getfd`.
+ * libvirt and kvzd send `getfd`. --tcp-fd connects to IPV4:PORT first
+ * and sends that socket (kvzd's way of handing a migration stream over;
+ * busybox sh has no /dev/tcp).
  * Exit status 0 when every reply was a "return", 1 otherwise. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -87,6 +92,27 @@ static int command(int fd, const char *cmd, bool show, int pass_fd)
 	}
 }
 
+static int tcp_connect(const char *ipport)
+{
+	char ip[64];
+	const char *colon = strrchr(ipport, ':');
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	if (!colon || (size_t)(colon - ipport) >= sizeof(ip)) {
+		fprintf(stderr, "qmp-send: --tcp-fd %s: expected IPV4:PORT\n", ipport);
+		return -1;
+	}
+	memcpy(ip, ipport, (size_t)(colon - ipport));
+	ip[colon - ipport] = '\0';
+	sin.sin_port = htons((uint16_t)atoi(colon + 1));
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (inet_pton(AF_INET, ip, &sin.sin_addr) != 1 || fd < 0 ||
+	    connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+		fprintf(stderr, "qmp-send: --tcp-fd %s: %s\n", ipport, strerror(errno));
+		return -1;
+	}
+	return fd;
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -99,13 +125,17 @@ int main(int argc, char **argv)
 			linger = (unsigned)atoi(argv[2]);
 		else if (argc > 2 && !strcmp(argv[1], "--fd"))
 			pass_fd = atoi(argv[2]);
+		else if (argc > 2 && !strcmp(argv[1], "--tcp-fd") && (pass_fd = tcp_connect(argv[2])) < 0)
+			return 2;
+		else if (argc > 2 && !strcmp(argv[1], "--tcp-fd"))
+			;
 		else
 			break;
 		argc -= 2;
 		argv += 2;
 	}
 	if (argc < 3) {
-		fprintf(stderr, "usage: qmp-send [--linger SECONDS] [--fd N] SOCKET COMMAND-JSON...\n");
+		fprintf(stderr, "usage: qmp-send [--linger SECONDS] [--fd N|--tcp-fd IPV4:PORT] SOCKET COMMAND-JSON...\n");
 		return 2;
 	}
 	if (strlen(argv[1]) >= sizeof(sa.sun_path)) {

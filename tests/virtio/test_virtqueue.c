@@ -4,7 +4,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -105,6 +107,59 @@ static void test_simple_chain(void **state)
 	assert_int_equal(ring[0], 0);
 	assert_int_equal(ring[1], 513);
 	assert_false(f->vq.broken);
+}
+
+static bool page_bit(const uint64_t *bm, uint64_t gpa)
+{
+	return bm[gpa / 4096 / 64] >> (gpa / 4096 % 64) & 1;
+}
+
+/* While a migration logs kvz-vmm's own writes, a returned chain marks
+ * exactly the used ring's page and its device-writable buffers' pages:
+ * not the buffers the device only read, not the descriptor table or the
+ * available ring (the guest's own writes, in KVM's log). */
+static void test_dirty_log_of_vmm_writes(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t bm[RAM_SIZE / 4096 / 64] = {0};
+
+	set_desc(f, DESC_GPA, 0, BUF_GPA, 16, VIRTQ_DESC_F_NEXT, 1);
+	set_desc(f, DESC_GPA, 1, BUF_GPA + 0x5800, 0x1000, VIRTQ_DESC_F_WRITE, 0);
+	offer(f, 0);
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	virtq_push(&f->vq, 0, 16);            /* not logging: nothing marked */
+	assert_int_equal(guest_mem_log_start(&f->mem), 0);
+	guest_mem_take_dirty(&f->mem, bm);
+	for (size_t i = 0; i < sizeof(bm) / sizeof(bm[0]); i++)
+		assert_int_equal(bm[i], 0);
+
+	offer(f, 0);
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	virtq_push(&f->vq, 0, 0x1000);
+	guest_mem_take_dirty(&f->mem, bm);
+	unsigned n = 0;
+	for (uint64_t gpa = 0; gpa < RAM_SIZE; gpa += 4096)
+		n += page_bit(bm, gpa);
+	assert_int_equal(n, 3);
+	assert_true(page_bit(bm, USED_GPA));
+	assert_true(page_bit(bm, BUF_GPA + 0x5000));
+	assert_true(page_bit(bm, BUF_GPA + 0x6000));
+
+	/* taken means cleared; a stopped log marks nothing */
+	memset(bm, 0, sizeof(bm));
+	guest_mem_take_dirty(&f->mem, bm);
+	assert_int_equal(bm[BUF_GPA / 4096 / 64], 0);
+	guest_mem_log_stop(&f->mem);
+	offer(f, 0);
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	virtq_push(&f->vq, 0, 0x1000);
+	assert_int_equal(guest_mem_log_start(&f->mem), 0);   /* starts clear */
+	guest_mem_take_dirty(&f->mem, bm);
+	assert_int_equal(bm[BUF_GPA / 4096 / 64], 0);
+	assert_int_equal(bm[USED_GPA / 4096 / 64], 0);
+	guest_mem_log_stop(&f->mem);
+	free(f->mem.vmm_dirty_buf);
+	f->mem.vmm_dirty_buf = NULL;
 }
 
 static void test_index_wraps(void **state)
@@ -404,6 +459,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 		T(test_simple_chain),
+		T(test_dirty_log_of_vmm_writes),
 		T(test_index_wraps),
 		T(test_loop),
 		T(test_self_loop),

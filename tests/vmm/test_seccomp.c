@@ -13,11 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/kvm.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -327,6 +329,55 @@ static void test_snapshot_calls_allowed(void **state)
 	pre_filter = NULL;
 }
 
+/* Live migration: the stream's socket (made before the filter, as kvzd
+ * passes it), the source's dirty log ioctls (on no descriptor: allowed
+ * means EBADF, not death), cancel's shutdown. */
+static int live_pre_fds[2];
+
+static int live_pre(void)
+{
+	return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, live_pre_fds) < 0;
+}
+
+static int child_live_calls(void)
+{
+	if (send(live_pre_fds[0], "x", 1, MSG_NOSIGNAL) != 1)
+		return 50;
+	if (ioctl(-1, KVM_GET_DIRTY_LOG, NULL) != -1 || errno != EBADF)
+		return 51;
+	if (ioctl(-1, KVM_SET_USER_MEMORY_REGION, NULL) != -1 || errno != EBADF)
+		return 52;
+	if (ioctl(-1, KVM_SET_CPUID2, NULL) != -1 || errno != EBADF)
+		return 53;
+	if (shutdown(live_pre_fds[0], SHUT_RDWR) < 0)
+		return 54;
+	return 0;
+}
+
+static void test_live_migration_calls_allowed(void **state)
+{
+	(void)state;
+	pre_filter = live_pre;
+	assert_allowed(SECCOMP_FILTER_ON, child_live_calls);
+	pre_filter = NULL;
+}
+
+/* `migrate tcp:` is for runs without the filter: no connect under it. */
+static int child_connect(void)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	connect(live_pre_fds[0], (struct sockaddr *)&a, sizeof(a));
+	return 55;
+}
+
+static void test_connect_forbidden(void **state)
+{
+	(void)state;
+	pre_filter = live_pre;
+	assert_forbidden(child_connect, "connect");
+	pre_filter = NULL;
+}
+
 /* fstat of a descriptor, yes; stat of a path, no. */
 static int child_stat_path(void)
 {
@@ -414,6 +465,8 @@ int main(void)
 		cmocka_unit_test(test_terminal_restore_allowed),
 		cmocka_unit_test(test_snapshot_calls_allowed),
 		cmocka_unit_test(test_stat_of_paths_forbidden),
+		cmocka_unit_test(test_live_migration_calls_allowed),
+		cmocka_unit_test(test_connect_forbidden),
 		cmocka_unit_test(test_socket_forbidden),
 		cmocka_unit_test(test_open_forbidden),
 		cmocka_unit_test(test_new_programs_forbidden),

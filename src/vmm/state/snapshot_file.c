@@ -112,7 +112,7 @@ int snap_writer_begin(struct snap_writer *w, int fd, uint64_t ram_size,
 	return 0;
 }
 
-static bool page_is_zero(const uint8_t *p)
+bool snap_page_is_zero(const uint8_t *p)
 {
 	const uint64_t *q = (const uint64_t *)(const void *)p;
 	for (unsigned i = 0; i < SNAP_PAGE / 8; i++)
@@ -138,10 +138,10 @@ static int write_run(struct snap_writer *w, const uint8_t *ram, uint64_t off, ui
 {
 	uint64_t end = off + len, start = off;
 	while (start < end) {
-		while (start < end && page_is_zero(ram + start))
+		while (start < end && snap_page_is_zero(ram + start))
 			start += SNAP_PAGE;
 		uint64_t stop = start;
-		while (stop < end && !page_is_zero(ram + stop))
+		while (stop < end && !snap_page_is_zero(ram + stop))
 			stop += SNAP_PAGE;
 		if (stop > start &&
 		    pwrite_all(w->fd, ram + start, stop - start, w->ram_offset + start, err, errlen) < 0)
@@ -186,14 +186,10 @@ static int flush(struct snap_writer *w, char *err, size_t errlen)
 	return 0;
 }
 
-int snap_writer_section(struct snap_writer *w, const struct state_entry *e,
-			const void *data, size_t len, char *err, size_t errlen)
+void snap_section_header(uint8_t h[SNAP_SECTION_HEADER], const struct state_entry *e,
+			 const void *data, size_t len)
 {
-	if (len > SNAP_SECTION_MAX || w->nsections >= SNAP_MAX_SECTIONS) {
-		snprintf(err, errlen, "section '%s.%u': too large", e->name, e->instance);
-		return -1;
-	}
-	uint8_t h[SNAP_SECTION_HEADER] = {0};
+	memset(h, 0, SNAP_SECTION_HEADER);
 	state_le32(h, SECTION_MAGIC);
 	memcpy(h + 4, e->name, strlen(e->name));
 	state_le32(h + 28, e->instance);
@@ -201,6 +197,17 @@ int snap_writer_section(struct snap_writer *w, const struct state_entry *e,
 	state_le32(h + 36, (uint32_t)len);
 	state_le32(h + 40, crc(data, len));
 	state_le32(h + 44, crc(h, 44));
+}
+
+int snap_writer_section(struct snap_writer *w, const struct state_entry *e,
+			const void *data, size_t len, char *err, size_t errlen)
+{
+	if (len > SNAP_SECTION_MAX || w->nsections >= SNAP_MAX_SECTIONS) {
+		snprintf(err, errlen, "section '%s.%u': too large", e->name, e->instance);
+		return -1;
+	}
+	uint8_t h[SNAP_SECTION_HEADER];
+	snap_section_header(h, e, data, len);
 	if (w->progress)
 		__atomic_add_fetch(&w->progress->total, sizeof(h) + len, __ATOMIC_RELAXED);
 	state_put_bytes(&w->pending, h, sizeof(h));
@@ -321,8 +328,8 @@ void snap_sections_free(struct snap_sections *s)
 }
 
 /* One section from the buffer at *at; err names it once its header is known. */
-static int parse_section(const uint8_t *buf, uint64_t len, uint64_t *at, uint32_t idx,
-			 struct snap_section *s, char *err, size_t errlen)
+int snap_parse_section(const uint8_t *buf, uint64_t len, uint64_t *at, uint32_t idx,
+		       struct snap_section *s, char *err, size_t errlen)
 {
 	if (len - *at < SNAP_SECTION_HEADER) {
 		snprintf(err, errlen, "section %u: truncated", idx);
@@ -379,7 +386,7 @@ int snap_read_sections(int fd, const struct snap_header *h, struct snap_sections
 	uint64_t at = 0;
 	int rc = 0;
 	for (uint32_t i = 0; i < h->nsections && rc == 0; i++) {
-		rc = parse_section(buf, h->sections_length, &at, i, &out->s[i], err, errlen);
+		rc = snap_parse_section(buf, h->sections_length, &at, i, &out->s[i], err, errlen);
 		if (rc == 0)
 			out->n++;
 	}

@@ -93,6 +93,15 @@ struct snap_sections {
 	uint32_t n;
 };
 
+/* Shared with the live stream (migration_stream.h): a section's header
+ * (magic, name, instance, version, length, data and header checksums), and
+ * its checked decoding from buf at *at (advanced past it; s->data malloc'd). */
+void snap_section_header(uint8_t h[SNAP_SECTION_HEADER], const struct state_entry *e,
+			 const void *data, size_t len);
+int snap_parse_section(const uint8_t *buf, uint64_t len, uint64_t *at, uint32_t idx,
+		       struct snap_section *s, char *err, size_t errlen);
+bool snap_page_is_zero(const uint8_t *page);
+
 /* Reads and checks the header against the file's size. */
 int snap_read_header(int fd, struct snap_header *h, char *err, size_t errlen);
 /* Reads every section and verifies its checksums, before anything is

@@ -192,3 +192,11 @@ void virtio_devices_set_qmp(struct virtio_devices *vd, struct qmp_server *qmp)
 	if (vd && vd->balloon)
 		virtio_balloon_set_qmp(vd->balloon, qmp);
 }
+
+int virtio_devices_announce(struct virtio_devices *vd)
+{
+	int failed = 0;
+	for (size_t i = 0; vd && i < vd->nnet; i++)
+		failed += virtio_net_announce(vd->net[i]) < 0;
+	return failed;
+}

@@ -43,6 +43,10 @@ json_t *virtio_devices_balloon_query(struct virtio_devices *vd, char *err, size_
 /* QMP query-blockstats: QEMU's shape, one entry per disk. */
 json_t *virtio_devices_blockstats(struct virtio_devices *vd);
 
+/* After an incoming live migration: every NIC announces the guest's MAC
+ * (RARP). Returns how many NICs failed to. */
+int virtio_devices_announce(struct virtio_devices *vd);
+
 /* On system_reset: devices return to their power-on state. */
 void virtio_devices_reset(struct virtio_devices *vd);
 

@@ -459,6 +459,24 @@ static int open_vhost(struct virtio_net *n, uint64_t features, char *err, size_t
 	return 0;
 }
 
+/* After a live migration the guest's MAC sits behind another host's port:
+ * a RARP broadcast from it (what QEMU's announce sends) makes bridges and
+ * switches learn the new port before the guest says anything. Written
+ * behind a zeroed vnet header, as the TAP expects. */
+int virtio_net_announce(struct virtio_net *n)
+{
+	uint8_t f[VIRTIO_NET_HDR_LEN + 60] = {0};
+	uint8_t *e = f + VIRTIO_NET_HDR_LEN;
+	memset(e, 0xff, 6);                         /* broadcast */
+	memcpy(e + 6, n->opt.mac, 6);
+	e[12] = 0x80, e[13] = 0x35;                 /* RARP */
+	static const uint8_t arp[] = { 0, 1, 8, 0, 6, 4, 0, 3 };   /* Ethernet/IPv4, reverse request */
+	memcpy(e + 14, arp, sizeof(arp));
+	memcpy(e + 22, n->opt.mac, 6);              /* sender MAC, IP 0 */
+	memcpy(e + 32, n->opt.mac, 6);              /* target MAC, IP 0 */
+	return write(n->tap_fd, f, sizeof(f)) == (ssize_t)sizeof(f) ? 0 : -1;
+}
+
 static void build_config(struct virtio_net *n)
 {
 	memcpy(n->config, n->opt.mac, 6);
@@ -512,6 +530,8 @@ struct virtio_net *virtio_net_create(const struct vmm_context *ctx,
 		goto fail;
 	}
 	n->rx_stalled = true;
+	if (n->vhost.fd >= 0)   /* writes guest RAM unseen by the dirty log */
+		__atomic_add_fetch(&ctx->mem->vhost_users, 1, __ATOMIC_RELAXED);
 	return n;
 fail:
 	vhost_net_close(&n->vhost);
@@ -531,6 +551,8 @@ void virtio_net_destroy(struct virtio_net *n)
 	if (!n)
 		return;
 	/* First: the kernel's worker stops using the rings, eventfds and TAP. */
+	if (n->vhost.fd >= 0)
+		__atomic_sub_fetch(&n->vp.ctx->mem->vhost_users, 1, __ATOMIC_RELAXED);
 	vhost_net_close(&n->vhost);
 	io_thread_del(n->vp.ctx->io, n->tap_fd);
 	virtio_pci_destroy(&n->vp);

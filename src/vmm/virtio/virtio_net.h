@@ -59,5 +59,8 @@ struct virtio_net *virtio_net_create(const struct vmm_context *ctx,
 				     const struct virtio_net_options *o,
 				     char *err, size_t errlen);
 void virtio_net_destroy(struct virtio_net *n);
+/* One RARP broadcast from the guest's MAC on the TAP (after a live
+ * migration). Returns 0 or -1 (errno). */
+int virtio_net_announce(struct virtio_net *n);
 
 #endif

@@ -176,10 +176,31 @@ int virtq_pop(struct virtq *vq, struct virtq_elem *e)
 	return 1;
 }
 
+/* While a migration logs the VMM's writes: the used ring and the chain's
+ * device-writable buffers (marked when the buffer is returned, i.e. after
+ * the device wrote it, so no write escapes a pass). The chain is walked
+ * again on a copy: a guest that rewrote it meanwhile only loses its own
+ * data, and the real queue is not marked broken for it. */
+static void mark_written(struct virtq *vq, uint16_t head)
+{
+	if (!__atomic_load_n(&vq->mem->vmm_dirty, __ATOMIC_RELAXED))
+		return;
+	guest_mem_mark_dirty_host(vq->mem, vq->used, 6 + 8 * (uint64_t)vq->size);
+	struct virtq tmp = *vq;
+	struct virtq_elem e;
+	e.nout = e.nin = 0;
+	e.out_len = e.in_len = 0;
+	if (head >= vq->size || walk_chain(&tmp, &e, head) < 0)
+		return;
+	for (unsigned i = e.nout; i < (unsigned)e.nout + e.nin; i++)
+		guest_mem_mark_dirty_host(vq->mem, e.iov[i].iov_base, e.iov[i].iov_len);
+}
+
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
 {
 	if (!vq->enabled)
 		return;
+	mark_written(vq, head);
 	uint32_t *ring = (uint32_t *)(vq->used + 2);
 	uint16_t slot = vq->used_idx % vq->size;
 
@@ -195,6 +216,8 @@ void virtq_push_batch(struct virtq *vq, const struct virtq_used *items, unsigned
 		return;
 	uint32_t *ring = (uint32_t *)(vq->used + 2);
 
+	for (unsigned i = 0; i < n; i++)
+		mark_written(vq, items[i].head);
 	for (unsigned i = 0; i < n; i++) {
 		uint16_t slot = (uint16_t)(vq->used_idx + i) % vq->size;
 		__atomic_store_n(&ring[2 * slot], (uint32_t)items[i].head, __ATOMIC_RELAXED);
@@ -241,8 +264,10 @@ bool virtq_rearm(struct virtq *vq)
 {
 	if (!vq->enabled || vq->broken)
 		return false;
-	if (vq->event_idx)
+	if (vq->event_idx) {
 		__atomic_store_n(&vq->used[2 + 4 * vq->size], vq->last_avail, __ATOMIC_RELAXED);
+		guest_mem_mark_dirty_host(vq->mem, &vq->used[2 + 4 * vq->size], 2);
+	}
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return load_acquire16(&vq->avail[1]) != vq->last_avail;
 }

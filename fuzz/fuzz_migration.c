@@ -1,0 +1,60 @@
+/* libFuzzer target: the live migration stream's reader
+ * (state/migration_stream.c) on hostile input: the header, RAM runs and
+ * page markers, sections (framing and checksums), records out of order,
+ * then the sections applied to the fuzz machine's devices. Must refuse
+ * with a message, never crash or write outside the RAM buffer.
+ * Input: byte 0 = 0: a whole stream; else the records behind a valid
+ * header for FUZZ_PAGES pages of RAM (the fuzzer's time goes to them). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "migration_stream.h"
+#include "snapshot_devices.h"
+
+#define FUZZ_PAGES 64
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void write_all(int fd, const uint8_t *p, size_t n)
+{
+	if (pwrite(fd, p, n, 0) != (ssize_t)n)
+		abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static int fd = -1;
+	static uint8_t *ram;
+	struct state_registry *reg = snapshot_devices();
+	if (!reg)
+		abort();
+	if (fd < 0 && (fd = memfd_create("fuzz-migration", MFD_CLOEXEC)) < 0)
+		abort();
+	if (!ram && !(ram = aligned_alloc(SNAP_PAGE, FUZZ_PAGES * SNAP_PAGE)))
+		abort();
+	if (size < 1 || ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0)
+		return 0;
+	if (data[0] == 0) {
+		write_all(fd, data + 1, size - 1);
+	} else {
+		uint8_t *buf = malloc(MIG_HEADER_SIZE + size - 1);
+		if (!buf)
+			abort();
+		memset(buf, 0, MIG_HEADER_SIZE);
+		memcpy(buf, MIG_MAGIC, 8);
+		state_le32(buf + 8, MIG_VERSION);
+		state_le64(buf + 16, FUZZ_PAGES * SNAP_PAGE);
+		memcpy(buf + MIG_HEADER_SIZE, data + 1, size - 1);
+		write_all(fd, buf, MIG_HEADER_SIZE + size - 1);
+		free(buf);
+	}
+	char err[512];
+	struct snap_sections s = {0};
+	if (mig_read_stream(fd, ram, FUZZ_PAGES * SNAP_PAGE, &s, NULL, err, sizeof(err)) == 0)
+		snap_sections_apply(&s, reg, err, sizeof(err));
+	snap_sections_free(&s);
+	return 0;
+}

@@ -1,0 +1,220 @@
+#include "migration_live.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dirty_log.h"
+#include "migration.h"
+#include "snapshot.h"
+#include "state/migration_stream.h"
+#include "state/state_registry.h"
+#include "vm_internal.h"
+
+#define MAX_PASSES 30           /* then stop-and-copy whatever is left */
+#define THROTTLE_MAX 99
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(uint64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+}
+
+#define STAT_SET(m, field, v) __atomic_store_n(&(m)->stats.field, (v), __ATOMIC_RELAXED)
+#define PARAM(m, field) __atomic_load_n(&(m)->params.field, __ATOMIC_RELAXED)
+
+struct live {
+	struct migration *m;
+	uint64_t start_ms;
+	uint64_t throttle_at_ms;   /* next duty-cycle pause */
+	bool vm_paused;            /* stop-and-copy: no throttling */
+};
+
+/* Auto-converge: the vCPUs lose pct% of their time, as pauses of pct ms
+ * every 100 ms, so that the guest dirties slower than the link sends. */
+static void throttle(struct live *l)
+{
+	uint64_t pct = __atomic_load_n(&l->m->stats.throttle_pct, __ATOMIC_RELAXED);
+	uint64_t now = now_ms();
+	/* Never on a machine someone else paused: resuming it would undo that. */
+	if (!pct || l->vm_paused || now < l->throttle_at_ms || vm_run_state(l->m->vm) != VM_RUNNING)
+		return;
+	if (vm_pause(l->m->vm)) {
+		sleep_ms(pct);
+		vm_resume(l->m->vm);
+	}
+	l->throttle_at_ms = now_ms() + (100 - pct);
+}
+
+static int tick(void *opaque, const struct mig_counts *c)
+{
+	struct live *l = opaque;
+	struct migration *m = l->m;
+	STAT_SET(m, transferred, c->bytes);
+	STAT_SET(m, normal, c->normal);
+	STAT_SET(m, duplicate, c->duplicate);
+	__atomic_store_n(&m->progress.done, c->bytes, __ATOMIC_RELAXED);
+	uint64_t elapsed = now_ms() - l->start_ms;
+	if (elapsed)
+		STAT_SET(m, mbps, c->bytes * 8 / 1000 / elapsed);
+	uint64_t bw = PARAM(m, max_bandwidth);
+	if (bw) {   /* max-bandwidth: never ahead of bytes / bw */
+		uint64_t due_ms = c->bytes * 1000 / bw;
+		for (uint64_t left = due_ms > elapsed ? due_ms - elapsed : 0;
+		     left && !__atomic_load_n(&m->progress.cancel, __ATOMIC_RELAXED); left -= left > 50 ? 50 : left)
+			sleep_ms(left > 50 ? 50 : left);
+	}
+	throttle(l);
+	return __atomic_load_n(&m->progress.cancel, __ATOMIC_RELAXED);
+}
+
+static uint64_t count_bits(const uint64_t *b, uint64_t words)
+{
+	uint64_t n = 0;
+	for (uint64_t i = 0; i < words; i++)
+		n += (uint64_t)__builtin_popcountll(b[i]);
+	return n;
+}
+
+static int stream_section(void *w, const struct state_entry *e, const void *data, size_t len,
+			  char *err, size_t errlen)
+{
+	return mig_writer_section(w, e, data, len, err, errlen);
+}
+
+/* Pre-copy passes: the first sends all RAM, each later one what the last
+ * dirtied, until the remainder fits downtime-limit at the bandwidth the
+ * last pass measured (or MAX_PASSES). Leaves the unsent dirty pages in
+ * bitmap. */
+static int precopy(struct live *l, struct mig_writer *w, uint64_t *bitmap, char *err, size_t errlen)
+{
+	struct migration *m = l->m;
+	struct vm *vm = m->vm;
+	uint64_t words = guest_mem_bitmap_words(&vm->mem);
+	uint64_t t = now_ms(), sent = w->counts.bytes;
+	if (mig_writer_pages(w, vm->mem.host, vm->mem.size, NULL, err, errlen) < 0)
+		return -1;
+	uint64_t prev_dirty = UINT64_MAX;
+	for (unsigned pass = 1;; pass++) {
+		uint64_t pass_ms = now_ms() - t + 1, pass_bytes = w->counts.bytes - sent;
+		uint64_t bw = pass_bytes * 1000 / pass_ms + 1;   /* bytes/s */
+		memset(bitmap, 0, words * sizeof(uint64_t));
+		if (dirty_log_sync(vm, bitmap, err, errlen) < 0)
+			return -1;
+		uint64_t dirty = count_bits(bitmap, words) * 4096;
+		STAT_SET(m, dirty_sync_count, pass);
+		STAT_SET(m, remaining, dirty);
+		STAT_SET(m, dirty_pages_rate, dirty / 4096 * 1000 / pass_ms);
+		uint64_t expected = dirty * 1000 / bw;
+		STAT_SET(m, expected_downtime, expected);
+		__atomic_store_n(&m->progress.total, w->counts.bytes + dirty, __ATOMIC_RELAXED);
+		if (expected <= PARAM(m, downtime_limit_ms) || pass >= MAX_PASSES)
+			return 0;
+		if (PARAM(m, auto_converge) && pass >= 2 && dirty >= prev_dirty / 2) {
+			uint64_t pct = m->stats.throttle_pct ? m->stats.throttle_pct + PARAM(m, throttle_increment)
+							     : PARAM(m, throttle_initial);
+			STAT_SET(m, throttle_pct, pct > THROTTLE_MAX ? THROTTLE_MAX : pct);
+		}
+		prev_dirty = dirty;
+		t = now_ms();
+		sent = w->counts.bytes;
+		if (mig_writer_pages(w, vm->mem.host, vm->mem.size, bitmap, err, errlen) < 0)
+			return -1;
+	}
+}
+
+/* Stop-and-copy: the machine paused, the last dirty pages, every device's
+ * state, the end record. */
+static int stop_and_copy(struct live *l, struct mig_writer *w, uint64_t *bitmap, bool was_running,
+			 char *err, size_t errlen)
+{
+	struct migration *m = l->m;
+	struct vm *vm = m->vm;
+	uint64_t t = now_ms();
+	if (was_running) {
+		if (!vm_pause(vm)) {
+			snprintf(err, errlen, "the machine is shutting down");
+			return -1;
+		}
+		l->vm_paused = true;
+		migration_emit(m, "STOP");
+	}
+	migration_set_status(m, MIG_DEVICE, NULL);
+	int rc = dirty_log_sync(vm, bitmap, err, errlen);
+	if (rc == 0)
+		rc = mig_writer_pages(w, vm->mem.host, vm->mem.size, bitmap, err, errlen);
+	if (rc == 0)
+		rc = snapshot_sections(vm, stream_section, w, err, errlen);
+	if (rc == 0)
+		rc = mig_writer_end(w, err, errlen);
+	STAT_SET(m, downtime, now_ms() - t);
+	STAT_SET(m, remaining, 0);
+	__atomic_store_n(&m->progress.total, w->counts.bytes, __ATOMIC_RELAXED);
+	return rc;
+}
+
+void *live_job(struct migration *m)
+{
+	char err[512] = "";
+	struct vm *vm = m->vm;
+	struct live l = { .m = m, .start_ms = now_ms() };
+	STAT_SET(m, live, true);
+	bool was_running = vm_run_state(vm) == VM_RUNNING;
+	uint64_t *bitmap = calloc(guest_mem_bitmap_words(&vm->mem), sizeof(uint64_t));
+	struct mig_writer w;
+	int rc = bitmap ? 0 : -1;
+	if (!bitmap)
+		snprintf(err, sizeof(err), "out of memory");
+	if (rc == 0)
+		rc = dirty_log_start(vm, err, sizeof(err));
+	bool logging = rc == 0;
+	if (rc == 0)
+		rc = mig_writer_begin(&w, m->fd, vm->mem.size, tick, &l, err, sizeof(err));
+	if (rc == 0) {
+		__atomic_store_n(&m->progress.total, vm->mem.size, __ATOMIC_RELAXED);
+		STAT_SET(m, setup_time, now_ms() - l.start_ms);
+		migration_set_status(m, MIG_ACTIVE, NULL);
+		rc = precopy(&l, &w, bitmap, err, sizeof(err));
+		if (rc == 0)
+			rc = stop_and_copy(&l, &w, bitmap, was_running, err, sizeof(err));
+		mig_writer_free(&w);
+	}
+	if (logging)
+		dirty_log_stop(vm);
+	free(bitmap);
+	STAT_SET(m, throttle_pct, 0);
+	STAT_SET(m, total_time, now_ms() - l.start_ms);
+	/* Resume on failure only if this job paused the machine. */
+	return migration_job_end(m, rc, l.vm_paused, err);
+}
+
+int live_incoming(struct vm *vm, struct migration *m, int fd, char *err, size_t errlen)
+{
+	uint64_t t = now_ms();
+	STAT_SET(m, live, true);
+	migration_set_status(m, MIG_ACTIVE, NULL);
+	struct snap_sections s = {0};
+	char why[400] = "";
+	int rc = mig_read_stream(fd, vm->mem.host, vm->mem.size, &s, &m->progress.done, why, sizeof(why));
+	if (rc == 0)
+		rc = snap_sections_apply(&s, vm->registry, why, sizeof(why));
+	snap_sections_free(&s);
+	STAT_SET(m, total_time, now_ms() - t);
+	STAT_SET(m, transferred, __atomic_load_n(&m->progress.done, __ATOMIC_RELAXED));
+	if (rc < 0) {
+		snprintf(err, errlen, "incoming migration: %s", why);
+		migration_set_status(m, MIG_FAILED, err);
+		return -1;
+	}
+	migration_set_status(m, MIG_COMPLETED, NULL);
+	migration_clear_postmigrate(m);   /* the target runs: not a source's pause */
+	return 0;
+}

@@ -1,0 +1,298 @@
+#include "migration_stream.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Small enough that cancel, the bandwidth limit and progress act often. */
+#define FLUSH_AT (128u << 10)
+
+/* ---- writer ---- */
+
+/* MSG_NOSIGNAL: a target that went away is an error to report, not a
+ * SIGPIPE that kills the source VM. */
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
+		if (r < 0 && errno == ENOTSOCK)
+			r = write(fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EPIPE;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static int flush(struct mig_writer *w, char *err, size_t errlen)
+{
+	if (w->buf.oom) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	int rc = write_all(w->fd, w->buf.data, w->buf.len);
+	if (rc < 0) {
+		snprintf(err, errlen, "stream write: %s", strerror(-rc));
+		return -1;
+	}
+	w->counts.bytes += w->buf.len;
+	w->buf.len = 0;
+	if (w->tick && w->tick(w->opaque, &w->counts)) {
+		snprintf(err, errlen, "cancelled");
+		return -1;
+	}
+	return 0;
+}
+
+static int maybe_flush(struct mig_writer *w, char *err, size_t errlen)
+{
+	return w->buf.len >= FLUSH_AT || w->buf.oom ? flush(w, err, errlen) : 0;
+}
+
+int mig_writer_begin(struct mig_writer *w, int fd, uint64_t ram_size, mig_tick_fn tick,
+		     void *opaque, char *err, size_t errlen)
+{
+	memset(w, 0, sizeof(*w));
+	w->fd = fd;
+	w->tick = tick;
+	w->opaque = opaque;
+	state_buf_init(&w->buf);
+	uint8_t h[MIG_HEADER_SIZE] = {0};
+	memcpy(h, MIG_MAGIC, 8);
+	state_le32(h + 8, MIG_VERSION);
+	state_le64(h + 16, ram_size);
+	state_put_bytes(&w->buf, h, sizeof(h));
+	return flush(w, err, errlen);
+}
+
+static bool wanted(const uint64_t *bitmap, uint64_t page)
+{
+	return !bitmap || (bitmap[page / 64] >> (page % 64) & 1);
+}
+
+static void put_run(struct mig_writer *w, const uint8_t *ram, uint64_t first, uint32_t n)
+{
+	uint8_t h[13];
+	h[0] = MIG_REC_RAM;
+	state_le64(h + 1, first);
+	state_le32(h + 9, n);
+	state_put_bytes(&w->buf, h, sizeof(h));
+	for (uint64_t pg = first; pg < first + n; pg++) {
+		const uint8_t *p = ram + pg * SNAP_PAGE;
+		/* The guest may write the page meanwhile: the dirty log has
+		 * it then, and a later pass sends it again. */
+		uint8_t marker = snap_page_is_zero(p) ? MIG_PAGE_ZERO : MIG_PAGE_DATA;
+		state_put_bytes(&w->buf, &marker, 1);
+		if (marker == MIG_PAGE_DATA) {
+			state_put_bytes(&w->buf, p, SNAP_PAGE);
+			w->counts.normal++;
+		} else {
+			w->counts.duplicate++;
+		}
+	}
+}
+
+int mig_writer_pages(struct mig_writer *w, const uint8_t *ram, uint64_t ram_size,
+		     const uint64_t *bitmap, char *err, size_t errlen)
+{
+	uint64_t pages = ram_size / SNAP_PAGE;
+	for (uint64_t pg = 0; pg < pages;) {
+		if (bitmap && !bitmap[pg / 64]) {
+			pg = (pg / 64 + 1) * 64;   /* a clean word: 64 pages skipped */
+			continue;
+		}
+		if (!wanted(bitmap, pg)) {
+			pg++;
+			continue;
+		}
+		uint32_t n = 1;
+		while (n < MIG_RUN_MAX && pg + n < pages && wanted(bitmap, pg + n))
+			n++;
+		put_run(w, ram, pg, n);
+		pg += n;
+		if (maybe_flush(w, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int mig_writer_section(struct mig_writer *w, const struct state_entry *e, const void *data,
+		       size_t len, char *err, size_t errlen)
+{
+	if (len > SNAP_SECTION_MAX) {
+		snprintf(err, errlen, "section '%s.%u': too large", e->name, e->instance);
+		return -1;
+	}
+	uint8_t h[1 + SNAP_SECTION_HEADER];
+	h[0] = MIG_REC_SECTION;
+	snap_section_header(h + 1, e, data, len);
+	state_put_bytes(&w->buf, h, sizeof(h));
+	state_put_bytes(&w->buf, data, len);
+	return maybe_flush(w, err, errlen);
+}
+
+int mig_writer_end(struct mig_writer *w, char *err, size_t errlen)
+{
+	uint8_t end = MIG_REC_END;
+	state_put_bytes(&w->buf, &end, 1);
+	return flush(w, err, errlen);
+}
+
+void mig_writer_free(struct mig_writer *w)
+{
+	state_buf_free(&w->buf);
+}
+
+/* ---- reader ---- */
+
+struct reader {
+	int fd;
+	uint64_t *received;
+};
+
+/* Exactly n bytes, or -1: a stream that ends early is truncated. */
+static int read_exact(struct reader *r, void *p, size_t n, char *err, size_t errlen)
+{
+	uint8_t *b = p;
+	while (n) {
+		ssize_t got = read(r->fd, b, n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			snprintf(err, errlen, "stream %s", got < 0 ? strerror(errno) : "truncated (the source went away)");
+			return -1;
+		}
+		if (r->received)
+			__atomic_add_fetch(r->received, (uint64_t)got, __ATOMIC_RELAXED);
+		b += got;
+		n -= (size_t)got;
+	}
+	return 0;
+}
+
+static int read_run(struct reader *r, uint8_t *ram, uint64_t ram_size, char *err, size_t errlen)
+{
+	uint8_t h[12];
+	if (read_exact(r, h, sizeof(h), err, errlen) < 0)
+		return -1;
+	uint64_t first = state_rd64(h);
+	uint32_t n = state_rd32(h + 8);
+	uint64_t pages = ram_size / SNAP_PAGE;
+	if (n == 0 || n > MIG_RUN_MAX || first >= pages || n > pages - first) {
+		snprintf(err, errlen, "ram: run of %u pages at page %llu outside the %llu pages of RAM", n,
+			 (unsigned long long)first, (unsigned long long)pages);
+		return -1;
+	}
+	for (uint64_t pg = first; pg < first + n; pg++) {
+		uint8_t marker;
+		if (read_exact(r, &marker, 1, err, errlen) < 0)
+			return -1;
+		uint8_t *p = ram + pg * SNAP_PAGE;
+		if (marker == MIG_PAGE_DATA) {
+			if (read_exact(r, p, SNAP_PAGE, err, errlen) < 0)
+				return -1;
+		} else if (marker == MIG_PAGE_ZERO) {
+			/* Untouched memory stays unallocated. */
+			if (!snap_page_is_zero(p))
+				memset(p, 0, SNAP_PAGE);
+		} else {
+			snprintf(err, errlen, "ram: bad page marker %u at page %llu", marker,
+				 (unsigned long long)pg);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int read_section(struct reader *r, struct snap_sections *out, char *err, size_t errlen)
+{
+	if (out->n >= SNAP_MAX_SECTIONS) {
+		snprintf(err, errlen, "sections: more than %u", SNAP_MAX_SECTIONS);
+		return -1;
+	}
+	uint8_t h[SNAP_SECTION_HEADER];
+	if (read_exact(r, h, sizeof(h), err, errlen) < 0)
+		return -1;
+	uint32_t len = state_rd32(h + 36);
+	if (len > SNAP_SECTION_MAX) {
+		snprintf(err, errlen, "section %u: %u bytes, more than %u", out->n, len, SNAP_SECTION_MAX);
+		return -1;
+	}
+	uint8_t *buf = malloc(SNAP_SECTION_HEADER + (size_t)len);
+	struct snap_section *grown = realloc(out->s, (out->n + 1) * sizeof(*out->s));
+	if (grown)
+		out->s = grown;
+	if (!buf || !grown) {
+		free(buf);
+		snprintf(err, errlen, "sections: out of memory");
+		return -1;
+	}
+	memcpy(buf, h, sizeof(h));
+	int rc = read_exact(r, buf + sizeof(h), len, err, errlen);
+	uint64_t at = 0;
+	if (rc == 0)
+		rc = snap_parse_section(buf, SNAP_SECTION_HEADER + (uint64_t)len, &at, out->n,
+					&out->s[out->n], err, errlen);
+	free(buf);
+	if (rc == 0)
+		out->n++;
+	return rc;
+}
+
+static int read_header(struct reader *r, uint64_t ram_size, char *err, size_t errlen)
+{
+	uint8_t h[MIG_HEADER_SIZE];
+	if (read_exact(r, h, sizeof(h), err, errlen) < 0)
+		return -1;
+	if (memcmp(h, MIG_MAGIC, 8)) {
+		snprintf(err, errlen, "not a kvz-vmm migration stream");
+		return -1;
+	}
+	if (state_rd32(h + 8) != MIG_VERSION) {
+		snprintf(err, errlen, "stream version %u, this kvz-vmm reads %u", state_rd32(h + 8), MIG_VERSION);
+		return -1;
+	}
+	uint64_t size = state_rd64(h + 16);
+	if (size != ram_size) {
+		snprintf(err, errlen, "ram: the source has %llu MiB of RAM, this machine %llu MiB (--memory differs)",
+			 (unsigned long long)(size >> 20), (unsigned long long)(ram_size >> 20));
+		return -1;
+	}
+	return 0;
+}
+
+int mig_read_stream(int fd, uint8_t *ram, uint64_t ram_size, struct snap_sections *out,
+		    uint64_t *received, char *err, size_t errlen)
+{
+	struct reader r = { fd, received };
+	out->s = NULL;
+	out->n = 0;
+	if (read_header(&r, ram_size, err, errlen) < 0)
+		return -1;
+	bool sections_begun = false;
+	for (;;) {
+		uint8_t type;
+		if (read_exact(&r, &type, 1, err, errlen) < 0)
+			return -1;
+		int rc;
+		if (type == MIG_REC_RAM && !sections_begun) {
+			rc = read_run(&r, ram, ram_size, err, errlen);
+		} else if (type == MIG_REC_SECTION) {
+			sections_begun = true;
+			rc = read_section(&r, out, err, errlen);
+		} else if (type == MIG_REC_END) {
+			return 0;
+		} else {
+			snprintf(err, errlen, "unexpected record type 0x%02x", type);
+			rc = -1;
+		}
+		if (rc < 0)
+			return -1;
+	}
+}
