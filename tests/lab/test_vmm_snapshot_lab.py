@@ -3,9 +3,7 @@ the nested lab, in one L1 boot: a guest with 2 vCPUs, virtio-blk,
 two virtio-net (vhost-net where L1 has it, and vhost=off), balloon and rng prints a counter
 every 100 ms, keeps a 64 MiB pattern and its checksum, wrote a marker on
 its disk and answers L1's ping. It is saved the way kvzd saves it (getfd
-with SCM_RIGHTS, migrate fd:snap, poll query-migrate); while it stays
-paused both NICs receive pings and a second save must hold the same RAM;
-then it is killed and
+with SCM_RIGHTS, migrate fd:snap, poll query-migrate), killed, and
 restored five times from the same file: each time the counter continues
 from the saved value, the checksum matches, the disk marker is there, the
 ping answers and the guest's clocks do not go backwards. Then a corrupted
@@ -79,24 +77,6 @@ while [ $i -lt 300 ]; do
 done
 echo "L1-MIGRATE: $st"
 qmp-send /tmp/q.sock '{"execute": "query-status"}' | sed 's/^/L1-STATUS: /'
-# Paused is paused: packets arriving on both NICs for two seconds change
-# nothing in guest RAM (a second save's RAM equals the first's).
-ping -c 40 -i 0.05 -W 1 10.0.9.2 >/dev/null 2>&1 &
-ping -c 40 -i 0.05 -W 1 10.0.8.2 >/dev/null 2>&1
-wait %1 2>/dev/null
-exec 3<>/tmp/snap2.img
-qmp-send --fd 3 /tmp/q.sock '{"execute": "getfd", "arguments": {"fdname": "snap2"}}' \
-  '{"execute": "migrate", "arguments": {"uri": "fd:snap2"}}' >/dev/null
-exec 3<&-
-i=0
-while [ $i -lt 300 ]; do
-  st=$(qmp-send /tmp/q.sock '{"execute": "query-migrate"}')
-  case "$st" in *completed*|*failed*) break;; esac
-  sleep 0.2; i=$((i+1))
-done
-ram() { dd if=$1 bs=1M skip=2 count=384 2>/dev/null | md5sum | cut -d' ' -f1; }
-echo "L1-PAUSED-RAM $(ram /tmp/snap.img) $(ram /tmp/snap2.img)"
-rm -f /tmp/snap2.img
 sleep 1
 quit $pid
 echo "L1-SNAP-SIZE $(stat -c %s /tmp/snap.img) BLOCKS-KB $(du -k /tmp/snap.img | cut -f1)"
@@ -149,8 +129,6 @@ def test_save_kill_restore_real_guest():
     assert not res.timed_out and res.exit_code == 0, out[-3000:]
     assert re.search(r'"status":\s*"completed"', out.split("L1-MIGRATE:")[1].splitlines()[0]), out
     assert "postmigrate" in out.split("L1-STATUS:")[1].splitlines()[0]
-    paused = re.search(r"^L1-PAUSED-RAM (\w+) (\w+)", out, re.M)
-    assert paused and paused.group(1) == paused.group(2), "guest RAM changed while paused"
     assert "L1-PING9-0-OK" in out and "L1-PING8-0-OK" in out
     start_sum = re.search(r"^R0: L2-SUM-START (\S+)", out, re.M).group(1)
     before = counts(out, "R0")
