@@ -339,6 +339,11 @@ struct watcher {
 	const char *path;
 	atomic_bool stop;
 	int refused, bad_mode, seen;
+	/* Held by the watcher from stat to close and by the test around its
+	 * teardown: a connect that found the old socket just before unlink
+	 * must not be refused by the close that follows (that race is the
+	 * test's own, not kvz_unix_listen's). */
+	pthread_mutex_t lock;
 };
 
 static void *watch_path(void *arg)
@@ -346,8 +351,11 @@ static void *watch_path(void *arg)
 	struct watcher *w = arg;
 	while (!atomic_load(&w->stop)) {
 		struct stat st;
-		if (stat(w->path, &st) < 0)
+		pthread_mutex_lock(&w->lock);
+		if (stat(w->path, &st) < 0) {
+			pthread_mutex_unlock(&w->lock);
 			continue;
+		}
 		int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		struct sockaddr_un a = {.sun_family = AF_UNIX};
 		snprintf(a.sun_path, sizeof(a.sun_path), "%s", w->path);
@@ -357,6 +365,7 @@ static void *watch_path(void *arg)
 			w->bad_mode++;
 		w->seen++;
 		close(c);
+		pthread_mutex_unlock(&w->lock);
 		while (!atomic_load(&w->stop) && access(w->path, F_OK) == 0)
 			;
 	}
@@ -370,7 +379,7 @@ static void test_unix_listen_appears_ready(void **state)
 	assert_non_null(mkdtemp(dir));
 	char path[128];
 	snprintf(path, sizeof(path), "%s/s.sock", dir);
-	struct watcher w = {.path = path};
+	struct watcher w = {.path = path, .lock = PTHREAD_MUTEX_INITIALIZER};
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, watch_path, &w), 0);
 	char err[256];
@@ -383,8 +392,10 @@ static void test_unix_listen_appears_ready(void **state)
 			entries += e->d_name[0] != '.' || strncmp(e->d_name, ".kvz", 4) == 0;
 		closedir(d);
 		assert_int_equal(entries, 1); /* no temporary name left behind */
+		pthread_mutex_lock(&w.lock);
 		unlink(path);
 		close(fd);
+		pthread_mutex_unlock(&w.lock);
 	}
 	atomic_store(&w.stop, true);
 	pthread_join(t, NULL);
