@@ -27,9 +27,7 @@ import ctlab
 from test_ct_checkpoint_lab import MODULES, SETUP, lab_files
 
 mb, reps = int(os.environ["MB"]), int(os.environ["REPS"])
-reason = kvzlab.lab_missing()
-if reason:
-    sys.exit(f"ct_checkpoint_lab: nested lab unavailable: {reason}")
+kvzlab.bench_require("ct_checkpoint_lab")
 inner = f"""
 export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin
 R=/tmp/root; mkdir -p $R/bin $R/proc $R/sys $R/dev $R/tmp

@@ -23,12 +23,7 @@ import kvzlab
 reps = int(os.environ["REPS"])
 build = os.environ["KVZ_BUILD_DIR"]
 qmp_send = os.path.join(build, "tests", "virtio", "qmp-send")
-reason = kvzlab.lab_missing()
-if reason:
-    sys.exit(f"snapshot_lab: nested lab unavailable: {reason}")
-for p in (kvzlab.default_vmm(), qmp_send):
-    if not os.path.exists(p):
-        sys.exit(f"snapshot_lab: {p} not built")
+kvzlab.bench_require("snapshot_lab", kvzlab.default_vmm(), qmp_send)
 
 l2_init = r"""
 dd if=/dev/urandom of=/fill bs=1M count=32 2>/dev/null

@@ -768,6 +768,17 @@ def qemu_l1_command(initrd, smp, mem_mb, kernel, extra_qemu_args=()):
 SCRIPT_TIME_LIMIT_CODES = (124, 143)
 
 
+def bench_require(name, *paths):
+    """For bench/ scripts: exits with one line when the lab cannot run or a
+    binary the bench needs is not built."""
+    reason = lab_missing()
+    if reason:
+        sys.exit(f"{name}: nested lab unavailable: {reason}")
+    for p in paths:
+        if not os.path.exists(p):
+            sys.exit(f"{name}: {p} not built")
+
+
 def lab_failure(res):
     """Why a lab run gave no result of the script's own, or None.
 

@@ -212,3 +212,15 @@ def test_a_failed_script_after_an_l2_triple_fault_is_run_again(monkeypatch, caps
     assert kvzlab.lab_failure(died)
     assert kvzlab.lab_failure(_result(0, output=died.output)) is None
     assert kvzlab.lab_failure(_result(7, output="L2-INFLATED\n")) is None
+
+
+def test_bench_require_names_what_is_missing(monkeypatch, tmp_path):
+    monkeypatch.setattr(kvzlab, "lab_missing", lambda: None)
+    kvzlab.bench_require("b", str(tmp_path))          # present: returns
+    with pytest.raises(SystemExit) as e:
+        kvzlab.bench_require("b", str(tmp_path / "nope"))
+    assert str(e.value) == f"b: {tmp_path / 'nope'} not built"
+    monkeypatch.setattr(kvzlab, "lab_missing", lambda: "no qemu")
+    with pytest.raises(SystemExit) as e:
+        kvzlab.bench_require("b")
+    assert str(e.value) == "b: nested lab unavailable: no qemu"
