@@ -50,7 +50,9 @@ done
 
 L1_SCRIPT = r"""
 VMM="kvz-vmm --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz --cmdline 'console=ttyS0 quiet panic=-1' --cpus 2 --memory 384M --disk /tmp/disk.img --net tap=tap9,mac=52:54:00:00:09:02 --net tap=tap8,mac=52:54:00:00:08:02,vhost=off --balloon --rng --qmp /tmp/q.sock </dev/null"
-waitfor() { i=0; while ! grep -q "$2" $1; do i=$((i+1)); [ $i -gt $3 ] && return 1; sleep 1; done; }
+# waitfor LOG PATTERN SECONDS [PID]: gives up early when kvz-vmm PID ended
+waitfor() { i=0; while ! grep -q "$2" $1; do i=$((i+1)); [ $i -gt $3 ] && return 1
+            [ -n "$4" ] && ! kill -0 $4 2>/dev/null && return 1; sleep 1; done; }
 up_tap() { i=0; while ! ip link show tap8 >/dev/null 2>&1 && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done
            for t in 9 8; do ip addr add 10.0.$t.1/24 dev tap$t 2>/dev/null; ip link set tap$t up; done; }
 pingit() { for t in 9 8; do
@@ -87,7 +89,7 @@ while [ $n -le RESTORES ]; do
   eval "$VMM --incoming file:/tmp/snap.img" > /tmp/r$n.log 2>&1 &
   pid=$!
   up_tap
-  waitfor /tmp/r$n.log "L2-SUM " 400 || echo "L1-RESTORE-$n-NO-SUM"
+  waitfor /tmp/r$n.log "L2-SUM " 400 $pid || echo "L1-RESTORE-$n-NO-SUM"
   pingit $n
   quit $pid
   sed "s/^/R$n: /" /tmp/r$n.log
@@ -113,6 +115,10 @@ def counts(out, prefix):
     """(count, uptime, epoch) of each complete L2-COUNT line of one run."""
     return [(int(m.group(1)), float(m.group(2)), int(m.group(3)))
             for m in re.finditer(rf"^{prefix}: L2-COUNT (\d+) ([\d.]+) (\d+)\r?$", out, re.M)]
+
+
+def last_lines(out, prefix, n=8):
+    return "\n".join(re.findall(rf"^{prefix}: .*$", out, re.M)[-n:])
 
 
 def test_save_kill_restore_real_guest():
@@ -144,6 +150,8 @@ def test_save_kill_restore_real_guest():
         assert all(b[0] == a[0] + 1 for a, b in zip(after, after[1:]))
         assert after[0][1] >= saved[1] and after[0][2] >= saved[2], f"restore {n}: clock went back"
         sums = re.findall(rf"^R{n}: L2-SUM (\S+).*DISK (\S+)", out, re.M)
+        assert f"L1-RESTORE-{n}-NO-SUM" not in out, \
+            f"restore {n}: no checksum line; its kvz-vmm's last lines: {last_lines(out, f'R{n}')}"
         assert sums and all(s == (start_sum, "kvz-snapshot-marker") for s in sums), sums
         assert f"L1-PING9-{n}-OK" in out, f"restore {n}: no ping through vhost-net (or the kernel path)"
         assert f"L1-PING8-{n}-OK" in out, f"restore {n}: no ping through kvz-vmm's own data path"
