@@ -52,7 +52,9 @@ waitfor() { i=0; while ! grep -q "$2" $1; do i=$((i+1)); [ $i -gt $3 ] && return
 lines() { grep -c "L2-COUNT" $1; }
 
 eval "$VMM --net tap=tapa,$NET --qmp /tmp/q0.sock" </dev/null > /tmp/c0.log 2>/tmp/e0.log &
-waitfor /tmp/c0.log "L2-COUNT 20" 500 || { echo "L1-NO-BOOT"; cat /tmp/c0.log /tmp/e0.log; exit 3; }
+# No boot (issue 9's second hang): SIGTERM makes kvz-vmm log where its vCPUs are.
+waitfor /tmp/c0.log "L2-COUNT 20" 500 || { echo "L1-NO-BOOT"; kill -TERM $! 2>/dev/null; sleep 3
+                                           cat /tmp/c0.log /tmp/e0.log; exit 3; }
 n=1
 while [ $n -le MIGRATIONS ]; do
   p=$((n - 1)); tap=tapa; [ $((n % 2)) = 1 ] && tap=tapb
