@@ -90,10 +90,21 @@ static int stream_section(void *w, const struct state_entry *e, const void *data
 	return mig_writer_section(w, e, data, len, err, errlen);
 }
 
+/* Whether to stop and copy now. Fitting downtime-limit is the condition
+ * and the limit a ceiling, not a target: while a pass still halves what is
+ * dirty, one more is cheap and shortens the pause; once it no longer does
+ * (the guest dirties as fast as the link sends), or the pause would be a
+ * few milliseconds anyway, more passes only send the same pages again. */
+static bool enough(uint64_t expected_ms, uint64_t limit_ms, uint64_t dirty, uint64_t prev_dirty)
+{
+	if (expected_ms > limit_ms)
+		return false;
+	return expected_ms <= limit_ms / 16 || dirty > prev_dirty / 2;
+}
+
 /* Pre-copy passes: the first sends all RAM, each later one what the last
- * dirtied, until the remainder fits downtime-limit at the bandwidth the
- * last pass measured (or MAX_PASSES). Leaves the unsent dirty pages in
- * bitmap. */
+ * dirtied, until enough() (or MAX_PASSES). Leaves the unsent dirty pages
+ * in bitmap. */
 static int precopy(struct live *l, struct mig_writer *w, uint64_t *bitmap, char *err, size_t errlen)
 {
 	struct migration *m = l->m;
@@ -116,7 +127,7 @@ static int precopy(struct live *l, struct mig_writer *w, uint64_t *bitmap, char 
 		uint64_t expected = dirty * 1000 / bw;
 		STAT_SET(m, expected_downtime, expected);
 		__atomic_store_n(&m->progress.total, w->counts.bytes + dirty, __ATOMIC_RELAXED);
-		if (expected <= PARAM(m, downtime_limit_ms) || pass >= MAX_PASSES)
+		if (pass >= MAX_PASSES || enough(expected, PARAM(m, downtime_limit_ms), dirty, prev_dirty))
 			return 0;
 		if (PARAM(m, auto_converge) && pass >= 2 && dirty >= prev_dirty / 2) {
 			uint64_t pct = m->stats.throttle_pct ? m->stats.throttle_pct + PARAM(m, throttle_increment)

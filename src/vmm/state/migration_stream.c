@@ -151,27 +151,58 @@ void mig_writer_free(struct mig_writer *w)
 
 /* ---- reader ---- */
 
+/* The stream is read through a buffer: a record is a one-byte marker and
+ * a page, and two read(2) calls per page made the target, not the link,
+ * the limit (each syscall costs most in a nested guest). */
+#define READ_BUF (256u << 10)
+
 struct reader {
 	int fd;
 	uint64_t *received;
+	uint8_t *buf;
+	size_t pos, len;
 };
+
+/* Fills the buffer or, for a request as large as it, reads straight into
+ * dst. Returns the bytes read, 0 at the end of the stream, -1 on error. */
+static ssize_t read_some(struct reader *r, uint8_t *dst, size_t n)
+{
+	ssize_t got;
+	do
+		got = n >= READ_BUF ? read(r->fd, dst, n) : read(r->fd, r->buf, READ_BUF);
+	while (got < 0 && errno == EINTR);
+	if (got > 0 && r->received)
+		__atomic_add_fetch(r->received, (uint64_t)got, __ATOMIC_RELAXED);
+	if (got > 0 && n < READ_BUF) {
+		r->pos = 0;
+		r->len = (size_t)got;
+	}
+	return got;
+}
 
 /* Exactly n bytes, or -1: a stream that ends early is truncated. */
 static int read_exact(struct reader *r, void *p, size_t n, char *err, size_t errlen)
 {
 	uint8_t *b = p;
 	while (n) {
-		ssize_t got = read(r->fd, b, n);
-		if (got < 0 && errno == EINTR)
+		size_t have = r->len - r->pos;
+		if (have) {
+			size_t take = have < n ? have : n;
+			memcpy(b, r->buf + r->pos, take);
+			r->pos += take;
+			b += take;
+			n -= take;
 			continue;
+		}
+		ssize_t got = read_some(r, b, n);
 		if (got <= 0) {
 			snprintf(err, errlen, "stream %s", got < 0 ? strerror(errno) : "truncated (the source went away)");
 			return -1;
 		}
-		if (r->received)
-			__atomic_add_fetch(r->received, (uint64_t)got, __ATOMIC_RELAXED);
-		b += got;
-		n -= (size_t)got;
+		if (n >= READ_BUF) {
+			b += got;
+			n -= (size_t)got;
+		}
 	}
 	return 0;
 }
@@ -267,25 +298,22 @@ static int read_header(struct reader *r, uint64_t ram_size, char *err, size_t er
 	return 0;
 }
 
-int mig_read_stream(int fd, uint8_t *ram, uint64_t ram_size, struct snap_sections *out,
-		    uint64_t *received, char *err, size_t errlen)
+static int read_records(struct reader *r, uint8_t *ram, uint64_t ram_size, struct snap_sections *out,
+			char *err, size_t errlen)
 {
-	struct reader r = { fd, received };
-	out->s = NULL;
-	out->n = 0;
-	if (read_header(&r, ram_size, err, errlen) < 0)
+	if (read_header(r, ram_size, err, errlen) < 0)
 		return -1;
 	bool sections_begun = false;
 	for (;;) {
 		uint8_t type;
-		if (read_exact(&r, &type, 1, err, errlen) < 0)
+		if (read_exact(r, &type, 1, err, errlen) < 0)
 			return -1;
 		int rc;
 		if (type == MIG_REC_RAM && !sections_begun) {
-			rc = read_run(&r, ram, ram_size, err, errlen);
+			rc = read_run(r, ram, ram_size, err, errlen);
 		} else if (type == MIG_REC_SECTION) {
 			sections_begun = true;
-			rc = read_section(&r, out, err, errlen);
+			rc = read_section(r, out, err, errlen);
 		} else if (type == MIG_REC_END) {
 			return 0;
 		} else {
@@ -295,4 +323,19 @@ int mig_read_stream(int fd, uint8_t *ram, uint64_t ram_size, struct snap_section
 		if (rc < 0)
 			return -1;
 	}
+}
+
+int mig_read_stream(int fd, uint8_t *ram, uint64_t ram_size, struct snap_sections *out,
+		    uint64_t *received, char *err, size_t errlen)
+{
+	struct reader r = { .fd = fd, .received = received, .buf = malloc(READ_BUF) };
+	out->s = NULL;
+	out->n = 0;
+	if (!r.buf) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	int rc = read_records(&r, ram, ram_size, out, err, errlen);
+	free(r.buf);
+	return rc;
 }
