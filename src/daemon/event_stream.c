@@ -1,7 +1,8 @@
 /* GET /v1/events/stream: server-sent events (text/event-stream) so that a
  * browser (or kvz) sees guests change without polling. Each stream has its
  * connection's own thread (MHD thread per connection), which waits in the
- * reader below and looks at the store once a second; see docs/api.md. */
+ * reader below and looks at the store's events once a second and its jobs
+ * every 250 ms; see docs/api.md. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,8 @@
 #include "web_routes.h"
 
 #define CHECK_MS 1000       /* new events are looked for this often */
+#define JOBS_CHECK_MS 250   /* jobs too: a progress bar wants more than 1 Hz */
+#define JOBS_SENT 20        /* the newest jobs in a "jobs" message */
 #define KEEPALIVE_MS 15000  /* a comment line when nothing else was sent */
 #define MAX_EVENTS 100      /* events sent per check */
 
@@ -29,7 +32,8 @@ struct stream {
 	struct web *web;                 /* NULL on the UNIX socket */
 	char session[WEB_ID_HEX + 1];    /* "": not a browser session */
 	int64_t last_id;
-	int64_t next_snapshot, next_keepalive;
+	int64_t next_snapshot, next_keepalive, next_events;
+	char *jobs_sent;                  /* the last "jobs" message's data */
 	char *buf;                        /* what is ready to go out */
 	size_t len, off;
 };
@@ -93,6 +97,25 @@ static bool new_events(struct stream *s)
 	return any;
 }
 
+/* The newest jobs, whenever they differ from what this stream last sent:
+ * a running job's progress is stored every 200 ms (jobs.c), so a browser's
+ * progress bar moves without polling. */
+static void jobs(struct stream *s)
+{
+	json_t *list = store_job_list(s->d->store, NULL, JOBS_SENT);
+	char *js = list ? json_dumps(list, JSON_COMPACT) : NULL;
+	json_decref(list);
+	if (!js || (s->jobs_sent && !strcmp(js, s->jobs_sent))) {
+		free(js);
+		return;
+	}
+	append(s, "event: jobs\ndata: ");
+	append(s, js);
+	append(s, "\n\n");
+	free(s->jobs_sent);
+	s->jobs_sent = js;
+}
+
 /* Blocks until there is something to send (or the stream must end). */
 static bool produce(struct stream *s)
 {
@@ -100,17 +123,20 @@ static bool produce(struct stream *s)
 		if (s->session[0] && !web_session_alive(s->web, s->session))
 			return false;
 		int64_t now = mono_ms();
-		if (new_events(s) || now >= s->next_snapshot)
-			snapshot(s);
-		else if (now >= s->next_keepalive)
+		if (now >= s->next_events) {
+			s->next_events = now + CHECK_MS;
+			if (new_events(s) || now >= s->next_snapshot)
+				snapshot(s);
+		}
+		jobs(s);
+		if (!s->len && now >= s->next_keepalive)
 			append(s, ": keepalive\n\n");
 		if (s->len) {
 			s->next_keepalive = now + KEEPALIVE_MS;
 			return true;
 		}
-		struct timespec ts = {0, CHECK_MS / 4 * 1000000L};
-		for (int i = 0; i < 4 && !atomic_load(&stopping); i++)
-			nanosleep(&ts, NULL);
+		struct timespec ts = {0, JOBS_CHECK_MS * 1000000L};
+		nanosleep(&ts, NULL);
 	}
 	return false;
 }
@@ -133,6 +159,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
 static void stream_free(void *cls)
 {
 	struct stream *s = cls;
+	free(s->jobs_sent);
 	free(s->buf);
 	free(s);
 }

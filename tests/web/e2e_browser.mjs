@@ -5,22 +5,14 @@
 // the CSRF token refused, log out. Screenshots of each page go to SHOTS.
 // Any failure throws: exit status 1 with the step that failed.
 import { join } from "node:path";
+import { check, env, launch, steps } from "./e2e_common.mjs";
 
-const { KVZ_SOURCE_DIR, KVZ_UI, KVZ_TOKEN, KVZ_SHOTS, KVZ_CHROMIUM } = process.env;
-const { chromium } = await import(join(KVZ_SOURCE_DIR, "web/node_modules/playwright-core/index.mjs"));
-
+const { KVZ_UI, KVZ_TOKEN, KVZ_SHOTS } = env;
 const T = 30000;
-let step = "start";
-function log(s) {
-  step = s;
-  console.log("e2e: " + s);
-}
-function check(cond, what) {
-  if (!cond) throw new Error(what);
-}
+const st = steps("e2e");
+const log = st.log;
 
-const browser = await chromium.launch({ executablePath: KVZ_CHROMIUM, headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+const browser = await launch();
 const urls = [];
 let page = null;
 try {
@@ -191,7 +183,16 @@ try {
 
   log("a session ended elsewhere sends the open page to the login");
   const second = await ctx.newPage();
-  await second.goto(KVZ_UI + "/");
+  // Evidence for a flake seen once here under load (the goto below aborted,
+  // as when the page itself navigates to the login): what the page's
+  // requests got.
+  const secondLog = [];
+  second.on("response", (r) => r.status() >= 300 && secondLog.push(r.status() + " " + r.url()));
+  second.on("requestfailed", (r) => secondLog.push("failed " + r.url() + " " + r.failure()?.errorText));
+  second.on("framenavigated", (f) => f === second.mainFrame() && secondLog.push("navigated " + f.url()));
+  await second.goto(KVZ_UI + "/").catch((e) => {
+    throw new Error(e.message + "\nsecond page: " + secondLog.join("\n"));
+  });
   await second.waitForSelector("#guests");
   await second.waitForFunction(() => document.getElementById("live").textContent === "live");
   const csrf = await page.evaluate(async () => (await (await fetch("/ui/session")).json()).csrf);
@@ -213,7 +214,7 @@ try {
   check(consoleErrors.length === 0, "page errors: " + consoleErrors.join("; "));
   console.log("e2e: all steps passed");
 } catch (e) {
-  console.error("e2e: FAILED at step \"" + step + "\": " + e.message);
+  console.error("e2e: FAILED at step \"" + st.current + "\": " + e.message);
   if (page) await page.screenshot({ path: join(KVZ_SHOTS, "failed.png"), fullPage: true }).catch(() => {});
   process.exitCode = 1;
 } finally {

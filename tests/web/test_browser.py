@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from kvzd_harness import Kvzd
+from kvzd_harness import Kvzd, fake_kvzd
 from webui_harness import BUILD, TOKEN, start_web
 
 SOURCE = os.environ.get("KVZ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
@@ -23,6 +23,19 @@ PLAYWRIGHT = os.path.join(SOURCE, "web/node_modules/playwright-core/index.mjs")
 def need(cond, why):
     if not cond:
         pytest.skip(why)
+
+
+def run_e2e(d, script, timeout, **env):
+    """Runs one of the .mjs scripts against d's UI; fails with its output
+    and kvzd's log unless every step passed."""
+    os.makedirs(SHOTS, exist_ok=True)
+    env = dict(os.environ, KVZ_SOURCE_DIR=SOURCE, KVZ_UI="https://127.0.0.1:%d" % d.port,
+               KVZ_TOKEN=TOKEN, KVZ_SHOTS=SHOTS, KVZ_CHROMIUM=CHROMIUM, **env)
+    r = subprocess.run(["node", os.path.join(os.path.dirname(__file__), script)],
+                       env=env, capture_output=True, text=True, timeout=timeout)
+    print(r.stdout)
+    assert r.returncode == 0, r.stdout + r.stderr + "\nkvzd log:\n" + d.read_log()
+    assert "all steps passed" in r.stdout
 
 
 @pytest.fixture
@@ -40,14 +53,7 @@ def test_web_ui_in_chromium(real):
     need(os.path.exists(PLAYWRIGHT), "playwright-core not installed (npm ci in web/)")
     need(os.access(CHROMIUM, os.X_OK), "Debian's chromium not installed (scripts/install-deps.sh)")
     d = start_web(real, web_dir=WEB)
-    os.makedirs(SHOTS, exist_ok=True)
-    env = dict(os.environ, KVZ_SOURCE_DIR=SOURCE, KVZ_UI="https://127.0.0.1:%d" % d.port,
-               KVZ_TOKEN=TOKEN, KVZ_SHOTS=SHOTS, KVZ_CHROMIUM=CHROMIUM)
-    r = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "e2e_browser.mjs")],
-                       env=env, capture_output=True, text=True, timeout=240)
-    print(r.stdout)
-    assert r.returncode == 0, r.stdout + r.stderr + "\nkvzd log:\n" + d.read_log()
-    assert "all steps passed" in r.stdout
+    run_e2e(d, "e2e_browser.mjs", timeout=240)
     # What the browser did, seen from kvzd's side.
     assert d.api("GET", "/v1/guests")[1] == []
     types = [e["type"] for e in d.events("web1")]
@@ -56,3 +62,32 @@ def test_web_ui_in_chromium(real):
     for name in ("login", "dashboard", "create-summary", "create-error", "guest", "guest-console",
                  "dashboard-phone"):
         assert os.path.getsize(os.path.join(SHOTS, name + ".png")) > 1000, name
+
+
+def test_vm_snapshots_and_jobs_in_chromium():
+    """e2e_jobs.mjs: snapshot progress, restore, cancel and delete on a VM's
+    page, with the stand-in kvz-vmm (fake_supervisor.c) playing the
+    snapshot contract slowly (fake-migrate=slow: about 3 s)."""
+    need(shutil.which("node"), "node not installed")
+    need(os.path.exists(PLAYWRIGHT), "playwright-core not installed (npm ci in web/)")
+    need(os.access(CHROMIUM, os.X_OK), "Debian's chromium not installed (scripts/install-deps.sh)")
+    need(os.path.exists(os.path.join(WEB, "index.html")), "the web UI is not built (node/npm missing)")
+    d = fake_kvzd()
+    need(d, "the stand-in supervisor is not built")
+    try:
+        start_web(d, web_dir=WEB)
+        d.kvz("create", "vm", "vm1", "--kernel", d.kernel, "--memory", "64M", "--disk", "16M",
+              "--cmdline", "fake-migrate=slow")
+        d.kvz("start", "vm1")
+        run_e2e(d, "e2e_jobs.mjs", timeout=180, KVZ_VM="vm1")
+        # What the browser did, seen from kvzd's side.
+        assert d.api("GET", "/v1/guests/vm1/snapshots")[1] == []
+        jobs = [(j["type"], j["state"], j["params"].get("snapshot"))
+                for j in d.api("GET", "/v1/jobs?guest=vm1")[1]]
+        assert jobs == [("snapshot-create", "completed", "s1"), ("snapshot-restore", "completed", "s1"),
+                        ("snapshot-create", "cancelled", "s2")], jobs
+        assert d.guest("vm1")["state"] == "running"
+        for name in ("guest-snapshots", "guest-jobs-cancelled"):
+            assert os.path.getsize(os.path.join(SHOTS, name + ".png")) > 1000, name
+    finally:
+        d.cleanup()

@@ -117,3 +117,29 @@ def test_stream_through_session(fake):
     else:
         raise AssertionError("no created event")
     conn.close()
+
+
+def test_jobs_progress_is_streamed(fake):
+    """A running job's progress reaches the stream as "jobs" messages while
+    it runs (the UI's progress bars), ending with its final state; the
+    first message comes at once, before any job."""
+    fake.start()
+    st, s = unix_stream(fake)
+    first = st.until(lambda m: m["event"] == "jobs")
+    assert json.loads(first["data"]) == []
+    fake.kvz("create", "vm", "j1", "--kernel", fake.kernel, "--memory", "64M", "--disk", "16M",
+             "--cmdline", "fake-migrate=slow")
+    fake.kvz("start", "j1")
+    code, job = fake.api("POST", "/v1/guests/j1/snapshots", {"name": "p1"})
+    assert code == 202, job
+    seen = []
+    while not seen or seen[-1]["state"] not in ("completed", "failed", "cancelled"):
+        m = st.until(lambda m: m["event"] == "jobs", timeout=30)
+        mine = [j for j in json.loads(m["data"]) if j["id"] == job["id"]]
+        assert len(mine) == 1, m
+        seen.append(mine[0])
+    assert seen[-1]["state"] == "completed", seen[-1]
+    running = [(j["phase"], j["done"]) for j in seen if j["state"] == "running"]
+    assert len(set(running)) >= 3, running          # it moved, in more than one step
+    assert any(p == "saving memory" and 0 < d for p, d in running), running
+    s.close()

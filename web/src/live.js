@@ -1,8 +1,9 @@
 // The live view of kvzd: one EventSource on /v1/events/stream. Snapshots
-// replace the host and guest lists; guest events are kept for the pages.
+// replace the host and guest lists, "jobs" the job list; guest events
+// are kept for the pages.
 // Subscribers are called after each change; the browser never polls.
 const listeners = new Set();
-export const live = { host: null, guests: [], events: [], connected: false, ts: 0 };
+export const live = { host: null, guests: [], events: [], jobs: null, connected: false, ts: 0 };
 
 function notify(kind, data) {
   for (const fn of listeners) fn(kind, data);
@@ -36,6 +37,11 @@ export function connect(statusEl) {
     live.guests = s.guests;
     live.ts = s.ts_ms;
     notify("snapshot", s);
+  });
+  // The newest jobs, whenever one changes (progress included).
+  es.addEventListener("jobs", (m) => {
+    live.jobs = JSON.parse(m.data);
+    notify("jobs", live.jobs);
   });
   es.addEventListener("guest-event", (m) => {
     const e = JSON.parse(m.data);

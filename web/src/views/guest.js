@@ -1,10 +1,12 @@
 // One guest: state, configuration, actions (start, stop, restart,
-// destroy with confirmation), live memory resize, graphs and its events.
+// destroy with confirmation), live memory resize, snapshots, migration and
+// jobs with progress (guest_jobs.js), graphs and its events.
 import { api } from "../api.js";
 import { openConsole } from "../console.js";
 import { Series } from "../chart.js";
 import { bytes, h, pct, stateBadge } from "../format.js";
 import { live, subscribe } from "../live.js";
+import { jobsPanel } from "./guest_jobs.js";
 
 function confirmDialog(text) {
   const d = document.getElementById("confirm");
@@ -74,6 +76,7 @@ export function guestPage(main, name) {
   const graphEl = h("div", { class: "graph" });
   const ioGraphEl = h("div", { class: "graph" });
   const events = h("ol", { id: "guest-events", class: "events" });
+  const jobs = jobsPanel(name, confirmDialog);
   const termEl = h("div", { id: "terminal", class: "terminal" });
   const consoleStatus = h("span", { id: "console-status", class: "status", role: "status" });
   let closeConsole = null;
@@ -161,6 +164,7 @@ export function guestPage(main, name) {
   main.replaceChildren(
     h("p", {}, h("a", { href: "#/" }, "← Dashboard")), head, status, usage, actions,
     h("section", { class: "panel" }, h("h2", {}, "Configuration"), config, memForm, resForm),
+    jobs.el,
     h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Console"),
       h("div", {}, consoleStatus, " ", consoleButton)), termEl),
     h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Usage"), range), graphEl, ioGraphEl),
@@ -183,6 +187,7 @@ export function guestPage(main, name) {
     head.replaceChildren(h("h1", {}, name), h("span", { class: "type" }, guest.type === "vm" ? "VM" : "container"),
       h("span", { id: "guest-state" }, stateBadge(guest.state)));
     usage.textContent = usageLine(guest);
+    jobs.update(guest);
     config.replaceChildren(configTable(guest));
     const running = guest.state === "running";
     buttons.Start.disabled = running;
@@ -225,6 +230,7 @@ export function guestPage(main, name) {
   });
   return () => {
     unsub();
+    jobs.destroy();
     chart.destroy();
     ioChart.destroy();
     if (closeConsole) closeConsole();
