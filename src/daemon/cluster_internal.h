@@ -1,0 +1,67 @@
+/* What the cluster_*.c files share (cluster.h is the rest of kvzd's view). */
+#ifndef KVZD_CLUSTER_INTERNAL_H
+#define KVZD_CLUSTER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cluster.h"
+
+/* Keys (docs/cluster.md). */
+#define CK_CLUSTER "/kvz/cluster"
+#define CK_MEMBERS "/kvz/members/"   /* + node: {"url", "joined_ms"}, no lease */
+#define CK_ALIVE "/kvz/alive/"       /* + node: capacity and load, on the node's lease */
+#define CK_GUESTS "/kvz/guests/"     /* + guest: owner, state, ha, def, counters */
+#define CK_LEADER "/kvz/ha/leader"   /* the HA manager's node, on its lease */
+
+#define CLUSTER_MAX_HA 256           /* HA guests one node fences */
+
+struct cluster {
+	struct kvzd *d;
+	struct cluster_opts o;
+	/* Guards etcd and joined: API threads read, join/leave write. */
+	pthread_rwlock_t rw;
+	struct etcd *etcd;        /* NULL while not a member */
+	bool joined;
+	/* The membership thread's (cluster_member.c); others read them under
+	 * state_lock. */
+	pthread_mutex_t state_lock;
+	int64_t lease;
+	int64_t last_ok_ms;       /* last keepalive etcd answered with a live lease */
+	bool leader;              /* this node is the HA manager */
+	pthread_t thread;
+	bool thread_running;
+	atomic_bool stop;
+	/* Endpoints of a membership to resume once etcd answers (set before
+	 * the thread starts, then the thread's own). */
+	char pending[1024];
+	/* The fence watchdog (cluster_fence.c): its pipe and pid. */
+	int wd_fd;
+	pid_t wd_pid;
+};
+
+/* Milliseconds the node may go without a keepalive before it fences: half
+ * the TTL, so its HA guests are gone well before the lease expires and
+ * the HA manager may start them elsewhere. */
+static inline int cluster_fence_ms(const struct cluster *c) { return c->o.ttl_s * 500; }
+
+/* One tick of the HA manager when this node leads (cluster_ha.c). */
+void cluster_ha_tick(struct cluster *c);
+/* One tick of this node's guest records (cluster_guests.c): starts guests
+ * the HA manager assigned to it; fills pids with its running HA guests'
+ * supervisors (pid, start) for the watchdog; returns how many. */
+int cluster_guests_tick(struct cluster *c, pid_t *pids, unsigned long long *starts, int max);
+
+/* The fence watchdog (cluster_fence.c). */
+int fence_spawn(struct cluster *c, char *err, size_t errlen);
+/* Tells the watchdog all is well, with the supervisors to kill if it does
+ * not hear again within the fence time. */
+void fence_pet(struct cluster *c, const pid_t *pids, const unsigned long long *starts, int n);
+void fence_close(struct cluster *c);
+
+/* JSON value of a key (a new reference) or NULL. */
+json_t *cluster_kv_json(const struct etcd_kv *kv);
+
+#endif
