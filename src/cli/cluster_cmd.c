@@ -19,9 +19,13 @@ static void print_status(json_t *s)
 		return;
 	}
 	const char *mgr = json_string_value(json_object_get(s, "ha_manager"));
-	printf("node %s, HA manager %s, lease renewed %lld ms ago\n",
-	       json_string_value(json_object_get(s, "node")) ?: "?", mgr ? mgr : "(none)",
-	       (long long)json_integer_value(json_object_get(s, "lease_ok_ms_ago")));
+	json_t *ago = json_object_get(s, "lease_ok_ms_ago");
+	printf("node %s, HA manager %s, lease ", json_string_value(json_object_get(s, "node")) ?: "?",
+	       mgr ? mgr : "(none)");
+	if (json_is_integer(ago))
+		printf("renewed %lld ms ago\n", (long long)json_integer_value(ago));
+	else
+		printf("not yet granted\n");
 	printf("%-16s %-28s %-5s %6s %s\n", "MEMBER", "URL", "STATE", "GUESTS", "LOAD");
 	size_t i;
 	json_t *m;

@@ -98,7 +98,8 @@ json_t *cluster_status(struct kvzd *d, struct op_error *e)
 		etcd_kvs_free(&k);
 	}
 	pthread_mutex_lock(&c->state_lock);
-	json_object_set_new(out, "lease_ok_ms_ago", json_integer(kvzd_now_ms() - c->last_ok_ms));
+	json_object_set_new(out, "lease_ok_ms_ago", c->last_ok_ms ?
+			    json_integer(kvzd_now_ms() - c->last_ok_ms) : json_null());
 	pthread_mutex_unlock(&c->state_lock);
 	json_object_set_new(out, "etcd", etcd_health(c));
 	pthread_rwlock_unlock(&c->rw);

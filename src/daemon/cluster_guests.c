@@ -154,7 +154,7 @@ int cluster_guest_may_start(struct kvzd *d, const char *name, struct op_error *e
 }
 
 /* Read, change, compare-and-swap; a few tries when another writer won. */
-static int update(struct cluster *c, const char *name, const char *state, int ha)
+static int update(struct cluster *c, const char *name, const char *state, int ha, bool *is_ha)
 {
 	char err[300];
 	for (int tries = 0; tries < 5; tries++) {
@@ -169,6 +169,7 @@ static int update(struct cluster *c, const char *name, const char *state, int ha
 		}
 		if (state)
 			json_object_set_new(rec, "state", json_string(state));
+		*is_ha = ha > 0 || (ha < 0 && json_is_true(json_object_get(rec, "ha")));
 		if (ha >= 0) {
 			json_object_set_new(rec, "ha", json_boolean(ha));
 			json_object_set_new(rec, "restarts", json_integer(0));
@@ -190,9 +191,12 @@ void cluster_guest_state(struct kvzd *d, const char *name, const char *state)
 	if (!c)
 		return;
 	pthread_rwlock_rdlock(&c->rw);
-	if (c->joined && update(c, name, state, -1))
+	bool ha = false;
+	if (c->joined && update(c, name, state, -1, &ha))
 		kvz_debug("cluster: %s: cannot record state %s", name, state);
 	pthread_rwlock_unlock(&c->rw);
+	if (ha && !strcmp(state, "running"))
+		cluster_fence_sync(c);
 }
 
 int cluster_guest_set_ha(struct kvzd *d, const char *name, bool ha, struct op_error *e)
@@ -204,12 +208,15 @@ int cluster_guest_set_ha(struct kvzd *d, const char *name, bool ha, struct op_er
 		return -1;
 	pthread_rwlock_rdlock(&c->rw);
 	int rc = -1;
+	bool is_ha = false;
 	if (c->joined) {
-		rc = update(c, name, NULL, ha);
+		rc = update(c, name, NULL, ha, &is_ha);
 		e->status = 404;
 		snprintf(e->msg, sizeof(e->msg), "no cluster guest named %s on this node", name);
 	}
 	pthread_rwlock_unlock(&c->rw);
+	if (!rc && is_ha)
+		cluster_fence_sync(c);
 	return rc;
 }
 

@@ -34,6 +34,10 @@ struct cluster {
 	pthread_t thread;
 	bool thread_running;
 	atomic_bool stop;
+	/* Ticks that have petted the watchdog after reading the guest
+	 * records; kick starts the next tick at once (cluster_fence_sync). */
+	atomic_uint pet_gen;
+	atomic_bool kick;
 	/* Endpoints of a membership to resume once etcd answers (set before
 	 * the thread starts, then the thread's own). */
 	char pending[1024];
@@ -60,6 +64,10 @@ int fence_spawn(struct cluster *c, char *err, size_t errlen);
  * not hear again within the fence time. */
 void fence_pet(struct cluster *c, const pid_t *pids, const unsigned long long *starts, int n);
 void fence_close(struct cluster *c);
+/* From an API thread after a guest became an HA guest running here: waits
+ * (up to 3 s) until the watchdog knows of it, so that kvzd dying right
+ * after the answer still fences it. */
+void cluster_fence_sync(struct cluster *c);
 
 /* JSON value of a key (a new reference) or NULL. */
 json_t *cluster_kv_json(const struct etcd_kv *kv);

@@ -153,6 +153,7 @@ static void tick(struct cluster *c, unsigned n, pid_t *pids, unsigned long long 
 	pthread_mutex_unlock(&c->state_lock);
 	if (sure) {
 		fence_pet(c, pids, starts, *npids);
+		atomic_fetch_add(&c->pet_gen, 1);
 		elect(c);
 		pthread_mutex_lock(&c->state_lock);
 		bool leader = c->leader;
@@ -181,10 +182,22 @@ static void *member_thread(void *arg)
 		struct op_error e;
 		if (!joined && *c->pending && n % 3 == 0 && !start_member(c, c->pending, false, true, &e))
 			c->pending[0] = 0;
-		while (!atomic_load(&c->stop) && kvzd_now_ms() - t0 < TICK_MS)
-			usleep(50 * 1000);
+		while (!atomic_load(&c->stop) && !atomic_exchange(&c->kick, false) &&
+		       kvzd_now_ms() - t0 < TICK_MS)
+			usleep(20 * 1000);
 	}
 	return NULL;
+}
+
+void cluster_fence_sync(struct cluster *c)
+{
+	/* Two ticks: one may have read the records before the change. */
+	unsigned want = atomic_load(&c->pet_gen) + 2;
+	int64_t deadline = kvzd_now_ms() + 3000;
+	while (atomic_load(&c->pet_gen) < want && kvzd_now_ms() < deadline) {
+		atomic_store(&c->kick, true);
+		usleep(20 * 1000);
+	}
 }
 
 static int write_cluster_file(struct kvzd *d, const char *endpoints)

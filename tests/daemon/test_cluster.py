@@ -1,0 +1,260 @@
+"""Cluster mode (issue 17): three kvzd on this machine, each with its own
+state directory and TCP port on loopback (not network namespaces: distinct
+ports are enough for kvzd, and a "cut link" is played by SIGSTOP of the
+only etcd member a node talks to), and a three-member etcd on loopback.
+Guests are containers played by the stand-in supervisor; the HA guest's
+command makes it hold a lock on a shared directory (its "disk") and write
+a counter line there every 100 ms naming the node it runs on.
+
+Runs in order (-x): a later step needs the earlier ones' cluster."""
+import os
+import shutil
+import signal
+import time
+
+import pytest
+
+from etcd_harness import ETCD, Etcd3
+from kvzd_harness import FAKE, fake_kvzd, free_port
+
+TOKEN = "cluster-test-token-0123456789abcdef"
+TTL = 6  # lease TTL: a silent node is down after it; it fences at TTL/2
+
+pytestmark = [
+    pytest.mark.skipif(not ETCD, reason="etcd is not installed (Debian package etcd-server)"),
+    pytest.mark.skipif(not os.path.exists(FAKE), reason="stand-in supervisor not built: " + FAKE),
+]
+
+
+class Cluster:
+    pass
+
+
+def token_file(d):
+    path = os.path.join(d.dir, "token")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, (TOKEN + "\n").encode())
+    os.close(fd)
+    return path
+
+
+def start_node(c, i):
+    d = c.nodes[i]
+    d.start(["--listen", "127.0.0.1:%d" % c.ports[i], "--token-file", token_file(d),
+             "--node-name", "n%d" % (i + 1), "--cluster-ttl", str(TTL)])
+
+
+@pytest.fixture(scope="module")
+def cl():
+    c = Cluster()
+    c.etcd = Etcd3([free_port() for _ in range(6)]).start()
+    c.nodes = [fake_kvzd() for _ in range(3)]
+    c.ports = [free_port() for _ in range(3)]
+    c.shared = os.path.join(c.nodes[0].dir, "shared")
+    os.mkdir(c.shared)
+    try:
+        for i in range(3):
+            start_node(c, i)
+        yield c
+    finally:
+        for d in c.nodes:
+            d.cleanup()
+        c.etcd.stop()
+        shutil.rmtree(c.shared, ignore_errors=True)
+
+
+def all_eps(c, first):
+    return ",".join([c.etcd.urls[first]] + [u for j, u in enumerate(c.etcd.urls) if j != first])
+
+
+def members(d):
+    return {m["name"]: m for m in d.kvz_json("node", "list") if m.get("cluster")}
+
+
+def cluster_guest(d, name):
+    return {g["name"]: g for g in d.kvz_json("list", "--all")}.get(name)
+
+
+def counter_lines(c):
+    path = os.path.join(c.shared, "counter")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [l.split() for l in f.read().splitlines() if len(l.split()) == 3]
+
+
+def node_of_root(c, root):
+    for i, d in enumerate(c.nodes):
+        if root.startswith(d.dir + "/"):
+            return "n%d" % (i + 1)
+    return "?"
+
+
+def runs(c, tag):
+    """The guest's counter lines as a list of (node, how many) runs, in order."""
+    out = []
+    for t, root, _ in counter_lines(c):
+        if t != tag:
+            continue
+        n = node_of_root(c, root)
+        if out and out[-1][0] == n:
+            out[-1][1] += 1
+        else:
+            out.append([n, 1])
+    return out
+
+
+def test_init_join_status(cl):
+    n1, n2, n3 = cl.nodes
+    # Node 3 talks only to its own etcd member: it is the one a partition cuts off.
+    n1.kvz("cluster", "init", "--etcd", all_eps(cl, 0))
+    n2.kvz("cluster", "join", "--etcd", all_eps(cl, 1))
+    n3.kvz("cluster", "join", "--etcd", cl.etcd.urls[2])
+    r = n2.kvz("cluster", "init", "--etcd", all_eps(cl, 1), check=False)
+    assert r.returncode != 0 and "already" in r.stderr
+    n1.wait_for(lambda: all(m["state"] == "up" for m in members(n1).values())
+                and len(members(n1)) == 3, 20, "three members up")
+    st = n2.kvz_json("cluster", "status")
+    assert st["member"] and st["node"] == "n2"
+    assert st["ha_manager"] in ("n1", "n2", "n3")
+    assert [e["healthy"] for e in st["etcd"]] == [True] * 3
+    assert sum(e["is_leader"] for e in st["etcd"]) == 1
+    assert "lease" in n3.kvz("cluster", "status").stdout
+    out = n3.kvz("node", "list").stdout
+    assert "n1" in out and "n2" in out and "cluster member" in out
+
+
+def test_create_on_1_list_and_stop_from_2(cl):
+    n1, n2, n3 = cl.nodes
+    st, g = n1.api("POST", "/v1/guests", {"name": "web", "type": "ct", "template": "busybox",
+                                          "command": ["fake-ha-disk", cl.shared, "web"]})
+    assert st == 201, g
+    # The name is the cluster's now: node 2 cannot create another "web".
+    st, err = n2.api("POST", "/v1/guests", {"name": "web", "type": "ct", "template": "busybox"})
+    assert st == 409 and "n1" in err["error"]["message"]
+    n2.kvz("start", "web")  # forwarded to n1
+    assert n1.guest("web")["state"] == "running"
+    assert n2.guest("web")["state"] == "running"  # show from node 2, answered by n1
+    g = cluster_guest(n3, "web")
+    assert g["owner"] == "n1" and g["state"] == "running" and not g["ha"]
+    assert "web" in n3.kvz("list", "--all").stdout
+    n2.kvz("stop", "web")
+    assert n1.guest("web")["state"] == "stopped"
+    assert cluster_guest(n1, "web")["state"] == "stopped"
+    # Node 2 has no local record of it: it was forwarded, not copied.
+    assert n2.api("GET", "/v1/guests")[1] == []
+    n3.kvz("start", "web")
+    n3.kvz("set", "web", "--ha")
+    assert cluster_guest(n2, "web")["ha"]
+    n1.wait_for(lambda: runs(cl, "web") and runs(cl, "web")[-1][1] > 3, 10, "the guest writing")
+
+
+def test_node_killed_ha_guest_moves_never_twice(cl):
+    n1, n2, n3 = cl.nodes
+    t0 = time.time()
+    n1.kill9()
+    n2.wait_for(lambda: (cluster_guest(n2, "web") or {}).get("owner") != "n1"
+                and cluster_guest(n2, "web")["state"] == "running", 30, "web running elsewhere")
+    moved = time.time() - t0
+    n2.wait_for(lambda: runs(cl, "web")[-1][0] != "n1" and runs(cl, "web")[-1][1] > 3, 10,
+                "the counter going on on the new node")
+    r = runs(cl, "web")
+    # One run on n1, then one on the new owner: never back and forth, and
+    # the lock on the shared directory was free when it started there.
+    assert [x[0] for x in r] == ["n1", cluster_guest(n2, "web")["owner"]], r
+    assert moved < 30
+    print("HA guest running on %s %.1f s after SIGKILL of n1's kvzd" % (r[-1][0], moved))
+    # The watchdog killed n1's copy when kvzd died, before the lease ran out.
+    assert "kvzd is gone: killing HA guest supervisor" in n1.read_log()
+    ev = [e["type"] for e in (n2.events("web") + n3.events("web"))]
+    assert "ha-started" in ev
+
+
+def test_node_back_does_not_restart(cl):
+    n1, n2, n3 = cl.nodes
+    owner = cluster_guest(n2, "web")["owner"]
+    start_node(cl, 0)
+    n1.wait_for(lambda: members(n2)["n1"]["state"] == "up", 20, "n1 back up")
+    time.sleep(3)
+    assert cluster_guest(n1, "web")["owner"] == owner
+    assert [x[0] for x in runs(cl, "web")] == ["n1", owner]
+    local = {g["name"]: g for g in n1.api("GET", "/v1/guests")[1]}
+    assert local["web"]["state"] != "running"
+    # n1's own start of it is forwarded to the owner, where it runs already.
+    assert n1.guest("web")["state"] == "running"
+
+
+def test_etcd_leader_killed_cluster_carries_on(cl):
+    n1, n2, n3 = cl.nodes
+    # Node 3 has only etcd member 3; make sure the victim is another one.
+    if cl.etcd.leader_index() == 2:
+        cl.etcd.move_leader(0)
+    victim = cl.etcd.leader_index()
+    assert victim in (0, 1)
+    before = len(counter_lines(cl))
+    cl.etcd.kill(victim)
+    # A new leader, and the cluster takes writes and reads from every node.
+    n2.wait_for(lambda: cl.etcd.leader_index() not in (None, victim), 15, "a new etcd leader")
+    alive = n2 if victim == 0 else n1
+    st, g = alive.api("POST", "/v1/guests", {"name": "after", "type": "ct", "template": "busybox"})
+    assert st == 201, g
+    assert cluster_guest(n3, "after")["owner"] == alive.kvz_json("cluster", "status")["node"]
+    time.sleep(TTL)
+    # Nobody was fenced or declared down, and the HA guest ran on.
+    assert all(m["state"] == "up" for m in members(n3).values())
+    assert len(runs(cl, "web")) == 2 and len(counter_lines(cl)) > before + 20
+    cl.etcd.start_member(victim)
+    cl.etcd.wait_healthy()
+
+
+def test_minority_node_fences_itself(cl):
+    n1, n2, n3 = cl.nodes
+    st, g = n3.api("POST", "/v1/guests", {"name": "db", "type": "ct", "template": "busybox",
+                                          "command": ["fake-ha-disk", cl.shared + "/db", "db"]})
+    os.makedirs(cl.shared + "/db", exist_ok=True)
+    assert st == 201, g
+    n3.kvz("start", "db")
+    n3.kvz("set", "db", "--ha")
+    n3.wait_for(lambda: counter_db(cl), 10, "db writing")
+    if cl.etcd.leader_index() == 2:
+        cl.etcd.move_leader(0)
+    t0 = time.time()
+    cl.etcd.kill(2, signal.SIGSTOP)  # n3's only way to etcd
+    try:
+        n3.wait_for(lambda: "no news of the lease: killing HA guest supervisor" in n3.read_log(),
+                    TTL + 5, "n3 fencing itself")
+        fenced = time.time() - t0
+        n1.wait_for(lambda: (cluster_guest(n1, "db") or {}).get("owner") in ("n1", "n2")
+                    and cluster_guest(n1, "db")["state"] == "running", 30, "db moved")
+        moved = time.time() - t0
+        n1.wait_for(lambda: len(db_runs(cl)) == 2 and db_runs(cl)[-1][1] > 3, 10, "db writing again")
+        print("n3 fenced after %.1f s; db running on %s after %.1f s" % (fenced, db_runs(cl)[-1][0], moved))
+        assert fenced < TTL
+        assert [x[0] for x in db_runs(cl)][0] == "n3"
+    finally:
+        cl.etcd.kill(2, signal.SIGCONT)
+    n1.wait_for(lambda: members(n1)["n3"]["state"] == "up", 20, "n3 back")
+    time.sleep(2)
+    assert [x[0] for x in db_runs(cl)] == ["n3", cluster_guest(n1, "db")["owner"]]
+
+
+def counter_db(cl):
+    return db_runs(cl)
+
+
+def db_runs(cl):
+    path = os.path.join(cl.shared, "db", "counter")
+    if not os.path.exists(path):
+        return []
+    out = []
+    with open(path) as f:
+        for l in f.read().splitlines():
+            parts = l.split()
+            if len(parts) != 3:
+                continue
+            n = node_of_root(cl, parts[1])
+            if out and out[-1][0] == n:
+                out[-1][1] += 1
+            else:
+                out.append([n, 1])
+    return out
