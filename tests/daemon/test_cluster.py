@@ -258,3 +258,78 @@ def db_runs(cl):
             else:
                 out.append([n, 1])
     return out
+
+
+def etcd_put(cl, key, value):
+    import base64
+    import json
+    import urllib.request
+    body = json.dumps({"key": base64.b64encode(key.encode()).decode(),
+                       "value": base64.b64encode(value.encode()).decode()}).encode()
+    req = urllib.request.Request(cl.etcd.urls[0] + "/v3/kv/put", data=body)
+    urllib.request.urlopen(req, timeout=5).read()
+
+
+def test_attacks(cl):
+    """Hostile input to cluster mode: bad etcd URLs, an "etcd" answering
+    garbage, requests without the token, forged records in etcd."""
+    import http.client
+    import http.server
+    import threading
+    n1, n2, n3 = cl.nodes
+
+    class Garbage(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"<html>" + b"x" * (1 << 20))
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    lone = fake_kvzd()
+    try:
+        lone.start()
+        st, err = lone.api("POST", "/v1/cluster/init", {"etcd": cl.etcd.urls[0]})
+        assert st == 400 and "--listen" in err["error"]["message"]
+        lone.terminate()
+        port = free_port()
+        lone.start(["--listen", "127.0.0.1:%d" % port, "--token-file", token_file(lone),
+                    "--node-name", "lone"])
+        for bad in ["file:///etc/passwd", "gopher://127.0.0.1:70", "http://127.0.0.1:99999",
+                    "http://127.0.0.1", "http://a b:1", "", ",", "http://x:1," * 9]:
+            st, err = lone.api("POST", "/v1/cluster/init", {"etcd": bad})
+            assert st == 400, (bad, err)
+        for body in [None, [], {"etcd": 5}, {"etcd": None}]:
+            st, err = lone.api("POST", "/v1/cluster/join", body)
+            assert st == 400, (body, err)
+        st, err = lone.api("POST", "/v1/cluster/init", {"etcd": "http://127.0.0.1:%d" % srv.server_port})
+        assert st == 502 and "etcd" in err["error"]["message"]
+        assert not os.path.exists(os.path.join(lone.state, "cluster.json"))
+        assert lone.api("GET", "/v1/cluster")[1] == {"member": False}
+        # A second cluster in the same etcd is refused; joining it is not.
+        st, err = lone.api("POST", "/v1/cluster/init", {"etcd": cl.etcd.urls[0]})
+        assert st == 409
+    finally:
+        lone.cleanup()
+        srv.shutdown()
+    # Over TCP without the token nothing cluster-wide happens.
+    conn = http.client.HTTPConnection("127.0.0.1", cl.ports[1], timeout=5)
+    conn.request("POST", "/v1/cluster/leave")
+    assert conn.getresponse().status == 401
+    conn.close()
+    assert n2.kvz_json("cluster", "status")["member"]
+    # Forged records: an owner whose URL is not http, a record that is not
+    # JSON. Requests about them are answered here, never sent elsewhere.
+    etcd_put(cl, "/kvz/members/ghost", '{"url": "file:///etc/passwd"}')
+    etcd_put(cl, "/kvz/guests/evil", '{"owner": "ghost", "state": "running", "ha": true}')
+    etcd_put(cl, "/kvz/guests/junk", "not json")
+    st, err = n2.api("GET", "/v1/guests/evil")
+    assert st == 502 and "address is unknown" in err["error"]["message"]
+    st, err = n2.api("POST", "/v1/guests/evil/start")
+    assert st == 502
+    assert n2.api("GET", "/v1/guests/junk")[0] == 404
+    names = [g["name"] for g in n2.kvz_json("list", "--all")]
+    assert "evil" in names and "junk" not in names
