@@ -76,24 +76,29 @@ class Sim:
         t0 = time.time()
         cl = [Client(self.etcd.client[i % 3]) for i in range(THREADS)]
 
-        def work(k):
+        def guests(k):
             c = cl[k]
-            # Guests first: leases granted before 10,000 puts would expire
-            # before the members' keepalives begin.
             for g in range(k, GUESTS, THREADS):
                 c.put("/kvz/guests/g%05d" % g, json.dumps({
                     "owner": "sim%d" % (g % NODES), "state": "running", "ha": True, "type": "ct",
                     "restarts": 0, "relocations": 0,
                     "def": {"name": "g%05d" % g, "type": "ct", "template": "busybox"}}))
+                c.put("/kvz/owned/sim%d/g%05d" % (g % NODES, g), "")
+
+        def members(k):
+            c = cl[k]
             for i in range(k, NODES, THREADS):
                 lease = c.post("/v3/lease/grant", {"TTL": str(TTL)})["ID"]
                 self.leases[i] = lease
                 c.put("/kvz/members/sim%d" % i, json.dumps({"url": "http://10.0.0.1:8080"}))
                 c.put("/kvz/alive/sim%d" % i, facts(i), lease)
-        ts = [threading.Thread(target=work, args=(k,)) for k in range(THREADS)]
-        [t.start() for t in ts]
-        [t.join() for t in ts]
-        n = NODES * 3 + GUESTS
+        # Guests first, then the members, which start their keepalives at
+        # once: leases granted before 20,000 puts would expire meanwhile.
+        for fn in (guests, members):
+            ts = [threading.Thread(target=fn, args=(k,)) for k in range(THREADS)]
+            [t.start() for t in ts]
+            [t.join() for t in ts]
+        n = NODES * 3 + GUESTS * 2
         dt = time.time() - t0
         print("setup: %d writes in %.1f s: %.0f writes/s (puts of new keys, %d clients)" % (n, dt, n / dt, THREADS))
 
@@ -174,7 +179,7 @@ def main():
         print("kvz node list: %d members, median %.0f ms" % (NODES + 1, statistics.median(nl) * 1000))
         # Kill one simulated node: stop its keepalives, watch its lease go
         # and its guests being reassigned by kvzd's HA manager.
-        victim = 7
+        victim = min(i for i in sim.last_keepalive if i not in sim.expired)
         owned = ["g%05d" % g for g in range(victim, GUESTS, NODES)]
         sim.dead.add(victim)
         time.sleep(0.5)

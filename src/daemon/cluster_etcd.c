@@ -301,16 +301,18 @@ int etcd_put(struct etcd *e, const char *key, const char *value, int64_t lease,
 	return rc;
 }
 
-/* A transaction of one compare on key and one operation on success. */
+/* A transaction of one compare on key and the operations ops (an array,
+ * or one operation) on success. */
 static int txn(struct etcd *e, const char *key, int64_t mod_rev, json_t *op, bool *done,
 	       char *err, size_t errlen)
 {
+	json_t *ops = json_is_array(op) ? op : json_pack("[o]", op);
 	json_t *cmp = json_object();
 	json_object_set_new(cmp, "key", b64_json(key, strlen(key)));
 	json_object_set_new(cmp, "result", json_string("EQUAL"));
 	json_object_set_new(cmp, "target", json_string(mod_rev ? "MOD" : "CREATE"));
 	json_object_set_new(cmp, mod_rev ? "mod_revision" : "create_revision", i64_json(mod_rev));
-	json_t *req = json_pack("{s:[o], s:[o]}", "compare", cmp, "success", op);
+	json_t *req = json_pack("{s:[o], s:o}", "compare", cmp, "success", ops);
 	char *a;
 	size_t alen;
 	int rc = call(e, "/v3/kv/txn", req, &a, &alen, err, errlen);
@@ -327,6 +329,19 @@ int etcd_cas_put(struct etcd *e, const char *key, const char *value, int64_t lea
 {
 	json_t *op = json_pack("{s:o}", "request_put", put_op(key, value, lease));
 	return txn(e, key, mod_rev, op, done, err, errlen);
+}
+
+int etcd_cas_multi(struct etcd *e, const char *key, int64_t mod_rev, const struct etcd_op *ops,
+		   int nops, bool *done, char *err, size_t errlen)
+{
+	json_t *arr = json_array();
+	for (int i = 0; i < nops; i++) {
+		const struct etcd_op *o = &ops[i];
+		json_array_append_new(arr, o->del ?
+			json_pack("{s:{s:o}}", "request_delete_range", "key", b64_json(o->key, strlen(o->key))) :
+			json_pack("{s:o}", "request_put", put_op(o->key, o->value, 0)));
+	}
+	return txn(e, key, mod_rev, arr, done, err, errlen);
 }
 
 int etcd_cas_delete(struct etcd *e, const char *key, int64_t mod_rev, bool *done,

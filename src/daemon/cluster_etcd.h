@@ -42,6 +42,14 @@ int etcd_put(struct etcd *e, const char *key, const char *value, int64_t lease,
  * mod_rev is 0 and the key does not exist. *done says whether it did. */
 int etcd_cas_put(struct etcd *e, const char *key, const char *value, int64_t lease,
 		 int64_t mod_rev, bool *done, char *err, size_t errlen);
+/* Several changes in one transaction, done only when key's mod_revision
+ * is mod_rev (0: key must not exist): the record and its index together. */
+struct etcd_op {
+	bool del;              /* delete key, else put key = value */
+	const char *key, *value;
+};
+int etcd_cas_multi(struct etcd *e, const char *key, int64_t mod_rev, const struct etcd_op *ops,
+		   int nops, bool *done, char *err, size_t errlen);
 /* Deletes when mod_revision is mod_rev (0: whatever it is). */
 int etcd_cas_delete(struct etcd *e, const char *key, int64_t mod_rev, bool *done,
 		    char *err, size_t errlen);

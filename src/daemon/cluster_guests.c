@@ -43,15 +43,39 @@ static int get_record(struct cluster *c, const char *name, json_t **rec, int64_t
 	return *rec != NULL;
 }
 
+static void owned_key(const char *node, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, CK_OWNED "%s/%s", node, name);
+}
+
+int cluster_record_write(struct cluster *c, const char *name, json_t *rec, int64_t rev,
+			 const char *old_owner, bool *done, char *err, size_t errlen)
+{
+	char key[ETCD_MAX_KEY], newk[ETCD_MAX_KEY], oldk[ETCD_MAX_KEY];
+	const char *owner = json_string_value(json_object_get(rec, "owner")) ?: "";
+	guest_key(name, key, sizeof(key));
+	owned_key(owner, name, newk, sizeof(newk));
+	char *s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	struct etcd_op ops[3] = {{.key = key, .value = s}, {.key = newk, .value = ""}};
+	int n = 2;
+	if (old_owner && strcmp(old_owner, owner)) {
+		owned_key(old_owner, name, oldk, sizeof(oldk));
+		ops[n++] = (struct etcd_op){.del = true, .key = oldk};
+	}
+	int rc = etcd_cas_multi(c->etcd, key, rev, ops, n, done, err, errlen);
+	free(s);
+	return rc;
+}
+
 static int put_record(struct cluster *c, const char *name, json_t *rec, int64_t rev, bool *done,
 		      char *err, size_t errlen)
 {
-	char key[ETCD_MAX_KEY];
-	guest_key(name, key, sizeof(key));
-	char *s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
-	int rc = s ? etcd_cas_put(c->etcd, key, s, 0, rev, done, err, errlen) : -1;
-	free(s);
-	return rc;
+	/* The owner stays: the index entry is rewritten as it is. */
+	return cluster_record_write(c, name, rec, rev, NULL, done, err, errlen);
 }
 
 static bool owned_by(json_t *rec, const char *node)
@@ -121,9 +145,11 @@ void cluster_guest_release(struct kvzd *d, const char *name)
 	bool done;
 	if (c->joined && get_record(c, name, &rec, &rev, err, sizeof(err)) == 1 &&
 	    owned_by(rec, c->o.name)) {
-		char key[ETCD_MAX_KEY];
+		char key[ETCD_MAX_KEY], idx[ETCD_MAX_KEY];
 		guest_key(name, key, sizeof(key));
-		etcd_cas_delete(c->etcd, key, rev, &done, err, sizeof(err));
+		owned_key(c->o.name, name, idx, sizeof(idx));
+		const struct etcd_op ops[] = {{.del = true, .key = key}, {.del = true, .key = idx}};
+		etcd_cas_multi(c->etcd, key, rev, ops, 2, &done, err, sizeof(err));
 	}
 	json_decref(rec);
 	pthread_rwlock_unlock(&c->rw);
@@ -340,21 +366,25 @@ static void take_over(struct cluster *c, const char *name, json_t *rec, int64_t 
 
 int cluster_guests_tick(struct cluster *c, pid_t *pids, unsigned long long *starts, int max)
 {
+	/* Only this node's guests, through the owner index: a node's tick
+	 * costs what it owns, not what the cluster holds. */
 	struct etcd_kvs k;
-	char err[300];
-	if (etcd_range(c->etcd, CK_GUESTS, true, &k, err, sizeof(err)))
+	char err[300], prefix[ETCD_MAX_KEY];
+	snprintf(prefix, sizeof(prefix), CK_OWNED "%s/", c->o.name);
+	if (etcd_range(c->etcd, prefix, true, &k, err, sizeof(err)))
 		return 0;
 	int n = 0;
 	for (size_t i = 0; i < k.n; i++) {
-		const char *name = k.kv[i].key + strlen(CK_GUESTS);
-		json_t *rec = cluster_kv_json(&k.kv[i]);
-		const char *state = json_string_value(json_object_get(rec, "state")) ?: "";
-		if (!rec || !owned_by(rec, c->o.name)) {
+		const char *name = k.kv[i].key + strlen(prefix);
+		json_t *rec = NULL;
+		int64_t rev;
+		if (get_record(c, name, &rec, &rev, err, sizeof(err)) != 1 || !owned_by(rec, c->o.name)) {
 			json_decref(rec);
 			continue;
 		}
+		const char *state = json_string_value(json_object_get(rec, "state")) ?: "";
 		if (!strcmp(state, "relocating"))
-			take_over(c, name, rec, k.kv[i].mod_rev);
+			take_over(c, name, rec, rev);
 		json_t *g = json_is_true(json_object_get(rec, "ha")) ? store_guest_get(c->d->store, name) : NULL;
 		json_int_t pid = json_integer_value(json_object_get(g, "pid"));
 		if (g && pid > 1 && n < max &&

@@ -68,8 +68,10 @@ static struct live_node *best(struct live_node *nodes, size_t n)
 static void relocate(struct cluster *c, const char *name, json_t *rec, int64_t rev,
 		     struct live_node *nodes, size_t n)
 {
-	char key[ETCD_MAX_KEY], err[300], detail[200];
-	const char *from = json_string_value(json_object_get(rec, "owner")) ?: "?";
+	char err[300], detail[200];
+	/* A copy: the record's owner string goes when the owner is replaced. */
+	char from[64];
+	snprintf(from, sizeof(from), "%s", json_string_value(json_object_get(rec, "owner")) ?: "?");
 	json_int_t moves = json_integer_value(json_object_get(rec, "relocations"));
 	struct live_node *to = best(nodes, n);
 	if (!to)
@@ -88,14 +90,11 @@ static void relocate(struct cluster *c, const char *name, json_t *rec, int64_t r
 		/* Counted here so that two guests in one tick spread. */
 		to->guests++;
 	}
-	snprintf(key, sizeof(key), CK_GUESTS "%s", name);
-	char *s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
 	bool done = false;
-	if (s && !etcd_cas_put(c->etcd, key, s, 0, rev, &done, err, sizeof(err)) && done) {
+	if (!cluster_record_write(c, name, rec, rev, from, &done, err, sizeof(err)) && done) {
 		kvz_info("cluster: HA: %s: %s", name, detail);
 		store_event_add(c->d->store, name, "ha-relocate", detail);
 	}
-	free(s);
 }
 
 void cluster_ha_tick(struct cluster *c)

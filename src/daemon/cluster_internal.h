@@ -15,6 +15,7 @@
 #define CK_ALIVE "/kvz/alive/"       /* + node: capacity and load, on the node's lease */
 #define CK_GUESTS "/kvz/guests/"     /* + guest: owner, state, ha, def, counters */
 #define CK_LEADER "/kvz/ha/leader"   /* the HA manager's node, on its lease */
+#define CK_OWNED "/kvz/owned/"       /* + node + "/" + guest: "", the owner index */
 
 #define CLUSTER_MAX_HA 256           /* HA guests one node fences */
 
@@ -68,6 +69,12 @@ void fence_close(struct cluster *c);
  * (up to 3 s) until the watchdog knows of it, so that kvzd dying right
  * after the answer still fences it. */
 void cluster_fence_sync(struct cluster *c);
+
+/* Writes a guest record when its mod_revision is still rev (0: it must not
+ * exist), moving its owner index entry from old_owner (NULL: none) to the
+ * record's owner in the same transaction. */
+int cluster_record_write(struct cluster *c, const char *name, json_t *rec, int64_t rev,
+			 const char *old_owner, bool *done, char *err, size_t errlen);
 
 /* JSON value of a key (a new reference) or NULL. */
 json_t *cluster_kv_json(const struct etcd_kv *kv);

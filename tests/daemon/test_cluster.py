@@ -178,6 +178,8 @@ def test_node_back_does_not_restart(cl):
     time.sleep(3)
     assert cluster_guest(n1, "web")["owner"] == owner
     assert [x[0] for x in runs(cl, "web")] == ["n1", owner]
+    # The owner index moved with the record, in the same transaction.
+    assert etcd_keys(cl, "/kvz/owned/") == ["/kvz/owned/%s/web" % owner]
     local = {g["name"]: g for g in n1.api("GET", "/v1/guests")[1]}
     assert local["web"]["state"] != "running"
     # n1's own start of it is forwarded to the owner, where it runs already.
@@ -258,6 +260,18 @@ def db_runs(cl):
             else:
                 out.append([n, 1])
     return out
+
+
+def etcd_keys(cl, prefix):
+    import base64
+    import json
+    import urllib.request
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    body = json.dumps({"key": base64.b64encode(prefix.encode()).decode(),
+                       "range_end": base64.b64encode(end.encode()).decode(), "keys_only": True})
+    req = urllib.request.Request(cl.etcd.urls[0] + "/v3/kv/range", data=body.encode())
+    out = json.loads(urllib.request.urlopen(req, timeout=5).read())
+    return sorted(base64.b64decode(kv["key"]).decode() for kv in out.get("kvs", []))
 
 
 def etcd_put(cl, key, value):
