@@ -347,3 +347,121 @@ def test_attacks(cl):
     assert n2.api("GET", "/v1/guests/junk")[0] == 404
     names = [g["name"] for g in n2.kvz_json("list", "--all")]
     assert "evil" in names and "junk" not in names
+
+
+def lone_etcd(tmp, extra, scheme="http"):
+    """A one-member etcd with extra options; (process, client URL)."""
+    import subprocess
+    port, peer = free_port(), free_port()
+    url = "%s://127.0.0.1:%d" % (scheme, port)
+    log = open(os.path.join(tmp, "etcd.log"), "a")
+    p = subprocess.Popen([ETCD, "--name", "solo", "--data-dir", os.path.join(tmp, "data"),
+                          "--listen-client-urls", url, "--advertise-client-urls", url,
+                          "--listen-peer-urls", "http://127.0.0.1:%d" % peer,
+                          "--initial-advertise-peer-urls", "http://127.0.0.1:%d" % peer,
+                          "--initial-cluster", "solo=http://127.0.0.1:%d" % peer,
+                          "--log-level", "warn"] + extra, stdout=log, stderr=log)
+    log.close()
+    return p, url
+
+
+def wait_port(url, timeout=20):
+    import socket
+    port = int(url.rsplit(":", 1)[1])
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("etcd did not listen on " + url)
+
+
+def secret_file(d, name, text):
+    path = os.path.join(d.dir, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, (text + "\n").encode())
+    os.close(fd)
+    return path
+
+
+def test_etcd_tls_and_auth(tmp_path):
+    """kvzd reaches an etcd that wants TLS client certificates, and one
+    that wants a user and password; without them it is refused and says so."""
+    import subprocess
+    openssl = shutil.which("openssl")
+    if not openssl:
+        pytest.skip("openssl is not installed")
+    t = str(tmp_path)
+
+    def ssl(*args):
+        subprocess.run([openssl] + list(args), check=True, capture_output=True, cwd=t)
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=kvz-test-ca")
+    with open(os.path.join(t, "san.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+    for who in ("server", "client"):
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", who + ".key", "-out", who + ".csr",
+            "-subj", "/CN=" + who)
+        ssl("x509", "-req", "-in", who + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", who + ".pem", "-days", "2", "-extfile", "san.cnf")
+    p = j = None
+    d = fake_kvzd()
+    try:
+        os.mkdir(os.path.join(t, "tls"))
+        p, url = lone_etcd(os.path.join(t, "tls"), [
+            "--cert-file", os.path.join(t, "server.pem"), "--key-file", os.path.join(t, "server.key"),
+            "--trusted-ca-file", os.path.join(t, "ca.pem"), "--client-cert-auth"], "https")
+        wait_port(url)
+        port = free_port()
+        base = ["--listen", "127.0.0.1:%d" % port, "--token-file", token_file(d), "--node-name", "tls1"]
+        d.start(base)
+        st, err = d.api("POST", "/v1/cluster/init", {"etcd": url})
+        assert st == 502, err  # no CA given: the server's certificate is not trusted
+        d.terminate()
+        d.start(base + ["--etcd-cacert", os.path.join(t, "ca.pem")])
+        st, err = d.api("POST", "/v1/cluster/init", {"etcd": url})
+        assert st == 502, err  # no client certificate
+        d.terminate()
+        d.start(base + ["--etcd-cacert", os.path.join(t, "ca.pem"),
+                        "--etcd-cert", os.path.join(t, "client.pem"),
+                        "--etcd-key", os.path.join(t, "client.key")])
+        st, out = d.api("POST", "/v1/cluster/init", {"etcd": url})
+        assert st == 200 and out["etcd"][0]["healthy"], out
+        d.wait_for(lambda: d.kvz_json("cluster", "status")["members"][0]["state"] == "up", 15, "up")
+        d.api("POST", "/v1/cluster/leave")
+        d.terminate()
+        p.kill()
+        p.wait()
+        p = None
+        # User and password: etcd's auth enabled with a root user.
+        os.mkdir(os.path.join(t, "auth"))
+        j, url = lone_etcd(os.path.join(t, "auth"), [])
+        wait_port(url)
+        env = dict(os.environ, ETCDCTL_API="3")
+        ctl = [shutil.which("etcdctl"), "--endpoints=" + url]
+        deadline = time.time() + 20
+        while subprocess.run(ctl + ["user", "add", "root:s3cret-password-0123"], env=env,
+                             capture_output=True).returncode and time.time() < deadline:
+            time.sleep(0.3)
+        subprocess.run(ctl + ["auth", "enable"], env=env, check=True, capture_output=True)
+        good = secret_file(d, "etcd-pw", "s3cret-password-0123")
+        bad = secret_file(d, "etcd-bad", "wrong-password-0123")
+        d.start(base + ["--etcd-user", "root", "--etcd-password-file", bad])
+        st, err = d.api("POST", "/v1/cluster/init", {"etcd": url})
+        assert st == 502 and "authentication failed" in err["error"]["message"], err
+        d.terminate()
+        d.start(base + ["--etcd-user", "root", "--etcd-password-file", good])
+        st, out = d.api("POST", "/v1/cluster/init", {"etcd": url})
+        assert st == 200, out
+        d.wait_for(lambda: d.kvz_json("cluster", "status")["members"][0]["state"] == "up", 15, "up")
+        # Without credentials etcd refuses the same requests.
+        r = subprocess.run(ctl + ["get", "/kvz/", "--prefix", "--keys-only"], env=env, capture_output=True)
+        assert r.returncode != 0
+    finally:
+        d.cleanup()
+        for proc in (p, j):
+            if proc:
+                proc.kill()
+                proc.wait()
