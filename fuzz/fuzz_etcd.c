@@ -1,6 +1,6 @@
 /* libFuzzer target: etcd's JSON gateway answers as kvzd parses them
  * (src/daemon/cluster_etcd_parse.c). The first byte picks the parser; the
- * rest is the answer. Properties checked: a range entry's key has no NUL
+ * rest is the answer (6: one message of a watch stream). Properties checked: a range entry's key has no NUL
  * inside and its value is exactly vlen bytes; base64 round-trips. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,7 +41,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool ok;
 	int64_t a, b;
 	uint64_t m, l;
-	switch (data[0] % 6) {
+	struct etcd_watch_event *evs;
+	size_t nev;
+	switch (data[0] % 7) {
 	case 0:
 		check_range(p, n);
 		break;
@@ -61,6 +63,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!etcd_parse_auth(p, n, tok, sizeof(tok), err, sizeof(err)) &&
 		    strpbrk(tok, "\r\n"))
 			abort();
+		break;
+	case 6:
+		if (!etcd_parse_watch(p, n, &evs, &nev, err, sizeof(err))) {
+			for (size_t i = 0; i < nev; i++)
+				if (!evs[i].key || strlen(evs[i].key) > ETCD_MAX_KEY)
+					abort();
+			etcd_watch_events_free(evs, nev);
+		}
 		break;
 	default: {
 		char *s = malloc(n + 1);

@@ -433,3 +433,123 @@ int etcd_status_all(struct etcd *e, struct etcd_member_status *out)
 	}
 	return e->o.n;
 }
+
+/* A watch stream in progress: the part of a message received so far. */
+struct watch_ctx {
+	struct growbuf line;
+	bool (*stop)(void *arg);
+	etcd_watch_fn *fn;
+	void *arg;
+	bool bad;
+	char err[256];
+	/* The endpoint this stream is on: when the client's calls moved to
+	 * another (this one failed or froze), the stream ends so that the
+	 * caller watches again where the client now talks. */
+	struct etcd *e;
+	int idx;
+};
+
+/* One message per line; a line that does not parse ends the watch. */
+static void watch_lines(struct watch_ctx *w)
+{
+	char *nl;
+	while (w->line.p && (nl = memchr(w->line.p, '\n', w->line.len))) {
+		size_t used = (size_t)(nl - w->line.p) + 1;
+		struct etcd_watch_event *evs;
+		size_t n;
+		if (used > 1 && !etcd_parse_watch(w->line.p, used - 1, &evs, &n, w->err, sizeof(w->err))) {
+			for (size_t i = 0; i < n; i++)
+				w->fn(w->arg, &evs[i]);
+			etcd_watch_events_free(evs, n);
+		} else if (used > 1) {
+			w->bad = true;
+		}
+		memmove(w->line.p, w->line.p + used, w->line.len - used + 1);
+		w->line.len -= used;
+	}
+}
+
+static size_t on_watch_data(char *ptr, size_t size, size_t n, void *arg)
+{
+	struct watch_ctx *w = arg;
+	if (!growbuf_append(&w->line, ptr, size * n, ETCD_MAX_ANSWER))
+		return 0;
+	watch_lines(w);
+	return w->bad ? 0 : size * n;
+}
+
+static int on_watch_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+	(void)a; (void)b; (void)c; (void)d;
+	struct watch_ctx *w = arg;
+	pthread_mutex_lock(&w->e->lock);
+	bool moved = w->e->cur != w->idx;
+	pthread_mutex_unlock(&w->e->lock);
+	return moved || w->stop(w->arg) ? 1 : 0;
+}
+
+int etcd_watch(struct etcd *e, const char *prefix, bool (*stop)(void *arg), etcd_watch_fn *fn,
+	       void *arg, char *err, size_t errlen)
+{
+	size_t n;
+	char *end = prefix_end(prefix, &n);
+	json_t *req = json_pack("{s:{s:o, s:o}}", "create_request", "key", b64_json(prefix, strlen(prefix)),
+				"range_end", b64_json(end ? end : "", end ? n : 0));
+	free(end);
+	char *payload = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	CURL *c = curl_easy_init();
+	if (!payload || !c) {
+		free(payload);
+		if (c)
+			curl_easy_cleanup(c);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	char url[512], auth[600];
+	pthread_mutex_lock(&e->lock);
+	int idx = e->cur;
+	snprintf(url, sizeof(url), "%s/v3/watch", e->o.endpoints[idx]);
+	snprintf(auth, sizeof(auth), "Authorization: %s", e->token);
+	pthread_mutex_unlock(&e->lock);
+	struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+	if (strlen(auth) > strlen("Authorization: "))
+		hdrs = curl_slist_append(hdrs, auth);
+	struct watch_ctx w = {.stop = stop, .fn = fn, .arg = arg, .e = e, .idx = idx};
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_watch_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &w);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_watch_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, &w);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)e->o.timeout_ms);
+	/* A stream: no overall timeout, but TCP keepalive notices a dead peer. */
+	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(c, CURLOPT_TCP_KEEPIDLE, 5L);
+	curl_easy_setopt(c, CURLOPT_TCP_KEEPINTVL, 2L);
+	if (*e->o.cacert)
+		curl_easy_setopt(c, CURLOPT_CAINFO, e->o.cacert);
+	if (*e->o.cert)
+		curl_easy_setopt(c, CURLOPT_SSLCERT, e->o.cert);
+	if (*e->o.key)
+		curl_easy_setopt(c, CURLOPT_SSLKEY, e->o.key);
+	CURLcode rc = curl_easy_perform(c);
+	int ret = 0;
+	if (w.bad) {
+		snprintf(err, errlen, "%s", w.err);
+		ret = -1;
+	} else if (rc != CURLE_OK && rc != CURLE_ABORTED_BY_CALLBACK) {
+		snprintf(err, errlen, "etcd watch: %s", curl_easy_strerror(rc));
+		ret = -1;
+	}
+	free(w.line.p);
+	free(payload);
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(c);
+	return ret;
+}

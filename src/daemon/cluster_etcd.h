@@ -58,6 +58,16 @@ int etcd_lease_grant(struct etcd *e, int ttl_s, int64_t *id, char *err, size_t e
 int etcd_lease_keepalive(struct etcd *e, int64_t id, int64_t *ttl, char *err, size_t errlen);
 int etcd_lease_revoke(struct etcd *e, int64_t id, char *err, size_t errlen);
 
+/* Watches every key under prefix (POST /v3/watch, a stream of JSON
+ * messages) and calls fn for each event, until stop(arg) says so (checked
+ * about once a second) or the stream ends; -1 with why when it could not
+ * be opened or broke. One endpoint: the one that answered last; the watch
+ * ends (0) when the client's other calls have moved to another. Events
+ * before the stream opened are not replayed: callers also look by range. */
+typedef void etcd_watch_fn(void *arg, const struct etcd_watch_event *ev);
+int etcd_watch(struct etcd *e, const char *prefix, bool (*stop)(void *arg), etcd_watch_fn *fn,
+	       void *arg, char *err, size_t errlen);
+
 struct etcd_member_status {
 	char endpoint[256];
 	bool healthy;

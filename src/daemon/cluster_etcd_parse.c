@@ -278,3 +278,57 @@ int etcd_parse_auth(const char *json, size_t len, char *token, size_t toklen,
 	json_decref(j);
 	return 0;
 }
+
+void etcd_watch_events_free(struct etcd_watch_event *evs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(evs[i].key);
+	free(evs);
+}
+
+int etcd_parse_watch(const char *json, size_t len, struct etcd_watch_event **evs, size_t *n,
+		     char *err, size_t errlen)
+{
+	*evs = NULL;
+	*n = 0;
+	json_t *j = load(json, len, err, errlen);
+	if (!j)
+		return -1;
+	json_t *r = json_object_get(j, "result");
+	json_t *list = json_object_get(r, "events");
+	if (!json_is_object(r) || (list && !json_is_array(list)) ||
+	    json_is_true(json_object_get(r, "canceled"))) {
+		snprintf(err, errlen, "etcd's watch answer is malformed or the watch was canceled");
+		json_decref(j);
+		return -1;
+	}
+	size_t cnt = json_array_size(list);
+	*evs = cnt ? calloc(cnt, sizeof(**evs)) : NULL;
+	for (size_t i = 0; i < cnt && *evs; i++) {
+		json_t *ev = json_array_get(list, i);
+		json_t *kv = json_object_get(ev, "kv");
+		json_t *type = json_object_get(ev, "type");
+		const char *k = json_string_value(json_object_get(kv, "key"));
+		size_t klen;
+		struct etcd_watch_event *o = &(*evs)[i];
+		*n = i + 1;
+		o->del = json_is_string(type) && !strcmp(json_string_value(type), "DELETE");
+		o->key = k ? etcd_b64_decode(k, ETCD_MAX_KEY, &klen) : NULL;
+		if (!json_is_object(ev) || (type && !json_is_string(type)) || !o->key ||
+		    strlen(o->key) != klen || !get_i64(kv, "mod_revision", &o->mod_rev)) {
+			snprintf(err, errlen, "etcd's watch answer has a malformed event");
+			etcd_watch_events_free(*evs, *n);
+			*evs = NULL;
+			*n = 0;
+			json_decref(j);
+			return -1;
+		}
+	}
+	if (cnt && !*evs) {
+		snprintf(err, errlen, "out of memory");
+		json_decref(j);
+		return -1;
+	}
+	json_decref(j);
+	return 0;
+}

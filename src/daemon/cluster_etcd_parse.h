@@ -53,4 +53,15 @@ int etcd_parse_status(const char *json, size_t len, uint64_t *member, uint64_t *
 int etcd_parse_auth(const char *json, size_t len, char *token, size_t toklen,
 		    char *err, size_t errlen);
 
+/* One message of a /v3/watch stream: the events it carries (*evs
+ * malloc'd, each key malloc'd; free with etcd_watch_events_free). */
+struct etcd_watch_event {
+	bool del;              /* DELETE (a lease expired, a key removed), else PUT */
+	char *key;
+	int64_t mod_rev;
+};
+int etcd_parse_watch(const char *json, size_t len, struct etcd_watch_event **evs, size_t *n,
+		     char *err, size_t errlen);
+void etcd_watch_events_free(struct etcd_watch_event *evs, size_t n);
+
 #endif

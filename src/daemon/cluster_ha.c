@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cluster_internal.h"
 #include "log.h"
@@ -119,4 +120,39 @@ void cluster_ha_tick(struct cluster *c)
 	}
 	etcd_kvs_free(&k);
 	free(nodes);
+}
+
+static bool watch_stop(void *arg)
+{
+	struct cluster *c = arg;
+	pthread_mutex_lock(&c->state_lock);
+	bool leader = c->leader;
+	pthread_mutex_unlock(&c->state_lock);
+	return atomic_load(&c->stop) || atomic_load(&c->leaving) || !leader;
+}
+
+static void on_alive_event(void *arg, const struct etcd_watch_event *ev)
+{
+	struct cluster *c = arg;
+	if (ev->del) {
+		kvz_info("cluster: HA: %s's lease is gone", ev->key + strlen(CK_ALIVE));
+		atomic_store(&c->kick, true);
+	}
+}
+
+void *cluster_ha_watch(void *arg)
+{
+	struct cluster *c = arg;
+	while (!atomic_load(&c->stop)) {
+		char err[300];
+		pthread_rwlock_rdlock(&c->rw);
+		bool run = c->joined && !watch_stop(c);
+		if (run && etcd_watch(c->etcd, CK_ALIVE, watch_stop, on_alive_event, c, err, sizeof(err)))
+			kvz_debug("cluster: watch: %s", err);
+		pthread_rwlock_unlock(&c->rw);
+		/* Not the manager, or the stream broke: look again shortly. */
+		for (int i = 0; i < 10 && !atomic_load(&c->stop); i++)
+			usleep(100 * 1000);
+	}
+	return NULL;
 }

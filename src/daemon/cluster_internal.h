@@ -39,6 +39,12 @@ struct cluster {
 	 * records; kick starts the next tick at once (cluster_fence_sync). */
 	atomic_uint pet_gen;
 	atomic_bool kick;
+	/* Set by leave before it takes rw for writing: ends the watch. */
+	atomic_bool leaving;
+	/* The HA manager's watch of CK_ALIVE (cluster_ha.c): a lease that
+	 * expires kicks the next tick at once instead of up to a second later. */
+	pthread_t watch_thread;
+	bool watch_running;
 	/* Endpoints of a membership to resume once etcd answers (set before
 	 * the thread starts, then the thread's own). */
 	char pending[1024];
@@ -54,6 +60,8 @@ static inline int cluster_fence_ms(const struct cluster *c) { return c->o.ttl_s 
 
 /* One tick of the HA manager when this node leads (cluster_ha.c). */
 void cluster_ha_tick(struct cluster *c);
+/* The watch thread's body (cluster_ha.c). */
+void *cluster_ha_watch(void *arg);
 /* One tick of this node's guest records (cluster_guests.c): starts guests
  * the HA manager assigned to it; fills pids with its running HA guests'
  * supervisors (pid, start) for the watchdog; returns how many. */

@@ -320,7 +320,9 @@ int cluster_leave(struct kvzd *d, struct op_error *e)
 		return fail(e, 409, "this node is not a cluster member", NULL);
 	char err[300], key[128];
 	bool done;
+	atomic_store(&c->leaving, true);
 	pthread_rwlock_wrlock(&c->rw);
+	atomic_store(&c->leaving, false);
 	c->joined = false;
 	snprintf(key, sizeof(key), CK_MEMBERS "%s", c->o.name);
 	etcd_cas_delete(c->etcd, key, 0, &done, err, sizeof(err));
@@ -372,6 +374,11 @@ int cluster_setup(struct kvzd *d, const struct cluster_opts *o, char *err, size_
 		return -1;
 	}
 	c->thread_running = true;
+	if (pthread_create(&c->watch_thread, NULL, cluster_ha_watch, c)) {
+		snprintf(err, errlen, "cannot start the cluster watch thread");
+		return -1;
+	}
+	c->watch_running = true;
 	return rc;
 }
 
@@ -383,6 +390,8 @@ void cluster_shutdown(struct kvzd *d)
 	atomic_store(&c->stop, true);
 	if (c->thread_running)
 		pthread_join(c->thread, NULL);
+	if (c->watch_running)
+		pthread_join(c->watch_thread, NULL);
 	pthread_rwlock_wrlock(&c->rw);
 	etcd_free(c->etcd);
 	c->etcd = NULL;

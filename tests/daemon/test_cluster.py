@@ -168,6 +168,9 @@ def test_node_killed_ha_guest_moves_never_twice(cl):
     assert "kvzd is gone: killing HA guest supervisor" in n1.read_log()
     ev = [e["type"] for e in (n2.events("web") + n3.events("web"))]
     assert "ha-started" in ev
+    # n1 was the HA manager (it made the cluster): its key went with its
+    # lease, and the next manager found the dead lease by looking.
+    assert n2.kvz_json("cluster", "status")["ha_manager"] in ("n2", "n3")
 
 
 def test_node_back_does_not_restart(cl):
@@ -220,6 +223,7 @@ def test_minority_node_fences_itself(cl):
     n3.wait_for(lambda: counter_db(cl), 10, "db writing")
     if cl.etcd.leader_index() == 2:
         cl.etcd.move_leader(0)
+    mgr = n1.kvz_json("cluster", "status")["ha_manager"]
     t0 = time.time()
     cl.etcd.kill(2, signal.SIGSTOP)  # n3's only way to etcd
     try:
@@ -233,6 +237,9 @@ def test_minority_node_fences_itself(cl):
         print("n3 fenced after %.1f s; db running on %s after %.1f s" % (fenced, db_runs(cl)[-1][0], moved))
         assert fenced < TTL
         assert [x[0] for x in db_runs(cl)][0] == "n3"
+        if mgr != "n3":
+            # A manager that outlived the lease heard of it through its watch.
+            assert "n3's lease is gone" in cl.nodes[int(mgr[1]) - 1].read_log()
     finally:
         cl.etcd.kill(2, signal.SIGCONT)
     n1.wait_for(lambda: members(n1)["n3"]["state"] == "up", 20, "n3 back")
