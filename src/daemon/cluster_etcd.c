@@ -95,6 +95,17 @@ static size_t on_data(char *ptr, size_t size, size_t n, void *arg)
 	return growbuf_append(arg, ptr, size * n, ETCD_MAX_ANSWER) ? size * n : 0;
 }
 
+/* The CA and client certificate for https endpoints. */
+static void tls_options(CURL *c, const struct etcd *e)
+{
+	if (*e->o.cacert)
+		curl_easy_setopt(c, CURLOPT_CAINFO, e->o.cacert);
+	if (*e->o.cert)
+		curl_easy_setopt(c, CURLOPT_SSLCERT, e->o.cert);
+	if (*e->o.key)
+		curl_easy_setopt(c, CURLOPT_SSLKEY, e->o.key);
+}
+
 /* One POST of payload to one endpoint. Returns the HTTP status (the answer
  * in *ans) or -1 when the endpoint could not be reached. */
 static long post_one(struct etcd *e, const char *endpoint, const char *path,
@@ -124,12 +135,7 @@ static long post_one(struct etcd *e, const char *endpoint, const char *path,
 	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)e->o.timeout_ms);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)e->o.timeout_ms);
-	if (*e->o.cacert)
-		curl_easy_setopt(c, CURLOPT_CAINFO, e->o.cacert);
-	if (*e->o.cert)
-		curl_easy_setopt(c, CURLOPT_SSLCERT, e->o.cert);
-	if (*e->o.key)
-		curl_easy_setopt(c, CURLOPT_SSLKEY, e->o.key);
+	tls_options(c, e);
 	CURLcode rc = curl_easy_perform(c);
 	long status = -1;
 	if (rc == CURLE_OK)
@@ -532,12 +538,7 @@ int etcd_watch(struct etcd *e, const char *prefix, bool (*stop)(void *arg), etcd
 	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(c, CURLOPT_TCP_KEEPIDLE, 5L);
 	curl_easy_setopt(c, CURLOPT_TCP_KEEPINTVL, 2L);
-	if (*e->o.cacert)
-		curl_easy_setopt(c, CURLOPT_CAINFO, e->o.cacert);
-	if (*e->o.cert)
-		curl_easy_setopt(c, CURLOPT_SSLCERT, e->o.cert);
-	if (*e->o.key)
-		curl_easy_setopt(c, CURLOPT_SSLKEY, e->o.key);
+	tls_options(c, e);
 	CURLcode rc = curl_easy_perform(c);
 	int ret = 0;
 	if (w.bad) {
