@@ -157,6 +157,12 @@ void cluster_guest_release(struct kvzd *d, const char *name)
 
 int cluster_guest_may_start(struct kvzd *d, const char *name, struct op_error *e)
 {
+	if (d->cluster && atomic_load(&d->cluster->rejoining)) {
+		e->status = 503;
+		snprintf(e->msg, sizeof(e->msg), "this node has not rejoined its cluster yet (etcd "
+			 "unreachable): not starting %s, which may run elsewhere", name);
+		return -1;
+	}
 	WITH_CLUSTER(d, c);
 	json_t *rec;
 	int64_t rev;

@@ -48,6 +48,9 @@ struct cluster {
 	/* Endpoints of a membership to resume once etcd answers (set before
 	 * the thread starts, then the thread's own). */
 	char pending[1024];
+	/* This node is a member whose membership is not restored yet: no
+	 * guest may start until it knows which are its own. */
+	atomic_bool rejoining;
 	/* The fence watchdog (cluster_fence.c): its pipe and pid. */
 	int wd_fd;
 	pid_t wd_pid;

@@ -180,8 +180,10 @@ static void *member_thread(void *arg)
 			tick(c, n, pids, starts, &npids);
 		pthread_rwlock_unlock(&c->rw);
 		struct op_error e;
-		if (!joined && *c->pending && n % 3 == 0 && !start_member(c, c->pending, false, true, &e))
+		if (!joined && *c->pending && n % 3 == 0 && !start_member(c, c->pending, false, true, &e)) {
 			c->pending[0] = 0;
+			atomic_store(&c->rejoining, false);
+		}
 		while (!atomic_load(&c->stop) && !atomic_exchange(&c->kick, false) &&
 		       kvzd_now_ms() - t0 < TICK_MS)
 			usleep(20 * 1000);
@@ -367,6 +369,7 @@ int cluster_setup(struct kvzd *d, const struct cluster_opts *o, char *err, size_
 		 * manageable). */
 		kvz_warn("cluster: cannot rejoin yet (%s); local guests only until then", e.msg);
 		snprintf(c->pending, sizeof(c->pending), "%s", eps);
+		atomic_store(&c->rejoining, true);
 	}
 	json_decref(j);
 	if (pthread_create(&c->thread, NULL, member_thread, c)) {

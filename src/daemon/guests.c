@@ -126,9 +126,7 @@ static void one_guest(struct api_req *r, struct api_resp *resp, const char *name
 			api_json(resp, 200, json_pack("{s:s}", "destroyed", name));
 		}
 	} else if (action && !strcmp(action, "start") && !strcmp(m, "POST")) {
-		int rc = cluster_guest_may_start(r->d, name, &e);
-		if (!rc)
-			rc = guest_start(r->d, name, &e);
+		int rc = guest_start(r->d, name, &e);
 		if (!rc)
 			cluster_guest_state(r->d, name, "running");
 		reply_op(r, resp, name, rc, &e, 200);

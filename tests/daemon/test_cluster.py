@@ -127,6 +127,7 @@ def test_init_join_status(cl):
 def test_create_on_1_list_and_stop_from_2(cl):
     n1, n2, n3 = cl.nodes
     st, g = n1.api("POST", "/v1/guests", {"name": "web", "type": "ct", "template": "busybox",
+                                          "autostart": True,
                                           "command": ["fake-ha-disk", cl.shared, "web"]})
     assert st == 201, g
     # The name is the cluster's now: node 2 cannot create another "web".
@@ -185,6 +186,9 @@ def test_node_back_does_not_restart(cl):
     assert etcd_keys(cl, "/kvz/owned/") == ["/kvz/owned/%s/web" % owner]
     local = {g["name"]: g for g in n1.api("GET", "/v1/guests")[1]}
     assert local["web"]["state"] != "running"
+    # web is an autostart guest: n1's autostart asked the cluster and was
+    # refused (every start does, policies' too).
+    assert "web belongs to node %s" % owner in n1.read_log()
     # n1's own start of it is forwarded to the owner, where it runs already.
     assert n1.guest("web")["state"] == "running"
 
