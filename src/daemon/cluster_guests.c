@@ -404,3 +404,31 @@ int cluster_guests_tick(struct cluster *c, pid_t *pids, unsigned long long *star
 	etcd_kvs_free(&k);
 	return n;
 }
+
+int cluster_owned_ha(struct cluster *c, char *names, size_t len)
+{
+	struct etcd_kvs k;
+	char err[300], prefix[ETCD_MAX_KEY];
+	snprintf(prefix, sizeof(prefix), CK_OWNED "%s/", c->o.name);
+	if (etcd_range(c->etcd, prefix, true, &k, err, sizeof(err)))
+		return -1;
+	int n = 0;
+	names[0] = 0;
+	for (size_t i = 0; i < k.n; i++) {
+		const char *name = k.kv[i].key + strlen(prefix);
+		json_t *rec = NULL;
+		int64_t rev;
+		if (get_record(c, name, &rec, &rev, err, sizeof(err)) == 1 && owned_by(rec, c->o.name) &&
+		    json_is_true(json_object_get(rec, "ha"))) {
+			const char *st = json_string_value(json_object_get(rec, "state")) ?: "";
+			if (!strcmp(st, "running") || !strcmp(st, "relocating")) {
+				size_t used = strlen(names);
+				snprintf(names + used, len - used, "%s%s", n ? " " : "", name);
+				n++;
+			}
+		}
+		json_decref(rec);
+	}
+	etcd_kvs_free(&k);
+	return n;
+}

@@ -70,6 +70,10 @@ void *cluster_ha_watch(void *arg);
  * supervisors (pid, start) for the watchdog; returns how many. */
 int cluster_guests_tick(struct cluster *c, pid_t *pids, unsigned long long *starts, int max);
 
+/* How many HA guests this node owns that run or are being started here
+ * (their names in names), or -1 when etcd cannot say. */
+int cluster_owned_ha(struct cluster *c, char *names, size_t len);
+
 /* The fence watchdog (cluster_fence.c). */
 int fence_spawn(struct cluster *c, char *err, size_t errlen);
 /* Tells the watchdog all is well, with the supervisors to kill if it does

@@ -320,8 +320,16 @@ int cluster_leave(struct kvzd *d, struct op_error *e)
 	struct cluster *c = d->cluster;
 	if (!cluster_active(d))
 		return fail(e, 409, "this node is not a cluster member", NULL);
-	char err[300], key[128];
+	char err[300], key[128], names[256];
 	bool done;
+	/* Its lease goes with it: HA guests running here would be started
+	 * elsewhere while they still run. */
+	pthread_rwlock_rdlock(&c->rw);
+	int ha = c->joined ? cluster_owned_ha(c, names, sizeof(names)) : 0;
+	pthread_rwlock_unlock(&c->rw);
+	if (ha)
+		return fail(e, ha < 0 ? 503 : 409, ha < 0 ? "cannot read this node's guests from etcd" :
+			    "this node runs HA guests; stop them or clear --ha first", ha < 0 ? NULL : names);
 	atomic_store(&c->leaving, true);
 	pthread_rwlock_wrlock(&c->rw);
 	atomic_store(&c->leaving, false);

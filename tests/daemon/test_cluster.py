@@ -273,6 +273,33 @@ def db_runs(cl):
     return out
 
 
+def test_leave_and_join_again(cl):
+    # A node running HA guests may not leave: its lease would go and the
+    # guests would be started elsewhere while they run here.
+    owners = {cluster_guest(cl.nodes[0], g)["owner"] for g in ("web", "db")}
+    busy = cl.nodes[int(sorted(owners)[0][1]) - 1]
+    r = busy.kvz("cluster", "leave", check=False)
+    assert r.returncode != 0 and "runs HA guests" in r.stderr
+    assert busy.kvz_json("cluster", "status")["member"]
+    free = [d for i, d in enumerate(cl.nodes) if "n%d" % (i + 1) not in owners][0]
+    n1 = cl.nodes[0] if free is not cl.nodes[0] else cl.nodes[1]
+    n2 = free
+    n2.kvz("cluster", "leave")
+    assert n2.kvz_json("cluster", "status") == {"member": False}
+    assert not os.path.exists(os.path.join(n2.state, "cluster.json"))
+    me = "n%d" % (cl.nodes.index(n2) + 1)
+    n1.wait_for(lambda: me not in members(n1), 10, "the node gone from the members")
+    assert me not in n2.kvz("node", "list").stdout
+    r = n2.kvz("cluster", "leave", check=False)
+    assert r.returncode != 0 and "not a cluster member" in r.stderr
+    r = n2.kvz("list", "--all", check=False)
+    assert r.returncode != 0 and "cluster mode" in r.stderr
+    # Guests n2 owned stay its records; back in, they are its again.
+    n2.kvz("cluster", "join", "--etcd", cl.etcd.urls[cl.nodes.index(n2)])
+    n1.wait_for(lambda: members(n1).get(me, {}).get("state") == "up", 15, "back in")
+    assert os.path.exists(os.path.join(n2.state, "cluster.json"))
+
+
 def etcd_keys(cl, prefix):
     import base64
     import json
