@@ -84,7 +84,8 @@ json_t *cluster_status(struct kvzd *d, struct op_error *e)
 {
 	struct cluster *c = d->cluster;
 	if (!cluster_active(d))
-		return json_pack("{s:b}", "member", 0);
+		return c && atomic_load(&c->rejoining) ? json_pack("{s:b, s:b}", "member", 0, "rejoining", 1)
+						       : json_pack("{s:b}", "member", 0);
 	json_t *members = cluster_nodes(d, e);
 	if (!members)
 		return NULL;

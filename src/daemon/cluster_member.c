@@ -292,6 +292,11 @@ static int start_member(struct cluster *c, const char *endpoints, bool create, b
 	}
 	if (fence_spawn(c, err, sizeof(err))) {
 		etcd_free(etcd);
+		if (!rejoin) {
+			char path[300];
+			cluster_file(c->d, path, sizeof(path));
+			unlink(path);
+		}
 		return fail(e, 500, "cannot start the fence watchdog", err);
 	}
 	pthread_rwlock_wrlock(&c->rw);
@@ -312,6 +317,8 @@ int cluster_join(struct kvzd *d, json_t *req, bool create, struct op_error *e)
 		return fail(e, 400, "want {\"etcd\": \"URL[,URL...]\"}", NULL);
 	if (cluster_active(d))
 		return fail(e, 409, "this node is already a cluster member; leave first", NULL);
+	if (atomic_load(&c->rejoining))
+		return fail(e, 409, "this node is a cluster member still rejoining (etcd unreachable)", NULL);
 	return start_member(c, eps, create, false, e);
 }
 

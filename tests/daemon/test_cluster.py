@@ -387,10 +387,11 @@ def test_attacks(cl):
     assert "evil" in names and "junk" not in names
 
 
-def lone_etcd(tmp, extra, scheme="http"):
-    """A one-member etcd with extra options; (process, client URL)."""
+def lone_etcd(tmp, extra, scheme="http", ports=None):
+    """A one-member etcd with extra options; (process, client URL).
+    ports: (client, peer) to restart one on its data directory."""
     import subprocess
-    port, peer = free_port(), free_port()
+    port, peer = ports or (free_port(), free_port())
     url = "%s://127.0.0.1:%d" % (scheme, port)
     log = open(os.path.join(tmp, "etcd.log"), "a")
     p = subprocess.Popen([ETCD, "--name", "solo", "--data-dir", os.path.join(tmp, "data"),
@@ -503,3 +504,39 @@ def test_etcd_tls_and_auth(tmp_path):
             if proc:
                 proc.kill()
                 proc.wait()
+
+
+def test_restart_while_etcd_is_down(tmp_path):
+    """A member whose etcd is gone when kvzd starts: kvzd serves its API,
+    starts no guest (it cannot know which are its own), and rejoins once
+    etcd is back."""
+    t = str(tmp_path)
+    ports = (free_port(), free_port())
+    p, url = lone_etcd(t, [], ports=ports)
+    d = fake_kvzd()
+    try:
+        wait_port(url)
+        base = ["--listen", "127.0.0.1:%d" % free_port(), "--token-file", token_file(d),
+                "--node-name", "solo1"]
+        d.start(base)
+        st, out = d.api("POST", "/v1/cluster/init", {"etcd": url})
+        assert st == 200, out
+        st, g = d.api("POST", "/v1/guests", {"name": "c1", "type": "ct", "template": "busybox"})
+        assert st == 201, g
+        d.terminate()
+        p.kill()
+        p.wait()
+        d.start(base)
+        assert d.api("GET", "/v1/cluster")[1] == {"member": False, "rejoining": True}
+        st, err = d.api("POST", "/v1/guests/c1/start")
+        assert st == 503 and "rejoined" in err["error"]["message"], err
+        st, err = d.api("POST", "/v1/cluster/join", {"etcd": url})
+        assert st == 409
+        p, _ = lone_etcd(t, [], ports=ports)
+        d.wait_for(lambda: d.api("GET", "/v1/cluster")[1].get("member"), 30, "rejoined")
+        st, g = d.api("POST", "/v1/guests/c1/start")
+        assert st == 200, g
+    finally:
+        d.cleanup()
+        p.kill()
+        p.wait()
