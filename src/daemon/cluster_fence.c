@@ -59,12 +59,13 @@ int fence_spawn(struct cluster *c, char *err, size_t errlen)
 	return 0;
 }
 
-void fence_pet(struct cluster *c, const pid_t *pids, const unsigned long long *starts, int n)
+void fence_pet(struct cluster *c, int ms_left, const pid_t *pids, const unsigned long long *starts,
+	       int n)
 {
-	if (c->wd_fd < 0)
+	if (c->wd_fd < 0 || ms_left <= 0)
 		return;
-	char line[CLUSTER_MAX_HA * 40 + 16];
-	size_t len = (size_t)snprintf(line, sizeof(line), "PET");
+	char line[CLUSTER_MAX_HA * 40 + 32];
+	size_t len = (size_t)snprintf(line, sizeof(line), "PET %d", ms_left);
 	for (int i = 0; i < n && len < sizeof(line) - 48; i++)
 		len += (size_t)snprintf(line + len, sizeof(line) - len, " %d:%llu", (int)pids[i], starts[i]);
 	line[len++] = '\n';
@@ -116,11 +117,17 @@ static void fence(struct victims *v, const char *why)
 	v->n = 0;
 }
 
-static void parse_pet(char *line, struct victims *v)
+/* "PET MS PID:START...": the supervisors, and how long the lease is sure
+ * from now (so the deadline follows the last keepalive, not the pet). */
+static int parse_pet(char *line, struct victims *v, int fence_ms)
 {
 	v->n = 0;
 	char *save = NULL;
-	for (char *t = strtok_r(line + 3, " \n", &save); t && v->n < CLUSTER_MAX_HA;
+	char *t = strtok_r(line + 3, " \n", &save);
+	int ms = t ? atoi(t) : 0;
+	if (ms <= 0 || ms > fence_ms)
+		ms = fence_ms;
+	for (t = strtok_r(NULL, " \n", &save); t && v->n < CLUSTER_MAX_HA;
 	     t = strtok_r(NULL, " \n", &save)) {
 		int pid;
 		unsigned long long st;
@@ -129,6 +136,7 @@ static void parse_pet(char *line, struct victims *v)
 			v->start[v->n++] = st;
 		}
 	}
+	return ms;
 }
 
 int fence_watchdog_main(int fence_ms)
@@ -136,17 +144,17 @@ int fence_watchdog_main(int fence_ms)
 	static struct victims v;      /* this process's only state */
 	static char buf[CLUSTER_MAX_HA * 40 + 64];
 	size_t have = 0;
-	int64_t last = mono_ms();
+	int64_t deadline = mono_ms() + fence_ms;
 	signal(SIGPIPE, SIG_IGN);
 	for (;;) {
-		int64_t left = fence_ms - (mono_ms() - last);
+		int64_t left = deadline - mono_ms();
 		struct pollfd pfd = {.fd = 0, .events = POLLIN};
 		int r = left > 0 ? poll(&pfd, 1, (int)left) : 0;
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
 			fence(&v, "no news of the lease");
-			last = mono_ms();
+			deadline = mono_ms() + fence_ms;
 			continue;
 		}
 		ssize_t n = read(0, buf + have, sizeof(buf) - 1 - have);
@@ -161,10 +169,8 @@ int fence_watchdog_main(int fence_ms)
 			*nl = 0;
 			if (!strcmp(buf, "DISARM"))
 				return 0;
-			if (!strncmp(buf, "PET", 3)) {
-				parse_pet(buf, &v);
-				last = mono_ms();
-			}
+			if (!strncmp(buf, "PET", 3))
+				deadline = mono_ms() + parse_pet(buf, &v, fence_ms);
 			size_t used = (size_t)(nl + 1 - buf);
 			memmove(buf, nl + 1, have - used + 1);
 			have -= used;

@@ -76,9 +76,11 @@ int cluster_owned_ha(struct cluster *c, char *names, size_t len);
 
 /* The fence watchdog (cluster_fence.c). */
 int fence_spawn(struct cluster *c, char *err, size_t errlen);
-/* Tells the watchdog all is well, with the supervisors to kill if it does
- * not hear again within the fence time. */
-void fence_pet(struct cluster *c, const pid_t *pids, const unsigned long long *starts, int n);
+/* Tells the watchdog the lease is sure for ms_left more milliseconds
+ * (the fence time less what passed since the last keepalive), with the
+ * supervisors to kill if it does not hear again by then. */
+void fence_pet(struct cluster *c, int ms_left, const pid_t *pids, const unsigned long long *starts,
+	       int n);
 void fence_close(struct cluster *c);
 /* From an API thread after a guest became an HA guest running here: waits
  * (up to 3 s) until the watchdog knows of it, so that kvzd dying right

@@ -137,7 +137,7 @@ static void tick(struct cluster *c, unsigned n, pid_t *pids, unsigned long long 
 		pthread_mutex_lock(&c->state_lock);
 		c->last_ok_ms = kvzd_now_ms();
 		pthread_mutex_unlock(&c->state_lock);
-		fence_pet(c, pids, starts, *npids);
+		fence_pet(c, cluster_fence_ms(c), pids, starts, *npids);
 		if (fresh || n % LOAD_EVERY_TICKS == 0) {
 			json_t *f = node_facts(c);
 			char key[128];
@@ -149,10 +149,10 @@ static void tick(struct cluster *c, unsigned n, pid_t *pids, unsigned long long 
 	}
 	*npids = cluster_guests_tick(c, pids, starts, CLUSTER_MAX_HA);
 	pthread_mutex_lock(&c->state_lock);
-	bool sure = kvzd_now_ms() - c->last_ok_ms < cluster_fence_ms(c);
+	int64_t left = cluster_fence_ms(c) - (kvzd_now_ms() - c->last_ok_ms);
 	pthread_mutex_unlock(&c->state_lock);
-	if (sure) {
-		fence_pet(c, pids, starts, *npids);
+	if (left > 0) {
+		fence_pet(c, (int)left, pids, starts, *npids);
 		atomic_fetch_add(&c->pet_gen, 1);
 		elect(c);
 		pthread_mutex_lock(&c->state_lock);
