@@ -342,18 +342,30 @@ bool cluster_forward(struct api_req *r, struct api_resp *resp, const char *name)
 
 /* Starts a guest the HA manager handed to this node: its definition makes
  * the local record when there is none. */
-static void take_over(struct cluster *c, const char *name, json_t *rec, int64_t rev)
+static void take_over(struct cluster *c, const char *name, json_t *rec, int64_t rev, bool crashed)
 {
 	struct op_error e;
 	char err[300];
 	json_t *local = store_guest_get(c->d->store, name);
 	int rc = 0;
-	if (!local)
+	/* A crashed HA guest is restarted here, --ha-max-restarts times. */
+	json_int_t tries = json_integer_value(json_object_get(rec, "restarts"));
+	if (crashed && tries >= c->o.max_restarts) {
+		rc = -1;
+		snprintf(e.msg, sizeof(e.msg), "crashed again after %lld restarts", (long long)tries);
+	} else if (crashed) {
+		json_object_set_new(rec, "restarts", json_integer(tries + 1));
+	}
+	if (!rc && !local)
 		rc = guest_create(c->d, json_object_get(rec, "def"), &e);
 	json_decref(local);
 	if (!rc)
 		rc = guest_start(c->d, name, &e);
-	if (!rc) {
+	if (crashed && rc) {
+		json_object_set_new(rec, "state", json_string("failed"));
+		kvz_warn("cluster: HA: %s: %s", name, e.msg);
+		store_event_add(c->d->store, name, "ha-failed", e.msg);
+	} else if (!rc) {
 		json_object_set_new(rec, "state", json_string("running"));
 		kvz_info("cluster: HA: started %s here", name);
 		store_event_add(c->d->store, name, "ha-started", c->o.name);
@@ -370,7 +382,8 @@ static void take_over(struct cluster *c, const char *name, json_t *rec, int64_t 
 		kvz_warn("cluster: %s: record changed meanwhile", name);
 }
 
-int cluster_guests_tick(struct cluster *c, pid_t *pids, unsigned long long *starts, int max)
+int cluster_guests_tick(struct cluster *c, bool sure, pid_t *pids, unsigned long long *starts,
+			int max)
 {
 	/* Only this node's guests, through the owner index: a node's tick
 	 * costs what it owns, not what the cluster holds. */
@@ -389,9 +402,17 @@ int cluster_guests_tick(struct cluster *c, pid_t *pids, unsigned long long *star
 			continue;
 		}
 		const char *state = json_string_value(json_object_get(rec, "state")) ?: "";
-		if (!strcmp(state, "relocating"))
-			take_over(c, name, rec, rev);
-		json_t *g = json_is_true(json_object_get(rec, "ha")) ? store_guest_get(c->d->store, name) : NULL;
+		bool ha = json_is_true(json_object_get(rec, "ha"));
+		json_t *g = ha ? store_guest_get(c->d->store, name) : NULL;
+		const char *local = json_string_value(json_object_get(g, "state")) ?: "";
+		/* Handed here, or an HA guest of ours that crashed (a user's
+		 * stop makes the record "stopped" and the guest "stopped"). */
+		if (sure && (!strcmp(state, "relocating") ||
+			     (ha && !strcmp(state, "running") && !strcmp(local, "crashed")))) {
+			take_over(c, name, rec, rev, strcmp(state, "relocating") != 0);
+			json_decref(g);
+			g = ha ? store_guest_get(c->d->store, name) : NULL;
+		}
 		json_int_t pid = json_integer_value(json_object_get(g, "pid"));
 		if (g && pid > 1 && n < max &&
 		    !strcmp(json_string_value(json_object_get(g, "state")) ?: "", "running")) {

@@ -30,6 +30,7 @@ struct cluster {
 	 * state_lock. */
 	pthread_mutex_t state_lock;
 	int64_t lease;
+	int64_t alive_lease;      /* the lease CK_ALIVE/this node was last written with */
 	int64_t last_ok_ms;       /* last keepalive etcd answered with a live lease */
 	bool leader;              /* this node is the HA manager */
 	pthread_t thread;
@@ -65,10 +66,13 @@ static inline int cluster_fence_ms(const struct cluster *c) { return c->o.ttl_s 
 void cluster_ha_tick(struct cluster *c);
 /* The watch thread's body (cluster_ha.c). */
 void *cluster_ha_watch(void *arg);
-/* One tick of this node's guest records (cluster_guests.c): starts guests
- * the HA manager assigned to it; fills pids with its running HA guests'
- * supervisors (pid, start) for the watchdog; returns how many. */
-int cluster_guests_tick(struct cluster *c, pid_t *pids, unsigned long long *starts, int max);
+/* One tick of this node's guest records (cluster_guests.c): when its
+ * lease is sure, starts guests the HA manager assigned to it and restarts
+ * its HA guests that crashed (or that its watchdog fenced while the lease
+ * then survived); fills pids with its running HA guests' supervisors
+ * (pid, start) for the watchdog; returns how many. */
+int cluster_guests_tick(struct cluster *c, bool sure, pid_t *pids, unsigned long long *starts,
+			int max);
 
 /* How many HA guests this node owns that run or are being started here
  * (their names in names), or -1 when etcd cannot say. */

@@ -134,20 +134,30 @@ static void tick(struct cluster *c, unsigned n, pid_t *pids, unsigned long long 
 	char err[300];
 	bool fresh;
 	if (keep_lease(c, &fresh)) {
-		pthread_mutex_lock(&c->state_lock);
-		c->last_ok_ms = kvzd_now_ms();
-		pthread_mutex_unlock(&c->state_lock);
-		fence_pet(c, cluster_fence_ms(c), pids, starts, *npids);
-		if (fresh || n % LOAD_EVERY_TICKS == 0) {
+		/* The alive key on the current lease is what tells the HA
+		 * manager this node is up: until it is written on a new lease,
+		 * the node is not sure of anything. */
+		if (fresh || c->alive_lease != c->lease || n % LOAD_EVERY_TICKS == 0) {
 			json_t *f = node_facts(c);
 			char key[128];
 			snprintf(key, sizeof(key), CK_ALIVE "%s", c->o.name);
-			if (put_json(c->etcd, key, f, c->lease, err, sizeof(err)))
+			if (!put_json(c->etcd, key, f, c->lease, err, sizeof(err)))
+				c->alive_lease = c->lease;
+			else
 				kvz_debug("cluster: load: %s", err);
 			json_decref(f);
 		}
+		if (c->alive_lease == c->lease) {
+			pthread_mutex_lock(&c->state_lock);
+			c->last_ok_ms = kvzd_now_ms();
+			pthread_mutex_unlock(&c->state_lock);
+			fence_pet(c, cluster_fence_ms(c), pids, starts, *npids);
+		}
 	}
-	*npids = cluster_guests_tick(c, pids, starts, CLUSTER_MAX_HA);
+	pthread_mutex_lock(&c->state_lock);
+	bool sure = kvzd_now_ms() - c->last_ok_ms < cluster_fence_ms(c);
+	pthread_mutex_unlock(&c->state_lock);
+	*npids = cluster_guests_tick(c, sure, pids, starts, CLUSTER_MAX_HA);
 	pthread_mutex_lock(&c->state_lock);
 	int64_t left = cluster_fence_ms(c) - (kvzd_now_ms() - c->last_ok_ms);
 	pthread_mutex_unlock(&c->state_lock);

@@ -273,6 +273,20 @@ def db_runs(cl):
     return out
 
 
+def test_crashed_ha_guest_restarted_by_its_owner(cl):
+    owner = cluster_guest(cl.nodes[0], "db")["owner"]
+    d = cl.nodes[int(owner[1]) - 1]
+    pid = d.guest("db")["pid"]
+    before = len(db_runs(cl))
+    os.kill(pid, signal.SIGKILL)
+    d.wait_for(lambda: d.guest("db")["state"] == "running" and d.guest("db")["pid"] != pid, 15,
+               "db restarted")
+    g = cluster_guest(d, "db")
+    assert g["owner"] == owner and g["restarts"] == 1 and g["state"] == "running"
+    # Still one run on the same node: nobody else started it.
+    assert len(db_runs(cl)) == before and db_runs(cl)[-1][0] == owner
+
+
 def test_leave_and_join_again(cl):
     # A node running HA guests may not leave: its lease would go and the
     # guests would be started elsewhere while they run here.
