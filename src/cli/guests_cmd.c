@@ -295,10 +295,11 @@ int cmd_set(int argc, char **argv)
 	static const struct option longopts[] = {
 		{"memory", required_argument, NULL, 'm'}, {"cpus", required_argument, NULL, 'c'},
 		{"pids", required_argument, NULL, 'p'}, {"disk", required_argument, NULL, 'd'},
+		{"ha", no_argument, NULL, 'H'}, {"no-ha", no_argument, NULL, 'N'},
 		{NULL, 0, NULL, 0},
 	};
 	json_t *req = json_object();
-	int c, rc = 1;
+	int c, rc = 1, ha = -1;
 	uint64_t pids;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		int bad = 0;
@@ -314,13 +315,22 @@ int cmd_set(int argc, char **argv)
 				json_object_set_new(req, "pids", json_integer((json_int_t)pids));
 			}
 			break;
+		case 'H': ha = 1; break;
+		case 'N': ha = 0; break;
 		default: bad = 1;
 		}
 		if (bad)
 			goto out;
 	}
+	/* HA is the cluster record's, set on its own (kvzd takes {"ha"} alone). */
+	if (ha >= 0 && json_object_size(req)) {
+		kvz_error("--ha/--no-ha go alone, without resource changes");
+		goto out;
+	}
+	if (ha >= 0)
+		json_object_set_new(req, "ha", json_boolean(ha));
 	if (argc - optind != 1 || !json_object_size(req)) {
-		kvz_error("usage: kvz set NAME [--memory SIZE|SOFT:HARD] [--cpus N] [--pids N] [--disk SIZE]");
+		kvz_error("usage: kvz set NAME [--memory SIZE|SOFT:HARD] [--cpus N] [--pids N] [--disk SIZE] | --ha | --no-ha");
 		goto out;
 	}
 	if (!name_ok(argv[optind]))
@@ -337,18 +347,36 @@ out:
 	return rc;
 }
 
+/* kvz list --all: every guest of the cluster and its owner. */
+static void print_cluster_guests(json_t *list)
+{
+	printf("%-20s %-4s %-16s %-11s %-3s %s\n", "NAME", "TYPE", "NODE", "STATE", "HA", "MOVES");
+	size_t i;
+	json_t *g;
+	json_array_foreach(list, i, g) {
+		const char *type = json_string_value(json_object_get(g, "type"));
+		printf("%-20s %-4s %-16s %-11s %-3s %lld\n", json_string_value(json_object_get(g, "name")),
+		       type ? type : "-", json_string_value(json_object_get(g, "owner")) ?: "?",
+		       json_string_value(json_object_get(g, "state")) ?: "?",
+		       json_is_true(json_object_get(g, "ha")) ? "yes" : "no",
+		       (long long)json_integer_value(json_object_get(g, "relocations")));
+	}
+}
+
 int cmd_list(int argc, char **argv)
 {
-	(void)argv;
-	if (argc != 1) {
-		kvz_error("usage: kvz list [--json]");
+	bool all = argc == 2 && !strcmp(argv[1], "--all");
+	if (argc != 1 && !all) {
+		kvz_error("usage: kvz list [--all] [--json]");
 		return 1;
 	}
 	json_t *list = NULL;
-	if (http_call("GET", "/v1/guests", NULL, &list))
+	if (http_call("GET", all ? "/v1/guests?all=1" : "/v1/guests", NULL, &list))
 		return 1;
 	if (cli_json)
 		print_json(list);
+	else if (all)
+		print_cluster_guests(list);
 	else
 		print_guest_table(list);
 	json_decref(list);

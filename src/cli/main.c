@@ -22,8 +22,8 @@ static const struct {
 	{"start", cmd_start, "start NAME                     start a guest"},
 	{"stop", cmd_stop, "stop NAME [--timeout S] [--force]"},
 	{"destroy", cmd_destroy, "destroy NAME [--force]         remove a guest and its storage"},
-	{"set", cmd_set, "set NAME [--memory M] [--cpus C] [--pids N] [--disk S]   live where possible"},
-	{"list", cmd_list, "list                           guests with state and usage"},
+	{"set", cmd_set, "set NAME [--memory M] [--cpus C] [--pids N] [--disk S] | --ha | --no-ha   live where possible"},
+	{"list", cmd_list, "list [--all]                   guests with state and usage (--all: the whole cluster)"},
 	{"show", cmd_show, "show NAME                      one guest in detail"},
 	{"exec", cmd_exec, "exec [-t] [--env N[=V]]... NAME -- CMD [ARGS...]   run a command in a container"},
 	{"console", cmd_console, "console NAME                   attach to the console (detach: Ctrl-])"},
@@ -34,6 +34,7 @@ static const struct {
 	{"snapshot", cmd_snapshot, "snapshot create NAME [SNAP] | list NAME | restore NAME SNAP | delete NAME SNAP   [--detach]"},
 	{"migrate", cmd_migrate, "migrate NAME --to NODE [--offline] [--downtime MS] [--bandwidth MBPS] [--detach]   move a VM to another node"},
 	{"node", cmd_node, "node add NAME URL --token-file F | list | show NAME | remove NAME   other hosts"},
+	{"cluster", cmd_cluster, "cluster init|join --etcd URL[,URL...] | leave | status   many hosts as one (etcd)"},
 	{"policy", cmd_policy, "policy add FILE|- | list | show|enable|disable|remove NAME | plan [--at TIME] | approve|reject ID | log   rules that act by themselves"},
 	{"job", cmd_job, "job list [--guest NAME] | show ID | cancel ID | wait ID   long operations"},
 };

@@ -59,19 +59,26 @@ static void print_nodes(json_t *list)
 	size_t i;
 	json_t *n;
 	json_array_foreach(list, i, n) {
-		bool up = json_is_true(json_object_get(n, "reachable"));
+		/* A cluster member: up while its lease lives, facts from its
+		 * last load report (kvzd's /v1/nodes in cluster mode). */
+		json_t *facts = json_object_get(n, "facts");
+		bool member = json_is_true(json_object_get(n, "cluster"));
+		bool up = member ? !strcmp(json_string_value(json_object_get(n, "state")) ?: "", "up")
+				 : json_is_true(json_object_get(n, "reachable"));
+		json_t *src = facts ? facts : n;
 		char a[16], b[16], mem[40] = "-", cpus[16] = "-", idle[16] = "-";
 		if (up) {
 			snprintf(mem, sizeof(mem), "%s/%s",
-				 fmt_size((uint64_t)json_integer_value(json_object_get(n, "mem_available")), a, sizeof(a)),
-				 fmt_size((uint64_t)json_integer_value(json_object_get(n, "mem_total")), b, sizeof(b)));
+				 fmt_size((uint64_t)json_integer_value(json_object_get(src, "mem_available")), a, sizeof(a)),
+				 fmt_size((uint64_t)json_integer_value(json_object_get(src, "mem_total")), b, sizeof(b)));
 			snprintf(cpus, sizeof(cpus), "%lld",
-				 (long long)json_integer_value(json_object_get(n, "cpus")));
+				 (long long)json_integer_value(json_object_get(src, "cpus")));
 			if (json_object_get(n, "cpus_idle"))
 				snprintf(idle, sizeof(idle), "%.1f",
 					 json_number_value(json_object_get(n, "cpus_idle")));
 		}
-		const char *last = json_string_value(json_object_get(n, up ? "cpu_model" : "error"));
+		const char *last = member ? (up ? "cluster member" : "cluster member, lease expired")
+				   : json_string_value(json_object_get(n, up ? "cpu_model" : "error"));
 		printf("%-16s %-28s %-9s %5s %6s %-15s %s\n",
 		       json_string_value(json_object_get(n, "name")),
 		       json_string_value(json_object_get(n, "url")), up ? "yes" : "no", cpus, idle,

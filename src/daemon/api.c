@@ -15,6 +15,7 @@
 
 #include <microhttpd.h>
 
+#include "cluster.h"
 #include "conn_guard.h"
 #include "log.h"
 #include "tls.h"
@@ -98,7 +99,7 @@ static void dispatch(struct api_req *r, struct api_resp *resp)
 	if (console_route(r, resp) || guests_route(r, resp) || event_stream_route(r, resp) ||
 	    events_route(r, resp) || stats_route(r, resp) || metrics_route(r, resp) ||
 	    jobs_route(r, resp) || nodes_route(r, resp) || migrations_route(r, resp) ||
-	    policies_route(r, resp) || web_route(r, resp))
+	    policies_route(r, resp) || cluster_route(r, resp) || web_route(r, resp))
 		return;
 	api_error(resp, 404, "no such resource: %s %s", r->method, r->path);
 }

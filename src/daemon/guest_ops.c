@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "argv_build.h"
+#include "cluster.h"
 #include "disk_admission.h"
 #include "guest_config.h"
 #include "guest_driver.h"
@@ -229,7 +230,9 @@ int guest_start(struct kvzd *d, const char *name, struct op_error *e)
 	int rc = -1;
 	if (g && guest_migrating(g))
 		op_fail(e, 409, "guest %s is %s (a migration owns it)", name, cfg_str(g, "state"));
-	else if (g)
+	/* Every start (API, autostart, policies, HA) asks the cluster first:
+	 * a guest another node owns must not run here too. */
+	else if (g && !cluster_guest_may_start(d, name, e))
 		rc = guest_start_locked(d, g, NULL, e);
 	guest_unlock(d, name);
 	json_decref(g);

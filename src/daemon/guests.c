@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "cluster.h"
 #include "guest_driver.h"
 #include "guest_ops.h"
 #include "parse.h"
@@ -47,8 +48,19 @@ static void reply_op(struct api_req *r, struct api_resp *resp, const char *name,
 		reply_guest(r, resp, name, ok_status);
 }
 
+static bool query_flag(struct api_req *r, const char *key);
+
 static void list_guests(struct api_req *r, struct api_resp *resp)
 {
+	if (query_flag(r, "all")) {
+		struct op_error e;
+		json_t *all = cluster_guest_list(r->d, &e);
+		if (all)
+			api_json(resp, 200, all);
+		else
+			api_error(resp, e.status, "%s", e.msg);
+		return;
+	}
 	json_t *list = store_guest_list(r->d->store);
 	json_t *out = json_array();
 	size_t i;
@@ -85,6 +97,8 @@ static void stop_guest(struct api_req *r, struct api_resp *resp, const char *nam
 	}
 	struct op_error e;
 	int rc = guest_stop(r->d, name, timeout, force, &e);
+	if (!rc)
+		cluster_guest_state(r->d, name, "stopped");
 	reply_op(r, resp, name, rc, &e, 200);
 }
 
@@ -97,16 +111,24 @@ static void one_guest(struct api_req *r, struct api_resp *resp, const char *name
 		api_error(resp, 400, "bad guest name \"%s\"", name);
 	} else if (!action && !strcmp(m, "GET")) {
 		reply_guest(r, resp, name, 200);
+	} else if (!action && !strcmp(m, "PATCH") && json_is_boolean(json_object_get(r->body, "ha")) &&
+		   json_object_size(r->body) == 1) {
+		int rc = cluster_guest_set_ha(r->d, name, json_is_true(json_object_get(r->body, "ha")), &e);
+		reply_op(r, resp, name, rc, &e, 200);
 	} else if (!action && !strcmp(m, "PATCH")) {
 		int rc = guest_set(r->d, name, r->body, &e);
 		reply_op(r, resp, name, rc, &e, 200);
 	} else if (!action && !strcmp(m, "DELETE")) {
-		if (guest_destroy(r->d, name, query_flag(r, "force"), &e))
+		if (guest_destroy(r->d, name, query_flag(r, "force"), &e)) {
 			api_error(resp, e.status, "%s", e.msg);
-		else
+		} else {
+			cluster_guest_release(r->d, name);
 			api_json(resp, 200, json_pack("{s:s}", "destroyed", name));
+		}
 	} else if (action && !strcmp(action, "start") && !strcmp(m, "POST")) {
 		int rc = guest_start(r->d, name, &e);
+		if (!rc)
+			cluster_guest_state(r->d, name, "running");
 		reply_op(r, resp, name, rc, &e, 200);
 	} else if (action && !strcmp(action, "stop") && !strcmp(m, "POST")) {
 		stop_guest(r, resp, name);
@@ -120,6 +142,25 @@ static void one_guest(struct api_req *r, struct api_resp *resp, const char *name
 	}
 }
 
+/* In cluster mode the name is claimed cluster-wide first, and released
+ * again when the local create fails. */
+static void create_guest(struct api_req *r, struct api_resp *resp)
+{
+	struct op_error e;
+	const char *name = json_string_value(json_object_get(r->body, "name"));
+	if (!r->body) {
+		api_error(resp, 400, "POST /v1/guests needs a JSON body");
+	} else if (cluster_guest_claim(r->d, r->body, &e)) {
+		api_error(resp, e.status, "%s", e.msg);
+	} else if (guest_create(r->d, r->body, &e)) {
+		if (name)
+			cluster_guest_release(r->d, name);
+		api_error(resp, e.status, "%s", e.msg);
+	} else {
+		reply_guest(r, resp, name, 201);
+	}
+}
+
 bool guests_route(struct api_req *r, struct api_resp *resp)
 {
 	static const char prefix[] = "/v1/guests";
@@ -130,14 +171,7 @@ bool guests_route(struct api_req *r, struct api_resp *resp)
 		if (!strcmp(r->method, "GET")) {
 			list_guests(r, resp);
 		} else if (!strcmp(r->method, "POST")) {
-			struct op_error e;
-			const char *name = json_string_value(json_object_get(r->body, "name"));
-			if (!r->body)
-				api_error(resp, 400, "POST /v1/guests needs a JSON body");
-			else if (guest_create(r->d, r->body, &e))
-				api_error(resp, e.status, "%s", e.msg);
-			else
-				reply_guest(r, resp, name, 201);
+			create_guest(r, resp);
 		} else {
 			api_error(resp, 405, "%s is not allowed on %s", r->method, r->path);
 		}
@@ -155,6 +189,9 @@ bool guests_route(struct api_req *r, struct api_resp *resp)
 	memcpy(name, rest + 1, len);
 	name[len] = 0;
 	const char *action = slash ? slash + 1 : NULL;
+	/* A cluster guest another node owns is that node's to answer. */
+	if (cluster_forward(r, resp, name))
+		return true;
 	if (action && !strncmp(action, "snapshots", 9) && (!action[9] || action[9] == '/')) {
 		if (kvz_valid_name(name))
 			snapshots_route(r, resp, name, action + 9);

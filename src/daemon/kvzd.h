@@ -14,6 +14,7 @@ struct store;
 struct image_dirs;
 struct jobs;
 struct migrations;
+struct cluster;
 
 /* Guest operations in flight at once; more wait their turn. */
 #define KVZD_MAX_BUSY 64
@@ -49,6 +50,9 @@ struct kvzd {
 	/* Incoming migrations' reservations (migration.h); set by
 	 * migration_init(). */
 	struct migrations *migs;
+	/* Cluster mode (cluster.h); set by cluster_setup(), inactive until
+	 * this node is a member. */
+	struct cluster *cluster;
 };
 
 /* Milliseconds since the epoch. */

@@ -32,6 +32,7 @@
 #include "store.h"
 #include "supervisor.h"
 #include "token_file.h"
+#include "cluster_options.h"
 #include "web_routes.h"
 
 int64_t kvzd_now_ms(void)
@@ -70,7 +71,8 @@ static void usage(FILE *f)
 		"                         (repeatable; default STATE/images, /var/lib/kvz/images, /boot)\n"
 		"  --disk-overcommit RATIO  guest disks on a filesystem may promise RATIO times\n"
 		"                         its free space (1: no overcommit)\n"
-		"  --policy-cap N         policy actions carried out per minute, all rules (30; 0: no cap)\n");
+		"  --policy-cap N         policy actions carried out per minute, all rules (30; 0: no cap)\n"
+		CLUSTER_USAGE);
 }
 
 /* mkdir -p with mode for the last component. */
@@ -167,6 +169,7 @@ struct options {
 	struct api_limits limits;
 	struct web_options web;
 	unsigned policy_cap;   /* policy actions per minute, all rules (0: no cap) */
+	struct cluster_opts cluster;
 };
 
 /* A whole number option in [min, max]. */
@@ -229,6 +232,7 @@ static int parse_options(int argc, char **argv, struct kvzd *d, struct options *
 		{"policy-cap", required_argument, NULL, 'P'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
+		CLUSTER_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
 	int c, bad = 0;
@@ -262,7 +266,12 @@ static int parse_options(int argc, char **argv, struct kvzd *d, struct options *
 		case 'P': bad = opt_uint("policy-cap", 0, 100000, &o->policy_cap); break;
 		case 'v': kvz_log_set_verbose(true); break;
 		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); return -1;
+		default:
+			bad = cluster_parse_option(c, optarg, &o->cluster);
+			if (bad > 0) {
+				usage(stderr);
+				return -1;
+			}
 		}
 	}
 	if (bad)
@@ -345,6 +354,9 @@ static int absolutize(char *path, size_t len)
 int main(int argc, char **argv)
 {
 	kvz_log_init(argv[0]);
+	/* The fence watchdog is kvzd's own binary (cluster_fence.c). */
+	if (argc == 3 && !strcmp(argv[1], "--fence-watchdog"))
+		return fence_watchdog_main(atoi(argv[2]));
 	struct kvzd d = {.sample_interval_s = 5, .ops_lock = PTHREAD_MUTEX_INITIALIZER,
 			 .ops_cond = PTHREAD_COND_INITIALIZER, .disk_overcommit = 1,
 			 .disk_lock = PTHREAD_MUTEX_INITIALIZER};
@@ -353,6 +365,7 @@ int main(int argc, char **argv)
 	snprintf(d.socket_path, sizeof(d.socket_path), "/run/kvz/kvzd.sock");
 	struct options o = {.policy_cap = 30, .limits = {.max_conns = 128, .max_per_ip = 16, .idle_timeout_s = 5},
 			    .web = {.session_idle_s = 1800}};
+	cluster_options_default(&o.cluster);
 	if (parse_options(argc, argv, &d, &o))
 		return 2;
 	if (raise_fd_limit(&o.limits))
@@ -369,6 +382,8 @@ int main(int argc, char **argv)
 	char *token = o.token_file ? kvz_read_token_file(o.token_file) : NULL;
 	if (o.token_file && !token)
 		return 1;
+	if (cluster_options_finish(&o.cluster, o.tcp, token))
+		return 2;
 	if (prepare_dirs(&d))
 		return 1;
 	char err[512], lhost[128];
@@ -428,6 +443,11 @@ int main(int argc, char **argv)
 		kvz_error("%s", err);
 		return 1;
 	}
+	/* Before the API: a member rejoins before it answers anything. */
+	if (cluster_setup(&d, &o.cluster, err, sizeof(err))) {
+		kvz_error("%s", err);
+		return 1;
+	}
 	struct api *api = api_start(&d, o.tcp, token, &o.limits, &o.web, err, sizeof(err));
 	if (!api) {
 		kvz_error("%s", err);
@@ -460,6 +480,7 @@ int main(int argc, char **argv)
 	api_stop(api);
 	unlink(d.socket_path);
 	policy_engine_stop();
+	cluster_shutdown(&d);
 	jobs_stop(&d);
 	migration_stop(&d);
 	qmp_watch_stop();

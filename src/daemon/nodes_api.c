@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "cluster.h"
 #include "nodes.h"
 
 static void one_node(struct api_req *r, struct api_resp *resp, const char *name)
@@ -23,6 +24,29 @@ static void one_node(struct api_req *r, struct api_resp *resp, const char *name)
 	}
 }
 
+/* In cluster mode the members come first (state up/down from their
+ * leases, facts from their last load report), then registered nodes that
+ * are not members; otherwise the registered nodes. */
+static json_t *list_nodes(struct kvzd *d)
+{
+	json_t *registered = node_list(d);
+	struct op_error e;
+	json_t *members = cluster_active(d) ? cluster_nodes(d, &e) : NULL;
+	if (!members)
+		return registered;
+	size_t i, j;
+	json_t *n, *m;
+	json_array_foreach(registered, i, n) {
+		bool dup = false;
+		json_array_foreach(members, j, m)
+			dup = dup || json_equal(json_object_get(m, "name"), json_object_get(n, "name"));
+		if (!dup)
+			json_array_append(members, n);
+	}
+	json_decref(registered);
+	return members;
+}
+
 bool nodes_route(struct api_req *r, struct api_resp *resp)
 {
 	static const char prefix[] = "/v1/nodes";
@@ -32,7 +56,7 @@ bool nodes_route(struct api_req *r, struct api_resp *resp)
 	struct op_error e;
 	if (!*rest || !strcmp(rest, "/")) {
 		if (!strcmp(r->method, "GET")) {
-			api_json(resp, 200, node_list(r->d));
+			api_json(resp, 200, list_nodes(r->d));
 		} else if (!strcmp(r->method, "POST")) {
 			const char *name = json_string_value(json_object_get(r->body, "name"));
 			if (node_add(r->d, r->body, &e))

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -446,6 +447,54 @@ static void *console_main(void *arg)
 	return NULL;
 }
 
+/* ---- an HA guest's shared disk (cluster tests) ----
+ * A container whose command is "fake-ha-disk DIR TAG" plays a guest on
+ * shared storage: it takes DIR/disk.lock (flock, exclusive; a second
+ * holder means the guest would run twice, so it refuses to start, as a
+ * real guest's disk lock would) and appends "TAG CTROOT N" to DIR/counter
+ * every 100 ms while it runs (CTROOT tells the nodes apart). */
+static void *ha_disk_main(void *arg)
+{
+	char **a = arg;
+	char path[600];
+	for (long n = 0;; n++) {
+		snprintf(path, sizeof(path), "%s/counter", a[0]);
+		int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			char line[700];
+			int len = snprintf(line, sizeof(line), "%s %s %ld\n", a[1], a[2], n);
+			if (write(fd, line, (size_t)len) != len)
+				kvz_warn("counter: short write");
+			close(fd);
+		}
+		usleep(100 * 1000);
+	}
+	return NULL;
+}
+
+static int ha_disk_start(int argc, char **argv, const char *root)
+{
+	static char *a[3];
+	a[2] = (char *)(root ? root : "-");
+	for (int i = 1; i + 3 < argc; i++) {
+		if (strcmp(argv[i], "--") || strcmp(argv[i + 1], "fake-ha-disk"))
+			continue;
+		a[0] = argv[i + 2];
+		a[1] = argv[i + 3];
+		char path[600];
+		snprintf(path, sizeof(path), "%s/disk.lock", a[0]);
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			fprintf(stderr, "kvz-ct: %s: disk locked by another guest\n", path);
+			return -1;
+		}
+		pthread_t t;
+		pthread_create(&t, NULL, ha_disk_main, a);
+		return 0;
+	}
+	return 0;
+}
+
 static const char *opt_after(int argc, char **argv, const char *name)
 {
 	for (int i = 1; i + 1 < argc; i++)
@@ -559,6 +608,8 @@ int main(int argc, char **argv)
 		const char *mem = opt_after(argc, argv, "--memory");
 		if (mem)
 			snprintf(memory_setting, sizeof(memory_setting), "%s", mem);
+		if (ha_disk_start(argc, argv, root))
+			return 3;
 		return supervise(opt_after(argc, argv, "--qmp"),
 				 opt_after(argc, argv, "--console-socket"), false);
 	}

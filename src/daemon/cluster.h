@@ -1,0 +1,71 @@
+/* Cluster mode: many kvzd as one, with the shared state in etcd
+ * (docs/cluster.md). Without `kvz cluster init|join` none of this runs and
+ * kvzd is the single host it always was, with its SQLite store only.
+ *
+ * Files: cluster_etcd*.c (the etcd client), cluster_member.c (join, leave,
+ * the lease and its thread), cluster_guests.c (guest records: ownership by
+ * compare-and-swap, definitions, forwarding to the owner), cluster_ha.c
+ * (the elected HA manager's decisions), cluster_fence.c (the watchdog
+ * process that stops HA guests when kvzd loses its lease or dies),
+ * cluster_api.c (/v1/cluster). */
+#ifndef KVZD_CLUSTER_H
+#define KVZD_CLUSTER_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "api.h"
+#include "cluster_etcd.h"
+#include "guest_ops.h"
+#include "kvzd.h"
+
+struct cluster_opts {
+	struct etcd_opts etcd;   /* TLS and auth from kvzd's options; endpoints from init/join */
+	char name[64];           /* this node's name (--node-name, default the host name) */
+	char url[256];           /* its TCP API for peers (--node-url, default from --listen) */
+	char token[512];         /* kvzd's own TCP token: members of a cluster share it */
+	int ttl_s;               /* lease TTL (--cluster-ttl, 6) */
+	int max_restarts;        /* HA: failed starts of a guest before it is "failed" */
+	int max_relocations;     /* HA: moves of a guest to another node, in all */
+};
+
+/* Once at start-up, before the API: rejoins when STATE/cluster.json says
+ * this node is a member. */
+int cluster_setup(struct kvzd *d, const struct cluster_opts *o, char *err, size_t errlen);
+/* At exit: ends the thread (the lease is left to expire: HA guests are
+ * fenced by the watchdog when kvzd goes). */
+void cluster_shutdown(struct kvzd *d);
+bool cluster_active(struct kvzd *d);
+
+/* req {"etcd": "URL[,URL...]"}; create: init (the cluster must not exist
+ * yet) or join (it must). */
+int cluster_join(struct kvzd *d, json_t *req, bool create, struct op_error *e);
+int cluster_leave(struct kvzd *d, struct op_error *e);
+json_t *cluster_status(struct kvzd *d, struct op_error *e);
+/* Members as `kvz node list` shows them in cluster mode. */
+json_t *cluster_nodes(struct kvzd *d, struct op_error *e);
+
+/* Guests (cluster_guests.c). Each is a no-op returning 0 when not active. */
+/* Before a local create: reserves the name cluster-wide for this node. */
+int cluster_guest_claim(struct kvzd *d, json_t *def, struct op_error *e);
+/* After a failed create or a destroy. */
+void cluster_guest_release(struct kvzd *d, const char *name);
+/* Before a local start: 0 when this node owns the guest (or it is not a
+ * cluster guest), -1 otherwise (409, or 503 without etcd). */
+int cluster_guest_may_start(struct kvzd *d, const char *name, struct op_error *e);
+/* After a local start or stop: the record's state. */
+void cluster_guest_state(struct kvzd *d, const char *name, const char *state);
+int cluster_guest_set_ha(struct kvzd *d, const char *name, bool ha, struct op_error *e);
+json_t *cluster_guest_list(struct kvzd *d, struct op_error *e);
+/* When the guest NAME belongs to another node, forwards the request there
+ * and fills resp (true); false when it is to be handled here. */
+bool cluster_forward(struct api_req *r, struct api_resp *resp, const char *name);
+
+/* /v1/cluster routes. */
+bool cluster_route(struct api_req *r, struct api_resp *resp);
+
+/* kvzd --fence-watchdog MS: the watchdog process's main (cluster_fence.c). */
+int fence_watchdog_main(int fence_ms);
+
+#endif
