@@ -28,6 +28,7 @@
 #include "parse.h"
 #include "peer_client.h"
 #include "qmp_watch.h"
+#include "backups.h"
 #include "snapshots.h"
 #include "store.h"
 #include "supervisor.h"
@@ -422,7 +423,8 @@ int main(int argc, char **argv)
 	guests_adopt_all(&d);
 	/* After adoption: recovering a snapshot job may resume its VM. */
 	static const struct job_kind *const job_kinds[] = {
-		&snapshot_create_job, &snapshot_restore_job, &migrate_job, NULL,
+		&snapshot_create_job, &snapshot_restore_job, &migrate_job,
+		&backup_create_job,   &backup_restore_job,   NULL,
 	};
 	if (jobs_init(&d, job_kinds, err, sizeof(err))) {
 		kvz_error("%s", err);

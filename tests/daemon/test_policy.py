@@ -11,9 +11,8 @@ import time
 
 import pytest
 
-from kvzd_harness import BUILD, Kvzd, fake_kvzd, free_port
+from kvzd_harness import fake_kvzd, free_port, real_ct_kvzd
 
-KVZ_CT = os.path.join(BUILD, "src/ct/kvz-ct")
 TOKEN = "policy-test-token-0123456789"
 
 CRASH = {"name": "crash", "level": "automatic", "trigger": {"event": "crashed"},
@@ -33,11 +32,7 @@ def fake():
 
 @pytest.fixture
 def real():
-    if os.geteuid() != 0:
-        pytest.skip("containers need root")
-    if not os.path.exists(KVZ_CT):
-        pytest.skip("kvz-ct not built: " + KVZ_CT)
-    d = Kvzd(ct=KVZ_CT)
+    d = real_ct_kvzd()
     yield d
     d.cleanup()
 
