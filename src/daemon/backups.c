@@ -16,6 +16,7 @@
 #include "guest_locks.h"
 #include "log.h"
 #include "parse.h"
+#include "policy_retention.h"
 #include "store.h"
 #include "supervisor.h"
 
@@ -105,7 +106,7 @@ static bool backup_exists(struct kvzd *d, const char *guest, const char *b)
 }
 
 static json_t *submit(struct kvzd *d, const struct job_kind *k, const char *guest,
-		      const char *b, bool must_exist, struct op_error *e)
+		      const char *b, bool must_exist, json_t *params, struct op_error *e)
 {
 	if (check_backup_name(b, e))
 		return NULL;
@@ -122,10 +123,8 @@ static json_t *submit(struct kvzd *d, const struct job_kind *k, const char *gues
 		op_fail(e, 409, "%s already has a backup named %s", guest, b);
 		return NULL;
 	}
-	json_t *params = json_pack("{s:s}", "backup", b);
-	json_t *job = job_submit(d, k, guest, params, e);
-	json_decref(params);
-	return job;
+	json_object_set_new(params, "backup", json_string(b));
+	return job_submit(d, k, guest, params, e);
 }
 
 /* ---- kvz-ct as a job's child ---- */
@@ -159,7 +158,7 @@ static int run_ct(struct kvzd *d, const char *verb, const char *guest, const cha
 	arg(&a, "%s", run);
 	arg(&a, "%s", flag);
 	arg(&a, "%s", path);
-	int rc = sup_run_watched(a.v, watch_tick, w, out, sizeof(out));
+	int rc = sup_run_watched(a.v, NULL, watch_tick, w, out, sizeof(out));
 	argv_free(&a);
 	if (job_cancelled(w->j))
 		return op_fail(e, 409, "cancelled");
@@ -170,6 +169,29 @@ static int run_ct(struct kvzd *d, const char *verb, const char *guest, const cha
 }
 
 /* ---- create ---- */
+
+
+/* A policy's retention, once the new backup is in place (lock held). */
+static void apply_retention(struct kvzd *d, const char *guest, json_t *params)
+{
+	struct op_error e;
+	json_t *list = backup_list(d, guest, &e);
+	json_t *drop = policy_retention_drop(
+		list, (int)json_integer_value(json_object_get(params, "keep_last")),
+		(int)json_integer_value(json_object_get(params, "keep_daily")), kvzd_now_ms());
+	size_t i;
+	json_t *name;
+	char path[600];
+	json_array_foreach(drop, i, name) {
+		backup_file(d, guest, json_string_value(name), path, sizeof(path));
+		if (unlink(path) < 0)
+			kvz_warn("%s: retention: %s: %s", guest, path, strerror(errno));
+		else
+			store_event_add(d->store, guest, "backup-deleted", json_string_value(name));
+	}
+	json_decref(drop);
+	json_decref(list);
+}
 
 static int create_run(struct kvzd *d, struct job *j, const char *guest, json_t *params,
 		      struct op_error *e)
@@ -209,6 +231,8 @@ static int create_run(struct kvzd *d, struct job *j, const char *guest, json_t *
 	snprintf(detail, sizeof(detail), "%s (%s)", b,
 		 kvz_format_size((uint64_t)st.st_size, a, sizeof(a)));
 	store_event_add(d->store, guest, "backup-created", detail);
+	if (json_object_get(params, "keep_last"))
+		apply_retention(d, guest, params);
 	return 0;
 }
 
@@ -240,7 +264,24 @@ json_t *backup_create(struct kvzd *d, const char *guest, const char *b, struct o
 		strftime(name, sizeof(name), "backup-%Y%m%d-%H%M%S", &tm);
 		b = name;
 	}
-	return submit(d, &backup_create_job, guest, b, false, e);
+	json_t *params = json_object();
+	json_t *job = submit(d, &backup_create_job, guest, b, false, params, e);
+	json_decref(params);
+	return job;
+}
+
+json_t *backup_create_kept(struct kvzd *d, const char *guest, int keep_last, int keep_daily,
+			   struct op_error *e)
+{
+	json_t *params = json_pack("{s:i, s:i}", "keep_last", keep_last, "keep_daily", keep_daily);
+	char name[64];
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(name, sizeof(name), "backup-%Y%m%d-%H%M%S", &tm);
+	json_t *job = submit(d, &backup_create_job, guest, name, false, params, e);
+	json_decref(params);
+	return job;
 }
 
 /* ---- restore ---- */
@@ -391,7 +432,10 @@ const struct job_kind backup_restore_job = {
 
 json_t *backup_restore(struct kvzd *d, const char *guest, const char *b, struct op_error *e)
 {
-	return submit(d, &backup_restore_job, guest, b, true, e);
+	json_t *params = json_object();
+	json_t *job = submit(d, &backup_restore_job, guest, b, true, params, e);
+	json_decref(params);
+	return job;
 }
 
 /* ---- list and delete ---- */

@@ -20,6 +20,10 @@ extern const struct job_kind backup_restore_job;
  * job's record, or NULL with e. backup NULL: a name from the time. */
 json_t *backup_create(struct kvzd *d, const char *guest, const char *backup,
 		      struct op_error *e);
+/* The same for a policy rule: a name from the time, and once the backup is
+ * complete the older ones beyond the retention (policy_retention.h) go. */
+json_t *backup_create_kept(struct kvzd *d, const char *guest, int keep_last, int keep_daily,
+			   struct op_error *e);
 json_t *backup_restore(struct kvzd *d, const char *guest, const char *backup,
 		       struct op_error *e);
 /* [{name, created_ms, size}] oldest first, or NULL with e. */

@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
-#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "mono_clock.h"
+
+extern char **environ;
 
 #define MAX_CHILDREN 256
 
@@ -222,7 +224,8 @@ bool sup_is_supervisor(pid_t pid, unsigned long long start, const char *prog,
 
 /* fork + exec argv in a process group of its own (so that a cancel reaches
  * what it runs), stdin from /dev/null, stdout and stderr into *outfd. */
-static pid_t start_piped(char *const argv[], int *outfd, char *out, size_t outlen)
+static pid_t start_piped(char *const argv[], char *const envp[], int *outfd, char *out,
+			 size_t outlen)
 {
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
@@ -235,7 +238,9 @@ static pid_t start_piped(char *const argv[], int *outfd, char *out, size_t outle
 		if (setpgid(0, 0) < 0 || devnull < 0 || dup2(devnull, 0) < 0 ||
 		    dup2(pfd[1], 1) < 0 || dup2(pfd[1], 2) < 0)
 			_exit(126);
-		execv(argv[0], argv);
+		/* Nothing of kvzd's (store, sockets) reaches the command. */
+		close_range(3, ~0U, 0);
+		execve(argv[0], argv, envp ? envp : environ);
 		_exit(127);
 	}
 	close(pfd[1]);
@@ -291,16 +296,16 @@ static int child_result(struct out_tail *t, char *const argv[], int st, char *ou
 
 int sup_run(char *const argv[], char *out, size_t outlen)
 {
-	return sup_run_watched(argv, NULL, NULL, out, outlen);
+	return sup_run_watched(argv, NULL, NULL, NULL, out, outlen);
 }
 
-int sup_run_watched(char *const argv[], bool (*tick)(void *), void *arg, char *out,
-		    size_t outlen)
+int sup_run_watched(char *const argv[], char *const envp[], bool (*tick)(void *), void *arg,
+		    char *out, size_t outlen)
 {
 	if (outlen)
 		out[0] = 0;
 	int fd, st;
-	pid_t pid = start_piped(argv, &fd, out, outlen);
+	pid_t pid = start_piped(argv, envp, &fd, out, outlen);
 	if (pid < 0)
 		return -1;
 	struct out_tail *t = calloc(1, sizeof(*t));
@@ -322,9 +327,7 @@ int sup_run_watched(char *const argv[], bool (*tick)(void *), void *arg, char *o
 		if (!open_)
 			usleep(20 * 1000);
 		bool go_on = !tick || tick(arg);
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+		int64_t now = kvz_mono_ms();
 		/* Told to stop: SIGTERM to its group, SIGKILL 3 s later. */
 		if (!go_on && !killed_at) {
 			kill(-pid, SIGTERM);

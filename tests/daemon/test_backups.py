@@ -127,7 +127,7 @@ def test_cancel_mid_backup(fake):
     assert mid["phase"] == "writing" and 0 < mid["done"]
     assert kvz_ct_children(d), "kvz-ct backup runs"
     assert d.kvz("job", "cancel", str(jid)).returncode == 0
-    end = wait_d.job(jid)
+    end = d.wait_job(jid)
     assert end["state"] == "cancelled"
     assert os.listdir(backup_dir(d, "slow")) == [], "the partial file is removed"
     assert kvz_ct_children(d) == [], "kvz-ct backup was killed"
