@@ -29,6 +29,7 @@
 #include "peer_client.h"
 #include "qmp_watch.h"
 #include "backups.h"
+#include "node_health.h"
 #include "snapshots.h"
 #include "store.h"
 #include "supervisor.h"
@@ -443,7 +444,8 @@ int main(int argc, char **argv)
 		kvz_error("%s", err);
 		return 1;
 	}
-	if (policy_engine_start(&d, (int)o.policy_cap, err, sizeof(err))) {
+	if (policy_engine_start(&d, (int)o.policy_cap, err, sizeof(err)) ||
+	    node_health_start(&d, err, sizeof(err))) {
 		kvz_error("%s", err);
 		return 1;
 	}
@@ -461,6 +463,7 @@ int main(int argc, char **argv)
 	 * only touches its own table and dies with the process. */
 	api_stop(api);
 	unlink(d.socket_path);
+	node_health_stop();
 	policy_engine_stop();
 	jobs_stop(&d);
 	migration_stop(&d);

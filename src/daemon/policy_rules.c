@@ -433,7 +433,7 @@ static int parse_action(json_t *a, struct policy_rule *r, char *err, size_t errl
 	r->backoff_s = 10;
 	r->timeout_s = 10;
 	if (get_int(a, "keep_daily", "action.keep_daily", 0, 366, &r->keep_daily, err, errlen) ||
-	    get_int(a, "timeout_s", "action.timeout_s", 1, 300, &r->timeout_s, err, errlen) ||
+	    get_int(a, "timeout_s", "action.timeout_s", 1, 60, &r->timeout_s, err, errlen) ||
 	    parse_webhook(a, r, err, errlen) || parse_argv(a, r, err, errlen))
 		return -1;
 	if (get_int(a, "delta", "action.delta", -256, 256, &r->cpus_delta, err, errlen) ||

@@ -9,16 +9,7 @@ import stat
 
 import pytest
 
-from kvzd_harness import fake_kvzd, real_ct_kvzd
-
-
-@pytest.fixture
-def fake():
-    d = fake_kvzd()
-    if not d:
-        pytest.skip("stand-in supervisor not built")
-    yield d.start()
-    d.cleanup()
+from kvzd_harness import real_ct_kvzd
 
 
 @pytest.fixture
@@ -71,8 +62,8 @@ def kvz_ct_children(d):
     return found
 
 
-def test_backup_list_restore_delete(fake):
-    d = fake
+def test_backup_list_restore_delete(kvzd):
+    d = kvzd
     ct(d, "c1")
     set_private(d, "c1", "first contents\n")
     out = d.kvz("backup", "create", "c1", "b1")
@@ -117,8 +108,8 @@ def test_backup_list_restore_delete(fake):
     assert not os.path.exists(backup_dir(d, "c1"))
 
 
-def test_cancel_mid_backup(fake):
-    d = fake
+def test_cancel_mid_backup(kvzd):
+    d = kvzd
     ct(d, "slow")
     marker(d, "slow", "fake-backup-slow")
     jid = d.kvz_json("backup", "create", "slow", "b", "--detach")["id"]
@@ -134,8 +125,8 @@ def test_cancel_mid_backup(fake):
     assert d.guest("slow")["state"] == "running"
 
 
-def test_failed_backup_leaves_nothing(fake):
-    d = fake
+def test_failed_backup_leaves_nothing(kvzd):
+    d = kvzd
     ct(d, "bad")
     marker(d, "bad", "fake-backup-fail")
     r = d.kvz("backup", "create", "bad", "b", check=False)
@@ -146,8 +137,8 @@ def test_failed_backup_leaves_nothing(fake):
     assert d.kvz_json("backup", "list", "bad") == []
 
 
-def test_failed_restore_keeps_the_container(fake):
-    d = fake
+def test_failed_restore_keeps_the_container(kvzd):
+    d = kvzd
     ct(d, "c2")
     set_private(d, "c2", "precious\n")
     d.kvz("backup", "create", "c2", "good")
@@ -162,8 +153,8 @@ def test_failed_restore_keeps_the_container(fake):
     assert not os.path.exists(ct_file(d, "c2", "private.img.prev"))
 
 
-def test_bad_requests(fake):
-    d = fake
+def test_bad_requests(kvzd):
+    d = kvzd
     ct(d, "c3", start=False)
     d.kvz("create", "vm", "v1", "--kernel", d.kernel, "--memory", "64M")
     status, body = d.api("POST", "/v1/guests/v1/backups")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from kvzd_harness import fake_kvzd, free_port, real_ct_kvzd
+from kvzd_harness import free_port, real_ct_kvzd
 
 TOKEN = "policy-test-token-0123456789"
 
@@ -19,15 +19,6 @@ CRASH = {"name": "crash", "level": "automatic", "trigger": {"event": "crashed"},
          "conditions": {"guests": ["c*"], "type": "ct"},
          "action": {"type": "restart", "backoff_s": 1},
          "limits": {"guest_cooldown_s": 0, "max_per_period": 2, "period_s": 3600}}
-
-
-@pytest.fixture
-def fake():
-    d = fake_kvzd()
-    if not d:
-        pytest.skip("stand-in supervisor not built")
-    yield d
-    d.cleanup()
 
 
 @pytest.fixture
