@@ -5,6 +5,7 @@ times, which are the record), a webhook received by an HTTP server of the
 test, a command whose exit status 1 is recorded as a failure and retried
 within the limits, a command killed at its timeout, a node that stops
 answering firing peer_unreachable, and the migrate plan naming the node."""
+import http.client
 import http.server
 import json
 import os
@@ -247,3 +248,57 @@ def test_migrate_plan_names_the_node(pair):
     b.terminate()
     plan = {p["guest"]: p["would"] for p in a.kvz_json("policy", "plan")}
     assert plan["v1"] == "unavailable: none of 1 node(s) is reachable", plan
+
+
+def tcp(port, method, path, body=None, token=TOKEN):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    c.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, json.loads(data) if data else None
+
+
+def test_tcp_clients(fake):
+    """A holder of the TCP token may not make kvzd run programs; without
+    the token nothing of backups or policies answers."""
+    port = free_port()
+    d = fake.start(["--listen", "127.0.0.1:%d" % port, "--token-file", token_file(fake)])
+    d.kvz("create", "ct", "c1", "--disk", "64M")
+    cmd = on_restart("cmd", {"type": "command", "argv": ["/bin/true"]})
+    st, body = tcp(port, "POST", "/v1/policies", cmd)
+    assert st == 403 and "local socket" in body["error"]["message"], body
+    st, _ = tcp(port, "POST", "/v1/policies", on_restart(
+        "hook", {"type": "webhook", "url": "http://127.0.0.1:1/"}))
+    assert st == 201
+    for method, path in (("GET", "/v1/guests/c1/backups"), ("POST", "/v1/guests/c1/backups"),
+                         ("POST", "/v1/guests/c1/backups/b/restore"),
+                         ("DELETE", "/v1/guests/c1/backups/b")):
+        for token in (None, "wrong-token-0123456789"):
+            assert tcp(port, method, path, token=token)[0] == 401, (method, path, token)
+    assert d.kvz_json("backup", "list", "c1") == []
+    # Through the local socket the command rule is fine.
+    add_rule(d, cmd)
+
+
+def test_mem_pressure_on_this_host(fake):
+    d = fake.start()
+    try:
+        with open("/sys/fs/cgroup/cgroup.controllers") as f:
+            v2_memory = "memory" in f.read().split()
+    except OSError:
+        v2_memory = False
+    r = d.kvz("policy", "add", "-", input=json.dumps({
+        "name": "psi", "trigger": {"metric": "mem_pressure", "above": 20, "for_s": 5},
+        "conditions": {"type": "ct"}, "action": {"type": "raise_memory"}}))
+    plan = d.kvz_json("policy", "plan")
+    if v2_memory:
+        assert "warning" not in r.stderr and plan == []
+        return
+    assert "mem_pressure needs cgroup v2" in r.stderr and "never fires" in r.stderr
+    assert [(p["rule"], p["guest"], p["would"]) for p in plan] == [
+        ("psi", "*", "unavailable: mem_pressure needs cgroup v2 (PSI memory.pressure); "
+                     "this host has v1 memory cgroups")]
