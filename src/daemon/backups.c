@@ -371,6 +371,10 @@ static int restore_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 		op_fail(e, 404, "%s has no backup named %s", guest, b);
 		goto out;
 	}
+	if (!was_running && strcmp(state, "stopped") && strcmp(state, "crashed")) {
+		op_fail(e, 409, "guest %s is %s; try again", guest, state);
+		goto out;
+	}
 	if (stage(d, j, guest, b, e))
 		goto out;
 	if (job_cancelled(j)) {
