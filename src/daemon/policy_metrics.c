@@ -35,30 +35,34 @@ int policy_psi_some_avg10(const char *text, double *out)
 	return 0;
 }
 
-/* The container's cgroup: kvz-ct's supervisor sits in OWN/kvz/_supervisors
- * and the container in OWN/kvz/NAME (src/ct/cgroup_v2.c). */
+int policy_ct_cgroup_dir(const char *proc_cgroup, const char *name, char *buf, size_t len)
+{
+	for (const char *l = proc_cgroup; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		if (strncmp(l, "0::", 3))
+			continue;
+		size_t n = strcspn(l + 3, "\n");
+		static const char leaf[] = "/_supervisors";
+		size_t ll = sizeof(leaf) - 1;
+		if (n < ll || strncmp(l + 3 + n - ll, leaf, ll))
+			return -1;
+		int w = snprintf(buf, len, "/sys/fs/cgroup%.*s/%s", (int)(n - ll), l + 3, name);
+		return w > 0 && (size_t)w < len ? 0 : -1;
+	}
+	return -1;
+}
+
+/* The container's cgroup from its supervisor's /proc/PID/cgroup. */
 static int ct_cgroup(pid_t sup, const char *name, char *buf, size_t len)
 {
-	char path[64], line[1024];
+	char path[64], text[2048];
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)sup);
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return -1;
-	int rc = -1;
-	while (rc && fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "0::", 3))
-			continue;
-		line[strcspn(line, "\n")] = 0;
-		char *slash = strrchr(line + 3, '/');
-		if (!slash || strcmp(slash, "/_supervisors"))
-			break;
-		*slash = 0;
-		rc = snprintf(buf, len, "/sys/fs/cgroup%.600s/%.63s", line + 3, name) < (int)len
-			     ? 0 : -1;
-		break;
-	}
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
 	fclose(f);
-	return rc;
+	text[n] = 0;
+	return policy_ct_cgroup_dir(text, name, buf, len);
 }
 
 int policy_mem_pressure(const char *guest, pid_t sup, double *out)

@@ -5,6 +5,7 @@
 #define KVZD_POLICY_METRICS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <jansson.h>
 
@@ -15,6 +16,11 @@
 const char *policy_psi_missing(void);
 /* "some avg10=X ..." of a PSI file's text: 0 with X, or -1. */
 int policy_psi_some_avg10(const char *text, double *out);
+/* The container's cgroup directory from its kvz-ct supervisor's
+ * /proc/PID/cgroup text: the supervisor sits in OWN/kvz/_supervisors and
+ * the container in OWN/kvz/NAME (src/ct/cgroup_v2.c). 0, or -1 when the
+ * text has no such v2 line. */
+int policy_ct_cgroup_dir(const char *proc_cgroup, const char *name, char *buf, size_t len);
 /* The memory pressure (some avg10, percent) of container guest whose
  * kvz-ct supervisor is sup; 0, or -1 when it cannot be read. */
 int policy_mem_pressure(const char *guest, pid_t sup, double *out);

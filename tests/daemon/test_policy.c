@@ -698,6 +698,13 @@ static void test_metric_parsers(void **state)
 	assert_int_equal(policy_psi_some_avg10("full avg10=1.00\n", &v), -1);
 	assert_int_equal(policy_psi_some_avg10("xsome avg10=1.00\n", &v), -1);
 	assert_int_equal(policy_psi_some_avg10("some avg10=abc\n", &v), -1);
+	char dir[256];
+	assert_int_equal(policy_ct_cgroup_dir("12:memory:/x\n0::/system.slice/kvzd.service/kvz/_supervisors\n",
+					      "web1", dir, sizeof(dir)), 0);
+	assert_string_equal(dir, "/sys/fs/cgroup/system.slice/kvzd.service/kvz/web1");
+	assert_int_equal(policy_ct_cgroup_dir("0::/\n", "web1", dir, sizeof(dir)), -1);
+	assert_int_equal(policy_ct_cgroup_dir("3:cpu:/kvz/_supervisors\n", "web1", dir, sizeof(dir)), -1);
+	assert_int_equal(policy_ct_cgroup_dir("0::/kvz/_supervisors", "web1", dir, 10), -1);
 	json_t *s = json_pack("[{s:I, s:I, s:I}, {s:I, s:I, s:I}]", "ts_ms", (json_int_t)1000, "net_rx",
 			      (json_int_t)5000, "net_tx", (json_int_t)0, "ts_ms", (json_int_t)3000,
 			      "net_rx", (json_int_t)9000, "net_tx", (json_int_t)100);
