@@ -35,6 +35,23 @@ int cmd_cluster(int argc, char **argv);
 /* jobs_cmd.c: follows a job (its record, borrowed) until it ends; the exit
  * code: 0 when it completed. */
 int follow_job(json_t *job);
+/* Takes --detach out of argv. */
+bool job_take_detach(int *argc, char **argv);
+/* A job was submitted (job: owned): follow it, or with detach print its id;
+ * the exit code. */
+int job_submitted(json_t *job, bool detach);
+int cmd_backup(int argc, char **argv);
+
+/* items_cmd.c: create|list|restore|delete of a guest's snapshots or
+ * backups. */
+struct item_kind {
+	const char *noun;       /* "snapshot" */
+	const char *meta;       /* "SNAP", in usage */
+	const char *collection; /* beneath /v1/guests/NAME/ */
+	size_t max_len;
+	void (*print)(json_t *list);
+};
+int item_cmd(const struct item_kind *k, int argc, char **argv);
 
 /* format.c */
 /* "512M", "-" for 0. */

@@ -262,3 +262,34 @@ int cmd_job(int argc, char **argv)
 	json_decref(job);
 	return rc;
 }
+
+/* Takes --detach out of argv. */
+bool job_take_detach(int *argc, char **argv)
+{
+	bool detach = false;
+	int out = 0;
+	for (int i = 0; i < *argc; i++) {
+		if (!strcmp(argv[i], "--detach"))
+			detach = true;
+		else
+			argv[out++] = argv[i];
+	}
+	*argc = out;
+	return detach;
+}
+
+/* A job was submitted: follow it, or print its id and return. */
+int job_submitted(json_t *job, bool detach)
+{
+	if (!detach) {
+		int rc = follow_job(job);
+		json_decref(job);
+		return rc;
+	}
+	if (cli_json)
+		print_json(job);
+	else
+		printf("job %lld\n", (long long)json_integer_value(json_object_get(job, "id")));
+	json_decref(job);
+	return 0;
+}

@@ -42,6 +42,9 @@ static int policy_add(const char *file)
 		print_json(out);
 	else
 		printf("policy %s added\n", json_string_value(json_object_get(out, "name")));
+	json_t *warning = json_object_get(out, "warning");
+	if (!cli_json && json_is_string(warning))
+		kvz_warn("%s", json_string_value(warning));
 	json_decref(out);
 	return 0;
 }

@@ -7,8 +7,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "mono_clock.h"
 
 #define QMP_CLIENT_MAX (1024 * 1024)
 
@@ -21,18 +22,12 @@ struct qmp_client {
 	int pass_fd;     /* sent with the next message (getfd), or -1 */
 };
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Reads one newline-terminated JSON object, waiting at most timeout_ms.
  * Returns a new reference or NULL (timeout, EOF, junk). */
 static json_t *read_message(struct qmp_client *c, int timeout_ms, char *err, size_t errlen)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = kvz_mono_ms() + timeout_ms;
 	for (;;) {
 		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
 		if (nl) {
@@ -59,7 +54,7 @@ static json_t *read_message(struct qmp_client *c, int timeout_ms, char *err, siz
 			c->buf = nb;
 			c->cap = ncap;
 		}
-		long long left = deadline - now_ms();
+		long long left = deadline - kvz_mono_ms();
 		if (left <= 0) {
 			snprintf(err, errlen, "timed out waiting for QMP reply");
 			return NULL;
@@ -224,9 +219,9 @@ json_t *qmp_client_next_event(struct qmp_client *c, int timeout_ms)
 		return ev;
 	}
 	char err[128];
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = kvz_mono_ms() + timeout_ms;
 	for (;;) {
-		long long left = deadline - now_ms();
+		long long left = deadline - kvz_mono_ms();
 		if (left <= 0)
 			return NULL;
 		json_t *msg = read_message(c, (int)left, err, sizeof(err));

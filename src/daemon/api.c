@@ -405,3 +405,33 @@ void api_stop(struct api *a)
 	stop_listener(&a->tcp_l);
 	free(a);
 }
+
+bool api_item_path(const char *rest, char *item, size_t len, const char **action)
+{
+	const char *slash = strchr(rest + 1, '/');
+	size_t n = slash ? (size_t)(slash - rest - 1) : strlen(rest + 1);
+	*action = slash ? slash + 1 : NULL;
+	if (*rest != '/' || !n || n >= len || (*action && strchr(*action, '/')))
+		return false;
+	memcpy(item, rest + 1, n);
+	item[n] = 0;
+	return true;
+}
+
+int api_optional_name(struct api_req *r, const char **name)
+{
+	json_t *n = r->body ? json_object_get(r->body, "name") : NULL;
+	*name = json_string_value(n);
+	if (r->body && (!json_is_object(r->body) || (n && !json_is_string(n)) ||
+			json_object_size(r->body) > (n ? 1u : 0u)))
+		return -1;
+	return 0;
+}
+
+void api_job_reply(struct api_resp *resp, json_t *job, const struct op_error *e)
+{
+	if (job)
+		api_json(resp, 202, job);
+	else
+		api_error(resp, e->status, "%s", e->msg);
+}

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "guest_ops.h"
 #include "kvzd.h"
 
 struct api;
@@ -55,6 +56,17 @@ bool policies_route(struct api_req *r, struct api_resp *resp);
 /* /v1/guests/GUEST/snapshots, rest being what follows "snapshots". */
 void snapshots_route(struct api_req *r, struct api_resp *resp, const char *guest,
 		     const char *rest);
+/* /v1/guests/GUEST/backups, rest being what follows "backups". */
+void backups_route(struct api_req *r, struct api_resp *resp, const char *guest,
+		   const char *rest);
+/* Helpers of the snapshot and backup routes. "/ITEM" or "/ITEM/ACTION"
+ * (rest) split: false when it is neither. */
+bool api_item_path(const char *rest, char *item, size_t len, const char **action);
+/* A body that is absent or {"name": STRING}: 0 with *name (NULL when
+ * absent), -1 for anything else. */
+int api_optional_name(struct api_req *r, const char **name);
+/* 202 with a submitted job, or e's error. */
+void api_job_reply(struct api_resp *resp, json_t *job, const struct op_error *e);
 bool event_stream_route(struct api_req *r, struct api_resp *resp);
 /* GET /v1/guests/NAME/console as a WebSocket (web_console.c). */
 bool console_route(struct api_req *r, struct api_resp *resp);

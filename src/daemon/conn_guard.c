@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "mono_clock.h"
 
 /* How often the watchdog looks: deadlines are met within this much. */
 #define TICK_MS 200
@@ -38,12 +39,6 @@ struct conn_guard {
 	pthread_t thread;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* MHD calls the CLOSED notification before it closes the socket, and the
  * slot is freed there under the lock: so a descriptor shut down under the
@@ -61,7 +56,7 @@ static void *watchdog(void *arg)
 	struct timespec tick = {.tv_sec = 0, .tv_nsec = TICK_MS * 1000000L};
 	while (!atomic_load(&g->stop)) {
 		nanosleep(&tick, NULL);
-		int64_t now = mono_ms();
+		int64_t now = kvz_mono_ms();
 		unsigned dropped = 0;
 		pthread_mutex_lock(&g->lock);
 		for (unsigned i = 0; i < g->nslots; i++) {
@@ -136,7 +131,7 @@ static struct slot *slot_take(struct conn_guard *g, int fd)
 	for (unsigned i = 0; i < g->nslots; i++) {
 		struct slot *s = &g->slots[i];
 		if (s->state == SLOT_FREE) {
-			*s = (struct slot){.state = SLOT_WAITING, .fd = fd, .since_ms = mono_ms()};
+			*s = (struct slot){.state = SLOT_WAITING, .fd = fd, .since_ms = kvz_mono_ms()};
 			return s;
 		}
 	}
@@ -183,7 +178,7 @@ static void set_state(struct conn_guard *g, struct MHD_Connection *conn,
 	pthread_mutex_lock(&g->lock);
 	if (s->state != SLOT_DROPPED) {
 		s->state = state;
-		s->since_ms = mono_ms();
+		s->since_ms = kvz_mono_ms();
 	}
 	pthread_mutex_unlock(&g->lock);
 }

@@ -26,18 +26,17 @@ static int ct_config(struct kvzd *d, json_t *req, json_t *cfg, struct op_error *
 	return guest_config_ct(req, cfg, e);
 }
 
-/* `kvz-ct VERB --name NAME --ct-root ROOT`, the start of every helper
- * command. */
-static void ct_helper_argv(struct kvzd *d, const char *verb, const char *name, struct argv *a)
+void ct_helper_argv(struct kvzd *d, const char *verb, const char *name, const char *root,
+		    struct argv *a)
 {
-	char root[300];
-	ct_root(d, root, sizeof(root));
+	char own[300];
+	ct_root(d, own, sizeof(own));
 	arg(a, "%s", d->ct_bin);
 	arg(a, "%s", verb);
 	arg(a, "--name");
 	arg(a, "%s", name);
 	arg(a, "--ct-root");
-	arg(a, "%s", root);
+	arg(a, "%s", root ? root : own);
 }
 
 /* `kvz-ct destroy`: removes the container's private area. Returns
@@ -45,7 +44,7 @@ static void ct_helper_argv(struct kvzd *d, const char *verb, const char *name, s
 static int ct_destroy_run(struct kvzd *d, const char *name, char *out, size_t outlen)
 {
 	struct argv a = {0};
-	ct_helper_argv(d, "destroy", name, &a);
+	ct_helper_argv(d, "destroy", name, NULL, &a);
 	int r = sup_run(a.v, out, outlen);
 	argv_free(&a);
 	return r;
@@ -110,7 +109,7 @@ static int ct_create_storage(struct kvzd *d, const char *name, json_t *cfg,
 {
 	char out[512];
 	struct argv a = {0};
-	ct_helper_argv(d, "create", name, &a);
+	ct_helper_argv(d, "create", name, NULL, &a);
 	arg(&a, "--template");
 	arg(&a, "%s", cfg_str(cfg, "template"));
 	arg(&a, "--disk");

@@ -102,6 +102,10 @@ int guest_resize_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e);
 int guest_resize_ct(struct kvzd *d, json_t *g, json_t *req, struct op_error *e);
 void monitor_sample_vm(struct kvzd *d, json_t *g, int64_t now_ms);
 void monitor_sample_ct(struct kvzd *d, json_t *g, int64_t now_ms);
+/* `kvz-ct VERB --name NAME --ct-root ROOT`, the start of every kvz-ct
+ * helper command; root NULL: kvzd's own (STATE/ct). */
+void ct_helper_argv(struct kvzd *d, const char *verb, const char *name, const char *root,
+		    struct argv *a);
 int vm_migrate_save(struct kvzd *d, struct job *j, json_t *g, const char *path,
 		    struct op_error *e);
 void vm_migrate_resume(struct kvzd *d, json_t *g);

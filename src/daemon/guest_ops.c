@@ -21,6 +21,7 @@
 #include "parse.h"
 #include "qmp_client.h"
 #include "qmp_watch.h"
+#include "backups.h"
 #include "snapshots.h"
 #include "storage.h"
 #include "store.h"
@@ -346,7 +347,7 @@ int guest_destroy(struct kvzd *d, const char *name, bool force, struct op_error 
 	}
 	if (guest_driver_of(g)->remove_storage(d, name, json_object_get(g, "config"), e))
 		goto out;
-	if (snapshots_remove_all(d, name, e))
+	if (snapshots_remove_all(d, name, e) || backups_remove_all(d, name, e))
 		goto out;
 	char logp[400];
 	guest_log_path(d, name, logp, sizeof(logp));

@@ -199,6 +199,13 @@ bool guests_route(struct api_req *r, struct api_resp *resp)
 			api_error(resp, 400, "bad guest name \"%s\"", name);
 		return true;
 	}
+	if (action && !strncmp(action, "backups", 7) && (!action[7] || action[7] == '/')) {
+		if (kvz_valid_name(name))
+			backups_route(r, resp, name, action + 7);
+		else
+			api_error(resp, 400, "bad guest name \"%s\"", name);
+		return true;
+	}
 	if (action && !strcmp(action, "migrate")) {
 		migrate_route(r, resp, name);
 		return true;

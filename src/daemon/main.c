@@ -28,6 +28,8 @@
 #include "parse.h"
 #include "peer_client.h"
 #include "qmp_watch.h"
+#include "backups.h"
+#include "node_health.h"
 #include "snapshots.h"
 #include "store.h"
 #include "supervisor.h"
@@ -437,7 +439,8 @@ int main(int argc, char **argv)
 	guests_adopt_all(&d);
 	/* After adoption: recovering a snapshot job may resume its VM. */
 	static const struct job_kind *const job_kinds[] = {
-		&snapshot_create_job, &snapshot_restore_job, &migrate_job, NULL,
+		&snapshot_create_job, &snapshot_restore_job, &migrate_job,
+		&backup_create_job,   &backup_restore_job,   NULL,
 	};
 	if (jobs_init(&d, job_kinds, err, sizeof(err))) {
 		kvz_error("%s", err);
@@ -461,7 +464,8 @@ int main(int argc, char **argv)
 		kvz_error("%s", err);
 		return 1;
 	}
-	if (policy_engine_start(&d, (int)o.policy_cap, err, sizeof(err))) {
+	if (policy_engine_start(&d, (int)o.policy_cap, err, sizeof(err)) ||
+	    node_health_start(&d, err, sizeof(err))) {
 		kvz_error("%s", err);
 		return 1;
 	}
@@ -479,6 +483,7 @@ int main(int argc, char **argv)
 	 * only touches its own table and dies with the process. */
 	api_stop(api);
 	unlink(d.socket_path);
+	node_health_stop();
 	policy_engine_stop();
 	cluster_shutdown(&d);
 	jobs_stop(&d);

@@ -11,6 +11,7 @@
 #include "guest_ops.h"
 #include "hostinfo.h"
 #include "log.h"
+#include "periodic.h"
 #include "qmp_client.h"
 #include "storage.h"
 #include "supervisor.h"
@@ -267,53 +268,21 @@ static void monitor_round(struct kvzd *d)
 	store_samples_rollup(d->store, now);
 }
 
-/* The monitor thread and how main() asks it to end. */
-static struct {
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool stop, started;
-} ctl = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+/* The monitor thread and how main() asks it to end: one per kvzd. */
+static struct periodic ctl = PERIODIC_INIT;
 
-static void *monitor_main(void *arg)
+static void monitor_tick(void *arg)
 {
-	struct kvzd *d = arg;
-	pthread_mutex_lock(&ctl.lock);
-	while (!ctl.stop) {
-		pthread_mutex_unlock(&ctl.lock);
-		int64_t t0 = kvzd_now_ms();
-		monitor_round(d);
-		int64_t wake = t0 + d->sample_interval_s * 1000LL;
-		struct timespec ts = {.tv_sec = wake / 1000, .tv_nsec = (wake % 1000) * 1000000};
-		pthread_mutex_lock(&ctl.lock);
-		while (!ctl.stop && pthread_cond_timedwait(&ctl.cond, &ctl.lock, &ts) != ETIMEDOUT)
-			;
-	}
-	pthread_mutex_unlock(&ctl.lock);
-	return NULL;
+	monitor_round(arg);
 }
 
 int monitor_start(struct kvzd *d, char *err, size_t errlen)
 {
-	/* kvzd_now_ms() is wall-clock time, so the wait uses CLOCK_REALTIME,
-	 * the condition variable's default. */
-	int rc = pthread_create(&ctl.thread, NULL, monitor_main, d);
-	if (rc) {
-		snprintf(err, errlen, "cannot start monitor thread: %s", strerror(rc));
-		return -1;
-	}
-	ctl.started = true;
-	return 0;
+	return periodic_start(&ctl, "monitor", monitor_tick, d, d->sample_interval_s * 1000LL,
+			      err, errlen);
 }
 
 void monitor_stop(void)
 {
-	if (!ctl.started)
-		return;
-	pthread_mutex_lock(&ctl.lock);
-	ctl.stop = true;
-	pthread_cond_signal(&ctl.cond);
-	pthread_mutex_unlock(&ctl.lock);
-	pthread_join(ctl.thread, NULL);
-	ctl.started = false;
+	periodic_stop(&ctl);
 }

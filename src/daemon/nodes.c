@@ -115,6 +115,19 @@ static json_t *with_facts(struct kvzd *d, json_t *rec)
 	return v;
 }
 
+int node_check(struct kvzd *d, const char *name, char *err, size_t len)
+{
+	struct node n;
+	struct op_error e;
+	if (node_lookup(d, name, &n, &e)) {
+		snprintf(err, len, "%.500s", e.msg);
+		return -1;
+	}
+	json_t *host = peer_host(&n, err, len);
+	json_decref(host);
+	return host ? 0 : -1;
+}
+
 static int check_add(json_t *req, struct op_error *e)
 {
 	static const char *const keys[] = {"name", "url", "token", NULL};

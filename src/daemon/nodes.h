@@ -32,6 +32,9 @@ int node_remove(struct kvzd *d, const char *name, struct op_error *e);
 json_t *node_show(struct kvzd *d, const char *name, struct op_error *e);
 /* Every node with its live facts, ordered by name. */
 json_t *node_list(struct kvzd *d);
+/* The health check of a node: 0 when it answers GET /v1/host with its
+ * token, else -1 with why in err. */
+int node_check(struct kvzd *d, const char *name, char *err, size_t len);
 /* Name, URL and token of a node, for talking to it. */
 int node_lookup(struct kvzd *d, const char *name, struct node *out, struct op_error *e);
 

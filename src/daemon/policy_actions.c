@@ -10,6 +10,10 @@
 #include "guest_ops.h"
 #include "log.h"
 #include "policy_engine.h"
+#include "backups.h"
+#include "policy_hooks.h"
+#include "policy_migrate.h"
+#include "policy_retention.h"
 #include "snapshots.h"
 #include "store.h"
 
@@ -98,8 +102,10 @@ static int act_balloon(struct kvzd *d, const struct policy_rule *r, const char *
 	return set_field(d, guest, json_pack("{s:I}", "memory", want), res, len);
 }
 
-/* A snapshot job, then the oldest snapshots beyond keep_last are removed.
- * The job runs on: retention counts the snapshots that exist now. */
+/* A snapshot job, then the snapshots beyond the retention (keep_last,
+ * keep_daily) are removed. The job runs on: retention counts the
+ * snapshots that exist now plus the one being taken (an entry without a
+ * name, created now). */
 static int act_snapshot(struct kvzd *d, const struct policy_rule *r, const char *guest,
 			char *res, size_t len)
 {
@@ -110,30 +116,74 @@ static int act_snapshot(struct kvzd *d, const struct policy_rule *r, const char 
 	long long id = (long long)json_integer_value(json_object_get(job, "id"));
 	json_decref(job);
 	json_t *snaps = store_snapshot_list(d->store, guest);
-	int extra = (int)json_array_size(snaps) - (r->keep_last - 1);
+	int64_t now = kvzd_now_ms();
+	json_array_append_new(snaps, json_pack("{s:s, s:I}", "name", "", "created_ms",
+					       (json_int_t)now));
+	json_t *drop = policy_retention_drop(snaps, r->keep_last, r->keep_daily, now);
 	int removed = 0;
-	for (int i = 0; i < extra; i++) {
-		const char *name = json_string_value(json_object_get(json_array_get(snaps, (size_t)i),
-								     "name"));
-		if (name && !snapshot_delete(d, guest, name, &e))
+	size_t i;
+	json_t *n;
+	json_array_foreach(drop, i, n) {
+		const char *name = json_string_value(n);
+		if (!*name)
+			continue;
+		if (!snapshot_delete(d, guest, name, &e))
 			removed++;
-		else if (name)
+		else
 			kvz_warn("policy %s: cannot remove snapshot %s of %s: %s", r->name, name,
 				 guest, e.msg);
 	}
+	json_decref(drop);
 	json_decref(snaps);
-	snprintf(res, len, "snapshot job %lld; %d old snapshot(s) removed (keep %d)", id, removed,
-		 r->keep_last);
+	snprintf(res, len, "snapshot job %lld; %d old snapshot(s) removed (keep %d, daily %d)", id,
+		 removed, r->keep_last, r->keep_daily);
 	return 0;
 }
 
-int policy_act(struct kvzd *d, const struct policy_rule *r, const char *guest, char *res,
-	       size_t len)
+/* A backup job that applies the retention itself once the backup is
+ * complete (backups.h), so that a failed backup removes nothing. */
+static int act_backup(struct kvzd *d, const struct policy_rule *r, const char *guest,
+		      char *res, size_t len)
 {
-	if (r->action == ACT_NOTIFY) {
+	struct op_error e;
+	json_t *job = backup_create_kept(d, guest, r->keep_last, r->keep_daily, &e);
+	if (!job)
+		return failed(res, len, &e);
+	snprintf(res, len, "backup job %lld (keep %d, daily %d)",
+		 (long long)json_integer_value(json_object_get(job, "id")), r->keep_last,
+		 r->keep_daily);
+	json_decref(job);
+	return 0;
+}
+
+int policy_describe(struct kvzd *d, const struct policy_rule *r, const char *guest, char *out,
+		    size_t len)
+{
+	out[0] = 0;
+	switch (r->action) {
+	case ACT_MIGRATE: return policy_migrate(d, guest, false, out, len);
+	case ACT_WEBHOOK: snprintf(out, len, "POST %s", r->url); return 0;
+	case ACT_COMMAND: snprintf(out, len, "run %s", r->argv[0]); return 0;
+	default: return 0;
+	}
+}
+
+int policy_act(struct kvzd *d, const struct policy_rule *r, const char *guest,
+	       const char *reason, char *res, size_t len)
+{
+	switch (r->action) {
+	case ACT_NOTIFY:
 		kvz_info("policy %s: %s: %s", r->name, guest, r->message);
 		store_event_add(d->store, guest, "policy-notify", r->message);
 		return done(res, len, "notified: %s", r->message);
+	case ACT_WEBHOOK:
+		return policy_webhook(r, guest, reason, kvzd_now_ms(), res, len);
+	case ACT_COMMAND:
+		return policy_command(r, guest, reason, res, len);
+	case ACT_MIGRATE:
+		return policy_migrate(d, guest, true, res, len);
+	default:
+		break;
 	}
 	struct op_error e;
 	json_t *g = guest_get_or_404(d, guest, &e);
@@ -147,12 +197,13 @@ int policy_act(struct kvzd *d, const struct policy_rule *r, const char *guest, c
 	case ACT_RAISE_MEMORY: rc = act_raise_memory(d, r, guest, cfg, res, len); break;
 	case ACT_BALLOON: rc = act_balloon(d, r, guest, cfg, res, len); break;
 	case ACT_SNAPSHOT: rc = act_snapshot(d, r, guest, res, len); break;
+	case ACT_BACKUP: rc = act_backup(d, r, guest, res, len); break;
 	case ACT_STOP:
 		rc = guest_stop(d, guest, 30, false, &e) ? failed(res, len, &e)
 							  : done(res, len, "%s stopped", guest);
 		break;
 	default:
-		snprintf(res, len, "unavailable: kvzd has no live migration");
+		snprintf(res, len, "%s: not an action on a guest", policy_action_name(r->action));
 		rc = -1;
 	}
 	json_decref(g);

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "parse.h"
 #include "policy_engine.h"
+#include "policy_metrics.h"
 #include "policy_rules.h"
 #include "store.h"
 
@@ -58,6 +59,13 @@ static void add_rule(struct api_req *r, struct api_resp *resp)
 		api_error(resp, 400, "name: \"%s\" is reserved", rule.name);
 		return;
 	}
+	/* A command runs as kvzd's user: only who can reach the root-owned
+	 * socket may make kvzd run one, not a holder of the TCP token. */
+	if (rule.action == ACT_COMMAND && r->web) {
+		api_error(resp, 403, "action.type: command rules can only be added through kvzd's "
+			  "local socket (they run programs as kvzd's user)");
+		return;
+	}
 	pthread_mutex_lock(&policy_write_lock);
 	int rc = -1;
 	if (find_conflict(r->d, &rule, rule.name, err, sizeof(err))) {
@@ -76,7 +84,13 @@ static void add_rule(struct api_req *r, struct api_resp *resp)
 		return;
 	store_event_add(r->d->store, POLICY_EVENTS, "policy-added", rule.name);
 	policy_engine_reload(r->d);
-	api_json(resp, 201, store_policy_get(r->d->store, rule.name));
+	json_t *out = store_policy_get(r->d->store, rule.name);
+	const char *missing = rule.trigger == TRIG_METRIC && rule.metric == MET_MEM_PRESSURE
+				      ? policy_psi_missing() : NULL;
+	if (missing && out)
+		json_object_set_new(out, "warning", json_pack("s++", "trigger.metric: ", missing,
+							      ": the rule never fires on this host"));
+	api_json(resp, 201, out);
 }
 
 static void set_enabled(struct api_req *r, struct api_resp *resp, const char *name, bool on)

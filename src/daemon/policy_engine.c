@@ -10,6 +10,7 @@
 #include "log.h"
 #include "monitor.h"
 #include "policy_eval.h"
+#include "policy_metrics.h"
 #include "store.h"
 
 /* One engine per kvzd process, like the monitor's thread: kept here rather
@@ -49,10 +50,35 @@ static json_t *env_guests(void *ctx)
 	return out;
 }
 
+/* A container's memory pressure; -1 for a VM. */
+static int ct_pressure(struct kvzd *d, const char *guest, double *out)
+{
+	json_t *g = store_guest_get(d->store, guest);
+	const char *type = json_string_value(json_object_get(g, "type"));
+	pid_t pid = (pid_t)json_integer_value(json_object_get(g, "pid"));
+	int rc = type && !strcmp(type, "ct") ? policy_mem_pressure(guest, pid, out) : -1;
+	json_decref(g);
+	return rc;
+}
+
+/* A rate from the stored samples of the last three intervals. */
+static int stored_rate(struct kvzd *d, const char *guest, bool rx, double *out)
+{
+	int64_t since = kvzd_now_ms() - 3000LL * d->sample_interval_s - 500;
+	json_t *list = store_sample_list(d->store, guest, 0, since);
+	int rc = policy_net_rate(list, rx, out);
+	json_decref(list);
+	return rc;
+}
+
 static int env_metric(void *ctx, const char *guest, enum policy_metric m, double *out)
 {
 	struct kvzd *d = ctx;
 	struct sample s;
+	if (m == MET_MEM_PRESSURE)
+		return guest ? ct_pressure(d, guest, out) : -1;
+	if (m == MET_NET_RX_RATE || m == MET_NET_TX_RATE)
+		return stored_rate(d, guest ? guest : MONITOR_HOST, m == MET_NET_RX_RATE, out);
 	if (!monitor_latest(guest ? guest : MONITOR_HOST, &s))
 		return -1;
 	/* A sample older than three intervals is of a guest the monitor lost. */
@@ -73,6 +99,8 @@ static int env_metric(void *ctx, const char *guest, enum policy_metric m, double
 			return -1;
 		*out = 100.0 * (double)s.disk_used / (double)s.disk_size;
 		return 0;
+	default:
+		break;
 	}
 	return -1;
 }
@@ -87,10 +115,10 @@ static json_t *env_events(void *ctx, int64_t since)
 	return store_event_list(((struct kvzd *)ctx)->store, since, NULL, 1000);
 }
 
-static int env_act(void *ctx, const struct policy_rule *r, const char *guest, char *res,
-		   size_t len)
+static int env_act(void *ctx, const struct policy_rule *r, const char *guest,
+		   const char *reason, char *res, size_t len)
 {
-	return policy_act(ctx, r, guest, res, len);
+	return policy_act(ctx, r, guest, reason, res, len);
 }
 
 static void env_record(void *ctx, const struct policy_rule *r, const char *guest,
@@ -108,9 +136,22 @@ static void env_record(void *ctx, const struct policy_rule *r, const char *guest
 	kvz_info("policy %s", detail);
 }
 
+static const char *env_metric_missing(void *ctx, enum policy_metric m)
+{
+	(void)ctx;
+	return m == MET_MEM_PRESSURE ? policy_psi_missing() : NULL;
+}
+
+static int env_describe(void *ctx, const struct policy_rule *r, const char *guest, char *out,
+			size_t len)
+{
+	return policy_describe(ctx, r, guest, out, len);
+}
+
 static const struct policy_env kvzd_env = {
 	.now_ms = env_now, .guests = env_guests, .metric = env_metric,
 	.event_cursor = env_event_cursor, .events = env_events, .act = env_act,
+	.metric_missing = env_metric_missing, .describe = env_describe,
 	.record = env_record,
 };
 
@@ -255,10 +296,11 @@ int policy_engine_approve(struct kvzd *d, int64_t id, const char *who, char *err
 		snprintf(err, len, "entry %lld was decided meanwhile", (long long)id);
 		return 409;
 	}
-	char guest[72], res[300];
+	char guest[72], res[300], reason[300];
 	snprintf(guest, sizeof(guest), "%s", json_string_value(json_object_get(row, "guest")));
+	snprintf(reason, sizeof(reason), "%s", json_string_value(json_object_get(row, "reason")));
 	json_decref(row);
-	int rc = policy_act(d, &r, guest, res, sizeof(res));
+	int rc = policy_act(d, &r, guest, reason, res, sizeof(res));
 	store_policy_log_update(d->store, id, "approved", rc ? "failed" : "done", res, NULL);
 	char detail[500];
 	snprintf(detail, sizeof(detail), "#%lld %s approved by %s: %s", (long long)id, r.name, who,

@@ -30,9 +30,13 @@ json_t *policy_engine_plan(struct kvzd *d, int64_t at_ms);
 int policy_engine_approve(struct kvzd *d, int64_t id, const char *who, char *err, size_t len);
 int policy_engine_reject(struct kvzd *d, int64_t id, const char *who, char *err, size_t len);
 
-/* policy_actions.c: carries out r's action on guest; 0 or -1, one line of
- * what happened in res. */
-int policy_act(struct kvzd *d, const struct policy_rule *r, const char *guest, char *res,
-	       size_t len);
+/* policy_actions.c: carries out r's action on guest (reason: the trigger
+ * that fired); 0 or -1, one line of what happened in res. */
+int policy_act(struct kvzd *d, const struct policy_rule *r, const char *guest,
+	       const char *reason, char *res, size_t len);
+/* For plans: what r's action would do on guest now, in out (empty when
+ * there is nothing to add); -1 when it could not act (out says why). */
+int policy_describe(struct kvzd *d, const struct policy_rule *r, const char *guest, char *out,
+		    size_t len);
 
 #endif

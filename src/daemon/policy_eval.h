@@ -5,15 +5,19 @@
 #ifndef KVZD_POLICY_EVAL_H
 #define KVZD_POLICY_EVAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
 
 #include "policy_rules.h"
 
-/* The name a host-wide rule (host_cpu_pct without guest conditions) acts
- * under in records. */
+/* The name a host-wide rule (host_cpu_pct without guest conditions,
+ * peer_unreachable) acts under in records. */
 #define POLICY_HOST "@host"
+/* The event type nodes.c records when a node fails its health check,
+ * detail "NODE N" (N failed checks in a row). */
+#define POLICY_PEER_EVENT "node-unreachable"
 
 struct policy_env {
 	void *ctx;
@@ -28,10 +32,18 @@ struct policy_env {
 	 * after since as an array of {id, guest, type, detail}. */
 	int64_t (*event_cursor)(void *ctx);
 	json_t *(*events)(void *ctx, int64_t since);
-	/* Carries out r's action on guest; 0, or -1; either way one line of
-	 * what happened in result. */
-	int (*act)(void *ctx, const struct policy_rule *r, const char *guest, char *result,
-		   size_t len);
+	/* Carries out r's action on guest (reason: what fired it); 0, or -1;
+	 * either way one line of what happened in result. */
+	int (*act)(void *ctx, const struct policy_rule *r, const char *guest, const char *reason,
+		   char *result, size_t len);
+	/* Optional (NULL: none). Why metric m cannot be had on this host
+	 * (e.g. no PSI on cgroup v1), or NULL when it can. */
+	const char *(*metric_missing)(void *ctx, enum policy_metric m);
+	/* Optional. For plans: what r's action would do on guest now (migrate:
+	 * the node it would choose and why) in out; 0, or -1 when it could not
+	 * act (out says why). */
+	int (*describe)(void *ctx, const struct policy_rule *r, const char *guest, char *out,
+			size_t len);
 	/* Records a decision in the audit trail (state: planned, proposed,
 	 * done, failed, skipped). */
 	void (*record)(void *ctx, const struct policy_rule *r, const char *guest,

@@ -1,6 +1,8 @@
 #include "policy_rules.h"
 
+#include <ctype.h>
 #include <fnmatch.h>
+#include <stdlib.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,15 +11,91 @@
 #include "parse.h"
 
 static const char *const levels[] = {"manual", "suggest", "automatic", NULL};
-static const char *const events[] = {"crashed", "stopped_unexpectedly", "kvzd_restart", NULL};
-static const char *const metrics[] = {"cpu_pct", "mem_pct", "disk_pct", "host_cpu_pct", NULL};
+static const char *const events[] = {"crashed", "stopped_unexpectedly", "kvzd_restart",
+				     "peer_unreachable", NULL};
+static const char *const metrics[] = {"cpu_pct", "mem_pct", "disk_pct", "host_cpu_pct",
+				      "mem_pressure", "net_rx_rate", "net_tx_rate", NULL};
 static const char *const actions[] = {"restart", "set_cpus", "raise_memory", "balloon",
-				      "snapshot", "stop", "notify", "migrate", NULL};
+				      "snapshot", "stop", "notify", "migrate", "backup",
+				      "webhook", "command", NULL};
+/* The highest rate a rule may name: 100 GB/s. */
+#define MAX_RATE 1e11
 static const char *const types[] = {"any", "vm", "ct", NULL};
 
 const char *policy_action_name(enum policy_action a)
 {
 	return actions[a];
+}
+
+const char *policy_event_name(enum policy_event e)
+{
+	return events[e];
+}
+
+const char *policy_metric_name(enum policy_metric m)
+{
+	return metrics[m];
+}
+
+bool policy_metric_is_rate(enum policy_metric m)
+{
+	return m == MET_NET_RX_RATE || m == MET_NET_TX_RATE;
+}
+
+static bool host_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.';
+}
+
+bool policy_url_ok(const char *url, char *err, size_t errlen)
+{
+	const char *p = !strncmp(url, "http://", 7) ? url + 7 : !strncmp(url, "https://", 8) ? url + 8
+											   : NULL;
+	if (!p) {
+		snprintf(err, errlen, "must start with http:// or https://");
+		return false;
+	}
+	if (strlen(url) >= 512) {
+		snprintf(err, errlen, "must be under 512 bytes");
+		return false;
+	}
+	const char *h = p;
+	if (*p == '[') {
+		while (*++p && (isxdigit((unsigned char)*p) || *p == ':'))
+			;
+		if (*p++ != ']' || p - h < 4) {
+			snprintf(err, errlen, "bad [IPv6] host");
+			return false;
+		}
+	} else {
+		while (host_char(*p))
+			p++;
+	}
+	if (p == h) {
+		snprintf(err, errlen, "has no host");
+		return false;
+	}
+	if (*p == ':') {
+		char *end;
+		long port = strtol(p + 1, &end, 10);
+		if (end == p + 1 || port < 1 || port > 65535) {
+			snprintf(err, errlen, "bad port");
+			return false;
+		}
+		p = end;
+	}
+	if (*p && *p != '/') {
+		snprintf(err, errlen, "character '%c' after the host is not allowed", *p);
+		return false;
+	}
+	for (; *p; p++) {
+		if (*p <= 0x20 || *p >= 0x7f || *p == '#') {
+			snprintf(err, errlen, "the path may hold printable ASCII without spaces or '#'");
+			return false;
+		}
+	}
+	return true;
 }
 
 const char *policy_level_name(enum policy_level l)
@@ -105,6 +183,24 @@ static int get_pct(json_t *obj, const char *key, const char *path, double *out,
 	return 0;
 }
 
+/* A metric's level: a percentage, or bytes/s for a rate. */
+static int get_level(json_t *obj, const char *key, const char *path, enum policy_metric m,
+		     double *out, char *err, size_t errlen)
+{
+	if (!policy_metric_is_rate(m))
+		return get_pct(obj, key, path, out, err, errlen);
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return 0;
+	double d = json_number_value(v);
+	if (!json_is_number(v) || !isfinite(d) || d < 0 || d > MAX_RATE)
+		return fail(err, errlen, path,
+			    "%s is in bytes per second: a number from 0 to 1e11 (not a percentage)",
+			    metrics[m]);
+	*out = d;
+	return 0;
+}
+
 /* A string of at most cap-1 bytes without control characters. */
 static int get_str(json_t *obj, const char *key, const char *path, char *out, size_t cap,
 		   char *err, size_t errlen)
@@ -125,7 +221,7 @@ static int get_str(json_t *obj, const char *key, const char *path, char *out, si
 static int parse_trigger(json_t *t, struct policy_rule *r, char *err, size_t errlen)
 {
 	static const char *const keys[] = {"event", "metric", "above", "clear_below", "for_s",
-					   "schedule", NULL};
+					   "schedule", "failures", NULL};
 	if (!json_is_object(t))
 		return fail(err, errlen, "trigger", "must be an object");
 	if (only_keys(t, "trigger", keys, err, errlen))
@@ -140,6 +236,11 @@ static int parse_trigger(json_t *t, struct policy_rule *r, char *err, size_t err
 		if (get_enum(t, "event", "trigger.event", events, &e, err, errlen))
 			return -1;
 		r->event = (enum policy_event)e;
+		r->failures = 3;
+		if (get_int(t, "failures", "trigger.failures", 1, 10, &r->failures, err, errlen))
+			return -1;
+		if (r->event != EV_PEER_UNREACHABLE && json_object_get(t, "failures"))
+			return fail(err, errlen, "trigger.failures", "goes with peer_unreachable only");
 	} else if (json_object_get(t, "metric")) {
 		r->trigger = TRIG_METRIC;
 		int m = 0;
@@ -148,11 +249,12 @@ static int parse_trigger(json_t *t, struct policy_rule *r, char *err, size_t err
 		r->metric = (enum policy_metric)m;
 		if (!json_object_get(t, "above"))
 			return fail(err, errlen, "trigger.above", "is required with metric");
-		if (get_pct(t, "above", "trigger.above", &r->above, err, errlen))
+		if (get_level(t, "above", "trigger.above", r->metric, &r->above, err, errlen))
 			return -1;
 		r->clear_below = r->above;
 		r->for_s = 60;
-		if (get_pct(t, "clear_below", "trigger.clear_below", &r->clear_below, err, errlen) ||
+		if (get_level(t, "clear_below", "trigger.clear_below", r->metric, &r->clear_below,
+			      err, errlen) ||
 		    get_int(t, "for_s", "trigger.for_s", 1, 86400, &r->for_s, err, errlen))
 			return -1;
 		if (r->clear_below > r->above)
@@ -243,10 +345,55 @@ static int parse_conditions(json_t *c, struct policy_rule *r, char *err, size_t 
 	return 0;
 }
 
+static int parse_webhook(json_t *a, struct policy_rule *r, char *err, size_t errlen)
+{
+	if (r->action != ACT_WEBHOOK)
+		return 0;
+	char why[160];
+	if (!json_object_get(a, "url"))
+		return fail(err, errlen, "action.url", "is required with webhook");
+	if (get_str(a, "url", "action.url", r->url, sizeof(r->url), err, errlen))
+		return -1;
+	if (!policy_url_ok(r->url, why, sizeof(why)))
+		return fail(err, errlen, "action.url", "%s", why);
+	return 0;
+}
+
+/* argv: a list of strings, the first an absolute path; run without a
+ * shell. */
+static int parse_argv(json_t *a, struct policy_rule *r, char *err, size_t errlen)
+{
+	if (r->action != ACT_COMMAND)
+		return 0;
+	json_t *v = json_object_get(a, "argv");
+	if (!json_is_array(v) || !json_array_size(v) || json_array_size(v) > POLICY_MAX_ARGV)
+		return fail(err, errlen, "action.argv", "must be a list of 1 to %d strings",
+			    POLICY_MAX_ARGV);
+	size_t i;
+	json_t *s;
+	json_array_foreach(v, i, s) {
+		char path[48];
+		snprintf(path, sizeof(path), "action.argv[%zu]", i);
+		json_t *one = json_pack("{s:O}", "x", s);
+		int rc = json_is_string(s) && json_string_length(s)
+				 ? get_str(one, "x", path, r->argv[i], sizeof(r->argv[i]), err, errlen)
+				 : fail(err, errlen, path, "must be a non-empty string");
+		json_decref(one);
+		if (rc)
+			return -1;
+	}
+	r->nargv = (int)json_array_size(v);
+	if (r->argv[0][0] != '/' || strstr(r->argv[0], "/../") ||
+	    (strlen(r->argv[0]) >= 3 && !strcmp(r->argv[0] + strlen(r->argv[0]) - 3, "/..")))
+		return fail(err, errlen, "action.argv[0]", "must be an absolute path without ..");
+	return 0;
+}
+
 static int parse_action(json_t *a, struct policy_rule *r, char *err, size_t errlen)
 {
 	static const char *const keys[] = {"type", "delta", "min", "max", "step_pct",
-					   "keep_last", "backoff_s", "message", NULL};
+					   "keep_last", "keep_daily", "backoff_s", "message",
+					   "url", "argv", "timeout_s", NULL};
 	if (!json_is_object(a))
 		return fail(err, errlen, "action", "must be an object");
 	if (only_keys(a, "action", keys, err, errlen))
@@ -263,10 +410,13 @@ static int parse_action(json_t *a, struct policy_rule *r, char *err, size_t errl
 		[ACT_SET_CPUS] = {"type", "delta", "min", "max"},
 		[ACT_RAISE_MEMORY] = {"type", "step_pct"},
 		[ACT_BALLOON] = {"type", "step_pct"},
-		[ACT_SNAPSHOT] = {"type", "keep_last"},
+		[ACT_SNAPSHOT] = {"type", "keep_last", "keep_daily"},
 		[ACT_STOP] = {"type"},
 		[ACT_NOTIFY] = {"type", "message"},
 		[ACT_MIGRATE] = {"type"},
+		[ACT_BACKUP] = {"type", "keep_last", "keep_daily"},
+		[ACT_WEBHOOK] = {"type", "url", "timeout_s"},
+		[ACT_COMMAND] = {"type", "argv", "timeout_s"},
 	};
 	const char *own[5] = {0};
 	memcpy(own, params[t], sizeof(params[t]));
@@ -281,6 +431,11 @@ static int parse_action(json_t *a, struct policy_rule *r, char *err, size_t errl
 	r->step_pct = 10;
 	r->keep_last = 3;
 	r->backoff_s = 10;
+	r->timeout_s = 10;
+	if (get_int(a, "keep_daily", "action.keep_daily", 0, 366, &r->keep_daily, err, errlen) ||
+	    get_int(a, "timeout_s", "action.timeout_s", 1, 60, &r->timeout_s, err, errlen) ||
+	    parse_webhook(a, r, err, errlen) || parse_argv(a, r, err, errlen))
+		return -1;
 	if (get_int(a, "delta", "action.delta", -256, 256, &r->cpus_delta, err, errlen) ||
 	    get_int(a, "min", "action.min", 1, 256, &r->cpus_min, err, errlen) ||
 	    get_int(a, "max", "action.max", 1, 256, &r->cpus_max, err, errlen) ||
@@ -322,9 +477,17 @@ static int parse_limits(json_t *l, struct policy_rule *r, char *err, size_t errl
 static int check_fit(const struct policy_rule *r, char *err, size_t errlen)
 {
 	bool host = r->trigger == TRIG_METRIC && r->metric == MET_HOST_CPU_PCT;
-	if (host && r->action != ACT_NOTIFY && r->action != ACT_MIGRATE && !r->nguests)
+	bool outside = r->action == ACT_NOTIFY || r->action == ACT_WEBHOOK ||
+		       r->action == ACT_COMMAND;
+	if (host && !outside && r->action != ACT_MIGRATE && !r->nguests)
 		return fail(err, errlen, "conditions.guests",
 			    "a host_cpu_pct rule acting on guests must name them");
+	if (r->trigger == TRIG_EVENT && r->event == EV_PEER_UNREACHABLE && !outside)
+		return fail(err, errlen, "action.type",
+			    "a peer_unreachable rule acts on the host (@host): notify, webhook or "
+			    "command");
+	if (r->action == ACT_BACKUP && r->type == GT_VM)
+		return fail(err, errlen, "action.type", "backup acts on containers (type ct)");
 	if (r->action == ACT_SET_CPUS && r->type == GT_VM)
 		return fail(err, errlen, "action.type", "set_cpus acts on containers (type ct)");
 	if (r->action == ACT_BALLOON && r->type == GT_CT)
@@ -370,6 +533,9 @@ static json_t *trigger_json(const struct policy_rule *r)
 {
 	switch (r->trigger) {
 	case TRIG_EVENT:
+		if (r->event == EV_PEER_UNREACHABLE)
+			return json_pack("{s:s, s:i}", "event", events[r->event], "failures",
+					 r->failures);
 		return json_pack("{s:s}", "event", events[r->event]);
 	case TRIG_METRIC:
 		return json_pack("{s:s, s:f, s:f, s:i}", "metric", metrics[r->metric],
@@ -412,8 +578,22 @@ static json_t *action_json(const struct policy_rule *r)
 		json_object_set_new(a, "step_pct", json_integer(r->step_pct));
 		break;
 	case ACT_SNAPSHOT:
+	case ACT_BACKUP:
 		json_object_set_new(a, "keep_last", json_integer(r->keep_last));
+		json_object_set_new(a, "keep_daily", json_integer(r->keep_daily));
 		break;
+	case ACT_WEBHOOK:
+		json_object_set_new(a, "url", json_string(r->url));
+		json_object_set_new(a, "timeout_s", json_integer(r->timeout_s));
+		break;
+	case ACT_COMMAND: {
+		json_t *v = json_array();
+		for (int i = 0; i < r->nargv; i++)
+			json_array_append_new(v, json_string(r->argv[i]));
+		json_object_set_new(a, "argv", v);
+		json_object_set_new(a, "timeout_s", json_integer(r->timeout_s));
+		break;
+	}
 	case ACT_RESTART:
 		json_object_set_new(a, "backoff_s", json_integer(r->backoff_s));
 		break;
@@ -463,6 +643,14 @@ static bool same_trigger(const struct policy_rule *a, const struct policy_rule *
 	return true;   /* two schedules may coincide */
 }
 
+/* Actions that change nothing of the guest's running (they record, copy
+ * or tell the outside), so conflict with nothing. */
+static bool side_effect_free(enum policy_action a)
+{
+	return a == ACT_NOTIFY || a == ACT_SNAPSHOT || a == ACT_BACKUP || a == ACT_WEBHOOK ||
+	       a == ACT_COMMAND;
+}
+
 /* Actions that undo each other. */
 static bool opposed(const struct policy_rule *a, const struct policy_rule *b)
 {
@@ -475,8 +663,7 @@ static bool opposed(const struct policy_rule *a, const struct policy_rule *b)
 		return true;
 	/* Two different changes to one guest on one trigger: which wins
 	 * depends on order. */
-	return x == y ? false : x != ACT_NOTIFY && y != ACT_NOTIFY && x != ACT_SNAPSHOT &&
-				y != ACT_SNAPSHOT;
+	return x == y ? false : !side_effect_free(x) && !side_effect_free(y);
 }
 
 bool policy_rules_conflict(const struct policy_rule *a, const struct policy_rule *b,

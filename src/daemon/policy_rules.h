@@ -16,12 +16,16 @@
 
 enum policy_level { POLICY_MANUAL, POLICY_SUGGEST, POLICY_AUTOMATIC };
 enum policy_trigger { TRIG_EVENT, TRIG_METRIC, TRIG_SCHEDULE };
-enum policy_event { EV_CRASHED, EV_STOPPED_UNEXPECTEDLY, EV_KVZD_RESTART };
-enum policy_metric { MET_CPU_PCT, MET_MEM_PCT, MET_DISK_PCT, MET_HOST_CPU_PCT };
+enum policy_event { EV_CRASHED, EV_STOPPED_UNEXPECTEDLY, EV_KVZD_RESTART, EV_PEER_UNREACHABLE };
+enum policy_metric {
+	MET_CPU_PCT, MET_MEM_PCT, MET_DISK_PCT, MET_HOST_CPU_PCT,
+	MET_MEM_PRESSURE, MET_NET_RX_RATE, MET_NET_TX_RATE,
+};
 enum policy_action {
 	ACT_RESTART, ACT_SET_CPUS, ACT_RAISE_MEMORY, ACT_BALLOON, ACT_SNAPSHOT,
-	ACT_STOP, ACT_NOTIFY, ACT_MIGRATE,
+	ACT_STOP, ACT_NOTIFY, ACT_MIGRATE, ACT_BACKUP, ACT_WEBHOOK, ACT_COMMAND,
 };
+#define POLICY_MAX_ARGV 16
 enum policy_guest_type { GT_ANY, GT_VM, GT_CT };
 
 struct policy_rule {
@@ -30,6 +34,7 @@ struct policy_rule {
 	enum policy_trigger trigger;
 	/* TRIG_EVENT */
 	enum policy_event event;
+	int failures;     /* EV_PEER_UNREACHABLE: failed health checks in a row */
 	/* TRIG_METRIC: fires once the metric has stayed above `above` for
 	 * for_s seconds; rearms only after it fell below clear_below
 	 * (hysteresis, defaults to above). */
@@ -52,7 +57,11 @@ struct policy_rule {
 	enum policy_action action;
 	int cpus_delta, cpus_min, cpus_max;    /* ACT_SET_CPUS */
 	int step_pct;                          /* ACT_RAISE_MEMORY, ACT_BALLOON */
-	int keep_last;                         /* ACT_SNAPSHOT */
+	int keep_last, keep_daily;             /* ACT_SNAPSHOT, ACT_BACKUP */
+	char url[512];                         /* ACT_WEBHOOK: http(s) */
+	char argv[POLICY_MAX_ARGV][256];       /* ACT_COMMAND: argv[0] absolute */
+	int nargv;
+	int timeout_s;                         /* ACT_WEBHOOK, ACT_COMMAND */
 	int backoff_s;                         /* ACT_RESTART: doubled each time */
 	char message[256];                     /* ACT_NOTIFY */
 	/* Limits: seconds between two firings of the rule (any guest) and on one
@@ -77,6 +86,14 @@ bool policy_selects(const struct policy_rule *r, const char *name, const char *t
 bool policy_in_window(const struct policy_rule *r, int m);
 
 const char *policy_action_name(enum policy_action a);
+const char *policy_metric_name(enum policy_metric m);
+const char *policy_event_name(enum policy_event e);
+/* Whether m is a rate in bytes/s (its above is not a percentage). */
+bool policy_metric_is_rate(enum policy_metric m);
+/* Whether url is "http://" or "https://" then a host (name, IPv4 or
+ * [IPv6]), an optional :port and an optional path of printable ASCII
+ * without spaces, under 512 bytes; why in err when not. */
+bool policy_url_ok(const char *url, char *err, size_t errlen);
 const char *policy_level_name(enum policy_level l);
 
 #endif

@@ -8,8 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-static const char *const metric_names[] = {"cpu_pct", "mem_pct", "disk_pct", "host_cpu_pct"};
-static const char *const event_names[] = {"crashed", "stopped_unexpectedly", "kvzd_restart"};
 
 /* What one rule remembers about one guest (or the host). */
 struct gstate {
@@ -196,19 +194,29 @@ static bool held_back(const struct policy_eval *e, const struct rstate *rs,
 	return false;
 }
 
-static const char *would_do(const struct policy_rule *r)
+/* What a plan says the rule would do on guest, in buf. */
+static const char *would_do(const struct policy_env *env, const struct policy_rule *r,
+			    const char *guest, char *buf, size_t len)
 {
-	if (r->action == ACT_MIGRATE)
-		return "unavailable: kvzd has no live migration";
-	return r->level == POLICY_AUTOMATIC ? "act" : r->level == POLICY_SUGGEST ? "propose"
-										: "record";
+	const char *verb = r->level == POLICY_AUTOMATIC ? "act" : r->level == POLICY_SUGGEST
+									? "propose" : "record";
+	char what[300];
+	if (!env->describe)
+		return verb;
+	if (env->describe(env->ctx, r, guest, what, sizeof(what)))
+		snprintf(buf, len, "unavailable: %s", what);
+	else if (*what)
+		snprintf(buf, len, "%s: %s", verb, what);
+	else
+		return verb;
+	return buf;
 }
 
 static json_t *plan_entry(const struct policy_rule *r, const char *guest, const char *reason,
 			  const char *would)
 {
-	const char *trig = r->trigger == TRIG_EVENT ? event_names[r->event] :
-			   r->trigger == TRIG_METRIC ? metric_names[r->metric] : r->schedule;
+	const char *trig = r->trigger == TRIG_EVENT ? policy_event_name(r->event) :
+			   r->trigger == TRIG_METRIC ? policy_metric_name(r->metric) : r->schedule;
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "rule", r->name, "guest", guest,
 			 "action", policy_action_name(r->action), "level",
 			 policy_level_name(r->level), "trigger", trig, "reason", reason,
@@ -227,9 +235,11 @@ static bool fire(struct policy_eval *e, const struct policy_env *env, struct rst
 	bool exhausted;
 	bool held = held_back(e, rs, g, now, why, sizeof(why), &exhausted);
 	if (plan) {
-		char w[200];
-		snprintf(w, sizeof(w), "held back: %s", why);
-		json_array_append_new(plan, plan_entry(r, g->name, reason, held ? w : would_do(r)));
+		char w[400];
+		if (held)
+			snprintf(w, sizeof(w), "held back: %s", why);
+		json_array_append_new(plan, plan_entry(r, g->name, reason,
+						       held ? w : would_do(env, r, g->name, w, sizeof(w))));
 		return true;
 	}
 	if (held) {
@@ -254,11 +264,10 @@ static bool fire(struct policy_eval *e, const struct policy_env *env, struct rst
 		if (e->nglobal < e->cap)
 			e->nglobal++;
 	}
-	int rc = r->action == ACT_MIGRATE ? (snprintf(result, sizeof(result), "%s", would_do(r)), -1)
-					  : env->act(env->ctx, r, g->name, result, sizeof(result));
+	int rc = env->act(env->ctx, r, g->name, reason, result, sizeof(result));
 	env->record(env->ctx, r, g->name, rc ? "failed" : "done", reason, result);
 	/* A failed action of an event stays pending: retried within limits. */
-	return rc == 0 || r->trigger != TRIG_EVENT || r->action == ACT_MIGRATE;
+	return rc == 0 || r->trigger != TRIG_EVENT;
 }
 
 static bool is_running(json_t *g)
@@ -312,7 +321,7 @@ static void eval_metric(struct policy_eval *e, const struct policy_env *env, str
 		g->over_since = since;
 	char reason[256];
 	int64_t held = now - since;
-	snprintf(reason, sizeof(reason), "%s %.1f > %.1f for %llds of %ds", metric_names[r->metric],
+	snprintf(reason, sizeof(reason), "%s %.1f > %.1f for %llds of %ds", policy_metric_name(r->metric),
 		 v, r->above, (long long)(held / 1000), r->for_s);
 	if (held < r->for_s * 1000LL) {
 		if (plan)
@@ -330,6 +339,15 @@ static void eval_rule_metric(struct policy_eval *e, const struct policy_env *env
 {
 	const struct policy_rule *r = &rs->rule;
 	bool host = r->metric == MET_HOST_CPU_PCT;
+	const char *missing = env->metric_missing ? env->metric_missing(env->ctx, r->metric) : NULL;
+	if (missing) {
+		char w[300];
+		snprintf(w, sizeof(w), "unavailable: %s", missing);
+		if (plan)
+			json_array_append_new(plan, plan_entry(r, "*", policy_metric_name(r->metric),
+							       w));
+		return;
+	}
 	if (host && !r->nguests) {
 		eval_metric(e, env, rs, POLICY_HOST, NULL, now, plan);
 		return;
@@ -361,6 +379,35 @@ static void mark_pending(struct rstate *rs, json_t *guests, const char *only, co
 	}
 }
 
+/* Marks the host pending (a rule of the host as a whole). */
+static void mark_host_pending(struct rstate *rs, const char *reason)
+{
+	struct gstate *g = gstate_of(rs, POLICY_HOST, true);
+	if (g && !g->pending) {
+		g->pending = true;
+		snprintf(g->pending_reason, sizeof(g->pending_reason), "%s", reason);
+	}
+}
+
+/* nodes.c's "node-unreachable" event (detail "NODE N", N failed health
+ * checks in a row) to the rules waiting for that many. */
+static void peer_event(struct policy_eval *e, json_t *ev)
+{
+	const char *detail = json_string_value(json_object_get(ev, "detail"));
+	char node[64];
+	int n;
+	if (!detail || sscanf(detail, "%63s %d", node, &n) != 2)
+		return;
+	char reason[256];
+	snprintf(reason, sizeof(reason), "event peer_unreachable (%s: %d failed health checks)",
+		 node, n);
+	for (int i = 0; i < e->nr; i++) {
+		const struct policy_rule *r = &e->r[i].rule;
+		if (r->trigger == TRIG_EVENT && r->event == EV_PEER_UNREACHABLE && r->failures == n)
+			mark_host_pending(&e->r[i], reason);
+	}
+}
+
 static int event_kind(json_t *ev)
 {
 	const char *type = json_string_value(json_object_get(ev, "type"));
@@ -389,13 +436,18 @@ static void take_events(struct policy_eval *e, const struct policy_env *env, jso
 	json_t *ev;
 	json_array_foreach(evs, k, ev) {
 		e->event_id = json_integer_value(json_object_get(ev, "id"));
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		if (type && !strcmp(type, POLICY_PEER_EVENT)) {
+			peer_event(e, ev);
+			continue;
+		}
 		int kind = event_kind(ev);
 		const char *guest = json_string_value(json_object_get(ev, "guest"));
 		if (kind < 0 || !guest)
 			continue;
 		char reason[256];
 		const char *detail = json_string_value(json_object_get(ev, "detail"));
-		snprintf(reason, sizeof(reason), "event %s (%s)", event_names[kind],
+		snprintf(reason, sizeof(reason), "event %s (%s)", policy_event_name(kind),
 			 detail ? detail : "");
 		for (int i = 0; i < e->nr; i++)
 			if (e->r[i].rule.trigger == TRIG_EVENT && (int)e->r[i].rule.event == kind)

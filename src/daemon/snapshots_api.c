@@ -6,14 +6,6 @@
 #include "snapshots.h"
 #include "store.h"
 
-static void reply_job(struct api_resp *resp, json_t *job, const struct op_error *e)
-{
-	if (job)
-		api_json(resp, 202, job);
-	else
-		api_error(resp, e->status, "%s", e->msg);
-}
-
 static void list_snapshots(struct api_req *r, struct api_resp *resp, const char *guest)
 {
 	json_t *g = store_guest_get(r->d->store, guest);
@@ -27,14 +19,13 @@ static void list_snapshots(struct api_req *r, struct api_resp *resp, const char 
 
 static void create(struct api_req *r, struct api_resp *resp, const char *guest)
 {
-	json_t *n = r->body ? json_object_get(r->body, "name") : NULL;
-	if (r->body && (!json_is_object(r->body) || (n && !json_is_string(n)) ||
-			json_object_size(r->body) > (n ? 1u : 0u))) {
+	const char *n;
+	if (api_optional_name(r, &n)) {
 		api_error(resp, 400, "a snapshot takes {\"name\": \"SNAP\"} or no body");
 		return;
 	}
 	struct op_error e;
-	reply_job(resp, snapshot_create(r->d, guest, json_string_value(n), &e), &e);
+	api_job_reply(resp, snapshot_create(r->d, guest, n, &e), &e);
 }
 
 static void one_snapshot(struct api_req *r, struct api_resp *resp, const char *guest,
@@ -54,7 +45,7 @@ static void one_snapshot(struct api_req *r, struct api_resp *resp, const char *g
 		else
 			api_json(resp, 200, json_pack("{s:s}", "deleted", snap));
 	} else if (action && !strcmp(action, "restore") && !strcmp(m, "POST")) {
-		reply_job(resp, snapshot_restore(r->d, guest, snap, &e), &e);
+		api_job_reply(resp, snapshot_restore(r->d, guest, snap, &e), &e);
 	} else if (action && strcmp(action, "restore")) {
 		api_error(resp, 404, "no such resource: %s", r->path);
 	} else {
@@ -75,14 +66,10 @@ void snapshots_route(struct api_req *r, struct api_resp *resp, const char *guest
 		return;
 	}
 	char snap[72];
-	const char *slash = strchr(rest + 1, '/');
-	size_t len = slash ? (size_t)(slash - rest - 1) : strlen(rest + 1);
-	const char *action = slash ? slash + 1 : NULL;
-	if (*rest != '/' || !len || len >= sizeof(snap) || (action && strchr(action, '/'))) {
+	const char *action;
+	if (!api_item_path(rest, snap, sizeof(snap), &action)) {
 		api_error(resp, 404, "no such resource: %s", r->path);
 		return;
 	}
-	memcpy(snap, rest + 1, len);
-	snap[len] = 0;
 	one_snapshot(r, resp, guest, snap, action);
 }

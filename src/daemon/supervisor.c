@@ -7,10 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "mono_clock.h"
+
+extern char **environ;
 
 #define MAX_CHILDREN 256
 
@@ -218,10 +222,11 @@ bool sup_is_supervisor(pid_t pid, unsigned long long start, const char *prog,
 	return false;
 }
 
-int sup_run(char *const argv[], char *out, size_t outlen)
+/* fork + exec argv in a process group of its own (so that a cancel reaches
+ * what it runs), stdin from /dev/null, stdout and stderr into *outfd. */
+static pid_t start_piped(char *const argv[], char *const envp[], int *outfd, char *out,
+			 size_t outlen)
 {
-	if (outlen)
-		out[0] = 0;
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
 		snprintf(out, outlen, "pipe: %s", strerror(errno));
@@ -230,10 +235,12 @@ int sup_run(char *const argv[], char *out, size_t outlen)
 	pid_t pid = fork();
 	if (pid == 0) {
 		int devnull = open("/dev/null", O_RDONLY);
-		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(pfd[1], 1) < 0 ||
-		    dup2(pfd[1], 2) < 0)
+		if (setpgid(0, 0) < 0 || devnull < 0 || dup2(devnull, 0) < 0 ||
+		    dup2(pfd[1], 1) < 0 || dup2(pfd[1], 2) < 0)
 			_exit(126);
-		execv(argv[0], argv);
+		/* Nothing of kvzd's (store, sockets) reaches the command. */
+		close_range(3, ~0U, 0);
+		execve(argv[0], argv, envp ? envp : environ);
 		_exit(127);
 	}
 	close(pfd[1]);
@@ -242,34 +249,41 @@ int sup_run(char *const argv[], char *out, size_t outlen)
 		snprintf(out, outlen, "fork: %s", strerror(errno));
 		return -1;
 	}
-	/* Keep the tail: the last line is the one that says what went wrong. */
+	*outfd = pfd[0];
+	return pid;
+}
+
+/* The tail of a child's output: the last line says what went wrong. */
+struct out_tail {
 	char buf[4096];
-	size_t len = 0;
-	for (;;) {
-		if (len == sizeof(buf) - 1) {
-			memmove(buf, buf + sizeof(buf) / 2, len - sizeof(buf) / 2);
-			len -= sizeof(buf) / 2;
-		}
-		ssize_t n = read(pfd[0], buf + len, sizeof(buf) - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
+	size_t len;
+};
+
+/* Reads what is there; false at end of file. */
+static bool tail_read(struct out_tail *t, int fd)
+{
+	if (t->len == sizeof(t->buf) - 1) {
+		memmove(t->buf, t->buf + sizeof(t->buf) / 2, t->len - sizeof(t->buf) / 2);
+		t->len -= sizeof(t->buf) / 2;
 	}
-	close(pfd[0]);
-	buf[len] = 0;
-	while (len && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
-		buf[--len] = 0;
-	char *last = strrchr(buf, '\n');
-	snprintf(out, outlen, "%s", last ? last + 1 : buf);
-	int st;
-	while (waitpid(pid, &st, 0) < 0) {
-		if (errno != EINTR) {
-			snprintf(out, outlen, "waitpid: %s", strerror(errno));
-			return -1;
-		}
-	}
+	ssize_t n = read(fd, t->buf + t->len, sizeof(t->buf) - 1 - t->len);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return true;
+	if (n <= 0)
+		return false;
+	t->len += (size_t)n;
+	return true;
+}
+
+/* The last line into out, then the exit code, or -1 for a signal. */
+static int child_result(struct out_tail *t, char *const argv[], int st, char *out,
+			size_t outlen)
+{
+	t->buf[t->len] = 0;
+	while (t->len && (t->buf[t->len - 1] == '\n' || t->buf[t->len - 1] == ' '))
+		t->buf[--t->len] = 0;
+	char *last = strrchr(t->buf, '\n');
+	snprintf(out, outlen, "%s", last ? last + 1 : t->buf);
 	if (WIFEXITED(st)) {
 		if (WEXITSTATUS(st) == 127 && !out[0])
 			snprintf(out, outlen, "cannot execute %s", argv[0]);
@@ -278,4 +292,56 @@ int sup_run(char *const argv[], char *out, size_t outlen)
 	snprintf(out + strlen(out), outlen - strlen(out), " (killed by signal %d)",
 		 WTERMSIG(st));
 	return -1;
+}
+
+int sup_run(char *const argv[], char *out, size_t outlen)
+{
+	return sup_run_watched(argv, NULL, NULL, NULL, out, outlen);
+}
+
+int sup_run_watched(char *const argv[], char *const envp[], bool (*tick)(void *), void *arg,
+		    char *out, size_t outlen)
+{
+	if (outlen)
+		out[0] = 0;
+	int fd, st;
+	pid_t pid = start_piped(argv, envp, &fd, out, outlen);
+	if (pid < 0)
+		return -1;
+	struct out_tail *t = calloc(1, sizeof(*t));
+	bool open_ = true;
+	int64_t killed_at = 0;
+	bool waited = false;
+	while (!waited) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (open_ && poll(&p, 1, 200) > 0)
+			open_ = t && tail_read(t, fd);
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		waited = r == pid;
+		if (r < 0 && errno != EINTR) {
+			snprintf(out, outlen, "waitpid: %s", strerror(errno));
+			break;
+		}
+		if (waited)
+			break;
+		if (!open_)
+			usleep(20 * 1000);
+		bool go_on = !tick || tick(arg);
+		int64_t now = kvz_mono_ms();
+		/* Told to stop: SIGTERM to its group, SIGKILL 3 s later. */
+		if (!go_on && !killed_at) {
+			kill(-pid, SIGTERM);
+			killed_at = now;
+		} else if (killed_at && now - killed_at > 3000) {
+			kill(-pid, SIGKILL);
+		}
+	}
+	/* What it wrote just before it ended. */
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	while (waited && open_ && t && poll(&p, 1, 0) > 0 && tail_read(t, fd))
+		;
+	close(fd);
+	int rc = t && waited ? child_result(t, argv, st, out, outlen) : -1;
+	free(t);
+	return rc;
 }

@@ -37,5 +37,10 @@ bool sup_is_supervisor(pid_t pid, unsigned long long start, const char *prog,
  * (the last line, trimmed) into out. Returns the exit code, or -1 when it
  * could not run or died of a signal. */
 int sup_run(char *const argv[], char *out, size_t outlen);
+/* The same with envp as its environment (NULL: kvzd's), calling tick(arg)
+ * (unless NULL) about every 200 ms while it runs; once tick returns false the command's process group gets SIGTERM, and SIGKILL 3 s
+ * later. */
+int sup_run_watched(char *const argv[], char *const envp[], bool (*tick)(void *), void *arg,
+		    char *out, size_t outlen);
 
 #endif

@@ -13,3 +13,13 @@ def kvzd():
     d.start()
     yield d
     d.cleanup()
+
+
+@pytest.fixture
+def fake():
+    """kvzd with stand-in supervisors, not started: tests pass options."""
+    d = fake_kvzd()
+    if not d:
+        pytest.skip("stand-in supervisor not built: " + FAKE)
+    yield d
+    d.cleanup()

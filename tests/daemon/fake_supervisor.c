@@ -551,6 +551,61 @@ static int supervise(const char *qmp, const char *console, bool vm)
 	return rc;
 }
 
+/* Whether the test left the marker file NAME in the container's directory. */
+static bool marker(const char *dir, const char *name)
+{
+	char path[700];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return access(path, F_OK) == 0;
+}
+
+/* kvz-ct backup: the private area (here a small file) behind a header,
+ * written in 64 KiB pieces up to 1 MiB so that progress shows; markers make
+ * it slow (20 s: to be cancelled) or fail half-way. */
+static int fake_backup(const char *dir, const char *out)
+{
+	char img[600], data[4096] = "";
+	snprintf(img, sizeof(img), "%s/private.img", dir);
+	FILE *in = fopen(img, "r");
+	size_t n = in ? fread(data, 1, sizeof(data) - 1, in) : 0;
+	if (in)
+		fclose(in);
+	FILE *f = fopen(out, "w");
+	if (!f)
+		kvz_die("cannot write %s: %s", out, strerror(errno));
+	fprintf(f, "KVZFAKE %zu\n", n);
+	fwrite(data, 1, n, f);
+	static char pad[65536];
+	for (int i = 0; i < 16; i++) {
+		fwrite(pad, 1, sizeof(pad), f);
+		fflush(f);
+		if (i == 8 && marker(dir, "fake-backup-fail"))
+			kvz_die("archive write failed (fake)");
+		if (marker(dir, "fake-backup-slow"))
+			usleep(1250 * 1000);
+	}
+	return fclose(f) == 0 ? 0 : 1;
+}
+
+/* kvz-ct restore: a new CTROOT/NAME with the backup's private area. */
+static int fake_restore(const char *dir, const char *in)
+{
+	char img[600], data[4096];
+	FILE *f = fopen(in, "r");
+	size_t n;
+	if (!f || fscanf(f, "KVZFAKE %zu\n", &n) != 1 || n >= sizeof(data) ||
+	    fread(data, 1, n, f) != n)
+		kvz_die("%s: not a backup", in);
+	fclose(f);
+	if (mkdir(dir, 0700) < 0)
+		kvz_die("container already exists (%s)", dir);
+	snprintf(img, sizeof(img), "%s/private.img", dir);
+	f = fopen(img, "w");
+	if (!f || fwrite(data, 1, n, f) != n || fclose(f) != 0)
+		kvz_die("cannot write %s", img);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	kvz_log_init(argv[0]);
@@ -595,15 +650,28 @@ int main(int argc, char **argv)
 		if (!f || fputs("{\"uid\": 524288, \"gid\": 524288, \"count\": 65536}\n", f) < 0 ||
 		    fclose(f) != 0)
 			kvz_die("cannot write %s", idmap);
+		/* The private area: a few bytes the backup tests change. */
+		snprintf(idmap, sizeof(idmap), "%s/private.img", dir);
+		f = fopen(idmap, "w");
+		if (!f || fputs("created\n", f) < 0 || fclose(f) != 0)
+			kvz_die("cannot write %s", idmap);
 		return 0;
 	}
 	if (!strcmp(argv[1], "destroy")) {
 		char idmap[600];
-		snprintf(idmap, sizeof(idmap), "%s/idmap", dir);
-		unlink(idmap);
+		const char *files[] = {"idmap", "private.img", "private.img.prev", "fake-backup-slow",
+				       "fake-backup-fail"};
+		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+			snprintf(idmap, sizeof(idmap), "%s/%s", dir, files[i]);
+			unlink(idmap);
+		}
 		rmdir(dir);
 		return 0;
 	}
+	if (!strcmp(argv[1], "backup"))
+		return fake_backup(dir, opt_after(argc, argv, "--output"));
+	if (!strcmp(argv[1], "restore"))
+		return fake_restore(dir, opt_after(argc, argv, "--input"));
 	if (!strcmp(argv[1], "run")) {
 		const char *mem = opt_after(argc, argv, "--memory");
 		if (mem)

@@ -155,6 +155,17 @@ class Kvzd:
         args = ["events", "--limit", "1000"] + (["--guest", guest] if guest else [])
         return self.kvz_json(*args)
 
+    def job(self, jid):
+        status, j = self.api("GET", "/v1/jobs/%d" % jid)
+        assert status == 200, j
+        return j
+
+    def wait_job(self, jid, timeout=30):
+        """The job's record once it has ended."""
+        return self.wait_for(lambda: (lambda j: j if j["state"] not in ("queued", "running")
+                                      else None)(self.job(jid)),
+                             timeout=timeout, what="job %d to end" % jid)
+
     def wait_for(self, cond, timeout=20, what="condition"):
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -192,6 +203,18 @@ def fake_kvzd():
         f.write(b"\0" * 4096)
     d.images_dirs = [bindir]
     return d
+
+
+def real_ct_kvzd():
+    """A Kvzd, not started yet, with the real kvz-ct; skips the test where
+    containers cannot run."""
+    import pytest
+    kvz_ct = os.path.join(BUILD, "src/ct/kvz-ct")
+    if os.geteuid() != 0:
+        pytest.skip("containers need root")
+    if not os.path.exists(kvz_ct):
+        pytest.skip("kvz-ct not built: " + kvz_ct)
+    return Kvzd(ct=kvz_ct)
 
 
 def parse_prometheus(text):

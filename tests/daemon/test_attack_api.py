@@ -18,20 +18,10 @@ import time
 
 import pytest
 
-from kvzd_harness import BUILD, FAKE, KVZD, fake_kvzd, free_port
+from kvzd_harness import BUILD, KVZD, free_port
 
 TOKEN = "attack-test-token-0123456789"
 FLOOD = 2000
-
-
-@pytest.fixture
-def fake():
-    """kvzd with stand-in supervisors, not started: tests pass options."""
-    d = fake_kvzd()
-    if not d:
-        pytest.skip("stand-in supervisor not built: " + FAKE)
-    yield d
-    d.cleanup()
 
 
 def write_token(d, mode=0o600):

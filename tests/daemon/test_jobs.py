@@ -62,17 +62,6 @@ def guest_log(d, name):
         return f.read()
 
 
-def job(d, jid):
-    status, j = d.api("GET", "/v1/jobs/%d" % jid)
-    assert status == 200, j
-    return j
-
-
-def wait_job(d, jid, timeout=30):
-    return d.wait_for(lambda: (lambda j: j if j["state"] not in ("queued", "running") else None)(
-        job(d, jid)), timeout=timeout, what="job %d to end" % jid)
-
-
 def test_snapshot_and_restore_running_vm(kvzd):
     d = kvzd
     vm(d, "v1")
@@ -195,11 +184,11 @@ def test_cancel_mid_save(kvzd):
     out = d.kvz_json("snapshot", "create", "slow", "s", "--detach")
     jid = out["id"]
     assert out["state"] in ("queued", "running")
-    d.wait_for(lambda: job(d, jid)["done"] > 0, what="save progress")
-    mid = job(d, jid)
+    d.wait_for(lambda: d.job(jid)["done"] > 0, what="save progress")
+    mid = d.job(jid)
     assert mid["phase"] == "saving memory" and 0 < mid["done"] < mid["total"]
     assert d.kvz("job", "cancel", str(jid)).returncode == 0
-    end = wait_job(d, jid)
+    end = d.wait_job(jid)
     assert end["state"] == "cancelled" and end["error"] == "cancelled"
     assert d.kvz_json("snapshot", "list", "slow") == []
     assert os.listdir(snap_root(d, "slow")) == []
@@ -262,10 +251,10 @@ def test_kvzd_killed_mid_save(kvzd):
     d = kvzd
     vm(d, "k", cmdline="fake-migrate=slow")
     jid = d.kvz_json("snapshot", "create", "k", "s", "--detach")["id"]
-    d.wait_for(lambda: job(d, jid)["done"] > 0, what="save progress")
+    d.wait_for(lambda: d.job(jid)["done"] > 0, what="save progress")
     d.kill9()
     d.start()
-    j = job(d, jid)
+    j = d.job(jid)
     assert j["state"] == "failed" and "kvzd stopped while the job was running" in j["error"]
     assert d.kvz_json("snapshot", "list", "k") == []
     assert os.listdir(snap_root(d, "k")) == []
@@ -276,7 +265,7 @@ def test_kvzd_killed_mid_save(kvzd):
     # The guest is usable for the next snapshot.
     qmp(g["qmp"], "x-fake-set", {"value": "x"})
     jid2 = d.kvz_json("snapshot", "create", "k", "s2", "--detach")["id"]
-    assert wait_job(d, jid2)["state"] == "completed"
+    assert d.wait_job(jid2)["state"] == "completed"
 
 
 def test_progress_bar_on_a_terminal(kvzd):
@@ -353,7 +342,7 @@ def test_kvzd_killed_mid_restore(kvzd):
     db.commit()
     db.close()
     d.start()
-    j = job(d, jid)
+    j = d.job(jid)
     assert j["state"] == "failed" and "kvzd stopped while the job was running" in j["error"]
     assert read_disk(d, "rr", 8) == b"OWN-DISK"
     assert sorted(f for f in os.listdir(os.path.join(d.state, "images"))

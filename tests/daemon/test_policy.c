@@ -14,6 +14,9 @@
 
 #include "policy_cron.h"
 #include "policy_eval.h"
+#include "policy_metrics.h"
+#include "policy_placement.h"
+#include "policy_retention.h"
 #include "policy_rules.h"
 
 /* ---- rules ---- */
@@ -181,7 +184,12 @@ struct fake {
 	int64_t next_event;
 	int acts;
 	char last_act[128];
+	char last_reason[256];
 	bool act_fails;
+	double other[8];         /* metrics beyond cpu_pct, any guest */
+	bool has_other[8];
+	const char *missing;     /* metric_missing's answer for every metric */
+	const char *describe;    /* describe's text; NULL: -1 "no node fits" */
 	char states[64][16];     /* recorded states, in order */
 	int nrec;
 };
@@ -196,8 +204,10 @@ static int f_metric(void *ctx, const char *guest, enum policy_metric m, double *
 		*out = f->host_cpu;
 		return 0;
 	}
-	if (m != MET_CPU_PCT)
-		return -1;
+	if (m != MET_CPU_PCT) {
+		*out = f->other[m];
+		return f->has_other[m] ? 0 : -1;
+	}
 	size_t i;
 	json_t *g;
 	json_array_foreach(f->guests, i, g)
@@ -222,11 +232,13 @@ static json_t *f_events(void *ctx, int64_t since)
 	return out;
 }
 
-static int f_act(void *ctx, const struct policy_rule *r, const char *guest, char *res, size_t len)
+static int f_act(void *ctx, const struct policy_rule *r, const char *guest, const char *reason,
+		 char *res, size_t len)
 {
 	struct fake *f = ctx;
 	f->acts++;
 	snprintf(f->last_act, sizeof(f->last_act), "%s %s", policy_action_name(r->action), guest);
+	snprintf(f->last_reason, sizeof(f->last_reason), "%s", reason);
 	snprintf(res, len, f->act_fails ? "boom" : "ok");
 	return f->act_fails ? -1 : 0;
 }
@@ -247,11 +259,31 @@ static void add_event(struct fake *f, const char *guest, const char *type, const
 						   "type", type, "detail", detail));
 }
 
+static const char *f_missing(void *ctx, enum policy_metric m)
+{
+	(void)m;
+	return ((struct fake *)ctx)->missing;
+}
+
+static int f_describe(void *ctx, const struct policy_rule *r, const char *guest, char *out,
+		      size_t len)
+{
+	struct fake *f = ctx;
+	(void)guest;
+	if (r->action != ACT_MIGRATE) {
+		out[0] = 0;
+		return 0;
+	}
+	snprintf(out, len, "%s", f->describe ? f->describe : "no reachable node has 1G available");
+	return f->describe ? 0 : -1;
+}
+
 static struct policy_env env_of(struct fake *f)
 {
 	return (struct policy_env){.ctx = f, .now_ms = f_now, .guests = f_guests,
 				   .metric = f_metric, .event_cursor = f_cursor,
-				   .events = f_events, .act = f_act, .record = f_record};
+				   .events = f_events, .act = f_act, .record = f_record,
+				   .metric_missing = f_missing, .describe = f_describe};
 }
 
 static void fake_init(struct fake *f)
@@ -533,26 +565,308 @@ static void test_levels(void **state)
 	fake_free(&f);
 }
 
-static void test_migrate_unavailable(void **state)
+static const char *would(json_t *plan, size_t i)
+{
+	return json_string_value(json_object_get(json_array_get(plan, i), "would"));
+}
+
+/* The plan names the node and its figures, or says why none fits; a run
+ * carries the action out (the daemon's act picks the node again). */
+static void test_migrate_plan_names_node(void **state)
 {
 	(void)state;
 	struct fake f;
 	fake_init(&f);
 	struct policy_eval *e = engine(0, "{\"name\":\"mig\",\"level\":\"automatic\",\"trigger\":{\"metric\":"
-				       "\"cpu_pct\",\"above\":50,\"for_s\":1},\"action\":{\"type\":\"migrate\"}}");
+				       "\"cpu_pct\",\"above\":50,\"for_s\":1},\"conditions\":{\"type\":\"vm\"},"
+				       "\"action\":{\"type\":\"migrate\"}}");
 	f.cpu[1] = 90;
 	struct policy_env env = env_of(&f);
 	run(e, &f, 1, 1);
 	json_t *plan = policy_eval_plan(e, &env, 0);
 	assert_int_equal(json_array_size(plan), 1);
-	assert_non_null(strstr(json_string_value(json_object_get(json_array_get(plan, 0), "would")),
-			       "unavailable"));
+	assert_string_equal(would(plan, 0), "unavailable: no reachable node has 1G available");
+	json_decref(plan);
+	f.describe = "to n2 (75% of 4 CPUs idle, 3G available, needs 1G)";
+	plan = policy_eval_plan(e, &env, 0);
+	assert_string_equal(would(plan, 0), "act: to n2 (75% of 4 CPUs idle, 3G available, needs 1G)");
 	json_decref(plan);
 	run(e, &f, 2, 1);
-	assert_int_equal(f.acts, 0);
-	assert_string_equal(f.states[0], "failed");
+	assert_int_equal(f.acts, 1);
+	assert_string_equal(f.last_act, "migrate vm1");
+	assert_string_equal(f.states[0], "done");
 	policy_eval_free(e);
 	fake_free(&f);
+}
+
+static json_t *node(const char *name, bool up, int cpus, double idle, long long avail)
+{
+	return up ? json_pack("{s:s, s:b, s:i, s:f, s:I}", "name", name, "reachable", 1, "cpus",
+			      cpus, "cpus_idle", idle, "mem_available", (json_int_t)avail)
+		  : json_pack("{s:s, s:b}", "name", name, "reachable", 0);
+}
+
+static void test_pick_node(void **state)
+{
+	(void)state;
+	char name[64], why[300];
+	json_t *nodes = json_array();
+	assert_int_equal(policy_pick_node(nodes, 1 << 30, name, sizeof(name), why, sizeof(why)), -1);
+	assert_string_equal(why, "no node in the registry (kvz node add)");
+	json_array_append_new(nodes, node("down", false, 0, 0, 0));
+	assert_int_equal(policy_pick_node(nodes, 1 << 30, name, sizeof(name), why, sizeof(why)), -1);
+	assert_string_equal(why, "none of 1 node(s) is reachable");
+	json_array_append_new(nodes, node("busy", true, 8, 1.0, 8LL << 30));    /* 12% idle */
+	json_array_append_new(nodes, node("idle-small", true, 4, 4.0, 512LL << 20));
+	json_array_append_new(nodes, node("half", true, 2, 1.0, 4LL << 30));    /* 50% idle */
+	/* The idlest node lacks the memory: the next idlest that fits. */
+	assert_int_equal(policy_pick_node(nodes, 1 << 30, name, sizeof(name), why, sizeof(why)), 0);
+	assert_string_equal(name, "half");
+	assert_non_null(strstr(why, "to half (50% of 2 CPUs idle"));
+	assert_non_null(strstr(why, "needs 1G"));
+	assert_int_equal(policy_pick_node(nodes, 256 << 20, name, sizeof(name), why, sizeof(why)), 0);
+	assert_string_equal(name, "idle-small");
+	assert_int_equal(policy_pick_node(nodes, 16LL << 30, name, sizeof(name), why, sizeof(why)), -1);
+	assert_string_equal(why, "no reachable node has 16G of memory available");
+	json_decref(nodes);
+	json_t *g = json_pack("{s:{s:I, s:I}}", "config", "memory_soft", (json_int_t)(64 << 20),
+			      "memory_hard", (json_int_t)(128 << 20));
+	assert_int_equal(policy_guest_need(g), 128 << 20);
+	json_decref(g);
+}
+
+static void test_mem_pressure_and_net_rate_triggers(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_init(&f);
+	struct policy_eval *e = engine(0, "{\"name\":\"psi\",\"level\":\"automatic\",\"trigger\":{\"metric\":"
+				       "\"mem_pressure\",\"above\":20,\"clear_below\":5,\"for_s\":3},"
+				       "\"conditions\":{\"type\":\"ct\"},\"action\":{\"type\":\"raise_memory\"}}");
+	f.other[MET_MEM_PRESSURE] = 35.5;
+	f.has_other[MET_MEM_PRESSURE] = true;
+	run(e, &f, 3, 1);
+	assert_int_equal(f.acts, 0);     /* 2 s of 3 */
+	run(e, &f, 2, 1);
+	assert_int_equal(f.acts, 1);
+	assert_string_equal(f.last_act, "raise_memory ct1");
+	assert_non_null(strstr(f.last_reason, "mem_pressure 35.5 > 20.0"));
+	f.other[MET_MEM_PRESSURE] = 10;  /* not below clear_below: stays quiet */
+	run(e, &f, 2, 1);
+	f.other[MET_MEM_PRESSURE] = 35;
+	run(e, &f, 10, 1);
+	assert_int_equal(f.acts, 1);
+	/* A cgroup v1 host: the plan says so and nothing fires. */
+	f.missing = "mem_pressure needs cgroup v2";
+	struct policy_env env = env_of(&f);
+	json_t *plan = policy_eval_plan(e, &env, 0);
+	assert_int_equal(json_array_size(plan), 1);
+	assert_string_equal(would(plan, 0), "unavailable: mem_pressure needs cgroup v2");
+	json_decref(plan);
+	policy_eval_free(e);
+
+	f.missing = NULL;
+	e = engine(0, "{\"name\":\"rx\",\"level\":\"automatic\",\"trigger\":{\"metric\":\"net_rx_rate\","
+		      "\"above\":1000000,\"for_s\":2},\"conditions\":{\"guests\":[\"vm1\"]},"
+		      "\"action\":{\"type\":\"notify\",\"message\":\"busy\"}}");
+	f.other[MET_NET_RX_RATE] = 999999;
+	f.has_other[MET_NET_RX_RATE] = true;
+	run(e, &f, 5, 1);
+	assert_int_equal(f.acts, 1);     /* the first rule's act only */
+	f.other[MET_NET_RX_RATE] = 2.5e6;
+	run(e, &f, 3, 1);
+	assert_int_equal(f.acts, 2);
+	assert_non_null(strstr(f.last_reason, "net_rx_rate 2500000.0 > 1000000.0"));
+	policy_eval_free(e);
+	fake_free(&f);
+	/* Rates are bytes/s, not percentages. */
+	expect_error("{\"name\":\"a\",\"trigger\":{\"metric\":\"net_tx_rate\",\"above\":\"80%\"},\"action\":{\"type\":\"notify\"}}",
+		     "trigger.above: net_tx_rate is in bytes per second");
+	expect_error("{\"name\":\"a\",\"trigger\":{\"metric\":\"net_tx_rate\",\"above\":2e11},\"action\":{\"type\":\"notify\"}}",
+		     "trigger.above:");
+	expect_error("{\"name\":\"a\",\"trigger\":{\"metric\":\"mem_pressure\",\"above\":200},\"action\":{\"type\":\"notify\"}}",
+		     "trigger.above: must be a number from 0 to 100");
+}
+
+static void test_metric_parsers(void **state)
+{
+	(void)state;
+	double v = -1;
+	assert_int_equal(policy_psi_some_avg10("some avg10=12.50 avg60=3.00 avg300=1.00 total=5\n"
+					       "full avg10=1.00 avg60=0.00 avg300=0.00 total=1\n", &v), 0);
+	assert_true(v == 12.5);
+	assert_int_equal(policy_psi_some_avg10("full avg10=1.00\n", &v), -1);
+	assert_int_equal(policy_psi_some_avg10("xsome avg10=1.00\n", &v), -1);
+	assert_int_equal(policy_psi_some_avg10("some avg10=abc\n", &v), -1);
+	char dir[256];
+	assert_int_equal(policy_ct_cgroup_dir("12:memory:/x\n0::/system.slice/kvzd.service/kvz/_supervisors\n",
+					      "web1", dir, sizeof(dir)), 0);
+	assert_string_equal(dir, "/sys/fs/cgroup/system.slice/kvzd.service/kvz/web1");
+	assert_int_equal(policy_ct_cgroup_dir("0::/\n", "web1", dir, sizeof(dir)), -1);
+	assert_int_equal(policy_ct_cgroup_dir("3:cpu:/kvz/_supervisors\n", "web1", dir, sizeof(dir)), -1);
+	assert_int_equal(policy_ct_cgroup_dir("0::/kvz/_supervisors", "web1", dir, 10), -1);
+	json_t *s = json_pack("[{s:I, s:I, s:I}, {s:I, s:I, s:I}]", "ts_ms", (json_int_t)1000, "net_rx",
+			      (json_int_t)5000, "net_tx", (json_int_t)0, "ts_ms", (json_int_t)3000,
+			      "net_rx", (json_int_t)9000, "net_tx", (json_int_t)100);
+	assert_int_equal(policy_net_rate(s, true, &v), 0);
+	assert_true(v == 2000.0);
+	assert_int_equal(policy_net_rate(s, false, &v), 0);
+	assert_true(v == 50.0);
+	/* A counter that went back (the guest restarted) gives no rate. */
+	json_object_set_new(json_array_get(s, 1), "net_rx", json_integer(10));
+	assert_int_equal(policy_net_rate(s, true, &v), -1);
+	json_array_remove(s, 1);
+	assert_int_equal(policy_net_rate(s, true, &v), -1);
+	json_decref(s);
+}
+
+static void test_peer_unreachable_trigger(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_init(&f);
+	struct policy_eval *e = engine(0, "{\"name\":\"peer\",\"level\":\"automatic\",\"trigger\":{\"event\":"
+				       "\"peer_unreachable\",\"failures\":3},\"action\":{\"type\":\"notify\","
+				       "\"message\":\"node down\"}}");
+	run(e, &f, 1, 1);
+	add_event(&f, "@nodes", "node-unreachable", "n1 1");
+	add_event(&f, "@nodes", "node-unreachable", "n1 2");
+	add_event(&f, "@nodes", "node-unreachable", "garbage");
+	run(e, &f, 2, 1);
+	assert_int_equal(f.acts, 0);
+	add_event(&f, "@nodes", "node-unreachable", "n1 3");
+	run(e, &f, 2, 1);
+	assert_int_equal(f.acts, 1);
+	assert_string_equal(f.last_act, "notify @host");
+	assert_string_equal(f.last_reason, "event peer_unreachable (n1: 3 failed health checks)");
+	policy_eval_free(e);
+	fake_free(&f);
+	expect_error("{\"name\":\"a\",\"trigger\":{\"event\":\"peer_unreachable\"},\"action\":{\"type\":\"restart\"}}",
+		     "action.type: a peer_unreachable rule acts on the host");
+	expect_error("{\"name\":\"a\",\"trigger\":{\"event\":\"peer_unreachable\",\"failures\":0},\"action\":{\"type\":\"notify\"}}",
+		     "trigger.failures:");
+	expect_error("{\"name\":\"a\",\"trigger\":{\"event\":\"crashed\",\"failures\":2},\"action\":{\"type\":\"notify\"}}",
+		     "trigger.failures: goes with peer_unreachable only");
+}
+
+static void test_webhook_and_command_rules(void **state)
+{
+	(void)state;
+	static const char *const bad_urls[][2] = {
+		{"ftp://x/", "must start with http:// or https://"},
+		{"http://", "has no host"},
+		{"http://a b/", "character ' ' after the host"},
+		{"http://h:0/", "bad port"},
+		{"http://h:99999/", "bad port"},
+		{"https://h/p q", "the path may hold"},
+		{"http://h/#frag", "the path may hold"},
+		{"http://[zz]/", "bad [IPv6] host"},
+	};
+	char text[400], want[200];
+	for (size_t i = 0; i < sizeof(bad_urls) / sizeof(bad_urls[0]); i++) {
+		snprintf(text, sizeof(text), "{\"name\":\"w\",\"trigger\":{\"event\":\"crashed\"},"
+			 "\"action\":{\"type\":\"webhook\",\"url\":\"%s\"}}", bad_urls[i][0]);
+		snprintf(want, sizeof(want), "action.url: %s", bad_urls[i][1]);
+		expect_error(text, want);
+	}
+	expect_error("{\"name\":\"w\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"webhook\"}}",
+		     "action.url: is required");
+	expect_error("{\"name\":\"w\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"webhook\",\"url\":\"http://h/\",\"timeout_s\":0}}",
+		     "action.timeout_s:");
+	expect_error("{\"name\":\"c\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"command\",\"argv\":[\"bin/x\"]}}",
+		     "action.argv[0]: must be an absolute path");
+	expect_error("{\"name\":\"c\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"command\",\"argv\":[\"/a/../b\"]}}",
+		     "action.argv[0]: must be an absolute path");
+	expect_error("{\"name\":\"c\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"command\",\"argv\":[]}}",
+		     "action.argv: must be a list");
+	expect_error("{\"name\":\"c\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"command\",\"argv\":\"/bin/true\"}}",
+		     "action.argv: must be a list");
+	expect_error("{\"name\":\"c\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"command\",\"argv\":[\"/bin/echo\",3]}}",
+		     "action.argv[1]: must be a non-empty string");
+	expect_error("{\"name\":\"c\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"command\",\"argv\":[\"/bin/echo\",\"a\\nb\"]}}",
+		     "action.argv[1]: control characters");
+	expect_error("{\"name\":\"c\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"command\",\"argv\":[\"/bin/true\"],\"url\":\"http://h/\"}}",
+		     "action.url: unknown field of command");
+	expect_error("{\"name\":\"b\",\"trigger\":{\"event\":\"crashed\"},\"conditions\":{\"type\":\"vm\"},\"action\":{\"type\":\"backup\"}}",
+		     "action.type: backup acts on containers");
+	/* Round trip, and a command on the host as a whole is allowed. */
+	struct policy_rule r, r2;
+	char err[300];
+	assert_int_equal(parse("{\"name\":\"c\",\"trigger\":{\"metric\":\"host_cpu_pct\",\"above\":90},"
+			       "\"action\":{\"type\":\"command\",\"argv\":[\"/usr/bin/logger\",\"-t\",\"kvz\"],"
+			       "\"timeout_s\":5}}", &r, err, sizeof(err)), 0);
+	assert_int_equal(r.nargv, 3);
+	assert_string_equal(r.argv[2], "kvz");
+	json_t *j = policy_rule_json(&r);
+	assert_int_equal(policy_rule_parse(j, &r2, err, sizeof(err)), 0);
+	json_decref(j);
+	assert_memory_equal(&r, &r2, sizeof(r));
+	assert_int_equal(parse("{\"name\":\"w\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":"
+			       "\"webhook\",\"url\":\"https://[::1]:8443/hook?x=1\"}}", &r, err, sizeof(err)), 0);
+	assert_int_equal(r.timeout_s, 10);
+	/* Backups, webhooks and commands fight nothing. */
+	assert_int_equal(parse("{\"name\":\"b\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"backup\","
+			       "\"keep_last\":2,\"keep_daily\":7}}", &r2, err, sizeof(err)), 0);
+	assert_int_equal(r2.keep_daily, 7);
+	struct policy_rule stop;
+	assert_int_equal(parse("{\"name\":\"s\",\"trigger\":{\"event\":\"crashed\"},\"action\":{\"type\":\"stop\"}}",
+			       &stop, err, sizeof(err)), 0);
+	assert_false(policy_rules_conflict(&r, &stop, err, sizeof(err)));
+	assert_false(policy_rules_conflict(&r2, &stop, err, sizeof(err)));
+}
+
+static json_t *item(const char *name, int64_t ms)
+{
+	return json_pack("{s:s, s:I}", "name", name, "created_ms", (json_int_t)ms);
+}
+
+static char *names(json_t *a)
+{
+	static char buf[300];
+	buf[0] = 0;
+	size_t i;
+	json_t *n;
+	json_array_foreach(a, i, n)
+		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s%s", i ? " " : "",
+			 json_string_value(n));
+	return buf;
+}
+
+static void test_retention(void **state)
+{
+	(void)state;
+	int64_t day = 86400000LL, now = (int64_t)utc(2026, 12, 10, 12, 0) * 1000;
+	json_t *items = json_array();
+	for (int i = 0; i < 5; i++) {
+		char n[8];
+		snprintf(n, sizeof(n), "b%d", i);
+		json_array_append_new(items, item(n, now - (5 - i) * 60000));
+	}
+	json_t *drop = policy_retention_drop(items, 3, 0, now);
+	assert_string_equal(names(drop), "b0 b1");
+	json_decref(drop);
+	json_decref(items);
+	/* Two a day for five days (09:00 and 18:00 UTC), plus today's 06:00:
+	 * keep_last 2 and keep_daily 3 keep today's newest two and the 18:00
+	 * one of each of the two days before. */
+	items = json_array();
+	for (int d = 5; d >= 1; d--) {
+		char n[16];
+		snprintf(n, sizeof(n), "d%d-09", d);
+		json_array_append_new(items, item(n, now - d * day - 3 * 3600000LL));
+		snprintf(n, sizeof(n), "d%d-18", d);
+		json_array_append_new(items, item(n, now - d * day + 6 * 3600000LL));
+	}
+	json_array_append_new(items, item("today-06", now - 6 * 3600000LL));
+	json_array_append_new(items, item("today-11", now - 3600000LL));
+	drop = policy_retention_drop(items, 2, 3, now);
+	assert_string_equal(names(drop), "d5-09 d5-18 d4-09 d4-18 d3-09 d3-18 d2-09 d1-09");
+	json_decref(drop);
+	/* keep_last covers a day's newest: daily adds only older days. */
+	drop = policy_retention_drop(items, 1, 2, now);
+	assert_string_equal(names(drop), "d5-09 d5-18 d4-09 d4-18 d3-09 d3-18 d2-09 d2-18 d1-09 today-06");
+	json_decref(drop);
+	json_decref(items);
 }
 
 int main(void)
@@ -572,7 +886,13 @@ int main(void)
 		cmocka_unit_test(test_rule_cooldown),
 		cmocka_unit_test(test_global_cap),
 		cmocka_unit_test(test_levels),
-		cmocka_unit_test(test_migrate_unavailable),
+		cmocka_unit_test(test_migrate_plan_names_node),
+		cmocka_unit_test(test_pick_node),
+		cmocka_unit_test(test_mem_pressure_and_net_rate_triggers),
+		cmocka_unit_test(test_metric_parsers),
+		cmocka_unit_test(test_peer_unreachable_trigger),
+		cmocka_unit_test(test_webhook_and_command_rules),
+		cmocka_unit_test(test_retention),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

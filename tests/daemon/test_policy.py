@@ -11,9 +11,8 @@ import time
 
 import pytest
 
-from kvzd_harness import BUILD, Kvzd, fake_kvzd, free_port
+from kvzd_harness import free_port, real_ct_kvzd
 
-KVZ_CT = os.path.join(BUILD, "src/ct/kvz-ct")
 TOKEN = "policy-test-token-0123456789"
 
 CRASH = {"name": "crash", "level": "automatic", "trigger": {"event": "crashed"},
@@ -23,21 +22,8 @@ CRASH = {"name": "crash", "level": "automatic", "trigger": {"event": "crashed"},
 
 
 @pytest.fixture
-def fake():
-    d = fake_kvzd()
-    if not d:
-        pytest.skip("stand-in supervisor not built")
-    yield d
-    d.cleanup()
-
-
-@pytest.fixture
 def real():
-    if os.geteuid() != 0:
-        pytest.skip("containers need root")
-    if not os.path.exists(KVZ_CT):
-        pytest.skip("kvz-ct not built: " + KVZ_CT)
-    d = Kvzd(ct=KVZ_CT)
+    d = real_ct_kvzd()
     yield d
     d.cleanup()
 

@@ -23,3 +23,21 @@ export function steps(prefix) {
 export function check(cond, what) {
   if (!cond) throw new Error(what);
 }
+
+// A logged-in page on a running guest's page: {page, errors (page errors
+// seen), shot(name) (a full-page screenshot in KVZ_SHOTS)}.
+export async function openGuest(browser, guest) {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(30000);
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  const shot = (name) => page.screenshot({ path: join(env.KVZ_SHOTS, name + ".png"), fullPage: true });
+  await page.goto(env.KVZ_UI + "/ui/login");
+  await page.fill("#token", env.KVZ_TOKEN);
+  await page.press("#token", "Enter");
+  await page.waitForURL(env.KVZ_UI + "/");
+  await page.goto(env.KVZ_UI + "/#/guest/" + guest);
+  await page.waitForFunction(() => document.getElementById("guest-state")?.textContent === "running");
+  return { page, errors, shot };
+}

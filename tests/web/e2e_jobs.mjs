@@ -5,29 +5,19 @@
 // half-way, a bad name refused in the browser, delete the snapshot.
 // Any failure throws: exit status 1 with the step that failed.
 import { join } from "node:path";
-import { check, env, launch, steps } from "./e2e_common.mjs";
+import { check, env, launch, openGuest, steps } from "./e2e_common.mjs";
 
-const { KVZ_UI, KVZ_TOKEN, KVZ_SHOTS, KVZ_VM } = env;
+const { KVZ_SHOTS, KVZ_VM } = env;
 const st = steps("e2e-jobs");
 const log = st.log;
 
 const browser = await launch();
 let page = null;
 try {
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
-  page = await ctx.newPage();
-  page.setDefaultTimeout(30000);
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  const shot = (name) => page.screenshot({ path: join(KVZ_SHOTS, name + ".png"), fullPage: true });
-
   log("log in and open the VM's page");
-  await page.goto(KVZ_UI + "/ui/login");
-  await page.fill("#token", KVZ_TOKEN);
-  await page.press("#token", "Enter");
-  await page.waitForURL(KVZ_UI + "/");
-  await page.goto(KVZ_UI + "/#/guest/" + KVZ_VM);
-  await page.waitForFunction(() => document.getElementById("guest-state")?.textContent === "running");
+  const opened = await openGuest(browser, KVZ_VM);
+  page = opened.page;
+  const { errors, shot } = opened;
   await page.waitForSelector("#snap-form", { state: "visible" });
 
   log("a bad snapshot name is refused in the browser");

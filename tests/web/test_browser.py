@@ -64,14 +64,41 @@ def test_web_ui_in_chromium(real):
         assert os.path.getsize(os.path.join(SHOTS, name + ".png")) > 1000, name
 
 
-def test_vm_snapshots_and_jobs_in_chromium():
-    """e2e_jobs.mjs: snapshot progress, restore, cancel and delete on a VM's
-    page, with the stand-in kvz-vmm (fake_supervisor.c) playing the
-    snapshot contract slowly (fake-migrate=slow: about 3 s)."""
+def need_browser():
     need(shutil.which("node"), "node not installed")
     need(os.path.exists(PLAYWRIGHT), "playwright-core not installed (npm ci in web/)")
     need(os.access(CHROMIUM, os.X_OK), "Debian's chromium not installed (scripts/install-deps.sh)")
     need(os.path.exists(os.path.join(WEB, "index.html")), "the web UI is not built (node/npm missing)")
+
+
+def test_ct_backups_in_chromium():
+    """e2e_backups.mjs: back up, restore, cancel and delete on a
+    container's page, with the stand-in kvz-ct (fake_supervisor.c)."""
+    need_browser()
+    d = fake_kvzd()
+    need(d, "the stand-in supervisor is not built")
+    try:
+        start_web(d, web_dir=WEB)
+        d.kvz("create", "ct", "c1", "--disk", "64M", "--", "/bin/sh", "-c", "sleep 1000")
+        d.kvz("start", "c1")
+        run_e2e(d, "e2e_backups.mjs", timeout=180, KVZ_CT_NAME="c1",
+                KVZ_CT_DIR=os.path.join(d.state, "ct", "c1"))
+        assert d.api("GET", "/v1/guests/c1/backups")[1] == []
+        jobs = [(j["type"], j["state"], j["params"].get("backup"))
+                for j in d.api("GET", "/v1/jobs?guest=c1")[1]]
+        assert jobs == [("backup-create", "completed", "b1"), ("backup-restore", "completed", "b1"),
+                        ("backup-create", "cancelled", "b2")], jobs
+        assert d.guest("c1")["state"] == "running"
+        assert os.path.getsize(os.path.join(SHOTS, "guest-backups.png")) > 1000
+    finally:
+        d.cleanup()
+
+
+def test_vm_snapshots_and_jobs_in_chromium():
+    """e2e_jobs.mjs: snapshot progress, restore, cancel and delete on a VM's
+    page, with the stand-in kvz-vmm (fake_supervisor.c) playing the
+    snapshot contract slowly (fake-migrate=slow: about 3 s)."""
+    need_browser()
     d = fake_kvzd()
     need(d, "the stand-in supervisor is not built")
     try:
