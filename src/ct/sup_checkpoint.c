@@ -188,11 +188,20 @@ static int hold_begin(struct supervisor *s, char *fdir, size_t size, char *err, 
 }
 
 /* After the final dump of a hold: frozen (again, should criu not have
- * restored the state), unplugged. */
+ * restored the state), unplugged, and its file system's writes in the
+ * private image, where the migration reads what changed. */
 static int hold_settle(struct supervisor *s, char *err, size_t len)
 {
 	if (cgroup_freeze(&s->cg, true, err, len) < 0)
 		return -1;
+	int fd = open(s->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || syncfs(fd) < 0) {
+		snprintf(err, len, "cannot flush the container's file system: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
 	if (s->veth[0] && nl_link_down(s->veth, err, len) < 0)
 		return -1;
 	return 0;
