@@ -134,7 +134,7 @@ static int ct_remove_storage(struct kvzd *d, const char *name, json_t *cfg, stru
 }
 
 static void ct_argv(struct kvzd *d, const char *name, json_t *cfg, const char *qmp,
-		    const char *console, struct argv *a)
+		    const char *console, const char *const *extra, struct argv *a)
 {
 	char root[300], run[300];
 	ct_root(d, root, sizeof(root));
@@ -187,6 +187,8 @@ static void ct_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 		arg(a, "--seccomp=%s", cfg_str(cfg, "seccomp"));
 	if (json_is_true(json_object_get(cfg, "no_new_privs")))
 		arg(a, "--no-new-privs");
+	for (; extra && *extra; extra++)
+		arg(a, "%s", *extra);
 	arg(a, "--");
 	json_array_foreach(json_object_get(cfg, "command"), i, s)
 		arg(a, "%s", json_string_value(s));

@@ -47,9 +47,10 @@ struct guest_driver {
 	 * what a previous run left at qmp; NULL when there is nothing to do. */
 	int (*prepare_start)(struct kvzd *d, const char *name, json_t *cfg,
 			     const char *qmp, struct op_error *e);
-	/* The supervisor's command line. */
+	/* The supervisor's command line, with the options extra (NULL-
+	 * terminated, may be NULL; a migration's) where its syntax wants them. */
 	void (*argv)(struct kvzd *d, const char *name, json_t *cfg, const char *qmp,
-		     const char *console, struct argv *a);
+		     const char *console, const char *const *extra, struct argv *a);
 	/* After the supervisor answers; NULL when there is nothing to do. */
 	void (*after_start)(struct kvzd *d, const char *name, json_t *cfg);
 	/* Asks a running guest to end within timeout_s and waits for it;

@@ -85,9 +85,14 @@ static void collect(struct helper *h, int fd)
 
 static void child_exec(char *const argv[], int sock, int out)
 {
+	/* kvzd's threads block the signals its signalfd takes: the helper
+	 * must see the SIGTERM that cancels it. */
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	int null = open("/dev/null", O_RDONLY);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0 ||
-	    fcntl(sock, F_SETFD, 0) < 0)
+	    (sock >= 0 && fcntl(sock, F_SETFD, 0) < 0))
 		_exit(126);
 	execv(argv[0], argv);
 	dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
