@@ -260,6 +260,8 @@ def test_refused_by_target_and_offline(hosts):
     assert r.returncode != 0 and "moves only live" in r.stderr, r.stderr
     st, ans = a.api("POST", "/v1/guests/%s/migrate" % CT, {"to": "b", "pre_dumps": 11})
     assert st == 400 and "pre_dumps" in ans["error"]["message"]
+    r = a.kvz("migrate", CT, "--to", "b", "--pre-dumps", "11", check=False)
+    assert r.returncode != 0 and "--pre-dumps: want a number from 0 to 10" in r.stderr, r.stderr
     runs_on(a)
 
 
