@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +36,11 @@
  * under emulation. */
 #define RESTORE_CONFIRM_MS (10 * 60 * 1000)
 #define DEFAULT_PRE_DUMPS 2
+/* The migration port's read timeout (migration_target.c's 30 s) while
+ * CRIU's page server reads: a pre-dump of a large container sends its
+ * first page only after it has seized and scanned every task. */
+#define PAGES_READ_TIMEOUT_S 600
+#define STREAM_READ_TIMEOUT_S 30
 /* A cancelled helper gets this long after SIGTERM before SIGKILL. */
 #define HELPER_KILL_GRACE_MS 30000
 
@@ -341,7 +348,10 @@ static int receive_pages(void *opaque, int sock, int pre, char *err, size_t len)
 	arg(&a, "--pre-dumps");
 	arg(&a, "%d", pre);
 	struct helper h = {.stop = in->stopped, .arg = in->arg};
+	struct timeval slow = {.tv_sec = PAGES_READ_TIMEOUT_S}, usual = {.tv_sec = STREAM_READ_TIMEOUT_S};
+	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &slow, sizeof(slow));
 	int rc = run_helper(a.v, sock, &h);
+	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &usual, sizeof(usual));
 	argv_free(&a);
 	if (rc != 0)
 		snprintf(err, len, "receiving the memory: %s", last_line(&h));
