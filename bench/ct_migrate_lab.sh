@@ -58,7 +58,7 @@ for pct in 0 1; do
         KVZ_CT_IDMAP_DIR=/tmp/idB $CT restore --name b --dir /tmp/d2 || exit 1
         bytes=$(sed -n 's/^dump: \\([0-9]*\\) bytes.*/\\1/p' /tmp/steps)
       else
-        KVZ_CT_IDMAP_DIR=/tmp/idA ctprobe pair \\
+        KVZ_CT_IDMAP_DIR=/tmp/idA /ctprobe pair \\
           "$CT checkpoint --name b --run-dir /tmp/runA --dir /tmp/d --pre-dumps 2 --page-server-fd \\$PS_FD --hold >/tmp/steps" \\
           "$CT page-server --dir /tmp/d2 --fd \\$PS_FD --pre-dumps 2" >/dev/null || exit 1
         for f in /tmp/d/*; do [ -f "$f" ] && case "$f" in *.log) ;; *) cp "$f" /tmp/d2/;; esac; done

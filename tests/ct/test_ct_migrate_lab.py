@@ -51,7 +51,7 @@ sleep 2
 I=$(init_of /tmp/runA)
 cnt() { cat /proc/$1/root/tmp/counter; }
 # A hold, then resumed.
-ctprobe pair "$CT checkpoint --name m --run-dir /tmp/runA --dir /tmp/h --pre-dumps 1 --page-server-fd \$PS_FD --hold" \
+/ctprobe pair "$CT checkpoint --name m --run-dir /tmp/runA --dir /tmp/h --pre-dumps 1 --page-server-fd \$PS_FD --hold" \
   "$CT page-server --dir /tmp/hdst --fd \$PS_FD --pre-dumps 1" | sed 's/^PAIR/HOLD-PAIR/'
 logs /tmp/h/dump.log /tmp/hdst/page-server.log
 H1=$(cnt $I); sleep 1; H2=$(cnt $I)
@@ -60,7 +60,7 @@ $CT release --name m --run-dir /tmp/runA --resume; echo "RESUME=$?"
 sleep 1; echo "RESUMED counter $H2 -> $(cnt $I)"
 # The migration: pages through the page server, the rest copied while held.
 T0=$(date +%s%N)
-ctprobe pair "$CT checkpoint --name m --run-dir /tmp/runA --dir /tmp/src --pre-dumps 2 --page-server-fd \$PS_FD --hold > /tmp/steps" \
+/ctprobe pair "$CT checkpoint --name m --run-dir /tmp/runA --dir /tmp/src --pre-dumps 2 --page-server-fd \$PS_FD --hold > /tmp/steps" \
   "$CT page-server --dir /tmp/dst --fd \$PS_FD --pre-dumps 2"
 sed 's/^/STEP /' /tmp/steps
 logs /tmp/src/pre-1/pre-dump.log /tmp/src/dump.log /tmp/dst/page-server.log
