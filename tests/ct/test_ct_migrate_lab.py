@@ -59,7 +59,6 @@ echo "HELD counter $H1 -> $H2 freeze=$(cat /sys/fs/cgroup/kvz/m/cgroup.freeze)"
 $CT release --name m --run-dir /tmp/runA --resume; echo "RESUME=$?"
 sleep 1; echo "RESUMED counter $H2 -> $(cnt $I)"
 # The migration: pages through the page server, the rest copied while held.
-T0=$(date +%s%N)
 /ctprobe pair "$CT checkpoint --name m --run-dir /tmp/runA --dir /tmp/src --pre-dumps 2 --page-server-fd \$PS_FD --hold > /tmp/steps" \
   "$CT page-server --dir /tmp/dst --fd \$PS_FD --pre-dumps 2"
 sed 's/^/STEP /' /tmp/steps
@@ -74,7 +73,6 @@ for t in 1 2 3 4 5 6 7 8 9 10; do [ -e /tmp/runA/m.json ] || break; sleep 0.5; d
 [ -e /tmp/runA/m.json ] && echo "SRC=left" || echo "SRC=gone"
 KVZ_CT_IDMAP_DIR=/tmp/idB $CT run --name m --run-dir /tmp/runB --ct-root $B --detach $NET --restore /tmp/dst -- true
 echo "RS=$?"
-echo "FREEZE-MS $(( ($(date +%s%N) - T0) / 1000000 ))"
 logs /tmp/dst/restore.log
 sleep 2
 J=$(init_of /tmp/runB)
