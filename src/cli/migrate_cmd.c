@@ -1,4 +1,4 @@
-/* kvz migrate NAME --to NODE [--offline] [--downtime MS] [--bandwidth MBPS]
+/* kvz migrate NAME --to NODE [--offline] [--downtime MS] [--bandwidth MBPS] [--pre-dumps K]
  * [--detach]: a migrate job on kvzd, followed like any job, then one line
  * with total time, downtime and bytes sent (from the source's
  * migrated-out event). */
@@ -14,7 +14,7 @@
 static int migrate_usage(void)
 {
 	kvz_error("usage: kvz migrate NAME --to NODE [--offline] [--downtime MS] "
-		  "[--bandwidth MBPS] [--detach]");
+		  "[--bandwidth MBPS] [--pre-dumps K] [--detach]");
 	return 2;
 }
 
@@ -43,12 +43,13 @@ static void print_outcome(const char *name)
 	json_decref(evs);
 }
 
-static int opt_num(const char *opt, const char *v, uint64_t max, json_t *body, const char *key,
-		   uint64_t scale)
+static int opt_num(const char *opt, const char *v, uint64_t min, uint64_t max, json_t *body,
+		   const char *key, uint64_t scale)
 {
 	uint64_t n;
-	if (!v || !kvz_parse_u64(v, 1, max, &n)) {
-		kvz_error("%s: want a number from 1 to %llu", opt, (unsigned long long)max);
+	if (!v || !kvz_parse_u64(v, min, max, &n)) {
+		kvz_error("%s: want a number from %llu to %llu", opt, (unsigned long long)min,
+			  (unsigned long long)max);
 		return -1;
 	}
 	json_object_set_new(body, key, json_integer((json_int_t)(n * scale)));
@@ -71,11 +72,15 @@ int cmd_migrate(int argc, char **argv)
 		} else if (!strcmp(a, "--detach")) {
 			detach = true;
 		} else if (!strcmp(a, "--downtime")) {
-			if (opt_num(a, v, 600000, body, "downtime_ms", 1))
+			if (opt_num(a, v, 1, 600000, body, "downtime_ms", 1))
 				goto out;
 			i++;
 		} else if (!strcmp(a, "--bandwidth")) {
-			if (opt_num(a, v, 1000000, body, "max_bandwidth", 1000000 / 8))
+			if (opt_num(a, v, 1, 1000000, body, "max_bandwidth", 1000000 / 8))
+				goto out;
+			i++;
+		} else if (!strcmp(a, "--pre-dumps")) { /* a container's */
+			if (opt_num(a, v, 0, 10, body, "pre_dumps", 1))
 				goto out;
 			i++;
 		} else if (!name && a[0] != '-') {

@@ -6,6 +6,7 @@
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
 #include <net/if.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -131,7 +132,7 @@ int nl_link_set_master(const char *ifname, const char *master, char *err, size_t
 	return nl_talk((struct nlmsghdr *)buf, what, err, len);
 }
 
-int nl_link_up(const char *ifname, char *err, size_t len)
+static int link_set_up(const char *ifname, bool up, char *err, size_t len)
 {
 	int idx = index_of(ifname, err, len);
 	if (!idx)
@@ -139,10 +140,20 @@ int nl_link_up(const char *ifname, char *err, size_t len)
 	char buf[NL_BUF_SIZE], what[64];
 	struct ifinfomsg *ifm = link_msg(buf, RTM_NEWLINK, 0);
 	ifm->ifi_index = idx;
-	ifm->ifi_flags = IFF_UP;
+	ifm->ifi_flags = up ? IFF_UP : 0;
 	ifm->ifi_change = IFF_UP;
-	snprintf(what, sizeof(what), "cannot bring '%s' up", ifname);
+	snprintf(what, sizeof(what), "cannot bring '%s' %s", ifname, up ? "up" : "down");
 	return nl_talk((struct nlmsghdr *)buf, what, err, len);
+}
+
+int nl_link_up(const char *ifname, char *err, size_t len)
+{
+	return link_set_up(ifname, true, err, len);
+}
+
+int nl_link_down(const char *ifname, char *err, size_t len)
+{
+	return link_set_up(ifname, false, err, len);
 }
 
 int nl_link_del(const char *ifname, char *err, size_t len)

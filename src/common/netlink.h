@@ -16,6 +16,7 @@ int nl_veth_create(const char *host, const char *peer, pid_t peer_pid, const uns
 		   char *err, size_t len);
 int nl_link_set_master(const char *ifname, const char *master, char *err, size_t len);
 int nl_link_up(const char *ifname, char *err, size_t len);
+int nl_link_down(const char *ifname, char *err, size_t len);
 int nl_link_del(const char *ifname, char *err, size_t len);
 int nl_addr_add(const char *ifname, struct in_addr addr, unsigned prefix, char *err, size_t len);
 int nl_route_default(const char *ifname, struct in_addr gw, char *err, size_t len);

@@ -289,3 +289,54 @@ int cg_check_pids(const char *dir, uint64_t max, char *err, size_t len)
 		 (unsigned long long)max, (unsigned long long)cur);
 	return -1;
 }
+
+int cgroup_freezer_dir(const struct cgroup *cg, char *out, size_t size, char *err, size_t len)
+{
+	if (cg->version == 2)
+		snprintf(out, size, "%s%s/kvz/%s", cg->root, cg_own(cg, ""), cg->name);
+	else
+		cgroup_v1_top(cg, "freezer", out, size);
+	if (access(out, F_OK) < 0) {
+		snprintf(err, len, "no freezer for the container at %s: %s", out, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether the freezer at dir reached the state asked for. */
+static bool freezer_is(const struct cgroup *cg, const char *dir, bool frozen)
+{
+	char buf[512];
+	if (cg->version == 1)
+		return cg_read(dir, "freezer.state", buf, sizeof(buf)) == 0 &&
+		       !strncmp(buf, frozen ? "FROZEN" : "THAWED", 6);
+	if (cg_read(dir, "cgroup.events", buf, sizeof(buf)) < 0)
+		return false;
+	const char *f = strstr(buf, "frozen ");
+	return f && f[7] == (frozen ? '1' : '0');
+}
+
+/* A freeze waits for every task to stop in the kernel; one stuck in an
+ * uninterruptible sleep (I/O) keeps it FREEZING. */
+#define FREEZE_TIMEOUT_MS 10000
+
+int cgroup_freeze(const struct cgroup *cg, bool frozen, char *err, size_t len)
+{
+	char dir[PATH_MAX];
+	if (cgroup_freezer_dir(cg, dir, sizeof(dir), err, len) < 0)
+		return -1;
+	const char *file = cg->version == 2 ? "cgroup.freeze" : "freezer.state";
+	const char *val = cg->version == 2 ? (frozen ? "1" : "0") : (frozen ? "FROZEN" : "THAWED");
+	if (cg_write(dir, file, val, err, len) < 0)
+		return -1;
+	struct timespec tick = {.tv_nsec = 5 * 1000 * 1000};
+	for (int waited = 0; !freezer_is(cg, dir, frozen); waited += 5) {
+		if (waited >= FREEZE_TIMEOUT_MS) {
+			snprintf(err, len, "container '%s' did not %s within %d s", cg->name,
+				 frozen ? "freeze" : "thaw", FREEZE_TIMEOUT_MS / 1000);
+			return -1;
+		}
+		nanosleep(&tick, NULL);
+	}
+	return 0;
+}

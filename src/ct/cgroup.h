@@ -8,6 +8,7 @@
 #include "ct_limits.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -58,6 +59,11 @@ int cgroup_attach(const struct cgroup *cg, pid_t pid, char *err, size_t len);
 int cgroup_read_stats(const struct cgroup *cg, struct cgroup_stats *st);
 /* Kills what is left inside and removes the cgroup; quiet when absent. */
 int cgroup_destroy(const struct cgroup *cg, char *err, size_t len);
+/* The directory whose freezer holds the container (v1: the freezer
+ * hierarchy's, v2: the cgroup's own), as criu --freeze-cgroup takes it. */
+int cgroup_freezer_dir(const struct cgroup *cg, char *out, size_t size, char *err, size_t len);
+/* Freezes (or thaws) the container and waits until it is. */
+int cgroup_freeze(const struct cgroup *cg, bool frozen, char *err, size_t len);
 /* The directories making up the cgroup, for the state file. */
 json_t *cgroup_paths(const struct cgroup *cg);
 

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,16 +56,31 @@ static void on_cancel(int sig)
 	_exit(128 + sig);
 }
 
+/* A connected stream socket this process inherited: a migration's page
+ * server (criu page-server --ps-socket) is at its other end. */
+static int page_server_fd(const char *arg)
+{
+	uint64_t v;
+	int type = 0;
+	socklen_t sl = sizeof(type);
+	if (!kvz_parse_u64(arg, 3, 1 << 20, &v) ||
+	    getsockopt((int)v, SOL_SOCKET, SO_TYPE, &type, &sl) < 0 || type != SOCK_STREAM)
+		kvz_die("--page-server-fd %s is not a stream socket of this process", arg);
+	return (int)v;
+}
+
 int cmd_checkpoint(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"name", required_argument, NULL, 'n'}, {"dir", required_argument, NULL, 'd'},
 		{"run-dir", required_argument, NULL, 'r'},
 		{"leave-running", no_argument, NULL, 'l'}, {"pre-dumps", required_argument, NULL, 'p'},
+		{"page-server-fd", required_argument, NULL, 'f'}, {"hold", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *name = NULL, *dir = NULL, *run_dir = KVZ_CT_DEFAULT_RUNDIR;
-	bool leave = false;
+	bool leave = false, hold = false;
+	int ps_fd = -1;
 	uint64_t pre = 0;
 	int opt;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -76,13 +92,19 @@ int cmd_checkpoint(int argc, char **argv)
 			run_dir = optarg;
 		else if (opt == 'l')
 			leave = true;
+		else if (opt == 'h')
+			hold = true;
+		else if (opt == 'f')
+			ps_fd = page_server_fd(optarg);
 		else if (opt == 'p') {
 			if (!kvz_parse_u64(optarg, 0, 10, &pre))
 				kvz_die("invalid --pre-dumps '%s': want 0..10", optarg);
 		} else
 			kvz_die("usage: kvz-ct checkpoint --name N --dir D [--leave-running] [--pre-dumps K] "
-				"[--run-dir DIR]");
+				"[--page-server-fd FD] [--hold] [--run-dir DIR]");
 	}
+	if (hold && leave)
+		kvz_die("--hold and --leave-running exclude each other (a hold keeps it frozen)");
 	require_name(name);
 	if (!dir || !*dir)
 		kvz_die("kvz-ct checkpoint needs --dir D (where the images go)");
@@ -105,10 +127,15 @@ int cmd_checkpoint(int argc, char **argv)
 	struct sigaction sa = {.sa_handler = on_cancel};
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	json_t *args = json_pack("{s:s,s:b,s:I,s:i}", "dir", abs, "leave-running", leave,
-				 "pre-dumps", (json_int_t)pre, "client-pid", (int)getpid());
+	json_t *args = json_pack("{s:s,s:b,s:I,s:i,s:b,s:b}", "dir", abs, "leave-running", leave,
+				 "pre-dumps", (json_int_t)pre, "client-pid", (int)getpid(),
+				 "page-server", ps_fd >= 0, "hold", hold);
 	json_t *ret = NULL;
-	int rc = qmp_client_execute(c, "checkpoint", args, &ret, NULL, 0, err, sizeof(err));
+	int rc = 0;
+	if (ps_fd >= 0 && qmp_client_getfd(c, "mig", ps_fd, err, sizeof(err)))
+		rc = -1;
+	if (rc == 0)
+		rc = qmp_client_execute(c, "checkpoint", args, &ret, NULL, 0, err, sizeof(err));
 	json_decref(args);
 	qmp_client_close(c);
 	if (rc != 0)
@@ -118,12 +145,16 @@ int cmd_checkpoint(int argc, char **argv)
 	json_t *step;
 	json_array_foreach(json_object_get(ret, "steps"), i, step) {
 		const char *what = json_string_value(json_object_get(step, "step"));
-		if (what)
-			printf("%s: %" JSON_INTEGER_FORMAT " bytes of memory written\n", what,
-			       json_integer_value(json_object_get(step, "bytes")));
+		json_int_t bytes = json_integer_value(json_object_get(step, "bytes"));
+		json_int_t ms = json_integer_value(json_object_get(step, "ms"));
+		if (what && ps_fd < 0)
+			printf("%s: %" JSON_INTEGER_FORMAT " bytes of memory written\n", what, bytes);
+		else if (what) /* a migration's: kvzd reads how long the dump froze it */
+			printf("%s: %" JSON_INTEGER_FORMAT " bytes of memory sent, %" JSON_INTEGER_FORMAT
+			       " ms\n", what, bytes, ms);
 	}
 	json_decref(ret);
-	if (!leave)
+	if (!leave && !hold)
 		wait_gone(sup, name);
 	return 0;
 }
@@ -133,6 +164,8 @@ int cmd_checkpoint(int argc, char **argv)
  * a user namespace). Only a root-owned directory closed to others counts. */
 static void require_private(const char *dir)
 {
+	if (dir[0] != '/')
+		kvz_die("checkpoint directory '%s' is not an absolute path", dir);
 	struct stat st;
 	if (stat(dir, &st) < 0)
 		kvz_die("cannot stat %s: %m", dir);
@@ -209,4 +242,20 @@ int cmd_restore_checkpoint(int argc, char **argv)
 		kvz_die("%s: %s", path, err);
 	o.restore_dir = abs;
 	return run_start(&o);
+}
+
+void checkpoint_dir_check(const char *dir, const char *name)
+{
+	require_private(dir);
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/kvz-ct.json", dir);
+	json_error_t je;
+	json_t *meta = json_load_file(path, 0, &je);
+	if (!meta)
+		kvz_die("%s holds no kvz-ct checkpoint (%s)", dir, je.text);
+	const char *saved = json_string_value(json_object_get(meta, "name"));
+	if (!saved || strcmp(saved, name) != 0)
+		kvz_die("%s is a checkpoint of '%s', not of '%s'", dir, saved ? saved : "?", name);
+	json_decref(meta);
+	require_criu("restore", name);
 }

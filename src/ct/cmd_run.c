@@ -15,7 +15,7 @@
 
 enum { O_ROOTFS = 256, O_CTROOT, O_HOSTNAME, O_MEMORY, O_SWAP, O_CPUS, O_CPUW, O_CPUSET,
        O_PIDS, O_IOW, O_NET, O_QMP, O_CONSOLE, O_DETACH, O_RUNDIR, O_PRIVILEGED, O_NAME,
-       O_SECCOMP, O_DEVICE, O_NNP, O_CAP_ADD, O_CAP_DROP };
+       O_SECCOMP, O_DEVICE, O_NNP, O_CAP_ADD, O_CAP_DROP, O_RESTORE };
 
 static const struct option run_options[] = {
 	{"name", required_argument, NULL, O_NAME},
@@ -40,6 +40,7 @@ static const struct option run_options[] = {
 	{"no-new-privs", no_argument, NULL, O_NNP},
 	{"cap-add", required_argument, NULL, O_CAP_ADD},
 	{"cap-drop", required_argument, NULL, O_CAP_DROP},
+	{"restore", required_argument, NULL, O_RESTORE},
 	{NULL, 0, NULL, 0},
 };
 
@@ -104,6 +105,9 @@ void run_parse(int argc, char **argv, struct run_opts *o)
 		case O_CONSOLE: o->console_socket = optarg; break;
 		case O_DETACH: o->detach = true; break;
 		case O_RUNDIR: o->run_dir = optarg; break;
+		/* A migration's target (kvzd): this command line, but the
+		 * processes of the checkpoint there instead of CMD. */
+		case O_RESTORE: o->restore_dir = optarg; break;
 		case O_PRIVILEGED: o->privileged = true; break;
 		case O_NNP: o->confine.no_new_privs = true; break;
 		case O_SECCOMP:
@@ -180,5 +184,7 @@ int cmd_run(int argc, char **argv)
 {
 	static struct run_opts o;
 	run_parse(argc, argv, &o);
+	if (o.restore_dir)
+		checkpoint_dir_check(o.restore_dir, o.name);
 	return run_start(&o);
 }

@@ -67,9 +67,9 @@ static int wait_bounded(pid_t pid)
 }
 
 /* Runs criu with argv (argv[0] is replaced by the binary), keeping
- * keep_fd open across exec; stdout on /dev/null, stderr collected into
+ * the descriptors in keep (-1: none) open across exec; stdout on /dev/null, stderr collected into
  * *errtext. Returns the exit status, or -1 when it could not run. */
-static int run_criu(const char **argv, int keep_fd, const char *hide,
+static int run_criu(const char **argv, const int keep[2], const char *hide,
 		    int (*before)(pid_t, void *, char *, size_t), void *arg,
 		    char **errtext, char *err, size_t len)
 {
@@ -90,8 +90,9 @@ static int run_criu(const char **argv, int keep_fd, const char *hide,
 		if (read(go[0], &c, 1) != 1 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
 		    dup2(ep[1], 2) < 0)
 			_exit(126);
-		if (keep_fd >= 0 && fcntl(keep_fd, F_SETFD, 0) < 0)
-			_exit(126);
+		for (int i = 0; i < 2; i++)
+			if (keep[i] >= 0 && fcntl(keep[i], F_SETFD, 0) < 0)
+				_exit(126);
 		if (hide && (unshare(CLONE_NEWNS) < 0 || umount2(hide, MNT_DETACH) < 0)) {
 			dprintf(2, "cannot hide %s from criu: %s\n", hide, strerror(errno));
 			_exit(126);
@@ -138,7 +139,8 @@ int criu_usable(char *why, size_t len)
 {
 	const char *argv[] = {NULL, "check", NULL};
 	char *errtext = NULL, e[256] = "";
-	int rc = run_criu(argv, -1, NULL, NULL, NULL, &errtext, e, sizeof(e));
+	const int none[2] = {-1, -1};
+	int rc = run_criu(argv, none, NULL, NULL, NULL, &errtext, e, sizeof(e));
 	if (rc == 0) {
 		free(errtext);
 		return 0;
@@ -206,7 +208,7 @@ static void common(struct argv_buf *a, const char *cmd, const char *dir, const c
 
 int criu_dump(const struct criu_dump *d, char *err, size_t len)
 {
-	char pid[16], veth[64];
+	char pid[16], veth[64], ps[16];
 	snprintf(pid, sizeof(pid), "%d", (int)d->pid);
 	const char *what = d->pre ? "pre-dump" : "dump";
 	const char *log = d->pre ? "pre-dump.log" : "dump.log";
@@ -238,8 +240,19 @@ int criu_dump(const struct criu_dump *d, char *err, size_t len)
 		add(&a, "--external");
 		add(&a, "mnt[/dev/console]:console");
 	}
+	if (d->ps_fd >= 0) {
+		snprintf(ps, sizeof(ps), "%d", d->ps_fd);
+		add(&a, "--page-server");
+		add(&a, "--ps-socket");
+		add(&a, ps);
+	}
+	if (d->freeze_cgroup) {
+		add(&a, "--freeze-cgroup");
+		add(&a, d->freeze_cgroup);
+	}
 	char *errtext = NULL;
-	int rc = run_criu(a.v, d->dir_fd, d->hide, NULL, NULL, &errtext, err, len);
+	const int keep[2] = {d->dir_fd, d->ps_fd};
+	int rc = run_criu(a.v, keep, d->hide, NULL, NULL, &errtext, err, len);
 	if (rc > 0)
 		failure(what, d->dir, d->shown, log, errtext, err, len);
 	free(errtext);
@@ -285,8 +298,8 @@ pid_t criu_restore(const struct criu_restore *r, char *err, size_t len)
 	snprintf(path, sizeof(path), "%s/restore.pid", r->dir);
 	unlink(path);
 	char *errtext = NULL;
-	int rc = run_criu(a.v, r->console_tty ? r->console_fd : -1, NULL, r->before, r->arg, &errtext,
-			  err, len);
+	const int keep[2] = {r->console_tty ? r->console_fd : -1, -1};
+	int rc = run_criu(a.v, keep, NULL, r->before, r->arg, &errtext, err, len);
 	if (rc > 0)
 		failure("restore", r->dir, NULL, "restore.log", errtext, err, len);
 	free(errtext);
@@ -296,4 +309,31 @@ pid_t criu_restore(const struct criu_restore *r, char *err, size_t len)
 	if (pid < 0)
 		snprintf(err, len, "criu restore wrote no pid to %s", path);
 	return pid;
+}
+
+int criu_page_server(const char *dir, const char *prev, int ps_fd, char *err, size_t len)
+{
+	char ps[16];
+	snprintf(ps, sizeof(ps), "%d", ps_fd);
+	struct argv_buf a = {.n = 0};
+	add(&a, NULL);
+	add(&a, "page-server");
+	add(&a, "--images-dir");
+	add(&a, dir);
+	add(&a, "--log-file");
+	add(&a, "page-server.log");
+	add(&a, "-v4");
+	add(&a, "--ps-socket");
+	add(&a, ps);
+	if (prev) {
+		add(&a, "--prev-images-dir");
+		add(&a, prev);
+	}
+	char *errtext = NULL;
+	const int keep[2] = {ps_fd, -1};
+	int rc = run_criu(a.v, keep, NULL, NULL, NULL, &errtext, err, len);
+	if (rc > 0)
+		failure("page-server", dir, NULL, "page-server.log", errtext, err, len);
+	free(errtext);
+	return rc == 0 ? 0 : -1;
 }

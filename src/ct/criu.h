@@ -31,6 +31,13 @@ struct criu_dump {
 	 * with the container's /proc and /sys (idmount.h). Seen by criu, they
 	 * would pass for external binds of it, which restore has not. */
 	const char *hide;
+	/* Migration: pages go to a CRIU page server on this connected socket
+	 * (--page-server --ps-socket) instead of into dir; -1 for none. */
+	int ps_fd;
+	/* The cgroup's freezer directory: criu freezes through it, and
+	 * restores the state it found (a container frozen beforehand stays
+	 * frozen after a --leave-running dump); NULL for none. */
+	const char *freeze_cgroup;
 };
 
 /* Dumps the tree of pid (or pre-dumps its memory). On failure CRIU has let
@@ -54,6 +61,12 @@ struct criu_restore {
  * it outlives criu with us as its parent). Returns its pid, or -1 with the
  * first error of restore.log; then nothing of it is left. */
 pid_t criu_restore(const struct criu_restore *r, char *err, size_t len);
+
+/* The receiving end of criu_dump's ps_fd: one `criu page-server` session
+ * on the connected socket ps_fd (it ends with the dumping side's flush
+ * request), writing pages and pagemaps into dir, whose parent (a
+ * pre-dump's images, relative to dir) is prev or NULL. */
+int criu_page_server(const char *dir, const char *prev, int ps_fd, char *err, size_t len);
 
 /* Removes the nftables lock table CRIU 3.17 leaves in a restored network
  * namespace (criu_unlock.c): the namespace of init. */

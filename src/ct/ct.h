@@ -57,9 +57,15 @@ int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
+/* A migration's page server and the end of a hold (cmd_migrate.c). */
+int cmd_page_server(int argc, char **argv);
+int cmd_release(int argc, char **argv);
 /* `restore --dir`: a checkpoint (cmd_checkpoint.c); `restore --input`: a
  * backup (cmd_backup.c). */
 int cmd_restore_checkpoint(int argc, char **argv);
+/* Dies with one line unless dir is a private checkpoint of name and CRIU
+ * works here (run --restore). */
+void checkpoint_dir_check(const char *dir, const char *name);
 
 /* Parses `run`'s arguments (argv[0] is "run") into o (cmd_run.c). */
 void run_parse(int argc, char **argv, struct run_opts *o);

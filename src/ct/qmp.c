@@ -138,21 +138,31 @@ static json_t *q_quit(void *opaque, json_t *args, struct qmp_error *err)
 }
 
 /* {"dir": ABS, "leave-running": BOOL, "pre-dumps": 0..10, "client-pid":
- * PID}: blocks this thread for the dump (CRIU freezes the container
- * meanwhile). dir is resolved as process client-pid (which waits for the
- * answer) sees it, else as we do. */
+ * PID, "page-server": BOOL, "hold": BOOL}: blocks this thread for the dump
+ * (CRIU freezes the container meanwhile). dir is resolved as process
+ * client-pid (which waits for the answer) sees it, else as we do.
+ * page-server: the pages go over the socket given with getfd "mig"
+ * (closed here after); hold: a migration's final dump (sup_release). */
+static bool bool_or_absent(json_t *args, const char *key, struct qmp_error *err)
+{
+	json_t *v = json_object_get(args, key);
+	if (!v || json_is_boolean(v))
+		return true;
+	qmp_set_error(err, "GenericError", "'%s' must be a boolean", key);
+	return false;
+}
+
 static json_t *q_checkpoint(void *opaque, json_t *args, struct qmp_error *err)
 {
+	struct supervisor *s = opaque;
 	const char *dir = json_string_value(json_object_get(args, "dir"));
-	json_t *lr = json_object_get(args, "leave-running");
 	if (!dir || dir[0] != '/') {
 		qmp_set_error(err, "GenericError", "'dir' must be an absolute path");
 		return NULL;
 	}
-	if (lr && !json_is_boolean(lr)) {
-		qmp_set_error(err, "GenericError", "'leave-running' must be a boolean");
+	if (!bool_or_absent(args, "leave-running", err) || !bool_or_absent(args, "page-server", err) ||
+	    !bool_or_absent(args, "hold", err))
 		return NULL;
-	}
 	json_t *pre = json_object_get(args, "pre-dumps");
 	if (pre && (!json_is_integer(pre) || json_integer_value(pre) < 0 || json_integer_value(pre) > 10)) {
 		qmp_set_error(err, "GenericError", "'pre-dumps' must be an integer 0..10");
@@ -163,10 +173,25 @@ static json_t *q_checkpoint(void *opaque, json_t *args, struct qmp_error *err)
 		qmp_set_error(err, "GenericError", "'client-pid' must be a process id");
 		return NULL;
 	}
+	bool ps = json_is_true(json_object_get(args, "page-server"));
+	if (ps && s->mig_fd < 0) {
+		qmp_set_error(err, "GenericError", "'page-server' needs a socket given with getfd \"mig\"");
+		return NULL;
+	}
+	struct sup_checkpoint_opts c = {
+		.dir = dir, .client = client ? (pid_t)json_integer_value(client) : 0,
+		.leave_running = json_is_true(json_object_get(args, "leave-running")),
+		.pre = pre ? (int)json_integer_value(pre) : 0, .ps_fd = ps ? s->mig_fd : -1,
+		.hold = json_is_true(json_object_get(args, "hold")),
+	};
 	char msg[1024];
 	json_t *steps = json_array();
-	if (sup_checkpoint(opaque, dir, client ? (pid_t)json_integer_value(client) : 0, json_is_true(lr),
-			   pre ? (int)json_integer_value(pre) : 0, steps, msg, sizeof(msg)) < 0) {
+	int rc = sup_checkpoint(s, &c, steps, msg, sizeof(msg));
+	if (ps) {
+		close(s->mig_fd);
+		s->mig_fd = -1;
+	}
+	if (rc < 0) {
 		json_decref(steps);
 		qmp_set_error(err, "GenericError", "%s", msg);
 		return NULL;
@@ -174,9 +199,46 @@ static json_t *q_checkpoint(void *opaque, json_t *args, struct qmp_error *err)
 	return json_pack("{s:o}", "steps", steps);
 }
 
+/* {"fdname": "mig"} with a descriptor (SCM_RIGHTS): a migration's socket
+ * for the next checkpoint's page server. */
+static json_t *q_getfd(void *opaque, json_t *args, struct qmp_error *err)
+{
+	struct supervisor *s = opaque;
+	const char *name = json_string_value(json_object_get(args, "fdname"));
+	int fd = qmp_server_take_fd(s->qmp);
+	if (!name || strcmp(name, "mig") || fd < 0) {
+		if (fd >= 0)
+			close(fd);
+		qmp_set_error(err, "GenericError", "getfd takes {\"fdname\": \"mig\"} and a descriptor");
+		return NULL;
+	}
+	if (s->mig_fd >= 0)
+		close(s->mig_fd);
+	s->mig_fd = fd;
+	return json_object();
+}
+
+/* {"end": BOOL}: the migration this container is held for is over: end
+ * (the target runs it) or resume here. */
+static json_t *q_release(void *opaque, json_t *args, struct qmp_error *err)
+{
+	json_t *end = json_object_get(args, "end");
+	if (!json_is_boolean(end)) {
+		qmp_set_error(err, "GenericError", "'end' must be a boolean");
+		return NULL;
+	}
+	char msg[512];
+	if (sup_release(opaque, json_is_true(end), msg, sizeof(msg)) < 0) {
+		qmp_set_error(err, "GenericError", "%s", msg);
+		return NULL;
+	}
+	return json_object();
+}
+
 static const struct qmp_command commands[] = {
 	{"query-status", q_status}, {"set", q_set}, {"query-stats", q_stats},
 	{"stop", q_stop}, {"quit", q_quit}, {"checkpoint", q_checkpoint},
+	{"getfd", q_getfd}, {"release", q_release},
 };
 
 int sup_qmp_start(struct supervisor *s, char *err, size_t len)

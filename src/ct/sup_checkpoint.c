@@ -10,12 +10,17 @@
 #include "kernfs.h"
 #include "idmount.h"
 #include "namespaces.h"
+#include "netlink.h"
 #include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,11 +63,6 @@ static int open_dir(const char *dir, pid_t client, char *err, size_t len)
 	return fd;
 }
 
-/* Iterative pre-dumps (soft-dirty tracking) while the container runs:
- * DIR/pre-1 .. pre-N, each holding only what changed since the one
- * before, so that the final dump, the only one that freezes the container
- * for long, writes little. Sets last to the last one's name ("" with
- * none). */
 /* Cancel: the client (kvz-ct checkpoint) ended by Ctrl-C or SIGTERM. Only
  * seen between criu runs: a criu killed mid-dump could leave its parasite
  * in a task; each run either completes or lets the tasks run on. */
@@ -74,9 +74,23 @@ static int cancelled(pid_t client, const char *after, char *err, size_t len)
 	return -1;
 }
 
+/* Bytes the peer acknowledged on a TCP socket (0 for another kind): what
+ * a criu run sent to the page server. */
+static uint64_t sent_on(int fd)
+{
+	struct tcp_info ti;
+	socklen_t sl = sizeof(ti);
+	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &sl) < 0 ||
+	    sl < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
+		return 0;
+	return ti.tcpi_bytes_acked;
+}
+
 /* What one criu run wrote of memory into sub (under dfd; "." for dfd
- * itself): the sizes of its pages-*.img, appended to steps as step. */
-static void record_pages(json_t *steps, int dfd, const char *sub, const char *step)
+ * itself): the sizes of its pages-*.img, or with a page server what went
+ * over its socket; appended to steps as step with the run's duration. */
+static void record_step(json_t *steps, int dfd, const char *sub, const char *step, uint64_t net,
+			int64_t ms)
 {
 	if (!steps)
 		return;
@@ -87,7 +101,7 @@ static void record_pages(json_t *steps, int dfd, const char *sub, const char *st
 			close(fd);
 		return;
 	}
-	json_int_t bytes = 0;
+	json_int_t bytes = (json_int_t)net;
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		size_t n = strlen(e->d_name);
@@ -98,20 +112,38 @@ static void record_pages(json_t *steps, int dfd, const char *sub, const char *st
 		bytes += st.st_size;
 	}
 	closedir(d);
-	json_array_append_new(steps, json_pack("{s:s,s:I}", "step", step, "bytes", bytes));
+	json_array_append_new(steps, json_pack("{s:s,s:I,s:I}", "step", step, "bytes", bytes, "ms",
+					       (json_int_t)ms));
 }
 
-static int pre_dumps(struct supervisor *s, int dfd, const char *dir, int count, pid_t client,
+/* One criu run, recorded as step. */
+static int dump_step(const struct criu_dump *d, int dfd, const char *sub, const char *step,
+		     json_t *steps, char *err, size_t len)
+{
+	uint64_t before = sent_on(d->ps_fd);
+	int64_t t0 = now_ms();
+	if (criu_dump(d, err, len) < 0)
+		return -1;
+	record_step(steps, dfd, sub, step, sent_on(d->ps_fd) - before, now_ms() - t0);
+	return 0;
+}
+
+/* Iterative pre-dumps (soft-dirty tracking) while the container runs:
+ * DIR/pre-1 .. pre-N, each holding only what changed since the one
+ * before, so that the final dump, the only one that freezes the container
+ * for long, writes little. Sets last to the last one's name ("" with
+ * none). */
+static int pre_dumps(struct supervisor *s, int dfd, const struct sup_checkpoint_opts *c,
 		     json_t *steps, char *last, size_t size, char *err, size_t len)
 {
 	last[0] = 0;
-	for (int i = 1; i <= count; i++) {
-		if (cancelled(client, last[0] ? last : "no pre-dump", err, len) < 0)
+	for (int i = 1; i <= c->pre; i++) {
+		if (cancelled(c->client, last[0] ? last : "no pre-dump", err, len) < 0)
 			return -1;
 		char name[16], sub[64], shown[PATH_MAX], prev[32];
 		snprintf(name, sizeof(name), "pre-%d", i);
 		snprintf(sub, sizeof(sub), "/proc/self/fd/%d/%s", dfd, name);
-		snprintf(shown, sizeof(shown), "%s/%s", dir, name);
+		snprintf(shown, sizeof(shown), "%s/%s", c->dir, name);
 		snprintf(prev, sizeof(prev), "../pre-%d", i - 1);
 		if (mkdirat(dfd, name, 0700) < 0 && errno != EEXIST) {
 			snprintf(err, len, "cannot create %s: %s", shown, strerror(errno));
@@ -119,10 +151,9 @@ static int pre_dumps(struct supervisor *s, int dfd, const char *dir, int count, 
 		}
 		struct criu_dump d = {.pid = s->init_pid, .dir = sub, .shown = shown, .dir_fd = dfd,
 				      .pre = true, .track_mem = true, .prev = i > 1 ? prev : NULL,
-				      .hide = s->stage};
-		if (criu_dump(&d, err, len) < 0)
+				      .hide = s->stage, .ps_fd = c->ps_fd};
+		if (dump_step(&d, dfd, name, name, steps, err, len) < 0)
 			return -1;
-		record_pages(steps, dfd, name, name);
 		snprintf(last, size, "%s", name);
 	}
 	return 0;
@@ -141,14 +172,49 @@ static int write_meta(struct supervisor *s, int dfd, const char *tty, char *err,
 	return rc;
 }
 
+/* Hold (a migration's final dump): the container is frozen before criu
+ * runs, criu (--freeze-cgroup, --leave-running) leaves it frozen as it
+ * found it, and its veth goes down so that the host answers none of its
+ * connections meanwhile. sup_release() ends the hold either way. */
+static int hold_begin(struct supervisor *s, char *fdir, size_t size, char *err, size_t len)
+{
+	if (cgroup_freezer_dir(&s->cg, fdir, size, err, len) < 0 ||
+	    cgroup_freeze(&s->cg, true, err, len) < 0)
+		return -1;
+	pthread_mutex_lock(&s->lock);
+	s->held = true;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* After the final dump of a hold: frozen (again, should criu not have
+ * restored the state), unplugged, and its file system's writes in the
+ * private image, where the migration reads what changed. */
+static int hold_settle(struct supervisor *s, char *err, size_t len)
+{
+	if (cgroup_freeze(&s->cg, true, err, len) < 0)
+		return -1;
+	int fd = open(s->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || syncfs(fd) < 0) {
+		snprintf(err, len, "cannot flush the container's file system: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	if (s->veth[0] && nl_link_down(s->veth, err, len) < 0)
+		return -1;
+	return 0;
+}
+
 /* kvz-ct.json is written as .tmp first and renamed once CRIU's images are
  * complete: a directory without it holds no usable checkpoint. */
-static int checkpoint_into(struct supervisor *s, int dfd, const char *dir, bool leave_running,
-			   int pre, pid_t client, json_t *steps, char *err, size_t len)
+static int checkpoint_into(struct supervisor *s, int dfd, const struct sup_checkpoint_opts *c,
+			   json_t *steps, char *err, size_t len)
 {
-	char tty[64] = "", last[32], images[32];
+	char tty[64] = "", last[32], images[32], fdir[PATH_MAX];
 	if (faccessat(dfd, META, F_OK, 0) == 0) {
-		snprintf(err, len, "%s already holds a checkpoint", dir);
+		snprintf(err, len, "%s already holds a checkpoint", c->dir);
 		return -1;
 	}
 	if (s->has_console && criu_tty_key(s->con.slave_fd, tty, sizeof(tty), err, len) < 0)
@@ -156,48 +222,55 @@ static int checkpoint_into(struct supervisor *s, int dfd, const char *dir, bool 
 	if (write_meta(s, dfd, tty, err, len) < 0)
 		return -1;
 	snprintf(images, sizeof(images), "/proc/self/fd/%d", dfd);
-	int rc = pre_dumps(s, dfd, dir, pre, client, steps, last, sizeof(last), err, len);
-	if (rc == 0 && pre > 0)
-		rc = cancelled(client, last, err, len);
-	struct criu_dump d = {.pid = s->init_pid, .dir = images, .shown = dir, .dir_fd = dfd,
-			      .leave_running = leave_running, .console_tty = tty[0] ? tty : NULL,
+	int rc = pre_dumps(s, dfd, c, steps, last, sizeof(last), err, len);
+	if (rc == 0 && c->pre > 0)
+		rc = cancelled(c->client, last, err, len);
+	if (rc == 0 && c->hold)
+		rc = hold_begin(s, fdir, sizeof(fdir), err, len);
+	struct criu_dump d = {.pid = s->init_pid, .dir = images, .shown = c->dir, .dir_fd = dfd,
+			      .leave_running = c->leave_running || c->hold,
+			      .console_tty = tty[0] ? tty : NULL,
 			      .veth = s->veth[0] ? s->veth : NULL, .hide = s->stage,
-			      .track_mem = pre > 0, .prev = last[0] ? last : NULL};
+			      .track_mem = c->pre > 0, .prev = last[0] ? last : NULL,
+			      .ps_fd = c->ps_fd, .freeze_cgroup = c->hold ? fdir : NULL};
 	if (rc == 0)
-		rc = criu_dump(&d, err, len);
-	if (rc == 0)
-		record_pages(steps, dfd, ".", "dump");
+		rc = dump_step(&d, dfd, ".", "dump", steps, err, len);
+	if (rc == 0 && c->hold)
+		rc = hold_settle(s, err, len);
 	if (rc == 0 && renameat(dfd, META ".tmp", dfd, META) < 0) {
-		snprintf(err, len, "cannot write %s/" META ": %s", dir, strerror(errno));
+		snprintf(err, len, "cannot write %s/" META ": %s", c->dir, strerror(errno));
 		rc = -1;
 	}
 	if (rc < 0)
 		unlinkat(dfd, META ".tmp", 0);
+	if (rc < 0 && c->hold)
+		sup_release(s, false, NULL, 0);
 	return rc;
 }
 
-int sup_checkpoint(struct supervisor *s, const char *dir, pid_t client, bool leave_running,
-		   int pre, json_t *steps, char *err, size_t len)
+int sup_checkpoint(struct supervisor *s, const struct sup_checkpoint_opts *c, json_t *steps,
+		   char *err, size_t len)
 {
-	if (dir[0] != '/') {
-		snprintf(err, len, "checkpoint directory '%s' is not an absolute path", dir);
+	if (c->dir[0] != '/') {
+		snprintf(err, len, "checkpoint directory '%s' is not an absolute path", c->dir);
 		return -1;
 	}
 	pthread_mutex_lock(&s->lock);
-	bool busy = s->stopping || s->checkpointing;
+	bool busy = s->stopping || s->checkpointing || s->held;
 	if (!busy) {
 		s->checkpointing = true;
 		/* Set before the dump: init dies when CRIU has its images, and
 		 * the main loop may see that before we see criu exit. */
-		s->checkpointed = !leave_running;
+		s->checkpointed = !c->leave_running && !c->hold;
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (busy) {
-		snprintf(err, len, "container '%s' is stopping or being checkpointed", s->o->name);
+		snprintf(err, len, "container '%s' is stopping, being checkpointed or held for a migration",
+			 s->o->name);
 		return -1;
 	}
-	int dfd = open_dir(dir, client, err, len);
-	int rc = dfd < 0 ? -1 : checkpoint_into(s, dfd, dir, leave_running, pre, client, steps, err, len);
+	int dfd = open_dir(c->dir, c->client, err, len);
+	int rc = dfd < 0 ? -1 : checkpoint_into(s, dfd, c, steps, err, len);
 	if (dfd >= 0)
 		close(dfd);
 	pthread_mutex_lock(&s->lock);
@@ -205,6 +278,36 @@ int sup_checkpoint(struct supervisor *s, const char *dir, pid_t client, bool lea
 	if (rc < 0)
 		s->checkpointed = false;
 	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+int sup_release(struct supervisor *s, bool end, char *err, size_t len)
+{
+	char ignored[256];
+	if (!err) {
+		err = ignored;
+		len = sizeof(ignored);
+	}
+	pthread_mutex_lock(&s->lock);
+	bool held = s->held;
+	s->held = false;
+	if (held && end)
+		s->checkpointed = true;
+	pthread_mutex_unlock(&s->lock);
+	if (!held) {
+		snprintf(err, len, "container '%s' is not held for a migration", s->o->name);
+		return -1;
+	}
+	/* Ended: killed while frozen (SIGKILL reaches frozen tasks once
+	 * thawed, on cgroup v1 only then), the supervisor exits as after a
+	 * checkpoint. Resumed: plugged in, then thawed. */
+	if (end && s->init_pid > 0)
+		kill(s->init_pid, SIGKILL);
+	int rc = 0;
+	if (!end && s->veth[0])
+		rc = nl_link_up(s->veth, err, len);
+	if (cgroup_freeze(&s->cg, false, err, len) < 0)
+		rc = -1;
 	return rc;
 }
 

@@ -375,7 +375,14 @@ static void on_request(struct supervisor *s)
 	struct sup_request r;
 	if (read(s->ctl[0], &r, sizeof(r)) != sizeof(r))
 		return;
-	if (r.cmd == 'q')
+	pthread_mutex_lock(&s->lock);
+	bool held = s->held;
+	pthread_mutex_unlock(&s->lock);
+	/* Held for a migration: a stop ends it at once (its state is on its
+	 * way elsewhere; a frozen init would not answer a stop signal). */
+	if (held)
+		sup_release(s, true, NULL, 0);
+	else if (r.cmd == 'q')
 		kill(s->init_pid, SIGKILL);
 	else
 		begin_stop(s, r.timeout);
@@ -426,6 +433,12 @@ static void teardown(struct supervisor *s)
 	char err[512];
 	qmp_server_stop(s->qmp);
 	s->qmp = NULL;
+	if (s->mig_fd >= 0)
+		close(s->mig_fd);
+	s->mig_fd = -1;
+	/* Frozen tasks die only once thawed (cgroup v1). */
+	if (s->held)
+		sup_release(s, true, NULL, 0);
 	kill_init(s);
 	if (s->has_console)
 		console_close(&s->con);
@@ -505,6 +518,7 @@ int supervisor_run(const struct run_opts *o, int notify_fd)
 	memset(s, 0, sizeof(*s));
 	s->o = o;
 	s->sig_fd = s->timer_fd = s->ctl[0] = s->ctl[1] = s->idmap_run_fd = s->loop_fd = -1;
+	s->mig_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	char err[1024] = "";
 	s->lock_fd = state_lock(o->run_dir, o->name, err, sizeof(err));

@@ -54,6 +54,10 @@ struct supervisor {
 	bool stopping;
 	bool checkpointing;     /* a checkpoint's dump runs (QMP thread) */
 	bool checkpointed;      /* init ended by its checkpoint: exit 0 */
+	int mig_fd;             /* a migration's socket (QMP getfd "mig"), or -1;
+				 * QMP thread only */
+	bool held;              /* frozen and unplugged after a migration's
+				 * final dump, until sup_release() */
 	int exit_code;
 };
 
@@ -68,15 +72,29 @@ int sup_own_console(struct supervisor *s, char *err, size_t len);
  * filter, on the bridge, up. */
 int sup_veth_attach(struct supervisor *s, char *err, size_t len);
 
-/* Checkpoint and restore (sup_checkpoint.c). Dumps the container into dir
- * (absolute, as process client sees it: 0 for our own view; QMP thread),
- * after pre pre-dumps of its memory while it runs; with
- * leave_running false the container ends when the dump is complete, and
- * the supervisor with it (exit 0). Appends to steps (an array, or NULL)
- * one {"step": "pre-N" or "dump", "bytes": memory pages written} per
+/* Checkpoint and restore (sup_checkpoint.c). */
+struct sup_checkpoint_opts {
+	const char *dir; /* absolute, as process client sees it (0: our view) */
+	pid_t client;    /* its end cancels between criu runs; 0: none */
+	bool leave_running;
+	int pre;         /* pre-dumps of the memory while it runs first */
+	int ps_fd;       /* pages to a page server on this socket, or -1 */
+	/* A migration's final dump: the container stays, frozen and
+	 * unplugged, until sup_release() ends or resumes it. */
+	bool hold;
+};
+
+/* Dumps the container into c->dir (QMP thread). Without leave_running or
+ * hold the container ends when the dump is complete, and the supervisor
+ * with it (exit 0). Appends to steps (an array, or NULL) one {"step":
+ * "pre-N" or "dump", "bytes": memory pages written or sent, "ms"} per
  * criu run. */
-int sup_checkpoint(struct supervisor *s, const char *dir, pid_t client, bool leave_running,
-		   int pre, json_t *steps, char *err, size_t len);
+int sup_checkpoint(struct supervisor *s, const struct sup_checkpoint_opts *c, json_t *steps,
+		   char *err, size_t len);
+/* Ends a hold: end kills the container (the supervisor exits as after a
+ * checkpoint: the target runs it now), otherwise it runs on as before.
+ * -1 when it was not held (err may be NULL). */
+int sup_release(struct supervisor *s, bool end, char *err, size_t len);
 /* Instead of starting argv: brings back the container of the checkpoint
  * o->restore_dir, set up as `run` would have (cgroup, limits, bridge). */
 int sup_restore(struct supervisor *s, char *err, size_t len);

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* Runs argv[0] (PATH lookup) with stdin/stdout on /dev/null; on failure
@@ -22,6 +23,8 @@ char *read_fd_text(int fd);
 /* Reads a whole small file; NULL on error. Caller frees. */
 char *read_text(const char *path);
 bool path_exists(const char *path);
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t now_ms(void);
 /* True while pid runs (a zombie counts as gone). */
 bool pid_alive(pid_t pid);
 /* waitpid through EINTR: the exit code, -1 when killed by a signal. */

@@ -133,7 +133,7 @@ static int ct_remove_storage(struct kvzd *d, const char *name, json_t *cfg, stru
 }
 
 static void ct_argv(struct kvzd *d, const char *name, json_t *cfg, const char *qmp,
-		    const char *console, struct argv *a)
+		    const char *console, const char *const *extra, struct argv *a)
 {
 	char root[300], run[300];
 	ct_root(d, root, sizeof(root));
@@ -186,6 +186,8 @@ static void ct_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 		arg(a, "--seccomp=%s", cfg_str(cfg, "seccomp"));
 	if (json_is_true(json_object_get(cfg, "no_new_privs")))
 		arg(a, "--no-new-privs");
+	for (; extra && *extra; extra++)
+		arg(a, "%s", *extra);
 	arg(a, "--");
 	json_array_foreach(json_object_get(cfg, "command"), i, s)
 		arg(a, "%s", json_string_value(s));
@@ -225,7 +227,11 @@ const struct guest_driver guest_ct_driver = {
 	.disk_dir = "ct",
 	.reserves_memory = false,
 	.no_snapshots = "containers have no snapshots yet (their checkpoint comes with CRIU)",
-	.no_migration = "containers cannot migrate yet (their checkpoint comes with CRIU)",
+	.migrate_resume = ct_migrate_resume,
+	.migrate_send = ct_migrate_send,
+	.migrate_listen = ct_migrate_listen,
+	.migrate_receive = ct_migrate_receive,
+	.migrate_discard = ct_migrate_discard,
 	.config = ct_config,
 	.create_storage = ct_create_storage,
 	.remove_storage = ct_remove_storage,

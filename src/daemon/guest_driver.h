@@ -47,9 +47,10 @@ struct guest_driver {
 	 * what a previous run left at qmp; NULL when there is nothing to do. */
 	int (*prepare_start)(struct kvzd *d, const char *name, json_t *cfg,
 			     const char *qmp, struct op_error *e);
-	/* The supervisor's command line. */
+	/* The supervisor's command line, with the options extra (NULL-
+	 * terminated, may be NULL; a migration's) where its syntax wants them. */
 	void (*argv)(struct kvzd *d, const char *name, json_t *cfg, const char *qmp,
-		     const char *console, struct argv *a);
+		     const char *console, const char *const *extra, struct argv *a);
 	/* After the supervisor answers; NULL when there is nothing to do. */
 	void (*after_start)(struct kvzd *d, const char *name, json_t *cfg);
 	/* Asks a running guest to end within timeout_s and waits for it;
@@ -62,7 +63,8 @@ struct guest_driver {
 	void (*sample)(struct kvzd *d, json_t *g, int64_t now_ms);
 	/* The file whose allocation counts against disk admission. */
 	void (*disk_file)(const struct kvzd *d, const char *name, char *buf, size_t len);
-	/* Migration (migration.h). Source: saves the running guest's state
+	/* Migration (migration.h). Offline (NULL when the kind has none: it
+	 * moves only live, running). Source: saves the running guest's state
 	 * into path (created), leaving it paused; progress as job j. */
 	int (*migrate_save)(struct kvzd *d, struct job *j, json_t *g, const char *path,
 			    struct op_error *e);
@@ -81,8 +83,12 @@ struct guest_driver {
 	int (*migrate_listen)(struct kvzd *d, json_t *g, struct op_error *e);
 	/* Target: hands sock to the waiting supervisor and waits until the
 	 * guest runs, or stopped(arg) says to give up. */
-	int (*migrate_receive)(json_t *g, int sock, bool (*stopped)(void *), void *arg,
-			       char *err, size_t errlen);
+	int (*migrate_receive)(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void *),
+			       void *arg, char *err, size_t errlen);
+	/* Target: removes what a started but never committed incoming guest
+	 * placed on this host beyond its record (after its stop); NULL when
+	 * nothing. */
+	void (*migrate_discard)(struct kvzd *d, json_t *g);
 	/* Adds what clients see beyond the record; NULL when nothing. */
 	void (*view)(struct kvzd *d, json_t *g, json_t *v);
 };
@@ -113,7 +119,15 @@ int vm_migrate_start(struct kvzd *d, json_t *g, const char *path, struct op_erro
 int vm_migrate_send(struct kvzd *d, struct job *j, json_t *g, int sock, json_t *params,
 		    int64_t *downtime_ms, uint64_t *sent, struct op_error *e);
 int vm_migrate_listen(struct kvzd *d, json_t *g, struct op_error *e);
-int vm_migrate_receive(json_t *g, int sock, bool (*stopped)(void *), void *arg, char *err,
-		       size_t errlen);
+int vm_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void *), void *arg,
+		       char *err, size_t errlen);
+/* Containers (migration_ct.c). */
+int ct_migrate_send(struct kvzd *d, struct job *j, json_t *g, int sock, json_t *params,
+		    int64_t *downtime_ms, uint64_t *sent, struct op_error *e);
+void ct_migrate_resume(struct kvzd *d, json_t *g);
+int ct_migrate_listen(struct kvzd *d, json_t *g, struct op_error *e);
+int ct_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void *), void *arg,
+		       char *err, size_t errlen);
+void ct_migrate_discard(struct kvzd *d, json_t *g);
 
 #endif

@@ -184,9 +184,7 @@ int guest_start_locked(struct kvzd *d, json_t *g, const char *const *extra,
 	unlink(console);
 	guest_log_path(d, name, logp, sizeof(logp));
 	struct argv a = {0};
-	drv->argv(d, name, cfg, qmp, console, &a);
-	for (; extra && *extra; extra++)
-		arg(&a, "%s", *extra);
+	drv->argv(d, name, cfg, qmp, console, extra, &a);
 	pid_t pid = sup_spawn(a.v, logp, err, sizeof(err));
 	argv_free(&a);
 	if (pid < 0)

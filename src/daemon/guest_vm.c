@@ -83,7 +83,7 @@ static int vm_prepare_start(struct kvzd *d, const char *name, json_t *cfg, const
 }
 
 static void vm_argv(struct kvzd *d, const char *name, json_t *cfg, const char *qmp,
-		    const char *console, struct argv *a)
+		    const char *console, const char *const *extra, struct argv *a)
 {
 	arg(a, "%s", d->vmm_bin);
 	arg(a, "--name");
@@ -123,6 +123,8 @@ static void vm_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 	}
 	if (json_is_true(json_object_get(cfg, "balloon")))
 		arg(a, "--balloon");
+	for (; extra && *extra; extra++)
+		arg(a, "%s", *extra);
 }
 
 /* As virsh shutdown: the ACPI power button, then the guest's own shutdown;

@@ -32,7 +32,7 @@ bool mig_proof_equal(const char *want, const char *got, size_t len)
 	return diff == 0;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
+int mig_write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;
 	while (len) {
@@ -47,8 +47,7 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-/* 0, or -1 with errno (0 for the end of the stream). */
-static int read_all(int fd, void *buf, size_t len)
+int mig_read_all(int fd, void *buf, size_t len)
 {
 	char *p = buf;
 	while (len) {
@@ -73,7 +72,28 @@ static void put_header(unsigned char h[9], char kind, uint64_t len)
 		h[1 + i] = (unsigned char)(len >> (56 - 8 * i));
 }
 
-static const char *io_why(void)
+int mig_send_header(int sock, char kind, uint64_t len)
+{
+	unsigned char h[9];
+	put_header(h, kind, len);
+	return mig_write_all(sock, h, sizeof(h));
+}
+
+int mig_read_header(int sock, unsigned char *kind, uint64_t *len, char *err, size_t errlen)
+{
+	unsigned char h[9];
+	if (mig_read_all(sock, h, sizeof(h))) {
+		snprintf(err, errlen, "stream cut before its end: %s", mig_io_why());
+		return -1;
+	}
+	*kind = h[0];
+	*len = 0;
+	for (int i = 0; i < 8; i++)
+		*len = *len << 8 | h[1 + i];
+	return 0;
+}
+
+const char *mig_io_why(void)
 {
 	return errno ? strerror(errno) : "the connection was closed";
 }
@@ -91,7 +111,7 @@ int mig_send_file(int sock, char kind, const char *path, mig_progress_fn progres
 	}
 	unsigned char h[9];
 	put_header(h, kind, (uint64_t)st.st_size);
-	int rc = write_all(sock, h, sizeof(h)) ? -1 : 0;
+	int rc = mig_write_all(sock, h, sizeof(h)) ? -1 : 0;
 	char *chunk = rc ? NULL : malloc(CHUNK);
 	uint64_t done = 0;
 	while (rc == 0 && done < (uint64_t)st.st_size) {
@@ -100,7 +120,7 @@ int mig_send_file(int sock, char kind, const char *path, mig_progress_fn progres
 			break;
 		}
 		ssize_t n = pread(fd, chunk, CHUNK, (off_t)done);
-		if (n <= 0 || write_all(sock, chunk, (size_t)n)) {
+		if (n <= 0 || mig_write_all(sock, chunk, (size_t)n)) {
 			rc = -1;
 			break;
 		}
@@ -111,7 +131,7 @@ int mig_send_file(int sock, char kind, const char *path, mig_progress_fn progres
 		}
 	}
 	if (rc == -1)
-		snprintf(err, errlen, "sending %s: %s", path, io_why());
+		snprintf(err, errlen, "sending %s: %s", path, mig_io_why());
 	free(chunk);
 	close(fd);
 	return rc ? -1 : 0;
@@ -121,8 +141,8 @@ int mig_send_end(int sock, int timeout_ms, char *err, size_t errlen)
 {
 	unsigned char h[9];
 	put_header(h, 'E', 0);
-	if (write_all(sock, h, sizeof(h))) {
-		snprintf(err, errlen, "sending the end: %s", io_why());
+	if (mig_write_all(sock, h, sizeof(h))) {
+		snprintf(err, errlen, "sending the end: %s", mig_io_why());
 		return -1;
 	}
 	struct pollfd p = {.fd = sock, .events = POLLIN};
@@ -152,11 +172,11 @@ static int receive_file(int sock, const char *path, uint64_t len, char *err, siz
 		snprintf(err, errlen, "out of memory");
 	for (uint64_t done = 0; rc == 0 && done < len;) {
 		size_t n = len - done < CHUNK ? (size_t)(len - done) : CHUNK;
-		if (read_all(sock, chunk, n)) {
+		if (mig_read_all(sock, chunk, n)) {
 			snprintf(err, errlen, "stream cut after %llu of %llu bytes: %s",
-				 (unsigned long long)done, (unsigned long long)len, io_why());
+				 (unsigned long long)done, (unsigned long long)len, mig_io_why());
 			rc = -1;
-		} else if (write_all(fd, chunk, n)) {
+		} else if (mig_write_all(fd, chunk, n)) {
 			snprintf(err, errlen, "writing %s: %s", path, strerror(errno));
 			rc = -1;
 		}
@@ -190,14 +210,10 @@ static int receive_records(int sock, const struct mig_sink *s, char *err, size_t
 {
 	bool seen_s = false, seen_d = false;
 	for (;;) {
-		unsigned char h[9];
-		if (read_all(sock, h, sizeof(h))) {
-			snprintf(err, errlen, "stream cut before its end: %s", io_why());
-			return -1;
-		}
+		unsigned char h[1];
 		uint64_t len = 0, max = 0;
-		for (int i = 0; i < 8; i++)
-			len = len << 8 | h[1 + i];
+		if (mig_read_header(sock, h, &len, err, errlen))
+			return -1;
 		if (h[0] == 'E')
 			break;
 		const char *path = record_target(s, h[0], &max);
@@ -245,5 +261,5 @@ int mig_receive(int sock, const struct mig_sink *s, char *err, size_t errlen)
 
 int mig_ack(int sock)
 {
-	return write_all(sock, "K", 1);
+	return mig_write_all(sock, "K", 1);
 }

@@ -317,6 +317,11 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 	snprintf(o.state, sizeof(o.state), "%s/state", o.dir);
 	o.params = params;
 	o.live = o.running && !json_is_true(json_object_get(params, "offline"));
+	if (!o.live && !guest_driver_of(o.g)->migrate_save) {
+		op_fail(e, 409, "%s moves only live, while it runs (this kind has no offline migration)",
+			guest);
+		goto out;
+	}
 	job_progress(j, "reserving", 0, 0);
 	req = reservation(d, o.g, o.running, o.live, &o.copy_disk);
 	if (o.live && o.copy_disk) {
@@ -452,12 +457,18 @@ json_t *migration_start(struct kvzd *d, const char *guest, json_t *req, struct o
 		return NULL;
 	}
 	json_t *dl = json_object_get(req, "downtime_ms"), *bw = json_object_get(req, "max_bandwidth");
+	json_t *pre = json_object_get(req, "pre_dumps");
 	if ((dl && (!json_is_integer(dl) || json_integer_value(dl) < 1)) ||
 	    (bw && (!json_is_integer(bw) || json_integer_value(bw) < 1))) {
 		op_fail(e, 400, "downtime_ms and max_bandwidth are positive integers");
 		return NULL;
 	}
-	if (json_is_true(off) && (dl || bw)) {
+	if (pre && (!json_is_integer(pre) || json_integer_value(pre) < 0 ||
+		    json_integer_value(pre) > 10)) {
+		op_fail(e, 400, "pre_dumps (a container's memory copies before the final dump) is 0..10");
+		return NULL;
+	}
+	if (json_is_true(off) && (dl || bw || pre)) {
 		op_fail(e, 400, "downtime and bandwidth limits are for live migration, not offline");
 		return NULL;
 	}
@@ -478,6 +489,8 @@ json_t *migration_start(struct kvzd *d, const char *guest, json_t *req, struct o
 		json_object_set(params, "downtime_ms", dl);
 	if (bw)
 		json_object_set(params, "max_bandwidth", bw);
+	if (pre)
+		json_object_set(params, "pre_dumps", pre);
 	json_t *job = job_submit(d, &migrate_job, guest, params, e);
 	json_decref(params);
 	return job;

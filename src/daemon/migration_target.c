@@ -125,6 +125,8 @@ static void drop_incoming(struct kvzd *d, const char *name, const char *why)
 		g = store_guest_get(d->store, name);
 		if (guest_stop_locked(d, g, 0, true, &e))
 			kvz_warn("%s: %s", name, e.msg);
+		if (guest_driver_of(g)->migrate_discard)
+			guest_driver_of(g)->migrate_discard(d, g);
 	}
 	json_decref(g);
 	char dir[400];
@@ -227,7 +229,7 @@ static int receive_live(struct slot *s, int c, char *err, size_t errlen)
 	if (!g)
 		snprintf(err, errlen, "the incoming record is gone");
 	else
-		rc = guest_driver_of(g)->migrate_receive(g, c, slot_stopped, s, err, errlen);
+		rc = guest_driver_of(g)->migrate_receive(s->d, g, c, slot_stopped, s, err, errlen);
 	json_decref(g);
 	return rc;
 }

@@ -156,9 +156,10 @@ int vm_migrate_listen(struct kvzd *d, json_t *g, struct op_error *e)
 	return guest_start_locked(d, g, extra, e);
 }
 
-int vm_migrate_receive(json_t *g, int sock, bool (*stopped)(void *), void *arg, char *err,
-		       size_t errlen)
+int vm_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void *), void *arg,
+		       char *err, size_t errlen)
 {
+	(void)d;
 	const char *name = cfg_str(g, "name");
 	struct qmp_client *c = qmp_client_connect(cfg_str(g, "qmp"), QMP_TIMEOUT_MS, err, errlen);
 	if (!c)

@@ -677,8 +677,55 @@ static int gapwatch(const char *file)
 	return 0;
 }
 
+/* pair CMD_A CMD_B: a TCP connection on 127.0.0.1 (as kvzd's migration
+ * port), one end to each of two shell commands as $PS_FD; prints their
+ * exit codes; 0 when both succeed. */
+static pid_t pair_run(const char *cmd, int fd, int other)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		char num[16];
+		snprintf(num, sizeof(num), "%d", fd);
+		close(other);
+		setenv("PS_FD", num, 1);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int pair(const char *a, const char *b)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	int l = socket(AF_INET, SOCK_STREAM, 0), c = socket(AF_INET, SOCK_STREAM, 0);
+	if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(l, 1) < 0 ||
+	    getsockname(l, (struct sockaddr *)&sa, &sl) < 0 ||
+	    connect(c, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		perror("pair");
+		return 1;
+	}
+	int s = accept(l, NULL, NULL);
+	close(l);
+	if (s < 0) {
+		perror("pair: accept");
+		return 1;
+	}
+	pid_t pa = pair_run(a, c, s), pb = pair_run(b, s, c);
+	close(c);
+	close(s);
+	int sa_st = 0, sb_st = 0;
+	waitpid(pa, &sa_st, 0);
+	waitpid(pb, &sb_st, 0);
+	int ra = WIFEXITED(sa_st) ? WEXITSTATUS(sa_st) : 128, rb = WIFEXITED(sb_st) ? WEXITSTATUS(sb_st) : 128;
+	printf("PAIR a=%d b=%d\n", ra, rb);
+	return ra || rb;
+}
+
 static int ckpt_probe(int argc, char **argv)
 {
+	if (argc >= 4 && !strcmp(argv[1], "pair"))
+		return pair(argv[2], argv[3]);
 	if (argc >= 4 && !strcmp(argv[1], "dirty"))
 		return dirty(atol(argv[2]), atol(argv[3]));
 	if (!strcmp(argv[1], "gapwatch"))

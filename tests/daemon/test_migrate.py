@@ -64,6 +64,24 @@ def tcp_api(host, method, path, body=None, token=None):
         return r.status, text
 
 
+def pair_up(a, b):
+    """Starts hosts a and b (tokens a.token, b.token), each a node of the
+    other ("a", "b")."""
+    a.start()
+    b.start()
+    a.d.kvz("node", "add", "b", b.url, "--token-file", write_token(a.d, b.token, "b-token"))
+    b.d.kvz("node", "add", "a", a.url, "--token-file", write_token(b.d, a.token, "a-token"))
+
+
+def terminate_pair(a, b):
+    """Stops both kvzd; their logs."""
+    logs = ""
+    for h in (a, b):
+        h.d.terminate()
+        logs += h.d.read_log()
+    return logs
+
+
 @pytest.fixture
 def hosts():
     if not os.path.exists(KVZ_VMM) or not os.path.exists(SNAPCOUNT):
@@ -71,15 +89,9 @@ def hosts():
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         pytest.skip("no usable /dev/kvm on this machine")
     a, b = Host(TOKEN_A), Host(TOKEN_B)
-    a.start()
-    b.start()
-    a.d.kvz("node", "add", "b", b.url, "--token-file", write_token(a.d, TOKEN_B, "b-token"))
-    b.d.kvz("node", "add", "a", a.url, "--token-file", write_token(b.d, TOKEN_A, "a-token"))
+    pair_up(a, b)
     yield a, b
-    logs = ""
-    for h in (a, b):
-        h.d.terminate()
-        logs += h.d.read_log()
+    logs = terminate_pair(a, b)
     a.d.cleanup()
     b.d.cleanup()
     # Under ASan/UBSan (KVZ_BUILD_DIR=build-asan) kvzd's reports fail the test.

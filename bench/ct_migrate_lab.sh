@@ -1,0 +1,100 @@
+#!/bin/sh
+# Downtime of a container migration: kvz's iterative page-server migration
+# (kvz-ct checkpoint --page-server-fd --pre-dumps 2 --hold into kvz-ct
+# page-server over TCP on 127.0.0.1, the final images and the private area
+# copied while held, kvz-ct run --restore at the second "host") against the
+# plain way (runc/LXD: one `criu dump` of the running container, copy the
+# images, `criu restore`: here kvz-ct checkpoint + cp + kvz-ct restore),
+# side by side in ONE nested-lab run (L1 = Debian's 6.1 kernel, where CRIU
+# works; this host's kernel fails `criu check`). Both hosts live in one L1
+# (ct roots and id range registries of their own, one cgroup tree).
+# The container holds MB MiB of touched memory, once idle and once
+# rewriting the next 1% of its pages every 100 ms. Downtime is what the
+# workload sees: ctprobe gapwatch inside records the longest stall of its
+# 1 ms loop, across the move. Also printed: the whole move's time and the
+# bytes of memory sent or written. Absolute times are an emulator's: read
+# the ratios (iterative / plain; lower is better for the iterative move).
+# Usage: bench/ct_migrate_lab.sh [MB] [REPS]   (env: BUILD_DIR, default build)
+set -eu
+here=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-build}
+case $BUILD_DIR in /*) ;; *) BUILD_DIR=$here/$BUILD_DIR ;; esac
+export KVZ_BUILD_DIR="$BUILD_DIR" KVZ_SOURCE_DIR="$here" MB=${1:-256} REPS=${2:-2}
+exec /usr/bin/python3 - <<'PYEOF'
+import os, re, statistics, sys
+src = os.environ["KVZ_SOURCE_DIR"]
+sys.path.insert(0, os.path.join(src, "lab"))
+sys.path.insert(0, os.path.join(src, "tests", "ct"))
+import kvzlab
+import ctlab
+from test_ct_checkpoint_lab import MODULES, SETUP, lab_files
+
+mb, reps = int(os.environ["MB"]), int(os.environ["REPS"])
+kvzlab.bench_require("ct_migrate_lab")
+inner = f"""
+export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin
+R=/tmp/root; mkdir -p $R/bin $R/proc $R/sys $R/dev $R/tmp /tmp/mnt
+cp /bin/busybox $R/bin/ && ln -s busybox $R/bin/sh && cp /ctprobe $R/bin/ && chmod 0777 $R/tmp
+CT=/bin/kvz-ct
+up() {{ cut -d' ' -f1 /proc/uptime; }}
+init() {{ sed -n 's/.*"init-pid": \\([0-9]*\\).*/\\1/p' $1/b.json; }}
+gap() {{ cut -d' ' -f2 /proc/$(init $1)/root/tmp/gap; }}
+truncate -s 192M /tmp/base.img && mkfs.btrfs -q /tmp/base.img && mount -o loop /tmp/base.img /tmp/mnt && cp -a $R/. /tmp/mnt/ && umount /tmp/mnt
+start() {{  # $1: percent dirtied per 100 ms; the container at host A
+  rm -rf /tmp/A /tmp/B /tmp/idA /tmp/idB; mkdir -p /tmp/A/b /tmp/B/b; cp /tmp/base.img /tmp/A/b/private.img
+  KVZ_CT_IDMAP_DIR=/tmp/idA $CT run --name b --run-dir /tmp/runA --ct-root /tmp/A --detach \\
+    --memory {mb + 64}M:{mb + 128}M -- sh -c "ctprobe dirty {mb} $1 & exec ctprobe gapwatch /tmp/gap" || exit 1
+  sleep 3; touch /proc/$(init /tmp/runA)/root/tmp/gap.reset; sleep 0.5  # the start's stalls do not count
+}}
+for pct in 0 1; do
+  for i in $(seq {reps}); do
+    for mode in plain iterative; do
+      start $pct
+      t0=$(up)
+      if [ $mode = plain ]; then
+        KVZ_CT_IDMAP_DIR=/tmp/idA $CT checkpoint --name b --run-dir /tmp/runA --dir /tmp/d >/tmp/steps || exit 1
+        cp -a /tmp/d /tmp/d2 && cp /tmp/A/b/private.img /tmp/B/b/ && {{ [ ! -e /tmp/A/b/idmap ] || cp /tmp/A/b/idmap /tmp/B/b/; }}
+        sed -i 's|/tmp/runA|/tmp/runB|; s|/tmp/A|/tmp/B|' /tmp/d2/kvz-ct.json
+        KVZ_CT_IDMAP_DIR=/tmp/idB $CT restore --name b --dir /tmp/d2 || exit 1
+        bytes=$(sed -n 's/^dump: \\([0-9]*\\) bytes.*/\\1/p' /tmp/steps)
+      else
+        KVZ_CT_IDMAP_DIR=/tmp/idA /ctprobe pair \\
+          "$CT checkpoint --name b --run-dir /tmp/runA --dir /tmp/d --pre-dumps 2 --page-server-fd \\$PS_FD --hold >/tmp/steps" \\
+          "$CT page-server --dir /tmp/d2 --fd \\$PS_FD --pre-dumps 2" >/dev/null || exit 1
+        for f in /tmp/d/*; do [ -f "$f" ] && case "$f" in *.log) ;; *) cp "$f" /tmp/d2/;; esac; done
+        cp /tmp/A/b/private.img /tmp/B/b/ && {{ [ ! -e /tmp/A/b/idmap ] || cp /tmp/A/b/idmap /tmp/B/b/; }}
+        $CT release --name b --run-dir /tmp/runA --end || exit 1
+        while [ -e /tmp/runA/b.json ]; do sleep 0.1; done
+        KVZ_CT_IDMAP_DIR=/tmp/idB $CT run --name b --run-dir /tmp/runB --ct-root /tmp/B --detach \\
+          --memory {mb + 64}M:{mb + 128}M --restore /tmp/d2 -- true || exit 1
+        bytes=$(sed -n 's/^[a-z0-9-]*: \\([0-9]*\\) bytes.*/\\1/p' /tmp/steps | awk '{{s+=$1}} END {{print s}}')
+      fi
+      t1=$(up); sleep 1
+      echo "BENCH $mode $pct $(gap /tmp/runB) $t0 $t1 $bytes"
+      $CT stop --name b --run-dir /tmp/runB --timeout 1
+      rm -rf /tmp/d /tmp/d2
+    done
+  done
+done
+echo BENCH-DONE
+"""
+res = kvzlab.run_in_lab(ctlab.host_script(inner, setup=SETUP),
+                        files=lab_files(), smp=1, mem_mb=1024 + 4 * mb, timeout=1500,
+                        vmm=False, l1_modules=MODULES)
+rows = re.findall(r"^BENCH (\w+) (\d+) (\d+) ([\d.]+) ([\d.]+) (\d+)$", res.output, re.M)
+if "BENCH-DONE" not in res.output:
+    print("\n".join(res.output.splitlines()[-40:]))
+    sys.exit("ct_migrate_lab: the lab script did not finish")
+print(f"migration of a container with {mb} MiB touched, {reps} runs each, in L1 (QEMU TCG):")
+for pct, what in (("0", "idle"), ("1", "dirtying 1%/100 ms")):
+    med = {}
+    for mode in ("plain", "iterative"):
+        r = [x for x in rows if x[0] == mode and x[1] == pct]
+        med[mode] = (statistics.median(int(x[2]) / 1000 for x in r),
+                     statistics.median(float(x[4]) - float(x[3]) for x in r),
+                     statistics.median(int(x[5]) / 2**20 for x in r))
+        print(f"  {what:20} {mode:9}: downtime {med[mode][0]:8.1f} ms  total {med[mode][1]:6.1f} s"
+              f"  memory {med[mode][2]:7.1f} MiB")
+    print(f"  {what:20} downtime ratio iterative/plain: {med['iterative'][0] / med['plain'][0]:.2f}"
+          f"  (total {med['iterative'][1] / med['plain'][1]:.2f}, bytes {med['iterative'][2] / med['plain'][2]:.2f})")
+PYEOF

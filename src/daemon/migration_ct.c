@@ -1,0 +1,463 @@
+/* The container's part of a migration (guest_driver.h migrate_*; the
+ * stream is ct_stream.h). Source: the private image is copied while the
+ * container runs, then `kvz-ct checkpoint --page-server-fd --hold` sends
+ * its memory over the same socket to the target's `kvz-ct page-server`
+ * (K pre-dumps while it runs, then the final dump) and leaves it frozen;
+ * the final dump's other images and what changed in the private image
+ * follow; the target restores it (`kvz-ct run --restore`) and confirms.
+ * Only after the commit does the source end its frozen copy (a stop);
+ * any failure before resumes it (`kvz-ct release --resume`). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "argv_build.h"
+#include "ct_stream.h"
+#include "file_copy.h"
+#include "guest_config.h"
+#include "guest_driver.h"
+#include "guest_locks.h"
+#include "log.h"
+#include "mig_stream.h"
+#include "migration.h"
+#include "store.h"
+
+/* The target restores before it confirms: minutes for a large container
+ * under emulation. */
+#define RESTORE_CONFIRM_MS (10 * 60 * 1000)
+#define DEFAULT_PRE_DUMPS 2
+/* The migration port's read timeout (migration_target.c's 30 s) while
+ * CRIU's page server reads: a pre-dump of a large container sends its
+ * first page only after it has seized and scanned every task. */
+#define PAGES_READ_TIMEOUT_S 600
+#define STREAM_READ_TIMEOUT_S 30
+/* A cancelled helper gets this long after SIGTERM before SIGKILL. */
+#define HELPER_KILL_GRACE_MS 30000
+
+static void ct_dir(const struct kvzd *d, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/ct/%s", d->state_dir, name);
+}
+
+static void images_dir(const struct kvzd *d, const char *name, char *buf, size_t len)
+{
+	migration_dir(d, name, buf, len);
+	snprintf(buf + strlen(buf), len - strlen(buf), "/images");
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- running kvz-ct with the migration socket ---- */
+
+struct helper {
+	bool (*stop)(void *);
+	void *arg;
+	char out[2048]; /* what it printed (stdout and stderr), the last part */
+	size_t n;
+};
+
+static void collect(struct helper *h, int fd)
+{
+	char buf[512];
+	ssize_t r;
+	while ((r = read(fd, buf, sizeof(buf))) > 0) {
+		size_t k = (size_t)r;
+		if (h->n + k >= sizeof(h->out)) {
+			size_t drop = h->n + k - (sizeof(h->out) - 1);
+			drop = drop > h->n ? h->n : drop;
+			memmove(h->out, h->out + drop, h->n - drop);
+			h->n -= drop;
+			k = k > sizeof(h->out) - 1 - h->n ? sizeof(h->out) - 1 - h->n : k;
+		}
+		memcpy(h->out + h->n, buf, k);
+		h->n += k;
+		h->out[h->n] = 0;
+	}
+}
+
+static void child_exec(char *const argv[], int sock, int out)
+{
+	/* kvzd's threads block the signals its signalfd takes: the helper
+	 * must see the SIGTERM that cancels it. */
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	int null = open("/dev/null", O_RDONLY);
+	if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0 ||
+	    (sock >= 0 && fcntl(sock, F_SETFD, 0) < 0))
+		_exit(126);
+	execv(argv[0], argv);
+	dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+/* Runs argv with sock inherited under its number until it ends; once
+ * h->stop(h->arg) says so it is asked to end (SIGTERM), then killed.
+ * Returns its exit code, -1 when it could not run or was killed. */
+static int run_helper(char *const argv[], int sock, struct helper *h)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0)
+		child_exec(argv, sock, p[1]);
+	close(p[1]);
+	if (pid < 0) {
+		close(p[0]);
+		return -1;
+	}
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	int status = 0;
+	int64_t term_at = 0;
+	while (waitpid(pid, &status, WNOHANG) != pid) {
+		struct pollfd pf = {.fd = p[0], .events = POLLIN};
+		poll(&pf, 1, 100);
+		collect(h, p[0]);
+		if (!term_at && h->stop && h->stop(h->arg)) {
+			term_at = mono_ms();
+			kill(pid, SIGTERM);
+		} else if (term_at && mono_ms() - term_at > HELPER_KILL_GRACE_MS) {
+			kill(pid, SIGKILL);
+		}
+	}
+	collect(h, p[0]);
+	close(p[0]);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The helper's last line: its error. */
+static const char *last_line(struct helper *h)
+{
+	while (h->n && h->out[h->n - 1] == '\n')
+		h->out[--h->n] = 0;
+	const char *nl = strrchr(h->out, '\n');
+	return nl ? nl + 1 : h->out[0] ? h->out : "no message";
+}
+
+/* ---- source ---- */
+
+struct ct_out {
+	struct kvzd *d;
+	struct job *j;
+	const char *name;
+	int sock;
+	uint64_t sent;
+	int64_t dump_ms; /* how long the final dump froze it */
+};
+
+static bool disk_progress(void *arg, uint64_t done)
+{
+	struct ct_out *o = arg;
+	job_progress(o->j, "copying the private area", done, 0);
+	return !job_cancelled(o->j);
+}
+
+static bool job_stop(void *arg)
+{
+	return job_cancelled(arg);
+}
+
+/* The helper's lines "STEP: N bytes of memory sent, M ms". */
+static void read_steps(struct ct_out *o, const char *text)
+{
+	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		char step[32];
+		unsigned long long bytes, ms;
+		if (sscanf(l, "%31[^:]: %llu bytes of memory sent, %llu ms", step, &bytes, &ms) != 3)
+			continue;
+		o->sent += bytes;
+		if (!strcmp(step, "dump"))
+			o->dump_ms = (int64_t)ms;
+	}
+}
+
+static int checkpoint(struct ct_out *o, const char *dir, int pre, struct op_error *e)
+{
+	char run[300];
+	snprintf(run, sizeof(run), "%s/ct", o->d->run_dir);
+	unsigned char k = (unsigned char)pre;
+	if (mig_send_header(o->sock, 'C', 1) || mig_write_all(o->sock, &k, 1))
+		return op_fail(e, 502, "%s: sending the checkpoint: %s", o->name, mig_io_why());
+	struct argv a = {0};
+	arg(&a, "%s", o->d->ct_bin);
+	arg(&a, "checkpoint");
+	arg(&a, "--name");
+	arg(&a, "%s", o->name);
+	arg(&a, "--run-dir");
+	arg(&a, "%s", run);
+	arg(&a, "--dir");
+	arg(&a, "%s", dir);
+	arg(&a, "--pre-dumps");
+	arg(&a, "%d", pre);
+	arg(&a, "--page-server-fd");
+	arg(&a, "%d", o->sock);
+	arg(&a, "--hold");
+	char phase[64];
+	snprintf(phase, sizeof(phase), "checkpoint: %d pre-dumps, then the final dump", pre);
+	job_progress(o->j, phase, o->sent, 0);
+	struct helper h = {.stop = job_stop, .arg = o->j};
+	int rc = run_helper(a.v, o->sock, &h);
+	argv_free(&a);
+	if (rc != 0)
+		return op_fail(e, job_cancelled(o->j) ? 409 : 502, "%s",
+			       job_cancelled(o->j) ? "cancelled" : last_line(&h));
+	read_steps(o, h.out);
+	return 0;
+}
+
+/* While frozen: the final dump's images, then the private image's delta. */
+static int send_frozen_part(struct ct_out *o, const char *dir, int disk,
+			    struct ct_disk_sums *sums, struct op_error *e)
+{
+	char err[400];
+	uint64_t n = 0;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return op_fail(e, 500, "%s: %s", dir, strerror(errno));
+	job_progress(o->j, "sending the final images", o->sent, 0);
+	int rc = ct_send_images(o->sock, dfd, &n, err, sizeof(err));
+	close(dfd);
+	o->sent += n;
+	n = 0;
+	if (rc == 0) {
+		job_progress(o->j, "sending the private area's changes", o->sent, 0);
+		rc = ct_send_disk_delta(o->sock, disk, sums, &n, err, sizeof(err));
+		o->sent += n;
+	}
+	return rc ? op_fail(e, 502, "%s: %s", o->name, err) : 0;
+}
+
+static int send_all(struct ct_out *o, json_t *params, int64_t *frozen_at, struct op_error *e)
+{
+	char dir[400], disk_path[400], err[400], top[300], mine[400];
+	snprintf(top, sizeof(top), "%s/migrations", o->d->state_dir);
+	migration_dir(o->d, o->name, mine, sizeof(mine));
+	images_dir(o->d, o->name, dir, sizeof(dir));
+	remove_tree(dir);
+	if ((mkdir(top, 0700) < 0 && errno != EEXIST) || (mkdir(mine, 0700) < 0 && errno != EEXIST) ||
+	    mkdir(dir, 0700) < 0)
+		return op_fail(e, 500, "cannot create %s: %s", dir, strerror(errno));
+	guest_ct_driver.disk_file(o->d, o->name, disk_path, sizeof(disk_path));
+	int disk = open(disk_path, O_RDONLY | O_CLOEXEC);
+	if (disk < 0)
+		return op_fail(e, 500, "%s: %s", disk_path, strerror(errno));
+	struct ct_disk_sums sums = {0};
+	uint64_t n = 0;
+	int rc = ct_send_disk(o->sock, disk, &sums, disk_progress, o, &n, err, sizeof(err));
+	o->sent += n;
+	if (rc)
+		rc = op_fail(e, strcmp(err, "cancelled") ? 502 : 409, "%s", err);
+	json_t *pre = json_object_get(params, "pre_dumps");
+	if (rc == 0)
+		rc = checkpoint(o, dir, pre ? (int)json_integer_value(pre) : DEFAULT_PRE_DUMPS, e);
+	if (rc == 0) {
+		*frozen_at = mono_ms() - o->dump_ms;
+		rc = send_frozen_part(o, dir, disk, &sums, e);
+	}
+	ct_disk_sums_free(&sums);
+	close(disk);
+	if (rc == 0) {
+		job_progress(o->j, "restoring on the target", o->sent, o->sent);
+		if (mig_send_end(o->sock, RESTORE_CONFIRM_MS, err, sizeof(err)))
+			rc = op_fail(e, 502, "%s: %s", o->name, err);
+	}
+	return rc;
+}
+
+int ct_migrate_send(struct kvzd *d, struct job *j, json_t *g, int sock, json_t *params,
+		    int64_t *downtime_ms, uint64_t *sent, struct op_error *e)
+{
+	struct ct_out o = {.d = d, .j = j, .name = cfg_str(g, "name"), .sock = sock};
+	int64_t frozen_at = 0;
+	int rc = send_all(&o, params, &frozen_at, e);
+	/* Frozen until the target confirmed it runs; the commit that
+	 * follows is a moment more. */
+	*downtime_ms = frozen_at ? mono_ms() - frozen_at : 0;
+	*sent = o.sent;
+	char dir[400];
+	images_dir(d, o.name, dir, sizeof(dir));
+	remove_tree(dir);
+	return rc;
+}
+
+/* A failed migration: the frozen container runs on. Not held (the
+ * failure came before the final dump): nothing to do. */
+void ct_migrate_resume(struct kvzd *d, json_t *g)
+{
+	char run[300];
+	snprintf(run, sizeof(run), "%s/ct", d->run_dir);
+	struct argv a = {0};
+	arg(&a, "%s", d->ct_bin);
+	arg(&a, "release");
+	arg(&a, "--name");
+	arg(&a, "%s", cfg_str(g, "name"));
+	arg(&a, "--run-dir");
+	arg(&a, "%s", run);
+	arg(&a, "--resume");
+	struct helper h = {0};
+	int rc = run_helper(a.v, -1, &h);
+	argv_free(&a);
+	if (rc != 0 && !strstr(h.out, "is not held"))
+		kvz_warn("%s: resuming after the failed migration: %s", cfg_str(g, "name"),
+			 last_line(&h));
+}
+
+/* ---- target ---- */
+
+int ct_migrate_listen(struct kvzd *d, json_t *g, struct op_error *e)
+{
+	(void)d;
+	(void)g;
+	(void)e;
+	return 0; /* the supervisor starts once everything is here */
+}
+
+struct ct_in {
+	struct kvzd *d;
+	const char *images;
+	bool (*stopped)(void *);
+	void *arg;
+};
+
+static int receive_pages(void *opaque, int sock, int pre, char *err, size_t len)
+{
+	struct ct_in *in = opaque;
+	struct argv a = {0};
+	arg(&a, "%s", in->d->ct_bin);
+	arg(&a, "page-server");
+	arg(&a, "--dir");
+	arg(&a, "%s", in->images);
+	arg(&a, "--fd");
+	arg(&a, "%d", sock);
+	arg(&a, "--pre-dumps");
+	arg(&a, "%d", pre);
+	struct helper h = {.stop = in->stopped, .arg = in->arg};
+	struct timeval slow = {.tv_sec = PAGES_READ_TIMEOUT_S}, usual = {.tv_sec = STREAM_READ_TIMEOUT_S};
+	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &slow, sizeof(slow));
+	int rc = run_helper(a.v, sock, &h);
+	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &usual, sizeof(usual));
+	argv_free(&a);
+	if (rc != 0)
+		snprintf(err, len, "receiving the memory: %s", last_line(&h));
+	return rc ? -1 : 0;
+}
+
+/* The private area as kvz-ct create leaves it: the id range (as the
+ * source recorded it) and an empty image to fill. */
+static int make_private(struct kvzd *d, json_t *g, int *disk, char *err, size_t len)
+{
+	char dir[400], path[450];
+	const char *name = cfg_str(g, "name");
+	ct_dir(d, name, dir, sizeof(dir));
+	json_t *idmap = json_object_get(json_object_get(g, "config"), "idmap");
+	if (mkdir(dir, 0755) < 0) {
+		snprintf(err, len, "cannot create %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/idmap", dir);
+	if (json_is_object(idmap) && json_dump_file(idmap, path, 0) < 0) {
+		snprintf(err, len, "cannot write %s", path);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/private.img", dir);
+	*disk = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (*disk < 0) {
+		snprintf(err, len, "cannot create %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The supervisor restores the checkpoint; the record stays "incoming"
+ * until the commit. */
+static int restore(struct kvzd *d, const char *name, const char *images, char *err, size_t len)
+{
+	struct op_error e = {0};
+	guest_lock(d, name);
+	store_guest_set_state(d->store, name, "stopped");
+	json_t *g = store_guest_get(d->store, name);
+	const char *extra[] = {"--restore", images, NULL};
+	int rc = g ? guest_start_locked(d, g, extra, &e) : op_fail(&e, 500, "%s is gone", name);
+	store_guest_set_state(d->store, name, "incoming");
+	json_decref(g);
+	guest_unlock(d, name);
+	if (rc)
+		snprintf(err, len, "restoring %s: %s", name, e.msg);
+	return rc;
+}
+
+/* Whether the record has a supervisor (the restore started one). */
+static bool restored(struct kvzd *d, const char *name)
+{
+	json_t *g = store_guest_get(d->store, name);
+	bool has = g && json_integer_value(json_object_get(g, "pid")) > 0;
+	json_decref(g);
+	return has;
+}
+
+int ct_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void *), void *arg,
+		       char *err, size_t errlen)
+{
+	const char *name = cfg_str(g, "name");
+	char images[400], cdir[400];
+	images_dir(d, name, images, sizeof(images));
+	ct_dir(d, name, cdir, sizeof(cdir));
+	int disk = -1, rc = -1;
+	int dfd = mkdir(images, 0700) == 0 ? open(images, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (dfd < 0)
+		snprintf(err, errlen, "cannot create %s: %s", images, strerror(errno));
+	else if (make_private(d, g, &disk, err, errlen) == 0) {
+		struct ct_in in = {.d = d, .images = images, .stopped = stopped, .arg = arg};
+		json_int_t max = json_integer_value(json_object_get(json_object_get(g, "config"),
+								    "disk_size"));
+		struct ct_sink s = {.images_fd = dfd, .disk_fd = disk,
+				    .max_disk = max > 0 ? (uint64_t)max : 0,
+				    .pages = receive_pages, .arg = &in};
+		rc = ct_stream_receive(sock, &s, err, errlen);
+	}
+	bool made = disk >= 0;
+	if (disk >= 0)
+		close(disk);
+	if (dfd >= 0)
+		close(dfd);
+	if (rc == 0 && stopped(arg)) {
+		snprintf(err, errlen, "discarded");
+		rc = -1;
+	}
+	if (rc == 0)
+		rc = restore(d, name, images, err, errlen);
+	if (rc == 0 && mig_ack(sock)) {
+		snprintf(err, errlen, "the source went away before the confirmation");
+		rc = -1;
+	}
+	/* A restored one is stopped by the caller's clean-up first, which
+	 * then calls ct_migrate_discard. */
+	if (rc && made && json_integer_value(json_object_get(g, "pid")) <= 0 && !restored(d, name))
+		remove_tree(cdir);
+	return rc;
+}
+
+/* What an incoming migration that restored but did not commit left (its
+ * supervisor stopped already): the private area. */
+void ct_migrate_discard(struct kvzd *d, json_t *g)
+{
+	char dir[400];
+	ct_dir(d, cfg_str(g, "name"), dir, sizeof(dir));
+	remove_tree(dir);
+}
