@@ -15,7 +15,7 @@ static const struct {
 	{"create", cmd_create}, {"run", cmd_run},         {"exec", cmd_exec},
 	{"set", cmd_set},       {"stop", cmd_stop},       {"destroy", cmd_destroy},
 	{"backup", cmd_backup}, {"restore", cmd_restore}, {"list", cmd_list},
-	{"checkpoint", cmd_checkpoint},
+	{"checkpoint", cmd_checkpoint}, {"vm-image", cmd_vm_image},
 };
 
 /* restore --dir D is a checkpoint's, restore --input FILE a backup's. */
@@ -30,7 +30,7 @@ static bool restores_checkpoint(int argc, char **argv)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: kvz-ct COMMAND [OPTIONS]\n"
-		   "commands: create run exec set stop destroy backup restore list checkpoint\n"
+		   "commands: create run exec set stop destroy backup restore list checkpoint vm-image\n"
 		   "see docs/architecture.md (kvz-ct) for the options of each\n");
 }
 
@@ -55,7 +55,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);
-	kvz_error("unknown command '%s' (want create, run, exec, set, stop, destroy, backup, restore, list or checkpoint)",
+	kvz_error("unknown command '%s' (want create, run, exec, set, stop, destroy, backup, restore, list, checkpoint or vm-image)",
 		  argv[1]);
 	return 2;
 }
