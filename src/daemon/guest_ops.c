@@ -24,6 +24,7 @@
 #include "storage.h"
 #include "store.h"
 #include "supervisor.h"
+#include "vm_create.h"
 
 #define START_TIMEOUT_MS 30000
 #define QMP_TIMEOUT_MS 5000
@@ -61,8 +62,9 @@ static int socket_paths(const struct kvzd *d, const char *type, const char *name
 
 /* ---- create ---- */
 
-int guest_create(struct kvzd *d, json_t *req, struct op_error *e)
+int guest_create(struct kvzd *d, json_t *req, json_t **job, struct op_error *e)
 {
+	*job = NULL;
 	if (!json_is_object(req))
 		return op_fail(e, 400, "the body must be a JSON object");
 	const char *name = cfg_str(req, "name");
@@ -93,6 +95,17 @@ int guest_create(struct kvzd *d, json_t *req, struct op_error *e)
 	pthread_mutex_unlock(&d->disk_lock);
 	if (bad)
 		goto out;
+	if (drv->kind == GUEST_VM && vm_create_is_job(cfg)) {
+		/* Minutes for a new template: the job makes the disk and the
+		 * guest is "creating" until then (vm_create.h). */
+		*job = vm_create_submit(d, name, req, e);
+		if (!*job)
+			store_guest_delete(d->store, name);
+		else
+			store_event_add(d->store, name, "creating", drv->type);
+		rc = *job ? 0 : -1;
+		goto out;
+	}
 	if (drv->create_storage(d, name, cfg, e)) {
 		store_guest_delete(d->store, name);
 		goto out;
@@ -422,6 +435,26 @@ void guests_autostart(struct kvzd *d)
 	json_decref(list);
 }
 
+/* kvz-vmm ends when its guest reboots (a reset re-reads nothing from the
+ * disk); a VM that boots from its own disk (template, import) comes back,
+ * with the kernel it has now, as a real machine would. VMs booting a
+ * kernel the user named keep stopping on a reboot, as before. Lock held. */
+static void restart_after_reboot(struct kvzd *d, const char *name)
+{
+	json_t *g = store_guest_get(d->store, name);
+	if (!g || guest_driver_of(g)->kind != GUEST_VM ||
+	    !json_object_get(json_object_get(g, "config"), "boot")) {
+		json_decref(g);
+		return;
+	}
+	struct op_error e;
+	if (guest_start_locked(d, g, NULL, &e) == 0)
+		store_event_add(d->store, name, "rebooted", "the guest rebooted: started again");
+	else
+		kvz_warn("%s: the guest rebooted but did not start again: %s", name, e.msg);
+	json_decref(g);
+}
+
 bool guest_check_alive(struct kvzd *d, const char *name)
 {
 	json_t *g = store_guest_get(d->store, name);
@@ -462,6 +495,8 @@ bool guest_check_alive(struct kvzd *d, const char *name)
 		store_guest_set_state(d->store, name, ev);
 		store_event_add(d->store, name, ev, detail);
 		kvz_info("%s: %s", name, detail);
+		if (strstr(detail, "(guest-reset)"))
+			restart_after_reboot(d, name);
 	}
 	guest_unlock(d, name);
 	json_decref(g);

@@ -132,10 +132,13 @@ bool guests_route(struct api_req *r, struct api_resp *resp)
 		} else if (!strcmp(r->method, "POST")) {
 			struct op_error e;
 			const char *name = json_string_value(json_object_get(r->body, "name"));
+			json_t *job = NULL;
 			if (!r->body)
 				api_error(resp, 400, "POST /v1/guests needs a JSON body");
-			else if (guest_create(r->d, r->body, &e))
+			else if (guest_create(r->d, r->body, &job, &e))
 				api_error(resp, e.status, "%s", e.msg);
+			else if (job)
+				api_json(resp, 202, job);
 			else
 				reply_guest(r, resp, name, 201);
 		} else {

@@ -29,6 +29,7 @@
 #include "peer_client.h"
 #include "qmp_watch.h"
 #include "snapshots.h"
+#include "vm_create.h"
 #include "store.h"
 #include "supervisor.h"
 #include "token_file.h"
@@ -422,7 +423,7 @@ int main(int argc, char **argv)
 	guests_adopt_all(&d);
 	/* After adoption: recovering a snapshot job may resume its VM. */
 	static const struct job_kind *const job_kinds[] = {
-		&snapshot_create_job, &snapshot_restore_job, &migrate_job, NULL,
+		&snapshot_create_job, &snapshot_restore_job, &migrate_job, &vm_create_job, NULL,
 	};
 	if (jobs_init(&d, job_kinds, err, sizeof(err))) {
 		kvz_error("%s", err);
