@@ -226,10 +226,19 @@ static int grow(const struct vm_image_opts *o, char *err, size_t len)
 	}
 	char fs[PATH_MAX + 32];
 	fs_arg(o->out, fs, sizeof(fs));
-	const char *resize[] = {"resize2fs", "-f", fs, NULL};
+	/* resize2fs would take the whole file, offset included, as the device. */
+	char blocks[32];
+	snprintf(blocks, sizeof(blocks), "%lluK", (unsigned long long)(sectors / 2));
+	const char *resize[] = {"resize2fs", "-f", fs, blocks, NULL};
 	const char *uuid[] = {"tune2fs", "-U", "random", fs, NULL};
 	if (run_quiet(resize, err, len) < 0)
 		return -1;
+	/* ... and sets a regular file's length to the file system's, without
+	 * the offset: the disk's own size again. */
+	if (truncate(o->out, (off_t)o->size) < 0) {
+		snprintf(err, len, "cannot size %s: %s", o->out, strerror(errno));
+		return -1;
+	}
 	return run_quiet(uuid, err, len);
 }
 

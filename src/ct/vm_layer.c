@@ -208,10 +208,11 @@ static int build_layer(const char *template, const char *cache_dir, const char *
 	int rc = archiver_unpack(tar, tree, err, len);
 	if (rc == 0)
 		rc = write_layer_files(tree, err, len);
-	if (rc == 0)
-		rc = install_packages(tree, err, len);
+	/* The link before the kernel's package, whose initramfs takes it. */
 	if (rc == 0)
 		rc = layer_links(tree, err, len);
+	if (rc == 0)
+		rc = install_packages(tree, err, len);
 	if (rc == 0)
 		rc = make_disk(tree, part, err, len);
 	if (rc == 0 && rename(part, out) < 0) {

@@ -108,7 +108,7 @@ static void vm_boot_argv(json_t *cfg, struct argv *a)
 		arg(a, "%s", cfg_str(cfg, "cmdline"));
 	} else if (cfg_str(cfg, "boot_root")) {
 		arg(a, "--cmdline");
-		arg(a, "console=ttyS0 root=%s ro", cfg_str(cfg, "boot_root"));
+		arg(a, "console=ttyS0 root=%s ro net.ifnames=0", cfg_str(cfg, "boot_root"));
 	}
 }
 

@@ -6,6 +6,7 @@ made by the real kvz-ct vm-image. Attack tests: credentials never stored
 or shown, imports confined to --images-dir, failures and cancels leave
 nothing, hostile values refused."""
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -96,6 +97,11 @@ def test_template_vm_created_and_booted_from_its_disk(d, tmp_path):
     assert cfg["boot"] == "direct" and cfg["template"] == "debian"
     img = cfg["disk_path"]
     assert os.path.getsize(img) == 3 << 30
+    # The file system fills its partition, which fills the disk.
+    sb = subprocess.run(["dumpe2fs", "-h", img + FS], capture_output=True, text=True).stdout
+    blocks = int(re.search(r"Block count:\s+(\d+)", sb).group(1))
+    bsize = int(re.search(r"Block size:\s+(\d+)", sb).group(1))
+    assert blocks * bsize == (3 << 30) - (1 << 20)
     # The disk holds what was asked for.
     assert debugfs_cat(img, "/etc/hostname") == "web\n"
     assert "address 10.10.0.50/24" in debugfs_cat(img, "/etc/network/interfaces")
@@ -113,7 +119,7 @@ def test_template_vm_created_and_booted_from_its_disk(d, tmp_path):
     argv = argv_of(d, "web")
     kernel = argv[argv.index("--kernel") + 1]
     assert kernel == os.path.join(d.state, "boot", "web", "vmlinuz")
-    assert argv[argv.index("--cmdline") + 1] == "console=ttyS0 root=/dev/vda1 ro"
+    assert argv[argv.index("--cmdline") + 1] == "console=ttyS0 root=/dev/vda1 ro net.ifnames=0"
     assert argv[argv.index("--net") + 1].startswith("tap=kvzweb,bridge=kvzbr0")
     ver = [n for n in subprocess.run(["debugfs", "-R", "ls /boot", img + FS],
                                      capture_output=True, text=True).stdout.split()

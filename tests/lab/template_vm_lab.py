@@ -40,7 +40,7 @@ ip link set lo up
 ip link add br0 type bridge && ip addr add 10.10.0.1/24 dev br0 && ip link set br0 up
 mkfifo /tmp/in
 exec 3<>/tmp/in
-CMDLINE="console=ttyS0 root=/dev/vda1 ro"
+CMDLINE="console=ttyS0 root=/dev/vda1 ro net.ifnames=0"
 start_vm() {
   : > /tmp/con
   T0=$(cut -d' ' -f1 /proc/uptime)
