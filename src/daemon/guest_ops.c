@@ -187,6 +187,8 @@ int guest_start_locked(struct kvzd *d, json_t *g, const char *const *extra,
 	json_t *cfg = json_object_get(g, "config");
 	if (!strcmp(cfg_str(g, "state"), "running"))
 		return op_fail(e, 409, "guest %s is already running", name);
+	if (!strcmp(cfg_str(g, "state"), "creating"))
+		return op_fail(e, 409, "guest %s is still being created", name);
 	char qmp[108], console[108], logp[400], err[300];
 	if (socket_paths(d, drv->type, name, qmp, console, e))
 		return -1;

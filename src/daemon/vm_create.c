@@ -302,6 +302,8 @@ int vm_boot_prepare(struct kvzd *d, const char *name, json_t *cfg, struct op_err
 	const char *boot = cfg_str(cfg, "boot");
 	if (!boot || strcmp(boot, "direct") || cfg_str(cfg, "kernel"))
 		return 0;
+	if (!cfg_str(cfg, "disk_path"))
+		return op_fail(e, 409, "%s has no disk to boot from", name);
 	char dir[400], err[600];
 	if (private_dir(d, "boot", name, dir, sizeof(dir), e))
 		return -1;

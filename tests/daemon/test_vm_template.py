@@ -153,6 +153,9 @@ def test_cancelled_create_leaves_nothing(d, tmp_path):
                                            "root_password": "pw", "disk": "2G"})
     assert st == 202 and job["type"] == "vm-create"
     time.sleep(1.5)
+    # Listed as being created while the job runs (a start would wait for it).
+    states = [g["state"] for g in d.kvz_json("list")]
+    assert states in ([], ["creating"]), states
     d.kvz("job", "cancel", str(job["id"]), check=False)
     end = d.wait_for(lambda: (lambda j: j if j["state"] not in ("queued", "running") else None)(
         d.kvz_json("job", "show", str(job["id"]))), timeout=60, what="the job to end")
