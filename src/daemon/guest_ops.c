@@ -488,8 +488,13 @@ bool guest_check_alive(struct kvzd *d, const char *name)
 			snprintf(detail, sizeof(detail), "supervisor pid %d killed by signal %d",
 				 pid, WTERMSIG(status));
 		else if (WEXITSTATUS(status) == 0) {
+			/* Ended before the watcher connected: kvz-vmm's last line
+			 * says whether the guest reset itself. */
+			char tail[400];
+			log_tail(d, name, tail, sizeof(tail));
 			ev = "stopped";
-			snprintf(detail, sizeof(detail), "guest shut down");
+			snprintf(detail, sizeof(detail), "guest shut down%s",
+				 strstr(tail, "stopped: guest reset") ? " (guest-reset)" : "");
 		} else
 			snprintf(detail, sizeof(detail), "supervisor pid %d exited with status %d",
 				 pid, WEXITSTATUS(status));

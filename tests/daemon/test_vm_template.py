@@ -9,6 +9,7 @@ import json
 import re
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -278,3 +279,36 @@ def test_import_attacks(d, tmp_path):
     r = d.kvz("start", "evil", check=False)
     assert r.returncode == 1 and "cannot boot it directly" in r.stderr
     assert not os.path.exists(os.path.join(d.state, "boot", "evil", "vmlinuz.partial"))
+
+
+@need_e2fs
+def test_reboot_inside_comes_back(d, tmp_path):
+    """kvz-vmm ends when its guest resets: a VM booting from its own disk is
+    started again (with the kernel its disk has now); one booting a kernel of
+    the user's stays stopped, as before."""
+    imgdir = d.images_dirs[0]
+    src = make_disk(tmp_path, {"boot/vmlinuz-1": b"K1", "boot/initrd.img-1": b"I1"})
+    shutil.copy(src, os.path.join(imgdir, "r.img"))
+    d.kvz("create", "vm", "r", "--import", os.path.join(imgdir, "r.img"))
+    d.kvz("start", "r")
+    pid = d.guest("r")["pid"]
+    # The guest installs a newer kernel, then reboots.
+    disk = d.guest("r")["config"]["disk_path"]
+    for name, data in (("vmlinuz-2", b"K2"), ("initrd.img-2", b"I2")):
+        local = tmp_path / name
+        local.write_bytes(data)
+        subprocess.run(["debugfs", "-w", "-R", f"write {local} /boot/{name}", disk + FS],
+                       check=True, capture_output=True)
+    os.kill(pid, signal.SIGHUP)
+    g = d.wait_for(lambda: (lambda g: g if g["state"] == "running" and g["pid"] != pid else None)(
+        d.guest("r")), timeout=30, what="the VM to come back after its reboot")
+    assert any(e["type"] == "rebooted" for e in d.events("r"))
+    argv = argv_of(d, "r")
+    with open(argv[argv.index("--kernel") + 1], "rb") as f:
+        assert f.read() == b"K2"
+    d.kvz("create", "vm", "plain", "--kernel", d.kernel)
+    d.kvz("start", "plain")
+    os.kill(d.guest("plain")["pid"], signal.SIGHUP)
+    d.wait_for(lambda: d.guest("plain")["state"] == "stopped", timeout=30, what="plain to stop")
+    time.sleep(2)
+    assert d.guest("plain")["state"] == "stopped"
