@@ -56,11 +56,11 @@ try:
     # ---- boot to the login prompt in the lab ----
     cmdline = "console=ttyS0 root=/dev/vda1 ro net.ifnames=0"
     kvz = (f"kvz-vmm --kernel /tmpl/vmlinuz --initrd /tmpl/initrd.img --cmdline '{cmdline}' "
-           "--memory 512M --cpus 1 --disk /dev/vda --seccomp off")
+           "--memory 512M --cpus 1 --disk /dev/vda --rng --seccomp off")
     qemu = ("qemu-system-x86_64 -L " + kvzlab.QEMU_DATA_L1 + " -accel kvm -cpu host -smp 1 "
             "-m 512M -nodefaults -display none -serial stdio -no-reboot "
             f"-kernel /tmpl/vmlinuz -initrd /tmpl/initrd.img -append '{cmdline}' "
-            "-drive file=/dev/vda,if=virtio,format=raw")
+            "-drive file=/dev/vda,if=virtio,format=raw -device virtio-rng-pci")
     lines = ["set -u"]
     for i in range(reps):
         # The same disk (L1's /dev/vda) for both, alternately: each boot finds

@@ -64,10 +64,11 @@ static const struct {
 } layer_files[] = {
 	{"etc/dpkg/dpkg.cfg.d/kvz-vm", dpkg_excludes},
 	/* A small initramfs with what a kvz VM's root needs, instead of
-	 * "most" (every storage driver). */
+	 * "most" (every storage driver); virtio-rng at once, or the first
+	 * getrandom() (sshd's) can wait minutes for entropy in a VM. */
 	{"etc/initramfs-tools/conf.d/kvz-vm", "MODULES=list\n"},
 	{"usr/share/initramfs-tools/modules.d/kvz-vm",
-	 "virtio_pci\nvirtio_blk\nvirtio_net\next4\ncrc32c_generic\n"},
+	 "virtio_pci\nvirtio_blk\nvirtio_net\nvirtio_rng\next4\ncrc32c_generic\n"},
 	{"etc/fstab", "LABEL=kvzroot / ext4 errors=remount-ro 0 1\n"},
 	{"etc/inittab", vm_inittab},
 };

@@ -144,6 +144,10 @@ static void vm_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 	}
 	if (json_is_true(json_object_get(cfg, "balloon")))
 		arg(a, "--balloon");
+	/* A system of its own gets entropy from the host (virtio-rng), as a
+	 * cloud image expects; without it sshd waited minutes at boot. */
+	if (cfg_str(cfg, "boot"))
+		arg(a, "--rng");
 }
 
 /* As virsh shutdown: the ACPI power button, then the guest's own shutdown;

@@ -122,6 +122,7 @@ def test_template_vm_created_and_booted_from_its_disk(d, tmp_path):
     assert kernel == os.path.join(d.state, "boot", "web", "vmlinuz")
     assert argv[argv.index("--cmdline") + 1] == "console=ttyS0 root=/dev/vda1 ro net.ifnames=0"
     assert argv[argv.index("--net") + 1].startswith("tap=kvzweb,bridge=kvzbr0")
+    assert "--rng" in argv
     ver = [n for n in subprocess.run(["debugfs", "-R", "ls /boot", img + FS],
                                      capture_output=True, text=True).stdout.split()
            if n.startswith("vmlinuz-")][-1]

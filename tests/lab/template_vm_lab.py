@@ -46,7 +46,7 @@ start_vm() {
   T0=$(cut -d' ' -f1 /proc/uptime)
   kvz-vmm --kernel /tmpl/vmlinuz --initrd /tmpl/initrd.img --cmdline "$CMDLINE" \
     --memory 512M --cpus 1 --disk /dev/vda --net tap=tap0,bridge=br0 \
-    --qmp /tmp/q.sock --seccomp off < /tmp/in > /tmp/con 2>&1 &
+    --rng --qmp /tmp/q.sock --seccomp off < /tmp/in > /tmp/con 2>&1 &
   VMPID=$!
 }
 # waitfor PATTERN SECONDS: until the console shows PATTERN (grep -E)
