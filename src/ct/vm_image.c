@@ -35,7 +35,7 @@ static int fs_arg(const char *img, char *out, size_t outlen)
 static int stage(struct staging *s, const char *dest, const char *text, size_t n, mode_t mode,
 		 gid_t gid, char *err, size_t len)
 {
-	char local[PATH_MAX];
+	char local[PATH_MAX]; /* named by the script's length: one name per staged file */
 	snprintf(local, sizeof(local), "%s/f%ld", s->dir, ftell(s->script));
 	int fd = open(local, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, text, n) != (ssize_t)n || fchown(fd, 0, gid) < 0 ||
