@@ -1,5 +1,6 @@
 #include "vm_create.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -36,9 +37,28 @@ static void boot_dir(struct kvzd *d, const char *name, char *buf, size_t len)
 	snprintf(buf, len, "%s/boot/%s", d->state_dir, name);
 }
 
+/* What a killed kvz-ct vm-image left beside the disk (IMG.stage.XXXXXX). */
+static void remove_stage_dirs(struct kvzd *d, const char *name)
+{
+	char dir[300], prefix[128];
+	snprintf(dir, sizeof(dir), "%s/images", d->state_dir);
+	snprintf(prefix, sizeof(prefix), "%s.img.stage.", name);
+	DIR *dp = opendir(dir);
+	struct dirent *de;
+	while (dp && (de = readdir(dp)))
+		if (!strncmp(de->d_name, prefix, strlen(prefix))) {
+			char p[600];
+			snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+			remove_tree(p);
+		}
+	if (dp)
+		closedir(dp);
+}
+
 void vm_create_remove_files(struct kvzd *d, const char *name)
 {
 	char p[400];
+	remove_stage_dirs(d, name);
 	secrets_dir(d, name, p, sizeof(p));
 	remove_tree(p);
 	boot_dir(d, name, p, sizeof(p));
