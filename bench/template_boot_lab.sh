@@ -54,6 +54,7 @@ try:
     print(f"{'ratio':>16}: vm-image/cp = {mm / mc:.2f}; goal 10 s: {mm / 10:.2f} of it")
 
     # ---- boot to the login prompt in the lab ----
+    MARKER = "Debian GNU/Linux 12"
     cmdline = "console=ttyS0 root=/dev/vda1 ro net.ifnames=0"
     kvz = (f"kvz-vmm --kernel /tmpl/vmlinuz --initrd /tmpl/initrd.img --cmdline '{cmdline}' "
            "--memory 512M --cpus 1 --disk /dev/vda --rng --seccomp off")
@@ -66,9 +67,11 @@ try:
         # The same disk (L1's /dev/vda) for both, alternately: each boot finds
         # the journal the previous one left when it was killed at the prompt.
         for label, cmd in (("kvz-direct", kvz), ("qemu-direct", qemu)):
+            # The getty's "web login: " has no line end for read(1) to see:
+            # the /etc/issue line just before it is the marker.
             lines.append(f"( {cmd} </dev/null & echo $! > /tmp/pid; wait ) | "
-                         f"kvzlab-time {label} 'login:' sh -c 'while IFS= read -r l; do echo \"$l\"; "
-                         f"case \"$l\" in *login:*) kill $(cat /tmp/pid); break;; esac; done'")
+                         f"kvzlab-time {label} '{MARKER}' sh -c 'while IFS= read -r l; do echo \"$l\"; "
+                         f"case \"$l\" in *\"{MARKER}\"*) kill $(cat /tmp/pid); break;; esac; done'")
     script = "\n".join(lines) + "\n"
     res = kvzlab.run_in_lab(script, files={kernel: "/tmpl/vmlinuz", initrd: "/tmpl/initrd.img"},
                             smp=2, timeout=180 + 240 * reps, with_qemu=True,
