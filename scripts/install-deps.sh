@@ -5,7 +5,7 @@ set -eu
 PKGS="gcc make meson ninja-build pkg-config libjansson-dev zlib1g-dev libsqlite3-dev
 libmicrohttpd-dev libmnl-dev libseccomp-dev libcmocka-dev libzstd-dev
 python3 python3-pytest qemu-system-x86 linux-image-amd64 busybox-static cpio
-runc xfsprogs btrfs-progs debootstrap iproute2 iputils-ping e2fsprogs kmod
+runc xfsprogs btrfs-progs debootstrap iproute2 iputils-ping e2fsprogs kmod openssh-client
 clang libclang-rt-14-dev libarchive-dev libcurl4-openssl-dev libbpf-dev libnftables-dev
 nftables libgnutls28-dev openssl chromium criu iptables etcd-server etcd-client"
 missing=""

@@ -1,5 +1,6 @@
 /* Guest lifecycle subcommands: create, start, stop, destroy, set, list,
  * show. */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -36,6 +37,16 @@ static int print_guest_or_ok(json_t *g, const char *verb)
 	return 0;
 }
 
+static int print_created(const char *name)
+{
+	json_t *g = get_guest(name);
+	if (!g)
+		return 1;
+	print_guest_or_ok(g, "created");
+	json_decref(g);
+	return 0;
+}
+
 /* Validates and stores a size so that typos fail here with a clear line,
  * not after a round trip. */
 static int put_size(json_t *req, const char *key, const char *opt, const char *v, bool pair)
@@ -68,6 +79,31 @@ static int put_abs_path(json_t *req, const char *key, const char *v)
 		return -1;
 	}
 	json_object_set_new(req, key, json_string(abs));
+	return 0;
+}
+
+/* A credential from a file of the user's, sent as text: kvzd reads no
+ * file a client names (its only paths are beneath --images-dir). Trailing
+ * newlines go; a password is its file's first line. */
+static int put_file_text(json_t *req, const char *key, const char *opt, const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char buf[16385];
+	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+	bool more = f && fgetc(f) != EOF;
+	if (f)
+		fclose(f);
+	if (!f || !n || more) {
+		kvz_error("%s %s: %s", opt, path, !f ? strerror(errno) : !n ? "empty" : "over 16 KiB");
+		return -1;
+	}
+	buf[n] = 0;
+	if (!strcmp(key, "root_password"))
+		buf[strcspn(buf, "\n")] = 0;
+	while (n && buf[n - 1] == '\n')
+		buf[--n] = 0;
+	json_object_set_new(req, key, json_string(buf));
+	explicit_bzero(buf, sizeof(buf));
 	return 0;
 }
 
@@ -123,6 +159,9 @@ int cmd_create(int argc, char **argv)
 		{"autostart", no_argument, NULL, 'a'}, {"privileged", no_argument, NULL, 'P'},
 		{"device", required_argument, NULL, 'v'}, {"seccomp", required_argument, NULL, 's'},
 		{"no-new-privs", no_argument, NULL, 'N'},
+		{"import", required_argument, NULL, 'I'}, {"ssh-key", required_argument, NULL, 'K'},
+		{"root-password-file", required_argument, NULL, 'W'},
+		{"hostname", required_argument, NULL, 'H'}, {"boot", required_argument, NULL, 'O'},
 		{NULL, 0, NULL, 0},
 	};
 	int cmd_at = split_dashdash(&argc, argv);
@@ -161,6 +200,11 @@ int cmd_create(int argc, char **argv)
 		case 'v': bad = put_device(req, optarg); break;
 		case 's': bad = put_seccomp(req, optarg); break;
 		case 'N': json_object_set_new(req, "no_new_privs", json_true()); break;
+		case 'I': bad = put_abs_path(req, "import", optarg); break;
+		case 'K': bad = put_file_text(req, "ssh_key", "--ssh-key", optarg); break;
+		case 'W': bad = put_file_text(req, "root_password", "--root-password-file", optarg); break;
+		case 'H': json_object_set_new(req, "hostname", json_string(optarg)); break;
+		case 'O': json_object_set_new(req, "boot", json_string(optarg)); break;
 		default: bad = 1;
 		}
 		if (bad)
@@ -187,7 +231,12 @@ int cmd_create(int argc, char **argv)
 	}
 	json_t *g = NULL;
 	if (http_call("POST", "/v1/guests", req, &g) == 0) {
-		rc = print_guest_or_ok(g, "created");
+		/* A template or an import answers with the job making the disk. */
+		if (json_is_string(json_object_get(g, "type")) && json_object_get(g, "id") &&
+		    !json_object_get(g, "name"))
+			rc = follow_job(g) ? 1 : print_created(argv[optind + 1]);
+		else
+			rc = print_guest_or_ok(g, "created");
 		json_decref(g);
 	}
 out:

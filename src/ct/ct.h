@@ -60,6 +60,8 @@ int cmd_checkpoint(int argc, char **argv);
 /* A migration's page server and the end of a hold (cmd_migrate.c). */
 int cmd_page_server(int argc, char **argv);
 int cmd_release(int argc, char **argv);
+/* A VM disk from a template (cmd_vm_image.c, vm_image.h). */
+int cmd_vm_image(int argc, char **argv);
 /* `restore --dir`: a checkpoint (cmd_checkpoint.c); `restore --input`: a
  * backup (cmd_backup.c). */
 int cmd_restore_checkpoint(int argc, char **argv);

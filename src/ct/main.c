@@ -16,6 +16,7 @@ static const struct {
 	{"set", cmd_set},       {"stop", cmd_stop},       {"destroy", cmd_destroy},
 	{"backup", cmd_backup}, {"restore", cmd_restore}, {"list", cmd_list},
 	{"checkpoint", cmd_checkpoint}, {"page-server", cmd_page_server}, {"release", cmd_release},
+	{"vm-image", cmd_vm_image},
 };
 
 /* restore --dir D is a checkpoint's, restore --input FILE a backup's. */
@@ -30,7 +31,7 @@ static bool restores_checkpoint(int argc, char **argv)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: kvz-ct COMMAND [OPTIONS]\n"
-		   "commands: create run exec set stop destroy backup restore list checkpoint\n"
+		   "commands: create run exec set stop destroy backup restore list checkpoint vm-image\n"
 		   "          page-server release (a migration's two ends, driven by kvzd)\n"
 		   "see docs/architecture.md (kvz-ct) for the options of each\n");
 }
@@ -56,7 +57,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].fn(argc - 1, argv + 1);
-	kvz_error("unknown command '%s' (want create, run, exec, set, stop, destroy, backup, restore, list, checkpoint, page-server or release)",
+	kvz_error("unknown command '%s' (want create, run, exec, set, stop, destroy, backup, restore, list, checkpoint, vm-image, page-server or release)",
 		  argv[1]);
 	return 2;
 }

@@ -356,8 +356,13 @@ static void take_over(struct cluster *c, const char *name, json_t *rec, int64_t 
 	} else if (crashed) {
 		json_object_set_new(rec, "restarts", json_integer(tries + 1));
 	}
+	/* A definition that builds its disk (a template VM) starts a job: the
+	 * start below is then refused until it is built (an HA guest's disk
+	 * belongs on shared storage, not rebuilt). */
+	json_t *job = NULL;
 	if (!rc && !local)
-		rc = guest_create(c->d, json_object_get(rec, "def"), &e);
+		rc = guest_create(c->d, json_object_get(rec, "def"), &job, &e);
+	json_decref(job);
 	json_decref(local);
 	if (!rc)
 		rc = guest_start(c->d, name, &e);

@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include "hostinfo.h"
 #include "image_dirs.h"
@@ -127,14 +128,12 @@ int cfg_image_path(const struct image_dirs *dirs, const char *key, const char *p
 		       key, path, list);
 }
 
-/* kernel (required) and initrd, stored as found: without symlinks. */
+/* kernel and initrd, stored as found: without symlinks. */
 static int vm_images(const struct image_dirs *dirs, json_t *req, json_t *cfg,
 		     struct op_error *e)
 {
 	char path[PATH_MAX];
 	const char *kernel = cfg_str(req, "kernel");
-	if (!kernel)
-		return op_fail(e, 400, "a VM needs \"kernel\": an absolute path");
 	if (cfg_image_path(dirs, "kernel", kernel, path, sizeof(path), e))
 		return -1;
 	json_object_set_new(cfg, "kernel", json_string(path));
@@ -147,22 +146,118 @@ static int vm_images(const struct image_dirs *dirs, json_t *req, json_t *cfg,
 	return 0;
 }
 
+static bool ipv4_prefix_ok(const char *s, bool want_prefix)
+{
+	char a[32];
+	const char *slash = strchr(s, '/');
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+	struct in_addr in;
+	uint64_t p;
+	if (n >= sizeof(a) || !slash != !want_prefix)
+		return false;
+	memcpy(a, s, n);
+	a[n] = 0;
+	return inet_pton(AF_INET, a, &in) == 1 &&
+	       (!want_prefix || (kvz_parse_u64(slash + 1, 1, 32, &p)));
+}
+
+/* A credential given as text; the CLI read it from a file of the user's. */
+static int secret_ok(json_t *req, const char *key, struct op_error *e)
+{
+	json_t *v = json_object_get(req, key);
+	if (!v)
+		return 0;
+	const char *s = json_string_value(v);
+	if (!s || !s[0] || strlen(s) > 16384)
+		return op_fail(e, 400, "%s must be non-empty text of at most 16 KiB", key);
+	if (!strcmp(key, "root_password") && strchr(s, '\n'))
+		return op_fail(e, 400, "root_password must be one line");
+	return 0;
+}
+
+/* A VM with a system of its own: template (a disk made from the container
+ * templates) or import (a raw disk of another machine, copied), booted
+ * directly from its disk or by firmware (vm_create.h). */
+static int vm_source(const struct image_dirs *dirs, json_t *req, json_t *cfg, uint64_t *disk,
+		     struct op_error *e)
+{
+	const char *tmpl = cfg_str(req, "template"), *imp = cfg_str(req, "import");
+	const char *boot = cfg_str(req, "boot");
+	if (tmpl && imp)
+		return op_fail(e, 400, "template and import exclude each other");
+	if (cfg_str(req, "kernel") || cfg_str(req, "initrd"))
+		return op_fail(e, 400, "a VM from a template or an import boots the kernel in its disk: "
+			       "no kernel or initrd");
+	if (boot && strcmp(boot, "direct") && strcmp(boot, "firmware"))
+		return op_fail(e, 400, "boot must be \"direct\" or \"firmware\"");
+	json_object_set_new(cfg, "boot", json_string(boot ? boot : "direct"));
+	if (imp) {
+		char path[PATH_MAX];
+		struct stat st;
+		if (cfg_image_path(dirs, "import", imp, path, sizeof(path), e))
+			return -1;
+		if (stat(path, &st) < 0 || st.st_size < 1024 * 1024)
+			return op_fail(e, 400, "import %.200s: not a disk image of at least 1M", imp);
+		if (json_object_get(req, "disk"))
+			return op_fail(e, 400, "an imported VM's disk is the size of its image: no disk");
+		for (const char *const *k = (const char *const[]){"ssh_key", "root_password", "ip",
+								  "gw", "hostname", NULL}; *k; k++)
+			if (json_object_get(req, *k))
+				return op_fail(e, 400, "%s applies to templates; an imported "
+					       "system keeps its own", *k);
+		json_object_set_new(cfg, "import", json_string(path));
+		*disk = (uint64_t)st.st_size;
+		return 0;
+	}
+	if (strcmp(tmpl, "debian"))
+		return op_fail(e, 400, "unknown VM template \"%s\" (debian)", tmpl);
+	json_object_set_new(cfg, "template", json_string(tmpl));
+	const char *host = cfg_str(req, "hostname") ? cfg_str(req, "hostname") : cfg_str(req, "name");
+	if (!host || !kvz_valid_name(host) || strchr(host, '_'))
+		return op_fail(e, 400, "bad hostname (letters, digits, '-' and '.')");
+	json_object_set_new(cfg, "hostname", json_string(host));
+	const char *ip = cfg_str(req, "ip"), *gw = cfg_str(req, "gw");
+	if (ip && !ipv4_prefix_ok(ip, true))
+		return op_fail(e, 400, "ip must be A.B.C.D/P, got \"%.64s\"", ip);
+	if (gw && (!ip || !ipv4_prefix_ok(gw, false)))
+		return op_fail(e, 400, "gw must be an address A.B.C.D and needs ip");
+	if (ip)
+		json_object_set_new(cfg, "guest_ip", json_string(ip));
+	if (gw)
+		json_object_set_new(cfg, "guest_gw", json_string(gw));
+	if (secret_ok(req, "ssh_key", e) || secret_ok(req, "root_password", e))
+		return -1;
+	if (!*disk)
+		*disk = 4ull << 30;
+	return 0;
+}
+
 int guest_config_vm(const struct image_dirs *dirs, json_t *req, json_t *cfg,
 		    struct op_error *e)
 {
 	static const char *const keys[] = {"name", "type", "kernel", "initrd", "cmdline",
 		"memory", "cpus", "disk", "disk_mode", "bridge", "mac", "balloon", "autostart",
+		"template", "import", "boot", "hostname", "ssh_key", "root_password", "ip", "gw",
 		NULL};
-	if (json_object_get(req, "ip") || json_object_get(req, "gw"))
-		return op_fail(e, 400, "ip and gw apply to containers; a VM configures its own address");
+	bool own_system = cfg_str(req, "template") || cfg_str(req, "import");
+	if (!own_system && (json_object_get(req, "ip") || json_object_get(req, "gw")))
+		return op_fail(e, 400, "ip and gw apply to containers and VM templates; a VM with "
+			       "a kernel of yours configures its own address");
+	if (!own_system && !cfg_str(req, "kernel"))
+		return op_fail(e, 400, "a VM needs \"kernel\" (an absolute path), \"template\" "
+			       "or \"import\"");
 	if (cfg_check_keys(req, keys, e))
 		return -1;
-	if (vm_images(dirs, req, cfg, e))
+	uint64_t disk = 0;
+	json_t *v = json_object_get(req, "disk");
+	if (v && (!cfg_size(v, &disk) || disk < 1024 * 1024))
+		return op_fail(e, 400, "bad disk size (at least 1M, e.g. \"8G\")");
+	if (own_system ? vm_source(dirs, req, cfg, &disk, e) : vm_images(dirs, req, cfg, e))
 		return -1;
 	if (cfg_str(req, "cmdline"))
 		json_object_set_new(cfg, "cmdline", json_string(cfg_str(req, "cmdline")));
-	uint64_t mem = 256ull << 20, soft;
-	json_t *v = json_object_get(req, "memory");
+	uint64_t mem = (own_system ? 512ull : 256ull) << 20, soft;
+	v = json_object_get(req, "memory");
 	if (v && (!cfg_size_pair(v, &soft, &mem) || mem < (16ull << 20)))
 		return op_fail(e, 400, "bad memory for a VM (a size of at least 16M, e.g. \"1G\")");
 	if (cfg_check_memory_fits(mem, e))
@@ -174,10 +269,6 @@ int guest_config_vm(const struct image_dirs *dirs, json_t *req, json_t *cfg,
 	if (v && (!cfg_cpus(v, &cpus) || cpus != (int)cpus || cpus > 64))
 		return op_fail(e, 400, "bad cpus for a VM (a whole number from 1 to 64)");
 	json_object_set_new(cfg, "cpus", json_integer((json_int_t)cpus));
-	uint64_t disk = 0;
-	v = json_object_get(req, "disk");
-	if (v && (!cfg_size(v, &disk) || disk < 1024 * 1024))
-		return op_fail(e, 400, "bad disk size (at least 1M, e.g. \"8G\")");
 	json_object_set_new(cfg, "disk_size", json_integer((json_int_t)disk));
 	const char *mode = cfg_str(req, "disk_mode");
 	if (mode && strcmp(mode, "sparse") && strcmp(mode, "fixed"))
@@ -185,7 +276,17 @@ int guest_config_vm(const struct image_dirs *dirs, json_t *req, json_t *cfg,
 	json_object_set_new(cfg, "disk_mode", json_string(mode ? mode : "sparse"));
 	v = json_object_get(req, "balloon");
 	json_object_set_new(cfg, "balloon", json_boolean(v ? json_is_true(v) : true));
-	return parse_net(req, cfg, false, e);
+	/* A template VM's address is written into its disk; kvzd's part is the
+	 * bridge, as for a container. */
+	json_t *net = json_pack("{}");
+	for (const char *const *k = (const char *const[]){"bridge", "mac", NULL}; *k; k++)
+		if (json_object_get(req, *k))
+			json_object_set(net, *k, json_object_get(req, *k));
+	if (cfg_str(req, "ip") && !cfg_str(req, "bridge"))
+		json_object_set_new(net, "bridge", json_string("kvzbr0"));
+	int rc = parse_net(net, cfg, false, e);
+	json_decref(net);
+	return rc;
 }
 
 /* "PATH[:rwm]" naming a char or block device node of the host. kvz-ct checks

@@ -26,6 +26,7 @@
 #include "storage.h"
 #include "store.h"
 #include "supervisor.h"
+#include "vm_create.h"
 
 #define START_TIMEOUT_MS 30000
 #define QMP_TIMEOUT_MS 5000
@@ -63,8 +64,9 @@ static int socket_paths(const struct kvzd *d, const char *type, const char *name
 
 /* ---- create ---- */
 
-int guest_create(struct kvzd *d, json_t *req, struct op_error *e)
+int guest_create(struct kvzd *d, json_t *req, json_t **job, struct op_error *e)
 {
+	*job = NULL;
 	if (!json_is_object(req))
 		return op_fail(e, 400, "the body must be a JSON object");
 	const char *name = cfg_str(req, "name");
@@ -95,6 +97,17 @@ int guest_create(struct kvzd *d, json_t *req, struct op_error *e)
 	pthread_mutex_unlock(&d->disk_lock);
 	if (bad)
 		goto out;
+	if (drv->kind == GUEST_VM && vm_create_is_job(cfg)) {
+		/* Minutes for a new template: the job makes the disk and the
+		 * guest is "creating" until then (vm_create.h). */
+		*job = vm_create_submit(d, name, req, e);
+		if (!*job)
+			store_guest_delete(d->store, name);
+		else
+			store_event_add(d->store, name, "creating", drv->type);
+		rc = *job ? 0 : -1;
+		goto out;
+	}
 	if (drv->create_storage(d, name, cfg, e)) {
 		store_guest_delete(d->store, name);
 		goto out;
@@ -176,6 +189,8 @@ int guest_start_locked(struct kvzd *d, json_t *g, const char *const *extra,
 	json_t *cfg = json_object_get(g, "config");
 	if (!strcmp(cfg_str(g, "state"), "running"))
 		return op_fail(e, 409, "guest %s is already running", name);
+	if (!strcmp(cfg_str(g, "state"), "creating"))
+		return op_fail(e, 409, "guest %s is still being created", name);
 	char qmp[108], console[108], logp[400], err[300];
 	if (socket_paths(d, drv->type, name, qmp, console, e))
 		return -1;
@@ -424,6 +439,26 @@ void guests_autostart(struct kvzd *d)
 	json_decref(list);
 }
 
+/* kvz-vmm ends when its guest reboots (a reset re-reads nothing from the
+ * disk); a VM that boots from its own disk (template, import) comes back,
+ * with the kernel it has now, as a real machine would. VMs booting a
+ * kernel the user named keep stopping on a reboot, as before. Lock held. */
+static void restart_after_reboot(struct kvzd *d, const char *name)
+{
+	json_t *g = store_guest_get(d->store, name);
+	if (!g || guest_driver_of(g)->kind != GUEST_VM ||
+	    !json_object_get(json_object_get(g, "config"), "boot")) {
+		json_decref(g);
+		return;
+	}
+	struct op_error e;
+	if (guest_start_locked(d, g, NULL, &e) == 0)
+		store_event_add(d->store, name, "rebooted", "the guest rebooted: started again");
+	else
+		kvz_warn("%s: the guest rebooted but did not start again: %s", name, e.msg);
+	json_decref(g);
+}
+
 bool guest_check_alive(struct kvzd *d, const char *name)
 {
 	json_t *g = store_guest_get(d->store, name);
@@ -455,8 +490,13 @@ bool guest_check_alive(struct kvzd *d, const char *name)
 			snprintf(detail, sizeof(detail), "supervisor pid %d killed by signal %d",
 				 pid, WTERMSIG(status));
 		else if (WEXITSTATUS(status) == 0) {
+			/* Ended before the watcher connected: kvz-vmm's last line
+			 * says whether the guest reset itself. */
+			char tail[400];
+			log_tail(d, name, tail, sizeof(tail));
 			ev = "stopped";
-			snprintf(detail, sizeof(detail), "guest shut down");
+			snprintf(detail, sizeof(detail), "guest shut down%s",
+				 strstr(tail, "stopped: guest reset") ? " (guest-reset)" : "");
 		} else
 			snprintf(detail, sizeof(detail), "supervisor pid %d exited with status %d",
 				 pid, WEXITSTATUS(status));
@@ -464,6 +504,8 @@ bool guest_check_alive(struct kvzd *d, const char *name)
 		store_guest_set_state(d->store, name, ev);
 		store_event_add(d->store, name, ev, detail);
 		kvz_info("%s: %s", name, detail);
+		if (strstr(detail, "(guest-reset)"))
+			restart_after_reboot(d, name);
 	}
 	guest_unlock(d, name);
 	json_decref(g);

@@ -19,7 +19,9 @@ struct op_error {
 };
 
 /* req: the POST /v1/guests body (see docs/api.md). */
-int guest_create(struct kvzd *d, json_t *req, struct op_error *e);
+/* *job: for a VM from a template or an import, the job that makes its
+ * disk (new reference; the guest is "creating" until it ends), else NULL. */
+int guest_create(struct kvzd *d, json_t *req, json_t **job, struct op_error *e);
 int guest_start(struct kvzd *d, const char *name, struct op_error *e);
 int guest_stop(struct kvzd *d, const char *name, int timeout_s, bool force,
 	       struct op_error *e);

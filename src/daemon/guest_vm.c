@@ -11,6 +11,7 @@
 #include "hostinfo.h"
 #include "parse.h"
 #include "storage.h"
+#include "vm_create.h"
 
 static int vm_config(struct kvzd *d, json_t *req, json_t *cfg, struct op_error *e)
 {
@@ -21,8 +22,8 @@ static int vm_create_storage(struct kvzd *d, const char *name, json_t *cfg,
 			     struct op_error *e)
 {
 	uint64_t size = (uint64_t)json_integer_value(json_object_get(cfg, "disk_size"));
-	if (!size)
-		return 0;
+	if (!size || vm_create_is_job(cfg))
+		return 0; /* none, or the vm-create job makes it */
 	bool fixed = !strcmp(cfg_str(cfg, "disk_mode"), "fixed");
 	char dir[300], path[320], err[400];
 	snprintf(dir, sizeof(dir), "%s/images", d->state_dir);
@@ -45,6 +46,7 @@ static int vm_remove_storage(struct kvzd *d, const char *name, json_t *cfg,
 		guest_image_path(d, name, path, sizeof(path));
 		disk = path;
 	}
+	vm_create_remove_files(d, name);
 	if (unlink(disk) < 0 && errno != ENOENT)
 		return op_fail(e, 500, "cannot remove %s: %s", disk, strerror(errno));
 	return 0;
@@ -68,7 +70,7 @@ static int vm_images_allowed(struct kvzd *d, json_t *cfg, struct op_error *e)
 static int vm_prepare_start(struct kvzd *d, const char *name, json_t *cfg, const char *qmp,
 			    struct op_error *e)
 {
-	if (vm_images_allowed(d, cfg, e))
+	if (vm_images_allowed(d, cfg, e) || vm_boot_prepare(d, name, cfg, e))
 		return -1;
 	struct host_mem m;
 	uint64_t need = (uint64_t)json_integer_value(json_object_get(cfg, "memory"));
@@ -82,22 +84,41 @@ static int vm_prepare_start(struct kvzd *d, const char *name, json_t *cfg, const
 	return 0;
 }
 
+/* The kernel the user named, the one vm_boot_prepare() took out of the
+ * disk (root= on its partition unless a cmdline is given), or the
+ * firmware (kvz-vmm --firmware, issue 14 §2). */
+static void vm_boot_argv(json_t *cfg, struct argv *a)
+{
+	const char *boot = cfg_str(cfg, "boot");
+	if (boot && !strcmp(boot, "firmware")) {
+		arg(a, "--firmware");
+		arg(a, "bios");
+		return;
+	}
+	const char *kernel = cfg_str(cfg, "kernel") ? cfg_str(cfg, "kernel") : cfg_str(cfg, "boot_kernel");
+	const char *initrd = cfg_str(cfg, "kernel") ? cfg_str(cfg, "initrd") : cfg_str(cfg, "boot_initrd");
+	arg(a, "--kernel");
+	arg(a, "%s", kernel ? kernel : "");
+	if (initrd) {
+		arg(a, "--initrd");
+		arg(a, "%s", initrd);
+	}
+	if (cfg_str(cfg, "cmdline")) {
+		arg(a, "--cmdline");
+		arg(a, "%s", cfg_str(cfg, "cmdline"));
+	} else if (cfg_str(cfg, "boot_root")) {
+		arg(a, "--cmdline");
+		arg(a, "console=ttyS0 root=%s ro net.ifnames=0", cfg_str(cfg, "boot_root"));
+	}
+}
+
 static void vm_argv(struct kvzd *d, const char *name, json_t *cfg, const char *qmp,
 		    const char *console, const char *const *extra, struct argv *a)
 {
 	arg(a, "%s", d->vmm_bin);
 	arg(a, "--name");
 	arg(a, "%s", name);
-	arg(a, "--kernel");
-	arg(a, "%s", cfg_str(cfg, "kernel"));
-	if (cfg_str(cfg, "initrd")) {
-		arg(a, "--initrd");
-		arg(a, "%s", cfg_str(cfg, "initrd"));
-	}
-	if (cfg_str(cfg, "cmdline")) {
-		arg(a, "--cmdline");
-		arg(a, "%s", cfg_str(cfg, "cmdline"));
-	}
+	vm_boot_argv(cfg, a);
 	arg(a, "--memory");
 	arg(a, "%lld", (long long)json_integer_value(json_object_get(cfg, "memory")));
 	arg(a, "--cpus");
@@ -123,6 +144,10 @@ static void vm_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 	}
 	if (json_is_true(json_object_get(cfg, "balloon")))
 		arg(a, "--balloon");
+	/* A system of its own gets entropy from the host (virtio-rng), as a
+	 * cloud image expects; without it sshd waited minutes at boot. */
+	if (cfg_str(cfg, "boot"))
+		arg(a, "--rng");
 	for (; extra && *extra; extra++)
 		arg(a, "%s", *extra);
 }

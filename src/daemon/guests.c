@@ -148,14 +148,17 @@ static void create_guest(struct api_req *r, struct api_resp *resp)
 {
 	struct op_error e;
 	const char *name = json_string_value(json_object_get(r->body, "name"));
+	json_t *job = NULL;
 	if (!r->body) {
 		api_error(resp, 400, "POST /v1/guests needs a JSON body");
 	} else if (cluster_guest_claim(r->d, r->body, &e)) {
 		api_error(resp, e.status, "%s", e.msg);
-	} else if (guest_create(r->d, r->body, &e)) {
+	} else if (guest_create(r->d, r->body, &job, &e)) {
 		if (name)
 			cluster_guest_release(r->d, name);
 		api_error(resp, e.status, "%s", e.msg);
+	} else if (job) {
+		api_json(resp, 202, job);   /* a template or import: built by a job */
 	} else {
 		reply_guest(r, resp, name, 201);
 	}

@@ -31,6 +31,7 @@
 #include "backups.h"
 #include "node_health.h"
 #include "snapshots.h"
+#include "vm_create.h"
 #include "store.h"
 #include "supervisor.h"
 #include "token_file.h"
@@ -439,7 +440,7 @@ int main(int argc, char **argv)
 	guests_adopt_all(&d);
 	/* After adoption: recovering a snapshot job may resume its VM. */
 	static const struct job_kind *const job_kinds[] = {
-		&snapshot_create_job, &snapshot_restore_job, &migrate_job,
+		&snapshot_create_job, &snapshot_restore_job, &migrate_job, &vm_create_job,
 		&backup_create_job,   &backup_restore_job,   NULL,
 	};
 	if (jobs_init(&d, job_kinds, err, sizeof(err))) {

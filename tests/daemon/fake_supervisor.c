@@ -532,17 +532,21 @@ static int supervise(const char *qmp, const char *console, bool vm)
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGUSR1, &sa, NULL);
 	sigaction(SIGUSR2, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL); /* the guest reboots (kvz-vmm ends at a reset) */
 	printf("fake supervisor up\n");
 	fflush(stdout);
 	while (!quit_requested && !guest_end)
 		usleep(20 * 1000);
 	int rc = 0;
 	if (guest_end) {
-		bool ok = guest_end == SIGUSR1;
+		bool ok = guest_end == SIGUSR1 || guest_end == SIGHUP;
 		qmp_server_emit(s, "SHUTDOWN", vm ? json_pack("{s:b, s:s}", "guest", 1, "reason",
+							       guest_end == SIGHUP ? "guest-reset" :
 							       ok ? "guest-shutdown" : "guest-panic")
 						  : json_pack("{s:i}", "exit-code", ok ? 0 : 5));
 		usleep(100 * 1000);
+		if (guest_end == SIGHUP) /* as kvz-vmm's last line says it */
+			printf("fake-vmm: stopped: guest reset\n");
 		rc = ok ? 0 : 1;
 	}
 	qmp_server_stop(s);

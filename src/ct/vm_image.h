@@ -1,0 +1,46 @@
+/* VM disk images from the container templates (template.h): one cached
+ * Debian tree becomes a container's private area or, with a kernel and
+ * what a machine needs added once ("the VM layer"), a bootable disk.
+ *
+ * The VM layer is cached as CACHE/debian-vm.img: a raw disk with one MBR
+ * partition (LBA 2048 on, bootable, type 0x83) holding an ext4 file system
+ * labelled kvzroot, made by mkfs.ext4 -d from the unpacked template plus
+ * linux-image-amd64, udev, openssh-server, ifupdown, isc-dhcp-client and
+ * acpid installed with apt in a chroot. Init is sysvinit, as in the
+ * container template: one init for both, and a VM boots to its getty on
+ * ttyS0 without systemd's units. A VM's disk is a sparse copy of it,
+ * grown to the asked size (partition and file system), with hostname,
+ * network, credentials and its own ssh host keys written by debugfs: no
+ * loop device or mount, so the per-VM step runs unprivileged. */
+#ifndef KVZ_CT_VM_IMAGE_H
+#define KVZ_CT_VM_IMAGE_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define VM_IMAGE_PART_OFFSET (1024u * 1024u)
+
+struct vm_image_opts {
+	const char *template;     /* "debian" */
+	const char *cache_dir;
+	const char *out;          /* the disk to write (must not exist) */
+	uint64_t size;            /* bytes; at least the layer's size */
+	const char *hostname;
+	const char *ip;           /* A.B.C.D/P, or NULL for DHCP */
+	const char *gw;           /* NULL: none */
+	const char *ssh_key;      /* file of authorized_keys lines, or NULL */
+	const char *password;     /* file holding root's password, or NULL */
+};
+
+/* Called at each phase ("layer", "copy", "grow", "personalize") with bytes
+ * done of total (0 when unknown). */
+typedef void (*vm_image_progress)(const char *phase, uint64_t done, uint64_t total);
+
+/* Makes the cached layer for template when missing; its path into out. */
+int vm_layer_ensure(const char *template, const char *cache_dir, char *out, size_t outlen,
+		    vm_image_progress progress, char *err, size_t len);
+/* Makes o->out; on failure it is removed and err says why. */
+int vm_image_make(const struct vm_image_opts *o, vm_image_progress progress, char *err,
+		  size_t len);
+
+#endif

@@ -1,0 +1,32 @@
+"""The debian VM template boots to a login prompt under kvz-vmm in the nested
+lab; see template_vm_lab.py for what runs. One L1 boot, two L2 boots."""
+import os
+import re
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lab"))
+import kvzlab  # noqa: E402
+import template_vm_lab as t  # noqa: E402
+
+
+def test_template_vm_boots_logs_in_reboots_and_powers_off():
+    kvzlab.skip_unless_lab()
+    res, why = t.run(stream=sys.stdout)
+    if why:
+        pytest.skip(why)
+    out = res.output
+    why = kvzlab.lab_failure(res)
+    assert why is None, why
+    assert res.exit_code == 0, "\n".join(out.splitlines()[-40:])
+    assert re.search(r"^KVZLAB-TIME login-prompt-1 [0-9.]+$", out, re.M)
+    assert f"GUEST-HOST=web GUEST-ADDR={t.GUEST_IP}/24" in out
+    assert "L1-PING-OK" in out
+    ssh = re.search(r"^L1-SSH (.*)$", out, re.M).group(1)
+    if ssh != "unavailable":   # the key itself is checked in daemon-vm-template
+        assert ssh == "SSH-HOST=web", ssh
+    assert "L1-ENDED-Restarting rc=0" in out
+    assert re.search(r"^KVZLAB-TIME login-prompt-2 [0-9.]+$", out, re.M)
+    assert "L1-ENDED-Power down rc=0" in out
