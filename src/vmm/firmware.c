@@ -17,6 +17,7 @@
 #define E820_ENTRY_LEN 20   /* le64 address, le64 length, le32 type */
 #define VIRTIO_VENDOR 0x1af4
 #define VIRTIO_BLK_DEVICE 0x1042
+#define VIRTIO_SCSI_DEVICE 0x1048
 
 int firmware_read(const char *spec, struct firmware_image *img, char *err, size_t errlen)
 {
@@ -93,6 +94,7 @@ int firmware_parse_boot(const char *arg, struct boot_order *out)
 struct disk_list {
 	uint8_t slots[PCI_MAX_DEVICES];
 	unsigned n;
+	int cdrom_slot;       /* the virtio-scsi CD-ROM's, -1 if none */
 };
 
 static void collect_disk(void *opaque, const struct pci_device *dev)
@@ -102,56 +104,80 @@ static void collect_disk(void *opaque, const struct pci_device *dev)
 	uint16_t device = (uint16_t)(dev->config[2] | dev->config[3] << 8);
 	if (vendor == VIRTIO_VENDOR && device == VIRTIO_BLK_DEVICE && l->n < PCI_MAX_DEVICES)
 		l->slots[l->n++] = dev->devfn >> 3;
+	if (vendor == VIRTIO_VENDOR && device == VIRTIO_SCSI_DEVICE && l->cdrom_slot < 0)
+		l->cdrom_slot = dev->devfn >> 3;
 }
 
-/* SeaBIOS matches "/pci@i0cf8/<any>@SLOT" against each line's prefix;
- * QEMU names a virtio-blk disk this way. */
-static int put_disk_path(char *out, size_t outlen, size_t *at, unsigned slot)
+/* SeaBIOS matches its own pattern, "/pci@i0cf8/ANY@SLOT" for a disk and
+ * ".../ANY@0/ANY@TARGET,LUN" for SCSI, against each line's prefix; the
+ * lines are QEMU's names for a virtio-blk disk and a SCSI CD. */
+static int put_line(char *out, size_t outlen, size_t *at, const char *fmt, unsigned slot)
 {
-	int w = snprintf(out + *at, outlen - *at, "/pci@i0cf8/scsi@%x/disk@0,0\n", slot);
+	int w = snprintf(out + *at, outlen - *at, fmt, slot);
 	if (w < 0 || (size_t)w >= outlen - *at)
 		return -1;
 	*at += (size_t)w;
 	return 0;
 }
 
+#define DISK_PATH "/pci@i0cf8/scsi@%x/disk@0,0\n"
+#define CDROM_PATH "/pci@i0cf8/scsi@%x/channel@0/disk@0,0\n"
+
+/* Every disk but skip (-1: none), in --disk order. */
+static int put_disks(const struct disk_list *d, int skip, char *out, size_t outlen, size_t *at)
+{
+	for (unsigned i = 0; i < d->n; i++)
+		if ((int)i != skip && put_line(out, outlen, at, DISK_PATH, d->slots[i]) < 0)
+			return -1;
+	return 0;
+}
+
+static int put_cdrom(const struct disk_list *d, char *out, size_t outlen, size_t *at)
+{
+	return d->cdrom_slot < 0 ? 0 : put_line(out, outlen, at, CDROM_PATH, (unsigned)d->cdrom_slot);
+}
+
 int firmware_bootorder(struct pci_bus *pci, const struct boot_order *order, char *out,
 		       size_t outlen, char *err, size_t errlen)
 {
-	struct disk_list disks = {.n = 0};
-	pci_bus_foreach(pci, collect_disk, &disks);
+	struct disk_list d = {.n = 0, .cdrom_slot = -1};
+	pci_bus_foreach(pci, collect_disk, &d);
 	size_t at = 0;
+	int rc = 0;
 	out[0] = 0;
 	switch (order->kind) {
 	case BOOT_ORDER_DEFAULT:
 		return 0;
 	case BOOT_ORDER_CDROM:
-		snprintf(err, errlen, "--boot cdrom: this kvz-vmm has no CD-ROM device yet");
-		return -1;
-	case BOOT_ORDER_INDEX:
-		if (order->index >= disks.n) {
-			snprintf(err, errlen, "--boot %u: there are %u disks (counted from 0)",
-				 order->index, disks.n);
+		if (d.cdrom_slot < 0) {
+			snprintf(err, errlen, "--boot cdrom: there is no --cdrom");
 			return -1;
 		}
-		if (put_disk_path(out, outlen, &at, disks.slots[order->index]) < 0)
-			goto full;
-		/* the other disks after it */
-		__attribute__((fallthrough));
+		rc = put_cdrom(&d, out, outlen, &at) < 0 || put_disks(&d, -1, out, outlen, &at) < 0;
+		break;
+	case BOOT_ORDER_INDEX:
+		if (order->index >= d.n) {
+			snprintf(err, errlen, "--boot %u: there are %u disks (counted from 0)",
+				 order->index, d.n);
+			return -1;
+		}
+		rc = put_line(out, outlen, &at, DISK_PATH, d.slots[order->index]) < 0 ||
+		     put_disks(&d, (int)order->index, out, outlen, &at) < 0 ||
+		     put_cdrom(&d, out, outlen, &at) < 0;
+		break;
 	case BOOT_ORDER_DISK:
-		if (disks.n == 0) {
+		if (d.n == 0) {
 			snprintf(err, errlen, "--boot: there is no --disk to boot from");
 			return -1;
 		}
-		for (unsigned i = 0; i < disks.n; i++)
-			if ((order->kind != BOOT_ORDER_INDEX || i != order->index) &&
-			    put_disk_path(out, outlen, &at, disks.slots[i]) < 0)
-				goto full;
-		return (int)at;
+		rc = put_disks(&d, -1, out, outlen, &at) < 0 || put_cdrom(&d, out, outlen, &at) < 0;
+		break;
 	}
-full:
-	snprintf(err, errlen, "boot order too long");
-	return -1;
+	if (rc) {
+		snprintf(err, errlen, "boot order too long");
+		return -1;
+	}
+	return (int)at;
 }
 
 static int add_e820(struct fw_cfg *c, const struct guest_mem *m)

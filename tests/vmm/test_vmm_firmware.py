@@ -1,11 +1,15 @@
 """Firmware boot on the host /dev/kvm: Debian's SeaBIOS boots a boot sector
 from a virtio disk (tests/guests/mbr.S) with its console on the serial
-port, --boot picks the disk, system_reset re-enters the firmware; a hostile
-tiny guest against fw_cfg's DMA interface; the command-line errors."""
+port, --boot picks the disk, system_reset re-enters the firmware; the same
+boot sector as the El Torito image of an ISO (xorriso) boots from --cdrom
+(virtio-scsi); a hostile tiny guest against fw_cfg's DMA interface; the
+command-line errors."""
 
 import os
 import re
 import select
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -60,6 +64,26 @@ def read_until(stream, want, seconds):
     return data
 
 
+def iso(tmp_path, poweroff=True):
+    """An ISO 9660 image whose El Torito no-emulation boot image is the
+    test boot sector (padded to one 2048-byte block)."""
+    root = tmp_path / "isoroot"
+    (root / "boot").mkdir(parents=True)
+    data = bytearray(open(MBR, "rb").read())
+    if poweroff:
+        data[POWEROFF_FLAG] = 1
+    (root / "boot" / "mbr.bin").write_bytes(bytes(data) + bytes(1536))
+    out = str(tmp_path / "test.iso")
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-b", "boot/mbr.bin", "-no-emul-boot",
+                    "-boot-load-size", "4", "-o", out, str(root)], check=True,
+                   capture_output=True)
+    return out
+
+
+needs_xorriso = pytest.mark.skipif(shutil.which("xorriso") is None,
+                                   reason="xorriso missing (Debian's xorriso package)")
+
+
 # ---- errors (any host) ----
 
 def test_firmware_missing_file(tmp_path):
@@ -89,6 +113,24 @@ def test_boot_junk():
 def test_boot_index_out_of_range(tmp_path):
     one_error_line(run(["--firmware", "bios", "--boot", "3", "--disk", disk(tmp_path / "a")]),
                    r"--boot 3: there are 1 disks")
+
+
+def test_cdrom_missing(tmp_path):
+    one_error_line(run(["--firmware", "bios", "--cdrom", str(tmp_path / "nope.iso")]),
+                   r"--cdrom .*nope.iso")
+
+
+def test_cdrom_too_small(tmp_path):
+    small = tmp_path / "small.iso"
+    small.write_bytes(b"x" * 100)
+    one_error_line(run(["--firmware", "bios", "--cdrom", str(small)]), r"at least one 2048-byte block")
+
+
+@needs_kvm
+@needs_seabios
+def test_boot_cdrom_without_cdrom(tmp_path):
+    one_error_line(run(["--firmware", "bios", "--boot", "cdrom", "--disk", disk(tmp_path / "a")]),
+                   r"--boot cdrom: there is no --cdrom")
 
 
 @needs_kvm
@@ -159,3 +201,19 @@ def test_system_reset_reenters_firmware(tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+@needs_kvm
+@needs_seabios
+@needs_xorriso
+@pytest.mark.parametrize("boot,want", [("cdrom", "booted"), ("disk", "BOOTED")])
+def test_cdrom_el_torito_boot(tmp_path, boot, want):
+    """The ISO's boot image prints "booted", the disk's "BOOTED": --boot
+    decides which one SeaBIOS runs."""
+    res = run(["--firmware", "bios", "--boot", boot, "--cdrom", iso(tmp_path),
+               "--disk", disk(tmp_path / "d", poweroff=True, upper=True), "--memory", "64M"],
+              timeout=90)
+    assert res.returncode == 0, res.stderr
+    assert f"kvz-fw-mbr: {want}" in res.stdout, res.stdout
+    if boot == "cdrom":
+        assert "Booting from DVD/CD" in res.stdout, res.stdout

@@ -1,0 +1,84 @@
+"""Firmware boot of Debian's kernel in the nested lab: a disk image with an
+MBR partition table, GRUB and an ext2 partition (made on the host by
+tests/lab/firmware_images.py from Debian's grub-pc-bin) boots through
+SeaBIOS -> GRUB -> the kernel under kvz-vmm --firmware bios, with SeaBIOS,
+GRUB and the kernel all on the serial console; the initrd prints a
+marker; QMP system_reset re-enters SeaBIOS and the marker appears again.
+One L1 boot."""
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "lab"))
+import firmware_images  # noqa: E402
+import kvzlab  # noqa: E402
+
+BUILD = os.environ.get("KVZ_BUILD_DIR", os.path.join(HERE, "..", "..", "build"))
+QMP_SEND = os.path.join(BUILD, "tests", "virtio", "qmp-send")
+SEABIOS = "/usr/share/seabios/bios-256k.bin"
+MARKER = "KVZ-FW-L2-BOOTED"
+
+L2_INIT = f"""
+echo "{MARKER} $(cat /proc/cmdline)"
+sleep 600
+"""
+
+L1_SCRIPT = r"""
+out=/tmp/vmm.out
+kvz-vmm --firmware bios --disk /disk.img --memory 256M --qmp /tmp/q.sock \
+    </dev/null >$out 2>&1 &
+vmm=$!
+# waits until the marker has appeared $1 times (at most 240 s)
+marks() { grep -c "^MARKER" $out; }
+wait_marks() {
+  i=0
+  while [ "$(marks)" -lt "$1" ]; do
+    i=$((i + 1))
+    if [ $i -gt 1200 ] || ! kill -0 $vmm 2>/dev/null; then return 1; fi
+    sleep 0.2
+  done
+}
+rc=0
+if wait_marks 1; then
+  echo "FW-LAB: first boot done"
+  qmp-send /tmp/q.sock '{"execute": "system_reset"}' >/dev/null || rc=3
+  wait_marks 2 || rc=4
+else
+  rc=2
+fi
+qmp-send /tmp/q.sock '{"execute": "quit"}' >/dev/null 2>&1
+wait $vmm
+echo "FW-LAB: kvz-vmm exit $?"
+sed 's/^/L2| /' $out
+exit $rc
+""".replace("MARKER", MARKER)
+
+
+def test_seabios_grub_kernel_and_reset(tmp_path):
+    kvzlab.skip_unless_lab()
+    for why in (firmware_images.missing(),
+                None if os.path.exists(SEABIOS) else f"{SEABIOS} missing (Debian's seabios)",
+                None if os.path.exists(QMP_SEND) else f"{QMP_SEND} not built"):
+        if why:
+            pytest.skip(why)
+    kernel = kvzlab.lab_kernel()
+    initrd = kvzlab.build_l2_initrd(L2_INIT)
+    disk = firmware_images.disk_image(str(tmp_path / "disk.img"), kernel, initrd,
+                                      cmdline="console=ttyS0 quiet panic=-1 kvzfw=1")
+    res = kvzlab.run_in_lab(L1_SCRIPT, smp=1, timeout=420, retries=1,
+                            files={disk: "/disk.img", QMP_SEND: "/bin/qmp-send",
+                                   SEABIOS: SEABIOS})
+    log = os.path.join(BUILD, "meson-logs", "lab_firmware.console")
+    with open(log, "w") as f:
+        f.write(res.output)
+    out = res.output
+    assert res.exit_code == 0, f"exit {res.exit_code}; console in {log}\n" + out[-4000:]
+    l2 = "\n".join(l[4:] for l in out.splitlines() if l.startswith("L2| "))
+    assert l2.count("SeaBIOS (version") == 2, l2[-3000:]
+    assert l2.count("KVZ-GRUB-LOADED") == 2, l2[-3000:]
+    # the kernel got GRUB's command line: GRUB really booted it
+    assert l2.count(f"{MARKER} BOOT_IMAGE=/boot/vmlinuz console=ttyS0 quiet panic=-1 kvzfw=1") == 2, l2[-3000:]
+    assert "FW-LAB: kvz-vmm exit 0" in out
