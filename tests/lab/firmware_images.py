@@ -6,6 +6,10 @@ the gap after it, one ext2 partition (mke2fs -d) holding a kernel and an
 initrd; GRUB's embedded configuration speaks on the serial port and boots
 the kernel with console=ttyS0.
 
+iso_image(): an ISO 9660 image made by grub-mkrescue (xorriso), bootable
+through El Torito, holding a kernel, an initrd, a GRUB menu that boots
+them at once on the serial console, and extra files.
+
 The MBR is GRUB's boot.img (its first 440 bytes: the partition table
 stays ours), which loads core.img from sector 1; core.img is grub-mkimage's
 diskboot.img + kernel + modules, whose default block list (the sectors
@@ -84,4 +88,34 @@ def disk_image(out, kernel, initrd, cmdline="console=ttyS0 quiet panic=-1"):
             f.write(core_data)
             f.write(bytes(PART_START * SECTOR - SECTOR - len(core_data)))
             f.write(part_data)
+    return out
+
+
+def iso_missing():
+    if not shutil.which("grub-mkrescue") or not shutil.which("xorriso"):
+        return "grub-mkrescue or xorriso missing (Debian's grub-common, xorriso)"
+    return missing()
+
+
+def iso_image(out, kernel, initrd, cmdline, files=None):
+    """Writes the ISO to out; files maps names in its root to bytes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = os.path.join(tmp, "root")
+        os.makedirs(os.path.join(root, "boot", "grub"))
+        for src, name in ((kernel, "vmlinuz"), (initrd, "initrd.gz")):
+            shutil.copyfile(src, os.path.join(root, "boot", name))
+        for name, data in (files or {}).items():
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(data)
+        with open(os.path.join(root, "boot", "grub", "grub.cfg"), "w") as f:
+            f.write("serial --unit=0 --speed=115200\n"
+                    "terminal_input serial\n"
+                    "terminal_output serial\n"
+                    "set timeout=0\n"
+                    "menuentry kvz {\n"
+                    " echo KVZ-GRUB-CD\n"
+                    f" linux /boot/vmlinuz {cmdline}\n"
+                    " initrd /boot/initrd.gz\n"
+                    "}\n")
+        subprocess.run(["grub-mkrescue", "-o", out, root], check=True, capture_output=True)
     return out

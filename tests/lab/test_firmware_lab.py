@@ -4,7 +4,9 @@ tests/lab/firmware_images.py from Debian's grub-pc-bin) boots through
 SeaBIOS -> GRUB -> the kernel under kvz-vmm --firmware bios, with SeaBIOS,
 GRUB and the kernel all on the serial console; the initrd prints a
 marker; QMP system_reset re-enters SeaBIOS and the marker appears again.
-One L1 boot."""
+Then an ISO made by grub-mkrescue boots from --cdrom (virtio-scsi, El
+Torito) the same way, and its initrd mounts the CD (Linux's sr driver) and
+prints a file from it. One L1 boot."""
 import os
 import sys
 
@@ -20,11 +22,20 @@ BUILD = os.environ.get("KVZ_BUILD_DIR", os.path.join(HERE, "..", "..", "build"))
 QMP_SEND = os.path.join(BUILD, "tests", "virtio", "qmp-send")
 SEABIOS = "/usr/share/seabios/bios-256k.bin"
 MARKER = "KVZ-FW-L2-BOOTED"
+CD_FILE = b"kvz-cd-file-content-42\n"
 
 L2_INIT = f"""
 echo "{MARKER} $(cat /proc/cmdline)"
+case "$(cat /proc/cmdline)" in *kvzcd=1*)
+  i=0
+  while [ ! -b /dev/sr0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+  mkdir -p /mnt
+  mount -t iso9660 -o ro /dev/sr0 /mnt && echo "KVZ-CD-FILE: $(cat /mnt/kvz-cd-file.txt)"
+  poweroff -f ;;
+esac
 sleep 600
 """
+L2_MODULES = ["virtio_scsi", "sr_mod", "isofs"]
 
 L1_SCRIPT = r"""
 out=/tmp/vmm.out
@@ -53,6 +64,10 @@ qmp-send /tmp/q.sock '{"execute": "quit"}' >/dev/null 2>&1
 wait $vmm
 echo "FW-LAB: kvz-vmm exit $?"
 sed 's/^/L2| /' $out
+timeout 240 kvz-vmm --firmware bios --cdrom /cd.iso --boot cdrom --memory 256M \
+    </dev/null >/tmp/cd.out 2>&1
+echo "FW-LAB: cd kvz-vmm exit $?"
+sed 's/^/CD| /' /tmp/cd.out
 exit $rc
 """.replace("MARKER", MARKER)
 
@@ -65,12 +80,18 @@ def test_seabios_grub_kernel_and_reset(tmp_path):
         if why:
             pytest.skip(why)
     kernel = kvzlab.lab_kernel()
-    initrd = kvzlab.build_l2_initrd(L2_INIT)
+    if firmware_images.iso_missing():
+        pytest.skip(firmware_images.iso_missing())
+    initrd = kvzlab.build_l2_initrd(L2_INIT, L2_MODULES)
     disk = firmware_images.disk_image(str(tmp_path / "disk.img"), kernel, initrd,
                                       cmdline="console=ttyS0 quiet panic=-1 kvzfw=1")
+    iso = firmware_images.iso_image(str(tmp_path / "cd.iso"), kernel, initrd,
+                                    "console=ttyS0 quiet panic=-1 kvzcd=1",
+                                    files={"kvz-cd-file.txt": CD_FILE})
     res = kvzlab.run_in_lab(L1_SCRIPT, smp=1, timeout=420, retries=1,
-                            files={disk: "/disk.img", QMP_SEND: "/bin/qmp-send",
-                                   SEABIOS: SEABIOS})
+                            files={disk: "/disk.img", iso: "/cd.iso",
+                                   QMP_SEND: "/bin/qmp-send", SEABIOS: SEABIOS})
+    print(f"lab run: {res.duration:.0f} s")
     log = os.path.join(BUILD, "meson-logs", "lab_firmware.console")
     with open(log, "w") as f:
         f.write(res.output)
@@ -82,3 +103,8 @@ def test_seabios_grub_kernel_and_reset(tmp_path):
     # the kernel got GRUB's command line: GRUB really booted it
     assert l2.count(f"{MARKER} BOOT_IMAGE=/boot/vmlinuz console=ttyS0 quiet panic=-1 kvzfw=1") == 2, l2[-3000:]
     assert "FW-LAB: kvz-vmm exit 0" in out
+    cd = "\n".join(l[4:] for l in out.splitlines() if l.startswith("CD| "))
+    assert "Booting from DVD/CD" in cd, cd[-3000:]
+    assert "KVZ-GRUB-CD" in cd, cd[-3000:]
+    assert "KVZ-CD-FILE: kvz-cd-file-content-42" in cd, cd[-3000:]
+    assert "FW-LAB: cd kvz-vmm exit 0" in out
