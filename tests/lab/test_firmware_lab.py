@@ -30,12 +30,16 @@ case "$(cat /proc/cmdline)" in *kvzcd=1*)
   i=0
   while [ ! -b /dev/sr0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
   mkdir -p /mnt
-  mount -t iso9660 -o ro /dev/sr0 /mnt && echo "KVZ-CD-FILE: $(cat /mnt/kvz-cd-file.txt)"
+  if mount -t iso9660 -o ro /dev/sr0 /mnt; then
+    echo "KVZ-CD-FILE: $(cat /mnt/kvz-cd-file.txt)"
+  else
+    cat /proc/scsi/scsi; dmesg | grep -iE "scsi|sr[0-9]|virtio|cdrom" | tail -20
+  fi
   poweroff -f ;;
 esac
 sleep 600
 """
-L2_MODULES = ["virtio_scsi", "sr_mod", "isofs"]
+L2_MODULES = ["virtio_pci", "virtio_scsi", "sr_mod", "isofs"]
 
 L1_SCRIPT = r"""
 out=/tmp/vmm.out
