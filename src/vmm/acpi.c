@@ -31,6 +31,7 @@ struct buf {
 	uint8_t *p;
 	size_t len, cap;
 	bool overflow;
+	uint64_t base;        /* guest address of p[0], for the tables' pointers */
 };
 
 static void put(struct buf *b, const void *data, size_t len)
@@ -320,7 +321,7 @@ static void align16(struct buf *b)
 		put8(b, 0);
 }
 
-static uint64_t here(const struct buf *b) { return ACPI_TABLES_ADDR + b->len; }
+static uint64_t here(const struct buf *b) { return b->base + b->len; }
 
 static uint64_t put_dsdt(struct buf *b, struct pci_bus *pci)
 {
@@ -482,17 +483,17 @@ static void put_rsdp(struct buf *b, uint64_t xsdt)
 	b->p[start + 32] = boot_table_checksum(b->p + start, 36);
 }
 
-int acpi_write_tables(struct guest_mem *m, int ncpus, struct pci_bus *pci, char *err, size_t errlen)
+int acpi_build_tables(uint8_t *area, size_t cap, uint64_t base, int ncpus, struct pci_bus *pci,
+		      struct acpi_layout *lay, char *err, size_t errlen)
 {
-	uint8_t *area = guest_mem_ptr(m, ACPI_TABLES_ADDR, ACPI_TABLES_MAX);
-	if (!area) {
+	if (cap < ACPI_TABLES_START) {
 		snprintf(err, errlen, "no room for the ACPI tables");
 		return -1;
 	}
-	memset(area, 0, ACPI_TABLES_MAX);
+	memset(area, 0, cap);
 	/* The RSDP goes first, at a 16-byte boundary the scan checks; its XSDT
 	 * pointer is filled in once the XSDT is placed. */
-	struct buf b = {.p = area, .cap = ACPI_TABLES_MAX, .len = 48};
+	struct buf b = {.p = area, .cap = cap, .len = ACPI_TABLES_START, .base = base};
 	uint64_t dsdt = put_dsdt(&b, pci);
 	uint64_t facs = put_facs(&b);
 	uint64_t tables[2];
@@ -503,7 +504,23 @@ int acpi_write_tables(struct guest_mem *m, int ncpus, struct pci_bus *pci, char 
 		snprintf(err, errlen, "ACPI tables too large for %d vCPUs", ncpus);
 		return -1;
 	}
-	struct buf rsdp = {.p = area, .cap = 48};
+	struct buf rsdp = {.p = area, .cap = ACPI_TABLES_START};
 	put_rsdp(&rsdp, xsdt);
+	*lay = (struct acpi_layout){
+		.len = (uint32_t)b.len, .dsdt = (uint32_t)(dsdt - base), .facs = (uint32_t)(facs - base),
+		.fadt = (uint32_t)(tables[0] - base), .madt = (uint32_t)(tables[1] - base),
+		.xsdt = (uint32_t)(xsdt - base), .nxsdt = 2,
+	};
 	return 0;
+}
+
+int acpi_write_tables(struct guest_mem *m, int ncpus, struct pci_bus *pci, char *err, size_t errlen)
+{
+	uint8_t *area = guest_mem_ptr(m, ACPI_TABLES_ADDR, ACPI_TABLES_MAX);
+	if (!area) {
+		snprintf(err, errlen, "no room for the ACPI tables");
+		return -1;
+	}
+	struct acpi_layout lay;
+	return acpi_build_tables(area, ACPI_TABLES_MAX, ACPI_TABLES_ADDR, ncpus, pci, &lay, err, errlen);
 }

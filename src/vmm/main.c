@@ -58,12 +58,19 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: kvz-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--memory SIZE]\n"
+		"       kvz-vmm --firmware bios|PATH [--boot disk|cdrom|N] [--cdrom ISO] ...\n"
 		"               [--cpus N] [--cpu-model host|kvz64] [--qmp PATH]\n"
 		"               [--console-socket PATH] [--name NAME] [--disk PATH[,readonly]]...\n"
 		"               [--net tap=NAME[,mac=MAC][,bridge=BR][,vhost=auto|on|off]]... [--balloon[=deflate-on-oom]] [--rng]\n"
 		"               [--seccomp=on|off|log] [--bench-first-exit] [--verbose]\n"
 		"               [--incoming file:PATH|fd:N|tcp:ADDR:PORT|defer] [--restore-ram map|read] [--paused]\n"
 		"               [--memory-backing anon|memfd]\n"
+		"  --firmware boot through a firmware instead of a kernel: bios is Debian's\n"
+		"             SeaBIOS (/usr/share/seabios), PATH another image; its console\n"
+		"             is the serial port\n"
+		"  --boot     with --firmware: boot from the disks (disk), the CD-ROM (cdrom)\n"
+		"             or --disk N (counted from 0) first; default: the firmware's order\n"
+		"  --cdrom    a read-only CD-ROM (virtio-scsi) holding the ISO image\n"
 		"  --seccomp  system call allow-list once the machine is built (default on;\n"
 		"             log: allow and log what the list lacks, to the kernel log)\n"
 		"  --incoming restore the snapshot (QMP migrate) instead of booting; the\n"
@@ -81,7 +88,8 @@ static void usage(FILE *f)
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CPU_MODEL, OPT_QMP,
        OPT_CONSOLE_SOCKET, OPT_NAME, OPT_DISK, OPT_NET, OPT_BALLOON, OPT_RNG, OPT_SECCOMP,
-       OPT_BENCH, OPT_VERBOSE, OPT_HELP, OPT_INCOMING, OPT_PAUSED, OPT_MEM_BACKING, OPT_RESTORE_RAM };
+       OPT_BENCH, OPT_VERBOSE, OPT_HELP, OPT_INCOMING, OPT_PAUSED, OPT_MEM_BACKING, OPT_RESTORE_RAM,
+       OPT_FIRMWARE, OPT_BOOT, OPT_CDROM };
 
 static const struct option long_opts[] = {
 	{"kernel", required_argument, NULL, OPT_KERNEL},
@@ -105,6 +113,9 @@ static const struct option long_opts[] = {
 	{"paused", no_argument, NULL, OPT_PAUSED},
 	{"memory-backing", required_argument, NULL, OPT_MEM_BACKING},
 	{"restore-ram", required_argument, NULL, OPT_RESTORE_RAM},
+	{"firmware", required_argument, NULL, OPT_FIRMWARE},
+	{"boot", required_argument, NULL, OPT_BOOT},
+	{"cdrom", required_argument, NULL, OPT_CDROM},
 	{NULL, 0, NULL, 0},
 };
 
@@ -195,6 +206,14 @@ static int parse_one(struct options *o, int opt, const char *arg)
 		}
 		o->vm.shared_memory = !strcmp(arg, "memfd");
 		return 0;
+	case OPT_FIRMWARE: o->vm.firmware = arg; return 0;
+	case OPT_CDROM: o->virtio.cdrom = arg; return 0;
+	case OPT_BOOT:
+		if (firmware_parse_boot(arg, &o->vm.boot_order) < 0) {
+			kvz_error("--boot %s: expected disk, cdrom or a disk number", arg);
+			return -1;
+		}
+		return 0;
 	case OPT_VERBOSE: kvz_log_set_verbose(true); return 0;
 	case OPT_HELP: usage(stdout); exit(0);
 	default: usage(stderr); return -1;
@@ -219,8 +238,16 @@ static int parse_args(int argc, char **argv, struct options *o)
 		kvz_error("unexpected argument '%s'", argv[optind]);
 		return -1;
 	}
-	if (!o->boot.kernel) {
-		kvz_error("--kernel PATH is required");
+	if (o->vm.firmware && o->boot.kernel) {
+		kvz_error("--firmware and --kernel: choose one (the firmware boots from a disk)");
+		return -1;
+	}
+	if (!o->vm.firmware && o->vm.boot_order.kind != BOOT_ORDER_DEFAULT) {
+		kvz_error("--boot needs --firmware (a direct kernel boot has no boot order)");
+		return -1;
+	}
+	if (!o->boot.kernel && !o->vm.firmware) {
+		kvz_error("--kernel PATH (or --firmware) is required");
 		return -1;
 	}
 	if (o->incoming && !strcmp(o->incoming, "defer") && !o->qmp_path) {
@@ -232,7 +259,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 
 static bool want_virtio(const struct options *o)
 {
-	return o->virtio.ndisks || o->virtio.nnets || o->virtio.balloon || o->virtio.rng;
+	return o->virtio.ndisks || o->virtio.nnets || o->virtio.balloon || o->virtio.rng ||
+	       o->virtio.cdrom;
 }
 
 static void console_input(void *opaque, const uint8_t *buf, size_t len)
@@ -478,7 +506,7 @@ static int run(struct options *o)
 			 cpuid_model_names());
 		goto out;
 	}
-	if (boot_probe(o->boot.kernel, err, sizeof(err)) < 0 ||
+	if ((o->boot.kernel && boot_probe(o->boot.kernel, err, sizeof(err)) < 0) ||
 	    vm_check_config(&o->vm, err, sizeof(err)) < 0)
 		goto out;
 	vm = vm_create(&o->vm, err, sizeof(err));

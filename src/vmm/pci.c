@@ -21,6 +21,10 @@
  * not share with ISA interrupts on the PIC. */
 #define PCI_IRQ_BASE 16
 #define PCI_IRQ_COUNT 8
+/* i440FX PAM registers (0x59-0x5F): which of 0xC0000-0xFFFFF is ROM or
+ * RAM. Here always RAM (firmware.h says why); the bytes only read back. */
+#define PCI_PAM0 0x59
+#define PCI_PAM_COUNT 7
 
 struct pci_bus {
 	/* Guards config_addr, every config space and BAR address: vCPU threads
@@ -52,6 +56,12 @@ struct pci_bus *pci_bus_create(void)
 	put16(c, 0x00, 0x8086);   /* Intel 440FX host bridge: every OS knows it */
 	put16(c, 0x02, 0x1237);
 	c[0x0B] = 0x06;           /* class: bridge, subclass host */
+	/* QEMU's subsystem ids: SeaBIOS takes them as "running on QEMU" and
+	 * only then reads fw_cfg and shadows itself through the PAM bytes. */
+	put16(c, 0x2C, 0x1af4);
+	put16(c, 0x2E, 0x1100);
+	for (unsigned i = 0; i < PCI_PAM_COUNT; i++)
+		bus->bridge.config_wmask[PCI_PAM0 + i] = 0xFF;
 	bus->slots[0] = &bus->bridge;
 	return bus;
 }
@@ -124,6 +134,14 @@ int pci_register(struct pci_bus *bus, struct pci_device *dev)
 	bus->slots[slot] = dev;
 	pthread_mutex_unlock(&bus->lock);
 	return 0;
+}
+
+void pci_bus_reset_bridge(struct pci_bus *bus)
+{
+	pthread_mutex_lock(&bus->lock);
+	for (unsigned i = 0; i < PCI_PAM_COUNT; i++)   /* a loop: gcc -fsanitize saw memset out of bounds */
+		bus->bridge.config[PCI_PAM0 + i] = 0;
+	pthread_mutex_unlock(&bus->lock);
 }
 
 void pci_bus_foreach(struct pci_bus *bus, void (*fn)(void *opaque, const struct pci_device *dev),

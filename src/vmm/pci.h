@@ -63,6 +63,9 @@ bool pci_pio(struct pci_bus *bus, uint16_t port, void *data, unsigned len, bool 
 /* MMIO exit: returns true when addr fell in a BAR (and was handled). */
 bool pci_mmio(struct pci_bus *bus, uint64_t addr, void *data, unsigned len, bool is_write);
 
+/* system_reset: the host bridge's chipset registers back to power-on. */
+void pci_bus_reset_bridge(struct pci_bus *bus);
+
 /* Calls fn for every registered device (not the host bridge), in slot
  * order: the machine builds its interrupt tables (MP table) from this. */
 void pci_bus_foreach(struct pci_bus *bus, void (*fn)(void *opaque, const struct pci_device *dev),

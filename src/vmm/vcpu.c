@@ -161,6 +161,27 @@ static void set_seg(struct kvm_segment *s, uint16_t sel, uint8_t type, bool long
 	};
 }
 
+/* Segment, general and FPU registers of an entry state (FPU at its
+ * power-on values). */
+static int set_entry_regs(struct vcpu *v, const struct kvm_sregs *sr, const struct kvm_regs *r,
+			  char *err, size_t errlen)
+{
+	if (ioctl(v->fd, KVM_SET_SREGS, sr) < 0) {
+		snprintf(err, errlen, "vCPU %d: KVM_SET_SREGS: %s", v->id, strerror(errno));
+		return -1;
+	}
+	if (ioctl(v->fd, KVM_SET_REGS, r) < 0) {
+		snprintf(err, errlen, "vCPU %d: KVM_SET_REGS: %s", v->id, strerror(errno));
+		return -1;
+	}
+	struct kvm_fpu fpu = {.fcw = 0x37F, .mxcsr = 0x1F80};
+	if (ioctl(v->fd, KVM_SET_FPU, &fpu) < 0) {
+		snprintf(err, errlen, "vCPU %d: KVM_SET_FPU: %s", v->id, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* The BSP's (or every ELF vCPU's) entry state: 64-bit mode with the boot
  * page tables, or for PVH flat 32-bit protected mode with paging off. */
 static int setup_entry_mode(struct vcpu *v, const struct boot_entry *e, char *err, size_t errlen)
@@ -183,22 +204,11 @@ static int setup_entry_mode(struct vcpu *v, const struct boot_entry *e, char *er
 	sr.cr3 = pvh ? 0 : BOOT_PML4_ADDR;
 	sr.cr4 = pvh ? 0 : 0x20;            /* PAE */
 	sr.efer = pvh ? 0 : 0x500;          /* LME LMA */
-	if (ioctl(v->fd, KVM_SET_SREGS, &sr) < 0) {
-		snprintf(err, errlen, "vCPU %d: KVM_SET_SREGS: %s", v->id, strerror(errno));
-		return -1;
-	}
 	struct kvm_regs r = {.rip = e->rip, .rsi = e->rsi, .rbx = e->rbx, .rflags = 0x2};
-	if (ioctl(v->fd, KVM_SET_REGS, &r) < 0) {
-		snprintf(err, errlen, "vCPU %d: KVM_SET_REGS: %s", v->id, strerror(errno));
-		return -1;
-	}
-	struct kvm_fpu fpu = {.fcw = 0x37F, .mxcsr = 0x1F80};
-	if (ioctl(v->fd, KVM_SET_FPU, &fpu) < 0) {
-		snprintf(err, errlen, "vCPU %d: KVM_SET_FPU: %s", v->id, strerror(errno));
-		return -1;
-	}
-	return 0;
+	return set_entry_regs(v, &sr, &r, err, errlen);
 }
+
+static int save_reset_state(struct vcpu *v, char *err, size_t errlen);
 
 int vcpu_setup_boot(struct vcpu *v, const struct boot_entry *e, char *err, size_t errlen)
 {
@@ -215,6 +225,49 @@ int vcpu_setup_boot(struct vcpu *v, const struct boot_entry *e, char *err, size_
 		snprintf(err, errlen, "vCPU %d: KVM_SET_MP_STATE: %s", v->id, strerror(errno));
 		return -1;
 	}
+	return save_reset_state(v, err, errlen);
+}
+
+/* The power-on state a firmware expects: real mode, CS base 0xFFFF0000 and
+ * IP 0xFFF0 (the reset vector, 16 bytes below 4 GiB); the APs wait for
+ * INIT/SIPI from the firmware. KVM creates vCPUs in this state, but the
+ * state is set here explicitly so that the reset state saved is it. */
+int vcpu_setup_firmware(struct vcpu *v, char *err, size_t errlen)
+{
+	struct kvm_sregs sr;
+	if (ioctl(v->fd, KVM_GET_SREGS, &sr) < 0) {
+		snprintf(err, errlen, "vCPU %d: KVM_GET_SREGS: %s", v->id, strerror(errno));
+		return -1;
+	}
+	struct kvm_segment data = {.base = 0, .limit = 0xFFFF, .selector = 0, .type = 0x3,
+				   .present = 1, .s = 1};
+	sr.ds = sr.es = sr.fs = sr.gs = sr.ss = data;
+	sr.cs = data;
+	sr.cs.type = 0xB;
+	sr.cs.selector = 0xF000;
+	sr.cs.base = 0xFFFF0000;
+	sr.tr = (struct kvm_segment){.limit = 0xFFFF, .type = 0xB, .present = 1};
+	sr.ldt = (struct kvm_segment){.limit = 0xFFFF, .type = 0x2, .present = 1};
+	sr.gdt = (struct kvm_dtable){.limit = 0xFFFF};
+	sr.idt = (struct kvm_dtable){.limit = 0xFFFF};
+	sr.cr0 = 0x60000010;   /* CD NW ET */
+	sr.cr2 = sr.cr3 = sr.cr4 = 0;
+	sr.efer = 0;
+	struct kvm_regs r = {.rip = 0xFFF0, .rflags = 0x2, .rdx = 0x600};
+	if (set_entry_regs(v, &sr, &r, err, errlen) < 0)
+		return -1;
+	struct kvm_mp_state mp = {
+		.mp_state = v->id == 0 ? KVM_MP_STATE_RUNNABLE : KVM_MP_STATE_UNINITIALIZED,
+	};
+	if (ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0) {
+		snprintf(err, errlen, "vCPU %d: KVM_SET_MP_STATE: %s", v->id, strerror(errno));
+		return -1;
+	}
+	return save_reset_state(v, err, errlen);
+}
+
+static int save_reset_state(struct vcpu *v, char *err, size_t errlen)
+{
 	if (vcpu_save_state(v, &v->reset_state, err, errlen) < 0)
 		return -1;
 	/* A reset must not rewind the TSC (the guest would see vCPUs out of

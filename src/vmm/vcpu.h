@@ -60,6 +60,8 @@ int vcpu_set_cpuid(struct vcpu *v, const struct kvm_cpuid2 *table, char *err, si
  * for ELF guests every vCPU) in 64-bit mode at the entry, Linux APs waiting
  * for INIT/SIPI. Records it as the reset state. */
 int vcpu_setup_boot(struct vcpu *v, const struct boot_entry *e, char *err, size_t errlen);
+/* Real mode at the reset vector (firmware boot); APs wait for INIT/SIPI. */
+int vcpu_setup_firmware(struct vcpu *v, char *err, size_t errlen);
 
 int vcpu_save_state(struct vcpu *v, struct vcpu_state *s, char *err, size_t errlen);
 int vcpu_load_state(struct vcpu *v, const struct vcpu_state *s, char *err, size_t errlen);

@@ -13,6 +13,8 @@
 #include "acpi.h"
 #include "acpi_pm.h"
 #include "cpuid.h"
+#include "firmware.h"
+#include "fw_cfg.h"
 #include "device_hooks.h"
 #include "i8042.h"
 #include "io_thread.h"
@@ -74,11 +76,11 @@ static int open_kvm(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
-static int set_region(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
-		      char *err, size_t errlen)
+static int set_region_flags(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
+			    uint32_t flags, char *err, size_t errlen)
 {
 	struct kvm_userspace_memory_region r = {
-		.slot = slot, .guest_phys_addr = gpa, .memory_size = size,
+		.slot = slot, .flags = flags, .guest_phys_addr = gpa, .memory_size = size,
 		.userspace_addr = (uint64_t)(uintptr_t)host,
 	};
 	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
@@ -87,6 +89,30 @@ static int set_region(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size,
 		return -1;
 	}
 	return 0;
+}
+
+static int set_region(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
+		      char *err, size_t errlen)
+{
+	return set_region_flags(vm, slot, gpa, size, host, 0, err, errlen);
+}
+
+/* The firmware image, read-only, ending at 4 GiB: guest writes to it
+ * become MMIO exits that nothing claims (ignored, as a ROM does). */
+static int map_firmware(struct vm *vm, char *err, size_t errlen)
+{
+	if (firmware_read(vm->cfg.firmware, &vm->firmware, err, errlen) < 0)
+		return -1;
+	if (vm->mem.lo_size > vm->firmware.gpa) {
+		snprintf(err, errlen, "firmware and RAM overlap");
+		return -1;
+	}
+	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0) {
+		snprintf(err, errlen, "--firmware needs read-only memory slots (KVM_CAP_READONLY_MEM)");
+		return -1;
+	}
+	return set_region_flags(vm, VM_ROM_SLOT, vm->firmware.gpa, vm->firmware.size,
+				vm->firmware.data, KVM_MEM_READONLY, err, errlen);
 }
 
 int vm_check_config(const struct vm_config *cfg, char *err, size_t errlen)
@@ -123,7 +149,7 @@ static int setup_memory(struct vm *vm, char *err, size_t errlen)
 	    set_region(vm, 1, GUEST_MEM_HI_START, vm->mem.hi_size, vm->mem.host + vm->mem.lo_size,
 		       err, errlen) < 0)
 		return -1;
-	return 0;
+	return vm->cfg.firmware ? map_firmware(vm, err, errlen) : 0;
 }
 
 /* The default GSI routing KVM installs with the irqchip: GSI 0-15 to both
@@ -152,7 +178,7 @@ static int setup_irqchip(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "KVM_SET_TSS_ADDR: %s", strerror(errno));
 		return -1;
 	}
-	uint64_t idmap = VM_IDENTITY_MAP_ADDR;
+	uint64_t idmap = vm->cfg.firmware ? VM_FW_IDENTITY_MAP_ADDR : VM_IDENTITY_MAP_ADDR;
 	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
 		kvz_debug("KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
@@ -176,7 +202,9 @@ static int create_devices(struct vm *vm, char *err, size_t errlen)
 	vm->i8042 = i8042_create(vm);
 	vm->rtc = rtc_create();
 	vm->acpi_pm = acpi_pm_create(vm);
-	if (!vm->pci || !vm->io || !vm->serial || !vm->i8042 || !vm->rtc || !vm->acpi_pm) {
+	vm->fw_cfg = fw_cfg_create(&vm->mem);
+	if (!vm->pci || !vm->io || !vm->serial || !vm->i8042 || !vm->rtc || !vm->acpi_pm ||
+	    !vm->fw_cfg) {
 		snprintf(err, errlen, "cannot create devices: out of memory");
 		return -1;
 	}
@@ -252,6 +280,8 @@ void vm_destroy(struct vm *vm)
 	i8042_destroy(vm->i8042);
 	rtc_destroy(vm->rtc);
 	acpi_pm_destroy(vm->acpi_pm);
+	fw_cfg_destroy(vm->fw_cfg);
+	firmware_free(&vm->firmware);
 	pci_bus_destroy(vm->pci);
 	free(vm->cpuid);
 	state_registry_destroy(vm->registry);
@@ -267,9 +297,32 @@ void vm_destroy(struct vm *vm)
 	free(vm);
 }
 
+/* What the firmware reads from fw_cfg: also there for a direct boot (a
+ * kernel may read fw_cfg, and the tiny attack-test guests do). */
+static int fill_fw_cfg(struct vm *vm, char *err, size_t errlen)
+{
+	fw_cfg_clear(vm->fw_cfg);
+	return firmware_fw_cfg_items(vm->fw_cfg, &vm->mem, vm->ncpus, vm->pci, &vm->cfg.boot_order,
+				     err, errlen);
+}
+
+static int load_firmware(struct vm *vm, char *err, size_t errlen)
+{
+	if (firmware_copy_low(&vm->firmware, &vm->mem, err, errlen) < 0)
+		return -1;
+	for (int i = 0; i < vm->ncpus; i++)
+		if (vcpu_setup_firmware(&vm->vcpus[i], err, errlen) < 0)
+			return -1;
+	return 0;
+}
+
 int vm_load(struct vm *vm, const struct boot_config *boot, char *err, size_t errlen)
 {
 	vm->boot = *boot;
+	if (fill_fw_cfg(vm, err, errlen) < 0)
+		return -1;
+	if (vm->cfg.firmware)
+		return load_firmware(vm, err, errlen);
 	struct boot_entry entry;
 	if (boot_load(&vm->mem, boot, &entry, err, errlen) < 0)
 		return -1;
@@ -430,6 +483,30 @@ enum vm_run_state vm_run_state(struct vm *vm)
 	return s;
 }
 
+/* The firmware would clear low memory and reload the kernel: do what it
+ * would, so that no table of the previous boot survives. (At first boot
+ * RAM is all zeros already; not touching it keeps RSS and start-up time
+ * down.) */
+static int reload_kernel(struct vm *vm, char *err, size_t errlen)
+{
+	memset(guest_mem_ptr(&vm->mem, 0, BOOT_KERNEL_ADDR), 0, BOOT_KERNEL_ADDR);
+	struct boot_entry entry;
+	int rc = boot_load(&vm->mem, &vm->boot, &entry, err, errlen);
+	if (rc == 0)
+		rc = mptable_write(&vm->mem, vm->ncpus, vm->pci, err, errlen);
+	if (rc == 0)
+		rc = acpi_write_tables(&vm->mem, vm->ncpus, vm->pci, err, errlen);
+	return rc;
+}
+
+/* PAM back to ROM and the ROM's low alias as it was at power-on: the
+ * firmware starts afresh and shadows itself again (firmware.h). */
+static int reload_firmware(struct vm *vm, char *err, size_t errlen)
+{
+	pci_bus_reset_bridge(vm->pci);
+	return firmware_copy_low(&vm->firmware, &vm->mem, err, errlen);
+}
+
 int vm_reset(struct vm *vm, char *err, size_t errlen)
 {
 	bool was_running = vm_run_state(vm) == VM_RUNNING;
@@ -439,17 +516,8 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	}
 	/* Devices first (virtio stops any kernel data path), then memory. */
 	state_registry_reset(vm->registry);
-	/* The firmware would clear low memory and reload the kernel: do what
-	 * it would, so that no table of the previous boot survives. (At first
-	 * boot RAM is all zeros already; not touching it keeps RSS and
-	 * start-up time down.) */
-	memset(guest_mem_ptr(&vm->mem, 0, BOOT_KERNEL_ADDR), 0, BOOT_KERNEL_ADDR);
-	struct boot_entry entry;
-	int rc = boot_load(&vm->mem, &vm->boot, &entry, err, errlen);
-	if (rc == 0)
-		rc = mptable_write(&vm->mem, vm->ncpus, vm->pci, err, errlen);
-	if (rc == 0)
-		rc = acpi_write_tables(&vm->mem, vm->ncpus, vm->pci, err, errlen);
+	fw_cfg_reset(vm->fw_cfg);
+	int rc = vm->cfg.firmware ? reload_firmware(vm, err, errlen) : reload_kernel(vm, err, errlen);
 	for (int i = 0; i < vm->ncpus && rc == 0; i++)
 		rc = vcpu_load_state(&vm->vcpus[i], &vm->vcpus[i].reset_state, err, errlen);
 	if (was_running)
@@ -526,6 +594,7 @@ void vm_pio(struct vm *vm, uint16_t port, void *data, unsigned len, bool is_writ
 	    i8042_pio(vm->i8042, port, data, len, is_write) ||
 	    rtc_pio(vm->rtc, port, data, len, is_write) ||
 	    acpi_pm_pio(vm->acpi_pm, port, data, len, is_write) ||
+	    fw_cfg_pio(vm->fw_cfg, port, data, len, is_write) ||
 	    pci_pio(vm->pci, port, data, len, is_write))
 		return;
 	/* Port 0x80 (POST codes) and every port without a device: writes are

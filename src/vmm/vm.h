@@ -11,6 +11,7 @@
 #include <linux/kvm.h>
 
 #include "boot.h"
+#include "firmware.h"
 #include "guest_mem.h"
 #include "vcpu.h"
 
@@ -19,6 +20,10 @@
 #define VM_FIRST_MSI_GSI 24     /* 0-23 are the IOAPIC pins */
 #define VM_TSS_ADDR 0xFFFBD000u /* 3 pages below the identity map page */
 #define VM_IDENTITY_MAP_ADDR 0xFFFFC000u
+/* With a firmware the top of 4 GiB is its ROM: QEMU's addresses, below
+ * the IOAPIC... ranges and above the PCI window. */
+#define VM_FW_IDENTITY_MAP_ADDR 0xFEFFC000u
+#define VM_ROM_SLOT 2
 
 enum vm_run_state { VM_RUNNING, VM_PAUSED, VM_SHUTDOWN };
 
@@ -47,6 +52,8 @@ struct vm_config {
 	bool bench_first_exit;      /* print when the first guest exit happens */
 	bool start_paused;          /* vm_start leaves it paused until QMP cont */
 	bool shared_memory;         /* RAM in a memfd (another process may map it) */
+	const char *firmware;       /* --firmware bios|PATH: boot through it, no kernel */
+	struct boot_order boot_order; /* --boot, for the firmware */
 };
 
 /* Hooks main() installs to hear about state changes (QMP events). Called
@@ -72,7 +79,8 @@ void vm_destroy(struct vm *vm);
 /* Stops the I/O thread before devices it serves are destroyed. */
 void vm_stop_io(struct vm *vm);
 
-/* Loads the kernel and sets every vCPU to its power-on state. */
+/* Loads the kernel (or the firmware's low alias and fw_cfg items) and sets
+ * every vCPU to its power-on state. */
 int vm_load(struct vm *vm, const struct boot_config *boot, char *err, size_t errlen);
 
 /* Starts the vCPU threads. */

@@ -23,6 +23,8 @@ struct vm {
 	struct i8042 *i8042;
 	struct rtc *rtc;
 	struct acpi_pm *acpi_pm;
+	struct fw_cfg *fw_cfg;
+	struct firmware_image firmware;   /* size 0 without --firmware */
 	struct vm_listener listener;
 	/* Every piece of machine state, in save/load/pause order (the machine's
 	 * entries from machine_state.c, then the devices'). */

@@ -87,12 +87,13 @@ int vm_ioeventfd(struct vm *vm, int efd, uint64_t addr, unsigned len, bool deass
 {
 	(void)vm;
 	(void)efd;
-	(void)addr;
 	(void)len;
-	if (deassign)
+	if (deassign) {
 		fake_vmm.ioeventfds--;
-	else
+	} else {
 		fake_vmm.ioeventfds++;
+		fake_vmm.ioeventfd_addr = addr;
+	}
 	return 0;
 }
 

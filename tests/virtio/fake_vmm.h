@@ -16,6 +16,7 @@ struct fake_vmm_state {
 	unsigned routes;            /* GSIs allocated and not freed */
 	unsigned irqfds;            /* irqfds assigned and not deassigned */
 	unsigned ioeventfds;        /* ioeventfds assigned and not deassigned */
+	uint64_t ioeventfd_addr;    /* address of the last one assigned */
 	uint64_t route_addr[64];
 	uint32_t route_data[64];
 };

@@ -536,6 +536,43 @@ static void test_rng(void **state)
 	virtio_rng_destroy(r);
 }
 
+/* A firmware moves BAR 0 and turns memory decoding on and off: the queue's
+ * notify ioeventfd follows the BAR and is unbound while it does not decode
+ * (pci.c calls config_written after each config write). */
+static void test_notify_follows_bar(void **state)
+{
+	(void)state;
+	char err[256];
+	struct virtio_rng *r = virtio_rng_create(&ctx, err, sizeof(err));
+	assert_non_null(r);
+	struct drv d;
+	drv_init(&d, &r->vp, ~0ull, 1);
+	struct pci_device *p = &r->vp.pci;
+	assert_int_equal(fake_vmm.ioeventfds, 1);
+	assert_int_equal(fake_vmm.ioeventfd_addr, p->bars[0].addr + d.notify);
+	p->config[4] |= 0x2;                       /* memory decoding on */
+	p->ops->config_written(p, 4, 2);
+	assert_int_equal(fake_vmm.ioeventfds, 1);
+	p->bars[0].addr = 0xE0000000;              /* what pci.c does on a BAR write */
+	p->ops->config_written(p, 0x10, 4);
+	assert_int_equal(fake_vmm.ioeventfds, 1);
+	assert_int_equal(fake_vmm.ioeventfd_addr, 0xE0000000 + d.notify);
+	p->bars[0].addr = (uint32_t)~(p->bars[0].size - 1);   /* sizing: the mask */
+	p->ops->config_written(p, 0x10, 4);
+	assert_int_equal(fake_vmm.ioeventfds, 0);
+	p->bars[0].addr = 0xE0004000;
+	p->ops->config_written(p, 0x10, 4);
+	assert_int_equal(fake_vmm.ioeventfd_addr, 0xE0004000 + d.notify);
+	p->config[4] &= (uint8_t)~0x2;             /* decoding off: unbound */
+	p->ops->config_written(p, 4, 2);
+	assert_int_equal(fake_vmm.ioeventfds, 0);
+	p->config[4] |= 0x2;
+	p->ops->config_written(p, 4, 2);
+	assert_int_equal(fake_vmm.ioeventfds, 1);
+	virtio_rng_destroy(r);
+	assert_int_equal(fake_vmm.ioeventfds, 0);
+}
+
 /* ---- snapshot state (state registry entry of the transport) ---- */
 
 /* A driven device's state saved, the device reset by its driver, the state
@@ -920,6 +957,7 @@ int main(void)
 		T(test_msix_mask_and_intx),
 		T(test_event_idx_suppression),
 		T(test_rng),
+		T(test_notify_follows_bar),
 		T(test_balloon),
 		T(test_balloon_paused_keeps_stats_buffer),
 		T(test_state_save_load),

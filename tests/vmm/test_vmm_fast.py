@@ -36,7 +36,7 @@ def test_not_a_kernel(tmp_path):
 
 
 def test_kernel_option_required():
-    one_error_line(run([]), r"--kernel PATH is required")
+    one_error_line(run([]), r"--kernel PATH \(or --firmware\) is required")
 
 
 def test_memory_too_large():

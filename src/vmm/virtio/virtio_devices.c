@@ -12,6 +12,7 @@
 #include "virtio_blk.h"
 #include "virtio_net.h"
 #include "virtio_rng.h"
+#include "virtio_scsi.h"
 
 #define MAX_DISKS 26
 #define MAX_NETS 8
@@ -26,6 +27,7 @@ struct virtio_devices {
 	size_t nnet;
 	struct virtio_balloon *balloon;
 	struct virtio_rng *rng;
+	struct virtio_scsi *scsi;   /* --cdrom */
 };
 
 /* "PATH[,readonly]": PATH is everything before the first comma. */
@@ -108,7 +110,11 @@ struct virtio_devices *virtio_devices_create(const struct vmm_context *ctx,
 		return NULL;
 	}
 	vd->ctx = *ctx;
-	if (create_disks(vd, opts, err, errlen) < 0 || create_nets(vd, opts, err, errlen) < 0)
+	if (create_disks(vd, opts, err, errlen) < 0)
+		goto fail;
+	if (opts->cdrom && !(vd->scsi = virtio_scsi_create(&vd->ctx, opts->cdrom, err, errlen)))
+		goto fail;
+	if (create_nets(vd, opts, err, errlen) < 0)
 		goto fail;
 	if (opts->balloon && !(vd->balloon = virtio_balloon_create(&vd->ctx, opts->balloon_deflate_on_oom, err, errlen)))
 		goto fail;
@@ -130,6 +136,7 @@ void virtio_devices_destroy(struct virtio_devices *vd)
 		virtio_net_destroy(vd->net[i]);
 	virtio_balloon_destroy(vd->balloon);
 	virtio_rng_destroy(vd->rng);
+	virtio_scsi_destroy(vd->scsi);
 	free(vd);
 }
 
@@ -185,6 +192,8 @@ void virtio_devices_reset(struct virtio_devices *vd)
 		virtio_pci_reset(&vd->balloon->vp);
 	if (vd->rng)
 		virtio_pci_reset(&vd->rng->vp);
+	if (vd->scsi)
+		virtio_pci_reset(&vd->scsi->vp);
 }
 
 void virtio_devices_set_qmp(struct virtio_devices *vd, struct qmp_server *qmp)

@@ -17,6 +17,7 @@ struct virtio_options {
 	size_t ndisks;
 	const char **nets;   /* "--net" values: "tap=NAME[,mac=..][,bridge=..]" */
 	size_t nnets;
+	const char *cdrom;   /* "--cdrom" ISO image, or NULL */
 	bool balloon;
 	bool rng;
 	/* Offer VIRTIO_BALLOON_F_DEFLATE_ON_OOM (off by default: with it a

@@ -148,6 +148,10 @@ void virtio_pci_queue_broken(struct virtio_pci *vp, unsigned q)
 
 /* ---- queue kicks ---- */
 
+#define PCI_CFG_COMMAND 0x04
+#define PCI_CFG_COMMAND_MEMORY 0x2
+#define PCI_CFG_BAR0 0x10
+
 static uint64_t notify_addr(const struct virtio_pci *vp, unsigned q)
 {
 	return vp->pci.bars[0].addr + NOTIFY_OFF + q * NOTIFY_MULT;
@@ -586,15 +590,42 @@ static void msix_control_written(struct virtio_pci *vp, unsigned msix_at)
 	deliver_pending(vp);
 }
 
+/* The notify ioeventfds follow the BAR: a firmware sizes it (all ones
+ * written, the mask read back) and moves it, and a guest may turn memory
+ * decoding off. A kick is bound only where the BAR decodes, at its
+ * current address; during sizing decoding is off (the bus ignores the
+ * BAR) or the address is the mask, and nothing is bound there. */
+static bool notify_decodes(const struct virtio_pci *vp)
+{
+	const struct pci_bar *b = &vp->pci.bars[0];
+	return (vp->pci.config[PCI_CFG_COMMAND] & PCI_CFG_COMMAND_MEMORY) && b->addr &&
+	       b->addr + b->size <= 0x100000000ull && b->addr != (uint32_t)~(b->size - 1);
+}
+
+static void rebind_kicks_locked(struct virtio_pci *vp)
+{
+	bool decodes = notify_decodes(vp);
+	for (unsigned q = 0; q < vp->p.nqueues; q++) {
+		bool want = decodes && vp->queue_enable[q];
+		if (vp->kick_assigned[q] && (!want || vp->kick_addr[q] != notify_addr(vp, q)))
+			kick_unbind(vp, q);
+		if (want && !vp->kick_assigned[q])
+			kick_bind(vp, q);
+	}
+}
+
 static void config_written(struct pci_device *dev, uint32_t off, unsigned len)
 {
 	struct virtio_pci *vp = dev->opaque;
 	unsigned msix_at = vp->msix_cap;
+	bool bar_or_command = (off < PCI_CFG_COMMAND + 2 && off + len > PCI_CFG_COMMAND) ||
+			      (off < PCI_CFG_BAR0 + 4 && off + len > PCI_CFG_BAR0);
 
-	if (off + len <= msix_at + 2 || off > msix_at + 3)
-		return;
 	pthread_mutex_lock(&vp->lock);
-	msix_control_written(vp, msix_at);
+	if (bar_or_command)
+		rebind_kicks_locked(vp);
+	if (off + len > msix_at + 2 && off <= msix_at + 3)
+		msix_control_written(vp, msix_at);
 	pthread_mutex_unlock(&vp->lock);
 }
 
