@@ -10,15 +10,19 @@
  *   through req->done(req, result), result 0 or -errno. A backend may call
  *   done before blk_submit returns (synchronous completion) or later, from
  *   blk_aio_poll on the same thread (asynchronous completion).
- * - The asynchronous engine (struct blk_aio, block_aio.c) belongs to ONE
- *   thread (one per virtio-blk I/O thread); it is io_uring where the kernel
- *   allows it, else synchronous preadv/pwritev on the calling thread. A
- *   backend reaches the files through blk_aio_submit, never through its own
- *   threads.
+ * - The asynchronous engine (struct blk_aio, block_aio.c) is not thread
+ *   safe: its user serializes calls (virtio-blk: one engine per queue,
+ *   used under the queue's lock). It is io_uring where the kernel allows
+ *   it, else synchronous preadv/pwritev on the calling thread. A backend
+ *   reaches its files through blk_aio_submit, never through threads of its
+ *   own.
  * - Thread safety: backends whose ops set BLK_CAP_THREADSAFE are entered by
  *   several engines' threads at once; for the others blk_submit serializes
  *   calls on the backend with backend->lock (held only around ops->submit,
  *   which for a synchronous-metadata backend includes its metadata I/O).
+ *   The done callbacks of engine ops such a backend submitted run without
+ *   backend->lock: one that touches shared state there takes it itself.
+ *   Lock order: the caller's (virtio-blk queue lock) before backend->lock.
  */
 #ifndef KVZ_VMM_BLOCK_H
 #define KVZ_VMM_BLOCK_H
@@ -47,24 +51,27 @@ typedef void (*blk_done_fn)(struct blk_req *req, int result);
 
 struct blk_aio;
 
-/* A low-level file operation a backend hands to the engine. Same ops as
- * blk_op; offsets are in the file fd. done(op, result): result is 0 for
- * success (a short read/write is retried by the engine; a read at end of
- * file fills zeros) or -errno. */
+/* A low-level file operation a backend hands to the engine: READ, WRITE
+ * or FLUSH (fdatasync) on fd; other ops complete with -EOPNOTSUPP (a
+ * backend does discard/write-zeroes itself: they are rare and need
+ * per-file knowledge). done(op, result): 0 once everything moved (the
+ * engine retries short transfers; a read past end of file reads zeros),
+ * or -errno. A FLUSH starts only after every op submitted before it on
+ * this engine completed (so a flush covers all writes accepted before it). */
 struct blk_aio_op;
 typedef void (*blk_aio_done_fn)(struct blk_aio_op *op, int result);
 struct blk_aio_op {
 	enum blk_op op;
-	unsigned flags;             /* BLK_REQ_UNMAP */
 	int fd;
 	uint64_t offset, len;
-	struct iovec *iov;          /* READ/WRITE; the engine may advance it */
+	struct iovec *iov;          /* READ/WRITE; the engine advances it */
 	unsigned niov;
 	blk_aio_done_fn done;
 	void *opaque;
-	uint64_t done_bytes;        /* engine's progress (short transfers) */
+	/* Engine's while in flight. */
+	uint64_t done_bytes;
+	struct blk_aio_op *next;
 };
-
 
 /* One request. Owned by the caller until done runs; the backend must not
  * touch it afterwards. iov stays valid until done. */
@@ -96,7 +103,7 @@ struct blk_driver_ops {
 	unsigned caps;
 	/* Starts req. Bounds are already checked by blk_submit (offset+len <=
 	 * size, write on a writable image). Must call req->done exactly once,
-	 * now or later from blk_aio_poll on req->aio's thread. Returns nothing:
+	 * now or later from blk_aio_poll on req->aio. Returns nothing:
 	 * errors go through done. */
 	void (*submit)(struct blk_backend *b, struct blk_req *req);
 	/* Releases everything; no request is in flight. */
@@ -147,7 +154,8 @@ enum blk_aio_kind {
 	BLK_AIO_SYNC,           /* fallback: preadv/pwritev/fdatasync inline */
 };
 
-/* queue_depth: most ops in flight. force_sync chooses the fallback (tests;
+/* queue_depth: most ops with the kernel at once (more wait in the engine,
+ * in order). force_sync chooses the fallback (tests;
  * also chosen when io_uring_setup fails: ENOSYS, EPERM from seccomp or
  * kernel.io_uring_disabled). Returns NULL with err set. */
 struct blk_aio *blk_aio_create(unsigned queue_depth, bool force_sync, char *err, size_t errlen);
