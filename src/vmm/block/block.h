@@ -174,6 +174,10 @@ int blk_aio_event_fd(const struct blk_aio *a);
  * completes unless nothing is in flight. Returns how many completed. */
 unsigned blk_aio_poll(struct blk_aio *a, bool wait);
 unsigned blk_aio_in_flight(const struct blk_aio *a);
+/* Attack tests: submits one SQE of the raw io_uring opcode (fd -1) on an
+ * idle io_uring engine and returns its result: -EACCES for anything but
+ * the engine's own READV/WRITEV/FSYNC (the ring is restricted). */
+int blk_aio_try_opcode(struct blk_aio *a, uint8_t opcode);
 
 /* The registered drivers: raw.c; qcow2 (qcow2*.c) adds
  * `extern const struct blk_driver blk_driver_qcow2;` here and one line in
