@@ -182,9 +182,14 @@ unsigned fake_io_count(void)
 
 unsigned fake_io_run(void)
 {
+	return fake_io_run_rounds(1000);
+}
+
+unsigned fake_io_run_rounds(unsigned rounds)
+{
 	unsigned calls = 0;
 
-	for (int round = 0; round < 1000; round++) {
+	for (unsigned round = 0; round < rounds; round++) {
 		bool any = false;
 		for (unsigned i = 0; i < nwatches; i++) {
 			if (!(watches[i].events & EPOLLIN))
