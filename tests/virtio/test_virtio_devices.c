@@ -196,8 +196,8 @@ struct seg {
 	bool write;
 };
 
-/* Queues one chain of segments and kicks. */
-static uint16_t submit(struct drv *d, unsigned q, const struct seg *s, unsigned n)
+/* Queues a chain on q without kicking. */
+static uint16_t queue_chain(struct drv *d, unsigned q, const struct seg *s, unsigned n)
 {
 	uint16_t head = d->next_desc[q] % QS;
 	for (unsigned i = 0; i < n; i++) {
@@ -210,7 +210,14 @@ static uint16_t submit(struct drv *d, unsigned q, const struct seg *s, unsigned 
 	d->next_desc[q] += n;
 	avail(q)[2 + d->avail_idx[q] % QS] = head;
 	d->avail_idx[q]++;
-	avail(q)[1] = d->avail_idx[q];
+	__atomic_store_n(&avail(q)[1], d->avail_idx[q], __ATOMIC_RELEASE);
+	return head;
+}
+
+/* Queues one chain of segments and kicks. */
+static uint16_t submit(struct drv *d, unsigned q, const struct seg *s, unsigned n)
+{
+	uint16_t head = queue_chain(d, q, s, n);
 	wr(d, d->notify + q * d->notify_mult, q, 2);
 	fake_io_run();
 	return head;
@@ -355,24 +362,6 @@ static void test_blk_rw_sync_engine(void **state)
 {
 	(void)state;
 	check_blk_rw(true);
-}
-
-/* Queues a chain on q without kicking. */
-static uint16_t queue_chain(struct drv *d, unsigned q, const struct seg *s, unsigned n)
-{
-	uint16_t head = d->next_desc[q] % QS;
-	for (unsigned i = 0; i < n; i++) {
-		uint16_t idx = (head + i) % QS;
-		dtab(q)[idx] = (struct virtq_desc){
-			s[i].gpa, s[i].len,
-			(uint16_t)((s[i].write ? VIRTQ_DESC_F_WRITE : 0) | (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0)),
-			(uint16_t)((idx + 1) % QS) };
-	}
-	d->next_desc[q] += n;
-	avail(q)[2 + d->avail_idx[q] % QS] = head;
-	d->avail_idx[q]++;
-	__atomic_store_n(&avail(q)[1], d->avail_idx[q], __ATOMIC_RELEASE);
-	return head;
 }
 
 static uint32_t used_id(unsigned q, uint16_t i)
