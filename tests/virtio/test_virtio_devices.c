@@ -959,6 +959,24 @@ static void test_devices_options(void **state)
 	assert_null(virtio_devices_create(&c, &o, err, sizeof(err)));
 	assert_non_null(strstr(err, "No such file"));
 
+	/* Block options: each refusal names the option, nothing stays. */
+	const char *opts[] = { "num-queues=0", "num-queues=9", "num-queues=2x", "num-queues=",
+			       "num-queues=-1", "aio=threads", "format=vmdk", "format=" };
+	const char *says[] = { "num-queues", "num-queues", "num-queues", "num-queues",
+			       "num-queues", "aio=threads", "unknown format 'vmdk'", "format" };
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		snprintf(spec, sizeof(spec), "%s,%s", img_path, opts[i]);
+		const char *d1 = spec;
+		o = (struct virtio_options){ .disks = &d1, .ndisks = 1, .ncpus = 2 };
+		err[0] = 0;
+		assert_null(virtio_devices_create(&c, &o, err, sizeof(err)));
+		if (!strstr(err, says[i]))
+			fail_msg("%s: %s", opts[i], err);
+		assert_null(strchr(err, '\n'));
+		assert_int_equal(fake_io_count(), 0);
+		assert_int_equal(fake_vmm.routes, 0);
+	}
+
 	/* The second disk fails: the first is torn down, nothing stays. */
 	snprintf(spec, sizeof(spec), "%s,readonly", img_path);
 	const char *two[] = { spec, missing };
