@@ -7,7 +7,7 @@ libmicrohttpd-dev libmnl-dev libseccomp-dev libcmocka-dev libzstd-dev
 python3 python3-pytest qemu-system-x86 linux-image-amd64 busybox-static cpio
 runc xfsprogs btrfs-progs debootstrap iproute2 iputils-ping e2fsprogs kmod
 clang libclang-rt-14-dev libarchive-dev libcurl4-openssl-dev libbpf-dev libnftables-dev
-nftables libgnutls28-dev openssl chromium criu iptables qemu-utils"
+nftables libgnutls28-dev openssl chromium criu iptables liburing-dev qemu-utils"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
