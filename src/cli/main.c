@@ -35,6 +35,7 @@ static const struct {
 	{"migrate", cmd_migrate, "migrate NAME --to NODE [--offline] [--downtime MS] [--bandwidth MBPS] [--detach]   move a VM to another node"},
 	{"node", cmd_node, "node add NAME URL --token-file F | list | show NAME | remove NAME   other hosts"},
 	{"policy", cmd_policy, "policy add FILE|- | list | show|enable|disable|remove NAME | plan [--at TIME] | approve|reject ID | log   rules that act by themselves"},
+	{"image", cmd_image, "image create|info|check|convert|resize ...   disk images (raw, qcow2) on this host; needs no kvzd"},
 	{"job", cmd_job, "job list [--guest NAME] | show ID | cancel ID | wait ID   long operations"},
 };
 

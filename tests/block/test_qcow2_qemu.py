@@ -449,3 +449,17 @@ def test_crash_consistency_sigkill(d):
         # the next round's log covers only its own writes; bytes it does
         # not touch keep what this round checked
     assert flushed_total >= 10, "too few rounds reached a flush"
+
+
+def test_kvz_cli_runs_kvz_image(d):
+    """`kvz image` is kvz-image, --json passed on, no kvzd needed."""
+    kvz = os.path.join(BUILD, "src/cli/kvz")
+    img = str(d / "k.qcow2")
+    env = dict(os.environ, KVZ_SOCKET=str(d / "no-kvzd.sock"))
+    p = subprocess.run([kvz, "image", "create", img, "5M"], env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([kvz, "--json", "image", "info", img], env=env, capture_output=True, text=True)
+    assert json.loads(p.stdout)["virtual-size"] == 5 * MiB
+    p = subprocess.run([kvz, "image", "check", str(d / "none")], env=env, capture_output=True,
+                       text=True)
+    one_error_line(p)
