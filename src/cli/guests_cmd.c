@@ -123,6 +123,8 @@ int cmd_create(int argc, char **argv)
 		{"autostart", no_argument, NULL, 'a'}, {"privileged", no_argument, NULL, 'P'},
 		{"device", required_argument, NULL, 'v'}, {"seccomp", required_argument, NULL, 's'},
 		{"no-new-privs", no_argument, NULL, 'N'},
+		{"disk-format", required_argument, NULL, 'F'}, {"disk-base", required_argument, NULL, 'Z'},
+		{"preallocate", no_argument, NULL, 'A'},
 		{NULL, 0, NULL, 0},
 	};
 	int cmd_at = split_dashdash(&argc, argv);
@@ -161,6 +163,9 @@ int cmd_create(int argc, char **argv)
 		case 'v': bad = put_device(req, optarg); break;
 		case 's': bad = put_seccomp(req, optarg); break;
 		case 'N': json_object_set_new(req, "no_new_privs", json_true()); break;
+		case 'F': json_object_set_new(req, "disk_format", json_string(optarg)); break;
+		case 'Z': bad = put_abs_path(req, "disk_base", optarg); break;
+		case 'A': json_object_set_new(req, "disk_mode", json_string("fixed")); break;
 		default: bad = 1;
 		}
 		if (bad)
