@@ -119,8 +119,6 @@ int qcow2_write_compressed(struct qcow2 *q, uint64_t gc, const void *data)
 	if ((r = q2_l2_ensure(q, gc)) == 0 && (r = place_compressed(q, clen, &off)) == 0)
 		r = q2_pwrite(q, buf, clen, off, "compressed cluster");
 	free(buf);
-	if (r == 0)
-		r = q2_barrier(q);
 	if (r < 0)
 		return r;
 	unsigned x = 62 - (q->cluster_bits - 8);

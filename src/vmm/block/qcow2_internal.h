@@ -51,7 +51,7 @@
 struct qcow2_table_slot {
 	uint64_t offset;   /* host offset of the table; 0: slot empty */
 	uint64_t used;     /* LRU stamp */
-	bool dirty;        /* refblocks only: not yet written */
+	bool dirty;        /* changed in memory, not yet written */
 	uint64_t *l2;      /* cluster_size bytes, big-endian on disk, host here */
 	uint16_t *rb;
 };
@@ -137,9 +137,10 @@ int q2_l1_load(struct qcow2 *q);
 int q2_l2_get(struct qcow2 *q, uint64_t gc, uint64_t *entry);
 /* Cached table for L1 index (must be allocated). */
 int q2_l2_table(struct qcow2 *q, uint64_t l2_offset, uint64_t **table);
+/* Changes the cached table; written by q2_l2_commit. */
 int q2_l2_set(struct qcow2 *q, uint64_t gc, uint64_t entry);
+int q2_l2_commit(struct qcow2 *q);
 int q2_l1_set(struct qcow2 *q, uint32_t idx, uint64_t entry);
-void q2_l2_cache_drop(struct qcow2 *q, uint64_t l2_offset);
 int q2_l1_grow(struct qcow2 *q, uint32_t new_l1_size);
 
 /* qcow2_refcount.c */

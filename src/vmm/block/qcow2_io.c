@@ -1,9 +1,11 @@
 /* qcow2: the guest-visible read, write, discard and write-zeroes paths.
  *
  * Ordering on allocation (lazy refcounts off): refcounts and data are
- * written, then one barrier (flush), then the L2 entry; a new L2 table is
- * written and flushed before its L1 entry. Clusters are freed only after
- * the entry that dropped them is flushed. A crash thus leaks at worst. */
+ * written, and the new L2 entries wait in the L2 cache; they reach the
+ * disk after a barrier (flush) at q2_l2_commit. A new L2 table is written
+ * and flushed before its L1 entry. Clusters are freed only after the
+ * entries that dropped them are on disk and flushed. A crash thus leaks
+ * at worst. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,15 +67,48 @@ static int check_range(struct qcow2 *q, uint64_t off, size_t len)
 	return 0;
 }
 
+/* Host offset of guest cluster gc when it is plain data in this image
+ * (0 otherwise, or on error). */
+static int plain_offset(struct qcow2 *q, uint64_t gc, uint64_t *host)
+{
+	uint64_t e;
+	*host = 0;
+	int r = q2_l2_get(q, gc, &e);
+	if (r < 0 || e & QCOW2_OFLAG_COMPRESSED || is_zero_entry(q, e))
+		return r;
+	return data_offset(q, e, host);
+}
+
+/* Guest bytes from off that lie in host clusters following each other
+ * (one pread instead of one per cluster: sequential reads). */
+static int read_run(struct qcow2 *q, uint64_t off, size_t len, uint8_t *p, size_t *done)
+{
+	uint64_t gc = off >> q->cluster_bits, host;
+	uint32_t in = (uint32_t)(off & (q->cluster_size - 1));
+	size_t n = q->cluster_size - in < len ? q->cluster_size - in : len;
+	int r = plain_offset(q, gc, &host);
+	if (r < 0 || host == 0) {
+		*done = n;
+		return r < 0 ? r : read_in_cluster(q, gc, in, n, p);
+	}
+	for (uint64_t k = 1, next; n < len; k++) {
+		if ((r = plain_offset(q, gc + k, &next)) < 0)
+			return r;
+		if (next != host + (k << q->cluster_bits))
+			break;
+		n += q->cluster_size < len - n ? q->cluster_size : len - n;
+	}
+	*done = n;
+	return q2_pread(q, p, n, host + in, "data clusters");
+}
+
 int qcow2_read(struct qcow2 *q, void *buf, uint64_t off, size_t len)
 {
 	int r = check_range(q, off, len);
 	uint8_t *p = buf;
 	while (r == 0 && len) {
-		uint64_t gc = off >> q->cluster_bits;
-		uint32_t in = (uint32_t)(off & (q->cluster_size - 1));
-		size_t n = q->cluster_size - in < len ? q->cluster_size - in : len;
-		r = read_in_cluster(q, gc, in, n, p);
+		size_t n = 0;
+		r = read_run(q, off, len, p, &n);
 		off += n;
 		p += n;
 		len -= n;
@@ -130,7 +165,9 @@ static int free_entries(struct qcow2 *q, const uint64_t *old, size_t n)
 		any |= (old[i] & ~(QCOW2_OFLAG_ZERO | QCOW2_OFLAG_COPIED)) != 0;
 	if (!any)
 		return 0;
-	int r = q2_barrier(q);
+	int r = q2_l2_commit(q);
+	if (r == 0)
+		r = q2_barrier(q);
 	for (size_t i = 0; i < n && r == 0; i++)
 		r = free_entry(q, old[i]);
 	return r;
@@ -230,9 +267,7 @@ static int write_fresh(struct qcow2 *q, const struct wchunk *w, const bool *fres
 			r = q2_pwrite(q, cbuf, q->cluster_size, base + (k++ << q->cluster_bits),
 				      "data cluster");
 	}
-	if (r == 0)
-		r = q2_barrier(q);
-	k = 0;
+	k = 0; /* the entries are committed after a barrier (q2_l2_commit) */
 	for (uint32_t i = 0; i < w->n && r == 0; i++)
 		if (fresh[i])
 			r = q2_l2_set(q, w->gc0 + i,

@@ -1,6 +1,8 @@
-/* qcow2: the L1 table (held whole in memory) and a small LRU cache of L2
- * tables. Updates are written through at once, entry by entry; the
- * ordering against data and refcounts is the caller's (qcow2_io.c). */
+/* qcow2: the L1 table (held whole in memory, written through) and a small
+ * LRU cache of L2 tables written back: a changed table goes to disk only
+ * at q2_l2_commit (guest flush, before freeing clusters, eviction, close),
+ * and always after a barrier, so the data and refcounts its new entries
+ * point at are durable before they are referenced. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,23 +25,65 @@ int q2_l1_load(struct qcow2 *q)
 	return 0;
 }
 
-static struct qcow2_table_slot *l2_slot_for(struct qcow2 *q, uint64_t off)
+static int l2_write(struct qcow2 *q, struct qcow2_table_slot *s)
+{
+	uint64_t *be = malloc(q->cluster_size);
+	if (!be)
+		return q2_fail(q, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < q->l2_entries; i++)
+		q2_put_be64(&be[i], s->l2[i]);
+	int r = q2_pwrite(q, be, q->cluster_size, s->offset, "L2 table");
+	free(be);
+	if (r == 0)
+		s->dirty = false;
+	return r;
+}
+
+/* Barrier, then every changed L2 table. */
+int q2_l2_commit(struct qcow2 *q)
+{
+	bool any = false;
+	for (int i = 0; i < QCOW2_L2_CACHE; i++)
+		any |= q->l2c[i].offset && q->l2c[i].dirty;
+	if (!any)
+		return 0;
+	int r = q2_barrier(q);
+	for (int i = 0; i < QCOW2_L2_CACHE && r == 0; i++)
+		if (q->l2c[i].offset && q->l2c[i].dirty)
+			r = l2_write(q, &q->l2c[i]);
+	return r;
+}
+
+static int l2_slot_for(struct qcow2 *q, uint64_t off, struct qcow2_table_slot **out)
 {
 	struct qcow2_table_slot *victim = &q->l2c[0];
 	for (int i = 0; i < QCOW2_L2_CACHE; i++) {
 		struct qcow2_table_slot *s = &q->l2c[i];
-		if (s->offset == off)
-			return s;
+		if (s->offset == off) {
+			*out = s;
+			return 0;
+		}
 		if (s->used < victim->used)
 			victim = s;
 	}
+	if (victim->offset && victim->dirty) {
+		int r = q2_barrier(q);
+		if (r == 0)
+			r = l2_write(q, victim);
+		if (r < 0)
+			return r;
+	}
 	victim->offset = 0;
-	return victim;
+	*out = victim;
+	return 0;
 }
 
 int q2_l2_table(struct qcow2 *q, uint64_t l2_offset, uint64_t **table)
 {
-	struct qcow2_table_slot *s = l2_slot_for(q, l2_offset);
+	struct qcow2_table_slot *s;
+	int r = l2_slot_for(q, l2_offset, &s);
+	if (r < 0)
+		return r;
 	s->used = ++q->stamp;
 	if (s->offset == l2_offset) {
 		*table = s->l2;
@@ -47,21 +91,15 @@ int q2_l2_table(struct qcow2 *q, uint64_t l2_offset, uint64_t **table)
 	}
 	if (!s->l2 && !(s->l2 = malloc(q->cluster_size)))
 		return q2_fail(q, -ENOMEM, "out of memory for the L2 cache");
-	int r = q2_pread(q, s->l2, q->cluster_size, l2_offset, "L2 table");
+	r = q2_pread(q, s->l2, q->cluster_size, l2_offset, "L2 table");
 	if (r < 0)
 		return r;
 	for (uint32_t i = 0; i < q->l2_entries; i++)
 		s->l2[i] = q2_be64(&s->l2[i]);
 	s->offset = l2_offset;
+	s->dirty = false;
 	*table = s->l2;
 	return 0;
-}
-
-void q2_l2_cache_drop(struct qcow2 *q, uint64_t l2_offset)
-{
-	for (int i = 0; i < QCOW2_L2_CACHE; i++)
-		if (q->l2c[i].offset == l2_offset)
-			q->l2c[i].offset = 0;
 }
 
 int q2_l2_get(struct qcow2 *q, uint64_t gc, uint64_t *entry)
@@ -84,19 +122,16 @@ int q2_l2_get(struct qcow2 *q, uint64_t gc, uint64_t *entry)
 
 int q2_l2_set(struct qcow2 *q, uint64_t gc, uint64_t entry)
 {
-	uint64_t l1i = gc / q->l2_entries;
-	uint64_t l2off = q->l1[l1i] & QCOW2_OFFSET_MASK;
+	uint64_t l2off = q->l1[gc / q->l2_entries] & QCOW2_OFFSET_MASK;
 	uint64_t *t;
 	int r = q2_l2_table(q, l2off, &t);
 	if (r < 0)
 		return r;
-	uint64_t idx = gc % q->l2_entries;
-	uint8_t be[8];
-	q2_put_be64(be, entry);
-	r = q2_pwrite(q, be, 8, l2off + idx * 8, "L2 entry");
-	if (r == 0)
-		t[idx] = entry;
-	return r;
+	t[gc % q->l2_entries] = entry;
+	for (int i = 0; i < QCOW2_L2_CACHE; i++)
+		if (q->l2c[i].offset == l2off)
+			q->l2c[i].dirty = true;
+	return 0;
 }
 
 int q2_l1_set(struct qcow2 *q, uint32_t idx, uint64_t entry)

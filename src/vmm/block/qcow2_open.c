@@ -102,7 +102,9 @@ int qcow2_flush(struct qcow2 *q)
 {
 	if (!q->writable)
 		return 0;
-	int r = q2_refcount_writeback(q);
+	int r = q2_l2_commit(q);
+	if (r == 0)
+		r = q2_refcount_writeback(q);
 	return r < 0 ? r : q2_sync(q);
 }
 
