@@ -4,17 +4,22 @@
  *       random writes, write-zeroes and discards (crossing clusters and L2
  *       tables), applied alike to a raw MIRROR that qemu-img compare then
  *       holds against IMG.
- *   qcow2_writer crash IMG LOG SEED
+ *   qcow2_writer crash IMG LOG SEED   (KVZ_SMALL_WRITES=1: requests up to 8 KiB)
  *       writes until killed; LOG gets "I off len seed" before each write
  *       ("Z off len" for zeroes) and "F" after each completed flush, so the
  *       test knows which data was acknowledged by a flush.
  *   qcow2_writer read IMG OFF LEN
- *       prints the bytes (for reading through kvz's code, e.g. chains). */
+ *       prints the bytes (for reading through kvz's code, e.g. chains).
+ *   qcow2_writer bench IMG read|write BS COUNT
+ *       BS-byte requests one after the other from offset 0 (the pattern
+ *       `qemu-img bench -d 1` runs; bench/qcow2_host.sh), then a flush;
+ *       prints the seconds taken. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "qcow2.h"
@@ -54,10 +59,14 @@ static struct qcow2 *open_rw(const char *path)
 	return q;
 }
 
+/* Set by main for crash mode: small requests, so that metadata writes
+ * are a good part of all writes (and of the crash points). */
+static uint64_t max_request;
+
 static void pick(struct qcow2 *q, uint64_t *off, size_t *len)
 {
 	uint64_t size = qcow2_size(q);
-	uint64_t max = rnd() % 4 == 0 ? 1u << 20 : 96u << 10;
+	uint64_t max = max_request ? max_request : rnd() % 4 == 0 ? 1u << 20 : 96u << 10;
 	*len = 1 + rnd() % max;
 	if (rnd() % 3 == 0) /* cluster aligned, whole clusters */
 		*len = (*len + qcow2_cluster_size(q) - 1) / qcow2_cluster_size(q) * qcow2_cluster_size(q);
@@ -159,19 +168,51 @@ static int read_out(const char *img, uint64_t off, size_t len)
 	return 0;
 }
 
+static int bench(const char *img, bool write, size_t bs, unsigned count)
+{
+	char err[300];
+	struct qcow2 *q;
+	if (qcow2_open(img, -1, write ? QCOW2_OPEN_WRITE : 0, &q, err, sizeof(err)) < 0) {
+		fprintf(stderr, "qcow2_writer: %s\n", err);
+		return 1;
+	}
+	uint8_t *buf = malloc(bs);
+	memset(buf, 0x5a, bs);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	uint64_t off = 0;
+	for (unsigned i = 0; i < count; i++, off += bs) {
+		if (off + bs > qcow2_size(q))
+			off = 0;
+		int r = write ? qcow2_write(q, buf, off, bs) : qcow2_read(q, buf, off, bs);
+		if (r < 0)
+			return die(q, "bench");
+	}
+	if (qcow2_flush(q) < 0)
+		return die(q, "flush");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("%.3f\n", (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+	free(buf);
+	return qcow2_close(q) < 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 6 && !strcmp(argv[1], "bench"))
+		return bench(argv[2], !strcmp(argv[3], "write"), strtoul(argv[4], NULL, 0),
+			     (unsigned)strtoul(argv[5], NULL, 0));
 	if (argc == 6 && !strcmp(argv[1], "exercise")) {
 		rng_state = strtoull(argv[4], NULL, 0) * 2654435761u + 1;
 		return exercise(argv[2], argv[3], (unsigned)rng_state, (unsigned)atoi(argv[5]));
 	}
 	if (argc == 5 && !strcmp(argv[1], "crash")) {
+		max_request = getenv("KVZ_SMALL_WRITES") ? 8192 : 0;
 		rng_state = strtoull(argv[4], NULL, 0) * 2654435761u + 1;
 		return crash(argv[2], argv[3], (unsigned)strtoul(argv[4], NULL, 0) * 100000u);
 	}
 	if (argc == 5 && !strcmp(argv[1], "read"))
 		return read_out(argv[2], strtoull(argv[3], NULL, 0), strtoull(argv[4], NULL, 0));
 	fprintf(stderr, "usage: qcow2_writer exercise IMG MIRROR SEED NOPS | crash IMG LOG SEED"
-			" | read IMG OFF LEN\n");
+			" | read IMG OFF LEN | bench IMG read|write BS COUNT\n");
 	return 2;
 }
