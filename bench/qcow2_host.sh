@@ -1,6 +1,7 @@
 #!/bin/bash
 # kvz's qcow2 code against QEMU's, side by side in one run on this host
-# (page cache, no guest): qemu-img bench -d 1 against qcow2_writer bench
+# (page cache, no guest; whole processes timed, start-up included):
+# qemu-img bench -d 1 against qcow2_writer bench
 # (the same pattern: BS-byte requests one after the other, then a flush),
 # writing into a new image (every cluster allocated) and reading it back;
 # then kvz-image convert against qemu-img convert (raw -> qcow2, the same
@@ -32,7 +33,7 @@ for bs in 4096 65536 1048576; do
 			qemu-img bench -q -f qcow2 -w -d 1 -s "$bs" -c "$count" "$WORK/q.qcow2" >/dev/null
 		fi
 		wflag=""; [ $op = write ] && wflag=-w
-		k=$("$W" bench "$WORK/k.qcow2" $op "$bs" "$count")
+		k=$(secs "$W" bench "$WORK/k.qcow2" $op "$bs" "$count")
 		q=$(secs qemu-img bench -f qcow2 $wflag -d 1 -s "$bs" -c "$count" "$WORK/q.qcow2")
 		row "seq $op bs=$bs depth 1" "$k" "$q"
 	done
