@@ -51,10 +51,15 @@ static int vm_create_qcow2(const char *path, uint64_t size, const char *base,
 			return op_fail(e, 400, "disk_base %s", err);
 		}
 		close(fd);
+		/* Its own base would be a path nobody checked against the image
+		 * directories: a template with a backing file is refused. */
+		bool chained = is_qcow2 && qcow2_backing_name(b);
 		if (is_qcow2) {
 			size = size ? size : qcow2_size(b);
 			qcow2_close(b);
 		}
+		if (chained)
+			return op_fail(e, 400, "disk_base %s has a backing file itself; flatten it first (kvz image convert)", base);
 		base_fmt = is_qcow2 ? "qcow2" : "raw";
 	}
 	struct qcow2_create_opts o = {size, 0, base, base_fmt};

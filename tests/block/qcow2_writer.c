@@ -8,6 +8,8 @@
  *       writes until killed; LOG gets "I off len seed" before each write
  *       ("Z off len" for zeroes) and "F" after each completed flush, so the
  *       test knows which data was acknowledged by a flush.
+ *   qcow2_writer write IMG OFF LEN
+ *       one write of the crash pattern (seed 1).
  *   qcow2_writer read IMG OFF LEN
  *       prints the bytes (for reading through kvz's code, e.g. chains).
  *   qcow2_writer bench IMG read|write BS COUNT
@@ -151,6 +153,19 @@ static int crash(const char *img, const char *logpath, unsigned seed)
 	}
 }
 
+static int write_at(const char *img, uint64_t off, size_t len)
+{
+	struct qcow2 *q = open_rw(img);
+	uint8_t *buf = malloc(len ? len : 1);
+	if (!q || !buf)
+		return 1;
+	fill(buf, off, len, 1);
+	if (qcow2_write(q, buf, off, len) < 0)
+		return die(q, "write");
+	free(buf);
+	return qcow2_close(q) < 0;
+}
+
 static int read_out(const char *img, uint64_t off, size_t len)
 {
 	char err[300];
@@ -210,9 +225,11 @@ int main(int argc, char **argv)
 		rng_state = strtoull(argv[4], NULL, 0) * 2654435761u + 1;
 		return crash(argv[2], argv[3], (unsigned)strtoul(argv[4], NULL, 0) * 100000u);
 	}
+	if (argc == 5 && !strcmp(argv[1], "write"))
+		return write_at(argv[2], strtoull(argv[3], NULL, 0), strtoull(argv[4], NULL, 0));
 	if (argc == 5 && !strcmp(argv[1], "read"))
 		return read_out(argv[2], strtoull(argv[3], NULL, 0), strtoull(argv[4], NULL, 0));
 	fprintf(stderr, "usage: qcow2_writer exercise IMG MIRROR SEED NOPS | crash IMG LOG SEED"
-			" | read IMG OFF LEN | bench IMG read|write BS COUNT\n");
+			" | write|read IMG OFF LEN | bench IMG read|write BS COUNT\n");
 	return 2;
 }

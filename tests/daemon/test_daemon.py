@@ -606,6 +606,11 @@ def test_vm_qcow2_disks(kvzd):
         assert r.returncode == 1 and why in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
     assert not os.path.exists(os.path.join(d.state, "images/bad.img"))
+    # A base that itself names a backing file (any host path) is refused.
+    chained = os.path.join(d.images_dirs[0], "chained.qcow2")
+    subprocess.run([kimg, "create", "-b", base, "-F", "raw", chained], check=True)
+    r = d.kvz("create", "vm", "bad", "--kernel", d.kernel, "--disk-base", chained, check=False)
+    assert r.returncode == 1 and "backing file itself" in r.stderr, r.stderr
     d.kvz("destroy", "q1")
     d.kvz("destroy", "q2")
     assert not os.path.exists(img)
