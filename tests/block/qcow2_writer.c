@@ -160,10 +160,11 @@ static int write_at(const char *img, uint64_t off, size_t len)
 	if (!q || !buf)
 		return 1;
 	fill(buf, off, len, 1);
-	if (qcow2_write(q, buf, off, len) < 0)
-		return die(q, "write");
+	int r = qcow2_write(q, buf, off, len);
+	if (r < 0)
+		die(q, "write");
 	free(buf);
-	return qcow2_close(q) < 0;
+	return qcow2_close(q) < 0 || r < 0;
 }
 
 static int read_out(const char *img, uint64_t off, size_t len)
