@@ -497,3 +497,20 @@ def test_kvz_cli_runs_kvz_image(d):
     p = subprocess.run([kvz, "image", "check", str(d / "none")], env=env, capture_output=True,
                        text=True)
     one_error_line(p)
+
+
+def test_kvz_image_convert_cancel(d):
+    """Ctrl-C in the middle of a (compressing, so slow) convert: exit 1 with
+    one line, no destination and no partial file left."""
+    raw = str(d / "src.raw")
+    with open(raw, "wb") as f:
+        f.write(random.Random(3).randbytes(96 * MiB))
+    dst = str(d / "out.qcow2")
+    p = subprocess.Popen([KIMG, "convert", "-c", "-O", "qcow2", raw, dst],
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(0.4)
+    assert p.poll() is None, "convert finished before it could be cancelled"
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=30)[1]
+    assert p.returncode == 1 and err.strip() == "kvz-image: error: cancelled", err
+    assert os.listdir(d) == ["src.raw"]
