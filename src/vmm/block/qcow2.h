@@ -56,6 +56,10 @@ unsigned qcow2_chain_depth(const struct qcow2 *q);
 int qcow2_read(struct qcow2 *q, void *buf, uint64_t off, size_t len);
 int qcow2_write(struct qcow2 *q, const void *buf, uint64_t off, size_t len);
 int qcow2_flush(struct qcow2 *q);
+/* Writes every changed table (ordered as a flush orders them) without
+ * the final fdatasync: afterwards the file alone, as any other reader or
+ * a copy sees it, is a consistent image holding every completed write. */
+int qcow2_commit(struct qcow2 *q);
 /* Whole clusters inside [off, off+len) are dropped (read back as zeros,
  * or as the backing file when no zero flag can be set: v2 with backing
  * keeps its data); partial clusters are left alone. */

@@ -92,6 +92,12 @@ static void q2blk_submit(struct blk_backend *b, struct blk_req *req)
 	default:
 		r = -EOPNOTSUPP;
 	}
+	/* The image file must be whole whenever a request has completed: a
+	 * paused VM's disk is copied by kvzd (snapshots) with no flush the
+	 * block layer could ask for. Costs one fdatasync per request that
+	 * changed metadata (none for reads or writes in place). */
+	if (r == 0 && req->op != BLK_OP_READ && req->op != BLK_OP_FLUSH)
+		r = qcow2_commit(d->q);
 	req->done(req, explain(d, r));
 }
 

@@ -98,6 +98,14 @@ int qcow2_open(const char *path, int fd, int flags, struct qcow2 **out, char *er
 	return q2_open_chain(path, fd, flags, ids, 0, out, err, errlen);
 }
 
+int qcow2_commit(struct qcow2 *q)
+{
+	if (!q->writable)
+		return 0;
+	int r = q2_l2_commit(q);
+	return r < 0 ? r : q2_refcount_writeback(q);
+}
+
 int qcow2_flush(struct qcow2 *q)
 {
 	if (!q->writable)
