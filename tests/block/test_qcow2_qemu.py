@@ -514,3 +514,19 @@ def test_kvz_image_convert_cancel(d):
     err = p.communicate(timeout=30)[1]
     assert p.returncode == 1 and err.strip() == "kvz-image: error: cancelled", err
     assert os.listdir(d) == ["src.raw"]
+
+
+@pytest.mark.parametrize("bit,word", [(0, "dirty"), (1, "corrupt")])
+def test_dirty_or_corrupt_images_read_only(d, bit, word):
+    """An image with dirty lazy refcounts or marked corrupt reads, but is
+    refused for writing until repaired."""
+    img = str(d / "z.qcow2")
+    run(QEMU_IMG, "create", "-f", "qcow2", "-o", "lazy_refcounts=on", img, "8M")
+    run(QEMU_IO, "-f", "qcow2", "-c", "write -P 4 0 64k", img)
+    patch(img, 72, ">Q", 1 << bit)
+    out = str(d / "o.raw")
+    run(KIMG, "convert", "-O", "raw", img, out)
+    assert open(out, "rb").read(65536) == b"\4" * 65536
+    p = run(WRITER, "write", img, "0", "10", ok=False)
+    assert p.returncode == 1 and word in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert "repair" in one_error_line(run(KIMG, "resize", "-f", "qcow2", img, "16M", ok=False))
