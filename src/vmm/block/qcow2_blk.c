@@ -18,8 +18,7 @@
 #include "log.h"
 #include "qcow2.h"
 
-/* Multi-segment writes up to this size go through one buffer, so that
- * their new clusters are allocated together with one flush. */
+/* Multi-segment requests up to this size go through one buffer. */
 #define BOUNCE_MAX (4u << 20)
 /* A hostile image makes every request fail: log the first few only. */
 #define LOGGED_ERRORS_MAX 8
@@ -55,11 +54,19 @@ static int rw_segments(struct q2blk *d, struct blk_req *req, bool write)
 	return 0;
 }
 
-static int write_req(struct q2blk *d, struct blk_req *req)
+/* Multi-segment requests go through one buffer: a write's new clusters
+ * are then allocated together, and a read of contiguous clusters is one
+ * pread instead of one per (page-sized) segment. */
+static bool use_bounce(struct q2blk *d, struct blk_req *req)
 {
 	if (req->niov <= 1 || req->len > BOUNCE_MAX)
-		return rw_segments(d, req, true);
-	if (!d->bounce && !(d->bounce = malloc(BOUNCE_MAX)))
+		return false;
+	return d->bounce || (d->bounce = malloc(BOUNCE_MAX));
+}
+
+static int write_req(struct q2blk *d, struct blk_req *req)
+{
+	if (!use_bounce(d, req))
 		return rw_segments(d, req, true);
 	size_t pos = 0;
 	for (unsigned i = 0; i < req->niov; i++) {
@@ -69,13 +76,26 @@ static int write_req(struct q2blk *d, struct blk_req *req)
 	return qcow2_write(d->q, d->bounce, req->offset, pos);
 }
 
+static int read_req(struct q2blk *d, struct blk_req *req)
+{
+	if (!use_bounce(d, req))
+		return rw_segments(d, req, false);
+	int r = qcow2_read(d->q, d->bounce, req->offset, req->len);
+	size_t pos = 0;
+	for (unsigned i = 0; r == 0 && i < req->niov; i++) {
+		memcpy(req->iov[i].iov_base, d->bounce + pos, req->iov[i].iov_len);
+		pos += req->iov[i].iov_len;
+	}
+	return r;
+}
+
 static void q2blk_submit(struct blk_backend *b, struct blk_req *req)
 {
 	struct q2blk *d = b->priv;
 	int r;
 	switch (req->op) {
 	case BLK_OP_READ:
-		r = rw_segments(d, req, false);
+		r = read_req(d, req);
 		break;
 	case BLK_OP_WRITE:
 		r = write_req(d, req);
