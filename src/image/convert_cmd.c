@@ -106,9 +106,42 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
+/* Writes the non-zero blocks of buf (granule bytes each; zero ones stay
+ * unallocated in the new image), runs of them in one call. */
+static int write_nonzero(const struct convert_args *a, struct img *out, const uint8_t *buf,
+			 uint64_t off, size_t n, size_t granule)
+{
+	for (size_t p = 0; p < n;) {
+		size_t g = n - p < granule ? n - p : granule;
+		if (all_zero(buf + p, g)) {
+			p += g;
+			continue;
+		}
+		if (a->compress) {
+			if (qcow2_write_compressed(out->q, (off + p) / granule, buf + p) < 0)
+				return kvz_error("%s", qcow2_error(out->q)), -1;
+			p += g;
+			continue;
+		}
+		size_t run = g;
+		while (p + run < n) {
+			size_t h = n - p - run < granule ? n - p - run : granule;
+			if (all_zero(buf + p + run, h))
+				break;
+			run += h;
+		}
+		if (img_write(out, buf + p, off + p, run) < 0)
+			return kvz_error("%s", out->err), -1;
+		p += run;
+	}
+	return 0;
+}
+
+/* 1 MiB at a time, skipping what the source knows is zero. */
 static int copy(const struct convert_args *a, struct img *in, struct img *out)
 {
-	uint64_t chunk = out->q ? qcow2_cluster_size(out->q) : 1u << 20;
+	size_t granule = out->q ? qcow2_cluster_size(out->q) : 65536;
+	size_t chunk = granule > (1u << 20) ? granule : 1u << 20;
 	uint8_t *buf = malloc(chunk);
 	if (!buf)
 		return kvz_error("out of memory"), -1;
@@ -119,24 +152,17 @@ static int copy(const struct convert_args *a, struct img *in, struct img *out)
 			r = -1;
 			break;
 		}
-		size_t n = in->size - off < chunk ? (size_t)(in->size - off) : (size_t)chunk;
+		size_t n = in->size - off < chunk ? (size_t)(in->size - off) : chunk;
 		int pct = (int)(off * 100 / in->size);
 		if (a->progress && pct != last_pct)
 			fprintf(stderr, "\r%3d%%", last_pct = pct);
 		if (img_known_zero(in, off, n))
 			continue;
-		memset(buf, 0, chunk);
-		if (img_read(in, buf, off, n) < 0) {
-			kvz_error("%s", in->err);
-			r = -1;
-		} else if (all_zero(buf, n)) {
-			continue;
-		} else if (a->compress) {
-			if (qcow2_write_compressed(out->q, off / chunk, buf) < 0)
-				r = -1, kvz_error("%s", qcow2_error(out->q));
-		} else if (img_write(out, buf, off, n) < 0) {
-			r = -1, kvz_error("%s", out->err);
-		}
+		memset(buf, 0, chunk); /* a compressed tail cluster is whole */
+		if (img_read(in, buf, off, n) < 0)
+			r = -1, kvz_error("%s", in->err);
+		else
+			r = write_nonzero(a, out, buf, off, n, granule);
 	}
 	if (a->progress)
 		fprintf(stderr, "\r100%%\n");
