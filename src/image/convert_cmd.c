@@ -98,12 +98,10 @@ static int open_output(const struct convert_args *a, const char *tmp, uint64_t s
 	return 0;
 }
 
+/* Zero first byte and every byte equal to the next: memcmp's speed. */
 static bool all_zero(const uint8_t *p, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
 /* Writes the non-zero blocks of buf (granule bytes each; zero ones stay
