@@ -27,13 +27,8 @@ bool q2_meta_has(const struct qcow2 *q, uint64_t cluster)
 	return i < q->nmeta && q->meta[i] == cluster;
 }
 
-/* Adds a cluster; a cluster already present is two tables in one place. */
-int q2_meta_add(struct qcow2 *q, uint64_t cluster)
+static int push(struct qcow2 *q, uint64_t c)
 {
-	size_t i = meta_lower_bound(q, cluster);
-	if (i < q->nmeta && q->meta[i] == cluster)
-		return q2_fail(q, -EINVAL, "metadata tables overlap at cluster %llu",
-			       (unsigned long long)cluster);
 	if (q->nmeta == q->meta_cap) {
 		size_t cap = q->meta_cap ? q->meta_cap * 2 : 64;
 		uint64_t *n = realloc(q->meta, cap * sizeof(*n));
@@ -42,9 +37,22 @@ int q2_meta_add(struct qcow2 *q, uint64_t cluster)
 		q->meta = n;
 		q->meta_cap = cap;
 	}
-	memmove(q->meta + i + 1, q->meta + i, (q->nmeta - i) * sizeof(*q->meta));
+	q->meta[q->nmeta++] = c;
+	return 0;
+}
+
+/* Adds a cluster; a cluster already present is two tables in one place. */
+int q2_meta_add(struct qcow2 *q, uint64_t cluster)
+{
+	size_t i = meta_lower_bound(q, cluster);
+	if (i < q->nmeta && q->meta[i] == cluster)
+		return q2_fail(q, -EINVAL, "metadata tables overlap at cluster %llu",
+			       (unsigned long long)cluster);
+	int r = push(q, cluster); /* grows the array; then moved into place */
+	if (r < 0)
+		return r;
+	memmove(q->meta + i + 1, q->meta + i, (q->nmeta - 1 - i) * sizeof(*q->meta));
 	q->meta[i] = cluster;
-	q->nmeta++;
 	return 0;
 }
 
@@ -102,9 +110,17 @@ static int add_table(struct qcow2 *q, uint64_t off, const char *what)
 	if (in_fixed_meta(q, c))
 		return q2_fail(q, -EIO, "%s at %llu overlaps the header or a top table", what,
 			       (unsigned long long)off);
-	return q2_meta_add(q, c);
+	return push(q, c);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* All tables at open: collected, then sorted once (a hostile image's
+ * entries in falling order must not cost a sorted insert each). */
 int q2_meta_build(struct qcow2 *q)
 {
 	for (uint32_t i = 0; i < q->l1_size; i++) {
@@ -129,5 +145,11 @@ int q2_meta_build(struct qcow2 *q)
 				return r;
 		}
 	}
+	if (q->nmeta)
+		qsort(q->meta, q->nmeta, sizeof(*q->meta), cmp_u64);
+	for (size_t i = 1; i < q->nmeta; i++)
+		if (q->meta[i] == q->meta[i - 1])
+			return q2_fail(q, -EINVAL, "metadata tables overlap at cluster %llu",
+				       (unsigned long long)q->meta[i]);
 	return 0;
 }
