@@ -223,12 +223,30 @@ static void overlap(const struct qcow2 *q, const struct wchunk *w, uint64_t gc,
 							 : cstart + q->cluster_size;
 }
 
-/* Clusters of the chunk that can be written in place get it now; the
- * others are marked in fresh[] with their old entry in old[]. */
+/* A run of guest bytes going to consecutive host bytes: one pwrite. */
+struct run {
+	uint64_t host;      /* where buf[lo - wstart] goes; 0: no run */
+	uint64_t lo, hi;    /* guest range */
+};
+
+static int run_flush(struct qcow2 *q, const struct wchunk *w, struct run *run)
+{
+	if (!run->host)
+		return 0;
+	uint64_t wstart = (w->gc0 << q->cluster_bits) + w->in0;
+	int r = q2_pwrite(q, w->buf + (run->lo - wstart), run->hi - run->lo, run->host,
+			  "data clusters");
+	run->host = 0;
+	return r;
+}
+
+/* Clusters of the chunk that can be written in place get it now (runs of
+ * consecutive host clusters in one pwrite); the others are marked in
+ * fresh[] with their old entry in old[]. */
 static int write_in_place(struct qcow2 *q, const struct wchunk *w, bool *fresh,
 			  uint64_t *old, uint32_t *nfresh)
 {
-	uint64_t wstart = (w->gc0 << q->cluster_bits) + w->in0;
+	struct run run = {0, 0, 0};
 	for (uint32_t i = 0; i < w->n; i++) {
 		uint64_t gc = w->gc0 + i, e, off = 0, lo, hi;
 		int r = q2_l2_get(q, gc, &e);
@@ -240,15 +258,21 @@ static int write_in_place(struct qcow2 *q, const struct wchunk *w, bool *fresh,
 		old[i] = off ? 0 : e;
 		if (fresh[i]) {
 			(*nfresh)++;
+			if ((r = run_flush(q, w, &run)) < 0)
+				return r;
 			continue;
 		}
 		overlap(q, w, gc, &lo, &hi);
-		r = q2_pwrite(q, w->buf + (lo - wstart), hi - lo,
-			      off + (lo - (gc << q->cluster_bits)), "data cluster");
-		if (r < 0)
+		uint64_t host = off + (lo - (gc << q->cluster_bits));
+		if (run.host && run.host + (run.hi - run.lo) == host) {
+			run.hi = hi;
+			continue;
+		}
+		if ((r = run_flush(q, w, &run)) < 0)
 			return r;
+		run = (struct run){host, lo, hi};
 	}
-	return 0;
+	return run_flush(q, w, &run);
 }
 
 /* The fresh clusters: contiguous new host clusters, data, one barrier,
