@@ -1,8 +1,8 @@
 /* The qcow2 driver of the block layer (src/vmm/block/qcow2_blk.c): opened
  * by name and by probing (read-only only), multi-segment writes and reads,
- * flush, discard and write-zeroes through blk_submit with the synchronous
- * engine, read-only refusals, the image lock, and a hostile image refused
- * with one line. Completion is synchronous: done runs inside submit. */
+ * flush, discard and write-zeroes through blk_submit, reads of mixed
+ * cluster kinds through io_uring and the synchronous engine, read-only
+ * refusals, the image lock, and a hostile image refused with one line. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -126,6 +126,80 @@ static void test_rw_flush_discard_zeroes(void **state)
 	qcow2_close(q);
 }
 
+/* Waits for an asynchronous completion (io_uring engine). */
+static int submit_wait(struct blk_backend *b, struct blk_aio *a, enum blk_op op, uint64_t off,
+		       uint64_t len, struct iovec *iov, unsigned niov)
+{
+	struct rq r = {.req = {.op = op, .offset = off, .len = len, .iov = iov, .niov = niov,
+			       .aio = a, .done = on_done}};
+	blk_submit(b, &r.req);
+	blk_aio_flush_submissions(a);
+	while (!r.done)
+		blk_aio_poll(a, true);
+	return r.result;
+}
+
+/* Reads that mix this image's clusters (through the engine), zero,
+ * compressed and unallocated ones (read at once), in odd-sized segments,
+ * on io_uring and on the synchronous engine: the same bytes as the
+ * library's own read. */
+static void check_mixed_reads(bool sync)
+{
+	char err[256];
+	struct qcow2 *q;
+	assert_int_equal(qcow2_open(img, -1, QCOW2_OPEN_WRITE, &q, err, sizeof(err)), 0);
+	static uint8_t data[1 << 20], want[1 << 20], got[1 << 20];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + i / 4096);
+	assert_int_equal(qcow2_write(q, data, 0, 256 << 10), 0);          /* clusters 0-63 */
+	assert_int_equal(qcow2_write_zeroes(q, 64 << 10, 16 << 10), 0);   /* zero clusters */
+	assert_int_equal(qcow2_write_compressed(q, 100, data), 0);        /* compressed */
+	assert_int_equal(qcow2_write(q, data, 500 << 10, 300 << 10), 0); /* partial ends */
+	assert_int_equal(qcow2_read(q, want, 0, sizeof(want)), 0);
+	assert_int_equal(qcow2_close(q), 0);
+	struct blk_aio *a = blk_aio_create(16, sync, err, sizeof(err));
+	assert_non_null(a);
+	if (!sync && blk_aio_kind(a) != BLK_AIO_IO_URING) {
+		blk_aio_destroy(a);
+		print_message("io_uring unavailable here: the engine part is skipped\n");
+		return;
+	}
+	struct blk_backend *b = open_q("qcow2", false, err, sizeof(err));
+	assert_non_null(b);
+	struct iovec v[64];
+	size_t pos = 0;
+	unsigned n = 0;
+	while (pos < sizeof(got)) { /* segments of 1 byte to 37 KiB */
+		size_t len = 1 + (n * 9973) % (37 << 10);
+		len = len < sizeof(got) - pos ? len : sizeof(got) - pos;
+		if (n == 63)
+			len = sizeof(got) - pos;
+		v[n++] = (struct iovec){got + pos, len};
+		pos += len;
+	}
+	memset(got, 0xee, sizeof(got));
+	assert_int_equal(submit_wait(b, a, BLK_OP_READ, 0, sizeof(got), v, n), 0);
+	assert_memory_equal(got, want, sizeof(got));
+	/* Unaligned start and end. */
+	struct iovec one = {got, 333333};
+	assert_int_equal(submit_wait(b, a, BLK_OP_READ, 4097, 333333, &one, 1), 0);
+	assert_memory_equal(got, want + 4097, 333333);
+	blk_close(b);
+	blk_aio_destroy(a);
+}
+
+static void test_mixed_reads_io_uring(void **state)
+{
+	(void)state;
+	check_mixed_reads(false);
+}
+
+static void test_mixed_reads_sync(void **state)
+{
+	(void)state;
+	check_mixed_reads(true);
+}
+
 static void test_readonly_and_probe(void **state)
 {
 	(void)state;
@@ -170,6 +244,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_rw_flush_discard_zeroes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mixed_reads_io_uring, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mixed_reads_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readonly_and_probe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_image_refused, setup, teardown),
 	};

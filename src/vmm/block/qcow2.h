@@ -54,6 +54,13 @@ const char *qcow2_backing_format(const struct qcow2 *q);
 unsigned qcow2_chain_depth(const struct qcow2 *q);
 
 int qcow2_read(struct qcow2 *q, void *buf, uint64_t off, size_t len);
+/* Where the guest bytes from off (len at most) are: *host != 0: the next
+ * *run bytes are at *host in the file qcow2_fd() reads (consecutive host
+ * clusters, checked like a read's); *host == 0: the next *run bytes need
+ * qcow2_read (zero, compressed, from a base). For reads elsewhere (an I/O
+ * engine); valid until the next call that changes the image. */
+int qcow2_map(struct qcow2 *q, uint64_t off, uint64_t len, uint64_t *host, uint64_t *run);
+int qcow2_fd(const struct qcow2 *q);
 int qcow2_write(struct qcow2 *q, const void *buf, uint64_t off, size_t len);
 int qcow2_flush(struct qcow2 *q);
 /* Writes every changed table (ordered as a flush orders them) without

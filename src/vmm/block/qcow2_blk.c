@@ -1,8 +1,11 @@
 /* The qcow2 driver of the block layer (block.h) over the qcow2 library.
  *
- * Completion is synchronous: submit does the metadata and data I/O with
- * pread/pwrite/fdatasync on the calling queue thread and calls done before
- * returning. Without BLK_CAP_THREADSAFE, blk_submit serializes calls with
+ * Reads: the request is mapped under the backend lock; what lies in this
+ * image's clusters goes to the queue's engine (io_uring: many in flight),
+ * the rest (zero, compressed, bases) is read at once; done runs when the
+ * last part completes. Everything else completes synchronously: submit
+ * does the metadata and data I/O with pread/pwrite/fdatasync on the
+ * calling queue thread and calls done before returning. Without BLK_CAP_THREADSAFE, blk_submit serializes calls with
  * backend->lock, which the library (not thread-safe) needs. Only the
  * system calls the raw path already uses are made (seccomp unchanged). */
 #include "block.h"
@@ -89,10 +92,138 @@ static int read_req(struct q2blk *d, struct blk_req *req)
 	return r;
 }
 
+/* An asynchronous read: the parts in this image's clusters go to the
+ * engine (many in flight, no lock held while they run), the rest (zero,
+ * compressed, a base's) is read here. Completes when the last part does. */
+struct q2read {
+	struct blk_req *req;
+	int pending, result;     /* on the engine's thread only */
+	struct blk_aio_op *ops;
+	struct iovec *iovs;
+};
+
+static void q2read_put(struct q2read *rd)
+{
+	if (--rd->pending)
+		return;
+	struct blk_req *req = rd->req;
+	int result = rd->result;
+	free(rd->ops);
+	free(rd->iovs);
+	free(rd);
+	req->done(req, result);
+}
+
+static void q2read_done(struct blk_aio_op *op, int result)
+{
+	struct q2read *rd = op->opaque;
+	if (result < 0 && rd->result == 0)
+		rd->result = result;
+	q2read_put(rd);
+}
+
+/* Cursor over the request's iovec. */
+struct iocur {
+	const struct blk_req *req;
+	unsigned i;
+	size_t at;
+};
+
+/* The next len bytes of the request as iovec slices appended at out. */
+static unsigned slice(struct iocur *c, uint64_t len, struct iovec *out)
+{
+	unsigned n = 0;
+	while (len) {
+		const struct iovec *v = &c->req->iov[c->i];
+		size_t take = v->iov_len - c->at < len ? v->iov_len - c->at : (size_t)len;
+		out[n++] = (struct iovec){(uint8_t *)v->iov_base + c->at, take};
+		len -= take;
+		c->at += take;
+		if (c->at == v->iov_len) {
+			c->i++;
+			c->at = 0;
+		}
+	}
+	return n;
+}
+
+static int read_here(struct q2blk *d, const struct iovec *v, unsigned n, uint64_t off)
+{
+	for (unsigned i = 0; i < n; i++) {
+		int r = qcow2_read(d->q, v[i].iov_base, off, v[i].iov_len);
+		if (r < 0)
+			return r;
+		off += v[i].iov_len;
+	}
+	return 0;
+}
+
+/* Maps the whole request (under the backend lock) into engine ops. */
+static int read_plan(struct q2blk *d, struct blk_req *req, struct q2read *rd, unsigned *nops)
+{
+	struct iocur c = {req, 0, 0};
+	unsigned used = 0;
+	for (uint64_t off = req->offset, end = req->offset + req->len; off < end;) {
+		uint64_t host, run;
+		int r = qcow2_map(d->q, off, end - off, &host, &run);
+		if (r < 0)
+			return r;
+		struct iovec *v = rd->iovs + used;
+		unsigned n = slice(&c, run, v);
+		if (host) {
+			rd->ops[(*nops)++] = (struct blk_aio_op){
+				.op = BLK_OP_READ, .fd = qcow2_fd(d->q), .offset = host, .len = run,
+				.iov = v, .niov = n, .done = q2read_done, .opaque = rd};
+			used += n;
+		} else if ((r = read_here(d, v, n, off)) < 0) {
+			return r;
+		}
+		off += run;
+	}
+	return 0;
+}
+
+static void read_async(struct q2blk *d, struct blk_req *req)
+{
+	/* Parts: at most one per cluster (+2 for partial ends); slices: the
+	 * request's segments, each split at most once per part boundary. */
+	size_t parts = req->len / qcow2_cluster_size(d->q) + 2;
+	struct q2read *rd = calloc(1, sizeof(*rd));
+	if (rd) {
+		rd->ops = calloc(parts, sizeof(*rd->ops));
+		rd->iovs = calloc(parts + req->niov, sizeof(*rd->iovs));
+	}
+	if (!rd || !rd->ops || !rd->iovs) {
+		if (rd) {
+			free(rd->ops);
+			free(rd->iovs);
+		}
+		free(rd);
+		req->done(req, explain(d, read_req(d, req)));
+		return;
+	}
+	rd->req = req;
+	unsigned nops = 0;
+	int r = read_plan(d, req, rd, &nops);
+	rd->pending = 1; /* ours until every op is handed over */
+	if (r < 0) {
+		rd->result = explain(d, r);
+		nops = 0;
+	}
+	rd->pending += (int)nops;
+	for (unsigned i = 0; i < nops; i++)
+		blk_aio_submit(req->aio, &rd->ops[i]);
+	q2read_put(rd);
+}
+
 static void q2blk_submit(struct blk_backend *b, struct blk_req *req)
 {
 	struct q2blk *d = b->priv;
 	int r;
+	if (req->op == BLK_OP_READ && req->aio) {
+		read_async(d, req);
+		return;
+	}
 	switch (req->op) {
 	case BLK_OP_READ:
 		r = read_req(d, req);

@@ -102,6 +102,28 @@ static int read_run(struct qcow2 *q, uint64_t off, size_t len, uint8_t *p, size_
 	return q2_pread(q, p, n, host + in, "data clusters");
 }
 
+int qcow2_map(struct qcow2 *q, uint64_t off, uint64_t len, uint64_t *host, uint64_t *run)
+{
+	int r = check_range(q, off, len);
+	if (r < 0)
+		return r;
+	uint64_t gc = off >> q->cluster_bits, first;
+	uint32_t in = (uint32_t)(off & (q->cluster_size - 1));
+	uint64_t n = q->cluster_size - in < len ? q->cluster_size - in : len;
+	if ((r = plain_offset(q, gc, &first)) < 0)
+		return r;
+	*host = first ? first + in : 0;
+	for (uint64_t k = 1, next; first && n < len; k++) {
+		if ((r = plain_offset(q, gc + k, &next)) < 0)
+			return r;
+		if (next != first + (k << q->cluster_bits))
+			break;
+		n += q->cluster_size < len - n ? q->cluster_size : len - n;
+	}
+	*run = n;
+	return 0;
+}
+
 int qcow2_read(struct qcow2 *q, void *buf, uint64_t off, size_t len)
 {
 	int r = check_range(q, off, len);

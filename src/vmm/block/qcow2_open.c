@@ -140,6 +140,11 @@ unsigned qcow2_cluster_size(const struct qcow2 *q)
 	return q->cluster_size;
 }
 
+int qcow2_fd(const struct qcow2 *q)
+{
+	return q->fd;
+}
+
 unsigned qcow2_version(const struct qcow2 *q)
 {
 	return q->version;
