@@ -156,9 +156,11 @@ static int crash(const char *img, const char *logpath, unsigned seed)
 static int write_at(const char *img, uint64_t off, size_t len)
 {
 	struct qcow2 *q = open_rw(img);
-	uint8_t *buf = malloc(len ? len : 1);
-	if (!q || !buf)
+	if (!q)
 		return 1;
+	uint8_t *buf = malloc(len ? len : 1);
+	if (!buf)
+		return die(q, "out of memory");
 	fill(buf, off, len, 1);
 	int r = qcow2_write(q, buf, off, len);
 	if (r < 0)
