@@ -8,7 +8,7 @@ python3 python3-pytest qemu-system-x86 linux-image-amd64 busybox-static cpio
 runc xfsprogs btrfs-progs debootstrap iproute2 iputils-ping e2fsprogs kmod openssh-client
 clang libclang-rt-14-dev libarchive-dev libcurl4-openssl-dev libbpf-dev libnftables-dev
 nftables libgnutls28-dev openssl chromium criu iptables etcd-server etcd-client
-seabios grub-pc-bin grub-common xorriso"
+seabios grub-pc-bin grub-common xorriso liburing-dev qemu-utils"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -31,6 +31,7 @@ int cmd_node(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
+int cmd_image(int argc, char **argv);
 
 /* jobs_cmd.c: follows a job (its record, borrowed) until it ends; the exit
  * code: 0 when it completed. */

@@ -162,6 +162,8 @@ int cmd_create(int argc, char **argv)
 		{"import", required_argument, NULL, 'I'}, {"ssh-key", required_argument, NULL, 'K'},
 		{"root-password-file", required_argument, NULL, 'W'},
 		{"hostname", required_argument, NULL, 'H'}, {"boot", required_argument, NULL, 'O'},
+		{"disk-format", required_argument, NULL, 'F'}, {"disk-base", required_argument, NULL, 'Z'},
+		{"preallocate", no_argument, NULL, 'A'},
 		{NULL, 0, NULL, 0},
 	};
 	int cmd_at = split_dashdash(&argc, argv);
@@ -205,6 +207,9 @@ int cmd_create(int argc, char **argv)
 		case 'W': bad = put_file_text(req, "root_password", "--root-password-file", optarg); break;
 		case 'H': json_object_set_new(req, "hostname", json_string(optarg)); break;
 		case 'O': json_object_set_new(req, "boot", json_string(optarg)); break;
+		case 'F': json_object_set_new(req, "disk_format", json_string(optarg)); break;
+		case 'Z': bad = put_abs_path(req, "disk_base", optarg); break;
+		case 'A': json_object_set_new(req, "disk_mode", json_string("fixed")); break;
 		default: bad = 1;
 		}
 		if (bad)

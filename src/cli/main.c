@@ -37,6 +37,7 @@ static const struct {
 	{"node", cmd_node, "node add NAME URL --token-file F | list | show NAME | remove NAME   other hosts"},
 	{"cluster", cmd_cluster, "cluster init|join --etcd URL[,URL...] | leave | status   many hosts as one (etcd)"},
 	{"policy", cmd_policy, "policy add FILE|- | list | show|enable|disable|remove NAME | plan [--at TIME] | approve|reject ID | log   rules that act by themselves"},
+	{"image", cmd_image, "image create|info|check|convert|resize ...   disk images (raw, qcow2) on this host; needs no kvzd"},
 	{"job", cmd_job, "job list [--guest NAME] | show ID | cancel ID | wait ID   long operations"},
 };
 

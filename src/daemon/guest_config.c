@@ -232,11 +232,36 @@ static int vm_source(const struct image_dirs *dirs, json_t *req, json_t *cfg, ui
 	return 0;
 }
 
+/* disk_format raw (default) or qcow2, and disk_base: an image in the
+ * image directories under a qcow2 disk (its size when none is given). */
+static int vm_disk_format(const struct image_dirs *dirs, json_t *req, json_t *cfg,
+			  struct op_error *e)
+{
+	const char *fmt = cfg_str(req, "disk_format");
+	const char *base = cfg_str(req, "disk_base");
+	if (fmt && strcmp(fmt, "raw") && strcmp(fmt, "qcow2"))
+		return op_fail(e, 400, "disk_format must be \"raw\" or \"qcow2\"");
+	if (!fmt)
+		fmt = base ? "qcow2" : "raw";
+	if (base && strcmp(fmt, "qcow2"))
+		return op_fail(e, 400, "disk_base needs disk_format qcow2");
+	if (!strcmp(fmt, "qcow2") && !strcmp(cfg_str(cfg, "disk_mode"), "fixed"))
+		return op_fail(e, 400, "a fixed (preallocated) disk is raw; qcow2 grows");
+	json_object_set_new(cfg, "disk_format", json_string(fmt));
+	if (!base)
+		return 0;
+	char path[PATH_MAX];
+	if (cfg_image_path(dirs, "disk_base", base, path, sizeof(path), e))
+		return -1;
+	json_object_set_new(cfg, "disk_base", json_string(path));
+	return 0;
+}
+
 int guest_config_vm(const struct image_dirs *dirs, json_t *req, json_t *cfg,
 		    struct op_error *e)
 {
 	static const char *const keys[] = {"name", "type", "kernel", "initrd", "cmdline",
-		"memory", "cpus", "disk", "disk_mode", "bridge", "mac", "balloon", "autostart",
+		"memory", "cpus", "disk", "disk_mode", "disk_format", "disk_base", "bridge", "mac", "balloon", "autostart",
 		"template", "import", "boot", "hostname", "ssh_key", "root_password", "ip", "gw",
 		NULL};
 	bool own_system = cfg_str(req, "template") || cfg_str(req, "import");
@@ -274,6 +299,8 @@ int guest_config_vm(const struct image_dirs *dirs, json_t *req, json_t *cfg,
 	if (mode && strcmp(mode, "sparse") && strcmp(mode, "fixed"))
 		return op_fail(e, 400, "disk_mode must be \"sparse\" or \"fixed\"");
 	json_object_set_new(cfg, "disk_mode", json_string(mode ? mode : "sparse"));
+	if (vm_disk_format(dirs, req, cfg, e))
+		return -1;
 	v = json_object_get(req, "balloon");
 	json_object_set_new(cfg, "balloon", json_boolean(v ? json_is_true(v) : true));
 	/* A template VM's address is written into its disk; kvzd's part is the

@@ -1,8 +1,10 @@
-/* The VM driver: kvz-vmm supervisors, raw disk images under images/. */
+/* The VM driver: kvz-vmm supervisors, raw or qcow2 disk images under images/. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "argv_build.h"
@@ -10,6 +12,7 @@
 #include "guest_driver.h"
 #include "hostinfo.h"
 #include "parse.h"
+#include "qcow2.h"
 #include "storage.h"
 #include "vm_create.h"
 
@@ -18,12 +21,71 @@ static int vm_config(struct kvzd *d, json_t *req, json_t *cfg, struct op_error *
 	return guest_config_vm(d->images, req, cfg, e);
 }
 
+static bool vm_disk_qcow2(json_t *cfg)
+{
+	const char *fmt = cfg_str(cfg, "disk_format");
+	return fmt && !strcmp(fmt, "qcow2");
+}
+
+/* A qcow2 disk, over disk_base when there is one (opened read-only here:
+ * its format may be probed; its size is the disk's when none was asked). */
+static int vm_create_qcow2(const char *path, uint64_t size, const char *base,
+			   struct op_error *e)
+{
+	char err[400];
+	const char *base_fmt = NULL;
+	if (base) {
+		struct qcow2 *b;
+		int fd = open(base, O_RDONLY | O_CLOEXEC);
+		char magic[4] = {0};
+		if (fd < 0 || pread(fd, magic, 4, 0) < 0) {
+			if (fd >= 0)
+				close(fd);
+			return op_fail(e, 400, "disk_base %s: %s", base, strerror(errno));
+		}
+		bool is_qcow2 = !memcmp(magic, "QFI\xfb", 4);
+		struct stat st;
+		if (!is_qcow2 && fstat(fd, &st) == 0 && !size)
+			size = (uint64_t)st.st_size;
+		if (is_qcow2 && qcow2_open(base, fd, 0, &b, err, sizeof(err)) < 0) {
+			close(fd);
+			return op_fail(e, 400, "disk_base %s", err);
+		}
+		close(fd);
+		/* Its own base would be a path nobody checked against the image
+		 * directories: a template with a backing file is refused. */
+		bool chained = is_qcow2 && qcow2_backing_name(b);
+		if (is_qcow2) {
+			size = size ? size : qcow2_size(b);
+			qcow2_close(b);
+		}
+		if (chained)
+			return op_fail(e, 400, "disk_base %s has a backing file itself; flatten it first (kvz image convert)", base);
+		base_fmt = is_qcow2 ? "qcow2" : "raw";
+	}
+	struct qcow2_create_opts o = {size, 0, base, base_fmt};
+	if (qcow2_create(path, &o, err, sizeof(err)) < 0)
+		return op_fail(e, 500, "cannot create disk image: %s", err);
+	return 0;
+}
+
 static int vm_create_storage(struct kvzd *d, const char *name, json_t *cfg,
 			     struct op_error *e)
 {
 	uint64_t size = (uint64_t)json_integer_value(json_object_get(cfg, "disk_size"));
-	if (!size || vm_create_is_job(cfg))
-		return 0; /* none, or the vm-create job makes it */
+	if (vm_create_is_job(cfg))
+		return 0; /* the vm-create job makes it */
+	const char *base = cfg_str(cfg, "disk_base");
+	if (vm_disk_qcow2(cfg) && (size || base)) {
+		char path[320];
+		guest_image_path(d, name, path, sizeof(path));
+		if (vm_create_qcow2(path, size, base, e))
+			return -1;
+		json_object_set_new(cfg, "disk_path", json_string(path));
+		return 0;
+	}
+	if (!size)
+		return 0;
 	bool fixed = !strcmp(cfg_str(cfg, "disk_mode"), "fixed");
 	char dir[300], path[320], err[400];
 	snprintf(dir, sizeof(dir), "%s/images", d->state_dir);
@@ -129,7 +191,11 @@ static void vm_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 	arg(a, "%s", console);
 	if (cfg_str(cfg, "disk_path")) {
 		arg(a, "--disk");
-		arg(a, "%s", cfg_str(cfg, "disk_path"));
+		/* Raw is kvz-vmm's default; it never probes a writable image. */
+		if (vm_disk_qcow2(cfg))
+			arg(a, "%s,format=qcow2", cfg_str(cfg, "disk_path"));
+		else
+			arg(a, "%s", cfg_str(cfg, "disk_path"));
 	}
 	if (cfg_str(cfg, "bridge")) {
 		/* Tap names are at most 15 bytes. */

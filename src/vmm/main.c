@@ -60,7 +60,8 @@ static void usage(FILE *f)
 		"usage: kvz-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--memory SIZE]\n"
 		"       kvz-vmm --firmware bios|PATH [--boot disk|cdrom|N] [--cdrom ISO] ...\n"
 		"               [--cpus N] [--cpu-model host|kvz64] [--qmp PATH]\n"
-		"               [--console-socket PATH] [--name NAME] [--disk PATH[,readonly]]...\n"
+		"               [--console-socket PATH] [--name NAME]\n"
+		"               [--disk PATH[,readonly][,format=raw|qcow2][,num-queues=N][,aio=io_uring|sync]]...\n"
 		"               [--net tap=NAME[,mac=MAC][,bridge=BR][,vhost=auto|on|off]]... [--balloon[=deflate-on-oom]] [--rng]\n"
 		"               [--seccomp=on|off|log] [--bench-first-exit] [--verbose]\n"
 		"               [--incoming file:PATH|fd:N|tcp:ADDR:PORT|defer] [--restore-ram map|read] [--paused]\n"
@@ -234,6 +235,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1)
 		if (parse_one(o, opt, optarg) < 0)
 			return -1;
+	o->virtio.ncpus = (unsigned)o->vm.ncpus;
 	if (optind < argc) {
 		kvz_error("unexpected argument '%s'", argv[optind]);
 		return -1;

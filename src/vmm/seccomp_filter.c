@@ -175,6 +175,11 @@ static const int plain_calls[] = {
 	SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(brk), SCMP_SYS(madvise),
 	/* virtio-rng */
 	SCMP_SYS(getrandom),
+	/* virtio-blk queues: submit to and wait on their io_uring rings.
+	 * io_uring_setup and io_uring_register stay out: the rings are made,
+	 * restricted to READV/WRITEV/FSYNC and enabled before the filter
+	 * (block_aio.c), so the kernel refuses any other operation on them */
+	SCMP_SYS(io_uring_enter),
 	SCMP_SYS(exit), SCMP_SYS(exit_group),
 };
 

@@ -28,6 +28,8 @@ void fake_vmm_reset(void);
 /* Runs the handlers of every ready fd until none is ready. Returns how many
  * handler calls were made. */
 unsigned fake_io_run(void);
+/* One round serves each fd that is ready when its turn comes, once. */
+unsigned fake_io_run_rounds(unsigned rounds);
 /* Number of fds watched by the fake I/O thread. */
 unsigned fake_io_count(void);
 

@@ -196,8 +196,8 @@ struct seg {
 	bool write;
 };
 
-/* Queues one chain of segments and kicks. */
-static uint16_t submit(struct drv *d, unsigned q, const struct seg *s, unsigned n)
+/* Queues a chain on q without kicking. */
+static uint16_t queue_chain(struct drv *d, unsigned q, const struct seg *s, unsigned n)
 {
 	uint16_t head = d->next_desc[q] % QS;
 	for (unsigned i = 0; i < n; i++) {
@@ -210,7 +210,14 @@ static uint16_t submit(struct drv *d, unsigned q, const struct seg *s, unsigned 
 	d->next_desc[q] += n;
 	avail(q)[2 + d->avail_idx[q] % QS] = head;
 	d->avail_idx[q]++;
-	avail(q)[1] = d->avail_idx[q];
+	__atomic_store_n(&avail(q)[1], d->avail_idx[q], __ATOMIC_RELEASE);
+	return head;
+}
+
+/* Queues one chain of segments and kicks. */
+static uint16_t submit(struct drv *d, unsigned q, const struct seg *s, unsigned n)
+{
+	uint16_t head = queue_chain(d, q, s, n);
 	wr(d, d->notify + q * d->notify_mult, q, 2);
 	fake_io_run();
 	return head;
@@ -257,6 +264,19 @@ struct blk_hdr {
 	uint64_t sector;
 };
 
+/* Serves the fake I/O threads until queue q's used index reaches idx:
+ * io_uring completes in the kernel's time, not the test's. */
+static bool wait_used(unsigned q, uint16_t idx)
+{
+	for (int i = 0; i < 5000; i++) {
+		fake_io_run();
+		if (__atomic_load_n(&used(q)[1], __ATOMIC_ACQUIRE) == idx)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
 static uint8_t blk_req(struct drv *d, uint32_t type, uint64_t sector, uint64_t data_gpa,
 		       uint32_t data_len, bool data_write, uint32_t *len_out)
 {
@@ -270,18 +290,20 @@ static uint8_t blk_req(struct drv *d, uint32_t type, uint64_t sector, uint64_t d
 	s[n++] = (struct seg){ BUF + 0x100, 1, true };
 	uint16_t before = used(0)[1];
 	submit(d, 0, s, n);
-	assert_int_equal(used(0)[1], (uint16_t)(before + 1));
+	assert_true(wait_used(0, (uint16_t)(before + 1)));
 	if (len_out)
 		*len_out = used_len(0, before);
 	return mem.host[BUF + 0x100];
 }
 
-static void test_blk_rw(void **state)
+static void check_blk_rw(bool aio_sync)
 {
-	(void)state;
 	char err[256];
-	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
+	struct virtio_blk_opts o = { .path = img_path, .aio_sync = aio_sync };
+	struct virtio_blk *b = virtio_blk_create_opts(&ctx, &o, 0, err, sizeof(err));
 	assert_non_null(b);
+	if (aio_sync)
+		assert_int_equal(virtio_blk_engine(b), BLK_AIO_SYNC);
 	struct drv d;
 	drv_init(&d, &b->vp, ~0ull, 1);
 	uint64_t cap = rd(&d, d.device, 8);
@@ -327,6 +349,219 @@ static void test_blk_rw(void **state)
 	assert_int_equal(fake_vmm.irqfds, 0);
 	assert_int_equal(fake_vmm.ioeventfds, 0);
 	assert_int_equal(fake_io_count(), 0);
+}
+
+static void test_blk_rw(void **state)
+{
+	(void)state;
+	check_blk_rw(false);
+}
+
+/* The fallback where io_uring is refused serves the same requests. */
+static void test_blk_rw_sync_engine(void **state)
+{
+	(void)state;
+	check_blk_rw(true);
+}
+
+static uint32_t used_id(unsigned q, uint16_t i)
+{
+	return ((uint32_t *)(used(q) + 2))[2 * (i % QS)];
+}
+
+#define NMANY 8   /* two descriptors each: the 16-entry table full */
+
+/* Requests at offsets i*4K: a write chain is header+data (device-readable)
+ * then status; a read chain is header then data+status in one
+ * device-writable buffer (the status is the chain's last byte). */
+static void queue_rw(struct drv *d, unsigned q, unsigned i, bool write, uint16_t *heads)
+{
+	uint64_t req = BUF + 0x10000 + i * 0x2000;
+	struct blk_hdr h = { write ? 1 : 0, 0, i * 8u };
+	memcpy(mem.host + req, &h, sizeof(h));
+	mem.host[req + 0x1f00] = 0xff;
+	struct seg s[2];
+	if (write) {
+		memset(mem.host + req + 16, (int)(0x40 + i), 4096);
+		s[0] = (struct seg){ req, 16 + 4096, false };
+		s[1] = (struct seg){ req + 0x1f00, 1, true };
+	} else {
+		memset(mem.host + req + 0x800, 0, 4097);
+		s[0] = (struct seg){ req, 16, false };
+		s[1] = (struct seg){ req + 0x800, 4097, true };
+	}
+	heads[i] = queue_chain(d, q, s, 2);
+}
+
+static uint8_t rw_status(unsigned i, bool write)
+{
+	uint64_t req = BUF + 0x10000 + i * 0x2000;
+	return mem.host[write ? req + 0x1f00 : req + 0x800 + 4096];
+}
+
+/* A batch of requests in flight at once on one queue: each completes with
+ * its own head and length, the data lands where it belongs, and the batch
+ * costs fewer interrupts than requests. */
+static void check_many_in_flight(unsigned nq, unsigned q)
+{
+	char err[256];
+	struct virtio_blk_opts o = { .path = img_path, .num_queues = nq };
+	struct virtio_blk *b = virtio_blk_create_opts(&ctx, &o, 0, err, sizeof(err));
+	assert_non_null(b);
+	struct drv d;
+	uint64_t feat = drv_init(&d, &b->vp, ~0ull, nq);
+	assert_int_equal(feat >> 12 & 1, nq > 1);              /* VIRTIO_BLK_F_MQ */
+	assert_int_equal(rd(&d, d.device + 0x22, 2), nq);      /* num_queues */
+	irq_count(&d, q + 1);
+	uint16_t heads[NMANY];
+	for (int pass = 0; pass < 2; pass++) {
+		bool write = pass == 0;
+		uint16_t before = used(q)[1];
+		avail(q)[2 + QS] = before;   /* used_event: interrupt from the first on */
+		for (unsigned i = 0; i < NMANY; i++)
+			queue_rw(&d, q, i, write, heads);
+		wr(&d, d.notify + q * d.notify_mult, q, 2);
+		assert_true(wait_used(q, (uint16_t)(before + NMANY)));
+		bool seen[NMANY] = { false };
+		for (unsigned k = 0; k < NMANY; k++) {
+			uint32_t id = used_id(q, (uint16_t)(before + k));
+			unsigned i = 0;
+			while (i < NMANY && heads[i] != id)
+				i++;
+			assert_true(i < NMANY);
+			assert_false(seen[i]);
+			seen[i] = true;
+			assert_int_equal(used_len(q, (uint16_t)(before + k)), write ? 1 : 4097);
+			assert_int_equal(rw_status(i, write), 0);
+		}
+		uint64_t irqs = irq_count(&d, q + 1);
+		assert_true(irqs >= 1);
+		assert_true(irqs <= NMANY);
+	}
+	for (unsigned i = 0; i < NMANY; i++) {
+		uint64_t req = BUF + 0x10000 + i * 0x2000;
+		for (unsigned k = 0; k < 4096; k += 512)
+			assert_int_equal(mem.host[req + 0x800 + k], 0x40 + i);
+	}
+	virtio_blk_destroy(b);
+	assert_int_equal(fake_io_count(), 0);
+}
+
+static void test_blk_many_in_flight(void **state)
+{
+	(void)state;
+	check_many_in_flight(1, 0);
+}
+
+/* num-queues=2: the second queue serves on its own vector. */
+static void test_blk_multiqueue(void **state)
+{
+	(void)state;
+	check_many_in_flight(2, 1);
+	char err[256];
+	struct virtio_blk_opts o = { .path = img_path, .num_queues = VIRTIO_PCI_MAX_QUEUES + 1 };
+	assert_null(virtio_blk_create_opts(&ctx, &o, 0, err, sizeof(err)));
+	assert_non_null(strstr(err, "num-queues"));
+}
+
+/* Pause (snapshots, migration) returns only once nothing is in flight and
+ * serves nothing new until resume; a reset with requests in flight
+ * completes them first. */
+static void test_blk_pause_drains(void **state)
+{
+	(void)state;
+	char err[256];
+	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
+	assert_non_null(b);
+	struct drv d;
+	drv_init(&d, &b->vp, ~0ull, 1);
+	uint16_t heads[NMANY];
+	for (unsigned i = 0; i < NMANY; i++)
+		queue_rw(&d, 0, i, true, heads);
+	wr(&d, d.notify, 0, 2);
+	/* One round: the queue thread pops and submits; the completions
+	 * are not reaped yet, and pause must wait for them. */
+	fake_io_run_rounds(1);
+	assert_int_equal(used(0)[1], 0);
+	pthread_mutex_lock(&b->vp.lock);
+	b->vp.p.ops->pause(b, &b->vp);
+	pthread_mutex_unlock(&b->vp.lock);
+	assert_int_equal(used(0)[1], NMANY);
+	for (unsigned i = 0; i < NMANY; i++)
+		assert_int_equal(rw_status(i, true), 0);
+
+	/* While paused, a kick is not served. */
+	queue_rw(&d, 0, 0, false, heads);
+	wr(&d, d.notify, 0, 2);
+	fake_io_run();
+	usleep(10000);
+	fake_io_run();
+	assert_int_equal(used(0)[1], NMANY);
+	pthread_mutex_lock(&b->vp.lock);
+	b->vp.p.ops->resume(b, &b->vp);
+	pthread_mutex_unlock(&b->vp.lock);
+	assert_true(wait_used(0, NMANY + 1));
+	assert_int_equal(rw_status(0, false), 0);
+
+	/* Reset (status 0) with requests just submitted. */
+	for (unsigned i = 1; i < NMANY; i++)
+		queue_rw(&d, 0, i, false, heads);
+	wr(&d, d.notify, 0, 2);
+	fake_io_run_rounds(1);
+	wr(&d, d.common + 0x14, 0, 1);
+	assert_int_equal(rd(&d, d.common + 0x14, 1), 0);
+	for (unsigned i = 1; i < NMANY; i++)
+		assert_int_equal(rw_status(i, false), 0);
+	virtio_blk_destroy(b);
+}
+
+/* Hostile requests: lengths beyond the disk, sectors that overflow, a
+ * data buffer that is the whole of RAM, a read-only disk written: each
+ * answered with an error status, the queue still working afterwards. */
+static void test_blk_hostile_requests(void **state)
+{
+	(void)state;
+	char err[256];
+	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
+	assert_non_null(b);
+	struct drv d;
+	drv_init(&d, &b->vp, ~0ull, 1);
+	/* 2 MiB read from a 1 MiB disk: within RAM, beyond the disk. */
+	assert_int_equal(blk_req(&d, 0, 0, BUF + 0x10000, 2u << 20, true, NULL), 1);
+	/* sector * 512 would wrap to a small offset. */
+	assert_int_equal(blk_req(&d, 1, (1ull << 55) + 1, BUF + 0x10000, 512, false, NULL), 1);
+	/* Discard segments beyond the disk or with unknown flags. */
+	struct dseg { uint64_t sector; uint32_t n, flags; } seg = { UINT64_MAX - 1, 8, 0 };
+	memcpy(mem.host + BUF + 0x2000, &seg, sizeof(seg));
+	assert_int_equal(blk_req(&d, 11, 0, BUF + 0x2000, sizeof(seg), false, NULL), 2);
+	seg = (struct dseg){ 0, 8, 0x80 };
+	memcpy(mem.host + BUF + 0x2000, &seg, sizeof(seg));
+	assert_int_equal(blk_req(&d, 13, 0, BUF + 0x2000, sizeof(seg), false, NULL), 2);
+	/* Still serving. */
+	assert_int_equal(blk_req(&d, 0, 0, BUF + 0x3000, 512, true, NULL), 0);
+	assert_false(rd(&d, d.common + 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET);
+	virtio_blk_destroy(b);
+
+	/* Read-only: every kind of write refused, the image unchanged. */
+	struct virtio_blk_opts o = { .path = img_path, .readonly = true, .num_queues = 2 };
+	b = virtio_blk_create_opts(&ctx, &o, 0, err, sizeof(err));
+	assert_non_null(b);
+	uint64_t feat = drv_init(&d, &b->vp, ~0ull, 2);
+	assert_true(feat >> 5 & 1);                  /* VIRTIO_BLK_F_RO */
+	assert_false(feat >> 13 & 1);                /* no DISCARD */
+	memset(mem.host + BUF + 0x1000, 0xab, 512);
+	assert_int_equal(blk_req(&d, 1, 0, BUF + 0x1000, 512, false, NULL), 1);
+	seg = (struct dseg){ 0, 8, 0 };
+	memcpy(mem.host + BUF + 0x2000, &seg, sizeof(seg));
+	assert_int_equal(blk_req(&d, 13, 0, BUF + 0x2000, sizeof(seg), false, NULL), 1);
+	assert_int_equal(blk_req(&d, 11, 0, BUF + 0x2000, sizeof(seg), false, NULL), 1);
+	virtio_blk_destroy(b);
+	uint8_t file[512];
+	int fd = open(img_path, O_RDONLY);
+	assert_int_equal(pread(fd, file, sizeof(file), 0), 512);
+	close(fd);
+	for (unsigned i = 0; i < sizeof(file); i++)
+		assert_int_equal(file[i], 0);
 }
 
 static void test_blk_write_zeroes_discard(void **state)
@@ -761,6 +996,24 @@ static void test_devices_options(void **state)
 	assert_null(virtio_devices_create(&c, &o, err, sizeof(err)));
 	assert_non_null(strstr(err, "No such file"));
 
+	/* Block options: each refusal names the option, nothing stays. */
+	const char *opts[] = { "num-queues=0", "num-queues=9", "num-queues=2x", "num-queues=",
+			       "num-queues=-1", "aio=threads", "format=vmdk", "format=" };
+	const char *says[] = { "num-queues", "num-queues", "num-queues", "num-queues",
+			       "num-queues", "aio=threads", "unknown format 'vmdk'", "format" };
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		snprintf(spec, sizeof(spec), "%s,%s", img_path, opts[i]);
+		const char *d1 = spec;
+		o = (struct virtio_options){ .disks = &d1, .ndisks = 1, .ncpus = 2 };
+		err[0] = 0;
+		assert_null(virtio_devices_create(&c, &o, err, sizeof(err)));
+		if (!strstr(err, says[i]))
+			fail_msg("%s: %s", opts[i], err);
+		assert_null(strchr(err, '\n'));
+		assert_int_equal(fake_io_count(), 0);
+		assert_int_equal(fake_vmm.routes, 0);
+	}
+
 	/* The second disk fails: the first is torn down, nothing stays. */
 	snprintf(spec, sizeof(spec), "%s,readonly", img_path);
 	const char *two[] = { spec, missing };
@@ -949,6 +1202,11 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 		T(test_net_options),
 		T(test_blk_rw),
+		T(test_blk_rw_sync_engine),
+		T(test_blk_many_in_flight),
+		T(test_blk_multiqueue),
+		T(test_blk_pause_drains),
+		T(test_blk_hostile_requests),
 		T(test_blk_write_zeroes_discard),
 		T(test_blk_readonly),
 		T(test_blk_exclusive_lock),

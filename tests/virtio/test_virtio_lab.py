@@ -70,6 +70,7 @@ echo "L2-RNG: $(cat /sys/class/misc/hw_random/rng_current)"
 dd if=/dev/hwrng of=/tmp/r bs=64 count=4 2>/dev/null
 echo "L2-RNG-BYTES: $(wc -c < /tmp/r) distinct=$(od -An -tx1 -v /tmp/r | tr ' ' '\n' | sort -u | wc -l)"
 echo "L2-MSIX: $(grep -c 'virtio[0-9]*-config' /proc/interrupts)"
+echo "L2-VDA-MQ: $(ls /sys/block/vda/mq | wc -l) L2-VDB-MQ: $(ls /sys/block/vdb/mq | wc -l)"
 echo "L2-DONE"
 """
 
@@ -94,7 +95,7 @@ def test_blk_ext4_raw_readonly_and_rng(tmp_path):
     for img in (ext4, raw, ro):
         drives += ["-drive", f"file={img},format=raw,if=virtio"]
     script = ("ls /dev/vda /dev/vdb /dev/vdc || exit 10\n" +
-              vmm_cmd("--memory 256M --disk /dev/vda --disk /dev/vdb "
+              vmm_cmd("--memory 256M --disk /dev/vda,num-queues=2 --disk /dev/vdb,aio=sync "
                       "--disk /dev/vdc,readonly --rng </dev/null") +
               "\nrc=$?; sync; exit $rc\n")
     res = lab(script, l1_modules=["virtio_pci", "virtio_blk"],
@@ -117,6 +118,9 @@ def test_blk_ext4_raw_readonly_and_rng(tmp_path):
     assert m and int(m.group(1)) == 256 and int(m.group(2)) > 100, out[-2000:]
     m = re.search(r"L2-MSIX: (\d+)", out)
     assert m and int(m.group(1)) == 4, "virtio interrupts are not MSI-X"
+    # vda: two io_uring queues; vdb: the synchronous engine, one queue.
+    assert "L2-VDA-MQ: 2 L2-VDB-MQ: 1" in out
+    assert "serving disks synchronously" not in out  # io_uring worked in L1
 
     # The guest's writes reached the image byte for byte.
     got = subprocess.run(["debugfs", "-R", "cat /guest.txt", str(ext4)],

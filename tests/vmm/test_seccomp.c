@@ -27,6 +27,7 @@
 
 #include <cmocka.h>
 
+#include "block.h"
 #include "seccomp_filter.h"
 
 struct outcome {
@@ -362,6 +363,97 @@ static void test_live_migration_calls_allowed(void **state)
 	pre_filter = NULL;
 }
 
+/* Disk I/O through an io_uring engine made before the filter, as
+ * virtio-blk's queues are. */
+static struct blk_aio *uring_pre_aio;
+static int uring_pre_fd = -1;
+
+static int uring_pre(void)
+{
+	char err[256], path[] = "/tmp/kvz-seccomp-uring-XXXXXX";
+	uring_pre_aio = blk_aio_create(8, false, err, sizeof(err));
+	uring_pre_fd = mkstemp(path);
+	if (!uring_pre_aio || uring_pre_fd < 0)
+		return 1;
+	unlink(path);
+	return 0;
+}
+
+static int uring_result;
+static bool uring_done;
+
+static void uring_op_done(struct blk_aio_op *op, int result)
+{
+	(void)op;
+	uring_result = result;
+	uring_done = true;
+}
+
+static int uring_op(enum blk_op kind, void *buf, size_t len)
+{
+	struct iovec iov = {buf, len};
+	struct blk_aio_op op = {.op = kind, .fd = uring_pre_fd, .offset = 0, .len = len,
+				.iov = &iov, .niov = buf ? 1 : 0, .done = uring_op_done};
+	uring_done = false;
+	blk_aio_submit(uring_pre_aio, &op);
+	blk_aio_flush_submissions(uring_pre_aio);
+	while (!uring_done)
+		blk_aio_poll(uring_pre_aio, true);
+	return uring_result;
+}
+
+static int child_uring_io(void)
+{
+	char w[512], r[512];
+	memset(w, 0x5a, sizeof(w));
+	if (uring_op(BLK_OP_WRITE, w, sizeof(w)) || uring_op(BLK_OP_FLUSH, NULL, 0) ||
+	    uring_op(BLK_OP_READ, r, sizeof(r)))
+		return 60;
+	return memcmp(w, r, sizeof(r)) ? 61 : 0;
+}
+
+static bool have_uring(void)
+{
+	char err[256];
+	struct blk_aio *a = blk_aio_create(1, false, err, sizeof(err));
+	bool yes = a && blk_aio_kind(a) == BLK_AIO_IO_URING;
+	blk_aio_destroy(a);
+	return yes;
+}
+
+static void test_disk_io_through_io_uring_allowed(void **state)
+{
+	(void)state;
+	if (!have_uring()) {
+		print_message("io_uring unavailable on this kernel: skipped\n");
+		skip();
+	}
+	pre_filter = uring_pre;
+	assert_allowed(SECCOMP_FILTER_ON, child_uring_io);
+	pre_filter = NULL;
+}
+
+/* New rings, or changes to the existing ones, are setup-only. */
+static int child_uring_setup(void)
+{
+	char err[256];
+	blk_aio_create(8, false, err, sizeof(err));
+	return 62;
+}
+
+static int child_uring_register(void)
+{
+	syscall(SYS_io_uring_register, 3, 0, NULL, 0);
+	return 63;
+}
+
+static void test_io_uring_setup_forbidden(void **state)
+{
+	(void)state;
+	assert_forbidden(child_uring_setup, "io_uring_setup");
+	assert_forbidden(child_uring_register, "io_uring_register");
+}
+
 /* `migrate tcp:` is for runs without the filter: no connect under it. */
 static int child_connect(void)
 {
@@ -466,6 +558,8 @@ int main(void)
 		cmocka_unit_test(test_snapshot_calls_allowed),
 		cmocka_unit_test(test_stat_of_paths_forbidden),
 		cmocka_unit_test(test_live_migration_calls_allowed),
+		cmocka_unit_test(test_disk_io_through_io_uring_allowed),
+		cmocka_unit_test(test_io_uring_setup_forbidden),
 		cmocka_unit_test(test_connect_forbidden),
 		cmocka_unit_test(test_socket_forbidden),
 		cmocka_unit_test(test_open_forbidden),

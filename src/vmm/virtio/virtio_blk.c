@@ -1,27 +1,31 @@
-/* virtio-blk: requests are served synchronously on the I/O thread with
- * preadv/pwritev straight between the image and guest memory. A sparse
- * file is a growing image; discard punches holes back into it. */
+/* virtio-blk: request parsing and completion (see virtio_blk.h). The data
+ * moves in the block layer; this file turns descriptor chains into
+ * struct blk_req and completions back into used-ring entries.
+ *
+ * Locks: vp.lock (the transport's) before a queue's lock before the
+ * backend's. A queue's lock is held by its I/O thread while it pops,
+ * submits and reaps (none of which waits for the disk with io_uring), and
+ * by the control path (reset, pause, destroy, under vp.lock) while it stops
+ * the queue and drains what is in flight. The queue thread never takes
+ * vp.lock while holding its own. */
 #include "virtio_blk.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <linux/falloc.h>
-#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "io_thread.h"
 #include "log.h"
 
 #define VIRTIO_BLK_F_SEG_MAX      2
 #define VIRTIO_BLK_F_RO           5
 #define VIRTIO_BLK_F_BLK_SIZE     6
 #define VIRTIO_BLK_F_FLUSH        9
+#define VIRTIO_BLK_F_MQ           12
 #define VIRTIO_BLK_F_DISCARD      13
 #define VIRTIO_BLK_F_WRITE_ZEROES 14
 
@@ -39,6 +43,7 @@
 #define SECTOR 512u
 #define QUEUE_SIZE 256
 #define SEG_MAX (QUEUE_SIZE - 2)
+#define SLOT_SEGS (SEG_MAX + 2)     /* data segments one request may carry */
 #define MAX_DISCARD_SECTORS (1u << 22)
 #define MAX_DISCARD_SEG 16
 
@@ -54,9 +59,47 @@ struct blk_discard_seg {
 	uint32_t flags;
 };
 
-/* Builds in dst the part [skip, skip + len) of the segments src. */
-static unsigned iov_slice(const struct iovec *src, unsigned n, uint64_t skip, uint64_t len,
-			  struct iovec *dst)
+/* One request in flight. */
+struct blk_slot {
+	struct blk_req req;
+	struct blk_queue *q;
+	uint16_t head;
+	uint32_t type;
+	uint8_t *status;            /* the chain's last device-writable byte */
+	struct blk_discard_seg segs[MAX_DISCARD_SEG];
+	unsigned nsegs, seg;        /* discard/write-zeroes: done one by one */
+	struct iovec iov[SLOT_SEGS];
+	struct blk_slot *next_free;
+};
+
+struct blk_queue {
+	struct virtio_blk *b;
+	unsigned index;
+	struct io_thread *thread;
+	struct blk_aio *aio;
+	/* Guards everything below and the queue's virtq while it is served. */
+	pthread_mutex_t lock;
+	bool running;               /* pops new requests */
+	bool report_broken;         /* malformed chain: tell the transport */
+	int kick_fd;                /* watched by thread; -1 when not offloaded */
+	atomic_int call_fd;         /* interrupt eventfd (transport's choice) */
+	unsigned inflight;
+	unsigned completed;         /* pushed since the last interrupt decision */
+	struct blk_slot *free;
+	struct blk_slot *slots;     /* QUEUE_SIZE of them */
+	struct virtio_blk_stats stats;
+	struct virtq_elem elem;     /* the chain being parsed */
+};
+
+static struct virtq *vq_of(struct blk_queue *q)
+{
+	return &q->b->vp.vq[q->index];
+}
+
+/* Builds in dst (room for max) the part [skip, skip + len) of src.
+ * Returns the count, or -1 when it needs more than max segments. */
+static int iov_slice(const struct iovec *src, unsigned n, uint64_t skip, uint64_t len,
+		     struct iovec *dst, unsigned max)
 {
 	unsigned k = 0;
 
@@ -65,6 +108,8 @@ static unsigned iov_slice(const struct iovec *src, unsigned n, uint64_t skip, ui
 			skip -= src[i].iov_len;
 			continue;
 		}
+		if (k == max)
+			return -1;
 		size_t chunk = src[i].iov_len - skip;
 		if (chunk > len)
 			chunk = len;
@@ -72,33 +117,15 @@ static unsigned iov_slice(const struct iovec *src, unsigned n, uint64_t skip, ui
 		len -= chunk;
 		skip = 0;
 	}
-	return k;
+	return (int)k;
 }
 
-/* preadv/pwritev until everything moved; iov is consumed. A read past the
- * end of the file (cannot happen after the bounds check, unless the file
- * shrank underneath us) is an error. */
-static int rw_full(int fd, struct iovec *iov, unsigned n, uint64_t off, bool write)
+static uint8_t *status_byte(const struct virtq_elem *e)
 {
-	while (n) {
-		ssize_t r = write ? pwritev(fd, iov, n > IOV_MAX ? IOV_MAX : n, off)
-				  : preadv(fd, iov, n > IOV_MAX ? IOV_MAX : n, off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		off += r;
-		while (n && (size_t)r >= iov->iov_len) {
-			r -= iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n) {
-			iov->iov_base = (uint8_t *)iov->iov_base + r;
-			iov->iov_len -= r;
-		}
-	}
-	return 0;
+	for (unsigned i = e->nout + e->nin; i-- > e->nout;)
+		if (e->iov[i].iov_len)
+			return (uint8_t *)e->iov[i].iov_base + e->iov[i].iov_len - 1;
+	return NULL;
 }
 
 static bool in_range(const struct virtio_blk *b, uint64_t sector, uint64_t bytes)
@@ -108,177 +135,397 @@ static bool in_range(const struct virtio_blk *b, uint64_t sector, uint64_t bytes
 	return sector <= b->sectors && nsec <= b->sectors - sector;
 }
 
-static uint8_t do_rw(struct virtio_blk *b, const struct blk_req_hdr *h, bool write, uint32_t *written)
-{
-	struct virtq_elem *e = &b->elem;
-	uint64_t len = write ? e->out_len - sizeof(*h) : e->in_len - 1;
-	unsigned n = write ? iov_slice(e->iov, e->nout, sizeof(*h), len, b->data)
-			   : iov_slice(e->iov + e->nout, e->nin, 0, len, b->data);
+/* ---- completion (queue lock held) ---- */
 
-	if (write && b->readonly)
-		return VIRTIO_BLK_S_IOERR;
-	if (!in_range(b, h->sector, len))
-		return VIRTIO_BLK_S_IOERR;
-	int r = rw_full(b->fd, b->data, n, h->sector * SECTOR, write);
-	if (r < 0) {
-		kvz_warn("virtio %s: %s at sector %llu: %s", b->name, write ? "write" : "read",
-			 (unsigned long long)h->sector, strerror(-r));
-		return VIRTIO_BLK_S_IOERR;
-	}
-	if (write) {
-		b->stats.wr_bytes += len;
-		b->stats.wr_ops++;
-	} else {
-		b->stats.rd_bytes += len;
-		b->stats.rd_ops++;
-		*written = len;
-	}
-	return VIRTIO_BLK_S_OK;
+static void signal_if_needed(struct blk_queue *q)
+{
+	if (!q->completed)
+		return;
+	q->completed = 0;
+	if (!virtq_need_interrupt(vq_of(q)))
+		return;
+	int fd = atomic_load(&q->call_fd);
+	if (fd >= 0 && eventfd_write(fd, 1) < 0)
+		kvz_warn("virtio %s: queue %u: interrupt: %s", q->b->name, q->index, strerror(errno));
 }
 
-/* For file systems that can neither zero nor punch a range. */
-static int write_zeros(int fd, uint64_t off, uint64_t len)
+static void count(struct blk_queue *q, const struct blk_slot *s, uint8_t status)
 {
-	static const uint8_t zeros[65536];
+	if (status != VIRTIO_BLK_S_OK)
+		return;
+	switch (s->type) {
+	case VIRTIO_BLK_T_IN:
+		q->stats.rd_bytes += s->req.len;
+		q->stats.rd_ops++;
+		break;
+	case VIRTIO_BLK_T_OUT:
+		q->stats.wr_bytes += s->req.len;
+		q->stats.wr_ops++;
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		q->stats.flush_ops++;
+		break;
+	}
+}
 
-	while (len) {
-		size_t n = len < sizeof(zeros) ? len : sizeof(zeros);
-		ssize_t r = pwrite(fd, zeros, n, off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		off += r;
-		len -= r;
+/* written: bytes put into the chain's data buffers (reads, GET_ID). */
+static void finish(struct blk_slot *s, uint8_t status, uint32_t written)
+{
+	struct blk_queue *q = s->q;
+
+	*s->status = status;
+	count(q, s, status);
+	virtq_push(vq_of(q), s->head, written + 1);
+	s->next_free = q->free;
+	q->free = s;
+	q->inflight--;
+	q->completed++;
+}
+
+static void rw_done(struct blk_req *req, int result)
+{
+	struct blk_slot *s = req->opaque;
+
+	if (result < 0) {
+		kvz_warn("virtio %s: %s at byte %llu: %s", s->q->b->name,
+			 s->type == VIRTIO_BLK_T_FLUSH ? "flush" : s->type == VIRTIO_BLK_T_IN ? "read" : "write",
+			 (unsigned long long)req->offset, strerror(-result));
+		finish(s, VIRTIO_BLK_S_IOERR, 0);
+		return;
+	}
+	finish(s, VIRTIO_BLK_S_OK, s->type == VIRTIO_BLK_T_IN ? (uint32_t)req->len : 0);
+}
+
+static void next_zero_seg(struct blk_slot *s);
+
+static void zero_done(struct blk_req *req, int result)
+{
+	struct blk_slot *s = req->opaque;
+	bool zeroes = s->type == VIRTIO_BLK_T_WRITE_ZEROES;
+
+	if (result < 0) {
+		kvz_warn("virtio %s: %s: %s", s->q->b->name, zeroes ? "write-zeroes" : "discard",
+			 strerror(-result));
+		finish(s, VIRTIO_BLK_S_IOERR, 0);
+		return;
+	}
+	s->seg++;
+	next_zero_seg(s);
+}
+
+static void next_zero_seg(struct blk_slot *s)
+{
+	if (s->seg == s->nsegs) {
+		finish(s, VIRTIO_BLK_S_OK, 0);
+		return;
+	}
+	const struct blk_discard_seg *g = &s->segs[s->seg];
+	s->req = (struct blk_req){
+		.op = s->type == VIRTIO_BLK_T_WRITE_ZEROES ? BLK_OP_WRITE_ZEROES : BLK_OP_DISCARD,
+		.flags = g->flags & 1 ? BLK_REQ_UNMAP : 0,
+		.offset = g->sector * SECTOR, .len = (uint64_t)g->num_sectors * SECTOR,
+		.aio = s->q->aio, .done = zero_done, .opaque = s,
+	};
+	blk_submit(s->q->b->backend, &s->req);
+}
+
+/* ---- parsing (queue lock held) ---- */
+
+static void start_rw(struct blk_slot *s, const struct blk_req_hdr *h)
+{
+	struct blk_queue *q = s->q;
+	struct virtq_elem *e = &q->elem;
+	bool write = h->type == VIRTIO_BLK_T_OUT;
+	uint64_t len = write ? e->out_len - sizeof(*h) : e->in_len - 1;
+	int n = write ? iov_slice(e->iov, e->nout, sizeof(*h), len, s->iov, SLOT_SEGS)
+		      : iov_slice(e->iov + e->nout, e->nin, 0, len, s->iov, SLOT_SEGS);
+
+	if (n < 0 || (write && q->b->readonly) || !in_range(q->b, h->sector, len)) {
+		finish(s, VIRTIO_BLK_S_IOERR, 0);
+		return;
+	}
+	s->req = (struct blk_req){
+		.op = write ? BLK_OP_WRITE : BLK_OP_READ, .offset = h->sector * SECTOR, .len = len,
+		.iov = s->iov, .niov = (unsigned)n, .aio = q->aio, .done = rw_done, .opaque = s,
+	};
+	blk_submit(q->b->backend, &s->req);
+}
+
+static void start_flush(struct blk_slot *s)
+{
+	s->req = (struct blk_req){ .op = BLK_OP_FLUSH, .aio = s->q->aio, .done = rw_done, .opaque = s };
+	blk_submit(s->q->b->backend, &s->req);
+}
+
+static void start_zero(struct blk_slot *s)
+{
+	struct blk_queue *q = s->q;
+	struct virtq_elem *e = &q->elem;
+	uint64_t len = e->out_len - sizeof(struct blk_req_hdr);
+	bool zeroes = s->type == VIRTIO_BLK_T_WRITE_ZEROES;
+
+	if (q->b->readonly) {
+		finish(s, VIRTIO_BLK_S_IOERR, 0);
+		return;
+	}
+	if (len == 0 || len % sizeof(s->segs[0]) || len / sizeof(s->segs[0]) > MAX_DISCARD_SEG) {
+		finish(s, VIRTIO_BLK_S_UNSUPP, 0);
+		return;
+	}
+	s->nsegs = (unsigned)(len / sizeof(s->segs[0]));
+	s->seg = 0;
+	virtq_iov_to_buf(e->iov, e->nout, sizeof(struct blk_req_hdr), s->segs, len);
+	for (unsigned i = 0; i < s->nsegs; i++) {
+		const struct blk_discard_seg *g = &s->segs[i];
+		if (g->num_sectors > MAX_DISCARD_SECTORS ||
+		    !in_range(q->b, g->sector, (uint64_t)g->num_sectors * SECTOR) ||
+		    (g->flags & ~1u) || (!zeroes && g->flags)) {
+			finish(s, VIRTIO_BLK_S_UNSUPP, 0);
+			return;
+		}
+	}
+	next_zero_seg(s);
+}
+
+/* Starts q->elem. Returns -1 for a chain too malformed to answer (no
+ * header or no status byte). */
+static int start_request(struct blk_queue *q)
+{
+	struct virtq_elem *e = &q->elem;
+	struct blk_req_hdr h;
+	uint8_t *status = status_byte(e);
+
+	if (e->out_len < sizeof(h) || e->in_len < 1 || !status)
+		return -1;
+	virtq_iov_to_buf(e->iov, e->nout, 0, &h, sizeof(h));
+	struct blk_slot *s = q->free;
+	q->free = s->next_free;
+	q->inflight++;
+	s->head = e->head;
+	s->type = h.type;
+	s->status = status;
+	switch (h.type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		start_rw(s, &h);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		start_flush(s);
+		break;
+	case VIRTIO_BLK_T_GET_ID: {
+		size_t room = e->in_len - 1 < sizeof(q->b->serial) ? e->in_len - 1 : sizeof(q->b->serial);
+		size_t n = virtq_buf_to_iov(e->iov + e->nout, e->nin, 0, q->b->serial, room);
+		finish(s, VIRTIO_BLK_S_OK, (uint32_t)n);
+		break;
+	}
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		start_zero(s);
+		break;
+	default:
+		finish(s, VIRTIO_BLK_S_UNSUPP, 0);
+		break;
 	}
 	return 0;
 }
 
-/* discard: the range may read back as anything; otherwise it must read as
- * zeros (unmap only says the device may free the space doing so). */
-static int zero_range(struct virtio_blk *b, uint64_t off, uint64_t len, bool discard, bool unmap)
+/* Pops and starts requests while slots are free. Returns false when the
+ * queue broke. */
+static bool pop_all(struct blk_queue *q)
 {
-	if (b->is_blockdev) {
-		uint64_t range[2] = { off, len };
-		/* BLKDISCARD does not promise zeros: write-zeroes always uses
-		 * BLKZEROOUT, which unmaps where the device can. */
-		return ioctl(b->fd, discard ? BLKDISCARD : BLKZEROOUT, range) < 0 ? -errno : 0;
-	}
-	/* A punched hole reads as zeros in a regular file. */
-	int mode = discard || unmap ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
-				    : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
-	if (fallocate(b->fd, mode, off, len) == 0)
-		return 0;
-	if (errno != EOPNOTSUPP || discard)
-		return -errno;
-	/* tmpfs and others lack ZERO_RANGE: a hole reads as zeros too. */
-	if (fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
-		return 0;
-	return errno == EOPNOTSUPP ? write_zeros(b->fd, off, len) : -errno;
-}
-
-static uint8_t do_discard(struct virtio_blk *b, bool zeroes)
-{
-	struct virtq_elem *e = &b->elem;
-	uint64_t len = e->out_len - sizeof(struct blk_req_hdr);
-	struct blk_discard_seg seg;
-
-	if (b->readonly)
-		return VIRTIO_BLK_S_IOERR;
-	if (len == 0 || len % sizeof(seg) || len / sizeof(seg) > MAX_DISCARD_SEG)
-		return VIRTIO_BLK_S_UNSUPP;
-	for (uint64_t off = 0; off < len; off += sizeof(seg)) {
-		virtq_iov_to_buf(e->iov, e->nout, sizeof(struct blk_req_hdr) + off, &seg, sizeof(seg));
-		if (seg.num_sectors > MAX_DISCARD_SECTORS ||
-		    !in_range(b, seg.sector, (uint64_t)seg.num_sectors * SECTOR) ||
-		    (seg.flags & ~1u) || (!zeroes && seg.flags))
-			return VIRTIO_BLK_S_UNSUPP;
-		int r = zero_range(b, seg.sector * SECTOR, (uint64_t)seg.num_sectors * SECTOR,
-				   !zeroes, seg.flags & 1);
-		/* Discard is a hint: a file system that cannot punch holes
-		 * still did what the guest may rely on (nothing). */
-		if (r < 0 && !(r == -EOPNOTSUPP && !zeroes)) {
-			kvz_warn("virtio %s: %s: %s", b->name, zeroes ? "write-zeroes" : "discard",
-				 strerror(-r));
-			return VIRTIO_BLK_S_IOERR;
-		}
-	}
-	return VIRTIO_BLK_S_OK;
-}
-
-/* Serves b->elem. Returns bytes written into the guest's buffers, or -1
- * for a chain too malformed to answer (no status byte). */
-static int64_t handle_request(struct virtio_blk *b)
-{
-	struct virtq_elem *e = &b->elem;
-	struct blk_req_hdr h;
-	uint32_t written = 0;
-	uint8_t status;
-
-	if (e->out_len < sizeof(h) || e->in_len < 1)
-		return -1;
-	virtq_iov_to_buf(e->iov, e->nout, 0, &h, sizeof(h));
-	switch (h.type) {
-	case VIRTIO_BLK_T_IN:
-		status = do_rw(b, &h, false, &written);
-		break;
-	case VIRTIO_BLK_T_OUT:
-		status = do_rw(b, &h, true, &written);
-		break;
-	case VIRTIO_BLK_T_FLUSH:
-		status = fdatasync(b->fd) == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
-		b->stats.flush_ops++;
-		break;
-	case VIRTIO_BLK_T_GET_ID:
-		written = virtq_buf_to_iov(e->iov + e->nout, e->nin, 0, b->serial,
-					   e->in_len - 1 < sizeof(b->serial) ? e->in_len - 1 : sizeof(b->serial));
-		status = VIRTIO_BLK_S_OK;
-		break;
-	case VIRTIO_BLK_T_DISCARD:
-	case VIRTIO_BLK_T_WRITE_ZEROES:
-		status = do_discard(b, h.type == VIRTIO_BLK_T_WRITE_ZEROES);
-		break;
-	default:
-		status = VIRTIO_BLK_S_UNSUPP;
-		break;
-	}
-	virtq_buf_to_iov(e->iov + e->nout, e->nin, e->in_len - 1, &status, 1);
-	return (int64_t)written + 1;
-}
-
-static void blk_queue_notify(void *dev, struct virtio_pci *vp, unsigned q)
-{
-	struct virtio_blk *b = dev;
-	struct virtq *vq = &vp->vq[q];
+	struct virtq *vq = vq_of(q);
 
 	do {
-		int r;
-		while ((r = virtq_pop(vq, &b->elem)) > 0) {
-			int64_t len = handle_request(b);
-			if (len < 0) {
-				snprintf(vq->error, sizeof(vq->error),
-					 "request without header or status byte");
-				vq->broken = true;
+		while (q->free) {
+			int r = virtq_pop(vq, &q->elem);
+			if (r == 0)
 				break;
+			if (r < 0)
+				return false;
+			if (start_request(q) < 0) {
+				snprintf(vq->error, sizeof(vq->error), "request without header or status byte");
+				vq->broken = true;
+				return false;
 			}
-			virtq_push(vq, b->elem.head, (uint32_t)len);
 		}
-		virtio_pci_queue_done(vp, q);
-		if (vq->broken) {
-			virtio_pci_queue_broken(vp, q);
-			return;
-		}
-	} while (virtq_rearm(vq));
+		blk_aio_flush_submissions(q->aio);
+		/* A full table is served again as completions free slots. */
+	} while (q->free && virtq_rearm(vq));
+	return true;
+}
+
+/* ---- the queue's I/O thread ---- */
+
+static void serve(struct blk_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	blk_aio_poll(q->aio, false);
+	if (q->running && !vq_of(q)->broken && !pop_all(q))
+		q->report_broken = true;
+	blk_aio_flush_submissions(q->aio);
+	signal_if_needed(q);
+	bool report = q->report_broken;
+	q->report_broken = false;
+	pthread_mutex_unlock(&q->lock);
+	if (!report)
+		return;
+	/* Lock order: the transport's lock is never taken under ours. */
+	struct virtio_pci *vp = &q->b->vp;
+	pthread_mutex_lock(&vp->lock);
+	if ((vp->status & VIRTIO_STATUS_DRIVER_OK) && vq_of(q)->broken)
+		virtio_pci_queue_broken(vp, q->index);
+	pthread_mutex_unlock(&vp->lock);
+}
+
+static void on_kick(void *opaque, int fd, uint32_t events)
+{
+	eventfd_t v;
+
+	(void)events;
+	if (eventfd_read(fd, &v) < 0 && errno != EAGAIN)
+		return;
+	serve(opaque);
+}
+
+static void on_completion(void *opaque, int fd, uint32_t events)
+{
+	(void)fd;
+	(void)events;
+	serve(opaque);   /* blk_aio_poll clears the eventfd */
+}
+
+/* ---- control path (vp.lock held) ---- */
+
+/* Stops popping and waits for everything in flight: afterwards the queue's
+ * ring state is final (what a snapshot saves, what a reset discards). */
+static void queue_hold(struct blk_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->running = false;
+	while (q->inflight && blk_aio_in_flight(q->aio))
+		blk_aio_poll(q->aio, true);
+	if (q->inflight)
+		kvz_warn("virtio %s: queue %u: %u requests lost by the backend", q->b->name, q->index,
+			 q->inflight);
+	signal_if_needed(q);
+	pthread_mutex_unlock(&q->lock);
+}
+
+static void queue_release(struct blk_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->running = q->kick_fd >= 0 && !q->b->paused;
+	int fd = q->kick_fd;
+	pthread_mutex_unlock(&q->lock);
+	if (fd >= 0 && eventfd_write(fd, 1) < 0)   /* serve what arrived meanwhile */
+		kvz_warn("virtio %s: queue %u: kick: %s", q->b->name, q->index, strerror(errno));
+}
+
+static void queue_start(struct virtio_blk *b, struct blk_queue *q)
+{
+	struct virtio_pci *vp = &b->vp;
+	struct virtq *vq = vq_of(q);
+	int kick_fd, call_fd;
+
+	if (!vq->enabled || vq->broken || q->kick_fd >= 0)
+		return;
+	virtio_pci_offload_queue(vp, q->index, &kick_fd, &call_fd);
+	atomic_store(&q->call_fd, call_fd);
+	int r = io_thread_add(q->thread, kick_fd, EPOLLIN, on_kick, q);
+	if (r < 0) {
+		kvz_warn("virtio %s: queue %u: I/O thread: %s", b->name, q->index, strerror(-r));
+		virtio_pci_unoffload_queue(vp, q->index);
+		return;
+	}
+	pthread_mutex_lock(&q->lock);
+	q->kick_fd = kick_fd;
+	pthread_mutex_unlock(&q->lock);
+	queue_release(q);
+}
+
+static void queue_stop(struct blk_queue *q)
+{
+	if (q->kick_fd < 0)
+		return;
+	queue_hold(q);
+	io_thread_del(q->thread, q->kick_fd);
+	pthread_mutex_lock(&q->lock);
+	q->kick_fd = -1;
+	pthread_mutex_unlock(&q->lock);
+	atomic_store(&q->call_fd, -1);
+}
+
+static void blk_driver_ok(void *dev, struct virtio_pci *vp)
+{
+	struct virtio_blk *b = dev;
+
+	(void)vp;
+	for (unsigned i = 0; i < b->nqueues; i++)
+		queue_start(b, b->q[i]);
+}
+
+static void blk_reset(void *dev, struct virtio_pci *vp)
+{
+	struct virtio_blk *b = dev;
+
+	(void)vp;
+	for (unsigned i = 0; i < b->nqueues; i++)
+		queue_stop(b->q[i]);
+}
+
+static void blk_pause(void *dev, struct virtio_pci *vp)
+{
+	struct virtio_blk *b = dev;
+
+	(void)vp;
+	b->paused = true;
+	for (unsigned i = 0; i < b->nqueues; i++)
+		queue_hold(b->q[i]);
+}
+
+static void blk_resume(void *dev, struct virtio_pci *vp)
+{
+	struct virtio_blk *b = dev;
+
+	(void)vp;
+	b->paused = false;
+	for (unsigned i = 0; i < b->nqueues; i++)
+		queue_release(b->q[i]);
+}
+
+static void blk_call_fd_changed(void *dev, struct virtio_pci *vp, unsigned q, int fd)
+{
+	struct virtio_blk *b = dev;
+
+	(void)vp;
+	if (q < b->nqueues)
+		atomic_store(&b->q[q]->call_fd, fd);
+}
+
+/* Every enabled queue is offloaded at DRIVER_OK; a kick the machine's I/O
+ * thread still sees (a queue the driver never enabled) has nothing to do. */
+static void blk_queue_notify(void *dev, struct virtio_pci *vp, unsigned q)
+{
+	(void)dev;
+	(void)vp;
+	(void)q;
 }
 
 static const struct virtio_dev_ops blk_ops = {
 	.queue_notify = blk_queue_notify,
+	.driver_ok = blk_driver_ok,
+	.reset = blk_reset,
+	.pause = blk_pause,
+	.resume = blk_resume,
+	.call_fd_changed = blk_call_fd_changed,
 };
+
+/* ---- creation ---- */
 
 static void put_le(uint8_t *p, uint64_t v, unsigned len)
 {
 	for (unsigned i = 0; i < len; i++, v >>= 8)
-		p[i] = v;
+		p[i] = (uint8_t)v;
 }
 
 static void build_config(struct virtio_blk *b)
@@ -288,7 +535,7 @@ static void build_config(struct virtio_blk *b)
 	put_le(c + 0x00, b->sectors, 8);
 	put_le(c + 0x0c, SEG_MAX, 4);
 	put_le(c + 0x14, SECTOR, 4);
-	put_le(c + 0x22, 1, 2);                   /* num_queues */
+	put_le(c + 0x22, b->nqueues, 2);          /* num_queues */
 	put_le(c + 0x24, MAX_DISCARD_SECTORS, 4);
 	put_le(c + 0x28, MAX_DISCARD_SEG, 4);
 	put_le(c + 0x2c, 8, 4);                   /* discard alignment: 4 KiB */
@@ -297,95 +544,166 @@ static void build_config(struct virtio_blk *b)
 	c[0x38] = 1;                              /* write_zeroes_may_unmap */
 }
 
-static int open_image(struct virtio_blk *b, const char *path, char *err, size_t errlen)
+static void queue_free(struct blk_queue *q)
 {
-	struct stat st;
-
-	b->fd = open(path, (b->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (b->fd < 0) {
-		snprintf(err, errlen, "disk %s: %s", path, strerror(errno));
-		return -1;
+	if (!q)
+		return;
+	if (q->thread) {
+		io_thread_stop(q->thread);   /* joined: no handler runs any more */
+		if (q->aio && blk_aio_event_fd(q->aio) >= 0)
+			io_thread_del(q->thread, blk_aio_event_fd(q->aio));
+		io_thread_destroy(q->thread);
 	}
-	/* Two VMs writing one image corrupt it: take the same kind of lock
-	 * QEMU users expect (shared for readonly). */
-	if (flock(b->fd, (b->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
-		snprintf(err, errlen, "disk %s: %s", path,
-			 errno == EWOULDBLOCK ? "in use by another process" : strerror(errno));
-		return -1;
-	}
-	if (fstat(b->fd, &st) < 0) {
-		snprintf(err, errlen, "disk %s: %s", path, strerror(errno));
-		return -1;
-	}
-	uint64_t bytes = st.st_size;
-	if (S_ISBLK(st.st_mode)) {
-		b->is_blockdev = true;
-		if (ioctl(b->fd, BLKGETSIZE64, &bytes) < 0) {
-			snprintf(err, errlen, "disk %s: BLKGETSIZE64: %s", path, strerror(errno));
-			return -1;
-		}
-	} else if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "disk %s: not a regular file or block device", path);
-		return -1;
-	}
-	b->sectors = bytes / SECTOR;
-	return 0;
+	blk_aio_destroy(q->aio);
+	pthread_mutex_destroy(&q->lock);
+	free(q->slots);
+	free(q);
 }
 
-struct virtio_blk *virtio_blk_create(const struct vmm_context *ctx, const char *path,
-				     bool readonly, unsigned index, char *err, size_t errlen)
+static struct blk_queue *queue_new(struct virtio_blk *b, unsigned index, bool aio_sync,
+				   char *err, size_t errlen)
 {
-	struct virtio_blk *b = calloc(1, sizeof(*b));
+	struct blk_queue *q = calloc(1, sizeof(*q));
 
-	if (!b) {
-		snprintf(err, errlen, "disk %s: out of memory", path);
+	if (!q || pthread_mutex_init(&q->lock, NULL)) {
+		free(q);
+		snprintf(err, errlen, "disk %s: out of memory", b->name);
 		return NULL;
 	}
-	b->readonly = readonly;
-	snprintf(b->name, sizeof(b->name), "vd%c", 'a' + (index % 26));
-	snprintf(b->serial, sizeof(b->serial), "kvz-%s", b->name);
-	if (open_image(b, path, err, errlen) < 0)
-		goto fail;
-	build_config(b);
+	q->b = b;
+	q->index = index;
+	q->kick_fd = -1;
+	atomic_init(&q->call_fd, -1);
+	q->slots = calloc(QUEUE_SIZE, sizeof(*q->slots));
+	q->aio = blk_aio_create(QUEUE_SIZE, aio_sync, err, errlen);
+	q->thread = io_thread_create();
+	if (!q->slots || !q->aio || !q->thread) {
+		if (q->aio && (!q->slots || !q->thread))
+			snprintf(err, errlen, "disk %s: cannot create queue %u", b->name, index);
+		queue_free(q);
+		return NULL;
+	}
+	for (unsigned i = 0; i < QUEUE_SIZE; i++) {
+		q->slots[i].q = q;
+		q->slots[i].next_free = q->free;
+		q->free = &q->slots[i];
+	}
+	int efd = blk_aio_event_fd(q->aio);
+	int r = efd >= 0 ? io_thread_add(q->thread, efd, EPOLLIN, on_completion, q) : 0;
+	if (r == 0)
+		r = io_thread_start(q->thread);
+	if (r < 0) {
+		snprintf(err, errlen, "disk %s: queue %u thread: %s", b->name, index, strerror(-r));
+		queue_free(q);
+		return NULL;
+	}
+	return q;
+}
+
+static void blk_free(struct virtio_blk *b)
+{
+	for (unsigned i = 0; i < b->nqueues; i++)
+		queue_free(b->q[i]);
+	blk_close(b->backend);
+	free(b);
+}
+
+static int register_device(struct virtio_blk *b, const struct vmm_context *ctx, char *err, size_t errlen)
+{
 	uint64_t features = 1ull << VIRTIO_BLK_F_SEG_MAX | 1ull << VIRTIO_BLK_F_BLK_SIZE |
 			    1ull << VIRTIO_BLK_F_FLUSH;
-	if (readonly)
+	if (b->readonly)
 		features |= 1ull << VIRTIO_BLK_F_RO;
-	else
+	else if (b->backend->ops->caps & BLK_CAP_DISCARD)
 		features |= 1ull << VIRTIO_BLK_F_DISCARD | 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
+	if (b->nqueues > 1)
+		features |= 1ull << VIRTIO_BLK_F_MQ;
 	struct virtio_pci_params p = {
 		.device_id = VIRTIO_ID_BLOCK,
 		.class_code = 0x018000,   /* mass storage, other */
 		.features = features,
-		.nqueues = 1,
+		.nqueues = b->nqueues,
 		.queue_size = QUEUE_SIZE,
 		.config = b->config,
 		.config_len = sizeof(b->config),
 		.ops = &blk_ops,
 		.dev = b,
 	};
-	if (virtio_pci_init(&b->vp, ctx, &p, b->name, err, errlen) < 0)
+	return virtio_pci_init(&b->vp, ctx, &p, b->name, err, errlen);
+}
+
+struct virtio_blk *virtio_blk_create_opts(const struct vmm_context *ctx, const struct virtio_blk_opts *o,
+					  unsigned index, char *err, size_t errlen)
+{
+	if (o->num_queues > VIRTIO_PCI_MAX_QUEUES) {
+		snprintf(err, errlen, "disk %s: num-queues %u: at most %d", o->path, o->num_queues,
+			 VIRTIO_PCI_MAX_QUEUES);
+		return NULL;
+	}
+	struct virtio_blk *b = calloc(1, sizeof(*b));
+	if (!b) {
+		snprintf(err, errlen, "disk %s: out of memory", o->path);
+		return NULL;
+	}
+	b->readonly = o->readonly;
+	snprintf(b->name, sizeof(b->name), "vd%c", 'a' + (index % 26));
+	snprintf(b->serial, sizeof(b->serial), "kvz-%s", b->name);
+	struct blk_open_opts bo = { .path = o->path, .format = o->format ? o->format : "raw",
+				    .readonly = o->readonly };
+	if (blk_open(&bo, &b->backend, err, errlen) < 0) {
+		free(b);
+		return NULL;
+	}
+	b->sectors = b->backend->size / SECTOR;
+	unsigned want = o->num_queues ? o->num_queues : 1;
+	for (; b->nqueues < want; b->nqueues++) {
+		b->q[b->nqueues] = queue_new(b, b->nqueues, o->aio_sync, err, errlen);
+		if (!b->q[b->nqueues])
+			goto fail;
+	}
+	build_config(b);
+	if (register_device(b, ctx, err, errlen) < 0)
 		goto fail;
 	return b;
 fail:
-	if (b->fd >= 0)
-		close(b->fd);
-	free(b);
+	blk_free(b);
 	return NULL;
+}
+
+struct virtio_blk *virtio_blk_create(const struct vmm_context *ctx, const char *path,
+				     bool readonly, unsigned index, char *err, size_t errlen)
+{
+	struct virtio_blk_opts o = { .path = path, .readonly = readonly };
+	return virtio_blk_create_opts(ctx, &o, index, err, errlen);
 }
 
 void virtio_blk_destroy(struct virtio_blk *b)
 {
 	if (!b)
 		return;
+	pthread_mutex_lock(&b->vp.lock);
+	blk_reset(b, &b->vp);
+	pthread_mutex_unlock(&b->vp.lock);
 	virtio_pci_destroy(&b->vp);
-	close(b->fd);
-	free(b);
+	blk_free(b);
 }
 
 void virtio_blk_get_stats(struct virtio_blk *b, struct virtio_blk_stats *out)
 {
-	pthread_mutex_lock(&b->vp.lock);
-	*out = b->stats;
-	pthread_mutex_unlock(&b->vp.lock);
+	*out = (struct virtio_blk_stats){ 0 };
+	for (unsigned i = 0; i < b->nqueues; i++) {
+		struct blk_queue *q = b->q[i];
+		pthread_mutex_lock(&q->lock);
+		out->rd_bytes += q->stats.rd_bytes;
+		out->wr_bytes += q->stats.wr_bytes;
+		out->rd_ops += q->stats.rd_ops;
+		out->wr_ops += q->stats.wr_ops;
+		out->flush_ops += q->stats.flush_ops;
+		pthread_mutex_unlock(&q->lock);
+	}
+}
+
+enum blk_aio_kind virtio_blk_engine(const struct virtio_blk *b)
+{
+	return blk_aio_kind(b->q[0]->aio);
 }

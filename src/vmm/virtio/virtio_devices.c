@@ -30,16 +30,68 @@ struct virtio_devices {
 	struct virtio_scsi *scsi;   /* --cdrom */
 };
 
-/* "PATH[,readonly]": PATH is everything before the first comma. */
-static int parse_disk(const char *spec, char *path, size_t pathlen, bool *readonly,
-		      char *err, size_t errlen)
+#define DISK_SYNTAX "PATH[,readonly][,format=raw|qcow2][,num-queues=N][,aio=io_uring|sync]"
+
+static bool opt_is(const char *opt, size_t len, const char *name)
+{
+	return strlen(name) == len && !strncmp(opt, name, len);
+}
+
+/* "KEY=" prefix: returns the value or NULL. */
+static const char *opt_value(const char *opt, size_t len, const char *key)
+{
+	size_t k = strlen(key);
+	return len > k && !strncmp(opt, key, k) && opt[k] == '=' ? opt + k + 1 : NULL;
+}
+
+static int parse_disk_opt(const char *spec, const char *opt, size_t len, struct virtio_blk_opts *o,
+			  char *fmt, size_t fmtlen, unsigned max_queues, char *err, size_t errlen)
+{
+	const char *v;
+
+	if (opt_is(opt, len, "readonly") || opt_is(opt, len, "readonly=on")) {
+		o->readonly = true;
+	} else if ((v = opt_value(opt, len, "format"))) {
+		size_t n = len - (size_t)(v - opt);
+		if (n == 0 || n >= fmtlen) {
+			snprintf(err, errlen, "--disk %s: bad format", spec);
+			return -1;
+		}
+		memcpy(fmt, v, n);
+		fmt[n] = '\0';
+		o->format = fmt;
+	} else if ((v = opt_value(opt, len, "num-queues"))) {
+		char *end;
+		unsigned long n = strtoul(v, &end, 10);
+		if (end != opt + len || *v < '0' || *v > '9' || n < 1 || n > max_queues) {
+			snprintf(err, errlen, "--disk %s: num-queues must be 1..%u", spec, max_queues);
+			return -1;
+		}
+		o->num_queues = (unsigned)n;
+	} else if (opt_is(opt, len, "aio=sync")) {
+		o->aio_sync = true;
+	} else if (opt_is(opt, len, "aio=io_uring")) {
+		o->aio_sync = false;
+	} else {
+		snprintf(err, errlen, "--disk %s: unknown option '%.*s' (expected %s)", spec, (int)len, opt,
+			 DISK_SYNTAX);
+		return -1;
+	}
+	return 0;
+}
+
+/* DISK_SYNTAX: PATH is everything before the first comma. One queue per
+ * vCPU unless num-queues says otherwise. */
+static int parse_disk(const char *spec, char *path, size_t pathlen, char *fmt, size_t fmtlen,
+		      struct virtio_blk_opts *o, unsigned ncpus, char *err, size_t errlen)
 {
 	const char *comma = strchr(spec, ',');
 	size_t n = comma ? (size_t)(comma - spec) : strlen(spec);
 
-	*readonly = false;
+	*o = (struct virtio_blk_opts){ .path = path };
+	o->num_queues = ncpus < 1 ? 1 : ncpus > VIRTIO_PCI_MAX_QUEUES ? VIRTIO_PCI_MAX_QUEUES : ncpus;
 	if (n == 0 || n >= pathlen) {
-		snprintf(err, errlen, "--disk %s: expected PATH[,readonly]", spec);
+		snprintf(err, errlen, "--disk %s: expected %s", spec, DISK_SYNTAX);
 		return -1;
 	}
 	memcpy(path, spec, n);
@@ -48,14 +100,8 @@ static int parse_disk(const char *spec, char *path, size_t pathlen, bool *readon
 		const char *opt = comma + 1;
 		comma = strchr(opt, ',');
 		size_t len = comma ? (size_t)(comma - opt) : strlen(opt);
-		if ((len == 8 && !strncmp(opt, "readonly", 8)) ||
-		    (len == 11 && !strncmp(opt, "readonly=on", 11))) {
-			*readonly = true;
-			continue;
-		}
-		snprintf(err, errlen, "--disk %s: unknown option '%.*s' (expected readonly)",
-			 spec, (int)len, opt);
-		return -1;
+		if (parse_disk_opt(spec, opt, len, o, fmt, fmtlen, VIRTIO_PCI_MAX_QUEUES, err, errlen) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -68,11 +114,12 @@ static int create_disks(struct virtio_devices *vd, const struct virtio_options *
 		return -1;
 	}
 	for (size_t i = 0; i < o->ndisks; i++) {
-		char path[4096];
-		bool ro;
-		if (parse_disk(o->disks[i], path, sizeof(path), &ro, err, errlen) < 0)
+		char path[4096], fmt[16];
+		struct virtio_blk_opts bo;
+		if (parse_disk(o->disks[i], path, sizeof(path), fmt, sizeof(fmt), &bo, o->ncpus,
+			       err, errlen) < 0)
 			return -1;
-		vd->blk[i] = virtio_blk_create(&vd->ctx, path, ro, i, err, errlen);
+		vd->blk[i] = virtio_blk_create_opts(&vd->ctx, &bo, (unsigned)i, err, errlen);
 		if (!vd->blk[i])
 			return -1;
 		vd->nblk++;

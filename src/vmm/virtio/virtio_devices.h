@@ -13,8 +13,10 @@
 #include "device_hooks.h"
 
 struct virtio_options {
-	const char **disks;  /* "--disk" values: "PATH[,readonly]" */
+	/* "--disk" values: "PATH[,readonly][,format=F][,num-queues=N][,aio=io_uring|sync]" */
+	const char **disks;
 	size_t ndisks;
+	unsigned ncpus;      /* disks get one queue per vCPU by default */
 	const char **nets;   /* "--net" values: "tap=NAME[,mac=..][,bridge=..]" */
 	size_t nnets;
 	const char *cdrom;   /* "--cdrom" ISO image, or NULL */

@@ -1,0 +1,120 @@
+/* The block layer's front (block.h): the driver table, opening an image by
+ * format name or by probing, and the checks every request passes before a
+ * backend sees it. */
+#include "block.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* raw last: it is what an image is when nothing else recognizes it. */
+static const struct blk_driver *const drivers[] = {
+	&blk_driver_qcow2,
+	&blk_driver_raw,
+};
+
+#define NDRIVERS (sizeof(drivers) / sizeof(drivers[0]))
+
+static const struct blk_driver *by_name(const char *name)
+{
+	for (size_t i = 0; i < NDRIVERS; i++)
+		if (strcmp(drivers[i]->name, name) == 0)
+			return drivers[i];
+	return NULL;
+}
+
+static const struct blk_driver *probe(const char *path, char *err, size_t errlen)
+{
+	uint8_t head[512];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "disk %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	ssize_t n = pread(fd, head, sizeof(head), 0);
+	int e = errno;
+	close(fd);
+	if (n < 0) {
+		snprintf(err, errlen, "disk %s: %s", path, strerror(e));
+		return NULL;
+	}
+	for (size_t i = 0; i < NDRIVERS; i++)
+		if (drivers[i]->probe && drivers[i]->probe(head, (size_t)n))
+			return drivers[i];
+	return &blk_driver_raw;
+}
+
+int blk_open(const struct blk_open_opts *o, struct blk_backend **out, char *err, size_t errlen)
+{
+	const struct blk_driver *d;
+
+	if (o->format) {
+		d = by_name(o->format);
+		if (!d) {
+			snprintf(err, errlen, "disk %s: unknown format '%s'", o->path, o->format);
+			return -1;
+		}
+	} else {
+		d = probe(o->path, err, errlen);
+		if (!d)
+			return -1;
+	}
+	struct blk_backend *b = NULL;
+	if (d->open(o->path, o->readonly, &b, err, errlen) < 0)
+		return -1;
+	b->driver = d;
+	int r = pthread_mutex_init(&b->lock, NULL);
+	if (r) {
+		snprintf(err, errlen, "disk %s: %s", o->path, strerror(r));
+		b->ops->close(b);
+		return -1;
+	}
+	*out = b;
+	return 0;
+}
+
+void blk_close(struct blk_backend *b)
+{
+	if (!b)
+		return;
+	pthread_mutex_destroy(&b->lock);
+	b->ops->close(b);
+}
+
+static int check(const struct blk_backend *b, const struct blk_req *req)
+{
+	bool write = req->op != BLK_OP_READ;
+
+	if (req->op > BLK_OP_WRITE_ZEROES)
+		return -EOPNOTSUPP;
+	if (write && b->readonly)
+		return -EROFS;
+	if (req->op == BLK_OP_FLUSH)
+		return 0;
+	if ((req->op == BLK_OP_DISCARD || req->op == BLK_OP_WRITE_ZEROES) &&
+	    !(b->ops->caps & BLK_CAP_DISCARD))
+		return -EOPNOTSUPP;
+	if (req->offset > b->size || req->len > b->size - req->offset)
+		return -EINVAL;
+	return 0;
+}
+
+void blk_submit(struct blk_backend *b, struct blk_req *req)
+{
+	int r = check(b, req);
+
+	if (r < 0) {
+		req->done(req, r);
+		return;
+	}
+	if (b->ops->caps & BLK_CAP_THREADSAFE) {
+		b->ops->submit(b, req);
+		return;
+	}
+	pthread_mutex_lock(&b->lock);
+	b->ops->submit(b, req);
+	pthread_mutex_unlock(&b->lock);
+}
