@@ -555,6 +555,7 @@ static void test_blk_hostile_requests(void **state)
 	memcpy(mem.host + BUF + 0x2000, &seg, sizeof(seg));
 	assert_int_equal(blk_req(&d, 13, 0, BUF + 0x2000, sizeof(seg), false, NULL), 1);
 	assert_int_equal(blk_req(&d, 11, 0, BUF + 0x2000, sizeof(seg), false, NULL), 1);
+	assert_int_equal(blk_req(&d, 4, 0, 0, 0, false, NULL), 0);   /* flush: nothing to do */
 	virtio_blk_destroy(b);
 	uint8_t file[512];
 	int fd = open(img_path, O_RDONLY);
