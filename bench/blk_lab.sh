@@ -66,7 +66,9 @@ echo "L2-BENCH-DONE"
 reboot -f
 """
 
+# The bundle sits at / (L1's /tmp is a tmpfs mounted over the initramfs).
 L1_SCRIPT = r"""
+[ -f /fio.tgz ] || { echo "blk_lab: /fio.tgz missing in L1"; exit 12; }
 echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled
 truncate -s 256M /tmp/kvz.img /tmp/qemu.img
 CMDLINE='console=ttyS0 panic=-1 quiet'
@@ -75,18 +77,18 @@ run() {  # label command...
   timeout 900 "$@" < /dev/null 2>&1 | sed "s/^/[$label] /"
 }
 run kvz kvz-vmm --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz --cmdline "$CMDLINE" \
-  --memory 512M --cpus 1 --disk /tmp/kvz.img --disk /tmp/fio.tgz,readonly
+  --memory 512M --cpus 1 --disk /tmp/kvz.img --disk /fio.tgz,readonly
 run qemu qemu-system-x86_64 -L /usr/share/kvzlab-qemu -accel kvm -cpu host -smp 1 -m 512 \
   -nodefaults -display none -serial stdio -no-reboot \
   -kernel /l2/vmlinuz -initrd /l2/initrd.cpio.gz -append "$CMDLINE" \
   -drive file=/tmp/qemu.img,format=raw,if=virtio \
-  -drive file=/tmp/fio.tgz,format=raw,if=virtio,readonly=on
+  -drive file=/fio.tgz,format=raw,if=virtio,readonly=on
 """
 
 with tempfile.TemporaryDirectory() as tmp:
     bundle = os.path.join(tmp, "fio.tgz")
     fio_bundle(bundle)
-    res = kvzlab.run_in_lab(L1_SCRIPT, files={bundle: "/tmp/fio.tgz"}, with_qemu=True,
+    res = kvzlab.run_in_lab(L1_SCRIPT, files={bundle: "/fio.tgz"}, with_qemu=True,
                             l2_init=L2_INIT, l2_modules=["virtio_pci", "virtio_blk"],
                             timeout=2400, mem_mb=2048, retries=0)
 out = res.output
@@ -110,6 +112,7 @@ def figure(vmm, label, direction):
     return float(bw) * 1024 / 1e6, float(iops)
 
 
+missing = 0
 print(f"\n{'figure':28} {'kvz-vmm':>12} {'QEMU':>12} {'kvz/QEMU':>9}  (ratio > 1: kvz-vmm better)")
 for label, _, direction in JOBS:
     k, q = figure("kvz", label, direction), figure("qemu", label, direction)
@@ -118,7 +121,10 @@ for label, _, direction in JOBS:
     if not k or not q or not pick(q):
         print(f"{label + ' (' + unit + ')':28} {'n/a' if not k else f'{pick(k):.1f}':>12} "
               f"{'n/a' if not q else f'{pick(q):.1f}':>12} {'n/a':>9}")
+        missing += 1
         continue
     print(f"{label + ' (' + unit + ')':28} {pick(k):12.1f} {pick(q):12.1f} {pick(k) / pick(q):9.2f}")
 print(f"(one lab run, {res.duration:.0f} s; absolute values are under QEMU TCG)")
+if missing:
+    sys.exit(f"blk_lab: {missing} figures missing (see {log})")
 PY
