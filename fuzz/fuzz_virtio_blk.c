@@ -4,6 +4,7 @@
  * request layout makes the device touch memory outside guest RAM, crash,
  * or loop; the image is a small unlinked temporary file. */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,36 +21,45 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* One device for the whole run: creating it per input would spend the
- * time in eventfd and file setup instead of the request paths. */
+/* Two devices for the whole run, one per engine (io_uring, and the
+ * synchronous fallback; bit 2 of the flags byte picks): creating one per
+ * input would spend the time in eventfd and file setup instead of the
+ * request paths. */
 static struct guest_mem mem;
 static struct vmm_context ctx;
-static struct virtio_blk *blk;
+static struct virtio_blk *devs[2];
+static struct virtio_blk *blk;   /* the one this input drives */
 
 static void wr(uint64_t off, uint64_t v, unsigned len)
 {
 	blk->vp.pci.ops->bar_write(&blk->vp.pci, 0, off, &v, len);
 }
 
-static int setup_once(void)
+static struct virtio_blk *make_dev(bool aio_sync, unsigned index)
 {
 	char path[] = "/tmp/kvz-fuzz-blk-XXXXXX";
 	char err[256];
+	int fd = mkstemp(path);
 
+	if (fd < 0 || ftruncate(fd, 256 * 1024) < 0)
+		return NULL;
+	close(fd);
+	struct virtio_blk_opts o = { .path = path, .aio_sync = aio_sync };
+	struct virtio_blk *b = virtio_blk_create_opts(&ctx, &o, index, err, sizeof(err));
+	unlink(path);
+	if (!b)
+		fprintf(stderr, "fuzz_virtio_blk: %s\n", err);
+	return b;
+}
+
+static int setup_once(void)
+{
 	if (fake_guest_mem_init(&mem, RAM, 0) < 0)
 		return -1;
 	ctx.mem = &mem;
-	int fd = mkstemp(path);
-	if (fd < 0 || ftruncate(fd, 256 * 1024) < 0)
-		return -1;
-	close(fd);
-	blk = virtio_blk_create(&ctx, path, false, 0, err, sizeof(err));
-	unlink(path);
-	if (!blk) {
-		fprintf(stderr, "fuzz_virtio_blk: %s\n", err);
-		return -1;
-	}
-	return 0;
+	devs[0] = make_dev(false, 0);
+	devs[1] = make_dev(true, 1);
+	return devs[0] && devs[1] ? 0 : -1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -65,6 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	uint16_t qsize = (uint16_t)(1u << (data[0] % 9));
 	uint8_t flags = data[1];
+	blk = devs[(flags >> 2) & 1];
 	memset(mem.host, 0, RAM);
 	memcpy(mem.host, data + 2, size - 2 < RAM ? size - 2 : RAM);
 

@@ -21,8 +21,8 @@ void io_thread_stop(struct io_thread *t);
 void io_thread_destroy(struct io_thread *t);   /* stops if running, frees */
 
 /* Returns once the thread is parked between handlers: nothing it serves
- * (queue kicks, TAP receive, block requests: all served synchronously)
- * runs until io_thread_resume(). Idempotent; a no-op before the thread
+ * (queue kicks, TAP receive) runs until io_thread_resume(). Disk queues
+ * have threads of their own, drained by the device's pause hook. Idempotent; a no-op before the thread
  * started. Never call it from a handler (it would wait for itself). */
 void io_thread_pause(struct io_thread *t);
 void io_thread_resume(struct io_thread *t);

@@ -86,14 +86,14 @@ void blk_close(struct blk_backend *b)
 
 static int check(const struct blk_backend *b, const struct blk_req *req)
 {
-	bool write = req->op != BLK_OP_READ;
-
 	if (req->op > BLK_OP_WRITE_ZEROES)
 		return -EOPNOTSUPP;
-	if (write && b->readonly)
-		return -EROFS;
+	/* A flush of a read-only image has nothing to do, and succeeds (a
+	 * guest may flush every disk it has). */
 	if (req->op == BLK_OP_FLUSH)
 		return 0;
+	if (req->op != BLK_OP_READ && b->readonly)
+		return -EROFS;
 	if ((req->op == BLK_OP_DISCARD || req->op == BLK_OP_WRITE_ZEROES) &&
 	    !(b->ops->caps & BLK_CAP_DISCARD))
 		return -EOPNOTSUPP;

@@ -194,10 +194,11 @@ void blk_aio_submit(struct blk_aio *a, struct blk_aio_op *op)
 	pump(a);
 }
 
-void blk_aio_flush_submissions(struct blk_aio *a)
+/* Returns how many SQEs went to the kernel. */
+static unsigned submit_prepared(struct blk_aio *a)
 {
-	if (a->kind == BLK_AIO_SYNC)
-		return;
+	unsigned sent = 0;
+
 	pump(a);
 	while (a->prepared) {
 		int r = io_uring_submit(&a->ring);
@@ -206,12 +207,20 @@ void blk_aio_flush_submissions(struct blk_aio *a)
 		if (r < 0) {
 			/* The SQEs stay queued and go with the next call. */
 			kvz_warn("block: io_uring_enter: %s", strerror(-r));
-			return;
+			break;
 		}
-		a->prepared -= (unsigned)r < a->prepared ? (unsigned)r : a->prepared;
 		if (r == 0)
-			return;
+			break;
+		a->prepared -= (unsigned)r < a->prepared ? (unsigned)r : a->prepared;
+		sent += (unsigned)r;
 	}
+	return sent;
+}
+
+void blk_aio_flush_submissions(struct blk_aio *a)
+{
+	if (a->kind == BLK_AIO_IO_URING)
+		submit_prepared(a);
 }
 
 static unsigned reap(struct blk_aio *a)
@@ -244,7 +253,11 @@ unsigned blk_aio_poll(struct blk_aio *a, bool wait)
 	unsigned n = 0;
 	for (;;) {
 		n += reap(a);
-		blk_aio_flush_submissions(a);
+		/* Continued transfers and ops freed slots let in: page-cache
+		 * hits complete inside io_uring_enter, reaped in this call
+		 * rather than after another wake-up. */
+		if (submit_prepared(a))
+			continue;
 		if (!wait || n || !a->with_kernel)
 			return n;
 		struct io_uring_cqe *cqe;

@@ -35,6 +35,9 @@ struct virtio_blk_opts {
 	bool readonly;
 	unsigned num_queues;      /* 0: one */
 	bool aio_sync;            /* the synchronous engine even where io_uring works */
+	/* An image already open (path only names it in messages): the device
+	 * owns it from then on, also when creation fails. NULL: open path. */
+	struct blk_backend *backend;
 };
 
 struct blk_queue;
