@@ -146,6 +146,17 @@ static int put_net(json_t *req, const char *v)
 	return 0;
 }
 
+/* --tag T, given again for more: the list kvzd checks (docs/api.md). */
+static void add_tag(json_t *req, const char *tag)
+{
+	json_t *tags = json_object_get(req, "tags");
+	if (!tags) {
+		tags = json_array();
+		json_object_set_new(req, "tags", tags);
+	}
+	json_array_append_new(tags, json_string(tag));
+}
+
 int cmd_create(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -157,6 +168,7 @@ int cmd_create(int argc, char **argv)
 		{"kernel", required_argument, NULL, 'k'}, {"initrd", required_argument, NULL, 'r'},
 		{"cmdline", required_argument, NULL, 'l'}, {"no-balloon", no_argument, NULL, 'B'},
 		{"autostart", no_argument, NULL, 'a'}, {"privileged", no_argument, NULL, 'P'},
+		{"tag", required_argument, NULL, 'G'},
 		{"device", required_argument, NULL, 'v'}, {"seccomp", required_argument, NULL, 's'},
 		{"no-new-privs", no_argument, NULL, 'N'},
 		{"import", required_argument, NULL, 'I'}, {"ssh-key", required_argument, NULL, 'K'},
@@ -198,6 +210,7 @@ int cmd_create(int argc, char **argv)
 		case 'l': json_object_set_new(req, "cmdline", json_string(optarg)); break;
 		case 'B': json_object_set_new(req, "balloon", json_false()); break;
 		case 'a': json_object_set_new(req, "autostart", json_true()); break;
+		case 'G': add_tag(req, optarg); break;
 		case 'P': json_object_set_new(req, "privileged", json_true()); break;
 		case 'v': bad = put_device(req, optarg); break;
 		case 's': bad = put_seccomp(req, optarg); break;
@@ -350,6 +363,7 @@ int cmd_set(int argc, char **argv)
 		{"memory", required_argument, NULL, 'm'}, {"cpus", required_argument, NULL, 'c'},
 		{"pids", required_argument, NULL, 'p'}, {"disk", required_argument, NULL, 'd'},
 		{"ha", no_argument, NULL, 'H'}, {"no-ha", no_argument, NULL, 'N'},
+		{"tag", required_argument, NULL, 'G'}, {"no-tags", no_argument, NULL, 'T'},
 		{NULL, 0, NULL, 0},
 	};
 	json_t *req = json_object();
@@ -371,6 +385,8 @@ int cmd_set(int argc, char **argv)
 			break;
 		case 'H': ha = 1; break;
 		case 'N': ha = 0; break;
+		case 'G': add_tag(req, optarg); break;
+		case 'T': json_object_set_new(req, "tags", json_array()); break;
 		default: bad = 1;
 		}
 		if (bad)
@@ -384,7 +400,7 @@ int cmd_set(int argc, char **argv)
 	if (ha >= 0)
 		json_object_set_new(req, "ha", json_boolean(ha));
 	if (argc - optind != 1 || !json_object_size(req)) {
-		kvz_error("usage: kvz set NAME [--memory SIZE|SOFT:HARD] [--cpus N] [--pids N] [--disk SIZE] | --ha | --no-ha");
+		kvz_error("usage: kvz set NAME [--memory SIZE|SOFT:HARD] [--cpus N] [--pids N] [--disk SIZE] [--tag T]... [--no-tags] | --ha | --no-ha");
 		goto out;
 	}
 	if (!name_ok(argv[optind]))

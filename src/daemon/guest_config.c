@@ -73,6 +73,34 @@ int cfg_check_keys(json_t *req, const char *const *allowed, struct op_error *e)
 	return 0;
 }
 
+#define MAX_TAGS 16
+
+int cfg_tags(json_t *req, json_t *cfg, struct op_error *e)
+{
+	json_t *v = json_object_get(req, "tags");
+	if (!v)
+		return 0;
+	if (!json_is_array(v) || json_array_size(v) > MAX_TAGS)
+		return op_fail(e, 400, "tags must be a list of at most %d names", MAX_TAGS);
+	json_t *tags = json_array();
+	size_t i;
+	json_t *t;
+	json_array_foreach(v, i, t) {
+		const char *s = json_string_value(t);
+		if (!s || !kvz_valid_name(s)) {
+			json_decref(tags);
+			return op_fail(e, 400, "bad tag (letters, digits, '_', '.', '-'; up to 63)");
+		}
+		bool seen = false;
+		for (size_t j = 0; j < json_array_size(tags) && !seen; j++)
+			seen = !strcmp(json_string_value(json_array_get(tags, j)), s);
+		if (!seen)
+			json_array_append_new(tags, json_string(s));
+	}
+	json_object_set_new(cfg, "tags", tags);
+	return 0;
+}
+
 int cfg_check_memory_fits(uint64_t bytes, struct op_error *e)
 {
 	struct host_mem m;
@@ -261,7 +289,7 @@ int guest_config_vm(const struct image_dirs *dirs, json_t *req, json_t *cfg,
 		    struct op_error *e)
 {
 	static const char *const keys[] = {"name", "type", "kernel", "initrd", "cmdline",
-		"memory", "cpus", "disk", "disk_mode", "disk_format", "disk_base", "bridge", "mac", "balloon", "autostart",
+		"memory", "cpus", "disk", "disk_mode", "disk_format", "disk_base", "bridge", "mac", "balloon", "autostart", "tags",
 		"template", "import", "boot", "hostname", "ssh_key", "root_password", "ip", "gw",
 		NULL};
 	bool own_system = cfg_str(req, "template") || cfg_str(req, "import");
@@ -366,7 +394,7 @@ int guest_config_ct(json_t *req, json_t *cfg, struct op_error *e)
 {
 	static const char *const keys[] = {"name", "type", "template", "memory", "cpus",
 		"pids", "disk", "bridge", "ip", "gw", "command", "autostart", "privileged", "devices",
-		"seccomp", "no_new_privs", NULL};
+		"seccomp", "no_new_privs", "tags", NULL};
 	if (cfg_check_keys(req, keys, e))
 		return -1;
 	const char *tmpl = cfg_str(req, "template");

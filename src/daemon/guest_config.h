@@ -28,6 +28,10 @@ const char *cfg_str(json_t *obj, const char *key);
 int cfg_check_keys(json_t *req, const char *const *allowed, struct op_error *e);
 /* 409 when bytes exceeds the host's memory. */
 int cfg_check_memory_fits(uint64_t bytes, struct op_error *e);
+/* req's "tags" (a list of up to 16 names, duplicates dropped) into
+ * cfg["tags"]: what policy rules select guests by (docs/policy.md). No
+ * "tags" in req leaves cfg as it is. */
+int cfg_tags(json_t *req, json_t *cfg, struct op_error *e);
 
 struct image_dirs;
 /* A kernel or initrd path from a client, resolved beneath the image

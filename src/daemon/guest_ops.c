@@ -79,7 +79,7 @@ int guest_create(struct kvzd *d, json_t *req, json_t **job, struct op_error *e)
 	if (av && !json_is_boolean(av))
 		return op_fail(e, 400, "autostart must be true or false");
 	json_t *cfg = json_object();
-	if (drv->config(d, req, cfg, e)) {
+	if (drv->config(d, req, cfg, e) || cfg_tags(req, cfg, e)) {
 		json_decref(cfg);
 		return -1;
 	}

@@ -159,21 +159,56 @@ out:
 	return rc;
 }
 
+/* Tags are kvzd's own record, whatever the guest's state: checked before
+ * anything changes, stored after the driver's part succeeded. */
+static int set_tags(struct kvzd *d, const char *name, json_t *tags)
+{
+	json_t *g = store_guest_get(d->store, name);
+	json_t *cfg = g ? json_deep_copy(json_object_get(g, "config")) : NULL;
+	int rc = -1;
+	if (cfg) {
+		json_object_set(cfg, "tags", tags);
+		rc = store_guest_set_config(d->store, name, cfg);
+	}
+	if (!rc) {
+		char *list = json_dumps(tags, JSON_COMPACT);
+		store_event_add(d->store, name, "tagged", list ? list : "");
+		free(list);
+	}
+	json_decref(cfg);
+	json_decref(g);
+	return rc;
+}
+
 int guest_set(struct kvzd *d, const char *name, json_t *req, struct op_error *e)
 {
 	if (!json_is_object(req) || !json_object_size(req))
 		return op_fail(e, 400, "the body must be a JSON object with what to change");
+	json_t *tagged = json_object();
+	if (cfg_tags(req, tagged, e)) {
+		json_decref(tagged);
+		return -1;
+	}
+	json_t *rest = json_copy(req);
+	json_object_del(rest, "tags");
 	guest_lock(d, name);
 	json_t *g = guest_get_or_404(d, name, e);
 	int rc = -1;
 	if (g) {
 		const char *state = cfg_str(g, "state");
-		if (strcmp(state, "running") && strcmp(state, "stopped") && strcmp(state, "crashed"))
+		if (!json_object_size(rest))
+			rc = 0;
+		else if (strcmp(state, "running") && strcmp(state, "stopped") && strcmp(state, "crashed"))
 			op_fail(e, 409, "guest %s is %s; try again", name, state);
 		else
-			rc = guest_driver_of(g)->set(d, g, req, e);
+			rc = guest_driver_of(g)->set(d, g, rest, e);
 	}
+	json_t *tags = json_object_get(tagged, "tags");
+	if (!rc && tags && set_tags(d, name, tags))
+		rc = op_fail(e, 500, "store: cannot record the tags of %s", name);
 	guest_unlock(d, name);
 	json_decref(g);
+	json_decref(rest);
+	json_decref(tagged);
 	return rc;
 }

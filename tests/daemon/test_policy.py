@@ -287,3 +287,31 @@ def test_snapshot_retention_on_kvzd_restart(fake):
         seen += [s for s in names if s not in seen]
     assert len(names) == 3 and seen[0] not in names and names == seen[1:], (seen, names)
     assert "1 old snapshot(s) removed" in log(d, "done")[-1]["result"]
+
+
+def test_tags_select_guests(fake):
+    """Guests carry tags (kvz create --tag, kvz set --tag/--no-tags) and a
+    rule's conditions.tags picks exactly the guests that carry them all."""
+    d = fake.start()
+    d.kvz("create", "ct", "t1", "--disk", "16M", "--tag", "prod", "--tag", "web", "--tag", "prod")
+    d.kvz("create", "ct", "t2", "--disk", "16M", "--tag", "web")
+    assert d.guest("t1")["config"]["tags"] == ["prod", "web"]
+    r = d.kvz("create", "ct", "t3", "--disk", "16M", "--tag", "no spaces", check=False)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and "bad tag" in r.stderr, r
+    assert d.api("GET", "/v1/guests/t3")[0] == 404   # nothing left half-done
+    code, body = d.api("PATCH", "/v1/guests/t2", {"tags": ["x"] * 17})
+    assert code == 400 and "at most 16" in body["error"]["message"], body
+    d.kvz("policy", "add", "-", input=json.dumps({
+        "name": "tagged", "trigger": {"schedule": "0 3 * * *"},
+        "conditions": {"tags": ["prod", "web"]},
+        "action": {"type": "notify", "message": "night"}}))
+    plan = lambda: d.kvz("policy", "plan", "--at", "2030-01-01 03:00").stdout  # noqa: E731
+    assert "notify t1" in plan() and "notify t2" not in plan(), plan()
+    d.kvz("set", "t2", "--tag", "prod", "--tag", "web")
+    d.kvz("set", "t1", "--no-tags")
+    assert d.guest("t1")["config"]["tags"] == []
+    assert "notify t2" in plan() and "notify t1" not in plan(), plan()
+    # Tags and a resize in one request: both or neither.
+    code, body = d.api("PATCH", "/v1/guests/t2", {"tags": ["only"], "pids": 0})
+    assert code == 400 and d.guest("t2")["config"]["tags"] == ["prod", "web"], body
+    assert "tagged" in [e["type"] for e in d.events("t2")]
