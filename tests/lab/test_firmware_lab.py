@@ -89,7 +89,7 @@ def test_seabios_grub_kernel_and_reset(tmp_path):
     iso = firmware_images.iso_image(str(tmp_path / "cd.iso"), kernel, initrd,
                                     "console=ttyS0 quiet panic=-1 kvzcd=1",
                                     files={"kvz-cd-file.txt": CD_FILE})
-    res = kvzlab.run_in_lab(L1_SCRIPT, smp=1, timeout=420, retries=1,
+    res = kvzlab.run_in_lab(L1_SCRIPT, smp=1, timeout=420, retries=1, stream=sys.stdout,
                             files={disk: "/disk.img", iso: "/cd.iso",
                                    QMP_SEND: "/bin/qmp-send", SEABIOS: SEABIOS})
     print(f"lab run: {res.duration:.0f} s")
