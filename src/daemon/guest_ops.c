@@ -161,8 +161,14 @@ static int wait_ready(struct kvzd *d, const char *name, pid_t pid, const char *q
 		if (l != SUP_ALIVE) {
 			char tail[400];
 			log_tail(d, name, tail, sizeof(tail));
+			if (!tail[0] && l == SUP_EXITED && WIFSIGNALED(status))
+				snprintf(tail, sizeof(tail), "supervisor killed by signal %d",
+					 WTERMSIG(status));
+			else if (!tail[0] && l == SUP_EXITED)
+				snprintf(tail, sizeof(tail), "supervisor exited with status %d",
+					 WEXITSTATUS(status));
 			return op_fail(e, 500, "%s failed to start: %s", name,
-				    tail[0] ? tail : "supervisor exited");
+				    tail[0] ? tail : "supervisor vanished");
 		}
 		struct stat st;
 		if (stat(qmp, &st) == 0) {

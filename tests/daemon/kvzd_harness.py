@@ -166,6 +166,13 @@ class Kvzd:
                                       else None)(self.job(jid)),
                              timeout=timeout, what="job %d to end" % jid)
 
+    def running_again(self, name, old_pid):
+        """The guest's record when it runs under another supervisor than
+        old_pid, else None. One read: a state from before a restart and a
+        pid from during it would pass two separate reads."""
+        g = self.guest(name)
+        return g if g["state"] == "running" and g["pid"] not in (old_pid, 0, None) else None
+
     def wait_for(self, cond, timeout=20, what="condition"):
         deadline = time.time() + timeout
         while time.time() < deadline:

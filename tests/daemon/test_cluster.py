@@ -279,7 +279,7 @@ def test_crashed_ha_guest_restarted_by_its_owner(cl):
     pid = d.guest("db")["pid"]
     before = len(db_runs(cl))
     os.kill(pid, signal.SIGKILL)
-    d.wait_for(lambda: d.guest("db")["state"] == "running" and d.guest("db")["pid"] != pid, 15,
+    d.wait_for(lambda: d.running_again("db", pid), 15,
                "db restarted")
     g = cluster_guest(d, "db")
     assert g["owner"] == owner and g["restarts"] == 1 and g["state"] == "running"

@@ -234,14 +234,17 @@ def test_crash_rule_restarts_at_most_n(real):
     for n in range(1, 3):
         pid = d.guest("c1")["pid"]
         os.kill(init_pid(d, "c1"), signal.SIGKILL)
-        d.wait_for(lambda: d.guest("c1")["state"] == "running" and d.guest("c1")["pid"] != pid,
+        d.wait_for(lambda: d.running_again("c1", pid),
                    timeout=30, what="restart %d" % n)
     os.kill(init_pid(d, "c1"), signal.SIGKILL)
     d.wait_for(lambda: any(r["state"] == "skipped" for r in log(d)), timeout=30,
                what="third crash given up")
-    assert d.guest("c1")["state"] == "crashed"
     records = log(d)
-    assert [r["state"] for r in records] == ["done", "done", "skipped"], records
+    why = "records %s; events %s" % (
+        [(r["state"], r.get("result")) for r in records],
+        [(e["type"], e.get("detail")) for e in d.events("c1")])
+    assert d.guest("c1")["state"] == "crashed", why
+    assert [r["state"] for r in records] == ["done", "done", "skipped"], why
 
 
 def test_suggest_waits_for_approval(real):

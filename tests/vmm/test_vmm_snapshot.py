@@ -60,6 +60,10 @@ class Vmm:
     def quit(self):
         self.qmp.cmd("quit")
         assert self.proc.wait(timeout=15) == 0
+        # Its last line may have no newline yet (a migration's seam): it is
+        # in self.lines only once the reader has seen the end of the pipe.
+        self.reader.join(timeout=10)
+        assert not self.reader.is_alive(), "kvz-vmm's console pipe stayed open"
         self.qmp.close()
         err = self.proc.stderr.read().decode(errors="replace")
         # sanitizer builds (meson -Db_sanitize=...) report here
