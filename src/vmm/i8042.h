@@ -1,4 +1,6 @@
-/* i8042 keyboard controller: enough for Linux to probe it and, above all,
+/* i8042 keyboard controller with a keyboard that has no keys: enough for
+ * Linux and SeaBIOS to probe both without waiting for timeouts (the
+ * keyboard answers reset, ID, LED and scan-code commands) and, above all,
  * the reset line (command 0xFE on port 0x64) that reboots the machine. */
 #ifndef KVZ_VMM_I8042_H
 #define KVZ_VMM_I8042_H
@@ -8,12 +10,21 @@
 
 struct vm;
 
+#define I8042_KBD_QUEUE 16
+
 struct i8042_state {
 	uint8_t ctr;          /* controller configuration byte */
 	uint8_t out;          /* output buffer */
 	bool out_full;
 	bool out_aux;         /* the byte came from the AUX (mouse) side */
 	uint8_t pending_cmd;  /* command waiting for its data byte, 0 if none */
+	/* The keyboard behind it: its answers queue until the guest reads the
+	 * output buffer, one byte (and one IRQ 1) at a time. */
+	uint8_t kq[I8042_KBD_QUEUE];
+	uint8_t kq_len;
+	uint8_t kbd_cmd;      /* keyboard command waiting for its parameter */
+	uint8_t scan_set;     /* 1..3 */
+	bool scanning;
 };
 
 struct i8042;

@@ -344,6 +344,11 @@ static int i8042_save_entry(void *o, struct state_buf *out, char *err, size_t er
 	state_put_u8(out, s.out_full);
 	state_put_u8(out, s.out_aux);
 	state_put_u8(out, s.pending_cmd);
+	state_put_u8(out, s.kq_len);
+	state_put_bytes(out, s.kq, s.kq_len);
+	state_put_u8(out, s.kbd_cmd);
+	state_put_u8(out, s.scan_set);
+	state_put_u8(out, s.scanning);
 	return 0;
 }
 
@@ -351,13 +356,28 @@ static int i8042_load_entry(void *o, struct state_cursor *in, uint32_t version, 
 {
 	(void)version;
 	struct i8042_state s;
+	memset(&s, 0, sizeof(s));
 	s.ctr = state_get_u8(in);
 	s.out = state_get_u8(in);
 	s.out_full = state_get_bool(in);
 	s.out_aux = state_get_bool(in);
 	s.pending_cmd = state_get_u8(in);
+	s.kq_len = state_get_u8(in);
+	if (s.kq_len > I8042_KBD_QUEUE) {
+		snprintf(err, errlen, "keyboard queue of %u bytes (at most %d)", s.kq_len,
+			 I8042_KBD_QUEUE);
+		return -1;
+	}
+	state_get_bytes(in, s.kq, s.kq_len);
+	s.kbd_cmd = state_get_u8(in);
+	s.scan_set = state_get_u8(in);
+	s.scanning = state_get_bool(in);
 	if (truncated(in, err, errlen) < 0)
 		return -1;
+	if (s.scan_set < 1 || s.scan_set > 3) {
+		snprintf(err, errlen, "keyboard scan code set %u", s.scan_set);
+		return -1;
+	}
 	i8042_set_state(o, &s);
 	return 0;
 }
@@ -466,7 +486,7 @@ int machine_state_register(struct vm *vm, char *err, size_t errlen)
 	if (rc == 0)
 		rc = state_registry_add(r, "serial", 1, &serial_ops, vm->serial);
 	if (rc == 0)
-		rc = state_registry_add(r, "i8042", 1, &i8042_ops, vm->i8042);
+		rc = state_registry_add(r, "i8042", 2, &i8042_ops, vm->i8042);
 	if (rc == 0)
 		rc = state_registry_add(r, "rtc", 1, &rtc_ops, vm->rtc);
 	if (rc == 0)

@@ -15,6 +15,7 @@
 #include "boot.h"
 #include "cpuid.h"
 #include "guest_mem.h"
+#include "i8042.h"
 #include "pci.h"
 #include "serial.h"
 #include "vm_internal.h"
@@ -460,6 +461,81 @@ static const struct kvm_cpuid_entry2 *leaf(const struct kvm_cpuid2 *c, uint32_t 
 	return NULL;
 }
 
+static uint8_t kbc_in(struct i8042 *k, uint16_t port)
+{
+	uint8_t v = 0;
+	assert_true(i8042_pio(k, port, &v, 1, false));
+	return v;
+}
+
+static void kbc_out(struct i8042 *k, uint16_t port, uint8_t v)
+{
+	assert_true(i8042_pio(k, port, &v, 1, true));
+}
+
+/* What the keyboard says next: the status shows a byte, reading it takes it. */
+static void expect_kbd(struct i8042 *k, uint8_t want)
+{
+	assert_int_equal(kbc_in(k, 0x64) & 0x21, 0x01);   /* full, not from AUX */
+	assert_int_equal(kbc_in(k, 0x60), want);
+}
+
+static void test_i8042_keyboard(void **state)
+{
+	(void)state;
+	struct vm *vm = calloc(1, sizeof(*vm));
+	vm->vm_fd = -1;   /* IRQ pulses fail quietly */
+	struct i8042 *k = i8042_create(vm);
+	kbc_out(k, 0x64, 0xAA);                 /* controller self test */
+	expect_kbd(k, 0x55);
+	kbc_out(k, 0x60, 0xFF);                 /* keyboard reset: ACK, then BAT OK */
+	expect_kbd(k, 0xFA);
+	expect_kbd(k, 0xAA);
+	assert_int_equal(kbc_in(k, 0x64) & 1, 0);
+	kbc_out(k, 0x60, 0xF2);                 /* ID of an MF2 keyboard, translated */
+	expect_kbd(k, 0xFA);
+	expect_kbd(k, 0xAB);
+	expect_kbd(k, 0x41);
+	kbc_out(k, 0x60, 0xED);                 /* LEDs take a parameter */
+	expect_kbd(k, 0xFA);
+	kbc_out(k, 0x60, 0x07);
+	expect_kbd(k, 0xFA);
+	kbc_out(k, 0x60, 0xF0);                 /* scan-code set: set 3, then ask */
+	expect_kbd(k, 0xFA);
+	kbc_out(k, 0x60, 3);
+	expect_kbd(k, 0xFA);
+	kbc_out(k, 0x60, 0xF0);
+	expect_kbd(k, 0xFA);
+	kbc_out(k, 0x60, 0);
+	expect_kbd(k, 0xFA);
+	expect_kbd(k, 0x3F);                    /* 3 as the translation shows it */
+	kbc_out(k, 0x60, 0xF0);
+	expect_kbd(k, 0xFA);
+	kbc_out(k, 0x60, 9);                    /* no set 9 */
+	expect_kbd(k, 0xFE);
+	kbc_out(k, 0x60, 0x12);                 /* not a command */
+	expect_kbd(k, 0xFE);
+	/* While the interface is disabled the answer waits in the keyboard. */
+	kbc_out(k, 0x60, 0xEE);
+	kbc_out(k, 0x64, 0xAD);
+	expect_kbd(k, 0xEE);                    /* already in the output buffer */
+	kbc_out(k, 0x64, 0x20);                 /* controller commands still answer */
+	assert_int_equal(kbc_in(k, 0x60) & 0x10, 0x10);
+	kbc_out(k, 0x60, 0xF4);                 /* writing to it enables it again */
+	expect_kbd(k, 0xFA);
+	/* The keyboard's state survives save and load, queue included. */
+	kbc_out(k, 0x60, 0xFF);
+	struct i8042_state st;
+	i8042_get_state(k, &st);
+	struct i8042 *k2 = i8042_create(vm);
+	i8042_set_state(k2, &st);
+	expect_kbd(k2, 0xFA);
+	expect_kbd(k2, 0xAA);
+	i8042_destroy(k2);
+	i8042_destroy(k);
+	free(vm);
+}
+
 static void test_cpuid_models(void **state)
 {
 	(void)state;
@@ -506,6 +582,7 @@ int main(void)
 		cmocka_unit_test(test_bzimage_load),
 		cmocka_unit_test(test_elf_and_pvh_load),
 		cmocka_unit_test(test_uart_registers),
+		cmocka_unit_test(test_i8042_keyboard),
 		cmocka_unit_test(test_cpuid_models),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
