@@ -75,6 +75,7 @@ await runSteps("e2e-vmcreate", async (run) => {
   await page.selectOption("#f-source", "template");
   check(await page.isVisible("#f-vm_template") && await page.isVisible("#f-root_password") && !(await page.$("#f-kernel")),
     "template fields not shown");
+  await shot("create-vm-boot-template");
   await page.selectOption("#f-source", "import");
   check(await page.isVisible("#f-import") && await page.isVisible("#f-boot") && !(await page.$("#f-hostname")),
     "import fields not shown");

@@ -154,7 +154,8 @@ def test_vm_create_wizard_in_chromium(tmp_path):
         if template:
             assert d.guest("tpl1")["config"]["guest_ip"] == "10.10.0.60/24"
             assert "hunter2" not in json.dumps(d.api("GET", "/v1/guests")[1]) + d.read_log()
-        for name in ("create-vm-job-failed", "create-vm-import-error", "create-vm-imported"):
+        for name in ("create-vm-boot-template", "create-vm-job-failed", "create-vm-import-error",
+                     "create-vm-imported"):
             assert os.path.getsize(os.path.join(SHOTS, name + ".png")) > 1000, name
     finally:
         d.cleanup()

@@ -45,7 +45,8 @@ export function createWizard(main) {
   const progress = h("div", { id: "create-progress", role: "status", "aria-live": "polite" }, status, jobList, failure);
 
   function input(f) {
-    const attrs = { id: "f-" + f.id, name: f.id, required: f.required, autocomplete: "off",
+    const attrs = { id: "f-" + f.id, name: f.id, required: f.required,
+      autocomplete: f.type === "password" ? "new-password" : "off",
       "aria-describedby": "e-" + f.id + " h-" + f.id, "aria-invalid": errors[f.id] ? "true" : null };
     if (f.options)
       return h("select", attrs, f.options.map(([v, label]) => h("option", { value: v, selected: values[f.id] === v }, label)));
