@@ -219,6 +219,14 @@ static int vm_source(const struct image_dirs *dirs, json_t *req, json_t *cfg, ui
 	if (boot && strcmp(boot, "direct") && strcmp(boot, "firmware"))
 		return op_fail(e, 400, "boot must be \"direct\" or \"firmware\"");
 	json_object_set_new(cfg, "boot", json_string(boot ? boot : "direct"));
+	/* The template's and the import's disk is a raw file made by the job:
+	 * a format or an allocation asked for would be ignored or, for qcow2,
+	 * make the VM read its raw disk as qcow2. */
+	for (const char *const *k = (const char *const[]){"disk_format", "disk_mode", "disk_base",
+							  NULL}; *k; k++)
+		if (json_object_get(req, *k))
+			return op_fail(e, 400, "%s applies to a VM with a kernel of yours; a template's "
+				       "or an import's disk is a sparse raw image", *k);
 	if (imp) {
 		char path[PATH_MAX];
 		struct stat st;

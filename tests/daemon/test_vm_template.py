@@ -183,6 +183,11 @@ def test_hostile_template_requests_refused(d, tmp_path):
         ({"boot": "pxe"}, "boot must be"),
         ({"template": "gentoo"}, "unknown VM template"),
         ({"import": "/etc/shadow"}, "exclude"),
+        # The job makes a sparse raw disk: a format or allocation would be
+        # ignored, or (qcow2) make the VM read its raw disk as qcow2.
+        ({"disk_format": "qcow2"}, "disk_format applies to a VM with a kernel"),
+        ({"disk_mode": "fixed"}, "disk_mode applies to a VM with a kernel"),
+        ({"disk_base": d.kernel}, "disk_base applies to a VM with a kernel"),
     ]
     for extra, msg in bad:
         body = {"type": "vm", "name": "h", "template": "debian", **extra}
@@ -254,6 +259,12 @@ def test_import_attacks(d, tmp_path):
     for p in ("/etc/shadow", "/nonexistent.img", imgdir + "/../../../etc/passwd"):
         st, r = d.api("POST", "/v1/guests", {"type": "vm", "name": "x", "import": p})
         assert st == 400 and "not a readable file in the image directories" in r["error"]["message"], r
+    big = os.path.join(imgdir, "big.img")
+    with open(big, "wb") as f:
+        f.truncate(2 << 20)
+    for extra in ({"disk_format": "qcow2"}, {"disk_mode": "fixed"}):
+        st, r = d.api("POST", "/v1/guests", {"type": "vm", "name": "x", "import": big, **extra})
+        assert st == 400 and "applies to a VM with a kernel" in r["error"]["message"], r
     link = os.path.join(imgdir, "link.img")
     os.symlink("/etc/passwd", link)
     st, r = d.api("POST", "/v1/guests", {"type": "vm", "name": "x", "import": link})

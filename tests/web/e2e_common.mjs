@@ -24,9 +24,9 @@ export function check(cond, what) {
   if (!cond) throw new Error(what);
 }
 
-// A logged-in page on a running guest's page: {page, errors (page errors
-// seen), shot(name) (a full-page screenshot in KVZ_SHOTS)}.
-export async function openGuest(browser, guest) {
+// A logged-in page on the dashboard: {page, errors (page errors seen),
+// shot(name) (a full-page screenshot in KVZ_SHOTS)}.
+export async function login(browser) {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
   const page = await ctx.newPage();
   page.setDefaultTimeout(30000);
@@ -37,7 +37,33 @@ export async function openGuest(browser, guest) {
   await page.fill("#token", env.KVZ_TOKEN);
   await page.press("#token", "Enter");
   await page.waitForURL(env.KVZ_UI + "/");
-  await page.goto(env.KVZ_UI + "/#/guest/" + guest);
-  await page.waitForFunction(() => document.getElementById("guest-state")?.textContent === "running");
   return { page, errors, shot };
+}
+
+// The same, on a running guest's page.
+export async function openGuest(browser, guest) {
+  const opened = await login(browser);
+  await opened.page.goto(env.KVZ_UI + "/#/guest/" + guest);
+  await opened.page.waitForFunction(() => document.getElementById("guest-state")?.textContent === "running");
+  return opened;
+}
+
+// Runs body({log, browser, page}) in a fresh browser; body sets page once
+// it has one. Ends with "PREFIX: all steps passed", or with "PREFIX: FAILED
+// at step ...", exit status 1 and a screenshot PREFIX-failure.png.
+export async function runSteps(prefix, body) {
+  const st = steps(prefix);
+  const browser = await launch();
+  const run = { log: st.log, browser, page: null };
+  try {
+    await body(run);
+    console.log(prefix + ": all steps passed");
+  } catch (e) {
+    console.log(prefix + ": FAILED at step '" + st.current + "': " + e.message);
+    if (run.page)
+      await run.page.screenshot({ path: join(env.KVZ_SHOTS, prefix + "-failure.png"), fullPage: true }).catch(() => {});
+    process.exitCode = 1;
+  } finally {
+    await browser.close();
+  }
 }

@@ -3,6 +3,7 @@ e2e_browser.mjs drives the browser against kvzd with the real kvz-ct and a
 busybox container; screenshots land in BUILD/web-screenshots. Skips, saying
 why, without root, kvz-ct, the built UI, node with playwright-core, or
 Debian's chromium."""
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import subprocess
 import pytest
 
 from kvzd_harness import Kvzd, fake_kvzd
+from test_vm_template import make_disk
 from webui_harness import BUILD, TOKEN, start_web
 
 SOURCE = os.environ.get("KVZ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
@@ -18,6 +20,7 @@ WEB = os.path.join(BUILD, "web")
 SHOTS = os.path.join(BUILD, "web-screenshots")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PLAYWRIGHT = os.path.join(SOURCE, "web/node_modules/playwright-core/index.mjs")
+VM_CACHE = os.environ.get("KVZ_CT_CACHE", "/var/lib/kvz/cache")
 
 
 def need(cond, why):
@@ -115,6 +118,44 @@ def test_vm_snapshots_and_jobs_in_chromium():
                         ("snapshot-create", "cancelled", "s2")], jobs
         assert d.guest("vm1")["state"] == "running"
         for name in ("guest-snapshots", "guest-jobs-cancelled"):
+            assert os.path.getsize(os.path.join(SHOTS, name + ".png")) > 1000, name
+    finally:
+        d.cleanup()
+
+
+def test_vm_create_wizard_in_chromium(tmp_path):
+    """e2e_vmcreate.mjs: VMs from an imported disk (and, with root and the
+    cached debian VM layer, from the template) through the wizard, with the
+    stand-in kvz-vmm: a failed vm-create job and a refused field show
+    kvzd's errors; the job's progress is shown until the VM runs."""
+    need_browser()
+    need(shutil.which("mkfs.ext4"), "e2fsprogs (mkfs.ext4) missing")
+    d = fake_kvzd()
+    need(d, "the stand-in supervisor is not built")
+    template = os.geteuid() == 0 and os.path.exists(os.path.join(VM_CACHE, "debian-vm.img"))
+    try:
+        d.ct = KVZ_CT   # kvz-ct vm-image makes the template's disk
+        images = d.images_dirs[0]
+        for name, files in (("good.img", {"boot/vmlinuz-6.1.0-9-amd64": b"KERNEL",
+                                          "boot/initrd.img-6.1.0-9-amd64": b"INITRD"}),
+                            ("nokernel.img", {"etc/hostname": b"x\n"})):
+            shutil.copy(make_disk(tmp_path, files, name), os.path.join(images, name))
+        start_web(d, web_dir=WEB)
+        run_e2e(d, "e2e_vmcreate.mjs", timeout=240, KVZ_IMAGES=images,
+                KVZ_TEMPLATE="1" if template else "")
+        # What the browser did, seen from kvzd's side.
+        want = ["imp1", "tpl1"] if template else ["imp1"]
+        guests = d.api("GET", "/v1/guests")[1]
+        assert [(g["name"], g["state"]) for g in guests] == [(n, "running") for n in want], guests
+        jobs = [(j["guest"], j["type"], j["state"]) for j in d.api("GET", "/v1/jobs")[1]]
+        assert jobs == [("imp1", "vm-create", "failed"), ("imp1", "vm-create", "completed")] + \
+            ([("tpl1", "vm-create", "completed")] if template else []), jobs
+        assert d.guest("imp1")["config"]["import"] == os.path.join(images, "good.img")
+        if template:
+            assert d.guest("tpl1")["config"]["guest_ip"] == "10.10.0.60/24"
+            assert "hunter2" not in json.dumps(d.api("GET", "/v1/guests")[1]) + d.read_log()
+        for name in ("create-vm-boot-template", "create-vm-job-failed", "create-vm-import-error",
+                     "create-vm-imported"):
             assert os.path.getsize(os.path.join(SHOTS, name + ".png")) > 1000, name
     finally:
         d.cleanup()

@@ -1,37 +1,14 @@
 // The long operations of one guest on its page: snapshots (take, restore,
 // delete) and migration to another node for a VM, backups for a container
 // (guest_items.js), and every job of the guest with a progress bar and
-// Cancel. Jobs come live from the event stream ("jobs" messages, kvzd
-// sends them as progress is stored); the snapshot or backup list is read
-// again when such a job of this guest ends.
+// Cancel (job_item.js). Jobs come live from the event stream ("jobs"
+// messages, kvzd sends them as progress is stored); the snapshot or backup
+// list is read again when such a job of this guest ends.
 import { api } from "../api.js";
-import { bytes, h } from "../format.js";
+import { h } from "../format.js";
 import { live, subscribe } from "../live.js";
 import { BACKUPS, SNAPSHOTS, itemsSection } from "./guest_items.js";
-
-const ACTIVE = new Set(["queued", "running"]);
-const JOB_NAMES = { "snapshot-create": "Snapshot", "snapshot-restore": "Restore", migrate: "Migrate",
-  "backup-create": "Backup", "backup-restore": "Restore backup" };
-
-function jobTitle(j) {
-  const p = j.params || {};
-  const what = p.snapshot || p.backup || p.to || "";
-  return (JOB_NAMES[j.type] || j.type) + (what ? " " + what : "");
-}
-
-function jobItem(j, onCancel) {
-  const active = ACTIVE.has(j.state);
-  const bar = h("progress", { id: "job-bar-" + j.id, max: j.total || 1, value: j.total ? j.done : undefined,
-    "aria-label": jobTitle(j) + " progress" });
-  if (!active) bar.value = bar.max;
-  const detail = active
-    ? (j.phase || j.state) + (j.total ? " · " + bytes(j.done) + " of " + bytes(j.total) : "") +
-      (j.rate ? " · " + bytes(j.rate) + "/s" : "")
-    : j.state + (j.error ? ": " + j.error : "");
-  return h("li", { id: "job-" + j.id, class: "job job-" + j.state },
-    h("strong", {}, jobTitle(j)), " ", bar, " ", h("span", { class: "job-detail" }, detail),
-    active && h("button", { type: "button", class: "job-cancel", onclick: () => onCancel(j) }, "Cancel"));
-}
+import { ACTIVE, jobItem } from "./job_item.js";
 
 export function jobsPanel(name, confirmDialog) {
   const path = "/v1/guests/" + encodeURIComponent(name);
