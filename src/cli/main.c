@@ -29,7 +29,7 @@ static const struct {
 	{"console", cmd_console, "console NAME                   attach to the console (detach: Ctrl-])"},
 	{"stats", cmd_stats, "stats NAME|--host [--range 1h|24h]   usage series"},
 	{"top", cmd_top, "top [--interval S] [--iterations N]   live view"},
-	{"events", cmd_events, "events [--guest NAME] [--follow] [--limit N]"},
+	{"events", cmd_events, "events [--all] [--guest NAME] [--follow] [--limit N]"},
 	{"host", cmd_host, "host                           host totals"},
 	{"snapshot", cmd_snapshot, "snapshot create NAME [SNAP] | list NAME | restore NAME SNAP | delete NAME SNAP   [--detach]"},
 	{"backup", cmd_backup, "backup create NAME [B] | list NAME | restore NAME B | delete NAME B   [--detach]   containers"},

@@ -45,6 +45,9 @@ void api_json(struct api_resp *resp, int status, json_t *json);
 /* Routes: each returns false when the path is not theirs. */
 bool guests_route(struct api_req *r, struct api_resp *resp);
 bool events_route(struct api_req *r, struct api_resp *resp);
+/* The all= query of /v1/events and its stream: *all is true for all=1 on a
+ * cluster member; false (after a 400 in resp) when all= is bad. */
+bool events_all_param(struct api_req *r, struct api_resp *resp, bool *all);
 bool stats_route(struct api_req *r, struct api_resp *resp);
 bool metrics_route(struct api_req *r, struct api_resp *resp);
 bool jobs_route(struct api_req *r, struct api_resp *resp);

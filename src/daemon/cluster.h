@@ -7,7 +7,9 @@
  * compare-and-swap, definitions, forwarding to the owner), cluster_ha.c
  * (the elected HA manager's decisions), cluster_fence.c (the watchdog
  * process that stops HA guests when kvzd loses its lease or dies),
- * cluster_api.c (/v1/cluster). */
+ * cluster_api.c (/v1/cluster), cluster_events.c (events of every member
+ * in etcd), cluster_policies.c (policy rules in etcd, the rules' leader,
+ * actions sent to a guest's owner). */
 #ifndef KVZD_CLUSTER_H
 #define KVZD_CLUSTER_H
 
@@ -61,6 +63,44 @@ json_t *cluster_guest_list(struct kvzd *d, struct op_error *e);
 /* When the guest NAME belongs to another node, forwards the request there
  * and fills resp (true); false when it is to be handled here. */
 bool cluster_forward(struct api_req *r, struct api_resp *resp, const char *name);
+
+/* Events of every member, copied to etcd (cluster_events.c): the newest
+ * limit after the cluster-wide id since (of guest when not NULL), oldest
+ * first, each {id, node, node_id, ts_ms, guest, type, detail}; NULL with
+ * e filled when etcd cannot be read. */
+json_t *cluster_events_list(struct kvzd *d, int64_t since, const char *guest, int limit,
+			    struct op_error *e);
+/* The cluster-wide id events written from now on come after; -1 when
+ * etcd cannot say. */
+int64_t cluster_events_cursor(struct kvzd *d);
+
+/* Policies in cluster mode (cluster_policies.c). */
+enum cluster_policy_role {
+	CLUSTER_POLICY_LOCAL,    /* not a member: rules in SQLite, run here as always */
+	CLUSTER_POLICY_LEADER,   /* member holding the leader key, lease sure: runs the rules */
+	CLUSTER_POLICY_FOLLOWER, /* member: rules in etcd, run by the leader */
+	CLUSTER_POLICY_WAIT,     /* member that has not rejoined yet: no rules at all */
+};
+enum cluster_policy_role cluster_policy_role(struct kvzd *d);
+/* The rules in etcd (as store_policy_list shows them, by name) and the
+ * revision of CK_POLICY_WRITES they were read under (for commit); NULL
+ * with e filled when etcd cannot be read. */
+json_t *cluster_policy_list(struct kvzd *d, int64_t *rev, struct op_error *e);
+/* Puts value (NULL: deletes) as rule name, only if no rule changed since
+ * the list read at rev (409 otherwise); 0, or -1 with e. */
+int cluster_policy_commit(struct kvzd *d, int64_t rev, const char *name, json_t *value,
+			  struct op_error *e);
+/* Every guest of the cluster as the policy engine sees guests: {name,
+ * type, state, tags, owner}; the local state for this node's own. */
+json_t *cluster_policy_guests(struct kvzd *d);
+/* When guest belongs to another member: has it carry out rule's action
+ * there (POST /v1/policies/RULE/act), one line in res; 0 or -1. Returns
+ * 1 when the guest is to be acted on here. */
+int cluster_policy_forward(struct kvzd *d, const char *rule, const char *guest,
+			   const char *reason, char *res, size_t len);
+/* 0 when this node owns guest (a forwarded action may run), else -1 with
+ * e (409 naming the owner, 503 without etcd). */
+int cluster_policy_owned_here(struct kvzd *d, const char *guest, struct op_error *e);
 
 /* /v1/cluster routes. */
 bool cluster_route(struct api_req *r, struct api_resp *resp);

@@ -253,12 +253,14 @@ static json_t *i64_json(int64_t v)
 	return json_string(s);
 }
 
-int etcd_range(struct etcd *e, const char *key, bool prefix, struct etcd_kvs *out,
-	       char *err, size_t errlen)
+static int range(struct etcd *e, const char *key, bool prefix, int64_t min_create_rev,
+		 struct etcd_kvs *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
 	json_t *req = json_object();
 	json_object_set_new(req, "key", b64_json(key, strlen(key)));
+	if (min_create_rev > 0)
+		json_object_set_new(req, "min_create_revision", i64_json(min_create_rev));
 	if (prefix) {
 		size_t n;
 		char *end = prefix_end(key, &n);
@@ -273,6 +275,18 @@ int etcd_range(struct etcd *e, const char *key, bool prefix, struct etcd_kvs *ou
 		rc = etcd_parse_range(a, alen, out, err, errlen);
 	free(a);
 	return rc;
+}
+
+int etcd_range(struct etcd *e, const char *key, bool prefix, struct etcd_kvs *out,
+	       char *err, size_t errlen)
+{
+	return range(e, key, prefix, 0, out, err, errlen);
+}
+
+int etcd_range_since(struct etcd *e, const char *prefix, int64_t min_create_rev,
+		     struct etcd_kvs *out, char *err, size_t errlen)
+{
+	return range(e, prefix, true, min_create_rev, out, err, errlen);
 }
 
 static json_t *put_op(const char *key, const char *value, int64_t lease)

@@ -35,6 +35,9 @@ void etcd_free(struct etcd *e);
 /* The key, or with prefix every key under it; sorted by key. */
 int etcd_range(struct etcd *e, const char *key, bool prefix, struct etcd_kvs *out,
 	       char *err, size_t errlen);
+/* Every key under prefix created at revision min_create_rev or later. */
+int etcd_range_since(struct etcd *e, const char *prefix, int64_t min_create_rev,
+		     struct etcd_kvs *out, char *err, size_t errlen);
 /* Unconditional put; lease 0 for none. */
 int etcd_put(struct etcd *e, const char *key, const char *value, int64_t lease,
 	     char *err, size_t errlen);

@@ -284,8 +284,7 @@ json_t *cluster_guest_list(struct kvzd *d, struct op_error *e)
 	return out;
 }
 
-/* The URL of a member, from its record. */
-static int member_url(struct cluster *c, const char *node, char *url, size_t len)
+int cluster_member_url(struct cluster *c, const char *node, char *url, size_t len)
 {
 	char key[ETCD_MAX_KEY], err[300];
 	struct etcd_kvs k;
@@ -316,7 +315,7 @@ bool cluster_forward(struct api_req *r, struct api_resp *resp, const char *name)
 	if (fwd)
 		snprintf(owner, sizeof(owner), "%s", json_string_value(json_object_get(rec, "owner")) ?: "");
 	json_decref(rec);
-	int urc = fwd ? member_url(c, owner, url, sizeof(url)) : 0;
+	int urc = fwd ? cluster_member_url(c, owner, url, sizeof(url)) : 0;
 	pthread_rwlock_unlock(&c->rw);
 	if (!fwd)
 		return false;
@@ -457,4 +456,22 @@ int cluster_owned_ha(struct cluster *c, char *names, size_t len)
 	}
 	etcd_kvs_free(&k);
 	return n;
+}
+
+int cluster_guest_owner(struct cluster *c, const char *name, char *owner, size_t len,
+			json_t **rec_out)
+{
+	json_t *rec = NULL;
+	int64_t rev;
+	char err[300];
+	int rc = get_record(c, name, &rec, &rev, err, sizeof(err));
+	if (rc == 1 && !json_string_value(json_object_get(rec, "owner")))
+		rc = 0;   /* a record without an owner is no one's */
+	if (rc == 1)
+		snprintf(owner, len, "%s", json_string_value(json_object_get(rec, "owner")));
+	if (rec_out && rc == 1)
+		*rec_out = rec;
+	else
+		json_decref(rec);
+	return rc;
 }

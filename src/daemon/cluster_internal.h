@@ -16,6 +16,12 @@
 #define CK_GUESTS "/kvz/guests/"     /* + guest: owner, state, ha, def, counters */
 #define CK_LEADER "/kvz/ha/leader"   /* the HA manager's node, on its lease */
 #define CK_OWNED "/kvz/owned/"       /* + node + "/" + guest: "", the owner index */
+#define CK_EVENTS "/kvz/events/"     /* + guest + "/" + node-id: an event (cluster_events.c) */
+#define CK_POLICIES "/kvz/policies/" /* + rule name: the rule (cluster_policies.c) */
+#define CK_POLICY_WRITES "/kvz/policy-writes" /* bumped by every rule change */
+
+/* Seconds etcd keeps a copied event (at least; up to an hour more). */
+#define CLUSTER_EVENT_KEEP_S 86400
 
 #define CLUSTER_MAX_HA 256           /* HA guests one node fences */
 
@@ -55,6 +61,10 @@ struct cluster {
 	/* The fence watchdog (cluster_fence.c): its pipe and pid. */
 	int wd_fd;
 	pid_t wd_pid;
+	/* The membership thread's copy of local events to etcd
+	 * (cluster_events.c): the last local id copied, the retention lease. */
+	bool ev_started;
+	int64_t ev_cursor, ev_lease, ev_lease_ms;
 };
 
 /* Milliseconds the node may go without a keepalive before it fences: half
@@ -96,6 +106,17 @@ void cluster_fence_sync(struct cluster *c);
  * record's owner in the same transaction. */
 int cluster_record_write(struct cluster *c, const char *name, json_t *rec, int64_t rev,
 			 const char *old_owner, bool *done, char *err, size_t errlen);
+
+/* Copies this node's new events to etcd (membership thread). */
+void cluster_events_publish(struct cluster *c);
+/* The URL of member node (from its CK_MEMBERS record); rw held. */
+int cluster_member_url(struct cluster *c, const char *node, char *url, size_t len);
+
+/* The owner of guest name's record: 1 (with the record in *rec when rec
+ * is not NULL), 0 when there is no record, -1 when etcd cannot say; rw
+ * held. */
+int cluster_guest_owner(struct cluster *c, const char *name, char *owner, size_t len,
+			json_t **rec);
 
 /* JSON value of a key (a new reference) or NULL. */
 json_t *cluster_kv_json(const struct etcd_kv *kv);

@@ -170,6 +170,7 @@ static void tick(struct cluster *c, unsigned n, pid_t *pids, unsigned long long 
 		pthread_mutex_unlock(&c->state_lock);
 		if (leader)
 			cluster_ha_tick(c);
+		cluster_events_publish(c);
 	}
 }
 

@@ -2,7 +2,8 @@
  * browser (or kvz) sees guests change without polling. Each stream has its
  * connection's own thread (MHD thread per connection), which waits in the
  * reader below and looks at the store's events once a second and its jobs
- * every 250 ms; see docs/api.md. */
+ * every 250 ms; see docs/api.md. With all=1 on a cluster member the
+ * events are every member's, read from etcd (cluster_events.c). */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <microhttpd.h>
 
 #include "api.h"
+#include "cluster.h"
 #include "parse.h"
 #include "store.h"
 #include "web_routes.h"
@@ -32,6 +34,7 @@ struct stream {
 	struct web *web;                 /* NULL on the UNIX socket */
 	char session[WEB_ID_HEX + 1];    /* "": not a browser session */
 	int64_t last_id;
+	bool all;                         /* every member's events (cluster mode) */
 	int64_t next_snapshot, next_keepalive, next_events;
 	char *jobs_sent;                  /* the last "jobs" message's data */
 	char *buf;                        /* what is ready to go out */
@@ -85,7 +88,9 @@ static void snapshot(struct stream *s)
 
 static bool new_events(struct stream *s)
 {
-	json_t *list = store_event_list(s->d->store, s->last_id, NULL, MAX_EVENTS);
+	struct op_error err;
+	json_t *list = s->all ? cluster_events_list(s->d, s->last_id, NULL, MAX_EVENTS, &err)
+			      : store_event_list(s->d->store, s->last_id, NULL, MAX_EVENTS);
 	size_t i;
 	json_t *e;
 	json_array_foreach(list, i, e) {
@@ -166,7 +171,7 @@ static void stream_free(void *cls)
 
 /* Where the stream starts: after Last-Event-ID (a reconnecting
  * EventSource) or ?since=ID, else after the newest event now. */
-static bool start_id(struct api_req *r, struct api_resp *resp, int64_t *out)
+static bool start_id(struct api_req *r, struct api_resp *resp, bool all, int64_t *out)
 {
 	const char *v = r->conn ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 							       "Last-Event-ID") : NULL;
@@ -180,6 +185,12 @@ static bool start_id(struct api_req *r, struct api_resp *resp, int64_t *out)
 		}
 		*out = (int64_t)id;
 		return true;
+	}
+	if (all) {
+		*out = cluster_events_cursor(r->d);
+		if (*out < 0)
+			api_error(resp, 503, "cannot read the cluster's events: etcd does not answer");
+		return *out >= 0;
 	}
 	json_t *last = store_event_list(r->d->store, 0, NULL, 1);
 	*out = json_integer_value(json_object_get(json_array_get(last, 0), "id"));
@@ -196,7 +207,8 @@ bool event_stream_route(struct api_req *r, struct api_resp *resp)
 		return true;
 	}
 	int64_t last_id;
-	if (!start_id(r, resp, &last_id))
+	bool all;
+	if (!events_all_param(r, resp, &all) || !start_id(r, resp, all, &last_id))
 		return true;
 	struct stream *s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -204,6 +216,7 @@ bool event_stream_route(struct api_req *r, struct api_resp *resp)
 		return true;
 	}
 	s->last_id = last_id;
+	s->all = all;
 	s->d = r->d;
 	s->web = r->web;
 	if (r->session)

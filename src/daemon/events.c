@@ -1,7 +1,9 @@
-/* GET /v1/events: what happened to guests, oldest first. */
+/* GET /v1/events: what happened to guests, oldest first; with all=1 on a
+ * cluster member, what happened on every member (cluster_events.c). */
 #include <string.h>
 
 #include "api.h"
+#include "cluster.h"
 #include "parse.h"
 #include "store.h"
 
@@ -29,6 +31,31 @@ bool events_route(struct api_req *r, struct api_resp *resp)
 		api_error(resp, 400, "bad guest name \"%s\"", guest);
 		return true;
 	}
-	api_json(resp, 200, store_event_list(r->d->store, (int64_t)since, guest, (int)limit));
+	bool all;
+	if (!events_all_param(r, resp, &all))
+		return true;
+	if (!all) {
+		api_json(resp, 200, store_event_list(r->d->store, (int64_t)since, guest, (int)limit));
+		return true;
+	}
+	struct op_error e;
+	json_t *list = cluster_events_list(r->d, (int64_t)since, guest, (int)limit, &e);
+	if (list)
+		api_json(resp, 200, list);
+	else
+		api_error(resp, e.status, "%s", e.msg);
+	return true;
+}
+
+bool events_all_param(struct api_req *r, struct api_resp *resp, bool *all)
+{
+	const char *a = api_query(r, "all");
+	if (a && strcmp(a, "1") && strcmp(a, "0") && strcmp(a, "true") && strcmp(a, "false")) {
+		api_error(resp, 400, "all must be 1 or 0");
+		return false;
+	}
+	/* On a single host every event is this host's: all=1 is the local list. */
+	*all = a && (!strcmp(a, "1") || !strcmp(a, "true")) &&
+	       cluster_policy_role(r->d) != CLUSTER_POLICY_LOCAL;
 	return true;
 }

@@ -168,6 +168,11 @@ int policy_describe(struct kvzd *d, const struct policy_rule *r, const char *gue
 	}
 }
 
+bool policy_action_on_owner(enum policy_action a)
+{
+	return a != ACT_NOTIFY && a != ACT_WEBHOOK && a != ACT_COMMAND;
+}
+
 int policy_act(struct kvzd *d, const struct policy_rule *r, const char *guest,
 	       const char *reason, char *res, size_t len)
 {

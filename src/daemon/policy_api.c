@@ -1,31 +1,26 @@
 /* Routes of /v1/policies (docs/api.md, docs/policy.md): the rules, their
- * audit log, the dry-run plan and approvals. The engine (policy_engine.h)
- * reads the rules from the store. */
-#include <pthread.h>
+ * audit log, the dry-run plan and approvals, and in cluster mode the
+ * leader's requests to act on a guest here. The rules are where
+ * policy_store.h keeps them (SQLite, or etcd in cluster mode). */
 #include <string.h>
 
 #include "api.h"
+#include "cluster.h"
 #include "log.h"
 #include "parse.h"
 #include "policy_engine.h"
 #include "policy_metrics.h"
 #include "policy_rules.h"
+#include "policy_store.h"
 #include "store.h"
 
-/* Makes "check for conflicts, then insert or enable" one step, so that two
- * clients adding opposing rules at once cannot both succeed. Global because
- * the API has no per-daemon policy state and one lock per process is what
- * is wanted. */
-static pthread_mutex_t policy_write_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* A stored rule other than `skip` that conflicts with r, explained in msg. */
-static bool find_conflict(struct kvzd *d, const struct policy_rule *r, const char *skip,
+/* A rule in the list other than `skip` that conflicts with r, explained
+ * in msg. */
+static bool find_conflict(json_t *list, const struct policy_rule *r, const char *skip,
 			  char *msg, size_t msglen)
 {
-	json_t *list = store_policy_list(d->store);
 	size_t i;
 	json_t *p;
-	bool found = false;
 	json_array_foreach(list, i, p) {
 		struct policy_rule other;
 		char err[256];
@@ -34,13 +29,10 @@ static bool find_conflict(struct kvzd *d, const struct policy_rule *r, const cha
 			continue;
 		if (policy_rule_parse(json_object_get(p, "rule"), &other, err, sizeof(err)))
 			continue;   /* cannot happen: only parsed rules are stored */
-		if (policy_rules_conflict(r, &other, msg, msglen)) {
-			found = true;
-			break;
-		}
+		if (policy_rules_conflict(r, &other, msg, msglen))
+			return true;
 	}
-	json_decref(list);
-	return found;
+	return false;
 }
 
 static void add_rule(struct api_req *r, struct api_resp *resp)
@@ -66,25 +58,28 @@ static void add_rule(struct api_req *r, struct api_resp *resp)
 			  "local socket (they run programs as kvzd's user)");
 		return;
 	}
-	pthread_mutex_lock(&policy_write_lock);
+	struct policy_txn t;
+	struct op_error e;
+	if (policy_store_begin(r->d, &t, &e)) {
+		api_error(resp, e.status, "%s", e.msg);
+		return;
+	}
 	int rc = -1;
-	if (find_conflict(r->d, &rule, rule.name, err, sizeof(err))) {
+	if (find_conflict(t.rules, &rule, rule.name, err, sizeof(err))) {
 		api_error(resp, 409, "%s", err);
 	} else {
 		json_t *canon = policy_rule_json(&rule);
-		rc = store_policy_insert(r->d->store, rule.name, canon, true);
+		rc = policy_store_insert(r->d, &t, rule.name, canon, &e);
 		json_decref(canon);
-		if (rc == 1)
-			api_error(resp, 409, "policy %s exists", rule.name);
-		else if (rc)
-			api_error(resp, 500, "cannot store policy %s", rule.name);
+		if (rc)
+			api_error(resp, e.status, "%s", e.msg);
 	}
-	pthread_mutex_unlock(&policy_write_lock);
+	policy_store_end(&t);
 	if (rc)
 		return;
 	store_event_add(r->d->store, POLICY_EVENTS, "policy-added", rule.name);
 	policy_engine_reload(r->d);
-	json_t *out = store_policy_get(r->d->store, rule.name);
+	json_t *out = policy_store_get(r->d, rule.name);
 	const char *missing = rule.trigger == TRIG_METRIC && rule.metric == MET_MEM_PRESSURE
 				      ? policy_psi_missing() : NULL;
 	if (missing && out)
@@ -95,30 +90,92 @@ static void add_rule(struct api_req *r, struct api_resp *resp)
 
 static void set_enabled(struct api_req *r, struct api_resp *resp, const char *name, bool on)
 {
-	json_t *p = store_policy_get(r->d->store, name);
-	if (!p) {
-		api_error(resp, 404, "no such policy: %s", name);
+	struct policy_txn t;
+	struct op_error e;
+	if (policy_store_begin(r->d, &t, &e)) {
+		api_error(resp, e.status, "%s", e.msg);
 		return;
 	}
+	json_t *p = policy_txn_find(&t, name);
 	struct policy_rule rule;
 	char err[300];
-	int rc = 0;
-	pthread_mutex_lock(&policy_write_lock);
-	if (on && !policy_rule_parse(json_object_get(p, "rule"), &rule, err, sizeof(err)) &&
-	    find_conflict(r->d, &rule, name, err, sizeof(err))) {
+	int rc = -1;
+	if (!p)
+		api_error(resp, 404, "no such policy: %s", name);
+	else if (on && !policy_rule_parse(json_object_get(p, "rule"), &rule, err, sizeof(err)) &&
+		 find_conflict(t.rules, &rule, name, err, sizeof(err)))
 		api_error(resp, 409, "%s", err);
-		rc = -1;
-	} else if (store_policy_set_enabled(r->d->store, name, on)) {
-		api_error(resp, 500, "cannot change policy %s", name);
-		rc = -1;
-	}
-	pthread_mutex_unlock(&policy_write_lock);
-	json_decref(p);
+	else if ((rc = policy_store_enable(r->d, &t, name, on, &e)))
+		api_error(resp, e.status, "%s", e.msg);
+	policy_store_end(&t);
 	if (rc)
 		return;
 	store_event_add(r->d->store, POLICY_EVENTS, on ? "policy-enabled" : "policy-disabled", name);
 	policy_engine_reload(r->d);
-	api_json(resp, 200, store_policy_get(r->d->store, name));
+	api_json(resp, 200, policy_store_get(r->d, name));
+}
+
+static void remove_rule(struct api_req *r, struct api_resp *resp, const char *name)
+{
+	struct policy_txn t;
+	struct op_error e;
+	if (policy_store_begin(r->d, &t, &e)) {
+		api_error(resp, e.status, "%s", e.msg);
+		return;
+	}
+	int rc = policy_store_delete(r->d, &t, name, &e);
+	policy_store_end(&t);
+	if (rc) {
+		api_error(resp, e.status, "%s", e.msg);
+		return;
+	}
+	store_event_add(r->d->store, POLICY_EVENTS, "policy-removed", name);
+	policy_engine_reload(r->d);
+	api_json(resp, 200, json_pack("{s:s}", "removed", name));
+}
+
+/* POST /v1/policies/NAME/act {"guest", "reason"}: the rules' leader has a
+ * member carry out a stored rule's action on a guest it owns (cluster mode
+ * only). Only a rule stored in the cluster, by name: a client cannot make
+ * a node run an action it sends. */
+static void act_route(struct api_req *r, struct api_resp *resp, const char *name)
+{
+	struct op_error e;
+	const char *guest = json_string_value(json_object_get(r->body, "guest"));
+	const char *reason = json_string_value(json_object_get(r->body, "reason"));
+	if (cluster_policy_role(r->d) == CLUSTER_POLICY_LOCAL) {
+		api_error(resp, 404, "act is for cluster members (kvz cluster init|join)");
+		return;
+	}
+	if (!guest || !kvz_valid_name(guest) || !reason || strlen(reason) > 255) {
+		api_error(resp, 400, "the body must be {\"guest\": NAME, \"reason\": TEXT}");
+		return;
+	}
+	json_t *p = policy_store_get(r->d, name);
+	struct policy_rule rule;
+	char err[300], res[300];
+	int rc = p ? policy_rule_parse(json_object_get(p, "rule"), &rule, err, sizeof(err)) : -1;
+	bool on = json_is_true(json_object_get(p, "enabled"));
+	json_decref(p);
+	if (rc || !on) {
+		api_error(resp, 404, "no enabled policy %s in the cluster", name);
+		return;
+	}
+	if (!policy_action_on_owner(rule.action)) {
+		api_error(resp, 400, "%s actions run on the rules' leader, not on a guest's node",
+			  policy_action_name(rule.action));
+		return;
+	}
+	if (cluster_policy_owned_here(r->d, guest, &e)) {
+		api_error(resp, e.status, "%s", e.msg);
+		return;
+	}
+	rc = policy_act(r->d, &rule, guest, reason, res, sizeof(res));
+	char detail[400];
+	snprintf(detail, sizeof(detail), "%s %s for the rules' leader: %s", rule.name,
+		 policy_action_name(rule.action), res);
+	store_event_add(r->d->store, guest, "policy-act", detail);
+	api_json(resp, 200, json_pack("{s:b, s:s}", "ok", !rc, "result", res));
 }
 
 static void one_rule(struct api_req *r, struct api_resp *resp, const char *name,
@@ -133,29 +190,20 @@ static void one_rule(struct api_req *r, struct api_resp *resp, const char *name,
 			api_error(resp, 405, "%s is not allowed on %s", r->method, r->path);
 		else if (!strcmp(verb, "enable") || !strcmp(verb, "disable"))
 			set_enabled(r, resp, name, !strcmp(verb, "enable"));
+		else if (!strcmp(verb, "act"))
+			act_route(r, resp, name);
 		else
 			api_error(resp, 404, "no such resource: %s", r->path);
 		return;
 	}
 	if (!strcmp(r->method, "GET")) {
-		json_t *p = store_policy_get(r->d->store, name);
+		json_t *p = policy_store_get(r->d, name);
 		if (p)
 			api_json(resp, 200, p);
 		else
 			api_error(resp, 404, "no such policy: %s", name);
 	} else if (!strcmp(r->method, "DELETE")) {
-		int rc = store_policy_delete(r->d->store, name);
-		if (rc == 1) {
-			api_error(resp, 404, "no such policy: %s", name);
-			return;
-		}
-		if (rc) {
-			api_error(resp, 500, "cannot remove policy %s", name);
-			return;
-		}
-		store_event_add(r->d->store, POLICY_EVENTS, "policy-removed", name);
-		policy_engine_reload(r->d);
-		api_json(resp, 200, json_pack("{s:s}", "removed", name));
+		remove_rule(r, resp, name);
 	} else {
 		api_error(resp, 405, "%s is not allowed on %s", r->method, r->path);
 	}
@@ -239,8 +287,12 @@ bool policies_route(struct api_req *r, struct api_resp *resp)
 		return false;
 	const char *rest = r->path + sizeof(prefix) - 1;
 	if (!*rest || !strcmp(rest, "/")) {
-		if (!strcmp(r->method, "GET"))
-			api_json(resp, 200, store_policy_list(r->d->store));
+		struct op_error e;
+		json_t *list = NULL;
+		if (!strcmp(r->method, "GET") && (list = policy_store_list(r->d, &e)))
+			api_json(resp, 200, list);
+		else if (!strcmp(r->method, "GET"))
+			api_error(resp, e.status, "%s", e.msg);
 		else if (!strcmp(r->method, "POST"))
 			add_rule(r, resp);
 		else

@@ -7,10 +7,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster.h"
 #include "log.h"
 #include "monitor.h"
 #include "policy_eval.h"
 #include "policy_metrics.h"
+#include "policy_store.h"
 #include "store.h"
 
 /* One engine per kvzd process, like the monitor's thread: kept here rather
@@ -23,7 +25,19 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct policy_eval *eval;
+	int cap;
+	/* Cluster mode: whether the evaluator last ran as the rules' leader,
+	 * and the cluster-wide event id its event reading starts after. */
+	bool led;
+	int64_t cluster_cursor;
 } eng = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+/* Rules, guests and events are the cluster's when this node is a member. */
+static bool in_cluster(struct kvzd *d)
+{
+	enum cluster_policy_role role = cluster_policy_role(d);
+	return role == CLUSTER_POLICY_LEADER || role == CLUSTER_POLICY_FOLLOWER;
+}
 
 static int64_t env_now(void *ctx)
 {
@@ -35,6 +49,8 @@ static int64_t env_now(void *ctx)
 static json_t *env_guests(void *ctx)
 {
 	struct kvzd *d = ctx;
+	if (in_cluster(d))
+		return cluster_policy_guests(d);
 	json_t *all = store_guest_list(d->store), *out = json_array();
 	size_t i;
 	json_t *g;
@@ -107,18 +123,37 @@ static int env_metric(void *ctx, const char *guest, enum policy_metric m, double
 
 static int64_t env_event_cursor(void *ctx)
 {
-	return store_event_last_id(((struct kvzd *)ctx)->store);
+	struct kvzd *d = ctx;
+	return in_cluster(d) ? eng.cluster_cursor : store_event_last_id(d->store);
 }
 
+/* In cluster mode every member's events, by cluster-wide id. */
 static json_t *env_events(void *ctx, int64_t since)
 {
-	return store_event_list(((struct kvzd *)ctx)->store, since, NULL, 1000);
+	struct kvzd *d = ctx;
+	if (!in_cluster(d))
+		return store_event_list(d->store, since, NULL, 1000);
+	struct op_error e;
+	json_t *list = cluster_events_list(d, since, NULL, 1000, &e);
+	return list ? list : json_array();
+}
+
+/* A guest action goes to the node that owns the guest (cluster mode). */
+static int act_anywhere(struct kvzd *d, const struct policy_rule *r, const char *guest,
+			const char *reason, char *res, size_t len)
+{
+	if (policy_action_on_owner(r->action)) {
+		int rc = cluster_policy_forward(d, r->name, guest, reason, res, len);
+		if (rc != 1)
+			return rc;
+	}
+	return policy_act(d, r, guest, reason, res, len);
 }
 
 static int env_act(void *ctx, const struct policy_rule *r, const char *guest,
 		   const char *reason, char *res, size_t len)
 {
-	return policy_act(ctx, r, guest, reason, res, len);
+	return act_anywhere(ctx, r, guest, reason, res, len);
 }
 
 static void env_record(void *ctx, const struct policy_rule *r, const char *guest,
@@ -158,7 +193,12 @@ static const struct policy_env kvzd_env = {
 /* The enabled rules from the store into the evaluator; lock held. */
 static void load_rules(struct kvzd *d)
 {
-	json_t *list = store_policy_list(d->store);
+	struct op_error e;
+	json_t *list = policy_store_list(d, &e);
+	if (!list) {
+		kvz_debug("policy: %s; the old rules stay", e.msg);
+		return;
+	}
 	size_t n = json_array_size(list), k = 0, i;
 	struct policy_rule *rules = calloc(n + 1, sizeof(*rules));
 	json_t *p;
@@ -178,6 +218,42 @@ static void load_rules(struct kvzd *d)
 	json_decref(list);
 }
 
+/* Whether this node evaluates now: always on a single host; in cluster
+ * mode only as the rules' leader. A node that becomes the leader starts
+ * afresh (new evaluator, events from now on, the rules from etcd each
+ * tick: another member may have changed them); lock held. */
+static bool my_turn(struct kvzd *d)
+{
+	enum cluster_policy_role role = cluster_policy_role(d);
+	if (role == CLUSTER_POLICY_LOCAL) {
+		if (eng.led) {
+			/* Left the cluster: back to this host's own rules. */
+			eng.led = false;
+			eng.reload = true;
+		}
+		return true;
+	}
+	if (role != CLUSTER_POLICY_LEADER) {
+		if (eng.led)
+			kvz_info("policy: no longer the rules' leader");
+		eng.led = false;
+		return false;
+	}
+	if (!eng.led) {
+		int64_t cur = cluster_events_cursor(d);
+		struct policy_eval *fresh = cur >= 0 ? policy_eval_new(eng.cap) : NULL;
+		if (!fresh)
+			return false;
+		policy_eval_free(eng.eval);
+		eng.eval = fresh;
+		eng.cluster_cursor = cur;
+		eng.led = true;
+		kvz_info("policy: this node runs the cluster's rules");
+	}
+	eng.reload = true;
+	return true;
+}
+
 static void *engine_main(void *arg)
 {
 	struct kvzd *d = arg;
@@ -185,11 +261,13 @@ static void *engine_main(void *arg)
 	env.ctx = d;
 	pthread_mutex_lock(&eng.lock);
 	while (!eng.stop) {
-		if (eng.reload) {
+		bool turn = my_turn(d);
+		if (turn && eng.reload) {
 			load_rules(d);
 			eng.reload = false;
 		}
-		policy_eval_tick(eng.eval, &env);
+		if (turn)
+			policy_eval_tick(eng.eval, &env);
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 1;
@@ -204,6 +282,7 @@ static void *engine_main(void *arg)
 int policy_engine_start(struct kvzd *d, int cap, char *err, size_t errlen)
 {
 	eng.d = d;
+	eng.cap = cap;
 	eng.eval = policy_eval_new(cap);
 	if (!eng.eval) {
 		snprintf(err, errlen, "policy engine: out of memory");
@@ -247,7 +326,7 @@ json_t *policy_engine_plan(struct kvzd *d, int64_t at_ms)
 	struct policy_env env = kvzd_env;
 	env.ctx = d;
 	pthread_mutex_lock(&eng.lock);
-	if (eng.reload && eng.eval) {
+	if ((eng.reload || in_cluster(d)) && eng.eval) {
 		load_rules(d);
 		eng.reload = false;
 	}
@@ -271,7 +350,7 @@ static int proposal(struct kvzd *d, int64_t id, struct policy_rule *r, json_t **
 		return 409;
 	}
 	const char *name = json_string_value(json_object_get(*row, "rule"));
-	json_t *p = store_policy_get(d->store, name);
+	json_t *p = policy_store_get(d, name);
 	int rc = p ? policy_rule_parse(json_object_get(p, "rule"), r, err, len) : -1;
 	json_decref(p);
 	if (rc) {
@@ -300,7 +379,7 @@ int policy_engine_approve(struct kvzd *d, int64_t id, const char *who, char *err
 	snprintf(guest, sizeof(guest), "%s", json_string_value(json_object_get(row, "guest")));
 	snprintf(reason, sizeof(reason), "%s", json_string_value(json_object_get(row, "reason")));
 	json_decref(row);
-	int rc = policy_act(d, &r, guest, reason, res, sizeof(res));
+	int rc = act_anywhere(d, &r, guest, reason, res, sizeof(res));
 	store_policy_log_update(d->store, id, "approved", rc ? "failed" : "done", res, NULL);
 	char detail[500];
 	snprintf(detail, sizeof(detail), "#%lld %s approved by %s: %s", (long long)id, r.name, who,

@@ -1,10 +1,13 @@
 /* kvzd's policy engine (docs/policy.md): one thread that evaluates the
  * enabled rules every second (policy_eval.h) against the monitor's latest
  * samples, the event table and the guest list, and carries out actions
- * (policy_actions.c). */
+ * (policy_actions.c). In cluster mode (docs/cluster.md) only the rules'
+ * leader evaluates, with the cluster's rules, guests and events, and sends
+ * a guest's action to its owner. */
 #ifndef KVZD_POLICY_ENGINE_H
 #define KVZD_POLICY_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +37,11 @@ int policy_engine_reject(struct kvzd *d, int64_t id, const char *who, char *err,
  * that fired); 0 or -1, one line of what happened in res. */
 int policy_act(struct kvzd *d, const struct policy_rule *r, const char *guest,
 	       const char *reason, char *res, size_t len);
+/* Whether action a works on a guest (carried out on the guest's node in
+ * cluster mode) rather than beside it (notify, webhook, command: on the
+ * node that runs the rules). */
+bool policy_action_on_owner(enum policy_action a);
+
 /* For plans: what r's action would do on guest now, in out (empty when
  * there is nothing to add); -1 when it could not act (out says why). */
 int policy_describe(struct kvzd *d, const struct policy_rule *r, const char *guest, char *out,

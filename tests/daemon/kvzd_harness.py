@@ -192,6 +192,21 @@ def free_port():
     return port
 
 
+def tcp_request(port, method, path, body=None, token=None, timeout=30):
+    """A request on a kvzd's TCP API (as a peer or a remote client makes
+    it): (status, the answer's text)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                 headers=headers)
+    r = conn.getresponse()
+    text = r.read().decode()
+    conn.close()
+    return r.status, text
+
+
 def fake_kvzd():
     """A Kvzd, not started yet, whose kvz-vmm and kvz-ct are the stand-in
     supervisor, with a dummy kernel file d.kernel in its one image directory

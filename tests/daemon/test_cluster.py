@@ -14,7 +14,9 @@ import time
 
 import pytest
 
-from etcd_harness import ETCD, Etcd3
+from cluster_harness import start_node, three_nodes
+from cluster_harness import token_file as cluster_token_file
+from etcd_harness import ETCD
 from kvzd_harness import FAKE, fake_kvzd, free_port
 
 TOKEN = "cluster-test-token-0123456789abcdef"
@@ -26,41 +28,13 @@ pytestmark = [
 ]
 
 
-class Cluster:
-    pass
-
-
 def token_file(d):
-    path = os.path.join(d.dir, "token")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.write(fd, (TOKEN + "\n").encode())
-    os.close(fd)
-    return path
-
-
-def start_node(c, i):
-    d = c.nodes[i]
-    d.start(["--listen", "127.0.0.1:%d" % c.ports[i], "--token-file", token_file(d),
-             "--node-name", "n%d" % (i + 1), "--cluster-ttl", str(TTL)])
+    return cluster_token_file(d, TOKEN)
 
 
 @pytest.fixture(scope="module")
 def cl():
-    c = Cluster()
-    c.etcd = Etcd3([free_port() for _ in range(6)]).start()
-    c.nodes = [fake_kvzd() for _ in range(3)]
-    c.ports = [free_port() for _ in range(3)]
-    c.shared = os.path.join(c.nodes[0].dir, "shared")
-    os.mkdir(c.shared)
-    try:
-        for i in range(3):
-            start_node(c, i)
-        yield c
-    finally:
-        for d in c.nodes:
-            d.cleanup()
-        c.etcd.stop()
-        shutil.rmtree(c.shared, ignore_errors=True)
+    yield from three_nodes(TOKEN, TTL)
 
 
 def all_eps(c, first):

@@ -5,7 +5,6 @@ there and back with the counter going on; the target killed mid-migration;
 the source kvzd killed mid-migration; hostile peers on the reservation API
 and on the migration port. Skips where kvz-vmm, the guest or /dev/kvm is
 missing."""
-import http.client
 import json
 import os
 import re
@@ -16,7 +15,7 @@ import time
 
 import pytest
 
-from kvzd_harness import BUILD, FAKE, KVZ, Kvzd, fake_kvzd, free_port
+from kvzd_harness import BUILD, FAKE, KVZ, Kvzd, fake_kvzd, free_port, tcp_request
 
 KVZ_VMM = os.path.join(BUILD, "src/vmm/kvz-vmm")
 SNAPCOUNT = os.path.join(BUILD, "tests/guests/snapcount.elf")
@@ -49,19 +48,11 @@ class Host:
 
 def tcp_api(host, method, path, body=None, token=None):
     """A request on a kvzd's TCP API as a peer would make it."""
-    conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=30)
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = "Bearer " + token
-    conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                 headers=headers)
-    r = conn.getresponse()
-    text = r.read().decode()
-    conn.close()
+    status, text = tcp_request(host.port, method, path, body, token)
     try:
-        return r.status, json.loads(text)
+        return status, json.loads(text)
     except ValueError:
-        return r.status, text
+        return status, text
 
 
 def pair_up(a, b):
