@@ -16,10 +16,8 @@
 # the ratios (iterative / plain; lower is better for the iterative move).
 # Usage: bench/ct_migrate_lab.sh [MB] [REPS]   (env: BUILD_DIR, default build)
 set -eu
-here=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-build}
-case $BUILD_DIR in /*) ;; *) BUILD_DIR=$here/$BUILD_DIR ;; esac
-export KVZ_BUILD_DIR="$BUILD_DIR" KVZ_SOURCE_DIR="$here" MB=${1:-256} REPS=${2:-2}
+. "$(dirname "$0")/lib.sh"
+export MB=${1:-256} REPS=${2:-2}
 exec /usr/bin/python3 - <<'PYEOF'
 import os, re, statistics, sys
 src = os.environ["KVZ_SOURCE_DIR"]
