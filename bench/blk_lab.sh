@@ -15,8 +15,8 @@
 # Needs: the lab (lab/kvzlab.py), a built kvz-vmm (BUILD_DIR, default
 # build) and fio on the host (Debian package fio).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export KVZ_BUILD_DIR=${BUILD_DIR:-build}
+. "$(dirname "$0")/lib.sh"
+cd "$here"
 exec python3 - "$@" <<'PY'
 import io, os, re, shutil, subprocess, sys, tarfile, tempfile
 sys.path.insert(0, "lab")

@@ -12,9 +12,7 @@
 # and a linear extrapolation to 10,000 nodes.
 # Usage: bench/cluster_sim.sh [NODES] [GUESTS]   (env: BUILD_DIR, default build)
 set -eu
-here=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-build}
-case $BUILD_DIR in /*) ;; *) BUILD_DIR=$here/$BUILD_DIR ;; esac
-command -v etcd >/dev/null || { echo "cluster_sim: etcd is not installed (Debian package etcd-server)" >&2; exit 1; }
-export KVZ_BUILD_DIR="$BUILD_DIR" NODES=${1:-1000} GUESTS=${2:-10000}
+. "$(dirname "$0")/lib.sh"
+bench_need_tool etcd "Debian package etcd-server"
+export NODES=${1:-1000} GUESTS=${2:-10000}
 exec /usr/bin/python3 "$here/bench/cluster_sim.py"

@@ -16,17 +16,17 @@
 # the ratios (iterative / plain; lower is better for the iterative move).
 # Usage: bench/ct_migrate_lab.sh [MB] [REPS]   (env: BUILD_DIR, default build)
 set -eu
-here=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-build}
-case $BUILD_DIR in /*) ;; *) BUILD_DIR=$here/$BUILD_DIR ;; esac
-export KVZ_BUILD_DIR="$BUILD_DIR" KVZ_SOURCE_DIR="$here" MB=${1:-256} REPS=${2:-2}
+. "$(dirname "$0")/lib.sh"
+export MB=${1:-256} REPS=${2:-2}
 exec /usr/bin/python3 - <<'PYEOF'
-import os, re, statistics, sys
+import os, sys
 src = os.environ["KVZ_SOURCE_DIR"]
 sys.path.insert(0, os.path.join(src, "lab"))
 sys.path.insert(0, os.path.join(src, "tests", "ct"))
+sys.path.insert(0, os.path.join(src, "bench"))
 import kvzlab
 import ctlab
+import ct_lab_report
 from test_ct_checkpoint_lab import MODULES, SETUP, lab_files
 
 mb, reps = int(os.environ["MB"]), int(os.environ["REPS"])
@@ -81,20 +81,7 @@ echo BENCH-DONE
 res = kvzlab.run_in_lab(ctlab.host_script(inner, setup=SETUP),
                         files=lab_files(), smp=1, mem_mb=1024 + 4 * mb, timeout=1500,
                         vmm=False, l1_modules=MODULES)
-rows = re.findall(r"^BENCH (\w+) (\d+) (\d+) ([\d.]+) ([\d.]+) (\d+)$", res.output, re.M)
-if "BENCH-DONE" not in res.output:
-    print("\n".join(res.output.splitlines()[-40:]))
-    sys.exit("ct_migrate_lab: the lab script did not finish")
-print(f"migration of a container with {mb} MiB touched, {reps} runs each, in L1 (QEMU TCG):")
-for pct, what in (("0", "idle"), ("1", "dirtying 1%/100 ms")):
-    med = {}
-    for mode in ("plain", "iterative"):
-        r = [x for x in rows if x[0] == mode and x[1] == pct]
-        med[mode] = (statistics.median(int(x[2]) / 1000 for x in r),
-                     statistics.median(float(x[4]) - float(x[3]) for x in r),
-                     statistics.median(int(x[5]) / 2**20 for x in r))
-        print(f"  {what:20} {mode:9}: downtime {med[mode][0]:8.1f} ms  total {med[mode][1]:6.1f} s"
-              f"  memory {med[mode][2]:7.1f} MiB")
-    print(f"  {what:20} downtime ratio iterative/plain: {med['iterative'][0] / med['plain'][0]:.2f}"
-          f"  (total {med['iterative'][1] / med['plain'][1]:.2f}, bytes {med['iterative'][2] / med['plain'][2]:.2f})")
+ct_lab_report.report("ct_migrate_lab", res.output,
+                     f"migration of a container with {mb} MiB touched, {reps} runs each, in L1 (QEMU TCG):",
+                     "plain", "downtime", "memory", 2**20)
 PYEOF

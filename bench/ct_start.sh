@@ -9,15 +9,15 @@
 # Prints per-container figures and kvz-ct/runc ratios (lower is better).
 # Needs root, runc, and a built kvz-ct (BUILD_DIR, default build).
 set -euo pipefail
-BUILD_DIR=${BUILD_DIR:-build}
+. "$(dirname "$0")/lib.sh"
 KVZCT=$BUILD_DIR/src/ct/kvz-ct
 N=${N:-100}
 M=${M:-20}
 CACHE=/var/lib/kvz/cache/busybox.tar.zst
 
-[ "$(id -u)" = 0 ] || { echo "ct_start: needs root" >&2; exit 1; }
-command -v runc >/dev/null || { echo "ct_start: runc is not installed (apt-get install runc)" >&2; exit 1; }
-[ -x "$KVZCT" ] || { echo "ct_start: $KVZCT not built" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || bench_fail "needs root"
+bench_need_tool runc "apt-get install runc"
+bench_need_built "$KVZCT"
 
 WORK=$(mktemp -d /tmp/kvz-ct-bench.XXXXXX)
 RUN=$WORK/run

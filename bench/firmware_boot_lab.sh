@@ -10,11 +10,9 @@
 # Usage: bench/firmware_boot_lab.sh [REPS]   (env: BUILD_DIR, default build;
 #        MEMORY (512M))
 set -eu
-here=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-build}
-case $BUILD_DIR in /*) ;; *) BUILD_DIR=$here/$BUILD_DIR ;; esac
+. "$(dirname "$0")/lib.sh"
 REPS=${1:-3}
-export KVZ_BUILD_DIR="$BUILD_DIR" KVZ_SOURCE_DIR="$here" REPS
+export REPS
 export MEMORY=${MEMORY:-512M}
 exec /usr/bin/python3 - <<'PYEOF'
 import os, sys, tempfile

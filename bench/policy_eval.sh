@@ -4,6 +4,6 @@
 # one run; prints both, the difference against the 2%-of-a-core budget and
 # the ratio. GUESTS, RULES, SECONDS_EACH change the sizes.
 set -euo pipefail
-BUILD_DIR=${BUILD_DIR:-build}
-[ -x "$BUILD_DIR/src/daemon/kvzd" ] || { echo "policy_eval: $BUILD_DIR/src/daemon/kvzd not built" >&2; exit 1; }
-KVZ_BUILD_DIR=$(realpath "$BUILD_DIR") exec /usr/bin/python3 "$(dirname "$0")/policy_eval.py"
+. "$(dirname "$0")/lib.sh"
+bench_need_built "$BUILD_DIR/src/daemon/kvzd"
+exec /usr/bin/python3 "$here/bench/policy_eval.py"

@@ -8,18 +8,17 @@
 # compressed, and qcow2 -> raw). Prints seconds and kvz/QEMU time ratios
 # (lower is better). Needs qemu-img (qemu-utils) and a build (BUILD_DIR).
 set -euo pipefail
-BUILD_DIR=${BUILD_DIR:-build}
+. "$(dirname "$0")/lib.sh"
 W=$BUILD_DIR/tests/block/qcow2_writer
 KIMG=$BUILD_DIR/src/image/kvz-image
 SIZE_MB=${SIZE_MB:-512}
-command -v qemu-img >/dev/null || { echo "qcow2_host: qemu-img missing (apt-get install qemu-utils)" >&2; exit 1; }
-[ -x "$W" ] && [ -x "$KIMG" ] || { echo "qcow2_host: build first ($W, $KIMG)" >&2; exit 1; }
+bench_need_tool qemu-img "apt-get install qemu-utils"
+bench_need_built "$W" "$KIMG"
 WORK=$(mktemp -d /tmp/kvz-qcow2-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
 secs() { /usr/bin/time -f %e "$@" 2>&1 >/dev/null | tail -1; }
-ratio() { awk -v k="$1" -v q="$2" 'BEGIN { printf "%.2f", (q > 0 ? k / q : 0) }'; }
-row() { printf "%-28s %8s %8s %6s\n" "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
+row() { printf "%-28s %8s %8s %6s\n" "$1" "$2" "$3" "$(bench_ratio "$2" "$3")"; }
 
 printf "%-28s %8s %8s %6s\n" "qcow2, ${SIZE_MB} MiB" "kvz s" "qemu s" "ratio"
 for bs in 4096 65536 1048576; do

@@ -10,22 +10,15 @@
 # TCG runs L1); only ratios mean something.
 # Needs: the lab (lab/kvzlab.py) and built kvz-vmm and kvz-image (BUILD_DIR).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export KVZ_BUILD_DIR=${BUILD_DIR:-build}
+. "$(dirname "$0")/lib.sh"
+cd "$here"
 exec python3 - "$@" <<'PY'
 import os, re, subprocess, sys, tempfile
 sys.path.insert(0, "lab")
 import kvzlab
 
-reason = kvzlab.lab_missing()
-if reason:
-    print(f"qcow2_lab: nested lab unavailable: {reason}", file=sys.stderr)
-    sys.exit(1)
 kimg = os.path.join(os.environ["KVZ_BUILD_DIR"], "src/image/kvz-image")
-for p in (kvzlab.default_vmm(), kimg):
-    if not os.path.exists(p):
-        print(f"qcow2_lab: {p} not built", file=sys.stderr)
-        sys.exit(1)
+kvzlab.bench_require("qcow2_lab", kvzlab.default_vmm(), kimg)
 
 L2_INIT = r"""
 t() { awk '{printf "%d\n", $1 * 1000}' /proc/uptime; }

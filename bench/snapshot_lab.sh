@@ -10,11 +10,9 @@
 # Absolute numbers are an emulator's: only the ratios mean something.
 # Usage: bench/snapshot_lab.sh [REPS]   (env: BUILD_DIR, default build)
 set -eu
-here=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-build}
-case $BUILD_DIR in /*) ;; *) BUILD_DIR=$here/$BUILD_DIR ;; esac
+. "$(dirname "$0")/lib.sh"
 REPS=${1:-2}
-export KVZ_BUILD_DIR="$BUILD_DIR" KVZ_SOURCE_DIR="$here" REPS
+export REPS
 exec /usr/bin/python3 - <<'PYEOF'
 import os, re, sys
 sys.path.insert(0, os.path.join(os.environ["KVZ_SOURCE_DIR"], "lab"))

@@ -12,11 +12,9 @@
 # Absolute lab numbers are an emulator's: only ratios mean something.
 # Usage: bench/template_boot_lab.sh [REPS]   (env: BUILD_DIR, default build)
 set -eu
-here=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-build}
-case $BUILD_DIR in /*) ;; *) BUILD_DIR=$here/$BUILD_DIR ;; esac
+. "$(dirname "$0")/lib.sh"
 REPS=${1:-3}
-export KVZ_BUILD_DIR="$BUILD_DIR" KVZ_SOURCE_DIR="$here" REPS
+export REPS
 exec /usr/bin/python3 - <<'PYEOF'
 import os, shutil, statistics, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.environ["KVZ_SOURCE_DIR"], "lab"))

@@ -17,20 +17,14 @@
 # Needs: the lab (lab/kvzlab.py: qemu-system-x86, linux-image-amd64,
 # busybox-static) and a built kvz-vmm (BUILD_DIR, default build).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export KVZ_BUILD_DIR=${BUILD_DIR:-build}
+. "$(dirname "$0")/lib.sh"
+cd "$here"
 exec python3 - "$@" <<'PY'
 import os, re, sys
 sys.path.insert(0, "lab")
 import kvzlab
 
-reason = kvzlab.lab_missing()
-if reason:
-    print(f"virtio_lab: nested lab unavailable: {reason}", file=sys.stderr)
-    sys.exit(1)
-if not os.path.exists(kvzlab.default_vmm()):
-    print(f"virtio_lab: {kvzlab.default_vmm()} not built", file=sys.stderr)
-    sys.exit(1)
+kvzlab.bench_require("virtio_lab", kvzlab.default_vmm())
 
 L2_INIT = r"""
 t() { awk '{printf "%d\n", $1 * 1000}' /proc/uptime; }

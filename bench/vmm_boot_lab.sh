@@ -18,11 +18,9 @@
 # Other figures (disk, network) go in the same way: an L1 script calling
 # `kvzlab-time LABEL MARKER CMD...` and kvzlab.parse_times()/compare().
 set -eu
-here=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-build}
-case $BUILD_DIR in /*) ;; *) BUILD_DIR=$here/$BUILD_DIR ;; esac
+. "$(dirname "$0")/lib.sh"
 REPS=${1:-5}
-export KVZ_BUILD_DIR="$BUILD_DIR" KVZ_SOURCE_DIR="$here" REPS
+export REPS
 export CPUS=${CPUS:-2} MEMORY=${MEMORY:-512M} KVMTOOL=${KVMTOOL:-}
 exec /usr/bin/python3 - <<'PYEOF'
 import os, sys
@@ -30,12 +28,8 @@ sys.path.insert(0, os.path.join(os.environ["KVZ_SOURCE_DIR"], "lab"))
 import kvzlab
 
 reps, cpus, mem = int(os.environ["REPS"]), os.environ["CPUS"], os.environ["MEMORY"]
-reason = kvzlab.lab_missing()
-if reason:
-    sys.exit(f"vmm_boot_lab: nested lab unavailable: {reason}")
 vmm = kvzlab.default_vmm()
-if not os.path.exists(vmm):
-    sys.exit(f"vmm_boot_lab: {vmm} not built (ninja -C BUILD src/vmm/kvz-vmm)")
+kvzlab.bench_require("vmm_boot_lab", vmm)
 
 MARKER = "KVZLAB-BENCH-INIT"
 l2_init = f'echo "{MARKER}"\nreboot -f\n'

@@ -16,13 +16,10 @@
 #        time per cycle; env BUILD_DIR (build), LOG (console copy, default
 #        BUILD_DIR/meson-logs/vmm_cycles_lab.console), NO_LOAD=1, NO_KVZD=1)
 set -eu
-here=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-build}
-case $BUILD_DIR in /*) ;; *) BUILD_DIR=$here/$BUILD_DIR ;; esac
+. "$(dirname "$0")/lib.sh"
 N=${1:-30}
 LOG=${LOG:-$BUILD_DIR/meson-logs/vmm_cycles_lab.console}
 mkdir -p "$(dirname "$LOG")"
-export KVZ_BUILD_DIR="$BUILD_DIR" KVZ_SOURCE_DIR="$here"
 load=""
 [ "${NO_LOAD:-0}" = 1 ] && load=--no-load
 kvzd=""

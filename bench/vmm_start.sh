@@ -15,10 +15,9 @@
 # Targets (issue 2): start < 5 ms, overhead < 3 MiB, boot faster than QEMU.
 # Usage: bench/vmm_start.sh [RUNS]   (BUILD_DIR, default build)
 set -eu
-here=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-$here/build}
+. "$(dirname "$0")/lib.sh"
 RUNS=${1:-20}
-export KVZ_BUILD_DIR="$BUILD_DIR" KVZ_SOURCE_DIR="$here" RUNS
+export RUNS
 exec /usr/bin/python3 - <<'PYEOF'
 import os, re, statistics, sys, tempfile
 sys.path.insert(0, os.path.join(os.environ["KVZ_SOURCE_DIR"], "lab"))
@@ -26,10 +25,7 @@ import kvzlab
 
 build = os.environ["KVZ_BUILD_DIR"]
 runs = int(os.environ["RUNS"])
-reason = kvzlab.lab_missing()
-if reason:
-    print(f"vmm_start: cannot run the nested lab: {reason}")
-    sys.exit(1)
+kvzlab.bench_require("vmm_start")
 
 def firmware(code):
     img = bytearray(b"\xff" * 65536)

@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "log.h"
+#include "write_all.h"
 
 #define DETACH_KEY 0x1d  /* Ctrl-] */
 
@@ -39,20 +40,6 @@ static int connect_console(const char *path)
 		return -1;
 	}
 	return fd;
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 /* After piped input ends, output is still shown until the guest has been
@@ -82,7 +69,7 @@ static int relay(int sock, bool tty)
 			ssize_t n = read(sock, buf, sizeof(buf));
 			if (n <= 0)
 				return 0;
-			if (write_all(1, buf, (size_t)n))
+			if (kvz_write_all(1, buf, (size_t)n))
 				return -1;
 		}
 		if (stdin_open && fds[0].revents & (POLLIN | POLLHUP)) {
@@ -94,7 +81,7 @@ static int relay(int sock, bool tty)
 			}
 			char *k = tty ? memchr(buf, DETACH_KEY, (size_t)n) : NULL;
 			size_t len = k ? (size_t)(k - buf) : (size_t)n;
-			if (write_all(sock, buf, len))
+			if (kvz_write_all(sock, buf, len))
 				return -1;
 			if (k)
 				return 0;

@@ -31,45 +31,40 @@ static void log_line(const char *level, const char *fmt, va_list ap)
 		fprintf(stderr, "%s: %s\n", log_progname, buf);
 }
 
+/* The body of each variadic function below: fmt and its arguments as one
+ * line of the given level. */
+#define LOG_ARGS(level) \
+	do { \
+		va_list ap; \
+		va_start(ap, fmt); \
+		log_line(level, fmt, ap); \
+		va_end(ap); \
+	} while (0)
+
 void kvz_error(const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	log_line("error", fmt, ap);
-	va_end(ap);
+	LOG_ARGS("error");
 }
 
 void kvz_warn(const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	log_line("warning", fmt, ap);
-	va_end(ap);
+	LOG_ARGS("warning");
 }
 
 void kvz_info(const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	log_line(NULL, fmt, ap);
-	va_end(ap);
+	LOG_ARGS(NULL);
 }
 
 void kvz_debug(const char *fmt, ...)
 {
 	if (!log_verbose)
 		return;
-	va_list ap;
-	va_start(ap, fmt);
-	log_line("debug", fmt, ap);
-	va_end(ap);
+	LOG_ARGS("debug");
 }
 
 void kvz_die(const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	log_line("error", fmt, ap);
-	va_end(ap);
+	LOG_ARGS("error");
 	exit(1);
 }

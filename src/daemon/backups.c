@@ -14,6 +14,7 @@
 #include "guest_config.h"
 #include "guest_driver.h"
 #include "guest_locks.h"
+#include "guest_ops.h"
 #include "log.h"
 #include "parse.h"
 #include "policy_retention.h"
@@ -349,14 +350,6 @@ static void settle_prev(struct kvzd *d, const char *guest, bool ok)
 		kvz_warn("%s: %s: %s", guest, prev, strerror(errno));
 }
 
-static int start_again(struct kvzd *d, const char *guest, struct op_error *e)
-{
-	json_t *now = store_guest_get(d->store, guest);
-	int rc = now ? guest_start_locked(d, now, NULL, e) : op_fail(e, 404, "%s is gone", guest);
-	json_decref(now);
-	return rc;
-}
-
 static int restore_run(struct kvzd *d, struct job *j, const char *guest, json_t *params,
 		       struct op_error *e)
 {
@@ -392,13 +385,13 @@ static int restore_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 	clear_staging(d, guest);
 	if (rc == 0 && was_running) {
 		job_progress(j, "starting", 0, 0);
-		rc = start_again(d, guest, e);
+		rc = guest_start_stored(d, guest, NULL, e);
 	}
 	if (rc && was_running) {
 		/* The old area back, and the container running as it was. */
 		settle_prev(d, guest, false);
 		struct op_error e2;
-		if (start_again(d, guest, &e2))
+		if (guest_start_stored(d, guest, NULL, &e2))
 			kvz_warn("%s: starting it again after a failed restore: %s", guest,
 				 e2.msg);
 		goto out;

@@ -14,12 +14,13 @@
 
 /* Range answers for 10,000 guests fit; a bigger answer is refused. */
 #define ETCD_MAX_ANSWER (64 * 1024 * 1024)
+#define ETCD_TOKEN_LEN 512
 
 struct etcd {
 	struct etcd_opts o;
 	pthread_mutex_t lock;  /* guards cur and token */
 	int cur;               /* the endpoint that answered last */
-	char token[512];       /* auth token, "" until authenticated */
+	char token[ETCD_TOKEN_LEN]; /* auth token, "" until authenticated */
 };
 
 static bool endpoint_ok(const char *url)
@@ -147,13 +148,21 @@ static long post_one(struct etcd *e, const char *endpoint, const char *path,
 	return status;
 }
 
+/* The auth token as it is now ("" before authenticating). */
+static void token_now(struct etcd *e, char token[static ETCD_TOKEN_LEN])
+{
+	pthread_mutex_lock(&e->lock);
+	snprintf(token, ETCD_TOKEN_LEN, "%s", e->token);
+	pthread_mutex_unlock(&e->lock);
+}
+
 static int authenticate(struct etcd *e, const char *endpoint, char *err, size_t errlen)
 {
 	json_t *req = json_pack("{s:s, s:s}", "name", e->o.user, "password", e->o.password);
 	char *payload = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
 	struct growbuf a = {0};
-	char token[512];
+	char token[ETCD_TOKEN_LEN];
 	long st = payload ? post_one(e, endpoint, "/v3/auth/authenticate", payload, NULL, &a,
 				     err, errlen) : -1;
 	int rc = st > 0 && a.p ? etcd_parse_auth(a.p, a.len, token, sizeof(token), err, errlen) : -1;
@@ -185,17 +194,13 @@ static int call(struct etcd *e, const char *path, json_t *body, char **answer,
 	for (int i = 0; i < e->o.n; i++) {
 		int idx = (start + i) % e->o.n;
 		const char *ep = e->o.endpoints[idx];
-		char token[512];
-		pthread_mutex_lock(&e->lock);
-		snprintf(token, sizeof(token), "%s", e->token);
-		pthread_mutex_unlock(&e->lock);
+		char token[ETCD_TOKEN_LEN];
+		token_now(e, token);
 		if (*e->o.user && !*token && authenticate(e, ep, err, errlen))
 			continue;
 		for (int attempt = 0; attempt < 2; attempt++) {
 			struct growbuf a = {0};
-			pthread_mutex_lock(&e->lock);
-			snprintf(token, sizeof(token), "%s", e->token);
-			pthread_mutex_unlock(&e->lock);
+			token_now(e, token);
 			long st = post_one(e, ep, path, payload, token, &a, err, errlen);
 			/* An expired auth token: authenticate again, once. */
 			if (st == 401 && *e->o.user && !attempt && !authenticate(e, ep, err, errlen)) {
@@ -220,6 +225,22 @@ static int call(struct etcd *e, const char *path, json_t *body, char **answer,
 	}
 	free(payload);
 	return -1;
+}
+
+/* A call whose answer is a header, and for a txn whether its compare held
+ * (put, txn, deleterange, lease revoke). Frees req. */
+static int call_header(struct etcd *e, const char *path, json_t *req, bool *succeeded,
+		       char *err, size_t errlen)
+{
+	char *a;
+	size_t alen;
+	int rc = call(e, path, req, &a, &alen, err, errlen);
+	json_decref(req);
+	int64_t rev;
+	if (!rc)
+		rc = etcd_parse_txn(a, alen, succeeded, &rev, err, errlen);
+	free(a);
+	return rc;
 }
 
 /* The smallest key after every key starting with prefix. */
@@ -302,23 +323,8 @@ static json_t *put_op(const char *key, const char *value, int64_t lease)
 int etcd_put(struct etcd *e, const char *key, const char *value, int64_t lease,
 	     char *err, size_t errlen)
 {
-	json_t *req = put_op(key, value, lease);
-	char *a;
-	size_t alen;
-	int rc = call(e, "/v3/kv/put", req, &a, &alen, err, errlen);
-	json_decref(req);
-	if (!rc) {
-		/* A put answers {"header": ...}; an error is reported by load. */
-		bool dummy;
-		int64_t rev;
-		char tmp[256];
-		if (etcd_parse_txn(a, alen, &dummy, &rev, tmp, sizeof(tmp))) {
-			snprintf(err, errlen, "%s", tmp);
-			rc = -1;
-		}
-	}
-	free(a);
-	return rc;
+	bool unused;
+	return call_header(e, "/v3/kv/put", put_op(key, value, lease), &unused, err, errlen);
 }
 
 /* A transaction of one compare on key and the operations ops (an array,
@@ -333,15 +339,7 @@ static int txn(struct etcd *e, const char *key, int64_t mod_rev, json_t *op, boo
 	json_object_set_new(cmp, "target", json_string(mod_rev ? "MOD" : "CREATE"));
 	json_object_set_new(cmp, mod_rev ? "mod_revision" : "create_revision", i64_json(mod_rev));
 	json_t *req = json_pack("{s:[o], s:o}", "compare", cmp, "success", ops);
-	char *a;
-	size_t alen;
-	int rc = call(e, "/v3/kv/txn", req, &a, &alen, err, errlen);
-	json_decref(req);
-	int64_t rev;
-	if (!rc)
-		rc = etcd_parse_txn(a, alen, done, &rev, err, errlen);
-	free(a);
-	return rc;
+	return call_header(e, "/v3/kv/txn", req, done, err, errlen);
 }
 
 int etcd_cas_put(struct etcd *e, const char *key, const char *value, int64_t lease,
@@ -371,16 +369,10 @@ int etcd_cas_delete(struct etcd *e, const char *key, int64_t mod_rev, bool *done
 			       b64_json(key, strlen(key)));
 	if (mod_rev)
 		return txn(e, key, mod_rev, op, done, err, errlen);
-	json_t *req = json_object_get(op, "request_delete_range");
-	char *a;
-	size_t alen;
-	int rc = call(e, "/v3/kv/deleterange", req, &a, &alen, err, errlen);
+	json_t *req = json_incref(json_object_get(op, "request_delete_range"));
 	json_decref(op);
-	int64_t rev;
-	if (!rc)
-		rc = etcd_parse_txn(a, alen, done, &rev, err, errlen);
+	int rc = call_header(e, "/v3/kv/deleterange", req, done, err, errlen);
 	*done = !rc;
-	free(a);
 	return rc;
 }
 
@@ -419,17 +411,9 @@ int etcd_lease_keepalive(struct etcd *e, int64_t id, int64_t *ttl, char *err, si
 
 int etcd_lease_revoke(struct etcd *e, int64_t id, char *err, size_t errlen)
 {
-	char *a;
-	size_t alen;
-	json_t *req = json_pack("{s:o}", "ID", i64_json(id));
-	int rc = call(e, "/v3/lease/revoke", req, &a, &alen, err, errlen);
-	json_decref(req);
-	bool done;
-	int64_t rev;
-	if (!rc)
-		rc = etcd_parse_txn(a, alen, &done, &rev, err, errlen);
-	free(a);
-	return rc;
+	bool unused;
+	return call_header(e, "/v3/lease/revoke", json_pack("{s:o}", "ID", i64_json(id)), &unused,
+			   err, errlen);
 }
 
 int etcd_status_all(struct etcd *e, struct etcd_member_status *out)
@@ -439,10 +423,8 @@ int etcd_status_all(struct etcd *e, struct etcd_member_status *out)
 		memset(s, 0, sizeof(*s));
 		snprintf(s->endpoint, sizeof(s->endpoint), "%s", e->o.endpoints[i]);
 		struct growbuf a = {0};
-		char token[512];
-		pthread_mutex_lock(&e->lock);
-		snprintf(token, sizeof(token), "%s", e->token);
-		pthread_mutex_unlock(&e->lock);
+		char token[ETCD_TOKEN_LEN];
+		token_now(e, token);
 		long st = post_one(e, s->endpoint, "/v3/maintenance/status", "{}", token, &a,
 				   s->error, sizeof(s->error));
 		if (st > 0 && a.p)

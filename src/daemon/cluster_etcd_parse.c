@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,18 @@ static json_t *load(const char *json, size_t len, char *err, size_t errlen)
 	return j;
 }
 
+/* Every parser's way out when the answer is refused: why in err, j freed. */
+__attribute__((format(printf, 4, 5)))
+static int refuse(json_t *j, char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	json_decref(j);
+	return -1;
+}
+
 static int parse_kv(json_t *o, struct etcd_kv *kv)
 {
 	const char *k = json_string_value(json_object_get(o, "key"));
@@ -177,25 +190,17 @@ int etcd_parse_range(const char *json, size_t len, struct etcd_kvs *out,
 		return -1;
 	json_t *kvs = json_object_get(j, "kvs");
 	if ((kvs && !json_is_array(kvs)) ||
-	    !get_i64(json_object_get(j, "header"), "revision", &out->revision)) {
-		snprintf(err, errlen, "etcd's range answer is malformed");
-		json_decref(j);
-		return -1;
-	}
+	    !get_i64(json_object_get(j, "header"), "revision", &out->revision))
+		return refuse(j, err, errlen, "etcd's range answer is malformed");
 	size_t n = json_array_size(kvs);
 	out->kv = n ? calloc(n, sizeof(*out->kv)) : NULL;
-	if (n && !out->kv) {
-		snprintf(err, errlen, "out of memory");
-		json_decref(j);
-		return -1;
-	}
+	if (n && !out->kv)
+		return refuse(j, err, errlen, "out of memory");
 	for (size_t i = 0; i < n; i++) {
 		out->n = i + 1;
 		if (parse_kv(json_array_get(kvs, i), &out->kv[i])) {
-			snprintf(err, errlen, "etcd's range answer has a malformed entry");
 			etcd_kvs_free(out);
-			json_decref(j);
-			return -1;
+			return refuse(j, err, errlen, "etcd's range answer has a malformed entry");
 		}
 	}
 	json_decref(j);
@@ -210,11 +215,8 @@ int etcd_parse_txn(const char *json, size_t len, bool *succeeded, int64_t *revis
 		return -1;
 	json_t *s = json_object_get(j, "succeeded");
 	if ((s && !json_is_boolean(s)) ||
-	    !get_i64(json_object_get(j, "header"), "revision", revision)) {
-		snprintf(err, errlen, "etcd's txn answer is malformed");
-		json_decref(j);
-		return -1;
-	}
+	    !get_i64(json_object_get(j, "header"), "revision", revision))
+		return refuse(j, err, errlen, "etcd's txn answer is malformed");
 	*succeeded = json_is_true(s);
 	json_decref(j);
 	return 0;
@@ -229,17 +231,12 @@ int etcd_parse_lease(const char *json, size_t len, int64_t *id, int64_t *ttl,
 	json_t *r = json_object_get(j, "result");
 	json_t *o = r ? r : j;
 	if (!json_is_object(o) || !get_i64(o, "ID", id) || !get_i64(o, "TTL", ttl) ||
-	    *ttl < 0) {
-		snprintf(err, errlen, "etcd's lease answer is malformed");
-		json_decref(j);
-		return -1;
-	}
+	    *ttl < 0)
+		return refuse(j, err, errlen, "etcd's lease answer is malformed");
 	json_t *e = json_object_get(o, "error");
-	if (e) {
-		snprintf(err, errlen, "etcd: %.200s", json_is_string(e) ? json_string_value(e) : "lease error");
-		json_decref(j);
-		return -1;
-	}
+	if (e)
+		return refuse(j, err, errlen, "etcd: %.200s",
+			      json_is_string(e) ? json_string_value(e) : "lease error");
 	json_decref(j);
 	return 0;
 }
@@ -252,11 +249,8 @@ int etcd_parse_status(const char *json, size_t len, uint64_t *member, uint64_t *
 		return -1;
 	const char *v = json_string_value(json_object_get(j, "version"));
 	if (!get_u64(json_object_get(j, "header"), "member_id", member) ||
-	    !get_u64(j, "leader", leader) || !v || strlen(v) >= vlen) {
-		snprintf(err, errlen, "etcd's status answer is malformed");
-		json_decref(j);
-		return -1;
-	}
+	    !get_u64(j, "leader", leader) || !v || strlen(v) >= vlen)
+		return refuse(j, err, errlen, "etcd's status answer is malformed");
 	snprintf(version, vlen, "%s", v);
 	json_decref(j);
 	return 0;
@@ -269,11 +263,8 @@ int etcd_parse_auth(const char *json, size_t len, char *token, size_t toklen,
 	if (!j)
 		return -1;
 	const char *t = json_string_value(json_object_get(j, "token"));
-	if (!t || !*t || strlen(t) >= toklen || strpbrk(t, "\r\n")) {
-		snprintf(err, errlen, "etcd's authenticate answer has no usable token");
-		json_decref(j);
-		return -1;
-	}
+	if (!t || !*t || strlen(t) >= toklen || strpbrk(t, "\r\n"))
+		return refuse(j, err, errlen, "etcd's authenticate answer has no usable token");
 	snprintf(token, toklen, "%s", t);
 	json_decref(j);
 	return 0;
@@ -297,11 +288,8 @@ int etcd_parse_watch(const char *json, size_t len, struct etcd_watch_event **evs
 	json_t *r = json_object_get(j, "result");
 	json_t *list = json_object_get(r, "events");
 	if (!json_is_object(r) || (list && !json_is_array(list)) ||
-	    json_is_true(json_object_get(r, "canceled"))) {
-		snprintf(err, errlen, "etcd's watch answer is malformed or the watch was canceled");
-		json_decref(j);
-		return -1;
-	}
+	    json_is_true(json_object_get(r, "canceled")))
+		return refuse(j, err, errlen, "etcd's watch answer is malformed or the watch was canceled");
 	size_t cnt = json_array_size(list);
 	*evs = cnt ? calloc(cnt, sizeof(**evs)) : NULL;
 	for (size_t i = 0; i < cnt && *evs; i++) {
@@ -316,19 +304,14 @@ int etcd_parse_watch(const char *json, size_t len, struct etcd_watch_event **evs
 		o->key = k ? etcd_b64_decode(k, ETCD_MAX_KEY, &klen) : NULL;
 		if (!json_is_object(ev) || (type && !json_is_string(type)) || !o->key ||
 		    strlen(o->key) != klen || !get_i64(kv, "mod_revision", &o->mod_rev)) {
-			snprintf(err, errlen, "etcd's watch answer has a malformed event");
 			etcd_watch_events_free(*evs, *n);
 			*evs = NULL;
 			*n = 0;
-			json_decref(j);
-			return -1;
+			return refuse(j, err, errlen, "etcd's watch answer has a malformed event");
 		}
 	}
-	if (cnt && !*evs) {
-		snprintf(err, errlen, "out of memory");
-		json_decref(j);
-		return -1;
-	}
+	if (cnt && !*evs)
+		return refuse(j, err, errlen, "out of memory");
 	json_decref(j);
 	return 0;
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "mig_stream.h"
+#include "write_all.h"
 
 #define CHUNK (1u << 20)
 
@@ -267,8 +268,8 @@ static int send_block(int sock, uint64_t off, const unsigned char *p, size_t n, 
 {
 	unsigned char o[8];
 	put_u64(o, off);
-	if (mig_send_header(sock, 'B', 8 + n) || mig_write_all(sock, o, 8) ||
-	    mig_write_all(sock, p, n)) {
+	if (mig_send_header(sock, 'B', 8 + n) || kvz_write_all(sock, o, 8) ||
+	    kvz_write_all(sock, p, n)) {
 		snprintf(err, len, "sending the private image: %s", mig_io_why());
 		return -1;
 	}
@@ -387,7 +388,7 @@ int ct_send_disk(int sock, int fd, struct ct_disk_sums *sums, ct_progress_fn pro
 		sums->sum[i] = block_sum(zero, block_len(sums, i));
 	free(zero);
 	put_u64(size, sums->size);
-	if (mig_send_header(sock, 'D', 8) || mig_write_all(sock, size, 8)) {
+	if (mig_send_header(sock, 'D', 8) || kvz_write_all(sock, size, 8)) {
 		snprintf(err, len, "sending the private image: %s", mig_io_why());
 		return -1;
 	}
@@ -424,11 +425,11 @@ static int send_image(int sock, int dfd, const char *name, uint64_t *sent, char 
 	}
 	unsigned char nl = (unsigned char)strlen(name);
 	int rc = mig_send_header(sock, 'I', 1 + nl + (uint64_t)st.st_size) ||
-		 mig_write_all(sock, &nl, 1) || mig_write_all(sock, name, nl) ? -1 : 0;
+		 kvz_write_all(sock, &nl, 1) || kvz_write_all(sock, name, nl) ? -1 : 0;
 	char *chunk = rc ? NULL : malloc(CHUNK);
 	for (uint64_t done = 0; rc == 0 && done < (uint64_t)st.st_size;) {
 		ssize_t n = chunk ? pread(fd, chunk, CHUNK, (off_t)done) : -1;
-		if (n <= 0 || mig_write_all(sock, chunk, (size_t)n))
+		if (n <= 0 || kvz_write_all(sock, chunk, (size_t)n))
 			rc = -1;
 		done += n > 0 ? (uint64_t)n : 0;
 	}

@@ -229,6 +229,15 @@ int guest_start_locked(struct kvzd *d, json_t *g, const char *const *extra,
 	return 0;
 }
 
+int guest_start_stored(struct kvzd *d, const char *name, const char *const *extra,
+		       struct op_error *e)
+{
+	json_t *g = store_guest_get(d->store, name);
+	int rc = g ? guest_start_locked(d, g, extra, e) : op_fail(e, 404, "%s is gone", name);
+	json_decref(g);
+	return rc;
+}
+
 bool guest_migrating(json_t *g)
 {
 	const char *state = cfg_str(g, "state");
@@ -263,13 +272,22 @@ int guest_start(struct kvzd *d, const char *name, struct op_error *e)
 
 /* One command on a guest's QMP socket. QMP errors map to 409 (the request
  * does not fit the guest's state), transport errors to 502. */
+struct qmp_client *guest_qmp_open(const char *name, const char *path, struct op_error *e)
+{
+	char err[300];
+	struct qmp_client *c = qmp_client_connect(path, QMP_TIMEOUT_MS, err, sizeof(err));
+	if (!c)
+		op_fail(e, 502, "cannot reach the supervisor of %s: %s", name, err);
+	return c;
+}
+
 int guest_qmp_call(const char *name, const char *path, const char *cmd, json_t *args,
 		    json_t **ret, struct op_error *e)
 {
 	char err[300], cls[64] = "";
-	struct qmp_client *c = qmp_client_connect(path, QMP_TIMEOUT_MS, err, sizeof(err));
+	struct qmp_client *c = guest_qmp_open(name, path, e);
 	if (!c)
-		return op_fail(e, 502, "cannot reach the supervisor of %s: %s", name, err);
+		return -1;
 	int rc = qmp_client_execute(c, cmd, args, ret, cls, sizeof(cls), err, sizeof(err));
 	qmp_client_close(c);
 	if (rc > 0)

@@ -12,6 +12,8 @@
 
 #include "kvzd.h"
 
+struct qmp_client;
+
 /* What went wrong, as an HTTP status and one line for the user. */
 struct op_error {
 	int status;
@@ -33,6 +35,10 @@ int guest_destroy(struct kvzd *d, const char *name, bool force, struct op_error 
  * usual command line (NULL-terminated; may be NULL), e.g. --incoming. */
 int guest_start_locked(struct kvzd *d, json_t *g, const char *const *extra,
 		       struct op_error *e);
+/* guest_start_locked on the record as the store has it now (a job that
+ * has just put it back in place); 404 when it is gone. */
+int guest_start_stored(struct kvzd *d, const char *name, const char *const *extra,
+		       struct op_error *e);
 int guest_stop_locked(struct kvzd *d, json_t *g, int timeout_s, bool force,
 		      struct op_error *e);
 
@@ -50,6 +56,9 @@ bool guest_check_alive(struct kvzd *d, const char *name);
  * sup_check()); true when it is. */
 bool guest_wait_gone(pid_t pid, unsigned long long start, int timeout_ms, int *status);
 
+/* A connection to the QMP socket at path of guest name's supervisor, or
+ * NULL with a 502 in e. */
+struct qmp_client *guest_qmp_open(const char *name, const char *path, struct op_error *e);
 /* One command on a guest's QMP socket at path. QMP errors are 409 (the
  * request does not fit the guest's state), transport errors 502. */
 int guest_qmp_call(const char *name, const char *path, const char *cmd, json_t *args,

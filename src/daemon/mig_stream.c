@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "write_all.h"
+
 #define CHUNK (1u << 20)
 
 int mig_proof_new(char out[MIG_PROOF_LEN + 1])
@@ -30,21 +32,6 @@ bool mig_proof_equal(const char *want, const char *got, size_t len)
 	for (size_t i = 0; i < MIG_PROOF_LEN; i++)
 		diff |= (unsigned char)(want[i] ^ got[i]);
 	return diff == 0;
-}
-
-int mig_write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 int mig_read_all(int fd, void *buf, size_t len)
@@ -76,7 +63,7 @@ int mig_send_header(int sock, char kind, uint64_t len)
 {
 	unsigned char h[9];
 	put_header(h, kind, len);
-	return mig_write_all(sock, h, sizeof(h));
+	return kvz_write_all(sock, h, sizeof(h));
 }
 
 int mig_read_header(int sock, unsigned char *kind, uint64_t *len, char *err, size_t errlen)
@@ -111,7 +98,7 @@ int mig_send_file(int sock, char kind, const char *path, mig_progress_fn progres
 	}
 	unsigned char h[9];
 	put_header(h, kind, (uint64_t)st.st_size);
-	int rc = mig_write_all(sock, h, sizeof(h)) ? -1 : 0;
+	int rc = kvz_write_all(sock, h, sizeof(h)) ? -1 : 0;
 	char *chunk = rc ? NULL : malloc(CHUNK);
 	uint64_t done = 0;
 	while (rc == 0 && done < (uint64_t)st.st_size) {
@@ -120,7 +107,7 @@ int mig_send_file(int sock, char kind, const char *path, mig_progress_fn progres
 			break;
 		}
 		ssize_t n = pread(fd, chunk, CHUNK, (off_t)done);
-		if (n <= 0 || mig_write_all(sock, chunk, (size_t)n)) {
+		if (n <= 0 || kvz_write_all(sock, chunk, (size_t)n)) {
 			rc = -1;
 			break;
 		}
@@ -141,7 +128,7 @@ int mig_send_end(int sock, int timeout_ms, char *err, size_t errlen)
 {
 	unsigned char h[9];
 	put_header(h, 'E', 0);
-	if (mig_write_all(sock, h, sizeof(h))) {
+	if (kvz_write_all(sock, h, sizeof(h))) {
 		snprintf(err, errlen, "sending the end: %s", mig_io_why());
 		return -1;
 	}
@@ -176,7 +163,7 @@ static int receive_file(int sock, const char *path, uint64_t len, char *err, siz
 			snprintf(err, errlen, "stream cut after %llu of %llu bytes: %s",
 				 (unsigned long long)done, (unsigned long long)len, mig_io_why());
 			rc = -1;
-		} else if (mig_write_all(fd, chunk, n)) {
+		} else if (kvz_write_all(fd, chunk, n)) {
 			snprintf(err, errlen, "writing %s: %s", path, strerror(errno));
 			rc = -1;
 		}
@@ -261,5 +248,5 @@ int mig_receive(int sock, const struct mig_sink *s, char *err, size_t errlen)
 
 int mig_ack(int sock)
 {
-	return mig_write_all(sock, "K", 1);
+	return kvz_write_all(sock, "K", 1);
 }

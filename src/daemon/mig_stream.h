@@ -43,7 +43,6 @@ int mig_receive(int sock, const struct mig_sink *s, char *err, size_t errlen);
 int mig_send_header(int sock, char kind, uint64_t len);
 /* -1 with err when the stream ends or breaks before a whole header. */
 int mig_read_header(int sock, unsigned char *kind, uint64_t *len, char *err, size_t errlen);
-int mig_write_all(int fd, const void *buf, size_t len);
 /* 0, or -1 with errno (0 for the end of the stream). */
 int mig_read_all(int fd, void *buf, size_t len);
 /* Why the last read or write failed ("the connection was closed"). */

@@ -31,6 +31,7 @@
 #include "mig_stream.h"
 #include "migration.h"
 #include "store.h"
+#include "write_all.h"
 
 /* The target restores before it confirms: minutes for a large container
  * under emulation. */
@@ -192,7 +193,7 @@ static int checkpoint(struct ct_out *o, const char *dir, int pre, struct op_erro
 	char run[300];
 	snprintf(run, sizeof(run), "%s/ct", o->d->run_dir);
 	unsigned char k = (unsigned char)pre;
-	if (mig_send_header(o->sock, 'C', 1) || mig_write_all(o->sock, &k, 1))
+	if (mig_send_header(o->sock, 'C', 1) || kvz_write_all(o->sock, &k, 1))
 		return op_fail(e, 502, "%s: sending the checkpoint: %s", o->name, mig_io_why());
 	struct argv a = {0};
 	arg(&a, "%s", o->d->ct_bin);

@@ -7,6 +7,7 @@
 
 #include "guest_config.h"
 #include "guest_driver.h"
+#include "guest_ops.h"
 #include "qmp_client.h"
 #include "vm_state.h"
 
@@ -17,11 +18,9 @@ int vm_migrate_save(struct kvzd *d, struct job *j, json_t *g, const char *path,
 {
 	(void)d;
 	const char *name = cfg_str(g, "name");
-	char err[300];
-	struct qmp_client *c = qmp_client_connect(cfg_str(g, "qmp"), QMP_TIMEOUT_MS, err,
-						  sizeof(err));
+	struct qmp_client *c = guest_qmp_open(name, cfg_str(g, "qmp"), e);
 	if (!c)
-		return op_fail(e, 502, "cannot reach the supervisor of %s: %s", name, err);
+		return -1;
 	int rc = vm_state_save(j, "saving state", name, c, path, e);
 	qmp_client_close(c);
 	return rc;
@@ -133,10 +132,9 @@ int vm_migrate_send(struct kvzd *d, struct job *j, json_t *g, int sock, json_t *
 	(void)d;
 	const char *name = cfg_str(g, "name");
 	char err[300];
-	struct qmp_client *c = qmp_client_connect(cfg_str(g, "qmp"), QMP_TIMEOUT_MS, err,
-						  sizeof(err));
+	struct qmp_client *c = guest_qmp_open(name, cfg_str(g, "qmp"), e);
 	if (!c)
-		return op_fail(e, 502, "cannot reach the supervisor of %s: %s", name, err);
+		return -1;
 	int rc = set_limits(c, name, params, e);
 	if (rc == 0 && qmp_client_getfd(c, "mig", sock, err, sizeof(err)))
 		rc = op_fail(e, 502, "%s: getfd: %s", name, err);

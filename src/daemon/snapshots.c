@@ -12,13 +12,13 @@
 #include "guest_config.h"
 #include "guest_driver.h"
 #include "guest_locks.h"
+#include "guest_ops.h"
 #include "log.h"
 #include "parse.h"
 #include "qmp_client.h"
 #include "store.h"
 #include "vm_state.h"
 
-#define QMP_TIMEOUT_MS 5000
 
 /* ---- paths ---- */
 
@@ -141,11 +141,10 @@ static int snapshot_running(struct job *j, json_t *g, const char *dir, struct op
 {
 	const char *guest = cfg_str(g, "name");
 	const char *disk = cfg_str(json_object_get(g, "config"), "disk_path");
-	char err[300], path[640];
-	struct qmp_client *c = qmp_client_connect(cfg_str(g, "qmp"), QMP_TIMEOUT_MS, err,
-						  sizeof(err));
+	char path[640];
+	struct qmp_client *c = guest_qmp_open(guest, cfg_str(g, "qmp"), e);
 	if (!c)
-		return op_fail(e, 502, "cannot reach the supervisor of %s: %s", guest, err);
+		return -1;
 	snprintf(path, sizeof(path), "%s/state", dir);
 	int rc = vm_state_save(j, "saving memory", guest, c, path, e);
 	if (rc == 0 && disk) {
@@ -297,12 +296,9 @@ static int start_incoming(struct kvzd *d, const char *guest, const char *dir,
 			  struct op_error *e)
 {
 	char statef[700];
-	json_t *now = store_guest_get(d->store, guest);
 	snprintf(statef, sizeof(statef), "file:%s/state", dir);
 	const char *extra[] = {"--incoming", statef, NULL};
-	int rc = now ? guest_start_locked(d, now, extra, e) : op_fail(e, 404, "%s is gone", guest);
-	json_decref(now);
-	return rc;
+	return guest_start_stored(d, guest, extra, e);
 }
 
 static int restore_run(struct kvzd *d, struct job *j, const char *guest, json_t *params,

@@ -170,6 +170,21 @@ int store_run_stmt(struct store *s, sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+void store_bind_opt_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+json_t *store_first_row(json_t *list)
+{
+	json_t *row = json_incref(json_array_get(list, 0));
+	json_decref(list);
+	return row;
+}
+
 int store_guest_insert(struct store *s, const char *name, const char *type,
 		       json_t *config, bool autostart, char *err, size_t errlen)
 {
@@ -334,10 +349,7 @@ int64_t store_event_add(struct store *s, const char *guest, const char *type,
 		sqlite3_bind_int64(st, 1, kvzd_now_ms());
 		sqlite3_bind_text(st, 2, guest, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(st, 3, type, -1, SQLITE_TRANSIENT);
-		if (detail)
-			sqlite3_bind_text(st, 4, detail, -1, SQLITE_TRANSIENT);
-		else
-			sqlite3_bind_null(st, 4);
+		store_bind_opt_text(st, 4, detail);
 		if (store_run_stmt(s, st) == 0)
 			id = sqlite3_last_insert_rowid(s->db);
 	}
@@ -355,10 +367,7 @@ json_t *store_event_list(struct store *s, int64_t since, const char *guest, int 
 				   " ORDER BY id DESC LIMIT ?3) ORDER BY id");
 	if (st) {
 		sqlite3_bind_int64(st, 1, since);
-		if (guest)
-			sqlite3_bind_text(st, 2, guest, -1, SQLITE_TRANSIENT);
-		else
-			sqlite3_bind_null(st, 2);
+		store_bind_opt_text(st, 2, guest);
 		sqlite3_bind_int(st, 3, limit);
 		while (sqlite3_step(st) == SQLITE_ROW) {
 			const char *detail = (const char *)sqlite3_column_text(st, 4);

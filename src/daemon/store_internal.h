@@ -1,9 +1,11 @@
-/* What the store's files (store.c, store_jobs.c, store_snapshots.c) share;
+/* What the store's files (store.c, store_jobs.c, store_snapshots.c, store_nodes.c,
+ * store_policy.c) share;
  * nothing outside the store includes this. */
 #ifndef KVZD_STORE_INTERNAL_H
 #define KVZD_STORE_INTERNAL_H
 
 #include <pthread.h>
+#include <jansson.h>
 #include <sqlite3.h>
 
 struct store {
@@ -15,5 +17,10 @@ struct store {
 sqlite3_stmt *store_prepare(struct store *s, const char *sql);
 /* Steps a statement that returns no rows, then finalizes it. */
 int store_run_stmt(struct store *s, sqlite3_stmt *st);
+/* Binds v to parameter i, or SQL NULL when v is NULL. */
+void store_bind_opt_text(sqlite3_stmt *st, int i, const char *v);
+/* The first row of a query's list (a new reference) or NULL; frees list:
+ * the one-row get of a *_query that also serves the list. */
+json_t *store_first_row(json_t *list);
 
 #endif

@@ -42,10 +42,7 @@ int store_job_save(struct store *s, const struct job_row *r)
 		sqlite3_bind_int64(st, 3, (sqlite3_int64)r->done);
 		sqlite3_bind_int64(st, 4, (sqlite3_int64)r->total);
 		sqlite3_bind_double(st, 5, r->rate);
-		if (r->error[0])
-			sqlite3_bind_text(st, 6, r->error, -1, SQLITE_TRANSIENT);
-		else
-			sqlite3_bind_null(st, 6);
+		store_bind_opt_text(st, 6, r->error[0] ? r->error : NULL);
 		sqlite3_bind_int64(st, 7, r->started_ms);
 		sqlite3_bind_int64(st, 8, r->ended_ms);
 		sqlite3_bind_int64(st, 9, r->id);
@@ -86,10 +83,7 @@ static json_t *job_query(struct store *s, const char *sql, const char *guest, in
 	pthread_mutex_lock(&s->lock);
 	sqlite3_stmt *st = store_prepare(s, sql);
 	if (st) {
-		if (guest)
-			sqlite3_bind_text(st, 1, guest, -1, SQLITE_TRANSIENT);
-		else
-			sqlite3_bind_null(st, 1);
+		store_bind_opt_text(st, 1, guest);
 		sqlite3_bind_int(st, 2, limit);
 		while (sqlite3_step(st) == SQLITE_ROW)
 			json_array_append_new(list, job_row_json(st));

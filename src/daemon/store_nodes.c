@@ -29,10 +29,7 @@ static json_t *node_query(struct store *s, const char *name)
 	sqlite3_stmt *st = store_prepare(s, "SELECT name, url, added_ms FROM nodes"
 					 " WHERE ?1 IS NULL OR name = ?1 ORDER BY name");
 	if (st) {
-		if (name)
-			sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-		else
-			sqlite3_bind_null(st, 1);
+		store_bind_opt_text(st, 1, name);
 		while (sqlite3_step(st) == SQLITE_ROW)
 			json_array_append_new(list, json_pack(
 				"{s:s, s:s, s:I}", "name", (const char *)sqlite3_column_text(st, 0),
@@ -46,10 +43,7 @@ static json_t *node_query(struct store *s, const char *name)
 
 json_t *store_node_get(struct store *s, const char *name)
 {
-	json_t *list = node_query(s, name);
-	json_t *n = json_incref(json_array_get(list, 0));
-	json_decref(list);
-	return n;
+	return store_first_row(node_query(s, name));
 }
 
 json_t *store_node_list(struct store *s)

@@ -6,14 +6,6 @@
 #include "store.h"
 #include "store_internal.h"
 
-static void bind_opt_text(sqlite3_stmt *st, int i, const char *v)
-{
-	if (v)
-		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-	else
-		sqlite3_bind_null(st, i);
-}
-
 int store_policy_insert(struct store *s, const char *name, json_t *rule, bool enabled)
 {
 	char *text = json_dumps(rule, JSON_COMPACT);
@@ -46,7 +38,7 @@ static json_t *policy_query(struct store *s, const char *name)
 	sqlite3_stmt *st = store_prepare(s, "SELECT name, rule, enabled, created_ms, updated_ms"
 					 " FROM policies WHERE ?1 IS NULL OR name = ?1 ORDER BY name");
 	if (st) {
-		bind_opt_text(st, 1, name);
+		store_bind_opt_text(st, 1, name);
 		while (sqlite3_step(st) == SQLITE_ROW) {
 			json_t *rule = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
 			json_array_append_new(list, json_pack(
@@ -64,10 +56,7 @@ static json_t *policy_query(struct store *s, const char *name)
 
 json_t *store_policy_get(struct store *s, const char *name)
 {
-	json_t *list = policy_query(s, name);
-	json_t *p = json_incref(json_array_get(list, 0));
-	json_decref(list);
-	return p;
+	return store_first_row(policy_query(s, name));
 }
 
 json_t *store_policy_list(struct store *s)
@@ -141,10 +130,10 @@ int store_policy_log_update(struct store *s, int64_t id, const char *from, const
 	if (st) {
 		sqlite3_bind_text(st, 1, state, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(st, 2, result ? result : "", -1, SQLITE_TRANSIENT);
-		bind_opt_text(st, 3, approved_by);
+		store_bind_opt_text(st, 3, approved_by);
 		sqlite3_bind_int64(st, 4, kvzd_now_ms());
 		sqlite3_bind_int64(st, 5, id);
-		bind_opt_text(st, 6, from);
+		store_bind_opt_text(st, 6, from);
 		rc = store_run_stmt(s, st);
 		if (!rc && sqlite3_changes(s->db) == 0)
 			rc = 1;
@@ -164,7 +153,7 @@ static json_t *log_query(struct store *s, int64_t id, int64_t since, const char 
 	if (st) {
 		sqlite3_bind_int64(st, 1, id);
 		sqlite3_bind_int64(st, 2, since);
-		bind_opt_text(st, 3, state);
+		store_bind_opt_text(st, 3, state);
 		sqlite3_bind_int(st, 4, limit);
 		while (sqlite3_step(st) == SQLITE_ROW)
 			json_array_append_new(list, json_pack(
@@ -187,10 +176,7 @@ static json_t *log_query(struct store *s, int64_t id, int64_t since, const char 
 
 json_t *store_policy_log_get(struct store *s, int64_t id)
 {
-	json_t *list = log_query(s, id, 0, NULL, 1);
-	json_t *r = json_incref(json_array_get(list, 0));
-	json_decref(list);
-	return r;
+	return store_first_row(log_query(s, id, 0, NULL, 1));
 }
 
 json_t *store_policy_log_list(struct store *s, int64_t since, const char *state, int limit)

@@ -35,10 +35,7 @@ static json_t *snapshot_row(sqlite3_stmt *st)
 static void bind_guest_name(sqlite3_stmt *st, const char *guest, const char *name)
 {
 	sqlite3_bind_text(st, 1, guest, -1, SQLITE_TRANSIENT);
-	if (name)
-		sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-	else
-		sqlite3_bind_null(st, 2);
+	store_bind_opt_text(st, 2, name);
 }
 
 /* Snapshots of guest, only the one called name when name is not NULL. */
@@ -61,10 +58,7 @@ static json_t *snapshot_query(struct store *s, const char *guest, const char *na
 
 json_t *store_snapshot_get(struct store *s, const char *guest, const char *name)
 {
-	json_t *list = snapshot_query(s, guest, name);
-	json_t *snap = json_incref(json_array_get(list, 0));
-	json_decref(list);
-	return snap;
+	return store_first_row(snapshot_query(s, guest, name));
 }
 
 json_t *store_snapshot_list(struct store *s, const char *guest)

@@ -135,6 +135,21 @@ pid_t sup_spawn(char *const argv[], const char *logpath, char *err, size_t errle
 	return pid;
 }
 
+/* /proc/<pid>/<file> into buf, NUL-terminated (at most size - 1 bytes);
+ * the bytes read, 0 when the process or file is gone. */
+static size_t proc_read(pid_t pid, const char *file, char *buf, size_t size)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, size - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	return n;
+}
+
 enum sup_liveness sup_check(pid_t pid, unsigned long long start, int *status)
 {
 	if (pid <= 0)
@@ -155,14 +170,9 @@ enum sup_liveness sup_check(pid_t pid, unsigned long long start, int *status)
 	if (!now || (start && now != start))
 		return SUP_GONE;
 	/* A zombie whose parent is not us still counts as gone. */
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
+	char buf[512];
+	if (!proc_read(pid, "stat", buf, sizeof(buf)))
 		return SUP_GONE;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
 	char *rp = strrchr(buf, ')');
 	if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'))
 		return SUP_GONE;
@@ -171,14 +181,9 @@ enum sup_liveness sup_check(pid_t pid, unsigned long long start, int *status)
 
 unsigned long long sup_proc_start(pid_t pid)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
+	char buf[1024];
+	if (!proc_read(pid, "stat", buf, sizeof(buf)))
 		return 0;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
 	/* The command name may hold spaces and parentheses: fields start after
 	 * the last ')'. Field 3 is the state; start time is field 22. */
 	char *p = strrchr(buf, ')');
@@ -198,16 +203,10 @@ bool sup_is_supervisor(pid_t pid, unsigned long long start, const char *prog,
 {
 	if (pid <= 0 || sup_proc_start(pid) != start)
 		return false;
-	char path[64], buf[8192];
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return false;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
+	char buf[8192];
+	size_t n = proc_read(pid, "cmdline", buf, sizeof(buf));
 	if (!n)
 		return false;
-	buf[n] = 0;
 	const char *argv0 = buf;
 	const char *base = strrchr(argv0, '/');
 	base = base ? base + 1 : argv0;

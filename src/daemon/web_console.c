@@ -22,6 +22,7 @@
 #include "log.h"
 #include "store.h"
 #include "web_routes.h"
+#include "write_all.h"
 #include "ws_frame.h"
 
 #define WAIT_MS 250
@@ -45,21 +46,6 @@ struct relay {
 	size_t inlen;
 };
 
-static int send_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* One send() per frame where it fits, so a frame is never left half-sent
  * behind a close. */
 static int send_frame(struct relay *r, unsigned opcode, const void *data, size_t len)
@@ -67,9 +53,9 @@ static int send_frame(struct relay *r, unsigned opcode, const void *data, size_t
 	uint8_t frame[WS_MAX_HEADER + 16384];
 	size_t hl = ws_server_header(opcode, len, frame);
 	if (len > sizeof(frame) - hl)
-		return send_all(r->sock, frame, hl) || send_all(r->sock, data, len) ? -1 : 0;
+		return kvz_write_all(r->sock, frame, hl) || kvz_write_all(r->sock, data, len) ? -1 : 0;
 	memcpy(frame + hl, data, len);
-	return send_all(r->sock, frame, hl + len);
+	return kvz_write_all(r->sock, frame, hl + len);
 }
 
 /* After our close frame: read and drop what the browser still sends until
@@ -131,7 +117,7 @@ static int from_browser(struct relay *r)
 		}
 		if (f.opcode == WS_PING && send_frame(r, WS_PONG, payload, f.payload_len))
 			return -1;
-		if (f.opcode <= WS_BINARY && send_all(r->console, payload, f.payload_len))
+		if (f.opcode <= WS_BINARY && kvz_write_all(r->console, payload, f.payload_len))
 			return -1;
 		size_t used = f.header_len + f.payload_len;
 		memmove(r->in, r->in + used, r->inlen - used);

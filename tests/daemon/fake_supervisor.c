@@ -34,6 +34,7 @@
 
 #include "log.h"
 #include "qmp_server.h"
+#include "write_all.h"
 
 /* Set from QMP handlers and signal handlers, read by main's wait loop:
  * SIGUSR1 plays a guest that shuts down cleanly, SIGUSR2 one that fails
@@ -87,21 +88,6 @@ static void set_mig_status(const char *st)
 	log_line("fake-vmm: migration %s", st);
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-	while (n) {
-		ssize_t w = write(fd, c, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static void *migration_main(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
@@ -115,7 +101,7 @@ static void *migration_main(void *arg)
 	pthread_mutex_unlock(&snap_lock);
 	const char *end = "completed";
 	int step_ms = !strcmp(migrate_mode, "slow") ? 180 : 20;
-	bool ok = write_all(fd, head, (size_t)hl) == 0;
+	bool ok = kvz_write_all(fd, head, (size_t)hl) == 0;
 	for (long long off = 0; ok && off < FAKE_FILLER; off += (long long)sizeof(chunk)) {
 		if (atomic_load(&mig_cancel)) {
 			end = "cancelled";
@@ -126,7 +112,7 @@ static void *migration_main(void *arg)
 			end = "failed";
 			break;
 		}
-		ok = write_all(fd, chunk, sizeof(chunk)) == 0;
+		ok = kvz_write_all(fd, chunk, sizeof(chunk)) == 0;
 		pthread_mutex_lock(&snap_lock);
 		mig_done = off + (long long)sizeof(chunk) + hl;
 		pthread_mutex_unlock(&snap_lock);

@@ -10,9 +10,11 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -25,6 +27,7 @@
 #include "qmp_server.h"
 #include "replay_ring.h"
 #include "unix_socket.h"
+#include "write_all.h"
 
 static void test_parse_size(void **state)
 {
@@ -459,6 +462,69 @@ static void test_replay_ring(void **state)
 	assert_int_equal(empty.spans, 0);
 }
 
+#define WRITE_ALL_LEN (4u << 20)
+
+struct drain {
+	int fd;
+	unsigned char *got;
+	size_t len;
+};
+
+static void *drain_main(void *arg)
+{
+	struct drain *d = arg;
+	ssize_t n;
+	while (d->len < WRITE_ALL_LEN &&
+	       (n = read(d->fd, d->got + d->len, WRITE_ALL_LEN - d->len)) > 0)
+		d->len += (size_t)n;
+	return NULL;
+}
+
+/* kvz_write_all: a buffer far larger than a socket's takes many short
+ * sends and arrives whole; a file works the same; a peer that went away
+ * is -1 with EPIPE, not a SIGPIPE (left at its default, it would kill this
+ * test). */
+static void test_write_all(void **state)
+{
+	(void)state;
+	void (*old)(int) = signal(SIGPIPE, SIG_DFL);
+	unsigned char *buf = malloc(WRITE_ALL_LEN);
+	assert_non_null(buf);
+	for (size_t i = 0; i < WRITE_ALL_LEN; i++)
+		buf[i] = (unsigned char)(i * 7 + i / 4096);
+
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	struct drain d = {.fd = sv[1], .got = malloc(WRITE_ALL_LEN)};
+	assert_non_null(d.got);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, drain_main, &d), 0);
+	assert_int_equal(kvz_write_all(sv[0], buf, WRITE_ALL_LEN), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(d.len, WRITE_ALL_LEN);
+	assert_memory_equal(d.got, buf, WRITE_ALL_LEN);
+
+	close(sv[1]);
+	errno = 0;
+	assert_int_equal(kvz_write_all(sv[0], "x", 1), -1);
+	assert_int_equal(errno, EPIPE);
+	close(sv[0]);
+
+	FILE *f = tmpfile();
+	assert_non_null(f);
+	assert_int_equal(kvz_write_all(fileno(f), buf, 100000), 0);
+	memset(d.got, 0, 100000);
+	assert_int_equal(pread(fileno(f), d.got, 100000, 0), 100000);
+	assert_memory_equal(d.got, buf, 100000);
+	fclose(f);
+
+	assert_int_equal(kvz_write_all(-1, "x", 1), -1);
+	assert_int_equal(errno, EBADF);
+	free(d.got);
+	free(buf);
+	signal(SIGPIPE, old);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -472,6 +538,7 @@ int main(void)
 		cmocka_unit_test(test_unix_listen),
 		cmocka_unit_test(test_unix_listen_appears_ready),
 		cmocka_unit_test(test_replay_ring),
+		cmocka_unit_test(test_write_all),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,28 +7,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "write_all.h"
+
 /* Small enough that cancel, the bandwidth limit and progress act often. */
 #define FLUSH_AT (128u << 10)
 
 /* ---- writer ---- */
-
-/* MSG_NOSIGNAL: a target that went away is an error to report, not a
- * SIGPIPE that kills the source VM. */
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
-		if (r < 0 && errno == ENOTSOCK)
-			r = write(fd, p, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EPIPE;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
 
 static int flush(struct mig_writer *w, char *err, size_t errlen)
 {
@@ -36,7 +20,7 @@ static int flush(struct mig_writer *w, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	int rc = write_all(w->fd, w->buf.data, w->buf.len);
+	int rc = kvz_write_all(w->fd, w->buf.data, w->buf.len) ? -errno : 0;
 	if (rc < 0) {
 		snprintf(err, errlen, "stream write: %s", strerror(-rc));
 		return -1;

@@ -272,7 +272,11 @@ bool virtq_rearm(struct virtq *vq)
 	return load_acquire16(&vq->avail[1]) != vq->last_avail;
 }
 
-size_t virtq_iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)
+/* Copies len bytes between a buffer and the iovecs after their first skip
+ * bytes: into `into` when it is not NULL, else out of `from`. Returns the
+ * bytes copied. */
+static size_t iov_copy(const struct iovec *iov, unsigned n, size_t skip, size_t len,
+		       uint8_t *into, const uint8_t *from)
 {
 	size_t done = 0;
 
@@ -284,28 +288,23 @@ size_t virtq_iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *
 		size_t chunk = iov[i].iov_len - skip;
 		if (chunk > len - done)
 			chunk = len - done;
-		memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + skip, chunk);
+		uint8_t *at = (uint8_t *)iov[i].iov_base + skip;
+		if (into)
+			memcpy(into + done, at, chunk);
+		else
+			memcpy(at, from + done, chunk);
 		done += chunk;
 		skip = 0;
 	}
 	return done;
 }
 
+size_t virtq_iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len)
+{
+	return iov_copy(iov, n, skip, len, buf, NULL);
+}
+
 size_t virtq_buf_to_iov(const struct iovec *iov, unsigned n, size_t skip, const void *buf, size_t len)
 {
-	size_t done = 0;
-
-	for (unsigned i = 0; i < n && done < len; i++) {
-		if (skip >= iov[i].iov_len) {
-			skip -= iov[i].iov_len;
-			continue;
-		}
-		size_t chunk = iov[i].iov_len - skip;
-		if (chunk > len - done)
-			chunk = len - done;
-		memcpy((uint8_t *)iov[i].iov_base + skip, (const uint8_t *)buf + done, chunk);
-		done += chunk;
-		skip = 0;
-	}
-	return done;
+	return iov_copy(iov, n, skip, len, NULL, buf);
 }
