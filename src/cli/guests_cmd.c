@@ -175,7 +175,7 @@ int cmd_create(int argc, char **argv)
 		{"root-password-file", required_argument, NULL, 'W'},
 		{"hostname", required_argument, NULL, 'H'}, {"boot", required_argument, NULL, 'O'},
 		{"disk-format", required_argument, NULL, 'F'}, {"disk-base", required_argument, NULL, 'Z'},
-		{"preallocate", no_argument, NULL, 'A'},
+		{"preallocate", no_argument, NULL, 'A'}, {"cdrom", required_argument, NULL, 'C'},
 		{NULL, 0, NULL, 0},
 	};
 	int cmd_at = split_dashdash(&argc, argv);
@@ -223,6 +223,7 @@ int cmd_create(int argc, char **argv)
 		case 'F': json_object_set_new(req, "disk_format", json_string(optarg)); break;
 		case 'Z': bad = put_abs_path(req, "disk_base", optarg); break;
 		case 'A': json_object_set_new(req, "disk_mode", json_string("fixed")); break;
+		case 'C': bad = put_abs_path(req, "cdrom", optarg); break;
 		default: bad = 1;
 		}
 		if (bad)
@@ -364,6 +365,8 @@ int cmd_set(int argc, char **argv)
 		{"pids", required_argument, NULL, 'p'}, {"disk", required_argument, NULL, 'd'},
 		{"ha", no_argument, NULL, 'H'}, {"no-ha", no_argument, NULL, 'N'},
 		{"tag", required_argument, NULL, 'G'}, {"no-tags", no_argument, NULL, 'T'},
+		{"boot", required_argument, NULL, 'O'}, {"cdrom", required_argument, NULL, 'C'},
+		{"eject", no_argument, NULL, 'E'},
 		{NULL, 0, NULL, 0},
 	};
 	json_t *req = json_object();
@@ -387,6 +390,9 @@ int cmd_set(int argc, char **argv)
 		case 'N': ha = 0; break;
 		case 'G': add_tag(req, optarg); break;
 		case 'T': json_object_set_new(req, "tags", json_array()); break;
+		case 'O': json_object_set_new(req, "boot", json_string(optarg)); break;
+		case 'C': bad = put_abs_path(req, "cdrom", optarg); break;
+		case 'E': json_object_set_new(req, "cdrom", json_null()); break;
 		default: bad = 1;
 		}
 		if (bad)
@@ -400,7 +406,7 @@ int cmd_set(int argc, char **argv)
 	if (ha >= 0)
 		json_object_set_new(req, "ha", json_boolean(ha));
 	if (argc - optind != 1 || !json_object_size(req)) {
-		kvz_error("usage: kvz set NAME [--memory SIZE|SOFT:HARD] [--cpus N] [--pids N] [--disk SIZE] [--tag T]... [--no-tags] | --ha | --no-ha");
+		kvz_error("usage: kvz set NAME [--memory SIZE|SOFT:HARD] [--cpus N] [--pids N] [--disk SIZE] [--tag T]... [--no-tags] [--boot direct|firmware|disk|cdrom] [--cdrom ISO | --eject] | --ha | --no-ha");
 		goto out;
 	}
 	if (!name_ok(argv[optind]))

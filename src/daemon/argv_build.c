@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 void arg(struct argv *a, const char *fmt, ...)
 {
@@ -21,4 +22,7 @@ void argv_free(struct argv *a)
 	for (int i = 0; i < a->n; i++)
 		free(a->v[i]);
 	a->n = 0;
+	if (a->keep_fd > 2)
+		close(a->keep_fd);
+	a->keep_fd = 0;
 }

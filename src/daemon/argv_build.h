@@ -8,6 +8,8 @@
 struct argv {
 	char *v[ARGV_MAX + 1]; /* NULL-terminated */
 	int n;
+	int keep_fd;           /* above 2: an fd of kvzd's the program inherits
+				* (sup_spawn), closed by argv_free */
 };
 
 /* Appends one argument; beyond ARGV_MAX arguments the rest are dropped. */

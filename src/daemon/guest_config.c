@@ -13,6 +13,7 @@
 
 #include "hostinfo.h"
 #include "image_dirs.h"
+#include "install_media.h"
 #include "parse.h"
 
 int op_fail(struct op_error *e, int status, const char *fmt, ...)
@@ -148,6 +149,12 @@ int cfg_image_path(const struct image_dirs *dirs, const char *key, const char *p
 {
 	if (image_dirs_resolve(dirs, path, out, outlen) == 0)
 		return 0;
+	return cfg_image_refused(dirs, key, path, e);
+}
+
+int cfg_image_refused(const struct image_dirs *dirs, const char *key, const char *path,
+		      struct op_error *e)
+{
 	/* One message for missing, forbidden and not-a-file alike: the reply
 	 * must not tell what exists outside the image directories. */
 	char list[600];
@@ -299,25 +306,28 @@ int guest_config_vm(const struct image_dirs *dirs, json_t *req, json_t *cfg,
 	static const char *const keys[] = {"name", "type", "kernel", "initrd", "cmdline",
 		"memory", "cpus", "disk", "disk_mode", "disk_format", "disk_base", "bridge", "mac", "balloon", "autostart", "tags",
 		"template", "import", "boot", "hostname", "ssh_key", "root_password", "ip", "gw",
-		NULL};
+		"cdrom", NULL};
 	bool own_system = cfg_str(req, "template") || cfg_str(req, "import");
+	bool media = json_object_get(req, "cdrom") != NULL;
 	if (!own_system && (json_object_get(req, "ip") || json_object_get(req, "gw")))
 		return op_fail(e, 400, "ip and gw apply to containers and VM templates; a VM with "
 			       "a kernel of yours configures its own address");
-	if (!own_system && !cfg_str(req, "kernel"))
-		return op_fail(e, 400, "a VM needs \"kernel\" (an absolute path), \"template\" "
-			       "or \"import\"");
+	if (!own_system && !media && !cfg_str(req, "kernel"))
+		return op_fail(e, 400, "a VM needs \"kernel\" (an absolute path), \"template\", "
+			       "\"import\" or \"cdrom\"");
 	if (cfg_check_keys(req, keys, e))
 		return -1;
 	uint64_t disk = 0;
 	json_t *v = json_object_get(req, "disk");
 	if (v && (!cfg_size(v, &disk) || disk < 1024 * 1024))
 		return op_fail(e, 400, "bad disk size (at least 1M, e.g. \"8G\")");
-	if (own_system ? vm_source(dirs, req, cfg, &disk, e) : vm_images(dirs, req, cfg, e))
+	if (media ? install_media_config(dirs, req, cfg, e) :
+	    own_system ? vm_source(dirs, req, cfg, &disk, e) : vm_images(dirs, req, cfg, e))
 		return -1;
 	if (cfg_str(req, "cmdline"))
 		json_object_set_new(cfg, "cmdline", json_string(cfg_str(req, "cmdline")));
-	uint64_t mem = (own_system ? 512ull : 256ull) << 20, soft;
+	/* An installer wants more than a kernel of the user's. */
+	uint64_t mem = (media ? 1024ull : own_system ? 512ull : 256ull) << 20, soft;
 	v = json_object_get(req, "memory");
 	if (v && (!cfg_size_pair(v, &soft, &mem) || mem < (16ull << 20)))
 		return op_fail(e, 400, "bad memory for a VM (a size of at least 16M, e.g. \"1G\")");

@@ -36,6 +36,10 @@ int cfg_tags(json_t *req, json_t *cfg, struct op_error *e);
 struct image_dirs;
 /* A kernel or initrd path from a client, resolved beneath the image
  * directories into out; 400 with the same message for every refusal. */
+/* The refusal of a path outside the image directories: -1 with a 400 in e
+ * that says the same whether it exists elsewhere or not. */
+int cfg_image_refused(const struct image_dirs *dirs, const char *key, const char *path,
+		      struct op_error *e);
 int cfg_image_path(const struct image_dirs *dirs, const char *key, const char *path,
 		   char *out, size_t outlen, struct op_error *e);
 

@@ -206,7 +206,7 @@ int guest_start_locked(struct kvzd *d, json_t *g, const char *const *extra,
 	guest_log_path(d, name, logp, sizeof(logp));
 	struct argv a = {0};
 	drv->argv(d, name, cfg, qmp, console, extra, &a);
-	pid_t pid = sup_spawn(a.v, logp, err, sizeof(err));
+	pid_t pid = sup_spawn(a.v, a.keep_fd, logp, err, sizeof(err));
 	argv_free(&a);
 	if (pid < 0)
 		return op_fail(e, 500, "%s", err);

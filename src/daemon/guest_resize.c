@@ -1,6 +1,7 @@
 /* PATCH /v1/guests/NAME: resources of a guest, live through the
  * supervisor's QMP where it runs (balloon for VMs, kvz-ct "set" for
  * containers), kept for the next start where it does not. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,19 +11,24 @@
 #include "guest_driver.h"
 #include "guest_locks.h"
 #include "guest_ops.h"
+#include "install_media.h"
 #include "parse.h"
 #include "store.h"
 
 int guest_resize_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
 {
-	static const char *const keys[] = {"memory", "cpus", NULL};
+	static const char *const keys[] = {"memory", "cpus", "boot", "cdrom", NULL};
 	if (cfg_check_keys(req, keys, e))
 		return -1;
 	const char *name = cfg_str(g, "name");
 	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
 	bool running = !strcmp(cfg_str(g, "state"), "running");
-	char detail[200] = "";
+	char detail[200] = "", media[PATH_MAX + 100] = "";
 	int rc = -1;
+	/* For the next start, running or not: the installer's reboot, too. */
+	if (install_media_in(req) &&
+	    install_media_set(d->images, req, cfg, media, sizeof(media), e))
+		goto out;
 	json_t *v = json_object_get(req, "memory");
 	if (v) {
 		uint64_t soft, mem;
@@ -75,7 +81,10 @@ int guest_resize_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
 		snprintf(detail + l, sizeof(detail) - l, "%scpus %d", l ? ", " : "", (int)cpus);
 	}
 	store_guest_set_config(d->store, name, cfg);
-	store_event_add(d->store, name, "resized", detail);
+	if (json_object_get(req, "memory") || json_object_get(req, "cpus"))
+		store_event_add(d->store, name, "resized", detail);
+	if (media[0])
+		store_event_add(d->store, name, "media", media);
 	rc = 0;
 out:
 	json_decref(cfg);

@@ -11,6 +11,7 @@
 #include "guest_config.h"
 #include "guest_driver.h"
 #include "hostinfo.h"
+#include "install_media.h"
 #include "parse.h"
 #include "qcow2.h"
 #include "storage.h"
@@ -129,6 +130,23 @@ static int vm_images_allowed(struct kvzd *d, json_t *cfg, struct op_error *e)
 	return 0;
 }
 
+/* The ISO checked again and opened: vm_argv() hands this very file to
+ * kvz-vmm (cfg "cdrom_fd", not stored). */
+static int vm_cdrom_open(struct kvzd *d, json_t *cfg, struct op_error *e)
+{
+	const char *iso = cfg_str(cfg, "cdrom");
+	char real[PATH_MAX];
+	if (!iso)
+		return 0;
+	int fd = install_media_open(d->images, iso, real, sizeof(real), e);
+	if (fd < 0) {
+		e->status = 409;
+		return -1;
+	}
+	json_object_set_new(cfg, "cdrom_fd", json_integer(fd));
+	return 0;
+}
+
 static int vm_prepare_start(struct kvzd *d, const char *name, json_t *cfg, const char *qmp,
 			    struct op_error *e)
 {
@@ -143,18 +161,23 @@ static int vm_prepare_start(struct kvzd *d, const char *name, json_t *cfg, const
 			       kvz_format_size(m.available, b, sizeof(b)));
 	}
 	unlink(qmp);
-	return 0;
+	return vm_cdrom_open(d, cfg, e); /* last: nothing fails after it */
 }
 
 /* The kernel the user named, the one vm_boot_prepare() took out of the
  * disk (root= on its partition unless a cmdline is given), or the
- * firmware (kvz-vmm --firmware, issue 14 §2). */
+ * firmware (kvz-vmm --firmware, issue 14 §2) with its boot order: disk or
+ * cdrom first, or its own for boot "firmware". */
 static void vm_boot_argv(json_t *cfg, struct argv *a)
 {
 	const char *boot = cfg_str(cfg, "boot");
-	if (boot && !strcmp(boot, "firmware")) {
+	if (boot && strcmp(boot, "direct")) {
 		arg(a, "--firmware");
 		arg(a, "bios");
+		if (strcmp(boot, "firmware")) {
+			arg(a, "--boot");
+			arg(a, "%s", boot);
+		}
 		return;
 	}
 	const char *kernel = cfg_str(cfg, "kernel") ? cfg_str(cfg, "kernel") : cfg_str(cfg, "boot_kernel");
@@ -196,6 +219,13 @@ static void vm_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 			arg(a, "%s,format=qcow2", cfg_str(cfg, "disk_path"));
 		else
 			arg(a, "%s", cfg_str(cfg, "disk_path"));
+	}
+	json_t *cdrom_fd = json_object_get(cfg, "cdrom_fd");
+	if (cdrom_fd) {
+		a->keep_fd = (int)json_integer_value(cdrom_fd);
+		arg(a, "--cdrom");
+		arg(a, "/proc/self/fd/%d", a->keep_fd);
+		json_object_del(cfg, "cdrom_fd");
 	}
 	if (cfg_str(cfg, "bridge")) {
 		/* Tap names are at most 15 bytes. */

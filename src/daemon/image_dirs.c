@@ -151,8 +151,10 @@ static int checked_path(int fd, char *out, size_t outlen)
 	return access(out, R_OK);
 }
 
-int image_dirs_resolve(const struct image_dirs *dirs, const char *path, char *out,
-		       size_t outlen)
+/* An O_PATH fd of path's readable regular file beneath a directory, with
+ * its path in out; -1 for every refusal alike. */
+static int find_beneath(const struct image_dirs *dirs, const char *path, char *out,
+			size_t outlen)
 {
 	if (!path || path[0] != '/')
 		return -1;
@@ -166,12 +168,36 @@ int image_dirs_resolve(const struct image_dirs *dirs, const char *path, char *ou
 		int fd = open_beneath(d->fd, rel);
 		if (fd < 0)
 			continue;
-		int rc = checked_path(fd, out, outlen);
+		if (checked_path(fd, out, outlen) == 0)
+			return fd;
 		close(fd);
-		if (rc == 0)
-			return 0;
 	}
 	return -1;
+}
+
+int image_dirs_resolve(const struct image_dirs *dirs, const char *path, char *out,
+		       size_t outlen)
+{
+	int fd = find_beneath(dirs, path, out, outlen);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+int image_dirs_open_file(const struct image_dirs *dirs, const char *path, char *out,
+			 size_t outlen)
+{
+	int opath = find_beneath(dirs, path, out, outlen);
+	if (opath < 0)
+		return -1;
+	/* Reopening the O_PATH fd opens the very file found beneath, whatever
+	 * its name leads to by now. */
+	char link[64];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", opath);
+	int fd = open(link, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	close(opath);
+	return fd;
 }
 
 void image_dirs_list(const struct image_dirs *dirs, char *out, size_t outlen)

@@ -26,6 +26,11 @@ void image_dirs_free(struct image_dirs *dirs);
 int image_dirs_resolve(const struct image_dirs *dirs, const char *path, char *out,
 		       size_t outlen);
 
+/* The same file opened read-only (O_CLOEXEC): its fd, or -1. What the fd
+ * reads is the file checked, even if its name is swapped afterwards. */
+int image_dirs_open_file(const struct image_dirs *dirs, const char *path, char *out,
+			 size_t outlen);
+
 /* "DIR, DIR, ..." for messages. */
 void image_dirs_list(const struct image_dirs *dirs, char *out, size_t outlen);
 

@@ -91,10 +91,12 @@ static void register_child(pid_t pid)
 }
 
 /* In the child after fork: only async-signal-safe calls until exec. */
-static void exec_child(char *const argv[], int logfd)
+static void exec_child(char *const argv[], int keep_fd, int logfd)
 {
 	int devnull = open("/dev/null", O_RDONLY);
 	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
+		_exit(126);
+	if (keep_fd > 2 && fcntl(keep_fd, F_SETFD, 0) < 0)
 		_exit(126);
 	setsid();
 	sigset_t none;
@@ -108,7 +110,8 @@ static void exec_child(char *const argv[], int logfd)
 	_exit(127);
 }
 
-pid_t sup_spawn(char *const argv[], const char *logpath, char *err, size_t errlen)
+pid_t sup_spawn(char *const argv[], int keep_fd, const char *logpath, char *err,
+		size_t errlen)
 {
 	int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	if (logfd < 0) {
@@ -124,7 +127,7 @@ pid_t sup_spawn(char *const argv[], const char *logpath, char *err, size_t errle
 	 * register_child() stays a zombie until then, and is reaped after. */
 	pid_t pid = fork();
 	if (pid == 0)
-		exec_child(argv, logfd);
+		exec_child(argv, keep_fd, logfd);
 	int saved = errno;
 	close(logfd);
 	if (pid < 0) {

@@ -13,8 +13,11 @@
 int sup_init(char *err, size_t errlen);
 
 /* fork + setsid + exec argv with stdin from /dev/null and stdout/stderr
- * appended to logpath. The child is registered with the reaper. */
-pid_t sup_spawn(char *const argv[], const char *logpath, char *err, size_t errlen);
+ * appended to logpath; keep_fd (above 2, else none) stays open in it
+ * under its number, every other fd of kvzd's is close-on-exec. The child
+ * is registered with the reaper. */
+pid_t sup_spawn(char *const argv[], int keep_fd, const char *logpath, char *err,
+		size_t errlen);
 
 enum sup_liveness { SUP_ALIVE, SUP_EXITED, SUP_GONE };
 

@@ -276,7 +276,7 @@ static void test_supervisor_identity(void **state)
 	char err[256];
 	assert_int_equal(sup_init(err, sizeof(err)), 0);
 	char *argv[] = {"/bin/sh", "-c", "sleep 30", "--name", "web1", NULL};
-	pid_t pid = sup_spawn(argv, "/dev/null", err, sizeof(err));
+	pid_t pid = sup_spawn(argv, -1, "/dev/null", err, sizeof(err));
 	assert_true(pid > 0);
 	unsigned long long start = 0;
 	/* argv is in place once the child has exec'd. */

@@ -2,11 +2,14 @@
  * loads it from the first disk to 0x7C00 and jumps to it in real mode; it
  * prints a marker through the BIOS video service (int 10h, which SeaBIOS
  * sends to the serial port: etc/sercon-port) and, if the byte at offset
- * POWEROFF_FLAG is set, powers off through the ACPI PM1 control port;
- * otherwise it halts (a test resets it and sees the marker again). */
+ * POWEROFF_FLAG is set, powers off through the ACPI PM1 control port, or
+ * with RESET_FLAG set too resets through port 0xCF9 (as an installer's
+ * reboot); otherwise it halts (a test resets it and sees the marker
+ * again). */
 	.code16
 	.intel_syntax noprefix
 #define POWEROFF_FLAG 0x1B0
+#define RESET_FLAG 0x1B1
 
 	.text
 	.globl _start
@@ -32,13 +35,20 @@ _start:
 4:	sti                  /* sends what it buffered on the ticks */
 	hlt
 	loop 4b
+	cmp byte ptr [0x7C00 + RESET_FLAG], 0
+	jne 5f
 	mov dx, 0x604
 	mov ax, 0x2000
 	out dx, ax
 3:	hlt
 	jmp 3b
+5:	mov dx, 0xCF9        /* system and CPU reset */
+	mov al, 0x06
+	out dx, al
+	jmp 3b
 msg:	.asciz "kvz-fw-mbr: booted\r\n"
 	.org POWEROFF_FLAG
 	.byte 0
+	.byte 0              /* RESET_FLAG */
 	.org 510
 	.byte 0x55, 0xAA
