@@ -3,8 +3,10 @@
 // (test_browser.py): import a disk without a kernel (the vm-create job
 // fails and its error is shown), an import path outside the image
 // directories (kvzd's 400 next to the field), then a good import whose job
-// progress is shown until the VM runs; with KVZ_TEMPLATE, a debian template
-// VM too, after kvzd refused a disk size.
+// progress is shown until the VM runs; install media: an ISO path kvzd
+// refuses (its error next to the field), then an ISO with a new disk,
+// started; with KVZ_TEMPLATE, a debian template VM too, after kvzd refused
+// a disk size.
 // Any failure throws: exit status 1 with the step that failed.
 import { join } from "node:path";
 import { check, env, login, runSteps } from "./e2e_common.mjs";
@@ -114,6 +116,25 @@ await runSteps("e2e-vmcreate", async (run) => {
   await page.click("#create");
   await expectRunning(page, "imp1");
   await shot("create-vm-imported");
+
+  log("install media: a non-ISO is refused next to the field, an ISO boots with a new disk");
+  await startWizard(page, "iso1", "iso");
+  check(await page.isVisible("#f-cdrom") && !(await page.$("#f-boot")) && !(await page.$("#f-import")),
+    "install media fields not shown");
+  await page.fill("#f-cdrom", join(KVZ_IMAGES, "good.img"));
+  await toSummaryAndCreate(page, { "#f-vm_memory": "64M" });
+  await waitText(page, "#e-cdrom", /not an ISO 9660 image/);
+  check(await page.getAttribute("#f-cdrom", "aria-invalid") === "true", "cdrom field not marked invalid");
+  await shot("create-vm-iso-error");
+  await page.fill("#f-cdrom", join(KVZ_IMAGES, "install.iso"));
+  await page.click("#next");
+  check((await page.getAttribute("#f-disk", "placeholder")) === "8G", "no 8G disk offered for install media");
+  await page.click("#next");
+  await page.click("#next");
+  await page.waitForSelector("#summary");
+  await page.click("#create");
+  await page.waitForURL(KVZ_UI + "/#/guest/iso1", { timeout: 60000 });
+  await page.waitForFunction(() => document.getElementById("guest-state")?.textContent === "running");
 
   if (KVZ_TEMPLATE) {
     log("a template VM: a disk size kvzd refuses is shown next to the field");

@@ -124,10 +124,11 @@ def test_vm_snapshots_and_jobs_in_chromium():
 
 
 def test_vm_create_wizard_in_chromium(tmp_path):
-    """e2e_vmcreate.mjs: VMs from an imported disk (and, with root and the
-    cached debian VM layer, from the template) through the wizard, with the
-    stand-in kvz-vmm: a failed vm-create job and a refused field show
-    kvzd's errors; the job's progress is shown until the VM runs."""
+    """e2e_vmcreate.mjs: VMs from an imported disk, from install media (and,
+    with root and the cached debian VM layer, from the template) through
+    the wizard, with the stand-in kvz-vmm: a failed vm-create job and a
+    refused field show kvzd's errors; the job's progress is shown until the
+    VM runs."""
     need_browser()
     need(shutil.which("mkfs.ext4"), "e2fsprogs (mkfs.ext4) missing")
     d = fake_kvzd()
@@ -140,17 +141,24 @@ def test_vm_create_wizard_in_chromium(tmp_path):
                                           "boot/initrd.img-6.1.0-9-amd64": b"INITRD"}),
                             ("nokernel.img", {"etc/hostname": b"x\n"})):
             shutil.copy(make_disk(tmp_path, files, name), os.path.join(images, name))
+        with open(os.path.join(images, "install.iso"), "wb") as f:   # the ISO 9660 signature
+            f.truncate(1 << 20)
+            f.seek(16 * 2048)
+            f.write(b"\x01CD001\x01")
         start_web(d, web_dir=WEB)
         run_e2e(d, "e2e_vmcreate.mjs", timeout=240, KVZ_IMAGES=images,
                 KVZ_TEMPLATE="1" if template else "")
         # What the browser did, seen from kvzd's side.
-        want = ["imp1", "tpl1"] if template else ["imp1"]
+        want = ["imp1", "iso1", "tpl1"] if template else ["imp1", "iso1"]
         guests = d.api("GET", "/v1/guests")[1]
         assert [(g["name"], g["state"]) for g in guests] == [(n, "running") for n in want], guests
         jobs = [(j["guest"], j["type"], j["state"]) for j in d.api("GET", "/v1/jobs")[1]]
         assert jobs == [("imp1", "vm-create", "failed"), ("imp1", "vm-create", "completed")] + \
             ([("tpl1", "vm-create", "completed")] if template else []), jobs
         assert d.guest("imp1")["config"]["import"] == os.path.join(images, "good.img")
+        iso = d.guest("iso1")["config"]
+        assert iso["cdrom"] == os.path.join(images, "install.iso") and iso["boot"] == "cdrom"
+        assert iso["disk_size"] == 8 << 30
         if template:
             assert d.guest("tpl1")["config"]["guest_ip"] == "10.10.0.60/24"
             assert "hunter2" not in json.dumps(d.api("GET", "/v1/guests")[1]) + d.read_log()

@@ -1,6 +1,7 @@
 // What the create wizard asks, step by step, as virt-manager's wizard does:
 // name and kind; what to boot (a container's template; a VM's kernel +
-// initrd + command line, a VM template or an imported disk image);
+// initrd + command line, a VM template, an imported disk image or install
+// media: an ISO the firmware boots first, with a new empty disk);
 // resources with the disk's size, format and allocation; network; summary.
 // Each field says when it is shown and how the browser checks it; kvzd
 // checks everything again (docs/api.md, POST /v1/guests), and its error
@@ -12,6 +13,8 @@ const vm = (v) => v.kind === "vm";
 const fromKernel = (v) => vm(v) && v.source === "kernel";
 const fromTemplate = (v) => vm(v) && v.source === "template";
 const fromImport = (v) => vm(v) && v.source === "import";
+const fromIso = (v) => vm(v) && v.source === "iso";
+const diskChoices = (v) => fromKernel(v) || fromIso(v);
 const ownSystem = (v) => fromTemplate(v) || fromImport(v);
 const size = (example) => (v) => !v || SIZE.test(v) || "a size such as " + example;
 const path = (v) => !v || v.startsWith("/") || "an absolute path";
@@ -27,7 +30,8 @@ export const STEPS = [
     { id: "command", label: "Init command", help: "default /sbin/init; /bin/sh puts a shell on the console",
       when: ct, check: (v) => !v || v.startsWith("/") || "an absolute path, then its arguments" },
     { id: "source", label: "What to boot", when: vm, options: [["kernel", "a kernel, initrd and command line"],
-      ["template", "a new system from a template"], ["import", "an existing disk image (import)"]] },
+      ["template", "a new system from a template"], ["import", "an existing disk image (import)"],
+      ["iso", "install media (ISO)"]] },
     { id: "kernel", label: "Kernel", help: "absolute path in one of kvzd's image directories", when: fromKernel,
       required: true, check: path },
     { id: "initrd", label: "Initrd", help: "optional", when: fromKernel, check: path },
@@ -40,22 +44,24 @@ export const STEPS = [
       when: fromTemplate, type: "password" },
     { id: "import", label: "Disk image", help: "absolute path of a raw image in one of kvzd's image directories; it is copied",
       when: fromImport, required: true, check: path },
+    { id: "cdrom", label: "ISO image", help: "absolute path of an ISO in one of kvzd's image directories; "
+      + "the firmware boots it first, the installer writes the new disk", when: fromIso, required: true, check: path },
     { id: "boot", label: "Boot with", when: ownSystem,
       options: [["direct", "the kernel in its disk"], ["firmware", "firmware (BIOS)"]] },
   ] },
   { title: "Resources", fields: [
     { id: "memory_soft", label: "Memory soft limit", help: "e.g. 256M; empty: none", when: ct, check: size("256M") },
     { id: "memory_hard", label: "Memory hard limit", help: "e.g. 512M; empty: none", when: ct, check: size("512M") },
-    { id: "vm_memory", label: "Memory", help: "default 256M; 512M for a template or an import", when: vm,
+    { id: "vm_memory", label: "Memory", help: "default 256M; 512M for a template or an import; 1G for install media", when: vm,
       check: size("512M") },
     { id: "cpus", label: "CPUs", help: "a container: a share such as 0.5 (empty: no limit); a VM: whole vCPUs",
       check: (v) => !v || (Number(v) > 0 && Number(v) <= 1024) || "a number above 0" },
     { id: "disk", label: "Disk size", when: (v) => !fromImport(v), check: size("1G"),
-      placeholder: (v) => (ct(v) ? "1G" : fromTemplate(v) ? "4G" : "none"),
-      help: "empty: kvzd's default (a container's private area 1G, a template VM 4G, else no disk)" },
-    { id: "disk_format", label: "Disk format", when: fromKernel,
+      placeholder: (v) => (ct(v) ? "1G" : fromTemplate(v) ? "4G" : fromIso(v) ? "8G" : "none"),
+      help: "empty: kvzd's default (a container's private area 1G, a template VM 4G, install media 8G, else no disk)" },
+    { id: "disk_format", label: "Disk format", when: diskChoices,
       options: [["raw", "raw"], ["qcow2", "qcow2 (grows as used; snapshots of its own)"]] },
-    { id: "disk_mode", label: "Disk allocation", when: fromKernel,
+    { id: "disk_mode", label: "Disk allocation", when: diskChoices,
       options: [["sparse", "grows as used (sparse)"], ["fixed", "allocated up front (fixed, raw only)"]],
       check: (v, all) => v !== "fixed" || all.disk_format !== "qcow2" || "a qcow2 disk grows; fixed is raw only" },
   ] },
@@ -85,6 +91,11 @@ function vmRequest(v, body) {
   if (v.bridge) body.bridge = v.bridge;
   if (v.source === "import") return Object.assign(body, { import: v.import, boot: v.boot });
   if (v.disk) body.disk = v.disk;
+  if (v.source === "iso") {
+    // The disk the system is installed on; the CD boots first (kvzd's default).
+    return Object.assign(body, { cdrom: v.cdrom, disk: v.disk || "8G", disk_format: v.disk_format,
+      disk_mode: v.disk_mode });
+  }
   if (v.source === "template") {
     Object.assign(body, { template: v.vm_template, boot: v.boot });
     for (const k of ["hostname", "ssh_key", "root_password", "ip", "gw"]) if (v[k]) body[k] = v[k];
@@ -120,7 +131,7 @@ export function request(v) {
 // the chosen kind and source show. More specific words come first
 // ("hostname" before "name", "fixed" before "disk").
 const ERROR_FIELDS = [
-  [/import/i, ["import"]], [/kernel/i, ["kernel"]], [/initrd/i, ["initrd"]], [/cmdline/i, ["cmdline"]],
+  [/import/i, ["import"]], [/cdrom|ISO/, ["cdrom"]], [/kernel/i, ["kernel"]], [/initrd/i, ["initrd"]], [/cmdline/i, ["cmdline"]],
   [/hostname/i, ["hostname"]], [/ssh_key/i, ["ssh_key"]], [/root_password/i, ["root_password"]],
   [/\bboot must/i, ["boot"]], [/name/i, ["name"]], [/template/i, ["template", "vm_template"]],
   [/command/i, ["command"]], [/memory/i, ["memory_hard", "vm_memory"]], [/cpus/i, ["cpus"]],
