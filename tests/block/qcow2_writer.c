@@ -15,7 +15,12 @@
  *   qcow2_writer bench IMG read|write BS COUNT
  *       BS-byte requests one after the other from offset 0 (the pattern
  *       `qemu-img bench -d 1` runs; bench/qcow2_host.sh), then a flush;
- *       prints the seconds taken. */
+ *       prints the seconds taken.
+ *
+ * With KVZ_WRITER_BLK=1 (not empty, not 0), crash and bench go through the block layer
+ * instead (blk_open/blk_submit: the qcow2 backend kvz-vmm's virtio-blk
+ * drives, which keeps metadata cached until a flush or a pause; reads on
+ * io_uring), and crash also quiesces (a VM's pause) now and then. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -24,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "block.h"
 #include "qcow2.h"
 
 static uint64_t rng_state;
@@ -65,20 +71,19 @@ static struct qcow2 *open_rw(const char *path)
  * are a good part of all writes (and of the crash points). */
 static uint64_t max_request;
 
-static void pick(struct qcow2 *q, uint64_t *off, size_t *len)
+static void pick(uint64_t size, uint64_t cs, uint64_t *off, size_t *len)
 {
-	uint64_t size = qcow2_size(q);
 	uint64_t max = max_request ? max_request : rnd() % 4 == 0 ? 1u << 20 : 96u << 10;
 	*len = 1 + rnd() % max;
 	if (rnd() % 3 == 0) /* cluster aligned, whole clusters */
-		*len = (*len + qcow2_cluster_size(q) - 1) / qcow2_cluster_size(q) * qcow2_cluster_size(q);
+		*len = (*len + cs - 1) / cs * cs;
 	if (*len > (4u << 20))
 		*len = 4u << 20;
 	if (*len > size)
 		*len = size;
 	*off = rnd() % (size - *len + 1);
 	if (rnd() % 3 == 0)
-		*off -= *off % qcow2_cluster_size(q);
+		*off -= *off % cs;
 }
 
 static int exercise(const char *img, const char *mirror, unsigned seed, unsigned nops)
@@ -92,7 +97,7 @@ static int exercise(const char *img, const char *mirror, unsigned seed, unsigned
 	for (unsigned i = 0; i < nops; i++) {
 		uint64_t off;
 		size_t len;
-		pick(q, &off, &len);
+		pick(qcow2_size(q), qcow2_cluster_size(q), &off, &len);
 		unsigned op = rnd() % 10;
 		int r;
 		if (op < 6) {
@@ -122,32 +127,112 @@ static int exercise(const char *img, const char *mirror, unsigned seed, unsigned
 	return qcow2_close(q) < 0 ? 1 : 0;
 }
 
+/* What crash and bench drive: the library, or the block layer. */
+struct target {
+	struct qcow2 *q;          /* library; NULL: block layer */
+	struct blk_backend *b;
+	struct blk_aio *aio;
+	uint64_t size, cs;
+};
+
+static int target_open(const char *img, bool write, struct target *t)
+{
+	char err[300];
+	*t = (struct target){0};
+	const char *e = getenv("KVZ_WRITER_BLK");
+	bool blk = e && *e && strcmp(e, "0") != 0;
+	if (qcow2_open(img, -1, write && !blk ? QCOW2_OPEN_WRITE : 0, &t->q, err, sizeof(err)) < 0)
+		goto fail;
+	t->size = qcow2_size(t->q);
+	t->cs = qcow2_cluster_size(t->q);
+	if (!blk)
+		return 0;
+	qcow2_close(t->q);
+	t->q = NULL;
+	struct blk_open_opts o = {.path = img, .format = "qcow2", .readonly = !write};
+	if (!(t->aio = blk_aio_create(8, false, err, sizeof(err))) || blk_open(&o, &t->b, err, sizeof(err)) < 0)
+		goto fail;
+	return 0;
+fail:
+	fprintf(stderr, "qcow2_writer: %s\n", err);
+	return -1;
+}
+
+struct waiter {
+	struct blk_req req;
+	int result;
+	bool done;
+};
+
+static void waiter_done(struct blk_req *req, int result)
+{
+	struct waiter *w = (struct waiter *)req;
+	w->result = result;
+	w->done = true;
+}
+
+/* One request, waited for; 0 or -errno (errno set). */
+static int target_io(struct target *t, enum blk_op op, void *buf, uint64_t off, size_t len)
+{
+	int r;
+	if (t->q) {
+		r = op == BLK_OP_READ ? qcow2_read(t->q, buf, off, len)
+		  : op == BLK_OP_WRITE ? qcow2_write(t->q, buf, off, len)
+		  : op == BLK_OP_WRITE_ZEROES ? qcow2_write_zeroes(t->q, off, len)
+		  : qcow2_flush(t->q);
+		if (r < 0)
+			fprintf(stderr, "qcow2_writer: %s\n", qcow2_error(t->q));
+	} else {
+		struct iovec v = {buf, len};
+		struct waiter w = {.req = {.op = op, .offset = off, .len = len, .iov = &v,
+					   .niov = buf ? 1 : 0, .aio = t->aio, .done = waiter_done}};
+		blk_submit(t->b, &w.req);
+		blk_aio_flush_submissions(t->aio);
+		while (!w.done)
+			blk_aio_poll(t->aio, true);
+		r = w.result;
+	}
+	errno = r < 0 ? -r : 0;
+	return r;
+}
+
+static int target_close(struct target *t)
+{
+	int r = t->q ? qcow2_close(t->q) : 0;
+	blk_close(t->b);
+	if (t->aio)
+		blk_aio_destroy(t->aio);
+	return r;
+}
+
 static int crash(const char *img, const char *logpath, unsigned seed)
 {
-	struct qcow2 *q = open_rw(img);
+	struct target t;
 	FILE *log = fopen(logpath, "a");
-	if (!q || !log)
-		return q ? die(NULL, logpath) : 1;
+	if (target_open(img, true, &t) < 0 || !log)
+		return die(NULL, logpath);
 	setvbuf(log, NULL, _IONBF, 0); /* the log must be current when killed */
 	uint8_t *buf = malloc(4u << 20); /* pick() never asks for more */
 	for (unsigned i = 0;; i++) {
 		uint64_t off;
 		size_t len;
-		pick(q, &off, &len);
+		pick(t.size, t.cs, &off, &len);
 		int r;
 		if (rnd() % 10 == 0) {
 			fprintf(log, "Z %llu %zu\n", (unsigned long long)off, len);
-			r = qcow2_write_zeroes(q, off, len);
+			r = target_io(&t, BLK_OP_WRITE_ZEROES, NULL, off, len);
 		} else {
 			fill(buf, off, len, seed + i);
 			fprintf(log, "I %llu %zu %u\n", (unsigned long long)off, len, seed + i);
-			r = qcow2_write(q, buf, off, len);
+			r = target_io(&t, BLK_OP_WRITE, buf, off, len);
 		}
 		if (r < 0)
-			return die(q, "write");
+			return die(NULL, "write");
+		if (t.b && rnd() % 8 == 0 && blk_quiesce(t.b) < 0)
+			return die(NULL, "quiesce");
 		if (rnd() % 4 == 0) {
-			if (qcow2_flush(q) < 0)
-				return die(q, "flush");
+			if (target_io(&t, BLK_OP_FLUSH, NULL, 0, 0) < 0)
+				return die(NULL, "flush");
 			fprintf(log, "F\n");
 		}
 	}
@@ -188,30 +273,26 @@ static int read_out(const char *img, uint64_t off, size_t len)
 
 static int bench(const char *img, bool write, size_t bs, unsigned count)
 {
-	char err[300];
-	struct qcow2 *q;
-	if (qcow2_open(img, -1, write ? QCOW2_OPEN_WRITE : 0, &q, err, sizeof(err)) < 0) {
-		fprintf(stderr, "qcow2_writer: %s\n", err);
+	struct target t;
+	if (target_open(img, write, &t) < 0)
 		return 1;
-	}
 	uint8_t *buf = malloc(bs);
 	memset(buf, 0x5a, bs);
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	uint64_t off = 0;
 	for (unsigned i = 0; i < count; i++, off += bs) {
-		if (off + bs > qcow2_size(q))
+		if (off + bs > t.size)
 			off = 0;
-		int r = write ? qcow2_write(q, buf, off, bs) : qcow2_read(q, buf, off, bs);
-		if (r < 0)
-			return die(q, "bench");
+		if (target_io(&t, write ? BLK_OP_WRITE : BLK_OP_READ, buf, off, bs) < 0)
+			return die(NULL, "bench");
 	}
-	if (qcow2_flush(q) < 0)
-		return die(q, "flush");
+	if (target_io(&t, BLK_OP_FLUSH, NULL, 0, 0) < 0)
+		return die(NULL, "flush");
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	printf("%.3f\n", (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
 	free(buf);
-	return qcow2_close(q) < 0;
+	return target_close(&t) < 0;
 }
 
 int main(int argc, char **argv)

@@ -84,6 +84,16 @@ void blk_close(struct blk_backend *b)
 	b->ops->close(b);
 }
 
+int blk_quiesce(struct blk_backend *b)
+{
+	if (!b || !b->ops->quiesce)
+		return 0;
+	pthread_mutex_lock(&b->lock);
+	int r = b->ops->quiesce(b);
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
 static int check(const struct blk_backend *b, const struct blk_req *req)
 {
 	if (req->op > BLK_OP_WRITE_ZEROES)

@@ -106,6 +106,12 @@ struct blk_driver_ops {
 	 * now or later from blk_aio_poll on req->aio. Returns nothing:
 	 * errors go through done. */
 	void (*submit)(struct blk_backend *b, struct blk_req *req);
+	/* No request is in flight (the VM is pausing): writes out what the
+	 * backend keeps in memory (qcow2: cached L2 tables and refcounts), so
+	 * that the image file alone, as a copy taken now sees it, is whole and
+	 * holds every completed write. Not a flush: durability is FLUSH's.
+	 * NULL: nothing kept (raw). Returns 0 or -errno. */
+	int (*quiesce)(struct blk_backend *b);
 	/* Releases everything; no request is in flight. */
 	void (*close)(struct blk_backend *b);
 };
@@ -143,6 +149,10 @@ struct blk_open_opts {
 /* Opens an image. Returns 0, or -1 with one line in err. */
 int blk_open(const struct blk_open_opts *o, struct blk_backend **out, char *err, size_t errlen);
 void blk_close(struct blk_backend *b);
+/* Makes the image file whole for other readers (ops->quiesce) once the
+ * caller has drained its requests: virtio-blk's pause, before a snapshot
+ * or a copy of the disk. Returns 0, or -errno (the driver logged why). */
+int blk_quiesce(struct blk_backend *b);
 /* Checks bounds and permission (a failing request completes with -EINVAL,
  * -EROFS... through done), then hands req to the backend. */
 void blk_submit(struct blk_backend *b, struct blk_req *req);

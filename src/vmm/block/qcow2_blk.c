@@ -5,9 +5,12 @@
  * the rest (zero, compressed, bases) is read at once; done runs when the
  * last part completes. Everything else completes synchronously: submit
  * does the metadata and data I/O with pread/pwrite/fdatasync on the
- * calling queue thread and calls done before returning. Without BLK_CAP_THREADSAFE, blk_submit serializes calls with
- * backend->lock, which the library (not thread-safe) needs. Only the
- * system calls the raw path already uses are made (seccomp unchanged). */
+ * calling queue thread and calls done before returning. Without
+ * BLK_CAP_THREADSAFE, blk_submit serializes calls with backend->lock,
+ * which the library (not thread-safe) needs. Metadata is written back
+ * like QEMU's cache=writeback: on a guest FLUSH, at quiesce (VM pause)
+ * and close, not after every request. Only the system calls the raw
+ * path already uses are made (seccomp unchanged). */
 #include "block.h"
 
 #include <errno.h>
@@ -243,13 +246,18 @@ static void q2blk_submit(struct blk_backend *b, struct blk_req *req)
 	default:
 		r = -EOPNOTSUPP;
 	}
-	/* The image file must be whole whenever a request has completed: a
-	 * paused VM's disk is copied by kvzd (snapshots) with no flush the
-	 * block layer could ask for. Costs one fdatasync per request that
-	 * changed metadata (none for reads or writes in place). */
-	if (r == 0 && req->op != BLK_OP_READ && req->op != BLK_OP_FLUSH)
-		r = qcow2_commit(d->q);
+	/* Changed L2 tables and refcounts stay in the library's cache (written
+	 * in a safe order: a kill -9 leaks clusters at worst); they reach the
+	 * file on FLUSH, on eviction, at q2blk_quiesce (pause) and at close. */
 	req->done(req, explain(d, r));
+}
+
+/* The VM pauses (kvzd then copies or snapshots the file): the cached
+ * metadata goes to the file, refcounts before the L2 entries using them. */
+static int q2blk_quiesce(struct blk_backend *b)
+{
+	struct q2blk *d = b->priv;
+	return explain(d, qcow2_commit(d->q));
 }
 
 static void q2blk_close(struct blk_backend *b)
@@ -265,6 +273,7 @@ static void q2blk_close(struct blk_backend *b)
 static const struct blk_driver_ops q2blk_ops = {
 	.caps = BLK_CAP_DISCARD,
 	.submit = q2blk_submit,
+	.quiesce = q2blk_quiesce,
 	.close = q2blk_close,
 };
 

@@ -60,6 +60,7 @@ struct qcow2_table_slot {
 struct qcow2 {
 	int fd;
 	bool writable, unordered;
+	bool unsynced;             /* written since the last fdatasync */
 	char *path;
 	char err[256];
 
@@ -151,8 +152,9 @@ int q2_refcount_add(struct qcow2 *q, uint64_t cluster, int delta);
  * returns the host offset of the first. */
 int q2_alloc(struct qcow2 *q, uint64_t n, uint64_t *offset);
 int q2_refcount_writeback(struct qcow2 *q);
-/* Writes back refcounts then flushes unless unordered: the barrier
- * between writing something and referencing it. */
+/* Writes back refcounts then flushes unless unordered or nothing was
+ * written since the last flush: the barrier between writing something
+ * and referencing it. */
 int q2_barrier(struct qcow2 *q);
 /* Drops a reference to a host cluster, freeing it at 0. */
 int q2_free_cluster(struct qcow2 *q, uint64_t offset);

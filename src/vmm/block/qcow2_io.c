@@ -262,6 +262,21 @@ static int run_flush(struct qcow2 *q, const struct wchunk *w, struct run *run)
 	return r;
 }
 
+/* Guest bytes [lo, hi) going to host: added to the run when they follow
+ * on in both, else the run is written and a new one starts. */
+static int run_add(struct qcow2 *q, const struct wchunk *w, struct run *run, uint64_t host,
+		   uint64_t lo, uint64_t hi)
+{
+	if (run->host && run->host + (run->hi - run->lo) == host) {
+		run->hi = hi;
+		return 0;
+	}
+	int r = run_flush(q, w, run);
+	if (r == 0)
+		*run = (struct run){host, lo, hi};
+	return r;
+}
+
 /* Clusters of the chunk that can be written in place get it now (runs of
  * consecutive host clusters in one pwrite); the others are marked in
  * fresh[] with their old entry in old[]. */
@@ -285,20 +300,46 @@ static int write_in_place(struct qcow2 *q, const struct wchunk *w, bool *fresh,
 			continue;
 		}
 		overlap(q, w, gc, &lo, &hi);
-		uint64_t host = off + (lo - (gc << q->cluster_bits));
-		if (run.host && run.host + (run.hi - run.lo) == host) {
-			run.hi = hi;
-			continue;
-		}
-		if ((r = run_flush(q, w, &run)) < 0)
+		if ((r = run_add(q, w, &run, off + (lo - (gc << q->cluster_bits)), lo, hi)) < 0)
 			return r;
-		run = (struct run){host, lo, hi};
 	}
 	return run_flush(q, w, &run);
 }
 
-/* The fresh clusters: contiguous new host clusters, data, one barrier,
- * then their L2 entries, then whatever the old entries held is freed. */
+/* Data of the fresh clusters, which get host clusters base, base + 1...
+ * in order: runs of whole ones (consecutive in guest and host) go in one
+ * pwrite from the caller's buffer, a partial one through cbuf with its
+ * old content under the new bytes. */
+static int write_fresh_data(struct qcow2 *q, const struct wchunk *w, const bool *fresh,
+			    uint64_t base, uint8_t *cbuf)
+{
+	struct run run = {0, 0, 0};
+	uint64_t k = 0;
+	for (uint32_t i = 0; i < w->n; i++) {
+		int r = 0;
+		if (!fresh[i]) {
+			if ((r = run_flush(q, w, &run)) < 0)
+				return r;
+			continue;
+		}
+		uint64_t gc = w->gc0 + i, host = base + (k++ << q->cluster_bits), lo, hi;
+		overlap(q, w, gc, &lo, &hi);
+		if (hi - lo < q->cluster_size) {
+			if ((r = run_flush(q, w, &run)) == 0 && (r = build_cluster(q, w, gc, cbuf)) == 0)
+				r = q2_pwrite(q, cbuf, q->cluster_size, host, "data cluster");
+			if (r < 0)
+				return r;
+			continue;
+		}
+		if ((r = run_add(q, w, &run, host, lo, hi)) < 0)
+			return r;
+	}
+	return run_flush(q, w, &run);
+}
+
+/* The fresh clusters: contiguous new host clusters and their data; their
+ * L2 entries wait in the cache (written after a barrier by q2_l2_commit);
+ * then whatever the old entries held is freed. */
 static int write_fresh(struct qcow2 *q, const struct wchunk *w, const bool *fresh,
 		       uint64_t *old, uint32_t nfresh, uint8_t *cbuf)
 {
@@ -306,14 +347,8 @@ static int write_fresh(struct qcow2 *q, const struct wchunk *w, const bool *fres
 	int r = q2_l2_ensure(q, w->gc0);
 	if (r == 0)
 		r = q2_alloc(q, nfresh, &base);
-	for (uint32_t i = 0; i < w->n && r == 0; i++) {
-		if (!fresh[i])
-			continue;
-		if ((r = build_cluster(q, w, w->gc0 + i, cbuf)) == 0)
-			r = q2_pwrite(q, cbuf, q->cluster_size, base + (k++ << q->cluster_bits),
-				      "data cluster");
-	}
-	k = 0; /* the entries are committed after a barrier (q2_l2_commit) */
+	if (r == 0)
+		r = write_fresh_data(q, w, fresh, base, cbuf);
 	for (uint32_t i = 0; i < w->n && r == 0; i++)
 		if (fresh[i])
 			r = q2_l2_set(q, w->gc0 + i,

@@ -1,8 +1,8 @@
 /* qcow2: the L1 table (held whole in memory, written through) and a small
  * LRU cache of L2 tables written back: a changed table goes to disk only
- * at q2_l2_commit (guest flush, before freeing clusters, eviction, close),
- * and always after a barrier, so the data and refcounts its new entries
- * point at are durable before they are referenced. */
+ * at q2_l2_commit (guest flush, pause, before freeing clusters, close) or
+ * eviction, and always after a barrier, so the data and refcounts its new
+ * entries point at are durable before they are referenced. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -55,7 +55,7 @@ int q2_refcount_writeback(struct qcow2 *q)
 int q2_barrier(struct qcow2 *q)
 {
 	int r = q2_refcount_writeback(q);
-	if (r < 0 || q->unordered)
+	if (r < 0 || q->unordered || !q->unsynced)
 		return r;
 	return q2_sync(q);
 }

@@ -39,6 +39,7 @@ int q2_pread(struct qcow2 *q, void *buf, size_t len, uint64_t off, const char *w
 int q2_pwrite(struct qcow2 *q, const void *buf, size_t len, uint64_t off, const char *what)
 {
 	size_t done = 0;
+	q->unsynced = true;
 	while (done < len) {
 		ssize_t n = pwrite(q->fd, (const char *)buf + done, len - done,
 				   (off_t)(off + done));
@@ -58,6 +59,7 @@ int q2_sync(struct qcow2 *q)
 {
 	if (fdatasync(q->fd) < 0)
 		return q2_fail(q, -errno, "flush: %s", strerror(errno));
+	q->unsynced = false;
 	return 0;
 }
 

@@ -483,6 +483,12 @@ static void blk_pause(void *dev, struct virtio_pci *vp)
 	b->paused = true;
 	for (unsigned i = 0; i < b->nqueues; i++)
 		queue_hold(b->q[i]);
+	/* Drained: what the backend caches (qcow2 metadata) goes to the file,
+	 * so that a paused VM's disk image is whole for kvzd to copy. */
+	int r = blk_quiesce(b->backend);
+	if (r < 0)
+		kvz_warn("virtio %s: writing the image's metadata at pause: %s", b->name,
+			 strerror(-r));
 }
 
 static void blk_resume(void *dev, struct virtio_pci *vp)
