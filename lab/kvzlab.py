@@ -82,6 +82,9 @@ L1_EXIT_MARKER = "KVZLAB-L1-EXIT:"
 # Printed by L1's init when KVM saw an L2 vCPU triple-fault (no lab test
 # asks for one); tests/lab/test_vmm_boot.py causes one on purpose.
 L2_SHUTDOWN_MARKER = "KVZLAB-L2-SHUTDOWN:"
+# Printed by the host when it stopped QEMU because a kernel in the lab was
+# stuck for good (see _Stall).
+STALL_MARKER = "KVZLAB-STALLED:"
 L1_MODULES = ["kvm-amd"]
 QEMU_DATA_L1 = "/usr/share/kvzlab-qemu"
 # Firmware that qemu-system-x86_64 (pc machine, -nodefaults, -kernel) reads.
@@ -790,14 +793,20 @@ def lab_failure(res, l2_triple_fault_expected=False):
     has been seen to crash L1's kernel (a page fault in KVM's LAPIC timer
     code), rarely to leave L2 stuck with no progress until the script's
     time limit, and rarely to make an L2 vCPU triple-fault in the middle of
-    a run (issue 9: seen once after a balloon inflation, once a few seconds
-    into a snapshot restore; 16 reruns of each passed).  A run with an L2
+    a run (issue 9: seen after a balloon inflation, a few seconds into
+    snapshot restores, and in a plain boot -> poweroff cycle of
+    lab_vmm_stop with 1 vCPU and no restore at all; 16 reruns of each
+    passed, and 30 restores in a row by hand showed none).  A run with an L2
     triple fault that the caller did not ask for counts even when the
     script went on to its end: scripts keep going after a dead guest so as
     to print their evidence, and their checks then fail in the caller.
+    A kernel stuck for good (_Stall) counts too.
     Otherwise a script that ran to its end never counts."""
     if res.timed_out:
         return f"QEMU did not finish within {res.duration:.0f} s"
+    if STALL_MARKER in res.output:
+        return "a kernel in the lab was stuck for good (" + \
+            res.output.split(STALL_MARKER, 1)[1].split("\n", 1)[0].strip() + ")"
     if res.exit_code is None:
         return "L1 ended without reporting the script's exit status (L1 kernel crash?)"
     if res.exit_code in SCRIPT_TIME_LIMIT_CODES:
@@ -876,6 +885,39 @@ def _run_in_lab_once(l1_script, files, smp, mem_mb, timeout, l2_init,
         lock.close()
 
 
+class _Stall:
+    """Tells a kernel stuck for good from a slow one, line by line.
+
+    A TCG lab has been seen to leave L1's CPU 0 stuck in the rcu_preempt
+    kthread until the script's limit (soft lockup reports growing from 22 s
+    to 1400 s, RCU stall reports every minute): nothing comes of such a run
+    but 25 minutes lost.  A loaded host makes a single report of either now
+    and then, so only a soft lockup of LOCKUP_S or more, or the RCU_REPORTS'th
+    stall report, counts; then the run is stopped and lab_failure() calls
+    it the emulator's failure.  Kernel lines only (a "[ seconds]" stamp at
+    the start): those of L1, or of an L2 whose console goes out unprefixed."""
+    LOCKUP_S = 100
+    RCU_REPORTS = 3
+    GRACE_S = 10     # more console for the evidence before QEMU is stopped
+    LOCKUP_RE = re.compile(r"^\[\s*[\d.]+\] watchdog: BUG: soft lockup - CPU#\d+ stuck for (\d+)s")
+    RCU_RE = re.compile(r"^\[\s*[\d.]+\] rcu: INFO: rcu_\w+ (?:self-)?detected stalls?")
+
+    def __init__(self):
+        self.rcu_reports = 0
+        self.why = None
+
+    def feed(self, line):
+        """Returns why the lab is stuck for good once it is, else None."""
+        m = self.LOCKUP_RE.match(line)
+        if m and int(m.group(1)) >= self.LOCKUP_S and not self.why:
+            self.why = line.strip()
+        if self.RCU_RE.match(line):
+            self.rcu_reports += 1
+            if self.rcu_reports >= self.RCU_REPORTS and not self.why:
+                self.why = f"{self.rcu_reports} RCU stall reports, the last: {line.strip()}"
+        return self.why
+
+
 def _run_qemu(cmd, host_timeout, stream):
     start = time.monotonic()
     deadline = start + host_timeout
@@ -884,12 +926,16 @@ def _run_qemu(cmd, host_timeout, stream):
                             preexec_fn=_die_with_parent)
     old_term = _raise_on_sigterm()
     chunks, pending, timed_out = [], b"", False
+    stall, stalled_at = _Stall(), None
     fd = proc.stdout.fileno()
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 timed_out = True
+                break
+            if stalled_at is not None and time.monotonic() - stalled_at > _Stall.GRACE_S:
+                chunks.append(f"{STALL_MARKER} {stall.why}; QEMU stopped\n")
                 break
             ready, _, _ = select.select([fd], [], [], min(left, 1.0))
             if not ready:
@@ -903,6 +949,8 @@ def _run_qemu(cmd, host_timeout, stream):
             for line in lines:
                 text = line.decode(errors="replace") + "\n"
                 chunks.append(text)
+                if stalled_at is None and stall.feed(text):
+                    stalled_at = time.monotonic()
                 if stream:
                     stream.write(text)
                     stream.flush()

@@ -235,6 +235,38 @@ def test_a_passing_script_with_an_unexpected_l2_triple_fault_is_run_again(
     assert res is died and len(runs) == 1
 
 
+def test_a_kernel_stuck_for_good_stops_the_run_and_counts(monkeypatch, capsys):
+    st = kvzlab._Stall()
+    # One report of each under a loaded host is not enough ...
+    assert st.feed("[  172.740677] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [rcu_preempt:15]\n") is None
+    assert st.feed("[  173.411331] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n") is None
+    assert st.feed("[cycle1] [  9.1] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n") is None
+    assert st.feed("RESULT x rc=0 watchdog: BUG: soft lockup - CPU#0 stuck for 500s!\n") is None
+    # ... a lockup of 100 s or more is.
+    why = st.feed("[  260.740587] watchdog: BUG: soft lockup - CPU#0 stuck for 104s! [rcu_preempt:15]\n")
+    assert why and "104s" in why
+    st = kvzlab._Stall()
+    for t in (173, 236):
+        assert st.feed(f"[  {t}.4] rcu: INFO: rcu_sched self-detected stall on CPU\n") is None
+    assert "3 RCU stall reports" in st.feed("[  299.4] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n")
+    stuck = _result(None, output="[ 260.7] watchdog: ...\n" + kvzlab.STALL_MARKER + " stuck for 104s; QEMU stopped\n")
+    assert "stuck for good (stuck for 104s; QEMU stopped)" in kvzlab.lab_failure(stuck)
+    runs = [stuck, _result(0)]
+    monkeypatch.setattr(kvzlab, "_run_in_lab_once", lambda *a: runs.pop(0))
+    assert kvzlab.run_in_lab("cycles").exit_code == 0 and not runs
+    assert "stuck for good" in capsys.readouterr().err
+
+
+def test_qemu_is_stopped_soon_after_a_kernel_is_stuck_for_good(monkeypatch):
+    monkeypatch.setattr(kvzlab._Stall, "GRACE_S", 0.5)
+    fake = ["sh", "-c", "echo '[  260.7] watchdog: BUG: soft lockup - CPU#0 stuck for 104s!'; "
+            "echo evidence; exec sleep 60"]
+    res = kvzlab._run_qemu(fake, 30, None)
+    assert kvzlab.STALL_MARKER in res.output and "evidence" in res.output
+    assert not res.timed_out and res.duration < 10 and res.exit_code is None
+    assert kvzlab.lab_failure(res)
+
+
 def test_bench_require_names_what_is_missing(monkeypatch, tmp_path):
     monkeypatch.setattr(kvzlab, "lab_missing", lambda: None)
     kvzlab.bench_require("b", str(tmp_path))          # present: returns
