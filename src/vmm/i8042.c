@@ -58,7 +58,6 @@ void i8042_reset(struct i8042 *k)
 	memset(&k->st, 0, sizeof(k->st));
 	k->st.ctr = 0x45;   /* kbd interrupt, system flag, translation */
 	k->st.scan_set = 2;
-	k->st.scanning = true;
 	pthread_mutex_unlock(&k->lock);
 }
 
@@ -162,18 +161,15 @@ static void kbd_write(struct i8042 *k, uint8_t v)
 	case KBD_GET_ID:   /* an MF2 keyboard; its second byte as translated */
 		KBD_SAY(k, KBD_ACK, 0xAB, (k->st.ctr & CTR_TRANSLATE) ? 0x41 : 0x83);
 		break;
-	case KBD_ENABLE:
-		k->st.scanning = true;
+	case KBD_ENABLE:   /* scanning on or off: it has no keys to scan */
 		KBD_SAY(k, KBD_ACK);
 		break;
 	case KBD_DISABLE:
 	case KBD_DEFAULTS:
-		k->st.scanning = v == KBD_DEFAULTS;
 		k->st.scan_set = 2;
 		KBD_SAY(k, KBD_ACK);
 		break;
 	case KBD_RESET:
-		k->st.scanning = true;
 		k->st.scan_set = 2;
 		KBD_SAY(k, KBD_ACK, KBD_BAT_OK);
 		break;
@@ -205,7 +201,7 @@ static bool command(struct i8042 *k, uint8_t cmd)
 	case CMD_KBD_DISABLE: k->st.ctr |= CTR_KBD_DISABLED; break;
 	case CMD_KBD_ENABLE: k->st.ctr &= (uint8_t)~CTR_KBD_DISABLED; break;
 	case CMD_PULSE_RESET: return true;
-	default: break;   /* no keyboard or mouse behind the controller */
+	default: break;   /* no mouse behind the controller */
 	}
 	return false;
 }

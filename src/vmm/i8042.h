@@ -24,7 +24,6 @@ struct i8042_state {
 	uint8_t kq_len;
 	uint8_t kbd_cmd;      /* keyboard command waiting for its parameter */
 	uint8_t scan_set;     /* 1..3 */
-	bool scanning;
 };
 
 struct i8042;

@@ -348,7 +348,6 @@ static int i8042_save_entry(void *o, struct state_buf *out, char *err, size_t er
 	state_put_bytes(out, s.kq, s.kq_len);
 	state_put_u8(out, s.kbd_cmd);
 	state_put_u8(out, s.scan_set);
-	state_put_u8(out, s.scanning);
 	return 0;
 }
 
@@ -371,7 +370,6 @@ static int i8042_load_entry(void *o, struct state_cursor *in, uint32_t version, 
 	state_get_bytes(in, s.kq, s.kq_len);
 	s.kbd_cmd = state_get_u8(in);
 	s.scan_set = state_get_u8(in);
-	s.scanning = state_get_bool(in);
 	if (truncated(in, err, errlen) < 0)
 		return -1;
 	if (s.scan_set < 1 || s.scan_set > 3) {
