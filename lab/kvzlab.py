@@ -515,6 +515,11 @@ if mount -t tracefs nodev $t 2>/dev/null && mkdir $t/instances/shutdown; then
   # for minutes after it would otherwise overwrite the events that led to it.
   echo 'traceoff:1 if exit_reason == 127' > $t/events/kvm/kvm_exit/trigger
 fi
+# A heartbeat on L1's second serial port, which the host reads from a file
+# of its own (so it never splits a console line): an L1 whose user space
+# stops running for minutes, silent on the console too, is the emulator's
+# failure (_Heartbeat), not a slow script.
+[ -c /dev/ttyS1 ] && (while :; do echo beat > /dev/ttyS1; sleep 20; done) &
 if [ ! -c /dev/kvm ]; then
   echo "kvzlab-l1: /dev/kvm missing after loading kvm-amd"
   rc=125
@@ -761,12 +766,15 @@ def l1_cmdline(smp):
     return " ".join(args + extra.split())
 
 
-def qemu_l1_command(initrd, smp, mem_mb, kernel, extra_qemu_args=()):
+def qemu_l1_command(initrd, smp, mem_mb, kernel, extra_qemu_args=(),
+                    heartbeat=None):
+    """heartbeat: a file that L1's ttyS1 (its heartbeat) is written to."""
     # KVZ_LAB_ACCEL (e.g. tcg,thread=single) is a knob for lab debugging.
     accel = os.environ.get("KVZ_LAB_ACCEL", "tcg")
+    beat = ["-serial", f"file:{heartbeat}"] if heartbeat else []
     return ["qemu-system-x86_64", "-accel", accel, "-cpu", "EPYC,+svm,+npt",
             "-smp", str(smp), "-m", str(mem_mb), "-nodefaults",
-            "-display", "none", "-serial", "stdio", "-no-reboot",
+            "-display", "none", "-serial", "stdio", *beat, "-no-reboot",
             "-kernel", kernel, "-initrd", initrd,
             "-append", l1_cmdline(smp), *extra_qemu_args]
 
@@ -869,19 +877,22 @@ def _run_in_lab_once(l1_script, files, smp, mem_mb, timeout, l2_init,
             raise LabError(f"kvz-vmm not built: {vmm} missing "
                            "(ninja -C BUILD src/vmm/kvz-vmm; set KVZ_BUILD_DIR)")
     initrd = os.path.join(out_dir(), f"l1-run-{os.getpid()}.cpio")
+    beat = os.path.join(out_dir(), f"l1-heartbeat-{os.getpid()}")
     lock = _lab_lock()
     try:
         build_l1_initrd(l1_script, initrd, files=files, vmm=vmm or None,
                         l2_init=l2_init, l2_modules=l2_modules,
                         l1_modules=l1_modules, with_qemu=with_qemu,
                         timeout=timeout, kernel=kernel)
-        cmd = qemu_l1_command(initrd, smp, mem_mb, kernel, extra_qemu_args)
-        return _run_qemu(cmd, timeout + 120, stream)
+        cmd = qemu_l1_command(initrd, smp, mem_mb, kernel, extra_qemu_args,
+                              heartbeat=beat)
+        return _run_qemu(cmd, timeout + 120, stream, heartbeat=beat)
     finally:
-        try:
-            os.unlink(initrd)
-        except FileNotFoundError:
-            pass
+        for path in (initrd, beat):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
         lock.close()
 
 
@@ -918,7 +929,37 @@ class _Stall:
         return self.why
 
 
-def _run_qemu(cmd, host_timeout, stream):
+class _Heartbeat:
+    """Tells an L1 that stopped running from a slow one.
+
+    L1's init writes a line to its ttyS1 every 20 s, which QEMU appends to a
+    file of the host's.  A CI rehearsal saw one L1 silent for over 15
+    minutes, console and all, until it was killed by hand: neither its
+    kernel nor its user space ran.  Once the first beat has come (so a slow
+    boot never counts), SILENT_S without one is that failure; a loaded host
+    delays a beat by seconds, not minutes."""
+    SILENT_S = 240
+
+    def __init__(self, path):
+        self.path = path
+        self.size = 0
+        self.last = None    # monotonic time the file last grew
+
+    def check(self, now):
+        """Returns why L1 is taken to be stopped, else None."""
+        try:
+            size = os.stat(self.path).st_size
+        except (FileNotFoundError, TypeError):
+            return None
+        if size != self.size:
+            self.size, self.last = size, now
+            return None
+        if self.last is not None and now - self.last >= self.SILENT_S:
+            return f"no heartbeat from L1 for {now - self.last:.0f} s (its user space stopped running)"
+        return None
+
+
+def _run_qemu(cmd, host_timeout, stream, heartbeat=None):
     start = time.monotonic()
     deadline = start + host_timeout
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
@@ -927,6 +968,7 @@ def _run_qemu(cmd, host_timeout, stream):
     old_term = _raise_on_sigterm()
     chunks, pending, timed_out = [], b"", False
     stall, stalled_at = _Stall(), None
+    beat = _Heartbeat(heartbeat)
     fd = proc.stdout.fileno()
     try:
         while True:
@@ -937,6 +979,9 @@ def _run_qemu(cmd, host_timeout, stream):
             if stalled_at is not None and time.monotonic() - stalled_at > _Stall.GRACE_S:
                 chunks.append(f"{STALL_MARKER} {stall.why}; QEMU stopped\n")
                 break
+            silent = beat.check(time.monotonic()) if stalled_at is None else None
+            if silent:
+                stall.why, stalled_at = silent, time.monotonic()
             ready, _, _ = select.select([fd], [], [], min(left, 1.0))
             if not ready:
                 continue

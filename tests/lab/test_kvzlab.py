@@ -267,6 +267,44 @@ def test_qemu_is_stopped_soon_after_a_kernel_is_stuck_for_good(monkeypatch):
     assert kvzlab.lab_failure(res)
 
 
+def test_a_silent_l1_counts_only_after_its_first_heartbeat(tmp_path):
+    hb = kvzlab._Heartbeat(str(tmp_path / "beat"))
+    assert hb.check(0) is None and hb.check(10_000) is None   # no file yet
+    (tmp_path / "beat").write_text("")
+    assert hb.check(10_000) is None      # a slow boot: no beat yet, no verdict
+    (tmp_path / "beat").write_text("beat\n")
+    assert hb.check(100) is None
+    assert hb.check(100 + kvzlab._Heartbeat.SILENT_S - 1) is None
+    (tmp_path / "beat").write_text("beat\nbeat\n")
+    assert hb.check(400) is None          # it grew: the clock starts again
+    assert hb.check(400 + kvzlab._Heartbeat.SILENT_S - 1) is None
+    why = hb.check(400 + kvzlab._Heartbeat.SILENT_S)
+    assert why and "no heartbeat from L1" in why
+
+
+def test_qemu_is_stopped_when_l1_stops_beating(monkeypatch, tmp_path):
+    monkeypatch.setattr(kvzlab._Heartbeat, "SILENT_S", 1.5)
+    monkeypatch.setattr(kvzlab._Stall, "GRACE_S", 0.5)
+    beat = tmp_path / "beat"
+    fake = ["sh", "-c", f"echo beat > {beat}; echo booted; exec sleep 60"]
+    res = kvzlab._run_qemu(fake, 30, None, heartbeat=str(beat))
+    assert kvzlab.STALL_MARKER in res.output and "no heartbeat from L1" in res.output
+    assert not res.timed_out and res.duration < 10
+    assert "stuck for good" in kvzlab.lab_failure(res)
+    # A run that keeps beating is left alone until it ends by itself.
+    fake = ["sh", "-c", f"for i in 1 2 3 4 5 6; do echo beat >> {beat}; sleep 0.5; done; "
+            "echo 'KVZLAB-L1-EXIT: 0'"]
+    res = kvzlab._run_qemu(fake, 30, None, heartbeat=str(beat))
+    assert kvzlab.STALL_MARKER not in res.output and res.exit_code == 0
+
+
+def test_l1_gets_a_heartbeat_port():
+    cmd = kvzlab.qemu_l1_command("i", 2, 512, "k", heartbeat="/x/beat")
+    assert cmd[cmd.index("file:/x/beat") - 1] == "-serial"
+    assert cmd.index("stdio") < cmd.index("file:/x/beat")   # ttyS0 stays the console
+    assert "/dev/ttyS1" in kvzlab.L1_INIT
+
+
 def test_bench_require_names_what_is_missing(monkeypatch, tmp_path):
     monkeypatch.setattr(kvzlab, "lab_missing", lambda: None)
     kvzlab.bench_require("b", str(tmp_path))          # present: returns
