@@ -1,6 +1,7 @@
 /* PATCH /v1/guests/NAME: resources of a guest, live through the
- * supervisor's QMP where it runs (balloon for VMs, kvz-ct "set" for
- * containers), kept for the next start where it does not. */
+ * supervisor's QMP where it runs (balloon and block_resize for VMs,
+ * kvz-ct "set" for containers), kept for the next start where it does not
+ * (a stopped VM's disk grows in its image file: vm_disk_grow.h). */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,16 +15,18 @@
 #include "install_media.h"
 #include "parse.h"
 #include "store.h"
+#include "vm_disk_grow.h"
 
 int guest_resize_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
 {
-	static const char *const keys[] = {"memory", "cpus", "boot", "cdrom", NULL};
+	static const char *const keys[] = {"memory", "cpus", "boot", "cdrom", "disk", NULL};
 	if (cfg_check_keys(req, keys, e))
 		return -1;
 	const char *name = cfg_str(g, "name");
 	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
 	bool running = !strcmp(cfg_str(g, "state"), "running");
 	char detail[200] = "", media[PATH_MAX + 100] = "";
+	bool disk_locked = false;
 	int rc = -1;
 	/* For the next start, running or not: the installer's reboot, too. */
 	if (install_media_in(req) &&
@@ -80,13 +83,23 @@ int guest_resize_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
 		size_t l = strlen(detail);
 		snprintf(detail + l, sizeof(detail) - l, "%scpus %d", l ? ", " : "", (int)cpus);
 	}
+	/* Last: the only change that cannot be taken back once made. */
+	v = json_object_get(req, "disk");
+	if (v) {
+		pthread_mutex_lock(&d->disk_lock);   /* until the size is stored */
+		disk_locked = true;
+		if (vm_disk_grow(d, g, cfg, v, running, detail, sizeof(detail), e))
+			goto out;
+	}
 	store_guest_set_config(d->store, name, cfg);
-	if (json_object_get(req, "memory") || json_object_get(req, "cpus"))
+	if (json_object_get(req, "memory") || json_object_get(req, "cpus") || v)
 		store_event_add(d->store, name, "resized", detail);
 	if (media[0])
 		store_event_add(d->store, name, "media", media);
 	rc = 0;
 out:
+	if (disk_locked)
+		pthread_mutex_unlock(&d->disk_lock);
 	json_decref(cfg);
 	return rc;
 }

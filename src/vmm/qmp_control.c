@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "migration_tcp.h"
+#include "qmp_block.h"
 #include "qmp_server.h"
 #include "virtio/virtio_devices.h"
 
@@ -481,6 +482,7 @@ static const struct qmp_command commands[] = {
 	{"balloon", cmd_balloon},
 	{"query-balloon", cmd_query_balloon},
 	{"query-blockstats", cmd_query_blockstats},
+	{"block_resize", qmp_cmd_block_resize},
 };
 
 static void on_vm_stopped(void *opaque, enum vm_stop_reason why)

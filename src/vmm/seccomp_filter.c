@@ -158,7 +158,9 @@ static const int plain_calls[] = {
 	 * kvzd opened; kvz-vmm itself opens nothing) */
 	SCMP_SYS(recvmsg),
 	/* snapshot save (QMP migrate) into the passed file: lay it out from
-	 * zero, skip the RAM memfd's holes (SEEK_DATA/SEEK_HOLE) */
+	 * zero, skip the RAM memfd's holes (SEEK_DATA/SEEK_HOLE); QMP
+	 * block_resize grows a raw disk with ftruncate (a qcow2 one with
+	 * pwrite64 and fdatasync, above) */
 	SCMP_SYS(ftruncate), SCMP_SYS(fstat), SCMP_SYS(lseek),
 	/* locks, condition variables, joins; glibc's per-thread setup of the
 	 * threads started after the filter (vCPUs, I/O) */

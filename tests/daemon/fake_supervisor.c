@@ -375,6 +375,34 @@ static json_t *h_query_balloon(void *o, json_t *a, struct qmp_error *e)
 	return json_pack("{s:I}", "actual", (json_int_t)balloon_actual);
 }
 
+/* block_resize on vda: a raw --disk grows as kvz-vmm would grow it
+ * (grow only); a qcow2 one is only logged. */
+static const char *vm_disk;
+
+static json_t *h_block_resize(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o;
+	json_t *v = json_object_get(a, "size");
+	const char *dev = json_string_value(json_object_get(a, "device"));
+	if (!dev || strcmp(dev, "vda") || !vm_disk) {
+		qmp_set_error(e, "DeviceNotFound", "Cannot find device='%s'", dev ? dev : "");
+		return NULL;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0) {
+		qmp_set_error(e, "GenericError", "size missing");
+		return NULL;
+	}
+	struct stat st;
+	off_t size = (off_t)json_integer_value(v);
+	if (!strchr(vm_disk, ',') && (stat(vm_disk, &st) < 0 || st.st_size > size ||
+				      truncate(vm_disk, size) < 0)) {
+		qmp_set_error(e, "GenericError", "disk vda: cannot grow to %lld", (long long)size);
+		return NULL;
+	}
+	log_line("fake-vmm: block_resize vda %lld", (long long)size);
+	return NULL;
+}
+
 static json_t *h_set(void *o, json_t *a, struct qmp_error *e)
 {
 	(void)o;
@@ -494,7 +522,7 @@ static int supervise(const char *qmp, const char *console, bool vm)
 	static const struct qmp_command cmds[] = {
 		{"query-status", h_status}, {"quit", h_quit}, {"stop", h_quit},
 		{"balloon", h_balloon}, {"query-balloon", h_query_balloon},
-		{"set", h_set}, {"query-stats", h_stats},
+		{"set", h_set}, {"query-stats", h_stats}, {"block_resize", h_block_resize},
 		{"getfd", h_getfd}, {"migrate", h_migrate}, {"query-migrate", h_query_migrate},
 		{"migrate_cancel", h_migrate_cancel}, {"cont", h_cont},
 		{"migrate-incoming", h_migrate_incoming},
@@ -608,6 +636,7 @@ int main(int argc, char **argv)
 			migrate_mode = "fail";
 		if (cmdline && strstr(cmdline, "fake-migrate=slow"))
 			migrate_mode = "slow";
+		vm_disk = opt_after(argc, argv, "--disk");
 		const char *incoming = opt_after(argc, argv, "--incoming");
 		if (incoming && !strcmp(incoming, "defer"))
 			snprintf(run_status, sizeof(run_status), "inmigrate");

@@ -614,3 +614,50 @@ def test_vm_qcow2_disks(kvzd):
     d.kvz("destroy", "q1")
     d.kvz("destroy", "q2")
     assert not os.path.exists(img)
+
+
+def test_vm_disk_grow(kvzd):
+    """kvz set --disk on a VM: while it runs kvzd asks kvz-vmm (the
+    stand-in grows a raw file as kvz-vmm does) with block_resize on vda;
+    while it is stopped kvzd grows the image itself (raw, and qcow2 over a
+    base). Grow only; bad sizes and a VM without a disk are refused with
+    one line; the store and the events follow."""
+    d = kvzd
+    kimg = os.path.join(BUILD, "src/image/kvz-image")
+    d.kvz("create", "vm", "g", "--kernel", d.kernel, "--disk", "64M")
+    img = os.path.join(d.state, "images/g.img")
+    d.kvz("start", "g")
+    d.kvz("set", "g", "--disk", "128M")
+    assert os.path.getsize(img) == 128 << 20
+    assert d.guest("g")["config"]["disk_size"] == 128 << 20
+    assert d.events("g")[-1]["type"] == "resized"
+    assert d.events("g")[-1]["detail"] == "disk 128M (live)"
+    for args, why in ((["--disk", "32M"], "only grows"), (["--disk", "1000000"], "multiple of 512")):
+        r = d.kvz("set", "g", *args, check=False)
+        assert r.returncode == 1 and why in r.stderr and len(r.stderr.strip().splitlines()) == 1, r
+    for bad in ("", "-1", [1], {"size": 1}, None, 1.5e300):
+        status, _ = d.api("PATCH", "/v1/guests/g", {"disk": bad})
+        assert status == 400, bad
+    assert d.guest("g")["config"]["disk_size"] == 128 << 20
+    assert os.path.getsize(img) == 128 << 20
+    d.kvz("stop", "g", "--force")
+    d.kvz("set", "g", "--disk", "192M")
+    assert os.path.getsize(img) == 192 << 20
+    assert d.events("g")[-1]["detail"] == "disk 192M"
+
+    base = os.path.join(d.images_dirs[0], "gbase.raw")
+    with open(base, "wb") as f:
+        f.truncate(32 << 20)
+    d.kvz("create", "vm", "q", "--kernel", d.kernel, "--disk-base", base)
+    d.kvz("set", "q", "--disk", "1G")
+    info = json.loads(subprocess.run([kimg, "--json", "info", os.path.join(d.state, "images/q.img")],
+                                     capture_output=True, check=True).stdout)
+    assert info["virtual-size"] == 1 << 30 and info["backing-filename"] == base
+    r = d.kvz("set", "q", "--disk", "512M", check=False)
+    assert r.returncode == 1 and "only grows" in r.stderr
+
+    d.kvz("create", "vm", "nodisk", "--kernel", d.kernel)
+    r = d.kvz("set", "nodisk", "--disk", "1G", check=False)
+    assert r.returncode == 1 and "no disk" in r.stderr
+    for name in ("g", "q", "nodisk"):
+        d.kvz("destroy", name)

@@ -42,6 +42,13 @@ def need_ct():
         pytest.skip("kvz-ct not built: " + KVZ_CT)
 
 
+def need_vm():
+    if not os.path.exists(KVZ_VMM) or not os.path.exists(IDLE):
+        pytest.skip("kvz-vmm or the idle test guest not built")
+    if not os.path.exists("/dev/kvm"):
+        pytest.skip("no /dev/kvm on this machine: the VM path runs in the nested lab test")
+
+
 def test_container_real(real):
     need_ct()
     d = real.start()
@@ -111,10 +118,7 @@ def test_container_console_and_exit(real):
 
 
 def test_vm_real_idle_guest(real):
-    if not os.path.exists(KVZ_VMM) or not os.path.exists(IDLE):
-        pytest.skip("kvz-vmm or the idle test guest not built")
-    if not os.path.exists("/dev/kvm"):
-        pytest.skip("no /dev/kvm on this machine: the VM path runs in the nested lab test")
+    need_vm()
     d = real.start()
     d.kvz("create", "vm", "idle", "--kernel", IDLE, "--memory", "64M", "--disk", "16M")
     d.kvz("start", "idle")
@@ -141,6 +145,74 @@ def test_vm_real_idle_guest(real):
     d.kvz("destroy", "idle")
     assert [e["type"] for e in d.events("idle")] == [
         "created", "started", "resized", "adopted", "stopped", "destroyed"]
+
+
+def qemu_img(*args):
+    import json
+    import shutil
+    if not shutil.which("qemu-img"):
+        return None
+    out = subprocess.run(["qemu-img", *args], capture_output=True, text=True, check=True).stdout
+    return json.loads(out) if "--output=json" in args else out
+
+
+def test_vm_real_disk_grow(real):
+    """kvz set --disk on a running VM grows its disk through kvz-vmm's
+    block_resize (raw and qcow2), on a stopped one in the image; a shrink
+    or a bad size is refused with one line and changes nothing."""
+    need_vm()
+    d = real.start()
+    d.kvz("create", "vm", "g", "--kernel", IDLE, "--memory", "32M", "--disk", "16M")
+    d.kvz("create", "vm", "q", "--kernel", IDLE, "--memory", "32M", "--disk", "16M",
+          "--disk-format", "qcow2")
+    raw = os.path.join(d.state, "images/g.img")
+    q2 = d.guest("q")["config"]["disk_path"]
+    d.kvz("start", "g")
+    d.kvz("start", "q")
+    pid = d.guest("g")["pid"]
+
+    d.kvz("set", "g", "--disk", "48M")
+    assert os.path.getsize(raw) == 48 << 20
+    assert d.guest("g")["config"]["disk_size"] == 48 << 20
+    assert d.events("g")[-1]["type"] == "resized"
+    assert d.events("g")[-1]["detail"] == "disk 48M (live)", d.events("g")[-1]
+    d.kvz("set", "q", "--disk", "2G")          # past what the first L1 entries map
+    info = qemu_img("info", "-U", "--output=json", q2)
+    if info is not None:
+        assert info["virtual-size"] == 2 << 30
+
+    for args, why in ((["--disk", "8M"], "only grows"),
+                      (["--disk", "50000001"], "multiple of 512"),
+                      (["--disk", "0"], "bad disk size"),
+                      (["--disk", "100P"], "bad size")):
+        r = d.kvz("set", "g", *args, check=False)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r
+        assert re.search(why, r.stderr), r
+    for bad, why in ((-4096, "bad disk size"), (1 << 57, "limit"), ("lots", "bad disk size"),
+                     (True, "bad disk size")):
+        r = d.api("PATCH", "/v1/guests/g", {"disk": bad})
+        assert r[0] == 400 and why in r[1]["error"]["message"], r
+    assert os.path.getsize(raw) == 48 << 20
+    assert d.guest("g")["config"]["disk_size"] == 48 << 20
+    assert d.guest("g")["pid"] == pid and pid_alive(pid)
+
+    # Stopped: the image grows in place, and the next start sees it.
+    d.kvz("stop", "g", "--timeout", "1")
+    d.kvz("stop", "q", "--timeout", "1")
+    d.kvz("set", "g", "--disk", "64M")
+    assert os.path.getsize(raw) == 64 << 20
+    assert d.events("g")[-1]["detail"] == "disk 64M"
+    d.kvz("set", "q", "--disk", "3G")
+    r = d.kvz("set", "q", "--disk", "1G", check=False)
+    assert r.returncode == 1 and "only grows" in r.stderr
+    if info is not None:
+        assert qemu_img("info", "--output=json", q2)["virtual-size"] == 3 << 30
+        qemu_img("check", q2)
+    d.kvz("start", "g")
+    assert d.guest("g")["state"] == "running"
+    d.kvz("stop", "g", "--timeout", "1")
+    for name in ("g", "q"):
+        d.kvz("destroy", name)
 
 
 def console_counts(d, name):

@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "block.h"
+#include "qcow2.h"
 #include "seccomp_filter.h"
 
 struct outcome {
@@ -433,6 +434,54 @@ static void test_disk_io_through_io_uring_allowed(void **state)
 	pre_filter = NULL;
 }
 
+/* QMP block_resize at run time: a raw image grows with ftruncate and
+ * fdatasync, a qcow2 one with pwrite (a new L1 table, the header) and
+ * fdatasync; both images are opened before the filter, as kvz-vmm does. */
+static struct blk_backend *grow_pre_raw, *grow_pre_q2;
+
+static int open_tmp_image(const char *fmt, struct blk_backend **out)
+{
+	char path[] = "/tmp/kvz-seccomp-grow-XXXXXX", err[300];
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	struct qcow2_create_opts co = {1u << 20, 16, NULL, NULL};
+	bool q2 = !strcmp(fmt, "qcow2");
+	if (q2)
+		unlink(path);   /* qcow2_create makes the file itself */
+	int r = q2 ? qcow2_create(path, &co, err, sizeof(err)) : truncate(path, 1 << 20);
+	struct blk_open_opts o = {.path = path, .format = fmt};
+	if (r == 0)
+		r = blk_open(&o, out, err, sizeof(err));
+	unlink(path);
+	return r;
+}
+
+static int grow_pre(void)
+{
+	return open_tmp_image("raw", &grow_pre_raw) || open_tmp_image("qcow2", &grow_pre_q2);
+}
+
+static int child_block_grow(void)
+{
+	char err[300];
+	if (blk_grow(grow_pre_raw, 3u << 20, err, sizeof(err)) < 0)
+		return 70;
+	/* Past what the first L1 table maps (512 MiB per entry here). */
+	if (blk_grow(grow_pre_q2, 2ull << 30, err, sizeof(err)) < 0)
+		return 71;
+	return grow_pre_raw->size == 3u << 20 && grow_pre_q2->size == 2ull << 30 ? 0 : 72;
+}
+
+static void test_block_grow_allowed(void **state)
+{
+	(void)state;
+	pre_filter = grow_pre;
+	assert_allowed(SECCOMP_FILTER_ON, child_block_grow);
+	pre_filter = NULL;
+}
+
 /* New rings, or changes to the existing ones, are setup-only. */
 static int child_uring_setup(void)
 {
@@ -559,6 +608,7 @@ int main(void)
 		cmocka_unit_test(test_stat_of_paths_forbidden),
 		cmocka_unit_test(test_live_migration_calls_allowed),
 		cmocka_unit_test(test_disk_io_through_io_uring_allowed),
+		cmocka_unit_test(test_block_grow_allowed),
 		cmocka_unit_test(test_io_uring_setup_forbidden),
 		cmocka_unit_test(test_connect_forbidden),
 		cmocka_unit_test(test_socket_forbidden),

@@ -239,3 +239,81 @@ def test_console_socket_replays_output(tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+def qemu_img_info(path):
+    import json
+    import shutil
+    if not shutil.which("qemu-img"):
+        return None
+    out = subprocess.run(["qemu-img", "info", "-U", "--output=json", path], capture_output=True,
+                         text=True, check=True).stdout
+    return json.loads(out)
+
+
+@needs_kvm
+def test_qmp_block_resize(tmp_path):
+    """block_resize under the seccomp filter (the default): a raw and a
+    qcow2 disk grow (files and headers at the new size, the qcow2 image
+    clean for qemu-img); hostile or wrong requests are refused with an
+    error and change nothing."""
+    raw = tmp_path / "raw.img"
+    raw.write_bytes(b"\xab" * 4096)
+    with open(raw, "r+b") as f:
+        f.truncate(1 << 20)
+    ro = tmp_path / "ro.img"
+    ro.write_bytes(b"\0" * (1 << 20))
+    q2 = tmp_path / "q2.qcow2"
+    subprocess.run([vmmtest.BUILD + "/src/image/kvz-image", "create", "-f", "qcow2", str(q2), "8M"],
+                   check=True, capture_output=True)
+    iso = tmp_path / "cd.iso"
+    iso.write_bytes(b"\0" * 8192)
+    sock = str(tmp_path / "qmp")
+    p = vmmtest.start(["--kernel", guest("idle"), "--memory", "16M", "--qmp", sock,
+                       "--disk", str(raw), "--disk", f"{ro},readonly",
+                       "--disk", f"{q2},format=qcow2", "--cdrom", str(iso)])
+    try:
+        vmmtest.wait_for_path(sock, p)
+        q = vmmtest.Qmp(sock)
+
+        def refused(cls, pattern, **args):
+            r = q.cmd("block_resize", **args)
+            assert "error" in r, r
+            assert r["error"]["class"] == cls, r
+            assert re.search(pattern, r["error"]["desc"]), r
+            assert "\n" not in r["error"]["desc"]
+
+        assert q.cmd("block_resize", device="vda", size=3 << 20) == {"return": {}}
+        assert os.path.getsize(raw) == 3 << 20
+        assert raw.read_bytes()[:4096] == b"\xab" * 4096
+        assert q.cmd("block_resize", **{"node-name": "vdc", "size": 3 << 30}) == {"return": {}}
+
+        refused("GenericError", r"shrinking", device="vda", size=1 << 20)
+        refused("GenericError", r"multiple of 512", device="vda", size=(4 << 20) + 1)
+        refused("GenericError", r"limit", device="vda", size=(1 << 63) - 512)
+        refused("GenericError", r"limit", device="vdc", size=1 << 57)
+        refused("GenericError", r"non-negative integer", device="vda", size=-512)
+        refused("GenericError", r"too big integer", device="vda", size=2 ** 64)   # overflow
+        refused("GenericError", r"non-negative integer", device="vda", size="4M")
+        refused("GenericError", r"non-negative integer", device="vda", size=4.5e6)
+        refused("GenericError", r"non-negative integer", device="vda")
+        refused("GenericError", r"read-only", device="vdb", size=2 << 20)
+        refused("GenericError", r"CD-ROM", device="cdrom", size=1 << 20)
+        refused("DeviceNotFound", r"vdz", device="vdz", size=1 << 20)
+        refused("DeviceNotFound", r"Cannot find", device="../../etc/passwd", size=1 << 20)
+        refused("GenericError", r"needs 'device'", device="", size=1 << 20)
+        refused("GenericError", r"needs 'device'", device=7, size=1 << 20)
+        refused("GenericError", r"needs 'device'", size=1 << 20)
+        refused("GenericError", r"not both", device="vda", **{"node-name": "vdc", "size": 1 << 20})
+        assert os.path.getsize(raw) == 3 << 20
+        assert os.path.getsize(ro) == 1 << 20
+        assert q.cmd("query-status")["return"]["status"] == "running"
+        assert q.cmd("quit") == {"return": {}}
+        assert p.wait(10) == 0
+        info = qemu_img_info(str(q2))
+        if info is not None:
+            assert info["virtual-size"] == 3 << 30
+            subprocess.run(["qemu-img", "check", str(q2)], check=True, capture_output=True)
+    finally:
+        p.kill()
+        p.wait()

@@ -94,6 +94,41 @@ int blk_quiesce(struct blk_backend *b)
 	return r;
 }
 
+int blk_grow(struct blk_backend *b, uint64_t new_size, char *err, size_t errlen)
+{
+	if (b->readonly) {
+		snprintf(err, errlen, "the image is read-only");
+		return -EROFS;
+	}
+	if (new_size % BLK_SECTOR) {
+		snprintf(err, errlen, "size %llu is not a multiple of %u bytes",
+			 (unsigned long long)new_size, BLK_SECTOR);
+		return -EINVAL;
+	}
+	if (new_size < b->size) {
+		snprintf(err, errlen, "shrinking from %llu to %llu bytes is not supported",
+			 (unsigned long long)b->size, (unsigned long long)new_size);
+		return -ENOTSUP;
+	}
+	if (new_size > BLK_MAX_SIZE) {
+		snprintf(err, errlen, "size %llu is above the limit of %llu bytes",
+			 (unsigned long long)new_size, BLK_MAX_SIZE);
+		return -EFBIG;
+	}
+	if (new_size == b->size)
+		return 0;
+	if (!b->ops->grow) {
+		snprintf(err, errlen, "the %s format cannot grow", b->driver ? b->driver->name : "image's");
+		return -ENOTSUP;
+	}
+	pthread_mutex_lock(&b->lock);
+	int r = b->ops->grow(b, new_size, err, errlen);
+	if (r == 0)
+		b->size = new_size;
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
 static int check(const struct blk_backend *b, const struct blk_req *req)
 {
 	if (req->op > BLK_OP_WRITE_ZEROES)

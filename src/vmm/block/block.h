@@ -34,6 +34,8 @@
 #include <sys/uio.h>
 
 #define BLK_SECTOR 512u
+/* Largest disk blk_grow makes (qcow2's own limit; 64 PiB). */
+#define BLK_MAX_SIZE (1ull << 56)
 
 enum blk_op {
 	BLK_OP_READ,
@@ -112,6 +114,12 @@ struct blk_driver_ops {
 	 * holds every completed write. Not a flush: durability is FLUSH's.
 	 * NULL: nothing kept (raw). Returns 0 or -errno. */
 	int (*quiesce)(struct blk_backend *b);
+	/* Grows the image to new_size bytes (> b->size, a multiple of
+	 * BLK_SECTOR, at most BLK_MAX_SIZE; blk_grow checked), durably: after
+	 * it returns 0 a crash leaves the image at the new size. Called with
+	 * no request in flight and backend->lock held. One line in err on
+	 * failure, the image as it was. NULL: the format cannot grow. */
+	int (*grow)(struct blk_backend *b, uint64_t new_size, char *err, size_t errlen);
 	/* Releases everything; no request is in flight. */
 	void (*close)(struct blk_backend *b);
 };
@@ -153,6 +161,13 @@ void blk_close(struct blk_backend *b);
  * caller has drained its requests: virtio-blk's pause, before a snapshot
  * or a copy of the disk. Returns 0, or -errno (the driver logged why). */
 int blk_quiesce(struct blk_backend *b);
+/* QMP block_resize, `kvz set --disk`: grows the image to new_size bytes
+ * and b->size with it. The caller has drained its requests (virtio-blk
+ * holds its queues). Refused with one line in err: a read-only image, a
+ * size below the current one (shrinking cuts guest data), not a multiple
+ * of BLK_SECTOR, above BLK_MAX_SIZE. The same size is a no-op. Returns 0
+ * or -errno. */
+int blk_grow(struct blk_backend *b, uint64_t new_size, char *err, size_t errlen);
 /* Checks bounds and permission (a failing request completes with -EINVAL,
  * -EROFS... through done), then hands req to the backend. */
 void blk_submit(struct blk_backend *b, struct blk_req *req);

@@ -260,6 +260,18 @@ static int q2blk_quiesce(struct blk_backend *b)
 	return explain(d, qcow2_commit(d->q));
 }
 
+/* qcow2_resize writes a larger L1 table first where the new size needs
+ * one, then the header's size, each behind a barrier (the order the
+ * library keeps for every metadata change). */
+static int q2blk_grow(struct blk_backend *b, uint64_t new_size, char *err, size_t errlen)
+{
+	struct q2blk *d = b->priv;
+	int r = qcow2_resize(d->q, new_size);
+	if (r < 0)
+		snprintf(err, errlen, "%s", qcow2_error(d->q));
+	return r;
+}
+
 static void q2blk_close(struct blk_backend *b)
 {
 	struct q2blk *d = b->priv;
@@ -274,6 +286,7 @@ static const struct blk_driver_ops q2blk_ops = {
 	.caps = BLK_CAP_DISCARD,
 	.submit = q2blk_submit,
 	.quiesce = q2blk_quiesce,
+	.grow = q2blk_grow,
 	.close = q2blk_close,
 };
 

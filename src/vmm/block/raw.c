@@ -102,9 +102,49 @@ static void raw_close(struct blk_backend *b)
 	free(r);
 }
 
+/* A file grows with ftruncate (sparse: no space is taken); the size is
+ * made durable before the guest hears of it. A host block device cannot
+ * grow here: the grow succeeds only once its owner has grown it (an LVM
+ * lvextend), as QEMU's block_resize on a device does. */
+static int raw_grow(struct blk_backend *b, uint64_t new_size, char *err, size_t errlen)
+{
+	struct raw *r = to_raw(b);
+	if (r->is_blockdev) {
+		uint64_t have = 0;
+		if (ioctl(r->fd, BLKGETSIZE64, &have) < 0) {
+			snprintf(err, errlen, "BLKGETSIZE64: %s", strerror(errno));
+			return -errno;
+		}
+		if (have < new_size) {
+			snprintf(err, errlen, "the block device holds only %llu bytes; grow it first",
+				 (unsigned long long)have);
+			return -ENOSPC;
+		}
+		return 0;
+	}
+	struct stat st;
+	if (fstat(r->fd, &st) < 0) {
+		snprintf(err, errlen, "fstat: %s", strerror(errno));
+		return -errno;
+	}
+	/* Someone may have grown the file already: never cut it. */
+	if ((uint64_t)st.st_size < new_size && ftruncate(r->fd, (off_t)new_size) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "growing the file: %s", strerror(e));
+		return -e;
+	}
+	if (fdatasync(r->fd) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "fdatasync: %s", strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
 static const struct blk_driver_ops raw_ops = {
 	.caps = BLK_CAP_THREADSAFE | BLK_CAP_DISCARD,
 	.submit = raw_submit,
+	.grow = raw_grow,
 	.close = raw_close,
 };
 

@@ -10,6 +10,7 @@
  * vp.lock while holding its own. */
 #include "virtio_blk.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -519,8 +520,30 @@ static void blk_queue_notify(void *dev, struct virtio_pci *vp, unsigned q)
 	(void)q;
 }
 
+/* After the transport loaded the config bytes: the capacity the guest was
+ * told (a block_resize before the save included) is the device's again,
+ * provided the image holds it. */
+static int blk_load(void *dev, struct virtio_pci *vp, struct state_cursor *in, char *err,
+		    size_t errlen)
+{
+	struct virtio_blk *b = dev;
+	(void)vp;
+	(void)in;
+	uint64_t sectors;
+	memcpy(&sectors, b->config, sizeof(sectors));   /* capacity, offset 0 */
+	sectors = le64toh(sectors);
+	if (sectors > b->backend->size / SECTOR) {
+		snprintf(err, errlen, "disk %s: the saved capacity (%llu sectors) is beyond the image's %llu bytes",
+			 b->name, (unsigned long long)sectors, (unsigned long long)b->backend->size);
+		return -1;
+	}
+	b->sectors = sectors;
+	return 0;
+}
+
 static const struct virtio_dev_ops blk_ops = {
 	.queue_notify = blk_queue_notify,
+	.load = blk_load,
 	.driver_ok = blk_driver_ok,
 	.reset = blk_reset,
 	.pause = blk_pause,
@@ -698,6 +721,31 @@ void virtio_blk_destroy(struct virtio_blk *b)
 	pthread_mutex_unlock(&b->vp.lock);
 	virtio_pci_destroy(&b->vp);
 	blk_free(b);
+}
+
+int virtio_blk_resize(struct virtio_blk *b, uint64_t bytes, char *err, size_t errlen)
+{
+	char why[256] = "";
+	if (b->readonly) {
+		snprintf(err, errlen, "disk %s is read-only", b->name);
+		return -EROFS;
+	}
+	pthread_mutex_lock(&b->vp.lock);
+	/* Nothing in flight while the image and the bounds checks change. */
+	for (unsigned i = 0; i < b->nqueues; i++)
+		queue_hold(b->q[i]);
+	int r = blk_grow(b->backend, bytes, why, sizeof(why));
+	if (r == 0 && bytes / SECTOR != b->sectors) {
+		b->sectors = bytes / SECTOR;
+		put_le(b->config, b->sectors, 8);
+		virtio_pci_config_changed(&b->vp);   /* generation, ISR bit 1, config vector */
+	}
+	for (unsigned i = 0; i < b->nqueues; i++)
+		queue_release(b->q[i]);
+	pthread_mutex_unlock(&b->vp.lock);
+	if (r < 0)
+		snprintf(err, errlen, "disk %s: %s", b->name, why);
+	return r;
 }
 
 void virtio_blk_get_stats(struct virtio_blk *b, struct virtio_blk_stats *out)

@@ -64,6 +64,13 @@ struct virtio_blk *virtio_blk_create(const struct vmm_context *ctx, const char *
 				     bool readonly, unsigned index, char *err, size_t errlen);
 void virtio_blk_destroy(struct virtio_blk *b);
 
+/* QMP block_resize: grows the image (block.h's blk_grow) with the queues
+ * held, then tells the guest: capacity in config space, config generation
+ * bumped, config-change interrupt (ISR bit 1 or the MSI-X config vector)
+ * once the driver is up. Read-only disks, shrinking, sizes that are not a
+ * multiple of 512 or above BLK_MAX_SIZE are refused with one line in err
+ * and nothing changed. Returns 0 or -errno. */
+int virtio_blk_resize(struct virtio_blk *b, uint64_t bytes, char *err, size_t errlen);
 /* Sums the queues' counters (under each queue's lock). */
 void virtio_blk_get_stats(struct virtio_blk *b, struct virtio_blk_stats *out);
 /* Which engine queue 0 runs on (tests, logs). */

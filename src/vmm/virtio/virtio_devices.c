@@ -4,6 +4,7 @@
  * everything down again when any of them fails. */
 #include "virtio_devices.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,6 +226,20 @@ json_t *virtio_devices_blockstats(struct virtio_devices *vd)
 			"flush_operations", (json_int_t)s.flush_ops));
 	}
 	return a;
+}
+
+int virtio_devices_block_resize(struct virtio_devices *vd, const char *device, uint64_t bytes,
+				char *err, size_t errlen)
+{
+	for (size_t i = 0; vd && i < vd->nblk; i++)
+		if (!strcmp(vd->blk[i]->name, device))
+			return virtio_blk_resize(vd->blk[i], bytes, err, errlen);
+	if (vd && vd->scsi && (!strcmp(device, "cdrom") || !strcmp(device, vd->scsi->vp.name))) {
+		snprintf(err, errlen, "device %s is a CD-ROM: its size is the medium's", device);
+		return -EROFS;
+	}
+	snprintf(err, errlen, "no disk named '%.64s'", device);
+	return -ENODEV;
 }
 
 void virtio_devices_reset(struct virtio_devices *vd)

@@ -46,6 +46,12 @@ json_t *virtio_devices_balloon_query(struct virtio_devices *vd, char *err, size_
 /* QMP query-blockstats: QEMU's shape, one entry per disk. */
 json_t *virtio_devices_blockstats(struct virtio_devices *vd);
 
+/* QMP block_resize: grows disk `device` ("vda"...) to bytes (see
+ * virtio_blk_resize). -ENODEV for no such disk, -EROFS for the CD-ROM
+ * ("cdrom" or its transport name); one line in err. */
+int virtio_devices_block_resize(struct virtio_devices *vd, const char *device, uint64_t bytes,
+				char *err, size_t errlen);
+
 /* After an incoming live migration: every NIC announces the guest's MAC
  * (RARP). Returns how many NICs failed to. */
 int virtio_devices_announce(struct virtio_devices *vd);
