@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from cluster_harness import start_node, three_nodes
+from cluster_harness import cluster_guest, counter_runs, members, start_node, three_nodes
 from cluster_harness import token_file as cluster_token_file
 from etcd_harness import ETCD
 from kvzd_harness import FAKE, fake_kvzd, free_port
@@ -41,14 +41,6 @@ def all_eps(c, first):
     return ",".join([c.etcd.urls[first]] + [u for j, u in enumerate(c.etcd.urls) if j != first])
 
 
-def members(d):
-    return {m["name"]: m for m in d.kvz_json("node", "list") if m.get("cluster")}
-
-
-def cluster_guest(d, name):
-    return {g["name"]: g for g in d.kvz_json("list", "--all")}.get(name)
-
-
 def counter_lines(c):
     path = os.path.join(c.shared, "counter")
     if not os.path.exists(path):
@@ -57,25 +49,9 @@ def counter_lines(c):
         return [l.split() for l in f.read().splitlines() if len(l.split()) == 3]
 
 
-def node_of_root(c, root):
-    for i, d in enumerate(c.nodes):
-        if root.startswith(d.dir + "/"):
-            return "n%d" % (i + 1)
-    return "?"
-
-
 def runs(c, tag):
     """The guest's counter lines as a list of (node, how many) runs, in order."""
-    out = []
-    for t, root, _ in counter_lines(c):
-        if t != tag:
-            continue
-        n = node_of_root(c, root)
-        if out and out[-1][0] == n:
-            out[-1][1] += 1
-        else:
-            out.append([n, 1])
-    return out
+    return counter_runs(c, os.path.join(c.shared, "counter"), tag)
 
 
 def test_init_join_status(cl):
@@ -230,21 +206,7 @@ def counter_db(cl):
 
 
 def db_runs(cl):
-    path = os.path.join(cl.shared, "db", "counter")
-    if not os.path.exists(path):
-        return []
-    out = []
-    with open(path) as f:
-        for l in f.read().splitlines():
-            parts = l.split()
-            if len(parts) != 3:
-                continue
-            n = node_of_root(cl, parts[1])
-            if out and out[-1][0] == n:
-                out[-1][1] += 1
-            else:
-                out.append([n, 1])
-    return out
+    return counter_runs(cl, os.path.join(cl.shared, "db", "counter"))
 
 
 def test_crashed_ha_guest_restarted_by_its_owner(cl):
