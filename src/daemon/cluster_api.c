@@ -107,6 +107,23 @@ json_t *cluster_status(struct kvzd *d, struct op_error *e)
 	return out;
 }
 
+/* The answer to init and join: the status, and once, for init, the
+ * secret the other nodes join with (also in STATE/cluster.key here). */
+static json_t *joined_status(struct kvzd *d, bool init)
+{
+	struct op_error e;
+	json_t *s = cluster_status(d, &e);
+	if (!s)
+		s = json_pack("{s:b}", "member", 1);
+	if (init) {
+		struct cluster *c = d->cluster;
+		pthread_rwlock_rdlock(&c->rw);
+		json_object_set_new(s, "secret", json_string(c->secret));
+		pthread_rwlock_unlock(&c->rw);
+	}
+	return s;
+}
+
 bool cluster_route(struct api_req *r, struct api_resp *resp)
 {
 	static const char prefix[] = "/v1/cluster";
@@ -125,7 +142,7 @@ bool cluster_route(struct api_req *r, struct api_resp *resp)
 		if (cluster_join(r->d, r->body, !strcmp(rest, "/init"), &e))
 			api_error(resp, e.status, "%s", e.msg);
 		else
-			api_json(resp, 200, cluster_status(r->d, &e));
+			api_json(resp, 200, joined_status(r->d, !strcmp(rest, "/init")));
 	} else if (post && !strcmp(rest, "/leave")) {
 		if (cluster_leave(r->d, &e))
 			api_error(resp, e.status, "%s", e.msg);

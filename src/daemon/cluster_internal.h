@@ -28,10 +28,11 @@
 struct cluster {
 	struct kvzd *d;
 	struct cluster_opts o;
-	/* Guards etcd and joined: API threads read, join/leave write. */
+	/* Guards etcd, joined and secret: API threads read, join/leave write. */
 	pthread_rwlock_t rw;
 	struct etcd *etcd;        /* NULL while not a member */
 	bool joined;
+	char secret[CLUSTER_SECRET_HEX + 1]; /* the cluster credential, "" while not a member */
 	/* The membership thread's (cluster_member.c); others read them under
 	 * state_lock. */
 	pthread_mutex_t state_lock;
@@ -117,6 +118,20 @@ int cluster_member_url(struct cluster *c, const char *node, char *url, size_t le
  * held. */
 int cluster_guest_owner(struct cluster *c, const char *name, char *owner, size_t len,
 			json_t **rec);
+
+/* The cluster credential (cluster_auth.c). */
+int cluster_secret_generate(char out[CLUSTER_SECRET_HEX + 1]);
+bool cluster_secret_valid(const char *s);
+/* What /kvz/cluster keeps of the secret: an HMAC of a constant under it. */
+int cluster_secret_check(const char *secret, char out[CLUSTER_SECRET_HEX + 1]);
+/* STATE/cluster.key, mode 0600. */
+int cluster_secret_save(const struct kvzd *d, const char *secret);
+int cluster_secret_load(const struct kvzd *d, char out[CLUSTER_SECRET_HEX + 1]);
+void cluster_secret_remove(const struct kvzd *d);
+/* peer_call signed with the cluster credential (rw held, or the
+ * membership thread). */
+long cluster_peer_call(struct cluster *c, const char *url, const char *method, const char *path,
+		       json_t *body, json_t **out, char *err, size_t errlen);
 
 /* JSON value of a key (a new reference) or NULL. */
 json_t *cluster_kv_json(const struct etcd_kv *kv);

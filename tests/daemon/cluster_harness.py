@@ -27,9 +27,15 @@ def token_file(d, token):
     return path
 
 
+def node_token(c, i):
+    """Node i's own API token: members do not share users' tokens (they
+    call each other with the cluster secret)."""
+    return "%s-n%d" % (c.token, i + 1)
+
+
 def start_node(c, i):
     d = c.nodes[i]
-    d.start(["--listen", "%s:%d" % (c.hosts[i], c.ports[i]), "--token-file", token_file(d, c.token),
+    d.start(["--listen", "%s:%d" % (c.hosts[i], c.ports[i]), "--token-file", token_file(d, node_token(c, i)),
              "--node-name", "n%d" % (i + 1), "--cluster-ttl", str(c.ttl)])
 
 
@@ -52,6 +58,23 @@ def three_nodes(token, ttl):
             d.cleanup()
         c.etcd.stop()
         shutil.rmtree(c.shared, ignore_errors=True)
+
+
+def init(c, i, endpoints):
+    """Node i makes the cluster; c.secret_file is a private copy of its
+    secret (STATE/cluster.key) for the others' join."""
+    c.nodes[i].kvz("cluster", "init", "--etcd", endpoints)
+    with open(os.path.join(c.nodes[i].state, "cluster.key")) as f:
+        secret = f.read()
+    c.secret_file = os.path.join(c.nodes[i].dir, "cluster-secret")
+    fd = os.open(c.secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, secret.encode())
+    os.close(fd)
+
+
+def join(c, i, endpoints, check=True):
+    return c.nodes[i].kvz("cluster", "join", "--etcd", endpoints, "--secret-file", c.secret_file,
+                          check=check)
 
 
 def netns_nodes(token, ttl):

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from cluster_harness import cluster_guest, counter_runs, members, netns_nodes, start_node
+from cluster_harness import cluster_guest, counter_runs, init, join, members, netns_nodes, start_node
 from etcd_harness import ETCD
 from kvzd_harness import FAKE
 from netns_harness import why_not
@@ -67,9 +67,9 @@ def moved_away(c, d, name, old):
 
 def test_members_over_the_network(cl):
     n1, n2, n3 = cl.nodes
-    n1.kvz("cluster", "init", "--etcd", endpoints(cl, 0))
-    n2.kvz("cluster", "join", "--etcd", endpoints(cl, 1))
-    n3.kvz("cluster", "join", "--etcd", endpoints(cl, 2))
+    init(cl, 0, endpoints(cl, 0))
+    join(cl, 1, endpoints(cl, 1))
+    join(cl, 2, endpoints(cl, 2))
     n1.wait_for(lambda: len(members(n1)) == 3
                 and all(m["state"] == "up" for m in members(n1).values()), 20, "three members up")
     # Peers reach each other at their namespace's address, not loopback.

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from cluster_harness import tcp_call, three_nodes, token_file
+from cluster_harness import init, join, node_token, tcp_call, three_nodes, token_file
 from etcd_harness import ETCD
 from kvzd_harness import FAKE, fake_kvzd, free_port
 
@@ -60,15 +60,16 @@ def evaluated(d):
 
 
 def tcp(c, i, method, path, body=None, token=None):
-    return tcp_call(c.ports[i], method, path, body, token)
+    """A request on node i's TCP API; token "own": node i's token."""
+    return tcp_call(c.ports[i], method, path, body, node_token(c, i) if token == "own" else token)
 
 
 def test_join(cl):
     n1, n2, n3 = cl.nodes
     urls = ",".join(cl.etcd.urls)
-    n1.kvz("cluster", "init", "--etcd", urls)
-    n2.kvz("cluster", "join", "--etcd", urls)
-    n3.kvz("cluster", "join", "--etcd", urls)
+    init(cl, 0, urls)
+    join(cl, 1, urls)
+    join(cl, 2, urls)
     n1.wait_for(lambda: len([m for m in n1.kvz_json("node", "list")
                              if m.get("cluster") and m["state"] == "up"]) == 3, 20,
                 "three members up")
@@ -247,21 +248,21 @@ def test_attacks(cl):
     # guest action on a guest of this node.
     cmd = {"name": "cmd", "trigger": {"event": "crashed"},
            "action": {"type": "command", "argv": ["/bin/true"]}}
-    st, _ = tcp(cl, live[0], "POST", "/v1/policies", cmd, TOKEN)
+    st, _ = tcp(cl, live[0], "POST", "/v1/policies", cmd, "own")
     assert st == 403
     st, _ = tcp(cl, live[0], "POST", "/v1/policies/nosuch/act", {"guest": "app", "reason": "x"},
-                TOKEN)
+                "own")
     assert st == 404
     st, _ = tcp(cl, live[0], "POST", "/v1/policies/once/act", {"guest": "app", "reason": "x"},
-                TOKEN)
+                "own")
     assert st == 400  # notify runs on the leader, not on request
     for body in ({"guest": "../x", "reason": "x"}, {"guest": "app"}, [], {"guest": 5}):
-        st, _ = tcp(cl, live[0], "POST", "/v1/policies/revive/act", body, TOKEN)
+        st, _ = tcp(cl, live[0], "POST", "/v1/policies/revive/act", body, "own")
         assert st == 400, body
     owner = {g["name"]: g for g in d.kvz_json("list", "--all")}["app"]["owner"]
     elsewhere = next(i for i in live if "n%d" % (i + 1) != owner)
     st, text = tcp(cl, elsewhere, "POST", "/v1/policies/revive/act",
-                   {"guest": "app", "reason": "x"}, TOKEN)
+                   {"guest": "app", "reason": "x"}, "own")
     assert st == 409 and owner in text, text
     # A kvzd that is no member, with the same token: act means nothing there.
     lone = fake_kvzd()
