@@ -21,6 +21,7 @@
 #include "cluster_etcd.h"
 #include "guest_ops.h"
 #include "kvzd.h"
+#include "policy_rules.h"
 
 struct cluster_opts {
 	struct etcd_opts etcd;   /* TLS and auth from kvzd's options; endpoints from init/join */
@@ -112,6 +113,16 @@ int cluster_peer_check(struct kvzd *d, const char *cred, const char *method, con
 		       char body_sha[CLUSTER_SECRET_HEX + 1]);
 /* Once the body is in: is it the one that was signed? */
 bool cluster_peer_body_ok(const char *body_sha, const char *body, size_t len);
+
+/* Guests' metrics of every member (cluster_metrics.c), for the rules'
+ * leader: {guest: {metric name: value, "ts_ms", "node"}}, a new
+ * reference, or NULL when this node is no member or etcd cannot be read. */
+json_t *cluster_metrics_read(struct kvzd *d);
+/* Metric m of guest from such a map when published within
+ * CLUSTER_METRICS_MAX_AGE_MS: 0 with *out, or -1. Members publish every
+ * 3 s; a sample is fresh for three sampling intervals. */
+#define CLUSTER_METRICS_MAX_AGE_MS 10000
+int cluster_metric_get(json_t *map, const char *guest, enum policy_metric m, double *out);
 
 /* /v1/cluster routes. */
 bool cluster_route(struct api_req *r, struct api_resp *resp);

@@ -19,6 +19,7 @@
 #define CK_EVENTS "/kvz/events/"     /* + guest + "/" + node-id: an event (cluster_events.c) */
 #define CK_POLICIES "/kvz/policies/" /* + rule name: the rule (cluster_policies.c) */
 #define CK_POLICY_WRITES "/kvz/policy-writes" /* bumped by every rule change */
+#define CK_METRICS "/kvz/metrics/"   /* + node: its running guests' metrics, on its lease */
 
 /* Seconds etcd keeps a copied event (at least; up to an hour more). */
 #define CLUSTER_EVENT_KEEP_S 86400
@@ -107,6 +108,10 @@ void cluster_fence_sync(struct cluster *c);
  * record's owner in the same transaction. */
 int cluster_record_write(struct cluster *c, const char *name, json_t *rec, int64_t rev,
 			 const char *old_owner, bool *done, char *err, size_t errlen);
+
+/* Publishes this node's running guests' metrics (membership thread,
+ * lease sure; cluster_metrics.c). */
+void cluster_metrics_publish(struct cluster *c);
 
 /* Copies this node's new events to etcd (membership thread). */
 void cluster_events_publish(struct cluster *c);

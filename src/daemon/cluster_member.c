@@ -170,6 +170,8 @@ static void tick(struct cluster *c, unsigned n, pid_t *pids, unsigned long long 
 		pthread_mutex_unlock(&c->state_lock);
 		if (leader)
 			cluster_ha_tick(c);
+		if (n % LOAD_EVERY_TICKS == 0)
+			cluster_metrics_publish(c);
 		cluster_events_publish(c);
 	}
 }

@@ -137,6 +137,61 @@ def test_rule_acts_on_a_guest_of_another_node(cl):
     assert decisions and {e["node"] for e in decisions} == {lead}, decisions
 
 
+def test_metric_rule_on_a_guest_of_another_node(cl):
+    """A metric trigger on a guest that runs on a follower: its node
+    publishes the guest's metrics, the leader evaluates them (the stand-in
+    reports a disk 5 MiB used of 64: 7.8%)."""
+    lead = leader(cl, cl.nodes[0])
+    ld = node(cl, lead)
+    owner = {g["name"]: g for g in ld.kvz_json("list", "--all")}["app"]["owner"]
+    assert owner != lead
+    rule = {"name": "full", "level": "automatic",
+            "trigger": {"metric": "disk_pct", "above": 5, "for_s": 2},
+            "conditions": {"guests": ["app"]},
+            "action": {"type": "notify", "message": "app's disk"}}
+    st, out = node(cl, owner).api("POST", "/v1/policies", rule)
+    assert st == 201, out
+    try:
+        def decided():
+            st, log = ld.api("GET", "/v1/policies/log")
+            return [r for r in log if r["rule"] == "full" and r["guest"] == "app"]
+        done = ld.wait_for(decided, 20, "the leader deciding on app's disk")
+        assert "disk_pct" in done[0]["reason"], done
+        # The leader's own monitor has no sample of app: the value came
+        # from the owner's record in etcd, which holds app's metrics.
+        st, local = ld.api("GET", "/v1/guests")
+        assert "app" not in [g["name"] for g in local]
+        vals = [v for v in etcd_values(cl, "/kvz/metrics/" + owner)]
+        assert len(vals) == 1 and 7 < json.loads(vals[0])["guests"]["app"]["disk_pct"] < 8.5
+        # The record lives on the owner's lease, like its alive key.
+        assert etcd_lease_of(cl, "/kvz/metrics/" + owner) == etcd_lease_of(cl, "/kvz/alive/" + owner)
+        # Nobody else decided it.
+        for d in cl.nodes:
+            if d is not ld:
+                st, log = d.api("GET", "/v1/policies/log")
+                assert not [r for r in log if r["rule"] == "full"], log
+    finally:
+        ld.kvz("policy", "remove", "full")
+
+
+def etcd_range(cl, key):
+    import base64
+    import urllib.request
+    body = json.dumps({"key": base64.b64encode(key.encode()).decode()})
+    req = urllib.request.Request(cl.etcd.urls[0] + "/v3/kv/range", data=body.encode())
+    return json.loads(urllib.request.urlopen(req, timeout=5).read()).get("kvs", [])
+
+
+def etcd_values(cl, key):
+    import base64
+    return [base64.b64decode(kv.get("value", "")).decode() for kv in etcd_range(cl, key)]
+
+
+def etcd_lease_of(cl, key):
+    kvs = etcd_range(cl, key)
+    return kvs[0].get("lease") if kvs else None
+
+
 def test_events_cluster_wide_with_node_names(cl):
     n1, n2, n3 = cl.nodes
     ev = n2.kvz_json("events", "--all", "--limit", "10000")
