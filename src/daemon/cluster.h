@@ -73,6 +73,10 @@ json_t *cluster_events_list(struct kvzd *d, int64_t since, const char *guest, in
 /* The cluster-wide id events written from now on come after; -1 when
  * etcd cannot say. */
 int64_t cluster_events_cursor(struct kvzd *d);
+/* A count that moves whenever an event key was written to etcd (this
+ * node's watch of them), and whether that watch is open now: while it is
+ * not, readers must look by themselves. */
+uint64_t cluster_events_generation(struct kvzd *d, bool *watching);
 
 /* Policies in cluster mode (cluster_policies.c). */
 enum cluster_policy_role {

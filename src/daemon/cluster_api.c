@@ -103,6 +103,7 @@ json_t *cluster_status(struct kvzd *d, struct op_error *e)
 			    json_integer(kvzd_now_ms() - c->last_ok_ms) : json_null());
 	pthread_mutex_unlock(&c->state_lock);
 	json_object_set_new(out, "etcd", etcd_health(c));
+	json_object_set_new(out, "events_watch", json_boolean(atomic_load(&c->ev_watching)));
 	pthread_rwlock_unlock(&c->rw);
 	return out;
 }

@@ -67,6 +67,12 @@ struct cluster {
 	 * (cluster_events.c): the last local id copied, the retention lease. */
 	bool ev_started;
 	int64_t ev_cursor, ev_lease, ev_lease_ms;
+	/* The events watch (cluster_events.c): its thread, whether its stream
+	 * is open, and a count bumped by every event key etcd reports. */
+	pthread_t ev_watch_thread;
+	bool ev_watch_running;
+	atomic_bool ev_watching;
+	atomic_uint_fast64_t ev_gen;
 };
 
 /* Milliseconds the node may go without a keepalive before it fences: half
@@ -112,6 +118,9 @@ int cluster_record_write(struct cluster *c, const char *name, json_t *rec, int64
 /* Publishes this node's running guests' metrics (membership thread,
  * lease sure; cluster_metrics.c). */
 void cluster_metrics_publish(struct cluster *c);
+
+/* The events watch thread's body (cluster_events.c). */
+void *cluster_events_watch(void *arg);
 
 /* Copies this node's new events to etcd (membership thread). */
 void cluster_events_publish(struct cluster *c);

@@ -460,6 +460,11 @@ int cluster_setup(struct kvzd *d, const struct cluster_opts *o, char *err, size_
 		return -1;
 	}
 	c->watch_running = true;
+	if (pthread_create(&c->ev_watch_thread, NULL, cluster_events_watch, c)) {
+		snprintf(err, errlen, "cannot start the cluster events watch thread");
+		return -1;
+	}
+	c->ev_watch_running = true;
 	return rc;
 }
 
@@ -473,6 +478,8 @@ void cluster_shutdown(struct kvzd *d)
 		pthread_join(c->thread, NULL);
 	if (c->watch_running)
 		pthread_join(c->watch_thread, NULL);
+	if (c->ev_watch_running)
+		pthread_join(c->ev_watch_thread, NULL);
 	pthread_rwlock_wrlock(&c->rw);
 	etcd_free(c->etcd);
 	c->etcd = NULL;

@@ -238,6 +238,60 @@ def test_event_stream_all(cl):
     assert st == 400
 
 
+def etcd_ranges(cl):
+    """Ranges etcd's members have served so far (their /metrics)."""
+    import urllib.request
+    n = 0
+    for url in cl.etcd.urls:
+        text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+        n += sum(int(float(l.split()[1])) for l in text.splitlines()
+                 if l.startswith("etcd_mvcc_range_total "))
+    return n
+
+
+def ranges_per_s(cl, secs=4):
+    a = etcd_ranges(cl)
+    time.sleep(secs)
+    return (etcd_ranges(cl) - a) / secs
+
+
+def test_event_streams_all_watch_not_poll(cl):
+    """all=1 streams wait on the member's etcd watch of the events: a dozen
+    idle ones add next to no ranges (polling would add one a second each),
+    and an event written on node 3 still reaches every one of them."""
+    n1, n3 = cl.nodes[0], cl.nodes[2]
+    assert n1.kvz_json("cluster", "status")["events_watch"]
+    base = ranges_per_s(cl)
+    socks = []
+    try:
+        for _ in range(12):
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(15)
+            s.connect(n1.socket)
+            s.sendall(b"GET /v1/events/stream?all=1 HTTP/1.0\r\nHost: kvzd\r\n\r\n")
+            f = s.makefile("rb")
+            assert b" 200 " in f.readline()
+            socks.append((s, f))
+        time.sleep(1)
+        busy = ranges_per_s(cl)
+        print("etcd ranges/s: %.1f without streams, %.1f with 12 idle all=1 streams" % (base, busy))
+        assert busy - base < 6, (base, busy)
+        st, g = n3.api("POST", "/v1/guests", {"name": "ev2", "type": "ct", "template": "busybox"})
+        assert st == 201, g
+        for s, f in socks:
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                line = f.readline().decode()
+                if line.startswith("data: {") and '"guest":"ev2"' in line:
+                    break
+            else:
+                raise AssertionError("an all=1 stream missed node 3's event")
+    finally:
+        for s, f in socks:
+            f.close()
+            s.close()
+
+
 def test_leader_killed_evaluation_moves(cl):
     """The leader holds an HA guest and runs the rules; SIGKILL of its kvzd
     moves both: the guest's history then spans two nodes."""
