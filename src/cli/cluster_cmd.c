@@ -1,15 +1,30 @@
 /* kvz cluster init|join|leave|status (kvzd's /v1/cluster). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "http.h"
 #include "log.h"
+#include "token_file.h"
 
 static int cluster_usage(void)
 {
-	kvz_error("usage: kvz cluster init --etcd URL[,URL...] | join --etcd URL[,URL...] | leave | status");
+	kvz_error("usage: kvz cluster init --etcd URL[,URL...] | "
+		  "join --etcd URL[,URL...] --secret-file FILE | leave | status");
 	return 2;
+}
+
+/* {"etcd", "secret"} for join: the secret read from a private file (as
+ * the token file is read), never from the command line, where ps shows it. */
+static json_t *join_body(const char *etcd, const char *secret_file)
+{
+	char *secret = kvz_read_token_file(secret_file);
+	if (!secret)
+		return NULL;
+	json_t *b = json_pack("{s:s, s:s}", "etcd", etcd, "secret", secret);
+	free(secret);
+	return b;
 }
 
 static void print_status(json_t *s)
@@ -53,9 +68,14 @@ int cmd_cluster(int argc, char **argv)
 	const char *op = argv[1];
 	json_t *out = NULL, *body = NULL;
 	char path[64];
-	if ((!strcmp(op, "init") || !strcmp(op, "join")) && argc == 4 && !strcmp(argv[2], "--etcd")) {
+	if (!strcmp(op, "init") && argc == 4 && !strcmp(argv[2], "--etcd")) {
 		body = json_pack("{s:s}", "etcd", argv[3]);
-		snprintf(path, sizeof(path), "/v1/cluster/%s", op);
+		snprintf(path, sizeof(path), "/v1/cluster/init");
+	} else if (!strcmp(op, "join") && argc == 6 && !strcmp(argv[2], "--etcd") &&
+		   !strcmp(argv[4], "--secret-file")) {
+		if (!(body = join_body(argv[3], argv[5])))
+			return 1;
+		snprintf(path, sizeof(path), "/v1/cluster/join");
 	} else if (!strcmp(op, "leave") && argc == 2) {
 		snprintf(path, sizeof(path), "/v1/cluster/leave");
 	} else if (!strcmp(op, "status") && argc == 2) {
@@ -67,10 +87,13 @@ int cmd_cluster(int argc, char **argv)
 	json_decref(body);
 	if (rc)
 		return 1;
-	if (cli_json)
+	if (cli_json) {
 		print_json(out);
-	else
+	} else {
 		print_status(out);
+		if (!strcmp(op, "init"))
+			printf("cluster secret for join --secret-file: STATE/cluster.key on this node\n");
+	}
 	json_decref(out);
 	return 0;
 }

@@ -52,6 +52,8 @@ struct upload {
 	bool too_big;
 	char session[WEB_ID_HEX + 1]; /* the browser session it came with, or "" */
 	bool upgraded;                /* answered 101: MHD hands the socket over */
+	/* A cluster peer's request: the SHA-256 its body must have. */
+	char peer_body[CLUSTER_SECRET_HEX + 1];
 };
 
 const char *api_query(const struct api_req *r, const char *key)
@@ -183,7 +185,15 @@ static enum MHD_Result check_auth(struct listener *l, struct MHD_Connection *con
 				  const char *method, const char *url, struct upload *up)
 {
 	struct api_resp resp = {.status = 401};
-	if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization")) {
+	const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+	if (authz && !strncmp(authz, "KvzPeer ", 8)) {
+		/* Another member (cluster_auth.c): its users' token is not ours. */
+		int st = cluster_peer_check(l->d, authz + 8, method, url, up->peer_body);
+		if (st == 403)
+			api_error(&resp, 403, "a cluster peer may not %s %s", method, url);
+		else if (st)
+			api_error(&resp, 401, "missing or wrong cluster credential");
+	} else if (authz) {
 		if (!token_ok(conn, l->token))
 			api_error(&resp, 401, "missing or wrong bearer token");
 	} else if (web_authenticate(l->web, conn, method, url, up->session, &resp) == 0 &&
@@ -234,6 +244,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 			      .web = l->web, .session = up->session};
 	if (up->too_big) {
 		api_error(&resp, 413, "request body larger than %d bytes", MAX_BODY);
+	} else if (up->peer_body[0] && !cluster_peer_body_ok(up->peer_body, up->buf, up->len)) {
+		api_error(&resp, 401, "the body is not the one the cluster peer signed");
 	} else if (up->len) {
 		json_error_t jerr;
 		req.body = json_loadb(up->buf, up->len, 0, &jerr);

@@ -21,12 +21,12 @@
 #include "cluster_etcd.h"
 #include "guest_ops.h"
 #include "kvzd.h"
+#include "policy_rules.h"
 
 struct cluster_opts {
 	struct etcd_opts etcd;   /* TLS and auth from kvzd's options; endpoints from init/join */
 	char name[64];           /* this node's name (--node-name, default the host name) */
 	char url[256];           /* its TCP API for peers (--node-url, default from --listen) */
-	char token[512];         /* kvzd's own TCP token: members of a cluster share it */
 	int ttl_s;               /* lease TTL (--cluster-ttl, 6) */
 	int max_restarts;        /* HA: failed starts of a guest before it is "failed" */
 	int max_relocations;     /* HA: moves of a guest to another node, in all */
@@ -73,6 +73,10 @@ json_t *cluster_events_list(struct kvzd *d, int64_t since, const char *guest, in
 /* The cluster-wide id events written from now on come after; -1 when
  * etcd cannot say. */
 int64_t cluster_events_cursor(struct kvzd *d);
+/* A count that moves whenever an event key was written to etcd (this
+ * node's watch of them), and whether that watch is open now: while it is
+ * not, readers must look by themselves. */
+uint64_t cluster_events_generation(struct kvzd *d, bool *watching);
 
 /* Policies in cluster mode (cluster_policies.c). */
 enum cluster_policy_role {
@@ -101,6 +105,28 @@ int cluster_policy_forward(struct kvzd *d, const char *rule, const char *guest,
 /* 0 when this node owns guest (a forwarded action may run), else -1 with
  * e (409 naming the owner, 503 without etcd). */
 int cluster_policy_owned_here(struct kvzd *d, const char *guest, struct op_error *e);
+
+/* The cluster credential (cluster_auth.c). */
+#define CLUSTER_SECRET_HEX 64
+/* For the TCP API: checks cred, a peer's "Authorization: KvzPeer ..."
+ * value less "KvzPeer ", for method and url (no query). 0 when a member
+ * signed it and a peer may ask it (body_sha then holds the SHA-256 the
+ * body must have), 401 for a bad or stale credential (or when this node
+ * is no member), 403 for what peers may not ask. */
+int cluster_peer_check(struct kvzd *d, const char *cred, const char *method, const char *url,
+		       char body_sha[CLUSTER_SECRET_HEX + 1]);
+/* Once the body is in: is it the one that was signed? */
+bool cluster_peer_body_ok(const char *body_sha, const char *body, size_t len);
+
+/* Guests' metrics of every member (cluster_metrics.c), for the rules'
+ * leader: {guest: {metric name: value, "ts_ms", "node"}}, a new
+ * reference, or NULL when this node is no member or etcd cannot be read. */
+json_t *cluster_metrics_read(struct kvzd *d);
+/* Metric m of guest from such a map when published within
+ * CLUSTER_METRICS_MAX_AGE_MS: 0 with *out, or -1. Members publish every
+ * 3 s; a sample is fresh for three sampling intervals. */
+#define CLUSTER_METRICS_MAX_AGE_MS 10000
+int cluster_metric_get(json_t *map, const char *guest, enum policy_metric m, double *out);
 
 /* /v1/cluster routes. */
 bool cluster_route(struct api_req *r, struct api_resp *resp);

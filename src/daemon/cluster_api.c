@@ -103,8 +103,26 @@ json_t *cluster_status(struct kvzd *d, struct op_error *e)
 			    json_integer(kvzd_now_ms() - c->last_ok_ms) : json_null());
 	pthread_mutex_unlock(&c->state_lock);
 	json_object_set_new(out, "etcd", etcd_health(c));
+	json_object_set_new(out, "events_watch", json_boolean(atomic_load(&c->ev_watching)));
 	pthread_rwlock_unlock(&c->rw);
 	return out;
+}
+
+/* The answer to init and join: the status, and once, for init, the
+ * secret the other nodes join with (also in STATE/cluster.key here). */
+static json_t *joined_status(struct kvzd *d, bool init)
+{
+	struct op_error e;
+	json_t *s = cluster_status(d, &e);
+	if (!s)
+		s = json_pack("{s:b}", "member", 1);
+	if (init) {
+		struct cluster *c = d->cluster;
+		pthread_rwlock_rdlock(&c->rw);
+		json_object_set_new(s, "secret", json_string(c->secret));
+		pthread_rwlock_unlock(&c->rw);
+	}
+	return s;
 }
 
 bool cluster_route(struct api_req *r, struct api_resp *resp)
@@ -125,7 +143,7 @@ bool cluster_route(struct api_req *r, struct api_resp *resp)
 		if (cluster_join(r->d, r->body, !strcmp(rest, "/init"), &e))
 			api_error(resp, e.status, "%s", e.msg);
 		else
-			api_json(resp, 200, cluster_status(r->d, &e));
+			api_json(resp, 200, joined_status(r->d, !strcmp(rest, "/init")));
 	} else if (post && !strcmp(rest, "/leave")) {
 		if (cluster_leave(r->d, &e))
 			api_error(resp, e.status, "%s", e.msg);

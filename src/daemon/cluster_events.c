@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cluster_internal.h"
 #include "log.h"
@@ -162,4 +163,50 @@ int64_t cluster_events_cursor(struct kvzd *d)
 	pthread_rwlock_unlock(&c->rw);
 	etcd_kvs_free(&k);
 	return rev;
+}
+
+/* The events watch (one per kvzd, while a member): a /v3/watch stream on
+ * CK_EVENTS whose every new key bumps ev_gen, so that all=1 event streams
+ * range etcd when something was written rather than each once a second. */
+static bool ev_watch_stop(void *arg)
+{
+	struct cluster *c = arg;
+	return atomic_load(&c->stop) || atomic_load(&c->leaving);
+}
+
+static void on_event_key(void *arg, const struct etcd_watch_event *ev)
+{
+	struct cluster *c = arg;
+	if (!ev->del)
+		atomic_fetch_add(&c->ev_gen, 1);
+}
+
+void *cluster_events_watch(void *arg)
+{
+	struct cluster *c = arg;
+	while (!atomic_load(&c->stop)) {
+		char err[300];
+		pthread_rwlock_rdlock(&c->rw);
+		if (c->joined && !ev_watch_stop(c)) {
+			atomic_store(&c->ev_watching, true);
+			/* A write between two streams is caught by the readers'
+			 * slow re-check; the bump tells them to look now. */
+			atomic_fetch_add(&c->ev_gen, 1);
+			if (etcd_watch(c->etcd, CK_EVENTS, ev_watch_stop, on_event_key, c, err,
+				       sizeof(err)))
+				kvz_debug("cluster: events watch: %s", err);
+			atomic_store(&c->ev_watching, false);
+		}
+		pthread_rwlock_unlock(&c->rw);
+		for (int i = 0; i < 10 && !atomic_load(&c->stop); i++)
+			usleep(100 * 1000);
+	}
+	return NULL;
+}
+
+uint64_t cluster_events_generation(struct kvzd *d, bool *watching)
+{
+	struct cluster *c = d->cluster;
+	*watching = c && atomic_load(&c->ev_watching);
+	return c ? atomic_load(&c->ev_gen) : 0;
 }

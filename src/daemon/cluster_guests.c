@@ -327,7 +327,7 @@ bool cluster_forward(struct api_req *r, struct api_resp *resp, const char *name)
 	const char *force = api_query(r, "force");
 	snprintf(path, sizeof(path), "%s%s%s", r->path, force ? "?force=" : "", force ? force : "");
 	json_t *out = NULL;
-	long st = peer_call(url, c->o.token, r->method, path, r->body, &out, err, sizeof(err));
+	long st = cluster_peer_call(c, url, r->method, path, r->body, &out, err, sizeof(err));
 	if (st < 0) {
 		api_error(resp, 502, "%s belongs to node %s, which does not answer: %s", name, owner, err);
 		json_decref(out);

@@ -19,6 +19,7 @@
 #define CK_EVENTS "/kvz/events/"     /* + guest + "/" + node-id: an event (cluster_events.c) */
 #define CK_POLICIES "/kvz/policies/" /* + rule name: the rule (cluster_policies.c) */
 #define CK_POLICY_WRITES "/kvz/policy-writes" /* bumped by every rule change */
+#define CK_METRICS "/kvz/metrics/"   /* + node: its running guests' metrics, on its lease */
 
 /* Seconds etcd keeps a copied event (at least; up to an hour more). */
 #define CLUSTER_EVENT_KEEP_S 86400
@@ -28,10 +29,11 @@
 struct cluster {
 	struct kvzd *d;
 	struct cluster_opts o;
-	/* Guards etcd and joined: API threads read, join/leave write. */
+	/* Guards etcd, joined and secret: API threads read, join/leave write. */
 	pthread_rwlock_t rw;
 	struct etcd *etcd;        /* NULL while not a member */
 	bool joined;
+	char secret[CLUSTER_SECRET_HEX + 1]; /* the cluster credential, "" while not a member */
 	/* The membership thread's (cluster_member.c); others read them under
 	 * state_lock. */
 	pthread_mutex_t state_lock;
@@ -65,6 +67,12 @@ struct cluster {
 	 * (cluster_events.c): the last local id copied, the retention lease. */
 	bool ev_started;
 	int64_t ev_cursor, ev_lease, ev_lease_ms;
+	/* The events watch (cluster_events.c): its thread, whether its stream
+	 * is open, and a count bumped by every event key etcd reports. */
+	pthread_t ev_watch_thread;
+	bool ev_watch_running;
+	atomic_bool ev_watching;
+	atomic_uint_fast64_t ev_gen;
 };
 
 /* Milliseconds the node may go without a keepalive before it fences: half
@@ -107,6 +115,13 @@ void cluster_fence_sync(struct cluster *c);
 int cluster_record_write(struct cluster *c, const char *name, json_t *rec, int64_t rev,
 			 const char *old_owner, bool *done, char *err, size_t errlen);
 
+/* Publishes this node's running guests' metrics (membership thread,
+ * lease sure; cluster_metrics.c). */
+void cluster_metrics_publish(struct cluster *c);
+
+/* The events watch thread's body (cluster_events.c). */
+void *cluster_events_watch(void *arg);
+
 /* Copies this node's new events to etcd (membership thread). */
 void cluster_events_publish(struct cluster *c);
 /* The URL of member node (from its CK_MEMBERS record); rw held. */
@@ -117,6 +132,20 @@ int cluster_member_url(struct cluster *c, const char *node, char *url, size_t le
  * held. */
 int cluster_guest_owner(struct cluster *c, const char *name, char *owner, size_t len,
 			json_t **rec);
+
+/* The cluster credential (cluster_auth.c). */
+int cluster_secret_generate(char out[CLUSTER_SECRET_HEX + 1]);
+bool cluster_secret_valid(const char *s);
+/* What /kvz/cluster keeps of the secret: an HMAC of a constant under it. */
+int cluster_secret_check(const char *secret, char out[CLUSTER_SECRET_HEX + 1]);
+/* STATE/cluster.key, mode 0600. */
+int cluster_secret_save(const struct kvzd *d, const char *secret);
+int cluster_secret_load(const struct kvzd *d, char out[CLUSTER_SECRET_HEX + 1]);
+void cluster_secret_remove(const struct kvzd *d);
+/* peer_call signed with the cluster credential (rw held, or the
+ * membership thread). */
+long cluster_peer_call(struct cluster *c, const char *url, const char *method, const char *path,
+		       json_t *body, json_t **out, char *err, size_t errlen);
 
 /* JSON value of a key (a new reference) or NULL. */
 json_t *cluster_kv_json(const struct etcd_kv *kv);

@@ -170,12 +170,14 @@ static void tick(struct cluster *c, unsigned n, pid_t *pids, unsigned long long 
 		pthread_mutex_unlock(&c->state_lock);
 		if (leader)
 			cluster_ha_tick(c);
+		if (n % LOAD_EVERY_TICKS == 0)
+			cluster_metrics_publish(c);
 		cluster_events_publish(c);
 	}
 }
 
 static int start_member(struct cluster *c, const char *endpoints, bool create, bool rejoin,
-			struct op_error *e);
+			const char *secret, struct op_error *e);
 
 static void *member_thread(void *arg)
 {
@@ -191,7 +193,7 @@ static void *member_thread(void *arg)
 			tick(c, n, pids, starts, &npids);
 		pthread_rwlock_unlock(&c->rw);
 		struct op_error e;
-		if (!joined && *c->pending && n % 3 == 0 && !start_member(c, c->pending, false, true, &e)) {
+		if (!joined && *c->pending && n % 3 == 0 && !start_member(c, c->pending, false, true, NULL, &e)) {
 			c->pending[0] = 0;
 			atomic_store(&c->rejoining, false);
 		}
@@ -235,16 +237,33 @@ static int fail(struct op_error *e, int status, const char *msg, const char *why
 	return -1;
 }
 
-/* Checks the cluster key (absent for init, present for join) and records
- * this node as a member. */
-static int enter(struct cluster *c, struct etcd *etcd, bool create, bool rejoin,
-		 struct op_error *e)
+/* Is secret the cluster's? rec: the cluster key's value. */
+static int secret_matches(json_t *rec, const char *secret, struct op_error *e)
 {
-	char err[300], key[128];
+	char check[CLUSTER_SECRET_HEX + 1];
+	const char *want = json_string_value(json_object_get(rec, "secret_check"));
+	if (!want)
+		return fail(e, 409, "this cluster was made by a kvzd without a cluster secret; "
+			    "make it again with kvz cluster init", NULL);
+	if (cluster_secret_check(secret, check))
+		return fail(e, 500, "cannot check the cluster secret", NULL);
+	if (strcmp(check, want))
+		return fail(e, 403, "wrong cluster secret (see STATE/cluster.key on a member)", NULL);
+	return 0;
+}
+
+/* Checks the cluster key (absent for init, present for join, with the
+ * secret's check) and records this node as a member. */
+static int enter(struct cluster *c, struct etcd *etcd, bool create, bool rejoin,
+		 const char *secret, struct op_error *e)
+{
+	char err[300], key[128], check[CLUSTER_SECRET_HEX + 1];
 	bool done = false;
 	if (create) {
-		json_t *v = json_pack("{s:s, s:I}", "created_by", c->o.name,
-				      "created_ms", (json_int_t)kvzd_now_ms());
+		if (cluster_secret_check(secret, check))
+			return fail(e, 500, "cannot make the cluster secret's check", NULL);
+		json_t *v = json_pack("{s:s, s:I, s:s}", "created_by", c->o.name,
+				      "created_ms", (json_int_t)kvzd_now_ms(), "secret_check", check);
 		char *s = json_dumps(v, JSON_COMPACT);
 		json_decref(v);
 		int rc = etcd_cas_put(etcd, CK_CLUSTER, s, 0, 0, &done, err, sizeof(err));
@@ -257,10 +276,15 @@ static int enter(struct cluster *c, struct etcd *etcd, bool create, bool rejoin,
 		struct etcd_kvs k;
 		if (etcd_range(etcd, CK_CLUSTER, false, &k, err, sizeof(err)))
 			return fail(e, 502, "cannot reach etcd", err);
+		json_t *rec = k.n ? cluster_kv_json(&k.kv[0]) : NULL;
 		bool exists = k.n;
 		etcd_kvs_free(&k);
 		if (!exists)
 			return fail(e, 404, "no kvz cluster in this etcd; use init", NULL);
+		int rc = secret_matches(rec, secret, e);
+		json_decref(rec);
+		if (rc)
+			return -1;
 	}
 	snprintf(key, sizeof(key), CK_MEMBERS "%s", c->o.name);
 	struct etcd_kvs k;
@@ -280,39 +304,67 @@ static int enter(struct cluster *c, struct etcd *etcd, bool create, bool rejoin,
 	return rc ? fail(e, 502, "cannot reach etcd", err) : 0;
 }
 
-static int start_member(struct cluster *c, const char *endpoints, bool create, bool rejoin,
-			struct op_error *e)
+/* The secret to enter with: made for init, this node's for a rejoin, the
+ * one given for a join. */
+static int secret_for(struct cluster *c, bool create, bool rejoin, const char *given,
+		      char out[CLUSTER_SECRET_HEX + 1], struct op_error *e)
 {
-	char err[300];
+	if (create)
+		return cluster_secret_generate(out) ? fail(e, 500, "cannot make a cluster secret", NULL) : 0;
+	if (rejoin)
+		return cluster_secret_load(c->d, out) ?
+			fail(e, 500, "cannot read STATE/cluster.key (leave and join again)", NULL) : 0;
+	if (!cluster_secret_valid(given))
+		return fail(e, 400, "join needs the cluster's secret: {\"secret\": 64 hex digits} "
+			    "(STATE/cluster.key on a member)", NULL);
+	snprintf(out, CLUSTER_SECRET_HEX + 1, "%s", given);
+	return 0;
+}
+
+/* Undoes the files of a join that failed after writing them. */
+static void forget_files(struct cluster *c)
+{
+	char path[300];
+	cluster_file(c->d, path, sizeof(path));
+	unlink(path);
+	cluster_secret_remove(c->d);
+}
+
+static int start_member(struct cluster *c, const char *endpoints, bool create, bool rejoin,
+			const char *given, struct op_error *e)
+{
+	char err[300], secret[CLUSTER_SECRET_HEX + 1];
 	struct etcd_opts eo = c->o.etcd;
 	if (etcd_parse_endpoints(endpoints, &eo, err, sizeof(err)))
 		return fail(e, 400, err, NULL);
 	if (!*c->o.url)
 		return fail(e, 400, "cluster mode needs kvzd --listen (or --node-url): "
 			    "peers reach each other's API there", NULL);
+	if (secret_for(c, create, rejoin, given, secret, e))
+		return -1;
 	struct etcd *etcd = etcd_new(&eo);
 	if (!etcd)
 		return fail(e, 500, "out of memory", NULL);
-	if (enter(c, etcd, create, rejoin, e)) {
+	if (enter(c, etcd, create, rejoin, secret, e)) {
 		etcd_free(etcd);
 		return -1;
 	}
-	if (!rejoin && write_cluster_file(c->d, endpoints)) {
+	if (!rejoin && (write_cluster_file(c->d, endpoints) || cluster_secret_save(c->d, secret))) {
+		int errno_was = errno;
 		etcd_free(etcd);
-		return fail(e, 500, "cannot write cluster.json", strerror(errno));
+		forget_files(c);
+		return fail(e, 500, "cannot write cluster.json or cluster.key", strerror(errno_was));
 	}
 	if (fence_spawn(c, err, sizeof(err))) {
 		etcd_free(etcd);
-		if (!rejoin) {
-			char path[300];
-			cluster_file(c->d, path, sizeof(path));
-			unlink(path);
-		}
+		if (!rejoin)
+			forget_files(c);
 		return fail(e, 500, "cannot start the fence watchdog", err);
 	}
 	pthread_rwlock_wrlock(&c->rw);
 	c->o.etcd = eo;
 	c->etcd = etcd;
+	snprintf(c->secret, sizeof(c->secret), "%s", secret);
 	c->joined = true;
 	pthread_rwlock_unlock(&c->rw);
 	store_event_add(c->d->store, "@cluster", create ? "cluster-init" : "cluster-join", c->o.name);
@@ -330,7 +382,8 @@ int cluster_join(struct kvzd *d, json_t *req, bool create, struct op_error *e)
 		return fail(e, 409, "this node is already a cluster member; leave first", NULL);
 	if (atomic_load(&c->rejoining))
 		return fail(e, 409, "this node is a cluster member still rejoining (etcd unreachable)", NULL);
-	return start_member(c, eps, create, false, e);
+	const char *secret = json_string_value(json_object_get(req, "secret"));
+	return start_member(c, eps, create, false, secret, e);
 }
 
 int cluster_leave(struct kvzd *d, struct op_error *e)
@@ -360,12 +413,11 @@ int cluster_leave(struct kvzd *d, struct op_error *e)
 	c->leader = false;
 	etcd_free(c->etcd);
 	c->etcd = NULL;
+	memset(c->secret, 0, sizeof(c->secret));
 	pthread_rwlock_unlock(&c->rw);
 	/* A node leaving on purpose keeps its guests: the watchdog is told so. */
 	fence_close(c);
-	char path[300];
-	cluster_file(d, path, sizeof(path));
-	unlink(path);
+	forget_files(c);
 	store_event_add(d->store, "@cluster", "cluster-leave", c->o.name);
 	return 0;
 }
@@ -389,7 +441,7 @@ int cluster_setup(struct kvzd *d, const struct cluster_opts *o, char *err, size_
 	const char *eps = json_string_value(json_object_get(j, "etcd"));
 	struct op_error e;
 	int rc = 0;
-	if (eps && start_member(c, eps, false, true, &e)) {
+	if (eps && start_member(c, eps, false, true, NULL, &e)) {
 		/* etcd may be down now: keep trying in the background rather
 		 * than refuse to start (guests on this host must stay
 		 * manageable). */
@@ -408,6 +460,11 @@ int cluster_setup(struct kvzd *d, const struct cluster_opts *o, char *err, size_
 		return -1;
 	}
 	c->watch_running = true;
+	if (pthread_create(&c->ev_watch_thread, NULL, cluster_events_watch, c)) {
+		snprintf(err, errlen, "cannot start the cluster events watch thread");
+		return -1;
+	}
+	c->ev_watch_running = true;
 	return rc;
 }
 
@@ -421,6 +478,8 @@ void cluster_shutdown(struct kvzd *d)
 		pthread_join(c->thread, NULL);
 	if (c->watch_running)
 		pthread_join(c->watch_thread, NULL);
+	if (c->ev_watch_running)
+		pthread_join(c->ev_watch_thread, NULL);
 	pthread_rwlock_wrlock(&c->rw);
 	etcd_free(c->etcd);
 	c->etcd = NULL;

@@ -74,12 +74,10 @@ int cluster_parse_option(int c, const char *arg, struct cluster_opts *o)
 	}
 }
 
-int cluster_options_finish(struct cluster_opts *o, const char *listen, const char *token)
+int cluster_options_finish(struct cluster_opts *o, const char *listen)
 {
 	if (!*o->url && listen)
 		snprintf(o->url, sizeof(o->url), "http://%s", listen);
-	if (token)
-		snprintf(o->token, sizeof(o->token), "%s", token);
 	if (*o->url && !peer_url_ok(o->url)) {
 		kvz_error("--node-url: want http://HOST:PORT, got \"%s\"", o->url);
 		return -1;

@@ -35,7 +35,7 @@ enum {
 void cluster_options_default(struct cluster_opts *o);
 /* 0 handled, 1 not a cluster option, -1 bad (said on stderr). */
 int cluster_parse_option(int c, const char *arg, struct cluster_opts *o);
-/* After parsing: the node URL from --listen, the shared token. */
-int cluster_options_finish(struct cluster_opts *o, const char *listen, const char *token);
+/* After parsing: the node URL from --listen. */
+int cluster_options_finish(struct cluster_opts *o, const char *listen);
 
 #endif

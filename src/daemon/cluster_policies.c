@@ -184,7 +184,7 @@ int cluster_policy_forward(struct kvzd *d, const char *rule, const char *guest,
 	snprintf(path, sizeof(path), "/v1/policies/%s/act", rule);
 	json_t *body = json_pack("{s:s, s:s}", "guest", guest, "reason", reason);
 	json_t *out = NULL;
-	long st = peer_call(url, c->o.token, "POST", path, body, &out, err, sizeof(err));
+	long st = cluster_peer_call(c, url, "POST", path, body, &out, err, sizeof(err));
 	json_decref(body);
 	const char *r = json_string_value(json_object_get(out, "result"));
 	const char *msg = json_string_value(json_object_get(json_object_get(out, "error"), "message"));

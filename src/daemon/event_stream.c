@@ -3,7 +3,9 @@
  * connection's own thread (MHD thread per connection), which waits in the
  * reader below and looks at the store's events once a second and its jobs
  * every 250 ms; see docs/api.md. With all=1 on a cluster member the
- * events are every member's, read from etcd (cluster_events.c). */
+ * events are every member's, read from etcd (cluster_events.c) when the
+ * member's watch of them reports a write (or every WATCH_RECHECK_MS, or
+ * once a second while the watch is not open). */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@
 #define JOBS_SENT 20        /* the newest jobs in a "jobs" message */
 #define KEEPALIVE_MS 15000  /* a comment line when nothing else was sent */
 #define MAX_EVENTS 100      /* events sent per check */
+#define WATCH_RECHECK_MS 15000 /* all=1 with the watch open: a range anyway this often */
 
 /* Set once when kvzd stops, before MHD joins the connection threads: each
  * stream's reader returns within one wait. One flag for all streams because
@@ -36,6 +39,7 @@ struct stream {
 	int64_t last_id;
 	bool all;                         /* every member's events (cluster mode) */
 	int64_t next_snapshot, next_keepalive, next_events;
+	uint64_t ev_gen;                  /* all=1: the watch's count last seen */
 	char *jobs_sent;                  /* the last "jobs" message's data */
 	char *buf;                        /* what is ready to go out */
 	size_t len, off;
@@ -121,6 +125,23 @@ static void jobs(struct stream *s)
 	s->jobs_sent = js;
 }
 
+/* When to look for events next after looking now: with all=1 and the
+ * cluster's watch open, the watch says when (the re-check is a safety
+ * net); else every CHECK_MS. True when the watch reported a write. */
+static bool events_due(struct stream *s, int64_t now)
+{
+	if (!s->all)
+		return now >= s->next_events;
+	bool watching;
+	uint64_t gen = cluster_events_generation(s->d, &watching);
+	bool moved = gen != s->ev_gen;
+	if (!moved && now < s->next_events)
+		return false;
+	s->ev_gen = gen;
+	s->next_events = now + (watching ? WATCH_RECHECK_MS : CHECK_MS);
+	return true;
+}
+
 /* Blocks until there is something to send (or the stream must end). */
 static bool produce(struct stream *s)
 {
@@ -128,11 +149,14 @@ static bool produce(struct stream *s)
 		if (s->session[0] && !web_session_alive(s->web, s->session))
 			return false;
 		int64_t now = mono_ms();
-		if (now >= s->next_events) {
-			s->next_events = now + CHECK_MS;
-			if (new_events(s) || now >= s->next_snapshot)
+		if (events_due(s, now)) {
+			if (!s->all)
+				s->next_events = now + CHECK_MS;
+			if (new_events(s))
 				snapshot(s);
 		}
+		if (now >= s->next_snapshot)
+			snapshot(s);
 		jobs(s);
 		if (!s->len && now >= s->next_keepalive)
 			append(s, ": keepalive\n\n");

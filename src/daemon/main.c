@@ -385,7 +385,7 @@ int main(int argc, char **argv)
 	char *token = o.token_file ? kvz_read_token_file(o.token_file) : NULL;
 	if (o.token_file && !token)
 		return 1;
-	if (cluster_options_finish(&o.cluster, o.tcp, token))
+	if (cluster_options_finish(&o.cluster, o.tcp))
 		return 2;
 	if (prepare_dirs(&d))
 		return 1;

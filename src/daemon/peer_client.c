@@ -53,20 +53,30 @@ bool peer_url_ok(const char *url)
 long peer_call(const char *base_url, const char *token, const char *method,
 	       const char *path, json_t *body, json_t **out, char *err, size_t errlen)
 {
+	char auth[600];
+	snprintf(auth, sizeof(auth), "Bearer %s", token);
+	char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	long st = peer_call_raw(base_url, auth, method, path, payload, out, err, errlen);
+	free(payload);
+	return st;
+}
+
+long peer_call_raw(const char *base_url, const char *authz, const char *method,
+		   const char *path, const char *payload, json_t **out, char *err, size_t errlen)
+{
 	*out = NULL;
 	CURL *c = curl_easy_init();
 	if (!c) {
 		snprintf(err, errlen, "cannot initialise libcurl");
 		return -1;
 	}
-	char url[512], auth[600];
+	char url[512], auth[700];
 	size_t blen = strlen(base_url);
 	snprintf(url, sizeof(url), "%.*s%s", (int)(blen && base_url[blen - 1] == '/' ? blen - 1 : blen),
 		 base_url, path);
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+	snprintf(auth, sizeof(auth), "Authorization: %s", authz);
 	struct curl_slist *hdrs = curl_slist_append(NULL, auth);
 	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-	char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	struct growbuf a = {0};
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
@@ -92,7 +102,6 @@ long peer_call(const char *base_url, const char *token, const char *method,
 	if (status > 0 && a.p)
 		*out = json_loads(a.p, 0, NULL);
 	free(a.p);
-	free(payload);
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(c);
 	return status;

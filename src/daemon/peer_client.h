@@ -22,6 +22,11 @@ int peer_client_init(char *err, size_t errlen);
 long peer_call(const char *base_url, const char *token, const char *method,
 	       const char *path, json_t *body, json_t **out, char *err, size_t errlen);
 
+/* The same with the Authorization header's value authz and the body as
+ * text (NULL: none), for callers that sign what they send. */
+long peer_call_raw(const char *base_url, const char *authz, const char *method,
+		   const char *path, const char *payload, json_t **out, char *err, size_t errlen);
+
 /* True for "http://HOST:PORT" or "http://HOST:PORT/" (HOST a name, an
  * IPv4 address or [IPv6]); the only form nodes may have. */
 bool peer_url_ok(const char *url);

@@ -30,6 +30,9 @@ static struct {
 	 * and the cluster-wide event id its event reading starts after. */
 	bool led;
 	int64_t cluster_cursor;
+	/* Cluster mode, leader: every member's guests' metrics, read once a
+	 * tick (cluster_metrics_read); NULL otherwise. */
+	json_t *cluster_metrics;
 } eng = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 /* Rules, guests and events are the cluster's when this node is a member. */
@@ -87,9 +90,8 @@ static int stored_rate(struct kvzd *d, const char *guest, bool rx, double *out)
 	return rc;
 }
 
-static int env_metric(void *ctx, const char *guest, enum policy_metric m, double *out)
+int policy_local_metric(struct kvzd *d, const char *guest, enum policy_metric m, double *out)
 {
-	struct kvzd *d = ctx;
 	struct sample s;
 	if (m == MET_MEM_PRESSURE)
 		return guest ? ct_pressure(d, guest, out) : -1;
@@ -119,6 +121,18 @@ static int env_metric(void *ctx, const char *guest, enum policy_metric m, double
 		break;
 	}
 	return -1;
+}
+
+/* This host's monitor first; in cluster mode a guest it does not run is
+ * looked up in what its node published. Host metrics stay this host's. */
+static int env_metric(void *ctx, const char *guest, enum policy_metric m, double *out)
+{
+	struct kvzd *d = ctx;
+	if (!policy_local_metric(d, guest, m, out))
+		return 0;
+	if (!guest || !eng.cluster_metrics)
+		return -1;
+	return cluster_metric_get(eng.cluster_metrics, guest, m, out);
 }
 
 static int64_t env_event_cursor(void *ctx)
@@ -262,10 +276,15 @@ static void *engine_main(void *arg)
 	pthread_mutex_lock(&eng.lock);
 	while (!eng.stop) {
 		bool turn = my_turn(d);
-		if (turn && eng.reload) {
+		if (turn && eng.reload)
 			load_rules(d);
-			eng.reload = false;
-		}
+		/* Cleared on a follower too: it has no rules to load (my_turn
+		 * asks again when it leads), and a reload left set would skip
+		 * the wait below, spinning with the lock held so that the next
+		 * rule change on this node (policy_engine_reload) waited forever. */
+		eng.reload = false;
+		json_decref(eng.cluster_metrics);
+		eng.cluster_metrics = turn && in_cluster(d) ? cluster_metrics_read(d) : NULL;
 		if (turn)
 			policy_eval_tick(eng.eval, &env);
 		struct timespec ts;
@@ -309,6 +328,8 @@ void policy_engine_stop(void)
 	pthread_join(eng.thread, NULL);
 	policy_eval_free(eng.eval);
 	eng.eval = NULL;
+	json_decref(eng.cluster_metrics);
+	eng.cluster_metrics = NULL;
 	eng.running = false;
 }
 

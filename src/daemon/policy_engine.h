@@ -33,6 +33,10 @@ json_t *policy_engine_plan(struct kvzd *d, int64_t at_ms);
 int policy_engine_approve(struct kvzd *d, int64_t id, const char *who, char *err, size_t len);
 int policy_engine_reject(struct kvzd *d, int64_t id, const char *who, char *err, size_t len);
 
+/* Metric m of guest (NULL: the host) from this host's monitor and samples:
+ * 0 with *out, or -1 when there is no fresh value. */
+int policy_local_metric(struct kvzd *d, const char *guest, enum policy_metric m, double *out);
+
 /* policy_actions.c: carries out r's action on guest (reason: the trigger
  * that fired); 0 or -1, one line of what happened in res. */
 int policy_act(struct kvzd *d, const struct policy_rule *r, const char *guest,

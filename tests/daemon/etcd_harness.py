@@ -22,24 +22,32 @@ def _post(url, body, timeout=2):
 
 
 class Etcd3:
-    def __init__(self, ports):
-        """ports: six free TCP ports (three client, three peer)."""
+    def __init__(self, ports, hosts=None, wraps=None, extra=()):
+        """ports: six TCP ports (three client, three peer) free on hosts
+        (three addresses, 127.0.0.1 if not given); wraps: for each member
+        the command it runs under (["ip", "netns", "exec", NS]); extra:
+        more etcd options for every member."""
         self.dir = tempfile.mkdtemp(prefix="kvz-etcd-", dir="/tmp")
         self.client = ports[:3]
         self.peer = ports[3:6]
+        self.hosts = list(hosts or ["127.0.0.1"] * 3)
+        self.wraps = list(wraps or [[]] * 3)
+        self.extra = list(extra)
         self.names = ["e1", "e2", "e3"]
         self.procs = [None, None, None]
-        self.urls = ["http://127.0.0.1:%d" % p for p in self.client]
+        self.urls = ["http://%s:%d" % hp for hp in zip(self.hosts, self.client)]
+        self.peer_urls = ["http://%s:%d" % hp for hp in zip(self.hosts, self.peer)]
 
     def _args(self, i):
-        cluster = ",".join("%s=http://127.0.0.1:%d" % (n, p) for n, p in zip(self.names, self.peer))
-        return [ETCD, "--name", self.names[i], "--data-dir", os.path.join(self.dir, self.names[i]),
-                "--listen-client-urls", self.urls[i], "--advertise-client-urls", self.urls[i],
-                "--listen-peer-urls", "http://127.0.0.1:%d" % self.peer[i],
-                "--initial-advertise-peer-urls", "http://127.0.0.1:%d" % self.peer[i],
-                "--initial-cluster", cluster, "--initial-cluster-token", os.path.basename(self.dir),
-                "--heartbeat-interval", "100", "--election-timeout", "1000",
-                "--log-level", "warn"]
+        cluster = ",".join("%s=%s" % nu for nu in zip(self.names, self.peer_urls))
+        return self.wraps[i] + [
+            ETCD, "--name", self.names[i], "--data-dir", os.path.join(self.dir, self.names[i]),
+            "--listen-client-urls", self.urls[i], "--advertise-client-urls", self.urls[i],
+            "--listen-peer-urls", self.peer_urls[i],
+            "--initial-advertise-peer-urls", self.peer_urls[i],
+            "--initial-cluster", cluster, "--initial-cluster-token", os.path.basename(self.dir),
+            "--heartbeat-interval", "100", "--election-timeout", "1000",
+            "--log-level", "warn"] + self.extra
 
     def start_member(self, i):
         log = open(os.path.join(self.dir, self.names[i] + ".log"), "a")

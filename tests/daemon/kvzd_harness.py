@@ -40,9 +40,12 @@ class Kvzd:
         self.images_dirs = list(images_dirs)
         self.proc = None
         self.log = os.path.join(self.dir, "kvzd.log")
+        # The command kvzd runs under, e.g. ["ip", "netns", "exec", NS]:
+        # it must exec kvzd, so that self.proc is kvzd itself.
+        self.wrap = []
 
     def start(self, extra=()):
-        args = [KVZD, "--state-dir", self.state, "--run-dir", self.run,
+        args = self.wrap + [KVZD, "--state-dir", self.state, "--run-dir", self.run,
                 "--socket", self.socket, "--sample-interval", str(self.interval)]
         if self.vmm:
             args += ["--vmm", self.vmm]

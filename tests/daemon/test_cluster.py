@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from cluster_harness import start_node, three_nodes
+from cluster_harness import cluster_guest, counter_runs, init, join, members, start_node, three_nodes
 from cluster_harness import token_file as cluster_token_file
 from etcd_harness import ETCD
 from kvzd_harness import FAKE, fake_kvzd, free_port
@@ -41,14 +41,6 @@ def all_eps(c, first):
     return ",".join([c.etcd.urls[first]] + [u for j, u in enumerate(c.etcd.urls) if j != first])
 
 
-def members(d):
-    return {m["name"]: m for m in d.kvz_json("node", "list") if m.get("cluster")}
-
-
-def cluster_guest(d, name):
-    return {g["name"]: g for g in d.kvz_json("list", "--all")}.get(name)
-
-
 def counter_lines(c):
     path = os.path.join(c.shared, "counter")
     if not os.path.exists(path):
@@ -57,33 +49,17 @@ def counter_lines(c):
         return [l.split() for l in f.read().splitlines() if len(l.split()) == 3]
 
 
-def node_of_root(c, root):
-    for i, d in enumerate(c.nodes):
-        if root.startswith(d.dir + "/"):
-            return "n%d" % (i + 1)
-    return "?"
-
-
 def runs(c, tag):
     """The guest's counter lines as a list of (node, how many) runs, in order."""
-    out = []
-    for t, root, _ in counter_lines(c):
-        if t != tag:
-            continue
-        n = node_of_root(c, root)
-        if out and out[-1][0] == n:
-            out[-1][1] += 1
-        else:
-            out.append([n, 1])
-    return out
+    return counter_runs(c, os.path.join(c.shared, "counter"), tag)
 
 
 def test_init_join_status(cl):
     n1, n2, n3 = cl.nodes
     # Node 3 talks only to its own etcd member: it is the one a partition cuts off.
-    n1.kvz("cluster", "init", "--etcd", all_eps(cl, 0))
-    n2.kvz("cluster", "join", "--etcd", all_eps(cl, 1))
-    n3.kvz("cluster", "join", "--etcd", cl.etcd.urls[2])
+    init(cl, 0, all_eps(cl, 0))
+    join(cl, 1, all_eps(cl, 1))
+    join(cl, 2, cl.etcd.urls[2])
     r = n2.kvz("cluster", "init", "--etcd", all_eps(cl, 1), check=False)
     assert r.returncode != 0 and "already" in r.stderr
     n1.wait_for(lambda: all(m["state"] == "up" for m in members(n1).values())
@@ -230,21 +206,7 @@ def counter_db(cl):
 
 
 def db_runs(cl):
-    path = os.path.join(cl.shared, "db", "counter")
-    if not os.path.exists(path):
-        return []
-    out = []
-    with open(path) as f:
-        for l in f.read().splitlines():
-            parts = l.split()
-            if len(parts) != 3:
-                continue
-            n = node_of_root(cl, parts[1])
-            if out and out[-1][0] == n:
-                out[-1][1] += 1
-            else:
-                out.append([n, 1])
-    return out
+    return counter_runs(cl, os.path.join(cl.shared, "db", "counter"))
 
 
 def test_crashed_ha_guest_restarted_by_its_owner(cl):
@@ -283,7 +245,7 @@ def test_leave_and_join_again(cl):
     r = n2.kvz("list", "--all", check=False)
     assert r.returncode != 0 and "cluster mode" in r.stderr
     # Guests n2 owned stay its records; back in, they are its again.
-    n2.kvz("cluster", "join", "--etcd", cl.etcd.urls[cl.nodes.index(n2)])
+    join(cl, cl.nodes.index(n2), cl.etcd.urls[cl.nodes.index(n2)])
     n1.wait_for(lambda: members(n1).get(me, {}).get("state") == "up", 15, "back in")
     assert os.path.exists(os.path.join(n2.state, "cluster.json"))
 
@@ -298,6 +260,18 @@ def etcd_keys(cl, prefix):
     req = urllib.request.Request(cl.etcd.urls[0] + "/v3/kv/range", data=body.encode())
     out = json.loads(urllib.request.urlopen(req, timeout=5).read())
     return sorted(base64.b64decode(kv["key"]).decode() for kv in out.get("kvs", []))
+
+
+def etcd_values(cl, prefix):
+    import base64
+    import json
+    import urllib.request
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    body = json.dumps({"key": base64.b64encode(prefix.encode()).decode(),
+                       "range_end": base64.b64encode(end.encode()).decode()})
+    req = urllib.request.Request(cl.etcd.urls[0] + "/v3/kv/range", data=body.encode())
+    out = json.loads(urllib.request.urlopen(req, timeout=5).read())
+    return [base64.b64decode(kv.get("value", "")).decode(errors="replace") for kv in out.get("kvs", [])]
 
 
 def etcd_put(cl, key, value):
@@ -373,6 +347,109 @@ def test_attacks(cl):
     assert n2.api("GET", "/v1/guests/junk")[0] == 404
     names = [g["name"] for g in n2.kvz_json("list", "--all")]
     assert "evil" in names and "junk" not in names
+
+
+def peer_request(port, method, path, secret, node="n1", body=None, ts=None, sign_body=None,
+                 authz=None):
+    """A request on a kvzd's TCP API signed as cluster peer node with
+    secret (cluster_auth.c's format); sign_body: the body the MAC claims
+    when it is not the one sent; authz: the header as given instead."""
+    import hashlib
+    import hmac
+    import http.client
+    import json
+    data = json.dumps(body).encode() if body is not None else b""
+    signed = json.dumps(sign_body).encode() if sign_body is not None else data
+    ts = int(time.time() * 1000) if ts is None else ts
+    sha = hashlib.sha256(signed).hexdigest()
+    text = "kvz peer v1\n%s\n%d\n%s\n%s\n%s" % (node, ts, method, path.split("?")[0], sha)
+    mac = hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, body=data or None, headers={
+        "Authorization": authz or "KvzPeer %s %d %s %s" % (node, ts, sha, mac),
+        "Content-Type": "application/json"})
+    r = conn.getresponse()
+    text = r.read().decode()
+    conn.close()
+    return r.status, text
+
+
+def test_credentials(cl):
+    """Members call each other with the cluster secret, not users' tokens:
+    each node's token is its own, the secret stays in the state directory
+    (0600) and out of etcd, and forged, stale, replayed-with-another-body
+    or out-of-scope peer requests are refused."""
+    from cluster_harness import node_token
+    from kvzd_harness import tcp_request
+    n1, n2, n3 = cl.nodes
+    # Forwarding worked all along with three different tokens (the tests
+    # above); a user's token is good on its own node only.
+    assert tcp_request(cl.ports[1], "GET", "/v1/guests", None, node_token(cl, 1))[0] == 200
+    assert tcp_request(cl.ports[1], "GET", "/v1/guests", None, node_token(cl, 0))[0] == 401
+    assert tcp_request(cl.ports[0], "GET", "/v1/guests", None, node_token(cl, 2))[0] == 401
+    with open(os.path.join(n1.state, "cluster.key")) as f:
+        secret = f.read().strip()
+    for d in cl.nodes:
+        path = os.path.join(d.state, "cluster.key")
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        with open(path) as f:
+            assert f.read().strip() == secret
+    assert not any(secret in v for v in etcd_values(cl, "/kvz/"))
+    # A correctly signed request works (so the refusals below are about
+    # what they change); web is another node's for at least one of them.
+    port = cl.ports[1]
+    st, text = peer_request(port, "GET", "/v1/guests/web", secret, "n3")
+    assert st == 200 and '"web"' in text, text
+    bad = [
+        dict(secret="f" * 64),                                   # another cluster's secret
+        dict(secret=secret, ts=int(time.time() * 1000) - 60000),  # stale
+        dict(secret=secret, ts=int(time.time() * 1000) + 60000),  # from the future
+        dict(secret=secret, node="../x"),
+        dict(secret=secret, authz="KvzPeer n1 1 2 3"),
+        dict(secret=secret, authz="KvzPeer " + "a" * 300),
+        dict(secret=secret, authz="KvzPeer"),
+        dict(secret=secret, authz="Bearer " + secret),           # the secret is no token
+    ]
+    for b in bad:
+        st, text = peer_request(port, "GET", "/v1/guests/web", **b)
+        assert st == 401, (b, text)
+    # The body is signed: a captured request does not carry another body.
+    st, text = peer_request(port, "POST", "/v1/policies/revive/act", secret, "n3",
+                            body={"guest": "web", "reason": "evil"},
+                            sign_body={"guest": "web", "reason": "x"})
+    assert st == 401, text
+    # A peer may ask a guest's owner and a policy action, nothing else.
+    for method, path in [("POST", "/v1/cluster/leave"), ("GET", "/v1/cluster"),
+                         ("POST", "/v1/policies"), ("DELETE", "/v1/policies/x"),
+                         ("GET", "/v1/guests"), ("POST", "/v1/guests"), ("GET", "/v1/host"),
+                         ("GET", "/v1/policies/x/act"), ("POST", "/v1/policies//act")]:
+        st, text = peer_request(port, method, path, secret, "n3",
+                                body={} if method == "POST" else None)
+        assert st == 403, (method, path, text)
+    assert n2.kvz_json("cluster", "status")["member"]
+    # Joining takes the secret: none, a malformed one or a wrong one is
+    # refused and leaves nothing behind.
+    lone = fake_kvzd()
+    try:
+        lport = free_port()
+        lone.start(["--listen", "127.0.0.1:%d" % lport, "--token-file", token_file(lone),
+                    "--node-name", "lone"])
+        for body, want in [({"etcd": cl.etcd.urls[0]}, 400),
+                           ({"etcd": cl.etcd.urls[0], "secret": "xyz"}, 400),
+                           ({"etcd": cl.etcd.urls[0], "secret": secret.upper()}, 400),
+                           ({"etcd": cl.etcd.urls[0], "secret": 5}, 400),
+                           ({"etcd": cl.etcd.urls[0], "secret": "0" * 64}, 403)]:
+            st, err = lone.api("POST", "/v1/cluster/join", body)
+            assert st == want, (body, err)
+        assert not os.path.exists(os.path.join(lone.state, "cluster.json"))
+        assert not os.path.exists(os.path.join(lone.state, "cluster.key"))
+        assert "lone" not in members(n1)
+        # A node that is no member knows no secret: it takes no peer call.
+        lone.api("POST", "/v1/guests", {"name": "solo", "type": "ct", "template": "busybox"})
+        st, text = peer_request(lport, "GET", "/v1/guests/solo", secret, "n1")
+        assert st == 401, text
+    finally:
+        lone.cleanup()
 
 
 def lone_etcd(tmp, extra, scheme="http", ports=None):
