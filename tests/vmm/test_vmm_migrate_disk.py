@@ -9,18 +9,20 @@ leaves the source running and writing. Skipped without KVM."""
 
 import os
 import re
-import struct
+import sys
 import time
 
 import pytest
 
 import vmmtest
-from test_vmm_migrate import Vmm, hand_socketpair, statuses
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "guests"))
+from diskwriter_check import contiguous_top, disk_stamps  # noqa: E402
+from test_vmm_migrate import Vmm, hand_socketpair, no_leftover_vms, statuses  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(vmmtest.kvm_unavailable_reason() is not None,
                                 reason=vmmtest.kvm_unavailable_reason() or "")
 
-NSECT = 8192            # diskwriter.S: sectors stamped
 DISK = 32 << 20         # bytes: more than the stamped part (holes copied as markers)
 STAMP = re.compile(r"w=([0-9a-f]{16})")
 
@@ -58,28 +60,6 @@ def image(tmp_path, name):
     return str(p)
 
 
-def stamps_of(path):
-    """Each stamped sector's stamp, after checking it is whole."""
-    with open(path, "rb") as f:
-        data = f.read(NSECT * 512)
-    out = []
-    for s in range(NSECT):
-        q = struct.unpack_from("<64Q", data, s * 512)
-        assert len(set(q)) == 1, f"sector {s} torn: {q[:2]}"
-        out.append(q[0])
-    return out
-
-
-def check_contiguous(stamps):
-    """The disk holds the last NSECT writes of one count: each sector s has
-    the largest stamp <= the top one that is congruent to s."""
-    top = max(stamps)
-    for s, v in enumerate(stamps):
-        want = top - ((top - s) % NSECT)
-        assert v == (want if want > 0 else 0), (s, v, top)
-    return top
-
-
 def wait_status(vm, want, timeout=10):
     end = time.monotonic() + timeout
     while (st := vm.qmp.cmd("query-status")["return"]["status"]) != want:
@@ -109,15 +89,15 @@ def test_copy_storage_disk_matches_at_the_switch(tmp_path):
     wait_status(dst, "paused")   # --paused: after the load, the machine starts paused
     with open(src_disk, "rb") as a, open(dst_disk, "rb") as b:
         assert a.read() == b.read(), "the target's disk differs from the source's at the switch"
-    top = check_contiguous(stamps_of(dst_disk))
+    top = contiguous_top(disk_stamps(dst_disk))
     assert top > before, "no stamp written during the migration"
     src.quit()
     # The target's guest goes on where the source stopped, on its own disk.
     assert dst.qmp.cmd("cont") == {"return": {}}
     dst.wait_stamp(top + 3 * 1024)
     assert dst.qmp.cmd("stop") == {"return": {}}
-    assert check_contiguous(stamps_of(dst_disk)) > top
-    assert check_contiguous(stamps_of(src_disk)) == top, "the source wrote after the switch"
+    assert contiguous_top(disk_stamps(dst_disk)) > top
+    assert contiguous_top(disk_stamps(src_disk)) == top, "the source wrote after the switch"
     dst.quit()
 
 
@@ -138,7 +118,7 @@ def test_copy_storage_cancelled_source_runs_on(tmp_path):
     src.wait_stamp(n + 2048)
     assert dst.proc.wait(timeout=20) != 0
     src.qmp.cmd("stop")
-    check_contiguous(stamps_of(src_disk))
+    contiguous_top(disk_stamps(src_disk))
     src.quit()
 
 
