@@ -113,8 +113,10 @@ static struct blk_aio *sync_aio(void)
 
 static void fill(uint8_t *buf, size_t len, uint32_t stamp)
 {
-	for (size_t i = 0; i < len; i += 4)
-		memcpy(buf + i, &stamp, 4), stamp = stamp * 1103515245u + 12345u;
+	for (size_t i = 0; i < len; i += 4) {
+		memcpy(buf + i, &stamp, len - i < 4 ? len - i : 4);
+		stamp = stamp * 1103515245u + 12345u;
+	}
 }
 
 /* Completed writes, discards and write-zeroes are marked; reads and

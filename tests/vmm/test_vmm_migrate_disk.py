@@ -151,6 +151,7 @@ def test_disk_size_mismatch_refused_by_target(tmp_path):
     assert dst.proc.wait(timeout=30) != 0
     err = dst.proc.stderr.read().decode(errors="replace").strip().splitlines()
     assert err and "disk 0: the source's is" in err[-1], err
+    assert not any("Sanitizer" in l or "runtime error" in l for l in err), err
     assert statuses(src)[-1] == "failed"
     assert src.qmp.cmd("query-status")["return"]["status"] == "running"
     src.wait_stamp(src.stamps()[-1] + 1024)
