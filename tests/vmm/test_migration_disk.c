@@ -141,6 +141,19 @@ static void submit_feeds_bitmap(void **state)
 	blk_dirty_stop(b);
 	assert_int_equal(io(b, aio, BLK_OP_WRITE, 0, buf, 4096), 0);
 	assert_int_equal(blk_dirty_take(b->dirty, got), 0);
+	/* Resized since (block_resize): the next tracking covers the new
+	 * size, and writes past the old end are marked. */
+	struct blk_dirty *old = b->dirty;
+	b->size += 2 * BLK_DIRTY_CHUNK;
+	assert_int_equal(blk_dirty_start(b), 0);
+	assert_ptr_not_equal(b->dirty, old);
+	assert_ptr_equal(b->dirty->older, old);
+	assert_int_equal(b->dirty->nbits, DISK / BLK_DIRTY_CHUNK + 2);
+	blk_dirty_mark(b->dirty, DISK + BLK_DIRTY_CHUNK, 1);
+	uint64_t big[2] = {0};
+	assert_int_equal(blk_dirty_take(b->dirty, big), 1);
+	assert_int_equal(big[1], 2);
+	b->size -= 2 * BLK_DIRTY_CHUNK;
 	blk_aio_destroy(aio);
 	blk_close(b);
 	unlink(path);

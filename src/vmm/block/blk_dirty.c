@@ -23,10 +23,12 @@ struct blk_dirty *blk_dirty_new(uint64_t size)
 
 void blk_dirty_free(struct blk_dirty *d)
 {
-	if (!d)
-		return;
-	free(d->bits);
-	free(d);
+	while (d) {
+		struct blk_dirty *older = d->older;
+		free(d->bits);
+		free(d);
+		d = older;
+	}
 }
 
 void blk_dirty_mark(struct blk_dirty *d, uint64_t off, uint64_t len)
@@ -67,11 +69,15 @@ uint64_t blk_dirty_count(const uint64_t *bits, uint64_t words)
 int blk_dirty_start(struct blk_backend *b)
 {
 	struct blk_dirty *d = __atomic_load_n(&b->dirty, __ATOMIC_ACQUIRE);
-	if (!d) {
-		d = blk_dirty_new(b->size);
-		if (!d)
+	if (!d || d->size != b->size) {
+		/* A completion may still hold the old one: it stays, disabled,
+		 * until blk_close. */
+		struct blk_dirty *n = blk_dirty_new(b->size);
+		if (!n)
 			return -1;
-		__atomic_store_n(&b->dirty, d, __ATOMIC_RELEASE);
+		n->older = d;
+		__atomic_store_n(&b->dirty, n, __ATOMIC_RELEASE);
+		d = n;
 	}
 	for (uint64_t i = 0; i < d->words; i++)
 		__atomic_store_n(&d->bits[i], 0, __ATOMIC_RELAXED);

@@ -24,6 +24,7 @@ struct blk_dirty {
 	uint64_t nbits, words;
 	bool enabled;              /* atomic */
 	uint64_t *bits;            /* atomic words */
+	struct blk_dirty *older;   /* made for an earlier size; freed with this */
 };
 
 struct blk_dirty *blk_dirty_new(uint64_t size);
@@ -36,8 +37,9 @@ void blk_dirty_enable(struct blk_dirty *d, bool on);
 uint64_t blk_dirty_take(struct blk_dirty *d, uint64_t *into);
 uint64_t blk_dirty_count(const uint64_t *bits, uint64_t words);
 
-/* Starts tracking the backend's writes (the bitmap made on first use, all
- * bits clear). Returns 0, or -1 when out of memory. */
+/* Starts tracking the backend's writes (the bitmap made on first use, or
+ * anew when the disk was resized since; all bits clear). Returns 0, or -1
+ * when out of memory. */
 int blk_dirty_start(struct blk_backend *b);
 void blk_dirty_stop(struct blk_backend *b);
 
