@@ -1,6 +1,7 @@
 /* libFuzzer target: the live migration stream's reader
  * (state/migration_stream.c) on hostile input: the header, RAM runs and
  * page markers, sections (framing and checksums), records out of order,
+ * disk records (index, size, chunks beyond the disk or overflowing it),
  * then the sections applied to the fuzz machine's devices. Must refuse
  * with a message, never crash or write outside the RAM buffer.
  * Input: byte 0 = 0: a whole stream; else the records behind a valid
@@ -17,6 +18,29 @@
 #define FUZZ_PAGES 64
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Two target disks in memory; the second's size is not a chunk multiple. */
+#define DISK0 (256u << 10)
+#define DISK1 100000u
+static uint8_t disk0[DISK0], disk1[DISK1];
+
+/* The reader checked the bounds: a chunk outside its disk is a bug. */
+static int disk_write(void *opaque, unsigned index, uint64_t off, const uint8_t *data, uint32_t len,
+		      char *err, size_t errlen)
+{
+	(void)opaque;
+	(void)err;
+	(void)errlen;
+	uint8_t *d = index == 0 ? disk0 : index == 1 ? disk1 : NULL;
+	uint64_t size = index == 0 ? DISK0 : DISK1;
+	if (!d || off > size || len > size - off)
+		abort();
+	if (data)
+		memcpy(d + off, data, len);
+	else
+		memset(d + off, 0, len);
+	return 0;
+}
 
 static void write_all(int fd, const uint8_t *p, size_t n)
 {
@@ -53,7 +77,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	char err[512];
 	struct snap_sections s = {0};
-	if (mig_read_stream(fd, ram, FUZZ_PAGES * SNAP_PAGE, &s, NULL, err, sizeof(err)) == 0)
+	struct mig_disk_sink sink = { .n = 2, .size = {DISK0, DISK1}, .write = disk_write };
+	if (mig_read_stream(fd, ram, FUZZ_PAGES * SNAP_PAGE, &sink, &s, NULL, err, sizeof(err)) == 0)
 		snap_sections_apply(&s, reg, err, sizeof(err));
 	snap_sections_free(&s);
 	return 0;

@@ -33,7 +33,7 @@ static const struct {
 	{"host", cmd_host, "host                           host totals"},
 	{"snapshot", cmd_snapshot, "snapshot create NAME [SNAP] | list NAME | restore NAME SNAP | delete NAME SNAP   [--detach]"},
 	{"backup", cmd_backup, "backup create NAME [B] | list NAME | restore NAME B | delete NAME B   [--detach]   containers"},
-	{"migrate", cmd_migrate, "migrate NAME --to NODE [--offline] [--downtime MS] [--bandwidth MBPS] [--pre-dumps K] [--detach]   move a guest to another node (a container: live, with CRIU)"},
+	{"migrate", cmd_migrate, "migrate NAME --to NODE [--offline] [--copy-storage] [--downtime MS] [--bandwidth MBPS] [--pre-dumps K] [--detach]   move a guest to another node (a container: live, with CRIU)"},
 	{"node", cmd_node, "node add NAME URL --token-file F | list | show NAME | remove NAME   other hosts"},
 	{"cluster", cmd_cluster, "cluster init|join --etcd URL[,URL...] | leave | status   many hosts as one (etcd)"},
 	{"policy", cmd_policy, "policy add FILE|- | list | show|enable|disable|remove NAME | plan [--at TIME] | approve|reject ID | log   rules that act by themselves"},

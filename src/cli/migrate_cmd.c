@@ -1,7 +1,7 @@
-/* kvz migrate NAME --to NODE [--offline] [--downtime MS] [--bandwidth MBPS] [--pre-dumps K]
- * [--detach]: a migrate job on kvzd, followed like any job, then one line
- * with total time, downtime and bytes sent (from the source's
- * migrated-out event). */
+/* kvz migrate NAME --to NODE [--offline] [--copy-storage] [--downtime MS] [--bandwidth MBPS]
+ * [--pre-dumps K] [--detach]: a migrate job on kvzd, followed like any job,
+ * then one line with total time, downtime, bytes sent and whether the disk
+ * was copied or shared (from the source's migrated-out event). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +13,7 @@
 
 static int migrate_usage(void)
 {
-	kvz_error("usage: kvz migrate NAME --to NODE [--offline] [--downtime MS] "
+	kvz_error("usage: kvz migrate NAME --to NODE [--offline] [--copy-storage] [--downtime MS] "
 		  "[--bandwidth MBPS] [--pre-dumps K] [--detach]");
 	return 2;
 }
@@ -69,6 +69,8 @@ int cmd_migrate(int argc, char **argv)
 			i++;
 		} else if (!strcmp(a, "--offline")) {
 			json_object_set_new(body, "offline", json_true());
+		} else if (!strcmp(a, "--copy-storage")) {
+			json_object_set_new(body, "copy_storage", json_true());
 		} else if (!strcmp(a, "--detach")) {
 			detach = true;
 		} else if (!strcmp(a, "--downtime")) {

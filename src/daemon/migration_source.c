@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "file_copy.h"
+#include "migration_storage.h"
 #include "guest_config.h"
 #include "guest_driver.h"
 #include "guest_locks.h"
@@ -119,23 +120,33 @@ static uint64_t file_size(const char *path)
 }
 
 /* What the source tells the target, and how the disk travels: a disk kvzd
- * made lies in its own image dir and is copied; any other path must be on
- * storage both hosts share. */
+ * made lies in its own image dir and is copied, as is any disk with
+ * copy_storage; any other path is shared storage when the target has it
+ * ("auto": the target answers which). *ours: the disk is kvzd's own. */
 static json_t *reservation(struct kvzd *d, json_t *g, bool running, bool live,
-			   bool *copy_disk)
+			   bool copy_storage, bool *ours, struct op_error *e)
 {
 	const char *name = cfg_str(g, "name");
-	json_t *cfg = json_object_get(g, "config");
+	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
 	const char *disk = cfg_str(cfg, "disk_path");
 	char mine[400], model[256];
 	guest_image_path(d, name, mine, sizeof(mine));
-	*copy_disk = disk && !strcmp(disk, mine);
+	*ours = disk && !strcmp(disk, mine);
+	uint64_t size;
+	/* The target makes a disk of this size for a copy. */
+	if (disk && !json_is_integer(json_object_get(cfg, "disk_size"))) {
+		if (mig_storage_size(cfg, &size, e)) {
+			json_decref(cfg);
+			return NULL;
+		}
+		json_object_set_new(cfg, "disk_size", json_integer((json_int_t)size));
+	}
 	host_cpu_model(model, sizeof(model));
-	return json_pack("{s:s, s:s, s:O, s:b, s:b, s:b, s:s, s:s}", "name", name, "type",
+	return json_pack("{s:s, s:s, s:o, s:b, s:b, s:b, s:s, s:s}", "name", name, "type",
 			 cfg_str(g, "type"), "config", cfg, "autostart",
 			 json_is_true(json_object_get(g, "autostart")), "running", running,
 			 "live", live, "cpu_model", model, "disk",
-			 !disk ? "none" : *copy_disk ? "copy" : "shared");
+			 !disk ? "none" : *ours || copy_storage ? "copy" : "auto");
 }
 
 struct outgoing {
@@ -145,6 +156,7 @@ struct outgoing {
 	const char *name;
 	struct node n;
 	bool running, copy_disk, live;
+	bool disk_ours;      /* in this kvzd's image dir: removed once handed over */
 	json_t *params;
 	int64_t downtime_ms; /* live: as kvz-vmm reports it */
 	char dir[400], state[450];
@@ -194,8 +206,12 @@ static int transfer_live(struct outgoing *o, struct op_error *e)
 {
 	const struct guest_driver *drv = guest_driver_of(o->g);
 	o->t_paused = 0;
-	int rc = drv->migrate_send(o->d, o->j, o->g, o->sock, o->params, &o->downtime_ms,
+	/* Without shared storage kvz-vmm sends the disk too (QMP "blk"). */
+	json_t *params = json_deep_copy(o->params);
+	json_object_set_new(params, "blk", json_boolean(o->copy_disk));
+	int rc = drv->migrate_send(o->d, o->j, o->g, o->sock, params, &o->downtime_ms,
 				   &o->sent, e);
+	json_decref(params);
 	/* The supervisor holds its own copy; the stream ends when it closes. */
 	close(o->sock);
 	o->sock = -1;
@@ -323,14 +339,15 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 		goto out;
 	}
 	job_progress(j, "reserving", 0, 0);
-	req = reservation(d, o.g, o.running, o.live, &o.copy_disk);
-	if (o.live && o.copy_disk) {
-		op_fail(e, 409, "live migration needs the disk on shared storage; %s's disk was "
-			"made by kvzd and moves only with --offline", guest);
+	req = reservation(d, o.g, o.running, o.live,
+			  json_is_true(json_object_get(params, "copy_storage")), &o.disk_ours, e);
+	if (!req || peer(&o.n, "POST", "/v1/migrations", req, &ans, NULL, e))
 		goto out;
-	}
-	if (peer(&o.n, "POST", "/v1/migrations", req, &ans, NULL, e))
-		goto out;
+	/* The mode the target chose ("auto"); an older target answers none. */
+	const char *mode = json_string_value(json_object_get(ans, "disk"));
+	if (!mode)
+		mode = json_string_value(json_object_get(req, "disk"));
+	o.copy_disk = !strcmp(mode, "copy");
 	json_t *port = json_object_get(ans, "port");
 	const char *proof = json_string_value(json_object_get(ans, "proof"));
 	if (!json_is_integer(port) || json_integer_value(port) <= 0 ||
@@ -355,11 +372,13 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 		char detail[256], a[32];
 		int64_t now = kvzd_now_ms();
 		snprintf(detail, sizeof(detail),
-			 "to %s: total %lld ms, downtime %lld ms, sent %s (%llu bytes)", o.n.name,
+			 "to %s: total %lld ms, downtime %lld ms, sent %s (%llu bytes), disk %s", o.n.name,
 			 (long long)(now - o.t_start),
 			 (long long)(o.live ? o.downtime_ms : o.running ? now - o.t_paused : 0),
-			 kvz_format_size(o.sent, a, sizeof(a)), (unsigned long long)o.sent);
-		forget(d, o.g, o.copy_disk, o.n.name, detail);
+			 kvz_format_size(o.sent, a, sizeof(a)), (unsigned long long)o.sent,
+			 !strcmp(mode, "copy") ? "copied" : !strcmp(mode, "shared") || !strcmp(mode, "auto")
+								  ? "shared" : "none");
+		forget(d, o.g, o.disk_ours && o.copy_disk, o.n.name, detail);
 		goto out;
 	}
 discard:
@@ -453,11 +472,15 @@ json_t *migration_start(struct kvzd *d, const char *guest, json_t *req, struct o
 	json_t *off = json_object_get(req, "offline");
 	if (!json_is_object(req) || !to || (off && !json_is_boolean(off))) {
 		op_fail(e, 400, "migrate takes {\"to\": NODE, \"offline\": BOOL, \"downtime_ms\": MS, "
-			"\"max_bandwidth\": BYTES_PER_S}");
+			"\"max_bandwidth\": BYTES_PER_S, \"copy_storage\": BOOL}");
 		return NULL;
 	}
 	json_t *dl = json_object_get(req, "downtime_ms"), *bw = json_object_get(req, "max_bandwidth");
-	json_t *pre = json_object_get(req, "pre_dumps");
+	json_t *pre = json_object_get(req, "pre_dumps"), *cs = json_object_get(req, "copy_storage");
+	if (cs && !json_is_boolean(cs)) {
+		op_fail(e, 400, "copy_storage is a boolean");
+		return NULL;
+	}
 	if ((dl && (!json_is_integer(dl) || json_integer_value(dl) < 1)) ||
 	    (bw && (!json_is_integer(bw) || json_integer_value(bw) < 1))) {
 		op_fail(e, 400, "downtime_ms and max_bandwidth are positive integers");
@@ -479,9 +502,14 @@ json_t *migration_start(struct kvzd *d, const char *guest, json_t *req, struct o
 	if (!g)
 		return NULL;
 	const char *why = guest_driver_of(g)->no_migration;
+	bool has_disk = cfg_str(json_object_get(g, "config"), "disk_path") != NULL;
 	json_decref(g);
 	if (why) {
 		op_fail(e, 409, "%s: %s", guest, why);
+		return NULL;
+	}
+	if (json_is_true(cs) && !has_disk) {
+		op_fail(e, 400, "%s has no disk to copy (copy_storage)", guest);
 		return NULL;
 	}
 	json_t *params = json_pack("{s:s, s:b}", "to", to, "offline", json_is_true(off));
@@ -491,6 +519,8 @@ json_t *migration_start(struct kvzd *d, const char *guest, json_t *req, struct o
 		json_object_set(params, "max_bandwidth", bw);
 	if (pre)
 		json_object_set(params, "pre_dumps", pre);
+	if (json_is_true(cs))
+		json_object_set_new(params, "copy_storage", json_true());
 	json_t *job = job_submit(d, &migrate_job, guest, params, e);
 	json_decref(params);
 	return job;

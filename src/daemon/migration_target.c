@@ -25,6 +25,7 @@
 #include "log.h"
 #include "mig_stream.h"
 #include "migration_stats.h"
+#include "migration_storage.h"
 #include "parse.h"
 #include "store.h"
 
@@ -50,6 +51,7 @@ struct slot {
 	struct mig_sink sink;
 	char state_path[450], disk_path[450];
 	bool has_disk;
+	const char *disk_mode; /* what ran: "copy", "shared" or "none" (answered) */
 	bool live; /* the guest's supervisor waits for the stream (--incoming defer) */
 };
 
@@ -128,6 +130,8 @@ static void drop_incoming(struct kvzd *d, const char *name, const char *why)
 		if (guest_driver_of(g)->migrate_discard)
 			guest_driver_of(g)->migrate_discard(d, g);
 	}
+	/* After the supervisor stopped: it had the file open. */
+	mig_storage_remove(json_object_get(g, "config"));
 	json_decref(g);
 	char dir[400];
 	migration_dir(d, name, dir, sizeof(dir));
@@ -336,15 +340,20 @@ static int check_host(struct kvzd *d, const struct guest_driver *drv, json_t *re
 }
 
 /* The disk: copied into this kvzd's image dir, or the same path (shared
- * storage). Sets the sink's disk path. */
+ * storage); "auto": shared when this host has the path, else copied.
+ * Sets the sink's disk path and s->disk_mode. */
 static int place_disk(struct kvzd *d, const char *name, const char *mode, json_t *cfg,
 		      struct slot *s, struct op_error *e)
 {
 	const char *disk = cfg_str(cfg, "disk_path");
+	s->disk_mode = "none";
 	if (!strcmp(mode, "none"))
 		return disk ? op_fail(e, 400, "disk \"none\" for a guest with a disk") : 0;
 	if (!disk)
 		return op_fail(e, 400, "disk \"%s\" for a guest without a disk", mode);
+	if (!strcmp(mode, "auto"))
+		mode = access(disk, R_OK | W_OK) == 0 ? "shared" : "copy";
+	s->disk_mode = !strcmp(mode, "shared") ? "shared" : "copy";
 	if (!strcmp(mode, "shared")) {
 		if (access(disk, R_OK | W_OK) < 0)
 			return op_fail(e, 409, "disk %s is not on this host (%s): it must be on shared storage",
@@ -352,7 +361,7 @@ static int place_disk(struct kvzd *d, const char *name, const char *mode, json_t
 		return 0;
 	}
 	if (strcmp(mode, "copy"))
-		return op_fail(e, 400, "disk must be \"copy\", \"shared\" or \"none\"");
+		return op_fail(e, 400, "disk must be \"copy\", \"shared\", \"auto\" or \"none\"");
 	char mine[400];
 	guest_image_path(d, name, mine, sizeof(mine));
 	if (access(mine, F_OK) == 0)
@@ -446,6 +455,8 @@ static int reserve_locked(struct kvzd *d, json_t *req, const struct guest_driver
 	json_t *cfg = json_deep_copy(json_object_get(req, "config"));
 	char dir[400], top[300], err[300];
 	int rc = -1;
+	/* Only this kvzd names a file it may remove (never the peer). */
+	json_object_del(cfg, "incoming_disk");
 	json_t *old = store_guest_get(d->store, name);
 	if (old) {
 		op_fail(e, 409, "this host already has a guest named %s", name);
@@ -454,11 +465,10 @@ static int reserve_locked(struct kvzd *d, json_t *req, const struct guest_driver
 	if (check_host(d, drv, req, cfg, e) ||
 	    place_disk(d, name, cfg_str(req, "disk"), cfg, s, e))
 		goto out;
-	if (s->live && s->has_disk) {
-		op_fail(e, 409, "live migration needs the disk on shared storage (a disk kvzd "
-			"made moves only offline)");
+	/* Live: the target's kvz-vmm writes the copy into a disk made now. */
+	if (s->live && s->has_disk &&
+	    mig_storage_create(d, name, drv, cfg, cfg_str(cfg, "disk_path"), e))
 		goto out;
-	}
 	snprintf(top, sizeof(top), "%s/migrations", d->state_dir);
 	migration_dir(d, name, dir, sizeof(dir));
 	remove_tree(dir);
@@ -495,6 +505,8 @@ static int reserve_locked(struct kvzd *d, json_t *req, const struct guest_driver
 fail_dir:
 	remove_tree(dir);
 out:
+	if (rc)
+		mig_storage_remove(cfg);
 	json_decref(old);
 	json_decref(cfg);
 	return rc;
@@ -528,6 +540,7 @@ int migration_reserve(struct kvzd *d, json_t *req, json_t **answer, struct op_er
 	int port = rc == 0 ? port_of(s->lfd) : 0;
 	char proof[MIG_PROOF_LEN + 1];
 	memcpy(proof, s->proof, sizeof(proof));
+	const char *disk_mode = s->disk_mode ? s->disk_mode : "none";
 	pthread_t t;
 	if (rc == 0 && pthread_create(&t, NULL, receiver, s)) {
 		rc = op_fail(e, 500, "cannot start the receiving thread");
@@ -539,7 +552,7 @@ int migration_reserve(struct kvzd *d, json_t *req, json_t **answer, struct op_er
 		return -1;
 	}
 	pthread_detach(t);
-	*answer = json_pack("{s:i, s:s}", "port", port, "proof", proof);
+	*answer = json_pack("{s:i, s:s, s:s}", "port", port, "proof", proof, "disk", disk_mode);
 	store_event_add(d->store, name, "migration-reserved", NULL);
 	return 0;
 }
@@ -570,12 +583,25 @@ static int take_complete(struct migrations *m, const char *name, char *state, ch
 		rc = op_fail(e, 409, "the migration of %s has not arrived yet", name);
 	if (rc == 0) {
 		snprintf(state, len, "%s", s->state_path);
-		snprintf(disk, len, "%s", s->has_disk ? s->disk_path : "");
+		snprintf(disk, len, "%s", s->has_disk && !s->live ? s->disk_path : "");
 		*live = s->live;
 		s->state = SLOT_FREE;
 	}
 	pthread_mutex_unlock(&m->lock);
 	return rc;
+}
+
+/* Committed: a disk made for the copy is the guest's own now. */
+static void keep_incoming_disk(struct kvzd *d, const char *name)
+{
+	json_t *g = store_guest_get(d->store, name);
+	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
+	if (cfg && json_object_get(cfg, "incoming_disk")) {
+		json_object_del(cfg, "incoming_disk");
+		store_guest_set_config(d->store, name, cfg);
+	}
+	json_decref(cfg);
+	json_decref(g);
 }
 
 static int commit_locked(struct kvzd *d, const char *name, json_t *body,
@@ -608,6 +634,8 @@ static int commit_locked(struct kvzd *d, const char *name, json_t *body,
 	/* Live: the guest runs already; offline: it starts from the state. */
 	if (rc == 0 && live)
 		store_guest_set_state(d->store, name, "running");
+	if (rc == 0)
+		keep_incoming_disk(d, name);
 	json_t *now = store_guest_get(d->store, name);
 	if (rc == 0 && runs && !live)
 		rc = guest_driver_of(g)->migrate_start(d, now, state, e);

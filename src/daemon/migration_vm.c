@@ -76,14 +76,17 @@ static int set_limits(struct qmp_client *c, const char *name, json_t *params,
 	return rc ? op_fail(e, 409, "%s: migrate-set-parameters: %s", name, err) : 0;
 }
 
-/* The phase a query-migrate answer shows, for the progress bar. */
+/* The phase a query-migrate answer shows, for the progress bar. Copying
+ * the disk, the first pass is the disk's bulk copy. */
 static void live_phase(json_t *r, char *buf, size_t len)
 {
 	const char *st = cfg_str(r, "status");
 	json_t *ram = json_object_get(r, "ram");
+	long long pass = json_integer_value(json_object_get(ram, "dirty-sync-count")) + 1;
+	bool disk = json_object_get(r, "disk") != NULL;
 	if (st && !strcmp(st, "active"))
-		snprintf(buf, len, "pre-copy pass %lld",
-			 (long long)json_integer_value(json_object_get(ram, "dirty-sync-count")) + 1);
+		snprintf(buf, len, "pre-copy pass %lld%s", pass,
+			 !disk ? "" : pass == 1 ? ", copying the disk" : ", RAM and disk");
 	else if (st && !strcmp(st, "device"))
 		snprintf(buf, len, "stop-and-copy");
 	else
@@ -138,7 +141,9 @@ int vm_migrate_send(struct kvzd *d, struct job *j, json_t *g, int sock, json_t *
 	int rc = set_limits(c, name, params, e);
 	if (rc == 0 && qmp_client_getfd(c, "mig", sock, err, sizeof(err)))
 		rc = op_fail(e, 502, "%s: getfd: %s", name, err);
-	json_t *args = json_pack("{s:s}", "uri", "fd:mig");
+	/* blk: the disk travels in the stream (no shared storage). */
+	json_t *args = json_pack("{s:s, s:b}", "uri", "fd:mig", "blk",
+				 json_is_true(json_object_get(params, "blk")));
 	if (rc == 0 && qmp_client_execute(c, "migrate", args, NULL, NULL, 0, err, sizeof(err)))
 		rc = op_fail(e, 409, "%s: migrate: %s", name, err);
 	json_decref(args);

@@ -424,6 +424,15 @@ static int incoming_stream_fd(struct vmm_control *ctl, const char *uri, int list
 	}
 }
 
+/* What a migration without shared storage copies (source) or writes
+ * (target). */
+static void set_migration_disks(struct vmm_control *ctl, struct migration *m)
+{
+	struct blk_backend *disks[MIG_DISK_MAX];
+	unsigned n = virtio_devices_writable_disks(ctl->vd, disks, MIG_DISK_MAX);
+	migration_set_disks(m, disks, n);
+}
+
 /* Target of a live migration: the stream loaded into the built machine
  * (after the seccomp lock-down: the stream is hostile input). */
 static int receive_live(struct vmm_control *ctl, const char *uri, int listen_fd, int fd,
@@ -434,6 +443,7 @@ static int receive_live(struct vmm_control *ctl, const char *uri, int listen_fd,
 	if (!ctl->mig_ready) {   /* no QMP: status goes nowhere */
 		migration_init(&local, ctl->vm);
 		m = &local;
+		set_migration_disks(ctl, m);
 	}
 	if (fd < 0)
 		fd = incoming_stream_fd(ctl, uri, listen_fd, w, err, errlen);
@@ -548,6 +558,8 @@ static int run(struct options *o)
 	ctl.may_open_files = o->seccomp == SECCOMP_FILTER_OFF || !seccomp_filter_supported();
 	if (o->qmp_path && qmp_control_start(&ctl, o->qmp_path, err, sizeof(err)) < 0)
 		goto out;
+	if (ctl.mig_ready)
+		set_migration_disks(&ctl, &ctl.mig);
 	waiter.vm = vm;
 	if (pthread_create(&waiter.thread, NULL, signal_thread, &waiter) != 0) {
 		snprintf(err, sizeof(err), "cannot start the signal thread");

@@ -76,6 +76,10 @@ static void *job(struct migration *m)
 	char err[512] = "";
 	bool was_running = vm_run_state(m->vm) == VM_RUNNING;
 	int rc = 0;
+	if (m->copy_storage) {
+		snprintf(err, sizeof(err), "blk: copying the disks needs a live migration (a socket), not a file");
+		return migration_job_end(m, -1, false, err);
+	}
 	if (was_running) {
 		if (!vm_pause(m->vm)) {
 			snprintf(err, sizeof(err), "the machine is shutting down");
@@ -119,7 +123,25 @@ void *migration_job_end(struct migration *m, int rc, bool was_running, const cha
 	return NULL;
 }
 
-int migration_start(struct migration *m, int fd, char *err, size_t errlen)
+void migration_set_disks(struct migration *m, struct blk_backend *const *disks, unsigned n)
+{
+	pthread_mutex_lock(&m->lock);
+	m->ndisks = n > MIG_DISK_MAX ? MIG_DISK_MAX : n;
+	for (unsigned i = 0; i < m->ndisks; i++)
+		m->disks[i] = disks[i];
+	pthread_mutex_unlock(&m->lock);
+}
+
+unsigned migration_get_disks(struct migration *m, struct blk_backend **out)
+{
+	pthread_mutex_lock(&m->lock);
+	unsigned n = m->ndisks;
+	memcpy(out, m->disks, n * sizeof(*out));
+	pthread_mutex_unlock(&m->lock);
+	return n;
+}
+
+int migration_start(struct migration *m, int fd, bool copy_storage, char *err, size_t errlen)
 {
 	pthread_mutex_lock(&m->lock);
 	bool busy = m->status == MIG_SETUP || m->status == MIG_ACTIVE;
@@ -139,6 +161,7 @@ int migration_start(struct migration *m, int fd, char *err, size_t errlen)
 	pthread_mutex_lock(&m->lock);
 	m->error[0] = '\0';
 	m->postmigrate = false;
+	m->copy_storage = copy_storage;
 	pthread_mutex_unlock(&m->lock);
 	migration_set_status(m, MIG_SETUP, NULL);
 	memset(&m->stats, 0, sizeof(m->stats));
@@ -171,6 +194,10 @@ static void add_live_stats(struct migration *m, json_t *r)
 	json_object_set_new(r, "setup-time", json_integer(LOAD(setup_time)));
 	json_object_set_new(r, "downtime", json_integer(LOAD(downtime)));
 	json_object_set_new(r, "expected-downtime", json_integer(LOAD(expected_downtime)));
+	if (LOAD(disk_total))
+		json_object_set_new(r, "disk", json_pack("{s:I,s:I,s:I}", "total", LOAD(disk_total),
+							 "transferred", LOAD(disk_transferred),
+							 "remaining", LOAD(disk_remaining)));
 	if (LOAD(throttle_pct))
 		json_object_set_new(r, "cpu-throttle-percentage", json_integer(LOAD(throttle_pct)));
 }

@@ -14,10 +14,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "state/migration_stream.h"
 #include "state/snapshot_file.h"
 
 struct vm;
 struct qmp_server;
+struct blk_backend;
 
 enum migration_status { MIG_NONE, MIG_SETUP, MIG_ACTIVE, MIG_DEVICE, MIG_COMPLETED, MIG_FAILED,
 		       MIG_CANCELLED };
@@ -37,6 +39,7 @@ struct migration_stats {
 	uint64_t transferred, duplicate, normal, remaining, dirty_sync_count;
 	uint64_t dirty_pages_rate, mbps, total_time, setup_time, downtime, expected_downtime;
 	uint64_t throttle_pct;
+	uint64_t disk_total, disk_transferred, disk_remaining;   /* migrate "blk" */
 	bool live;
 };
 
@@ -55,12 +58,22 @@ struct migration {
 	int fd;
 	struct migration_params params;
 	struct migration_stats stats;
+	/* The writable disks (migration_set_disks), copied by a job started
+	 * with copy_storage and written by an incoming stream that has them. */
+	struct blk_backend *disks[MIG_DISK_MAX];
+	unsigned ndisks;
+	bool copy_storage;           /* this job's (QMP migrate "blk") */
 };
 
 void migration_init(struct migration *m, struct vm *vm);
-/* Starts the job on fd (taken over). Returns 0, or -1 with err set when one
+/* The machine's writable disks, in --disk order (before any job). */
+void migration_set_disks(struct migration *m, struct blk_backend *const *disks, unsigned n);
+/* Copies them into out (MIG_DISK_MAX entries); returns how many. */
+unsigned migration_get_disks(struct migration *m, struct blk_backend **out);
+/* Starts the job on fd (taken over); copy_storage: the disks too (a live
+ * migration only). Returns 0, or -1 with err set when one
  * is running already or the thread cannot start (fd then closed). */
-int migration_start(struct migration *m, int fd, char *err, size_t errlen);
+int migration_start(struct migration *m, int fd, bool copy_storage, char *err, size_t errlen);
 /* QEMU's query-migrate: {} before any job, else status, ram bytes and
  * error-desc on failure. */
 json_t *migration_query(struct migration *m);

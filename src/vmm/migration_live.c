@@ -7,6 +7,7 @@
 
 #include "dirty_log.h"
 #include "migration.h"
+#include "migration_disk.h"
 #include "snapshot.h"
 #include "state/migration_stream.h"
 #include "state/state_registry.h"
@@ -33,6 +34,7 @@ static void sleep_ms(uint64_t ms)
 
 struct live {
 	struct migration *m;
+	struct mig_disks *disks;   /* NULL: the disks stay (shared storage) */
 	uint64_t start_ms;
 	uint64_t throttle_at_ms;   /* next duty-cycle pause */
 	bool vm_paused;            /* stop-and-copy: no throttling */
@@ -61,6 +63,7 @@ static int tick(void *opaque, const struct mig_counts *c)
 	STAT_SET(m, transferred, c->bytes);
 	STAT_SET(m, normal, c->normal);
 	STAT_SET(m, duplicate, c->duplicate);
+	STAT_SET(m, disk_transferred, c->disk_bytes);
 	__atomic_store_n(&m->progress.done, c->bytes, __ATOMIC_RELAXED);
 	uint64_t elapsed = now_ms() - l->start_ms;
 	if (elapsed)
@@ -111,7 +114,8 @@ static int precopy(struct live *l, struct mig_writer *w, uint64_t *bitmap, char 
 	struct vm *vm = m->vm;
 	uint64_t words = guest_mem_bitmap_words(&vm->mem);
 	uint64_t t = now_ms(), sent = w->counts.bytes;
-	if (mig_writer_pages(w, vm->mem.host, vm->mem.size, NULL, err, errlen) < 0)
+	if (mig_writer_pages(w, vm->mem.host, vm->mem.size, NULL, err, errlen) < 0 ||
+	    (l->disks && mig_disks_send(l->disks, w, err, errlen) < 0))
 		return -1;
 	uint64_t prev_dirty = UINT64_MAX;
 	for (unsigned pass = 1;; pass++) {
@@ -123,6 +127,12 @@ static int precopy(struct live *l, struct mig_writer *w, uint64_t *bitmap, char 
 		uint64_t dirty = count_bits(bitmap, words) * 4096;
 		STAT_SET(m, dirty_sync_count, pass);
 		STAT_SET(m, remaining, dirty);
+		if (l->disks) {   /* the disk's dirty chunks go in the same pause */
+			mig_disks_collect(l->disks);
+			uint64_t disk_dirty = mig_disks_remaining(l->disks);
+			STAT_SET(m, disk_remaining, disk_dirty);
+			dirty += disk_dirty;
+		}
 		STAT_SET(m, dirty_pages_rate, dirty / 4096 * 1000 / pass_ms);
 		uint64_t expected = dirty * 1000 / bw;
 		STAT_SET(m, expected_downtime, expected);
@@ -137,7 +147,8 @@ static int precopy(struct live *l, struct mig_writer *w, uint64_t *bitmap, char 
 		prev_dirty = dirty;
 		t = now_ms();
 		sent = w->counts.bytes;
-		if (mig_writer_pages(w, vm->mem.host, vm->mem.size, bitmap, err, errlen) < 0)
+		if (mig_writer_pages(w, vm->mem.host, vm->mem.size, bitmap, err, errlen) < 0 ||
+		    (l->disks && mig_disks_send(l->disks, w, err, errlen) < 0))
 			return -1;
 	}
 }
@@ -162,14 +173,34 @@ static int stop_and_copy(struct live *l, struct mig_writer *w, uint64_t *bitmap,
 	int rc = dirty_log_sync(vm, bitmap, err, errlen);
 	if (rc == 0)
 		rc = mig_writer_pages(w, vm->mem.host, vm->mem.size, bitmap, err, errlen);
+	/* Paused: the disks' queues are drained and quiesced, so what is
+	 * dirty now is all there is. */
+	if (rc == 0 && l->disks) {
+		mig_disks_collect(l->disks);
+		rc = mig_disks_send(l->disks, w, err, errlen);
+		STAT_SET(m, disk_remaining, 0);
+	}
 	if (rc == 0)
 		rc = snapshot_sections(vm, stream_section, w, err, errlen);
 	if (rc == 0)
 		rc = mig_writer_end(w, err, errlen);
 	STAT_SET(m, downtime, now_ms() - t);
 	STAT_SET(m, remaining, 0);
+	STAT_SET(m, disk_transferred, w->counts.disk_bytes);
 	__atomic_store_n(&m->progress.total, w->counts.bytes, __ATOMIC_RELAXED);
 	return rc;
+}
+
+/* Tracking the disks' writes from before their first pass. */
+static int start_disks(struct migration *m, struct mig_disks *disks, char *err, size_t errlen)
+{
+	struct blk_backend *b[MIG_DISK_MAX];
+	unsigned n = migration_get_disks(m, b);
+	if (mig_disks_start(disks, b, n, err, errlen) < 0)
+		return -1;
+	STAT_SET(m, disk_total, disks->total);
+	STAT_SET(m, disk_remaining, disks->total);
+	return 0;
 }
 
 void *live_job(struct migration *m)
@@ -181,16 +212,23 @@ void *live_job(struct migration *m)
 	bool was_running = vm_run_state(vm) == VM_RUNNING;
 	uint64_t *bitmap = calloc(guest_mem_bitmap_words(&vm->mem), sizeof(uint64_t));
 	struct mig_writer w;
+	struct mig_disks disks = {0};
 	int rc = bitmap ? 0 : -1;
 	if (!bitmap)
 		snprintf(err, sizeof(err), "out of memory");
 	if (rc == 0)
 		rc = dirty_log_start(vm, err, sizeof(err));
 	bool logging = rc == 0;
+	if (rc == 0 && m->copy_storage)
+		rc = start_disks(m, &disks, err, sizeof(err));
+	if (rc == 0 && m->copy_storage)
+		l.disks = &disks;
 	if (rc == 0)
 		rc = mig_writer_begin(&w, m->fd, vm->mem.size, tick, &l, err, sizeof(err));
+	if (rc == 0 && l.disks)
+		rc = mig_disks_declare(l.disks, &w, err, sizeof(err));
 	if (rc == 0) {
-		__atomic_store_n(&m->progress.total, vm->mem.size, __ATOMIC_RELAXED);
+		__atomic_store_n(&m->progress.total, vm->mem.size + disks.total, __ATOMIC_RELAXED);
 		STAT_SET(m, setup_time, now_ms() - l.start_ms);
 		migration_set_status(m, MIG_ACTIVE, NULL);
 		rc = precopy(&l, &w, bitmap, err, sizeof(err));
@@ -200,6 +238,7 @@ void *live_job(struct migration *m)
 	}
 	if (logging)
 		dirty_log_stop(vm);
+	mig_disks_stop(&disks);
 	free(bitmap);
 	STAT_SET(m, throttle_pct, 0);
 	STAT_SET(m, total_time, now_ms() - l.start_ms);
@@ -214,7 +253,14 @@ int live_incoming(struct vm *vm, struct migration *m, int fd, char *err, size_t 
 	migration_set_status(m, MIG_ACTIVE, NULL);
 	struct snap_sections s = {0};
 	char why[400] = "";
-	int rc = mig_read_stream(fd, vm->mem.host, vm->mem.size, &s, &m->progress.done, why, sizeof(why));
+	struct mig_disk_sink sink;
+	struct blk_backend *b[MIG_DISK_MAX];
+	unsigned n = migration_get_disks(m, b);
+	int rc = mig_disk_sink_init(&sink, b, n, why, sizeof(why));
+	if (rc == 0)
+		rc = mig_read_stream(fd, vm->mem.host, vm->mem.size, &sink, &s, &m->progress.done, why,
+				     sizeof(why));
+	mig_disk_sink_free(&sink);
 	if (rc == 0)
 		rc = snap_sections_apply(&s, vm->registry, why, sizeof(why));
 	snap_sections_free(&s);

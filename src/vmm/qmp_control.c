@@ -308,13 +308,18 @@ static json_t *cmd_migrate(void *opaque, json_t *args, struct qmp_error *err)
 		qmp_set_error(err, "GenericError", "the machine is shutting down");
 		return NULL;
 	}
+	json_t *blk = json_object_get(args, "blk");
+	if (blk && !json_is_boolean(blk)) {
+		qmp_set_error(err, "GenericError", "migrate: 'blk' must be a boolean");
+		return NULL;
+	}
 	if (refuse_while_migrating(ctl, err))
 		return NULL;
 	int fd = uri_fd(ctl, uri, err);
 	if (fd < 0)
 		return NULL;
 	char msg[256];
-	if (migration_start(&ctl->mig, fd, msg, sizeof(msg)) < 0)
+	if (migration_start(&ctl->mig, fd, json_is_true(blk), msg, sizeof(msg)) < 0)
 		qmp_set_error(err, "GenericError", "%s", msg);
 	return NULL;
 }

@@ -135,7 +135,8 @@ static json_t *h_migrate(void *o, json_t *a, struct qmp_error *e)
 {
 	(void)o;
 	const char *uri = json_string_value(json_object_get(a, "uri"));
-	log_line("fake-vmm: migrate %s", uri ? uri : "(none)");
+	log_line("fake-vmm: migrate %s%s", uri ? uri : "(none)",
+		 json_is_true(json_object_get(a, "blk")) ? " blk" : "");
 	if (!uri || strncmp(uri, "fd:", 3)) {
 		qmp_set_error(e, "GenericError", "fake kvz-vmm takes only fd:NAME (kvzd passes the file)");
 		return NULL;

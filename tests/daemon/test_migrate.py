@@ -89,11 +89,16 @@ def hosts():
     assert "runtime error" not in logs and "Sanitizer" not in logs, logs
 
 
-def counts(d, name):
-    """The counts snapcount.elf has printed on its console."""
+def console_hex(d, name, pattern):
+    """The hex numbers a guest printed on its console, matched by pattern."""
     con = subprocess.run(["timeout", "2", KVZ, "--socket", d.socket, "console", name],
                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    return [int(m, 16) for m in re.findall(r"n=([0-9a-f]{16}) ok", con.stdout)]
+    return [int(m, 16) for m in re.findall(pattern, con.stdout)]
+
+
+def counts(d, name):
+    """The counts snapcount.elf has printed on its console."""
+    return console_hex(d, name, r"n=([0-9a-f]{16}) ok")
 
 
 def counter_at_least(d, name, n, timeout=120):
@@ -126,8 +131,8 @@ def migrate(src, dst, node):
     before = counts(src, "sc")[-1]
     r = src.kvz("migrate", "sc", "--to", node, "--offline")
     last = r.stdout.strip().split("\n")[-1]
-    assert re.match(r"migrated sc to %s: total \d+ ms, downtime \d+ ms, sent \S+ \(\d+ bytes\)$"
-                    % node, last), r.stdout
+    assert re.match(r"migrated sc to %s: total \d+ ms, downtime \d+ ms, sent \S+ \(\d+ bytes\), "
+                    r"disk copied$" % node, last), r.stdout
     check_gone(src)
     assert "migrated-out" in types(src, "sc")
     g = dst.guest("sc")
@@ -170,8 +175,6 @@ def test_migrate_refused_when_target_lacks(hosts):
     b.kvz("destroy", "sc")
     r = a.kvz("migrate", "sc", "--to", "nowhere", "--offline", check=False)
     assert r.returncode == 1 and "no node named nowhere" in r.stderr
-    r = a.kvz("migrate", "sc", "--to", "b", check=False)
-    assert r.returncode == 1 and "offline" in r.stderr
     assert a.guest("sc")["state"] == "running"
     assert b.api("GET", "/v1/guests/sc")[0] == 404
 
@@ -514,8 +517,8 @@ def test_live_migration_contract(fake_hosts):
     fake_qmp(a.guest("lv")["qmp"], "x-fake-set", {"value": "live-42"})
     r = a.kvz("migrate", "lv", "--to", "b", "--downtime", "50", "--bandwidth", "80")
     last = r.stdout.strip().split("\n")[-1]
-    assert re.match(r"migrated lv to b: total \d+ ms, downtime \d+ ms, sent \S+ \(\d+ bytes\)$",
-                    last), r.stdout
+    assert re.match(r"migrated lv to b: total \d+ ms, downtime \d+ ms, sent \S+ \(\d+ bytes\), "
+                    r"disk none$", last), r.stdout
     check_gone(a, "lv")
     g = b.guest("lv")
     assert g["state"] == "running"
@@ -557,13 +560,29 @@ def test_live_refusals(fake_hosts):
     a, b = fake_hosts
     a.kvz("create", "vm", "ld", "--kernel", a.kernel, "--memory", "64M", "--disk", "8M")
     a.kvz("start", "ld")
-    r = a.kvz("migrate", "ld", "--to", "b", check=False)
-    assert r.returncode == 1 and "shared storage" in r.stderr and "--offline" in r.stderr, r
+    r = a.kvz("migrate", "ld", "--to", "b", "--copy-storage", "--bandwidth", "0", check=False)
+    assert r.returncode == 2
     assert a.guest("ld")["state"] == "running"
     r = a.kvz("migrate", "ld", "--to", "b", "--offline", "--downtime", "5", check=False)
     assert r.returncode == 1 and "live" in r.stderr
     r = a.kvz("migrate", "ld", "--to", "b", "--downtime", "0", check=False)
     assert r.returncode == 2
+
+
+def test_live_copies_a_disk_kvzd_made(fake_hosts):
+    """A disk in kvzd's image dir is not shared storage: the live migration
+    copies it (the target makes the empty disk the stream fills)."""
+    a, b = fake_hosts
+    a.kvz("create", "vm", "lc", "--kernel", a.kernel, "--memory", "64M", "--disk", "8M")
+    a.kvz("start", "lc")
+    r = a.kvz("migrate", "lc", "--to", "b")
+    assert r.stdout.strip().endswith(", disk copied"), r.stdout
+    assert not os.path.exists(os.path.join(a.state, "images/lc.img"))
+    g = b.guest("lc")
+    assert g["config"]["disk_path"] == os.path.join(b.state, "images/lc.img")
+    assert os.path.getsize(g["config"]["disk_path"]) == 8 << 20
+    assert "incoming_disk" not in g["config"]
+
 
 
 def test_live_migration_real_vmm(hosts):

@@ -3,6 +3,8 @@
  * backend sees it. */
 #include "block.h"
 
+#include "blk_dirty.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -81,6 +83,7 @@ void blk_close(struct blk_backend *b)
 	if (!b)
 		return;
 	pthread_mutex_destroy(&b->lock);
+	blk_dirty_free(b->dirty);
 	b->ops->close(b);
 }
 
@@ -147,6 +150,20 @@ static int check(const struct blk_backend *b, const struct blk_req *req)
 	return 0;
 }
 
+/* A tracked write's completion: the bitmap first, then the caller, which
+ * may reuse req at once. Failed writes mark too: part may have landed. */
+static void tracked_done(struct blk_req *req, int result)
+{
+	blk_done_fn done = req->caller_done;
+	blk_dirty_mark(__atomic_load_n(&req->tracked->dirty, __ATOMIC_ACQUIRE), req->offset, req->len);
+	done(req, result);
+}
+
+static bool changes_data(enum blk_op op)
+{
+	return op == BLK_OP_WRITE || op == BLK_OP_DISCARD || op == BLK_OP_WRITE_ZEROES;
+}
+
 void blk_submit(struct blk_backend *b, struct blk_req *req)
 {
 	int r = check(b, req);
@@ -154,6 +171,11 @@ void blk_submit(struct blk_backend *b, struct blk_req *req)
 	if (r < 0) {
 		req->done(req, r);
 		return;
+	}
+	if (changes_data(req->op) && __atomic_load_n(&b->dirty, __ATOMIC_ACQUIRE)) {
+		req->caller_done = req->done;
+		req->tracked = b;
+		req->done = tracked_done;
 	}
 	if (b->ops->caps & BLK_CAP_THREADSAFE) {
 		b->ops->submit(b, req);

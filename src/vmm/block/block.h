@@ -93,6 +93,10 @@ struct blk_req {
 	 * file op uses sub (raw does); others may keep their state in priv. */
 	struct blk_aio_op sub;
 	void *backend_priv;
+	/* blk_submit's while a tracked write is in flight (blk_dirty.h): the
+	 * caller's done, called after the bitmap is marked. */
+	blk_done_fn caller_done;
+	struct blk_backend *tracked;
 };
 
 struct blk_backend;
@@ -143,6 +147,9 @@ struct blk_backend {
 	bool readonly;
 	pthread_mutex_t lock;       /* see "Thread safety" above; blk_open inits it */
 	void *priv;                 /* driver's */
+	/* Written blocks while a migration copies the disk (blk_dirty.h);
+	 * NULL until the first one. Atomic pointer, set once. */
+	struct blk_dirty *dirty;
 };
 
 struct blk_open_opts {

@@ -121,6 +121,32 @@ int mig_writer_section(struct mig_writer *w, const struct state_entry *e, const 
 	return maybe_flush(w, err, errlen);
 }
 
+int mig_writer_disk(struct mig_writer *w, uint32_t index, uint64_t size, char *err, size_t errlen)
+{
+	uint8_t h[13];
+	h[0] = MIG_REC_DISK;
+	state_le32(h + 1, index);
+	state_le64(h + 5, size);
+	state_put_bytes(&w->buf, h, sizeof(h));
+	return maybe_flush(w, err, errlen);
+}
+
+int mig_writer_disk_data(struct mig_writer *w, uint32_t index, uint64_t off, const void *data,
+			 uint32_t len, char *err, size_t errlen)
+{
+	uint8_t h[18];
+	h[0] = MIG_REC_DISK_DATA;
+	state_le32(h + 1, index);
+	state_le64(h + 5, off);
+	state_le32(h + 13, len);
+	h[17] = data ? MIG_PAGE_DATA : MIG_PAGE_ZERO;
+	state_put_bytes(&w->buf, h, sizeof(h));
+	if (data)
+		state_put_bytes(&w->buf, data, len);
+	w->counts.disk_bytes += len;
+	return maybe_flush(w, err, errlen);
+}
+
 int mig_writer_end(struct mig_writer *w, char *err, size_t errlen)
 {
 	uint8_t end = MIG_REC_END;
@@ -145,6 +171,9 @@ struct reader {
 	uint64_t *received;
 	uint8_t *buf;
 	size_t pos, len;
+	const struct mig_disk_sink *disks;
+	bool declared[MIG_DISK_MAX];
+	uint8_t *chunk;             /* MIG_DISK_RUN_MAX, on the first data chunk */
 };
 
 /* Fills the buffer or, for a request as large as it, reads straight into
@@ -260,6 +289,66 @@ static int read_section(struct reader *r, struct snap_sections *out, char *err, 
 	return rc;
 }
 
+static int read_disk(struct reader *r, char *err, size_t errlen)
+{
+	uint8_t h[12];
+	if (read_exact(r, h, sizeof(h), err, errlen) < 0)
+		return -1;
+	uint32_t i = state_rd32(h);
+	uint64_t size = state_rd64(h + 4);
+	unsigned have = !r->disks ? 0 : r->disks->n < MIG_DISK_MAX ? r->disks->n : MIG_DISK_MAX;
+	if (i >= have) {
+		snprintf(err, errlen, "disk %u: this machine has %u writable disk%s to copy into", i, have,
+			 have == 1 ? "" : "s");
+		return -1;
+	}
+	if (r->declared[i]) {
+		snprintf(err, errlen, "disk %u: declared twice", i);
+		return -1;
+	}
+	if (size != r->disks->size[i]) {
+		snprintf(err, errlen, "disk %u: the source's is %llu bytes, this machine's %llu",
+			 i, (unsigned long long)size, (unsigned long long)r->disks->size[i]);
+		return -1;
+	}
+	r->declared[i] = true;
+	return 0;
+}
+
+static int read_disk_data(struct reader *r, char *err, size_t errlen)
+{
+	uint8_t h[17];
+	if (read_exact(r, h, sizeof(h), err, errlen) < 0)
+		return -1;
+	uint32_t i = state_rd32(h), len = state_rd32(h + 12);
+	uint64_t off = state_rd64(h + 4);
+	if (i >= MIG_DISK_MAX || !r->declared[i]) {
+		snprintf(err, errlen, "disk %u: data for a disk the stream did not declare", i);
+		return -1;
+	}
+	uint64_t size = r->disks->size[i];
+	if (len == 0 || len > MIG_DISK_RUN_MAX || off > size || len > size - off) {
+		snprintf(err, errlen, "disk %u: chunk of %u bytes at %llu outside its %llu bytes", i, len,
+			 (unsigned long long)off, (unsigned long long)size);
+		return -1;
+	}
+	if (h[16] != MIG_PAGE_DATA && h[16] != MIG_PAGE_ZERO) {
+		snprintf(err, errlen, "disk %u: bad chunk marker %u at %llu", i, h[16], (unsigned long long)off);
+		return -1;
+	}
+	const uint8_t *data = NULL;
+	if (h[16] == MIG_PAGE_DATA) {
+		if (!r->chunk && !(r->chunk = malloc(MIG_DISK_RUN_MAX))) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		if (read_exact(r, r->chunk, len, err, errlen) < 0)
+			return -1;
+		data = r->chunk;
+	}
+	return r->disks->write(r->disks->opaque, i, off, data, len, err, errlen);
+}
+
 static int read_header(struct reader *r, uint64_t ram_size, char *err, size_t errlen)
 {
 	uint8_t h[MIG_HEADER_SIZE];
@@ -295,6 +384,10 @@ static int read_records(struct reader *r, uint8_t *ram, uint64_t ram_size, struc
 		int rc;
 		if (type == MIG_REC_RAM && !sections_begun) {
 			rc = read_run(r, ram, ram_size, err, errlen);
+		} else if (type == MIG_REC_DISK && !sections_begun) {
+			rc = read_disk(r, err, errlen);
+		} else if (type == MIG_REC_DISK_DATA && !sections_begun) {
+			rc = read_disk_data(r, err, errlen);
 		} else if (type == MIG_REC_SECTION) {
 			sections_begun = true;
 			rc = read_section(r, out, err, errlen);
@@ -309,10 +402,10 @@ static int read_records(struct reader *r, uint8_t *ram, uint64_t ram_size, struc
 	}
 }
 
-int mig_read_stream(int fd, uint8_t *ram, uint64_t ram_size, struct snap_sections *out,
-		    uint64_t *received, char *err, size_t errlen)
+int mig_read_stream(int fd, uint8_t *ram, uint64_t ram_size, const struct mig_disk_sink *disks,
+		    struct snap_sections *out, uint64_t *received, char *err, size_t errlen)
 {
-	struct reader r = { .fd = fd, .received = received, .buf = malloc(READ_BUF) };
+	struct reader r = { .fd = fd, .received = received, .buf = malloc(READ_BUF), .disks = disks };
 	out->s = NULL;
 	out->n = 0;
 	if (!r.buf) {
@@ -321,5 +414,6 @@ int mig_read_stream(int fd, uint8_t *ram, uint64_t ram_size, struct snap_section
 	}
 	int rc = read_records(&r, ram, ram_size, out, err, errlen);
 	free(r.buf);
+	free(r.chunk);
 	return rc;
 }

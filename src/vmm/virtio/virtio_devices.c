@@ -128,6 +128,16 @@ static int create_disks(struct virtio_devices *vd, const struct virtio_options *
 	return 0;
 }
 
+unsigned virtio_devices_writable_disks(struct virtio_devices *vd, struct blk_backend **out,
+				       unsigned max)
+{
+	unsigned n = 0;
+	for (size_t i = 0; vd && i < vd->nblk && n < max; i++)
+		if (!vd->blk[i]->readonly)
+			out[n++] = vd->blk[i]->backend;
+	return n;
+}
+
 static int create_nets(struct virtio_devices *vd, const struct virtio_options *o,
 		       char *err, size_t errlen)
 {

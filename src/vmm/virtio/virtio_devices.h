@@ -56,6 +56,12 @@ int virtio_devices_block_resize(struct virtio_devices *vd, const char *device, u
  * (RARP). Returns how many NICs failed to. */
 int virtio_devices_announce(struct virtio_devices *vd);
 
+/* The writable disks' backends, in --disk order (at most max): what a
+ * migration without shared storage copies. Returns how many. */
+struct blk_backend;
+unsigned virtio_devices_writable_disks(struct virtio_devices *vd, struct blk_backend **out,
+				       unsigned max);
+
 /* On system_reset: devices return to their power-on state. */
 void virtio_devices_reset(struct virtio_devices *vd);
 

@@ -1,0 +1,158 @@
+"""Live migration without shared storage between two kvzd on this host,
+with the real kvz-vmm and the diskwriter guest on host /dev/kvm: the guest
+stamps sectors of its virtio-blk disk without pause (diskwriter.S), kvzd
+made the disk in its image dir, so `kvz migrate` copies it live (the
+target makes an empty disk of the same size and format at reservation).
+After the switch the target's disk holds one unbroken run of stamps ending
+past what the source had written before the migration: no write was lost
+at the switch. A killed target kvz-vmm and a cancel leave the source
+running and writing, and the target's disk file gone. Hostile reservations
+cannot make the target remove a file. Skips without KVM."""
+import json
+import os
+import re
+import sys
+
+import pytest
+
+from kvzd_harness import BUILD
+from test_migrate import (TOKEN_B, console_hex, fake_qmp, hosts, reservation,  # noqa: F401
+                          tcp_api, types)
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "guests"))
+from diskwriter_check import contiguous_top, disk_stamps  # noqa: E402
+
+DISKWRITER = os.path.join(BUILD, "tests/guests/diskwriter.elf")
+
+
+@pytest.fixture(autouse=True)
+def need_guest():
+    if not os.path.exists(DISKWRITER):
+        pytest.skip("the diskwriter test guest is not built")
+
+
+def stamps(d, name):
+    return console_hex(d, name, r"w=([0-9a-f]{16})")
+
+
+def stamp_at_least(d, name, n, timeout=60):
+    return d.wait_for(lambda: (lambda s: s and s[-1] >= n and s[-1])(stamps(d, name)),
+                      timeout=timeout, what="the guest's stamps to reach %d" % n)
+
+
+def start_writer(d, name, disk="32M"):
+    d.kvz("create", "vm", name, "--kernel", DISKWRITER, "--memory", "64M", "--disk", disk)
+    d.kvz("start", name)
+    return stamp_at_least(d, name, 2048)
+
+
+def image(d, name):
+    return os.path.join(d.state, "images/%s.img" % name)
+
+
+def check_no_copy(d, name):
+    assert d.api("GET", "/v1/guests/%s" % name)[0] == 404
+    assert not os.path.exists(image(d, name))
+
+
+def test_live_copy_storage_disk_consistent_after_the_switch(hosts):
+    a, b = hosts[0].d, hosts[1].d
+    before = start_writer(a, "dw")
+    r = a.kvz("migrate", "dw", "--to", "b", "--downtime", "50")
+    last = r.stdout.strip().split("\n")[-1]
+    assert re.match(r"migrated dw to b: total \d+ ms, downtime \d+ ms, sent \S+ \(\d+ bytes\), "
+                    r"disk copied$", last), r.stdout
+    check_no_copy(a, "dw")
+    g = b.guest("dw")
+    assert g["state"] == "running" and g["config"]["disk_path"] == image(b, "dw")
+    assert "incoming_disk" not in g["config"]
+    # Paused (its queues drained), the target's disk is one run of stamps
+    # reaching past the source's last one before the migration.
+    assert fake_qmp(g["qmp"], "stop") == {"return": {}}
+    top = contiguous_top(disk_stamps(image(b, "dw")))
+    assert top > before
+    assert fake_qmp(g["qmp"], "cont") == {"return": {}}
+    stamp_at_least(b, "dw", top + 2048)
+    # And back: the copy goes the other way.
+    r = b.kvz("migrate", "dw", "--to", "a", "--copy-storage")
+    assert r.stdout.strip().endswith("disk copied"), r.stdout
+    check_no_copy(b, "dw")
+    g = a.guest("dw")
+    assert fake_qmp(g["qmp"], "stop") == {"return": {}}
+    assert contiguous_top(disk_stamps(image(a, "dw"))) > top
+
+
+def slow_copy(a, name):
+    """A live copy at 1 Mbit/s: the 4 MiB the guest stamped take ~30 s."""
+    start_writer(a, name)
+    job = json.loads(a.kvz("--json", "migrate", name, "--to", "b", "--bandwidth", "1",
+                           "--detach").stdout)
+    a.wait_for(lambda: "copying the disk" in a.kvz_json("job", "show", str(job["id"]))["phase"],
+               timeout=60, what="the disk copy to start")
+    return job
+
+
+def source_writes_on(a, name):
+    assert a.guest(name)["state"] == "running"
+    stamp_at_least(a, name, stamps(a, name)[-1] + 2048)
+    assert "migration-failed" in types(a, name)
+
+
+def test_live_copy_cancelled_source_runs_on_target_file_gone(hosts):
+    a, b = hosts[0].d, hosts[1].d
+    job = slow_copy(a, "dc")
+    assert os.path.exists(image(b, "dc")), "the target makes the disk at reservation"
+    a.kvz("job", "cancel", str(job["id"]))
+    a.kvz("job", "wait", str(job["id"]), check=False)
+    assert a.kvz_json("job", "show", str(job["id"]))["state"] == "cancelled"
+    source_writes_on(a, "dc")
+    b.wait_for(lambda: b.api("GET", "/v1/guests/dc")[0] == 404, timeout=60, what="b to discard")
+    check_no_copy(b, "dc")
+    assert "migration-discarded" in types(b, "dc")
+
+
+def test_live_copy_target_vmm_killed_source_runs_on(hosts):
+    a, b = hosts[0].d, hosts[1].d
+    job = slow_copy(a, "dk")
+    pid = b.guest("dk")["pid"]
+    os.kill(pid, 9)
+    a.kvz("job", "wait", str(job["id"]), check=False)
+    assert a.kvz_json("job", "show", str(job["id"]))["state"] == "failed"
+    source_writes_on(a, "dk")
+    b.wait_for(lambda: b.api("GET", "/v1/guests/dk")[0] == 404, timeout=60, what="b to discard")
+    check_no_copy(b, "dk")
+
+
+def test_hostile_reservation_cannot_name_a_file_to_remove(hosts):
+    """A peer's config naming incoming_disk (the key kvzd uses to remove a
+    half-copied disk) is ignored: the file survives the discard, and the
+    disk b made for the copy is gone."""
+    ha, hb = hosts
+    victim = os.path.join(hb.d.dir, "victim")
+    with open(victim, "w") as f:
+        f.write("keep me")
+    req = reservation("evil")
+    req.update(live=True, disk="copy")
+    req["config"].update(disk_path="/nonexistent/evil.img", disk_size=1 << 20,
+                         incoming_disk=victim)
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", req, TOKEN_B)
+    assert st == 201 and ans["disk"] == "copy", (st, ans)
+    assert os.path.getsize(image(hb.d, "evil")) == 1 << 20
+    assert hb.d.guest("evil")["config"]["incoming_disk"] == image(hb.d, "evil")
+    assert tcp_api(hb, "DELETE", "/v1/migrations/evil", None, TOKEN_B)[0] == 200
+    hb.d.wait_for(lambda: hb.d.api("GET", "/v1/guests/evil")[0] == 404, what="b to discard")
+    assert open(victim).read() == "keep me"
+    check_no_copy(hb.d, "evil")
+    # A copy the target has no room for is refused at reservation.
+    req = reservation("huge")
+    req.update(live=True, disk="copy")
+    req["config"].update(disk_path="/nonexistent/huge.img", disk_size=1 << 60)
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", req, TOKEN_B)
+    assert st == 409, (st, ans)
+    check_no_copy(hb.d, "huge")
+    # Bad copy_storage values are refused before anything starts.
+    a = ha.d
+    a.kvz("create", "vm", "nd", "--kernel", DISKWRITER, "--memory", "64M")
+    assert a.api("POST", "/v1/guests/nd/migrate", {"to": "b", "copy_storage": "yes"})[0] == 400
+    st, ans = a.api("POST", "/v1/guests/nd/migrate", {"to": "b", "copy_storage": True})
+    assert st == 400 and "no disk" in ans["error"]["message"], ans

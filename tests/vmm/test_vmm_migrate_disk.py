@@ -1,0 +1,158 @@
+"""Live migration without shared storage between two kvz-vmm processes on
+the host /dev/kvm (migrate "blk": true): the tiny diskwriter guest stamps
+sectors of its virtio-blk disk without pause, the source's and the target's
+disks are separate files, and after the switch the target's file equals the
+source's at that moment (both paused: the source in postmigrate, the target
+started with --paused) while holding stamps written during the migration;
+the target's guest then goes on stamping its own disk. A cancelled copy
+leaves the source running and writing. Skipped without KVM."""
+
+import os
+import re
+import sys
+import time
+
+import pytest
+
+import vmmtest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "guests"))
+from diskwriter_check import contiguous_top, disk_stamps  # noqa: E402
+from test_vmm_migrate import Vmm, hand_socketpair, no_leftover_vms, statuses  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.skipif(vmmtest.kvm_unavailable_reason() is not None,
+                                reason=vmmtest.kvm_unavailable_reason() or "")
+
+DISK = 32 << 20         # bytes: more than the stamped part (holes copied as markers)
+STAMP = re.compile(r"w=([0-9a-f]{16})")
+
+
+class DiskVm(Vmm):
+    def __init__(self, tmp_path, disk, extra, name):
+        self.disk = disk
+        super().__init__(tmp_path, ["--memory", "64M", "--cpus", "1", "--disk", disk] + extra, name=name)
+
+    def stamps(self):
+        with self.lock:
+            return [int(x, 16) for x in STAMP.findall("\n".join(self.lines))]
+
+    def wait_stamp(self, n, timeout=20):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            s = self.stamps()
+            if s and s[-1] >= n:
+                return s[-1]
+            if self.proc.poll() is not None:
+                raise AssertionError(f"kvz-vmm ended: {self.proc.stderr.read().decode()}")
+            time.sleep(0.02)
+        raise AssertionError(f"stamps did not reach {n}: {self.lines[-5:]}")
+
+
+@pytest.fixture(autouse=True)
+def diskwriter(monkeypatch):
+    monkeypatch.setattr(vmmtest, "guest", lambda name: os.path.join(vmmtest.GUESTS, "diskwriter.elf"))
+
+
+def image(tmp_path, name):
+    p = tmp_path / name
+    with open(p, "wb") as f:
+        f.truncate(DISK)
+    return str(p)
+
+
+def wait_status(vm, want, timeout=10):
+    end = time.monotonic() + timeout
+    while (st := vm.qmp.cmd("query-status")["return"]["status"]) != want:
+        assert time.monotonic() < end, st
+        time.sleep(0.02)
+
+
+def test_copy_storage_disk_matches_at_the_switch(tmp_path):
+    src_disk, dst_disk = image(tmp_path, "src.img"), image(tmp_path, "dst.img")
+    with open(dst_disk, "r+b") as f:      # stale data the copy must replace
+        f.seek(DISK - 4096)
+        f.write(b"\xee" * 4096)
+    src = DiskVm(tmp_path, src_disk, [], "src")
+    dst = DiskVm(tmp_path, dst_disk, ["--incoming", "defer", "--paused"], "dst")
+    before = src.wait_stamp(2048)
+    hand_socketpair(src, dst)
+    assert src.qmp.cmd("migrate", uri="fd:mig", blk=True) == {"return": {}}
+    seen = statuses(src, timeout=120)
+    q = src.qmp.cmd("query-migrate")["return"]
+    assert seen[-1] == "completed", (seen, q)
+    statuses(dst, timeout=60)
+    assert q["disk"]["total"] == DISK and q["disk"]["remaining"] == 0, q
+    assert q["disk"]["transferred"] >= DISK, q
+    # Holes and the unstamped part travel as markers: far less than the disk.
+    assert q["ram"]["transferred"] < DISK // 2, q
+    assert src.qmp.cmd("query-status")["return"]["status"] == "postmigrate"
+    wait_status(dst, "paused")   # --paused: after the load, the machine starts paused
+    with open(src_disk, "rb") as a, open(dst_disk, "rb") as b:
+        assert a.read() == b.read(), "the target's disk differs from the source's at the switch"
+    top = contiguous_top(disk_stamps(dst_disk))
+    assert top > before, "no stamp written during the migration"
+    src.quit()
+    # The target's guest goes on where the source stopped, on its own disk.
+    assert dst.qmp.cmd("cont") == {"return": {}}
+    dst.wait_stamp(top + 3 * 1024)
+    assert dst.qmp.cmd("stop") == {"return": {}}
+    assert contiguous_top(disk_stamps(dst_disk)) > top
+    assert contiguous_top(disk_stamps(src_disk)) == top, "the source wrote after the switch"
+    dst.quit()
+
+
+def test_copy_storage_cancelled_source_runs_on(tmp_path):
+    src_disk, dst_disk = image(tmp_path, "src.img"), image(tmp_path, "dst.img")
+    src = DiskVm(tmp_path, src_disk, [], "src")
+    dst = DiskVm(tmp_path, dst_disk, ["--incoming", "defer", "--paused"], "dst")
+    src.wait_stamp(1024)
+    assert src.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 200000}) == {"return": {}}
+    hand_socketpair(src, dst)
+    assert src.qmp.cmd("migrate", uri="fd:mig", blk=True) == {"return": {}}
+    assert statuses(src, until=("active",))[-1] == "active"
+    time.sleep(0.5)
+    assert src.qmp.cmd("migrate_cancel") == {"return": {}}
+    assert statuses(src)[-1] == "cancelled"
+    assert src.qmp.cmd("query-status")["return"]["status"] == "running"
+    n = src.stamps()[-1]
+    src.wait_stamp(n + 2048)
+    assert dst.proc.wait(timeout=20) != 0
+    src.qmp.cmd("stop")
+    contiguous_top(disk_stamps(src_disk))
+    src.quit()
+
+
+def test_copy_storage_refusals(tmp_path):
+    # No writable disk to copy: the job fails with one line, the VM runs on.
+    src = Vmm(tmp_path, ["--memory", "64M", "--cpus", "1"], name="nodisk")
+    dst = Vmm(tmp_path, ["--memory", "64M", "--cpus", "1", "--incoming", "defer"], name="nodst")
+    hand_socketpair(src, dst)
+    assert src.qmp.cmd("migrate", uri="fd:mig", blk=True) == {"return": {}}
+    assert statuses(src)[-1] == "failed"
+    q = src.qmp.cmd("query-migrate")["return"]
+    assert "no writable disk" in q["error-desc"], q
+    assert src.qmp.cmd("query-status")["return"]["status"] == "running"
+    assert "GenericError" in str(src.qmp.cmd("migrate", uri="fd:mig", blk="yes"))
+    src.quit()
+    dst.proc.kill()
+    dst.proc.wait(timeout=10)
+
+
+def test_disk_size_mismatch_refused_by_target(tmp_path):
+    src_disk = image(tmp_path, "src.img")
+    small = tmp_path / "small.img"
+    with open(small, "wb") as f:
+        f.truncate(DISK // 2)
+    src = DiskVm(tmp_path, src_disk, [], "src")
+    dst = DiskVm(tmp_path, str(small), ["--incoming", "defer", "--paused"], "dst")
+    src.wait_stamp(1024)
+    hand_socketpair(src, dst)
+    assert src.qmp.cmd("migrate", uri="fd:mig", blk=True) == {"return": {}}
+    assert dst.proc.wait(timeout=30) != 0
+    err = dst.proc.stderr.read().decode(errors="replace").strip().splitlines()
+    assert err and "disk 0: the source's is" in err[-1], err
+    assert not any("Sanitizer" in l or "runtime error" in l for l in err), err
+    assert statuses(src)[-1] == "failed"
+    assert src.qmp.cmd("query-status")["return"]["status"] == "running"
+    src.wait_stamp(src.stamps()[-1] + 1024)
+    src.quit()
