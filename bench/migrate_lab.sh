@@ -50,7 +50,7 @@ attach() { i=0; while ! ip link show $1 >/dev/null 2>&1 && [ $i -lt 100 ]; do sl
            ip link set $1 master br0 && ip link set $1 up; }
 # migrated SOCK LABEL: polls query-migrate, printing the bytes sent so far
 migrated() { i=0; while [ $i -lt 6000 ]; do
-  st=$(qmp-send $1 '{"execute": "query-migrate"}')
+  st=$(qmp-send $1 '{"execute": "query-migrate"}') || { echo "no QMP on $1"; return 1; }
   echo "RATE $2 $(since $t0) $(echo "$st" | sed -n 's/.*"ram": *{[^}]*"transferred": *\([0-9]*\).*/\1/p')"
   case "$st" in *completed*) return 0;; *failed*) return 1;; esac
   sleep 0.05; i=$((i+1)); done; return 1; }
@@ -77,13 +77,13 @@ for load in ("idle", "load"):
         port += 2
         ks, kt, qs, qt = f"ks{port}", f"kt{port}", f"qs{port}", f"qt{port}"
         qnet = lambda tap: (f"-netdev tap,id=n0,ifname={tap},script=no,downscript=no "
-                            f"-device virtio-net-pci,netdev=n0,mac={mac}")
+                            f"-device virtio-net-pci,netdev=n0,mac={mac},romfile=")
         lines.append(f"""
 rm -f /tmp/s.sock /tmp/t.sock
 {kvz} --net tap={ks},mac={mac},vhost=off --qmp /tmp/s.sock </dev/null > /tmp/s.log 2>&1 &
 {kvz} --net tap={kt},mac={mac},vhost=off --qmp /tmp/t.sock --incoming tcp:127.0.0.1:{port} </dev/null > /tmp/t.log 2>&1 &
 attach {ks}; attach {kt}
-waitfor /tmp/s.log READY || echo "kvz-vmm {load}: no READY"
+waitfor /tmp/s.log READY || {{ echo "kvz-vmm {load}: no READY"; tail -5 /tmp/s.log; }}
 sleep 2
 pinger; sleep 1
 t0=$(now)
@@ -98,7 +98,7 @@ rm -f /tmp/s.sock /tmp/t.sock
 {qemu} {qnet(qs)} -qmp unix:/tmp/s.sock,server=on,wait=off </dev/null > /tmp/s.log 2>&1 &
 {qemu} {qnet(qt)} -qmp unix:/tmp/t.sock,server=on,wait=off -incoming tcp:127.0.0.1:{port + 1} </dev/null > /tmp/t.log 2>&1 &
 attach {qs}; attach {qt}
-waitfor /tmp/s.log READY || echo "qemu {load}: no READY"
+waitfor /tmp/s.log READY || {{ echo "qemu {load}: no READY"; tail -5 /tmp/s.log; }}
 sleep 2
 pinger; sleep 1
 t0=$(now)
