@@ -166,7 +166,7 @@ static int newest_kernel(const char *img, char *ver, size_t vlen, char *err, siz
 	     l = strtok_r(NULL, "\n", &save)) {
 		/* "/INODE/MODE/UID/GID/NAME/SIZE/" */
 		char *name = l;
-		for (int i = 0; i < 5 && name; i++)
+		for (int i = 0; i < 4 && name; i++) /* l starts at the first */
 			name = strchr(name + 1, '/');
 		char *end = name ? strchr(name + 1, '/') : NULL;
 		if (!end || strncmp(name + 1, "vmlinuz-", 8))
