@@ -242,7 +242,20 @@ static int grow(const struct vm_image_opts *o, char *err, size_t len)
 	return run_quiet(uuid, err, len);
 }
 
-static int personalize(const struct vm_image_opts *o, char *err, size_t len)
+/* GRUB in the MBR and the gap, its menu in /boot/grub and the links it
+ * boots: the same disk boots by firmware as well as directly. */
+static int stage_boot_loader(struct staging *s, const char *img, char *err, size_t len)
+{
+	if (vm_grub_install(img, s->dir, err, len) < 0)
+		return -1;
+	fprintf(s->script, "mkdir /boot/grub\n");
+	if (stage_text(s, "/boot/grub/grub.cfg", vm_grub_cfg, 0644, err, len) < 0)
+		return -1;
+	return vm_grub_links(img, s->script, err, len);
+}
+
+static int personalize(const struct vm_image_opts *o, vm_image_progress progress, char *err,
+		       size_t len)
 {
 	struct staging s = {0};
 	snprintf(s.dir, sizeof(s.dir), "%s.stage.XXXXXX", o->out);
@@ -256,6 +269,12 @@ static int personalize(const struct vm_image_opts *o, char *err, size_t len)
 	int rc = s.script ? 0 : -1;
 	if (rc < 0)
 		snprintf(err, len, "cannot write %s: %s", script, strerror(errno));
+	if (rc == 0) {
+		progress("boot-loader", 0, 0);
+		rc = stage_boot_loader(&s, o->out, err, len);
+	}
+	if (rc == 0)
+		progress("personalize", 0, 0);
 	if (rc == 0)
 		rc = stage_identity(&s, o->hostname, err, len);
 	if (rc == 0)
@@ -279,20 +298,37 @@ static int personalize(const struct vm_image_opts *o, char *err, size_t len)
 	return rc;
 }
 
-/* debugfs -f goes on after a failed command: read back what must be there. */
-static int verify(const struct vm_image_opts *o, char *err, size_t len)
+static int cat_starts(const char *img, const char *path, const char *want, char *err,
+		      size_t len)
 {
-	char fs[PATH_MAX + 32], req[] = "cat /etc/hostname";
-	fs_arg(o->out, fs, sizeof(fs));
+	char fs[PATH_MAX + 32], req[128];
+	fs_arg(img, fs, sizeof(fs));
+	snprintf(req, sizeof(req), "cat %s", path);
 	const char *argv[] = {"debugfs", "-R", req, fs, NULL};
 	char *got = NULL;
 	int rc = run_capture(argv, &got, err, len);
-	if (rc == 0 && (!got || strncmp(got, o->hostname, strlen(o->hostname)))) {
-		snprintf(err, len, "the hostname did not reach %s", o->out);
+	if (rc == 0 && (!got || strncmp(got, want, strlen(want)))) {
+		snprintf(err, len, "%s did not reach %s", path, img);
 		rc = -1;
 	}
 	free(got);
 	return rc;
+}
+
+/* debugfs -f goes on after a failed command: read back what must be there. */
+static int verify(const struct vm_image_opts *o, char *err, size_t len)
+{
+	if (cat_starts(o->out, "/etc/hostname", o->hostname, err, len) < 0 ||
+	    cat_starts(o->out, "/boot/grub/grub.cfg", vm_grub_cfg, err, len) < 0)
+		return -1;
+	bool k, i;
+	if (vm_grub_links_present(o->out, &k, &i, err, len) < 0)
+		return -1;
+	if (!k || !i) {
+		snprintf(err, len, "/vmlinuz or /initrd.img did not reach %s", o->out);
+		return -1;
+	}
+	return 0;
 }
 
 static bool host_ok(const char *h)
@@ -316,10 +352,8 @@ int vm_image_make(const struct vm_image_opts *o, vm_image_progress progress, cha
 		return -1;
 	progress("grow", 0, o->size);
 	int rc = grow(o, err, len);
-	if (rc == 0) {
-		progress("personalize", 0, 0);
-		rc = personalize(o, err, len);
-	}
+	if (rc == 0)
+		rc = personalize(o, progress, err, len);
 	if (rc == 0)
 		rc = verify(o, err, len);
 	if (rc < 0)

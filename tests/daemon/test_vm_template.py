@@ -135,6 +135,38 @@ def test_template_vm_created_and_booted_from_its_disk(d, tmp_path):
 
 
 @need_e2fs
+def test_template_vm_boots_by_firmware(d, tmp_path):
+    """--boot firmware: the same template disk, with GRUB for BIOS in it
+    (kvz-ct vm-image, vm_grub.c), started as kvz-vmm --firmware bios with no
+    kernel of kvzd's; `kvz set --boot direct` then boots the disk's kernel
+    directly, and back. The lab boots it for real (lab_template_vm)."""
+    why = template_missing()
+    if why:
+        pytest.skip(why)
+    d.kvz("create", "vm", "fw", "--template", "debian", "--disk", "2G", "--boot", "firmware")
+    cfg = d.guest("fw")["config"]
+    assert cfg["boot"] == "firmware"
+    img = cfg["disk_path"]
+    with open(img, "rb") as f:
+        mbr = f.read(512)
+    with open("/usr/lib/grub/i386-pc/boot.img", "rb") as f:
+        assert mbr[:440] == f.read(440)
+    assert mbr[510:] == b"\x55\xaa"
+    assert "linux /vmlinuz console=ttyS0 root=/dev/vda1 ro net.ifnames=0" in \
+        debugfs_cat(img, "/boot/grub/grub.cfg")
+    # nothing taken out of the disk for a firmware boot
+    assert sorted(state_leftovers(d, "fw")) == ["images/fw.img"]
+    d.kvz("start", "fw")
+    argv = argv_of(d, "fw")
+    assert argv[argv.index("--firmware") + 1] == "bios"
+    assert "--kernel" not in argv and "--cmdline" not in argv
+    assert argv[argv.index("--disk") + 1].startswith(img)
+    d.kvz("stop", "fw")
+    d.kvz("destroy", "fw", "--force")
+    assert state_leftovers(d, "fw") == []
+
+
+@need_e2fs
 def test_cancelled_create_leaves_nothing(d, tmp_path):
     """Cancel while the template's disk is being made (with an empty cache the
     template itself is being built, which takes long; without the archive it

@@ -16,6 +16,11 @@ the script types into. Checked, in one L1 boot:
           "Restarting") and L1 starts it again, as kvzd does for a reset
   boot 2  the login prompt again, then `poweroff` ends kvz-vmm (exit 0,
           "Power down")
+  boot 3  firmware: kvz-vmm --firmware bios (Debian's SeaBIOS) on the same
+          disk, no kernel given: SeaBIOS -> the disk's GRUB -> /vmlinuz with
+          its grub.cfg's command line (printed from the kernel's
+          "Command line:"), the login prompt, root logs in, `poweroff`
+          ends kvz-vmm
 
 Also used by bench/template_boot_lab.sh (timing lines KVZLAB-TIME)."""
 import os
@@ -33,6 +38,7 @@ GUEST_IP = "10.10.0.50"
 PASSWORD = "kvz-lab-secret"
 LOGIN_LIMIT = 240   # L1 seconds to a login prompt
 FS = "?offset=1048576"
+SEABIOS = "/usr/share/seabios/bios-256k.bin"   # kvz-vmm --firmware bios
 
 L1_SCRIPT = r"""
 set -u
@@ -41,10 +47,14 @@ ip link add br0 type bridge && ip addr add 10.10.0.1/24 dev br0 && ip link set b
 mkfifo /tmp/in
 exec 3<>/tmp/in
 CMDLINE="console=ttyS0 root=/dev/vda1 ro net.ifnames=0"
+# start_vm [firmware]: the kernel and initrd kvzd takes out of the disk, or
+# SeaBIOS booting the disk's own GRUB
 start_vm() {
   : > /tmp/con
   T0=$(cut -d' ' -f1 /proc/uptime)
-  kvz-vmm --kernel /tmpl/vmlinuz --initrd /tmpl/initrd.img --cmdline "$CMDLINE" \
+  if [ "${1:-}" = firmware ]; then set -- --firmware bios
+  else set -- --kernel /tmpl/vmlinuz --initrd /tmpl/initrd.img --cmdline "$CMDLINE"; fi
+  kvz-vmm "$@" \
     --memory 512M --cpus 1 --disk /dev/vda --net tap=tap0,bridge=br0 \
     --rng --qmp /tmp/q.sock --seccomp off < /tmp/in > /tmp/con 2>&1 &
   VMPID=$!
@@ -89,6 +99,11 @@ start_vm
 login 2 || exit 1
 say poweroff
 ended 'Power down'
+start_vm firmware
+login firmware || exit 1
+tr -d '\r' < /tmp/con | grep -a -o 'Command line: .*' | head -1 | sed 's/^/L1-FW-/'
+say poweroff
+ended 'Power down'
 exit 0
 """
 
@@ -109,6 +124,8 @@ def build_image(workdir, hostname="web"):
     them. Returns (image, kernel, initrd, userkey) or a reason to skip."""
     if os.geteuid() != 0:
         return "needs root (the VM layer is built in a chroot)"
+    if not os.path.exists(SEABIOS):
+        return f"{SEABIOS} missing (Debian's seabios): the firmware boot needs it"
     if not os.path.exists(KVZ_CT):
         return f"{KVZ_CT} not built"
     for tool in ("debugfs", "mkfs.ext4", "resize2fs", "ssh-keygen"):
@@ -136,7 +153,7 @@ def build_image(workdir, hostname="web"):
     return img, kernel, initrd, key
 
 
-def run(stream=None, timeout=420):
+def run(stream=None, timeout=540):
     """Builds the image and runs the L1 script; (LabResult, skip reason)."""
     workdir = tempfile.mkdtemp(prefix="kvz-tmpl-lab-", dir=kvzlab.out_dir())
     try:
@@ -145,6 +162,8 @@ def run(stream=None, timeout=420):
             return None, built
         img, kernel, initrd, key = built
         files = {kernel: "/tmpl/vmlinuz", initrd: "/tmpl/initrd.img", key: "/tmpl/userkey"}
+        if os.path.exists(SEABIOS):
+            files[SEABIOS] = SEABIOS
         ssh = shutil.which("ssh")
         if ssh:
             files[ssh] = "/bin/ssh"

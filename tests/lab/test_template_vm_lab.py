@@ -1,5 +1,6 @@
 """The debian VM template boots to a login prompt under kvz-vmm in the nested
-lab; see template_vm_lab.py for what runs. One L1 boot, two L2 boots."""
+lab, directly and through SeaBIOS and its own GRUB; see template_vm_lab.py
+for what runs. One L1 boot, three L2 boots."""
 import os
 import re
 import sys
@@ -12,7 +13,7 @@ import kvzlab  # noqa: E402
 import template_vm_lab as t  # noqa: E402
 
 
-def test_template_vm_boots_logs_in_reboots_and_powers_off():
+def test_template_vm_boots_logs_in_reboots_and_powers_off_and_boots_by_firmware():
     kvzlab.skip_unless_lab()
     res, why = t.run(stream=sys.stdout)
     if why:
@@ -29,4 +30,8 @@ def test_template_vm_boots_logs_in_reboots_and_powers_off():
         assert ssh == "SSH-HOST=web", ssh
     assert "L1-ENDED-Restarting rc=0" in out
     assert re.search(r"^KVZLAB-TIME login-prompt-2 [0-9.]+$", out, re.M)
-    assert "L1-ENDED-Power down rc=0" in out
+    # boot 3: SeaBIOS -> the disk's GRUB -> /vmlinuz with grub.cfg's line
+    assert re.search(r"^KVZLAB-TIME login-prompt-firmware [0-9.]+$", out, re.M), out[-3000:]
+    assert "L1-FW-Command line: BOOT_IMAGE=/vmlinuz console=ttyS0 root=/dev/vda1 ro " \
+        "net.ifnames=0" in out, out[-3000:]
+    assert out.count("L1-ENDED-Power down rc=0") == 2
