@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "migration_tcp.h"
+#include "qmp_media.h"
 #include "qmp_server.h"
 #include "virtio/virtio_devices.h"
 
@@ -251,6 +252,16 @@ static json_t *cmd_closefd(void *opaque, json_t *args, struct qmp_error *err)
 	return NULL;
 }
 
+int vmm_control_take_fd(struct vmm_control *ctl, const char *name)
+{
+	int i = find_fd(ctl, name);
+	if (i < 0)
+		return -1;
+	int fd = ctl->fds[i].fd;
+	ctl->fds[i].fd = -1;
+	return fd;
+}
+
 /* ---- migration (snapshot to a file) ---- */
 
 /* The descriptor a URI names: fd:NAME (taken out of the table, as QEMU
@@ -259,13 +270,9 @@ static json_t *cmd_closefd(void *opaque, json_t *args, struct qmp_error *err)
 static int uri_fd(struct vmm_control *ctl, const char *uri, struct qmp_error *err)
 {
 	if (!strncmp(uri, "fd:", 3)) {
-		int i = find_fd(ctl, uri + 3);
-		if (i < 0) {
+		int fd = vmm_control_take_fd(ctl, uri + 3);
+		if (fd < 0)
 			qmp_set_error(err, "GenericError", "File descriptor named '%s' not found", uri + 3);
-			return -1;
-		}
-		int fd = ctl->fds[i].fd;
-		ctl->fds[i].fd = -1;
 		return fd;
 	}
 	if (!strncmp(uri, "file:", 5) && uri[5]) {
@@ -481,6 +488,9 @@ static const struct qmp_command commands[] = {
 	{"balloon", cmd_balloon},
 	{"query-balloon", cmd_query_balloon},
 	{"query-blockstats", cmd_query_blockstats},
+	{"eject", qmp_media_eject},
+	{"blockdev-change-medium", qmp_media_change},
+	{"query-block", qmp_media_query_block},
 };
 
 static void on_vm_stopped(void *opaque, enum vm_stop_reason why)

@@ -227,6 +227,19 @@ json_t *virtio_devices_blockstats(struct virtio_devices *vd)
 	return a;
 }
 
+struct virtio_scsi *virtio_devices_cdrom(struct virtio_devices *vd)
+{
+	return vd->scsi;
+}
+
+bool virtio_devices_has_disk(struct virtio_devices *vd, const char *name)
+{
+	for (size_t i = 0; i < vd->nblk; i++)
+		if (!strcmp(vd->blk[i]->name, name))
+			return true;
+	return false;
+}
+
 void virtio_devices_reset(struct virtio_devices *vd)
 {
 	if (!vd)

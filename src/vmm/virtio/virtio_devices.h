@@ -19,7 +19,7 @@ struct virtio_options {
 	unsigned ncpus;      /* disks get one queue per vCPU by default */
 	const char **nets;   /* "--net" values: "tap=NAME[,mac=..][,bridge=..]" */
 	size_t nnets;
-	const char *cdrom;   /* "--cdrom" ISO image, or NULL */
+	const char *cdrom;   /* "--cdrom" ISO image ("": an empty drive), or NULL */
 	bool balloon;
 	bool rng;
 	/* Offer VIRTIO_BALLOON_F_DEFLATE_ON_OOM (off by default: with it a
@@ -45,6 +45,11 @@ int virtio_devices_balloon_set(struct virtio_devices *vd, uint64_t target_bytes,
 json_t *virtio_devices_balloon_query(struct virtio_devices *vd, char *err, size_t errlen);
 /* QMP query-blockstats: QEMU's shape, one entry per disk. */
 json_t *virtio_devices_blockstats(struct virtio_devices *vd);
+
+/* The CD-ROM (--cdrom), or NULL; whether name is one of the disks (vda...). */
+struct virtio_scsi;
+struct virtio_scsi *virtio_devices_cdrom(struct virtio_devices *vd);
+bool virtio_devices_has_disk(struct virtio_devices *vd, const char *name);
 
 /* After an incoming live migration: every NIC announces the guest's MAC
  * (RARP). Returns how many NICs failed to. */
