@@ -25,7 +25,10 @@ int install_media_open(const struct image_dirs *dirs, const char *path, char *re
 	return fd;
 }
 
-/* Checks path and records its symlink-free form in cfg. */
+/* Checks path and records its symlink-free form in cfg. The VM keeps its
+ * CD-ROM drive from then on, empty once ejected ("cdrom_drive"), as a real
+ * machine does: the devices after it keep their PCI slots (an installed
+ * system's interface names depend on them) and a medium can go in live. */
 static int attach(const struct image_dirs *dirs, const char *path, json_t *cfg,
 		  struct op_error *e)
 {
@@ -35,6 +38,7 @@ static int attach(const struct image_dirs *dirs, const char *path, json_t *cfg,
 		return -1;
 	close(fd);
 	json_object_set_new(cfg, "cdrom", json_string(real));
+	json_object_set_new(cfg, "cdrom_drive", json_true());
 	return 0;
 }
 
