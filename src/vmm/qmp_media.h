@@ -7,9 +7,9 @@
 #include <jansson.h>
 
 #include "qmp_server.h"
+#include "virtio/virtio_scsi.h"
 
-/* The CD-ROM's name in these commands ("device" or "id") and events. */
-#define QMP_CDROM_NAME "cdrom0"
+#define QMP_CDROM_NAME VIRTIO_SCSI_QMP_NAME
 
 /* opaque: the struct vmm_control. */
 json_t *qmp_media_eject(void *opaque, json_t *args, struct qmp_error *err);

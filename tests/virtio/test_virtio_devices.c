@@ -40,6 +40,8 @@
 #include "virtio_rng.h"
 #include "virtio_scsi.h"
 #include "qcow2.h"
+#include "qmp_client.h"
+#include "qmp_server.h"
 #include "state/state_registry.h"
 
 #define RAM (4u << 20)
@@ -1156,6 +1158,36 @@ static void test_scsi_change_medium(void **state)
 	assert_int_equal(sense, 0x023A00);
 	assert_int_equal(virtio_scsi_eject(cd, false, &t, err, sizeof(err)), 0);   /* again: no-op */
 	assert_false(t.opened);
+
+	/* The guest's own tray moves (START STOP UNIT, LoEj) are announced
+	 * with DEVICE_TRAY_MOVED to the QMP server set on the device. */
+	char qdir[] = "/tmp/kvz-test-cd-qmp-XXXXXX", sock[64];
+	assert_non_null(mkdtemp(qdir));
+	snprintf(sock, sizeof(sock), "%s/qmp", qdir);
+	struct qmp_server *srv = qmp_server_start(sock, "test", NULL, 0, NULL, err, sizeof(err));
+	assert_non_null(srv);
+	struct qmp_client *cl = qmp_client_connect(sock, 5000, err, sizeof(err));
+	assert_non_null(cl);
+	virtio_scsi_set_qmp(cd, srv);
+	uint8_t close_tray[6] = {0x1B, 0, 0, 0, 3}, open_tray[6] = {0x1B, 0, 0, 0, 2};
+	assert_int_equal(scsi_cmd(&d, close_tray, 6, &sense), 0);   /* empty: tray closes */
+	assert_int_equal(scsi_cmd(&d, open_tray, 6, &sense), 0);
+	for (int want = 0; want < 2; want++) {
+		json_t *ev = qmp_client_next_event(cl, 5000);
+		assert_non_null(ev);
+		assert_string_equal(json_string_value(json_object_get(ev, "event")), "DEVICE_TRAY_MOVED");
+		json_t *data = json_object_get(ev, "data");
+		assert_string_equal(json_string_value(json_object_get(data, "id")), "cdrom0");
+		assert_int_equal(json_is_true(json_object_get(data, "tray-open")), want);
+		json_decref(ev);
+	}
+	assert_false(cd->cd.tray_moved);
+	assert_int_equal(scsi_cmd(&d, open_tray, 6, &sense), 0);     /* already open: no event */
+	assert_null(qmp_client_next_event(cl, 200));
+	virtio_scsi_set_qmp(cd, NULL);
+	qmp_client_close(cl);
+	qmp_server_stop(srv);
+	rmdir(qdir);
 
 	/* Saved empty, then a medium put in: loading the saved state takes
 	 * the drive back to empty. */

@@ -260,6 +260,8 @@ void virtio_devices_set_qmp(struct virtio_devices *vd, struct qmp_server *qmp)
 {
 	if (vd && vd->balloon)
 		virtio_balloon_set_qmp(vd->balloon, qmp);
+	if (vd && vd->scsi)
+		virtio_scsi_set_qmp(vd->scsi, qmp);
 }
 
 int virtio_devices_announce(struct virtio_devices *vd)

@@ -58,7 +58,7 @@ int virtio_devices_announce(struct virtio_devices *vd);
 /* On system_reset: devices return to their power-on state. */
 void virtio_devices_reset(struct virtio_devices *vd);
 
-/* Where device events (BALLOON_CHANGE) are emitted; NULL for nowhere. Call
+/* Where device events (BALLOON_CHANGE, the CD's DEVICE_TRAY_MOVED) are emitted; NULL for nowhere. Call
  * before the guest starts (or any time: the pointer is published
  * atomically). The server must outlive the devices or be unset first. */
 struct qmp_server;

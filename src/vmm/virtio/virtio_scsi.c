@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "iso_image.h"
+#include "qmp_server.h"
 #include "state/state_buf.h"
 
 #define QUEUE_SIZE 128
@@ -90,6 +91,13 @@ uint32_t virtio_scsi_handle_request(struct virtio_scsi *s)
 	}
 	struct scsi_cd_result r;
 	scsi_cd_command(&s->cd, req + 19, CDB_SIZE, &r);
+	if (s->cd.tray_moved) {
+		s->cd.tray_moved = false;
+		if (s->qmp)
+			qmp_server_emit(s->qmp, "DEVICE_TRAY_MOVED",
+					json_pack("{s:s,s:s,s:b}", "device", VIRTIO_SCSI_QMP_NAME, "id",
+						  VIRTIO_SCSI_QMP_NAME, "tray-open", s->cd.tray_open));
+	}
 	uint64_t room = e->in_len - RESP_LEN;
 	uint64_t moved = 0;
 	if (r.read_len) {
@@ -190,6 +198,13 @@ int virtio_scsi_change(struct virtio_scsi *s, int fd, struct virtio_scsi_tray *t
 		close(old);
 	*t = (struct virtio_scsi_tray){.opened = !was_open, .closed = true};
 	return 0;
+}
+
+void virtio_scsi_set_qmp(struct virtio_scsi *s, struct qmp_server *qmp)
+{
+	pthread_mutex_lock(&s->vp.lock);
+	s->qmp = qmp;
+	pthread_mutex_unlock(&s->vp.lock);
 }
 
 void virtio_scsi_query(struct virtio_scsi *s, bool *medium, bool *tray_open, bool *locked,

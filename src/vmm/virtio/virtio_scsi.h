@@ -18,12 +18,20 @@
 
 #define VIRTIO_ID_SCSI 8
 #define VIRTIO_SCSI_CONFIG_LEN 36
+/* The CD-ROM's name in QMP commands ("device", "id") and events. */
+#define VIRTIO_SCSI_QMP_NAME "cdrom0"
+
+struct qmp_server;
 
 struct virtio_scsi {
 	struct virtio_pci vp;
 	int fd;                       /* the medium, read-only; -1 for none (vp.lock) */
 	struct scsi_cd cd;            /* guarded by vp.lock */
 	uint8_t config[VIRTIO_SCSI_CONFIG_LEN];
+	/* Where the guest's own tray moves (START STOP UNIT) are announced
+	 * (DEVICE_TRAY_MOVED), or NULL. Set and used under vp.lock, so once
+	 * unset no event is under way; the server's lock is a leaf. */
+	struct qmp_server *qmp;
 	struct virtq_elem elem;       /* request being served (I/O thread only) */
 	uint8_t bounce[64 * 1024];    /* image data on its way to guest buffers */
 };
@@ -51,6 +59,8 @@ int virtio_scsi_eject(struct virtio_scsi *s, bool force, struct virtio_scsi_tray
  * closed. Refused while locked, as eject without force. */
 int virtio_scsi_change(struct virtio_scsi *s, int fd, struct virtio_scsi_tray *t,
 		       char *err, size_t errlen);
+/* Events for the guest's tray moves go to qmp (NULL: nowhere). */
+void virtio_scsi_set_qmp(struct virtio_scsi *s, struct qmp_server *qmp);
 /* For query-block: medium present, tray open, locked, bytes of medium. */
 void virtio_scsi_query(struct virtio_scsi *s, bool *medium, bool *tray_open, bool *locked,
 		       uint64_t *bytes);
