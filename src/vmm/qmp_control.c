@@ -513,16 +513,19 @@ int qmp_control_start(struct vmm_control *ctl, const char *path, char *err, size
 		ctl->fds[i].fd = -1;
 	migration_init(&ctl->mig, ctl->vm);
 	ctl->mig_ready = true;
-	ctl->qmp = qmp_server_start(path, "kvz-vmm", commands, sizeof(commands) / sizeof(commands[0]),
-				    ctl, err, errlen);
+	/* Served only once ctl->qmp is set: handlers use it (getfd's
+	 * descriptor, events), and a client may send its first command as
+	 * soon as the socket exists. */
+	ctl->qmp = qmp_server_create(path, "kvz-vmm", commands, sizeof(commands) / sizeof(commands[0]),
+				     ctl, err, errlen);
 	if (!ctl->qmp)
 		return -1;
 	vm_set_listener(ctl->vm, &(struct vm_listener){.stopped = on_vm_stopped, .opaque = ctl});
 	migration_set_qmp(&ctl->mig, ctl->qmp);
-	/* Devices emit their own events (BALLOON_CHANGE). */
+	/* Devices emit their own events (BALLOON_CHANGE, DEVICE_TRAY_MOVED). */
 	if (ctl->vd)
 		virtio_devices_set_qmp(ctl->vd, ctl->qmp);
-	return 0;
+	return qmp_server_serve(ctl->qmp, err, errlen);
 }
 
 /* The migration job emits through the server: it stops emitting first,
