@@ -4,7 +4,9 @@
  * split, and the size of the image (a sparse memfd). Checks that the
  * device never writes past the buffers it was given (ASan), never reports
  * more than it wrote, answers with a valid response code, and that a READ
- * never reaches past the medium. */
+ * never reaches past the medium, and nothing is read without one (the
+ * drive's state: locked, unit attention owed, ejected). */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +37,7 @@ static void check_cdb_alone(const uint8_t *cdb, uint64_t blocks)
 {
 	struct scsi_cd cd;
 	struct scsi_cd_result r;
-	scsi_cd_init(&cd, blocks * SCSI_CD_BLOCK);
+	scsi_cd_init(&cd, true, blocks * SCSI_CD_BLOCK);
 	scsi_cd_command(&cd, cdb, 32, &r);
 	if (r.data_len > SCSI_CD_DATA_MAX)
 		abort();
@@ -61,7 +63,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t split = data[7];
 	if (ftruncate(dev->fd, (off_t)(blocks * SCSI_CD_BLOCK)) < 0)
 		abort();
-	scsi_cd_init(&dev->cd, blocks * SCSI_CD_BLOCK);
+	scsi_cd_init(&dev->cd, true, blocks * SCSI_CD_BLOCK);
+	/* The drive's medium state, as host operations and earlier guest
+	 * commands leave it: locked, medium changed (unit attention owed),
+	 * ejected (no medium: nothing may be read). */
+	if (flags & 4)
+		dev->cd.locked = true;
+	if (flags & 8)
+		scsi_cd_insert(&dev->cd, blocks * SCSI_CD_BLOCK);
+	if (flags & 16)
+		scsi_cd_remove(&dev->cd, true);
+	bool empty = !dev->cd.medium;
 
 	uint8_t req[REQ_LEN];
 	memcpy(req, data + HDR, REQ_LEN);
@@ -91,6 +103,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint32_t used = virtio_scsi_handle_request(dev);
 	if (used > e->in_len)
 		abort();
+	if (empty && used > RESP_LEN + SCSI_CD_DATA_MAX)
+		abort();   /* image data moved from a drive without a medium */
 	if (used >= RESP_LEN && in[11] != 0 && in[11] != 3)
 		abort();
 	free(in);

@@ -47,6 +47,7 @@ struct qmp_server {
 	size_t ncmds;
 	void *opaque;
 	pthread_t thread;
+	bool serving;        /* the thread runs (qmp_server_serve) */
 	struct qmp_conn *current;   /* server thread only: whose command a handler serves */
 	/* A leaf lock: guards the slots' fd/negotiated/dead/out* and stopping
 	 * (events are queued from other threads). Held for appends and
@@ -437,7 +438,7 @@ static void *server_thread(void *arg)
 	}
 }
 
-struct qmp_server *qmp_server_start(const char *path, const char *package,
+struct qmp_server *qmp_server_create(const char *path, const char *package,
 				    const struct qmp_command *cmds, size_t ncmds,
 				    void *opaque, char *err, size_t errlen)
 {
@@ -471,11 +472,6 @@ struct qmp_server *qmp_server_start(const char *path, const char *package,
 			goto fail;
 		}
 	}
-	int rc = pthread_create(&s->thread, NULL, server_thread, s);
-	if (rc) {
-		snprintf(err, errlen, "pthread_create: %s", strerror(rc));
-		goto fail;
-	}
 	return s;
 fail:
 	if (s->listen_fd >= 0) {
@@ -491,6 +487,29 @@ fail:
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 	return NULL;
+}
+
+int qmp_server_serve(struct qmp_server *s, char *err, size_t errlen)
+{
+	int rc = pthread_create(&s->thread, NULL, server_thread, s);
+	if (rc) {
+		snprintf(err, errlen, "pthread_create: %s", strerror(rc));
+		return -1;
+	}
+	s->serving = true;
+	return 0;
+}
+
+struct qmp_server *qmp_server_start(const char *path, const char *package,
+				    const struct qmp_command *cmds, size_t ncmds,
+				    void *opaque, char *err, size_t errlen)
+{
+	struct qmp_server *s = qmp_server_create(path, package, cmds, ncmds, opaque, err, errlen);
+	if (s && qmp_server_serve(s, err, errlen) < 0) {
+		qmp_server_stop(s);
+		return NULL;
+	}
+	return s;
 }
 
 void qmp_server_emit(struct qmp_server *s, const char *event, json_t *data)
@@ -528,7 +547,8 @@ void qmp_server_stop(struct qmp_server *s)
 	s->stopping = 1;
 	pthread_mutex_unlock(&s->lock);
 	wake_thread(s);
-	pthread_join(s->thread, NULL);
+	if (s->serving)
+		pthread_join(s->thread, NULL);
 	for (int i = 0; i < QMP_MAX_CLIENTS; i++) {
 		if (s->conns[i].fd >= 0)
 			close(s->conns[i].fd);

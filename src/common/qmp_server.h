@@ -42,6 +42,15 @@ struct qmp_server *qmp_server_start(const char *path, const char *package,
 				    const struct qmp_command *cmds, size_t ncmds,
 				    void *opaque, char *err, size_t errlen);
 
+/* The same in two steps, for a caller whose handlers need the server
+ * pointer (qmp_server_take_fd, events): create binds the socket (clients
+ * may connect and wait), serve starts the thread that answers them; until
+ * then nothing is dispatched. qmp_server_stop ends either. */
+struct qmp_server *qmp_server_create(const char *path, const char *package,
+				     const struct qmp_command *cmds, size_t ncmds,
+				     void *opaque, char *err, size_t errlen);
+int qmp_server_serve(struct qmp_server *s, char *err, size_t errlen);
+
 /* Sends an event to every negotiated client. Takes ownership of data (may
  * be NULL). Callable from any thread. */
 void qmp_server_emit(struct qmp_server *s, const char *event, json_t *data);

@@ -13,6 +13,7 @@
 #include "guest_locks.h"
 #include "guest_ops.h"
 #include "install_media.h"
+#include "media_live.h"
 #include "parse.h"
 #include "store.h"
 #include "vm_disk_grow.h"
@@ -28,9 +29,14 @@ int guest_resize_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
 	char detail[200] = "", media[PATH_MAX + 100] = "";
 	bool disk_locked = false;
 	int rc = -1;
-	/* For the next start, running or not: the installer's reboot, too. */
+	/* For the next start, running or not: the installer's reboot, too;
+	 * and live in a running VM (media_live.h). */
+	bool had_cdrom = cfg_str(cfg, "cdrom") != NULL;
 	if (install_media_in(req) &&
 	    install_media_set(d->images, req, cfg, media, sizeof(media), e))
+		goto out;
+	if (running && media_live_apply(d, name, cfg_str(g, "qmp"), req, had_cdrom, cfg, media,
+					sizeof(media), e))
 		goto out;
 	json_t *v = json_object_get(req, "memory");
 	if (v) {

@@ -226,6 +226,9 @@ static void vm_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 		arg(a, "--cdrom");
 		arg(a, "/proc/self/fd/%d", a->keep_fd);
 		json_object_del(cfg, "cdrom_fd");
+	} else if (json_is_true(json_object_get(cfg, "cdrom_drive"))) {
+		arg(a, "--cdrom");
+		arg(a, "%s", "");   /* the drive, empty (install_media.c) */
 	}
 	if (cfg_str(cfg, "bridge")) {
 		/* Tap names are at most 15 bytes. */

@@ -8,12 +8,7 @@
 #include <unistd.h>
 
 #include "image_dirs.h"
-
-/* ISO 9660: 16 system sectors, then the first volume descriptor, whose
- * standard identifier "CD001" follows its type byte. */
-#define ISO_SECTOR 2048
-#define ISO_SIGNATURE_AT (16 * ISO_SECTOR + 1)
-#define ISO_MIN_BYTES (17 * ISO_SECTOR)
+#include "iso_image.h"
 
 int install_media_open(const struct image_dirs *dirs, const char *path, char *real,
 		       size_t reallen, struct op_error *e)
@@ -21,27 +16,19 @@ int install_media_open(const struct image_dirs *dirs, const char *path, char *re
 	int fd = image_dirs_open_file(dirs, path, real, reallen);
 	if (fd < 0)
 		return cfg_image_refused(dirs, "cdrom", path, e);
-	struct stat st;
-	char sig[5];
-	if (fstat(fd, &st) < 0 || st.st_size < ISO_MIN_BYTES) {
+	uint64_t size;
+	char why[128];
+	if (iso_image_check(fd, &size, why, sizeof(why)) < 0) {
 		close(fd);
-		return op_fail(e, 400, "cdrom %.200s: too small for an ISO image", path);
-	}
-	if ((uint64_t)st.st_size > ISO_MAX_BYTES) {
-		close(fd);
-		return op_fail(e, 400, "cdrom %.200s: larger than an install medium (at most %lluG)",
-			       path, ISO_MAX_BYTES >> 30);
-	}
-	if (pread(fd, sig, sizeof(sig), ISO_SIGNATURE_AT) != (ssize_t)sizeof(sig) ||
-	    memcmp(sig, "CD001", sizeof(sig))) {
-		close(fd);
-		return op_fail(e, 400, "cdrom %.200s: not an ISO 9660 image (no CD001 at byte %d)",
-			       path, ISO_SIGNATURE_AT);
+		return op_fail(e, 400, "cdrom %.200s: %s", path, why);
 	}
 	return fd;
 }
 
-/* Checks path and records its symlink-free form in cfg. */
+/* Checks path and records its symlink-free form in cfg. The VM keeps its
+ * CD-ROM drive from then on, empty once ejected ("cdrom_drive"), as a real
+ * machine does: the devices after it keep their PCI slots (an installed
+ * system's interface names depend on them) and a medium can go in live. */
 static int attach(const struct image_dirs *dirs, const char *path, json_t *cfg,
 		  struct op_error *e)
 {
@@ -51,6 +38,7 @@ static int attach(const struct image_dirs *dirs, const char *path, json_t *cfg,
 		return -1;
 	close(fd);
 	json_object_set_new(cfg, "cdrom", json_string(real));
+	json_object_set_new(cfg, "cdrom_drive", json_true());
 	return 0;
 }
 

@@ -13,11 +13,9 @@
 #include <stddef.h>
 
 #include "guest_config.h"
+#include "iso_image.h"
 
 struct image_dirs;
-
-/* Larger than any install medium (a dual-layer Blu-ray is 50 GB). */
-#define ISO_MAX_BYTES (64ull << 30)
 
 /* The ISO at path opened read-only (O_CLOEXEC), its symlink-free path in
  * real; -1 with a 400 in e when it is not an ISO image in the image

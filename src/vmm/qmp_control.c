@@ -11,6 +11,7 @@
 #include "log.h"
 #include "migration_tcp.h"
 #include "qmp_block.h"
+#include "qmp_media.h"
 #include "qmp_server.h"
 #include "virtio/virtio_devices.h"
 
@@ -252,6 +253,16 @@ static json_t *cmd_closefd(void *opaque, json_t *args, struct qmp_error *err)
 	return NULL;
 }
 
+int vmm_control_take_fd(struct vmm_control *ctl, const char *name)
+{
+	int i = find_fd(ctl, name);
+	if (i < 0)
+		return -1;
+	int fd = ctl->fds[i].fd;
+	ctl->fds[i].fd = -1;
+	return fd;
+}
+
 /* ---- migration (snapshot to a file) ---- */
 
 /* The descriptor a URI names: fd:NAME (taken out of the table, as QEMU
@@ -260,13 +271,9 @@ static json_t *cmd_closefd(void *opaque, json_t *args, struct qmp_error *err)
 static int uri_fd(struct vmm_control *ctl, const char *uri, struct qmp_error *err)
 {
 	if (!strncmp(uri, "fd:", 3)) {
-		int i = find_fd(ctl, uri + 3);
-		if (i < 0) {
+		int fd = vmm_control_take_fd(ctl, uri + 3);
+		if (fd < 0)
 			qmp_set_error(err, "GenericError", "File descriptor named '%s' not found", uri + 3);
-			return -1;
-		}
-		int fd = ctl->fds[i].fd;
-		ctl->fds[i].fd = -1;
 		return fd;
 	}
 	if (!strncmp(uri, "file:", 5) && uri[5]) {
@@ -488,6 +495,9 @@ static const struct qmp_command commands[] = {
 	{"query-balloon", cmd_query_balloon},
 	{"query-blockstats", cmd_query_blockstats},
 	{"block_resize", qmp_cmd_block_resize},
+	{"eject", qmp_media_eject},
+	{"blockdev-change-medium", qmp_media_change},
+	{"query-block", qmp_media_query_block},
 };
 
 static void on_vm_stopped(void *opaque, enum vm_stop_reason why)
@@ -510,16 +520,19 @@ int qmp_control_start(struct vmm_control *ctl, const char *path, char *err, size
 		ctl->fds[i].fd = -1;
 	migration_init(&ctl->mig, ctl->vm);
 	ctl->mig_ready = true;
-	ctl->qmp = qmp_server_start(path, "kvz-vmm", commands, sizeof(commands) / sizeof(commands[0]),
-				    ctl, err, errlen);
+	/* Served only once ctl->qmp is set: handlers use it (getfd's
+	 * descriptor, events), and a client may send its first command as
+	 * soon as the socket exists. */
+	ctl->qmp = qmp_server_create(path, "kvz-vmm", commands, sizeof(commands) / sizeof(commands[0]),
+				     ctl, err, errlen);
 	if (!ctl->qmp)
 		return -1;
 	vm_set_listener(ctl->vm, &(struct vm_listener){.stopped = on_vm_stopped, .opaque = ctl});
 	migration_set_qmp(&ctl->mig, ctl->qmp);
-	/* Devices emit their own events (BALLOON_CHANGE). */
+	/* Devices emit their own events (BALLOON_CHANGE, DEVICE_TRAY_MOVED). */
 	if (ctl->vd)
 		virtio_devices_set_qmp(ctl->vd, ctl->qmp);
-	return 0;
+	return qmp_server_serve(ctl->qmp, err, errlen);
 }
 
 /* The migration job emits through the server: it stops emitting first,

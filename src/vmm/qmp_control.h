@@ -33,6 +33,10 @@ struct vmm_control {
 	} fds[VMM_MAX_NAMED_FDS];
 };
 
+/* The descriptor getfd stored under name, taken out of the table (the
+ * caller owns it), or -1. QMP thread only. */
+int vmm_control_take_fd(struct vmm_control *ctl, const char *name);
+
 /* Starts the QMP server on path and hooks the VM's stop events to it. */
 int qmp_control_start(struct vmm_control *ctl, const char *path, char *err, size_t errlen);
 void qmp_control_stop(struct vmm_control *ctl);

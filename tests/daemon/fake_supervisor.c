@@ -14,7 +14,13 @@
  * value a test sets with x-fake-set and reads with x-fake-get, plus 4 MiB
  * of filler. The guest's --cmdline steers it: fake-migrate=fail fails the
  * save half-way, fake-migrate=slow takes about 3 s. Every snapshot command
- * is logged on stdout (the guest's log) for the tests to check the order. */
+ * is logged on stdout (the guest's log) for the tests to check the order.
+ *
+ * Its CD-ROM (--cdrom, "" for an empty drive) plays kvz-vmm's media
+ * commands: query-block, eject and blockdev-change-medium with an fd:NAME
+ * from getfd, checked as an ISO image; x-fake-cd-lock plays a guest that
+ * locks the tray. Each change is logged with the file
+ * the medium is. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -32,6 +38,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "iso_image.h"
 #include "log.h"
 #include "qmp_server.h"
 #include "write_all.h"
@@ -433,6 +440,105 @@ static json_t *h_stats(void *o, json_t *a, struct qmp_error *e)
 			 "net-tx-bytes", (json_int_t)2000);
 }
 
+/* ---- the CD-ROM double (kvz-vmm only; QMP thread) ---- */
+
+static bool cd_drive, cd_locked;
+static char cd_medium[512];   /* the medium's file, "" for none */
+
+static bool cd_named(json_t *a, struct qmp_error *e)
+{
+	const char *id = json_string_value(json_object_get(a, "id"));
+	if (cd_drive && id && !strcmp(id, "cdrom0"))
+		return true;
+	qmp_set_error(e, "DeviceNotFound", "Device '%s' not found", id ? id : "");
+	return false;
+}
+
+static bool cd_unlocked(struct qmp_error *e)
+{
+	if (!cd_locked)
+		return true;
+	qmp_set_error(e, "GenericError",
+		      "Device 'cdrom0' is locked and force was not specified, wait for tray to open and try again");
+	return false;
+}
+
+static json_t *h_query_block(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o; (void)a; (void)e;
+	json_t *list = json_array();
+	if (!cd_drive)
+		return list;
+	json_t *cd = json_pack("{s:s,s:b,s:b}", "device", "cdrom0", "locked", cd_locked,
+			       "tray_open", !cd_medium[0]);
+	if (cd_medium[0])
+		json_object_set_new(cd, "inserted", json_pack("{s:s}", "file", cd_medium));
+	json_array_append_new(list, cd);
+	return list;
+}
+
+static json_t *h_eject(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o;
+	if (!cd_named(a, e) || (!json_is_true(json_object_get(a, "force")) && !cd_unlocked(e)))
+		return NULL;
+	cd_medium[0] = 0;
+	log_line("fake-vmm: eject");
+	return NULL;
+}
+
+static json_t *h_change_medium(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o;
+	const char *file = json_string_value(json_object_get(a, "filename"));
+	if (!cd_named(a, e) || !cd_unlocked(e))
+		return NULL;
+	pthread_mutex_lock(&snap_lock);
+	bool ours = file && !strncmp(file, "fd:", 3) && !strcmp(named_fd_name, file + 3) && named_fd >= 0;
+	int fd = ours ? named_fd : -1;
+	if (ours)
+		named_fd = -1;
+	pthread_mutex_unlock(&snap_lock);
+	char why[128], link[64];
+	uint64_t size;
+	if (fd < 0) {
+		qmp_set_error(e, "GenericError", "filename must be fd:NAME of a getfd descriptor");
+		return NULL;
+	}
+	if (iso_image_check(fd, &size, why, sizeof(why)) < 0) {
+		close(fd);
+		qmp_set_error(e, "GenericError", "Could not open '%s': %s", file, why);
+		return NULL;
+	}
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, cd_medium, sizeof(cd_medium) - 1);
+	cd_medium[n > 0 ? n : 0] = 0;
+	close(fd);
+	log_line("fake-vmm: blockdev-change-medium %s", cd_medium);
+	return NULL;
+}
+
+/* x-fake-cd-lock {"locked": B}: the guest's PREVENT ALLOW MEDIUM REMOVAL. */
+static json_t *h_cd_lock(void *o, json_t *a, struct qmp_error *e)
+{
+	(void)o; (void)e;
+	cd_locked = json_is_true(json_object_get(a, "locked"));
+	return NULL;
+}
+
+/* The --cdrom argument: "" an empty drive, else the medium's file. */
+static void cd_start(const char *cdrom)
+{
+	cd_drive = cdrom != NULL;
+	if (!cdrom || !cdrom[0])
+		return;
+	ssize_t n = readlink(cdrom, cd_medium, sizeof(cd_medium) - 1);
+	if (n < 0)
+		snprintf(cd_medium, sizeof(cd_medium), "%s", cdrom);
+	else
+		cd_medium[n] = 0;
+}
+
 /* Serves the console: a greeting line, then echoes what a client types. */
 static void *console_main(void *arg)
 {
@@ -525,6 +631,8 @@ static int supervise(const char *qmp, const char *console, bool vm)
 		{"balloon", h_balloon}, {"query-balloon", h_query_balloon},
 		{"set", h_set}, {"query-stats", h_stats}, {"block_resize", h_block_resize},
 		{"getfd", h_getfd}, {"migrate", h_migrate}, {"query-migrate", h_query_migrate},
+		{"query-block", h_query_block}, {"eject", h_eject},
+		{"blockdev-change-medium", h_change_medium}, {"x-fake-cd-lock", h_cd_lock},
 		{"migrate_cancel", h_migrate_cancel}, {"cont", h_cont},
 		{"migrate-incoming", h_migrate_incoming},
 		{"migrate-set-parameters", h_set_params},
@@ -638,6 +746,7 @@ int main(int argc, char **argv)
 		if (cmdline && strstr(cmdline, "fake-migrate=slow"))
 			migrate_mode = "slow";
 		vm_disk = opt_after(argc, argv, "--disk");
+		cd_start(opt_after(argc, argv, "--cdrom"));
 		const char *incoming = opt_after(argc, argv, "--incoming");
 		if (incoming && !strcmp(incoming, "defer"))
 			snprintf(run_status, sizeof(run_status), "inmigrate");

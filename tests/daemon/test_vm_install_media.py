@@ -2,7 +2,9 @@
 `kvz create vm NAME --cdrom ISO --disk 8G` boots the CD first through the
 firmware, `kvz set --boot` and `--eject` change the next start, the guest's
 own reboot comes back from its disk once the order says so, and hostile
-ISO paths are refused at create, at set and at start."""
+ISO paths are refused at create, at set and at start. On a running VM
+`--cdrom ISO` and `--eject` also change its CD live (QMP getfd +
+blockdev-change-medium, eject); once ejected the VM keeps an empty drive."""
 import os
 import shutil
 import signal
@@ -12,6 +14,7 @@ import subprocess
 import pytest
 
 from kvzd_harness import BUILD, KVZ, Kvzd, fake_kvzd
+from test_jobs import qmp
 
 ISO_SIG_AT = 16 * 2048 + 1
 KVZ_VMM = os.path.join(BUILD, "src/vmm/kvz-vmm")
@@ -94,11 +97,13 @@ def test_install_from_iso_then_boot_the_disk(d):
     d.kvz("set", "inst", "--eject")
     cfg = d.guest("inst")["config"]
     assert "cdrom" not in cfg and cfg["boot"] == "disk"
+    assert "inserted" not in qmp(d.guest("inst")["qmp"], "query-block")[0]   # live, too
     reboot(d, "inst")
     argv = argv_of(d, "inst")
-    assert opt(argv, "--boot") == "disk" and "--cdrom" not in argv
+    assert opt(argv, "--boot") == "disk" and opt(argv, "--cdrom") == ""   # the drive stays, empty
     media = [e["detail"] for e in d.events("inst") if e["type"] == "media"]
-    assert media == ["boot disk", "boot cdrom", "cdrom ejected, boot disk"], media
+    assert media == ["boot disk", "boot cdrom",
+                     "cdrom ejected, boot disk; applied to the running VM"], media
     # Ejecting again changes nothing; an ISO attached again boots as asked.
     d.kvz("set", "inst", "--eject")
     d.kvz("stop", "inst")
@@ -131,6 +136,69 @@ def test_live_cd_without_disk_and_disk_first(d):
     d.kvz("start", "df")
     argv = argv_of(d, "df")
     assert opt(argv, "--boot") == "disk" and opt(argv, "--disk").endswith(",format=qcow2")
+
+
+def cd(k, name):
+    """The running kvz-vmm's CD-ROM as its QMP query-block reports it."""
+    return qmp(k.guest(name)["qmp"], "query-block")[0]
+
+
+def test_live_eject_and_change(d):
+    a = make_iso(os.path.join(d.images_dirs[0], "a.iso"))
+    b = make_iso(os.path.join(d.images_dirs[0], "b.iso"))
+    d.kvz("create", "vm", "lv", "--cdrom", a, "--disk", "1G", "--boot", "disk")
+    d.kvz("start", "lv")
+    pid = d.guest("lv")["pid"]
+    assert cd(d, "lv")["inserted"]["file"] == a
+    d.kvz("set", "lv", "--cdrom", b)
+    assert cd(d, "lv")["inserted"]["file"] == b      # the file kvzd opened and checked
+    assert d.guest("lv")["config"]["cdrom"] == b     # and for the next start
+    d.kvz("set", "lv", "--eject")
+    assert "inserted" not in cd(d, "lv") and "cdrom" not in d.guest("lv")["config"]
+    d.kvz("set", "lv", "--eject")                    # nothing to eject: nothing asked
+    d.kvz("set", "lv", "--cdrom", a)
+    assert cd(d, "lv")["inserted"]["file"] == a
+    assert d.guest("lv")["pid"] == pid               # all live: never restarted
+    media = [e["detail"] for e in d.events("lv") if e["type"] == "media"]
+    assert media == ["cdrom %s; applied to the running VM" % b,
+                     "cdrom ejected; applied to the running VM",
+                     "cdrom %s; applied to the running VM" % a], media
+
+    # The guest locked the tray: refused with kvz-vmm's reason, nothing
+    # recorded; unlocked, it works.
+    qmp(d.guest("lv")["qmp"], "x-fake-cd-lock", {"locked": True})
+    for args in (["--eject"], ["--cdrom", b]):
+        r = d.kvz("set", "lv", *args, check=False)
+        assert r.returncode != 0 and "is locked" in r.stderr, r.stderr
+        assert d.guest("lv")["config"]["cdrom"] == a and cd(d, "lv")["inserted"]["file"] == a
+    qmp(d.guest("lv")["qmp"], "x-fake-cd-lock", {"locked": False})
+    d.kvz("set", "lv", "--eject")
+    # Hostile ISOs are refused before kvz-vmm is asked.
+    bad = make_iso(os.path.join(d.images_dirs[0], "bad.iso"), sig=b"NOPE!")
+    r = d.kvz("set", "lv", "--cdrom", bad, check=False)
+    assert r.returncode != 0 and "not an ISO 9660 image" in r.stderr
+    assert "inserted" not in cd(d, "lv")
+    # The next start has the drive, empty; an ISO set while stopped is in it.
+    d.kvz("stop", "lv")
+    d.kvz("start", "lv")
+    assert opt(argv_of(d, "lv"), "--cdrom") == "" and "inserted" not in cd(d, "lv")
+    d.kvz("set", "lv", "--cdrom", b)
+    assert cd(d, "lv")["inserted"]["file"] == b
+
+
+def test_live_cdrom_without_drive_waits_for_next_start(d):
+    """A VM started without a CD-ROM drive gets the ISO at its next start:
+    kvz-vmm cannot add a PCI device to a running machine."""
+    a = make_iso(os.path.join(d.images_dirs[0], "a.iso"))
+    d.kvz("create", "vm", "nd", "--kernel", d.kernel, "--memory", "64M")
+    d.kvz("start", "nd")
+    assert qmp(d.guest("nd")["qmp"], "query-block") == []
+    d.kvz("set", "nd", "--cdrom", a)
+    media = [e["detail"] for e in d.events("nd") if e["type"] == "media"]
+    assert media == ["cdrom %s; at the next start (the running VM has no CD-ROM drive)" % a], media
+    d.kvz("stop", "nd")
+    d.kvz("start", "nd")
+    assert cdrom_file(d, "nd") == a and cd(d, "nd")["inserted"]["file"] == a
 
 
 def refused(d, body, status=400, text=None):
@@ -298,7 +366,8 @@ def test_real_install_then_boot_from_disk(tmp_path):
     """kvzd with the real kvz-vmm and SeaBIOS on /dev/kvm: the ISO's El
     Torito image ("booted") reboots like an installer, kvzd starts the VM
     again from the CD; once ejected, the reboot comes back from the disk
-    the "installer" wrote ("BOOTED")."""
+    the "installer" wrote ("BOOTED"): the eject reaches the running kvz-vmm
+    (its drive is empty) as well as the next start."""
     why = real_e2e_missing()
     if why:
         pytest.skip(why)
@@ -328,8 +397,10 @@ def test_real_install_then_boot_from_disk(tmp_path):
                    what="the disk's boot sector on the console")
         g = k.guest("e2e")
         assert g["state"] == "running" and g["config"]["boot"] == "disk"
-        with open("/proc/%d/cmdline" % g["pid"]) as f:
-            assert "--cdrom" not in f.read().split("\0")
+        # ejected live: the running kvz-vmm's drive is empty, and a start
+        # after this one has the drive, empty
+        cd = qmp(g["qmp"], "query-block")[0]
+        assert cd["tray_open"] and "inserted" not in cd, cd
         k.kvz("stop", "e2e", "--force")
     finally:
         k.cleanup()

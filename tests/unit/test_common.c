@@ -312,6 +312,55 @@ static void test_qmp_getfd(void **state)
 	qmp_server_stop(getfd_server);
 }
 
+/* qmp_server_create + serve: a client that connects and sends commands
+ * at once (as soon as the socket exists) is answered only once the caller
+ * has the server pointer its handlers use. kvz-vmm's getfd dereferenced a
+ * pointer not yet set when a client was that quick (a crash of
+ * `--incoming defer` targets seen in vmm-migrate/vmm-cdrom). */
+static void test_qmp_create_then_serve(void **state)
+{
+	(void)state;
+	static const struct qmp_command getfd_cmds[] = {{"getfd", cmd_getfd}};
+	char path[] = "/tmp/kvz-test-qmp-XXXXXX";
+	char err[256];
+	int tmp = mkstemp(path);
+	assert_true(tmp >= 0);
+	close(tmp);
+	unlink(path);
+	getfd_server = NULL;
+	struct qmp_server *s = qmp_server_create(path, "test", getfd_cmds, 1, NULL, err, sizeof(err));
+	assert_non_null(s);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	static const char lines[] = "{\"execute\":\"qmp_capabilities\"}\n"
+				    "{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"x\"}}\n";
+	assert_int_equal(write(fd, lines, sizeof(lines) - 1), (ssize_t)sizeof(lines) - 1);
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 100), 0);        /* not served: not even a greeting */
+	getfd_server = s;
+	assert_int_equal(qmp_server_serve(s, err, sizeof(err)), 0);
+	char buf[2048] = "";
+	size_t got = 0;
+	while (got < sizeof(buf) - 1 && !strstr(buf, "SCM_RIGHTS")) {
+		assert_int_equal(poll(&p, 1, 2000), 1);
+		ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
+		assert_true(n > 0);
+		got += (size_t)n;
+		buf[got] = 0;
+	}
+	assert_non_null(strstr(buf, "\"QMP\""));             /* greeting */
+	assert_non_null(strstr(buf, "SCM_RIGHTS"));           /* getfd ran with its server */
+	close(fd);
+	qmp_server_stop(s);
+	/* Stopped before it served: nothing to join, the socket is gone. */
+	s = qmp_server_create(path, "test", getfd_cmds, 1, NULL, err, sizeof(err));
+	assert_non_null(s);
+	qmp_server_stop(s);
+	assert_int_equal(access(path, F_OK), -1);
+}
+
 static void test_unix_listen(void **state)
 {
 	(void)state;
@@ -535,6 +584,7 @@ int main(void)
 		cmocka_unit_test(test_qmp_malformed),
 		cmocka_unit_test(test_qmp_emit_never_waits_for_client),
 		cmocka_unit_test(test_qmp_getfd),
+		cmocka_unit_test(test_qmp_create_then_serve),
 		cmocka_unit_test(test_unix_listen),
 		cmocka_unit_test(test_unix_listen_appears_ready),
 		cmocka_unit_test(test_replay_ring),

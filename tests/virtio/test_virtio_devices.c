@@ -1,7 +1,8 @@
 /* Device tests without KVM: a small "guest driver" in this file programs
  * the virtio-pci transport through its BAR and config-space callbacks,
  * exactly like Linux's virtio_pci_modern, and submits requests to
- * virtio-blk, virtio-rng and virtio-balloon on a fake guest RAM. The fake
+ * virtio-blk, virtio-rng, virtio-balloon and virtio-scsi on a fake guest
+ * RAM. The fake
  * VMM runs the I/O-thread handlers when the test asks. */
 #include <endian.h>
 #include <errno.h>
@@ -38,7 +39,10 @@
 #include "virtio_blk.h"
 #include "virtio_devices.h"
 #include "virtio_rng.h"
+#include "virtio_scsi.h"
 #include "qcow2.h"
+#include "qmp_client.h"
+#include "qmp_server.h"
 #include "state/state_registry.h"
 
 #define RAM (4u << 20)
@@ -1252,6 +1256,193 @@ static void test_state_save_load(void **state)
 	ctx.state = NULL;
 }
 
+/* ---- virtio-scsi: the CD-ROM's medium changed by the host ---- */
+
+#define SCSI_REQ 51
+#define SCSI_RESP 108
+
+/* An ISO 9660-looking image of blocks 2048-byte blocks, each filled with
+ * fill except the volume descriptor's signature. */
+static int make_iso(const char *path, unsigned blocks, uint8_t fill, bool signature)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	uint8_t blk[2048];
+	memset(blk, fill, sizeof(blk));
+	for (unsigned i = 0; i < blocks; i++)
+		assert_int_equal(pwrite(fd, blk, sizeof(blk), (off_t)i * 2048), 2048);
+	if (signature)
+		assert_int_equal(pwrite(fd, "\001CD001", 6, 16 * 2048), 6);
+	return fd;
+}
+
+/* One command to target 0, LUN 0 with 4 KiB of data-in room; returns the
+ * SCSI status, the sense key/ASC in *sense (0 when GOOD). */
+static uint8_t scsi_cmd(struct drv *d, const uint8_t *cdb, unsigned cdb_len, uint32_t *sense)
+{
+	uint8_t req[SCSI_REQ] = {1};
+	memcpy(req + 19, cdb, cdb_len);
+	memcpy(mem.host + BUF, req, sizeof(req));
+	memset(mem.host + BUF + 0x100, 0xEE, SCSI_RESP + 4096);
+	struct seg s[3] = { { BUF, SCSI_REQ, false }, { BUF + 0x100, SCSI_RESP, true },
+			    { BUF + 0x100 + SCSI_RESP, 4096, true } };
+	uint16_t before = used(2)[1];
+	submit(d, 2, s, 3);
+	assert_int_equal(used(2)[1], (uint16_t)(before + 1));
+	const uint8_t *resp = mem.host + BUF + 0x100;
+	assert_int_equal(resp[11], 0);                 /* VIRTIO_SCSI_S_OK */
+	*sense = resp[10] ? (uint32_t)resp[12 + 2] << 16 | (uint32_t)resp[12 + 12] << 8 | resp[12 + 13] : 0;
+	return resp[10];
+}
+
+static uint32_t scsi_tur(struct drv *d)
+{
+	uint8_t cdb[6] = {0};
+	uint32_t sense;
+	scsi_cmd(d, cdb, 6, &sense);
+	return sense;
+}
+
+/* READ(10) of block lba: its first byte, or -1 with the sense in *sense. */
+static int scsi_read_byte(struct drv *d, uint32_t lba, uint32_t *sense)
+{
+	uint8_t cdb[10] = {0x28, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
+			   (uint8_t)lba, 0, 0, 1};
+	if (scsi_cmd(d, cdb, 10, sense))
+		return -1;
+	return mem.host[BUF + 0x100 + SCSI_RESP];
+}
+
+static void test_scsi_change_medium(void **state)
+{
+	(void)state;
+	char err[256], a[] = "/tmp/kvz-test-cd-a-XXXXXX", b[] = "/tmp/kvz-test-cd-b-XXXXXX";
+	close(mkstemp(a));
+	close(mkstemp(b));
+	close(make_iso(a, 20, 0xA1, true));
+	int bfd = make_iso(b, 40, 0xB2, true);
+	ctx.state = state_registry_create();
+	struct virtio_scsi *cd = virtio_scsi_create(&ctx, a, err, sizeof(err));
+	assert_non_null(cd);
+	struct drv d;
+	drv_init(&d, &cd->vp, ~0ull, 3);
+	uint32_t sense;
+	assert_int_equal(scsi_tur(&d), 0);
+	assert_int_equal(scsi_read_byte(&d, 3, &sense), 0xA1);
+
+	/* Hostile media: not an ISO, a directory, too small. Each is refused,
+	 * its descriptor closed, the drive unchanged. */
+	struct virtio_scsi_tray t;
+	int bad = make_iso(img_path, 20, 0, false);
+	assert_int_equal(virtio_scsi_change(cd, bad, &t, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "no CD001"));
+	assert_int_equal(fcntl(bad, F_GETFD), -1);
+	int dir = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_int_equal(virtio_scsi_change(cd, dir, &t, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "not a regular file"));
+	bad = make_iso(img_path, 2, 0, false);
+	assert_int_equal(virtio_scsi_change(cd, bad, &t, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "too small"));
+	assert_false(t.opened || t.closed);
+	assert_int_equal(scsi_read_byte(&d, 3, &sense), 0xA1);
+
+	/* The change: unit attention once, then the new medium's data. */
+	assert_int_equal(virtio_scsi_change(cd, bfd, &t, err, sizeof(err)), 0);
+	assert_true(t.opened && t.closed);
+	assert_int_equal(scsi_tur(&d), 0x062800);
+	assert_int_equal(scsi_tur(&d), 0);
+	assert_int_equal(scsi_read_byte(&d, 39, &sense), 0xB2);
+
+	/* The guest locks the tray: eject refused, then forced. */
+	uint8_t prevent[6] = {0x1E, 0, 0, 0, 1};
+	assert_int_equal(scsi_cmd(&d, prevent, 6, &sense), 0);
+	assert_int_equal(virtio_scsi_eject(cd, false, &t, err, sizeof(err)), -1);
+	assert_false(t.opened);
+	bad = make_iso(img_path, 20, 0xC3, true);
+	assert_int_equal(virtio_scsi_change(cd, bad, &t, err, sizeof(err)), -1);
+	assert_string_equal(err, "locked");
+	assert_int_equal(scsi_read_byte(&d, 39, &sense), 0xB2);
+	assert_int_equal(virtio_scsi_eject(cd, true, &t, err, sizeof(err)), 0);
+	assert_true(t.opened);
+	assert_int_equal(scsi_tur(&d), 0x023A00);
+	assert_int_equal(scsi_read_byte(&d, 0, &sense), -1);
+	assert_int_equal(sense, 0x023A00);
+	assert_int_equal(virtio_scsi_eject(cd, false, &t, err, sizeof(err)), 0);   /* again: no-op */
+	assert_false(t.opened);
+
+	/* The guest's own tray moves (START STOP UNIT, LoEj) are announced
+	 * with DEVICE_TRAY_MOVED to the QMP server set on the device. */
+	char qdir[] = "/tmp/kvz-test-cd-qmp-XXXXXX", sock[64];
+	assert_non_null(mkdtemp(qdir));
+	snprintf(sock, sizeof(sock), "%s/qmp", qdir);
+	struct qmp_server *srv = qmp_server_start(sock, "test", NULL, 0, NULL, err, sizeof(err));
+	assert_non_null(srv);
+	struct qmp_client *cl = qmp_client_connect(sock, 5000, err, sizeof(err));
+	assert_non_null(cl);
+	virtio_scsi_set_qmp(cd, srv);
+	uint8_t close_tray[6] = {0x1B, 0, 0, 0, 3}, open_tray[6] = {0x1B, 0, 0, 0, 2};
+	assert_int_equal(scsi_cmd(&d, close_tray, 6, &sense), 0);   /* empty: tray closes */
+	assert_int_equal(scsi_cmd(&d, open_tray, 6, &sense), 0);
+	for (int want = 0; want < 2; want++) {
+		json_t *ev = qmp_client_next_event(cl, 5000);
+		assert_non_null(ev);
+		assert_string_equal(json_string_value(json_object_get(ev, "event")), "DEVICE_TRAY_MOVED");
+		json_t *data = json_object_get(ev, "data");
+		assert_string_equal(json_string_value(json_object_get(data, "id")), "cdrom0");
+		assert_int_equal(json_is_true(json_object_get(data, "tray-open")), want);
+		json_decref(ev);
+	}
+	assert_false(cd->cd.tray_moved);
+	assert_int_equal(scsi_cmd(&d, open_tray, 6, &sense), 0);     /* already open: no event */
+	assert_null(qmp_client_next_event(cl, 200));
+	virtio_scsi_set_qmp(cd, NULL);
+	qmp_client_close(cl);
+	qmp_server_stop(srv);
+	rmdir(qdir);
+
+	/* Saved empty, then a medium put in: loading the saved state takes
+	 * the drive back to empty. */
+	const struct state_entry *e = state_registry_find(ctx.state, "virtio", 0);
+	assert_non_null(e);
+	assert_int_equal(e->version, VIRTIO_SCSI_STATE_VERSION);
+	assert_int_equal(e->min_version, 1);
+	struct state_buf sb;
+	state_buf_init(&sb);
+	assert_int_equal(e->ops->save(e->opaque, &sb, err, sizeof(err)), 0);
+	bad = make_iso(img_path, 20, 0xC3, true);
+	assert_int_equal(virtio_scsi_change(cd, bad, &t, err, sizeof(err)), 0);
+	struct state_cursor c;
+	state_cursor_init(&c, sb.data, sb.len);
+	assert_int_equal(e->ops->load(e->opaque, &c, 2, err, sizeof(err)), 0);
+	assert_int_equal(scsi_tur(&d), 0x023A00);
+	/* Version 1 (the transport alone): loaded, the drive as it is. */
+	size_t v1_len = sb.len - (5 + 8 + 18);
+	state_cursor_init(&c, sb.data, v1_len);
+	assert_int_equal(e->ops->load(e->opaque, &c, 1, err, sizeof(err)), 0);
+	/* Saved with a 40-block medium: a drive with another medium refuses. */
+	bfd = open(b, O_RDONLY | O_CLOEXEC);
+	assert_int_equal(virtio_scsi_change(cd, bfd, &t, err, sizeof(err)), 0);
+	state_buf_free(&sb);
+	state_buf_init(&sb);
+	assert_int_equal(e->ops->save(e->opaque, &sb, err, sizeof(err)), 0);
+	bad = make_iso(img_path, 20, 0xC3, true);
+	assert_int_equal(virtio_scsi_change(cd, bad, &t, err, sizeof(err)), 0);
+	state_cursor_init(&c, sb.data, sb.len);
+	assert_int_equal(e->ops->load(e->opaque, &c, 2, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "supply the same ISO"));
+	/* Hostile drive state: an event code beyond the media class's. */
+	sb.data[v1_len + 4] = 9;
+	state_cursor_init(&c, sb.data, sb.len);
+	assert_int_equal(e->ops->load(e->opaque, &c, 2, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "bad CD-ROM state"));
+	state_buf_free(&sb);
+	virtio_scsi_destroy(cd);
+	state_registry_destroy(ctx.state);
+	ctx.state = NULL;
+	unlink(a);
+	unlink(b);
+}
+
 /* ---- virtio-balloon ---- */
 
 /* While the machine is paused a query-balloon keeps the statistics buffer:
@@ -1597,6 +1788,7 @@ int main(void)
 		T(test_balloon),
 		T(test_balloon_paused_keeps_stats_buffer),
 		T(test_state_save_load),
+		T(test_scsi_change_medium),
 		T(test_devices_options),
 		T(test_net_tap),
 #undef T

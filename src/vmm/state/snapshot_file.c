@@ -420,7 +420,7 @@ static int match_sections(const struct snap_sections *s, struct state_registry *
 				 e->name, e->instance);
 			return -1;
 		}
-		if (found[i]->version != e->version) {
+		if (found[i]->version < e->min_version || found[i]->version > e->version) {
 			snprintf(err, errlen, "section '%s.%u': version %u, this kvz-vmm reads %u", e->name,
 				 e->instance, found[i]->version, e->version);
 			return -1;

@@ -26,7 +26,14 @@ void state_registry_destroy(struct state_registry *r)
 int state_registry_add(struct state_registry *r, const char *name, uint32_t version,
 		       const struct state_ops *ops, void *opaque)
 {
-	if (strlen(name) >= STATE_NAME_MAX || !ops || !ops->save || !ops->load)
+	return state_registry_add_range(r, name, version, version, ops, opaque);
+}
+
+int state_registry_add_range(struct state_registry *r, const char *name, uint32_t min_version,
+			     uint32_t version, const struct state_ops *ops, void *opaque)
+{
+	if (strlen(name) >= STATE_NAME_MAX || !ops || !ops->save || !ops->load ||
+	    min_version > version)
 		return -EINVAL;
 	if (r->n == r->cap) {
 		size_t cap = r->cap ? r->cap * 2 : 32;
@@ -45,6 +52,7 @@ int state_registry_add(struct state_registry *r, const char *name, uint32_t vers
 	strcpy(e->name, name);
 	e->instance = instance;
 	e->version = version;
+	e->min_version = min_version;
 	e->ops = ops;
 	e->opaque = opaque;
 	return 0;

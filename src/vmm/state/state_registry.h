@@ -36,6 +36,7 @@ struct state_entry {
 	char name[STATE_NAME_MAX];     /* "vcpu", "virtio-blk", ... */
 	uint32_t instance;             /* 0, 1, ... among entries of one name */
 	uint32_t version;              /* of the section layout save writes */
+	uint32_t min_version;          /* oldest layout load still takes */
 	const struct state_ops *ops;
 	void *opaque;
 };
@@ -49,6 +50,11 @@ void state_registry_destroy(struct state_registry *r);
  * and pause). Instance numbers count per name. Returns 0 or -errno. */
 int state_registry_add(struct state_registry *r, const char *name, uint32_t version,
 		       const struct state_ops *ops, void *opaque);
+
+/* The same, for an entry whose load also takes the older layouts
+ * min_version..version-1 (it gets the section's version). */
+int state_registry_add_range(struct state_registry *r, const char *name, uint32_t min_version,
+			     uint32_t version, const struct state_ops *ops, void *opaque);
 
 size_t state_registry_count(const struct state_registry *r);
 const struct state_entry *state_registry_at(const struct state_registry *r, size_t i);

@@ -207,10 +207,11 @@ static void balloon_save(void *dev, struct virtio_pci *vp, struct state_buf *out
 	state_put_u64(out, b->discarded_pages);
 }
 
-static int balloon_load(void *dev, struct virtio_pci *vp, struct state_cursor *in, char *err,
-			size_t errlen)
+static int balloon_load(void *dev, struct virtio_pci *vp, struct state_cursor *in,
+			uint32_t version, char *err, size_t errlen)
 {
 	struct virtio_balloon *b = dev;
+	(void)version;   /* one layout */
 
 	uint32_t target = state_get_u32(in);
 	uint32_t actual = state_get_u32(in);

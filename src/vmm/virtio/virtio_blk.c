@@ -523,12 +523,13 @@ static void blk_queue_notify(void *dev, struct virtio_pci *vp, unsigned q)
 /* After the transport loaded the config bytes: the capacity the guest was
  * told (a block_resize before the save included) is the device's again,
  * provided the image holds it. */
-static int blk_load(void *dev, struct virtio_pci *vp, struct state_cursor *in, char *err,
-		    size_t errlen)
+static int blk_load(void *dev, struct virtio_pci *vp, struct state_cursor *in,
+		    uint32_t version, char *err, size_t errlen)
 {
 	struct virtio_blk *b = dev;
 	(void)vp;
 	(void)in;
+	(void)version;   /* one layout */
 	uint64_t sectors;
 	memcpy(&sectors, b->config, sizeof(sectors));   /* capacity, offset 0 */
 	sectors = le64toh(sectors);

@@ -244,12 +244,25 @@ int virtio_devices_block_resize(struct virtio_devices *vd, const char *device, u
 	for (size_t i = 0; vd && i < vd->nblk; i++)
 		if (!strcmp(vd->blk[i]->name, device))
 			return virtio_blk_resize(vd->blk[i], bytes, err, errlen);
-	if (vd && vd->scsi && (!strcmp(device, "cdrom") || !strcmp(device, vd->scsi->vp.name))) {
+	if (vd && vd->scsi && (!strcmp(device, "cdrom") || !strcmp(device, "cdrom0") || !strcmp(device, vd->scsi->vp.name))) {
 		snprintf(err, errlen, "device %s is a CD-ROM: its size is the medium's", device);
 		return -EROFS;
 	}
 	snprintf(err, errlen, "no disk named '%.64s'", device);
 	return -ENODEV;
+}
+
+struct virtio_scsi *virtio_devices_cdrom(struct virtio_devices *vd)
+{
+	return vd->scsi;
+}
+
+bool virtio_devices_has_disk(struct virtio_devices *vd, const char *name)
+{
+	for (size_t i = 0; i < vd->nblk; i++)
+		if (!strcmp(vd->blk[i]->name, name))
+			return true;
+	return false;
 }
 
 void virtio_devices_reset(struct virtio_devices *vd)
@@ -272,6 +285,8 @@ void virtio_devices_set_qmp(struct virtio_devices *vd, struct qmp_server *qmp)
 {
 	if (vd && vd->balloon)
 		virtio_balloon_set_qmp(vd->balloon, qmp);
+	if (vd && vd->scsi)
+		virtio_scsi_set_qmp(vd->scsi, qmp);
 }
 
 int virtio_devices_announce(struct virtio_devices *vd)

@@ -19,7 +19,7 @@ struct virtio_options {
 	unsigned ncpus;      /* disks get one queue per vCPU by default */
 	const char **nets;   /* "--net" values: "tap=NAME[,mac=..][,bridge=..]" */
 	size_t nnets;
-	const char *cdrom;   /* "--cdrom" ISO image, or NULL */
+	const char *cdrom;   /* "--cdrom" ISO image ("": an empty drive), or NULL */
 	bool balloon;
 	bool rng;
 	/* Offer VIRTIO_BALLOON_F_DEFLATE_ON_OOM (off by default: with it a
@@ -51,6 +51,10 @@ json_t *virtio_devices_blockstats(struct virtio_devices *vd);
  * ("cdrom" or its transport name); one line in err. */
 int virtio_devices_block_resize(struct virtio_devices *vd, const char *device, uint64_t bytes,
 				char *err, size_t errlen);
+/* The CD-ROM (--cdrom), or NULL; whether name is one of the disks (vda...). */
+struct virtio_scsi;
+struct virtio_scsi *virtio_devices_cdrom(struct virtio_devices *vd);
+bool virtio_devices_has_disk(struct virtio_devices *vd, const char *name);
 
 /* After an incoming live migration: every NIC announces the guest's MAC
  * (RARP). Returns how many NICs failed to. */
@@ -65,7 +69,7 @@ unsigned virtio_devices_writable_disks(struct virtio_devices *vd, struct blk_bac
 /* On system_reset: devices return to their power-on state. */
 void virtio_devices_reset(struct virtio_devices *vd);
 
-/* Where device events (BALLOON_CHANGE) are emitted; NULL for nowhere. Call
+/* Where device events (BALLOON_CHANGE, the CD's DEVICE_TRAY_MOVED) are emitted; NULL for nowhere. Call
  * before the guest starts (or any time: the pointer is published
  * atomically). The server must outlive the devices or be unset first. */
 struct qmp_server;

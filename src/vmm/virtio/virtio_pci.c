@@ -942,7 +942,8 @@ static void replay_locked(struct virtio_pci *vp)
 			kick(vp, q);
 }
 
-static int load_locked(struct virtio_pci *vp, struct state_cursor *in, char *err, size_t errlen)
+static int load_locked(struct virtio_pci *vp, struct state_cursor *in, uint32_t version,
+		       char *err, size_t errlen)
 {
 	if (state_get_u32(in) != vp->p.nqueues || state_get_u32(in) != vp->nvectors ||
 	    state_get_u32(in) != vp->p.config_len) {
@@ -987,7 +988,7 @@ static int load_locked(struct virtio_pci *vp, struct state_cursor *in, char *err
 		snprintf(err, errlen, "truncated");
 		return -1;
 	}
-	if (vp->p.ops->load && vp->p.ops->load(vp->p.dev, vp, in, err, errlen) < 0)
+	if (vp->p.ops->load && vp->p.ops->load(vp->p.dev, vp, in, version, err, errlen) < 0)
 		return -1;
 	if (!state_cursor_done(in)) {
 		snprintf(err, errlen, "%s", in->bad ? "truncated" : "trailing bytes");
@@ -1010,10 +1011,9 @@ static int entry_save(void *o, struct state_buf *out, char *err, size_t errlen)
 
 static int entry_load(void *o, struct state_cursor *in, uint32_t version, char *err, size_t errlen)
 {
-	(void)version;
 	struct virtio_pci *vp = o;
 	pthread_mutex_lock(&vp->lock);
-	int rc = load_locked(vp, in, err, errlen);
+	int rc = load_locked(vp, in, version, err, errlen);
 	if (rc < 0)
 		reset_locked(vp);   /* nothing half-loaded */
 	pthread_mutex_unlock(&vp->lock);
@@ -1065,8 +1065,10 @@ static int register_state(struct virtio_pci *vp, char *err, size_t errlen)
 {
 	if (!vp->ctx->state)
 		return 0;
-	int r = state_registry_add(vp->ctx->state, type_name(vp->p.device_id),
-				   VIRTIO_PCI_STATE_VERSION, &virtio_state_ops, vp);
+	uint32_t v = vp->p.state_version ? vp->p.state_version : VIRTIO_PCI_STATE_VERSION;
+	uint32_t min = vp->p.state_min_version ? vp->p.state_min_version : v;
+	int r = state_registry_add_range(vp->ctx->state, type_name(vp->p.device_id), min, v,
+					 &virtio_state_ops, vp);
 	if (r < 0)
 		snprintf(err, errlen, "virtio %s: state registry: %s", vp->name, strerror(-r));
 	return r < 0 ? -1 : 0;

@@ -63,7 +63,8 @@ struct virtio_dev_ops {
 	void (*pause)(void *dev, struct virtio_pci *vp);
 	void (*resume)(void *dev, struct virtio_pci *vp);
 	void (*save)(void *dev, struct virtio_pci *vp, struct state_buf *out);
-	int (*load)(void *dev, struct virtio_pci *vp, struct state_cursor *in, char *err, size_t errlen);
+	int (*load)(void *dev, struct virtio_pci *vp, struct state_cursor *in, uint32_t version,
+		    char *err, size_t errlen);
 };
 
 struct virtio_pci_params {
@@ -76,6 +77,9 @@ struct virtio_pci_params {
 	uint32_t config_len;
 	const struct virtio_dev_ops *ops;
 	void *dev;
+	/* Section versions of the device's state when its save/load add to
+	 * the transport's (0: VIRTIO_PCI_STATE_VERSION for both). */
+	uint32_t state_version, state_min_version;
 };
 
 /* Transport state. Everything but the fds and pointers is plain data a

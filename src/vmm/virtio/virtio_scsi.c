@@ -12,6 +12,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "iso_image.h"
+#include "qmp_server.h"
+#include "state/state_buf.h"
+
 #define QUEUE_SIZE 128
 #define Q_CONTROL 0
 #define Q_EVENT 1
@@ -87,6 +91,13 @@ uint32_t virtio_scsi_handle_request(struct virtio_scsi *s)
 	}
 	struct scsi_cd_result r;
 	scsi_cd_command(&s->cd, req + 19, CDB_SIZE, &r);
+	if (s->cd.tray_moved) {
+		s->cd.tray_moved = false;
+		if (s->qmp)
+			qmp_server_emit(s->qmp, "DEVICE_TRAY_MOVED",
+					json_pack("{s:s,s:s,s:b}", "device", VIRTIO_SCSI_QMP_NAME, "id",
+						  VIRTIO_SCSI_QMP_NAME, "tray-open", s->cd.tray_open));
+	}
 	uint64_t room = e->in_len - RESP_LEN;
 	uint64_t moved = 0;
 	if (r.read_len) {
@@ -137,6 +148,138 @@ static uint32_t handle_control(struct virtio_scsi *s)
 	return (uint32_t)virtq_buf_to_iov(e->iov + e->nout, e->nin, 0, resp, n);
 }
 
+/* ---- the medium, changed by the host (QMP thread) ---- */
+
+int virtio_scsi_eject(struct virtio_scsi *s, bool force, struct virtio_scsi_tray *t,
+		      char *err, size_t errlen)
+{
+	pthread_mutex_lock(&s->vp.lock);
+	bool was_open = s->cd.tray_open;
+	bool done = scsi_cd_remove(&s->cd, force);
+	int old = done ? s->fd : -1;
+	if (done)
+		s->fd = -1;
+	pthread_mutex_unlock(&s->vp.lock);
+	if (old >= 0)
+		close(old);
+	*t = (struct virtio_scsi_tray){.opened = done && !was_open};
+	if (!done)
+		snprintf(err, errlen, "locked");
+	return done ? 0 : -1;
+}
+
+int virtio_scsi_change(struct virtio_scsi *s, int fd, struct virtio_scsi_tray *t,
+		       char *err, size_t errlen)
+{
+	uint64_t size;
+	char why[128];
+	*t = (struct virtio_scsi_tray){0};
+	if (iso_image_check(fd, &size, why, sizeof(why)) < 0) {
+		close(fd);
+		snprintf(err, errlen, "%s", why);
+		return -1;
+	}
+	pthread_mutex_lock(&s->vp.lock);
+	bool was_open = s->cd.tray_open;
+	bool done = scsi_cd_remove(&s->cd, false);
+	int old = -1;
+	if (done) {
+		old = s->fd;
+		s->fd = fd;
+		scsi_cd_insert(&s->cd, size);
+	}
+	pthread_mutex_unlock(&s->vp.lock);
+	if (!done) {
+		close(fd);
+		snprintf(err, errlen, "locked");
+		return -1;
+	}
+	if (old >= 0)
+		close(old);
+	*t = (struct virtio_scsi_tray){.opened = !was_open, .closed = true};
+	return 0;
+}
+
+void virtio_scsi_set_qmp(struct virtio_scsi *s, struct qmp_server *qmp)
+{
+	pthread_mutex_lock(&s->vp.lock);
+	s->qmp = qmp;
+	pthread_mutex_unlock(&s->vp.lock);
+}
+
+void virtio_scsi_query(struct virtio_scsi *s, bool *medium, bool *tray_open, bool *locked,
+		       uint64_t *bytes)
+{
+	pthread_mutex_lock(&s->vp.lock);
+	*medium = s->cd.medium;
+	*tray_open = s->cd.tray_open;
+	*locked = s->cd.locked;
+	*bytes = s->cd.blocks * SCSI_CD_BLOCK;
+	pthread_mutex_unlock(&s->vp.lock);
+}
+
+/* ---- machine state ---- */
+
+/* A bus reset, as QEMU's: the lock is released and the tray closes over
+ * whatever medium there is. */
+static void scsi_reset(void *dev, struct virtio_pci *vp)
+{
+	struct virtio_scsi *s = dev;
+	(void)vp;
+	s->cd.locked = false;
+	if (s->cd.medium)
+		s->cd.tray_open = false;
+}
+
+static void scsi_save(void *dev, struct virtio_pci *vp, struct state_buf *out)
+{
+	const struct scsi_cd *cd = &((struct virtio_scsi *)dev)->cd;
+	(void)vp;
+	state_put_u8(out, cd->medium);
+	state_put_u8(out, cd->tray_open);
+	state_put_u8(out, cd->locked);
+	state_put_u8(out, cd->unit_attention);
+	state_put_u8(out, cd->event);
+	state_put_u64(out, cd->blocks);
+	state_put_bytes(out, cd->sense, sizeof(cd->sense));
+}
+
+/* Version 1 had no drive state: the drive stays as the command line made
+ * it. The medium itself is the caller's to supply again (--cdrom): it must
+ * be as large as the saved one. */
+static int scsi_load(void *dev, struct virtio_pci *vp, struct state_cursor *in, uint32_t version,
+		     char *err, size_t errlen)
+{
+	struct virtio_scsi *s = dev;
+	(void)vp;
+	if (version < 2)
+		return 0;
+	struct scsi_cd cd = {0};
+	cd.medium = state_get_bool(in);
+	cd.tray_open = state_get_bool(in);
+	cd.locked = state_get_bool(in);
+	cd.unit_attention = state_get_bool(in);
+	cd.event = state_get_u8(in);
+	cd.blocks = state_get_u64(in);
+	state_get_bytes(in, cd.sense, sizeof(cd.sense));
+	if (in->bad) {
+		snprintf(err, errlen, "truncated");
+		return -1;
+	}
+	if (cd.event > SCSI_CD_EV_MEDIA_REMOVAL || (!cd.medium && (cd.blocks || !cd.tray_open))) {
+		snprintf(err, errlen, "bad CD-ROM state (event %u, medium %d, tray open %d)", cd.event,
+			 cd.medium, cd.tray_open);
+		return -1;
+	}
+	if (cd.medium && (!s->cd.medium || s->cd.blocks != cd.blocks)) {
+		snprintf(err, errlen, "the CD-ROM held a medium of %llu blocks; --cdrom gives %llu (supply the same ISO)",
+			 (unsigned long long)cd.blocks, (unsigned long long)s->cd.blocks);
+		return -1;
+	}
+	s->cd = cd;
+	return 0;
+}
+
 static void scsi_queue_notify(void *dev, struct virtio_pci *vp, unsigned q)
 {
 	struct virtio_scsi *s = dev;
@@ -169,7 +312,33 @@ static void scsi_config_written(void *dev, struct virtio_pci *vp, uint32_t off, 
 static const struct virtio_dev_ops scsi_ops = {
 	.queue_notify = scsi_queue_notify,
 	.config_written = scsi_config_written,
+	.reset = scsi_reset,
+	.save = scsi_save,
+	.load = scsi_load,
 };
+
+/* The medium named on the command line; an empty path: none. */
+static int open_medium(struct virtio_scsi *s, const char *path, char *err, size_t errlen)
+{
+	s->fd = -1;
+	if (!path[0]) {
+		scsi_cd_init(&s->cd, false, 0);
+		return 0;
+	}
+	s->fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (s->fd < 0 || fstat(s->fd, &st) < 0) {
+		snprintf(err, errlen, "--cdrom %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size < (off_t)SCSI_CD_BLOCK) {
+		snprintf(err, errlen, "--cdrom %s: not an image file of at least one 2048-byte block",
+			 path);
+		return -1;
+	}
+	scsi_cd_init(&s->cd, true, (uint64_t)st.st_size);
+	return 0;
+}
 
 struct virtio_scsi *virtio_scsi_create(const struct vmm_context *ctx, const char *path,
 				       char *err, size_t errlen)
@@ -179,18 +348,8 @@ struct virtio_scsi *virtio_scsi_create(const struct vmm_context *ctx, const char
 		snprintf(err, errlen, "--cdrom: out of memory");
 		return NULL;
 	}
-	s->fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (s->fd < 0 || fstat(s->fd, &st) < 0) {
-		snprintf(err, errlen, "--cdrom %s: %s", path, strerror(errno));
+	if (open_medium(s, path, err, errlen) < 0)
 		goto fail;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size < (off_t)SCSI_CD_BLOCK) {
-		snprintf(err, errlen, "--cdrom %s: not an image file of at least one 2048-byte block",
-			 path);
-		goto fail;
-	}
-	scsi_cd_init(&s->cd, (uint64_t)st.st_size);
 	build_config(s);
 	struct virtio_pci_params p = {
 		.device_id = VIRTIO_ID_SCSI,
@@ -201,6 +360,8 @@ struct virtio_scsi *virtio_scsi_create(const struct vmm_context *ctx, const char
 		.config_len = sizeof(s->config),
 		.ops = &scsi_ops,
 		.dev = s,
+		.state_version = VIRTIO_SCSI_STATE_VERSION,
+		.state_min_version = 1,
 	};
 	if (virtio_pci_init(&s->vp, ctx, &p, "scsi", err, errlen) < 0)
 		goto fail;
@@ -217,6 +378,7 @@ void virtio_scsi_destroy(struct virtio_scsi *s)
 	if (!s)
 		return;
 	virtio_pci_destroy(&s->vp);
-	close(s->fd);
+	if (s->fd >= 0)
+		close(s->fd);
 	free(s);
 }
