@@ -381,6 +381,21 @@ static void net_resume(void *dev, struct virtio_pci *vp)
 	start_vhost(n);
 }
 
+/* Live migration's dirty log turned on or off (guest_mem.vhost_log): a
+ * running vhost switches its logging now; a stopped one starts as the log
+ * says. */
+static int net_log_changed(void *opaque, char *err, size_t errlen)
+{
+	struct virtio_net *n = opaque;
+	pthread_mutex_lock(&n->vp.lock);
+	const uint64_t *log = __atomic_load_n(&n->vp.ctx->mem->vhost_log, __ATOMIC_ACQUIRE);
+	int rc = vhost_net_set_log(&n->vhost, &n->vp, log, err, errlen);
+	pthread_mutex_unlock(&n->vp.lock);
+	if (rc < 0 && !log)
+		kvz_warn("virtio net %s: %s", n->opt.tap, err);
+	return rc;
+}
+
 static const struct virtio_dev_ops net_ops = {
 	.queue_notify = net_queue_notify,
 	.driver_ok = net_driver_ok,
@@ -530,8 +545,15 @@ struct virtio_net *virtio_net_create(const struct vmm_context *ctx,
 		goto fail;
 	}
 	n->rx_stalled = true;
-	if (n->vhost.fd >= 0)   /* writes guest RAM unseen by the dirty log */
-		__atomic_add_fetch(&ctx->mem->vhost_users, 1, __ATOMIC_RELAXED);
+	/* vhost writes guest RAM unseen by KVM's dirty log: its own log. */
+	struct guest_mem_logger logger = { net_log_changed, n };
+	if (n->vhost.fd >= 0 && guest_mem_add_logger(ctx->mem, &logger) < 0) {
+		snprintf(err, errlen, "--net tap=%s: more than %d vhost-net devices", o->tap,
+			 GUEST_MEM_MAX_LOGGERS);
+		io_thread_del(ctx->io, n->tap_fd);
+		virtio_pci_destroy(&n->vp);
+		goto fail;
+	}
 	return n;
 fail:
 	vhost_net_close(&n->vhost);
@@ -551,8 +573,7 @@ void virtio_net_destroy(struct virtio_net *n)
 	if (!n)
 		return;
 	/* First: the kernel's worker stops using the rings, eventfds and TAP. */
-	if (n->vhost.fd >= 0)
-		__atomic_sub_fetch(&n->vp.ctx->mem->vhost_users, 1, __ATOMIC_RELAXED);
+	guest_mem_remove_logger(n->vp.ctx->mem, n);
 	vhost_net_close(&n->vhost);
 	io_thread_del(n->vp.ctx->io, n->tap_fd);
 	virtio_pci_destroy(&n->vp);
