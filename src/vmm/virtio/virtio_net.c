@@ -297,6 +297,8 @@ static void ctrl_process(struct virtio_net *n, struct virtq *vq)
 		size_t got = virtq_iov_to_buf(e->iov, e->nout, 0, cmd, sizeof(cmd));
 		uint16_t status = cfg_status(n);
 		uint8_t ack = got < 2 ? VIRTIO_NET_ERR : virtio_net_ctrl_apply(cmd, e->out_len, &status);
+		if ((cfg_status(n) & ~status) & VIRTIO_NET_S_ANNOUNCE)   /* once per announce */
+			kvz_info("virtio net %s: the guest announced itself", n->opt.tap);
 		set_cfg_status(n, status);
 		virtq_push(vq, e->head, (uint32_t)virtq_buf_to_iov(e->iov + e->nout, e->nin, 0, &ack, 1));
 	}
