@@ -31,7 +31,7 @@ dd if=/dev/urandom of=/fill bs=1M count=32 2>/dev/null
 mount -t tmpfs -o size=16m tmpfs /mnt
 if grep -q vhostnet /proc/cmdline; then
   ip link set lo up; ip link set eth0 up; ip addr add 10.0.9.2/24 dev eth0
-  nc -l -p 5000 > /dev/null &
+  sleep 100000 | nc -l -p 5000 > /dev/null &   # busybox nc quits on stdin EOF
 fi
 if grep -q load /proc/cmdline; then
   (while true; do dd if=/dev/urandom of=/mnt/d bs=1M count=8 conv=notrunc 2>/dev/null; done) &

@@ -44,7 +44,8 @@ sum=$(md5sum < /pattern)
 echo "L2-SUM-START $sum"
 mount -t tmpfs -o size=16m tmpfs /mnt 2>/dev/null
 (while true; do dd if=/dev/urandom of=/mnt/dirty bs=1M count=8 conv=notrunc 2>/dev/null; sleep 0.2; done) &
-nc -l -p 5000 > /recv &
+# stdin a pipe that never ends: busybox nc quits on EOF of either side
+sleep 100000 | nc -l -p 5000 > /recv &
 i=0
 got=
 while true; do

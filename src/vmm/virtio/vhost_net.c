@@ -203,6 +203,9 @@ int vhost_net_set_log(struct vhost_net *h, struct virtio_pci *vp, const uint64_t
 	}
 	if (rc < 0) {
 		snprintf(err, errlen, "vhost-net: logging %s: %s: %s", log ? "on" : "off", what, strerror(-rc));
+		if (log && set_log_features(h, NULL, &what) == 0)   /* best effort: not left half on */
+			for (unsigned q = 0; q < VHOST_NET_QUEUES; q++)
+				set_addr(h, &vp->vq[q], q, false);
 		return -1;
 	}
 	h->logging = log != NULL;
