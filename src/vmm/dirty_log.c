@@ -45,14 +45,8 @@ void dirty_log_stop(struct vm *vm)
 
 int dirty_log_start(struct vm *vm, char *err, size_t errlen)
 {
-	if (__atomic_load_n(&vm->mem.vhost_users, __ATOMIC_RELAXED)) {
-		snprintf(err, errlen, "live migration of a NIC served by vhost-net is not supported yet: start the VM with --net ...,vhost=off");
+	if (guest_mem_log_start(&vm->mem, err, errlen) < 0)
 		return -1;
-	}
-	if (guest_mem_log_start(&vm->mem) < 0) {
-		snprintf(err, errlen, "dirty log: out of memory");
-		return -1;
-	}
 	struct slot s[2];
 	for (unsigned i = 0, n = slots(vm, s); i < n; i++) {
 		int rc = set_flags(vm, &s[i], KVM_MEM_LOG_DIRTY_PAGES);

@@ -1,6 +1,6 @@
 /* Which guest pages changed: KVM's dirty log of the memory slots (what the
- * vCPUs write) merged with guest_mem's log of what kvz-vmm writes itself.
- * Used by the live migration job, one caller at a time. */
+ * vCPUs write) merged with guest_mem's logs of what kvz-vmm writes itself
+ * and of what vhost-net writes (the kernel's log, VHOST_F_LOG_ALL). Used by the live migration job, one caller at a time. */
 #ifndef KVZ_VMM_DIRTY_LOG_H
 #define KVZ_VMM_DIRTY_LOG_H
 
@@ -9,7 +9,8 @@
 
 struct vm;
 
-/* Turns on KVM_MEM_LOG_DIRTY_PAGES on every RAM slot and the VMM's own log.
+/* Turns on KVM_MEM_LOG_DIRTY_PAGES on every RAM slot, the VMM's own log
+ * and vhost-net's.
  * Everything written from now on shows up in the next sync. Returns 0, or
  * -1 with one line in err (logging left off). */
 int dirty_log_start(struct vm *vm, char *err, size_t errlen);

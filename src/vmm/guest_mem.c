@@ -67,6 +67,8 @@ void guest_mem_destroy(struct guest_mem *m)
 		close(m->memfd);
 	free(m->vmm_dirty_buf);
 	m->vmm_dirty_buf = m->vmm_dirty = NULL;
+	free(m->vhost_log_buf);
+	m->vhost_log_buf = m->vhost_log = NULL;
 	m->host = NULL;
 	m->memfd = -1;
 }

@@ -10,11 +10,24 @@
 #define KVZ_VMM_GUEST_MEM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #define GUEST_MEM_HOLE_START 0xC0000000ull  /* 3 GiB: PCI MMIO below 4 GiB */
 #define GUEST_MEM_HI_START   0x100000000ull
+
+#define GUEST_MEM_MAX_LOGGERS 8
+
+/* A kernel data path that writes guest RAM behind KVM's dirty log
+ * (vhost-net). log_changed is called with no lock of guest_mem held, by the
+ * migration thread, right after guest_mem.vhost_log was published (start
+ * logging into it now) or withdrawn (stop). Returns 0, or -1 with one line
+ * in err (only a start's failure is acted on). */
+struct guest_mem_logger {
+	int (*log_changed)(void *opaque, char *err, size_t errlen);
+	void *opaque;
+};
 
 struct guest_mem {
 	int memfd;           /* -1: anonymous memory */
@@ -33,10 +46,20 @@ struct guest_mem {
 	 * mark from the I/O thread, the migration thread takes the bits). */
 	uint64_t *vmm_dirty;
 	uint64_t *vmm_dirty_buf;   /* its allocation, kept until destroy */
-	/* NICs whose packets the kernel's vhost-net moves: it writes guest RAM
-	 * behind the dirty log's back (its own log, VHOST_F_LOG_ALL, is not
-	 * used yet), so live migration refuses while this is non-zero. */
-	int vhost_users;
+	/* While a live migration runs and a kernel data path (vhost-net) is
+	 * registered: the log the kernel sets bits in for its own writes
+	 * (VHOST_SET_LOG_BASE), one bit per 4 KiB page of guest *physical*
+	 * address space, the PCI hole included (guest_mem_gpa_log_words()).
+	 * NULL otherwise; swapped atomically, and each word fetched and cleared
+	 * atomically since the kernel sets bits concurrently. */
+	uint64_t *vhost_log;
+	/* Its allocation, kept until destroy: a kernel data path may hold the
+	 * address until it is told to stop logging. */
+	uint64_t *vhost_log_buf;
+	/* Who to tell when vhost_log is published or withdrawn. Registered
+	 * while the machine is built (single-threaded), fixed afterwards. */
+	struct guest_mem_logger loggers[GUEST_MEM_MAX_LOGGERS];
+	unsigned nloggers;
 };
 
 /* Maps size bytes of RAM: anonymous, or a memfd when shared. Returns 0 or
@@ -67,13 +90,26 @@ int guest_mem_discard(const struct guest_mem *m, uint64_t gpa, uint64_t len);
 void guest_mem_mark_dirty(const struct guest_mem *m, uint64_t gpa, uint64_t len);
 /* Same for a host pointer inside the RAM mapping. */
 void guest_mem_mark_dirty_host(const struct guest_mem *m, const void *p, uint64_t len);
-/* Starts (allocates a clear bitmap) or stops the VMM's own dirty log.
- * Returns 0 or -ENOMEM. */
-int guest_mem_log_start(struct guest_mem *m);
+/* Starts (allocates clear bitmaps) or stops the VMM's own dirty log and,
+ * with registered loggers, the kernel's log, telling each logger. Start
+ * returns 0, or -1 with one line in err and both logs off. */
+int guest_mem_log_start(struct guest_mem *m, char *err, size_t errlen);
 void guest_mem_log_stop(struct guest_mem *m);
-/* ORs the pages marked since the last call into out (one bit per page,
+/* ORs the pages marked since the last call, by kvz-vmm and by the
+ * loggers' kernel log, into out (one bit per page in RAM offset order,
  * guest_mem_bitmap_words() words) and clears them. */
 void guest_mem_take_dirty(const struct guest_mem *m, uint64_t *out);
+/* Registers a kernel data path (at most GUEST_MEM_MAX_LOGGERS): returns 0
+ * or -ENOSPC. Remove by its opaque, on teardown. */
+int guest_mem_add_logger(struct guest_mem *m, const struct guest_mem_logger *l);
+void guest_mem_remove_logger(struct guest_mem *m, const void *opaque);
+/* Words of the kernel's log: one bit per page of [0, end of RAM's guest
+ * physical range). */
+static inline uint64_t guest_mem_gpa_log_words(const struct guest_mem *m)
+{
+	uint64_t end = m->hi_size ? GUEST_MEM_HI_START + m->hi_size : m->lo_size;
+	return (end / 4096 + 63) / 64;
+}
 static inline uint64_t guest_mem_bitmap_words(const struct guest_mem *m)
 {
 	return (m->size / 4096 + 63) / 64;

@@ -212,6 +212,9 @@ static const unsigned long ioctl_requests[] = {
 	VHOST_SET_MEM_TABLE, VHOST_SET_FEATURES, VHOST_SET_VRING_NUM, VHOST_SET_VRING_BASE,
 	VHOST_GET_VRING_BASE, VHOST_SET_VRING_ADDR, VHOST_SET_VRING_KICK,
 	VHOST_SET_VRING_CALL, VHOST_NET_SET_BACKEND,
+	/* vhost-net's dirty log for live migration (the features and ring
+	 * addresses above switch it on and off) */
+	VHOST_SET_LOG_BASE,
 };
 
 struct rule {

@@ -1668,6 +1668,76 @@ static void test_net_options(void **state)
 	assert_non_null(strstr(err, "tap=NAME is required"));
 }
 
+/* One control command: cmd as out segments of the given sizes, then a
+ * device-writable ack byte unless no_ack. Returns the used length; *ack
+ * is the byte the device wrote (0xff: untouched). */
+static uint32_t net_ctrl(struct drv *d, const uint8_t *cmd, const uint32_t *parts, unsigned nparts,
+			 bool no_ack, uint8_t *ack)
+{
+	uint8_t *c = mem.host + BUF + 0x20000;
+	struct seg sg[4];
+	uint32_t off = 0;
+	for (unsigned i = 0; i < nparts; i++) {
+		memcpy(c + off, cmd + off, parts[i]);
+		sg[i] = (struct seg){ BUF + 0x20000 + off, parts[i], false };
+		off += parts[i];
+	}
+	c[0x1000] = 0xff;
+	if (!no_ack)
+		sg[nparts] = (struct seg){ BUF + 0x21000, 1, true };
+	uint16_t idx = used(2)[1];
+	submit(d, 2, sg, nparts + !no_ack);
+	assert_int_equal(used(2)[1], (uint16_t)(idx + 1));
+	*ack = c[0x1000];
+	return used_len(2, idx);
+}
+
+/* After a live migration: the RARP on the TAP, VIRTIO_NET_S_ANNOUNCE and a
+ * configuration interrupt; the driver's ANNOUNCE_ACK clears it; hostile
+ * control commands are refused without effect; reset clears it too. */
+static void net_announce(struct drv *d, struct virtio_net *n, int ps, const uint8_t mac[6])
+{
+	assert_int_equal(rd(d, d->device + 6, 2), 1);          /* link up */
+	irq_count(d, 0);
+	assert_int_equal(virtio_net_announce(n), 0);
+	assert_int_equal(rd(d, d->device + 6, 2), 3);          /* + announce */
+	assert_int_equal(irq_count(d, 0), 1);                   /* config vector */
+	bool rarp = false;
+	for (int tries = 0; tries < 50 && !rarp; tries++) {
+		struct pollfd p = { .fd = ps, .events = POLLIN };
+		uint8_t rx[2048];
+		if (poll(&p, 1, 100) == 1)
+			rarp = recv(ps, rx, sizeof(rx), 0) >= 42 && rx[12] == 0x80 && rx[13] == 0x35 &&
+			       !memcmp(rx + 6, mac, 6);
+	}
+	assert_true(rarp);
+
+	static const uint8_t bad_class[] = { 0, 0 }, with_data[] = { 3, 0, 0 }, bad_cmd[] = { 3, 1 };
+	static const uint8_t ack_cmd[] = { 3, 0 };
+	static uint8_t too_long[200] = { 3, 0 };
+	uint8_t ack;
+	uint32_t one[] = { 2 }, three[] = { 3 }, halves[] = { 1, 1 }, first[] = { 1 }, big[] = { 200 };
+	assert_int_equal(net_ctrl(d, bad_class, one, 1, false, &ack), 1);
+	assert_int_equal(ack, 1);                                /* VIRTIO_NET_ERR */
+	assert_int_equal(net_ctrl(d, with_data, three, 1, false, &ack), 1);
+	assert_int_equal(ack, 1);
+	assert_int_equal(net_ctrl(d, bad_cmd, one, 1, false, &ack), 1);
+	assert_int_equal(ack, 1);
+	assert_int_equal(net_ctrl(d, ack_cmd, first, 1, false, &ack), 1);   /* header cut short */
+	assert_int_equal(ack, 1);
+	assert_int_equal(net_ctrl(d, too_long, big, 1, false, &ack), 1);
+	assert_int_equal(ack, 1);
+	assert_int_equal(net_ctrl(d, ack_cmd, one, 1, true, &ack), 0);      /* nowhere to ack */
+	assert_int_equal(rd(d, d->device + 6, 2), 3);          /* none of them acked it */
+	assert_int_equal(net_ctrl(d, ack_cmd, halves, 2, false, &ack), 1);  /* split header */
+	assert_int_equal(ack, 0);                                /* VIRTIO_NET_OK */
+	assert_int_equal(rd(d, d->device + 6, 2), 1);
+
+	assert_int_equal(virtio_net_announce(n), 0);
+	wr(d, d->common + 0x14, 0, 1);                         /* reset */
+	assert_int_equal(rd(d, d->device + 6, 2), 1);
+}
+
 static void test_net_tap(void **state)
 {
 	(void)state;
@@ -1689,8 +1759,10 @@ static void test_net_tap(void **state)
 	assert_int_equal(access(path, F_OK), 0);     /* bridge created, TAP on it */
 
 	struct drv d;
-	uint64_t feat = drv_init(&d, &n->vp, ~0ull, 2);
+	uint64_t feat = drv_init(&d, &n->vp, ~0ull, 3);
 	assert_true(feat >> 15 & 1);                 /* mergeable rx buffers */
+	assert_true(feat >> 17 & 1);                 /* control queue */
+	assert_true(feat >> 21 & 1);                 /* guest announce */
 	uint8_t mac[6];
 	for (int i = 0; i < 6; i++)
 		mac[i] = rd(&d, d.device + i, 1);
@@ -1744,6 +1816,7 @@ static void test_net_tap(void **state)
 		got = r >= 25 && !memcmp(rx + 14, "kvz-tx-test", 11) && !memcmp(rx + 6, mac, 6);
 	}
 	assert_true(got);
+	net_announce(&d, n, ps, mac);
 	close(ps);
 	virtio_net_destroy(n);
 	assert_int_equal(if_nametoindex(tap), 0);    /* our TAP went with us */

@@ -128,7 +128,7 @@ static void test_dirty_log_of_vmm_writes(void **state)
 	offer(f, 0);
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
 	virtq_push(&f->vq, 0, 16);            /* not logging: nothing marked */
-	assert_int_equal(guest_mem_log_start(&f->mem), 0);
+	assert_int_equal(guest_mem_log_start(&f->mem, NULL, 0), 0);
 	guest_mem_take_dirty(&f->mem, bm);
 	for (size_t i = 0; i < sizeof(bm) / sizeof(bm[0]); i++)
 		assert_int_equal(bm[i], 0);
@@ -153,7 +153,7 @@ static void test_dirty_log_of_vmm_writes(void **state)
 	offer(f, 0);
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
 	virtq_push(&f->vq, 0, 0x1000);
-	assert_int_equal(guest_mem_log_start(&f->mem), 0);   /* starts clear */
+	assert_int_equal(guest_mem_log_start(&f->mem, NULL, 0), 0);   /* starts clear */
 	guest_mem_take_dirty(&f->mem, bm);
 	assert_int_equal(bm[BUF_GPA / 4096 / 64], 0);
 	assert_int_equal(bm[USED_GPA / 4096 / 64], 0);

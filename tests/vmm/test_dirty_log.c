@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "page_bitmap.h"
+
 #include "dirty_log.h"
 #include "vm_internal.h"
 
@@ -27,19 +29,6 @@ static const char *guest_path(void)
 	const char *dir = getenv("KVZ_BUILD_DIR");
 	snprintf(path, sizeof(path), "%s/tests/guests/dirtypages.elf", dir ? dir : ".");
 	return path;
-}
-
-static bool bit(const uint64_t *bm, uint64_t gpa)
-{
-	return bm[gpa / 4096 / 64] >> (gpa / 4096 % 64) & 1;
-}
-
-static unsigned count(const uint64_t *bm, uint64_t words)
-{
-	unsigned n = 0;
-	for (uint64_t i = 0; i < words; i++)
-		n += (unsigned)__builtin_popcountll(bm[i]);
-	return n;
 }
 
 /* Syncs once the guest has gone round its loop at least twice more (so
@@ -80,16 +69,16 @@ static void test_exactly_the_written_pages(void **state)
 	sync_after(vm, bm, words, 0);   /* what happened before the start */
 	for (int round = 0; round < 3; round++) {
 		sync_after(vm, bm, words, 2);
-		assert_true(bit(bm, PAGE_A));
-		assert_true(bit(bm, PAGE_B));
-		assert_false(bit(bm, PAGE_A + 0x1000));
-		assert_int_equal(count(bm, words), 2);
+		assert_true(page_bit(bm, PAGE_A));
+		assert_true(page_bit(bm, PAGE_B));
+		assert_false(page_bit(bm, PAGE_A + 0x1000));
+		assert_int_equal(page_count(bm, words), 2);
 	}
 	/* kvz-vmm's own writes join the same bitmap */
 	guest_mem_mark_dirty(&vm->mem, 0x100000, 1);
 	sync_after(vm, bm, words, 2);
-	assert_true(bit(bm, 0x100000));
-	assert_int_equal(count(bm, words), 3);
+	assert_true(page_bit(bm, 0x100000));
+	assert_int_equal(page_count(bm, words), 3);
 	dirty_log_stop(vm);
 	uint64_t before = *a;
 	usleep(20000);
@@ -97,7 +86,7 @@ static void test_exactly_the_written_pages(void **state)
 	assert_int_equal(dirty_log_start(vm, err, sizeof(err)), 0);
 	sync_after(vm, bm, words, 0);
 	sync_after(vm, bm, words, 2);
-	assert_int_equal(count(bm, words), 2);
+	assert_int_equal(page_count(bm, words), 2);
 	dirty_log_stop(vm);
 
 	free(bm);

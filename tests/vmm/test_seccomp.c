@@ -15,6 +15,7 @@
 #include <string.h>
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
+#include <linux/vhost.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -353,7 +354,20 @@ static int child_live_calls(void)
 		return 53;
 	if (shutdown(live_pre_fds[0], SHUT_RDWR) < 0)
 		return 54;
+	/* vhost-net's log: its address, VHOST_F_LOG_ALL, the rings' log flag */
+	if (ioctl(-1, VHOST_SET_LOG_BASE, NULL) != -1 || errno != EBADF)
+		return 55;
+	if (ioctl(-1, VHOST_SET_FEATURES, NULL) != -1 || errno != EBADF)
+		return 56;
+	if (ioctl(-1, VHOST_SET_VRING_ADDR, NULL) != -1 || errno != EBADF)
+		return 57;
 	return 0;
+}
+
+/* The log's eventfd is not used: that vhost request stays forbidden. */
+static int child_vhost_log_fd(void)
+{
+	return ioctl(-1, VHOST_SET_LOG_FD, NULL) == -1 ? 60 : 61;
 }
 
 static void test_live_migration_calls_allowed(void **state)
@@ -566,6 +580,7 @@ static void test_arguments_restricted(void **state)
 {
 	(void)state;
 	assert_forbidden(child_other_ioctl, "ioctl");
+	assert_forbidden(child_vhost_log_fd, "ioctl");
 	assert_forbidden(child_kill_other, "kill");
 	assert_forbidden(child_signal_other_tgkill, "tgkill");
 	assert_forbidden(child_sigaction_other, "rt_sigaction");

@@ -69,17 +69,26 @@ static int set_mem_table(struct vhost_net *h, const struct guest_mem *mem)
 	return rc;
 }
 
-static int set_ring(struct vhost_net *h, struct virtio_pci *vp, unsigned q, const char **what)
+/* The ring's addresses; with a log, its used ring's writes are logged at
+ * their guest physical address (VHOST_VRING_F_LOG, log_guest_addr). */
+static int set_addr(struct vhost_net *h, const struct virtq *vq, unsigned q, bool log)
+{
+	struct vhost_vring_addr addr = {
+		.index = q,
+		.flags = log ? 1u << VHOST_VRING_F_LOG : 0,
+		.desc_user_addr = (uintptr_t)vq->desc,
+		.avail_user_addr = (uintptr_t)vq->avail,
+		.used_user_addr = (uintptr_t)vq->used,
+		.log_guest_addr = log ? vq->used_gpa : 0,
+	};
+	return ioctl(h->fd, VHOST_SET_VRING_ADDR, &addr) < 0 ? -errno : 0;
+}
+
+static int set_ring(struct vhost_net *h, struct virtio_pci *vp, unsigned q, bool log, const char **what)
 {
 	struct virtq *vq = &vp->vq[q];
 	struct vhost_vring_state num = {.index = q, .num = vq->size};
 	struct vhost_vring_state base = {.index = q, .num = vq->last_avail};
-	struct vhost_vring_addr addr = {
-		.index = q,
-		.desc_user_addr = (uintptr_t)vq->desc,
-		.avail_user_addr = (uintptr_t)vq->avail,
-		.used_user_addr = (uintptr_t)vq->used,
-	};
 	*what = "VHOST_SET_VRING_NUM";
 	if (ioctl(h->fd, VHOST_SET_VRING_NUM, &num) < 0)
 		return -errno;
@@ -87,8 +96,9 @@ static int set_ring(struct vhost_net *h, struct virtio_pci *vp, unsigned q, cons
 	if (ioctl(h->fd, VHOST_SET_VRING_BASE, &base) < 0)
 		return -errno;
 	*what = "VHOST_SET_VRING_ADDR";
-	if (ioctl(h->fd, VHOST_SET_VRING_ADDR, &addr) < 0)
-		return -errno;
+	int rc = set_addr(h, vq, q, log);
+	if (rc < 0)
+		return rc;
 	int kick_fd, call_fd;
 	virtio_pci_offload_queue(vp, q, &kick_fd, &call_fd);
 	struct vhost_vring_file kick = {.index = q, .fd = kick_fd};
@@ -97,6 +107,20 @@ static int set_ring(struct vhost_net *h, struct virtio_pci *vp, unsigned q, cons
 		return -errno;
 	*what = "VHOST_SET_VRING_CALL";
 	return vhost_net_set_call(h, q, call_fd);
+}
+
+/* The log's address (before VHOST_F_LOG_ALL: the kernel checks that it
+ * covers the memory table) and the features, with VHOST_F_LOG_ALL while
+ * logging: every guest buffer the kernel writes is then logged. */
+static int set_log_features(struct vhost_net *h, const uint64_t *log, const char **what)
+{
+	uint64_t base = (uintptr_t)log;
+	*what = "VHOST_SET_LOG_BASE";
+	if (log && ioctl(h->fd, VHOST_SET_LOG_BASE, &base) < 0)
+		return -errno;
+	uint64_t features = h->acked | (log ? 1ull << VHOST_F_LOG_ALL : 0);
+	*what = "VHOST_SET_FEATURES";
+	return ioctl(h->fd, VHOST_SET_FEATURES, &features) < 0 ? -errno : 0;
 }
 
 static void detach_backends(struct vhost_net *h)
@@ -111,13 +135,12 @@ static void detach_backends(struct vhost_net *h)
 int vhost_net_start(struct vhost_net *h, struct virtio_pci *vp, const struct guest_mem *mem,
 		    int tap_fd, char *err, size_t errlen)
 {
-	uint64_t features = vp->driver_features & h->features;
-	const char *what = "VHOST_SET_FEATURES";
-	int rc = ioctl(h->fd, VHOST_SET_FEATURES, &features) < 0 ? -errno : 0;
-	if (rc == 0) {
-		what = "VHOST_SET_MEM_TABLE";
-		rc = set_mem_table(h, mem);
-	}
+	const uint64_t *log = __atomic_load_n(&mem->vhost_log, __ATOMIC_ACQUIRE);
+	h->acked = vp->driver_features & h->features;
+	const char *what = "VHOST_SET_MEM_TABLE";
+	int rc = set_mem_table(h, mem);
+	if (rc == 0)
+		rc = set_log_features(h, log, &what);
 	for (unsigned q = 0; q < VHOST_NET_QUEUES && rc == 0; q++) {
 		if (!vp->vq[q].enabled || vp->vq[q].broken) {
 			snprintf(err, errlen, "vhost-net: queue %u is not enabled", q);
@@ -125,7 +148,7 @@ int vhost_net_start(struct vhost_net *h, struct virtio_pci *vp, const struct gue
 			what = NULL;
 			break;
 		}
-		rc = set_ring(h, vp, q, &what);
+		rc = set_ring(h, vp, q, log != NULL, &what);
 	}
 	for (unsigned q = 0; q < VHOST_NET_QUEUES && rc == 0; q++) {
 		struct vhost_vring_file f = {.index = q, .fd = tap_fd};
@@ -135,6 +158,7 @@ int vhost_net_start(struct vhost_net *h, struct virtio_pci *vp, const struct gue
 	}
 	if (rc == 0) {
 		h->running = true;
+		h->logging = log != NULL;
 		return 0;
 	}
 	if (what)
@@ -157,10 +181,33 @@ void vhost_net_stop(struct vhost_net *h, struct virtio_pci *vp)
 		virtio_pci_unoffload_queue(vp, q);
 	}
 	h->running = false;
+	h->logging = false;
 }
 
 int vhost_net_set_call(struct vhost_net *h, unsigned q, int fd)
 {
 	struct vhost_vring_file f = {.index = q, .fd = fd};
 	return ioctl(h->fd, VHOST_SET_VRING_CALL, &f) < 0 ? -errno : 0;
+}
+
+int vhost_net_set_log(struct vhost_net *h, struct virtio_pci *vp, const uint64_t *log, char *err,
+		      size_t errlen)
+{
+	if (!h->running || h->logging == (log != NULL))
+		return 0;
+	const char *what;
+	int rc = set_log_features(h, log, &what);
+	for (unsigned q = 0; q < VHOST_NET_QUEUES && rc == 0; q++) {
+		what = "VHOST_SET_VRING_ADDR";
+		rc = set_addr(h, &vp->vq[q], q, log != NULL);
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "vhost-net: logging %s: %s: %s", log ? "on" : "off", what, strerror(-rc));
+		if (log && set_log_features(h, NULL, &what) == 0)   /* best effort: not left half on */
+			for (unsigned q = 0; q < VHOST_NET_QUEUES; q++)
+				set_addr(h, &vp->vq[q], q, false);
+		return -1;
+	}
+	h->logging = log != NULL;
+	return 0;
 }

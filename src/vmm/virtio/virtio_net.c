@@ -23,6 +23,7 @@
 #include "io_thread.h"
 #include "log.h"
 #include "netlink.h"
+#include "virtio_net_ctrl.h"
 
 #define VIRTIO_NET_F_CSUM       0
 #define VIRTIO_NET_F_GUEST_CSUM 1
@@ -36,6 +37,7 @@
 
 #define Q_RX 0
 #define Q_TX 1
+#define Q_CTRL 2   /* served by kvz-vmm, also with vhost-net */
 #define QUEUE_SIZE 256
 #define RX_BURST 64
 
@@ -266,6 +268,44 @@ static void tap_handler(void *opaque, int fd, uint32_t events)
 	pthread_mutex_unlock(&n->vp.lock);
 }
 
+/* ---- control queue ---- */
+
+static uint16_t cfg_status(const struct virtio_net *n)
+{
+	return (uint16_t)(n->config[6] | n->config[7] << 8);
+}
+
+static void set_cfg_status(struct virtio_net *n, uint16_t v)
+{
+	n->config[6] = v & 0xff;
+	n->config[7] = v >> 8;
+}
+
+/* Each chain: the command in its device-readable part, the ack byte the
+ * first of its device-writable part. A chain with no room for the ack is
+ * returned unanswered and unobeyed (used length 0). */
+static void ctrl_process(struct virtio_net *n, struct virtq *vq)
+{
+	int r;
+	while ((r = virtq_pop(vq, &n->elem)) > 0) {
+		struct virtq_elem *e = &n->elem;
+		if (e->in_len < 1) {   /* malformed: not obeyed either */
+			virtq_push(vq, e->head, 0);
+			continue;
+		}
+		uint8_t cmd[VIRTIO_NET_CTRL_MAX];
+		size_t got = virtq_iov_to_buf(e->iov, e->nout, 0, cmd, sizeof(cmd));
+		uint16_t status = cfg_status(n);
+		uint8_t ack = got < 2 ? VIRTIO_NET_ERR : virtio_net_ctrl_apply(cmd, e->out_len, &status);
+		if ((cfg_status(n) & ~status) & VIRTIO_NET_S_ANNOUNCE)   /* once per announce */
+			kvz_info("virtio net %s: the guest announced itself", n->opt.tap);
+		set_cfg_status(n, status);
+		virtq_push(vq, e->head, (uint32_t)virtq_buf_to_iov(e->iov + e->nout, e->nin, 0, &ack, 1));
+	}
+	if (r < 0)
+		vq->broken = true;
+}
+
 static void net_queue_notify(void *dev, struct virtio_pci *vp, unsigned q)
 {
 	struct virtio_net *n = dev;
@@ -279,7 +319,10 @@ static void net_queue_notify(void *dev, struct virtio_pci *vp, unsigned q)
 		return;
 	}
 	do {
-		tx_process(n, vq);
+		if (q == Q_CTRL)
+			ctrl_process(n, vq);
+		else
+			tx_process(n, vq);
 		virtio_pci_queue_done(vp, q);
 		if (vq->broken) {
 			virtio_pci_queue_broken(vp, q);
@@ -346,6 +389,7 @@ static void net_reset(void *dev, struct virtio_pci *vp)
 	vhost_net_stop(&n->vhost, vp);
 	n->vhost_paused = false;
 	n->pending_len = 0;
+	set_cfg_status(n, VIRTIO_NET_S_LINK_UP);   /* no announcement pending */
 	if (ioctl(n->tap_fd, TUNSETOFFLOAD, 0) < 0)
 		kvz_debug("virtio net %s: TUNSETOFFLOAD: %s", n->opt.tap, strerror(errno));
 }
@@ -379,6 +423,21 @@ static void net_resume(void *dev, struct virtio_pci *vp)
 		return;
 	n->vhost_paused = false;
 	start_vhost(n);
+}
+
+/* Live migration's dirty log turned on or off (guest_mem.vhost_log): a
+ * running vhost switches its logging now; a stopped one starts as the log
+ * says. */
+static int net_log_changed(void *opaque, char *err, size_t errlen)
+{
+	struct virtio_net *n = opaque;
+	pthread_mutex_lock(&n->vp.lock);
+	const uint64_t *log = __atomic_load_n(&n->vp.ctx->mem->vhost_log, __ATOMIC_ACQUIRE);
+	int rc = vhost_net_set_log(&n->vhost, &n->vp, log, err, errlen);
+	pthread_mutex_unlock(&n->vp.lock);
+	if (rc < 0 && !log)
+		kvz_warn("virtio net %s: %s", n->opt.tap, err);
+	return rc;
 }
 
 static const struct virtio_dev_ops net_ops = {
@@ -463,7 +522,7 @@ static int open_vhost(struct virtio_net *n, uint64_t features, char *err, size_t
  * a RARP broadcast from it (what QEMU's announce sends) makes bridges and
  * switches learn the new port before the guest says anything. Written
  * behind a zeroed vnet header, as the TAP expects. */
-int virtio_net_announce(struct virtio_net *n)
+static int send_rarp(struct virtio_net *n)
 {
 	uint8_t f[VIRTIO_NET_HDR_LEN + 60] = {0};
 	uint8_t *e = f + VIRTIO_NET_HDR_LEN;
@@ -477,10 +536,27 @@ int virtio_net_announce(struct virtio_net *n)
 	return write(n->tap_fd, f, sizeof(f)) == (ssize_t)sizeof(f) ? 0 : -1;
 }
 
+/* The RARP, and where the driver took VIRTIO_NET_F_GUEST_ANNOUNCE, the
+ * guest asked to announce itself too (gratuitous ARP and IPv6 neighbour
+ * advertisements for all its addresses, which a RARP cannot carry):
+ * VIRTIO_NET_S_ANNOUNCE and a configuration interrupt; the driver acks on
+ * the control queue. */
+int virtio_net_announce(struct virtio_net *n)
+{
+	pthread_mutex_lock(&n->vp.lock);
+	if ((n->vp.status & VIRTIO_STATUS_DRIVER_OK) &&
+	    virtio_pci_has_feature(&n->vp, VIRTIO_NET_F_GUEST_ANNOUNCE)) {
+		set_cfg_status(n, cfg_status(n) | VIRTIO_NET_S_ANNOUNCE);
+		virtio_pci_config_changed(&n->vp);
+	}
+	pthread_mutex_unlock(&n->vp.lock);
+	return send_rarp(n);
+}
+
 static void build_config(struct virtio_net *n)
 {
 	memcpy(n->config, n->opt.mac, 6);
-	n->config[6] = 1;   /* status: link up */
+	set_cfg_status(n, VIRTIO_NET_S_LINK_UP);
 	n->config[8] = 1;   /* max_virtqueue_pairs */
 }
 
@@ -501,7 +577,8 @@ struct virtio_net *virtio_net_create(const struct vmm_context *ctx,
 			    1ull << VIRTIO_NET_F_MAC | 1ull << VIRTIO_NET_F_GUEST_TSO4 |
 			    1ull << VIRTIO_NET_F_GUEST_TSO6 | 1ull << VIRTIO_NET_F_HOST_TSO4 |
 			    1ull << VIRTIO_NET_F_HOST_TSO6 | 1ull << VIRTIO_NET_F_MRG_RXBUF |
-			    1ull << VIRTIO_NET_F_STATUS;
+			    1ull << VIRTIO_NET_F_STATUS | 1ull << VIRTIO_NET_F_CTRL_VQ |
+			    1ull << VIRTIO_NET_F_GUEST_ANNOUNCE;
 	if (open_vhost(n, features, err, errlen) < 0 || open_tap(n, err, errlen) < 0 ||
 	    join_bridge(n, err, errlen) < 0)
 		goto fail;
@@ -510,7 +587,7 @@ struct virtio_net *virtio_net_create(const struct vmm_context *ctx,
 		.device_id = VIRTIO_ID_NET,
 		.class_code = 0x020000,   /* Ethernet controller */
 		.features = features,
-		.nqueues = 2,
+		.nqueues = 3,   /* rx, tx, control */
 		.queue_size = QUEUE_SIZE,
 		.config = n->config,
 		.config_len = sizeof(n->config),
@@ -530,8 +607,15 @@ struct virtio_net *virtio_net_create(const struct vmm_context *ctx,
 		goto fail;
 	}
 	n->rx_stalled = true;
-	if (n->vhost.fd >= 0)   /* writes guest RAM unseen by the dirty log */
-		__atomic_add_fetch(&ctx->mem->vhost_users, 1, __ATOMIC_RELAXED);
+	/* vhost writes guest RAM unseen by KVM's dirty log: its own log. */
+	struct guest_mem_logger logger = { net_log_changed, n };
+	if (n->vhost.fd >= 0 && guest_mem_add_logger(ctx->mem, &logger) < 0) {
+		snprintf(err, errlen, "--net tap=%s: more than %d vhost-net devices", o->tap,
+			 GUEST_MEM_MAX_LOGGERS);
+		io_thread_del(ctx->io, n->tap_fd);
+		virtio_pci_destroy(&n->vp);
+		goto fail;
+	}
 	return n;
 fail:
 	vhost_net_close(&n->vhost);
@@ -551,8 +635,7 @@ void virtio_net_destroy(struct virtio_net *n)
 	if (!n)
 		return;
 	/* First: the kernel's worker stops using the rings, eventfds and TAP. */
-	if (n->vhost.fd >= 0)
-		__atomic_sub_fetch(&n->vp.ctx->mem->vhost_users, 1, __ATOMIC_RELAXED);
+	guest_mem_remove_logger(n->vp.ctx->mem, n);
 	vhost_net_close(&n->vhost);
 	io_thread_del(n->vp.ctx->io, n->tap_fd);
 	virtio_pci_destroy(&n->vp);
