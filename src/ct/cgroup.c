@@ -59,6 +59,13 @@ static int add_own(struct cgroup *cg, const char *hier, size_t hlen, const char 
 	o->hier[hlen] = 0;
 	/* The root is kept as "" so that paths join as ROOT/HIER + OWN. */
 	snprintf(o->path, sizeof(o->path), "%s", strcmp(path, "/") ? path : "");
+	/* Started from the supervisors' leaf (cgroup v2: where kvzd, or a
+	 * kvz-ct before it, moved itself so that OWN holds no process), the
+	 * caller belongs to OWN: staying in the leaf would nest kvz/ anew
+	 * below it, in a cgroup that holds processes. */
+	size_t pl = strlen(o->path), sl = strlen(CGROUP_SUPERVISORS_LEAF);
+	if (pl >= sl && !strcmp(o->path + pl - sl, CGROUP_SUPERVISORS_LEAF))
+		o->path[pl - sl] = 0;
 	return 0;
 }
 

@@ -41,8 +41,11 @@ int cgroup_detect_version(const char *root);
 /* Fills cg (version detected unless forced >0) and creates the cgroup. */
 int cgroup_init(struct cgroup *cg, const char *root, int version, const char *name,
 		char *err, size_t len);
+/* Where cgroup_vacate puts the supervisors, below OWN. */
+#define CGROUP_SUPERVISORS_LEAF "/kvz/_supervisors"
 /* Reads the caller's own cgroups from proc_file (/proc/self/cgroup), so
- * that the container's cgroups go under them. */
+ * that the container's cgroups go under them. A caller in
+ * OWN/kvz/_supervisors (kvzd started there on cgroup v2) counts as in OWN. */
 int cgroup_locate(struct cgroup *cg, const char *proc_file, char *err, size_t len);
 /* cgroup v2 enables controllers only for the children of a cgroup without
  * processes (the root excepted): moves pids (kvz-ct itself) out of the

@@ -305,6 +305,25 @@ static void test_v2_own_cgroup(void **state)
 	assert_string_equal(json_string_value(json_array_get(paths, 0)), d);
 	json_decref(paths);
 
+	/* Started from the supervisors' leaf (kvzd on a v2 host put itself
+	 * there, so that OWN holds no process): the same OWN, not a kvz/
+	 * nested below the leaf. */
+	put(root, "self-cgroup-v2", "0::/svc/kvz/_supervisors\n");
+	struct cgroup again;
+	assert_int_equal(cgroup_init(&again, root, 2, "c5", err, sizeof(err)), 0);
+	assert_int_equal(cgroup_locate(&again, file, err, sizeof(err)), 0);
+	assert_string_equal(cg_own(&again, ""), "/svc");
+	assert_int_equal(cgroup_vacate(&again, pids, 1, err, sizeof(err)), 0);
+	assert_int_equal(cgroup_create(&again, err, sizeof(err)), 0);
+	paths = cgroup_paths(&again);
+	snprintf(d, sizeof(d), "%s/c5", kvz);
+	assert_string_equal(json_string_value(json_array_get(paths, 0)), d);
+	json_decref(paths);
+	/* Only the whole leaf's name counts. */
+	put(root, "self-cgroup-v2", "0::/svc/notkvz/_supervisors\n");
+	assert_int_equal(cgroup_locate(&again, file, err, sizeof(err)), 0);
+	assert_string_equal(cg_own(&again, ""), "/svc/notkvz/_supervisors");
+
 	/* A line that is not "ID:HIERARCHIES:/PATH" is refused. */
 	put(root, "self-cgroup-v2", "0:/svc\n");
 	assert_int_equal(cgroup_locate(&cg, file, err, sizeof(err)), -1);
