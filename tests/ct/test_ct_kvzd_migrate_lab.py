@@ -60,18 +60,21 @@ host() {  # $1: a|b, $2: its address
   nsenter --net=/run/netns/ns$1 sh -c "ip link set lo up && ip link add kvzbr0 type bridge &&
     ip link set x$1 master kvzbr0 up && ip link set kvzbr0 up && ip addr add $2/24 dev kvzbr0" || return 1
   printf 'ctlab-token-%s-0123456789abcdef00\n' $1 > $D/tok && chmod 600 $D/tok
-  mkdir -p /sys/fs/cgroup/host$1/kvz/_supervisors
+  mkdir -p /sys/fs/cgroup/host$1
   CRIU=; [ $1 = b ] && CRIU="KVZ_CT_CRIU=/tmp/criuB"
   # A mount namespace of its own: sysfs shows this namespace's links.
+  # kvzd starts in the host's cgroup and moves itself to its leaf.
   nsenter --net=/run/netns/ns$1 unshare -m sh -c "mount -t sysfs sys /sys && mount -t cgroup2 none /sys/fs/cgroup &&
-    echo \$\$ > /sys/fs/cgroup/host$1/kvz/_supervisors/cgroup.procs &&
+    echo \$\$ > /sys/fs/cgroup/host$1/cgroup.procs &&
     exec env KVZ_CT_IDMAP_DIR=$D/idmap $CRIU /bin/kvzd --state-dir $D/state --run-dir $D/run \
       --socket $D/sock --ct /bin/kvz-ct --listen $2:7000 --token-file $D/tok" > $D/log 2>&1 &
+  echo $! > $D/pid
   for t in $(seq 50); do KVZ_SOCKET=$D/sock kvz list >/dev/null 2>&1 && return 0; sleep 0.2; done
   cat $D/log; return 1
 }
 host a 10.77.0.11; echo "HOST-A=$?"
 host b 10.77.0.12; echo "HOST-B=$?"
+echo "CG-A=$(cat /proc/$(cat /tmp/ka/pid)/cgroup)"
 ka() { KVZ_SOCKET=/tmp/ka/sock kvz "$@"; }
 kb() { KVZ_SOCKET=/tmp/kb/sock kvz "$@"; }
 sed 's/-a-/-b-/' /tmp/ka/tok > /tmp/ka/b-token; sed 's/-b-/-a-/' /tmp/kb/tok > /tmp/kb/a-token
@@ -81,7 +84,7 @@ kb node add a http://10.77.0.11:7000 --token-file /tmp/kb/a-token; echo "NODE-B=
 # The init: an echo server once ctprobe is there, a counter tagged with a
 # number drawn at start (a restarted init would draw another).
 ka create ct m --template busybox --disk 128M --ip 10.77.0.2/24 -- /bin/sh -c \
-  '(while [ ! -x /bin/ctprobe ]; do sleep 0.2; done; exec ctprobe echo-server 7777) & T=$RANDOM$RANDOM; i=0; while :; do i=$((i+1)); echo "$T $i" > /tmp/counter; sleep 0.2; done'
+  '(while [ ! -x /bin/ctprobe ]; do sleep 0.2; done; ctprobe gapwatch /tmp/gap & exec ctprobe echo-server 7777) & T=$RANDOM$RANDOM; i=0; while :; do i=$((i+1)); echo "$T $i" > /tmp/counter; sleep 0.2; done'
 echo "CREATE=$?"
 ka start m; echo "START=$?"
 ka exec m -- sh -c 'cat > /bin/ctprobe.new && chmod 755 /bin/ctprobe.new && mv /bin/ctprobe.new /bin/ctprobe' < /ctprobe
@@ -106,11 +109,17 @@ check() {
   echo "$1-OTHER-CGROUP=$(ls -d /sys/fs/cgroup/host*/kvz/m 2>/dev/null | tr '\n' ' ')"
 }
 check BEFORE ka /tmp/kb
+# The workload's longest stall across a move: its downtime (gapwatch).
+gap() { $1 exec m -- cat /tmp/gap | cut -d' ' -f2; }
+ka exec m -- touch /tmp/gap.reset; sleep 0.5
 T0=$(up); ka --json migrate m --to b > /tmp/mig1.json 2>/tmp/mig1.err; echo "MIG1=$? $(cat /tmp/mig1.err)"; T1=$(up)
 echo "MIG1-TIME $T0 $T1"; tail -1 /tmp/mig1.json | sed 's/^/MIG1-JSON /'
+echo "MIG1-GAP-US=$(gap kb)"
 check THERE kb /tmp/ka
+kb exec m -- touch /tmp/gap.reset; sleep 0.5
 T0=$(up); kb --json migrate m --to a > /tmp/mig2.json 2>/tmp/mig2.err; echo "MIG2=$? $(cat /tmp/mig2.err)"; T1=$(up)
 echo "MIG2-TIME $T0 $T1"; tail -1 /tmp/mig2.json | sed 's/^/MIG2-JSON /'
+echo "MIG2-GAP-US=$(gap ka)"
 check BACK ka /tmp/kb
 touch /tmp/break-restore
 ka migrate m --to b > /tmp/mig3.out 2>&1; echo "MIG3=$?"
@@ -187,6 +196,9 @@ def test_kvzd_migrates_container_with_real_criu(lab_out):
     v = values(out)
     for k in ("HOST-A", "HOST-B", "NODE-A", "NODE-B", "CREATE", "START", "COPY"):
         assert v[k] == "0", (k, out[-4000:])
+    # kvzd moved itself into its cgroup's leaf (cgroup_leaf.c); its
+    # containers got their controllers in hosta/kvz/NAME.
+    assert v["CG-A"] == "0::/hosta/kvz/_supervisors", v["CG-A"]
     tag = counter(out, "BEFORE")[0]
     c0 = runs_on(out, "BEFORE", tag)
     migration(out, 1)
@@ -198,6 +210,13 @@ def test_kvzd_migrates_container_with_real_criu(lab_out):
     echoes = re.findall(r"^CLIENT echo (\w+) port (\d+)$", out, re.M)
     assert [e[0] for e in echoes] == ["zero", "BEFORE", "THERE", "BACK", "FAILED"], out[-4000:]
     assert len({e[1] for e in echoes}) == 1, echoes
+    # The workload's longest stall (its downtime) lies within the move.
+    for n in (1, 2):
+        gap_us = int(v["MIG%d-GAP-US" % n])
+        t0, t1 = map(float, re.search(r"^MIG%d-TIME (\S+) (\S+)$" % n, out, re.M).groups())
+        print("migration %d: total %.2f s, the workload stalled %.3f s at most" % (
+            n, t1 - t0, gap_us / 1e6))
+        assert 0 < gap_us < (t1 - t0 + 1) * 1e6, (gap_us, t0, t1)
 
 
 def test_failed_restore_leaves_source_running(lab_out):
