@@ -41,8 +41,10 @@ KVZ = os.path.join(BUILD, "src", "cli", "kvz")
 SCRIPT = ctlab.host_script(r"""
 export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin
 criu check >/tmp/check.out 2>&1 && echo CRIU-CHECK=ok || { echo CRIU-CHECK=fail; tail -5 /tmp/check.out; }
+# iproute2's (busybox's sh would run its own ip applet, which lacks netns).
+IP=/usr/local/sbin/ip
 # The LAN: L1's kvzbr0 (the peer's address), each host's kvzbr0 on it.
-ip link add kvzbr0 type bridge && ip addr add 10.77.0.100/24 dev kvzbr0 && ip link set kvzbr0 up
+$IP link add kvzbr0 type bridge && $IP addr add 10.77.0.100/24 dev kvzbr0 && $IP link set kvzbr0 up
 # B's criu: the real one, but with /tmp/break-restore it first removes the
 # TCP stream images (a restore that fails late, after the namespaces).
 cat > /tmp/criuB <<'EOF'
@@ -55,10 +57,10 @@ EOF
 chmod 755 /tmp/criuB
 host() {  # $1: a|b, $2: its address
   D=/tmp/k$1; mkdir -p $D
-  ip netns add ns$1 && ip link add l$1 type veth peer name x$1 && ip link set l$1 master kvzbr0 up &&
-  ip link set x$1 netns ns$1 || return 1
-  nsenter --net=/run/netns/ns$1 sh -c "ip link set lo up && ip link add kvzbr0 type bridge &&
-    ip link set x$1 master kvzbr0 up && ip link set kvzbr0 up && ip addr add $2/24 dev kvzbr0" || return 1
+  $IP netns add ns$1 && $IP link add l$1 type veth peer name x$1 && $IP link set l$1 master kvzbr0 up &&
+  $IP link set x$1 netns ns$1 || return 1
+  nsenter --net=/run/netns/ns$1 sh -c "$IP link set lo up && $IP link add kvzbr0 type bridge &&
+    $IP link set x$1 master kvzbr0 up && $IP link set kvzbr0 up && $IP addr add $2/24 dev kvzbr0" || return 1
   printf 'ctlab-token-%s-0123456789abcdef00\n' $1 > $D/tok && chmod 600 $D/tok
   mkdir -p /sys/fs/cgroup/host$1
   CRIU=; [ $1 = b ] && CRIU="KVZ_CT_CRIU=/tmp/criuB"
