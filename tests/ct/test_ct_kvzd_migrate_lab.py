@@ -37,6 +37,8 @@ from test_ct_checkpoint_lab import KVZCT, MODULES, PROBE, SETUP, lab_files  # no
 
 KVZD = os.path.join(BUILD, "src", "daemon", "kvzd")
 KVZ = os.path.join(BUILD, "src", "cli", "kvz")
+# kvz-ct's libarchive side (templates), found next to kvz-ct.
+ARCHIVE = os.path.join(BUILD, "src", "ct", "kvz-ct-archive")
 
 SCRIPT = ctlab.host_script(r"""
 export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin
@@ -140,7 +142,7 @@ echo LAB-KVZD-CTMIG-DONE""", setup=SETUP)
 
 def files():
     f = lab_files()
-    for binary, dest in ((KVZD, "/bin/kvzd"), (KVZ, "/bin/kvz")):
+    for binary, dest in ((KVZD, "/bin/kvzd"), (KVZ, "/bin/kvz"), (ARCHIVE, "/bin/kvz-ct-archive")):
         f[binary] = dest
         for lib in kvzlab._ldd(binary):
             f[lib] = lib
@@ -150,7 +152,7 @@ def files():
 @pytest.fixture(scope="module")
 def lab_out():
     kvzlab.skip_unless_lab()
-    for p in (KVZCT, PROBE, KVZD, KVZ):
+    for p in (KVZCT, PROBE, KVZD, KVZ, ARCHIVE):
         if not os.path.exists(p):
             pytest.skip(f"{p} not built")
     res = kvzlab.run_in_lab(SCRIPT, files=files(), smp=1, mem_mb=1536, timeout=480,
