@@ -17,6 +17,7 @@
 struct cgroup_own {
 	char hier[32];
 	char path[224];
+	bool named; /* a "name=HIER" hierarchy (no controller) */
 };
 
 #define CGROUP_MAX_OWN 24
@@ -38,6 +39,12 @@ struct cgroup_stats {
 /* 2 when root is a cgroup2 mount, 1 otherwise (v1 or hybrid). */
 int cgroup_detect_version(const char *root);
 
+/* CRIU's --cgroup-root values that put a restored container in its cgroup
+ * here, OWN/kvz/NAME, whatever path it had where it was dumped (another
+ * host's OWN): "/PATH" for v2, "CTRL:/PATH" per v1 hierarchy. Each out[i]
+ * holds CGROUP_ROOT_ARG bytes; returns how many, at most max. */
+#define CGROUP_ROOT_ARG 384
+size_t cgroup_restore_roots(const struct cgroup *cg, char (*out)[CGROUP_ROOT_ARG], size_t max);
 /* Fills cg (version detected unless forced >0) and creates the cgroup. */
 int cgroup_init(struct cgroup *cg, const char *root, int version, const char *name,
 		char *err, size_t len);
