@@ -88,7 +88,7 @@ kb node add a http://10.77.0.11:7000 --token-file /tmp/kb/a-token; echo "NODE-B=
 # The init: an echo server once ctprobe is there, a counter tagged with a
 # number drawn at start (a restarted init would draw another).
 ka create ct m --template busybox --disk 128M --ip 10.77.0.2/24 -- /bin/sh -c \
-  '(while [ ! -x /bin/ctprobe ]; do sleep 0.2; done; ctprobe gapwatch /tmp/gap & exec ctprobe echo-server 7777) & T=$RANDOM$RANDOM; i=0; while :; do i=$((i+1)); echo "$T $i" > /tmp/counter; sleep 0.2; done'
+  '(while [ ! -x /bin/ctprobe ]; do sleep 0.2; done; ctprobe gapwatch /tmp/gap & ctprobe dirty 64 0 & exec ctprobe echo-server 7777) & T=$RANDOM$RANDOM; i=0; while :; do i=$((i+1)); echo "$T $i" > /tmp/counter; sleep 0.2; done'
 echo "CREATE=$?"
 ka start m; echo "START=$?"
 ka exec m -- sh -c 'cat > /bin/ctprobe.new && chmod 755 /bin/ctprobe.new && mv /bin/ctprobe.new /bin/ctprobe' < /ctprobe
@@ -129,14 +129,28 @@ touch /tmp/break-restore
 ka migrate m --to b > /tmp/mig3.out 2>&1; echo "MIG3=$?"
 sed 's/^/MIG3-OUT /' /tmp/mig3.out | tail -5
 echo "BROKE=$(grep -c tcp-stream /tmp/broke 2>/dev/null)"
+rm /tmp/break-restore
 check FAILED ka /tmp/kb
+# Downtime: a single final dump (--pre-dumps 0: all 64 MiB while frozen,
+# the plain way's freeze without its copy through disk) against kvz's
+# default iterative move (2 pre-dumps while it runs), the same direction.
+ka exec m -- touch /tmp/gap.reset; sleep 0.5
+T0=$(up); ka --json migrate m --to b --pre-dumps 0 > /tmp/mig4.json 2>/tmp/mig4.err; echo "MIG4=$? $(cat /tmp/mig4.err)"; T1=$(up)
+echo "MIG4-TIME $T0 $T1"; tail -1 /tmp/mig4.json | sed 's/^/MIG4-JSON /'
+echo "MIG4-GAP-US=$(gap kb)"
+kb --json migrate m --to a > /tmp/mig5.json 2>/tmp/mig5.err; echo "MIG5=$? $(cat /tmp/mig5.err)"
+ka exec m -- touch /tmp/gap.reset; sleep 0.5
+T0=$(up); ka --json migrate m --to b > /tmp/mig6.json 2>/tmp/mig6.err; echo "MIG6=$? $(cat /tmp/mig6.err)"; T1=$(up)
+echo "MIG6-TIME $T0 $T1"; tail -1 /tmp/mig6.json | sed 's/^/MIG6-JSON /'
+echo "MIG6-GAP-US=$(gap kb)"
+check FINAL kb /tmp/ka
 ka events --guest m 2>&1 | tail -4 | sed 's/^/EV-A /'
 kb events --guest m 2>&1 | tail -4 | sed 's/^/EV-B /'
 sed 's/^/CLIENT /' /tmp/client.out
 for h in a b; do grep -iE "error|warn" /tmp/k$h/log | tail -8 | sed "s/^/LOG-$h /"; done
 for f in $(find /tmp/ka /tmp/kb -name 'restore.log' -o -name 'dump.log' 2>/dev/null); do
   grep -E "Error" $f | head -5 | sed "s|^|CRIULOG $f |"; done
-ka stop m; echo "STOP=$?"
+kb stop m; echo "STOP=$?"
 echo LAB-KVZD-CTMIG-DONE""", setup=SETUP)
 
 
@@ -212,15 +226,35 @@ def test_kvzd_migrates_container_with_real_criu(lab_out):
     assert c0 < c1 < c2
     # One connection all along (the same local port), data both ways.
     echoes = re.findall(r"^CLIENT echo (\w+) port (\d+)$", out, re.M)
-    assert [e[0] for e in echoes] == ["zero", "BEFORE", "THERE", "BACK", "FAILED"], out[-4000:]
+    assert [e[0] for e in echoes] == ["zero", "BEFORE", "THERE", "BACK", "FAILED", "FINAL"], out[-4000:]
     assert len({e[1] for e in echoes}) == 1, echoes
     # The workload's longest stall (its downtime) lies within the move.
-    for n in (1, 2):
+    for n in (1, 2, 4, 6):
         gap_us = int(v["MIG%d-GAP-US" % n])
         t0, t1 = map(float, re.search(r"^MIG%d-TIME (\S+) (\S+)$" % n, out, re.M).groups())
         print("migration %d: total %.2f s, the workload stalled %.3f s at most" % (
             n, t1 - t0, gap_us / 1e6))
         assert 0 < gap_us < (t1 - t0 + 1) * 1e6, (gap_us, t0, t1)
+
+
+def test_downtime_iterative_against_single_dump(lab_out):
+    """kvz's iterative move (2 pre-dumps) freezes the workload for less
+    than a single final dump of its 64 MiB does, through the same kvzd
+    path (the plain way would add a copy through disk). Issue 12's goal
+    is 0.2x for 256 MiB (bench/ct_migrate_lab.sh); here the ratio is
+    reported and must show the gain at all."""
+    v = values(lab_out)
+    for n in (4, 5, 6):
+        assert v["MIG%d" % n].split()[0] == "0", lab_out[-4000:]
+    single, iterative = int(v["MIG4-GAP-US"]), int(v["MIG6-GAP-US"])
+    recs = {n: migration(lab_out, n) for n in (4, 6)}
+    print("downtime (workload's longest stall): single dump %.3f s, iterative %.3f s, "
+          "ratio %.2f; kvzd's records: %s | %s" % (
+              single / 1e6, iterative / 1e6, iterative / single,
+              recs[4].get("detail") or recs[4].get("result"),
+              recs[6].get("detail") or recs[6].get("result")))
+    runs_on(lab_out, "FINAL", counter(lab_out, "BEFORE")[0])
+    assert iterative < single, (iterative, single)
 
 
 def test_failed_restore_leaves_source_running(lab_out):
