@@ -43,6 +43,9 @@ ARCHIVE = os.path.join(BUILD, "src", "ct", "kvz-ct-archive")
 SCRIPT = ctlab.host_script(r"""
 export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin
 criu check >/tmp/check.out 2>&1 && echo CRIU-CHECK=ok || { echo CRIU-CHECK=fail; tail -5 /tmp/check.out; }
+# The root gives its children the controllers, as systemd does on a v2
+# host (kvz-ct enables them below the caller's cgroup only).
+for c in cpu memory pids io cpuset; do echo +$c > /sys/fs/cgroup/cgroup.subtree_control; done
 # iproute2's (busybox's sh would run its own ip applet, which lacks netns).
 IP=/usr/local/sbin/ip
 # The LAN: L1's kvzbr0 (the peer's address), each host's kvzbr0 on it.
