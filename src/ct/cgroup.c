@@ -45,8 +45,8 @@ int cgroup_init(struct cgroup *cg, const char *root, int version, const char *na
 	return 0;
 }
 
-static int add_own(struct cgroup *cg, const char *hier, size_t hlen, const char *path,
-		   char *err, size_t len)
+static int add_own(struct cgroup *cg, const char *hier, size_t hlen, bool named,
+		   const char *path, char *err, size_t len)
 {
 	if (cg->nown == CGROUP_MAX_OWN || hlen >= sizeof(cg->own[0].hier) ||
 	    strlen(path) >= sizeof(cg->own[0].path)) {
@@ -57,8 +57,16 @@ static int add_own(struct cgroup *cg, const char *hier, size_t hlen, const char 
 	struct cgroup_own *o = &cg->own[cg->nown++];
 	memcpy(o->hier, hier, hlen);
 	o->hier[hlen] = 0;
+	o->named = named;
 	/* The root is kept as "" so that paths join as ROOT/HIER + OWN. */
 	snprintf(o->path, sizeof(o->path), "%s", strcmp(path, "/") ? path : "");
+	/* Started from the supervisors' leaf (cgroup v2: where kvzd, or a
+	 * kvz-ct before it, moved itself so that OWN holds no process), the
+	 * caller belongs to OWN: staying in the leaf would nest kvz/ anew
+	 * below it, in a cgroup that holds processes. */
+	size_t pl = strlen(o->path), sl = strlen(CGROUP_SUPERVISORS_LEAF);
+	if (pl >= sl && !strcmp(o->path + pl - sl, CGROUP_SUPERVISORS_LEAF))
+		o->path[pl - sl] = 0;
 	return 0;
 }
 
@@ -73,11 +81,11 @@ static int parse_own_line(struct cgroup *cg, char *line, char *err, size_t len)
 	*c2 = 0;
 	const char *path = c2 + 1, *list = c1 + 1;
 	if (!*list)
-		return add_own(cg, "", 0, path, err, len);
+		return add_own(cg, "", 0, false, path, err, len);
 	for (const char *h = list; *h;) {
 		size_t n = strcspn(h, ",");
 		const char *name = strncmp(h, "name=", 5) ? h : h + 5;
-		if (add_own(cg, name, n - (size_t)(name - h), path, err, len) < 0)
+		if (add_own(cg, name, n - (size_t)(name - h), name != h, path, err, len) < 0)
 			return -1;
 		h += n + (h[n] == ',');
 	}
@@ -100,6 +108,24 @@ int cgroup_locate(struct cgroup *cg, const char *proc_file, char *err, size_t le
 	}
 	fclose(f);
 	return rc;
+}
+
+size_t cgroup_restore_roots(const struct cgroup *cg, char (*out)[CGROUP_ROOT_ARG], size_t max)
+{
+	size_t n = 0;
+	if (cg->version == 2) {
+		if (max)
+			snprintf(out[n++], CGROUP_ROOT_ARG, "%s/kvz/%s", cg_own(cg, ""), cg->name);
+		return n;
+	}
+	/* v1: each hierarchy by its controller (or name=), the unified one of
+	 * a hybrid host as the default. */
+	for (size_t i = 0; i < cg->nown && n < max; i++) {
+		const struct cgroup_own *o = &cg->own[i];
+		snprintf(out[n++], CGROUP_ROOT_ARG, "%s%s%s%s/kvz/%s", o->named ? "name=" : "", o->hier,
+			 o->hier[0] ? ":" : "", o->path, cg->name);
+	}
+	return n;
 }
 
 const char *cg_own(const struct cgroup *cg, const char *hier)

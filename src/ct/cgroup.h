@@ -17,6 +17,7 @@
 struct cgroup_own {
 	char hier[32];
 	char path[224];
+	bool named; /* a "name=HIER" hierarchy (no controller) */
 };
 
 #define CGROUP_MAX_OWN 24
@@ -38,11 +39,20 @@ struct cgroup_stats {
 /* 2 when root is a cgroup2 mount, 1 otherwise (v1 or hybrid). */
 int cgroup_detect_version(const char *root);
 
+/* CRIU's --cgroup-root values that put a restored container in its cgroup
+ * here, OWN/kvz/NAME, whatever path it had where it was dumped (another
+ * host's OWN): "/PATH" for v2, "CTRL:/PATH" per v1 hierarchy. Each out[i]
+ * holds CGROUP_ROOT_ARG bytes; returns how many, at most max. */
+#define CGROUP_ROOT_ARG 384
+size_t cgroup_restore_roots(const struct cgroup *cg, char (*out)[CGROUP_ROOT_ARG], size_t max);
 /* Fills cg (version detected unless forced >0) and creates the cgroup. */
 int cgroup_init(struct cgroup *cg, const char *root, int version, const char *name,
 		char *err, size_t len);
+/* Where cgroup_vacate puts the supervisors, below OWN. */
+#define CGROUP_SUPERVISORS_LEAF "/kvz/_supervisors"
 /* Reads the caller's own cgroups from proc_file (/proc/self/cgroup), so
- * that the container's cgroups go under them. */
+ * that the container's cgroups go under them. A caller in
+ * OWN/kvz/_supervisors (kvzd started there on cgroup v2) counts as in OWN. */
 int cgroup_locate(struct cgroup *cg, const char *proc_file, char *err, size_t len);
 /* cgroup v2 enables controllers only for the children of a cgroup without
  * processes (the root excepted): moves pids (kvz-ct itself) out of the

@@ -177,7 +177,7 @@ int criu_tty_key(int slave_fd, char *out, size_t size, char *err, size_t len)
 
 /* criu's argv, built by appending (counted, NULL-terminated). */
 struct argv_buf {
-	const char *v[48];
+	const char *v[96]; /* v1 adds two per hierarchy (--cgroup-root) */
 	size_t n;
 };
 
@@ -281,6 +281,10 @@ pid_t criu_restore(const struct criu_restore *r, char *err, size_t len)
 	add(&a, "--restore-sibling");
 	add(&a, "--pidfile");
 	add(&a, "restore.pid");
+	for (size_t i = 0; i < r->ncgroup_roots; i++) {
+		add(&a, "--cgroup-root");
+		add(&a, r->cgroup_roots[i]);
+	}
 	if (r->veth) {
 		snprintf(veth, sizeof(veth), "veth[eth0]:%s", r->veth);
 		add(&a, "--external");

@@ -51,6 +51,10 @@ struct criu_restore {
 	const char *console_tty; /* the dumped console's tty key, or NULL */
 	int console_fd;          /* the new console's slave (with console_tty) */
 	const char *console_path; /* its path, bound at /dev/console */
+	/* --cgroup-root values (cgroup_restore_roots): the container's
+	 * cgroup here, not the dumped path of the host it came from. */
+	const char *const *cgroup_roots;
+	size_t ncgroup_roots;
 	/* Called with criu's pid before it runs (e.g. to move it into the
 	 * container's cgroup, which the restored tasks inherit). */
 	int (*before)(pid_t criu, void *arg, char *err, size_t len);

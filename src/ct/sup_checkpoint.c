@@ -475,10 +475,18 @@ int sup_restore(struct supervisor *s, char *err, size_t len)
 	 * pid here. Recorded first, so that teardown removes it on failure. */
 	if (o->net.enabled)
 		snprintf(s->veth, sizeof(s->veth), "kvz%dr", (int)getpid());
+	/* The dump recorded the cgroup of the host it was made on; the
+	 * restored tasks go to this one's (another OWN on another host). */
+	char roots[CGROUP_MAX_OWN][CGROUP_ROOT_ARG];
+	const char *root_args[CGROUP_MAX_OWN];
+	size_t nroots = cgroup_restore_roots(&s->cg, roots, CGROUP_MAX_OWN);
+	for (size_t i = 0; i < nroots; i++)
+		root_args[i] = roots[i];
 	struct criu_restore r = {
 		.dir = o->restore_dir, .root = s->stage, .veth = o->net.enabled ? s->veth : NULL,
 		.console_tty = s->has_console ? tty : NULL, .console_fd = s->con.slave_fd,
-		.console_path = s->con.slave_path, .before = criu_into_cgroup, .arg = s,
+		.console_path = s->con.slave_path, .cgroup_roots = root_args,
+		.ncgroup_roots = nroots, .before = criu_into_cgroup, .arg = s,
 	};
 	pid_t pid = criu_restore(&r, err, len);
 	if (pid < 0)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "cgroup_leaf.h"
 #include "guest_ops.h"
 #include "image_dirs.h"
 #include "jobs.h"
@@ -403,6 +404,12 @@ int main(int argc, char **argv)
 	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
 		kvz_error("%s: %s", lockp, errno == EWOULDBLOCK ?
 			  "another kvzd uses this state directory" : strerror(errno));
+		return 1;
+	}
+
+	/* Before any kvz-ct runs, and before threads (it moves the process). */
+	if (kvzd_cgroup_leaf("/sys/fs/cgroup", "/proc/self/cgroup", err, sizeof(err))) {
+		kvz_error("%s", err);
 		return 1;
 	}
 

@@ -262,6 +262,16 @@ static void test_v1_own_cgroup(void **state)
 		assert_int_equal(stat(d, &st), 0);
 	}
 	json_decref(paths);
+	/* CRIU's --cgroup-root for a restore here: each hierarchy's own path,
+	 * named ones as name=, the unified one as the default. */
+	char roots[8][CGROUP_ROOT_ARG];
+	static const char *const want_roots[] = {"name=systemd:/user.slice/kvz/c3", "memory:/a/b/kvz/c3",
+						 "cpu:/c/kvz/c3", "cpuacct:/c/kvz/c3", "pids:/kvz/c3",
+						 "/u/kvz/c3"};
+	assert_int_equal(cgroup_restore_roots(&cg, roots, 8), 6);
+	for (size_t i = 0; i < 6; i++)
+		assert_string_equal(roots[i], want_roots[i]);
+	assert_int_equal(cgroup_restore_roots(&cg, roots, 2), 2);
 	/* The parent kvz goes with the last container in it. */
 	assert_int_equal(cgroup_destroy(&cg, err, sizeof(err)), 0);
 	char d[PATH_MAX + 32];
@@ -304,6 +314,28 @@ static void test_v2_own_cgroup(void **state)
 	snprintf(d, sizeof(d), "%s/c4", kvz);
 	assert_string_equal(json_string_value(json_array_get(paths, 0)), d);
 	json_decref(paths);
+
+	/* Started from the supervisors' leaf (kvzd on a v2 host put itself
+	 * there, so that OWN holds no process): the same OWN, not a kvz/
+	 * nested below the leaf. */
+	put(root, "self-cgroup-v2", "0::/svc/kvz/_supervisors\n");
+	struct cgroup again;
+	assert_int_equal(cgroup_init(&again, root, 2, "c5", err, sizeof(err)), 0);
+	assert_int_equal(cgroup_locate(&again, file, err, sizeof(err)), 0);
+	assert_string_equal(cg_own(&again, ""), "/svc");
+	char roots[2][CGROUP_ROOT_ARG];
+	assert_int_equal(cgroup_restore_roots(&again, roots, 2), 1);
+	assert_string_equal(roots[0], "/svc/kvz/c5");
+	assert_int_equal(cgroup_vacate(&again, pids, 1, err, sizeof(err)), 0);
+	assert_int_equal(cgroup_create(&again, err, sizeof(err)), 0);
+	paths = cgroup_paths(&again);
+	snprintf(d, sizeof(d), "%s/c5", kvz);
+	assert_string_equal(json_string_value(json_array_get(paths, 0)), d);
+	json_decref(paths);
+	/* Only the whole leaf's name counts. */
+	put(root, "self-cgroup-v2", "0::/svc/notkvz/_supervisors\n");
+	assert_int_equal(cgroup_locate(&again, file, err, sizeof(err)), 0);
+	assert_string_equal(cg_own(&again, ""), "/svc/notkvz/_supervisors");
 
 	/* A line that is not "ID:HIERARCHIES:/PATH" is refused. */
 	put(root, "self-cgroup-v2", "0:/svc\n");
