@@ -285,10 +285,16 @@ static int read_conn(struct qmp_server *s, struct qmp_conn *c)
 	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
 			   .msg_controllen = sizeof(ctl.buf)};
 	ssize_t n = recvmsg(c->fd, &m, MSG_CMSG_CLOEXEC);
-	if (n > 0 || m.msg_controllen)
-		take_rights(c, &m);
-	if (n <= 0)
-		return n < 0 && errno == EINTR ? 0 : -1;
+	/* A failed call (ECONNRESET from a client that left with output
+	 * unread) leaves msg_controllen as it was, and ctl.buf holds the
+	 * last message's descriptor on this thread's stack: taking it would
+	 * close a number that now belongs to its new owner (the migration
+	 * stream of a getfd, issue 11). Only a successful call's rights. */
+	if (n < 0)
+		return errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+	take_rights(c, &m);
+	if (n == 0)
+		return -1;
 	c->len += (size_t)n;
 	size_t start = 0;
 	for (size_t i = 0; i < c->len; i++) {

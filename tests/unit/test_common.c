@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -312,6 +313,55 @@ static void test_qmp_getfd(void **state)
 	qmp_server_stop(getfd_server);
 }
 
+/* A client that sends getfd and leaves without reading its replies: the
+ * server's next recvmsg fails (ECONNRESET) and must not take the stale
+ * descriptor still in its control buffer. Before the fix the server closed
+ * the taken descriptor's number then, under a live migration's stream. */
+static void test_qmp_getfd_then_reset_keeps_the_fd(void **state)
+{
+	(void)state;
+	static const struct qmp_command getfd_cmds[] = {{"getfd", cmd_getfd}};
+	char path[] = "/tmp/kvz-test-qmp-XXXXXX";
+	char err[256];
+	int tmp = mkstemp(path);
+	assert_true(tmp >= 0);
+	close(tmp);
+	unlink(path);
+	getfd_taken = -1;
+	getfd_server = qmp_server_start(path, "test", getfd_cmds, 1, NULL, err, sizeof(err));
+	assert_non_null(getfd_server);
+	int c = silent_client(path);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	const char cmd[] = "{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"mig\"}}\n";
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = {.iov_base = (void *)cmd, .iov_len = sizeof(cmd) - 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			   .msg_controllen = sizeof(ctl.buf)};
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &p[1], sizeof(int));
+	assert_int_equal(sendmsg(c, &m, 0), (ssize_t)(sizeof(cmd) - 1));
+	close(p[1]);
+	for (int i = 0; i < 500 && __atomic_load_n(&getfd_taken, __ATOMIC_ACQUIRE) < 0; i++)
+		usleep(2000);
+	assert_true(getfd_taken >= 0);
+	close(c);   /* the greeting and replies unread: the server sees ECONNRESET */
+	usleep(200000);
+	assert_true(fcntl(getfd_taken, F_GETFD) >= 0);
+	assert_int_equal(write(getfd_taken, "x", 1), 1);
+	close(getfd_taken);
+	char b;
+	assert_int_equal(read(p[0], &b, 1), 1);
+	close(p[0]);
+	qmp_server_stop(getfd_server);
+}
+
 /* qmp_server_create + serve: a client that connects and sends commands
  * at once (as soon as the socket exists) is answered only once the caller
  * has the server pointer its handlers use. kvz-vmm's getfd dereferenced a
@@ -584,6 +634,7 @@ int main(void)
 		cmocka_unit_test(test_qmp_malformed),
 		cmocka_unit_test(test_qmp_emit_never_waits_for_client),
 		cmocka_unit_test(test_qmp_getfd),
+		cmocka_unit_test(test_qmp_getfd_then_reset_keeps_the_fd),
 		cmocka_unit_test(test_qmp_create_then_serve),
 		cmocka_unit_test(test_unix_listen),
 		cmocka_unit_test(test_unix_listen_appears_ready),
