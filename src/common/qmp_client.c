@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "mono_clock.h"
+#include "unix_socket.h"
 
 #define QMP_CLIENT_MAX (1024 * 1024)
 
@@ -76,25 +77,6 @@ static json_t *read_message(struct qmp_client *c, int timeout_ms, char *err, siz
 	}
 }
 
-/* One send of the start of a message with fd attached (SCM_RIGHTS). */
-static ssize_t send_with_fd(int sock, const char *p, size_t len, int fd)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	memset(&u, 0, sizeof(u));
-	struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-			    .msg_controllen = sizeof(u.buf)};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	return sendmsg(sock, &mh, MSG_NOSIGNAL);
-}
-
 static int send_message(struct qmp_client *c, json_t *msg, char *err, size_t errlen)
 {
 	char *text = json_dumps(msg, JSON_COMPACT);
@@ -107,7 +89,7 @@ static int send_message(struct qmp_client *c, json_t *msg, char *err, size_t err
 	const char *p = text;
 	size_t left = len + 1;
 	while (left) {
-		ssize_t n = c->pass_fd >= 0 ? send_with_fd(c->fd, p, left, c->pass_fd)
+		ssize_t n = c->pass_fd >= 0 ? kvz_send_fd(c->fd, p, left, c->pass_fd)
 					    : send(c->fd, p, left, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -13,4 +13,8 @@
 int kvz_unix_listen(const char *path, int type_flags, int backlog, mode_t mode,
 		    char *err, size_t errlen);
 
+/* One sendmsg(MSG_NOSIGNAL) of buf with fd attached (SCM_RIGHTS): the
+ * bytes sent, or -1 with errno. */
+ssize_t kvz_send_fd(int sock, const void *buf, size_t len, int fd);
+
 #endif

@@ -1,6 +1,7 @@
 #include "exec_inside.h"
 
 #include "namespaces.h"
+#include "unix_socket.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,20 +38,7 @@ static __attribute__((noreturn, format(printf, 3, 4))) void fail(const struct ex
 static void send_master(const struct exec_inside *x, int master)
 {
 	char type = EXEC_MSG_MASTER;
-	struct iovec iov = {.iov_base = &type, .iov_len = 1};
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} c;
-	memset(&c, 0, sizeof(c));
-	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf,
-			   .msg_controllen = sizeof(c.buf)};
-	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-	h->cmsg_level = SOL_SOCKET;
-	h->cmsg_type = SCM_RIGHTS;
-	h->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(h), &master, sizeof(int));
-	if (sendmsg(x->ctl, &m, MSG_NOSIGNAL) < 0)
+	if (kvz_send_fd(x->ctl, &type, 1, master) < 0)
 		fail(x, 1, "cannot hand the terminal over: %s", strerror(errno));
 }
 

@@ -334,19 +334,7 @@ static void test_qmp_getfd_then_reset_keeps_the_fd(void **state)
 	int p[2];
 	assert_int_equal(pipe(p), 0);
 	const char cmd[] = "{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"mig\"}}\n";
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	struct iovec iov = {.iov_base = (void *)cmd, .iov_len = sizeof(cmd) - 1};
-	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-			   .msg_controllen = sizeof(ctl.buf)};
-	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-	h->cmsg_level = SOL_SOCKET;
-	h->cmsg_type = SCM_RIGHTS;
-	h->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(h), &p[1], sizeof(int));
-	assert_int_equal(sendmsg(c, &m, 0), (ssize_t)(sizeof(cmd) - 1));
+	assert_int_equal(kvz_send_fd(c, cmd, sizeof(cmd) - 1, p[1]), (ssize_t)(sizeof(cmd) - 1));
 	close(p[1]);
 	for (int i = 0; i < 500 && __atomic_load_n(&getfd_taken, __ATOMIC_ACQUIRE) < 0; i++)
 		usleep(2000);

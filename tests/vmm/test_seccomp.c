@@ -31,6 +31,7 @@
 #include "block.h"
 #include "qcow2.h"
 #include "seccomp_filter.h"
+#include "unix_socket.h"
 
 struct outcome {
 	int status;          /* waitpid status */
@@ -282,19 +283,7 @@ static int snapshot_pre(void)
 	if (fd < 0)
 		return 1;
 	unlink(tmpl);
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	struct iovec iov = {.iov_base = "x", .iov_len = 1};
-	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-			   .msg_controllen = sizeof(ctl.buf)};
-	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-	h->cmsg_level = SOL_SOCKET;
-	h->cmsg_type = SCM_RIGHTS;
-	h->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(h), &fd, sizeof(int));
-	if (sendmsg(sv[0], &m, 0) != 1)
+	if (kvz_send_fd(sv[0], "x", 1, fd) != 1)
 		return 1;
 	close(fd);
 	snapshot_pre_fds[0] = sv[1];
