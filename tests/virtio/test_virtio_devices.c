@@ -302,6 +302,17 @@ static struct virtio_rng *rng_up(struct drv *d)
 	return r;
 }
 
+/* Its three queues: inflate, deflate, statistics. */
+static struct virtio_balloon *balloon_up(struct drv *d, bool deflate_on_oom)
+{
+	char err[256];
+	struct virtio_balloon *b = virtio_balloon_create(&ctx, deflate_on_oom, err, sizeof(err));
+	if (!b)
+		fail_msg("virtio_balloon_create: %s", err);
+	drv_init(d, &b->vp, ~0ull, 3);
+	return b;
+}
+
 /* ---- virtio-blk ---- */
 
 struct blk_hdr {
@@ -1441,11 +1452,8 @@ static void test_scsi_change_medium(void **state)
 static void test_balloon_paused_keeps_stats_buffer(void **state)
 {
 	(void)state;
-	char err[256];
-	struct virtio_balloon *b = virtio_balloon_create(&ctx, false, err, sizeof(err));
-	assert_non_null(b);
 	struct drv d;
-	drv_init(&d, &b->vp, ~0ull, 3);
+	struct virtio_balloon *b = balloon_up(&d, false);
 	uint8_t rec[10] = { 4, 0 };
 	memcpy(mem.host + BUF, rec, sizeof(rec));
 	struct seg st[1] = { { BUF, sizeof(rec), false } };
@@ -1465,12 +1473,10 @@ static void test_balloon(void **state)
 	(void)state;
 	char err[256];
 	/* Deflate-on-OOM is opt-in: with it Linux keeps MemTotal unchanged. */
-	struct virtio_balloon *b = virtio_balloon_create(&ctx, true, err, sizeof(err));
-	assert_non_null(b);
 	struct drv d;
-	uint64_t feat = drv_init(&d, &b->vp, ~0ull, 3);
-	assert_true(feat >> 1 & 1);   /* stats */
-	assert_true(feat >> 2 & 1);   /* deflate on OOM */
+	struct virtio_balloon *b = balloon_up(&d, true);
+	assert_true(d.feat >> 1 & 1);   /* stats */
+	assert_true(d.feat >> 2 & 1);   /* deflate on OOM */
 	irq_count(&d, 0);
 
 	assert_int_equal(virtio_balloon_set_target(b, RAM - 2 * 4096, err, sizeof(err)), 0);
