@@ -19,7 +19,6 @@ set -euo pipefail
 cd "$here"
 exec python3 - "$@" <<'PY'
 import io, os, re, shutil, subprocess, sys, tarfile, tempfile
-sys.path.insert(0, "lab")
 import kvzlab
 
 kvzlab.bench_require("blk_lab", kvzlab.default_vmm())

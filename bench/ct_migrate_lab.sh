@@ -19,11 +19,7 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 export MB=${1:-256} REPS=${2:-2}
 exec /usr/bin/python3 - <<'PYEOF'
-import os, sys
-src = os.environ["KVZ_SOURCE_DIR"]
-sys.path.insert(0, os.path.join(src, "lab"))
-sys.path.insert(0, os.path.join(src, "tests", "ct"))
-sys.path.insert(0, os.path.join(src, "bench"))
+import os
 import kvzlab
 import ctlab
 import ct_lab_report

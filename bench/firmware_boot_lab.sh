@@ -16,9 +16,6 @@ export REPS
 export MEMORY=${MEMORY:-512M}
 exec /usr/bin/python3 - <<'PYEOF'
 import os, sys, tempfile
-src = os.environ["KVZ_SOURCE_DIR"]
-sys.path.insert(0, os.path.join(src, "lab"))
-sys.path.insert(0, os.path.join(src, "tests", "lab"))
 import kvzlab
 import firmware_images
 

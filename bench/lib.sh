@@ -3,12 +3,15 @@
 # Sets BENCH (the script's name, for error lines), here (the source tree)
 # and BUILD_DIR (env BUILD_DIR, default build; a relative one is read from
 # the source tree), and exports the last two as KVZ_SOURCE_DIR and
-# KVZ_BUILD_DIR for the Python parts (lab/kvzlab.py reads KVZ_BUILD_DIR).
+# KVZ_BUILD_DIR for the Python parts (lab/kvzlab.py reads KVZ_BUILD_DIR),
+# and puts lab/, tests/lab, tests/ct and bench/ on their PYTHONPATH.
 BENCH=$(basename "$0" .sh)
 here=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-build}
 case $BUILD_DIR in /*) ;; *) BUILD_DIR=$here/$BUILD_DIR ;; esac
 export KVZ_BUILD_DIR="$BUILD_DIR" KVZ_SOURCE_DIR="$here"
+# The Python parts import kvzlab and the lab tests' helpers from these.
+export PYTHONPATH="$here/lab:$here/tests/lab:$here/tests/ct:$here/bench${PYTHONPATH:+:$PYTHONPATH}"
 
 # bench_fail WHY: one line on stderr, exit 1.
 bench_fail() { echo "$BENCH: $*" >&2; exit 1; }

@@ -12,6 +12,7 @@ with the source's. Host /dev/kvm for kvz-vmm; QEMU uses KVM when it can,
 else TCG (the copy is I/O, not guest code). QEMU keeps its default
 128 MiB/s bandwidth cap (see QEMU_BW below). Environment: BUILD_DIR,
 SIZE_MB (256), DATA_MB (64), RUNS (3), WRITER, QEMU_BW."""
+import collections
 import json
 import os
 import shutil
@@ -93,75 +94,65 @@ def same(a, b):
     return subprocess.run(["cmp", "-s", a, b]).returncode == 0
 
 
-def kvz_run(work, src_disk, i):
-    dst_disk = empty(os.path.join(work, "kvz-dst-%d.img" % i))
-    disk = os.path.join(work, "kvz-src-%d.img" % i)
-    shutil.copyfile(src_disk, disk)
-    port = free_port()
+def kvz_cmd(disk, qmp, incoming):
     guest = os.path.join(BUILD, "tests/guests", "diskwriter.elf" if WRITER else "idle.elf")
-    common = [VMM, "--kernel", guest, "--memory", "64M", "--cpus", "1", "--seccomp", "off"]
-    sq, dq = os.path.join(work, "kvz-s.qmp"), os.path.join(work, "kvz-d.qmp")
-    for p in (sq, dq):
-        if os.path.exists(p):
-            os.unlink(p)
-    out = subprocess.DEVNULL
-    dst = subprocess.Popen(common + ["--disk", dst_disk, "--qmp", dq, "--paused",
-                                     "--incoming", "tcp:127.0.0.1:%d" % port], stdout=out, stderr=out)
-    src = subprocess.Popen(common + ["--disk", disk, "--qmp", sq], stdout=out, stderr=out)
-    try:
-        s, d = Qmp(sq), Qmp(dq)
-        time.sleep(0.5)
-        t = time.monotonic()
-        s.cmd("migrate", uri="tcp:127.0.0.1:%d" % port, blk=True)
-        r = wait_done(s)
-        wall = time.monotonic() - t
-        while d.cmd("query-status")["status"] != "paused":
-            time.sleep(0.02)
-        ok = r["status"] == "completed" and same(disk, dst_disk)
-        return (wall, r.get("total-time", 0) / 1000, r.get("downtime", 0), r["ram"]["transferred"],
-                r.get("disk", {}).get("transferred", 0), ok)
-    finally:
-        for p in (src, dst):
-            p.kill()
-            p.wait()
-        os.unlink(dst_disk)
-        os.unlink(disk)
+    cmd = [VMM, "--kernel", guest, "--memory", "64M", "--cpus", "1", "--seccomp", "off",
+           "--disk", disk, "--qmp", qmp]
+    return cmd + (["--paused", "--incoming", incoming] if incoming else [])
 
 
-def qemu_cmd(disk, qmp, extra):
+def qemu_cmd(disk, qmp, incoming):
     accel = "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg"
     return ["qemu-system-x86_64", "-accel", accel, "-m", "64", "-display", "none", "-nodefaults",
             "-net", "none", "-drive", "file=%s,format=raw,if=virtio" % disk,
-            "-boot", "menu=off", "-qmp", "unix:%s,server=on,wait=off" % qmp] + extra
+            "-boot", "menu=off", "-qmp", "unix:%s,server=on,wait=off" % qmp] + \
+        (["-incoming", incoming] if incoming else [])
 
 
-def qemu_run(work, src_disk, i):
-    dst_disk = empty(os.path.join(work, "q-dst-%d.img" % i))
-    disk = os.path.join(work, "q-src-%d.img" % i)
+def qemu_prepare(s):
+    # QEMU caps migration at 128 MiB/s by default; kvz-vmm does not.
+    # Lifted (QEMU_BW=bytes/s), QEMU 7.2's target disk differed from
+    # the source's in every run on this host, so the cap stays.
+    if os.environ.get("QEMU_BW"):
+        s.cmd("migrate-set-parameters", **{"max-bandwidth": int(os.environ["QEMU_BW"])})
+
+
+# What differs between the two: the prefix of their files, the command line
+# (incoming: the target's URI, None for the source), what is set on the
+# source before the migration, and when the target has written everything
+# (kvz-vmm's stays paused once it has it all, QEMU's leaves "inmigrate").
+Vmm = collections.namedtuple("Vmm", "name files cmd prepare landed")
+VMMS = [
+    Vmm("kvz", "kvz", kvz_cmd, lambda s: None,
+        lambda d: d.cmd("query-status")["status"] == "paused"),
+    Vmm("qemu", "q", qemu_cmd, qemu_prepare,
+        lambda d: d.cmd("query-status")["status"] != "inmigrate"),
+]
+
+
+def migrate_run(vmm, work, src_disk, i):
+    """One migration of a copy of src_disk to an empty disk with vmm:
+    (wall s, total s, downtime ms, ram bytes, disk bytes, disks equal)."""
+    dst_disk = empty(os.path.join(work, "%s-dst-%d.img" % (vmm.files, i)))
+    disk = os.path.join(work, "%s-src-%d.img" % (vmm.files, i))
     shutil.copyfile(src_disk, disk)
-    port = free_port()
-    sq, dq = os.path.join(work, "q-s.qmp"), os.path.join(work, "q-d.qmp")
+    uri = "tcp:127.0.0.1:%d" % free_port()
+    sq, dq = (os.path.join(work, "%s-%s.qmp" % (vmm.files, x)) for x in "sd")
     for p in (sq, dq):
         if os.path.exists(p):
             os.unlink(p)
     out = subprocess.DEVNULL
-    dst = subprocess.Popen(qemu_cmd(dst_disk, dq, ["-incoming", "tcp:127.0.0.1:%d" % port]),
-                           stdout=out, stderr=out)
-    src = subprocess.Popen(qemu_cmd(disk, sq, []), stdout=out, stderr=out)
+    dst = subprocess.Popen(vmm.cmd(dst_disk, dq, uri), stdout=out, stderr=out)
+    src = subprocess.Popen(vmm.cmd(disk, sq, None), stdout=out, stderr=out)
     try:
         s, d = Qmp(sq), Qmp(dq)
-        # QEMU caps migration at 128 MiB/s by default; kvz-vmm does not.
-        # Lifted (QEMU_BW=bytes/s), QEMU 7.2's target disk differed from
-        # the source's in every run on this host, so the cap stays.
-        if os.environ.get("QEMU_BW"):
-            s.cmd("migrate-set-parameters", **{"max-bandwidth": int(os.environ["QEMU_BW"])})
+        vmm.prepare(s)
         time.sleep(0.5)
         t = time.monotonic()
-        s.cmd("migrate", uri="tcp:127.0.0.1:%d" % port, blk=True)
+        s.cmd("migrate", uri=uri, blk=True)
         r = wait_done(s)
         wall = time.monotonic() - t
-        # The target has written everything once it runs.
-        while d.cmd("query-status")["status"] == "inmigrate":
+        while not vmm.landed(d):
             time.sleep(0.02)
         ok = r["status"] == "completed" and same(disk, dst_disk)
         return (wall, r.get("total-time", 0) / 1000, r.get("downtime", 0), r["ram"]["transferred"],
@@ -189,13 +180,13 @@ def main():
                                                       "ram bytes", "disk bytes", "equal"))
         res = {"kvz": [], "qemu": []}
         for i in range(RUNS):
-            for name, fn in (("kvz", kvz_run), ("qemu", qemu_run)):
-                if name == "qemu" and not have_qemu:
+            for vmm in VMMS:
+                if vmm.name == "qemu" and not have_qemu:
                     continue
-                wall, total, down, sent, disk, ok = fn(work, src, i)
-                res[name].append(wall)
-                print("%-8s %4d %8.2f %8.2f %9d %12d %12d %5s" % (name, i, wall, total, down, sent,
-                                                                  disk, ok))
+                wall, total, down, sent, disk, ok = migrate_run(vmm, work, src, i)
+                res[vmm.name].append(wall)
+                print("%-8s %4d %8.2f %8.2f %9d %12d %12d %5s" % (vmm.name, i, wall, total, down,
+                                                                  sent, disk, ok))
         if res["qemu"]:
             k, q = sorted(res["kvz"])[len(res["kvz"]) // 2], sorted(res["qemu"])[len(res["qemu"]) // 2]
             print("median wall: kvz %.2f s, qemu %.2f s, kvz/qemu %.2f" % (k, q, k / q))

@@ -21,7 +21,6 @@ REPS=${1:-2}
 export REPS
 exec /usr/bin/python3 - <<'PYEOF'
 import json, os, re, statistics, sys
-sys.path.insert(0, os.path.join(os.environ["KVZ_SOURCE_DIR"], "lab"))
 import kvzlab
 
 reps = int(os.environ["REPS"])

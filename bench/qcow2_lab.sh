@@ -14,7 +14,6 @@ set -euo pipefail
 cd "$here"
 exec python3 - "$@" <<'PY'
 import os, re, subprocess, sys, tempfile
-sys.path.insert(0, "lab")
 import kvzlab
 
 kimg = os.path.join(os.environ["KVZ_BUILD_DIR"], "src/image/kvz-image")

@@ -22,8 +22,6 @@ REPS=${1:-3}
 export REPS
 exec /usr/bin/python3 - <<'PYEOF'
 import os, shutil, statistics, subprocess, sys, tempfile, time
-sys.path.insert(0, os.path.join(os.environ["KVZ_SOURCE_DIR"], "lab"))
-sys.path.insert(0, os.path.join(os.environ["KVZ_SOURCE_DIR"], "tests", "lab"))
 import kvzlab
 import template_vm_lab as t
 

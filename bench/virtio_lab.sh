@@ -21,7 +21,6 @@ set -euo pipefail
 cd "$here"
 exec python3 - "$@" <<'PY'
 import os, re, sys
-sys.path.insert(0, "lab")
 import kvzlab
 
 kvzlab.bench_require("virtio_lab", kvzlab.default_vmm())

@@ -24,7 +24,6 @@ export REPS
 export CPUS=${CPUS:-2} MEMORY=${MEMORY:-512M} KVMTOOL=${KVMTOOL:-}
 exec /usr/bin/python3 - <<'PYEOF'
 import os, sys
-sys.path.insert(0, os.path.join(os.environ["KVZ_SOURCE_DIR"], "lab"))
 import kvzlab
 
 reps, cpus, mem = int(os.environ["REPS"]), os.environ["CPUS"], os.environ["MEMORY"]

@@ -20,7 +20,6 @@ RUNS=${1:-20}
 export RUNS
 exec /usr/bin/python3 - <<'PYEOF'
 import os, re, statistics, sys, tempfile
-sys.path.insert(0, os.path.join(os.environ["KVZ_SOURCE_DIR"], "lab"))
 import kvzlab
 
 build = os.environ["KVZ_BUILD_DIR"]

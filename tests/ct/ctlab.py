@@ -5,7 +5,17 @@ CRIU cannot dump a process whose root is rootfs: INNER runs in a tmpfs copy
 of L1's files, moved over / in a mount namespace of its own and entered as
 switch_root does (a plain chroot would forbid creating user namespaces),
 with a pure cgroup v2 hierarchy at /sys/fs/cgroup. SETUP runs in L1
-before the copy is made."""
+before the copy is made.
+
+The tree's places and kvzlab come from tests/lab/labpaths.py, which is
+also what every other lab test uses."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab"))
+from labpaths import BUILD_DIR, SOURCE_DIR, kvzlab  # noqa: E402
+
+__all__ = ["BUILD_DIR", "SOURCE_DIR", "kvzlab", "host_script"]
 
 
 def host_script(inner, setup=""):

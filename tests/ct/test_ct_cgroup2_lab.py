@@ -5,19 +5,14 @@ The container's root is a busybox tree built in L1's tmpfs (--rootfs). The
 device allow-list's v2 form (a BPF program) is tested here too."""
 import os
 import re
-import sys
 
 import pytest
 
-SRC = os.environ.get("KVZ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("KVZ_BUILD_DIR", "build")
-sys.path.insert(0, os.path.join(SRC, "lab"))
-import kvzlab  # noqa: E402
+import ctlab
+from ctlab import BUILD_DIR, kvzlab
 
-import ctlab  # noqa: E402
-
-KVZCT = os.path.join(BUILD, "src", "ct", "kvz-ct")
-PROBE = os.path.join(BUILD, "tests", "ct", "ctprobe")
+KVZCT = os.path.join(BUILD_DIR, "src", "ct", "kvz-ct")
+PROBE = os.path.join(BUILD_DIR, "tests", "ct", "ctprobe")
 
 # Issue 8 on pure cgroup v2: the attacks of test_attack_kernfs.py that this
 # host's hybrid cgroups and kernel cannot show (a cgroup2 view, sysrq, kcore),
@@ -110,7 +105,7 @@ echo LAB-CT-DONE""")
 def test_cgroup_v2_in_lab():
     kvzlab.skip_unless_lab()
     if not os.path.exists(KVZCT) or not os.path.exists(PROBE):
-        pytest.skip(f"kvz-ct or ctprobe not built in {BUILD}")
+        pytest.skip(f"kvz-ct or ctprobe not built in {BUILD_DIR}")
     files = {KVZCT: "/bin/kvz-ct", PROBE: "/ctprobe"}
     for lib in kvzlab._ldd(KVZCT):
         files[lib] = lib

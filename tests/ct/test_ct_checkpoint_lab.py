@@ -22,15 +22,11 @@ import sys
 
 import pytest
 
-SRC = os.environ.get("KVZ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("KVZ_BUILD_DIR", "build")
-sys.path.insert(0, os.path.join(SRC, "lab"))
-import kvzlab  # noqa: E402
+import ctlab
+from ctlab import BUILD_DIR, kvzlab
 
-import ctlab  # noqa: E402
-
-KVZCT = os.path.join(BUILD, "src", "ct", "kvz-ct")
-PROBE = os.path.join(BUILD, "tests", "ct", "ctprobe")
+KVZCT = os.path.join(BUILD_DIR, "src", "ct", "kvz-ct")
+PROBE = os.path.join(BUILD_DIR, "tests", "ct", "ctprobe")
 
 # What criu runs besides itself: tar and gzip (tmpfs contents), iproute2's
 # ip (addresses and routes of the network namespace; busybox's lacks
@@ -197,7 +193,7 @@ def lab_out():
     """One L1 boot for every test of this file: its output."""
     kvzlab.skip_unless_lab()
     if not os.path.exists(KVZCT) or not os.path.exists(PROBE):
-        pytest.skip(f"kvz-ct or ctprobe not built in {BUILD}")
+        pytest.skip(f"kvz-ct or ctprobe not built in {BUILD_DIR}")
     res = kvzlab.run_in_lab(SCRIPT, files=lab_files(), smp=1, mem_mb=1536, timeout=540,
                             vmm=False, l1_modules=MODULES, stream=sys.stdout)
     return res.output

@@ -27,18 +27,14 @@ import sys
 
 import pytest
 
-SRC = os.environ.get("KVZ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("KVZ_BUILD_DIR", "build")
-sys.path.insert(0, os.path.join(SRC, "lab"))
-import kvzlab  # noqa: E402
+import ctlab
+from ctlab import BUILD_DIR, kvzlab
+from test_ct_checkpoint_lab import KVZCT, MODULES, PROBE, SETUP, lab_files
 
-import ctlab  # noqa: E402
-from test_ct_checkpoint_lab import KVZCT, MODULES, PROBE, SETUP, lab_files  # noqa: E402
-
-KVZD = os.path.join(BUILD, "src", "daemon", "kvzd")
-KVZ = os.path.join(BUILD, "src", "cli", "kvz")
+KVZD = os.path.join(BUILD_DIR, "src", "daemon", "kvzd")
+KVZ = os.path.join(BUILD_DIR, "src", "cli", "kvz")
 # kvz-ct's libarchive side (templates), found next to kvz-ct.
-ARCHIVE = os.path.join(BUILD, "src", "ct", "kvz-ct-archive")
+ARCHIVE = os.path.join(BUILD_DIR, "src", "ct", "kvz-ct-archive")
 
 SCRIPT = ctlab.host_script(r"""
 export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin

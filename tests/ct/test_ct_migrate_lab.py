@@ -22,12 +22,9 @@ import sys
 
 import pytest
 
-SRC = os.environ.get("KVZ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(SRC, "lab"))
-import kvzlab  # noqa: E402
-
-import ctlab  # noqa: E402
-from test_ct_checkpoint_lab import KVZCT, MODULES, PROBE, SETUP, lab_files  # noqa: E402
+import ctlab
+from ctlab import kvzlab
+from test_ct_checkpoint_lab import KVZCT, MODULES, PROBE, SETUP, lab_files
 
 SCRIPT = ctlab.host_script(r"""
 export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin

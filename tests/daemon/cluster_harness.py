@@ -16,7 +16,13 @@ class Cluster:
     shared: a directory the HA guests' stand-in "disk" lives in; hosts:
     the nodes' addresses; net: the netns_harness.Net, or None on loopback."""
     net = None
+    etcd = None
+    shared = None
     hosts = ["127.0.0.1"] * 3
+
+    def __init__(self, token, ttl):
+        self.token, self.ttl = token, ttl
+        self.nodes = []
 
 
 def token_file(d, token):
@@ -39,25 +45,46 @@ def start_node(c, i):
              "--node-name", "n%d" % (i + 1), "--cluster-ttl", str(c.ttl)])
 
 
+def start_nodes(c, wraps=None):
+    """Makes and starts the three kvzd (node i's command line prefixed by
+    wraps[i] when given) and the shared directory; c.nodes holds each as soon
+    as it is made, so stop_cluster finds it whatever fails next."""
+    for i in range(3):
+        d = fake_kvzd()
+        if wraps:
+            d.wrap = wraps[i]
+        c.nodes.append(d)
+    c.shared = os.path.join(c.nodes[0].dir, "shared")
+    os.mkdir(c.shared)
+    for i in range(3):
+        start_node(c, i)
+
+
+def stop_cluster(c):
+    """The one teardown of three_nodes and netns_nodes: whatever of theirs
+    was started, kvzd first, then etcd, the shared directory and the
+    network namespaces."""
+    for d in c.nodes:
+        d.cleanup()
+    if c.etcd:
+        c.etcd.stop()
+    if c.shared:
+        shutil.rmtree(c.shared, ignore_errors=True)
+    if c.net:
+        c.net.close()
+
+
 def three_nodes(token, ttl):
     """A generator for a module fixture: yields the started Cluster, then
     stops everything."""
-    c = Cluster()
-    c.token, c.ttl = token, ttl
-    c.etcd = Etcd3([free_port() for _ in range(6)]).start()
-    c.nodes = [fake_kvzd() for _ in range(3)]
-    c.ports = [free_port() for _ in range(3)]
-    c.shared = os.path.join(c.nodes[0].dir, "shared")
-    os.mkdir(c.shared)
+    c = Cluster(token, ttl)
     try:
-        for i in range(3):
-            start_node(c, i)
+        c.etcd = Etcd3([free_port() for _ in range(6)]).start()
+        c.ports = [free_port() for _ in range(3)]
+        start_nodes(c)
         yield c
     finally:
-        for d in c.nodes:
-            d.cleanup()
-        c.etcd.stop()
-        shutil.rmtree(c.shared, ignore_errors=True)
+        stop_cluster(c)
 
 
 def init(c, i, endpoints):
@@ -84,30 +111,18 @@ def netns_nodes(token, ttl):
     cut off campaigns alone, and without pre-vote its higher term would
     depose the leader when it is back, an election every member waits for."""
     from netns_harness import Net
-    c = Cluster()
-    c.token, c.ttl = token, ttl
+    c = Cluster(token, ttl)
     c.net = Net(3)
     c.hosts = [c.net.addr(i) for i in range(3)]
     c.ports = [7000] * 3  # one API per namespace: the same port will do
-    c.nodes = []
-    c.etcd = None
+    wraps = [c.net.wrap(i) for i in range(3)]
     try:
-        c.etcd = Etcd3([2379] * 3 + [2380] * 3, hosts=c.hosts,
-                       wraps=[c.net.wrap(i) for i in range(3)], extra=["--pre-vote"]).start()
-        c.nodes = [fake_kvzd() for _ in range(3)]
-        for i, d in enumerate(c.nodes):
-            d.wrap = c.net.wrap(i)
-        c.shared = os.path.join(c.nodes[0].dir, "shared")
-        os.mkdir(c.shared)
-        for i in range(3):
-            start_node(c, i)
+        c.etcd = Etcd3([2379] * 3 + [2380] * 3, hosts=c.hosts, wraps=wraps,
+                       extra=["--pre-vote"]).start()
+        start_nodes(c, wraps=wraps)
         yield c
     finally:
-        for d in c.nodes:
-            d.cleanup()
-        if c.etcd:
-            c.etcd.stop()
-        c.net.close()
+        stop_cluster(c)
 
 
 def members(d):

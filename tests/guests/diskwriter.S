@@ -28,13 +28,7 @@
 #define C_QUSED 0x30
 #define NOTIFY 0x3000
 
-	.section .text.entry
-	.globl _start
-_start:
-	SETUP_STACK
-	test r15, r15
-	jnz park
-	PUTS banner
+	VCPU0_ENTRY banner
 	call find_disk
 	test rax, rax
 	jz nodisk
@@ -170,9 +164,6 @@ nodisk:
 	jmp park
 ioerr:
 	PUTS ioerr_msg
-park:
-	cli
-	hlt
 	jmp park
 
 	.data

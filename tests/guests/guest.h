@@ -23,6 +23,24 @@
 	sub rsp, rax
 .endm
 
+/* The entry of a guest that vCPU 0 alone runs: _start, the stack, the
+ * other vCPUs halted for good at park (their state is still saved and
+ * restored), then vCPU 0 prints the string at banner and goes on after the
+ * macro. The guest may jump to park too. */
+.macro VCPU0_ENTRY banner
+	.section .text.entry
+	.globl _start
+_start:
+	SETUP_STACK
+	test r15, r15
+	jz 1f
+park:
+	cli
+	hlt
+	jmp park
+1:	PUTS \banner
+.endm
+
 /* Prints the NUL-terminated string at label. */
 .macro PUTS label
 	lea rsi, [rip + \label]

@@ -8,13 +8,7 @@
 #define PATTERN_QWORDS 8192
 #define PATTERN_MUL 0x9E3779B97F4A7C15
 
-	.section .text.entry
-	.globl _start
-_start:
-	SETUP_STACK
-	test r15, r15
-	jnz park
-	PUTS banner
+	VCPU0_ENTRY banner
 	lea rdi, [rip + pattern]
 	xor ecx, ecx
 1:	call pattern_value
@@ -61,11 +55,6 @@ pattern_value:
 	movabs r8, PATTERN_MUL
 	imul rax, r8
 	ret
-
-park:
-	cli
-	hlt
-	jmp park
 
 	.data
 banner:	.asciz "kvz-test-guest: snapcount\n"

@@ -29,10 +29,8 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lab"))
-import kvzlab  # noqa: E402
+from labpaths import BUILD_DIR, kvzlab
 
-BUILD_DIR = kvzlab.build_dir()
 KVZ_CT = os.path.join(BUILD_DIR, "src", "ct", "kvz-ct")
 GUEST_IP = "10.10.0.50"
 PASSWORD = "kvz-lab-secret"

@@ -14,12 +14,9 @@ import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "lab"))
-import kvzlab  # noqa: E402
+from labpaths import BUILD_DIR, kvzlab
 
-BUILD = os.environ.get("KVZ_BUILD_DIR", os.path.join(HERE, "..", "..", "build"))
-QMP_SEND = os.path.join(BUILD, "tests", "virtio", "qmp-send")
+QMP_SEND = os.path.join(BUILD_DIR, "tests", "virtio", "qmp-send")
 
 L2_INIT = r"""
 i=0

@@ -12,14 +12,10 @@ import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "lab"))
-import firmware_images  # noqa: E402
-import kvzlab  # noqa: E402
+import firmware_images
+from labpaths import BUILD_DIR, kvzlab
 
-BUILD = os.environ.get("KVZ_BUILD_DIR", os.path.join(HERE, "..", "..", "build"))
-QMP_SEND = os.path.join(BUILD, "tests", "virtio", "qmp-send")
+QMP_SEND = os.path.join(BUILD_DIR, "tests", "virtio", "qmp-send")
 SEABIOS = "/usr/share/seabios/bios-256k.bin"
 MARKER = "KVZ-FW-L2-BOOTED"
 CD_FILE = b"kvz-cd-file-content-42\n"
@@ -93,7 +89,7 @@ def test_seabios_grub_kernel_and_reset(tmp_path):
                             files={disk: "/disk.img", iso: "/cd.iso",
                                    QMP_SEND: "/bin/qmp-send", SEABIOS: SEABIOS})
     print(f"lab run: {res.duration:.0f} s")
-    log = os.path.join(BUILD, "meson-logs", "lab_firmware.console")
+    log = os.path.join(BUILD_DIR, "meson-logs", "lab_firmware.console")
     with open(log, "w") as f:
         f.write(res.output)
     out = res.output

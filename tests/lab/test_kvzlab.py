@@ -6,14 +6,10 @@ import gzip
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.environ.get(
-    "KVZ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
-    "lab"))
-import kvzlab  # noqa: E402
+from labpaths import kvzlab
 
 
 @pytest.fixture(autouse=True)

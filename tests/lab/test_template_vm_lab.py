@@ -10,10 +10,8 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lab"))
-import kvzlab  # noqa: E402
-import template_vm_lab as t  # noqa: E402
+import template_vm_lab as t
+from labpaths import kvzlab
 
 
 def test_template_vm_boots_logs_in_reboots_and_powers_off_and_boots_by_firmware():

@@ -13,14 +13,10 @@ failures."""
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
-SOURCE_DIR = os.environ.get(
-    "KVZ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(SOURCE_DIR, "lab"))
-import kvzlab  # noqa: E402
+from labpaths import SOURCE_DIR, kvzlab
 
 L2_INIT = r"""
 cpus=$(grep -c '^processor' /proc/cpuinfo)

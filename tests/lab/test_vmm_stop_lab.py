@@ -11,9 +11,8 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmm_stop_cycles as cyc  # noqa: E402
-import kvzlab  # noqa: E402  (on the path through vmm_stop_cycles)
+import vmm_stop_cycles as cyc
+from labpaths import kvzlab
 
 # One cycle in make check (9 L2 boots in one L1, about 5 minutes of lab
 # time); bench/vmm_cycles_lab.sh runs the 30 of the proof.

@@ -35,10 +35,8 @@ import os
 import re
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lab"))
-import kvzlab  # noqa: E402
+from labpaths import BUILD_DIR, kvzlab
 
-BUILD_DIR = kvzlab.build_dir()
 QMP_SEND = os.path.join(BUILD_DIR, "tests", "virtio", "qmp-send")
 L2_MODULES = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_balloon", "virtio_rng"]
 STOP_LIMIT = 20     # L1 seconds from the stop trigger to kvz-vmm's exit

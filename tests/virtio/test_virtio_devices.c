@@ -61,6 +61,7 @@ struct drv {
 	unsigned msix_cap;
 	uint16_t next_desc[4];
 	uint16_t avail_idx[4];
+	uint64_t feat;   /* what drv_init negotiated */
 };
 
 static uint64_t rd(struct drv *d, uint64_t off, unsigned len)
@@ -176,6 +177,7 @@ static uint64_t drv_init(struct drv *d, struct virtio_pci *vp, uint64_t want, un
 		wr(d, c + 0x1c, 1, 2);
 	}
 	wr(d, c + 0x14, 0xf, 1);
+	d->feat = feat;
 	return feat;
 }
 
@@ -266,6 +268,51 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* The set-up most device tests start with: the device made (its error
+ * shown when it is not) and probed by d as Linux does, every feature
+ * wanted. */
+static struct virtio_blk *blk_up_opts(struct drv *d, const struct virtio_blk_opts *o, unsigned nq)
+{
+	char err[256];
+	struct virtio_blk *b = virtio_blk_create_opts(&ctx, o, 0, err, sizeof(err));
+	if (!b)
+		fail_msg("virtio_blk_create_opts: %s", err);
+	drv_init(d, &b->vp, ~0ull, nq);
+	return b;
+}
+
+/* virtio_blk_create's disk (img_path), one queue. */
+static struct virtio_blk *blk_up(struct drv *d, bool readonly, unsigned index)
+{
+	char err[256];
+	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, readonly, index, err, sizeof(err));
+	if (!b)
+		fail_msg("virtio_blk_create: %s", err);
+	drv_init(d, &b->vp, ~0ull, 1);
+	return b;
+}
+
+static struct virtio_rng *rng_up(struct drv *d)
+{
+	char err[256];
+	struct virtio_rng *r = virtio_rng_create(&ctx, err, sizeof(err));
+	if (!r)
+		fail_msg("virtio_rng_create: %s", err);
+	drv_init(d, &r->vp, ~0ull, 1);
+	return r;
+}
+
+/* Its three queues: inflate, deflate, statistics. */
+static struct virtio_balloon *balloon_up(struct drv *d, bool deflate_on_oom)
+{
+	char err[256];
+	struct virtio_balloon *b = virtio_balloon_create(&ctx, deflate_on_oom, err, sizeof(err));
+	if (!b)
+		fail_msg("virtio_balloon_create: %s", err);
+	drv_init(d, &b->vp, ~0ull, 3);
+	return b;
+}
+
 /* ---- virtio-blk ---- */
 
 struct blk_hdr {
@@ -307,14 +354,11 @@ static uint8_t blk_req(struct drv *d, uint32_t type, uint64_t sector, uint64_t d
 
 static void check_blk_rw(bool aio_sync)
 {
-	char err[256];
 	struct virtio_blk_opts o = { .path = img_path, .aio_sync = aio_sync };
-	struct virtio_blk *b = virtio_blk_create_opts(&ctx, &o, 0, err, sizeof(err));
-	assert_non_null(b);
+	struct drv d;
+	struct virtio_blk *b = blk_up_opts(&d, &o, 1);
 	if (aio_sync)
 		assert_int_equal(virtio_blk_engine(b), BLK_AIO_SYNC);
-	struct drv d;
-	drv_init(&d, &b->vp, ~0ull, 1);
 	uint64_t cap = rd(&d, d.device, 8);
 	assert_int_equal(cap, (1 << 20) / 512);
 
@@ -413,13 +457,10 @@ static uint8_t rw_status(unsigned i, bool write)
  * costs fewer interrupts than requests. */
 static void check_many_in_flight(unsigned nq, unsigned q)
 {
-	char err[256];
 	struct virtio_blk_opts o = { .path = img_path, .num_queues = nq };
-	struct virtio_blk *b = virtio_blk_create_opts(&ctx, &o, 0, err, sizeof(err));
-	assert_non_null(b);
 	struct drv d;
-	uint64_t feat = drv_init(&d, &b->vp, ~0ull, nq);
-	assert_int_equal(feat >> 12 & 1, nq > 1);              /* VIRTIO_BLK_F_MQ */
+	struct virtio_blk *b = blk_up_opts(&d, &o, nq);
+	assert_int_equal(d.feat >> 12 & 1, nq > 1);              /* VIRTIO_BLK_F_MQ */
 	assert_int_equal(rd(&d, d.device + 0x22, 2), nq);      /* num_queues */
 	irq_count(&d, q + 1);
 	uint16_t heads[NMANY];
@@ -614,11 +655,8 @@ static void test_blk_pause_drains(void **state)
 static void test_blk_hostile_requests(void **state)
 {
 	(void)state;
-	char err[256];
-	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
-	assert_non_null(b);
 	struct drv d;
-	drv_init(&d, &b->vp, ~0ull, 1);
+	struct virtio_blk *b = blk_up(&d, false, 0);
 	/* 2 MiB read from a 1 MiB disk: within RAM, beyond the disk. */
 	assert_int_equal(blk_req(&d, 0, 0, BUF + 0x10000, 2u << 20, true, NULL), 1);
 	/* sector * 512 would wrap to a small offset. */
@@ -637,11 +675,9 @@ static void test_blk_hostile_requests(void **state)
 
 	/* Read-only: every kind of write refused, the image unchanged. */
 	struct virtio_blk_opts o = { .path = img_path, .readonly = true, .num_queues = 2 };
-	b = virtio_blk_create_opts(&ctx, &o, 0, err, sizeof(err));
-	assert_non_null(b);
-	uint64_t feat = drv_init(&d, &b->vp, ~0ull, 2);
-	assert_true(feat >> 5 & 1);                  /* VIRTIO_BLK_F_RO */
-	assert_false(feat >> 13 & 1);                /* no DISCARD */
+	b = blk_up_opts(&d, &o, 2);
+	assert_true(d.feat >> 5 & 1);                /* VIRTIO_BLK_F_RO */
+	assert_false(d.feat >> 13 & 1);              /* no DISCARD */
 	memset(mem.host + BUF + 0x1000, 0xab, 512);
 	assert_int_equal(blk_req(&d, 1, 0, BUF + 0x1000, 512, false, NULL), 1);
 	seg = (struct dseg){ 0, 8, 0 };
@@ -661,11 +697,8 @@ static void test_blk_hostile_requests(void **state)
 static void test_blk_write_zeroes_discard(void **state)
 {
 	(void)state;
-	char err[256];
-	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
-	assert_non_null(b);
 	struct drv d;
-	drv_init(&d, &b->vp, ~0ull, 1);
+	struct virtio_blk *b = blk_up(&d, false, 0);
 	memset(mem.host + BUF + 0x1000, 0x5a, 8192);
 	assert_int_equal(blk_req(&d, 1, 0, BUF + 0x1000, 8192, false, NULL), 0);
 
@@ -694,13 +727,10 @@ static void test_blk_write_zeroes_discard(void **state)
 static void test_blk_readonly(void **state)
 {
 	(void)state;
-	char err[256];
-	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, true, 1, err, sizeof(err));
-	assert_non_null(b);
 	struct drv d;
-	uint64_t feat = drv_init(&d, &b->vp, ~0ull, 1);
-	assert_true(feat >> 5 & 1);                 /* VIRTIO_BLK_F_RO */
-	assert_false(feat >> 13 & 1);               /* no discard */
+	struct virtio_blk *b = blk_up(&d, true, 1);
+	assert_true(d.feat >> 5 & 1);               /* VIRTIO_BLK_F_RO */
+	assert_false(d.feat >> 13 & 1);             /* no discard */
 	assert_int_equal(blk_req(&d, 1, 0, BUF + 0x1000, 512, false, NULL), 1);
 	assert_int_equal(blk_req(&d, 8, 0, BUF + 0x3000, 20, true, NULL), 0);
 	assert_string_equal((char *)mem.host + BUF + 0x3000, "kvz-vdb");
@@ -765,10 +795,8 @@ static void test_blk_qcow2_pause_commits(void **state)
 	struct qcow2_create_opts co = { 8u << 20, 16, NULL, NULL };
 	assert_int_equal(qcow2_create(img_path, &co, err, sizeof(err)), 0);
 	struct virtio_blk_opts o = { .path = img_path, .format = "qcow2" };
-	struct virtio_blk *b = virtio_blk_create_opts(&ctx, &o, 0, err, sizeof(err));
-	assert_non_null(b);
 	struct drv d;
-	drv_init(&d, &b->vp, ~0ull, 1);
+	struct virtio_blk *b = blk_up_opts(&d, &o, 1);
 	for (unsigned i = 0; i < NQ2; i++) {   /* each allocates a cluster */
 		memset(mem.host + BUF + 0x1000, (int)(i + 1), 4096);
 		uint64_t sector = i * 300000ull / 4096 * 8;
@@ -851,10 +879,8 @@ static void test_blk_resize_raw(void **state)
 {
 	(void)state;
 	char err[320];
-	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
-	assert_non_null(b);
 	struct drv d;
-	drv_init(&d, &b->vp, ~0ull, 1);
+	struct virtio_blk *b = blk_up(&d, false, 0);
 	irq_count(&d, 0);
 	assert_int_equal(rd(&d, d.device, 8), 2048);
 	blk_roundtrip(&d, 8, 0x5a);
@@ -896,11 +922,8 @@ static void test_blk_resize_raw(void **state)
 static void test_blk_resize_readonly(void **state)
 {
 	(void)state;
-	char err[320];
-	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, true, 0, err, sizeof(err));
-	assert_non_null(b);
 	struct drv d;
-	drv_init(&d, &b->vp, ~0ull, 1);
+	struct virtio_blk *b = blk_up(&d, true, 0);
 	irq_count(&d, 0);
 	refused(b, &d, 2u << 20, -EROFS, "read-only");
 	assert_int_equal(file_size(img_path), 1u << 20);
@@ -919,10 +942,8 @@ static void test_blk_resize_qcow2(void **state)
 	struct qcow2_create_opts co = { 8u << 20, 16, NULL, NULL };
 	assert_int_equal(qcow2_create(img_path, &co, err, sizeof(err)), 0);
 	struct virtio_blk_opts o = { .path = img_path, .format = "qcow2" };
-	struct virtio_blk *b = virtio_blk_create_opts(&ctx, &o, 0, err, sizeof(err));
-	assert_non_null(b);
 	struct drv d;
-	drv_init(&d, &b->vp, ~0ull, 1);
+	struct virtio_blk *b = blk_up_opts(&d, &o, 1);
 	irq_count(&d, 0);
 	blk_roundtrip(&d, 16, 0x11);
 	uint64_t big = 3ull << 30;
@@ -968,12 +989,10 @@ static void test_blk_resize_state(void **state)
 	(void)state;
 	char err[320];
 	ctx.state = state_registry_create();
-	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
-	assert_non_null(b);
+	struct drv d;
+	struct virtio_blk *b = blk_up(&d, false, 0);
 	const struct state_entry *e = state_registry_find(ctx.state, "virtio-blk", 0);
 	assert_non_null(e);
-	struct drv d;
-	drv_init(&d, &b->vp, ~0ull, 1);
 	assert_int_equal(virtio_blk_resize(b, 2u << 20, err, sizeof(err)), 0);
 	struct state_buf sb;
 	state_buf_init(&sb);
@@ -1007,11 +1026,8 @@ static void test_blk_resize_state(void **state)
 static void test_malformed_chain_needs_reset(void **state)
 {
 	(void)state;
-	char err[256];
-	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
-	assert_non_null(b);
 	struct drv d;
-	drv_init(&d, &b->vp, ~0ull, 1);
+	struct virtio_blk *b = blk_up(&d, false, 0);
 	irq_count(&d, 0);
 	dtab(0)[0] = (struct virtq_desc){ BUF, 16, VIRTQ_DESC_F_NEXT, 1 };
 	dtab(0)[1] = (struct virtq_desc){ BUF, 16, VIRTQ_DESC_F_NEXT, 0 };
@@ -1078,11 +1094,8 @@ static void test_feature_negotiation(void **state)
 static void test_msix_mask_and_intx(void **state)
 {
 	(void)state;
-	char err[256];
-	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
-	assert_non_null(b);
 	struct drv d;
-	drv_init(&d, &b->vp, ~0ull, 1);
+	struct virtio_blk *b = blk_up(&d, false, 0);
 	irq_count(&d, 1);
 	msix_program(&d, 1, true);
 	blk_req(&d, 4, 0, 0, 0, false, NULL);
@@ -1109,12 +1122,9 @@ static void test_msix_mask_and_intx(void **state)
 static void test_event_idx_suppression(void **state)
 {
 	(void)state;
-	char err[256];
-	struct virtio_blk *b = virtio_blk_create(&ctx, img_path, false, 0, err, sizeof(err));
-	assert_non_null(b);
 	struct drv d;
-	uint64_t feat = drv_init(&d, &b->vp, ~0ull, 1);
-	assert_true(feat >> VIRTIO_F_EVENT_IDX & 1);
+	struct virtio_blk *b = blk_up(&d, false, 0);
+	assert_true(d.feat >> VIRTIO_F_EVENT_IDX & 1);
 	irq_count(&d, 1);
 	avail(0)[2 + QS] = 5;   /* used_event: interrupt once entry 5 is used */
 	blk_req(&d, 4, 0, 0, 0, false, NULL);
@@ -1131,11 +1141,8 @@ static void test_event_idx_suppression(void **state)
 static void test_rng(void **state)
 {
 	(void)state;
-	char err[256];
-	struct virtio_rng *r = virtio_rng_create(&ctx, err, sizeof(err));
-	assert_non_null(r);
 	struct drv d;
-	drv_init(&d, &r->vp, ~0ull, 1);
+	struct virtio_rng *r = rng_up(&d);
 	memset(mem.host + BUF, 0, 256);
 	struct seg s[2] = { { BUF, 100, true }, { BUF + 128, 28, true } };
 	submit(&d, 0, s, 2);
@@ -1154,11 +1161,8 @@ static void test_rng(void **state)
 static void test_notify_follows_bar(void **state)
 {
 	(void)state;
-	char err[256];
-	struct virtio_rng *r = virtio_rng_create(&ctx, err, sizeof(err));
-	assert_non_null(r);
 	struct drv d;
-	drv_init(&d, &r->vp, ~0ull, 1);
+	struct virtio_rng *r = rng_up(&d);
 	struct pci_device *p = &r->vp.pci;
 	assert_int_equal(fake_vmm.ioeventfds, 1);
 	assert_int_equal(fake_vmm.ioeventfd_addr, p->bars[0].addr + d.notify);
@@ -1196,12 +1200,10 @@ static void test_state_save_load(void **state)
 	(void)state;
 	char err[256];
 	ctx.state = state_registry_create();
-	struct virtio_rng *r = virtio_rng_create(&ctx, err, sizeof(err));
-	assert_non_null(r);
+	struct drv d;
+	struct virtio_rng *r = rng_up(&d);
 	const struct state_entry *e = state_registry_find(ctx.state, "virtio-rng", 0);
 	assert_non_null(e);
-	struct drv d;
-	drv_init(&d, &r->vp, ~0ull, 1);
 	struct seg s[1] = { { BUF, 64, true } };
 	submit(&d, 0, s, 1);
 	assert_int_equal(used(0)[1], 1);
@@ -1450,11 +1452,8 @@ static void test_scsi_change_medium(void **state)
 static void test_balloon_paused_keeps_stats_buffer(void **state)
 {
 	(void)state;
-	char err[256];
-	struct virtio_balloon *b = virtio_balloon_create(&ctx, false, err, sizeof(err));
-	assert_non_null(b);
 	struct drv d;
-	drv_init(&d, &b->vp, ~0ull, 3);
+	struct virtio_balloon *b = balloon_up(&d, false);
 	uint8_t rec[10] = { 4, 0 };
 	memcpy(mem.host + BUF, rec, sizeof(rec));
 	struct seg st[1] = { { BUF, sizeof(rec), false } };
@@ -1474,12 +1473,10 @@ static void test_balloon(void **state)
 	(void)state;
 	char err[256];
 	/* Deflate-on-OOM is opt-in: with it Linux keeps MemTotal unchanged. */
-	struct virtio_balloon *b = virtio_balloon_create(&ctx, true, err, sizeof(err));
-	assert_non_null(b);
 	struct drv d;
-	uint64_t feat = drv_init(&d, &b->vp, ~0ull, 3);
-	assert_true(feat >> 1 & 1);   /* stats */
-	assert_true(feat >> 2 & 1);   /* deflate on OOM */
+	struct virtio_balloon *b = balloon_up(&d, true);
+	assert_true(d.feat >> 1 & 1);   /* stats */
+	assert_true(d.feat >> 2 & 1);   /* deflate on OOM */
 	irq_count(&d, 0);
 
 	assert_int_equal(virtio_balloon_set_target(b, RAM - 2 * 4096, err, sizeof(err)), 0);

@@ -14,13 +14,8 @@ import sys
 
 import pytest
 
-SOURCE_DIR = os.environ.get("KVZ_SOURCE_DIR") or os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD_DIR = os.environ.get("KVZ_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
-sys.path.insert(0, os.path.join(SOURCE_DIR, "lab"))
-os.environ.setdefault("KVZ_BUILD_DIR", BUILD_DIR)
-
-import kvzlab  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab"))
+from labpaths import BUILD_DIR, kvzlab  # noqa: E402
 
 VMM = os.path.join(BUILD_DIR, "src", "vmm", "kvz-vmm")
 QMP_SEND = os.path.join(BUILD_DIR, "tests", "virtio", "qmp-send")

@@ -11,8 +11,8 @@ import pytest
 
 import vmmtest
 
-sys.path.insert(0, os.path.join(os.environ.get("KVZ_SOURCE_DIR", "."), "lab"))
-import kvzlab  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab"))
+from labpaths import kvzlab  # noqa: E402
 
 QMP_TOOL = os.path.join(vmmtest.BUILD, "tests", "vmm", "kvz-qmp-tool")
 GUESTS = ["hello", "smp", "counter", "internal", "reboot", "idle", "echo"]
