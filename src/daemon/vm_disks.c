@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "argv_build.h"
+#include "block.h"
 #include "disk_admission.h"
 #include "guest_driver.h"
 #include "guest_ops.h"
@@ -47,8 +48,10 @@ int vm_disk_parse(const struct image_dirs *dirs, const char *what, json_t *spec,
 	*out = NULL;
 	if (json_is_object(spec) && cfg_check_keys(spec, keys, e))
 		return op_fail(e, 400, "%s: %s", what, e->msg);
-	if (size_v && (!cfg_size(size_v, &size) || size < (1u << 20) || size % 512))
-		return op_fail(e, 400, "%s: bad size (at least 1M, a multiple of 512, e.g. \"8G\")", what);
+	if (size_v && (!cfg_size(size_v, &size) || size < (1u << 20) || size % BLK_SECTOR ||
+		       size > BLK_MAX_SIZE))
+		return op_fail(e, 400, "%s: bad size (1M to %lluT, a multiple of %u, e.g. \"8G\")",
+			       what, (unsigned long long)(BLK_MAX_SIZE >> 40), BLK_SECTOR);
 	const char *fmt = cfg_str(spec, "format"), *mode = cfg_str(spec, "mode");
 	const char *base = cfg_str(spec, "base");
 	if (!size && !base)
