@@ -90,8 +90,6 @@ int vm_disk_grow(struct kvzd *d, json_t *g, json_t *cfg, size_t idx, json_t *v, 
 		return idx ? op_fail(e, 409, "%s has no disk %zu (it has %zu)", name, idx,
 				     vm_disks_count(cfg))
 			   : op_fail(e, 409, "%s has no disk to grow", name);
-	if (idx >= VM_DISKS_MAX)
-		return op_fail(e, 409, "%s: disk %zu is beyond kvz-vmm's disks", name, idx);
 	if (disk_bytes(path, qcow2, &now, e))
 		return -1;
 	if (size < now)

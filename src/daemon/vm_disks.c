@@ -39,6 +39,14 @@ int vm_disk_kind(const struct image_dirs *dirs, const struct vm_disk_keys *k,
 	return base ? cfg_image_path(dirs, k->base, base, base_out, outlen, e) : 0;
 }
 
+/* e's message after "what: " (copied first: op_fail writes e->msg). */
+static int prefixed(struct op_error *e, const char *what)
+{
+	char msg[sizeof(e->msg)];
+	snprintf(msg, sizeof(msg), "%s", e->msg);
+	return op_fail(e, e->status, "%s: %s", what, msg);
+}
+
 int vm_disk_parse(const struct image_dirs *dirs, const char *what, json_t *spec,
 		  json_t **out, struct op_error *e)
 {
@@ -47,11 +55,12 @@ int vm_disk_parse(const struct image_dirs *dirs, const char *what, json_t *spec,
 	uint64_t size = 0;
 	*out = NULL;
 	if (json_is_object(spec) && cfg_check_keys(spec, keys, e))
-		return op_fail(e, 400, "%s: %s", what, e->msg);
+		return prefixed(e, what);
+	char max[32];
 	if (size_v && (!cfg_size(size_v, &size) || size < (1u << 20) || size % BLK_SECTOR ||
 		       size > BLK_MAX_SIZE))
-		return op_fail(e, 400, "%s: bad size (1M to %lluT, a multiple of %u, e.g. \"8G\")",
-			       what, (unsigned long long)(BLK_MAX_SIZE >> 40), BLK_SECTOR);
+		return op_fail(e, 400, "%s: bad size (1M to %s, a multiple of %u, e.g. \"8G\")",
+			       what, kvz_format_size(BLK_MAX_SIZE, max, sizeof(max)), BLK_SECTOR);
 	const char *fmt = cfg_str(spec, "format"), *mode = cfg_str(spec, "mode");
 	const char *base = cfg_str(spec, "base");
 	if (!size && !base)
@@ -62,7 +71,7 @@ int vm_disk_parse(const struct image_dirs *dirs, const char *what, json_t *spec,
 	char path[PATH_MAX];
 	static const struct vm_disk_keys names = {"format", "mode", "base"};
 	if (vm_disk_kind(dirs, &names, &fmt, &mode, base, path, sizeof(path), e))
-		return op_fail(e, e->status, "%s: %s", what, e->msg);
+		return prefixed(e, what);
 	*out = json_pack("{s:I, s:s, s:s}", "size", (json_int_t)size, "format", fmt, "mode", mode);
 	if (base)
 		json_object_set_new(*out, "base", json_string(path));

@@ -178,6 +178,12 @@ def test_hostile_disk_requests(fake):
         st, r = d.api("POST", "/v1/guests", {"name": "h", "type": "vm", "kernel": d.kernel, key: v})
         assert st == 400 and "\n" not in r["error"]["message"], (v, r)
     st, r = d.api("POST", "/v1/guests", {"name": "h", "type": "vm", "kernel": d.kernel,
+                                         "disks": ["8M", {"size": "8M", "path": "/x"}]})
+    assert r["error"]["message"] == 'disks[1]: unknown field "path"', r
+    st, r = d.api("POST", "/v1/guests", {"name": "h", "type": "vm", "kernel": d.kernel,
+                                         "disks": ["8M", {"size": "8M", "format": "vmdk"}]})
+    assert r["error"]["message"] == 'disks[1]: format must be "raw" or "qcow2"', r
+    st, r = d.api("POST", "/v1/guests", {"name": "h", "type": "vm", "kernel": d.kernel,
                                          "disk": "8M", "disks": ["8M"]})
     assert st == 400 and "not both" in r["error"]["message"]
     r = d.kvz("create", "vm", "h", "--kernel", d.kernel, "--disk", "8M", "--disk", "8M,path=/x",
