@@ -302,6 +302,7 @@ static int add_disk(struct kvzd *d, json_t *g, json_t *spec, json_t *cfg, char *
 	}
 	json_object_set_new(o, "path", json_string(path));
 	json_object_set_new(o, "size", json_integer((json_int_t)size));
+	snprintf(detail, len, "disk %zu added: %s %s", n, kvz_format_size(size, a, sizeof(a)), fmt);
 	if (n) {
 		json_array_append_new(json_object_get(cfg, "disks"), o);
 	} else {   /* disk 0: its flat keys (the store makes the list) */
@@ -311,9 +312,8 @@ static int add_disk(struct kvzd *d, json_t *g, json_t *spec, json_t *cfg, char *
 		json_object_set(cfg, "disk_mode", json_object_get(o, "mode"));
 		if (base)
 			json_object_set_new(cfg, "disk_base", json_string(base));
-		json_decref(o);
+		json_decref(o);   /* fmt and base pointed into it */
 	}
-	snprintf(detail, len, "disk %zu added: %s %s", n, kvz_format_size(size, a, sizeof(a)), fmt);
 	return 0;
 }
 
