@@ -183,6 +183,9 @@ def test_hostile_disk_requests(fake):
     st, r = d.api("POST", "/v1/guests", {"name": "h", "type": "vm", "kernel": d.kernel,
                                          "disks": ["8M", {"size": "8M", "format": "vmdk"}]})
     assert r["error"]["message"] == 'disks[1]: format must be "raw" or "qcow2"', r
+    for src in ({"template": "debian"}, {"import": os.path.join(images, "escape")}):
+        st, r = d.api("POST", "/v1/guests", dict(src, name="h", type="vm", disks=["8M", "8M"]))
+        assert st == 400 and "add more once it is made" in r["error"]["message"], r
     st, r = d.api("POST", "/v1/guests", {"name": "h", "type": "vm", "kernel": d.kernel,
                                          "disk": "8M", "disks": ["8M"]})
     assert st == 400 and "not both" in r["error"]["message"]
