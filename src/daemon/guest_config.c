@@ -15,7 +15,7 @@
 #include "image_dirs.h"
 #include "install_media.h"
 #include "parse.h"
-#include "vm_disks.h"
+#include "vm_disk_spec.h"
 
 int op_fail(struct op_error *e, int status, const char *fmt, ...)
 {
