@@ -1,6 +1,5 @@
 /* The VM driver: kvz-vmm supervisors, raw or qcow2 disk images under images/. */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,8 +12,6 @@
 #include "hostinfo.h"
 #include "install_media.h"
 #include "parse.h"
-#include "qcow2.h"
-#include "storage.h"
 #include "vm_create.h"
 #include "vm_disks.h"
 
