@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "disk_opts.h"
 #include "http.h"
 #include "log.h"
 #include "parse.h"
@@ -182,7 +183,7 @@ int cmd_create(int argc, char **argv)
 	int total = cmd_at;
 	for (int i = cmd_at; argv[i]; i++)
 		total = i + 1;
-	json_t *req = json_object();
+	json_t *req = json_object(), *disks = json_array(), *spec;
 	int c, rc = 1;
 	uint64_t pids;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -191,7 +192,11 @@ int cmd_create(int argc, char **argv)
 		case 't': json_object_set_new(req, "template", json_string(optarg)); break;
 		case 'm': bad = put_size(req, "memory", "--memory", optarg, true); break;
 		case 'c': bad = put_cpus(req, optarg); break;
-		case 'd': bad = put_size(req, "disk", "--disk", optarg, false); break;
+		case 'd':
+			bad = disk_spec_parse("--disk", optarg, &spec);
+			if (!bad)
+				json_array_append_new(disks, spec);
+			break;
 		case 'D': json_object_set_new(req, "disk_mode", json_string(optarg)); break;
 		case 'p':
 			if (!(kvz_parse_u64(optarg, 1, 1 << 22, &pids))) {
@@ -233,6 +238,8 @@ int cmd_create(int argc, char **argv)
 		kvz_error("usage: kvz create ct|vm NAME [options] [-- CMD ARGS (containers)]");
 		goto out;
 	}
+	if (disks_finish(req, disks))
+		goto out;
 	const char *type = argv[optind];
 	if (!name_ok(argv[optind + 1]))
 		goto out;
@@ -260,6 +267,7 @@ int cmd_create(int argc, char **argv)
 	}
 out:
 	json_decref(req);
+	json_decref(disks);
 	return rc;
 }
 
@@ -366,18 +374,32 @@ int cmd_set(int argc, char **argv)
 		{"ha", no_argument, NULL, 'H'}, {"no-ha", no_argument, NULL, 'N'},
 		{"tag", required_argument, NULL, 'G'}, {"no-tags", no_argument, NULL, 'T'},
 		{"boot", required_argument, NULL, 'O'}, {"cdrom", required_argument, NULL, 'C'},
-		{"eject", no_argument, NULL, 'E'},
+		{"eject", no_argument, NULL, 'E'}, {"force", no_argument, NULL, 'f'},
+		{"add-disk", required_argument, NULL, 'a'}, {"remove-disk", required_argument, NULL, 'r'},
 		{NULL, 0, NULL, 0},
 	};
-	json_t *req = json_object();
+	json_t *req = json_object(), *spec;
 	int c, rc = 1, ha = -1;
-	uint64_t pids;
+	uint64_t pids, n;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		int bad = 0;
 		switch (c) {
 		case 'm': bad = put_size(req, "memory", "--memory", optarg, true); break;
 		case 'c': bad = put_cpus(req, optarg); break;
-		case 'd': bad = put_size(req, "disk", "--disk", optarg, false); break;
+		case 'd': bad = disk_grow_arg(req, optarg); break;
+		case 'a':
+			bad = disk_spec_parse("--add-disk", optarg, &spec);
+			if (!bad)
+				json_object_set_new(req, "add_disk", spec);
+			break;
+		case 'r':
+			bad = !kvz_parse_u64(optarg, 0, 63, &n);
+			if (bad)
+				kvz_error("--remove-disk: bad disk number \"%s\" (1 for the second disk)", optarg);
+			else
+				json_object_set_new(req, "remove_disk", json_integer((json_int_t)n));
+			break;
+		case 'f': json_object_set_new(req, "force", json_true()); break;
 		case 'p':
 			if (!kvz_parse_u64(optarg, 1, 1 << 22, &pids)) {
 				kvz_error("--pids: bad number \"%s\"", optarg);
@@ -406,7 +428,7 @@ int cmd_set(int argc, char **argv)
 	if (ha >= 0)
 		json_object_set_new(req, "ha", json_boolean(ha));
 	if (argc - optind != 1 || !json_object_size(req)) {
-		kvz_error("usage: kvz set NAME [--memory SIZE|SOFT:HARD] [--cpus N] [--pids N] [--disk SIZE] [--tag T]... [--no-tags] [--boot direct|firmware|disk|cdrom] [--cdrom ISO | --eject] | --ha | --no-ha");
+		kvz_error("usage: kvz set NAME [--memory SIZE|SOFT:HARD] [--cpus N] [--pids N] [--disk [N:]SIZE] [--add-disk SIZE[,format=F] | --remove-disk N] [--tag T]... [--no-tags] [--boot direct|firmware|disk|cdrom] [--cdrom ISO | --eject [--force]] | --ha | --no-ha");
 		goto out;
 	}
 	if (!name_ok(argv[optind]))

@@ -22,7 +22,7 @@ static const struct {
 	{"start", cmd_start, "start NAME                     start a guest"},
 	{"stop", cmd_stop, "stop NAME [--timeout S] [--force]"},
 	{"destroy", cmd_destroy, "destroy NAME [--force]         remove a guest and its storage"},
-	{"set", cmd_set, "set NAME [--memory M] [--cpus C] [--pids N] [--disk S] [--tag T]... [--no-tags] [--boot B] [--cdrom ISO|--eject] | --ha | --no-ha   live where possible (boot, cdrom: next start)"},
+	{"set", cmd_set, "set NAME [--memory M] [--cpus C] [--pids N] [--disk [N:]S] [--add-disk S[,format=F] | --remove-disk N] [--tag T]... [--no-tags] [--boot B] [--cdrom ISO|--eject [--force]] | --ha | --no-ha   live where possible (boot, cdrom: next start; disks added/removed: stopped VM)"},
 	{"list", cmd_list, "list [--all]                   guests with state and usage (--all: the whole cluster)"},
 	{"show", cmd_show, "show NAME                      one guest in detail"},
 	{"exec", cmd_exec, "exec [-t] [--env N[=V]]... NAME -- CMD [ARGS...]   run a command in a container"},

@@ -16,20 +16,20 @@ static void disk_dir(const struct kvzd *d, const struct guest_driver *drv, char 
 	snprintf(buf, len, "%s/%s", d->state_dir, drv->disk_dir);
 }
 
-/* What a disk of size bytes may still take from its filesystem. */
-static uint64_t unallocated(const struct kvzd *d, const char *name,
-			    const struct guest_driver *drv, uint64_t size)
+/* What the disk at path, of size bytes, may still take from its
+ * filesystem. */
+static uint64_t unallocated(const char *path, uint64_t size)
 {
-	char path[600];
 	uint64_t used, apparent;
-	drv->disk_file(d, name, path, sizeof(path));
 	storage_usage(path, &used, &apparent);
 	return size > used ? size - used : 0;
 }
 
-/* The still unallocated bytes of every other guest disk on filesystem dev. */
-static uint64_t promised_elsewhere(struct kvzd *d, const char *name, dev_t dev,
-				   const dev_t kind_dev[GUEST_KIND_COUNT])
+/* The still unallocated bytes of every guest disk on filesystem dev but
+ * the one being admitted (guest name's at path): disk 0 at the driver's
+ * file, a VM's disks 1.. at theirs (vm_disks.h). */
+static uint64_t promised_elsewhere(struct kvzd *d, const char *name, const char *path,
+				   dev_t dev, const dev_t kind_dev[GUEST_KIND_COUNT])
 {
 	json_t *list = store_guest_list(d->store);
 	uint64_t sum = 0;
@@ -38,10 +38,21 @@ static uint64_t promised_elsewhere(struct kvzd *d, const char *name, dev_t dev,
 	json_array_foreach(list, i, g) {
 		const char *other = cfg_str(g, "name");
 		const struct guest_driver *drv = guest_driver_of(g);
-		if (!strcmp(other, name) || kind_dev[drv->kind] != dev)
+		bool same = !strcmp(other, name);
+		if (kind_dev[drv->kind] != dev)
 			continue;
-		json_t *size = json_object_get(json_object_get(g, "config"), "disk_size");
-		sum += unallocated(d, other, drv, (uint64_t)json_integer_value(size));
+		json_t *cfg = json_object_get(g, "config");
+		char p0[600];
+		drv->disk_file(d, other, p0, sizeof(p0));
+		if (!same || strcmp(p0, path))
+			sum += unallocated(p0, (uint64_t)json_integer_value(json_object_get(cfg, "disk_size")));
+		json_t *disks = json_object_get(cfg, "disks");
+		for (size_t k = 1; drv->kind == GUEST_VM && k < json_array_size(disks); k++) {
+			json_t *o = json_array_get(disks, k);
+			const char *p = cfg_str(o, "path");
+			if (p && (!same || strcmp(p, path)))
+				sum += unallocated(p, (uint64_t)json_integer_value(json_object_get(o, "size")));
+		}
 	}
 	json_decref(list);
 	return sum;
@@ -49,6 +60,14 @@ static uint64_t promised_elsewhere(struct kvzd *d, const char *name, dev_t dev,
 
 int disk_admit(struct kvzd *d, const char *name, const struct guest_driver *drv,
 	       uint64_t size, struct op_error *e)
+{
+	char path[600];
+	drv->disk_file(d, name, path, sizeof(path));
+	return disk_admit_at(d, name, drv, path, size, e);
+}
+
+int disk_admit_at(struct kvzd *d, const char *name, const struct guest_driver *drv,
+		  const char *path, uint64_t size, struct op_error *e)
 {
 	char dirs[GUEST_KIND_COUNT][300];
 	dev_t kind_dev[GUEST_KIND_COUNT];
@@ -61,8 +80,8 @@ int disk_admit(struct kvzd *d, const char *name, const struct guest_driver *drv,
 	}
 	const char *dir = dirs[drv->kind];
 	uint64_t free_bytes = storage_free_bytes(dir);
-	uint64_t mine = unallocated(d, name, drv, size);
-	uint64_t others = promised_elsewhere(d, name, kind_dev[drv->kind], kind_dev);
+	uint64_t mine = unallocated(path, size);
+	uint64_t others = promised_elsewhere(d, name, path, kind_dev[drv->kind], kind_dev);
 	if ((double)mine + (double)others <= (double)free_bytes * d->disk_overcommit)
 		return 0;
 	char a[32], b[32], c[32];

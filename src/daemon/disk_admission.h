@@ -22,5 +22,10 @@
 struct guest_driver;
 int disk_admit(struct kvzd *d, const char *name, const struct guest_driver *drv,
 	       uint64_t size, struct op_error *e);
+/* The same for the disk of guest name at path (a VM's disk 1.. : its file,
+ * or the one it is about to get); the guest's other disks count as
+ * promised too. */
+int disk_admit_at(struct kvzd *d, const char *name, const struct guest_driver *drv,
+		  const char *path, uint64_t size, struct op_error *e);
 
 #endif

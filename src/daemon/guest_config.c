@@ -15,6 +15,7 @@
 #include "image_dirs.h"
 #include "install_media.h"
 #include "parse.h"
+#include "vm_disk_spec.h"
 
 int op_fail(struct op_error *e, int status, const char *fmt, ...)
 {
@@ -275,33 +276,82 @@ static int vm_source(const struct image_dirs *dirs, json_t *req, json_t *cfg, ui
 	return 0;
 }
 
-/* disk_format raw (default) or qcow2, and disk_base: an image in the
- * image directories under a qcow2 disk (its size when none is given). */
+/* disk_format raw (default) or qcow2, disk_mode sparse (default) or fixed,
+ * and disk_base: an image in the image directories under a qcow2 disk
+ * (its size when none is given). */
 static int vm_disk_format(const struct image_dirs *dirs, json_t *req, json_t *cfg,
 			  struct op_error *e)
 {
-	const char *fmt = cfg_str(req, "disk_format");
+	const char *fmt = cfg_str(req, "disk_format"), *mode = cfg_str(req, "disk_mode");
 	const char *base = cfg_str(req, "disk_base");
-	if (fmt && strcmp(fmt, "raw") && strcmp(fmt, "qcow2"))
-		return op_fail(e, 400, "disk_format must be \"raw\" or \"qcow2\"");
-	if (!fmt)
-		fmt = base ? "qcow2" : "raw";
-	if (base && strcmp(fmt, "qcow2"))
-		return op_fail(e, 400, "disk_base needs disk_format qcow2");
-	if (!strcmp(fmt, "qcow2") && !strcmp(cfg_str(cfg, "disk_mode"), "fixed"))
-		return op_fail(e, 400, "a fixed (preallocated) disk is raw; qcow2 grows");
-	json_object_set_new(cfg, "disk_format", json_string(fmt));
-	if (!base)
-		return 0;
 	char path[PATH_MAX];
-	if (cfg_image_path(dirs, "disk_base", base, path, sizeof(path), e))
+	if (vm_disk_kind(dirs, &vm_disk0_keys, &fmt, &mode, base, path, sizeof(path), e))
 		return -1;
-	json_object_set_new(cfg, "disk_base", json_string(path));
+	json_object_set_new(cfg, "disk_format", json_string(fmt));
+	json_object_set_new(cfg, "disk_mode", json_string(mode));
+	if (base)
+		json_object_set_new(cfg, "disk_base", json_string(path));
 	return 0;
 }
 
+/* "disks": every disk of a new VM in order. Disk 0 becomes the flat keys
+ * the rest of the request is read by (in r, a copy of req); disks 1.. go
+ * to cfg "disks" after a placeholder for disk 0 (the store fills it). */
+static int vm_disk_list(const struct image_dirs *dirs, json_t *r, json_t *cfg,
+			struct op_error *e)
+{
+	json_t *list = json_object_get(r, "disks");
+	if (!list)
+		return 0;
+	if (!json_is_array(list) || !json_array_size(list) || json_array_size(list) > VM_DISKS_MAX)
+		return op_fail(e, 400, "disks must be a list of 1 to %d disks", VM_DISKS_MAX);
+	for (const char *const *k = (const char *const[]){"disk", "disk_format", "disk_mode",
+							  "disk_base", NULL}; *k; k++)
+		if (json_object_get(r, *k))
+			return op_fail(e, 400, "give \"disks\" or \"%s\", not both", *k);
+	if (cfg_str(r, "template") || cfg_str(r, "import"))
+		return op_fail(e, 400, "a template's or an import's VM starts with its one disk; "
+			       "add more once it is made (kvz set NAME --add-disk SIZE)");
+	json_t *d0;
+	if (vm_disk_parse(dirs, "disks[0]", json_array_get(list, 0), &d0, e))
+		return -1;
+	json_object_set(r, "disk", json_object_get(d0, "size"));
+	json_object_set(r, "disk_format", json_object_get(d0, "format"));
+	json_object_set(r, "disk_mode", json_object_get(d0, "mode"));
+	if (json_object_get(d0, "base"))
+		json_object_set(r, "disk_base", json_object_get(d0, "base"));
+	json_decref(d0);
+	json_t *out = json_array();
+	json_array_append_new(out, json_object());
+	for (size_t i = 1; i < json_array_size(list); i++) {
+		char what[32];
+		json_t *o;
+		snprintf(what, sizeof(what), "disks[%zu]", i);
+		if (vm_disk_parse(dirs, what, json_array_get(list, i), &o, e)) {
+			json_decref(out);
+			return -1;
+		}
+		json_array_append_new(out, o);
+	}
+	json_object_set_new(cfg, "disks", out);
+	json_object_del(r, "disks");
+	return 0;
+}
+
+static int vm_config_from(const struct image_dirs *dirs, json_t *req, json_t *cfg,
+			  struct op_error *e);
+
 int guest_config_vm(const struct image_dirs *dirs, json_t *req, json_t *cfg,
 		    struct op_error *e)
+{
+	json_t *r = json_copy(req);
+	int rc = vm_disk_list(dirs, r, cfg, e) ? -1 : vm_config_from(dirs, r, cfg, e);
+	json_decref(r);
+	return rc;
+}
+
+static int vm_config_from(const struct image_dirs *dirs, json_t *req, json_t *cfg,
+			  struct op_error *e)
 {
 	static const char *const keys[] = {"name", "type", "kernel", "initrd", "cmdline",
 		"memory", "cpus", "disk", "disk_mode", "disk_format", "disk_base", "bridge", "mac", "balloon", "autostart", "tags",
@@ -341,10 +391,6 @@ int guest_config_vm(const struct image_dirs *dirs, json_t *req, json_t *cfg,
 		return op_fail(e, 400, "bad cpus for a VM (a whole number from 1 to 64)");
 	json_object_set_new(cfg, "cpus", json_integer((json_int_t)cpus));
 	json_object_set_new(cfg, "disk_size", json_integer((json_int_t)disk));
-	const char *mode = cfg_str(req, "disk_mode");
-	if (mode && strcmp(mode, "sparse") && strcmp(mode, "fixed"))
-		return op_fail(e, 400, "disk_mode must be \"sparse\" or \"fixed\"");
-	json_object_set_new(cfg, "disk_mode", json_string(mode ? mode : "sparse"));
 	if (vm_disk_format(dirs, req, cfg, e))
 		return -1;
 	v = json_object_get(req, "balloon");

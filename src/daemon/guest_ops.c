@@ -27,6 +27,7 @@
 #include "store.h"
 #include "supervisor.h"
 #include "vm_create.h"
+#include "vm_disks.h"
 
 #define START_TIMEOUT_MS 30000
 #define QMP_TIMEOUT_MS 5000
@@ -90,7 +91,9 @@ int guest_create(struct kvzd *d, json_t *req, json_t **job, struct op_error *e)
 	 * disk space. Storage second; if that fails the record goes again, so
 	 * nothing is left half-done. */
 	pthread_mutex_lock(&d->disk_lock);
-	uint64_t disk = (uint64_t)json_integer_value(json_object_get(cfg, "disk_size"));
+	/* A new VM's disks 1.. count with disk 0: none of their files is made. */
+	uint64_t disk = (uint64_t)json_integer_value(json_object_get(cfg, "disk_size")) +
+			vm_disks_extra_bytes(cfg);
 	int bad = disk_admit(d, name, drv, disk, e);
 	if (!bad && store_guest_insert(d->store, name, drv->type, cfg, json_is_true(av), err, sizeof(err)))
 		bad = op_fail(e, strstr(err, "already exists") ? 409 : 500, "%s", err);

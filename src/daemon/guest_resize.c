@@ -17,12 +17,49 @@
 #include "parse.h"
 #include "store.h"
 #include "vm_disk_grow.h"
+#include "vm_disks.h"
+
+/* What goes together in a VM's PATCH: force with ejecting the CD, and
+ * disk_index with a disk size. */
+static int vm_set_checks(json_t *req, struct op_error *e)
+{
+	json_t *force = json_object_get(req, "force"), *idx = json_object_get(req, "disk_index");
+	if (force && (!json_is_boolean(force) || !json_is_null(json_object_get(req, "cdrom"))))
+		return op_fail(e, 400, "force is true or false, and goes with ejecting the CD "
+			       "(cdrom null) only");
+	if (idx && (!json_is_integer(idx) || json_integer_value(idx) < 0 ||
+		    json_integer_value(idx) >= VM_DISKS_MAX))
+		return op_fail(e, 400, "disk_index is a disk number from 0 to %d", VM_DISKS_MAX - 1);
+	if (idx && !json_object_get(req, "disk"))
+		return op_fail(e, 400, "disk_index goes with disk (the new size of that disk)");
+	return 0;
+}
+
+/* add_disk or remove_disk (vm_disks.h), alone. */
+static int vm_set_disks(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
+{
+	const char *name = cfg_str(g, "name");
+	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
+	char detail[200];
+	pthread_mutex_lock(&d->disk_lock);   /* until the new disk is stored */
+	int rc = vm_disks_change(d, g, req, cfg, detail, sizeof(detail), e);
+	if (!rc && store_guest_set_config(d->store, name, cfg))
+		rc = op_fail(e, 500, "store: cannot record the disks of %s", name);
+	pthread_mutex_unlock(&d->disk_lock);
+	if (!rc)
+		store_event_add(d->store, name, "disks", detail);
+	json_decref(cfg);
+	return rc;
+}
 
 int guest_resize_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
 {
-	static const char *const keys[] = {"memory", "cpus", "boot", "cdrom", "disk", NULL};
-	if (cfg_check_keys(req, keys, e))
+	static const char *const keys[] = {"memory", "cpus", "boot", "cdrom", "force", "disk",
+		"disk_index", "add_disk", "remove_disk", NULL};
+	if (cfg_check_keys(req, keys, e) || vm_set_checks(req, e))
 		return -1;
+	if (json_object_get(req, "add_disk") || json_object_get(req, "remove_disk"))
+		return vm_set_disks(d, g, req, e);
 	const char *name = cfg_str(g, "name");
 	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
 	bool running = !strcmp(cfg_str(g, "state"), "running");
@@ -94,7 +131,8 @@ int guest_resize_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e)
 	if (v) {
 		pthread_mutex_lock(&d->disk_lock);   /* until the size is stored */
 		disk_locked = true;
-		if (vm_disk_grow(d, g, cfg, v, running, detail, sizeof(detail), e))
+		size_t idx = (size_t)json_integer_value(json_object_get(req, "disk_index"));
+		if (vm_disk_grow(d, g, cfg, idx, v, running, detail, sizeof(detail), e))
 			goto out;
 	}
 	store_guest_set_config(d->store, name, cfg);

@@ -1,6 +1,5 @@
 /* The VM driver: kvz-vmm supervisors, raw or qcow2 disk images under images/. */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,9 +12,8 @@
 #include "hostinfo.h"
 #include "install_media.h"
 #include "parse.h"
-#include "qcow2.h"
-#include "storage.h"
 #include "vm_create.h"
+#include "vm_disks.h"
 
 static int vm_config(struct kvzd *d, json_t *req, json_t *cfg, struct op_error *e)
 {
@@ -28,48 +26,8 @@ static bool vm_disk_qcow2(json_t *cfg)
 	return fmt && !strcmp(fmt, "qcow2");
 }
 
-/* A qcow2 disk, over disk_base when there is one (opened read-only here:
- * its format may be probed; its size is the disk's when none was asked). */
-static int vm_create_qcow2(const char *path, uint64_t size, const char *base,
-			   struct op_error *e)
-{
-	char err[400];
-	const char *base_fmt = NULL;
-	if (base) {
-		struct qcow2 *b;
-		int fd = open(base, O_RDONLY | O_CLOEXEC);
-		char magic[4] = {0};
-		if (fd < 0 || pread(fd, magic, 4, 0) < 0) {
-			if (fd >= 0)
-				close(fd);
-			return op_fail(e, 400, "disk_base %s: %s", base, strerror(errno));
-		}
-		bool is_qcow2 = !memcmp(magic, "QFI\xfb", 4);
-		struct stat st;
-		if (!is_qcow2 && fstat(fd, &st) == 0 && !size)
-			size = (uint64_t)st.st_size;
-		if (is_qcow2 && qcow2_open(base, fd, 0, &b, err, sizeof(err)) < 0) {
-			close(fd);
-			return op_fail(e, 400, "disk_base %s", err);
-		}
-		close(fd);
-		/* Its own base would be a path nobody checked against the image
-		 * directories: a template with a backing file is refused. */
-		bool chained = is_qcow2 && qcow2_backing_name(b);
-		if (is_qcow2) {
-			size = size ? size : qcow2_size(b);
-			qcow2_close(b);
-		}
-		if (chained)
-			return op_fail(e, 400, "disk_base %s has a backing file itself; flatten it first (kvz image convert)", base);
-		base_fmt = is_qcow2 ? "qcow2" : "raw";
-	}
-	struct qcow2_create_opts o = {size, 0, base, base_fmt};
-	if (qcow2_create(path, &o, err, sizeof(err)) < 0)
-		return op_fail(e, 500, "cannot create disk image: %s", err);
-	return 0;
-}
-
+/* Disk 0 (STATE/images/NAME.img), then disks 1.. (vm_disks.h); all or
+ * none. */
 static int vm_create_storage(struct kvzd *d, const char *name, json_t *cfg,
 			     struct op_error *e)
 {
@@ -77,26 +35,20 @@ static int vm_create_storage(struct kvzd *d, const char *name, json_t *cfg,
 	if (vm_create_is_job(cfg))
 		return 0; /* the vm-create job makes it */
 	const char *base = cfg_str(cfg, "disk_base");
-	if (vm_disk_qcow2(cfg) && (size || base)) {
-		char path[320];
-		guest_image_path(d, name, path, sizeof(path));
-		if (vm_create_qcow2(path, size, base, e))
-			return -1;
-		json_object_set_new(cfg, "disk_path", json_string(path));
+	bool qcow2 = vm_disk_qcow2(cfg);
+	if (!size && !(qcow2 && base))
 		return 0;
-	}
-	if (!size)
-		return 0;
-	bool fixed = !strcmp(cfg_str(cfg, "disk_mode"), "fixed");
-	char dir[300], path[320], err[400];
-	snprintf(dir, sizeof(dir), "%s/images", d->state_dir);
-	if (fixed && storage_free_bytes(dir) < size)
-		return op_fail(e, 409, "not enough space in %s for a fixed %llu-byte disk", dir,
-			       (unsigned long long)size);
+	char path[320];
 	guest_image_path(d, name, path, sizeof(path));
-	if (storage_create_image(path, size, fixed, err, sizeof(err)))
-		return op_fail(e, 500, "%s", err);
+	if (vm_disk_make(d, path, &size, qcow2, !strcmp(cfg_str(cfg, "disk_mode"), "fixed"),
+			 base, e))
+		return -1;
+	if (vm_disks_make_extra(d, name, cfg, 1, e)) {
+		unlink(path);
+		return -1;
+	}
 	json_object_set_new(cfg, "disk_path", json_string(path));
+	json_object_set_new(cfg, "disk_size", json_integer((json_int_t)size));
 	return 0;
 }
 
@@ -110,16 +62,28 @@ static int vm_remove_storage(struct kvzd *d, const char *name, json_t *cfg,
 		disk = path;
 	}
 	vm_create_remove_files(d, name);
+	if (vm_disks_remove_extra(cfg, 1, e))
+		return -1;
 	if (unlink(disk) < 0 && errno != ENOENT)
 		return op_fail(e, 500, "cannot remove %s: %s", disk, strerror(errno));
 	return 0;
 }
 
 /* Again at each start: the operator may have narrowed --images-dir since
- * the VM was created, or the file may have been replaced by a symlink. */
+ * the VM was created, or the file may have been replaced by a symlink.
+ * Disks 1.. are kvzd's own files: still plain files, not a link, device
+ * or FIFO put in their place. */
 static int vm_images_allowed(struct kvzd *d, json_t *cfg, struct op_error *e)
 {
 	char path[PATH_MAX];
+	json_t *disks = json_object_get(cfg, "disks");
+	for (size_t i = 1; i < json_array_size(disks); i++) {
+		const char *p = cfg_str(json_array_get(disks, i), "path");
+		struct stat st;
+		if (!p || lstat(p, &st) < 0 || !S_ISREG(st.st_mode))
+			return op_fail(e, 409, "disk %zu (%s) is not a plain file of kvzd's: refused",
+				       i, p ? p : "never made");
+	}
 	for (const char *const *k = (const char *const[]){"kernel", "initrd", NULL}; *k; k++) {
 		const char *p = cfg_str(cfg, *k);
 		if (p && cfg_image_path(d->images, *k, p, path, sizeof(path), e)) {
@@ -220,6 +184,7 @@ static void vm_argv(struct kvzd *d, const char *name, json_t *cfg, const char *q
 		else
 			arg(a, "%s", cfg_str(cfg, "disk_path"));
 	}
+	vm_disks_argv(cfg, a);
 	json_t *cdrom_fd = json_object_get(cfg, "cdrom_fd");
 	if (cdrom_fd) {
 		a->keep_fd = (int)json_integer_value(cdrom_fd);

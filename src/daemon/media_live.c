@@ -54,14 +54,16 @@ static int change(struct kvzd *d, struct qmp_client *c, const char *name, const 
 	return 0;
 }
 
-static int eject(struct qmp_client *c, const char *name, struct op_error *e)
+/* force: out even when the guest locked the tray (QEMU's eject force). */
+static int eject(struct qmp_client *c, const char *name, bool force, struct op_error *e)
 {
 	char err[300];
-	json_t *args = json_pack("{s:s}", "id", CDROM_ID);
+	json_t *args = json_pack("{s:s, s:b}", "id", CDROM_ID, "force", force);
 	int rc = qmp_client_execute(c, "eject", args, NULL, NULL, 0, err, sizeof(err));
 	json_decref(args);
 	if (rc)
-		return op_fail(e, rc > 0 ? 409 : 502, "%s: the CD was not ejected: %s", name, err);
+		return op_fail(e, rc > 0 ? 409 : 502, "%s: the CD was not ejected: %s%s", name, err,
+			       rc > 0 && !force ? " (--force ejects it anyway)" : "");
 	return 0;
 }
 
@@ -78,7 +80,7 @@ int media_live_apply(struct kvzd *d, const char *name, const char *qmp, json_t *
 	bool drive;
 	int rc = has_drive(c, name, &drive, e);
 	if (rc == 0 && drive)
-		rc = json_is_string(iso) ? change(d, c, name, cfg_str(cfg, "cdrom"), e) : eject(c, name, e);
+		rc = json_is_string(iso) ? change(d, c, name, cfg_str(cfg, "cdrom"), e) : eject(c, name, json_is_true(json_object_get(req, "force")), e);
 	qmp_client_close(c);
 	if (rc)
 		return -1;

@@ -25,6 +25,7 @@
 #include "peer_client.h"
 #include "snapshots.h"
 #include "store.h"
+#include "vm_disks.h"
 #include "supervisor.h"
 
 /* The target's confirmation after the stream's end (its fsync). */
@@ -127,6 +128,9 @@ static json_t *reservation(struct kvzd *d, json_t *g, bool running, bool live,
 			   bool copy_storage, bool *ours, struct op_error *e)
 {
 	const char *name = cfg_str(g, "name");
+	/* Again in the job: a disk may have been added since it was queued. */
+	if (vm_disks_only_one(json_object_get(g, "config"), name, "a migration", e))
+		return NULL;
 	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
 	const char *disk = cfg_str(cfg, "disk_path");
 	char mine[400], model[256];
@@ -503,11 +507,14 @@ json_t *migration_start(struct kvzd *d, const char *guest, json_t *req, struct o
 		return NULL;
 	const char *why = guest_driver_of(g)->no_migration;
 	bool has_disk = cfg_str(json_object_get(g, "config"), "disk_path") != NULL;
+	int several = vm_disks_only_one(json_object_get(g, "config"), guest, "a migration", e);
 	json_decref(g);
 	if (why) {
 		op_fail(e, 409, "%s: %s", guest, why);
 		return NULL;
 	}
+	if (several)
+		return NULL;
 	if (json_is_true(cs) && !has_disk) {
 		op_fail(e, 400, "%s has no disk to copy (copy_storage)", guest);
 		return NULL;

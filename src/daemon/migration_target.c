@@ -457,7 +457,16 @@ static int reserve_locked(struct kvzd *d, json_t *req, const struct guest_driver
 	int rc = -1;
 	/* Only this kvzd names a file it may remove (never the peer). */
 	json_object_del(cfg, "incoming_disk");
-	json_t *old = store_guest_get(d->store, name);
+	json_t *old = NULL;
+	/* Disk 0 only (migration_source.c refuses more); its disks[0] entry
+	 * is this store's to make from the flat keys, never the peer's. */
+	if (json_array_size(json_object_get(cfg, "disks")) > 1) {
+		op_fail(e, 400, "%s comes with %zu disks; a migration carries disk 0 only", name,
+			json_array_size(json_object_get(cfg, "disks")));
+		goto out;
+	}
+	json_object_del(cfg, "disks");
+	old = store_guest_get(d->store, name);
 	if (old) {
 		op_fail(e, 409, "this host already has a guest named %s", name);
 		goto out;

@@ -17,6 +17,7 @@
 #include "parse.h"
 #include "qmp_client.h"
 #include "store.h"
+#include "vm_disks.h"
 #include "vm_state.h"
 
 
@@ -64,6 +65,18 @@ static json_t *snapshot_guest(struct kvzd *d, const char *guest, struct op_error
 	return g;
 }
 
+/* The same for taking or restoring one: a snapshot holds disk 0 only, so a
+ * VM with more disks is refused rather than have disks 1.. left out. */
+static json_t *snapshot_guest_whole(struct kvzd *d, const char *guest, struct op_error *e)
+{
+	json_t *g = snapshot_guest(d, guest, e);
+	if (g && vm_disks_only_one(json_object_get(g, "config"), guest, "a snapshot", e)) {
+		json_decref(g);
+		return NULL;
+	}
+	return g;
+}
+
 static int check_snap_name(const char *snap, struct op_error *e)
 {
 	if (!snap || !kvz_valid_name(snap))
@@ -80,7 +93,7 @@ static json_t *submit(struct kvzd *d, const struct job_kind *k, const char *gues
 {
 	if (check_snap_name(snap, e))
 		return NULL;
-	json_t *g = snapshot_guest(d, guest, e);
+	json_t *g = snapshot_guest_whole(d, guest, e);
 	if (!g)
 		return NULL;
 	json_decref(g);
@@ -160,7 +173,7 @@ static int create_run(struct kvzd *d, struct job *j, const char *guest, json_t *
 		      struct op_error *e)
 {
 	const char *snap = json_string_value(json_object_get(params, "snapshot"));
-	json_t *g = snapshot_guest(d, guest, e);
+	json_t *g = snapshot_guest_whole(d, guest, e);
 	if (!g)
 		return -1;
 	const char *state = cfg_str(g, "state");
@@ -305,7 +318,7 @@ static int restore_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 		       struct op_error *e)
 {
 	const char *snap = json_string_value(json_object_get(params, "snapshot"));
-	json_t *g = snapshot_guest(d, guest, e);
+	json_t *g = snapshot_guest_whole(d, guest, e);
 	if (!g)
 		return -1;
 	json_t *rec = store_snapshot_get(d->store, guest, snap);

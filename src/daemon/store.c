@@ -11,6 +11,24 @@
 #include "store_internal.h"
 
 
+/* A VM's disk 0 as an entry of its config's "disks" list (vm_disks.h),
+ * from the flat disk_* keys: base and path null when it has none (yet). */
+#define VM_DISK0 "json_object('path', json_extract(config, '$.disk_path'),"		\
+	" 'size', COALESCE(json_extract(config, '$.disk_size'), 0),"			\
+	" 'format', COALESCE(json_extract(config, '$.disk_format'), 'raw'),"		\
+	" 'mode', COALESCE(json_extract(config, '$.disk_mode'), 'sparse'),"		\
+	" 'base', json_extract(config, '$.disk_base'))"
+/* disks[0] rewritten from the flat keys for every VM that has a disk or a
+ * list: the one place that keeps the two in step, whoever wrote config. */
+#define VM_DISK0_MIRROR "UPDATE guests SET config = CASE"				\
+	" WHEN json_type(config, '$.disks') = 'array'"					\
+	"  AND json_array_length(config, '$.disks') > 0"				\
+	" THEN json_set(config, '$.disks[0]', " VM_DISK0 ")"				\
+	" ELSE json_set(config, '$.disks', json_array(" VM_DISK0 ")) END"		\
+	" WHERE type = 'vm' AND (json_extract(config, '$.disk_path') IS NOT NULL"	\
+	" OR COALESCE(json_extract(config, '$.disk_size'), 0) > 0"			\
+	" OR json_type(config, '$.disks') = 'array')"
+
 /* Schema versions, applied in order once each; never edit a released entry,
  * append a new one. */
 static const char *const migrations[] = {
@@ -56,6 +74,8 @@ static const char *const migrations[] = {
 	" state TEXT NOT NULL, reason TEXT NOT NULL, result TEXT NOT NULL DEFAULT '',"
 	" approved_by TEXT NOT NULL DEFAULT '', updated_ms INTEGER NOT NULL);"
 	"CREATE INDEX policy_log_state ON policy_log(state, id);",
+	/* 4: a VM's ordered list of disks; the disk it had becomes disk 0. */
+	VM_DISK0_MIRROR ";",
 };
 
 static int exec_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)
@@ -185,6 +205,16 @@ json_t *store_first_row(json_t *list)
 	return row;
 }
 
+/* VM_DISK0_MIRROR for one guest; the caller holds s->lock. */
+static int mirror_disk0(struct store *s, const char *name)
+{
+	sqlite3_stmt *st = store_prepare(s, VM_DISK0_MIRROR " AND name = ?");
+	if (!st)
+		return -1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+	return store_run_stmt(s, st);
+}
+
 int store_guest_insert(struct store *s, const char *name, const char *type,
 		       json_t *config, bool autostart, char *err, size_t errlen)
 {
@@ -208,10 +238,10 @@ int store_guest_insert(struct store *s, const char *name, const char *type,
 		sqlite3_bind_int64(st, 6, now);
 		int rc = sqlite3_step(st);
 		if (rc == SQLITE_DONE)
-			ret = 0;
-		else if (rc == SQLITE_CONSTRAINT)
+			ret = mirror_disk0(s, name);
+		if (rc == SQLITE_CONSTRAINT)
 			snprintf(err, errlen, "guest %s already exists", name);
-		else
+		else if (rc != SQLITE_DONE || ret)
 			snprintf(err, errlen, "store: %s", sqlite3_errmsg(s->db));
 		sqlite3_finalize(st);
 	} else {
@@ -314,11 +344,18 @@ int store_guest_set_config(struct store *s, const char *name, json_t *config)
 		return -1;
 	pthread_mutex_lock(&s->lock);
 	int rc = -1;
-	sqlite3_stmt *st = store_prepare(s, "UPDATE guests SET config = ? WHERE name = ?");
+	char e[256];
+	/* One transaction: no reader sees the new flat keys with the old
+	 * disks[0]. */
+	sqlite3_stmt *st = exec_sql(s->db, "BEGIN IMMEDIATE", e, sizeof(e)) ? NULL :
+		store_prepare(s, "UPDATE guests SET config = ? WHERE name = ?");
 	if (st) {
 		sqlite3_bind_text(st, 1, cfg, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
 		rc = store_run_stmt(s, st);
+		if (rc == 0)
+			rc = mirror_disk0(s, name);
+		exec_sql(s->db, rc ? "ROLLBACK" : "COMMIT", e, sizeof(e));
 	}
 	pthread_mutex_unlock(&s->lock);
 	free(cfg);

@@ -11,12 +11,7 @@
 #include "guest_driver.h"
 #include "parse.h"
 #include "qcow2.h"
-
-static bool is_qcow2(json_t *cfg)
-{
-	const char *fmt = cfg_str(cfg, "disk_format");
-	return fmt && !strcmp(fmt, "qcow2");
-}
+#include "vm_disks.h"
 
 /* The disk's guest size now. Read without a lock: kvz-vmm holds the
  * image's exclusive lock while the VM runs, and a qcow2 header's size is
@@ -55,10 +50,14 @@ static int grow_offline(const char *path, bool qcow2, uint64_t size, struct op_e
 	return 0;
 }
 
-static int grow_live(const char *name, const char *qmp, uint64_t size, struct op_error *e)
+static int grow_live(const char *name, const char *qmp, size_t idx, uint64_t size,
+		     struct op_error *e)
 {
-	/* kvz-vmm's first --disk is vda (the CD-ROM is on virtio-scsi). */
-	json_t *args = json_pack("{s:s, s:I}", "device", "vda", "size", (json_int_t)size);
+	/* kvz-vmm names its --disk options vda, vdb, ... in order (the CD-ROM
+	 * is on virtio-scsi); disk idx is the idx-th (vm_disks.h). */
+	char dev[8];
+	snprintf(dev, sizeof(dev), "vd%c", 'a' + (int)idx);
+	json_t *args = json_pack("{s:s, s:I}", "device", dev, "size", (json_int_t)size);
 	int r = guest_qmp_call(name, qmp, "block_resize", args, NULL, e);
 	json_decref(args);
 	return r;
@@ -77,31 +76,36 @@ static int check_size(json_t *v, uint64_t *size, struct op_error *e)
 	return 0;
 }
 
-int vm_disk_grow(struct kvzd *d, json_t *g, json_t *cfg, json_t *v, bool running,
+int vm_disk_grow(struct kvzd *d, json_t *g, json_t *cfg, size_t idx, json_t *v, bool running,
 		 char *detail, size_t len, struct op_error *e)
 {
 	const char *name = cfg_str(g, "name");
-	const char *path = cfg_str(cfg, "disk_path");
-	uint64_t size = 0, now = 0;
+	const char *path = NULL;
+	uint64_t size = 0, now = 0, had;
+	bool qcow2;
 	char a[32], b[32];
 	if (check_size(v, &size, e))
 		return -1;
-	if (!path)
-		return op_fail(e, 409, "%s has no disk to grow", name);
-	bool qcow2 = is_qcow2(cfg);
+	if (!vm_disk_at(cfg, idx, &path, &had, &qcow2) || !path)
+		return idx ? op_fail(e, 409, "%s has no disk %zu (it has %zu)", name, idx,
+				     vm_disks_count(cfg))
+			   : op_fail(e, 409, "%s has no disk to grow", name);
 	if (disk_bytes(path, qcow2, &now, e))
 		return -1;
 	if (size < now)
 		return op_fail(e, 409, "%s: a disk only grows: it is %s, %s would cut the guest's data",
 			       name, kvz_format_size(now, a, sizeof(a)), kvz_format_size(size, b, sizeof(b)));
-	if (disk_admit(d, name, &guest_vm_driver, size, e))
+	if (disk_admit_at(d, name, &guest_vm_driver, path, size, e))
 		return -1;
-	if (size > now && (running ? grow_live(name, cfg_str(g, "qmp"), size, e)
+	if (size > now && (running ? grow_live(name, cfg_str(g, "qmp"), idx, size, e)
 				   : grow_offline(path, qcow2, size, e)))
 		return -1;
-	json_object_set_new(cfg, "disk_size", json_integer((json_int_t)size));
+	vm_disk_set_size(cfg, idx, size);
 	size_t l = strlen(detail);
-	snprintf(detail + l, len - l, "%sdisk %s%s", l ? ", " : "", kvz_format_size(size, a, sizeof(a)),
-		 running ? " (live)" : "");
+	char which[24] = "";
+	if (idx)
+		snprintf(which, sizeof(which), " %zu", idx);
+	snprintf(detail + l, len - l, "%sdisk%s %s%s", l ? ", " : "", which,
+		 kvz_format_size(size, a, sizeof(a)), running ? " (live)" : "");
 	return 0;
 }

@@ -383,16 +383,19 @@ static json_t *h_query_balloon(void *o, json_t *a, struct qmp_error *e)
 	return json_pack("{s:I}", "actual", (json_int_t)balloon_actual);
 }
 
-/* block_resize on vda: a raw --disk grows as kvz-vmm would grow it
- * (grow only); a qcow2 one is only logged. */
-static const char *vm_disk;
+/* block_resize on vda, vdb, ...: the --disk options in order; a raw one
+ * grows as kvz-vmm would grow it (grow only); a qcow2 one is only logged. */
+#define FAKE_DISKS 16
+static const char *vm_disks[FAKE_DISKS];
+static int vm_ndisks;
 
 static json_t *h_block_resize(void *o, json_t *a, struct qmp_error *e)
 {
 	(void)o;
 	json_t *v = json_object_get(a, "size");
 	const char *dev = json_string_value(json_object_get(a, "device"));
-	if (!dev || strcmp(dev, "vda") || !vm_disk) {
+	int idx = dev && strlen(dev) == 3 && !strncmp(dev, "vd", 2) ? dev[2] - 'a' : -1;
+	if (idx < 0 || idx >= vm_ndisks) {
 		qmp_set_error(e, "DeviceNotFound", "Cannot find device='%s'", dev ? dev : "");
 		return NULL;
 	}
@@ -401,13 +404,14 @@ static json_t *h_block_resize(void *o, json_t *a, struct qmp_error *e)
 		return NULL;
 	}
 	struct stat st;
+	const char *disk = vm_disks[idx];
 	off_t size = (off_t)json_integer_value(v);
-	if (!strchr(vm_disk, ',') && (stat(vm_disk, &st) < 0 || st.st_size > size ||
-				      truncate(vm_disk, size) < 0)) {
-		qmp_set_error(e, "GenericError", "disk vda: cannot grow to %lld", (long long)size);
+	if (!strchr(disk, ',') && (stat(disk, &st) < 0 || st.st_size > size ||
+				   truncate(disk, size) < 0)) {
+		qmp_set_error(e, "GenericError", "disk %s: cannot grow to %lld", dev, (long long)size);
 		return NULL;
 	}
-	log_line("fake-vmm: block_resize vda %lld", (long long)size);
+	log_line("fake-vmm: block_resize %s %lld", dev, (long long)size);
 	return NULL;
 }
 
@@ -745,7 +749,9 @@ int main(int argc, char **argv)
 			migrate_mode = "fail";
 		if (cmdline && strstr(cmdline, "fake-migrate=slow"))
 			migrate_mode = "slow";
-		vm_disk = opt_after(argc, argv, "--disk");
+		for (int i = 1; i + 1 < argc && vm_ndisks < FAKE_DISKS; i++)
+			if (!strcmp(argv[i], "--disk"))
+				vm_disks[vm_ndisks++] = argv[i + 1];
 		cd_start(opt_after(argc, argv, "--cdrom"));
 		const char *incoming = opt_after(argc, argv, "--incoming");
 		if (incoming && !strcmp(incoming, "defer"))

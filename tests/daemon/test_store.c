@@ -68,7 +68,7 @@ static void test_migrations(void **state)
 	s = store_open(dbpath, err, sizeof(err));
 	assert_non_null(s);
 	store_close(s);
-	assert_int_equal(count("SELECT COUNT(*) FROM migrations"), 3);
+	assert_int_equal(count("SELECT COUNT(*) FROM migrations"), 4);
 	/* A database from a newer kvzd is refused, not damaged. */
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
@@ -77,6 +77,57 @@ static void test_migrations(void **state)
 	sqlite3_close(db);
 	assert_null(store_open(dbpath, err, sizeof(err)));
 	assert_non_null(strstr(err, "newer"));
+}
+
+static json_t *disks_of(struct store *s, const char *name)
+{
+	json_t *g = store_guest_get(s, name);
+	json_t *d = json_incref(json_object_get(json_object_get(g, "config"), "disks"));
+	json_decref(g);
+	return d;
+}
+
+/* A VM's disks[0] follows its flat disk_* keys on every write (vm_disks.h);
+ * disks 1.. stay as written; containers and diskless VMs get no list. */
+static void test_vm_disk0_mirror(void **state)
+{
+	(void)state;
+	char err[256];
+	struct store *s = store_open(dbpath, err, sizeof(err));
+	assert_non_null(s);
+	json_t *cfg = json_pack("{s:s, s:i, s:s, s:s}", "disk_path", "/i/v.img", "disk_size", 4096,
+				"disk_format", "qcow2", "disk_mode", "sparse");
+	assert_int_equal(store_guest_insert(s, "v", "vm", cfg, false, err, sizeof(err)), 0);
+	json_t *d = disks_of(s, "v");
+	assert_int_equal(json_array_size(d), 1);
+	json_t *d0 = json_array_get(d, 0);
+	assert_string_equal(json_string_value(json_object_get(d0, "path")), "/i/v.img");
+	assert_int_equal(json_integer_value(json_object_get(d0, "size")), 4096);
+	assert_string_equal(json_string_value(json_object_get(d0, "format")), "qcow2");
+	assert_true(json_is_null(json_object_get(d0, "base")));
+	json_decref(d);
+	/* A writer that set disks[0] wrong and a disk 1: disk 0 is the flat
+	 * keys' again, disk 1 is kept. */
+	json_object_set_new(cfg, "disk_size", json_integer(8192));
+	json_object_set_new(cfg, "disks", json_pack("[{s:s}, {s:s, s:i}]", "path", "/etc/shadow",
+						    "path", "/i/v@1.img", "size", 512));
+	assert_int_equal(store_guest_set_config(s, "v", cfg), 0);
+	d = disks_of(s, "v");
+	assert_int_equal(json_array_size(d), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(d, 0), "path")), "/i/v.img");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(d, 0), "size")), 8192);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(d, 1), "path")), "/i/v@1.img");
+	json_decref(d);
+	json_decref(cfg);
+	cfg = json_pack("{s:i}", "disk_size", 1 << 30);
+	assert_int_equal(store_guest_insert(s, "c", "ct", cfg, false, err, sizeof(err)), 0);
+	assert_null(disks_of(s, "c"));
+	json_decref(cfg);
+	cfg = json_pack("{s:i, s:s}", "disk_size", 0, "disk_format", "raw");
+	assert_int_equal(store_guest_insert(s, "k", "vm", cfg, false, err, sizeof(err)), 0);
+	assert_null(disks_of(s, "k"));
+	json_decref(cfg);
+	store_close(s);
 }
 
 static void test_guests_and_events(void **state)
@@ -314,6 +365,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_guests_and_events, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vm_disk0_mirror, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_jobs_and_snapshots, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_policies, setup, teardown),

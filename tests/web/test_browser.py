@@ -123,6 +123,22 @@ def test_vm_snapshots_and_jobs_in_chromium():
         d.cleanup()
 
 
+def test_vm_disks_in_chromium():
+    """e2e_disks.mjs: a VM's page lists its disks in kvz-vmm's order."""
+    need_browser()
+    d = fake_kvzd()
+    need(d, "the stand-in supervisor is not built")
+    try:
+        start_web(d, web_dir=WEB)
+        d.kvz("create", "vm", "vm2", "--kernel", d.kernel, "--memory", "64M", "--disk", "16M",
+              "--disk", "8M,format=qcow2")
+        d.kvz("start", "vm2")
+        run_e2e(d, "e2e_disks.mjs", timeout=120, KVZ_VM="vm2")
+        assert os.path.getsize(os.path.join(SHOTS, "guest-disks.png")) > 1000
+    finally:
+        d.cleanup()
+
+
 def test_vm_create_wizard_in_chromium(tmp_path):
     """e2e_vmcreate.mjs: VMs from an imported disk, from install media (and,
     with root and the cached debian VM layer, from the template) through

@@ -22,10 +22,16 @@ const CONFIG_LABELS = {
   template: "Template", memory_soft: "Memory soft limit", memory_hard: "Memory hard limit",
   memory: "Memory", memory_target: "Balloon target", cpus: "CPUs", pids: "Pids limit",
   disk_size: "Disk size", disk_mode: "Disk mode", bridge: "Bridge", ip: "Address",
-  kernel: "Kernel", initrd: "Initrd", cmdline: "Command line", mac: "MAC",
+  kernel: "Kernel", initrd: "Initrd", cmdline: "Command line", mac: "MAC", disks: "Disks",
 };
 
+// A VM's disks in kvz-vmm's order (vda, vdb, ...), read-only: they change
+// with `kvz set --add-disk/--remove-disk`.
+const diskList = (v) => v.map((d, i) => "vd" + String.fromCharCode(97 + i) + " " +
+  bytes(d.size) + " " + d.format).join(", ");
+
 function configValue(k, v) {
+  if (k === "disks" && Array.isArray(v)) return diskList(v);
   if ((k === "pids" || k === "cpus") && !v) return "no limit";
   if (/^memory|disk_size/.test(k) && typeof v === "number") return v ? bytes(v) : "no limit";
   if (Array.isArray(v)) return v.join(" ");
