@@ -4,7 +4,8 @@
  *
  * Locks: vp.lock (the transport's) before a queue's lock before the
  * backend's. A queue's lock is held by its I/O thread while it pops,
- * submits and reaps (none of which waits for the disk with io_uring), and
+ * submits and reaps (none of which waits for a disk with io_uring: raw's
+ * writes, done inline, are copies into the page cache), and
  * by the control path (reset, pause, destroy, under vp.lock) while it stops
  * the queue and drains what is in flight. The queue thread never takes
  * vp.lock while holding its own. */
