@@ -16,6 +16,9 @@
 
 #define GUEST_MEM_HOLE_START 0xC0000000ull  /* 3 GiB: PCI MMIO below 4 GiB */
 #define GUEST_MEM_HI_START   0x100000000ull
+/* Guest RAM's host mapping starts on this boundary (guest_mem.c: KVM's
+ * 2 MiB nested pages need host and guest addresses congruent modulo it). */
+#define GUEST_MEM_ALIGN      (2ull << 20)
 
 #define GUEST_MEM_MAX_LOGGERS 8
 

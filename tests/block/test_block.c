@@ -207,17 +207,18 @@ static void check_many_in_flight(bool sync)
 		r[i].req.niov = 2;
 		r[i].req.len = CHUNK;
 		blk_submit(b, &r[i].req);
+		/* raw's writes are copies into the page cache, made at once on
+		 * either engine: io_uring would hand them to a kernel worker. */
+		assert_true(r[i].done);
+		assert_int_equal(r[i].result, 0);
 	}
-	if (!sync)   /* nothing went to the kernel before the batch is sent */
-		assert_int_equal(blk_aio_in_flight(a), NREQ);
-	blk_aio_flush_submissions(a);
-	wait_all(a, r, NREQ);
 	assert_int_equal(blk_aio_in_flight(a), 0);
 	for (unsigned i = 0; i < NREQ; i++) {
-		assert_int_equal(r[i].result, 0);
 		rq_init(&r[i], a, BLK_OP_READ, (uint64_t)i * CHUNK, rbuf[i], CHUNK);
 		blk_submit(b, &r[i].req);
 	}
+	if (!sync)   /* nothing went to the kernel before the batch is sent */
+		assert_int_equal(blk_aio_in_flight(a), NREQ);
 	blk_aio_flush_submissions(a);
 	wait_all(a, r, NREQ);
 	for (unsigned i = 0; i < NREQ; i++) {

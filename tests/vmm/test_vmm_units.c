@@ -29,6 +29,8 @@ static void guest_mem_bounds(bool shared)
 {
 	struct guest_mem m;
 	assert_int_equal(guest_mem_init(&m, 16 << 20, shared), 0);
+	/* 2 MiB aligned, or KVM gives the guest no 2 MiB nested pages. */
+	assert_int_equal((uintptr_t)m.host % GUEST_MEM_ALIGN, 0);
 	assert_int_equal(m.memfd >= 0, shared);
 	assert_int_equal(m.lo_size, 16 << 20);
 	assert_int_equal(m.hi_size, 0);
@@ -50,6 +52,21 @@ static void test_guest_mem_bounds(void **state)
 	(void)state;
 	guest_mem_bounds(false);   /* anonymous (default) */
 	guest_mem_bounds(true);    /* memfd */
+}
+
+/* Sizes that are not whole huge pages too: a kernel places only those
+ * that are on a 2 MiB boundary by itself (Linux 6.7 and later). */
+static void test_guest_mem_aligned(void **state)
+{
+	(void)state;
+	for (int shared = 0; shared < 2; shared++)
+		for (uint64_t extra = 4096; extra < (64 << 10); extra += 20480) {
+			struct guest_mem m;
+			assert_int_equal(guest_mem_init(&m, (8 << 20) + extra, shared), 0);
+			assert_int_equal((uintptr_t)m.host % GUEST_MEM_ALIGN, 0);
+			m.host[m.size - 1] = 1;   /* all of it mapped, writable */
+			guest_mem_destroy(&m);
+		}
 }
 
 /* Restore: the file's bytes appear at the same address, writes stay
@@ -575,6 +592,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_guest_mem_bounds),
+		cmocka_unit_test(test_guest_mem_aligned),
 		cmocka_unit_test(test_guest_mem_map_file),
 		cmocka_unit_test(test_guest_mem_hole),
 		cmocka_unit_test(test_pci_config_and_bars),

@@ -70,6 +70,13 @@ struct blk_aio_op {
 	unsigned niov;
 	blk_aio_done_fn done;
 	void *opaque;
+	/* READ/WRITE: run on the calling thread, done called before
+	 * blk_aio_submit returns, as on the synchronous engine. For what
+	 * io_uring would only hand to one of its kernel workers anyway (a
+	 * buffered write to a regular file where the file system has no
+	 * non-blocking buffered writes: tmpfs, ext4), the hand-off and the
+	 * wake-up back are all io_uring adds. */
+	bool now;
 	/* Engine's while in flight. */
 	uint64_t done_bytes;
 	struct blk_aio_op *next;

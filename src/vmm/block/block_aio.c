@@ -186,7 +186,7 @@ void blk_aio_submit(struct blk_aio *a, struct blk_aio_op *op)
 		op->done(op, 0);
 		return;
 	}
-	if (a->kind == BLK_AIO_SYNC) {
+	if (a->kind == BLK_AIO_SYNC || op->now) {
 		run_sync(op);
 		return;
 	}

@@ -23,10 +23,15 @@
 
 #define VIRTIO_BLK_CONFIG_LEN 0x3c
 
-/* query-blockstats counters. */
+/* query-blockstats counters, and how the queues were served (profiling:
+ * kvz-vmm --verbose logs them per disk at exit; tests check batching). */
 struct virtio_blk_stats {
 	uint64_t rd_bytes, wr_bytes;
 	uint64_t rd_ops, wr_ops, flush_ops;
+	uint64_t requests;          /* chains answered, of any type */
+	uint64_t passes;            /* wake-ups of a queue thread (kick or completion) */
+	uint64_t interrupts;        /* used-buffer notifications sent */
+	uint64_t max_inflight;      /* most requests in flight on one queue at once */
 };
 
 struct virtio_blk_opts {
