@@ -12,16 +12,19 @@ directory (STATE/images a symlink to it, as one NFS export mounted on two
 hosts) the disk kvzd made stays where it is ("disk shared": the source's
 probe file is seen by the target) and the target's guest writes on in the
 same file; a killed target leaves that file alone. Skips without KVM."""
+import fcntl
 import json
 import os
 import re
+import signal
 import sys
+import time
 
 import pytest
 
 from kvzd_harness import BUILD
 from test_migrate import (TOKEN_B, console_hex, fake_qmp, hosts, paired_hosts,  # noqa: F401
-                          reservation, tcp_api, types)
+                          reservation, tcp_api, types, vm_log)
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "guests"))
 from diskwriter_check import contiguous_top, disk_stamps  # noqa: E402
@@ -201,18 +204,34 @@ def test_shared_image_dir_disk_stays_and_guest_writes_on(shared_hosts):
 
 
 def test_shared_image_dir_target_vmm_killed_disk_kept(shared_hosts):
+    """The target's kvz-vmm stopped (SIGSTOP) as soon as the source sends
+    (slowed to 1 Mbit/s), killed a second later: whether the source was
+    still sending or had saved its devices (dropping the image's lock) and
+    waited for the commit, it takes the guest back, holding the lock
+    again, and writes on; b keeps nothing, the file stays."""
     a, b, shared = shared_hosts[0].d, shared_hosts[1].d, shared_hosts[2]
     start_writer(a, "dk")
-    # Slowed (1 Mbit/s: the tiny guest's stream takes about a second); the
-    # target's kvz-vmm killed once the source's sends.
     job = json.loads(a.kvz("--json", "migrate", "dk", "--to", "b", "--bandwidth", "1",
                            "--detach").stdout)
-    a.wait_for(lambda: a.api("GET", "/v1/jobs/%d" % job["id"])[1]["phase"] not in
-               ("", "reserving"), timeout=30, what="the stream to start")
-    os.kill(b.guest("dk")["pid"], 9)
+    for _ in range(3000):    # a tight loop: the stream takes about a second
+        if a.api("GET", "/v1/jobs/%d" % job["id"])[1]["phase"] not in ("", "reserving"):
+            break
+        time.sleep(0.005)
+    pid = b.guest("dk")["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(1)
+    os.kill(pid, signal.SIGKILL)
     a.kvz("job", "wait", str(job["id"]), check=False)
     assert a.kvz_json("job", "show", str(job["id"]))["state"] == "failed"
     source_writes_on(a, "dk")
+    disk = os.path.join(shared, "dk.img")
+    fd = os.open(disk, os.O_RDWR)
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    assert "lock" not in vm_log(a, "dk"), vm_log(a, "dk")
     b.wait_for(lambda: b.api("GET", "/v1/guests/dk")[0] == 404, timeout=60, what="b to discard")
     assert os.listdir(shared) == ["dk.img"]
     assert "migration-discarded" in types(b, "dk")
