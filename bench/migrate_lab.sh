@@ -42,8 +42,6 @@ i=0; while true; do i=$((i+1)); echo "TICK $i"; sleep 0.1; done
 """
 helpers = r"""
 ip link add br0 type bridge && ip addr add 10.0.9.1/24 dev br0 && ip link set br0 up
-now() { cut -d' ' -f1 /proc/uptime; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}'; }
 waitfor() { i=0; while ! grep -q "$2" $1; do i=$((i+1)); [ $i -gt 1200 ] && return 1; sleep 0.1; done; }
 attach() { i=0; while ! ip link show $1 >/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
            ip link set $1 master br0 && ip link set $1 up; }
@@ -53,17 +51,7 @@ migrated() { i=0; while [ $i -lt 6000 ]; do
   echo "RATE $2 $(since $t0) $(echo "$st" | sed -n 's/.*"ram": *{[^}]*"transferred": *\([0-9]*\).*/\1/p')"
   case "$st" in *completed*) return 0;; *failed*) return 1;; esac
   sleep 0.05; i=$((i+1)); done; return 1; }
-# pinger LABEL / unpinger LABEL: 10 ms pings across the move; the longest
-# run of missing replies, in the interval L1 kept on average
-pinger() { p0=$(now); ping -i 0.01 10.0.9.2 > /tmp/ping.log 2>&1 & pp=$!; }
-unpinger() { kill -INT $pp; wait $pp 2>/dev/null
-  awk -v el="$(since $p0)" -v label=$1 '
-    /seq=/ { s = $0; sub(/.*seq=/, "", s); sub(/ .*/, "", s); s += 0
-             if (n && s - prev > gap) gap = s - prev; prev = s; n++ }
-    / packets transmitted/ { sent = $1 }
-    END { iv = (sent > 0 ? el / sent : 0)
-          printf "GAP %s %.0f %d %d %.1f\n", label, gap * iv * 1000, n, sent, iv * 1000 }' /tmp/ping.log; }
-"""
+""" + kvzlab.PINGER_SH
 lines = [helpers]
 port = 5000
 mac = "52:54:00:00:09:02"

@@ -625,6 +625,58 @@ def _ldd(binary):
     return libs
 
 
+def with_libs(files):
+    """files (host path -> path in L1) and the shared objects each loads."""
+    out = dict(files)
+    for src in files:
+        for lib in _ldd(src):
+            out[lib] = lib
+    return out
+
+
+# L1 shell helpers measuring downtime from outside as seed 004 does: ping
+# the guest (10.0.9.2) every 10 ms across a move; `unpinger LABEL` prints
+# "GAP LABEL MS ANSWERED SENT INTERVAL_MS": the longest run of lost replies
+# times the interval L1 really kept (busy, it pings less often than asked).
+PINGER_SH = r"""
+now() { cut -d' ' -f1 /proc/uptime; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}'; }
+pinger() { p0=$(now); ping -i 0.01 10.0.9.2 > /tmp/ping.log 2>&1 & pp=$!; }
+unpinger() { kill -INT $pp; wait $pp 2>/dev/null
+  awk -v el="$(since $p0)" -v label=$1 '
+    /seq=/ { s = $0; sub(/.*seq=/, "", s); sub(/ .*/, "", s); s += 0
+             if (n && s - prev > gap) gap = s - prev; prev = s; n++ }
+    / packets transmitted/ { sent = $1 }
+    END { iv = (sent > 0 ? el / sent : 0)
+          printf "GAP %s %.0f %d %d %.1f\n", label, gap * iv * 1000, n, sent, iv * 1000 }' /tmp/ping.log; }
+"""
+
+
+# L1 shell helpers for two kvzd "hosts" a and b in one L1 (kvzd migration
+# tests). `lan_host X ADDR` makes network namespace nsX whose bridge kvzbr0
+# (address ADDR/24) has a veth into L1's own kvzbr0, so that the bridges
+# are one LAN; it needs $IP (iproute2's ip: busybox's lacks netns) and
+# L1's kvzbr0. ka/kb: kvz on a's or b's kvzd (/tmp/kX/sock). `pair_nodes
+# ADDR_A ADDR_B`: each kvzd (TCP API on ADDR:7000, token /tmp/kX/tok) a
+# node of the other; prints NODE-A= and NODE-B= with kvz's status.
+LAN_HOST_SH = r"""
+lan_host() {
+  $IP netns add ns$1 && $IP link add l$1 type veth peer name x$1 && $IP link set l$1 master kvzbr0 up &&
+  $IP link set x$1 netns ns$1 || return 1
+  nsenter --net=/run/netns/ns$1 sh -c "$IP link set lo up && $IP link add kvzbr0 type bridge &&
+    $IP link set x$1 master kvzbr0 up && $IP link set kvzbr0 up && $IP addr add $2/24 dev kvzbr0"
+}
+ka() { KVZ_SOCKET=/tmp/ka/sock kvz "$@"; }
+kb() { KVZ_SOCKET=/tmp/kb/sock kvz "$@"; }
+pair_nodes() {
+  cp /tmp/kb/tok /tmp/ka/b-token && cp /tmp/ka/tok /tmp/kb/a-token
+  chmod 600 /tmp/ka/b-token /tmp/kb/a-token
+  ka node add b http://$2:7000 --token-file /tmp/ka/b-token; echo "NODE-A=$?"
+  kb node add a http://$1:7000 --token-file /tmp/kb/a-token; echo "NODE-B=$?"
+}
+"""
+
+
 def _add_binary(cpio, src, dest):
     cpio.copy(dest, src, 0o755)
     for lib in _ldd(src):

@@ -24,6 +24,15 @@ int mig_proof_new(char out[MIG_PROOF_LEN + 1])
 	return 0;
 }
 
+bool mig_shared_probe_valid(const char *name)
+{
+	size_t pre = strlen(MIG_SHARED_PROBE_PREFIX);
+	if (!name || strncmp(name, MIG_SHARED_PROBE_PREFIX, pre) ||
+	    strlen(name + pre) != MIG_PROOF_LEN)
+		return false;
+	return strspn(name + pre, "0123456789abcdef") == MIG_PROOF_LEN;
+}
+
 bool mig_proof_equal(const char *want, const char *got, size_t len)
 {
 	if (strlen(want) != MIG_PROOF_LEN || len != MIG_PROOF_LEN)

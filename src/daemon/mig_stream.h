@@ -12,12 +12,18 @@
 #include <stdint.h>
 
 #define MIG_PROOF_LEN 64
+/* A shared image dir's probe: this prefix and MIG_PROOF_LEN hex characters
+ * (migration_source.c makes it, migration_target.c looks for it). */
+#define MIG_SHARED_PROBE_PREFIX ".kvz-shared-"
 
 /* Called after each piece sent; false cancels. */
 typedef bool (*mig_progress_fn)(void *arg, uint64_t done);
 
 /* A fresh secret of MIG_PROOF_LEN hex characters (+ NUL). */
 int mig_proof_new(char out[MIG_PROOF_LEN + 1]);
+/* name is a probe's name as the source makes it (nothing else: it is
+ * joined to a path on the target). */
+bool mig_shared_probe_valid(const char *name);
 /* got (len bytes) equals want, compared in constant time. */
 bool mig_proof_equal(const char *want, const char *got, size_t len);
 

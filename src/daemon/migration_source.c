@@ -3,6 +3,7 @@
 #include "migration.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
@@ -120,12 +121,38 @@ static uint64_t file_size(const char *path)
 	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
+/* A file of a random name beside a disk kvzd made, which the target looks
+ * for in its own image dir: seen there, the two share that directory (one
+ * NFS export mounted as both STATE/images) and the disk stays where it is.
+ * Its name into probe (empty when it could not be made: the disk is then
+ * copied, as without shared storage). */
+static void shared_probe_make(const char *disk, char *probe, size_t len, char *path,
+			      size_t plen)
+{
+	char rnd[MIG_PROOF_LEN + 1];
+	const char *slash = strrchr(disk, '/');
+	probe[0] = path[0] = 0;
+	if (!slash || mig_proof_new(rnd))
+		return;
+	snprintf(probe, len, "%s%s", MIG_SHARED_PROBE_PREFIX, rnd);
+	snprintf(path, plen, "%.*s/%s", (int)(slash - disk), disk, probe);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		kvz_warn("cannot create %s (the disk is copied): %s", path, strerror(errno));
+		probe[0] = path[0] = 0;
+		return;
+	}
+	close(fd);
+}
+
 /* What the source tells the target, and how the disk travels: a disk kvzd
- * made lies in its own image dir and is copied, as is any disk with
- * copy_storage; any other path is shared storage when the target has it
- * ("auto": the target answers which). *ours: the disk is kvzd's own. */
+ * made lies in its own image dir and is copied unless the target sees
+ * probe (above) in its own, as is any disk with copy_storage; any other
+ * path is shared storage when the target has it ("auto": the target
+ * answers which). *ours: the disk is kvzd's own. */
 static json_t *reservation(struct kvzd *d, json_t *g, bool running, bool live,
-			   bool copy_storage, bool *ours, struct op_error *e)
+			   bool copy_storage, const char *probe, bool *ours,
+			   struct op_error *e)
 {
 	const char *name = cfg_str(g, "name");
 	/* Again in the job: a disk may have been added since it was queued. */
@@ -146,11 +173,15 @@ static json_t *reservation(struct kvzd *d, json_t *g, bool running, bool live,
 		json_object_set_new(cfg, "disk_size", json_integer((json_int_t)size));
 	}
 	host_cpu_model(model, sizeof(model));
-	return json_pack("{s:s, s:s, s:o, s:b, s:b, s:b, s:s, s:s}", "name", name, "type",
-			 cfg_str(g, "type"), "config", cfg, "autostart",
-			 json_is_true(json_object_get(g, "autostart")), "running", running,
-			 "live", live, "cpu_model", model, "disk",
-			 !disk ? "none" : *ours || copy_storage ? "copy" : "auto");
+	bool probed = *ours && !copy_storage && probe && probe[0];
+	json_t *req = json_pack("{s:s, s:s, s:o, s:b, s:b, s:b, s:s, s:s}", "name", name, "type",
+				cfg_str(g, "type"), "config", cfg, "autostart",
+				json_is_true(json_object_get(g, "autostart")), "running", running,
+				"live", live, "cpu_model", model, "disk",
+				!disk ? "none" : probed ? "auto" : *ours || copy_storage ? "copy" : "auto");
+	if (req && disk && probed)
+		json_object_set_new(req, "shared_probe", json_string(probe));
+	return req;
 }
 
 struct outgoing {
@@ -343,9 +374,19 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 		goto out;
 	}
 	job_progress(j, "reserving", 0, 0);
-	req = reservation(d, o.g, o.running, o.live,
-			  json_is_true(json_object_get(params, "copy_storage")), &o.disk_ours, e);
-	if (!req || peer(&o.n, "POST", "/v1/migrations", req, &ans, NULL, e))
+	char probe[MIG_PROOF_LEN + 32], probe_path[600];
+	const char *disk = cfg_str(json_object_get(o.g, "config"), "disk_path");
+	bool copy_storage = json_is_true(json_object_get(params, "copy_storage"));
+	probe[0] = probe_path[0] = 0;
+	char mine[400];
+	guest_image_path(d, guest, mine, sizeof(mine));
+	if (disk && !copy_storage && !strcmp(disk, mine))
+		shared_probe_make(disk, probe, sizeof(probe), probe_path, sizeof(probe_path));
+	req = reservation(d, o.g, o.running, o.live, copy_storage, probe, &o.disk_ours, e);
+	int reserved = req ? peer(&o.n, "POST", "/v1/migrations", req, &ans, NULL, e) : -1;
+	if (probe_path[0])
+		unlink(probe_path);
+	if (reserved)
 		goto out;
 	/* The mode the target chose ("auto"); an older target answers none. */
 	const char *mode = json_string_value(json_object_get(ans, "disk"));

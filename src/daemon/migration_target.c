@@ -339,20 +339,54 @@ static int check_host(struct kvzd *d, const struct guest_driver *drv, json_t *re
 	return 0;
 }
 
+enum probe_seen { PROBE_NONE, PROBE_SEEN, PROBE_UNSEEN };
+
+/* A disk the source made in its image dir, with the probe it put beside
+ * it: when this host's image dir shows the probe, it is the same directory
+ * and the disk is this host's images/NAME.img (cfg's disk_path becomes
+ * that); when it does not, the disk is copied, whatever this host has at
+ * the source's path (its own file of that name, or on one machine the
+ * source's). -1: a malformed probe name. */
+static int shared_image_dir(struct kvzd *d, const char *name, json_t *req, json_t *cfg,
+			    enum probe_seen *seen, struct op_error *e)
+{
+	json_t *v = json_object_get(req, "shared_probe");
+	*seen = PROBE_NONE;
+	if (!v)
+		return 0;
+	if (!mig_shared_probe_valid(json_string_value(v)))
+		return op_fail(e, 400, "shared_probe must be \"%s\" and %d hex digits",
+			       MIG_SHARED_PROBE_PREFIX, MIG_PROOF_LEN);
+	char mine[400], probe[600];
+	guest_image_path(d, name, mine, sizeof(mine));
+	snprintf(probe, sizeof(probe), "%s/images/%s", d->state_dir, json_string_value(v));
+	*seen = access(probe, F_OK) == 0 ? PROBE_SEEN : PROBE_UNSEEN;
+	if (*seen == PROBE_SEEN)
+		json_object_set_new(cfg, "disk_path", json_string(mine));
+	return 0;
+}
+
 /* The disk: copied into this kvzd's image dir, or the same path (shared
- * storage); "auto": shared when this host has the path, else copied.
- * Sets the sink's disk path and s->disk_mode. */
-static int place_disk(struct kvzd *d, const char *name, const char *mode, json_t *cfg,
+ * storage), or this kvzd's images/NAME.img where its image dir is the
+ * source's (shared_image_dir); "auto": shared when this host has the
+ * path, else copied. Sets the sink's disk path and s->disk_mode. */
+static int place_disk(struct kvzd *d, const char *name, json_t *req, json_t *cfg,
 		      struct slot *s, struct op_error *e)
 {
+	const char *mode = cfg_str(req, "disk");
 	const char *disk = cfg_str(cfg, "disk_path");
+	enum probe_seen seen = PROBE_NONE;
 	s->disk_mode = "none";
 	if (!strcmp(mode, "none"))
 		return disk ? op_fail(e, 400, "disk \"none\" for a guest with a disk") : 0;
 	if (!disk)
 		return op_fail(e, 400, "disk \"%s\" for a guest without a disk", mode);
+	if (!strcmp(mode, "auto") && shared_image_dir(d, name, req, cfg, &seen, e))
+		return -1;
+	disk = cfg_str(cfg, "disk_path");
 	if (!strcmp(mode, "auto"))
-		mode = access(disk, R_OK | W_OK) == 0 ? "shared" : "copy";
+		mode = seen == PROBE_SEEN ? "shared" : seen == PROBE_UNSEEN ? "copy" :
+		       access(disk, R_OK | W_OK) == 0 ? "shared" : "copy";
 	s->disk_mode = !strcmp(mode, "shared") ? "shared" : "copy";
 	if (!strcmp(mode, "shared")) {
 		if (access(disk, R_OK | W_OK) < 0)
@@ -472,7 +506,7 @@ static int reserve_locked(struct kvzd *d, json_t *req, const struct guest_driver
 		goto out;
 	}
 	if (check_host(d, drv, req, cfg, e) ||
-	    place_disk(d, name, cfg_str(req, "disk"), cfg, s, e))
+	    place_disk(d, name, req, cfg, s, e))
 		goto out;
 	/* Live: the target's kvz-vmm writes the copy into a disk made now. */
 	if (s->live && s->has_disk &&

@@ -237,6 +237,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		if (parse_one(o, opt, optarg) < 0)
 			return -1;
 	o->virtio.ncpus = (unsigned)o->vm.ncpus;
+	/* The source may still run on the same (shared) images. */
+	o->virtio.disks_lock_later = o->incoming != NULL;
 	if (optind < argc) {
 		kvz_error("unexpected argument '%s'", argv[optind]);
 		return -1;

@@ -162,6 +162,9 @@ static const int plain_calls[] = {
 	 * block_resize grows a raw disk with ftruncate (a qcow2 one with
 	 * pwrite64 and fdatasync, above) */
 	SCMP_SYS(ftruncate), SCMP_SYS(fstat), SCMP_SYS(lseek),
+	/* a disk image's lock, dropped when the state is saved and taken at
+	 * its load or the resume (block.h blk_lock: shared storage) */
+	SCMP_SYS(flock),
 	/* locks, condition variables, joins; glibc's per-thread setup of the
 	 * threads started after the filter (vCPUs, I/O) */
 	SCMP_SYS(futex), SCMP_SYS(set_robust_list), SCMP_SYS(rseq), SCMP_SYS(sched_yield),

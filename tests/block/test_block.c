@@ -137,6 +137,42 @@ static void test_open_errors(void **state)
 	blk_close(b);
 }
 
+/* The lock moves as in a migration on shared storage: the target opens
+ * beside the source (lock_later), takes the lock once the source dropped
+ * it, and then the source cannot take it back. */
+static void test_lock_handover(void **state)
+{
+	(void)state;
+	char err[256];
+	struct blk_backend *src = NULL, *dst = NULL;
+	struct blk_open_opts o = { .path = img, .format = "raw" };
+	assert_int_equal(blk_open(&o, &src, err, sizeof(err)), 0);
+	assert_true(src->locked);
+	o.lock_later = true;
+	assert_int_equal(blk_open(&o, &dst, err, sizeof(err)), 0);
+	assert_false(dst->locked);
+	assert_int_equal(blk_lock(dst, true, img, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "in use by another process"));
+	assert_false(dst->locked);
+	assert_int_equal(blk_lock(src, false, img, err, sizeof(err)), 0);
+	assert_int_equal(blk_lock(src, false, img, err, sizeof(err)), 0);  /* no-op */
+	assert_int_equal(blk_lock(dst, true, img, err, sizeof(err)), 0);
+	assert_int_equal(blk_lock(dst, true, img, err, sizeof(err)), 0);   /* no-op */
+	assert_int_equal(blk_lock(src, true, img, err, sizeof(err)), -1);
+	assert_false(src->locked);
+	blk_close(src);
+	blk_close(dst);
+	/* A reader beside a reader: shared locks. */
+	o = (struct blk_open_opts){ .path = img, .format = "raw", .readonly = true };
+	assert_int_equal(blk_open(&o, &src, err, sizeof(err)), 0);
+	assert_int_equal(blk_open(&o, &dst, err, sizeof(err)), 0);
+	o.readonly = false;
+	struct blk_backend *w = NULL;
+	assert_int_equal(blk_open(&o, &w, err, sizeof(err)), -1);
+	blk_close(src);
+	blk_close(dst);
+}
+
 static void check_refusals(bool sync)
 {
 	struct blk_aio *a = engine(sync);
@@ -423,6 +459,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lock_handover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals_uring, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_in_flight_uring, setup, teardown),

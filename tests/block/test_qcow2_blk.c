@@ -227,6 +227,12 @@ static void test_readonly_and_probe(void **state)
 	assert_non_null(b2);
 	assert_null(open_q("qcow2", false, err, sizeof(err)));
 	assert_non_null(strstr(err, "in use"));
+	/* qcow2 locks before it reads its header even for an incoming
+	 * migration (lock_later): it is never opened beside a writer. */
+	struct blk_backend *b3 = NULL;
+	struct blk_open_opts o = {.path = img, .format = "qcow2", .lock_later = true};
+	assert_int_equal(blk_open(&o, &b3, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "in use"));
 	blk_close(b2);
 	blk_close(b);
 	blk_aio_destroy(a);

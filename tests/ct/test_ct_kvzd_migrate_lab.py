@@ -36,7 +36,7 @@ KVZ = os.path.join(BUILD_DIR, "src", "cli", "kvz")
 # kvz-ct's libarchive side (templates), found next to kvz-ct.
 ARCHIVE = os.path.join(BUILD_DIR, "src", "ct", "kvz-ct-archive")
 
-SCRIPT = ctlab.host_script(r"""
+SCRIPT = ctlab.host_script(kvzlab.LAN_HOST_SH + r"""
 export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin
 criu check >/tmp/check.out 2>&1 && echo CRIU-CHECK=ok || { echo CRIU-CHECK=fail; tail -5 /tmp/check.out; }
 # The root gives its children the controllers, as systemd does on a v2
@@ -58,10 +58,7 @@ EOF
 chmod 755 /tmp/criuB
 host() {  # $1: a|b, $2: its address
   D=/tmp/k$1; mkdir -p $D
-  $IP netns add ns$1 && $IP link add l$1 type veth peer name x$1 && $IP link set l$1 master kvzbr0 up &&
-  $IP link set x$1 netns ns$1 || return 1
-  nsenter --net=/run/netns/ns$1 sh -c "$IP link set lo up && $IP link add kvzbr0 type bridge &&
-    $IP link set x$1 master kvzbr0 up && $IP link set kvzbr0 up && $IP addr add $2/24 dev kvzbr0" || return 1
+  lan_host $1 $2 || return 1
   printf 'ctlab-token-%s-0123456789abcdef00\n' $1 > $D/tok && chmod 600 $D/tok
   mkdir -p /sys/fs/cgroup/host$1
   CRIU=; [ $1 = b ] && CRIU="KVZ_CT_CRIU=/tmp/criuB"
@@ -78,12 +75,7 @@ host() {  # $1: a|b, $2: its address
 host a 10.77.0.11; echo "HOST-A=$?"
 host b 10.77.0.12; echo "HOST-B=$?"
 echo "CG-A=$(cat /proc/$(cat /tmp/ka/pid)/cgroup)"
-ka() { KVZ_SOCKET=/tmp/ka/sock kvz "$@"; }
-kb() { KVZ_SOCKET=/tmp/kb/sock kvz "$@"; }
-sed 's/-a-/-b-/' /tmp/ka/tok > /tmp/ka/b-token; sed 's/-b-/-a-/' /tmp/kb/tok > /tmp/kb/a-token
-chmod 600 /tmp/ka/b-token /tmp/kb/a-token
-ka node add b http://10.77.0.12:7000 --token-file /tmp/ka/b-token; echo "NODE-A=$?"
-kb node add a http://10.77.0.11:7000 --token-file /tmp/kb/a-token; echo "NODE-B=$?"
+pair_nodes 10.77.0.11 10.77.0.12
 # The init: an echo server once ctprobe is there, a counter tagged with a
 # number drawn at start (a restarted init would draw another).
 ka create ct m --template busybox --disk 128M --ip 10.77.0.2/24 -- /bin/sh -c \

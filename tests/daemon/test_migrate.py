@@ -73,13 +73,18 @@ def terminate_pair(a, b):
     return logs
 
 
-@pytest.fixture
-def hosts():
+def paired_hosts(prepare=None):
+    """Hosts a and b with the real kvz-vmm, each a node of the other
+    (generator: a fixture's body); prepare(host) runs before each kvzd
+    starts."""
     if not os.path.exists(KVZ_VMM) or not os.path.exists(SNAPCOUNT):
         pytest.skip("kvz-vmm or the snapcount test guest not built")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         pytest.skip("no usable /dev/kvm on this machine")
     a, b = Host(TOKEN_A), Host(TOKEN_B)
+    for h in (a, b):
+        if prepare:
+            prepare(h)
     pair_up(a, b)
     yield a, b
     logs = terminate_pair(a, b)
@@ -87,6 +92,11 @@ def hosts():
     b.d.cleanup()
     # Under ASan/UBSan (KVZ_BUILD_DIR=build-asan) kvzd's reports fail the test.
     assert "runtime error" not in logs and "Sanitizer" not in logs, logs
+
+
+@pytest.fixture
+def hosts():
+    yield from paired_hosts()
 
 
 def console_hex(d, name, pattern):

@@ -7,17 +7,24 @@ After the switch the target's disk holds one unbroken run of stamps ending
 past what the source had written before the migration: no write was lost
 at the switch. A killed target kvz-vmm and a cancel leave the source
 running and writing, and the target's disk file gone. Hostile reservations
-cannot make the target remove a file. Skips without KVM."""
+cannot make the target remove a file. Where both kvzd's image dirs are one
+directory (STATE/images a symlink to it, as one NFS export mounted on two
+hosts) the disk kvzd made stays where it is ("disk shared": the source's
+probe file is seen by the target) and the target's guest writes on in the
+same file; a killed target leaves that file alone. Skips without KVM."""
+import fcntl
 import json
 import os
 import re
+import signal
 import sys
+import time
 
 import pytest
 
 from kvzd_harness import BUILD
-from test_migrate import (TOKEN_B, console_hex, fake_qmp, hosts, reservation,  # noqa: F401
-                          tcp_api, types)
+from test_migrate import (TOKEN_B, console_hex, fake_qmp, hosts, paired_hosts,  # noqa: F401
+                          reservation, tcp_api, types, vm_log)
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "guests"))
 from diskwriter_check import contiguous_top, disk_stamps  # noqa: E402
@@ -156,3 +163,120 @@ def test_hostile_reservation_cannot_name_a_file_to_remove(hosts):
     assert a.api("POST", "/v1/guests/nd/migrate", {"to": "b", "copy_storage": "yes"})[0] == 400
     st, ans = a.api("POST", "/v1/guests/nd/migrate", {"to": "b", "copy_storage": True})
     assert st == 400 and "no disk" in ans["error"]["message"], ans
+
+
+@pytest.fixture
+def shared_hosts(tmp_path):
+    """Hosts a and b whose STATE/images are one directory (returned too)."""
+    shared = str(tmp_path / "images")
+    os.mkdir(shared)
+
+    def link(h):
+        os.makedirs(h.d.state)
+        os.symlink(shared, os.path.join(h.d.state, "images"))
+    pair = paired_hosts(link)
+    yield next(pair) + (shared,)
+    next(pair, None)
+
+
+def test_shared_image_dir_disk_stays_and_guest_writes_on(shared_hosts):
+    a, b, shared = shared_hosts[0].d, shared_hosts[1].d, shared_hosts[2]
+    before = start_writer(a, "ds")
+    r = a.kvz("migrate", "ds", "--to", "b")
+    assert r.stdout.strip().endswith(", disk shared"), r.stdout
+    g = b.guest("ds")
+    assert g["state"] == "running" and g["config"]["disk_path"] == image(b, "ds")
+    assert a.api("GET", "/v1/guests/ds")[0] == 404
+    # One file, no probe left behind; the guest writes on in it.
+    assert os.listdir(shared) == ["ds.img"]
+    top = contiguous_top(disk_stamps(os.path.join(shared, "ds.img")))
+    assert top > before
+    stamp_at_least(b, "ds", top + 2048)
+    assert fake_qmp(g["qmp"], "stop") == {"return": {}}
+    assert contiguous_top(disk_stamps(os.path.join(shared, "ds.img"))) > top
+    assert fake_qmp(g["qmp"], "cont") == {"return": {}}
+    # And back.
+    r = b.kvz("migrate", "ds", "--to", "a")
+    assert r.stdout.strip().endswith(", disk shared"), r.stdout
+    assert a.guest("ds")["config"]["disk_path"] == image(a, "ds")
+    assert os.listdir(shared) == ["ds.img"]
+    stamp_at_least(a, "ds", stamps(a, "ds")[-1] + 2048)
+
+
+def test_shared_image_dir_target_vmm_killed_disk_kept(shared_hosts):
+    """The target's kvz-vmm stopped (SIGSTOP) as soon as the source sends
+    (slowed to 1 Mbit/s), killed a second later: whether the source was
+    still sending or had saved its devices (dropping the image's lock) and
+    waited for the commit, it takes the guest back, holding the lock
+    again, and writes on; b keeps nothing, the file stays."""
+    a, b, shared = shared_hosts[0].d, shared_hosts[1].d, shared_hosts[2]
+    start_writer(a, "dk")
+    job = json.loads(a.kvz("--json", "migrate", "dk", "--to", "b", "--bandwidth", "1",
+                           "--detach").stdout)
+    for _ in range(3000):    # a tight loop: the stream takes about a second
+        if a.api("GET", "/v1/jobs/%d" % job["id"])[1]["phase"] not in ("", "reserving"):
+            break
+        time.sleep(0.005)
+    pid = b.guest("dk")["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(1)
+    os.kill(pid, signal.SIGKILL)
+    a.kvz("job", "wait", str(job["id"]), check=False)
+    assert a.kvz_json("job", "show", str(job["id"]))["state"] == "failed"
+    source_writes_on(a, "dk")
+    disk = os.path.join(shared, "dk.img")
+    fd = os.open(disk, os.O_RDWR)
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    assert "lock" not in vm_log(a, "dk"), vm_log(a, "dk")
+    b.wait_for(lambda: b.api("GET", "/v1/guests/dk")[0] == 404, timeout=60, what="b to discard")
+    assert os.listdir(shared) == ["dk.img"]
+    assert "migration-discarded" in types(b, "dk")
+
+
+def test_hostile_shared_probe(shared_hosts):
+    """The probe names a file in the target's image dir only: a path or a
+    malformed name is refused; a probe the target does not see means a
+    copy; one it sees, without the disk beside it, a refusal; a discard of
+    a shared disk leaves the file."""
+    hb, shared = shared_hosts[1], shared_hosts[2]
+    b = hb.d
+    req = reservation("evil")
+    req.update(live=True, disk="auto")
+    req["config"].update(disk_path="/nonexistent/evil.img", disk_size=1 << 20)
+    for bad in ("../../../etc/passwd", ".kvz-shared-" + "g" * 64, ".kvz-shared-" + "0" * 63,
+                ".kvz-shared-" + "0" * 64 + "/x", 7, ""):
+        st, ans = tcp_api(hb, "POST", "/v1/migrations", dict(req, shared_probe=bad), TOKEN_B)
+        assert st == 400 and "shared_probe" in ans["error"]["message"], (bad, st, ans)
+    assert b.api("GET", "/v1/guests/evil")[0] == 404
+    probe = ".kvz-shared-" + "0" * 64
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", dict(req, shared_probe=probe), TOKEN_B)
+    assert st == 201 and ans["disk"] == "copy", (st, ans)
+    assert tcp_api(hb, "DELETE", "/v1/migrations/evil", None, TOKEN_B)[0] == 200
+    b.wait_for(lambda: b.api("GET", "/v1/guests/evil")[0] == 404, what="b to discard")
+    # Unseen, the probe means a copy even where this host has a file at
+    # the source's path (on one machine: the source's own disk).
+    victim = os.path.join(b.dir, "victim.img")
+    with open(victim, "wb") as f:
+        f.truncate(1 << 20)
+    req2 = dict(req, shared_probe=probe, config=dict(req["config"], disk_path=victim))
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", req2, TOKEN_B)
+    assert st == 201 and ans["disk"] == "copy", (st, ans)
+    assert b.guest("evil")["config"]["disk_path"] == image(b, "evil")
+    assert tcp_api(hb, "DELETE", "/v1/migrations/evil", None, TOKEN_B)[0] == 200
+    b.wait_for(lambda: b.api("GET", "/v1/guests/evil")[0] == 404, what="b to discard")
+    assert os.path.getsize(victim) == 1 << 20
+    open(os.path.join(shared, probe), "w").close()
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", dict(req, shared_probe=probe), TOKEN_B)
+    assert st == 409 and "shared storage" in ans["error"]["message"], (st, ans)
+    with open(os.path.join(shared, "evil.img"), "wb") as f:
+        f.truncate(1 << 20)
+    st, ans = tcp_api(hb, "POST", "/v1/migrations", dict(req, shared_probe=probe), TOKEN_B)
+    assert st == 201 and ans["disk"] == "shared", (st, ans)
+    assert b.guest("evil")["config"]["disk_path"] == image(b, "evil")
+    assert tcp_api(hb, "DELETE", "/v1/migrations/evil", None, TOKEN_B)[0] == 200
+    b.wait_for(lambda: b.api("GET", "/v1/guests/evil")[0] == 404, what="b to discard")
+    assert sorted(os.listdir(shared)) == sorted([probe, "evil.img"])

@@ -5,8 +5,12 @@ disks are separate files, and after the switch the target's file equals the
 source's at that moment (both paused: the source in postmigrate, the target
 started with --paused) while holding stamps written during the migration;
 the target's guest then goes on stamping its own disk. A cancelled copy
-leaves the source running and writing. Skipped without KVM."""
+leaves the source running and writing. On shared storage (one file for
+both) the target opens the image beside the running source and takes its
+lock only at the load, once the source's save dropped it; a save and cont
+drop and take it back. Skipped without KVM."""
 
+import fcntl
 import os
 import re
 import sys
@@ -19,6 +23,7 @@ import vmmtest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "guests"))
 from diskwriter_check import contiguous_top, disk_stamps  # noqa: E402
 from test_vmm_migrate import Vmm, hand_socketpair, no_leftover_vms, statuses  # noqa: F401 (fixture)
+from test_vmm_snapshot import migrate_to  # noqa: E402
 
 pytestmark = pytest.mark.skipif(vmmtest.kvm_unavailable_reason() is not None,
                                 reason=vmmtest.kvm_unavailable_reason() or "")
@@ -156,3 +161,49 @@ def test_disk_size_mismatch_refused_by_target(tmp_path):
     assert src.qmp.cmd("query-status")["return"]["status"] == "running"
     src.wait_stamp(src.stamps()[-1] + 1024)
     src.quit()
+
+
+def lock_free(path):
+    """Whether another process could lock the image now (flock, as kvz-vmm)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_shared_storage_lock_moves_with_the_guest(tmp_path):
+    disk = image(tmp_path, "shared.img")
+    src = DiskVm(tmp_path, disk, [], "src")
+    before = src.wait_stamp(2048)
+    assert not lock_free(disk)
+    # A second writer is still refused...
+    r = vmmtest.start(["--kernel", vmmtest.guest("diskwriter"), "--memory", "64M", "--disk", disk])
+    assert r.wait(timeout=20) != 0
+    assert "in use by another process" in r.stderr.read().decode(errors="replace")
+    # ...but an incoming target opens it beside the running source.
+    dst = DiskVm(tmp_path, disk, ["--incoming", "defer", "--paused"], "dst")
+    hand_socketpair(src, dst)
+    assert src.qmp.cmd("migrate", uri="fd:mig") == {"return": {}}
+    assert statuses(src, timeout=120)[-1] == "completed"
+    statuses(dst, timeout=60)
+    wait_status(dst, "paused")
+    # The source let the lock go with its save, the target holds it now.
+    assert not lock_free(disk)
+    src.quit()
+    assert not lock_free(disk), "the target does not hold the image's lock"
+    top = contiguous_top(disk_stamps(disk))
+    assert top > before
+    assert dst.qmp.cmd("cont") == {"return": {}}
+    dst.wait_stamp(top + 2048)
+    # A save (stop, migrate to a file) drops the lock, cont takes it back.
+    assert dst.qmp.cmd("stop") == {"return": {}}
+    migrate_to(dst, str(tmp_path / "snap"))
+    assert lock_free(disk)
+    assert dst.qmp.cmd("cont") == {"return": {}}
+    assert not lock_free(disk)
+    assert contiguous_top(disk_stamps(disk)) >= top
+    dst.quit()

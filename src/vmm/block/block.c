@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 /* raw last: it is what an image is when nothing else recognizes it. */
@@ -68,6 +69,10 @@ int blk_open(const struct blk_open_opts *o, struct blk_backend **out, char *err,
 	if (d->open(o->path, o->readonly, &b, err, errlen) < 0)
 		return -1;
 	b->driver = d;
+	if (!o->lock_later && blk_lock(b, true, o->path, err, errlen) < 0) {
+		b->ops->close(b);
+		return -1;
+	}
 	int r = pthread_mutex_init(&b->lock, NULL);
 	if (r) {
 		snprintf(err, errlen, "disk %s: %s", o->path, strerror(r));
@@ -75,6 +80,20 @@ int blk_open(const struct blk_open_opts *o, struct blk_backend **out, char *err,
 		return -1;
 	}
 	*out = b;
+	return 0;
+}
+
+int blk_lock(struct blk_backend *b, bool on, const char *path, char *err, size_t errlen)
+{
+	if (b->locked == on)
+		return 0;
+	int how = !on ? LOCK_UN : b->readonly ? LOCK_SH : LOCK_EX;
+	if (flock(b->lock_fd, how | LOCK_NB) < 0) {
+		snprintf(err, errlen, "disk %s: %s", path,
+			 errno == EWOULDBLOCK ? "in use by another process" : strerror(errno));
+		return -1;
+	}
+	b->locked = on;
 	return 0;
 }
 

@@ -157,6 +157,12 @@ struct blk_backend {
 	/* Written blocks while a migration copies the disk (blk_dirty.h);
 	 * NULL until the first one. Atomic pointer, set once. */
 	struct blk_dirty *dirty;
+	/* The file flock()ed against a second writer (exclusive; shared for
+	 * readonly): the driver sets it at open, blk_lock takes and drops the
+	 * lock, which only the thread that owns the machine's state (open,
+	 * save, load, resume) touches. */
+	int lock_fd;
+	bool locked;
 };
 
 struct blk_open_opts {
@@ -166,11 +172,20 @@ struct blk_open_opts {
 	 * file as its backing file. kvz-vmm's --disk defaults to raw. */
 	const char *format;
 	bool readonly;
+	/* Open without the lock (blk_lock later): an incoming migration's
+	 * target, while the source still runs on the same shared file. */
+	bool lock_later;
 };
 
 /* Opens an image. Returns 0, or -1 with one line in err. */
 int blk_open(const struct blk_open_opts *o, struct blk_backend **out, char *err, size_t errlen);
 void blk_close(struct blk_backend *b);
+/* Takes (on) or drops the image's lock, as QEMU activates and inactivates
+ * images around a migration: the source drops it once its last write is
+ * saved, the target takes it when it loads the state. Taking a lock held
+ * is a no-op; one held by another process fails with "in use by another
+ * process" in err. Returns 0 or -1. */
+int blk_lock(struct blk_backend *b, bool on, const char *path, char *err, size_t errlen);
 /* Makes the image file whole for other readers (ops->quiesce) once the
  * caller has drained its requests: virtio-blk's pause, before a snapshot
  * or a copy of the disk. Returns 0, or -errno (the driver logged why). */

@@ -309,7 +309,11 @@ static int q2blk_open(const char *path, bool readonly, struct blk_backend **out,
 		free(d);
 		return -1;
 	}
-	/* The same exclusive/shared lock as raw images: two writers corrupt. */
+	/* The same exclusive/shared lock as raw images: two writers corrupt.
+	 * Taken here, before qcow2_open may write the header, also for an
+	 * incoming migration (blk_open_opts.lock_later): a qcow2 image is not
+	 * opened beside a running source, so it does not move on shared
+	 * storage live (QEMU's inactive images would be needed). */
 	char qerr[300];
 	if (flock(d->lock_fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
 		snprintf(err, errlen, "disk %s: %s", path,
@@ -319,7 +323,8 @@ static int q2blk_open(const char *path, bool readonly, struct blk_backend **out,
 		snprintf(err, errlen, "disk %s", qerr);
 	} else {
 		d->b = (struct blk_backend){.ops = &q2blk_ops, .size = qcow2_size(d->q),
-					    .readonly = readonly, .priv = d};
+					    .readonly = readonly, .priv = d, .lock_fd = d->lock_fd,
+					    .locked = true};
 		*out = &d->b;
 		return 0;
 	}

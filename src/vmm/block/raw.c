@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -194,17 +193,13 @@ static int raw_open(const char *path, bool readonly, struct blk_backend **out, c
 		free(r);
 		return -1;
 	}
-	/* Two VMs writing one image corrupt it: take the same kind of lock
-	 * QEMU users expect (shared for readonly). */
-	if (flock(r->fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
-		snprintf(err, errlen, "disk %s: %s", path,
-			 errno == EWOULDBLOCK ? "in use by another process" : strerror(errno));
-		goto fail;
-	}
 	uint64_t bytes;
 	if (raw_size(r, path, &bytes, err, errlen) < 0)
 		goto fail;
-	r->b = (struct blk_backend){ .ops = &raw_ops, .size = bytes, .readonly = readonly, .priv = r };
+	/* Two VMs writing one image corrupt it: blk_open takes the same kind
+	 * of lock QEMU users expect (shared for readonly) on this file. */
+	r->b = (struct blk_backend){ .ops = &raw_ops, .size = bytes, .readonly = readonly, .priv = r,
+				     .lock_fd = r->fd };
 	*out = &r->b;
 	return 0;
 fail:

@@ -500,8 +500,12 @@ static void blk_pause(void *dev, struct virtio_pci *vp)
 static void blk_resume(void *dev, struct virtio_pci *vp)
 {
 	struct virtio_blk *b = dev;
+	char err[300];
 
 	(void)vp;
+	/* Dropped by a save (below): the machine writes again. */
+	if (blk_lock(b->backend, true, b->name, err, sizeof(err)) < 0)
+		kvz_warn("virtio %s: the image's lock at resume: %s", b->name, err);
 	b->paused = false;
 	for (unsigned i = 0; i < b->nqueues; i++)
 		queue_release(b->q[i]);
@@ -525,9 +529,26 @@ static void blk_queue_notify(void *dev, struct virtio_pci *vp, unsigned q)
 	(void)q;
 }
 
+/* The machine paused and its state saved (a migration's stop-and-copy, a
+ * snapshot): its last write is in the image, so the lock goes, as QEMU
+ * inactivates images, and the target on shared storage can take it at its
+ * load. A resume (failure, cancel, cont) takes it back. */
+static void blk_save(void *dev, struct virtio_pci *vp, struct state_buf *out)
+{
+	struct virtio_blk *b = dev;
+	char err[300];
+
+	(void)vp;
+	(void)out;   /* nothing beyond the transport's */
+	if (blk_lock(b->backend, false, b->name, err, sizeof(err)) < 0)
+		kvz_warn("virtio %s: %s", b->name, err);
+}
+
 /* After the transport loaded the config bytes: the capacity the guest was
  * told (a block_resize before the save included) is the device's again,
- * provided the image holds it. */
+ * provided the image holds it. The image's lock, deferred by an incoming
+ * migration (virtio_blk_opts.lock_later), is taken now: the source dropped
+ * it with its save; held elsewhere, the load fails. */
 static int blk_load(void *dev, struct virtio_pci *vp, struct state_cursor *in,
 		    uint32_t version, char *err, size_t errlen)
 {
@@ -544,11 +565,12 @@ static int blk_load(void *dev, struct virtio_pci *vp, struct state_cursor *in,
 		return -1;
 	}
 	b->sectors = sectors;
-	return 0;
+	return blk_lock(b->backend, true, b->name, err, errlen);
 }
 
 static const struct virtio_dev_ops blk_ops = {
 	.queue_notify = blk_queue_notify,
+	.save = blk_save,
 	.load = blk_load,
 	.driver_ok = blk_driver_ok,
 	.reset = blk_reset,
@@ -688,7 +710,7 @@ struct virtio_blk *virtio_blk_create_opts(const struct vmm_context *ctx, const s
 	snprintf(b->name, sizeof(b->name), "vd%c", 'a' + (index % 26));
 	snprintf(b->serial, sizeof(b->serial), "kvz-%s", b->name);
 	struct blk_open_opts bo = { .path = o->path, .format = o->format ? o->format : "raw",
-				    .readonly = o->readonly };
+				    .readonly = o->readonly, .lock_later = o->lock_later };
 	if (o->backend) {
 		b->backend = o->backend;
 	} else if (blk_open(&bo, &b->backend, err, errlen) < 0) {

@@ -43,6 +43,9 @@ struct virtio_blk_opts {
 	/* An image already open (path only names it in messages): the device
 	 * owns it from then on, also when creation fails. NULL: open path. */
 	struct blk_backend *backend;
+	/* An incoming migration: the image's lock waits for the load (block.h
+	 * blk_open_opts.lock_later). */
+	bool lock_later;
 };
 
 struct blk_queue;

@@ -120,6 +120,7 @@ static int create_disks(struct virtio_devices *vd, const struct virtio_options *
 		if (parse_disk(o->disks[i], path, sizeof(path), fmt, sizeof(fmt), &bo, o->ncpus,
 			       err, errlen) < 0)
 			return -1;
+		bo.lock_later = o->disks_lock_later;
 		vd->blk[i] = virtio_blk_create_opts(&vd->ctx, &bo, (unsigned)i, err, errlen);
 		if (!vd->blk[i])
 			return -1;

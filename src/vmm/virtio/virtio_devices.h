@@ -25,6 +25,9 @@ struct virtio_options {
 	/* Offer VIRTIO_BALLOON_F_DEFLATE_ON_OOM (off by default: with it a
 	 * Linux guest keeps MemTotal unchanged while inflated). */
 	bool balloon_deflate_on_oom;
+	/* --incoming: the disks' locks are taken when the state is loaded
+	 * (the source may run on the same shared image until then). */
+	bool disks_lock_later;
 };
 
 struct virtio_devices;
