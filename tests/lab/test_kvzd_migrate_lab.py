@@ -28,10 +28,7 @@ import sys
 
 import pytest
 
-SRC = os.environ.get("KVZ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("KVZ_BUILD_DIR", os.path.join(SRC, "build"))
-sys.path.insert(0, os.path.join(SRC, "lab"))
-import kvzlab  # noqa: E402
+from labpaths import BUILD_DIR as BUILD, kvzlab
 
 KVZD = os.path.join(BUILD, "src", "daemon", "kvzd")
 KVZ = os.path.join(BUILD, "src", "cli", "kvz")
