@@ -154,6 +154,26 @@ for h in a b; do grep -iE "error|warn" /tmp/k$h/log | tail -8 | sed "s/^/LOG-$h 
 for f in $(find /tmp/ka /tmp/kb -name 'restore.log' -o -name 'dump.log' 2>/dev/null); do
   grep -E "Error" $f | head -5 | sed "s|^|CRIULOG $f |"; done
 kb stop m; echo "STOP=$?"
+# The plain way (runc/LXD): one `criu dump` of the running container, its
+# images copied through disk, `criu restore` (kvz-ct checkpoint, cp, kvz-ct
+# restore), on a container of kvz-ct's own beside kvzd with the same
+# 64 MiB touched: the yardstick of issue 12's downtime goal.
+P=/tmp/proot; mkdir -p $P/bin $P/proc $P/sys $P/dev $P/tmp /tmp/pmnt /tmp/P/p
+cp /bin/busybox $P/bin/ && ln -s busybox $P/bin/sh && cp /ctprobe $P/bin/ && chmod 0777 $P/tmp
+truncate -s 192M /tmp/P/p/private.img && mkfs.btrfs -q /tmp/P/p/private.img &&
+  mount -o loop /tmp/P/p/private.img /tmp/pmnt && cp -a $P/. /tmp/pmnt/ && umount /tmp/pmnt
+export KVZ_CT_IDMAP_DIR=/tmp/idP
+kvz-ct run --name p --run-dir /tmp/runP --ct-root /tmp/P --detach --memory 128M:192M -- \
+  sh -c "ctprobe dirty 64 0 & exec ctprobe gapwatch /tmp/gap"; echo "PLAIN-RUN=$?"
+pinit() { sed -n 's/.*"init-pid": \([0-9]*\).*/\1/p' /tmp/runP/p.json; }
+sleep 3; touch /proc/$(pinit)/root/tmp/gap.reset; sleep 0.5
+T0=$(up)
+kvz-ct checkpoint --name p --run-dir /tmp/runP --dir /tmp/pd >/dev/null && cp -a /tmp/pd /tmp/pd2 &&
+  kvz-ct restore --name p --dir /tmp/pd2; echo "PLAIN=$?"
+T1=$(up); sleep 1
+echo "PLAIN-TIME $T0 $T1"
+echo "PLAIN-GAP-US=$(cut -d' ' -f2 /proc/$(pinit)/root/tmp/gap)"
+kvz-ct stop --name p --run-dir /tmp/runP --timeout 1
 echo LAB-KVZD-CTMIG-DONE""", setup=SETUP)
 
 
@@ -238,6 +258,23 @@ def test_kvzd_migrates_container_with_real_criu(lab_out):
         print("migration %d: total %.2f s, the workload stalled %.3f s at most" % (
             n, t1 - t0, gap_us / 1e6))
         assert 0 < gap_us < (t1 - t0 + 1) * 1e6, (gap_us, t0, t1)
+
+
+def test_downtime_against_plain_dump_and_restore(lab_out):
+    """kvz's iterative move through kvzd against the plain way (one dump,
+    the images copied through disk, a restore; kvz-ct directly), the same
+    64 MiB touched, in the same L1. Issue 12's goal is 0.2x: the ratio is
+    printed (emulator times vary with the host's load); the move must
+    stall the workload for less than the plain way."""
+    v = values(lab_out)
+    assert v["PLAIN-RUN"] == "0" and v["PLAIN"] == "0", lab_out[-4000:]
+    plain, iterative = int(v["PLAIN-GAP-US"]), int(v["MIG6-GAP-US"])
+    t0, t1 = map(float, re.search(r"^PLAIN-TIME (\S+) (\S+)$", lab_out, re.M).groups())
+    print("downtime: plain dump+copy+restore %.3f s (total %.2f s), kvzd's iterative move "
+          "%.3f s: ratio %.2f (goal 0.2)" % (plain / 1e6, t1 - t0, iterative / 1e6,
+                                            iterative / plain))
+    assert 0 < plain < (t1 - t0 + 1) * 1e6, (plain, t0, t1)
+    assert iterative < plain, (iterative, plain)
 
 
 def test_downtime_iterative_against_single_dump(lab_out):
