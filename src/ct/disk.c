@@ -3,11 +3,13 @@
 #include "parse.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/btrfs.h>
 #include <linux/loop.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -119,17 +121,138 @@ int disk_loop_attach(const char *image, char *dev, size_t devlen, char *err, siz
 	return loop;
 }
 
+/* The first copy of the btrfs superblock lies at 64 KiB; in it the
+ * filesystem's UUID at 0x20 and the magic at 0x40 (the kernel's struct
+ * btrfs_super_block, not in the uapi headers). */
+#define SB_OFFSET 0x10000
+#define SB_FSID 0x20
+#define SB_MAGIC 0x40
+#define SB_READ 0x48
+
+/* image's filesystem UUID as text (36 characters): 1; 0 when it holds no
+ * btrfs (mount says why); -1 when it cannot be read. */
+static int image_fsid(const char *image, char *uuid, size_t len, char *err, size_t elen)
+{
+	unsigned char sb[SB_READ];
+	int fd = open(image, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, elen, "cannot open %s: %s", image, strerror(errno));
+		return -1;
+	}
+	ssize_t n = pread(fd, sb, sizeof(sb), SB_OFFSET);
+	close(fd);
+	if (n != (ssize_t)sizeof(sb) || memcmp(sb + SB_MAGIC, "_BHRfS_M", 8))
+		return 0;
+	const unsigned char *u = sb + SB_FSID;
+	snprintf(uuid, len,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11],
+		 u[12], u[13], u[14], u[15]);
+	return 1;
+}
+
+/* Whether the loop device NAME (loopN) is backed by the file img. 1 yes,
+ * 0 no (or not a loop device), -1 when it cannot be told. */
+static int loop_backed_by(const char *name, const struct stat *img)
+{
+	char dev[64], *end;
+	if (strncmp(name, "loop", 4))
+		return 0;
+	long nr = strtol(name + 4, &end, 10);
+	if (end == name + 4 || *end || nr < 0 || nr > 1 << 20)
+		return 0;
+	int fd = open_loop_node(dev, sizeof(dev), (int)nr);
+	if (fd < 0)
+		return -1;
+	struct loop_info64 info;
+	int rc = ioctl(fd, LOOP_GET_STATUS64, &info);
+	close(fd);
+	if (rc < 0)
+		return errno == ENXIO ? 0 : -1; /* ENXIO: detached meanwhile */
+	return info.lo_device == img->st_dev && info.lo_inode == img->st_ino;
+}
+
+/* Whether the mounted btrfs UUID lies on image itself: one of its devices
+ * (/sys/fs/btrfs/UUID/devices/) a loop device backed by image. */
+static int mounted_from(const char *image, const char *uuid, char *err, size_t len)
+{
+	struct stat img;
+	char path[128];
+	if (stat(image, &img) < 0) {
+		snprintf(err, len, "cannot stat %s: %s", image, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "/sys/fs/btrfs/%s/devices", uuid);
+	DIR *d = opendir(path);
+	if (!d)
+		return 0; /* unmounted meanwhile */
+	int found = 0;
+	struct dirent *de;
+	while (found == 0 && (de = readdir(d)))
+		found = loop_backed_by(de->d_name, &img);
+	closedir(d);
+	if (found < 0)
+		snprintf(err, len, "cannot tell whether the mounted filesystem %s lies on %s", uuid,
+			 image);
+	else if (found)
+		snprintf(err, len, "%s is mounted already", image);
+	return found ? -1 : 0;
+}
+
+int disk_own_fsid(const char *image, char *err, size_t len)
+{
+	char uuid[40], path[96];
+	int has = image_fsid(image, uuid, sizeof(uuid), err, len);
+	if (has <= 0)
+		return has;
+	snprintf(path, sizeof(path), "/sys/fs/btrfs/%s", uuid);
+	if (!path_exists(path))
+		return 0;
+	if (mounted_from(image, uuid, err, len) < 0)
+		return -1;
+	/* -m rewrites the superblocks only (the metadata keeps the old UUID
+	 * as its metadata_uuid): milliseconds whatever the size, where -u
+	 * rewrites every metadata block and an interrupted run leaves the
+	 * filesystem unmountable (docs/architecture.md, "Private area"). */
+	const char *argv[] = {"btrfstune", "-m", image, NULL};
+	char why[512];
+	if (run_quiet(argv, why, sizeof(why)) < 0) {
+		snprintf(err, len, "%s is a copy of the mounted filesystem %s; giving it a UUID of its own: %s",
+			 image, uuid, why);
+		return -1;
+	}
+	return 0;
+}
+
+int disk_attach_mount(const char *image, const char *target, char *dev, size_t devlen,
+		      char *err, size_t len)
+{
+	/* Twice: a copy started beside another copy of the same filesystem
+	 * finds it mounted only once that one has mounted (EEXIST before). */
+	for (int attempt = 0;; attempt++) {
+		if (disk_own_fsid(image, err, len) < 0)
+			return -1;
+		int loop = disk_loop_attach(image, dev, devlen, err, len);
+		if (loop < 0)
+			return -1;
+		if (mount(dev, target, "btrfs", 0, NULL) == 0)
+			return loop;
+		int e = errno;
+		snprintf(err, len, "cannot mount %s on %s: %s", image, target, strerror(e));
+		close(loop);
+		if (e != EEXIST || attempt)
+			return -1;
+	}
+}
+
 int disk_mount(const char *image, const char *target, char *err, size_t len)
 {
 	char dev[32];
-	int loop = disk_loop_attach(image, dev, sizeof(dev), err, len);
+	int loop = disk_attach_mount(image, target, dev, sizeof(dev), err, len);
 	if (loop < 0)
 		return -1;
-	int rc = mount(dev, target, "btrfs", 0, NULL);
-	if (rc < 0)
-		snprintf(err, len, "cannot mount %s on %s: %s", image, target, strerror(errno));
 	close(loop);
-	return rc;
+	return 0;
 }
 
 int disk_image_size(const char *image, uint64_t *size)

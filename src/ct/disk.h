@@ -20,8 +20,19 @@ int disk_image_create(const char *image, uint64_t size, char *err, size_t len);
  * /dev/loopN, or /proc/self/fd/FD (valid while the fd is open) on a host
  * whose /dev lacks the node. */
 int disk_loop_attach(const char *image, char *dev, size_t devlen, char *err, size_t len);
-/* Loop-attaches and mounts image on target in the caller's mount
- * namespace. */
+/* Before image is mounted: when a btrfs with its UUID is mounted on this
+ * kernel already and does not lie on image itself, image is a copy of it
+ * (a migration's target on the source's host, a copied private area),
+ * which Linux before 6.7 refuses to mount ("File exists") and later ones
+ * mount under a temporary UUID: gives it a UUID of its own (btrfstune -m).
+ * Refuses when image itself is mounted (through another loop device). */
+int disk_own_fsid(const char *image, char *err, size_t len);
+/* disk_own_fsid, then loop-attaches image and mounts it on target in the
+ * caller's mount namespace. Returns the loop fd (dev: its path, as
+ * disk_loop_attach), -1 with err. */
+int disk_attach_mount(const char *image, const char *target, char *dev, size_t devlen,
+		      char *err, size_t len);
+/* disk_attach_mount without keeping the loop fd. */
 int disk_mount(const char *image, const char *target, char *err, size_t len);
 /* Grows the image to size and the filesystem mounted at mountpoint with it;
  * refuses to shrink. */

@@ -1,6 +1,16 @@
 #include "net_filter.h"
 
+#include "util.h"
+
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <nftables/libnftables.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -101,4 +111,56 @@ void net_filter_remove(struct net_filter *f)
 		nft_ctx_free(f->nft); /* closing its socket would remove the table anyway */
 	f->nft = NULL;
 	f->table[0] = 0;
+}
+
+struct announce {
+	int ns;                  /* the container's network namespace */
+	unsigned char frame[60]; /* the Ethernet minimum, zero-padded */
+};
+
+/* In a child of ours (run_in_child): enters the namespace and sends. */
+static int send_announce(void *arg, int err_fd)
+{
+	const struct announce *a = arg;
+	if (setns(a->ns, CLONE_NEWNET) < 0) {
+		dprintf(err_fd, "setns: %s", strerror(errno));
+		return 1;
+	}
+	int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ARP));
+	unsigned idx = if_nametoindex("eth0");
+	struct sockaddr_ll to = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ARP),
+				 .sll_ifindex = (int)idx, .sll_halen = 6};
+	memset(to.sll_addr, 0xff, 6);
+	if (fd < 0 || !idx ||
+	    sendto(fd, a->frame, sizeof(a->frame), 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
+		dprintf(err_fd, "eth0: %s", strerror(errno));
+		return 1;
+	}
+	close(fd);
+	return 0;
+}
+
+int net_announce(pid_t init, const unsigned char mac[6], struct in_addr ip, char *err, size_t len)
+{
+	char path[64], msg[256];
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)init);
+	struct announce a = {.ns = open(path, O_RDONLY | O_CLOEXEC)};
+	if (a.ns < 0) {
+		snprintf(err, len, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	unsigned char *f = a.frame;
+	memset(f, 0xff, 6);                  /* broadcast */
+	memcpy(f + 6, mac, 6);
+	f[12] = 0x08, f[13] = 0x06;          /* ARP */
+	static const unsigned char req[] = {0, 1, 8, 0, 6, 4, 0, 1}; /* Ethernet/IPv4, request */
+	memcpy(f + 14, req, sizeof(req));
+	memcpy(f + 22, mac, 6);              /* sender: the container */
+	memcpy(f + 28, &ip.s_addr, 4);
+	memcpy(f + 38, &ip.s_addr, 4);       /* target: itself (target MAC 0) */
+	int rc = run_in_child(send_announce, &a, msg, sizeof(msg));
+	close(a.ns);
+	if (rc < 0)
+		snprintf(err, len, "cannot announce the container's address: %s", msg);
+	return rc;
 }

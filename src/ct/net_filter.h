@@ -8,6 +8,7 @@
 
 #include <netinet/in.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 struct nft_ctx;
 
@@ -23,6 +24,13 @@ struct net_filter {
  * ARP caches stay right). */
 void net_filter_mac(const char *name, struct in_addr ip, unsigned char mac[6]);
 void net_filter_mac_str(const unsigned char mac[6], char *out, size_t size);
+
+/* From inside the network namespace of init (the container's eth0): one
+ * gratuitous ARP (a broadcast request for ip from mac), so that bridges
+ * and switches learn the port behind which the container now is, and
+ * neighbours its address, before it sends anything itself: after a
+ * restore on another host, its MAC sits behind another port. */
+int net_announce(pid_t init, const unsigned char mac[6], struct in_addr ip, char *err, size_t len);
 
 /* Installs the table for traffic entering the bridge from host-side veth
  * `port`. The table is owned by this process (NFT_TABLE_F_OWNER): the

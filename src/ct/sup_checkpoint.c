@@ -8,6 +8,7 @@
 
 #include "criu.h"
 #include "kernfs.h"
+#include "log.h"
 #include "idmount.h"
 #include "namespaces.h"
 #include "netlink.h"
@@ -499,6 +500,12 @@ int sup_restore(struct supervisor *s, char *err, size_t len)
 	rc = criu_unlock_network(pid, err, len);
 	if (rc == 0 && o->net.enabled)
 		rc = sup_veth_attach(s, err, len);
+	/* On another host its MAC is behind another port: say so at once,
+	 * or its peers' frames go to the old port until it sends. Failing
+	 * that is a warning: it runs, and is found once it sends. */
+	char why[256];
+	if (rc == 0 && o->net.enabled && net_announce(pid, s->mac, o->net.ip, why, sizeof(why)) < 0)
+		kvz_warn("%s", why);
 out:
 	json_decref(meta);
 	return rc;

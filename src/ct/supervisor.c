@@ -61,18 +61,12 @@ static int mount_root(struct supervisor *s, char *err, size_t len)
 	}
 	if (mkdir_p(s->target, 0755, err, len) < 0)
 		return -1;
-	int loop = disk_loop_attach(s->image, s->loopdev, sizeof(s->loopdev), err, len);
-	if (loop < 0)
-		return -1;
-	int rc = mount(s->loopdev, s->target, "btrfs", 0, NULL);
-	if (rc < 0)
-		snprintf(err, len, "cannot mount %s: %s", s->image, strerror(errno));
 	/* Kept open: loopdev may name it (/proc/self/fd/N, disk.h), and `set
 	 * --disk` opens loopdev; autoclear frees the device once both this fd
 	 * and the mount are gone. */
-	s->loop_fd = loop;
-	s->mounted = rc == 0;
-	return rc;
+	s->loop_fd = disk_attach_mount(s->image, s->target, s->loopdev, sizeof(s->loopdev), err, len);
+	s->mounted = s->loop_fd >= 0;
+	return s->mounted ? 0 : -1;
 }
 
 /* The container's own range from CTROOT/NAME/idmap (a new one for a

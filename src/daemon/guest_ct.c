@@ -132,6 +132,12 @@ static int ct_remove_storage(struct kvzd *d, const char *name, json_t *cfg, stru
 	return 0;
 }
 
+/* Migrated out: the target has its own copy of the private area. */
+static void ct_migrate_forget(struct kvzd *d, json_t *g)
+{
+	ct_destroy_files(d, cfg_str(g, "name"));
+}
+
 static void ct_argv(struct kvzd *d, const char *name, json_t *cfg, const char *qmp,
 		    const char *console, const char *const *extra, struct argv *a)
 {
@@ -232,6 +238,7 @@ const struct guest_driver guest_ct_driver = {
 	.migrate_listen = ct_migrate_listen,
 	.migrate_receive = ct_migrate_receive,
 	.migrate_discard = ct_migrate_discard,
+	.migrate_forget = ct_migrate_forget,
 	.config = ct_config,
 	.create_storage = ct_create_storage,
 	.remove_storage = ct_remove_storage,

@@ -89,6 +89,10 @@ struct guest_driver {
 	 * placed on this host beyond its record (after its stop); NULL when
 	 * nothing. */
 	void (*migrate_discard)(struct kvzd *d, json_t *g);
+	/* Source, after the commit and the stop: removes what the live
+	 * migration always copied (a container's private area and its id
+	 * range); NULL when the migration's disk handling covers it. */
+	void (*migrate_forget)(struct kvzd *d, json_t *g);
 	/* Adds what clients see beyond the record; NULL when nothing. */
 	void (*view)(struct kvzd *d, json_t *g, json_t *v);
 };

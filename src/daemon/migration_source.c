@@ -270,6 +270,8 @@ static void forget(struct kvzd *d, json_t *g, bool copy_disk, const char *node,
 	const char *disk = cfg_str(json_object_get(g, "config"), "disk_path");
 	if (copy_disk && disk)
 		unlink(disk);
+	if (guest_driver_of(g)->migrate_forget)
+		guest_driver_of(g)->migrate_forget(d, g);
 	if (snapshots_remove_all(d, name, &e))
 		kvz_warn("%s: %s", name, e.msg);
 	char dir[400], logp[400];

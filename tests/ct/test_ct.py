@@ -205,6 +205,53 @@ def test_disk_grows_live(env):
     env.stop(n)
 
 
+def fsid(image):
+    """The btrfs UUID in image's superblock (at 64 KiB, the UUID at 0x20)."""
+    with open(image, "rb") as f:
+        f.seek(0x10000)
+        sb = f.read(0x48)
+    assert sb[0x40:0x48] == b"_BHRfS_M", image
+    return sb[0x20:0x30].hex()
+
+
+def test_copied_private_area_gets_own_uuid(env, tmp_path):
+    """A copy of a running container's private area (a migration's target
+    on the same host, a copied container) starts beside it: the copy gets
+    a filesystem UUID of its own (Linux 6.1 refuses a second btrfs with a
+    mounted one's UUID; 6.7+ would mount it under a temporary one), the
+    original keeps its own. The same image mounted a second time (another
+    --run-dir) is refused and left as it is."""
+    n, c = env.name("u"), env.name("uc")
+    env.create(n, "128M")
+    env.start(n)
+    env.exec(n, "sh", "-c", "echo original > /root/f && sync")
+    img = os.path.join(env.ct_root, n, "private.img")
+    copy = os.path.join(env.ct_root, c, "private.img")
+    orig = fsid(img)
+    os.makedirs(os.path.dirname(copy))
+    subprocess.run(["cp", "--sparse=always", img, copy], check=True)
+    assert fsid(copy) == orig
+    env.start(c)
+    assert fsid(copy) != orig and fsid(img) == orig
+    assert env.exec(c, "cat", "/root/f").stdout == "original\n"
+    env.exec(c, "sh", "-c", "echo copy > /root/f")
+    assert env.exec(n, "cat", "/root/f").stdout == "original\n"
+    # Stopped and started again with no clash: it keeps its new UUID.
+    mine = fsid(copy)
+    env.stop(c)
+    env.start(c)
+    assert fsid(copy) == mine
+    assert env.exec(c, "cat", "/root/f").stdout == "copy\n"
+    # The running container's own image through another run dir.
+    r = kvz("run", "--name", n, "--ct-root", env.ct_root, "--run-dir", str(tmp_path / "run2"),
+            "--detach", "--", "sleep", "100", check=False)
+    assert "is mounted already" in one_error_line(r)
+    assert fsid(img) == orig
+    assert env.exec(n, "cat", "/root/f").stdout == "original\n"
+    env.stop(c)
+    env.stop(n)
+
+
 def test_backup_destroy_restore(env, tmp_path):
     n = env.name("b")
     env.create(n, "256M")

@@ -35,7 +35,7 @@ PROBE = os.path.join(BUILD_DIR, "tests", "ct", "ctprobe")
 # Put first on PATH in L1 as /usr/local/sbin.
 TOOLS = {"criu": "criu", "tar": "tar", "gzip": "gzip", "ip": "ip",
          "xtables-nft-multi": "xtables-nft-multi", "xtables-legacy-multi": "xtables-legacy-multi",
-         "nft": "nft", "mkfs.btrfs": "mkfs.btrfs"}
+         "nft": "nft", "mkfs.btrfs": "mkfs.btrfs", "btrfstune": "btrfstune"}
 
 # criu check's needs in L1, conntrack over netlink (criu dumps a network
 # namespace's conntrack entries: without it, EINVAL), the bridge and the
