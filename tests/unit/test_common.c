@@ -278,16 +278,24 @@ static json_t *cmd_getfd(void *opaque, json_t *args, struct qmp_error *err)
 	return NULL;
 }
 
-static void test_qmp_getfd(void **state)
+static const struct qmp_command getfd_cmds[] = {{"getfd", cmd_getfd}};
+
+
+/* A fresh name under /tmp for a socket (the file mkstemp made is removed). */
+static void unused_path(char *path)
 {
-	(void)state;
-	static const struct qmp_command getfd_cmds[] = {{"getfd", cmd_getfd}};
-	char path[] = "/tmp/kvz-test-qmp-XXXXXX";
-	char err[256], cls[64];
 	int tmp = mkstemp(path);
 	assert_true(tmp >= 0);
 	close(tmp);
 	unlink(path);
+}
+
+static void test_qmp_getfd(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/kvz-test-qmp-XXXXXX";
+	char err[256], cls[64];
+	unused_path(path);
 	getfd_server = qmp_server_start(path, "test", getfd_cmds, 1, NULL, err, sizeof(err));
 	assert_non_null(getfd_server);
 	struct qmp_client *c = qmp_client_connect(path, 2000, err, sizeof(err));
@@ -320,13 +328,9 @@ static void test_qmp_getfd(void **state)
 static void test_qmp_getfd_then_reset_keeps_the_fd(void **state)
 {
 	(void)state;
-	static const struct qmp_command getfd_cmds[] = {{"getfd", cmd_getfd}};
 	char path[] = "/tmp/kvz-test-qmp-XXXXXX";
 	char err[256];
-	int tmp = mkstemp(path);
-	assert_true(tmp >= 0);
-	close(tmp);
-	unlink(path);
+	unused_path(path);
 	getfd_taken = -1;
 	getfd_server = qmp_server_start(path, "test", getfd_cmds, 1, NULL, err, sizeof(err));
 	assert_non_null(getfd_server);
@@ -358,13 +362,9 @@ static void test_qmp_getfd_then_reset_keeps_the_fd(void **state)
 static void test_qmp_create_then_serve(void **state)
 {
 	(void)state;
-	static const struct qmp_command getfd_cmds[] = {{"getfd", cmd_getfd}};
 	char path[] = "/tmp/kvz-test-qmp-XXXXXX";
 	char err[256];
-	int tmp = mkstemp(path);
-	assert_true(tmp >= 0);
-	close(tmp);
-	unlink(path);
+	unused_path(path);
 	getfd_server = NULL;
 	struct qmp_server *s = qmp_server_create(path, "test", getfd_cmds, 1, NULL, err, sizeof(err));
 	assert_non_null(s);
