@@ -13,9 +13,10 @@ deps:
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) $(MESON_FLAGS)
 
-# Every test: unit, fast VMM tests on host /dev/kvm, containers, and the nested lab.
+# Every test: unit, fast VMM tests on host /dev/kvm, containers, and the nested
+# lab; the lab suite and the host suites run side by side (scripts/check.sh).
 check: all
-	meson test -C $(BUILD) --print-errorlogs --num-processes 1
+	scripts/check.sh $(BUILD)
 
 check-fast: all
 	meson test -C $(BUILD) --print-errorlogs --suite unit --suite fast
