@@ -108,15 +108,22 @@ static int put_file_text(json_t *req, const char *key, const char *opt, const ch
 	return 0;
 }
 
+/* Appends v to the request's array `key`, made on first use: the options
+ * given again for more (--device, --tag). */
+static void append_string(json_t *req, const char *key, const char *v)
+{
+	json_t *a = json_object_get(req, key);
+	if (!a) {
+		a = json_array();
+		json_object_set_new(req, key, a);
+	}
+	json_array_append_new(a, json_string(v));
+}
+
 /* --device PATH[:rwm], repeatable; kvzd checks the node. */
 static int put_device(json_t *req, const char *v)
 {
-	json_t *a = json_object_get(req, "devices");
-	if (!a) {
-		a = json_array();
-		json_object_set_new(req, "devices", a);
-	}
-	json_array_append_new(a, json_string(v));
+	append_string(req, "devices", v);
 	return 0;
 }
 
@@ -150,12 +157,7 @@ static int put_net(json_t *req, const char *v)
 /* --tag T, given again for more: the list kvzd checks (docs/api.md). */
 static void add_tag(json_t *req, const char *tag)
 {
-	json_t *tags = json_object_get(req, "tags");
-	if (!tags) {
-		tags = json_array();
-		json_object_set_new(req, "tags", tags);
-	}
-	json_array_append_new(tags, json_string(tag));
+	append_string(req, "tags", tag);
 }
 
 int cmd_create(int argc, char **argv)

@@ -19,3 +19,17 @@ import kvzlab  # noqa: E402
 BUILD_DIR = kvzlab.build_dir()
 # For the tools the tests start (they find their build through it too).
 os.environ.setdefault("KVZ_BUILD_DIR", BUILD_DIR)
+
+# The VMM and the static QMP client the VM lab tests copy into L1.
+KVZ_VMM = os.path.join(BUILD_DIR, "src", "vmm", "kvz-vmm")
+QMP_SEND = os.path.join(BUILD_DIR, "tests", "virtio", "qmp-send")
+
+
+def skip_unless_vmm_lab():
+    """Skips (saying why) unless the lab can run and kvz-vmm and qmp-send are
+    built; qmp-send is static, so a sanitizer build has none."""
+    import pytest
+    kvzlab.skip_unless_lab()
+    for path in (QMP_SEND, KVZ_VMM):
+        if not os.path.exists(path):
+            pytest.skip(f"{path} not built (qmp-send is not built under sanitizers)")

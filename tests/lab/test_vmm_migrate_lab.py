@@ -16,15 +16,11 @@ answers ping through the new TAP, the guest acks the announcement it was
 asked for (VIRTIO_NET_S_ANNOUNCE -> ANNOUNCE_ACK, logged), the counter neither repeats nor skips
 across the processes' consoles, the pattern's checksum matches; at the end
 the checksum of what the guest received equals that of what L1 sent."""
-import os
 import re
 import sys
 
-import pytest
+from labpaths import QMP_SEND, kvzlab, skip_unless_vmm_lab
 
-from labpaths import BUILD_DIR, kvzlab
-
-QMP_SEND = os.path.join(BUILD_DIR, "tests", "virtio", "qmp-send")
 MIGRATIONS = 3
 # The stream runs until the last migration is done (a fixed 2000 chunks of
 # 16 KiB took 400 s of L1 time: a dd per chunk); at least this much must
@@ -131,10 +127,7 @@ exit 0
 
 
 def test_live_migrate_real_guest_there_and_back():
-    kvzlab.skip_unless_lab()
-    for path in (QMP_SEND, os.path.join(BUILD_DIR, "src", "vmm", "kvz-vmm")):
-        if not os.path.exists(path):
-            pytest.skip(f"{path} not built (qmp-send is not built under sanitizers)")
+    skip_unless_vmm_lab()
     res = kvzlab.run_in_lab(L1_SCRIPT, files={QMP_SEND: "/bin/qmp-send"}, l2_init=L2_INIT,
                             l1_modules=["tun", "vhost_net"],
                             l2_modules=["virtio_pci", "virtio_net"],

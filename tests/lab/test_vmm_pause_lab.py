@@ -10,15 +10,11 @@ no packet left either tap while paused (a tap's tx_packets counts what its
 reader took: kvz-vmm or vhost-net); after `cont` the queued packets are
 taken and the guest answers pings again; and a third save after the
 guest ran differs (the comparison can see a change)."""
-import os
 import re
 import sys
 
-import pytest
+from labpaths import QMP_SEND, kvzlab, skip_unless_vmm_lab
 
-from labpaths import BUILD_DIR, kvzlab
-
-QMP_SEND = os.path.join(BUILD_DIR, "tests", "virtio", "qmp-send")
 
 L2_INIT = r"""
 ip link set lo up
@@ -93,10 +89,7 @@ exit 0
 
 
 def test_paused_machine_ram_unchanged_under_network_traffic():
-    kvzlab.skip_unless_lab()
-    for path in (QMP_SEND, os.path.join(BUILD_DIR, "src", "vmm", "kvz-vmm")):
-        if not os.path.exists(path):
-            pytest.skip(f"{path} not built (qmp-send is not built under sanitizers)")
+    skip_unless_vmm_lab()
     res = kvzlab.run_in_lab(L1_SCRIPT, files={QMP_SEND: "/bin/qmp-send"}, l2_init=L2_INIT,
                             l1_modules=["tun", "vhost_net"],
                             l2_modules=["virtio_pci", "virtio_net"],

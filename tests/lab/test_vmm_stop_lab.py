@@ -9,10 +9,8 @@ KVZ_LAB_STOP_CYCLES more). One L1 boot runs them all
 import os
 import sys
 
-import pytest
-
 import vmm_stop_cycles as cyc
-from labpaths import kvzlab
+from labpaths import kvzlab, skip_unless_vmm_lab
 
 # One cycle in make check (9 L2 boots in one L1, about 5 minutes of lab
 # time); bench/vmm_cycles_lab.sh runs the 30 of the proof.
@@ -41,10 +39,7 @@ def lab_run():
 
 
 def test_stop_paths_and_cycles():
-    kvzlab.skip_unless_lab()
-    for path in (cyc.QMP_SEND, os.path.join(cyc.BUILD_DIR, "src", "vmm", "kvz-vmm")):
-        if not os.path.exists(path):
-            pytest.skip(f"{path} not built (qmp-send is not built under sanitizers)")
+    skip_unless_vmm_lab()
     res, r, bad = lab_run()
     never = [n for n in bad if cyc.no_start(res.output, n)]
     # Exactly one signature earns a second lab run: fresh VMs that never
