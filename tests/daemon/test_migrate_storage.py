@@ -13,6 +13,7 @@ hosts) the disk kvzd made stays where it is ("disk shared": the source's
 probe file is seen by the target) and the target's guest writes on in the
 same file; a killed target leaves that file alone. Skips without KVM."""
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -201,6 +202,43 @@ def test_shared_image_dir_disk_stays_and_guest_writes_on(shared_hosts):
     assert a.guest("ds")["config"]["disk_path"] == image(a, "ds")
     assert os.listdir(shared) == ["ds.img"]
     stamp_at_least(a, "ds", stamps(a, "ds")[-1] + 2048)
+
+
+def test_shared_image_dir_every_disk_stays(shared_hosts):
+    """A VM with two disks on the shared image dir: both stay where they
+    are (the probe speaks for every disk in the dir), the target's record
+    names both files there, each holds what it held (checksum), every
+    disk's lock moves to the target's kvz-vmm; and back."""
+    a, b, shared = shared_hosts[0].d, shared_hosts[1].d, shared_hosts[2]
+    a.kvz("create", "vm", "sd", "--kernel", DISKWRITER, "--memory", "64M",
+          "--disk", "32M", "--disk", "4M")
+    extra = os.path.join(shared, "sd@1.img")
+    with open(extra, "r+b") as f:
+        f.write(b"SECOND-DISK" * 1000)
+    with open(extra, "rb") as f:
+        want = hashlib.sha256(f.read()).hexdigest()
+    a.kvz("start", "sd")
+    before = stamp_at_least(a, "sd", 2048)
+    r = a.kvz("migrate", "sd", "--to", "b")
+    assert r.stdout.strip().endswith(", disk shared"), r.stdout
+    g = b.guest("sd")
+    assert [x["path"] for x in g["config"]["disks"]] == [image(b, "sd"),
+                                                        os.path.join(b.state, "images/sd@1.img")]
+    assert sorted(os.listdir(shared)) == ["sd.img", "sd@1.img"]
+    with open(extra, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == want
+    for p in (os.path.join(shared, "sd.img"), extra):
+        fd = os.open(p, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    stamp_at_least(b, "sd", before + 2048)
+    r = b.kvz("migrate", "sd", "--to", "a")
+    assert r.stdout.strip().endswith(", disk shared"), r.stdout
+    assert sorted(os.listdir(shared)) == ["sd.img", "sd@1.img"]
+    stamp_at_least(a, "sd", stamps(a, "sd")[-1] + 2048)
 
 
 def test_shared_image_dir_target_vmm_killed_disk_kept(shared_hosts):
