@@ -73,7 +73,7 @@ def test_live_copy_storage_disk_consistent_after_the_switch(hosts):
     check_no_copy(a, "dw")
     g = b.guest("dw")
     assert g["state"] == "running" and g["config"]["disk_path"] == image(b, "dw")
-    assert "incoming_disk" not in g["config"]
+    assert "incoming_disk" not in g["config"] and "incoming_disks" not in g["config"]
     # Paused (its queues drained), the target's disk is one run of stamps
     # reaching past the source's last one before the migration.
     assert fake_qmp(g["qmp"], "stop") == {"return": {}}
@@ -132,9 +132,9 @@ def test_live_copy_target_vmm_killed_source_runs_on(hosts):
 
 
 def test_hostile_reservation_cannot_name_a_file_to_remove(hosts):
-    """A peer's config naming incoming_disk (the key kvzd uses to remove a
-    half-copied disk) is ignored: the file survives the discard, and the
-    disk b made for the copy is gone."""
+    """A peer's config naming incoming_disk or incoming_disks (the keys
+    kvzd uses to remove half-copied disks) is ignored: the files survive
+    the discard, and the disk b made for the copy is gone."""
     ha, hb = hosts
     victim = os.path.join(hb.d.dir, "victim")
     with open(victim, "w") as f:
@@ -142,11 +142,12 @@ def test_hostile_reservation_cannot_name_a_file_to_remove(hosts):
     req = reservation("evil")
     req.update(live=True, disk="copy")
     req["config"].update(disk_path="/nonexistent/evil.img", disk_size=1 << 20,
-                         incoming_disk=victim)
+                         incoming_disk=victim, incoming_disks=[victim])
     st, ans = tcp_api(hb, "POST", "/v1/migrations", req, TOKEN_B)
     assert st == 201 and ans["disk"] == "copy", (st, ans)
     assert os.path.getsize(image(hb.d, "evil")) == 1 << 20
-    assert hb.d.guest("evil")["config"]["incoming_disk"] == image(hb.d, "evil")
+    cfg = hb.d.guest("evil")["config"]
+    assert cfg["incoming_disks"] == [image(hb.d, "evil")] and "incoming_disk" not in cfg, cfg
     assert tcp_api(hb, "DELETE", "/v1/migrations/evil", None, TOKEN_B)[0] == 200
     hb.d.wait_for(lambda: hb.d.api("GET", "/v1/guests/evil")[0] == 404, what="b to discard")
     assert open(victim).read() == "keep me"
