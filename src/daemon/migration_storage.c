@@ -16,6 +16,7 @@
 #include "log.h"
 #include "qcow2.h"
 #include "storage.h"
+#include "vm_disk_spec.h"
 #include "vm_disks.h"
 
 static bool is_qcow2(json_t *cfg)
@@ -138,18 +139,6 @@ void mig_storage_remove(json_t *cfg)
 	remove_listed(json_object_get(cfg, "incoming_disks"));
 }
 
-/* name@N.img (N 1..999) for guest name: nothing else is joined to this
- * host's image dir. */
-static bool extra_name_valid(const char *file, const char *name)
-{
-	size_t n = strlen(name);
-	if (strncmp(file, name, n) || file[n] != '@')
-		return false;
-	const char *p = file + n + 1;
-	size_t digits = strspn(p, "0123456789");
-	return digits >= 1 && digits <= 3 && p[0] != '0' && !strcmp(p + digits, ".img");
-}
-
 int mig_storage_take_extras(struct kvzd *d, const char *name, json_t *cfg, struct op_error *e)
 {
 	json_t *in = json_object_get(cfg, "disks");
@@ -168,7 +157,7 @@ int mig_storage_take_extras(struct kvzd *d, const char *name, json_t *cfg, struc
 		const char *src = cfg_str(o, "path");
 		const char *file = src ? strrchr(src, '/') : NULL;
 		file = file ? file + 1 : src;
-		if (!file || !extra_name_valid(file, name)) {
+		if (!file || !vm_disk_extra_name_valid(file, name)) {
 			json_decref(out);
 			return op_fail(e, 400, "%s: the source's file must be %s@N.img", what, name);
 		}
