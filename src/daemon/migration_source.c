@@ -297,6 +297,7 @@ static void take_back(struct kvzd *d, json_t *g, bool was_running)
 	const char *name = cfg_str(g, "name");
 	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
 	json_object_del(cfg, "migrating_to");
+	json_object_del(cfg, "migrating_copied");
 	store_guest_set_config(d->store, name, cfg);
 	json_decref(cfg);
 	store_guest_set_state(d->store, name, was_running ? "running" : "stopped");
@@ -329,6 +330,9 @@ static int commit(struct outgoing *o, struct op_error *e)
 {
 	json_t *cfg = json_deep_copy(json_object_get(o->g, "config"));
 	json_object_set_new(cfg, "migrating_to", json_string(o->n.name));
+	/* Whether the disks went over (settle() removes them only then:
+	 * shared, they are the target's very files). */
+	json_object_set_new(cfg, "migrating_copied", json_boolean(o->copy_disk));
 	store_guest_set_config(o->d->store, o->name, cfg);
 	json_decref(cfg);
 	store_guest_set_state(o->d->store, o->name, "migrated");
@@ -485,14 +489,18 @@ static void settle(struct kvzd *d, json_t *g)
 	char mine[400];
 	guest_image_path(d, name, mine, sizeof(mine));
 	const char *disk = cfg_str(json_object_get(g, "config"), "disk_path");
-	bool copy = disk && !strcmp(disk, mine);
+	bool ours = disk && !strcmp(disk, mine);
+	/* A record from before "migrating_copied": copied when disk 0 is
+	 * kvzd's own, as then. */
+	json_t *copied = json_object_get(json_object_get(g, "config"), "migrating_copied");
+	bool copy = copied ? json_is_true(copied) : ours;
 	bool runs_here = sup_is_supervisor(
 		(pid_t)json_integer_value(json_object_get(g, "pid")),
 		(unsigned long long)json_integer_value(json_object_get(g, "pid_start")),
 		guest_driver_of(g)->prog, name);
 	int has = to && node_lookup(d, to, &n, &e) == 0 ? target_has(&n, name) : -1;
 	if (has == 1) {
-		forget(d, g, copy, copy, to, "the target runs it (settled after a kvzd restart)");
+		forget(d, g, copy, ours, to, "the target runs it (settled after a kvzd restart)");
 	} else if (has == 0) {
 		discard_on_target(&n, name);
 		take_back(d, g, runs_here);

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import sys
 import time
 
@@ -240,6 +241,40 @@ def test_shared_image_dir_every_disk_stays(shared_hosts):
     assert r.stdout.strip().endswith(", disk shared"), r.stdout
     assert sorted(os.listdir(shared)) == ["sd.img", "sd@1.img"]
     stamp_at_least(a, "sd", stamps(a, "sd")[-1] + 2048)
+
+
+def test_settled_after_restart_shared_disks_kept(shared_hosts):
+    """A source kvzd killed after recording the hand-over of a VM whose two
+    disks stayed on the shared image dir: the restarted source sees the
+    target run it and forgets its record, but not the files, which are the
+    target's own (its record says they were not copied)."""
+    ha, hb, shared = shared_hosts
+    a, b = ha.d, hb.d
+    a.kvz("create", "vm", "st", "--kernel", DISKWRITER, "--memory", "64M",
+          "--disk", "32M", "--disk", "4M")
+    db = sqlite3.connect(os.path.join(a.state, "kvzd.db"))
+    row = db.execute("SELECT * FROM guests WHERE name = 'st'").fetchone()
+    cols = [c[1] for c in db.execute("PRAGMA table_info(guests)")]
+    db.close()
+    a.kvz("start", "st")
+    r = a.kvz("migrate", "st", "--to", "b")
+    assert r.stdout.strip().endswith(", disk shared"), r.stdout
+    # The hand-over as a killed source kvzd left it: the record "migrated".
+    a.kill9()
+    rec = dict(zip(cols, row))
+    cfg = json.loads(rec["config"])
+    cfg.update(migrating_to="b", migrating_copied=False)
+    rec.update(state="migrated", config=json.dumps(cfg), pid=0, pid_start=0)
+    db = sqlite3.connect(os.path.join(a.state, "kvzd.db"))
+    db.execute("INSERT INTO guests (%s) VALUES (%s)" % (",".join(cols), ",".join("?" * len(cols))),
+               [rec[c] for c in cols])
+    db.commit()
+    db.close()
+    ha.start()
+    assert a.api("GET", "/v1/guests/st")[0] == 404
+    assert sorted(os.listdir(shared)) == ["st.img", "st@1.img"]
+    assert b.guest("st")["state"] == "running"
+    stamp_at_least(b, "st", stamps(b, "st")[-1] + 1024)
 
 
 def test_shared_image_dir_target_vmm_killed_disk_kept(shared_hosts):
