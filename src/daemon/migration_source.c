@@ -118,7 +118,16 @@ static bool send_progress(void *arg, uint64_t done)
 static uint64_t file_size(const char *path)
 {
 	struct stat st;
-	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+	return path && stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* Disk i's file (0: disk_path); NULL for none. */
+static const char *disk_file(json_t *cfg, size_t i)
+{
+	const char *path;
+	uint64_t size;
+	bool qcow2;
+	return vm_disk_at(cfg, i, &path, &size, &qcow2) ? path : NULL;
 }
 
 /* A file of a random name in kvzd's image dir (beside mine, the guest's
@@ -221,8 +230,12 @@ static int transfer(struct outgoing *o, struct op_error *e)
 			return op_fail(e, 500, "cannot create %s: %s", o->state, strerror(errno));
 		fclose(f);
 	}
-	const char *disk = cfg_str(json_object_get(o->g, "config"), "disk_path");
-	uint64_t total = file_size(o->state) + (o->copy_disk ? file_size(disk) : 0);
+	json_t *cfg = json_object_get(o->g, "config");
+	const char *disk = cfg_str(cfg, "disk_path");
+	size_t n = o->copy_disk ? vm_disks_count(cfg) : 0;
+	uint64_t total = file_size(o->state);
+	for (size_t i = 0; i < n; i++)
+		total += file_size(disk_file(cfg, i));
 	struct send_ctx c = {.j = o->j, .phase = "sending state", .total = total};
 	if (mig_send_file(o->sock, 'S', o->state, send_progress, &c, err, sizeof(err)))
 		return op_fail(e, strcmp(err, "cancelled") ? 502 : 409, "%s", err);
@@ -231,6 +244,15 @@ static int transfer(struct outgoing *o, struct op_error *e)
 	if (o->copy_disk &&
 	    mig_send_file(o->sock, 'D', disk, send_progress, &c, err, sizeof(err)))
 		return op_fail(e, strcmp(err, "cancelled") ? 502 : 409, "%s", err);
+	/* Disks 1.., in order, one 'X' each. */
+	for (size_t i = 1; i < n; i++) {
+		const char *p = disk_file(cfg, i);
+		c.base += file_size(disk_file(cfg, i - 1));
+		if (!p)
+			return op_fail(e, 500, "disk %zu has no file", i);
+		if (mig_send_file(o->sock, 'X', p, send_progress, &c, err, sizeof(err)))
+			return op_fail(e, strcmp(err, "cancelled") ? 502 : 409, "%s", err);
+	}
 	o->sent = total;
 	job_progress(o->j, "confirming", total, total);
 	if (mig_send_end(o->sock, CONFIRM_TIMEOUT_MS, err, sizeof(err)))

@@ -28,6 +28,7 @@
 #include "migration_storage.h"
 #include "parse.h"
 #include "store.h"
+#include "vm_disks.h"
 
 #define MAX_INCOMING 8
 /* Reading the proof, then each piece of the stream. */
@@ -50,6 +51,7 @@ struct slot {
 	struct kvzd *d;
 	struct mig_sink sink;
 	char state_path[450], disk_path[450];
+	char extra_path[MIG_EXTRA_DISKS][460];   /* offline: disks 1.. as received */
 	bool has_disk;
 	const char *disk_mode; /* what ran: "copy", "shared" or "none" (answered) */
 	bool live; /* the guest's supervisor waits for the stream (--incoming defer) */
@@ -376,7 +378,7 @@ static int shared_image_dir(struct kvzd *d, const char *name, json_t *req, json_
 
 /* Disks 1.. move as disk 0 does (kvz-vmm copies every writable disk or
  * none): shared only where the probe shows the source's image dir here,
- * copied (live only: the offline stream carries one disk) otherwise. */
+ * copied otherwise. */
 static int place_extras(struct kvzd *d, const char *name, json_t *cfg, enum probe_seen seen,
 			struct slot *s, struct op_error *e)
 {
@@ -389,9 +391,9 @@ static int place_extras(struct kvzd *d, const char *name, json_t *cfg, enum prob
 			       "all shared or all copied (copy them: --copy-storage)", name,
 			       shared0 ? "on shared storage" : "not", n - 1,
 			       shared ? "are" : "are not");
-	if (!shared && !s->live)
-		return op_fail(e, 409, "%s has %zu disks and an offline migration copies disk 0 "
-			       "only: migrate it live, or with its image dir shared", name, n);
+	if (n - 1 > MIG_EXTRA_DISKS)
+		return op_fail(e, 400, "%s comes with %zu disks; at most %d", name, n,
+			       MIG_EXTRA_DISKS + 1);
 	return mig_storage_place_extras(d, name, cfg, shared, e);
 }
 
@@ -555,6 +557,15 @@ static int reserve_locked(struct kvzd *d, json_t *req, const struct guest_driver
 	/* A stopped guest sends an empty state record. */
 	s->sink.state_path = s->state_path;
 	s->sink.disk_path = s->has_disk ? s->disk_path : NULL;
+	/* Offline, copied: disks 1.. come as 'X' records into DIR/diskN. */
+	json_t *disks = json_object_get(cfg, "disks");
+	for (size_t i = 1; s->has_disk && !s->live && i < json_array_size(disks); i++) {
+		unsigned k = s->sink.nextra++;
+		snprintf(s->extra_path[k], sizeof(s->extra_path[k]), "%s/disk%zu", dir, i);
+		s->sink.extra_path[k] = s->extra_path[k];
+		s->sink.max_extra[k] =
+			(uint64_t)json_integer_value(json_object_get(json_array_get(disks, i), "size"));
+	}
 	s->sink.max_state = running ? (uint64_t)json_integer_value(json_object_get(cfg, "memory")) +
 				      STATE_SLACK : 0;
 	s->lfd = open_port(d->migs->host, err, sizeof(err));
@@ -678,6 +689,24 @@ static void keep_incoming_disk(struct kvzd *d, const char *name)
 	json_decref(g);
 }
 
+/* Offline, copied: disks 1.., received as DIR/diskN, into their places
+ * (cfg); the caller removes them again on failure. */
+static int move_extras(struct kvzd *d, const char *name, json_t *cfg, struct op_error *e)
+{
+	char dir[400];
+	migration_dir(d, name, dir, sizeof(dir));
+	json_t *disks = json_object_get(cfg, "disks");
+	for (size_t i = 1; i < json_array_size(disks); i++) {
+		char src[460];
+		const char *dst = cfg_str(json_array_get(disks, i), "path");
+		snprintf(src, sizeof(src), "%s/disk%zu", dir, i);
+		if (!dst || rename(src, dst) < 0)
+			return op_fail(e, 500, "cannot move disk %zu to %s: %s", i, dst ? dst : "?",
+				       strerror(errno));
+	}
+	return 0;
+}
+
 static int commit_locked(struct kvzd *d, const char *name, json_t *body,
 			 struct op_error *e)
 {
@@ -700,6 +729,8 @@ static int commit_locked(struct kvzd *d, const char *name, json_t *body,
 		rc = op_fail(e, 400, "%s", err);
 	if (rc == 0 && disk[0] && rename(disk, final) < 0)
 		rc = op_fail(e, 500, "cannot move the disk to %s: %s", final, strerror(errno));
+	if (rc == 0 && disk[0])
+		rc = move_extras(d, name, json_object_get(g, "config"), e);
 	struct stat st;
 	bool runs = live || (stat(state, &st) == 0 && st.st_size > 0);
 	/* From "incoming" to "stopped": then to running like any start. */
@@ -715,8 +746,11 @@ static int commit_locked(struct kvzd *d, const char *name, json_t *body,
 		rc = guest_driver_of(g)->migrate_start(d, now, state, e);
 	json_decref(now);
 	if (rc) {
+		struct op_error e2;
 		if (disk[0])
 			unlink(final);
+		if (disk[0] && vm_disks_remove_extra(json_object_get(g, "config"), 1, &e2))
+			kvz_warn("%s: %s", name, e2.msg);
 		store_guest_set_state(d->store, name, "incoming");
 		drop_incoming(d, name, e->msg);
 	} else {

@@ -4,7 +4,7 @@ B,format=qcow2`, the ordered list in the store (disk 0 also in the flat
 disk_* keys, kept equal by the store), kvz-vmm's --disk options in order,
 growth of any disk (live: block_resize vdN), --add-disk/--remove-disk on
 a stopped VM only, destroy, snapshots and live migration carrying every
-disk (offline copy refused: its stream has one disk), monitoring of
+disk (offline too), monitoring of
 every disk, the schema migration of an
 older store, hostile requests and files, and `kvz set --eject --force`."""
 import hashlib
@@ -370,19 +370,31 @@ def test_live_migration_copies_every_disk(hosts):  # noqa: F811
     a.kvz("stop", "two", "--force")
 
 
-def test_offline_copy_of_several_disks_refused(hosts):  # noqa: F811
-    """The offline stream carries one disk: a VM with more, copied, is
-    refused with one line and runs on at the source, its disks kept."""
+def test_offline_migration_copies_every_disk(hosts):  # noqa: F811
+    """Offline (stop, move, start) every disk travels in the stream ('D'
+    for disk 0, 'X' for each further disk): stopped and running VMs arrive
+    with both disks equal by checksum, the source's files gone."""
     ha, hb = hosts
-    a = ha.d
+    a, b = ha.d, hb.d
     a.kvz("create", "vm", "off", "--kernel", SNAPCOUNT, "--memory", "64M", "--no-balloon",
-          "--disk", "8M", "--disk", "4M")
-    r = a.kvz("migrate", "off", "--to", "b", "--offline", check=False)
-    one_line_failure(r, "an offline migration copies disk 0 only")
-    assert a.guest("off")["state"] == "stopped"
-    assert sorted(f for f in image_files(a) if f.startswith("off")) == ["off.img", "off@1.img"]
-    assert hb.d.api("GET", "/v1/guests/off")[0] == 404
-    a.kvz("destroy", "off")
+          "--disk", "8M", "--disk", "4M", "--disk", "2M")
+    sums = [fill(img(a, f), f) for f in ("off.img", "off@1.img", "off@2.img")]
+    r = a.kvz("migrate", "off", "--to", "b", "--offline")
+    assert r.stdout.strip().endswith("disk copied"), r.stdout
+    assert not [f for f in image_files(a) if f.startswith("off")]
+    g = b.guest("off")
+    assert g["state"] == "stopped"
+    assert [x["path"] for x in g["config"]["disks"]] == [img(b, f) for f in ("off.img", "off@1.img",
+                                                                            "off@2.img")]
+    assert [sha(img(b, f)) for f in ("off.img", "off@1.img", "off@2.img")] == sums
+    b.kvz("start", "off")
+    r = b.kvz("migrate", "off", "--to", "a", "--offline")
+    assert r.stdout.strip().endswith("disk copied"), r.stdout
+    assert a.guest("off")["state"] == "running"
+    assert [sha(img(a, f)) for f in ("off.img", "off@1.img", "off@2.img")] == sums
+    assert not [f for f in image_files(b) if f.startswith("off")]
+    assert disks_of(argv_of(a, "off")) == [img(a, f) for f in ("off.img", "off@1.img", "off@2.img")]
+    a.kvz("stop", "off", "--force")
 
 
 def test_hostile_disks_in_a_reservation(hosts):  # noqa: F811
