@@ -406,7 +406,8 @@ static json_t *vm_def_now(json_t *def, json_t *cfg)
 		size_t i;
 		json_t *o;
 		json_array_foreach(disks, i, o) {
-			json_t *one = json_pack("{s:O, s:O, s:O}", "size", json_object_get(o, "size"),
+			/* A field the store lacks is left to the create's default. */
+			json_t *one = json_pack("{s:O, s:O*, s:O*}", "size", json_object_get(o, "size"),
 						"format", json_object_get(o, "format"), "mode",
 						json_object_get(o, "mode"));
 			if (json_is_string(json_object_get(o, "base")))
