@@ -4,7 +4,8 @@
  * out as {size, format, mode[, base]} with a size kvz-vmm takes (or a
  * base to take it from), a known format and mode, a qcow2 under any base,
  * and a base beneath the image directory; a refusal must say why on one
- * line. */
+ * line. A "path" is tried as a migration peer's disk file name for guest
+ * "evil" (vm_disk_extra_name_valid): accepted, it stays in the image dir. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct image_dirs *d = image_dir();
 	struct op_error e = {0};
 	json_t *out = NULL;
+	/* A migration peer's disk: only a file name NAME@N.img is taken from
+	 * its path, never one that leaves the image dir. */
+	const char *path = json_string_value(json_object_get(j, "path"));
+	if (path && vm_disk_extra_name_valid(path, "evil") &&
+	    (strchr(path, '/') || strncmp(path, "evil@", 5) || strstr(path, "..") ||
+	     strlen(path) > strlen("evil@999.img")))
+		abort();
 	if (vm_disk_parse(d, "disks[1]", j, &out, &e) == 0)
 		check_accepted(out);
 	else if (e.status != 400 || !e.msg[0] || strchr(e.msg, '\n') || out)

@@ -386,6 +386,62 @@ static void take_over(struct cluster *c, const char *name, json_t *rec, int64_t 
 		kvz_warn("cluster: %s: record changed meanwhile", name);
 }
 
+/* A VM's definition as its record should carry it now: the create
+ * request with the disks (added, grown or removed since), memory and CPUs
+ * the owner's store has, so that a relocation rebuilds the VM as it is,
+ * not as it was made. NULL when def says that already, or for a VM made
+ * from a template or an import (its one disk is made by a job; a create
+ * cannot give more). */
+static json_t *vm_def_now(json_t *def, json_t *cfg)
+{
+	json_t *disks = json_object_get(cfg, "disks");
+	if (!json_is_object(def) || json_object_get(def, "template") || json_object_get(def, "import"))
+		return NULL;
+	json_t *want = json_deep_copy(def);
+	for (const char *const *k = (const char *const[]){"disk", "disk_format", "disk_mode",
+							  "disk_base", "disks", NULL}; *k; k++)
+		json_object_del(want, *k);
+	if (json_array_size(disks)) {
+		json_t *list = json_array();
+		size_t i;
+		json_t *o;
+		json_array_foreach(disks, i, o) {
+			/* A field the store lacks is left to the create's default. */
+			json_t *one = json_pack("{s:O, s:O*, s:O*}", "size", json_object_get(o, "size"),
+						"format", json_object_get(o, "format"), "mode",
+						json_object_get(o, "mode"));
+			if (json_is_string(json_object_get(o, "base")))
+				json_object_set(one, "base", json_object_get(o, "base"));
+			json_array_append_new(list, one ? one : json_null());
+		}
+		json_object_set_new(want, "disks", list);
+	}
+	for (const char *const *k = (const char *const[]){"memory", "cpus", NULL}; *k; k++)
+		if (json_is_integer(json_object_get(cfg, *k)))
+			json_object_set(want, *k, json_object_get(cfg, *k));
+	if (json_equal(want, def)) {
+		json_decref(want);
+		return NULL;
+	}
+	return want;
+}
+
+/* The owner keeps an HA VM's definition in step with its store (above). */
+static void sync_def(struct cluster *c, const char *name, json_t *rec, int64_t rev, json_t *g)
+{
+	char err[300];
+	bool done = false;
+	if (strcmp(json_string_value(json_object_get(g, "type")) ?: "", "vm"))
+		return;
+	json_t *now = vm_def_now(json_object_get(rec, "def"), json_object_get(g, "config"));
+	if (!now)
+		return;
+	json_object_set_new(rec, "def", now);
+	if (put_record(c, name, rec, rev, &done, err, sizeof(err)) || !done)
+		kvz_debug("cluster: %s: definition not updated (next tick): %s", name,
+			  done ? err : "record changed meanwhile");
+}
+
 int cluster_guests_tick(struct cluster *c, bool sure, pid_t *pids, unsigned long long *starts,
 			int max)
 {
@@ -416,6 +472,8 @@ int cluster_guests_tick(struct cluster *c, bool sure, pid_t *pids, unsigned long
 			take_over(c, name, rec, rev, strcmp(state, "relocating") != 0);
 			json_decref(g);
 			g = ha ? store_guest_get(c->d->store, name) : NULL;
+		} else if (sure && g) {
+			sync_def(c, name, rec, rev, g);
 		}
 		json_int_t pid = json_integer_value(json_object_get(g, "pid"));
 		if (g && pid > 1 && n < max &&

@@ -54,6 +54,8 @@ static const struct metric guest_metrics[] = {
 	{"kvz_guest_memory_limit_bytes", "gauge", "Memory limit (containers) or balloon target (VMs)", offsetof(struct sample, mem_limit)},
 	{"kvz_guest_disk_used_bytes", "gauge", "Disk bytes allocated to the guest", offsetof(struct sample, disk_used)},
 	{"kvz_guest_disk_size_bytes", "gauge", "Disk size of the guest", offsetof(struct sample, disk_size)},
+	{"kvz_guest_disk_read_bytes_total", "counter", "Bytes the guest read from all its disks (VMs)", offsetof(struct sample, disk_rd)},
+	{"kvz_guest_disk_written_bytes_total", "counter", "Bytes the guest wrote to all its disks (VMs)", offsetof(struct sample, disk_wr)},
 	{"kvz_guest_network_receive_bytes_total", "counter", "Bytes the guest received", offsetof(struct sample, net_rx)},
 	{"kvz_guest_network_transmit_bytes_total", "counter", "Bytes the guest sent", offsetof(struct sample, net_tx)},
 };

@@ -202,9 +202,19 @@ static const char *record_target(const struct mig_sink *s, unsigned char kind, u
 	return NULL;
 }
 
+/* 'X': the next of disks 1.. while the sink expects more; NULL otherwise. */
+static const char *extra_target(const struct mig_sink *s, unsigned *extras, uint64_t *max)
+{
+	if (!s->disk_path || *extras >= s->nextra)
+		return NULL;
+	*max = s->max_extra[*extras];
+	return s->extra_path[(*extras)++];
+}
+
 static int receive_records(int sock, const struct mig_sink *s, char *err, size_t errlen)
 {
 	bool seen_s = false, seen_d = false;
+	unsigned extras = 0;
 	for (;;) {
 		unsigned char h[1];
 		uint64_t len = 0, max = 0;
@@ -212,13 +222,14 @@ static int receive_records(int sock, const struct mig_sink *s, char *err, size_t
 			return -1;
 		if (h[0] == 'E')
 			break;
-		const char *path = record_target(s, h[0], &max);
-		bool *seen = h[0] == 'S' ? &seen_s : &seen_d;
+		const char *path = h[0] == 'X' ? extra_target(s, &extras, &max)
+					       : record_target(s, h[0], &max);
 		if (!path) {
 			snprintf(err, errlen, "unexpected record kind 0x%02x", h[0]);
 			return -1;
 		}
-		if (*seen) {
+		bool *seen = h[0] == 'S' ? &seen_s : h[0] == 'D' ? &seen_d : NULL;
+		if (seen && *seen) {
 			snprintf(err, errlen, "record '%c' sent twice", h[0]);
 			return -1;
 		}
@@ -227,7 +238,8 @@ static int receive_records(int sock, const struct mig_sink *s, char *err, size_t
 				 h[0], (unsigned long long)len, (unsigned long long)max);
 			return -1;
 		}
-		*seen = true;
+		if (seen)
+			*seen = true;
 		if (receive_file(sock, path, len, err, errlen))
 			return -1;
 	}
@@ -239,19 +251,35 @@ static int receive_records(int sock, const struct mig_sink *s, char *err, size_t
 		snprintf(err, errlen, "the stream ended without the disk");
 		return -1;
 	}
+	if (s->disk_path && extras < s->nextra) {
+		snprintf(err, errlen, "the stream ended after %u of %u further disks", extras,
+			 s->nextra);
+		return -1;
+	}
 	return 0;
+}
+
+static void unlink_all(const struct mig_sink *s)
+{
+	unlink(s->state_path);
+	if (!s->disk_path)
+		return;
+	unlink(s->disk_path);
+	for (unsigned i = 0; i < s->nextra && i < MIG_EXTRA_DISKS; i++)
+		unlink(s->extra_path[i]);
 }
 
 int mig_receive(int sock, const struct mig_sink *s, char *err, size_t errlen)
 {
-	unlink(s->state_path);
-	if (s->disk_path)
-		unlink(s->disk_path);
+	if (s->nextra > MIG_EXTRA_DISKS) {
+		snprintf(err, errlen, "%u further disks expected, at most %d", s->nextra,
+			 MIG_EXTRA_DISKS);
+		return -1;
+	}
+	unlink_all(s);
 	if (receive_records(sock, s, err, errlen) == 0)
 		return 0;
-	unlink(s->state_path);
-	if (s->disk_path)
-		unlink(s->disk_path);
+	unlink_all(s);
 	return -1;
 }
 

@@ -1,7 +1,8 @@
 /* What travels on a migration port (migration.h) after the proof: for an
  * offline migration, records of [kind: 1 byte][length: 8 bytes, big-endian]
- * [length bytes]: 'S' the machine state, 'D' the disk, each at most once,
- * then 'E' with length 0. The target answers one byte 'K' once everything
+ * [length bytes]: 'S' the machine state, 'D' the disk (a VM's disk 0), each
+ * at most once, 'X' a VM's disk 1.., 2.., in order, one each, then 'E'
+ * with length 0 (a target from before 'X' refuses it as unknown). The target answers one byte 'K' once everything
  * is on its disk (fsync'd). The proof is MIG_PROOF_LEN lowercase hex
  * characters: the reservation's secret. */
 #ifndef KVZD_MIG_STREAM_H
@@ -33,10 +34,18 @@ int mig_send_file(int sock, char kind, const char *path, mig_progress_fn progres
 /* Sends 'E' and waits up to timeout_ms for the target's 'K'. */
 int mig_send_end(int sock, int timeout_ms, char *err, size_t errlen);
 
+/* A VM's disks 1.. in one offline stream. */
+#define MIG_EXTRA_DISKS 7
+
 struct mig_sink {
 	const char *state_path; /* where 'S' goes */
 	const char *disk_path;  /* where 'D' goes; NULL: no disk expected */
 	uint64_t max_state, max_disk;
+	/* Where the k-th 'X' goes, within its limit; exactly nextra of them
+	 * expected (0 without disk_path). */
+	const char *extra_path[MIG_EXTRA_DISKS];
+	uint64_t max_extra[MIG_EXTRA_DISKS];
+	unsigned nextra;
 };
 
 /* Reads records from sock until 'E' into new files (mode 0600) at the

@@ -118,24 +118,34 @@ static bool send_progress(void *arg, uint64_t done)
 static uint64_t file_size(const char *path)
 {
 	struct stat st;
-	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+	return path && stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-/* A file of a random name beside a disk kvzd made, which the target looks
- * for in its own image dir: seen there, the two share that directory (one
- * NFS export mounted as both STATE/images) and the disk stays where it is.
- * Its name into probe (empty when it could not be made: the disk is then
- * copied, as without shared storage). */
-static void shared_probe_make(const char *disk, char *probe, size_t len, char *path,
+/* Disk i's file (0: disk_path); NULL for none. */
+static const char *disk_file(json_t *cfg, size_t i)
+{
+	const char *path;
+	uint64_t size;
+	bool qcow2;
+	return vm_disk_at(cfg, i, &path, &size, &qcow2) ? path : NULL;
+}
+
+/* A file of a random name in kvzd's image dir (beside mine, the guest's
+ * disk 0 file there, and its disks 1..), which the target looks for in
+ * its own: seen there, the two share that directory (one NFS export
+ * mounted as both STATE/images) and every disk in it stays where it is.
+ * Its name into probe (empty when it could not be made: the disks are
+ * then copied, as without shared storage). */
+static void shared_probe_make(const char *mine, char *probe, size_t len, char *path,
 			      size_t plen)
 {
 	char rnd[MIG_PROOF_LEN + 1];
-	const char *slash = strrchr(disk, '/');
+	const char *slash = strrchr(mine, '/');
 	probe[0] = path[0] = 0;
 	if (!slash || mig_proof_new(rnd))
 		return;
 	snprintf(probe, len, "%s%s", MIG_SHARED_PROBE_PREFIX, rnd);
-	snprintf(path, plen, "%.*s/%s", (int)(slash - disk), disk, probe);
+	snprintf(path, plen, "%.*s/%s", (int)(slash - mine), mine, probe);
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		kvz_warn("cannot create %s (the disk is copied): %s", path, strerror(errno));
@@ -145,19 +155,17 @@ static void shared_probe_make(const char *disk, char *probe, size_t len, char *p
 	close(fd);
 }
 
-/* What the source tells the target, and how the disk travels: a disk kvzd
- * made lies in its own image dir and is copied unless the target sees
- * probe (above) in its own, as is any disk with copy_storage; any other
- * path is shared storage when the target has it ("auto": the target
- * answers which). *ours: the disk is kvzd's own. */
+/* What the source tells the target, and how the disks travel: a disk kvzd
+ * made (disks 1.. always are) lies in its own image dir and is copied
+ * unless the target sees probe (above) in its own, as is any disk with
+ * copy_storage; any other path is shared storage when the target has it
+ * ("auto": the target answers which, the same for every disk). *ours:
+ * disk 0 is kvzd's own. */
 static json_t *reservation(struct kvzd *d, json_t *g, bool running, bool live,
 			   bool copy_storage, const char *probe, bool *ours,
 			   struct op_error *e)
 {
 	const char *name = cfg_str(g, "name");
-	/* Again in the job: a disk may have been added since it was queued. */
-	if (vm_disks_only_one(json_object_get(g, "config"), name, "a migration", e))
-		return NULL;
 	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
 	const char *disk = cfg_str(cfg, "disk_path");
 	char mine[400], model[256];
@@ -173,14 +181,17 @@ static json_t *reservation(struct kvzd *d, json_t *g, bool running, bool live,
 		json_object_set_new(cfg, "disk_size", json_integer((json_int_t)size));
 	}
 	host_cpu_model(model, sizeof(model));
-	bool probed = *ours && !copy_storage && probe && probe[0];
+	bool extras = vm_disks_count(cfg) > 1;
+	bool probed = (*ours || extras) && !copy_storage && probe && probe[0];
 	json_t *req = json_pack("{s:s, s:s, s:o, s:b, s:b, s:b, s:s, s:s}", "name", name, "type",
 				cfg_str(g, "type"), "config", cfg, "autostart",
 				json_is_true(json_object_get(g, "autostart")), "running", running,
 				"live", live, "cpu_model", model, "disk",
-				!disk ? "none" : probed ? "auto" : *ours || copy_storage ? "copy" : "auto");
-	if (req && disk && probed)
+				!disk ? "none" : probed ? "auto" : *ours || extras || copy_storage ? "copy" : "auto");
+	if (req && disk && probed) {
 		json_object_set_new(req, "shared_probe", json_string(probe));
+		json_object_set_new(req, "probe_disk0", json_boolean(*ours));
+	}
 	return req;
 }
 
@@ -191,7 +202,7 @@ struct outgoing {
 	const char *name;
 	struct node n;
 	bool running, copy_disk, live;
-	bool disk_ours;      /* in this kvzd's image dir: removed once handed over */
+	bool disk_ours;      /* disk 0 in this kvzd's image dir: removed once copied over */
 	json_t *params;
 	int64_t downtime_ms; /* live: as kvz-vmm reports it */
 	char dir[400], state[450];
@@ -219,8 +230,12 @@ static int transfer(struct outgoing *o, struct op_error *e)
 			return op_fail(e, 500, "cannot create %s: %s", o->state, strerror(errno));
 		fclose(f);
 	}
-	const char *disk = cfg_str(json_object_get(o->g, "config"), "disk_path");
-	uint64_t total = file_size(o->state) + (o->copy_disk ? file_size(disk) : 0);
+	json_t *cfg = json_object_get(o->g, "config");
+	const char *disk = cfg_str(cfg, "disk_path");
+	size_t n = o->copy_disk ? vm_disks_count(cfg) : 0;
+	uint64_t total = file_size(o->state);
+	for (size_t i = 0; i < n; i++)
+		total += file_size(disk_file(cfg, i));
 	struct send_ctx c = {.j = o->j, .phase = "sending state", .total = total};
 	if (mig_send_file(o->sock, 'S', o->state, send_progress, &c, err, sizeof(err)))
 		return op_fail(e, strcmp(err, "cancelled") ? 502 : 409, "%s", err);
@@ -229,6 +244,15 @@ static int transfer(struct outgoing *o, struct op_error *e)
 	if (o->copy_disk &&
 	    mig_send_file(o->sock, 'D', disk, send_progress, &c, err, sizeof(err)))
 		return op_fail(e, strcmp(err, "cancelled") ? 502 : 409, "%s", err);
+	/* Disks 1.., in order, one 'X' each. */
+	for (size_t i = 1; i < n; i++) {
+		const char *p = disk_file(cfg, i);
+		c.base += file_size(disk_file(cfg, i - 1));
+		if (!p)
+			return op_fail(e, 500, "disk %zu has no file", i);
+		if (mig_send_file(o->sock, 'X', p, send_progress, &c, err, sizeof(err)))
+			return op_fail(e, strcmp(err, "cancelled") ? 502 : 409, "%s", err);
+	}
 	o->sent = total;
 	job_progress(o->j, "confirming", total, total);
 	if (mig_send_end(o->sock, CONFIRM_TIMEOUT_MS, err, sizeof(err)))
@@ -253,8 +277,10 @@ static int transfer_live(struct outgoing *o, struct op_error *e)
 	return rc;
 }
 
-/* The guest is the target's: this host forgets it (lock held). */
-static void forget(struct kvzd *d, json_t *g, bool copy_disk, const char *node,
+/* The guest is the target's: this host forgets it (lock held). copied:
+ * its disks went over in the stream; disk0_ours: disk 0 is this kvzd's
+ * file (disks 1.. always are), removed with them. */
+static void forget(struct kvzd *d, json_t *g, bool copied, bool disk0_ours, const char *node,
 		   const char *detail)
 {
 	const char *name = cfg_str(g, "name");
@@ -268,8 +294,10 @@ static void forget(struct kvzd *d, json_t *g, bool copy_disk, const char *node,
 		json_decref(now);
 	}
 	const char *disk = cfg_str(json_object_get(g, "config"), "disk_path");
-	if (copy_disk && disk)
+	if (copied && disk0_ours && disk)
 		unlink(disk);
+	if (copied && vm_disks_remove_extra(json_object_get(g, "config"), 1, &e))
+		kvz_warn("%s: %s", name, e.msg);
 	if (guest_driver_of(g)->migrate_forget)
 		guest_driver_of(g)->migrate_forget(d, g);
 	if (snapshots_remove_all(d, name, &e))
@@ -291,6 +319,7 @@ static void take_back(struct kvzd *d, json_t *g, bool was_running)
 	const char *name = cfg_str(g, "name");
 	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
 	json_object_del(cfg, "migrating_to");
+	json_object_del(cfg, "migrating_copied");
 	store_guest_set_config(d->store, name, cfg);
 	json_decref(cfg);
 	store_guest_set_state(d->store, name, was_running ? "running" : "stopped");
@@ -323,6 +352,9 @@ static int commit(struct outgoing *o, struct op_error *e)
 {
 	json_t *cfg = json_deep_copy(json_object_get(o->g, "config"));
 	json_object_set_new(cfg, "migrating_to", json_string(o->n.name));
+	/* Whether the disks went over (settle() removes them only then:
+	 * shared, they are the target's very files). */
+	json_object_set_new(cfg, "migrating_copied", json_boolean(o->copy_disk));
 	store_guest_set_config(o->d->store, o->name, cfg);
 	json_decref(cfg);
 	store_guest_set_state(o->d->store, o->name, "migrated");
@@ -382,8 +414,9 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 	probe[0] = probe_path[0] = 0;
 	char mine[400];
 	guest_image_path(d, guest, mine, sizeof(mine));
-	if (disk && !copy_storage && !strcmp(disk, mine))
-		shared_probe_make(disk, probe, sizeof(probe), probe_path, sizeof(probe_path));
+	bool extras = vm_disks_count(json_object_get(o.g, "config")) > 1;
+	if (disk && !copy_storage && (!strcmp(disk, mine) || extras))
+		shared_probe_make(mine, probe, sizeof(probe), probe_path, sizeof(probe_path));
 	req = reservation(d, o.g, o.running, o.live, copy_storage, probe, &o.disk_ours, e);
 	int reserved = req ? peer(&o.n, "POST", "/v1/migrations", req, &ans, NULL, e) : -1;
 	if (probe_path[0])
@@ -425,7 +458,7 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 			 kvz_format_size(o.sent, a, sizeof(a)), (unsigned long long)o.sent,
 			 !strcmp(mode, "copy") ? "copied" : !strcmp(mode, "shared") || !strcmp(mode, "auto")
 								  ? "shared" : "none");
-		forget(d, o.g, o.disk_ours && o.copy_disk, o.n.name, detail);
+		forget(d, o.g, o.copy_disk, o.disk_ours, o.n.name, detail);
 		goto out;
 	}
 discard:
@@ -478,14 +511,18 @@ static void settle(struct kvzd *d, json_t *g)
 	char mine[400];
 	guest_image_path(d, name, mine, sizeof(mine));
 	const char *disk = cfg_str(json_object_get(g, "config"), "disk_path");
-	bool copy = disk && !strcmp(disk, mine);
+	bool ours = disk && !strcmp(disk, mine);
+	/* A record from before "migrating_copied": copied when disk 0 is
+	 * kvzd's own, as then. */
+	json_t *copied = json_object_get(json_object_get(g, "config"), "migrating_copied");
+	bool copy = copied ? json_is_true(copied) : ours;
 	bool runs_here = sup_is_supervisor(
 		(pid_t)json_integer_value(json_object_get(g, "pid")),
 		(unsigned long long)json_integer_value(json_object_get(g, "pid_start")),
 		guest_driver_of(g)->prog, name);
 	int has = to && node_lookup(d, to, &n, &e) == 0 ? target_has(&n, name) : -1;
 	if (has == 1) {
-		forget(d, g, copy, to, "the target runs it (settled after a kvzd restart)");
+		forget(d, g, copy, ours, to, "the target runs it (settled after a kvzd restart)");
 	} else if (has == 0) {
 		discard_on_target(&n, name);
 		take_back(d, g, runs_here);
@@ -550,14 +587,11 @@ json_t *migration_start(struct kvzd *d, const char *guest, json_t *req, struct o
 		return NULL;
 	const char *why = guest_driver_of(g)->no_migration;
 	bool has_disk = cfg_str(json_object_get(g, "config"), "disk_path") != NULL;
-	int several = vm_disks_only_one(json_object_get(g, "config"), guest, "a migration", e);
 	json_decref(g);
 	if (why) {
 		op_fail(e, 409, "%s: %s", guest, why);
 		return NULL;
 	}
-	if (several)
-		return NULL;
 	if (json_is_true(cs) && !has_disk) {
 		op_fail(e, 400, "%s has no disk to copy (copy_storage)", guest);
 		return NULL;

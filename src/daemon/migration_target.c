@@ -28,6 +28,7 @@
 #include "migration_storage.h"
 #include "parse.h"
 #include "store.h"
+#include "vm_disks.h"
 
 #define MAX_INCOMING 8
 /* Reading the proof, then each piece of the stream. */
@@ -50,6 +51,7 @@ struct slot {
 	struct kvzd *d;
 	struct mig_sink sink;
 	char state_path[450], disk_path[450];
+	char extra_path[MIG_EXTRA_DISKS][460];   /* offline: disks 1.. as received */
 	bool has_disk;
 	const char *disk_mode; /* what ran: "copy", "shared" or "none" (answered) */
 	bool live; /* the guest's supervisor waits for the stream (--incoming defer) */
@@ -341,6 +343,14 @@ static int check_host(struct kvzd *d, const struct guest_driver *drv, json_t *re
 
 enum probe_seen { PROBE_NONE, PROBE_SEEN, PROBE_UNSEEN };
 
+/* Whether disk 0 lies in the source's image dir beside the probe
+ * ("probe_disk0", true when absent as an older source sends it only
+ * then); disks 1.. always do. */
+static bool probe_covers_disk0(json_t *req)
+{
+	return !json_is_false(json_object_get(req, "probe_disk0"));
+}
+
 /* A disk the source made in its image dir, with the probe it put beside
  * it: when this host's image dir shows the probe, it is the same directory
  * and the disk is this host's images/NAME.img (cfg's disk_path becomes
@@ -361,9 +371,30 @@ static int shared_image_dir(struct kvzd *d, const char *name, json_t *req, json_
 	guest_image_path(d, name, mine, sizeof(mine));
 	snprintf(probe, sizeof(probe), "%s/images/%s", d->state_dir, json_string_value(v));
 	*seen = access(probe, F_OK) == 0 ? PROBE_SEEN : PROBE_UNSEEN;
-	if (*seen == PROBE_SEEN)
+	if (*seen == PROBE_SEEN && probe_covers_disk0(req))
 		json_object_set_new(cfg, "disk_path", json_string(mine));
 	return 0;
+}
+
+/* Disks 1.. move as disk 0 does (kvz-vmm copies every writable disk or
+ * none): shared only where the probe shows the source's image dir here,
+ * copied otherwise. */
+static int place_extras(struct kvzd *d, const char *name, json_t *cfg, enum probe_seen seen,
+			struct slot *s, struct op_error *e)
+{
+	size_t n = json_array_size(json_object_get(cfg, "disks"));
+	if (n <= 1)
+		return 0;
+	bool shared = seen == PROBE_SEEN, shared0 = !strcmp(s->disk_mode, "shared");
+	if (shared != shared0)
+		return op_fail(e, 409, "disk 0 of %s is %s here and disks 1..%zu %s: its disks move "
+			       "all shared or all copied (copy them: --copy-storage)", name,
+			       shared0 ? "on shared storage" : "not", n - 1,
+			       shared ? "are" : "are not");
+	if (n - 1 > MIG_EXTRA_DISKS)
+		return op_fail(e, 400, "%s comes with %zu disks; at most %d", name, n,
+			       MIG_EXTRA_DISKS + 1);
+	return mig_storage_place_extras(d, name, cfg, shared, e);
 }
 
 /* The disk: copied into this kvzd's image dir, or the same path (shared
@@ -378,24 +409,28 @@ static int place_disk(struct kvzd *d, const char *name, json_t *req, json_t *cfg
 	enum probe_seen seen = PROBE_NONE;
 	s->disk_mode = "none";
 	if (!strcmp(mode, "none"))
-		return disk ? op_fail(e, 400, "disk \"none\" for a guest with a disk") : 0;
+		return disk || json_object_get(cfg, "disks") ?
+		       op_fail(e, 400, "disk \"none\" for a guest with a disk") : 0;
 	if (!disk)
 		return op_fail(e, 400, "disk \"%s\" for a guest without a disk", mode);
 	if (!strcmp(mode, "auto") && shared_image_dir(d, name, req, cfg, &seen, e))
 		return -1;
 	disk = cfg_str(cfg, "disk_path");
+	bool by_probe = seen != PROBE_NONE && probe_covers_disk0(req);
 	if (!strcmp(mode, "auto"))
-		mode = seen == PROBE_SEEN ? "shared" : seen == PROBE_UNSEEN ? "copy" :
+		mode = by_probe ? (seen == PROBE_SEEN ? "shared" : "copy") :
 		       access(disk, R_OK | W_OK) == 0 ? "shared" : "copy";
+	if (strcmp(mode, "shared") && strcmp(mode, "copy"))
+		return op_fail(e, 400, "disk must be \"copy\", \"shared\", \"auto\" or \"none\"");
 	s->disk_mode = !strcmp(mode, "shared") ? "shared" : "copy";
+	if (place_extras(d, name, cfg, seen, s, e))
+		return -1;
 	if (!strcmp(mode, "shared")) {
 		if (access(disk, R_OK | W_OK) < 0)
 			return op_fail(e, 409, "disk %s is not on this host (%s): it must be on shared storage",
 				       disk, strerror(errno));
 		return 0;
 	}
-	if (strcmp(mode, "copy"))
-		return op_fail(e, 400, "disk must be \"copy\", \"shared\", \"auto\" or \"none\"");
 	char mine[400];
 	guest_image_path(d, name, mine, sizeof(mine));
 	if (access(mine, F_OK) == 0)
@@ -491,15 +526,12 @@ static int reserve_locked(struct kvzd *d, json_t *req, const struct guest_driver
 	int rc = -1;
 	/* Only this kvzd names a file it may remove (never the peer). */
 	json_object_del(cfg, "incoming_disk");
+	json_object_del(cfg, "incoming_disks");
 	json_t *old = NULL;
-	/* Disk 0 only (migration_source.c refuses more); its disks[0] entry
-	 * is this store's to make from the flat keys, never the peer's. */
-	if (json_array_size(json_object_get(cfg, "disks")) > 1) {
-		op_fail(e, 400, "%s comes with %zu disks; a migration carries disk 0 only", name,
-			json_array_size(json_object_get(cfg, "disks")));
+	/* Disks 1.. checked like a client's; disks[0] is this store's to
+	 * make from the flat keys, never the peer's. */
+	if (mig_storage_take_extras(d, name, cfg, e))
 		goto out;
-	}
-	json_object_del(cfg, "disks");
 	old = store_guest_get(d->store, name);
 	if (old) {
 		op_fail(e, 409, "this host already has a guest named %s", name);
@@ -525,6 +557,15 @@ static int reserve_locked(struct kvzd *d, json_t *req, const struct guest_driver
 	/* A stopped guest sends an empty state record. */
 	s->sink.state_path = s->state_path;
 	s->sink.disk_path = s->has_disk ? s->disk_path : NULL;
+	/* Offline, copied: disks 1.. come as 'X' records into DIR/diskN. */
+	json_t *disks = json_object_get(cfg, "disks");
+	for (size_t i = 1; s->has_disk && !s->live && i < json_array_size(disks); i++) {
+		unsigned k = s->sink.nextra++;
+		snprintf(s->extra_path[k], sizeof(s->extra_path[k]), "%s/disk%zu", dir, i);
+		s->sink.extra_path[k] = s->extra_path[k];
+		s->sink.max_extra[k] =
+			(uint64_t)json_integer_value(json_object_get(json_array_get(disks, i), "size"));
+	}
 	s->sink.max_state = running ? (uint64_t)json_integer_value(json_object_get(cfg, "memory")) +
 				      STATE_SLACK : 0;
 	s->lfd = open_port(d->migs->host, err, sizeof(err));
@@ -634,17 +675,36 @@ static int take_complete(struct migrations *m, const char *name, char *state, ch
 	return rc;
 }
 
-/* Committed: a disk made for the copy is the guest's own now. */
+/* Committed: the disks made for the copy are the guest's own now. */
 static void keep_incoming_disk(struct kvzd *d, const char *name)
 {
 	json_t *g = store_guest_get(d->store, name);
 	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
-	if (cfg && json_object_get(cfg, "incoming_disk")) {
+	if (cfg && (json_object_get(cfg, "incoming_disk") || json_object_get(cfg, "incoming_disks"))) {
 		json_object_del(cfg, "incoming_disk");
+		json_object_del(cfg, "incoming_disks");
 		store_guest_set_config(d->store, name, cfg);
 	}
 	json_decref(cfg);
 	json_decref(g);
+}
+
+/* Offline, copied: disks 1.., received as DIR/diskN, into their places
+ * (cfg); the caller removes them again on failure. */
+static int move_extras(struct kvzd *d, const char *name, json_t *cfg, struct op_error *e)
+{
+	char dir[400];
+	migration_dir(d, name, dir, sizeof(dir));
+	json_t *disks = json_object_get(cfg, "disks");
+	for (size_t i = 1; i < json_array_size(disks); i++) {
+		char src[460];
+		const char *dst = cfg_str(json_array_get(disks, i), "path");
+		snprintf(src, sizeof(src), "%s/disk%zu", dir, i);
+		if (!dst || rename(src, dst) < 0)
+			return op_fail(e, 500, "cannot move disk %zu to %s: %s", i, dst ? dst : "?",
+				       strerror(errno));
+	}
+	return 0;
 }
 
 static int commit_locked(struct kvzd *d, const char *name, json_t *body,
@@ -669,6 +729,8 @@ static int commit_locked(struct kvzd *d, const char *name, json_t *body,
 		rc = op_fail(e, 400, "%s", err);
 	if (rc == 0 && disk[0] && rename(disk, final) < 0)
 		rc = op_fail(e, 500, "cannot move the disk to %s: %s", final, strerror(errno));
+	if (rc == 0 && disk[0])
+		rc = move_extras(d, name, json_object_get(g, "config"), e);
 	struct stat st;
 	bool runs = live || (stat(state, &st) == 0 && st.st_size > 0);
 	/* From "incoming" to "stopped": then to running like any start. */
@@ -684,8 +746,11 @@ static int commit_locked(struct kvzd *d, const char *name, json_t *body,
 		rc = guest_driver_of(g)->migrate_start(d, now, state, e);
 	json_decref(now);
 	if (rc) {
+		struct op_error e2;
 		if (disk[0])
 			unlink(final);
+		if (disk[0] && vm_disks_remove_extra(json_object_get(g, "config"), 1, &e2))
+			kvz_warn("%s: %s", name, e2.msg);
 		store_guest_set_state(d->store, name, "incoming");
 		drop_incoming(d, name, e->msg);
 	} else {

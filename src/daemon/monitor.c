@@ -134,24 +134,65 @@ static uint64_t read_u64_file(const char *path)
 	return v;
 }
 
-/* What the guest has now, per its balloon (QMP query-balloon); fallback
- * when the VMM cannot say. */
-static uint64_t balloon_actual(const char *name, const char *qmp, uint64_t fallback)
+/* What the guest has now, per its balloon (QMP query-balloon); s's
+ * mem_limit stays when the VMM cannot say. */
+static void balloon_actual(struct qmp_client *c, const char *name, struct sample *s)
 {
 	char err[256];
-	struct qmp_client *c = qmp_client_connect(qmp, 2000, err, sizeof(err));
-	if (!c) {
-		kvz_debug("monitor: %s: %s", name, err);
-		return fallback;
-	}
 	json_t *r = NULL;
-	uint64_t v = fallback;
 	if (qmp_client_execute(c, "query-balloon", NULL, &r, NULL, 0, err, sizeof(err)) == 0 &&
 	    json_integer_value(json_object_get(r, "actual")) > 0)
-		v = (uint64_t)json_integer_value(json_object_get(r, "actual"));
+		s->mem_limit = (uint64_t)json_integer_value(json_object_get(r, "actual"));
+	else if (!r)
+		kvz_debug("monitor: %s: query-balloon: %s", name, err);
 	json_decref(r);
-	qmp_client_close(c);
-	return v;
+}
+
+/* Bytes read and written per disk (QMP query-blockstats, one entry per
+ * --disk in order), into s->disks[] and the totals. */
+static void block_io(struct qmp_client *c, const char *name, struct sample *s)
+{
+	char err[256];
+	json_t *r = NULL;
+	if (qmp_client_execute(c, "query-blockstats", NULL, &r, NULL, 0, err, sizeof(err))) {
+		kvz_debug("monitor: %s: query-blockstats: %s", name, err);
+		return;
+	}
+	for (size_t i = 0; i < s->ndisks && i < json_array_size(r); i++) {
+		json_t *o = json_array_get(r, i), *st = json_object_get(o, "stats");
+		struct sample_disk *sd = &s->disks[i];
+		const char *dev = json_string_value(json_object_get(o, "device"));
+		if (dev)
+			snprintf(sd->device, sizeof(sd->device), "%s", dev);
+		json_int_t rd = json_integer_value(json_object_get(st, "rd_bytes"));
+		json_int_t wr = json_integer_value(json_object_get(st, "wr_bytes"));
+		sd->rd = rd > 0 ? (uint64_t)rd : 0;
+		sd->wr = wr > 0 ? (uint64_t)wr : 0;
+		s->disk_rd += sd->rd;
+		s->disk_wr += sd->wr;
+	}
+	json_decref(r);
+}
+
+/* Every disk's space (its file), summed into disk_used/disk_size. */
+static void vm_disk_space(json_t *cfg, struct sample *s)
+{
+	json_t *disks = json_object_get(cfg, "disks");
+	size_t n = json_array_size(disks);
+	const char *d0 = json_string_value(json_object_get(cfg, "disk_path"));
+	if (!n && d0)
+		n = 1;   /* a record from before the disks list */
+	for (size_t i = 0; i < n && i < SAMPLE_DISKS; i++) {
+		struct sample_disk *sd = &s->disks[i];
+		const char *p = i ? json_string_value(json_object_get(json_array_get(disks, i), "path"))
+				  : d0;
+		snprintf(sd->device, sizeof(sd->device), "vd%c", (char)('a' + i));
+		if (p)
+			storage_usage(p, &sd->used, &sd->size);
+		s->disk_used += sd->used;
+		s->disk_size += sd->size;
+		s->ndisks = (unsigned)i + 1;
+	}
 }
 
 void monitor_sample_vm(struct kvzd *d, json_t *g, int64_t now)
@@ -165,12 +206,21 @@ void monitor_sample_vm(struct kvzd *d, json_t *g, int64_t now)
 	struct sample s = {.ts_ms = now, .mem_used = rss};
 	s.cpu_pct = cpu_percent(name, pid, ticks, now, (double)sysconf(_SC_CLK_TCK));
 	s.mem_limit = (uint64_t)json_integer_value(json_object_get(cfg, "memory_target"));
-	if (json_is_true(json_object_get(cfg, "balloon")))
-		s.mem_limit = balloon_actual(name, json_string_value(json_object_get(g, "qmp")),
-					     s.mem_limit);
-	const char *disk = json_string_value(json_object_get(cfg, "disk_path"));
-	if (disk)
-		storage_usage(disk, &s.disk_used, &s.disk_size);
+	vm_disk_space(cfg, &s);
+	bool balloon = json_is_true(json_object_get(cfg, "balloon"));
+	if (balloon || s.ndisks) {
+		char err[256];
+		struct qmp_client *c = qmp_client_connect(json_string_value(json_object_get(g, "qmp")),
+							  2000, err, sizeof(err));
+		if (!c)
+			kvz_debug("monitor: %s: %s", name, err);
+		if (c && balloon)
+			balloon_actual(c, name, &s);
+		if (c && s.ndisks)
+			block_io(c, name, &s);
+		if (c)
+			qmp_client_close(c);
+	}
 	if (json_object_get(cfg, "bridge")) {
 		/* The tap's receive side is what the guest sent. */
 		char path[128];
@@ -259,6 +309,8 @@ static void monitor_round(struct kvzd *d)
 		struct sample s;
 		if (monitor_latest(name, &s) && s.ts_ms == now) {
 			sum.disk_used += s.disk_used;
+			sum.disk_rd += s.disk_rd;
+			sum.disk_wr += s.disk_wr;
 			sum.net_rx += s.net_rx;
 			sum.net_tx += s.net_tx;
 		}

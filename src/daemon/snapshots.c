@@ -65,18 +65,6 @@ static json_t *snapshot_guest(struct kvzd *d, const char *guest, struct op_error
 	return g;
 }
 
-/* The same for taking or restoring one: a snapshot holds disk 0 only, so a
- * VM with more disks is refused rather than have disks 1.. left out. */
-static json_t *snapshot_guest_whole(struct kvzd *d, const char *guest, struct op_error *e)
-{
-	json_t *g = snapshot_guest(d, guest, e);
-	if (g && vm_disks_only_one(json_object_get(g, "config"), guest, "a snapshot", e)) {
-		json_decref(g);
-		return NULL;
-	}
-	return g;
-}
-
 static int check_snap_name(const char *snap, struct op_error *e)
 {
 	if (!snap || !kvz_valid_name(snap))
@@ -93,7 +81,7 @@ static json_t *submit(struct kvzd *d, const struct job_kind *k, const char *gues
 {
 	if (check_snap_name(snap, e))
 		return NULL;
-	json_t *g = snapshot_guest_whole(d, guest, e);
+	json_t *g = snapshot_guest(d, guest, e);
 	if (!g)
 		return NULL;
 	json_decref(g);
@@ -147,23 +135,65 @@ static int clone_disk(struct job *j, const char *guest, const char *src, const c
 	return 0;
 }
 
+/* Disk i's copy in a snapshot directory: disk.img for disk 0 (as before
+ * a VM had several), diskN.img for disk N. */
+static void snap_disk_path(const char *dir, size_t i, char *buf, size_t len)
+{
+	if (i)
+		snprintf(buf, len, "%s/disk%zu.img", dir, i);
+	else
+		snprintf(buf, len, "%s/disk.img", dir);
+}
+
+/* How many disk copies a snapshot directory holds (disk.img, disk1.img,
+ * ... without a gap). */
+static size_t snap_disk_count(const char *dir)
+{
+	char p[700];
+	size_t n = 0;
+	for (; n < VM_DISKS_MAX; n++) {
+		snap_disk_path(dir, n, p, sizeof(p));
+		if (access(p, F_OK) < 0)
+			break;
+	}
+	return n;
+}
+
+/* Copies every disk of cfg into dir (the VM paused or stopped: one
+ * instant for all of them). */
+static int clone_all(struct job *j, const char *guest, json_t *cfg, const char *dir,
+		     struct op_error *e)
+{
+	size_t n = vm_disks_count(cfg);
+	for (size_t i = 0; i < n; i++) {
+		const char *src;
+		uint64_t size;
+		bool qcow2;
+		char dst[700];
+		if (!vm_disk_at(cfg, i, &src, &size, &qcow2) || !src)
+			return op_fail(e, 500, "%s: disk %zu has no file", guest, i);
+		snap_disk_path(dir, i, dst, sizeof(dst));
+		if (clone_disk(j, guest, src, dst, e))
+			return -1;
+	}
+	return 0;
+}
+
 /* ---- create ---- */
 
-/* The live part: state saved, disk copied while paused, VM resumed. */
+/* The live part: state saved, every disk copied while paused, VM
+ * resumed. */
 static int snapshot_running(struct job *j, json_t *g, const char *dir, struct op_error *e)
 {
 	const char *guest = cfg_str(g, "name");
-	const char *disk = cfg_str(json_object_get(g, "config"), "disk_path");
 	char path[640];
 	struct qmp_client *c = guest_qmp_open(guest, cfg_str(g, "qmp"), e);
 	if (!c)
 		return -1;
 	snprintf(path, sizeof(path), "%s/state", dir);
 	int rc = vm_state_save(j, "saving memory", guest, c, path, e);
-	if (rc == 0 && disk) {
-		snprintf(path, sizeof(path), "%s/disk.img", dir);
-		rc = clone_disk(j, guest, disk, path, e);
-	}
+	if (rc == 0)
+		rc = clone_all(j, guest, json_object_get(g, "config"), dir, e);
 	vm_state_resume(c, guest);
 	qmp_client_close(c);
 	return rc;
@@ -173,13 +203,12 @@ static int create_run(struct kvzd *d, struct job *j, const char *guest, json_t *
 		      struct op_error *e)
 {
 	const char *snap = json_string_value(json_object_get(params, "snapshot"));
-	json_t *g = snapshot_guest_whole(d, guest, e);
+	json_t *g = snapshot_guest(d, guest, e);
 	if (!g)
 		return -1;
 	const char *state = cfg_str(g, "state");
 	bool running = !strcmp(state, "running");
-	const char *disk = cfg_str(json_object_get(g, "config"), "disk_path");
-	char gdir[400], tmp[600], final[600], path[700];
+	char gdir[400], tmp[600], final[600];
 	int rc = -1;
 	json_t *old = store_snapshot_get(d->store, guest, snap);
 	if (old) {
@@ -201,14 +230,10 @@ static int create_run(struct kvzd *d, struct job *j, const char *guest, json_t *
 	remove_tree(tmp);   /* a leftover of an interrupted kvzd */
 	if (mkdir_0700(tmp, e))
 		goto out;
-	if (running) {
+	if (running)
 		rc = snapshot_running(j, g, tmp, e);
-	} else if (disk) {
-		snprintf(path, sizeof(path), "%s/disk.img", tmp);
-		rc = clone_disk(j, guest, disk, path, e);
-	} else {
-		rc = 0;
-	}
+	else
+		rc = clone_all(j, guest, json_object_get(g, "config"), tmp, e);
 	if (rc == 0 && rename(tmp, final) < 0)
 		rc = op_fail(e, 500, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
 	if (rc) {
@@ -274,34 +299,107 @@ json_t *snapshot_create(struct kvzd *d, const char *guest, const char *snap,
 
 /* ---- restore ---- */
 
-/* The snapshot's disk into place beside the guest's (DISK.restore), while
- * the guest still runs: cancellable, and the guest untouched on failure. */
-static int stage_disk(struct job *j, const char *guest, const char *dir, const char *disk,
-		      char *staged, size_t len, struct op_error *e)
+/* One disk of a restore: the snapshot's copy staged beside the VM's disk
+ * (DISK.restore) while the guest still runs, then swapped in, the VM's
+ * own disk waiting as DISK.prev until the restored VM runs. */
+struct disk_swap {
+	char disk[400], staged[420], prev[420];
+	bool staged_made, swapped;
+};
+
+static bool is_qcow2_file(const char *path)
 {
-	char src[700];
-	snprintf(src, sizeof(src), "%s/disk.img", dir);
-	snprintf(staged, len, "%s.restore", disk);
-	unlink(staged);
-	if (access(src, F_OK) < 0)
-		return op_fail(e, 500, "snapshot of %s has no disk copy (%s)", guest, src);
-	return clone_disk(j, guest, src, staged, e);
+	char magic[4] = {0};
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	bool q = pread(fd, magic, 4, 0) == 4 && !memcmp(magic, "QFI\xfb", 4);
+	close(fd);
+	return q;
 }
 
-/* The snapshot's disk, staged beside the VM's, takes its place; the VM's
- * own disk waits as DISK.prev until the restored VM runs. */
-static int swap_disks(const char *disk, const char *staged, const char *prev,
-		      struct op_error *e)
+/* The VM's disks now against the snapshot's copies: as many, each of the
+ * same format (a disk added or removed since is refused, not guessed). */
+static int restore_plan(const char *guest, const char *snap, json_t *cfg, const char *dir,
+			struct disk_swap *sw, size_t *n, struct op_error *e)
 {
-	unlink(prev);
-	if (rename(disk, prev) < 0)
-		return op_fail(e, 500, "cannot move %s aside: %s", disk, strerror(errno));
-	if (rename(staged, disk) < 0) {
-		int err = errno;
-		rename(prev, disk);
-		return op_fail(e, 500, "cannot put %s in place: %s", disk, strerror(err));
+	size_t have = vm_disks_count(cfg), saved = snap_disk_count(dir);
+	if (have != saved)
+		return op_fail(e, 409, "snapshot %s holds %zu disk%s and %s has %zu now: add or remove "
+			       "disks to match it first", snap, saved, saved == 1 ? "" : "s", guest,
+			       have);
+	for (size_t i = 0; i < have; i++) {
+		const char *path;
+		uint64_t size;
+		bool qcow2;
+		char copy[700];
+		if (!vm_disk_at(cfg, i, &path, &size, &qcow2) || !path)
+			return op_fail(e, 500, "%s: disk %zu has no file", guest, i);
+		snap_disk_path(dir, i, copy, sizeof(copy));
+		if (qcow2 != is_qcow2_file(copy))
+			return op_fail(e, 409, "snapshot %s's disk %zu is %s and %s's is %s now", snap, i,
+				       qcow2 ? "raw" : "qcow2", guest, qcow2 ? "qcow2" : "raw");
+		memset(&sw[i], 0, sizeof(sw[i]));
+		snprintf(sw[i].disk, sizeof(sw[i].disk), "%s", path);
+		snprintf(sw[i].staged, sizeof(sw[i].staged), "%s.restore", path);
+		snprintf(sw[i].prev, sizeof(sw[i].prev), "%s.prev", path);
+	}
+	*n = have;
+	return 0;
+}
+
+/* Every copy staged: cancellable, and the guest untouched on failure. */
+static int stage_disks(struct job *j, const char *guest, const char *dir, struct disk_swap *sw,
+		       size_t n, struct op_error *e)
+{
+	for (size_t i = 0; i < n; i++) {
+		char src[700];
+		snap_disk_path(dir, i, src, sizeof(src));
+		unlink(sw[i].staged);
+		sw[i].staged_made = true;
+		if (clone_disk(j, guest, src, sw[i].staged, e))
+			return -1;
 	}
 	return 0;
+}
+
+/* The staged copies take the disks' places, all or none. */
+static int swap_disks(struct disk_swap *sw, size_t n, struct op_error *e)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct disk_swap *s = &sw[i];
+		unlink(s->prev);
+		int rc = 0;
+		if (rename(s->disk, s->prev) < 0) {
+			rc = op_fail(e, 500, "cannot move %s aside: %s", s->disk, strerror(errno));
+		} else if (rename(s->staged, s->disk) < 0) {
+			rc = op_fail(e, 500, "cannot put %s in place: %s", s->disk, strerror(errno));
+			rename(s->prev, s->disk);
+		}
+		if (rc) {
+			while (i-- > 0) {
+				rename(sw[i].prev, sw[i].disk);
+				sw[i].swapped = false;
+			}
+			return -1;
+		}
+		s->staged_made = false;
+		s->swapped = true;
+	}
+	return 0;
+}
+
+/* After the restore: staged copies left go; the VM's own disks are
+ * dropped (restored) or put back (failed: it stays stopped as after a
+ * stop, its disks as they were). */
+static void finish_disks(const char *guest, struct disk_swap *sw, size_t n, bool ok)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (sw[i].staged_made)
+			unlink(sw[i].staged);
+		if (sw[i].swapped && (ok ? unlink(sw[i].prev) : rename(sw[i].prev, sw[i].disk)) < 0)
+			kvz_warn("%s: %s: %s", guest, sw[i].prev, strerror(errno));
+	}
 }
 
 /* Starts the restored VM from the snapshot's state file. */
@@ -318,20 +416,22 @@ static int restore_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 		       struct op_error *e)
 {
 	const char *snap = json_string_value(json_object_get(params, "snapshot"));
-	json_t *g = snapshot_guest_whole(d, guest, e);
+	json_t *g = snapshot_guest(d, guest, e);
 	if (!g)
 		return -1;
 	json_t *rec = store_snapshot_get(d->store, guest, snap);
-	const char *disk = cfg_str(json_object_get(g, "config"), "disk_path");
 	const char *state = cfg_str(g, "state");
-	char dir[512], staged[700] = "", prev[700] = "";
+	char dir[512];
+	struct disk_swap sw[VM_DISKS_MAX];
+	size_t n = 0;
 	int rc = -1;
 	if (!rec) {
 		op_fail(e, 404, "%s has no snapshot named %s", guest, snap);
 		goto out;
 	}
 	snap_dir(d, guest, snap, dir, sizeof(dir));
-	if (disk && stage_disk(j, guest, dir, disk, staged, sizeof(staged), e))
+	if (restore_plan(guest, snap, json_object_get(g, "config"), dir, sw, &n, e) ||
+	    stage_disks(j, guest, dir, sw, n, e))
 		goto out;
 	if (job_cancelled(j)) {
 		op_fail(e, 409, "cancelled");
@@ -342,14 +442,8 @@ static int restore_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 	if ((!strcmp(state, "running") || !strcmp(state, "starting")) &&
 	    guest_stop_locked(d, g, 0, true, e))
 		goto out;
-	if (disk) {
-		snprintf(prev, sizeof(prev), "%s.prev", disk);
-		if (swap_disks(disk, staged, prev, e)) {
-			prev[0] = 0;
-			goto out;
-		}
-		staged[0] = 0;
-	}
+	if (swap_disks(sw, n, e))
+		goto out;
 	if (json_is_true(json_object_get(rec, "running"))) {
 		job_progress(j, "starting", 0, 0);
 		if (start_incoming(d, guest, dir, e))
@@ -358,12 +452,7 @@ static int restore_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 	store_event_add(d->store, guest, "snapshot-restored", snap);
 	rc = 0;
 out:
-	if (staged[0])
-		unlink(staged);
-	/* A failed start gets the VM's own disk back: it stays stopped as
-	 * it would after a stop, its disk as it was. */
-	if (prev[0] && (rc ? rename(prev, disk) : unlink(prev)) < 0)
-		kvz_warn("%s: %s: %s", guest, prev, strerror(errno));
+	finish_disks(guest, sw, n, rc == 0);
 	json_decref(rec);
 	json_decref(g);
 	return rc;
@@ -371,13 +460,20 @@ out:
 
 /* A restore interrupted by kvzd's death may have left DISK.restore (the
  * staged copy: removed) and DISK.prev (the VM's own disk: stale when the
- * restored VM runs, else put back, as after a failed start). */
+ * restored VM runs, else put back, as after a failed start), for any of
+ * its disks. */
 static void restore_recover(struct kvzd *d, json_t *job)
 {
 	const char *guest = json_string_value(json_object_get(job, "guest"));
 	json_t *g = guest ? store_guest_get(d->store, guest) : NULL;
-	const char *disk = g ? cfg_str(json_object_get(g, "config"), "disk_path") : NULL;
-	if (disk) {
+	json_t *cfg = g ? json_object_get(g, "config") : NULL;
+	size_t n = vm_disks_count(cfg);
+	for (size_t i = 0; i < n; i++) {
+		const char *disk;
+		uint64_t size;
+		bool qcow2;
+		if (!vm_disk_at(cfg, i, &disk, &size, &qcow2) || !disk)
+			continue;
 		char staged[700], prev[700];
 		snprintf(staged, sizeof(staged), "%s.restore", disk);
 		snprintf(prev, sizeof(prev), "%s.prev", disk);

@@ -8,13 +8,32 @@
 #include "parse.h"
 #include "store.h"
 
+/* A VM's disks one by one: [{"device", "used", "size", "rd_bytes",
+ * "wr_bytes"}]. */
+static json_t *disks_json(const struct sample *s)
+{
+	json_t *a = json_array();
+	for (unsigned i = 0; a && i < s->ndisks && i < SAMPLE_DISKS; i++) {
+		const struct sample_disk *d = &s->disks[i];
+		json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I, s:I}", "device", d->device,
+						   "used", (json_int_t)d->used, "size", (json_int_t)d->size,
+						   "rd_bytes", (json_int_t)d->rd, "wr_bytes", (json_int_t)d->wr));
+	}
+	return a;
+}
+
 static json_t *sample_json(const struct sample *s)
 {
-	return json_pack("{s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I}",
-			 "ts_ms", (json_int_t)s->ts_ms, "cpu_pct", s->cpu_pct,
-			 "mem_used", (json_int_t)s->mem_used, "mem_limit", (json_int_t)s->mem_limit,
-			 "disk_used", (json_int_t)s->disk_used, "disk_size", (json_int_t)s->disk_size,
-			 "net_rx", (json_int_t)s->net_rx, "net_tx", (json_int_t)s->net_tx);
+	json_t *o = json_pack("{s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			      "ts_ms", (json_int_t)s->ts_ms, "cpu_pct", s->cpu_pct,
+			      "mem_used", (json_int_t)s->mem_used, "mem_limit", (json_int_t)s->mem_limit,
+			      "disk_used", (json_int_t)s->disk_used, "disk_size", (json_int_t)s->disk_size,
+			      "disk_rd_bytes", (json_int_t)s->disk_rd, "disk_wr_bytes",
+			      (json_int_t)s->disk_wr, "net_rx", (json_int_t)s->net_rx, "net_tx",
+			      (json_int_t)s->net_tx);
+	if (o && s->ndisks)
+		json_object_set_new(o, "disks", disks_json(s));
+	return o;
 }
 
 json_t *stats_usage_json(const char *name)

@@ -46,10 +46,23 @@ int64_t store_event_add(struct store *s, const char *guest, const char *type,
 json_t *store_event_list(struct store *s, int64_t since, const char *guest,
 			 int limit);
 
+/* A VM's disks in a sample (as many as kvz-vmm takes). */
+#define SAMPLE_DISKS 8
+
+/* One sample of a guest or the host. disk_* are over every disk of the
+ * guest; disk_rd/disk_wr (bytes read and written since the VM started,
+ * kvz-vmm's query-blockstats) and the per-disk figures are kept in
+ * memory for the latest sample only, not in the store's series. */
 struct sample {
 	int64_t ts_ms;
 	double cpu_pct;
 	uint64_t mem_used, mem_limit, disk_used, disk_size, net_rx, net_tx;
+	uint64_t disk_rd, disk_wr;
+	unsigned ndisks;
+	struct sample_disk {
+		char device[8];
+		uint64_t used, size, rd, wr;
+	} disks[SAMPLE_DISKS];
 };
 
 int store_sample_add(struct store *s, const char *guest, const struct sample *smp);

@@ -69,3 +69,13 @@ int vm_disk_parse(const struct image_dirs *dirs, const char *what, json_t *spec,
 	return 0;
 }
 
+
+bool vm_disk_extra_name_valid(const char *file, const char *name)
+{
+	size_t n = strlen(name);
+	if (!n || strncmp(file, name, n) || file[n] != '@')
+		return false;
+	const char *p = file + n + 1;
+	size_t digits = strspn(p, "0123456789");
+	return digits >= 1 && digits <= 3 && p[0] != '0' && !strcmp(p + digits, ".img");
+}

@@ -4,6 +4,7 @@
 #ifndef KVZD_VM_DISK_SPEC_H
 #define KVZD_VM_DISK_SPEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -34,5 +35,10 @@ int vm_disk_kind(const struct image_dirs *dirs, const struct vm_disk_keys *k,
  * in messages ("disks[2]"). 400 in e. */
 int vm_disk_parse(const struct image_dirs *dirs, const char *what, json_t *spec,
 		  json_t **out, struct op_error *e);
+
+/* file is the name of guest name's disk 1.. as kvzd makes it, NAME@N.img
+ * (N 1..999 without a leading zero): what a migration peer's path of a
+ * disk is cut down to before it is joined to this host's image dir. */
+bool vm_disk_extra_name_valid(const char *file, const char *name);
 
 #endif

@@ -189,15 +189,6 @@ void vm_disks_argv(json_t *cfg, struct argv *a)
 	}
 }
 
-int vm_disks_only_one(json_t *cfg, const char *name, const char *what, struct op_error *e)
-{
-	size_t n = vm_disks_count(cfg);
-	if (n <= 1)
-		return 0;
-	return op_fail(e, 409, "%s has %zu disks and %s carries only disk 0; remove disks 1..%zu "
-		       "first (kvz set %s --remove-disk N)", name, n, what, n - 1, name);
-}
-
 static bool stopped(json_t *g)
 {
 	const char *st = cfg_str(g, "state");

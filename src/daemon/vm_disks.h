@@ -53,8 +53,5 @@ void vm_disks_argv(json_t *cfg, struct argv *a);
  * 400 bad request, 409 running or no such disk or no space. */
 int vm_disks_change(struct kvzd *d, json_t *g, json_t *req, json_t *cfg, char *detail,
 		    size_t len, struct op_error *e);
-/* A one-line refusal in e (409) when cfg has more than one disk: what an
- * operation that carries only disk 0 (snapshot, migration) says. */
-int vm_disks_only_one(json_t *cfg, const char *name, const char *what, struct op_error *e);
 
 #endif

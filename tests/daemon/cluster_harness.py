@@ -57,6 +57,8 @@ def start_nodes(c, wraps=None):
     c.shared = os.path.join(c.nodes[0].dir, "shared")
     os.mkdir(c.shared)
     for i in range(3):
+        # An HA VM's kernel lies there, the same path on every node.
+        c.nodes[i].images_dirs.append(c.shared)
         start_node(c, i)
 
 

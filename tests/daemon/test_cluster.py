@@ -100,6 +100,21 @@ def test_create_on_1_list_and_stop_from_2(cl):
     n1.wait_for(lambda: runs(cl, "web") and runs(cl, "web")[-1][1] > 3, 10, "the guest writing")
 
 
+def test_ha_vm_definition_follows_its_disks(cl):
+    """An HA VM given a second disk (and more memory) after its create:
+    the owner writes that into the record's definition, so that a
+    relocation (next test) rebuilds it with both disks."""
+    n1 = cl.nodes[0]
+    kernel = os.path.join(cl.shared, "kernel")
+    shutil.copy(n1.kernel, kernel)
+    n1.kvz("create", "vm", "hv", "--kernel", kernel, "--memory", "64M", "--disk", "8M")
+    n1.kvz("set", "hv", "--add-disk", "4M")
+    n1.kvz("set", "hv", "--memory", "96M")
+    n1.kvz("set", "hv", "--ha")
+    n1.kvz("start", "hv")
+    n1.wait_for(lambda: cluster_guest(n1, "hv")["state"] == "running", 10, "hv running")
+
+
 def test_node_killed_ha_guest_moves_never_twice(cl):
     n1, n2, n3 = cl.nodes
     t0 = time.time()
@@ -122,6 +137,23 @@ def test_node_killed_ha_guest_moves_never_twice(cl):
     # n1 was the HA manager (it made the cluster): its key went with its
     # lease, and the next manager found the dead lease by looking.
     assert n2.kvz_json("cluster", "status")["ha_manager"] in ("n2", "n3")
+
+
+def test_relocated_vm_keeps_its_added_disk(cl):
+    n2 = cl.nodes[1]
+    n2.wait_for(lambda: (cluster_guest(n2, "hv") or {}).get("owner") not in (None, "n1")
+                and cluster_guest(n2, "hv")["state"] == "running", 30, "hv running elsewhere")
+    owner = cl.nodes[int(cluster_guest(n2, "hv")["owner"][1]) - 1]
+    cfg = owner.guest("hv")["config"]
+    assert [x["size"] for x in cfg["disks"]] == [8 << 20, 4 << 20], cfg
+    assert cfg["memory"] == 96 << 20, cfg
+    assert [x["path"] for x in cfg["disks"]] == [os.path.join(owner.state, "images", f)
+                                                 for f in ("hv.img", "hv@1.img")], cfg
+    # Gone again: the next steps count web's records only.
+    owner.kvz("set", "hv", "--no-ha")
+    owner.kvz("stop", "hv", "--force")
+    owner.kvz("destroy", "hv")
+    assert cluster_guest(n2, "hv") is None
 
 
 def test_node_back_does_not_restart(cl):

@@ -13,10 +13,12 @@ hosts) the disk kvzd made stays where it is ("disk shared": the source's
 probe file is seen by the target) and the target's guest writes on in the
 same file; a killed target leaves that file alone. Skips without KVM."""
 import fcntl
+import hashlib
 import json
 import os
 import re
 import signal
+import sqlite3
 import sys
 import time
 
@@ -72,7 +74,7 @@ def test_live_copy_storage_disk_consistent_after_the_switch(hosts):
     check_no_copy(a, "dw")
     g = b.guest("dw")
     assert g["state"] == "running" and g["config"]["disk_path"] == image(b, "dw")
-    assert "incoming_disk" not in g["config"]
+    assert "incoming_disk" not in g["config"] and "incoming_disks" not in g["config"]
     # Paused (its queues drained), the target's disk is one run of stamps
     # reaching past the source's last one before the migration.
     assert fake_qmp(g["qmp"], "stop") == {"return": {}}
@@ -131,9 +133,9 @@ def test_live_copy_target_vmm_killed_source_runs_on(hosts):
 
 
 def test_hostile_reservation_cannot_name_a_file_to_remove(hosts):
-    """A peer's config naming incoming_disk (the key kvzd uses to remove a
-    half-copied disk) is ignored: the file survives the discard, and the
-    disk b made for the copy is gone."""
+    """A peer's config naming incoming_disk or incoming_disks (the keys
+    kvzd uses to remove half-copied disks) is ignored: the files survive
+    the discard, and the disk b made for the copy is gone."""
     ha, hb = hosts
     victim = os.path.join(hb.d.dir, "victim")
     with open(victim, "w") as f:
@@ -141,11 +143,12 @@ def test_hostile_reservation_cannot_name_a_file_to_remove(hosts):
     req = reservation("evil")
     req.update(live=True, disk="copy")
     req["config"].update(disk_path="/nonexistent/evil.img", disk_size=1 << 20,
-                         incoming_disk=victim)
+                         incoming_disk=victim, incoming_disks=[victim])
     st, ans = tcp_api(hb, "POST", "/v1/migrations", req, TOKEN_B)
     assert st == 201 and ans["disk"] == "copy", (st, ans)
     assert os.path.getsize(image(hb.d, "evil")) == 1 << 20
-    assert hb.d.guest("evil")["config"]["incoming_disk"] == image(hb.d, "evil")
+    cfg = hb.d.guest("evil")["config"]
+    assert cfg["incoming_disks"] == [image(hb.d, "evil")] and "incoming_disk" not in cfg, cfg
     assert tcp_api(hb, "DELETE", "/v1/migrations/evil", None, TOKEN_B)[0] == 200
     hb.d.wait_for(lambda: hb.d.api("GET", "/v1/guests/evil")[0] == 404, what="b to discard")
     assert open(victim).read() == "keep me"
@@ -201,6 +204,77 @@ def test_shared_image_dir_disk_stays_and_guest_writes_on(shared_hosts):
     assert a.guest("ds")["config"]["disk_path"] == image(a, "ds")
     assert os.listdir(shared) == ["ds.img"]
     stamp_at_least(a, "ds", stamps(a, "ds")[-1] + 2048)
+
+
+def test_shared_image_dir_every_disk_stays(shared_hosts):
+    """A VM with two disks on the shared image dir: both stay where they
+    are (the probe speaks for every disk in the dir), the target's record
+    names both files there, each holds what it held (checksum), every
+    disk's lock moves to the target's kvz-vmm; and back."""
+    a, b, shared = shared_hosts[0].d, shared_hosts[1].d, shared_hosts[2]
+    a.kvz("create", "vm", "sd", "--kernel", DISKWRITER, "--memory", "64M",
+          "--disk", "32M", "--disk", "4M")
+    extra = os.path.join(shared, "sd@1.img")
+    with open(extra, "r+b") as f:
+        f.write(b"SECOND-DISK" * 1000)
+    with open(extra, "rb") as f:
+        want = hashlib.sha256(f.read()).hexdigest()
+    a.kvz("start", "sd")
+    before = stamp_at_least(a, "sd", 2048)
+    r = a.kvz("migrate", "sd", "--to", "b")
+    assert r.stdout.strip().endswith(", disk shared"), r.stdout
+    g = b.guest("sd")
+    assert [x["path"] for x in g["config"]["disks"]] == [image(b, "sd"),
+                                                        os.path.join(b.state, "images/sd@1.img")]
+    assert sorted(os.listdir(shared)) == ["sd.img", "sd@1.img"]
+    with open(extra, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == want
+    for p in (os.path.join(shared, "sd.img"), extra):
+        fd = os.open(p, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    stamp_at_least(b, "sd", before + 2048)
+    r = b.kvz("migrate", "sd", "--to", "a")
+    assert r.stdout.strip().endswith(", disk shared"), r.stdout
+    assert sorted(os.listdir(shared)) == ["sd.img", "sd@1.img"]
+    stamp_at_least(a, "sd", stamps(a, "sd")[-1] + 2048)
+
+
+def test_settled_after_restart_shared_disks_kept(shared_hosts):
+    """A source kvzd killed after recording the hand-over of a VM whose two
+    disks stayed on the shared image dir: the restarted source sees the
+    target run it and forgets its record, but not the files, which are the
+    target's own (its record says they were not copied)."""
+    ha, hb, shared = shared_hosts
+    a, b = ha.d, hb.d
+    a.kvz("create", "vm", "st", "--kernel", DISKWRITER, "--memory", "64M",
+          "--disk", "32M", "--disk", "4M")
+    db = sqlite3.connect(os.path.join(a.state, "kvzd.db"))
+    row = db.execute("SELECT * FROM guests WHERE name = 'st'").fetchone()
+    cols = [c[1] for c in db.execute("PRAGMA table_info(guests)")]
+    db.close()
+    a.kvz("start", "st")
+    r = a.kvz("migrate", "st", "--to", "b")
+    assert r.stdout.strip().endswith(", disk shared"), r.stdout
+    # The hand-over as a killed source kvzd left it: the record "migrated".
+    a.kill9()
+    rec = dict(zip(cols, row))
+    cfg = json.loads(rec["config"])
+    cfg.update(migrating_to="b", migrating_copied=False)
+    rec.update(state="migrated", config=json.dumps(cfg), pid=0, pid_start=0)
+    db = sqlite3.connect(os.path.join(a.state, "kvzd.db"))
+    db.execute("INSERT INTO guests (%s) VALUES (%s)" % (",".join(cols), ",".join("?" * len(cols))),
+               [rec[c] for c in cols])
+    db.commit()
+    db.close()
+    ha.start()
+    assert a.api("GET", "/v1/guests/st")[0] == 404
+    assert sorted(os.listdir(shared)) == ["st.img", "st@1.img"]
+    assert b.guest("st")["state"] == "running"
+    stamp_at_least(b, "st", stamps(b, "st")[-1] + 1024)
 
 
 def test_shared_image_dir_target_vmm_killed_disk_kept(shared_hosts):

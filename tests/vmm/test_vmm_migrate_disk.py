@@ -33,9 +33,11 @@ STAMP = re.compile(r"w=([0-9a-f]{16})")
 
 
 class DiskVm(Vmm):
-    def __init__(self, tmp_path, disk, extra, name):
+    def __init__(self, tmp_path, disk, extra, name, more=()):
         self.disk = disk
-        super().__init__(tmp_path, ["--memory", "64M", "--cpus", "1", "--disk", disk] + extra, name=name)
+        disks = [a for p in more for a in ("--disk", p)]
+        super().__init__(tmp_path, ["--memory", "64M", "--cpus", "1", "--disk", disk] + disks + extra,
+                         name=name)
 
     def stamps(self):
         with self.lock:
@@ -207,3 +209,54 @@ def test_shared_storage_lock_moves_with_the_guest(tmp_path):
     assert not lock_free(disk)
     assert contiguous_top(disk_stamps(disk)) >= top
     dst.quit()
+
+
+def test_copy_storage_two_disks(tmp_path):
+    """Every writable disk rides along: disk 0 (the guest stamping it) and
+    disk 1 (data of its own, untouched by the guest) both equal the
+    source's on the target at the switch."""
+    src_disks = [image(tmp_path, "s0.img"), image(tmp_path, "s1.img")]
+    dst_disks = [image(tmp_path, "d0.img"), image(tmp_path, "d1.img")]
+    with open(src_disks[1], "r+b") as f:
+        f.write(os.urandom(1 << 20))
+        f.seek(DISK - 4096)
+        f.write(b"\x5a" * 4096)
+    with open(dst_disks[1], "r+b") as f:    # stale data the copy must replace
+        f.write(b"\xee" * 8192)
+    src = DiskVm(tmp_path, src_disks[0], [], "src", more=src_disks[1:])
+    dst = DiskVm(tmp_path, dst_disks[0], ["--incoming", "defer", "--paused"], "dst",
+                 more=dst_disks[1:])
+    before = src.wait_stamp(1024)
+    hand_socketpair(src, dst)
+    assert src.qmp.cmd("migrate", uri="fd:mig", blk=True) == {"return": {}}
+    seen = statuses(src, timeout=120)
+    q = src.qmp.cmd("query-migrate")["return"]
+    assert seen[-1] == "completed", (seen, q)
+    statuses(dst, timeout=60)
+    assert q["disk"]["total"] == 2 * DISK and q["disk"]["remaining"] == 0, q
+    wait_status(dst, "paused")
+    for a, b in zip(src_disks, dst_disks):
+        with open(a, "rb") as x, open(b, "rb") as y:
+            assert x.read() == y.read(), "the target's %s differs from the source's" % b
+    assert contiguous_top(disk_stamps(dst_disks[0])) > before
+    src.quit()
+    dst.quit()
+
+
+def test_shared_storage_two_disks_locks_move(tmp_path):
+    """On shared storage the target opens both images beside the running
+    source and takes both locks at the load, once the source let them go."""
+    disks = [image(tmp_path, "a.img"), image(tmp_path, "b.img")]
+    src = DiskVm(tmp_path, disks[0], [], "src", more=disks[1:])
+    src.wait_stamp(1024)
+    assert not any(lock_free(p) for p in disks)
+    dst = DiskVm(tmp_path, disks[0], ["--incoming", "defer", "--paused"], "dst", more=disks[1:])
+    hand_socketpair(src, dst)
+    assert src.qmp.cmd("migrate", uri="fd:mig") == {"return": {}}
+    assert statuses(src, timeout=120)[-1] == "completed"
+    statuses(dst, timeout=60)
+    wait_status(dst, "paused")
+    src.quit()
+    assert not any(lock_free(p) for p in disks), "the target does not hold every image's lock"
+    dst.quit()
+    assert all(lock_free(p) for p in disks)

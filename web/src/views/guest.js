@@ -45,11 +45,16 @@ function configTable(g) {
   return h("table", { class: "kv" }, h("tbody", {}, rows));
 }
 
+// A VM's disks one by one (the latest sample only): space and I/O since start.
+const diskUsage = (disks) => disks.map((d) => d.device + " " + bytes(d.used) + " used, " +
+  bytes(d.rd_bytes) + " read, " + bytes(d.wr_bytes) + " written").join("; ");
+
 function usageLine(g) {
   const u = g.usage;
   if (g.state !== "running" || !u) return "not running";
-  return "CPU " + pct(u.cpu_pct) + " · memory " + bytes(u.mem_used) + " of " + bytes(u.mem_limit) +
+  const line = "CPU " + pct(u.cpu_pct) + " · memory " + bytes(u.mem_used) + " of " + bytes(u.mem_limit) +
     " · disk " + bytes(u.disk_used) + " of " + bytes(u.disk_size);
+  return Array.isArray(u.disks) && u.disks.length ? line + " (" + diskUsage(u.disks) + ")" : line;
 }
 
 export function guestPage(main, name) {
