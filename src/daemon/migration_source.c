@@ -297,8 +297,10 @@ static void forget(struct kvzd *d, json_t *g, bool copy_disk, const char *node,
 	kvz_info("%s: migrated to %s: %s", name, node, detail);
 }
 
-/* Back to how it was before the migration (lock held). */
-static void take_back(struct kvzd *d, json_t *g, bool was_running)
+/* Back to how it was before the migration (lock held): 0, or -1 with why
+ * in err when the guest could not run on (it stays paused: its supervisor
+ * refused, e.g. the target already holds its disk). */
+static int take_back(struct kvzd *d, json_t *g, bool was_running, char *err, size_t errlen)
 {
 	const char *name = cfg_str(g, "name");
 	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
@@ -306,11 +308,11 @@ static void take_back(struct kvzd *d, json_t *g, bool was_running)
 	store_guest_set_config(d->store, name, cfg);
 	json_decref(cfg);
 	store_guest_set_state(d->store, name, was_running ? "running" : "stopped");
-	if (was_running)
-		guest_driver_of(g)->migrate_resume(d, g);
+	int rc = was_running ? guest_driver_of(g)->migrate_resume(d, g, err, errlen) : 0;
 	char dir[400];
 	migration_dir(d, name, dir, sizeof(dir));
 	remove_tree(dir);
+	return rc;
 }
 
 /* Asks the target whether it runs name: 1 yes, 0 no (it has no such
@@ -442,7 +444,12 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 	}
 discard:
 	discard_on_target(&o.n, guest);
-	take_back(d, o.g, o.running);
+	char why[300];
+	if (take_back(d, o.g, o.running, why, sizeof(why))) {
+		char first[sizeof(e->msg)];
+		snprintf(first, sizeof(first), "%s", e->msg);
+		op_fail(e, e->status, "%s; %s stays paused here: %s", first, guest, why);
+	}
 	store_event_add(d->store, guest, "migration-failed", e->msg);
 	rc = -1;
 out:
@@ -466,10 +473,11 @@ static void migrate_recover(struct kvzd *d, json_t *job)
 	json_t *g = guest ? store_guest_get(d->store, guest) : NULL;
 	struct node n;
 	struct op_error e;
+	char why[300];   /* logged by the driver */
 	if (g && !guest_migrating(g)) {
 		if (to && node_lookup(d, to, &n, &e) == 0)
 			discard_on_target(&n, guest);
-		take_back(d, g, !strcmp(cfg_str(g, "state"), "running"));
+		take_back(d, g, !strcmp(cfg_str(g, "state"), "running"), why, sizeof(why));
 	}
 	json_decref(g);
 }
@@ -499,10 +507,12 @@ static void settle(struct kvzd *d, json_t *g)
 	if (has == 1) {
 		forget(d, g, copy, to, "the target runs it (settled after a kvzd restart)");
 	} else if (has == 0) {
+		char why[300], detail[400];
 		discard_on_target(&n, name);
-		take_back(d, g, runs_here);
-		store_event_add(d->store, name, "migration-failed",
-				"the target does not run it (settled after a kvzd restart)");
+		int rc = take_back(d, g, runs_here, why, sizeof(why));
+		snprintf(detail, sizeof(detail), "the target does not run it (settled after a kvzd "
+			 "restart)%s%s", rc ? "; it stays paused here: " : "", rc ? why : "");
+		store_event_add(d->store, name, "migration-failed", detail);
 	} else {
 		kvz_warn("%s: handed over to %s, which does not answer: left paused until it does",
 			 name, to ? to : "?");
