@@ -316,8 +316,8 @@ int ct_migrate_resume(struct kvzd *d, json_t *g, char *err, size_t errlen)
 	argv_free(&a);
 	if (rc == 0 || strstr(h.out, "is not held"))
 		return 0;
-	snprintf(err, errlen, "%s", last_line(&h));
-	kvz_warn("%s: resuming after the failed migration: %s", cfg_str(g, "name"), err);
+	kvz_warn("%s: resuming after the failed migration: %s", cfg_str(g, "name"), last_line(&h));
+	snprintf(err, errlen, "it stays frozen: %s", last_line(&h));
 	return -1;
 }
 

@@ -298,8 +298,8 @@ static void forget(struct kvzd *d, json_t *g, bool copy_disk, const char *node,
 }
 
 /* Back to how it was before the migration (lock held): 0, or -1 with why
- * in err when the guest could not run on (it stays paused: its supervisor
- * refused, e.g. the target already holds its disk). */
+ * in err when the guest could not run on (its supervisor refused, e.g. the
+ * target already holds its disk, or is gone). */
 static int take_back(struct kvzd *d, json_t *g, bool was_running, char *err, size_t errlen)
 {
 	const char *name = cfg_str(g, "name");
@@ -448,7 +448,7 @@ discard:
 	if (take_back(d, o.g, o.running, why, sizeof(why))) {
 		char first[sizeof(e->msg)];
 		snprintf(first, sizeof(first), "%s", e->msg);
-		op_fail(e, e->status, "%s; %s stays paused here: %s", first, guest, why);
+		op_fail(e, e->status, "%s; %s did not run on here: %s", first, guest, why);
 	}
 	store_event_add(d->store, guest, "migration-failed", e->msg);
 	rc = -1;
@@ -511,7 +511,7 @@ static void settle(struct kvzd *d, json_t *g)
 		discard_on_target(&n, name);
 		int rc = take_back(d, g, runs_here, why, sizeof(why));
 		snprintf(detail, sizeof(detail), "the target does not run it (settled after a kvzd "
-			 "restart)%s%s", rc ? "; it stays paused here: " : "", rc ? why : "");
+			 "restart)%s%s", rc ? "; it did not run on here: " : "", rc ? why : "");
 		store_event_add(d->store, name, "migration-failed", detail);
 	} else {
 		kvz_warn("%s: handed over to %s, which does not answer: left paused until it does",

@@ -120,13 +120,17 @@ int vm_state_resume(struct qmp_client *c, const char *guest, char *err, size_t e
 
 int vm_state_cancel_and_resume(const char *guest, const char *qmp, char *err, size_t errlen)
 {
-	struct qmp_client *c = qmp_client_connect(qmp, QMP_TIMEOUT_MS, err, errlen);
+	char why[300];
+	struct qmp_client *c = qmp_client_connect(qmp, QMP_TIMEOUT_MS, why, sizeof(why));
 	if (!c) {
-		kvz_warn("%s: cannot reach its supervisor to resume it: %s", guest, err);
+		kvz_warn("%s: cannot reach its supervisor to resume it: %s", guest, why);
+		snprintf(err, errlen, "its supervisor does not answer: %s", why);
 		return -1;
 	}
 	vm_state_cancel(c, guest);
-	int rc = vm_state_resume(c, guest, err, errlen);
+	int rc = vm_state_resume(c, guest, why, sizeof(why));
 	qmp_client_close(c);
+	if (rc)
+		snprintf(err, errlen, "it stays paused: %s", why);
 	return rc;
 }

@@ -20,7 +20,8 @@ void vm_state_cancel(struct qmp_client *c, const char *guest);
  * when it stays paused, e.g. another process took its disk's lock since
  * the save (a migration's target on shared storage). */
 int vm_state_resume(struct qmp_client *c, const char *guest, char *err, size_t errlen);
-/* The same on the VM's QMP socket at qmp. */
+/* The same on the VM's QMP socket at qmp; err then says which: "it stays
+ * paused: ..." or "its supervisor does not answer: ...". */
 int vm_state_cancel_and_resume(const char *guest, const char *qmp, char *err, size_t errlen);
 
 #endif
