@@ -147,7 +147,9 @@ move() {
   pinger; echo_mark; sleep 1
   t0=$(now)
   KVZ_SOCKET=$src kvz --json migrate vm --to $4 > /tmp/mig$n.json 2>/tmp/mig$n.err
-  echo "MIG-$n=$? $(tr '\n' ' ' < /tmp/mig$n.err)"
+  rc=$?; echo "MIG-$n=$rc $(tr '\n' ' ' < /tmp/mig$n.err)"
+  # A failed move: the guest's last words at the source, for the report.
+  [ $rc = 0 ] || { sleep 2; tr -d '\r' < /tmp/con$n.src | tail -15 | sed "s/^/CON-SRC-$n /"; }
   echo "MIG-TIME-$n=$(since $t0)"; t_end=$(now)
   sleep 2; unpinger $n; echo_report $n
   kill $cp 2>/dev/null
