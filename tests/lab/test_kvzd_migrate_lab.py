@@ -166,6 +166,12 @@ move() {
   con $dst > /tmp/con$n.dst
   echo "SEQ-$n=$(cat /tmp/con$n.src /tmp/con$n.dst | tr -d '\r' | grep -o 'L2-COUNT [0-9]*' |
     awk 'NR == 1 { f = $2 } NR > 1 && $2 != p + 1 { bad++ } { p = $2 } END { print NR, f, p, bad + 0 }')"
+  # A guest that crashed around the move (panic=-1 reboots it at once, and
+  # kvz-vmm stops on the reset): its last words, for the report.
+  tr -d '\r' < /tmp/con$n.src | grep -aE -A12 "Kernel panic|BUG:|Oops|general protection|RIP:" |
+    head -30 | sed "s/^/PANIC-SRC-$n /"
+  tr -d '\r' < /tmp/con$n.dst | grep -aE -A12 "Kernel panic|BUG:|Oops|general protection|RIP:" |
+    head -30 | sed "s/^/PANIC-DST-$n /"
   echo "STATE-$n=$(KVZ_SOCKET=$dst kvz show vm 2>&1 | sed -n 's/.*"state": *"\([a-z]*\)".*/\1/p' | head -1)"
   KVZ_SOCKET=$src kvz show vm >/dev/null 2>&1 && echo "SRC-HAS-$n=yes" || echo "SRC-HAS-$n=no"
   echo "VMMS-$n=$(vmms)"
