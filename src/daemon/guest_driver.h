@@ -68,8 +68,9 @@ struct guest_driver {
 	 * into path (created), leaving it paused; progress as job j. */
 	int (*migrate_save)(struct kvzd *d, struct job *j, json_t *g, const char *path,
 			    struct op_error *e);
-	/* Source: after a failure before commitment, it runs on as before. */
-	void (*migrate_resume)(struct kvzd *d, json_t *g);
+	/* Source: after a failure before commitment, it runs on as before: 0,
+	 * or -1 with why in err when it cannot (it stays paused or frozen). */
+	int (*migrate_resume)(struct kvzd *d, json_t *g, char *err, size_t errlen);
 	/* Target: starts the guest (stopped, lock held) from the state at path. */
 	int (*migrate_start)(struct kvzd *d, json_t *g, const char *path, struct op_error *e);
 	/* Live. Source: hands sock (the VMM gets its own copy) to the running
@@ -118,7 +119,7 @@ void ct_helper_argv(struct kvzd *d, const char *verb, const char *name, const ch
 		    struct argv *a);
 int vm_migrate_save(struct kvzd *d, struct job *j, json_t *g, const char *path,
 		    struct op_error *e);
-void vm_migrate_resume(struct kvzd *d, json_t *g);
+int vm_migrate_resume(struct kvzd *d, json_t *g, char *err, size_t errlen);
 int vm_migrate_start(struct kvzd *d, json_t *g, const char *path, struct op_error *e);
 int vm_migrate_send(struct kvzd *d, struct job *j, json_t *g, int sock, json_t *params,
 		    int64_t *downtime_ms, uint64_t *sent, struct op_error *e);
@@ -128,7 +129,7 @@ int vm_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void
 /* Containers (migration_ct.c). */
 int ct_migrate_send(struct kvzd *d, struct job *j, json_t *g, int sock, json_t *params,
 		    int64_t *downtime_ms, uint64_t *sent, struct op_error *e);
-void ct_migrate_resume(struct kvzd *d, json_t *g);
+int ct_migrate_resume(struct kvzd *d, json_t *g, char *err, size_t errlen);
 int ct_migrate_listen(struct kvzd *d, json_t *g, struct op_error *e);
 int ct_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void *), void *arg,
 		       char *err, size_t errlen);

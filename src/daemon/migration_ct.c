@@ -299,7 +299,7 @@ int ct_migrate_send(struct kvzd *d, struct job *j, json_t *g, int sock, json_t *
 
 /* A failed migration: the frozen container runs on. Not held (the
  * failure came before the final dump): nothing to do. */
-void ct_migrate_resume(struct kvzd *d, json_t *g)
+int ct_migrate_resume(struct kvzd *d, json_t *g, char *err, size_t errlen)
 {
 	char run[300];
 	snprintf(run, sizeof(run), "%s/ct", d->run_dir);
@@ -314,9 +314,11 @@ void ct_migrate_resume(struct kvzd *d, json_t *g)
 	struct helper h = {0};
 	int rc = run_helper(a.v, -1, &h);
 	argv_free(&a);
-	if (rc != 0 && !strstr(h.out, "is not held"))
-		kvz_warn("%s: resuming after the failed migration: %s", cfg_str(g, "name"),
-			 last_line(&h));
+	if (rc == 0 || strstr(h.out, "is not held"))
+		return 0;
+	kvz_warn("%s: resuming after the failed migration: %s", cfg_str(g, "name"), last_line(&h));
+	snprintf(err, errlen, "it stays frozen: %s", last_line(&h));
+	return -1;
 }
 
 /* ---- target ---- */

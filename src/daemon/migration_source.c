@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -35,6 +37,13 @@
  * whose answer was lost. */
 #define SETTLE_TRIES 15
 #define SETTLE_PAUSE_S 2
+/* A link that stops carrying the stream (cut, a host gone without a
+ * reset) fails the migration after this long without an acknowledgement
+ * (TCP_USER_TIMEOUT), instead of TCP's retries of about 15 minutes, so
+ * that the guest runs on here; the target gives up on its side
+ * after migration_target.c's STREAM_TIMEOUT_S without data. A target that
+ * only reads slowly still answers (window probes): no false alarm. */
+#define LINK_TIMEOUT_MS 15000
 
 /* ---- talking to the target ---- */
 
@@ -88,7 +97,10 @@ static int connect_port(const struct node *n, int port, const char *proof,
 	if (rc)
 		return op_fail(e, 502, "node %s: %s: %s", n->name, host, gai_strerror(rc));
 	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
+	unsigned int link_ms = LINK_TIMEOUT_MS;
+	if (fd < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &link_ms, sizeof(link_ms)) < 0 ||
+	    connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
 	    write(fd, proof, MIG_PROOF_LEN) != MIG_PROOF_LEN) {
 		op_fail(e, 502, "node %s: migration port %s:%d: %s", n->name, host, port,
 			strerror(errno));
@@ -313,8 +325,10 @@ static void forget(struct kvzd *d, json_t *g, bool copied, bool disk0_ours, cons
 	kvz_info("%s: migrated to %s: %s", name, node, detail);
 }
 
-/* Back to how it was before the migration (lock held). */
-static void take_back(struct kvzd *d, json_t *g, bool was_running)
+/* Back to how it was before the migration (lock held): 0, or -1 with why
+ * in err when the guest could not run on (its supervisor refused, e.g. the
+ * target already holds its disk, or is gone). */
+static int take_back(struct kvzd *d, json_t *g, bool was_running, char *err, size_t errlen)
 {
 	const char *name = cfg_str(g, "name");
 	json_t *cfg = json_deep_copy(json_object_get(g, "config"));
@@ -323,11 +337,11 @@ static void take_back(struct kvzd *d, json_t *g, bool was_running)
 	store_guest_set_config(d->store, name, cfg);
 	json_decref(cfg);
 	store_guest_set_state(d->store, name, was_running ? "running" : "stopped");
-	if (was_running)
-		guest_driver_of(g)->migrate_resume(d, g);
+	int rc = was_running ? guest_driver_of(g)->migrate_resume(d, g, err, errlen) : 0;
 	char dir[400];
 	migration_dir(d, name, dir, sizeof(dir));
 	remove_tree(dir);
+	return rc;
 }
 
 /* Asks the target whether it runs name: 1 yes, 0 no (it has no such
@@ -463,7 +477,12 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 	}
 discard:
 	discard_on_target(&o.n, guest);
-	take_back(d, o.g, o.running);
+	char why[300];
+	if (take_back(d, o.g, o.running, why, sizeof(why))) {
+		char first[sizeof(e->msg)];
+		snprintf(first, sizeof(first), "%s", e->msg);
+		op_fail(e, e->status, "%s; %s did not run on here: %s", first, guest, why);
+	}
 	store_event_add(d->store, guest, "migration-failed", e->msg);
 	rc = -1;
 out:
@@ -487,10 +506,11 @@ static void migrate_recover(struct kvzd *d, json_t *job)
 	json_t *g = guest ? store_guest_get(d->store, guest) : NULL;
 	struct node n;
 	struct op_error e;
+	char why[300];   /* logged by the driver */
 	if (g && !guest_migrating(g)) {
 		if (to && node_lookup(d, to, &n, &e) == 0)
 			discard_on_target(&n, guest);
-		take_back(d, g, !strcmp(cfg_str(g, "state"), "running"));
+		take_back(d, g, !strcmp(cfg_str(g, "state"), "running"), why, sizeof(why));
 	}
 	json_decref(g);
 }
@@ -524,10 +544,12 @@ static void settle(struct kvzd *d, json_t *g)
 	if (has == 1) {
 		forget(d, g, copy, ours, to, "the target runs it (settled after a kvzd restart)");
 	} else if (has == 0) {
+		char why[300], detail[400];
 		discard_on_target(&n, name);
-		take_back(d, g, runs_here);
-		store_event_add(d->store, name, "migration-failed",
-				"the target does not run it (settled after a kvzd restart)");
+		int rc = take_back(d, g, runs_here, why, sizeof(why));
+		snprintf(detail, sizeof(detail), "the target does not run it (settled after a kvzd "
+			 "restart)%s%s", rc ? "; it did not run on here: " : "", rc ? why : "");
+		store_event_add(d->store, name, "migration-failed", detail);
 	} else {
 		kvz_warn("%s: handed over to %s, which does not answer: left paused until it does",
 			 name, to ? to : "?");

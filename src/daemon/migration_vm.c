@@ -26,10 +26,10 @@ int vm_migrate_save(struct kvzd *d, struct job *j, json_t *g, const char *path,
 	return rc;
 }
 
-void vm_migrate_resume(struct kvzd *d, json_t *g)
+int vm_migrate_resume(struct kvzd *d, json_t *g, char *err, size_t errlen)
 {
 	(void)d;
-	vm_state_cancel_and_resume(cfg_str(g, "name"), cfg_str(g, "qmp"));
+	return vm_state_cancel_and_resume(cfg_str(g, "name"), cfg_str(g, "qmp"), err, errlen);
 }
 
 int vm_migrate_start(struct kvzd *d, json_t *g, const char *path, struct op_error *e)

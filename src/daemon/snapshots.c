@@ -194,7 +194,8 @@ static int snapshot_running(struct job *j, json_t *g, const char *dir, struct op
 	int rc = vm_state_save(j, "saving memory", guest, c, path, e);
 	if (rc == 0)
 		rc = clone_all(j, guest, json_object_get(g, "config"), dir, e);
-	vm_state_resume(c, guest);
+	char why[300];   /* logged by vm_state_resume; the snapshot stands */
+	vm_state_resume(c, guest, why, sizeof(why));
 	qmp_client_close(c);
 	return rc;
 }
@@ -272,7 +273,8 @@ static void create_recover(struct kvzd *d, json_t *job)
 	json_t *g = guest ? store_guest_get(d->store, guest) : NULL;
 	const char *qmp = g ? cfg_str(g, "qmp") : NULL;
 	if (g && !strcmp(cfg_str(g, "state"), "running") && qmp && qmp[0]) {
-		vm_state_cancel_and_resume(guest, qmp);
+		char why[300];   /* logged */
+		vm_state_cancel_and_resume(guest, qmp, why, sizeof(why));
 	}
 	json_decref(g);
 }

@@ -103,29 +103,34 @@ int vm_state_save(struct job *j, const char *phase, const char *guest,
 	}
 }
 
-void vm_state_resume(struct qmp_client *c, const char *guest)
+int vm_state_resume(struct qmp_client *c, const char *guest, char *err, size_t errlen)
 {
-	char err[300];
 	json_t *r = NULL;
-	if (qmp_client_execute(c, "query-status", NULL, &r, NULL, 0, err, sizeof(err)) == 0 &&
+	if (qmp_client_execute(c, "query-status", NULL, &r, NULL, 0, err, errlen) == 0 &&
 	    json_is_true(json_object_get(r, "running"))) {
 		json_decref(r);
-		return;
+		return 0;
 	}
 	json_decref(r);
-	if (qmp_client_execute(c, "cont", NULL, NULL, NULL, 0, err, sizeof(err)))
-		kvz_warn("%s: cannot resume after the save: %s", guest, err);
+	if (qmp_client_execute(c, "cont", NULL, NULL, NULL, 0, err, errlen) == 0)
+		return 0;
+	kvz_warn("%s: cannot resume after the save: %s", guest, err);
+	return -1;
 }
 
-void vm_state_cancel_and_resume(const char *guest, const char *qmp)
+int vm_state_cancel_and_resume(const char *guest, const char *qmp, char *err, size_t errlen)
 {
-	char err[300];
-	struct qmp_client *c = qmp_client_connect(qmp, QMP_TIMEOUT_MS, err, sizeof(err));
+	char why[300];
+	struct qmp_client *c = qmp_client_connect(qmp, QMP_TIMEOUT_MS, why, sizeof(why));
 	if (!c) {
-		kvz_warn("%s: cannot reach its supervisor to resume it: %s", guest, err);
-		return;
+		kvz_warn("%s: cannot reach its supervisor to resume it: %s", guest, why);
+		snprintf(err, errlen, "its supervisor does not answer: %s", why);
+		return -1;
 	}
 	vm_state_cancel(c, guest);
-	vm_state_resume(c, guest);
+	int rc = vm_state_resume(c, guest, why, sizeof(why));
 	qmp_client_close(c);
+	if (rc)
+		snprintf(err, errlen, "it stays paused: %s", why);
+	return rc;
 }

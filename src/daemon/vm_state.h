@@ -16,9 +16,12 @@ int vm_state_save(struct job *j, const char *phase, const char *guest,
 /* migrate_cancel, then waits until kvz-vmm says the save ended. */
 void vm_state_cancel(struct qmp_client *c, const char *guest);
 /* Runs the VM again unless it runs (a failed or cancelled save may have
- * left it paused). */
-void vm_state_resume(struct qmp_client *c, const char *guest);
-/* The same on the VM's QMP socket at qmp. */
-void vm_state_cancel_and_resume(const char *guest, const char *qmp);
+ * left it paused): 0, or -1 with kvz-vmm's answer in err (also logged)
+ * when it stays paused, e.g. another process took its disk's lock since
+ * the save (a migration's target on shared storage). */
+int vm_state_resume(struct qmp_client *c, const char *guest, char *err, size_t errlen);
+/* The same on the VM's QMP socket at qmp; err then says which: "it stays
+ * paused: ..." or "its supervisor does not answer: ...". */
+int vm_state_cancel_and_resume(const char *guest, const char *qmp, char *err, size_t errlen);
 
 #endif

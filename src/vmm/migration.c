@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "block/block.h"
 #include "log.h"
 #include "migration_live.h"
 #include "qmp_server.h"
@@ -118,9 +119,27 @@ void *migration_job_end(struct migration *m, int rc, bool was_running, const cha
 	bool cancelled = __atomic_load_n(&m->progress.cancel, __ATOMIC_RELAXED);
 	kvz_warn("migrate: %s", err);
 	migration_set_status(m, cancelled ? MIG_CANCELLED : MIG_FAILED, err);
-	if (was_running && vm_resume(m->vm))
+	char why[300];
+	if (!was_running)
+		return NULL;
+	if (migration_activate_disks(m, why, sizeof(why)) < 0)
+		kvz_error("migrate: cannot resume: %s; the machine stays paused", why);
+	else if (vm_resume(m->vm))
 		migration_emit(m, "RESUME");
 	return NULL;
+}
+
+int migration_activate_disks(struct migration *m, char *err, size_t errlen)
+{
+	struct blk_backend *b[MIG_DISK_MAX];
+	unsigned n = migration_get_disks(m, b);
+	for (unsigned i = 0; i < n; i++) {
+		char what[16];
+		snprintf(what, sizeof(what), "%u", i);
+		if (blk_lock(b[i], true, what, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 void migration_set_disks(struct migration *m, struct blk_backend *const *disks, unsigned n)

@@ -87,6 +87,14 @@ void migration_cancel(struct migration *m);
  * that was running runs again). */
 void migration_emit(struct migration *m, const char *event);
 void *migration_job_end(struct migration *m, int rc, bool was_running, const char *err);
+/* Takes back the image locks of the writable disks that a save dropped
+ * (blk_lock; QEMU reactivates its images so before it runs the machine
+ * again). -1 with err ("disk N: in use by another process") when another
+ * process holds one: on shared storage, the migration's target that took
+ * the disk over. The machine must then stay paused: two machines writing
+ * one image corrupt it. Called before every resume that may follow a save
+ * (a failed job's, cont). */
+int migration_activate_disks(struct migration *m, char *err, size_t errlen);
 /* The target's side: status changes of an incoming stream (events too). */
 void migration_set_status(struct migration *m, enum migration_status s, const char *error);
 /* Where events go from now on; NULL (before the QMP server stops): nowhere. */

@@ -68,9 +68,21 @@ static json_t *cmd_cont(void *opaque, json_t *args, struct qmp_error *err)
 	struct vmm_control *ctl = opaque;
 	if (refuse_while_migrating(ctl, err))
 		return NULL;
-	migration_clear_postmigrate(&ctl->mig);
-	if (vm_run_state(ctl->vm) == VM_RUNNING)
+	if (vm_run_state(ctl->vm) == VM_RUNNING) {
+		migration_clear_postmigrate(&ctl->mig);
 		return NULL;
+	}
+	/* After a save (a completed migration, a snapshot) the disks' locks
+	 * were let go; one taken since by another process (the target, on
+	 * shared storage) keeps the machine paused, as QEMU's cont does. */
+	char why[300];
+	if (migration_activate_disks(&ctl->mig, why, sizeof(why)) < 0) {
+		kvz_error("cont: %s; the machine stays paused", why);
+		qmp_set_error(err, "GenericError", "cannot resume: %s; the machine stays paused",
+			      why);
+		return NULL;
+	}
+	migration_clear_postmigrate(&ctl->mig);
 	if (!vm_resume(ctl->vm)) {
 		qmp_set_error(err, "GenericError", "the machine is shutting down");
 		return NULL;

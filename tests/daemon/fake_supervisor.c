@@ -72,7 +72,10 @@ static long long mig_done, mig_total;
 static atomic_bool mig_cancel;
 static int named_fd = -1;        /* from getfd */
 static char named_fd_name[32];
-static const char *migrate_mode = ""; /* "fail", "slow" or "" */
+/* "fail", "fail-held" (fails in stop-and-copy once another process took
+ * the disk: stays paused, cont refused as kvz-vmm refuses it), "slow" or
+ * "" */
+static const char *migrate_mode = "";
 #define FAKE_STATE_MAGIC "KVZFAKE-STATE 1\n"
 #define FAKE_FILLER (4 << 20)
 
@@ -114,7 +117,7 @@ static void *migration_main(void *arg)
 			end = "cancelled";
 			break;
 		}
-		if (!strcmp(migrate_mode, "fail") && off >= FAKE_FILLER / 2) {
+		if (!strncmp(migrate_mode, "fail", 4) && off >= FAKE_FILLER / 2) {
 			snprintf(mig_error, sizeof(mig_error), "fake: guest memory read error");
 			end = "failed";
 			break;
@@ -133,6 +136,8 @@ static void *migration_main(void *arg)
 	pthread_mutex_lock(&snap_lock);
 	if (!strcmp(end, "completed"))
 		snprintf(run_status, sizeof(run_status), "postmigrate");
+	else if (!strcmp(migrate_mode, "fail-held"))
+		snprintf(run_status, sizeof(run_status), "paused");
 	set_mig_status(end);
 	pthread_mutex_unlock(&snap_lock);
 	return NULL;
@@ -228,9 +233,15 @@ static json_t *h_migrate_cancel(void *o, json_t *a, struct qmp_error *e)
 
 static json_t *h_cont(void *o, json_t *a, struct qmp_error *e)
 {
-	(void)o; (void)a; (void)e;
+	(void)o; (void)a;
 	pthread_mutex_lock(&snap_lock);
 	log_line("fake-vmm: cont (was %s)", run_status);
+	if (!strcmp(migrate_mode, "fail-held")) {
+		pthread_mutex_unlock(&snap_lock);
+		qmp_set_error(e, "GenericError", "cannot resume: disk 0: in use by another "
+			      "process; the machine stays paused");
+		return NULL;
+	}
 	snprintf(run_status, sizeof(run_status), "running");
 	pthread_mutex_unlock(&snap_lock);
 	qmp_server_emit(server, "RESUME", NULL);
@@ -765,7 +776,7 @@ int main(int argc, char **argv)
 	if (vm) {
 		const char *cmdline = opt_after(argc, argv, "--cmdline");
 		if (cmdline && strstr(cmdline, "fake-migrate=fail"))
-			migrate_mode = "fail";
+			migrate_mode = strstr(cmdline, "fake-migrate=fail-held") ? "fail-held" : "fail";
 		if (cmdline && strstr(cmdline, "fake-migrate=slow"))
 			migrate_mode = "slow";
 		for (int i = 1; i + 1 < argc && vm_ndisks < FAKE_DISKS; i++)

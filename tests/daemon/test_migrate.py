@@ -566,6 +566,26 @@ def test_live_migration_fails_source_runs_on(fake_hosts):
         assert not (b.dir.encode() in cmd and b"--name\0lf\0" in cmd), cmd
 
 
+def test_live_migration_fails_source_cannot_resume(fake_hosts):
+    """The source's supervisor fails after another process took its disk
+    and refuses cont (kvz-vmm keeps such a VM paused): the job's error and
+    the migration-failed event say that the guest did not run on and stays
+    paused, with the supervisor's reason, instead of claiming it runs on."""
+    a, b = fake_hosts
+    a.kvz("create", "vm", "lh", "--kernel", a.kernel, "--memory", "64M", "--cmdline",
+          "fake-migrate=fail-held")
+    a.kvz("start", "lh")
+    r = a.kvz("migrate", "lh", "--to", "b", check=False)
+    assert r.returncode == 1, r
+    err = r.stderr.strip().split("\n")[-1]
+    assert "memory read error; lh did not run on here: it stays paused: cannot resume: " \
+           "disk 0: in use by another process" in err, err
+    ev = [e for e in a.events("lh") if e["type"] == "migration-failed"]
+    assert ev and "lh did not run on here: it stays paused" in ev[-1]["detail"], ev
+    assert fake_qmp(a.guest("lh")["qmp"], "query-status")["return"]["status"] == "paused"
+    b.wait_for(lambda: b.api("GET", "/v1/guests/lh")[0] == 404, what="b to discard")
+
+
 def test_live_refusals(fake_hosts):
     a, b = fake_hosts
     a.kvz("create", "vm", "ld", "--kernel", a.kernel, "--memory", "64M", "--disk", "8M")

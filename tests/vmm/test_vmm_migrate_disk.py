@@ -8,7 +8,9 @@ the target's guest then goes on stamping its own disk. A cancelled copy
 leaves the source running and writing. On shared storage (one file for
 both) the target opens the image beside the running source and takes its
 lock only at the load, once the source's save dropped it; a save and cont
-drop and take it back. Skipped without KVM."""
+drop and take it back, and a source whose target holds the lock stays
+paused at cont (one error line) until the target lets it go. Skipped
+without KVM."""
 
 import fcntl
 import os
@@ -177,6 +179,18 @@ def lock_free(path):
         os.close(fd)
 
 
+def move_on_shared_disk(tmp_path, src, disk):
+    """A live migration of src to a target on the same image file: the
+    target (returned) has loaded it and waits paused (--paused)."""
+    dst = DiskVm(tmp_path, disk, ["--incoming", "defer", "--paused"], "dst")
+    hand_socketpair(src, dst)
+    assert src.qmp.cmd("migrate", uri="fd:mig") == {"return": {}}
+    assert statuses(src, timeout=120)[-1] == "completed"
+    statuses(dst, timeout=60)
+    wait_status(dst, "paused")
+    return dst
+
+
 def test_shared_storage_lock_moves_with_the_guest(tmp_path):
     disk = image(tmp_path, "shared.img")
     src = DiskVm(tmp_path, disk, [], "src")
@@ -187,12 +201,7 @@ def test_shared_storage_lock_moves_with_the_guest(tmp_path):
     assert r.wait(timeout=20) != 0
     assert "in use by another process" in r.stderr.read().decode(errors="replace")
     # ...but an incoming target opens it beside the running source.
-    dst = DiskVm(tmp_path, disk, ["--incoming", "defer", "--paused"], "dst")
-    hand_socketpair(src, dst)
-    assert src.qmp.cmd("migrate", uri="fd:mig") == {"return": {}}
-    assert statuses(src, timeout=120)[-1] == "completed"
-    statuses(dst, timeout=60)
-    wait_status(dst, "paused")
+    dst = move_on_shared_disk(tmp_path, src, disk)
     # The source let the lock go with its save, the target holds it now.
     assert not lock_free(disk)
     src.quit()
@@ -260,3 +269,34 @@ def test_shared_storage_two_disks_locks_move(tmp_path):
     assert not any(lock_free(p) for p in disks), "the target does not hold every image's lock"
     dst.quit()
     assert all(lock_free(p) for p in disks)
+
+
+def test_source_stays_paused_while_target_holds_the_disk(tmp_path):
+    """kvzd's take-back after a hand-over it believes failed (migrate_cancel,
+    cont) while the target on shared storage already took the image: the
+    source must not run beside it (two writers corrupt the disk) but stay
+    paused, with one error line, as QEMU's cont that cannot take its image
+    locks back; once the target is gone, cont runs it again."""
+    disk = image(tmp_path, "shared.img")
+    src = DiskVm(tmp_path, disk, [], "src")
+    src.wait_stamp(2048)
+    dst = move_on_shared_disk(tmp_path, src, disk)
+    assert dst.qmp.cmd("cont") == {"return": {}}   # the target runs and writes
+    src.qmp.cmd("migrate_cancel")
+    for _ in range(2):   # refused again while the target runs
+        r = src.qmp.cmd("cont")
+        assert r.get("error", {}).get("class") == "GenericError", r
+        desc = r["error"]["desc"]
+        assert "disk 0: in use by another process" in desc and "stays paused" in desc, desc
+        assert src.qmp.cmd("query-status")["return"]["status"] == "postmigrate"
+    seen = len(src.stamps())
+    dst.wait_stamp(contiguous_top(disk_stamps(disk)) + 1024)
+    time.sleep(0.5)
+    assert len(src.stamps()) == seen, "the source wrote beside the target"
+    dst.quit()
+    # The lock is free: the source may run again.
+    assert src.qmp.cmd("cont") == {"return": {}}
+    assert src.qmp.cmd("query-status")["return"]["status"] == "running"
+    src.wait_stamp(src.stamps()[-1] + 256)
+    err = [l for l in src.quit().splitlines() if "stays paused" in l]
+    assert len(err) == 2 and "cont: disk 0: in use by another process" in err[0], err

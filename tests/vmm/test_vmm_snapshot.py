@@ -68,6 +68,7 @@ class Vmm:
         err = self.proc.stderr.read().decode(errors="replace")
         # sanitizer builds (meson -Db_sanitize=...) report here
         assert "runtime error" not in err and "Sanitizer" not in err, err
+        return err
 
 
 def send_fd(qmp, name, fd):

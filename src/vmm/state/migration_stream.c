@@ -209,7 +209,11 @@ static int read_exact(struct reader *r, void *p, size_t n, char *err, size_t err
 		}
 		ssize_t got = read_some(r, b, n);
 		if (got <= 0) {
-			snprintf(err, errlen, "stream %s", got < 0 ? strerror(errno) : "truncated (the source went away)");
+			/* EAGAIN: the receive timeout a target's kvzd set ran out. */
+			snprintf(err, errlen, "stream %s",
+				 got == 0 ? "truncated (the source went away)"
+				 : errno == EAGAIN ? "stalled: nothing received within the timeout (link cut or source gone)"
+				 : strerror(errno));
 			return -1;
 		}
 		if (n >= READ_BUF) {
