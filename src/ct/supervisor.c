@@ -259,6 +259,12 @@ out:
 	return rc;
 }
 
+void sup_mark(struct supervisor *s, const char *phase)
+{
+	if (s->times)
+		json_object_set_new(s->times, phase, json_integer(now_ms() - s->t0));
+}
+
 static int write_state(struct supervisor *s, char *err, size_t len)
 {
 	json_t *st = json_pack("{s:s,s:i,s:i,s:s,s:o,s:s,s:s,s:s,s:i}",
@@ -275,6 +281,10 @@ static int write_state(struct supervisor *s, char *err, size_t len)
 	json_object_set_new(st, "nft-table", s->filter.table[0] ? json_string(s->filter.table) : json_null());
 	json_object_set_new(st, "console-socket",
 			    s->o->console_socket ? json_string(s->o->console_socket) : json_null());
+	sup_mark(s, "state");
+	json_object_set(st, "start-ms", s->times);
+	if (s->thawed_at)
+		json_object_set_new(st, "thawed-at-ms", json_integer(s->thawed_at));
 	int rc = state_write(s->o->run_dir, s->o->name, st, err, len);
 	json_decref(st);
 	return rc;
@@ -490,15 +500,19 @@ static void detach_stdio(void)
 static int set_up(struct supervisor *s, char *err, size_t len)
 {
 	const struct run_opts *o = s->o;
-	if (setup_loop_fds(s, err, len) < 0 || mount_root(s, err, len) < 0 ||
-	    setup_idmap(s, err, len) < 0 || setup_cgroup(s, err, len) < 0 || setup_bridge(s, err, len) < 0)
+	if (setup_loop_fds(s, err, len) < 0 || mount_root(s, err, len) < 0)
 		return -1;
+	sup_mark(s, "mount");
+	if (setup_idmap(s, err, len) < 0 || setup_cgroup(s, err, len) < 0 || setup_bridge(s, err, len) < 0)
+		return -1;
+	sup_mark(s, "cgroup-bridge");
 	if (o->console_socket) {
 		if (console_open(&s->con, o->console_socket, err, len) < 0)
 			return -1;
 		s->has_console = true;
 	}
 	int started = o->restore_dir ? sup_restore(s, err, len) : start_container(s, err, len);
+	sup_mark(s, o->restore_dir ? "restored" : "started");
 	return started < 0 || start_qmp(s, err, len) < 0 ||
 			       write_state(s, err, len) < 0
 		       ? -1
@@ -513,6 +527,8 @@ int supervisor_run(const struct run_opts *o, int notify_fd)
 	s->o = o;
 	s->sig_fd = s->timer_fd = s->ctl[0] = s->ctl[1] = s->idmap_run_fd = s->loop_fd = -1;
 	s->mig_fd = -1;
+	s->t0 = now_ms();
+	s->times = json_object();
 	pthread_mutex_init(&s->lock, NULL);
 	char err[1024] = "";
 	s->lock_fd = state_lock(o->run_dir, o->name, err, sizeof(err));
