@@ -251,6 +251,12 @@ int cmd_restore_checkpoint(int argc, char **argv)
 	return run_start(&o);
 }
 
+void checkpoint_dir_staged_check(const char *dir, const char *name)
+{
+	require_private(dir);
+	require_criu("restore", name);
+}
+
 void checkpoint_dir_check(const char *dir, const char *name)
 {
 	require_private(dir);

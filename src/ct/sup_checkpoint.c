@@ -37,8 +37,16 @@ static json_t *meta_of(struct supervisor *s, const char *console_tty)
 {
 	const struct run_opts *o = s->o;
 	json_t *args = json_array();
-	for (int i = 0; i < o->run_argc; i++)
+	for (int i = 0; i < o->run_argc; i++) {
+		/* A staged restore's fd means nothing to a later restore. */
+		if (!strcmp(o->run_argv[i], "--restore-go-fd")) {
+			i++;
+			continue;
+		}
+		if (!strncmp(o->run_argv[i], "--restore-go-fd=", 16))
+			continue;
 		json_array_append_new(args, json_string(o->run_argv[i]));
+	}
 	pthread_mutex_lock(&s->lock);
 	json_t *limits = ct_limits_to_json(&s->limits);
 	pthread_mutex_unlock(&s->lock);
@@ -471,6 +479,15 @@ int sup_restore(struct supervisor *s, char *err, size_t len)
 	json_t *meta = load_meta(o->restore_dir, err, len);
 	if (!meta)
 		return -1;
+	/* cmd_run checked this before a plain restore; a staged one's
+	 * images came after its start. */
+	const char *saved = json_string_value(json_object_get(meta, "name"));
+	if (!saved || strcmp(saved, o->name)) {
+		snprintf(err, len, "%s is a checkpoint of '%s', not of '%s'", o->restore_dir,
+			 saved ? saved : "?", o->name);
+		json_decref(meta);
+		return -1;
+	}
 	const char *tty = json_string_value(json_object_get(meta, "console-tty"));
 	int rc = -1;
 	if (check_idmap(s, meta, err, len) < 0 || share_with_container(s, o->restore_dir, err, len) < 0)

@@ -382,14 +382,52 @@ int ct_migrate_listen(struct kvzd *d, json_t *g, struct op_error *e)
 
 struct ct_in {
 	struct kvzd *d;
+	const char *name;
 	const char *images;
 	bool (*stopped)(void *);
 	void *arg;
+	int go_fd; /* a staged restore's go pipe (write end), or -1 */
 };
+
+/* The target's supervisor, started as the memory begins to arrive (`kvz-ct
+ * run --restore DIR --restore-go-fd N`): it sets up its id range, cgroup
+ * with limits, bridge and console, then waits for 'g' (restore) or EOF
+ * (called off), so that none of that is in the frozen window. A failure
+ * here costs only that: restore() starts one afresh. */
+static void stage_restore(struct ct_in *in)
+{
+	struct kvzd *d = in->d;
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		kvz_warn("%s: staging the restore: pipe: %s", in->name, strerror(errno));
+		return;
+	}
+	char fd[16];
+	snprintf(fd, sizeof(fd), "%d", p[0]);
+	const char *extra[] = {"--restore", in->images, "--restore-go-fd", fd, NULL};
+	struct op_error e = {0};
+	guest_lock(d, in->name);
+	store_guest_set_state(d->store, in->name, "stopped");
+	json_t *g = store_guest_get(d->store, in->name);
+	int rc = g ? guest_spawn_locked(d, g, extra, p[0], &e)
+		   : op_fail(&e, 500, "%s is gone", in->name);
+	store_guest_set_state(d->store, in->name, "incoming");
+	json_decref(g);
+	guest_unlock(d, in->name);
+	close(p[0]);
+	if (rc) {
+		kvz_warn("%s: staging the restore: %s (it starts once all is here)", in->name, e.msg);
+		close(p[1]);
+		return;
+	}
+	in->go_fd = p[1];
+}
 
 static int receive_pages(void *opaque, int sock, int pre, char *err, size_t len)
 {
 	struct ct_in *in = opaque;
+	if (in->go_fd < 0 && !in->stopped(in->arg))
+		stage_restore(in);
 	struct argv a = {0};
 	arg(&a, "%s", in->d->ct_bin);
 	arg(&a, "page-server");
@@ -436,18 +474,31 @@ static int make_private(struct kvzd *d, json_t *g, int *disk, char *err, size_t 
 	return 0;
 }
 
-/* The supervisor restores the checkpoint; the record stays "incoming"
- * until the commit. */
-static int restore(struct kvzd *d, const char *name, const char *images, char *err, size_t len)
+/* The supervisor restores the checkpoint: the staged one once told to go
+ * (its images and private area are complete now), else one started now;
+ * the record stays "incoming" until the commit. */
+static int restore(struct kvzd *d, struct ct_in *in, char *err, size_t len)
 {
 	struct op_error e = {0};
+	const char *name = in->name;
 	guest_lock(d, name);
-	store_guest_set_state(d->store, name, "stopped");
-	json_t *g = store_guest_get(d->store, name);
-	const char *extra[] = {"--restore", images, NULL};
-	int rc = g ? guest_start_locked(d, g, extra, &e) : op_fail(&e, 500, "%s is gone", name);
+	int rc;
+	if (in->go_fd >= 0) {
+		/* A supervisor gone meanwhile reads nothing: the wait says why. */
+		if (write(in->go_fd, "g", 1) != 1)
+			kvz_warn("%s: telling the staged restore to go: %s", name, strerror(errno));
+		close(in->go_fd);
+		in->go_fd = -1;
+		store_guest_set_state(d->store, name, "starting");
+		rc = guest_finish_start_locked(d, name, &e);
+	} else {
+		store_guest_set_state(d->store, name, "stopped");
+		json_t *g = store_guest_get(d->store, name);
+		const char *extra[] = {"--restore", in->images, NULL};
+		rc = g ? guest_start_locked(d, g, extra, &e) : op_fail(&e, 500, "%s is gone", name);
+		json_decref(g);
+	}
 	store_guest_set_state(d->store, name, "incoming");
-	json_decref(g);
 	guest_unlock(d, name);
 	if (rc)
 		snprintf(err, len, "restoring %s: %s", name, e.msg);
@@ -503,11 +554,13 @@ int ct_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void
 	images_dir(d, name, images, sizeof(images));
 	ct_dir(d, name, cdir, sizeof(cdir));
 	int disk = -1, rc = -1;
+	struct ct_in in = {.go_fd = -1};
 	int dfd = mkdir(images, 0700) == 0 ? open(images, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 	if (dfd < 0)
 		snprintf(err, errlen, "cannot create %s: %s", images, strerror(errno));
 	else if (make_private(d, g, &disk, err, errlen) == 0) {
-		struct ct_in in = {.d = d, .images = images, .stopped = stopped, .arg = arg};
+		in = (struct ct_in){.d = d, .name = name, .images = images, .stopped = stopped,
+				    .arg = arg, .go_fd = -1};
 		json_int_t max = json_integer_value(json_object_get(json_object_get(g, "config"),
 								    "disk_size"));
 		struct ct_sink s = {.images_fd = dfd, .disk_fd = disk,
@@ -526,7 +579,11 @@ int ct_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void
 	}
 	int64_t received_at = mono_ms(), thawed = 0;
 	if (rc == 0)
-		rc = restore(d, name, images, err, errlen);
+		rc = restore(d, &in, err, errlen);
+	/* Called off (EOF): a staged supervisor tears down and exits; the
+	 * caller's clean-up stops it should it not have yet. */
+	if (in.go_fd >= 0)
+		close(in.go_fd);
 	if (rc == 0)
 		thawed = thawed_at(d, name);
 	if (rc == 0 && mig_ack(sock)) {
