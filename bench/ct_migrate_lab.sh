@@ -43,8 +43,12 @@ cp /bin/busybox $R/bin/ && ln -s busybox $R/bin/sh && cp /ctprobe $R/bin/ && chm
 CT=/bin/kvz-ct
 for f in uffd uffd-noncoop lazy_pages; do echo "FEATURE $f: $(criu check --feature $f 2>&1 | tail -1)"; done
 for c in cpu memory pids io cpuset; do echo +$c > /sys/fs/cgroup/cgroup.subtree_control; done
-mkdir -p /sys/fs/cgroup/hostB
-inB() {{ sh -c 'echo $$ > /sys/fs/cgroup/hostB/cgroup.procs && export KVZ_CT_IDMAP_DIR=/tmp/idB && exec "$@"' inB "$@"; }}
+export HB
+# One cgroup per move: kvz-ct enables controllers in the caller's cgroup
+# once its container runs, and a cgroup with controllers enabled for its
+# children takes no process (cgroup v2: EBUSY).
+HB=/sys/fs/cgroup/hostB
+inB() {{ sh -c 'echo $$ > $HB/cgroup.procs && export KVZ_CT_IDMAP_DIR=/tmp/idB && exec "$@"' inB "$@"; }}
 gaps() {{  # $1: tag, $2: a criu log: its span and its 4 longest pauses
   [ -f "$2" ] || return 0
   awk -v tag="$1" -F'[()]' '/^\\([0-9]+\\.[0-9]+\\)/ {{ t = $2 + 0; if (n++) print t - p, tag, prev; p = t; prev = substr($0, 1, 110) }}
@@ -59,7 +63,10 @@ start() {{  # $1: percent dirtied per 100 ms; the container at host A
   rm -rf /tmp/A /tmp/B /tmp/idA /tmp/idB; mkdir -p /tmp/A/b /tmp/B/b; cp /tmp/base.img /tmp/A/b/private.img
   KVZ_CT_IDMAP_DIR=/tmp/idA $CT run --name b --run-dir /tmp/runA --ct-root /tmp/A --detach \\
     --memory {mb + 64}M:{mb + 128}M -- sh -c "ctprobe dirty {mb} $1 & exec ctprobe gapwatch /tmp/gap" || exit 1
-  sleep 3; touch /proc/$(init /tmp/runA)/root/tmp/gap.reset; sleep 0.5  # the start's stalls do not count
+  HB=/sys/fs/cgroup/hostB$pct-$i-$mode; mkdir -p $HB
+  # The start's stalls do not count: the reset is made inside (host root
+  # cannot create files in the idmapped root: EOVERFLOW).
+  sleep 3; $CT exec --name b --run-dir /tmp/runA -- sh -c ': > /tmp/gap.reset' || exit 1; sleep 0.5
 }}
 for pct in 0 1; do
   for i in $(seq {reps}); do

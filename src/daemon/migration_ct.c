@@ -277,6 +277,10 @@ static int64_t account_downtime(struct ct_out *o, int64_t frozen_at, int64_t dum
 {
 	uint32_t restore_ms, tail_ms;
 	read_target_times(o->sock, &restore_ms, &tail_ms);
+	/* The target's word, bounded by what this side saw: its after-thaw
+	 * part lies within the wait for its K. */
+	if (tail_ms > confirmed_at - sent_at)
+		tail_ms = 0;
 	int64_t down = confirmed_at - frozen_at - tail_ms;
 	char phase[256];
 	snprintf(phase, sizeof(phase),
