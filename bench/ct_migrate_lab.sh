@@ -22,7 +22,11 @@
 # phases, ms since its start), and CRIU's logs: GAP lines, the largest
 # pauses between two lines of dump.log and restore.log (the time went to
 # what the earlier line began). FEATURE: what `criu check` says of
-# userfaultfd (lazy restore, post-copy).
+# userfaultfd (lazy restore, post-copy). Mode lazy: the iterative move
+# with `run --restore --lazy-pages` (the tasks run before their memory is
+# back; criu lazy-pages fills it from the images on fault and in the
+# background; vm.unprivileged_userfaultfd=1 set for it, see kvz-ct run);
+# PHASE lazy-done: when that daemon had put every page back.
 # Usage: bench/ct_migrate_lab.sh [MB] [REPS]   (env: BUILD_DIR, default build)
 set -eu
 . "$(dirname "$0")/lib.sh"
@@ -70,7 +74,7 @@ start() {{  # $1: percent dirtied per 100 ms; the container at host A
 }}
 for pct in 0 1; do
   for i in $(seq {reps}); do
-    for mode in plain iterative; do
+    for mode in plain iterative lazy; do
       start $pct
       t0=$(up)
       if [ $mode = plain ]; then
@@ -92,18 +96,29 @@ for pct in 0 1; do
         for f in /tmp/d/*; do [ -f "$f" ] && case "$f" in *.log) ;; *) cp "$f" /tmp/d2/;; esac; done
         cp /tmp/A/b/private.img /tmp/B/b/
         ph copied
+        L=; [ $mode = lazy ] && L=--lazy-pages && echo 1 > /proc/sys/vm/unprivileged_userfaultfd
         inB $CT run --name b --run-dir /tmp/runB --ct-root /tmp/B --detach \\
-          --memory {mb + 64}M:{mb + 128}M --restore /tmp/d2 -- true || exit 1
+          --memory {mb + 64}M:{mb + 128}M --restore /tmp/d2 $L -- true || {{
+          # A lazy restore that fails costs its row only: the source ends.
+          echo "RESTORE-FAILED $mode $pct"; grep -h "Error" /tmp/d2/*.log | head -5 | sed 's/^/RESTORE-FAILED /'
+          [ $mode = lazy ] || exit 1
+          $CT release --name b --run-dir /tmp/runA --end; while [ -e /tmp/runA/b.json ]; do sleep 0.1; done
+          echo 0 > /proc/sys/vm/unprivileged_userfaultfd; rm -rf /tmp/d /tmp/d2; continue; }}
         ph restored
         $CT release --name b --run-dir /tmp/runA --end || exit 1
         while [ -e /tmp/runA/b.json ]; do sleep 0.1; done
         ph source-ended
+        if [ $mode = lazy ]; then
+          n=0; while [ -d /proc/$(cat /tmp/d2/lazy-pages.pid 2>/dev/null || echo none) ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n+1)); done
+          ph lazy-done; echo 0 > /proc/sys/vm/unprivileged_userfaultfd
+        fi
         bytes=$(sed -n 's/^[a-z0-9-]*: \\([0-9]*\\) bytes.*/\\1/p' /tmp/steps | awk '{{s+=$1}} END {{print s}}')
       fi
       t1=$(up); sleep 1
       sed "s/^/STEPS $mode $pct /" /tmp/steps
       echo "START-MS $mode $pct $(tr -d ' \\n' < /tmp/runB/b.json | sed -n 's/.*"start-ms":{{\\([^}}]*\\)}}.*/\\1/p')"
       gaps "$mode-$pct-dump" /tmp/d/dump.log; gaps "$mode-$pct-restore" /tmp/d2/restore.log
+      gaps "$mode-$pct-lazy" /tmp/d2/lazy-pages.log; grep -h "Error" /tmp/d2/*.log | head -3
       echo "BENCH $mode $pct $(gap /tmp/runB) $t0 $t1 $bytes"
       $CT stop --name b --run-dir /tmp/runB --timeout 1
       rm -rf /tmp/d /tmp/d2
@@ -116,9 +131,18 @@ res = kvzlab.run_in_lab(ctlab.host_script(inner, setup=SETUP),
                         files=lab_files(), smp=1, mem_mb=1024 + 4 * mb, timeout=1500,
                         vmm=False, l1_modules=MODULES)
 for line in res.output.splitlines():
-    if line.startswith(("FEATURE ", "PHASE ", "STEPS ", "START-MS ", "GAP ")):
+    if line.startswith(("FEATURE ", "PHASE ", "STEPS ", "START-MS ", "GAP ", "RESTORE-FAILED ")):
         print(line)
 ct_lab_report.report("ct_migrate_lab", res.output,
                      f"migration of a container with {mb} MiB touched, {reps} runs each, in L1 (QEMU TCG):",
                      "plain", "downtime", "memory", 2**20)
+# The lazy restore's rows against the same plain ones (report() compares
+# the iterative mode only).
+import re, statistics
+rows = re.findall(r"^BENCH (\w+) (\d+) (\d+) ([\d.]+) ([\d.]+) (\d+)$", res.output, re.M)
+for pct in ("0", "1"):
+    med = {m: statistics.median([int(r[2]) / 1000 for r in rows if r[0] == m and r[1] == pct] or [0])
+           for m in ("plain", "lazy")}
+    if med["plain"] and med["lazy"]:
+        print(f"  pct {pct}: lazy downtime {med['lazy']:.1f} ms, ratio lazy/plain {med['lazy'] / med['plain']:.2f}")
 PYEOF

@@ -1,10 +1,12 @@
 /* kvz-ct run: parses the options and becomes the container's supervisor
  * (in the foreground, or in a detached child with --detach). */
 #include "cmd_common.h"
+#include "criu.h"
 #include "ct.h"
 #include "log.h"
 #include "parse.h"
 #include "supervisor.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <fcntl.h>
@@ -18,7 +20,7 @@
 enum { O_ROOTFS = 256, O_CTROOT, O_HOSTNAME, O_MEMORY, O_SWAP, O_CPUS, O_CPUW, O_CPUSET,
        O_PIDS, O_IOW, O_NET, O_QMP, O_CONSOLE, O_DETACH, O_RUNDIR, O_PRIVILEGED, O_NAME,
        O_SECCOMP, O_DEVICE, O_NNP, O_CAP_ADD, O_CAP_DROP, O_RESTORE,
-       O_GO_FD };
+       O_GO_FD, O_LAZY };
 
 static const struct option run_options[] = {
 	{"name", required_argument, NULL, O_NAME},
@@ -45,6 +47,7 @@ static const struct option run_options[] = {
 	{"cap-drop", required_argument, NULL, O_CAP_DROP},
 	{"restore", required_argument, NULL, O_RESTORE},
 	{"restore-go-fd", required_argument, NULL, O_GO_FD},
+	{"lazy-pages", no_argument, NULL, O_LAZY},
 	{NULL, 0, NULL, 0},
 };
 
@@ -126,6 +129,7 @@ void run_parse(int argc, char **argv, struct run_opts *o)
 		 * processes of the checkpoint there instead of CMD. */
 		case O_RESTORE: o->restore_dir = optarg; break;
 		case O_GO_FD: o->go_fd = go_fd_of(optarg); break;
+		case O_LAZY: o->lazy_pages = true; break;
 		case O_PRIVILEGED: o->privileged = true; break;
 		case O_NNP: o->confine.no_new_privs = true; break;
 		case O_SECCOMP:
@@ -198,12 +202,36 @@ int run_start(const struct run_opts *o)
 	return supervisor_run(o, -1);
 }
 
+/* CRIU opens the userfaultfd in each restored task, i.e. inside the
+ * container's user namespace, without UFFD_USER_MODE_ONLY (3.17): the
+ * kernel allows that to a task without CAP_SYS_PTRACE in the host's
+ * namespace only with vm.unprivileged_userfaultfd=1, a host-wide setting
+ * left to the administrator. */
+static void lazy_pages_check(const struct run_opts *o)
+{
+	char why[512];
+	if (criu_lazy_usable(why, sizeof(why)) < 0)
+		kvz_die("cannot restore '%s' lazily: %s", o->name, why);
+	if (o->privileged)
+		return;
+	char *v = read_text("/proc/sys/vm/unprivileged_userfaultfd");
+	bool allowed = v && v[0] == '1';
+	free(v);
+	if (!allowed)
+		kvz_die("cannot restore '%s' lazily: its tasks open the userfaultfd inside the "
+			"container's user namespace, which needs vm.unprivileged_userfaultfd=1 here", o->name);
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static struct run_opts o;
 	run_parse(argc, argv, &o);
 	if (o.go_fd >= 0 && !o.restore_dir)
 		kvz_die("--restore-go-fd is for a staged --restore");
+	if (o.lazy_pages && !o.restore_dir)
+		kvz_die("--lazy-pages is for --restore");
+	if (o.lazy_pages)
+		lazy_pages_check(&o);
 	/* Staged: the images are still on their way; the supervisor checks
 	 * them once told to go. */
 	if (o.restore_dir && o.go_fd >= 0)

@@ -163,6 +163,39 @@ int criu_usable(char *why, size_t len)
 	return -1;
 }
 
+int criu_lazy_usable(char *why, size_t len)
+{
+	const char *argv[] = {NULL, "check", "--feature", "uffd-noncoop", NULL};
+	char *errtext = NULL, e[256] = "";
+	const int none[2] = {-1, -1};
+	int rc = run_criu(argv, none, NULL, NULL, NULL, &errtext, e, sizeof(e));
+	if (rc == 0) {
+		free(errtext);
+		return 0;
+	}
+	char msg[300] = "";
+	if (errtext)
+		last_line_of(errtext, msg, sizeof(msg));
+	snprintf(why, len, "`criu check --feature uffd-noncoop` fails (%s)",
+		 rc < 0 ? e : msg[0] ? msg : "no message");
+	why[strcspn(why, "\n")] = 0;
+	free(errtext);
+	return -1;
+}
+
+int criu_lazy_pages(const char *dir, char *err, size_t len)
+{
+	const char *argv[] = {NULL, "lazy-pages", "--images-dir", dir, "--log-file", "lazy-pages.log",
+			      "-v4", "--daemon", "--pidfile", "lazy-pages.pid", NULL};
+	char *errtext = NULL;
+	const int none[2] = {-1, -1};
+	int rc = run_criu(argv, none, NULL, NULL, NULL, &errtext, err, len);
+	if (rc > 0)
+		failure("lazy-pages", dir, NULL, "lazy-pages.log", errtext, err, len);
+	free(errtext);
+	return rc == 0 ? 0 : -1;
+}
+
 int criu_tty_key(int slave_fd, char *out, size_t size, char *err, size_t len)
 {
 	struct stat st;
@@ -290,6 +323,8 @@ pid_t criu_restore(const struct criu_restore *r, char *err, size_t len)
 		add(&a, "--external");
 		add(&a, veth);
 	}
+	if (r->lazy)
+		add(&a, "--lazy-pages");
 	if (r->console_tty) {
 		snprintf(inherit, sizeof(inherit), "fd[%d]:%s", r->console_fd, r->console_tty);
 		snprintf(console_mnt, sizeof(console_mnt), "mnt[console]:%s", r->console_path);

@@ -51,6 +51,10 @@ struct run_opts {
 	 * fd before it mounts and restores; EOF or a stop calls it off. -1:
 	 * none. */
 	int go_fd;
+	/* --lazy-pages (with --restore): the tasks run before their memory is
+	 * back; a `criu lazy-pages` daemon fills it from the images on fault
+	 * and in the background (post-copy from local images, userfaultfd). */
+	bool lazy_pages;
 };
 
 int cmd_create(int argc, char **argv);

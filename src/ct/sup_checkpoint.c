@@ -38,12 +38,14 @@ static json_t *meta_of(struct supervisor *s, const char *console_tty)
 	const struct run_opts *o = s->o;
 	json_t *args = json_array();
 	for (int i = 0; i < o->run_argc; i++) {
-		/* A staged restore's fd means nothing to a later restore. */
+		/* A staged restore's fd means nothing to a later restore, and
+		 * how this one restored is no choice for the next. */
 		if (!strcmp(o->run_argv[i], "--restore-go-fd")) {
 			i++;
 			continue;
 		}
-		if (!strncmp(o->run_argv[i], "--restore-go-fd=", 16))
+		if (!strncmp(o->run_argv[i], "--restore-go-fd=", 16) ||
+		    !strcmp(o->run_argv[i], "--lazy-pages"))
 			continue;
 		json_array_append_new(args, json_string(o->run_argv[i]));
 	}
@@ -518,7 +520,10 @@ int sup_restore(struct supervisor *s, char *err, size_t len)
 		.console_tty = s->has_console ? tty : NULL, .console_fd = s->con.slave_fd,
 		.console_path = s->con.slave_path, .cgroup_roots = root_args,
 		.ncgroup_roots = nroots, .before = criu_into_cgroup, .arg = s,
+		.lazy = o->lazy_pages,
 	};
+	if (o->lazy_pages && criu_lazy_pages(o->restore_dir, err, len) < 0)
+		goto out;
 	pid_t pid = criu_restore(&r, err, len);
 	if (pid < 0)
 		goto out;

@@ -271,3 +271,37 @@ def test_staged_restore_bad_input(env, bbroot, tmp_path, monkeypatch):
     assert r.returncode != 0 and "writable by nobody else" in r.stderr
     os.close(rfd)
     os.close(wfd)
+
+
+def test_lazy_pages_refusals(env, bbroot, tmp_path, monkeypatch):
+    """run --restore --lazy-pages (post-copy from the images): only with
+    --restore; refused with one line, before anything is set up, where
+    criu's uffd-noncoop check fails, and for an unprivileged container
+    while vm.unprivileged_userfaultfd is 0 (criu opens the userfaultfd
+    inside its user namespace)."""
+    ck = tmp_path / "ck"
+    ck.mkdir(mode=0o700)
+    (ck / "kvz-ct.json").write_text(json.dumps({"version": 1, "name": "x", "run-args": [],
+                                                "limits": {}, "idmap": None}))
+    monkeypatch.setenv("KVZ_CT_CRIU", fake_criu(tmp_path))
+    r = kvz("run", "--name", "x", "--rootfs", bbroot, "--lazy-pages", "--", "true", check=False)
+    assert "--lazy-pages is for --restore" in one_error_line(r)
+    with open("/proc/sys/vm/unprivileged_userfaultfd") as f:
+        unpriv = f.read().strip() == "1"
+    if not unpriv:
+        r = kvz("run", "--name", "x", "--run-dir", env.run_dir, "--rootfs", bbroot, "--restore",
+                str(ck), "--lazy-pages", "--", "true", check=False)
+        assert "needs vm.unprivileged_userfaultfd=1" in one_error_line(r)
+    nouffd = tmp_path / "criu-nouffd"
+    nouffd.write_text(f"""#!/bin/sh
+if [ "$1 $2 $3" = "check --feature uffd-noncoop" ]; then
+  echo "(00.01) Error (criu/cr-check.c:1): UFFD is not supported" >&2; exit 1; fi
+exec {fake_criu(tmp_path)} "$@"
+""")
+    nouffd.chmod(0o755)
+    monkeypatch.setenv("KVZ_CT_CRIU", str(nouffd))
+    r = kvz("run", "--name", "x", "--run-dir", env.run_dir, "--rootfs", bbroot, "--restore",
+            str(ck), "--lazy-pages", "--", "true", check=False)
+    line = one_error_line(r)
+    assert "cannot restore 'x' lazily" in line and "uffd-noncoop" in line, line
+    assert leftovers(env, "x") == []
