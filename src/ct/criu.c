@@ -165,21 +165,20 @@ int criu_usable(char *why, size_t len)
 
 int criu_lazy_usable(char *why, size_t len)
 {
+	/* criu_usable first: its refusal says more (not installed...). */
+	if (criu_usable(why, len) < 0)
+		return -1;
 	const char *argv[] = {NULL, "check", "--feature", "uffd-noncoop", NULL};
-	char *errtext = NULL, e[256] = "";
+	char *errtext = NULL, msg[300] = "";
 	const int none[2] = {-1, -1};
-	int rc = run_criu(argv, none, NULL, NULL, NULL, &errtext, e, sizeof(e));
-	if (rc == 0) {
-		free(errtext);
-		return 0;
-	}
-	char msg[300] = "";
-	if (errtext)
+	int rc = run_criu(argv, none, NULL, NULL, NULL, &errtext, msg, sizeof(msg));
+	if (rc > 0 && errtext)
 		last_line_of(errtext, msg, sizeof(msg));
-	snprintf(why, len, "`criu check --feature uffd-noncoop` fails (%s)",
-		 rc < 0 ? e : msg[0] ? msg : "no message");
-	why[strcspn(why, "\n")] = 0;
 	free(errtext);
+	if (rc == 0)
+		return 0;
+	snprintf(why, len, "`criu check --feature uffd-noncoop` fails (%s)", msg[0] ? msg : "no message");
+	why[strcspn(why, "\n")] = 0;
 	return -1;
 }
 
