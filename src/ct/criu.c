@@ -302,7 +302,40 @@ static pid_t read_pidfile(const char *dir)
 	return v > 0 ? (pid_t)v : -1;
 }
 
-pid_t criu_restore(const struct criu_restore *r, char *err, size_t len)
+/* The "(SS.UUUUUU)" stamp of the line around at (-1 if none). */
+static double stamp_of(const char *log, const char *at)
+{
+	while (at > log && at[-1] != '\n')
+		at--;
+	double s;
+	return sscanf(at, "(%lf)", &s) == 1 && s >= 0 && s < 86400 ? s : -1;
+}
+
+/* How long before its last log line criu logged "Restore finished
+ * successfully" (the tasks resumed), in ms; -1 when it did not. */
+static int64_t finished_before_end(const char *dir)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/restore.log", dir);
+	char *log = read_text(path);
+	const char *hit = log ? strstr(log, "Restore finished successfully") : NULL;
+	int64_t ms = -1;
+	if (hit) {
+		size_t n = strlen(log);
+		while (n && log[n - 1] == '\n')
+			n--;
+		const char *last = log + n;
+		while (last > log && last[-1] != '\n')
+			last--;
+		double f = stamp_of(log, hit), e = stamp_of(log, last);
+		if (f >= 0 && e >= f)
+			ms = (int64_t)((e - f) * 1000);
+	}
+	free(log);
+	return ms;
+}
+
+pid_t criu_restore(struct criu_restore *r, char *err, size_t len)
 {
 	char veth[64], inherit[96], console_mnt[PATH_MAX + 32];
 	struct argv_buf a = {.n = 0};
@@ -340,6 +373,10 @@ pid_t criu_restore(const struct criu_restore *r, char *err, size_t len)
 	int rc = run_criu(a.v, keep, NULL, r->before, r->arg, &errtext, err, len);
 	if (rc > 0)
 		failure("restore", r->dir, NULL, "restore.log", errtext, err, len);
+	/* Counted back from criu's end (its exit after the last line is
+	 * short; its start before the log's first is not, under emulation). */
+	int64_t cleanup = rc == 0 ? finished_before_end(r->dir) : -1;
+	r->resumed_at = cleanup >= 0 ? now_ms() - cleanup : 0;
 	free(errtext);
 	if (rc != 0)
 		return -1;

@@ -69,12 +69,17 @@ struct criu_restore {
 	int (*before)(pid_t criu, void *arg, char *err, size_t len);
 	void *arg;
 	bool lazy; /* --lazy-pages: criu_lazy_pages() runs on dir */
+	/* Out: when the tasks ran again (CLOCK_MONOTONIC ms): criu's end less
+	 * what its log shows after "Restore finished successfully" (the tasks
+	 * resumed; criu goes on cleaning up for a while under emulation); 0
+	 * when the log says none. */
+	int64_t resumed_at;
 };
 
 /* Restores the tree as a child of the caller (criu's --restore-sibling:
  * it outlives criu with us as its parent). Returns its pid, or -1 with the
  * first error of restore.log; then nothing of it is left. */
-pid_t criu_restore(const struct criu_restore *r, char *err, size_t len);
+pid_t criu_restore(struct criu_restore *r, char *err, size_t len);
 
 /* The receiving end of criu_dump's ps_fd: one `criu page-server` session
  * on the connected socket ps_fd (it ends with the dumping side's flush

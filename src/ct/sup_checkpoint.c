@@ -527,8 +527,10 @@ int sup_restore(struct supervisor *s, char *err, size_t len)
 	pid_t pid = criu_restore(&r, err, len);
 	if (pid < 0)
 		goto out;
-	s->thawed_at = now_ms();
+	/* criu's own word when it has one (it cleans up after resuming). */
+	s->thawed_at = r.resumed_at > 0 && r.resumed_at <= now_ms() ? r.resumed_at : now_ms();
 	sup_mark(s, "criu-restore");
+	json_object_set_new(s->times, "tasks-resumed", json_integer(s->thawed_at - s->t0));
 	s->init_pid = pid;
 	/* CRIU made /proc and /sys in the restored namespaces: not locked as
 	 * at a start; they are replaced by a locked copy. */
