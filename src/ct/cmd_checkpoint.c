@@ -149,9 +149,16 @@ int cmd_checkpoint(int argc, char **argv)
 		json_int_t ms = json_integer_value(json_object_get(step, "ms"));
 		if (what && ps_fd < 0)
 			printf("%s: %" JSON_INTEGER_FORMAT " bytes of memory written\n", what, bytes);
-		else if (what) /* a migration's: kvzd reads how long the dump froze it */
+		else if (what && !json_object_get(step, "frozen-at"))
 			printf("%s: %" JSON_INTEGER_FORMAT " bytes of memory sent, %" JSON_INTEGER_FORMAT
 			       " ms\n", what, bytes, ms);
+		else if (what) /* a hold: kvzd counts its downtime from the freeze
+				* (CLOCK_MONOTONIC ms, the supervisor's host is ours) */
+			printf("%s: %" JSON_INTEGER_FORMAT " bytes of memory sent, %" JSON_INTEGER_FORMAT
+			       " ms, frozen at %" JSON_INTEGER_FORMAT ", settled in %" JSON_INTEGER_FORMAT
+			       " ms\n", what, bytes, ms,
+			       json_integer_value(json_object_get(step, "frozen-at")),
+			       json_integer_value(json_object_get(step, "settle-ms")));
 	}
 	json_decref(ret);
 	if (!leave && !hold)
@@ -242,6 +249,12 @@ int cmd_restore_checkpoint(int argc, char **argv)
 		kvz_die("%s: %s", path, err);
 	o.restore_dir = abs;
 	return run_start(&o);
+}
+
+void checkpoint_dir_staged_check(const char *dir, const char *name)
+{
+	require_private(dir);
+	require_criu("restore", name);
 }
 
 void checkpoint_dir_check(const char *dir, const char *name)

@@ -1,9 +1,12 @@
 /* kvz-ct run: parses the options and becomes the container's supervisor
  * (in the foreground, or in a detached child with --detach). */
 #include "cmd_common.h"
+#include "criu.h"
 #include "ct.h"
 #include "log.h"
+#include "parse.h"
 #include "supervisor.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <fcntl.h>
@@ -11,11 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum { O_ROOTFS = 256, O_CTROOT, O_HOSTNAME, O_MEMORY, O_SWAP, O_CPUS, O_CPUW, O_CPUSET,
        O_PIDS, O_IOW, O_NET, O_QMP, O_CONSOLE, O_DETACH, O_RUNDIR, O_PRIVILEGED, O_NAME,
-       O_SECCOMP, O_DEVICE, O_NNP, O_CAP_ADD, O_CAP_DROP, O_RESTORE };
+       O_SECCOMP, O_DEVICE, O_NNP, O_CAP_ADD, O_CAP_DROP, O_RESTORE,
+       O_GO_FD, O_LAZY };
 
 static const struct option run_options[] = {
 	{"name", required_argument, NULL, O_NAME},
@@ -41,6 +46,8 @@ static const struct option run_options[] = {
 	{"cap-add", required_argument, NULL, O_CAP_ADD},
 	{"cap-drop", required_argument, NULL, O_CAP_DROP},
 	{"restore", required_argument, NULL, O_RESTORE},
+	{"restore-go-fd", required_argument, NULL, O_GO_FD},
+	{"lazy-pages", no_argument, NULL, O_LAZY},
 	{NULL, 0, NULL, 0},
 };
 
@@ -53,6 +60,18 @@ static bool valid_hostname(const char *h)
 		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
 			return false;
 	return true;
+}
+
+/* --restore-go-fd N: an inherited pipe's read end, kept from criu and
+ * the container (close-on-exec). */
+static int go_fd_of(const char *arg)
+{
+	uint64_t v;
+	struct stat st;
+	if (!kvz_parse_u64(arg, 3, 1 << 20, &v) || fstat((int)v, &st) < 0 || !S_ISFIFO(st.st_mode) ||
+	    fcntl((int)v, F_SETFD, FD_CLOEXEC) < 0)
+		kvz_die("--restore-go-fd %s is not a pipe of this process", arg);
+	return (int)v;
 }
 
 static const char *limit_key(int opt)
@@ -86,6 +105,7 @@ void run_parse(int argc, char **argv, struct run_opts *o)
 	int opt;
 	o->ct_root = KVZ_CT_DEFAULT_ROOT;
 	o->run_dir = KVZ_CT_DEFAULT_RUNDIR;
+	o->go_fd = -1;
 	o->run_argc = argc - 1;
 	o->run_argv = argv + 1;
 	optind = 1;
@@ -108,6 +128,8 @@ void run_parse(int argc, char **argv, struct run_opts *o)
 		/* A migration's target (kvzd): this command line, but the
 		 * processes of the checkpoint there instead of CMD. */
 		case O_RESTORE: o->restore_dir = optarg; break;
+		case O_GO_FD: o->go_fd = go_fd_of(optarg); break;
+		case O_LAZY: o->lazy_pages = true; break;
 		case O_PRIVILEGED: o->privileged = true; break;
 		case O_NNP: o->confine.no_new_privs = true; break;
 		case O_SECCOMP:
@@ -180,11 +202,41 @@ int run_start(const struct run_opts *o)
 	return supervisor_run(o, -1);
 }
 
+/* CRIU opens the userfaultfd in each restored task, i.e. inside the
+ * container's user namespace, without UFFD_USER_MODE_ONLY (3.17): the
+ * kernel allows that to a task without CAP_SYS_PTRACE in the host's
+ * namespace only with vm.unprivileged_userfaultfd=1, a host-wide setting
+ * left to the administrator. */
+static void lazy_pages_check(const struct run_opts *o)
+{
+	char why[512];
+	if (criu_lazy_usable(why, sizeof(why)) < 0)
+		kvz_die("cannot restore '%s' lazily: %s", o->name, why);
+	if (o->privileged)
+		return;
+	char *v = read_text("/proc/sys/vm/unprivileged_userfaultfd");
+	bool allowed = v && v[0] == '1';
+	free(v);
+	if (!allowed)
+		kvz_die("cannot restore '%s' lazily: its tasks open the userfaultfd inside the "
+			"container's user namespace, which needs vm.unprivileged_userfaultfd=1 here", o->name);
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static struct run_opts o;
 	run_parse(argc, argv, &o);
-	if (o.restore_dir)
+	if (o.go_fd >= 0 && !o.restore_dir)
+		kvz_die("--restore-go-fd is for a staged --restore");
+	if (o.lazy_pages && !o.restore_dir)
+		kvz_die("--lazy-pages is for --restore");
+	if (o.lazy_pages)
+		lazy_pages_check(&o);
+	/* Staged: the images are still on their way; the supervisor checks
+	 * them once told to go. */
+	if (o.restore_dir && o.go_fd >= 0)
+		checkpoint_dir_staged_check(o.restore_dir, o.name);
+	else if (o.restore_dir)
 		checkpoint_dir_check(o.restore_dir, o.name);
 	return run_start(&o);
 }

@@ -163,6 +163,38 @@ int criu_usable(char *why, size_t len)
 	return -1;
 }
 
+int criu_lazy_usable(char *why, size_t len)
+{
+	/* criu_usable first: its refusal says more (not installed...). */
+	if (criu_usable(why, len) < 0)
+		return -1;
+	const char *argv[] = {NULL, "check", "--feature", "uffd-noncoop", NULL};
+	char *errtext = NULL, msg[300] = "";
+	const int none[2] = {-1, -1};
+	int rc = run_criu(argv, none, NULL, NULL, NULL, &errtext, msg, sizeof(msg));
+	if (rc > 0 && errtext)
+		last_line_of(errtext, msg, sizeof(msg));
+	free(errtext);
+	if (rc == 0)
+		return 0;
+	snprintf(why, len, "`criu check --feature uffd-noncoop` fails (%s)", msg[0] ? msg : "no message");
+	why[strcspn(why, "\n")] = 0;
+	return -1;
+}
+
+int criu_lazy_pages(const char *dir, char *err, size_t len)
+{
+	const char *argv[] = {NULL, "lazy-pages", "--images-dir", dir, "--log-file", "lazy-pages.log",
+			      "-v4", "--daemon", "--pidfile", "lazy-pages.pid", NULL};
+	char *errtext = NULL;
+	const int none[2] = {-1, -1};
+	int rc = run_criu(argv, none, NULL, NULL, NULL, &errtext, err, len);
+	if (rc > 0)
+		failure("lazy-pages", dir, NULL, "lazy-pages.log", errtext, err, len);
+	free(errtext);
+	return rc == 0 ? 0 : -1;
+}
+
 int criu_tty_key(int slave_fd, char *out, size_t size, char *err, size_t len)
 {
 	struct stat st;
@@ -270,7 +302,40 @@ static pid_t read_pidfile(const char *dir)
 	return v > 0 ? (pid_t)v : -1;
 }
 
-pid_t criu_restore(const struct criu_restore *r, char *err, size_t len)
+/* The "(SS.UUUUUU)" stamp of the line around at (-1 if none). */
+static double stamp_of(const char *log, const char *at)
+{
+	while (at > log && at[-1] != '\n')
+		at--;
+	double s;
+	return sscanf(at, "(%lf)", &s) == 1 && s >= 0 && s < 86400 ? s : -1;
+}
+
+/* How long before its last log line criu logged "Restore finished
+ * successfully" (the tasks resumed), in ms; -1 when it did not. */
+static int64_t finished_before_end(const char *dir)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/restore.log", dir);
+	char *log = read_text(path);
+	const char *hit = log ? strstr(log, "Restore finished successfully") : NULL;
+	int64_t ms = -1;
+	if (hit) {
+		size_t n = strlen(log);
+		while (n && log[n - 1] == '\n')
+			n--;
+		const char *last = log + n;
+		while (last > log && last[-1] != '\n')
+			last--;
+		double f = stamp_of(log, hit), e = stamp_of(log, last);
+		if (f >= 0 && e >= f)
+			ms = (int64_t)((e - f) * 1000);
+	}
+	free(log);
+	return ms;
+}
+
+pid_t criu_restore(struct criu_restore *r, char *err, size_t len)
 {
 	char veth[64], inherit[96], console_mnt[PATH_MAX + 32];
 	struct argv_buf a = {.n = 0};
@@ -290,6 +355,8 @@ pid_t criu_restore(const struct criu_restore *r, char *err, size_t len)
 		add(&a, "--external");
 		add(&a, veth);
 	}
+	if (r->lazy)
+		add(&a, "--lazy-pages");
 	if (r->console_tty) {
 		snprintf(inherit, sizeof(inherit), "fd[%d]:%s", r->console_fd, r->console_tty);
 		snprintf(console_mnt, sizeof(console_mnt), "mnt[console]:%s", r->console_path);
@@ -306,6 +373,10 @@ pid_t criu_restore(const struct criu_restore *r, char *err, size_t len)
 	int rc = run_criu(a.v, keep, NULL, r->before, r->arg, &errtext, err, len);
 	if (rc > 0)
 		failure("restore", r->dir, NULL, "restore.log", errtext, err, len);
+	/* Counted back from criu's end (its exit after the last line is
+	 * short; its start before the log's first is not, under emulation). */
+	int64_t cleanup = rc == 0 ? finished_before_end(r->dir) : -1;
+	r->resumed_at = cleanup >= 0 ? now_ms() - cleanup : 0;
 	free(errtext);
 	if (rc != 0)
 		return -1;

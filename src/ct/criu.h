@@ -13,6 +13,15 @@
  * cannot be used here (not installed, or the check's first error). */
 int criu_usable(char *why, size_t len);
 
+/* 0 when `criu check --feature uffd-noncoop` passes (lazy restore of a
+ * tree of tasks); otherwise -1 with one line saying why. */
+int criu_lazy_usable(char *why, size_t len);
+
+/* Starts `criu lazy-pages` on the images of dir (a daemon serving the
+ * pages a --lazy-pages restore leaves out; it exits once all are back in
+ * the tasks); returns once it listens. */
+int criu_lazy_pages(const char *dir, char *err, size_t len);
+
 /* The console's pty slave as CRIU names a tty: "tty[RDEV:DEV]" (hex). */
 int criu_tty_key(int slave_fd, char *out, size_t size, char *err, size_t len);
 
@@ -59,12 +68,18 @@ struct criu_restore {
 	 * container's cgroup, which the restored tasks inherit). */
 	int (*before)(pid_t criu, void *arg, char *err, size_t len);
 	void *arg;
+	bool lazy; /* --lazy-pages: criu_lazy_pages() runs on dir */
+	/* Out: when the tasks ran again (CLOCK_MONOTONIC ms): criu's end less
+	 * what its log shows after "Restore finished successfully" (the tasks
+	 * resumed; criu goes on cleaning up for a while under emulation); 0
+	 * when the log says none. */
+	int64_t resumed_at;
 };
 
 /* Restores the tree as a child of the caller (criu's --restore-sibling:
  * it outlives criu with us as its parent). Returns its pid, or -1 with the
  * first error of restore.log; then nothing of it is left. */
-pid_t criu_restore(const struct criu_restore *r, char *err, size_t len);
+pid_t criu_restore(struct criu_restore *r, char *err, size_t len);
 
 /* The receiving end of criu_dump's ps_fd: one `criu page-server` session
  * on the connected socket ps_fd (it ends with the dumping side's flush

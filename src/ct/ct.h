@@ -45,6 +45,16 @@ struct run_opts {
 	int run_argc;
 	char **run_argv;
 	const char *restore_dir; /* restore this checkpoint instead of argv */
+	/* A staged restore (--restore-go-fd, a migration's target): the
+	 * supervisor sets up all that needs neither the images nor the
+	 * private area while they arrive, then waits for one byte 'g' on this
+	 * fd before it mounts and restores; EOF or a stop calls it off. -1:
+	 * none. */
+	int go_fd;
+	/* --lazy-pages (with --restore): the tasks run before their memory is
+	 * back; a `criu lazy-pages` daemon fills it from the images on fault
+	 * and in the background (post-copy from local images, userfaultfd). */
+	bool lazy_pages;
 };
 
 int cmd_create(int argc, char **argv);
@@ -68,6 +78,10 @@ int cmd_restore_checkpoint(int argc, char **argv);
 /* Dies with one line unless dir is a private checkpoint of name and CRIU
  * works here (run --restore). */
 void checkpoint_dir_check(const char *dir, const char *name);
+/* The same for a staged restore (run --restore-go-fd), whose images are
+ * still arriving: the directory's ownership and CRIU only; the supervisor
+ * checks the checkpoint itself once told to go (sup_restore). */
+void checkpoint_dir_staged_check(const char *dir, const char *name);
 
 /* Parses `run`'s arguments (argv[0] is "run") into o (cmd_run.c). */
 void run_parse(int argc, char **argv, struct run_opts *o);

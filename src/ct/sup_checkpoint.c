@@ -37,8 +37,18 @@ static json_t *meta_of(struct supervisor *s, const char *console_tty)
 {
 	const struct run_opts *o = s->o;
 	json_t *args = json_array();
-	for (int i = 0; i < o->run_argc; i++)
+	for (int i = 0; i < o->run_argc; i++) {
+		/* A staged restore's fd means nothing to a later restore, and
+		 * how this one restored is no choice for the next. */
+		if (!strcmp(o->run_argv[i], "--restore-go-fd")) {
+			i++;
+			continue;
+		}
+		if (!strncmp(o->run_argv[i], "--restore-go-fd=", 16) ||
+		    !strcmp(o->run_argv[i], "--lazy-pages"))
+			continue;
 		json_array_append_new(args, json_string(o->run_argv[i]));
+	}
 	pthread_mutex_lock(&s->lock);
 	json_t *limits = ct_limits_to_json(&s->limits);
 	pthread_mutex_unlock(&s->lock);
@@ -185,6 +195,7 @@ static int hold_begin(struct supervisor *s, char *fdir, size_t size, char *err, 
 	pthread_mutex_lock(&s->lock);
 	s->held = true;
 	pthread_mutex_unlock(&s->lock);
+	s->frozen_at = now_ms();
 	return 0;
 }
 
@@ -236,8 +247,17 @@ static int checkpoint_into(struct supervisor *s, int dfd, const struct sup_check
 			      .ps_fd = c->ps_fd, .freeze_cgroup = c->hold ? fdir : NULL};
 	if (rc == 0)
 		rc = dump_step(&d, dfd, ".", "dump", steps, err, len);
+	int64_t dumped = now_ms();
 	if (rc == 0 && c->hold)
 		rc = hold_settle(s, err, len);
+	/* A hold's freeze began before criu ran and lasts on: when it began
+	 * and what the settling after criu took (kvzd's downtime counts from
+	 * frozen-at, not from the dump's end minus its time). */
+	json_t *last_step = steps ? json_array_get(steps, json_array_size(steps) - 1) : NULL;
+	if (rc == 0 && c->hold && last_step) {
+		json_object_set_new(last_step, "frozen-at", json_integer(s->frozen_at));
+		json_object_set_new(last_step, "settle-ms", json_integer(now_ms() - dumped));
+	}
 	if (rc == 0 && renameat(dfd, META ".tmp", dfd, META) < 0) {
 		snprintf(err, len, "cannot write %s/" META ": %s", c->dir, strerror(errno));
 		rc = -1;
@@ -461,11 +481,23 @@ int sup_restore(struct supervisor *s, char *err, size_t len)
 	json_t *meta = load_meta(o->restore_dir, err, len);
 	if (!meta)
 		return -1;
+	/* cmd_run checked this before a plain restore; a staged one's
+	 * images came after its start. */
+	const char *saved = json_string_value(json_object_get(meta, "name"));
+	if (!saved || strcmp(saved, o->name)) {
+		snprintf(err, len, "%s is a checkpoint of '%s', not of '%s'", o->restore_dir,
+			 saved ? saved : "?", o->name);
+		json_decref(meta);
+		return -1;
+	}
 	const char *tty = json_string_value(json_object_get(meta, "console-tty"));
 	int rc = -1;
-	if (check_idmap(s, meta, err, len) < 0 || share_with_container(s, o->restore_dir, err, len) < 0 ||
-	    stage_root(s, err, len) < 0)
+	if (check_idmap(s, meta, err, len) < 0 || share_with_container(s, o->restore_dir, err, len) < 0)
 		goto out;
+	sup_mark(s, "images-shared");
+	if (stage_root(s, err, len) < 0)
+		goto out;
+	sup_mark(s, "root-staged");
 	if (tty && !s->has_console) {
 		snprintf(err, len, "the checkpoint has a console: restore needs --console-socket");
 		goto out;
@@ -488,18 +520,27 @@ int sup_restore(struct supervisor *s, char *err, size_t len)
 		.console_tty = s->has_console ? tty : NULL, .console_fd = s->con.slave_fd,
 		.console_path = s->con.slave_path, .cgroup_roots = root_args,
 		.ncgroup_roots = nroots, .before = criu_into_cgroup, .arg = s,
+		.lazy = o->lazy_pages,
 	};
+	if (o->lazy_pages && criu_lazy_pages(o->restore_dir, err, len) < 0)
+		goto out;
 	pid_t pid = criu_restore(&r, err, len);
 	if (pid < 0)
 		goto out;
+	/* criu's own word when it has one (it cleans up after resuming). */
+	s->thawed_at = r.resumed_at > 0 && r.resumed_at <= now_ms() ? r.resumed_at : now_ms();
+	sup_mark(s, "criu-restore");
+	json_object_set_new(s->times, "tasks-resumed", json_integer(s->thawed_at - s->t0));
 	s->init_pid = pid;
 	/* CRIU made /proc and /sys in the restored namespaces: not locked as
 	 * at a start; they are replaced by a locked copy. */
 	if (kernfs_relock(s->stage, pid, &s->cg, err, len) < 0)
 		goto out;
+	sup_mark(s, "kernfs-relock");
 	rc = criu_unlock_network(pid, err, len);
 	if (rc == 0 && o->net.enabled)
 		rc = sup_veth_attach(s, err, len);
+	sup_mark(s, "network");
 	/* On another host its MAC is behind another port: say so at once,
 	 * or its peers' frames go to the old port until it sends. Failing
 	 * that is a warning: it runs, and is found once it sends. */

@@ -31,13 +31,18 @@
 /* The root filesystem is mounted in a mount namespace private to the
  * supervisor (and copied into the container's): nothing shows on the host,
  * and it all goes away with the supervisor, even on SIGKILL. */
-static int mount_root(struct supervisor *s, char *err, size_t len)
+static int mount_ns(char *err, size_t len)
 {
-	const struct run_opts *o = s->o;
 	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
 		snprintf(err, len, "cannot create the supervisor's mount namespace: %s", strerror(errno));
 		return -1;
 	}
+	return 0;
+}
+
+static int mount_root(struct supervisor *s, char *err, size_t len)
+{
+	const struct run_opts *o = s->o;
 	if (o->rootfs) {
 		struct stat st;
 		if (!realpath(o->rootfs, s->target) || stat(s->target, &st) < 0 || !S_ISDIR(st.st_mode)) {
@@ -259,6 +264,12 @@ out:
 	return rc;
 }
 
+void sup_mark(struct supervisor *s, const char *phase)
+{
+	if (s->times)
+		json_object_set_new(s->times, phase, json_integer(now_ms() - s->t0));
+}
+
 static int write_state(struct supervisor *s, char *err, size_t len)
 {
 	json_t *st = json_pack("{s:s,s:i,s:i,s:s,s:o,s:s,s:s,s:s,s:i}",
@@ -275,6 +286,10 @@ static int write_state(struct supervisor *s, char *err, size_t len)
 	json_object_set_new(st, "nft-table", s->filter.table[0] ? json_string(s->filter.table) : json_null());
 	json_object_set_new(st, "console-socket",
 			    s->o->console_socket ? json_string(s->o->console_socket) : json_null());
+	sup_mark(s, "state");
+	json_object_set(st, "start-ms", s->times);
+	if (s->thawed_at)
+		json_object_set_new(st, "thawed-at-ms", json_integer(s->thawed_at));
 	int rc = state_write(s->o->run_dir, s->o->name, st, err, len);
 	json_decref(st);
 	return rc;
@@ -487,18 +502,70 @@ static void detach_stdio(void)
 	close(null);
 }
 
-static int set_up(struct supervisor *s, char *err, size_t len)
+/* A staged restore: until the migration says its images and private
+ * area are complete ('g' on go_fd), nothing touches them; EOF (kvzd gave
+ * up or died) or a stop signal calls the restore off. */
+static int wait_go(struct supervisor *s, char *err, size_t len)
+{
+	struct pollfd p[2] = {{.fd = s->o->go_fd, .events = POLLIN}, {.fd = s->sig_fd, .events = POLLIN}};
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			snprintf(err, len, "waiting for the restore's go: %s", strerror(errno));
+			return -1;
+		}
+		struct signalfd_siginfo si;
+		if (p[1].revents & POLLIN && read(s->sig_fd, &si, sizeof(si)) == sizeof(si) &&
+		    si.ssi_signo != SIGCHLD) {
+			snprintf(err, len, "stopped before its restore began");
+			return -1;
+		}
+		if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		char c = 0;
+		ssize_t n = read(s->o->go_fd, &c, 1);
+		close(s->o->go_fd);
+		if (n == 1 && c == 'g')
+			return 0;
+		snprintf(err, len, "the restore was called off before it began");
+		return -1;
+	}
+}
+
+/* The parts of a start that need neither the private area mounted nor a
+ * checkpoint's images: a staged restore does them while both arrive. */
+static int set_up_host(struct supervisor *s, char *err, size_t len)
 {
 	const struct run_opts *o = s->o;
-	if (setup_loop_fds(s, err, len) < 0 || mount_root(s, err, len) < 0 ||
-	    setup_idmap(s, err, len) < 0 || setup_cgroup(s, err, len) < 0 || setup_bridge(s, err, len) < 0)
+	if (setup_idmap(s, err, len) < 0 || setup_cgroup(s, err, len) < 0 || setup_bridge(s, err, len) < 0)
 		return -1;
+	sup_mark(s, "cgroup-bridge");
 	if (o->console_socket) {
 		if (console_open(&s->con, o->console_socket, err, len) < 0)
 			return -1;
 		s->has_console = true;
 	}
+	return 0;
+}
+
+static int set_up(struct supervisor *s, char *err, size_t len)
+{
+	const struct run_opts *o = s->o;
+	bool staged = o->restore_dir && o->go_fd >= 0;
+	if (setup_loop_fds(s, err, len) < 0 || mount_ns(err, len) < 0)
+		return -1;
+	if (staged && (set_up_host(s, err, len) < 0 || wait_go(s, err, len) < 0))
+		return -1;
+	if (staged)
+		sup_mark(s, "go");
+	if (mount_root(s, err, len) < 0)
+		return -1;
+	sup_mark(s, "mount");
+	if (!staged && set_up_host(s, err, len) < 0)
+		return -1;
 	int started = o->restore_dir ? sup_restore(s, err, len) : start_container(s, err, len);
+	sup_mark(s, o->restore_dir ? "restored" : "started");
 	return started < 0 || start_qmp(s, err, len) < 0 ||
 			       write_state(s, err, len) < 0
 		       ? -1
@@ -513,6 +580,8 @@ int supervisor_run(const struct run_opts *o, int notify_fd)
 	s->o = o;
 	s->sig_fd = s->timer_fd = s->ctl[0] = s->ctl[1] = s->idmap_run_fd = s->loop_fd = -1;
 	s->mig_fd = -1;
+	s->t0 = now_ms();
+	s->times = json_object();
 	pthread_mutex_init(&s->lock, NULL);
 	char err[1024] = "";
 	s->lock_fd = state_lock(o->run_dir, o->name, err, sizeof(err));

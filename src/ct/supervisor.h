@@ -58,6 +58,16 @@ struct supervisor {
 				 * QMP thread only */
 	bool held;              /* frozen and unplugged after a migration's
 				 * final dump, until sup_release() */
+	/* Where a start's time goes (issue 12's downtime): ms since t0 (the
+	 * supervisor's start, CLOCK_MONOTONIC) at the end of each phase,
+	 * written into NAME.json as "start-ms"; main thread, before QMP. */
+	int64_t t0;
+	json_t *times;
+	/* CLOCK_MONOTONIC ms when a restore's tasks ran again (criu restore
+	 * returned: it resumes them before it exits), 0 otherwise; in NAME.json
+	 * as "thawed-at-ms" for kvzd's downtime (same host, same clock). */
+	int64_t thawed_at;
+	int64_t frozen_at;      /* the same for a hold's freeze; QMP thread */
 	int exit_code;
 };
 
@@ -66,6 +76,8 @@ struct supervisor {
 int supervisor_run(const struct run_opts *o, int notify_fd);
 
 /* Shared with sup_checkpoint.c. */
+/* Records that phase ended now (s->times). */
+void sup_mark(struct supervisor *s, const char *phase);
 int sup_make_stage(struct supervisor *s, char *err, size_t len);
 int sup_own_console(struct supervisor *s, char *err, size_t len);
 /* The veth's host end (s->veth, made already) behind its anti-spoofing

@@ -190,8 +190,12 @@ static int wait_ready(struct kvzd *d, const char *name, pid_t pid, const char *q
 /* Spawns the guest's supervisor with its usual command line plus extra
  * (NULL-terminated, may be NULL) and waits until it answers. On failure the
  * supervisor is gone and the guest is stopped as before. */
-int guest_start_locked(struct kvzd *d, json_t *g, const char *const *extra,
-			struct op_error *e)
+static int finish_start(struct kvzd *d, json_t *g, const struct guest_driver *drv, json_t *cfg,
+			pid_t pid, unsigned long long start, const char *qmp, const char *console,
+			struct op_error *e);
+
+int guest_spawn_locked(struct kvzd *d, json_t *g, const char *const *extra, int keep_fd,
+		       struct op_error *e)
 {
 	const struct guest_driver *drv = guest_driver_of(g);
 	const char *name = cfg_str(g, "name");
@@ -209,13 +213,51 @@ int guest_start_locked(struct kvzd *d, json_t *g, const char *const *extra,
 	guest_log_path(d, name, logp, sizeof(logp));
 	struct argv a = {0};
 	drv->argv(d, name, cfg, qmp, console, extra, &a);
+	if (keep_fd > 2)
+		a.keep_fd = keep_fd; /* not ours: argv_free must not close it */
 	pid_t pid = sup_spawn(a.v, a.keep_fd, logp, err, sizeof(err));
+	if (keep_fd > 2)
+		a.keep_fd = 0;
 	argv_free(&a);
 	if (pid < 0)
 		return op_fail(e, 500, "%s", err);
-	unsigned long long start = sup_proc_start(pid);
-	store_guest_set_runtime(d->store, name, pid, start, qmp, console);
+	store_guest_set_runtime(d->store, name, pid, sup_proc_start(pid), qmp, console);
 	store_guest_set_state(d->store, name, "starting");
+	return 0;
+}
+
+int guest_finish_start_locked(struct kvzd *d, const char *name, struct op_error *e)
+{
+	json_t *g = store_guest_get(d->store, name);
+	if (!g)
+		return op_fail(e, 500, "%s is gone", name);
+	const struct guest_driver *drv = guest_driver_of(g);
+	json_t *cfg = json_object_get(g, "config");
+	pid_t pid = (pid_t)json_integer_value(json_object_get(g, "pid"));
+	unsigned long long start = (unsigned long long)json_integer_value(json_object_get(g, "pid_start"));
+	char qmp[108], console[108];
+	snprintf(qmp, sizeof(qmp), "%s", cfg_str(g, "qmp"));
+	snprintf(console, sizeof(console), "%s", cfg_str(g, "console"));
+	int rc = finish_start(d, g, drv, cfg, pid, start, qmp, console, e);
+	json_decref(g);
+	return rc;
+}
+
+int guest_start_locked(struct kvzd *d, json_t *g, const char *const *extra,
+			struct op_error *e)
+{
+	if (guest_spawn_locked(d, g, extra, -1, e))
+		return -1;
+	return guest_finish_start_locked(d, cfg_str(g, "name"), e);
+}
+
+/* Waits until the supervisor spawned answers; records it running, or
+ * gone and the guest stopped. */
+static int finish_start(struct kvzd *d, json_t *g, const struct guest_driver *drv, json_t *cfg,
+			pid_t pid, unsigned long long start, const char *qmp, const char *console,
+			struct op_error *e)
+{
+	const char *name = cfg_str(g, "name");
 	if (wait_ready(d, name, pid, qmp, e)) {
 		kill_and_wait(pid, start);
 		store_guest_set_runtime(d->store, name, 0, 0, "", "");

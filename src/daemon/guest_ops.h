@@ -35,6 +35,14 @@ int guest_destroy(struct kvzd *d, const char *name, bool force, struct op_error 
  * usual command line (NULL-terminated; may be NULL), e.g. --incoming. */
 int guest_start_locked(struct kvzd *d, json_t *g, const char *const *extra,
 		       struct op_error *e);
+/* guest_start_locked in two halves, for a supervisor started ahead of
+ * the moment it may answer (a staged restore): spawn, with keep_fd (> 2;
+ * -1 for none; the caller's, left open) inherited under its number, and
+ * the record "starting" with its pid; then wait until it answers and
+ * record it running (or gone, the guest stopped). */
+int guest_spawn_locked(struct kvzd *d, json_t *g, const char *const *extra, int keep_fd,
+		       struct op_error *e);
+int guest_finish_start_locked(struct kvzd *d, const char *name, struct op_error *e);
 /* guest_start_locked on the record as the store has it now (a job that
  * has just put it back in place); 404 when it is gone. */
 int guest_start_stored(struct kvzd *d, const char *name, const char *const *extra,

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,7 +160,9 @@ struct ct_out {
 	const char *name;
 	int sock;
 	uint64_t sent;
-	int64_t dump_ms; /* how long the final dump froze it */
+	int64_t dump_ms;   /* how long the final dump's criu ran */
+	int64_t frozen_at; /* the hold's freeze (CLOCK_MONOTONIC ms), 0: unknown */
+	int64_t settle_ms; /* the hold's settling after criu */
 };
 
 static bool disk_progress(void *arg, uint64_t done)
@@ -174,17 +177,23 @@ static bool job_stop(void *arg)
 	return job_cancelled(arg);
 }
 
-/* The helper's lines "STEP: N bytes of memory sent, M ms". */
+/* The helper's lines "STEP: N bytes of memory sent, M ms", the final
+ * dump's with ", frozen at T, settled in S ms" (a hold). */
 static void read_steps(struct ct_out *o, const char *text)
 {
 	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
 		char step[32];
-		unsigned long long bytes, ms;
-		if (sscanf(l, "%31[^:]: %llu bytes of memory sent, %llu ms", step, &bytes, &ms) != 3)
+		unsigned long long bytes, ms, at = 0, settle = 0;
+		int n = sscanf(l, "%31[^:]: %llu bytes of memory sent, %llu ms, frozen at %llu, "
+			       "settled in %llu ms", step, &bytes, &ms, &at, &settle);
+		if (n < 3)
 			continue;
 		o->sent += bytes;
-		if (!strcmp(step, "dump"))
-			o->dump_ms = (int64_t)ms;
+		if (strcmp(step, "dump"))
+			continue;
+		o->dump_ms = (int64_t)ms;
+		o->frozen_at = n == 5 ? (int64_t)at : 0;
+		o->settle_ms = n == 5 ? (int64_t)settle : 0;
 	}
 }
 
@@ -244,7 +253,49 @@ static int send_frozen_part(struct ct_out *o, const char *dir, int disk,
 	return rc ? op_fail(e, 502, "%s: %s", o->name, err) : 0;
 }
 
-static int send_all(struct ct_out *o, json_t *params, int64_t *frozen_at, struct op_error *e)
+/* The target's account after its K (ct_migrate_receive): ms from the
+ * stream's end to the restored tasks running, and from then to the K.
+ * Zeros when it sent none (an older target) within the wait. */
+#define TARGET_TIMES_WAIT_MS 2000
+static void read_target_times(int sock, uint32_t *restore_ms, uint32_t *tail_ms)
+{
+	unsigned char b[8];
+	struct pollfd p = {.fd = sock, .events = POLLIN};
+	*restore_ms = *tail_ms = 0;
+	if (poll(&p, 1, TARGET_TIMES_WAIT_MS) != 1 || mig_read_all(sock, b, sizeof(b)))
+		return;
+	*restore_ms = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+	*tail_ms = (uint32_t)b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 | (uint32_t)b[7] << 24;
+}
+
+/* Downtime: from the hold's freeze on this host to the restored tasks
+ * running on the target, i.e. the K's arrival less what the target did
+ * after the thaw (its kernfs relock, network, QMP, kvzd's wait for it),
+ * each side timed by its own clock. Its parts go to the job's phases. */
+static int64_t account_downtime(struct ct_out *o, int64_t frozen_at, int64_t dumped_at,
+				int64_t sent_at, int64_t confirmed_at)
+{
+	uint32_t restore_ms, tail_ms;
+	read_target_times(o->sock, &restore_ms, &tail_ms);
+	/* The target's word, bounded by what this side saw: its after-thaw
+	 * part lies within the wait for its K. */
+	if (tail_ms > confirmed_at - sent_at)
+		tail_ms = 0;
+	int64_t down = confirmed_at - frozen_at - tail_ms;
+	char phase[256];
+	snprintf(phase, sizeof(phase),
+		 "restored on the target: downtime %lld ms = final dump %lld (criu %lld, settle %lld) "
+		 "+ images and disk changes %lld + target to thaw %lld (its restore %u); "
+		 "thaw to confirmation %u ms, not counted",
+		 (long long)down, (long long)(dumped_at - frozen_at), (long long)o->dump_ms,
+		 (long long)o->settle_ms, (long long)(sent_at - dumped_at),
+		 (long long)(confirmed_at - sent_at - tail_ms), restore_ms, tail_ms);
+	job_progress(o->j, phase, o->sent, o->sent);
+	kvz_info("%s: %s", o->name, phase);
+	return down;
+}
+
+static int send_all(struct ct_out *o, json_t *params, int64_t *downtime, struct op_error *e)
 {
 	char dir[400], disk_path[400], err[400], top[300], mine[400];
 	snprintf(top, sizeof(top), "%s/migrations", o->d->state_dir);
@@ -267,9 +318,12 @@ static int send_all(struct ct_out *o, json_t *params, int64_t *frozen_at, struct
 	json_t *pre = json_object_get(params, "pre_dumps");
 	if (rc == 0)
 		rc = checkpoint(o, dir, pre ? (int)json_integer_value(pre) : DEFAULT_PRE_DUMPS, e);
+	/* A kvz-ct that does not say when it froze: the dump's start. */
+	int64_t dumped_at = mono_ms(), frozen_at = 0, sent_at = 0;
 	if (rc == 0) {
-		*frozen_at = mono_ms() - o->dump_ms;
+		frozen_at = o->frozen_at ? o->frozen_at : dumped_at - o->dump_ms;
 		rc = send_frozen_part(o, dir, disk, &sums, e);
+		sent_at = mono_ms();
 	}
 	ct_disk_sums_free(&sums);
 	close(disk);
@@ -278,6 +332,10 @@ static int send_all(struct ct_out *o, json_t *params, int64_t *frozen_at, struct
 		if (mig_send_end(o->sock, RESTORE_CONFIRM_MS, err, sizeof(err)))
 			rc = op_fail(e, 502, "%s: %s", o->name, err);
 	}
+	if (rc == 0)
+		*downtime = account_downtime(o, frozen_at, dumped_at, sent_at, mono_ms());
+	else if (frozen_at)
+		*downtime = mono_ms() - frozen_at;
 	return rc;
 }
 
@@ -285,11 +343,8 @@ int ct_migrate_send(struct kvzd *d, struct job *j, json_t *g, int sock, json_t *
 		    int64_t *downtime_ms, uint64_t *sent, struct op_error *e)
 {
 	struct ct_out o = {.d = d, .j = j, .name = cfg_str(g, "name"), .sock = sock};
-	int64_t frozen_at = 0;
-	int rc = send_all(&o, params, &frozen_at, e);
-	/* Frozen until the target confirmed it runs; the commit that
-	 * follows is a moment more. */
-	*downtime_ms = frozen_at ? mono_ms() - frozen_at : 0;
+	*downtime_ms = 0;
+	int rc = send_all(&o, params, downtime_ms, e);
 	*sent = o.sent;
 	char dir[400];
 	images_dir(d, o.name, dir, sizeof(dir));
@@ -333,14 +388,52 @@ int ct_migrate_listen(struct kvzd *d, json_t *g, struct op_error *e)
 
 struct ct_in {
 	struct kvzd *d;
+	const char *name;
 	const char *images;
 	bool (*stopped)(void *);
 	void *arg;
+	int go_fd; /* a staged restore's go pipe (write end), or -1 */
 };
+
+/* The target's supervisor, started as the memory begins to arrive (`kvz-ct
+ * run --restore DIR --restore-go-fd N`): it sets up its id range, cgroup
+ * with limits, bridge and console, then waits for 'g' (restore) or EOF
+ * (called off), so that none of that is in the frozen window. A failure
+ * here costs only that: restore() starts one afresh. */
+static void stage_restore(struct ct_in *in)
+{
+	struct kvzd *d = in->d;
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		kvz_warn("%s: staging the restore: pipe: %s", in->name, strerror(errno));
+		return;
+	}
+	char fd[16];
+	snprintf(fd, sizeof(fd), "%d", p[0]);
+	const char *extra[] = {"--restore", in->images, "--restore-go-fd", fd, NULL};
+	struct op_error e = {0};
+	guest_lock(d, in->name);
+	store_guest_set_state(d->store, in->name, "stopped");
+	json_t *g = store_guest_get(d->store, in->name);
+	int rc = g ? guest_spawn_locked(d, g, extra, p[0], &e)
+		   : op_fail(&e, 500, "%s is gone", in->name);
+	store_guest_set_state(d->store, in->name, "incoming");
+	json_decref(g);
+	guest_unlock(d, in->name);
+	close(p[0]);
+	if (rc) {
+		kvz_warn("%s: staging the restore: %s (it starts once all is here)", in->name, e.msg);
+		close(p[1]);
+		return;
+	}
+	in->go_fd = p[1];
+}
 
 static int receive_pages(void *opaque, int sock, int pre, char *err, size_t len)
 {
 	struct ct_in *in = opaque;
+	if (in->go_fd < 0 && !in->stopped(in->arg))
+		stage_restore(in);
 	struct argv a = {0};
 	arg(&a, "%s", in->d->ct_bin);
 	arg(&a, "page-server");
@@ -387,18 +480,31 @@ static int make_private(struct kvzd *d, json_t *g, int *disk, char *err, size_t 
 	return 0;
 }
 
-/* The supervisor restores the checkpoint; the record stays "incoming"
- * until the commit. */
-static int restore(struct kvzd *d, const char *name, const char *images, char *err, size_t len)
+/* The supervisor restores the checkpoint: the staged one once told to go
+ * (its images and private area are complete now), else one started now;
+ * the record stays "incoming" until the commit. */
+static int restore(struct kvzd *d, struct ct_in *in, char *err, size_t len)
 {
 	struct op_error e = {0};
+	const char *name = in->name;
 	guest_lock(d, name);
-	store_guest_set_state(d->store, name, "stopped");
-	json_t *g = store_guest_get(d->store, name);
-	const char *extra[] = {"--restore", images, NULL};
-	int rc = g ? guest_start_locked(d, g, extra, &e) : op_fail(&e, 500, "%s is gone", name);
+	int rc;
+	if (in->go_fd >= 0) {
+		/* A supervisor gone meanwhile reads nothing: the wait says why. */
+		if (write(in->go_fd, "g", 1) != 1)
+			kvz_warn("%s: telling the staged restore to go: %s", name, strerror(errno));
+		close(in->go_fd);
+		in->go_fd = -1;
+		store_guest_set_state(d->store, name, "starting");
+		rc = guest_finish_start_locked(d, name, &e);
+	} else {
+		store_guest_set_state(d->store, name, "stopped");
+		json_t *g = store_guest_get(d->store, name);
+		const char *extra[] = {"--restore", in->images, NULL};
+		rc = g ? guest_start_locked(d, g, extra, &e) : op_fail(&e, 500, "%s is gone", name);
+		json_decref(g);
+	}
 	store_guest_set_state(d->store, name, "incoming");
-	json_decref(g);
 	guest_unlock(d, name);
 	if (rc)
 		snprintf(err, len, "restoring %s: %s", name, e.msg);
@@ -414,6 +520,38 @@ static bool restored(struct kvzd *d, const char *name)
 	return has;
 }
 
+/* When the supervisor's restore had the tasks running (its NAME.json's
+ * "thawed-at-ms", CLOCK_MONOTONIC of this host), or now if it says none. */
+static int64_t thawed_at(struct kvzd *d, const char *name)
+{
+	char path[400];
+	snprintf(path, sizeof(path), "%s/ct/%s.json", d->run_dir, name);
+	json_t *st = json_load_file(path, 0, NULL);
+	int64_t at = (int64_t)json_integer_value(json_object_get(st, "thawed-at-ms"));
+	json_decref(st);
+	int64_t now = mono_ms();
+	return at > 0 && at <= now ? at : now;
+}
+
+static void put_u32(unsigned char *b, int64_t v)
+{
+	uint32_t u = v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+	for (int i = 0; i < 4; i++)
+		b[i] = (unsigned char)(u >> (8 * i));
+}
+
+/* After the K: ms from the stream's end to the thaw, and from the thaw
+ * to the K (read_target_times), so that the source's downtime ends at
+ * the thaw. A source that reads none loses nothing. */
+static void send_target_times(int sock, int64_t received_at, int64_t thawed, int64_t acked_at)
+{
+	unsigned char b[8];
+	put_u32(b, thawed - received_at);
+	put_u32(b + 4, acked_at - thawed);
+	if (kvz_write_all(sock, b, sizeof(b)))
+		kvz_warn("cannot send the restore's times to the source: %s", strerror(errno));
+}
+
 int ct_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void *), void *arg,
 		       char *err, size_t errlen)
 {
@@ -422,11 +560,13 @@ int ct_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void
 	images_dir(d, name, images, sizeof(images));
 	ct_dir(d, name, cdir, sizeof(cdir));
 	int disk = -1, rc = -1;
+	struct ct_in in = {.go_fd = -1};
 	int dfd = mkdir(images, 0700) == 0 ? open(images, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
 	if (dfd < 0)
 		snprintf(err, errlen, "cannot create %s: %s", images, strerror(errno));
 	else if (make_private(d, g, &disk, err, errlen) == 0) {
-		struct ct_in in = {.d = d, .images = images, .stopped = stopped, .arg = arg};
+		in = (struct ct_in){.d = d, .name = name, .images = images, .stopped = stopped,
+				    .arg = arg, .go_fd = -1};
 		json_int_t max = json_integer_value(json_object_get(json_object_get(g, "config"),
 								    "disk_size"));
 		struct ct_sink s = {.images_fd = dfd, .disk_fd = disk,
@@ -443,12 +583,21 @@ int ct_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void
 		snprintf(err, errlen, "discarded");
 		rc = -1;
 	}
+	int64_t received_at = mono_ms(), thawed = 0;
 	if (rc == 0)
-		rc = restore(d, name, images, err, errlen);
+		rc = restore(d, &in, err, errlen);
+	/* Called off (EOF): a staged supervisor tears down and exits; the
+	 * caller's clean-up stops it should it not have yet. */
+	if (in.go_fd >= 0)
+		close(in.go_fd);
+	if (rc == 0)
+		thawed = thawed_at(d, name);
 	if (rc == 0 && mig_ack(sock)) {
 		snprintf(err, errlen, "the source went away before the confirmation");
 		rc = -1;
 	}
+	if (rc == 0)
+		send_target_times(sock, received_at, thawed, mono_ms());
 	/* A restored one is stopped by the caller's clean-up first, which
 	 * then calls ct_migrate_discard. */
 	if (rc && made && json_integer_value(json_object_get(g, "pid")) <= 0 && !restored(d, name))

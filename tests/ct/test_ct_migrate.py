@@ -5,6 +5,8 @@ the source's checkpoint sends them over one socket (pre-1 .. pre-K, each
 the parent of the next, then the final dump's), the hold after the final
 dump (frozen until released, then ended or resumed), and that a failed
 final dump leaves the container running. The real CRIU runs in the lab."""
+import glob
+import json
 import os
 import socket
 import subprocess
@@ -172,3 +174,134 @@ def test_bad_input(env, tmp_path):
     assert "holds no kvz-ct checkpoint" in one_error_line(r)
     a.close()
     b.close()
+
+
+def staged(env, n, bbroot, ck, **kw):
+    """`kvz-ct run --restore CK --restore-go-fd N` (a migration target's
+    supervisor started while the images arrive), once it has set up its
+    cgroup and waits for its go: (process, the pipe's write end)."""
+    rfd, wfd = os.pipe()
+    p = subprocess.Popen([KVZCT, "run", "--name", n, "--run-dir", env.run_dir, "--rootfs", bbroot,
+                          "--restore", str(ck), "--restore-go-fd", str(rfd), "--", "true"],
+                         pass_fds=[rfd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    os.close(rfd)
+    deadline = time.time() + 30
+    while not glob.glob(f"{CG_ROOT}/*/kvz/{n}") + glob.glob(f"{CG_ROOT}/kvz/{n}"):
+        assert p.poll() is None, p.communicate()
+        assert time.time() < deadline, "the staged supervisor made no cgroup"
+        time.sleep(0.05)
+    return p, wfd
+
+
+def ended(p):
+    _, err = p.communicate(timeout=30)
+    return p.returncode, [l for l in err.splitlines() if l.strip()]
+
+
+def test_staged_restore_called_off(env, bbroot, tmp_path, monkeypatch):
+    """EOF on the go pipe (kvzd gave up, or died) or a stop signal before
+    the go: the staged supervisor ends with one line, nothing left."""
+    monkeypatch.setenv("KVZ_CT_CRIU", fake_criu(tmp_path))
+    ck = tmp_path / "ck"
+    ck.mkdir(mode=0o700)
+    n = env.name("so")
+    p, wfd = staged(env, n, bbroot, ck)
+    assert p.poll() is None  # waiting
+    os.close(wfd)
+    rc, lines = ended(p)
+    assert rc != 0 and len(lines) == 1 and "called off before it began" in lines[0], lines
+    assert leftovers(env, n) == []
+    p, wfd = staged(env, n, bbroot, ck)
+    p.terminate()
+    rc, lines = ended(p)
+    os.close(wfd)
+    assert rc != 0 and len(lines) == 1 and "stopped before its restore began" in lines[0], lines
+    assert leftovers(env, n) == []
+    assert not os.path.exists(tmp_path / "calls") or not calls(tmp_path, "restore")
+
+
+def test_staged_restore_checks_images_after_go(env, bbroot, tmp_path, monkeypatch):
+    """The images arrive after the start: what they hold is checked once
+    told to go (here another container's checkpoint: refused, nothing
+    left, criu never restores); garbage instead of 'g' calls it off."""
+    monkeypatch.setenv("KVZ_CT_CRIU", fake_criu(tmp_path))
+    ck = tmp_path / "ck"
+    ck.mkdir(mode=0o700)
+    n = env.name("sg")
+    p, wfd = staged(env, n, bbroot, ck)
+    (ck / "kvz-ct.json").write_text(json.dumps({"version": 1, "name": "other", "run-args": [],
+                                                "limits": {}, "idmap": None}))
+    os.write(wfd, b"g")
+    rc, lines = ended(p)
+    os.close(wfd)
+    assert rc != 0 and len(lines) == 1 and "is a checkpoint of 'other'" in lines[0], lines
+    assert leftovers(env, n) == []
+    assert not calls(tmp_path, "restore")
+    p, wfd = staged(env, n, bbroot, ck)
+    os.write(wfd, b"x")
+    rc, lines = ended(p)
+    os.close(wfd)
+    assert rc != 0 and "called off before it began" in lines[-1], lines
+    assert leftovers(env, n) == []
+
+
+def test_staged_restore_bad_input(env, bbroot, tmp_path, monkeypatch):
+    monkeypatch.setenv("KVZ_CT_CRIU", fake_criu(tmp_path))
+    ck = tmp_path / "ck"
+    ck.mkdir(mode=0o700)
+    r = kvz("run", "--name", "x", "--restore-go-fd", "0", "--restore", str(ck), "--", "true",
+            check=False)
+    assert "--restore-go-fd 0 is not a pipe" in one_error_line(r)
+    with open(tmp_path / "f", "w") as f:
+        r = subprocess.run([KVZCT, "run", "--name", "x", "--restore", str(ck), "--restore-go-fd",
+                            str(f.fileno()), "--", "true"], pass_fds=[f.fileno()],
+                           capture_output=True, text=True)
+    assert r.returncode != 0 and "is not a pipe" in r.stderr
+    rfd, wfd = os.pipe()
+    r = subprocess.run([KVZCT, "run", "--name", "x", "--rootfs", bbroot, "--restore-go-fd",
+                        str(rfd), "--", "true"], pass_fds=[rfd], capture_output=True, text=True)
+    assert r.returncode != 0 and "is for a staged --restore" in r.stderr
+    # Images others could write are refused before anything is set up.
+    open_dir = tmp_path / "open"
+    open_dir.mkdir(mode=0o777)
+    os.chmod(open_dir, 0o777)
+    r = subprocess.run([KVZCT, "run", "--name", "x", "--rootfs", bbroot, "--restore", str(open_dir),
+                        "--restore-go-fd", str(rfd), "--", "true"], pass_fds=[rfd],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "writable by nobody else" in r.stderr
+    os.close(rfd)
+    os.close(wfd)
+
+
+def test_lazy_pages_refusals(env, bbroot, tmp_path, monkeypatch):
+    """run --restore --lazy-pages (post-copy from the images): only with
+    --restore; refused with one line, before anything is set up, where
+    criu's uffd-noncoop check fails, and for an unprivileged container
+    while vm.unprivileged_userfaultfd is 0 (criu opens the userfaultfd
+    inside its user namespace)."""
+    ck = tmp_path / "ck"
+    ck.mkdir(mode=0o700)
+    (ck / "kvz-ct.json").write_text(json.dumps({"version": 1, "name": "x", "run-args": [],
+                                                "limits": {}, "idmap": None}))
+    monkeypatch.setenv("KVZ_CT_CRIU", fake_criu(tmp_path))
+    r = kvz("run", "--name", "x", "--rootfs", bbroot, "--lazy-pages", "--", "true", check=False)
+    assert "--lazy-pages is for --restore" in one_error_line(r)
+    with open("/proc/sys/vm/unprivileged_userfaultfd") as f:
+        unpriv = f.read().strip() == "1"
+    if not unpriv:
+        r = kvz("run", "--name", "x", "--run-dir", env.run_dir, "--rootfs", bbroot, "--restore",
+                str(ck), "--lazy-pages", "--", "true", check=False)
+        assert "needs vm.unprivileged_userfaultfd=1" in one_error_line(r)
+    nouffd = tmp_path / "criu-nouffd"
+    nouffd.write_text(f"""#!/bin/sh
+if [ "$1 $2 $3" = "check --feature uffd-noncoop" ]; then
+  echo "(00.01) Error (criu/cr-check.c:1): UFFD is not supported" >&2; exit 1; fi
+exec {fake_criu(tmp_path)} "$@"
+""")
+    nouffd.chmod(0o755)
+    monkeypatch.setenv("KVZ_CT_CRIU", str(nouffd))
+    r = kvz("run", "--name", "x", "--run-dir", env.run_dir, "--rootfs", bbroot, "--restore",
+            str(ck), "--lazy-pages", "--", "true", check=False)
+    line = one_error_line(r)
+    assert "cannot restore 'x' lazily" in line and "uffd-noncoop" in line, line
+    assert leftovers(env, "x") == []

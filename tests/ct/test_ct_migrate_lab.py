@@ -102,8 +102,11 @@ def test_migrate_primitives_in_lab(lab_out):
     r1, r2 = map(int, re.search(r"RESUMED counter (\d+) -> (\d+)", out).groups())
     assert r2 > r1
     assert re.search(r"^PAIR a=0 b=0$", out, re.M), out[-4000:]
-    steps = re.findall(r"^STEP (\S+): (\d+) bytes of memory sent, (\d+) ms$", out, re.M)
+    steps = re.findall(r"^STEP (\S+): (\d+) bytes of memory sent, (\d+) ms"
+                       r"(?:, frozen at (\d+), settled in (\d+) ms)?$", out, re.M)
     assert [s[0] for s in steps] == ["pre-1", "pre-2", "dump"], out[-4000:]
+    # The hold's final dump says when it froze (kvzd's downtime starts there).
+    assert [bool(s[3]) for s in steps] == [False, False, True], steps
     assert v["END"] == "0" and v["SRC"] == "gone"
     assert v["RS"] == "0", out[-4000:]
     f1, f2 = map(int, re.search(r"RESTORED counter (\d+) -> (\d+)", out).groups())
