@@ -21,6 +21,7 @@
 #include "irq.h"
 #include "log.h"
 #include "machine_state.h"
+#include "phase_trace.h"
 #include "pci.h"
 #include "rtc.h"
 #include "serial.h"
@@ -225,9 +226,15 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	pthread_mutex_init(&vm->irq_lock, NULL);
-	if (open_kvm(vm, err, errlen) < 0 || setup_memory(vm, err, errlen) < 0 ||
-	    setup_irqchip(vm, err, errlen) < 0 || create_devices(vm, err, errlen) < 0)
+	if (open_kvm(vm, err, errlen) < 0)
 		goto fail;
+	kvz_phase("KVM VM created");
+	if (setup_memory(vm, err, errlen) < 0)
+		goto fail;
+	kvz_phase("guest RAM mapped, memory slots set");
+	if (setup_irqchip(vm, err, errlen) < 0 || create_devices(vm, err, errlen) < 0)
+		goto fail;
+	kvz_phase("irqchip and legacy devices created");
 	vm->cpuid = cpuid_build(vm->kvm_fd, cfg->cpu_model, cfg->ncpus, err, errlen);
 	if (!vm->cpuid)
 		goto fail;
@@ -245,6 +252,7 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 		if (vcpu_init(&vm->vcpus[i], vm, i, err, errlen) < 0)
 			goto fail;
 	}
+	kvz_phase("vCPUs created");
 	vm->registry = state_registry_create();
 	if (!vm->registry) {
 		snprintf(err, errlen, "out of memory");
@@ -577,6 +585,8 @@ void vm_set_listener(struct vm *vm, const struct vm_listener *l)
 
 void vm_note_first_exit(struct vm *vm)
 {
+	if (kvz_phase_on() && !__atomic_exchange_n(&vm->first_exit_phase, true, __ATOMIC_RELAXED))
+		kvz_phase("first vCPU exit");
 	if (!vm->cfg.bench_first_exit || __atomic_load_n(&vm->first_exit_seen, __ATOMIC_RELAXED))
 		return;
 	if (__atomic_exchange_n(&vm->first_exit_seen, true, __ATOMIC_ACQ_REL))
