@@ -547,13 +547,15 @@ static int run(struct options *o)
 	 * descriptors kept open: the seccomp filter forbids opening files. */
 	if (o->qmp_path)
 		boot_keep_files();
-	if (vm_load(vm, &o->boot, err, sizeof(err)) < 0)
-		goto out;
-	kvz_phase("boot images loaded");
 	bool live = o->incoming && live_incoming_uri(o->incoming);
-	if (o->incoming && !live && restore(vm, o->incoming, !o->restore_read, err, sizeof(err)) < 0)
+	bool from_file = o->incoming && !live;
+	if (from_file ? vm_prepare_restore(vm, &o->boot, err, sizeof(err)) < 0
+		      : vm_load(vm, &o->boot, err, sizeof(err)) < 0)
 		goto out;
-	if (o->incoming && !live)
+	kvz_phase(from_file ? "reset state prepared" : "boot images loaded");
+	if (from_file && restore(vm, o->incoming, !o->restore_read, err, sizeof(err)) < 0)
+		goto out;
+	if (from_file)
 		kvz_phase("restored");
 	/* Listening before QMP answers: a source told "ready" can connect. */
 	if (live && !strncmp(o->incoming, "tcp:", 4) &&

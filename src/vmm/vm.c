@@ -314,14 +314,22 @@ static int fill_fw_cfg(struct vm *vm, char *err, size_t errlen)
 				     err, errlen);
 }
 
+/* Every vCPU in its power-on state, saved as its reset state: at the
+ * kernel's entry, or (entry NULL) at the firmware's reset vector. */
+static int vcpus_power_on(struct vm *vm, const struct boot_entry *entry, char *err, size_t errlen)
+{
+	for (int i = 0; i < vm->ncpus; i++)
+		if ((entry ? vcpu_setup_boot(&vm->vcpus[i], entry, err, errlen)
+			   : vcpu_setup_firmware(&vm->vcpus[i], err, errlen)) < 0)
+			return -1;
+	return 0;
+}
+
 static int load_firmware(struct vm *vm, char *err, size_t errlen)
 {
 	if (firmware_copy_low(&vm->firmware, &vm->mem, err, errlen) < 0)
 		return -1;
-	for (int i = 0; i < vm->ncpus; i++)
-		if (vcpu_setup_firmware(&vm->vcpus[i], err, errlen) < 0)
-			return -1;
-	return 0;
+	return vcpus_power_on(vm, NULL, err, errlen);
 }
 
 int vm_load(struct vm *vm, const struct boot_config *boot, char *err, size_t errlen)
@@ -338,10 +346,20 @@ int vm_load(struct vm *vm, const struct boot_config *boot, char *err, size_t err
 		return -1;
 	if (acpi_write_tables(&vm->mem, vm->ncpus, vm->pci, err, errlen) < 0)
 		return -1;
-	for (int i = 0; i < vm->ncpus; i++)
-		if (vcpu_setup_boot(&vm->vcpus[i], &entry, err, errlen) < 0)
-			return -1;
-	return 0;
+	return vcpus_power_on(vm, &entry, err, errlen);
+}
+
+int vm_prepare_restore(struct vm *vm, const struct boot_config *boot, char *err, size_t errlen)
+{
+	vm->boot = *boot;
+	if (fill_fw_cfg(vm, err, errlen) < 0)
+		return -1;
+	if (vm->cfg.firmware)
+		return vcpus_power_on(vm, NULL, err, errlen);
+	struct boot_entry entry;
+	if (boot_entry_only(boot, &entry, err, errlen) < 0)
+		return -1;
+	return vcpus_power_on(vm, &entry, err, errlen);
 }
 
 int vm_start(struct vm *vm, char *err, size_t errlen)

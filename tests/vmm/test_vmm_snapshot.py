@@ -375,3 +375,26 @@ def test_paused_restore_saves_the_same_ram(tmp_path):
         ra, rb = fa.read(256 << 20), fb.read(256 << 20)
     assert ra[8 << 20: (8 << 20) + 8] != bytes(8), "dirtypages did not run"
     assert ra == rb, "the restored RAM differs from the saved RAM"
+
+
+def test_system_reset_after_restore_boots_the_kernel(tmp_path):
+    """A restore does not load the boot images into RAM (the file replaces
+    it): it keeps them and the reset state, so that system_reset, with the
+    seccomp filter on, reloads the kernel and boots it afresh: banner and a
+    count from 1, the pattern intact."""
+    opts = ["--memory", "64M", "--cpus", "2"]
+    vm, snap = saved_vm(tmp_path, opts, 3)
+    vm.quit()
+    vm2 = Vmm(tmp_path, opts + ["--incoming", f"file:{snap}"], name="r")
+    vm2.wait_count(vm.counts()[-1] + 1)
+    with vm2.lock:
+        assert not any("snapcount" in l for l in vm2.lines), "a restored guest must not boot again"
+        vm2.lines.clear()
+    assert vm2.qmp.cmd("system_reset") == {"return": {}}
+    vm2.wait_count(2)
+    with vm2.lock:
+        out = list(vm2.lines)
+    assert any("snapcount" in l for l in out), out[:5]
+    assert vm2.counts()[0] == 1, vm2.counts()[:3]
+    assert not any("BAD" in l for l in out)
+    vm2.quit()
