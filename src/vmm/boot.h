@@ -52,6 +52,14 @@ struct boot_entry {
 int boot_load(struct guest_mem *m, const struct boot_config *cfg, struct boot_entry *entry,
 	      char *err, size_t errlen);
 
+/* The entry boot_load() would return, from the kernel's headers, without
+ * writing guest RAM (a restore replaces RAM; it needs the vCPUs' reset
+ * state, not the images). The kernel and initrd are opened and, after
+ * boot_keep_files(), kept for a later system_reset. Returns 0, or -1 with
+ * one line in err. */
+int boot_entry_only(const struct boot_config *cfg, struct boot_entry *entry, char *err,
+		    size_t errlen);
+
 /* Checks that path is a readable bzImage or ELF kernel without loading it,
  * so that a bad --kernel is reported before any KVM work. */
 int boot_probe(const char *path, char *err, size_t errlen);
@@ -76,6 +84,12 @@ void boot_fill_e820(const struct guest_mem *m, uint8_t *zp);
 int boot_write_cmdline(struct guest_mem *m, const char *cmdline, uint32_t max_len,
 		       char *err, size_t errlen);
 
+/* The entries of boot_entry_only(): head is the start of the bzImage (at
+ * least its setup header), img the whole ELF file. */
+int boot_bzimage_entry(const uint8_t *head, size_t size, const struct boot_config *cfg,
+		       struct boot_entry *entry, char *err, size_t errlen);
+int boot_elf_entry(const uint8_t *img, size_t size, const struct boot_config *cfg,
+		   struct boot_entry *entry, char *err, size_t errlen);
 int boot_load_bzimage(struct guest_mem *m, const uint8_t *img, size_t size,
 		      const struct boot_config *cfg, struct boot_entry *entry,
 		      char *err, size_t errlen);

@@ -121,6 +121,14 @@ int boot_load_bzimage(struct guest_mem *m, const uint8_t *img, size_t size,
 			errlen) < 0)
 		return -1;
 	boot_fill_e820(m, zp);
+	return boot_bzimage_entry(img, size, cfg, entry, err, errlen);
+}
+
+int boot_bzimage_entry(const uint8_t *head, size_t size, const struct boot_config *cfg,
+		       struct boot_entry *entry, char *err, size_t errlen)
+{
+	if (check_header(head, size, cfg->kernel, err, errlen) < 0)
+		return -1;
 	entry->kind = BOOT_LINUX_BZIMAGE;
 	entry->rip = BOOT_KERNEL_ADDR + 0x200;
 	entry->rsi = BOOT_ZERO_PAGE_ADDR;

@@ -146,6 +146,50 @@ void *boot_read_file(const char *path, size_t *size, char *err, size_t errlen)
 	return buf;
 }
 
+/* Up to len bytes from the start of path, through its kept descriptor
+ * (kept from now on after boot_keep_files()). The count, or -1 with err. */
+static ssize_t read_head(const char *path, void *buf, size_t len, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&kept.lock);
+	int fd = kept.on ? kept_fd_locked(path) : -1;
+	bool was_kept = fd >= 0;
+	if (!was_kept)
+		fd = open_regular(path, err, errlen);
+	ssize_t n = fd >= 0 ? pread(fd, buf, len, 0) : -1;
+	if (fd >= 0 && n < 0)
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+	if (fd >= 0 && !was_kept && !(n >= 0 && kept.on && keep_locked(path, fd)))
+		close(fd);
+	pthread_mutex_unlock(&kept.lock);
+	return n;
+}
+
+int boot_entry_only(const struct boot_config *cfg, struct boot_entry *entry, char *err,
+		    size_t errlen)
+{
+	uint8_t head[4096];
+	ssize_t n = read_head(cfg->kernel, head, sizeof(head), err, errlen);
+	/* The initrd: opened (and kept) only, read when a reset needs it. */
+	if (n < 0 || (cfg->initrd && read_head(cfg->initrd, head, 0, err, errlen) < 0))
+		return -1;
+	bool elf = n >= 4 && !memcmp(head, "\x7f" "ELF", 4);
+	if (!elf && n >= 0x206 && !memcmp(head + 0x202, "HdrS", 4))
+		return boot_bzimage_entry(head, (size_t)n, cfg, entry, err, errlen);
+	if (!elf) {
+		snprintf(err, errlen, "%s is neither a bzImage nor an ELF kernel", cfg->kernel);
+		return -1;
+	}
+	/* The whole ELF for its notes: our test guests are small; a PVH
+	 * vmlinux is read once, still without touching guest RAM. */
+	size_t size;
+	uint8_t *img = boot_read_file(cfg->kernel, &size, err, errlen);
+	if (!img)
+		return -1;
+	int rc = boot_elf_entry(img, size, cfg, entry, err, errlen);
+	free(img);
+	return rc;
+}
+
 uint8_t boot_table_checksum(const uint8_t *p, size_t len)
 {
 	uint8_t sum = 0;

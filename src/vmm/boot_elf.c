@@ -74,7 +74,7 @@ struct pvh_memmap {
 };
 
 static int pvh_setup(struct guest_mem *m, const struct boot_config *cfg, uint64_t kernel_end,
-		     struct boot_entry *entry, char *err, size_t errlen)
+		     char *err, size_t errlen)
 {
 	struct pvh_start_info si = {.magic = HVM_START_MAGIC, .version = 1,
 				    .cmdline_paddr = BOOT_CMDLINE_ADDR};
@@ -109,9 +109,55 @@ static int pvh_setup(struct guest_mem *m, const struct boot_config *cfg, uint64_
 	si.memmap_paddr = map_addr;
 	memcpy(guest_mem_ptr(m, map_addr, sizeof(map)), map, sizeof(map));
 	memcpy(guest_mem_ptr(m, base, sizeof(si)), &si, sizeof(si));
-	entry->kind = BOOT_PVH;
-	entry->rbx = base;
-	entry->rsi = 0;
+	return 0;
+}
+
+static int elf_header(const uint8_t *img, size_t size, const char *path, Elf64_Ehdr *eh,
+		      char *err, size_t errlen)
+{
+	if (size < sizeof(*eh)) {
+		snprintf(err, errlen, "%s: truncated ELF", path);
+		return -1;
+	}
+	memcpy(eh, img, sizeof(*eh));
+	if (eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_machine != EM_X86_64 ||
+	    eh->e_phentsize != sizeof(Elf64_Phdr)) {
+		snprintf(err, errlen, "%s: not a 64-bit x86-64 ELF kernel", path);
+		return -1;
+	}
+	if (eh->e_phoff > size || (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > size - eh->e_phoff) {
+		snprintf(err, errlen, "%s: corrupt ELF header", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* The PVH entry of the first note that has one, or 0. */
+static uint32_t pvh_entry_of(const uint8_t *img, size_t size, const Elf64_Ehdr *eh)
+{
+	for (unsigned i = 0; i < eh->e_phnum; i++) {
+		Elf64_Phdr ph;
+		memcpy(&ph, img + eh->e_phoff + i * sizeof(ph), sizeof(ph));
+		uint32_t e = ph.p_type == PT_NOTE ? find_pvh_entry(img, size, &ph) : 0;
+		if (e)
+			return e;
+	}
+	return 0;
+}
+
+int boot_elf_entry(const uint8_t *img, size_t size, const struct boot_config *cfg,
+		   struct boot_entry *entry, char *err, size_t errlen)
+{
+	Elf64_Ehdr eh;
+	if (elf_header(img, size, cfg->kernel, &eh, err, errlen) < 0)
+		return -1;
+	uint32_t pvh = pvh_entry_of(img, size, &eh);
+	if (pvh)
+		*entry = (struct boot_entry){.kind = BOOT_PVH, .rip = pvh,
+					     .rbx = BOOT_PVH_START_INFO_ADDR};
+	else
+		*entry = (struct boot_entry){.kind = BOOT_ELF, .rip = eh.e_entry,
+					     .rsi = BOOT_ZERO_PAGE_ADDR};
 	return 0;
 }
 
@@ -120,28 +166,14 @@ int boot_load_elf(struct guest_mem *m, const uint8_t *img, size_t size,
 		  char *err, size_t errlen)
 {
 	Elf64_Ehdr eh;
-	if (size < sizeof(eh)) {
-		snprintf(err, errlen, "%s: truncated ELF", cfg->kernel);
+	if (elf_header(img, size, cfg->kernel, &eh, err, errlen) < 0)
 		return -1;
-	}
-	memcpy(&eh, img, sizeof(eh));
-	if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != EM_X86_64 ||
-	    eh.e_phentsize != sizeof(Elf64_Phdr)) {
-		snprintf(err, errlen, "%s: not a 64-bit x86-64 ELF kernel", cfg->kernel);
-		return -1;
-	}
-	if (eh.e_phoff > size || (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) > size - eh.e_phoff) {
-		snprintf(err, errlen, "%s: corrupt ELF header", cfg->kernel);
-		return -1;
-	}
 	int loaded = 0;
-	uint32_t pvh_entry = 0;
+	uint32_t pvh_entry = pvh_entry_of(img, size, &eh);
 	uint64_t kernel_end = 0;
 	for (unsigned i = 0; i < eh.e_phnum; i++) {
 		Elf64_Phdr ph;
 		memcpy(&ph, img + eh.e_phoff + i * sizeof(ph), sizeof(ph));
-		if (ph.p_type == PT_NOTE && !pvh_entry)
-			pvh_entry = find_pvh_entry(img, size, &ph);
 		if (ph.p_type != PT_LOAD || !ph.p_memsz)
 			continue;
 		if (load_segment(m, img, size, &ph, cfg->kernel, err, errlen) < 0)
@@ -155,10 +187,10 @@ int boot_load_elf(struct guest_mem *m, const uint8_t *img, size_t size,
 		return -1;
 	}
 	if (pvh_entry) {
-		if (boot_write_cmdline(m, cfg->cmdline, BOOT_CMDLINE_MAX - 1, err, errlen) < 0)
+		if (boot_write_cmdline(m, cfg->cmdline, BOOT_CMDLINE_MAX - 1, err, errlen) < 0 ||
+		    pvh_setup(m, cfg, kernel_end, err, errlen) < 0)
 			return -1;
-		entry->rip = pvh_entry;
-		return pvh_setup(m, cfg, kernel_end, entry, err, errlen);
+		return boot_elf_entry(img, size, cfg, entry, err, errlen);
 	}
 	uint8_t *zp = guest_mem_ptr(m, BOOT_ZERO_PAGE_ADDR, 4096);
 	memset(zp, 0, 4096);
@@ -171,9 +203,5 @@ int boot_load_elf(struct guest_mem *m, const uint8_t *img, size_t size,
 		snprintf(err, errlen, "--initrd is only supported with a bzImage kernel");
 		return -1;
 	}
-	entry->kind = BOOT_ELF;
-	entry->rip = eh.e_entry;
-	entry->rsi = BOOT_ZERO_PAGE_ADDR;
-	entry->rbx = 0;
-	return 0;
+	return boot_elf_entry(img, size, cfg, entry, err, errlen);
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "phase_trace.h"
 #include "replay_ring.h"
 #include "unix_socket.h"
 
@@ -115,6 +116,7 @@ static void write_fd(int fd, const uint8_t *buf, size_t len)
 
 void console_write(struct console *c, const uint8_t *buf, size_t len)
 {
+	kvz_phase_console(buf, len);
 	if (!c->is_socket) {
 		write_fd(c->out_fd, buf, len);
 		return;

@@ -144,19 +144,77 @@ int guest_mem_discard(const struct guest_mem *m, uint64_t gpa, uint64_t len)
 	return 0;
 }
 
+/* Most restore chunks that hold no data are pages the guest never touched
+ * (or gave back): anonymous huge pages serve them as at boot, one fault per
+ * 2 MiB, where a private file mapping would take a 4 KiB fault per page and
+ * fill the file's holes. At most this many file mappings (VMAs): the rest
+ * of RAM is then mapped from the file in one piece. */
+#define MAP_FILE_RUNS_MAX 4096
+
+/* The next chunk of RAM, at or after pos, that holds file data: [*start,
+ * *end), 2 MiB aligned (within RAM). False when none is left. The file's
+ * holes are found with SEEK_DATA/SEEK_HOLE, O(data extents); a file system
+ * without them reports one extent, the whole file. */
+static bool next_data_chunk(const struct guest_mem *m, int fd, uint64_t offset, uint64_t pos,
+			    uint64_t *start, uint64_t *end)
+{
+	off_t d = lseek(fd, (off_t)(offset + pos), SEEK_DATA);
+	if (d < 0 || (uint64_t)d >= offset + m->size)
+		return false;
+	off_t h = lseek(fd, d, SEEK_HOLE);
+	uint64_t e = h > d && (uint64_t)h < offset + m->size ? (uint64_t)h - offset : m->size;
+	*start = ((uint64_t)d - offset) & ~(GUEST_MEM_ALIGN - 1);
+	*end = e + GUEST_MEM_ALIGN - 1 < m->size ? (e + GUEST_MEM_ALIGN - 1) & ~(GUEST_MEM_ALIGN - 1)
+						 : m->size;
+	return true;
+}
+
+static int map_file_range(struct guest_mem *m, int fd, uint64_t offset, uint64_t start,
+			  uint64_t end)
+{
+	void *p = mmap(m->host + start, end - start, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, (off_t)(offset + start));
+	return p == MAP_FAILED ? -errno : 0;
+}
+
 int guest_mem_map_file(struct guest_mem *m, int fd, uint64_t offset)
 {
-	void *p = mmap(m->host, m->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,
-		       fd, (off_t)offset);
+	/* A fresh anonymous mapping first: what boot loading wrote goes, and
+	 * the chunks without data read zeros. */
+	void *p = mmap(m->host, m->size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -errno;
+	madvise(p, m->size, MADV_HUGEPAGE);
 	m->file_backed = true;
 	struct stat st;
 	if (fstat(fd, &st) == 0) {
 		m->file_dev = st.st_dev;
 		m->file_ino = st.st_ino;
 	}
-	madvise(p, m->size, MADV_HUGEPAGE);
+	uint64_t pos = 0, start, end, run_start = 0, run_end = 0;
+	unsigned runs = 0;
+	int rc = 0;
+	while (rc == 0 && pos < m->size && next_data_chunk(m, fd, offset, pos, &start, &end)) {
+		if (run_end && start <= run_end) {   /* touches the run: extend it */
+			run_end = end > run_end ? end : run_end;
+		} else {
+			if (run_end)
+				rc = map_file_range(m, fd, offset, run_start, run_end);
+			if (rc == 0 && ++runs == MAP_FILE_RUNS_MAX) {
+				run_start = start;
+				run_end = m->size;   /* the rest in one piece */
+				break;
+			}
+			run_start = start;
+			run_end = end;
+		}
+		pos = run_end;
+	}
+	if (rc == 0 && run_end)
+		rc = map_file_range(m, fd, offset, run_start, run_end);
+	if (rc < 0)
+		return rc;
 	/* What boot loading wrote to a memfd is unreachable now: give it back
 	 * (anonymous pages went with the mapping they were in). */
 	if (m->memfd >= 0 &&

@@ -38,9 +38,10 @@ struct guest_mem {
 	uint64_t size;       /* total RAM bytes = lo_size + hi_size */
 	uint64_t lo_size;    /* RAM below the hole */
 	uint64_t hi_size;    /* RAM from 4 GiB up */
-	/* RAM is a private mapping of a snapshot file (restored): pages
-	 * the guest never writes stay the file's page cache, and the memfd
-	 * no longer backs anything. */
+	/* RAM was restored from a snapshot file: its data chunks are a
+	 * private mapping of the file (pages the guest never writes stay the
+	 * file's page cache), the rest anonymous; the memfd no longer backs
+	 * anything. */
 	bool file_backed;
 	uint64_t file_dev, file_ino;   /* which file, when file_backed */
 	/* While a live migration runs: one bit per page (RAM offset order) for
@@ -75,10 +76,12 @@ void guest_mem_destroy(struct guest_mem *m);
  * arithmetic) on every guest-supplied address: guest input is hostile. */
 void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len);
 
-/* Restore: maps [offset, offset + size) of fd over guest RAM, MAP_PRIVATE
- * (the file is never written; restore time does not grow with RAM), at
- * the same host address so KVM's memory slots and vhost stay valid, and
- * frees whatever the memfd held. Returns 0 or -errno. */
+/* Restore: guest RAM becomes [offset, offset + size) of fd, at the same
+ * host address so KVM's memory slots and vhost stay valid: fresh anonymous
+ * huge-page memory, with the file mapped MAP_PRIVATE (never written) over
+ * the 2 MiB chunks that hold data, so that the work follows the file's
+ * data extents, not RAM size. Frees whatever the memfd held. Returns 0 or
+ * -errno. */
 int guest_mem_map_file(struct guest_mem *m, int fd, uint64_t offset);
 
 /* Gives the pages of [gpa, gpa + len) back to the host (balloon): the

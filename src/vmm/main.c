@@ -26,6 +26,7 @@
 #include "migration_tcp.h"
 #include "parse.h"
 #include "qmp_control.h"
+#include "phase_trace.h"
 #include "seccomp_filter.h"
 #include "serial.h"
 #include "snapshot.h"
@@ -52,6 +53,7 @@ struct options {
 				    * defer, tcp:ADDR:PORT or fd:N of a socket:
 				    * a live migration's stream */
 	bool restore_read;         /* --restore-ram=read */
+	bool bench_phases;         /* --bench-phases */
 };
 
 static void usage(FILE *f)
@@ -63,7 +65,7 @@ static void usage(FILE *f)
 		"               [--console-socket PATH] [--name NAME]\n"
 		"               [--disk PATH[,readonly][,format=raw|qcow2][,num-queues=N][,aio=io_uring|sync]]...\n"
 		"               [--net tap=NAME[,mac=MAC][,bridge=BR][,vhost=auto|on|off]]... [--balloon[=deflate-on-oom]] [--rng]\n"
-		"               [--seccomp=on|off|log] [--bench-first-exit] [--verbose]\n"
+		"               [--seccomp=on|off|log] [--bench-first-exit] [--bench-phases] [--verbose]\n"
 		"               [--incoming file:PATH|fd:N|tcp:ADDR:PORT|defer] [--restore-ram map|read] [--paused]\n"
 		"               [--memory-backing anon|memfd]\n"
 		"  --firmware boot through a firmware instead of a kernel: bios is Debian's\n"
@@ -84,6 +86,8 @@ static void usage(FILE *f)
 		"             independent of RAM size) or read (its data read into RAM:\n"
 		"             slower, but the VM no longer depends on the file)\n"
 		"  --paused   start paused, until QMP cont (also with --incoming)\n"
+		"  --bench-phases  one stderr line per start-up or restore phase (time\n"
+		"             since exec, page faults) up to the guest's first console line\n"
 		"  --memory-backing  anon (default: transparent huge pages) or memfd\n"
 		"             (RAM another process can map)\n");
 }
@@ -91,7 +95,7 @@ static void usage(FILE *f)
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CPU_MODEL, OPT_QMP,
        OPT_CONSOLE_SOCKET, OPT_NAME, OPT_DISK, OPT_NET, OPT_BALLOON, OPT_RNG, OPT_SECCOMP,
        OPT_BENCH, OPT_VERBOSE, OPT_HELP, OPT_INCOMING, OPT_PAUSED, OPT_MEM_BACKING, OPT_RESTORE_RAM,
-       OPT_FIRMWARE, OPT_BOOT, OPT_CDROM };
+       OPT_FIRMWARE, OPT_BOOT, OPT_CDROM, OPT_BENCH_PHASES };
 
 static const struct option long_opts[] = {
 	{"kernel", required_argument, NULL, OPT_KERNEL},
@@ -109,6 +113,7 @@ static const struct option long_opts[] = {
 	{"rng", no_argument, NULL, OPT_RNG},
 	{"seccomp", required_argument, NULL, OPT_SECCOMP},
 	{"bench-first-exit", no_argument, NULL, OPT_BENCH},
+	{"bench-phases", no_argument, NULL, OPT_BENCH_PHASES},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
 	{"help", no_argument, NULL, OPT_HELP},
 	{"incoming", required_argument, NULL, OPT_INCOMING},
@@ -185,6 +190,7 @@ static int parse_one(struct options *o, int opt, const char *arg)
 		}
 		return 0;
 	case OPT_BENCH: o->vm.bench_first_exit = true; return 0;
+	case OPT_BENCH_PHASES: o->bench_phases = true; return 0;
 	case OPT_INCOMING:
 		if (strncmp(arg, "file:", 5) && strncmp(arg, "fd:", 3) && strncmp(arg, "tcp:", 4) &&
 		    strcmp(arg, "defer")) {
@@ -528,22 +534,29 @@ static int run(struct options *o)
 	if (!vm)
 		goto out;
 	ctl.vm = vm;
+	kvz_phase("machine created");
 	if (want_virtio(o)) {
 		struct vmm_context vctx;
 		vm_device_context(vm, &vctx);
 		ctl.vd = virtio_devices_create(&vctx, &o->virtio, err, sizeof(err));
 		if (!ctl.vd)
 			goto out;
+		kvz_phase("virtio devices created");
 	}
 	/* A reset (QMP only) reloads the images of the first boot through
 	 * descriptors kept open: the seccomp filter forbids opening files. */
 	if (o->qmp_path)
 		boot_keep_files();
-	if (vm_load(vm, &o->boot, err, sizeof(err)) < 0)
-		goto out;
 	bool live = o->incoming && live_incoming_uri(o->incoming);
-	if (o->incoming && !live && restore(vm, o->incoming, !o->restore_read, err, sizeof(err)) < 0)
+	bool from_file = o->incoming && !live;
+	if (from_file ? vm_prepare_restore(vm, &o->boot, err, sizeof(err)) < 0
+		      : vm_load(vm, &o->boot, err, sizeof(err)) < 0)
 		goto out;
+	kvz_phase(from_file ? "reset state prepared" : "boot images loaded");
+	if (from_file && restore(vm, o->incoming, !o->restore_read, err, sizeof(err)) < 0)
+		goto out;
+	if (from_file)
+		kvz_phase("restored");
 	/* Listening before QMP answers: a source told "ready" can connect. */
 	if (live && !strncmp(o->incoming, "tcp:", 4) &&
 	    (listen_fd = mig_tcp_listen(o->incoming + 4, err, sizeof(err))) < 0)
@@ -573,8 +586,10 @@ static int run(struct options *o)
 	 * console socket, stdin stays untouched. */
 	if (console_start(con, console_input, vm_serial(vm), err, sizeof(err)) < 0)
 		goto out;
+	kvz_phase("console, QMP and signal thread started");
 	if (lock_down(o->seccomp, err, sizeof(err)) < 0)
 		goto out;
+	kvz_phase("seccomp filter installed");
 	if (live && receive_live(&ctl, o->incoming, listen_fd, stream_fd, &waiter, err, sizeof(err)) < 0)
 		goto out;
 	bool joined;
@@ -586,6 +601,7 @@ static int run(struct options *o)
 		}
 		goto out;
 	}
+	kvz_phase("vCPU threads started");
 	if (live && !o->vm.start_paused && ctl.mig_ready)
 		migration_emit(&ctl.mig, "RESUME");
 	if (live && ctl.vd && virtio_devices_announce(ctl.vd))
@@ -645,5 +661,6 @@ int main(int argc, char **argv)
 	struct options o;
 	if (parse_args(argc, argv, &o) < 0)
 		return 1;
+	kvz_phase_init(o.bench_phases);
 	return run(&o);
 }

@@ -173,6 +173,8 @@ static const int plain_calls[] = {
 	 * cannot read (the lab's L1) */
 	SCMP_SYS(clock_gettime), SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep),
 	SCMP_SYS(gettimeofday), SCMP_SYS(time),
+	/* --bench-phases: the process's own page-fault count */
+	SCMP_SYS(getrusage),
 	/* signals: vCPU kicks return through rt_sigreturn, the signal thread
 	 * waits in sigwait (rt_sigtimedwait), pthread_kill/create mask */
 	SCMP_SYS(rt_sigreturn), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigtimedwait),

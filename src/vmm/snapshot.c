@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "phase_trace.h"
 #include "state/state_registry.h"
 #include "vm_internal.h"
 
@@ -105,8 +106,10 @@ int snapshot_restore(struct vm *vm, int fd, bool map, char *err, size_t errlen)
 			 (unsigned long long)(h.ram_size >> 20), (unsigned long long)(vm->mem.size >> 20));
 		return -1;
 	}
+	kvz_phase("restore: header read");
 	struct snap_sections s = {0};
 	int rc = snap_read_sections(fd, &h, &s, err, errlen);
+	kvz_phase("restore: sections read and checked");
 	if (rc == 0 && !map) {
 		rc = read_ram(&vm->mem, fd, h.ram_offset, err, errlen);
 	} else if (rc == 0) {
@@ -114,6 +117,7 @@ int snapshot_restore(struct vm *vm, int fd, bool map, char *err, size_t errlen)
 		if (rc < 0)
 			snprintf(err, errlen, "ram: cannot map the file: %s", strerror(-rc));
 	}
+	kvz_phase("restore: RAM %s", map ? "mapped" : "read");
 	if (rc == 0)
 		rc = snap_sections_apply(&s, vm->registry, err, errlen);
 	snap_sections_free(&s);

@@ -21,6 +21,7 @@
 #include "irq.h"
 #include "log.h"
 #include "machine_state.h"
+#include "phase_trace.h"
 #include "pci.h"
 #include "rtc.h"
 #include "serial.h"
@@ -225,9 +226,15 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	pthread_mutex_init(&vm->irq_lock, NULL);
-	if (open_kvm(vm, err, errlen) < 0 || setup_memory(vm, err, errlen) < 0 ||
-	    setup_irqchip(vm, err, errlen) < 0 || create_devices(vm, err, errlen) < 0)
+	if (open_kvm(vm, err, errlen) < 0)
 		goto fail;
+	kvz_phase("KVM VM created");
+	if (setup_memory(vm, err, errlen) < 0)
+		goto fail;
+	kvz_phase("guest RAM mapped, memory slots set");
+	if (setup_irqchip(vm, err, errlen) < 0 || create_devices(vm, err, errlen) < 0)
+		goto fail;
+	kvz_phase("irqchip and legacy devices created");
 	vm->cpuid = cpuid_build(vm->kvm_fd, cfg->cpu_model, cfg->ncpus, err, errlen);
 	if (!vm->cpuid)
 		goto fail;
@@ -245,6 +252,7 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 		if (vcpu_init(&vm->vcpus[i], vm, i, err, errlen) < 0)
 			goto fail;
 	}
+	kvz_phase("vCPUs created");
 	vm->registry = state_registry_create();
 	if (!vm->registry) {
 		snprintf(err, errlen, "out of memory");
@@ -306,14 +314,22 @@ static int fill_fw_cfg(struct vm *vm, char *err, size_t errlen)
 				     err, errlen);
 }
 
+/* Every vCPU in its power-on state, saved as its reset state: at the
+ * kernel's entry, or (entry NULL) at the firmware's reset vector. */
+static int vcpus_power_on(struct vm *vm, const struct boot_entry *entry, char *err, size_t errlen)
+{
+	for (int i = 0; i < vm->ncpus; i++)
+		if ((entry ? vcpu_setup_boot(&vm->vcpus[i], entry, err, errlen)
+			   : vcpu_setup_firmware(&vm->vcpus[i], err, errlen)) < 0)
+			return -1;
+	return 0;
+}
+
 static int load_firmware(struct vm *vm, char *err, size_t errlen)
 {
 	if (firmware_copy_low(&vm->firmware, &vm->mem, err, errlen) < 0)
 		return -1;
-	for (int i = 0; i < vm->ncpus; i++)
-		if (vcpu_setup_firmware(&vm->vcpus[i], err, errlen) < 0)
-			return -1;
-	return 0;
+	return vcpus_power_on(vm, NULL, err, errlen);
 }
 
 int vm_load(struct vm *vm, const struct boot_config *boot, char *err, size_t errlen)
@@ -330,10 +346,20 @@ int vm_load(struct vm *vm, const struct boot_config *boot, char *err, size_t err
 		return -1;
 	if (acpi_write_tables(&vm->mem, vm->ncpus, vm->pci, err, errlen) < 0)
 		return -1;
-	for (int i = 0; i < vm->ncpus; i++)
-		if (vcpu_setup_boot(&vm->vcpus[i], &entry, err, errlen) < 0)
-			return -1;
-	return 0;
+	return vcpus_power_on(vm, &entry, err, errlen);
+}
+
+int vm_prepare_restore(struct vm *vm, const struct boot_config *boot, char *err, size_t errlen)
+{
+	vm->boot = *boot;
+	if (fill_fw_cfg(vm, err, errlen) < 0)
+		return -1;
+	if (vm->cfg.firmware)
+		return vcpus_power_on(vm, NULL, err, errlen);
+	struct boot_entry entry;
+	if (boot_entry_only(boot, &entry, err, errlen) < 0)
+		return -1;
+	return vcpus_power_on(vm, &entry, err, errlen);
 }
 
 int vm_start(struct vm *vm, char *err, size_t errlen)
@@ -577,6 +603,8 @@ void vm_set_listener(struct vm *vm, const struct vm_listener *l)
 
 void vm_note_first_exit(struct vm *vm)
 {
+	if (kvz_phase_on() && !__atomic_exchange_n(&vm->first_exit_phase, true, __ATOMIC_RELAXED))
+		kvz_phase("first vCPU exit");
 	if (!vm->cfg.bench_first_exit || __atomic_load_n(&vm->first_exit_seen, __ATOMIC_RELAXED))
 		return;
 	if (__atomic_exchange_n(&vm->first_exit_seen, true, __ATOMIC_ACQ_REL))

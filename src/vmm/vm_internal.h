@@ -41,6 +41,7 @@ struct vm {
 	enum vm_stop_reason stop;
 	char stop_msg[256];
 	bool first_exit_seen;
+	bool first_exit_phase;   /* --bench-phases: "first vCPU exit" printed */
 	bool vcpus_starting;        /* vm_start is making the vCPU threads (or did) */
 	bool vcpus_started;         /* vm_start made every vCPU thread */
 	int64_t start_ns;           /* CLOCK_MONOTONIC at vm_create, for the benchmark */

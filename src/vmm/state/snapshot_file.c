@@ -8,6 +8,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "phase_trace.h"
+
 #define SECTION_MAGIC 0x535a564bu     /* "KVZS" little-endian */
 #define RAM_RUN_MAX (8u << 20)        /* one pwrite at most */
 #define FLUSH_AT (4u << 20)           /* sections are written in blocks this large */
@@ -454,6 +456,8 @@ int snap_sections_apply(const struct snap_sections *s, struct state_registry *r,
 		if (rc < 0)
 			snprintf(err, errlen, "section '%s.%u': %s", e->name, e->instance,
 				 why[0] ? why : "refused");
+		else
+			kvz_phase("restore: section %s.%u loaded", e->name, e->instance);
 	}
 	free(found);
 	return rc;
