@@ -85,6 +85,19 @@ def test_hello_devices_and_poweroff():
 
 
 @needs_kvm
+def test_port_writes_batched_in_order():
+    """2000 writes of the CMOS index and port 0x92 (SeaBIOS's 16/32-bit
+    switches) reach kvz-vmm through KVM's coalesced ring, not one exit
+    each, and the last index written is the one the data port reads."""
+    res = run(["--kernel", guest("pioburst"), "--memory", "16M"])
+    assert res.returncode == 0, res.stderr
+    assert "cmos-b 0000000000000002" in res.stdout        # status B, not index 0x7F
+    m = re.search(r"stopped: .*\((\d+) vCPU exits\)", res.stderr)
+    assert m, res.stderr
+    assert int(m.group(1)) < 500, f"{m.group(1)} exits for 2000 batched port writes"
+
+
+@needs_kvm
 def test_two_vcpus_both_run():
     res = run(["--kernel", guest("smp"), "--cpus", "2", "--memory", "16M"])
     assert res.returncode == 0, res.stderr
