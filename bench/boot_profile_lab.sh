@@ -89,7 +89,10 @@ try:
     lines += [f"boot {v} \"{commands[v]}\"" for v in vms]
     files.update({kernel: "/tmpl/vmlinuz", initrd: "/tmpl/initrd.img",
                   t.SEABIOS: t.SEABIOS, snap: "/bin/snap"})
-    res = kvzlab.run_in_lab("\n".join(lines) + "\n", files=files,
+    # STREAM=FILE: the whole L1 console there as it comes (a long run's
+    # evidence survives an interrupted bench).
+    stream = open(os.environ["STREAM"], "w") if os.environ.get("STREAM") else None
+    res = kvzlab.run_in_lab("\n".join(lines) + "\n", files=files, stream=stream,
                             smp=2, timeout=120 + 420 * len(vms), with_qemu=True,
                             l1_modules=["virtio_pci", "virtio_blk"],
                             extra_qemu_args=["-drive", f"file={img},if=virtio,format=raw,snapshot=on"])
