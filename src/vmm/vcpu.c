@@ -115,7 +115,6 @@ int vcpu_init(struct vcpu *v, struct vm *vm, int id, char *err, size_t errlen)
 		snprintf(err, errlen, "vCPU %d: mmap kvm_run: %s", id, strerror(errno));
 		return -1;
 	}
-	v->ring = vm_coalesced_ring(vm, v->run);
 	if (vcpu_set_cpuid(v, vm->cpuid, err, errlen) < 0)
 		return -1;
 	if (set_lint(v, err, errlen) < 0)
@@ -150,7 +149,6 @@ void vcpu_destroy(struct vcpu *v)
 	if (v->fd > 0)
 		close(v->fd);
 	v->run = NULL;
-	v->ring = NULL;
 	v->fd = -1;
 }
 
@@ -568,12 +566,7 @@ static void *vcpu_thread(void *arg)
 	pthread_setname_np(pthread_self(), name);   /* for top -H, gdb, perf */
 	while (wait_until_runnable(v)) {
 		set_where(v, VCPU_IN_GUEST);
-		int rc = ioctl(v->fd, KVM_RUN, 0);
-		/* Batched writes first, whatever ended KVM_RUN: they came before
-		 * this exit, and a parked vCPU must leave none behind (a pause
-		 * saves device state). */
-		vm_drain_coalesced(v->vm, v->ring);
-		if (rc < 0) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			vm_request_stop(v->vm, VM_STOP_ERROR, "vCPU %d: KVM_RUN: %s", v->id,

@@ -45,7 +45,6 @@ struct vcpu {
 	int id;
 	int fd;
 	struct kvm_run *run;
-	struct kvm_coalesced_mmio_ring *ring;   /* in run's mapping; NULL: none */
 	pthread_t thread;
 	bool thread_started;
 	pid_t tid;                  /* for query-cpus-fast; set by the thread */

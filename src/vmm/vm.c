@@ -27,8 +27,6 @@
 #include "state/state_registry.h"
 
 #define PORT_DEBUG 0x80
-#define PORT_CMOS_INDEX 0x70
-#define PORT_A20 0x92
 
 static int64_t now_ns(void)
 {
@@ -76,70 +74,6 @@ static int open_kvm(struct vm *vm, char *err, size_t errlen)
 	}
 	vm->run_size = (size_t)sz;
 	return 0;
-}
-
-/* Port writes that KVM records in the coalesced ring instead of exiting
- * to us; they are served at the next exit of any vCPU, in order, before
- * that exit. Only ports whose writes have no effect a vCPU could see
- * before its next exit here: the CMOS index (the data port's reads exit,
- * and drain first) and port 0x92, which nothing here decodes. SeaBIOS
- * writes both on every switch between its 16- and 32-bit code (NMI off
- * through the CMOS index, the A20 gate), several times per disk request
- * while it polls for the completion; QEMU coalesces the CMOS index the
- * same way. Without KVM_CAP_COALESCED_PIO they exit as before. */
-static const uint16_t coalesced_ports[] = {PORT_CMOS_INDEX, PORT_A20};
-
-static void setup_coalesced(struct vm *vm)
-{
-	int page = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
-	long psize = sysconf(_SC_PAGESIZE);
-	if (page <= 0 || psize <= 0 || (size_t)(page + 1) * (size_t)psize > vm->run_size ||
-	    ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0) {
-		kvz_debug("no coalesced port I/O: every port write exits");
-		return;
-	}
-	for (size_t i = 0; i < sizeof(coalesced_ports) / sizeof(coalesced_ports[0]); i++) {
-		struct kvm_coalesced_mmio_zone z = {.addr = coalesced_ports[i], .size = 1, .pio = 1};
-		if (ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &z) < 0) {
-			kvz_debug("coalesced port 0x%x: %s", coalesced_ports[i], strerror(errno));
-			continue;
-		}
-		/* Set once any zone is in: its entries must be drained. */
-		vm->coalesced_page = (unsigned)page;
-	}
-	vm->coalesced_max = (unsigned)(((size_t)psize - sizeof(struct kvm_coalesced_mmio_ring)) /
-				       sizeof(struct kvm_coalesced_mmio));
-}
-
-struct kvm_coalesced_mmio_ring *vm_coalesced_ring(struct vm *vm, struct kvm_run *run)
-{
-	if (!vm->coalesced_page)
-		return NULL;
-	return (void *)((char *)run + (size_t)vm->coalesced_page * (size_t)sysconf(_SC_PAGESIZE));
-}
-
-void vm_drain_coalesced(struct vm *vm, struct kvm_coalesced_mmio_ring *ring)
-{
-	if (!ring || __atomic_load_n(&ring->first, __ATOMIC_ACQUIRE) ==
-			     __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE))
-		return;
-	pthread_mutex_lock(&vm->coalesced_lock);
-	for (;;) {
-		uint32_t first = ring->first % vm->coalesced_max;
-		if (first == __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE) % vm->coalesced_max)
-			break;
-		const struct kvm_coalesced_mmio *e = &ring->coalesced_mmio[first];
-		uint8_t data[8];
-		unsigned len = e->len < sizeof(data) ? e->len : sizeof(data);
-		memcpy(data, e->data, len);
-		if (e->pio)
-			vm_pio(vm, (uint16_t)e->phys_addr, data, len, true);
-		else
-			vm_mmio(vm, e->phys_addr, data, len, true);
-		/* The slot is KVM's again once first moves past it. */
-		__atomic_store_n(&ring->first, (first + 1) % vm->coalesced_max, __ATOMIC_RELEASE);
-	}
-	pthread_mutex_unlock(&vm->coalesced_lock);
 }
 
 static int set_region_flags(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
@@ -291,11 +225,9 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	pthread_mutex_init(&vm->irq_lock, NULL);
-	pthread_mutex_init(&vm->coalesced_lock, NULL);
 	if (open_kvm(vm, err, errlen) < 0 || setup_memory(vm, err, errlen) < 0 ||
 	    setup_irqchip(vm, err, errlen) < 0 || create_devices(vm, err, errlen) < 0)
 		goto fail;
-	setup_coalesced(vm);
 	vm->cpuid = cpuid_build(vm->kvm_fd, cfg->cpu_model, cfg->ncpus, err, errlen);
 	if (!vm->cpuid)
 		goto fail;
@@ -360,7 +292,6 @@ void vm_destroy(struct vm *vm)
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	pthread_mutex_destroy(&vm->irq_lock);
-	pthread_mutex_destroy(&vm->coalesced_lock);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
 	free(vm);

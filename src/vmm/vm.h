@@ -137,10 +137,5 @@ void vm_set_listener(struct vm *vm, const struct vm_listener *l);
 void vm_pio(struct vm *vm, uint16_t port, void *data, unsigned len, bool is_write);
 void vm_mmio(struct vm *vm, uint64_t addr, void *data, unsigned len, bool is_write);
 void vm_note_first_exit(struct vm *vm);
-/* Serves the port writes KVM batched in the coalesced ring (in order),
- * before the vCPU thread serves its own exit. ring: the vCPU's view of
- * it, NULL when there is none. */
-struct kvm_coalesced_mmio_ring;
-void vm_drain_coalesced(struct vm *vm, struct kvm_coalesced_mmio_ring *ring);
 
 #endif

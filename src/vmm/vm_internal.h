@@ -31,12 +31,6 @@ struct vm {
 	struct state_registry *registry;
 	uint32_t *msr_list;         /* KVM_GET_MSR_INDEX_LIST: what a vCPU save reads */
 	uint32_t nmsr_list;
-	/* Coalesced port writes (vm_coalesced_setup): the ring's page in
-	 * each vCPU's kvm_run mapping (0: none) and its entry count. */
-	unsigned coalesced_page;
-	unsigned coalesced_max;
-	/* Serializes draining the ring: any vCPU thread may drain it. */
-	pthread_mutex_t coalesced_lock;
 
 	/* Guards everything below; cond signals every change of it. */
 	pthread_mutex_t lock;
@@ -57,8 +51,5 @@ struct vm {
 	unsigned nroutes;
 	uint8_t msi_used[VM_MAX_GSI_ROUTES];   /* by GSI */
 };
-
-/* The coalesced ring as a vCPU's kvm_run mapping shows it; NULL without. */
-struct kvm_coalesced_mmio_ring *vm_coalesced_ring(struct vm *vm, struct kvm_run *run);
 
 #endif
