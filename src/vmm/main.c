@@ -616,6 +616,7 @@ static int run(struct options *o)
 		vm_log_vcpus(vm);
 	if (!joined)
 		exit_stuck(con);
+	vm_log_exit_counts(vm);
 	if (why == VM_STOP_ERROR) {
 		snprintf(err, sizeof(err), "%s", vm_stop_message(vm));
 	} else {

@@ -491,6 +491,72 @@ static void note_exit(struct vcpu *v)
 	set_where(v, VCPU_IN_EXIT);
 }
 
+static void count_exit(struct vcpu *v)
+{
+	const struct kvm_run *run = v->run;
+	bool write = (run->exit_reason == KVM_EXIT_IO && run->io.direction == KVM_EXIT_IO_OUT) ||
+		     (run->exit_reason == KVM_EXIT_MMIO && run->mmio.is_write);
+	uint32_t kind = (run->exit_reason << 1 | write) + 1;   /* never 0 */
+	uint64_t addr = __atomic_load_n(&v->where_addr, __ATOMIC_RELAXED);
+	unsigned last = VCPU_EXIT_KINDS - 1;
+	unsigned h = (unsigned)((addr * 0x9E3779B97F4A7C15ull ^ kind) % last);
+	for (unsigned i = 0; i < last; i++) {
+		struct vcpu_exit_count *c = &v->exit_counts[(h + i) % last];
+		if (c->kind == 0) {
+			c->kind = kind;
+			c->addr = addr;
+		}
+		if (c->kind == kind && c->addr == addr) {
+			c->count++;
+			return;
+		}
+	}
+	v->exit_counts[last].count++;
+}
+
+/* Most frequent first. Not qsort(): glibc's asks the kernel how much
+ * memory there is (sysinfo), which the seccomp filter forbids. */
+static void sort_counts(struct vcpu_exit_count *c, unsigned n)
+{
+	for (unsigned i = 1; i < n; i++) {
+		struct vcpu_exit_count x = c[i];
+		unsigned j = i;
+		for (; j > 0 && c[j - 1].count < x.count; j--)
+			c[j] = c[j - 1];
+		c[j] = x;
+	}
+}
+
+static const char *exit_kind_name(uint32_t kind)
+{
+	uint32_t reason = (kind - 1) >> 1;
+	bool write = (kind - 1) & 1;
+	switch (reason) {
+	case KVM_EXIT_IO: return write ? "out" : "in";
+	case KVM_EXIT_MMIO: return write ? "mmio-write" : "mmio-read";
+	case KVM_EXIT_INTR: return "signal";
+	case KVM_EXIT_HLT: return "hlt";
+	default: return "other";
+	}
+}
+
+void vcpu_log_exit_counts(const struct vcpu *v)
+{
+	struct vcpu_exit_count sorted[VCPU_EXIT_KINDS];
+	memcpy(sorted, v->exit_counts, sizeof(sorted));
+	sort_counts(sorted, VCPU_EXIT_KINDS - 1);
+	char line[1024];
+	int at = snprintf(line, sizeof(line), "vCPU %d: exits by kind:", v->id);
+	for (unsigned i = 0; i < 16 && sorted[i].count && at < (int)sizeof(line); i++)
+		at += snprintf(line + at, sizeof(line) - (size_t)at, " %s 0x%llx %llu,",
+			       exit_kind_name(sorted[i].kind), (unsigned long long)sorted[i].addr,
+			       (unsigned long long)sorted[i].count);
+	uint64_t rest = v->exit_counts[VCPU_EXIT_KINDS - 1].count;
+	if (at < (int)sizeof(line))
+		snprintf(line + at, sizeof(line) - (size_t)at, " uncounted %llu", (unsigned long long)rest);
+	kvz_debug("%s", line);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -509,6 +575,7 @@ static void *vcpu_thread(void *arg)
 		}
 		__atomic_add_fetch(&v->exits, 1, __ATOMIC_RELAXED);
 		note_exit(v);
+		count_exit(v);
 		vm_note_first_exit(v->vm);
 		if (!handle_exit(v))
 			break;

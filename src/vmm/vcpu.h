@@ -31,6 +31,15 @@ struct vcpu_state {
 
 enum vcpu_where { VCPU_NOT_STARTED, VCPU_IN_GUEST, VCPU_IN_EXIT, VCPU_PARKED, VCPU_ENDED };
 
+/* Exits counted by what they were for (--verbose prints the most frequent
+ * at the end): what a guest's boot makes the VMM serve. */
+#define VCPU_EXIT_KINDS 64
+struct vcpu_exit_count {
+	uint32_t kind;              /* exit reason << 1 | write; 0: empty slot */
+	uint64_t addr;              /* port or MMIO address; 0 for other exits */
+	uint64_t count;
+};
+
 struct vcpu {
 	struct vm *vm;
 	int id;
@@ -48,7 +57,13 @@ struct vcpu {
 	uint32_t where_reason;
 	uint64_t where_addr;
 	struct vcpu_state reset_state;   /* power-on state, restored on reset */
+	/* Written by the vCPU thread only; read after it is joined. The last
+	 * slot takes what no slot is left for. */
+	struct vcpu_exit_count exit_counts[VCPU_EXIT_KINDS];
 };
+
+/* One debug line: the vCPU's most frequent exits (after its thread ended). */
+void vcpu_log_exit_counts(const struct vcpu *v);
 
 /* Creates the KVM vCPU, sets CPUID, LAPIC LINT0/LINT1 and MSRs. */
 int vcpu_init(struct vcpu *v, struct vm *vm, int id, char *err, size_t errlen);

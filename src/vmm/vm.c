@@ -585,6 +585,12 @@ unsigned long long vm_exit_count(struct vm *vm)
 	return n;
 }
 
+void vm_log_exit_counts(struct vm *vm)
+{
+	for (int i = 0; i < vm->ncpus; i++)
+		vcpu_log_exit_counts(&vm->vcpus[i]);
+}
+
 void vm_log_vcpus(struct vm *vm)
 {
 	for (int i = 0; i < vm->ncpus; i++)

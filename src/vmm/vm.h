@@ -129,6 +129,9 @@ int vm_vcpu_tid(struct vm *vm, int i);
 /* Why the machine stopped (after vm_wait) and its vCPUs' exit count. */
 const char *vm_stop_message(struct vm *vm);
 unsigned long long vm_exit_count(struct vm *vm);
+/* --verbose: one line per vCPU, its most frequent exits (after vm_wait
+ * joined the threads). */
+void vm_log_exit_counts(struct vm *vm);
 /* One line per vCPU: where it is (vcpu_log_state). */
 void vm_log_vcpus(struct vm *vm);
 /* QMP system_powerdown: -1 when the guest has not enabled the button. */

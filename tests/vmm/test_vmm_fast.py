@@ -85,6 +85,22 @@ def test_hello_devices_and_poweroff():
 
 
 @needs_kvm
+def test_verbose_counts_exits_by_port():
+    """--verbose ends with each vCPU's exits by kind and port or address:
+    hello's serial output leads, its two CMOS reads, the unclaimed port
+    and the MMIO pair are there with their counts."""
+    res = run(["--verbose", "--kernel", guest("hello"), "--memory", "16M"])
+    assert res.returncode == 0, res.stderr
+    m = re.search(r"vCPU 0: exits by kind: (.*)", res.stderr)
+    assert m, res.stderr
+    counts = {k: int(n) for k, n in re.findall(r" ?([a-z-]+ 0x[0-9a-f]+) (\d+),", m.group(1))}
+    assert max(counts, key=counts.get) == "out 0x3f8"
+    assert counts["in 0x71"] == 2 and counts["in 0x2f0"] == 1
+    assert counts["mmio-read 0xfeb00000"] == 1 and counts["mmio-write 0xfeb00000"] == 1
+    assert counts["out 0x70"] == 2                # the CMOS index, before each read
+
+
+@needs_kvm
 def test_two_vcpus_both_run():
     res = run(["--kernel", guest("smp"), "--cpus", "2", "--memory", "16M"])
     assert res.returncode == 0, res.stderr
