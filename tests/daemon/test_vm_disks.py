@@ -429,9 +429,9 @@ def test_hostile_disks_in_a_reservation(hosts):  # noqa: F811
     assert not [f for f in image_files(hb.d) if f.startswith("evil")]
 
 
-def test_real_vmm_several_disks(tmp_path):
-    """The real kvz-vmm takes kvzd's --disk options and grows the second
-    disk live (block_resize vdb)."""
+@pytest.fixture
+def real():
+    """kvzd with the real kvz-vmm, the idle test guest's folder an image dir."""
     if not os.path.exists(KVZ_VMM) or not os.path.exists(IDLE):
         pytest.skip("kvz-vmm or the idle test guest not built")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
@@ -439,56 +439,55 @@ def test_real_vmm_several_disks(tmp_path):
     d = Kvzd(vmm=KVZ_VMM, images_dirs=[os.path.dirname(IDLE)])
     try:
         d.start()
-        d.kvz("create", "vm", "rv", "--kernel", IDLE, "--memory", "32M", "--no-balloon",
-              "--disk", "8M", "--disk", "4M,format=qcow2", "--disk", "2M")
-        d.kvz("start", "rv")
-        d.kvz("set", "rv", "--disk", "2:6M")
-        assert os.path.getsize(img(d, "rv@2.img")) == 6 << 20
-        d.kvz("set", "rv", "--disk", "1:12M")
-        assert d.guest("rv")["config"]["disks"][1]["size"] == 12 << 20
-        assert d.events("rv")[-1]["detail"] == "disk 1 12M (live)"
-        with open(os.path.join(d.state, "logs", "rv.log")) as f:
-            log = f.read()
-        assert "block_resize: vdc is now 6291456 bytes" in log, log
-        d.kvz("stop", "rv", "--force")
+        yield d
     finally:
         d.cleanup()
 
 
-def test_real_vmm_snapshot_of_every_disk(tmp_path):
+def test_real_vmm_several_disks(real):
+    """The real kvz-vmm takes kvzd's --disk options and grows the second
+    disk live (block_resize vdb)."""
+    d = real
+    d.kvz("create", "vm", "rv", "--kernel", IDLE, "--memory", "32M", "--no-balloon",
+          "--disk", "8M", "--disk", "4M,format=qcow2", "--disk", "2M")
+    d.kvz("start", "rv")
+    d.kvz("set", "rv", "--disk", "2:6M")
+    assert os.path.getsize(img(d, "rv@2.img")) == 6 << 20
+    d.kvz("set", "rv", "--disk", "1:12M")
+    assert d.guest("rv")["config"]["disks"][1]["size"] == 12 << 20
+    assert d.events("rv")[-1]["detail"] == "disk 1 12M (live)"
+    with open(os.path.join(d.state, "logs", "rv.log")) as f:
+        log = f.read()
+    assert "block_resize: vdc is now 6291456 bytes" in log, log
+    d.kvz("stop", "rv", "--force")
+
+
+def test_real_vmm_snapshot_of_every_disk(real):
     """The real kvz-vmm: a running VM with three disks (two raw, one
     qcow2) snapshotted and restored: kvz-vmm comes back from the state file
     with all three, and both raw disks hold what they held at the
     snapshot."""
-    if not os.path.exists(KVZ_VMM) or not os.path.exists(IDLE):
-        pytest.skip("kvz-vmm or the idle test guest not built")
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        pytest.skip("no usable /dev/kvm on this machine")
-    d = Kvzd(vmm=KVZ_VMM, images_dirs=[os.path.dirname(IDLE)])
-    try:
-        d.start()
-        d.kvz("create", "vm", "rs", "--kernel", IDLE, "--memory", "32M", "--no-balloon",
-              "--disk", "8M", "--disk", "4M", "--disk", "2M,format=qcow2")
-        raw = [img(d, "rs.img"), img(d, "rs@1.img")]
-        d.kvz("start", "rs")
-        for p, tag in zip(raw, (b"SNAP-0", b"SNAP-1")):
-            put(p, tag)
-        d.kvz("snapshot", "create", "rs", "s")
-        assert sorted(os.listdir(os.path.join(d.state, "snapshots", "rs", "s"))) == [
-            "disk.img", "disk1.img", "disk2.img", "state"]
-        for p, tag in zip(raw, (b"LATE-0", b"LATE-1")):
-            put(p, tag)
-        pid = d.guest("rs")["pid"]
-        d.kvz("snapshot", "restore", "rs", "s")
-        g = d.wait_for(lambda: d.running_again("rs", pid), what="rs restored")
-        argv = argv_of(d, "rs")
-        assert "--incoming" in argv
-        assert disks_of(argv) == [raw[0], raw[1], img(d, "rs@2.img") + ",format=qcow2"]
-        assert [got(p, 6) for p in raw] == [b"SNAP-0", b"SNAP-1"]
-        assert g["state"] == "running"
-        d.kvz("stop", "rs", "--force")
-    finally:
-        d.cleanup()
+    d = real
+    d.kvz("create", "vm", "rs", "--kernel", IDLE, "--memory", "32M", "--no-balloon",
+          "--disk", "8M", "--disk", "4M", "--disk", "2M,format=qcow2")
+    raw = [img(d, "rs.img"), img(d, "rs@1.img")]
+    d.kvz("start", "rs")
+    for p, tag in zip(raw, (b"SNAP-0", b"SNAP-1")):
+        put(p, tag)
+    d.kvz("snapshot", "create", "rs", "s")
+    assert sorted(os.listdir(os.path.join(d.state, "snapshots", "rs", "s"))) == [
+        "disk.img", "disk1.img", "disk2.img", "state"]
+    for p, tag in zip(raw, (b"LATE-0", b"LATE-1")):
+        put(p, tag)
+    pid = d.guest("rs")["pid"]
+    d.kvz("snapshot", "restore", "rs", "s")
+    g = d.wait_for(lambda: d.running_again("rs", pid), what="rs restored")
+    argv = argv_of(d, "rs")
+    assert "--incoming" in argv
+    assert disks_of(argv) == [raw[0], raw[1], img(d, "rs@2.img") + ",format=qcow2"]
+    assert [got(p, 6) for p in raw] == [b"SNAP-0", b"SNAP-1"]
+    assert g["state"] == "running"
+    d.kvz("stop", "rs", "--force")
 
 
 def test_cli_usage_lines():

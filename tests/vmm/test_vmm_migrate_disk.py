@@ -76,6 +76,18 @@ def wait_status(vm, want, timeout=10):
         time.sleep(0.02)
 
 
+def copy_storage_move(src, dst):
+    """Migrates src into dst with its disks and waits for both ends; the
+    source's query-migrate at completion."""
+    hand_socketpair(src, dst)
+    assert src.qmp.cmd("migrate", uri="fd:mig", blk=True) == {"return": {}}
+    seen = statuses(src, timeout=120)
+    q = src.qmp.cmd("query-migrate")["return"]
+    assert seen[-1] == "completed", (seen, q)
+    statuses(dst, timeout=60)
+    return q
+
+
 def test_copy_storage_disk_matches_at_the_switch(tmp_path):
     src_disk, dst_disk = image(tmp_path, "src.img"), image(tmp_path, "dst.img")
     with open(dst_disk, "r+b") as f:      # stale data the copy must replace
@@ -84,12 +96,7 @@ def test_copy_storage_disk_matches_at_the_switch(tmp_path):
     src = DiskVm(tmp_path, src_disk, [], "src")
     dst = DiskVm(tmp_path, dst_disk, ["--incoming", "defer", "--paused"], "dst")
     before = src.wait_stamp(2048)
-    hand_socketpair(src, dst)
-    assert src.qmp.cmd("migrate", uri="fd:mig", blk=True) == {"return": {}}
-    seen = statuses(src, timeout=120)
-    q = src.qmp.cmd("query-migrate")["return"]
-    assert seen[-1] == "completed", (seen, q)
-    statuses(dst, timeout=60)
+    q = copy_storage_move(src, dst)
     assert q["disk"]["total"] == DISK and q["disk"]["remaining"] == 0, q
     assert q["disk"]["transferred"] >= DISK, q
     # Holes and the unstamped part travel as markers: far less than the disk.
@@ -236,12 +243,7 @@ def test_copy_storage_two_disks(tmp_path):
     dst = DiskVm(tmp_path, dst_disks[0], ["--incoming", "defer", "--paused"], "dst",
                  more=dst_disks[1:])
     before = src.wait_stamp(1024)
-    hand_socketpair(src, dst)
-    assert src.qmp.cmd("migrate", uri="fd:mig", blk=True) == {"return": {}}
-    seen = statuses(src, timeout=120)
-    q = src.qmp.cmd("query-migrate")["return"]
-    assert seen[-1] == "completed", (seen, q)
-    statuses(dst, timeout=60)
+    q = copy_storage_move(src, dst)
     assert q["disk"]["total"] == 2 * DISK and q["disk"]["remaining"] == 0, q
     wait_status(dst, "paused")
     for a, b in zip(src_disks, dst_disks):
