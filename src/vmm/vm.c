@@ -223,6 +223,7 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->mem.memfd = -1;
 	vm->start_ns = now_ns();
+	pthread_mutex_init(&vm->transition, NULL);
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	pthread_mutex_init(&vm->irq_lock, NULL);
@@ -302,6 +303,7 @@ void vm_destroy(struct vm *vm)
 	pthread_mutex_destroy(&vm->irq_lock);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->transition);
 	free(vm);
 }
 
@@ -374,11 +376,13 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot start the I/O thread: %s", strerror(-rc));
 		return -1;
 	}
+	pthread_mutex_lock(&vm->transition);
 	pthread_mutex_lock(&vm->lock);
-	/* Paused by request (--paused) or by a QMP stop/migrate that came
-	 * before this: the vCPU threads park at once. */
+	/* Paused by request (--paused, unless a QMP cont came first) or by a
+	 * QMP stop/migrate that came before this: the vCPU threads park at
+	 * once. */
 	bool already = vm->state == VM_PAUSED;
-	bool paused = already || vm->cfg.start_paused;
+	bool paused = already || (vm->cfg.start_paused && !vm->resumed_before_start);
 	vm->state = paused ? VM_PAUSED : VM_RUNNING;
 	vm->pause_req = paused;
 	vm->vcpus_starting = true;
@@ -387,6 +391,7 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		io_thread_pause(vm->io);   /* it did not run when the early pause came */
 	if (paused && !already)
 		state_registry_pause(vm->registry);
+	pthread_mutex_unlock(&vm->transition);
 	for (int i = 0; i < vm->ncpus; i++)
 		if (vcpu_start(&vm->vcpus[i], err, errlen) < 0) {
 			vm_request_stop(vm, VM_STOP_ERROR, "%s", err);
@@ -445,7 +450,7 @@ enum vm_stop_reason vm_wait(struct vm *vm, int join_limit_s, bool *all_joined)
 	return why;
 }
 
-bool vm_pause(struct vm *vm)
+static bool vm_pause_locked(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
 	if (vm->stop != VM_STOP_NONE) {
@@ -480,11 +485,21 @@ bool vm_pause(struct vm *vm)
 	return ok;
 }
 
-bool vm_resume(struct vm *vm)
+bool vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->transition);
+	bool ok = vm_pause_locked(vm);
+	pthread_mutex_unlock(&vm->transition);
+	return ok;
+}
+
+static bool vm_resume_locked(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
 	bool ok = vm->stop == VM_STOP_NONE;
 	bool paused = vm->state == VM_PAUSED;
+	if (!vm->vcpus_starting)
+		vm->resumed_before_start = true;   /* vm_start must not park them */
 	pthread_mutex_unlock(&vm->lock);
 	if (ok && paused) {
 		state_registry_resume(vm->registry);
@@ -498,6 +513,14 @@ bool vm_resume(struct vm *vm)
 		pthread_cond_broadcast(&vm->cond);
 	}
 	pthread_mutex_unlock(&vm->lock);
+	return ok;
+}
+
+bool vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->transition);
+	bool ok = vm_resume_locked(vm);
+	pthread_mutex_unlock(&vm->transition);
 	return ok;
 }
 

@@ -32,6 +32,16 @@ struct vm {
 	uint32_t *msr_list;         /* KVM_GET_MSR_INDEX_LIST: what a vCPU save reads */
 	uint32_t nmsr_list;
 
+	/* Serializes the run-state transitions (vm_start's pause-or-run
+	 * decision, vm_pause, vm_resume) with the device and I/O-thread
+	 * pause/resume calls each makes outside `lock`: without it a QMP cont
+	 * racing vm_start (a migration target's cont right after the stream
+	 * completed) could resume the devices before vm_start paused them for
+	 * --paused, leaving vCPUs running beside paused devices. Taken before
+	 * `lock`, never by vCPU or I/O threads. */
+	pthread_mutex_t transition;
+	bool resumed_before_start;  /* a resume came before vm_start (under transition) */
+
 	/* Guards everything below; cond signals every change of it. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
