@@ -64,6 +64,16 @@ def check_no_copy(d, name):
     assert not os.path.exists(image(d, name))
 
 
+def assert_locked(path):
+    """Some kvz-vmm holds the image's lock (flock, as kvz-vmm takes it)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+
+
 def test_live_copy_storage_disk_consistent_after_the_switch(hosts):
     a, b = hosts[0].d, hosts[1].d
     before = start_writer(a, "dw")
@@ -230,12 +240,7 @@ def test_shared_image_dir_every_disk_stays(shared_hosts):
     with open(extra, "rb") as f:
         assert hashlib.sha256(f.read()).hexdigest() == want
     for p in (os.path.join(shared, "sd.img"), extra):
-        fd = os.open(p, os.O_RDWR)
-        try:
-            with pytest.raises(BlockingIOError):
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        finally:
-            os.close(fd)
+        assert_locked(p)
     stamp_at_least(b, "sd", before + 2048)
     r = b.kvz("migrate", "sd", "--to", "a")
     assert r.stdout.strip().endswith(", disk shared"), r.stdout
@@ -298,13 +303,7 @@ def test_shared_image_dir_target_vmm_killed_disk_kept(shared_hosts):
     a.kvz("job", "wait", str(job["id"]), check=False)
     assert a.kvz_json("job", "show", str(job["id"]))["state"] == "failed"
     source_writes_on(a, "dk")
-    disk = os.path.join(shared, "dk.img")
-    fd = os.open(disk, os.O_RDWR)
-    try:
-        with pytest.raises(BlockingIOError):
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    finally:
-        os.close(fd)
+    assert_locked(os.path.join(shared, "dk.img"))
     assert "lock" not in vm_log(a, "dk"), vm_log(a, "dk")
     b.wait_for(lambda: b.api("GET", "/v1/guests/dk")[0] == 404, timeout=60, what="b to discard")
     assert os.listdir(shared) == ["dk.img"]
