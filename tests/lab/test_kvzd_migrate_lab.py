@@ -123,8 +123,8 @@ echo "ECHO-0=$(wc -l < /tmp/echo.log)"
 echo_mark() { em=$(wc -l < /tmp/echo.log); }
 echo_report() {
   awk -v from=$em -v label=$1 '
-    NR > from && NR > 1 { g = $3 - pt; if (g > gap) gap = g; if ($1 != pn + 1) bad++
-                          if ($3 - $2 > rtt) rtt = $3 - $2; k++ }
+    NR > from { k++; if ($3 - $2 > rtt) rtt = $3 - $2
+                if (NR > 1) { g = $3 - pt; if (g > gap) gap = g; if ($1 != pn + 1) bad++ } }
     { pn = $1; pt = $3 }
     END { printf "ECHO %s %.0f %.0f %d %d\n", label, gap * 1000, rtt * 1000, k, bad }' /tmp/echo.log
 }
