@@ -450,6 +450,16 @@ enum vm_stop_reason vm_wait(struct vm *vm, int join_limit_s, bool *all_joined)
 	return why;
 }
 
+/* One run-state transition (vm_pause_locked, vm_resume_locked) under
+ * vm->transition, so that it cannot interleave with vm_start's. */
+static bool in_transition(struct vm *vm, bool (*step)(struct vm *))
+{
+	pthread_mutex_lock(&vm->transition);
+	bool ok = step(vm);
+	pthread_mutex_unlock(&vm->transition);
+	return ok;
+}
+
 static bool vm_pause_locked(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
@@ -487,10 +497,7 @@ static bool vm_pause_locked(struct vm *vm)
 
 bool vm_pause(struct vm *vm)
 {
-	pthread_mutex_lock(&vm->transition);
-	bool ok = vm_pause_locked(vm);
-	pthread_mutex_unlock(&vm->transition);
-	return ok;
+	return in_transition(vm, vm_pause_locked);
 }
 
 static bool vm_resume_locked(struct vm *vm)
@@ -518,10 +525,7 @@ static bool vm_resume_locked(struct vm *vm)
 
 bool vm_resume(struct vm *vm)
 {
-	pthread_mutex_lock(&vm->transition);
-	bool ok = vm_resume_locked(vm);
-	pthread_mutex_unlock(&vm->transition);
-	return ok;
+	return in_transition(vm, vm_resume_locked);
 }
 
 enum vm_run_state vm_run_state(struct vm *vm)
