@@ -161,18 +161,29 @@ static size_t snap_disk_count(const char *dir)
 
 /* Copies every disk of cfg into dir (the VM paused or stopped: one
  * instant for all of them). */
+/* Disk i of cfg: its file, its format, and where its copy in snapshot dir
+ * goes (snap_disk_path); -1 with e when the disk has no file. */
+static int disk_and_copy(const char *guest, json_t *cfg, const char *dir, size_t i,
+			 const char **path, bool *qcow2, char *copy, size_t copylen,
+			 struct op_error *e)
+{
+	uint64_t size;
+	if (!vm_disk_at(cfg, i, path, &size, qcow2) || !*path)
+		return op_fail(e, 500, "%s: disk %zu has no file", guest, i);
+	snap_disk_path(dir, i, copy, copylen);
+	return 0;
+}
+
 static int clone_all(struct job *j, const char *guest, json_t *cfg, const char *dir,
 		     struct op_error *e)
 {
 	size_t n = vm_disks_count(cfg);
 	for (size_t i = 0; i < n; i++) {
 		const char *src;
-		uint64_t size;
 		bool qcow2;
 		char dst[700];
-		if (!vm_disk_at(cfg, i, &src, &size, &qcow2) || !src)
-			return op_fail(e, 500, "%s: disk %zu has no file", guest, i);
-		snap_disk_path(dir, i, dst, sizeof(dst));
+		if (disk_and_copy(guest, cfg, dir, i, &src, &qcow2, dst, sizeof(dst), e) < 0)
+			return -1;
 		if (clone_disk(j, guest, src, dst, e))
 			return -1;
 	}
@@ -332,12 +343,10 @@ static int restore_plan(const char *guest, const char *snap, json_t *cfg, const 
 			       have);
 	for (size_t i = 0; i < have; i++) {
 		const char *path;
-		uint64_t size;
 		bool qcow2;
 		char copy[700];
-		if (!vm_disk_at(cfg, i, &path, &size, &qcow2) || !path)
-			return op_fail(e, 500, "%s: disk %zu has no file", guest, i);
-		snap_disk_path(dir, i, copy, sizeof(copy));
+		if (disk_and_copy(guest, cfg, dir, i, &path, &qcow2, copy, sizeof(copy), e) < 0)
+			return -1;
 		if (qcow2 != is_qcow2_file(copy))
 			return op_fail(e, 409, "snapshot %s's disk %zu is %s and %s's is %s now", snap, i,
 				       qcow2 ? "raw" : "qcow2", guest, qcow2 ? "qcow2" : "raw");
