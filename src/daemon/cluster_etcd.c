@@ -79,6 +79,8 @@ struct etcd *etcd_new(const struct etcd_opts *o)
 	e->o = *o;
 	if (e->o.timeout_ms <= 0)
 		e->o.timeout_ms = 1000;
+	if (e->o.request_ms < e->o.timeout_ms)
+		e->o.request_ms = e->o.timeout_ms;
 	pthread_mutex_init(&e->lock, NULL);
 	return e;
 }
@@ -134,7 +136,7 @@ static long post_one(struct etcd *e, const char *endpoint, const char *path,
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, ans);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)e->o.timeout_ms);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)e->o.request_ms);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)e->o.timeout_ms);
 	tls_options(c, e);
 	CURLcode rc = curl_easy_perform(c);

@@ -20,7 +20,8 @@ struct etcd_opts {
 	int n;
 	char cacert[256], cert[256], key[256];   /* PEM files, "" for none */
 	char user[64], password[256];            /* "" for no auth */
-	int timeout_ms;                          /* per request and endpoint */
+	int timeout_ms;                          /* to connect, per endpoint */
+	int request_ms;                          /* a whole request, per endpoint */
 };
 
 struct etcd;

@@ -335,6 +335,12 @@ static int start_member(struct cluster *c, const char *endpoints, bool create, b
 {
 	char err[300], secret[CLUSTER_SECRET_HEX + 1];
 	struct etcd_opts eo = c->o.etcd;
+	/* A dead endpoint is left after timeout_ms, but a live one may take
+	 * longer: etcd answers after its WAL fsync (auth, writes, linearizable
+	 * reads behind them), seconds when the disk is busy. A third of the TTL
+	 * still leaves the lease time to be kept alive through the next
+	 * endpoint after one stalled request. */
+	eo.request_ms = c->o.ttl_s * 1000 / 3;
 	if (etcd_parse_endpoints(endpoints, &eo, err, sizeof(err)))
 		return fail(e, 400, err, NULL);
 	if (!*c->o.url)

@@ -367,13 +367,22 @@ static void report_internal_error(struct vcpu *v)
 
 /* A reset like any other for the exit status, but Linux only gets here
  * when its orderly ways failed or it crashed before its console was up:
- * one line, so that a VM that ended silently says why. */
+ * one line, so that a VM that ended silently says why. On AMD, KVM INITs
+ * the vCPU before it returns the shutdown exit (the VMCB is undefined
+ * after one), so the registers read here are the INIT state, not where
+ * the guest faulted: the line says so rather than show them as a clue. */
 static void report_triple_fault(struct vcpu *v)
 {
 	struct kvm_regs r = {0};
 	struct kvm_sregs sr = {0};
 	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sr) < 0)
 		r.rip = ~0ull;
+	if (r.rip == 0xfff0 && !(sr.cr0 & 1)) {
+		kvz_info("vCPU %d: triple fault after %llu exits: the guest resets "
+			 "(KVM reset the vCPU before reporting it: the faulting RIP is lost)",
+			 v->id, (unsigned long long)v->exits);
+		return;
+	}
 	kvz_info("vCPU %d: triple fault at RIP 0x%llx (cr0 0x%llx cr3 0x%llx) after %llu exits: the guest resets",
 		 v->id, (unsigned long long)r.rip, (unsigned long long)sr.cr0,
 		 (unsigned long long)sr.cr3, (unsigned long long)v->exits);

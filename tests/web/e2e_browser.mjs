@@ -199,7 +199,9 @@ try {
   await page.evaluate(async (t) => fetch("/ui/logout", { method: "POST", headers: { "X-CSRF-Token": t } }), csrf);
   await second.waitForURL(KVZ_UI + "/ui/login", { timeout: 15000 });
   await second.close();
-  await page.goto(KVZ_UI + "/");
+  // The first page shares the ended session: its own event stream drops and
+  // it goes to the login by itself (a goto here would race that navigation).
+  await page.waitForURL(KVZ_UI + "/ui/login", { timeout: 15000 });
   await page.fill("#token", KVZ_TOKEN);
   await page.press("#token", "Enter");
   await page.waitForURL(KVZ_UI + "/");
