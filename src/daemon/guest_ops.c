@@ -366,12 +366,17 @@ int guest_qmp_call(const char *name, const char *path, const char *cmd, json_t *
 
 /* ---- stop ---- */
 
+/* A supervisor told to quit is usually gone within milliseconds (a
+ * migration's source copy: its stop is a step of the hand-over), so its
+ * end is looked for every 10 ms: a /proc read each. */
+#define GONE_POLL_MS 10
+
 bool guest_wait_gone(pid_t pid, unsigned long long start, int timeout_ms, int *status)
 {
-	for (int waited = 0; waited <= timeout_ms; waited += 50) {
+	for (int waited = 0; waited <= timeout_ms; waited += GONE_POLL_MS) {
 		if (sup_check(pid, start, status) != SUP_ALIVE)
 			return true;
-		sleep_ms(50);
+		sleep_ms(GONE_POLL_MS);
 	}
 	return false;
 }

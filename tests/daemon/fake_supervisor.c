@@ -344,7 +344,10 @@ static void *incoming_main(void *arg)
 		size_t r;
 		while ((r = fread(buf, 1, sizeof(buf), f)) > 0)
 			n += (long long)r;
-		if (n < FAKE_FILLER)
+		/* Its source has the same command line, so the same mode. */
+		if (ferror(f))
+			why = "the stream stalled or broke";
+		else if (n < (!strcmp(migrate_mode, "long") ? FAKE_LONG_FILLER : FAKE_FILLER))
 			why = "truncated";
 	}
 	if (f)
