@@ -49,6 +49,7 @@
  * disk since it loaded the stream, stops first). */
 #define DISCARD_WAIT_MS 10000
 #define DISCARD_POLL_MS 100
+#define DAY_MS (24 * 3600 * 1000LL)
 
 /* ---- talking to the target ---- */
 
@@ -454,8 +455,11 @@ static int commit(struct outgoing *o, struct op_error *e)
 	json_decref(body);
 	if (rc == 0) {
 		o->h.committed = kvzd_now_ms();
-		/* An older target does not say. */
-		o->h.target_running = json_integer_value(json_object_get(ans, "running_ms"));
+		/* An older target does not say; a time beyond a day from ours
+		 * is a broken or hostile one's (and would overflow below). */
+		json_t *ran = json_object_get(ans, "running_ms");
+		int64_t t = json_is_integer(ran) ? (int64_t)json_integer_value(ran) : 0;
+		o->h.target_running = t > o->h.told - DAY_MS && t < o->h.told + DAY_MS ? t : 0;
 		json_decref(ans);
 		return 0;
 	}

@@ -660,6 +660,79 @@ def test_job_result_carries_the_hand_over(fake_hosts):
     assert job["state"] == "failed" and job["result"] is None, job
 
 
+class EvilTarget:
+    """A peer that plays a target kvzd (reservation, port, commit) whose
+    commit answers running_ms (the target's time its guest ran) with the
+    values given, one per move."""
+
+    def __init__(self, running):
+        import http.server
+        import threading
+        self.running = list(running)
+        evil = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def answer(self, status, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self.answer(200, {})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path == "/v1/migrations":
+                    self.answer(201, {"port": evil.listen(), "proof": "ab" * 32, "disk": "none"})
+                else:
+                    self.answer(200, {"done": "committed", "running_ms": evil.running.pop(0)})
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d" % self.http.server_address[1]
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def listen(self):
+        """A port whose one connection is read to its end."""
+        import threading
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+
+        def drain():
+            c, _ = ls.accept()
+            while c.recv(1 << 16):
+                pass
+            c.close()
+            ls.close()
+        threading.Thread(target=drain, daemon=True).start()
+        return ls.getsockname()[1]
+
+
+def test_hostile_target_times_in_the_commit(fake_hosts):
+    """A target answering the commit with a running_ms that is no time near
+    ours (the most negative integer, the largest, a string): the move
+    completes and the hand-over says the target did not tell (-1), nothing
+    overflows (ASan/UBSan builds check)."""
+    a = fake_hosts[0]
+    values = [-(1 << 63), (1 << 63) - 1, "soon"]
+    evil = EvilTarget(values)
+    a.kvz("node", "add", "evil", evil.url, "--token-file", write_token(a, "e" * 32, "evil-token"))
+    for i, _ in enumerate(values):
+        a.kvz("create", "vm", "ev%d" % i, "--kernel", a.kernel, "--memory", "64M")
+        a.kvz("start", "ev%d" % i)
+        a.kvz("migrate", "ev%d" % i, "--to", "evil")
+        job = a.kvz_json("job", "list")[-1]
+        assert job["state"] == "completed", job
+        assert job["result"]["handover"]["target_running_ms"] == -1, job["result"]
+    evil.http.shutdown()
+
+
 def test_live_refusals(fake_hosts):
     a, b = fake_hosts
     a.kvz("create", "vm", "ld", "--kernel", a.kernel, "--memory", "64M", "--disk", "8M")
