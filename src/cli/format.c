@@ -81,6 +81,11 @@ void print_guest_table(json_t *guests)
 		       json_string_value(json_object_get(g, "name")),
 		       json_string_value(json_object_get(g, "type")),
 		       json_string_value(json_object_get(g, "state")), cpu, mem, disk, addr_of(g));
+		/* Why it is in that state (a source a failed migration left
+		 * paused), indented under its row. */
+		const char *why = json_string_value(json_object_get(g, "state_reason"));
+		if (why)
+			printf("  %s\n", why);
 	}
 }
 

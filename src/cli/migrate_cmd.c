@@ -24,6 +24,27 @@ static const char *jstr_or_empty(json_t *o, const char *key)
 	return s ? s : "";
 }
 
+/* The hand-over's steps after the stream (the job's result), a line. */
+static void print_handover(json_t *job)
+{
+	char path[64];
+	json_t *now = NULL;
+	snprintf(path, sizeof(path), "/v1/jobs/%lld",
+		 (long long)json_integer_value(json_object_get(job, "id")));
+	if (http_call("GET", path, NULL, &now))
+		return;
+	json_t *h = json_object_get(json_object_get(now, "result"), "handover");
+	if (json_is_object(h))
+		printf("hand-over after the stream: target told +%lld ms, its guest running %+lld ms "
+		       "(its clock), committed +%lld ms, source stopped +%lld ms, record moved +%lld ms\n",
+		       (long long)json_integer_value(json_object_get(h, "told_ms")),
+		       (long long)json_integer_value(json_object_get(h, "target_running_ms")),
+		       (long long)json_integer_value(json_object_get(h, "committed_ms")),
+		       (long long)json_integer_value(json_object_get(h, "source_stopped_ms")),
+		       (long long)json_integer_value(json_object_get(h, "record_moved_ms")));
+	json_decref(now);
+}
+
 /* The newest migrated-out event of name, printed as the final line. */
 static void print_outcome(const char *name)
 {
@@ -113,8 +134,10 @@ int cmd_migrate(int argc, char **argv)
 		rc = 0;
 	} else {
 		rc = follow_job(job);
-		if (rc == 0 && !cli_json)
+		if (rc == 0 && !cli_json) {
+			print_handover(job);
 			print_outcome(name);
+		}
 	}
 	json_decref(job);
 out:

@@ -283,6 +283,11 @@ int guest_start_stored(struct kvzd *d, const char *name, const char *const *extr
 	return rc;
 }
 
+bool guest_state_has_supervisor(const char *state)
+{
+	return !strcmp(state, "running") || !strcmp(state, "paused");
+}
+
 bool guest_migrating(json_t *g)
 {
 	const char *state = cfg_str(g, "state");
@@ -297,6 +302,21 @@ json_t *guest_get_or_404(struct kvzd *d, const char *name, struct op_error *e)
 	return g;
 }
 
+/* A guest a failed migration left paused (its supervisor runs, the VM
+ * does not: the target held its disk when it was taken back) runs on, once
+ * its supervisor agrees (the disk free again). Lock held. */
+static int resume_paused(struct kvzd *d, json_t *g, struct op_error *e)
+{
+	const char *name = cfg_str(g, "name");
+	char why[300];
+	if (guest_driver_of(g)->migrate_resume(d, g, why, sizeof(why)))
+		return op_fail(e, 409, "%s did not run: %s", name, why);
+	store_guest_set_state(d->store, name, "running");
+	store_event_add(d->store, name, "resumed", cfg_str(g, "state_reason"));
+	kvz_info("%s: resumed", name);
+	return 0;
+}
+
 int guest_start(struct kvzd *d, const char *name, struct op_error *e)
 {
 	guest_lock(d, name);
@@ -304,6 +324,8 @@ int guest_start(struct kvzd *d, const char *name, struct op_error *e)
 	int rc = -1;
 	if (g && guest_migrating(g))
 		op_fail(e, 409, "guest %s is %s (a migration owns it)", name, cfg_str(g, "state"));
+	else if (g && !strcmp(cfg_str(g, "state"), "paused"))
+		rc = resume_paused(d, g, e);
 	/* Every start (API, autostart, policies, HA) asks the cluster first:
 	 * a guest another node owns must not run here too. */
 	else if (g && !cluster_guest_may_start(d, name, e))
@@ -344,12 +366,17 @@ int guest_qmp_call(const char *name, const char *path, const char *cmd, json_t *
 
 /* ---- stop ---- */
 
+/* A supervisor told to quit is usually gone within milliseconds (a
+ * migration's source copy: its stop is a step of the hand-over), so its
+ * end is looked for every 10 ms: a /proc read each. */
+#define GONE_POLL_MS 10
+
 bool guest_wait_gone(pid_t pid, unsigned long long start, int timeout_ms, int *status)
 {
-	for (int waited = 0; waited <= timeout_ms; waited += 50) {
+	for (int waited = 0; waited <= timeout_ms; waited += GONE_POLL_MS) {
 		if (sup_check(pid, start, status) != SUP_ALIVE)
 			return true;
-		sleep_ms(50);
+		sleep_ms(GONE_POLL_MS);
 	}
 	return false;
 }
@@ -370,7 +397,8 @@ int guest_stop_locked(struct kvzd *d, json_t *g, int timeout_s, bool force,
 {
 	const char *name = cfg_str(g, "name");
 	const char *state = cfg_str(g, "state");
-	if (strcmp(state, "running") && strcmp(state, "starting") && strcmp(state, "stopping"))
+	if (strcmp(state, "running") && strcmp(state, "starting") && strcmp(state, "stopping") &&
+	    strcmp(state, "paused"))
 		return op_fail(e, 409, "guest %s is not running (%s)", name, state);
 	pid_t pid = (pid_t)json_integer_value(json_object_get(g, "pid"));
 	unsigned long long start = (unsigned long long)json_integer_value(json_object_get(g, "pid_start"));
@@ -478,7 +506,9 @@ void guests_adopt_all(struct kvzd *d)
 		char detail[200];
 		if (sup_is_supervisor(pid, start, guest_driver_of(g)->prog, name)) {
 			snprintf(detail, sizeof(detail), "supervisor pid %d", pid);
-			store_guest_set_state(d->store, name, "running");
+			/* A paused one stays paused, with its reason. */
+			if (strcmp(state, "paused"))
+				store_guest_set_state(d->store, name, "running");
 			store_event_add(d->store, name, "adopted", detail);
 			kvz_info("adopted %s (%s pid %d)", name, guest_driver_of(g)->prog, pid);
 			continue;
@@ -543,7 +573,7 @@ bool guest_check_alive(struct kvzd *d, const char *name)
 	guest_lock(d, name);
 	/* Again under the lock: a stop may have been handling it meanwhile. */
 	g = store_guest_get(d->store, name);
-	if (g && !strcmp(cfg_str(g, "state"), "running") &&
+	if (g && guest_state_has_supervisor(cfg_str(g, "state")) &&
 	    json_integer_value(json_object_get(g, "pid")) == pid) {
 		char detail[200];
 		const char *ev = "crashed";

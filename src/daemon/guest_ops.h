@@ -55,8 +55,8 @@ int guest_stop_locked(struct kvzd *d, json_t *g, int timeout_s, bool force,
 void guests_adopt_all(struct kvzd *d);
 void guests_autostart(struct kvzd *d);
 
-/* Called by the monitor for a guest the store says is running: when its
- * supervisor is gone, records stopped or crashed. Returns true when the
+/* Called by the monitor for a guest the store says is running or paused:
+ * when its supervisor is gone, records stopped or crashed. Returns true when the
  * guest is still running. */
 bool guest_check_alive(struct kvzd *d, const char *name);
 
@@ -75,6 +75,10 @@ int guest_qmp_call(const char *name, const char *path, const char *cmd, json_t *
  * "migrated" (its source, after handing over, until the target confirms):
  * the migration code owns it (migration.h). */
 bool guest_migrating(json_t *g);
+/* "running", or "paused": a source a failed migration could not run on
+ * (its supervisor runs, the VM stays paused; the record's state_reason
+ * says why; a start resumes it). Both hold a supervisor and its memory. */
+bool guest_state_has_supervisor(const char *state);
 /* The stored guest (new reference), or NULL with a 404 in e. */
 json_t *guest_get_or_404(struct kvzd *d, const char *name, struct op_error *e);
 

@@ -75,6 +75,12 @@ void job_progress(struct job *j, const char *phase, uint64_t done, uint64_t tota
 	}
 }
 
+void job_set_result(struct job *j, json_t *result)
+{
+	if (store_job_set_result(j->d->store, j->row.id, result))
+		kvz_warn("job %lld: cannot record its result", (long long)j->row.id);
+}
+
 static void set_state(struct job *j, const char *state)
 {
 	snprintf(j->row.state, sizeof(j->row.state), "%s", state);

@@ -1,7 +1,7 @@
 /* Long operations as jobs (snapshot, restore; later migrate, backup): each
  * runs on a thread of its own holding its guest's lock, is recorded in the
  * store (store.h: state queued -> running -> completed | failed |
- * cancelled, phase, done/total bytes, rate, error), reports progress, can be
+ * cancelled, phase, done/total bytes, rate, error, result), reports progress, can be
  * cancelled, and has an event for each change of state or phase. A kvzd
  * that stops while a job runs cancels it; one that was killed finds it
  * queued or running at the next start and marks it failed after the job's
@@ -52,5 +52,8 @@ int job_cancel(struct kvzd *d, int64_t id, struct op_error *e);
  * an event when the phase changes. */
 void job_progress(struct job *j, const char *phase, uint64_t done, uint64_t total);
 bool job_cancelled(const struct job *j);
+/* From the job's run: what it reports beyond its state, as the job's
+ * "result" (borrowed; e.g. a migration's hand-over times). Stored at once. */
+void job_set_result(struct job *j, json_t *result);
 
 #endif

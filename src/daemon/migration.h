@@ -43,8 +43,10 @@ void migration_stop(struct kvzd *d);
 /* req: {name, type, config, autostart, running, cpu_model, disk: "copy" |
  * "shared" | "none"}; *answer: {port, proof}. */
 int migration_reserve(struct kvzd *d, json_t *req, json_t **answer, struct op_error *e);
-/* body: {"samples": rows} (migration_stats.h) or NULL. */
-int migration_commit(struct kvzd *d, const char *name, json_t *body, struct op_error *e);
+/* body: {"samples": rows} (migration_stats.h) or NULL. *running_ms: when
+ * the guest ran here (this host's clock; 0 for a stopped one). */
+int migration_commit(struct kvzd *d, const char *name, json_t *body, int64_t *running_ms,
+		     struct op_error *e);
 int migration_discard(struct kvzd *d, const char *name, struct op_error *e);
 
 /* At start-up, before adoption: removes incoming guests (never committed)

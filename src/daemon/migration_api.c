@@ -33,16 +33,20 @@ static void one_migration(struct api_req *r, struct api_resp *resp, const char *
 {
 	struct op_error e;
 	int rc;
+	int64_t running_ms = 0;
 	if (!action && !strcmp(r->method, "DELETE"))
 		rc = migration_discard(r->d, name, &e);
 	else if (action && !strcmp(action, "commit") && !strcmp(r->method, "POST"))
-		rc = migration_commit(r->d, name, r->body, &e);
+		rc = migration_commit(r->d, name, r->body, &running_ms, &e);
 	else if (action && strcmp(action, "commit"))
 		rc = op_fail(&e, 404, "no such resource: %s", r->path);
 	else
 		rc = op_fail(&e, 405, "%s is not allowed on %s", r->method, r->path);
 	if (rc)
 		api_error(resp, e.status, "%s", e.msg);
+	else if (running_ms > 0)   /* the hand-over's times (migration_source.c) */
+		api_json(resp, 200, json_pack("{s:s, s:s, s:I}", "guest", name, "done", "committed",
+					      "running_ms", (json_int_t)running_ms));
 	else
 		api_json(resp, 200, json_pack("{s:s, s:s}", "guest", name, "done",
 					      action ? "committed" : "discarded"));

@@ -44,6 +44,12 @@
  * after migration_target.c's STREAM_TIMEOUT_S without data. A target that
  * only reads slowly still answers (window probes): no false alarm. */
 #define LINK_TIMEOUT_MS 15000
+/* After a discard the target answered, how long the take-back waits for
+ * the target's record to go (its supervisor, which may hold the guest's
+ * disk since it loaded the stream, stops first). */
+#define DISCARD_WAIT_MS 10000
+#define DISCARD_POLL_MS 100
+#define DAY_MS (24 * 3600 * 1000LL)
 
 /* ---- talking to the target ---- */
 
@@ -75,12 +81,47 @@ static int peer(const struct node *n, const char *method, const char *path, json
 	return -1;
 }
 
-static void discard_on_target(const struct node *n, const char *name)
+/* The target's record of name: its HTTP status (200, 404), or -1 when
+ * the target does not answer; *state (may be NULL) its state on 200. */
+static long target_record(const struct node *n, const char *name, char *state, size_t len)
+{
+	char path[128], err[300];
+	json_t *g = NULL;
+	snprintf(path, sizeof(path), "/v1/guests/%s", name);
+	long st = peer_call(n->url, n->token, "GET", path, NULL, &g, err, sizeof(err));
+	if (state)
+		snprintf(state, len, "%s", st == 200 && cfg_str(g, "state") ? cfg_str(g, "state") : "");
+	json_decref(g);
+	return st;
+}
+
+/* Tells the target to discard; true when it answered (it discards, or had
+ * nothing). */
+static bool discard_on_target(const struct node *n, const char *name)
 {
 	char path[128];
 	struct op_error ignored;
+	bool transport = true;
 	snprintf(path, sizeof(path), "/v1/migrations/%s", name);
-	peer(n, "DELETE", path, NULL, NULL, NULL, &ignored);
+	peer(n, "DELETE", path, NULL, NULL, &transport, &ignored);
+	return !transport;
+}
+
+/* After a discard the target answered: until its incoming record is gone
+ * (a discard mid-stream ends on the target's receiving thread), so that
+ * a take-back finds the disk free. */
+static void wait_discarded(const struct node *n, const char *name)
+{
+	for (int waited = 0; waited < DISCARD_WAIT_MS; waited += DISCARD_POLL_MS) {
+		char state[32];
+		long st = target_record(n, name, state, sizeof(state));
+		if (st != 200 || strcmp(state, "incoming"))
+			return;
+		struct timespec ts = {0, DISCARD_POLL_MS * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	kvz_warn("%s: node %s still has its incoming record %d s after the discard", name, n->name,
+		 DISCARD_WAIT_MS / 1000);
 }
 
 /* Connects to port on the node's host and sends the proof. */
@@ -207,6 +248,18 @@ static json_t *reservation(struct kvzd *d, json_t *g, bool running, bool live,
 	return req;
 }
 
+/* The hand-over after the stream, as times on this host's clock (ms since
+ * the epoch; 0 for a step not reached), the target's running as its own
+ * clock says: logged and the job's result. */
+struct handover {
+	int64_t completed;      /* the stream done (live: kvz-vmm said completed) */
+	int64_t told;           /* the commit sent: the target told to go */
+	int64_t target_running; /* the target's guest ran (its clock) */
+	int64_t committed;      /* the target's answer */
+	int64_t source_stopped; /* this host's copy ended */
+	int64_t record_moved;   /* this host forgot the guest */
+};
+
 struct outgoing {
 	struct kvzd *d;
 	struct job *j;
@@ -221,6 +274,7 @@ struct outgoing {
 	int sock;
 	uint64_t sent;
 	int64_t t_start, t_paused;
+	struct handover h;
 };
 
 /* Saves (when running) and sends the guest; the guest is paused after. */
@@ -293,7 +347,7 @@ static int transfer_live(struct outgoing *o, struct op_error *e)
  * its disks went over in the stream; disk0_ours: disk 0 is this kvzd's
  * file (disks 1.. always are), removed with them. */
 static void forget(struct kvzd *d, json_t *g, bool copied, bool disk0_ours, const char *node,
-		   const char *detail)
+		   const char *detail, struct handover *h)
 {
 	const char *name = cfg_str(g, "name");
 	struct op_error e;
@@ -305,6 +359,8 @@ static void forget(struct kvzd *d, json_t *g, bool copied, bool disk0_ours, cons
 			kvz_warn("%s: stopping the source copy: %s", name, e.msg);
 		json_decref(now);
 	}
+	if (h)
+		h->source_stopped = kvzd_now_ms();
 	const char *disk = cfg_str(json_object_get(g, "config"), "disk_path");
 	if (copied && disk0_ours && disk)
 		unlink(disk);
@@ -322,12 +378,16 @@ static void forget(struct kvzd *d, json_t *g, bool copied, bool disk0_ours, cons
 	store_samples_delete(d->store, name);
 	store_guest_delete(d->store, name);
 	store_event_add(d->store, name, "migrated-out", detail);
+	if (h)
+		h->record_moved = kvzd_now_ms();
 	kvz_info("%s: migrated to %s: %s", name, node, detail);
 }
 
 /* Back to how it was before the migration (lock held): 0, or -1 with why
  * in err when the guest could not run on (its supervisor refused, e.g. the
- * target already holds its disk, or is gone). */
+ * target already holds its disk, or is gone). Then the record says
+ * "paused" with why (a start resumes it once it can): never "running"
+ * for a VM that does not run. */
 static int take_back(struct kvzd *d, json_t *g, bool was_running, char *err, size_t errlen)
 {
 	const char *name = cfg_str(g, "name");
@@ -336,29 +396,41 @@ static int take_back(struct kvzd *d, json_t *g, bool was_running, char *err, siz
 	json_object_del(cfg, "migrating_copied");
 	store_guest_set_config(d->store, name, cfg);
 	json_decref(cfg);
-	store_guest_set_state(d->store, name, was_running ? "running" : "stopped");
 	int rc = was_running ? guest_driver_of(g)->migrate_resume(d, g, err, errlen) : 0;
+	if (rc) {
+		char reason[400];
+		snprintf(reason, sizeof(reason), "migration failed and it did not run on: %s", err);
+		store_guest_set_state_reason(d->store, name, "paused", reason);
+		store_event_add(d->store, name, "paused", reason);
+	} else {
+		store_guest_set_state(d->store, name, was_running ? "running" : "stopped");
+	}
 	char dir[400];
 	migration_dir(d, name, dir, sizeof(dir));
 	remove_tree(dir);
 	return rc;
 }
 
+/* The target discards (and, when it answered, is waited for: see
+ * wait_discarded), then the guest is taken back. */
+static int discard_and_take_back(struct kvzd *d, const struct node *n, json_t *g,
+				 bool was_running, char *err, size_t errlen)
+{
+	const char *name = cfg_str(g, "name");
+	if (discard_on_target(n, name))
+		wait_discarded(n, name);
+	return take_back(d, g, was_running, err, errlen);
+}
+
 /* Asks the target whether it runs name: 1 yes, 0 no (it has no such
  * guest, or only an incoming one), -1 unknown. */
 static int target_has(const struct node *n, const char *name)
 {
-	char path[128], err[300];
-	json_t *g = NULL;
-	snprintf(path, sizeof(path), "/v1/guests/%s", name);
-	long st = peer_call(n->url, n->token, "GET", path, NULL, &g, err, sizeof(err));
-	int has = st == 404 ? 0 : -1;
-	if (st == 200 && json_is_object(g)) {
-		const char *state = cfg_str(g, "state");
-		has = state && strcmp(state, "incoming") ? 1 : 0;
-	}
-	json_decref(g);
-	return has;
+	char state[32];
+	long st = target_record(n, name, state, sizeof(state));
+	if (st == 200)
+		return state[0] && strcmp(state, "incoming") ? 1 : 0;
+	return st == 404 ? 0 : -1;
 }
 
 /* Records the hand-over, then commits: 0 when the target runs the guest. */
@@ -377,11 +449,20 @@ static int commit(struct outgoing *o, struct op_error *e)
 	bool transport = false;
 	snprintf(path, sizeof(path), "/v1/migrations/%s/commit", o->name);
 	json_t *body = json_pack("{s:o}", "samples",
-				 mig_stats_export(o->d->store, o->name, kvzd_now_ms()));
-	int rc = peer(&o->n, "POST", path, body, NULL, &transport, e);
+				 mig_stats_export(o->d->store, o->name, kvzd_now_ms())), *ans = NULL;
+	o->h.told = kvzd_now_ms();
+	int rc = peer(&o->n, "POST", path, body, &ans, &transport, e);
 	json_decref(body);
-	if (rc == 0)
+	if (rc == 0) {
+		o->h.committed = kvzd_now_ms();
+		/* An older target does not say; a time beyond a day from ours
+		 * is a broken or hostile one's (and would overflow below). */
+		json_t *ran = json_object_get(ans, "running_ms");
+		int64_t t = json_is_integer(ran) ? (int64_t)json_integer_value(ran) : 0;
+		o->h.target_running = t > o->h.told - DAY_MS && t < o->h.told + DAY_MS ? t : 0;
+		json_decref(ans);
 		return 0;
+	}
 	if (!transport)
 		return -1;
 	/* The answer was lost: the target may run it or not. */
@@ -394,10 +475,43 @@ static int commit(struct outgoing *o, struct op_error *e)
 	return 1;
 }
 
+static json_int_t since(int64_t from, int64_t t)
+{
+	return t ? (json_int_t)(t - from) : -1;
+}
+
+/* The job's result and a log line: the figures of the final line and the
+ * hand-over's steps, in ms after the stream was done (target_running_ms
+ * by the target's clock: beside this one's on one host, or as close as
+ * the two hosts' clocks agree; -1 when the target did not say). */
+static void report(struct outgoing *o, int64_t end, const char *disk)
+{
+	const struct handover *h = &o->h;
+	json_int_t run = h->target_running ? (json_int_t)(h->target_running - h->completed) : -1;
+	json_t *r = json_pack("{s:I, s:I, s:I, s:s, s:b, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
+			      "total_ms", (json_int_t)(end - o->t_start), "downtime_ms",
+			      (json_int_t)(o->live ? o->downtime_ms : o->running ? end - o->t_paused : 0),
+			      "sent", (json_int_t)o->sent, "disk", disk, "live", o->live, "handover",
+			      "completed_at_ms", (json_int_t)h->completed, "told_ms",
+			      since(h->completed, h->told), "target_running_ms", run, "committed_ms",
+			      since(h->completed, h->committed), "source_stopped_ms",
+			      since(h->completed, h->source_stopped), "record_moved_ms",
+			      since(h->completed, h->record_moved));
+	job_set_result(o->j, r);
+	json_decref(r);
+	kvz_info("%s: hand-over to %s after the stream: target told +%lld ms, its guest running "
+		 "%+lld ms (its clock), committed +%lld ms, source stopped +%lld ms, record moved "
+		 "+%lld ms", o->name, o->n.name, (long long)since(h->completed, h->told),
+		 (long long)run, (long long)since(h->completed, h->committed),
+		 (long long)since(h->completed, h->source_stopped),
+		 (long long)since(h->completed, h->record_moved));
+}
+
 static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t *params,
 		       struct op_error *e)
 {
 	struct outgoing o = {.d = d, .j = j, .name = guest, .sock = -1};
+	char why[300];
 	o.t_start = kvzd_now_ms();
 	o.g = guest_get_or_404(d, guest, e);
 	if (!o.g)
@@ -406,6 +520,11 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 	int rc = -1;
 	json_t *ans = NULL, *req = NULL;
 	o.running = !strcmp(state, "running");
+	if (!strcmp(state, "paused")) {
+		op_fail(e, 409, "guest %s is paused (%s): start it first", guest,
+			cfg_str(o.g, "state_reason") ? cfg_str(o.g, "state_reason") : "no reason recorded");
+		goto out;
+	}
 	if (!o.running && strcmp(state, "stopped") && strcmp(state, "crashed")) {
 		op_fail(e, 409, "guest %s is %s; try again", guest, state);
 		goto out;
@@ -452,6 +571,7 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 	o.sock = connect_port(&o.n, (int)json_integer_value(port), proof, e);
 	if (o.sock < 0 || (o.live ? transfer_live(&o, e) : transfer(&o, e)))
 		goto discard;
+	o.h.completed = kvzd_now_ms();
 	if (job_cancelled(j)) {
 		op_fail(e, 409, "cancelled");
 		goto discard;
@@ -465,20 +585,19 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 	if (rc == 0) {
 		char detail[256], a[32];
 		int64_t now = kvzd_now_ms();
+		const char *disk_word = !strcmp(mode, "copy") ? "copied" :
+					!strcmp(mode, "shared") || !strcmp(mode, "auto") ? "shared" : "none";
 		snprintf(detail, sizeof(detail),
 			 "to %s: total %lld ms, downtime %lld ms, sent %s (%llu bytes), disk %s", o.n.name,
 			 (long long)(now - o.t_start),
 			 (long long)(o.live ? o.downtime_ms : o.running ? now - o.t_paused : 0),
-			 kvz_format_size(o.sent, a, sizeof(a)), (unsigned long long)o.sent,
-			 !strcmp(mode, "copy") ? "copied" : !strcmp(mode, "shared") || !strcmp(mode, "auto")
-								  ? "shared" : "none");
-		forget(d, o.g, o.copy_disk, o.disk_ours, o.n.name, detail);
+			 kvz_format_size(o.sent, a, sizeof(a)), (unsigned long long)o.sent, disk_word);
+		forget(d, o.g, o.copy_disk, o.disk_ours, o.n.name, detail, &o.h);
+		report(&o, now, disk_word);
 		goto out;
 	}
 discard:
-	discard_on_target(&o.n, guest);
-	char why[300];
-	if (take_back(d, o.g, o.running, why, sizeof(why))) {
+	if (discard_and_take_back(d, &o.n, o.g, o.running, why, sizeof(why))) {
 		char first[sizeof(e->msg)];
 		snprintf(first, sizeof(first), "%s", e->msg);
 		op_fail(e, e->status, "%s; %s did not run on here: %s", first, guest, why);
@@ -508,9 +627,11 @@ static void migrate_recover(struct kvzd *d, json_t *job)
 	struct op_error e;
 	char why[300];   /* logged by the driver */
 	if (g && !guest_migrating(g)) {
+		bool running = !strcmp(cfg_str(g, "state"), "running");
 		if (to && node_lookup(d, to, &n, &e) == 0)
-			discard_on_target(&n, guest);
-		take_back(d, g, !strcmp(cfg_str(g, "state"), "running"), why, sizeof(why));
+			discard_and_take_back(d, &n, g, running, why, sizeof(why));
+		else
+			take_back(d, g, running, why, sizeof(why));
 	}
 	json_decref(g);
 }
@@ -542,11 +663,10 @@ static void settle(struct kvzd *d, json_t *g)
 		guest_driver_of(g)->prog, name);
 	int has = to && node_lookup(d, to, &n, &e) == 0 ? target_has(&n, name) : -1;
 	if (has == 1) {
-		forget(d, g, copy, ours, to, "the target runs it (settled after a kvzd restart)");
+		forget(d, g, copy, ours, to, "the target runs it (settled after a kvzd restart)", NULL);
 	} else if (has == 0) {
 		char why[300], detail[400];
-		discard_on_target(&n, name);
-		int rc = take_back(d, g, runs_here, why, sizeof(why));
+		int rc = discard_and_take_back(d, &n, g, runs_here, why, sizeof(why));
 		snprintf(detail, sizeof(detail), "the target does not run it (settled after a kvzd "
 			 "restart)%s%s", rc ? "; it did not run on here: " : "", rc ? why : "");
 		store_event_add(d->store, name, "migration-failed", detail);

@@ -55,10 +55,12 @@ struct slot {
 	bool has_disk;
 	const char *disk_mode; /* what ran: "copy", "shared" or "none" (answered) */
 	bool live; /* the guest's supervisor waits for the stream (--incoming defer) */
+	int64_t running_ms; /* live: when its supervisor said the guest runs */
 };
 
 struct migrations {
 	pthread_mutex_t lock; /* guards the slots */
+	pthread_cond_t changed; /* a slot's state changed (CLOCK_MONOTONIC) */
 	char host[64];        /* where ports are opened: the API's TCP address */
 	struct slot slots[MAX_INCOMING];
 };
@@ -76,6 +78,11 @@ int migration_init(struct kvzd *d, const char *listen_host, char *err, size_t er
 		return -1;
 	}
 	pthread_mutex_init(&m->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&m->changed, &ca);
+	pthread_condattr_destroy(&ca);
 	snprintf(m->host, sizeof(m->host), "%s", listen_host ? listen_host : "");
 	d->migs = m;
 	return 0;
@@ -107,6 +114,7 @@ void migration_stop(struct kvzd *d)
 		nanosleep(&ts, NULL);
 	}
 	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->changed);
 	free(m);
 	d->migs = NULL;
 }
@@ -260,14 +268,18 @@ static void *receiver(void *arg)
 		if (s->conn < 0)
 			snprintf(err, sizeof(err), "discarded");
 	}
+	int64_t done_ms = kvzd_now_ms();
 	char name[72];
 	snprintf(name, sizeof(name), "%s", s->name);
 	pthread_mutex_lock(&m->lock);
 	close(s->lfd);
 	s->lfd = -1;
 	s->conn = -1;
+	/* A live commit waiting in take_complete goes on at once. */
+	pthread_cond_broadcast(&m->changed);
 	if (rc == 0 && !s->stop) {
 		s->state = SLOT_COMPLETE;
+		s->running_ms = s->live ? done_ms : 0;
 		pthread_mutex_unlock(&m->lock);
 		store_event_add(d->store, name, "migration-received", NULL);
 		/* A lost confirmation fails the source, which discards. The
@@ -644,22 +656,20 @@ int migration_reserve(struct kvzd *d, json_t *req, json_t **answer, struct op_er
 /* ---- commit and discard ---- */
 
 /* With the guest's lock: takes the completed slot's paths; -1 when the
- * stream is not complete. */
+ * stream is not complete. *running_ms: when a live guest ran (else 0). */
 static int take_complete(struct migrations *m, const char *name, char *state, char *disk,
-			 size_t len, bool *live, struct op_error *e)
+			 size_t len, bool *live, int64_t *running_ms, struct op_error *e)
 {
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += LIVE_COMMIT_WAIT_MS / 1000;
 	pthread_mutex_lock(&m->lock);
 	struct slot *s = find_slot(m, name);
 	/* A live source may see its side complete a moment before this
-	 * side has loaded everything. */
-	for (int i = 0; s && s->live && s->state == SLOT_RECEIVING && i < LIVE_COMMIT_WAIT_MS / 50;
-	     i++) {
-		pthread_mutex_unlock(&m->lock);
-		struct timespec ts = {0, 50 * 1000000L};
-		nanosleep(&ts, NULL);
-		pthread_mutex_lock(&m->lock);
+	 * side has loaded everything: woken by the receiver as it ends. */
+	while (s && s->live && s->state == SLOT_RECEIVING &&
+	       pthread_cond_timedwait(&m->changed, &m->lock, &until) == 0)
 		s = find_slot(m, name);
-	}
 	int rc = 0;
 	if (!s)
 		rc = op_fail(e, 404, "no migration of %s is coming in", name);
@@ -669,6 +679,7 @@ static int take_complete(struct migrations *m, const char *name, char *state, ch
 		snprintf(state, len, "%s", s->state_path);
 		snprintf(disk, len, "%s", s->has_disk && !s->live ? s->disk_path : "");
 		*live = s->live;
+		*running_ms = s->running_ms;
 		s->state = SLOT_FREE;
 	}
 	pthread_mutex_unlock(&m->lock);
@@ -707,7 +718,7 @@ static int move_extras(struct kvzd *d, const char *name, json_t *cfg, struct op_
 	return 0;
 }
 
-static int commit_locked(struct kvzd *d, const char *name, json_t *body,
+static int commit_locked(struct kvzd *d, const char *name, json_t *body, int64_t *running_ms,
 			 struct op_error *e)
 {
 	char state[450], disk[450], err[300];
@@ -717,7 +728,7 @@ static int commit_locked(struct kvzd *d, const char *name, json_t *body,
 		return op_fail(e, 404, "no migration of %s is coming in", name);
 	}
 	bool live = false;
-	if (take_complete(d->migs, name, state, disk, sizeof(state), &live, e)) {
+	if (take_complete(d->migs, name, state, disk, sizeof(state), &live, running_ms, e)) {
 		json_decref(g);
 		return -1;
 	}
@@ -742,8 +753,10 @@ static int commit_locked(struct kvzd *d, const char *name, json_t *body,
 	if (rc == 0)
 		keep_incoming_disk(d, name);
 	json_t *now = store_guest_get(d->store, name);
-	if (rc == 0 && runs && !live)
+	if (rc == 0 && runs && !live) {
 		rc = guest_driver_of(g)->migrate_start(d, now, state, e);
+		*running_ms = rc == 0 ? kvzd_now_ms() : 0;
+	}
 	json_decref(now);
 	if (rc) {
 		struct op_error e2;
@@ -765,14 +778,16 @@ static int commit_locked(struct kvzd *d, const char *name, json_t *body,
 	return rc;
 }
 
-int migration_commit(struct kvzd *d, const char *name, json_t *body, struct op_error *e)
+int migration_commit(struct kvzd *d, const char *name, json_t *body, int64_t *running_ms,
+		     struct op_error *e)
 {
+	*running_ms = 0;
 	if (!kvz_valid_name(name))
 		return op_fail(e, 400, "bad guest name");
 	if (body && !json_is_object(body))
 		return op_fail(e, 400, "a commit takes {\"samples\": [...]} or no body");
 	guest_lock(d, name);
-	int rc = commit_locked(d, name, body, e);
+	int rc = commit_locked(d, name, body, running_ms, e);
 	guest_unlock(d, name);
 	return rc;
 }

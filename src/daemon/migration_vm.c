@@ -3,7 +3,6 @@
  * kvz-vmm started with --incoming file:. */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "guest_config.h"
 #include "guest_driver.h"
@@ -44,17 +43,18 @@ int vm_migrate_start(struct kvzd *d, json_t *g, const char *path, struct op_erro
 
 #define POLL_MS 100
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
 static void drain(struct qmp_client *c)
 {
 	json_t *ev;
 	while ((ev = qmp_client_next_event(c, 0)))
 		json_decref(ev);
+}
+
+/* Until kvz-vmm's next event (a MIGRATION status change: completed is
+ * seen at once, not up to a poll interval late), at most POLL_MS. */
+static void wait_event(struct qmp_client *c)
+{
+	json_decref(qmp_client_next_event(c, POLL_MS));
 }
 
 /* migrate-set-parameters from the job's params, when any. */
@@ -125,7 +125,7 @@ static int follow_send(struct job *j, const char *name, struct qmp_client *c,
 		json_decref(r);
 		if (rc <= 0)
 			return rc;
-		sleep_ms(POLL_MS);
+		wait_event(c);
 	}
 }
 
@@ -197,7 +197,7 @@ int vm_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void
 		if (done)
 			break;
 		if (rc == 0)
-			sleep_ms(POLL_MS);
+			wait_event(c);
 	}
 	qmp_client_close(c);
 	return rc;

@@ -301,7 +301,9 @@ static void monitor_round(struct kvzd *d)
 	json_array_foreach(list, i, g) {
 		const char *name = json_string_value(json_object_get(g, "name"));
 		const char *state = json_string_value(json_object_get(g, "state"));
-		if (strcmp(state, "running") || !guest_check_alive(d, name)) {
+		/* A paused guest is watched for its supervisor's end, not sampled. */
+		if (!guest_state_has_supervisor(state) || !guest_check_alive(d, name) ||
+		    strcmp(state, "running")) {
 			forget(name);
 			continue;
 		}

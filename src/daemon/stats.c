@@ -98,7 +98,7 @@ static json_t *host_json(struct kvzd *d)
 		const char *st = json_string_value(json_object_get(g, "state"));
 		json_int_t n = json_integer_value(json_object_get(states, st));
 		json_object_set_new(states, st, json_integer(n + 1));
-		if (!strcmp(st, "running") && guest_driver_of(g)->reserves_memory)
+		if (guest_state_has_supervisor(st) && guest_driver_of(g)->reserves_memory)
 			vm_mem += (uint64_t)json_integer_value(
 				json_object_get(json_object_get(g, "config"), "memory"));
 	}

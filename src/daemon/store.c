@@ -76,6 +76,11 @@ static const char *const migrations[] = {
 	"CREATE INDEX policy_log_state ON policy_log(state, id);",
 	/* 4: a VM's ordered list of disks; the disk it had becomes disk 0. */
 	VM_DISK0_MIRROR ";",
+	/* 5: why a guest is in its state (a source left paused by a failed
+	 * migration) and what a job reports at its end (a migration's
+	 * hand-over times). */
+	"ALTER TABLE guests ADD COLUMN state_reason TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE jobs ADD COLUMN result TEXT;",
 };
 
 static int exec_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)
@@ -256,7 +261,8 @@ static json_t *guest_row(sqlite3_stmt *st)
 {
 	json_error_t jerr;
 	json_t *cfg = json_loads((const char *)sqlite3_column_text(st, 3), 0, &jerr);
-	return json_pack("{s:s, s:s, s:s, s:o, s:I, s:I, s:s, s:s, s:b, s:I, s:I}",
+	const char *reason = (const char *)sqlite3_column_text(st, 11);
+	json_t *g = json_pack("{s:s, s:s, s:s, s:o, s:I, s:I, s:s, s:s, s:b, s:I, s:I}",
 			 "name", (const char *)sqlite3_column_text(st, 0),
 			 "type", (const char *)sqlite3_column_text(st, 1),
 			 "state", (const char *)sqlite3_column_text(st, 2),
@@ -268,10 +274,13 @@ static json_t *guest_row(sqlite3_stmt *st)
 			 "autostart", sqlite3_column_int(st, 8),
 			 "created_ms", (json_int_t)sqlite3_column_int64(st, 9),
 			 "state_ms", (json_int_t)sqlite3_column_int64(st, 10));
+	if (g && reason && reason[0])
+		json_object_set_new(g, "state_reason", json_string(reason));
+	return g;
 }
 
 #define GUEST_COLUMNS "name, type, state, config, pid, pid_start, qmp, console," \
-	" autostart, created_ms, state_ms"
+	" autostart, created_ms, state_ms, state_reason"
 
 json_t *store_guest_get(struct store *s, const char *name)
 {
@@ -302,19 +311,27 @@ json_t *store_guest_list(struct store *s)
 	return list;
 }
 
-int store_guest_set_state(struct store *s, const char *name, const char *state)
+int store_guest_set_state_reason(struct store *s, const char *name, const char *state,
+				 const char *reason)
 {
 	pthread_mutex_lock(&s->lock);
 	int rc = -1;
-	sqlite3_stmt *st = store_prepare(s, "UPDATE guests SET state = ?, state_ms = ? WHERE name = ?");
+	sqlite3_stmt *st = store_prepare(s, "UPDATE guests SET state = ?, state_ms = ?,"
+					 " state_reason = ? WHERE name = ?");
 	if (st) {
 		sqlite3_bind_text(st, 1, state, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(st, 2, kvzd_now_ms());
-		sqlite3_bind_text(st, 3, name, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 3, reason ? reason : "", -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 4, name, -1, SQLITE_TRANSIENT);
 		rc = store_run_stmt(s, st);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;
+}
+
+int store_guest_set_state(struct store *s, const char *name, const char *state)
+{
+	return store_guest_set_state_reason(s, name, state, NULL);
 }
 
 int store_guest_set_runtime(struct store *s, const char *name, pid_t pid,

@@ -24,14 +24,19 @@ void store_close(struct store *s);
 /* Guests (inserted in state "creating"). A guest's JSON object has: name,
  * type, state, config (object),
  * pid, pid_start (process start time, to tell a reused pid apart), qmp,
- * console, autostart, created_ms, state_ms. */
+ * console, autostart, created_ms, state_ms, and state_reason when the
+ * state has one (one line: why a guest is "paused"). */
 int store_guest_insert(struct store *s, const char *name, const char *type,
 		       json_t *config, bool autostart, char *err, size_t errlen);
 /* New reference or NULL when there is no such guest. */
 json_t *store_guest_get(struct store *s, const char *name);
 /* Array of guest objects ordered by name. */
 json_t *store_guest_list(struct store *s);
+/* Clears the state's reason. */
 int store_guest_set_state(struct store *s, const char *name, const char *state);
+/* reason NULL or "": none. */
+int store_guest_set_state_reason(struct store *s, const char *name, const char *state,
+				 const char *reason);
 int store_guest_set_runtime(struct store *s, const char *name, pid_t pid,
 			    unsigned long long pid_start, const char *qmp,
 			    const char *console);
@@ -82,7 +87,8 @@ int store_samples_delete(struct store *s, const char *guest);
 /* Jobs (long operations, jobs.h). A job's JSON object has: id, type, guest,
  * state (queued, running, completed, failed, cancelled), phase, done and
  * total (bytes), rate (bytes/s in the current phase), error (null or one
- * line), params (object), created_ms, started_ms, ended_ms (0 until then). */
+ * line), params (object), created_ms, started_ms, ended_ms (0 until then),
+ * result (null, or an object the job's kind set: store_job_set_result). */
 struct job_row {
 	int64_t id;
 	char type[32];
@@ -100,6 +106,8 @@ int64_t store_job_insert(struct store *s, const char *type, const char *guest,
 			 json_t *params);
 /* Writes every field of r but type, guest, params and created_ms. */
 int store_job_save(struct store *s, const struct job_row *r);
+/* What the job reports beyond its state (borrowed; an object). */
+int store_job_set_result(struct store *s, int64_t id, json_t *result);
 /* New reference or NULL. */
 json_t *store_job_get(struct store *s, int64_t id);
 /* The newest limit jobs (of guest when not NULL), oldest first. */

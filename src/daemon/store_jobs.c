@@ -52,15 +52,35 @@ int store_job_save(struct store *s, const struct job_row *r)
 	return rc;
 }
 
+int store_job_set_result(struct store *s, int64_t id, json_t *result)
+{
+	char *text = json_dumps(result, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!text)
+		return -1;
+	pthread_mutex_lock(&s->lock);
+	int rc = -1;
+	sqlite3_stmt *st = store_prepare(s, "UPDATE jobs SET result = ? WHERE id = ?");
+	if (st) {
+		sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 2, id);
+		rc = store_run_stmt(s, st);
+	}
+	pthread_mutex_unlock(&s->lock);
+	free(text);
+	return rc;
+}
+
 #define JOB_COLUMNS "id, type, guest, state, phase, done, total, rate, error, params," \
-	" created_ms, started_ms, ended_ms"
+	" created_ms, started_ms, ended_ms, result"
 
 static json_t *job_row_json(sqlite3_stmt *st)
 {
 	json_error_t jerr;
 	json_t *params = json_loads((const char *)sqlite3_column_text(st, 9), 0, &jerr);
 	const char *error = (const char *)sqlite3_column_text(st, 8);
-	return json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s?, s:o, s:I, s:I, s:I}",
+	const char *rtext = (const char *)sqlite3_column_text(st, 13);
+	json_t *result = rtext ? json_loads(rtext, 0, &jerr) : NULL;
+	return json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s?, s:o, s:I, s:I, s:I, s:o}",
 			 "id", (json_int_t)sqlite3_column_int64(st, 0),
 			 "type", (const char *)sqlite3_column_text(st, 1),
 			 "guest", (const char *)sqlite3_column_text(st, 2),
@@ -73,7 +93,8 @@ static json_t *job_row_json(sqlite3_stmt *st)
 			 "params", params ? params : json_object(),
 			 "created_ms", (json_int_t)sqlite3_column_int64(st, 10),
 			 "started_ms", (json_int_t)sqlite3_column_int64(st, 11),
-			 "ended_ms", (json_int_t)sqlite3_column_int64(st, 12));
+			 "ended_ms", (json_int_t)sqlite3_column_int64(st, 12),
+			 "result", result ? result : json_null());
 }
 
 /* Jobs matching sql, whose ?1 is the guest (NULL: any) and ?2 the limit. */

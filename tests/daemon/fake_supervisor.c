@@ -13,7 +13,9 @@
  * saved state from the passed socket. Its "machine state" is one
  * value a test sets with x-fake-set and reads with x-fake-get, plus 4 MiB
  * of filler. The guest's --cmdline steers it: fake-migrate=fail fails the
- * save half-way, fake-migrate=slow takes about 3 s. Every snapshot command
+ * save half-way, fake-migrate=slow takes about 3 s, fake-migrate=long
+ * sends 64 MiB of filler in about 5 s (more than the sockets between two
+ * hosts buffer: a cut link stalls it). Every snapshot command
  * is logged on stdout (the guest's log) for the tests to check the order.
  *
  * Its CD-ROM (--cdrom, "" for an empty drive) plays kvz-vmm's media
@@ -72,12 +74,16 @@ static long long mig_done, mig_total;
 static atomic_bool mig_cancel;
 static int named_fd = -1;        /* from getfd */
 static char named_fd_name[32];
-/* "fail", "fail-held" (fails in stop-and-copy once another process took
- * the disk: stays paused, cont refused as kvz-vmm refuses it), "slow" or
+/* "fail", "fail-held" (fails in stop-and-copy after letting go of its
+ * disk 0's lock, as kvz-vmm's save does; resumes only if it gets the lock
+ * back, else stays paused, and cont is refused as kvz-vmm refuses it,
+ * until the lock is free: flock, as kvz-vmm takes it), "slow", "long" or
  * "" */
 static const char *migrate_mode = "";
+static int disk_lock_fd = -1;   /* fail-held: disk 0's lock, once taken back */
 #define FAKE_STATE_MAGIC "KVZFAKE-STATE 1\n"
 #define FAKE_FILLER (4 << 20)
+#define FAKE_LONG_FILLER (64 << 20)
 
 static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void log_line(const char *fmt, ...)
@@ -98,6 +104,30 @@ static void set_mig_status(const char *st)
 	log_line("fake-vmm: migration %s", st);
 }
 
+/* The --disk options in order: block_resize on vda, vdb, ... grows a raw
+ * one as kvz-vmm would grow it (grow only), a qcow2 one is only logged. */
+#define FAKE_DISKS 16
+static const char *vm_disks[FAKE_DISKS];
+static int vm_ndisks;
+
+/* fail-held: disk 0's lock (exclusive, not waiting); false when another
+ * process holds it. Under snap_lock. */
+static bool take_disk_lock(void)
+{
+	if (disk_lock_fd >= 0 || vm_ndisks == 0)
+		return true;
+	char path[600];
+	snprintf(path, sizeof(path), "%.*s", (int)strcspn(vm_disks[0], ","), vm_disks[0]);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	disk_lock_fd = fd;
+	return true;
+}
+
 static void *migration_main(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
@@ -106,13 +136,14 @@ static void *migration_main(void *arg)
 	pthread_mutex_lock(&snap_lock);
 	char head[256];
 	int hl = snprintf(head, sizeof(head), FAKE_STATE_MAGIC "value %s\n", guest_value);
-	mig_total = FAKE_FILLER + hl;
+	long long filler = !strcmp(migrate_mode, "long") ? FAKE_LONG_FILLER : FAKE_FILLER;
+	mig_total = filler + hl;
 	set_mig_status("active");
 	pthread_mutex_unlock(&snap_lock);
 	const char *end = "completed";
 	int step_ms = !strcmp(migrate_mode, "slow") ? 180 : 20;
 	bool ok = kvz_write_all(fd, head, (size_t)hl) == 0;
-	for (long long off = 0; ok && off < FAKE_FILLER; off += (long long)sizeof(chunk)) {
+	for (long long off = 0; ok && off < filler; off += (long long)sizeof(chunk)) {
 		if (atomic_load(&mig_cancel)) {
 			end = "cancelled";
 			break;
@@ -136,7 +167,7 @@ static void *migration_main(void *arg)
 	pthread_mutex_lock(&snap_lock);
 	if (!strcmp(end, "completed"))
 		snprintf(run_status, sizeof(run_status), "postmigrate");
-	else if (!strcmp(migrate_mode, "fail-held"))
+	else if (!strcmp(migrate_mode, "fail-held") && !take_disk_lock())
 		snprintf(run_status, sizeof(run_status), "paused");
 	set_mig_status(end);
 	pthread_mutex_unlock(&snap_lock);
@@ -236,7 +267,7 @@ static json_t *h_cont(void *o, json_t *a, struct qmp_error *e)
 	(void)o; (void)a;
 	pthread_mutex_lock(&snap_lock);
 	log_line("fake-vmm: cont (was %s)", run_status);
-	if (!strcmp(migrate_mode, "fail-held")) {
+	if (!strcmp(migrate_mode, "fail-held") && !take_disk_lock()) {
 		pthread_mutex_unlock(&snap_lock);
 		qmp_set_error(e, "GenericError", "cannot resume: disk 0: in use by another "
 			      "process; the machine stays paused");
@@ -313,7 +344,10 @@ static void *incoming_main(void *arg)
 		size_t r;
 		while ((r = fread(buf, 1, sizeof(buf), f)) > 0)
 			n += (long long)r;
-		if (n < FAKE_FILLER)
+		/* Its source has the same command line, so the same mode. */
+		if (ferror(f))
+			why = "the stream stalled or broke";
+		else if (n < (!strcmp(migrate_mode, "long") ? FAKE_LONG_FILLER : FAKE_FILLER))
 			why = "truncated";
 	}
 	if (f)
@@ -393,12 +427,6 @@ static json_t *h_query_balloon(void *o, json_t *a, struct qmp_error *e)
 	(void)o; (void)a; (void)e;
 	return json_pack("{s:I}", "actual", (json_int_t)balloon_actual);
 }
-
-/* block_resize on vda, vdb, ...: the --disk options in order; a raw one
- * grows as kvz-vmm would grow it (grow only); a qcow2 one is only logged. */
-#define FAKE_DISKS 16
-static const char *vm_disks[FAKE_DISKS];
-static int vm_ndisks;
 
 /* query-blockstats: kvz-vmm's shape, one entry per --disk in order, with
  * counters a test can tell apart: disk N has read (N+1) MiB and written
@@ -779,6 +807,8 @@ int main(int argc, char **argv)
 			migrate_mode = strstr(cmdline, "fake-migrate=fail-held") ? "fail-held" : "fail";
 		if (cmdline && strstr(cmdline, "fake-migrate=slow"))
 			migrate_mode = "slow";
+		if (cmdline && strstr(cmdline, "fake-migrate=long"))
+			migrate_mode = "long";
 		for (int i = 1; i + 1 < argc && vm_ndisks < FAKE_DISKS; i++)
 			if (!strcmp(argv[i], "--disk"))
 				vm_disks[vm_ndisks++] = argv[i + 1];

@@ -396,7 +396,7 @@ def test_sample_rollup(kvzd):
     versions = db.execute("SELECT version FROM migrations").fetchall()
     mode = db.execute("PRAGMA journal_mode").fetchone()[0]
     db.close()
-    assert n == 0 and versions == [(1,), (2,), (3,), (4,)] and mode == "wal"
+    assert n == 0 and versions == [(1,), (2,), (3,), (4,), (5,)] and mode == "wal"
     assert "1-minute" in d.kvz("stats", "r", "--range", "24h").stdout
 
 

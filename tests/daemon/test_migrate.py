@@ -5,6 +5,7 @@ there and back with the counter going on; the target killed mid-migration;
 the source kvzd killed mid-migration; hostile peers on the reservation API
 and on the migration port. Skips where kvz-vmm, the guest or /dev/kvm is
 missing."""
+import fcntl
 import json
 import os
 import re
@@ -501,8 +502,11 @@ def fake_hosts():
         pytest.skip("stand-in supervisor not built: " + FAKE)
     b.images_dirs += a.images_dirs     # the same kernel path on both "hosts"
     pa, pb = free_port(), free_port()
-    a.start(["--listen", "127.0.0.1:%d" % pa, "--token-file", write_token(a, TOKEN_A, "own")])
-    b.start(["--listen", "127.0.0.1:%d" % pb, "--token-file", write_token(b, TOKEN_B, "own")])
+    # What a test restarts them with.
+    a.args = ["--listen", "127.0.0.1:%d" % pa, "--token-file", write_token(a, TOKEN_A, "own")]
+    b.args = ["--listen", "127.0.0.1:%d" % pb, "--token-file", write_token(b, TOKEN_B, "own")]
+    a.start(a.args)
+    b.start(b.args)
     a.kvz("node", "add", "b", "http://127.0.0.1:%d" % pb, "--token-file",
           write_token(a, TOKEN_B, "b-token"))
     yield a, b
@@ -566,24 +570,167 @@ def test_live_migration_fails_source_runs_on(fake_hosts):
         assert not (b.dir.encode() in cmd and b"--name\0lf\0" in cmd), cmd
 
 
-def test_live_migration_fails_source_cannot_resume(fake_hosts):
-    """The source's supervisor fails after another process took its disk
-    and refuses cont (kvz-vmm keeps such a VM paused): the job's error and
-    the migration-failed event say that the guest did not run on and stays
-    paused, with the supervisor's reason, instead of claiming it runs on."""
+def test_live_migration_fails_source_left_paused_then_resumed(fake_hosts):
+    """The source's supervisor fails the move after it let go of its disk,
+    which another process (the target, played by this test) holds now: as
+    kvz-vmm, it keeps the VM paused and refuses cont. kvzd's record, the
+    REST state, `kvz list`, the events and the job's error say paused and
+    why, never running; a restarted kvzd keeps it so; a move of it is
+    refused. Once the disk is free, `kvz start` runs it on."""
     a, b = fake_hosts
-    a.kvz("create", "vm", "lh", "--kernel", a.kernel, "--memory", "64M", "--cmdline",
-          "fake-migrate=fail-held")
+    a.kvz("create", "vm", "lh", "--kernel", a.kernel, "--memory", "64M", "--disk", "8M",
+          "--cmdline", "fake-migrate=fail-held")
     a.kvz("start", "lh")
-    r = a.kvz("migrate", "lh", "--to", "b", check=False)
-    assert r.returncode == 1, r
-    err = r.stderr.strip().split("\n")[-1]
-    assert "memory read error; lh did not run on here: it stays paused: cannot resume: " \
-           "disk 0: in use by another process" in err, err
-    ev = [e for e in a.events("lh") if e["type"] == "migration-failed"]
-    assert ev and "lh did not run on here: it stays paused" in ev[-1]["detail"], ev
-    assert fake_qmp(a.guest("lh")["qmp"], "query-status")["return"]["status"] == "paused"
-    b.wait_for(lambda: b.api("GET", "/v1/guests/lh")[0] == 404, what="b to discard")
+    held = os.open(a.guest("lh")["config"]["disk_path"], os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        r = a.kvz("migrate", "lh", "--to", "b", check=False)
+        assert r.returncode == 1, r
+        err = r.stderr.strip().split("\n")[-1]
+        assert "memory read error; lh did not run on here: it stays paused: cannot resume: " \
+               "disk 0: in use by another process" in err, err
+        g = a.guest("lh")
+        assert g["state"] == "paused", g
+        assert g["state_reason"].startswith("migration failed and it did not run on: ") and \
+            "disk 0: in use by another process" in g["state_reason"], g
+        assert fake_qmp(g["qmp"], "query-status")["return"]["status"] == "paused"
+        ev = {e["type"]: e["detail"] for e in a.events("lh")}
+        assert ev["paused"] == g["state_reason"], ev
+        assert "lh did not run on here: it stays paused" in ev["migration-failed"], ev
+        table = a.kvz("list").stdout
+        assert re.search(r"^lh +vm +paused ", table, re.M), table
+        assert "  " + g["state_reason"] in table, table
+        b.wait_for(lambda: b.api("GET", "/v1/guests/lh")[0] == 404, what="b to discard")
+        # The monitor leaves it paused (its supervisor lives), a restarted
+        # kvzd adopts it paused, with its reason.
+        time.sleep(2.5)
+        a.terminate()
+        a.start(a.args)
+        g2 = a.guest("lh")
+        assert g2["state"] == "paused" and g2["state_reason"] == g["state_reason"], g2
+        assert g2["pid"] == g["pid"]
+        # While the disk is held: a start says why and changes nothing;
+        # a move is refused.
+        r = a.kvz("start", "lh", check=False)
+        assert r.returncode == 1 and "lh did not run: " in r.stderr and \
+            "in use by another process" in r.stderr, r
+        assert a.guest("lh")["state"] == "paused"
+        r = a.kvz("migrate", "lh", "--to", "b", check=False)
+        assert r.returncode == 1 and "guest lh is paused (migration failed" in r.stderr, r
+        assert fake_qmp(g["qmp"], "query-status")["return"]["status"] == "paused"
+    finally:
+        os.close(held)
+    a.kvz("start", "lh")
+    g = a.guest("lh")
+    assert g["state"] == "running" and "state_reason" not in g, g
+    assert fake_qmp(g["qmp"], "query-status")["return"]["status"] == "running"
+    assert "resumed" in types(a, "lh")
+    assert "lh" in a.kvz("list").stdout and "paused" not in a.kvz("list").stdout
+
+
+def test_job_result_carries_the_hand_over(fake_hosts):
+    """A completed move's job says, in its result, the figures of the final
+    line and the hand-over's steps after the stream, in order; the CLI
+    prints them; a failed one has no result."""
+    a, b = fake_hosts
+    a.kvz("create", "vm", "ho", "--kernel", a.kernel, "--memory", "64M")
+    a.kvz("start", "ho")
+    r = a.kvz("migrate", "ho", "--to", "b")
+    lines = r.stdout.strip().split("\n")
+    assert re.match(r"hand-over after the stream: target told \+\d+ ms, its guest running "
+                    r"[-+]\d+ ms \(its clock\), committed \+\d+ ms, source stopped \+\d+ ms, "
+                    r"record moved \+\d+ ms$", lines[-2]), r.stdout
+    job = a.kvz_json("job", "list")[-1]
+    res = job["result"]
+    assert res["live"] is True and res["disk"] == "none" and res["sent"] > 4 << 20, res
+    h = res["handover"]
+    # One host, one clock: every step after the stream's end, in order;
+    # the target's guest ran before it answered the commit.
+    assert abs(h["completed_at_ms"] - job["ended_ms"]) < 60000, (h, job)
+    assert 0 <= h["told_ms"] <= h["committed_ms"] <= h["source_stopped_ms"] <= \
+        h["record_moved_ms"], h
+    assert -1000 < h["target_running_ms"] <= h["committed_ms"], h
+    assert "%d ms" % res["total_ms"] in lines[-1] and "downtime %d ms" % res["downtime_ms"] \
+        in lines[-1], (res, lines[-1])
+    a.kvz("create", "vm", "hf", "--kernel", a.kernel, "--memory", "64M", "--cmdline",
+          "fake-migrate=fail")
+    a.kvz("start", "hf")
+    assert a.kvz("migrate", "hf", "--to", "b", check=False).returncode == 1
+    job = a.kvz_json("job", "list")[-1]
+    assert job["state"] == "failed" and job["result"] is None, job
+
+
+class EvilTarget:
+    """A peer that plays a target kvzd (reservation, port, commit) whose
+    commit answers running_ms (the target's time its guest ran) with the
+    values given, one per move."""
+
+    def __init__(self, running):
+        import http.server
+        import threading
+        self.running = list(running)
+        evil = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def answer(self, status, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self.answer(200, {})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path == "/v1/migrations":
+                    self.answer(201, {"port": evil.listen(), "proof": "ab" * 32, "disk": "none"})
+                else:
+                    self.answer(200, {"done": "committed", "running_ms": evil.running.pop(0)})
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d" % self.http.server_address[1]
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def listen(self):
+        """A port whose one connection is read to its end."""
+        import threading
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+
+        def drain():
+            c, _ = ls.accept()
+            while c.recv(1 << 16):
+                pass
+            c.close()
+            ls.close()
+        threading.Thread(target=drain, daemon=True).start()
+        return ls.getsockname()[1]
+
+
+def test_hostile_target_times_in_the_commit(fake_hosts):
+    """A target answering the commit with a running_ms that is no time near
+    ours (the most negative integer, the largest, a string): the move
+    completes and the hand-over says the target did not tell (-1), nothing
+    overflows (ASan/UBSan builds check)."""
+    a = fake_hosts[0]
+    values = [-(1 << 63), (1 << 63) - 1, "soon"]
+    evil = EvilTarget(values)
+    a.kvz("node", "add", "evil", evil.url, "--token-file", write_token(a, "e" * 32, "evil-token"))
+    for i, _ in enumerate(values):
+        a.kvz("create", "vm", "ev%d" % i, "--kernel", a.kernel, "--memory", "64M")
+        a.kvz("start", "ev%d" % i)
+        a.kvz("migrate", "ev%d" % i, "--to", "evil")
+        job = a.kvz_json("job", "list")[-1]
+        assert job["state"] == "completed", job
+        assert job["result"]["handover"]["target_running_ms"] == -1, job["result"]
+    evil.http.shutdown()
 
 
 def test_live_refusals(fake_hosts):

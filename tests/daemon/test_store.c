@@ -68,7 +68,7 @@ static void test_migrations(void **state)
 	s = store_open(dbpath, err, sizeof(err));
 	assert_non_null(s);
 	store_close(s);
-	assert_int_equal(count("SELECT COUNT(*) FROM migrations"), 4);
+	assert_int_equal(count("SELECT COUNT(*) FROM migrations"), 5);
 	/* A database from a newer kvzd is refused, not damaged. */
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
@@ -148,6 +148,17 @@ static void test_guests_and_events(void **state)
 	assert_int_equal(store_guest_set_runtime(s, "a", 123, 456, "/q", "/c"), 0);
 	g = store_guest_get(s, "a");
 	assert_int_equal(json_integer_value(json_object_get(g, "pid_start")), 456);
+	assert_null(json_object_get(g, "state_reason"));
+	json_decref(g);
+	/* A state's reason shows until the next state without one. */
+	assert_int_equal(store_guest_set_state_reason(s, "a", "paused", "the disk is held"), 0);
+	g = store_guest_get(s, "a");
+	assert_string_equal(json_string_value(json_object_get(g, "state")), "paused");
+	assert_string_equal(json_string_value(json_object_get(g, "state_reason")), "the disk is held");
+	json_decref(g);
+	assert_int_equal(store_guest_set_state(s, "a", "running"), 0);
+	g = store_guest_get(s, "a");
+	assert_null(json_object_get(g, "state_reason"));
 	json_decref(g);
 	assert_null(store_guest_get(s, "b"));
 
@@ -185,8 +196,18 @@ static void test_jobs_and_snapshots(void **state)
 	assert_string_equal(json_string_value(json_object_get(j, "type")), "snapshot-create");
 	assert_int_equal(json_integer_value(json_object_get(j, "total")), 100);
 	assert_true(json_is_null(json_object_get(j, "error")));
+	assert_true(json_is_null(json_object_get(j, "result")));
 	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "params"),
 							      "snapshot")), "s1");
+	json_decref(j);
+	/* A result is kept apart from the progress a later save writes. */
+	json_t *res = json_pack("{s:{s:i}}", "handover", "told_ms", 3);
+	assert_int_equal(store_job_set_result(s, a, res), 0);
+	json_decref(res);
+	assert_int_equal(store_job_save(s, &r), 0);
+	j = store_job_get(s, a);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(
+				 j, "result"), "handover"), "told_ms")), 3);
 	json_decref(j);
 	assert_null(store_job_get(s, 999));
 	/* Both unfinished (running and queued), oldest first. */

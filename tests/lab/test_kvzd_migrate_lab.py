@@ -370,11 +370,21 @@ def check_move(out, n, src_label, dst_disk_prefix):
     gap_ms, answered, sent, iv = re.search(r"^GAP %s (\d+) (\d+) (\d+) (\S+)" % n, out,
                                            re.M).groups()
     detail = re.search(r"^EV-SRC-%s .*migrated-out (.*?)\r?$" % n, out, re.M).group(1)
+    # kvzd's hand-over after kvz-vmm's stream (the job's result; both kvzd
+    # on L1's one clock): what of the outside gap is not kvz-vmm's downtime.
+    res = rec.get("result") or {}
+    h = res.get("handover")
+    assert h and 0 <= h["told_ms"] <= h["committed_ms"] <= h["record_moved_ms"], rec
     print("move %s (%s): %s s through the CLI, the 10 ms client's longest gap %s ms "
-          "(%s of %s pings answered, one every %s ms); the echo's longest gap %d ms "
+          "(%s of %s pings answered, one every %s ms) against kvz-vmm's downtime %s ms; "
+          "after the stream: target told +%d ms, guest running on the target %+d ms, "
+          "committed +%d ms, source stopped +%d ms, record moved +%d ms; "
+          "the echo's longest gap %d ms "
           "(%d echoes, longest round trip %d ms); counts %s..%s in order, the first new one "
           "on the target %s s after the CLI ended; kvzd: %s" % (
-              n, src_label, v["MIG-TIME-%s" % n], gap_ms, answered, sent, iv, egap, echoes,
+              n, src_label, v["MIG-TIME-%s" % n], gap_ms, answered, sent, iv,
+              res.get("downtime_ms"), h["told_ms"], h["target_running_ms"], h["committed_ms"],
+              h["source_stopped_ms"], h["record_moved_ms"], egap, echoes,
               rtt, first, last, v["RESUMED-%s" % n], detail))
     return int(gap_ms), egap
 
