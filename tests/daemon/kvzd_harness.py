@@ -1,5 +1,6 @@
 """Starts kvzd on a temporary state directory and socket, and talks to it
 through the kvz CLI and through raw HTTP on its UNIX socket."""
+import glob
 import http.client
 import json
 import os
@@ -28,8 +29,30 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = s
 
 
+# Every Kvzd made in this test process, so that a failing test's report can
+# show what each daemon and its supervisors logged (conftest.py): a flake
+# seen once is then diagnosable from its report alone.
+ALL = []
+
+
+def logs_of_all(max_lines=80):
+    """The last lines of each kvzd's log and of its guests' logs."""
+    out = []
+    for d in ALL:
+        paths = [d.log] + sorted(glob.glob(os.path.join(d.state, "logs", "*.log")))
+        for path in paths:
+            try:
+                with open(path, errors="replace") as f:
+                    lines = f.read().splitlines()[-max_lines:]
+            except OSError:
+                continue
+            out.append("==> %s <==\n%s" % (path, "\n".join(lines)))
+    return "\n".join(out)
+
+
 class Kvzd:
     def __init__(self, vmm=None, ct=None, interval=1, images_dirs=()):
+        ALL.append(self)
         # Short paths: UNIX socket paths are limited to 108 bytes.
         self.dir = tempfile.mkdtemp(prefix="kvzd-", dir="/tmp")
         self.state = os.path.join(self.dir, "state")
