@@ -135,6 +135,7 @@ migrate_phase() { phase_begin $1 migrate; t0=$(now)
       tail -3 /tmp/$P/v$tgt.log | sed "s/^/LOG $K $C target /"; continue
     fi
     t1=$(now)
+    [ @BW@ = 0 ] || qmp-send /tmp/v$cur.sock '{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": @BW@}}' >/dev/null
     if [ $K = kvz ]; then
       qmp-send --tcp-fd 127.0.0.1:$port /tmp/v$cur.sock '{"execute": "getfd", "arguments": {"fdname": "m"}}' '{"execute": "migrate", "arguments": {"uri": "fd:m"}}' >/dev/null
     else
@@ -233,9 +234,10 @@ def table(rows):
     return "\n".join(lines)
 
 
-def l1_script(moves, kvz, qemu):
+def l1_script(moves, kvz, qemu, bandwidth=0):
+    """bandwidth: both VMMs' max-bandwidth in bytes/s (0: each its default)."""
     text = L1_HELPERS + L1_PHASES
-    for k, v in (("@MOVES@", str(moves)), ("@CAP@", str(MOVE_CAP_S)),
+    for k, v in (("@MOVES@", str(moves)), ("@CAP@", str(MOVE_CAP_S)), ("@BW@", str(bandwidth)),
                  ("@SETTLE@", str(SETTLE_S)), ("@KVZ@", kvz), ("@QEMU@", qemu)):
         text = text.replace(k, v)
     return text
@@ -244,6 +246,7 @@ def l1_script(moves, kvz, qemu):
 def main():
     import kvzlab
     moves = int(os.environ["MOVES"])
+    bandwidth = int(os.environ.get("MIGRATE_BW") or 0)
     build = os.environ["KVZ_BUILD_DIR"]
     qmp_send = os.path.join(build, "tests", "virtio", "qmp-send")
     kvzlab.bench_require("migrate_resets_lab", kvzlab.default_vmm(), qmp_send)
@@ -254,12 +257,13 @@ def main():
     # Per VMM: a boot and the moves, then a control as long; retries=0:
     # an L2 triple fault is what this bench counts, not a reason to rerun.
     limit = 4 * (300 + moves * (MOVE_CAP_S + SETTLE_S + 60))
-    res = kvzlab.run_in_lab(l1_script(moves, kvz, qemu), files={qmp_send: "/bin/qmp-send"},
+    res = kvzlab.run_in_lab(l1_script(moves, kvz, qemu, bandwidth), files={qmp_send: "/bin/qmp-send"},
                             smp=2, timeout=limit, l2_init=L2_INIT, with_qemu=True,
                             l2_modules=["virtio_pci", "virtio_blk"], stream=sys.stdout,
                             retries=0)
     rows = parse(res.output)
-    print(f"--- {moves} moves per VMM, 2-vCPU 256 MiB guest, dirtying load (L1 times):")
+    bw = f"max-bandwidth {bandwidth} B/s" if bandwidth else "default bandwidths"
+    print(f"--- {moves} moves per VMM, {bw}, 2-vCPU 256 MiB guest, dirtying load (L1 times):")
     print(table(rows))
     print("evidence points at: " + verdict(rows))
     if not re.search(r"^DONE$", res.output, re.M):

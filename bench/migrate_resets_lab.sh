@@ -24,11 +24,13 @@
 # One "EV" line per event as it happens; a table at the end:
 # VMM x condition -> moves, resets, L2 shutdowns, checksum mismatches, and
 # which way the evidence points. Lab times are an emulator's.
-# Usage: bench/migrate_resets_lab.sh [MOVES]   (default 6; env BUILD_DIR)
+# Usage: bench/migrate_resets_lab.sh [MOVES]   (default 6; env BUILD_DIR;
+#   MIGRATE_BW=BYTES_PER_S: both VMMs' max-bandwidth, for longer pre-copies)
 set -eu
 . "$(dirname "$0")/lib.sh"
 MOVES=${1:-6}
 case $MOVES in ''|*[!0-9]*) bench_fail "MOVES: a number of moves, 1..30 (got '$MOVES')" ;; esac
 [ "$MOVES" -ge 1 ] && [ "$MOVES" -le 30 ] || bench_fail "MOVES: a number of moves, 1..30 (got $MOVES)"
+case ${MIGRATE_BW:-0} in *[!0-9]*) bench_fail "MIGRATE_BW: bytes per second (got '$MIGRATE_BW')" ;; esac
 export MOVES
 exec /usr/bin/python3 "$here/bench/migrate_resets_lab.py"
