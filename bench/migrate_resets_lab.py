@@ -160,10 +160,8 @@ control_phase() { phase_begin $1 control; t0=$(now); d=$(eval echo \$dur_$1)
   while [ -z "$gone" ] && awk -v a="$(since $t0)" -v d="$d" 'BEGIN {exit !(a < d)}'; do
     sleep 5; up $cur "in the control run"; done
   vm_quit $cur; phase_end; }
-migrate_phase kvz
-migrate_phase qemu
-control_phase kvz
-control_phase qemu
+for v in @ORDER@; do migrate_phase $v; done
+for v in @ORDER@; do control_phase $v; done
 echo DONE
 """
 
@@ -234,10 +232,12 @@ def table(rows):
     return "\n".join(lines)
 
 
-def l1_script(moves, kvz, qemu, bandwidth=0):
-    """bandwidth: both VMMs' max-bandwidth in bytes/s (0: each its default)."""
+def l1_script(moves, kvz, qemu, bandwidth=0, order=VMMS):
+    """bandwidth: both VMMs' max-bandwidth in bytes/s (0: each its default);
+    order: which VMM's phases come first (an L1 that dies mid-run leaves the
+    later ones out)."""
     text = L1_HELPERS + L1_PHASES
-    for k, v in (("@MOVES@", str(moves)), ("@CAP@", str(MOVE_CAP_S)), ("@BW@", str(bandwidth)),
+    for k, v in (("@ORDER@", " ".join(order)), ("@MOVES@", str(moves)), ("@CAP@", str(MOVE_CAP_S)), ("@BW@", str(bandwidth)),
                  ("@SETTLE@", str(SETTLE_S)), ("@KVZ@", kvz), ("@QEMU@", qemu)):
         text = text.replace(k, v)
     return text
@@ -247,6 +247,7 @@ def main():
     import kvzlab
     moves = int(os.environ["MOVES"])
     bandwidth = int(os.environ.get("MIGRATE_BW") or 0)
+    order = ("qemu", "kvz") if os.environ.get("FIRST") == "qemu" else VMMS
     build = os.environ["KVZ_BUILD_DIR"]
     qmp_send = os.path.join(build, "tests", "virtio", "qmp-send")
     kvzlab.bench_require("migrate_resets_lab", kvzlab.default_vmm(), qmp_send)
@@ -257,7 +258,7 @@ def main():
     # Per VMM: a boot and the moves, then a control as long; retries=0:
     # an L2 triple fault is what this bench counts, not a reason to rerun.
     limit = 4 * (300 + moves * (MOVE_CAP_S + SETTLE_S + 60))
-    res = kvzlab.run_in_lab(l1_script(moves, kvz, qemu, bandwidth), files={qmp_send: "/bin/qmp-send"},
+    res = kvzlab.run_in_lab(l1_script(moves, kvz, qemu, bandwidth, order), files={qmp_send: "/bin/qmp-send"},
                             smp=2, timeout=limit, l2_init=L2_INIT, with_qemu=True,
                             l2_modules=["virtio_pci", "virtio_blk"], stream=sys.stdout,
                             retries=0)

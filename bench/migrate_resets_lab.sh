@@ -25,7 +25,8 @@
 # VMM x condition -> moves, resets, L2 shutdowns, checksum mismatches, and
 # which way the evidence points. Lab times are an emulator's.
 # Usage: bench/migrate_resets_lab.sh [MOVES]   (default 6; env BUILD_DIR;
-#   MIGRATE_BW=BYTES_PER_S: both VMMs' max-bandwidth, for longer pre-copies)
+#   MIGRATE_BW=BYTES_PER_S: both VMMs' max-bandwidth, for longer pre-copies;
+#   FIRST=qemu: QEMU's phases before kvz-vmm's)
 set -eu
 . "$(dirname "$0")/lib.sh"
 MOVES=${1:-6}
