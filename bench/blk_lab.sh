@@ -116,7 +116,9 @@ for line in re.findall(r"^\[kvz\] kvz-vmm: debug: virtio vd.*$", out, re.M):
     print(line)
 if res.exit_code != 0:
     print(out[-4000:])
-    sys.exit(f"blk_lab: lab failed (exit {res.exit_code})")
+    why = kvzlab.lab_failure(res) or f"the L1 script exited with {res.exit_code}"
+    sys.exit(f"blk_lab: lab failed after {res.duration:.0f} s: {why} (L0 QEMU exit "
+             f"{res.qemu_returncode}); the figures above are from the rounds before")
 if missing:
     sys.exit(f"blk_lab: {missing} figures missing (see {log})")
 print(f"blk_lab: {below} figures below their goal" if below else "blk_lab: every figure meets its goal")
