@@ -8,6 +8,7 @@
 #   kvz_vmm, qemu_vmm  shell functions that exec each VMM with its
 #            options but the disks, which come as arguments
 #   STEP_S   the longest one job may take, seconds
+#   BOOT_S   the longest a guest may take to boot, seconds
 #
 # Both VMMs boot once, side by side, each with its own copies of the same
 # fresh images: a 128 MiB raw file and a 130 MiB qcow2 (L2 tells them apart
@@ -24,18 +25,25 @@
 # CPU and GUEST are the VMM process's utime+stime and guest_time in clock
 # ticks (/proc/PID/stat, every thread, exited ones too) when L2 said it
 # starts and ends the fio job.
+#
+# The emulator now and then leaves an L2 stuck (a QEMU guest has sat on a
+# 2 s job for minutes): a job without an answer within STEP_S is lost
+# (BLK-LOST ROUND VMM FORMAT JOB, that figure of that round left out), and
+# that VMM is killed and booted again on the same images, up to
+# MAX_RESTARTS times for the run.
 set -u
 cr=$(printf '\r')
 fail() { echo "blk_lab: $*"; kill $kpid $qpid 2>/dev/null; exit 1; }
 
-# upto VM MARKER: reads VM's console up to a line holding MARKER (left in
-# $line); other lines are shown with the VM's name in front.
+# upto VM MARKER [SECONDS]: reads VM's console up to a line holding MARKER
+# (left in $line), for at most SECONDS (STEP_S) without a line; other
+# lines are shown with the VM's name in front.
 upto() {
 	while :; do
 		if [ "$1" = kvz ]; then
-			IFS= read -r -t "$STEP_S" line <&4 || return 1
+			IFS= read -r -t "${3:-$STEP_S}" line <&4 || return 1
 		else
-			IFS= read -r -t "$STEP_S" line <&6 || return 1
+			IFS= read -r -t "${3:-$STEP_S}" line <&6 || return 1
 		fi
 		line=${line%"$cr"}
 		case $line in *"$2"*) return 0 ;; esac
@@ -49,6 +57,38 @@ cpu() {
 	[ $# -ge 43 ] && echo "$((${14} + ${15})) ${43}"
 }
 
+# start VM: boots it on its images, its console on the FIFOs.
+start() {
+	if [ "$1" = kvz ]; then
+		kvz_vmm --disk "$WORK/kvz-raw.img" --disk "$WORK/kvz-q2.img,format=qcow2" \
+			--disk "$FIO,readonly" <&3 >&4 2>&4 3>&- 4>&- 5>&- 6>&- &
+		kpid=$!
+	else
+		qemu_vmm -drive "file=$WORK/qemu-raw.img,format=raw,if=virtio,cache=writeback,aio=threads" \
+			-drive "file=$WORK/qemu-q2.img,format=qcow2,if=virtio,cache=writeback,aio=threads" \
+			-drive "file=$FIO,format=raw,if=virtio,readonly=on" <&5 >&6 2>&6 3>&- 4>&- 5>&- 6>&- &
+		qpid=$!
+	fi
+}
+
+# restart VM WHY: kills a stuck VM and boots it again, or fails the run.
+restart() {
+	restarts=$((restarts + 1))
+	[ $restarts -le "$MAX_RESTARTS" ] || fail "$1: $2 (and $MAX_RESTARTS restarts already)"
+	echo "blk_lab: $1: $2: booting it again"
+	if [ "$1" = kvz ]; then pid=$kpid; else pid=$qpid; fi
+	kill -9 $pid 2>/dev/null
+	wait $pid 2>/dev/null
+	# A command the dead guest never read would reach the new one.
+	if [ "$1" = kvz ]; then
+		while read -r -t 1 x <&3; do :; done
+	else
+		while read -r -t 1 x <&5; do :; done
+	fi
+	start "$1"
+	upto "$1" L2-READY "$BOOT_S" || fail "$1: L2 not ready within ${BOOT_S}s after a restart"
+}
+
 # job ROUND VMM FORMAT JOB
 job() {
 	if [ "$2" = kvz ]; then
@@ -56,11 +96,12 @@ job() {
 	else
 		echo "J $3 $4" >&5; pid=$qpid
 	fi
-	upto "$2" L2-GO || fail "$2: no start of $4 on $3 in round $1 within ${STEP_S}s"
+	lost="BLK-LOST $1 $2 $3 $4"
+	upto "$2" L2-GO || { echo "$lost"; restart "$2" "no start of $4 on $3 in round $1 within ${STEP_S}s"; return; }
 	c0=$(cpu $pid) || fail "$2: process $pid gone"
-	upto "$2" L2-END || fail "$2: $4 on $3 in round $1 did not end within ${STEP_S}s"
+	upto "$2" L2-END || { echo "$lost"; restart "$2" "$4 on $3 in round $1 did not end within ${STEP_S}s"; return; }
 	c1=$(cpu $pid) || fail "$2: process $pid gone"
-	upto "$2" L2-RES || fail "$2: no result of $4 on $3 in round $1"
+	upto "$2" L2-RES || { echo "$lost"; restart "$2" "no result of $4 on $3 in round $1"; return; }
 	echo "BLK $1 $2 $3 $4 ${line#*L2-RES } $c0 $c1"
 }
 
@@ -92,16 +133,11 @@ done
 # Read-write opens of the FIFOs never block, and holding both ends here
 # means neither side sees an end of file while the other restarts a read.
 exec 3<>"$WORK/kvz.in" 4<>"$WORK/kvz.out" 5<>"$WORK/qemu.in" 6<>"$WORK/qemu.out"
-kpid= qpid=
-kvz_vmm --disk "$WORK/kvz-raw.img" --disk "$WORK/kvz-q2.img,format=qcow2" \
-	--disk "$FIO,readonly" <&3 >&4 2>&4 3>&- 4>&- 5>&- 6>&- &
-kpid=$!
-qemu_vmm -drive "file=$WORK/qemu-raw.img,format=raw,if=virtio,cache=writeback,aio=threads" \
-	-drive "file=$WORK/qemu-q2.img,format=qcow2,if=virtio,cache=writeback,aio=threads" \
-	-drive "file=$FIO,format=raw,if=virtio,readonly=on" <&5 >&6 2>&6 3>&- 4>&- 5>&- 6>&- &
-qpid=$!
+kpid= qpid= restarts=0
+start kvz
+start qemu
 for v in kvz qemu; do
-	upto $v L2-READY || fail "$v: L2 not ready within ${STEP_S}s"
+	upto $v L2-READY "$BOOT_S" || fail "$v: L2 not ready within ${BOOT_S}s"
 	echo "[$v] $line"
 done
 

@@ -28,6 +28,7 @@ MEETS_VS_QEMU = 1.0
 MEETS_QCOW2_VS_RAW = 0.9
 TICK_S = 0.01   # /proc/PID/stat counts in USER_HZ ticks, 100 a second on x86
 
+LOST_RE = re.compile(r"^BLK-LOST \d+ ", re.M)
 BLK_RE = re.compile(r"^BLK (\d+) (kvz|qemu) (raw|qcow2) (\S+) (.*)$", re.M)
 
 
@@ -42,17 +43,17 @@ def _read(name):
 
 def step_s(runtime):
     """The longest one job may take: fio's runtime, its start in L2 and the
-    console's round trip, under an emulator on a shared host (the boot too)."""
-    return 120 + 10 * runtime
+    console's round trip, under an emulator on a shared host."""
+    return 50 + 5 * runtime
 
 
 def l1_script(rounds, step, kvz_vmm, qemu_vmm, work="/tmp", qcow2="/img/empty.qcow2",
-              fio="/fio.tgz"):
+              fio="/fio.tgz", boot=300, max_restarts=4):
     """bench/blk_lab_l1.sh with its settings; kvz_vmm and qemu_vmm: the
     bodies of the shell functions that exec each VMM ("$@": its disks)."""
     jobs = " ".join(label for label, _, _ in JOBS)
     return (f'ROUNDS={rounds}\nJOBS="{jobs}"\nWORK={work} QCOW2={qcow2} FIO={fio} '
-            f'STEP_S={step}\nkvz_vmm() {{ {kvz_vmm}; }}\nqemu_vmm() {{ {qemu_vmm}; }}\n'
+            f'STEP_S={step} BOOT_S={boot} MAX_RESTARTS={max_restarts}\nkvz_vmm() {{ {kvz_vmm}; }}\nqemu_vmm() {{ {qemu_vmm}; }}\n'
             + _read("blk_lab_l1.sh"))
 
 
@@ -217,6 +218,10 @@ def report(output, rounds_asked):
             f"{_num(row['kvz'])} {_num(row['qemu'])}  {row['speed'].show():42} "
             f"{row['verdict']:20} {_num(row['kvz_cpu'], 13, 2)} {_num(row['qemu_cpu'], 5, 2)} "
             f"  {cost_txt}")
+    lost = len(LOST_RE.findall(output))
+    if lost:
+        lines.append(f"({lost} job{'s' if lost > 1 else ''} lost: a guest stuck, its VMM "
+                     "booted again, that figure of that round left out)")
     lines.append(f"(kvz-vmm and QEMU figures: medians over the rounds; kvz/QEMU: median "
                  f"of the per-round ratios, > 1 kvz-vmm better, meets at >= {MEETS_VS_QEMU}; "
                  f"{len(rounds)} of {rounds_asked} rounds; CPU: the VMM process's "

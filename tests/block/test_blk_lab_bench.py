@@ -17,7 +17,8 @@ LABELS = [label for label, _, _ in lib.JOBS]
 
 # A guest as the L2 script is seen from L1: READY, then GO/END/RES per job.
 # SPEED is its figure; DIE_AFTER jobs it exits; HANG_AFTER jobs it stops
-# answering. Its arguments (the disks) go to ARGS_FILE.
+# answering; with HANG_ONCE (a file made then) only the first guest to get
+# that far does. Its arguments (the disks) go to ARGS_FILE.
 FAKE_GUEST = r"""
 echo "$*" > "$ARGS_FILE"
 echo "[    0.1] boot noise"
@@ -27,7 +28,10 @@ while read -r cmd fmt label; do
 	case $cmd in Q) break ;; J) ;; *) continue ;; esac
 	n=$((n + 1))
 	[ "$n" -gt "${DIE_AFTER:-999999}" ] && exit 7
-	[ "$n" -gt "${HANG_AFTER:-999999}" ] && { sleep 60; continue; }
+	if [ "$n" -gt "${HANG_AFTER:-999999}" ] && ! [ -e "${HANG_ONCE:-/nonexistent}" ]; then
+		[ -n "$HANG_ONCE" ] && touch "$HANG_ONCE"
+		sleep 60; continue
+	fi
 	echo "L2-GO"
 	i=0; while [ $i -lt 3000 ]; do i=$((i + 1)); done
 	echo "L2-END"
@@ -38,7 +42,7 @@ echo "kvz-vmm: debug: virtio vda: fake counters"
 """
 
 
-def run_l1(tmp_path, rounds=4, step=20, kvz_env="", qemu_env=""):
+def run_l1(tmp_path, rounds=4, step=20, kvz_env="", qemu_env="", max_restarts=4):
     guest = tmp_path / "guest.sh"
     guest.write_text(FAKE_GUEST)
     (tmp_path / "empty.qcow2").write_bytes(b"QFI\xfb")
@@ -48,7 +52,8 @@ def run_l1(tmp_path, rounds=4, step=20, kvz_env="", qemu_env=""):
     qemu = (f"exec env SPEED=1000 ARGS_FILE={tmp_path}/qemu.args {qemu_env} "
             f"{BUSYBOX} sh {guest} \"$@\"")
     script = lib.l1_script(rounds, step, kvz, qemu, work=str(tmp_path),
-                           qcow2=str(tmp_path / "empty.qcow2"), fio=str(tmp_path / "fio.tgz"))
+                           qcow2=str(tmp_path / "empty.qcow2"), fio=str(tmp_path / "fio.tgz"),
+                           boot=10, max_restarts=max_restarts)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     return subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True,
                           timeout=300, env=env, cwd=tmp_path)
@@ -104,19 +109,37 @@ def test_rounds_rotate_and_report(tmp_path):
 
 @needs_busybox
 def test_dead_vmm_fails_with_one_line(tmp_path):
-    res = run_l1(tmp_path, rounds=1, step=3, kvz_env="DIE_AFTER=2")
+    res = run_l1(tmp_path, rounds=1, step=3, kvz_env="DIE_AFTER=2", max_restarts=0)
     assert res.returncode == 1
     fails = [line for line in res.stdout.splitlines() if line.startswith("blk_lab: ")]
     assert len(fails) == 1 and fails[0].startswith("blk_lab: kvz: "), res.stdout
+    assert fails[0].endswith("(and 0 restarts already)")
     # kvz-vmm dies at its third job: by then QEMU has run two.
     assert len([line for line in res.stdout.splitlines() if line.startswith("BLK ")]) == 4
 
 
 @needs_busybox
-def test_silent_guest_times_out(tmp_path):
-    res = run_l1(tmp_path, rounds=1, step=2, qemu_env="HANG_AFTER=1")
+def test_stuck_guest_is_booted_again_and_its_job_lost(tmp_path):
+    res = run_l1(tmp_path, rounds=1, step=2, qemu_env=f"HANG_AFTER=3 HANG_ONCE={tmp_path}/hung")
+    assert res.returncode == 0, res.stdout
+    lines = res.stdout.splitlines()
+    # Round 1's order per job: kvz raw, qemu raw, qemu qcow2, kvz qcow2:
+    # QEMU's 4th job is the second job on qcow2.
+    assert f"BLK-LOST 1 qemu qcow2 {LABELS[1]}" in lines
+    assert any(line.startswith("blk_lab: qemu: ") and line.endswith("booting it again")
+               for line in lines)
+    assert len([line for line in lines if line.startswith("BLK ")]) == len(LABELS) * 4 - 1
+    text, missing, _ = lib.report(res.stdout, 1)
+    assert missing == 1   # that figure of the one round: kvz/QEMU on qcow2
+    assert "1 job lost" in text
+
+
+@needs_busybox
+def test_guest_stuck_for_good_fails_with_one_line(tmp_path):
+    res = run_l1(tmp_path, rounds=1, step=2, qemu_env="HANG_AFTER=1", max_restarts=1)
     assert res.returncode == 1
-    assert "blk_lab: qemu: no start of" in res.stdout, res.stdout
+    assert res.stdout.splitlines()[-1].startswith("blk_lab: qemu: no start of "), res.stdout
+    assert res.stdout.splitlines()[-1].endswith("(and 1 restarts already)")
 
 
 def blk(rnd, vmm, fmt, label, value, cpu=10):
