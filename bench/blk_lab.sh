@@ -23,6 +23,8 @@
 # VMM process's L1 CPU time (utime+stime, /proc/PID/stat) over the job per
 # MiB moved, less noisy than throughput in an emulator. The first round's
 # writes allocate (tmpfs pages, qcow2 clusters); later rounds rewrite.
+# A guest the emulator leaves stuck on a job loses that job (that figure
+# of that round left out) and its VMM boots again on the same images.
 #
 # Host side, like with like: both go through L1's page cache.
 # - kvz-vmm: its defaults, io_uring (readv/writev/fsync on the image opened
