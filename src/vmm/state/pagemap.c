@@ -49,3 +49,24 @@ bool pagemap_may_hold_data(struct pagemap_reader *r, uint64_t page)
 		return true;
 	return (r->e[page - r->first] & (PM_PRESENT | PM_SWAPPED)) != 0;
 }
+
+/* The scan over a batch is a tight loop: a 4 GiB guest that touched little
+ * is a million entries, nearly all zero. */
+uint64_t pagemap_next_data(struct pagemap_reader *r, uint64_t page, uint64_t end)
+{
+	while (page < end) {
+		/* Loads the batch that holds page and checks must_read. */
+		if (pagemap_may_hold_data(r, page))
+			return page;
+		/* Up to the end of the batch, or of page's chunk (not must-read)
+		 * when some chunks are: the batch alone decides there. */
+		uint64_t stop = r->first + r->n < end ? r->first + r->n : end;
+		uint64_t chunk_end = (page * PAGE / PAGEMAP_CHUNK + 1) * (PAGEMAP_CHUNK / PAGE);
+		if (r->must_read && chunk_end < stop)
+			stop = chunk_end;
+		for (page++; page < stop; page++)
+			if (r->e[page - r->first] & (PM_PRESENT | PM_SWAPPED))
+				return page;
+	}
+	return end;
+}

@@ -34,5 +34,7 @@ void pagemap_reader_init(struct pagemap_reader *r, int fd, const void *host, uin
 
 /* False only when the page of RAM at that index surely reads as zeros. */
 bool pagemap_may_hold_data(struct pagemap_reader *r, uint64_t page);
+/* The first page in [page, end) that may hold data; end when none. */
+uint64_t pagemap_next_data(struct pagemap_reader *r, uint64_t page, uint64_t end);
 
 #endif

@@ -64,6 +64,8 @@ bool ram_iter_next(struct ram_iter *it, uint64_t max_len, uint64_t *off, uint64_
 		if (h > d && (uint64_t)h < end)
 			end = (uint64_t)h;
 	}
+	if (it->pagemap && !it->bitmap)
+		it->pos = pagemap_next_data(it->pagemap, it->pos / SNAP_PAGE, it->size / SNAP_PAGE) * SNAP_PAGE;
 	while (it->pos < it->size && !page_wanted(it, it->pos / SNAP_PAGE))
 		it->pos += SNAP_PAGE;
 	if (it->pos >= it->size)
