@@ -94,10 +94,11 @@ def test_stamps_everywhere_survive_save_restore_and_resave(tmp_path):
     that second file (RAM read), the guest verifies them again."""
     opts = ["--memory", "1G", "--cpus", "1"]
     vm = Stamp(tmp_path, opts + ["--bench-phases"])
-    p = vm.wait_passes(1)[-1][3]
+    vm.wait_passes(1)
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     migrate_to(vm, a)
     read, written, _ = ram_phase(vm.quit())
+    p = vm.stamps[-1][3]   # passes when saved: p + 2 is a whole pass after a restore
     assert STAMPED <= written << 10 <= read << 10 < (STAMPED + (64 << 20)), (read, written)
     assert os.stat(a).st_blocks * 512 < STAMPED + (64 << 20)
 
@@ -191,4 +192,5 @@ def test_saved_clock_is_the_pause_not_the_end_of_the_save(tmp_path):
     vm2 = Stamp(tmp_path, opts + ["--incoming", f"file:{snap}"], name="r")
     after = vm2.wait_passes(last[3] + 1)
     vm2.quit()
-    assert after[0][1] == last[1] + 1, (last, after[0])
+    # +2: saved in the middle of printing a line, finished after the restore
+    assert after[0][1] in (last[1] + 1, last[1] + 2), (last, after[0])
