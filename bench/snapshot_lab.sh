@@ -117,5 +117,8 @@ for mem in ("256M", "1G", "4G"):
     ok &= bool(runs) and bool(read)
     print(f"{mem:>5}: save {' '.join(f'{x:.2f}' for x in runs)} s, restore {' '.join(f'{x:.2f}' for x in rest)} s; "
           f"RAM read/written {', '.join(f'{int(a) >> 10}/{int(b) >> 10} MiB' for a, b in read)}")
+if not ok and res.exit_code == 0:   # figures missing: show why
+    print("\n".join(l for l in res.output.splitlines()[-40:] if "TCG doesn't support" not in l))
+    print("snapshot_lab: figures missing", file=sys.stderr)
 sys.exit(0 if ok else 1)
 PYEOF
