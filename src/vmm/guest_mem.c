@@ -72,6 +72,7 @@ int guest_mem_init(struct guest_mem *m, uint64_t size, bool shared)
 {
 	memset(m, 0, sizeof(*m));
 	m->memfd = -1;
+	m->pagemap_fd = -1;
 	if (size == 0 || size % 4096)
 		return -EINVAL;
 	/* MAP_NORESERVE: guest RAM is allocated on first touch, so an idle guest
@@ -85,6 +86,8 @@ int guest_mem_init(struct guest_mem *m, uint64_t size, bool shared)
 	m->size = size;
 	m->lo_size = size < GUEST_MEM_HOLE_START ? size : GUEST_MEM_HOLE_START;
 	m->hi_size = size - m->lo_size;
+	m->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	m->pagemap_errno = m->pagemap_fd < 0 ? errno : 0;
 	return 0;
 }
 
@@ -94,6 +97,11 @@ void guest_mem_destroy(struct guest_mem *m)
 		munmap(m->host, m->size);
 	if (m->memfd >= 0)
 		close(m->memfd);
+	if (m->pagemap_fd >= 0)
+		close(m->pagemap_fd);
+	free(m->file_chunks);
+	m->file_chunks = NULL;
+	m->pagemap_fd = -1;
 	free(m->vmm_dirty_buf);
 	m->vmm_dirty_buf = m->vmm_dirty = NULL;
 	free(m->vhost_log_buf);
@@ -174,11 +182,20 @@ static int map_file_range(struct guest_mem *m, int fd, uint64_t offset, uint64_t
 {
 	void *p = mmap(m->host + start, end - start, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, (off_t)(offset + start));
-	return p == MAP_FAILED ? -errno : 0;
+	if (p == MAP_FAILED)
+		return -errno;
+	for (uint64_t c = start / GUEST_MEM_ALIGN; c * GUEST_MEM_ALIGN < end; c++)
+		m->file_chunks[c / 64] |= 1ull << (c % 64);
+	return 0;
 }
 
 int guest_mem_map_file(struct guest_mem *m, int fd, uint64_t offset)
 {
+	uint64_t chunks = (m->size + GUEST_MEM_ALIGN - 1) / GUEST_MEM_ALIGN;
+	free(m->file_chunks);
+	m->file_chunks = calloc((chunks + 63) / 64, sizeof(uint64_t));
+	if (!m->file_chunks)
+		return -ENOMEM;
 	/* A fresh anonymous mapping first: what boot loading wrote goes, and
 	 * the chunks without data read zeros. */
 	void *p = mmap(m->host, m->size, PROT_READ | PROT_WRITE,

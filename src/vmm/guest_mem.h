@@ -44,6 +44,16 @@ struct guest_mem {
 	 * anything. */
 	bool file_backed;
 	uint64_t file_dev, file_ino;   /* which file, when file_backed */
+	/* When file_backed: one bit per GUEST_MEM_ALIGN chunk of RAM (offset
+	 * order) mapped from the file. There a page not present may still be
+	 * the file's data: a save must read it (state/pagemap.h). */
+	uint64_t *file_chunks;
+	/* /proc/self/pagemap, opened with the RAM (before the seccomp filter
+	 * forbids opening files) so that a save can skip anonymous pages that
+	 * were never populated; -1 when it could not be opened (errno in
+	 * pagemap_errno): a save then reads every page. */
+	int pagemap_fd;
+	int pagemap_errno;
 	/* While a live migration runs: one bit per page (RAM offset order) for
 	 * every write kvz-vmm itself makes into guest RAM, which KVM's dirty
 	 * log does not see. NULL otherwise; read and set atomically (devices

@@ -170,7 +170,13 @@ static int stop_and_copy(struct live *l, struct mig_writer *w, uint64_t *bitmap,
 		migration_emit(m, "STOP");
 	}
 	migration_set_status(m, MIG_DEVICE, NULL);
-	int rc = dirty_log_sync(vm, bitmap, err, errlen);
+	/* The state as it paused: the target's kvmclock and TSCs continue from
+	 * here, not from after the last pages went out. */
+	struct state_buf cap;
+	state_buf_init(&cap);
+	int rc = snapshot_capture(vm, &cap, err, errlen);
+	if (rc == 0)
+		rc = dirty_log_sync(vm, bitmap, err, errlen);
 	if (rc == 0)
 		rc = mig_writer_pages(w, vm->mem.host, vm->mem.size, bitmap, err, errlen);
 	/* Paused: the disks' queues are drained and quiesced, so what is
@@ -181,7 +187,8 @@ static int stop_and_copy(struct live *l, struct mig_writer *w, uint64_t *bitmap,
 		STAT_SET(m, disk_remaining, 0);
 	}
 	if (rc == 0)
-		rc = snapshot_sections(vm, stream_section, w, err, errlen);
+		rc = snapshot_replay(&cap, stream_section, w, err, errlen);
+	state_buf_free(&cap);
 	if (rc == 0)
 		rc = mig_writer_end(w, err, errlen);
 	STAT_SET(m, downtime, now_ms() - t);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "phase_trace.h"
 #include "state/state_registry.h"
 #include "vm_internal.h"
@@ -34,10 +35,68 @@ int snapshot_sections(struct vm *vm, snapshot_section_fn emit, void *opaque, cha
 	return rc;
 }
 
+/* A captured section: its entry (the registry outlives the capture), its
+ * length, then its bytes. */
+struct captured {
+	const struct state_entry *e;
+	size_t len;
+};
+
+static int capture_section(void *o, const struct state_entry *e, const void *data, size_t len,
+			   char *err, size_t errlen)
+{
+	struct state_buf *b = o;
+	struct captured c = {e, len};
+	state_put_bytes(b, &c, sizeof(c));
+	state_put_bytes(b, data, len);
+	if (b->oom) {
+		snprintf(err, errlen, "section '%s.%u': out of memory", e->name, e->instance);
+		return -1;
+	}
+	return 0;
+}
+
+int snapshot_capture(struct vm *vm, struct state_buf *out, char *err, size_t errlen)
+{
+	return snapshot_sections(vm, capture_section, out, err, errlen);
+}
+
+int snapshot_replay(const struct state_buf *cap, snapshot_section_fn emit, void *opaque,
+		    char *err, size_t errlen)
+{
+	for (size_t at = 0; at < cap->len;) {
+		struct captured c;
+		memcpy(&c, cap->data + at, sizeof(c));
+		at += sizeof(c);
+		if (emit(opaque, c.e, cap->data + at, c.len, err, errlen) < 0)
+			return -1;
+		at += c.len;
+	}
+	return 0;
+}
+
 static int file_section(void *w, const struct state_entry *e, const void *data, size_t len,
 			char *err, size_t errlen)
 {
 	return snap_writer_section(w, e, data, len, err, errlen);
+}
+
+/* Which pages of RAM the save must read: a memfd's holes and, for
+ * anonymous RAM, the pages pagemap says were never populated are skipped
+ * unread (reading them would cost time in proportion to RAM size). */
+static void ram_pages(struct vm *vm, struct ram_iter *it, struct pagemap_reader *pm)
+{
+	struct guest_mem *m = &vm->mem;
+	bool memfd = m->memfd >= 0 && !m->file_backed;
+	ram_iter_init(it, m->size, NULL, memfd ? m->memfd : -1);
+	pagemap_reader_init(pm, memfd ? -1 : m->pagemap_fd, m->host, m->size,
+			    m->file_backed ? m->file_chunks : NULL);
+	if (memfd)
+		return;
+	if (m->pagemap_fd < 0)
+		kvz_debug("snapshot: /proc/self/pagemap could not be opened (%s): every page of RAM is read",
+			  strerror(m->pagemap_errno));
+	ram_iter_use_pagemap(it, pm);
 }
 
 int snapshot_save(struct vm *vm, int fd, struct snap_progress *progress, char *err, size_t errlen)
@@ -53,12 +112,23 @@ int snapshot_save(struct vm *vm, int fd, struct snap_progress *progress, char *e
 	struct snap_writer w;
 	if (snap_writer_begin(&w, fd, vm->mem.size, progress, err, errlen) < 0)
 		return -1;
-	struct ram_iter it;
-	/* A memfd's holes are pages the guest never touched: skipped unread. */
-	ram_iter_init(&it, vm->mem.size, NULL, vm->mem.file_backed ? -1 : vm->mem.memfd);
-	int rc = snap_writer_ram(&w, vm->mem.host, &it, err, errlen);
-	if (rc == 0)
-		rc = snapshot_sections(vm, file_section, &w, err, errlen);
+	/* The state first, as the machine was when it paused: kvmclock and
+	 * every vCPU's TSC then continue on restore from that instant, and the
+	 * guest does not see the time the RAM takes to write pass. (The writer
+	 * buffers the sections; their place in the file is after RAM.) */
+	int rc = snapshot_sections(vm, file_section, &w, err, errlen);
+	kvz_phase("save: state captured");
+	if (rc == 0) {
+		struct ram_iter it;
+		struct pagemap_reader pm;
+		ram_pages(vm, &it, &pm);
+		rc = snap_writer_ram(&w, vm->mem.host, &it, err, errlen);
+		if (pm.error)
+			kvz_debug("snapshot: /proc/self/pagemap: %s: the rest of RAM was read page by page",
+				  strerror(pm.error));
+		kvz_phase("save: RAM written: %llu KiB read, %llu KiB written",
+			  (unsigned long long)(w.ram_read >> 10), (unsigned long long)(w.ram_written >> 10));
+	}
 	if (rc == 0)
 		rc = snap_writer_finish(&w, err, errlen);
 	snap_writer_free(&w);

@@ -18,8 +18,18 @@ typedef int (*snapshot_section_fn)(void *opaque, const struct state_entry *e, co
 				   size_t len, char *err, size_t errlen);
 int snapshot_sections(struct vm *vm, snapshot_section_fn emit, void *opaque, char *err, size_t errlen);
 
-/* The machine must be paused (vm_pause). Writes RAM, then one section per
- * registry entry, then the header. Returns 0, or -1 with one line in err. */
+/* The same sections captured into out now, for emit later (replay): the
+ * state, kvmclock and each vCPU's TSC above all, is taken at the pause,
+ * before the RAM that follows takes its time. */
+int snapshot_capture(struct vm *vm, struct state_buf *out, char *err, size_t errlen);
+int snapshot_replay(const struct state_buf *cap, snapshot_section_fn emit, void *opaque,
+		    char *err, size_t errlen);
+
+/* The machine must be paused (vm_pause). Captures every registry entry's
+ * state (kvmclock and the vCPUs' TSCs at the pause: the guest does not see
+ * the save's time pass once restored), writes RAM (pages never populated
+ * skipped unread: state/pagemap.h), then the sections, then the header.
+ * Returns 0, or -1 with one line in err. */
 int snapshot_save(struct vm *vm, int fd, struct snap_progress *progress, char *err, size_t errlen);
 
 /* The machine is built (and its boot images loaded) but has never run.

@@ -222,6 +222,7 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 	vm->cfg = *cfg;
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->mem.memfd = -1;
+	vm->mem.pagemap_fd = -1;
 	vm->start_ns = now_ns();
 	pthread_mutex_init(&vm->transition, NULL);
 	pthread_mutex_init(&vm->lock, NULL);

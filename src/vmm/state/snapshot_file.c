@@ -32,12 +32,20 @@ void ram_iter_init(struct ram_iter *it, uint64_t size, const uint64_t *bitmap, i
 	it->size = size;
 	it->bitmap = bitmap;
 	it->data_fd = data_fd;
+	it->pagemap = NULL;
 	it->pos = 0;
 }
 
-static bool page_wanted(const struct ram_iter *it, uint64_t page)
+void ram_iter_use_pagemap(struct ram_iter *it, struct pagemap_reader *pm)
 {
-	return !it->bitmap || (it->bitmap[page / 64] >> (page % 64) & 1);
+	it->pagemap = pm;
+}
+
+static bool page_wanted(struct ram_iter *it, uint64_t page)
+{
+	if (it->bitmap)
+		return it->bitmap[page / 64] >> (page % 64) & 1;
+	return !it->pagemap || pagemap_may_hold_data(it->pagemap, page);
 }
 
 bool ram_iter_next(struct ram_iter *it, uint64_t max_len, uint64_t *off, uint64_t *len)
@@ -56,6 +64,8 @@ bool ram_iter_next(struct ram_iter *it, uint64_t max_len, uint64_t *off, uint64_
 		if (h > d && (uint64_t)h < end)
 			end = (uint64_t)h;
 	}
+	if (it->pagemap && !it->bitmap)
+		it->pos = pagemap_next_data(it->pagemap, it->pos / SNAP_PAGE, it->size / SNAP_PAGE) * SNAP_PAGE;
 	while (it->pos < it->size && !page_wanted(it, it->pos / SNAP_PAGE))
 		it->pos += SNAP_PAGE;
 	if (it->pos >= it->size)
@@ -148,8 +158,10 @@ static int write_run(struct snap_writer *w, const uint8_t *ram, uint64_t off, ui
 		if (stop > start &&
 		    pwrite_all(w->fd, ram + start, stop - start, w->ram_offset + start, err, errlen) < 0)
 			return -1;
+		w->ram_written += stop - start;
 		start = stop;
 	}
+	w->ram_read += len;
 	return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pagemap.h"
 #include "state_buf.h"
 #include "state_registry.h"
 
@@ -32,10 +33,15 @@ struct ram_iter {
 	uint64_t size;             /* bytes of RAM */
 	const uint64_t *bitmap;    /* one bit per page, or NULL */
 	int data_fd;               /* >= 0: a file whose holes are zero (memfd): skipped unread */
+	/* Or anonymous RAM: pages it says hold nothing are skipped unread. */
+	struct pagemap_reader *pagemap;
 	uint64_t pos;
 };
 
 void ram_iter_init(struct ram_iter *it, uint64_t size, const uint64_t *bitmap, int data_fd);
+/* Skips the pages pm says were never populated (with no bitmap and no
+ * data_fd). */
+void ram_iter_use_pagemap(struct ram_iter *it, struct pagemap_reader *pm);
 /* Next run [*off, *off + *len) to consider, at most max_len bytes. Returns
  * false at the end. */
 bool ram_iter_next(struct ram_iter *it, uint64_t max_len, uint64_t *off, uint64_t *len);
@@ -56,6 +62,8 @@ struct snap_writer {
 	uint32_t nsections;
 	struct state_buf pending;  /* sections, written in large blocks */
 	struct snap_progress *progress;
+	uint64_t ram_read;         /* bytes of guest RAM read (zero-checked) */
+	uint64_t ram_written;      /* of those, bytes written (not zero) */
 };
 
 /* fd must be a regular file: it is truncated and laid out from offset 0. */
