@@ -50,6 +50,21 @@ def logs_of_all(max_lines=80):
     return "\n".join(out)
 
 
+def stop_all(*daemons):
+    """Stops each kvzd and removes its files; returns what they logged."""
+    logs = ""
+    for d in daemons:
+        d.terminate()
+        logs += d.read_log()
+        d.cleanup()
+    return logs
+
+
+def no_sanitizer_report(logs):
+    """Under ASan/UBSan (KVZ_BUILD_DIR=build-asan) kvzd's reports fail the test."""
+    assert "runtime error" not in logs and "Sanitizer" not in logs, logs
+
+
 class Kvzd:
     def __init__(self, vmm=None, ct=None, interval=1, images_dirs=()):
         ALL.append(self)

@@ -15,7 +15,7 @@ import struct
 import pytest
 
 import kvzd_harness
-from kvzd_harness import BUILD, Kvzd, free_port
+from kvzd_harness import BUILD, Kvzd, free_port, no_sanitizer_report
 from test_migrate import pair_up, tcp_api, terminate_pair, write_token
 
 KVZ_CT = os.path.join(BUILD, "src/ct/kvz-ct")
@@ -142,7 +142,7 @@ def hosts(tmp_path, monkeypatch):
     b.d.cleanup()
     for h in (a, b):
         h.remove_cgroups()
-    assert "runtime error" not in logs and "Sanitizer" not in logs, logs
+    no_sanitizer_report(logs)
 
 
 def start_ct(d, name=CT):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from kvzd_harness import FAKE, fake_kvzd
+from kvzd_harness import FAKE, fake_kvzd, no_sanitizer_report, stop_all
 from netns_harness import Net, why_not
 from test_migrate import TOKEN_A, TOKEN_B, fake_qmp, types, write_token
 
@@ -32,7 +32,6 @@ def cut_hosts():
         pytest.skip("stand-in supervisor not built: " + FAKE)
     b.images_dirs += a.images_dirs     # the same kernel path on both "hosts"
     net = Net(2)
-    logs = ""
     try:
         for i, (d, tok) in enumerate(((a, TOKEN_A), (b, TOKEN_B))):
             d.wrap = net.wrap(i)
@@ -42,12 +41,9 @@ def cut_hosts():
               write_token(a, TOKEN_B, "b-token"))
         yield net, a, b
     finally:
-        for d in (a, b):
-            d.terminate()
-            logs += d.read_log()
-            d.cleanup()
+        logs = stop_all(a, b)
         net.close()
-    assert "runtime error" not in logs and "Sanitizer" not in logs, logs
+    no_sanitizer_report(logs)
 
 
 def supervisors(d, name):
