@@ -38,6 +38,7 @@ struct live {
 	uint64_t start_ms;
 	uint64_t throttle_at_ms;   /* next duty-cycle pause */
 	bool vm_paused;            /* stop-and-copy: no throttling */
+	bool final;                /* stop-and-copy: no bandwidth limit */
 };
 
 /* Auto-converge: the vCPUs lose pct% of their time, as pauses of pct ms
@@ -68,12 +69,20 @@ static int tick(void *opaque, const struct mig_counts *c)
 	uint64_t elapsed = now_ms() - l->start_ms;
 	if (elapsed)
 		STAT_SET(m, mbps, c->bytes * 8 / 1000 / elapsed);
-	uint64_t bw = PARAM(m, max_bandwidth);
-	if (bw) {   /* max-bandwidth: never ahead of bytes / bw */
+	/* max-bandwidth: never ahead of bytes / bw. Re-read every 50 ms so that
+	 * a migrate-set-parameters (or a cancel) takes effect at once, as in
+	 * QEMU, rather than after a wait computed from the old limit. Not in
+	 * stop-and-copy: the guest is paused, every wait is downtime (QEMU's
+	 * final RAM pass ignores the limit too). */
+	while (!l->final) {
+		uint64_t bw = PARAM(m, max_bandwidth);
+		if (!bw || __atomic_load_n(&m->progress.cancel, __ATOMIC_RELAXED))
+			break;
 		uint64_t due_ms = c->bytes * 1000 / bw;
-		for (uint64_t left = due_ms > elapsed ? due_ms - elapsed : 0;
-		     left && !__atomic_load_n(&m->progress.cancel, __ATOMIC_RELAXED); left -= left > 50 ? 50 : left)
-			sleep_ms(left > 50 ? 50 : left);
+		elapsed = now_ms() - l->start_ms;
+		if (due_ms <= elapsed)
+			break;
+		sleep_ms(due_ms - elapsed > 50 ? 50 : due_ms - elapsed);
 	}
 	throttle(l);
 	return __atomic_load_n(&m->progress.cancel, __ATOMIC_RELAXED);
@@ -105,6 +114,21 @@ static bool enough(uint64_t expected_ms, uint64_t limit_ms, uint64_t dirty, uint
 	return expected_ms <= limit_ms / 16 || dirty > prev_dirty / 2;
 }
 
+/* One pre-copy pass: the pages (all, or bitmap's), the disks' dirty
+ * chunks, and a flush, so that the pass is on the wire before the next
+ * sync: otherwise a small guest's whole first pass would wait in the
+ * buffer for stop-and-copy (downtime) and the pass's measured bandwidth
+ * would be nil. */
+static int send_pass(struct live *l, struct mig_writer *w, const uint64_t *bitmap, char *err,
+		     size_t errlen)
+{
+	struct vm *vm = l->m->vm;
+	if (mig_writer_pages(w, vm->mem.host, vm->mem.size, bitmap, err, errlen) < 0 ||
+	    (l->disks && mig_disks_send(l->disks, w, err, errlen) < 0))
+		return -1;
+	return mig_writer_flush(w, err, errlen);
+}
+
 /* Pre-copy passes: the first sends all RAM, each later one what the last
  * dirtied, until enough() (or MAX_PASSES). Leaves the unsent dirty pages
  * in bitmap. */
@@ -114,8 +138,7 @@ static int precopy(struct live *l, struct mig_writer *w, uint64_t *bitmap, char 
 	struct vm *vm = m->vm;
 	uint64_t words = guest_mem_bitmap_words(&vm->mem);
 	uint64_t t = now_ms(), sent = w->counts.bytes;
-	if (mig_writer_pages(w, vm->mem.host, vm->mem.size, NULL, err, errlen) < 0 ||
-	    (l->disks && mig_disks_send(l->disks, w, err, errlen) < 0))
+	if (send_pass(l, w, NULL, err, errlen) < 0)
 		return -1;
 	uint64_t prev_dirty = UINT64_MAX;
 	for (unsigned pass = 1;; pass++) {
@@ -147,8 +170,7 @@ static int precopy(struct live *l, struct mig_writer *w, uint64_t *bitmap, char 
 		prev_dirty = dirty;
 		t = now_ms();
 		sent = w->counts.bytes;
-		if (mig_writer_pages(w, vm->mem.host, vm->mem.size, bitmap, err, errlen) < 0 ||
-		    (l->disks && mig_disks_send(l->disks, w, err, errlen) < 0))
+		if (send_pass(l, w, bitmap, err, errlen) < 0)
 			return -1;
 	}
 }
@@ -170,6 +192,7 @@ static int stop_and_copy(struct live *l, struct mig_writer *w, uint64_t *bitmap,
 		migration_emit(m, "STOP");
 	}
 	migration_set_status(m, MIG_DEVICE, NULL);
+	l->final = true;
 	/* The state as it paused: the target's kvmclock and TSCs continue from
 	 * here, not from after the last pages went out. */
 	struct state_buf cap;

@@ -283,22 +283,28 @@ def test_settled_after_restart_shared_disks_kept(shared_hosts):
 
 
 def test_shared_image_dir_target_vmm_killed_disk_kept(shared_hosts):
-    """The target's kvz-vmm stopped (SIGSTOP) as soon as the source sends
-    (slowed to 1 Mbit/s), killed a second later: whether the source was
-    still sending or had saved its devices (dropping the image's lock) and
-    waited for the commit, it takes the guest back, holding the lock
-    again, and writes on; b keeps nothing, the file stays."""
+    """The target's kvz-vmm stopped (SIGSTOP) during pre-copy: at 4 KiB/s
+    the first pass's ~100 KiB hold the source for ~25 s, however loaded the
+    host. Then the source's limit is lifted through its QMP socket: it
+    sends the rest into the sockets' buffers, saves its devices (dropping
+    the image's lock) and waits for the commit, which the stopped target
+    cannot have earned; the target is killed then. The source takes the
+    guest back, holding the lock again, and writes on; b keeps nothing,
+    the file stays."""
     a, b, shared = shared_hosts[0].d, shared_hosts[1].d, shared_hosts[2]
     start_writer(a, "dk")
-    job = json.loads(a.kvz("--json", "migrate", "dk", "--to", "b", "--bandwidth", "1",
-                           "--detach").stdout)
-    for _ in range(3000):    # a tight loop: the stream takes about a second
-        if a.api("GET", "/v1/jobs/%d" % job["id"])[1]["phase"] not in ("", "reserving"):
-            break
-        time.sleep(0.005)
+    st, job = a.api("POST", "/v1/guests/dk/migrate", {"to": "b", "max_bandwidth": 4096})
+    assert st == 202, job
+    phase = lambda: a.api("GET", "/v1/jobs/%d" % job["id"])[1]["phase"]  # noqa: E731
+    a.wait_for(lambda: phase().startswith("pre-copy"), timeout=60, what="the pre-copy")
     pid = b.guest("dk")["pid"]
     os.kill(pid, signal.SIGSTOP)
-    time.sleep(1)
+    assert phase().startswith("pre-copy"), "the pre-copy ended before the target was stopped"
+    reply = fake_qmp(os.path.join(a.run, "vm/dk.qmp"), "migrate-set-parameters",
+                     {"max-bandwidth": 0})
+    assert "return" in reply, reply
+    a.wait_for(lambda: phase() == "committing", timeout=60,
+               what="the source to end its stream and ask for the commit")
     os.kill(pid, signal.SIGKILL)
     a.kvz("job", "wait", str(job["id"]), check=False)
     assert a.kvz_json("job", "show", str(job["id"]))["state"] == "failed"

@@ -186,6 +186,51 @@ def test_target_killed_mid_way_source_runs_on(tmp_path):
     src.quit()
 
 
+def limited_migration(tmp_path, bw):
+    src, dst = pair(tmp_path, opts=["--memory", "64M", "--cpus", "1"])
+    src.wait_count(2)
+    assert src.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": bw}) == {"return": {}}
+    hand_socketpair(src, dst)
+    assert src.qmp.cmd("migrate", uri="fd:mig") == {"return": {}}
+    return src, dst
+
+
+def ends_well(src, dst):
+    dst.qmp.wait_event("RESUME", timeout=30)
+    src.quit()
+    check_continues(src, dst, src.counts()[-1])
+    dst.quit()
+
+
+def test_bandwidth_limit_paces_precopy_never_the_pause(tmp_path):
+    """At 20 kB/s the ~150 kB stream takes ~7 s, all of it in pre-copy: a
+    pass is flushed as it ends (not held in the buffer for the pause) and
+    the stop-and-copy is never paced, so the pause stays short although
+    its bytes at 20 kB/s would take a second."""
+    src, dst = limited_migration(tmp_path, 20000)
+    assert statuses(src)[-1] == "completed"
+    q = src.qmp.cmd("query-migrate")["return"]
+    assert q["total-time"] >= q["ram"]["transferred"] * 1000 // 20000 * 0.9, q
+    assert q["downtime"] < 300, q
+    ends_well(src, dst)
+
+
+def test_bandwidth_raised_mid_way_takes_effect_at_once(tmp_path):
+    """The limit is re-read while the source waits it out: lifted a second
+    into a 20 kB/s migration, the rest goes at once, not after the wait
+    the old limit had set."""
+    src, dst = limited_migration(tmp_path, 20000)
+    time.sleep(1)
+    assert src.qmp.cmd("query-migrate")["return"]["status"] == "active"
+    t = time.monotonic()
+    assert src.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 0}) == {"return": {}}
+    assert statuses(src)[-1] == "completed"
+    took = time.monotonic() - t
+    assert took < 1.5, "the lifted limit took %.1f s to act (%s)" % (
+        took, src.qmp.cmd("query-migrate")["return"])
+    ends_well(src, dst)
+
+
 def feed(tmp_path, data, opts=OPTS):
     """A target given `data` as its stream: its exit status and stderr."""
     r, w = os.pipe()

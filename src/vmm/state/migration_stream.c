@@ -147,6 +147,11 @@ int mig_writer_disk_data(struct mig_writer *w, uint32_t index, uint64_t off, con
 	return maybe_flush(w, err, errlen);
 }
 
+int mig_writer_flush(struct mig_writer *w, char *err, size_t errlen)
+{
+	return w->buf.len ? flush(w, err, errlen) : 0;
+}
+
 int mig_writer_end(struct mig_writer *w, char *err, size_t errlen)
 {
 	uint8_t end = MIG_REC_END;

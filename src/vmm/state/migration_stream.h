@@ -65,6 +65,8 @@ int mig_writer_disk(struct mig_writer *w, uint32_t index, uint64_t size, char *e
 /* A chunk of disk index at off: len bytes of data, or zeros (data NULL). */
 int mig_writer_disk_data(struct mig_writer *w, uint32_t index, uint64_t off, const void *data,
 			 uint32_t len, char *err, size_t errlen);
+/* Writes what is buffered now (a pass's end); nothing when empty. */
+int mig_writer_flush(struct mig_writer *w, char *err, size_t errlen);
 /* The end record, and everything flushed. */
 int mig_writer_end(struct mig_writer *w, char *err, size_t errlen);
 void mig_writer_free(struct mig_writer *w);
