@@ -53,6 +53,11 @@ int migration_discard(struct kvzd *d, const char *name, struct op_error *e);
  * and settles migrated ones with their target (one running copy). */
 void migration_recover(struct kvzd *d);
 
+/* A node that answers again (node health's round): guests handed over to
+ * it whose commit went unanswered are settled (the target runs them, or
+ * discards and they run on here). Skips guests with a job in flight. */
+void migration_settle_with(struct kvzd *d, const char *node);
+
 /* Shared by both sides. */
 void migration_dir(const struct kvzd *d, const char *name, char *buf, size_t len);
 

@@ -579,7 +579,7 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 	rc = commit(&o, e);
 	if (rc == 1) {
 		op_fail(e, 502, "node %s stopped answering during the commit: %s stays paused "
-			"here until the next kvzd start settles which host runs it", o.n.name, guest);
+			"here until the node answers again and says which host runs it", o.n.name, guest);
 		goto out;
 	}
 	if (rc == 0) {
@@ -642,8 +642,9 @@ const struct job_kind migrate_job = {
 	.recover = migrate_recover,
 };
 
-/* A guest handed over before a restart: the target decides. */
-static void settle(struct kvzd *d, json_t *g)
+/* A guest handed over whose commit went unanswered (kvzd restarted, or
+ * the target unreachable through every settle try): the target decides. */
+static void settle(struct kvzd *d, json_t *g, const char *how)
 {
 	const char *name = cfg_str(g, "name");
 	const char *to = cfg_str(json_object_get(g, "config"), "migrating_to");
@@ -663,17 +664,55 @@ static void settle(struct kvzd *d, json_t *g)
 		guest_driver_of(g)->prog, name);
 	int has = to && node_lookup(d, to, &n, &e) == 0 ? target_has(&n, name) : -1;
 	if (has == 1) {
-		forget(d, g, copy, ours, to, "the target runs it (settled after a kvzd restart)", NULL);
+		char detail[200];
+		snprintf(detail, sizeof(detail), "the target runs it (%s)", how);
+		forget(d, g, copy, ours, to, detail, NULL);
 	} else if (has == 0) {
 		char why[300], detail[400];
 		int rc = discard_and_take_back(d, &n, g, runs_here, why, sizeof(why));
-		snprintf(detail, sizeof(detail), "the target does not run it (settled after a kvzd "
-			 "restart)%s%s", rc ? "; it did not run on here: " : "", rc ? why : "");
+		snprintf(detail, sizeof(detail), "the target does not run it (%s)%s%s", how,
+			 rc ? "; it did not run on here: " : "", rc ? why : "");
 		store_event_add(d->store, name, "migration-failed", detail);
 	} else {
 		kvz_warn("%s: handed over to %s, which does not answer: left paused until it does",
 			 name, to ? to : "?");
 	}
+}
+
+/* Whether a job of guest's is queued or running (a migrate job in its
+ * commit holds a "migrated" record that is its own to settle). */
+static bool job_pending(struct kvzd *d, const char *guest)
+{
+	json_t *jobs = store_jobs_unfinished(d->store);
+	size_t i;
+	json_t *j;
+	bool found = false;
+	json_array_foreach(jobs, i, j)
+		found = found || !strcmp(cfg_str(j, "guest"), guest);
+	json_decref(jobs);
+	return found;
+}
+
+void migration_settle_with(struct kvzd *d, const char *node)
+{
+	json_t *list = store_guest_list(d->store);
+	size_t i;
+	json_t *g;
+	json_array_foreach(list, i, g) {
+		const char *name = cfg_str(g, "name");
+		const char *to = cfg_str(json_object_get(g, "config"), "migrating_to");
+		if (strcmp(cfg_str(g, "state"), "migrated") || !to || strcmp(to, node) ||
+		    job_pending(d, name))
+			continue;
+		guest_lock(d, name);
+		/* Again under the lock: a start, or another round, was first. */
+		json_t *now = store_guest_get(d->store, name);
+		if (now && !strcmp(cfg_str(now, "state"), "migrated") && !job_pending(d, name))
+			settle(d, now, "settled once the target answered");
+		json_decref(now);
+		guest_unlock(d, name);
+	}
+	json_decref(list);
 }
 
 void migration_recover_incoming(struct kvzd *d);
@@ -686,7 +725,7 @@ void migration_recover(struct kvzd *d)
 	json_t *g;
 	json_array_foreach(list, i, g)
 		if (!strcmp(cfg_str(g, "state"), "migrated"))
-			settle(d, g);
+			settle(d, g, "settled after a kvzd restart");
 	json_decref(list);
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "migration.h"
 #include "nodes.h"
 #include "periodic.h"
 #include "policy_eval.h"
@@ -54,6 +55,7 @@ static struct count *check_round(struct kvzd *d, struct count *old, int nold, in
 		if (node_check(d, name, err, sizeof(err)) == 0) {
 			if (was)
 				store_event_add(d->store, NODES_EVENTS, "node-reachable", name);
+			migration_settle_with(d, name);
 			continue;
 		}
 		k->fails = was + 1;

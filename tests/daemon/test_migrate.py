@@ -297,29 +297,57 @@ def test_restart_after_hand_over_target_runs_it(hosts):
     assert b.guest("sc")["state"] == "running"
 
 
-def test_restart_after_hand_over_target_lacks_it(hosts):
-    """Killed after recording the hand-over, the target without the guest
-    (unreachable first: the source keeps it paused and refuses to start it;
-    then reachable): the source takes it back and it runs on."""
-    ha, hb = hosts
-    a, b = ha.d, hb.d
-    start_counter(a)
+def handed_over_target_down(ha, hb):
+    """The source restarted after a hand-over to b, b down: the guest stays
+    paused as "migrated"; its supervisor's pid."""
+    start_counter(ha.d)
     pid = killed_after_handing_over(ha)
     hb.d.terminate()
     ha.start()
-    g = a.guest("sc")
-    assert g["state"] == "migrated" and pid_alive(pid)
-    r = a.kvz("start", "sc", check=False)
-    assert r.returncode == 1 and "migrat" in r.stderr
-    ha.d.terminate()
-    hb.start()
-    ha.start()
+    assert ha.d.guest("sc")["state"] == "migrated" and pid_alive(pid)
+    return pid
+
+
+def taken_back(a, b, pid):
+    """The source runs the guest on in the same VM; b has nothing."""
     g = a.guest("sc")
     assert g["state"] == "running" and g["pid"] == pid
     assert "migrating_to" not in g["config"]
     seen = counts(a, "sc")[-1]
     counter_at_least(a, "sc", seen + 3)
     assert b.api("GET", "/v1/guests/sc")[0] == 404
+
+
+def test_restart_after_hand_over_target_lacks_it(hosts):
+    """Killed after recording the hand-over, the target without the guest
+    (unreachable first: the source keeps it paused and refuses to start it;
+    then reachable): the source takes it back and it runs on."""
+    ha, hb = hosts
+    pid = handed_over_target_down(ha, hb)
+    r = ha.d.kvz("start", "sc", check=False)
+    assert r.returncode == 1 and "migrat" in r.stderr
+    ha.d.terminate()
+    hb.start()
+    ha.start()
+    taken_back(ha.d, hb.d, pid)
+
+
+def test_hand_over_settled_once_the_target_answers(hosts):
+    """Left "migrated" with the target unreachable (a commit whose answer
+    was lost looks the same): once the target answers again the source's
+    node health round settles it, with no restart: the target lacks the
+    guest, so the source takes it back and it runs on."""
+    ha, hb = hosts
+    a = ha.d
+    pid = handed_over_target_down(ha, hb)
+    time.sleep(2 * a.interval)    # rounds that find b unreachable change nothing
+    assert a.guest("sc")["state"] == "migrated"
+    hb.start()
+    a.wait_for(lambda: a.guest("sc")["state"] == "running", timeout=30,
+               what="a health round to settle the hand-over")
+    taken_back(a, hb.d, pid)
+    ev = [e for e in a.events("sc") if e["type"] == "migration-failed"]
+    assert ev and "settled once the target answered" in ev[-1]["detail"], ev
 
 
 def closed_without_ack(s):
