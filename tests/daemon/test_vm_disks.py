@@ -186,8 +186,8 @@ def test_snapshot_carries_every_disk(kvzd):
 def test_monitoring_counts_every_disk(fake):
     """The usage sample sums every disk's space and I/O (kvz-vmm's
     query-blockstats; the stand-in's disk N read N+1 MiB and wrote 3x),
-    and lists each disk, in usage and in /metrics (kvz_vm_disk_*, label
-    device); a device name from kvz-vmm that would break the metrics text
+    and lists each disk, in usage, in the stored series and in /metrics
+    (kvz_vm_disk_*, label device); a device name from kvz-vmm that would break the metrics text
     is not taken."""
     d = fake
     d.interval = 1
@@ -214,6 +214,11 @@ def test_monitoring_counts_every_disk(fake):
         got = [(lb["device"], v) for lb, v in parsed["kvz_vm_disk_" + metric]["samples"]
                if lb["name"] == "m"]
         assert got == [(x["device"], x[key]) for x in u["disks"]], (metric, got, u)
+    # The stored series keeps each disk of every sample (the web UI's graph).
+    series = d.kvz_json("stats", "m")["samples"]
+    assert series and all([x["device"] for x in smp["disks"]] == ["vda", "vdb"] for smp in series)
+    assert [(x["rd_bytes"], x["wr_bytes"]) for x in series[-1]["disks"]] == [(1 << 20, 3 << 20),
+                                                                            (2 << 20, 6 << 20)]
     d.kvz("stop", "m", "--force")
     # A kvz-vmm naming a disk with what would break the text format: the
     # disk keeps its name by position, nothing else gets in.
@@ -316,7 +321,7 @@ def test_old_store_migrates(fake):
     d.terminate()
     db = sqlite3.connect(os.path.join(d.state, "kvzd.db"))
     assert db.execute("SELECT MAX(version) FROM migrations").fetchone()[0] >= 4
-    # back to what schema 3 stored: no list, no later columns (schema 5's),
+    # back to what schema 3 stored: no list, no later columns (schema 5's, 6's),
     # and no version from 4 on applied
     for name, cfg in db.execute("SELECT name, config FROM guests").fetchall():
         c = json.loads(cfg)
@@ -324,6 +329,7 @@ def test_old_store_migrates(fake):
         db.execute("UPDATE guests SET config = ? WHERE name = ?", (json.dumps(c), name))
     db.execute("ALTER TABLE guests DROP COLUMN state_reason")
     db.execute("ALTER TABLE jobs DROP COLUMN result")
+    db.execute("ALTER TABLE samples DROP COLUMN disks")
     db.execute("DELETE FROM migrations WHERE version >= 4")
     db.commit()
     db.close()
