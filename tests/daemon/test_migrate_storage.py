@@ -403,14 +403,17 @@ def test_settled_after_restart_shared_disks_kept(shared_hosts):
     stamp_at_least(b, "st", stamps(b, "st")[-1] + 1024)
 
 
-def test_shared_image_dir_target_vmm_killed_disk_kept(shared_hosts):
+@pytest.mark.parametrize("second", [False, True], ids=["one-disk", "two-disks"])
+def test_shared_image_dir_target_vmm_killed_disk_kept(shared_hosts, second):
     """The target's kvz-vmm stopped (SIGSTOP) as soon as the source sends
     (slowed to 1 Mbit/s), killed a second later: whether the source was
     still sending or had saved its devices (dropping the image's lock) and
     waited for the commit, it takes the guest back, holding the lock
-    again, and writes on; b keeps nothing, the file stays."""
+    again, and writes on; b keeps nothing, the files stay (a second disk
+    as it was)."""
     a, b, shared = shared_hosts[0].d, shared_hosts[1].d, shared_hosts[2]
-    start_writer(a, "dk")
+    start_writer(a, "dk", second=second)
+    want1 = sha(image1(a, "dk")) if second else None
     job = json.loads(a.kvz("--json", "migrate", "dk", "--to", "b", "--bandwidth", "1",
                            "--detach").stdout)
     for _ in range(3000):    # a tight loop: the stream takes about a second
@@ -424,10 +427,13 @@ def test_shared_image_dir_target_vmm_killed_disk_kept(shared_hosts):
     a.kvz("job", "wait", str(job["id"]), check=False)
     assert a.kvz_json("job", "show", str(job["id"]))["state"] == "failed"
     source_writes_on(a, "dk")
-    assert_locked(os.path.join(shared, "dk.img"))
+    files = ["dk.img", "dk@1.img"] if second else ["dk.img"]
+    for f in files:
+        assert_locked(os.path.join(shared, f))
     assert "lock" not in vm_log(a, "dk"), vm_log(a, "dk")
+    source_disks_kept(a, "dk", second, want1)
     b.wait_for(lambda: b.api("GET", "/v1/guests/dk")[0] == 404, timeout=60, what="b to discard")
-    assert os.listdir(shared) == ["dk.img"]
+    assert sorted(os.listdir(shared)) == files
     assert "migration-discarded" in types(b, "dk")
 
 
