@@ -416,11 +416,16 @@ def test_shared_image_dir_target_vmm_killed_disk_kept(shared_hosts, second):
     want1 = sha(image1(a, "dk")) if second else None
     job = json.loads(a.kvz("--json", "migrate", "dk", "--to", "b", "--bandwidth", "1",
                            "--detach").stdout)
-    for _ in range(3000):    # a tight loop: the stream takes about a second
-        if a.api("GET", "/v1/jobs/%d" % job["id"])[1]["phase"] not in ("", "reserving"):
+    # A tight loop: the stream takes under a second (all of it in the final
+    # pause), so the target's pid is known before it starts.
+    pid = 0
+    for _ in range(3000):
+        if not pid:
+            st, g = b.api("GET", "/v1/guests/dk")
+            pid = g.get("pid", 0) if st == 200 else 0
+        if pid and a.api("GET", "/v1/jobs/%d" % job["id"])[1]["phase"] not in ("", "reserving"):
             break
         time.sleep(0.005)
-    pid = b.guest("dk")["pid"]
     os.kill(pid, signal.SIGSTOP)
     time.sleep(1)
     os.kill(pid, signal.SIGKILL)
