@@ -60,12 +60,29 @@ static const struct metric guest_metrics[] = {
 	{"kvz_guest_network_transmit_bytes_total", "counter", "Bytes the guest sent", offsetof(struct sample, net_tx)},
 };
 
+/* A VM's disks one by one (label device: vda, vdb, ...), beside the
+ * totals above: the same four figures, so a sum over device is the total. */
+static const struct metric disk_metrics[] = {
+	{"kvz_vm_disk_used_bytes", "gauge", "Bytes allocated to one disk of a VM", offsetof(struct sample_disk, used)},
+	{"kvz_vm_disk_size_bytes", "gauge", "Size of one disk of a VM", offsetof(struct sample_disk, size)},
+	{"kvz_vm_disk_read_bytes_total", "counter", "Bytes a VM read from one disk", offsetof(struct sample_disk, rd)},
+	{"kvz_vm_disk_written_bytes_total", "counter", "Bytes a VM wrote to one disk", offsetof(struct sample_disk, wr)},
+};
+
 static void put_value(struct buf *b, const struct metric *m, const struct sample *s)
 {
 	if (m->offset == SIZE_MAX)
 		put(b, "%.3f\n", s->cpu_pct);
 	else
 		put(b, "%llu\n", (unsigned long long)*(const uint64_t *)((const char *)s + m->offset));
+}
+
+/* The latest sample of a running guest; false for one not running or not
+ * sampled yet. */
+static bool running_sample(json_t *g, struct sample *s)
+{
+	return !strcmp(json_string_value(json_object_get(g, "state")), "running") &&
+	       monitor_latest(json_string_value(json_object_get(g, "name")), s);
 }
 
 static void guests_section(struct buf *b, json_t *list)
@@ -85,12 +102,33 @@ static void guests_section(struct buf *b, json_t *list)
 		json_array_foreach(list, i, g) {
 			const char *name = json_string_value(json_object_get(g, "name"));
 			struct sample s;
-			if (strcmp(json_string_value(json_object_get(g, "state")), "running") ||
-			    !monitor_latest(name, &s))
+			if (!running_sample(g, &s))
 				continue;
 			put(b, "%s{name=\"%s\",type=\"%s\"} ", mt->name, name,
 			    json_string_value(json_object_get(g, "type")));
 			put_value(b, mt, &s);
+		}
+	}
+}
+
+static void disks_section(struct buf *b, json_t *list)
+{
+	for (size_t m = 0; m < sizeof(disk_metrics) / sizeof(disk_metrics[0]); m++) {
+		const struct metric *mt = &disk_metrics[m];
+		put(b, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help, mt->name, mt->type);
+		size_t i;
+		json_t *g;
+		json_array_foreach(list, i, g) {
+			const char *name = json_string_value(json_object_get(g, "name"));
+			struct sample s;
+			if (!running_sample(g, &s))
+				continue;
+			/* device comes from kvz-vmm's query-blockstats: only a
+			 * vdX name goes into a label (monitor.c keeps those). */
+			for (unsigned k = 0; k < s.ndisks && k < SAMPLE_DISKS; k++)
+				put(b, "%s{name=\"%s\",device=\"%s\"} %llu\n", mt->name, name,
+				    s.disks[k].device, (unsigned long long)*(const uint64_t *)
+				    ((const char *)&s.disks[k] + mt->offset));
 		}
 	}
 }
@@ -124,6 +162,7 @@ bool metrics_route(struct api_req *r, struct api_resp *resp)
 	json_t *list = store_guest_list(r->d->store);
 	/* Guest names are [A-Za-z0-9_.-]: nothing in a label needs escaping. */
 	guests_section(&b, list);
+	disks_section(&b, list);
 	json_decref(list);
 	host_section(&b);
 	if (b.oom) {

@@ -81,6 +81,9 @@ static const char *const migrations[] = {
 	 * hand-over times). */
 	"ALTER TABLE guests ADD COLUMN state_reason TEXT NOT NULL DEFAULT '';"
 	"ALTER TABLE jobs ADD COLUMN result TEXT;",
+	/* 6: a VM's sample per disk, a JSON list (NULL without: containers,
+	 * rows from before, another host's history). */
+	"ALTER TABLE samples ADD COLUMN disks TEXT;",
 };
 
 static int exec_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)
@@ -439,6 +442,28 @@ json_t *store_event_list(struct store *s, int64_t since, const char *guest, int 
 	return list;
 }
 
+#define SAMPLE_INSERT "INSERT INTO samples (guest, resolution, ts_ms, cpu_pct, mem_used,"	\
+	" mem_limit, disk_used, disk_size, net_rx, net_tx, disks)"				\
+	" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+/* A sample's disks as the stored (and listed) JSON text, NULL for none. */
+static char *sample_disks_text(const struct sample *m)
+{
+	if (!m->ndisks)
+		return NULL;
+	json_t *list = json_array();
+	for (unsigned i = 0; i < m->ndisks && i < SAMPLE_DISKS; i++) {
+		const struct sample_disk *d = &m->disks[i];
+		json_array_append_new(list, json_pack("{s:s, s:I, s:I, s:I, s:I}", "device", d->device,
+						      "used", (json_int_t)d->used, "size",
+						      (json_int_t)d->size, "rd_bytes", (json_int_t)d->rd,
+						      "wr_bytes", (json_int_t)d->wr));
+	}
+	char *text = json_dumps(list, JSON_COMPACT);
+	json_decref(list);
+	return text;
+}
+
 static void bind_sample(sqlite3_stmt *st, const char *guest, int resolution,
 			const struct sample *m)
 {
@@ -452,6 +477,11 @@ static void bind_sample(sqlite3_stmt *st, const char *guest, int resolution,
 	sqlite3_bind_int64(st, 8, (sqlite3_int64)m->disk_size);
 	sqlite3_bind_int64(st, 9, (sqlite3_int64)m->net_rx);
 	sqlite3_bind_int64(st, 10, (sqlite3_int64)m->net_tx);
+	char *disks = sample_disks_text(m);
+	if (disks)
+		sqlite3_bind_text(st, 11, disks, -1, free);
+	else
+		sqlite3_bind_null(st, 11);
 }
 
 int store_samples_import(struct store *s, const char *guest, int resolution,
@@ -461,7 +491,7 @@ int store_samples_import(struct store *s, const char *guest, int resolution,
 	pthread_mutex_lock(&s->lock);
 	int rc = exec_sql(s->db, "BEGIN", err, sizeof(err));
 	for (size_t i = 0; rc == 0 && i < n; i++) {
-		sqlite3_stmt *st = store_prepare(s, "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+		sqlite3_stmt *st = store_prepare(s, SAMPLE_INSERT);
 		if (!st) {
 			rc = -1;
 			break;
@@ -479,7 +509,7 @@ int store_sample_add(struct store *s, const char *guest, const struct sample *sm
 {
 	pthread_mutex_lock(&s->lock);
 	int rc = -1;
-	sqlite3_stmt *st = store_prepare(s, "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	sqlite3_stmt *st = store_prepare(s, SAMPLE_INSERT);
 	if (st) {
 		bind_sample(st, guest, 0, smp);
 		rc = store_run_stmt(s, st);
@@ -491,14 +521,17 @@ int store_sample_add(struct store *s, const char *guest, const struct sample *sm
 int store_samples_rollup(struct store *s, int64_t now_ms)
 {
 	int64_t minute_end = now_ms / 60000 * 60000;
-	char sql[1024];
+	char sql[2048];
 	/* One row per (guest, ended minute) that has raw samples and no average
-	 * yet; the average row is stamped with the minute's start. */
+	 * yet; the average row is stamped with the minute's start. Its disks
+	 * are the minute's last sample's (counters and sizes: their latest). */
 	snprintf(sql, sizeof(sql),
 		 "BEGIN;"
 		 "INSERT INTO samples SELECT r.guest, 60, r.ts_ms / 60000 * 60000,"
 		 " AVG(cpu_pct), CAST(AVG(mem_used) AS INTEGER), MAX(mem_limit),"
-		 " MAX(disk_used), MAX(disk_size), MAX(net_rx), MAX(net_tx)"
+		 " MAX(disk_used), MAX(disk_size), MAX(net_rx), MAX(net_tx),"
+		 " (SELECT l.disks FROM samples l WHERE l.guest = r.guest AND l.resolution = 0"
+		 "  AND l.ts_ms / 60000 = r.ts_ms / 60000 ORDER BY l.ts_ms DESC LIMIT 1)"
 		 " FROM samples r WHERE r.resolution = 0 AND r.ts_ms < %lld"
 		 " AND NOT EXISTS (SELECT 1 FROM samples m WHERE m.guest = r.guest"
 		 "  AND m.resolution = 60 AND m.ts_ms = r.ts_ms / 60000 * 60000)"
@@ -519,13 +552,25 @@ int store_samples_rollup(struct store *s, int64_t now_ms)
 	return rc;
 }
 
+/* A row's disks (kvzd wrote them: sample_disks_text), NULL when none. */
+static json_t *stored_disks(sqlite3_stmt *st, int col)
+{
+	const char *text = (const char *)sqlite3_column_text(st, col);
+	json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+	if (v && !json_is_array(v)) {
+		json_decref(v);
+		return NULL;
+	}
+	return v;
+}
+
 json_t *store_sample_list(struct store *s, const char *guest, int resolution,
 			  int64_t since_ms)
 {
 	json_t *list = json_array();
 	pthread_mutex_lock(&s->lock);
 	sqlite3_stmt *st = store_prepare(s, "SELECT ts_ms, cpu_pct, mem_used, mem_limit, disk_used,"
-				   " disk_size, net_rx, net_tx FROM samples WHERE guest = ?"
+				   " disk_size, net_rx, net_tx, disks FROM samples WHERE guest = ?"
 				   " AND resolution = ? AND ts_ms >= ? ORDER BY ts_ms");
 	if (st) {
 		sqlite3_bind_text(st, 1, guest, -1, SQLITE_TRANSIENT);
@@ -533,7 +578,7 @@ json_t *store_sample_list(struct store *s, const char *guest, int resolution,
 		sqlite3_bind_int64(st, 3, since_ms);
 		while (sqlite3_step(st) == SQLITE_ROW)
 			json_array_append_new(list, json_pack(
-				"{s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I}",
+				"{s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:o*}",
 				"ts_ms", (json_int_t)sqlite3_column_int64(st, 0),
 				"cpu_pct", sqlite3_column_double(st, 1),
 				"mem_used", (json_int_t)sqlite3_column_int64(st, 2),
@@ -541,7 +586,8 @@ json_t *store_sample_list(struct store *s, const char *guest, int resolution,
 				"disk_used", (json_int_t)sqlite3_column_int64(st, 4),
 				"disk_size", (json_int_t)sqlite3_column_int64(st, 5),
 				"net_rx", (json_int_t)sqlite3_column_int64(st, 6),
-				"net_tx", (json_int_t)sqlite3_column_int64(st, 7)));
+				"net_tx", (json_int_t)sqlite3_column_int64(st, 7),
+				"disks", stored_disks(st, 8)));
 		sqlite3_finalize(st);
 	}
 	pthread_mutex_unlock(&s->lock);

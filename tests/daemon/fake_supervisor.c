@@ -80,6 +80,9 @@ static char named_fd_name[32];
  * until the lock is free: flock, as kvz-vmm takes it), "slow", "long" or
  * "" */
 static const char *migrate_mode = "";
+/* fake-blockstats=hostile in --cmdline: query-blockstats names disk 1 with
+ * what a compromised kvz-vmm could send to break /metrics' text. */
+static bool hostile_blockstats;
 static int disk_lock_fd = -1;   /* fail-held: disk 0's lock, once taken back */
 #define FAKE_STATE_MAGIC "KVZFAKE-STATE 1\n"
 #define FAKE_FILLER (4 << 20)
@@ -436,8 +439,10 @@ static json_t *h_query_blockstats(void *o, json_t *a, struct qmp_error *e)
 	(void)o; (void)a; (void)e;
 	json_t *list = json_array();
 	for (int i = 0; i < vm_ndisks; i++) {
-		char dev[8];
+		char dev[32];
 		snprintf(dev, sizeof(dev), "vd%c", 'a' + i);
+		if (hostile_blockstats && i == 1)
+			snprintf(dev, sizeof(dev), "%s", "x\"} 1\nkvz_evil{");
 		json_int_t mib = (json_int_t)(i + 1) << 20;
 		json_array_append_new(list, json_pack("{s:s, s:{s:I, s:I, s:i, s:i, s:i}}", "device",
 						      dev, "stats", "rd_bytes", mib, "wr_bytes",
@@ -809,6 +814,7 @@ int main(int argc, char **argv)
 			migrate_mode = "slow";
 		if (cmdline && strstr(cmdline, "fake-migrate=long"))
 			migrate_mode = "long";
+		hostile_blockstats = cmdline && strstr(cmdline, "fake-blockstats=hostile");
 		for (int i = 1; i + 1 < argc && vm_ndisks < FAKE_DISKS; i++)
 			if (!strcmp(argv[i], "--disk"))
 				vm_disks[vm_ndisks++] = argv[i + 1];

@@ -379,7 +379,8 @@ def test_sample_rollup(kvzd):
     db = sqlite3.connect(os.path.join(d.state, "kvzd.db"), timeout=10)
     rows = [("r", 0, two_h + 1000 * i, 10.0 * i, 100, 200, 0, 0, 0, 0) for i in range(1, 4)]
     rows.append(("r", 60, old, 5.0, 1, 1, 0, 0, 0, 0))
-    db.executemany("INSERT INTO samples VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+    db.executemany("INSERT INTO samples (guest, resolution, ts_ms, cpu_pct, mem_used, mem_limit,"
+                   " disk_used, disk_size, net_rx, net_tx) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
     db.commit()
     db.close()
 
@@ -396,7 +397,7 @@ def test_sample_rollup(kvzd):
     versions = db.execute("SELECT version FROM migrations").fetchall()
     mode = db.execute("PRAGMA journal_mode").fetchone()[0]
     db.close()
-    assert n == 0 and versions == [(1,), (2,), (3,), (4,), (5,)] and mode == "wal"
+    assert n == 0 and versions == [(1,), (2,), (3,), (4,), (5,), (6,)] and mode == "wal"
     assert "1-minute" in d.kvz("stats", "r", "--range", "24h").stdout
 
 

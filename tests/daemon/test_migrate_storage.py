@@ -11,7 +11,13 @@ cannot make the target remove a file. Where both kvzd's image dirs are one
 directory (STATE/images a symlink to it, as one NFS export mounted on two
 hosts) the disk kvzd made stays where it is ("disk shared": the source's
 probe file is seen by the target) and the target's guest writes on in the
-same file; a killed target leaves that file alone. Skips without KVM."""
+same file; a killed target leaves that file alone. A VM with a second
+disk (written with a known pattern before the start: the guest stamps vda
+only) moves with both, the second equal by checksum, and a cancel or a
+killed target leaves both source disks as they were and no target file;
+a mix (disk 0 on a path both hosts have, disk 1 kvzd's) is refused with
+one line before anything starts, and moves with --copy-storage. Skips
+without KVM."""
 import fcntl
 import hashlib
 import json
@@ -49,8 +55,15 @@ def stamp_at_least(d, name, n, timeout=60):
                       timeout=timeout, what="the guest's stamps to reach %d" % n)
 
 
-def start_writer(d, name, disk="32M"):
-    d.kvz("create", "vm", name, "--kernel", DISKWRITER, "--memory", "64M", "--disk", disk)
+def start_writer(d, name, disk="32M", second=False):
+    """The diskwriter guest; with second, a 4M disk 1 holding a known
+    pattern (written before the start: the guest never touches vdb)."""
+    extra = ["--disk", "4M"] if second else []
+    d.kvz("create", "vm", name, "--kernel", DISKWRITER, "--memory", "64M", "--disk", disk, *extra)
+    if second:
+        with open(image1(d, name), "r+b") as f:
+            f.seek(1 << 20)
+            f.write(b"DISK-ONE:" + name.encode() * 4096)
     d.kvz("start", name)
     return stamp_at_least(d, name, 2048)
 
@@ -59,9 +72,19 @@ def image(d, name):
     return os.path.join(d.state, "images/%s.img" % name)
 
 
+def image1(d, name):
+    return os.path.join(d.state, "images/%s@1.img" % name)
+
+
+def sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def check_no_copy(d, name):
     assert d.api("GET", "/v1/guests/%s" % name)[0] == 404
     assert not os.path.exists(image(d, name))
+    assert not os.path.exists(image1(d, name))
 
 
 def assert_locked(path):
@@ -101,9 +124,9 @@ def test_live_copy_storage_disk_consistent_after_the_switch(hosts):
     assert contiguous_top(disk_stamps(image(a, "dw"))) > top
 
 
-def slow_copy(a, name):
+def slow_copy(a, name, second=False):
     """A live copy at 1 Mbit/s: the 4 MiB the guest stamped take ~30 s."""
-    start_writer(a, name)
+    start_writer(a, name, second=second)
     job = json.loads(a.kvz("--json", "migrate", name, "--to", "b", "--bandwidth", "1",
                            "--detach").stdout)
     a.wait_for(lambda: "copying the disk" in a.kvz_json("job", "show", str(job["id"]))["phase"],
@@ -117,29 +140,127 @@ def source_writes_on(a, name):
     assert "migration-failed" in types(a, name)
 
 
-def test_live_copy_cancelled_source_runs_on_target_file_gone(hosts):
+def source_disks_kept(a, name, second, want1):
+    """After a failed move the source's disks are as the guest left them:
+    disk 0 one unbroken run of stamps (paused, its queues drained), disk 1
+    (with second) what it held before the start."""
+    if second:
+        assert sha(image1(a, name)) == want1
+    g = a.guest(name)
+    assert fake_qmp(g["qmp"], "stop") == {"return": {}}
+    contiguous_top(disk_stamps(image(a, name)))
+    assert fake_qmp(g["qmp"], "cont") == {"return": {}}
+
+
+@pytest.mark.parametrize("second", [False, True], ids=["one-disk", "two-disks"])
+def test_live_copy_cancelled_source_runs_on_target_file_gone(hosts, second):
     a, b = hosts[0].d, hosts[1].d
-    job = slow_copy(a, "dc")
+    job = slow_copy(a, "dc", second)
+    want1 = sha(image1(a, "dc")) if second else None
     assert os.path.exists(image(b, "dc")), "the target makes the disk at reservation"
+    assert os.path.exists(image1(b, "dc")) == second, "and disk 1 beside it"
     a.kvz("job", "cancel", str(job["id"]))
     a.kvz("job", "wait", str(job["id"]), check=False)
     assert a.kvz_json("job", "show", str(job["id"]))["state"] == "cancelled"
     source_writes_on(a, "dc")
+    source_disks_kept(a, "dc", second, want1)
     b.wait_for(lambda: b.api("GET", "/v1/guests/dc")[0] == 404, timeout=60, what="b to discard")
     check_no_copy(b, "dc")
     assert "migration-discarded" in types(b, "dc")
 
 
-def test_live_copy_target_vmm_killed_source_runs_on(hosts):
+@pytest.mark.parametrize("second", [False, True], ids=["one-disk", "two-disks"])
+def test_live_copy_target_vmm_killed_source_runs_on(hosts, second):
     a, b = hosts[0].d, hosts[1].d
-    job = slow_copy(a, "dk")
+    job = slow_copy(a, "dk", second)
+    want1 = sha(image1(a, "dk")) if second else None
     pid = b.guest("dk")["pid"]
     os.kill(pid, 9)
     a.kvz("job", "wait", str(job["id"]), check=False)
     assert a.kvz_json("job", "show", str(job["id"]))["state"] == "failed"
     source_writes_on(a, "dk")
+    source_disks_kept(a, "dk", second, want1)
     b.wait_for(lambda: b.api("GET", "/v1/guests/dk")[0] == 404, timeout=60, what="b to discard")
     check_no_copy(b, "dk")
+
+
+def test_live_copy_two_disks_both_arrive(hosts):
+    """Without shared storage both disks go live: on the target disk 0 is
+    one unbroken run of stamps past the source's last before the move, disk
+    1 equal by checksum to what was written before the start; the source
+    keeps neither file; and back with --copy-storage."""
+    a, b = hosts[0].d, hosts[1].d
+    before = start_writer(a, "d2", second=True)
+    want1 = sha(image1(a, "d2"))
+    r = a.kvz("migrate", "d2", "--to", "b")
+    assert r.stdout.strip().endswith("disk copied"), r.stdout
+    check_no_copy(a, "d2")
+    g = b.guest("d2")
+    assert [x["path"] for x in g["config"]["disks"]] == [image(b, "d2"), image1(b, "d2")]
+    assert "incoming_disks" not in g["config"]
+    assert fake_qmp(g["qmp"], "stop") == {"return": {}}
+    top = contiguous_top(disk_stamps(image(b, "d2")))
+    assert top > before
+    assert sha(image1(b, "d2")) == want1
+    for p in (image(b, "d2"), image1(b, "d2")):
+        assert_locked(p)
+    assert fake_qmp(g["qmp"], "cont") == {"return": {}}
+    stamp_at_least(b, "d2", top + 2048)
+    r = b.kvz("migrate", "d2", "--to", "a", "--copy-storage")
+    assert r.stdout.strip().endswith("disk copied"), r.stdout
+    check_no_copy(b, "d2")
+    assert sha(image1(a, "d2")) == want1
+    stamp_at_least(a, "d2", stamps(a, "d2")[-1] + 2048)
+
+
+def put_disk0_at(d, name, path):
+    """kvzd stopped, the VM's disk 0 moved to path (outside its image dir:
+    a volume both hosts mount, as a disk kvzd did not make), kvzd again."""
+    os.rename(image(d, name), path)
+    d.terminate()
+    db = sqlite3.connect(os.path.join(d.state, "kvzd.db"))
+    cfg = json.loads(db.execute("SELECT config FROM guests WHERE name = ?", (name,)).fetchone()[0])
+    cfg["disk_path"] = cfg["disks"][0]["path"] = path
+    db.execute("UPDATE guests SET config = ? WHERE name = ?", (json.dumps(cfg), name))
+    db.commit()
+    db.close()
+
+
+def test_mix_of_shared_and_copied_disks_refused(hosts):
+    """Disk 0 on a path the target has too (shared storage) and disk 1 in
+    the source's own image dir (to be copied): refused at reservation with
+    one line, nothing started (the guest runs on at the source, both its
+    disks as they were, the target keeps no record and no file); with
+    --copy-storage both are copied and the source's disk 0, not kvzd's,
+    stays."""
+    ha, hb = hosts
+    a, b = ha.d, hb.d
+    vol = os.path.join(a.dir, "vol0.img")
+    a.kvz("create", "vm", "mx", "--kernel", DISKWRITER, "--memory", "64M",
+          "--disk", "32M", "--disk", "4M")
+    with open(image1(a, "mx"), "r+b") as f:
+        f.write(b"MIXED" * 1000)
+    want1 = sha(image1(a, "mx"))
+    put_disk0_at(a, "mx", vol)
+    ha.start()
+    a.kvz("start", "mx")
+    before = stamp_at_least(a, "mx", 2048)
+    r = a.kvz("migrate", "mx", "--to", "b", check=False)
+    assert r.returncode == 1 and "all shared or all copied" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert a.guest("mx")["state"] == "running"
+    stamp_at_least(a, "mx", before + 2048)
+    assert sha(image1(a, "mx")) == want1 and os.path.exists(vol)
+    check_no_copy(b, "mx")
+    assert "migrated-out" not in types(a, "mx")
+    r = a.kvz("migrate", "mx", "--to", "b", "--copy-storage")
+    assert r.stdout.strip().endswith("disk copied"), r.stdout
+    check_no_copy(a, "mx")
+    assert os.path.exists(vol), "disk 0 is not kvzd's: the source leaves it"
+    g = b.guest("mx")
+    assert [x["path"] for x in g["config"]["disks"]] == [image(b, "mx"), image1(b, "mx")]
+    assert sha(image1(b, "mx")) == want1
+    stamp_at_least(b, "mx", before + 4096)
 
 
 def test_hostile_reservation_cannot_name_a_file_to_remove(hosts):
@@ -282,17 +403,19 @@ def test_settled_after_restart_shared_disks_kept(shared_hosts):
     stamp_at_least(b, "st", stamps(b, "st")[-1] + 1024)
 
 
-def test_shared_image_dir_target_vmm_killed_disk_kept(shared_hosts):
+@pytest.mark.parametrize("second", [False, True], ids=["one-disk", "two-disks"])
+def test_shared_image_dir_target_vmm_killed_disk_kept(shared_hosts, second):
     """The target's kvz-vmm stopped (SIGSTOP) during pre-copy: at 4 KiB/s
     the first pass's ~100 KiB hold the source for ~25 s, however loaded the
     host. Then the source's limit is lifted through its QMP socket: it
     sends the rest into the sockets' buffers, saves its devices (dropping
-    the image's lock) and waits for the commit, which the stopped target
+    the images' locks) and waits for the commit, which the stopped target
     cannot have earned; the target is killed then. The source takes the
-    guest back, holding the lock again, and writes on; b keeps nothing,
-    the file stays."""
+    guest back, holding the locks again, and writes on; b keeps nothing,
+    the files stay (a second disk as it was)."""
     a, b, shared = shared_hosts[0].d, shared_hosts[1].d, shared_hosts[2]
-    start_writer(a, "dk")
+    start_writer(a, "dk", second=second)
+    want1 = sha(image1(a, "dk")) if second else None
     st, job = a.api("POST", "/v1/guests/dk/migrate", {"to": "b", "max_bandwidth": 4096})
     assert st == 202, job
     phase = lambda: a.api("GET", "/v1/jobs/%d" % job["id"])[1]["phase"]  # noqa: E731
@@ -309,10 +432,13 @@ def test_shared_image_dir_target_vmm_killed_disk_kept(shared_hosts):
     a.kvz("job", "wait", str(job["id"]), check=False)
     assert a.kvz_json("job", "show", str(job["id"]))["state"] == "failed"
     source_writes_on(a, "dk")
-    assert_locked(os.path.join(shared, "dk.img"))
+    files = ["dk.img", "dk@1.img"] if second else ["dk.img"]
+    for f in files:
+        assert_locked(os.path.join(shared, f))
     assert "lock" not in vm_log(a, "dk"), vm_log(a, "dk")
+    source_disks_kept(a, "dk", second, want1)
     b.wait_for(lambda: b.api("GET", "/v1/guests/dk")[0] == 404, timeout=60, what="b to discard")
-    assert os.listdir(shared) == ["dk.img"]
+    assert sorted(os.listdir(shared)) == files
     assert "migration-discarded" in types(b, "dk")
 
 

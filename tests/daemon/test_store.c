@@ -68,7 +68,7 @@ static void test_migrations(void **state)
 	s = store_open(dbpath, err, sizeof(err));
 	assert_non_null(s);
 	store_close(s);
-	assert_int_equal(count("SELECT COUNT(*) FROM migrations"), 5);
+	assert_int_equal(count("SELECT COUNT(*) FROM migrations"), 6);
 	/* A database from a newer kvzd is refused, not damaged. */
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
@@ -246,10 +246,25 @@ static void test_jobs_and_snapshots(void **state)
 	store_close(s);
 }
 
+/* A sample with two disks whose figures follow ts (disk 1: twice disk 0's). */
 static void add_raw(struct store *s, int64_t ts, double cpu, uint64_t mem)
 {
-	struct sample m = {.ts_ms = ts, .cpu_pct = cpu, .mem_used = mem, .net_rx = (uint64_t)ts};
+	struct sample m = {.ts_ms = ts, .cpu_pct = cpu, .mem_used = mem, .net_rx = (uint64_t)ts,
+			   .ndisks = 2};
+	for (unsigned i = 0; i < 2; i++)
+		m.disks[i] = (struct sample_disk){.device = {'v', 'd', (char)('a' + i)},
+						  .used = (uint64_t)ts * (i + 1), .size = 1u << 20,
+						  .rd = (uint64_t)ts * (i + 1), .wr = 7 * (i + 1)};
 	assert_int_equal(store_sample_add(s, "g", &m), 0);
+}
+
+/* Disk i of a listed sample: its device and rd_bytes. */
+static void assert_disk(json_t *row, size_t i, const char *dev, int64_t rd)
+{
+	json_t *d = json_array_get(json_object_get(row, "disks"), i);
+	assert_non_null(d);
+	assert_string_equal(json_string_value(json_object_get(d, "device")), dev);
+	assert_int_equal(json_integer_value(json_object_get(d, "rd_bytes")), rd);
 }
 
 static void test_rollup(void **state)
@@ -272,8 +287,16 @@ static void test_rollup(void **state)
 	assert_int_equal(json_integer_value(json_object_get(row, "ts_ms")), minute - 60000);
 	assert_float_equal(json_real_value(json_object_get(row, "cpu_pct")), 30.0, 1e-9);
 	assert_int_equal(json_integer_value(json_object_get(row, "mem_used")), 300);
-	/* Counters keep their last value. */
+	/* Counters keep their last value, each disk's too. */
 	assert_int_equal(json_integer_value(json_object_get(row, "net_rx")), minute - 60000 + 3000);
+	assert_int_equal(json_array_size(json_object_get(row, "disks")), 2);
+	assert_disk(row, 0, "vda", minute - 60000 + 3000);
+	assert_disk(row, 1, "vdb", 2 * (minute - 60000 + 3000));
+	json_decref(m);
+	/* A raw sample lists its own disks. */
+	m = store_sample_list(s, "g", 0, minute);
+	assert_int_equal(json_array_size(m), 1);
+	assert_disk(json_array_get(m, 0), 1, "vdb", 2 * (minute + 1000));
 	json_decref(m);
 	/* Rolling up again adds nothing. */
 	assert_int_equal(store_samples_rollup(s, fake_now), 0);

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from kvzd_harness import BUILD, KVZ, Kvzd
+from kvzd_harness import BUILD, KVZ, Kvzd, parse_prometheus
 from test_jobs import qmp
 from test_migrate import SNAPCOUNT, TOKEN_B, hosts, reservation, tcp_api  # noqa: F401
 from test_vm_install_media import argv_of, make_iso
@@ -186,7 +186,9 @@ def test_snapshot_carries_every_disk(kvzd):
 def test_monitoring_counts_every_disk(fake):
     """The usage sample sums every disk's space and I/O (kvz-vmm's
     query-blockstats; the stand-in's disk N read N+1 MiB and wrote 3x),
-    and lists each disk."""
+    and lists each disk, in usage, in the stored series and in /metrics
+    (kvz_vm_disk_*, label device); a device name from kvz-vmm that would break the metrics text
+    is not taken."""
     d = fake
     d.interval = 1
     d.start()
@@ -205,7 +207,31 @@ def test_monitoring_counts_every_disk(fake):
     assert (u["disk_rd_bytes"], u["disk_wr_bytes"]) == (3 << 20, 9 << 20), u
     st, metrics = d.api("GET", "/metrics")
     assert st == 200 and 'kvz_guest_disk_read_bytes_total{name="m",type="vm"} 3145728' in metrics
+    # Each disk on its own, labelled by device: the same figures as usage.
+    parsed = parse_prometheus(metrics)
+    for metric, key in (("used_bytes", "used"), ("size_bytes", "size"),
+                        ("read_bytes_total", "rd_bytes"), ("written_bytes_total", "wr_bytes")):
+        got = [(lb["device"], v) for lb, v in parsed["kvz_vm_disk_" + metric]["samples"]
+               if lb["name"] == "m"]
+        assert got == [(x["device"], x[key]) for x in u["disks"]], (metric, got, u)
+    # The stored series keeps each disk of every sample (the web UI's graph).
+    series = d.kvz_json("stats", "m")["samples"]
+    assert series and all([x["device"] for x in smp["disks"]] == ["vda", "vdb"] for smp in series)
+    assert [(x["rd_bytes"], x["wr_bytes"]) for x in series[-1]["disks"]] == [(1 << 20, 3 << 20),
+                                                                            (2 << 20, 6 << 20)]
     d.kvz("stop", "m", "--force")
+    # A kvz-vmm naming a disk with what would break the text format: the
+    # disk keeps its name by position, nothing else gets in.
+    d.kvz("create", "vm", "h", "--kernel", d.kernel, "--disk", "8M", "--disk", "4M",
+          "--cmdline", "fake-blockstats=hostile")
+    d.kvz("start", "h")
+    d.wait_for(lambda: (d.guest("h").get("usage") or {}).get("disks"), timeout=20,
+               what="a usage sample of h")
+    assert [x["device"] for x in d.guest("h")["usage"]["disks"]] == ["vda", "vdb"]
+    parsed = parse_prometheus(d.api("GET", "/metrics")[1])
+    assert [(lb["device"], v) for lb, v in parsed["kvz_vm_disk_read_bytes_total"]["samples"]
+            if lb["name"] == "h"] == [("vda", 1 << 20), ("vdb", 2 << 20)], parsed
+    d.kvz("stop", "h", "--force")
 
 
 def test_hostile_disk_requests(fake):
@@ -295,7 +321,7 @@ def test_old_store_migrates(fake):
     d.terminate()
     db = sqlite3.connect(os.path.join(d.state, "kvzd.db"))
     assert db.execute("SELECT MAX(version) FROM migrations").fetchone()[0] >= 4
-    # back to what schema 3 stored: no list, no later columns (schema 5's),
+    # back to what schema 3 stored: no list, no later columns (schema 5's, 6's),
     # and no version from 4 on applied
     for name, cfg in db.execute("SELECT name, config FROM guests").fetchall():
         c = json.loads(cfg)
@@ -303,6 +329,7 @@ def test_old_store_migrates(fake):
         db.execute("UPDATE guests SET config = ? WHERE name = ?", (json.dumps(c), name))
     db.execute("ALTER TABLE guests DROP COLUMN state_reason")
     db.execute("ALTER TABLE jobs DROP COLUMN result")
+    db.execute("ALTER TABLE samples DROP COLUMN disks")
     db.execute("DELETE FROM migrations WHERE version >= 4")
     db.commit()
     db.close()

@@ -2,7 +2,7 @@
 import uPlot from "uplot";
 
 export class Series {
-  // fields: [{label, key, scale, fmt}], each a line on the chart.
+  // fields: [{label, key or get(sample), scale, fmt}], each a line on the chart.
   constructor(el, title, fields, height = 180) {
     this.fields = fields;
     this.data = [[], ...fields.map(() => [])];
@@ -30,7 +30,7 @@ export class Series {
   }
 
   set(samples) {
-    this.data = [samples.map((s) => s.ts_ms / 1000), ...this.fields.map((f) => samples.map((s) => s[f.key]))];
+    this.data = [samples.map((s) => s.ts_ms / 1000), ...this.fields.map((f) => samples.map((s) => valueOf(f, s)))];
     this.plot.setData(this.data);
   }
 
@@ -40,7 +40,7 @@ export class Series {
     const xs = this.data[0];
     if (xs.length && xs[xs.length - 1] >= t) return;
     xs.push(t);
-    this.fields.forEach((f, i) => this.data[i + 1].push(sample[f.key]));
+    this.fields.forEach((f, i) => this.data[i + 1].push(valueOf(f, sample)));
     this.plot.setData(this.data);
   }
 
@@ -49,6 +49,8 @@ export class Series {
     this.plot.destroy();
   }
 }
+
+const valueOf = (f, sample) => (f.get ? f.get(sample) : sample[f.key]);
 
 function uniqueScales(fields) {
   const seen = new Set();

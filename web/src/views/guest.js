@@ -49,6 +49,15 @@ function configTable(g) {
 const diskUsage = (disks) => disks.map((d) => d.device + " " + bytes(d.used) + " used, " +
   bytes(d.rd_bytes) + " read, " + bytes(d.wr_bytes) + " written").join("; ");
 
+// A VM's disks one by one on a graph of their own: space used, and bytes
+// read and written since kvz-vmm started (the series' and usage's "disks").
+const diskFields = (disks) => disks.flatMap((d, i) => [
+  { label: d.device + " used", get: (s) => s.disks?.[i]?.used, fmt: bytes },
+  { label: d.device + " read", get: (s) => s.disks?.[i]?.rd_bytes, scale: "io", fmt: bytes },
+  { label: d.device + " written", get: (s) => s.disks?.[i]?.wr_bytes, scale: "io", fmt: bytes },
+]);
+const devices = (disks) => (Array.isArray(disks) ? disks.map((d) => d.device).join(",") : "");
+
 function usageLine(g) {
   const u = g.usage;
   if (g.state !== "running" || !u) return "not running";
@@ -86,6 +95,7 @@ export function guestPage(main, name) {
     h("option", { value: "1h" }, "last hour"), h("option", { value: "24h" }, "last day"));
   const graphEl = h("div", { class: "graph" });
   const ioGraphEl = h("div", { class: "graph" });
+  const diskGraphEl = h("div", { id: "disk-graph", class: "graph" });
   const events = h("ol", { id: "guest-events", class: "events" });
   const jobs = jobsPanel(name, confirmDialog);
   const termEl = h("div", { id: "terminal", class: "terminal" });
@@ -178,7 +188,7 @@ export function guestPage(main, name) {
     jobs.el,
     h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Console"),
       h("div", {}, consoleStatus, " ", consoleButton)), termEl),
-    h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Usage"), range), graphEl, ioGraphEl),
+    h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Usage"), range), graphEl, ioGraphEl, diskGraphEl),
     h("section", { class: "panel" }, h("h2", {}, "Events"), events));
   const chart = new Series(graphEl, "CPU and memory", [
     { label: "CPU", key: "cpu_pct", fmt: (v) => v.toFixed(0) + "%" },
@@ -189,6 +199,16 @@ export function guestPage(main, name) {
     { label: "Received", key: "net_rx", scale: "net", fmt: bytes },
     { label: "Sent", key: "net_tx", scale: "net", fmt: bytes },
   ]);
+
+  // Made (again) once the disks are known or change: one line per disk and figure.
+  let diskChart = null, diskSet = "";
+  function diskSeries(disks) {
+    if (devices(disks) === diskSet) return diskChart;
+    if (diskChart) diskChart.destroy();
+    diskSet = devices(disks);
+    diskChart = diskSet ? new Series(diskGraphEl, "Each disk: used, read and written", diskFields(disks)) : null;
+    return diskChart;
+  }
 
   function render() {
     if (!guest) {
@@ -219,6 +239,7 @@ export function guestPage(main, name) {
   const loadSeries = () => api("GET", path + "/stats?range=" + range.value).then((s) => {
     chart.set(s.samples);
     ioChart.set(s.samples);
+    diskSeries(s.samples.at(-1)?.disks ?? guest?.usage?.disks)?.set(s.samples);
   }).catch(() => {});
   range.addEventListener("change", loadSeries);
   const addEvent = (e) => events.prepend(h("li", {}, new Date(e.ts_ms).toLocaleTimeString() + " " + e.type +
@@ -236,6 +257,12 @@ export function guestPage(main, name) {
       if (range.value === "1h") {
         chart.push(g.usage);
         ioChart.push(g.usage);
+        if (g.usage && devices(g.usage.disks) !== diskSet) {
+          diskSeries(g.usage.disks); // disks first seen (or changed): their history too
+          loadSeries();
+        } else if (g.usage) {
+          diskChart?.push(g.usage);
+        }
       }
     }
   });
@@ -244,6 +271,7 @@ export function guestPage(main, name) {
     jobs.destroy();
     chart.destroy();
     ioChart.destroy();
+    if (diskChart) diskChart.destroy();
     if (closeConsole) closeConsole();
   };
 }
