@@ -339,6 +339,8 @@ static int child_live_calls(void)
 		return 51;
 	if (ioctl(-1, KVM_SET_USER_MEMORY_REGION, NULL) != -1 || errno != EBADF)
 		return 52;
+	if (ioctl(-1, KVM_CLEAR_DIRTY_LOG, NULL) != -1 || errno != EBADF)
+		return 58;
 	if (ioctl(-1, KVM_SET_CPUID2, NULL) != -1 || errno != EBADF)
 		return 53;
 	if (shutdown(live_pre_fds[0], SHUT_RDWR) < 0)
