@@ -82,12 +82,6 @@ static void put_run(struct mig_writer *w, const uint8_t *ram, uint64_t first, ui
 	}
 }
 
-int mig_writer_pages(struct mig_writer *w, const uint8_t *ram, uint64_t ram_size,
-		     const uint64_t *bitmap, char *err, size_t errlen)
-{
-	return mig_writer_page_range(w, ram, 0, ram_size / SNAP_PAGE, bitmap, err, errlen);
-}
-
 int mig_writer_page_range(struct mig_writer *w, const uint8_t *ram, uint64_t first_page,
 			  uint64_t npages, const uint64_t *bitmap, char *err, size_t errlen)
 {
