@@ -252,8 +252,9 @@ def main():
     qmp_send = os.path.join(build, "tests", "virtio", "qmp-send")
     kvzlab.bench_require("migrate_resets_lab", kvzlab.default_vmm(), qmp_send)
     cmdline = "console=ttyS0 quiet panic=-1"
+    dirty_log = os.environ.get("DIRTY_LOG") or "auto"
     kvz = ("kvz-vmm --kernel /l2/vmlinuz --initrd /l2/initrd.cpio.gz --cpus 2 --memory 256M "
-           f"--cmdline '{cmdline}'")
+           f"--dirty-log {dirty_log} --cmdline '{cmdline}'")
     qemu = kvzlab.qemu_l2_command(smp=2, memory="256M", cmdline=cmdline)
     # Per VMM: a boot and the moves, then a control as long; retries=0:
     # an L2 triple fault is what this bench counts, not a reason to rerun.
@@ -264,7 +265,8 @@ def main():
                             retries=0)
     rows = parse(res.output)
     bw = f"max-bandwidth {bandwidth} B/s" if bandwidth else "default bandwidths"
-    print(f"--- {moves} moves per VMM, {bw}, 2-vCPU 256 MiB guest, dirtying load (L1 times):")
+    print(f"--- {moves} moves per VMM, {bw}, kvz-vmm --dirty-log {dirty_log}, 2-vCPU 256 MiB guest, "
+          "dirtying load (L1 times):")
     print(table(rows))
     print("evidence points at: " + verdict(rows))
     if not re.search(r"^DONE$", res.output, re.M):

@@ -26,12 +26,14 @@
 # which way the evidence points. Lab times are an emulator's.
 # Usage: bench/migrate_resets_lab.sh [MOVES]   (default 6; env BUILD_DIR;
 #   MIGRATE_BW=BYTES_PER_S: both VMMs' max-bandwidth, for longer pre-copies;
-#   FIRST=qemu: QEMU's phases before kvz-vmm's)
+#   FIRST=qemu: QEMU's phases before kvz-vmm's; DIRTY_LOG=auto|manual|legacy:
+#   kvz-vmm's --dirty-log, default auto = KVM's manual protect in L1)
 set -eu
 . "$(dirname "$0")/lib.sh"
 MOVES=${1:-6}
 case $MOVES in ''|*[!0-9]*) bench_fail "MOVES: a number of moves, 1..30 (got '$MOVES')" ;; esac
 [ "$MOVES" -ge 1 ] && [ "$MOVES" -le 30 ] || bench_fail "MOVES: a number of moves, 1..30 (got $MOVES)"
 case ${MIGRATE_BW:-0} in *[!0-9]*) bench_fail "MIGRATE_BW: bytes per second (got '$MIGRATE_BW')" ;; esac
+case ${DIRTY_LOG:-auto} in auto|manual|legacy) ;; *) bench_fail "DIRTY_LOG: auto, manual or legacy (got '$DIRTY_LOG')" ;; esac
 export MOVES
 exec /usr/bin/python3 "$here/bench/migrate_resets_lab.py"

@@ -67,7 +67,7 @@ static void usage(FILE *f)
 		"               [--net tap=NAME[,mac=MAC][,bridge=BR][,vhost=auto|on|off]]... [--balloon[=deflate-on-oom]] [--rng]\n"
 		"               [--seccomp=on|off|log] [--bench-first-exit] [--bench-phases] [--verbose]\n"
 		"               [--incoming file:PATH|fd:N|tcp:ADDR:PORT|defer] [--restore-ram map|read] [--paused]\n"
-		"               [--memory-backing anon|memfd]\n"
+		"               [--memory-backing anon|memfd] [--dirty-log auto|manual|legacy]\n"
 		"  --firmware boot through a firmware instead of a kernel: bios is Debian's\n"
 		"             SeaBIOS (/usr/share/seabios), PATH another image; its console\n"
 		"             is the serial port\n"
@@ -89,13 +89,17 @@ static void usage(FILE *f)
 		"  --bench-phases  one stderr line per start-up or restore phase (time\n"
 		"             since exec, page faults) up to the guest's first console line\n"
 		"  --memory-backing  anon (default: transparent huge pages) or memfd\n"
-		"             (RAM another process can map)\n");
+		"             (RAM another process can map)\n"
+		"  --dirty-log  how live migration tracks guest writes: manual (KVM's\n"
+		"             manual protect, pages re-protected as they are sent), legacy\n"
+		"             (all RAM write-protected at the start and every pass) or auto\n"
+		"             (default: manual where KVM offers it)\n");
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CPU_MODEL, OPT_QMP,
        OPT_CONSOLE_SOCKET, OPT_NAME, OPT_DISK, OPT_NET, OPT_BALLOON, OPT_RNG, OPT_SECCOMP,
        OPT_BENCH, OPT_VERBOSE, OPT_HELP, OPT_INCOMING, OPT_PAUSED, OPT_MEM_BACKING, OPT_RESTORE_RAM,
-       OPT_FIRMWARE, OPT_BOOT, OPT_CDROM, OPT_BENCH_PHASES };
+       OPT_FIRMWARE, OPT_BOOT, OPT_CDROM, OPT_BENCH_PHASES, OPT_DIRTY_LOG };
 
 static const struct option long_opts[] = {
 	{"kernel", required_argument, NULL, OPT_KERNEL},
@@ -123,6 +127,7 @@ static const struct option long_opts[] = {
 	{"firmware", required_argument, NULL, OPT_FIRMWARE},
 	{"boot", required_argument, NULL, OPT_BOOT},
 	{"cdrom", required_argument, NULL, OPT_CDROM},
+	{"dirty-log", required_argument, NULL, OPT_DIRTY_LOG},
 	{NULL, 0, NULL, 0},
 };
 
@@ -215,6 +220,15 @@ static int parse_one(struct options *o, int opt, const char *arg)
 		o->vm.shared_memory = !strcmp(arg, "memfd");
 		return 0;
 	case OPT_FIRMWARE: o->vm.firmware = arg; return 0;
+	case OPT_DIRTY_LOG:
+		if (!strcmp(arg, "auto") || !strcmp(arg, "manual") || !strcmp(arg, "legacy")) {
+			o->vm.dirty_log = !strcmp(arg, "auto")     ? VM_DIRTY_LOG_AUTO
+					  : !strcmp(arg, "manual") ? VM_DIRTY_LOG_MANUAL
+								   : VM_DIRTY_LOG_LEGACY;
+			return 0;
+		}
+		kvz_error("--dirty-log %s: expected auto, manual or legacy", arg);
+		return -1;
 	case OPT_CDROM: o->virtio.cdrom = arg; return 0;
 	case OPT_BOOT:
 		if (firmware_parse_boot(arg, &o->vm.boot_order) < 0) {

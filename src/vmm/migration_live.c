@@ -15,6 +15,11 @@
 
 #define MAX_PASSES 30           /* then stop-and-copy whatever is left */
 #define THROTTLE_MAX 99
+/* Pages per KVM_CLEAR_DIRTY_LOG (16 MiB, a multiple of 64): small enough
+ * that the write-protection faults a clear causes are spread over the
+ * pass instead of all RAM's at once, large enough that a pass over a few
+ * GiB makes only hundreds of ioctls. */
+#define CLEAR_CHUNK_PAGES 4096u
 
 static uint64_t now_ms(void)
 {
@@ -114,19 +119,48 @@ static bool enough(uint64_t expected_ms, uint64_t limit_ms, uint64_t dirty, uint
 	return expected_ms <= limit_ms / 16 || dirty > prev_dirty / 2;
 }
 
-/* One pre-copy pass: the pages (all, or bitmap's), the disks' dirty
- * chunks, and a flush, so that the pass is on the wire before the next
- * sync: otherwise a small guest's whole first pass would wait in the
+/* The pages set in bitmap, chunk by chunk; with clear, each chunk's dirty
+ * bits in KVM cleared (manual mode) right before its pages are read.
+ * Correctness: a page the guest writes after its chunk's clear is marked
+ * dirty again and shows up in the next sync, so a page is never sent older
+ * than its last write without being sent again; clearing before the read
+ * (not after) is what guarantees that, and clearing only the bits in
+ * bitmap keeps those of pages dirtied since the sync that are not sent now.
+ * In the pause (stop-and-copy) nothing needs clearing. */
+static int send_pages(struct vm *vm, struct mig_writer *w, const uint64_t *bitmap, bool clear,
+		      char *err, size_t errlen)
+{
+	uint64_t pages = vm->mem.size / 4096;
+	for (uint64_t first = 0; first < pages; first += CLEAR_CHUNK_PAGES) {
+		uint64_t n = pages - first < CLEAR_CHUNK_PAGES ? pages - first : CLEAR_CHUNK_PAGES;
+		if (clear && dirty_log_clear(vm, bitmap, first, n, err, errlen) < 0)
+			return -1;
+		if (mig_writer_page_range(w, vm->mem.host, first, n, bitmap, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* One pre-copy pass: bitmap's pages (cleared chunk by chunk), the disks'
+ * dirty chunks, and a flush, so that the pass is on the wire before the
+ * next sync: otherwise a small guest's whole first pass would wait in the
  * buffer for stop-and-copy (downtime) and the pass's measured bandwidth
  * would be nil. */
 static int send_pass(struct live *l, struct mig_writer *w, const uint64_t *bitmap, char *err,
 		     size_t errlen)
 {
-	struct vm *vm = l->m->vm;
-	if (mig_writer_pages(w, vm->mem.host, vm->mem.size, bitmap, err, errlen) < 0 ||
+	if (send_pages(l->m->vm, w, bitmap, true, err, errlen) < 0 ||
 	    (l->disks && mig_disks_send(l->disks, w, err, errlen) < 0))
 		return -1;
 	return mig_writer_flush(w, err, errlen);
+}
+
+/* Every page of RAM: the first pass's bitmap. */
+static void set_all(uint64_t *bitmap, uint64_t pages)
+{
+	memset(bitmap, 0xff, pages / 64 * sizeof(uint64_t));
+	if (pages % 64)
+		bitmap[pages / 64] = (UINT64_C(1) << (pages % 64)) - 1;
 }
 
 /* Pre-copy passes: the first sends all RAM, each later one what the last
@@ -138,7 +172,8 @@ static int precopy(struct live *l, struct mig_writer *w, uint64_t *bitmap, char 
 	struct vm *vm = m->vm;
 	uint64_t words = guest_mem_bitmap_words(&vm->mem);
 	uint64_t t = now_ms(), sent = w->counts.bytes;
-	if (send_pass(l, w, NULL, err, errlen) < 0)
+	set_all(bitmap, vm->mem.size / 4096);
+	if (send_pass(l, w, bitmap, err, errlen) < 0)
 		return -1;
 	uint64_t prev_dirty = UINT64_MAX;
 	for (unsigned pass = 1;; pass++) {
@@ -201,7 +236,7 @@ static int stop_and_copy(struct live *l, struct mig_writer *w, uint64_t *bitmap,
 	if (rc == 0)
 		rc = dirty_log_sync(vm, bitmap, err, errlen);
 	if (rc == 0)
-		rc = mig_writer_pages(w, vm->mem.host, vm->mem.size, bitmap, err, errlen);
+		rc = send_pages(vm, w, bitmap, false, err, errlen);
 	/* Paused: the disks' queues are drained and quiesced, so what is
 	 * dirty now is all there is. */
 	if (rc == 0 && l->disks) {

@@ -202,9 +202,11 @@ static const unsigned long ioctl_requests[] = {
 	KVM_SET_REGS, KVM_SET_SREGS, KVM_SET_FPU, KVM_SET_XCRS, KVM_SET_MSRS, KVM_SET_LAPIC,
 	KVM_SET_VCPU_EVENTS, KVM_SET_MP_STATE,
 	/* live migration: the source's dirty log (its slots switched to
-	 * logging and back); the target loads the stream after lock-down
-	 * (hostile input), so the machine's remaining setters too */
-	KVM_SET_USER_MEMORY_REGION, KVM_GET_DIRTY_LOG,
+	 * logging and back; with manual protect, the per-chunk clear: the
+	 * capability itself is enabled at VM creation, so KVM_ENABLE_CAP stays
+	 * out); the target loads the stream after lock-down (hostile input),
+	 * so the machine's remaining setters too */
+	KVM_SET_USER_MEMORY_REGION, KVM_GET_DIRTY_LOG, KVM_CLEAR_DIRTY_LOG,
 	KVM_SET_XSAVE, KVM_SET_DEBUGREGS, KVM_SET_IRQCHIP, KVM_SET_PIT2, KVM_SET_CLOCK, KVM_SET_CPUID2,
 	/* interrupts and virtio notifications, set up as the guest driver
 	 * configures its devices (irq.h) */

@@ -16,6 +16,7 @@
 #include "firmware.h"
 #include "fw_cfg.h"
 #include "device_hooks.h"
+#include "dirty_log.h"
 #include "i8042.h"
 #include "io_thread.h"
 #include "irq.h"
@@ -74,7 +75,8 @@ static int open_kvm(struct vm *vm, char *err, size_t errlen)
 		return -1;
 	}
 	vm->run_size = (size_t)sz;
-	return 0;
+	/* Before any slot exists, so before any slot logs (KVM's rule). */
+	return dirty_log_setup(vm, err, errlen);
 }
 
 static int set_region_flags(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,

@@ -44,6 +44,10 @@ struct pci_bus;
 struct io_thread;
 struct state_registry;
 
+/* --dirty-log: how live migration tracks the vCPUs' writes. auto: KVM's
+ * manual protect when the host offers it, else legacy. */
+enum vm_dirty_log { VM_DIRTY_LOG_AUTO = 0, VM_DIRTY_LOG_LEGACY, VM_DIRTY_LOG_MANUAL };
+
 struct vm_config {
 	const char *kvm_path;       /* /dev/kvm unless KVZ_KVM_DEVICE says otherwise */
 	uint64_t mem_size;
@@ -54,6 +58,7 @@ struct vm_config {
 	bool shared_memory;         /* RAM in a memfd (another process may map it) */
 	const char *firmware;       /* --firmware bios|PATH: boot through it, no kernel */
 	struct boot_order boot_order; /* --boot, for the firmware */
+	enum vm_dirty_log dirty_log;  /* --dirty-log */
 };
 
 /* Hooks main() installs to hear about state changes (QMP events). Called

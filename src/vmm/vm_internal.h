@@ -16,6 +16,9 @@ struct vm {
 	int ncpus;
 	struct vcpu *vcpus;         /* ncpus entries */
 	struct boot_config boot;    /* what to load again on system_reset */
+	/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled at creation (dirty_log.h);
+	 * set once before any thread starts, read-only afterwards. */
+	bool dirty_manual;
 
 	struct pci_bus *pci;
 	struct io_thread *io;

@@ -339,6 +339,8 @@ static int child_live_calls(void)
 		return 51;
 	if (ioctl(-1, KVM_SET_USER_MEMORY_REGION, NULL) != -1 || errno != EBADF)
 		return 52;
+	if (ioctl(-1, KVM_CLEAR_DIRTY_LOG, NULL) != -1 || errno != EBADF)
+		return 58;
 	if (ioctl(-1, KVM_SET_CPUID2, NULL) != -1 || errno != EBADF)
 		return 53;
 	if (shutdown(live_pre_fds[0], SHUT_RDWR) < 0)
@@ -357,6 +359,13 @@ static int child_live_calls(void)
 static int child_vhost_log_fd(void)
 {
 	return ioctl(-1, VHOST_SET_LOG_FD, NULL) == -1 ? 60 : 61;
+}
+
+/* Manual dirty-log protect is enabled at VM creation, before the filter:
+ * KVM_ENABLE_CAP stays forbidden. */
+static int child_enable_cap(void)
+{
+	return ioctl(-1, KVM_ENABLE_CAP, NULL) == -1 ? 62 : 63;
 }
 
 static void test_live_migration_calls_allowed(void **state)
@@ -570,6 +579,7 @@ static void test_arguments_restricted(void **state)
 	(void)state;
 	assert_forbidden(child_other_ioctl, "ioctl");
 	assert_forbidden(child_vhost_log_fd, "ioctl");
+	assert_forbidden(child_enable_cap, "ioctl");
 	assert_forbidden(child_kill_other, "kill");
 	assert_forbidden(child_signal_other_tgkill, "tgkill");
 	assert_forbidden(child_sigaction_other, "rt_sigaction");

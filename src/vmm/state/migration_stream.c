@@ -82,11 +82,11 @@ static void put_run(struct mig_writer *w, const uint8_t *ram, uint64_t first, ui
 	}
 }
 
-int mig_writer_pages(struct mig_writer *w, const uint8_t *ram, uint64_t ram_size,
-		     const uint64_t *bitmap, char *err, size_t errlen)
+int mig_writer_page_range(struct mig_writer *w, const uint8_t *ram, uint64_t first_page,
+			  uint64_t npages, const uint64_t *bitmap, char *err, size_t errlen)
 {
-	uint64_t pages = ram_size / SNAP_PAGE;
-	for (uint64_t pg = 0; pg < pages;) {
+	uint64_t pages = first_page + npages;
+	for (uint64_t pg = first_page; pg < pages;) {
 		if (bitmap && !bitmap[pg / 64]) {
 			pg = (pg / 64 + 1) * 64;   /* a clean word: 64 pages skipped */
 			continue;
