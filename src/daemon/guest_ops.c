@@ -129,7 +129,7 @@ out:
 
 /* The last non-empty line of a guest's log: what the supervisor said when it
  * gave up. */
-static void log_tail(struct kvzd *d, const char *name, char *out, size_t len)
+void guest_log_tail(struct kvzd *d, const char *name, char *out, size_t len)
 {
 	char path[400];
 	guest_log_path(d, name, path, sizeof(path));
@@ -163,7 +163,7 @@ static int wait_ready(struct kvzd *d, const char *name, pid_t pid, const char *q
 		enum sup_liveness l = sup_check(pid, 0, &status);
 		if (l != SUP_ALIVE) {
 			char tail[400];
-			log_tail(d, name, tail, sizeof(tail));
+			guest_log_tail(d, name, tail, sizeof(tail));
 			if (!tail[0] && l == SUP_EXITED && WIFSIGNALED(status))
 				snprintf(tail, sizeof(tail), "supervisor killed by signal %d",
 					 WTERMSIG(status));
@@ -592,7 +592,7 @@ bool guest_check_alive(struct kvzd *d, const char *name)
 			/* Ended before the watcher connected: kvz-vmm's last line
 			 * says whether the guest reset itself. */
 			char tail[400];
-			log_tail(d, name, tail, sizeof(tail));
+			guest_log_tail(d, name, tail, sizeof(tail));
 			ev = "stopped";
 			snprintf(detail, sizeof(detail), "guest shut down%s",
 				 strstr(tail, "stopped: guest reset") ? " (guest-reset)" : "");

@@ -84,6 +84,9 @@ json_t *guest_get_or_404(struct kvzd *d, const char *name, struct op_error *e);
 
 /* Where a guest's files live. */
 void guest_log_path(const struct kvzd *d, const char *name, char *buf, size_t len);
+/* The last non-empty line of a guest's log ("" when none): what its
+ * supervisor said when it gave up. */
+void guest_log_tail(struct kvzd *d, const char *name, char *out, size_t len);
 void guest_image_path(const struct kvzd *d, const char *name, char *buf, size_t len);
 
 #endif

@@ -124,6 +124,39 @@ static void wait_discarded(const struct node *n, const char *name)
 		 DISCARD_WAIT_MS / 1000);
 }
 
+/* Why the target dropped its side by itself (its receiving thread failed:
+ * a bad stream, its supervisor gone or not answering), when its newest
+ * event for name says so; "" otherwise (among them a discard this source
+ * asked for). A stream broken from the target's side then says why, not
+ * only "Broken pipe". */
+static void target_reason(const struct node *n, const char *name, char *why, size_t len)
+{
+	char path[160], err[300];
+	json_t *evs = NULL;
+	why[0] = 0;
+	snprintf(path, sizeof(path), "/v1/events?guest=%s&limit=1", name);
+	if (peer_call(n->url, n->token, "GET", path, NULL, &evs, err, sizeof(err)) == 200) {
+		json_t *last = json_array_get(evs, json_array_size(evs) - 1);
+		const char *type = cfg_str(last, "type"), *detail = cfg_str(last, "detail");
+		if (type && detail && !strcmp(type, "migration-discarded") &&
+		    strcmp(detail, "discarded") && strcmp(detail, "discarded by the source"))
+			snprintf(why, len, "%s", detail);
+	}
+	json_decref(evs);
+}
+
+/* e's message with "; on node N: WHY" where the target says why (and e
+ * does not already). */
+static void append_target_reason(const struct node *n, const char *name, struct op_error *e)
+{
+	char why[400], first[sizeof(e->msg)];
+	target_reason(n, name, why, sizeof(why));
+	if (!why[0] || strstr(e->msg, why))
+		return;
+	snprintf(first, sizeof(first), "%s", e->msg);
+	op_fail(e, e->status, "%s; on node %s: %s", first, n->name, why);
+}
+
 /* Connects to port on the node's host and sends the proof. */
 static int connect_port(const struct node *n, int port, const char *proof,
 			struct op_error *e)
@@ -512,6 +545,8 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 {
 	struct outgoing o = {.d = d, .j = j, .name = guest, .sock = -1};
 	char why[300];
+	/* From the stream on, a failure may be the target's: it says why. */
+	bool connected = false;
 	o.t_start = kvzd_now_ms();
 	o.g = guest_get_or_404(d, guest, e);
 	if (!o.g)
@@ -569,7 +604,10 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 		goto discard;
 	}
 	o.sock = connect_port(&o.n, (int)json_integer_value(port), proof, e);
-	if (o.sock < 0 || (o.live ? transfer_live(&o, e) : transfer(&o, e)))
+	if (o.sock < 0)
+		goto discard;
+	connected = true;
+	if (o.live ? transfer_live(&o, e) : transfer(&o, e))
 		goto discard;
 	o.h.completed = kvzd_now_ms();
 	if (job_cancelled(j)) {
@@ -597,11 +635,17 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 		goto out;
 	}
 discard:
-	if (discard_and_take_back(d, &o.n, o.g, o.running, why, sizeof(why))) {
+	if (discard_on_target(&o.n, guest))
+		wait_discarded(&o.n, guest);
+	if (take_back(d, o.g, o.running, why, sizeof(why))) {
 		char first[sizeof(e->msg)];
 		snprintf(first, sizeof(first), "%s", e->msg);
 		op_fail(e, e->status, "%s; %s did not run on here: %s", first, guest, why);
 	}
+	/* Last: the target's side may be the cause or a consequence (a
+	 * stream the source broke off is "truncated" there). */
+	if (connected)
+		append_target_reason(&o.n, guest, e);
 	store_event_add(d->store, guest, "migration-failed", e->msg);
 	rc = -1;
 out:

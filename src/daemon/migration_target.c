@@ -48,6 +48,7 @@ struct slot {
 	int lfd;  /* the migration port */
 	int conn; /* the accepted connection with the proof, or -1 */
 	bool stop;
+	bool ended; /* the receiving thread failed and drops the guest */
 	struct kvzd *d;
 	struct mig_sink sink;
 	char state_path[450], disk_path[450];
@@ -291,13 +292,19 @@ static void *receiver(void *arg)
 	}
 	if (s->stop)
 		snprintf(err, sizeof(err), "discarded");
-	s->state = SLOT_FREE;
+	/* The slot stays taken until the guest is dropped with this reason:
+	 * a discard meanwhile (the source saw its stream break) leaves the
+	 * drop to this thread, and a commit waits no more (ended). */
+	s->ended = true;
 	pthread_mutex_unlock(&m->lock);
 	if (c >= 0)
 		close(c);
 	guest_lock(d, name);
 	drop_incoming(d, name, err);
 	guest_unlock(d, name);
+	pthread_mutex_lock(&m->lock);
+	s->state = SLOT_FREE;
+	pthread_mutex_unlock(&m->lock);
 	return NULL;
 }
 
@@ -667,12 +674,15 @@ static int take_complete(struct migrations *m, const char *name, char *state, ch
 	struct slot *s = find_slot(m, name);
 	/* A live source may see its side complete a moment before this
 	 * side has loaded everything: woken by the receiver as it ends. */
-	while (s && s->live && s->state == SLOT_RECEIVING &&
+	while (s && s->live && s->state == SLOT_RECEIVING && !s->ended &&
 	       pthread_cond_timedwait(&m->changed, &m->lock, &until) == 0)
 		s = find_slot(m, name);
 	int rc = 0;
 	if (!s)
 		rc = op_fail(e, 404, "no migration of %s is coming in", name);
+	else if (s->ended)
+		rc = op_fail(e, 409, "the migration of %s failed on this side (see its "
+			     "migration-discarded event)", name);
 	else if (s->state != SLOT_COMPLETE)
 		rc = op_fail(e, 409, "the migration of %s has not arrived yet", name);
 	if (rc == 0) {

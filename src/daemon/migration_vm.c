@@ -159,19 +159,36 @@ int vm_migrate_listen(struct kvzd *d, json_t *g, struct op_error *e)
 	return guest_start_locked(d, g, extra, e);
 }
 
+/* A failed step of the hand-over, with what kvz-vmm's log ends with (a
+ * bad stream ends it with one line there): "NAME: STEP: ERR (its log
+ * ends: ...)". */
+static void receive_failed(struct kvzd *d, const char *name, const char *step, char *err,
+			   size_t errlen)
+{
+	char why[300], tail[320];
+	snprintf(why, sizeof(why), "%s", err);
+	guest_log_tail(d, name, tail, sizeof(tail));
+	snprintf(err, errlen, "%s: %s: %s%s%s%s", name, step, why, tail[0] ? " (its log ends: " : "",
+		 tail, tail[0] ? ")" : "");
+}
+
 int vm_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void *), void *arg,
 		       char *err, size_t errlen)
 {
-	(void)d;
 	const char *name = cfg_str(g, "name");
+	const char *step = "connecting to kvz-vmm's QMP";
 	struct qmp_client *c = qmp_client_connect(cfg_str(g, "qmp"), QMP_TIMEOUT_MS, err, errlen);
-	if (!c)
-		return -1;
-	int rc = qmp_client_getfd(c, "mig", sock, err, errlen) ? -1 : 0;
+	int rc = c ? 0 : -1;
+	if (rc == 0) {
+		step = "getfd";
+		rc = qmp_client_getfd(c, "mig", sock, err, errlen) ? -1 : 0;
+	}
 	json_t *args = json_pack("{s:s}", "uri", "fd:mig");
-	if (rc == 0 &&
-	    qmp_client_execute(c, "migrate-incoming", args, NULL, NULL, 0, err, errlen))
-		rc = -1;
+	if (rc == 0) {
+		step = "migrate-incoming";
+		rc = qmp_client_execute(c, "migrate-incoming", args, NULL, NULL, 0, err, errlen) ?
+		     -1 : 0;
+	}
 	json_decref(args);
 	/* Until the stream is loaded; kvz-vmm ends on a bad one (the QMP
 	 * connection breaks). */
@@ -180,9 +197,10 @@ int vm_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void
 		drain(c);
 		if (stopped(arg)) {
 			snprintf(err, errlen, "discarded");
-			rc = -1;
+			rc = -2;
 			break;
 		}
+		step = "loading the stream (query-migrate)";
 		if (qmp_client_execute(c, "query-migrate", NULL, &r, NULL, 0, err, errlen)) {
 			rc = -1;
 			break;
@@ -190,7 +208,7 @@ int vm_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void
 		const char *st = cfg_str(r, "status");
 		bool done = st && !strcmp(st, "completed");
 		if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
-			snprintf(err, errlen, "%s: the incoming migration %s", name, st);
+			snprintf(err, errlen, "the incoming migration %s", st);
 			rc = -1;
 		}
 		json_decref(r);
@@ -199,6 +217,9 @@ int vm_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void
 		if (rc == 0)
 			wait_event(c);
 	}
-	qmp_client_close(c);
-	return rc;
+	if (c)
+		qmp_client_close(c);
+	if (rc == -1)
+		receive_failed(d, name, step, err, errlen);
+	return rc ? -1 : 0;
 }

@@ -87,6 +87,8 @@ static int disk_lock_fd = -1;   /* fail-held: disk 0's lock, once taken back */
 #define FAKE_STATE_MAGIC "KVZFAKE-STATE 1\n"
 #define FAKE_FILLER (4 << 20)
 #define FAKE_LONG_FILLER (64 << 20)
+/* Longer than kvzd's QMP timeout (5 s). */
+#define FAKE_HANG_S 7
 
 static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void log_line(const char *fmt, ...)
@@ -340,6 +342,8 @@ static void *incoming_main(void *arg)
 	else if (!fgets(line, sizeof(line), f) || strncmp(line, "value ", 6))
 		why = "no value";
 	long long n = 0;
+	if (!why && !strcmp(migrate_mode, "incoming-die"))
+		why = "fake: a device record it cannot load";
 	if (!why) {
 		line[strcspn(line, "\n")] = 0;
 		snprintf(value, sizeof(value), "%.127s", line + 6);
@@ -384,6 +388,8 @@ static json_t *h_migrate_incoming(void *o, json_t *a, struct qmp_error *e)
 	(void)o;
 	const char *uri = json_string_value(json_object_get(a, "uri"));
 	log_line("fake-vmm: migrate-incoming %s", uri ? uri : "(none)");
+	if (!strcmp(migrate_mode, "incoming-hang"))
+		sleep(FAKE_HANG_S);
 	pthread_mutex_lock(&snap_lock);
 	bool waiting = !strcmp(run_status, "inmigrate") && strcmp(mig_status, "active");
 	int fd = uri && !strncmp(uri, "fd:", 3) && !strcmp(named_fd_name, uri + 3) ? named_fd : -1;
@@ -814,6 +820,13 @@ int main(int argc, char **argv)
 			migrate_mode = "slow";
 		if (cmdline && strstr(cmdline, "fake-migrate=long"))
 			migrate_mode = "long";
+		/* The target's stand-in: dies on the stream's first record, or
+		 * answers migrate-incoming later than kvzd's QMP timeout. The
+		 * source's (same command line) sends as usual. */
+		if (cmdline && strstr(cmdline, "fake-migrate=incoming-die"))
+			migrate_mode = "incoming-die";
+		if (cmdline && strstr(cmdline, "fake-migrate=incoming-hang"))
+			migrate_mode = "incoming-hang";
 		hostile_blockstats = cmdline && strstr(cmdline, "fake-blockstats=hostile");
 		for (int i = 1; i + 1 < argc && vm_ndisks < FAKE_DISKS; i++)
 			if (!strcmp(argv[i], "--disk"))

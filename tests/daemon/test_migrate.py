@@ -592,6 +592,30 @@ def test_live_migration_fails_source_runs_on(fake_hosts):
         assert not (b.dir.encode() in cmd and b"--name\0lf\0" in cmd), cmd
 
 
+@pytest.mark.parametrize("mode, why", [
+    # The target's kvz-vmm ends on a bad stream with one line in its log.
+    ("incoming-die", "migrate-incoming: fake: a device record it cannot load"),
+    # It does not answer migrate-incoming within kvzd's QMP timeout.
+    ("incoming-hang", "lv2: migrate-incoming: "),
+])
+def test_live_migration_target_side_fails_says_why(fake_hosts, mode, why):
+    """The target's side of a live stream fails (the source then sees only
+    a broken pipe): the job's error says what the target said, the guest
+    runs on at the source, and the target keeps nothing."""
+    a, b = fake_hosts
+    a.kvz("create", "vm", "lv2", "--kernel", a.kernel, "--memory", "64M", "--cmdline",
+          "fake-migrate=" + mode)
+    a.kvz("start", "lv2")
+    r = a.kvz("migrate", "lv2", "--to", "b", check=False)
+    assert r.returncode == 1, r
+    err = r.stderr.strip().split("\n")[-1]
+    assert "; on node b: " in err and why in err, err
+    assert a.guest("lv2")["state"] == "running"
+    assert b.api("GET", "/v1/guests/lv2")[0] == 404
+    ev = [e for e in b.events("lv2") if e["type"] == "migration-discarded"]
+    assert len(ev) == 1 and why in ev[0]["detail"], ev
+
+
 def test_live_migration_fails_source_left_paused_then_resumed(fake_hosts):
     """The source's supervisor fails the move after it let go of its disk,
     which another process (the target, played by this test) holds now: as
