@@ -10,7 +10,8 @@
 # (ct roots and id range registries of their own, one cgroup tree).
 # The container holds MB MiB of touched memory, once idle and once
 # rewriting the next 1% of its pages every 100 ms. Downtime is what the
-# workload sees: ctprobe gapwatch inside records the longest stall of its
+# workload sees on the wall clock (CRIU's time namespace hides most of it
+# from CLOCK_MONOTONIC): ctprobe gapwatch inside records the longest stall of its
 # 1 ms loop, across the move. Also printed: the whole move's time and the
 # bytes of memory sent or written. Absolute times are an emulator's: read
 # the ratios (iterative / plain; lower is better for the iterative move).

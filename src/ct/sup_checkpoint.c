@@ -183,13 +183,30 @@ static int write_meta(struct supervisor *s, int dfd, const char *tty, char *err,
 	return rc;
 }
 
+/* The container's file system's writes into its private image, where a
+ * migration reads what changed. */
+static int flush_fs(const struct supervisor *s, char *err, size_t len)
+{
+	int fd = open(s->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || syncfs(fd) < 0) {
+		snprintf(err, len, "cannot flush the container's file system: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 /* Hold (a migration's final dump): the container is frozen before criu
  * runs, criu (--freeze-cgroup, --leave-running) leaves it frozen as it
  * found it, and its veth goes down so that the host answers none of its
  * connections meanwhile. sup_release() ends the hold either way. */
 static int hold_begin(struct supervisor *s, char *fdir, size_t size, char *err, size_t len)
 {
-	if (cgroup_freezer_dir(&s->cg, fdir, size, err, len) < 0 ||
+	/* Flushed while it still runs, so that the frozen flush in
+	 * hold_settle() writes only what came after. */
+	if (flush_fs(s, err, len) < 0 || cgroup_freezer_dir(&s->cg, fdir, size, err, len) < 0 ||
 	    cgroup_freeze(&s->cg, true, err, len) < 0)
 		return -1;
 	pthread_mutex_lock(&s->lock);
@@ -204,16 +221,8 @@ static int hold_begin(struct supervisor *s, char *fdir, size_t size, char *err, 
  * private image, where the migration reads what changed. */
 static int hold_settle(struct supervisor *s, char *err, size_t len)
 {
-	if (cgroup_freeze(&s->cg, true, err, len) < 0)
+	if (cgroup_freeze(&s->cg, true, err, len) < 0 || flush_fs(s, err, len) < 0)
 		return -1;
-	int fd = open(s->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || syncfs(fd) < 0) {
-		snprintf(err, len, "cannot flush the container's file system: %s", strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	close(fd);
 	if (s->veth[0] && nl_link_down(s->veth, err, len) < 0)
 		return -1;
 	return 0;

@@ -97,11 +97,10 @@ static int receive_image(int sock, int dfd, uint64_t rlen, char *err, size_t len
 			 errno == EEXIST ? "sent twice" : strerror(errno));
 		return -1;
 	}
+	/* No fsync: criu restore reads the images at once from the page
+	 * cache, and a crash before the commit discards the move anyway;
+	 * each fsync was time in the frozen window. */
 	int rc = receive_range(sock, fd, 0, data, err, len);
-	if (rc == 0 && fsync(fd) < 0) {
-		snprintf(err, len, "fsync %s: %s", name, strerror(errno));
-		rc = -1;
-	}
 	close(fd);
 	return rc;
 }
@@ -177,6 +176,12 @@ static int receive_pages(int sock, const struct ct_sink *s, struct recv_state *s
 		return -1;
 	}
 	st->seen_c = true;
+	/* The private area's bulk is here, the source still runs: flushed
+	 * now, the fsync at the end covers only the frozen part's changes. */
+	if (fsync(s->disk_fd) < 0) {
+		snprintf(err, len, "fsync of the private image: %s", strerror(errno));
+		return -1;
+	}
 	return s->pages(s->arg, sock, k, err, len);
 }
 

@@ -292,6 +292,11 @@ static int64_t account_downtime(struct ct_out *o, int64_t frozen_at, int64_t dum
 		 (long long)(confirmed_at - sent_at - tail_ms), restore_ms, tail_ms);
 	job_progress(o->j, phase, o->sent, o->sent);
 	kvz_info("%s: %s", o->name, phase);
+	/* This host's clock, to line a move up with the target's and the
+	 * workload's (one machine in the lab). */
+	kvz_debug("%s: moved out: frozen at %lld, dumped at %lld, sent at %lld, confirmed at %lld "
+		  "(CLOCK_MONOTONIC ms)", o->name, (long long)frozen_at, (long long)dumped_at,
+		  (long long)sent_at, (long long)confirmed_at);
 	return down;
 }
 
@@ -596,8 +601,13 @@ int ct_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void
 		snprintf(err, errlen, "the source went away before the confirmation");
 		rc = -1;
 	}
-	if (rc == 0)
-		send_target_times(sock, received_at, thawed, mono_ms());
+	if (rc == 0) {
+		int64_t acked_at = mono_ms();
+		send_target_times(sock, received_at, thawed, acked_at);
+		kvz_debug("%s: moved in: stream ended at %lld, thawed at %lld, confirmed at %lld "
+			  "(CLOCK_MONOTONIC ms)", name, (long long)received_at, (long long)thawed,
+			  (long long)acked_at);
+	}
 	/* A restored one is stopped by the caller's clean-up first, which
 	 * then calls ct_migrate_discard. */
 	if (rc && made && json_integer_value(json_object_get(g, "pid")) <= 0 && !restored(d, name))

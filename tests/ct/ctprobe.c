@@ -37,7 +37,10 @@
  *                           pages (one run) every 100 ms, for ever (0: idle)
  *   ctprobe gapwatch FILE    every 1 ms note the longest stall seen so far
  *                           (the container frozen) as "max_gap_us N" in
- *                           FILE; FILE.reset, when present, restarts it */
+ *                           FILE; FILE.reset, when present, restarts it;
+ *                           each stall of 20 ms or more is appended to
+ *                           FILE.log as "stall FROM_US TO_US"; timed by
+ *                           CLOCK_REALTIME (see wall_us) */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -645,25 +648,46 @@ static int dirty(long mb, long pct)
 	return 0;
 }
 
-static long long mono_us(void)
+/* Not CLOCK_MONOTONIC: CRIU restores the tasks into a time namespace
+ * whose monotonic clock goes on from the dump, so that clock skips most
+ * of a move's frozen window. The realtime clock is not namespaced (and
+ * nothing steps it in the lab): it shows the whole stall. */
+static long long wall_us(void)
 {
 	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
+	clock_gettime(CLOCK_REALTIME, &t);
 	return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* Stalls this long or longer are listed with their times. */
+#define GAP_LOGGED_US 20000
+
+static void log_stall(const char *log, long long from, long long to)
+{
+	FILE *f = fopen(log, "a");
+	if (!f)
+		return;
+	fprintf(f, "stall %lld %lld\n", from, to);
+	fclose(f);
 }
 
 static int gapwatch(const char *file)
 {
-	char reset[256], tmp[256];
+	char reset[256], tmp[256], log[256];
 	snprintf(reset, sizeof(reset), "%s.reset", file);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", file);
-	long long last = mono_us(), max = -1;
+	snprintf(log, sizeof(log), "%s.log", file);
+	long long last = wall_us(), max = -1;
 	for (;;) {
 		usleep(1000);
-		long long now = mono_us(), gap = now - last;
-		last = now;
-		if (unlink(reset) == 0)
+		long long now = wall_us(), gap = now - last;
+		if (unlink(reset) == 0) {
 			max = -1, gap = 0;
+			unlink(log);
+		}
+		if (gap >= GAP_LOGGED_US)
+			log_stall(log, last, now);
+		last = now;
 		if (gap <= max)
 			continue;
 		max = gap;

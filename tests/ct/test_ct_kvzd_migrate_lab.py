@@ -67,7 +67,7 @@ host() {  # $1: a|b, $2: its address
   nsenter --net=/run/netns/ns$1 unshare -m sh -c "mount -t sysfs sys /sys && mount -t cgroup2 none /sys/fs/cgroup &&
     echo \$\$ > /sys/fs/cgroup/host$1/cgroup.procs &&
     exec env KVZ_CT_IDMAP_DIR=$D/idmap $CRIU /bin/kvzd --state-dir $D/state --run-dir $D/run \
-      --socket $D/sock --ct /bin/kvz-ct --listen $2:7000 --token-file $D/tok" > $D/log 2>&1 &
+      --socket $D/sock --ct /bin/kvz-ct --listen $2:7000 --token-file $D/tok --verbose" > $D/log 2>&1 &
   echo $! > $D/pid
   for t in $(seq 50); do KVZ_SOCKET=$D/sock kvz list >/dev/null 2>&1 && return 0; sleep 0.2; done
   cat $D/log; return 1
@@ -138,6 +138,16 @@ ka exec m -- touch /tmp/gap.reset; sleep 0.5
 T0=$(up); ka --json migrate m --to b > /tmp/mig6.json 2>/tmp/mig6.err; echo "MIG6=$? $(cat /tmp/mig6.err)"; T1=$(up)
 echo "MIG6-TIME $T0 $T1"; tail -1 /tmp/mig6.json | sed 's/^/MIG6-JSON /'
 echo "MIG6-GAP-US=$(gap kb)"
+# Where the iterative move's frozen window went: kvzd's moments on each
+# side (CLOCK_MONOTONIC ms, one clock in one L1), the target supervisor's
+# phases (ms since its start; its start is thawed-at-ms less
+# tasks-resumed), the workload's stalls of 100 ms or more (ms), and
+# whether the restored init is in a time namespace of its own (CRIU's).
+echo "MIG6-STALLS $(kb exec m -- cat /tmp/gap.log 2>/dev/null | awk '$3 - $2 >= 100000 { printf "%d ", ($3 - $2) / 1000 }')"
+echo "MIG6-TARGET $(tr -d ' \n' < /tmp/kb/run/ct/m.json | grep -o '"start-ms":{[^}]*}\|"thawed-at-ms":[0-9]*' | tr '\n' ' ')"
+grep -h "moved out" /tmp/ka/log | tail -1 | sed 's/^/MIG6-CLOCK-OUT /'
+grep -h "moved in" /tmp/kb/log | tail -1 | sed 's/^/MIG6-CLOCK-IN /'
+echo "MIG6-TIMENS=$(readlink /proc/self/ns/time) $(readlink /proc/$(sed -n 's/.*"init-pid": *\([0-9]*\).*/\1/p' /tmp/kb/run/ct/m.json)/ns/time)"
 check FINAL kb /tmp/ka
 # Each move's phases (to the second) and kvzd's own account of it.
 for h in a b; do KVZ_SOCKET=/tmp/k$h/sock kvz events --guest m --limit 1000 2>&1 |
@@ -261,8 +271,10 @@ def test_downtime_against_plain_dump_and_restore(lab_out):
     """kvz's iterative move through kvzd against the plain way (one dump,
     the images copied through disk, a restore; kvz-ct directly), the same
     64 MiB touched, in the same L1. Issue 12's goal is 0.2x: the ratio is
-    printed (0.77-1.19 in four runs: fixed costs dominate at 64 MiB
-    under emulation, see the next test); only a gross regression fails."""
+    printed (0.77-1.19 in four runs, stalls then on the monotonic clock,
+    which CRIU's time namespace holds back: see
+    test_downtime_report_and_staged_target; fixed costs dominate at 64 MiB
+    under emulation); only a gross regression fails."""
     v = values(lab_out)
     assert v["PLAIN-RUN"] == "0" and v["PLAIN"] == "0", lab_out[-4000:]
     plain, iterative = int(v["PLAIN-GAP-US"]), int(v["MIG6-GAP-US"])
@@ -306,6 +318,41 @@ def test_downtime_iterative_against_single_dump(lab_out):
         print(line)
     runs_on(lab_out, "FINAL", counter(lab_out, "BEFORE")[0])
     assert iterative < 4 * single, (iterative, single)
+
+
+def test_downtime_report_and_staged_target(lab_out):
+    """kvzd's downtime is the workload's stall, on the host's clock: from
+    the hold's freeze to the restored tasks running (gapwatch times by
+    CLOCK_REALTIME: CRIU restores into a time namespace whose monotonic
+    clock skips most of the window; before that, the stall read 1.5-2.2 s
+    short of the report). And the target's supervisor set up its id
+    range, cgroup and bridge before the source froze (staged restore):
+    only the go, the mount and criu's restore lie in the window."""
+    v = values(lab_out)
+    for n in (1, 2, 4, 6):
+        down = migration(lab_out, n)["result"]["downtime_ms"]
+        stall = int(v["MIG%d-GAP-US" % n]) / 1000
+        print("migration %d: kvzd's downtime %d ms, the workload's longest stall %.0f ms" % (
+            n, down, stall))
+        assert abs(down - stall) <= max(1000, 0.25 * stall), (n, down, stall)
+    times = dict(re.findall(r"(frozen|dumped|sent|confirmed) at (\d+)",
+                            re.search(r"^MIG6-CLOCK-OUT (.*)$", lab_out, re.M).group(1)))
+    target = re.search(r'^MIG6-TARGET "start-ms":(\{.*\}) "thawed-at-ms":(\d+)', lab_out, re.M)
+    start, thawed = json.loads(target.group(1)), int(target.group(2))
+    t0 = thawed - start["tasks-resumed"]
+    frozen = int(times["frozen"])
+    rows = [("final dump (criu, settle)", int(times["dumped"]) - frozen),
+            ("final images and disk changes", int(times["sent"]) - int(times["dumped"])),
+            ("to the target's go", t0 + start["go"] - int(times["sent"])),
+            ("mount of the private area", start["mount"] - start["go"]),
+            ("images shared, root staged", start["root-staged"] - start["mount"]),
+            ("criu restore to tasks resumed", start["tasks-resumed"] - start["root-staged"])]
+    print("iterative move (migration 6), frozen window on L1's clock, ms:")
+    for what, ms in rows:
+        print("  %-32s %6d" % (what, ms))
+    print("  %-32s %6d" % ("freeze to tasks running", thawed - frozen))
+    print("  time namespaces (L1, restored init): %s" % v["MIG6-TIMENS"])
+    assert t0 + start["cgroup-bridge"] < frozen < t0 + start["go"], (t0, start, frozen)
 
 
 def test_failed_restore_leaves_source_running(lab_out):
