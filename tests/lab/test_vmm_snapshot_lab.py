@@ -49,8 +49,14 @@ waitfor() { i=0; while ! grep -q "$2" $1; do i=$((i+1)); [ $i -gt $3 ] && return
             [ -n "$4" ] && ! kill -0 $4 2>/dev/null && return 1; sleep 1; done; }
 up_tap() { i=0; while ! ip link show tap8 >/dev/null 2>&1 && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done
            for t in 9 8; do ip addr add 10.0.$t.1/24 dev tap$t 2>/dev/null; ip link set tap$t up; done; }
+# Up to 3 tries of 2 pings: on a host loaded by make check's other lane the
+# emulator can starve L2 past one try's 4 s (seen once: one restore's
+# user-space NIC failed one try, the next restores' answered); a broken
+# data path fails all three. The line says which try answered.
 pingit() { for t in 9 8; do
-             if ping -c 2 -W 3 10.0.$t.2 >/dev/null 2>&1; then echo "L1-PING$t-$1-OK"; else echo "L1-PING$t-$1-FAIL"; fi
+             n=0; ok=
+             while [ -z "$ok" ] && [ $n -lt 3 ]; do n=$((n+1)); ping -c 2 -W 3 10.0.$t.2 >/dev/null 2>&1 && ok=1; done
+             if [ -n "$ok" ]; then echo "L1-PING$t-$1-OK (try $n)"; else echo "L1-PING$t-$1-FAIL"; fi
            done; }
 quit() { qmp-send /tmp/q.sock '{"execute": "quit"}' >/dev/null; wait $1; }
 dd if=/dev/zero of=/tmp/disk.img bs=1M count=8 2>/dev/null
