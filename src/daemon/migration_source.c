@@ -635,9 +635,7 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 		goto out;
 	}
 discard:
-	if (discard_on_target(&o.n, guest))
-		wait_discarded(&o.n, guest);
-	if (take_back(d, o.g, o.running, why, sizeof(why))) {
+	if (discard_and_take_back(d, &o.n, o.g, o.running, why, sizeof(why))) {
 		char first[sizeof(e->msg)];
 		snprintf(first, sizeof(first), "%s", e->msg);
 		op_fail(e, e->status, "%s; %s did not run on here: %s", first, guest, why);

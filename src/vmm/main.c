@@ -220,15 +220,19 @@ static int parse_one(struct options *o, int opt, const char *arg)
 		o->vm.shared_memory = !strcmp(arg, "memfd");
 		return 0;
 	case OPT_FIRMWARE: o->vm.firmware = arg; return 0;
-	case OPT_DIRTY_LOG:
-		if (!strcmp(arg, "auto") || !strcmp(arg, "manual") || !strcmp(arg, "legacy")) {
-			o->vm.dirty_log = !strcmp(arg, "auto")     ? VM_DIRTY_LOG_AUTO
-					  : !strcmp(arg, "manual") ? VM_DIRTY_LOG_MANUAL
-								   : VM_DIRTY_LOG_LEGACY;
-			return 0;
-		}
+	case OPT_DIRTY_LOG: {
+		static const char *const modes[] = {
+			[VM_DIRTY_LOG_AUTO] = "auto", [VM_DIRTY_LOG_LEGACY] = "legacy",
+			[VM_DIRTY_LOG_MANUAL] = "manual",
+		};
+		for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+			if (!strcmp(arg, modes[i])) {
+				o->vm.dirty_log = (enum vm_dirty_log)i;
+				return 0;
+			}
 		kvz_error("--dirty-log %s: expected auto, manual or legacy", arg);
 		return -1;
+	}
 	case OPT_CDROM: o->virtio.cdrom = arg; return 0;
 	case OPT_BOOT:
 		if (firmware_parse_boot(arg, &o->vm.boot_order) < 0) {

@@ -57,7 +57,7 @@ int mig_writer_begin(struct mig_writer *w, int fd, uint64_t ram_size, mig_tick_f
 
 static bool wanted(const uint64_t *bitmap, uint64_t page)
 {
-	return !bitmap || (bitmap[page / 64] >> (page % 64) & 1);
+	return bitmap[page / 64] >> (page % 64) & 1;
 }
 
 static void put_run(struct mig_writer *w, const uint8_t *ram, uint64_t first, uint32_t n)
@@ -87,7 +87,7 @@ int mig_writer_page_range(struct mig_writer *w, const uint8_t *ram, uint64_t fir
 {
 	uint64_t pages = first_page + npages;
 	for (uint64_t pg = first_page; pg < pages;) {
-		if (bitmap && !bitmap[pg / 64]) {
+		if (!bitmap[pg / 64]) {
 			pg = (pg / 64 + 1) * 64;   /* a clean word: 64 pages skipped */
 			continue;
 		}

@@ -56,7 +56,7 @@ struct mig_writer {
 int mig_writer_begin(struct mig_writer *w, int fd, uint64_t ram_size, mig_tick_fn tick,
 		     void *opaque, char *err, size_t errlen);
 /* The pages of ram in [first_page, first_page + npages) whose bit is set
- * in bitmap (the whole RAM's; NULL: every page of the range). */
+ * in bitmap (the whole RAM's; a first pass sets every bit). */
 int mig_writer_page_range(struct mig_writer *w, const uint8_t *ram, uint64_t first_page,
 			  uint64_t npages, const uint64_t *bitmap, char *err, size_t errlen);
 int mig_writer_section(struct mig_writer *w, const struct state_entry *e, const void *data,
