@@ -52,11 +52,13 @@ up_tap() { i=0; while ! ip link show tap8 >/dev/null 2>&1 && [ $i -lt 50 ]; do s
 # Up to 3 tries of 2 pings: on a host loaded by make check's other lane the
 # emulator can starve L2 past one try's 4 s (seen once: one restore's
 # user-space NIC failed one try, the next restores' answered); a broken
-# data path fails all three. The line says which try answered.
+# data path fails all three. The line says which try answered. busybox sh
+# has no local variables: "try" must not be a name the caller uses (as "n"
+# it once reset the restore loop's counter, which then never ended).
 pingit() { for t in 9 8; do
-             n=0; ok=
-             while [ -z "$ok" ] && [ $n -lt 3 ]; do n=$((n+1)); ping -c 2 -W 3 10.0.$t.2 >/dev/null 2>&1 && ok=1; done
-             if [ -n "$ok" ]; then echo "L1-PING$t-$1-OK (try $n)"; else echo "L1-PING$t-$1-FAIL"; fi
+             try=0; ok=
+             while [ -z "$ok" ] && [ $try -lt 3 ]; do try=$((try+1)); ping -c 2 -W 3 10.0.$t.2 >/dev/null 2>&1 && ok=1; done
+             if [ -n "$ok" ]; then echo "L1-PING$t-$1-OK (try $try)"; else echo "L1-PING$t-$1-FAIL"; fi
            done; }
 quit() { qmp-send /tmp/q.sock '{"execute": "quit"}' >/dev/null; wait $1; }
 dd if=/dev/zero of=/tmp/disk.img bs=1M count=8 2>/dev/null
@@ -155,6 +157,8 @@ def test_save_kill_restore_real_guest():
         assert sums and all(s == (start_sum, "kvz-snapshot-marker") for s in sums), sums
         assert f"L1-PING9-{n}-OK" in out, f"restore {n}: no ping through vhost-net (or the kernel path)"
         assert f"L1-PING8-{n}-OK" in out, f"restore {n}: no ping through kvz-vmm's own data path"
+    pings = re.findall(r"^L1-PING9-(\d+)-", out, re.M)
+    assert pings == [str(n) for n in range(RESTORES + 1)], f"the script's runs went astray: {pings}"
     for what in ("CORRUPT", "TRUNC"):
         m = re.search(rf"L1-{what}-RC (\d+) LINES (\d+)", out)
         assert m and m.group(1) != "0" and m.group(2) == "1", out[-2000:]
