@@ -174,11 +174,10 @@ int qmp_client_send(struct qmp_client *c, const char *cmd, json_t *args, char *e
 int qmp_client_reply(struct qmp_client *c, int timeout_ms, json_t **ret, char *cls,
 		     size_t clslen, char *err, size_t errlen)
 {
-	long long deadline = kvz_mono_ms() + timeout_ms;
 	for (;;) {
-		long long left = deadline - kvz_mono_ms();
+		/* timeout_ms bounds each wait for a message, events included. */
 		bool timed_out = false;
-		json_t *msg = read_message(c, left > 0 ? (int)left : 0, &timed_out, err, errlen);
+		json_t *msg = read_message(c, timeout_ms, &timed_out, err, errlen);
 		if (!msg)
 			return timed_out ? QMP_CLIENT_PENDING : -1;
 		if (json_object_get(msg, "event")) {

@@ -23,7 +23,8 @@ int qmp_client_execute(struct qmp_client *c, const char *cmd, json_t *args,
 /* The same in two steps, for a caller that waits for a slow answer in
  * slices and checks its own conditions between them: send, then
  * qmp_client_reply() until it returns other than QMP_CLIENT_PENDING (no
- * answer within timeout_ms: the command is still running; call again). A
+ * message within timeout_ms: the command is still running; call again;
+ * events read meanwhile are queued for qmp_client_next_event()). A
  * reply that is not the command's own is an error: one command at a
  * time. */
 #define QMP_CLIENT_PENDING 2
