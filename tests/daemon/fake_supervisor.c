@@ -365,6 +365,9 @@ static void *incoming_main(void *arg)
 		/* As kvz-vmm: a bad stream ends it with one line. */
 		kvz_die("migrate-incoming: %s", why);
 	}
+	/* The whole stream read, its load takes long (a loaded host). */
+	if (!strcmp(migrate_mode, "incoming-slow-load"))
+		sleep(FAKE_HANG_S);
 	pthread_mutex_lock(&snap_lock);
 	snprintf(guest_value, sizeof(guest_value), "%s", value);
 	snprintf(run_status, sizeof(run_status), "running");
@@ -826,13 +829,16 @@ int main(int argc, char **argv)
 			migrate_mode = "long";
 		/* The target's stand-in: dies on the stream's first record,
 		 * answers migrate-incoming later than kvzd's QMP timeout, or
-		 * not at all. The source's (same command line) sends as usual. */
+		 * not at all, or loads 7 s after the stream ended. The
+		 * source's (same command line) sends as usual. */
 		if (cmdline && strstr(cmdline, "fake-migrate=incoming-die"))
 			migrate_mode = "incoming-die";
 		if (cmdline && strstr(cmdline, "fake-migrate=incoming-hang"))
 			migrate_mode = "incoming-hang";
 		if (cmdline && strstr(cmdline, "fake-migrate=incoming-stuck"))
 			migrate_mode = "incoming-stuck";
+		if (cmdline && strstr(cmdline, "fake-migrate=incoming-slow-load"))
+			migrate_mode = "incoming-slow-load";
 		hostile_blockstats = cmdline && strstr(cmdline, "fake-blockstats=hostile");
 		for (int i = 1; i + 1 < argc && vm_ndisks < FAKE_DISKS; i++)
 			if (!strcmp(argv[i], "--disk"))
