@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +26,9 @@ struct qmp_client {
 
 
 /* Reads one newline-terminated JSON object, waiting at most timeout_ms.
- * Returns a new reference or NULL (timeout, EOF, junk). */
-static json_t *read_message(struct qmp_client *c, int timeout_ms, char *err, size_t errlen)
+ * Returns a new reference or NULL (timeout: *timed_out set; EOF, junk). */
+static json_t *read_message(struct qmp_client *c, int timeout_ms, bool *timed_out, char *err,
+			    size_t errlen)
 {
 	long long deadline = kvz_mono_ms() + timeout_ms;
 	for (;;) {
@@ -58,6 +60,7 @@ static json_t *read_message(struct qmp_client *c, int timeout_ms, char *err, siz
 		long long left = deadline - kvz_mono_ms();
 		if (left <= 0) {
 			snprintf(err, errlen, "timed out waiting for QMP reply");
+			*timed_out = true;
 			return NULL;
 		}
 		struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
@@ -140,7 +143,8 @@ struct qmp_client *qmp_client_connect(const char *path, int timeout_ms,
 		qmp_client_close(c);
 		return NULL;
 	}
-	json_t *greeting = read_message(c, timeout_ms, err, errlen);
+	bool timed_out = false;
+	json_t *greeting = read_message(c, timeout_ms, &timed_out, err, errlen);
 	if (!greeting || !json_object_get(greeting, "QMP")) {
 		if (greeting)
 			snprintf(err, errlen, "%s did not send a QMP greeting", path);
@@ -156,21 +160,26 @@ struct qmp_client *qmp_client_connect(const char *path, int timeout_ms,
 	return c;
 }
 
-int qmp_client_execute(struct qmp_client *c, const char *cmd, json_t *args,
-		       json_t **ret, char *cls, size_t clslen,
-		       char *err, size_t errlen)
+int qmp_client_send(struct qmp_client *c, const char *cmd, json_t *args, char *err,
+		    size_t errlen)
 {
 	json_t *req = json_pack("{s:s}", "execute", cmd);
 	if (args)
 		json_object_set(req, "arguments", args);
 	int rc = send_message(c, req, err, errlen);
 	json_decref(req);
-	if (rc)
-		return -1;
+	return rc;
+}
+
+int qmp_client_reply(struct qmp_client *c, int timeout_ms, json_t **ret, char *cls,
+		     size_t clslen, char *err, size_t errlen)
+{
 	for (;;) {
-		json_t *msg = read_message(c, c->timeout_ms, err, errlen);
+		/* timeout_ms bounds each wait for a message, events included. */
+		bool timed_out = false;
+		json_t *msg = read_message(c, timeout_ms, &timed_out, err, errlen);
 		if (!msg)
-			return -1;
+			return timed_out ? QMP_CLIENT_PENDING : -1;
 		if (json_object_get(msg, "event")) {
 			json_array_append_new(c->events, msg);
 			continue;
@@ -193,6 +202,20 @@ int qmp_client_execute(struct qmp_client *c, const char *cmd, json_t *args,
 	}
 }
 
+int qmp_client_execute(struct qmp_client *c, const char *cmd, json_t *args,
+		       json_t **ret, char *cls, size_t clslen,
+		       char *err, size_t errlen)
+{
+	if (qmp_client_send(c, cmd, args, err, errlen))
+		return -1;
+	int rc = qmp_client_reply(c, c->timeout_ms, ret, cls, clslen, err, errlen);
+	if (rc == QMP_CLIENT_PENDING) {
+		snprintf(err, errlen, "timed out waiting for QMP reply");
+		rc = -1;
+	}
+	return rc;
+}
+
 json_t *qmp_client_next_event(struct qmp_client *c, int timeout_ms)
 {
 	if (json_array_size(c->events)) {
@@ -206,7 +229,8 @@ json_t *qmp_client_next_event(struct qmp_client *c, int timeout_ms)
 		long long left = deadline - kvz_mono_ms();
 		if (left <= 0)
 			return NULL;
-		json_t *msg = read_message(c, (int)left, err, sizeof(err));
+		bool timed_out = false;
+		json_t *msg = read_message(c, (int)left, &timed_out, err, sizeof(err));
 		if (!msg)
 			return NULL;
 		if (json_object_get(msg, "event"))

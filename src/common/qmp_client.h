@@ -20,6 +20,19 @@ int qmp_client_execute(struct qmp_client *c, const char *cmd, json_t *args,
 		       json_t **ret, char *cls, size_t clslen,
 		       char *err, size_t errlen);
 
+/* The same in two steps, for a caller that waits for a slow answer in
+ * slices and checks its own conditions between them: send, then
+ * qmp_client_reply() until it returns other than QMP_CLIENT_PENDING (no
+ * message within timeout_ms: the command is still running; call again;
+ * events read meanwhile are queued for qmp_client_next_event()). A
+ * reply that is not the command's own is an error: one command at a
+ * time. */
+#define QMP_CLIENT_PENDING 2
+int qmp_client_send(struct qmp_client *c, const char *cmd, json_t *args, char *err,
+		    size_t errlen);
+int qmp_client_reply(struct qmp_client *c, int timeout_ms, json_t **ret, char *cls,
+		     size_t clslen, char *err, size_t errlen);
+
 /* Waits up to timeout_ms for the next event (events that arrived while a
  * command was running are queued). Returns a new reference, or NULL on
  * timeout or disconnect. */

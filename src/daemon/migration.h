@@ -28,6 +28,13 @@
 
 /* How long a reservation waits for its stream to start. */
 #define MIG_RESERVE_TTL_S 120
+/* The migrate job's bound on a live target's side: how long the target
+ * waits for its kvz-vmm to answer migrate-incoming (a loaded host answers
+ * late; a kvz-vmm that ended, or a discard by the source, ends the wait at
+ * once), and how long the source, its stream sent, asks the target again
+ * to commit while the target says it is still loading (unless the job is
+ * cancelled first). */
+#define MIG_LIVE_TARGET_LIMIT_S 120
 
 extern const struct job_kind migrate_job;
 
@@ -41,9 +48,11 @@ int migration_init(struct kvzd *d, const char *listen_host, char *err, size_t er
  * are discarded (the receiving threads end), then the registry goes. */
 void migration_stop(struct kvzd *d);
 /* req: {name, type, config, autostart, running, cpu_model, disk: "copy" |
- * "shared" | "none"}; *answer: {port, proof}. */
+ * "shared" | "none"}; *answer: {port, proof, disk, event_id (its
+ * migration-reserved event: the source reads only later events)}. */
 int migration_reserve(struct kvzd *d, json_t *req, json_t **answer, struct op_error *e);
-/* body: {"samples": rows} (migration_stats.h) or NULL. *running_ms: when
+/* body: {"samples": rows, "sample_disks": ...} (migration_stats.h) or NULL;
+ * 503 while a live stream is still loading here (ask again). *running_ms: when
  * the guest ran here (this host's clock; 0 for a stopped one). */
 int migration_commit(struct kvzd *d, const char *name, json_t *body, int64_t *running_ms,
 		     struct op_error *e);

@@ -54,15 +54,16 @@
 /* ---- talking to the target ---- */
 
 /* One peer call; 0 with *out (may be NULL) on 2xx, else -1 with the
- * peer's own message in e. *transport tells a lost answer apart. */
+ * peer's own message in e. *status (may be NULL): the HTTP status, -1
+ * for a lost answer. */
 static int peer(const struct node *n, const char *method, const char *path, json_t *body,
-		json_t **out, bool *transport, struct op_error *e)
+		json_t **out, long *status, struct op_error *e)
 {
 	char err[400];
 	json_t *ans = NULL;
 	long st = peer_call(n->url, n->token, method, path, body, &ans, err, sizeof(err));
-	if (transport)
-		*transport = st < 0;
+	if (status)
+		*status = st;
 	if (st >= 200 && st < 300) {
 		if (out)
 			*out = ans;
@@ -101,10 +102,10 @@ static bool discard_on_target(const struct node *n, const char *name)
 {
 	char path[128];
 	struct op_error ignored;
-	bool transport = true;
+	long st = -1;
 	snprintf(path, sizeof(path), "/v1/migrations/%s", name);
-	peer(n, "DELETE", path, NULL, NULL, &transport, &ignored);
-	return !transport;
+	peer(n, "DELETE", path, NULL, NULL, &st, &ignored);
+	return st >= 0;
 }
 
 /* After a discard the target answered: until its incoming record is gone
@@ -125,32 +126,44 @@ static void wait_discarded(const struct node *n, const char *name)
 }
 
 /* Why the target dropped its side by itself (its receiving thread failed:
- * a bad stream, its supervisor gone or not answering), when its newest
- * event for name says so; "" otherwise (among them a discard this source
- * asked for). A stream broken from the target's side then says why, not
- * only "Broken pipe". */
-static void target_reason(const struct node *n, const char *name, char *why, size_t len)
+ * a bad stream, its supervisor gone or not answering), when one of its
+ * events for name since this move's reservation (since: the id the
+ * reservation answered) says so; "" otherwise (among them a discard this
+ * source asked for, and a target that gave no id: an older target's
+ * newest event may be an earlier move's). A stream broken from the
+ * target's side then says why, not only "Broken pipe". */
+static void target_reason(const struct node *n, const char *name, int64_t since, char *why,
+			  size_t len)
 {
-	char path[160], err[300];
+	char path[200], err[300];
 	json_t *evs = NULL;
 	why[0] = 0;
-	snprintf(path, sizeof(path), "/v1/events?guest=%s&limit=1", name);
+	if (since <= 0)
+		return;
+	snprintf(path, sizeof(path), "/v1/events?guest=%s&since=%lld&limit=100", name,
+		 (long long)since);
 	if (peer_call(n->url, n->token, "GET", path, NULL, &evs, err, sizeof(err)) == 200) {
-		json_t *last = json_array_get(evs, json_array_size(evs) - 1);
-		const char *type = cfg_str(last, "type"), *detail = cfg_str(last, "detail");
-		if (type && detail && !strcmp(type, "migration-discarded") &&
-		    strcmp(detail, "discarded") && strcmp(detail, "discarded by the source"))
-			snprintf(why, len, "%s", detail);
+		/* The newest first: the drop ends the target's side. */
+		for (size_t i = json_array_size(evs); i-- > 0 && !why[0];) {
+			json_t *ev = json_array_get(evs, i);
+			const char *type = cfg_str(ev, "type"), *detail = cfg_str(ev, "detail");
+			json_t *id = json_object_get(ev, "id");
+			if (type && detail && json_is_integer(id) && json_integer_value(id) > since &&
+			    !strcmp(type, "migration-discarded") && strcmp(detail, "discarded") &&
+			    strcmp(detail, "discarded by the source"))
+				snprintf(why, len, "%s", detail);
+		}
 	}
 	json_decref(evs);
 }
 
 /* e's message with "; on node N: WHY" where the target says why (and e
  * does not already). */
-static void append_target_reason(const struct node *n, const char *name, struct op_error *e)
+static void append_target_reason(const struct node *n, const char *name, int64_t since,
+				 struct op_error *e)
 {
 	char why[400], first[sizeof(e->msg)];
-	target_reason(n, name, why, sizeof(why));
+	target_reason(n, name, since, why, sizeof(why));
 	if (!why[0] || strstr(e->msg, why))
 		return;
 	snprintf(first, sizeof(first), "%s", e->msg);
@@ -305,6 +318,7 @@ struct outgoing {
 	int64_t downtime_ms; /* live: as kvz-vmm reports it */
 	char dir[400], state[450];
 	int sock;
+	int64_t target_since; /* the reservation's event id on the target (0: none) */
 	uint64_t sent;
 	int64_t t_start, t_paused;
 	struct handover h;
@@ -456,14 +470,45 @@ static int discard_and_take_back(struct kvzd *d, const struct node *n, json_t *g
 }
 
 /* Asks the target whether it runs name: 1 yes, 0 no (it has no such
- * guest, or only an incoming one), -1 unknown. */
-static int target_has(const struct node *n, const char *name)
+ * guest, or only an incoming one), -1 unknown. in_commit: a commit of
+ * ours may still run there, so "incoming" is unknown too (its record
+ * leaves "incoming" as that commit ends, either way). */
+static int target_has(const struct node *n, const char *name, bool in_commit)
 {
 	char state[32];
 	long st = target_record(n, name, state, sizeof(state));
+	if (st == 200 && in_commit && !strcmp(state, "incoming"))
+		return -1;
 	if (st == 200)
 		return state[0] && strcmp(state, "incoming") ? 1 : 0;
 	return st == 404 ? 0 : -1;
+}
+
+/* POST commit; a live target still loading the stream answers 503 and is
+ * asked again while the job is not cancelled, within
+ * MIG_LIVE_TARGET_LIMIT_S. *transport: the last answer was lost. */
+static int commit_call(struct outgoing *o, const char *path, json_t *body, json_t **ans,
+		       bool *transport, struct op_error *e)
+{
+	int64_t until = kvzd_now_ms() + MIG_LIVE_TARGET_LIMIT_S * 1000LL;
+	for (;;) {
+		long st = -1;
+		o->h.told = kvzd_now_ms();
+		int rc = peer(&o->n, "POST", path, body, ans, &st, e);
+		*transport = st < 0;
+		if (rc == 0 || st != 503 || !o->live)
+			return rc;
+		if (job_cancelled(o->j))
+			return op_fail(e, 409, "cancelled while node %s was still loading %s", o->n.name,
+				       o->name);
+		if (kvzd_now_ms() >= until)
+			return op_fail(e, 504, "node %s was still loading %s after %d s", o->n.name,
+				       o->name, MIG_LIVE_TARGET_LIMIT_S);
+		job_progress(o->j, "committing: the target is still loading", o->sent, o->sent);
+		/* The target waits a while itself before it says so. */
+		struct timespec ts = {0, 200 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
 }
 
 /* Records the hand-over, then commits: 0 when the target runs the guest. */
@@ -481,10 +526,8 @@ static int commit(struct outgoing *o, struct op_error *e)
 	char path[128];
 	bool transport = false;
 	snprintf(path, sizeof(path), "/v1/migrations/%s/commit", o->name);
-	json_t *body = json_pack("{s:o}", "samples",
-				 mig_stats_export(o->d->store, o->name, kvzd_now_ms())), *ans = NULL;
-	o->h.told = kvzd_now_ms();
-	int rc = peer(&o->n, "POST", path, body, &ans, &transport, e);
+	json_t *body = mig_stats_export(o->d->store, o->name, kvzd_now_ms()), *ans = NULL;
+	int rc = commit_call(o, path, body, &ans, &transport, e);
 	json_decref(body);
 	if (rc == 0) {
 		o->h.committed = kvzd_now_ms();
@@ -500,7 +543,7 @@ static int commit(struct outgoing *o, struct op_error *e)
 		return -1;
 	/* The answer was lost: the target may run it or not. */
 	for (int i = 0; i < SETTLE_TRIES; i++) {
-		int has = target_has(&o->n, o->name);
+		int has = target_has(&o->n, o->name, true);
 		if (has >= 0)
 			return has ? 0 : -1;
 		sleep(SETTLE_PAUSE_S);
@@ -596,6 +639,9 @@ static int migrate_run(struct kvzd *d, struct job *j, const char *guest, json_t 
 	if (!mode)
 		mode = json_string_value(json_object_get(req, "disk"));
 	o.copy_disk = !strcmp(mode, "copy");
+	json_t *since = json_object_get(ans, "event_id");
+	o.target_since = json_is_integer(since) && json_integer_value(since) > 0 ?
+			 (int64_t)json_integer_value(since) : 0;
 	json_t *port = json_object_get(ans, "port");
 	const char *proof = json_string_value(json_object_get(ans, "proof"));
 	if (!json_is_integer(port) || json_integer_value(port) <= 0 ||
@@ -643,7 +689,7 @@ discard:
 	/* Last: the target's side may be the cause or a consequence (a
 	 * stream the source broke off is "truncated" there). */
 	if (connected)
-		append_target_reason(&o.n, guest, e);
+		append_target_reason(&o.n, guest, o.target_since, e);
 	store_event_add(d->store, guest, "migration-failed", e->msg);
 	rc = -1;
 out:
@@ -704,7 +750,7 @@ static void settle(struct kvzd *d, json_t *g, const char *how)
 		(pid_t)json_integer_value(json_object_get(g, "pid")),
 		(unsigned long long)json_integer_value(json_object_get(g, "pid_start")),
 		guest_driver_of(g)->prog, name);
-	int has = to && node_lookup(d, to, &n, &e) == 0 ? target_has(&n, name) : -1;
+	int has = to && node_lookup(d, to, &n, &e) == 0 ? target_has(&n, name, false) : -1;
 	if (has == 1) {
 		char detail[200];
 		snprintf(detail, sizeof(detail), "the target runs it (%s)", how);

@@ -1,13 +1,17 @@
 /* A migrated guest's usage history travels with the commit: the source's
  * raw samples of the last hour and one-minute rows of the last day, as
  * rows [resolution, ts_ms, cpu_pct, mem_used, mem_limit, disk_used,
- * disk_size, net_rx, net_tx]; the target checks each row (the peer is
- * another host) before it takes them in. */
+ * disk_size, net_rx, net_tx], and beside them ("sample_disks", one entry
+ * per row: a target that does not know it still takes the rows) each
+ * row's disks, null or [{device, used, size, rd_bytes, wr_bytes}]; the
+ * target checks each row and disk (the peer is another host) before it
+ * takes them in. */
 #include "migration_stats.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "store.h"
 
@@ -16,7 +20,7 @@
 /* A day of one-minute rows plus an hour of raw samples at 1 s. */
 #define MAX_ROWS (1440 + 3600)
 
-static void add_rows(json_t *rows, json_t *list, int resolution)
+static void add_rows(json_t *rows, json_t *disks, json_t *list, int resolution)
 {
 	size_t i;
 	json_t *m;
@@ -30,23 +34,26 @@ static void add_rows(json_t *rows, json_t *list, int resolution)
 				      json_integer_value(json_object_get(m, "disk_size")),
 				      json_integer_value(json_object_get(m, "net_rx")),
 				      json_integer_value(json_object_get(m, "net_tx")));
-		if (r && json_array_size(rows) < MAX_ROWS)
+		json_t *dl = json_object_get(m, "disks");
+		if (r && json_array_size(rows) < MAX_ROWS) {
 			json_array_append_new(rows, r);
-		else
+			json_array_append_new(disks, json_is_array(dl) ? json_incref(dl) : json_null());
+		} else {
 			json_decref(r);
+		}
 	}
 }
 
 json_t *mig_stats_export(struct store *s, const char *name, int64_t now_ms)
 {
-	json_t *rows = json_array();
+	json_t *rows = json_array(), *disks = json_array();
 	json_t *minutes = store_sample_list(s, name, 60, now_ms - DAY_MS);
 	json_t *raw = store_sample_list(s, name, 0, now_ms - HOUR_MS);
-	add_rows(rows, minutes, 60);
-	add_rows(rows, raw, 0);
+	add_rows(rows, disks, minutes, 60);
+	add_rows(rows, disks, raw, 0);
 	json_decref(minutes);
 	json_decref(raw);
-	return rows;
+	return json_pack("{s:o, s:o}", "samples", rows, "sample_disks", disks);
 }
 
 static bool count_ok(json_t *v, uint64_t *out)
@@ -80,14 +87,46 @@ static bool row_ok(json_t *r, int64_t now_ms, int *res, struct sample *smp)
 	return true;
 }
 
-int mig_stats_import(struct store *s, const char *name, json_t *rows, int64_t now_ms,
+/* A row's disks (null: none) into smp; false when anything is off. */
+static bool disks_ok(json_t *list, struct sample *smp)
+{
+	smp->ndisks = 0;
+	if (json_is_null(list))
+		return true;
+	if (!json_is_array(list) || json_array_size(list) > SAMPLE_DISKS)
+		return false;
+	size_t i;
+	json_t *o;
+	json_array_foreach(list, i, o) {
+		struct sample_disk *sd = &smp->disks[i];
+		const char *dev = json_string_value(json_object_get(o, "device"));
+		if (!json_is_object(o) || !sample_device_ok(dev))
+			return false;
+		snprintf(sd->device, sizeof(sd->device), "%s", dev);
+		if (!count_ok(json_object_get(o, "used"), &sd->used) ||
+		    !count_ok(json_object_get(o, "size"), &sd->size) ||
+		    !count_ok(json_object_get(o, "rd_bytes"), &sd->rd) ||
+		    !count_ok(json_object_get(o, "wr_bytes"), &sd->wr))
+			return false;
+		smp->ndisks++;
+	}
+	return true;
+}
+
+int mig_stats_import(struct store *s, const char *name, json_t *body, int64_t now_ms,
 		     char *err, size_t errlen)
 {
+	json_t *rows = json_object_get(body, "samples");
+	json_t *disks = json_object_get(body, "sample_disks");
 	if (!rows)
 		return 0;
 	size_t n = json_array_size(rows);
 	if (!json_is_array(rows) || n > MAX_ROWS) {
 		snprintf(err, errlen, "samples: an array of at most %d rows", MAX_ROWS);
+		return -1;
+	}
+	if (disks && (!json_is_array(disks) || json_array_size(disks) != n)) {
+		snprintf(err, errlen, "sample_disks: an array with one entry per row of samples");
 		return -1;
 	}
 	struct sample *by_res[2] = {calloc(n + 1, sizeof(struct sample)),
@@ -97,8 +136,14 @@ int mig_stats_import(struct store *s, const char *name, json_t *rows, int64_t no
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		int res;
 		struct sample smp;
+		memset(&smp, 0, sizeof(smp));
 		if (!row_ok(json_array_get(rows, i), now_ms, &res, &smp)) {
 			snprintf(err, errlen, "samples: row %zu is malformed", i);
+			rc = -1;
+			break;
+		}
+		if (disks && !disks_ok(json_array_get(disks, i), &smp)) {
+			snprintf(err, errlen, "sample_disks: entry %zu is malformed", i);
 			rc = -1;
 			break;
 		}

@@ -9,11 +9,13 @@
 
 struct store;
 
-/* The rows to send (a new array). */
+/* What the commit carries: {"samples": rows, "sample_disks": each row's
+ * disks} (a new object). */
 json_t *mig_stats_export(struct store *s, const char *name, int64_t now_ms);
-/* Checks every row, then stores them all, or none with err. rows NULL:
- * nothing to do. */
-int mig_stats_import(struct store *s, const char *name, json_t *rows, int64_t now_ms,
+/* body: the commit's (may be NULL; "sample_disks" optional, as an older
+ * source sends none). Checks every row and its disks, then stores them
+ * all, or none with err. No "samples": nothing to do. */
+int mig_stats_import(struct store *s, const char *name, json_t *body, int64_t now_ms,
 		     char *err, size_t errlen);
 
 #endif

@@ -27,6 +27,7 @@
 #include "migration_stats.h"
 #include "migration_storage.h"
 #include "parse.h"
+#include "peer_client.h"
 #include "store.h"
 #include "vm_disks.h"
 
@@ -36,8 +37,11 @@
 #define STREAM_TIMEOUT_S 30
 /* Machine state beyond the guest's RAM (devices, vCPUs). */
 #define STATE_SLACK (256ull << 20)
-/* How long a live commit waits for this side to finish loading. */
-#define LIVE_COMMIT_WAIT_MS 10000
+/* How long a live commit waits for this side to finish loading before it
+ * answers 503 (still loading: the source asks again); below the peer
+ * client's timeout (peer_client.h), so the answer is never lost to it. */
+#define LIVE_COMMIT_WAIT_MS 3000
+_Static_assert(LIVE_COMMIT_WAIT_MS < PEER_TIMEOUT_S * 1000, "a live commit's answer outlasts the peer's wait");
 
 enum slot_state { SLOT_FREE, SLOT_RECEIVING, SLOT_COMPLETE };
 
@@ -130,6 +134,10 @@ static void drop_incoming(struct kvzd *d, const char *name, const char *why)
 		json_decref(g);
 		return;
 	}
+	/* The reason first: a source that sees the record leave "incoming"
+	 * reads it next (migration_source.c, target_reason), while a stuck
+	 * supervisor may take seconds to stop. */
+	store_event_add(d->store, name, "migration-discarded", why);
 	if (json_integer_value(json_object_get(g, "pid")) > 0) {
 		/* A live target's supervisor: stopped as a running guest is. */
 		struct op_error e;
@@ -149,7 +157,6 @@ static void drop_incoming(struct kvzd *d, const char *name, const char *why)
 	remove_tree(dir);
 	store_samples_delete(d->store, name);
 	store_guest_delete(d->store, name);
-	store_event_add(d->store, name, "migration-discarded", why);
 	kvz_info("%s: incoming migration discarded: %s", name, why);
 }
 
@@ -290,7 +297,9 @@ static void *receiver(void *arg)
 		close(c);
 		return NULL;
 	}
-	if (s->stop)
+	/* A discard says only that, unless the receiver knows why the
+	 * stream waited ("discarded: ...": kvz-vmm had not answered). */
+	if (s->stop && strncmp(err, "discarded: ", 11))
 		snprintf(err, sizeof(err), "discarded");
 	/* The slot stays taken until the guest is dropped with this reason:
 	 * a discard meanwhile (the source saw its stream break) leaves the
@@ -655,8 +664,11 @@ int migration_reserve(struct kvzd *d, json_t *req, json_t **answer, struct op_er
 		return -1;
 	}
 	pthread_detach(t);
-	*answer = json_pack("{s:i, s:s, s:s}", "port", port, "proof", proof, "disk", disk_mode);
-	store_event_add(d->store, name, "migration-reserved", NULL);
+	/* Its event's id: the source asks for this move's events only
+	 * (why the target dropped it), never an earlier move's. */
+	int64_t ev = store_event_add(d->store, name, "migration-reserved", NULL);
+	*answer = json_pack("{s:i, s:s, s:s, s:I}", "port", port, "proof", proof, "disk", disk_mode,
+			    "event_id", (json_int_t)(ev > 0 ? ev : 0));
 	return 0;
 }
 
@@ -683,6 +695,8 @@ static int take_complete(struct migrations *m, const char *name, char *state, ch
 	else if (s->ended)
 		rc = op_fail(e, 409, "the migration of %s failed on this side (see its "
 			     "migration-discarded event)", name);
+	else if (s->state != SLOT_COMPLETE && s->live)
+		rc = op_fail(e, 503, "the migration of %s is still loading on this side", name);
 	else if (s->state != SLOT_COMPLETE)
 		rc = op_fail(e, 409, "the migration of %s has not arrived yet", name);
 	if (rc == 0) {
@@ -745,7 +759,7 @@ static int commit_locked(struct kvzd *d, const char *name, json_t *body, int64_t
 	const char *final = cfg_str(json_object_get(g, "config"), "disk_path");
 	int rc = 0;
 	/* The guest's history first: a malformed one refuses the commit. */
-	if (mig_stats_import(d->store, name, json_object_get(body, "samples"), kvzd_now_ms(),
+	if (mig_stats_import(d->store, name, body, kvzd_now_ms(),
 			     err, sizeof(err)))
 		rc = op_fail(e, 400, "%s", err);
 	if (rc == 0 && disk[0] && rename(disk, final) < 0)

@@ -7,7 +7,10 @@
 #include "guest_config.h"
 #include "guest_driver.h"
 #include "guest_ops.h"
+#include "migration.h"
+#include "mono_clock.h"
 #include "qmp_client.h"
+#include "supervisor.h"
 #include "vm_state.h"
 
 #define QMP_TIMEOUT_MS 5000
@@ -42,6 +45,8 @@ int vm_migrate_start(struct kvzd *d, json_t *g, const char *path, struct op_erro
 /* ---- live: getfd + migrate fd:mig / migrate-incoming fd:mig ---- */
 
 #define POLL_MS 100
+/* Between looks at kvz-vmm and the source while migrate-incoming runs. */
+#define ANSWER_SLICE_MS 1000
 
 static void drain(struct qmp_client *c)
 {
@@ -172,6 +177,50 @@ static void receive_failed(struct kvzd *d, const char *name, const char *step, c
 		 tail, tail[0] ? ")" : "");
 }
 
+/* Whether g's kvz-vmm (the one started for this reservation) still runs. */
+static bool vmm_alive(json_t *g)
+{
+	return sup_is_supervisor((pid_t)json_integer_value(json_object_get(g, "pid")),
+				 (unsigned long long)json_integer_value(json_object_get(g, "pid_start")),
+				 guest_driver_of(g)->prog, cfg_str(g, "name"));
+}
+
+/* migrate-incoming, waiting for its answer as long as kvz-vmm lives, the
+ * source has not discarded (its job failed or was cancelled) and
+ * MIG_LIVE_TARGET_LIMIT_S has not passed: a loaded host answers late, and
+ * a slow answer is no reason to throw a healthy stream away. 0, -1 with
+ * err, or -2 when discarded meanwhile (err "discarded: " and why, which
+ * the receiver keeps as the reason the source is told). */
+static int incoming_answer(json_t *g, struct qmp_client *c, bool (*stopped)(void *), void *arg,
+			   char *err, size_t errlen)
+{
+	json_t *args = json_pack("{s:s}", "uri", "fd:mig");
+	int rc = qmp_client_send(c, "migrate-incoming", args, err, errlen) ? -1 : 0;
+	json_decref(args);
+	int64_t start = kvz_mono_ms();
+	while (rc == 0) {
+		rc = qmp_client_reply(c, ANSWER_SLICE_MS, NULL, NULL, 0, err, errlen);
+		if (rc != QMP_CLIENT_PENDING)
+			return rc ? -1 : 0;
+		long long waited = (long long)(kvz_mono_ms() - start) / 1000;
+		if (stopped(arg)) {
+			snprintf(err, errlen, "discarded: %s: migrate-incoming: no answer from kvz-vmm "
+				 "in %lld s", cfg_str(g, "name"), waited);
+			return -2;
+		}
+		if (!vmm_alive(g)) {
+			snprintf(err, errlen, "kvz-vmm ended after %lld s without an answer", waited);
+			return -1;
+		}
+		if (waited >= MIG_LIVE_TARGET_LIMIT_S) {
+			snprintf(err, errlen, "no answer from kvz-vmm in %lld s", waited);
+			return -1;
+		}
+		rc = 0;
+	}
+	return -1;
+}
+
 int vm_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void *), void *arg,
 		       char *err, size_t errlen)
 {
@@ -183,13 +232,10 @@ int vm_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void
 		step = "getfd";
 		rc = qmp_client_getfd(c, "mig", sock, err, errlen) ? -1 : 0;
 	}
-	json_t *args = json_pack("{s:s}", "uri", "fd:mig");
 	if (rc == 0) {
 		step = "migrate-incoming";
-		rc = qmp_client_execute(c, "migrate-incoming", args, NULL, NULL, 0, err, errlen) ?
-		     -1 : 0;
+		rc = incoming_answer(g, c, stopped, arg, err, errlen);
 	}
-	json_decref(args);
 	/* Until the stream is loaded; kvz-vmm ends on a bad one (the QMP
 	 * connection breaks). */
 	while (rc == 0) {
@@ -221,5 +267,13 @@ int vm_migrate_receive(struct kvzd *d, json_t *g, int sock, bool (*stopped)(void
 		qmp_client_close(c);
 	if (rc == -1)
 		receive_failed(d, name, step, err, errlen);
+	else if (rc == -2 && !strncmp(err, "discarded: ", 11)) {
+		/* Why kvz-vmm kept the stream waiting, with its log's end. */
+		char why[400], tail[320];
+		snprintf(why, sizeof(why), "%s", err);
+		guest_log_tail(d, name, tail, sizeof(tail));
+		snprintf(err, errlen, "%s%s%s%s", why, tail[0] ? " (its log ends: " : "", tail,
+			 tail[0] ? ")" : "");
+	}
 	return rc ? -1 : 0;
 }

@@ -148,19 +148,6 @@ static void balloon_actual(struct qmp_client *c, const char *name, struct sample
 	json_decref(r);
 }
 
-/* A device name fit for a /metrics label and the REST answer: kvz-vmm's
- * own (vda, vdb, ...) are; anything else keeps the name given by position. */
-static bool device_name_ok(const char *dev)
-{
-	size_t n = dev ? strlen(dev) : 0;
-	if (!n || n >= sizeof(((struct sample_disk *)0)->device))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((dev[i] >= 'a' && dev[i] <= 'z') || (dev[i] >= '0' && dev[i] <= '9')))
-			return false;
-	return true;
-}
-
 /* Bytes read and written per disk (QMP query-blockstats, one entry per
  * --disk in order), into s->disks[] and the totals. */
 static void block_io(struct qmp_client *c, const char *name, struct sample *s)
@@ -175,7 +162,7 @@ static void block_io(struct qmp_client *c, const char *name, struct sample *s)
 		json_t *o = json_array_get(r, i), *st = json_object_get(o, "stats");
 		struct sample_disk *sd = &s->disks[i];
 		const char *dev = json_string_value(json_object_get(o, "device"));
-		if (device_name_ok(dev))
+		if (sample_device_ok(dev))
 			snprintf(sd->device, sizeof(sd->device), "%s", dev);
 		json_int_t rd = json_integer_value(json_object_get(st, "rd_bytes"));
 		json_int_t wr = json_integer_value(json_object_get(st, "wr_bytes"));

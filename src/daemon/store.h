@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -69,6 +70,20 @@ struct sample {
 		uint64_t used, size, rd, wr;
 	} disks[SAMPLE_DISKS];
 };
+
+/* A disk's device name fit for a /metrics label and the REST answer:
+ * [a-z0-9], 1 to 7 characters (kvz-vmm's own: vda, vdb, ...). Inline: the
+ * migration history's fuzz target checks it without the store. */
+static inline bool sample_device_ok(const char *dev)
+{
+	size_t n = dev ? strlen(dev) : 0;
+	if (!n || n >= sizeof(((struct sample_disk *)0)->device))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((dev[i] >= 'a' && dev[i] <= 'z') || (dev[i] >= '0' && dev[i] <= '9')))
+			return false;
+	return true;
+}
 
 int store_sample_add(struct store *s, const char *guest, const struct sample *smp);
 /* n samples of another host's history (a migrated guest's) at resolution 0

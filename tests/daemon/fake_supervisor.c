@@ -87,8 +87,10 @@ static int disk_lock_fd = -1;   /* fail-held: disk 0's lock, once taken back */
 #define FAKE_STATE_MAGIC "KVZFAKE-STATE 1\n"
 #define FAKE_FILLER (4 << 20)
 #define FAKE_LONG_FILLER (64 << 20)
-/* Longer than kvzd's QMP timeout (5 s). */
+/* Longer than kvzd's QMP timeout (5 s): slow, not dead. */
 #define FAKE_HANG_S 7
+/* incoming-stuck: no answer within any test's time. */
+#define FAKE_STUCK_S 600
 
 static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void log_line(const char *fmt, ...)
@@ -363,6 +365,9 @@ static void *incoming_main(void *arg)
 		/* As kvz-vmm: a bad stream ends it with one line. */
 		kvz_die("migrate-incoming: %s", why);
 	}
+	/* The whole stream read, its load takes long (a loaded host). */
+	if (!strcmp(migrate_mode, "incoming-slow-load"))
+		sleep(FAKE_HANG_S);
 	pthread_mutex_lock(&snap_lock);
 	snprintf(guest_value, sizeof(guest_value), "%s", value);
 	snprintf(run_status, sizeof(run_status), "running");
@@ -390,6 +395,8 @@ static json_t *h_migrate_incoming(void *o, json_t *a, struct qmp_error *e)
 	log_line("fake-vmm: migrate-incoming %s", uri ? uri : "(none)");
 	if (!strcmp(migrate_mode, "incoming-hang"))
 		sleep(FAKE_HANG_S);
+	if (!strcmp(migrate_mode, "incoming-stuck"))
+		sleep(FAKE_STUCK_S);
 	pthread_mutex_lock(&snap_lock);
 	bool waiting = !strcmp(run_status, "inmigrate") && strcmp(mig_status, "active");
 	int fd = uri && !strncmp(uri, "fd:", 3) && !strcmp(named_fd_name, uri + 3) ? named_fd : -1;
@@ -820,13 +827,18 @@ int main(int argc, char **argv)
 			migrate_mode = "slow";
 		if (cmdline && strstr(cmdline, "fake-migrate=long"))
 			migrate_mode = "long";
-		/* The target's stand-in: dies on the stream's first record, or
-		 * answers migrate-incoming later than kvzd's QMP timeout. The
+		/* The target's stand-in: dies on the stream's first record,
+		 * answers migrate-incoming later than kvzd's QMP timeout, or
+		 * not at all, or loads 7 s after the stream ended. The
 		 * source's (same command line) sends as usual. */
 		if (cmdline && strstr(cmdline, "fake-migrate=incoming-die"))
 			migrate_mode = "incoming-die";
 		if (cmdline && strstr(cmdline, "fake-migrate=incoming-hang"))
 			migrate_mode = "incoming-hang";
+		if (cmdline && strstr(cmdline, "fake-migrate=incoming-stuck"))
+			migrate_mode = "incoming-stuck";
+		if (cmdline && strstr(cmdline, "fake-migrate=incoming-slow-load"))
+			migrate_mode = "incoming-slow-load";
 		hostile_blockstats = cmdline && strstr(cmdline, "fake-blockstats=hostile");
 		for (int i = 1; i + 1 < argc && vm_ndisks < FAKE_DISKS; i++)
 			if (!strcmp(argv[i], "--disk"))

@@ -462,10 +462,18 @@ def test_migration_attacks(hosts):
         assert why in ev[-1]["detail"], (why, ev[-1])
     check_gone(b, "evil")
 
-    # A complete stream whose commit brings a malformed history: refused,
-    # and the incoming guest goes.
-    for samples in ([[1, 2]], [[0, 0, 0, 0, 0, 0, 0, 0, 0]], "x",
-                    [[0, int(time.time() * 1000), -1, 0, 0, 0, 0, 0, 0]]):
+    # A complete stream whose commit brings a malformed history (rows, or
+    # each row's disks): refused, and the incoming guest goes.
+    row = [0, int(time.time() * 1000), 1.5, 0, 0, 0, 0, 0, 0]
+    disk = {"device": "vda", "used": 1, "size": 2, "rd_bytes": 3, "wr_bytes": 4}
+    bad_bodies = [{"samples": x} for x in (
+        [[1, 2]], [[0, 0, 0, 0, 0, 0, 0, 0, 0]], "x",
+        [[0, int(time.time() * 1000), -1, 0, 0, 0, 0, 0, 0]])] + [
+        {"samples": [row], "sample_disks": x} for x in (
+            [], "x", [None, None], [[disk] * 9], [[dict(disk, device='x"} 1\nkvz_evil{')]],
+            [[dict(disk, device="")]], [[dict(disk, used=-1)]], [[dict(disk, wr_bytes="1")]],
+            [[{"device": "vda"}]], [["vda"]])]
+    for body in bad_bodies:
         st, ans = tcp_api(hb, "POST", "/v1/migrations", reservation(), TOKEN_B)
         assert st == 201, ans
         s = socket.create_connection(("127.0.0.1", ans["port"]), timeout=10)
@@ -473,9 +481,8 @@ def test_migration_attacks(hosts):
                   bytes(8))
         assert s.recv(1) == b"K"     # sent once the stream is recorded complete
         s.close()
-        st, ans = tcp_api(hb, "POST", "/v1/migrations/evil/commit", {"samples": samples},
-                          TOKEN_B)
-        assert st == 400 and "samples" in ans["error"]["message"], ans
+        st, ans = tcp_api(hb, "POST", "/v1/migrations/evil/commit", body, TOKEN_B)
+        assert st == 400 and "sample" in ans["error"]["message"], (body, ans)
         assert b.api("GET", "/v1/guests/evil")[0] == 404
         assert b.api("GET", "/v1/guests/evil/stats")[0] == 404
         check_gone(b, "evil")
@@ -595,8 +602,6 @@ def test_live_migration_fails_source_runs_on(fake_hosts):
 @pytest.mark.parametrize("mode, why", [
     # The target's kvz-vmm ends on a bad stream with one line in its log.
     ("incoming-die", "migrate-incoming: fake: a device record it cannot load"),
-    # It does not answer migrate-incoming within kvzd's QMP timeout.
-    ("incoming-hang", "lv2: migrate-incoming: "),
 ])
 def test_live_migration_target_side_fails_says_why(fake_hosts, mode, why):
     """The target's side of a live stream fails (the source then sees only
@@ -613,6 +618,70 @@ def test_live_migration_target_side_fails_says_why(fake_hosts, mode, why):
     assert a.guest("lv2")["state"] == "running"
     assert b.api("GET", "/v1/guests/lv2")[0] == 404
     ev = [e for e in b.events("lv2") if e["type"] == "migration-discarded"]
+    assert len(ev) == 1 and why in ev[0]["detail"], ev
+
+
+@pytest.mark.parametrize("mode", [
+    # The answer to migrate-incoming comes 7 s late, past kvzd's 5 s QMP
+    # timeout: the target waits for it while its kvz-vmm lives.
+    "incoming-hang",
+    # The stream is read whole, its load ends 7 s later: the source's
+    # commit, past the peer client's 5 s, is answered 503 (still loading)
+    # and asked again, never taken as lost (which took the target's
+    # "incoming" for a no: two copies ran).
+    "incoming-slow-load",
+])
+def test_live_migration_slow_target_answer(fake_hosts, mode):
+    """A slow but healthy target (as on a loaded host): the move
+    completes, and only the target runs the guest."""
+    a, b = fake_hosts
+    a.kvz("create", "vm", "ls", "--kernel", a.kernel, "--memory", "64M", "--cmdline",
+          "fake-migrate=" + mode)
+    a.kvz("start", "ls")
+    fake_qmp(a.guest("ls")["qmp"], "x-fake-set", {"value": "slow-7"})
+    r = a.kvz("migrate", "ls", "--to", "b", check=False)
+    assert r.returncode == 0, r
+    check_gone(a, "ls")
+    g = b.guest("ls")
+    assert g["state"] == "running"
+    assert fake_qmp(g["qmp"], "x-fake-get")["return"]["value"] == "slow-7"
+    assert "migration-discarded" not in types(b, "ls")
+    assert "incoming complete: value slow-7" in vm_log(b, "ls")
+
+
+@pytest.mark.parametrize("end", ["kill", "cancel"])
+def test_live_migration_target_never_answers(fake_hosts, end):
+    """The target's kvz-vmm never answers migrate-incoming. The target waits
+    past kvzd's QMP timeout, until its kvz-vmm is killed (it says so) or
+    the source's job is cancelled (it says it got no answer); either way
+    the job fails with that reason, the guest runs on at the source with
+    its state, and the target keeps nothing."""
+    a, b = fake_hosts
+    a.kvz("create", "vm", "lk", "--kernel", a.kernel, "--memory", "64M", "--cmdline",
+          "fake-migrate=incoming-stuck")
+    a.kvz("start", "lk")
+    fake_qmp(a.guest("lk")["qmp"], "x-fake-set", {"value": "stays-here"})
+    st, job = a.api("POST", "/v1/guests/lk/migrate", {"to": "b"})
+    assert st in (200, 201, 202), job
+    b.wait_for(lambda: b.api("GET", "/v1/guests/lk")[0] == 200 and
+               "migrate-incoming fd:mig" in vm_log(b, "lk"), what="migrate-incoming on b")
+    time.sleep(6.5)     # past the 5 s QMP timeout that used to end it
+    assert a.job(job["id"])["state"] == "running"
+    assert b.guest("lk")["state"] == "incoming"
+    if end == "kill":
+        os.kill(b.guest("lk")["pid"], 9)
+        why = "lk: migrate-incoming: "
+    else:
+        a.kvz("job", "cancel", str(job["id"]))
+        why = "discarded: lk: migrate-incoming: no answer from kvz-vmm in "
+    done = a.wait_job(job["id"], timeout=60)
+    assert done["state"] == ("failed" if end == "kill" else "cancelled"), done
+    assert "; on node b: " + why in done["error"], (done, b.events("lk"))
+    g = a.guest("lk")
+    assert g["state"] == "running"
+    assert fake_qmp(g["qmp"], "x-fake-get")["return"]["value"] == "stays-here"
+    b.wait_for(lambda: b.api("GET", "/v1/guests/lk")[0] == 404, what="b to discard")
+    ev = [e for e in b.events("lk") if e["type"] == "migration-discarded"]
     assert len(ev) == 1 and why in ev[0]["detail"], ev
 
 
@@ -711,10 +780,14 @@ class EvilTarget:
     commit answers running_ms (the target's time its guest ran) with the
     values given, one per move."""
 
-    def __init__(self, running):
+    def __init__(self, running, events=None, event_id=None, close_port=False):
         import http.server
         import threading
+        import urllib.parse
         self.running = list(running)
+        # Its events (GET /v1/events, since= as kvzd reads it), the id its
+        # reservations answer, and whether its port closes at once.
+        self.events, self.event_id, self.close_port = events or [], event_id, close_port
         evil = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -730,12 +803,21 @@ class EvilTarget:
                 self.wfile.write(body)
 
             def do_GET(self):
-                self.answer(200, {})
+                url = urllib.parse.urlsplit(self.path)
+                if url.path != "/v1/events":
+                    self.answer(200, {})
+                    return
+                q = urllib.parse.parse_qs(url.query)
+                since, limit = int(q.get("since", ["0"])[0]), int(q.get("limit", ["100"])[0])
+                self.answer(200, [e for e in evil.events if e["id"] > since][-limit:])
 
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path == "/v1/migrations":
-                    self.answer(201, {"port": evil.listen(), "proof": "ab" * 32, "disk": "none"})
+                    ans = {"port": evil.listen(), "proof": "ab" * 32, "disk": "none"}
+                    if evil.event_id is not None:
+                        ans["event_id"] = evil.event_id
+                    self.answer(201, ans)
                 else:
                     self.answer(200, {"done": "committed", "running_ms": evil.running.pop(0)})
 
@@ -752,7 +834,7 @@ class EvilTarget:
 
         def drain():
             c, _ = ls.accept()
-            while c.recv(1 << 16):
+            while not self.close_port and c.recv(1 << 16):
                 pass
             c.close()
             ls.close()
@@ -777,6 +859,50 @@ def test_hostile_target_times_in_the_commit(fake_hosts):
         assert job["state"] == "completed", job
         assert job["result"]["handover"]["target_running_ms"] == -1, job["result"]
     evil.http.shutdown()
+
+
+def test_target_reason_is_this_moves(fake_hosts):
+    """A failed move's error carries the target's reason only from the
+    target's events since this move's reservation (the id it answered): a
+    target whose newest event is an earlier move's discard, having logged
+    nothing since, adds nothing; one that logged why after the reservation
+    adds that."""
+    a = fake_hosts[0]
+    stale = {"id": 5, "ts_ms": 1, "guest": "tr", "type": "migration-discarded",
+             "detail": "stale: an earlier move's reason"}
+    evil = EvilTarget([], events=[stale], event_id=7, close_port=True)
+    a.kvz("node", "add", "evil", evil.url, "--token-file", write_token(a, "e" * 32, "evil-token"))
+    a.kvz("create", "vm", "tr", "--kernel", a.kernel, "--memory", "64M")
+    a.kvz("start", "tr")
+    r = a.kvz("migrate", "tr", "--to", "evil", check=False)
+    assert r.returncode == 1 and "stale" not in r.stderr, r.stderr
+    assert a.guest("tr")["state"] == "running"
+    evil.events.append(dict(stale, id=9, detail="fresh: this move's reason"))
+    evil.event_id = 8
+    r = a.kvz("migrate", "tr", "--to", "evil", check=False)
+    assert r.returncode == 1 and "; on node evil: fresh: this move's reason" in r.stderr, r.stderr
+    assert "stale" not in r.stderr, r.stderr
+    assert a.guest("tr")["state"] == "running"
+    evil.http.shutdown()
+
+
+def test_migration_carries_each_disks_history(fake_hosts):
+    """The usage history that moves with the guest keeps each disk's
+    figures (samples.disks): the target's series has, for the same samples,
+    the same disks, device by device, as the source's had."""
+    a, b = fake_hosts
+    a.kvz("create", "vm", "hd", "--kernel", a.kernel, "--memory", "64M", "--disk", "8M",
+          "--disk", "4M")
+    a.kvz("start", "hd")
+    before = a.wait_for(lambda: (lambda s: len(s) >= 2 and s)(
+        [x for x in a.kvz_json("stats", "hd")["samples"] if x.get("disks")]), timeout=30,
+        what="samples with the disks on a")
+    assert all([x["device"] for x in smp["disks"]] == ["vda", "vdb"] for smp in before), before
+    a.kvz("migrate", "hd", "--to", "b")
+    there = {x["ts_ms"]: x for x in b.kvz_json("stats", "hd")["samples"]}
+    for smp in before:
+        assert smp["ts_ms"] in there, (smp, sorted(there))
+        assert there[smp["ts_ms"]].get("disks") == smp["disks"], (smp, there[smp["ts_ms"]])
 
 
 def test_live_refusals(fake_hosts):

@@ -87,6 +87,9 @@ static void test_parse_misc(void **state)
 static json_t *cmd_echo(void *opaque, json_t *args, struct qmp_error *err)
 {
 	(*(int *)opaque)++;
+	json_t *sleep_ms = json_object_get(args, "sleep_ms");
+	if (sleep_ms)
+		usleep((useconds_t)json_integer_value(sleep_ms) * 1000);
 	if (json_object_get(args, "fail")) {
 		qmp_set_error(err, "GenericError", "asked to fail");
 		return NULL;
@@ -131,6 +134,26 @@ static void test_qmp_roundtrip(void **state)
 	assert_int_equal(qmp_client_execute(c, "nope", NULL, NULL, cls, sizeof(cls), err, sizeof(err)), 1);
 	assert_string_equal(cls, "CommandNotFound");
 	assert_int_equal(calls, 2);
+
+	/* A slow answer: qmp_client_reply says pending until it comes, then
+	 * gives it; execute with a shorter timeout fails as ever. */
+	args = json_pack("{s:i, s:i}", "sleep_ms", 600, "x", 5);
+	assert_int_equal(qmp_client_send(c, "echo", args, err, sizeof(err)), 0);
+	int pending = 0, rc;
+	while ((rc = qmp_client_reply(c, 100, &ret, cls, sizeof(cls), err, sizeof(err))) ==
+	       QMP_CLIENT_PENDING)
+		pending++;
+	assert_int_equal(rc, 0);
+	assert_true(pending >= 3);
+	assert_int_equal(json_integer_value(json_object_get(ret, "x")), 5);
+	json_decref(ret);
+	struct qmp_client *quick = qmp_client_connect(path, 200, err, sizeof(err));
+	assert_non_null(quick);
+	assert_int_equal(qmp_client_execute(quick, "echo", args, NULL, cls, sizeof(cls), err,
+					    sizeof(err)), -1);
+	assert_string_equal(err, "timed out waiting for QMP reply");
+	json_decref(args);
+	qmp_client_close(quick);
 
 	qmp_server_emit(s, "PING", json_pack("{s:i}", "n", 7));
 	json_t *ev = qmp_client_next_event(c, 2000);
