@@ -1,13 +1,17 @@
 """Snapshots of a real Linux guest (Debian's stock kernel) under kvz-vmm in
 the nested lab, in one L1 boot: a guest with 2 vCPUs, virtio-blk,
 two virtio-net (vhost-net where L1 has it, and vhost=off), balloon and rng prints a counter
-every 100 ms, keeps a 64 MiB pattern and its checksum, wrote a marker on
-its disk and answers L1's ping. It is saved the way kvzd saves it (getfd
-with SCM_RIGHTS, migrate fd:snap, poll query-migrate), killed, and
-restored five times from the same file: each time the counter continues
-from the saved value, the checksum matches, the disk marker is there, the
-ping answers and the guest's clocks do not go backwards. Then a corrupted
-and a truncated file are each refused with one line."""
+every 100 ms, keeps a 64 MiB pattern and its checksum, made a file system
+on its disk with a file on it, appends to another file there as it counts
+and answers L1's ping. It is saved the way kvzd saves it (getfd with
+SCM_RIGHTS, migrate fd:snap, poll query-migrate), killed, its disk copied
+at that instant (as kvzd's snapshot does), and restored five times from the
+same file and disk copy: each time the counter continues from the saved
+value, the checksums of memory and file match, the ping answers, the
+guest's clocks do not go backwards, and once the guest has unmounted its
+disk on L1's request (a TCP connection it listened for since before the
+save) L1's e2fsck finds the file system clean. Then a corrupted and a
+truncated file are each refused with one line."""
 import os
 import re
 import sys
@@ -17,6 +21,7 @@ import pytest
 from labpaths import BUILD_DIR, kvzlab
 
 QMP_SEND = os.path.join(BUILD_DIR, "tests", "virtio", "qmp-send")
+E2FSCK = "/usr/sbin/e2fsck"
 RESTORES = 5
 
 L2_INIT = r"""
@@ -28,15 +33,25 @@ ip addr add 10.0.8.2/24 dev eth1
 dd if=/dev/urandom of=/pattern bs=1M count=64 2>/dev/null
 sum=$(md5sum < /pattern)
 echo "L2-SUM-START $sum"
-echo "kvz-snapshot-marker" | dd of=/dev/vda bs=512 count=1 conv=sync 2>/dev/null
+mkdir -p /mnt
+mke2fs -q /dev/vda && mount -t ext4 /dev/vda /mnt || echo "L2-MOUNT-FAILED"
+seq 1 20000 > /mnt/file.txt
+echo "L2-DISK-START $(md5sum < /mnt/file.txt)"
 sync
+# L1 asks for the unmount by connecting: the listener is in the snapshot.
+nc -l -p 5000 > /tmp/req 2>/dev/null &
 echo "L2-READY"
 i=0
 while true; do
   i=$((i+1))
   echo "L2-COUNT $i $(cut -d' ' -f1 /proc/uptime) $(date +%s)"
   if [ $((i % 40)) = 0 ]; then
-    echo "L2-SUM $(md5sum < /pattern) DISK $(dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c 19)"
+    echo "L2-SUM $(md5sum < /pattern) DISK $(md5sum < /mnt/file.txt)"
+  fi
+  echo "$i" >> /mnt/count.txt
+  if [ -s /tmp/req ]; then
+    sync; umount /mnt && echo "L2-UMOUNT-OK"
+    while true; do sleep 10; done
   fi
   sleep 0.1
 done
@@ -61,7 +76,7 @@ pingit() { for t in 9 8; do
              if [ -n "$ok" ]; then echo "L1-PING$t-$1-OK (try $try)"; else echo "L1-PING$t-$1-FAIL"; fi
            done; }
 quit() { qmp-send /tmp/q.sock '{"execute": "quit"}' >/dev/null; wait $1; }
-dd if=/dev/zero of=/tmp/disk.img bs=1M count=8 2>/dev/null
+dd if=/dev/zero of=/tmp/disk.img bs=1M count=16 2>/dev/null
 [ -c /dev/vhost-net ] && echo "L1-HAS-VHOST"
 
 eval "$VMM" > /tmp/c0.log 2>&1 &
@@ -83,17 +98,26 @@ echo "L1-MIGRATE: $st"
 qmp-send /tmp/q.sock '{"execute": "query-status"}' | sed 's/^/L1-STATUS: /'
 sleep 1
 quit $pid
+cp /tmp/disk.img /tmp/disk.snap
 echo "L1-SNAP-SIZE $(stat -c %s /tmp/snap.img) BLOCKS-KB $(du -k /tmp/snap.img | cut -f1)"
 sed 's/^/R0: /' /tmp/c0.log
 
 n=1
 while [ $n -le RESTORES ]; do
+  cp /tmp/disk.snap /tmp/disk.img
   eval "$VMM --incoming file:/tmp/snap.img" > /tmp/r$n.log 2>&1 &
   pid=$!
   up_tap
   waitfor /tmp/r$n.log "L2-SUM " 400 $pid || echo "L1-RESTORE-$n-NO-SUM"
   pingit $n
+  echo umount | nc -w 5 10.0.9.2 5000 >/dev/null 2>&1 &
+  ncp=$!
+  waitfor /tmp/r$n.log "L2-UMOUNT-OK" 60 $pid || echo "L1-RESTORE-$n-NO-UMOUNT"
   quit $pid
+  kill $ncp 2>/dev/null
+  e2fsck -fn /tmp/disk.img > /tmp/fsck.log 2>&1
+  echo "L1-FSCK-$n-RC $?"
+  sed "s/^/L1-FSCK-$n: /" /tmp/fsck.log
   sed "s/^/R$n: /" /tmp/r$n.log
   n=$((n+1))
 done
@@ -128,10 +152,13 @@ def test_save_kill_restore_real_guest():
     for path in (QMP_SEND, os.path.join(BUILD_DIR, "src", "vmm", "kvz-vmm")):
         if not os.path.exists(path):
             pytest.skip(f"{path} not built (qmp-send is not built under sanitizers)")
-    res = kvzlab.run_in_lab(L1_SCRIPT, files={QMP_SEND: "/bin/qmp-send"}, l2_init=L2_INIT,
+    if not os.path.exists(E2FSCK):
+        pytest.skip(f"{E2FSCK} missing (Debian: e2fsprogs)")
+    files = kvzlab.with_libs({QMP_SEND: "/bin/qmp-send", E2FSCK: "/bin/e2fsck"})
+    res = kvzlab.run_in_lab(L1_SCRIPT, files=files, l2_init=L2_INIT,
                             l1_modules=["tun", "vhost_net"],
                             l2_modules=["virtio_pci", "virtio_blk", "virtio_net", "virtio_balloon",
-                                        "virtio-rng"],
+                                        "virtio-rng", "ext4", "crc32c_generic"],
                             smp=2, timeout=900, stream=sys.stdout)
     out = res.output
     assert not res.timed_out and res.exit_code == 0, out[-3000:]
@@ -139,6 +166,8 @@ def test_save_kill_restore_real_guest():
     assert "postmigrate" in out.split("L1-STATUS:")[1].splitlines()[0]
     assert "L1-PING9-0-OK" in out and "L1-PING8-0-OK" in out
     start_sum = re.search(r"^R0: L2-SUM-START (\S+)", out, re.M).group(1)
+    disk_sum = re.search(r"^R0: L2-DISK-START (\S+)", out, re.M).group(1)
+    assert "L2-MOUNT-FAILED" not in out, out[-3000:]
     before = counts(out, "R0")
     assert before, "the guest never counted"
     saved = before[-1]
@@ -154,9 +183,14 @@ def test_save_kill_restore_real_guest():
         sums = re.findall(rf"^R{n}: L2-SUM (\S+).*DISK (\S+)", out, re.M)
         assert f"L1-RESTORE-{n}-NO-SUM" not in out, \
             f"restore {n}: no checksum line; its kvz-vmm's last lines: {last_lines(out, f'R{n}')}"
-        assert sums and all(s == (start_sum, "kvz-snapshot-marker") for s in sums), sums
+        assert sums and all(s == (start_sum, disk_sum) for s in sums), sums
         assert f"L1-PING9-{n}-OK" in out, f"restore {n}: no ping through vhost-net (or the kernel path)"
         assert f"L1-PING8-{n}-OK" in out, f"restore {n}: no ping through kvz-vmm's own data path"
+        assert f"L1-RESTORE-{n}-NO-UMOUNT" not in out and f"R{n}: L2-UMOUNT-OK" in out, \
+            f"restore {n}: the guest did not unmount its disk; last lines: {last_lines(out, f'R{n}')}"
+        fsck = re.search(rf"^L1-FSCK-{n}-RC (\d+)", out, re.M)
+        assert fsck and fsck.group(1) == "0", \
+            f"restore {n}: e2fsck -fn: " + "\n".join(re.findall(rf"^L1-FSCK-{n}: .*$", out, re.M))
     pings = re.findall(r"^L1-PING9-(\d+)-", out, re.M)
     assert pings == [str(n) for n in range(RESTORES + 1)], f"the script's runs went astray: {pings}"
     for what in ("CORRUPT", "TRUNC"):
