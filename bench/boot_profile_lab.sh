@@ -28,7 +28,7 @@ import template_vm_lab as t
 vms = os.environ["VMS"].split()
 kvzlab.bench_require("boot_profile_lab", kvzlab.default_vmm(), t.KVZ_CT)
 MARKER = "Debian GNU/Linux 12"
-cmdline = "console=ttyS0 root=/dev/vda1 ro net.ifnames=0"
+cmdline = t.CMDLINE   # the disk's grub.cfg has the same line
 qemu_base = ("qemu-system-x86_64 -L " + kvzlab.QEMU_DATA_L1 + " -accel kvm -cpu host -smp 1 "
              "-m 512M -nodefaults -display none -serial stdio -no-reboot "
              "-drive file=/dev/vda,if=virtio,format=raw -device virtio-rng-pci")

@@ -14,8 +14,14 @@
 # on the host, the time `kvz-ct vm-image` takes to make a template VM's disk
 # from the cached template (what kvz create vm --template costs; goal
 # under 10 s), against a plain sparse copy of the cached layer (the floor).
+# All four boot the kernel with the same command line: the one the disk's
+# grub.cfg holds and kvzd's direct boot passes, VM_IMAGE_CMDLINE in
+# src/ct/vm_image.h (template_vm_lab.CMDLINE reads it; printed below).
 # Absolute lab numbers are an emulator's: only ratios mean something.
-# Usage: bench/template_boot_lab.sh [REPS]   (env: BUILD_DIR, default build)
+# Usage: bench/template_boot_lab.sh [REPS]   (env: BUILD_DIR, default build;
+#        OLD_VMM=PATH adds kvz-direct-old and kvz-seabios-old: another
+#        kvz-vmm build, e.g. the one before a change, in the same rounds;
+#        VMS="kvz-direct qemu-seabios ...": only those, for a short run)
 set -eu
 . "$(dirname "$0")/lib.sh"
 REPS=${1:-3}
@@ -56,7 +62,7 @@ try:
 
     # ---- boot to the login prompt in the lab ----
     MARKER = "Debian GNU/Linux 12"
-    cmdline = "console=ttyS0 root=/dev/vda1 ro net.ifnames=0"
+    cmdline = t.CMDLINE   # the disk's grub.cfg has the same line
     kvz = (f"kvz-vmm --kernel /tmpl/vmlinuz --initrd /tmpl/initrd.img --cmdline '{cmdline}' "
            "--memory 512M --cpus 1 --disk /dev/vda --rng --seccomp off")
     kvz_fw = (f"kvz-vmm --firmware {t.SEABIOS} "
@@ -67,8 +73,21 @@ try:
     qemu = (qemu_base + f" -kernel /tmpl/vmlinuz -initrd /tmpl/initrd.img -append '{cmdline}'")
     # QEMU's SeaBIOS is the bios-256k.bin kvzlab copies into QEMU_DATA_L1.
     qemu_fw = qemu_base
-    runs = (("kvz-direct", kvz), ("qemu-direct", qemu), ("kvz-seabios", kvz_fw),
-            ("qemu-seabios", qemu_fw))
+    runs = [("kvz-direct", kvz), ("qemu-direct", qemu), ("kvz-seabios", kvz_fw),
+            ("qemu-seabios", qemu_fw)]
+    files = {kernel: "/tmpl/vmlinuz", initrd: "/tmpl/initrd.img", t.SEABIOS: t.SEABIOS}
+    old = os.environ.get("OLD_VMM")
+    if old:
+        files[old] = "/bin/kvz-vmm-old"
+        runs += [("kvz-direct-old", kvz.replace("kvz-vmm ", "kvz-vmm-old ", 1)),
+                 ("kvz-seabios-old", kvz_fw.replace("kvz-vmm ", "kvz-vmm-old ", 1))]
+    if os.environ.get("VMS"):
+        want = os.environ["VMS"].split()
+        unknown = set(want) - {label for label, _ in runs}
+        if unknown:
+            sys.exit(f"template_boot_lab: unknown VM {' '.join(sorted(unknown))}")
+        runs = [r for r in runs if r[0] in want]
+    print(f"kernel command line of every boot: {cmdline}")
     lines = ["set -u"]
     for i in range(reps):
         # The same disk (L1's /dev/vda) for both, alternately: each boot finds
@@ -80,9 +99,11 @@ try:
                          f"kvzlab-time {label} '{MARKER}' sh -c 'while IFS= read -r l; do echo \"$l\"; "
                          f"case \"$l\" in *\"{MARKER}\"*) kill $(cat /tmp/pid); break;; esac; done'")
     script = "\n".join(lines) + "\n"
-    res = kvzlab.run_in_lab(script, files={kernel: "/tmpl/vmlinuz", initrd: "/tmpl/initrd.img",
-                                           t.SEABIOS: t.SEABIOS},
-                            smp=2, timeout=180 + 480 * reps, with_qemu=True,
+    # STREAM=FILE: the whole L1 console there as it comes (a long run's
+    # evidence survives an interrupted bench).
+    stream = open(os.environ["STREAM"], "w") if os.environ.get("STREAM") else None
+    res = kvzlab.run_in_lab(script, files=files, stream=stream,
+                            smp=2, timeout=180 + 120 * len(runs) * reps, with_qemu=True,
                             l1_modules=["virtio_pci", "virtio_blk"],
                             extra_qemu_args=["-drive", f"file={img},if=virtio,format=raw,snapshot=on"])
 finally:
@@ -92,6 +113,11 @@ if res.exit_code != 0:
     print("\n".join(res.output.splitlines()[-30:]))
 print(f"boot to the login prompt, 1 vCPU, 512M, {reps} runs each, inside L1 (QEMU TCG + SVM):")
 kvzlab.compare(times, "kvz-direct", "qemu-direct")
+if "kvz-direct-old" in times:
+    kvzlab.compare(times, "kvz-direct", "kvz-direct-old")
+    kvzlab.compare(times, "kvz-seabios", "kvz-seabios-old")
+    kvzlab.compare(times, "kvz-direct-old", "qemu-seabios")
+    kvzlab.compare(times, "kvz-seabios-old", "qemu-seabios")
 r_direct = kvzlab.compare(times, "kvz-direct", "qemu-seabios")
 r_fw = kvzlab.compare(times, "kvz-seabios", "qemu-seabios")
 for what, r, goal in (("kvz direct <= 0.5 x QEMU SeaBIOS", r_direct, 0.5),

@@ -28,10 +28,12 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "vm_cmdline.h"
+
 #define VM_IMAGE_PART_OFFSET (1024u * 1024u)
-/* The kernel's command line, for GRUB's menu as for kvzd's direct boot
- * (src/daemon/guest_vm.c: "console=ttyS0 root=BOOT_ROOT ro net.ifnames=0"). */
-#define VM_IMAGE_CMDLINE "console=ttyS0 root=/dev/vda1 ro net.ifnames=0"
+/* The kernel's command line in GRUB's menu; kvzd's direct boot passes the
+ * same around the root it found (src/common/vm_cmdline.h). */
+#define VM_IMAGE_CMDLINE KVZ_VM_CMDLINE_HEAD "/dev/vda1" KVZ_VM_CMDLINE_TAIL
 
 struct vm_image_opts {
 	const char *template;     /* "debian" */

@@ -12,6 +12,7 @@
 #include "hostinfo.h"
 #include "install_media.h"
 #include "parse.h"
+#include "vm_cmdline.h"
 #include "vm_create.h"
 #include "vm_disks.h"
 
@@ -157,7 +158,7 @@ static void vm_boot_argv(json_t *cfg, struct argv *a)
 		arg(a, "%s", cfg_str(cfg, "cmdline"));
 	} else if (cfg_str(cfg, "boot_root")) {
 		arg(a, "--cmdline");
-		arg(a, "console=ttyS0 root=%s ro net.ifnames=0", cfg_str(cfg, "boot_root"));
+		arg(a, KVZ_VM_CMDLINE_HEAD "%s" KVZ_VM_CMDLINE_TAIL, cfg_str(cfg, "boot_root"));
 	}
 }
 

@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -28,16 +30,26 @@ struct console {
 	bool tty_raw;
 	struct termios saved_tty;
 	int wake[2];             /* ends the input thread */
+	int kick_fd;             /* eventfd: output is waiting for its deadline */
 	pthread_t thread;
 	bool started;
 	console_input_fn fn;
 	void *opaque;
-	/* Guards client_fd and the ring: the vCPU thread writes output while
-	 * the input thread accepts and drops clients. */
+	/* Guards client_fd, the ring and the output buffer: the vCPU thread
+	 * writes output while the input thread accepts and drops clients and
+	 * flushes what waited too long. */
 	pthread_mutex_t lock;
 	int client_fd;
 	struct replay_ring ring;
 	uint8_t *ring_storage;
+	/* Guest output not yet written. A UART sends one byte per exit; a
+	 * write per byte doubled the cost of each (Linux's console polls LSR
+	 * and writes THR per character). Written at a line end, when full,
+	 * CONSOLE_FLUSH_MS after its first byte (the input thread), and on
+	 * every stop path (console_flush, console_destroy). */
+	uint8_t out[CONSOLE_OUT_SIZE];
+	size_t out_len;
+	struct timespec out_since;   /* CLOCK_MONOTONIC of out[0] */
 };
 
 static struct console *console_alloc(char *err, size_t errlen)
@@ -48,10 +60,16 @@ static struct console *console_alloc(char *err, size_t errlen)
 		return NULL;
 	}
 	c->in_fd = c->out_fd = c->listen_fd = c->client_fd = -1;
-	c->wake[0] = c->wake[1] = -1;
+	c->wake[0] = c->wake[1] = c->kick_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	if (pipe2(c->wake, O_CLOEXEC) < 0) {
 		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		console_destroy(c);
+		return NULL;
+	}
+	c->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->kick_fd < 0) {
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		console_destroy(c);
 		return NULL;
 	}
@@ -114,28 +132,103 @@ static void write_fd(int fd, const uint8_t *buf, size_t len)
 	}
 }
 
-void console_write(struct console *c, const uint8_t *buf, size_t len)
+/* Writes the buffered output: stdout, or the ring and the socket client. */
+static void flush_locked(struct console *c)
 {
-	kvz_phase_console(buf, len);
+	if (!c->out_len)
+		return;
+	kvz_phase_console(c->out, c->out_len);
 	if (!c->is_socket) {
-		write_fd(c->out_fd, buf, len);
+		write_fd(c->out_fd, c->out, c->out_len);
+		c->out_len = 0;
 		return;
 	}
-	pthread_mutex_lock(&c->lock);
 	/* A history, kept whether or not a client is attached: a client that
 	 * goes away before reading what it was sent (`timeout 1 kvz console`,
 	 * a killed terminal) would otherwise take the guest's only copy with
 	 * it, and the next client would see nothing of a guest that printed
 	 * all its boot (issue 9). Every client first gets the last
 	 * CONSOLE_RING_SIZE bytes. */
-	replay_ring_append(&c->ring, buf, len);
+	replay_ring_append(&c->ring, c->out, c->out_len);
 	if (c->client_fd >= 0) {
 		/* MSG_DONTWAIT: a client that stops reading loses output rather
 		 * than stalling the vCPU. */
-		ssize_t n = send(c->client_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		ssize_t n = send(c->client_fd, c->out, c->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
 		(void)n;
 	}
+	c->out_len = 0;
+}
+
+/* Output that starts a buffer: the input thread must learn its deadline. */
+static void kick_locked(struct console *c)
+{
+	clock_gettime(CLOCK_MONOTONIC, &c->out_since);
+	uint64_t one = 1;
+	if (write(c->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		kvz_warn("console: cannot wake the input thread: %s", strerror(errno));
+}
+
+void console_write(struct console *c, const uint8_t *buf, size_t len)
+{
+	pthread_mutex_lock(&c->lock);
+	bool line_end = memchr(buf, '\n', len) != NULL;
+	while (len) {
+		if (c->out_len == sizeof(c->out))
+			flush_locked(c);
+		size_t n = sizeof(c->out) - c->out_len;
+		if (n > len)
+			n = len;
+		bool was_empty = c->out_len == 0;
+		memcpy(c->out + c->out_len, buf, n);
+		c->out_len += n;
+		buf += n;
+		len -= n;
+		if (was_empty && !line_end)
+			kick_locked(c);
+	}
+	if (line_end)
+		flush_locked(c);
 	pthread_mutex_unlock(&c->lock);
+}
+
+void console_flush(struct console *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	flush_locked(c);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void console_flush_nowait(struct console *c)
+{
+	if (!c || pthread_mutex_trylock(&c->lock) != 0)
+		return;
+	int fd = c->is_socket ? c->client_fd : c->out_fd;
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	if (c->out_len && fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLOUT))
+		flush_locked(c);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Milliseconds until the buffered output is due, -1 when there is none;
+ * output already due is written here. */
+static int flush_due(struct console *c)
+{
+	pthread_mutex_lock(&c->lock);
+	int ms = -1;
+	if (c->out_len) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long long age = (now.tv_sec - c->out_since.tv_sec) * 1000LL +
+				(now.tv_nsec - c->out_since.tv_nsec) / 1000000;
+		if (age >= CONSOLE_FLUSH_MS)
+			flush_locked(c);
+		else
+			ms = (int)(CONSOLE_FLUSH_MS - age);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ms;
 }
 
 static void replay_to_fd(void *opaque, const uint8_t *p, size_t n)
@@ -193,14 +286,16 @@ static void *input_thread(void *arg)
 	pthread_setname_np(pthread_self(), "console-in");   /* for top -H, gdb, stack dumps */
 	bool in_open = c->in_fd >= 0;
 	for (;;) {
-		struct pollfd p[3] = {{.fd = c->wake[0], .events = POLLIN}};
-		int n = 1;
+		struct pollfd p[4] = {{.fd = c->wake[0], .events = POLLIN},
+				      {.fd = c->kick_fd, .events = POLLIN}};
+		int n = 2;
 		int data_fd = c->is_socket ? c->client_fd : (in_open ? c->in_fd : -1);
+		int listen_idx = n;
 		if (c->is_socket)
 			p[n++] = (struct pollfd){.fd = c->listen_fd, .events = POLLIN};
 		int data_idx = n;
 		p[n++] = (struct pollfd){.fd = data_fd, .events = POLLIN};
-		if (poll(p, (nfds_t)n, -1) < 0) {
+		if (poll(p, (nfds_t)n, flush_due(c)) < 0) {
 			if (errno == EINTR)
 				continue;
 			kvz_error("console: poll: %s", strerror(errno));
@@ -208,12 +303,16 @@ static void *input_thread(void *arg)
 		}
 		if (p[0].revents)
 			return NULL;
+		uint64_t kicks;
+		if ((p[1].revents & POLLIN) && read(c->kick_fd, &kicks, sizeof(kicks)) < 0 &&
+		    errno != EAGAIN)
+			kvz_warn("console: eventfd: %s", strerror(errno));
 		/* The client's data (or its hang-up) first: a client that left
 		 * just before the next one connected must not make the console
 		 * look busy to it. */
 		if (data_fd >= 0 && p[data_idx].revents)
 			in_open = read_input(c, data_fd) || c->is_socket;
-		if (c->is_socket && (p[1].revents & POLLIN))
+		if (c->is_socket && (p[listen_idx].revents & POLLIN))
 			attach_client(c);
 	}
 }
@@ -249,6 +348,7 @@ void console_destroy(struct console *c)
 			kvz_warn("console: cannot wake input thread: %s", strerror(errno));
 		pthread_join(c->thread, NULL);
 	}
+	console_flush(c);   /* before the terminal's modes and the client go */
 	if (c->tty_raw)
 		tcsetattr(STDIN_FILENO, TCSANOW, &c->saved_tty);
 	if (c->client_fd >= 0)
@@ -262,6 +362,8 @@ void console_destroy(struct console *c)
 		close(c->wake[0]);
 		close(c->wake[1]);
 	}
+	if (c->kick_fd >= 0)
+		close(c->kick_fd);
 	pthread_mutex_destroy(&c->lock);
 	free(c->ring_storage);
 	free(c);

@@ -487,6 +487,7 @@ static int receive_live(struct vmm_control *ctl, const char *uri, int listen_fd,
  * with it running, so leave at once (the caller logged each vCPU). */
 static _Noreturn void exit_stuck(struct console *con)
 {
+	console_flush_nowait(con);
 	struct termios tty;
 	if (console_saved_terminal(con, &tty))
 		tcsetattr(STDIN_FILENO, TCSANOW, &tty);
@@ -625,6 +626,9 @@ static int run(struct options *o)
 	if (live && ctl.vd && virtio_devices_announce(ctl.vd))
 		kvz_warn("could not announce the guest's MAC on every NIC");
 	enum vm_stop_reason why = vm_wait(vm, STOP_LIMIT_S, &joined);
+	/* The guest's last output before the lines that say why it stopped. */
+	if (joined)
+		console_flush(con);
 	int sig = __atomic_load_n(&waiter.sig, __ATOMIC_ACQUIRE);
 	/* Killed from outside, often because the guest looked stuck, or a
 	 * vCPU that did not stop: say where each vCPU was. */

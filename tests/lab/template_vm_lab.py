@@ -24,12 +24,13 @@ the script types into. Checked, in one L1 boot:
 
 Also used by bench/template_boot_lab.sh (timing lines KVZLAB-TIME)."""
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 
-from labpaths import BUILD_DIR, kvzlab
+from labpaths import BUILD_DIR, SOURCE_DIR, kvzlab
 
 KVZ_CT = os.path.join(BUILD_DIR, "src", "ct", "kvz-ct")
 GUEST_IP = "10.10.0.50"
@@ -38,13 +39,34 @@ LOGIN_LIMIT = 240   # L1 seconds to a login prompt
 FS = "?offset=1048576"
 SEABIOS = "/usr/share/seabios/bios-256k.bin"   # kvz-vmm --firmware bios
 
+
+def image_cmdline():
+    """The kernel command line the image's grub.cfg holds and kvzd's direct
+    boot passes (VM_IMAGE_CMDLINE in src/ct/vm_image.h, made of string
+    literals and the macros of src/common/vm_cmdline.h): every direct boot
+    here and in the benches uses it, so that each way of booting the disk
+    boots the same kernel the same way."""
+    text = ""
+    for path in (("src", "common", "vm_cmdline.h"), ("src", "ct", "vm_image.h")):
+        with open(os.path.join(SOURCE_DIR, *path)) as f:
+            text += f.read()
+    macros = dict(re.findall(r"^#define (\w+) (.+)$", text, re.M))
+    if "VM_IMAGE_CMDLINE" not in macros:
+        raise RuntimeError("VM_IMAGE_CMDLINE not found in src/ct/vm_image.h")
+    parts = re.findall(r'"([^"]*)"|(\w+)', macros["VM_IMAGE_CMDLINE"])
+    return "".join(lit or re.fullmatch(r'"([^"]*)"', macros[name].strip()).group(1)
+                   for lit, name in parts)
+
+
+CMDLINE = image_cmdline()
+
 L1_SCRIPT = r"""
 set -u
 ip link set lo up
 ip link add br0 type bridge && ip addr add 10.10.0.1/24 dev br0 && ip link set br0 up
 mkfifo /tmp/in
 exec 3<>/tmp/in
-CMDLINE="console=ttyS0 root=/dev/vda1 ro net.ifnames=0"
+CMDLINE="__CMDLINE__"
 # start_vm [firmware]: the kernel and initrd kvzd takes out of the disk, or
 # SeaBIOS booting the disk's own GRUB
 start_vm() {
@@ -179,6 +201,7 @@ def run(stream=None, timeout=540, firmware=True):
             files[passwd] = "/etc/passwd"
         script = (L1_SCRIPT.replace("__LIMIT__", str(LOGIN_LIMIT))
                   .replace("__PASSWORD__", PASSWORD).replace("__IP__", GUEST_IP)
+                  .replace("__CMDLINE__", CMDLINE)
                   .replace("__FIRMWARE__", FIRMWARE_BOOT if firmware else ""))
         res = kvzlab.run_in_lab(
             script, files=files, smp=2, timeout=timeout, stream=stream,

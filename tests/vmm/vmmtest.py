@@ -56,6 +56,14 @@ def wait_for_path(path, proc, timeout=10):
     raise AssertionError(f"{path} did not appear")
 
 
+def connect_unix(path, timeout=10):
+    """A stream socket connected to the UNIX socket at path."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(path)
+    return s
+
+
 class Qmp:
     def __init__(self, path, timeout=10):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
