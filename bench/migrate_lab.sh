@@ -4,7 +4,10 @@
 # tcp:) on the same 256 MiB Debian guest, idle and under a dirtying load
 # (8 MiB of tmpfs rewritten in a loop), side by side in ONE nested-lab run,
 # both over TCP on L1's localhost, default downtime limits (300 ms), both
-# with their own user-space virtio-net on a TAP in one bridge of L1.
+# with their NIC on a TAP in one bridge of L1: their own user-space
+# virtio-net (NET=user, the default) or the kernel's vhost-net (NET=vhost:
+# kvz-vmm's vhost=on, QEMU's -netdev tap,vhost=on; the dirty pages vhost
+# writes come through its log, VHOST_F_LOG_ALL, in both).
 # Total time: from the migrate command to "completed" (query-migrate polled
 # every 50 ms). Downtime twice: as each VMM reports it, and from outside as
 # seed 004 measures it: L1 pings the guest every 10 ms across the move and
@@ -14,16 +17,22 @@
 # for both, goes to BUILD/bench/migrate_rate.png (python3-matplotlib; the
 # samples are printed either way). Absolute numbers are an emulator's: only
 # the ratios mean something.
-# Usage: bench/migrate_lab.sh [REPS]   (env: BUILD_DIR, default build)
+# Usage: bench/migrate_lab.sh [REPS]   (env: BUILD_DIR, default build;
+#   NET=user|vhost)
 set -eu
 . "$(dirname "$0")/lib.sh"
 REPS=${1:-2}
-export REPS
+case $REPS in ''|*[!0-9]*) bench_fail "REPS: a number of runs, 1..10 (got '$REPS')" ;; esac
+[ "$REPS" -ge 1 ] && [ "$REPS" -le 10 ] || bench_fail "REPS: a number of runs, 1..10 (got $REPS)"
+NET=${NET:-user}
+case $NET in user|vhost) ;; *) bench_fail "NET: user or vhost (got '$NET')" ;; esac
+export REPS NET
 exec /usr/bin/python3 - <<'PYEOF'
 import json, os, re, statistics, sys
 import kvzlab
 
 reps = int(os.environ["REPS"])
+vhost = os.environ["NET"] == "vhost"
 build = os.environ["KVZ_BUILD_DIR"]
 qmp_send = os.path.join(build, "tests", "virtio", "qmp-send")
 kvzlab.bench_require("migrate_lab", kvzlab.default_vmm(), qmp_send)
@@ -53,6 +62,8 @@ migrated() { i=0; while [ $i -lt 6000 ]; do
   sleep 0.05; i=$((i+1)); done; return 1; }
 """ + kvzlab.PINGER_SH
 lines = [helpers]
+kvhost = "on" if vhost else "off"
+print(f"--- NIC: {'vhost-net' if vhost else 'user-space virtio-net'} for both")
 port = 5000
 mac = "52:54:00:00:09:02"
 for load in ("idle", "load"):
@@ -63,12 +74,13 @@ for load in ("idle", "load"):
     for r in range(reps):
         port += 2
         ks, kt, qs, qt = f"ks{port}", f"kt{port}", f"qs{port}", f"qt{port}"
-        qnet = lambda tap: (f"-netdev tap,id=n0,ifname={tap},script=no,downscript=no "
+        qnet = lambda tap: (f"-netdev tap,id=n0,ifname={tap},script=no,downscript=no,"
+                            f"vhost={'on' if vhost else 'off'} "
                             f"-device virtio-net-pci,netdev=n0,mac={mac},romfile=")
         lines.append(f"""
 rm -f /tmp/s.sock /tmp/t.sock
-{kvz} --net tap={ks},mac={mac},vhost=off --qmp /tmp/s.sock </dev/null > /tmp/s.log 2>&1 &
-{kvz} --net tap={kt},mac={mac},vhost=off --qmp /tmp/t.sock --incoming tcp:127.0.0.1:{port} </dev/null > /tmp/t.log 2>&1 &
+{kvz} --net tap={ks},mac={mac},vhost={kvhost} --qmp /tmp/s.sock </dev/null > /tmp/s.log 2>&1 &
+{kvz} --net tap={kt},mac={mac},vhost={kvhost} --qmp /tmp/t.sock --incoming tcp:127.0.0.1:{port} </dev/null > /tmp/t.log 2>&1 &
 attach {ks}; attach {kt}
 waitfor /tmp/s.log READY || {{ echo "kvz-vmm {load}: no READY"; tail -5 /tmp/s.log; }}
 sleep 2
@@ -99,7 +111,8 @@ sleep 1
 """)
 res = kvzlab.run_in_lab("\n".join(lines), files={qmp_send: "/bin/qmp-send"}, smp=2,
                         timeout=300 + 300 * reps, l2_init=l2_init, with_qemu=True,
-                        l1_modules=["tun", "bridge"], l2_modules=["virtio_pci", "virtio_net"])
+                        l1_modules=["tun", "bridge"] + (["vhost_net"] if vhost else []),
+                        l2_modules=["virtio_pci", "virtio_net"])
 times = kvzlab.parse_times(res.output)
 if res.exit_code != 0:
     print("\n".join(res.output.splitlines()[-30:]))
