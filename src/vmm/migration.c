@@ -209,6 +209,8 @@ static void add_live_stats(struct migration *m, json_t *r)
 	json_object_set_new(ram, "dirty-pages-rate", json_integer(LOAD(dirty_pages_rate)));
 	json_object_set_new(ram, "mbps", json_real((double)LOAD(mbps)));
 	json_object_set_new(ram, "dirty-sync-count", json_integer(LOAD(dirty_sync_count)));
+	json_object_set_new(ram, "precopy-bytes", json_integer(LOAD(precopy_bytes)));
+	json_object_set_new(ram, "downtime-bytes", json_integer(LOAD(downtime_bytes)));
 	json_object_set_new(r, "total-time", json_integer(LOAD(total_time)));
 	json_object_set_new(r, "setup-time", json_integer(LOAD(setup_time)));
 	json_object_set_new(r, "downtime", json_integer(LOAD(downtime)));

@@ -37,6 +37,9 @@ struct migration_params {
 /* What query-migrate reports of a live migration (atomics, job writes). */
 struct migration_stats {
 	uint64_t transferred, duplicate, normal, remaining, dirty_sync_count;
+	/* QEMU's split of transferred: before the pause (paced by
+	 * max-bandwidth) and during it (never paced). */
+	uint64_t precopy_bytes, downtime_bytes;
 	uint64_t dirty_pages_rate, mbps, total_time, setup_time, downtime, expected_downtime;
 	uint64_t throttle_pct;
 	uint64_t disk_total, disk_transferred, disk_remaining;   /* migrate "blk" */

@@ -228,6 +228,8 @@ static int stop_and_copy(struct live *l, struct mig_writer *w, uint64_t *bitmap,
 	}
 	migration_set_status(m, MIG_DEVICE, NULL);
 	l->final = true;
+	uint64_t paused_at = w->counts.bytes;
+	STAT_SET(m, precopy_bytes, paused_at);
 	/* The state as it paused: the target's kvmclock and TSCs continue from
 	 * here, not from after the last pages went out. */
 	struct state_buf cap;
@@ -250,6 +252,7 @@ static int stop_and_copy(struct live *l, struct mig_writer *w, uint64_t *bitmap,
 	if (rc == 0)
 		rc = mig_writer_end(w, err, errlen);
 	STAT_SET(m, downtime, now_ms() - t);
+	STAT_SET(m, downtime_bytes, w->counts.bytes - paused_at);
 	STAT_SET(m, remaining, 0);
 	STAT_SET(m, disk_transferred, w->counts.disk_bytes);
 	__atomic_store_n(&m->progress.total, w->counts.bytes, __ATOMIC_RELAXED);
