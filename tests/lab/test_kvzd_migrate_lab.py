@@ -107,6 +107,13 @@ con() { timeout 2 env KVZ_SOCKET=$1 kvz console vm 2>/dev/null < /dev/null | tr 
 last() { con $1 | grep -E '^L2-COUNT [0-9]+ [0-9.]+ [0-9]+$' | tail -1 | cut -d' ' -f2,3,4; }
 i=0; while [ $i -lt 120 ] && ! con /tmp/ka/sock | grep -q '^L2-COUNT 8 '; do sleep 1; i=$((i+1)); done
 echo "BOOTED=$i"
+# A guest that never counted makes every later move an offline move of a
+# stopped VM: say why and end here rather than run the whole script.
+if [ $i -ge 120 ]; then
+  echo "NOT-BOOTED: state $(ka show vm 2>&1 | sed -n 's/.*"state": *"\([a-z]*\)".*/\1/p' | head -1)"
+  con /tmp/ka/sock | tail -n 20 | sed 's/^/NOT-BOOTED-CON: /'
+  exit 4
+fi
 ping -c 3 -W 2 10.0.9.2 >/dev/null 2>&1 && echo "PING-0=ok" || echo "PING-0=fail"
 # The TCP client: one connection to the guest's echo for the whole run, a
 # numbered line every 100 ms; /tmp/echo.log gets "N SENT_AT ECHOED_AT" per
@@ -391,6 +398,8 @@ def check_move(out, n, src_label, dst_disk_prefix):
 
 def test_kvzd_live_migrates_real_guest_there_and_back(lab_out):
     out = lab_out
+    assert "NOT-BOOTED:" not in out, "the guest never counted on its console: " + \
+        "\n".join(re.findall(r"^NOT-BOOTED.*$", out, re.M))
     assert "LAB-KVZD-VMMIG-DONE" in out, out[-4000:]
     v = values(out)
     for k in ("HOST-A", "HOST-B", "NODE-A", "NODE-B", "CREATE", "START"):
