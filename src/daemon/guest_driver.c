@@ -2,7 +2,9 @@
 
 #include <string.h>
 
+#include "guest_config.h"
 #include "log.h"
+#include "supervisor.h"
 
 static const struct guest_driver *const drivers[GUEST_KIND_COUNT] = {
 	[GUEST_VM] = &guest_vm_driver,
@@ -25,6 +27,13 @@ const struct guest_driver *guest_driver_of(json_t *g)
 		kvz_die("store: guest %s has unknown type \"%s\"",
 			json_string_value(json_object_get(g, "name")), type ? type : "(none)");
 	return drv;
+}
+
+bool guest_supervisor_runs(json_t *g)
+{
+	return sup_is_supervisor((pid_t)json_integer_value(json_object_get(g, "pid")),
+				 (unsigned long long)json_integer_value(json_object_get(g, "pid_start")),
+				 guest_driver_of(g)->prog, cfg_str(g, "name"));
 }
 
 const struct guest_driver *guest_driver_by_kind(enum guest_kind k)

@@ -107,6 +107,9 @@ const struct guest_driver *guest_driver_for_type(const char *type);
  * unknown one is a corrupt store and ends kvzd. */
 const struct guest_driver *guest_driver_of(json_t *g);
 const struct guest_driver *guest_driver_by_kind(enum guest_kind k);
+/* Whether the supervisor g records (pid, pid_start) is still that guest's
+ * driver process: not gone, and not a reused pid. */
+bool guest_supervisor_runs(json_t *g);
 
 /* Per-kind parts that live with their subject. */
 int guest_resize_vm(struct kvzd *d, json_t *g, json_t *req, struct op_error *e);

@@ -29,7 +29,6 @@
 #include "snapshots.h"
 #include "store.h"
 #include "vm_disks.h"
-#include "supervisor.h"
 
 /* The target's confirmation after the stream's end (its fsync). */
 #define CONFIRM_TIMEOUT_MS 60000
@@ -746,10 +745,7 @@ static void settle(struct kvzd *d, json_t *g, const char *how)
 	 * kvzd's own, as then. */
 	json_t *copied = json_object_get(json_object_get(g, "config"), "migrating_copied");
 	bool copy = copied ? json_is_true(copied) : ours;
-	bool runs_here = sup_is_supervisor(
-		(pid_t)json_integer_value(json_object_get(g, "pid")),
-		(unsigned long long)json_integer_value(json_object_get(g, "pid_start")),
-		guest_driver_of(g)->prog, name);
+	bool runs_here = guest_supervisor_runs(g);
 	int has = to && node_lookup(d, to, &n, &e) == 0 ? target_has(&n, name, false) : -1;
 	if (has == 1) {
 		char detail[200];

@@ -10,7 +10,6 @@
 #include "migration.h"
 #include "mono_clock.h"
 #include "qmp_client.h"
-#include "supervisor.h"
 #include "vm_state.h"
 
 #define QMP_TIMEOUT_MS 5000
@@ -177,14 +176,6 @@ static void receive_failed(struct kvzd *d, const char *name, const char *step, c
 		 tail, tail[0] ? ")" : "");
 }
 
-/* Whether g's kvz-vmm (the one started for this reservation) still runs. */
-static bool vmm_alive(json_t *g)
-{
-	return sup_is_supervisor((pid_t)json_integer_value(json_object_get(g, "pid")),
-				 (unsigned long long)json_integer_value(json_object_get(g, "pid_start")),
-				 guest_driver_of(g)->prog, cfg_str(g, "name"));
-}
-
 /* migrate-incoming, waiting for its answer as long as kvz-vmm lives, the
  * source has not discarded (its job failed or was cancelled) and
  * MIG_LIVE_TARGET_LIMIT_S has not passed: a loaded host answers late, and
@@ -208,7 +199,7 @@ static int incoming_answer(json_t *g, struct qmp_client *c, bool (*stopped)(void
 				 "in %lld s", cfg_str(g, "name"), waited);
 			return -2;
 		}
-		if (!vmm_alive(g)) {
+		if (!guest_supervisor_runs(g)) {
 			snprintf(err, errlen, "kvz-vmm ended after %lld s without an answer", waited);
 			return -1;
 		}
