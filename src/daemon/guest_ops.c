@@ -502,9 +502,8 @@ void guests_adopt_all(struct kvzd *d)
 			continue;
 		}
 		pid_t pid = (pid_t)json_integer_value(json_object_get(g, "pid"));
-		unsigned long long start = (unsigned long long)json_integer_value(json_object_get(g, "pid_start"));
 		char detail[200];
-		if (sup_is_supervisor(pid, start, guest_driver_of(g)->prog, name)) {
+		if (guest_supervisor_runs(g)) {
 			snprintf(detail, sizeof(detail), "supervisor pid %d", pid);
 			/* A paused one stays paused, with its reason. */
 			if (strcmp(state, "paused"))
